@@ -1,0 +1,52 @@
+# driftloop — every target installs what it needs first, so each works on a fresh machine.
+SHELL  := /bin/bash
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install clickhouse demo test lint format stack-up stack-down stack-status clean
+
+## install: the virtual environment at .venv/ with driftloop and its dev tools
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and exactly pinned: the machine's local CPU wheel satisfies it (no CUDA download).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## clickhouse: the Debian ClickHouse server package, when it is missing (sudo when not root)
+clickhouse:
+	@bash infra/install-clickhouse.sh
+
+## demo: start the embedded stack (broker + ClickHouse), provision it and show its status
+demo: install clickhouse
+	$(BIN)/driftloop stack up
+	$(BIN)/driftloop stack status
+
+## test: the whole suite (unit, doctests, integration against a private local stack)
+test: install clickhouse
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+stack-up: install clickhouse
+	$(BIN)/driftloop stack up
+
+stack-down: install
+	$(BIN)/driftloop stack down
+
+stack-status: install
+	$(BIN)/driftloop stack status
+
+clean:
+	-$(BIN)/driftloop stack down
+	rm -rf $(VENV) .driftloop .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""ClickHouse: connections, the schema (versioned SQL migrations) and provisioning."""

@@ -1,0 +1,69 @@
+"""Connections to ClickHouse over the native protocol (clickhouse-driver)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clickhouse_driver import Client
+
+from infra.clickhouse.migrations import MigrationReport, apply_migrations
+from infra.errors import UnreachableError
+from infra.network import port_is_open
+from infra.settings import ClickHouseEndpoint
+
+
+def connect(endpoint: ClickHouseEndpoint, *, database: str | None = None, timeout_s: float = 10.0) -> Client:
+    """A client for ``endpoint``; ``database="default"`` works before the driftloop database exists."""
+    return Client(
+        **endpoint.client_kwargs(database=database),
+        connect_timeout=timeout_s,
+        send_receive_timeout=max(timeout_s, 30.0),
+        settings={"use_numpy": False},
+    )
+
+
+def ping(endpoint: ClickHouseEndpoint, *, timeout_s: float = 2.0) -> str:
+    """The server's version string; ``UnreachableError`` when it does not answer."""
+    if not port_is_open(endpoint.host, endpoint.port, timeout_s=timeout_s):
+        raise UnreachableError(f"nothing listens on {endpoint.host}:{endpoint.port}")
+    client = connect(endpoint, database="default", timeout_s=timeout_s)
+    try:
+        return str(client.execute("SELECT version()")[0][0])
+    except Exception as exc:
+        raise UnreachableError(f"ClickHouse at {endpoint.host}:{endpoint.port} does not answer: {exc}") from exc
+    finally:
+        client.disconnect()
+
+
+def provision_schema(endpoint: ClickHouseEndpoint) -> MigrationReport:
+    """Create the database and apply every pending migration (idempotent)."""
+    client = connect(endpoint, database="default")
+    try:
+        return apply_migrations(client, endpoint.database)
+    finally:
+        client.disconnect()
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """Rows and bytes a table holds on disk (active parts; duplicates not yet merged are counted)."""
+
+    name: str
+    rows: int
+    bytes: int
+
+
+def table_sizes(endpoint: ClickHouseEndpoint) -> list[TableSize]:
+    """Every table of the driftloop database with its stored rows and bytes, by name."""
+    client = connect(endpoint, database="default")
+    try:
+        rows = client.execute(
+            "SELECT t.name, sum(p.rows), sum(p.bytes_on_disk) FROM system.tables AS t "
+            "LEFT JOIN (SELECT table, rows, bytes_on_disk FROM system.parts "
+            "           WHERE database = %(db)s AND active) AS p ON p.table = t.name "
+            "WHERE t.database = %(db)s GROUP BY t.name ORDER BY t.name",
+            {"db": endpoint.database},
+        )
+    finally:
+        client.disconnect()
+    return [TableSize(name, int(n or 0), int(b or 0)) for name, n, b in rows]

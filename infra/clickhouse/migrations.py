@@ -1,0 +1,172 @@
+"""Versioned, idempotent ClickHouse migrations from the SQL files under ``infra/clickhouse/sql``.
+
+A migration is a file ``NNNN_name.sql``: statements separated by ``;`` at the end of a line, each written
+to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the database name goes. The
+ledger (``0000_ledger.sql``) records each applied migration with the sha256 of its text; applying is a
+no-op for recorded ones, and a recorded migration whose text changed is refused (add a new file instead).
+
+>>> [m.name for m in discover()][:2]
+['0000_ledger', '0001_core_tables']
+>>> split_statements("CREATE TABLE a (x UInt8) ENGINE = Memory; -- done\\nSELECT 1;")
+['CREATE TABLE a (x UInt8) ENGINE = Memory', 'SELECT 1']
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from infra.errors import SchemaError
+
+SQL_DIR = Path(__file__).with_name("sql")
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LEDGER_VERSION = 0
+
+
+class QueryRunner(Protocol):
+    """What the migrator needs from a ClickHouse client (``clickhouse_driver.Client`` fits)."""
+
+    def execute(self, query: str, params: object = None) -> list[tuple]: ...
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file: its version, name, text and checksum."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self, database: str) -> list[str]:
+        """The file's statements with ``${database}`` replaced by ``database``."""
+        if not _DATABASE_NAME.match(database):
+            raise SchemaError(f"database name {database!r} is not a plain identifier ({_DATABASE_NAME.pattern})")
+        return split_statements(self.sql.replace("${database}", database))
+
+
+def discover(directory: Path = SQL_DIR) -> list[Migration]:
+    """Every migration file in ``directory``, in version order."""
+    migrations: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if not match:
+            raise SchemaError(f"{path}: migration files are named NNNN_lowercase_name.sql")
+        version = int(match.group(1))
+        if version in migrations:
+            raise SchemaError(f"{path}: version {version} is used by {migrations[version].name}.sql too")
+        migrations[version] = Migration(version, path.stem, path.read_text())
+    if LEDGER_VERSION not in migrations:
+        raise SchemaError(f"{directory}: the ledger migration 0000_*.sql is missing")
+    return [migrations[v] for v in sorted(migrations)]
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split SQL text into statements: ``--`` comments dropped, ``;`` outside quotes closes one."""
+    statements: list[str] = []
+    current: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if quote:
+            current.append(char)
+            if char == "\\" and i + 1 < len(sql):
+                current.append(sql[i + 1])
+                i += 1
+            elif char == quote:
+                quote = None
+        elif char in "'`\"":
+            quote = char
+            current.append(char)
+        elif sql.startswith("--", i):
+            newline = sql.find("\n", i)
+            i = len(sql) if newline == -1 else newline
+            continue
+        elif char == ";":
+            statements.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    statements.append("".join(current))
+    return [" ".join(line.strip() for line in s.strip().splitlines() if line.strip()) for s in statements if s.strip()]
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    """What :func:`apply_migrations` did."""
+
+    applied: tuple[str, ...]
+    already_applied: tuple[str, ...]
+
+
+def applied_versions(client: QueryRunner, database: str) -> dict[int, str]:
+    """Version → checksum of every migration recorded in the ledger (empty if there is no ledger yet)."""
+    exists = client.execute(
+        "SELECT count() FROM system.tables WHERE database = %(db)s AND name = 'schema_migrations'",
+        {"db": database},
+    )
+    if not exists[0][0]:
+        return {}
+    rows = client.execute(
+        f"SELECT version, argMax(checksum, applied_at) FROM {database}.schema_migrations GROUP BY version"
+    )
+    return {int(version): checksum for version, checksum in rows}
+
+
+def apply_migrations(
+    client: QueryRunner, database: str, migrations: Sequence[Migration] | None = None
+) -> MigrationReport:
+    """Apply every migration not yet in the ledger, in order; raise ``SchemaError`` on a changed one."""
+    migrations = list(discover() if migrations is None else migrations)
+    ledger = next((m for m in migrations if m.version == LEDGER_VERSION), None)
+    if ledger is None:
+        raise SchemaError("the ledger migration 0000_*.sql is missing from the migrations given")
+    _run(client, ledger, database)  # idempotent by construction; needed before the ledger can be read
+    recorded = applied_versions(client, database)
+    applied, skipped = [], []
+    for migration in migrations:
+        checksum = recorded.get(migration.version)
+        if checksum == migration.checksum:
+            skipped.append(migration.name)
+            continue
+        if checksum is not None:
+            raise SchemaError(
+                f"migration {migration.name}.sql was changed after it was applied to {database!r} "
+                "(its sha256 differs from the ledger's). Restore the file and add the change as a new "
+                "migration file with the next number."
+            )
+        if migration.version != LEDGER_VERSION:
+            _run(client, migration, database)
+        client.execute(
+            f"INSERT INTO {database}.schema_migrations (version, name, checksum) VALUES",
+            [(migration.version, migration.name, migration.checksum)],
+        )
+        applied.append(migration.name)
+    return MigrationReport(tuple(applied), tuple(skipped))
+
+
+def _run(client: QueryRunner, migration: Migration, database: str) -> None:
+    for statement in migration.statements(database):
+        try:
+            client.execute(statement)
+        except Exception as exc:  # the driver's ServerException carries the server's message
+            first_line = statement.splitlines()[0]
+            raise SchemaError(
+                f"migration {migration.name}.sql failed at `{first_line} ...`: {exc}. "
+                "Fix the statement; statements already run are safe to run again."
+            ) from exc
+
+
+def render_all(database: str, migrations: Iterable[Migration] | None = None) -> list[str]:
+    """Every statement of every migration, rendered for ``database`` (used to check the SQL on other engines)."""
+    return [s for m in (discover() if migrations is None else migrations) for s in m.statements(database)]

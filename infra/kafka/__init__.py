@@ -1,0 +1,1 @@
+"""Kafka: clients configured from settings, and provisioning of the contract's topics."""

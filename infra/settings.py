@@ -1,0 +1,335 @@
+"""The one settings object of driftloop, read once from ``DRIFTLOOP_*`` environment variables.
+
+Every option is an environment variable named ``DRIFTLOOP_`` + the field name in upper case; the defaults
+are the embedded local stack's. A bad value raises :class:`~infra.errors.SettingsError` naming the variable.
+
+>>> s = Settings.from_env({"DRIFTLOOP_TOPIC_PREFIX": "acme."})
+>>> s.topics.predictions
+'acme.predictions'
+>>> s.clickhouse.database
+'driftloop'
+>>> Settings.from_env({"DRIFTLOOP_TOPIC_PARTITIONS": "zero"})
+Traceback (most recent call last):
+...
+infra.errors.SettingsError: DRIFTLOOP_TOPIC_PARTITIONS: Input should be a valid integer, unable to parse string as an integer
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from infra.errors import SettingsError
+
+ENV_PREFIX = "DRIFTLOOP_"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class ClickHouseEndpoint(BaseModel):
+    """Where ClickHouse is and how to log in, parsed from ``DRIFTLOOP_CLICKHOUSE_URL``.
+
+    ``clickhouse://user:password@host:port/database?secure=true&ca_certs=/path&verify=true``
+
+    >>> ep = ClickHouseEndpoint.parse("clickhouse://bob:s3cret@ch.internal:9440/analytics?secure=true")
+    >>> (ep.host, ep.port, ep.user, ep.database, ep.secure)
+    ('ch.internal', 9440, 'bob', 'analytics', True)
+    >>> str(ep)
+    'clickhouse://bob:***@ch.internal:9440/analytics?secure=true'
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    database: str = "driftloop"
+    secure: bool = False
+    verify: bool = True
+    ca_certs: Path | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClickHouseEndpoint:
+        parts = urlsplit(url)
+        if parts.scheme not in {"clickhouse", "clickhouses"}:
+            raise ValueError(f"must start with clickhouse:// (got scheme {parts.scheme!r})")
+        if not parts.hostname:
+            raise ValueError("has no host (expected clickhouse://user:password@host:port/database)")
+        database = parts.path.lstrip("/") or "driftloop"
+        if not _IDENTIFIER.match(database):
+            raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"secure", "verify", "ca_certs"}
+        if unknown:
+            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: secure, verify, ca_certs")
+        secure = parts.scheme == "clickhouses" or query.get("secure", "false").lower() in _TRUE
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (9440 if secure else 9000),
+            user=unquote(parts.username or "default"),
+            password=SecretStr(unquote(parts.password or "")),
+            database=database,
+            secure=secure,
+            verify=query.get("verify", "true").lower() in _TRUE,
+            ca_certs=Path(query["ca_certs"]) if "ca_certs" in query else None,
+        )
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    def client_kwargs(self, *, database: str | None = None) -> dict[str, Any]:
+        """Keyword arguments for :class:`clickhouse_driver.Client` (``database`` overrides the URL's)."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password.get_secret_value(),
+            "database": database or self.database,
+            "secure": self.secure,
+            "verify": self.verify,
+        }
+        if self.ca_certs is not None:
+            kwargs["ca_certs"] = str(self.ca_certs)
+        return kwargs
+
+    def __str__(self) -> str:
+        auth = f"{self.user}:***" if self.password.get_secret_value() else self.user
+        suffix = "?secure=true" if self.secure else ""
+        return f"clickhouse://{auth}@{self.host}:{self.port}/{self.database}{suffix}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The contract's Kafka topic names, with the configured prefix.
+
+    >>> Topics("driftloop.").all()
+    ('driftloop.predictions', 'driftloop.outcomes', 'driftloop.alerts', 'driftloop.model-versions', \
+'driftloop.dead-letter')
+    """
+
+    prefix: str
+
+    @property
+    def predictions(self) -> str:
+        return self.prefix + "predictions"
+
+    @property
+    def outcomes(self) -> str:
+        return self.prefix + "outcomes"
+
+    @property
+    def alerts(self) -> str:
+        return self.prefix + "alerts"
+
+    @property
+    def model_versions(self) -> str:
+        return self.prefix + "model-versions"
+
+    @property
+    def dead_letter(self) -> str:
+        return self.prefix + "dead-letter"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.predictions, self.outcomes, self.alerts, self.model_versions, self.dead_letter)
+
+
+class Settings(BaseModel):
+    """Everything driftloop can be configured with; build it once with :meth:`from_env` (or :func:`get_settings`).
+
+    Kafka security options are passed through to every client so that real clusters with SASL
+    (PLAIN / SCRAM) and TLS work; secrets are ``SecretStr`` and never printed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- the public contract (DESIGN.md) ---------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
+    clickhouse_url: ClickHouseEndpoint = Field(
+        ClickHouseEndpoint(host="127.0.0.1", port=9000),
+        description="clickhouse://user:password@host:port/database[?secure=true&ca_certs=...]",
+    )
+    topic_prefix: str = Field("driftloop.", description="Prefix of every driftloop topic")
+    home: Path = Field(Path("./.driftloop"), description="Local stack data, model artifacts and logs")
+
+    # --- topics --------------------------------------------------------------------------------------------
+    topic_partitions: int = Field(4, ge=1, le=1024, description="Partitions of each topic `stack up` creates")
+    topic_replication: int = Field(1, ge=1, le=16, description="Replication factor of the topics it creates")
+
+    # --- the embedded local stack ------------------------------------------------------------------------
+    embedded: bool = Field(
+        True,
+        description="Start a local broker / ClickHouse when their address is on this machine (loopback); "
+        "false: `stack up` only provisions",
+    )
+    clickhouse_server_bin: str = Field("clickhouse-server", description="ClickHouse server binary (name or path)")
+    stack_start_timeout_s: float = Field(60.0, gt=0, description="How long `stack up` waits for a server")
+
+    # --- Kafka client security, passed through to kafka-python, aiokafka and Faust --------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+
+    # --- consumer groups ---------------------------------------------------------------------------------
+    kafka_session_timeout_s: float = Field(
+        30.0, ge=1, description="Consumer group session timeout; a group join waits about this long on Tansu"
+    )
+    kafka_rebalance_timeout_s: float = Field(30.0, ge=1, description="Consumer group rebalance timeout")
+
+    # --- logs -----------------------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_format: Literal["console", "json"] = "console"
+
+    @field_validator("clickhouse_url", mode="before")
+    @classmethod
+    def _parse_clickhouse_url(cls, value: Any) -> Any:
+        return ClickHouseEndpoint.parse(value) if isinstance(value, str) else value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port (example: 127.0.0.1:9092)")
+        return ",".join(s.strip() for s in value.split(","))
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError("may only contain letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                ENV_PREFIX + name.upper()
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(
+                    f"security protocol {self.kafka_security_protocol} needs {', '.join(missing)}"
+                )
+        return self
+
+    # --- construction ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: ``os.environ``); a bad value raises ``SettingsError``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        for key, value in env.items():
+            if not key.upper().startswith(ENV_PREFIX):
+                continue
+            field = key[len(ENV_PREFIX) :].lower()
+            if field not in cls.model_fields:
+                close = difflib.get_close_matches(key.upper(), sorted(cls.env_names()), n=1)
+                hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(cls.env_names()))}"
+                raise SettingsError(f"{key}: not a driftloop setting{hint}")
+            # An empty variable unsets an optional option (a secret left blank in a compose file, say).
+            if value == "" and cls.model_fields[field].default is None:
+                continue
+            values[field] = value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise SettingsError(_explain(exc)) from None
+
+    @classmethod
+    def env_names(cls) -> frozenset[str]:
+        """Every environment variable driftloop reads."""
+        return frozenset(ENV_PREFIX + name.upper() for name in cls.model_fields)
+
+    # --- derived views ---------------------------------------------------------------------------------------
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    @property
+    def clickhouse(self) -> ClickHouseEndpoint:
+        return self.clickhouse_url
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        return self.kafka_bootstrap.split(",")
+
+    @property
+    def kafka_is_loopback(self) -> bool:
+        return all(server.rpartition(":")[0].strip("[]") in LOOPBACK_HOSTS for server in self.kafka_servers)
+
+    def kafka_python_config(self) -> dict[str, Any]:
+        """Connection and security options for kafka-python clients (producer, consumer, admin)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            assert self.kafka_sasl_password is not None  # checked by _check_security
+            config |= {
+                "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
+            }
+        if self.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+            config["ssl_check_hostname"] = self.kafka_ssl_check_hostname
+            for option in ("cafile", "certfile", "keyfile"):
+                path = getattr(self, f"kafka_ssl_{option}")
+                if path is not None:
+                    config[f"ssl_{option}"] = str(path)
+        return config
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as its environment variable and a printable value (secrets masked)."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            shown[ENV_PREFIX + name.upper()] = "" if value is None else str(value)
+        return shown
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        variable = ENV_PREFIX + field.upper() if field else "DRIFTLOOP_* settings"
+        lines.append(f"{variable}: {message}")
+    return "; ".join(lines)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings.from_env()
