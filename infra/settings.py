@@ -20,6 +20,7 @@ import difflib
 import functools
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ class Settings(BaseModel):
     (PLAIN / SCRAM) and TLS work; secrets are ``SecretStr`` and never printed.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     # --- the public contract (DESIGN.md) ---------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]")
@@ -307,6 +308,17 @@ class Settings(BaseModel):
                 if path is not None:
                     config[f"ssl_{option}"] = str(path)
         return config
+
+    def kafka_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for Kafka clients that take one (aiokafka, Faust); None without TLS."""
+        if self.kafka_security_protocol not in {"SSL", "SASL_SSL"}:
+            return None
+        context = ssl.create_default_context(cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None)
+        context.check_hostname = self.kafka_ssl_check_hostname
+        if self.kafka_ssl_certfile is not None:
+            keyfile = str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None
+            context.load_cert_chain(str(self.kafka_ssl_certfile), keyfile)
+        return context
 
     def redacted(self) -> dict[str, str]:
         """Every setting as its environment variable and a printable value (secrets masked)."""

@@ -1,0 +1,62 @@
+"""Every SQL file of the project runs on ClickHouse 18.16 (the local server) and on current ClickHouse (chdb)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.clickhouse.client import connect
+from infra.clickhouse.migrations import discover, split_statements
+from tests.stack_fixtures import REPO, PrivateStack
+
+_SKIP = {".venv", ".git", ".driftloop", "node_modules"}
+
+
+def project_sql_files() -> list[Path]:
+    return sorted(p for p in REPO.rglob("*.sql") if not _SKIP & set(p.relative_to(REPO).parts))
+
+
+def rendered(path: Path, database: str) -> list[str]:
+    return split_statements(path.read_text().replace("${database}", database))
+
+
+def test_the_project_has_sql_files_to_check() -> None:
+    names = {p.name for p in project_sql_files()}
+    assert {m.name + ".sql" for m in discover()} <= names
+
+
+def test_every_sql_file_runs_on_current_clickhouse_twice(tmp_path: Path) -> None:
+    from chdb import session
+
+    db = session.Session(str(tmp_path / "chdb"))
+    try:
+        version = db.query("SELECT version()", "CSV").bytes().decode().strip().strip('"')
+        assert int(version.split(".")[0]) >= 24, version
+        for _ in range(2):  # the second pass proves the files are idempotent
+            for path in project_sql_files():
+                for statement in rendered(path, "driftloop"):
+                    db.query(statement)
+        tables = db.query("SELECT name FROM system.tables WHERE database = 'driftloop'", "CSV").bytes().decode()
+    finally:
+        db.close()
+    for table in ("predictions", "outcomes", "labeled", "drift_alerts", "model_versions", "retrain_runs"):
+        assert f'"{table}"' in tables
+
+
+@pytest.mark.integration
+def test_every_sql_file_runs_on_the_local_clickhouse_18_twice(stack: PrivateStack) -> None:
+    database = "sqlcheck_" + uuid.uuid4().hex[:8]
+    client = connect(stack.settings.clickhouse, database="default")
+    try:
+        assert client.execute("SELECT version()")[0][0].startswith("18.16")
+        for _ in range(2):
+            for path in project_sql_files():
+                for statement in rendered(path, database):
+                    client.execute(statement)
+        tables = {name for (name,) in client.execute(f"SHOW TABLES FROM {database}")}
+    finally:
+        client.execute(f"DROP DATABASE IF EXISTS {database}")
+        client.disconnect()
+    assert {"predictions", "outcomes", "labeled", "drift_alerts", "model_versions", "retrain_runs"} <= tables
