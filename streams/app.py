@@ -6,6 +6,7 @@ with :func:`create_app` (a different ``app_id`` is a different consumer group).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
         "key_serializer": "raw",
     }
     options.update(overrides)
+    Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
     return faust.App(app_id, **options)
 
 

@@ -10,6 +10,9 @@ import pytest
 from infra.stack import stack as local_stack
 from tests.stack_fixtures import PrivateStack, private_stack_env
 
+# Worker apps that tests run in subprocesses: not test modules (they read their config at import).
+collect_ignore = ["streams/echo_app.py"]
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
