@@ -1,0 +1,119 @@
+"""docker-compose.yml cannot run here (no Docker engine): check that it agrees with the code instead."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import pytest
+import yaml
+
+from infra.cli.main import cli
+from infra.settings import Settings
+from tests.stack_fixtures import REPO
+
+DRIFTLOOP_SERVICES = ("provision", "worker", "retrain-worker")
+_INTERPOLATION = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    """The service's environment with ${VAR:-default} resolved to its default, as compose would."""
+    env = service.get("environment") or {}
+    return {k: _INTERPOLATION.sub(lambda m: m.group(2) or "", str(v)) for k, v in env.items()}
+
+
+def _resolve(command: list[str]) -> click.Command | None:
+    """The CLI command a command line would run, or None when a word is not a verb."""
+    assert command[0] == "driftloop", command
+    node: click.Command = cli
+    ctx = click.Context(cli)
+    for word in command[1:]:
+        if word.startswith("-") or not isinstance(node, click.Group):
+            break
+        node = node.get_command(ctx, word)
+        if node is None:
+            return None
+    return node
+
+
+def test_the_stack_has_the_designed_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"kafka", "clickhouse", *DRIFTLOOP_SERVICES}
+
+
+def test_images_are_pinned(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag ({image})"
+
+
+def test_kafka_runs_in_kraft_mode_without_auto_creation(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    env = _env(kafka)
+    assert "controller" in env["KAFKA_PROCESS_ROLES"] and "broker" in env["KAFKA_PROCESS_ROLES"]
+    assert not any("ZOOKEEPER" in key for key in env)
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_clickhouse_is_a_current_lts(compose: dict[str, Any]) -> None:
+    image = compose["services"]["clickhouse"]["image"]
+    major, minor = (int(x) for x in image.split(":")[1].split(".")[:2])
+    assert image.startswith("clickhouse/clickhouse-server:") and major >= 24 and minor in {3, 8}
+
+
+@pytest.mark.parametrize("name", DRIFTLOOP_SERVICES)
+def test_every_driftloop_variable_is_a_setting_and_valid(compose: dict[str, Any], name: str) -> None:
+    env = _env(compose["services"][name])
+    unknown = {k for k in env if k.startswith("DRIFTLOOP_")} - Settings.env_names()
+    assert not unknown, f"{name} sets variables driftloop does not read: {unknown}"
+    settings = Settings.from_env(env)  # raises SettingsError on a bad value
+    assert not settings.embedded, "in compose the servers are their own containers: `stack up` only provisions"
+
+
+@pytest.mark.parametrize("name", DRIFTLOOP_SERVICES)
+def test_settings_point_at_the_compose_servers(compose: dict[str, Any], name: str) -> None:
+    services = compose["services"]
+    settings = Settings.from_env(_env(services[name]))
+    assert {s.rpartition(":")[0] for s in settings.kafka_servers} == {"kafka"}
+    clickhouse = _env(services["clickhouse"])
+    assert settings.clickhouse.host == "clickhouse"
+    assert settings.clickhouse.user == clickhouse["CLICKHOUSE_USER"]
+    assert settings.clickhouse.password.get_secret_value() == clickhouse["CLICKHOUSE_PASSWORD"]
+    assert settings.clickhouse.database == clickhouse["CLICKHOUSE_DB"]
+    listeners = _env(services["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+    assert urlsplit(listeners.split(",")[0]).netloc in settings.kafka_servers
+
+
+@pytest.mark.parametrize("name", DRIFTLOOP_SERVICES)
+def test_every_command_is_a_real_cli_verb(compose: dict[str, Any], name: str) -> None:
+    command = compose["services"][name]["command"]
+    resolved = _resolve(command)
+    assert resolved is not None and not isinstance(resolved, click.Group), f"{name}: {command}"
+
+
+def test_workers_start_after_provisioning(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("worker", "retrain-worker"):
+        assert services[name]["depends_on"]["provision"]["condition"] == "service_completed_successfully"
+    for server in ("kafka", "clickhouse"):
+        assert services["provision"]["depends_on"][server]["condition"] == "service_healthy"
+        assert "healthcheck" in services[server]
+
+
+def test_the_retrain_worker_reserves_a_gpu(compose: dict[str, Any]) -> None:
+    devices = compose["services"]["retrain-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any("gpu" in d["capabilities"] for d in devices)
+
+
+def test_the_image_installs_the_pinned_torch() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "torch==2.13.0" in dockerfile
+    for package in ("infra", "streams", "retrain", "models"):
+        assert f"COPY {package} " in dockerfile
