@@ -194,6 +194,17 @@ class Settings(BaseModel):
     )
     kafka_rebalance_timeout_s: float = Field(30.0, ge=1, description="Consumer group rebalance timeout")
 
+    # --- the streams worker ------------------------------------------------------------------------------
+    batch_max_messages: int = Field(
+        2000, ge=1, le=100_000, description="Messages an agent takes per batch (one ClickHouse insert per batch)"
+    )
+    batch_max_wait_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch before it is written")
+    max_message_bytes: int = Field(1 << 20, ge=1024, description="Larger messages go to dead-letter unread")
+    join_window_s: float = Field(
+        3600.0, gt=0, description="How long an outcome waits for its prediction before it counts as unmatched"
+    )
+    join_sweep_interval_s: float = Field(5.0, gt=0, description="How often waiting outcomes are joined again")
+
     # --- logs -----------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"

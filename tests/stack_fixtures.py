@@ -48,3 +48,47 @@ def private_stack_env(home: Path, *, database: str = "driftloop", prefix: str = 
         "DRIFTLOOP_TOPIC_PARTITIONS": "3",
         **FAST_GROUP_ENV,
     }
+
+
+class WorkerProcess:
+    """``driftloop worker`` in a subprocess on a private stack; its output is kept for failure messages."""
+
+    def __init__(self, stack: PrivateStack, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | stack.env | env
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli.main", "worker"],
+            env=full_env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.alive:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")

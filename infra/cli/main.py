@@ -1,7 +1,7 @@
 """``driftloop``: the command line of the whole system.
 
-Verbs of other packages are imported when they run, so ``infra`` stays underneath everything and the
-CLI starts fast.
+Verbs of other packages are imported inside the command that runs them, so importing ``infra`` never
+imports ``streams``, ``retrain`` or ``models``, and the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -93,6 +93,21 @@ def stack_status(ctx: click.Context) -> None:
     show_status(console, report)
     if not report.healthy:
         ctx.exit(1)
+
+
+@cli.command("worker")
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the streams worker: ingest predictions and outcomes, join them, feed the detectors."""
+    from streams.worker import run_worker
+
+    settings = _settings(ctx)
+    console.print(
+        f"driftloop worker: {settings.topics.predictions} + {settings.topics.outcomes} "
+        f"({settings.kafka_bootstrap}) → {settings.clickhouse}; Ctrl-C stops it",
+        style="dim",
+    )
+    run_worker(settings)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from infra.settings import Settings
-from streams.app import create_app
+from streams.app_factory import create_app
 
 settings = Settings.from_env()
 app = create_app(settings, app_id=os.environ["ECHO_APP_ID"])

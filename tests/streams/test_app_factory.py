@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from infra.settings import Settings
-from streams.app import broker_credentials, create_app
+from streams.app_factory import broker_credentials, create_app
 from tests.stack_fixtures import REPO, PrivateStack
 
 

@@ -1,0 +1,62 @@
+"""Faust apps configured from the one settings object.
+
+:func:`create_app` gives a bare app on the configured cluster; ``streams.worker`` installs the agents.
+Tests and tools build their own (a different ``app_id`` is a different consumer group).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from infra.settings import Settings, get_settings
+
+
+def broker_url(settings: Settings) -> str:
+    """Faust's broker URL for the configured bootstrap servers (``kafka://h1:p1;h2:p2``)."""
+    return "kafka://" + ";".join(settings.kafka_servers)
+
+
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """SASL and/or TLS credentials for Faust's Kafka clients, from the settings' security options."""
+    context = settings.kafka_ssl_context()
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None  # Settings checks SASL options are complete
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-streams", **overrides: Any) -> faust.App:
+    """A Faust app on the configured cluster, with driftloop's defaults (keyword arguments override them).
+
+    Group timeouts come from ``DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S`` / ``..._REBALANCE_TIMEOUT_S``: a group
+    join on the embedded broker waits about one session timeout, so tests set them short.
+    """
+    settings = settings or get_settings()
+    session = settings.kafka_session_timeout_s
+    options: dict[str, Any] = {
+        "broker": broker_url(settings),
+        "broker_credentials": broker_credentials(settings),
+        "broker_session_timeout": session,
+        "broker_heartbeat_interval": min(3.0, session / 3),
+        "broker_rebalance_timeout": settings.kafka_rebalance_timeout_s,
+        "broker_request_timeout": max(90.0, session + 5),
+        "consumer_auto_offset_reset": "earliest",
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication,
+        "datadir": str(settings.home / "faust" / app_id),
+        "web_enabled": False,
+        "autodiscover": False,
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+    }
+    options.update(overrides)
+    Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
+    return faust.App(app_id, **options)

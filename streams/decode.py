@@ -1,0 +1,349 @@
+"""Decode and validate Kafka messages into column batches, in one pass per batch of messages.
+
+A message value is UTF-8 JSON: one event object, or an envelope ``{"events": [...]}``. Good events become
+rows; a message or event that breaks the contract (docs/events.md) becomes a :class:`DeadLetter` with a
+reason, and decoding goes on: a bad record never stops a worker.
+
+>>> msgs = [Incoming(b'{"model": "m", "request_id": "r1", "ts": 1700000000, "features": {"x": 1.5}, '
+...                  b'"prediction": 1}', "p", 0, 7), Incoming(b'{"model": "m"', "p", 0, 8)]
+>>> decoded = decode_predictions(msgs)
+>>> decoded.rows["num.value"], decoded.rows["prediction"]
+([[1.5]], ['1'])
+>>> decoded.dead[0].reason, decoded.dead[0].offset
+("malformed JSON: Expecting ',' delimiter: line 1 column 14 (char 13)", 8)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+from streams.batch import ColumnBatch, Decoded, DeadLetter
+
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_FEATURES = 2000
+MAX_TEXT = 1024
+_MAX_EPOCH = 4_294_967_295  # ClickHouse DateTime ends in 2106
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
+
+PREDICTION_COLUMNS = (
+    "event_id", "model", "model_version", "request_id", "ts", "ts_ms",
+    "num.name", "num.value", "cat.name", "cat.value", "missing",
+    "prediction", "prediction_num", "score", "scores.label", "scores.probability",
+)  # fmt: skip
+OUTCOME_COLUMNS = ("event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num")
+
+
+class Incoming(NamedTuple):
+    """One Kafka message as the decoder needs it."""
+
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+
+
+class EventError(ValueError):
+    """An event breaks the contract; the message says which field and how."""
+
+
+def decode_predictions(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
+    """Prediction events of ``messages`` as a ``predictions`` batch, and dead letters for the rest."""
+    return _decode(messages, "predictions", PREDICTION_COLUMNS, _prediction_row, max_bytes)
+
+
+def decode_outcomes(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
+    """Outcome events of ``messages`` as an ``outcomes`` batch, and dead letters for the rest."""
+    return _decode(messages, "outcomes", OUTCOME_COLUMNS, _outcome_row, max_bytes)
+
+
+def _decode(
+    messages: Iterable[Incoming],
+    table: str,
+    names: tuple[str, ...],
+    to_row: Callable[[dict[str, Any]], tuple[Any, ...]],
+    max_bytes: int,
+) -> Decoded:
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
+    dead: list[DeadLetter] = []
+    for position, message in enumerate(messages):
+        for index, event, problem in _events(message.value, max_bytes):
+            if problem is None:
+                try:
+                    add((*to_row(event), position))
+                    continue
+                except EventError as exc:
+                    problem = str(exc)
+            original = message.value if index < 0 else _reencode(event)
+            dead.append(DeadLetter(problem, original, message.topic, message.partition, message.offset, index))
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(len(names) + 1)]
+    origins = columns.pop()
+    return Decoded(ColumnBatch(table, dict(zip(names, columns, strict=True))), dead, origins)
+
+
+def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str | None]]:
+    """(index in envelope or -1, event, problem) for every event of one message value."""
+    if value is None:
+        yield -1, None, "empty message (no value)"
+        return
+    if len(value) > max_bytes:
+        yield -1, None, f"message of {len(value):,} bytes is over the {max_bytes:,}-byte limit"
+        return
+    try:
+        doc = json.loads(value.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        yield -1, None, f"not UTF-8: {exc.reason} at byte {exc.start}"
+        return
+    except json.JSONDecodeError as exc:
+        yield -1, None, f"malformed JSON: {exc}"
+        return
+    except EventError as exc:
+        yield -1, None, f"malformed JSON: {exc}"
+        return
+    except RecursionError:
+        yield -1, None, "malformed JSON: nested too deeply"
+        return
+    # JSON may spell a lone UTF-16 surrogate (\\ud800) that no UTF-8 column can store: find those events.
+    surrogates = b"\\ud" in value or b"\\uD" in value
+    if not isinstance(doc, dict):
+        yield -1, None, f"expected a JSON object (an event or {{\"events\": [...]}}), got {_kind(doc)}"
+        return
+    if "events" not in doc:
+        yield -1, doc, _surrogate_problem(doc) if surrogates else None
+        return
+    events = doc["events"]
+    if not isinstance(events, list):
+        yield -1, None, f'envelope field "events" must be a list, got {_kind(events)}'
+        return
+    for index, event in enumerate(events):
+        if isinstance(event, dict):
+            yield index, event, _surrogate_problem(event) if surrogates else None
+        else:
+            yield index, event, f"envelope item must be an event object, got {_kind(event)}"
+
+
+def _surrogate_problem(event: dict[str, Any]) -> str | None:
+    try:
+        json.dumps(event, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not valid text"
+    return None
+
+
+def _reject_constant(name: str) -> float:
+    raise EventError(f"{name} is not a JSON number")
+
+
+def _reencode(event: Any) -> bytes:
+    try:
+        return json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except (TypeError, ValueError, RecursionError):
+        return repr(event).encode("utf-8", "replace")
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+# --- field rules ------------------------------------------------------------------------------------------
+
+_known_features: set[str] = set()
+
+
+def _model(event: dict[str, Any]) -> str:
+    model = event.get("model")
+    if type(model) is not str:
+        raise EventError(_missing_or_type("model", model, "a string"))
+    if not _MODEL_NAME.match(model):
+        raise EventError(f'"model" {model[:80]!r} must match {_MODEL_NAME.pattern} (letters, digits, . _ -)')
+    return model
+
+
+def _text(event: dict[str, Any], field: str) -> str:
+    value = event.get(field)
+    if type(value) is not str:
+        raise EventError(_missing_or_type(field, value, "a string"))
+    if not value or len(value) > MAX_TEXT:
+        raise EventError(f'"{field}" must be 1 to {MAX_TEXT} characters (got {len(value)})')
+    return value
+
+
+def _missing_or_type(field: str, value: Any, expected: str) -> str:
+    if value is None:
+        return f'missing required field "{field}"'
+    return f'"{field}" must be {expected}, got {_kind(value)}'
+
+
+def _number(value: Any, what: str) -> float:
+    kind = type(value)
+    if kind is float:
+        if value - value != 0.0:  # NaN or ±inf
+            raise EventError(f"{what} must be a finite number, got {value}")
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise EventError(f"{what} is too large ({len(str(value))} digits)") from None
+        return number
+    raise EventError(f"{what} must be a number, got {_kind(value)}")
+
+
+def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
+    """(epoch seconds, epoch milliseconds) of ``ts``: RFC 3339 text or epoch seconds."""
+    value = event.get("ts")
+    if type(value) is str:
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        epoch = parsed.timestamp()
+    elif value is None:
+        raise EventError('missing required field "ts"')
+    else:
+        try:
+            epoch = _number(value, '"ts"')
+        except EventError:
+            raise EventError(f'"ts" must be an RFC 3339 string or epoch seconds, got {_kind(value)}') from None
+    if not 0 <= epoch < _MAX_EPOCH:
+        raise EventError(f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07')
+    return int(epoch), int(round(epoch * 1000))
+
+
+def _value_text(value: Any, field: str) -> tuple[str, float]:
+    """A prediction or label as (canonical text, number or NaN): 1, 1.0 and "1" compare equal as text."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_TEXT:
+            raise EventError(f'"{field}" is longer than {MAX_TEXT} characters')
+        return value, math.nan
+    if value is None:
+        raise EventError(f'missing required field "{field}"')
+    number = _number(value, f'"{field}"')
+    return (str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)), number
+
+
+def _event_id(event: dict[str, Any], key: str) -> str:
+    given = event.get("event_id")
+    if given is None:
+        # Deterministic: the same event re-sent gets the same id, so ClickHouse keeps it once.
+        return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    if type(given) is not str or not 0 < len(given) <= 128:
+        raise EventError('"event_id" must be a string of 1 to 128 characters')
+    return given  # type: ignore[no-any-return]
+
+
+def _features(event: dict[str, Any]) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
+    features = event.get("features")
+    if type(features) is not dict:
+        raise EventError(_missing_or_type("features", features, "an object of name → number, string or null"))
+    if len(features) > MAX_FEATURES:
+        raise EventError(f'"features" has {len(features)} entries; at most {MAX_FEATURES} are accepted')
+    names = list(features)
+    if not _known_features.issuperset(names):
+        _learn_names(names)
+    values = list(features.values())
+    if _NUMERIC.issuperset(map(type, values)):  # the common case, checked in C: every value a number
+        try:
+            numbers = [float(v) for v in values]
+        except OverflowError:
+            numbers = []  # an integer too large for a float: the slow path names it
+        if len(numbers) == len(values) and math.isfinite(math.fsum(numbers)):
+            return names, numbers, [], [], []
+    return _features_one_by_one(features)
+
+
+_NUMERIC = frozenset({float, int})
+
+
+def _learn_names(names: list[str]) -> None:
+    for name in names:
+        if name not in _known_features:
+            if not _FEATURE_NAME.match(name):
+                raise EventError(f"feature name {name[:80]!r} must be 1-128 printable characters")
+            if len(_known_features) < 100_000:
+                _known_features.add(name)
+
+
+def _features_one_by_one(features: dict[str, Any]) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
+    num_names: list[str] = []
+    num_values: list[float] = []
+    cat_names: list[str] = []
+    cat_values: list[str] = []
+    missing: list[str] = []
+    for name, value in features.items():
+        kind = type(value)
+        if kind is float or kind is int:
+            num_names.append(name)
+            num_values.append(_number(value, f"feature {name!r}"))
+        elif kind is str:
+            if len(value) > MAX_TEXT:
+                raise EventError(f"feature {name!r} is longer than {MAX_TEXT} characters")
+            cat_names.append(name)
+            cat_values.append(value)
+        elif value is None:
+            missing.append(name)
+        else:
+            raise EventError(f"feature {name!r} must be a number, string or null, got {_kind(value)}")
+    return num_names, num_values, cat_names, cat_values, missing
+
+
+def _score(value: Any, prediction: str) -> tuple[float, list[str], list[float]]:
+    if value is None:
+        return math.nan, [], []
+    if type(value) is dict:
+        labels = list(value)
+        probabilities = [_number(p, f'"score" of class {c!r}') for c, p in value.items()]
+        score = value.get(prediction)
+        return (float(score) if score is not None else max(probabilities, default=math.nan)), labels, probabilities
+    return _number(value, '"score"'), [], []
+
+
+def validate_prediction(event: dict[str, Any]) -> str:
+    """Check a prediction event against the contract (``EventError`` says what is wrong); its event_id."""
+    return str(_prediction_row(event)[0])
+
+
+def validate_outcome(event: dict[str, Any]) -> str:
+    """Check an outcome event against the contract (``EventError`` says what is wrong); its event_id."""
+    return str(_outcome_row(event)[0])
+
+
+def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    model = _model(event)
+    request_id = _text(event, "request_id")
+    ts, ts_ms = _timestamp(event)
+    num_names, num_values, cat_names, cat_values, missing = _features(event)
+    prediction, prediction_num = _value_text(event.get("prediction"), "prediction")
+    score, labels, probabilities = _score(event.get("score"), prediction)
+    version = event.get("model_version", 0)
+    if version is None:
+        version = 0
+    if type(version) is not int or not 0 <= version < 2**32:
+        raise EventError('"model_version" must be a non-negative integer')
+    event_id = _event_id(event, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
+    return (
+        event_id, model, version, request_id, ts, ts_ms,
+        num_names, num_values, cat_names, cat_values, missing,
+        prediction, prediction_num, score, labels, probabilities,
+    )  # fmt: skip
+
+
+def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    model = _model(event)
+    request_id = _text(event, "request_id")
+    ts, ts_ms = _timestamp(event)
+    label, label_num = _value_text(event.get("label"), "label")
+    event_id = _event_id(event, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label}")
+    return event_id, model, request_id, ts, ts_ms, label, label_num

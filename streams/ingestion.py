@@ -1,0 +1,156 @@
+"""What the ingestion agents do with each batch of messages: decode, write, join, dead-letter, observe.
+
+The order inside a batch is what makes delivery at-least-once: rows reach ClickHouse, dead letters reach
+their topic and table, and only then may the caller ack the batch's messages (so that Faust commits
+their offsets). A crash anywhere before that re-delivers the batch; every write is idempotent by
+``event_id`` (or by Kafka coordinates for dead letters), so re-delivery doubles nothing in query results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from infra.settings import Settings
+from streams.batch import ColumnBatch, Decoded, DeadLetter
+from streams.decode import Incoming, decode_outcomes, decode_predictions
+from streams.join import OutcomeJoin
+from streams.observers import BatchObserver
+from streams.sink import ClickHouseSink
+
+log = logging.getLogger("driftloop.ingestion")
+
+MAX_STORED_ORIGINAL = 64 * 1024
+DEAD_LETTER_COLUMNS = (
+    "source_topic", "source_partition", "source_offset", "event_index", "reason", "original",
+    "original_size", "received_at",
+)  # fmt: skip
+
+
+class DeadLetterPublisher(Protocol):
+    """Publishes dead letters to the dead-letter topic and returns once the broker has them."""
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+@dataclass
+class IngestionMetrics:
+    """Counters of the ingestion agents (events by kind, dead letters, join outcomes, failures)."""
+
+    messages: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    labeled: int = 0
+    waiting_outcomes: int = 0
+    expired_outcomes: int = 0
+    batch_errors: int = 0
+    observer_errors: int = 0
+    last_batch_s: float = 0.0
+
+
+class Ingestion:
+    """The batch handlers behind the ingestion agents (Faust-free, so tools and tests can drive them)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dead_letters: DeadLetterPublisher,
+        observers: Sequence[BatchObserver] = (),
+    ) -> None:
+        self.settings = settings
+        self.dead_letter_publisher = dead_letters
+        self.observers = list(observers)
+        self.prediction_sink = ClickHouseSink(settings.clickhouse)
+        self.outcome_sink = ClickHouseSink(settings.clickhouse)
+        self.join = OutcomeJoin(settings.clickhouse, self.outcome_sink, window_s=settings.join_window_s)
+        self.metrics = IngestionMetrics()
+
+    async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
+        started = time.perf_counter()
+        decoded = decode_predictions(messages, max_bytes=self.settings.max_message_bytes)
+        rows = await self._write(decoded, messages, self.prediction_sink)
+        self._count("predictions", messages, rows)
+        await self._observe("on_predictions", rows)
+        self.metrics.last_batch_s = time.perf_counter() - started
+
+    async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
+        started = time.perf_counter()
+        decoded = decode_outcomes(messages, max_bytes=self.settings.max_message_bytes)
+        rows = await self._write(decoded, messages, self.outcome_sink)
+        self._count("outcomes", messages, rows)
+        partitions = [messages[i].partition for i in decoded.origins]
+        result = await self.join.join(rows, partitions)
+        self.metrics.labeled += len(result.labeled)
+        self.metrics.waiting_outcomes += result.waiting
+        await self._observe("on_labeled", result.labeled)
+        self.metrics.last_batch_s = time.perf_counter() - started
+
+    async def sweep(self, partitions: set[int] | None) -> None:
+        """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
+        result = await self.join.sweep(partitions)
+        self.metrics.labeled += len(result.labeled)
+        self.metrics.expired_outcomes += result.expired
+        if len(result.labeled) or result.expired:
+            log.info("join sweep", extra={"fields": {"labeled": len(result.labeled), "expired": result.expired,
+                                                     "still_waiting": result.waiting}})  # fmt: skip
+        await self._observe("on_labeled", result.labeled)
+
+    def close(self) -> None:
+        self.prediction_sink.close()
+        self.outcome_sink.close()
+        self.join.close()
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    async def _write(self, decoded: Decoded, messages: Sequence[Incoming], sink: ClickHouseSink) -> ColumnBatch:
+        """Write good rows; dead-letter bad events and rows ClickHouse refused; return the rows written."""
+        rejected = await sink.write(decoded.rows)
+        letters = list(decoded.dead)
+        rows = decoded.rows
+        if rejected:
+            refused = {r.index for r in rejected}
+            for r in rejected:
+                source = messages[decoded.origins[r.index]]
+                letters.append(DeadLetter(r.reason, source.value, source.topic, source.partition, source.offset))
+            kept = [i for i in range(len(rows)) if i not in refused]
+            rows = rows.take(kept)
+            decoded.origins = [decoded.origins[i] for i in kept]
+        if letters:
+            await self._dead_letter(letters)
+        return rows
+
+    async def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        await self.dead_letter_publisher.publish(letters)
+        now = int(time.time())
+        table = ColumnBatch("dead_letters", {
+            "source_topic": [d.topic for d in letters],
+            "source_partition": [d.partition for d in letters],
+            "source_offset": [d.offset for d in letters],
+            "event_index": [d.index for d in letters],
+            "reason": [d.reason for d in letters],
+            "original": [d.original[:MAX_STORED_ORIGINAL] for d in letters],
+            "original_size": [len(d.original) for d in letters],
+            "received_at": [now] * len(letters),
+        })  # fmt: skip
+        await self.prediction_sink.write(table)
+        self.metrics.dead_letters += len(letters)
+        log.info("dead-lettered", extra={"fields": {"count": len(letters), "first_reason": letters[0].reason}})
+
+    def _count(self, kind: str, messages: Sequence[Incoming], rows: ColumnBatch) -> None:
+        self.metrics.messages[kind] += len(messages)
+        self.metrics.events[kind] += len(rows)
+
+    async def _observe(self, hook: str, rows: ColumnBatch) -> None:
+        if not len(rows):
+            return
+        for observer in self.observers:
+            try:
+                await getattr(observer, hook)(rows)
+            except Exception:
+                self.metrics.observer_errors += 1
+                log.exception("observer failed; ingestion goes on", extra={"fields": {"observer": repr(observer)}})
+

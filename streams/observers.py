@@ -1,0 +1,19 @@
+"""The seam between ingestion and what watches the data (the drift detectors plug in here).
+
+Ingestion calls every observer with each batch once ClickHouse holds it; an observer that fails is
+logged and never holds ingestion back.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from streams.batch import ColumnBatch
+
+
+class BatchObserver(Protocol):
+    """Receives prediction batches and labeled batches, column by column, in arrival order per partition."""
+
+    async def on_predictions(self, rows: ColumnBatch) -> None: ...
+
+    async def on_labeled(self, rows: ColumnBatch) -> None: ...

@@ -1,0 +1,183 @@
+"""The ClickHouse sink: columnar batch inserts, retried while ClickHouse is unavailable, never dropping rows.
+
+One ``write`` is one ``INSERT`` of a whole batch (clickhouse-driver's columnar form). While ClickHouse is
+down or overloaded the write retries with exponential backoff and does not return: the agent calling it
+stops taking messages, Faust stops fetching once its buffers are full, and memory stays bounded; no offset
+is committed for rows not yet written. Rows ClickHouse can never take (a value the column type rejects)
+are isolated by bisecting the batch and returned as rejected with the reason, so that the caller can
+dead-letter them instead of blocking forever.
+
+Inserts are at-least-once; the tables are ReplacingMergeTrees keyed by ``event_id``, so a batch written
+twice (a crash before the offset commit) is counted once by queries that read with ``FINAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+
+from infra.clickhouse.client import connect
+from infra.settings import ClickHouseEndpoint
+from streams.batch import ColumnBatch
+
+log = logging.getLogger("driftloop.sink")
+
+# Server error codes that mean "try again later" rather than "this data is wrong".
+_TRANSIENT_SERVER_CODES = frozenset({
+    ch_errors.ErrorCodes.TIMEOUT_EXCEEDED,
+    ch_errors.ErrorCodes.TOO_MANY_SIMULTANEOUS_QUERIES,
+    ch_errors.ErrorCodes.MEMORY_LIMIT_EXCEEDED,
+    ch_errors.ErrorCodes.SOCKET_TIMEOUT,
+    ch_errors.ErrorCodes.NETWORK_ERROR,
+    ch_errors.ErrorCodes.TOO_MANY_PARTS,
+    ch_errors.ErrorCodes.UNKNOWN_TABLE,  # not provisioned yet: `driftloop stack up` fixes it, rows wait
+    ch_errors.ErrorCodes.UNKNOWN_DATABASE,
+    ch_errors.ErrorCodes.READONLY,
+    ch_errors.ErrorCodes.ALL_CONNECTION_TRIES_FAILED,
+    ch_errors.ErrorCodes.CANNOT_ALLOCATE_MEMORY,
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff between retries: ``initial_s`` doubling up to ``max_s``."""
+
+    initial_s: float = 0.2
+    max_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_s, self.initial_s * 2 ** min(attempt, 30)))
+
+
+@dataclass
+class SinkMetrics:
+    """Counters of one sink; read them from the worker (logs, status) or tests."""
+
+    rows_written: Counter[str] = field(default_factory=Counter)
+    batches_written: Counter[str] = field(default_factory=Counter)
+    rows_rejected: int = 0
+    retries: int = 0
+    rows_waiting: int = 0  # rows in a write that is retrying: the backpressure in effect
+    largest_batch: int = 0
+    last_batch_rows: int = 0
+    last_insert_s: float = 0.0
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row ClickHouse refused: its index in the batch and why."""
+
+    index: int
+    reason: str
+
+
+class ClickHouseSink:
+    """Writes :class:`ColumnBatch` es to ClickHouse; see the module docstring for the guarantees."""
+
+    def __init__(self, endpoint: ClickHouseEndpoint, *, backoff: Backoff | None = None) -> None:
+        self.endpoint = endpoint
+        self.backoff = backoff or Backoff()
+        self.metrics = SinkMetrics()
+        self._client: Client | None = None
+        self._lock = threading.Lock()  # one insert at a time on the one connection
+        self._closed = threading.Event()
+
+    async def write(self, batch: ColumnBatch) -> list[Rejected]:
+        """Insert ``batch``; retries until it is written; returns the rows ClickHouse can never take."""
+        if not len(batch):
+            return []
+        return await asyncio.to_thread(self.write_blocking, batch)
+
+    def write_blocking(self, batch: ColumnBatch) -> list[Rejected]:
+        """The blocking form of :meth:`write`, for threads and tools outside asyncio."""
+        if not len(batch):
+            return []
+        with self._lock:
+            self.metrics.rows_waiting += len(batch)
+            try:
+                rejected = self._write_isolating(batch, list(range(len(batch))))
+            finally:
+                self.metrics.rows_waiting -= len(batch)
+        written = len(batch) - len(rejected)
+        self.metrics.rows_written[batch.table] += written
+        self.metrics.batches_written[batch.table] += 1
+        self.metrics.rows_rejected += len(rejected)
+        self.metrics.largest_batch = max(self.metrics.largest_batch, len(batch))
+        self.metrics.last_batch_rows = len(batch)
+        return rejected
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client = None
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _write_isolating(self, batch: ColumnBatch, indices: list[int]) -> list[Rejected]:
+        """Insert the rows at ``indices``; on a data error, bisect to find the rows at fault."""
+        error = self._insert_retrying(batch.take(indices) if len(indices) != len(batch) else batch)
+        if error is None:
+            return []
+        if len(indices) == 1:
+            return [Rejected(indices[0], f"ClickHouse refused the row: {error}")]
+        middle = len(indices) // 2
+        return self._write_isolating(batch, indices[:middle]) + self._write_isolating(batch, indices[middle:])
+
+    def _insert_retrying(self, batch: ColumnBatch) -> str | None:
+        """Insert until it succeeds (None) or fails for a reason retrying cannot fix (its message)."""
+        names = ", ".join(f"`{name}`" for name in batch.columns)
+        query = f"INSERT INTO `{self.endpoint.database}`.`{batch.table}` ({names}) VALUES"
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                self._connection().execute(query, list(batch.columns.values()), columnar=True)
+                self.metrics.last_insert_s = time.perf_counter() - started
+                if attempt:
+                    log.warning("ClickHouse insert succeeded after retries", extra={"fields": {
+                        "table": batch.table, "rows": len(batch), "attempts": attempt + 1}})  # fmt: skip
+                return None
+            except Exception as exc:
+                if not _is_transient(exc):
+                    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                self._drop_connection()
+                self.metrics.retries += 1
+                self.metrics.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                delay = self.backoff.delay(attempt)
+                log.warning("ClickHouse unavailable; holding the batch and retrying", extra={"fields": {
+                    "table": batch.table, "rows": len(batch), "attempt": attempt + 1,
+                    "retry_in_s": round(delay, 2), "error": self.metrics.last_error}})  # fmt: skip
+                if self._closed.wait(delay):
+                    raise SinkClosedError(f"sink closed while {len(batch)} {batch.table} rows waited") from exc
+                attempt += 1
+
+    def _connection(self) -> Client:
+        if self._client is None:
+            self._client = connect(self.endpoint)
+        return self._client
+
+    def _drop_connection(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.disconnect()
+            finally:
+                self._client = None
+
+
+class SinkClosedError(RuntimeError):
+    """The sink was closed (the worker is stopping) while a batch waited for ClickHouse: it was not written."""
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, ch_errors.ServerException):
+        return exc.code in _TRANSIENT_SERVER_CODES
+    return isinstance(exc, ch_errors.NetworkError | ch_errors.SocketTimeoutError | OSError | EOFError)

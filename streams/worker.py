@@ -1,0 +1,117 @@
+"""The streams worker: the Faust app with the ingestion agents, the join sweep and the dead-letter topic.
+
+``driftloop worker`` and ``faust -A streams.app worker`` both run :func:`build_worker_app`'s app.
+
+Offsets: ``take_events`` acks a batch's messages when the loop body returns, whatever happened inside.
+Each message is therefore *held* (one extra reference) while its batch is handled, and released only
+after ClickHouse and the dead-letter topic have everything; a batch that fails or is interrupted stays
+unacknowledged, Faust does not commit past it, and it is delivered again after a restart or rebalance.
+Agents run with concurrency 1: with more, Faust can commit past a message still in flight
+(faust-streaming #606).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import faust
+from faust.types import EventT, StreamT
+
+from infra.settings import Settings
+from streams.app_factory import create_app
+from streams.batch import DeadLetter
+from streams.decode import Incoming
+from streams.ingestion import Ingestion
+from streams.observers import BatchObserver
+
+log = logging.getLogger("driftloop.worker")
+
+Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
+
+
+class FaustDeadLetters:
+    """Publishes dead letters on the dead-letter topic through the app's producer, waiting for delivery."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.topic = app.topic(topic)
+
+    async def publish(self, letters: Sequence[DeadLetter]) -> None:
+        pending = [
+            await self.topic.send(key=d.topic.encode(), value=json.dumps(d.to_json()).encode()) for d in letters
+        ]
+        await asyncio.gather(*pending)
+
+
+def build_worker_app(
+    settings: Settings, *, app_id: str = "driftloop-streams", observers: Sequence[BatchObserver] = ()
+) -> faust.App:
+    """The streams worker's Faust app; ``app.ingestion`` holds the handlers and their metrics."""
+    app = create_app(settings, app_id=app_id)
+    ingestion = Ingestion(settings, FaustDeadLetters(app, settings.topics.dead_letter), observers)
+    app.ingestion = ingestion  # type: ignore[attr-defined]
+    outcomes_topic = settings.topics.outcomes
+    source_topics = {settings.topics.predictions, outcomes_topic}
+
+    async def consume(stream: StreamT, handle: Handler) -> None:
+        async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_max_wait_s):
+            await _handle_held(stream, events, handle, ingestion)
+
+    @app.agent(app.topic(settings.topics.predictions), name="ingest-predictions", concurrency=1)
+    async def ingest_predictions(stream: StreamT) -> None:
+        await consume(stream, ingestion.on_prediction_messages)
+
+    @app.agent(app.topic(outcomes_topic), name="ingest-outcomes", concurrency=1)
+    async def ingest_outcomes(stream: StreamT) -> None:
+        await consume(stream, ingestion.on_outcome_messages)
+
+    @app.timer(settings.join_sweep_interval_s, name="join-sweep")
+    async def join_sweep() -> None:
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == outcomes_topic}
+        if owned:
+            try:
+                await ingestion.sweep(owned)
+            except Exception:
+                log.exception("join sweep failed; the next one retries")
+
+    @app.on_partitions_assigned.connect
+    async def log_assignment(sender: object, assigned: set, **kwargs: object) -> None:
+        owned = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in source_topics)
+        log.info("partitions assigned", extra={"fields": {"partitions": ",".join(owned) or "none"}})
+
+    @app.timer(60.0, name="ingestion-metrics")
+    async def report_metrics() -> None:
+        m, s = ingestion.metrics, ingestion.prediction_sink.metrics
+        log.info("ingestion", extra={"fields": {
+            "events": dict(m.events), "dead_letters": m.dead_letters, "labeled": m.labeled,
+            "expired_outcomes": m.expired_outcomes, "rows_written": dict(s.rows_written),
+            "sink_retries": s.retries + ingestion.outcome_sink.metrics.retries}})  # fmt: skip
+
+    return app
+
+
+async def _handle_held(stream: StreamT, events: Sequence[EventT], handle: Handler, ingestion: Ingestion) -> None:
+    for event in events:
+        event.message.incref()  # hold: take_events' own ack must not be the last one
+    messages = [Incoming(e.message.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
+    try:
+        await handle(messages)
+    except Exception:
+        ingestion.metrics.batch_errors += 1
+        log.exception("batch failed; its messages stay unacknowledged and are delivered again after a restart")
+        return
+    for event in events:
+        await stream.ack(event)  # release: now Faust may commit these offsets
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the streams worker in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+    app = build_worker_app(settings)
+    gc.freeze()  # modules and configuration live forever: keep them out of every collection
+    worker = faust.Worker(
+        app, loglevel=settings.log_level.lower(), override_logging=False, quiet=True, redirect_stdouts=False
+    )
+    worker.execute_from_commandline()
