@@ -198,6 +198,9 @@ class Settings(BaseModel):
     batch_max_messages: int = Field(
         2000, ge=1, le=100_000, description="Messages an agent takes per batch (one ClickHouse insert per batch)"
     )
+    batch_max_bytes: int = Field(
+        8 << 20, ge=1 << 16, description="Bytes of messages decoded and inserted at once (bounds worker memory)"
+    )
     batch_max_wait_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch before it is written")
     max_message_bytes: int = Field(1 << 20, ge=1024, description="Larger messages go to dead-letter unread")
     join_window_s: float = Field(

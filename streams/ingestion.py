@@ -70,6 +70,14 @@ class Ingestion:
         self.metrics = IngestionMetrics()
 
     async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
+        for chunk in _chunks(messages, self.settings.batch_max_bytes):
+            await self._predictions(chunk)
+
+    async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
+        for chunk in _chunks(messages, self.settings.batch_max_bytes):
+            await self._outcomes(chunk)
+
+    async def _predictions(self, messages: Sequence[Incoming]) -> None:
         started = time.perf_counter()
         decoded = decode_predictions(messages, max_bytes=self.settings.max_message_bytes)
         rows = await self._write(decoded, messages, self.prediction_sink)
@@ -77,7 +85,7 @@ class Ingestion:
         await self._observe("on_predictions", rows)
         self.metrics.last_batch_s = time.perf_counter() - started
 
-    async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
+    async def _outcomes(self, messages: Sequence[Incoming]) -> None:
         started = time.perf_counter()
         decoded = decode_outcomes(messages, max_bytes=self.settings.max_message_bytes)
         rows = await self._write(decoded, messages, self.outcome_sink)
@@ -154,3 +162,17 @@ class Ingestion:
                 self.metrics.observer_errors += 1
                 log.exception("observer failed; ingestion goes on", extra={"fields": {"observer": repr(observer)}})
 
+
+def _chunks(messages: Sequence[Incoming], max_bytes: int) -> list[Sequence[Incoming]]:
+    """Consecutive runs of messages of at most ``max_bytes`` together (a larger message is a run alone)."""
+    chunks: list[Sequence[Incoming]] = []
+    start, size = 0, 0
+    for i, message in enumerate(messages):
+        length = len(message.value or b"")
+        if size and size + length > max_bytes:
+            chunks.append(messages[start:i])
+            start, size = i, 0
+        size += length
+    if start < len(messages):
+        chunks.append(messages[start:])
+    return chunks

@@ -13,6 +13,7 @@ Agents run with concurrency 1: with more, Faust can commit past a message still 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -57,8 +58,13 @@ def build_worker_app(
     source_topics = {settings.topics.predictions, outcomes_topic}
 
     async def consume(stream: StreamT, handle: Handler) -> None:
-        async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_max_wait_s):
-            await _handle_held(stream, events, handle, ingestion)
+        # Taking the next batch overlaps with writing the previous one; ``depth`` bounds what is in flight.
+        pipeline = _InOrderWriter(stream, handle, ingestion, depth=2)
+        try:
+            async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_max_wait_s):
+                await pipeline.put(events)
+        finally:
+            await pipeline.close()
 
     @app.agent(app.topic(settings.topics.predictions), name="ingest-predictions", concurrency=1)
     async def ingest_predictions(stream: StreamT) -> None:
@@ -93,18 +99,48 @@ def build_worker_app(
     return app
 
 
-async def _handle_held(stream: StreamT, events: Sequence[EventT], handle: Handler, ingestion: Ingestion) -> None:
-    for event in events:
-        event.message.incref()  # hold: take_events' own ack must not be the last one
-    messages = [Incoming(e.message.value, e.message.topic, e.message.partition, e.message.offset) for e in events]
-    try:
-        await handle(messages)
-    except Exception:
-        ingestion.metrics.batch_errors += 1
-        log.exception("batch failed; its messages stay unacknowledged and are delivered again after a restart")
-        return
-    for event in events:
-        await stream.ack(event)  # release: now Faust may commit these offsets
+class _InOrderWriter:
+    """Handles held batches one after another in a task of its own, releasing each once it is written."""
+
+    def __init__(self, stream: StreamT, handle: Handler, ingestion: Ingestion, *, depth: int) -> None:
+        self.stream = stream
+        self.handle = handle
+        self.ingestion = ingestion
+        self.queue: asyncio.Queue[Sequence[EventT]] = asyncio.Queue(maxsize=depth)
+        self.task: asyncio.Task[None] | None = None
+
+    async def put(self, events: Sequence[EventT]) -> None:
+        for event in events:
+            event.message.incref()  # hold: take_events' own ack must not be the last one
+        if self.task is None:
+            self.task = asyncio.create_task(self._run(), name="driftloop-batch-writer")
+        if self.task.done():  # it never ends by itself: only a bug gets here; surface it
+            self.task.result()
+        await self.queue.put(events)  # waits while `depth` batches are in flight: backpressure
+
+    async def _run(self) -> None:
+        while True:
+            events = await self.queue.get()
+            messages = [Incoming(e.message.value, e.message.topic, e.message.partition, e.message.offset)
+                        for e in events]  # fmt: skip
+            try:
+                await self.handle(messages)
+            except Exception:
+                self.ingestion.metrics.batch_errors += 1
+                log.exception("batch failed; its messages stay unacknowledged and are delivered again "
+                              "after a restart or rebalance")  # fmt: skip
+                continue
+            for event in events:
+                # release: the last reference goes, and the consumer may commit the offset. (Event.ack,
+                # not Stream.ack: take_events already reported the event to the stream's sensors.)
+                event.ack()
+
+    async def close(self) -> None:
+        """Stop writing; batches not yet written stay unacknowledged (delivered again later)."""
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 def run_worker(settings: Settings) -> None:

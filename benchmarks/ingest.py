@@ -1,0 +1,164 @@
+"""Ingestion throughput: the streams worker against raw consumption of the same topic, in one run.
+
+    .venv/bin/python -m benchmarks.ingest --events 200000
+
+Starts a private local stack (free ports, temp home), produces N prediction events (10 numeric features)
+once as envelopes and once as one event per message, then measures on each topic:
+
+  raw      aiokafka getmany + json.loads of every message (the ceiling for any Python consumer)
+  bare     a bare Faust agent, stream.take(2000) + json.loads (single-event topic only)
+  worker   `driftloop worker`: decode, validate, insert into ClickHouse; first to last row landed
+
+and prints the rates and the ratios against the baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from infra.stack import stack as local_stack
+from tests.stack_fixtures import REPO, private_stack_env
+
+console = Console()
+
+
+def produce(settings: Settings, events: int, per_message: int) -> None:
+    producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20,
+                             max_request_size=8 << 20)  # fmt: skip
+    rng = random.Random(7)
+    base = time.time() - events / 1000
+    batch: list[str] = []
+    for i in range(events):
+        features = {f"f{j}": round(rng.gauss(0, 1), 6) for j in range(10)}
+        batch.append(json.dumps({"model": f"bench-{i % 4}", "request_id": f"r{i}", "ts": round(base + i / 1000, 3),
+                                 "features": features, "prediction": rng.random() < 0.5, "score": rng.random()}
+                                ).replace('"prediction": true', '"prediction": 1').replace('"prediction": false',
+                                                                                          '"prediction": 0'))
+        if len(batch) == per_message:
+            value = batch[0] if per_message == 1 else '{"events":[' + ",".join(batch) + "]}"
+            producer.send(settings.topics.predictions, value.encode(), key=f"bench-{i % 4}".encode())
+            batch = []
+    producer.flush()
+    producer.close()
+
+
+async def raw_rate(settings: Settings, events: int) -> float:
+    consumer = AIOKafkaConsumer(settings.topics.predictions, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)  # fmt: skip
+    await consumer.start()
+    try:
+        seen, first = 0, 0.0
+        while seen < events:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                if not first:
+                    first = time.perf_counter()
+                for record in records:
+                    doc = json.loads(record.value)
+                    seen += len(doc["events"]) if "events" in doc else 1
+        return events / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+def subprocess_env(settings_env: dict[str, str], **extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | settings_env | extra
+
+
+def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path) -> float:
+    client = connect(settings.clickhouse)
+    with open(log, "ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "infra.cli.main", "worker"], cwd=REPO,
+                                  env=subprocess_env(env), stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        first_t, first_n = 0.0, 0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            n = client.execute("SELECT count() FROM predictions")[0][0]
+            now = time.perf_counter()
+            if n and not first_t:
+                first_t, first_n = now, n
+            if n >= events:
+                return (n - first_n) / (now - first_t) if now > first_t else float("nan")
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {log}")
+            time.sleep(0.05)
+        raise RuntimeError("the worker did not land every event within 10 minutes")
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        client.disconnect()
+
+
+def bare_faust_rate(env: dict[str, str], events: int, home: Path) -> float:
+    out = home / "bare.json"
+    proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "benchmarks.bare_faust_app", "worker", "-l", "warn"],
+                            cwd=REPO, env=subprocess_env(env, BENCH_EVENTS=str(events), BENCH_OUT=str(out)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = json.loads(out.read_text())
+        return float(result["events"] / (result["last"] - result["first"]))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def run_scenario(name: str, home: Path, events: int, per_message: int) -> dict[str, float]:
+    env = private_stack_env(home / name, prefix=f"bench-{name}.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
+    settings = Settings.from_env(env)
+    local_stack.up(settings)
+    try:
+        with console.status(f"{name}: producing {events:,} events ({per_message} per message)"):
+            produce(settings, events, per_message)
+        with console.status(f"{name}: raw aiokafka consumption"):
+            result = {"raw": asyncio.run(raw_rate(settings, events))}
+        if per_message == 1:
+            with console.status(f"{name}: bare Faust agent"):
+                result["bare"] = bare_faust_rate(env, events, home)
+        with console.status(f"{name}: driftloop worker → ClickHouse"):
+            result["worker"] = worker_rate(settings, env, events, home / f"{name}-worker.log")
+        return result
+    finally:
+        local_stack.down(settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--envelope-size", type=int, default=500, help="events per envelope message")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
+    envelopes = run_scenario("envelopes", home, args.events, args.envelope_size)
+    singles = run_scenario("single", home, args.events, 1)
+
+    table = Table(title=f"ingest: {args.events:,} prediction events, 10 numeric features (events/s)")
+    for column in ("message form", "raw getmany+json", "bare Faust agent", "driftloop worker", "worker / baseline"):
+        table.add_column(column, justify="right")
+    table.add_row(f"envelopes of {args.envelope_size}", f"{envelopes['raw']:,.0f}", "-", f"{envelopes['worker']:,.0f}",
+                  f"{envelopes['worker'] / envelopes['raw']:.2f} × raw (target ≥ 0.60)")
+    table.add_row("one event per message", f"{singles['raw']:,.0f}", f"{singles['bare']:,.0f}", f"{singles['worker']:,.0f}",
+                  f"{singles['worker'] / singles['bare']:.2f} × bare Faust (target ≥ 1.00)")  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
