@@ -46,10 +46,20 @@ def produce(settings: Settings, events: int, per_message: int) -> None:
     batch: list[str] = []
     for i in range(events):
         features = {f"f{j}": round(rng.gauss(0, 1), 6) for j in range(10)}
-        batch.append(json.dumps({"model": f"bench-{i % 4}", "request_id": f"r{i}", "ts": round(base + i / 1000, 3),
-                                 "features": features, "prediction": rng.random() < 0.5, "score": rng.random()}
-                                ).replace('"prediction": true', '"prediction": 1').replace('"prediction": false',
-                                                                                          '"prediction": 0'))
+        batch.append(
+            json.dumps(
+                {
+                    "model": f"bench-{i % 4}",
+                    "request_id": f"r{i}",
+                    "ts": round(base + i / 1000, 3),
+                    "features": features,
+                    "prediction": rng.random() < 0.5,
+                    "score": rng.random(),
+                }
+            )
+            .replace('"prediction": true', '"prediction": 1')
+            .replace('"prediction": false', '"prediction": 0')
+        )
         if len(batch) == per_message:
             value = batch[0] if per_message == 1 else '{"events":[' + ",".join(batch) + "]}"
             producer.send(settings.topics.predictions, value.encode(), key=f"bench-{i % 4}".encode())
@@ -151,12 +161,28 @@ def main() -> None:
     singles = run_scenario("single", home, args.events, 1)
 
     table = Table(title=f"ingest: {args.events:,} prediction events, 10 numeric features (events/s)")
-    for column in ("message form", "raw getmany+json", "bare Faust agent", "driftloop worker", "worker / baseline"):
+    for column in (
+        "message form",
+        "raw getmany+json",
+        "bare Faust agent",
+        "driftloop worker",
+        "worker / baseline",
+    ):
         table.add_column(column, justify="right")
-    table.add_row(f"envelopes of {args.envelope_size}", f"{envelopes['raw']:,.0f}", "-", f"{envelopes['worker']:,.0f}",
-                  f"{envelopes['worker'] / envelopes['raw']:.2f} × raw (target ≥ 0.60)")
-    table.add_row("one event per message", f"{singles['raw']:,.0f}", f"{singles['bare']:,.0f}", f"{singles['worker']:,.0f}",
-                  f"{singles['worker'] / singles['bare']:.2f} × bare Faust (target ≥ 1.00)")  # fmt: skip
+    table.add_row(
+        f"envelopes of {args.envelope_size}",
+        f"{envelopes['raw']:,.0f}",
+        "-",
+        f"{envelopes['worker']:,.0f}",
+        f"{envelopes['worker'] / envelopes['raw']:.2f} × raw (target ≥ 0.60)",
+    )
+    table.add_row(
+        "one event per message",
+        f"{singles['raw']:,.0f}",
+        f"{singles['bare']:,.0f}",
+        f"{singles['worker']:,.0f}",
+        f"{singles['worker'] / singles['bare']:.2f} × bare Faust (target ≥ 1.00)",
+    )
     console.print(table)
 
 

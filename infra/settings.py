@@ -8,10 +8,10 @@ are the embedded local stack's. A bad value raises :class:`~infra.errors.Setting
 'acme.predictions'
 >>> s.clickhouse.database
 'driftloop'
->>> Settings.from_env({"DRIFTLOOP_TOPIC_PARTITIONS": "zero"})
+>>> Settings.from_env({"DRIFTLOOP_TOPIC_PARTITIONS": "0"})
 Traceback (most recent call last):
 ...
-infra.errors.SettingsError: DRIFTLOOP_TOPIC_PARTITIONS: Input should be a valid integer, unable to parse string as an integer
+infra.errors.SettingsError: DRIFTLOOP_TOPIC_PARTITIONS: Input should be greater than or equal to 1
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from infra.errors import SettingsError
 
@@ -196,10 +204,15 @@ class Settings(BaseModel):
 
     # --- the streams worker ------------------------------------------------------------------------------
     batch_max_messages: int = Field(
-        2000, ge=1, le=100_000, description="Messages an agent takes per batch (one ClickHouse insert per batch)"
+        2000,
+        ge=1,
+        le=100_000,
+        description="Messages an agent takes per batch (one ClickHouse insert per batch)",
     )
     batch_max_bytes: int = Field(
-        8 << 20, ge=1 << 16, description="Bytes of messages decoded and inserted at once (bounds worker memory)"
+        8 << 20,
+        ge=1 << 16,
+        description="Bytes of messages decoded and inserted at once (bounds worker memory)",
     )
     batch_max_wait_s: float = Field(0.5, gt=0, description="Longest wait to fill a batch before it is written")
     max_message_bytes: int = Field(1 << 20, ge=1024, description="Larger messages go to dead-letter unread")
@@ -252,9 +265,7 @@ class Settings(BaseModel):
                 if getattr(self, name) is None
             ]
             if missing:
-                raise ValueError(
-                    f"security protocol {self.kafka_security_protocol} needs {', '.join(missing)}"
-                )
+                raise ValueError(f"security protocol {self.kafka_security_protocol} needs {', '.join(missing)}")
         return self
 
     # --- construction ----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
-from streams.batch import ColumnBatch, Decoded, DeadLetter
+from streams.batch import ColumnBatch, DeadLetter, Decoded
 
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_FEATURES = 2000
@@ -113,7 +113,7 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
     # JSON may spell a lone UTF-16 surrogate (\\ud800) that no UTF-8 column can store: find those events.
     surrogates = b"\\ud" in value or b"\\uD" in value
     if not isinstance(doc, dict):
-        yield -1, None, f"expected a JSON object (an event or {{\"events\": [...]}}), got {_kind(doc)}"
+        yield -1, None, f'expected a JSON object (an event or {{"events": [...]}}), got {_kind(doc)}'
         return
     if "events" not in doc:
         yield -1, doc, _surrogate_problem(doc) if surrogates else None
@@ -218,7 +218,7 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
             raise EventError(f'"ts" must be an RFC 3339 string or epoch seconds, got {_kind(value)}') from None
     if not 0 <= epoch < _MAX_EPOCH:
         raise EventError(f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07')
-    return int(epoch), int(round(epoch * 1000))
+    return int(epoch), round(epoch * 1000)
 
 
 def _value_text(value: Any, field: str) -> tuple[str, float]:
@@ -276,7 +276,9 @@ def _learn_names(names: list[str]) -> None:
                 _known_features.add(name)
 
 
-def _features_one_by_one(features: dict[str, Any]) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
+def _features_one_by_one(
+    features: dict[str, Any],
+) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
     num_names: list[str] = []
     num_values: list[float] = []
     cat_names: list[str] = []
@@ -306,7 +308,11 @@ def _score(value: Any, prediction: str) -> tuple[float, list[str], list[float]]:
         labels = list(value)
         probabilities = [_number(p, f'"score" of class {c!r}') for c, p in value.items()]
         score = value.get(prediction)
-        return (float(score) if score is not None else max(probabilities, default=math.nan)), labels, probabilities
+        return (
+            (float(score) if score is not None else max(probabilities, default=math.nan)),
+            labels,
+            probabilities,
+        )
     return _number(value, '"score"'), [], []
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from infra.settings import Settings
-from streams.batch import ColumnBatch, Decoded, DeadLetter
+from streams.batch import ColumnBatch, DeadLetter, Decoded
 from streams.decode import Incoming, decode_outcomes, decode_predictions
 from streams.join import OutcomeJoin
 from streams.observers import BatchObserver

@@ -119,7 +119,9 @@ class OutcomeJoin:
             rows = client.execute(
                 f"SELECT model, {fields} FROM predictions "
                 "WHERE (model, toDate(ts), event_id) IN (SELECT model, day, event_id FROM _wanted)",
-                external_tables=[_external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)],
+                external_tables=[
+                    _external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)
+                ],
             )
         by_event = {(row[0], row[1]): dict(zip(_PREDICTION_FIELDS, row[1:], strict=True)) for row in rows}
         return {(m, r): by_event[(m, e)] for m, r, e, _ in index if (m, e) in by_event}

@@ -106,7 +106,9 @@ class EventProducer:
             "prediction": _plain(prediction),
         }
         if score is not None:
-            event["score"] = {str(k): _plain(v) for k, v in score.items()} if isinstance(score, Mapping) else _plain(score)
+            event["score"] = (
+                {str(k): _plain(v) for k, v in score.items()} if isinstance(score, Mapping) else _plain(score)
+            )
         if model_version is not None:
             event["model_version"] = int(model_version)
         if event_id is not None:
@@ -125,7 +127,12 @@ class EventProducer:
         event_id: str | None = None,
     ) -> str:
         """Publish one outcome (the true label of an earlier prediction); returns its event_id."""
-        event: dict[str, Any] = {"model": model, "request_id": request_id, "ts": _ts(ts), "label": _plain(label)}
+        event: dict[str, Any] = {
+            "model": model,
+            "request_id": request_id,
+            "ts": _ts(ts),
+            "label": _plain(label),
+        }
         if event_id is not None:
             event["event_id"] = event_id
         event_id = validate_outcome(event)

@@ -41,9 +41,7 @@ class FaustDeadLetters:
         self.topic = app.topic(topic)
 
     async def publish(self, letters: Sequence[DeadLetter]) -> None:
-        pending = [
-            await self.topic.send(key=d.topic.encode(), value=json.dumps(d.to_json()).encode()) for d in letters
-        ]
+        pending = [await self.topic.send(key=d.topic.encode(), value=json.dumps(d.to_json()).encode()) for d in letters]
         await asyncio.gather(*pending)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -92,3 +93,60 @@ def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.25, what
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+
+
+class TcpProxy:
+    """A TCP forwarder from a local port to a real server: start and stop it to take the server "away"."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        import socket as socket_module
+        import threading
+
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._socket_module = socket_module
+        self._threading = threading
+        self._server: socket_module.socket | None = None
+        self._connections: list[socket_module.socket] = []
+
+    def start(self) -> None:
+        server = self._socket_module.socket()
+        server.setsockopt(self._socket_module.SOL_SOCKET, self._socket_module.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen()
+        self._server = server
+        self._threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(OSError):  # shutdown wakes the thread blocked in accept()
+                self._server.shutdown(self._socket_module.SHUT_RDWR)
+            self._server.close()
+            self._server = None
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(self._socket_module.SHUT_RDWR)
+            conn.close()
+        self._connections.clear()
+
+    def _accept(self, server) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = self._socket_module.create_connection(("127.0.0.1", self.target_port))
+            self._connections += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.shutdown(2)

@@ -52,7 +52,9 @@ def show_status(console: Console, status: StackStatus) -> None:
         topics.add_column("topic")
         topics.add_column("partitions", justify="right")
         for name, count in sorted(status.topics.items()):
-            mark = "" if count == status.expected_partitions else f" [yellow](settings: {status.expected_partitions})[/]"
+            mark = (
+                "" if count == status.expected_partitions else f" [yellow](settings: {status.expected_partitions})[/]"
+            )
             topics.add_row(name, f"{count}{mark}")
         if not status.topics:
             topics.add_row("[yellow]none: run `driftloop stack up` to provision[/]", "")

@@ -6,6 +6,7 @@ live server of ours from a stale record or another program on the same port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,18 +105,14 @@ class ProcessRegistry:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the process is our own child (in tests), so it does not linger."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def tail(path: Path | str, lines: int = 15) -> str:

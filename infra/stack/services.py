@@ -15,8 +15,8 @@ from kafka.errors import KafkaError
 from infra.clickhouse.client import ping as ping_clickhouse
 from infra.errors import BinaryNotFoundError, UnreachableError
 from infra.kafka.topics import admin_client
-from infra.settings import ClickHouseEndpoint, Settings
 from infra.network import port_is_open
+from infra.settings import ClickHouseEndpoint, Settings
 
 
 class EmbeddedService(Protocol):

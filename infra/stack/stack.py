@@ -17,8 +17,8 @@ from infra.clickhouse.client import TableSize, provision_schema, table_sizes
 from infra.clickhouse.migrations import MigrationReport
 from infra.errors import DriftloopError, PortTakenError, ServiceStartError, UnreachableError
 from infra.kafka.topics import TopicReport, describe_topics, provision_topics
-from infra.settings import Settings
 from infra.network import port_is_open
+from infra.settings import Settings
 from infra.stack.process import ProcessRecord, ProcessRegistry, tail
 from infra.stack.services import Broker, ClickHouseServer, EmbeddedService
 
@@ -130,7 +130,9 @@ def status(settings: Settings) -> StackStatus:
         elif mode == "embedded" and not up_ and record is not None and pid is None:
             detail = "stopped (stale record); run `driftloop stack up`"
         rows.append(
-            ServiceStatus(service.name, service.title, f"{service.host}:{service.port}", mode, up_, pid, version, detail)
+            ServiceStatus(
+                service.name, service.title, f"{service.host}:{service.port}", mode, up_, pid, version, detail
+            )
         )
     broker_up, clickhouse_up = rows[0].up, rows[1].up
     topics = describe_topics(settings, settings.topics.all()) if broker_up else None

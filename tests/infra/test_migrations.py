@@ -38,12 +38,12 @@ def test_database_placeholder_is_filled_and_checked() -> None:
 def test_badly_named_or_duplicate_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "0000_ledger.sql").write_text("SELECT 1;")
     (tmp_path / "1_short.sql").write_text("SELECT 1;")
-    with pytest.raises(SchemaError, match="NNNN_lowercase_name.sql"):
+    with pytest.raises(SchemaError, match=r"NNNN_lowercase_name\.sql"):
         discover(tmp_path)
     (tmp_path / "1_short.sql").unlink()
     (tmp_path / "0001_a.sql").write_text("SELECT 1;")
     (tmp_path / "0001_b.sql").write_text("SELECT 1;")
-    with pytest.raises(SchemaError, match="version 1 is used by 0001_a.sql too"):
+    with pytest.raises(SchemaError, match=r"version 1 is used by 0001_a\.sql too"):
         discover(tmp_path)
 
 

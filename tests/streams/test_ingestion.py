@@ -49,7 +49,9 @@ def count(stack: PrivateStack, table: str, model: str) -> int:
     return query(stack, f"SELECT count() FROM {table} FINAL WHERE model = %(m)s", {"m": model})[0][0]
 
 
-def wait_count(stack: PrivateStack, worker: WorkerProcess, table: str, model: str, n: int, timeout_s: float = 90) -> None:
+def wait_count(
+    stack: PrivateStack, worker: WorkerProcess, table: str, model: str, n: int, timeout_s: float = 90
+) -> None:
     def done() -> bool:
         assert worker.alive, f"the worker died:\n{worker.output()}"
         return count(stack, table, model) >= n
@@ -67,7 +69,10 @@ def test_predictions_and_outcomes_round_trip_in_both_message_forms(
     stack: PrivateStack, worker: WorkerProcess, model: str
 ) -> None:
     settings = stack.settings
-    with EventProducer(settings, max_events=50) as envelopes, EventProducer(settings, envelopes=False) as singles:
+    with (
+        EventProducer(settings, max_events=50) as envelopes,
+        EventProducer(settings, envelopes=False) as singles,
+    ):
         for i in range(300):
             producer = envelopes if i % 2 else singles  # the two forms mixed, on the same topic
             producer.emit_prediction(
@@ -107,8 +112,12 @@ def test_plain_json_producers_without_the_sdk(stack: PrivateStack, worker: Worke
     wait_count(stack, worker, "labeled", model, 1)
     assert query(stack, "SELECT event_id FROM predictions FINAL WHERE model = %(m)s AND request_id = 'b'",
                  {"m": model}) == [("given-id-b",)]  # fmt: skip
-    assert query(stack, "SELECT scores.label, scores.probability, score FROM predictions FINAL "
-                        "WHERE model = %(m)s AND request_id = 'a'", {"m": model}) == [(["cat", "dog"], [0.8, 0.2], 0.8)]
+    assert query(
+        stack,
+        "SELECT scores.label, scores.probability, score FROM predictions FINAL "
+        "WHERE model = %(m)s AND request_id = 'a'",
+        {"m": model},
+    ) == [(["cat", "dog"], [0.8, 0.2], 0.8)]
     assert query(stack, "SELECT correct, error, label_delay_s FROM labeled FINAL WHERE model = %(m)s",
                  {"m": model}) == [(0, 1.0, 100.0)]  # fmt: skip
 
@@ -117,7 +126,9 @@ def test_re_sent_events_count_once(stack: PrivateStack, worker: WorkerProcess, m
     with EventProducer(stack.settings, max_events=7) as producer:
         for _ in range(3):  # the same events, three times (a producer retrying, say)
             for i in range(40):
-                producer.emit_prediction(model, request_id=f"r{i}", features={"x": i}, prediction=0, ts=1_790_000_000 + i)
+                producer.emit_prediction(
+                    model, request_id=f"r{i}", features={"x": i}, prediction=0, ts=1_790_000_000 + i
+                )
                 producer.emit_outcome(model, request_id=f"r{i}", label=0, ts=1_790_000_500 + i)
     wait_count(stack, worker, "predictions", model, 40)
     wait_count(stack, worker, "outcomes", model, 40)
@@ -238,7 +249,9 @@ def test_two_workers_in_one_group_land_every_event_exactly_once(
 
         def landed() -> int:
             assert worker.alive and second.alive, second.output()
-            return query(stack, "SELECT count() FROM predictions FINAL WHERE model IN %(ms)s", {"ms": tuple(models)})[0][0]
+            return query(stack, "SELECT count() FROM predictions FINAL WHERE model IN %(ms)s", {"ms": tuple(models)})[
+                0
+            ][0]
 
         wait_for(lambda: landed() >= 2000, timeout_s=120, what="2000 predictions")
         time.sleep(1)

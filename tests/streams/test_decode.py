@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.decode import (
+    EventError,
+    Incoming,
+    decode_outcomes,
+    decode_predictions,
+    validate_outcome,
+    validate_prediction,
+)
+
+GOOD = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1, "b": "x", "c": None},
+        "prediction": "cat"}  # fmt: skip
+
+
+def msg(value: object, offset: int = 0) -> Incoming:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return Incoming(raw, "t", 1, offset)
+
+
+def test_a_prediction_becomes_one_row_with_typed_features() -> None:
+    decoded = decode_predictions([msg(GOOD | {"score": {"cat": 0.9, "dog": 0.1}, "model_version": 4})])
+    rows = decoded.rows
+    assert not decoded.dead and len(rows) == 1
+    assert (rows["num.name"], rows["num.value"]) == ([["a"]], [[1.0]])
+    assert (rows["cat.name"], rows["cat.value"], rows["missing"]) == ([["b"]], [["x"]], [["c"]])
+    assert (rows["score"], rows["scores.label"], rows["model_version"]) == ([0.9], [["cat", "dog"]], [4])
+
+
+def test_envelopes_and_single_events_decode_alike_and_keep_their_origin() -> None:
+    envelope = {"events": [GOOD | {"request_id": "e1"}, GOOD | {"request_id": "e2"}]}
+    decoded = decode_predictions([msg(GOOD), msg(envelope, 1)])
+    assert decoded.rows["request_id"] == ["r", "e1", "e2"]
+    assert decoded.origins == [0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("ts", "seconds", "millis"),
+    [
+        (1_790_000_000.25, 1_790_000_000, 1_790_000_000_250),
+        ("2026-11-23T08:00:00Z", 1_795_420_800, 1_795_420_800_000),
+        ("2026-11-23T09:00:00.5+01:00", 1_795_420_800, 1_795_420_800_500),
+        ("2026-11-23T08:00:00", 1_795_420_800, 1_795_420_800_000),
+    ],
+)
+def test_timestamps_are_rfc3339_or_epoch_seconds(ts: object, seconds: int, millis: int) -> None:
+    rows = decode_predictions([msg(GOOD | {"ts": ts})]).rows
+    assert (rows["ts"], rows["ts_ms"]) == ([seconds], [millis])
+
+
+def test_a_missing_event_id_is_deterministic() -> None:
+    first = validate_prediction(dict(GOOD))
+    assert first == validate_prediction(dict(GOOD)) and len(first) == 32
+    assert first != validate_prediction(GOOD | {"request_id": "other"})
+    assert validate_prediction(GOOD | {"event_id": "mine"}) == "mine"
+    assert validate_outcome({"model": "m", "request_id": "r", "ts": 1, "label": 1}) != validate_outcome(
+        {"model": "m", "request_id": "r", "ts": 1, "label": 0}
+    )
+
+
+def test_numbers_and_classes_compare_as_text() -> None:
+    rows = decode_predictions([msg(GOOD | {"prediction": 1.0}), msg(GOOD | {"prediction": 2.5})]).rows
+    assert rows["prediction"] == ["1", "2.5"] and rows["prediction_num"] == [1.0, 2.5]
+    outcome = decode_outcomes([msg({"model": "m", "request_id": "r", "ts": 1, "label": 1})]).rows
+    assert outcome["label"] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"model": None}, 'missing required field "model"'),
+        ({"model": 7}, '"model" must be a string, got a number'),
+        ({"model": "a b"}, '"model"'),
+        ({"request_id": ""}, '"request_id" must be 1 to 1024 characters'),
+        ({"ts": -5}, "outside 1970-01-01"),
+        ({"ts": True}, '"ts" must be an RFC 3339 string or epoch seconds, got a boolean'),
+        ({"features": []}, '"features" must be an object'),
+        ({"features": {"a": True}}, "feature 'a' must be a number, string or null, got a boolean"),
+        ({"features": {"a": {"b": 1}}}, "got an object"),
+        ({"features": {"a": 10**400}}, "too large"),
+        ({"features": {"\x00bad": 1}}, "feature name"),
+        ({"prediction": [1]}, '"prediction" must be a number, got a list'),
+        ({"score": "high"}, '"score" must be a number, got a string'),
+        ({"model_version": -1}, '"model_version" must be a non-negative integer'),
+        ({"event_id": 5}, '"event_id" must be a string'),
+    ],
+)
+def test_contract_violations_name_the_field(change: dict, reason: str) -> None:
+    event = {k: v for k, v in (GOOD | change).items() if v is not None}
+    with pytest.raises(EventError) as info:
+        validate_prediction(event)
+    assert reason in str(info.value)
+    decoded = decode_predictions([msg(json.dumps(event).encode())])
+    assert len(decoded.rows) == 0 and reason in decoded.dead[0].reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "malformed JSON"),
+        (b"\xc3\x28", "not UTF-8"),
+        (b"[1]", "expected a JSON object"),
+        (b'{"events": 3}', '"events" must be a list'),
+        (b'{"model": "m", "features": {"a": Infinity}}', "Infinity is not a JSON number"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"model": "m", "request_id": "\\ud800", "ts": 1, "features": {}, "prediction": 1}', "surrogate"),
+    ],
+)
+def test_broken_messages_become_dead_letters_with_the_original_bytes(raw: bytes, reason: str) -> None:
+    decoded = decode_predictions([msg(raw, 41), msg(GOOD, 42)])
+    assert decoded.rows["request_id"] == ["r"]  # the good one after it still decodes
+    (letter,) = decoded.dead
+    assert reason in letter.reason
+    assert (letter.original, letter.topic, letter.partition, letter.offset, letter.index) == (
+        raw,
+        "t",
+        1,
+        41,
+        -1,
+    )
+
+
+def test_a_bad_event_in_an_envelope_is_dead_lettered_alone() -> None:
+    envelope = {"events": [GOOD, GOOD | {"prediction": None}, "text", GOOD | {"request_id": "z"}]}
+    decoded = decode_predictions([msg(envelope, 9)])
+    assert decoded.rows["request_id"] == ["r", "z"]
+    assert [(d.index, d.offset) for d in decoded.dead] == [(1, 9), (2, 9)]
+    assert json.loads(decoded.dead[0].original)["request_id"] == "r"
+
+
+def test_oversized_messages_are_refused_unread() -> None:
+    decoded = decode_predictions([msg(GOOD | {"pad": "x" * 5000})], max_bytes=1024)
+    assert "over the 1,024-byte limit" in decoded.dead[0].reason
+
+
+def test_dead_letter_records_are_json_with_the_original() -> None:
+    letter = decode_predictions([msg(b"\xff" * 200_000)]).dead[0]
+    record = letter.to_json()
+    assert record["original"] is None and record["truncated"] is True
+    assert record["original_size"] == 200_000 and len(record["original_sha256"]) == 64
+    json.dumps(record)

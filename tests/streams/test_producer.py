@@ -1,0 +1,71 @@
+"""The producer SDK against the real broker: envelopes, keys, linger, and errors at the source."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import numpy as np
+import pytest
+from kafka import KafkaConsumer
+
+from streams.decode import EventError
+from streams.producer import EventProducer
+from tests.stack_fixtures import PrivateStack, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def read_all(stack: PrivateStack, topic: str, model: str) -> list:
+    consumer = KafkaConsumer(topic, **stack.settings.kafka_python_config(), auto_offset_reset="earliest",
+                             consumer_timeout_ms=2000)  # fmt: skip
+    try:
+        return [m for m in consumer if m.key == model.encode()]
+    finally:
+        consumer.close()
+
+
+def test_events_are_batched_into_envelopes_keyed_by_model(stack: PrivateStack) -> None:
+    model = "sdk-" + uuid.uuid4().hex[:8]
+    with EventProducer(stack.settings, max_events=10, linger_s=5) as producer:
+        ids = [producer.emit_prediction(model, request_id=f"r{i}", features={"x": np.float32(i), 3: np.int64(i)},
+                                        prediction=np.int64(i % 2)) for i in range(25)]  # fmt: skip
+    messages = read_all(stack, stack.settings.topics.predictions, model)
+    sizes = [len(json.loads(m.value)["events"]) for m in messages]
+    assert sorted(sizes) == [5, 10, 10]  # two full envelopes, and the rest flushed on close
+    assert len({m.partition for m in messages}) == 1  # one model, one partition: ordered
+    events = [e for m in sorted(messages, key=lambda m: m.offset) for e in json.loads(m.value)["events"]]
+    assert [e["request_id"] for e in events] == [f"r{i}" for i in range(25)]
+    assert events[3]["features"] == {"x": 3.0, "3": 3} and len(set(ids)) == 25
+
+
+def test_linger_sends_a_partial_envelope_without_a_flush(stack: PrivateStack) -> None:
+    model = "sdk-" + uuid.uuid4().hex[:8]
+    producer = EventProducer(stack.settings, max_events=1000, linger_s=0.1)
+    try:
+        producer.emit_outcome(model, request_id="r1", label="yes")
+        time.sleep(0.5)
+        producer._producer.flush()  # only the Kafka client's buffer: the envelope was sent by the linger
+        wait_for(lambda: read_all(stack, stack.settings.topics.outcomes, model), timeout_s=10, what="the envelope")
+    finally:
+        producer.close()
+
+
+def test_one_event_per_message_without_envelopes(stack: PrivateStack) -> None:
+    model = "sdk-" + uuid.uuid4().hex[:8]
+    with EventProducer(stack.settings, envelopes=False) as producer:
+        for i in range(3):
+            producer.emit_outcome(model, request_id=f"r{i}", label=i, ts="2026-11-23T08:00:00Z")
+    messages = read_all(stack, stack.settings.topics.outcomes, model)
+    assert [json.loads(m.value)["request_id"] for m in messages] == ["r0", "r1", "r2"]
+
+
+def test_a_bad_event_is_refused_before_it_is_sent(stack: PrivateStack) -> None:
+    with EventProducer(stack.settings) as producer:
+        with pytest.raises(EventError, match="feature 'x' must be a number, string or null, got a boolean"):
+            producer.emit_prediction("m", request_id="r", features={"x": True}, prediction=1)
+        with pytest.raises(EventError, match="finite"):
+            producer.emit_prediction("m", request_id="r", features={"x": float("nan")}, prediction=1)
+        with pytest.raises(EventError, match="is not a number, string or null"):
+            producer.emit_outcome("m", request_id="r", label=object())

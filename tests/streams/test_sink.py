@@ -1,0 +1,88 @@
+"""The ClickHouse sink against the real server: retries while it is away, isolates rows it refuses."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from infra.clickhouse.client import connect
+from streams.batch import ColumnBatch
+from streams.sink import Backoff, ClickHouseSink
+from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def outcomes(model: str, n: int, start: int = 0) -> ColumnBatch:
+    return ColumnBatch("outcomes", {
+        "event_id": [f"{model}-{i}" for i in range(start, start + n)], "model": [model] * n,
+        "request_id": [f"r{i}" for i in range(start, start + n)], "ts": [1_790_000_000] * n,
+        "ts_ms": [1_790_000_000_000] * n, "label": ["1"] * n, "label_num": [1.0] * n,
+    })  # fmt: skip
+
+
+def rows_of(stack: PrivateStack, model: str) -> int:
+    return connect(stack.settings.clickhouse).execute(
+        "SELECT count() FROM outcomes FINAL WHERE model = %(m)s", {"m": model}
+    )[0][0]
+
+
+def test_a_write_waits_while_clickhouse_is_away_and_lands_once_it_is_back(stack: PrivateStack) -> None:
+    model = "sink-" + uuid.uuid4().hex[:8]
+    proxy = TcpProxy(stack.settings.clickhouse.port)  # ClickHouse as the sink sees it: not there yet
+    endpoint = stack.settings.clickhouse.model_copy(update={"port": proxy.port})
+    sink = ClickHouseSink(endpoint, backoff=Backoff(initial_s=0.05, max_s=0.2))
+    result: list[object] = []
+    writer = threading.Thread(target=lambda: result.append(sink.write_blocking(outcomes(model, 500))))
+    writer.start()
+    try:
+        wait_for(lambda: sink.metrics.retries >= 3, timeout_s=10, what="retries")
+        assert writer.is_alive() and sink.metrics.rows_waiting == 500  # held back, not dropped
+        proxy.start()
+        writer.join(timeout=10)
+        assert result == [[]] and rows_of(stack, model) == 500
+        assert sink.metrics.rows_written["outcomes"] == 500 and sink.metrics.rows_waiting == 0
+        # the connection breaks mid-life: the next write reconnects
+        proxy.stop()
+        proxy.start()
+        assert sink.write_blocking(outcomes(model, 10, start=500)) == []
+        assert rows_of(stack, model) == 510
+    finally:
+        proxy.stop()
+        sink.close()
+
+
+def test_rows_clickhouse_refuses_are_isolated_and_the_rest_written(stack: PrivateStack) -> None:
+    model = "sink-" + uuid.uuid4().hex[:8]
+    batch = outcomes(model, 9)
+    batch.columns["ts"][4] = 2**40  # DateTime cannot hold it: the driver refuses this row
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    try:
+        rejected = sink.write_blocking(batch)
+    finally:
+        sink.close()
+    assert [r.index for r in rejected] == [4] and "ClickHouse refused the row" in rejected[0].reason
+    assert rows_of(stack, model) == 8
+
+
+def test_a_closed_sink_stops_waiting(stack: PrivateStack) -> None:
+    proxy = TcpProxy(stack.settings.clickhouse.port)
+    sink = ClickHouseSink(stack.settings.clickhouse.model_copy(update={"port": proxy.port}),
+                          backoff=Backoff(initial_s=0.05, max_s=0.1))  # fmt: skip
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            sink.write_blocking(outcomes("closed", 3))
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.3)
+    sink.close()
+    writer.join(timeout=5)
+    assert not writer.is_alive() and "sink closed while 3 outcomes rows waited" in str(errors[0])
