@@ -202,6 +202,8 @@ class Settings(BaseModel):
     )
     kafka_rebalance_timeout_s: float = Field(30.0, ge=1, description="Consumer group rebalance timeout")
 
+    specs_dir: Path | None = Field(None, description="Model spec files <model>.toml (default: HOME/specs)")
+
     # --- the streams worker ------------------------------------------------------------------------------
     batch_max_messages: int = Field(
         2000,
@@ -220,6 +222,10 @@ class Settings(BaseModel):
         3600.0, gt=0, description="How long an outcome waits for its prediction before it counts as unmatched"
     )
     join_sweep_interval_s: float = Field(5.0, gt=0, description="How often waiting outcomes are joined again")
+
+    detector_state_interval_s: float = Field(
+        30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"
+    )
 
     # --- logs -----------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
@@ -297,6 +303,10 @@ class Settings(BaseModel):
         return frozenset(ENV_PREFIX + name.upper() for name in cls.model_fields)
 
     # --- derived views ---------------------------------------------------------------------------------------
+    @property
+    def spec_directory(self) -> Path:
+        return self.specs_dir or self.home / "specs"
+
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)

@@ -23,11 +23,16 @@ import faust
 from faust.types import EventT, StreamT
 
 from infra.settings import Settings
+from infra.spec import SpecCatalog
 from streams.app_factory import create_app
 from streams.batch import DeadLetter
 from streams.decode import Incoming
+from streams.drift.alerts import Alert
+from streams.drift.monitor import DriftMonitor
+from streams.drift.observer import DetectorStateStore, DriftObserver
 from streams.ingestion import Ingestion
 from streams.observers import BatchObserver
+from streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.worker")
 
@@ -45,13 +50,36 @@ class FaustDeadLetters:
         await asyncio.gather(*pending)
 
 
+class FaustAlerts:
+    """Publishes alerts on the alerts topic (keyed by model) through the app's producer, waiting for delivery."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.topic = app.topic(topic)
+
+    async def publish(self, alerts: Sequence[Alert]) -> None:
+        pending = [await self.topic.send(key=a.model.encode(), value=json.dumps(a.to_json()).encode()) for a in alerts]
+        await asyncio.gather(*pending)
+
+
 def build_worker_app(
     settings: Settings, *, app_id: str = "driftloop-streams", observers: Sequence[BatchObserver] = ()
 ) -> faust.App:
-    """The streams worker's Faust app; ``app.ingestion`` holds the handlers and their metrics."""
+    """The streams worker's Faust app: ingestion, the outcome join and drift detection.
+
+    ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift observer.
+    """
     app = create_app(settings, app_id=app_id)
-    ingestion = Ingestion(settings, FaustDeadLetters(app, settings.topics.dead_letter), observers)
+    drift_sink = ClickHouseSink(settings.clickhouse)
+    drift = DriftObserver(
+        DriftMonitor(SpecCatalog(settings.spec_directory)),
+        FaustAlerts(app, settings.topics.alerts),
+        DetectorStateStore(settings.clickhouse, drift_sink),
+        drift_sink,
+        state_interval_s=settings.detector_state_interval_s,
+    )
+    ingestion = Ingestion(settings, FaustDeadLetters(app, settings.topics.dead_letter), [drift, *observers])
     app.ingestion = ingestion  # type: ignore[attr-defined]
+    app.drift = drift  # type: ignore[attr-defined]
     outcomes_topic = settings.topics.outcomes
     source_topics = {settings.topics.predictions, outcomes_topic}
 
@@ -80,6 +108,14 @@ def build_worker_app(
                 await ingestion.sweep(owned)
             except Exception:
                 log.exception("join sweep failed; the next one retries")
+
+    @app.on_partitions_revoked.connect
+    async def hand_over_detector_state(sender: object, revoked: set, **kwargs: object) -> None:
+        # whoever gets these partitions next reads the state from ClickHouse
+        try:
+            await drift.hand_over()
+        except Exception:
+            log.exception("could not save detector state before the rebalance")
 
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: object, assigned: set, **kwargs: object) -> None:

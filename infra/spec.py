@@ -1,0 +1,161 @@
+"""Model specs: the optional TOML file per model that adds types, detector settings and what retraining needs.
+
+Monitoring needs no spec: a model that sends events is watched with the defaults below. A spec file
+``<DRIFTLOOP_SPECS_DIR>/<model>.toml`` (default ``DRIFTLOOP_HOME/specs``) refines it::
+
+    name = "fraud"
+    task = "binary"                       # binary | multiclass | regression (default: inferred)
+
+    [features]                            # name = "numeric" | "categorical"
+    amount = "numeric"
+    country = "categorical"
+
+    [monitoring]
+    warmup = 1000                         # events a signal learns from before it may alert
+    false_alarm_budget = 0.001            # shared by all the model's signals (Bonferroni)
+    cooldown_s = 900                      # per model and kind of drift, in event time
+    max_alerts_per_hour = 6
+
+    [monitoring.detectors]                # per signal type: numeric, categorical, missing, score,
+    error = { name = "HDDM_A" }           # prediction, error; River's keyword arguments go in `params`
+
+    [monitoring.signals.amount]           # one signal: another detector, or `enabled = false`
+    detector = { name = "KSWIN", params = { alpha = 0.0001 } }
+
+A field that is wrong is a :class:`SpecError` naming the file and the field.
+
+>>> spec = ModelSpec.model_validate({"name": "fraud", "monitoring": {"detectors": {"error": {"name": "DDM"}}}})
+>>> spec.monitoring.detector_for("error").name, spec.monitoring.detector_for("numeric").name
+('DDM', 'ADWIN')
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from infra.errors import DriftloopError
+
+SignalType = Literal["numeric", "categorical", "missing", "score", "prediction", "error"]
+#: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
+DETECTOR_NAMES = ("ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM", "CategoricalShift")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class SpecError(DriftloopError):
+    """A model spec file is missing a field, has a wrong one, or cannot be read."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DetectorConfig(_Frozen):
+    """A detector by name, with the keyword arguments of its River class."""
+
+    name: str
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in DETECTOR_NAMES:
+            raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTOR_NAMES)}")
+        return name
+
+
+_DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
+    "numeric": DetectorConfig(name="ADWIN"),
+    "missing": DetectorConfig(name="ADWIN"),
+    "score": DetectorConfig(name="ADWIN"),
+    "error": DetectorConfig(name="ADWIN"),
+    "categorical": DetectorConfig(name="CategoricalShift"),
+    "prediction": DetectorConfig(name="CategoricalShift"),
+}
+
+
+class SignalOverride(_Frozen):
+    """Settings for one signal (a feature name, ``score``, ``prediction`` or ``error``)."""
+
+    enabled: bool = True
+    detector: DetectorConfig | None = None
+
+
+class MonitoringSpec(_Frozen):
+    """Detectors and the alert policy for one model."""
+
+    warmup: int = Field(1000, ge=0)
+    min_evidence: int = Field(30, ge=1, description="events on each side of the change an alert needs")
+    confirm_events: int = Field(50, ge=0, description="events after a detection that must show the shift too")
+    false_alarm_budget: float = Field(1e-3, gt=0, lt=1)
+    cooldown_s: float = Field(900.0, ge=0)
+    max_alerts_per_hour: int = Field(6, ge=1)
+    detectors: dict[SignalType, DetectorConfig] = Field(default_factory=dict)
+    signals: dict[str, SignalOverride] = Field(default_factory=dict)
+
+    def detector_for(self, signal_type: str, signal: str | None = None) -> DetectorConfig:
+        override = self.signals.get(signal or "")
+        if override is not None and override.detector is not None:
+            return override.detector
+        return self.detectors.get(signal_type) or _DEFAULT_DETECTORS[signal_type]  # type: ignore[index]
+
+    def enabled(self, signal: str) -> bool:
+        override = self.signals.get(signal)
+        return override is None or override.enabled
+
+
+class ModelSpec(_Frozen):
+    """Everything driftloop knows about a model beyond its events (see the module docstring)."""
+
+    name: str
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not MODEL_NAME.match(name):
+            raise ValueError(f"must match {MODEL_NAME.pattern}")
+        return name
+
+
+def load_spec(path: Path) -> ModelSpec:
+    """Read and check one spec file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the model spec ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        spec = ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
+        )
+        raise SpecError(f"{path}: {problems}") from None
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: name: the spec of {spec.name!r} must be in {spec.name}.toml")
+    return spec
+
+
+class SpecCatalog:
+    """Specs by model name, read from a directory when first asked for; a model without one gets defaults."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._specs: dict[str, ModelSpec] = {}
+
+    def get(self, model: str) -> ModelSpec:
+        spec = self._specs.get(model)
+        if spec is None:
+            path = self.directory / f"{model}.toml"
+            spec = load_spec(path) if path.exists() else ModelSpec(name=model)
+            self._specs[model] = spec
+        return spec

@@ -1,0 +1,103 @@
+"""Drift alerts: the record on the ``alerts`` topic and in ``drift_alerts``, with its evidence.
+
+>>> alert = Alert.example()
+>>> Alert.from_json(alert.to_json()) == alert
+True
+>>> alert.to_json()["kind"], alert.to_json()["event_ts"]
+('data', '2026-11-23T08:00:00Z')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["data", "prediction", "performance"]
+Severity = Literal["info", "warning", "critical"]
+
+ALERT_COLUMNS = (
+    "alert_id", "model", "model_version", "kind", "signal", "detector", "severity", "event_ts", "event_ts_ms",
+    "request_id", "detected_at", "statistic", "threshold", "reference_size", "window_size", "change_point_ts",
+    "change_point_request_id", "evidence", "message",
+)  # fmt: skip
+
+
+def _rfc3339(epoch: float) -> str:
+    text = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
+    return text.replace(".000+00:00", "Z").replace("+00:00", "Z")
+
+
+def _epoch(text: str | float) -> float:
+    if isinstance(text, int | float):
+        return float(text)
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One drift alert. Times are epoch seconds here and RFC 3339 text on the wire."""
+
+    alert_id: str
+    model: str
+    model_version: int
+    kind: Kind
+    signal: str
+    detector: str
+    severity: Severity
+    event_ts: float
+    request_id: str
+    detected_at: float
+    statistic: float
+    threshold: float
+    reference_size: int
+    window_size: int
+    change_point_ts: float
+    change_point_request_id: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    @staticmethod
+    def make_id(model: str, signal: str, detector: str, event_ts_ms: int, request_id: str) -> str:
+        """Deterministic: the same detection on re-delivered data gives the same id (and one row)."""
+        key = f"{model}\x1f{signal}\x1f{detector}\x1f{event_ts_ms}\x1f{request_id}"
+        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("event_ts", "detected_at", "change_point_ts"):
+            data[name] = _rfc3339(data[name])
+        for name in ("statistic", "threshold"):
+            data[name] = None if math.isnan(data[name]) else data[name]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Alert:
+        values = dict(data)
+        for name in ("event_ts", "detected_at", "change_point_ts"):
+            values[name] = _epoch(values[name])
+        for name in ("statistic", "threshold"):
+            values[name] = math.nan if values.get(name) is None else float(values[name])
+        return cls(**values)
+
+    def to_row(self) -> tuple[Any, ...]:
+        """The ``drift_alerts`` row, in ``ALERT_COLUMNS`` order."""
+        return (
+            self.alert_id, self.model, self.model_version, self.kind, self.signal, self.detector, self.severity,
+            int(self.event_ts), round(self.event_ts * 1000), self.request_id, int(self.detected_at),
+            self.statistic, self.threshold, self.reference_size, self.window_size, int(self.change_point_ts),
+            self.change_point_request_id, json.dumps(self.evidence, default=str), self.message,
+        )  # fmt: skip
+
+    @classmethod
+    def example(cls) -> Alert:
+        return cls(
+            alert_id="0" * 32, model="fraud", model_version=3, kind="data", signal="amount", detector="ADWIN",
+            severity="critical", event_ts=1_795_420_800.0, request_id="r-9", detected_at=1_795_420_801.0,
+            statistic=1.02, threshold=0.31, reference_size=5000, window_size=64,
+            change_point_ts=1_795_420_790.0, change_point_request_id="r-1",
+            evidence={"reference_mean": 0.01, "window_mean": 1.03}, message="amount drifted",
+        )  # fmt: skip

@@ -1,0 +1,336 @@
+"""The drift monitor: turns prediction and labeled batches into detector updates, and detections into alerts.
+
+Signals of a model, found from its events (no registration needed; a spec refines them):
+
+- data drift: every numeric feature (its values), every categorical feature (its category frequencies),
+  and every feature's null rate (1 when the event sent it as null or left it out);
+- prediction drift: the ``score``, and the prediction (class frequencies, or values for regression);
+- performance drift, on labeled rows: ``error`` (0/1 mistakes, or absolute error for regression).
+
+:meth:`DriftMonitor.process_predictions` / :meth:`process_labeled` are synchronous and pure (used by the
+worker and by backtests alike); they return the alerts the policy let through.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.spec import ModelSpec, SpecCatalog
+from streams.batch import ColumnBatch
+from streams.drift.alerts import Alert
+from streams.drift.detectors import Detector, build
+from streams.drift.policy import AlertPolicy, Confirmation, severity
+
+RING = 20_000  # recent events per model, to place change points
+_KIND = {"numeric": "data", "categorical": "data", "missing": "data", "score": "prediction",
+         "prediction": "prediction", "error": "performance"}  # fmt: skip
+
+
+@dataclass
+class SignalState:
+    """One monitored signal of a model: its detector and what it has seen."""
+
+    name: str
+    signal_type: str
+    detector: Detector
+    alpha: float
+    seen: int = 0
+    pending: Confirmation | None = None
+    last_mean: float = math.nan
+    drifts: int = 0
+
+    @property
+    def kind(self) -> str:
+        return _KIND[self.signal_type]
+
+
+@dataclass
+class ModelState:
+    """A model's signals, policy, and recent events (for change points)."""
+
+    spec: ModelSpec
+    policy: AlertPolicy
+    signals: dict[str, SignalState] = field(default_factory=dict)
+    features: set[str] = field(default_factory=set)
+    version: int = 0
+    events: int = 0
+    labeled: int = 0
+    ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
+    labeled_ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
+    expected_signals: int = 0
+
+
+class DriftMonitor:
+    """Detectors for every model seen; see the module docstring."""
+
+    def __init__(self, specs: SpecCatalog, *, clock: Any = time.time) -> None:
+        self.specs = specs
+        self.clock = clock
+        self.models: dict[str, ModelState] = {}
+
+    # --- entry points --------------------------------------------------------------------------------------
+
+    def process_predictions(self, rows: ColumnBatch) -> list[Alert]:
+        alerts: list[Alert] = []
+        for model, index in _by_model(rows["model"]).items():
+            state = self._model(model, rows, index)
+            base = state.events
+            state.ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
+            state.events += len(index)
+            state.version = max(state.version, max(rows["model_version"][i] for i in index))
+            for signal, signal_type, positions, values in self._prediction_signals(state, rows, index):
+                alerts += self._feed(
+                    model, state, signal, signal_type, positions, values, base, state.ring, state.events
+                )
+        return alerts
+
+    def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
+        alerts: list[Alert] = []
+        for model, index in _by_model(rows["model"]).items():
+            state = self._model(model, rows, index)
+            base = state.labeled
+            state.labeled_ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
+            state.labeled += len(index)
+            values = [float(rows["error"][i]) for i in index]
+            alerts += self._feed(model, state, "error", "error", list(range(len(index))), values, base,
+                                 state.labeled_ring, state.labeled)  # fmt: skip
+        return alerts
+
+    def signal_states(self) -> Iterable[tuple[str, SignalState]]:
+        for model, state in self.models.items():
+            for signal in state.signals.values():
+                yield model, signal
+
+    # --- signals --------------------------------------------------------------------------------------------
+
+    def _prediction_signals(
+        self, state: ModelState, rows: ColumnBatch, index: list[int]
+    ) -> list[tuple[str, str, list[int], list[Any]]]:
+        spec = state.spec
+        numeric: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        categorical: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+        missing_rows: list[set[str]] = []
+        num_names, num_values = rows["num.name"], rows["num.value"]
+        cat_names, cat_values, missing = rows["cat.name"], rows["cat.value"], rows["missing"]
+        for pos, i in enumerate(index):
+            for name, value in zip(num_names[i], num_values[i], strict=True):
+                if spec.features.get(name) == "categorical":
+                    entry = categorical[name]
+                    entry[0].append(pos)
+                    entry[1].append(str(value))
+                else:
+                    entry_n = numeric[name]
+                    entry_n[0].append(pos)
+                    entry_n[1].append(value)
+            for name, value in zip(cat_names[i], cat_values[i], strict=True):
+                entry = categorical[name]
+                entry[0].append(pos)
+                entry[1].append(value)
+            missing_rows.append(set(missing[i]) | (state.features - set(num_names[i]) - set(cat_names[i])))
+        state.features |= set(numeric) | set(categorical) | {n for row in missing_rows for n in row}
+        signals: list[tuple[str, str, list[int], list[Any]]] = []
+        signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
+        signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
+        every = list(range(len(index)))
+        for name in sorted(state.features):
+            signals.append((f"{name}:null_rate", "missing", every, [float(name in row) for row in missing_rows]))
+        scores = [(pos, rows["score"][i]) for pos, i in enumerate(index) if not math.isnan(rows["score"][i])]
+        if scores:
+            signals.append(("score", "score", [p for p, _ in scores], [s for _, s in scores]))
+        numbers = [rows["prediction_num"][i] for i in index]
+        if state.spec.task == "regression" or all(not math.isnan(v) and not v.is_integer() for v in numbers):
+            signals.append(("prediction", "score", every, numbers))
+        else:
+            signals.append(("prediction", "prediction", every, [rows["prediction"][i] for i in index]))
+        return signals
+
+    # --- detection ------------------------------------------------------------------------------------------
+
+    def _model(self, model: str, rows: ColumnBatch, index: list[int]) -> ModelState:
+        state = self.models.get(model)
+        if state is None:
+            spec = self.specs.get(model)
+            state = ModelState(spec, AlertPolicy(spec.monitoring))
+            first = index[0]
+            if "num.name" in rows.columns:
+                features = len(rows["num.name"][first]) + len(rows["cat.name"][first]) + len(rows["missing"][first])
+            else:
+                features = 0
+            # the Bonferroni family: values and null rate per feature, score, prediction, error
+            state.expected_signals = max(2 * max(features, len(spec.features)) + 3, 1)
+            self.models[model] = state
+        return state
+
+    def _signal(self, state: ModelState, name: str, signal_type: str) -> SignalState | None:
+        signal = state.signals.get(name)
+        if signal is None:
+            feature = name.removesuffix(":null_rate")
+            if not state.spec.monitoring.enabled(name) or not state.spec.monitoring.enabled(feature):
+                return None
+            alpha = state.policy.signal_alpha(max(state.expected_signals, len(state.signals) + 1))
+            config = state.spec.monitoring.detector_for(signal_type, feature)
+            key = "alpha" if config.name == "CategoricalShift" else "delta" if config.name == "ADWIN" else None
+            if key and key not in config.params:
+                config = config.model_copy(update={"params": {**config.params, key: alpha}})
+            signal = SignalState(name, signal_type, build(config), alpha)
+            state.signals[name] = signal
+        return signal
+
+    def _feed(
+        self,
+        model: str,
+        state: ModelState,
+        name: str,
+        signal_type: str,
+        positions: list[int],
+        values: list[Any],
+        base: int,
+        ring: deque[tuple[int, str]],
+        total: int,
+    ) -> list[Alert]:
+        signal = self._signal(state, name, signal_type)
+        if signal is None or not values:
+            return []
+        alerts: list[Alert] = []
+        numeric = signal_type not in {"categorical", "prediction"}
+        needed = state.spec.monitoring.confirm_events if numeric else 0
+        seen_before = signal.seen
+        fired = signal.detector.update_many(values)
+        signal.seen += len(values)
+        signal.drifts += len(fired)
+
+        def confirm(pending: Confirmation, start: int) -> None:
+            """Give ``pending`` the values from position ``start`` on that it still needs, and settle it."""
+            pending.values.extend(values[start : start + pending.needed - len(pending.values)])
+            if pending.complete:
+                signal.pending = None
+                if pending.confirmed(signal.alpha):
+                    alert = self._alert(model, state, signal, pending.evidence, pending.event_index, ring, total)
+                    alerts.extend([alert] if alert else [])
+
+        if signal.pending is not None:
+            confirm(signal.pending, 0)
+        for position, evidence in fired:
+            if signal.pending is not None or not state.policy.admissible(evidence, seen_before + position + 1):
+                continue  # a detection inside a confirmation window adds nothing
+            event_index = base + positions[position]
+            if needed:
+                reference_std = evidence.details.get("reference_std", math.nan)
+                signal.pending = Confirmation(evidence, evidence.reference_mean,
+                                              1.0 if math.isnan(reference_std) else reference_std, needed,
+                                              event_index)  # fmt: skip
+                confirm(signal.pending, position + 1)
+            else:
+                alert = self._alert(model, state, signal, evidence, event_index, ring, total)
+                alerts.extend([alert] if alert else [])
+        if numeric:
+            signal.last_mean = sum(values) / len(values)
+        return alerts
+
+    def _alert(
+        self,
+        model: str,
+        state: ModelState,
+        signal: SignalState,
+        evidence: Any,
+        event_index: int,
+        ring: deque[tuple[int, str]],
+        total: int,
+    ) -> Alert | None:
+        ts_ms, request_id = _at(ring, total, event_index)
+        if not state.policy.allow(model, signal.kind, ts_ms / 1000):
+            return None
+        cp_ts_ms, cp_request = _at(ring, total, event_index - evidence.change_offset)
+        reference_std = evidence.details.get("reference_std", math.nan)
+        level = severity(signal.signal_type, evidence, reference_std)
+        detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
+        change = (
+            f"mean {evidence.reference_mean:.4g} → {evidence.window_mean:.4g}"
+            if not math.isnan(evidence.reference_mean)
+            else f"statistic {evidence.statistic:.4g} > {evidence.threshold:.4g}"
+        )
+        message = (
+            f"[{level}] {model} v{state.version}: {signal.kind} drift on {signal.name} "
+            f"({signal.detector.name}, {change}, since request {cp_request})"
+        )
+        return Alert(
+            alert_id=Alert.make_id(model, signal.name, signal.detector.name, ts_ms, request_id),
+            model=model, model_version=state.version, kind=signal.kind, signal=signal.name,  # type: ignore[arg-type]
+            detector=signal.detector.name, severity=level, event_ts=ts_ms / 1000, request_id=request_id,  # type: ignore[arg-type]
+            detected_at=self.clock(), statistic=evidence.statistic, threshold=evidence.threshold,
+            reference_size=evidence.reference_size, window_size=evidence.window_size,
+            change_point_ts=cp_ts_ms / 1000, change_point_request_id=cp_request,
+            evidence={"reference_mean": _finite(evidence.reference_mean), "window_mean": _finite(evidence.window_mean),
+                      "reference_std": _finite(reference_std), "signal_type": signal.signal_type,
+                      "events_seen": signal.seen, "alpha": signal.alpha, **detail},
+            message=message,
+        )  # fmt: skip
+
+
+def _by_model(models: list[str]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, model in enumerate(models):
+        groups[model].append(i)
+    return groups
+
+
+def _at(ring: deque[tuple[int, str]], total: int, event_index: int) -> tuple[int, str]:
+    """(ts_ms, request_id) of the model's event number ``event_index`` (clipped to what the ring holds)."""
+    oldest = total - len(ring)
+    position = min(max(event_index - oldest, 0), len(ring) - 1)
+    return ring[position]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+# --- state that survives restarts ---------------------------------------------------------------------------
+
+
+def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
+    """Everything needed to resume ``model``'s detection elsewhere, as JSON-ready data."""
+    state = monitor.models[model]
+    return {
+        "version": state.version,
+        "events": state.events,
+        "labeled": state.labeled,
+        "expected_signals": state.expected_signals,
+        "features": sorted(state.features),
+        "policy": state.policy.snapshot(),
+        "signals": {
+            name: {
+                "type": s.signal_type,
+                "seen": s.seen,
+                "drifts": s.drifts,
+                "alpha": s.alpha,
+                "detector": s.detector.name,
+                "state": s.detector.snapshot(),
+            }
+            for name, s in state.signals.items()
+        },  # fmt: skip
+    }
+
+
+def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> None:
+    """Resume ``model`` from :func:`snapshot_model` data (signals whose detector changed start afresh)."""
+    spec = monitor.specs.get(model)
+    state = ModelState(spec, AlertPolicy(spec.monitoring))
+    state.version = int(data.get("version", 0))
+    state.events = int(data.get("events", 0))
+    state.labeled = int(data.get("labeled", 0))
+    state.expected_signals = int(data.get("expected_signals", 0))
+    state.features = set(data.get("features", []))
+    state.policy.restore(data.get("policy", {}))
+    monitor.models[model] = state
+    for name, saved in data.get("signals", {}).items():
+        signal = monitor._signal(state, name, saved["type"])
+        if signal is None or signal.detector.name != saved["detector"]:
+            continue
+        signal.detector.restore(saved["state"])
+        signal.seen, signal.drifts = int(saved["seen"]), int(saved["drifts"])

@@ -1,0 +1,150 @@
+"""The drift monitor plugged into ingestion: restore state, detect, publish alerts, save state and statistics.
+
+A model's detector state is read from ClickHouse the first time this worker sees the model (so a
+restarted worker, or one that took the partition over in a rebalance, keeps the reference window), and
+saved every ``state_interval_s`` and when the worker stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from clickhouse_driver import Client
+
+from infra.clickhouse.client import connect
+from infra.settings import ClickHouseEndpoint
+from streams.batch import ColumnBatch
+from streams.drift.alerts import ALERT_COLUMNS, Alert
+from streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from streams.sink import ClickHouseSink
+
+log = logging.getLogger("driftloop.drift")
+
+
+class AlertPublisher(Protocol):
+    """Sends alerts to their subscribers (the alerts topic) and returns once the broker has them."""
+
+    async def publish(self, alerts: Sequence[Alert]) -> None: ...
+
+
+class DetectorStateStore:
+    """Detector state per model in ClickHouse ``detector_state`` (JSON, newest revision wins)."""
+
+    def __init__(self, endpoint: ClickHouseEndpoint, sink: ClickHouseSink) -> None:
+        self.endpoint = endpoint
+        self.sink = sink
+        self._client: Client | None = None
+
+    def load(self, model: str) -> dict | None:  # type: ignore[type-arg]
+        if self._client is None:
+            self._client = connect(self.endpoint)
+        rows = self._client.execute(
+            "SELECT argMax(state, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    async def save(self, states: dict[str, dict]) -> None:  # type: ignore[type-arg]
+        if not states:
+            return
+        now, revision = int(time.time()), time.time_ns() // 1000
+        await self.sink.write(ColumnBatch("detector_state", {
+            "model": list(states), "state": [json.dumps(s) for s in states.values()],
+            "events": [int(s.get("events", 0)) for s in states.values()],
+            "saved_at": [now] * len(states), "revision": [revision] * len(states),
+        }))  # fmt: skip
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+
+
+class DriftObserver:
+    """A :class:`~streams.observers.BatchObserver` that runs the drift monitor on every batch."""
+
+    def __init__(
+        self,
+        monitor: DriftMonitor,
+        publisher: AlertPublisher,
+        store: DetectorStateStore,
+        sink: ClickHouseSink,
+        *,
+        state_interval_s: float = 30.0,
+        stats_interval_s: float = 10.0,
+    ) -> None:
+        self.monitor = monitor
+        self.publisher = publisher
+        self.store = store
+        self.sink = sink
+        self.state_interval_s = state_interval_s
+        self.stats_interval_s = stats_interval_s
+        self.alerts_published = 0
+        self._restored: set[str] = set()
+        self._last_state = time.monotonic()
+        self._last_stats = time.monotonic()
+        self._last_counts: dict[tuple[str, str], int] = {}
+
+    async def on_predictions(self, rows: ColumnBatch) -> None:
+        await self._restore(rows["model"])
+        await self._handle(self.monitor.process_predictions(rows))
+
+    async def on_labeled(self, rows: ColumnBatch) -> None:
+        await self._restore(rows["model"])
+        await self._handle(self.monitor.process_labeled(rows))
+
+    async def flush(self) -> None:
+        """Save every model's state and statistics now (the worker calls it when it stops)."""
+        await self.store.save({m: snapshot_model(self.monitor, m) for m in self.monitor.models})
+        await self._write_stats()
+
+    async def hand_over(self) -> None:
+        """Save everything and forget it: the partitions (and models) may go to another worker."""
+        await self.flush()
+        self.monitor.models.clear()
+        self._restored.clear()
+
+    async def _restore(self, models: list[str]) -> None:
+        for model in set(models) - self._restored:
+            self._restored.add(model)
+            if model in self.monitor.models:
+                continue
+            saved = await asyncio.to_thread(self.store.load, model)
+            if saved is not None:
+                restore_model(self.monitor, model, saved)
+                log.info("detector state restored", extra={"fields": {"model": model, "events": saved.get("events")}})
+
+    async def _handle(self, alerts: list[Alert]) -> None:
+        if alerts:
+            await self.publisher.publish(alerts)
+            rows = [a.to_row() for a in alerts]
+            await self.sink.write(ColumnBatch("drift_alerts", {
+                name: [row[i] for row in rows] for i, name in enumerate(ALERT_COLUMNS)}))  # fmt: skip
+            self.alerts_published += len(alerts)
+            for alert in alerts:
+                log.warning(alert.message, extra={"fields": {"alert_id": alert.alert_id}})
+        now = time.monotonic()
+        if now - self._last_stats >= self.stats_interval_s:
+            await self._write_stats()
+        if now - self._last_state >= self.state_interval_s:
+            self._last_state = now
+            await self.store.save({m: snapshot_model(self.monitor, m) for m in self.monitor.models})
+
+    async def _write_stats(self) -> None:
+        self._last_stats = time.monotonic()
+        rows = []
+        now = int(time.time())
+        for model, signal in self.monitor.signal_states():
+            previous = self._last_counts.get((model, signal.name), -1)
+            if signal.seen == previous:
+                continue
+            self._last_counts[(model, signal.name)] = signal.seen
+            rows.append((model, signal.name, signal.kind, signal.detector.name, now, signal.seen,
+                         signal.last_mean if not math.isnan(signal.last_mean) else math.nan, signal.drifts))  # fmt: skip
+        if rows:
+            names = ("model", "signal", "kind", "detector", "ts", "events", "mean", "drifts")
+            await self.sink.write(ColumnBatch("detector_stats", {n: [r[i] for r in rows] for i, n in enumerate(names)}))
