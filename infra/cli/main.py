@@ -110,6 +110,74 @@ def worker(ctx: click.Context) -> None:
     run_worker(settings)
 
 
+@cli.group(cls=DriftloopGroup)
+def alerts() -> None:
+    """Drift alerts: follow them live, or forward them to webhooks."""
+
+
+@alerts.command("tail")
+@click.option("--model", "models", multiple=True, help="Only these models (repeatable).")
+@click.option("--from-beginning", is_flag=True, help="Start with the oldest alert still on the topic.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of text.")
+@click.pass_context
+def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: bool, as_json: bool) -> None:
+    """Print alerts as they arrive (Ctrl-C stops)."""
+    import json
+
+    from streams.drift.subscribers import alert_stream
+
+    colours = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+    try:
+        for alert, _ in alert_stream(_settings(ctx), from_beginning=from_beginning):
+            if models and alert.model not in models:
+                continue
+            if as_json:
+                click.echo(json.dumps(alert.to_json()))
+            else:
+                when = alert.to_json()["event_ts"]
+                console.print(f"{when} [{colours[alert.severity]}]{alert.message}[/]  alert_id={alert.alert_id}")
+    except KeyboardInterrupt:
+        pass
+
+
+@alerts.command("webhook")
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--from-beginning", is_flag=True, help="Also deliver alerts already on the topic.")
+@click.pass_context
+def alerts_webhook(ctx: click.Context, urls: tuple[str, ...], from_beginning: bool) -> None:
+    """POST every alert as JSON (with a chat-friendly `text`) to each URL, with retries (Ctrl-C stops)."""
+    from streams.drift.subscribers import WebhookForwarder, forward_alerts
+
+    try:
+        forward_alerts(_settings(ctx), WebhookForwarder(urls), from_beginning=from_beginning)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command("backtest")
+@click.option("--model", required=True, help="The model to replay.")
+@click.option("--since", type=click.DateTime(), help="Start of the replay (UTC).")
+@click.option("--until", type=click.DateTime(), help="End of the replay (UTC).")
+@click.pass_context
+def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -> None:
+    """Replay a model's history from ClickHouse through its detectors: which alerts would have fired."""
+    from rich.table import Table
+
+    from streams.drift.backtest import backtest
+
+    with console.status(f"replaying {model} ..."):
+        report = backtest(_settings(ctx), model, since=since, until=until)  # type: ignore[arg-type]
+    table = Table(title=f"{model}: {report.predictions:,} predictions, {report.labeled:,} labeled rows, "
+                        f"{report.detections} detections, {len(report.alerts)} alerts", title_justify="left")  # fmt: skip
+    for column in ("event time", "kind", "signal", "detector", "severity", "change point", "statistic"):
+        table.add_column(column)
+    for alert in report.alerts:
+        data = alert.to_json()
+        table.add_row(data["event_ts"], alert.kind, alert.signal, alert.detector, alert.severity,
+                      f"{data['change_point_ts']} ({alert.change_point_request_id})", f"{alert.statistic:.4g}")  # fmt: skip
+    console.print(table)
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(cli.main(prog_name="driftloop"))

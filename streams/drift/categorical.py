@@ -22,7 +22,7 @@ from streams.drift.evidence import Evidence
 class CategoricalShift:
     """Compares the last ``window`` values with a reference of ``reference`` values (chi-square test).
 
-    The reference is the first ``reference`` values, and after each drift the window that drifted. The
+    The reference is the first ``reference`` values, and after each drift the ``reference`` values after it. The
     test is the two-sample chi-square on the (reference, window) × category table, so a category the
     reference never saw counts fully; categories seen fewer than ``min_count`` times in both are pooled.
     It runs every ``clock`` updates, and fires when its p-value is below ``alpha``.
@@ -125,4 +125,7 @@ class CategoricalShift:
                 details={"p_value": float(p_value), "shares_reference_vs_window": shares, "new_categories": new},
             )
             self._drift = True
-            self._reference = Counter(self._recent)  # the new normal
+            # the new normal: learn a fresh reference from what comes next
+            self._reference = Counter()
+            self._recent.clear()
+            self._counts.clear()

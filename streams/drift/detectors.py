@@ -79,7 +79,7 @@ class RiverDetector:
 
     def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
         detector = self._detector
-        update = detector.update
+        update = detector.update if self.name not in _COUNTS_SUCCESSES else lambda x: detector.update(1.0 - x)
         adwin = self.name == "ADWIN"
         fired: list[tuple[int, Evidence]] = []
         done = 0
@@ -116,8 +116,9 @@ class RiverDetector:
         self._detector = self._factory(**self.config.params)
         self._recent.clear()
         values = [float(v) for v in state.get("values", [])]
+        feed = (lambda x: 1.0 - x) if self.name in _COUNTS_SUCCESSES else float
         for value in values:
-            self._detector.update(value)
+            self._detector.update(feed(value))
         self._recent.extend(values)
         self._width = int(self._detector.width) if self.name == "ADWIN" else 0
         self._since_cut = 0
@@ -197,8 +198,10 @@ _RIVER: dict[str, Any] = {
 }
 CATEGORICAL = {"CategoricalShift": CategoricalShift}
 DETECTORS = frozenset(_RIVER) | frozenset(CATEGORICAL)
-#: Detectors that take 0/1 values only (mistakes); the others take any number.
+#: Detectors that take 0/1 values only (1: a mistake); the others take any number.
 BINARY_ONLY = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
+#: River's FHDDM counts correct predictions (1: correct): it is fed 1 - mistake.
+_COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
 
 def build(config: DetectorConfig) -> Detector:

@@ -1,0 +1,164 @@
+"""The drift monitor and its alert policy on generated streams (no broker needed: the monitor is pure)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecError, load_spec
+from streams.batch import ColumnBatch
+from streams.decode import Incoming, decode_predictions
+from streams.drift.evidence import Evidence
+from streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from streams.drift.policy import AlertPolicy
+
+
+def predictions(rng: random.Random, start: int, n: int, shift: dict | None = None, model: str = "m") -> ColumnBatch:
+    """n events of 10 N(0,1) features; ``shift`` from event index ``shift['at']`` on changes one of them."""
+    events = []
+    for i in range(start, start + n):
+        features: dict = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
+        features["colour"] = rng.choice("rrgb")
+        if shift and i >= shift["at"]:
+            if "mean" in shift:
+                features["f0"] += shift["mean"]
+            if shift.get("null"):
+                features["f3"] = None if rng.random() < 0.3 else features["f3"]
+            if "colour" in shift:
+                features["colour"] = shift["colour"]
+        events.append({"model": model, "request_id": f"r{i}", "ts": 1_790_000_000 + i, "features": features,
+                       "prediction": int(rng.random() < 0.3), "score": rng.random()})  # fmt: skip
+    return decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
+
+
+def labeled(rng: random.Random, start: int, n: int, error_after: float, at: int, model: str = "m") -> ColumnBatch:
+    errors = [float(rng.random() < (error_after if i >= at else 0.1)) for i in range(start, start + n)]
+    return ColumnBatch("labeled", {"model": [model] * n, "request_id": [f"r{i}" for i in range(start, start + n)],
+                                   "ts_ms": [(1_790_000_000 + i) * 1000 for i in range(start, start + n)],
+                                   "error": errors})  # fmt: skip
+
+
+def run(monitor: DriftMonitor, rng: random.Random, total: int, shift: dict | None = None, batch: int = 2000) -> list:
+    alerts = []
+    for start in range(0, total, batch):
+        alerts += monitor.process_predictions(predictions(rng, start, batch, shift))
+    return alerts
+
+
+@pytest.fixture()
+def monitor(tmp_path: Path) -> DriftMonitor:
+    return DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+
+
+def test_stationary_traffic_raises_no_alert(monitor: DriftMonitor) -> None:
+    assert run(monitor, random.Random(1), 100_000) == []
+    assert len(monitor.models["m"].signals) == 24  # 11 features, their 11 null rates, score, prediction
+
+
+def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(monitor: DriftMonitor) -> None:
+    alerts = run(monitor, random.Random(2), 30_000, shift={"at": 20_000, "mean": 1.0})
+    assert len(alerts) == 1
+    (alert,) = alerts
+    assert (alert.model, alert.kind, alert.signal, alert.detector) == ("m", "data", "f0", "ADWIN")
+    delay = int(alert.request_id[1:]) - 20_000
+    assert 0 <= delay < 500
+    assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 30
+    assert alert.severity == "critical" and alert.statistic > alert.threshold
+    assert alert.evidence["window_mean"] == pytest.approx(1.0, abs=0.4)
+
+
+def test_a_rising_null_rate_is_drift(monitor: DriftMonitor) -> None:
+    (alert,) = run(monitor, random.Random(3), 24_000, shift={"at": 20_000, "null": True})
+    assert alert.signal == "f3:null_rate" and 20_000 <= int(alert.request_id[1:]) < 20_500
+    assert alert.evidence["window_mean"] > 0.15 > alert.evidence["reference_mean"]
+
+
+def test_a_new_category_is_drift(monitor: DriftMonitor) -> None:
+    (alert,) = run(monitor, random.Random(3), 24_000, shift={"at": 20_000, "colour": "purple"})
+    assert alert.signal == "colour" and alert.evidence["new_categories"] == ["purple"]
+    assert 20_000 <= int(alert.request_id[1:]) < 20_500 and alert.severity in {"warning", "critical"}
+
+
+def test_a_concept_drift_on_labels_is_caught_within_1000_labeled_events(monitor: DriftMonitor) -> None:
+    rng = random.Random(4)
+    alerts = []
+    for start in range(0, 15_000, 1000):
+        alerts += monitor.process_labeled(labeled(rng, start, 1000, error_after=0.4, at=10_000))
+    (alert,) = alerts
+    assert (alert.kind, alert.signal) == ("performance", "error")
+    assert 0 <= int(alert.request_id[1:]) - 10_000 < 1000
+
+
+def test_cooldown_holds_back_a_second_alert_of_the_same_kind() -> None:
+    policy = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=2))
+    assert policy.allow("m", "data", 1000.0)
+    assert not policy.allow("m", "data", 1300.0)  # in cooldown
+    assert policy.allow("m", "performance", 1300.0)  # another kind is not
+    assert not policy.allow("m", "data", 1700.0)  # the hourly limit of 2 is reached
+    assert policy.allow("m", "data", 1000.0 + 3600) and policy.suppressed == 2
+
+
+def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
+    policy = AlertPolicy(MonitoringSpec(false_alarm_budget=0.01, warmup=100, min_evidence=30))
+    assert policy.signal_alpha(20) == pytest.approx(0.0005)
+    evidence = Evidence(1.0, 0.5, reference_size=500, window_size=40, change_offset=40)
+    assert policy.admissible(evidence, seen=1000)
+    assert not policy.admissible(evidence, seen=99)  # warm-up
+    assert not policy.admissible(Evidence(1.0, 0.5, 10, 40, 40), seen=1000)  # too little reference
+
+
+def test_detector_state_survives_a_restart(monitor: DriftMonitor, tmp_path: Path) -> None:
+    rng = random.Random(6)
+    assert run(monitor, rng, 10_000) == []
+    saved = json.loads(json.dumps(snapshot_model(monitor, "m")))  # what goes to ClickHouse and back
+    restarted = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    restore_model(restarted, "m", saved)
+    # no warm-up again, no re-alert on more of the same, and a shift right after the restart is caught
+    alerts = []
+    for start in range(10_000, 11_000, 250):
+        alerts += restarted.process_predictions(predictions(rng, start, 250, {"at": 10_200, "mean": 1.5}))
+    assert [a.signal for a in alerts] == ["f0"]
+    fresh = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng2 = random.Random(6)
+    assert all(
+        fresh.process_predictions(predictions(rng2, s, 250, {"at": 10_200, "mean": 1.5})) == []
+        for s in range(10_000, 11_000, 250)
+    )  # without the saved state the same shift is still inside the warm-up
+
+
+def test_a_spec_configures_detectors_and_signals(tmp_path: Path) -> None:
+    (tmp_path / "m.toml").write_text(
+        'name = "m"\n[features]\ncolour = "categorical"\n'
+        "[monitoring]\nwarmup = 500\n"
+        '[monitoring.signals.f1]\nenabled = false\n[monitoring.signals."f1:null_rate"]\nenabled = false\n'
+        '[monitoring.detectors]\nnumeric = { name = "KSWIN", params = { alpha = 0.00001, seed = 1 } }\n'
+    )
+    monitor = DriftMonitor(SpecCatalog(tmp_path))
+    monitor.process_predictions(predictions(random.Random(7), 0, 100))
+    signals = monitor.models["m"].signals
+    assert "f1" not in signals and signals["f0"].detector.name == "KSWIN"
+    assert signals["colour"].detector.name == "CategoricalShift"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('name = "m"\ntask = "ranking"', "task: Input should be 'binary', 'multiclass' or 'regression'"),
+        ('name = "m"\n[monitoring.detectors]\nnumeric = { name = "ADWINN" }', "monitoring.detectors.numeric.name: "
+                                                                              "unknown detector 'ADWINN'"),
+        ('name = "m"\n[monitoring]\nwarmup = -1', "monitoring.warmup: Input should be greater than or equal to 0"),
+        ('name = "m"\n[monitoring]\nwarm_up = 5', "monitoring.warm_up: Extra inputs are not permitted"),
+        ('name = "other"', "name: the spec of 'other' must be in other.toml"),
+        ("name = ", "not valid TOML"),
+    ],
+)
+def test_a_bad_spec_is_an_error_naming_the_field(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(str(path)) and says in str(info.value)
+    assert ModelSpec(name="m").monitoring.warmup == 1000
