@@ -12,7 +12,6 @@ import logging
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -27,11 +26,17 @@ log = logging.getLogger("driftloop.alerts")
 def alert_stream(
     settings: Settings, *, group: str | None = None, from_beginning: bool = False, idle_timeout_s: float | None = None
 ) -> Iterator[tuple[Alert, KafkaConsumer]]:
-    """Alerts from the alerts topic as they arrive (unreadable records are logged and skipped)."""
+    """Alerts from the alerts topic as they arrive (unreadable records are logged and skipped).
+
+    Without ``group`` every partition is read and nothing is committed (a tail); with one, the consumer
+    joins that group and the caller commits.
+    """
     consumer = KafkaConsumer(
         settings.topics.alerts,
         **settings.kafka_python_config(),
-        group_id=group or f"driftloop-alerts-tail-{uuid.uuid4().hex[:8]}",
+        group_id=group,
+        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 1000 / 3),
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         consumer_timeout_ms=int(idle_timeout_s * 1000) if idle_timeout_s else float("inf"),

@@ -1,0 +1,131 @@
+"""Drift detection in the running worker: alerts reach Kafka, ClickHouse and a webhook; state survives restarts."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from infra.clickhouse.client import connect
+from streams.drift.backtest import backtest
+from streams.drift.subscribers import WebhookForwarder, alert_stream, forward_alerts
+from streams.producer import EventProducer
+from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("specs")
+
+
+@pytest.fixture(scope="module")
+def drift_stack(stack: PrivateStack, specs: Path) -> PrivateStack:
+    return stack.with_env(DRIFTLOOP_SPECS_DIR=str(specs), DRIFTLOOP_DETECTOR_STATE_INTERVAL_S="1",
+                          DRIFTLOOP_BATCH_MAX_WAIT_S="0.2")  # fmt: skip
+
+
+@pytest.fixture()
+def worker(drift_stack: PrivateStack, tmp_path: Path) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(drift_stack, tmp_path / "worker.log")
+    yield process
+    process.stop()
+
+
+def spec(specs: Path, warmup: int) -> str:
+    model = "drift-" + uuid.uuid4().hex[:8]
+    (specs / f"{model}.toml").write_text(f'name = "{model}"\n[monitoring]\nwarmup = {warmup}\n')
+    return model
+
+
+def send(stack: PrivateStack, model: str, start: int, n: int, shift: float = 0.0) -> None:
+    rng = random.Random(start)
+    with EventProducer(stack.settings, max_events=200) as producer:
+        for i in range(start, start + n):
+            features = {f"f{j}": rng.gauss(shift if j == 0 else 0.0, 1) for j in range(4)}
+            producer.emit_prediction(model, request_id=f"r{i}", features=features, prediction=int(rng.random() < 0.5),
+                                     ts=1_790_000_000 + i)  # fmt: skip
+
+
+def alerts_in_clickhouse(stack: PrivateStack, model: str) -> list[tuple]:
+    return connect(stack.settings.clickhouse).execute(
+        "SELECT signal, kind, detector, request_id, change_point_request_id, message "
+        "FROM drift_alerts FINAL WHERE model = %(m)s ORDER BY event_ts",
+        {"m": model},
+    )
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append(json.loads(body) | {"_key": self.headers["Idempotency-Key"]})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path
+) -> None:
+    model = spec(specs, warmup=500)
+    send(drift_stack, model, 0, 2000)
+    send(drift_stack, model, 2000, 400, shift=2.0)
+    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=90, what="the alert in ClickHouse")
+    assert [(r[0], r[1], r[2]) for r in rows] == [("f0", "data", "ADWIN")]
+    assert 2000 <= int(rows[0][3][1:]) < 2100 and abs(int(rows[0][4][1:]) - 2000) <= 20
+
+    on_kafka = [a for a, _ in alert_stream(drift_stack.settings, from_beginning=True, idle_timeout_s=5)
+                if a.model == model]  # fmt: skip
+    assert [a.signal for a in on_kafka] == ["f0"] and on_kafka[0].message == rows[0][5]
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        # a group join on the embedded broker takes about one session timeout before records flow
+        forward_alerts(drift_stack.settings, WebhookForwarder([url]), from_beginning=True, idle_timeout_s=20)
+    finally:
+        server.shutdown()
+    delivered = [r for r in Receiver.received if r["model"] == model]
+    assert len(delivered) == 1 and delivered[0]["text"] == rows[0][5]
+    assert delivered[0]["_key"] == on_kafka[0].alert_id and delivered[0]["kind"] == "data"
+
+    report = backtest(drift_stack.settings, model)
+    assert report.predictions == 2400 and [a.signal for a in report.alerts] == ["f0"]
+    assert report.alerts[0].request_id == rows[0][3]
+
+
+def test_detector_state_survives_a_worker_restart(
+    drift_stack: PrivateStack, specs: Path, tmp_path: Path
+) -> None:
+    model = spec(specs, warmup=2500)  # a detector starting afresh after the restart could not alert in time
+    first = WorkerProcess(drift_stack, tmp_path / "first.log")
+    try:
+        send(drift_stack, model, 0, 3000)
+
+        def saved_events() -> int:
+            rows = connect(drift_stack.settings.clickhouse).execute(
+                "SELECT max(events) FROM detector_state WHERE model = %(m)s", {"m": model})  # fmt: skip
+            return rows[0][0] if rows else 0
+
+        wait_for(lambda: saved_events() >= 3000, timeout_s=90, what="the detector state saved")
+    finally:
+        first.stop()
+    second = WorkerProcess(drift_stack, tmp_path / "second.log")
+    try:
+        send(drift_stack, model, 3000, 600, shift=2.0)
+        rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=90, what="the alert after restart")
+        assert [r[0] for r in rows] == ["f0"] and int(rows[0][3][1:]) >= 3000  # nothing re-alerted on old data
+    finally:
+        second.stop()
