@@ -39,8 +39,9 @@ console = Console()
 
 
 def produce(settings: Settings, events: int, per_message: int) -> None:
-    producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20,
-                             max_request_size=8 << 20)  # fmt: skip
+    producer = KafkaProducer(
+        **settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20, max_request_size=8 << 20
+    )
     rng = random.Random(7)
     base = time.time() - events / 1000
     batch: list[str] = []
@@ -69,9 +70,14 @@ def produce(settings: Settings, events: int, per_message: int) -> None:
 
 
 async def raw_rate(settings: Settings, events: int) -> float:
-    consumer = AIOKafkaConsumer(settings.topics.predictions, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        settings.topics.predictions,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
     await consumer.start()
     try:
         seen, first = 0, 0.0
@@ -94,8 +100,13 @@ def subprocess_env(settings_env: dict[str, str], **extra: str) -> dict[str, str]
 def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path) -> float:
     client = connect(settings.clickhouse)
     with open(log, "ab") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "infra.cli.main", "worker"], cwd=REPO,
-                                  env=subprocess_env(env), stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli.main", "worker"],
+            cwd=REPO,
+            env=subprocess_env(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         first_t, first_n = 0.0, 0
         deadline = time.monotonic() + 600
@@ -118,9 +129,13 @@ def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path)
 
 def bare_faust_rate(env: dict[str, str], events: int, home: Path) -> float:
     out = home / "bare.json"
-    proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "benchmarks.bare_faust_app", "worker", "-l", "warn"],
-                            cwd=REPO, env=subprocess_env(env, BENCH_EVENTS=str(events), BENCH_OUT=str(out)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "benchmarks.bare_faust_app", "worker", "-l", "warn"],
+        cwd=REPO,
+        env=subprocess_env(env, BENCH_EVENTS=str(events), BENCH_OUT=str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 600
         while not out.exists() and time.monotonic() < deadline:

@@ -48,8 +48,13 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record for log pipelines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        payload = {"ts": _timestamp(record), "level": record.levelname, "logger": record.name,
-                   "message": record.getMessage(), **_fields(record)}  # fmt: skip
+        payload = {
+            "ts": _timestamp(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **_fields(record),
+        }
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, default=str)

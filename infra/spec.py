@@ -89,11 +89,12 @@ class MonitoringSpec(_Frozen):
     """Detectors and the alert policy for one model."""
 
     warmup: int = Field(1000, ge=0)
-    min_evidence: int = Field(30, ge=1, description="events on each side of the change an alert needs")
+    min_evidence: int = Field(30, ge=1, description="events before the change an alert needs")
     confirm_events: int = Field(50, ge=0, description="events after a detection that must show the shift too")
     false_alarm_budget: float = Field(1e-3, gt=0, lt=1)
     cooldown_s: float = Field(900.0, ge=0)
     max_alerts_per_hour: int = Field(6, ge=1)
+    spread: bool = Field(True, description="also watch each numeric feature's spread (catches variance changes)")
     detectors: dict[SignalType, DetectorConfig] = Field(default_factory=dict)
     signals: dict[str, SignalOverride] = Field(default_factory=dict)
 

@@ -33,10 +33,23 @@ _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
 
 PREDICTION_COLUMNS = (
-    "event_id", "model", "model_version", "request_id", "ts", "ts_ms",
-    "num.name", "num.value", "cat.name", "cat.value", "missing",
-    "prediction", "prediction_num", "score", "scores.label", "scores.probability",
-)  # fmt: skip
+    "event_id",
+    "model",
+    "model_version",
+    "request_id",
+    "ts",
+    "ts_ms",
+    "num.name",
+    "num.value",
+    "cat.name",
+    "cat.value",
+    "missing",
+    "prediction",
+    "prediction_num",
+    "score",
+    "scores.label",
+    "scores.probability",
+)
 OUTCOME_COLUMNS = ("event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num")
 
 
@@ -340,10 +353,23 @@ def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
         raise EventError('"model_version" must be a non-negative integer')
     event_id = _event_id(event, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
     return (
-        event_id, model, version, request_id, ts, ts_ms,
-        num_names, num_values, cat_names, cat_values, missing,
-        prediction, prediction_num, score, labels, probabilities,
-    )  # fmt: skip
+        event_id,
+        model,
+        version,
+        request_id,
+        ts,
+        ts_ms,
+        num_names,
+        num_values,
+        cat_names,
+        cat_values,
+        missing,
+        prediction,
+        prediction_num,
+        score,
+        labels,
+        probabilities,
+    )
 
 
 def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:

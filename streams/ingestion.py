@@ -26,9 +26,15 @@ log = logging.getLogger("driftloop.ingestion")
 
 MAX_STORED_ORIGINAL = 64 * 1024
 DEAD_LETTER_COLUMNS = (
-    "source_topic", "source_partition", "source_offset", "event_index", "reason", "original",
-    "original_size", "received_at",
-)  # fmt: skip
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "event_index",
+    "reason",
+    "original",
+    "original_size",
+    "received_at",
+)
 
 
 class DeadLetterPublisher(Protocol):
@@ -103,8 +109,16 @@ class Ingestion:
         self.metrics.labeled += len(result.labeled)
         self.metrics.expired_outcomes += result.expired
         if len(result.labeled) or result.expired:
-            log.info("join sweep", extra={"fields": {"labeled": len(result.labeled), "expired": result.expired,
-                                                     "still_waiting": result.waiting}})  # fmt: skip
+            log.info(
+                "join sweep",
+                extra={
+                    "fields": {
+                        "labeled": len(result.labeled),
+                        "expired": result.expired,
+                        "still_waiting": result.waiting,
+                    }
+                },
+            )
         await self._observe("on_labeled", result.labeled)
 
     def close(self) -> None:
@@ -134,16 +148,19 @@ class Ingestion:
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         await self.dead_letter_publisher.publish(letters)
         now = int(time.time())
-        table = ColumnBatch("dead_letters", {
-            "source_topic": [d.topic for d in letters],
-            "source_partition": [d.partition for d in letters],
-            "source_offset": [d.offset for d in letters],
-            "event_index": [d.index for d in letters],
-            "reason": [d.reason for d in letters],
-            "original": [d.original[:MAX_STORED_ORIGINAL] for d in letters],
-            "original_size": [len(d.original) for d in letters],
-            "received_at": [now] * len(letters),
-        })  # fmt: skip
+        table = ColumnBatch(
+            "dead_letters",
+            {
+                "source_topic": [d.topic for d in letters],
+                "source_partition": [d.partition for d in letters],
+                "source_offset": [d.offset for d in letters],
+                "event_index": [d.index for d in letters],
+                "reason": [d.reason for d in letters],
+                "original": [d.original[:MAX_STORED_ORIGINAL] for d in letters],
+                "original_size": [len(d.original) for d in letters],
+                "received_at": [now] * len(letters),
+            },
+        )
         await self.prediction_sink.write(table)
         self.metrics.dead_letters += len(letters)
         log.info("dead-lettered", extra={"fields": {"count": len(letters), "first_reason": letters[0].reason}})

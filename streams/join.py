@@ -28,18 +28,56 @@ from streams.batch import ColumnBatch
 from streams.sink import ClickHouseSink
 
 LABELED_COLUMNS = (
-    "event_id", "prediction_event_id", "model", "model_version", "request_id", "ts", "ts_ms",
-    "outcome_ts", "outcome_ts_ms", "num.name", "num.value", "cat.name", "cat.value", "missing",
-    "prediction", "prediction_num", "score", "label", "label_num", "correct", "error", "label_delay_s",
-)  # fmt: skip
+    "event_id",
+    "prediction_event_id",
+    "model",
+    "model_version",
+    "request_id",
+    "ts",
+    "ts_ms",
+    "outcome_ts",
+    "outcome_ts_ms",
+    "num.name",
+    "num.value",
+    "cat.name",
+    "cat.value",
+    "missing",
+    "prediction",
+    "prediction_num",
+    "score",
+    "label",
+    "label_num",
+    "correct",
+    "error",
+    "label_delay_s",
+)
 PENDING_COLUMNS = (
-    "event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num",
-    "source_partition", "arrived_at", "state", "revision",
-)  # fmt: skip
+    "event_id",
+    "model",
+    "request_id",
+    "ts",
+    "ts_ms",
+    "label",
+    "label_num",
+    "source_partition",
+    "arrived_at",
+    "state",
+    "revision",
+)
 _PREDICTION_FIELDS = (
-    "event_id", "model_version", "ts", "ts_ms", "num.name", "num.value", "cat.name", "cat.value",
-    "missing", "prediction", "prediction_num", "score",
-)  # fmt: skip
+    "event_id",
+    "model_version",
+    "ts",
+    "ts_ms",
+    "num.name",
+    "num.value",
+    "cat.name",
+    "cat.value",
+    "missing",
+    "prediction",
+    "prediction_num",
+    "score",
+)
 
 
 def is_classification(prediction_num: float, label_num: float) -> bool:
@@ -178,13 +216,32 @@ def _label(outcomes: ColumnBatch, found: dict[tuple[str, str], dict[str, object]
             error = abs(prediction_num - label_num)
             correct = int(error == 0.0)
         outcome_ts_ms = o["ts_ms"][i]
-        rows.append((
-            o["event_id"][i], p["event_id"], key[0], p["model_version"], key[1], _epoch(p["ts"]), p["ts_ms"],
-            o["ts"][i] if isinstance(o["ts"][i], int) else _epoch(o["ts"][i]), outcome_ts_ms,
-            p["num.name"], p["num.value"], p["cat.name"], p["cat.value"], p["missing"],
-            prediction, prediction_num, p["score"], label, label_num, correct, error,
-            (outcome_ts_ms - p["ts_ms"]) / 1000.0,  # type: ignore[operator]
-        ))  # fmt: skip
+        rows.append(
+            (
+                o["event_id"][i],
+                p["event_id"],
+                key[0],
+                p["model_version"],
+                key[1],
+                _epoch(p["ts"]),
+                p["ts_ms"],
+                o["ts"][i] if isinstance(o["ts"][i], int) else _epoch(o["ts"][i]),
+                outcome_ts_ms,
+                p["num.name"],
+                p["num.value"],
+                p["cat.name"],
+                p["cat.value"],
+                p["missing"],
+                prediction,
+                prediction_num,
+                p["score"],
+                label,
+                label_num,
+                correct,
+                error,
+                (outcome_ts_ms - p["ts_ms"]) / 1000.0,  # type: ignore[operator]
+            )
+        )
     columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in LABELED_COLUMNS]
     return ColumnBatch("labeled", dict(zip(LABELED_COLUMNS, columns, strict=True))), unmatched
 
@@ -199,9 +256,16 @@ def _pending_rows(outcomes: ColumnBatch, partitions: list[int], now: int, state:
     revision = time.time_ns() // 1000
     arrived = o.get("arrived_at", [now] * n)
     columns = {
-        "event_id": o["event_id"], "model": o["model"], "request_id": o["request_id"],
-        "ts": [_epoch(t) for t in o["ts"]], "ts_ms": o["ts_ms"], "label": o["label"], "label_num": o["label_num"],
-        "source_partition": partitions, "arrived_at": [_epoch(a) for a in arrived],
-        "state": [state] * n, "revision": [revision] * n,
-    }  # fmt: skip
+        "event_id": o["event_id"],
+        "model": o["model"],
+        "request_id": o["request_id"],
+        "ts": [_epoch(t) for t in o["ts"]],
+        "ts_ms": o["ts_ms"],
+        "label": o["label"],
+        "label_num": o["label_num"],
+        "source_partition": partitions,
+        "arrived_at": [_epoch(a) for a in arrived],
+        "state": [state] * n,
+        "revision": [revision] * n,
+    }
     return ColumnBatch("join_pending", columns)

@@ -30,19 +30,21 @@ from streams.batch import ColumnBatch
 log = logging.getLogger("driftloop.sink")
 
 # Server error codes that mean "try again later" rather than "this data is wrong".
-_TRANSIENT_SERVER_CODES = frozenset({
-    ch_errors.ErrorCodes.TIMEOUT_EXCEEDED,
-    ch_errors.ErrorCodes.TOO_MANY_SIMULTANEOUS_QUERIES,
-    ch_errors.ErrorCodes.MEMORY_LIMIT_EXCEEDED,
-    ch_errors.ErrorCodes.SOCKET_TIMEOUT,
-    ch_errors.ErrorCodes.NETWORK_ERROR,
-    ch_errors.ErrorCodes.TOO_MANY_PARTS,
-    ch_errors.ErrorCodes.UNKNOWN_TABLE,  # not provisioned yet: `driftloop stack up` fixes it, rows wait
-    ch_errors.ErrorCodes.UNKNOWN_DATABASE,
-    ch_errors.ErrorCodes.READONLY,
-    ch_errors.ErrorCodes.ALL_CONNECTION_TRIES_FAILED,
-    ch_errors.ErrorCodes.CANNOT_ALLOCATE_MEMORY,
-})  # fmt: skip
+_TRANSIENT_SERVER_CODES = frozenset(
+    {
+        ch_errors.ErrorCodes.TIMEOUT_EXCEEDED,
+        ch_errors.ErrorCodes.TOO_MANY_SIMULTANEOUS_QUERIES,
+        ch_errors.ErrorCodes.MEMORY_LIMIT_EXCEEDED,
+        ch_errors.ErrorCodes.SOCKET_TIMEOUT,
+        ch_errors.ErrorCodes.NETWORK_ERROR,
+        ch_errors.ErrorCodes.TOO_MANY_PARTS,
+        ch_errors.ErrorCodes.UNKNOWN_TABLE,  # not provisioned yet: `driftloop stack up` fixes it, rows wait
+        ch_errors.ErrorCodes.UNKNOWN_DATABASE,
+        ch_errors.ErrorCodes.READONLY,
+        ch_errors.ErrorCodes.ALL_CONNECTION_TRIES_FAILED,
+        ch_errors.ErrorCodes.CANNOT_ALLOCATE_MEMORY,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,10 @@ class ClickHouseSink:
                 self._connection().execute(query, list(batch.columns.values()), columnar=True)
                 self.metrics.last_insert_s = time.perf_counter() - started
                 if attempt:
-                    log.warning("ClickHouse insert succeeded after retries", extra={"fields": {
-                        "table": batch.table, "rows": len(batch), "attempts": attempt + 1}})  # fmt: skip
+                    log.warning(
+                        "ClickHouse insert succeeded after retries",
+                        extra={"fields": {"table": batch.table, "rows": len(batch), "attempts": attempt + 1}},
+                    )
                 return None
             except Exception as exc:
                 if not _is_transient(exc):
@@ -153,9 +157,18 @@ class ClickHouseSink:
                 self.metrics.retries += 1
                 self.metrics.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 delay = self.backoff.delay(attempt)
-                log.warning("ClickHouse unavailable; holding the batch and retrying", extra={"fields": {
-                    "table": batch.table, "rows": len(batch), "attempt": attempt + 1,
-                    "retry_in_s": round(delay, 2), "error": self.metrics.last_error}})  # fmt: skip
+                log.warning(
+                    "ClickHouse unavailable; holding the batch and retrying",
+                    extra={
+                        "fields": {
+                            "table": batch.table,
+                            "rows": len(batch),
+                            "attempt": attempt + 1,
+                            "retry_in_s": round(delay, 2),
+                            "error": self.metrics.last_error,
+                        }
+                    },
+                )
                 if self._closed.wait(delay):
                     raise SinkClosedError(f"sink closed while {len(batch)} {batch.table} rows waited") from exc
                 attempt += 1

@@ -125,10 +125,19 @@ def build_worker_app(
     @app.timer(60.0, name="ingestion-metrics")
     async def report_metrics() -> None:
         m, s = ingestion.metrics, ingestion.prediction_sink.metrics
-        log.info("ingestion", extra={"fields": {
-            "events": dict(m.events), "dead_letters": m.dead_letters, "labeled": m.labeled,
-            "expired_outcomes": m.expired_outcomes, "rows_written": dict(s.rows_written),
-            "sink_retries": s.retries + ingestion.outcome_sink.metrics.retries}})  # fmt: skip
+        log.info(
+            "ingestion",
+            extra={
+                "fields": {
+                    "events": dict(m.events),
+                    "dead_letters": m.dead_letters,
+                    "labeled": m.labeled,
+                    "expired_outcomes": m.expired_outcomes,
+                    "rows_written": dict(s.rows_written),
+                    "sink_retries": s.retries + ingestion.outcome_sink.metrics.retries,
+                }
+            },
+        )
 
     return app
 
@@ -155,14 +164,17 @@ class _InOrderWriter:
     async def _run(self) -> None:
         while True:
             events = await self.queue.get()
-            messages = [Incoming(e.message.value, e.message.topic, e.message.partition, e.message.offset)
-                        for e in events]  # fmt: skip
+            messages = [
+                Incoming(e.message.value, e.message.topic, e.message.partition, e.message.offset) for e in events
+            ]
             try:
                 await self.handle(messages)
             except Exception:
                 self.ingestion.metrics.batch_errors += 1
-                log.exception("batch failed; its messages stay unacknowledged and are delivered again "
-                              "after a restart or rebalance")  # fmt: skip
+                log.exception(
+                    "batch failed; its messages stay unacknowledged and are delivered again "
+                    "after a restart or rebalance"
+                )
                 continue
             for event in events:
                 # release: the last reference goes, and the consumer may commit the offset. (Event.ack,

@@ -35,8 +35,12 @@ class PrivateStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | self.env
         return subprocess.run(
             [sys.executable, "-m", "infra.cli.main", *args],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
-        )  # fmt: skip
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
 
 
 def private_stack_env(home: Path, *, database: str = "driftloop", prefix: str = "driftloop.") -> dict[str, str]:
@@ -60,8 +64,11 @@ class WorkerProcess:
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli.main", "worker"],
-            env=full_env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            env=full_env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def alive(self) -> bool:

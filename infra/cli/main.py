@@ -6,6 +6,7 @@ imports ``streams``, ``retrain`` or ``models``, and the CLI starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -148,10 +149,8 @@ def alerts_webhook(ctx: click.Context, urls: tuple[str, ...], from_beginning: bo
     """POST every alert as JSON (with a chat-friendly `text`) to each URL, with retries (Ctrl-C stops)."""
     from streams.drift.subscribers import WebhookForwarder, forward_alerts
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         forward_alerts(_settings(ctx), WebhookForwarder(urls), from_beginning=from_beginning)
-    except KeyboardInterrupt:
-        pass
 
 
 @cli.command("backtest")
@@ -167,14 +166,25 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -
 
     with console.status(f"replaying {model} ..."):
         report = backtest(_settings(ctx), model, since=since, until=until)  # type: ignore[arg-type]
-    table = Table(title=f"{model}: {report.predictions:,} predictions, {report.labeled:,} labeled rows, "
-                        f"{report.detections} detections, {len(report.alerts)} alerts", title_justify="left")  # fmt: skip
+    title = (
+        f"{model}: {report.predictions:,} predictions, {report.labeled:,} labeled rows, "
+        f"{report.detections} detections, {len(report.alerts)} alerts"
+    )
+    table = Table(title=title, title_justify="left")
     for column in ("event time", "kind", "signal", "detector", "severity", "change point", "statistic"):
         table.add_column(column)
     for alert in report.alerts:
         data = alert.to_json()
-        table.add_row(data["event_ts"], alert.kind, alert.signal, alert.detector, alert.severity,
-                      f"{data['change_point_ts']} ({alert.change_point_request_id})", f"{alert.statistic:.4g}")  # fmt: skip
+        change_point = f"{data['change_point_ts']} ({alert.change_point_request_id})"
+        table.add_row(
+            data["event_ts"],
+            alert.kind,
+            alert.signal,
+            alert.detector,
+            alert.severity,
+            change_point,
+            f"{alert.statistic:.4g}",
+        )
     console.print(table)
 
 

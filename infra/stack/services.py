@@ -84,12 +84,17 @@ class Broker:
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
         return [
-            self.binary(), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
-            "--cluster-id", "driftloop",
-        ]  # fmt: skip
+            self.binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+            "--cluster-id",
+            "driftloop",
+        ]
 
     def prepare(self) -> None:
         """Nothing to write: the broker keeps its data in memory."""

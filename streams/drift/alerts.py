@@ -20,10 +20,26 @@ Kind = Literal["data", "prediction", "performance"]
 Severity = Literal["info", "warning", "critical"]
 
 ALERT_COLUMNS = (
-    "alert_id", "model", "model_version", "kind", "signal", "detector", "severity", "event_ts", "event_ts_ms",
-    "request_id", "detected_at", "statistic", "threshold", "reference_size", "window_size", "change_point_ts",
-    "change_point_request_id", "evidence", "message",
-)  # fmt: skip
+    "alert_id",
+    "model",
+    "model_version",
+    "kind",
+    "signal",
+    "detector",
+    "severity",
+    "event_ts",
+    "event_ts_ms",
+    "request_id",
+    "detected_at",
+    "statistic",
+    "threshold",
+    "reference_size",
+    "window_size",
+    "change_point_ts",
+    "change_point_request_id",
+    "evidence",
+    "message",
+)
 
 
 def _rfc3339(epoch: float) -> str:
@@ -86,18 +102,46 @@ class Alert:
     def to_row(self) -> tuple[Any, ...]:
         """The ``drift_alerts`` row, in ``ALERT_COLUMNS`` order."""
         return (
-            self.alert_id, self.model, self.model_version, self.kind, self.signal, self.detector, self.severity,
-            int(self.event_ts), round(self.event_ts * 1000), self.request_id, int(self.detected_at),
-            self.statistic, self.threshold, self.reference_size, self.window_size, int(self.change_point_ts),
-            self.change_point_request_id, json.dumps(self.evidence, default=str), self.message,
-        )  # fmt: skip
+            self.alert_id,
+            self.model,
+            self.model_version,
+            self.kind,
+            self.signal,
+            self.detector,
+            self.severity,
+            int(self.event_ts),
+            round(self.event_ts * 1000),
+            self.request_id,
+            int(self.detected_at),
+            self.statistic,
+            self.threshold,
+            self.reference_size,
+            self.window_size,
+            int(self.change_point_ts),
+            self.change_point_request_id,
+            json.dumps(self.evidence, default=str),
+            self.message,
+        )
 
     @classmethod
     def example(cls) -> Alert:
         return cls(
-            alert_id="0" * 32, model="fraud", model_version=3, kind="data", signal="amount", detector="ADWIN",
-            severity="critical", event_ts=1_795_420_800.0, request_id="r-9", detected_at=1_795_420_801.0,
-            statistic=1.02, threshold=0.31, reference_size=5000, window_size=64,
-            change_point_ts=1_795_420_790.0, change_point_request_id="r-1",
-            evidence={"reference_mean": 0.01, "window_mean": 1.03}, message="amount drifted",
-        )  # fmt: skip
+            alert_id="0" * 32,
+            model="fraud",
+            model_version=3,
+            kind="data",
+            signal="amount",
+            detector="ADWIN",
+            severity="critical",
+            event_ts=1_795_420_800.0,
+            request_id="r-9",
+            detected_at=1_795_420_801.0,
+            statistic=1.02,
+            threshold=0.31,
+            reference_size=5000,
+            window_size=64,
+            change_point_ts=1_795_420_790.0,
+            change_point_request_id="r-1",
+            evidence={"reference_mean": 0.01, "window_mean": 1.03},
+            message="amount drifted",
+        )

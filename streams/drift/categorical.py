@@ -23,7 +23,7 @@ class CategoricalShift:
     """Compares the last ``window`` values with a reference of ``reference`` values (chi-square test).
 
     The reference is the first ``reference`` values, and after each drift the ``reference`` values after it. The
-    test is the two-sample chi-square on the (reference, window) × category table, so a category the
+    test is the two-sample chi-square on the (reference, window) by category table, so a category the
     reference never saw counts fully; categories seen fewer than ``min_count`` times in both are pooled.
     It runs every ``clock`` updates, and fires when its p-value is below ``alpha``.
     """

@@ -27,8 +27,14 @@ from streams.drift.detectors import Detector, build
 from streams.drift.policy import AlertPolicy, Confirmation, severity
 
 RING = 20_000  # recent events per model, to place change points
-_KIND = {"numeric": "data", "categorical": "data", "missing": "data", "score": "prediction",
-         "prediction": "prediction", "error": "performance"}  # fmt: skip
+_KIND = {
+    "numeric": "data",
+    "categorical": "data",
+    "missing": "data",
+    "score": "prediction",
+    "prediction": "prediction",
+    "error": "performance",
+}
 
 
 @dataclass
@@ -63,6 +69,7 @@ class ModelState:
     ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
     labeled_ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
     expected_signals: int = 0
+    centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
 
 
 class DriftMonitor:
@@ -92,13 +99,15 @@ class DriftMonitor:
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
         alerts: list[Alert] = []
         for model, index in _by_model(rows["model"]).items():
+            index.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time
             state = self._model(model, rows, index)
             base = state.labeled
             state.labeled_ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
             state.labeled += len(index)
             values = [float(rows["error"][i]) for i in index]
-            alerts += self._feed(model, state, "error", "error", list(range(len(index))), values, base,
-                                 state.labeled_ring, state.labeled)  # fmt: skip
+            alerts += self._feed(
+                model, state, "error", "error", list(range(len(index))), values, base, state.labeled_ring, state.labeled
+            )
         return alerts
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
@@ -135,6 +144,10 @@ class DriftMonitor:
         state.features |= set(numeric) | set(categorical) | {n for row in missing_rows for n in row}
         signals: list[tuple[str, str, list[int], list[Any]]] = []
         signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
+        if spec.monitoring.spread:
+            signals += [
+                (f"{name}:spread", "numeric", p, self._spread(state, name, v)) for name, (p, v) in numeric.items()
+            ]
         signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
         every = list(range(len(index)))
         for name in sorted(state.features):
@@ -149,6 +162,18 @@ class DriftMonitor:
             signals.append(("prediction", "prediction", every, [rows["prediction"][i] for i in index]))
         return signals
 
+    @staticmethod
+    def _spread(state: ModelState, name: str, values: list[float]) -> list[float]:
+        """|x - centre|, the centre being the mean of the feature's warm-up: its mean catches variance changes."""
+        centre = state.centres.setdefault(name, [0.0, 0.0])
+        warmup = state.spec.monitoring.warmup
+        if centre[1] < warmup:
+            take = values[: int(warmup - centre[1])]
+            centre[0] += sum(take)
+            centre[1] += len(take)
+        mean = centre[0] / centre[1]
+        return [abs(v - mean) for v in values]
+
     # --- detection ------------------------------------------------------------------------------------------
 
     def _model(self, model: str, rows: ColumnBatch, index: list[int]) -> ModelState:
@@ -161,15 +186,15 @@ class DriftMonitor:
                 features = len(rows["num.name"][first]) + len(rows["cat.name"][first]) + len(rows["missing"][first])
             else:
                 features = 0
-            # the Bonferroni family: values and null rate per feature, score, prediction, error
-            state.expected_signals = max(2 * max(features, len(spec.features)) + 3, 1)
+            # the Bonferroni family: values, spread and null rate per feature, score, prediction, error
+            state.expected_signals = max(3 * max(features, len(spec.features)) + 3, 1)
             self.models[model] = state
         return state
 
     def _signal(self, state: ModelState, name: str, signal_type: str) -> SignalState | None:
         signal = state.signals.get(name)
         if signal is None:
-            feature = name.removesuffix(":null_rate")
+            feature = name.removesuffix(":null_rate").removesuffix(":spread")
             if not state.spec.monitoring.enabled(name) or not state.spec.monitoring.enabled(feature):
                 return None
             alpha = state.policy.signal_alpha(max(state.expected_signals, len(state.signals) + 1))
@@ -221,9 +246,13 @@ class DriftMonitor:
             event_index = base + positions[position]
             if needed:
                 reference_std = evidence.details.get("reference_std", math.nan)
-                signal.pending = Confirmation(evidence, evidence.reference_mean,
-                                              1.0 if math.isnan(reference_std) else reference_std, needed,
-                                              event_index)  # fmt: skip
+                signal.pending = Confirmation(
+                    evidence,
+                    evidence.reference_mean,
+                    1.0 if math.isnan(reference_std) else reference_std,
+                    needed,
+                    event_index,
+                )
                 confirm(signal.pending, position + 1)
             else:
                 alert = self._alert(model, state, signal, evidence, event_index, ring, total)
@@ -260,16 +289,32 @@ class DriftMonitor:
         )
         return Alert(
             alert_id=Alert.make_id(model, signal.name, signal.detector.name, ts_ms, request_id),
-            model=model, model_version=state.version, kind=signal.kind, signal=signal.name,  # type: ignore[arg-type]
-            detector=signal.detector.name, severity=level, event_ts=ts_ms / 1000, request_id=request_id,  # type: ignore[arg-type]
-            detected_at=self.clock(), statistic=evidence.statistic, threshold=evidence.threshold,
-            reference_size=evidence.reference_size, window_size=evidence.window_size,
-            change_point_ts=cp_ts_ms / 1000, change_point_request_id=cp_request,
-            evidence={"reference_mean": _finite(evidence.reference_mean), "window_mean": _finite(evidence.window_mean),
-                      "reference_std": _finite(reference_std), "signal_type": signal.signal_type,
-                      "events_seen": signal.seen, "alpha": signal.alpha, **detail},
+            model=model,
+            model_version=state.version,
+            kind=signal.kind,
+            signal=signal.name,  # type: ignore[arg-type]
+            detector=signal.detector.name,
+            severity=level,
+            event_ts=ts_ms / 1000,
+            request_id=request_id,  # type: ignore[arg-type]
+            detected_at=self.clock(),
+            statistic=evidence.statistic,
+            threshold=evidence.threshold,
+            reference_size=evidence.reference_size,
+            window_size=evidence.window_size,
+            change_point_ts=cp_ts_ms / 1000,
+            change_point_request_id=cp_request,
+            evidence={
+                "reference_mean": _finite(evidence.reference_mean),
+                "window_mean": _finite(evidence.window_mean),
+                "reference_std": _finite(reference_std),
+                "signal_type": signal.signal_type,
+                "events_seen": signal.seen,
+                "alpha": signal.alpha,
+                **detail,
+            },
             message=message,
-        )  # fmt: skip
+        )
 
 
 def _by_model(models: list[str]) -> dict[str, list[int]]:
@@ -302,6 +347,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "labeled": state.labeled,
         "expected_signals": state.expected_signals,
         "features": sorted(state.features),
+        "centres": state.centres,
         "policy": state.policy.snapshot(),
         "signals": {
             name: {
@@ -313,7 +359,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
                 "state": s.detector.snapshot(),
             }
             for name, s in state.signals.items()
-        },  # fmt: skip
+        },
     }
 
 
@@ -326,6 +372,7 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.labeled = int(data.get("labeled", 0))
     state.expected_signals = int(data.get("expected_signals", 0))
     state.features = set(data.get("features", []))
+    state.centres = {name: [float(a), float(b)] for name, (a, b) in data.get("centres", {}).items()}
     state.policy.restore(data.get("policy", {}))
     monitor.models[model] = state
     for name, saved in data.get("signals", {}).items():

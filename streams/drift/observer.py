@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -53,11 +52,18 @@ class DetectorStateStore:
         if not states:
             return
         now, revision = int(time.time()), time.time_ns() // 1000
-        await self.sink.write(ColumnBatch("detector_state", {
-            "model": list(states), "state": [json.dumps(s) for s in states.values()],
-            "events": [int(s.get("events", 0)) for s in states.values()],
-            "saved_at": [now] * len(states), "revision": [revision] * len(states),
-        }))  # fmt: skip
+        await self.sink.write(
+            ColumnBatch(
+                "detector_state",
+                {
+                    "model": list(states),
+                    "state": [json.dumps(s) for s in states.values()],
+                    "events": [int(s.get("events", 0)) for s in states.values()],
+                    "saved_at": [now] * len(states),
+                    "revision": [revision] * len(states),
+                },
+            )
+        )
 
     def close(self) -> None:
         if self._client is not None:
@@ -122,8 +128,9 @@ class DriftObserver:
         if alerts:
             await self.publisher.publish(alerts)
             rows = [a.to_row() for a in alerts]
-            await self.sink.write(ColumnBatch("drift_alerts", {
-                name: [row[i] for row in rows] for i, name in enumerate(ALERT_COLUMNS)}))  # fmt: skip
+            await self.sink.write(
+                ColumnBatch("drift_alerts", {name: [row[i] for row in rows] for i, name in enumerate(ALERT_COLUMNS)})
+            )
             self.alerts_published += len(alerts)
             for alert in alerts:
                 log.warning(alert.message, extra={"fields": {"alert_id": alert.alert_id}})
@@ -143,8 +150,18 @@ class DriftObserver:
             if signal.seen == previous:
                 continue
             self._last_counts[(model, signal.name)] = signal.seen
-            rows.append((model, signal.name, signal.kind, signal.detector.name, now, signal.seen,
-                         signal.last_mean if not math.isnan(signal.last_mean) else math.nan, signal.drifts))  # fmt: skip
+            rows.append(
+                (
+                    model,
+                    signal.name,
+                    signal.kind,
+                    signal.detector.name,
+                    now,
+                    signal.seen,
+                    signal.last_mean,
+                    signal.drifts,
+                )
+            )
         if rows:
             names = ("model", "signal", "kind", "detector", "ts", "events", "mean", "drifts")
             await self.sink.write(ColumnBatch("detector_stats", {n: [r[i] for r in rows] for i, n in enumerate(names)}))

@@ -4,7 +4,7 @@ River's detectors on their own are not an alert policy (PageHinkley raised 123 f
 N(0,1) values). A detection becomes an alert only when
 
 1. its signal is past the **warm-up** (the reference has been learnt),
-2. it has **minimum evidence** (enough events on each side of the change),
+2. it has **minimum evidence** (enough events before the change to know what changed),
 3. it is **confirmed**: the ``confirm_events`` values after it still differ from the reference mean by more
    than chance allows at the signal's share of the budget (numeric signals),
 4. the model is not in **cooldown** for that kind of drift (event time), and under its hourly **rate limit**.
@@ -60,8 +60,11 @@ class AlertPolicy:
         self.suppressed = 0
 
     def snapshot(self) -> dict[str, object]:
-        return {"last": [[m, k, t] for (m, k), t in self._last.items()],
-                "recent": {m: list(q) for m, q in self._recent.items()}, "suppressed": self.suppressed}  # fmt: skip
+        return {
+            "last": [[m, k, t] for (m, k), t in self._last.items()],
+            "recent": {m: list(q) for m, q in self._recent.items()},
+            "suppressed": self.suppressed,
+        }
 
     def restore(self, data: dict) -> None:  # type: ignore[type-arg]
         self._last = {(m, k): float(t) for m, k, t in data.get("last", [])}
@@ -73,12 +76,8 @@ class AlertPolicy:
         return self.spec.false_alarm_budget / max(signals, 1)
 
     def admissible(self, evidence: Evidence, seen: int) -> bool:
-        """Warm-up over and enough evidence on both sides of the change."""
-        return (
-            seen >= self.spec.warmup
-            and evidence.reference_size >= self.spec.min_evidence
-            and evidence.window_size >= min(self.spec.min_evidence, self.spec.confirm_events or self.spec.min_evidence)
-        )
+        """Warm-up over and enough evidence before the change (the events after it are the confirmation's)."""
+        return seen >= self.spec.warmup and evidence.reference_size >= self.spec.min_evidence
 
     def allow(self, model: str, kind: str, event_ts: float) -> bool:
         """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now; records it if so."""

@@ -46,8 +46,9 @@ def alert_stream(
             try:
                 yield Alert.from_json(json.loads(record.value)), consumer
             except (ValueError, TypeError, KeyError) as exc:
-                log.warning("skipped an unreadable alert record", extra={"fields": {"offset": record.offset,
-                                                                                    "error": str(exc)}})  # fmt: skip
+                log.warning(
+                    "skipped an unreadable alert record", extra={"fields": {"offset": record.offset, "error": str(exc)}}
+                )
     finally:
         consumer.close()
 
@@ -69,9 +70,11 @@ class WebhookForwarder:
     def _post(self, url: str, body: bytes, alert_id: str) -> bool:
         for attempt in range(self.attempts):
             request = urllib.request.Request(
-                url, data=body, method="POST",
+                url,
+                data=body,
+                method="POST",
                 headers={"Content-Type": "application/json", "Idempotency-Key": alert_id},
-            )  # fmt: skip
+            )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if 200 <= response.status < 300:
@@ -87,12 +90,18 @@ class WebhookForwarder:
         return False
 
 
-def forward_alerts(settings: Settings, forwarder: WebhookForwarder, *, from_beginning: bool = False,
-                   idle_timeout_s: float | None = None) -> int:  # fmt: skip
+def forward_alerts(
+    settings: Settings,
+    forwarder: WebhookForwarder,
+    *,
+    from_beginning: bool = False,
+    idle_timeout_s: float | None = None,
+) -> int:
     """Deliver every alert to the webhooks, committing after each; returns how many were handled."""
     handled = 0
-    for alert, consumer in alert_stream(settings, group="driftloop-webhooks", from_beginning=from_beginning,
-                                        idle_timeout_s=idle_timeout_s):  # fmt: skip
+    for alert, consumer in alert_stream(
+        settings, group="driftloop-webhooks", from_beginning=from_beginning, idle_timeout_s=idle_timeout_s
+    ):
         forwarder.deliver(alert)
         consumer.commit()
         handled += 1

@@ -58,8 +58,10 @@ def test_a_bad_value_is_an_error_naming_the_variable(variable: str, value: str, 
 
 
 def test_an_unknown_variable_suggests_the_right_name() -> None:
-    with pytest.raises(SettingsError, match="DRIFTLOOP_KAFKA_BOOTSTRAPS: not a driftloop setting; did you mean "
-                                           "DRIFTLOOP_KAFKA_BOOTSTRAP"):  # fmt: skip
+    with pytest.raises(
+        SettingsError,
+        match="DRIFTLOOP_KAFKA_BOOTSTRAPS: not a driftloop setting; did you mean DRIFTLOOP_KAFKA_BOOTSTRAP",
+    ):
         Settings.from_env({"DRIFTLOOP_KAFKA_BOOTSTRAPS": "k:9092"})
 
 

@@ -53,11 +53,23 @@ def test_a_row_written_with_clickhouse_driver_reads_back_once(stack: PrivateStac
     event_id = uuid.uuid4().hex
     ts = dt.datetime(2026, 11, 23, 12, 0, 0, tzinfo=dt.UTC)
     row = {
-        "event_id": event_id, "model": "fraud", "model_version": 3, "request_id": "r-1", "ts": ts,
-        "ts_ms": 1_795_435_200_000, "num.name": ["amount", "age"], "num.value": [12.5, float("nan")],
-        "cat.name": ["country"], "cat.value": ["NL"], "missing": ["age"], "prediction": "1",
-        "prediction_num": 1.0, "score": 0.91, "scores.label": [], "scores.probability": [],
-    }  # fmt: skip
+        "event_id": event_id,
+        "model": "fraud",
+        "model_version": 3,
+        "request_id": "r-1",
+        "ts": ts,
+        "ts_ms": 1_795_435_200_000,
+        "num.name": ["amount", "age"],
+        "num.value": [12.5, float("nan")],
+        "cat.name": ["country"],
+        "cat.value": ["NL"],
+        "missing": ["age"],
+        "prediction": "1",
+        "prediction_num": 1.0,
+        "score": 0.91,
+        "scores.label": [],
+        "scores.probability": [],
+    }
     columns = ", ".join(f"`{c}`" for c in row)
     for _ in range(2):  # at-least-once: the same event delivered twice
         client.execute(f"INSERT INTO predictions ({columns}) VALUES", [row])

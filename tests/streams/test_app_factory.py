@@ -57,8 +57,11 @@ def test_a_message_produced_with_kafka_python_reaches_a_faust_agent(stack: Priva
     env |= {"ECHO_APP_ID": f"echo-{uuid.uuid4().hex[:8]}", "ECHO_OUT": str(out)}
     worker = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "tests.streams.echo_app", "worker", "-l", "warn"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     settings = stack.settings
     producer = KafkaProducer(**settings.kafka_python_config())
     sent = [json.dumps({"n": i, "tag": uuid.uuid4().hex}).encode() for i in range(20)]

@@ -13,8 +13,13 @@ from streams.decode import (
     validate_prediction,
 )
 
-GOOD = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1, "b": "x", "c": None},
-        "prediction": "cat"}  # fmt: skip
+GOOD = {
+    "model": "m",
+    "request_id": "r",
+    "ts": 1_790_000_000,
+    "features": {"a": 1, "b": "x", "c": None},
+    "prediction": "cat",
+}
 
 
 def msg(value: object, offset: int = 0) -> Incoming:

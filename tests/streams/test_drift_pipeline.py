@@ -28,8 +28,9 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def drift_stack(stack: PrivateStack, specs: Path) -> PrivateStack:
-    return stack.with_env(DRIFTLOOP_SPECS_DIR=str(specs), DRIFTLOOP_DETECTOR_STATE_INTERVAL_S="1",
-                          DRIFTLOOP_BATCH_MAX_WAIT_S="0.2")  # fmt: skip
+    return stack.with_env(
+        DRIFTLOOP_SPECS_DIR=str(specs), DRIFTLOOP_DETECTOR_STATE_INTERVAL_S="1", DRIFTLOOP_BATCH_MAX_WAIT_S="0.2"
+    )
 
 
 @pytest.fixture()
@@ -50,8 +51,9 @@ def send(stack: PrivateStack, model: str, start: int, n: int, shift: float = 0.0
     with EventProducer(stack.settings, max_events=200) as producer:
         for i in range(start, start + n):
             features = {f"f{j}": rng.gauss(shift if j == 0 else 0.0, 1) for j in range(4)}
-            producer.emit_prediction(model, request_id=f"r{i}", features=features, prediction=int(rng.random() < 0.5),
-                                     ts=1_790_000_000 + i)  # fmt: skip
+            producer.emit_prediction(
+                model, request_id=f"r{i}", features=features, prediction=int(rng.random() < 0.5), ts=1_790_000_000 + i
+            )
 
 
 def alerts_in_clickhouse(stack: PrivateStack, model: str) -> list[tuple]:
@@ -65,7 +67,7 @@ def alerts_in_clickhouse(stack: PrivateStack, model: str) -> list[tuple]:
 class Receiver(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         Receiver.received.append(json.loads(body) | {"_key": self.headers["Idempotency-Key"]})
         self.send_response(204)
@@ -85,8 +87,9 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     assert [(r[0], r[1], r[2]) for r in rows] == [("f0", "data", "ADWIN")]
     assert 2000 <= int(rows[0][3][1:]) < 2100 and abs(int(rows[0][4][1:]) - 2000) <= 20
 
-    on_kafka = [a for a, _ in alert_stream(drift_stack.settings, from_beginning=True, idle_timeout_s=5)
-                if a.model == model]  # fmt: skip
+    on_kafka = [
+        a for a, _ in alert_stream(drift_stack.settings, from_beginning=True, idle_timeout_s=5) if a.model == model
+    ]
     assert [a.signal for a in on_kafka] == ["f0"] and on_kafka[0].message == rows[0][5]
 
     server = HTTPServer(("127.0.0.1", 0), Receiver)
@@ -106,9 +109,7 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     assert report.alerts[0].request_id == rows[0][3]
 
 
-def test_detector_state_survives_a_worker_restart(
-    drift_stack: PrivateStack, specs: Path, tmp_path: Path
-) -> None:
+def test_detector_state_survives_a_worker_restart(drift_stack: PrivateStack, specs: Path, tmp_path: Path) -> None:
     model = spec(specs, warmup=2500)  # a detector starting afresh after the restart could not alert in time
     first = WorkerProcess(drift_stack, tmp_path / "first.log")
     try:
@@ -116,7 +117,8 @@ def test_detector_state_survives_a_worker_restart(
 
         def saved_events() -> int:
             rows = connect(drift_stack.settings.clickhouse).execute(
-                "SELECT max(events) FROM detector_state WHERE model = %(m)s", {"m": model})  # fmt: skip
+                "SELECT max(events) FROM detector_state WHERE model = %(m)s", {"m": model}
+            )
             return rows[0][0] if rows else 0
 
         wait_for(lambda: saved_events() >= 3000, timeout_s=90, what="the detector state saved")

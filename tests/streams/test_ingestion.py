@@ -76,17 +76,25 @@ def test_predictions_and_outcomes_round_trip_in_both_message_forms(
         for i in range(300):
             producer = envelopes if i % 2 else singles  # the two forms mixed, on the same topic
             producer.emit_prediction(
-                model, request_id=f"r{i}", features={"x": i / 10, "colour": "red" if i % 3 else "blue", "gap": None},
-                prediction=i % 2, score=0.75, ts=1_790_000_000 + i,
-            )  # fmt: skip
+                model,
+                request_id=f"r{i}",
+                features={"x": i / 10, "colour": "red" if i % 3 else "blue", "gap": None},
+                prediction=i % 2,
+                score=0.75,
+                ts=1_790_000_000 + i,
+            )
         for i in range(300):
             (singles if i % 2 else envelopes).emit_outcome(model, request_id=f"r{i}", label=1, ts=1_790_000_100 + i)
     wait_count(stack, worker, "predictions", model, 300)
     wait_count(stack, worker, "outcomes", model, 300)
     wait_count(stack, worker, "labeled", model, 300)
 
-    row = query(stack, "SELECT num.name, num.value, cat.name, cat.value, missing, prediction, score "
-                       "FROM predictions FINAL WHERE model = %(m)s AND request_id = 'r7'", {"m": model})  # fmt: skip
+    row = query(
+        stack,
+        "SELECT num.name, num.value, cat.name, cat.value, missing, prediction, score "
+        "FROM predictions FINAL WHERE model = %(m)s AND request_id = 'r7'",
+        {"m": model},
+    )
     assert row == [(["x"], [0.7], ["colour"], ["red"], ["gap"], "1", 0.75)]
     labeled = query(
         stack,
@@ -100,26 +108,35 @@ def test_predictions_and_outcomes_round_trip_in_both_message_forms(
 def test_plain_json_producers_without_the_sdk(stack: PrivateStack, worker: WorkerProcess, model: str) -> None:
     producer = raw_producer(stack)
     topics = stack.settings.topics
-    single = {"model": model, "request_id": "a", "ts": "2026-11-23T08:00:00Z", "features": {"f": 1},
-              "prediction": "cat", "score": {"cat": 0.8, "dog": 0.2}}  # fmt: skip
+    single = {
+        "model": model,
+        "request_id": "a",
+        "ts": "2026-11-23T08:00:00Z",
+        "features": {"f": 1},
+        "prediction": "cat",
+        "score": {"cat": 0.8, "dog": 0.2},
+    }
     envelope = {"events": [dict(single, request_id="b", event_id="given-id-b"), dict(single, request_id="c")]}
     producer.send(topics.predictions, json.dumps(single).encode())
     producer.send(topics.predictions, json.dumps(envelope).encode())
-    producer.send(topics.outcomes, json.dumps({"model": model, "request_id": "a", "ts": 1_795_420_900,
-                                               "label": "dog"}).encode())  # fmt: skip
+    producer.send(
+        topics.outcomes, json.dumps({"model": model, "request_id": "a", "ts": 1_795_420_900, "label": "dog"}).encode()
+    )
     producer.flush()
     wait_count(stack, worker, "predictions", model, 3)
     wait_count(stack, worker, "labeled", model, 1)
-    assert query(stack, "SELECT event_id FROM predictions FINAL WHERE model = %(m)s AND request_id = 'b'",
-                 {"m": model}) == [("given-id-b",)]  # fmt: skip
+    assert query(
+        stack, "SELECT event_id FROM predictions FINAL WHERE model = %(m)s AND request_id = 'b'", {"m": model}
+    ) == [("given-id-b",)]
     assert query(
         stack,
         "SELECT scores.label, scores.probability, score FROM predictions FINAL "
         "WHERE model = %(m)s AND request_id = 'a'",
         {"m": model},
     ) == [(["cat", "dog"], [0.8, 0.2], 0.8)]
-    assert query(stack, "SELECT correct, error, label_delay_s FROM labeled FINAL WHERE model = %(m)s",
-                 {"m": model}) == [(0, 1.0, 100.0)]  # fmt: skip
+    assert query(
+        stack, "SELECT correct, error, label_delay_s FROM labeled FINAL WHERE model = %(m)s", {"m": model}
+    ) == [(0, 1.0, 100.0)]
 
 
 def test_re_sent_events_count_once(stack: PrivateStack, worker: WorkerProcess, model: str) -> None:
@@ -133,8 +150,9 @@ def test_re_sent_events_count_once(stack: PrivateStack, worker: WorkerProcess, m
     wait_count(stack, worker, "predictions", model, 40)
     wait_count(stack, worker, "outcomes", model, 40)
     wait_count(stack, worker, "labeled", model, 40)
-    assert query(stack, "SELECT count(), uniqExact(event_id) FROM predictions FINAL WHERE model = %(m)s",
-                 {"m": model}) == [(40, 40)]  # fmt: skip
+    assert query(
+        stack, "SELECT count(), uniqExact(event_id) FROM predictions FINAL WHERE model = %(m)s", {"m": model}
+    ) == [(40, 40)]
 
 
 def test_an_outcome_before_its_prediction_is_joined_when_the_prediction_arrives(
@@ -142,8 +160,15 @@ def test_an_outcome_before_its_prediction_is_joined_when_the_prediction_arrives(
 ) -> None:
     with EventProducer(stack.settings) as producer:
         producer.emit_outcome(model, request_id="early", label=1, ts=1_790_000_100)
-    wait_for(lambda: query(stack, "SELECT count() FROM join_pending FINAL WHERE model = %(m)s AND state = 'pending'",
-                           {"m": model})[0][0] == 1, what="the outcome waiting")  # fmt: skip
+    wait_for(
+        lambda: (
+            query(
+                stack, "SELECT count() FROM join_pending FINAL WHERE model = %(m)s AND state = 'pending'", {"m": model}
+            )[0][0]
+            == 1
+        ),
+        what="the outcome waiting",
+    )
     with EventProducer(stack.settings) as producer:
         producer.emit_prediction(model, request_id="early", features={"x": 1.0}, prediction=1, ts=1_790_000_000)
     wait_count(stack, worker, "labeled", model, 1)
@@ -156,8 +181,11 @@ def test_an_outcome_that_never_matches_is_counted_as_unmatched(
 ) -> None:
     with EventProducer(stack.settings) as producer:
         producer.emit_outcome(model, request_id="orphan", label=1)
-    wait_for(lambda: query(stack, "SELECT request_id FROM unmatched_outcomes WHERE model = %(m)s", {"m": model}),
-             timeout_s=60, what="the orphan outcome to expire")  # fmt: skip
+    wait_for(
+        lambda: query(stack, "SELECT request_id FROM unmatched_outcomes WHERE model = %(m)s", {"m": model}),
+        timeout_s=60,
+        what="the orphan outcome to expire",
+    )
     # a prediction arriving after the window does not resurrect it
     with EventProducer(stack.settings) as producer:
         producer.emit_prediction(model, request_id="orphan", features={"x": 1.0}, prediction=1)
@@ -188,8 +216,9 @@ def test_bad_input_goes_to_dead_letter_with_reasons_and_the_worker_keeps_going(
     producer = raw_producer(stack)
     marker = uuid.uuid4().hex
     bad = {msg.replace(b'"M"', json.dumps(model).encode()): why for msg, why in BAD_MESSAGES.items()}
-    huge = json.dumps({"model": model, "request_id": marker, "ts": 1, "features": {"pad": "x" * 100},
-                       "prediction": "y" * 1_100_000}).encode()  # fmt: skip
+    huge = json.dumps(
+        {"model": model, "request_id": marker, "ts": 1, "features": {"pad": "x" * 100}, "prediction": "y" * 1_100_000}
+    ).encode()
     bad[huge] = "over the 1,048,576-byte limit"
     good = {"model": model, "request_id": "ok", "ts": 1_790_000_000, "features": {"f": 1}, "prediction": 1}
     mixed = {"events": [good | {"request_id": "ok2"}, {"model": model}, "not an object"]}
@@ -200,8 +229,7 @@ def test_bad_input_goes_to_dead_letter_with_reasons_and_the_worker_keeps_going(
     producer.flush()
     wait_count(stack, worker, "predictions", model, 2)  # the good ones after the bad ones landed
 
-    consumer = KafkaConsumer(topics.dead_letter, **stack.settings.kafka_python_config(),
-                             auto_offset_reset="earliest")  # fmt: skip
+    consumer = KafkaConsumer(topics.dead_letter, **stack.settings.kafka_python_config(), auto_offset_reset="earliest")
     letters: list[dict] = []
     originals = {hashlib.sha256(value).hexdigest(): value for value in bad}
     by_original: dict[bytes, dict] = {}
@@ -226,8 +254,9 @@ def test_bad_input_goes_to_dead_letter_with_reasons_and_the_worker_keeps_going(
     assert sorted(d["index"] for d in in_envelope) == [1]
     assert "missing required field" in in_envelope[0]["reason"]
     assert any(d["reason"].startswith("envelope item must be an event object") for d in letters)
-    stored = query(stack, "SELECT count() FROM dead_letters FINAL WHERE position(original, %(m)s) > 0",
-                   {"m": model})[0][0]  # fmt: skip
+    stored = query(stack, "SELECT count() FROM dead_letters FINAL WHERE position(original, %(m)s) > 0", {"m": model})[
+        0
+    ][0]
     # every bad message that names this model, and the bad event of the envelope, also sits in ClickHouse
     assert stored == sum(model.encode() in value for value in bad) + 1
     assert worker.alive
@@ -243,8 +272,13 @@ def test_two_workers_in_one_group_land_every_event_exactly_once(
         owned = wait_for(lambda: _assigned(second.output(), predictions), timeout_s=60, what="a rebalance")
         with EventProducer(stack.settings, max_events=20) as producer:
             for i in range(2000):
-                producer.emit_prediction(f"{model}-{i % 8}", request_id=f"r{i}", features={"x": float(i)},
-                                         prediction=i % 2, ts=1_790_000_000 + i)  # fmt: skip
+                producer.emit_prediction(
+                    f"{model}-{i % 8}",
+                    request_id=f"r{i}",
+                    features={"x": float(i)},
+                    prediction=i % 2,
+                    ts=1_790_000_000 + i,
+                )
         models = [f"{model}-{k}" for k in range(8)]
 
         def landed() -> int:
@@ -256,8 +290,9 @@ def test_two_workers_in_one_group_land_every_event_exactly_once(
         wait_for(lambda: landed() >= 2000, timeout_s=120, what="2000 predictions")
         time.sleep(1)
         assert landed() == 2000
-        assert query(stack, "SELECT uniqExact(event_id) FROM predictions WHERE model IN %(ms)s",
-                     {"ms": tuple(models)}) == [(2000,)]  # fmt: skip
+        assert query(
+            stack, "SELECT uniqExact(event_id) FROM predictions WHERE model IN %(ms)s", {"ms": tuple(models)}
+        ) == [(2000,)]
         assert 0 < len(owned) < stack.settings.topic_partitions  # both workers had a share
     finally:
         second.stop()

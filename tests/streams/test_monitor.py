@@ -29,16 +29,30 @@ def predictions(rng: random.Random, start: int, n: int, shift: dict | None = Non
                 features["f3"] = None if rng.random() < 0.3 else features["f3"]
             if "colour" in shift:
                 features["colour"] = shift["colour"]
-        events.append({"model": model, "request_id": f"r{i}", "ts": 1_790_000_000 + i, "features": features,
-                       "prediction": int(rng.random() < 0.3), "score": rng.random()})  # fmt: skip
+        events.append(
+            {
+                "model": model,
+                "request_id": f"r{i}",
+                "ts": 1_790_000_000 + i,
+                "features": features,
+                "prediction": int(rng.random() < 0.3),
+                "score": rng.random(),
+            }
+        )
     return decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
 
 
 def labeled(rng: random.Random, start: int, n: int, error_after: float, at: int, model: str = "m") -> ColumnBatch:
     errors = [float(rng.random() < (error_after if i >= at else 0.1)) for i in range(start, start + n)]
-    return ColumnBatch("labeled", {"model": [model] * n, "request_id": [f"r{i}" for i in range(start, start + n)],
-                                   "ts_ms": [(1_790_000_000 + i) * 1000 for i in range(start, start + n)],
-                                   "error": errors})  # fmt: skip
+    return ColumnBatch(
+        "labeled",
+        {
+            "model": [model] * n,
+            "request_id": [f"r{i}" for i in range(start, start + n)],
+            "ts_ms": [(1_790_000_000 + i) * 1000 for i in range(start, start + n)],
+            "error": errors,
+        },
+    )
 
 
 def run(monitor: DriftMonitor, rng: random.Random, total: int, shift: dict | None = None, batch: int = 2000) -> list:
@@ -55,7 +69,8 @@ def monitor(tmp_path: Path) -> DriftMonitor:
 
 def test_stationary_traffic_raises_no_alert(monitor: DriftMonitor) -> None:
     assert run(monitor, random.Random(1), 100_000) == []
-    assert len(monitor.models["m"].signals) == 24  # 11 features, their 11 null rates, score, prediction
+    # 11 features, the spread of the 10 numeric ones, 11 null rates, score, prediction
+    assert len(monitor.models["m"].signals) == 34
 
 
 def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(monitor: DriftMonitor) -> None:
@@ -147,8 +162,10 @@ def test_a_spec_configures_detectors_and_signals(tmp_path: Path) -> None:
     ("text", "says"),
     [
         ('name = "m"\ntask = "ranking"', "task: Input should be 'binary', 'multiclass' or 'regression'"),
-        ('name = "m"\n[monitoring.detectors]\nnumeric = { name = "ADWINN" }', "monitoring.detectors.numeric.name: "
-                                                                              "unknown detector 'ADWINN'"),
+        (
+            'name = "m"\n[monitoring.detectors]\nnumeric = { name = "ADWINN" }',
+            "monitoring.detectors.numeric.name: unknown detector 'ADWINN'",
+        ),
         ('name = "m"\n[monitoring]\nwarmup = -1', "monitoring.warmup: Input should be greater than or equal to 0"),
         ('name = "m"\n[monitoring]\nwarm_up = 5', "monitoring.warm_up: Extra inputs are not permitted"),
         ('name = "other"', "name: the spec of 'other' must be in other.toml"),

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 
 
 def read_all(stack: PrivateStack, topic: str, model: str) -> list:
-    consumer = KafkaConsumer(topic, **stack.settings.kafka_python_config(), auto_offset_reset="earliest",
-                             consumer_timeout_ms=2000)  # fmt: skip
+    consumer = KafkaConsumer(
+        topic, **stack.settings.kafka_python_config(), auto_offset_reset="earliest", consumer_timeout_ms=2000
+    )
     try:
         return [m for m in consumer if m.key == model.encode()]
     finally:
@@ -29,8 +30,12 @@ def read_all(stack: PrivateStack, topic: str, model: str) -> list:
 def test_events_are_batched_into_envelopes_keyed_by_model(stack: PrivateStack) -> None:
     model = "sdk-" + uuid.uuid4().hex[:8]
     with EventProducer(stack.settings, max_events=10, linger_s=5) as producer:
-        ids = [producer.emit_prediction(model, request_id=f"r{i}", features={"x": np.float32(i), 3: np.int64(i)},
-                                        prediction=np.int64(i % 2)) for i in range(25)]  # fmt: skip
+        ids = [
+            producer.emit_prediction(
+                model, request_id=f"r{i}", features={"x": np.float32(i), 3: np.int64(i)}, prediction=np.int64(i % 2)
+            )
+            for i in range(25)
+        ]
     messages = read_all(stack, stack.settings.topics.predictions, model)
     sizes = [len(json.loads(m.value)["events"]) for m in messages]
     assert sorted(sizes) == [5, 10, 10]  # two full envelopes, and the rest flushed on close

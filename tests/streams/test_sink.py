@@ -17,11 +17,18 @@ pytestmark = pytest.mark.integration
 
 
 def outcomes(model: str, n: int, start: int = 0) -> ColumnBatch:
-    return ColumnBatch("outcomes", {
-        "event_id": [f"{model}-{i}" for i in range(start, start + n)], "model": [model] * n,
-        "request_id": [f"r{i}" for i in range(start, start + n)], "ts": [1_790_000_000] * n,
-        "ts_ms": [1_790_000_000_000] * n, "label": ["1"] * n, "label_num": [1.0] * n,
-    })  # fmt: skip
+    return ColumnBatch(
+        "outcomes",
+        {
+            "event_id": [f"{model}-{i}" for i in range(start, start + n)],
+            "model": [model] * n,
+            "request_id": [f"r{i}" for i in range(start, start + n)],
+            "ts": [1_790_000_000] * n,
+            "ts_ms": [1_790_000_000_000] * n,
+            "label": ["1"] * n,
+            "label_num": [1.0] * n,
+        },
+    )
 
 
 def rows_of(stack: PrivateStack, model: str) -> int:
@@ -70,8 +77,9 @@ def test_rows_clickhouse_refuses_are_isolated_and_the_rest_written(stack: Privat
 
 def test_a_closed_sink_stops_waiting(stack: PrivateStack) -> None:
     proxy = TcpProxy(stack.settings.clickhouse.port)
-    sink = ClickHouseSink(stack.settings.clickhouse.model_copy(update={"port": proxy.port}),
-                          backoff=Backoff(initial_s=0.05, max_s=0.1))  # fmt: skip
+    sink = ClickHouseSink(
+        stack.settings.clickhouse.model_copy(update={"port": proxy.port}), backoff=Backoff(initial_s=0.05, max_s=0.1)
+    )
     errors: list[BaseException] = []
 
     def write() -> None:
