@@ -22,6 +22,18 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     [monitoring.signals.amount]           # one signal: another detector, or `enabled = false`
     detector = { name = "KSWIN", params = { alpha = 0.0001 } }
 
+    [architecture]                        # models.architectures: "tabular_mlp", or one you register
+    name = "tabular_mlp"
+    params = { hidden = [64, 64], dropout = 0.1, embedding_dim = 8 }
+
+    [training]                            # see TrainingSpec for every field
+    min_labels = 1000                     # labels after the change point before a challenger is trained
+    metric = "accuracy"                   # or "mae"; the challenger must be at least as good
+
+    [retraining]
+    kinds = ["performance"]               # alert kinds that start a job
+    debounce_s = 10
+
 A field that is wrong is a :class:`SpecError` naming the file and the field.
 
 >>> spec = ModelSpec.model_validate({"name": "fraud", "monitoring": {"detectors": {"error": {"name": "DDM"}}}})
@@ -109,6 +121,40 @@ class MonitoringSpec(_Frozen):
         return override is None or override.enabled
 
 
+class ArchitectureSpec(_Frozen):
+    """Which network to train (a name registered in ``models.architectures``) and its hyper-parameters."""
+
+    name: str = "tabular_mlp"
+    params: dict[str, float | int | str | bool | list[int]] = Field(default_factory=dict)
+
+
+class TrainingSpec(_Frozen):
+    """How a challenger is trained and judged."""
+
+    window_days: float = Field(30.0, gt=0, description="labeled rows this far back are the training window")
+    max_rows: int = Field(500_000, ge=100)
+    min_labels: int = Field(1000, ge=10, description="labels after the change point needed before training")
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.9, description="the most recent rows judge both models")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="of the rest, for early stopping")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    patience: int = Field(4, ge=1)
+    seed: int = 0
+    metric: Literal["accuracy", "mae"] | None = None  # default: accuracy, or mae for regression
+    min_improvement: float = Field(0.0, description="the challenger must beat the champion by this much")
+
+
+class RetrainingSpec(_Frozen):
+    """Which alerts start a retraining job, and how bursts and repeats are tamed."""
+
+    kinds: tuple[Literal["data", "prediction", "performance"], ...] = ("performance",)
+    debounce_s: float = Field(10.0, ge=0, description="alerts this close together make one job")
+    cooldown_s: float = Field(300.0, ge=0, description="after a job, alerts of the model wait this long")
+    recheck_s: float = Field(15.0, gt=0, description="too few labels yet: look again after this long")
+    max_attempts: int = Field(3, ge=1)
+
+
 class ModelSpec(_Frozen):
     """Everything driftloop knows about a model beyond its events (see the module docstring)."""
 
@@ -116,6 +162,13 @@ class ModelSpec(_Frozen):
     task: Literal["binary", "multiclass", "regression"] | None = None
     features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    retraining: RetrainingSpec = Field(default_factory=RetrainingSpec)
+
+    @property
+    def metric(self) -> str:
+        return self.training.metric or ("mae" if self.task == "regression" else "accuracy")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,1 @@
+"""Models: architectures (torch), preprocessing, versioned artifacts, the registry and the serving client."""
