@@ -203,6 +203,9 @@ class Settings(BaseModel):
     kafka_rebalance_timeout_s: float = Field(30.0, ge=1, description="Consumer group rebalance timeout")
 
     specs_dir: Path | None = Field(None, description="Model spec files <model>.toml (default: HOME/specs)")
+    artifacts: str | None = Field(
+        None, description="Where model versions are stored: a path or file:// URL (default: HOME/models)"
+    )
 
     # --- the streams worker ------------------------------------------------------------------------------
     batch_max_messages: int = Field(
@@ -303,6 +306,10 @@ class Settings(BaseModel):
         return frozenset(ENV_PREFIX + name.upper() for name in cls.model_fields)
 
     # --- derived views ---------------------------------------------------------------------------------------
+    @property
+    def artifact_location(self) -> str:
+        return self.artifacts or str(self.home / "models")
+
     @property
     def spec_directory(self) -> Path:
         return self.specs_dir or self.home / "specs"

@@ -188,6 +188,115 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -
     console.print(table)
 
 
+@cli.command("retrain-worker")
+@click.pass_context
+def retrain_worker(ctx: click.Context) -> None:
+    """Run the retraining worker: drift alerts in, challengers trained and gated, new champions out."""
+    from retrain.worker import RetrainWorker
+
+    settings = _settings(ctx)
+    console.print(f"driftloop retrain-worker: {settings.topics.alerts} → {settings.topics.model_versions}; "
+                  "Ctrl-C stops it", style="dim")  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):
+        RetrainWorker(settings).run()
+
+
+@cli.command("retrain")
+@click.option("--model", required=True, help="The model to train.")
+@click.option("--now", is_flag=True, required=True, help="Train now, from labeled rows already in ClickHouse.")
+@click.option("--days", type=float, help="Training window in days (default: the spec's training.window_days).")
+@click.pass_context
+def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -> None:
+    """Train a version now (the first one, or a challenger) and promote it if it beats the champion."""
+    import time
+
+    from rich.progress import Progress
+
+    from retrain.job import JobRequest, RetrainJob
+
+    job = RetrainJob(_settings(ctx))
+    window = days if days is not None else job.specs.get(model).training.window_days
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"training {model}", total=1.0)
+        report = job.run(JobRequest(model, time.time() - window * 86400),
+                         progress=lambda phase, done: progress.update(task, completed=done))  # fmt: skip
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())
+    console.print(f"{model}: {report.status} v{report.challenger_version} on {report.device} "
+                  f"({report.metric_name} {report.challenger_metric:.4f}, champion {report.champion_metric:.4f}; "
+                  f"{report.train_rows:,} training rows; {timings}){' ' + report.error if report.error else ''}")  # fmt: skip
+
+
+@cli.group(cls=DriftloopGroup)
+def models() -> None:
+    """The model registry: versions, champions, promotion and rollback."""
+
+
+@models.command("list")
+@click.option("--model", help="Only this model.")
+@click.pass_context
+def models_list(ctx: click.Context, model: str | None) -> None:
+    """Every version of every model (or one), with status and metric."""
+    import datetime as dt
+
+    from rich.table import Table
+
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(_settings(ctx))
+    table = Table()
+    for column in ("model", "version", "status", "metric", "champion's", "trained on", "created", "reason"):
+        table.add_column(column)
+    for name in [model] if model else registry.models():
+        for r in registry.versions(name):
+            created = dt.datetime.fromtimestamp(r.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(r.model, str(r.version), r.status, f"{r.metric_name} {r.metric_value:.4f}",
+                          f"{r.champion_metric:.4f}", f"{r.train_rows:,}", created, r.reason)  # fmt: skip
+    console.print(table)
+
+
+@models.command("show")
+@click.argument("model")
+@click.option("--version", type=int, help="Default: the champion.")
+@click.pass_context
+def models_show(ctx: click.Context, model: str, version: int | None) -> None:
+    """One version in full: artifact, checksum, parent, trigger, training window, metrics."""
+    import dataclasses
+    import json
+
+    from models.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(_settings(ctx))
+    record = registry.get(model, version) if version is not None else registry.champion(model)
+    if record is None:
+        raise RegistryError(f"{model} has no champion; `driftloop models list --model {model}` shows its versions")
+    console.print_json(json.dumps(dataclasses.asdict(record), default=str))
+
+
+@models.command("promote")
+@click.argument("model")
+@click.argument("version", type=int)
+@click.option("--reason", default="promoted by hand")
+@click.pass_context
+def models_promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
+    """Make VERSION the champion (verified first); serving clients swap to it."""
+    from models.registry import ModelRegistry
+
+    record = ModelRegistry(_settings(ctx)).promote(model, version, reason)
+    console.print(f"{model}: v{record.version} is the champion")
+
+
+@models.command("rollback")
+@click.argument("model")
+@click.option("--reason", default="rolled back by hand")
+@click.pass_context
+def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
+    """Bring back the previous champion."""
+    from models.registry import ModelRegistry
+
+    record = ModelRegistry(_settings(ctx)).rollback(model, reason)
+    console.print(f"{model}: rolled back to v{record.version}")
+
+
 def main() -> None:
     """Console-script entry point."""
     sys.exit(cli.main(prog_name="driftloop"))

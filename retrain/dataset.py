@@ -1,0 +1,101 @@
+"""Training sets from ClickHouse ``labeled`` rows, in event-time order, column by column."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+
+
+@dataclass(frozen=True)
+class LabeledData:
+    """Labeled rows as columns: numeric features (NaN where absent), categorical features, labels, times."""
+
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, list[str]]
+    labels: list[str]
+    label_num: np.ndarray
+    ts: np.ndarray  # epoch seconds
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def slice(self, start: int, stop: int) -> LabeledData:
+        return LabeledData(
+            {k: v[start:stop] for k, v in self.numeric.items()},
+            {k: v[start:stop] for k, v in self.categorical.items()},
+            self.labels[start:stop],
+            self.label_num[start:stop],
+            self.ts[start:stop],
+        )
+
+    def split(self, fraction: float) -> tuple[LabeledData, LabeledData]:
+        """(older, most recent ``fraction``): a split by time, never shuffled."""
+        cut = max(1, min(len(self) - 1, int(round(len(self) * (1 - fraction)))))
+        return self.slice(0, cut), self.slice(cut, len(self))
+
+
+def count_labels(settings: Settings, model: str, since: float) -> int:
+    client = connect(settings.clickhouse)
+    try:
+        return int(client.execute(
+            "SELECT count() FROM labeled FINAL WHERE model = %(m)s AND ts >= %(since)s",
+            {"m": model, "since": _datetime(since)},
+        )[0][0])  # fmt: skip
+    finally:
+        client.disconnect()
+
+
+def fetch_labeled(settings: Settings, model: str, since: float, max_rows: int) -> LabeledData:
+    """The newest ``max_rows`` labeled rows of ``model`` at or after ``since``, oldest first."""
+    client = connect(settings.clickhouse)
+    try:
+        columns = client.execute(
+            "SELECT ts_ms, num.name, num.value, cat.name, cat.value, label, label_num FROM "
+            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND ts >= %(since)s ORDER BY ts_ms DESC LIMIT %(n)s) "
+            "ORDER BY ts_ms",
+            {"m": model, "since": _datetime(since), "n": max_rows},
+            columnar=True,
+        )
+    finally:
+        client.disconnect()
+    if not columns:
+        return LabeledData({}, {}, [], np.zeros(0), np.zeros(0))
+    ts_ms, num_names, num_values, cat_names, cat_values, labels, label_num = columns
+    return LabeledData(
+        _pivot_numeric(num_names, num_values),
+        _pivot_categorical(cat_names, cat_values),
+        list(labels),
+        np.asarray(label_num, dtype=np.float64),
+        np.asarray(ts_ms, dtype=np.float64) / 1000.0,
+    )
+
+
+def _pivot_numeric(names: tuple, values: tuple) -> dict[str, np.ndarray]:
+    if not names:
+        return {}
+    first = names[0]
+    if all(n == first for n in names):  # every row sent the same features: one reshape, no per-row work
+        matrix = np.asarray(values, dtype=np.float64).reshape(len(values), len(first))
+        return {name: matrix[:, j].copy() for j, name in enumerate(first)}
+    columns: dict[str, np.ndarray] = {n: np.full(len(names), np.nan) for n in sorted({n for row in names for n in row})}
+    for i, (row_names, row_values) in enumerate(zip(names, values, strict=True)):
+        for name, value in zip(row_names, row_values, strict=True):
+            columns[name][i] = value
+    return columns
+
+
+def _pivot_categorical(names: tuple, values: tuple) -> dict[str, list[str]]:
+    columns: dict[str, list[str]] = {n: [""] * len(names) for n in sorted({n for row in names for n in row})}
+    for i, (row_names, row_values) in enumerate(zip(names, values, strict=True)):
+        for name, value in zip(row_names, row_values, strict=True):
+            columns[name][i] = value
+    return columns
+
+
+def _datetime(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(max(epoch, 0), dt.UTC)

@@ -1,0 +1,145 @@
+"""The training loop: seeded, early stopping on a time-split validation set, CUDA with mixed precision
+when there is a GPU and the CPU otherwise."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from infra.errors import DriftloopError
+from infra.spec import ModelSpec
+from models.architectures import ArchitectureInput, build_architecture
+from models.inference import predict_columns
+from models.preprocess import Preprocessor
+from retrain.dataset import LabeledData
+
+
+class TrainingError(DriftloopError):
+    """Training could not produce a usable model (diverged to NaN, or no usable rows)."""
+
+
+def pick_device() -> torch.device:
+    """The first CUDA device when there is one, else the CPU."""
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class Tensors:
+    numeric: torch.Tensor
+    categorical: torch.Tensor
+    target: torch.Tensor
+
+
+def tensors(pre: Preprocessor, data: LabeledData, device: torch.device) -> Tensors:
+    numeric, categorical = pre.transform(data.numeric, data.categorical)
+    labels = data.label_num if pre.task == "regression" else data.labels
+    target = pre.encode_labels(labels)
+    keep = np.isfinite(target) if pre.task == "regression" else target >= 0  # labels never seen in training
+    return Tensors(
+        torch.from_numpy(numeric[keep]).to(device),
+        torch.from_numpy(categorical[keep]).to(device),
+        torch.from_numpy(target[keep]).to(device),
+    )
+
+
+def architecture_input(pre: Preprocessor) -> ArchitectureInput:
+    return ArchitectureInput(len(pre.numeric), tuple(len(v) + 1 for v in pre.vocabularies), pre.n_outputs)
+
+
+@dataclass
+class TrainResult:
+    network: nn.Module
+    inputs: ArchitectureInput
+    device: str
+    epochs: int
+    best_validation_loss: float
+    seconds: float
+    history: list[float] = field(default_factory=list)
+
+
+def train(
+    spec: ModelSpec,
+    pre: Preprocessor,
+    train_data: LabeledData,
+    validation: LabeledData,
+    *,
+    device: torch.device | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainResult:
+    """Train a fresh network of ``spec.architecture`` on ``train_data``; keep the best epoch on ``validation``."""
+    started = time.perf_counter()
+    config = spec.training
+    device = device or pick_device()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    inputs = architecture_input(pre)
+    network = build_architecture(spec.architecture.name, inputs, spec.architecture.params).to(device)
+    fit, check = tensors(pre, train_data, device), tensors(pre, validation, device)
+    if len(fit.target) == 0 or len(check.target) == 0:
+        raise TrainingError("no usable rows to train or validate on")
+    regression = pre.task == "regression"
+    loss_fn: nn.Module = nn.SmoothL1Loss() if regression else nn.CrossEntropyLoss()
+    optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate)
+    cuda = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    best, best_state, since_best, history = math.inf, copy.deepcopy(network.state_dict()), 0, []
+    epoch = 0
+    for epoch in range(1, config.epochs + 1):
+        network.train()
+        order = torch.randperm(len(fit.target), generator=generator).to(device)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=cuda):
+                output = network(fit.numeric[batch], fit.categorical[batch])
+                loss = loss_fn(output.squeeze(1) if regression else output, fit.target[batch])
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the training loss became {loss.item()} in epoch {epoch}: diverged")
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+        validation_loss = _loss(network, check, loss_fn, regression, cuda)
+        history.append(validation_loss)
+        if progress:
+            progress(epoch, config.epochs, validation_loss)
+        if validation_loss < best - 1e-6:
+            best, best_state, since_best = validation_loss, copy.deepcopy(network.state_dict()), 0
+        else:
+            since_best += 1
+            if since_best >= config.patience:
+                break
+    network.load_state_dict(best_state)
+    network.eval()
+    return TrainResult(network, inputs, str(device), epoch, best, time.perf_counter() - started, history)
+
+
+@torch.no_grad()
+def _loss(network: nn.Module, data: Tensors, loss_fn: nn.Module, regression: bool, cuda: bool) -> float:
+    network.eval()
+    with torch.autocast(device_type=data.target.device.type, dtype=torch.float16, enabled=cuda):
+        output = network(data.numeric, data.categorical)
+        loss = loss_fn(output.squeeze(1) if regression else output, data.target)
+    value = float(loss.item())
+    if not math.isfinite(value):
+        raise TrainingError(f"the validation loss is {value}: diverged")
+    return value
+
+
+def metric(name: str, network: nn.Module, pre: Preprocessor, data: LabeledData, device: str = "cpu") -> float:
+    """``accuracy`` (higher is better) or ``mae`` (lower is better) of ``network`` on ``data``."""
+    predicted, _ = predict_columns(network, pre, data.numeric, data.categorical, device)
+    if name == "mae":
+        return float(np.nanmean(np.abs(predicted.astype(np.float64) - data.label_num)))
+    return float(np.mean(predicted == np.asarray(data.labels, dtype=object)))
+
+
+def better(name: str, challenger: float, champion: float, margin: float = 0.0) -> bool:
+    """Whether the challenger is at least as good as the champion (by ``margin``) on ``name``."""
+    return challenger <= champion - margin if name == "mae" else challenger >= champion + margin
