@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +42,8 @@ def count_labels(settings: Settings, model: str, since: float) -> int:
     client = connect(settings.clickhouse)
     try:
         return int(client.execute(
-            "SELECT count() FROM labeled FINAL WHERE model = %(m)s AND ts >= %(since)s",
-            {"m": model, "since": _datetime(since)},
+            "SELECT uniqExact(event_id) FROM labeled WHERE model = %(m)s AND ts >= toDateTime(%(since)s)",
+            {"m": model, "since": int(max(since, 0))},
         )[0][0])  # fmt: skip
     finally:
         client.disconnect()
@@ -56,9 +55,9 @@ def fetch_labeled(settings: Settings, model: str, since: float, max_rows: int) -
     try:
         columns = client.execute(
             "SELECT ts_ms, num.name, num.value, cat.name, cat.value, label, label_num FROM "
-            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND ts >= %(since)s ORDER BY ts_ms DESC LIMIT %(n)s) "
+            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND ts >= toDateTime(%(since)s) ORDER BY ts_ms DESC LIMIT %(n)s) "
             "ORDER BY ts_ms",
-            {"m": model, "since": _datetime(since), "n": max_rows},
+            {"m": model, "since": int(max(since, 0)), "n": max_rows},
             columnar=True,
         )
     finally:
@@ -95,7 +94,3 @@ def _pivot_categorical(names: tuple, values: tuple) -> dict[str, list[str]]:
         for name, value in zip(row_names, row_values, strict=True):
             columns[name][i] = value
     return columns
-
-
-def _datetime(epoch: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(max(epoch, 0), dt.UTC)

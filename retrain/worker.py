@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 from kafka import KafkaConsumer
 
+from infra.errors import DriftloopError
 from infra.settings import Settings
 from infra.spec import SpecCatalog
 from retrain.job import JobRequest, NotEnoughLabels, RetrainJob, RunReport
@@ -116,7 +117,12 @@ class RetrainWorker:
                         except (ValueError, TypeError, KeyError) as exc:
                             log.warning("skipped an unreadable alert", extra={"fields": {"error": str(exc)}})
                             continue
-                        if self.policy.offer(alert):
+                        try:
+                            accepted = self.policy.offer(alert)
+                        except DriftloopError as exc:  # a broken spec file: say so, keep serving the others
+                            log.error("alert skipped", extra={"fields": {"model": alert.model, "error": str(exc)}})
+                            continue
+                        if accepted:
                             log.info("alert accepted", extra={"fields": {"model": alert.model, "kind": alert.kind}})
                 self.run_due()
                 if not self.policy.pending:

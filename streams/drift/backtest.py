@@ -68,10 +68,13 @@ def _history(
 ) -> Iterator[ColumnBatch]:
     client = connect(settings.clickhouse)
     names = ", ".join(f"`{c}`" for c in columns)
-    where = "model = %(model)s" + (" AND ts >= %(since)s" if since else "") + (" AND ts < %(until)s" if until else "")
+    # constants as toDateTime(epoch): 18.16 cannot compare a text literal with a DateTime inside the sorting key
+    where = "model = %(model)s"
+    where += " AND ts >= toDateTime(%(since)s)" if since else ""
+    where += " AND ts < toDateTime(%(until)s)" if until else ""
     rows = client.execute_iter(
         f"SELECT {names} FROM {table} FINAL WHERE {where} ORDER BY ts_ms, request_id",
-        {"model": model, "since": since, "until": until},
+        {"model": model, "since": _epoch(since), "until": _epoch(until)},
         settings={"max_block_size": chunk_rows},
     )
     chunk: list[tuple] = []
@@ -89,3 +92,9 @@ def _history(
 
 def _batch(table: str, columns: tuple[str, ...], rows: list[tuple]) -> ColumnBatch:
     return ColumnBatch(table, {name: [row[i] for row in rows] for i, name in enumerate(columns)})
+
+
+def _epoch(moment: dt.datetime | None) -> int | None:
+    if moment is None:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp())

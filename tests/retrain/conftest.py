@@ -1,0 +1,64 @@
+"""Labeled rows for retraining tests: River's Agrawal generator, one concept then another."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from river.datasets import synth
+
+from infra.settings import Settings
+from streams.batch import ColumnBatch
+from streams.join import LABELED_COLUMNS
+from streams.sink import ClickHouseSink
+from tests.stack_fixtures import PrivateStack
+
+TS0 = 1_790_000_000
+NUMERIC = ("salary", "commission", "age", "hvalue", "hyears", "loan")
+CATEGORICAL = ("elevel", "car", "zipcode")
+
+
+def agrawal_rows(model: str, function: int, start: int, n: int, seed: int) -> ColumnBatch:
+    rows = []
+    for i, (x, y) in enumerate(synth.Agrawal(classification_function=function, seed=seed).take(n), start=start):
+        ts = TS0 + i
+        rows.append((
+            f"{model}-o{i}", f"{model}-p{i}", model, 1, f"r{i}", ts, ts * 1000, ts + 60, (ts + 60) * 1000,
+            list(NUMERIC), [float(x[k]) for k in NUMERIC], list(CATEGORICAL), [str(x[k]) for k in CATEGORICAL], [],
+            "0", 0.0, float("nan"), str(y), float(y), int(y == 0), float(y != 0), 60.0,
+        ))  # fmt: skip
+    return ColumnBatch("labeled", {name: [r[j] for r in rows] for j, name in enumerate(LABELED_COLUMNS)})
+
+
+@pytest.fixture()
+def retrain_settings(stack: PrivateStack, tmp_path: Path) -> Settings:
+    return stack.with_env(
+        DRIFTLOOP_SPECS_DIR=str(tmp_path / "specs"), DRIFTLOOP_ARTIFACTS=str(tmp_path / "models")
+    ).settings
+
+
+@pytest.fixture()
+def labeled_model(retrain_settings: Settings) -> Callable[..., str]:
+    """Write a model's labeled history: ``before`` rows of concept 0, then ``after`` rows of concept 2."""
+
+    def make(before: int = 3000, after: int = 0, spec: str = "") -> str:
+        model = "agr-" + uuid.uuid4().hex[:8]
+        directory = retrain_settings.spec_directory
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{model}.toml").write_text(
+            f'name = "{model}"\ntask = "binary"\n[training]\nmin_labels = 500\n'
+            + (spec if "epochs" in spec else "epochs = 15\n" + spec)
+        )
+        sink = ClickHouseSink(retrain_settings.clickhouse)
+        try:
+            if before:
+                sink.write_blocking(agrawal_rows(model, 0, 0, before, seed=1))
+            if after:
+                sink.write_blocking(agrawal_rows(model, 2, before, after, seed=2))
+        finally:
+            sink.close()
+        return model
+
+    return make

@@ -1,0 +1,152 @@
+"""Retraining against the real stack: jobs, the champion gate, artifacts, the registry, the serving client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from river.datasets import synth
+
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from models.artifacts import ArtifactError
+from models.registry import ModelRegistry
+from models.serving import ModelClient
+from retrain.job import JobRequest, NotEnoughLabels, RetrainJob
+from tests.retrain.conftest import TS0
+
+pytestmark = pytest.mark.integration
+
+
+def runs(settings: Settings, model: str) -> list[tuple]:
+    return connect(settings.clickhouse).execute(
+        "SELECT status, fetch_s, train_s, evaluate_s, publish_s, challenger_version, error "
+        "FROM retrain_runs FINAL WHERE model = %(m)s ORDER BY started_at", {"m": model})  # fmt: skip
+
+
+def champions(settings: Settings, model: str) -> list[int]:
+    return [v for (v,) in connect(settings.clickhouse).execute(
+        "SELECT version FROM model_versions FINAL WHERE model = %(m)s AND status = 'champion'", {"m": model})]  # fmt: skip
+
+
+def test_a_first_version_is_trained_promoted_and_timed(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=3000)
+    report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    assert report.status == "promoted" and report.challenger_version == 1
+    assert report.challenger_metric > 0.9  # Agrawal function 0 is learnable
+    ((status, *phases, version, error),) = runs(retrain_settings, model)
+    assert status == "promoted" and version == 1 and error == "" and all(p > 0 for p in phases)
+    assert champions(retrain_settings, model) == [1]
+    files = {p.name for p in (Path(retrain_settings.artifact_location) / model / "v1").iterdir()}
+    assert files == {"weights.pt", "preprocess.json", "spec.json", "manifest.json"}
+
+
+def test_after_a_concept_drift_the_challenger_wins_on_recent_data(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=3000, after=3000)
+    job = RetrainJob(retrain_settings)
+    first = job.run(JobRequest(model, since=0, trigger_alert_id="bootstrap"))
+    second = job.run(JobRequest(model, since=TS0 + 3000, trigger_alert_id="alert-1"))  # after the change point
+    assert (first.status, second.status) == ("promoted", "promoted")
+    assert second.challenger_metric > second.champion_metric + 0.1  # the old champion fails the new concept
+    versions = {r.version: r for r in ModelRegistry(retrain_settings).versions(model)}
+    assert (versions[1].status, versions[2].status) == ("retired", "champion")
+    assert versions[2].parent_version == 1 and versions[2].trigger_alert_id == "alert-1"
+
+
+def test_a_worse_challenger_is_rejected_and_the_champion_stays(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=4000)
+    job = RetrainJob(retrain_settings)
+    assert job.run(JobRequest(model, since=0)).status == "promoted"
+    spec = retrain_settings.spec_directory / f"{model}.toml"
+    spec.write_text(spec.read_text().replace("epochs = 15", "epochs = 1\nlearning_rate = 0.000001"))
+    assert "learning_rate = 0.000001" in spec.read_text()
+    worse = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    assert worse.status == "rejected" and worse.challenger_metric < worse.champion_metric
+    versions = {r.version: r for r in ModelRegistry(retrain_settings).versions(model)}
+    assert versions[2].status == "rejected" and versions[2].reason.startswith("worse:")
+    assert champions(retrain_settings, model) == [1]
+
+
+def test_diverging_training_is_rejected_with_the_reason(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=2000, spec="learning_rate = 1e30\n")
+    report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    assert report.status == "rejected" and "TrainingError" in report.error and "diverged" in report.error
+    assert champions(retrain_settings, model) == [] and ModelRegistry(retrain_settings).versions(model) == []
+
+
+def test_too_few_labels_means_wait(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=3000)
+    with pytest.raises(NotEnoughLabels, match="labels since the change point, 500 needed"):
+        RetrainJob(retrain_settings).run(JobRequest(model, since=TS0 + 2800))
+    assert runs(retrain_settings, model) == []
+
+
+def test_a_tampered_artifact_is_refused(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=2000)
+    RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    registry = ModelRegistry(retrain_settings)
+    champion = registry.champion(model)
+    assert registry.load(champion).version == 1
+    weights = Path(champion.artifact_uri) / "weights.pt"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    with pytest.raises(ArtifactError, match="weights.pt: missing or altered"):
+        registry.load(champion)
+    with pytest.raises(ArtifactError, match="altered"):
+        ModelClient(model, retrain_settings, watch=False)
+    weights.write_bytes(original)
+    from dataclasses import replace
+
+    with pytest.raises(ArtifactError, match="does not match the registry"):
+        registry.load(replace(champion, sha256="0" * 64))
+
+
+def test_promote_and_rollback_keep_exactly_one_champion(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=2000)
+    job = RetrainJob(retrain_settings)
+    job.run(JobRequest(model, since=0))
+    job.run(JobRequest(model, since=0))  # the same data again: at least as good, so it is promoted
+    registry = ModelRegistry(retrain_settings)
+    assert champions(retrain_settings, model) == [2]
+    assert registry.rollback(model).version == 1
+    assert champions(retrain_settings, model) == [1]
+    assert registry.promote(model, 2, "by hand").version == 2
+    assert champions(retrain_settings, model) == [2]
+    assert {r.version: r.status for r in registry.versions(model)} == {1: "retired", 2: "champion"}
+
+
+def test_the_serving_client_swaps_under_concurrent_predictions(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=2000)
+    job = RetrainJob(retrain_settings)
+    job.run(JobRequest(model, since=0))
+    rows = [x for x, _ in synth.Agrawal(classification_function=0, seed=9).take(64)]
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with ModelClient(model, retrain_settings) as client:
+        assert client.version == 1 and len(client.predict(rows).values) == 64
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    result = client.predict(rows)
+                    assert len(result.values) == 64
+                    seen.append(result.version)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            job.run(JobRequest(model, since=0))  # v2, promoted and announced
+            deadline = time.monotonic() + 30
+            while client.version != 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            server.join()
+    assert errors == [] and client.swaps == 1
+    assert seen[0] == 1 and seen[-1] == 2 and seen == sorted(seen)  # one swap, between batches, no going back

@@ -1,0 +1,115 @@
+"""The retrain worker: its policy (kinds, debounce, cooldown, waiting for labels) and a kill mid-training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from infra.spec import SpecCatalog
+from retrain.worker import RetrainPolicy
+from streams.drift.alerts import Alert
+from tests.retrain.conftest import TS0
+from tests.stack_fixtures import REPO, wait_for
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def alert(model: str, kind: str = "performance", change_point: float = TS0 + 3000, n: int = 0) -> Alert:
+    return replace(Alert.example(), alert_id=f"a{n}", model=model, kind=kind, change_point_ts=change_point)  # type: ignore[arg-type]
+
+
+def test_bursts_make_one_job_from_the_earliest_change_point(tmp_path: Path) -> None:
+    clock = Clock()
+    policy = RetrainPolicy(SpecCatalog(tmp_path), clock=clock)
+    for n, change_point in enumerate([TS0 + 500, TS0 + 100, TS0 + 900]):
+        assert policy.offer(alert("m", change_point=change_point, n=n))
+    assert not policy.offer(alert("m", kind="data"))  # only performance alerts start jobs by default
+    assert policy.due() == []  # still debouncing
+    clock.now += 10
+    (job,) = policy.due()
+    assert job.request.since == TS0 + 100 and job.alerts == ["a0", "a1", "a2"]
+    policy.wait(job)  # too few labels: look again later
+    assert policy.due() == [] and "m" in policy.pending
+    clock.now += 15
+    assert policy.due() == [job]
+    policy.finish(job)
+    assert not policy.offer(alert("m", n=9))  # cooling down
+    clock.now += 300
+    assert policy.offer(alert("m", n=10))
+
+
+def test_failed_jobs_are_retried_then_given_up(tmp_path: Path) -> None:
+    clock = Clock()
+    policy = RetrainPolicy(SpecCatalog(tmp_path), clock=clock)
+    policy.offer(alert("m"))
+    job = policy.pending["m"]
+    assert policy.retry(job) and job.request.attempt == 2
+    assert policy.retry(job) and job.request.attempt == 3
+    assert not policy.retry(job) and "m" not in policy.pending  # max_attempts = 3
+
+
+@pytest.mark.integration
+def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
+    retrain_settings: Settings, labeled_model, stack, tmp_path: Path
+) -> None:
+    model = labeled_model(before=3000, after=6000, spec="epochs = 400\npatience = 400\n")
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+        | stack.env
+        | {
+            "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
+            "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location,
+        }
+    )
+    # debounce 0 so that the job starts at once
+    spec = retrain_settings.spec_directory / f"{model}.toml"
+    spec.write_text(spec.read_text() + "[retraining]\ndebounce_s = 0\n")
+
+    def start(log: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "infra.cli.main", "retrain-worker"], cwd=REPO, env=env,
+                                stdout=open(tmp_path / log, "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+
+    def statuses() -> list[str]:
+        return [s for (s,) in connect(retrain_settings.clickhouse).execute(
+            "SELECT argMax(status, revision) FROM retrain_runs WHERE model = %(m)s GROUP BY run_id", {"m": model})]  # fmt: skip
+
+    producer = KafkaProducer(**retrain_settings.kafka_python_config())
+    producer.send(retrain_settings.topics.alerts, json.dumps(alert(model).to_json()).encode(), key=model.encode())
+    producer.flush()
+    first = start("first.log")
+    try:
+        wait_for(lambda: "running" in statuses(), timeout_s=90, what="training to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        first.kill()
+    versions = connect(retrain_settings.clickhouse).execute(
+        "SELECT count() FROM model_versions WHERE model = %(m)s", {"m": model})  # fmt: skip
+    assert versions == [(0,)]
+    assert not list((Path(retrain_settings.artifact_location) / model).glob("v*"))  # no half-written version
+
+    spec.write_text(spec.read_text().replace("epochs = 400\npatience = 400", "epochs = 10"))
+    second = start("second.log")
+    try:
+        wait_for(lambda: "promoted" in statuses(), timeout_s=120, what="the retried job to promote a version")
+    finally:
+        second.terminate()
+        second.wait(30)
+    rows = connect(retrain_settings.clickhouse).execute(
+        "SELECT version, status FROM model_versions FINAL WHERE model = %(m)s", {"m": model})  # fmt: skip
+    assert rows == [(1, "champion")]
