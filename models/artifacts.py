@@ -65,9 +65,14 @@ def _sha256(path: Path) -> str:
 
 
 def write_artifact(
-    root: Path, spec: ModelSpec, version: int, network: torch.nn.Module, preprocessor: Preprocessor,
-    inputs: ArchitectureInput, metrics: dict[str, Any],
-) -> tuple[Path, str]:  # fmt: skip
+    root: Path,
+    spec: ModelSpec,
+    version: int,
+    network: torch.nn.Module,
+    preprocessor: Preprocessor,
+    inputs: ArchitectureInput,
+    metrics: dict[str, Any],
+) -> tuple[Path, str]:
     """Write version ``version`` of ``spec.name`` atomically; its directory and checksum."""
     target = root / spec.name / f"v{version}"
     if target.exists():
@@ -80,11 +85,17 @@ def write_artifact(
         (staging / "preprocess.json").write_text(json.dumps(preprocessor.to_json()))
         (staging / "spec.json").write_text(spec.model_dump_json())
         manifest = {
-            "model": spec.name, "version": version, "architecture": spec.architecture.model_dump(),
-            "inputs": {"n_numeric": inputs.n_numeric, "cardinalities": list(inputs.cardinalities),
-                       "n_outputs": inputs.n_outputs},
-            "files": {name: _sha256(staging / name) for name in FILES}, "metrics": metrics,
-        }  # fmt: skip
+            "model": spec.name,
+            "version": version,
+            "architecture": spec.architecture.model_dump(),
+            "inputs": {
+                "n_numeric": inputs.n_numeric,
+                "cardinalities": list(inputs.cardinalities),
+                "n_outputs": inputs.n_outputs,
+            },
+            "files": {name: _sha256(staging / name) for name in FILES},
+            "metrics": metrics,
+        }
         (staging / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
         for name in (*FILES, "manifest.json"):
             with open(staging / name, "rb") as f:

@@ -23,10 +23,25 @@ from infra.settings import Settings
 from models.artifacts import LoadedModel, artifact_root, load_artifact
 
 COLUMNS = (
-    "model", "version", "status", "parent_version", "trigger_alert_id", "artifact_uri", "sha256", "train_from",
-    "train_to", "train_rows", "metric_name", "metric_value", "champion_metric", "metrics", "reason", "created_at",
-    "updated_at", "revision",
-)  # fmt: skip
+    "model",
+    "version",
+    "status",
+    "parent_version",
+    "trigger_alert_id",
+    "artifact_uri",
+    "sha256",
+    "train_from",
+    "train_to",
+    "train_rows",
+    "metric_name",
+    "metric_value",
+    "champion_metric",
+    "metrics",
+    "reason",
+    "created_at",
+    "updated_at",
+    "revision",
+)
 
 
 class RegistryError(DriftloopError):
@@ -73,9 +88,17 @@ class VersionRecord:
         return cls(**data)
 
     def announcement(self, event: str, previous: int | None) -> dict[str, Any]:
-        return {"event": event, "model": self.model, "version": self.version, "status": self.status,
-                "sha256": self.sha256, "artifact_uri": self.artifact_uri, "previous_version": previous,
-                "reason": self.reason, "at": self.updated_at}  # fmt: skip
+        return {
+            "event": event,
+            "model": self.model,
+            "version": self.version,
+            "status": self.status,
+            "sha256": self.sha256,
+            "artifact_uri": self.artifact_uri,
+            "previous_version": previous,
+            "reason": self.reason,
+            "at": self.updated_at,
+        }
 
 
 class ModelRegistry:
@@ -150,8 +173,9 @@ class ModelRegistry:
         promoted = replace(target, status="champion", reason=reason, updated_at=now, revision=revision)
         rows = [promoted]
         if current is not None:
-            rows.append(replace(current, status="retired", reason=f"replaced by v{version}", updated_at=now,
-                                revision=revision))  # fmt: skip
+            rows.append(
+                replace(current, status="retired", reason=f"replaced by v{version}", updated_at=now, revision=revision)
+            )
         self._insert(rows)
         self._announce(promoted.announcement("promoted", current.version if current else None))
         return promoted
@@ -190,8 +214,9 @@ class ModelRegistry:
     def _announce(self, message: dict[str, Any]) -> None:
         if self._producer is None:
             self._producer = KafkaProducer(**self.settings.kafka_python_config(), acks="all")
-        self._producer.send(self.settings.topics.model_versions, json.dumps(message).encode(),
-                            key=message["model"].encode())  # fmt: skip
+        self._producer.send(
+            self.settings.topics.model_versions, json.dumps(message).encode(), key=message["model"].encode()
+        )
         self._producer.flush(timeout=30)
 
 

@@ -49,9 +49,14 @@ class ModelClient:
     """Predicts with a model's champion and follows its promotions (see the module docstring)."""
 
     def __init__(
-        self, model: str, settings: Settings | None = None, *, emit: bool = False, watch: bool = True,
+        self,
+        model: str,
+        settings: Settings | None = None,
+        *,
+        emit: bool = False,
+        watch: bool = True,
         device: str = "cpu",
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.model = model
         self.settings = settings or get_settings()
         self.device = device
@@ -94,9 +99,13 @@ class ModelClient:
             records = frame.to_dict(orient="records")
             for features, value, score, request_id in zip(records, result.values, result.scores, ids, strict=True):
                 self._producer.emit_prediction(
-                    self.model, request_id=request_id, features={k: _plain(v) for k, v in features.items()},
-                    prediction=value, score=None if score != score else score, model_version=current.version,
-                )  # fmt: skip
+                    self.model,
+                    request_id=request_id,
+                    features={k: _plain(v) for k, v in features.items()},
+                    prediction=value,
+                    score=None if score != score else score,
+                    model_version=current.version,
+                )
         return result
 
     def close(self) -> None:
@@ -113,9 +122,11 @@ class ModelClient:
 
     def _watch(self) -> None:
         consumer = KafkaConsumer(
-            self.settings.topics.model_versions, **self.settings.kafka_python_config(),
-            auto_offset_reset="latest", enable_auto_commit=False,
-        )  # fmt: skip
+            self.settings.topics.model_versions,
+            **self.settings.kafka_python_config(),
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )
         try:
             consumer.poll(timeout_ms=100)  # joins the topic at its end before we say we are ready
             self._ready.set()

@@ -34,17 +34,19 @@ class LabeledData:
 
     def split(self, fraction: float) -> tuple[LabeledData, LabeledData]:
         """(older, most recent ``fraction``): a split by time, never shuffled."""
-        cut = max(1, min(len(self) - 1, int(round(len(self) * (1 - fraction)))))
+        cut = max(1, min(len(self) - 1, round(len(self) * (1 - fraction))))
         return self.slice(0, cut), self.slice(cut, len(self))
 
 
 def count_labels(settings: Settings, model: str, since: float) -> int:
     client = connect(settings.clickhouse)
     try:
-        return int(client.execute(
-            "SELECT uniqExact(event_id) FROM labeled WHERE model = %(m)s AND ts >= toDateTime(%(since)s)",
-            {"m": model, "since": int(max(since, 0))},
-        )[0][0])  # fmt: skip
+        return int(
+            client.execute(
+                "SELECT uniqExact(event_id) FROM labeled WHERE model = %(m)s AND ts >= toDateTime(%(since)s)",
+                {"m": model, "since": int(max(since, 0))},
+            )[0][0]
+        )
     finally:
         client.disconnect()
 
@@ -55,7 +57,8 @@ def fetch_labeled(settings: Settings, model: str, since: float, max_rows: int) -
     try:
         columns = client.execute(
             "SELECT ts_ms, num.name, num.value, cat.name, cat.value, label, label_num FROM "
-            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND ts >= toDateTime(%(since)s) ORDER BY ts_ms DESC LIMIT %(n)s) "
+            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND ts >= toDateTime(%(since)s) "
+            " ORDER BY ts_ms DESC LIMIT %(n)s) "
             "ORDER BY ts_ms",
             {"m": model, "since": int(max(since, 0)), "n": max_rows},
             columnar=True,

@@ -29,10 +29,28 @@ from retrain.training import TrainingError, better, metric, pick_device, train
 log = logging.getLogger("driftloop.retrain")
 
 RUN_COLUMNS = (
-    "run_id", "model", "trigger_alert_id", "status", "attempt", "device", "started_at", "finished_at",
-    "train_rows", "holdout_rows", "fetch_s", "train_s", "evaluate_s", "publish_s", "champion_version",
-    "challenger_version", "metric_name", "champion_metric", "challenger_metric", "error", "revision",
-)  # fmt: skip
+    "run_id",
+    "model",
+    "trigger_alert_id",
+    "status",
+    "attempt",
+    "device",
+    "started_at",
+    "finished_at",
+    "train_rows",
+    "holdout_rows",
+    "fetch_s",
+    "train_s",
+    "evaluate_s",
+    "publish_s",
+    "champion_version",
+    "challenger_version",
+    "metric_name",
+    "champion_metric",
+    "challenger_metric",
+    "error",
+    "revision",
+)
 
 
 class NotEnoughLabels(DriftloopError):
@@ -61,8 +79,9 @@ class RunReport:
     finished_at: float = 0.0
     train_rows: int = 0
     holdout_rows: int = 0
-    phases: dict[str, float] = field(default_factory=lambda: {"fetch": 0.0, "train": 0.0, "evaluate": 0.0,
-                                                              "publish": 0.0})  # fmt: skip
+    phases: dict[str, float] = field(
+        default_factory=lambda: {"fetch": 0.0, "train": 0.0, "evaluate": 0.0, "publish": 0.0}
+    )
     champion_version: int = 0
     challenger_version: int = 0
     metric_name: str = ""
@@ -73,11 +92,28 @@ class RunReport:
     def row(self) -> tuple:
         r = self.request
         return (
-            r.run_id, r.model, r.trigger_alert_id, self.status, r.attempt, self.device, int(self.started_at),
-            int(self.finished_at), self.train_rows, self.holdout_rows, self.phases["fetch"], self.phases["train"],
-            self.phases["evaluate"], self.phases["publish"], self.champion_version, self.challenger_version,
-            self.metric_name, self.champion_metric, self.challenger_metric, self.error[:2000], time.time_ns() // 1000,
-        )  # fmt: skip
+            r.run_id,
+            r.model,
+            r.trigger_alert_id,
+            self.status,
+            r.attempt,
+            self.device,
+            int(self.started_at),
+            int(self.finished_at),
+            self.train_rows,
+            self.holdout_rows,
+            self.phases["fetch"],
+            self.phases["train"],
+            self.phases["evaluate"],
+            self.phases["publish"],
+            self.champion_version,
+            self.challenger_version,
+            self.metric_name,
+            self.champion_metric,
+            self.challenger_metric,
+            self.error[:2000],
+            time.time_ns() // 1000,
+        )
 
 
 class RetrainJob:
@@ -96,8 +132,9 @@ class RetrainJob:
         spec = self.specs.get(request.model)
         available = self.labels_since(request)
         if available < spec.training.min_labels:
-            raise NotEnoughLabels(f"{request.model}: {available} labels since the change point, "
-                                  f"{spec.training.min_labels} needed")  # fmt: skip
+            raise NotEnoughLabels(
+                f"{request.model}: {available} labels since the change point, {spec.training.min_labels} needed"
+            )
         report = RunReport(request, device=str(pick_device()), metric_name=spec.metric)
         self._record(report)
         try:
@@ -146,19 +183,40 @@ class RetrainJob:
         phase = time.perf_counter()
         wins = math.isnan(champion) or better(spec.metric, challenger, champion, config.min_improvement)
         version = self.registry.next_version(request.model)
-        metrics = {spec.metric: challenger, f"champion_{spec.metric}": champion, "epochs": result.epochs,
-                   "validation_loss": result.best_validation_loss, "device": result.device}  # fmt: skip
-        path, sha256 = write_artifact(self.registry.root, spec, version, result.network.cpu(), pre, result.inputs,
-                                      metrics)  # fmt: skip
-        reason = (f"{spec.metric} {challenger:.4f} vs champion {champion:.4f} on {len(holdout)} recent rows"
-                  if champion_record else f"first version: {spec.metric} {challenger:.4f}")  # fmt: skip
-        record = self.registry.add(VersionRecord(
-            model=request.model, version=version, status="candidate" if wins else "rejected",
-            artifact_uri=str(path), sha256=sha256, parent_version=report.champion_version,
-            trigger_alert_id=request.trigger_alert_id, train_from=float(fit.ts[0]), train_to=float(fit.ts[-1]),
-            train_rows=len(fit), metric_name=spec.metric, metric_value=challenger, champion_metric=champion,
-            metrics=json.loads(json.dumps(metrics, default=str)), reason=reason if wins else f"worse: {reason}",
-        ))  # fmt: skip
+        metrics = {
+            spec.metric: challenger,
+            f"champion_{spec.metric}": champion,
+            "epochs": result.epochs,
+            "validation_loss": result.best_validation_loss,
+            "device": result.device,
+        }
+        path, sha256 = write_artifact(
+            self.registry.root, spec, version, result.network.cpu(), pre, result.inputs, metrics
+        )
+        reason = (
+            f"{spec.metric} {challenger:.4f} vs champion {champion:.4f} on {len(holdout)} recent rows"
+            if champion_record
+            else f"first version: {spec.metric} {challenger:.4f}"
+        )
+        record = self.registry.add(
+            VersionRecord(
+                model=request.model,
+                version=version,
+                status="candidate" if wins else "rejected",
+                artifact_uri=str(path),
+                sha256=sha256,
+                parent_version=report.champion_version,
+                trigger_alert_id=request.trigger_alert_id,
+                train_from=float(fit.ts[0]),
+                train_to=float(fit.ts[-1]),
+                train_rows=len(fit),
+                metric_name=spec.metric,
+                metric_value=challenger,
+                champion_metric=champion,
+                metrics=json.loads(json.dumps(metrics, default=str)),
+                reason=reason if wins else f"worse: {reason}",
+            )
+        )
         if wins:
             self.registry.promote(request.model, record.version, reason)
         report.challenger_version = version

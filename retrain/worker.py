@@ -142,15 +142,21 @@ class RetrainWorker:
                 self.policy.wait(pending)
                 continue
             except Exception:
-                log.exception("retraining failed", extra={"fields": {"model": request.model,
-                                                                     "attempt": request.attempt}})  # fmt: skip
+                log.exception(
+                    "retraining failed", extra={"fields": {"model": request.model, "attempt": request.attempt}}
+                )
                 self.policy.retry(pending)
                 continue
             self.reports.append(report)
             self.policy.finish(pending)
             log.warning(
                 f"retraining {report.status}",
-                extra={"fields": {"model": request.model, "version": report.challenger_version,
-                                  report.metric_name: round(report.challenger_metric, 4),
-                                  "champion": round(report.champion_metric, 4)}},
-            )  # fmt: skip
+                extra={
+                    "fields": {
+                        "model": request.model,
+                        "version": report.challenger_version,
+                        report.metric_name: round(report.challenger_metric, 4),
+                        "champion": round(report.champion_metric, 4),
+                    }
+                },
+            )

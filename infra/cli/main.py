@@ -195,8 +195,10 @@ def retrain_worker(ctx: click.Context) -> None:
     from retrain.worker import RetrainWorker
 
     settings = _settings(ctx)
-    console.print(f"driftloop retrain-worker: {settings.topics.alerts} → {settings.topics.model_versions}; "
-                  "Ctrl-C stops it", style="dim")  # fmt: skip
+    console.print(
+        f"driftloop retrain-worker: {settings.topics.alerts} → {settings.topics.model_versions}; Ctrl-C stops it",
+        style="dim",
+    )
     with contextlib.suppress(KeyboardInterrupt):
         RetrainWorker(settings).run()
 
@@ -218,12 +220,17 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -
     window = days if days is not None else job.specs.get(model).training.window_days
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"training {model}", total=1.0)
-        report = job.run(JobRequest(model, time.time() - window * 86400),
-                         progress=lambda phase, done: progress.update(task, completed=done))  # fmt: skip
+        report = job.run(
+            JobRequest(model, time.time() - window * 86400),
+            progress=lambda phase, done: progress.update(task, completed=done),
+        )
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())
-    console.print(f"{model}: {report.status} v{report.challenger_version} on {report.device} "
-                  f"({report.metric_name} {report.challenger_metric:.4f}, champion {report.champion_metric:.4f}; "
-                  f"{report.train_rows:,} training rows; {timings}){' ' + report.error if report.error else ''}")  # fmt: skip
+    error = f" {report.error}" if report.error else ""
+    console.print(
+        f"{model}: {report.status} v{report.challenger_version} on {report.device} "
+        f"({report.metric_name} {report.challenger_metric:.4f}, champion {report.champion_metric:.4f}; "
+        f"{report.train_rows:,} training rows; {timings}){error}"
+    )
 
 
 @cli.group(cls=DriftloopGroup)
@@ -249,8 +256,16 @@ def models_list(ctx: click.Context, model: str | None) -> None:
     for name in [model] if model else registry.models():
         for r in registry.versions(name):
             created = dt.datetime.fromtimestamp(r.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            table.add_row(r.model, str(r.version), r.status, f"{r.metric_name} {r.metric_value:.4f}",
-                          f"{r.champion_metric:.4f}", f"{r.train_rows:,}", created, r.reason)  # fmt: skip
+            table.add_row(
+                r.model,
+                str(r.version),
+                r.status,
+                f"{r.metric_name} {r.metric_value:.4f}",
+                f"{r.champion_metric:.4f}",
+                f"{r.train_rows:,}",
+                created,
+                r.reason,
+            )
     console.print(table)
 
 

@@ -24,11 +24,32 @@ def agrawal_rows(model: str, function: int, start: int, n: int, seed: int) -> Co
     rows = []
     for i, (x, y) in enumerate(synth.Agrawal(classification_function=function, seed=seed).take(n), start=start):
         ts = TS0 + i
-        rows.append((
-            f"{model}-o{i}", f"{model}-p{i}", model, 1, f"r{i}", ts, ts * 1000, ts + 60, (ts + 60) * 1000,
-            list(NUMERIC), [float(x[k]) for k in NUMERIC], list(CATEGORICAL), [str(x[k]) for k in CATEGORICAL], [],
-            "0", 0.0, float("nan"), str(y), float(y), int(y == 0), float(y != 0), 60.0,
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"{model}-o{i}",
+                f"{model}-p{i}",
+                model,
+                1,
+                f"r{i}",
+                ts,
+                ts * 1000,
+                ts + 60,
+                (ts + 60) * 1000,
+                list(NUMERIC),
+                [float(x[k]) for k in NUMERIC],
+                list(CATEGORICAL),
+                [str(x[k]) for k in CATEGORICAL],
+                [],
+                "0",
+                0.0,
+                float("nan"),
+                str(y),
+                float(y),
+                int(y == 0),
+                float(y != 0),
+                60.0,
+            )
+        )
     return ColumnBatch("labeled", {name: [r[j] for r in rows] for j, name in enumerate(LABELED_COLUMNS)})
 
 

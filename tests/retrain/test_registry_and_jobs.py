@@ -23,12 +23,18 @@ pytestmark = pytest.mark.integration
 def runs(settings: Settings, model: str) -> list[tuple]:
     return connect(settings.clickhouse).execute(
         "SELECT status, fetch_s, train_s, evaluate_s, publish_s, challenger_version, error "
-        "FROM retrain_runs FINAL WHERE model = %(m)s ORDER BY started_at", {"m": model})  # fmt: skip
+        "FROM retrain_runs FINAL WHERE model = %(m)s ORDER BY started_at",
+        {"m": model},
+    )
 
 
 def champions(settings: Settings, model: str) -> list[int]:
-    return [v for (v,) in connect(settings.clickhouse).execute(
-        "SELECT version FROM model_versions FINAL WHERE model = %(m)s AND status = 'champion'", {"m": model})]  # fmt: skip
+    return [
+        v
+        for (v,) in connect(settings.clickhouse).execute(
+            "SELECT version FROM model_versions FINAL WHERE model = %(m)s AND status = 'champion'", {"m": model}
+        )
+    ]
 
 
 def test_a_first_version_is_trained_promoted_and_timed(retrain_settings: Settings, labeled_model) -> None:
@@ -92,7 +98,7 @@ def test_a_tampered_artifact_is_refused(retrain_settings: Settings, labeled_mode
     weights = Path(champion.artifact_uri) / "weights.pt"
     original = weights.read_bytes()
     weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    with pytest.raises(ArtifactError, match="weights.pt: missing or altered"):
+    with pytest.raises(ArtifactError, match=r"weights\.pt: missing or altered"):
         registry.load(champion)
     with pytest.raises(ArtifactError, match="altered"):
         ModelClient(model, retrain_settings, watch=False)

@@ -81,12 +81,21 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
     spec.write_text(spec.read_text() + "[retraining]\ndebounce_s = 0\n")
 
     def start(log: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "infra.cli.main", "retrain-worker"], cwd=REPO, env=env,
-                                stdout=open(tmp_path / log, "wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "infra.cli.main", "retrain-worker"],
+            cwd=REPO,
+            env=env,
+            stdout=open(tmp_path / log, "wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     def statuses() -> list[str]:
-        return [s for (s,) in connect(retrain_settings.clickhouse).execute(
-            "SELECT argMax(status, revision) FROM retrain_runs WHERE model = %(m)s GROUP BY run_id", {"m": model})]  # fmt: skip
+        return [
+            s
+            for (s,) in connect(retrain_settings.clickhouse).execute(
+                "SELECT argMax(status, revision) FROM retrain_runs WHERE model = %(m)s GROUP BY run_id", {"m": model}
+            )
+        ]
 
     producer = KafkaProducer(**retrain_settings.kafka_python_config())
     producer.send(retrain_settings.topics.alerts, json.dumps(alert(model).to_json()).encode(), key=model.encode())
@@ -99,7 +108,8 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
     finally:
         first.kill()
     versions = connect(retrain_settings.clickhouse).execute(
-        "SELECT count() FROM model_versions WHERE model = %(m)s", {"m": model})  # fmt: skip
+        "SELECT count() FROM model_versions WHERE model = %(m)s", {"m": model}
+    )
     assert versions == [(0,)]
     assert not list((Path(retrain_settings.artifact_location) / model).glob("v*"))  # no half-written version
 
@@ -111,5 +121,6 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
         second.terminate()
         second.wait(30)
     rows = connect(retrain_settings.clickhouse).execute(
-        "SELECT version, status FROM model_versions FINAL WHERE model = %(m)s", {"m": model})  # fmt: skip
+        "SELECT version, status FROM model_versions FINAL WHERE model = %(m)s", {"m": model}
+    )
     assert rows == [(1, "champion")]
