@@ -1,0 +1,150 @@
+"""Retraining: time from an alert on Kafka to the new champion announced, and how much accuracy comes back.
+
+    .venv/bin/python -m benchmarks.retrain --rows 50000 --rows 500000
+
+For each size N, on a private local stack: a champion is trained on River's Agrawal concept 0; then N
+labeled rows of concept 2 (the drift) land in ClickHouse; a performance alert is published with the change
+point; the retrain worker (device chosen by itself: CUDA when present) trains a challenger, gates it and
+announces it. Printed: seconds from alert to announcement, split by phase, and the accuracy of the
+champion before the drift, right after it, and after retraining, against an oracle: the same network
+trained on all N post-drift rows (no holdout) and judged on the same fresh post-drift test set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from kafka import KafkaConsumer, KafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from infra.clickhouse.client import connect
+from infra.settings import Settings
+from infra.stack import stack as local_stack
+from models.preprocess import Preprocessor
+from models.registry import ModelRegistry
+from retrain.dataset import LabeledData, fetch_labeled
+from retrain.job import JobRequest, RetrainJob
+from retrain.training import metric, train
+from retrain.worker import RetrainWorker
+from streams.drift.alerts import Alert
+from streams.sink import ClickHouseSink
+from tests.retrain.conftest import TS0, agrawal_rows
+from tests.stack_fixtures import private_stack_env
+
+console = Console()
+
+
+def test_set(function: int, seed: int, n: int = 10_000) -> LabeledData:
+    batch = agrawal_rows("test", function, 0, n, seed)
+    numeric = {name: [row[j] for row in batch["num.value"]] for j, name in enumerate(batch["num.name"][0])}
+    categorical = {name: [row[j] for row in batch["cat.value"]] for j, name in enumerate(batch["cat.name"][0])}
+    import numpy as np
+
+    return LabeledData(
+        {k: np.asarray(v) for k, v in numeric.items()}, categorical, batch["label"],
+        np.asarray(batch["label_num"]), np.asarray(batch["ts"], dtype=float),
+    )  # fmt: skip
+
+
+def run(rows: int, home: Path) -> dict[str, float | str]:
+    env = private_stack_env(home / f"n{rows}", prefix="bench-retrain.")
+    specs = home / f"n{rows}" / "specs"
+    specs.mkdir(parents=True)
+    env |= {"DRIFTLOOP_SPECS_DIR": str(specs)}
+    settings = Settings.from_env(env)
+    local_stack.up(settings)
+    model = "agrawal"
+    (specs / f"{model}.toml").write_text(
+        f'name = "{model}"\ntask = "binary"\n[training]\nmin_labels = 1000\nmax_rows = {rows}\nbatch_size = 1024\n'
+        "[retraining]\ndebounce_s = 0\n"
+    )
+    try:
+        sink = ClickHouseSink(settings.clickhouse)
+        with console.status(f"N={rows:,}: writing the history"):
+            sink.write_blocking(agrawal_rows(model, 0, 0, 20_000, seed=1))
+            job = RetrainJob(settings)
+            job.run(JobRequest(model, since=0))  # the champion before the drift
+            for start in range(20_000, 20_000 + rows, 50_000):
+                sink.write_blocking(agrawal_rows(model, 2, start, min(50_000, 20_000 + rows - start), seed=start))
+        sink.close()
+        registry = ModelRegistry(settings)
+        before_drift = test_set(0, 101)
+        after_drift = test_set(2, 102)
+        old = registry.load(registry.champion(model))
+        accuracy_before = metric("accuracy", old.network, old.preprocessor, before_drift)
+        accuracy_drifted = metric("accuracy", old.network, old.preprocessor, after_drift)
+
+        announcements = KafkaConsumer(settings.topics.model_versions, **settings.kafka_python_config(),
+                                      auto_offset_reset="latest")  # fmt: skip
+        announcements.poll(timeout_ms=200)
+        worker = RetrainWorker(settings)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        alert = replace(Alert.example(), alert_id="bench", model=model, kind="performance",
+                        change_point_ts=float(TS0 + 20_000))  # fmt: skip
+        producer = KafkaProducer(**settings.kafka_python_config())
+        with console.status(f"N={rows:,}: alert published, waiting for the new champion"):
+            started = time.perf_counter()
+            producer.send(settings.topics.alerts, json.dumps(alert.to_json()).encode(), key=model.encode())
+            producer.flush()
+            announced = None
+            while announced is None and time.perf_counter() - started < 1800:
+                for records in announcements.poll(timeout_ms=200).values():
+                    for record in records:
+                        event = json.loads(record.value)
+                        if event["event"] in {"promoted", "rejected"} and event["model"] == model:
+                            announced = time.perf_counter() - started
+        worker.stop()
+        thread.join(30)
+        report = worker.reports[-1]
+        new = registry.load(registry.champion(model))
+        accuracy_after = metric("accuracy", new.network, new.preprocessor, after_drift)
+
+        with console.status(f"N={rows:,}: training the oracle"):
+            post = fetch_labeled(settings, model, TS0 + 20_000, rows)
+            spec = job.specs.get(model)
+            oracle_spec = spec.model_copy(update={"training": spec.training.model_copy(update={"patience": 8})})
+            fit, validation = post.split(0.05)
+            pre = Preprocessor.fit(fit.numeric, fit.categorical, fit.labels, "binary")
+            oracle = train(oracle_spec, pre, fit, validation)
+            accuracy_oracle = metric("accuracy", oracle.network, pre, after_drift, oracle.device)
+        return {
+            "rows": rows, "device": report.device, "alert_to_champion_s": announced or float("nan"),
+            **{f"{k}_s": v for k, v in report.phases.items()}, "status": report.status,
+            "before": accuracy_before, "drifted": accuracy_drifted, "after": accuracy_after, "oracle": accuracy_oracle,
+        }  # fmt: skip
+    finally:
+        connect(settings.clickhouse).disconnect()
+        local_stack.down(settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="post-drift labeled rows (repeatable)")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="driftloop-retrain-"))
+    results = [run(n, home) for n in (args.rows or [50_000])]
+    table = Table(title="retraining: alert on Kafka → new champion announced")
+    columns = ("rows", "device", "alert→champion s", "fetch s", "train s", "evaluate s", "publish s", "status",
+               "acc. before drift", "right after", "after retrain", "oracle", "gap to oracle")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(
+            f"{r['rows']:,}", str(r["device"]), f"{r['alert_to_champion_s']:.1f}", f"{r['fetch_s']:.1f}",
+            f"{r['train_s']:.1f}", f"{r['evaluate_s']:.1f}", f"{r['publish_s']:.1f}", str(r["status"]),
+            f"{r['before']:.3f}", f"{r['drifted']:.3f}", f"{r['after']:.3f}", f"{r['oracle']:.3f}",
+            f"{(r['oracle'] - r['after']) * 100:+.1f} pts",
+        )  # fmt: skip
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
