@@ -34,7 +34,7 @@ from infra.settings import Settings
 from infra.stack import stack as local_stack
 from tests.stack_fixtures import REPO, private_stack_env
 
-console = Console()
+console = Console(width=200)
 CHANGE = 20_000
 TS0 = 1_790_000_000
 

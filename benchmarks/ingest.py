@@ -35,7 +35,7 @@ from infra.settings import Settings
 from infra.stack import stack as local_stack
 from tests.stack_fixtures import REPO, private_stack_env
 
-console = Console()
+console = Console(width=200)
 
 
 def produce(settings: Settings, events: int, per_message: int) -> None:

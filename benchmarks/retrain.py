@@ -38,7 +38,7 @@ from streams.sink import ClickHouseSink
 from tests.retrain.conftest import TS0, agrawal_rows
 from tests.stack_fixtures import private_stack_env
 
-console = Console()
+console = Console(width=200)
 
 
 def test_set(function: int, seed: int, n: int = 10_000) -> LabeledData:
