@@ -135,8 +135,12 @@ class RetrainWorker:
     def run_due(self) -> None:
         for pending in self.policy.due():
             request = pending.request
+
+            def progress(phase: str, done: float, model: str = request.model) -> None:
+                log.info("training", extra={"fields": {"model": model, "progress": f"{done:.0%}"}})
+
             try:
-                report = self.job.run(request)
+                report = self.job.run(request, progress=progress)
             except NotEnoughLabels as exc:
                 log.info("waiting for labels", extra={"fields": {"model": request.model, "detail": str(exc)}})
                 self.policy.wait(pending)

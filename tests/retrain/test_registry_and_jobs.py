@@ -156,3 +156,27 @@ def test_the_serving_client_swaps_under_concurrent_predictions(retrain_settings:
             server.join()
     assert errors == [] and client.swaps == 1
     assert seen[0] == 1 and seen[-1] == 2 and seen == sorted(seen)  # one swap, between batches, no going back
+
+
+def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_settings: Settings, labeled_model) -> None:
+    import json
+
+    from kafka import KafkaConsumer
+
+    model = labeled_model(before=2000)
+    RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    rows = [x for x, _ in synth.Agrawal(classification_function=0, seed=3).take(5)]
+    with ModelClient(model, retrain_settings, emit=True, watch=False) as client:
+        result = client.predict(rows, request_ids=[f"q{i}" for i in range(5)])
+    consumer = KafkaConsumer(
+        retrain_settings.topics.predictions,
+        **retrain_settings.kafka_python_config(),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    events = [e for m in consumer if m.key == model.encode() for e in json.loads(m.value)["events"]]
+    consumer.close()
+    assert [e["request_id"] for e in events] == ["q0", "q1", "q2", "q3", "q4"]
+    assert {e["model_version"] for e in events} == {1}
+    assert [e["prediction"] for e in events] == result.values
+    assert set(events[0]["features"]) == set(rows[0])

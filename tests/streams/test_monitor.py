@@ -169,6 +169,8 @@ def test_a_spec_configures_detectors_and_signals(tmp_path: Path) -> None:
         ('name = "m"\n[monitoring]\nwarmup = -1', "monitoring.warmup: Input should be greater than or equal to 0"),
         ('name = "m"\n[monitoring]\nwarm_up = 5', "monitoring.warm_up: Extra inputs are not permitted"),
         ('name = "other"', "name: the spec of 'other' must be in other.toml"),
+        ('name = "m"\n[training]\nholdout_fraction = 2', "training.holdout_fraction: Input should be less than 0.9"),
+        ('name = "m"\n[retraining]\nkinds = ["everything"]', "retraining.kinds.0: Input should be 'data'"),
         ("name = ", "not valid TOML"),
     ],
 )
