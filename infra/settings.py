@@ -208,6 +208,7 @@ class Settings(BaseModel):
     )
 
     # --- the streams worker ------------------------------------------------------------------------------
+    worker_group: str = Field("driftloop-streams", description="Consumer group (Faust app id) of streams workers")
     batch_max_messages: int = Field(
         2000,
         ge=1,

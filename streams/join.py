@@ -25,6 +25,7 @@ from clickhouse_driver import Client
 from infra.clickhouse.client import connect
 from infra.settings import ClickHouseEndpoint
 from streams.batch import ColumnBatch
+from streams.decode import PREDICTION_COLUMNS
 from streams.sink import ClickHouseSink
 
 LABELED_COLUMNS = (
@@ -64,19 +65,9 @@ PENDING_COLUMNS = (
     "state",
     "revision",
 )
-_PREDICTION_FIELDS = (
-    "event_id",
-    "model_version",
-    "ts",
-    "ts_ms",
-    "num.name",
-    "num.value",
-    "cat.name",
-    "cat.value",
-    "missing",
-    "prediction",
-    "prediction_num",
-    "score",
+# what a labeled row takes from its prediction
+_PREDICTION_FIELDS = tuple(
+    c for c in PREDICTION_COLUMNS if c not in {"model", "request_id", "scores.label", "scores.probability"}
 )
 
 

@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
@@ -37,47 +38,40 @@ from streams.sink import ClickHouseSink
 log = logging.getLogger("driftloop.worker")
 
 Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
+Record = TypeVar("Record", DeadLetter, Alert)
 
 
-class FaustDeadLetters:
-    """Publishes dead letters on the dead-letter topic through the app's producer, waiting for delivery."""
+class TopicPublisher(Generic[Record]):
+    """Publishes records (dead letters, alerts) as JSON on one topic through the app's producer, keyed by
+    ``key(record)``, and returns once the broker has them all."""
 
-    def __init__(self, app: faust.App, topic: str) -> None:
+    def __init__(self, app: faust.App, topic: str, key: Callable[[Record], str]) -> None:
         self.topic = app.topic(topic)
+        self.key = key
 
-    async def publish(self, letters: Sequence[DeadLetter]) -> None:
-        pending = [await self.topic.send(key=d.topic.encode(), value=json.dumps(d.to_json()).encode()) for d in letters]
+    async def publish(self, records: Sequence[Record]) -> None:
+        pending = [
+            await self.topic.send(key=self.key(r).encode(), value=json.dumps(r.to_json()).encode()) for r in records
+        ]
         await asyncio.gather(*pending)
 
 
-class FaustAlerts:
-    """Publishes alerts on the alerts topic (keyed by model) through the app's producer, waiting for delivery."""
-
-    def __init__(self, app: faust.App, topic: str) -> None:
-        self.topic = app.topic(topic)
-
-    async def publish(self, alerts: Sequence[Alert]) -> None:
-        pending = [await self.topic.send(key=a.model.encode(), value=json.dumps(a.to_json()).encode()) for a in alerts]
-        await asyncio.gather(*pending)
-
-
-def build_worker_app(
-    settings: Settings, *, app_id: str = "driftloop-streams", observers: Sequence[BatchObserver] = ()
-) -> faust.App:
+def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] = ()) -> faust.App:
     """The streams worker's Faust app: ingestion, the outcome join and drift detection.
 
     ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift observer.
     """
-    app = create_app(settings, app_id=app_id)
+    app = create_app(settings, app_id=settings.worker_group)
     drift_sink = ClickHouseSink(settings.clickhouse)
     drift = DriftObserver(
         DriftMonitor(SpecCatalog(settings.spec_directory)),
-        FaustAlerts(app, settings.topics.alerts),
+        TopicPublisher[Alert](app, settings.topics.alerts, key=lambda alert: alert.model),
         DetectorStateStore(settings.clickhouse, drift_sink),
         drift_sink,
         state_interval_s=settings.detector_state_interval_s,
     )
-    ingestion = Ingestion(settings, FaustDeadLetters(app, settings.topics.dead_letter), [drift, *observers])
+    dead_letters = TopicPublisher[DeadLetter](app, settings.topics.dead_letter, key=lambda letter: letter.topic)
+    ingestion = Ingestion(settings, dead_letters, [drift, *observers])
     app.ingestion = ingestion  # type: ignore[attr-defined]
     app.drift = drift  # type: ignore[attr-defined]
     outcomes_topic = settings.topics.outcomes
@@ -121,6 +115,13 @@ def build_worker_app(
     async def log_assignment(sender: object, assigned: set, **kwargs: object) -> None:
         owned = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in source_topics)
         log.info("partitions assigned", extra={"fields": {"partitions": ",".join(owned) or "none"}})
+
+    @app.timer(settings.detector_state_interval_s, name="detector-state")
+    async def save_detector_state() -> None:
+        try:
+            await drift.save_changed()
+        except Exception:
+            log.exception("could not save detector state; the next interval retries")
 
     @app.timer(60.0, name="ingestion-metrics")
     async def report_metrics() -> None:

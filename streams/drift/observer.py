@@ -2,7 +2,8 @@
 
 A model's detector state is read from ClickHouse the first time this worker sees the model (so a
 restarted worker, or one that took the partition over in a rebalance, keeps the reference window), and
-saved every ``state_interval_s`` and when the worker stops.
+saved every ``state_interval_s`` when it changed, and whenever partitions are revoked (a rebalance, or
+the worker stopping).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -39,13 +41,15 @@ class DetectorStateStore:
         self.endpoint = endpoint
         self.sink = sink
         self._client: Client | None = None
+        self._lock = threading.Lock()  # one query at a time on the one connection
 
     def load(self, model: str) -> dict | None:  # type: ignore[type-arg]
-        if self._client is None:
-            self._client = connect(self.endpoint)
-        rows = self._client.execute(
-            "SELECT argMax(state, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
-        )
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.endpoint)
+            rows = self._client.execute(
+                "SELECT argMax(state, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
+            )
         return json.loads(rows[0][0]) if rows else None
 
     async def save(self, states: dict[str, dict]) -> None:  # type: ignore[type-arg]
@@ -94,25 +98,49 @@ class DriftObserver:
         self._last_state = time.monotonic()
         self._last_stats = time.monotonic()
         self._last_counts: dict[tuple[str, str], int] = {}
+        self._saved: dict[str, tuple[int, int]] = {}  # model -> (events, labeled) at its last save
+        # the agents for predictions and for labeled rows take turns: the monitor is one state machine
+        self._turn = asyncio.Lock()
 
     async def on_predictions(self, rows: ColumnBatch) -> None:
-        await self._restore(rows["model"])
-        await self._handle(self.monitor.process_predictions(rows))
+        async with self._turn:
+            await self._restore(rows["model"])
+            await self._handle(self.monitor.process_predictions(rows))
 
     async def on_labeled(self, rows: ColumnBatch) -> None:
-        await self._restore(rows["model"])
-        await self._handle(self.monitor.process_labeled(rows))
+        async with self._turn:
+            await self._restore(rows["model"])
+            await self._handle(self.monitor.process_labeled(rows))
 
     async def flush(self) -> None:
-        """Save every model's state and statistics now (the worker calls it when it stops)."""
-        await self.store.save({m: snapshot_model(self.monitor, m) for m in self.monitor.models})
-        await self._write_stats()
+        """Save every model's state and statistics now."""
+        async with self._turn:
+            await self._save_all()
 
     async def hand_over(self) -> None:
         """Save everything and forget it: the partitions (and models) may go to another worker."""
-        await self.flush()
-        self.monitor.models.clear()
-        self._restored.clear()
+        async with self._turn:
+            await self._save_all()
+            self.monitor.models.clear()
+            self._restored.clear()
+
+    async def save_changed(self) -> None:
+        """Save the state of the models that saw events since their last save (the worker's timer calls it)."""
+        async with self._turn:
+            await self._save_changed()
+
+    async def _save_all(self) -> None:
+        await self.store.save({m: snapshot_model(self.monitor, m) for m in self.monitor.models})
+        self._saved = {m: (s.events, s.labeled) for m, s in self.monitor.models.items()}
+        await self._write_stats()
+
+    async def _save_changed(self) -> None:
+        self._last_state = time.monotonic()
+        changed = [m for m, s in self.monitor.models.items() if self._saved.get(m) != (s.events, s.labeled)]
+        await self.store.save({m: snapshot_model(self.monitor, m) for m in changed})
+        for m in changed:
+            state = self.monitor.models[m]
+            self._saved[m] = (state.events, state.labeled)
 
     async def _restore(self, models: list[str]) -> None:
         for model in set(models) - self._restored:
@@ -138,8 +166,7 @@ class DriftObserver:
         if now - self._last_stats >= self.stats_interval_s:
             await self._write_stats()
         if now - self._last_state >= self.state_interval_s:
-            self._last_state = now
-            await self.store.save({m: snapshot_model(self.monitor, m) for m in self.monitor.models})
+            await self._save_changed()
 
     async def _write_stats(self) -> None:
         self._last_stats = time.monotonic()

@@ -34,8 +34,14 @@ def drift_stack(stack: PrivateStack, specs: Path) -> PrivateStack:
 
 
 @pytest.fixture()
-def worker(drift_stack: PrivateStack, tmp_path: Path) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(drift_stack, tmp_path / "worker.log")
+def group() -> str:
+    """A consumer group of the test's own: members other tests left behind cannot slow its joins."""
+    return "drift-tests-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture()
+def worker(drift_stack: PrivateStack, tmp_path: Path, group: str) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(drift_stack, tmp_path / "worker.log", DRIFTLOOP_WORKER_GROUP=group)
     yield process
     process.stop()
 
@@ -83,7 +89,7 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     model = spec(specs, warmup=500)
     send(drift_stack, model, 0, 2000)
     send(drift_stack, model, 2000, 400, shift=2.0)
-    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=90, what="the alert in ClickHouse")
+    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert in ClickHouse")
     assert [(r[0], r[1], r[2]) for r in rows] == [("f0", "data", "ADWIN")]
     assert 2000 <= int(rows[0][3][1:]) < 2100 and abs(int(rows[0][4][1:]) - 2000) <= 20
 
@@ -109,9 +115,11 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     assert report.alerts[0].request_id == rows[0][3]
 
 
-def test_detector_state_survives_a_worker_restart(drift_stack: PrivateStack, specs: Path, tmp_path: Path) -> None:
+def test_detector_state_survives_a_worker_restart(
+    drift_stack: PrivateStack, specs: Path, tmp_path: Path, group: str
+) -> None:
     model = spec(specs, warmup=2500)  # a detector starting afresh after the restart could not alert in time
-    first = WorkerProcess(drift_stack, tmp_path / "first.log")
+    first = WorkerProcess(drift_stack, tmp_path / "first.log", DRIFTLOOP_WORKER_GROUP=group)
     try:
         send(drift_stack, model, 0, 3000)
 
@@ -121,13 +129,13 @@ def test_detector_state_survives_a_worker_restart(drift_stack: PrivateStack, spe
             )
             return rows[0][0] if rows else 0
 
-        wait_for(lambda: saved_events() >= 3000, timeout_s=90, what="the detector state saved")
+        wait_for(lambda: saved_events() >= 3000, timeout_s=150, what="the detector state saved")
     finally:
         first.stop()
-    second = WorkerProcess(drift_stack, tmp_path / "second.log")
+    second = WorkerProcess(drift_stack, tmp_path / "second.log", DRIFTLOOP_WORKER_GROUP=group)
     try:
         send(drift_stack, model, 3000, 600, shift=2.0)
-        rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=90, what="the alert after restart")
+        rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert after restart")
         assert [r[0] for r in rows] == ["f0"] and int(rows[0][3][1:]) >= 3000  # nothing re-alerted on old data
     finally:
         second.stop()
