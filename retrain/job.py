@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from infra.clickhouse.client import connect
 from infra.errors import DriftloopError
 from infra.settings import Settings
@@ -232,8 +234,6 @@ class RetrainJob:
 
 
 def _infer_task(labels: list[str], label_num: object) -> str:
-    import numpy as np
-
     numbers = np.asarray(label_num, dtype=np.float64)
     if np.isnan(numbers).any() or np.all(numbers == np.round(numbers)):
         return "binary" if len(set(labels)) <= 2 else "multiclass"

@@ -86,7 +86,7 @@ class Ingestion:
     async def _predictions(self, messages: Sequence[Incoming]) -> None:
         started = time.perf_counter()
         decoded = decode_predictions(messages, max_bytes=self.settings.max_message_bytes)
-        rows = await self._write(decoded, messages, self.prediction_sink)
+        rows, _ = await self._write(decoded, messages, self.prediction_sink)
         self._count("predictions", messages, rows)
         await self._observe("on_predictions", rows)
         self.metrics.last_batch_s = time.perf_counter() - started
@@ -94,9 +94,9 @@ class Ingestion:
     async def _outcomes(self, messages: Sequence[Incoming]) -> None:
         started = time.perf_counter()
         decoded = decode_outcomes(messages, max_bytes=self.settings.max_message_bytes)
-        rows = await self._write(decoded, messages, self.outcome_sink)
+        rows, origins = await self._write(decoded, messages, self.outcome_sink)
         self._count("outcomes", messages, rows)
-        partitions = [messages[i].partition for i in decoded.origins]
+        partitions = [messages[i].partition for i in origins]
         result = await self.join.join(rows, partitions)
         self.metrics.labeled += len(result.labeled)
         self.metrics.waiting_outcomes += result.waiting
@@ -128,22 +128,26 @@ class Ingestion:
 
     # --- internals ---------------------------------------------------------------------------------------
 
-    async def _write(self, decoded: Decoded, messages: Sequence[Incoming], sink: ClickHouseSink) -> ColumnBatch:
-        """Write good rows; dead-letter bad events and rows ClickHouse refused; return the rows written."""
+    async def _write(
+        self, decoded: Decoded, messages: Sequence[Incoming], sink: ClickHouseSink
+    ) -> tuple[ColumnBatch, list[int]]:
+        """Write good rows; dead-letter bad events and rows ClickHouse refused.
+
+        Returns the rows written and, for each, the index of the message it came from.
+        """
         rejected = await sink.write(decoded.rows)
         letters = list(decoded.dead)
-        rows = decoded.rows
+        rows, origins = decoded.rows, decoded.origins
         if rejected:
             refused = {r.index for r in rejected}
             for r in rejected:
-                source = messages[decoded.origins[r.index]]
+                source = messages[origins[r.index]]
                 letters.append(DeadLetter(r.reason, source.value, source.topic, source.partition, source.offset))
             kept = [i for i in range(len(rows)) if i not in refused]
-            rows = rows.take(kept)
-            decoded.origins = [decoded.origins[i] for i in kept]
+            rows, origins = rows.take(kept), [origins[i] for i in kept]
         if letters:
             await self._dead_letter(letters)
-        return rows
+        return rows, origins
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         await self.dead_letter_publisher.publish(letters)

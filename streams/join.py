@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from clickhouse_driver import Client
-
-from infra.clickhouse.client import connect
+from infra.clickhouse.client import SharedClient
 from infra.settings import ClickHouseEndpoint
 from streams.batch import ColumnBatch
 from streams.decode import PREDICTION_COLUMNS
@@ -98,8 +95,7 @@ class OutcomeJoin:
         self.endpoint = endpoint
         self.sink = sink
         self.window_s = window_s
-        self._client: Client | None = None
-        self._lock = threading.Lock()
+        self._client = SharedClient(endpoint)
 
     async def join(self, outcomes: ColumnBatch, partitions: list[int]) -> JoinResult:
         """Join freshly ingested ``outcomes`` (``partitions[i]``: the Kafka partition of row i)."""
@@ -134,24 +130,20 @@ class OutcomeJoin:
     def _lookup(self, models: list[str], request_ids: list[str]) -> dict[tuple[str, str], dict[str, object]]:
         """The latest prediction of each (model, request_id) that has one, as field → value."""
         keys = [{"model": m, "request_id": r} for m, r in set(zip(models, request_ids, strict=True))]
-        with self._lock:
-            client = self._connection()
-            index = client.execute(
-                "SELECT model, request_id, argMax(event_id, ts_ms), argMax(ts, ts_ms) FROM prediction_requests "
-                "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys) GROUP BY model, request_id",
-                external_tables=[_external("_keys", {"model": "String", "request_id": "String"}, keys)],
-            )
-            if not index:
-                return {}
-            wanted = [{"model": m, "day": ts.date(), "event_id": e} for m, _, e, ts in index]
-            fields = ", ".join(f"`{f}`" for f in _PREDICTION_FIELDS)
-            rows = client.execute(
-                f"SELECT model, {fields} FROM predictions "
-                "WHERE (model, toDate(ts), event_id) IN (SELECT model, day, event_id FROM _wanted)",
-                external_tables=[
-                    _external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)
-                ],
-            )
+        index = self._client.execute(
+            "SELECT model, request_id, argMax(event_id, ts_ms), argMax(ts, ts_ms) FROM prediction_requests "
+            "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys) GROUP BY model, request_id",
+            external_tables=[_external("_keys", {"model": "String", "request_id": "String"}, keys)],
+        )
+        if not index:
+            return {}
+        wanted = [{"model": m, "day": ts.date(), "event_id": e} for m, _, e, ts in index]
+        fields = ", ".join(f"`{f}`" for f in _PREDICTION_FIELDS)
+        rows = self._client.execute(
+            f"SELECT model, {fields} FROM predictions "
+            "WHERE (model, toDate(ts), event_id) IN (SELECT model, day, event_id FROM _wanted)",
+            external_tables=[_external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)],
+        )
         by_event = {(row[0], row[1]): dict(zip(_PREDICTION_FIELDS, row[1:], strict=True)) for row in rows}
         return {(m, r): by_event[(m, e)] for m, r, e, _ in index if (m, e) in by_event}
 
@@ -159,11 +151,10 @@ class OutcomeJoin:
         where = "state = 'pending'" + ("" if partitions is None else " AND source_partition IN %(parts)s")
         if partitions == []:
             return ColumnBatch.empty("join_pending", PENDING_COLUMNS)
-        with self._lock:
-            rows = self._connection().execute(
-                f"SELECT {', '.join(PENDING_COLUMNS)} FROM join_pending FINAL WHERE {where}",
-                {"parts": tuple(partitions or ())},
-            )
+        rows = self._client.execute(
+            f"SELECT {', '.join(PENDING_COLUMNS)} FROM join_pending FINAL WHERE {where}",
+            {"parts": tuple(partitions or ())},
+        )
         columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in PENDING_COLUMNS]
         return ColumnBatch("join_pending", dict(zip(PENDING_COLUMNS, columns, strict=True)))
 
@@ -173,15 +164,8 @@ class OutcomeJoin:
             if rejected:  # rows built from validated events: a refusal is a bug worth shouting about
                 raise RuntimeError(f"ClickHouse refused {len(rejected)} {batch.table} rows: {rejected[0].reason}")
 
-    def _connection(self) -> Client:
-        if self._client is None:
-            self._client = connect(self.endpoint)
-        return self._client
-
     def close(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            self._client = None
+        self._client.close()
 
 
 def _external(name: str, structure: dict[str, str], data: list[dict[str, object]]) -> dict[str, object]:

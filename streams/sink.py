@@ -20,10 +20,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from clickhouse_driver import Client
 from clickhouse_driver import errors as ch_errors
 
-from infra.clickhouse.client import connect
+from infra.clickhouse.client import SharedClient
 from infra.settings import ClickHouseEndpoint
 from streams.batch import ColumnBatch
 
@@ -88,8 +87,8 @@ class ClickHouseSink:
         self.endpoint = endpoint
         self.backoff = backoff or Backoff()
         self.metrics = SinkMetrics()
-        self._client: Client | None = None
-        self._lock = threading.Lock()  # one insert at a time on the one connection
+        self._client = SharedClient(endpoint)
+        self._lock = threading.Lock()  # one write (with its retries) at a time
         self._closed = threading.Event()
 
     async def write(self, batch: ColumnBatch) -> list[Rejected]:
@@ -118,9 +117,7 @@ class ClickHouseSink:
 
     def close(self) -> None:
         self._closed.set()
-        if self._client is not None:
-            self._client.disconnect()
-            self._client = None
+        self._client.close()
 
     # --- internals ---------------------------------------------------------------------------------------
 
@@ -142,7 +139,7 @@ class ClickHouseSink:
         while True:
             started = time.perf_counter()
             try:
-                self._connection().execute(query, list(batch.columns.values()), columnar=True)
+                self._client.execute(query, list(batch.columns.values()), columnar=True)
                 self.metrics.last_insert_s = time.perf_counter() - started
                 if attempt:
                     log.warning(
@@ -153,7 +150,6 @@ class ClickHouseSink:
             except Exception as exc:
                 if not _is_transient(exc):
                     return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-                self._drop_connection()
                 self.metrics.retries += 1
                 self.metrics.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 delay = self.backoff.delay(attempt)
@@ -172,18 +168,6 @@ class ClickHouseSink:
                 if self._closed.wait(delay):
                     raise SinkClosedError(f"sink closed while {len(batch)} {batch.table} rows waited") from exc
                 attempt += 1
-
-    def _connection(self) -> Client:
-        if self._client is None:
-            self._client = connect(self.endpoint)
-        return self._client
-
-    def _drop_connection(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.disconnect()
-            finally:
-                self._client = None
 
 
 class SinkClosedError(RuntimeError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 from clickhouse_driver import Client
 
@@ -20,6 +22,39 @@ def connect(endpoint: ClickHouseEndpoint, *, database: str | None = None, timeou
         send_receive_timeout=max(timeout_s, 30.0),
         settings={"use_numpy": False},
     )
+
+
+class SharedClient:
+    """One lazily opened connection that threads take turns on; a failed query drops it, the next reopens it.
+
+    The workers' long-lived readers and writers (sink, outcome join, detector state) hold one each.
+    """
+
+    def __init__(self, endpoint: ClickHouseEndpoint) -> None:
+        self.endpoint = endpoint
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    def execute(self, query: str, params: object = None, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = connect(self.endpoint)
+            try:
+                return self._client.execute(query, params, **kwargs)
+            except Exception:
+                self._drop()
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.disconnect()
+            finally:
+                self._client = None
 
 
 def ping(endpoint: ClickHouseEndpoint, *, timeout_s: float = 2.0) -> str:

@@ -11,14 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from clickhouse_driver import Client
-
-from infra.clickhouse.client import connect
+from infra.clickhouse.client import SharedClient
 from infra.settings import ClickHouseEndpoint
 from streams.batch import ColumnBatch
 from streams.drift.alerts import ALERT_COLUMNS, Alert
@@ -40,16 +37,12 @@ class DetectorStateStore:
     def __init__(self, endpoint: ClickHouseEndpoint, sink: ClickHouseSink) -> None:
         self.endpoint = endpoint
         self.sink = sink
-        self._client: Client | None = None
-        self._lock = threading.Lock()  # one query at a time on the one connection
+        self._client = SharedClient(endpoint)
 
     def load(self, model: str) -> dict | None:  # type: ignore[type-arg]
-        with self._lock:
-            if self._client is None:
-                self._client = connect(self.endpoint)
-            rows = self._client.execute(
-                "SELECT argMax(state, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
-            )
+        rows = self._client.execute(
+            "SELECT argMax(state, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
+        )
         return json.loads(rows[0][0]) if rows else None
 
     async def save(self, states: dict[str, dict]) -> None:  # type: ignore[type-arg]
@@ -70,8 +63,7 @@ class DetectorStateStore:
         )
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
+        self._client.close()
 
 
 class DriftObserver:
