@@ -7,7 +7,9 @@ imports ``streams``, ``retrain`` or ``models``, and the CLI starts fast.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -310,6 +312,48 @@ def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
 
     record = ModelRegistry(_settings(ctx)).rollback(model, reason)
     console.print(f"{model}: rolled back to v{record.version}")
+
+
+@cli.command("demo")
+@click.option("--events", type=click.IntRange(min=100), default=30_000, show_default=True, help="events to serve")
+@click.option("--rate", type=click.FloatRange(min=1), default=250.0, show_default=True, help="events per second")
+@click.option("--seed", type=int, default=42, show_default=True, help="the scenario's random seed")
+@click.option("--drift-at", type=click.FloatRange(0.05, 0.95), default=0.35, show_default=True,
+              help="where the drift begins, as a fraction of the stream")  # fmt: skip
+@click.option("--label-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="mean seconds before an outcome follows its prediction")  # fmt: skip
+@click.option("--report/--no-report", default=True, show_default=True, help="write the HTML report at the end")
+@click.pass_context
+def demo_cmd(ctx: click.Context, events: int, rate: float, seed: int, drift_at: float, label_delay: float,
+             report: bool) -> None:  # fmt: skip
+    """The closed loop on the local stack: drift injected, detected, retrained, recovered (Ctrl-C stops it)."""
+    from demo.live import summary_table
+    from demo.runner import DemoOptions, run_demo
+
+    options = DemoOptions(events, rate, seed, drift_at, label_delay, report)
+    summary = run_demo(_settings(ctx), options, console=console)
+    console.print(summary_table(summary))
+    console.print("The stack is still running: query it (docs/sql.md), or stop it with `driftloop stack down`.")
+
+
+@cli.command("report")
+@click.option("--model", required=True, help="the model to report on")
+@click.option("--since", type=click.DateTime(), default=None, help="from this time (UTC); default: all")
+@click.option("--until", type=click.DateTime(), default=None, help="up to this time (UTC); default: now")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="the HTML file to write (default: HOME/reports/<model>.html)")  # fmt: skip
+@click.pass_context
+def report_cmd(ctx: click.Context, model: str, since: dt.datetime | None, until: dt.datetime | None,
+               out: Path | None) -> None:  # fmt: skip
+    """A self-contained HTML report with plots: accuracy over time, alerts, drifted features, retraining."""
+    from analytics.report import write_report
+
+    def epoch(value: dt.datetime | None) -> float | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC).timestamp()
+
+    with console.status(f"reading {model} from ClickHouse and plotting ..."):
+        path = write_report(_settings(ctx), model, since=epoch(since), until=epoch(until), path=out)
+    console.print(f"report written: {path}")
 
 
 def main() -> None:

@@ -45,6 +45,13 @@ class DetectorStateStore:
         )
         return json.loads(rows[0][0]) if rows else None
 
+    def forget(self, model: str) -> None:
+        """Start the model's monitoring over: a newer ``null`` state, so the next owner learns afresh."""
+        self._client.execute(
+            "INSERT INTO detector_state (model, state, events, saved_at, revision) VALUES",
+            [(model, "null", 0, int(time.time()), time.time_ns() // 1000)],
+        )
+
     async def save(self, states: dict[str, dict]) -> None:  # type: ignore[type-arg]
         if not states:
             return

@@ -1,0 +1,114 @@
+"""The report's plots as PNG bytes (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .queries import ModelHistory
+
+KIND_COLOURS = {"data": "#1f77b4", "prediction": "#9467bd", "performance": "#d62728"}
+VERSION_COLOURS = ("#17becf", "#2ca02c", "#e377c2", "#bcbd22", "#8c564b")
+
+
+def _time(values: pd.Series | list[float]) -> list[dt.datetime]:
+    return [dt.datetime.fromtimestamp(float(v), dt.UTC).replace(tzinfo=None) for v in values]
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def performance_plot(history: ModelHistory) -> bytes:
+    """Accuracy (or mean error) per time bucket and serving version, with alerts and promotions marked."""
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, height_ratios=(3, 1))
+    column, label = ("accuracy", "accuracy") if history.task == "classification" else ("mean_error", "mean error")
+    for i, (version, rows) in enumerate(history.performance.groupby("model_version")):
+        top.plot(
+            _time(rows["bucket"] + history.bucket_s / 2),
+            rows[column],
+            marker=".",
+            lw=1.5,
+            color=VERSION_COLOURS[i % len(VERSION_COLOURS)],
+            label=f"served by v{version}",
+        )
+    marked: set[str] = set()
+    for alert in history.alerts.itertuples():
+        kind = str(alert.kind)
+        top.axvline(
+            _time([alert.event_ts])[0],
+            color=KIND_COLOURS.get(kind, "grey"),
+            ls="--",
+            lw=1,
+            label=None if kind in marked else f"{kind} drift alert",
+        )
+        marked.add(kind)
+    for promotion in history.promotions.itertuples():
+        when = _time([promotion.at])[0]
+        top.axvline(when, color="black", lw=1.2)
+        top.annotate(f" v{promotion.version} serving", (when, 0.02), xycoords=("data", "axes fraction"), fontsize=8)
+    top.set_ylabel(label)
+    top.set_title(f"{history.model}: {label} per {history.bucket_s} s of prediction time")
+    top.grid(alpha=0.3)
+    top.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    bottom.bar(
+        _time(history.volume["bucket"] + history.bucket_s / 2),
+        history.volume["predictions"],
+        width=history.bucket_s / 86400 * 0.9,
+        color="#7f7f7f",
+    )
+    bottom.set_ylabel("predictions")
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
+    bottom.set_xlabel("UTC")
+    return _png(figure)
+
+
+def feature_shift_plot(feature: str, before: pd.Series, after: pd.Series, kind: str) -> bytes:
+    """A feature's distribution before and after the change point (histograms, or category shares)."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.2))
+    if kind == "numeric":
+        values = pd.concat([before, after])
+        bins = 40 if values.nunique() > 40 else max(values.nunique(), 1)
+        axis.hist(before, bins=bins, range=(values.min(), values.max()), density=True, alpha=0.55, label="before")
+        axis.hist(after, bins=bins, range=(values.min(), values.max()), density=True, alpha=0.55, label="after")
+        axis.set_ylabel("density")
+    else:
+        shares = pd.DataFrame(
+            {"before": before.value_counts(normalize=True), "after": after.value_counts(normalize=True)}
+        ).fillna(0.0)
+        shares = shares.sort_values("before", ascending=False).head(15)
+        shares.plot.bar(ax=axis, alpha=0.8)
+        axis.set_ylabel("share")
+    axis.set_title(f"{feature}: before ({len(before):,}) and after ({len(after):,}) the change")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    return _png(figure)
+
+
+def retrain_plot(runs: pd.DataFrame) -> bytes:
+    """Each retraining run as a bar of its phases (seconds), labelled with its outcome."""
+    figure, axis = plt.subplots(figsize=(8, 0.6 + 0.5 * len(runs)))
+    phases = ("fetch_s", "train_s", "evaluate_s", "publish_s")
+    colours = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
+    labels = [f"{r.status}: v{r.challenger_version} ({_time([r.started_at])[0]:%H:%M:%S})" for r in runs.itertuples()]
+    left = pd.Series(0.0, index=runs.index)
+    for phase, colour in zip(phases, colours, strict=True):
+        axis.barh(labels, runs[phase], left=left, color=colour, label=phase.removesuffix("_s"))
+        left += runs[phase]
+    axis.set_xlabel("seconds")
+    axis.set_title("retraining runs by phase")
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axis.invert_yaxis()
+    return _png(figure)

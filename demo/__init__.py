@@ -1,0 +1,1 @@
+"""The closed-loop demo: a drifting stream through a served model, detected, retrained and recovered."""

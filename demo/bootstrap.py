@@ -1,0 +1,94 @@
+"""The demo model: its spec, and a first champion trained offline on the world before the drift."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from infra.settings import Settings
+from infra.spec import ModelSpec, load_spec
+from models.artifacts import write_artifact
+from models.preprocess import Preprocessor
+from models.registry import ModelRegistry, VersionRecord
+from retrain.dataset import LabeledData
+from retrain.training import metric, train
+
+from .scenario import BEFORE_CONCEPT, CATEGORICAL, NUMERIC, agrawal_frame
+
+MODEL = "loan-approval"
+
+SPEC = f"""\
+# The demo's model: approve a loan application or not (River's Agrawal generator).
+name = "{MODEL}"
+task = "binary"
+
+[features]
+{chr(10).join(f'{name} = "numeric"' for name in NUMERIC)}
+{chr(10).join(f'{name} = "categorical"' for name in CATEGORICAL)}
+
+[monitoring]
+warmup = 1000
+
+[training]
+min_labels = 1500        # labels after the change point before a challenger is trained
+epochs = 40
+batch_size = 256
+patience = 6
+
+[retraining]
+kinds = ["performance"]  # concept drift retrains; data drift only alerts
+debounce_s = 2
+cooldown_s = 120
+recheck_s = 2
+"""
+
+
+def write_spec(settings: Settings) -> ModelSpec:
+    """Write the demo model's spec where the workers read specs; return it parsed."""
+    directory = settings.spec_directory
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{MODEL}.toml"
+    path.write_text(SPEC)
+    return load_spec(path)
+
+
+def register_champion(settings: Settings, spec: ModelSpec, rows: int = 4000, seed: int = 1) -> VersionRecord:
+    """Train version 1 on ``rows`` applications of the old concept and make it the champion.
+
+    This stands for the model a team trained offline before going live: it never saw the new concept.
+    """
+    frame, labels = agrawal_frame(BEFORE_CONCEPT, rows, seed)
+    data = LabeledData(
+        {name: frame[name].to_numpy() for name in NUMERIC},
+        {name: frame[name].tolist() for name in CATEGORICAL},
+        labels.tolist(),
+        labels.astype(float).to_numpy(),
+        np.arange(rows, dtype=np.float64),
+    )
+    history, holdout = data.split(spec.training.holdout_fraction)
+    fit, validation = history.split(spec.training.validation_fraction)
+    pre = Preprocessor.fit(fit.numeric, fit.categorical, fit.labels, "binary")
+    result = train(spec, pre, fit, validation)
+    accuracy = metric("accuracy", result.network, pre, holdout, result.device)
+    registry = ModelRegistry(settings)
+    try:
+        version = registry.next_version(MODEL)
+        metrics = {"accuracy": accuracy, "epochs": result.epochs, "device": result.device}
+        path, sha256 = write_artifact(registry.root, spec, version, result.network.cpu(), pre, result.inputs, metrics)
+        reason = f"trained offline on {len(fit):,} applications; accuracy {accuracy:.3f} on {len(holdout):,} held out"
+        record = registry.add(
+            VersionRecord(
+                model=MODEL,
+                version=version,
+                status="candidate",
+                artifact_uri=str(path),
+                sha256=sha256,
+                train_rows=len(fit),
+                metric_name="accuracy",
+                metric_value=accuracy,
+                metrics=metrics,
+                reason=reason,
+            )
+        )
+        return registry.promote(MODEL, record.version, reason)
+    finally:
+        registry.close()

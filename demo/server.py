@@ -1,0 +1,116 @@
+"""The demo's model server: serves the scenario at a steady rate and reports outcomes after a delay.
+
+Predictions come from :class:`models.serving.ModelClient` with ``emit=True`` (so every served prediction
+is published and monitored, and a new champion is swapped in without a restart). Outcomes, as in life,
+arrive later: each application's true label is published a random delay after its prediction, by another
+producer (the system that learns whether the loan was repaid).
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infra.settings import Settings
+from models.serving import ModelClient
+from streams.producer import EventProducer
+
+from .scenario import DriftScenario
+
+TICK_S = 0.1
+
+
+@dataclass
+class ServingStats:
+    """What the server has done so far, read by the live view (plain counters, one writer)."""
+
+    sent: int = 0
+    outcomes_sent: int = 0
+    version: int = 0
+    versions_seen: list[tuple[int, int]] = field(default_factory=list)  # (event index, version) at each swap
+    started: float = field(default_factory=time.time)
+    drift_ts: float = float("nan")  # wall clock of the first drifted event
+    recent: deque[tuple[int, bool]] = field(default_factory=lambda: deque(maxlen=500))  # (version, correct)
+
+    @property
+    def recent_accuracy(self) -> float:
+        return float(np.mean([c for _, c in self.recent])) if self.recent else float("nan")
+
+
+class DemoServer:
+    """Drives ``scenario`` through the champion at ``rate`` events/s; outcomes follow after ``label_delay_s``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: str,
+        scenario: DriftScenario,
+        *,
+        rate: float,
+        label_delay_s: float = 2.0,
+        run_id: str,
+    ) -> None:
+        self.settings = settings
+        self.model = model
+        self.scenario = scenario
+        self.rate = rate
+        self.label_delay_s = label_delay_s
+        self.run_id = run_id
+        self.stats = ServingStats()
+        self._rng = np.random.default_rng(scenario.seed)
+        self._due: list[tuple[float, int]] = []  # heap of (when, event index)
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve every event (or until ``stop``), then deliver the outcomes still due."""
+        client = ModelClient(self.model, self.settings, emit=True)
+        outcomes = EventProducer(self.settings, client_id="driftloop-demo-outcomes")
+        try:
+            self.stats.version = client.version
+            self.stats.versions_seen.append((0, client.version))
+            self._serve(client, outcomes, stop)
+            deadline = time.time() + self.label_delay_s * 10
+            while self._due and not stop.is_set() and time.time() < deadline:
+                self._deliver(outcomes, time.time())
+                time.sleep(TICK_S)
+        finally:
+            client.close()
+            outcomes.close()
+
+    def _serve(self, client: ModelClient, outcomes: EventProducer, stop: threading.Event) -> None:
+        features, labels = self.scenario.features, self.scenario.labels.to_numpy()
+        start, index, total = time.monotonic(), 0, self.scenario.events
+        while index < total and not stop.is_set():
+            target = min(total, int((time.monotonic() - start) * self.rate) + 1)
+            if target > index:
+                now = time.time()
+                if index <= self.scenario.drift_index < target:
+                    self.stats.drift_ts = now
+                ids = [self.request_id(i) for i in range(index, target)]
+                served = client.predict(features.iloc[index:target], request_ids=ids)
+                if served.version != self.stats.version:
+                    self.stats.version = served.version
+                    self.stats.versions_seen.append((index, served.version))
+                correct = np.asarray(served.values, dtype=object) == labels[index:target]
+                self.stats.recent.extend((served.version, bool(c)) for c in correct)
+                delays = self._rng.exponential(self.label_delay_s, target - index)
+                for i, delay in zip(range(index, target), delays, strict=True):
+                    heapq.heappush(self._due, (now + float(delay), i))
+                index = target
+                self.stats.sent = index
+            self._deliver(outcomes, time.time())
+            time.sleep(TICK_S)
+
+    def _deliver(self, outcomes: EventProducer, now: float) -> None:
+        labels = self.scenario.labels
+        while self._due and self._due[0][0] <= now:
+            when, i = heapq.heappop(self._due)
+            outcomes.emit_outcome(self.model, request_id=self.request_id(i), label=labels.iat[i], ts=when)
+            self.stats.outcomes_sent += 1
+
+    def request_id(self, index: int) -> str:
+        return f"{self.run_id}-{index}"
