@@ -231,6 +231,12 @@ class Settings(BaseModel):
         30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"
     )
 
+    # --- metrics --------------------------------------------------------------------------------------------
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Streams worker's Prometheus /metrics port (0: off)")
+    retrain_metrics_port: int = Field(
+        9465, ge=0, le=65535, description="Retrain worker's Prometheus /metrics port (0: off)"
+    )
+
     # --- logs -----------------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = "console"

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from kafka import KafkaConsumer
 
 from infra.errors import DriftloopError
+from infra.metrics import Histogram
 from infra.settings import Settings
 from infra.spec import SpecCatalog
 from retrain.job import JobRequest, NotEnoughLabels, RetrainJob, RunReport
@@ -82,6 +84,18 @@ class RetrainPolicy:
         self._cooldown_until[job.request.model] = self.clock() + self.specs.get(job.request.model).retraining.cooldown_s
 
 
+RUN_SECONDS_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+@dataclass
+class RetrainMetrics:
+    """The retrain worker's counters (Prometheus reads them: ``retrain.metrics``)."""
+
+    alerts: Counter[str] = field(default_factory=Counter)  # by what happened: accepted, ignored, unreadable
+    runs: Counter[str] = field(default_factory=Counter)  # by status: promoted, rejected, failed
+    run_seconds: Histogram = field(default_factory=lambda: Histogram(RUN_SECONDS_BUCKETS))
+
+
 class RetrainWorker:
     """Consumes alerts and runs jobs until stopped."""
 
@@ -90,6 +104,7 @@ class RetrainWorker:
         self.job = job or RetrainJob(settings)
         self.policy = RetrainPolicy(self.job.specs)
         self.reports: list[RunReport] = []
+        self.metrics = RetrainMetrics()
         self._stop = False
 
     def stop(self) -> None:
@@ -116,12 +131,15 @@ class RetrainWorker:
                             alert = Alert.from_json(json.loads(record.value))
                         except (ValueError, TypeError, KeyError) as exc:
                             log.warning("skipped an unreadable alert", extra={"fields": {"error": str(exc)}})
+                            self.metrics.alerts["unreadable"] += 1
                             continue
                         try:
                             accepted = self.policy.offer(alert)
                         except DriftloopError as exc:  # a broken spec file: say so, keep serving the others
                             log.error("alert skipped", extra={"fields": {"model": alert.model, "error": str(exc)}})
+                            self.metrics.alerts["unreadable"] += 1
                             continue
+                        self.metrics.alerts["accepted" if accepted else "ignored"] += 1
                         if accepted:
                             log.info("alert accepted", extra={"fields": {"model": alert.model, "kind": alert.kind}})
                 self.run_due()
@@ -149,9 +167,12 @@ class RetrainWorker:
                 log.exception(
                     "retraining failed", extra={"fields": {"model": request.model, "attempt": request.attempt}}
                 )
+                self.metrics.runs["failed"] += 1
                 self.policy.retry(pending)
                 continue
             self.reports.append(report)
+            self.metrics.runs[report.status] += 1
+            self.metrics.run_seconds.observe(report.finished_at - report.started_at)
             self.policy.finish(pending)
             log.warning(
                 f"retraining {report.status}",

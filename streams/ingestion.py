@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from infra.metrics import Histogram
 from infra.settings import Settings
 from streams.batch import ColumnBatch, DeadLetter, Decoded
 from streams.decode import Incoming, decode_outcomes, decode_predictions
@@ -37,6 +38,9 @@ DEAD_LETTER_COLUMNS = (
 )
 
 
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 class DeadLetterPublisher(Protocol):
     """Publishes dead letters to the dead-letter topic and returns once the broker has them."""
 
@@ -56,6 +60,11 @@ class IngestionMetrics:
     batch_errors: int = 0
     observer_errors: int = 0
     last_batch_s: float = 0.0
+    batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_SECONDS_BUCKETS))
+
+    def batch_done(self, seconds: float) -> None:
+        self.last_batch_s = seconds
+        self.batch_seconds.observe(seconds)
 
 
 class Ingestion:
@@ -89,7 +98,7 @@ class Ingestion:
         rows, _ = await self._write(decoded, messages, self.prediction_sink)
         self._count("predictions", messages, rows)
         await self._observe("on_predictions", rows)
-        self.metrics.last_batch_s = time.perf_counter() - started
+        self.metrics.batch_done(time.perf_counter() - started)
 
     async def _outcomes(self, messages: Sequence[Incoming]) -> None:
         started = time.perf_counter()
@@ -101,7 +110,7 @@ class Ingestion:
         self.metrics.labeled += len(result.labeled)
         self.metrics.waiting_outcomes += result.waiting
         await self._observe("on_labeled", result.labeled)
-        self.metrics.last_batch_s = time.perf_counter() - started
+        self.metrics.batch_done(time.perf_counter() - started)
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""

@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 import faust
 from faust.types import EventT, StreamT
 
+from infra.metrics import serve_metrics
 from infra.settings import Settings
 from infra.spec import SpecCatalog
 from streams.app_factory import create_app
@@ -32,6 +33,7 @@ from streams.drift.alerts import Alert
 from streams.drift.monitor import DriftMonitor
 from streams.drift.observer import DetectorStateStore, DriftObserver
 from streams.ingestion import Ingestion
+from streams.metrics import worker_metrics
 from streams.observers import BatchObserver
 from streams.sink import ClickHouseSink
 
@@ -193,6 +195,7 @@ class _InOrderWriter:
 def run_worker(settings: Settings) -> None:
     """Run the streams worker in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     app = build_worker_app(settings)
+    serve_metrics(settings.metrics_port, lambda: worker_metrics(app))
     gc.freeze()  # modules and configuration live forever: keep them out of every collection
     worker = faust.Worker(
         app, loglevel=settings.log_level.lower(), override_logging=False, quiet=True, redirect_stdouts=False

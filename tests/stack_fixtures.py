@@ -51,6 +51,8 @@ def private_stack_env(home: Path, *, database: str = "driftloop", prefix: str = 
         "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:@127.0.0.1:{free_port()}/{database}",
         "DRIFTLOOP_TOPIC_PREFIX": prefix,
         "DRIFTLOOP_TOPIC_PARTITIONS": "3",
+        "DRIFTLOOP_METRICS_PORT": "0",  # many workers share this machine; metrics tests pick a free port
+        "DRIFTLOOP_RETRAIN_METRICS_PORT": "0",
         **FAST_GROUP_ENV,
     }
 

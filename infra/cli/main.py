@@ -194,15 +194,19 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -
 @click.pass_context
 def retrain_worker(ctx: click.Context) -> None:
     """Run the retraining worker: drift alerts in, challengers trained and gated, new champions out."""
+    from infra.metrics import serve_metrics
+    from retrain.metrics import retrain_metrics
     from retrain.worker import RetrainWorker
 
     settings = _settings(ctx)
+    worker = RetrainWorker(settings)
+    serve_metrics(settings.retrain_metrics_port, lambda: retrain_metrics(worker))
     console.print(
         f"driftloop retrain-worker: {settings.topics.alerts} → {settings.topics.model_versions}; Ctrl-C stops it",
         style="dim",
     )
     with contextlib.suppress(KeyboardInterrupt):
-        RetrainWorker(settings).run()
+        worker.run()
 
 
 @cli.command("retrain")

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -92,7 +93,7 @@ class DriftObserver:
         self.sink = sink
         self.state_interval_s = state_interval_s
         self.stats_interval_s = stats_interval_s
-        self.alerts_published = 0
+        self.alerts_by_kind: Counter[str] = Counter()
         self._restored: set[str] = set()
         self._last_state = time.monotonic()
         self._last_stats = time.monotonic()
@@ -158,8 +159,8 @@ class DriftObserver:
             await self.sink.write(
                 ColumnBatch("drift_alerts", {name: [row[i] for row in rows] for i, name in enumerate(ALERT_COLUMNS)})
             )
-            self.alerts_published += len(alerts)
             for alert in alerts:
+                self.alerts_by_kind[alert.kind] += 1
                 log.warning(alert.message, extra={"fields": {"alert_id": alert.alert_id}})
         now = time.monotonic()
         if now - self._last_stats >= self.stats_interval_s:

@@ -14,12 +14,14 @@ import pytest
 from kafka import KafkaProducer
 
 from infra.clickhouse.client import connect
+from infra.network import free_port
 from infra.settings import Settings
 from infra.spec import SpecCatalog
 from retrain.worker import RetrainPolicy
 from streams.drift.alerts import Alert
 from tests.retrain.conftest import TS0
 from tests.stack_fixtures import REPO, wait_for
+from tests.streams.test_metrics import scrape
 
 
 class Clock:
@@ -80,11 +82,11 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
     spec = retrain_settings.spec_directory / f"{model}.toml"
     spec.write_text(spec.read_text() + "[retraining]\ndebounce_s = 0\n")
 
-    def start(log: str) -> subprocess.Popen:
+    def start(log: str, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "infra.cli.main", "retrain-worker"],
             cwd=REPO,
-            env=env,
+            env=env | extra,
             stdout=open(tmp_path / log, "wb"),
             stderr=subprocess.STDOUT,
         )
@@ -114,9 +116,19 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
     assert not list((Path(retrain_settings.artifact_location) / model).glob("v*"))  # no half-written version
 
     spec.write_text(spec.read_text().replace("epochs = 400\npatience = 400", "epochs = 10"))
-    second = start("second.log")
+    metrics_port = free_port()
+    second = start("second.log", DRIFTLOOP_RETRAIN_METRICS_PORT=str(metrics_port))
     try:
         wait_for(lambda: "promoted" in statuses(), timeout_s=120, what="the retried job to promote a version")
+        # the run, as Prometheus sees it (the counter moves just after the run's last row is written)
+        samples = wait_for(
+            lambda: (s := scrape(metrics_port)).get('driftloop_retrain_runs_total{status="promoted"}') == 1 and s,
+            timeout_s=10,
+            what="the promoted run in the retrain worker's metrics",
+        )
+        assert samples['driftloop_retrain_alerts_total{outcome="accepted"}'] == 1
+        assert samples["driftloop_retrain_duration_seconds_count"] == 1
+        assert samples["driftloop_retrain_pending_jobs"] == 0
     finally:
         second.terminate()
         second.wait(30)

@@ -1,0 +1,21 @@
+"""The retrain worker's Prometheus metrics, read from its counters when ``/metrics`` is scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
+from infra.metrics import counter, gauge
+from retrain.worker import RetrainWorker
+
+
+def retrain_metrics(worker: RetrainWorker) -> Iterator[Metric]:
+    m = worker.metrics
+    yield counter("driftloop_retrain_alerts", "Alerts the retrain worker read, by what it did with them.",
+                  {(k,): float(v) for k, v in m.alerts.items()}, ["outcome"])  # fmt: skip
+    yield counter("driftloop_retrain_runs", "Retraining runs, by result.",
+                  {(k,): float(v) for k, v in m.runs.items()}, ["status"])  # fmt: skip
+    yield m.run_seconds.family("driftloop_retrain_duration_seconds", "Seconds from job start to its result.")
+    yield gauge("driftloop_retrain_pending_jobs", "Jobs waiting (debounce, labels or retry).",
+                {(): float(len(worker.policy.pending))})  # fmt: skip

@@ -1,0 +1,49 @@
+"""The streams worker's Prometheus metrics, read from its counters when ``/metrics`` is scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from infra.metrics import counter, gauge
+
+
+def worker_metrics(app: Any) -> Iterator[Metric]:
+    """Families for a worker app built by :func:`streams.worker.build_worker_app`."""
+    ingestion, drift = app.ingestion, app.drift
+    m = ingestion.metrics
+    yield counter("driftloop_messages", "Kafka messages consumed, by topic kind.", _by(m.messages), ["kind"])
+    yield counter("driftloop_events", "Events accepted and written, by kind.", _by(m.events), ["kind"])
+    yield counter("driftloop_dead_letters", "Messages or events sent to the dead-letter topic.", {(): m.dead_letters})
+    yield counter("driftloop_labeled", "Outcomes joined to their prediction.", {(): m.labeled})
+    yield counter("driftloop_outcomes_expired", "Outcomes whose prediction never came in the window.",
+                  {(): m.expired_outcomes})  # fmt: skip
+    yield counter("driftloop_batch_errors", "Batches that failed and stay unacknowledged.", {(): m.batch_errors})
+    yield m.batch_seconds.family("driftloop_batch_seconds", "Seconds to decode, write and observe one batch.")
+    rows: dict[tuple[str, ...], float] = {}
+    retries, waiting = 0, 0
+    for sink in (ingestion.prediction_sink, ingestion.outcome_sink, drift.sink):
+        for table, written in sink.metrics.rows_written.items():
+            rows[(table,)] = rows.get((table,), 0) + written
+        retries += sink.metrics.retries
+        waiting += sink.metrics.rows_waiting
+    yield counter("driftloop_rows_written", "Rows written to ClickHouse, by table.", rows, ["table"])
+    yield counter("driftloop_sink_retries", "ClickHouse inserts retried (server unavailable or failing).",
+                  {(): retries})  # fmt: skip
+    yield gauge("driftloop_sink_rows_waiting", "Rows held while ClickHouse is retried.", {(): waiting})
+    yield counter("driftloop_alerts", "Drift alerts published, by kind.", _by(drift.alerts_by_kind), ["kind"])
+    yield gauge("driftloop_consumer_lag", "Messages behind the end of each owned partition (end - committed).",
+                consumer_lag(app), ["topic", "partition"])  # fmt: skip
+
+
+def consumer_lag(app: Any) -> dict[tuple[str, ...], float]:
+    """End offset minus committed offset per partition, as Faust's monitor last saw them."""
+    monitor = app.monitor
+    ends, committed = dict(monitor.tp_end_offsets or {}), dict(monitor.tp_committed_offsets or {})
+    return {(tp.topic, str(tp.partition)): float(max(0, end - committed.get(tp, 0))) for tp, end in ends.items()}
+
+
+def _by(values: Any) -> dict[tuple[str, ...], float]:
+    return {(str(k),): float(v) for k, v in values.items()}

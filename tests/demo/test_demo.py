@@ -1,0 +1,117 @@
+"""The closed-loop demo end to end, judged from ClickHouse; then every query in docs/sql.md on its data."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from infra.clickhouse.client import connect
+from tests.stack_fixtures import REPO, PrivateStack
+
+pytestmark = pytest.mark.integration
+
+MODEL = "loan-approval"
+SQL_DOC = REPO / "docs" / "sql.md"
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    stack: PrivateStack
+    result: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def demo_run(stack: PrivateStack, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """A short demo on its own topics and database of the session stack (external mode: nothing started)."""
+    tag = uuid.uuid4().hex[:8]
+    url = stack.env["DRIFTLOOP_CLICKHOUSE_URL"].rsplit("/", 1)[0] + f"/demo_{tag}"
+    private = stack.with_env(
+        DRIFTLOOP_EMBEDDED="false",
+        DRIFTLOOP_HOME=str(tmp_path_factory.mktemp("demo-home")),
+        DRIFTLOOP_TOPIC_PREFIX=f"demo-{tag}.",
+        DRIFTLOOP_CLICKHOUSE_URL=url,
+    )
+    result = private.run_cli("demo", "--events", "12000", "--rate", "500", "--seed", "3", timeout_s=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return DemoRun(private, result)
+
+
+def _query(run: DemoRun, sql: str, params: dict | None = None) -> list[tuple]:  # type: ignore[type-arg]
+    client = connect(run.stack.settings.clickhouse)
+    try:
+        return client.execute(sql, params or {})
+    finally:
+        client.disconnect()
+
+
+def test_the_demo_detects_the_drift_in_clickhouse(demo_run: DemoRun) -> None:
+    kinds = {k for (k,) in _query(demo_run, "SELECT DISTINCT toString(kind) FROM drift_alerts WHERE model = %(m)s",
+                                  {"m": MODEL})}  # fmt: skip
+    assert "performance" in kinds, kinds  # the concept switch
+    assert "data" in kinds, kinds  # the loan amounts
+
+
+def test_the_demo_promotes_a_retrained_version(demo_run: DemoRun) -> None:
+    rows = _query(
+        demo_run,
+        "SELECT version, trigger_alert_id FROM model_versions FINAL WHERE model = %(m)s AND status = 'champion'",
+        {"m": MODEL},
+    )
+    assert len(rows) == 1, rows
+    version, trigger = rows[0]
+    assert version >= 2 and trigger, rows
+    alert = _query(demo_run, "SELECT toString(kind) FROM drift_alerts FINAL WHERE alert_id = %(a)s", {"a": trigger})
+    assert alert == [("performance",)]
+
+
+def test_accuracy_recovers_after_retraining(demo_run: DemoRun) -> None:
+    (change_point,) = _query(
+        demo_run,
+        "SELECT min(change_point_ts) FROM drift_alerts FINAL WHERE model = %(m)s AND kind = 'performance'",
+        {"m": MODEL},
+    )[0]
+    (champion,) = _query(
+        demo_run, "SELECT version FROM model_versions FINAL WHERE model = %(m)s AND status = 'champion'", {"m": MODEL}
+    )[0]
+    by_version = dict(
+        _query(
+            demo_run,
+            "SELECT model_version = %(v)s AS new, avg(correct) FROM labeled FINAL "
+            "WHERE model = %(m)s AND ts >= %(cp)s GROUP BY new",
+            {"m": MODEL, "v": champion, "cp": change_point},
+        )
+    )
+    drifted, recovered = by_version[0], by_version[1]
+    assert drifted < 0.7, by_version  # the old champion on the new concept
+    assert recovered > 0.85 and recovered > drifted + 0.2, by_version
+
+
+def test_the_demo_prints_a_summary_and_writes_a_report(demo_run: DemoRun) -> None:
+    out = demo_run.result.stdout
+    assert "recovered" in out and "alert → new champion" in out, out[-3000:]
+    report = demo_run.stack.settings.home / "reports" / f"{MODEL}.html"
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") >= 3  # performance, the loan feature, the retraining run
+    assert "Drifted features" in page and "loan" in page
+
+
+def sql_doc_queries(path: Path = SQL_DOC) -> list[str]:
+    return [block.strip() for block in re.findall(r"```sql\n(.*?)```", path.read_text(), flags=re.S)]
+
+
+def test_docs_sql_has_a_query_for_every_view() -> None:
+    views = re.findall(r"CREATE VIEW IF NOT EXISTS \$\{database\}\.(\w+)", (REPO / "infra/clickhouse/sql").joinpath(
+        "0004_analytics.sql").read_text())  # fmt: skip
+    text = "\n".join(sql_doc_queries())
+    assert views and all(view in text for view in views), [v for v in views if v not in text]
+
+
+@pytest.mark.parametrize("query", sql_doc_queries(), ids=lambda q: q.split("FROM")[1].split()[0] if "FROM" in q else q)
+def test_every_documented_query_runs_on_the_demo_data(demo_run: DemoRun, query: str) -> None:
+    rows = _query(demo_run, query)
+    assert rows, f"no rows from the demo's data:\n{query}"
