@@ -12,6 +12,8 @@ COPY infra ./infra
 COPY streams ./streams
 COPY retrain ./retrain
 COPY models ./models
+COPY analytics ./analytics
+COPY demo ./demo
 RUN pip install .
 
 RUN useradd --create-home --uid 10001 driftloop && mkdir -p /var/lib/driftloop && chown driftloop /var/lib/driftloop

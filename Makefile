@@ -21,10 +21,9 @@ $(STAMP): pyproject.toml
 clickhouse:
 	@bash infra/install-clickhouse.sh
 
-## demo: start the embedded stack (broker + ClickHouse), provision it and show its status
+## demo: the closed loop on the embedded stack: drift injected, detected, retrained, recovered; a report
 demo: install clickhouse
-	$(BIN)/driftloop stack up
-	$(BIN)/driftloop stack status
+	$(BIN)/driftloop demo
 
 ## test: the whole suite (unit, doctests, integration against a private local stack)
 test: install clickhouse

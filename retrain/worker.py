@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from kafka import KafkaConsumer
 
 from infra.errors import DriftloopError
+from infra.kafka.topics import RETRAIN_GROUP
 from infra.metrics import Histogram
 from infra.settings import Settings
 from infra.spec import SpecCatalog
@@ -114,7 +115,7 @@ class RetrainWorker:
         consumer = KafkaConsumer(
             self.settings.topics.alerts,
             **self.settings.kafka_python_config(),
-            group_id="driftloop-retrain",
+            group_id=RETRAIN_GROUP,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ def _resolve(command: list[str]) -> click.Command | None:
 
 
 def test_the_stack_has_the_designed_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "clickhouse", *DRIFTLOOP_SERVICES}
+    assert set(compose["services"]) == {"kafka", "clickhouse", *DRIFTLOOP_SERVICES, "prometheus", "grafana"}
 
 
 def test_images_are_pinned(compose: dict[str, Any]) -> None:
@@ -115,5 +116,55 @@ def test_the_retrain_worker_reserves_a_gpu(compose: dict[str, Any]) -> None:
 def test_the_image_installs_the_pinned_torch() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "torch==2.13.0" in dockerfile
-    for package in ("infra", "streams", "retrain", "models"):
+    for package in ("infra", "streams", "retrain", "models", "analytics", "demo"):
         assert f"COPY {package} " in dockerfile
+
+
+def test_prometheus_scrapes_the_workers_metrics_ports(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((REPO / "infra/prometheus/prometheus.yml").read_text())
+    targets = {t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    settings = Settings.from_env(_env(compose["services"]["worker"]))
+    assert targets == {f"worker:{settings.metrics_port}", f"retrain-worker:{settings.retrain_metrics_port}"}
+    mount = compose["services"]["prometheus"]["volumes"][0].split(":")[0]
+    assert (REPO / mount).resolve() == (REPO / "infra/prometheus/prometheus.yml").resolve()
+
+
+def grafana_dashboard() -> dict[str, Any]:
+    return json.loads((REPO / "infra/grafana/dashboards/driftloop.json").read_text())
+
+
+def test_grafana_is_provisioned_with_both_datasources_and_the_dashboard(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    assert "grafana-clickhouse-datasource" in _env(grafana)["GF_INSTALL_PLUGINS"]
+    for volume in grafana["volumes"]:
+        assert (REPO / volume.split(":")[0]).is_dir(), volume
+    sources = yaml.safe_load((REPO / "infra/grafana/provisioning/datasources/driftloop.yml").read_text())
+    by_uid = {s["uid"]: s for s in sources["datasources"]}
+    clickhouse = next(s for s in sources["datasources"] if s["type"] == "grafana-clickhouse-datasource")
+    settings = Settings.from_env(_env(compose["services"]["worker"]))
+    assert clickhouse["jsonData"]["host"] == settings.clickhouse.host
+    assert clickhouse["jsonData"]["username"] == settings.clickhouse.user
+    assert clickhouse["jsonData"]["defaultDatabase"] == settings.clickhouse.database
+    used = {t["datasource"]["uid"] for p in grafana_dashboard()["panels"] for t in p["targets"]}
+    assert used == set(by_uid), (used, set(by_uid))
+
+
+def exposed_metrics() -> set[str]:
+    """Every series name the workers' /metrics can show (from the collectors' sources)."""
+    names: set[str] = set()
+    for path in ("streams/metrics.py", "retrain/metrics.py"):
+        source = (REPO / path).read_text()
+        names |= {f"{n}_total" for n in re.findall(r'counter\(\s*"(\w+)"', source)}
+        names |= set(re.findall(r'gauge\(\s*"(\w+)"', source))
+        names |= {f"{n}{s}" for n in re.findall(r'family\(\s*"(\w+)"', source) for s in ("_bucket", "_count", "_sum")}
+    return names
+
+
+def test_every_prometheus_panel_reads_a_metric_the_workers_expose() -> None:
+    exposed = exposed_metrics()
+    assert "driftloop_events_total" in exposed and "driftloop_retrain_runs_total" in exposed
+    for panel in grafana_dashboard()["panels"]:
+        for target in panel["targets"]:
+            if "expr" in target:
+                used = set(re.findall(r"driftloop_\w+", target["expr"]))
+                assert used and used <= exposed, (panel["title"], used - exposed)

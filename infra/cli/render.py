@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.stack.process import ProcessRecord
-from infra.stack.stack import StackStatus, UpReport
+from infra.stack.stack import THROUGHPUT_WINDOW_S, StackStatus, UpReport
 
 
 def show_up(console: Console, report: UpReport) -> None:
@@ -70,3 +70,16 @@ def show_status(console: Console, status: StackStatus) -> None:
         if not status.tables:
             tables.add_row("[yellow]no tables: run `driftloop stack up` to provision[/]", "", "")
         console.print(tables)
+
+    if status.lag or status.throughput is not None:
+        flow = Table(title="flow", title_justify="left")
+        for column in ("consumer group", "topic", "messages", "committed", "lag"):
+            flow.add_column(column, justify="left" if column in {"consumer group", "topic"} else "right")
+        for lag in status.lag:
+            committed = f"{lag.committed:,}" if lag.started else "[dim]never[/]"
+            flow.add_row(lag.group, lag.topic, f"{lag.end:,}", committed, f"{lag.lag:,}")
+        console.print(flow)
+        if status.throughput is not None:
+            window = THROUGHPUT_WINDOW_S
+            rates = ", ".join(f"{table} {rows / window:,.1f}/s" for table, rows in status.throughput.items())
+            console.print(f"rows written in the last {window} s: {rates}")

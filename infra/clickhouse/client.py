@@ -96,9 +96,28 @@ def table_sizes(endpoint: ClickHouseEndpoint) -> list[TableSize]:
             "SELECT t.name, sum(p.rows), sum(p.bytes_on_disk) FROM system.tables AS t "
             "LEFT JOIN (SELECT table, rows, bytes_on_disk FROM system.parts "
             "           WHERE database = %(db)s AND active) AS p ON p.table = t.name "
-            "WHERE t.database = %(db)s GROUP BY t.name ORDER BY t.name",
+            "WHERE t.database = %(db)s AND t.engine NOT IN ('View', 'MaterializedView') "
+            "GROUP BY t.name ORDER BY t.name",
             {"db": endpoint.database},
         )
     finally:
         client.disconnect()
     return [TableSize(name, int(n or 0), int(b or 0)) for name, n, b in rows]
+
+
+# Tables the streams worker writes, with the column that says when a row arrived.
+_ARRIVAL_COLUMNS = {"predictions": "ingested_at", "outcomes": "ingested_at", "labeled": "joined_at"}
+
+
+def recent_rows(endpoint: ClickHouseEndpoint, seconds: int = 60) -> dict[str, int]:
+    """Rows written to the event tables in the last ``seconds`` (throughput, as ClickHouse saw it)."""
+    client = connect(endpoint)
+    try:
+        return {
+            table: client.execute(f"SELECT count() FROM {table} WHERE {column} >= now() - %(s)s", {"s": int(seconds)})[
+                0
+            ][0]
+            for table, column in _ARRIVAL_COLUMNS.items()
+        }
+    finally:
+        client.disconnect()

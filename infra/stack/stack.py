@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from infra.clickhouse.client import TableSize, provision_schema, table_sizes
+from infra.clickhouse.client import TableSize, provision_schema, recent_rows, table_sizes
 from infra.clickhouse.migrations import MigrationReport
 from infra.errors import DriftloopError, PortTakenError, ServiceStartError, UnreachableError
-from infra.kafka.topics import TopicReport, describe_topics, provision_topics
+from infra.kafka.lag import TopicLag, group_lag
+from infra.kafka.topics import RETRAIN_GROUP, TopicReport, describe_topics, provision_topics
 from infra.network import port_is_open
 from infra.settings import Settings
 from infra.stack.process import ProcessRecord, ProcessRegistry, tail
 from infra.stack.services import Broker, ClickHouseServer, EmbeddedService
+
+THROUGHPUT_WINDOW_S = 60
 
 Action = Literal["started", "already running", "external"]
 
@@ -70,6 +73,8 @@ class StackStatus:
     expected_partitions: int
     tables: tuple[TableSize, ...] | None  # None when ClickHouse is down
     database: str
+    lag: tuple[TopicLag, ...] = ()  # the worker groups' lag per topic (empty when the broker is down)
+    throughput: dict[str, int] | None = None  # rows written per event table in the last THROUGHPUT_WINDOW_S
 
     @property
     def healthy(self) -> bool:
@@ -137,8 +142,22 @@ def status(settings: Settings) -> StackStatus:
     broker_up, clickhouse_up = rows[0].up, rows[1].up
     topics = describe_topics(settings, settings.topics.all()) if broker_up else None
     tables = tuple(table_sizes(settings.clickhouse)) if clickhouse_up else None
+    lag: tuple[TopicLag, ...] = ()
+    if broker_up and topics:
+        t = settings.topics
+        lag = tuple(
+            group_lag(settings, {settings.worker_group: [t.predictions, t.outcomes], RETRAIN_GROUP: [t.alerts]})
+        )
+    throughput = recent_rows(settings.clickhouse, THROUGHPUT_WINDOW_S) if clickhouse_up and tables else None
     return StackStatus(
-        settings.home, tuple(rows), topics, settings.topic_partitions, tables, settings.clickhouse.database
+        settings.home,
+        tuple(rows),
+        topics,
+        settings.topic_partitions,
+        tables,
+        settings.clickhouse.database,
+        lag,
+        throughput,
     )
 
 

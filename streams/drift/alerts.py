@@ -119,7 +119,8 @@ class Alert:
             self.window_size,
             int(self.change_point_ts),
             self.change_point_request_id,
-            json.dumps(self.evidence, default=str),
+            # compact: ClickHouse 18.16's visitParamExtract* reads `"key":value` with no space after the colon
+            json.dumps(self.evidence, default=str, separators=(",", ":")),
             self.message,
         )
 

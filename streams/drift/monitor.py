@@ -230,11 +230,12 @@ class DriftMonitor:
         signal.drifts += len(fired)
 
         def confirm(pending: Confirmation, start: int) -> None:
-            """Give ``pending`` the values from position ``start`` on that it still needs, and settle it."""
-            pending.values.extend(values[start : start + pending.needed - len(pending.values)])
-            if pending.complete:
+            """Give ``pending`` the values from position ``start`` on, and settle it once it can be."""
+            pending.add_many(values[start:])
+            verdict = pending.verdict(signal.alpha)
+            if verdict is not None:
                 signal.pending = None
-                if pending.confirmed(signal.alpha):
+                if verdict:
                     alert = self._alert(model, state, signal, pending.evidence, pending.event_index, ring, total)
                     alerts.extend([alert] if alert else [])
 

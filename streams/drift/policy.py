@@ -28,26 +28,44 @@ from streams.drift.evidence import Evidence
 
 @dataclass
 class Confirmation:
-    """A detection waiting for ``needed`` more values to show the same shift."""
+    """A detection waiting for the values after it to show the same shift.
 
-    evidence: Evidence
+    The values after a detection are judged in blocks of ``needed``: the detection is confirmed as soon as
+    one block's mean differs from the reference by more than chance allows, and dropped when ``looks``
+    blocks never did. More than one look matters when the change is gradual or when late labels mix old
+    and new events: the first block after the detection may be only partly shifted.
+
+    >>> c = Confirmation(evidence=None, reference_mean=0.0, reference_std=1.0, needed=10, event_index=0)
+    >>> c.add_many([0.0] * 10); c.verdict(alpha=1e-3) is None  # one look, not shifted: wait for more
+    True
+    >>> c.add_many([3.0] * 10); c.verdict(alpha=1e-3)  # the second block shows the shift
+    True
+    """
+
+    evidence: Evidence | None
     reference_mean: float
     reference_std: float
     needed: int
     event_index: int
+    looks: int = 4
     values: list[float] = field(default_factory=list)
 
-    def add(self, value: float) -> None:
-        self.values.append(value)
-
     @property
-    def complete(self) -> bool:
-        return len(self.values) >= self.needed
+    def room(self) -> int:
+        return self.needed * self.looks - len(self.values)
 
-    def confirmed(self, alpha: float) -> bool:
-        mean = sum(self.values) / len(self.values)
-        spread = max(self.reference_std, 1e-9) / math.sqrt(len(self.values))
-        return abs(mean - self.reference_mean) / spread > float(norm.isf(alpha / 2))
+    def add_many(self, values: list[float]) -> None:
+        self.values.extend(values[: self.room])
+
+    def verdict(self, alpha: float) -> bool | None:
+        """True: confirmed; False: every look failed; None: wait for more values."""
+        threshold = float(norm.isf(alpha / 2))
+        spread = max(self.reference_std, 1e-9) / math.sqrt(self.needed)
+        for end in range(self.needed, len(self.values) + 1, self.needed):
+            block = self.values[end - self.needed : end]
+            if abs(sum(block) / len(block) - self.reference_mean) / spread > threshold:
+                return True
+        return False if self.room <= 0 else None
 
 
 class AlertPolicy:

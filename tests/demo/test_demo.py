@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import uuid
@@ -72,7 +73,7 @@ def test_the_demo_promotes_a_retrained_version(demo_run: DemoRun) -> None:
 def test_accuracy_recovers_after_retraining(demo_run: DemoRun) -> None:
     (change_point,) = _query(
         demo_run,
-        "SELECT min(change_point_ts) FROM drift_alerts FINAL WHERE model = %(m)s AND kind = 'performance'",
+        "SELECT toUInt32(min(change_point_ts)) FROM drift_alerts FINAL WHERE model = %(m)s AND kind = 'performance'",
         {"m": MODEL},
     )[0]
     (champion,) = _query(
@@ -82,7 +83,7 @@ def test_accuracy_recovers_after_retraining(demo_run: DemoRun) -> None:
         _query(
             demo_run,
             "SELECT model_version = %(v)s AS new, avg(correct) FROM labeled FINAL "
-            "WHERE model = %(m)s AND ts >= %(cp)s GROUP BY new",
+            "WHERE model = %(m)s AND ts >= toDateTime(%(cp)s) GROUP BY new",
             {"m": MODEL, "v": champion, "cp": change_point},
         )
     )
@@ -115,3 +116,20 @@ def test_docs_sql_has_a_query_for_every_view() -> None:
 def test_every_documented_query_runs_on_the_demo_data(demo_run: DemoRun, query: str) -> None:
     rows = _query(demo_run, query)
     assert rows, f"no rows from the demo's data:\n{query}"
+
+
+def dashboard_sql() -> list[tuple[str, str]]:
+    dashboard = json.loads((REPO / "infra/grafana/dashboards/driftloop.json").read_text())
+    queries = [("model variable", dashboard["templating"]["list"][0]["query"])]
+    for panel in dashboard["panels"]:
+        queries += [(panel["title"], t["rawSql"]) for t in panel["targets"] if "rawSql" in t]
+    return queries
+
+
+@pytest.mark.parametrize(("title", "sql"), dashboard_sql(), ids=[t for t, _ in dashboard_sql()])
+def test_every_grafana_clickhouse_panel_runs_on_the_demo_data(demo_run: DemoRun, title: str, sql: str) -> None:
+    # what Grafana's ClickHouse plugin does before it sends the query: macros and the model variable
+    database = demo_run.stack.settings.clickhouse.database
+    sql = re.sub(r"\$__timeFilter\((\w+)\)", r"\1 >= toDateTime(0) AND \1 <= toDateTime(4000000000)", sql)
+    sql = sql.replace("${model}", MODEL).replace("driftloop.", f"{database}.")
+    assert _query(demo_run, sql), f"{title}: no rows from the demo's data"
