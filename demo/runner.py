@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -92,7 +93,11 @@ class _Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli.main", verb], env=dict(env), stdout=self._log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "infra.cli.main", verb],
+            env=dict(env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo only: it stops the workers in order
         )
 
     def check(self) -> None:
@@ -145,6 +150,7 @@ def run_demo(
     stop = threading.Event()
     serving = threading.Thread(target=server.run, args=(stop,), name="demo-server", daemon=True)
     interrupted = False
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends the demo like Ctrl-C
     state = LoopState()
     try:
         serving.start()
@@ -171,6 +177,7 @@ def run_demo(
         for worker in workers:
             worker.stop()
         observer.close()
+        signal.signal(signal.SIGTERM, previous_handler)
     summary = summarize(settings, scenario, champion.version, server.stats, since=began, interrupted=interrupted)
     if options.report:
         from analytics.report import write_report
@@ -179,6 +186,10 @@ def run_demo(
             path = write_report(settings, MODEL, since=began)
         summary = DemoSummary(**{**summary.__dict__, "report": path})
     return summary
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _caught_up(state: LoopState, outcomes_sent: int) -> bool:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from infra.clickhouse.client import connect
-from tests.stack_fixtures import REPO, PrivateStack
+from tests.stack_fixtures import REPO, PrivateStack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +138,57 @@ def test_every_grafana_clickhouse_panel_runs_on_the_demo_data(demo_run: DemoRun,
     sql = re.sub(r"\$__timeFilter\((\w+)\)", r"\1 >= toDateTime(0) AND \1 <= toDateTime(4000000000)", sql)
     sql = sql.replace("${model}", MODEL).replace("driftloop.", f"{database}.")
     assert _query(demo_run, sql), f"{title}: no rows from the demo's data"
+
+
+def test_report_names_a_model_without_data_clearly(demo_run: DemoRun) -> None:
+    result = demo_run.stack.run_cli("report", "--model", "no-such-model")
+    assert result.returncode == 1
+    assert "no predictions of 'no-such-model'" in result.stderr and "driftloop models list" in result.stderr
+
+
+def test_report_covers_a_chosen_time_range(demo_run: DemoRun, tmp_path: Path) -> None:
+    (start,) = _query(demo_run, "SELECT toUInt32(min(ts)) FROM predictions WHERE model = %(m)s", {"m": MODEL})[0]
+    since = dt.datetime.fromtimestamp(start + 5, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    out = tmp_path / "report.html"
+    result = demo_run.stack.run_cli("report", "--model", MODEL, "--since", since, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"{since} →" in out.read_text()  # the facts table starts where it was asked to
+
+
+def _processes_with_home(home: str) -> list[int]:
+    """Pids whose environment has DRIFTLOOP_HOME=home (the demo's workers carry it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"DRIFTLOOP_HOME={home}".encode() in (proc / "environ").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_ctrl_c_stops_the_demo_and_its_workers_cleanly(demo_run: DemoRun, tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    private = demo_run.stack.with_env(DRIFTLOOP_HOME=home)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | private.env
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli.main", "demo", "--events", "100000", "--rate", "300", "--no-report"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    try:
+        worker_log = Path(home) / "logs" / "demo-worker.log"
+        wait_for(lambda: worker_log.exists(), timeout_s=120, what="the demo to start its workers")
+        time.sleep(8)
+        assert len(_processes_with_home(home)) == 3  # the demo and its two workers
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=90)
+    finally:
+        process.kill()
+    assert process.returncode == 0, out[-3000:]
+    assert "(interrupted)" in out
+    assert _processes_with_home(home) == []
