@@ -118,6 +118,13 @@ def down(settings: Settings) -> list[ProcessRecord]:
     return [record for record in records if registry.stop(record)]
 
 
+def stop_service(settings: Settings, name: str) -> bool:
+    """Stop one server ``stack up`` started ("broker" or "clickhouse"); whether it was running."""
+    registry = _registry(settings)
+    record = registry.get(name)
+    return record is not None and registry.stop(record)
+
+
 def status(settings: Settings) -> StackStatus:
     """Probe every service, and list topics and table sizes where the service answers."""
     registry = _registry(settings)

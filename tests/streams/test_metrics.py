@@ -31,8 +31,10 @@ def scrape(port: int) -> dict[str, float]:
 
 def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateStack, tmp_path: Path) -> None:
     port = free_port()
+    tag = uuid.uuid4().hex[:8]
     private = stack.with_env(
-        DRIFTLOOP_TOPIC_PREFIX=f"metrics-{uuid.uuid4().hex[:8]}.",
+        DRIFTLOOP_TOPIC_PREFIX=f"metrics-{tag}.",
+        DRIFTLOOP_WORKER_GROUP=f"metrics-{tag}",  # its own group: members other tests left cannot slow the join
         DRIFTLOOP_METRICS_PORT=str(port),
         DRIFTLOOP_BATCH_MAX_WAIT_S="0.2",
     )
@@ -51,11 +53,12 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
 
     worker = WorkerProcess(private, tmp_path / "worker.log")
     try:
+        last: list[dict[str, float]] = [{}]
 
         def counted() -> dict[str, float] | None:
             assert worker.alive, worker.output()
             try:
-                samples = scrape(port)
+                samples = last[0] = scrape(port)
             except OSError:
                 return None  # not listening yet
             done = (
@@ -64,7 +67,9 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
             )
             return samples if done else None
 
-        samples = wait_for(counted, timeout_s=90, what="the worker's metrics to count every event")
+        samples = wait_for(
+            counted, timeout_s=90, what=f"the worker's metrics to count every event; last scrape: {last}"
+        )
         assert samples['driftloop_events_total{kind="outcomes"}'] == 200
         assert samples["driftloop_dead_letters_total"] == 3
         assert samples['driftloop_rows_written_total{table="predictions"}'] == 500

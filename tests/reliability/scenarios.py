@@ -1,0 +1,210 @@
+"""Failure scenarios against the real local stack, sized by the caller: small in `make test`, large in `make soak`.
+
+Each scenario produces a known set of events, breaks something on purpose while the worker runs, waits
+for the catch-up and returns a :class:`SoakResult` counted from ClickHouse query results.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.clickhouse.client import connect
+from infra.kafka.lag import group_lag
+from infra.stack import stack as local_stack
+from streams.producer import EventProducer
+from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
+
+WORKER_ENV = {
+    "DRIFTLOOP_BATCH_MAX_WAIT_S": "0.2",
+    "DRIFTLOOP_DETECTOR_STATE_INTERVAL_S": "1",
+    "DRIFTLOOP_JOIN_SWEEP_INTERVAL_S": "0.5",
+    "DRIFTLOOP_LOG_LEVEL": "INFO",
+}
+
+
+@dataclass
+class SoakResult:
+    """One scenario's ledger: what was sent, what ClickHouse shows, what was broken."""
+
+    scenario: str
+    events_sent: int
+    predictions_landed: int = 0
+    labeled_landed: int = 0
+    duplicates: int = 0  # event_ids seen more than once in query results (FINAL)
+    faults: int = 0
+    worker_restarts: int = 0
+    max_rss_mb: float = 0.0
+    alerts: int = 0
+    detector_events: int = 0  # events the model's restored detectors have seen in total
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def isolated(stack: PrivateStack, name: str) -> PrivateStack:
+    """The stack with a topic prefix, database and consumer group of the scenario's own, provisioned."""
+    tag = f"{name}_{uuid.uuid4().hex[:6]}"
+    url = stack.env["DRIFTLOOP_CLICKHOUSE_URL"].rsplit("/", 1)[0] + f"/{tag}"
+    private = stack.with_env(
+        DRIFTLOOP_TOPIC_PREFIX=f"{tag}.", DRIFTLOOP_CLICKHOUSE_URL=url, DRIFTLOOP_WORKER_GROUP=f"{tag}-workers"
+    )
+    local_stack.up(private.settings)
+    return private
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def produce(stack: PrivateStack, model: str, n: int, rate: float | None = None) -> None:
+    """``n`` stationary predictions with an outcome each; request ids r0..r{n-1}; about ``rate`` events/s."""
+    rng = random.Random(7)
+    start = time.monotonic()
+    with EventProducer(stack.settings, max_events=200) as producer:
+        for i in range(n):
+            x = rng.gauss(0, 1)
+            producer.emit_prediction(
+                model, request_id=f"r{i}", features={"x": x, "y": rng.gauss(0, 1)}, prediction=int(x > 0),
+                ts=1_790_000_000 + i / 100,
+            )  # fmt: skip
+            producer.emit_outcome(model, request_id=f"r{i}", label=int(x > 0), ts=1_790_000_000 + i / 100 + 1)
+            if rate and i % 500 == 0:
+                time.sleep(max(0.0, i / rate - (time.monotonic() - start)))
+
+
+def ledger(stack: PrivateStack, model: str, result: SoakResult) -> SoakResult:
+    client = connect(stack.settings.clickhouse)
+    try:
+        p = {"m": model}
+        ids = client.execute("SELECT event_id FROM predictions FINAL WHERE model = %(m)s", p)
+        result.predictions_landed = len({i for (i,) in ids})
+        labeled = client.execute("SELECT event_id FROM labeled FINAL WHERE model = %(m)s", p)
+        result.labeled_landed = len({i for (i,) in labeled})
+        result.duplicates = (len(ids) - result.predictions_landed) + (len(labeled) - result.labeled_landed)
+        result.alerts = client.execute("SELECT count() FROM drift_alerts FINAL WHERE model = %(m)s", p)[0][0]
+        state = client.execute(
+            "SELECT argMax(events, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", p
+        )
+        result.detector_events = int(state[0][0]) if state else 0
+    finally:
+        client.disconnect()
+    return result
+
+
+def wait_until_landed(stack: PrivateStack, model: str, n: int, alive: Callable[[], None], timeout_s: float) -> None:
+    def done() -> bool:
+        alive()
+        client = connect(stack.settings.clickhouse)
+        try:
+            p = {"m": model}
+            predictions = client.execute("SELECT uniqExact(event_id) FROM predictions WHERE model = %(m)s", p)[0][0]
+            labeled = client.execute("SELECT uniqExact(event_id) FROM labeled WHERE model = %(m)s", p)[0][0]
+        finally:
+            client.disconnect()
+        return predictions >= n and labeled >= n
+
+    wait_for(done, timeout_s=timeout_s, interval_s=1.0, what=f"{n} predictions and labeled rows of {model}")
+
+
+def crash_loop(stack: PrivateStack, tmp: Path, *, events: int, kills: int, seed: int = 1) -> SoakResult:
+    """``kill -9`` the worker ``kills`` times at random points while ``events`` are produced; then catch up."""
+    private = isolated(stack, "crash")
+    model = "crash-" + uuid.uuid4().hex[:6]
+    result = SoakResult("worker kill -9", events)
+    rng = random.Random(seed)
+    started = time.monotonic()
+    producer = threading.Thread(target=produce, args=(private, model, events, max(events / 30, 500)), daemon=True)
+    producer.start()
+    worker = WorkerProcess(private, tmp / "worker-0.log", **WORKER_ENV)
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            result.max_rss_mb = max(result.max_rss_mb, rss_mb(worker.process.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        for k in range(kills):
+            time.sleep(rng.uniform(3.0, 8.0))  # a random point: mid-batch, mid-insert, mid-join, mid-rebalance
+            worker.process.send_signal(signal.SIGKILL)
+            worker.process.wait()
+            worker.stop()
+            result.faults += 1
+            worker = WorkerProcess(private, tmp / f"worker-{k + 1}.log", **WORKER_ENV)
+            result.worker_restarts += 1
+        producer.join()
+
+        def alive() -> None:
+            assert worker.alive, worker.output()
+
+        wait_until_landed(private, model, events, alive, timeout_s=120 + events / 2000)
+        time.sleep(2)  # anything beyond would be a duplicate: give it the chance to show
+        restored = sum("detector state restored" in (tmp / f"worker-{k}.log").read_text() for k in range(1, kills + 1))
+        result.notes.append(f"detector state restored by {restored} of {kills} restarted workers")
+    finally:
+        sampling.set()
+        worker.stop()
+    result.seconds = time.monotonic() - started
+    return ledger(private, model, result)
+
+
+def clickhouse_outage(home: Path, tmp: Path, *, events: int, outage_s: float) -> SoakResult:
+    """Stop ClickHouse for ``outage_s`` while events stream in; the worker holds back, then everything lands.
+
+    Runs on a stack of its own (``home``): stopping the session's ClickHouse would stop other tests' too.
+    """
+    private = PrivateStack(private_stack_env(home))
+    local_stack.up(private.settings)
+    model = "outage-" + uuid.uuid4().hex[:6]
+    result = SoakResult(f"ClickHouse down {outage_s:.0f} s", events)
+    started = time.monotonic()
+    worker = WorkerProcess(private, tmp / "worker.log", **WORKER_ENV)
+    try:
+        producer = threading.Thread(target=produce, args=(private, model, events, events / 20), daemon=True)
+        producer.start()
+        time.sleep(4)
+        assert local_stack.stop_service(private.settings, "clickhouse"), "ClickHouse was not running"
+        result.faults += 1
+        time.sleep(4)  # what was written just before the stop may still be committed (every 2.8 s)
+        committed_before = _committed(private)
+        outage_ends = time.monotonic() + outage_s - 4
+        while time.monotonic() < outage_ends:
+            assert worker.alive, worker.output()
+            result.max_rss_mb = max(result.max_rss_mb, rss_mb(worker.process.pid))
+            time.sleep(0.5)
+        committed_after = _committed(private)
+        result.notes.append(f"committed_during_outage={committed_after - committed_before}")
+        local_stack.up(private.settings)  # ClickHouse comes back on the same port and data
+        producer.join()
+
+        def alive() -> None:
+            assert worker.alive, worker.output()
+            result.max_rss_mb = max(result.max_rss_mb, rss_mb(worker.process.pid))
+
+        wait_until_landed(private, model, events, alive, timeout_s=120 + events / 2000)
+        time.sleep(2)
+        result.seconds = time.monotonic() - started
+        return ledger(private, model, result)
+    finally:
+        worker.stop()
+        local_stack.down(private.settings)
+
+
+def _committed(stack: PrivateStack) -> int:
+    settings = stack.settings
+    lags = group_lag(settings, {settings.worker_group: [settings.topics.predictions, settings.topics.outcomes]})
+    return sum(lag.committed for lag in lags)
