@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install clickhouse demo test lint format stack-up stack-down stack-status clean
+.PHONY: install clickhouse demo test soak lint format stack-up stack-down stack-status clean
 
 ## install: the virtual environment at .venv/ with driftloop and its dev tools
 install: $(STAMP)
@@ -28,6 +28,11 @@ demo: install clickhouse
 ## test: the whole suite (unit, doctests, integration against a private local stack)
 test: install clickhouse
 	$(BIN)/pytest
+
+## soak: the long reliability runs (1,000,000 events with 10 worker kills, a 60 s ClickHouse outage,
+##       50,000 hostile messages) and their table
+soak: install clickhouse
+	$(BIN)/python -m tests.reliability.soak
 
 lint: install
 	$(BIN)/ruff check .

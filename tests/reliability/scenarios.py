@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kafka import KafkaProducer
+
 from infra.clickhouse.client import connect
 from infra.kafka.lag import group_lag
 from infra.stack import stack as local_stack
@@ -139,7 +141,12 @@ def crash_loop(stack: PrivateStack, tmp: Path, *, events: int, kills: int, seed:
     sampler.start()
     try:
         for k in range(kills):
-            time.sleep(rng.uniform(3.0, 8.0))  # a random point: mid-batch, mid-insert, mid-join, mid-rebalance
+            wait_for(
+                lambda w=worker: "partitions assigned" in w.log_path.read_text(errors="replace"),
+                timeout_s=60,
+                what="the worker to join",
+            )
+            time.sleep(rng.uniform(0.5, 5.0))  # a random point while it works: mid-batch, mid-insert, mid-join
             worker.process.send_signal(signal.SIGKILL)
             worker.process.wait()
             worker.stop()
@@ -208,3 +215,66 @@ def _committed(stack: PrivateStack) -> int:
     settings = stack.settings
     lags = group_lag(settings, {settings.worker_group: [settings.topics.predictions, settings.topics.outcomes]})
     return sum(lag.committed for lag in lags)
+
+
+def hostile_input(stack: PrivateStack, tmp: Path, *, count: int) -> SoakResult:
+    """``count`` generated messages, about half of them hostile, through the worker (see ``hostile.py``).
+
+    ``notes`` name any message kind that was judged wrongly: empty means every bad message was
+    dead-lettered with a reason and every good event landed exactly once.
+    """
+    from tests.reliability.hostile import messages
+
+    private = isolated(stack, "fuzz")
+    model = "fuzz-" + uuid.uuid4().hex[:6]
+    started = time.monotonic()
+    generated = messages(model, count)
+    good = {rid for m in generated if m.good for rid in m.request_ids}
+    topic = private.settings.topics.predictions
+    producer = KafkaProducer(**private.settings.kafka_python_config(), max_request_size=4 << 20, linger_ms=20)
+    futures = [(m, producer.send(topic, m.value)) for m in generated]
+    producer.flush()
+    sent = {}
+    for message, future in futures:
+        metadata = future.get(timeout=30)
+        sent[(metadata.partition, metadata.offset)] = message
+    producer.close()
+    bad = {coordinates for coordinates, m in sent.items() if not m.good}
+    result = SoakResult("hostile input", len(good), faults=len(bad))
+
+    worker = WorkerProcess(private, tmp / "worker.log", DRIFTLOOP_BATCH_MAX_WAIT_S="0.2")
+    client = connect(private.settings.clickhouse)
+    try:
+
+        def settled() -> bool:
+            assert worker.alive, worker.output()
+            result.max_rss_mb = max(result.max_rss_mb, rss_mb(worker.process.pid))
+            landed = client.execute("SELECT uniqExact(request_id) FROM predictions WHERE model = %(m)s", {"m": model})
+            letters = client.execute("SELECT uniqExact(source_partition, source_offset) FROM dead_letters")
+            return landed[0][0] >= len(good) and letters[0][0] >= len(bad)
+
+        wait_for(settled, timeout_s=240 + count / 100, interval_s=0.5, what="every message landed or dead-lettered")
+        time.sleep(1)
+        landed = [
+            r for (r,) in client.execute("SELECT request_id FROM predictions FINAL WHERE model = %(m)s", {"m": model})
+        ]
+        letters = client.execute(
+            "SELECT source_partition, source_offset, reason FROM dead_letters FINAL WHERE source_topic = %(t)s",
+            {"t": topic},
+        )
+    finally:
+        client.disconnect()
+        worker.stop()
+    result.predictions_landed = len(set(landed) & good)
+    result.duplicates = len(landed) - len(set(landed))
+    dead = {(p, o) for p, o, _ in letters}
+    if set(landed) - good:
+        result.notes.append(f"landed but not sent as good: {len(set(landed) - good)}")
+    if wrongly := {sent[c].kind for c in dead - bad}:
+        result.notes.append(f"good messages dead-lettered: {sorted(wrongly)}")
+    if missing := {sent[c].kind for c in bad - dead}:
+        result.notes.append(f"bad messages neither landed nor dead-lettered: {sorted(missing)}")
+    if not all(reason.strip() for *_, reason in letters):
+        result.notes.append("a dead letter without a reason")
+    result.seconds = time.monotonic() - started
+    return result

@@ -1,0 +1,82 @@
+"""`make soak`: the long versions of the reliability scenarios, on a private local stack, as one table.
+
+.venv/bin/python -m tests.reliability.soak [--events 1000000] [--kills 10] [--outage-s 60] [--hostile 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from infra.stack import stack as local_stack
+from tests.reliability.scenarios import SoakResult, clickhouse_outage, crash_loop, hostile_input
+from tests.stack_fixtures import PrivateStack, private_stack_env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the kill -9 scenario")
+    parser.add_argument("--kills", type=int, default=10, help="worker kills (kill -9) at random points")
+    parser.add_argument("--outage-s", type=float, default=60.0, help="seconds ClickHouse is down")
+    parser.add_argument("--outage-events", type=int, default=200_000, help="events in the outage scenario")
+    parser.add_argument("--hostile", type=int, default=50_000, help="generated messages, about half hostile")
+    args = parser.parse_args()
+    console = Console(width=200)
+    home = Path(tempfile.mkdtemp(prefix="driftloop-soak-"))
+    stack = PrivateStack(private_stack_env(home / "stack"))
+    local_stack.up(stack.settings)
+    results: list[SoakResult] = []
+    try:
+        for name, run in (
+            ("kill -9", lambda: crash_loop(stack, _dir(home, "crash"), events=args.events, kills=args.kills)),
+            ("outage", lambda: clickhouse_outage(home / "outage-stack", _dir(home, "outage"),
+                                                 events=args.outage_events, outage_s=args.outage_s)),
+            ("hostile", lambda: hostile_input(stack, _dir(home, "hostile"), count=args.hostile)),
+        ):  # fmt: skip
+            with console.status(f"soak: {name} ..."):
+                results.append(run())
+    finally:
+        local_stack.down(stack.settings)
+    table = Table(title="driftloop soak")
+    for column in ("scenario", "events sent", "rows landed", "labeled", "duplicates", "faults injected",
+                   "worker restarts", "max worker RSS", "seconds", "verdict"):  # fmt: skip
+        table.add_column(column, justify="left" if column in {"scenario", "verdict"} else "right")
+    failed = False
+    for r in results:
+        ok = r.predictions_landed == r.events_sent and r.duplicates == 0 and not _problems(r)
+        failed |= not ok
+        labeled = f"{r.labeled_landed:,}" if r.scenario != "hostile input" else "-"
+        table.add_row(r.scenario, f"{r.events_sent:,}", f"{r.predictions_landed:,}", labeled, f"{r.duplicates:,}",
+                      f"{r.faults:,}", f"{r.worker_restarts}", f"{r.max_rss_mb:,.0f} MiB", f"{r.seconds:,.0f}",
+                      "[green]ok[/]" if ok else "[red]FAILED[/] " + "; ".join(_problems(r)))  # fmt: skip
+    console.print(table)
+    for r in results:
+        for note in r.notes:
+            console.print(f"{r.scenario}: {note}")
+    return 1 if failed else 0
+
+
+def _problems(r: SoakResult) -> list[str]:
+    problems = [n for n in r.notes if "neither" in n or "dead-lettered:" in n or "without a reason" in n]
+    if r.scenario != "hostile input" and r.labeled_landed != r.events_sent:
+        problems.append(f"{r.events_sent - r.labeled_landed:,} labeled rows missing")
+    if r.scenario.startswith("worker kill") and (r.alerts or r.detector_events < r.events_sent):
+        problems.append("detector state not carried over")
+    if r.scenario.startswith("ClickHouse") and "committed_during_outage=0" not in r.notes:
+        problems.append("offsets committed while ClickHouse was down")
+    return problems
+
+
+def _dir(home: Path, name: str) -> Path:
+    path = home / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
