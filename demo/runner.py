@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -160,6 +161,8 @@ def run_demo(
                 while True:
                     for worker in workers:
                         worker.check()
+                    if server.error is not None:
+                        raise DemoError(f"the demo's model server failed: {server.error}") from server.error
                     state = observer.look()
                     live.update(render(server.stats, state, scenario, MODEL, time.time() - started))
                     if not serving.is_alive():
@@ -184,7 +187,7 @@ def run_demo(
 
         with console.status("writing the report ..."):
             path = write_report(settings, MODEL, since=began)
-        summary = DemoSummary(**{**summary.__dict__, "report": path})
+        summary = dataclasses.replace(summary, report=path)
     return summary
 
 

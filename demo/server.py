@@ -62,11 +62,18 @@ class DemoServer:
         self.label_delay_s = label_delay_s
         self.run_id = run_id
         self.stats = ServingStats()
+        self.error: BaseException | None = None  # why ``run`` stopped early, if it did
         self._rng = np.random.default_rng(scenario.seed)
         self._due: list[tuple[float, int]] = []  # heap of (when, event index)
 
     def run(self, stop: threading.Event) -> None:
-        """Serve every event (or until ``stop``), then deliver the outcomes still due."""
+        """Serve every event (or until ``stop``), then deliver the outcomes still due; failures go to ``error``."""
+        try:
+            self._run(stop)
+        except Exception as exc:
+            self.error = exc
+
+    def _run(self, stop: threading.Event) -> None:
         client = ModelClient(self.model, self.settings, emit=True)
         outcomes = EventProducer(self.settings, client_id="driftloop-demo-outcomes")
         try:

@@ -15,29 +15,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger("driftloop.metrics")
+F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
 
 
 def counter(
     name: str, documentation: str, values: Mapping[tuple[str, ...], float], labels: Sequence[str] = ()
 ) -> CounterMetricFamily:
     """A counter family from ``{label values: value}`` (``{(): value}`` for one without labels)."""
-    family = CounterMetricFamily(name, documentation, labels=list(labels))
-    for label_values, value in values.items():
-        family.add_metric(list(label_values), value)
-    return family
+    return _filled(CounterMetricFamily(name, documentation, labels=list(labels)), values)
 
 
 def gauge(
     name: str, documentation: str, values: Mapping[tuple[str, ...], float], labels: Sequence[str] = ()
 ) -> GaugeMetricFamily:
     """A gauge family from ``{label values: value}`` (see :func:`counter`)."""
-    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    return _filled(GaugeMetricFamily(name, documentation, labels=list(labels)), values)
+
+
+def _filled(family: F, values: Mapping[tuple[str, ...], float]) -> F:
     for label_values, value in values.items():
         family.add_metric(list(label_values), value)
     return family

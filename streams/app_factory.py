@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from infra.settings import Settings, get_settings
+from streams.strict_offsets import StrictOffsetsApp
 
 
 def broker_url(settings: Settings) -> str:
@@ -36,6 +37,8 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
 def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-streams", **overrides: Any) -> faust.App:
     """A Faust app on the configured cluster, with driftloop's defaults (keyword arguments override them).
 
+    Its consumer never takes a gap in offsets as acknowledged (``streams.strict_offsets``).
+
     Group timeouts come from ``DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S`` / ``..._REBALANCE_TIMEOUT_S``: a group
     join on the embedded broker waits about one session timeout, so tests set them short.
     """
@@ -59,4 +62,4 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
     }
     options.update(overrides)
     Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
-    return faust.App(app_id, **options)
+    return StrictOffsetsApp(app_id, **options)

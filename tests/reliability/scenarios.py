@@ -278,3 +278,40 @@ def hostile_input(stack: PrivateStack, tmp: Path, *, count: int) -> SoakResult:
         result.notes.append("a dead letter without a reason")
     result.seconds = time.monotonic() - started
     return result
+
+
+def rebalance(stack: PrivateStack, tmp: Path, *, events: int) -> SoakResult:
+    """A second worker joins mid-stream, then the first leaves: partitions (and detector state) move twice."""
+    private = isolated(stack, "rebalance")
+    model = "rebalance-" + uuid.uuid4().hex[:6]
+    result = SoakResult("rebalance: join, then leave", events)
+    started = time.monotonic()
+    producer = threading.Thread(target=produce, args=(private, model, events, events / 40), daemon=True)
+    producer.start()
+    first = WorkerProcess(private, tmp / "first.log", **WORKER_ENV)
+    second: WorkerProcess | None = None
+    try:
+        wait_for(lambda: "partitions assigned" in first.log_path.read_text(), timeout_s=60, what="the first join")
+        time.sleep(3)
+        second = WorkerProcess(private, tmp / "second.log", **WORKER_ENV)
+        wait_for(lambda: "partitions assigned" in second.log_path.read_text(), timeout_s=60, what="the second join")
+        result.faults += 1
+        time.sleep(4)
+        first.stop()  # a clean leave: it hands its partitions and their detector state over
+        result.faults += 1
+        producer.join()
+        worker = second
+
+        def alive() -> None:
+            assert worker.alive, worker.output()
+
+        wait_until_landed(private, model, events, alive, timeout_s=120 + events / 2000)
+        time.sleep(2)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    handed = "detector state restored" in (tmp / "second.log").read_text()
+    result.notes.append(f"second worker restored the model's detector state: {handed}")
+    result.seconds = time.monotonic() - started
+    return ledger(private, model, result)
