@@ -20,4 +20,4 @@ def test_adding_and_removing_a_worker_mid_stream_moves_partitions_and_detector_s
     assert result.duplicates == 0, result
     assert result.alerts == 0, result
     assert result.detector_events >= 20_000, result  # the state moved with the partitions, not started over
-    assert "restored the model's detector state: True" in result.notes, result.notes
+    assert "second worker restored the model's detector state: True" in result.notes, result.notes

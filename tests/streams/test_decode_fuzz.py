@@ -20,4 +20,5 @@ def test_every_generated_message_is_decoded_or_dead_lettered_as_intended(message
     else:
         assert len(decoded.rows) == 0, message.kind
         assert decoded.dead and all(d.reason for d in decoded.dead), message.kind
-        assert all(d.original == message.value[: len(d.original)] for d in decoded.dead)  # the original bytes
+        # a whole message keeps its original bytes; an envelope's bad event keeps that event's
+        assert all(d.original == message.value[: len(d.original)] for d in decoded.dead if d.index == -1)
