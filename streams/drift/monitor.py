@@ -13,6 +13,7 @@ worker and by backtests alike); they return the alerts the policy let through.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import defaultdict, deque
@@ -25,6 +26,8 @@ from streams.batch import ColumnBatch
 from streams.drift.alerts import Alert
 from streams.drift.detectors import Detector, build
 from streams.drift.policy import AlertPolicy, Confirmation, severity
+
+log = logging.getLogger("driftloop.drift")
 
 RING = 20_000  # recent events per model, to place change points
 _KIND = {
@@ -70,6 +73,7 @@ class ModelState:
     labeled_ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
+    type_changes: int = 0  # values skipped because their feature was first seen as the other type
 
 
 class DriftMonitor:
@@ -193,6 +197,16 @@ class DriftMonitor:
 
     def _signal(self, state: ModelState, name: str, signal_type: str) -> SignalState | None:
         signal = state.signals.get(name)
+        if signal is not None and _family(signal.signal_type) != _family(signal_type):
+            # a feature sent as a number and later as text (or back): its detector keeps the first type
+            state.type_changes += 1
+            if state.type_changes == 1 or state.type_changes % 10_000 == 0:
+                log.warning(
+                    "a feature changed type; its values of the new type are not monitored",
+                    extra={"fields": {"signal": name, "first_seen_as": signal.signal_type, "now": signal_type,
+                                      "skipped_batches": state.type_changes}},
+                )  # fmt: skip
+            return None
         if signal is None:
             feature = name.removesuffix(":null_rate").removesuffix(":spread")
             if not state.spec.monitoring.enabled(name) or not state.spec.monitoring.enabled(feature):
@@ -323,6 +337,11 @@ def _by_model(models: list[str]) -> dict[str, list[int]]:
     for i, model in enumerate(models):
         groups[model].append(i)
     return groups
+
+
+def _family(signal_type: str) -> str:
+    """Signal types whose detectors take the same values: numbers, or categories."""
+    return "categories" if signal_type in {"categorical", "prediction"} else "numbers"
 
 
 def _at(ring: deque[tuple[int, str]], total: int, event_index: int) -> tuple[int, str]:

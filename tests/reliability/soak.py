@@ -39,7 +39,10 @@ def main() -> int:
             ("hostile", lambda: hostile_input(stack, _dir(home, "hostile"), count=args.hostile)),
         ):  # fmt: skip
             with console.status(f"soak: {name} ..."):
-                results.append(run())
+                try:
+                    results.append(run())
+                except Exception as exc:  # one scenario failing must not hide the others' results
+                    results.append(SoakResult(name, 0, notes=[f"failed: {type(exc).__name__}: {exc}"[:300]]))
     finally:
         local_stack.down(stack.settings)
     table = Table(title="driftloop soak")
@@ -62,7 +65,8 @@ def main() -> int:
 
 
 def _problems(r: SoakResult) -> list[str]:
-    problems = [n for n in r.notes if "neither" in n or "dead-lettered:" in n or "without a reason" in n]
+    markers = ("neither", "dead-lettered:", "without a reason", "failed", "stalled")
+    problems = [n for n in r.notes if any(k in n for k in markers)]
     if r.scenario != "hostile input" and r.labeled_landed != r.events_sent:
         problems.append(f"{r.events_sent - r.labeled_landed:,} labeled rows missing")
     if r.scenario.startswith("worker kill") and (r.alerts or r.detector_events < r.events_sent):

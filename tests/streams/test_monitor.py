@@ -181,3 +181,33 @@ def test_a_bad_spec_is_an_error_naming_the_field(tmp_path: Path, text: str, says
         load_spec(path)
     assert str(info.value).startswith(str(path)) and says in str(info.value)
     assert ModelSpec(name="m").monitoring.warmup == 1000
+
+
+def test_a_feature_that_changes_type_is_skipped_not_fatal_for_the_batch(monitor: DriftMonitor) -> None:
+    def batch(value: object, start: int) -> ColumnBatch:
+        messages = [
+            Incoming(
+                json.dumps(
+                    {
+                        "model": m,
+                        "request_id": f"r{start}-{m}",
+                        "ts": 1_790_000_000 + start,
+                        "features": {"x": value, "y": 1.0},
+                        "prediction": 1,
+                    }
+                ).encode(),
+                "predictions",
+                0,
+                start,
+            )
+            for m in ("flipper", "bystander")
+        ]
+        return decode_predictions(messages).rows
+
+    monitor.process_predictions(batch(1.5, 0))  # x is numeric for both models
+    monitor.process_predictions(batch("text", 1))  # ... now text: must not break the batch
+    for model in ("flipper", "bystander"):
+        state = monitor.models[model]
+        assert state.events == 2  # every event of the batch was still monitored
+        assert state.signals["x"].seen == 1 and state.signals["y"].seen == 2
+        assert state.type_changes == 1
