@@ -107,6 +107,9 @@ class MonitoringSpec(_Frozen):
     cooldown_s: float = Field(900.0, ge=0)
     max_alerts_per_hour: int = Field(6, ge=1)
     spread: bool = Field(True, description="also watch each numeric feature's spread (catches variance changes)")
+    max_features: int = Field(
+        500, ge=1, description="features watched per model; names beyond it are counted, not watched (bounds memory)"
+    )
     detectors: dict[SignalType, DetectorConfig] = Field(default_factory=dict)
     signals: dict[str, SignalOverride] = Field(default_factory=dict)
 

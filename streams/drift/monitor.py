@@ -74,6 +74,7 @@ class ModelState:
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     type_changes: int = 0  # values skipped because their feature was first seen as the other type
+    unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
 
 
 class DriftMonitor:
@@ -145,7 +146,9 @@ class DriftMonitor:
                 entry[0].append(pos)
                 entry[1].append(value)
             missing_rows.append(set(missing[i]) | (state.features - set(num_names[i]) - set(cat_names[i])))
-        state.features |= set(numeric) | set(categorical) | {n for row in missing_rows for n in row}
+        new = (set(numeric) | set(categorical) | {n for row in missing_rows for n in row}) - state.features
+        if new:
+            self._admit(state, new, numeric, categorical, missing_rows)
         signals: list[tuple[str, str, list[int], list[Any]]] = []
         signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
         if spec.monitoring.spread:
@@ -165,6 +168,34 @@ class DriftMonitor:
         else:
             signals.append(("prediction", "prediction", every, [rows["prediction"][i] for i in index]))
         return signals
+
+    @staticmethod
+    def _admit(
+        state: ModelState,
+        new: set[str],
+        numeric: dict[str, Any],
+        categorical: dict[str, Any],
+        missing_rows: list[set[str]],
+    ) -> None:
+        """Watch new feature names up to ``max_features``; the rest are dropped from this batch's signals."""
+        room = state.spec.monitoring.max_features - len(state.features)
+        admitted = sorted(new)[: max(room, 0)]
+        state.features.update(admitted)
+        rejected = new.difference(admitted)
+        if not rejected:
+            return
+        for name in rejected:
+            numeric.pop(name, None)
+            categorical.pop(name, None)
+        for row in missing_rows:
+            row.difference_update(rejected)
+        if not state.unwatched:
+            log.warning(
+                "too many feature names: new ones are counted, not watched (monitoring.max_features)",
+                extra={"fields": {"model": state.spec.name, "max_features": state.spec.monitoring.max_features}},
+            )
+        if len(state.unwatched) < 100_000:
+            state.unwatched.update(rejected)
 
     @staticmethod
     def _spread(state: ModelState, name: str, values: list[float]) -> list[float]:

@@ -211,3 +211,30 @@ def test_a_feature_that_changes_type_is_skipped_not_fatal_for_the_batch(monitor:
         assert state.events == 2  # every event of the batch was still monitored
         assert state.signals["x"].seen == 1 and state.signals["y"].seen == 2
         assert state.type_changes == 1
+
+
+def test_feature_names_beyond_the_limit_are_counted_not_watched(tmp_path: Path) -> None:
+    (tmp_path / "wide.toml").write_text('name = "wide"\n[monitoring]\nmax_features = 5\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path))
+    messages = [
+        Incoming(
+            json.dumps(
+                {
+                    "model": "wide",
+                    "request_id": f"r{i}",
+                    "ts": 1_790_000_000 + i,
+                    "features": {f"f{i}-{k}": 1.0 for k in range(3)},
+                    "prediction": 1,
+                }
+            ).encode(),
+            "predictions",
+            0,
+            i,
+        )
+        for i in range(100)  # 300 distinct names, as a producer with random keys would send
+    ]
+    monitor.process_predictions(decode_predictions(messages).rows)
+    state = monitor.models["wide"]
+    assert len(state.features) == 5 and len(state.unwatched) == 295
+    watched = {name.split(":")[0] for name in state.signals} - {"prediction", "score"}
+    assert watched <= state.features  # no detector for an unwatched name: memory stays bounded
