@@ -13,6 +13,7 @@ worker and by backtests alike); they return the alerts the policy let through.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -281,7 +282,11 @@ class DriftMonitor:
             if verdict is not None:
                 signal.pending = None
                 if verdict:
-                    alert = self._alert(model, state, signal, pending.evidence, pending.event_index, ring, total)
+                    evidence, at = pending.evidence, pending.event_index
+                    if pending.confirmed_at > pending.needed:  # a later block: the change starts there
+                        at += pending.confirmed_at
+                        evidence = dataclasses.replace(evidence, change_offset=pending.needed)
+                    alert = self._alert(model, state, signal, evidence, at, ring, total)
                     alerts.extend([alert] if alert else [])
 
         if signal.pending is not None:

@@ -33,13 +33,15 @@ class Confirmation:
     The values after a detection are judged in blocks of ``needed``: the detection is confirmed as soon as
     one block's mean differs from the reference by more than chance allows, and dropped when ``looks``
     blocks never did. More than one look matters when the change is gradual or when late labels mix old
-    and new events: the first block after the detection may be only partly shifted.
+    and new events: the first block after the detection may be only partly shifted. When a later block
+    confirms, the change is placed at that block's start (``confirmed_at``), not at the detection, which
+    may have been noise that the real change only happened to follow.
 
     >>> c = Confirmation(evidence=None, reference_mean=0.0, reference_std=1.0, needed=10, event_index=0)
     >>> c.add_many([0.0] * 10); c.verdict(alpha=1e-3) is None  # one look, not shifted: wait for more
     True
-    >>> c.add_many([3.0] * 10); c.verdict(alpha=1e-3)  # the second block shows the shift
-    True
+    >>> c.add_many([3.0] * 10); c.verdict(alpha=1e-3), c.confirmed_at  # the second block shows the shift
+    (True, 20)
     """
 
     evidence: Evidence | None
@@ -49,6 +51,7 @@ class Confirmation:
     event_index: int
     looks: int = 4
     values: list[float] = field(default_factory=list)
+    confirmed_at: int = 0  # values after the detection up to the end of the block that confirmed it
 
     @property
     def room(self) -> int:
@@ -64,6 +67,7 @@ class Confirmation:
         for end in range(self.needed, len(self.values) + 1, self.needed):
             block = self.values[end - self.needed : end]
             if abs(sum(block) / len(block) - self.reference_mean) / spread > threshold:
+                self.confirmed_at = end
                 return True
         return False if self.room <= 0 else None
 
