@@ -15,6 +15,7 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     false_alarm_budget = 0.001            # shared by all the model's signals (Bonferroni)
     cooldown_s = 900                      # per model and kind of drift, in event time
     max_alerts_per_hour = 6
+    max_features = 500                    # names watched per model; more are counted, not watched
 
     [monitoring.detectors]                # per signal type: numeric, categorical, missing, score,
     error = { name = "HDDM_A" }           # prediction, error; River's keyword arguments go in `params`
