@@ -152,7 +152,6 @@ def run_demo(
     serving = threading.Thread(target=server.run, args=(stop,), name="demo-server", daemon=True)
     interrupted = False
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends the demo like Ctrl-C
-    state = LoopState()
     try:
         serving.start()
         with Live(console=console, refresh_per_second=4, transient=False) as live:

@@ -32,14 +32,12 @@ class ServingStats:
     sent: int = 0
     outcomes_sent: int = 0
     version: int = 0
-    versions_seen: list[tuple[int, int]] = field(default_factory=list)  # (event index, version) at each swap
-    started: float = field(default_factory=time.time)
     drift_ts: float = float("nan")  # wall clock of the first drifted event
-    recent: deque[tuple[int, bool]] = field(default_factory=lambda: deque(maxlen=500))  # (version, correct)
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=500))  # whether each recent one was right
 
     @property
     def recent_accuracy(self) -> float:
-        return float(np.mean([c for _, c in self.recent])) if self.recent else float("nan")
+        return float(np.mean(self.recent)) if self.recent else float("nan")
 
 
 class DemoServer:
@@ -78,7 +76,6 @@ class DemoServer:
         outcomes = EventProducer(self.settings, client_id="driftloop-demo-outcomes")
         try:
             self.stats.version = client.version
-            self.stats.versions_seen.append((0, client.version))
             self._serve(client, outcomes, stop)
             deadline = time.time() + self.label_delay_s * 10
             while self._due and not stop.is_set() and time.time() < deadline:
@@ -99,11 +96,9 @@ class DemoServer:
                     self.stats.drift_ts = now
                 ids = [self.request_id(i) for i in range(index, target)]
                 served = client.predict(features.iloc[index:target], request_ids=ids)
-                if served.version != self.stats.version:
-                    self.stats.version = served.version
-                    self.stats.versions_seen.append((index, served.version))
+                self.stats.version = served.version
                 correct = np.asarray(served.values, dtype=object) == labels[index:target]
-                self.stats.recent.extend((served.version, bool(c)) for c in correct)
+                self.stats.recent.extend(correct.tolist())
                 delays = self._rng.exponential(self.label_delay_s, target - index)
                 for i, delay in zip(range(index, target), delays, strict=True):
                     heapq.heappush(self._due, (now + float(delay), i))
