@@ -60,10 +60,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class RepeatLimiter(logging.Filter):
+    """Lets one record per (logger, message template) through every ``window_s`` from the loggers under
+    ``prefixes``; the next one that passes carries ``suppressed=N``. Kafka clients log a connection error
+    several times a second while a broker is away; driftloop's own watch says what is going on.
+
+    >>> limiter = RepeatLimiter(("kafka",), window_s=60)
+    >>> records = [logging.makeLogRecord({"name": "kafka.conn", "msg": "cannot connect to %s", "args": ("b",)})
+    ...            for _ in range(3)]
+    >>> [limiter.filter(r) for r in records]
+    [True, False, False]
+    """
+
+    def __init__(self, prefixes: tuple[str, ...], *, window_s: float = 30.0) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_s = window_s
+        self._seen: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.msg)
+        passed_at, suppressed = self._seen.get(key, (0.0, 0))
+        if record.created - passed_at < self.window_s:
+            self._seen[key] = (passed_at, suppressed + 1)
+            return False
+        if len(self._seen) > 1000:  # templates are few; this only guards against unbounded growth
+            self._seen.clear()
+        self._seen[key] = (record.created, 0)
+        if suppressed:
+            record.suppressed = suppressed
+        return True
+
+
 def configure_logging(level: str = "WARNING", fmt: str = "console") -> None:
     """Route driftloop's and its libraries' logs to stderr in the chosen format, at the chosen level."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    handler.addFilter(RepeatLimiter(("kafka", "aiokafka")))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -226,6 +226,9 @@ class Settings(BaseModel):
         3600.0, gt=0, description="How long an outcome waits for its prediction before it counts as unmatched"
     )
     join_sweep_interval_s: float = Field(5.0, gt=0, description="How often waiting outcomes are joined again")
+    broker_check_interval_s: float = Field(
+        2.0, gt=0, description="How often the worker asks Kafka for its cluster id (outages, lost broker instances)"
+    )
 
     detector_state_interval_s: float = Field(
         30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"

@@ -34,6 +34,12 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
                   {(): retries})  # fmt: skip
     yield gauge("driftloop_sink_rows_waiting", "Rows held while ClickHouse is retried.", {(): waiting})
     yield counter("driftloop_alerts", "Drift alerts published, by kind.", _by(drift.alerts_by_kind), ["kind"])
+    watch = app.broker_watch.metrics
+    yield gauge("driftloop_broker_reachable", "1 while Kafka answers the worker's checks.",
+                {(): float(watch.reachable)})  # fmt: skip
+    yield counter("driftloop_broker_outages", "Times Kafka stopped answering.", {(): watch.outages})
+    yield counter("driftloop_broker_incidents", "Times Kafka came back as a new instance that had lost its data.",
+                  {(): watch.incidents})  # fmt: skip
     yield gauge("driftloop_consumer_lag", "Messages behind the end of each owned partition (end - committed).",
                 consumer_lag(app), ["topic", "partition"])  # fmt: skip
 

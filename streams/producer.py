@@ -5,6 +5,14 @@ batched into ``{"events": [...]}`` envelopes per (topic, model) by count, size a
 model so that one model's events stay ordered within a partition. ``event_id`` is filled in
 deterministically when not given (the same event re-sent gets the same id) and returned.
 
+Delivery is at-least-once: while the broker is away, messages are retried for up to two minutes
+(``delivery_timeout_s``), one request in flight per connection so that a retry cannot overtake the
+message after it. When the broker comes back as a new instance (a new cluster id: the embedded broker
+keeps nothing across a restart), the producer provisions the topics and sends again what the broker
+acknowledged in the last ``replay_s`` seconds (``streams.replay``). A retry or a replay may store a
+message twice; ClickHouse results count each ``event_id`` once. ``on_delivery`` is told where each
+message landed (topic, partition, offset, its events' ids).
+
 Usage (with a running stack)::
 
     from streams.producer import EventProducer
@@ -24,29 +32,47 @@ import datetime as dt
 import json
 import logging
 import numbers
+import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, UnknownError
 
 from infra.errors import DriftloopError
+from infra.kafka.cluster import ClusterIdProbe
+from infra.kafka.topics import provision_topics
 from infra.settings import Settings, get_settings
 from streams.decode import EventError, validate_outcome, validate_prediction
+from streams.replay import ReplayRing, Sent
 
 log = logging.getLogger("driftloop.producer")
+
+
+MAX_SEND_AGAIN = 50  # sends of one message after the broker failed it with an unexpected server error
 
 
 class DeliveryError(DriftloopError):
     """The broker did not accept some events; the message says how many and why."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One message the broker acknowledged: where it is, and the ids of the events it carries."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_ids: tuple[str, ...]
+
+
 @dataclass
 class _Envelope:
     parts: list[bytes] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
     size: int = 0
     opened: float = field(default_factory=time.monotonic)
 
@@ -65,23 +91,47 @@ class EventProducer:
         max_events: int = 500,
         max_bytes: int = 512 * 1024,
         linger_s: float = 0.05,
+        delivery_timeout_s: float = 120.0,
+        replay_s: float = 60.0,
+        replay_bytes: int = 64 << 20,
+        instance_check_s: float | None = 1.0,
         client_id: str = "driftloop-producer",
+        on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.envelopes = envelopes
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.linger_s = linger_s
+        self.on_delivery = on_delivery
+        # Not kafka-python's idempotent mode: a broker that restarts without its state fails the batches
+        # in flight (UnknownProducerId) instead of retrying them; event ids make plain retries safe.
         self._producer = KafkaProducer(
-            **self.settings.kafka_python_config(), client_id=client_id, acks="all", linger_ms=5, retries=5
+            **self.settings.kafka_python_config(),
+            client_id=client_id,
+            acks="all",
+            linger_ms=5,
+            enable_idempotence=False,
+            max_in_flight_requests_per_connection=1,
+            delivery_timeout_ms=int(delivery_timeout_s * 1000),
         )
         self._buffers: dict[tuple[str, str], _Envelope] = {}
         self._lock = threading.Lock()
         self._failures: list[BaseException] = []
+        self._failed_sends: list[Sent] = []
+        self._again: queue.SimpleQueue[Sent] = queue.SimpleQueue()
         self._closed = threading.Event()
         self._flusher = threading.Thread(target=self._linger_loop, name="driftloop-producer-linger", daemon=True)
         if envelopes:
             self._flusher.start()
+        self._replay = ReplayRing(max_bytes=replay_bytes, max_age_s=replay_s)
+        self._cluster = ClusterIdProbe(self.settings)
+        self._cluster_id: str | None = None
+        self.replays = 0  # times the broker came back as a new instance and recent messages were sent again
+        if instance_check_s is not None:
+            threading.Thread(
+                target=self._watch_loop, args=(instance_check_s,), name="driftloop-producer-watch", daemon=True
+            ).start()
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -114,7 +164,7 @@ class EventProducer:
         if event_id is not None:
             event["event_id"] = event_id
         event_id = validate_prediction(event)
-        self._send(self.settings.topics.predictions, model, event)
+        self._send(self.settings.topics.predictions, model, event, event_id)
         return event_id
 
     def emit_outcome(
@@ -136,7 +186,7 @@ class EventProducer:
         if event_id is not None:
             event["event_id"] = event_id
         event_id = validate_outcome(event)
-        self._send(self.settings.topics.outcomes, model, event)
+        self._send(self.settings.topics.outcomes, model, event, event_id)
         return event_id
 
     def flush(self, timeout_s: float | None = 30.0) -> None:
@@ -145,8 +195,12 @@ class EventProducer:
             for key in list(self._buffers):
                 self._send_envelope(key)
         self._producer.flush(timeout=timeout_s)
+        while self._send_again():  # what failed on a server error, until it is taken or gives up
+            self._producer.flush(timeout=timeout_s)
+        if self._failures and self._check_instance():  # failed because the broker restarted: sent again
+            self._producer.flush(timeout=timeout_s)
         if self._failures:
-            failures, self._failures = self._failures, []
+            failures, self._failures, self._failed_sends = self._failures, [], []
             raise DeliveryError(f"{len(failures)} message(s) were not delivered: {failures[0]!r}")
 
     def close(self, timeout_s: float | None = 30.0) -> None:
@@ -156,6 +210,7 @@ class EventProducer:
         finally:
             self._closed.set()
             self._producer.close(timeout=timeout_s)
+            self._cluster.close()
 
     def __enter__(self) -> EventProducer:
         return self
@@ -165,14 +220,15 @@ class EventProducer:
 
     # --- internals ---------------------------------------------------------------------------------------
 
-    def _send(self, topic: str, model: str, event: dict[str, Any]) -> None:
+    def _send(self, topic: str, model: str, event: dict[str, Any], event_id: str) -> None:
         payload = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
         if not self.envelopes:
-            self._produce(topic, model, payload)
+            self._produce(topic, model, payload, (event_id,))
             return
         with self._lock:
             envelope = self._buffers.setdefault((topic, model), _Envelope())
             envelope.parts.append(payload)
+            envelope.event_ids.append(event_id)
             envelope.size += len(payload) + 1
             if len(envelope.parts) >= self.max_events or envelope.size >= self.max_bytes:
                 self._send_envelope((topic, model))
@@ -180,15 +236,70 @@ class EventProducer:
     def _send_envelope(self, key: tuple[str, str]) -> None:
         envelope = self._buffers.pop(key, None)
         if envelope and envelope.parts:
-            self._produce(key[0], key[1], b'{"events":[' + b",".join(envelope.parts) + b"]}")
+            value = b'{"events":[' + b",".join(envelope.parts) + b"]}"
+            self._produce(key[0], key[1], value, tuple(envelope.event_ids))
 
-    def _produce(self, topic: str, model: str, value: bytes) -> None:
-        future = self._producer.send(topic, key=model.encode(), value=value)
-        future.add_errback(self._failed)
+    def _produce(self, topic: str, model: str, value: bytes, event_ids: tuple[str, ...], attempt: int = 0) -> None:
+        key = model.encode()
+        future = self._producer.send(topic, key=key, value=value)
+        future.add_callback(lambda m: self._delivered(m, Sent(topic, key, value, event_ids, time.time(), attempt)))
+        future.add_errback(lambda exc: self._failed(exc, Sent(topic, key, value, event_ids, time.time(), attempt)))
 
-    def _failed(self, exc: BaseException) -> None:
+    def _delivered(self, metadata: Any, sent: Sent) -> None:
+        self._replay.add(sent)
+        if self.on_delivery is not None:
+            self.on_delivery(Delivery(metadata.topic, metadata.partition, metadata.offset, sent.event_ids))
+
+    def _failed(self, exc: BaseException, sent: Sent | None = None) -> None:
+        if sent is not None and isinstance(exc, UnknownError) and sent.attempt < MAX_SEND_AGAIN:
+            # An unexpected server error (the embedded broker gives one while a restarted instance
+            # still has records of a dropped topic in the way): send the message again.
+            self._again.put(sent)
+            return
         log.warning("event delivery failed", extra={"fields": {"error": repr(exc)}})
         self._failures.append(exc)
+        if sent is not None:
+            self._failed_sends.append(sent)
+
+    def _send_again(self) -> bool:
+        """Send what failed on a server error once more (from a thread of ours, not kafka-python's)."""
+        again = []
+        while not self._again.empty():
+            again.append(self._again.get())
+        for sent in again:
+            self._produce(sent.topic, sent.key.decode(), sent.value, sent.event_ids, sent.attempt + 1)
+        return bool(again)
+
+    def _watch_loop(self, interval_s: float) -> None:
+        while not self._closed.wait(interval_s):
+            self._send_again()
+            self._check_instance()
+
+    def _check_instance(self) -> bool:
+        """Ask the cluster for its id; when it changed, send recent and failed messages again (True)."""
+        try:
+            cluster_id = self._cluster()
+        except Exception:
+            return False  # away: kafka-python retries what is pending; the next check asks again
+        previous, self._cluster_id = self._cluster_id, cluster_id
+        if previous is None or previous == cluster_id:
+            return False
+        try:
+            provision_topics(self.settings, [self.settings.topics.predictions, self.settings.topics.outcomes])
+        except DriftloopError as exc:
+            log.error("could not provision the topics on the new broker instance", extra={"fields": {"error": exc}})
+        with self._lock:
+            again = self._replay.take() + self._failed_sends
+            self._failed_sends, self._failures = [], []
+            for sent in again:
+                self._produce(sent.topic, sent.key.decode(), sent.value, sent.event_ids)
+        self.replays += 1
+        log.error(
+            "Kafka came back as a new instance without its data; sending recent events again",
+            extra={"fields": {"old_cluster_id": previous, "new_cluster_id": cluster_id, "messages": len(again),
+                              "events": sum(len(s.event_ids) for s in again)}},
+        )  # fmt: skip
+        return True
 
     def _linger_loop(self) -> None:
         while not self._closed.wait(self.linger_s / 2):

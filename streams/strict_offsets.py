@@ -1,4 +1,5 @@
-"""Faust's Kafka transport with one change: a gap in offsets is never taken as acknowledged.
+"""Faust's Kafka transport with two changes: a gap in offsets is never taken as acknowledged, and offsets
+are committed only to the broker instance they were read from.
 
 Faust (faust-streaming 0.15) records a *gap* when a partition's next message has an offset more than one
 past the last one read, and treats the gap's offsets as acknowledged, so that compacted topics and
@@ -8,21 +9,34 @@ messages dropped from a stream buffer), and acknowledging them commits offsets o
 reached ClickHouse: a loss. With this transport a gap is logged and left unacknowledged: commits stop
 before it and a later owner of the partition reads those messages again (at-least-once; ClickHouse
 results stay free of duplicates by ``event_id``).
+
+Before each commit the consumer awaits the app's ``commit_guard`` (when it has one): the streams worker
+passes its broker watch, which answers False while the broker is away or when it came back as a new
+instance without its data (``streams.broker_watch``). The commit waits for the next one.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import faust
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP, TransportT
+from faust.types.transports import TPorTopicSet
 
 log = logging.getLogger("driftloop.streams")
 
 
 class StrictOffsetsConsumer(faust_kafka.Consumer):
-    """Faust's aiokafka consumer, except that offset gaps are not acknowledged (see the module docstring)."""
+    """Faust's aiokafka consumer, except that offset gaps are not acknowledged and commits are guarded
+    (see the module docstring)."""
+
+    async def commit(self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True) -> bool:
+        guard: Callable[[], Awaitable[bool]] | None = getattr(self.app, "commit_guard", None)
+        if guard is not None and not await guard():
+            return False
+        return await super().commit(topics, start_new_transaction)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         log.warning(

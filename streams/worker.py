@@ -17,6 +17,8 @@ import contextlib
 import gc
 import json
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -28,6 +30,7 @@ from infra.settings import Settings
 from infra.spec import SpecCatalog
 from streams.app_factory import create_app
 from streams.batch import DeadLetter
+from streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
 from streams.decode import Incoming
 from streams.drift.alerts import Alert
 from streams.drift.monitor import DriftMonitor
@@ -61,7 +64,8 @@ class TopicPublisher(Generic[Record]):
 def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] = ()) -> faust.App:
     """The streams worker's Faust app: ingestion, the outcome join and drift detection.
 
-    ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift observer.
+    ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift observer;
+    ``app.broker_watch`` the watch on the Kafka cluster (``streams.broker_watch``).
     """
     app = create_app(settings, app_id=settings.worker_group)
     drift_sink = ClickHouseSink(settings.clickhouse)
@@ -74,14 +78,33 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
     )
     dead_letters = TopicPublisher[DeadLetter](app, settings.topics.dead_letter, key=lambda letter: letter.topic)
     ingestion = Ingestion(settings, dead_letters, [drift, *observers])
+    written = WrittenOffsets()
+    writers: list[_InOrderWriter] = []
+
+    async def start_clean(incident: BrokerIncident) -> None:
+        # The consumer's positions and acknowledged offsets belong to the lost instance: write what was
+        # read, store the report and the detector state, then run this worker again from the start.
+        for writer in writers:
+            writer.freeze()
+        await drift_sink.write(incident.rows(worker_name(), settings.kafka_bootstrap))
+        for writer in writers:
+            await writer.drain()
+        await drift.hand_over()
+        log.warning("starting the worker again on the new broker instance")
+        restart_process()
+
+    broker_watch = BrokerWatch(settings, written, start_clean)
     app.ingestion = ingestion  # type: ignore[attr-defined]
     app.drift = drift  # type: ignore[attr-defined]
+    app.broker_watch = broker_watch  # type: ignore[attr-defined]
+    app.commit_guard = broker_watch.check  # type: ignore[attr-defined]
     outcomes_topic = settings.topics.outcomes
     source_topics = {settings.topics.predictions, outcomes_topic}
 
     async def consume(stream: StreamT, handle: Handler) -> None:
         # Taking the next batch overlaps with writing the previous one; ``depth`` bounds what is in flight.
-        pipeline = _InOrderWriter(stream, handle, ingestion, depth=2)
+        pipeline = _InOrderWriter(handle, ingestion, written, depth=2)
+        writers.append(pipeline)
         try:
             async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_max_wait_s):
                 await pipeline.put(events)
@@ -114,9 +137,16 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
             log.exception("could not save detector state before the rebalance")
 
     @app.on_partitions_assigned.connect
-    async def log_assignment(sender: object, assigned: set, **kwargs: object) -> None:
+    async def on_assignment(sender: object, assigned: set, **kwargs: object) -> None:
+        # A broker that lost its data forces a new assignment: find out before the new instance's
+        # messages flow, so that the loss window is measured on the old instance's offsets alone.
+        await broker_watch.check()
         owned = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in source_topics)
         log.info("partitions assigned", extra={"fields": {"partitions": ",".join(owned) or "none"}})
+
+    @app.timer(settings.broker_check_interval_s, name="broker-watch")
+    async def watch_broker() -> None:
+        await broker_watch.check()
 
     @app.timer(settings.detector_state_interval_s, name="detector-state")
     async def save_detector_state() -> None:
@@ -146,14 +176,19 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
 
 
 class _InOrderWriter:
-    """Handles held batches one after another in a task of its own, releasing each once it is written."""
+    """Handles held batches one after another in a task of its own, releasing each once it is written.
 
-    def __init__(self, stream: StreamT, handle: Handler, ingestion: Ingestion, *, depth: int) -> None:
-        self.stream = stream
+    :meth:`freeze` stops taking batches and acknowledging them (what is queued is still written);
+    :meth:`drain` waits until it is.
+    """
+
+    def __init__(self, handle: Handler, ingestion: Ingestion, written: WrittenOffsets, *, depth: int) -> None:
         self.handle = handle
         self.ingestion = ingestion
+        self.written = written
         self.queue: asyncio.Queue[Sequence[EventT]] = asyncio.Queue(maxsize=depth)
         self.task: asyncio.Task[None] | None = None
+        self.frozen = asyncio.Event()
 
     async def put(self, events: Sequence[EventT]) -> None:
         for event in events:
@@ -162,6 +197,8 @@ class _InOrderWriter:
             self.task = asyncio.create_task(self._run(), name="driftloop-batch-writer")
         if self.task.done():  # it never ends by itself: only a bug gets here; surface it
             self.task.result()
+        if self.frozen.is_set():
+            await asyncio.Future()  # never: the worker is about to start again
         await self.queue.put(events)  # waits while `depth` batches are in flight: backpressure
 
     async def _run(self) -> None:
@@ -179,10 +216,22 @@ class _InOrderWriter:
                     "after a restart or rebalance"
                 )
                 continue
+            finally:
+                self.queue.task_done()
+            self.written.update((m.topic, m.partition, m.offset) for m in messages)
+            if self.frozen.is_set():
+                continue
             for event in events:
                 # release: the last reference goes, and the consumer may commit the offset. (Event.ack,
                 # not Stream.ack: take_events already reported the event to the stream's sensors.)
                 event.ack()
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    async def drain(self) -> None:
+        if self.task is not None and not self.task.done():
+            await self.queue.join()
 
     async def close(self) -> None:
         """Stop writing; batches not yet written stay unacknowledged (delivered again later)."""
@@ -190,6 +239,12 @@ class _InOrderWriter:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+def restart_process() -> None:
+    """Replace this process by a fresh run of the same command line (same pid, same output)."""
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def run_worker(settings: Settings) -> None:

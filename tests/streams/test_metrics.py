@@ -76,6 +76,8 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         assert samples['driftloop_rows_written_total{table="labeled"}'] == 200
         assert samples["driftloop_batch_seconds_count"] >= 2  # at least one batch per topic
         assert samples["driftloop_batch_errors_total"] == 0
+        assert samples["driftloop_broker_reachable"] == 1
+        assert samples["driftloop_broker_incidents_total"] == 0
         lag = {k: v for k, v in samples.items() if k.startswith("driftloop_consumer_lag{")}
         assert lag and all(v >= 0 for v in lag.values()), lag
     finally:
