@@ -180,7 +180,8 @@ class BrokerWatch:
             last_contact, self.last_contact = self.last_contact, now
             if previous is None or previous == cluster_id:
                 return True
-            incident = BrokerIncident(now, previous, cluster_id, last_contact, self.written.take())
+            lost_from = {tp: offset + 1 for tp, offset in self.written.take().items()}
+            incident = BrokerIncident(now, previous, cluster_id, last_contact, lost_from)
             self.metrics.incidents += 1
             await self._report(incident)
             return False

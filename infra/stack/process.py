@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from infra.network import port_is_open
+
 
 @dataclass(frozen=True)
 class ProcessRecord:
@@ -86,10 +88,12 @@ class ProcessRegistry:
         self.path(name).unlink(missing_ok=True)
 
     def stop(self, record: ProcessRecord, *, timeout_s: float = 20.0) -> bool:
-        """SIGTERM, then SIGKILL after ``timeout_s``; forget the record. True if a live process was stopped."""
+        """SIGTERM, then SIGKILL after ``timeout_s`` (0: SIGKILL at once, a crash); forget the record. True if
+        a live process was stopped; its port is closed when this returns."""
         was_alive = record.alive
         if was_alive:
-            _signal(record.pid, signal.SIGTERM)
+            if timeout_s > 0:
+                _signal(record.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
             while record.alive and time.monotonic() < deadline:
                 _reap(record.pid)
@@ -100,6 +104,10 @@ class ProcessRegistry:
                     _reap(record.pid)
                     time.sleep(0.05)
             _reap(record.pid)
+            # A killed multi-threaded process reads as exited before its last thread closed the sockets.
+            deadline = time.monotonic() + 5.0
+            while port_is_open(record.host, record.port, timeout_s=0.2) and time.monotonic() < deadline:
+                time.sleep(0.05)
         self.forget(record.name)
         return was_alive
 

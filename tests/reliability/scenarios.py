@@ -6,6 +6,7 @@ for the catch-up and returns a :class:`SoakResult` counted from ClickHouse query
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import threading
@@ -20,6 +21,7 @@ from kafka import KafkaProducer
 from infra.clickhouse.client import connect
 from infra.kafka.lag import group_lag
 from infra.kafka.topics import describe_topics
+from infra.settings import Settings
 from infra.stack import stack as local_stack
 from streams.producer import Delivery, EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
@@ -338,21 +340,26 @@ def rebalance(stack: PrivateStack, tmp: Path, *, events: int) -> SoakResult:
     return ledger(private, model, result)
 
 
-def broker_restart(home: Path, tmp: Path, *, events: int, down_s: float) -> SoakResult:
-    """Stop the in-memory broker mid-stream and start it again (empty, as a supervisor would), while the
-    SDK producer and the worker run. What the old instance held and the worker had not read is lost; the
-    worker must report that window, re-provision the topics, and take everything sent afterwards.
+def broker_restart(home: Path, tmp: Path, *, events: int, down_s: float, plain: int = 2000) -> SoakResult:
+    """Crash the in-memory broker mid-stream and start it again, empty (as a supervisor would).
 
-    ``notes`` hold any breach: an event lost outside the reported window, a later event missing, no
-    incident reported, a producer that gave up, topics not provisioned again.
+    The worker is paused for two seconds before the crash, so the old instance holds messages no worker
+    has read. Two producers: the SDK (``events`` predictions and outcomes, before, during and after the
+    restart), and a plain Kafka producer that sends ``plain`` single-event messages while the worker is
+    paused. Expected: every SDK event lands (the SDK sends its recent messages again when the cluster id
+    changes); every plain event lost lies in the loss window the worker reports (``broker_incidents``);
+    the topics are provisioned again; the worker and the producers carry on with clear log lines.
+
+    ``notes`` hold any breach (starting with "failed").
     """
     # 4 partitions: what Tansu gives a topic it auto-creates for a reconnecting client (measured)
     private = PrivateStack(private_stack_env(home) | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"})
     local_stack.up(private.settings)
     settings = private.settings
-    model = "restart-" + uuid.uuid4().hex[:6]
+    model, plain_model = "restart-" + uuid.uuid4().hex[:6], "plain-" + uuid.uuid4().hex[:6]
     result = SoakResult(f"broker restart ({down_s:.0f} s down)", events)
-    deliveries: list[tuple[float, Delivery]] = []
+    sdk_ids: set[str] = set()
+    plain_sent: list[tuple[str, int, int]] = []  # event_id, partition, offset (on the old instance)
     failures: list[BaseException] = []
     started = time.monotonic()
     worker = WorkerProcess(private, tmp / "worker.log", **WORKER_ENV, DRIFTLOOP_BROKER_CHECK_INTERVAL_S="0.5")
@@ -361,49 +368,47 @@ def broker_restart(home: Path, tmp: Path, *, events: int, down_s: float) -> Soak
 
         def send() -> None:
             try:
-                produce(private, model, events, events / 20, on_delivery=lambda d: deliveries.append((time.time(), d)))
+                produce(private, model, events, events / 20, on_delivery=lambda d: sdk_ids.update(d.event_ids))
             except BaseException as exc:  # reported below
                 failures.append(exc)
 
         producer = threading.Thread(target=send, daemon=True)
         producer.start()
-        time.sleep(6)
-        stopped_at = time.time()
-        assert local_stack.stop_service(settings, "broker", timeout_s=0), "the broker was not running"  # a crash
-        result.faults += 1
-        while time.time() - stopped_at < down_s:
-            assert worker.alive, worker.output()
-            time.sleep(0.25)
+        time.sleep(4)
+        worker.process.send_signal(signal.SIGSTOP)  # the old instance now holds messages nobody read
+        try:
+            plain_sent = _send_plain(settings, plain_model, plain)
+            time.sleep(1)
+            assert local_stack.stop_service(settings, "broker", timeout_s=0), "the broker was not running"
+            result.faults += 1
+        finally:
+            worker.process.send_signal(signal.SIGCONT)  # it lives through the outage
+        time.sleep(down_s)
         local_stack.start_service(settings, "broker")  # empty: nothing provisioned by the test
         producer.join()
         if failures:
-            result.notes.append(f"the producer failed: {failures[0]!r}"[:300])
-        new_ids = {i for at, d in deliveries if at > stopped_at for i in d.event_ids}
+            result.notes.append(f"failed: the SDK producer gave up: {failures[0]!r}"[:300])
 
         def landed() -> set[str]:
             assert worker.alive, worker.output()
-            return _landed_ids(private, model)
+            return _landed_ids(private, model) | _landed_ids(private, plain_model)
 
         try:
-            wait_for(lambda: new_ids <= landed(), timeout_s=120 + events / 500, interval_s=1.0,
-                     what="every event sent after the restart to land")  # fmt: skip
+            wait_for(lambda: sdk_ids <= landed(), timeout_s=120 + events / 500, interval_s=1.0,
+                     what="every event the SDK sent to land")  # fmt: skip
         except AssertionError:
-            result.notes.append(f"{len(new_ids - landed()):,} events sent after the restart never landed")
+            result.notes.append(f"failed: {len(sdk_ids - landed()):,} SDK events never landed")
         time.sleep(2)
         ids = landed()
         incidents = _incidents(private)
         if not incidents:
             result.notes.append("failed: no broker incident reported")
         lost_from = {(t, p): o for t, p, o, _ in incidents}
-        outside, lost = 0, 0
-        for at, d in deliveries:
-            missing = [i for i in d.event_ids if i not in ids]
-            if at < stopped_at and missing:
-                lost += len(missing)
-                outside += len(missing) * (d.offset < lost_from.get((d.topic, d.partition), 0))
-        result.lost = lost
-        if outside:
-            result.notes.append(f"failed: {outside} events lost outside the reported window")
+        topic = settings.topics.predictions
+        lost = [(p, o) for i, p, o in plain_sent if i not in ids]
+        result.lost = len(lost)
+        if outside := [(p, o) for p, o in lost if o < lost_from.get((topic, p), 0)]:
+            result.notes.append(f"failed: {len(outside)} plain events lost outside the reported window: {outside[:5]}")
         partitions = describe_topics(settings, settings.topics.all())
         if partitions != {name: 4 for name in settings.topics.all()}:
             result.notes.append(f"failed: topics after the restart: {partitions}")
@@ -411,15 +416,38 @@ def broker_restart(home: Path, tmp: Path, *, events: int, down_s: float) -> Soak
         if (joinable := _joinable(private, model)) != result.labeled_landed:
             result.notes.append(f"failed: {joinable:,} requests have both events, {result.labeled_landed:,} labeled")
         log = worker.log_path.read_text(errors="replace")
-        for line in ("Kafka does not answer", "Kafka answers again", "came back as a new instance"):
+        for line in ("Kafka does not answer", "Kafka answers again", "came back as a new instance",
+                     "starting the worker again"):  # fmt: skip
             if line not in log:
                 result.notes.append(f"failed: the worker never logged {line!r}")
-        result.notes.append(f"incident: {len(incidents)} partitions reported; lost {lost} events, all in the window")
+        result.notes.append(
+            f"{len(lost):,} of {plain:,} plain events sent while the worker was paused were lost "
+            f"({len(incidents)} partitions in the reported window); {len(sdk_ids & ids):,} of {len(sdk_ids):,} "
+            "SDK events landed"
+        )
     finally:
         worker.stop()
         local_stack.down(settings)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _send_plain(settings: Settings, model: str, n: int) -> list[tuple[str, int, int]]:
+    """``n`` predictions, one JSON event per message, from a plain kafka-python producer (no SDK).
+
+    Each carries 3 KB of text: more than one fetch response holds (1 MiB a partition), so a paused
+    worker cannot have them all in its socket buffer already.
+    """
+    producer = KafkaProducer(**settings.kafka_python_config(), enable_idempotence=False, linger_ms=5)
+    futures = []
+    for i in range(n):
+        event = {"model": model, "request_id": f"q{i}", "event_id": f"{model}-{i}", "ts": 1_790_000_000 + i,
+                 "features": {"x": 0.5, "note": "n" * 3000}, "prediction": 1}  # fmt: skip
+        futures.append((event["event_id"], producer.send(settings.topics.predictions, json.dumps(event).encode())))
+    producer.flush()
+    sent = [(event_id, (m := future.get(10)).partition, m.offset) for event_id, future in futures]
+    producer.close()
+    return sent
 
 
 def _landed_ids(stack: PrivateStack, model: str) -> set[str]:

@@ -1,8 +1,9 @@
 """Broker restart: the in-memory broker goes away mid-stream and comes back empty.
 
-Producers and the worker reconnect by themselves; the worker reports the new instance, provisions the
-topics again, and names the loss window (the old instance's offsets it never wrote). Every event lost
-lies inside that window, every event sent after the restart lands once, and the logs say what happened.
+The SDK producer and the worker reconnect by themselves; the worker reports the new instance, provisions
+the topics again, names the loss window (the old instance's offsets it never wrote) and starts clean.
+Every event the SDK sent lands once (it sends its recent messages again); every event of a plain producer
+that is lost lies inside the reported window; the logs say what happened (scenario in ``scenarios.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ pytestmark = pytest.mark.timeout(400)
 
 def test_a_broker_restart_is_survived_and_its_loss_window_reported(tmp_path: Path) -> None:
     result = broker_restart(tmp_path / "stack", tmp_path, events=12_000, down_s=4)
-    failures = [note for note in result.notes if note.startswith(("failed", "the producer failed")) or "never" in note]
+    failures = [note for note in result.notes if note.startswith("failed")]
     assert not failures, (failures, result)
+    assert result.predictions_landed == result.events_sent, result  # the SDK's events: every one
     assert result.duplicates == 0, result
-    assert result.lost is not None and result.predictions_landed >= result.events_sent - result.lost, result
+    # the plain producer's events sent while the worker was paused are lost with the broker's memory,
+    # and each of them lies in the reported window (checked above): the report is not vacuous
+    assert result.lost, result
