@@ -1,11 +1,17 @@
-"""Secrets never appear in what driftloop prints: settings, stack status, error messages."""
+"""Secrets never appear in what driftloop prints: settings, stack status, error messages, workers' logs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from infra.network import free_port
-from tests.stack_fixtures import PrivateStack
+from tests.stack_fixtures import REPO, PrivateStack
 
 PASSWORD = "s3cr3t-Pa55word"
 
@@ -30,3 +36,41 @@ def test_passwords_never_show_in_settings_or_stack_status(tmp_path: Path) -> Non
         assert PASSWORD not in output, (args, output[-2000:])
     settings = stack.run_cli("settings").stdout
     assert "analyst" in settings and "***" in settings  # the user shows, the password is masked
+
+
+@pytest.mark.parametrize("command", ["worker", "retrain-worker"])
+def test_workers_never_log_a_password_even_at_debug_level(stack: PrivateStack, tmp_path: Path, command: str) -> None:
+    # The real ClickHouse refuses the password (its user has none) and no broker listens on the Kafka
+    # port: the worker logs connection and authentication failures for a while, at DEBUG.
+    endpoint = stack.settings.clickhouse
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+        | stack.env
+        | {
+            "DRIFTLOOP_HOME": str(tmp_path),
+            "DRIFTLOOP_EMBEDDED": "false",
+            "DRIFTLOOP_LOG_LEVEL": "DEBUG",
+            "DRIFTLOOP_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+            "DRIFTLOOP_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "DRIFTLOOP_KAFKA_SASL_MECHANISM": "PLAIN",
+            "DRIFTLOOP_KAFKA_SASL_USERNAME": "producer",
+            "DRIFTLOOP_KAFKA_SASL_PASSWORD": PASSWORD,
+            "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:{PASSWORD}@{endpoint.host}:{endpoint.port}/driftloop",
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli.main", command],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(12)
+    process.terminate()
+    try:
+        output = process.communicate(timeout=30)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0].decode(errors="replace")
+    assert "ECONNREFUSED" in output, output  # it did log (failing to connect) ...
+    assert PASSWORD not in output, output[output.index(PASSWORD) - 500 :][:1000]  # ... and said no secret
