@@ -105,14 +105,20 @@ def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.25, what
 
 
 class TcpProxy:
-    """A TCP forwarder from a local port to a real server: start and stop it to take the server "away"."""
+    """A TCP forwarder from a local port to a real server: start and stop it to take the server "away".
 
-    def __init__(self, target_port: int, port: int | None = None) -> None:
+    With ``cut_after_bytes``, a connection whose server has sent more than that is cut in the middle of
+    the answer (a server failing during a large result).
+    """
+
+    def __init__(self, target_port: int, port: int | None = None, *, cut_after_bytes: int | None = None) -> None:
         import socket as socket_module
         import threading
 
         self.target_port = target_port
         self.port = port or free_port()
+        self.cut_after_bytes = cut_after_bytes
+        self.cuts = 0
         self._socket_module = socket_module
         self._threading = threading
         self._server: socket_module.socket | None = None
@@ -146,14 +152,21 @@ class TcpProxy:
                 return
             upstream = self._socket_module.create_connection(("127.0.0.1", self.target_port))
             self._connections += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, limit in ((client, upstream, None), (upstream, client, self.cut_after_bytes)):
+                self._threading.Thread(target=self._pipe, args=(a, b, limit), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, target) -> None:  # type: ignore[no-untyped-def]
+    def _pipe(self, source, target, limit: int | None) -> None:  # type: ignore[no-untyped-def]
+        sent = 0
         try:
             while data := source.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    target.sendall(data[: max(0, limit - sent)])
+                    self.cuts += 1
+                    with contextlib.suppress(OSError):
+                        source.shutdown(2)
+                    break
                 target.sendall(data)
+                sent += len(data)
         except OSError:
             pass
         finally:

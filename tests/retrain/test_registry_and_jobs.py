@@ -16,6 +16,7 @@ from models.registry import ModelRegistry
 from models.serving import ModelClient
 from retrain.job import JobRequest, NotEnoughLabels, RetrainJob
 from tests.retrain.conftest import TS0
+from tests.stack_fixtures import PrivateStack, TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +81,38 @@ def test_diverging_training_is_rejected_with_the_reason(retrain_settings: Settin
     report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
     assert report.status == "rejected" and "TrainingError" in report.error and "diverged" in report.error
     assert champions(retrain_settings, model) == [] and ModelRegistry(retrain_settings).versions(model) == []
+
+
+def test_clickhouse_failing_during_the_training_fetch_leaves_no_version_and_the_job_can_run_again(
+    stack: PrivateStack, retrain_settings: Settings, labeled_model
+) -> None:
+    model = labeled_model(before=3000)
+    assert RetrainJob(retrain_settings).run(JobRequest(model, since=0)).status == "promoted"
+    endpoint = retrain_settings.clickhouse
+    # every connection is cut once the server has sent 64 KB: the 3,000-row fetch, not the small queries
+    proxy = TcpProxy(endpoint.port, cut_after_bytes=64 * 1024)
+    proxy.start()
+    try:
+        cut = Settings.from_env(
+            {**stack.env, "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:@127.0.0.1:{proxy.port}/{endpoint.database}",
+             "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
+             "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location}
+        )  # fmt: skip
+        with pytest.raises(Exception) as failure:
+            RetrainJob(cut).run(JobRequest(model, since=0))
+    finally:
+        proxy.stop()
+    assert proxy.cuts >= 1, "the fetch was not cut: the test proves nothing"
+    assert not isinstance(failure.value, AssertionError)
+    # no version half-written, the champion untouched, the run recorded as failed with the reason
+    assert [r.version for r in ModelRegistry(retrain_settings).versions(model)] == [1]
+    assert champions(retrain_settings, model) == [1]
+    assert not list(Path(retrain_settings.artifact_location).glob(f"{model}/.v*"))  # no staging left
+    status, *_, error = runs(retrain_settings, model)[-1]
+    assert status == "failed" and error, runs(retrain_settings, model)
+    # the same job runs again (the retrain worker retries failed jobs) and finishes
+    again = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    assert again.status in {"promoted", "rejected"} and again.challenger_version == 2
 
 
 def test_too_few_labels_means_wait(retrain_settings: Settings, labeled_model) -> None:
