@@ -49,6 +49,7 @@ class SoakResult:
     alerts: int = 0
     detector_events: int = 0  # events the model's restored detectors have seen in total
     lost: int | None = None  # events lost with a broker's memory; None where nothing can be lost
+    committed_during_outage: int | None = None  # offsets committed while ClickHouse was down
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -204,7 +205,7 @@ def clickhouse_outage(home: Path, tmp: Path, *, events: int, outage_s: float) ->
             result.max_rss_mb = max(result.max_rss_mb, rss_mb(worker.process.pid))
             time.sleep(0.5)
         committed_after = _committed(private)
-        result.notes.append(f"committed_during_outage={committed_after - committed_before}")
+        result.committed_during_outage = committed_after - committed_before
         local_stack.up(private.settings)  # ClickHouse comes back on the same port and data
         producer.join()
 

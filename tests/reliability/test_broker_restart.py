@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability.scenarios import broker_restart
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
 def test_a_broker_restart_is_survived_and_its_loss_window_reported(tmp_path: Path) -> None:
