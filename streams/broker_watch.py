@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from infra.errors import DriftloopError
-from infra.kafka.cluster import ClusterIdProbe
+from infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
 from infra.kafka.topics import TopicReport, provision_topics
 from infra.settings import Settings
 from streams.batch import ColumnBatch
@@ -153,6 +153,7 @@ class BrokerWatch:
         self.cluster_id: str | None = None
         self.last_contact = 0.0
         self.unreachable_since: float | None = None
+        self.blind = False  # the cluster will not say its id (ACLs, an old broker): checks always pass
         self._reminded_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -162,8 +163,18 @@ class BrokerWatch:
         A new instance is reported and handed to ``on_incident`` before this returns False.
         """
         async with self._lock:  # the timer, a rebalance and a commit may all ask
+            if self.blind:
+                return True
             try:
                 cluster_id = await asyncio.to_thread(self.probe)
+            except CANNOT_ASK as exc:
+                self.blind = True
+                log.warning(
+                    "Kafka does not tell this worker its cluster id; a broker that comes back without its "
+                    "data will not be noticed (grant DESCRIBE on the CLUSTER resource to fix this)",
+                    extra={"fields": {"error": _short(exc)}},
+                )
+                return True
             except Exception as exc:
                 self._unreachable(exc)
                 return False

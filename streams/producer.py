@@ -43,7 +43,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, UnknownError
 
 from infra.errors import DriftloopError
-from infra.kafka.cluster import ClusterIdProbe
+from infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
 from infra.kafka.topics import provision_topics
 from infra.settings import Settings, get_settings
 from streams.decode import EventError, validate_outcome, validate_prediction
@@ -127,6 +127,7 @@ class EventProducer:
         self._replay = ReplayRing(max_bytes=replay_bytes, max_age_s=replay_s)
         self._cluster = ClusterIdProbe(self.settings)
         self._cluster_id: str | None = None
+        self._blind = False
         self.replays = 0  # times the broker came back as a new instance and recent messages were sent again
         if instance_check_s is not None:
             threading.Thread(
@@ -277,8 +278,15 @@ class EventProducer:
 
     def _check_instance(self) -> bool:
         """Ask the cluster for its id; when it changed, send recent and failed messages again (True)."""
+        if self._blind:
+            return False
         try:
             cluster_id = self._cluster()
+        except CANNOT_ASK as exc:
+            self._blind = True
+            log.warning("Kafka does not say its cluster id; broker restarts will not be noticed",
+                        extra={"fields": {"error": repr(exc)}})  # fmt: skip
+            return False
         except Exception:
             return False  # away: kafka-python retries what is pending; the next check asks again
         previous, self._cluster_id = self._cluster_id, cluster_id

@@ -10,9 +10,14 @@ import contextlib
 import threading
 
 from kafka.admin import KafkaAdminClient
+from kafka.errors import ClusterAuthorizationFailedError, IncompatibleBrokerVersion, UnsupportedVersionError
 
 from infra.kafka.topics import admin_client
 from infra.settings import Settings
+
+# The cluster answers but will not say its id (ACLs without DESCRIBE on CLUSTER, an old broker):
+# asking again will not help.
+CANNOT_ASK = (ClusterAuthorizationFailedError, UnsupportedVersionError, IncompatibleBrokerVersion)
 
 
 class ClusterIdProbe:

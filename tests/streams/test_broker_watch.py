@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import pytest
+from kafka.errors import ClusterAuthorizationFailedError
 
 from infra.kafka.topics import TopicReport
 from infra.settings import Settings
@@ -72,3 +73,10 @@ def test_a_new_cluster_id_reports_the_loss_window_and_provisions_the_topics() ->
     assert rows.columns["lost_from_offset"] == [13, 4] and rows.columns["partition"] == [0, 1]
     assert s.checks(1) == [True]  # B is the instance now
     assert s.written.take() == {}
+
+
+def test_a_cluster_that_will_not_say_its_id_does_not_stop_commits(caplog: pytest.LogCaptureFixture) -> None:
+    s = Scripted(ClusterAuthorizationFailedError("no DESCRIBE on CLUSTER"))
+    with caplog.at_level(logging.WARNING, logger="driftloop.broker"):
+        assert s.checks(3) == [True, True, True]  # asked once; commits go on
+    assert s.watch.blind and len(caplog.records) == 1 and "DESCRIBE" in caplog.records[0].getMessage()
