@@ -81,6 +81,8 @@ class EventProducer:
     """Publishes prediction and outcome events to driftloop's topics (see the module docstring).
 
     ``envelopes=False`` sends one event per message (what a plain Kafka client would do).
+    ``instance_check_s``: how often it asks the cluster for its id (and on every ``flush``; None: never);
+    ``replay_s`` / ``replay_bytes``: what it keeps to send again when the id changes.
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class EventProducer:
         self._cluster = ClusterIdProbe(self.settings)
         self._cluster_id: str | None = None
         self._blind = False
+        self._watching = instance_check_s is not None
         self.replays = 0  # times the broker came back as a new instance and recent messages were sent again
         if instance_check_s is not None:
             threading.Thread(
@@ -198,7 +201,8 @@ class EventProducer:
         self._producer.flush(timeout=timeout_s)
         while self._send_again():  # what failed on a server error, until it is taken or gives up
             self._producer.flush(timeout=timeout_s)
-        if self._failures and self._check_instance():  # failed because the broker restarted: sent again
+        # Acknowledged is not enough: a broker that restarted empty acknowledges, then drops. Ask it.
+        if self._watching and self._check_instance():
             self._producer.flush(timeout=timeout_s)
         if self._failures:
             failures, self._failures, self._failed_sends = self._failures, [], []

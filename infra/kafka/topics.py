@@ -32,6 +32,7 @@ def admin_client(settings: Settings, *, timeout_s: float = 10.0) -> KafkaAdminCl
             **settings.kafka_python_config(),
             client_id="driftloop-admin",
             request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),  # kafka-python's default waits 30 s for a dead broker
         )
     except KafkaError as exc:
         raise UnreachableError(
