@@ -41,6 +41,7 @@ class CategoricalShift:
         self.clock = clock
         self.min_count = min_count
         self._reference: Counter[str] = Counter()
+        self._reference_n = 0  # sum of the reference counts
         self._recent: deque[str] = deque(maxlen=window)
         self._counts: Counter[str] = Counter()
         self._drift = False
@@ -55,8 +56,9 @@ class CategoricalShift:
         self._drift = False
         x = str(x)
         self.n += 1
-        if sum(self._reference.values()) < self.reference:
+        if self._reference_n < self.reference:
             self._reference[x] += 1
+            self._reference_n += 1
             return self
         if len(self._recent) == self.window:
             old = self._recent[0]
@@ -71,8 +73,17 @@ class CategoricalShift:
 
     def update_many(self, values: Any) -> list[tuple[int, Evidence]]:
         fired = []
-        for i, value in enumerate(values):
-            if self.update(value)._drift:
+        start = 0
+        if self._reference_n < self.reference:  # the reference fills first: counted in one step
+            head = [str(v) for v in values[: self.reference - self._reference_n]]
+            self._reference.update(head)
+            self._reference_n += len(head)
+            self.n += len(head)
+            self._drift = False
+            start = len(head)
+        update = self.update
+        for i in range(start, len(values)):
+            if update(values[i])._drift:
                 fired.append((i, self._evidence))
         return fired
 
@@ -84,6 +95,7 @@ class CategoricalShift:
 
     def restore(self, state: dict[str, Any]) -> None:
         self._reference = Counter({str(k): int(v) for k, v in state.get("reference", {}).items()})
+        self._reference_n = sum(self._reference.values())
         self._recent = deque((str(v) for v in state.get("window", [])), maxlen=self.window)
         self._counts = Counter(self._recent)
         self.n = int(state.get("n", 0))
@@ -126,6 +138,6 @@ class CategoricalShift:
             )
             self._drift = True
             # the new normal: learn a fresh reference from what comes next
-            self._reference = Counter()
+            self._reference, self._reference_n = Counter(), 0
             self._recent.clear()
             self._counts.clear()

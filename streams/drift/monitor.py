@@ -127,6 +127,73 @@ class DriftMonitor:
         self, state: ModelState, rows: ColumnBatch, index: list[int]
     ) -> list[tuple[str, str, list[int], list[Any]]]:
         spec = state.spec
+        every = list(range(len(index)))
+        num_names, cat_names, missing = rows["num.name"], rows["cat.name"], rows["missing"]
+        first = index[0]
+        same = num_names[first], cat_names[first]
+        if all(num_names[i] == same[0] and cat_names[i] == same[1] and not missing[i] for i in index):
+            # the common case: every event of the batch sends the same features, none null; one pivot
+            numeric, categorical, absent = self._pivot(state, rows, index, every)
+            missing_rows = [absent] * len(index)  # one set shared by every row
+            seen_missing: set[str] = set(absent)
+        else:
+            numeric, categorical, missing_rows = self._rows_one_by_one(state, rows, index)
+            seen_missing = set().union(*missing_rows)
+        new = (set(numeric) | set(categorical) | seen_missing) - state.features
+        if new:
+            self._admit(state, new, numeric, categorical, missing_rows)
+        signals: list[tuple[str, str, list[int], list[Any]]] = []
+        signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
+        if spec.monitoring.spread:
+            signals += [
+                (f"{name}:spread", "numeric", p, self._spread(state, name, v)) for name, (p, v) in numeric.items()
+            ]
+        signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
+        shared = len(missing_rows) > 1 and missing_rows[0] is missing_rows[-1]
+        for name in sorted(state.features):
+            if shared:
+                rate = [float(name in missing_rows[0])] * len(index)
+            else:
+                rate = [float(name in row) for row in missing_rows]
+            signals.append((f"{name}:null_rate", "missing", every, rate))
+        scores = [(pos, rows["score"][i]) for pos, i in enumerate(index) if not math.isnan(rows["score"][i])]
+        if scores:
+            signals.append(("score", "score", [p for p, _ in scores], [s for _, s in scores]))
+        numbers = [rows["prediction_num"][i] for i in index]
+        if state.spec.task == "regression" or all(not math.isnan(v) and not v.is_integer() for v in numbers):
+            signals.append(("prediction", "score", every, numbers))
+        else:
+            signals.append(("prediction", "prediction", every, [rows["prediction"][i] for i in index]))
+        return signals
+
+    @staticmethod
+    def _pivot(
+        state: ModelState, rows: ColumnBatch, index: list[int], every: list[int]
+    ) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
+        """Signals of a batch whose events all send the same feature names: one column per name."""
+        first = index[0]
+        numeric: dict[str, tuple[list[int], list[Any]]] = {}
+        categorical: dict[str, tuple[list[int], list[Any]]] = {}
+        num_names, cat_names = rows["num.name"][first], rows["cat.name"][first]
+        if num_names:
+            num_values = rows["num.value"]
+            for name, column in zip(num_names, zip(*(num_values[i] for i in index), strict=True), strict=True):
+                if state.spec.features.get(name) == "categorical":
+                    categorical[name] = (every, [str(v) for v in column])
+                else:
+                    numeric[name] = (every, list(column))
+        if cat_names:
+            cat_values = rows["cat.value"]
+            for name, column in zip(cat_names, zip(*(cat_values[i] for i in index), strict=True), strict=True):
+                categorical[name] = (every, list(column))
+        return numeric, categorical, state.features - set(num_names) - set(cat_names)
+
+    @staticmethod
+    def _rows_one_by_one(
+        state: ModelState, rows: ColumnBatch, index: list[int]
+    ) -> tuple[dict[str, Any], dict[str, Any], list[set[str]]]:
+        """Signals of a batch whose events send different features: row by row."""
+        spec = state.spec
         numeric: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         categorical: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
         missing_rows: list[set[str]] = []
@@ -147,28 +214,7 @@ class DriftMonitor:
                 entry[0].append(pos)
                 entry[1].append(value)
             missing_rows.append(set(missing[i]) | (state.features - set(num_names[i]) - set(cat_names[i])))
-        new = (set(numeric) | set(categorical) | {n for row in missing_rows for n in row}) - state.features
-        if new:
-            self._admit(state, new, numeric, categorical, missing_rows)
-        signals: list[tuple[str, str, list[int], list[Any]]] = []
-        signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
-        if spec.monitoring.spread:
-            signals += [
-                (f"{name}:spread", "numeric", p, self._spread(state, name, v)) for name, (p, v) in numeric.items()
-            ]
-        signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
-        every = list(range(len(index)))
-        for name in sorted(state.features):
-            signals.append((f"{name}:null_rate", "missing", every, [float(name in row) for row in missing_rows]))
-        scores = [(pos, rows["score"][i]) for pos, i in enumerate(index) if not math.isnan(rows["score"][i])]
-        if scores:
-            signals.append(("score", "score", [p for p, _ in scores], [s for _, s in scores]))
-        numbers = [rows["prediction_num"][i] for i in index]
-        if state.spec.task == "regression" or all(not math.isnan(v) and not v.is_integer() for v in numbers):
-            signals.append(("prediction", "score", every, numbers))
-        else:
-            signals.append(("prediction", "prediction", every, [rows["prediction"][i] for i in index]))
-        return signals
+        return numeric, categorical, missing_rows
 
     @staticmethod
     def _admit(
