@@ -48,17 +48,6 @@ from streams.batch import ColumnBatch
 log = logging.getLogger("driftloop.broker")
 
 REMIND_EVERY_S = 60.0
-INCIDENT_COLUMNS = (
-    "detected_at",
-    "worker",
-    "bootstrap",
-    "old_cluster_id",
-    "new_cluster_id",
-    "last_contact",
-    "topic",
-    "partition",
-    "lost_from_offset",
-)
 
 
 class WrittenOffsets:
