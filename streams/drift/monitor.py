@@ -131,15 +131,16 @@ class DriftMonitor:
         num_names, cat_names, missing = rows["num.name"], rows["cat.name"], rows["missing"]
         first = index[0]
         same = num_names[first], cat_names[first]
-        if all(num_names[i] == same[0] and cat_names[i] == same[1] and not missing[i] for i in index):
-            # the common case: every event of the batch sends the same features, none null; one pivot
+        uniform = all(num_names[i] == same[0] and cat_names[i] == same[1] and not missing[i] for i in index)
+        if uniform:
+            # the common case: every event of the batch sends the same features, none null; one pivot, and
+            # the watched features it lacks are absent from every event (none of them is new)
             numeric, categorical, absent = self._pivot(state, rows, index, every)
-            missing_rows = [absent] * len(index)  # one set shared by every row
-            seen_missing: set[str] = set(absent)
+            missing_rows: list[set[str]] = []
         else:
             numeric, categorical, missing_rows = self._rows_one_by_one(state, rows, index)
-            seen_missing = set().union(*missing_rows)
-        new = (set(numeric) | set(categorical) | seen_missing) - state.features
+            absent = set()
+        new = (set(numeric) | set(categorical) | set().union(*missing_rows)) - state.features
         if new:
             self._admit(state, new, numeric, categorical, missing_rows)
         signals: list[tuple[str, str, list[int], list[Any]]] = []
@@ -149,12 +150,8 @@ class DriftMonitor:
                 (f"{name}:spread", "numeric", p, self._spread(state, name, v)) for name, (p, v) in numeric.items()
             ]
         signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
-        shared = len(missing_rows) > 1 and missing_rows[0] is missing_rows[-1]
         for name in sorted(state.features):
-            if shared:
-                rate = [float(name in missing_rows[0])] * len(index)
-            else:
-                rate = [float(name in row) for row in missing_rows]
+            rate = [float(name in absent)] * len(index) if uniform else [float(name in row) for row in missing_rows]
             signals.append((f"{name}:null_rate", "missing", every, rate))
         scores = [(pos, rows["score"][i]) for pos, i in enumerate(index) if not math.isnan(rows["score"][i])]
         if scores:
