@@ -24,12 +24,19 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from streams.batch import ColumnBatch, DeadLetter, Decoded
+from streams.event_types import (
+    MAX_FEATURES,
+    MAX_TEXT,
+    MODEL_NAME,
+    OutcomeEvent,
+    PredictionEvent,
+    parse_outcomes,
+    parse_predictions,
+)
 
 MAX_MESSAGE_BYTES = 1 << 20
-MAX_FEATURES = 2000
-MAX_TEXT = 1024
 _MAX_EPOCH = 4_294_967_295  # ClickHouse DateTime ends in 2106
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_MODEL_NAME = re.compile(MODEL_NAME)
 _FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
 
 PREDICTION_COLUMNS = (
@@ -68,26 +75,35 @@ class EventError(ValueError):
 
 def decode_predictions(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Prediction events of ``messages`` as a ``predictions`` batch, and dead letters for the rest."""
-    return _decode(messages, "predictions", PREDICTION_COLUMNS, _prediction_row, max_bytes)
+    return _decode(messages, "predictions", PREDICTION_COLUMNS, _typed_prediction_rows, _prediction_row, max_bytes)
 
 
 def decode_outcomes(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Outcome events of ``messages`` as an ``outcomes`` batch, and dead letters for the rest."""
-    return _decode(messages, "outcomes", OUTCOME_COLUMNS, _outcome_row, max_bytes)
+    return _decode(messages, "outcomes", OUTCOME_COLUMNS, _typed_outcome_rows, _outcome_row, max_bytes)
 
 
 def _decode(
     messages: Iterable[Incoming],
     table: str,
     names: tuple[str, ...],
+    typed_rows: Callable[[bytes, int], list[tuple[Any, ...]] | None],
     to_row: Callable[[dict[str, Any]], tuple[Any, ...]],
     max_bytes: int,
 ) -> Decoded:
+    """Each message through the typed fast path (:mod:`streams.event_types`) when it fits it whole, else
+    event by event through the field rules below, which name what is wrong."""
     rows: list[tuple[Any, ...]] = []
     add = rows.append
     dead: list[DeadLetter] = []
     for position, message in enumerate(messages):
-        for index, event, problem in _events(message.value, max_bytes):
+        value = message.value
+        if value is not None and len(value) <= max_bytes:
+            fast = typed_rows(value, position)
+            if fast is not None:
+                rows += fast
+                continue
+        for index, event, problem in _events(value, max_bytes):
             if problem is None:
                 try:
                     add((*to_row(event), position))
@@ -170,13 +186,23 @@ def _kind(value: Any) -> str:
 # --- field rules ------------------------------------------------------------------------------------------
 
 _known_features: set[str] = set()
+_known_models: set[str] = set()
+
+
+def _learn_model(model: str) -> bool:
+    """Whether ``model`` is a valid model name (remembering valid ones: names repeat endlessly)."""
+    if not _MODEL_NAME.match(model):
+        return False
+    if len(_known_models) < 100_000:
+        _known_models.add(model)
+    return True
 
 
 def _model(event: dict[str, Any]) -> str:
     model = event.get("model")
     if type(model) is not str:
         raise EventError(_missing_or_type("model", model, "a string"))
-    if not _MODEL_NAME.match(model):
+    if model not in _known_models and not _learn_model(model):
         raise EventError(f'"model" {model[:80]!r} must match {_MODEL_NAME.pattern} (letters, digits, . _ -)')
     return model
 
@@ -215,13 +241,7 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
     """(epoch seconds, epoch milliseconds) of ``ts``: RFC 3339 text or epoch seconds."""
     value = event.get("ts")
     if type(value) is str:
-        try:
-            parsed = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        epoch = parsed.timestamp()
+        epoch = _rfc3339_epoch(value)
     elif value is None:
         raise EventError('missing required field "ts"')
     else:
@@ -234,6 +254,16 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
     return int(epoch), round(epoch * 1000)
 
 
+def _rfc3339_epoch(value: str) -> float:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
 def _value_text(value: Any, field: str) -> tuple[str, float]:
     """A prediction or label as (canonical text, number or NaN): 1, 1.0 and "1" compare equal as text."""
     kind = type(value)
@@ -244,11 +274,14 @@ def _value_text(value: Any, field: str) -> tuple[str, float]:
     if value is None:
         raise EventError(f'missing required field "{field}"')
     number = _number(value, f'"{field}"')
-    return (str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)), number
+    return _number_text(number), number
 
 
-def _event_id(event: dict[str, Any], key: str) -> str:
-    given = event.get("event_id")
+def _number_text(number: float) -> str:
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
+def _event_id(given: Any, key: str) -> str:
     if given is None:
         # Deterministic: the same event re-sent gets the same id, so ClickHouse keeps it once.
         return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -272,7 +305,8 @@ def _features(event: dict[str, Any]) -> tuple[list[str], list[float], list[str],
             numbers = [float(v) for v in values]
         except OverflowError:
             numbers = []  # an integer too large for a float: the slow path names it
-        if len(numbers) == len(values) and math.isfinite(math.fsum(numbers)):
+        # a plain sum: finite values can overflow it (math.fsum would raise), and then each one is judged
+        if len(numbers) == len(values) and math.isfinite(sum(numbers)):
             return names, numbers, [], [], []
     return _features_one_by_one(features)
 
@@ -351,7 +385,7 @@ def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
         version = 0
     if type(version) is not int or not 0 <= version < 2**32:
         raise EventError('"model_version" must be a non-negative integer')
-    event_id = _event_id(event, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
+    event_id = _event_id(event.get("event_id"), f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
     return (
         event_id,
         model,
@@ -377,5 +411,118 @@ def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
     request_id = _text(event, "request_id")
     ts, ts_ms = _timestamp(event)
     label, label_num = _value_text(event.get("label"), "label")
-    event_id = _event_id(event, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label}")
+    event_id = _event_id(event.get("event_id"), f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label}")
     return event_id, model, request_id, ts, ts_ms, label, label_num
+
+
+# --- the typed fast path ------------------------------------------------------------------------------------
+# The same rows as the field rules above give, for messages whose events all fit streams.event_types; None
+# whenever a rule finds anything to say (the caller then applies the field rules, which say it).
+
+
+def _typed_prediction_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
+    events = parse_predictions(value)
+    if events is None:
+        return None
+    rows = []
+    shared_names: list[str] = []
+    for event in events:
+        row = _typed_prediction_row(event, position)
+        if row is None:
+            return None
+        if row[6] == shared_names:  # envelopes repeat one feature list: keep one copy of it
+            row = (*row[:6], shared_names, *row[7:])
+        else:
+            shared_names = row[6]
+        rows.append(row)
+    return rows
+
+
+def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, ...] | None:
+    model, request_id = event.model, event.request_id
+    try:
+        epoch = _typed_epoch(event.ts)
+    except EventError:
+        return None
+    features = event.features
+    names = list(features)
+    if not _known_features.issuperset(names):
+        try:
+            _learn_names(names)
+        except EventError:
+            return None
+    values = list(features.values())
+    if _FLOAT.issuperset(map(type, values)):
+        num_names, num_values, cat_names, cat_values, missing = names, values, [], [], []
+    else:
+        num_names, num_values, cat_names, cat_values, missing = _features_one_by_one(features)
+    prediction = event.prediction
+    if type(prediction) is str:
+        prediction_text, prediction_num = prediction, math.nan
+    else:
+        prediction_text, prediction_num = _number_text(prediction), prediction
+    score: Any = event.score
+    labels: list[str] = []
+    probabilities: list[float] = []
+    if score is None:
+        score = math.nan
+    elif type(score) is dict:
+        labels, probabilities = list(score), list(score.values())
+        chosen = score.get(prediction_text)
+        score = chosen if chosen is not None else max(probabilities, default=math.nan)
+    ts_ms = round(epoch * 1000)
+    return (
+        _event_id(event.event_id, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}"),
+        model,
+        event.model_version or 0,
+        request_id,
+        int(epoch),
+        ts_ms,
+        num_names,
+        num_values,
+        cat_names,
+        cat_values,
+        missing,
+        prediction_text,
+        prediction_num,
+        score,
+        labels,
+        probabilities,
+        position,
+    )
+
+
+def _typed_outcome_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
+    events = parse_outcomes(value)
+    if events is None:
+        return None
+    rows = []
+    for event in events:
+        row = _typed_outcome_row(event, position)
+        if row is None:
+            return None
+        rows.append(row)
+    return rows
+
+
+def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | None:
+    model, request_id = event.model, event.request_id
+    try:
+        epoch = _typed_epoch(event.ts)
+    except EventError:
+        return None
+    label = event.label
+    label_text, label_num = (label, math.nan) if type(label) is str else (_number_text(label), label)
+    ts_ms = round(epoch * 1000)
+    event_id = _event_id(event.event_id, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label_text}")
+    return event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, position
+
+
+def _typed_epoch(ts: float | str) -> float:
+    epoch = _rfc3339_epoch(ts) if type(ts) is str else ts
+    if not 0 <= epoch < _MAX_EPOCH:
+        raise EventError("out of range")  # the field rules word it
+    return epoch
+
+
+_FLOAT = frozenset({float})

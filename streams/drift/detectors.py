@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
+from itertools import compress, count
 from typing import Any, Protocol
 
 import numpy as np
@@ -78,9 +79,10 @@ class RiverDetector:
         return self
 
     def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+        if self.name == "ADWIN":
+            return self._adwin_many(values)
         detector = self._detector
         update = detector.update if self.name not in _COUNTS_SUCCESSES else lambda x: detector.update(1.0 - x)
-        adwin = self.name == "ADWIN"
         fired: list[tuple[int, Evidence]] = []
         done = 0
         for i, x in enumerate(values):
@@ -88,17 +90,40 @@ class RiverDetector:
             if detector._drift_detected:
                 self._recent.extend(values[done : i + 1])
                 done = i + 1
-                # ADWIN's width grows by one an update between cuts: the width before this one follows
-                width_before = self._width + (i + 1 - self._since_cut) - 1 if adwin else 0
-                evidence = self._adwin_evidence(width_before) if adwin else self._window_evidence()
+                evidence = self._window_evidence()
                 fired.append((i, evidence))
                 self._evidence = evidence
-                if adwin:
-                    self._width, self._since_cut = int(detector.width), i + 1
         self._recent.extend(values[done:])
-        if adwin:
-            self._width += len(values) - self._since_cut
-            self._since_cut = 0
+        self.n += len(values)
+        return fired
+
+    def _adwin_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+        """ADWIN's own update, run by C and Rust between detections: River's ``ADWIN.update`` is a
+        Python method around the Rust window (reset after a detection, then one ``_helper.update``);
+        here the window is fed straight from ``map`` until it reports a change, which is where the
+        Python work of a detection (its evidence) happens."""
+        detector = self._detector
+        fired: list[tuple[int, Evidence]] = []
+        start = 0
+        while start < len(values):
+            if detector._drift_detected:  # what River's update does first after a detection
+                detector._reset()
+            hits = compress(count(start), map(detector._helper.update, values[start:]))
+            i = next(hits, -1)
+            if i < 0:
+                break
+            detector._drift_detected = True
+            self._recent.extend(values[start : i + 1])
+            # ADWIN's width grows by one an update between cuts: the width before this one follows
+            width_before = self._width + (i + 1 - self._since_cut) - 1
+            evidence = self._adwin_evidence(width_before)
+            fired.append((i, evidence))
+            self._evidence = evidence
+            self._width, self._since_cut = int(detector.width), i + 1
+            start = i + 1
+        self._recent.extend(values[start:])
+        self._width += len(values) - self._since_cut
+        self._since_cut = 0
         self.n += len(values)
         return fired
 

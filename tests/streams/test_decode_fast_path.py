@@ -1,0 +1,117 @@
+"""The typed fast path (msgspec) gives exactly what the field rules give, for good and hostile messages alike."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from unittest import mock
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams import decode
+from streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
+from tests.reliability.hostile import hostile_message
+
+EDGE_FIELDS = {
+    "ts": st.sampled_from(
+        [0, 1.5, 4_294_967_294.9, 4_294_967_295, -1, "2026-11-23T08:00:00Z", "2026-11-23 08:00", "x"]
+    ),
+    "score": st.sampled_from([None, 0.5, 2, {"1": 0.8, "0": 0.2}, {"a": 1}, {}, {"1": True}, "0.5"]),
+    "model_version": st.sampled_from([None, 0, 7, 2**32 - 1, 2**32, -1, 1.0, True]),
+    "event_id": st.sampled_from([None, "e-1", "", "x" * 128, "x" * 129, 5]),
+    "prediction": st.sampled_from([1, 1.0, -0.0, 2.5, 1e20, "", "cat", None, True, "x" * 1025]),
+    "features": st.sampled_from(
+        [
+            {"a": 1e308, "b": 1e308},  # each value finite, their sum not
+            {"a": 1, "b": "x", "c": None},
+            {"events": 1.0},  # a feature named like the envelope's field
+            {},
+            {"a": 2**64},
+            {"a": "x" * 1025},
+            {" a": 1},
+        ]
+    ),
+}
+
+
+@st.composite
+def edge_message(draw: st.DrawFn) -> bytes:
+    """Events with unusual but possible field values, alone or in an envelope, sometimes with one bad."""
+    events = []
+    for k in range(draw(st.integers(1, 3))):
+        event = {"model": "m", "request_id": f"r{k}", "ts": 1_790_000_000, "features": {"a": 1}, "prediction": 1}
+        for name in draw(st.sets(st.sampled_from(sorted(EDGE_FIELDS)), max_size=3)):
+            event[name] = draw(EDGE_FIELDS[name])
+        events.append(event)
+    if len(events) == 1 and draw(st.booleans()):
+        return json.dumps(events[0]).encode()
+    return json.dumps({"events": events}).encode()
+
+
+def field_rules_only(decoder: object, messages: list[Incoming]) -> Decoded:
+    with (
+        mock.patch.object(decode, "_typed_prediction_rows", lambda value, position: None),
+        mock.patch.object(decode, "_typed_outcome_rows", lambda value, position: None),
+    ):
+        return decoder(messages)  # type: ignore[operator, no-any-return]
+
+
+def assert_same(fast: Decoded, rules: Decoded) -> None:
+    assert repr(fast.rows.columns) == repr(rules.rows.columns)  # repr: NaN equals NaN
+    assert fast.dead == rules.dead
+    assert fast.origins == rules.origins
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(hostile_message("fuzz", itertools.repeat(7)).map(lambda m: m.value), min_size=1, max_size=4))
+def test_hostile_messages_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(edge_message(), min_size=1, max_size=3))
+def test_unusual_field_values_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"model": st.sampled_from(["m", "bad name"]), "request_id": st.sampled_from(["r", ""])},
+            optional={
+                "ts": EDGE_FIELDS["ts"],
+                "label": EDGE_FIELDS["prediction"],
+                "event_id": EDGE_FIELDS["event_id"],
+            },
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_outcomes_decode_the_same_with_and_without_the_fast_path(events: list[dict]) -> None:  # type: ignore[type-arg]
+    messages = [Incoming(json.dumps(e).encode(), "outcomes", 0, i) for i, e in enumerate(events)]
+    messages.append(Incoming(json.dumps({"events": events}).encode(), "outcomes", 0, len(events)))
+    assert_same(decode_outcomes(messages), field_rules_only(decode_outcomes, messages))
+
+
+def test_valid_messages_take_the_fast_path() -> None:
+    """Without this, the equivalence above could hold because the fast path never accepted anything."""
+    event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1, "b": None}, "prediction": 1}
+    envelope = json.dumps({"events": [event, {**event, "request_id": "s", "score": {"1": 0.9}}]}).encode()
+    assert decode._typed_prediction_rows(envelope, 0) is not None
+    assert decode._typed_prediction_rows(json.dumps(event).encode(), 0) is not None
+    outcome = {"model": "m", "request_id": "r", "ts": "2026-11-23T08:00:00Z", "label": "cat"}
+    assert decode._typed_outcome_rows(json.dumps({"events": [outcome]}).encode(), 0) is not None
+
+
+def test_values_whose_sum_overflows_are_accepted_one_by_one() -> None:
+    """Two finite features near the float limit once made the decoder raise (math.fsum overflowed), which
+    failed the whole batch again and again instead of judging the event."""
+    event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1e308, "b": 1e308}}
+    for fast in (decode_predictions, lambda m: field_rules_only(decode_predictions, m)):
+        decoded = fast([Incoming(json.dumps({**event, "prediction": 1}).encode(), "p", 0, 0)])
+        assert decoded.rows["num.value"] == [[1e308, 1e308]] and not decoded.dead
