@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from infra.settings import get_settings
-from streams.worker import build_worker_app
+from streams.worker import build_worker_app, collect_less_often
 
 app = build_worker_app(get_settings())
+collect_less_often()  # as `driftloop worker` does (streams.worker.GC_YOUNG_THRESHOLD)

@@ -1,5 +1,8 @@
 """The event contract as msgspec types: what a *valid* message looks like, parsed and type-checked in C.
 
+The types are outside the garbage collector's watch (``gc=False``: they hold no cycles), so that a batch of
+decoded events does not make every collection longer.
+
 :mod:`streams.decode` tries these first. A message that fits them whole needs no per-field Python
 checks but the few msgspec cannot express (feature names, timestamp range, RFC 3339 text); one that does
 not fit (a bad event anywhere in an envelope, anything unusual) is parsed again by the decoder's field
@@ -31,7 +34,7 @@ EventId = Annotated[str, Meta(min_length=1, max_length=128)]
 Version = Annotated[int, Meta(ge=0, lt=2**32)]
 
 
-class PredictionEvent(msgspec.Struct):
+class PredictionEvent(msgspec.Struct, gc=False):
     """One prediction event (docs/events.md); a JSON integer arrives as a float, as the decoder stores it."""
 
     model: Model
@@ -45,7 +48,7 @@ class PredictionEvent(msgspec.Struct):
     events: Any = msgspec.UNSET  # present: the message is an envelope, not an event
 
 
-class OutcomeEvent(msgspec.Struct):
+class OutcomeEvent(msgspec.Struct, gc=False):
     """One outcome event (docs/events.md)."""
 
     model: Model
@@ -56,11 +59,11 @@ class OutcomeEvent(msgspec.Struct):
     events: Any = msgspec.UNSET
 
 
-class PredictionEnvelope(msgspec.Struct):
+class PredictionEnvelope(msgspec.Struct, gc=False):
     events: list[PredictionEvent]
 
 
-class OutcomeEnvelope(msgspec.Struct):
+class OutcomeEnvelope(msgspec.Struct, gc=False):
     events: list[OutcomeEvent]
 
 

@@ -8,10 +8,11 @@ their offsets). A crash anywhere before that re-delivers the batch; every write 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,32 +86,63 @@ class Ingestion:
         self.metrics = IngestionMetrics()
 
     async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
-        for chunk in _chunks(messages, self.settings.batch_max_bytes):
-            await self._predictions(chunk)
+        await self._pipeline(messages, decode_predictions, self.prediction_sink, self._after_predictions)
 
     async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
-        for chunk in _chunks(messages, self.settings.batch_max_bytes):
-            await self._outcomes(chunk)
+        await self._pipeline(messages, decode_outcomes, self.outcome_sink, self._after_outcomes)
 
-    async def _predictions(self, messages: Sequence[Incoming]) -> None:
-        started = time.perf_counter()
-        decoded = decode_predictions(messages, max_bytes=self.settings.max_message_bytes)
-        rows, _ = await self._write(decoded, messages, self.prediction_sink)
-        self._count("predictions", messages, rows)
-        await self._observe("on_predictions", rows)
+    async def _pipeline(
+        self,
+        messages: Sequence[Incoming],
+        decode: Callable[..., Decoded],
+        sink: ClickHouseSink,
+        after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
+    ) -> None:
+        """Handle ``messages`` in chunks of at most ``batch_max_bytes``, two chunks at a time.
+
+        A chunk's insert runs in a thread and mostly waits for ClickHouse: meanwhile the next chunk is
+        decoded and the previous one goes to the join and the detectors (``after``). Chunks are written in
+        order and each is handed on only once written; this returns when every chunk is, so the caller's
+        ack still follows the writes.
+        """
+        in_flight: tuple[asyncio.Task[tuple[ColumnBatch, list[int]]], Sequence[Incoming], float] | None = None
+        try:
+            for chunk in _chunks(messages, self.settings.batch_max_bytes):
+                started = time.perf_counter()
+                decoded = decode(chunk, max_bytes=self.settings.max_message_bytes)
+                writing = asyncio.create_task(self._write(decoded, chunk, sink))
+                if in_flight is not None:
+                    await self._hand_on(*in_flight, after)
+                in_flight = (writing, chunk, started)
+            if in_flight is not None:
+                await self._hand_on(*in_flight, after)
+                in_flight = None
+        finally:
+            if in_flight is not None:  # an earlier chunk failed: this one is not handed on (nor acked)
+                in_flight[0].cancel()
+
+    async def _hand_on(
+        self,
+        writing: asyncio.Task[tuple[ColumnBatch, list[int]]],
+        chunk: Sequence[Incoming],
+        started: float,
+        after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
+    ) -> None:
+        rows, origins = await writing
+        await after(rows, origins, chunk)
         self.metrics.batch_done(time.perf_counter() - started)
 
-    async def _outcomes(self, messages: Sequence[Incoming]) -> None:
-        started = time.perf_counter()
-        decoded = decode_outcomes(messages, max_bytes=self.settings.max_message_bytes)
-        rows, origins = await self._write(decoded, messages, self.outcome_sink)
-        self._count("outcomes", messages, rows)
-        partitions = [messages[i].partition for i in origins]
+    async def _after_predictions(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
+        self._count("predictions", chunk, rows)
+        await self._observe("on_predictions", rows)
+
+    async def _after_outcomes(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
+        self._count("outcomes", chunk, rows)
+        partitions = [chunk[i].partition for i in origins]
         result = await self.join.join(rows, partitions)
         self.metrics.labeled += len(result.labeled)
         self.metrics.waiting_outcomes += result.waiting
         await self._observe("on_labeled", result.labeled)
-        self.metrics.batch_done(time.perf_counter() - started)
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""

@@ -247,11 +247,25 @@ def restart_process() -> None:
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
+#: Young-generation threshold of the worker's garbage collector (CPython's default: 700). A batch of 20,000
+#: decoded events allocates about half a million containers; at 700 the collector ran thousands of times a
+#: batch and took a quarter of the worker's time (1.55 of 5.4 s for 200,000 events in envelopes; 0.38 s at
+#: this threshold). Garbage without cycles is freed at once either way; cycles wait a little longer.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def collect_less_often() -> None:
+    """Tune this process's garbage collector for the worker: what exists at start-up is frozen out of every
+    collection (modules, configuration), and young objects are collected every ``GC_YOUNG_THRESHOLD``."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
+
+
 def run_worker(settings: Settings) -> None:
     """Run the streams worker in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     app = build_worker_app(settings)
     serve_metrics(settings.metrics_port, lambda: worker_metrics(app))
-    gc.freeze()  # modules and configuration live forever: keep them out of every collection
+    collect_less_often()
     worker = faust.Worker(
         app, loglevel=settings.log_level.lower(), override_logging=False, quiet=True, redirect_stdouts=False
     )
