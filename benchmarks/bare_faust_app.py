@@ -16,7 +16,7 @@ from streams.app_factory import create_app
 settings = Settings.from_env()
 expected = int(os.environ["BENCH_EVENTS"])
 out = Path(os.environ["BENCH_OUT"])
-app = create_app(settings, app_id="bench-bare-faust")
+app = create_app(settings, app_id=os.environ.get("BENCH_GROUP", "bench-bare-faust"))
 seen = {"n": 0, "first": 0.0}
 
 

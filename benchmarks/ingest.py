@@ -1,15 +1,16 @@
 """Ingestion throughput: the streams worker against raw consumption of the same topic, in one run.
 
-    .venv/bin/python -m benchmarks.ingest --events 200000
+    .venv/bin/python -m benchmarks.ingest --events 200000 [--rounds 3]
 
 Starts a private local stack (free ports, temp home), produces N prediction events (10 numeric features)
 once as envelopes and once as one event per message, then measures on each topic:
 
   raw      aiokafka getmany + json.loads of every message (the ceiling for any Python consumer)
   bare     a bare Faust agent, stream.take(2000) + json.loads (single-event topic only)
-  worker   `driftloop worker`: decode, validate, insert into ClickHouse; first to last row landed
+  worker   `driftloop worker`: decode, validate, insert into ClickHouse, detect; first to last row landed
 
-and prints the rates and the ratios against the baselines measured in the same run.
+and prints the rates and the ratios against the baselines measured in the same run. With ``--rounds N`` each
+rate is measured N times, taking turns, and the medians are compared.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,12 +129,12 @@ def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path)
         client.disconnect()
 
 
-def bare_faust_rate(env: dict[str, str], events: int, home: Path) -> float:
-    out = home / "bare.json"
+def bare_faust_rate(env: dict[str, str], events: int, home: Path, group: str) -> float:
+    out = home / f"{group}.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "benchmarks.bare_faust_app", "worker", "-l", "warn"],
         cwd=REPO,
-        env=subprocess_env(env, BENCH_EVENTS=str(events), BENCH_OUT=str(out)),
+        env=subprocess_env(env, BENCH_EVENTS=str(events), BENCH_OUT=str(out), BENCH_GROUP=group),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -147,35 +149,55 @@ def bare_faust_rate(env: dict[str, str], events: int, home: Path) -> float:
         proc.wait(30)
 
 
-def run_scenario(name: str, home: Path, events: int, per_message: int) -> dict[str, float]:
+def run_scenario(name: str, home: Path, events: int, per_message: int, rounds: int) -> dict[str, list[float]]:
+    """Each rate measured ``rounds`` times, the measurements taking turns (raw, bare, worker, raw, ...) so that
+    the machine's slow and fast moments fall on all of them alike."""
     env = private_stack_env(home / name, prefix=f"bench-{name}.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
     settings = Settings.from_env(env)
     local_stack.up(settings)
+    result: dict[str, list[float]] = {"raw": [], "bare": [], "worker": []}
     try:
         with console.status(f"{name}: producing {events:,} events ({per_message} per message)"):
             produce(settings, events, per_message)
-        with console.status(f"{name}: raw aiokafka consumption"):
-            result = {"raw": asyncio.run(raw_rate(settings, events))}
-        if per_message == 1:
-            with console.status(f"{name}: bare Faust agent"):
-                result["bare"] = bare_faust_rate(env, events, home)
-        with console.status(f"{name}: driftloop worker → ClickHouse"):
-            result["worker"] = worker_rate(settings, env, events, home / f"{name}-worker.log")
+        for k in range(1, rounds + 1):
+            with console.status(f"{name} ({k}/{rounds}): raw aiokafka consumption"):
+                result["raw"].append(asyncio.run(raw_rate(settings, events)))
+            if per_message == 1:
+                with console.status(f"{name} ({k}/{rounds}): bare Faust agent"):
+                    result["bare"].append(bare_faust_rate(env, events, home, f"bench-bare-faust-{k}"))
+            with console.status(f"{name} ({k}/{rounds}): driftloop worker → ClickHouse"):
+                worker_env = env | {"DRIFTLOOP_WORKER_GROUP": f"bench-worker-{k}"}
+                result["worker"].append(worker_rate(settings, worker_env, events, home / f"{name}-worker-{k}.log"))
+                client = connect(settings.clickhouse)
+                client.execute("TRUNCATE TABLE predictions")  # the next round counts its rows from zero
+                client.disconnect()
         return result
     finally:
         local_stack.down(settings)
+
+
+def rate(values: list[float]) -> str:
+    """The median rate, and the range when there were several rounds."""
+    median = statistics.median(values)
+    return f"{median:,.0f}" + (f" ({min(values):,.0f}–{max(values):,.0f})" if len(values) > 1 else "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--envelope-size", type=int, default=500, help="events per envelope message")
+    parser.add_argument("--rounds", type=int, default=1, help="measure each rate this many times (medians shown)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
-    envelopes = run_scenario("envelopes", home, args.events, args.envelope_size)
-    singles = run_scenario("single", home, args.events, 1)
+    envelopes = run_scenario("envelopes", home, args.events, args.envelope_size, args.rounds)
+    singles = run_scenario("single", home, args.events, 1, args.rounds)
+    median = {
+        form: {k: statistics.median(v) for k, v in rates.items() if v}
+        for form, rates in {"env": envelopes, "one": singles}.items()
+    }
 
-    table = Table(title=f"ingest: {args.events:,} prediction events, 10 numeric features (events/s)")
+    rounds = f", median of {args.rounds} rounds (range)" if args.rounds > 1 else ""
+    table = Table(title=f"ingest: {args.events:,} prediction events, 10 numeric features (events/s{rounds})")
     for column in (
         "message form",
         "raw getmany+json",
@@ -186,17 +208,17 @@ def main() -> None:
         table.add_column(column, justify="right")
     table.add_row(
         f"envelopes of {args.envelope_size}",
-        f"{envelopes['raw']:,.0f}",
+        rate(envelopes["raw"]),
         "-",
-        f"{envelopes['worker']:,.0f}",
-        f"{envelopes['worker'] / envelopes['raw']:.2f} × raw (target ≥ 0.60)",
+        rate(envelopes["worker"]),
+        f"{median['env']['worker'] / median['env']['raw']:.2f} × raw (target ≥ 0.60)",
     )
     table.add_row(
         "one event per message",
-        f"{singles['raw']:,.0f}",
-        f"{singles['bare']:,.0f}",
-        f"{singles['worker']:,.0f}",
-        f"{singles['worker'] / singles['bare']:.2f} × bare Faust (target ≥ 1.00)",
+        rate(singles["raw"]),
+        rate(singles["bare"]),
+        rate(singles["worker"]),
+        f"{median['one']['worker'] / median['one']['bare']:.2f} × bare Faust (target ≥ 1.00)",
     )
     console.print(table)
 

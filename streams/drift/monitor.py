@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from infra.spec import ModelSpec, SpecCatalog
 from streams.batch import ColumnBatch
 from streams.drift.alerts import Alert
@@ -93,9 +95,9 @@ class DriftMonitor:
         for model, index in _by_model(rows["model"]).items():
             state = self._model(model, rows, index)
             base = state.events
-            state.ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
+            state.ring.extend(zip(_take(rows["ts_ms"], index), _take(rows["request_id"], index), strict=True))
             state.events += len(index)
-            state.version = max(state.version, max(rows["model_version"][i] for i in index))
+            state.version = max(state.version, *_take(rows["model_version"], index))
             for signal, signal_type, positions, values in self._prediction_signals(state, rows, index):
                 alerts += self._feed(
                     model, state, signal, signal_type, positions, values, base, state.ring, state.events
@@ -153,10 +155,12 @@ class DriftMonitor:
         for name in sorted(state.features):
             rate = [float(name in absent)] * len(index) if uniform else [float(name in row) for row in missing_rows]
             signals.append((f"{name}:null_rate", "missing", every, rate))
-        scores = [(pos, rows["score"][i]) for pos, i in enumerate(index) if not math.isnan(rows["score"][i])]
-        if scores:
-            signals.append(("score", "score", [p for p, _ in scores], [s for _, s in scores]))
-        numbers = [rows["prediction_num"][i] for i in index]
+        scores = list(_take(rows["score"], index))
+        if not any(map(math.isnan, scores)):
+            signals.append(("score", "score", every, scores))
+        elif scored := [(pos, s) for pos, s in enumerate(scores) if not math.isnan(s)]:
+            signals.append(("score", "score", [p for p, _ in scored], [s for _, s in scored]))
+        numbers = list(_take(rows["prediction_num"], index))
         if state.spec.task == "regression" or all(not math.isnan(v) and not v.is_integer() for v in numbers):
             signals.append(("prediction", "score", every, numbers))
         else:
@@ -251,7 +255,7 @@ class DriftMonitor:
             centre[0] += sum(take)
             centre[1] += len(take)
         mean = centre[0] / centre[1]
-        return [abs(v - mean) for v in values]
+        return np.abs(np.asarray(values, dtype=float) - mean).tolist()  # type: ignore[no-any-return]
 
     # --- detection ------------------------------------------------------------------------------------------
 
@@ -409,6 +413,11 @@ class DriftMonitor:
             },
             message=message,
         )
+
+
+def _take(column: list[Any], index: list[int]) -> Iterable[Any]:
+    """The values of ``column`` at ``index``, in order."""
+    return map(column.__getitem__, index)
 
 
 def _by_model(models: list[str]) -> dict[str, list[int]]:
