@@ -196,7 +196,7 @@ def main() -> None:
         for form, rates in {"env": envelopes, "one": singles}.items()
     }
 
-    rounds = f", median of {args.rounds} rounds (range)" if args.rounds > 1 else ""
+    rounds = f"; median of {args.rounds} rounds, and range" if args.rounds > 1 else ""
     table = Table(title=f"ingest: {args.events:,} prediction events, 10 numeric features (events/s{rounds})")
     for column in (
         "message form",

@@ -4,6 +4,11 @@ A message value is UTF-8 JSON: one event object, or an envelope ``{"events": [..
 rows; a message or event that breaks the contract (docs/events.md) becomes a :class:`DeadLetter` with a
 reason, and decoding goes on: a bad record never stops a worker.
 
+Two paths give the same result (``tests/streams/test_decode_fast_path.py`` holds them to it): a message
+that fits the contract's msgspec types whole (:mod:`streams.event_types`, parsed and type-checked in C) is
+turned into rows with the few checks left; any other message is judged event by event by the field rules
+below, which say what is wrong.
+
 >>> msgs = [Incoming(b'{"model": "m", "request_id": "r1", "ts": 1700000000, "features": {"x": 1.5}, '
 ...                  b'"prediction": 1}', "p", 0, 7), Incoming(b'{"model": "m"', "p", 0, 8)]
 >>> decoded = decode_predictions(msgs)

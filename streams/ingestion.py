@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -105,21 +105,19 @@ class Ingestion:
         order and each is handed on only once written; this returns when every chunk is, so the caller's
         ack still follows the writes.
         """
-        in_flight: tuple[asyncio.Task[tuple[ColumnBatch, list[int]]], Sequence[Incoming], float] | None = None
+        in_flight: deque[tuple[asyncio.Task[tuple[ColumnBatch, list[int]]], Sequence[Incoming], float]] = deque()
         try:
             for chunk in _chunks(messages, self.settings.batch_max_bytes):
                 started = time.perf_counter()
                 decoded = decode(chunk, max_bytes=self.settings.max_message_bytes)
-                writing = asyncio.create_task(self._write(decoded, chunk, sink))
-                if in_flight is not None:
-                    await self._hand_on(*in_flight, after)
-                in_flight = (writing, chunk, started)
-            if in_flight is not None:
-                await self._hand_on(*in_flight, after)
-                in_flight = None
+                in_flight.append((asyncio.create_task(self._write(decoded, chunk, sink)), chunk, started))
+                if len(in_flight) == 2:
+                    await self._hand_on(*in_flight.popleft(), after)
+            while in_flight:
+                await self._hand_on(*in_flight.popleft(), after)
         finally:
-            if in_flight is not None:  # an earlier chunk failed: this one is not handed on (nor acked)
-                in_flight[0].cancel()
+            for writing, _, _ in in_flight:  # a chunk before failed: these are not handed on (nor acked)
+                writing.cancel()
 
     async def _hand_on(
         self,
