@@ -426,29 +426,46 @@ def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _typed_prediction_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
-    events = parse_predictions(value)
+    rows = _typed_rows(parse_predictions(value), position, _typed_prediction_row)
+    if rows:
+        _share_feature_names(rows)
+    return rows
+
+
+def _typed_outcome_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
+    return _typed_rows(parse_outcomes(value), position, _typed_outcome_row)
+
+
+def _typed_rows(
+    events: list[Any] | None, position: int, to_row: Callable[[Any, int], tuple[Any, ...] | None]
+) -> list[tuple[Any, ...]] | None:
+    """Every event's row, or None as soon as one has anything for the field rules to say."""
     if events is None:
         return None
     rows = []
-    shared_names: list[str] = []
     for event in events:
-        row = _typed_prediction_row(event, position)
+        row = to_row(event, position)
         if row is None:
             return None
-        if row[6] == shared_names:  # envelopes repeat one feature list: keep one copy of it
-            row = (*row[:6], shared_names, *row[7:])
-        else:
-            shared_names = row[6]
         rows.append(row)
     return rows
 
 
+def _share_feature_names(rows: list[tuple[Any, ...]]) -> None:
+    """Envelopes repeat one list of feature names: let the rows that repeat it hold one copy."""
+    shared: list[str] = []
+    for i, row in enumerate(rows):
+        if row[6] == shared:
+            rows[i] = (*row[:6], shared, *row[7:])
+        else:
+            shared = row[6]
+
+
 def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, ...] | None:
-    model, request_id = event.model, event.request_id
-    try:
-        epoch = _typed_epoch(event.ts)
-    except EventError:
+    epoch = _typed_epoch(event.ts)
+    if epoch is None:
         return None
+    model, request_id = event.model, event.request_id
     features = event.features
     names = list(features)
     if not _known_features.issuperset(names):
@@ -461,11 +478,7 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
         num_names, num_values, cat_names, cat_values, missing = names, values, [], [], []
     else:
         num_names, num_values, cat_names, cat_values, missing = _features_one_by_one(features)
-    prediction = event.prediction
-    if type(prediction) is str:
-        prediction_text, prediction_num = prediction, math.nan
-    else:
-        prediction_text, prediction_num = _number_text(prediction), prediction
+    prediction_text, prediction_num = _typed_value(event.prediction)
     score: Any = event.score
     labels: list[str] = []
     probabilities: list[float] = []
@@ -497,37 +510,29 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
     )
 
 
-def _typed_outcome_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
-    events = parse_outcomes(value)
-    if events is None:
-        return None
-    rows = []
-    for event in events:
-        row = _typed_outcome_row(event, position)
-        if row is None:
-            return None
-        rows.append(row)
-    return rows
-
-
 def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | None:
-    model, request_id = event.model, event.request_id
-    try:
-        epoch = _typed_epoch(event.ts)
-    except EventError:
+    epoch = _typed_epoch(event.ts)
+    if epoch is None:
         return None
-    label = event.label
-    label_text, label_num = (label, math.nan) if type(label) is str else (_number_text(label), label)
+    model, request_id = event.model, event.request_id
+    label_text, label_num = _typed_value(event.label)
     ts_ms = round(epoch * 1000)
     event_id = _event_id(event.event_id, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label_text}")
     return event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, position
 
 
-def _typed_epoch(ts: float | str) -> float:
-    epoch = _rfc3339_epoch(ts) if type(ts) is str else ts
-    if not 0 <= epoch < _MAX_EPOCH:
-        raise EventError("out of range")  # the field rules word it
-    return epoch
+def _typed_value(value: float | str) -> tuple[str, float]:
+    """A prediction or label as the field rules store it: (canonical text, number or NaN)."""
+    return (value, math.nan) if type(value) is str else (_number_text(value), value)  # type: ignore[arg-type]
+
+
+def _typed_epoch(ts: float | str) -> float | None:
+    """Epoch seconds of ``ts`` when the field rules would take it, else None (they say why)."""
+    try:
+        epoch = _rfc3339_epoch(ts) if type(ts) is str else ts
+    except EventError:
+        return None
+    return epoch if 0 <= epoch < _MAX_EPOCH else None
 
 
 _FLOAT = frozenset({float})
