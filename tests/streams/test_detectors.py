@@ -89,3 +89,40 @@ def test_categorical_shift_reports_new_categories() -> None:
     rng = random.Random(2)
     fired = detector.update_many([rng.choice("ab") for _ in range(3000)] + ["zzz"] * 300)
     assert fired and fired[0][1].details["new_categories"] == ["zzz"]
+
+
+def fired_in_batches(detector: object, values: list, chunk: int) -> list[int]:  # type: ignore[type-arg]
+    """Where ``detector.update_many`` fired, fed ``values`` ``chunk`` at a time (positions in ``values``)."""
+    batches = (values[start : start + chunk] for start in range(0, len(values), chunk))
+    return [
+        start + i for start, batch in zip(range(0, len(values), chunk), batches, strict=True)
+        for i, _ in detector.update_many(batch)  # type: ignore[attr-defined]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 5000])
+def test_batched_updates_fire_where_one_by_one_updates_fire(chunk: int) -> None:
+    """``update_many`` takes shortcuts (ADWIN fed straight into River's Rust window, the categorical window
+    slid a run at a time): it must fire at the very positions River's own ``update`` and our ``update`` do,
+    over several changes, whatever the batch size. A River release that renames the internals ADWIN's
+    shortcut uses fails here."""
+    from river import drift
+
+    from streams.drift.categorical import CategoricalShift
+
+    rng = random.Random(11)
+    numbers = [rng.gauss(mean, 1.0) for mean in (0.0, 1.0, 0.0, 2.0, 2.5) for _ in range(3000)]
+    river = drift.ADWIN(delta=1e-4)
+    expected = []
+    for i, x in enumerate(numbers):
+        river.update(x)
+        if river.drift_detected:
+            expected.append(i)
+    adwin = build(DetectorConfig(name="ADWIN", params={"delta": 1e-4}))
+    assert fired_in_batches(adwin, numbers, chunk) == expected and len(expected) >= 3
+
+    classes = [rng.choice(mix) for mix in ("aab", "abbc", "aab", "abcdd") for _ in range(3000)]
+    one_by_one = CategoricalShift(alpha=1e-6)
+    expected = [i for i, x in enumerate(classes) if one_by_one.update(x).drift_detected]
+    batched = build(DetectorConfig(name="CategoricalShift", params={"alpha": 1e-6}))
+    assert fired_in_batches(batched, classes, chunk) == expected and len(expected) >= 3
