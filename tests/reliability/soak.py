@@ -60,7 +60,7 @@ def main() -> int:
         failed |= not ok
         labeled = f"{r.labeled_landed:,}" if r.scenario != "hostile input" else "-"
         table.add_row(r.scenario, f"{r.events_sent:,}", f"{r.predictions_landed:,}", labeled, f"{r.duplicates:,}",
-                      f"{r.faults:,}", f"{r.worker_restarts}", f"{r.max_rss_mb:,.0f} MiB" if r.max_rss_mb else "–",
+                      f"{r.faults:,}", f"{r.worker_restarts}", f"{r.max_rss_mb:,.0f} MiB" if r.max_rss_mb else "-",
                       "-" if r.lost is None else f"{r.lost:,}", f"{r.seconds:,.0f}",
                       "[green]ok[/]" if ok else "[red]FAILED[/] " + "; ".join(_problems(r)))  # fmt: skip
     console.print(table)
