@@ -286,6 +286,14 @@ def _number_text(number: float) -> str:
     return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
+def _prediction_id(given: Any, model: str, request_id: str, ts_ms: int) -> str:
+    return _event_id(given, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
+
+
+def _outcome_id(given: Any, model: str, request_id: str, ts_ms: int, label: str) -> str:
+    return _event_id(given, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label}")
+
+
 def _event_id(given: Any, key: str) -> str:
     if given is None:
         # Deterministic: the same event re-sent gets the same id, so ClickHouse keeps it once.
@@ -390,7 +398,7 @@ def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
         version = 0
     if type(version) is not int or not 0 <= version < 2**32:
         raise EventError('"model_version" must be a non-negative integer')
-    event_id = _event_id(event.get("event_id"), f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
+    event_id = _prediction_id(event.get("event_id"), model, request_id, ts_ms)
     return (
         event_id,
         model,
@@ -416,7 +424,7 @@ def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
     request_id = _text(event, "request_id")
     ts, ts_ms = _timestamp(event)
     label, label_num = _value_text(event.get("label"), "label")
-    event_id = _event_id(event.get("event_id"), f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label}")
+    event_id = _outcome_id(event.get("event_id"), model, request_id, ts_ms, label)
     return event_id, model, request_id, ts, ts_ms, label, label_num
 
 
@@ -439,12 +447,16 @@ def _typed_outcome_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | 
 def _typed_rows(
     events: list[Any] | None, position: int, to_row: Callable[[Any, int], tuple[Any, ...] | None]
 ) -> list[tuple[Any, ...]] | None:
-    """Every event's row, or None as soon as one has anything for the field rules to say."""
+    """Every event's row, or None as soon as one has anything for the field rules to say (a rule raising
+    ``EventError`` included: the field rules say it again, with the event's place)."""
     if events is None:
         return None
     rows = []
     for event in events:
-        row = to_row(event, position)
+        try:
+            row = to_row(event, position)
+        except EventError:
+            return None
         if row is None:
             return None
         rows.append(row)
@@ -469,28 +481,17 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
     features = event.features
     names = list(features)
     if not _known_features.issuperset(names):
-        try:
-            _learn_names(names)
-        except EventError:
-            return None
+        _learn_names(names)
     values = list(features.values())
     if _FLOAT.issuperset(map(type, values)):
         num_names, num_values, cat_names, cat_values, missing = names, values, [], [], []
     else:
         num_names, num_values, cat_names, cat_values, missing = _features_one_by_one(features)
-    prediction_text, prediction_num = _typed_value(event.prediction)
-    score: Any = event.score
-    labels: list[str] = []
-    probabilities: list[float] = []
-    if score is None:
-        score = math.nan
-    elif type(score) is dict:
-        labels, probabilities = list(score), list(score.values())
-        chosen = score.get(prediction_text)
-        score = chosen if chosen is not None else max(probabilities, default=math.nan)
+    prediction_text, prediction_num = _value_text(event.prediction, "prediction")
+    score, labels, probabilities = _score(event.score, prediction_text)
     ts_ms = round(epoch * 1000)
     return (
-        _event_id(event.event_id, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}"),
+        _prediction_id(event.event_id, model, request_id, ts_ms),
         model,
         event.model_version or 0,
         request_id,
@@ -515,15 +516,10 @@ def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | 
     if epoch is None:
         return None
     model, request_id = event.model, event.request_id
-    label_text, label_num = _typed_value(event.label)
+    label_text, label_num = _value_text(event.label, "label")
     ts_ms = round(epoch * 1000)
-    event_id = _event_id(event.event_id, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label_text}")
+    event_id = _outcome_id(event.event_id, model, request_id, ts_ms, label_text)
     return event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, position
-
-
-def _typed_value(value: float | str) -> tuple[str, float]:
-    """A prediction or label as the field rules store it: (canonical text, number or NaN)."""
-    return (value, math.nan) if type(value) is str else (_number_text(value), value)  # type: ignore[arg-type]
 
 
 def _typed_epoch(ts: float | str) -> float | None:
