@@ -22,17 +22,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from streams.batch import ColumnBatch, DeadLetter, Decoded
 from streams.event_types import (
+    MAX_EPOCH,
     MAX_FEATURES,
     MAX_TEXT,
     MODEL_NAME,
+    NumericPrediction,
     OutcomeEvent,
     PredictionEvent,
     parse_outcomes,
@@ -40,7 +45,6 @@ from streams.event_types import (
 )
 
 MAX_MESSAGE_BYTES = 1 << 20
-_MAX_EPOCH = 4_294_967_295  # ClickHouse DateTime ends in 2106
 _MODEL_NAME = re.compile(MODEL_NAME)
 _FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
 
@@ -80,46 +84,90 @@ class EventError(ValueError):
 
 def decode_predictions(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Prediction events of ``messages`` as a ``predictions`` batch, and dead letters for the rest."""
-    return _decode(messages, "predictions", PREDICTION_COLUMNS, _typed_prediction_rows, _prediction_row, max_bytes)
+    return _decode(messages, "predictions", PREDICTION_COLUMNS, _fast_predictions, _prediction_row, max_bytes)
 
 
 def decode_outcomes(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Outcome events of ``messages`` as an ``outcomes`` batch, and dead letters for the rest."""
-    return _decode(messages, "outcomes", OUTCOME_COLUMNS, _typed_outcome_rows, _outcome_row, max_bytes)
+    return _decode(messages, "outcomes", OUTCOME_COLUMNS, _fast_outcomes, _outcome_row, max_bytes)
 
 
 def _decode(
     messages: Iterable[Incoming],
     table: str,
     names: tuple[str, ...],
-    typed_rows: Callable[[bytes, int], list[tuple[Any, ...]] | None],
+    fast: Callable[[bytes, int, _Columns], bool],
     to_row: Callable[[dict[str, Any]], tuple[Any, ...]],
     max_bytes: int,
 ) -> Decoded:
     """Each message through the typed fast path (:mod:`streams.event_types`) when it fits it whole, else
     event by event through the field rules below, which name what is wrong."""
-    rows: list[tuple[Any, ...]] = []
-    add = rows.append
+    out = _Columns(len(names) + 1)  # the table's columns and each row's message position
     dead: list[DeadLetter] = []
     for position, message in enumerate(messages):
         value = message.value
-        if value is not None and len(value) <= max_bytes:
-            fast = typed_rows(value, position)
-            if fast is not None:
-                rows += fast
-                continue
+        if value is not None and len(value) <= max_bytes and fast(value, position, out):
+            continue
         for index, event, problem in _events(value, max_bytes):
             if problem is None:
                 try:
-                    add((*to_row(event), position))
+                    out.add_row((*to_row(event), position))
                     continue
                 except EventError as exc:
                     problem = str(exc)
             original = message.value if index < 0 else _reencode(event)
             dead.append(DeadLetter(problem, original, message.topic, message.partition, message.offset, index))
-    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(len(names) + 1)]
+    columns = out.finish()
     origins = columns.pop()
     return Decoded(ColumnBatch(table, dict(zip(names, columns, strict=True))), dead, origins)
+
+
+class _Columns:
+    """A batch's columns, gathered in message order from rows (tuples) and from runs of
+    :class:`NumericPrediction` events, which become columns many events at a time."""
+
+    def __init__(self, width: int) -> None:
+        self.parts: list[list[list[Any]]] = []
+        self.width = width
+        self.rows: list[tuple[Any, ...]] = []
+        self.events: list[NumericPrediction] = []
+        self.names: list[list[str]] = []
+        self.positions: list[int] = []
+
+    def add_row(self, row: tuple[Any, ...]) -> None:
+        if self.events:
+            self._close_events()
+        self.rows.append(row)
+
+    def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        if self.events:
+            self._close_events()
+        self.rows += rows
+
+    def add_numeric_predictions(self, events: list[NumericPrediction], names: list[list[str]], position: int) -> None:
+        if self.rows:
+            self._close_rows()
+        self.events += events
+        self.names += names
+        self.positions += [position] * len(events)
+
+    def finish(self) -> list[list[Any]]:
+        """One list per column (the last: each row's message position)."""
+        if self.rows:
+            self._close_rows()
+        if self.events:
+            self._close_events()
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return [list(itertools.chain.from_iterable(part[k] for part in self.parts)) for k in range(self.width)]
+
+    def _close_rows(self) -> None:
+        self.parts.append([list(column) for column in zip(*self.rows, strict=True)])
+        self.rows = []
+
+    def _close_events(self) -> None:
+        self.parts.append(_numeric_prediction_columns(self.events, self.names, self.positions))
+        self.events, self.names, self.positions = [], [], []
 
 
 def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str | None]]:
@@ -254,7 +302,7 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
             epoch = _number(value, '"ts"')
         except EventError:
             raise EventError(f'"ts" must be an RFC 3339 string or epoch seconds, got {_kind(value)}') from None
-    if not 0 <= epoch < _MAX_EPOCH:
+    if not 0 <= epoch < MAX_EPOCH:
         raise EventError(f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07')
     return int(epoch), round(epoch * 1000)
 
@@ -433,15 +481,30 @@ def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
 # whenever a rule finds anything to say (the caller then applies the field rules, which say it).
 
 
-def _typed_prediction_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
-    rows = _typed_rows(parse_predictions(value), position, _typed_prediction_row)
-    if rows:
-        _share_feature_names(rows)
-    return rows
+def _fast_predictions(value: bytes, position: int, out: _Columns) -> bool:
+    events = parse_predictions(value)
+    if events is None:
+        return False
+    if events and type(events[0]) is NumericPrediction:
+        names = _numeric_feature_names(events)  # type: ignore[arg-type]
+        if names is None:
+            return False
+        out.add_numeric_predictions(events, names, position)  # type: ignore[arg-type]
+        return True
+    rows = _typed_rows(events, position, _typed_prediction_row)
+    if rows is None:
+        return False
+    _share_feature_names(rows)
+    out.add_rows(rows)
+    return True
 
 
-def _typed_outcome_rows(value: bytes, position: int) -> list[tuple[Any, ...]] | None:
-    return _typed_rows(parse_outcomes(value), position, _typed_outcome_row)
+def _fast_outcomes(value: bytes, position: int, out: _Columns) -> bool:
+    rows = _typed_rows(parse_outcomes(value), position, _typed_outcome_row)
+    if rows is None:
+        return False
+    out.add_rows(rows)
+    return True
 
 
 def _typed_rows(
@@ -528,7 +591,72 @@ def _typed_epoch(ts: float | str) -> float | None:
         epoch = _rfc3339_epoch(ts) if type(ts) is str else ts
     except EventError:
         return None
-    return epoch if 0 <= epoch < _MAX_EPOCH else None
+    return epoch if 0 <= epoch < MAX_EPOCH else None
 
 
 _FLOAT = frozenset({float})
+
+
+def _numeric_feature_names(events: list[NumericPrediction]) -> list[list[str]] | None:
+    """Each event's feature names (events that repeat the names before share one list), or None when a
+    name breaks the contract (the field rules say which)."""
+    names: list[list[str]] = []
+    shared: list[str] = []
+    for event in events:
+        current = list(event.features)
+        if current != shared:
+            if not _known_features.issuperset(current):
+                try:
+                    _learn_names(current)
+                except EventError:
+                    return None
+            shared = current
+        names.append(shared)
+    return names
+
+
+def _numeric_prediction_columns(
+    events: list[NumericPrediction], names: list[list[str]], positions: list[int]
+) -> list[list[Any]]:
+    """The ``predictions`` columns (and message positions) of :class:`NumericPrediction` events, built a
+    column at a time: the same values as :func:`_prediction_row` gives event by event."""
+    count = len(events)
+    models = [e.model for e in events]
+    request_ids = [e.request_id for e in events]
+    epochs = np.array([e.ts for e in events])
+    ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round() to even, as the field rules do
+    predictions = [e.prediction for e in events]
+    if _FLOAT.issuperset(map(type, predictions)):
+        numbers = np.array(predictions)
+        if np.all((numbers == np.trunc(numbers)) & (np.abs(numbers) < 1e15)):
+            texts = list(map(str, numbers.astype(np.int64).tolist()))
+        else:
+            texts = list(map(_number_text, predictions))
+        prediction_nums = predictions
+    else:
+        texts, prediction_nums = (
+            list(c) for c in zip(*(_value_text(p, "prediction") for p in predictions), strict=True)
+        )
+    scores = [e.score for e in events]
+    if None in scores:
+        scores = [math.nan if s is None else s for s in scores]
+    none: list[Any] = []  # every row's (empty) categorical features, nulls and class probabilities
+    return [
+        list(map(_prediction_id, [e.event_id for e in events], models, request_ids, ts_ms)),
+        models,
+        [e.model_version or 0 for e in events],
+        request_ids,
+        epochs.astype(np.int64).tolist(),
+        ts_ms,
+        names,
+        [list(e.features.values()) for e in events],
+        [none] * count,
+        [none] * count,
+        [none] * count,
+        texts,
+        prediction_nums,
+        scores,
+        [none] * count,
+        [none] * count,
+        positions,
+    ]

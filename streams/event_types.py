@@ -8,9 +8,15 @@ checks but the few msgspec cannot express (feature names, timestamp range, RFC 3
 not fit (a bad event anywhere in an envelope, anything unusual) is parsed again by the decoder's field
 rules, which say exactly what is wrong. So these types may be stricter than the contract, never looser.
 
->>> parse_predictions(b'{"model": "m", "request_id": "r1", "ts": 1700000000, "features": {"x": 1}, '
-...                   b'"prediction": 1}')[0].features
-{'x': 1.0}
+The strictest, :class:`NumericPrediction` (the common event: epoch-seconds ``ts``, numeric features, a
+numeric score or none), leaves nothing for Python to check but feature names, so that the decoder builds
+its columns for many events at once.
+
+>>> common = b'{"model": "m", "request_id": "r1", "ts": 1700000000, "features": {"x": 1}, "prediction": 1}'
+>>> parse_predictions(common)
+[NumericPrediction(model='m', request_id='r1', ts=1700000000.0, features={'x': 1.0}, prediction=1.0, ...)]
+>>> parse_predictions(common.replace(b'"x": 1', b'"x": null'))[0].features  # a null feature: the wider type
+{'x': None}
 >>> parse_predictions(b'{"events": [{"model": "m"}]}') is None  # "request_id" and more are missing
 True
 """
@@ -25,6 +31,7 @@ from msgspec import Meta
 MAX_FEATURES = 2000
 MAX_TEXT = 1024
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+MAX_EPOCH = 4_294_967_295  # ClickHouse DateTime ends in 2106
 
 Model = Annotated[str, Meta(pattern=MODEL_NAME)]
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
@@ -32,6 +39,21 @@ Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 Value = float | Annotated[str, Meta(max_length=MAX_TEXT)]
 EventId = Annotated[str, Meta(min_length=1, max_length=128)]
 Version = Annotated[int, Meta(ge=0, lt=2**32)]
+
+
+class NumericPrediction(msgspec.Struct, gc=False):
+    """A prediction event of the common form: ``ts`` in epoch seconds within range, every feature a number
+    (none null), ``score`` a number or absent. Nothing of it is left to check in Python but feature names."""
+
+    model: Model
+    request_id: Text
+    ts: Annotated[float, Meta(ge=0, lt=MAX_EPOCH)]
+    features: Annotated[dict[str, float], Meta(max_length=MAX_FEATURES)]
+    prediction: Value
+    score: float | None = None
+    model_version: Version | None = 0
+    event_id: EventId | None = None
+    events: Any = msgspec.UNSET
 
 
 class PredictionEvent(msgspec.Struct, gc=False):
@@ -67,23 +89,33 @@ class OutcomeEnvelope(msgspec.Struct, gc=False):
     events: list[OutcomeEvent]
 
 
+class NumericPredictionEnvelope(msgspec.Struct, gc=False):
+    events: list[NumericPrediction]
+
+
 # msgspec's errors (DecodeError, ValidationError), bytes that are not UTF-8 inside a string, nesting too deep
 _UNFIT = (ValueError, RecursionError)
-_predictions = (msgspec.json.Decoder(PredictionEnvelope), msgspec.json.Decoder(PredictionEvent))
-_outcomes = (msgspec.json.Decoder(OutcomeEnvelope), msgspec.json.Decoder(OutcomeEvent))
+_Decoders = tuple[msgspec.json.Decoder, msgspec.json.Decoder]  # (envelope, single event)
+_PREDICTIONS: tuple[_Decoders, ...] = (
+    (msgspec.json.Decoder(NumericPredictionEnvelope), msgspec.json.Decoder(NumericPrediction)),
+    (msgspec.json.Decoder(PredictionEnvelope), msgspec.json.Decoder(PredictionEvent)),
+)
+_OUTCOMES: tuple[_Decoders, ...] = ((msgspec.json.Decoder(OutcomeEnvelope), msgspec.json.Decoder(OutcomeEvent)),)
 
 
-def parse_predictions(value: bytes) -> list[PredictionEvent] | None:
-    """The prediction events of a message value that fits the types whole, else None."""
-    return _parse(value, *_predictions)  # type: ignore[return-value]
+def parse_predictions(value: bytes) -> list[NumericPrediction] | list[PredictionEvent] | None:
+    """The prediction events of a message value that fits the types whole, else None: all of them
+    :class:`NumericPrediction` when they all fit it, else all :class:`PredictionEvent`."""
+    return _parse(value, _PREDICTIONS)
 
 
 def parse_outcomes(value: bytes) -> list[OutcomeEvent] | None:
     """The outcome events of a message value that fits the types whole, else None."""
-    return _parse(value, *_outcomes)  # type: ignore[return-value]
+    return _parse(value, _OUTCOMES)
 
 
-def _parse(value: bytes, envelope: msgspec.json.Decoder, event: msgspec.json.Decoder) -> list[Any] | None:
+def _parse(value: bytes, kinds: tuple[_Decoders, ...]) -> list[Any] | None:
+    """The events of ``value`` as the first of ``kinds`` that fits them all, or None."""
     # msgspec skips unknown fields unread: the whole value must be UTF-8 and spell no UTF-16 surrogate
     # (the field rules judge those, as rare as they are)
     if b"\\ud" in value or b"\\uD" in value:
@@ -93,13 +125,17 @@ def _parse(value: bytes, envelope: msgspec.json.Decoder, event: msgspec.json.Dec
             value.decode("utf-8")
         except UnicodeDecodeError:
             return None
-    if b'"events"' in value:
+    envelope = b'"events"' in value
+    for envelope_decoder, event_decoder in kinds:
+        if envelope:
+            try:
+                return envelope_decoder.decode(value).events  # type: ignore[no-any-return]
+            except _UNFIT:
+                pass  # perhaps an event that mentions "events" somewhere else
         try:
-            return envelope.decode(value).events  # type: ignore[no-any-return]
+            single = event_decoder.decode(value)
         except _UNFIT:
-            pass  # perhaps an event that mentions "events" somewhere else
-    try:
-        single = event.decode(value)
-    except _UNFIT:
-        return None
-    return None if single.events is not msgspec.UNSET else [single]
+            continue
+        if single.events is msgspec.UNSET:
+            return [single]
+    return None

@@ -7,6 +7,10 @@ is committed for rows not yet written. Rows ClickHouse can never take (a value t
 are isolated by bisecting the batch and returned as rejected with the reason, so that the caller can
 dead-letter them instead of blocking forever.
 
+An array column that is empty in every row of a batch is left out of its ``INSERT`` when the table gives it
+no ``DEFAULT`` (the server then stores ``[]`` itself): categorical features, nulls and class probabilities
+are mostly absent, and clickhouse-driver spends Python time on each row of each array column it sends.
+
 Inserts are at-least-once; the tables are ReplacingMergeTrees keyed by ``event_id``, so a batch written
 twice (a crash before the offset commit) is counted once by queries that read with ``FINAL``.
 """
@@ -19,6 +23,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from clickhouse_driver import errors as ch_errors
 
@@ -90,6 +95,7 @@ class ClickHouseSink:
         self._client = SharedClient(endpoint)
         self._lock = threading.Lock()  # one write (with its retries) at a time
         self._closed = threading.Event()
+        self._plain_arrays: dict[str, frozenset[str]] = {}  # table -> its array columns without a DEFAULT
 
     async def write(self, batch: ColumnBatch) -> list[Rejected]:
         """Insert ``batch``; retries until it is written; returns the rows ClickHouse can never take."""
@@ -133,13 +139,14 @@ class ClickHouseSink:
 
     def _insert_retrying(self, batch: ColumnBatch) -> str | None:
         """Insert until it succeeds (None) or fails for a reason retrying cannot fix (its message)."""
-        names = ", ".join(f"`{name}`" for name in batch.columns)
-        query = f"INSERT INTO `{self.endpoint.database}`.`{batch.table}` ({names}) VALUES"
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                self._client.execute(query, list(batch.columns.values()), columnar=True)
+                columns = self._columns_to_send(batch)
+                names = ", ".join(f"`{name}`" for name in columns)
+                query = f"INSERT INTO `{self.endpoint.database}`.`{batch.table}` ({names}) VALUES"
+                self._client.execute(query, list(columns.values()), columnar=True)
                 self.metrics.last_insert_s = time.perf_counter() - started
                 if attempt:
                     log.warning(
@@ -168,6 +175,20 @@ class ClickHouseSink:
                 if self._closed.wait(delay):
                     raise SinkClosedError(f"sink closed while {len(batch)} {batch.table} rows waited") from exc
                 attempt += 1
+
+    def _columns_to_send(self, batch: ColumnBatch) -> dict[str, list[Any]]:
+        """The batch's columns but the arrays the server fills alike: empty in every row, without a DEFAULT."""
+        if batch.table not in self._plain_arrays:
+            described = self._client.execute(
+                "SELECT name, startsWith(type, 'Array(') AND default_kind = '' FROM system.columns"
+                " WHERE database = %(d)s AND table = %(t)s",
+                {"d": self.endpoint.database, "t": batch.table},
+            )
+            if not described:  # no such table (yet): send everything, and let the insert say what is wrong
+                return batch.columns
+            self._plain_arrays[batch.table] = frozenset(name for name, plain in described if plain)
+        plain = self._plain_arrays[batch.table]
+        return {name: values for name, values in batch.columns.items() if name not in plain or any(values)}
 
 
 class SinkClosedError(RuntimeError):

@@ -15,7 +15,10 @@ from tests.reliability.hostile import hostile_message
 
 EDGE_FIELDS = {
     "ts": st.sampled_from(
-        [0, 1.5, 4_294_967_294.9, 4_294_967_295, -1, "2026-11-23T08:00:00Z", "2026-11-23 08:00", "x"]
+        [
+            *(0, 1.5, 1_790_000_000.0006, 4_294_967_294.9, 4_294_967_295, -1),  # .0006: ms rounded, not cut
+            *("2026-11-23T08:00:00Z", "2026-11-23 08:00", "x"),
+        ]
     ),
     "score": st.sampled_from([None, 0.5, 2, {"1": 0.8, "0": 0.2}, {"a": 1}, {}, {"1": True}, "0.5"]),
     "model_version": st.sampled_from([None, 0, 7, 2**32 - 1, 2**32, -1, 1.0, True]),
@@ -51,8 +54,8 @@ def edge_message(draw: st.DrawFn) -> bytes:
 
 def field_rules_only(decoder: object, messages: list[Incoming]) -> Decoded:
     with (
-        mock.patch.object(decode, "_typed_prediction_rows", lambda value, position: None),
-        mock.patch.object(decode, "_typed_outcome_rows", lambda value, position: None),
+        mock.patch.object(decode, "_fast_predictions", lambda value, position, out: False),
+        mock.patch.object(decode, "_fast_outcomes", lambda value, position, out: False),
     ):
         return decoder(messages)  # type: ignore[operator, no-any-return]
 
@@ -98,14 +101,42 @@ def test_outcomes_decode_the_same_with_and_without_the_fast_path(events: list[di
     assert_same(decode_outcomes(messages), field_rules_only(decode_outcomes, messages))
 
 
+def fast_path_of(fast: object, value: bytes) -> str:
+    """Which part of the fast path took ``value``: "columns", "rows", or "field rules" (none of it)."""
+    out = decode._Columns(len(decode.PREDICTION_COLUMNS) + 1)
+    if not fast(value, 0, out):  # type: ignore[operator]
+        return "field rules"
+    return "columns" if out.events else "rows"
+
+
 def test_valid_messages_take_the_fast_path() -> None:
     """Without this, the equivalence above could hold because the fast path never accepted anything."""
-    event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1, "b": None}, "prediction": 1}
-    envelope = json.dumps({"events": [event, {**event, "request_id": "s", "score": {"1": 0.9}}]}).encode()
-    assert decode._typed_prediction_rows(envelope, 0) is not None
-    assert decode._typed_prediction_rows(json.dumps(event).encode(), 0) is not None
+    event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1, "b": 2}, "prediction": 1}
+    unusual = {**event, "request_id": "s", "features": {"a": 1, "b": None}, "score": {"1": 0.9}}
+    assert fast_path_of(decode._fast_predictions, json.dumps({"events": [event, event]}).encode()) == "columns"
+    assert fast_path_of(decode._fast_predictions, json.dumps(event).encode()) == "columns"
+    assert fast_path_of(decode._fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "rows"
+    assert fast_path_of(decode._fast_predictions, json.dumps(unusual).encode()) == "rows"
     outcome = {"model": "m", "request_id": "r", "ts": "2026-11-23T08:00:00Z", "label": "cat"}
-    assert decode._typed_outcome_rows(json.dumps({"events": [outcome]}).encode(), 0) is not None
+    assert fast_path_of(decode._fast_outcomes, json.dumps({"events": [outcome]}).encode()) == "rows"
+
+
+def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:
+    event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1}, "prediction": 1}
+    values = [
+        {"events": [{**event, "request_id": "1"}, {**event, "request_id": "2"}]},  # columns
+        {**event, "request_id": "3", "ts": "2026-11-23T08:00:00Z"},  # rows (RFC 3339 time)
+        {**event, "request_id": "4"},  # columns
+        {**event, "request_id": "5", "features": {" a": 1}},  # dead letter: feature name
+        {**event, "request_id": "6", "prediction": None},  # dead letter: no prediction
+        {**event, "request_id": "7", "features": {"b": None}},  # rows
+    ]
+    messages = [Incoming(json.dumps(v).encode(), "p", 0, i) for i, v in enumerate(values)]
+    decoded = decode_predictions(messages)
+    assert decoded.rows["request_id"] == ["1", "2", "3", "4", "7"]
+    assert decoded.origins == [0, 0, 1, 2, 5]
+    assert [d.offset for d in decoded.dead] == [3, 4]
+    assert_same(decoded, field_rules_only(decode_predictions, messages))
 
 
 def test_values_whose_sum_overflows_are_accepted_one_by_one() -> None:

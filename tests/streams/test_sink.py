@@ -94,3 +94,40 @@ def test_a_closed_sink_stops_waiting(stack: PrivateStack) -> None:
     sink.close()
     writer.join(timeout=5)
     assert not writer.is_alive() and "sink closed while 3 outcomes rows waited" in str(errors[0])
+
+
+def test_arrays_empty_in_every_row_are_left_to_the_server_unless_they_have_a_default(stack: PrivateStack) -> None:
+    table = "sink_arrays_" + uuid.uuid4().hex[:8]
+    client = connect(stack.settings.clickhouse)
+    client.execute(
+        f"CREATE TABLE {table} (k String, plain Array(String), defaulted Array(String) DEFAULT ['d'],"
+        " n Nested(name String, value Float64)) ENGINE = MergeTree ORDER BY k"
+    )
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    try:
+        empty = ColumnBatch(
+            table, {"k": ["a", "b"], "plain": [[], []], "defaulted": [[], []], "n.name": [[], []], "n.value": [[], []]}
+        )
+        assert list(sink._columns_to_send(empty)) == ["k", "defaulted"]  # the plain arrays are left out
+        sink.write_blocking(empty)
+        mixed = ColumnBatch(
+            table,
+            {
+                "k": ["c", "d"],
+                "plain": [[], ["x"]],
+                "defaulted": [[], []],
+                "n.name": [["f"], []],
+                "n.value": [[1.5], []],
+            },
+        )
+        assert list(sink._columns_to_send(mixed)) == list(mixed.columns)
+        sink.write_blocking(mixed)
+    finally:
+        sink.close()
+    assert client.execute(f"SELECT k, plain, defaulted, n.name, n.value FROM {table} ORDER BY k") == [
+        ("a", [], [], [], []),
+        ("b", [], [], [], []),
+        ("c", [], [], ["f"], [1.5]),
+        ("d", ["x"], [], [], []),
+    ]
+    client.execute(f"DROP TABLE {table}")
