@@ -24,16 +24,20 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     yield m.batch_seconds.family("driftloop_batch_seconds", "Seconds to decode, write and observe one batch.")
     rows: dict[tuple[str, ...], float] = {}
     retries, waiting = 0, 0
-    for sink in (ingestion.prediction_sink, ingestion.outcome_sink, drift.sink):
-        for table, written in sink.metrics.rows_written.items():
+    for sink in (ingestion.prediction_sink.metrics, ingestion.outcome_sink.metrics, drift.metrics):
+        for table, written in sink.rows_written.items():
             rows[(table,)] = rows.get((table,), 0) + written
-        retries += sink.metrics.retries
-        waiting += sink.metrics.rows_waiting
+        retries += sink.retries
+        waiting += sink.rows_waiting
     yield counter("driftloop_rows_written", "Rows written to ClickHouse, by table.", rows, ["table"])
     yield counter("driftloop_sink_retries", "ClickHouse inserts retried (server unavailable or failing).",
                   {(): retries})  # fmt: skip
     yield gauge("driftloop_sink_rows_waiting", "Rows held while ClickHouse is retried.", {(): waiting})
     yield counter("driftloop_alerts", "Drift alerts published, by kind.", _by(drift.alerts_by_kind), ["kind"])
+    yield counter("driftloop_detection_batch_errors", "Batches the drift detectors failed on (ingestion went on).",
+                  {(): drift.metrics.batch_errors})  # fmt: skip
+    yield counter("driftloop_detection_restarts", "Times the detection process exited unasked and was started again.",
+                  {(): drift.metrics.restarts})  # fmt: skip
     watch = app.broker_watch.metrics
     yield gauge("driftloop_broker_reachable", "1 while Kafka answers the worker's checks.",
                 {(): float(watch.reachable)})  # fmt: skip

@@ -27,18 +27,15 @@ from faust.types import EventT, StreamT
 
 from infra.metrics import serve_metrics
 from infra.settings import Settings
-from infra.spec import SpecCatalog
 from streams.app_factory import create_app
 from streams.batch import DeadLetter
 from streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
 from streams.decode import Incoming
 from streams.drift.alerts import Alert
-from streams.drift.monitor import DriftMonitor
-from streams.drift.observer import DetectorStateStore, DriftObserver
+from streams.drift.process import DetectionProcess
 from streams.ingestion import Ingestion
 from streams.metrics import worker_metrics
 from streams.observers import BatchObserver
-from streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.worker")
 
@@ -64,18 +61,12 @@ class TopicPublisher(Generic[Record]):
 def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] = ()) -> faust.App:
     """The streams worker's Faust app: ingestion, the outcome join and drift detection.
 
-    ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift observer;
-    ``app.broker_watch`` the watch on the Kafka cluster (``streams.broker_watch``).
+    ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift detection, which runs
+    in a process of its own (``streams.drift.process``); ``app.broker_watch`` the watch on the Kafka
+    cluster (``streams.broker_watch``).
     """
     app = create_app(settings, app_id=settings.worker_group)
-    drift_sink = ClickHouseSink(settings.clickhouse)
-    drift = DriftObserver(
-        DriftMonitor(SpecCatalog(settings.spec_directory)),
-        TopicPublisher[Alert](app, settings.topics.alerts, key=lambda alert: alert.model),
-        DetectorStateStore(settings.clickhouse, drift_sink),
-        drift_sink,
-        state_interval_s=settings.detector_state_interval_s,
-    )
+    drift = DetectionProcess(settings)
     dead_letters = TopicPublisher[DeadLetter](app, settings.topics.dead_letter, key=lambda letter: letter.topic)
     ingestion = Ingestion(settings, dead_letters, [drift, *observers])
     written = WrittenOffsets()
@@ -86,7 +77,7 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
         # read, store the report and the detector state, then run this worker again from the start.
         for writer in writers:
             writer.freeze()
-        await drift_sink.write(incident.rows(worker_name(), settings.kafka_bootstrap))
+        await ingestion.prediction_sink.write(incident.rows(worker_name(), settings.kafka_bootstrap))
         for writer in writers:
             await writer.drain()
         await drift.hand_over()
@@ -143,6 +134,14 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
         await broker_watch.check()
         owned = sorted(f"{tp.topic}:{tp.partition}" for tp in assigned if tp.topic in source_topics)
         log.info("partitions assigned", extra={"fields": {"partitions": ",".join(owned) or "none"}})
+
+    @app.task
+    async def start_detection() -> None:
+        drift.start()  # now, not at the first batch: the detection process takes seconds to import
+
+    @app.on_before_shutdown.connect
+    async def stop_detection(sender: object, **kwargs: object) -> None:
+        await drift.close()  # after the partitions' hand-over: the consumer has stopped
 
     @app.timer(settings.broker_check_interval_s, name="broker-watch")
     async def watch_broker() -> None:

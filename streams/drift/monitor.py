@@ -33,6 +33,21 @@ from streams.drift.policy import AlertPolicy, Confirmation, severity
 log = logging.getLogger("driftloop.drift")
 
 RING = 20_000  # recent events per model, to place change points
+#: The ``predictions`` columns :meth:`DriftMonitor.process_predictions` reads (labeled rows: all of them).
+PREDICTION_INPUTS = (
+    "model",
+    "model_version",
+    "request_id",
+    "ts_ms",
+    "num.name",
+    "num.value",
+    "cat.name",
+    "cat.value",
+    "missing",
+    "prediction",
+    "prediction_num",
+    "score",
+)
 _KIND = {
     "numeric": "data",
     "categorical": "data",

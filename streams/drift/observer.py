@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from infra.clickhouse.client import SharedClient
-from infra.settings import ClickHouseEndpoint
+from infra.settings import ClickHouseEndpoint, Settings
+from infra.spec import SpecCatalog
 from streams.batch import ColumnBatch
 from streams.drift.alerts import ALERT_COLUMNS, Alert
 from streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
@@ -112,6 +113,10 @@ class DriftObserver:
             await self._restore(rows["model"])
             await self._handle(self.monitor.process_labeled(rows))
 
+    def close(self) -> None:
+        self.store.close()
+        self.sink.close()
+
     async def flush(self) -> None:
         """Save every model's state and statistics now."""
         async with self._turn:
@@ -192,3 +197,15 @@ class DriftObserver:
         if rows:
             names = ("model", "signal", "kind", "detector", "ts", "events", "mean", "drifts")
             await self.sink.write(ColumnBatch("detector_stats", {n: [r[i] for r in rows] for i, n in enumerate(names)}))
+
+
+def drift_observer(settings: Settings, publisher: AlertPublisher) -> DriftObserver:
+    """The drift observer the worker runs (in :mod:`streams.drift.process`), configured from ``settings``."""
+    sink = ClickHouseSink(settings.clickhouse)
+    return DriftObserver(
+        DriftMonitor(SpecCatalog(settings.spec_directory)),
+        publisher,
+        DetectorStateStore(settings.clickhouse, sink),
+        sink,
+        state_interval_s=settings.detector_state_interval_s,
+    )
