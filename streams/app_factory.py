@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
         "broker_heartbeat_interval": min(3.0, session / 3),
         "broker_rebalance_timeout": settings.kafka_rebalance_timeout_s,
         "broker_request_timeout": max(90.0, session + 5),
+        # a fetch brings up to one decode chunk per partition (Faust's default, 1 MiB, is 8 envelopes of 500)
+        "consumer_max_fetch_size": settings.batch_max_bytes,
         "consumer_auto_offset_reset": "earliest",
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication,
