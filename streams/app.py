@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from infra.settings import get_settings
-from streams.worker import build_worker_app, collect_less_often
+from streams.gc_tuning import collect_less_often
+from streams.worker import build_worker_app
 
 app = build_worker_app(get_settings())
-collect_less_often()  # as `driftloop worker` does (streams.worker.GC_YOUNG_THRESHOLD)
+collect_less_often()  # as `driftloop worker` does (streams.gc_tuning)

@@ -58,7 +58,6 @@ class IngestionMetrics:
     labeled: int = 0
     waiting_outcomes: int = 0
     expired_outcomes: int = 0
-    batch_errors: int = 0
     observer_errors: int = 0
     last_batch_s: float = 0.0
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_SECONDS_BUCKETS))

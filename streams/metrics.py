@@ -12,19 +12,21 @@ from infra.metrics import counter, gauge
 
 def worker_metrics(app: Any) -> Iterator[Metric]:
     """Families for a worker app built by :func:`streams.worker.build_worker_app`."""
-    ingestion, drift = app.ingestion, app.drift
-    m = ingestion.metrics
+    ingestion = app.ingestion
+    m, drift = ingestion.metrics, ingestion.drift_metrics
     yield counter("driftloop_messages", "Kafka messages consumed, by topic kind.", _by(m.messages), ["kind"])
     yield counter("driftloop_events", "Events accepted and written, by kind.", _by(m.events), ["kind"])
     yield counter("driftloop_dead_letters", "Messages or events sent to the dead-letter topic.", {(): m.dead_letters})
     yield counter("driftloop_labeled", "Outcomes joined to their prediction.", {(): m.labeled})
     yield counter("driftloop_outcomes_expired", "Outcomes whose prediction never came in the window.",
                   {(): m.expired_outcomes})  # fmt: skip
-    yield counter("driftloop_batch_errors", "Batches that failed and stay unacknowledged.", {(): m.batch_errors})
+    yield counter(
+        "driftloop_batch_errors", "Batches that failed and stay unacknowledged.", {(): ingestion.batch_errors}
+    )
     yield m.batch_seconds.family("driftloop_batch_seconds", "Seconds to decode, write and observe one batch.")
     rows: dict[tuple[str, ...], float] = {}
     retries, waiting = 0, 0
-    for sink in (ingestion.prediction_sink.metrics, ingestion.outcome_sink.metrics, drift.metrics):
+    for sink in (*ingestion.sink_metrics.values(), drift):
         for table, written in sink.rows_written.items():
             rows[(table,)] = rows.get((table,), 0) + written
         retries += sink.retries
@@ -35,9 +37,11 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     yield gauge("driftloop_sink_rows_waiting", "Rows held while ClickHouse is retried.", {(): waiting})
     yield counter("driftloop_alerts", "Drift alerts published, by kind.", _by(drift.alerts_by_kind), ["kind"])
     yield counter("driftloop_detection_batch_errors", "Batches the drift detectors failed on (ingestion went on).",
-                  {(): drift.metrics.batch_errors})  # fmt: skip
+                  {(): drift.batch_errors})  # fmt: skip
+    yield counter("driftloop_ingestion_restarts", "Times the ingestion process exited unasked and was started again.",
+                  {(): ingestion.restarts})  # fmt: skip
     yield counter("driftloop_detection_restarts", "Times the detection process exited unasked and was started again.",
-                  {(): drift.metrics.restarts})  # fmt: skip
+                  {(): drift.restarts})  # fmt: skip
     watch = app.broker_watch.metrics
     yield gauge("driftloop_broker_reachable", "1 while Kafka answers the worker's checks.",
                 {(): float(watch.reachable)})  # fmt: skip

@@ -1,26 +1,27 @@
-"""The streams worker: the Faust app with the ingestion agents, the join sweep and the dead-letter topic.
+"""The streams worker: the Faust app whose agents take batches of messages and hand them to ingestion.
 
-``driftloop worker`` and ``faust -A streams.app worker`` both run :func:`build_worker_app`'s app.
+``driftloop worker`` and ``faust -A streams.app worker`` both run :func:`build_worker_app`'s app. The app's
+process runs Faust; ingestion (decode, write, join, dead letters) runs in a child process and drift
+detection in another (``streams.ingestion_process``, ``streams.drift.process``), so that Faust's thread
+does little more than a bare agent's.
 
 Offsets: ``take_events`` acks a batch's messages when the loop body returns, whatever happened inside.
 Each message is therefore *held* (one extra reference) while its batch is handled, and released only
-after ClickHouse and the dead-letter topic have everything; a batch that fails or is interrupted stays
-unacknowledged, Faust does not commit past it, and it is delivered again after a restart or rebalance.
-Agents run with concurrency 1: with more, Faust can commit past a message still in flight
-(faust-streaming #606).
+after the ingestion process answers that ClickHouse and the dead-letter topic have everything; a batch
+that fails or is interrupted stays unacknowledged, Faust does not commit past it, and it is delivered
+again after a restart or rebalance. Agents run with concurrency 1: with more, Faust can commit past a
+message still in flight (faust-streaming #606).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
@@ -28,47 +29,25 @@ from faust.types import EventT, StreamT
 from infra.metrics import serve_metrics
 from infra.settings import Settings
 from streams.app_factory import create_app
-from streams.batch import DeadLetter
 from streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
 from streams.decode import Incoming
-from streams.drift.alerts import Alert
-from streams.drift.process import DetectionProcess
-from streams.ingestion import Ingestion
+from streams.gc_tuning import collect_less_often
+from streams.ingestion_process import IngestionProcess
 from streams.metrics import worker_metrics
-from streams.observers import BatchObserver
 
 log = logging.getLogger("driftloop.worker")
 
 Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
-Record = TypeVar("Record", DeadLetter, Alert)
 
 
-class TopicPublisher(Generic[Record]):
-    """Publishes records (dead letters, alerts) as JSON on one topic through the app's producer, keyed by
-    ``key(record)``, and returns once the broker has them all."""
-
-    def __init__(self, app: faust.App, topic: str, key: Callable[[Record], str]) -> None:
-        self.topic = app.topic(topic)
-        self.key = key
-
-    async def publish(self, records: Sequence[Record]) -> None:
-        pending = [
-            await self.topic.send(key=self.key(r).encode(), value=json.dumps(r.to_json()).encode()) for r in records
-        ]
-        await asyncio.gather(*pending)
-
-
-def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] = ()) -> faust.App:
+def build_worker_app(settings: Settings) -> faust.App:
     """The streams worker's Faust app: ingestion, the outcome join and drift detection.
 
-    ``app.ingestion`` holds the handlers and their metrics; ``app.drift`` the drift detection, which runs
-    in a process of its own (``streams.drift.process``); ``app.broker_watch`` the watch on the Kafka
-    cluster (``streams.broker_watch``).
+    ``app.ingestion`` is the ingestion process (its handlers, and its metrics as of its last answer);
+    ``app.broker_watch`` the watch on the Kafka cluster (``streams.broker_watch``).
     """
     app = create_app(settings, app_id=settings.worker_group)
-    drift = DetectionProcess(settings)
-    dead_letters = TopicPublisher[DeadLetter](app, settings.topics.dead_letter, key=lambda letter: letter.topic)
-    ingestion = Ingestion(settings, dead_letters, [drift, *observers])
+    ingestion = IngestionProcess(settings)
     written = WrittenOffsets()
     writers: list[_InOrderWriter] = []
 
@@ -77,16 +56,15 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
         # read, store the report and the detector state, then run this worker again from the start.
         for writer in writers:
             writer.freeze()
-        await ingestion.prediction_sink.write(incident.rows(worker_name(), settings.kafka_bootstrap))
+        await ingestion.write(incident.rows(worker_name(), settings.kafka_bootstrap))
         for writer in writers:
             await writer.drain()
-        await drift.hand_over()
+        await ingestion.hand_over_detectors()
         log.warning("starting the worker again on the new broker instance")
         restart_process()
 
     broker_watch = BrokerWatch(settings, written, start_clean)
     app.ingestion = ingestion  # type: ignore[attr-defined]
-    app.drift = drift  # type: ignore[attr-defined]
     app.broker_watch = broker_watch  # type: ignore[attr-defined]
     app.commit_guard = broker_watch.check  # type: ignore[attr-defined]
     outcomes_topic = settings.topics.outcomes
@@ -123,7 +101,7 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
     async def hand_over_detector_state(sender: object, revoked: set, **kwargs: object) -> None:
         # whoever gets these partitions next reads the state from ClickHouse
         try:
-            await drift.hand_over()
+            await ingestion.hand_over_detectors()
         except Exception:
             log.exception("could not save detector state before the rebalance")
 
@@ -136,12 +114,12 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
         log.info("partitions assigned", extra={"fields": {"partitions": ",".join(owned) or "none"}})
 
     @app.task
-    async def start_detection() -> None:
-        drift.start()  # now, not at the first batch: the detection process takes seconds to import
+    async def start_ingestion() -> None:
+        ingestion.start()  # now, not at the first batch: the child processes take seconds to import
 
     @app.on_before_shutdown.connect
-    async def stop_detection(sender: object, **kwargs: object) -> None:
-        await drift.close()  # after the partitions' hand-over: the consumer has stopped
+    async def stop_ingestion(sender: object, **kwargs: object) -> None:
+        await ingestion.close()  # after the partitions' hand-over: the consumer has stopped
 
     @app.timer(settings.broker_check_interval_s, name="broker-watch")
     async def watch_broker() -> None:
@@ -150,13 +128,13 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
     @app.timer(settings.detector_state_interval_s, name="detector-state")
     async def save_detector_state() -> None:
         try:
-            await drift.save_changed()
+            await ingestion.save_detectors()
         except Exception:
             log.exception("could not save detector state; the next interval retries")
 
     @app.timer(60.0, name="ingestion-metrics")
     async def report_metrics() -> None:
-        m, s = ingestion.metrics, ingestion.prediction_sink.metrics
+        m, sinks = ingestion.metrics, ingestion.sink_metrics.values()
         log.info(
             "ingestion",
             extra={
@@ -165,8 +143,8 @@ def build_worker_app(settings: Settings, *, observers: Sequence[BatchObserver] =
                     "dead_letters": m.dead_letters,
                     "labeled": m.labeled,
                     "expired_outcomes": m.expired_outcomes,
-                    "rows_written": dict(s.rows_written),
-                    "sink_retries": s.retries + ingestion.outcome_sink.metrics.retries,
+                    "rows_written": dict(sum((s.rows_written for s in sinks), Counter())),
+                    "sink_retries": sum(s.retries for s in sinks),
                 }
             },
         )
@@ -181,7 +159,7 @@ class _InOrderWriter:
     :meth:`drain` waits until it is.
     """
 
-    def __init__(self, handle: Handler, ingestion: Ingestion, written: WrittenOffsets, *, depth: int) -> None:
+    def __init__(self, handle: Handler, ingestion: IngestionProcess, written: WrittenOffsets, *, depth: int) -> None:
         self.handle = handle
         self.ingestion = ingestion
         self.written = written
@@ -209,7 +187,7 @@ class _InOrderWriter:
             try:
                 await self.handle(messages)
             except Exception:
-                self.ingestion.metrics.batch_errors += 1
+                self.ingestion.batch_errors += 1
                 log.exception(
                     "batch failed; its messages stay unacknowledged and are delivered again "
                     "after a restart or rebalance"
@@ -244,20 +222,6 @@ def restart_process() -> None:
     """Replace this process by a fresh run of the same command line (same pid, same output)."""
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
-
-
-#: Young-generation threshold of the worker's garbage collector (CPython's default: 700). Decoded events are
-#: mostly lists; at 700 the collector ran 2,643 young and 21 full collections for 200,000 events in envelopes
-#: and took 1.55 of the worker's 5.4 s (0.38 s at this threshold). Garbage without cycles is freed at once
-#: either way; cycles wait a little longer.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def collect_less_often() -> None:
-    """Tune this process's garbage collector for the worker: what exists at start-up is frozen out of every
-    collection (modules, configuration), and young objects are collected every ``GC_YOUNG_THRESHOLD``."""
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
 
 
 def run_worker(settings: Settings) -> None:

@@ -1,0 +1,289 @@
+"""Work in a child process that answers every message: how the worker gets past one interpreter lock.
+
+The Faust agents' process spends its main thread on Faust (fetching, events, acks). What driftloop does with
+the messages (decode, write, join, detect) runs in child processes, so that it takes the machine's other
+cores instead of taking turns with Faust: ingestion in one (:mod:`streams.ingestion_process`), drift
+detection in another (:mod:`streams.drift.process`).
+
+A :class:`ChildProcess` starts its child with ``spawn`` (never a fork of a process running Faust's
+threads); the child builds its handler with ``factory(settings)`` and handles the messages sent to it.
+Messages travel in *lanes*: each lane is handled in order, one message at a time, and lanes run side by
+side (outcomes are not held up behind predictions). Every message is answered with its result, or the
+error its handler raised (:class:`ChildError`), and the handler's report (its metrics), which the parent
+passes to ``on_report``.
+
+- :meth:`ChildProcess.call` queues a message and returns a future of its answer; a task writes the
+  queue to the pipe (pickled in a thread), so the event loop never waits for a busy child.
+- A child that exits unasked (killed, out of memory) fails every unanswered message with
+  :class:`ChildLostError`; the next call starts a new child.
+- A child exits as soon as the parent's end of its pipe closes: the parent stopped, died, or ran itself
+  again after a broker incident. Children are not daemons (the ingestion child starts the detection
+  child, which a daemon may not); a parent that exits without :meth:`ChildProcess.close` closes its
+  end at exit and waits a little for the child before ending it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import logging
+import multiprocessing
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from infra.logs import configure_logging
+from infra.settings import Settings
+from streams.gc_tuning import collect_less_often
+
+log = logging.getLogger("driftloop.child")
+
+_Message = tuple[str, str, int, Any]  # lane, kind, request id, payload
+
+
+class ChildHandler(Protocol):
+    """What a child process runs: built by the factory inside the child, with its event loop running."""
+
+    async def handle(self, kind: str, payload: Any) -> Any: ...
+
+    def report(self) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+class ChildError(RuntimeError):
+    """The child's handler raised: its exception type and message (the child logged the traceback)."""
+
+
+class ChildLostError(RuntimeError):
+    """The child exited before it answered the message."""
+
+
+class ChildProcess:
+    """A child process running ``factory(settings)``'s handler; see the module docstring.
+
+    Nothing starts until the first :meth:`call` or :meth:`start`; :meth:`close` lets the child finish
+    the messages it has and stops it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        factory: Callable[[Settings], ChildHandler],
+        settings: Settings,
+        on_report: Callable[[Any], None] = lambda report: None,
+    ) -> None:
+        self.name = name
+        self.factory = factory  # a module-level function: the child imports it
+        self.settings = settings
+        self.on_report = on_report
+        self.restarts = 0  # children that exited unasked
+        self._context = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._from_child: Connection | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count()
+        self._outgoing: asyncio.Queue[_Message] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._to_child: Connection | None = None
+        atexit.register(self._end_at_exit)
+
+    def start(self) -> None:
+        """Start the child now (it takes seconds to import) rather than at the first message."""
+        if self._process is None:
+            self._start()
+
+    def call(self, lane: str, kind: str, payload: Any = None) -> asyncio.Future[Any]:
+        """Queue ``(kind, payload)`` in ``lane``; the future settles with the child's answer."""
+        if self._process is None:
+            self._start()
+        request = next(self._ids)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request] = done
+        self._outgoing.put_nowait((lane, kind, request, payload))
+        return done
+
+    async def close(self, timeout_s: float = 60.0) -> None:
+        """Let the child handle what it was sent, close its handler and exit (ended after ``timeout_s``)."""
+        if self._process is None:
+            return
+        process = self._process
+        try:
+            await asyncio.wait_for(self.call("", "stop"), timeout_s)
+        except (ChildLostError, ChildError, TimeoutError):
+            log.warning("child process did not stop in time; ending it", extra={"fields": {"child": self.name}})
+        if self._process is process:
+            self._forget()
+        await asyncio.to_thread(process.join, 5)
+        if process.is_alive():
+            process.kill()
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        to_child_read, to_child_write = self._context.Pipe(duplex=False)
+        from_child_read, from_child_write = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=serve,
+            args=(self.factory, self.settings, to_child_read, from_child_write),
+            name=self.name,
+            daemon=False,
+        )
+        process.start()
+        to_child_read.close()  # the child's ends: only the child may hold them, or it never sees EOF
+        from_child_write.close()
+        self._process, self._from_child, self._to_child = process, from_child_read, to_child_write
+        self._outgoing = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write(self._outgoing, to_child_write), name=f"{self.name}-out")
+        asyncio.get_running_loop().add_reader(from_child_read.fileno(), self._on_answer)
+        log.info("child process started", extra={"fields": {"child": self.name, "pid": process.pid}})
+
+    async def _write(self, outgoing: asyncio.Queue[_Message], connection: Connection) -> None:
+        """Write one child's messages in order (pickled in a thread: a large batch must not stall the loop)."""
+        try:
+            while True:
+                message = await outgoing.get()
+                await asyncio.to_thread(_send_pickled, connection, message)
+        except (OSError, EOFError):
+            self._lost()
+        finally:
+            connection.close()
+
+    def _on_answer(self) -> None:
+        connection = self._from_child
+        assert connection is not None
+        try:
+            while connection.poll():
+                request, error, result, report = connection.recv()
+                self.on_report(report)
+                done = self._pending.pop(request)
+                if done.done():  # its caller was cancelled meanwhile
+                    continue
+                if error is not None:
+                    done.set_exception(ChildError(error))
+                else:
+                    done.set_result(result)
+        except (EOFError, OSError):
+            self._lost()
+
+    def _lost(self) -> None:
+        """The child exited unasked: fail what it held; the next call starts a new one."""
+        process = self._process
+        if process is None:
+            return
+        self._forget()
+        process.join(1)
+        self.restarts += 1
+        log.error(
+            "child process exited; the next message starts a new one",
+            extra={"fields": {"child": self.name, "exitcode": process.exitcode, "unanswered": len(self._pending)}},
+        )
+        for done in self._pending.values():
+            if not done.done():
+                done.set_exception(ChildLostError(f"{self.name} exited (code {process.exitcode}) before it answered"))
+        self._pending.clear()
+
+    def _forget(self) -> None:
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()  # its finally closes the write end: the child sees EOF
+        self._writer = None
+        if self._from_child is not None:
+            asyncio.get_running_loop().remove_reader(self._from_child.fileno())
+            self._from_child.close()
+        self._process = self._from_child = self._to_child = None
+
+    def _end_at_exit(self) -> None:
+        """At interpreter exit without :meth:`close`: close our end (the child ends on EOF), then wait."""
+        process = self._process
+        if process is None:
+            return
+        for connection in (self._to_child, self._from_child):
+            if connection is not None:
+                connection.close()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+def _send_pickled(connection: Connection, message: _Message) -> None:
+    connection.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# --- the child -------------------------------------------------------------------------------------------
+
+
+def serve(
+    factory: Callable[[Settings], ChildHandler], settings: Settings, inbox: Connection, outbox: Connection
+) -> None:
+    """A child's main: handle messages until the parent asks it to stop or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    configure_logging(settings.log_level, settings.log_format)
+    collect_less_often()
+    asyncio.run(_serve(factory, settings, inbox, outbox))
+
+
+async def _serve(
+    factory: Callable[[Settings], ChildHandler], settings: Settings, inbox: Connection, outbox: Connection
+) -> None:
+    handler = factory(settings)
+    loop = asyncio.get_running_loop()
+    lanes: dict[str, asyncio.Queue[_Message]] = {}
+    workers: list[asyncio.Task[None]] = []
+    ended = asyncio.Event()
+    stop_request: list[int] = []
+
+    def answer(request: int, error: str | None, result: Any) -> None:
+        try:
+            outbox.send((request, error, result, handler.report()))
+        except OSError:
+            ended.set()  # the parent went away
+
+    async def run_lane(queue: asyncio.Queue[_Message]) -> None:
+        while True:
+            _, kind, request, payload = await queue.get()
+            error, result = None, None
+            try:
+                result = await handler.handle(kind, payload)
+            except Exception as exc:
+                log.exception("child failed on a message", extra={"fields": {"message": kind}})
+                error = f"{type(exc).__name__}: {exc}"
+            answer(request, error, result)
+            queue.task_done()
+
+    def dispatch(message: _Message | None) -> None:
+        if message is None:  # the parent's end closed
+            ended.set()
+        elif message[1] == "stop":
+            stop_request.append(message[2])
+            ended.set()
+        else:
+            if message[0] not in lanes:
+                lanes[message[0]] = asyncio.Queue()
+                workers.append(asyncio.create_task(run_lane(lanes[message[0]])))
+            lanes[message[0]].put_nowait(message)
+
+    def receive() -> None:  # a thread: the parent's writes never wait for a message to be handled
+        while True:
+            try:
+                message = pickle.loads(inbox.recv_bytes())
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(dispatch, None)
+                return
+            loop.call_soon_threadsafe(dispatch, message)
+
+    threading.Thread(target=receive, name="driftloop-child-inbox", daemon=True).start()
+    await ended.wait()
+    if stop_request:  # asked to stop: finish what was sent first
+        for queue in lanes.values():
+            await queue.join()
+    for worker in workers:
+        worker.cancel()
+    try:
+        await handler.close()
+    finally:
+        if stop_request:
+            answer(stop_request[0], None, None)

@@ -1,0 +1,135 @@
+"""Ingestion in a process of its own: the Faust agents hand it each batch's raw messages and ack on its answer.
+
+With one event a message, Faust's own work for each message (fetching, events, acks) fills the agents'
+thread; run there, ingestion (decode, write, join, dead letters) took turns with it and held the worker
+below a bare Faust agent's rate. :class:`IngestionProcess` runs :class:`~streams.ingestion.Ingestion` in a
+child process (:mod:`streams.child_process`) with the drift detection process beside it, and answers
+each batch once it is handled, so the guarantees of ``streams.ingestion`` hold unchanged: a batch is
+answered only after its rows are in ClickHouse and its dead letters on their topic, and the worker acks
+its messages only then.
+
+Predictions, outcomes and requests (join sweep, detector state) travel in lanes of their own: each is
+handled in order, side by side with the others, as the agents and timers ran before. A batch whose child
+exits before it answers is handed to a new child once more (every write is idempotent); if that fails too,
+the batch fails and stays unacknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from infra.settings import Settings
+from streams.batch import ColumnBatch, DeadLetter
+from streams.child_process import ChildLostError, ChildProcess
+from streams.decode import Incoming
+from streams.drift.process import DetectionMetrics, DetectionProcess
+from streams.ingestion import Ingestion, IngestionMetrics
+from streams.sink import SinkMetrics
+from streams.topic_publisher import KafkaTopicPublisher
+
+log = logging.getLogger("driftloop.ingestion")
+
+
+class IngestionProcess:
+    """The worker's ingestion (the handlers of :class:`~streams.ingestion.Ingestion`) run in a child process.
+
+    ``metrics``, ``sink_metrics`` (by sink) and ``drift_metrics`` are the child's, as of its last answer;
+    ``batch_errors`` counts the batches that failed (the worker counts them: they stay unacknowledged).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.batch_errors = 0
+        self.metrics = IngestionMetrics()
+        self.sink_metrics: dict[str, SinkMetrics] = {}
+        self.drift_metrics = DetectionMetrics()
+        self._child = ChildProcess("driftloop-ingestion", IngestionHandler, settings, self._take_report)
+
+    @property
+    def restarts(self) -> int:
+        """Times the ingestion process exited unasked and was started again."""
+        return self._child.restarts
+
+    async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
+        await self._call("predictions", "predictions", list(messages))
+
+    async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
+        await self._call("outcomes", "outcomes", list(messages))
+
+    async def sweep(self, partitions: set[int] | None) -> None:
+        """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
+        await self._call("requests", "sweep", partitions)
+
+    async def write(self, rows: ColumnBatch) -> None:
+        """Write rows to ClickHouse (retrying while it is away), in the requests' lane."""
+        await self._call("requests", "write", rows)
+
+    async def hand_over_detectors(self) -> None:
+        """Save every model's detector state and forget it: the partitions may go to another worker."""
+        await self._call("requests", "hand_over")
+
+    async def save_detectors(self) -> None:
+        """Save the detector state of the models that saw events since their last save."""
+        await self._call("requests", "save_changed")
+
+    def start(self) -> None:
+        self._child.start()
+
+    async def close(self) -> None:
+        """Let the child finish what it was handed, stop its detection process, and exit."""
+        await self._child.close()
+
+    async def _call(self, lane: str, kind: str, payload: Any) -> Any:
+        try:
+            return await self._child.call(lane, kind, payload)
+        except ChildLostError:
+            log.warning("ingestion process lost; handing the message to a new one", extra={"fields": {"kind": kind}})
+            return await self._child.call(lane, kind, payload)
+
+    def _take_report(self, report: dict[str, Any]) -> None:
+        self.metrics, self.sink_metrics, self.drift_metrics = report["ingestion"], report["sinks"], report["drift"]
+
+
+class IngestionHandler:
+    """The ingestion child's handler: :class:`~streams.ingestion.Ingestion` with kafka-python dead letters
+    and the drift detection process as its observer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.dead_letters = KafkaTopicPublisher[DeadLetter](
+            settings, settings.topics.dead_letter, key=lambda letter: letter.topic
+        )
+        self.drift = DetectionProcess(settings)
+        self.drift.start()
+        self.ingestion = Ingestion(settings, self.dead_letters, [self.drift])
+
+    async def handle(self, kind: str, payload: Any) -> None:
+        if kind == "predictions":
+            await self.ingestion.on_prediction_messages(payload)
+        elif kind == "outcomes":
+            await self.ingestion.on_outcome_messages(payload)
+        elif kind == "sweep":
+            await self.ingestion.sweep(payload)
+        elif kind == "write":
+            await self.ingestion.prediction_sink.write(payload)
+        elif kind == "hand_over":
+            await self.drift.hand_over()
+        elif kind == "save_changed":
+            await self.drift.save_changed()
+        else:
+            raise ValueError(f"the ingestion process has no request {kind!r}")
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "ingestion": self.ingestion.metrics,
+            "sinks": {
+                "predictions": self.ingestion.prediction_sink.metrics,
+                "outcomes": self.ingestion.outcome_sink.metrics,
+            },
+            "drift": self.drift.metrics,
+        }
+
+    async def close(self) -> None:
+        await self.drift.close()
+        self.ingestion.close()
+        self.dead_letters.close()
