@@ -52,10 +52,10 @@ class IngestionProcess:
         return self._child.restarts
 
     async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
-        await self._call("predictions", "predictions", list(messages))
+        await self._call("predictions", "predictions", _pack(messages))
 
     async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
-        await self._call("outcomes", "outcomes", list(messages))
+        await self._call("outcomes", "outcomes", _pack(messages))
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
@@ -105,9 +105,9 @@ class IngestionHandler:
 
     async def handle(self, kind: str, payload: Any) -> None:
         if kind == "predictions":
-            await self.ingestion.on_prediction_messages(payload)
+            await self.ingestion.on_prediction_messages(_unpack(payload))
         elif kind == "outcomes":
-            await self.ingestion.on_outcome_messages(payload)
+            await self.ingestion.on_outcome_messages(_unpack(payload))
         elif kind == "sweep":
             await self.ingestion.sweep(payload)
         elif kind == "write":
@@ -133,3 +133,20 @@ class IngestionHandler:
         await self.drift.close()
         self.ingestion.close()
         self.dead_letters.close()
+
+
+_Packed = tuple[list[bytes], list[str], list[int], list[int]]
+
+
+def _pack(messages: Sequence[Incoming]) -> _Packed:
+    """Messages as four lists (values, topics, partitions, offsets): pickled several times faster than tuples."""
+    return (
+        [m.value for m in messages],
+        [m.topic for m in messages],
+        [m.partition for m in messages],
+        [m.offset for m in messages],
+    )
+
+
+def _unpack(packed: _Packed) -> list[Incoming]:
+    return list(map(Incoming, *packed))
