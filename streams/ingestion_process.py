@@ -80,7 +80,7 @@ class IngestionProcess:
         """Let the child finish what it was handed, stop its detection process, and exit."""
         await self._child.close()
 
-    async def _call(self, lane: str, kind: str, payload: Any) -> Any:
+    async def _call(self, lane: str, kind: str, payload: Any = None) -> Any:
         try:
             return await self._child.call(lane, kind, payload)
         except ChildLostError:
