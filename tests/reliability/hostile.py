@@ -99,7 +99,7 @@ def hostile_message(model: str, serial: Iterator[int], tag: str = "g") -> st.Sea
 
     @st.composite
     def message(draw: st.DrawFn) -> Message:
-        rid = f"{tag}-{next(serial)}"  # unique across every draw, shrinking included
+        rid = f"{tag}-{next(serial):09d}"  # unique across every draw; one width, so draws do not shift bounds
         event = draw(good_event(model, rid))
         base = json.dumps(event).encode()
         choice = draw(st.integers(0, 9))

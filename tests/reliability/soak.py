@@ -52,7 +52,7 @@ def main() -> int:
         local_stack.down(stack.settings)
     table = Table(title="driftloop soak")
     for column in ("scenario", "events sent", "rows landed", "labeled", "duplicates", "faults injected",
-                   "worker restarts", "max worker RSS (3 processes)", "lost (reported)", "seconds", "verdict"):  # fmt: skip
+                   "worker restarts", "max worker RSS (all 3)", "lost (reported)", "seconds", "verdict"):  # fmt: skip
         table.add_column(column, justify="left" if column in {"scenario", "verdict"} else "right")
     failed = False
     for r in results:
