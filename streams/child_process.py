@@ -78,7 +78,7 @@ class ChildProcess:
         on_report: Callable[[Any], None] = lambda report: None,
     ) -> None:
         self.name = name
-        self.factory = factory  # a module-level function: the child imports it
+        self.factory = factory  # a module-level class or function: the child imports it
         self.settings = settings
         self.on_report = on_report
         self.restarts = 0  # children that exited unasked

@@ -1,0 +1,101 @@
+"""streams.child_process: lanes answered in order, errors passed back, a lost child replaced, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from infra.settings import Settings
+from streams.child_process import ChildError, ChildLostError, ChildProcess
+
+
+class EchoHandler:
+    """Answers each message with (its kind, its payload, the messages seen so far); "fail" raises, "sleep" waits."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.seen: list[Any] = []
+
+    async def handle(self, kind: str, payload: Any) -> Any:
+        if kind == "fail":
+            raise ValueError(f"no good: {payload}")
+        if kind == "sleep":
+            await asyncio.sleep(payload)
+        if kind == "pid":
+            return os.getpid()
+        self.seen.append(payload)
+        return kind, payload, len(self.seen)
+
+    def report(self) -> dict[str, int]:
+        return {"seen": len(self.seen)}
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_lane_is_answered_in_order_and_errors_come_back_as_child_errors() -> None:
+    async def run() -> None:
+        reports: list[dict[str, int]] = []
+        child = ChildProcess("echo", EchoHandler, Settings(), reports.append)
+        try:
+            answers = [child.call("a", "put", i) for i in range(50)]
+            failed = child.call("a", "fail", "x")
+            later = child.call("a", "put", 50)
+            assert await asyncio.gather(*answers) == [("put", i, i + 1) for i in range(50)]
+            with pytest.raises(ChildError, match="ValueError: no good: x"):
+                await failed
+            assert await later == ("put", 50, 51)  # the child went on after the error
+            assert reports[-1] == {"seen": 51}
+        finally:
+            await child.close()
+
+    asyncio.run(run())
+
+
+def test_lanes_do_not_wait_for_each_other() -> None:
+    async def run() -> None:
+        child = ChildProcess("echo", EchoHandler, Settings())
+        try:
+            await child.call("warm", "put", 0)
+            slow = child.call("slow", "sleep", 5.0)
+            quick = await asyncio.wait_for(child.call("quick", "put", 1), 2.0)
+            assert quick[1] == 1 and not slow.done()
+        finally:
+            await child.close()
+
+    asyncio.run(run())
+
+
+def test_a_lost_child_fails_what_it_held_and_the_next_call_starts_a_new_one() -> None:
+    async def run() -> None:
+        child = ChildProcess("echo", EchoHandler, Settings())
+        try:
+            first = await child.call("a", "pid")
+            held = child.call("a", "sleep", 30.0)
+            await asyncio.sleep(0.2)
+            os.kill(first, signal.SIGKILL)
+            with pytest.raises(ChildLostError):
+                await asyncio.wait_for(held, 10)
+            assert child.restarts == 1
+            second = await asyncio.wait_for(child.call("a", "pid"), 30)
+            assert second != first
+        finally:
+            await child.close()
+
+    asyncio.run(run())
+
+
+def test_close_lets_the_child_finish_what_it_was_sent() -> None:
+    async def run() -> None:
+        child = ChildProcess("echo", EchoHandler, Settings())
+        pid = await child.call("a", "pid")
+        queued = [child.call("a", "sleep", 0.05) for _ in range(10)]
+        await child.close()
+        assert all(q.done() and not q.exception() for q in queued)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone
+
+    asyncio.run(run())
