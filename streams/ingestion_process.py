@@ -77,7 +77,16 @@ class IngestionProcess:
         self._child.start()
 
     async def close(self) -> None:
-        """Let the child finish what it was handed, stop its detection process, and exit."""
+        """Hand the detector state over, let the child finish what it was handed, and stop both children.
+
+        Faust sends no revocation when the worker stops, and the detection process may lag ingestion by a
+        few batches: the hand-over here saves every acknowledged event's detector updates (it is answered
+        after the batches handed to detection before it) before the partitions go to another worker.
+        """
+        try:
+            await self.hand_over_detectors()
+        except Exception:
+            log.exception("could not save detector state before stopping")
         await self._child.close()
 
     async def _call(self, lane: str, kind: str, payload: Any = None) -> Any:
