@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from infra.settings import Settings
 from streams.batch import ColumnBatch, DeadLetter
@@ -30,6 +30,22 @@ from streams.sink import SinkMetrics
 from streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.ingestion")
+
+
+class KafkaMessage(Protocol):
+    """What ingestion reads of a Kafka message: a Faust message, or an :class:`~streams.decode.Incoming`."""
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
 
 
 class IngestionProcess:
@@ -51,10 +67,10 @@ class IngestionProcess:
         """Times the ingestion process exited unasked and was started again."""
         return self._child.restarts
 
-    async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
+    async def on_prediction_messages(self, messages: Sequence[KafkaMessage]) -> None:
         await self._call("predictions", "predictions", _pack(messages))
 
-    async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
+    async def on_outcome_messages(self, messages: Sequence[KafkaMessage]) -> None:
         await self._call("outcomes", "outcomes", _pack(messages))
 
     async def sweep(self, partitions: set[int] | None) -> None:
@@ -147,7 +163,7 @@ class IngestionHandler:
 _Packed = tuple[list[bytes], list[str], list[int], list[int]]
 
 
-def _pack(messages: Sequence[Incoming]) -> _Packed:
+def _pack(messages: Sequence[KafkaMessage]) -> _Packed:
     """Messages as four lists (values, topics, partitions, offsets): pickled several times faster than tuples."""
     return (
         [m.value for m in messages],

@@ -30,14 +30,13 @@ from infra.metrics import serve_metrics
 from infra.settings import Settings
 from streams.app_factory import create_app
 from streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
-from streams.decode import Incoming
 from streams.gc_tuning import collect_less_often
-from streams.ingestion_process import IngestionProcess
+from streams.ingestion_process import IngestionProcess, KafkaMessage
 from streams.metrics import worker_metrics
 
 log = logging.getLogger("driftloop.worker")
 
-Handler = Callable[[Sequence[Incoming]], Awaitable[None]]
+Handler = Callable[[Sequence[KafkaMessage]], Awaitable[None]]
 
 
 def build_worker_app(settings: Settings) -> faust.App:
@@ -181,9 +180,7 @@ class _InOrderWriter:
     async def _run(self) -> None:
         while True:
             events = await self.queue.get()
-            messages = [
-                Incoming(e.message.value, e.message.topic, e.message.partition, e.message.offset) for e in events
-            ]
+            messages = [e.message for e in events]  # the ingestion process packs what it needs of them
             try:
                 await self.handle(messages)
             except Exception:
