@@ -42,10 +42,10 @@ from streams.event_types import (
     PredictionEvent,
     parse_outcomes,
     parse_predictions,
+    valid_model_name,
 )
 
 MAX_MESSAGE_BYTES = 1 << 20
-_MODEL_NAME = re.compile(MODEL_NAME)
 _FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
 
 PREDICTION_COLUMNS = (
@@ -239,24 +239,14 @@ def _kind(value: Any) -> str:
 # --- field rules ------------------------------------------------------------------------------------------
 
 _known_features: set[str] = set()
-_known_models: set[str] = set()
-
-
-def _learn_model(model: str) -> bool:
-    """Whether ``model`` is a valid model name (remembering valid ones: names repeat endlessly)."""
-    if not _MODEL_NAME.match(model):
-        return False
-    if len(_known_models) < 100_000:
-        _known_models.add(model)
-    return True
 
 
 def _model(event: dict[str, Any]) -> str:
     model = event.get("model")
     if type(model) is not str:
         raise EventError(_missing_or_type("model", model, "a string"))
-    if model not in _known_models and not _learn_model(model):
-        raise EventError(f'"model" {model[:80]!r} must match {_MODEL_NAME.pattern} (letters, digits, . _ -)')
+    if not valid_model_name(model):
+        raise EventError(f'"model" {model[:80]!r} must match {MODEL_NAME} (letters, digits, . _ -)')
     return model
 
 

@@ -28,26 +28,12 @@ from infra.spec import ModelSpec, SpecCatalog
 from streams.batch import ColumnBatch
 from streams.drift.alerts import Alert
 from streams.drift.detectors import Detector, build
+from streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
 from streams.drift.policy import AlertPolicy, Confirmation, severity
 
 log = logging.getLogger("driftloop.drift")
 
 RING = 20_000  # recent events per model, to place change points
-#: The ``predictions`` columns :meth:`DriftMonitor.process_predictions` reads (labeled rows: all of them).
-PREDICTION_INPUTS = (
-    "model",
-    "model_version",
-    "request_id",
-    "ts_ms",
-    "num.name",
-    "num.value",
-    "cat.name",
-    "cat.value",
-    "missing",
-    "prediction",
-    "prediction_num",
-    "score",
-)
 _KIND = {
     "numeric": "data",
     "categorical": "data",
@@ -105,17 +91,18 @@ class DriftMonitor:
 
     # --- entry points --------------------------------------------------------------------------------------
 
-    def process_predictions(self, rows: ColumnBatch) -> list[Alert]:
+    def process_predictions(self, rows: ColumnBatch | PredictionFrame) -> list[Alert]:
+        frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(rows)
         alerts: list[Alert] = []
-        for model, index in _by_model(rows["model"]).items():
-            state = self._model(model, rows, index)
+        for part in frame.models:
+            state = self._model(part.model, part.features.count)
             base = state.events
-            state.ring.extend(zip(_take(rows["ts_ms"], index), _take(rows["request_id"], index), strict=True))
-            state.events += len(index)
-            state.version = max(state.version, *_take(rows["model_version"], index))
-            for signal, signal_type, positions, values in self._prediction_signals(state, rows, index):
+            state.ring.extend(zip(part.ts_ms.tolist(), part.request_ids, strict=True))
+            state.events += len(part)
+            state.version = max(state.version, part.version)
+            for signal, signal_type, positions, values in self._prediction_signals(state, part):
                 alerts += self._feed(
-                    model, state, signal, signal_type, positions, values, base, state.ring, state.events
+                    part.model, state, signal, signal_type, positions, values, base, state.ring, state.events
                 )
         return alerts
 
@@ -123,7 +110,8 @@ class DriftMonitor:
         alerts: list[Alert] = []
         for model, index in _by_model(rows["model"]).items():
             index.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time
-            state = self._model(model, rows, index)
+            sent = ("num.name", "cat.name", "missing")
+            state = self._model(model, sum(len(rows[name][index[0]]) for name in sent if name in rows.columns))
             base = state.labeled
             state.labeled_ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
             state.labeled += len(index)
@@ -141,22 +129,19 @@ class DriftMonitor:
     # --- signals --------------------------------------------------------------------------------------------
 
     def _prediction_signals(
-        self, state: ModelState, rows: ColumnBatch, index: list[int]
+        self, state: ModelState, part: ModelPredictions
     ) -> list[tuple[str, str, list[int], list[Any]]]:
         spec = state.spec
-        every = list(range(len(index)))
-        num_names, cat_names, missing = rows["num.name"], rows["cat.name"], rows["missing"]
-        first = index[0]
-        same = num_names[first], cat_names[first]
-        uniform = all(num_names[i] == same[0] and cat_names[i] == same[1] and not missing[i] for i in index)
-        if uniform:
-            # the common case: every event of the batch sends the same features, none null; one pivot, and
-            # the watched features it lacks are absent from every event (none of them is new)
-            numeric, categorical, absent = self._pivot(state, rows, index, every)
+        every = list(range(len(part)))
+        if isinstance(part.features, SameFeatures):
+            # the common case: one column per feature, and the watched features the events lack are absent
+            # from every one of them (none of those is new)
+            numeric, categorical = self._pivot(state, part.features, every)
+            absent = state.features - set(numeric) - set(categorical)
             missing_rows: list[set[str]] = []
         else:
-            numeric, categorical, missing_rows = self._rows_one_by_one(state, rows, index)
-            absent = set()
+            numeric, categorical, missing_rows = self._rows_one_by_one(state, part.features)
+            absent = None
         new = (set(numeric) | set(categorical) | set().union(*missing_rows)) - state.features
         if new:
             self._admit(state, new, numeric, categorical, missing_rows)
@@ -168,55 +153,51 @@ class DriftMonitor:
             ]
         signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
         for name in sorted(state.features):
-            rate = [float(name in absent)] * len(index) if uniform else [float(name in row) for row in missing_rows]
+            rate = [float(name in r) for r in missing_rows] if absent is None else [float(name in absent)] * len(part)
             signals.append((f"{name}:null_rate", "missing", every, rate))
-        scores = list(_take(rows["score"], index))
-        if not any(map(math.isnan, scores)):
-            signals.append(("score", "score", every, scores))
-        elif scored := [(pos, s) for pos, s in enumerate(scores) if not math.isnan(s)]:
-            signals.append(("score", "score", [p for p, _ in scored], [s for _, s in scored]))
-        numbers = list(_take(rows["prediction_num"], index))
-        if state.spec.task == "regression" or all(not math.isnan(v) and not v.is_integer() for v in numbers):
-            signals.append(("prediction", "score", every, numbers))
+        scores = part.score
+        sent = ~np.isnan(scores)
+        if sent.all():
+            signals.append(("score", "score", every, scores.tolist()))
+        elif sent.any():
+            scored = np.flatnonzero(sent)
+            signals.append(("score", "score", scored.tolist(), scores[scored].tolist()))
+        numbers = part.prediction_num
+        fractional = ~np.isnan(numbers) & ((numbers != np.trunc(numbers)) | np.isinf(numbers))
+        if state.spec.task == "regression" or fractional.all():
+            signals.append(("prediction", "score", every, numbers.tolist()))
         else:
-            signals.append(("prediction", "prediction", every, [rows["prediction"][i] for i in index]))
+            signals.append(("prediction", "prediction", every, part.prediction))
         return signals
 
     @staticmethod
-    def _pivot(
-        state: ModelState, rows: ColumnBatch, index: list[int], every: list[int]
-    ) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
-        """Signals of a batch whose events all send the same feature names: one column per name."""
-        first = index[0]
+    def _pivot(state: ModelState, features: SameFeatures, every: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Signals of events that all sent the same features: a feature's column is its values."""
         numeric: dict[str, tuple[list[int], list[Any]]] = {}
         categorical: dict[str, tuple[list[int], list[Any]]] = {}
-        num_names, cat_names = rows["num.name"][first], rows["cat.name"][first]
-        if num_names:
-            num_values = rows["num.value"]
-            for name, column in zip(num_names, zip(*(num_values[i] for i in index), strict=True), strict=True):
-                if state.spec.features.get(name) == "categorical":
-                    categorical[name] = (every, [str(v) for v in column])
-                else:
-                    numeric[name] = (every, list(column))
-        if cat_names:
-            cat_values = rows["cat.value"]
-            for name, column in zip(cat_names, zip(*(cat_values[i] for i in index), strict=True), strict=True):
-                categorical[name] = (every, list(column))
-        return numeric, categorical, state.features - set(num_names) - set(cat_names)
+        for name, column in zip(features.numeric_names, features.numeric.T.tolist(), strict=True):
+            if state.spec.features.get(name) == "categorical":
+                categorical[name] = (every, [str(v) for v in column])
+            else:
+                numeric[name] = (every, column)
+        for name, values in zip(features.categorical_names, features.categorical, strict=True):
+            categorical[name] = (every, values)
+        return numeric, categorical
 
     @staticmethod
     def _rows_one_by_one(
-        state: ModelState, rows: ColumnBatch, index: list[int]
+        state: ModelState, features: FeaturesByEvent
     ) -> tuple[dict[str, Any], dict[str, Any], list[set[str]]]:
-        """Signals of a batch whose events send different features: row by row."""
+        """Signals of events that sent different features (or nulls): event by event."""
         spec = state.spec
         numeric: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         categorical: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
         missing_rows: list[set[str]] = []
-        num_names, num_values = rows["num.name"], rows["num.value"]
-        cat_names, cat_values, missing = rows["cat.name"], rows["cat.value"], rows["missing"]
-        for pos, i in enumerate(index):
-            for name, value in zip(num_names[i], num_values[i], strict=True):
+        rows = zip(
+            features.num_name, features.num_value, features.cat_name, features.cat_value, features.missing, strict=True
+        )
+        for pos, (num_names, num_values, cat_names, cat_values, missing) in enumerate(rows):
+            for name, value in zip(num_names, num_values, strict=True):
                 if spec.features.get(name) == "categorical":
                     entry = categorical[name]
                     entry[0].append(pos)
@@ -225,11 +206,11 @@ class DriftMonitor:
                     entry_n = numeric[name]
                     entry_n[0].append(pos)
                     entry_n[1].append(value)
-            for name, value in zip(cat_names[i], cat_values[i], strict=True):
+            for name, value in zip(cat_names, cat_values, strict=True):
                 entry = categorical[name]
                 entry[0].append(pos)
                 entry[1].append(value)
-            missing_rows.append(set(missing[i]) | (state.features - set(num_names[i]) - set(cat_names[i])))
+            missing_rows.append(set(missing) | (state.features - set(num_names) - set(cat_names)))
         return numeric, categorical, missing_rows
 
     @staticmethod
@@ -274,16 +255,12 @@ class DriftMonitor:
 
     # --- detection ------------------------------------------------------------------------------------------
 
-    def _model(self, model: str, rows: ColumnBatch, index: list[int]) -> ModelState:
+    def _model(self, model: str, features: int) -> ModelState:
+        """The model's state (``features``: how many its first event sent, for a model seen first)."""
         state = self.models.get(model)
         if state is None:
             spec = self.specs.get(model)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
-            first = index[0]
-            if "num.name" in rows.columns:
-                features = len(rows["num.name"][first]) + len(rows["cat.name"][first]) + len(rows["missing"][first])
-            else:
-                features = 0
             # the Bonferroni family: values, spread and null rate per feature, score, prediction, error
             state.expected_signals = max(3 * max(features, len(spec.features)) + 3, 1)
             self.models[model] = state
@@ -428,11 +405,6 @@ class DriftMonitor:
             },
             message=message,
         )
-
-
-def _take(column: list[Any], index: list[int]) -> Iterable[Any]:
-    """The values of ``column`` at ``index``, in order."""
-    return map(column.__getitem__, index)
 
 
 def _by_model(models: list[str]) -> dict[str, list[int]]:

@@ -21,6 +21,7 @@ from infra.settings import ClickHouseEndpoint, Settings
 from infra.spec import SpecCatalog
 from streams.batch import ColumnBatch
 from streams.drift.alerts import ALERT_COLUMNS, Alert
+from streams.drift.frame import PredictionFrame
 from streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
 from streams.sink import ClickHouseSink
 
@@ -103,10 +104,11 @@ class DriftObserver:
         # the agents for predictions and for labeled rows take turns: the monitor is one state machine
         self._turn = asyncio.Lock()
 
-    async def on_predictions(self, rows: ColumnBatch) -> None:
+    async def on_predictions(self, rows: ColumnBatch | PredictionFrame) -> None:
+        frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(rows)
         async with self._turn:
-            await self._restore(rows["model"])
-            await self._handle(self.monitor.process_predictions(rows))
+            await self._restore([part.model for part in frame.models])
+            await self._handle(self.monitor.process_predictions(frame))
 
     async def on_labeled(self, rows: ColumnBatch) -> None:
         async with self._turn:

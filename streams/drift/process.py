@@ -26,7 +26,7 @@ from infra.settings import Settings
 from streams.batch import ColumnBatch
 from streams.child_process import ChildLostError, ChildProcess
 from streams.drift.alerts import Alert
-from streams.drift.monitor import PREDICTION_INPUTS
+from streams.drift.frame import PredictionFrame
 from streams.drift.observer import drift_observer
 from streams.topic_publisher import KafkaTopicPublisher
 
@@ -56,7 +56,7 @@ class DetectionProcess:
         self._slots = asyncio.Semaphore(max_in_flight)
 
     async def on_predictions(self, rows: ColumnBatch) -> None:
-        await self._hand("predictions", ColumnBatch(rows.table, {name: rows[name] for name in PREDICTION_INPUTS}))
+        await self._hand("predictions", PredictionFrame.from_columns(rows))  # far cheaper to send than rows
 
     async def on_labeled(self, rows: ColumnBatch) -> None:
         await self._hand("labeled", rows)

@@ -80,6 +80,7 @@ def test_numbers_and_classes_compare_as_text() -> None:
         ({"model": None}, 'missing required field "model"'),
         ({"model": 7}, '"model" must be a string, got a number'),
         ({"model": "a b"}, '"model"'),
+        ({"model": "ab\n"}, '"model"'),  # the pattern's $ must not let a trailing newline through
         ({"request_id": ""}, '"request_id" must be 1 to 1024 characters'),
         ({"ts": -5}, "outside 1970-01-01"),
         ({"ts": True}, '"ts" must be an RFC 3339 string or epoch seconds, got a boolean'),

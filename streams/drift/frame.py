@@ -1,0 +1,182 @@
+"""Prediction batches as the drift monitor reads them: grouped by model, numbers in numpy arrays.
+
+The detection process (:mod:`streams.drift.process`) receives every batch the worker writes. As the
+sink's lists of Python objects, a batch costs more to send between processes than to run the detectors
+on: every float is pickled and unpickled on its own. A :class:`PredictionFrame` holds the columns the
+monitor reads as arrays (a copy of memory each way), grouped by model, and a model's features as one
+matrix when every event sent the same ones: the matrix's columns are what the detectors take.
+
+>>> from streams.batch import ColumnBatch
+>>> rows = ColumnBatch("predictions", {
+...     "model": ["a", "b", "a"], "model_version": [1, 1, 2], "request_id": ["r1", "r2", "r3"],
+...     "ts_ms": [1000, 2000, 3000], "num.name": [["x", "y"]] * 3, "num.value": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
+...     "cat.name": [[]] * 3, "cat.value": [[]] * 3, "missing": [[]] * 3,
+...     "prediction": ["1", "0", "1"], "prediction_num": [1.0, 0.0, 1.0], "score": [0.9, 0.2, 0.8]})
+>>> a, b = PredictionFrame.from_columns(rows).models
+>>> a.model, a.version, a.request_ids, a.features.numeric_names, a.features.numeric.T.tolist()
+('a', 2, ['r1', 'r3'], ['x', 'y'], [[1.0, 5.0], [2.0, 6.0]])
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from streams.batch import ColumnBatch
+
+#: The ``predictions`` columns a frame is made from.
+PREDICTION_INPUTS = (
+    "model",
+    "model_version",
+    "request_id",
+    "ts_ms",
+    "num.name",
+    "num.value",
+    "cat.name",
+    "cat.value",
+    "missing",
+    "prediction",
+    "prediction_num",
+    "score",
+)
+
+
+@dataclass(frozen=True)
+class SameFeatures:
+    """Every event sent these features, none of them null: one column per feature."""
+
+    numeric_names: list[str]
+    numeric: np.ndarray  # (events, numeric features), float64
+    categorical_names: list[str]
+    categorical: list[list[str]]  # one list per categorical feature, an entry per event
+
+    @property
+    def count(self) -> int:
+        return len(self.numeric_names) + len(self.categorical_names)
+
+
+@dataclass(frozen=True)
+class FeaturesByEvent:
+    """Events that sent different features (or nulls): each event's own, as the ``predictions`` table has them."""
+
+    num_name: list[list[str]]
+    num_value: list[list[float]]
+    cat_name: list[list[str]]
+    cat_value: list[list[str]]
+    missing: list[list[str]]
+
+    @property
+    def count(self) -> int:
+        """Features of the first event (sent, or sent as null)."""
+        return len(self.num_name[0]) + len(self.cat_name[0]) + len(self.missing[0])
+
+
+@dataclass(frozen=True)
+class ModelPredictions:
+    """One model's events of a batch, in the batch's order."""
+
+    model: str
+    version: int  # the newest model version among the events
+    ts_ms: np.ndarray  # int64
+    request_ids: list[str]
+    score: np.ndarray  # float64, NaN where the event sent none
+    prediction_num: np.ndarray  # float64, NaN where the prediction is not a number
+    prediction: list[str]
+    features: SameFeatures | FeaturesByEvent
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+
+@dataclass(frozen=True)
+class PredictionFrame:
+    """A batch of predictions for the drift monitor: each model's events (models in order of first event)."""
+
+    models: list[ModelPredictions]
+
+    def __len__(self) -> int:
+        return sum(map(len, self.models))
+
+    @classmethod
+    def from_columns(cls, rows: ColumnBatch) -> PredictionFrame:
+        """The frame of a ``predictions`` batch (the sink's columns; :data:`PREDICTION_INPUTS` are read)."""
+        if not len(rows):
+            return cls([])
+        versions, ts_ms = np.asarray(rows["model_version"], np.int64), np.asarray(rows["ts_ms"], np.int64)
+        score, prediction_num = np.asarray(rows["score"], np.float64), np.asarray(rows["prediction_num"], np.float64)
+        feature_columns = [rows[name] for name in PREDICTION_INPUTS[4:9]]
+        features = _features(*feature_columns)  # the whole batch's, when its models all send the same features
+        models = []
+        for model, index in _index_by_model(rows["model"]):
+            if index is None:
+                part = features
+            elif isinstance(features, SameFeatures):
+                part = SameFeatures(
+                    features.numeric_names,
+                    features.numeric[index],
+                    features.categorical_names,
+                    [_take(column, index) for column in features.categorical],
+                )
+            else:
+                part = _features(*(_take(column, index) for column in feature_columns))
+            models.append(
+                ModelPredictions(
+                    model=model,
+                    version=int((versions if index is None else versions[index]).max()),
+                    ts_ms=ts_ms if index is None else ts_ms[index],
+                    request_ids=_take(rows["request_id"], index),
+                    score=score if index is None else score[index],
+                    prediction_num=prediction_num if index is None else prediction_num[index],
+                    prediction=_take(rows["prediction"], index),
+                    features=part,
+                )
+            )
+        return cls(models)
+
+
+def _index_by_model(models: list[str]) -> list[tuple[str, np.ndarray | None]]:
+    """Each model's row positions, in order (``None``: every row), models in order of first row."""
+    codes = {model: code for code, model in enumerate(dict.fromkeys(models))}
+    if len(codes) == 1:
+        return [(models[0], None)]
+    code = np.fromiter(map(codes.__getitem__, models), np.intp, len(models))
+    order = np.argsort(code, kind="stable")
+    return list(zip(codes, np.split(order, np.cumsum(np.bincount(code))[:-1]), strict=True))
+
+
+def _take(column: list[Any], index: np.ndarray | None) -> list[Any]:
+    if index is None:
+        return column
+    if len(index) == 1:
+        return [column[index[0]]]
+    return list(operator.itemgetter(*index.tolist())(column))
+
+
+def _features(
+    num_name: list[list[str]],
+    num_value: list[list[float]],
+    cat_name: list[list[str]],
+    cat_value: list[list[str]],
+    missing: list[list[str]],
+) -> SameFeatures | FeaturesByEvent:
+    numeric_names, categorical_names = num_name[0], cat_name[0]
+    # (list.count compares in C, and at once where rows share one list of names, as the decoder makes them)
+    same = (
+        not any(missing)
+        and num_name.count(numeric_names) == len(num_name)
+        and cat_name.count(categorical_names) == len(cat_name)
+    )
+    if not same:
+        return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+    width = len(numeric_names)
+    numeric = np.fromiter(chain.from_iterable(num_value), np.float64, width * len(num_value))
+    return SameFeatures(
+        list(numeric_names),
+        numeric.reshape(len(num_value), width),
+        list(categorical_names),
+        [list(column) for column in zip(*cat_value, strict=True)] if categorical_names else [],
+    )

@@ -1,0 +1,96 @@
+"""Prediction frames: the drift monitor's input, grouped by model, and their trip to the detection process."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+
+import numpy as np
+
+from streams.batch import ColumnBatch
+from streams.child_process import _receive_pickled, _send_pickled
+from streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
+
+
+def rows(events: list[dict]) -> ColumnBatch:
+    """A predictions batch as the decoder makes it; each event: model, features ({name: number | str | None})."""
+    columns: dict[str, list] = {name: [] for name in ("model", "model_version", "request_id", "ts_ms")}
+    for name in ("num.name", "num.value", "cat.name", "cat.value", "missing", "prediction", "prediction_num", "score"):
+        columns[name] = []
+    for i, event in enumerate(events):
+        features = event["features"]
+        columns["model"].append(event["model"])
+        columns["model_version"].append(event.get("version", 1))
+        columns["request_id"].append(f"r{i}")
+        columns["ts_ms"].append(1_700_000_000_000 + i)
+        columns["num.name"].append([k for k, v in features.items() if isinstance(v, float)])
+        columns["num.value"].append([v for v in features.values() if isinstance(v, float)])
+        columns["cat.name"].append([k for k, v in features.items() if isinstance(v, str)])
+        columns["cat.value"].append([v for v in features.values() if isinstance(v, str)])
+        columns["missing"].append([k for k, v in features.items() if v is None])
+        columns["prediction"].append(str(i % 2))
+        columns["prediction_num"].append(float(i % 2))
+        columns["score"].append(event.get("score", i / 10))
+    return ColumnBatch("predictions", columns)
+
+
+def test_each_model_gets_its_own_events_in_batch_order() -> None:
+    batch = rows(
+        [{"model": "a" if i % 3 else "b", "features": {"x": float(i), "y": -float(i)}, "version": i} for i in range(9)]
+    )
+    a, b = PredictionFrame.from_columns(batch).models  # in order of first event: row 0 is b's
+    assert (a.model, b.model) == ("b", "a")
+    assert a.request_ids == ["r0", "r3", "r6"] and b.request_ids == ["r1", "r2", "r4", "r5", "r7", "r8"]
+    assert a.ts_ms.tolist() == [1_700_000_000_000 + i for i in (0, 3, 6)]
+    assert isinstance(b.features, SameFeatures)
+    assert b.features.numeric_names == ["x", "y"]
+    assert b.features.numeric.tolist() == [[float(i), -float(i)] for i in (1, 2, 4, 5, 7, 8)]
+    assert (a.version, b.version) == (6, 8)
+    assert b.score.tolist() == [i / 10 for i in (1, 2, 4, 5, 7, 8)] and b.prediction == ["1", "0", "0", "1", "1", "0"]
+
+
+def test_models_sending_different_features_each_get_a_matrix() -> None:
+    batch = rows(
+        [{"model": "a", "features": {"x": 1.0, "y": 2.0}}, {"model": "b", "features": {"z": 3.0, "c": "red"}}] * 3
+    )
+    a, b = PredictionFrame.from_columns(batch).models
+    assert isinstance(a.features, SameFeatures) and isinstance(b.features, SameFeatures)
+    assert (a.features.numeric_names, a.features.numeric.tolist()) == (["x", "y"], [[1.0, 2.0]] * 3)
+    assert (b.features.numeric_names, b.features.numeric.tolist()) == (["z"], [[3.0]] * 3)
+    assert (b.features.categorical_names, b.features.categorical) == (["c"], [["red"] * 3])
+
+
+def test_nulls_or_changing_features_keep_each_events_own() -> None:
+    batch = rows(
+        [
+            {"model": "a", "features": {"x": 1.0, "y": None}},
+            {"model": "a", "features": {"x": 2.0}},
+            {"model": "b", "features": {"x": 1.0}},
+            {"model": "b", "features": {"y": 1.0}},
+        ]
+    )
+    a, b = PredictionFrame.from_columns(batch).models
+    assert isinstance(a.features, FeaturesByEvent) and isinstance(b.features, FeaturesByEvent)
+    assert a.features.missing == [["y"], []] and a.features.num_value == [[1.0], [2.0]]
+    assert b.features.num_name == [["x"], ["y"]]
+
+
+def test_a_frame_crosses_the_pipe_whole() -> None:
+    batch = rows([{"model": f"m{i % 2}", "features": {"x": float(i)}, "score": math.nan} for i in range(1000)])
+    frame = PredictionFrame.from_columns(batch)
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    try:
+        _send_pickled(sending, ("lane", "detect", 1, frame))
+        lane, kind, request, received = _receive_pickled(receiving)
+    finally:
+        sending.close()
+        receiving.close()
+    assert (lane, kind, request) == ("lane", "detect", 1)
+    for sent, got in zip(frame.models, received.models, strict=True):
+        assert got.model == sent.model and got.request_ids == sent.request_ids
+        assert np.array_equal(got.features.numeric, sent.features.numeric)
+        assert np.array_equal(got.ts_ms, sent.ts_ms) and np.isnan(got.score).all()
+
+
+def test_an_empty_batch_is_an_empty_frame() -> None:
+    assert len(PredictionFrame.from_columns(rows([]))) == 0
