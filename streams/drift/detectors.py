@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from itertools import compress, count
+from itertools import compress, count, repeat
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,10 +69,12 @@ class RiverDetector:
         self._factory = _RIVER[config.name]
         self._detector = self._factory(**config.params)
         self._recent: deque[float] = deque(maxlen=replay)
+        self._replay = replay
         self._evidence = Evidence(math.nan, math.nan, 0, 0, 0)
         self.n = 0
         self._width = 0  # ADWIN's width after its last cut (or at the start of the current batch) ...
         self._since_cut = 0  # ... and the position in the batch it counts from
+        self._zeros_held: int | None = 0  # ADWIN: zeros not yet fed, while nothing else came (None: since then)
 
     def update(self, x: float) -> RiverDetector:
         self.update_many((x,))
@@ -101,8 +103,23 @@ class RiverDetector:
         """ADWIN's own update, run by C and Rust between detections: River's ``ADWIN.update`` is a
         Python method around the Rust window (reset after a detection, then one ``_helper.update``);
         here the window is fed straight from ``map`` until it reports a change, which is where the
-        Python work of a detection (its evidence) happens."""
+        Python work of a detection (its evidence) happens.
+
+        Zeros that come before any other value are held back and fed when another value first comes:
+        a window of zeros alone has no change to find (both sides' means are 0, and ADWIN's cut is
+        positive), so the detections are the same. The null rate of a feature never sent as null is
+        such a signal: a third of a model's signals cost nothing until the first null.
+        """
         detector = self._detector
+        if self._zeros_held is not None:
+            if values and values[0] == 0.0 and values.count(0.0) == len(values):
+                self._zeros_held += len(values)
+                self._recent.extend(values[-self._replay :])
+                self._width += len(values)
+                self.n += len(values)
+                return []
+            deque(map(detector._helper.update, repeat(0.0, self._zeros_held)), maxlen=0)
+            self._zeros_held = None
         fired: list[tuple[int, Evidence]] = []
         start = 0
         while start < len(values):
@@ -140,13 +157,16 @@ class RiverDetector:
     def restore(self, state: dict[str, Any]) -> None:
         self._detector = self._factory(**self.config.params)
         self._recent.clear()
+        self._width = self._since_cut = 0
+        self._zeros_held = 0
         values = [float(v) for v in state.get("values", [])]
-        feed = (lambda x: 1.0 - x) if self.name in _COUNTS_SUCCESSES else float
-        for value in values:
-            self._detector.update(feed(value))
-        self._recent.extend(values)
-        self._width = int(self._detector.width) if self.name == "ADWIN" else 0
-        self._since_cut = 0
+        if self.name == "ADWIN":
+            self._adwin_many(values)  # the replayed values feed the window as new ones would (no alerts)
+        else:
+            feed = (lambda x: 1.0 - x) if self.name in _COUNTS_SUCCESSES else float
+            for value in values:
+                self._detector.update(feed(value))
+            self._recent.extend(values)
         self.n = int(state.get("n", len(values)))
 
     def _adwin_evidence(self, width_before: int) -> Evidence:

@@ -126,3 +126,38 @@ def test_batched_updates_fire_where_one_by_one_updates_fire(chunk: int) -> None:
     expected = [i for i, x in enumerate(classes) if one_by_one.update(x).drift_detected]
     batched = build(DetectorConfig(name="CategoricalShift", params={"alpha": 1e-6}))
     assert fired_in_batches(batched, classes, chunk) == expected and len(expected) >= 3
+
+
+@pytest.mark.parametrize("chunk", [1, 500, 20_000])
+def test_zeros_held_back_change_nothing(chunk: int) -> None:
+    """ADWIN holds back zeros that come before any other value (a feature's null rate until its first
+    null): fed later, they must make it fire at the very positions River's ADWIN fed one by one does,
+    with the same window, and a snapshot taken while zeros are held must restore that window."""
+    from river import drift
+
+    rng = random.Random(3)
+    rates = [0.0] * 20_000 + [float(rng.random() < 0.2) for _ in range(3000)] + [0.0] * 3000
+    river = drift.ADWIN(delta=1e-4)
+    expected = []
+    for i, x in enumerate(rates):
+        river.update(x)
+        if river.drift_detected:
+            expected.append(i)
+    adwin = build(DetectorConfig(name="ADWIN", params={"delta": 1e-4}))
+    assert fired_in_batches(adwin, rates, chunk) == expected and expected and expected[0] >= 20_000
+    assert adwin._detector.width == river.width  # type: ignore[attr-defined]
+
+    held = build(DetectorConfig(name="ADWIN", params={"delta": 1e-4}))
+    held.update_many(rates[:19_000])
+    restored = build(DetectorConfig(name="ADWIN", params={"delta": 1e-4}))
+    restored.restore(held.snapshot())
+    assert restored.snapshot() == held.snapshot()
+    replayed = drift.ADWIN(delta=1e-4)
+    for x in held.snapshot()["values"]:
+        replayed.update(x)
+    expected = []
+    for i, x in enumerate(rates[19_000:]):
+        replayed.update(x)
+        if replayed.drift_detected:
+            expected.append(i)
+    assert fired_in_batches(restored, rates[19_000:], chunk) == expected and expected
