@@ -77,7 +77,7 @@ async def raw_rate(settings: Settings, events: int) -> float:
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_partition_fetch_bytes=8 << 20,
+        max_partition_fetch_bytes=settings.batch_max_bytes,  # as the worker fetches
         fetch_max_bytes=64 << 20,
     )
     await consumer.start()
