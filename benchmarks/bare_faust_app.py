@@ -1,5 +1,8 @@
 """A bare Faust agent for the ingest benchmark: takes batches, decodes JSON, counts, and does nothing else.
 
+Stock Faust (``faust.App``, not driftloop's transport of ``streams.strict_offsets``), with the options the
+worker's app has (fetch size, group timeouts).
+
 It records (first message time, time it saw the Nth event) in BENCH_OUT. Run by benchmarks/ingest.py.
 """
 
@@ -10,13 +13,18 @@ import os
 import time
 from pathlib import Path
 
+import faust
+
 from infra.settings import Settings
-from streams.app_factory import create_app
+from streams.app_factory import app_options
 
 settings = Settings.from_env()
 expected = int(os.environ["BENCH_EVENTS"])
 out = Path(os.environ["BENCH_OUT"])
-app = create_app(settings, app_id=os.environ.get("BENCH_GROUP", "bench-bare-faust"))
+app_id = os.environ.get("BENCH_GROUP", "bench-bare-faust")
+options = app_options(settings, app_id)
+Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)
+app = faust.App(app_id, **options)
 seen = {"n": 0, "first": 0.0}
 
 

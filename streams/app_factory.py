@@ -37,14 +37,21 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
 def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-streams", **overrides: Any) -> faust.App:
     """A Faust app on the configured cluster, with driftloop's defaults (keyword arguments override them).
 
-    Its consumer never takes a gap in offsets as acknowledged (``streams.strict_offsets``).
+    Its consumer never takes a gap in offsets as acknowledged and delivers messages without a race of
+    tasks when it can (``streams.strict_offsets``).
 
     Group timeouts come from ``DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S`` / ``..._REBALANCE_TIMEOUT_S``: a group
     join on the embedded broker waits about one session timeout, so tests set them short.
     """
-    settings = settings or get_settings()
+    options = app_options(settings or get_settings(), app_id) | overrides
+    Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
+    return StrictOffsetsApp(app_id, **options)
+
+
+def app_options(settings: Settings, app_id: str) -> dict[str, Any]:
+    """The options :func:`create_app` gives Faust (the ingest benchmark's bare agent takes them too)."""
     session = settings.kafka_session_timeout_s
-    options: dict[str, Any] = {
+    return {
         "broker": broker_url(settings),
         "broker_credentials": broker_credentials(settings),
         "broker_session_timeout": session,
@@ -62,6 +69,3 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
         "value_serializer": "raw",
         "key_serializer": "raw",
     }
-    options.update(overrides)
-    Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
-    return StrictOffsetsApp(app_id, **options)

@@ -1,5 +1,6 @@
-"""Faust's Kafka transport with two changes: a gap in offsets is never taken as acknowledged, and offsets
-are committed only to the broker instance they were read from.
+"""Faust's Kafka transport with three changes: a gap in offsets is never taken as acknowledged, offsets
+are committed only to the broker instance they were read from, and a fetched message is handed to its
+stream without four asyncio tasks when the stream has room for it (``streams.prompt_delivery``).
 
 Faust (faust-streaming 0.15) records a *gap* when a partition's next message has an offset more than one
 past the last one read, and treats the gap's offsets as acknowledged, so that compacted topics and
@@ -17,20 +18,40 @@ instance without its data (``streams.broker_watch``). The commit waits for the n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_kafka
 from faust.types import TP, TransportT
 from faust.types.transports import TPorTopicSet
+from mode.services import WaitResults
+from mode.utils.times import Seconds
+
+from streams.prompt_delivery import deliver_first
 
 log = logging.getLogger("driftloop.streams")
 
 
 class StrictOffsetsConsumer(faust_kafka.Consumer):
-    """Faust's aiokafka consumer, except that offset gaps are not acknowledged and commits are guarded
-    (see the module docstring)."""
+    """Faust's aiokafka consumer, except that offset gaps are not acknowledged, commits are guarded, and
+    messages are delivered promptly (see the module docstring)."""
+
+    async def wait_first(self, *coros: Any, timeout: Seconds | None = None) -> WaitResults:
+        # The consumer waits on two things only where it delivers a message: the delivery, and the flow
+        # being suspended (a rebalance). While the flow runs, a delivery that finishes without waiting won.
+        if (
+            len(coros) == 2
+            and timeout is None
+            and asyncio.iscoroutine(coros[0])
+            and not self.suspend_flow.is_set()
+            and not self.should_stop
+            and not self._crashed.is_set()
+        ):
+            return await deliver_first(coros[0], coros[1], super().wait_first)
+        return await super().wait_first(*coros, timeout=timeout)
 
     async def commit(self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True) -> bool:
         guard: Callable[[], Awaitable[bool]] | None = getattr(self.app, "commit_guard", None)
