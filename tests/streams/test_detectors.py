@@ -100,6 +100,16 @@ def fired_in_batches(detector: object, values: list, chunk: int) -> list[int]:  
     ]  # fmt: skip
 
 
+def river_fires(detector: object, values: list[float]) -> list[int]:
+    """Where a River detector fires, fed ``values`` one by one with its own ``update``."""
+    fired = []
+    for i, x in enumerate(values):
+        detector.update(x)  # type: ignore[attr-defined]
+        if detector.drift_detected:  # type: ignore[attr-defined]
+            fired.append(i)
+    return fired
+
+
 @pytest.mark.parametrize("chunk", [1, 37, 5000])
 def test_batched_updates_fire_where_one_by_one_updates_fire(chunk: int) -> None:
     """``update_many`` takes shortcuts (ADWIN fed straight into River's Rust window, the categorical window
@@ -112,12 +122,7 @@ def test_batched_updates_fire_where_one_by_one_updates_fire(chunk: int) -> None:
 
     rng = random.Random(11)
     numbers = [rng.gauss(mean, 1.0) for mean in (0.0, 1.0, 0.0, 2.0, 2.5) for _ in range(3000)]
-    river = drift.ADWIN(delta=1e-4)
-    expected = []
-    for i, x in enumerate(numbers):
-        river.update(x)
-        if river.drift_detected:
-            expected.append(i)
+    expected = river_fires(drift.ADWIN(delta=1e-4), numbers)
     adwin = build(DetectorConfig(name="ADWIN", params={"delta": 1e-4}))
     assert fired_in_batches(adwin, numbers, chunk) == expected and len(expected) >= 3
 
@@ -138,11 +143,7 @@ def test_zeros_held_back_change_nothing(chunk: int) -> None:
     rng = random.Random(3)
     rates = [0.0] * 20_000 + [float(rng.random() < 0.2) for _ in range(3000)] + [0.0] * 3000
     river = drift.ADWIN(delta=1e-4)
-    expected = []
-    for i, x in enumerate(rates):
-        river.update(x)
-        if river.drift_detected:
-            expected.append(i)
+    expected = river_fires(river, rates)
     adwin = build(DetectorConfig(name="ADWIN", params={"delta": 1e-4}))
     assert fired_in_batches(adwin, rates, chunk) == expected and expected and expected[0] >= 20_000
     assert adwin._detector.width == river.width  # type: ignore[attr-defined]
@@ -155,9 +156,5 @@ def test_zeros_held_back_change_nothing(chunk: int) -> None:
     replayed = drift.ADWIN(delta=1e-4)
     for x in held.snapshot()["values"]:
         replayed.update(x)
-    expected = []
-    for i, x in enumerate(rates[19_000:]):
-        replayed.update(x)
-        if replayed.drift_detected:
-            expected.append(i)
+    expected = river_fires(replayed, rates[19_000:])
     assert fired_in_batches(restored, rates[19_000:], chunk) == expected and expected
