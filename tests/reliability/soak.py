@@ -76,8 +76,10 @@ def _problems(r: SoakResult) -> list[str]:
     problems = [n for n in r.notes if any(k in n for k in markers)]
     if r.scenario != "hostile input" and r.labeled_landed != r.events_sent:
         problems.append(f"{r.events_sent - r.labeled_landed:,} labeled rows missing")
-    if r.scenario.startswith("worker kill") and (r.alerts or r.detector_events < r.events_sent):
-        problems.append("detector state not carried over")
+    if r.scenario.startswith("worker kill") and r.alerts:
+        problems.append(f"detector state not carried over: {r.alerts} alerts on a stationary stream")
+    if r.scenario.startswith("worker kill") and r.detector_events < r.events_sent:
+        problems.append(f"detector state not carried over: a history of {r.detector_events:,} events")
     if r.committed_during_outage:
         problems.append("offsets committed while ClickHouse was down")
     return problems
