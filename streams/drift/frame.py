@@ -28,17 +28,15 @@ import numpy as np
 
 from streams.batch import ColumnBatch
 
+#: The ``predictions`` columns that hold an event's features (each row: a list).
+FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
 #: The ``predictions`` columns a frame is made from.
 PREDICTION_INPUTS = (
     "model",
     "model_version",
     "request_id",
     "ts_ms",
-    "num.name",
-    "num.value",
-    "cat.name",
-    "cat.value",
-    "missing",
+    *FEATURE_COLUMNS,
     "prediction",
     "prediction_num",
     "score",
@@ -108,7 +106,7 @@ class PredictionFrame:
             return cls([])
         versions, ts_ms = np.asarray(rows["model_version"], np.int64), np.asarray(rows["ts_ms"], np.int64)
         score, prediction_num = np.asarray(rows["score"], np.float64), np.asarray(rows["prediction_num"], np.float64)
-        feature_columns = [rows[name] for name in PREDICTION_INPUTS[4:9]]
+        feature_columns = [rows[name] for name in FEATURE_COLUMNS]
         features = _features(*feature_columns)  # the whole batch's, when its models all send the same features
         models = []
         for model, index in _index_by_model(rows["model"]):
