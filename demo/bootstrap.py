@@ -29,7 +29,7 @@ task = "binary"
 warmup = 1000
 
 [training]
-min_labels = 1500        # labels after the change point before a challenger is trained
+min_labels = 2500        # labels after the change point before a challenger is trained
 epochs = 40
 batch_size = 256
 patience = 6
