@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -36,11 +38,20 @@ class EchoHandler:
         pass
 
 
+@contextlib.asynccontextmanager
+async def echo_child(on_report: Callable[[Any], None] = lambda report: None) -> AsyncIterator[ChildProcess]:
+    """A child process running :class:`EchoHandler`, closed at the end."""
+    child = ChildProcess("echo", EchoHandler, Settings(), on_report)
+    try:
+        yield child
+    finally:
+        await child.close()
+
+
 def test_a_lane_is_answered_in_order_and_errors_come_back_as_child_errors() -> None:
     async def run() -> None:
         reports: list[dict[str, int]] = []
-        child = ChildProcess("echo", EchoHandler, Settings(), reports.append)
-        try:
+        async with echo_child(reports.append) as child:
             answers = [child.call("a", "put", i) for i in range(50)]
             failed = child.call("a", "fail", "x")
             later = child.call("a", "put", 50)
@@ -49,30 +60,24 @@ def test_a_lane_is_answered_in_order_and_errors_come_back_as_child_errors() -> N
                 await failed
             assert await later == ("put", 50, 51)  # the child went on after the error
             assert reports[-1] == {"seen": 51}
-        finally:
-            await child.close()
 
     asyncio.run(run())
 
 
 def test_lanes_do_not_wait_for_each_other() -> None:
     async def run() -> None:
-        child = ChildProcess("echo", EchoHandler, Settings())
-        try:
+        async with echo_child() as child:
             await child.call("warm", "put", 0)
             slow = child.call("slow", "sleep", 5.0)
             quick = await asyncio.wait_for(child.call("quick", "put", 1), 2.0)
             assert quick[1] == 1 and not slow.done()
-        finally:
-            await child.close()
 
     asyncio.run(run())
 
 
 def test_a_lost_child_fails_what_it_held_and_the_next_call_starts_a_new_one() -> None:
     async def run() -> None:
-        child = ChildProcess("echo", EchoHandler, Settings())
-        try:
+        async with echo_child() as child:
             first = await child.call("a", "pid")
             held = child.call("a", "sleep", 30.0)
             await asyncio.sleep(0.2)
@@ -82,8 +87,6 @@ def test_a_lost_child_fails_what_it_held_and_the_next_call_starts_a_new_one() ->
             assert child.restarts == 1
             second = await asyncio.wait_for(child.call("a", "pid"), 30)
             assert second != first
-        finally:
-            await child.close()
 
     asyncio.run(run())
 
