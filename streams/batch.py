@@ -9,19 +9,77 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
+import numpy as np
 import pandas as pd
+
+
+class NumberRows(Sequence[list[float]]):
+    """An array column whose rows all hold as many numbers, kept as one (rows × width) float matrix.
+
+    It reads as the list of rows it stands for (``rows[i]`` is a list, and it compares equal to the list),
+    and hands numpy the matrix whole (``np.asarray(rows)``): how the ClickHouse writer and the drift
+    detectors take a batch's feature values without a Python object per value.
+
+    >>> rows = NumberRows(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    >>> rows[1], rows == [[1.0, 2.0], [3.0, 4.0]], np.asarray(rows).shape
+    ([3.0, 4.0], True, (2, 2))
+    """
+
+    __slots__ = ("matrix",)
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        if matrix.ndim != 2:
+            raise ValueError(f"NumberRows needs a matrix (rows × width), got {matrix.ndim} dimension(s)")
+        self.matrix = matrix
+
+    def __len__(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> list[float]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> NumberRows: ...
+
+    def __getitem__(self, index: int | slice) -> list[float] | NumberRows:
+        if isinstance(index, slice):
+            return NumberRows(self.matrix[index])
+        return self.matrix[index].tolist()  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[list[float]]:
+        return iter(self.matrix.tolist())
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.matrix if dtype is None else self.matrix.astype(dtype, copy=False)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NumberRows):
+            return self.matrix.shape == other.matrix.shape and bool(np.array_equal(self.matrix, other.matrix))
+        return isinstance(other, Sequence) and self.matrix.tolist() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it stands for
+
+    def __add__(self, other: Sequence[list[float]]) -> list[list[float]]:
+        return [*self, *other]
+
+    def __repr__(self) -> str:
+        return repr(self.matrix.tolist())
+
+
+Column = list[Any] | NumberRows
 
 
 @dataclass(frozen=True)
 class ColumnBatch:
-    """Rows for one ClickHouse table, as one list per column (names as in the table, ``num.name`` included)."""
+    """Rows for one ClickHouse table, one column at a time (names as in the table, ``num.name`` included):
+    a list per column, or for feature values that are numbers in rows of one width a :class:`NumberRows`."""
 
     table: str
-    columns: dict[str, list[Any]]
+    columns: dict[str, Column]
 
     def __post_init__(self) -> None:
         lengths = {len(values) for values in self.columns.values()}
@@ -31,7 +89,7 @@ class ColumnBatch:
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
 
-    def __getitem__(self, name: str) -> list[Any]:
+    def __getitem__(self, name: str) -> Column:
         return self.columns[name]
 
     def take(self, indices: Sequence[int]) -> ColumnBatch:
@@ -45,7 +103,7 @@ class ColumnBatch:
 
     def to_frame(self) -> pd.DataFrame:
         """A DataFrame of the batch (nested columns stay lists per row)."""
-        return pd.DataFrame(self.columns)
+        return pd.DataFrame({k: v if isinstance(v, list) else list(v) for k, v in self.columns.items()})
 
     @classmethod
     def empty(cls, table: str, names: Sequence[str]) -> ColumnBatch:

@@ -25,13 +25,14 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from streams.batch import ColumnBatch, DeadLetter, Decoded
+from streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows
 from streams.event_types import (
     MAX_EPOCH,
     MAX_FEATURES,
@@ -127,7 +128,7 @@ class _Columns:
     :class:`NumericPrediction` events, which become columns many events at a time."""
 
     def __init__(self, width: int) -> None:
-        self.parts: list[list[list[Any]]] = []
+        self.parts: list[list[Column]] = []
         self.width = width
         self.rows: list[tuple[Any, ...]] = []
         self.events: list[NumericPrediction] = []
@@ -151,15 +152,15 @@ class _Columns:
         self.names += names
         self.positions += [position] * len(events)
 
-    def finish(self) -> list[list[Any]]:
-        """One list per column (the last: each row's message position)."""
+    def finish(self) -> list[Column]:
+        """Each column (the last: each row's message position)."""
         if self.rows:
             self._close_rows()
         if self.events:
             self._close_events()
         if len(self.parts) == 1:
             return self.parts[0]
-        return [list(itertools.chain.from_iterable(part[k] for part in self.parts)) for k in range(self.width)]
+        return [_concatenate([part[k] for part in self.parts]) for k in range(self.width)]
 
     def _close_rows(self) -> None:
         self.parts.append([list(column) for column in zip(*self.rows, strict=True)])
@@ -168,6 +169,13 @@ class _Columns:
     def _close_events(self) -> None:
         self.parts.append(_numeric_prediction_columns(self.events, self.names, self.positions))
         self.events, self.names, self.positions = [], [], []
+
+
+def _concatenate(parts: list[Column]) -> Column:
+    """One column of consecutive parts: a matrix still where every part is one, of one width."""
+    if all(isinstance(part, NumberRows) for part in parts) and len({part.matrix.shape[1] for part in parts}) == 1:
+        return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]
+    return list(itertools.chain.from_iterable(parts))
 
 
 def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str | None]]:
@@ -597,6 +605,7 @@ def _typed_epoch(ts: float | str) -> float | None:
 
 
 _FLOAT = frozenset({float})
+_features_of = operator.attrgetter("features")
 
 
 def _numeric_feature_names(events: list[NumericPrediction]) -> list[list[str]] | None:
@@ -617,9 +626,18 @@ def _numeric_feature_names(events: list[NumericPrediction]) -> list[list[str]] |
     return names
 
 
+def _numeric_feature_values(events: list[NumericPrediction], names: list[list[str]]) -> NumberRows | list[list[float]]:
+    """The events' feature values: one matrix when every event sent the same names (in the same order)."""
+    width = len(names[0]) if names else 0
+    if width and names.count(names[0]) == len(names):  # rows share one list of names: compared at once
+        values = itertools.chain.from_iterable(map(dict.values, map(_features_of, events)))
+        return NumberRows(np.fromiter(values, np.float64, width * len(events)).reshape(len(events), width))
+    return [list(e.features.values()) for e in events]
+
+
 def _numeric_prediction_columns(
     events: list[NumericPrediction], names: list[list[str]], positions: list[int]
-) -> list[list[Any]]:
+) -> list[Column]:
     """The ``predictions`` columns (and message positions) of :class:`NumericPrediction` events, built a
     column at a time: the same values as :func:`_prediction_row` gives event by event."""
     count = len(events)
@@ -651,7 +669,7 @@ def _numeric_prediction_columns(
         epochs.astype(np.int64).tolist(),
         ts_ms,
         names,
-        [list(e.features.values()) for e in events],
+        _numeric_feature_values(events, names),
         [none] * count,
         [none] * count,
         [none] * count,

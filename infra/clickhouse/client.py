@@ -8,6 +8,7 @@ from typing import Any
 
 from clickhouse_driver import Client
 
+from infra.clickhouse.columnar_insert import ColumnarInsertClient
 from infra.clickhouse.migrations import MigrationReport, apply_migrations
 from infra.errors import UnreachableError
 from infra.network import port_is_open
@@ -15,8 +16,11 @@ from infra.settings import ClickHouseEndpoint
 
 
 def connect(endpoint: ClickHouseEndpoint, *, database: str | None = None, timeout_s: float = 10.0) -> Client:
-    """A client for ``endpoint``; ``database="default"`` works before the driftloop database exists."""
-    return Client(
+    """A client for ``endpoint``; ``database="default"`` works before the driftloop database exists.
+
+    Its columnar inserts write their data in one pass a column (:mod:`infra.clickhouse.columnar_insert`).
+    """
+    return ColumnarInsertClient(
         **endpoint.client_kwargs(database=database),
         connect_timeout=timeout_s,
         send_receive_timeout=max(timeout_s, 30.0),

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.batch import ColumnBatch
+from streams.batch import ColumnBatch, NumberRows
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
@@ -62,7 +62,7 @@ class FeaturesByEvent:
     """Events that sent different features (or nulls): each event's own, as the ``predictions`` table has them."""
 
     num_name: list[list[str]]
-    num_value: list[list[float]]
+    num_value: list[list[float]] | NumberRows
     cat_name: list[list[str]]
     cat_value: list[list[str]]
     missing: list[list[str]]
@@ -156,7 +156,7 @@ def _take(column: list[Any], index: np.ndarray | None) -> list[Any]:
 
 def _features(
     num_name: list[list[str]],
-    num_value: list[list[float]],
+    num_value: list[list[float]] | NumberRows,
     cat_name: list[list[str]],
     cat_value: list[list[str]],
     missing: list[list[str]],
@@ -171,7 +171,10 @@ def _features(
     if not same:
         return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
     width = len(numeric_names)
-    numeric = np.fromiter(chain.from_iterable(num_value), np.float64, width * len(num_value))
+    if isinstance(num_value, NumberRows):
+        numeric = num_value.matrix
+    else:
+        numeric = np.fromiter(chain.from_iterable(num_value), np.float64, width * len(num_value))
     return SameFeatures(
         list(numeric_names),
         numeric.reshape(len(num_value), width),

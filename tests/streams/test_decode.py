@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from streams.batch import NumberRows
 from streams.decode import (
     EventError,
     Incoming,
@@ -41,6 +42,18 @@ def test_envelopes_and_single_events_decode_alike_and_keep_their_origin() -> Non
     decoded = decode_predictions([msg(GOOD), msg(envelope, 1)])
     assert decoded.rows["request_id"] == ["r", "e1", "e2"]
     assert decoded.origins == [0, 1, 1]
+
+
+def test_feature_values_of_events_that_send_the_same_names_are_one_matrix() -> None:
+    numeric = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "prediction": 1}
+    same = [numeric | {"request_id": f"r{i}", "features": {"a": i, "b": i / 2}} for i in range(3)]
+    messages = [msg({"events": same[:2]}), msg(same[2], 1)]
+    values = decode_predictions(messages).rows["num.value"]
+    assert isinstance(values, NumberRows) and values.matrix.tolist() == [[0.0, 0.0], [1.0, 0.5], [2.0, 1.0]]
+    other_order = numeric | {"features": {"b": 9.0, "a": 8.0}}
+    mixed = decode_predictions([*messages, msg(other_order, 2), msg(GOOD, 3)]).rows
+    assert mixed["num.value"] == [[0.0, 0.0], [1.0, 0.5], [2.0, 1.0], [9.0, 8.0], [1.0]]
+    assert mixed["num.name"] == [["a", "b"]] * 3 + [["b", "a"], ["a"]]
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import multiprocessing
 
 import numpy as np
 
-from streams.batch import ColumnBatch
+from streams.batch import ColumnBatch, NumberRows
 from streams.child_process import _receive_pickled, _send_pickled
 from streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
 
@@ -94,3 +94,19 @@ def test_a_frame_crosses_the_pipe_whole() -> None:
 
 def test_an_empty_batch_is_an_empty_frame() -> None:
     assert len(PredictionFrame.from_columns(rows([]))) == 0
+
+
+def test_feature_values_kept_as_one_matrix_give_the_same_frame_without_a_copy() -> None:
+    events = [{"model": "a" if i % 4 else "b", "features": {"x": float(i), "y": i / 3}} for i in range(12)]
+    as_lists = rows(events)
+    as_matrix = rows(events)
+    as_matrix.columns["num.value"] = NumberRows(np.array(as_lists["num.value"]))
+    for listed, matrixed in zip(
+        PredictionFrame.from_columns(as_lists).models, PredictionFrame.from_columns(as_matrix).models, strict=True
+    ):
+        assert isinstance(matrixed.features, SameFeatures) and matrixed.request_ids == listed.request_ids
+        assert np.array_equal(matrixed.features.numeric, listed.features.numeric)
+    one_model = rows([{"model": "a", "features": {"x": float(i)}} for i in range(5)])
+    one_model.columns["num.value"] = matrix = NumberRows(np.arange(5.0).reshape(5, 1))
+    (frame,) = PredictionFrame.from_columns(one_model).models
+    assert np.shares_memory(frame.features.numeric, matrix.matrix)
