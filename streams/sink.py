@@ -23,13 +23,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from clickhouse_driver import errors as ch_errors
 
 from infra.clickhouse.client import SharedClient
 from infra.settings import ClickHouseEndpoint
-from streams.batch import ColumnBatch
+from streams.batch import Column, ColumnBatch, NumberRows
 
 log = logging.getLogger("driftloop.sink")
 
@@ -176,7 +175,7 @@ class ClickHouseSink:
                     raise SinkClosedError(f"sink closed while {len(batch)} {batch.table} rows waited") from exc
                 attempt += 1
 
-    def _columns_to_send(self, batch: ColumnBatch) -> dict[str, list[Any]]:
+    def _columns_to_send(self, batch: ColumnBatch) -> dict[str, Column]:
         """The batch's columns but the arrays the server fills alike: empty in every row, without a DEFAULT."""
         if batch.table not in self._plain_arrays:
             described = self._client.execute(
@@ -188,11 +187,16 @@ class ClickHouseSink:
                 return batch.columns
             self._plain_arrays[batch.table] = frozenset(name for name, plain in described if plain)
         plain = self._plain_arrays[batch.table]
-        return {name: values for name, values in batch.columns.items() if name not in plain or any(values)}
+        return {name: values for name, values in batch.columns.items() if name not in plain or _any_item(values)}
 
 
 class SinkClosedError(RuntimeError):
     """The sink was closed (the worker is stopping) while a batch waited for ClickHouse: it was not written."""
+
+
+def _any_item(rows: Column) -> bool:
+    """Whether any row of an array column holds anything."""
+    return rows.matrix.size > 0 if isinstance(rows, NumberRows) else any(rows)
 
 
 def _is_transient(exc: Exception) -> bool:

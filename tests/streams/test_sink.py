@@ -6,10 +6,11 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 from infra.clickhouse.client import connect
-from streams.batch import ColumnBatch
+from streams.batch import ColumnBatch, NumberRows
 from streams.sink import Backoff, ClickHouseSink
 from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 
@@ -122,6 +123,18 @@ def test_arrays_empty_in_every_row_are_left_to_the_server_unless_they_have_a_def
         )
         assert list(sink._columns_to_send(mixed)) == list(mixed.columns)
         sink.write_blocking(mixed)
+        values = NumberRows(np.array([[2.5], [3.5]]))
+        matrix = ColumnBatch(
+            table, {"k": ["e", "f"], "plain": [[], []], "defaulted": [[], []], "n.name": [["g"]] * 2, "n.value": values}
+        )
+        assert list(sink._columns_to_send(matrix)) == ["k", "defaulted", "n.name", "n.value"]
+        sink.write_blocking(matrix)
+        no_values = NumberRows(np.empty((1, 0)))
+        narrow = ColumnBatch(
+            table, {"k": ["g"], "plain": [[]], "defaulted": [[]], "n.name": [[]], "n.value": no_values}
+        )
+        assert list(sink._columns_to_send(narrow)) == ["k", "defaulted"]
+        sink.write_blocking(narrow)
     finally:
         sink.close()
     assert client.execute(f"SELECT k, plain, defaulted, n.name, n.value FROM {table} ORDER BY k") == [
@@ -129,5 +142,8 @@ def test_arrays_empty_in_every_row_are_left_to_the_server_unless_they_have_a_def
         ("b", [], [], [], []),
         ("c", [], [], ["f"], [1.5]),
         ("d", ["x"], [], [], []),
+        ("e", [], [], ["g"], [2.5]),
+        ("f", [], [], ["g"], [3.5]),
+        ("g", [], [], [], []),
     ]
     client.execute(f"DROP TABLE {table}")
