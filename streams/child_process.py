@@ -8,7 +8,8 @@ detection in another (:mod:`streams.drift.process`).
 A :class:`ChildProcess` starts its child with ``spawn`` (never a fork of a process running Faust's
 threads); the child builds its handler with ``factory(settings)`` and handles the messages sent to it.
 Messages travel in *lanes*: each lane is handled in order, one message at a time, and lanes run side by
-side (outcomes are not held up behind predictions). Every message is answered with its result, or the
+side (outcomes are not held up behind predictions). A handler may return :class:`AnswerLater` to take
+the lane's next message before the answer is ready. Every message is answered with its result, or the
 error its handler raised (:class:`ChildError`), and the handler's report (its metrics), which the parent
 passes to ``on_report``.
 
@@ -32,7 +33,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -53,6 +54,17 @@ class ChildHandler(Protocol):
     def report(self) -> Any: ...
 
     async def close(self) -> None: ...
+
+
+class AnswerLater:
+    """What a handler returns to answer its message once ``pending`` completes, and let its lane go on now.
+
+    The lane's next message is handled meanwhile (the handler keeps whatever order it needs between them);
+    the answer carries ``pending``'s result or error.
+    """
+
+    def __init__(self, pending: Awaitable[Any]) -> None:
+        self.pending = pending
 
 
 class ChildError(RuntimeError):
@@ -249,6 +261,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     lanes: dict[str, asyncio.Queue[_Message]] = {}
     workers: list[asyncio.Task[None]] = []
+    later: set[asyncio.Future[None]] = set()  # answers that wait for a handler's pending work
     ended = asyncio.Event()
     stop_request: list[int] = []
 
@@ -258,16 +271,24 @@ async def _serve(
         except OSError:
             ended.set()  # the parent went away
 
+    async def settle(kind: str, request: int, work: Awaitable[Any]) -> None:
+        error, result = None, None
+        try:
+            result = await work
+        except Exception as exc:
+            log.exception("child failed on a message", extra={"fields": {"message": kind}})
+            error = f"{type(exc).__name__}: {exc}"
+        if isinstance(result, AnswerLater):
+            pending = asyncio.ensure_future(settle(kind, request, result.pending))
+            later.add(pending)
+            pending.add_done_callback(later.discard)
+            return
+        answer(request, error, result)
+
     async def run_lane(queue: asyncio.Queue[_Message]) -> None:
         while True:
             _, kind, request, payload = await queue.get()
-            error, result = None, None
-            try:
-                result = await handler.handle(kind, payload)
-            except Exception as exc:
-                log.exception("child failed on a message", extra={"fields": {"message": kind}})
-                error = f"{type(exc).__name__}: {exc}"
-            answer(request, error, result)
+            await settle(kind, request, handler.handle(kind, payload))
             queue.task_done()
 
     def dispatch(message: _Message | None) -> None:
@@ -296,7 +317,9 @@ async def _serve(
     if stop_request:  # asked to stop: finish what was sent first
         for queue in lanes.values():
             await queue.join()
-    for worker in workers:
+        while later:
+            await asyncio.wait(set(later))
+    for worker in [*workers, *later]:
         worker.cancel()
     try:
         await handler.close()

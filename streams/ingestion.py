@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from infra.metrics import Histogram
 from infra.settings import Settings
@@ -83,51 +83,37 @@ class Ingestion:
         self.outcome_sink = ClickHouseSink(settings.clickhouse)
         self.join = OutcomeJoin(settings.clickhouse, self.outcome_sink, window_s=settings.join_window_s)
         self.metrics = IngestionMetrics()
+        self._predictions = _Pipeline(
+            lambda chunk: self._decode_and_write(chunk, decode_predictions, self.prediction_sink),
+            self._after_predictions,
+            self.metrics,
+        )
+        self._outcomes = _Pipeline(
+            lambda chunk: self._decode_and_write(chunk, decode_outcomes, self.outcome_sink),
+            self._after_outcomes,
+            self.metrics,
+        )
 
     async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
-        await self._pipeline(messages, decode_predictions, self.prediction_sink, self._after_predictions)
+        await (await self.submit_predictions(messages))
 
     async def on_outcome_messages(self, messages: Sequence[Incoming]) -> None:
-        await self._pipeline(messages, decode_outcomes, self.outcome_sink, self._after_outcomes)
+        await (await self.submit_outcomes(messages))
 
-    async def _pipeline(
-        self,
-        messages: Sequence[Incoming],
-        decode: Callable[..., Decoded],
-        sink: ClickHouseSink,
-        after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
-    ) -> None:
-        """Handle ``messages`` in chunks of at most ``batch_max_bytes``, two chunks at a time.
+    async def submit_predictions(self, messages: Sequence[Incoming]) -> asyncio.Future[None]:
+        """Decode ``messages`` and queue their writes; returns once they are queued, with what settles when
+        they are written and handed on (:class:`_Pipeline`): the next batch's decoding need not wait for it."""
+        return await self._predictions.submit(messages, self.settings.batch_max_bytes)
 
-        A chunk's insert runs in a thread and mostly waits for ClickHouse: meanwhile the next chunk is
-        decoded and the previous one goes to the join and the detectors (``after``). Chunks are written in
-        order and each is handed on only once written; this returns when every chunk is, so the caller's
-        ack still follows the writes.
-        """
-        in_flight: deque[tuple[asyncio.Task[tuple[ColumnBatch, list[int]]], Sequence[Incoming], float]] = deque()
-        try:
-            for chunk in _chunks(messages, self.settings.batch_max_bytes):
-                started = time.perf_counter()
-                decoded = decode(chunk, max_bytes=self.settings.max_message_bytes)
-                in_flight.append((asyncio.create_task(self._write(decoded, chunk, sink)), chunk, started))
-                if len(in_flight) == 2:
-                    await self._hand_on(*in_flight.popleft(), after)
-            while in_flight:
-                await self._hand_on(*in_flight.popleft(), after)
-        finally:
-            for writing, _, _ in in_flight:  # a chunk before failed: these are not handed on (nor acked)
-                writing.cancel()
+    async def submit_outcomes(self, messages: Sequence[Incoming]) -> asyncio.Future[None]:
+        """:meth:`submit_predictions` for outcomes."""
+        return await self._outcomes.submit(messages, self.settings.batch_max_bytes)
 
-    async def _hand_on(
-        self,
-        writing: asyncio.Task[tuple[ColumnBatch, list[int]]],
-        chunk: Sequence[Incoming],
-        started: float,
-        after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
-    ) -> None:
-        rows, origins = await writing
-        await after(rows, origins, chunk)
-        self.metrics.batch_done(time.perf_counter() - started)
+    async def _decode_and_write(
+        self, chunk: Sequence[Incoming], decode: Callable[..., Decoded], sink: ClickHouseSink
+    ) -> asyncio.Task[tuple[ColumnBatch, list[int]]]:
+        decoded = decode(chunk, max_bytes=self.settings.max_message_bytes)
+        return asyncio.create_task(self._write(decoded, chunk, sink))
 
     async def _after_predictions(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
         self._count("predictions", chunk, rows)
@@ -222,9 +208,90 @@ class Ingestion:
                 log.exception("observer failed; ingestion goes on", extra={"fields": {"observer": repr(observer)}})
 
 
-def _chunks(messages: Sequence[Incoming], max_bytes: int) -> list[Sequence[Incoming]]:
+class _Pipeline:
+    """One kind's chunks (predictions or outcomes), written two at a time and handed on in order.
+
+    A chunk's insert runs in a thread and mostly waits for ClickHouse: meanwhile the next chunk is decoded,
+    whether it belongs to the same batch or the next one, and the chunk before is handed to the join and
+    the detectors (``after``). Each chunk is handed on only once written, and after the chunk before it;
+    a chunk that fails fails the rest of its batch (they are not handed on: the batch is not acked).
+    """
+
+    def __init__(
+        self,
+        start_write: Callable[[Sequence[Incoming]], Awaitable[asyncio.Task[tuple[ColumnBatch, list[int]]]]],
+        after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
+        metrics: IngestionMetrics,
+        *,
+        depth: int = 2,
+    ) -> None:
+        self.start_write = start_write
+        self.after = after
+        self.metrics = metrics
+        self.depth = depth
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writing = asyncio.Semaphore(depth)  # bounds the chunks decoded and not yet written
+        self._last: asyncio.Task[None] | None = None  # the last chunk queued: the next one is handed on after it
+
+    async def submit(self, messages: Sequence[Incoming], max_bytes: int) -> asyncio.Future[None]:
+        """Queue ``messages`` chunk by chunk; returns what settles once every chunk is handed on (or failed)."""
+        if self._loop is not asyncio.get_running_loop():  # a new event loop (tools and tests run one per call)
+            self._loop, self._writing, self._last = asyncio.get_running_loop(), asyncio.Semaphore(self.depth), None
+        chunks: list[asyncio.Task[None]] = []
+        for chunk in split_by_bytes(messages, max_bytes):
+            await self._writing.acquire()
+            started = time.perf_counter()
+            try:
+                writing = await self.start_write(chunk)
+            except BaseException:
+                self._writing.release()
+                raise
+            writing.add_done_callback(lambda _: self._writing.release())
+            before = chunks[-1] if chunks else None
+            self._last = asyncio.create_task(self._hand_on(writing, chunk, started, self._last, before))
+            chunks.append(self._last)
+        return asyncio.ensure_future(_all_of(chunks))
+
+    async def _hand_on(
+        self,
+        writing: asyncio.Task[tuple[ColumnBatch, list[int]]],
+        chunk: Sequence[Incoming],
+        started: float,
+        previous: asyncio.Task[None] | None,
+        before_in_batch: asyncio.Task[None] | None,
+    ) -> None:
+        rows, origins = await writing
+        if previous is not None:
+            await asyncio.wait([previous])  # in order, whatever became of it
+        if before_in_batch is not None and (before_in_batch.cancelled() or before_in_batch.exception()):
+            raise ChunkSkippedError("a chunk before it in its batch failed")
+        await self.after(rows, origins, chunk)
+        self.metrics.batch_done(time.perf_counter() - started)
+
+
+class ChunkSkippedError(RuntimeError):
+    """A chunk written but not handed on: a chunk before it in its batch failed (the batch is not acked)."""
+
+
+async def _all_of(chunks: list[asyncio.Task[None]]) -> None:
+    """Wait for every chunk; then raise the first failure, if any (each failure is retrieved)."""
+    results = await asyncio.gather(*chunks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+class _HasValue(Protocol):
+    @property
+    def value(self) -> bytes | None: ...
+
+
+M = TypeVar("M", bound=_HasValue)
+
+
+def split_by_bytes(messages: Sequence[M], max_bytes: int) -> list[Sequence[M]]:
     """Consecutive runs of messages of at most ``max_bytes`` together (a larger message is a run alone)."""
-    chunks: list[Sequence[Incoming]] = []
+    chunks: list[Sequence[M]] = []
     start, size = 0, 0
     for i, message in enumerate(messages):
         length = len(message.value or b"")

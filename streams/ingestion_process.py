@@ -9,27 +9,32 @@ answered only after its rows are in ClickHouse and its dead letters on their top
 its messages only then.
 
 Predictions, outcomes and requests (join sweep, detector state) travel in lanes of their own: each is
-handled in order, side by side with the others, as the agents and timers ran before. A batch whose child
-exits before it answers is handed to a new child once more (every write is idempotent); if that fails too,
-the batch fails and stays unacknowledged.
+handled in order, side by side with the others, as the agents and timers ran before. A batch travels in
+pieces of at most ``batch_max_bytes`` (one insert each), a few at a time, so that the child decodes a piece
+while the one before is written and never holds more than a few pieces, however large Faust's batch. A
+piece whose child exits before it answers is handed to a new child once more (every write is idempotent);
+if that fails too, the batch fails and stays unacknowledged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from infra.settings import Settings
 from streams.batch import ColumnBatch, DeadLetter
-from streams.child_process import ChildLostError, ChildProcess
+from streams.child_process import AnswerLater, ChildLostError, ChildProcess
 from streams.decode import Incoming
 from streams.drift.process import DetectionMetrics, DetectionProcess
-from streams.ingestion import Ingestion, IngestionMetrics
+from streams.ingestion import Ingestion, IngestionMetrics, split_by_bytes
 from streams.sink import SinkMetrics
 from streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.ingestion")
+
+PIECES_IN_FLIGHT = 3  # one decoded while two are written
 
 
 class KafkaMessage(Protocol):
@@ -60,6 +65,8 @@ class IngestionProcess:
         self.metrics = IngestionMetrics()
         self.sink_metrics: dict[str, SinkMetrics] = {}
         self.drift_metrics = DetectionMetrics()
+        self.batch_max_bytes = settings.batch_max_bytes
+        self._room: dict[str, asyncio.Semaphore] = {}  # by lane: pieces the child may hold unanswered
         self._child = ChildProcess("driftloop-ingestion", IngestionHandler, settings, self._take_report)
 
     @property
@@ -68,10 +75,28 @@ class IngestionProcess:
         return self._child.restarts
 
     async def on_prediction_messages(self, messages: Sequence[KafkaMessage]) -> None:
-        await self._call("predictions", "predictions", _pack(messages))
+        await self._hand_over_in_pieces("predictions", messages)
 
     async def on_outcome_messages(self, messages: Sequence[KafkaMessage]) -> None:
-        await self._call("outcomes", "outcomes", _pack(messages))
+        await self._hand_over_in_pieces("outcomes", messages)
+
+    async def _hand_over_in_pieces(self, lane: str, messages: Sequence[KafkaMessage]) -> None:
+        """Send ``messages`` in pieces of at most ``batch_max_bytes``, a few unanswered at a time, and return
+        once all are answered (raising the first failure).
+
+        A piece is one insert: the child decodes the next piece while the one before is written, and holds
+        at most :data:`PIECES_IN_FLIGHT` pieces, however large the batch Faust took.
+        """
+        room = self._room.setdefault(lane, asyncio.Semaphore(PIECES_IN_FLIGHT))
+        pieces: list[asyncio.Future[Any]] = []
+        for piece in split_by_bytes(messages, self.batch_max_bytes):
+            await room.acquire()
+            answered = asyncio.ensure_future(self._call(lane, lane, _pack(piece)))
+            answered.add_done_callback(lambda _: room.release())
+            pieces.append(answered)
+        for failure in await asyncio.gather(*pieces, return_exceptions=True):
+            if isinstance(failure, BaseException):
+                raise failure
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
@@ -128,12 +153,12 @@ class IngestionHandler:
         self.drift.start()
         self.ingestion = Ingestion(settings, self.dead_letters, [self.drift])
 
-    async def handle(self, kind: str, payload: Any) -> None:
-        if kind == "predictions":
-            await self.ingestion.on_prediction_messages(_unpack(payload))
-        elif kind == "outcomes":
-            await self.ingestion.on_outcome_messages(_unpack(payload))
-        elif kind == "sweep":
+    async def handle(self, kind: str, payload: Any) -> AnswerLater | None:
+        if kind == "predictions":  # answered once written; the lane's next piece is decoded meanwhile
+            return AnswerLater(await self.ingestion.submit_predictions(_unpack(payload)))
+        if kind == "outcomes":
+            return AnswerLater(await self.ingestion.submit_outcomes(_unpack(payload)))
+        if kind == "sweep":
             await self.ingestion.sweep(payload)
         elif kind == "write":
             await self.ingestion.prediction_sink.write(payload)
@@ -143,6 +168,7 @@ class IngestionHandler:
             await self.drift.save_changed()
         else:
             raise ValueError(f"the ingestion process has no request {kind!r}")
+        return None
 
     def report(self) -> dict[str, Any]:
         return {

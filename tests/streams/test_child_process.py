@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from infra.settings import Settings
-from streams.child_process import ChildError, ChildLostError, ChildProcess
+from streams.child_process import AnswerLater, ChildError, ChildLostError, ChildProcess
 
 
 class EchoHandler:
-    """Answers each message with (its kind, its payload, the messages seen so far); "fail" raises, "sleep" waits."""
+    """Answers each message with (its kind, its payload, the messages seen so far); "fail" raises, "sleep" waits;
+    "later" answers ``payload`` (seconds, or an error's text) after that many seconds, and lets the lane go on."""
 
     def __init__(self, settings: Settings) -> None:
         self.seen: list[Any] = []
@@ -28,8 +29,17 @@ class EchoHandler:
             await asyncio.sleep(payload)
         if kind == "pid":
             return os.getpid()
+        if kind == "later":
+            return AnswerLater(self._after(payload))
         self.seen.append(payload)
         return kind, payload, len(self.seen)
+
+    async def _after(self, seconds: float | str) -> float:
+        if isinstance(seconds, str):
+            await asyncio.sleep(0.2)
+            raise ValueError(seconds)
+        await asyncio.sleep(seconds)
+        return seconds
 
     def report(self) -> dict[str, int]:
         return {"seen": len(self.seen)}
@@ -100,5 +110,31 @@ def test_close_lets_the_child_finish_what_it_was_sent() -> None:
         assert all(q.done() and not q.exception() for q in queued)
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # gone
+
+    asyncio.run(run())
+
+
+def test_an_answer_given_later_lets_the_lane_go_on_and_comes_when_its_work_is_done() -> None:
+    async def run() -> None:
+        async with echo_child() as child:
+            await child.call("a", "put", 0)
+            slow = child.call("a", "later", 1.0)
+            failing = child.call("a", "later", "no good")
+            after = await asyncio.wait_for(child.call("a", "put", 1), 0.8)  # not held up behind the two
+            assert after == ("put", 1, 2) and not slow.done()
+            with pytest.raises(ChildError, match="ValueError: no good"):
+                await failing
+            assert await slow == 1.0
+
+    asyncio.run(run())
+
+
+def test_close_waits_for_answers_given_later() -> None:
+    async def run() -> None:
+        child = ChildProcess("echo", EchoHandler, Settings())
+        await child.call("a", "put", 0)
+        pending = [child.call("a", "later", 0.3) for _ in range(3)]
+        await child.close()
+        assert [p.result() for p in pending] == [0.3, 0.3, 0.3]
 
     asyncio.run(run())

@@ -1,5 +1,6 @@
 """A batch is handled in chunks, two at a time (streams.ingestion): each chunk is handed on only once written,
-in order, and a chunk that fails stops the ones after it (the caller does not ack the batch)."""
+in order (across batches too), and a chunk that fails stops the ones after it in its batch (the caller does
+not ack the batch)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,26 @@ def test_chunks_reach_the_detectors_in_order_and_only_once_written(stack: Privat
         handler.close()
     assert observer.seen == [f"r{i:05d}" for i in range(40 * EVENTS_PER_MESSAGE)]
     assert handler.metrics.batch_seconds.count >= 8  # it was cut into chunks: the pipeline had work to overlap
+
+
+def test_the_next_batch_is_decoded_while_the_one_before_is_written_and_handed_on_after_it(stack: PrivateStack) -> None:
+    model = "pipe-" + uuid.uuid4().hex[:8]
+    batches = [[Incoming(envelope(model, (b * 5 + k) * EVENTS_PER_MESSAGE), "p", 0, b * 5 + k) for k in range(5)]
+               for b in range(4)]  # fmt: skip
+    handler, observer = ingestion(stack, DeadLetters())
+
+    async def run() -> None:
+        first = await handler.submit_predictions(batches[0])  # one chunk: decoded, its write under way
+        second = await handler.submit_predictions(batches[1])
+        assert not first.done()  # the second batch did not wait for the first to be written
+        rest = [await handler.submit_predictions(batch) for batch in batches[2:]]
+        await asyncio.gather(first, second, *rest)
+
+    try:
+        asyncio.run(run())
+    finally:
+        handler.close()
+    assert observer.seen == [f"r{i:05d}" for i in range(20 * EVENTS_PER_MESSAGE)]
 
 
 def test_a_failing_chunk_stops_the_batch_and_the_chunks_after_it_are_not_handed_on(stack: PrivateStack) -> None:

@@ -1,0 +1,56 @@
+"""The worker hands a batch to the ingestion process in pieces of at most ``batch_max_bytes``, a few at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from infra.settings import Settings
+from streams.decode import Incoming
+from streams.ingestion_process import PIECES_IN_FLIGHT, IngestionProcess
+
+
+class Child:
+    """Stands in for the ingestion child's answers (what is under test is the parent's side of the pipe)."""
+
+    def __init__(self, fail_piece: int | None = None) -> None:
+        self.fail_piece = fail_piece
+        self.pieces: list[list[int]] = []
+        self.unanswered = 0
+        self.most_unanswered = 0
+
+    async def call(self, lane: str, kind: str, payload: Any = None) -> None:
+        values, _topics, _partitions, offsets = payload
+        assert lane == kind == "predictions" and sum(map(len, values)) <= 65536
+        self.pieces.append(offsets)
+        self.unanswered += 1
+        self.most_unanswered = max(self.most_unanswered, self.unanswered)
+        await asyncio.sleep(0.01)
+        self.unanswered -= 1
+        if len(self.pieces) - 1 == self.fail_piece:
+            raise RuntimeError("this piece failed")
+
+
+def ingestion_with(child: Child) -> IngestionProcess:
+    process = IngestionProcess(Settings.from_env({"DRIFTLOOP_BATCH_MAX_BYTES": "65536"}))
+    process._call = child.call  # type: ignore[method-assign]
+    return process
+
+
+MESSAGES = [Incoming(b"x" * 20_000, "p", 0, offset) for offset in range(40)]  # three a piece
+
+
+def test_a_batch_goes_over_in_pieces_in_order_with_a_few_unanswered_at_most() -> None:
+    child = Child()
+    asyncio.run(ingestion_with(child).on_prediction_messages(MESSAGES))
+    assert [offset for piece in child.pieces for offset in piece] == list(range(40))
+    assert max(map(len, child.pieces)) == 3 and child.most_unanswered == PIECES_IN_FLIGHT
+
+
+def test_a_failed_piece_fails_the_batch_once_every_piece_is_answered() -> None:
+    child = Child(fail_piece=2)
+    with pytest.raises(RuntimeError, match="this piece failed"):
+        asyncio.run(ingestion_with(child).on_prediction_messages(MESSAGES))
+    assert len(child.pieces) == 14 and child.unanswered == 0
