@@ -27,6 +27,8 @@ class NumberRows(Sequence[list[float]]):
     >>> rows = NumberRows(np.array([[1.0, 2.0], [3.0, 4.0]]))
     >>> rows[1], rows == [[1.0, 2.0], [3.0, 4.0]], np.asarray(rows).shape
     ([3.0, 4.0], True, (2, 2))
+    >>> [[0.5, 0.5]] + rows[:1], ColumnBatch("t", {"v": rows}).take([1]).columns
+    ([[0.5, 0.5], [1.0, 2.0]], {'v': [[3.0, 4.0]]})
     """
 
     __slots__ = ("matrix",)
@@ -61,10 +63,13 @@ class NumberRows(Sequence[list[float]]):
             return self.matrix.shape == other.matrix.shape and bool(np.array_equal(self.matrix, other.matrix))
         return isinstance(other, Sequence) and self.matrix.tolist() == list(other)
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it stands for
+    __hash__ = None  # type: ignore[assignment]  # unhashable, like the list it stands for
 
     def __add__(self, other: Sequence[list[float]]) -> list[list[float]]:
         return [*self, *other]
+
+    def __radd__(self, other: Sequence[list[float]]) -> list[list[float]]:
+        return [*other, *self]
 
     def __repr__(self) -> str:
         return repr(self.matrix.tolist())
