@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from infra.metrics import Histogram
 from infra.settings import Settings
@@ -109,7 +109,7 @@ class Ingestion:
         """:meth:`submit_predictions` for outcomes."""
         return await self._outcomes.submit(messages, self.settings.batch_max_bytes)
 
-    async def _decode_and_write(
+    def _decode_and_write(
         self, chunk: Sequence[Incoming], decode: Callable[..., Decoded], sink: ClickHouseSink
     ) -> asyncio.Task[tuple[ColumnBatch, list[int]]]:
         decoded = decode(chunk, max_bytes=self.settings.max_message_bytes)
@@ -219,7 +219,7 @@ class _Pipeline:
 
     def __init__(
         self,
-        start_write: Callable[[Sequence[Incoming]], Awaitable[asyncio.Task[tuple[ColumnBatch, list[int]]]]],
+        start_write: Callable[[Sequence[Incoming]], asyncio.Task[tuple[ColumnBatch, list[int]]]],
         after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
         metrics: IngestionMetrics,
         *,
@@ -242,7 +242,7 @@ class _Pipeline:
             await self._writing.acquire()
             started = time.perf_counter()
             try:
-                writing = await self.start_write(chunk)
+                writing = self.start_write(chunk)
             except BaseException:
                 self._writing.release()
                 raise
@@ -250,7 +250,7 @@ class _Pipeline:
             before = chunks[-1] if chunks else None
             self._last = asyncio.create_task(self._hand_on(writing, chunk, started, self._last, before))
             chunks.append(self._last)
-        return asyncio.ensure_future(_all_of(chunks))
+        return asyncio.ensure_future(all_or_first_failure(chunks))
 
     async def _hand_on(
         self,
@@ -273,9 +273,9 @@ class ChunkSkippedError(RuntimeError):
     """A chunk written but not handed on: a chunk before it in its batch failed (the batch is not acked)."""
 
 
-async def _all_of(chunks: list[asyncio.Task[None]]) -> None:
-    """Wait for every chunk; then raise the first failure, if any (each failure is retrieved)."""
-    results = await asyncio.gather(*chunks, return_exceptions=True)
+async def all_or_first_failure(work: Sequence[Awaitable[Any]]) -> None:
+    """Wait for all of ``work``; then raise the first failure, if any (each failure is retrieved)."""
+    results = await asyncio.gather(*work, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result

@@ -28,7 +28,7 @@ from streams.batch import ColumnBatch, DeadLetter
 from streams.child_process import AnswerLater, ChildLostError, ChildProcess
 from streams.decode import Incoming
 from streams.drift.process import DetectionMetrics, DetectionProcess
-from streams.ingestion import Ingestion, IngestionMetrics, split_by_bytes
+from streams.ingestion import Ingestion, IngestionMetrics, all_or_first_failure, split_by_bytes
 from streams.sink import SinkMetrics
 from streams.topic_publisher import KafkaTopicPublisher
 
@@ -94,9 +94,7 @@ class IngestionProcess:
             answered = asyncio.ensure_future(self._call(lane, lane, _pack(piece)))
             answered.add_done_callback(lambda _: room.release())
             pieces.append(answered)
-        for failure in await asyncio.gather(*pieces, return_exceptions=True):
-            if isinstance(failure, BaseException):
-                raise failure
+        await all_or_first_failure(pieces)
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
