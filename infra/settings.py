@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import logging
 import os
 import re
 import ssl
@@ -77,7 +78,7 @@ class ClickHouseEndpoint(BaseModel):
         if not parts.hostname:
             raise ValueError("has no host (expected clickhouse://user:password@host:port/database)")
         database = parts.path.lstrip("/") or "driftloop"
-        if not _IDENTIFIER.match(database):
+        if not _IDENTIFIER.fullmatch(database):
             raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         unknown = set(query) - {"secure", "verify", "ca_certs"}
@@ -263,7 +264,7 @@ class Settings(BaseModel):
     @field_validator("topic_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        if not _TOPIC_PREFIX.match(value):
+        if not _TOPIC_PREFIX.fullmatch(value):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return value
 
@@ -300,9 +301,8 @@ class Settings(BaseModel):
                 continue
             field = key[len(ENV_PREFIX) :].lower()
             if field not in cls.model_fields:
-                close = difflib.get_close_matches(key.upper(), sorted(cls.env_names()), n=1)
-                hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(cls.env_names()))}"
-                raise SettingsError(f"{key}: not a driftloop setting{hint}")
+                _warn_unknown(key, cls.env_names())
+                continue
             # An empty variable unsets an optional option (a secret left blank in a compose file, say).
             if value == "" and cls.model_fields[field].default is None:
                 continue
@@ -399,3 +399,21 @@ def _explain(exc: ValidationError) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return Settings.from_env()
+
+
+_log = logging.getLogger("driftloop.settings")
+_warned_unknown: set[str] = set()
+
+
+def _warn_unknown(key: str, known: frozenset[str]) -> None:
+    """Warn once per process about a ``DRIFTLOOP_*`` variable that is no setting.
+
+    Not an error: Kubernetes injects ``DRIFTLOOP_SERVICE_HOST``, ``DRIFTLOOP_PORT_...`` into every pod of a
+    namespace with a Service named ``driftloop``, and a typo is still worth a hint.
+    """
+    if key in _warned_unknown:
+        return
+    _warned_unknown.add(key)
+    close = difflib.get_close_matches(key.upper(), sorted(known), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    _log.warning("%s: not a driftloop setting, ignored%s", key, hint)

@@ -177,7 +177,7 @@ class ModelSpec(_Frozen):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:
-        if not MODEL_NAME.match(name):
+        if not MODEL_NAME.fullmatch(name):
             raise ValueError(f"must match {MODEL_NAME.pattern}")
         return name
 

@@ -388,7 +388,7 @@ _NUMERIC = frozenset({float, int})
 def _learn_names(names: list[str]) -> None:
     for name in names:
         if name not in _known_features:
-            if not _FEATURE_NAME.match(name):
+            if not _FEATURE_NAME.fullmatch(name):
                 raise EventError(f"feature name {name[:80]!r} must be 1-128 printable characters")
             if len(_known_features) < 100_000:
                 _known_features.add(name)

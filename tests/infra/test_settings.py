@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -57,12 +58,30 @@ def test_a_bad_value_is_an_error_naming_the_variable(variable: str, value: str, 
     assert says in str(info.value)
 
 
-def test_an_unknown_variable_suggests_the_right_name() -> None:
-    with pytest.raises(
-        SettingsError,
-        match="DRIFTLOOP_KAFKA_BOOTSTRAPS: not a driftloop setting; did you mean DRIFTLOOP_KAFKA_BOOTSTRAP",
-    ):
-        Settings.from_env({"DRIFTLOOP_KAFKA_BOOTSTRAPS": "k:9092"})
+def test_an_unknown_variable_is_ignored_with_a_warning_that_suggests_the_right_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="driftloop.settings"):
+        settings = Settings.from_env({"DRIFTLOOP_KAFKA_BOOTSTRAPZ": "k:9092"})
+        Settings.from_env({"DRIFTLOOP_KAFKA_BOOTSTRAPZ": "k:9092"})  # warned once per process
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"  # ignored, not taken for the setting it resembles
+    warnings = [r.getMessage() for r in caplog.records if "BOOTSTRAPZ" in r.getMessage()]
+    assert warnings == [
+        "DRIFTLOOP_KAFKA_BOOTSTRAPZ: not a driftloop setting, ignored; did you mean DRIFTLOOP_KAFKA_BOOTSTRAP?"
+    ]
+
+
+def test_kubernetes_service_variables_are_not_fatal_and_known_ones_still_checked() -> None:
+    # Kubernetes injects these into every pod when a Service is named "driftloop".
+    injected = {
+        "DRIFTLOOP_SERVICE_HOST": "10.0.0.7",
+        "DRIFTLOOP_SERVICE_PORT": "9108",
+        "DRIFTLOOP_PORT": "tcp://10.0.0.7:9108",
+        "DRIFTLOOP_PORT_9108_TCP_ADDR": "10.0.0.7",
+    }
+    assert Settings.from_env(injected | {"DRIFTLOOP_TOPIC_PARTITIONS": "6"}).topic_partitions == 6
+    with pytest.raises(SettingsError, match="DRIFTLOOP_TOPIC_PARTITIONS"):
+        Settings.from_env(injected | {"DRIFTLOOP_TOPIC_PARTITIONS": "zero"})
 
 
 def test_sasl_needs_mechanism_user_and_password() -> None:

@@ -102,6 +102,7 @@ def test_numbers_and_classes_compare_as_text() -> None:
         ({"features": {"a": {"b": 1}}}, "got an object"),
         ({"features": {"a": 10**400}}, "too large"),
         ({"features": {"\x00bad": 1}}, "feature name"),
+        ({"features": {"income\n": 1}}, "feature name"),  # fullmatch: a trailing newline is not a name
         ({"prediction": [1]}, '"prediction" must be a number, got a list'),
         ({"score": "high"}, '"score" must be a number, got a string'),
         ({"model_version": -1}, '"model_version" must be a non-negative integer'),
