@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from infra.spec import ModelSpec, SpecCatalog
+from infra.spec import ModelSpec, SpecCatalog, SpecError
 from streams.batch import ColumnBatch
 from streams.drift.alerts import Alert
 from streams.drift.detectors import Detector, build
@@ -88,6 +88,7 @@ class DriftMonitor:
         self.specs = specs
         self.clock = clock
         self.models: dict[str, ModelState] = {}
+        self._broken_specs: dict[str, str] = {}  # model -> the spec error last reported
 
     # --- entry points --------------------------------------------------------------------------------------
 
@@ -96,6 +97,8 @@ class DriftMonitor:
         alerts: list[Alert] = []
         for part in frame.models:
             state = self._model(part.model, part.features.count)
+            if state is None:
+                continue
             base = state.events
             state.ring.extend(zip(part.ts_ms.tolist(), part.request_ids, strict=True))
             state.events += len(part)
@@ -112,6 +115,8 @@ class DriftMonitor:
             index.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time
             sent = ("num.name", "cat.name", "missing")
             state = self._model(model, sum(len(rows[name][index[0]]) for name in sent if name in rows.columns))
+            if state is None:
+                continue
             base = state.labeled
             state.labeled_ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
             state.labeled += len(index)
@@ -245,7 +250,7 @@ class DriftMonitor:
     def _spread(state: ModelState, name: str, values: list[float]) -> list[float]:
         """|x - centre|, the centre being the mean of the feature's warm-up: its mean catches variance changes."""
         centre = state.centres.setdefault(name, [0.0, 0.0])
-        warmup = state.spec.monitoring.warmup
+        warmup = max(state.spec.monitoring.warmup, 1)  # warmup 0: the centre is the first value
         if centre[1] < warmup:
             take = values[: int(warmup - centre[1])]
             centre[0] += sum(take)
@@ -255,16 +260,33 @@ class DriftMonitor:
 
     # --- detection ------------------------------------------------------------------------------------------
 
-    def _model(self, model: str, features: int) -> ModelState:
-        """The model's state (``features``: how many its first event sent, for a model seen first)."""
+    def _model(self, model: str, features: int) -> ModelState | None:
+        """The model's state (``features``: how many its first event sent, for a model seen first).
+
+        None while the model's spec file is broken: that model is not monitored (the ERROR names the file and
+        the field), every other model is; the file is read again at the model's next batch.
+        """
         state = self.models.get(model)
         if state is None:
-            spec = self.specs.get(model)
+            try:
+                spec = self.specs.get(model)
+            except SpecError as exc:
+                self._report_broken_spec(model, exc)
+                return None
+            self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
             # the Bonferroni family: values, spread and null rate per feature, score, prediction, error
             state.expected_signals = max(3 * max(features, len(spec.features)) + 3, 1)
             self.models[model] = state
         return state
+
+    def _report_broken_spec(self, model: str, error: SpecError) -> None:
+        if self._broken_specs.get(model) != str(error):  # once per error, not once per batch
+            self._broken_specs[model] = str(error)
+            log.error(
+                "model spec is broken: this model's events land but are not monitored until the file is fixed",
+                extra={"fields": {"model": model, "error": str(error)}},
+            )
 
     def _signal(self, state: ModelState, name: str, signal_type: str) -> SignalState | None:
         signal = state.signals.get(name)

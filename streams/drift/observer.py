@@ -18,7 +18,7 @@ from typing import Protocol
 
 from infra.clickhouse.client import SharedClient
 from infra.settings import ClickHouseEndpoint, Settings
-from infra.spec import SpecCatalog
+from infra.spec import SpecCatalog, SpecError
 from streams.batch import ColumnBatch
 from streams.drift.alerts import ALERT_COLUMNS, Alert
 from streams.drift.frame import PredictionFrame
@@ -156,7 +156,11 @@ class DriftObserver:
                 continue
             saved = await asyncio.to_thread(self.store.load, model)
             if saved is not None:
-                restore_model(self.monitor, model, saved)
+                try:
+                    restore_model(self.monitor, model, saved)
+                except SpecError:  # the monitor reports it and leaves this model alone; restored once it is fixed
+                    self._restored.discard(model)
+                    continue
                 log.info("detector state restored", extra={"fields": {"model": model, "events": saved.get("events")}})
 
     async def _handle(self, alerts: list[Alert]) -> None:

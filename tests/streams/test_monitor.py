@@ -238,3 +238,54 @@ def test_feature_names_beyond_the_limit_are_counted_not_watched(tmp_path: Path) 
     assert len(state.features) == 5 and len(state.unwatched) == 295
     watched = {name.split(":")[0] for name in state.signals} - {"prediction", "score"}
     assert watched <= state.features  # no detector for an unwatched name: memory stays bounded
+
+
+def test_warmup_zero_monitors_from_the_first_event(tmp_path: Path) -> None:
+    (tmp_path / "m.toml").write_text('name = "m"\n[monitoring]\nwarmup = 0\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    alerts = run(monitor, random.Random(2), 30_000, shift={"at": 20_000, "mean": 1.0})
+    state = monitor.models["m"]
+    assert state.events == 30_000 and state.signals["f0:spread"].seen == 30_000
+    assert [a.signal for a in alerts if a.kind == "data"][:1] == ["f0"]
+
+
+def _two_models(rng: random.Random, start: int, n: int, shift: dict) -> ColumnBatch:
+    """One batch holding events of a model "broken" (stationary) and of "m" (``shift`` applied)."""
+    messages = []
+    for model, model_shift in (("broken", None), ("m", shift)):
+        rows = predictions(rng, start, n, model_shift, model=model)
+        events = [
+            {
+                "model": model,
+                "request_id": rows["request_id"][i],
+                "ts": rows["ts_ms"][i] / 1000,
+                "features": dict(zip(rows["num.name"][i], rows["num.value"][i], strict=True)),
+                "prediction": rows["prediction"][i],
+                "score": rows["score"][i],
+            }
+            for i in range(len(rows))
+        ]
+        messages.append(Incoming(json.dumps({"events": events}).encode(), "p", 0, len(messages)))
+    decoded = decode_predictions(messages)
+    assert not decoded.dead
+    return decoded.rows
+
+
+def test_a_broken_spec_affects_its_own_model_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    spec = tmp_path / "broken.toml"
+    spec.write_text('name = "broken"\n[monitoring]\nwarmup = "soon"\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng, alerts = random.Random(2), []
+    with caplog.at_level("ERROR", logger="driftloop.drift"):
+        for start in range(0, 24_000, 2000):
+            alerts += monitor.process_predictions(_two_models(rng, start, 2000, {"at": 20_000, "mean": 1.0}))
+    assert [(a.model, a.signal) for a in alerts] == [("m", "f0")]  # the other model's alert is not lost
+    assert "broken" not in monitor.models
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1  # reported once, not once per batch
+    assert str(spec) in errors[0].fields["error"] and "monitoring.warmup" in errors[0].fields["error"]
+    # labeled rows of the broken model are skipped too, and the file is read again once it is fixed
+    assert monitor.process_labeled(labeled(rng, 0, 100, 0.1, 50, model="broken")) == []
+    spec.write_text('name = "broken"\n')
+    monitor.process_predictions(_two_models(rng, 24_000, 100, {"at": 20_000, "mean": 1.0}))
+    assert monitor.models["broken"].events == 100
