@@ -93,6 +93,29 @@ def decode_outcomes(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAG
     return _decode(messages, "outcomes", OUTCOME_COLUMNS, _fast_outcomes, _outcome_row, max_bytes)
 
 
+def event_sources(message: Incoming, table: str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
+    """For each row that ``message`` decodes to (in order), where it came from: its index in the envelope (-1
+    for a message of one event) and the event's bytes. ``table``: ``predictions`` or ``outcomes``.
+
+    For the rare row that ClickHouse refuses: its dead letter names the one event, not the whole envelope.
+
+    >>> envelope = b'{"events": [{"model": "m"}, {"model": "m", "request_id": "r", "ts": 1, "label": 0}]}'
+    >>> event_sources(Incoming(envelope, "o", 0, 0), "outcomes")
+    [(1, b'{"model": "m", "request_id": "r", "ts": 1, "label": 0}')]
+    """
+    to_row = {"predictions": _prediction_row, "outcomes": _outcome_row}[table]
+    sources: list[tuple[int, bytes]] = []
+    for index, event, problem in _events(message.value, max_bytes):
+        if problem is not None:
+            continue
+        try:
+            to_row(event)
+        except EventError:
+            continue
+        sources.append((index, message.value if index < 0 else _reencode(event)))
+    return sources
+
+
 def _decode(
     messages: Iterable[Incoming],
     table: str,

@@ -19,10 +19,10 @@ from typing import Any, Protocol, TypeVar
 from infra.metrics import Histogram
 from infra.settings import Settings
 from streams.batch import ColumnBatch, DeadLetter, Decoded
-from streams.decode import Incoming, decode_outcomes, decode_predictions
+from streams.decode import Incoming, decode_outcomes, decode_predictions, event_sources
 from streams.join import OutcomeJoin
 from streams.observers import BatchObserver
-from streams.sink import ClickHouseSink
+from streams.sink import ClickHouseSink, Rejected
 
 log = logging.getLogger("driftloop.ingestion")
 
@@ -164,14 +164,33 @@ class Ingestion:
         rows, origins = decoded.rows, decoded.origins
         if rejected:
             refused = {r.index for r in rejected}
-            for r in rejected:
-                source = messages[origins[r.index]]
-                letters.append(DeadLetter(r.reason, source.value, source.topic, source.partition, source.offset))
+            letters += self._refused_letters(rejected, origins, messages, rows.table)
             kept = [i for i in range(len(rows)) if i not in refused]
             rows, origins = rows.take(kept), [origins[i] for i in kept]
         if letters:
             await self._dead_letter(letters)
         return rows, origins
+
+    def _refused_letters(
+        self, rejected: list[Rejected], origins: list[int], messages: Sequence[Incoming], table: str
+    ) -> list[DeadLetter]:
+        """Dead letters for rows ClickHouse refused, each naming its own event (its index in the envelope)."""
+        rank: list[int] = []  # each row's position among the rows of its message
+        rows_of: Counter[int] = Counter()
+        for origin in origins:
+            rank.append(rows_of[origin])
+            rows_of[origin] += 1
+        sources: dict[int, list[tuple[int, bytes]]] = {}
+        letters = []
+        for r in rejected:
+            origin = origins[r.index]
+            message = messages[origin]
+            if origin not in sources:
+                sources[origin] = event_sources(message, table, max_bytes=self.settings.max_message_bytes)
+            found = sources[origin]
+            index, original = found[rank[r.index]] if rank[r.index] < len(found) else (-1, message.value)
+            letters.append(DeadLetter(r.reason, original, message.topic, message.partition, message.offset, index))
+        return letters
 
     async def _dead_letter(self, letters: list[DeadLetter]) -> None:
         await self.dead_letter_publisher.publish(letters)
