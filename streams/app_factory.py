@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from infra.settings import Settings, get_settings
+from streams import unreadable_batches
 from streams.strict_offsets import StrictOffsetsApp
 
 
@@ -38,11 +39,13 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
     """A Faust app on the configured cluster, with driftloop's defaults (keyword arguments override them).
 
     Its consumer never takes a gap in offsets as acknowledged and delivers messages without a race of
-    tasks when it can (``streams.strict_offsets``).
+    tasks when it can (``streams.strict_offsets``); a record batch it cannot read (corrupt, or compressed
+    with a codec it cannot decode) arrives as dead-letter placeholders (``streams.unreadable_batches``).
 
     Group timeouts come from ``DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S`` / ``..._REBALANCE_TIMEOUT_S``: a group
     join on the embedded broker waits about one session timeout, so tests set them short.
     """
+    unreadable_batches.install()
     options = app_options(settings or get_settings(), app_id) | overrides
     Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
     return StrictOffsetsApp(app_id, **options)

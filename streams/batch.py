@@ -125,6 +125,7 @@ class DeadLetter:
     partition: int
     offset: int
     index: int = -1  # the event's position in an envelope; -1: the whole message
+    last_offset: int | None = None  # an unreadable record batch: the last offset of the range from ``offset``
 
     def to_json(self, max_original: int = 128 * 1024) -> dict[str, Any]:
         """The dead-letter topic's record: reason, source coordinates and the original (text and base64).
@@ -139,7 +140,8 @@ class DeadLetter:
             text = None
         return {
             "reason": self.reason,
-            "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
+            "source": {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+            | ({} if self.last_offset is None else {"last_offset": self.last_offset}),
             "index": None if self.index < 0 else self.index,
             "original": text,
             "original_base64": base64.b64encode(kept).decode("ascii"),
@@ -147,6 +149,55 @@ class DeadLetter:
             "original_sha256": hashlib.sha256(self.original).hexdigest(),
             "truncated": len(kept) < len(self.original),
         }
+
+
+class UnreadableRecords(bytes):
+    """The value the streams worker's consumer hands on for each offset of a record batch it cannot read.
+
+    A batch the consumer cannot decompress or check (an unknown codec, a missing codec library, a broken
+    CRC) is skipped, and every offset in it arrives as a message whose value is one shared instance of this
+    class (``streams.unreadable_batches``): the offsets go through the worker like any other, so they are
+    acknowledged only once their dead letter is written. Its bytes say what happened; no producer can send
+    one (a Kafka value arrives as plain ``bytes``).
+
+    >>> value = UnreadableRecords.describe("driftloop.predictions", 2, 100, 149, "CorruptRecordException: bad CRC")
+    >>> value.dead_letter().offset, value.dead_letter().last_offset, value.offsets
+    (100, 149, 50)
+    >>> bytes(value)
+    b'unreadable record batch: offsets 100-149 of driftloop.predictions[2]: CorruptRecordException: bad CRC'
+    """
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+    reason: str
+
+    @classmethod
+    def describe(cls, topic: str, partition: int, first: int, last: int, reason: str) -> UnreadableRecords:
+        value = cls(f"unreadable record batch: offsets {first}-{last} of {topic}[{partition}]: {reason}".encode())
+        value.topic, value.partition, value.first_offset, value.last_offset = topic, partition, first, last
+        value.reason = reason
+        return value
+
+    @property
+    def offsets(self) -> int:
+        return self.last_offset - self.first_offset + 1
+
+    def dead_letter(self) -> DeadLetter:
+        """One dead letter for the whole range (keyed by its first offset, so a re-delivery replaces it)."""
+        return DeadLetter(
+            f"unreadable record batch ({self.offsets} offsets): {self.reason}",
+            bytes(self),
+            self.topic,
+            self.partition,
+            self.first_offset,
+            last_offset=self.last_offset,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole on the way to the ingestion process
+        return (UnreadableRecords.describe, (self.topic, self.partition, self.first_offset, self.last_offset,
+                                             self.reason))  # fmt: skip
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows
+from streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
 from streams.event_types import (
     MAX_EPOCH,
     MAX_FEATURES,
@@ -128,9 +128,15 @@ def _decode(
     event by event through the field rules below, which name what is wrong."""
     out = _Columns(len(names) + 1)  # the table's columns and each row's message position
     dead: list[DeadLetter] = []
+    unreadable: UnreadableRecords | None = None
     for position, message in enumerate(messages):
         value = message.value
         if value is not None and len(value) <= max_bytes and fast(value, position, out):
+            continue
+        if type(value) is UnreadableRecords:  # an offset of a record batch the consumer could not read
+            if value is not unreadable:  # the batch's offsets share one value: one dead letter for them
+                unreadable = value
+                dead.append(value.dead_letter())
             continue
         for index, event, problem in _events(value, max_bytes):
             if problem is None:

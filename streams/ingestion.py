@@ -31,6 +31,7 @@ DEAD_LETTER_COLUMNS = (
     "source_topic",
     "source_partition",
     "source_offset",
+    "source_offset_last",
     "event_index",
     "reason",
     "original",
@@ -55,6 +56,7 @@ class IngestionMetrics:
     messages: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
+    unreadable_offsets: int = 0  # offsets of record batches the consumer could not read (dead-lettered)
     labeled: int = 0
     waiting_outcomes: int = 0
     expired_outcomes: int = 0
@@ -201,6 +203,7 @@ class Ingestion:
                 "source_topic": [d.topic for d in letters],
                 "source_partition": [d.partition for d in letters],
                 "source_offset": [d.offset for d in letters],
+                "source_offset_last": [d.offset if d.last_offset is None else d.last_offset for d in letters],
                 "event_index": [d.index for d in letters],
                 "reason": [d.reason for d in letters],
                 "original": [d.original[:MAX_STORED_ORIGINAL] for d in letters],
@@ -210,6 +213,9 @@ class Ingestion:
         )
         await self.prediction_sink.write(table)
         self.metrics.dead_letters += len(letters)
+        self.metrics.unreadable_offsets += sum(
+            d.last_offset - d.offset + 1 for d in letters if d.last_offset is not None
+        )
         log.info("dead-lettered", extra={"fields": {"count": len(letters), "first_reason": letters[0].reason}})
 
     def _count(self, kind: str, messages: Sequence[Incoming], rows: ColumnBatch) -> None:

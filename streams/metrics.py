@@ -17,6 +17,12 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     yield counter("driftloop_messages", "Kafka messages consumed, by topic kind.", _by(m.messages), ["kind"])
     yield counter("driftloop_events", "Events accepted and written, by kind.", _by(m.events), ["kind"])
     yield counter("driftloop_dead_letters", "Messages or events sent to the dead-letter topic.", {(): m.dead_letters})
+    yield counter(
+        "driftloop_unreadable_offsets",
+        "Offsets of record batches the consumer could not read (corrupt, or compressed with a codec it lacks);"
+        " each range is in dead_letters.",
+        {(): m.unreadable_offsets},
+    )
     yield counter("driftloop_labeled", "Outcomes joined to their prediction.", {(): m.labeled})
     yield counter("driftloop_outcomes_expired", "Outcomes whose prediction never came in the window.",
                   {(): m.expired_outcomes})  # fmt: skip

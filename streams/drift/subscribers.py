@@ -2,7 +2,10 @@
 
 ``driftloop alerts tail`` prints alerts as they arrive; ``driftloop alerts webhook URL...`` POSTs each one
 as JSON (the alert's fields plus a chat-friendly ``text``) to every URL, retrying with backoff, and
-commits its consumer offset only after delivery (at-least-once: receivers dedupe by ``alert_id``).
+commits its consumer offset only after delivery (at-least-once: receivers dedupe by ``alert_id``). A
+webhook that stays unreachable holds the alert (and the ones after it) back: it is sent again, to the
+URLs that have not taken it yet, until they do. Only a URL that refuses the alert outright (a 4xx other
+than 408 and 429: retrying would not change the answer) is given up on, with an ERROR.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from kafka import KafkaConsumer
+from kafka.errors import CommitFailedError
 
 from infra.settings import Settings
 from streams.drift.alerts import Alert
@@ -53,21 +58,34 @@ def alert_stream(
         consumer.close()
 
 
+#: What became of an alert at one URL: taken (2xx), refused for good (a 4xx but 408/429), or not yet
+#: delivered after ``attempts`` tries (unreachable, 5xx, 408, 429).
+Outcome = Literal["delivered", "refused", "failed"]
+
+
 @dataclass(frozen=True)
 class WebhookForwarder:
-    """POSTs alerts to webhooks: JSON body, ``text`` for chat, retries with exponential backoff."""
+    """POSTs alerts to webhooks: JSON body, ``text`` for chat, retries with exponential backoff.
+
+    ``max_pause_s`` caps the pause between rounds of :func:`forward_alerts` while a URL stays unreachable.
+    """
 
     urls: Sequence[str]
     attempts: int = 5
     backoff_s: float = 0.5
     timeout_s: float = 10.0
+    max_pause_s: float = 60.0
 
-    def deliver(self, alert: Alert) -> dict[str, bool]:
-        """Send ``alert`` to every URL; which ones took it (2xx) within ``attempts`` tries."""
+    def deliver(self, alert: Alert, urls: Sequence[str] | None = None) -> dict[str, Outcome]:
+        """Send ``alert`` to every URL (or to ``urls``); what became of it at each, within ``attempts`` tries."""
         body = json.dumps(alert.to_json() | {"text": alert.message}).encode()
-        return {url: self._post(url, body, alert.alert_id) for url in self.urls}
+        return {url: self._post(url, body, alert.alert_id) for url in (self.urls if urls is None else urls)}
 
-    def _post(self, url: str, body: bytes, alert_id: str) -> bool:
+    def pause_s(self, rounds: int) -> float:
+        """The pause before round ``rounds`` + 1 of sending an alert that some URL has not taken yet."""
+        return float(min(self.max_pause_s, self.backoff_s * 2 ** (self.attempts + rounds)))
+
+    def _post(self, url: str, body: bytes, alert_id: str) -> Outcome:
         for attempt in range(self.attempts):
             request = urllib.request.Request(
                 url,
@@ -78,16 +96,20 @@ class WebhookForwarder:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if 200 <= response.status < 300:
-                        return True
+                        return "delivered"
             except urllib.error.HTTPError as exc:
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                    log.error("webhook refused the alert", extra={"fields": {"url": url, "status": exc.code}})
-                    return False
+                    log.error(
+                        "webhook refused the alert; it is not sent there again",
+                        extra={"fields": {"url": url, "status": exc.code, "alert_id": alert_id}},
+                    )
+                    return "refused"
+                log.warning("webhook answered an error", extra={"fields": {"url": url, "status": exc.code}})
             except (urllib.error.URLError, OSError) as exc:
                 log.warning("webhook unreachable", extra={"fields": {"url": url, "error": str(exc)}})
-            time.sleep(self.backoff_s * 2**attempt)
-        log.error("webhook delivery gave up", extra={"fields": {"url": url, "attempts": self.attempts}})
-        return False
+            if attempt + 1 < self.attempts:
+                time.sleep(self.backoff_s * 2**attempt)
+        return "failed"
 
 
 def forward_alerts(
@@ -97,12 +119,25 @@ def forward_alerts(
     from_beginning: bool = False,
     idle_timeout_s: float | None = None,
 ) -> int:
-    """Deliver every alert to the webhooks, committing after each; returns how many were handled."""
+    """Deliver every alert to the webhooks, committing each only once every URL took it (or refused it for
+    good); returns how many were handled. An unreachable URL holds the alert back and is tried again."""
     handled = 0
     for alert, consumer in alert_stream(
         settings, group="driftloop-webhooks", from_beginning=from_beginning, idle_timeout_s=idle_timeout_s
     ):
-        forwarder.deliver(alert)
-        consumer.commit()
+        waiting: Sequence[str] = forwarder.urls
+        rounds = 0
+        while waiting := [url for url, outcome in forwarder.deliver(alert, waiting).items() if outcome == "failed"]:
+            pause = forwarder.pause_s(rounds)
+            log.error(
+                "webhook delivery failed; the alert is held back (not committed) and sent again",
+                extra={"fields": {"alert_id": alert.alert_id, "urls": len(waiting), "again_in_s": pause}},
+            )
+            time.sleep(pause)
+            rounds += 1
+        try:
+            consumer.commit()
+        except CommitFailedError:  # the group moved on during a long outage: the alert comes again (deduped)
+            log.warning("could not commit a delivered alert; it may be delivered again", exc_info=True)
         handled += 1
     return handled

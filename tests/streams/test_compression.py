@@ -1,0 +1,276 @@
+"""Every producer's batches are read: gzip, snappy, lz4 and zstd from two independent clients (kafka-python,
+and librdkafka through confluent-kafka, which compresses as Java and Go services do), and a batch the worker
+truly cannot read (a broken CRC written to the real broker, or a codec whose library is missing) is
+dead-lettered as an offset range while the partition goes on and nothing readable is lost."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.record import memory_records
+from kafka.record.default_records import DefaultRecordBatch
+
+from infra.clickhouse.client import connect
+from infra.network import free_port
+from infra.stack import stack as local_stack
+from streams.producer import EventProducer
+from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
+from tests.streams.test_metrics import scrape
+
+pytestmark = pytest.mark.integration
+
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+FAST = {"DRIFTLOOP_BATCH_MAX_WAIT_S": "0.2"}
+
+
+@pytest.fixture(scope="module")
+def own(stack: PrivateStack) -> PrivateStack:
+    """The session stack with this module's own topics and consumer group."""
+    tag = uuid.uuid4().hex[:8]
+    private = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=f"codecs-{tag}.", DRIFTLOOP_WORKER_GROUP=f"codecs-{tag}", **FAST)
+    local_stack.up(private.settings)  # the stack runs: this only provisions the module's topics
+    return private
+
+
+@pytest.fixture(scope="module")
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def worker(own: PrivateStack, metrics_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(
+        own, tmp_path_factory.mktemp("codecs") / "worker.log", DRIFTLOOP_METRICS_PORT=str(metrics_port)
+    )
+    yield process
+    process.stop()
+
+
+def events(model: str, n: int) -> list[dict]:
+    return [
+        {"model": model, "request_id": f"r{i}", "ts": 1_790_000_000 + i, "features": {"x": i / 7}, "prediction": 1}
+        for i in range(n)
+    ]
+
+
+def messages(model: str, n: int) -> list[bytes]:
+    """``n`` events: the first half one a message, the rest in envelopes of 25."""
+    evs = events(model, n)
+    half = n // 2
+    single = [json.dumps(e).encode() for e in evs[:half]]
+    return single + [json.dumps({"events": evs[i : i + 25]}).encode() for i in range(half, n, 25)]
+
+
+def landed(stack: PrivateStack, model: str, table: str = "predictions") -> int:
+    client = connect(stack.settings.clickhouse)
+    try:
+        return client.execute(f"SELECT count() FROM {table} FINAL WHERE model = %(m)s", {"m": model})[0][0]
+    finally:
+        client.disconnect()
+
+
+def wait_landed(stack: PrivateStack, worker: WorkerProcess, model: str, n: int) -> None:
+    def done() -> bool:
+        assert worker.alive, f"the worker died:\n{worker.output()}"
+        return landed(stack, model) >= n
+
+    wait_for(done, timeout_s=120, what=f"{n} predictions of {model}")
+    assert landed(stack, model) == n  # each event once
+
+
+def send_kafka_python(stack: PrivateStack, values: list[bytes], codec: str | None) -> None:
+    producer = KafkaProducer(**stack.settings.kafka_python_config(), compression_type=codec, linger_ms=20)
+    for value in values:
+        producer.send(stack.settings.topics.predictions, value, key=uuid.uuid4().bytes)
+    producer.flush()
+    producer.close()
+
+
+def send_librdkafka(stack: PrivateStack, values: list[bytes], codec: str) -> None:
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": stack.settings.kafka_bootstrap, "compression.type": codec, "linger.ms": 20}
+    )
+    for value in values:
+        producer.produce(stack.settings.topics.predictions, value, key=uuid.uuid4().bytes)
+    assert producer.flush(30) == 0, "librdkafka could not deliver every message"
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
+def test_compressed_batches_land_every_event_once(own: PrivateStack, worker: WorkerProcess, client: str, codec: str):
+    model = f"{codec}-{client}-{uuid.uuid4().hex[:6]}"
+    values = messages(model, 400)
+    (send_kafka_python if client == "kafka-python" else send_librdkafka)(own, values, codec)
+    wait_landed(own, worker, model, 400)
+
+
+def test_the_sdk_producer_compresses_when_asked(own: PrivateStack, worker: WorkerProcess) -> None:
+    model = "sdk-zstd-" + uuid.uuid4().hex[:6]
+    with EventProducer(own.settings, compression="zstd", max_events=50) as producer:
+        for e in events(model, 300):
+            producer.emit_prediction(model, request_id=e["request_id"], features=e["features"], prediction=1)
+    wait_landed(own, worker, model, 300)
+    with pytest.raises(ValueError, match="not one of gzip, snappy, lz4, zstd"):
+        EventProducer(own.settings, compression="brotli")
+
+
+def test_alert_consumers_read_compressed_alerts(own: PrivateStack) -> None:
+    from streams.drift.alerts import Alert
+    from streams.drift.subscribers import alert_stream
+
+    alert = Alert.from_json(json.loads(ALERT))
+    sent = []
+    for codec in CODECS:
+        one = Alert.from_json(json.loads(ALERT) | {"alert_id": f"{codec}-{uuid.uuid4().hex}"})
+        sent.append(one.alert_id)
+        producer = KafkaProducer(**own.settings.kafka_python_config(), compression_type=codec)
+        producer.send(own.settings.topics.alerts, json.dumps(one.to_json()).encode(), key=alert.model.encode())
+        producer.flush()
+        producer.close()
+    read = [a.alert_id for a, _ in alert_stream(own.settings, from_beginning=True, idle_timeout_s=5)]
+    assert set(sent) <= set(read)
+
+
+@contextlib.contextmanager
+def broken_crc_batches() -> Iterator[None]:
+    """While open, every record batch a kafka-python producer in this process builds has a broken CRC."""
+    close = memory_records.MemoryRecordsBuilder.close
+
+    def close_broken(self: memory_records.MemoryRecordsBuilder) -> None:
+        built = self._closed
+        close(self)
+        if not built:
+            buffer = bytearray(self._buffer)
+            buffer[DefaultRecordBatch.CRC_OFFSET] ^= 0xFF
+            self._buffer = buffer
+
+    memory_records.MemoryRecordsBuilder.close = close_broken  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        memory_records.MemoryRecordsBuilder.close = close  # type: ignore[method-assign]
+
+
+def dead_letter_ranges(stack: PrivateStack, model_hint: str) -> list[tuple]:
+    client = connect(stack.settings.clickhouse)
+    try:
+        return client.execute(
+            "SELECT source_topic, source_partition, source_offset, source_offset_last, reason, event_index "
+            "FROM dead_letters FINAL WHERE source_topic = %(t)s AND reason LIKE %(r)s ORDER BY source_offset",
+            {"t": stack.settings.topics.predictions, "r": f"%{model_hint}%"},
+        )
+    finally:
+        client.disconnect()
+
+
+def test_a_batch_with_a_broken_crc_is_dead_lettered_and_the_partition_goes_on(
+    own: PrivateStack, worker: WorkerProcess, metrics_port: int
+) -> None:
+    model = "crc-" + uuid.uuid4().hex[:6]
+    topic = own.settings.topics.predictions
+    producer = KafkaProducer(**own.settings.kafka_python_config(), linger_ms=50)
+
+    def send(first: int, n: int) -> list[int]:
+        futures = [producer.send(topic, json.dumps(e).encode(), partition=0) for e in events(model, first + n)[first:]]
+        producer.flush()
+        return [f.get(10).offset for f in futures]
+
+    before = send(0, 100)
+    with broken_crc_batches():
+        broken = send(100, 50)
+    after = send(150, 100)
+    producer.close()
+    assert before[-1] < broken[0] and broken[-1] < after[0]
+
+    wait_landed(own, worker, model, 200)  # everything readable, before and after the broken batch
+    rows = wait_for(lambda: dead_letter_ranges(own, "CorruptRecordException"), timeout_s=60, what="the range")
+    ranges = [(r[1], r[2], r[3], r[5]) for r in rows if r[2] <= broken[0] <= r[3]]
+    assert ranges == [(0, broken[0], broken[-1], -1)]
+    assert "Invalid CRC" in rows[0][4]
+
+    dead = KafkaConsumer(
+        own.settings.topics.dead_letter, **own.settings.kafka_python_config(), auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )  # fmt: skip
+    letters = [json.loads(r.value) for r in dead]
+    dead.close()
+    assert [letter["source"] for letter in letters if letter["source"]["offset"] == broken[0]] == [
+        {"topic": topic, "partition": 0, "offset": broken[0], "last_offset": broken[-1]}
+    ]
+
+    samples = wait_for(lambda: scrape(metrics_port), what="the metrics endpoint")
+    assert samples["driftloop_unreadable_offsets_total"] >= len(broken)
+
+    # the worker commits past the range: a restart does not read the broken batch again
+    committed = KafkaConsumer(**own.settings.kafka_python_config(), group_id=own.settings.worker_group)
+
+    def past_range() -> bool:
+        return (committed.committed(TopicPartition(topic, 0)) or 0) > after[-1]
+
+    wait_for(past_range, timeout_s=60, what="the committed offset past the broken batch")
+    committed.close()
+    assert worker.alive
+
+
+def test_a_codec_library_that_is_missing_costs_those_batches_only(stack: PrivateStack, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    blind = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=f"blind-{tag}.", DRIFTLOOP_WORKER_GROUP=f"blind-{tag}", **FAST)
+    local_stack.up(blind.settings)
+    hidden = tmp_path / "no-cramjam"
+    (hidden / "cramjam").mkdir(parents=True)
+    (hidden / "cramjam" / "__init__.py").write_text('raise ImportError("cramjam hidden by the test")\n')
+    snappy_model, gzip_model = "snappy-" + tag, "gzip-" + tag
+    send_kafka_python(blind, messages(snappy_model, 200), "snappy")
+    send_kafka_python(blind, messages(gzip_model, 200), "gzip")
+
+    worker = WorkerProcess(blind, tmp_path / "worker.log", PYTHONPATH=str(hidden))
+    try:
+        wait_landed(blind, worker, gzip_model, 200)  # gzip needs no library: read as before
+        rows = wait_for(
+            lambda: dead_letter_ranges(blind, "UnsupportedCodecError"), timeout_s=60, what="the snappy ranges"
+        )
+        assert landed(blind, snappy_model) == 0
+        assert all("snappy" in r[4].lower() for r in rows)
+        client = connect(blind.settings.clickhouse)
+        messages_sent = client.execute(
+            "SELECT sum(source_offset_last - source_offset + 1) FROM dead_letters FINAL WHERE source_topic = %(t)s "
+            "AND reason LIKE '%%UnsupportedCodecError%%'",
+            {"t": blind.settings.topics.predictions},
+        )[0][0]
+        client.disconnect()
+        assert messages_sent == len(messages(snappy_model, 200))  # every snappy offset, none of the gzip ones
+        assert worker.alive
+    finally:
+        worker.stop()
+    assert worker.output().count("skipped a record batch that cannot be read") == len(rows)  # once a batch
+
+
+ALERT = json.dumps(
+    {
+        "alert_id": "a",
+        "model": "codec-alerts",
+        "model_version": 1,
+        "kind": "data",
+        "signal": "x",
+        "detector": "ADWIN",
+        "severity": "warning",
+        "event_ts": 1_790_000_000.0,
+        "request_id": "r1",
+        "detected_at": 1_790_000_001.0,
+        "statistic": 1.0,
+        "threshold": 0.5,
+        "reference_size": 100,
+        "window_size": 50,
+        "change_point_ts": 1_790_000_000.0,
+        "change_point_request_id": "r0",
+        "evidence": {},
+        "message": "x drifted",
+    }
+)

@@ -1,0 +1,94 @@
+"""The library internals that driftloop replaces are still what its replacements were written for.
+
+``streams.unreadable_batches`` re-implements aiokafka 0.14's ``PartitionRecords._unpack_records``;
+``streams.strict_offsets`` and ``streams.prompt_delivery`` override faust-streaming 0.15's consumer. When an
+upgrade changes what they replace, these tests fail and say which module to read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import struct
+from importlib.metadata import version
+
+import pytest
+from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import TopicPartition
+
+from streams import unreadable_batches
+from streams.batch import UnreadableRecords
+
+# sha256 of the source of aiokafka 0.14.0's PartitionRecords._unpack_records
+AIOKAFKA_0_14_UNPACK_RECORDS = "b803e6d46480732c7a7faa8e784b338bcdd4e707ea67fba96c013654b04b8a08"
+
+
+def test_aiokafka_is_the_series_unreadable_batches_was_written_for() -> None:
+    assert version("aiokafka").startswith("0.14."), "re-read streams/unreadable_batches.py against this aiokafka"
+    source = inspect.getsource(unreadable_batches.ORIGINAL_UNPACK_RECORDS)
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    assert digest == AIOKAFKA_0_14_UNPACK_RECORDS, (
+        "aiokafka's PartitionRecords._unpack_records changed: bring streams/unreadable_batches.py in line with it"
+    )
+
+
+def test_faust_is_the_series_strict_offsets_was_written_for() -> None:
+    from faust.transport import consumer as faust_consumer
+
+    assert version("faust-streaming").startswith("0.15.")
+    drain = inspect.getsource(faust_consumer.Consumer._drain_messages)
+    # prompt_delivery takes over this exact call; strict_offsets takes over _add_gap
+    assert (
+        "await self.wait_first(\n                                callback(message), self.suspend_flow.wait()" in drain
+    )
+    assert "await self._add_gap(tp, r_offset + 1, offset)" in drain
+
+
+CRC_OFFSET = struct.calcsize(">qiib")  # a v2 batch: base offset, length, leader epoch, magic, then the CRC
+
+
+def batch(base_offset: int, values: list[bytes], *, break_crc: bool = False) -> bytes:
+    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
+    for delta, value in enumerate(values):
+        builder.append(delta, timestamp=1_790_000_000_000, key=None, value=value, headers=[])
+    buffer = builder.build()
+    struct.pack_into(">q", buffer, 0, base_offset)  # the base offset is outside the CRC, as a broker sets it
+    if break_crc:
+        buffer[CRC_OFFSET] ^= 0xFF
+    return bytes(buffer)
+
+
+def records(buffer: bytes, fetch_offset: int = 0) -> list:
+    tp = TopicPartition("t", 4)
+    partition = PartitionRecords(tp, MemoryRecords(buffer), [], fetch_offset, None, None, True, READ_UNCOMMITTED)
+    return list(partition)
+
+
+@pytest.fixture(autouse=True)
+def installed():  # type: ignore[no-untyped-def]
+    unreadable_batches.install()
+    yield
+    PartitionRecords._unpack_records = unreadable_batches.ORIGINAL_UNPACK_RECORDS  # type: ignore[method-assign]
+
+
+def test_a_broken_batch_becomes_one_shared_value_for_each_of_its_offsets_and_reading_goes_on() -> None:
+    fetched = batch(10, [b"a", b"b", b"c"]) + batch(13, [b"d", b"e"], break_crc=True) + batch(15, [b"f"])
+    got = records(fetched, fetch_offset=10)
+    assert [r.offset for r in got] == [10, 11, 12, 13, 14, 15]
+    assert [r.value for r in got if not isinstance(r.value, UnreadableRecords)] == [b"a", b"b", b"c", b"f"]
+    skipped = [r.value for r in got if isinstance(r.value, UnreadableRecords)]
+    assert len(skipped) == 2 and skipped[0] is skipped[1]
+    assert (skipped[0].topic, skipped[0].partition, skipped[0].first_offset, skipped[0].last_offset) == ("t", 4, 13, 14)
+    assert skipped[0].reason == "CorruptRecordException: [Error 2] CorruptRecordException: Invalid CRC - " + repr(
+        TopicPartition("t", 4)
+    )
+
+
+def test_readable_batches_read_as_aiokafka_reads_them() -> None:
+    fetched = batch(0, [b"x", b"y"]) + batch(2, [b"z"])
+    mine = [(r.offset, r.value, r.timestamp) for r in records(fetched, fetch_offset=1)]
+    PartitionRecords._unpack_records = unreadable_batches.ORIGINAL_UNPACK_RECORDS  # type: ignore[method-assign]
+    theirs = [(r.offset, r.value, r.timestamp) for r in records(fetched, fetch_offset=1)]
+    assert mine == theirs == [(1, b"y", 1_790_000_000_000), (2, b"z", 1_790_000_000_000)]
