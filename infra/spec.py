@@ -34,6 +34,7 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     [retraining]
     kinds = ["performance"]               # alert kinds that start a job
     debounce_s = 10
+    max_wait_s = 21600                    # a job short of labels this long is skipped (recorded with why)
 
 A field that is wrong is a :class:`SpecError` naming the file and the field.
 
@@ -156,6 +157,9 @@ class RetrainingSpec(_Frozen):
     debounce_s: float = Field(10.0, ge=0, description="alerts this close together make one job")
     cooldown_s: float = Field(300.0, ge=0, description="after a job, alerts of the model wait this long")
     recheck_s: float = Field(15.0, gt=0, description="too few labels yet: look again after this long")
+    max_wait_s: float = Field(
+        6 * 3600.0, gt=0, description="a job still short of labels this long after its alert is skipped"
+    )
     max_attempts: int = Field(3, ge=1)
 
 

@@ -55,6 +55,16 @@ RUN_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run's last row in ``retrain_runs``: enough to know when its model's cooldown ends."""
+
+    model: str
+    status: str
+    attempt: int
+    finished_at: float
+
+
 class NotEnoughLabels(DriftloopError):
     """Too few labels after the change point yet: wait and look again."""
 
@@ -224,6 +234,29 @@ class RetrainJob:
         report.challenger_version = version
         report.status = "promoted" if wins else "rejected"
         report.phases["publish"] = time.perf_counter() - phase
+
+    def record_skipped(self, request: JobRequest, reason: str) -> RunReport:
+        """Record a job that will not run (``skipped``, with the reason)."""
+        now = time.time()
+        report = RunReport(request, status="skipped", started_at=now, finished_at=now, error=reason)
+        self._record(report)
+        return report
+
+    def finished_runs(self, within_s: float = 7 * 86400) -> list[FinishedRun]:
+        """Runs that ended in the last ``within_s`` seconds, each as of its last row."""
+        client = connect(self.settings.clickhouse)
+        try:
+            rows = client.execute(
+                "SELECT model, status, attempt, toUnixTimestamp(finished_at) FROM ("
+                " SELECT model, run_id, argMax(toString(status), revision) AS status,"
+                " argMax(attempt, revision) AS attempt, argMax(finished_at, revision) AS finished_at"
+                " FROM retrain_runs GROUP BY model, run_id)"
+                " WHERE status NOT IN ('queued', 'running') AND finished_at >= %(since)s",
+                {"since": int(time.time() - within_s)},
+            )
+        finally:
+            client.disconnect()
+        return [FinishedRun(m, s, int(a), float(f)) for m, s, a, f in rows]
 
     def _record(self, report: RunReport) -> None:
         client = connect(self.settings.clickhouse)

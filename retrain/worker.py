@@ -4,9 +4,14 @@ It consumes ``alerts`` in the consumer group ``driftloop-retrain`` (alerts are k
 model's alerts reach one worker and its jobs never run twice at once). Per the model spec's
 ``retraining`` section: only the configured alert kinds start a job; alerts closer than ``debounce_s``
 make one job (starting from the earliest change point); after a job the model cools down; with too few
-labels after the change point the job waits and looks again every ``recheck_s``. Offsets are committed
-only when no job is waiting or running, so a worker killed mid-training sees the alert again and
-retries; a failed job is retried up to ``max_attempts`` times, and artifacts are written atomically.
+labels after the change point the job waits and looks again every ``recheck_s``, for ``max_wait_s`` at
+most: then it gives up, recorded in ``retrain_runs`` as ``skipped`` with the reason. A failed job is
+retried up to ``max_attempts`` times, and artifacts are written atomically.
+
+Offsets are committed per partition up to the first alert of a job still waiting or running on it, so a
+worker killed mid-training reads that alert again and retries, while every other alert moves on. What
+the policy remembers survives a restart: the alerts of a burst not yet trained on are read again (one
+job), and cooldowns are read back from ``retrain_runs`` (wall clock).
 """
 
 from __future__ import annotations
@@ -15,41 +20,60 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from infra.errors import DriftloopError
 from infra.kafka.topics import RETRAIN_GROUP
 from infra.metrics import Histogram
 from infra.settings import Settings
-from infra.spec import SpecCatalog
-from retrain.job import JobRequest, NotEnoughLabels, RetrainJob, RunReport
+from infra.spec import RetrainingSpec, SpecCatalog, SpecError
+from retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
 from streams.drift.alerts import Alert
 
 log = logging.getLogger("driftloop.retrain")
 
 
+#: Where an alert was read: (topic, partition, offset).
+Position = tuple[str, int, int]
+
+
 @dataclass
 class PendingJob:
-    """A job waiting for its debounce, for labels, or for a retry."""
+    """A job waiting for its debounce, for labels, or for a retry.
+
+    ``since_s``: when it was first offered (the clock's time), from which the wait for labels is bounded;
+    ``first_read``: where its first alert was read (offsets are committed up to there only).
+    """
 
     request: JobRequest
     due: float
     alerts: list[str] = field(default_factory=list)
+    since_s: float = 0.0
+    first_read: Position | None = None
 
 
 class RetrainPolicy:
-    """Which alerts become jobs, and when those jobs run (see the module docstring)."""
+    """Which alerts become jobs, and when those jobs run (see the module docstring).
 
-    def __init__(self, specs: SpecCatalog, clock=time.monotonic) -> None:  # type: ignore[no-untyped-def]
+    ``clock`` is wall-clock seconds, so that cooldowns read back from ``retrain_runs`` mean the same after a
+    restart (:meth:`restore`).
+    """
+
+    def __init__(self, specs: SpecCatalog, clock: Callable[[], float] = time.time) -> None:
         self.specs = specs
         self.clock = clock
         self.pending: dict[str, PendingJob] = {}
         self._cooldown_until: dict[str, float] = {}
 
-    def offer(self, alert: Alert) -> bool:
-        """Take an alert in; whether it starts or joins a job."""
+    def offer(self, alert: Alert, read_at: Position | None = None) -> bool:
+        """Take an alert in (``read_at``: where it was read); whether it starts or joins a job.
+
+        A broken spec file raises :class:`~infra.spec.SpecError` (the caller skips the alert and says so).
+        """
         rules = self.specs.get(alert.model).retraining
         now = self.clock()
         if alert.kind not in rules.kinds or now < self._cooldown_until.get(alert.model, 0.0):
@@ -57,7 +81,11 @@ class RetrainPolicy:
         job = self.pending.get(alert.model)
         if job is None:
             self.pending[alert.model] = PendingJob(
-                JobRequest(alert.model, alert.change_point_ts, alert.alert_id), now + rules.debounce_s, [alert.alert_id]
+                JobRequest(alert.model, alert.change_point_ts, alert.alert_id),
+                now + rules.debounce_s,
+                [alert.alert_id],
+                since_s=now,
+                first_read=read_at,
             )
         else:  # a burst: one job, from the earliest change point
             job.alerts.append(alert.alert_id)
@@ -68,11 +96,36 @@ class RetrainPolicy:
         now = self.clock()
         return [job for job in self.pending.values() if job.due <= now]
 
-    def wait(self, job: PendingJob) -> None:
-        job.due = self.clock() + self.specs.get(job.request.model).retraining.recheck_s
+    def wait(self, job: PendingJob) -> bool:
+        """Look again after ``recheck_s``; False, and the job is finished, once it waited ``max_wait_s``."""
+        rules = self._rules(job.request.model)
+        if self.clock() - job.since_s >= rules.max_wait_s:
+            self.finish(job)
+            return False
+        job.due = self.clock() + rules.recheck_s
+        return True
+
+    def held(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) → the offset of the first alert a pending job still needs: commit no further."""
+        held: dict[tuple[str, int], int] = {}
+        for job in self.pending.values():
+            if job.first_read is not None:
+                topic, partition, offset = job.first_read
+                held[(topic, partition)] = min(offset, held.get((topic, partition), offset))
+        return held
+
+    def restore(self, finished: Iterable[FinishedRun]) -> None:
+        """Cooldowns from the runs that ended before this process started (``retrain_runs``)."""
+        for run in finished:
+            rules = self._rules(run.model)
+            if run.status == "failed" and run.attempt < rules.max_attempts:
+                continue  # a retry was still due: the alert is read again and the job retried
+            until = run.finished_at + rules.cooldown_s
+            if until > self._cooldown_until.get(run.model, 0.0):
+                self._cooldown_until[run.model] = until
 
     def retry(self, job: PendingJob) -> bool:
-        rules = self.specs.get(job.request.model).retraining
+        rules = self._rules(job.request.model)
         if job.request.attempt >= rules.max_attempts:
             self.finish(job)
             return False
@@ -82,7 +135,14 @@ class RetrainPolicy:
 
     def finish(self, job: PendingJob) -> None:
         self.pending.pop(job.request.model, None)
-        self._cooldown_until[job.request.model] = self.clock() + self.specs.get(job.request.model).retraining.cooldown_s
+        self._cooldown_until[job.request.model] = self.clock() + self._rules(job.request.model).cooldown_s
+
+    def _rules(self, model: str) -> RetrainingSpec:
+        """The model's retraining rules; the defaults while its spec file is broken (the job itself fails)."""
+        try:
+            return self.specs.get(model).retraining
+        except SpecError:
+            return RetrainingSpec()
 
 
 RUN_SECONDS_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -93,7 +153,7 @@ class RetrainMetrics:
     """The retrain worker's counters (Prometheus reads them: ``retrain.metrics``)."""
 
     alerts: Counter[str] = field(default_factory=Counter)  # by what happened: accepted, ignored, unreadable
-    runs: Counter[str] = field(default_factory=Counter)  # by status: promoted, rejected, failed
+    runs: Counter[str] = field(default_factory=Counter)  # by status: promoted, rejected, failed, skipped
     run_seconds: Histogram = field(default_factory=lambda: Histogram(RUN_SECONDS_BUCKETS))
 
 
@@ -122,11 +182,15 @@ class RetrainWorker:
             heartbeat_interval_ms=int(self.settings.kafka_session_timeout_s * 1000 / 3),
             max_poll_interval_ms=30 * 60 * 1000,  # a training run may take a while between polls
         )
+        self.policy.restore(self.job.finished_runs())
+        read: dict[TopicPartition, int] = {}  # the next offset of each partition read from
+        committed: dict[TopicPartition, int] = {}
         idle_since = time.monotonic()
         try:
             while not self._stop:
-                for records in consumer.poll(timeout_ms=500).values():
+                for tp, records in consumer.poll(timeout_ms=500).items():
                     for record in records:
+                        read[tp] = record.offset + 1
                         idle_since = time.monotonic()
                         try:
                             alert = Alert.from_json(json.loads(record.value))
@@ -135,7 +199,7 @@ class RetrainWorker:
                             self.metrics.alerts["unreadable"] += 1
                             continue
                         try:
-                            accepted = self.policy.offer(alert)
+                            accepted = self.policy.offer(alert, (record.topic, record.partition, record.offset))
                         except DriftloopError as exc:  # a broken spec file: say so, keep serving the others
                             log.error("alert skipped", extra={"fields": {"model": alert.model, "error": str(exc)}})
                             self.metrics.alerts["unreadable"] += 1
@@ -144,12 +208,25 @@ class RetrainWorker:
                         if accepted:
                             log.info("alert accepted", extra={"fields": {"model": alert.model, "kind": alert.kind}})
                 self.run_due()
-                if not self.policy.pending:
-                    consumer.commit()  # every accepted alert has had its job: safe to move on
+                self._commit(consumer, read, committed)
                 if idle_exit_s is not None and not self.policy.pending and time.monotonic() - idle_since > idle_exit_s:
                     break
         finally:
             consumer.close()
+
+    def _commit(
+        self, consumer: KafkaConsumer, read: dict[TopicPartition, int], committed: dict[TopicPartition, int]
+    ) -> None:
+        """Commit each partition up to what was read, or to the first alert a pending job still needs."""
+        held = self.policy.held()
+        offsets = {}
+        for tp, next_offset in read.items():
+            offset = min(next_offset, held.get((tp.topic, tp.partition), next_offset))
+            if committed.get(tp) != offset:
+                offsets[tp] = OffsetAndMetadata(offset, "", -1)
+        if offsets:
+            consumer.commit(offsets)
+            committed.update((tp, o.offset) for tp, o in offsets.items())
 
     def run_due(self) -> None:
         for pending in self.policy.due():
@@ -161,8 +238,13 @@ class RetrainWorker:
             try:
                 report = self.job.run(request, progress=progress)
             except NotEnoughLabels as exc:
-                log.info("waiting for labels", extra={"fields": {"model": request.model, "detail": str(exc)}})
-                self.policy.wait(pending)
+                if self.policy.wait(pending):
+                    log.info("waiting for labels", extra={"fields": {"model": request.model, "detail": str(exc)}})
+                else:
+                    reason = f"gave up waiting for labels after {self.policy.clock() - pending.since_s:.0f} s: {exc}"
+                    self.job.record_skipped(request, reason)
+                    self.metrics.runs["skipped"] += 1
+                    log.warning("retraining skipped", extra={"fields": {"model": request.model, "reason": reason}})
                 continue
             except Exception:
                 log.exception(

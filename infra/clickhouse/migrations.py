@@ -1,7 +1,9 @@
 """Versioned, idempotent ClickHouse migrations from the SQL files under ``infra/clickhouse/sql``.
 
 A migration is a file ``NNNN_name.sql``: statements separated by ``;`` at the end of a line, each written
-to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the database name goes. The
+to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the database name goes. ClickHouse
+18.16 knows no ``ADD COLUMN IF NOT EXISTS``: a plain ``ALTER TABLE db.t ADD COLUMN c ...`` is run by
+:func:`run_statement` only when the column is missing. The
 ledger (``0000_ledger.sql``) records each applied migration with the sha256 of its text; applying is a
 no-op for recorded ones, and a recorded migration whose text changed is refused (add a new file instead).
 
@@ -25,6 +27,7 @@ from infra.errors import SchemaError
 SQL_DIR = Path(__file__).with_name("sql")
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ADD_COLUMN = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.IGNORECASE)
 LEDGER_VERSION = 0
 
 
@@ -155,10 +158,32 @@ def apply_migrations(
     return MigrationReport(tuple(applied), tuple(skipped))
 
 
+def run_statement(client: QueryRunner, statement: str) -> None:
+    """Run one migration statement; an ``ADD COLUMN`` whose column exists already is done.
+
+    >>> class Server:
+    ...     def execute(self, query, params=None):
+    ...         print(query.split()[0])
+    ...         return [(1,)]  # the column is there
+    >>> run_statement(Server(), "ALTER TABLE db.t ADD COLUMN c UInt8")
+    SELECT
+    """
+    added = _ADD_COLUMN.match(statement)
+    if added:
+        database, table, column = added.groups()
+        present = client.execute(
+            "SELECT count() FROM system.columns WHERE database = %(d)s AND table = %(t)s AND name = %(c)s",
+            {"d": database, "t": table, "c": column},
+        )
+        if present[0][0]:
+            return
+    client.execute(statement)
+
+
 def _run(client: QueryRunner, migration: Migration, database: str) -> None:
     for statement in migration.statements(database):
         try:
-            client.execute(statement)
+            run_statement(client, statement)
         except Exception as exc:  # the driver's ServerException carries the server's message
             first_line = statement.splitlines()[0]
             raise SchemaError(

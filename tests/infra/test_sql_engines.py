@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from infra.clickhouse.client import connect
-from infra.clickhouse.migrations import discover, split_statements
+from infra.clickhouse.migrations import discover, run_statement, split_statements
 from tests.stack_fixtures import REPO, PrivateStack
 
 _SKIP = {".venv", ".git", ".driftloop", "node_modules"}
@@ -20,6 +21,19 @@ def project_sql_files() -> list[Path]:
 
 def rendered(path: Path, database: str) -> list[str]:
     return split_statements(path.read_text().replace("${database}", database))
+
+
+class ChdbRunner:
+    """A chdb session as the migrator's query runner (parameters inlined: they are plain identifiers here)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def execute(self, query: str, params: dict[str, str] | None = None) -> list[tuple]:
+        for name, value in (params or {}).items():
+            query = query.replace(f"%({name})s", "'" + value + "'")
+        out = self.session.query(query, "CSV").bytes().decode()
+        return [tuple(int(v) if v.isdigit() else v for v in line.split(",")) for line in out.splitlines()]
 
 
 def test_the_project_has_sql_files_to_check() -> None:
@@ -34,10 +48,10 @@ def test_every_sql_file_runs_on_current_clickhouse_twice(tmp_path: Path) -> None
     try:
         version = db.query("SELECT version()", "CSV").bytes().decode().strip().strip('"')
         assert int(version.split(".")[0]) >= 24, version
-        for _ in range(2):  # the second pass proves the files are idempotent
+        for _ in range(2):  # the second pass proves the files are idempotent (as the migrator runs them)
             for path in project_sql_files():
                 for statement in rendered(path, "driftloop"):
-                    db.query(statement)
+                    run_statement(ChdbRunner(db), statement)
         tables = db.query("SELECT name FROM system.tables WHERE database = 'driftloop'", "CSV").bytes().decode()
     finally:
         db.close()
@@ -54,7 +68,7 @@ def test_every_sql_file_runs_on_the_local_clickhouse_18_twice(stack: PrivateStac
         for _ in range(2):
             for path in project_sql_files():
                 for statement in rendered(path, database):
-                    client.execute(statement)
+                    run_statement(client, statement)
         tables = {name for (name,) in client.execute(f"SHOW TABLES FROM {database}")}
     finally:
         client.execute(f"DROP DATABASE IF EXISTS {database}")

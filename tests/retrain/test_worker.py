@@ -7,17 +7,21 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from infra.clickhouse.client import connect
+from infra.kafka.topics import RETRAIN_GROUP
 from infra.network import free_port
 from infra.settings import Settings
 from infra.spec import SpecCatalog
-from retrain.worker import RetrainPolicy
+from infra.stack import stack as local_stack
+from retrain.job import FinishedRun
+from retrain.worker import RetrainPolicy, RetrainWorker
 from streams.drift.alerts import Alert
 from tests.retrain.conftest import TS0
 from tests.stack_fixtures import REPO, wait_for
@@ -136,3 +140,91 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
         "SELECT version, status FROM model_versions FINAL WHERE model = %(m)s", {"m": model}
     )
     assert rows == [(1, "champion")]
+
+
+def test_a_job_waiting_for_labels_gives_up_after_max_wait(tmp_path: Path) -> None:
+    (tmp_path / "m.toml").write_text('name = "m"\n[retraining]\nmax_wait_s = 60\nrecheck_s = 15\n')
+    clock = Clock()
+    policy = RetrainPolicy(SpecCatalog(tmp_path), clock=clock)
+    policy.offer(alert("m"), ("alerts", 2, 41))
+    job = policy.pending["m"]
+    assert policy.held() == {("alerts", 2): 41}  # commits stop before the alert the job still needs
+    clock.now += 30
+    assert policy.wait(job) and policy.held() == {("alerts", 2): 41}
+    clock.now += 30
+    assert not policy.wait(job)  # 60 s after its alert: given up, and the model cools down
+    assert policy.pending == {} and policy.held() == {}
+    assert not policy.offer(alert("m", n=1))
+
+
+def test_cooldowns_are_restored_from_finished_runs(tmp_path: Path) -> None:
+    clock = Clock()
+    policy = RetrainPolicy(SpecCatalog(tmp_path), clock=clock)  # default cooldown 300 s, max_attempts 3
+    policy.restore(
+        [
+            FinishedRun("promoted-recently", "promoted", 1, clock.now - 100),
+            FinishedRun("promoted-long-ago", "promoted", 1, clock.now - 400),
+            FinishedRun("failed-will-retry", "failed", 1, clock.now - 10),
+            FinishedRun("failed-for-good", "failed", 3, clock.now - 10),
+        ]
+    )
+    offered = {m: policy.offer(alert(m)) for m in
+               ("promoted-recently", "promoted-long-ago", "failed-will-retry", "failed-for-good")}  # fmt: skip
+    assert offered == {
+        "promoted-recently": False,
+        "promoted-long-ago": True,
+        "failed-will-retry": True,
+        "failed-for-good": False,
+    }
+
+
+@pytest.mark.integration
+def test_a_model_without_labels_no_longer_holds_commits_and_cooldowns_survive_a_restart(
+    retrain_settings: Settings, labeled_model, stack
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        stack.env
+        | {
+            "DRIFTLOOP_TOPIC_PREFIX": f"retrain-{tag}.",
+            "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
+            "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location,
+        }
+    )
+    local_stack.up(settings)  # the stack runs: this only provisions the test's own topics
+    trained = labeled_model(before=3000, after=2000, spec="[retraining]\ndebounce_s = 0\n")
+    never = "never-" + tag  # no labels will ever come
+    (settings.spec_directory / f"{never}.toml").write_text(
+        f'name = "{never}"\n[retraining]\ndebounce_s = 0\nrecheck_s = 0.5\nmax_wait_s = 3\n'
+    )
+    producer = KafkaProducer(**settings.kafka_python_config())
+    sent = [
+        producer.send(settings.topics.alerts, json.dumps(alert(m, n=n).to_json()).encode(), key=m.encode())
+        for n, m in enumerate([never, trained])
+    ]
+    producer.flush()
+    positions = {(f.get(10).partition, f.get(10).offset) for f in sent}
+
+    first = RetrainWorker(settings)
+    first.run(idle_exit_s=5)
+    runs = connect(settings.clickhouse).execute(
+        "SELECT model, argMax(toString(status), revision), argMax(error, revision) FROM retrain_runs "
+        "WHERE model IN (%(a)s, %(b)s) GROUP BY model, run_id ORDER BY model",
+        {"a": trained, "b": never},
+    )
+    statuses = {model: (status, error) for model, status, error in runs}
+    assert statuses[trained][0] == "promoted"
+    assert statuses[never][0] == "skipped" and "gave up waiting for labels" in statuses[never][1]
+    assert len(runs) == 2
+    committed = KafkaConsumer(**settings.kafka_python_config(), group_id=RETRAIN_GROUP)
+    for partition, offset in positions:
+        assert committed.committed(TopicPartition(settings.topics.alerts, partition)) > offset
+    committed.close()
+
+    # a new worker (a restart): nothing read again, and the trained model is still cooling down
+    producer.send(settings.topics.alerts, json.dumps(alert(trained, n=7).to_json()).encode(), key=trained.encode())
+    producer.flush()
+    producer.close()
+    second = RetrainWorker(settings)
+    second.run(idle_exit_s=5)
+    assert second.metrics.alerts == {"ignored": 1} and second.reports == []
