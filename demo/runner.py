@@ -58,6 +58,7 @@ class DemoOptions:
     drift_at: float = 0.35
     label_delay_s: float = 2.0
     report: bool = True
+    after_swap: int = 0  # serve past ``events`` (up to twice as many) until a new version served this many
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,13 @@ def run_demo(
     started = time.time()
     observer = LoopObserver(settings, MODEL, since=began)
     server = DemoServer(
-        settings, MODEL, scenario, rate=options.rate, label_delay_s=options.label_delay_s, run_id=uuid.uuid4().hex[:8]
+        settings,
+        MODEL,
+        scenario,
+        rate=options.rate,
+        label_delay_s=options.label_delay_s,
+        run_id=uuid.uuid4().hex[:8],
+        after_swap=options.after_swap,
     )
     stop = threading.Event()
     serving = threading.Thread(target=server.run, args=(stop,), name="demo-server", daemon=True)

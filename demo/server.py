@@ -32,6 +32,7 @@ class ServingStats:
     sent: int = 0
     outcomes_sent: int = 0
     version: int = 0
+    by_new_versions: int = 0  # events served by a version other than the first one
     drift_ts: float = float("nan")  # wall clock of the first drifted event
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=500))  # whether each recent one was right
 
@@ -41,7 +42,12 @@ class ServingStats:
 
 
 class DemoServer:
-    """Drives ``scenario`` through the champion at ``rate`` events/s; outcomes follow after ``label_delay_s``."""
+    """Drives ``scenario`` through the champion at ``rate`` events/s; outcomes follow after ``label_delay_s``.
+
+    With ``after_swap``, it serves past the scenario's end (the drifted world's events again, with new request
+    ids; at most as many again) until a version other than the first has served ``after_swap`` events: the
+    recovery is then seen however long the retraining took on a busy machine.
+    """
 
     def __init__(
         self,
@@ -52,6 +58,7 @@ class DemoServer:
         rate: float,
         label_delay_s: float = 2.0,
         run_id: str,
+        after_swap: int = 0,
     ) -> None:
         self.settings = settings
         self.model = model
@@ -59,6 +66,7 @@ class DemoServer:
         self.rate = rate
         self.label_delay_s = label_delay_s
         self.run_id = run_id
+        self.after_swap = after_swap
         self.stats = ServingStats()
         self.error: BaseException | None = None  # why ``run`` stopped early, if it did
         self._rng = np.random.default_rng(scenario.seed)
@@ -88,16 +96,22 @@ class DemoServer:
     def _serve(self, client: ModelClient, outcomes: EventProducer, stop: threading.Event) -> None:
         features, labels = self.scenario.features, self.scenario.labels.to_numpy()
         start, index, total = time.monotonic(), 0, self.scenario.events
-        while index < total and not stop.is_set():
-            target = min(total, int((time.monotonic() - start) * self.rate) + 1)
+        first_version = client.version
+        while (index < total or self._serve_on(index)) and not stop.is_set():
+            target = min(2 * total, int((time.monotonic() - start) * self.rate) + 1)
+            if index < total:
+                target = min(total, target)
             if target > index:
                 now = time.time()
                 if index <= self.scenario.drift_index < target:
                     self.stats.drift_ts = now
                 ids = [self.request_id(i) for i in range(index, target)]
-                served = client.predict(features.iloc[index:target], request_ids=ids)
+                rows = [self.row(i) for i in range(index, target)]
+                served = client.predict(features.iloc[rows], request_ids=ids)
                 self.stats.version = served.version
-                correct = np.asarray(served.values, dtype=object) == labels[index:target]
+                if served.version != first_version:
+                    self.stats.by_new_versions += target - index
+                correct = np.asarray(served.values, dtype=object) == labels[rows]
                 self.stats.recent.extend(correct.tolist())
                 delays = self._rng.exponential(self.label_delay_s, target - index)
                 for i, delay in zip(range(index, target), delays, strict=True):
@@ -107,11 +121,21 @@ class DemoServer:
             self._deliver(outcomes, time.time())
             time.sleep(TICK_S)
 
+    def _serve_on(self, index: int) -> bool:
+        """Past the scenario's end: whether to go on until a new version has served ``after_swap`` events."""
+        return index < 2 * self.scenario.events and self.stats.by_new_versions < self.after_swap
+
+    def row(self, index: int) -> int:
+        """The scenario row event ``index`` serves: past the end, the drifted world's rows again."""
+        events, drift = self.scenario.events, self.scenario.drift_index
+        return index if index < events else drift + (index - events) % (events - drift)
+
     def _deliver(self, outcomes: EventProducer, now: float) -> None:
         labels = self.scenario.labels
         while self._due and self._due[0][0] <= now:
             when, i = heapq.heappop(self._due)
-            outcomes.emit_outcome(self.model, request_id=self.request_id(i), label=labels.iat[i], ts=when)
+            label = labels.iat[self.row(i)]
+            outcomes.emit_outcome(self.model, request_id=self.request_id(i), label=label, ts=when)
             self.stats.outcomes_sent += 1
 
     def request_id(self, index: int) -> str:

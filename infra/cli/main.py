@@ -327,14 +327,16 @@ def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
 @click.option("--label-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="mean seconds before an outcome follows its prediction")  # fmt: skip
 @click.option("--report/--no-report", default=True, show_default=True, help="write the HTML report at the end")
+@click.option("--after-swap", type=click.IntRange(min=0), default=0, show_default=True,
+              help="serve past --events (up to twice as many) until a new version has served this many")  # fmt: skip
 @click.pass_context
 def demo_cmd(ctx: click.Context, events: int, rate: float, seed: int, drift_at: float, label_delay: float,
-             report: bool) -> None:  # fmt: skip
+             report: bool, after_swap: int) -> None:  # fmt: skip
     """The closed loop on the local stack: drift injected, detected, retrained, recovered (Ctrl-C stops it)."""
     from demo.live import summary_table
     from demo.runner import DemoOptions, run_demo
 
-    options = DemoOptions(events, rate, seed, drift_at, label_delay, report)
+    options = DemoOptions(events, rate, seed, drift_at, label_delay, report, after_swap)
     summary = run_demo(_settings(ctx), options, console=console)
     console.print(summary_table(summary))
     console.print("The stack is still running: query it (docs/sql.md), or stop it with `driftloop stack down`.")
