@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -205,17 +208,22 @@ def test_a_model_without_labels_no_longer_holds_commits_and_cooldowns_survive_a_
     producer.flush()
     positions = {(f.get(10).partition, f.get(10).offset) for f in sent}
 
-    first = RetrainWorker(settings)
-    first.run(idle_exit_s=5)
-    runs = connect(settings.clickhouse).execute(
-        "SELECT model, argMax(toString(status), revision), argMax(error, revision) FROM retrain_runs "
-        "WHERE model IN (%(a)s, %(b)s) GROUP BY model, run_id ORDER BY model",
-        {"a": trained, "b": never},
-    )
-    statuses = {model: (status, error) for model, status, error in runs}
+    def runs() -> list[tuple]:
+        return connect(settings.clickhouse).execute(
+            "SELECT model, argMax(toString(status), revision), argMax(error, revision) FROM retrain_runs "
+            "WHERE model IN (%(a)s, %(b)s) GROUP BY model, run_id ORDER BY model",
+            {"a": trained, "b": never},
+        )
+
+    def finished() -> bool:
+        return {status for _, status, _ in runs()} == {"promoted", "skipped"}
+
+    with running(RetrainWorker(settings)):
+        wait_for(finished, timeout_s=180, what="one run promoted and one skipped")
+    statuses = {model: (status, error) for model, status, error in runs()}
     assert statuses[trained][0] == "promoted"
     assert statuses[never][0] == "skipped" and "gave up waiting for labels" in statuses[never][1]
-    assert len(runs) == 2
+    assert len(runs()) == 2
     committed = KafkaConsumer(**settings.kafka_python_config(), group_id=RETRAIN_GROUP)
     for partition, offset in positions:
         assert committed.committed(TopicPartition(settings.topics.alerts, partition)) > offset
@@ -225,6 +233,19 @@ def test_a_model_without_labels_no_longer_holds_commits_and_cooldowns_survive_a_
     producer.send(settings.topics.alerts, json.dumps(alert(trained, n=7).to_json()).encode(), key=trained.encode())
     producer.flush()
     producer.close()
-    second = RetrainWorker(settings)
-    second.run(idle_exit_s=5)
-    assert second.metrics.alerts == {"ignored": 1} and second.reports == []
+    with running(RetrainWorker(settings)) as second:
+        wait_for(lambda: second.metrics.alerts, timeout_s=120, what="the new alert read")
+    assert second.metrics.alerts == {"ignored": 1} and second.reports == []  # committed ones were not read again
+
+
+@contextlib.contextmanager
+def running(worker: RetrainWorker) -> Iterator[RetrainWorker]:
+    """``worker`` running in a thread until the block ends."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(60)
+    assert not thread.is_alive()
