@@ -14,7 +14,7 @@ COPY retrain ./retrain
 COPY models ./models
 COPY analytics ./analytics
 COPY demo ./demo
-RUN pip install .
+RUN pip install ".[all]"
 
 RUN useradd --create-home --uid 10001 driftloop && mkdir -p /var/lib/driftloop && chown driftloop /var/lib/driftloop
 USER driftloop

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from infra.clickhouse.client import SharedClient
-from infra.errors import DriftloopError
-from infra.settings import Settings
+from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.settings import Settings
 
 
 class NoDataError(DriftloopError):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from infra.settings import Settings
+from driftloop.infra.settings import Settings
 
 from .plots import feature_shift_plot, performance_plot, retrain_plot
 from .queries import ModelHistory, feature_values, load_history

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import faust
 
-from infra.settings import Settings
-from streams.app_factory import app_options
+from driftloop.infra.settings import Settings
+from driftloop.streams.app_factory import app_options
 
 settings = Settings.from_env()
 expected = int(os.environ["BENCH_EVENTS"])

@@ -29,9 +29,9 @@ from rich.console import Console
 from rich.table import Table
 from river.datasets import synth
 
-from infra.clickhouse.client import connect
-from infra.settings import Settings
-from infra.stack import stack as local_stack
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
 from tests.stack_fixtures import REPO, private_stack_env
 
 console = Console(width=200)
@@ -161,7 +161,7 @@ def main() -> None:
     worker_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | env
     log = open(home / "worker.log", "ab")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli.main", "worker"],
+        [sys.executable, "-m", "driftloop.infra.cli.main", "worker"],
         cwd=REPO,
         env=worker_env,
         stdout=log,

@@ -32,9 +32,9 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from infra.clickhouse.client import connect
-from infra.settings import Settings
-from infra.stack import stack as local_stack
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
 from tests.stack_fixtures import REPO, private_stack_env
 
 console = Console(width=200)
@@ -103,7 +103,7 @@ def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path)
     client = connect(settings.clickhouse)
     with open(log, "ab") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli.main", "worker"],
+            [sys.executable, "-m", "driftloop.infra.cli.main", "worker"],
             cwd=REPO,
             env=subprocess_env(env),
             stdout=out,

@@ -24,17 +24,17 @@ from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from infra.clickhouse.client import connect
-from infra.settings import Settings
-from infra.stack import stack as local_stack
-from models.preprocess import Preprocessor
-from models.registry import ModelRegistry
-from retrain.dataset import LabeledData, fetch_labeled
-from retrain.job import JobRequest, RetrainJob
-from retrain.training import metric, train
-from retrain.worker import RetrainWorker
-from streams.drift.alerts import Alert
-from streams.sink import ClickHouseSink
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
+from driftloop.models.preprocess import Preprocessor
+from driftloop.models.registry import ModelRegistry
+from driftloop.retrain.dataset import LabeledData, fetch_labeled
+from driftloop.retrain.job import JobRequest, RetrainJob
+from driftloop.retrain.training import metric, train
+from driftloop.retrain.worker import RetrainWorker
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.sink import ClickHouseSink
 from tests.retrain.conftest import TS0, agrawal_rows
 from tests.stack_fixtures import private_stack_env
 

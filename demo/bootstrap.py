@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from infra.settings import Settings
-from infra.spec import ModelSpec, load_spec
-from models.artifacts import write_artifact
-from models.preprocess import Preprocessor
-from models.registry import ModelRegistry, VersionRecord
-from retrain.dataset import LabeledData
-from retrain.training import metric, train
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import ModelSpec, load_spec
+from driftloop.models.artifacts import write_artifact
+from driftloop.models.preprocess import Preprocessor
+from driftloop.models.registry import ModelRegistry, VersionRecord
+from driftloop.retrain.dataset import LabeledData
+from driftloop.retrain.training import metric, train
 
 from .scenario import BEFORE_CONCEPT, CATEGORICAL, NUMERIC, agrawal_frame
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from infra.clickhouse.client import SharedClient
-from infra.settings import Settings
+from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.settings import Settings
 
 
 @dataclass(frozen=True)

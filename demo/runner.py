@@ -27,12 +27,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from infra.clickhouse.client import SharedClient
-from infra.errors import DriftloopError
-from infra.settings import Settings
-from infra.stack import stack as local_stack
-from streams.drift.observer import DetectorStateStore
-from streams.sink import ClickHouseSink
+from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.drift.observer import DetectorStateStore
+from driftloop.streams.sink import ClickHouseSink
 
 from .bootstrap import MODEL, register_champion, write_spec
 from .live import render
@@ -95,7 +95,7 @@ class _Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli.main", verb],
+            [sys.executable, "-m", "driftloop.infra.cli.main", verb],
             env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -189,7 +189,7 @@ def run_demo(
         signal.signal(signal.SIGTERM, previous_handler)
     summary = summarize(settings, scenario, champion.version, server.stats, since=began, interrupted=interrupted)
     if options.report:
-        from analytics.report import write_report
+        from driftloop.analytics.report import write_report
 
         with console.status("writing the report ..."):
             path = write_report(settings, MODEL, since=began)

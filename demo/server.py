@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infra.settings import Settings
-from models.serving import ModelClient
-from streams.producer import EventProducer
+from driftloop.infra.settings import Settings
+from driftloop.models.serving import ModelClient
+from driftloop.streams.producer import EventProducer
 
 from .scenario import DriftScenario
 

@@ -11,7 +11,7 @@ are the embedded local stack's. A bad value raises :class:`~infra.errors.Setting
 >>> Settings.from_env({"DRIFTLOOP_TOPIC_PARTITIONS": "0"})
 Traceback (most recent call last):
 ...
-infra.errors.SettingsError: DRIFTLOOP_TOPIC_PARTITIONS: Input should be greater than or equal to 1
+driftloop.infra.errors.SettingsError: DRIFTLOOP_TOPIC_PARTITIONS: Input should be greater than or equal to 1
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pydantic import (
     model_validator,
 )
 
-from infra.errors import SettingsError
+from driftloop.infra.errors import SettingsError
 
 ENV_PREFIX = "DRIFTLOOP_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -52,7 +52,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from infra.errors import DriftloopError
+from driftloop.infra.errors import DriftloopError
 
 SignalType = Literal["numeric", "categorical", "missing", "score", "prediction", "error"]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.

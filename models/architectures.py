@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infra.errors import DriftloopError
+from driftloop.infra.errors import DriftloopError
 
 
 @dataclass(frozen=True)

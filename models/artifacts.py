@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 import torch
 
-from infra.errors import DriftloopError
-from infra.spec import ModelSpec
-from models.architectures import ArchitectureInput, build_architecture
-from models.preprocess import Preprocessor
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.spec import ModelSpec
+from driftloop.models.architectures import ArchitectureInput, build_architecture
+from driftloop.models.preprocess import Preprocessor
 
 FILES = ("weights.pt", "preprocess.json", "spec.json")
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.preprocess import Preprocessor
+from driftloop.models.preprocess import Preprocessor
 
 
 @torch.no_grad()

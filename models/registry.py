@@ -17,10 +17,10 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from infra.clickhouse.client import connect
-from infra.errors import DriftloopError
-from infra.settings import Settings
-from models.artifacts import LoadedModel, artifact_root, load_artifact
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.settings import Settings
+from driftloop.models.artifacts import LoadedModel, artifact_root, load_artifact
 
 COLUMNS = (
     "model",

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 from kafka import KafkaConsumer
 
-from infra.errors import DriftloopError
-from infra.settings import Settings, get_settings
-from models.artifacts import LoadedModel
-from models.inference import predict_columns
-from models.registry import ModelRegistry
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.settings import Settings, get_settings
+from driftloop.models.artifacts import LoadedModel
+from driftloop.models.inference import predict_columns
+from driftloop.models.registry import ModelRegistry
 
 log = logging.getLogger("driftloop.serving")
 
@@ -71,7 +71,9 @@ class ModelClient:
         self._stop = threading.Event()
         self._producer = None
         if emit:
-            from streams.producer import EventProducer  # the loop closes here: served predictions are monitored
+            from driftloop.streams.producer import (
+                EventProducer,  # the loop closes here: served predictions are monitored
+            )
 
             self._producer = EventProducer(self.settings)
         self._watcher = threading.Thread(target=self._watch, name=f"driftloop-watch-{model}", daemon=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infra.clickhouse.client import connect
-from infra.settings import Settings
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infra.clickhouse.client import connect
-from infra.errors import DriftloopError
-from infra.settings import Settings
-from infra.spec import ModelSpec, SpecCatalog
-from models.artifacts import write_artifact
-from models.preprocess import Preprocessor
-from models.registry import ModelRegistry, VersionRecord
-from retrain.dataset import count_labels, fetch_labeled
-from retrain.training import TrainingError, better, metric, pick_device, train
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import ModelSpec, SpecCatalog
+from driftloop.models.artifacts import write_artifact
+from driftloop.models.preprocess import Preprocessor
+from driftloop.models.registry import ModelRegistry, VersionRecord
+from driftloop.retrain.dataset import count_labels, fetch_labeled
+from driftloop.retrain.training import TrainingError, better, metric, pick_device, train
 
 log = logging.getLogger("driftloop.retrain")
 

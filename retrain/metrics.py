@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from infra.metrics import counter, gauge
-from retrain.worker import RetrainWorker
+from driftloop.infra.metrics import counter, gauge
+from driftloop.retrain.worker import RetrainWorker
 
 
 def retrain_metrics(worker: RetrainWorker) -> Iterator[Metric]:

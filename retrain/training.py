@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from infra.errors import DriftloopError
-from infra.spec import ModelSpec
-from models.architectures import ArchitectureInput, build_architecture
-from models.inference import predict_columns
-from models.preprocess import Preprocessor
-from retrain.dataset import LabeledData
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.spec import ModelSpec
+from driftloop.models.architectures import ArchitectureInput, build_architecture
+from driftloop.models.inference import predict_columns
+from driftloop.models.preprocess import Preprocessor
+from driftloop.retrain.dataset import LabeledData
 
 
 class TrainingError(DriftloopError):

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field, replace
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from infra.errors import DriftloopError
-from infra.kafka.topics import RETRAIN_GROUP
-from infra.metrics import Histogram
-from infra.settings import Settings
-from infra.spec import RetrainingSpec, SpecCatalog, SpecError
-from retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
-from streams.drift.alerts import Alert
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.topics import RETRAIN_GROUP
+from driftloop.infra.metrics import Histogram
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import RetrainingSpec, SpecCatalog, SpecError
+from driftloop.retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
+from driftloop.streams.drift.alerts import Alert
 
 log = logging.getLogger("driftloop.retrain")
 

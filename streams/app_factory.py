@@ -11,9 +11,9 @@ from typing import Any
 
 import faust
 
-from infra.settings import Settings, get_settings
-from streams import unreadable_batches
-from streams.strict_offsets import StrictOffsetsApp
+from driftloop.infra.settings import Settings, get_settings
+from driftloop.streams import unreadable_batches
+from driftloop.streams.strict_offsets import StrictOffsetsApp
 
 
 def broker_url(settings: Settings) -> str:

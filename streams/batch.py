@@ -11,10 +11,12 @@ import base64
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class NumberRows(Sequence[list[float]]):
@@ -108,6 +110,8 @@ class ColumnBatch:
 
     def to_frame(self) -> pd.DataFrame:
         """A DataFrame of the batch (nested columns stay lists per row)."""
+        import pandas as pd  # the event SDK needs no pandas; the tools that want frames have it
+
         return pd.DataFrame({k: v if isinstance(v, list) else list(v) for k, v in self.columns.items()})
 
     @classmethod

@@ -39,11 +39,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
-from infra.errors import DriftloopError
-from infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
-from infra.kafka.topics import TopicReport, provision_topics
-from infra.settings import Settings
-from streams.batch import ColumnBatch
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
+from driftloop.infra.kafka.topics import TopicReport, provision_topics
+from driftloop.infra.settings import Settings
+from driftloop.streams.batch import ColumnBatch
 
 log = logging.getLogger("driftloop.broker")
 

@@ -37,9 +37,9 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from infra.logs import configure_logging
-from infra.settings import Settings
-from streams.gc_tuning import collect_less_often
+from driftloop.infra.logs import configure_logging
+from driftloop.infra.settings import Settings
+from driftloop.streams.gc_tuning import collect_less_often
 
 log = logging.getLogger("driftloop.child")
 

@@ -32,8 +32,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
-from streams.event_types import (
+from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
+from driftloop.streams.event_types import (
     MAX_EPOCH,
     MAX_FEATURES,
     MAX_TEXT,

@@ -16,13 +16,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from infra.metrics import Histogram
-from infra.settings import Settings
-from streams.batch import ColumnBatch, DeadLetter, Decoded
-from streams.decode import Incoming, decode_outcomes, decode_predictions, event_sources
-from streams.join import OutcomeJoin
-from streams.observers import BatchObserver
-from streams.sink import ClickHouseSink, Rejected
+from driftloop.infra.metrics import Histogram
+from driftloop.infra.settings import Settings
+from driftloop.streams.batch import ColumnBatch, DeadLetter, Decoded
+from driftloop.streams.decode import Incoming, decode_outcomes, decode_predictions, event_sources
+from driftloop.streams.join import OutcomeJoin
+from driftloop.streams.observers import BatchObserver
+from driftloop.streams.sink import ClickHouseSink, Rejected
 
 log = logging.getLogger("driftloop.ingestion")
 

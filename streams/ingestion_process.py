@@ -23,14 +23,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from infra.settings import Settings
-from streams.batch import ColumnBatch, DeadLetter
-from streams.child_process import AnswerLater, ChildLostError, ChildProcess
-from streams.decode import Incoming
-from streams.drift.process import DetectionMetrics, DetectionProcess
-from streams.ingestion import Ingestion, IngestionMetrics, all_or_first_failure, split_by_bytes
-from streams.sink import SinkMetrics
-from streams.topic_publisher import KafkaTopicPublisher
+from driftloop.infra.settings import Settings
+from driftloop.streams.batch import ColumnBatch, DeadLetter
+from driftloop.streams.child_process import AnswerLater, ChildLostError, ChildProcess
+from driftloop.streams.decode import Incoming
+from driftloop.streams.drift.process import DetectionMetrics, DetectionProcess
+from driftloop.streams.ingestion import Ingestion, IngestionMetrics, all_or_first_failure, split_by_bytes
+from driftloop.streams.sink import SinkMetrics
+from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.ingestion")
 

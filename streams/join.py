@@ -19,11 +19,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from infra.clickhouse.client import SharedClient
-from infra.settings import ClickHouseEndpoint
-from streams.batch import ColumnBatch
-from streams.decode import PREDICTION_COLUMNS
-from streams.sink import ClickHouseSink
+from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.settings import ClickHouseEndpoint
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.decode import PREDICTION_COLUMNS
+from driftloop.streams.sink import ClickHouseSink
 
 LABELED_COLUMNS = (
     "event_id",

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from infra.metrics import counter, gauge
+from driftloop.infra.metrics import counter, gauge
 
 
 def worker_metrics(app: Any) -> Iterator[Metric]:

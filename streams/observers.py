@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from streams.batch import ColumnBatch
+from driftloop.streams.batch import ColumnBatch
 
 
 class BatchObserver(Protocol):

@@ -15,7 +15,7 @@ message landed (topic, partition, offset, its events' ids).
 
 Usage (with a running stack)::
 
-    from streams.producer import EventProducer
+    from driftloop.streams.producer import EventProducer
 
     with EventProducer() as events:
         events.emit_prediction("fraud", request_id="r-17", features={"amount": 12.5, "country": "NL"},
@@ -42,12 +42,12 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, UnknownError
 
-from infra.errors import DriftloopError
-from infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
-from infra.kafka.topics import provision_topics
-from infra.settings import Settings, get_settings
-from streams.decode import EventError, validate_outcome, validate_prediction
-from streams.replay import ReplayRing, Sent
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
+from driftloop.infra.kafka.topics import provision_topics
+from driftloop.infra.settings import Settings, get_settings
+from driftloop.streams.decode import EventError, validate_outcome, validate_prediction
+from driftloop.streams.replay import ReplayRing, Sent
 
 log = logging.getLogger("driftloop.producer")
 

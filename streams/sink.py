@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from clickhouse_driver import errors as ch_errors
 
-from infra.clickhouse.client import SharedClient
-from infra.settings import ClickHouseEndpoint
-from streams.batch import Column, ColumnBatch, NumberRows
+from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.settings import ClickHouseEndpoint
+from driftloop.streams.batch import Column, ColumnBatch, NumberRows
 
 log = logging.getLogger("driftloop.sink")
 

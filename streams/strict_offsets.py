@@ -30,7 +30,7 @@ from faust.types.transports import TPorTopicSet
 from mode.services import WaitResults
 from mode.utils.times import Seconds
 
-from streams.prompt_delivery import deliver_first
+from driftloop.streams.prompt_delivery import deliver_first
 
 log = logging.getLogger("driftloop.streams")
 

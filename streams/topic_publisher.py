@@ -9,7 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from kafka import KafkaProducer
 
-from infra.settings import Settings
+from driftloop.infra.settings import Settings
 
 
 class JsonRecord(Protocol):

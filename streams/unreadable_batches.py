@@ -29,7 +29,7 @@ import aiokafka.errors as aiokafka_errors
 from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.structs import ConsumerRecord
 
-from streams.batch import UnreadableRecords
+from driftloop.streams.batch import UnreadableRecords
 
 log = logging.getLogger("driftloop.streams")
 

@@ -1,6 +1,6 @@
 """The streams worker: the Faust app whose agents take batches of messages and hand them to ingestion.
 
-``driftloop worker`` and ``faust -A streams.app worker`` both run :func:`build_worker_app`'s app. The app's
+``driftloop worker`` and ``faust -A driftloop.streams.app worker`` both run :func:`build_worker_app`'s app. The app's
 process runs Faust; ingestion (decode, write, join, dead letters) runs in a child process and drift
 detection in another (``streams.ingestion_process``, ``streams.drift.process``), so that Faust's thread
 does little more than a bare agent's.
@@ -26,13 +26,13 @@ from collections.abc import Awaitable, Callable, Sequence
 import faust
 from faust.types import EventT, StreamT
 
-from infra.metrics import serve_metrics
-from infra.settings import Settings
-from streams.app_factory import create_app
-from streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
-from streams.gc_tuning import collect_less_often
-from streams.ingestion_process import IngestionProcess, KafkaMessage
-from streams.metrics import worker_metrics
+from driftloop.infra.metrics import serve_metrics
+from driftloop.infra.settings import Settings
+from driftloop.streams.app_factory import create_app
+from driftloop.streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
+from driftloop.streams.gc_tuning import collect_less_often
+from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
+from driftloop.streams.metrics import worker_metrics
 
 log = logging.getLogger("driftloop.worker")
 

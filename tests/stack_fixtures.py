@@ -9,8 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.network import free_port
-from infra.settings import Settings
+from driftloop.infra.network import free_port
+from driftloop.infra.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 # Short group timeouts: on the embedded broker a join waits about one session timeout.
@@ -34,7 +34,7 @@ class PrivateStack:
         """Run ``driftloop ARGS`` in a subprocess with this stack's environment."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | self.env
         return subprocess.run(
-            [sys.executable, "-m", "infra.cli.main", *args],
+            [sys.executable, "-m", "driftloop.infra.cli.main", *args],
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -65,7 +65,7 @@ class WorkerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | stack.env | env
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli.main", "worker"],
+            [sys.executable, "-m", "driftloop.infra.cli.main", "worker"],
             env=full_env,
             cwd=REPO,
             stdout=self._log,

@@ -11,8 +11,8 @@ import click
 import pytest
 import yaml
 
-from infra.cli.main import cli
-from infra.settings import Settings
+from driftloop.infra.cli.main import cli
+from driftloop.infra.settings import Settings
 from tests.stack_fixtures import REPO
 
 DRIFTLOOP_SERVICES = ("provision", "worker", "retrain-worker")

@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from infra.errors import DriftloopError
-from infra.logs import configure_logging
-from infra.settings import Settings
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.logs import configure_logging
+from driftloop.infra.settings import Settings
 
 console = Console(highlight=False)
 
@@ -67,8 +67,8 @@ def stack() -> None:
 @click.pass_context
 def stack_up(ctx: click.Context) -> None:
     """Start the embedded broker and ClickHouse (if not running), then create topics and tables."""
-    from infra.cli.render import show_up
-    from infra.stack.stack import up
+    from driftloop.infra.cli.render import show_up
+    from driftloop.infra.stack.stack import up
 
     with console.status("starting the local stack ..."):
         report = up(_settings(ctx))
@@ -79,8 +79,8 @@ def stack_up(ctx: click.Context) -> None:
 @click.pass_context
 def stack_down(ctx: click.Context) -> None:
     """Stop the servers `stack up` started from this home (and nothing else)."""
-    from infra.cli.render import show_down
-    from infra.stack.stack import down
+    from driftloop.infra.cli.render import show_down
+    from driftloop.infra.stack.stack import down
 
     show_down(console, down(_settings(ctx)))
 
@@ -89,8 +89,8 @@ def stack_down(ctx: click.Context) -> None:
 @click.pass_context
 def stack_status(ctx: click.Context) -> None:
     """Show what runs where: pids, ports, versions, topics, table row counts. Exit 1 if a service is down."""
-    from infra.cli.render import show_status
-    from infra.stack.stack import status
+    from driftloop.infra.cli.render import show_status
+    from driftloop.infra.stack.stack import status
 
     report = status(_settings(ctx))
     show_status(console, report)
@@ -102,7 +102,7 @@ def stack_status(ctx: click.Context) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run the streams worker: ingest predictions and outcomes, join them, feed the detectors."""
-    from streams.worker import run_worker
+    from driftloop.streams.worker import run_worker
 
     settings = _settings(ctx)
     console.print(
@@ -127,7 +127,7 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
     """Print alerts as they arrive (Ctrl-C stops)."""
     import json
 
-    from streams.drift.subscribers import alert_stream
+    from driftloop.streams.drift.subscribers import alert_stream
 
     colours = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
     try:
@@ -149,7 +149,7 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
 @click.pass_context
 def alerts_webhook(ctx: click.Context, urls: tuple[str, ...], from_beginning: bool) -> None:
     """POST every alert as JSON (with a chat-friendly `text`) to each URL, with retries (Ctrl-C stops)."""
-    from streams.drift.subscribers import WebhookForwarder, forward_alerts
+    from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts
 
     with contextlib.suppress(KeyboardInterrupt):
         forward_alerts(_settings(ctx), WebhookForwarder(urls), from_beginning=from_beginning)
@@ -164,7 +164,7 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -
     """Replay a model's history from ClickHouse through its detectors: which alerts would have fired."""
     from rich.table import Table
 
-    from streams.drift.backtest import backtest
+    from driftloop.streams.drift.backtest import backtest
 
     with console.status(f"replaying {model} ..."):
         report = backtest(_settings(ctx), model, since=since, until=until)  # type: ignore[arg-type]
@@ -194,9 +194,9 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -
 @click.pass_context
 def retrain_worker(ctx: click.Context) -> None:
     """Run the retraining worker: drift alerts in, challengers trained and gated, new champions out."""
-    from infra.metrics import serve_metrics
-    from retrain.metrics import retrain_metrics
-    from retrain.worker import RetrainWorker
+    from driftloop.infra.metrics import serve_metrics
+    from driftloop.retrain.metrics import retrain_metrics
+    from driftloop.retrain.worker import RetrainWorker
 
     settings = _settings(ctx)
     worker = RetrainWorker(settings)
@@ -220,7 +220,7 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -
 
     from rich.progress import Progress
 
-    from retrain.job import JobRequest, RetrainJob
+    from driftloop.retrain.job import JobRequest, RetrainJob
 
     job = RetrainJob(_settings(ctx))
     window = days if days is not None else job.specs.get(model).training.window_days
@@ -253,7 +253,7 @@ def models_list(ctx: click.Context, model: str | None) -> None:
 
     from rich.table import Table
 
-    from models.registry import ModelRegistry
+    from driftloop.models.registry import ModelRegistry
 
     registry = ModelRegistry(_settings(ctx))
     table = Table()
@@ -284,7 +284,7 @@ def models_show(ctx: click.Context, model: str, version: int | None) -> None:
     import dataclasses
     import json
 
-    from models.registry import ModelRegistry, RegistryError
+    from driftloop.models.registry import ModelRegistry, RegistryError
 
     registry = ModelRegistry(_settings(ctx))
     record = registry.get(model, version) if version is not None else registry.champion(model)
@@ -300,7 +300,7 @@ def models_show(ctx: click.Context, model: str, version: int | None) -> None:
 @click.pass_context
 def models_promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
     """Make VERSION the champion (verified first); serving clients swap to it."""
-    from models.registry import ModelRegistry
+    from driftloop.models.registry import ModelRegistry
 
     record = ModelRegistry(_settings(ctx)).promote(model, version, reason)
     console.print(f"{model}: v{record.version} is the champion")
@@ -312,7 +312,7 @@ def models_promote(ctx: click.Context, model: str, version: int, reason: str) ->
 @click.pass_context
 def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
     """Bring back the previous champion."""
-    from models.registry import ModelRegistry
+    from driftloop.models.registry import ModelRegistry
 
     record = ModelRegistry(_settings(ctx)).rollback(model, reason)
     console.print(f"{model}: rolled back to v{record.version}")
@@ -333,8 +333,8 @@ def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
 def demo_cmd(ctx: click.Context, events: int, rate: float, seed: int, drift_at: float, label_delay: float,
              report: bool, after_swap: int) -> None:  # fmt: skip
     """The closed loop on the local stack: drift injected, detected, retrained, recovered (Ctrl-C stops it)."""
-    from demo.live import summary_table
-    from demo.runner import DemoOptions, run_demo
+    from driftloop.demo.live import summary_table
+    from driftloop.demo.runner import DemoOptions, run_demo
 
     options = DemoOptions(events, rate, seed, drift_at, label_delay, report, after_swap)
     summary = run_demo(_settings(ctx), options, console=console)
@@ -352,7 +352,7 @@ def demo_cmd(ctx: click.Context, events: int, rate: float, seed: int, drift_at: 
 def report_cmd(ctx: click.Context, model: str, since: dt.datetime | None, until: dt.datetime | None,
                out: Path | None) -> None:  # fmt: skip
     """A self-contained HTML report with plots: accuracy over time, alerts, drifted features, retraining."""
-    from analytics.report import write_report
+    from driftloop.analytics.report import write_report
 
     def epoch(value: dt.datetime | None) -> float | None:
         return None if value is None else value.replace(tzinfo=dt.UTC).timestamp()

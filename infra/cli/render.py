@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from infra.stack.process import ProcessRecord
-from infra.stack.stack import THROUGHPUT_WINDOW_S, StackStatus, UpReport
+from driftloop.infra.stack.process import ProcessRecord
+from driftloop.infra.stack.stack import THROUGHPUT_WINDOW_S, StackStatus, UpReport
 
 
 def show_up(console: Console, report: UpReport) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 
 from clickhouse_driver import Client
 
-from infra.clickhouse.columnar_insert import ColumnarInsertClient
-from infra.clickhouse.migrations import MigrationReport, apply_migrations
-from infra.errors import UnreachableError
-from infra.network import port_is_open
-from infra.settings import ClickHouseEndpoint
+from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient
+from driftloop.infra.clickhouse.migrations import MigrationReport, apply_migrations
+from driftloop.infra.errors import UnreachableError
+from driftloop.infra.network import port_is_open
+from driftloop.infra.settings import ClickHouseEndpoint
 
 
 def connect(endpoint: ClickHouseEndpoint, *, database: str | None = None, timeout_s: float = 10.0) -> Client:

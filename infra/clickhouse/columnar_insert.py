@@ -13,7 +13,7 @@ values the fast form does not take exactly as clickhouse-driver would (``None``,
 number column, a number out of range), is written by clickhouse-driver's own column writer, which
 accepts or refuses it as always: the bytes on the wire are the same either way (``tests/infra``).
 
->>> from infra.clickhouse.columnar_insert import encode_array_of_strings_row
+>>> from driftloop.infra.clickhouse.columnar_insert import encode_array_of_strings_row
 >>> encode_array_of_strings_row(["f0", "é"])
 b'\\x02f0\\x02\\xc3\\xa9'
 """

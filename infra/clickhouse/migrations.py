@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from infra.errors import SchemaError
+from driftloop.infra.errors import SchemaError
 
 SQL_DIR = Path(__file__).with_name("sql")
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")

@@ -12,8 +12,8 @@ import threading
 from kafka.admin import KafkaAdminClient
 from kafka.errors import ClusterAuthorizationFailedError, IncompatibleBrokerVersion, UnsupportedVersionError
 
-from infra.kafka.topics import admin_client
-from infra.settings import Settings
+from driftloop.infra.kafka.topics import admin_client
+from driftloop.infra.settings import Settings
 
 # The cluster answers but will not say its id (ACLs without DESCRIBE on CLUSTER, an old broker):
 # asking again will not help.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.settings import Settings
+from driftloop.infra.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.errors import TopicProvisioningError, UnreachableError
-from infra.settings import Settings
+from driftloop.infra.errors import TopicProvisioningError, UnreachableError
+from driftloop.infra.settings import Settings
 
 
 @dataclass(frozen=True)

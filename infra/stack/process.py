@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from infra.network import port_is_open
+from driftloop.infra.network import port_is_open
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Protocol
 from xml.sax.saxutils import escape
 
-from infra.clickhouse.client import ping as ping_clickhouse
-from infra.errors import BinaryNotFoundError, SettingsError, UnreachableError
-from infra.kafka.topics import admin_client
-from infra.network import port_is_open
-from infra.settings import ClickHouseEndpoint, Settings
+from driftloop.infra.clickhouse.client import ping as ping_clickhouse
+from driftloop.infra.errors import BinaryNotFoundError, SettingsError, UnreachableError
+from driftloop.infra.kafka.topics import admin_client
+from driftloop.infra.network import port_is_open
+from driftloop.infra.settings import ClickHouseEndpoint, Settings
 
 
 class EmbeddedService(Protocol):

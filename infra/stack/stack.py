@@ -1,6 +1,6 @@
 """``stack up | down | status``: start the embedded servers, provision topics and schema, report.
 
->>> from infra.settings import Settings
+>>> from driftloop.infra.settings import Settings
 >>> s = Settings.from_env({"DRIFTLOOP_KAFKA_BOOTSTRAP": "kafka.internal:9092"})
 >>> [(svc.name, svc.embedded) for svc in services(s)]
 [('broker', False), ('clickhouse', True)]
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from infra.clickhouse.client import TableSize, provision_schema, recent_rows, table_sizes
-from infra.clickhouse.migrations import MigrationReport
-from infra.errors import DriftloopError, PortTakenError, ServiceStartError, UnreachableError
-from infra.kafka.lag import TopicLag, group_lag
-from infra.kafka.topics import RETRAIN_GROUP, TopicReport, describe_topics, provision_topics
-from infra.network import port_is_open
-from infra.settings import Settings
-from infra.stack.process import ProcessRecord, ProcessRegistry, tail
-from infra.stack.services import Broker, ClickHouseServer, EmbeddedService
+from driftloop.infra.clickhouse.client import TableSize, provision_schema, recent_rows, table_sizes
+from driftloop.infra.clickhouse.migrations import MigrationReport
+from driftloop.infra.errors import DriftloopError, PortTakenError, ServiceStartError, UnreachableError
+from driftloop.infra.kafka.lag import TopicLag, group_lag
+from driftloop.infra.kafka.topics import RETRAIN_GROUP, TopicReport, describe_topics, provision_topics
+from driftloop.infra.network import port_is_open
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack.process import ProcessRecord, ProcessRegistry, tail
+from driftloop.infra.stack.services import Broker, ClickHouseServer, EmbeddedService
 
 THROUGHPUT_WINDOW_S = 60
 

@@ -10,13 +10,13 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from infra.clickhouse.client import connect
-from infra.settings import Settings
-from infra.spec import SpecCatalog
-from streams.batch import ColumnBatch
-from streams.decode import PREDICTION_COLUMNS
-from streams.drift.alerts import Alert
-from streams.drift.monitor import DriftMonitor
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import SpecCatalog
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.decode import PREDICTION_COLUMNS
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.monitor import DriftMonitor
 
 _LABELED = ("model", "request_id", "ts_ms", "error")
 

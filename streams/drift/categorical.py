@@ -19,7 +19,7 @@ import numpy as np
 from scipy.special import chdtrc
 from scipy.stats import chi2
 
-from streams.drift.evidence import Evidence
+from driftloop.streams.drift.evidence import Evidence
 
 
 class CategoricalShift:

@@ -29,9 +29,9 @@ import numpy as np
 from river import drift
 from river.drift import binary
 
-from infra.spec import DetectorConfig
-from streams.drift.categorical import CategoricalShift
-from streams.drift.evidence import Evidence
+from driftloop.infra.spec import DetectorConfig
+from driftloop.streams.drift.categorical import CategoricalShift
+from driftloop.streams.drift.evidence import Evidence
 
 
 class Detector(Protocol):

@@ -6,7 +6,7 @@ on: every float is pickled and unpickled on its own. A :class:`PredictionFrame` 
 monitor reads as arrays (a copy of memory each way), grouped by model, and a model's features as one
 matrix when every event sent the same ones: the matrix's columns are what the detectors take.
 
->>> from streams.batch import ColumnBatch
+>>> from driftloop.streams.batch import ColumnBatch
 >>> rows = ColumnBatch("predictions", {
 ...     "model": ["a", "b", "a"], "model_version": [1, 1, 2], "request_id": ["r1", "r2", "r3"],
 ...     "ts_ms": [1000, 2000, 3000], "num.name": [["x", "y"]] * 3, "num.value": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.batch import ColumnBatch, NumberRows
+from driftloop.streams.batch import ColumnBatch, NumberRows
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")

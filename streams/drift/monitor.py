@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from infra.spec import ModelSpec, SpecCatalog, SpecError
-from streams.batch import ColumnBatch
-from streams.drift.alerts import Alert
-from streams.drift.detectors import Detector, build
-from streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
-from streams.drift.policy import AlertPolicy, Confirmation, severity
+from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.detectors import Detector, build
+from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
+from driftloop.streams.drift.policy import AlertPolicy, Confirmation, severity
 
 log = logging.getLogger("driftloop.drift")
 

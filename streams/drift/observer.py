@@ -16,14 +16,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from infra.clickhouse.client import SharedClient
-from infra.settings import ClickHouseEndpoint, Settings
-from infra.spec import SpecCatalog, SpecError
-from streams.batch import ColumnBatch
-from streams.drift.alerts import ALERT_COLUMNS, Alert
-from streams.drift.frame import PredictionFrame
-from streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
-from streams.sink import ClickHouseSink
+from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.settings import ClickHouseEndpoint, Settings
+from driftloop.infra.spec import SpecCatalog, SpecError
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.drift.alerts import ALERT_COLUMNS, Alert
+from driftloop.streams.drift.frame import PredictionFrame
+from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")
 

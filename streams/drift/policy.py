@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from scipy.stats import norm
 
-from infra.spec import MonitoringSpec
-from streams.drift.evidence import Evidence
+from driftloop.infra.spec import MonitoringSpec
+from driftloop.streams.drift.evidence import Evidence
 
 
 @dataclass

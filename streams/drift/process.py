@@ -22,13 +22,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.settings import Settings
-from streams.batch import ColumnBatch
-from streams.child_process import ChildLostError, ChildProcess
-from streams.drift.alerts import Alert
-from streams.drift.frame import PredictionFrame
-from streams.drift.observer import drift_observer
-from streams.topic_publisher import KafkaTopicPublisher
+from driftloop.infra.settings import Settings
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.child_process import ChildLostError, ChildProcess
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.frame import PredictionFrame
+from driftloop.streams.drift.observer import drift_observer
+from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 
 @dataclass

@@ -22,8 +22,8 @@ from typing import Literal
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
 
-from infra.settings import Settings
-from streams.drift.alerts import Alert
+from driftloop.infra.settings import Settings
+from driftloop.streams.drift.alerts import Alert
 
 log = logging.getLogger("driftloop.alerts")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse.client import connect
+from driftloop.infra.clickhouse.client import connect
 from tests.stack_fixtures import REPO, PrivateStack, wait_for
 
 pytestmark = pytest.mark.integration
@@ -177,7 +177,17 @@ def test_ctrl_c_stops_the_demo_and_its_workers_cleanly(demo_run: DemoRun, tmp_pa
     private = demo_run.stack.with_env(DRIFTLOOP_HOME=home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | private.env
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli.main", "demo", "--events", "100000", "--rate", "300", "--no-report"],
+        [
+            sys.executable,
+            "-m",
+            "driftloop.infra.cli.main",
+            "demo",
+            "--events",
+            "100000",
+            "--rate",
+            "300",
+            "--no-report",
+        ],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

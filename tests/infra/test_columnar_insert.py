@@ -14,9 +14,9 @@ from clickhouse_driver.block import ColumnOrientedBlock
 from clickhouse_driver.bufferedwriter import BufferedSocketWriter
 from clickhouse_driver.streams.native import BlockOutputStream
 
-from infra.clickhouse.client import connect
-from infra.clickhouse.columnar_insert import ColumnarInsertClient, write_block
-from streams.batch import NumberRows
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient, write_block
+from driftloop.streams.batch import NumberRows
 from tests.stack_fixtures import PrivateStack
 
 REVISIONS = (54405, defines.CLIENT_REVISION)  # ClickHouse 18.16's protocol, and clickhouse-driver's newest

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse.migrations import Migration, discover, split_statements
-from infra.errors import SchemaError
+from driftloop.infra.clickhouse.migrations import Migration, discover, split_statements
+from driftloop.infra.errors import SchemaError
 
 
 def test_migrations_are_discovered_in_version_order_ledger_first() -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import SettingsError
-from infra.settings import Settings
+from driftloop.infra.errors import SettingsError
+from driftloop.infra.settings import Settings
 
 
 def test_defaults_are_the_contracts() -> None:

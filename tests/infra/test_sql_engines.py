@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse.client import connect
-from infra.clickhouse.migrations import discover, run_statement, split_statements
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.clickhouse.migrations import discover, run_statement, split_statements
 from tests.stack_fixtures import REPO, PrivateStack
 
 _SKIP = {".venv", ".git", ".driftloop", "node_modules"}

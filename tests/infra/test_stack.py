@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse.client import connect, provision_schema
-from infra.clickhouse.migrations import Migration, apply_migrations, discover
-from infra.errors import SchemaError
-from infra.kafka.topics import describe_topics
-from infra.stack import stack as local_stack
-from infra.stack.process import ProcessRegistry
+from driftloop.infra.clickhouse.client import connect, provision_schema
+from driftloop.infra.clickhouse.migrations import Migration, apply_migrations, discover
+from driftloop.infra.errors import SchemaError
+from driftloop.infra.kafka.topics import describe_topics
+from driftloop.infra.stack import stack as local_stack
+from driftloop.infra.stack.process import ProcessRegistry
 from tests.stack_fixtures import PrivateStack, private_stack_env
 
 pytestmark = pytest.mark.integration

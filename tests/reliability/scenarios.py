@@ -18,12 +18,12 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from infra.clickhouse.client import connect
-from infra.kafka.lag import group_lag
-from infra.kafka.topics import describe_topics
-from infra.settings import Settings
-from infra.stack import stack as local_stack
-from streams.producer import Delivery, EventProducer
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.kafka.lag import group_lag
+from driftloop.infra.kafka.topics import describe_topics
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.producer import Delivery, EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
 
 WORKER_ENV = {

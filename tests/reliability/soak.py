@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from infra.stack import stack as local_stack
+from driftloop.infra.stack import stack as local_stack
 from tests.reliability.scenarios import SoakResult, broker_restart, clickhouse_outage, crash_loop, hostile_input
 from tests.stack_fixtures import PrivateStack, private_stack_env
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.clickhouse.client import connect
-from streams.decode import Incoming, decode_predictions
-from streams.sink import ClickHouseSink
+from driftloop.infra.clickhouse.client import connect
+from driftloop.streams.decode import Incoming, decode_predictions
+from driftloop.streams.sink import ClickHouseSink
 from tests.reliability.hostile import SQL
 from tests.stack_fixtures import PrivateStack
 

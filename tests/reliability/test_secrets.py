@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.network import free_port
+from driftloop.infra.network import free_port
 from tests.stack_fixtures import REPO, PrivateStack
 
 PASSWORD = "s3cr3t-Pa55word"
@@ -59,7 +59,7 @@ def test_workers_never_log_a_password_even_at_debug_level(stack: PrivateStack, t
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli.main", command],
+        [sys.executable, "-m", "driftloop.infra.cli.main", command],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from river.datasets import synth
 
-from infra.settings import Settings
-from streams.batch import ColumnBatch
-from streams.join import LABELED_COLUMNS
-from streams.sink import ClickHouseSink
+from driftloop.infra.settings import Settings
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.join import LABELED_COLUMNS
+from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack
 
 TS0 = 1_790_000_000

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from infra.clickhouse.client import connect
-from infra.kafka.topics import RETRAIN_GROUP
-from infra.network import free_port
-from infra.settings import Settings
-from infra.spec import SpecCatalog
-from infra.stack import stack as local_stack
-from retrain.job import FinishedRun
-from retrain.worker import RetrainPolicy, RetrainWorker
-from streams.drift.alerts import Alert
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.kafka.topics import RETRAIN_GROUP
+from driftloop.infra.network import free_port
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import SpecCatalog
+from driftloop.infra.stack import stack as local_stack
+from driftloop.retrain.job import FinishedRun
+from driftloop.retrain.worker import RetrainPolicy, RetrainWorker
+from driftloop.streams.drift.alerts import Alert
 from tests.retrain.conftest import TS0
 from tests.stack_fixtures import REPO, wait_for
 from tests.streams.test_metrics import scrape
@@ -91,7 +91,7 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
 
     def start(log: str, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "infra.cli.main", "retrain-worker"],
+            [sys.executable, "-m", "driftloop.infra.cli.main", "retrain-worker"],
             cwd=REPO,
             env=env | extra,
             stdout=open(tmp_path / log, "wb"),

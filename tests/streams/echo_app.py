@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra.settings import Settings
-from streams.app_factory import create_app
+from driftloop.infra.settings import Settings
+from driftloop.streams.app_factory import create_app
 
 settings = Settings.from_env()
 app = create_app(settings, app_id=os.environ["ECHO_APP_ID"])

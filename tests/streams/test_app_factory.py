@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from infra.settings import Settings
-from streams.app_factory import broker_credentials, create_app
+from driftloop.infra.settings import Settings
+from driftloop.streams.app_factory import broker_credentials, create_app
 from tests.stack_fixtures import REPO, PrivateStack
 
 

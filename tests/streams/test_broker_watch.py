@@ -9,9 +9,9 @@ import logging
 import pytest
 from kafka.errors import ClusterAuthorizationFailedError
 
-from infra.kafka.topics import TopicReport
-from infra.settings import Settings
-from streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets
+from driftloop.infra.kafka.topics import TopicReport
+from driftloop.infra.settings import Settings
+from driftloop.streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets
 
 
 class Scripted:

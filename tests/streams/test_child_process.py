@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from infra.settings import Settings
-from streams.child_process import AnswerLater, ChildError, ChildLostError, ChildProcess
+from driftloop.infra.settings import Settings
+from driftloop.streams.child_process import AnswerLater, ChildError, ChildLostError, ChildProcess
 
 
 class EchoHandler:

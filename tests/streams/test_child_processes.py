@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from infra.clickhouse.client import connect
+from driftloop.infra.clickhouse.client import connect
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration

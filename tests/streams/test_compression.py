@@ -17,10 +17,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.record import memory_records
 from kafka.record.default_records import DefaultRecordBatch
 
-from infra.clickhouse.client import connect
-from infra.network import free_port
-from infra.stack import stack as local_stack
-from streams.producer import EventProducer
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.network import free_port
+from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 from tests.streams.test_metrics import scrape
 
@@ -122,8 +122,8 @@ def test_the_sdk_producer_compresses_when_asked(own: PrivateStack, worker: Worke
 
 
 def test_alert_consumers_read_compressed_alerts(own: PrivateStack) -> None:
-    from streams.drift.alerts import Alert
-    from streams.drift.subscribers import alert_stream
+    from driftloop.streams.drift.alerts import Alert
+    from driftloop.streams.drift.subscribers import alert_stream
 
     alert = Alert.from_json(json.loads(ALERT))
     sent = []

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from streams.batch import NumberRows
-from streams.decode import (
+from driftloop.streams.batch import NumberRows
+from driftloop.streams.decode import (
     EventError,
     Incoming,
     decode_outcomes,

@@ -9,8 +9,8 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import decode
-from streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
+from driftloop.streams import decode
+from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
 from tests.reliability.hostile import hostile_message
 
 EDGE_FIELDS = {

@@ -6,7 +6,7 @@ import itertools
 
 from hypothesis import HealthCheck, given, settings
 
-from streams.decode import Incoming, decode_predictions
+from driftloop.streams.decode import Incoming, decode_predictions
 from tests.reliability.hostile import Message, hostile_message
 
 

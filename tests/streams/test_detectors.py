@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.spec import DETECTOR_NAMES, DetectorConfig
-from streams.drift.detectors import BINARY_ONLY, build
+from driftloop.infra.spec import DETECTOR_NAMES, DetectorConfig
+from driftloop.streams.drift.detectors import BINARY_ONLY, build
 
 # Each detector's stream before and after its change, and settings strict enough to be quiet on the first.
 Stream = Callable[[random.Random, bool], object]
@@ -118,7 +118,7 @@ def test_batched_updates_fire_where_one_by_one_updates_fire(chunk: int) -> None:
     shortcut uses fails here."""
     from river import drift
 
-    from streams.drift.categorical import CategoricalShift
+    from driftloop.streams.drift.categorical import CategoricalShift
 
     rng = random.Random(11)
     numbers = [rng.gauss(mean, 1.0) for mean in (0.0, 1.0, 0.0, 2.0, 2.5) for _ in range(3000)]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse.client import connect
-from streams.drift.backtest import backtest
-from streams.drift.subscribers import WebhookForwarder, alert_stream, forward_alerts
-from streams.producer import EventProducer
+from driftloop.infra.clickhouse.client import connect
+from driftloop.streams.drift.backtest import backtest
+from driftloop.streams.drift.subscribers import WebhookForwarder, alert_stream, forward_alerts
+from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration

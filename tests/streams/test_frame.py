@@ -7,9 +7,9 @@ import multiprocessing
 
 import numpy as np
 
-from streams.batch import ColumnBatch, NumberRows
-from streams.child_process import _receive_pickled, _send_pickled
-from streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
+from driftloop.streams.batch import ColumnBatch, NumberRows
+from driftloop.streams.child_process import _receive_pickled, _send_pickled
+from driftloop.streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
 
 
 def rows(events: list[dict]) -> ColumnBatch:

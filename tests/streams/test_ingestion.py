@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from infra.clickhouse.client import connect
-from streams.producer import EventProducer
+from driftloop.infra.clickhouse.client import connect
+from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from infra.settings import Settings
-from streams.decode import Incoming
-from streams.ingestion_process import PIECES_IN_FLIGHT, IngestionProcess
+from driftloop.infra.settings import Settings
+from driftloop.streams.decode import Incoming
+from driftloop.streams.ingestion_process import PIECES_IN_FLIGHT, IngestionProcess
 
 
 class Child:

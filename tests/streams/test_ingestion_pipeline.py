@@ -11,11 +11,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from infra.clickhouse.client import connect
-from infra.settings import Settings
-from streams.batch import ColumnBatch, DeadLetter
-from streams.decode import Incoming
-from streams.ingestion import Ingestion
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.streams.batch import ColumnBatch, DeadLetter
+from driftloop.streams.decode import Incoming
+from driftloop.streams.ingestion import Ingestion
 from tests.stack_fixtures import PrivateStack
 
 pytestmark = pytest.mark.integration

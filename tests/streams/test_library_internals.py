@@ -18,8 +18,8 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
-from streams import unreadable_batches
-from streams.batch import UnreadableRecords
+from driftloop.streams import unreadable_batches
+from driftloop.streams.batch import UnreadableRecords
 
 # sha256 of the source of aiokafka 0.14.0's PartitionRecords._unpack_records
 AIOKAFKA_0_14_UNPACK_RECORDS = "b803e6d46480732c7a7faa8e784b338bcdd4e707ea67fba96c013654b04b8a08"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from infra.network import free_port
-from infra.stack import stack as local_stack
-from streams.producer import EventProducer
+from driftloop.infra.network import free_port
+from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration

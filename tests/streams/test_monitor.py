@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecError, load_spec
-from streams.batch import ColumnBatch
-from streams.decode import Incoming, decode_predictions
-from streams.drift.evidence import Evidence
-from streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
-from streams.drift.policy import AlertPolicy
+from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecError, load_spec
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.decode import Incoming, decode_predictions
+from driftloop.streams.drift.evidence import Evidence
+from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from driftloop.streams.drift.policy import AlertPolicy
 
 
 def predictions(rng: random.Random, start: int, n: int, shift: dict | None = None, model: str = "m") -> ColumnBatch:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
-from streams.decode import EventError
-from streams.producer import EventProducer
+from driftloop.streams.decode import EventError
+from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import inspect
 import pytest
 from mode import Service
 
-from streams.prompt_delivery import deliver_first
+from driftloop.streams.prompt_delivery import deliver_first
 
 
 async def suspended(event: asyncio.Event) -> None:

@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
-from infra.clickhouse.client import connect, provision_schema
-from infra.settings import Settings
-from streams.decode import Incoming
-from streams.ingestion import Ingestion
+from driftloop.infra.clickhouse.client import connect, provision_schema
+from driftloop.infra.settings import Settings
+from driftloop.streams.decode import Incoming
+from driftloop.streams.ingestion import Ingestion
 from tests.stack_fixtures import PrivateStack
 from tests.streams.test_ingestion_pipeline import DeadLetters
 

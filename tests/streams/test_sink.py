@@ -9,9 +9,9 @@ import uuid
 import numpy as np
 import pytest
 
-from infra.clickhouse.client import connect
-from streams.batch import ColumnBatch, NumberRows
-from streams.sink import Backoff, ClickHouseSink
+from driftloop.infra.clickhouse.client import connect
+from driftloop.streams.batch import ColumnBatch, NumberRows
+from driftloop.streams.sink import Backoff, ClickHouseSink
 from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import asyncio
 import faust
 from faust.types import TP
 
-from streams.app_factory import create_app
+from driftloop.streams.app_factory import create_app
 from tests.stack_fixtures import private_stack_env
 
 
@@ -22,7 +22,7 @@ def _commit_offset_after_a_gap(app: faust.App) -> int | None:
 
 
 def test_the_worker_app_commits_only_up_to_a_gap(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from infra.settings import Settings
+    from driftloop.infra.settings import Settings
 
     app = create_app(Settings.from_env(private_stack_env(tmp_path)), app_id="strict-test")
     assert _commit_offset_after_a_gap(app) == 3  # 3..5 stay unacknowledged: read again after a restart

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from infra.stack import stack as local_stack
-from streams.drift.alerts import Alert
-from streams.drift.subscribers import WebhookForwarder, forward_alerts
+from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts
 from tests.stack_fixtures import PrivateStack, wait_for
 
 pytestmark = pytest.mark.integration
