@@ -8,6 +8,7 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /opt/driftloop
 RUN pip install torch==2.13.0 --index-url "${TORCH_INDEX_URL}"
 COPY pyproject.toml README.md ./
+COPY cli ./cli
 COPY infra ./infra
 COPY streams ./streams
 COPY retrain ./retrain

@@ -161,7 +161,7 @@ def main() -> None:
     worker_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | env
     log = open(home / "worker.log", "ab")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "driftloop.infra.cli.main", "worker"],
+        [sys.executable, "-m", "driftloop.cli.main", "worker"],
         cwd=REPO,
         env=worker_env,
         stdout=log,

@@ -103,7 +103,7 @@ def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path)
     client = connect(settings.clickhouse)
     with open(log, "ab") as out:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "driftloop.infra.cli.main", "worker"],
+            [sys.executable, "-m", "driftloop.cli.main", "worker"],
             cwd=REPO,
             env=subprocess_env(env),
             stdout=out,

@@ -95,7 +95,7 @@ class _Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "driftloop.infra.cli.main", verb],
+            [sys.executable, "-m", "driftloop.cli.main", verb],
             env=dict(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,

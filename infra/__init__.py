@@ -1,4 +1,5 @@
-"""Foundation of driftloop: settings, errors, the ClickHouse schema, Kafka topics, the local stack and the CLI.
+"""Foundation of driftloop: settings, errors, the ClickHouse schema, Kafka topics and the local stack.
 
-``infra`` sits underneath everything else and imports none of ``streams``, ``retrain`` or ``models``.
+``infra`` sits underneath everything else and imports nothing of driftloop above it (``make lint`` checks the
+layers with import-linter: ``.importlinter``).
 """

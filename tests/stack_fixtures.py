@@ -34,7 +34,7 @@ class PrivateStack:
         """Run ``driftloop ARGS`` in a subprocess with this stack's environment."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | self.env
         return subprocess.run(
-            [sys.executable, "-m", "driftloop.infra.cli.main", *args],
+            [sys.executable, "-m", "driftloop.cli.main", *args],
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -65,7 +65,7 @@ class WorkerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | stack.env | env
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "driftloop.infra.cli.main", "worker"],
+            [sys.executable, "-m", "driftloop.cli.main", "worker"],
             env=full_env,
             cwd=REPO,
             stdout=self._log,

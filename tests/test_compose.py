@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ import click
 import pytest
 import yaml
 
-from driftloop.infra.cli.main import cli
+from driftloop.cli.main import cli
 from driftloop.infra.settings import Settings
 from tests.stack_fixtures import REPO
 
@@ -116,8 +117,10 @@ def test_the_retrain_worker_reserves_a_gpu(compose: dict[str, Any]) -> None:
 def test_the_image_installs_the_pinned_torch() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "torch==2.13.0" in dockerfile
-    for package in ("infra", "streams", "retrain", "models", "analytics", "demo"):
-        assert f"COPY {package} " in dockerfile
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for folder in packages.values():  # every folder the wheel maps into driftloop.*
+        assert f"COPY {folder} ./{folder}" in dockerfile
+    assert 'pip install ".[all]"' in dockerfile
 
 
 def test_prometheus_scrapes_the_workers_metrics_ports(compose: dict[str, Any]) -> None:

@@ -180,7 +180,7 @@ def test_ctrl_c_stops_the_demo_and_its_workers_cleanly(demo_run: DemoRun, tmp_pa
         [
             sys.executable,
             "-m",
-            "driftloop.infra.cli.main",
+            "driftloop.cli.main",
             "demo",
             "--events",
             "100000",

@@ -59,7 +59,7 @@ def test_workers_never_log_a_password_even_at_debug_level(stack: PrivateStack, t
         }
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "driftloop.infra.cli.main", command],
+        [sys.executable, "-m", "driftloop.cli.main", command],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -91,7 +91,7 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
 
     def start(log: str, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "driftloop.infra.cli.main", "retrain-worker"],
+            [sys.executable, "-m", "driftloop.cli.main", "retrain-worker"],
             cwd=REPO,
             env=env | extra,
             stdout=open(tmp_path / log, "wb"),

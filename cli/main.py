@@ -67,7 +67,7 @@ def stack() -> None:
 @click.pass_context
 def stack_up(ctx: click.Context) -> None:
     """Start the embedded broker and ClickHouse (if not running), then create topics and tables."""
-    from driftloop.infra.cli.render import show_up
+    from driftloop.cli.render import show_up
     from driftloop.infra.stack.stack import up
 
     with console.status("starting the local stack ..."):
@@ -79,7 +79,7 @@ def stack_up(ctx: click.Context) -> None:
 @click.pass_context
 def stack_down(ctx: click.Context) -> None:
     """Stop the servers `stack up` started from this home (and nothing else)."""
-    from driftloop.infra.cli.render import show_down
+    from driftloop.cli.render import show_down
     from driftloop.infra.stack.stack import down
 
     show_down(console, down(_settings(ctx)))
@@ -89,7 +89,7 @@ def stack_down(ctx: click.Context) -> None:
 @click.pass_context
 def stack_status(ctx: click.Context) -> None:
     """Show what runs where: pids, ports, versions, topics, table row counts. Exit 1 if a service is down."""
-    from driftloop.infra.cli.render import show_status
+    from driftloop.cli.render import show_status
     from driftloop.infra.stack.stack import status
 
     report = status(_settings(ctx))

@@ -1,1 +1,0 @@
-"""The ``driftloop`` command line."""
