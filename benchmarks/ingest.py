@@ -32,10 +32,11 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import REPO
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
-from tests.stack_fixtures import REPO, private_stack_env
+from driftloop.infra.stack.private import private_stack_env
 
 console = Console(width=200)
 

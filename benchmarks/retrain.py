@@ -24,9 +24,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
+from driftloop.infra.stack.private import private_stack_env
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry
 from driftloop.retrain.dataset import LabeledData, fetch_labeled
@@ -35,8 +37,6 @@ from driftloop.retrain.training import metric, train
 from driftloop.retrain.worker import RetrainWorker
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.sink import ClickHouseSink
-from tests.retrain.conftest import TS0, agrawal_rows
-from tests.stack_fixtures import private_stack_env
 
 console = Console(width=200)
 

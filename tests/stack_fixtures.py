@@ -1,4 +1,5 @@
-"""Test helpers: a private local stack (free ports, a temp home) and the environment that points at it."""
+"""Test helpers: the private local stack (``driftloop.infra.stack.private``, shared with the benchmarks), a
+worker in a subprocess, and a TCP proxy that takes a server away."""
 
 from __future__ import annotations
 
@@ -6,55 +7,14 @@ import contextlib
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.infra.network import free_port
-from driftloop.infra.settings import Settings
+from driftloop.infra.stack.private import FAST_GROUP_ENV, PrivateStack, private_stack_env, wait_for
+
+__all__ = ["FAST_GROUP_ENV", "REPO", "PrivateStack", "TcpProxy", "WorkerProcess", "private_stack_env", "wait_for"]
 
 REPO = Path(__file__).resolve().parent.parent
-# Short group timeouts: on the embedded broker a join waits about one session timeout.
-FAST_GROUP_ENV = {"DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S": "6", "DRIFTLOOP_KAFKA_REBALANCE_TIMEOUT_S": "6"}
-
-
-@dataclass(frozen=True)
-class PrivateStack:
-    """A stack for tests: its settings, and the DRIFTLOOP_* environment that reproduces them in a subprocess."""
-
-    env: dict[str, str]
-
-    @property
-    def settings(self) -> Settings:
-        return Settings.from_env(self.env)
-
-    def with_env(self, **changes: str) -> PrivateStack:
-        return PrivateStack({**self.env, **changes})
-
-    def run_cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run ``driftloop ARGS`` in a subprocess with this stack's environment."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | self.env
-        return subprocess.run(
-            [sys.executable, "-m", "driftloop.cli.main", *args],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-
-
-def private_stack_env(home: Path, *, database: str = "driftloop", prefix: str = "driftloop.") -> dict[str, str]:
-    """Settings for a stack on free ports under ``home``."""
-    return {
-        "DRIFTLOOP_HOME": str(home),
-        "DRIFTLOOP_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-        "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:@127.0.0.1:{free_port()}/{database}",
-        "DRIFTLOOP_TOPIC_PREFIX": prefix,
-        "DRIFTLOOP_TOPIC_PARTITIONS": "3",
-        "DRIFTLOOP_METRICS_PORT": "0",  # many workers share this machine; metrics tests pick a free port
-        "DRIFTLOOP_RETRAIN_METRICS_PORT": "0",
-        **FAST_GROUP_ENV,
-    }
 
 
 class WorkerProcess:
@@ -88,20 +48,6 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-
-
-def wait_for(predicate, *, timeout_s: float = 60, interval_s: float = 0.25, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
 
 
 class TcpProxy:

@@ -1,4 +1,5 @@
-"""Labeled rows for retraining tests: River's Agrawal generator, one concept then another."""
+"""Labeled rows for retraining tests: River's Agrawal generator, one concept then another
+(``driftloop.demo.labeled_history``)."""
 
 from __future__ import annotations
 
@@ -7,50 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from river.datasets import synth
 
+from driftloop.demo.labeled_history import agrawal_rows
 from driftloop.infra.settings import Settings
-from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.join import LABELED_COLUMNS
 from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack
-
-TS0 = 1_790_000_000
-NUMERIC = ("salary", "commission", "age", "hvalue", "hyears", "loan")
-CATEGORICAL = ("elevel", "car", "zipcode")
-
-
-def agrawal_rows(model: str, function: int, start: int, n: int, seed: int) -> ColumnBatch:
-    rows = []
-    for i, (x, y) in enumerate(synth.Agrawal(classification_function=function, seed=seed).take(n), start=start):
-        ts = TS0 + i
-        rows.append(
-            (
-                f"{model}-o{i}",
-                f"{model}-p{i}",
-                model,
-                1,
-                f"r{i}",
-                ts,
-                ts * 1000,
-                ts + 60,
-                (ts + 60) * 1000,
-                list(NUMERIC),
-                [float(x[k]) for k in NUMERIC],
-                list(CATEGORICAL),
-                [str(x[k]) for k in CATEGORICAL],
-                [],
-                "0",
-                0.0,
-                float("nan"),
-                str(y),
-                float(y),
-                int(y == 0),
-                float(y != 0),
-                60.0,
-            )
-        )
-    return ColumnBatch("labeled", {name: [r[j] for r in rows] for j, name in enumerate(LABELED_COLUMNS)})
 
 
 @pytest.fixture()

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from river.datasets import synth
 
+from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.models.artifacts import ArtifactError
 from driftloop.models.registry import ModelRegistry
 from driftloop.models.serving import ModelClient
 from driftloop.retrain.job import JobRequest, NotEnoughLabels, RetrainJob
-from tests.retrain.conftest import TS0
 from tests.stack_fixtures import PrivateStack, TcpProxy
 
 pytestmark = pytest.mark.integration

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.network import free_port
@@ -26,7 +27,6 @@ from driftloop.infra.stack import stack as local_stack
 from driftloop.retrain.job import FinishedRun
 from driftloop.retrain.worker import RetrainPolicy, RetrainWorker
 from driftloop.streams.drift.alerts import Alert
-from tests.retrain.conftest import TS0
 from tests.stack_fixtures import REPO, wait_for
 from tests.streams.test_metrics import scrape
 
