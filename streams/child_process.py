@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from driftloop.infra.errors import DriftloopError
 from driftloop.infra.logs import configure_logging
 from driftloop.infra.settings import Settings
 from driftloop.streams.gc_tuning import collect_less_often
@@ -67,11 +68,11 @@ class AnswerLater:
         self.pending = pending
 
 
-class ChildError(RuntimeError):
+class ChildError(DriftloopError, RuntimeError):
     """The child's handler raised: its exception type and message (the child logged the traceback)."""
 
 
-class ChildLostError(RuntimeError):
+class ChildLostError(DriftloopError, RuntimeError):
     """The child exited before it answered the message."""
 
 

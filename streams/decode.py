@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from driftloop.infra.errors import DriftloopError
 from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
 from driftloop.streams.event_types import (
     MAX_EPOCH,
@@ -79,7 +80,7 @@ class Incoming(NamedTuple):
     offset: int
 
 
-class EventError(ValueError):
+class EventError(DriftloopError, ValueError):
     """An event breaks the contract; the message says which field and how."""
 
 

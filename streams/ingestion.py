@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from driftloop.infra.errors import DriftloopError
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
 from driftloop.streams.batch import ColumnBatch, DeadLetter, Decoded
@@ -294,7 +295,7 @@ class _Pipeline:
         self.metrics.batch_done(time.perf_counter() - started)
 
 
-class ChunkSkippedError(RuntimeError):
+class ChunkSkippedError(DriftloopError, RuntimeError):
     """A chunk written but not handed on: a chunk before it in its batch failed (the batch is not acked)."""
 
 

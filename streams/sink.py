@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from clickhouse_driver import errors as ch_errors
 
 from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import Column, ColumnBatch, NumberRows
 
@@ -190,7 +191,7 @@ class ClickHouseSink:
         return {name: values for name, values in batch.columns.items() if name not in plain or _any_item(values)}
 
 
-class SinkClosedError(RuntimeError):
+class SinkClosedError(DriftloopError, RuntimeError):
     """The sink was closed (the worker is stopping) while a batch waited for ClickHouse: it was not written."""
 
 
