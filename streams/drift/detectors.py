@@ -32,6 +32,7 @@ from river.drift import binary
 from driftloop.infra.spec import DetectorConfig
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.evidence import Evidence
+from driftloop.streams.drift.river_compat import mark_detected, start_after_detection, window_update
 
 
 class Detector(Protocol):
@@ -89,7 +90,7 @@ class RiverDetector:
         done = 0
         for i, x in enumerate(values):
             update(x)
-            if detector._drift_detected:
+            if detector.drift_detected:
                 self._recent.extend(values[done : i + 1])
                 done = i + 1
                 evidence = self._window_evidence()
@@ -118,18 +119,17 @@ class RiverDetector:
                 self._width += len(values)
                 self.n += len(values)
                 return []
-            deque(map(detector._helper.update, repeat(0.0, self._zeros_held)), maxlen=0)
+            deque(map(window_update(detector), repeat(0.0, self._zeros_held)), maxlen=0)
             self._zeros_held = None
         fired: list[tuple[int, Evidence]] = []
         start = 0
         while start < len(values):
-            if detector._drift_detected:  # what River's update does first after a detection
-                detector._reset()
-            hits = compress(count(start), map(detector._helper.update, values[start:]))
+            start_after_detection(detector)
+            hits = compress(count(start), map(window_update(detector), values[start:]))
             i = next(hits, -1)
             if i < 0:
                 break
-            detector._drift_detected = True
+            mark_detected(detector)
             self._recent.extend(values[start : i + 1])
             # ADWIN's width grows by one an update between cuts: the width before this one follows
             width_before = self._width + (i + 1 - self._since_cut) - 1

@@ -1,8 +1,10 @@
-"""The library internals that driftloop replaces are still what its replacements were written for.
+"""The library internals that driftloop relies on are still what its code was written for.
 
-``streams.unreadable_batches`` re-implements aiokafka 0.14's ``PartitionRecords._unpack_records``;
-``streams.strict_offsets`` and ``streams.prompt_delivery`` override faust-streaming 0.15's consumer. When an
-upgrade changes what they replace, these tests fail and say which module to read again.
+One place per library: ``streams.unreadable_batches`` re-implements aiokafka 0.14's
+``PartitionRecords._unpack_records``; ``streams.strict_offsets`` and ``streams.prompt_delivery`` override
+faust-streaming 0.15's consumer; ``streams.drift.river_compat`` feeds River 0.26's ADWIN window;
+``infra.clickhouse.columnar_insert`` takes over clickhouse-driver 0.2's ``Client.send_data``. When an upgrade
+changes what they rely on, these tests fail and say which module to read again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiokafka.structs import TopicPartition
 from driftloop.streams import unreadable_batches
 from driftloop.streams.batch import UnreadableRecords
 
-# sha256 of the source of aiokafka 0.14.0's PartitionRecords._unpack_records
+# sha256 of the sources of what driftloop re-implements or takes over, as of the pinned versions
 AIOKAFKA_0_14_UNPACK_RECORDS = "b803e6d46480732c7a7faa8e784b338bcdd4e707ea67fba96c013654b04b8a08"
 
 
@@ -31,6 +33,34 @@ def test_aiokafka_is_the_series_unreadable_batches_was_written_for() -> None:
     digest = hashlib.sha256(source.encode()).hexdigest()
     assert digest == AIOKAFKA_0_14_UNPACK_RECORDS, (
         "aiokafka's PartitionRecords._unpack_records changed: bring streams/unreadable_batches.py in line with it"
+    )
+
+
+RIVER_0_26_ADWIN_UPDATE = "362cbf78e687aa58a274d6ed99d8fe374fd7e464bc5443eb27295386dc30ddc1"
+CLICKHOUSE_DRIVER_0_2_SEND_DATA = "cd7905b85b95139ac09b763eaf5cb256b1b62c99555fda27e256d86002e13f35"
+
+
+def sha256_of_source(function: object) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
+
+
+def test_river_is_the_series_river_compat_was_written_for() -> None:
+    from river import drift
+
+    from driftloop.streams.drift.river_compat import RIVER_SERIES
+
+    assert version("river").startswith(RIVER_SERIES)
+    assert sha256_of_source(drift.ADWIN.update) == RIVER_0_26_ADWIN_UPDATE, (
+        "River's ADWIN.update changed: bring streams/drift/river_compat.py in line with it"
+    )
+
+
+def test_clickhouse_driver_is_the_series_columnar_insert_was_written_for() -> None:
+    from clickhouse_driver import Client
+
+    assert version("clickhouse-driver").startswith("0.2.")
+    assert sha256_of_source(Client.send_data) == CLICKHOUSE_DRIVER_0_2_SEND_DATA, (
+        "clickhouse-driver's Client.send_data changed: bring infra/clickhouse/columnar_insert.py in line with it"
     )
 
 
