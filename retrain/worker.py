@@ -23,7 +23,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 from driftloop.infra.errors import DriftloopError
@@ -114,6 +115,13 @@ class RetrainPolicy:
                 held[(topic, partition)] = min(offset, held.get((topic, partition), offset))
         return held
 
+    def forget_all_but(self, partitions: set[tuple[str, int]]) -> list[str]:
+        """Drop the pending jobs whose first alert was read from a partition not in ``partitions``; their models."""
+        gone = [m for m, job in self.pending.items() if job.first_read and job.first_read[:2] not in partitions]
+        for model in gone:
+            del self.pending[model]
+        return gone
+
     def restore(self, finished: Iterable[FinishedRun]) -> None:
         """Cooldowns from the runs that ended before this process started (``retrain_runs``)."""
         for run in finished:
@@ -173,7 +181,6 @@ class RetrainWorker:
 
     def run(self, *, idle_exit_s: float | None = None) -> None:
         consumer = KafkaConsumer(
-            self.settings.topics.alerts,
             **self.settings.kafka_python_config(),
             group_id=RETRAIN_GROUP,
             enable_auto_commit=False,
@@ -185,6 +192,7 @@ class RetrainWorker:
         self.policy.restore(self.job.finished_runs())
         read: dict[TopicPartition, int] = {}  # the next offset of each partition read from
         committed: dict[TopicPartition, int] = {}
+        consumer.subscribe([self.settings.topics.alerts], listener=_HandOver(self, consumer, read, committed))
         idle_since = time.monotonic()
         try:
             while not self._stop:
@@ -225,7 +233,11 @@ class RetrainWorker:
             if committed.get(tp) != offset:
                 offsets[tp] = OffsetAndMetadata(offset, "", -1)
         if offsets:
-            consumer.commit(offsets)
+            try:
+                consumer.commit(offsets)
+            except CommitFailedError:  # the group rebalanced meanwhile: the new owner reads those alerts again
+                log.warning("could not commit alert offsets; the group is rebalancing", exc_info=True)
+                return
             committed.update((tp, o.offset) for tp, o in offsets.items())
 
     def run_due(self) -> None:
@@ -268,3 +280,31 @@ class RetrainWorker:
                     }
                 },
             )
+
+
+class _HandOver(ConsumerRebalanceListener):
+    """Partitions of ``alerts`` moving between workers: commit what is done before they go, and forget the
+    pending jobs of those that went to another worker (it reads their alerts again from the committed
+    offset, the first one a job still needs). kafka-python revokes every partition and assigns anew; a
+    partition this worker keeps keeps its jobs and its position."""
+
+    def __init__(
+        self,
+        worker: RetrainWorker,
+        consumer: KafkaConsumer,
+        read: dict[TopicPartition, int],
+        committed: dict[TopicPartition, int],
+    ) -> None:
+        self.worker, self.consumer, self.read, self.committed = worker, consumer, read, committed
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.worker._commit(self.consumer, {tp: o for tp, o in self.read.items() if tp in set(revoked)}, self.committed)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        kept = set(assigned)
+        for tp in [tp for tp in self.read if tp not in kept]:
+            self.read.pop(tp, None)
+            self.committed.pop(tp, None)
+        dropped = self.worker.policy.forget_all_but({(tp.topic, tp.partition) for tp in kept})
+        if dropped:
+            log.info("partitions moved: their pending jobs go to the new owner", extra={"fields": {"jobs": dropped}})

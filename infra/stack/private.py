@@ -69,9 +69,15 @@ def private_stack_env(home: Path, *, database: str = "driftloop", prefix: str = 
 
 
 def wait_for(
-    predicate: Callable[[], T], *, timeout_s: float = 60, interval_s: float = 0.25, what: str = "condition"
+    predicate: Callable[[], T],
+    *,
+    timeout_s: float = 60,
+    interval_s: float = 0.25,
+    what: str = "condition",
+    describe: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout_s``."""
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` (and ``describe()``, the state
+    worth seeing) after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
@@ -79,4 +85,5 @@ def wait_for(
         if last:
             return last
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+    state = f"; {describe()}" if describe is not None else ""
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r}{state})")

@@ -249,3 +249,44 @@ def running(worker: RetrainWorker) -> Iterator[RetrainWorker]:
         worker.stop()
         thread.join(60)
     assert not thread.is_alive()
+
+
+def test_jobs_of_revoked_partitions_are_forgotten(tmp_path: Path) -> None:
+    policy = RetrainPolicy(SpecCatalog(tmp_path), clock=Clock())
+    policy.offer(alert("a"), ("alerts", 0, 5))
+    policy.offer(alert("b"), ("alerts", 1, 9))
+    assert policy.forget_all_but({("alerts", 0)}) == ["b"] and list(policy.pending) == ["a"]
+
+
+@pytest.mark.integration
+def test_a_rebalance_hands_waiting_jobs_to_the_new_owner(retrain_settings: Settings, stack) -> None:
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(
+        stack.env
+        | {"DRIFTLOOP_TOPIC_PREFIX": f"rebalance-{tag}.", "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory)}
+    )
+    local_stack.up(settings)  # the stack runs: this only provisions the test's own topics
+    settings.spec_directory.mkdir(parents=True, exist_ok=True)
+    models = [f"wait-{tag}-{n}" for n in range(9)]  # none gets labels: their jobs wait
+    producer = KafkaProducer(**settings.kafka_python_config())
+    for n, model in enumerate(models):
+        (settings.spec_directory / f"{model}.toml").write_text(
+            f'name = "{model}"\n[retraining]\ndebounce_s = 0\nrecheck_s = 0.5\nmax_wait_s = 3600\n'
+        )
+        producer.send(settings.topics.alerts, json.dumps(alert(model, n=n).to_json()).encode(), key=model.encode())
+    producer.flush()
+    producer.close()
+    with running(RetrainWorker(settings)) as first:
+        wait_for(lambda: len(first.policy.pending) == len(models), timeout_s=120, what="every job waiting")
+        with running(RetrainWorker(settings)) as second:
+
+            def handed_over() -> bool:
+                mine, theirs = set(first.policy.pending), set(second.policy.pending)
+                return bool(mine and theirs) and not mine & theirs and mine | theirs == set(models)
+
+            wait_for(
+                handed_over,
+                timeout_s=120,
+                what="the waiting jobs split between the two workers",
+                describe=lambda: f"first {sorted(first.policy.pending)}, second {sorted(second.policy.pending)}",
+            )
