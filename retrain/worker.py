@@ -189,7 +189,10 @@ class RetrainWorker:
             heartbeat_interval_ms=int(self.settings.kafka_session_timeout_s * 1000 / 3),
             max_poll_interval_ms=30 * 60 * 1000,  # a training run may take a while between polls
         )
-        self.policy.restore(self.job.finished_runs())
+        try:
+            self.policy.restore(self.job.finished_runs())
+        except Exception:  # ClickHouse away at start: run on, without the cooldowns of earlier runs
+            log.error("could not read earlier runs from ClickHouse; their cooldowns are not restored", exc_info=True)
         read: dict[TopicPartition, int] = {}  # the next offset of each partition read from
         committed: dict[TopicPartition, int] = {}
         consumer.subscribe([self.settings.topics.alerts], listener=_HandOver(self, consumer, read, committed))
