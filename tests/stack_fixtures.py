@@ -4,7 +4,6 @@ worker in a subprocess, and a TCP proxy that takes a server away."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ class WorkerProcess:
 
     def __init__(self, stack: PrivateStack, log_path: Path, **env: str) -> None:
         self.log_path = log_path
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | stack.env | env
+        full_env = stack.process_env(**env)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "driftloop.cli.main", "worker"],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import signal
 import subprocess
@@ -175,7 +174,7 @@ def _processes_with_home(home: str) -> list[int]:
 def test_ctrl_c_stops_the_demo_and_its_workers_cleanly(demo_run: DemoRun, tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     private = demo_run.stack.with_env(DRIFTLOOP_HOME=home)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | private.env
+    env = private.process_env()
     process = subprocess.Popen(
         [
             sys.executable,

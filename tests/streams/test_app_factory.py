@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -53,8 +52,7 @@ def test_sasl_settings_become_faust_credentials() -> None:
 @pytest.mark.integration
 def test_a_message_produced_with_kafka_python_reaches_a_faust_agent(stack: PrivateStack, tmp_path: Path) -> None:
     out = tmp_path / "echo.out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | stack.env
-    env |= {"ECHO_APP_ID": f"echo-{uuid.uuid4().hex[:8]}", "ECHO_OUT": str(out)}
+    env = stack.process_env(ECHO_APP_ID=f"echo-{uuid.uuid4().hex[:8]}", ECHO_OUT=str(out))
     worker = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "tests.streams.echo_app", "worker", "-l", "warn"],
         cwd=REPO,

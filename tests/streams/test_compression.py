@@ -9,6 +9,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import confluent_kafka
@@ -125,13 +126,12 @@ def test_alert_consumers_read_compressed_alerts(own: PrivateStack) -> None:
     from driftloop.streams.drift.alerts import Alert
     from driftloop.streams.drift.subscribers import alert_stream
 
-    alert = Alert.from_json(json.loads(ALERT))
     sent = []
     for codec in CODECS:
-        one = Alert.from_json(json.loads(ALERT) | {"alert_id": f"{codec}-{uuid.uuid4().hex}"})
+        one = replace(Alert.example(), alert_id=f"{codec}-{uuid.uuid4().hex}")
         sent.append(one.alert_id)
         producer = KafkaProducer(**own.settings.kafka_python_config(), compression_type=codec)
-        producer.send(own.settings.topics.alerts, json.dumps(one.to_json()).encode(), key=alert.model.encode())
+        producer.send(own.settings.topics.alerts, json.dumps(one.to_json()).encode(), key=one.model.encode())
         producer.flush()
         producer.close()
     read = [a.alert_id for a, _ in alert_stream(own.settings, from_beginning=True, idle_timeout_s=5)]
@@ -250,27 +250,3 @@ def test_a_codec_library_that_is_missing_costs_those_batches_only(stack: Private
     finally:
         worker.stop()
     assert worker.output().count("skipped a record batch that cannot be read") == len(rows)  # once a batch
-
-
-ALERT = json.dumps(
-    {
-        "alert_id": "a",
-        "model": "codec-alerts",
-        "model_version": 1,
-        "kind": "data",
-        "signal": "x",
-        "detector": "ADWIN",
-        "severity": "warning",
-        "event_ts": 1_790_000_000.0,
-        "request_id": "r1",
-        "detected_at": 1_790_000_001.0,
-        "statistic": 1.0,
-        "threshold": 0.5,
-        "reference_size": 100,
-        "window_size": 50,
-        "change_point_ts": 1_790_000_000.0,
-        "change_point_request_id": "r0",
-        "evidence": {},
-        "message": "x drifted",
-    }
-)
