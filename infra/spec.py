@@ -4,6 +4,8 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
 ``<DRIFTLOOP_SPECS_DIR>/<model>.toml`` (default ``DRIFTLOOP_HOME/specs``) refines it::
 
     name = "fraud"
+    owner = "risk-ml@example.com"         # who answers for the model: on alerts, payloads, the report
+    runbook = "https://wiki.example.com/fraud-drift"
     task = "binary"                       # binary | multiclass | regression (default: inferred)
 
     [features]                            # name = "numeric" | "categorical"
@@ -35,6 +37,15 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     kinds = ["performance"]               # alert kinds that start a job
     debounce_s = 10
     max_wait_s = 21600                    # a job short of labels this long is skipped (recorded with why)
+
+    [release]                             # see ReleaseSpec: shadow -> canary -> champion, then a watch
+    shadow_min_pairs = 300
+    canary_share = 0.1
+    floor = 0.6                           # champion below it: the urgent path (straight to a larger canary)
+
+    [kpi]                                 # the business value outcome events carry in `value`
+    name = "loss avoided"
+    higher_is_better = true
 
 A field that is wrong is a :class:`SpecError` naming the file and the field.
 
@@ -163,16 +174,58 @@ class RetrainingSpec(_Frozen):
     max_attempts: int = Field(3, ge=1)
 
 
+class ReleaseSpec(_Frozen):
+    """How a new version earns its traffic: shadow, then canary, then champion, with a watch for rollback.
+
+    Comparisons are non-inferiority tests at ``confidence``: a stage passes when the new version's lower
+    bound is within ``margin`` (a fraction of the baseline's value) of the baseline, and fails when its
+    upper bound is beyond it.
+    """
+
+    shadow: bool = Field(True, description="score live requests unseen before any traffic (false: straight to canary)")
+    shadow_min_pairs: int = Field(300, ge=10, description="labeled requests both versions scored, at least")
+    canary_share: float = Field(0.1, gt=0, le=1, description="the share of requests the canary serves")
+    canary_min_rows: int = Field(200, ge=10, description="labeled rows of each side during the canary, at least")
+    margin: float = Field(0.01, ge=0, lt=1, description="how much worse (fraction of the baseline) still passes")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="one-sided confidence of every bound")
+    shadow_deadline_s: float = Field(3600.0, gt=0)
+    canary_deadline_s: float = Field(3600.0, gt=0)
+    on_deadline: Literal["reject", "extend"] = Field(
+        "reject", description="a stage short of evidence at its deadline: reject the version, or extend once more"
+    )
+    watch_s: float = Field(1800.0, ge=0, description="after promotion, the champion is watched this long")
+    watch_rows: int = Field(500, ge=10, description="the champion's most recent labeled rows the watch judges")
+    floor: float | None = Field(
+        None, description="a champion whose live metric is worse than this (below it; above it for mae) is failing"
+    )
+    urgent_path: Literal["canary", "champion", "normal"] = Field(
+        "canary", description="the path of a new version when the champion is below its floor"
+    )
+    urgent_canary_share: float = Field(0.5, gt=0, le=1)
+    floor_rows: int = Field(200, ge=10, description="the champion's most recent labeled rows the floor judges")
+
+
+class KpiSpec(_Frozen):
+    """The business metric: the ``value`` outcome events carry (e.g. revenue won, loss avoided)."""
+
+    name: str = "value"
+    higher_is_better: bool = True
+
+
 class ModelSpec(_Frozen):
     """Everything driftloop knows about a model beyond its events (see the module docstring)."""
 
     name: str
+    owner: str = Field("", description="who answers for the model (a team, a person, an on-call alias)")
+    runbook: str = Field("", description="the URL of the model's response plan")
     task: Literal["binary", "multiclass", "regression"] | None = None
     features: dict[str, Literal["numeric", "categorical"]] = Field(default_factory=dict)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     retraining: RetrainingSpec = Field(default_factory=RetrainingSpec)
+    release: ReleaseSpec = Field(default_factory=ReleaseSpec)
+    kpi: KpiSpec | None = Field(None, description="without it, releases are judged on the model metric only")
 
     @property
     def metric(self) -> str:

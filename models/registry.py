@@ -1,19 +1,24 @@
-"""The model registry: immutable numbered versions per model, their artifacts, and which one serves.
+"""The model registry: immutable numbered versions per model, their artifacts, and the stage each is in.
 
 Each version is an artifact (``models.artifacts``) and a row in ClickHouse ``model_versions`` (parent,
-trigger alert, training window, metrics, status: candidate / champion / rejected / retired). A status change
-is a new row with a higher revision; promotion writes the new champion and the retired one in a single
-INSERT (atomic), then announces it on the ``model-versions`` topic, where serving clients hear it.
+trigger alert, training window, metrics, and its stage). A version moves ``candidate → shadow → canary →
+champion`` or ends ``rejected``; a champion that is replaced becomes ``retired``, one taken back
+``rolled_back``. A change of stage is a new row with a higher revision (the replaced champion's in the same
+INSERT: atomic), a row in ``version_changes`` with the evidence it was decided on, and an announcement on
+the ``model-versions`` topic, where serving clients hear it. :meth:`ModelRegistry.routing` says which
+versions serve a model now; ``release.controller`` decides the changes, people can too (``path="manual"``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kafka import KafkaProducer
 
@@ -21,6 +26,23 @@ from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.models.artifacts import LoadedModel, artifact_root, load_artifact
+
+Stage = Literal["candidate", "shadow", "canary", "champion", "rejected", "retired", "rolled_back"]
+#: Stages in which a version scores live requests.
+LIVE_STAGES: tuple[Stage, ...] = ("shadow", "canary", "champion")
+#: Where each stage may go (a stage to itself: a deadline extended, or a canary's share changed).
+TRANSITIONS: dict[str, tuple[Stage, ...]] = {
+    "none": ("candidate", "rejected", "champion"),
+    "candidate": ("shadow", "canary", "champion", "rejected"),
+    "shadow": ("shadow", "canary", "champion", "rejected"),
+    "canary": ("canary", "champion", "rejected"),
+    "champion": ("retired", "rolled_back"),
+    "retired": ("champion",),
+    "rolled_back": ("champion",),
+    "rejected": (),
+}
+#: Who moved a version: its first registration, the release controller (normal or urgent path), or a person.
+ChangePath = Literal["first", "release", "urgent", "manual"]
 
 COLUMNS = (
     "model",
@@ -41,16 +63,41 @@ COLUMNS = (
     "created_at",
     "updated_at",
     "revision",
+    "traffic_share",
+)
+CHANGE_COLUMNS = (
+    "change_id",
+    "model",
+    "version",
+    "from_stage",
+    "to_stage",
+    "changed_at",
+    "changed_at_ms",
+    "path",
+    "reason",
+    "traffic_share",
+    "baseline_version",
+    "metric_name",
+    "metric",
+    "baseline_metric",
+    "kpi",
+    "baseline_kpi",
+    "rows",
+    "test",
+    "statistic",
+    "p_value",
+    "result",
+    "evidence",
 )
 
 
 class RegistryError(DriftloopError):
-    """A version does not exist, or the requested change of status is not possible."""
+    """A version does not exist, or the requested change of stage is not possible."""
 
 
 @dataclass(frozen=True)
 class VersionRecord:
-    """One model version as the registry knows it (times in epoch seconds)."""
+    """One model version as the registry knows it (times in epoch seconds). ``status`` is its stage."""
 
     model: str
     version: int
@@ -70,6 +117,11 @@ class VersionRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     revision: int = 0
+    traffic_share: float = 0.0
+
+    @property
+    def stage(self) -> str:
+        return self.status
 
     def row(self) -> tuple[Any, ...]:
         data = asdict(self)
@@ -87,18 +139,128 @@ class VersionRecord:
             data[name] = value.timestamp() if isinstance(value, dt.datetime) else float(value)
         return cls(**data)
 
-    def announcement(self, event: str, previous: int | None) -> dict[str, Any]:
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a change of stage was decided on: this version's live metric against a baseline's, and the test."""
+
+    baseline_version: int = 0
+    metric_name: str = ""
+    metric: float = math.nan
+    baseline_metric: float = math.nan
+    kpi: float = math.nan
+    baseline_kpi: float = math.nan
+    rows: int = 0
+    test: str = ""
+    statistic: float = math.nan
+    p_value: float = math.nan
+    result: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One row of ``version_changes``: a version moved from one stage to another, when, why, on what."""
+
+    model: str
+    version: int
+    from_stage: str
+    to_stage: str
+    changed_at: float  # epoch seconds, millisecond precision
+    path: str
+    reason: str
+    traffic_share: float = 0.0
+    evidence: Evidence = field(default_factory=Evidence)
+    change_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def row(self) -> tuple[Any, ...]:
+        e = self.evidence
+        details = {k: v for k, v in asdict(e).items() if k != "details"} | e.details
+        return (
+            self.change_id,
+            self.model,
+            self.version,
+            self.from_stage,
+            self.to_stage,
+            int(self.changed_at),
+            round(self.changed_at * 1000),
+            self.path,
+            self.reason[:2000],
+            self.traffic_share,
+            e.baseline_version,
+            e.metric_name,
+            e.metric,
+            e.baseline_metric,
+            e.kpi,
+            e.baseline_kpi,
+            e.rows,
+            e.test,
+            e.statistic,
+            e.p_value,
+            e.result,
+            json.dumps(details, default=_plain_json),
+        )
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StageChange:
+        data = dict(zip(CHANGE_COLUMNS, row, strict=True))
+        details = json.loads(data["evidence"] or "{}")
+        evidence = Evidence(
+            **{k: data[k] for k in ("baseline_version", "metric_name", "metric", "baseline_metric", "kpi")},
+            baseline_kpi=data["baseline_kpi"],
+            rows=data["rows"],
+            test=data["test"],
+            statistic=data["statistic"],
+            p_value=data["p_value"],
+            result=data["result"],
+            details={k: v for k, v in details.items() if k not in Evidence.__dataclass_fields__},
+        )
+        return cls(
+            data["model"],
+            data["version"],
+            data["from_stage"],
+            data["to_stage"],
+            data["changed_at_ms"] / 1000.0,
+            data["path"],
+            data["reason"],
+            data["traffic_share"],
+            evidence,
+            data["change_id"],
+        )
+
+    def announcement(self, record: VersionRecord, previous: int | None) -> dict[str, Any]:
+        """The ``model-versions`` message for this change (``event``: promoted, rolled_back, rejected or stage)."""
+        event = {"champion": "promoted", "rolled_back": "rolled_back", "rejected": "rejected"}.get(
+            self.to_stage, "stage"
+        )
         return {
             "event": event,
             "model": self.model,
             "version": self.version,
-            "status": self.status,
-            "sha256": self.sha256,
-            "artifact_uri": self.artifact_uri,
+            "status": self.to_stage,
+            "stage": self.to_stage,
+            "from_stage": self.from_stage,
+            "traffic_share": self.traffic_share,
+            "path": self.path,
+            "sha256": record.sha256,
+            "artifact_uri": record.artifact_uri,
             "previous_version": previous,
             "reason": self.reason,
-            "at": self.updated_at,
+            "at": self.changed_at,
         }
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which versions serve a model now: the champion, a shadow scored beside it, a canary with its share."""
+
+    champion: VersionRecord | None
+    shadow: VersionRecord | None = None
+    canary: VersionRecord | None = None
+
+    @property
+    def canary_share(self) -> float:
+        return self.canary.traffic_share if self.canary is not None else 0.0
 
 
 class ModelRegistry:
@@ -112,22 +274,13 @@ class ModelRegistry:
     # --- reading ---------------------------------------------------------------------------------------
 
     def versions(self, model: str) -> list[VersionRecord]:
-        client = connect(self.settings.clickhouse)
-        try:
-            rows = client.execute(
-                f"SELECT {', '.join(COLUMNS)} FROM model_versions FINAL WHERE model = %(m)s ORDER BY version",
-                {"m": model},
-            )
-        finally:
-            client.disconnect()
+        rows = self._query(
+            f"SELECT {', '.join(COLUMNS)} FROM model_versions FINAL WHERE model = %(m)s ORDER BY version", {"m": model}
+        )
         return [VersionRecord.from_row(r) for r in rows]
 
     def models(self) -> list[str]:
-        client = connect(self.settings.clickhouse)
-        try:
-            return [m for (m,) in client.execute("SELECT DISTINCT model FROM model_versions ORDER BY model")]
-        finally:
-            client.disconnect()
+        return [m for (m,) in self._query("SELECT DISTINCT model FROM model_versions ORDER BY model")]
 
     def get(self, model: str, version: int) -> VersionRecord:
         for record in self.versions(model):
@@ -136,8 +289,24 @@ class ModelRegistry:
         raise RegistryError(f"{model} has no version {version} (`driftloop models list --model {model}`)")
 
     def champion(self, model: str) -> VersionRecord | None:
-        champions = [r for r in self.versions(model) if r.status == "champion"]
-        return champions[-1] if champions else None
+        return self.routing(model).champion
+
+    def routing(self, model: str, versions: list[VersionRecord] | None = None) -> Routing:
+        """The versions that serve ``model`` now (the latest of each live stage)."""
+        latest: dict[str, VersionRecord] = {}
+        for record in versions if versions is not None else self.versions(model):
+            if record.status in LIVE_STAGES:
+                latest[record.status] = record
+        return Routing(latest.get("champion"), latest.get("shadow"), latest.get("canary"))
+
+    def changes(self, model: str, version: int | None = None) -> list[StageChange]:
+        """The model's (or one version's) changes of stage, oldest first."""
+        where = "model = %(m)s" + ("" if version is None else " AND version = %(v)s")
+        rows = self._query(
+            f"SELECT {', '.join(CHANGE_COLUMNS)} FROM version_changes FINAL WHERE {where} ORDER BY changed_at_ms",
+            {"m": model, "v": version},
+        )
+        return [StageChange.from_row(r) for r in rows]
 
     def next_version(self, model: str) -> int:
         existing = [r.version for r in self.versions(model)]
@@ -153,61 +322,135 @@ class ModelRegistry:
 
     # --- writing ---------------------------------------------------------------------------------------
 
-    def add(self, record: VersionRecord) -> VersionRecord:
-        """Record a new version (candidate or rejected); its artifact must already be written."""
+    def add(self, record: VersionRecord, *, path: ChangePath = "release") -> VersionRecord:
+        """Record a new version (candidate, rejected, or a first champion); its artifact must already be written."""
+        if record.status not in TRANSITIONS["none"]:
+            raise RegistryError(f"a new version starts as candidate, rejected or champion, not {record.status}")
+        if record.status == "champion":
+            self.load(record)  # never serve an artifact that does not verify
         now = time.time()
         record = replace(record, created_at=record.created_at or now, updated_at=now, revision=_revision())
-        self._insert([record])
-        if record.status == "rejected":
-            self._announce(record.announcement("rejected", None))
+        change = StageChange(record.model, record.version, "none", record.status, now, path, record.reason)
+        self._write([record], [change])
+        self._announce(change.announcement(record, None))
         return record
 
-    def promote(self, model: str, version: int, reason: str) -> VersionRecord:
+    def transition(
+        self,
+        model: str,
+        version: int,
+        to: Stage,
+        *,
+        reason: str,
+        path: ChangePath = "manual",
+        evidence: Evidence | None = None,
+        traffic_share: float = 0.0,
+    ) -> VersionRecord:
+        """Move ``version`` to stage ``to``, recorded with ``evidence`` and announced (see the module docstring).
+
+        To ``champion``: the current champion retires in the same write. A version that is to score live
+        requests is verified first. A person (``path="manual"``) may promote any version that verifies.
+        """
+        versions = self.versions(model)
+        target = next((r for r in versions if r.version == version), None)
+        if target is None:
+            raise RegistryError(f"{model} has no version {version} (`driftloop models list --model {model}`)")
+        allowed = TRANSITIONS[target.status]
+        if to not in allowed and not (path == "manual" and to == "champion" and target.status != "champion"):
+            onward = ", ".join(allowed) or "no other stage"
+            raise RegistryError(f"{model} v{version} is {target.status}: it can go to {onward}, not {to}")
+        if to in LIVE_STAGES:
+            self.load(target)
+        now, revision = time.time(), _revision()
+        share = 1.0 if to == "champion" else traffic_share if to == "canary" else 0.0
+        records = [replace(target, status=to, reason=reason, updated_at=now, revision=revision, traffic_share=share)]
+        changes = [StageChange(model, version, target.status, to, now, path, reason, share, evidence or Evidence())]
+        current = self.routing(model, versions).champion
+        previous = current.version if current is not None and current.version != version else None
+        if to == "champion" and current is not None and current.version != version:
+            retire = f"replaced by v{version}"
+            records.append(replace(current, status="retired", reason=retire, updated_at=now, revision=revision))
+            changes.append(StageChange(model, current.version, "champion", "retired", now, path, retire))
+        self._write(records, changes)
+        for record, change in zip(records, changes, strict=True):
+            self._announce(change.announcement(record, previous))
+        return records[0]
+
+    def promote(self, model: str, version: int, reason: str, *, path: ChangePath = "manual") -> VersionRecord:
         """Make ``version`` the champion (the current one retires) in one atomic write, then announce it."""
         target = self.get(model, version)
         if target.status == "champion":
             return target
-        self.load(target)  # never promote an artifact that does not verify
-        current = self.champion(model)
-        now, revision = time.time(), _revision()
-        promoted = replace(target, status="champion", reason=reason, updated_at=now, revision=revision)
-        rows = [promoted]
-        if current is not None:
-            rows.append(
-                replace(current, status="retired", reason=f"replaced by v{version}", updated_at=now, revision=revision)
-            )
-        self._insert(rows)
-        self._announce(promoted.announcement("promoted", current.version if current else None))
-        return promoted
+        return self.transition(model, version, "champion", reason=reason, path=path)
 
-    def rollback(self, model: str, reason: str = "rolled back") -> VersionRecord:
-        """Bring back the most recently retired version whose artifact still verifies."""
+    def rollback(
+        self,
+        model: str,
+        reason: str = "rolled back",
+        *,
+        to_version: int | None = None,
+        path: ChangePath = "manual",
+        evidence: Evidence | None = None,
+    ) -> VersionRecord:
+        """Take the champion back (it becomes ``rolled_back``) and bring back ``to_version``, by default the most
+        recently retired version whose artifact still verifies."""
         versions = self.versions(model)
-        current = next((r for r in versions if r.status == "champion"), None)
-        retired = sorted((r for r in versions if r.status == "retired"), key=lambda r: r.revision, reverse=True)
-        for candidate in retired:
+        current = self.routing(model, versions).champion
+        if to_version is not None:
+            targets = [r for r in versions if r.version == to_version]
+        else:
+            targets = sorted((r for r in versions if r.status == "retired"), key=lambda r: r.revision, reverse=True)
+        for candidate in targets:
             try:
                 self.load(candidate)
             except DriftloopError:
                 continue
             now, revision = time.time(), _revision()
-            restored = replace(candidate, status="champion", reason=reason, updated_at=now, revision=revision)
-            rows = [restored]
-            if current is not None:
-                rows.append(replace(current, status="retired", reason=reason, updated_at=now, revision=revision))
-            self._insert(rows)
-            self._announce(restored.announcement("rolled_back", current.version if current else None))
-            return restored
-        raise RegistryError(f"{model} has no retired version with a valid artifact to roll back to")
+            records = [replace(candidate, status="champion", reason=reason, updated_at=now, revision=revision)]
+            records[0] = replace(records[0], traffic_share=1.0)
+            changes = [StageChange(model, candidate.version, candidate.status, "champion", now, path, reason, 1.0)]
+            if current is not None and current.version != candidate.version:
+                records.append(replace(current, status="rolled_back", reason=reason, updated_at=now, revision=revision))
+                changes.append(
+                    StageChange(
+                        model,
+                        current.version,
+                        "champion",
+                        "rolled_back",
+                        now,
+                        path,
+                        reason,
+                        0.0,
+                        evidence or Evidence(),
+                    )
+                )
+            self._write(records, changes)
+            previous = current.version if current is not None else None
+            for record, change in zip(records, changes, strict=True):
+                self._announce(change.announcement(record, previous))
+            return records[0]
+        wanted = f"v{to_version}" if to_version is not None else "a retired version"
+        raise RegistryError(f"{model} has no {wanted} with a valid artifact to roll back to")
 
     def close(self) -> None:
         if self._producer is not None:
             self._producer.close()
 
-    def _insert(self, records: list[VersionRecord]) -> None:
+    def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        client = connect(self.settings.clickhouse)
+        try:
+            return client.execute(sql, params or {})
+        finally:
+            client.disconnect()
+
+    def _write(self, records: list[VersionRecord], changes: list[StageChange]) -> None:
+        """The versions' new rows in one INSERT (atomic), then the record of the changes."""
         client = connect(self.settings.clickhouse)
         try:
             client.execute(f"INSERT INTO model_versions ({', '.join(COLUMNS)}) VALUES", [r.row() for r in records])
+            client.execute(
+                f"INSERT INTO version_changes ({', '.join(CHANGE_COLUMNS)}) VALUES", [c.row() for c in changes]
+            )
         finally:
             client.disconnect()
 
@@ -222,3 +465,7 @@ class ModelRegistry:
 
 def _revision() -> int:
     return time.time_ns() // 1000
+
+
+def _plain_json(value: object) -> object:
+    return value.item() if hasattr(value, "item") else str(value)

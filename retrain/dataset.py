@@ -1,4 +1,5 @@
-"""Training sets from ClickHouse ``labeled`` rows, in event-time order, column by column."""
+"""Training sets from ClickHouse ``labeled`` rows (those served: a shadow's rows repeat their requests), in
+event-time order, column by column."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def count_labels(settings: Settings, model: str, since: float) -> int:
     try:
         return int(
             client.execute(
-                "SELECT uniqExact(event_id) FROM labeled WHERE model = %(m)s AND ts >= toDateTime(%(since)s)",
+                "SELECT uniqExact(event_id) FROM labeled "
+                "WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s)",
                 {"m": model, "since": int(max(since, 0))},
             )[0][0]
         )
@@ -57,7 +59,7 @@ def fetch_labeled(settings: Settings, model: str, since: float, max_rows: int) -
     try:
         columns = client.execute(
             "SELECT ts_ms, num.name, num.value, cat.name, cat.value, label, label_num FROM "
-            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND ts >= toDateTime(%(since)s) "
+            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s) "
             " ORDER BY ts_ms DESC LIMIT %(n)s) "
             "ORDER BY ts_ms",
             {"m": model, "since": int(max(since, 0)), "n": max_rows},

@@ -1,9 +1,11 @@
 """One retraining job: fetch → train → evaluate against the champion → publish, timed per phase.
 
 The challenger trains on the labeled rows after the drift's estimated change point (the new world), and
-is judged with the champion on the same most recent holdout. It is promoted only if it is at least as good
-by the spec's metric; otherwise it is recorded as rejected, with the reason. Every run is a row in
-``retrain_runs`` (running, then promoted / rejected / failed) with the seconds each phase took.
+is judged with the champion on the same most recent holdout. If it is at least as good by the spec's metric
+it becomes a ``candidate``, which the release controller (``release.controller``) takes through shadow and
+canary on live traffic; otherwise it is recorded as rejected, with the reason. A model's first version has
+nothing to be compared with and becomes its champion. Every run is a row in ``retrain_runs`` (running, then
+promoted / candidate / rejected / failed) with the seconds each phase took.
 """
 
 from __future__ import annotations
@@ -210,11 +212,13 @@ class RetrainJob:
             if champion_record
             else f"first version: {spec.metric} {challenger:.4f}"
         )
-        record = self.registry.add(
+        first = champion_record is None
+        status = "champion" if first else "candidate" if wins else "rejected"
+        self.registry.add(
             VersionRecord(
                 model=request.model,
                 version=version,
-                status="candidate" if wins else "rejected",
+                status=status,
                 artifact_uri=str(path),
                 sha256=sha256,
                 parent_version=report.champion_version,
@@ -227,12 +231,12 @@ class RetrainJob:
                 champion_metric=champion,
                 metrics=json.loads(json.dumps(metrics, default=str)),
                 reason=reason if wins else f"worse: {reason}",
-            )
+                traffic_share=1.0 if first else 0.0,
+            ),
+            path="first" if first else "release",
         )
-        if wins:
-            self.registry.promote(request.model, record.version, reason)
         report.challenger_version = version
-        report.status = "promoted" if wins else "rejected"
+        report.status = {"champion": "promoted", "candidate": "candidate", "rejected": "rejected"}[status]
         report.phases["publish"] = time.perf_counter() - phase
 
     def record_skipped(self, request: JobRequest, reason: str) -> RunReport:

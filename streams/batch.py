@@ -212,3 +212,12 @@ class Decoded:
     rows: ColumnBatch
     dead: list[DeadLetter] = field(default_factory=list)
     origins: list[int] = field(default_factory=list)
+
+
+def served_only(rows: ColumnBatch) -> ColumnBatch:
+    """The rows whose answer reached the caller: a shadow version's predictions (``served`` 0) are not the
+    traffic, and its errors are judged by the release controller, not by the drift detectors."""
+    served = rows.columns.get("served")
+    if served is None or all(served):
+        return rows
+    return rows.take([i for i, flag in enumerate(served) if flag])

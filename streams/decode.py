@@ -67,8 +67,10 @@ PREDICTION_COLUMNS = (
     "score",
     "scores.label",
     "scores.probability",
+    "served",
+    "latency_ms",
 )
-OUTCOME_COLUMNS = ("event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num")
+OUTCOME_COLUMNS = ("event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num", "value")
 
 
 class Incoming(NamedTuple):
@@ -487,6 +489,14 @@ def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
     if type(version) is not int or not 0 <= version < 2**32:
         raise EventError('"model_version" must be a non-negative integer')
     event_id = _prediction_id(event.get("event_id"), model, request_id, ts_ms)
+    served = event.get("served", True)
+    if served is None:
+        served = True
+    if type(served) is not bool:
+        raise EventError(f'"served" must be true or false, got {_kind(served)}')
+    latency_ms = _optional_number(event.get("latency_ms"), '"latency_ms"')
+    if latency_ms < 0:
+        raise EventError(f'"latency_ms" must not be negative, got {latency_ms}')
     return (
         event_id,
         model,
@@ -504,6 +514,8 @@ def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
         score,
         labels,
         probabilities,
+        int(served),
+        latency_ms,
     )
 
 
@@ -512,8 +524,14 @@ def _outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
     request_id = _text(event, "request_id")
     ts, ts_ms = _timestamp(event)
     label, label_num = _value_text(event.get("label"), "label")
+    value = _optional_number(event.get("value"), '"value"')
     event_id = _outcome_id(event.get("event_id"), model, request_id, ts_ms, label)
-    return event_id, model, request_id, ts, ts_ms, label, label_num
+    return event_id, model, request_id, ts, ts_ms, label, label_num, value
+
+
+def _optional_number(value: Any, what: str) -> float:
+    """A finite number, or NaN for an absent (null) one."""
+    return math.nan if value is None else _number(value, what)
 
 
 # --- the typed fast path ------------------------------------------------------------------------------------
@@ -610,6 +628,8 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
         score,
         labels,
         probabilities,
+        int(event.served),
+        math.nan if event.latency_ms is None else event.latency_ms,
         position,
     )
 
@@ -622,7 +642,8 @@ def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | 
     label_text, label_num = _value_text(event.label, "label")
     ts_ms = round(epoch * 1000)
     event_id = _outcome_id(event.event_id, model, request_id, ts_ms, label_text)
-    return event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, position
+    value = math.nan if event.value is None else event.value
+    return event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, value, position
 
 
 def _typed_epoch(ts: float | str) -> float | None:
@@ -708,5 +729,7 @@ def _numeric_prediction_columns(
         scores,
         [none] * count,
         [none] * count,
+        [int(e.served) for e in events],
+        [math.nan if e.latency_ms is None else e.latency_ms for e in events],
         positions,
     ]

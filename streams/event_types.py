@@ -58,6 +58,8 @@ class NumericPrediction(msgspec.Struct, gc=False):
     score: float | None = None
     model_version: Version | None = 0
     event_id: EventId | None = None
+    served: bool = True
+    latency_ms: Annotated[float, Meta(ge=0)] | None = None
     events: Any = msgspec.UNSET
 
 
@@ -72,6 +74,8 @@ class PredictionEvent(msgspec.Struct, gc=False):
     score: float | dict[str, float] | None = None
     model_version: Version | None = 0
     event_id: EventId | None = None
+    served: bool = True  # false: computed but not returned to the caller (a shadow version's)
+    latency_ms: Annotated[float, Meta(ge=0)] | None = None  # the serving time of the batch it was part of
     events: Any = msgspec.UNSET  # present: the message is an envelope, not an event
 
 
@@ -83,6 +87,7 @@ class OutcomeEvent(msgspec.Struct, gc=False):
     ts: float | str
     label: Value
     event_id: EventId | None = None
+    value: float | None = None  # the business value of the decision (revenue won, loss avoided, ...)
     events: Any = msgspec.UNSET
 
 

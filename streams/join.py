@@ -6,6 +6,12 @@ delay, seconds or days; a Faust table would hold a second copy of every predicti
 changelog topic (which the embedded broker keeps only in memory), and would force predictions and
 outcomes onto co-partitioned keys. State therefore survives any worker restart or rebalance.
 
+A request may have several predictions: the one served to the caller, and those of versions scored in
+shadow beside it (``served = false``). The outcome makes a labeled row with each: the served one under the
+outcome's ``event_id``, each shadow one under ``<event_id>@v<version>``, so that both versions are judged
+on the same outcomes (a re-sent prediction counts once: the latest of each kind). An outcome waits until
+the served prediction is there, so that the shadow's rows never go without it.
+
 An outcome whose prediction is not there yet waits in ``join_pending``; a periodic sweep joins it when
 the prediction arrives, or marks it ``expired`` after ``DRIFTLOOP_JOIN_WINDOW_S`` (then it shows in the
 ``unmatched_outcomes`` view: counted, never silently dropped). Every write is idempotent by ``event_id``.
@@ -48,6 +54,8 @@ LABELED_COLUMNS = (
     "correct",
     "error",
     "label_delay_s",
+    "served",
+    "value",
 )
 PENDING_COLUMNS = (
     "event_id",
@@ -57,15 +65,15 @@ PENDING_COLUMNS = (
     "ts_ms",
     "label",
     "label_num",
+    "value",
     "source_partition",
     "arrived_at",
     "state",
     "revision",
 )
 # what a labeled row takes from its prediction
-_PREDICTION_FIELDS = tuple(
-    c for c in PREDICTION_COLUMNS if c not in {"model", "request_id", "scores.label", "scores.probability"}
-)
+_NOT_LABELED = {"model", "request_id", "scores.label", "scores.probability", "latency_ms"}
+_PREDICTION_FIELDS = tuple(c for c in PREDICTION_COLUMNS if c not in _NOT_LABELED)
 
 
 def is_classification(prediction_num: float, label_num: float) -> bool:
@@ -127,25 +135,35 @@ class OutcomeJoin:
 
     # --- ClickHouse lookups (blocking; run in a thread) -------------------------------------------------
 
-    def _lookup(self, models: list[str], request_ids: list[str]) -> dict[tuple[str, str], dict[str, object]]:
-        """The latest prediction of each (model, request_id) that has one, as field → value."""
+    def _lookup(self, models: list[str], request_ids: list[str]) -> dict[tuple[str, str], list[dict[str, object]]]:
+        """The predictions of each (model, request_id) that has any, as field → value: the latest served one
+        first (if there is one), then the latest of each version scored unserved."""
         keys = [{"model": m, "request_id": r} for m, r in set(zip(models, request_ids, strict=True))]
         index = self._client.execute(
-            "SELECT model, request_id, argMax(event_id, ts_ms), argMax(ts, ts_ms) FROM prediction_requests "
-            "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys) GROUP BY model, request_id",
+            "SELECT model, request_id, event_id, ts FROM prediction_requests "
+            "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys)",
             external_tables=[_external("_keys", {"model": "String", "request_id": "String"}, keys)],
         )
         if not index:
             return {}
-        wanted = [{"model": m, "day": ts.date(), "event_id": e} for m, _, e, ts in index]
+        wanted = [{"model": m, "day": ts.date(), "event_id": e} for m, _, e, ts in set(index)]
         fields = ", ".join(f"`{f}`" for f in _PREDICTION_FIELDS)
         rows = self._client.execute(
-            f"SELECT model, {fields} FROM predictions "
+            f"SELECT model, request_id, {fields} FROM predictions "
             "WHERE (model, toDate(ts), event_id) IN (SELECT model, day, event_id FROM _wanted)",
             external_tables=[_external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)],
         )
-        by_event = {(row[0], row[1]): dict(zip(_PREDICTION_FIELDS, row[1:], strict=True)) for row in rows}
-        return {(m, r): by_event[(m, e)] for m, r, e, _ in index if (m, e) in by_event}
+        latest: dict[tuple[str, str, int], dict[str, object]] = {}  # (model, request, -1 or a shadow's version)
+        for row in rows:
+            prediction = dict(zip(_PREDICTION_FIELDS, row[2:], strict=True))
+            kind = -1 if prediction["served"] else int(prediction["model_version"])  # type: ignore[call-overload]
+            key = (row[0], row[1], kind)
+            if key not in latest or prediction["ts_ms"] > latest[key]["ts_ms"]:  # type: ignore[operator]
+                latest[key] = prediction
+        found: dict[tuple[str, str], list[dict[str, object]]] = {}
+        for (model, request_id, _), prediction in sorted(latest.items(), key=lambda item: item[0][2]):
+            found.setdefault((model, request_id), []).append(prediction)
+        return found
 
     def _pending(self, partitions: list[int] | None) -> ColumnBatch:
         where = "state = 'pending'" + ("" if partitions is None else " AND source_partition IN %(parts)s")
@@ -172,51 +190,60 @@ def _external(name: str, structure: dict[str, str], data: list[dict[str, object]
     return {"name": name, "structure": list(structure.items()), "data": data}
 
 
-def _label(outcomes: ColumnBatch, found: dict[tuple[str, str], dict[str, object]]) -> tuple[ColumnBatch, list[int]]:
-    """Labeled rows for the outcomes whose prediction was found, and the indices of those not found."""
+def _label(
+    outcomes: ColumnBatch, found: dict[tuple[str, str], list[dict[str, object]]]
+) -> tuple[ColumnBatch, list[int]]:
+    """Labeled rows for the outcomes whose predictions were found, and the indices of those not found."""
     rows: list[tuple[object, ...]] = []
     unmatched: list[int] = []
     o = outcomes.columns
+    values = o.get("value")
     for i, key in enumerate(zip(o["model"], o["request_id"], strict=True)):
-        p = found.get(key)
-        if p is None:
+        predictions = found.get(key)
+        if not predictions or not predictions[0]["served"]:  # a shadow's rows wait for the served one's
             unmatched.append(i)
             continue
-        prediction, prediction_num = str(p["prediction"]), float(p["prediction_num"])  # type: ignore[arg-type]
         label, label_num = o["label"][i], o["label_num"][i]
-        if is_classification(prediction_num, label_num):
-            correct = int(prediction == label)
-            error = 1.0 - correct
-        else:
-            error = abs(prediction_num - label_num)
-            correct = int(error == 0.0)
         outcome_ts_ms = o["ts_ms"][i]
-        rows.append(
-            (
-                o["event_id"][i],
-                p["event_id"],
-                key[0],
-                p["model_version"],
-                key[1],
-                _epoch(p["ts"]),
-                p["ts_ms"],
-                o["ts"][i] if isinstance(o["ts"][i], int) else _epoch(o["ts"][i]),
-                outcome_ts_ms,
-                p["num.name"],
-                p["num.value"],
-                p["cat.name"],
-                p["cat.value"],
-                p["missing"],
-                prediction,
-                prediction_num,
-                p["score"],
-                label,
-                label_num,
-                correct,
-                error,
-                (outcome_ts_ms - p["ts_ms"]) / 1000.0,  # type: ignore[operator]
+        outcome_ts = o["ts"][i] if isinstance(o["ts"][i], int) else _epoch(o["ts"][i])
+        value = values[i] if values is not None else math.nan
+        for p in predictions:
+            prediction, prediction_num = str(p["prediction"]), float(p["prediction_num"])  # type: ignore[arg-type]
+            if is_classification(prediction_num, label_num):
+                correct = int(prediction == label)
+                error = 1.0 - correct
+            else:
+                error = abs(prediction_num - label_num)
+                correct = int(error == 0.0)
+            served = int(p["served"])  # type: ignore[call-overload]
+            rows.append(
+                (
+                    o["event_id"][i] if served else f"{o['event_id'][i]}@v{p['model_version']}",
+                    p["event_id"],
+                    key[0],
+                    p["model_version"],
+                    key[1],
+                    _epoch(p["ts"]),
+                    p["ts_ms"],
+                    outcome_ts,
+                    outcome_ts_ms,
+                    p["num.name"],
+                    p["num.value"],
+                    p["cat.name"],
+                    p["cat.value"],
+                    p["missing"],
+                    prediction,
+                    prediction_num,
+                    p["score"],
+                    label,
+                    label_num,
+                    correct,
+                    error,
+                    (outcome_ts_ms - p["ts_ms"]) / 1000.0,  # type: ignore[operator]
+                    served,
+                    value,
+                )
             )
-        )
     columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in LABELED_COLUMNS]
     return ColumnBatch("labeled", dict(zip(LABELED_COLUMNS, columns, strict=True))), unmatched
 
@@ -238,6 +265,7 @@ def _pending_rows(outcomes: ColumnBatch, partitions: list[int], now: int, state:
         "ts_ms": o["ts_ms"],
         "label": o["label"],
         "label_num": o["label_num"],
+        "value": o.get("value", [math.nan] * n),
         "source_partition": partitions,
         "arrived_at": [_epoch(a) for a in arrived],
         "state": [state] * n,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
-from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.detectors import Detector, build
 from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
@@ -93,7 +93,7 @@ class DriftMonitor:
     # --- entry points --------------------------------------------------------------------------------------
 
     def process_predictions(self, rows: ColumnBatch | PredictionFrame) -> list[Alert]:
-        frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(rows)
+        frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(served_only(rows))
         alerts: list[Alert] = []
         for part in frame.models:
             state = self._model(part.model, part.features.count)
@@ -110,6 +110,7 @@ class DriftMonitor:
         return alerts
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
+        rows = served_only(rows)
         alerts: list[Alert] = []
         for model, index in _by_model(rows["model"]).items():
             index.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftloop.infra.settings import Settings
-from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.child_process import ChildLostError, ChildProcess
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.frame import PredictionFrame
@@ -56,10 +56,14 @@ class DetectionProcess:
         self._slots = asyncio.Semaphore(max_in_flight)
 
     async def on_predictions(self, rows: ColumnBatch) -> None:
-        await self._hand("predictions", PredictionFrame.from_columns(rows))  # far cheaper to send than rows
+        rows = served_only(rows)
+        if len(rows):
+            await self._hand("predictions", PredictionFrame.from_columns(rows))  # far cheaper to send than rows
 
     async def on_labeled(self, rows: ColumnBatch) -> None:
-        await self._hand("labeled", rows)
+        rows = served_only(rows)
+        if len(rows):
+            await self._hand("labeled", rows)
 
     async def hand_over(self) -> None:
         """Save every model's state and forget it: the partitions may go to another worker."""

@@ -1,0 +1,410 @@
+"""The release controller: moves each new version through shadow and canary to champion on live evidence,
+and takes a champion back when it disappoints. Its state is the registry's, in ClickHouse.
+
+On every :meth:`ReleaseController.tick`, for each model it owns (one owner per model: the retrain worker that
+holds the model's ``alerts`` partition):
+
+1. **A new candidate** (the newest; older ones and a version still in shadow or canary are superseded) goes to
+   ``shadow``, or, when the spec says no shadow, to ``canary``. A model without a champion makes it the
+   champion. When the champion is already failing badly (its live metric worse than the spec's ``floor``),
+   the spec's ``urgent_path`` is taken (by default straight to a canary with ``urgent_canary_share``), and
+   the record says so (``path = urgent``).
+2. **Shadow → canary**: on the labeled requests both versions scored since the shadow began, a paired
+   comparison (McNemar for classes, a paired z test on absolute error for regression) with at least
+   ``shadow_min_pairs`` pairs; passes when the shadow is not worse than the champion beyond ``margin``
+   with ``confidence``, fails when it is worse beyond it (``release.stats``).
+3. **Canary → champion**: the canary's and the champion's served rows of the same period, the model metric
+   and, when the spec names a KPI, the business value: each must pass; any failure rejects the canary
+   and its traffic returns to the champion.
+4. **The watch**: for ``watch_s`` after a promotion by the controller, the champion's most recent
+   ``watch_rows`` labeled rows are held against its predecessor's live metric from the canary; worse beyond
+   the margin with confidence, and the predecessor is brought back (``rolled_back``).
+
+A stage that has not decided by its deadline ends as the spec says: ``reject``, or ``extend`` (one more
+deadline, recorded as a change to the same stage). Every change is written with its evidence to
+``version_changes`` and announced on ``model-versions`` by the registry; since nothing lives in this
+object, a controller that restarts resumes each stage where it was, with the evidence gathered so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import ModelSpec, SpecCatalog
+from driftloop.models.registry import Evidence, ModelRegistry, Routing, StageChange, VersionRecord
+from driftloop.release.evidence import live_rows, paired
+from driftloop.release.stats import Comparison, against_reference, combine, paired_classes, paired_errors, two_samples
+
+log = logging.getLogger("driftloop.release")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the controller did for a model: the version, the stage it went to, and why."""
+
+    model: str
+    version: int
+    to_stage: str
+    reason: str
+
+
+class ReleaseController:
+    """See the module docstring. ``clock``: wall-clock seconds (stage times are compared with it)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ModelRegistry | None = None,
+        specs: SpecCatalog | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or ModelRegistry(settings)
+        self.specs = specs or SpecCatalog(settings.spec_directory)
+        self.clock = clock
+
+    def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
+        """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
+        decisions: list[Decision] = []
+        for model in self._active_models():
+            if not owns(model):
+                continue
+            try:
+                decisions += self.step(model)
+            except Exception:  # one model's trouble (a broken spec, ClickHouse away) must not stop the others
+                log.exception("release step failed; tried again next tick", extra={"fields": {"model": model}})
+        return decisions
+
+    def step(self, model: str) -> list[Decision]:
+        """Decide what ``model``'s versions may do now (see the module docstring)."""
+        spec = self.specs.get(model)
+        versions = self.registry.versions(model)
+        decisions: list[Decision] = []
+        candidates = sorted((r for r in versions if r.status == "candidate"), key=lambda r: r.version)
+        if candidates:
+            newest = candidates[-1]
+            for stale in [*candidates[:-1], *(r for r in versions if r.status in ("shadow", "canary"))]:
+                decisions.append(
+                    self._move(
+                        stale, "rejected", f"superseded by v{newest.version}", "release", Evidence(result="superseded")
+                    )
+                )
+            decisions.append(self._start(spec, newest))
+            return decisions
+        routing = self.registry.routing(model, versions)
+        if routing.champion is None:
+            return decisions
+        if routing.shadow is not None:
+            decisions += self._judge_shadow(spec, routing.shadow, routing.champion)
+        if routing.canary is not None:
+            decisions += self._judge_canary(spec, routing.canary, routing.champion)
+        if routing.shadow is None and routing.canary is None:
+            decisions += self._watch(spec, routing.champion)
+        return decisions
+
+    # --- the stages ------------------------------------------------------------------------------------
+
+    def _start(self, spec: ModelSpec, candidate: VersionRecord) -> Decision:
+        rules = spec.release
+        champion = self.registry.routing(candidate.model).champion
+        if champion is None:
+            return self._move(candidate, "champion", "no champion to compare with: the first to serve", "first")
+        if rules.floor is not None:
+            comparison = self._below_floor(spec, champion)
+            if comparison is not None and rules.urgent_path != "normal":
+                evidence = _evidence(spec, comparison, champion.version, "urgent")
+                reason = (
+                    f"urgent path: the champion v{champion.version}'s live {spec.metric} "
+                    f"{_raw(spec, comparison.new):.4f} is worse than the floor {rules.floor}"
+                )
+                if rules.urgent_path == "champion":
+                    return self._move(candidate, "champion", reason, "urgent", evidence)
+                return self._move(candidate, "canary", reason, "urgent", evidence, rules.urgent_canary_share)
+        if rules.shadow:
+            return self._move(candidate, "shadow", "passed the offline gate: scoring live requests unserved")
+        return self._move(
+            candidate, "canary", "passed the offline gate (no shadow in the spec)", share=rules.canary_share
+        )
+
+    def _judge_shadow(self, spec: ModelSpec, shadow: VersionRecord, champion: VersionRecord) -> list[Decision]:
+        rules = spec.release
+        since, last = self._stage_times(shadow)
+        with self._client() as client:
+            pairs = paired(client, shadow.model, champion.version, shadow.version, round(since * 1000))
+        if spec.metric == "mae":
+            comparison = paired_errors(
+                pairs=pairs.pairs,
+                mean_gain=pairs.mean_gain,
+                gain_variance=pairs.gain_variance,
+                baseline_mae=pairs.baseline_mae,
+                min_pairs=rules.shadow_min_pairs,
+                margin=rules.margin,
+                confidence=rules.confidence,
+            )
+        else:
+            comparison = paired_classes(
+                baseline_only=pairs.baseline_only,
+                new_only=pairs.new_only,
+                pairs=pairs.pairs,
+                baseline_accuracy=pairs.baseline_accuracy,
+                min_pairs=rules.shadow_min_pairs,
+                margin=rules.margin,
+                confidence=rules.confidence,
+            )
+        evidence = _evidence(spec, comparison, champion.version, comparison.verdict)
+        summary = _summary(spec, comparison, "pairs", champion.version)
+        if comparison.verdict == "pass":
+            return [self._move(shadow, "canary", f"shadow passed: {summary}", "release", evidence, rules.canary_share)]
+        if comparison.verdict == "fail":
+            return [self._move(shadow, "rejected", f"worse in shadow: {summary}", "release", evidence)]
+        return self._deadline(shadow, last + rules.shadow_deadline_s, rules.on_deadline, summary, evidence)
+
+    def _judge_canary(self, spec: ModelSpec, canary: VersionRecord, champion: VersionRecord) -> list[Decision]:
+        rules = spec.release
+        since, last = self._stage_times(canary)
+        higher = spec.kpi.higher_is_better if spec.kpi else True
+        with self._client() as client:
+            new = live_rows(
+                client,
+                canary.model,
+                canary.version,
+                round(since * 1000),
+                metric=spec.metric,
+                kpi_higher_is_better=higher,
+            )
+            old = live_rows(
+                client,
+                canary.model,
+                champion.version,
+                round(since * 1000),
+                metric=spec.metric,
+                kpi_higher_is_better=higher,
+            )
+        options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
+        on_metric = two_samples(new.metric, old.metric, **options)
+        comparisons = [on_metric]
+        on_kpi = two_samples(new.kpi, old.kpi, **options) if spec.kpi is not None else None
+        if on_kpi is not None:
+            comparisons.append(on_kpi)
+        verdict = combine(comparisons)
+        evidence = _evidence(spec, on_metric, champion.version, verdict, kpi=on_kpi, higher=higher)
+        summary = _summary(spec, on_metric, "rows each", champion.version)
+        if on_kpi is not None:
+            name = spec.kpi.name if spec.kpi else "value"
+            summary += (
+                f"; {name} {_oriented(on_kpi.new, higher):.4g} vs {_oriented(on_kpi.baseline, higher):.4g} "
+                f"({on_kpi.verdict})"
+            )
+        if verdict == "pass":
+            return [self._move(canary, "champion", f"canary passed: {summary}", "release", evidence)]
+        if verdict == "fail":
+            return [self._move(canary, "rejected", f"canary lost: {summary}", "release", evidence)]
+        return self._deadline(canary, last + rules.canary_deadline_s, rules.on_deadline, summary, evidence)
+
+    def _watch(self, spec: ModelSpec, champion: VersionRecord) -> list[Decision]:
+        rules = spec.release
+        promotion = next(
+            (c for c in reversed(self.registry.changes(champion.model, champion.version)) if c.to_stage == "champion"),
+            None,
+        )
+        if promotion is None or promotion.path not in ("release", "urgent"):
+            return []  # a first version, or one a person promoted: no predecessor to hold it to
+        if self.clock() - promotion.changed_at > rules.watch_s or not promotion.evidence.baseline_version:
+            return []
+        reference = promotion.evidence.baseline_metric
+        if math.isnan(reference):
+            return []
+        with self._client() as client:
+            recent = live_rows(
+                client,
+                champion.model,
+                champion.version,
+                round(promotion.changed_at * 1000),
+                metric=spec.metric,
+                last=rules.watch_rows,
+            )
+        comparison = against_reference(
+            recent.metric,
+            _oriented_metric(spec, reference),
+            min_rows=rules.watch_rows,
+            margin=rules.margin,
+            confidence=rules.confidence,
+        )
+        if comparison.verdict != "fail":
+            return []
+        predecessor = promotion.evidence.baseline_version
+        evidence = _evidence(spec, comparison, predecessor, "fail")
+        reason = f"degraded after promotion: {_summary(spec, comparison, 'recent rows', predecessor)}"
+        self.registry.rollback(champion.model, reason, to_version=predecessor, path="release", evidence=evidence)
+        log.warning(
+            "rolled back",
+            extra={"fields": {"model": champion.model, "from": champion.version, "to": predecessor, "reason": reason}},
+        )
+        return [Decision(champion.model, champion.version, "rolled_back", reason)]
+
+    def _deadline(
+        self, record: VersionRecord, deadline: float, on_deadline: str, summary: str, evidence: Evidence
+    ) -> list[Decision]:
+        if self.clock() < deadline:
+            return []
+        evidence = Evidence(**{**evidence.__dict__, "result": "deadline"})
+        if on_deadline == "extend":
+            reason = f"deadline extended, evidence so far: {summary}"
+            return [self._move(record, record.status, reason, "release", evidence, record.traffic_share)]  # type: ignore[arg-type]
+        return [self._move(record, "rejected", f"deadline passed without a decision: {summary}", "release", evidence)]
+
+    def _below_floor(self, spec: ModelSpec, champion: VersionRecord) -> Comparison | None:
+        """The champion's recent live metric against the floor, when it is worse beyond doubt; else None."""
+        rules = spec.release
+        assert rules.floor is not None
+        with self._client() as client:
+            recent = live_rows(client, champion.model, champion.version, 0, metric=spec.metric, last=rules.floor_rows)
+        comparison = against_reference(
+            recent.metric,
+            _oriented_metric(spec, rules.floor),
+            min_rows=rules.floor_rows,
+            margin=0.0,
+            confidence=rules.confidence,
+        )
+        return comparison if comparison.verdict == "fail" else None
+
+    # --- plumbing --------------------------------------------------------------------------------------
+
+    def _move(
+        self,
+        record: VersionRecord,
+        to: str,
+        reason: str,
+        path: str = "release",
+        evidence: Evidence | None = None,
+        share: float = 0.0,
+    ) -> Decision:
+        self.registry.transition(
+            record.model,
+            record.version,
+            to,
+            reason=reason,
+            path=path,  # type: ignore[arg-type]
+            evidence=evidence,
+            traffic_share=share,
+        )
+        log.warning(
+            f"v{record.version} {record.status} → {to}", extra={"fields": {"model": record.model, "reason": reason}}
+        )
+        return Decision(record.model, record.version, to, reason)
+
+    def _stage_times(self, record: VersionRecord) -> tuple[float, float]:
+        """When ``record`` entered its stage, and when its stage last changed (a deadline extended)."""
+        changes: list[StageChange] = self.registry.changes(record.model, record.version)
+        entered = [c.changed_at for c in changes if c.to_stage == record.status and c.from_stage != record.status]
+        since = entered[-1] if entered else record.updated_at
+        last = max([since, *(c.changed_at for c in changes if c.to_stage == record.status)])
+        return since, last
+
+    def _active_models(self) -> list[str]:
+        """Models with a candidate, a shadow or a canary, or a champion promoted recently enough to be watched."""
+        with self._client() as client:
+            rows = client.execute(
+                "SELECT model, toString(status), toUnixTimestamp(updated_at) FROM model_versions FINAL "
+                "WHERE status IN ('candidate', 'shadow', 'canary', 'champion')"
+            )
+        now = self.clock()
+        active = set()
+        for model, status, updated_at in rows:
+            if status != "champion" or now - updated_at <= self._watch_s(model):
+                active.add(model)
+        return sorted(active)
+
+    def _watch_s(self, model: str) -> float:
+        try:
+            return self.specs.get(model).release.watch_s
+        except Exception:
+            return 0.0
+
+    def _client(self):  # type: ignore[no-untyped-def]
+        return _Connection(self.settings)
+
+
+class _Connection:
+    """A ClickHouse connection for one ``with`` block."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.client = connect(self.settings.clickhouse)
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.disconnect()
+
+
+def _oriented_metric(spec: ModelSpec, value: float) -> float:
+    return -value if spec.metric == "mae" else value
+
+
+def _raw(spec: ModelSpec, oriented: float) -> float:
+    return -oriented if spec.metric == "mae" else oriented
+
+
+def _oriented(value: float, higher_is_better: bool) -> float:
+    return value if higher_is_better else -value
+
+
+def _evidence(
+    spec: ModelSpec,
+    comparison: Comparison,
+    baseline_version: int,
+    result: str,
+    *,
+    kpi: Comparison | None = None,
+    higher: bool = True,
+) -> Evidence:
+    details: dict[str, object] = {
+        "difference": comparison.difference,
+        "lower": comparison.lower,
+        "upper": comparison.upper,
+        "tolerance": comparison.tolerance,
+        "verdict": comparison.verdict,
+    }
+    if kpi is not None:
+        details |= {
+            "kpi_rows": kpi.rows,
+            "kpi_verdict": kpi.verdict,
+            "kpi_lower": kpi.lower,
+            "kpi_upper": kpi.upper,
+            "kpi_p_value": kpi.p_value,
+        }
+    return Evidence(
+        baseline_version=baseline_version,
+        metric_name=spec.metric,
+        metric=_raw(spec, comparison.new),
+        baseline_metric=_raw(spec, comparison.baseline),
+        kpi=_oriented(kpi.new, higher) if kpi is not None else math.nan,
+        baseline_kpi=_oriented(kpi.baseline, higher) if kpi is not None else math.nan,
+        rows=comparison.rows,
+        test=comparison.test,
+        statistic=comparison.statistic,
+        p_value=comparison.p_value,
+        result=result,
+        details=details,
+    )
+
+
+def _summary(spec: ModelSpec, comparison: Comparison, unit: str, baseline_version: int) -> str:
+    return (
+        f"{spec.metric} {_raw(spec, comparison.new):.4f} vs v{baseline_version} {_raw(spec, comparison.baseline):.4f} "
+        f"on {comparison.rows} {unit} ({comparison.test} p={comparison.p_value:.3g}, difference "
+        f"{comparison.difference:+.4f} in [{comparison.lower:+.4f}, {comparison.upper:+.4f}], "
+        f"tolerance {comparison.tolerance:.4f})"
+    )
+
+
+__all__ = ["Decision", "ReleaseController", "Routing"]

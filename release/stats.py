@@ -1,0 +1,232 @@
+"""The comparisons a release decides on: non-inferiority bounds on live outcomes, and the classic test beside.
+
+Every comparison orients its numbers so that higher is better for the new version (accuracy, the negated
+absolute error, a KPI whose spec says lower is better negated), and gives a one-sided confidence bound on
+each side of the difference (new - baseline). With ``tolerance`` the amount the new version may lose:
+
+- ``pass`` when the lower bound is at least -tolerance (not worse beyond the tolerance, with confidence),
+- ``fail`` when the upper bound is below -tolerance (worse beyond it, with confidence),
+- ``wait`` otherwise, and whenever there are fewer rows than asked for.
+
+>>> c = paired_classes(baseline_only=40, new_only=160, pairs=1000, baseline_accuracy=0.5, min_pairs=300)
+>>> c.verdict, c.test, round(c.difference, 3), c.p_value < 1e-10
+('pass', 'mcnemar', 0.12, True)
+>>> paired_classes(baseline_only=150, new_only=20, pairs=1000, baseline_accuracy=0.9, min_pairs=300).verdict
+'fail'
+>>> paired_classes(baseline_only=5, new_only=5, pairs=100, baseline_accuracy=0.9, min_pairs=300).verdict
+'wait'
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Literal
+
+Verdict = Literal["pass", "fail", "wait"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The new version against a baseline: the difference (new - baseline, higher is better), its bounds, the
+    test, and what it means."""
+
+    test: str
+    rows: int
+    new: float
+    baseline: float
+    difference: float
+    lower: float
+    upper: float
+    tolerance: float
+    statistic: float
+    p_value: float
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Rows of one side: how many, their mean and (population) variance."""
+
+    n: int
+    mean: float
+    variance: float
+
+    def negated(self) -> Sample:
+        return Sample(self.n, -self.mean, self.variance)
+
+
+def z_of(confidence: float) -> float:
+    """The one-sided normal quantile of ``confidence`` (1.645 for 0.95)."""
+    return NormalDist().inv_cdf(confidence)
+
+
+def paired_classes(
+    *,
+    baseline_only: int,
+    new_only: int,
+    pairs: int,
+    baseline_accuracy: float,
+    min_pairs: int,
+    margin: float = 0.01,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Both versions scored the same labeled requests: ``baseline_only`` were right by the baseline alone,
+    ``new_only`` by the new version alone (McNemar's discordant pairs). ``margin``: a fraction of the
+    baseline's accuracy the new one may lose."""
+    n = max(pairs, 0)
+    discordant = baseline_only + new_only
+    difference = (new_only - baseline_only) / n if n else 0.0
+    variance = max(discordant / n - difference**2, 0.0) / n if n else math.inf
+    statistic, p_value = _mcnemar(baseline_only, new_only)
+    return _judge(
+        "mcnemar",
+        n,
+        baseline_accuracy + difference,
+        baseline_accuracy,
+        difference,
+        math.sqrt(variance),
+        margin * abs(baseline_accuracy),
+        statistic,
+        p_value,
+        min_pairs,
+        confidence,
+    )
+
+
+def paired_errors(
+    *,
+    pairs: int,
+    mean_gain: float,
+    gain_variance: float,
+    baseline_mae: float,
+    min_pairs: int,
+    margin: float = 0.01,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Both versions scored the same labeled requests (regression); ``gain`` per pair is the baseline's absolute
+    error minus the new version's (positive: the new one is closer). A paired z test on it; ``margin``: a
+    fraction of the baseline's MAE the new one may lose.
+
+    >>> paired_errors(pairs=500, mean_gain=0.3, gain_variance=1.0, baseline_mae=2.0, min_pairs=100).verdict
+    'pass'
+    """
+    se = math.sqrt(gain_variance / pairs) if pairs else math.inf
+    statistic = mean_gain / se if se > 0 else math.copysign(math.inf, mean_gain) if mean_gain else 0.0
+    p_value = 2 * (1 - NormalDist().cdf(abs(statistic))) if math.isfinite(statistic) else 0.0
+    return _judge(
+        "paired-abs-error",
+        pairs,
+        -(baseline_mae - mean_gain),
+        -baseline_mae,
+        mean_gain,
+        se,
+        margin * abs(baseline_mae),
+        statistic,
+        p_value,
+        min_pairs,
+        confidence,
+    )
+
+
+def two_samples(
+    new: Sample, baseline: Sample, *, min_rows: int, margin: float = 0.01, confidence: float = 0.95
+) -> Comparison:
+    """Two versions on the same period but different requests (a canary and its champion): the difference of
+    means with Welch's standard error. Both samples oriented higher-is-better.
+
+    >>> two_samples(Sample(400, 0.95, 0.05), Sample(4000, 0.5, 0.25), min_rows=200).verdict
+    'pass'
+    """
+    se = math.sqrt(new.variance / new.n + baseline.variance / baseline.n) if new.n and baseline.n else math.inf
+    difference = new.mean - baseline.mean if new.n and baseline.n else 0.0
+    statistic = difference / se if 0 < se < math.inf else 0.0
+    p_value = 2 * (1 - NormalDist().cdf(abs(statistic)))
+    return _judge(
+        "two-sample-z",
+        min(new.n, baseline.n),
+        new.mean,
+        baseline.mean,
+        difference,
+        se,
+        margin * abs(baseline.mean),
+        statistic,
+        p_value,
+        min_rows,
+        confidence,
+    )
+
+
+def against_reference(
+    sample: Sample, reference: float, *, min_rows: int, margin: float = 0.01, confidence: float = 0.95
+) -> Comparison:
+    """A version's recent rows against a fixed reference (the predecessor's live value): the watch after a
+    promotion. Oriented higher-is-better.
+
+    >>> against_reference(Sample(500, 0.6, 0.24), 0.9, min_rows=200).verdict
+    'fail'
+    """
+    se = math.sqrt(sample.variance / sample.n) if sample.n else math.inf
+    difference = sample.mean - reference if sample.n else 0.0
+    statistic = difference / se if 0 < se < math.inf else 0.0
+    p_value = 2 * (1 - NormalDist().cdf(abs(statistic)))
+    return _judge(
+        "one-sample-z",
+        sample.n,
+        sample.mean,
+        reference,
+        difference,
+        se,
+        margin * abs(reference),
+        statistic,
+        p_value,
+        min_rows,
+        confidence,
+    )
+
+
+def combine(comparisons: list[Comparison]) -> Verdict:
+    """Several criteria at once: fail if any fails, pass when all pass, else wait."""
+    verdicts = {c.verdict for c in comparisons}
+    return "fail" if "fail" in verdicts else "pass" if verdicts == {"pass"} else "wait"
+
+
+def _judge(
+    test: str,
+    rows: int,
+    new: float,
+    baseline: float,
+    difference: float,
+    se: float,
+    tolerance: float,
+    statistic: float,
+    p_value: float,
+    min_rows: int,
+    confidence: float,
+) -> Comparison:
+    z = z_of(confidence)
+    lower, upper = difference - z * se, difference + z * se
+    verdict: Verdict = "wait"
+    if rows >= min_rows:
+        verdict = "pass" if lower >= -tolerance else "fail" if upper < -tolerance else "wait"
+    return Comparison(test, rows, new, baseline, difference, lower, upper, tolerance, statistic, p_value, verdict)
+
+
+def _mcnemar(b: int, c: int) -> tuple[float, float]:
+    """McNemar's statistic (with continuity correction) and two-sided p-value; exact binomial below 25
+    discordant pairs.
+
+    >>> _mcnemar(0, 0)
+    (0.0, 1.0)
+    >>> round(_mcnemar(3, 12)[1], 4)
+    0.0352
+    """
+    n = b + c
+    if n == 0:
+        return 0.0, 1.0
+    statistic = (abs(b - c) - 1) ** 2 / n
+    if n < 25:
+        tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+        return statistic, min(1.0, 2 * tail)
+    return statistic, math.erfc(math.sqrt(statistic / 2))
