@@ -12,6 +12,7 @@ COPY cli ./cli
 COPY infra ./infra
 COPY streams ./streams
 COPY retrain ./retrain
+COPY release ./release
 COPY models ./models
 COPY analytics ./analytics
 COPY demo ./demo

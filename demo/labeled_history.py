@@ -46,6 +46,8 @@ def agrawal_rows(model: str, function: int, start: int, n: int, seed: int) -> Co
                 int(y == 0),
                 float(y != 0),
                 60.0,
+                1,
+                float("nan"),
             )
         )
     return ColumnBatch("labeled", {name: [r[j] for r in rows] for j, name in enumerate(LABELED_COLUMNS)})

@@ -303,7 +303,8 @@ class ModelRegistry:
         """The model's (or one version's) changes of stage, oldest first."""
         where = "model = %(m)s" + ("" if version is None else " AND version = %(v)s")
         rows = self._query(
-            f"SELECT {', '.join(CHANGE_COLUMNS)} FROM version_changes FINAL WHERE {where} ORDER BY changed_at_ms",
+            f"SELECT {', '.join(CHANGE_COLUMNS)} FROM version_changes FINAL WHERE {where} "
+            "ORDER BY changed_at_ms, change_id",
             {"m": model, "v": version},
         )
         return [StageChange.from_row(r) for r in rows]
@@ -444,7 +445,10 @@ class ModelRegistry:
             client.disconnect()
 
     def _write(self, records: list[VersionRecord], changes: list[StageChange]) -> None:
-        """The versions' new rows in one INSERT (atomic), then the record of the changes."""
+        """The versions' new rows in one INSERT (atomic), then the record of the changes (ids that keep their
+        order within one write)."""
+        first = _revision()
+        changes = [replace(c, change_id=f"{first:020d}-{i}") for i, c in enumerate(changes)]
         client = connect(self.settings.clickhouse)
         try:
             client.execute(f"INSERT INTO model_versions ({', '.join(COLUMNS)}) VALUES", [r.row() for r in records])

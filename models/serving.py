@@ -1,17 +1,27 @@
-"""The serving client: predictions from the current champion, swapped to a new one without a restart.
+"""The serving client: predictions from the versions that serve a model now, following every change live.
 
-``ModelClient("fraud")`` loads the champion (its artifact verified against the registry's sha256), predicts
-on a batch of rows (a DataFrame or dicts) and says which version made each prediction. A background thread
-listens on ``model-versions``; when a new champion is announced it loads and verifies it, then swaps one
-reference: a batch always runs on one version, and no request fails during a swap. With ``emit=True`` the
-client also publishes every prediction event (producer SDK), so a model server is monitored in one line.
+``ModelClient("fraud")`` loads the versions the registry routes the model to (each artifact verified against
+the registry's sha256) and predicts on a batch of rows (a DataFrame or dicts):
+
+- the **champion** answers every request but a canary's;
+- a **canary** answers its share of requests, chosen from the request id (:func:`canary_bucket`: the same
+  request always goes to the same version, whichever client serves it);
+- a **shadow** version scores every request too, but its answers are never returned: with ``emit=True``
+  they are published with ``served = false`` and the same ``request_id``, so the outcome judges both.
+
+A background thread listens on ``model-versions``; when a stage changes it reads the routing again, loads and
+verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails
+during a swap (a version that does not verify is refused, the current routing stays). With ``emit=True``
+every prediction is published with ``latency_ms``, the time the client took for the batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +35,7 @@ from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.models.artifacts import LoadedModel
 from driftloop.models.inference import predict_columns
-from driftloop.models.registry import ModelRegistry
+from driftloop.models.registry import ModelRegistry, Routing
 
 log = logging.getLogger("driftloop.serving")
 
@@ -36,17 +46,42 @@ class NoChampionError(DriftloopError):
 
 @dataclass(frozen=True)
 class Predictions:
-    """A batch's predictions, the probability of each predicted class (NaN for regression), and the version."""
+    """A batch's predictions, the probability of each predicted class (NaN for regression), and the version
+    that answered each request (``versions``; ``version``: the champion's)."""
 
     model: str
     version: int
     values: list[Any]
     scores: list[float]
     request_ids: list[str]
+    versions: list[int]
+    latency_ms: float = 0.0
+
+
+def canary_bucket(model: str, request_id: str) -> float:
+    """Where a request falls in [0, 1): a canary with share s serves the requests below s.
+
+    Deterministic (the same request, the same version, on every client and after restarts) and uniform.
+
+    >>> canary_bucket("fraud", "r-1") == canary_bucket("fraud", "r-1"), 0 <= canary_bucket("fraud", "r-2") < 1
+    (True, True)
+    """
+    digest = hashlib.blake2b(f"{model}\x1f{request_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass(frozen=True)
+class _Serving:
+    """The loaded versions of one routing: swapped as a whole."""
+
+    champion: LoadedModel
+    shadow: LoadedModel | None = None
+    canary: LoadedModel | None = None
+    canary_share: float = 0.0
 
 
 class ModelClient:
-    """Predicts with a model's champion and follows its promotions (see the module docstring)."""
+    """Predicts with the versions that serve a model and follows their stages (see the module docstring)."""
 
     def __init__(
         self,
@@ -61,12 +96,12 @@ class ModelClient:
         self.settings = settings or get_settings()
         self.device = device
         self.registry = ModelRegistry(self.settings)
-        champion = self.registry.champion(model)
-        if champion is None:
+        routing = self.registry.routing(model)
+        if routing.champion is None:
             raise NoChampionError(
                 f"{model} has no champion yet: train one with `driftloop retrain --model {model} --now`"
             )
-        self._current: LoadedModel = self.registry.load(champion, device=device)
+        self._serving = self._load(routing, None)
         self.swaps = 0
         self._stop = threading.Event()
         self._producer = None
@@ -84,30 +119,50 @@ class ModelClient:
 
     @property
     def version(self) -> int:
-        return self._current.version
+        """The champion's version."""
+        return self._serving.champion.version
+
+    @property
+    def routing(self) -> dict[str, int | float | None]:
+        """What serves now: the champion's, shadow's and canary's versions, and the canary's share."""
+        return _routing_of(self._serving)
 
     def predict(
         self, rows: pd.DataFrame | Sequence[Mapping[str, Any]], request_ids: Sequence[str] | None = None
     ) -> Predictions:
-        current = self._current  # one reference read: the whole batch uses one version
+        started = time.perf_counter()
+        serving = self._serving  # one reference read: the whole batch uses one routing
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        pre = current.preprocessor
-        numeric = {n: frame[n].to_numpy(dtype=np.float64, na_value=np.nan) for n in pre.numeric if n in frame}
-        categorical = {n: frame[n].astype(str).tolist() for n in pre.categorical if n in frame}
-        values, scores = predict_columns(current.network, pre, numeric, categorical, self.device)
         ids = list(request_ids) if request_ids is not None else [uuid.uuid4().hex for _ in range(len(frame))]
-        result = Predictions(self.model, current.version, values.tolist(), [float(s) for s in scores], ids)
+        canary = serving.canary
+        if canary is not None and serving.canary_share > 0:
+            to_canary = np.array([canary_bucket(self.model, r) < serving.canary_share for r in ids], dtype=bool)
+        else:
+            to_canary = np.zeros(len(frame), dtype=bool)
+        values: list[Any] = [None] * len(frame)
+        scores = np.full(len(frame), np.nan)
+        versions = [serving.champion.version] * len(frame)
+        for loaded, chosen in ((serving.champion, ~to_canary), (canary, to_canary)):
+            if loaded is None or not chosen.any():
+                continue
+            positions = np.flatnonzero(chosen)
+            part_values, part_scores = self._score(
+                loaded, frame.iloc[positions] if len(positions) < len(frame) else frame
+            )
+            for position, value in zip(positions.tolist(), part_values.tolist(), strict=True):
+                values[position] = value
+                versions[position] = loaded.version
+            scores[positions] = part_scores
+        latency_ms = (time.perf_counter() - started) * 1000
+        result = Predictions(self.model, serving.champion.version, values, scores.tolist(), ids, versions, latency_ms)
+        shadow = self._shadow(serving.shadow, frame) if serving.shadow is not None else None
         if self._producer is not None:
-            records = frame.to_dict(orient="records")
-            for features, value, score, request_id in zip(records, result.values, result.scores, ids, strict=True):
-                self._producer.emit_prediction(
-                    self.model,
-                    request_id=request_id,
-                    features={k: _plain(v) for k, v in features.items()},
-                    prediction=value,
-                    score=None if score != score else score,
-                    model_version=current.version,
-                )
+            records = [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+            self._emit(records, result.values, result.scores, ids, versions, True, latency_ms)
+            if shadow is not None:
+                shadow_values, shadow_scores, shadow_ms = shadow
+                shadow_versions = [serving.shadow.version] * len(frame)  # type: ignore[union-attr]
+                self._emit(records, shadow_values, shadow_scores, ids, shadow_versions, False, shadow_ms)
         return result
 
     def close(self) -> None:
@@ -122,6 +177,80 @@ class ModelClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- scoring ---------------------------------------------------------------------------------------
+
+    def _score(self, loaded: LoadedModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        pre = loaded.preprocessor
+        numeric = {n: frame[n].to_numpy(dtype=np.float64, na_value=np.nan) for n in pre.numeric if n in frame}
+        categorical = {n: frame[n].astype(str).tolist() for n in pre.categorical if n in frame}
+        values, scores = predict_columns(loaded.network, pre, numeric, categorical, self.device)
+        return values, np.asarray(scores, dtype=np.float64)
+
+    def _shadow(self, loaded: LoadedModel, frame: pd.DataFrame) -> tuple[list[Any], list[float], float] | None:
+        """The shadow's answers (never returned to the caller); None if it fails, which the caller never sees."""
+        started = time.perf_counter()
+        try:
+            values, scores = self._score(loaded, frame)
+        except Exception:
+            log.exception("the shadow version failed on a batch", extra={"fields": {"version": loaded.version}})
+            return None
+        return values.tolist(), scores.tolist(), (time.perf_counter() - started) * 1000
+
+    def _emit(
+        self,
+        records: list[dict[str, Any]],
+        values: list[Any],
+        scores: list[float],
+        ids: list[str],
+        versions: list[int],
+        served: bool,
+        latency_ms: float,
+    ) -> None:
+        assert self._producer is not None
+        for features, value, score, request_id, version in zip(records, values, scores, ids, versions, strict=True):
+            self._producer.emit_prediction(
+                self.model,
+                request_id=request_id,
+                features=features,
+                prediction=value,
+                score=None if score != score else score,
+                model_version=version,
+                served=served,
+                latency_ms=latency_ms,
+            )
+
+    # --- following the registry ------------------------------------------------------------------------
+
+    def _load(self, routing: Routing, current: _Serving | None) -> _Serving:
+        """The loaded versions of ``routing``, reusing those already loaded; raises if the champion does not
+        verify, drops a shadow or canary that does not (logged)."""
+        loaded = {}
+        if current is not None:
+            for version in (current.champion, current.shadow, current.canary):
+                if version is not None:
+                    loaded[version.version] = version
+
+        def get(record, required: bool) -> LoadedModel | None:  # type: ignore[no-untyped-def]
+            if record is None:
+                return None
+            if record.version in loaded:
+                return loaded[record.version]
+            try:
+                return self.registry.load(record, device=self.device)  # verified before it may serve
+            except DriftloopError as exc:
+                if required:
+                    raise
+                log.error(
+                    "a version refused; not serving it",
+                    extra={"fields": {"version": record.version, "error": str(exc)}},
+                )
+                return None
+
+        champion = get(routing.champion, True)
+        assert champion is not None
+        canary = get(routing.canary, False)
+        return _Serving(champion, get(routing.shadow, False), canary, routing.canary_share if canary else 0.0)
+
     def _watch(self) -> None:
         consumer = KafkaConsumer(
             self.settings.topics.model_versions,
@@ -134,32 +263,52 @@ class ModelClient:
             self._ready.set()
             while not self._stop.is_set():
                 for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        self._on_announcement(record.value)
+                    if any(self._concerns_us(record.value) for record in records):
+                        self._refresh()
         except Exception:
             log.exception("stopped following model versions")
         finally:
             self._ready.set()
             consumer.close()
 
-    def _on_announcement(self, value: bytes) -> None:
+    def _concerns_us(self, value: bytes) -> bool:
         try:
-            event = json.loads(value)
-        except ValueError:
-            return
-        if event.get("model") != self.model or event.get("status") != "champion":
-            return
-        if event.get("version") == self._current.version:
-            return
+            return bool(json.loads(value).get("model") == self.model)
+        except (ValueError, AttributeError):
+            return False
+
+    def _refresh(self) -> None:
+        """Read the routing again and swap to it (one reference assignment, between batches)."""
         try:
-            record = self.registry.get(self.model, int(event["version"]))
-            loaded = self.registry.load(record, device=self.device)  # verified before it may serve
+            routing = self.registry.routing(self.model)
+            if routing.champion is None:
+                return
+            serving = self._load(routing, self._serving)
         except DriftloopError as exc:
-            log.error("new champion refused; serving the current one", extra={"fields": {"error": str(exc)}})
+            log.error("new routing refused; serving the current one", extra={"fields": {"error": str(exc)}})
             return
-        self._current = loaded  # the swap: one reference assignment, between batches
-        self.swaps += 1
-        log.warning("swapped to a new champion", extra={"fields": {"model": self.model, "version": loaded.version}})
+        except Exception:
+            log.exception("could not read the routing; serving the current one")
+            return
+        before = self._serving
+        self._serving = serving
+        if serving.champion.version != before.champion.version:
+            self.swaps += 1
+            log.warning(
+                "swapped to a new champion",
+                extra={"fields": {"model": self.model, "version": serving.champion.version}},
+            )
+        if self.routing != _routing_of(before):
+            log.info("routing changed", extra={"fields": {"model": self.model, **self.routing}})
+
+
+def _routing_of(serving: _Serving) -> dict[str, int | float | None]:
+    return {
+        "champion": serving.champion.version,
+        "shadow": serving.shadow.version if serving.shadow else None,
+        "canary": serving.canary.version if serving.canary else None,
+        "canary_share": serving.canary_share,
+    }
 
 
 def _plain(value: Any) -> Any:

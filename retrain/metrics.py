@@ -19,3 +19,5 @@ def retrain_metrics(worker: RetrainWorker) -> Iterator[Metric]:
     yield m.run_seconds.family("driftloop_retrain_duration_seconds", "Seconds from job start to its result.")
     yield gauge("driftloop_retrain_pending_jobs", "Jobs waiting (debounce, labels or retry).",
                 {(): float(len(worker.policy.pending))})  # fmt: skip
+    yield counter("driftloop_release_stage_changes", "Stage changes the release controller made, by the stage entered.",
+                  {(k,): float(v) for k, v in m.releases.items()}, ["stage"])  # fmt: skip

@@ -12,6 +12,9 @@ Offsets are committed per partition up to the first alert of a job still waiting
 worker killed mid-training reads that alert again and retries, while every other alert moves on. What
 the policy remembers survives a restart: the alerts of a burst not yet trained on are read again (one
 job), and cooldowns are read back from ``retrain_runs`` (wall clock).
+
+The release controller (``release.controller``) runs in the same loop, every ``release_check_s``, for the
+models whose ``alerts`` partition this worker holds: one owner per model, handed over with the partition.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError
+from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from driftloop.infra.errors import DriftloopError
@@ -32,6 +36,7 @@ from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import RetrainingSpec, SpecCatalog, SpecError
+from driftloop.release.controller import ReleaseController
 from driftloop.retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
 from driftloop.streams.drift.alerts import Alert
 
@@ -161,20 +166,24 @@ class RetrainMetrics:
     """The retrain worker's counters (Prometheus reads them: ``retrain.metrics``)."""
 
     alerts: Counter[str] = field(default_factory=Counter)  # by what happened: accepted, ignored, unreadable
-    runs: Counter[str] = field(default_factory=Counter)  # by status: promoted, rejected, failed, skipped
+    runs: Counter[str] = field(default_factory=Counter)  # by status: promoted, candidate, rejected, failed, skipped
+    releases: Counter[str] = field(default_factory=Counter)  # stage changes the release controller made, by stage
     run_seconds: Histogram = field(default_factory=lambda: Histogram(RUN_SECONDS_BUCKETS))
 
 
 class RetrainWorker:
     """Consumes alerts and runs jobs until stopped."""
 
-    def __init__(self, settings: Settings, *, job: RetrainJob | None = None) -> None:
+    def __init__(self, settings: Settings, *, job: RetrainJob | None = None, release_check_s: float = 2.0) -> None:
         self.settings = settings
         self.job = job or RetrainJob(settings)
         self.policy = RetrainPolicy(self.job.specs)
+        self.release = ReleaseController(settings, registry=self.job.registry, specs=self.job.specs)
+        self.release_check_s = release_check_s
         self.reports: list[RunReport] = []
         self.metrics = RetrainMetrics()
         self._stop = False
+        self._released_at = 0.0
 
     def stop(self) -> None:
         self._stop = True
@@ -220,6 +229,7 @@ class RetrainWorker:
                             log.info("alert accepted", extra={"fields": {"model": alert.model, "kind": alert.kind}})
                 self.run_due()
                 self._commit(consumer, read, committed)
+                self.release_due(consumer)
                 if idle_exit_s is not None and not self.policy.pending and time.monotonic() - idle_since > idle_exit_s:
                     break
         finally:
@@ -242,6 +252,26 @@ class RetrainWorker:
                 log.warning("could not commit alert offsets; the group is rebalancing", exc_info=True)
                 return
             committed.update((tp, o.offset) for tp, o in offsets.items())
+
+    def release_due(self, consumer: KafkaConsumer) -> None:
+        """A pass of the release controller over the models this worker owns, every ``release_check_s``."""
+        if time.monotonic() - self._released_at < self.release_check_s:
+            return
+        self._released_at = time.monotonic()
+        topic = self.settings.topics.alerts
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        count = len(consumer.partitions_for_topic(topic) or ())
+        if not owned or not count:
+            return
+
+        def owns(model: str) -> bool:  # where the model's alerts go: kafka-python's default partitioner
+            return (murmur2(model.encode()) & 0x7FFFFFFF) % count in owned
+
+        try:
+            for decision in self.release.tick(owns):
+                self.metrics.releases[decision.to_stage] += 1
+        except Exception:  # ClickHouse away: try again at the next pass
+            log.error("release pass failed", exc_info=True)
 
     def run_due(self) -> None:
         for pending in self.policy.due():

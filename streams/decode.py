@@ -364,14 +364,23 @@ def _number_text(number: float) -> str:
     return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
 
 
-def _prediction_id(given: Any, model: str, request_id: str, ts_ms: int) -> str:
-    return _event_id(given, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}")
+def _prediction_id(given: Any, model: str, request_id: str, ts_ms: int, shadow: str = "") -> str:
+    """The given id, else one derived from the event (``shadow``: :func:`_shadow_key` of an unserved one)."""
+    return _event_id(given, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}{shadow}")
 
 
-def _prediction_ids(given: list[str | None], models: list[str], request_ids: list[str], ts_ms: list[int]) -> list[str]:
+def _shadow_key(served: bool, version: int | None) -> str:
+    """What sets a shadow's prediction apart from the served one of the same request and time (whose derived
+    id stays what it always was)."""
+    return "" if served else f"\x1fshadow\x1f{version or 0}"
+
+
+def _prediction_ids(
+    given: list[str | None], models: list[str], request_ids: list[str], ts_ms: list[int], shadows: list[str]
+) -> list[str]:
     """:func:`_prediction_id` of many events (checked types: a given id is valid), hashed in one loop."""
-    rows = zip(models, request_ids, ts_ms, strict=True)
-    keys = [f"p\x1f{model}\x1f{request_id}\x1f{ts}" for model, request_id, ts in rows]
+    rows = zip(models, request_ids, ts_ms, shadows, strict=True)
+    keys = [f"p\x1f{model}\x1f{request_id}\x1f{ts}{shadow}" for model, request_id, ts, shadow in rows]
     if given.count(None) != len(given):
         return list(map(_event_id, given, keys))
     return [_blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for key in keys]
@@ -488,12 +497,12 @@ def _prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
         version = 0
     if type(version) is not int or not 0 <= version < 2**32:
         raise EventError('"model_version" must be a non-negative integer')
-    event_id = _prediction_id(event.get("event_id"), model, request_id, ts_ms)
     served = event.get("served", True)
     if served is None:
         served = True
     if type(served) is not bool:
         raise EventError(f'"served" must be true or false, got {_kind(served)}')
+    event_id = _prediction_id(event.get("event_id"), model, request_id, ts_ms, _shadow_key(served, version))
     latency_ms = _optional_number(event.get("latency_ms"), '"latency_ms"')
     if latency_ms < 0:
         raise EventError(f'"latency_ms" must not be negative, got {latency_ms}')
@@ -612,7 +621,7 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
     score, labels, probabilities = _score(event.score, prediction_text)
     ts_ms = round(epoch * 1000)
     return (
-        _prediction_id(event.event_id, model, request_id, ts_ms),
+        _prediction_id(event.event_id, model, request_id, ts_ms, _shadow_key(event.served, event.model_version)),
         model,
         event.model_version or 0,
         request_id,
@@ -713,7 +722,13 @@ def _numeric_prediction_columns(
         scores = [math.nan if s is None else s for s in scores]
     none: list[Any] = []  # every row's (empty) categorical features, nulls and class probabilities
     return [
-        _prediction_ids([e.event_id for e in events], models, request_ids, ts_ms),
+        _prediction_ids(
+            [e.event_id for e in events],
+            models,
+            request_ids,
+            ts_ms,
+            [_shadow_key(e.served, e.model_version) for e in events],
+        ),
         models,
         [e.model_version or 0 for e in events],
         request_ids,

@@ -159,8 +159,12 @@ class EventProducer:
         score: float | Mapping[str, float] | None = None,
         model_version: int | None = None,
         event_id: str | None = None,
+        served: bool = True,
+        latency_ms: float | None = None,
     ) -> str:
-        """Publish one prediction; returns its event_id. ``features``: name → number, string or None."""
+        """Publish one prediction; returns its event_id. ``features``: name → number, string or None;
+        ``served=False`` for a prediction not returned to the caller (a shadow version's); ``latency_ms``: the
+        serving time of the batch it was part of."""
         event: dict[str, Any] = {
             "model": model,
             "request_id": request_id,
@@ -176,6 +180,10 @@ class EventProducer:
             event["model_version"] = int(model_version)
         if event_id is not None:
             event["event_id"] = event_id
+        if not served:
+            event["served"] = False
+        if latency_ms is not None:
+            event["latency_ms"] = float(latency_ms)
         event_id = validate_prediction(event)
         self._send(self.settings.topics.predictions, model, event, event_id)
         return event_id
@@ -188,14 +196,18 @@ class EventProducer:
         label: Any,
         ts: float | dt.datetime | str | None = None,
         event_id: str | None = None,
+        value: float | None = None,
     ) -> str:
-        """Publish one outcome (the true label of an earlier prediction); returns its event_id."""
+        """Publish one outcome (the true label of an earlier prediction); returns its event_id. ``value``: the
+        business value of the decision (revenue won, loss avoided), the KPI of the release gate and scorecard."""
         event: dict[str, Any] = {
             "model": model,
             "request_id": request_id,
             "ts": _ts(ts),
             "label": _plain(label),
         }
+        if value is not None:
+            event["value"] = _plain(value)
         if event_id is not None:
             event["event_id"] = event_id
         event_id = validate_outcome(event)

@@ -22,7 +22,7 @@ class _FoldersAreNotPackages(importlib.abc.MetaPathFinder):
     """The repository's root is on ``sys.path`` in tests (for ``tests.*``), which makes its folders importable
     under their bare names: refuse those, so that a stray ``import streams`` fails here as it would for users."""
 
-    FOLDERS = frozenset({"cli", "infra", "streams", "retrain", "models", "analytics", "demo"})
+    FOLDERS = frozenset({"cli", "infra", "streams", "retrain", "release", "models", "analytics", "demo"})
 
     def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None) -> ModuleSpec | None:
         if name.partition(".")[0] in self.FOLDERS:

@@ -55,11 +55,14 @@ def test_after_a_concept_drift_the_challenger_wins_on_recent_data(retrain_settin
     job = RetrainJob(retrain_settings)
     first = job.run(JobRequest(model, since=0, trigger_alert_id="bootstrap"))
     second = job.run(JobRequest(model, since=TS0 + 3000, trigger_alert_id="alert-1"))  # after the change point
-    assert (first.status, second.status) == ("promoted", "promoted")
+    assert (first.status, second.status) == ("promoted", "candidate")  # the first serves; then release decides
     assert second.challenger_metric > second.champion_metric + 0.1  # the old champion fails the new concept
-    versions = {r.version: r for r in ModelRegistry(retrain_settings).versions(model)}
-    assert (versions[1].status, versions[2].status) == ("retired", "champion")
+    registry = ModelRegistry(retrain_settings)
+    versions = {r.version: r for r in registry.versions(model)}
+    assert (versions[1].status, versions[2].status) == ("champion", "candidate")
     assert versions[2].parent_version == 1 and versions[2].trigger_alert_id == "alert-1"
+    changes = [(c.version, c.from_stage, c.to_stage, c.path) for c in registry.changes(model)]
+    assert changes == [(1, "none", "champion", "first"), (2, "none", "candidate", "release")]
 
 
 def test_a_worse_challenger_is_rejected_and_the_champion_stays(retrain_settings: Settings, labeled_model) -> None:
@@ -113,7 +116,7 @@ def test_clickhouse_failing_during_the_training_fetch_leaves_no_version_and_the_
     assert recorded == [("failed", True), ("promoted", False)], runs(retrain_settings, model)
     # the same job runs again (the retrain worker retries failed jobs) and finishes
     again = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
-    assert again.status in {"promoted", "rejected"} and again.challenger_version == 2
+    assert again.status in {"candidate", "rejected"} and again.challenger_version == 2
 
 
 def test_too_few_labels_means_wait(retrain_settings: Settings, labeled_model) -> None:
@@ -147,14 +150,19 @@ def test_promote_and_rollback_keep_exactly_one_champion(retrain_settings: Settin
     model = labeled_model(before=2000)
     job = RetrainJob(retrain_settings)
     job.run(JobRequest(model, since=0))
-    job.run(JobRequest(model, since=0))  # the same data again: at least as good, so it is promoted
+    job.run(JobRequest(model, since=0))  # the same data again: at least as good, so a candidate
     registry = ModelRegistry(retrain_settings)
+    assert registry.promote(model, 2, "by hand").version == 2
     assert champions(retrain_settings, model) == [2]
     assert registry.rollback(model).version == 1
     assert champions(retrain_settings, model) == [1]
+    assert {r.version: r.status for r in registry.versions(model)} == {1: "champion", 2: "rolled_back"}
     assert registry.promote(model, 2, "by hand").version == 2
     assert champions(retrain_settings, model) == [2]
     assert {r.version: r.status for r in registry.versions(model)} == {1: "retired", 2: "champion"}
+    stages = [(c.version, c.to_stage, c.path) for c in registry.changes(model)][2:]
+    assert stages == [(2, "champion", "manual"), (1, "retired", "manual"), (1, "champion", "manual"),
+                      (2, "rolled_back", "manual"), (2, "champion", "manual"), (1, "retired", "manual")]  # fmt: skip
 
 
 def test_the_serving_client_swaps_under_concurrent_predictions(retrain_settings: Settings, labeled_model) -> None:
@@ -180,7 +188,8 @@ def test_the_serving_client_swaps_under_concurrent_predictions(retrain_settings:
         server = threading.Thread(target=serve)
         server.start()
         try:
-            job.run(JobRequest(model, since=0))  # v2, promoted and announced
+            job.run(JobRequest(model, since=0))  # v2, a candidate
+            ModelRegistry(retrain_settings).promote(model, 2, "by hand")  # announced
             deadline = time.monotonic() + 30
             while client.version != 2 and time.monotonic() < deadline:
                 time.sleep(0.1)
