@@ -16,6 +16,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -266,8 +267,9 @@ class Routing:
 class ModelRegistry:
     """Versions of every model; see the module docstring."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock  # when a change happens (wall clock; the release controller shares its own)
         self.root = artifact_root(settings.artifact_location)
         self._producer: KafkaProducer | None = None
 
@@ -329,7 +331,7 @@ class ModelRegistry:
             raise RegistryError(f"a new version starts as candidate, rejected or champion, not {record.status}")
         if record.status == "champion":
             self.load(record)  # never serve an artifact that does not verify
-        now = time.time()
+        now = self.clock()
         record = replace(record, created_at=record.created_at or now, updated_at=now, revision=_revision())
         change = StageChange(record.model, record.version, "none", record.status, now, path, record.reason)
         self._write([record], [change])
@@ -362,7 +364,7 @@ class ModelRegistry:
             raise RegistryError(f"{model} v{version} is {target.status}: it can go to {onward}, not {to}")
         if to in LIVE_STAGES:
             self.load(target)
-        now, revision = time.time(), _revision()
+        now, revision = self.clock(), _revision()
         share = 1.0 if to == "champion" else traffic_share if to == "canary" else 0.0
         records = [replace(target, status=to, reason=reason, updated_at=now, revision=revision, traffic_share=share)]
         changes = [StageChange(model, version, target.status, to, now, path, reason, share, evidence or Evidence())]
@@ -406,7 +408,7 @@ class ModelRegistry:
                 self.load(candidate)
             except DriftloopError:
                 continue
-            now, revision = time.time(), _revision()
+            now, revision = self.clock(), _revision()
             records = [replace(candidate, status="champion", reason=reason, updated_at=now, revision=revision)]
             records[0] = replace(records[0], traffic_share=1.0)
             changes = [StageChange(model, candidate.version, candidate.status, "champion", now, path, reason, 1.0)]

@@ -66,7 +66,7 @@ class ReleaseController:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.registry = registry or ModelRegistry(settings)
+        self.registry = registry or ModelRegistry(settings, clock=clock)
         self.specs = specs or SpecCatalog(settings.spec_directory)
         self.clock = clock
 

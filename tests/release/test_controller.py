@@ -1,0 +1,182 @@
+"""The release controller against the real stack: each stage's decision from labeled rows set up exactly, the
+record it leaves in ``version_changes``, and what it does after a restart or a deadline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.models.registry import ModelRegistry
+from driftloop.release.controller import ReleaseController
+from tests.release.conftest import outcomes
+
+pytestmark = pytest.mark.integration
+
+
+def stages(settings: Settings, model: str) -> dict[int, str]:
+    return {r.version: r.status for r in ModelRegistry(settings).versions(model)}
+
+
+def history(settings: Settings, model: str) -> list[tuple[int, str, str, str]]:
+    return [(c.version, c.from_stage, c.to_stage, c.path) for c in ModelRegistry(settings).changes(model)]
+
+
+def shadow_pairs(write_labeled, model: str, n: int, champion: float, shadow: float, start: int = 0) -> list[str]:
+    """``n`` requests the champion (v1) served and the shadow (v2) scored, with these accuracies."""
+    ids = [f"r{start + i}" for i in range(n)]
+    write_labeled(model, 1, ids, outcomes(n, champion, seed=start + 1))
+    write_labeled(model, 2, ids, outcomes(n, shadow, seed=start + 2), served=False)
+    return ids
+
+
+def test_a_challenger_worse_on_live_traffic_is_stopped_in_shadow(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "candidate"))
+    controller = ReleaseController(release_settings)
+    assert [d.to_stage for d in controller.step(model)] == ["shadow"]
+    shadow_pairs(write_labeled, model, 400, champion=0.9, shadow=0.7)
+    (decision,) = controller.step(model)
+    assert decision.to_stage == "rejected" and "worse in shadow" in decision.reason
+    assert stages(release_settings, model) == {1: "champion", 2: "rejected"}
+    assert history(release_settings, model)[-2:] == [(2, "candidate", "shadow", "release"),
+                                                      (2, "shadow", "rejected", "release")]  # fmt: skip
+    last = ModelRegistry(release_settings).changes(model)[-1].evidence
+    assert (last.test, last.result, last.rows, last.baseline_version) == ("mcnemar", "fail", 400, 1)
+    assert last.metric == pytest.approx(0.7, abs=0.01) and last.baseline_metric == pytest.approx(0.9, abs=0.01)
+    assert last.p_value < 0.001
+    served_by_v2 = connect(release_settings.clickhouse).execute(
+        "SELECT count() FROM labeled FINAL WHERE model = %(m)s AND model_version = 2 AND served = 1", {"m": model}
+    )
+    assert served_by_v2 == [(0,)]
+
+
+def test_a_good_shadow_goes_to_canary_then_champion_with_the_evidence_recorded(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "candidate"), release="canary_share = 0.2\ncanary_min_rows = 200")
+    controller = ReleaseController(release_settings)
+    controller.step(model)
+    shadow_pairs(write_labeled, model, 299, champion=0.6, shadow=0.95)
+    assert controller.step(model) == []  # one pair short of shadow_min_pairs (300)
+    shadow_pairs(write_labeled, model, 1, champion=1.0, shadow=1.0, start=299)
+    (to_canary,) = controller.step(model)
+    assert to_canary.to_stage == "canary"
+    assert ModelRegistry(release_settings).routing(model).canary_share == 0.2
+    canary_ids = [f"c{i}" for i in range(250)]
+    write_labeled(model, 2, canary_ids, outcomes(250, 0.95, seed=3))
+    write_labeled(model, 1, [f"k{i}" for i in range(1000)], outcomes(1000, 0.6, seed=4))
+    (to_champion,) = controller.step(model)
+    assert to_champion.to_stage == "champion"
+    assert stages(release_settings, model) == {1: "retired", 2: "champion"}
+    assert [h[1:3] for h in history(release_settings, model)] == [
+        ("none", "champion"), ("none", "candidate"), ("candidate", "shadow"), ("shadow", "canary"),
+        ("canary", "champion"), ("champion", "retired")]  # fmt: skip
+    promotion = [c for c in ModelRegistry(release_settings).changes(model) if c.to_stage == "champion"][-1]
+    assert promotion.evidence.test == "two-sample-z" and promotion.evidence.result == "pass"
+    assert promotion.evidence.metric == pytest.approx(0.95, abs=0.01)
+    assert promotion.evidence.baseline_metric == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_canary_that_loses_on_the_business_kpi_is_rejected(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "canary"), extra='[kpi]\nname = "revenue"\nhigher_is_better = true')
+    same = outcomes(600, 0.9, seed=5)
+    write_labeled(model, 2, [f"c{i}" for i in range(600)], same, values=[1.0 + (i % 3) for i in range(600)])
+    write_labeled(model, 1, [f"k{i}" for i in range(600)], same, values=[3.0 + (i % 3) for i in range(600)])
+    (decision,) = ReleaseController(release_settings).step(model)
+    assert decision.to_stage == "rejected" and "revenue" in decision.reason
+    routing = ModelRegistry(release_settings).routing(model)
+    assert routing.canary is None and routing.champion is not None and routing.champion.version == 1
+    evidence = ModelRegistry(release_settings).changes(model)[-1].evidence
+    assert evidence.kpi == pytest.approx(2.0) and evidence.baseline_kpi == pytest.approx(4.0)
+    assert evidence.details["verdict"] != "fail" and evidence.details["kpi_verdict"] == "fail"  # the metric held
+
+
+def test_a_champion_that_degrades_after_promotion_is_rolled_back(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "canary"), release="watch_rows = 300")
+    before = time.time() - 60
+    write_labeled(model, 2, [f"c{i}" for i in range(400)], outcomes(400, 0.96, seed=6), ts=before)
+    write_labeled(model, 1, [f"k{i}" for i in range(400)], outcomes(400, 0.9, seed=7), ts=before)
+    controller = ReleaseController(release_settings, clock=lambda: time.time())
+    # the canary began "now": rows from a minute ago do not count for it
+    assert controller.step(model) == []
+    write_labeled(model, 2, [f"c{i}" for i in range(400, 800)], outcomes(400, 0.96, seed=8))
+    write_labeled(model, 1, [f"k{i}" for i in range(400, 800)], outcomes(400, 0.9, seed=9))
+    assert [d.to_stage for d in controller.step(model)] == ["champion"]
+    time.sleep(0.01)
+    write_labeled(model, 2, [f"w{i}" for i in range(300)], outcomes(300, 0.96, seed=10))
+    assert controller.step(model) == []  # still as good as its predecessor
+    write_labeled(model, 2, [f"x{i}" for i in range(300)], outcomes(300, 0.6, seed=11), ts=time.time() + 1)
+    (decision,) = controller.step(model)
+    assert decision.to_stage == "rolled_back" and "degraded" in decision.reason
+    assert stages(release_settings, model) == {1: "champion", 2: "rolled_back"}
+    back = ModelRegistry(release_settings).changes(model, 2)[-1]
+    assert (back.to_stage, back.path, back.evidence.test, back.evidence.result) == (
+        "rolled_back", "release", "one-sample-z", "fail")  # fmt: skip
+    assert back.evidence.metric == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_controller_restarted_mid_stage_resumes_where_it_was(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "candidate"))
+    ReleaseController(release_settings).step(model)
+    shadow_pairs(write_labeled, model, 200, champion=0.6, shadow=0.9)
+    assert ReleaseController(release_settings).step(model) == []  # 200 pairs of 300: wait
+    # a new controller (a restarted worker) counts the pairs gathered before it started
+    shadow_pairs(write_labeled, model, 150, champion=0.6, shadow=0.9, start=200)
+    (decision,) = ReleaseController(release_settings).step(model)
+    assert decision.to_stage == "canary"
+    change = ModelRegistry(release_settings).changes(model)[-1]
+    assert change.evidence.rows == 350
+    assert [h[2] for h in history(release_settings, model)].count("shadow") == 1  # the stage was not restarted
+
+
+def test_a_stage_without_enough_labels_by_its_deadline_is_extended_then_rejected(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "shadow"), release='shadow_deadline_s = 30\non_deadline = "extend"')
+    now = [time.time()]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    assert controller.step(model) == []
+    now[0] += 31
+    (extended,) = controller.step(model)
+    assert extended.to_stage == "shadow" and "extended" in extended.reason
+    assert controller.step(model) == []  # a new deadline
+    spec = release_settings.spec_directory / f"{model}.toml"
+    spec.write_text(spec.read_text().replace('on_deadline = "extend"', 'on_deadline = "reject"'))
+    now[0] += 31
+    (rejected,) = ReleaseController(release_settings, clock=lambda: now[0]).step(model)
+    assert rejected.to_stage == "rejected" and "deadline" in rejected.reason
+    assert ModelRegistry(release_settings).changes(model)[-1].evidence.result == "deadline"
+
+
+def test_a_champion_below_its_floor_takes_the_urgent_path(release_settings: Settings, new_model, write_labeled) -> None:
+    model = new_model(("champion",), release="floor = 0.8\nurgent_canary_share = 0.5\nfloor_rows = 200")
+    answers = outcomes(300, 0.5, seed=12)
+    write_labeled(model, 1, [f"k{i}" for i in range(300)], answers)
+    registry = ModelRegistry(release_settings)
+    champion = registry.champion(model)
+    assert champion is not None
+    from dataclasses import replace
+
+    registry.add(replace(champion, version=2, status="candidate", reason="retrained"))
+    (decision,) = ReleaseController(release_settings).step(model)
+    assert decision.to_stage == "canary" and "floor" in decision.reason
+    change = registry.changes(model)[-1]
+    assert (change.path, change.traffic_share) == ("urgent", 0.5)
+    assert change.evidence.metric == pytest.approx(sum(answers[100:]) / 200)  # the floor judges the last 200 rows
+
+
+def test_a_newer_candidate_supersedes_a_version_still_in_shadow(release_settings: Settings, new_model) -> None:
+    model = new_model(("champion", "shadow", "candidate"))
+    decisions = ReleaseController(release_settings).step(model)
+    assert [(d.version, d.to_stage) for d in decisions] == [(2, "rejected"), (3, "shadow")]
+    assert "superseded by v3" in decisions[0].reason
