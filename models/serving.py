@@ -259,7 +259,12 @@ class ModelClient:
             enable_auto_commit=False,
         )
         try:
-            consumer.poll(timeout_ms=100)  # joins the topic at its end before we say we are ready
+            deadline = time.monotonic() + 30
+            while not consumer.assignment() and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=100)
+            for partition in consumer.assignment():
+                consumer.position(partition)  # where "the end" is, fixed before we say we are ready
+            self._refresh()  # a change announced while we were joining
             self._ready.set()
             while not self._stop.is_set():
                 for records in consumer.poll(timeout_ms=500).values():

@@ -1,0 +1,83 @@
+"""The serving client under release: a shadow scores every request unserved, a canary serves its share of
+requests (the same ones every time), and a version the live gate rejects never serves a request."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kafka import KafkaConsumer
+
+from driftloop.infra.settings import Settings
+from driftloop.models.registry import ModelRegistry
+from driftloop.models.serving import ModelClient, canary_bucket
+from driftloop.release.controller import ReleaseController
+from tests.release.conftest import agrawal
+from tests.stack_fixtures import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def emitted(settings: Settings, model: str) -> list[dict]:  # type: ignore[type-arg]
+    consumer = KafkaConsumer(
+        settings.topics.predictions,
+        **settings.kafka_python_config(),
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    try:
+        return [e for m in consumer if m.key == model.encode() for e in json.loads(m.value)["events"]]
+    finally:
+        consumer.close()
+
+
+def test_a_challenger_stopped_in_shadow_never_serves_a_request(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "candidate"))
+    controller = ReleaseController(release_settings)
+    rows, _ = agrawal(0, 400, seed=21)
+    ids = [f"q{i}" for i in range(len(rows))]
+    with ModelClient(model, release_settings, emit=True) as client:
+        controller.step(model)  # candidate → shadow, announced
+        wait_for(lambda: client.routing["shadow"] == 2, timeout_s=30, what="the client to load the shadow")
+        result = client.predict(rows, request_ids=ids)
+        assert set(result.versions) == {1} and result.version == 1  # the champion answers every request
+        client._producer.flush()  # type: ignore[union-attr]
+        events = emitted(release_settings, model)
+        shadow = [e for e in events if e.get("served") is False]
+        served = [e for e in events if e.get("served", True)]
+        assert [e["request_id"] for e in served] == ids and {e["model_version"] for e in served} == {1}
+        assert [e["request_id"] for e in shadow] == ids and {e["model_version"] for e in shadow} == {2}
+        assert all(e["latency_ms"] > 0 for e in events)
+        # label the requests with the champion's answers: the shadow (another concept) is far worse live
+        labels = result.values
+        shadow_right = [int(e["prediction"] == label) for e, label in zip(shadow, labels, strict=True)]
+        write_labeled(model, 1, ids, [1] * len(ids))
+        write_labeled(model, 2, ids, shadow_right, served=False)
+        (decision,) = controller.step(model)
+        assert decision.to_stage == "rejected"
+        wait_for(lambda: client.routing["shadow"] is None, timeout_s=30, what="the client to drop the shadow")
+        after = client.predict(rows, request_ids=[f"z{i}" for i in range(len(rows))])
+        assert set(after.versions) == {1}
+        client._producer.flush()  # type: ignore[union-attr]
+    served_by_2 = [e for e in emitted(release_settings, model) if e.get("served", True) and e["model_version"] == 2]
+    assert served_by_2 == []
+
+
+def test_a_canary_serves_its_share_of_requests_and_the_same_ones_every_time(
+    release_settings: Settings, new_model
+) -> None:
+    model = new_model(("champion", "shadow"))
+    rows, _ = agrawal(0, 4000, seed=22)
+    ids = [f"c{i}" for i in range(len(rows))]
+    with ModelClient(model, release_settings) as client:
+        assert client.routing == {"champion": 1, "shadow": 2, "canary": None, "canary_share": 0.0}
+        ModelRegistry(release_settings).transition(model, 2, "canary", reason="test", traffic_share=0.25)
+        wait_for(lambda: client.routing["canary"] == 2, timeout_s=30, what="the client to route to the canary")
+        first = client.predict(rows, request_ids=ids)
+        again = client.predict(rows[::-1], request_ids=ids[::-1])
+    share = first.versions.count(2) / len(ids)
+    assert abs(share - 0.25) < 0.035  # 5 standard deviations of a binomial share over 4,000 requests
+    assert first.versions == again.versions[::-1]  # sticky per request id, whatever the batch
+    assert first.versions == [2 if canary_bucket(model, r) < 0.25 else 1 for r in ids]
