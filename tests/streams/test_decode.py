@@ -70,6 +70,32 @@ def test_timestamps_are_rfc3339_or_epoch_seconds(ts: object, seconds: int, milli
     assert (rows["ts"], rows["ts_ms"]) == ([seconds], [millis])
 
 
+def test_served_and_latency_are_stored_and_a_shadow_prediction_has_an_id_of_its_own() -> None:
+    served = GOOD | {"model_version": 1, "latency_ms": 3.5}
+    shadow = GOOD | {"model_version": 2, "served": False}
+    numeric = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1.0}, "prediction": 1}
+    for fast in (False, True):  # the field rules, and the typed fast path of numeric events
+        events = (
+            [numeric | {"model_version": 1}, numeric | {"model_version": 2, "served": False}]
+            if fast
+            else [served, shadow]
+        )
+        rows = decode_predictions([msg({"events": events})]).rows
+        assert rows["served"] == [1, 0]
+        assert rows["event_id"][0] != rows["event_id"][1]  # both kept: neither replaces the other
+    rows = decode_predictions([msg(served), msg(GOOD, 1)]).rows
+    assert rows["latency_ms"][0] == 3.5 and rows["latency_ms"][1] != rows["latency_ms"][1]  # NaN: not sent
+    assert rows["event_id"][0] == rows["event_id"][1]  # a served prediction's derived id is what it always was
+
+
+def test_an_outcome_carries_its_business_value() -> None:
+    outcome = {"model": "m", "request_id": "r", "ts": 1_790_000_100, "label": 1}
+    rows = decode_outcomes([msg(outcome | {"value": 12.5}), msg(outcome | {"request_id": "s"}, 1)]).rows
+    assert rows["value"][0] == 12.5 and rows["value"][1] != rows["value"][1]
+    with pytest.raises(EventError, match='"value" must be a number, got a string'):
+        validate_outcome(outcome | {"value": "a lot"})
+
+
 def test_a_missing_event_id_is_deterministic() -> None:
     first = validate_prediction(dict(GOOD))
     assert first == validate_prediction(dict(GOOD)) and len(first) == 32
@@ -107,6 +133,10 @@ def test_numbers_and_classes_compare_as_text() -> None:
         ({"score": "high"}, '"score" must be a number, got a string'),
         ({"model_version": -1}, '"model_version" must be a non-negative integer'),
         ({"event_id": 5}, '"event_id" must be a string'),
+        ({"served": "no"}, '"served" must be true or false, got a string'),
+        ({"served": 0}, '"served" must be true or false, got a number'),
+        ({"latency_ms": -1}, '"latency_ms" must not be negative'),
+        ({"latency_ms": "fast"}, '"latency_ms" must be a number, got a string'),
     ],
 )
 def test_contract_violations_name_the_field(change: dict, reason: str) -> None:

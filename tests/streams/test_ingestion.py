@@ -176,6 +176,65 @@ def test_an_outcome_before_its_prediction_is_joined_when_the_prediction_arrives(
     assert query(stack, "SELECT count() FROM unmatched_outcomes WHERE model = %(m)s", {"m": model}) == [(0,)]
 
 
+def test_an_outcome_labels_the_served_and_the_shadow_prediction_of_its_request(
+    stack: PrivateStack, worker: WorkerProcess, model: str
+) -> None:
+    with EventProducer(stack.settings) as producer:
+        for i in range(20):  # v1 served, v2 scored in shadow: same request, same time
+            features = {"x": float(i)}
+            producer.emit_prediction(
+                model,
+                request_id=f"r{i}",
+                features=features,
+                prediction=i % 2,
+                model_version=1,
+                ts=1_790_000_000 + i,
+                latency_ms=4.5,
+            )
+            producer.emit_prediction(
+                model,
+                request_id=f"r{i}",
+                features=features,
+                prediction=1,
+                model_version=2,
+                ts=1_790_000_000 + i,
+                served=False,
+                latency_ms=6.0,
+            )
+        # an outcome whose request so far has only its shadow prediction waits for the served one
+        producer.emit_prediction(
+            model, request_id="late", features={"x": 1.0}, prediction=1, model_version=2, ts=1_790_000_050, served=False
+        )
+        for i in range(20):
+            producer.emit_outcome(model, request_id=f"r{i}", label=1, ts=1_790_000_100 + i, value=10.0 + i)
+        producer.emit_outcome(model, request_id="late", label=0, ts=1_790_000_150)
+    wait_count(stack, worker, "predictions", model, 41)
+    wait_count(stack, worker, "labeled", model, 40)
+    assert query(
+        stack,
+        "SELECT model_version, served, count(), sum(correct), sum(value), min(event_id LIKE '%%@v2') "
+        "FROM labeled FINAL WHERE model = %(m)s GROUP BY model_version, served ORDER BY model_version",
+        {"m": model},
+    ) == [(1, 1, 20, 10, 390.0, 0), (2, 0, 20, 20, 390.0, 1)]
+    assert query(
+        stack,
+        "SELECT served, avg(latency_ms) FROM predictions FINAL WHERE model = %(m)s AND request_id != 'late' "
+        "GROUP BY served ORDER BY served",
+        {"m": model},
+    ) == [(0, 6.0), (1, 4.5)]
+    with EventProducer(stack.settings) as producer:
+        producer.emit_prediction(
+            model, request_id="late", features={"x": 1.0}, prediction=0, model_version=1, ts=1_790_000_050
+        )
+    wait_count(stack, worker, "labeled", model, 42)
+    assert query(
+        stack,
+        "SELECT model_version, served, correct FROM labeled FINAL WHERE model = %(m)s AND request_id = 'late' "
+        "ORDER BY model_version",
+        {"m": model},
+    ) == [(1, 1, 1), (2, 0, 0)]
+
+
 def test_an_outcome_that_never_matches_is_counted_as_unmatched(
     stack: PrivateStack, worker: WorkerProcess, model: str
 ) -> None:
