@@ -248,28 +248,26 @@ def models() -> None:
 @click.option("--model", help="Only this model.")
 @click.pass_context
 def models_list(ctx: click.Context, model: str | None) -> None:
-    """Every version of every model (or one), with status and metric."""
-    import datetime as dt
-
+    """Every version of every model (or one), with its stage, traffic share and metric."""
     from rich.table import Table
 
     from driftloop.models.registry import ModelRegistry
 
     registry = ModelRegistry(_settings(ctx))
     table = Table()
-    for column in ("model", "version", "status", "metric", "champion's", "trained on", "created", "reason"):
+    for column in ("model", "version", "stage", "traffic", "metric", "champion's", "trained on", "since", "reason"):
         table.add_column(column)
     for name in [model] if model else registry.models():
         for r in registry.versions(name):
-            created = dt.datetime.fromtimestamp(r.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(
                 r.model,
                 str(r.version),
                 r.status,
+                f"{r.traffic_share:.0%}" if r.status in ("canary", "champion") else "-",
                 f"{r.metric_name} {r.metric_value:.4f}",
                 f"{r.champion_metric:.4f}",
                 f"{r.train_rows:,}",
-                created,
+                _utc(r.updated_at),
                 r.reason,
             )
     console.print(table)
@@ -278,11 +276,14 @@ def models_list(ctx: click.Context, model: str | None) -> None:
 @models.command("show")
 @click.argument("model")
 @click.option("--version", type=int, help="Default: the champion.")
+@click.option("--json", "as_json", is_flag=True, help="The version and its history as one JSON object.")
 @click.pass_context
-def models_show(ctx: click.Context, model: str, version: int | None) -> None:
-    """One version in full: artifact, checksum, parent, trigger, training window, metrics."""
+def models_show(ctx: click.Context, model: str, version: int | None, as_json: bool) -> None:
+    """One version in full (artifact, checksum, parent, trigger, training window, metrics) and its stages."""
     import dataclasses
     import json
+
+    from rich.table import Table
 
     from driftloop.models.registry import ModelRegistry, RegistryError
 
@@ -290,7 +291,21 @@ def models_show(ctx: click.Context, model: str, version: int | None) -> None:
     record = registry.get(model, version) if version is not None else registry.champion(model)
     if record is None:
         raise RegistryError(f"{model} has no champion; `driftloop models list --model {model}` shows its versions")
+    changes = registry.changes(model, record.version)
+    if as_json:
+        data = dataclasses.asdict(record) | {"history": [dataclasses.asdict(c) for c in changes]}
+        click.echo(json.dumps(data, default=str))
+        return
     console.print_json(json.dumps(dataclasses.asdict(record), default=str))
+    table = Table(title=f"{model} v{record.version}: stages", title_justify="left")
+    for column in ("at", "from", "to", "path", "traffic", "evidence", "reason"):
+        table.add_column(column)
+    for c in changes:
+        e = c.evidence
+        evidence = f"{e.test} {e.result} on {e.rows:,} rows" if e.test else (e.result or "-")
+        share = f"{c.traffic_share:.0%}" if c.to_stage in ("canary", "champion") else "-"
+        table.add_row(_utc(c.changed_at), c.from_stage, c.to_stage, c.path, share, evidence, c.reason)
+    console.print(table)
 
 
 @models.command("promote")
@@ -299,7 +314,7 @@ def models_show(ctx: click.Context, model: str, version: int | None) -> None:
 @click.option("--reason", default="promoted by hand")
 @click.pass_context
 def models_promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
-    """Make VERSION the champion (verified first); serving clients swap to it."""
+    """Make VERSION the champion now, skipping shadow and canary (verified first; recorded as manual)."""
     from driftloop.models.registry import ModelRegistry
 
     record = ModelRegistry(_settings(ctx)).promote(model, version, reason)
@@ -311,27 +326,122 @@ def models_promote(ctx: click.Context, model: str, version: int, reason: str) ->
 @click.option("--reason", default="rolled back by hand")
 @click.pass_context
 def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
-    """Bring back the previous champion."""
+    """Take the champion back (rolled_back) and bring back the previous one."""
     from driftloop.models.registry import ModelRegistry
 
     record = ModelRegistry(_settings(ctx)).rollback(model, reason)
     console.print(f"{model}: rolled back to v{record.version}")
 
 
+@cli.command("release")
+@click.option("--once", is_flag=True, help="One pass over every model, then exit.")
+@click.option(
+    "--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True, help="seconds between passes"
+)
+@click.pass_context
+def release_cmd(ctx: click.Context, once: bool, interval: float) -> None:
+    """Run the release controller for every model (the retrain worker runs it already: use this without one)."""
+    import time
+
+    from driftloop.release.controller import ReleaseController
+
+    controller = ReleaseController(_settings(ctx))
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            for decision in controller.tick():
+                console.print(f"{decision.model}: v{decision.version} → {decision.to_stage} ({decision.reason})")
+            if once:
+                return
+            time.sleep(interval)
+
+
+@cli.command("scorecard")
+@click.option("--model", required=True, help="the model")
+@click.option("--since", type=click.DateTime(), default=None, help="from this time (UTC); default: all")
+@click.option("--until", type=click.DateTime(), default=None, help="up to this time (UTC); default: now")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row instead of tables.")
+@click.pass_context
+def scorecard_cmd(
+    ctx: click.Context, model: str, since: dt.datetime | None, until: dt.datetime | None, as_json: bool
+) -> None:
+    """The model's scorecard per version, stage and hour: business results, model metrics, operations."""
+    import json
+
+    from rich.table import Table
+
+    from driftloop.analytics.queries import NoDataError
+    from driftloop.analytics.scorecard import LAYERS, load_scorecard
+
+    rows = load_scorecard(_settings(ctx), model, since=_epoch(since), until=_epoch(until))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.to_json()))
+        return
+    if not rows:
+        raise NoDataError(f"{model} has no predictions in that time range: is it the model's exact name?")
+    for layer, columns in LAYERS:
+        table = Table(title=f"{model}: {layer}", title_justify="left")
+        for column in ("hour", "version", "stage", *columns):
+            table.add_column(column, justify="right" if column in columns else "left")
+        for row in rows:
+            data = row._asdict()
+            table.add_row(
+                row.hour.strftime("%Y-%m-%d %H:00"), f"v{row.version}", row.stage, *(_cell(data[c]) for c in columns)
+            )
+        console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:,.4g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _utc(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _epoch(value: dt.datetime | None) -> float | None:
+    return None if value is None else value.replace(tzinfo=dt.UTC).timestamp()
+
+
 @cli.command("demo")
 @click.option("--events", type=click.IntRange(min=100), default=30_000, show_default=True, help="events to serve")
 @click.option("--rate", type=click.FloatRange(min=1), default=250.0, show_default=True, help="events per second")
 @click.option("--seed", type=int, default=42, show_default=True, help="the scenario's random seed")
-@click.option("--drift-at", type=click.FloatRange(0.05, 0.95), default=0.35, show_default=True,
-              help="where the drift begins, as a fraction of the stream")  # fmt: skip
-@click.option("--label-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="mean seconds before an outcome follows its prediction")  # fmt: skip
+@click.option(
+    "--drift-at",
+    type=click.FloatRange(0.05, 0.95),
+    default=0.35,
+    show_default=True,
+    help="where the drift begins, as a fraction of the stream",
+)
+@click.option(
+    "--label-delay",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="mean seconds before an outcome follows its prediction",
+)
 @click.option("--report/--no-report", default=True, show_default=True, help="write the HTML report at the end")
-@click.option("--after-swap", type=click.IntRange(min=0), default=0, show_default=True,
-              help="serve past --events (up to twice as many) until a new version has served this many")  # fmt: skip
+@click.option(
+    "--after-swap",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="serve past --events (up to twice as many) until a new version has served this many",
+)
 @click.pass_context
-def demo_cmd(ctx: click.Context, events: int, rate: float, seed: int, drift_at: float, label_delay: float,
-             report: bool, after_swap: int) -> None:  # fmt: skip
+def demo_cmd(
+    ctx: click.Context,
+    events: int,
+    rate: float,
+    seed: int,
+    drift_at: float,
+    label_delay: float,
+    report: bool,
+    after_swap: int,
+) -> None:
     """The closed loop on the local stack: drift injected, detected, retrained, recovered (Ctrl-C stops it)."""
     from driftloop.demo.live import summary_table
     from driftloop.demo.runner import DemoOptions, run_demo
@@ -346,19 +456,21 @@ def demo_cmd(ctx: click.Context, events: int, rate: float, seed: int, drift_at: 
 @click.option("--model", required=True, help="the model to report on")
 @click.option("--since", type=click.DateTime(), default=None, help="from this time (UTC); default: all")
 @click.option("--until", type=click.DateTime(), default=None, help="up to this time (UTC); default: now")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="the HTML file to write (default: HOME/reports/<model>.html)")  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the HTML file to write (default: HOME/reports/<model>.html)",
+)
 @click.pass_context
-def report_cmd(ctx: click.Context, model: str, since: dt.datetime | None, until: dt.datetime | None,
-               out: Path | None) -> None:  # fmt: skip
+def report_cmd(
+    ctx: click.Context, model: str, since: dt.datetime | None, until: dt.datetime | None, out: Path | None
+) -> None:
     """A self-contained HTML report with plots: accuracy over time, alerts, drifted features, retraining."""
     from driftloop.analytics.report import write_report
 
-    def epoch(value: dt.datetime | None) -> float | None:
-        return None if value is None else value.replace(tzinfo=dt.UTC).timestamp()
-
     with console.status(f"reading {model} from ClickHouse and plotting ..."):
-        path = write_report(_settings(ctx), model, since=epoch(since), until=epoch(until), path=out)
+        path = write_report(_settings(ctx), model, since=_epoch(since), until=_epoch(until), path=out)
     console.print(f"report written: {path}")
 
 

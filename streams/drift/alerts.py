@@ -39,6 +39,8 @@ ALERT_COLUMNS = (
     "change_point_request_id",
     "evidence",
     "message",
+    "owner",
+    "runbook",
 )
 
 
@@ -75,6 +77,8 @@ class Alert:
     change_point_request_id: str
     evidence: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    owner: str = ""  # who answers for the model (its spec's `owner`)
+    runbook: str = ""  # the model's response plan (its spec's `runbook`, a URL)
 
     @staticmethod
     def make_id(model: str, signal: str, detector: str, event_ts_ms: int, request_id: str) -> str:
@@ -122,6 +126,8 @@ class Alert:
             # compact: ClickHouse 18.16's visitParamExtract* reads `"key":value` with no space after the colon
             json.dumps(self.evidence, default=str, separators=(",", ":")),
             self.message,
+            self.owner,
+            self.runbook,
         )
 
     @classmethod
@@ -145,4 +151,6 @@ class Alert:
             change_point_request_id="r-1",
             evidence={"reference_mean": 0.01, "window_mean": 1.03},
             message="amount drifted",
+            owner="risk-ml@example.com",
+            runbook="https://wiki.example.com/fraud-drift",
         )

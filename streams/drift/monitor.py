@@ -400,6 +400,11 @@ class DriftMonitor:
             f"[{level}] {model} v{state.version}: {signal.kind} drift on {signal.name} "
             f"({signal.detector.name}, {change}, since request {cp_request})"
         )
+        spec = self.specs.get(model)  # read already: the model's detectors were built from it
+        if spec.owner:
+            message += f"; owner {spec.owner}"
+        if spec.runbook:
+            message += f"; runbook {spec.runbook}"
         return Alert(
             alert_id=Alert.make_id(model, signal.name, signal.detector.name, ts_ms, request_id),
             model=model,
@@ -427,6 +432,8 @@ class DriftMonitor:
                 **detail,
             },
             message=message,
+            owner=spec.owner,
+            runbook=spec.runbook,
         )
 
 
