@@ -19,6 +19,8 @@ MODEL = "loan-approval"
 SPEC = f"""\
 # The demo's model: approve a loan application or not (River's Agrawal generator).
 name = "{MODEL}"
+owner = "lending-ml@example.com"
+runbook = "https://github.com/driftloop/driftloop/blob/main/docs/release.md"
 task = "binary"
 
 [features]
@@ -39,6 +41,16 @@ kinds = ["performance"]  # concept drift retrains; data drift only alerts
 debounce_s = 2
 cooldown_s = 120
 recheck_s = 2
+
+[release]                # a new version: shadow, then a canary, then champion, judged on live outcomes
+shadow_min_pairs = 300   # labeled requests both versions scored
+canary_share = 0.2
+canary_min_rows = 150    # labeled rows of each side during the canary
+watch_s = 600            # after promotion, rolled back if it falls below its predecessor
+
+[kpi]                    # outcomes carry the lender's profit per decision (thousands)
+name = "profit (k$)"
+higher_is_better = true
 """
 
 
@@ -75,20 +87,26 @@ def register_champion(settings: Settings, spec: ModelSpec, rows: int = 4000, see
         metrics = {"accuracy": accuracy, "epochs": result.epochs, "device": result.device}
         path, sha256 = write_artifact(registry.root, spec, version, result.network.cpu(), pre, result.inputs, metrics)
         reason = f"trained offline on {len(fit):,} applications; accuracy {accuracy:.3f} on {len(holdout):,} held out"
-        record = registry.add(
-            VersionRecord(
-                model=MODEL,
-                version=version,
-                status="candidate",
-                artifact_uri=str(path),
-                sha256=sha256,
-                train_rows=len(fit),
-                metric_name="accuracy",
-                metric_value=accuracy,
-                metrics=metrics,
-                reason=reason,
-            )
+        for stale in registry.versions(MODEL):  # a demo interrupted mid-release left a version on its way
+            if stale.status in ("candidate", "shadow", "canary"):
+                registry.transition(MODEL, stale.version, "rejected", reason="a new demo run began", path="manual")
+        current = registry.champion(MODEL)
+        record = VersionRecord(
+            model=MODEL,
+            version=version,
+            status="candidate" if current else "champion",
+            artifact_uri=str(path),
+            sha256=sha256,
+            train_rows=len(fit),
+            metric_name="accuracy",
+            metric_value=accuracy,
+            metrics=metrics,
+            reason=reason,
+            traffic_share=0.0 if current else 1.0,
         )
-        return registry.promote(MODEL, record.version, reason)
+        if current is None:
+            return registry.add(record, path="first")
+        registry.add(record, path="manual")  # a stack that ran a demo before: the offline model, deployed by hand
+        return registry.promote(MODEL, version, reason)
     finally:
         registry.close()

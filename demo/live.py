@@ -35,6 +35,25 @@ def accuracy_strip(state: LoopState, width: int = 60) -> Text:
     return text
 
 
+def colour(version: int) -> str:
+    return VERSION_COLOURS[(version - 1) % len(VERSION_COLOURS)]
+
+
+def routing_text(routing: dict[str, int | float | None]) -> Text:
+    """``v1 champion · v2 canary 20 %`` (and a shadow): who answers requests now, and who only scores them."""
+    text = Text()
+    champion = routing.get("champion")
+    if isinstance(champion, int):
+        text.append(f"v{champion}", style=colour(champion)).append(" champion")
+    canary, shadow = routing.get("canary"), routing.get("shadow")
+    if isinstance(canary, int):
+        share = float(routing.get("canary_share") or 0.0)
+        text.append(" · ").append(f"v{canary}", style=colour(canary)).append(f" canary {share:.0%}")
+    if isinstance(shadow, int):
+        text.append(" · ").append(f"v{shadow}", style=colour(shadow)).append(" shadow (scores, never answers)")
+    return text
+
+
 def render(stats: ServingStats, state: LoopState, scenario: DriftScenario, model: str, elapsed_s: float) -> Group:
     flow = Table.grid(padding=(0, 2))
     flow.add_column(justify="right", style="bold")
@@ -52,7 +71,7 @@ def render(stats: ServingStats, state: LoopState, scenario: DriftScenario, model
         "in ClickHouse",
         f"{state.predictions:,} predictions, {state.labeled:,} labeled, {state.dead_letters:,} dead letters",
     )
-    flow.add_row("serving", Text(f"v{stats.version}", style=VERSION_COLOURS[(stats.version - 1) % 5]))
+    flow.add_row("serving", routing_text(stats.routing or {"champion": stats.version}))
     recent = stats.recent_accuracy
     flow.add_row("accuracy (last 500)", "–" if math.isnan(recent) else f"{recent:.3f}")
     flow.add_row("accuracy per 5 s", accuracy_strip(state))
@@ -90,15 +109,24 @@ def render(stats: ServingStats, state: LoopState, scenario: DriftScenario, model
     if not state.runs:
         retrain.add_row("–", "no retraining yet", *[""] * 8)
 
-    versions = Table("version", "status", "since", "why", box=None, header_style="bold green")
-    for version in state.versions[-4:]:
-        versions.add_row(f"v{version.version}", version.status, clock(version.updated_at), version.reason[:90])
+    versions = Table("at", "version", "stage", "path", "why", box=None, header_style="bold green")
+    for change in state.stages[-6:]:
+        share = f" {change.traffic_share:.0%}" if change.to_stage == "canary" else ""
+        versions.add_row(
+            clock(change.at),
+            Text(f"v{change.version}", style=colour(change.version)),
+            f"{change.from_stage} → {change.to_stage}{share}",
+            change.path,
+            change.reason[:100],
+        )
+    if not state.stages:
+        versions.add_row("–", "", "", "", "no version changed stage yet")
 
     return Group(
         Panel(flow, title=f"[bold]driftloop demo[/] · {model} · {scenario.describe()}", border_style="cyan"),
         Panel(alerts, title="drift alerts", border_style="red"),
         Panel(retrain, title="retraining", border_style="yellow"),
-        Panel(versions, title="model versions", border_style="green"),
+        Panel(versions, title="release: candidate → shadow → canary → champion", border_style="green"),
     )
 
 
@@ -127,6 +155,12 @@ def summary_table(summary: DemoSummary) -> Table:
         f"{seconds(summary.detection_s)} wall clock (labels arrive late)",
     )
     table.add_row("alert → new champion", seconds(summary.alert_to_champion_s))
+    if summary.stage_times:
+        path, at = [], None
+        for stage, entered in summary.stage_times.items():
+            path.append(stage if at is None else f"{stage} (+{entered - at:.1f} s)")
+            at = entered
+        table.add_row(f"release of v{summary.new_version}", " → ".join(path))
     table.add_row("versions", f"v{summary.old_version} → v{summary.new_version}")
     table.add_row("accuracy before drift", f"{share(summary.accuracy_before)} (v{summary.old_version})")
     table.add_row("accuracy after drift", f"{share(summary.accuracy_drifted)} (v{summary.old_version})")

@@ -48,6 +48,19 @@ class VersionView:
 
 
 @dataclass(frozen=True)
+class StageView:
+    """A change of a version's stage (``version_changes``)."""
+
+    version: int
+    from_stage: str
+    to_stage: str
+    at: float  # epoch seconds, ms precision
+    path: str
+    traffic_share: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class LoopState:
     """One look at the model's records since the run began."""
 
@@ -58,6 +71,11 @@ class LoopState:
     alerts: list[AlertView] = field(default_factory=list)
     runs: list[RunView] = field(default_factory=list)
     versions: list[VersionView] = field(default_factory=list)
+    stages: list[StageView] = field(default_factory=list)
+
+    def entered(self, version: int, stage: str) -> float:
+        """When ``version`` first entered ``stage`` (NaN if it has not)."""
+        return next((c.at for c in self.stages if c.version == version and c.to_stage == stage), float("nan"))
 
 
 class LoopObserver:
@@ -74,11 +92,11 @@ class LoopObserver:
         q = self._client.execute
         recent = "model = %(m)s AND ts >= toDateTime(%(since)s)"
         predictions = q(f"SELECT uniqExact(event_id) FROM predictions WHERE {recent}", p)
-        labeled = q(f"SELECT uniqExact(event_id) FROM labeled WHERE {recent}", p)
+        labeled = q(f"SELECT uniqExact(event_id) FROM labeled WHERE {recent} AND served = 1", p)
         dead = q("SELECT count() FROM dead_letters WHERE received_at >= toDateTime(%(since)s)", p)
         accuracy = q(
             "SELECT intDiv(toUInt32(ts), %(b)s) * %(b)s AS bucket, model_version, avg(correct), count() "
-            "FROM labeled FINAL WHERE model = %(m)s AND ts >= toDateTime(%(since)s) "
+            "FROM labeled FINAL WHERE model = %(m)s AND ts >= toDateTime(%(since)s) AND served = 1 "
             "GROUP BY bucket, model_version ORDER BY bucket, model_version",
             p,
         )
@@ -100,6 +118,12 @@ class LoopObserver:
             "WHERE model = %(m)s AND updated_at >= toDateTime(%(since)s) ORDER BY version",
             p,
         )
+        stages = q(
+            "SELECT version, toString(from_stage), toString(to_stage), changed_at_ms / 1000, path, traffic_share, "
+            "reason FROM version_changes FINAL WHERE model = %(m)s AND changed_at >= toDateTime(%(since)s) "
+            "ORDER BY changed_at_ms, change_id",
+            p,
+        )
         return LoopState(
             predictions=predictions[0][0],
             labeled=labeled[0][0],
@@ -119,6 +143,7 @@ class LoopObserver:
                 for r in runs
             ],
             versions=[VersionView(*row) for row in versions],
+            stages=[StageView(*row) for row in stages],
         )
 
     def close(self) -> None:

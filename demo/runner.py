@@ -79,6 +79,7 @@ class DemoSummary:
     accuracy_before: float  # old champion, before the drift
     accuracy_drifted: float  # old champion, after the drift
     accuracy_after: float  # new champion
+    stage_times: dict[str, float] = dataclasses.field(default_factory=dict)  # the new version: stage → entered at
     report: Path | None = None
 
     @property
@@ -233,12 +234,18 @@ def summarize(
     try:
         state = observer.look()
         first: dict[str, AlertView] = {}
-        for alert in state.alerts:
-            if not math.isnan(drift_ts) and alert.event_ts >= int(drift_ts):
+        for alert in state.alerts:  # raised after the drift began (wall clock: labels make event times late)
+            if not math.isnan(drift_ts) and alert.detected_at >= int(drift_ts):
                 first.setdefault(alert.kind, alert)
-        new = max((r.challenger_version for r in state.runs if r.status == "promoted"), default=old)
+        champions = [c.version for c in state.stages if c.to_stage == "champion" and c.version != old]
+        new = champions[-1] if champions else old
         performance = first.get("performance")
-        promoted_at = next((v.updated_at for v in state.versions if v.version == new and new != old), math.nan)
+        promoted_at = state.entered(new, "champion") if new != old else math.nan
+        stage_times = {
+            stage: state.entered(new, stage)
+            for stage in ("candidate", "shadow", "canary", "champion")
+            if new != old and not math.isnan(state.entered(new, stage))
+        }
 
         def accuracy(version: int, after_drift: bool | None) -> float:
             if math.isnan(drift_ts) and after_drift is not None:
@@ -246,7 +253,7 @@ def summarize(
             where = "" if after_drift is None else ("AND ts_ms >= %(d)s" if after_drift else "AND ts_ms < %(d)s")
             rows = client.execute(
                 f"SELECT avg(correct), count() FROM labeled FINAL WHERE model = %(m)s AND model_version = %(v)s "
-                f"AND ts >= toDateTime(%(since)s) {where}",
+                f"AND served = 1 AND ts >= toDateTime(%(since)s) {where}",
                 {
                     "m": MODEL,
                     "v": version,
@@ -259,9 +266,9 @@ def summarize(
         detection_events = 0
         if performance is not None:
             detection_events = client.execute(
-                "SELECT uniqExact(event_id) FROM predictions WHERE model = %(m)s AND ts_ms >= %(d)s "
+                "SELECT uniqExact(event_id) FROM predictions WHERE model = %(m)s AND served = 1 AND ts_ms >= %(d)s "
                 "AND ts <= toDateTime(%(e)s)",
-                {"m": MODEL, "d": int(drift_ts * 1000), "e": int(performance.event_ts)},
+                {"m": MODEL, "d": int(drift_ts * 1000), "e": int(max(performance.event_ts, drift_ts))},
             )[0][0]
         return DemoSummary(
             model=MODEL,
@@ -278,6 +285,7 @@ def summarize(
             accuracy_before=accuracy(old, after_drift=False),
             accuracy_drifted=accuracy(old, after_drift=True),
             accuracy_after=accuracy(new, after_drift=None) if new != old else math.nan,
+            stage_times=stage_times,
         )
     finally:
         client.close()

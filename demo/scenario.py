@@ -13,6 +13,8 @@ same stream.
 (1000, ['age', 'car', 'commission'])
 >>> bool(scenario.labels[:500].isin(["0", "1"]).all())
 True
+>>> business_value("0", "0", loan=100_000), business_value("0", "1", loan=100_000), business_value("1", "1", 1)
+(8.0, -40.0, 0.0)
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ def agrawal_frame(function: int, n: int, seed: int) -> tuple[pd.DataFrame, pd.Se
     for name in CATEGORICAL:
         frame[name] = frame[name].astype(str)
     return frame, pd.Series(labels, dtype=object)
+
+
+APPROVE = "0"  # Agrawal's group A: the applications the lender wants
+
+
+def business_value(decision: str, label: str, loan: float) -> float:
+    """What a decision earned the lender, in thousands: an approved good loan pays 8 % of the amount, an
+    approved bad one loses 40 %, a refused good one loses the 8 % it would have paid, a refused bad one 0.
+    The demo's outcomes carry it as ``value``: the KPI its release gate and scorecard judge."""
+    margin = 0.08 * loan / 1000
+    if decision == APPROVE:
+        return margin if label == APPROVE else -5 * margin
+    return -margin if label == APPROVE else 0.0
 
 
 @dataclass

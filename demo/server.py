@@ -1,9 +1,10 @@
 """The demo's model server: serves the scenario at a steady rate and reports outcomes after a delay.
 
-Predictions come from :class:`models.serving.ModelClient` with ``emit=True`` (so every served prediction
-is published and monitored, and a new champion is swapped in without a restart). Outcomes, as in life,
-arrive later: each application's true label is published a random delay after its prediction, by another
-producer (the system that learns whether the loan was repaid).
+Predictions come from :class:`models.serving.ModelClient` with ``emit=True`` (so every prediction is
+published and monitored, and a new version is scored in shadow, given its canary share and swapped in as
+champion without a restart). Outcomes, as in life, arrive later: each application's true label is published
+a random delay after its prediction, by another producer (the system that learns whether the loan was
+repaid), with the business value of the decision served (``scenario.business_value``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from driftloop.infra.settings import Settings
 from driftloop.models.serving import ModelClient
 from driftloop.streams.producer import EventProducer
 
-from .scenario import DriftScenario
+from .scenario import DriftScenario, business_value
 
 TICK_S = 0.1
 
@@ -31,8 +32,9 @@ class ServingStats:
 
     sent: int = 0
     outcomes_sent: int = 0
-    version: int = 0
-    by_new_versions: int = 0  # events served by a version other than the first one
+    version: int = 0  # the champion's
+    routing: dict[str, int | float | None] = field(default_factory=dict)  # champion, shadow, canary, share
+    by_new_versions: int = 0  # events served while a version other than the first one was champion
     drift_ts: float = float("nan")  # wall clock of the first drifted event
     recent: deque[bool] = field(default_factory=lambda: deque(maxlen=500))  # whether each recent one was right
 
@@ -71,6 +73,7 @@ class DemoServer:
         self.error: BaseException | None = None  # why ``run`` stopped early, if it did
         self._rng = np.random.default_rng(scenario.seed)
         self._due: list[tuple[float, int]] = []  # heap of (when, event index)
+        self._decisions: dict[int, str] = {}  # event index → the decision served, until its outcome is sent
 
     def run(self, stop: threading.Event) -> None:
         """Serve every event (or until ``stop``), then deliver the outcomes still due; failures go to ``error``."""
@@ -109,8 +112,10 @@ class DemoServer:
                 rows = [self.row(i) for i in range(index, target)]
                 served = client.predict(features.iloc[rows], request_ids=ids)
                 self.stats.version = served.version
-                if served.version != first_version:
+                self.stats.routing = client.routing
+                if served.version != first_version:  # a new champion (a canary's share alone does not count)
                     self.stats.by_new_versions += target - index
+                self._decisions.update(zip(range(index, target), map(str, served.values), strict=True))
                 correct = np.asarray(served.values, dtype=object) == labels[rows]
                 self.stats.recent.extend(correct.tolist())
                 delays = self._rng.exponential(self.label_delay_s, target - index)
@@ -134,8 +139,10 @@ class DemoServer:
         labels = self.scenario.labels
         while self._due and self._due[0][0] <= now:
             when, i = heapq.heappop(self._due)
-            label = labels.iat[self.row(i)]
-            outcomes.emit_outcome(self.model, request_id=self.request_id(i), label=label, ts=when)
+            row = self.row(i)
+            label = labels.iat[row]
+            value = business_value(self._decisions.pop(i), label, float(self.scenario.features["loan"].iat[row]))
+            outcomes.emit_outcome(self.model, request_id=self.request_id(i), label=label, ts=when, value=value)
             self.stats.outcomes_sent += 1
 
     def request_id(self, index: int) -> str:
