@@ -40,6 +40,7 @@ class ModelHistory:
     alerts: pd.DataFrame  # alert_id, kind, signal, detector, event_ts, detected_at, change_point_ts, message
     versions: pd.DataFrame  # version, status, updated_at, created_at, reason, metric_name, metric_value
     promotions: pd.DataFrame  # version, at: when each version served its first prediction
+    stages: pd.DataFrame  # changed_at, version, from_stage, to_stage, path, traffic_share, test, result, reason
     runs: pd.DataFrame  # started_at, finished_at, status, device, train_rows, *_s phases, versions, metrics
 
 
@@ -70,7 +71,7 @@ def load_history(
         performance = _frame(
             client,
             "SELECT intDiv(toUInt32(ts), %(b)s) * %(b)s AS bucket, model_version, uniqExact(event_id), avg(correct), "
-            f"avg(error) FROM labeled FINAL WHERE {window} "
+            f"avg(error) FROM labeled FINAL WHERE {window} AND served = 1 "
             "GROUP BY bucket, model_version ORDER BY bucket, model_version",
             p,
             ["bucket", "model_version", "labeled", "accuracy", "mean_error"],
@@ -78,7 +79,7 @@ def load_history(
         volume = _frame(
             client,
             "SELECT intDiv(toUInt32(ts), %(b)s) * %(b)s AS bucket, uniqExact(event_id) FROM predictions "
-            f"WHERE {window} GROUP BY bucket ORDER BY bucket",
+            f"WHERE {window} AND served = 1 GROUP BY bucket ORDER BY bucket",
             p,
             ["bucket", "predictions"],
         )
@@ -120,9 +121,17 @@ def load_history(
         promotions = _frame(  # from the served predictions: when each version really went live
             client,
             "SELECT model_version, toUInt32(min(ts)) AS at FROM predictions "
-            f"WHERE {window} AND model_version > 0 GROUP BY model_version ORDER BY at",
+            f"WHERE {window} AND model_version > 0 AND served = 1 GROUP BY model_version ORDER BY at",
             p,
             ["version", "at"],
+        )
+        stages = _frame(
+            client,
+            "SELECT changed_at_ms / 1000, version, toString(from_stage), toString(to_stage), path, traffic_share, "
+            "test, result, reason FROM version_changes FINAL WHERE model = %(m)s "
+            "AND changed_at >= toDateTime(%(s)s) ORDER BY changed_at_ms, change_id",
+            p,
+            ["changed_at", "version", "from_stage", "to_stage", "path", "traffic_share", "test", "result", "reason"],
         )
         runs = _frame(
             client,
@@ -164,6 +173,7 @@ def load_history(
         alerts,
         versions,
         promotions,
+        stages,
         runs,
     )
 
@@ -180,7 +190,7 @@ def feature_values(
             window = f"model = %(m)s AND ts >= toDateTime(%({low})s) AND ts < toDateTime(%({high})s)"
             numeric = client.execute(
                 f"SELECT v FROM (SELECT num.value AS v, num.name AS name FROM predictions ARRAY JOIN num "
-                f"WHERE {window}) WHERE name = %(f)s AND isFinite(v) LIMIT %(n)s",
+                f"WHERE {window} AND served = 1) WHERE name = %(f)s AND isFinite(v) LIMIT %(n)s",
                 params,
             )
             if numeric:
@@ -188,7 +198,7 @@ def feature_values(
                 continue
             categorical = client.execute(
                 f"SELECT v FROM (SELECT cat.value AS v, cat.name AS name FROM predictions ARRAY JOIN cat "
-                f"WHERE {window}) WHERE name = %(f)s LIMIT %(n)s",
+                f"WHERE {window} AND served = 1) WHERE name = %(f)s LIMIT %(n)s",
                 params,
             )
             halves.append(pd.Series([v for (v,) in categorical], dtype=object))

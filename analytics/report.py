@@ -1,8 +1,10 @@
 """``driftloop report --model M``: one self-contained HTML file (plots embedded as PNG) about a model.
 
-What it shows: accuracy (or error) over time with alerts and version changes marked, the distributions
-of the features that drifted before and after their change point, and the retraining runs, followed by
-the tables behind them. Nothing is fetched when the file is opened: it can be mailed or attached.
+What it shows: who owns the model and its runbook, accuracy (or error) over time with alerts and version
+changes marked, the scorecard in three layers (business, model, operations), the release of each version
+(shadow, canary, champion, with the evidence), the distributions of the features that drifted before and
+after their change point, and the retraining runs, followed by the tables behind them. Nothing is fetched
+when the file is opened: it can be mailed or attached.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from driftloop.infra.settings import Settings
+from driftloop.infra.spec import SpecCatalog, SpecError
 
 from .plots import feature_shift_plot, performance_plot, retrain_plot
 from .queries import ModelHistory, feature_values, load_history
+from .scorecard import LAYERS, load_scorecard
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -73,6 +77,14 @@ def render_report(settings: Settings, history: ModelHistory) -> str:
         "retraining runs": ", ".join(f"{n} {s}" for s, n in history.runs["status"].value_counts().items()) or "none",
         "champion now": f"v{int(champion['version'].iloc[-1])}" if not champion.empty else "none",
     }
+    try:
+        spec = SpecCatalog(settings.spec_directory).get(history.model)
+        facts = {
+            "owner": spec.owner or "not set (the spec's `owner`)",
+            "runbook": spec.runbook or "not set (the spec's `runbook`)",
+        } | facts
+    except SpecError as exc:
+        facts = {"spec": str(exc)} | facts
     sections = [
         f"<h1>{html.escape(history.model)}</h1>",
         f'<p class="sub">driftloop report · written {_when(dt.datetime.now(dt.UTC).timestamp())} UTC</p>',
@@ -82,6 +94,16 @@ def render_report(settings: Settings, history: ModelHistory) -> str:
         "<h2>Performance over time</h2>",
         _img(performance_plot(history), "performance over time") if not performance.empty else "<p>no labels yet</p>",
     ]
+    scorecard = pd.DataFrame(load_scorecard(settings, history.model, history.start, history.end))
+    if not scorecard.empty:
+        sections.append("<h2>Scorecard: business results, model metrics, operations (per hour)</h2>")
+        for layer, columns in LAYERS:
+            sections += [f"<h3>{layer}</h3>", _table(scorecard[["hour", "version", "stage", *columns]])]
+    if not history.stages.empty:
+        sections += [
+            "<h2>Release: candidate → shadow → canary → champion</h2>",
+            _table(history.stages, times=("changed_at",)),
+        ]
     features = drifted_features(history)
     if features:
         sections.append("<h2>Drifted features, before and after the change point</h2><div class='features'>")

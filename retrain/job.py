@@ -247,7 +247,8 @@ class RetrainJob:
         return report
 
     def finished_runs(self, within_s: float = 7 * 86400) -> list[FinishedRun]:
-        """Runs that ended in the last ``within_s`` seconds, each as of its last row."""
+        """Runs that ended in the last ``within_s`` seconds, each as of its last row; not those of a model whose
+        champion a person (or its first registration) set since: their cooldowns belonged to another lineage."""
         client = connect(self.settings.clickhouse)
         try:
             rows = client.execute(
@@ -258,9 +259,15 @@ class RetrainJob:
                 " WHERE status NOT IN ('queued', 'running') AND finished_at >= %(since)s",
                 {"since": int(time.time() - within_s)},
             )
+            deployed = dict(
+                client.execute(
+                    "SELECT model, toUnixTimestamp(max(changed_at)) FROM version_changes "
+                    "WHERE to_stage = 'champion' AND path IN ('manual', 'first') GROUP BY model"
+                )
+            )
         finally:
             client.disconnect()
-        return [FinishedRun(m, s, int(a), float(f)) for m, s, a, f in rows]
+        return [FinishedRun(m, s, int(a), float(f)) for m, s, a, f in rows if f >= deployed.get(m, 0.0)]
 
     def _record(self, report: RunReport) -> None:
         client = connect(self.settings.clickhouse)

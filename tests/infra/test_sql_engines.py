@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,14 @@ _SKIP = {".venv", ".git", ".driftloop", "node_modules"}
 
 def project_sql_files() -> list[Path]:
     return sorted(p for p in REPO.rglob("*.sql") if not _SKIP & set(p.relative_to(REPO).parts))
+
+
+def project_views() -> list[str]:
+    return [
+        view
+        for path in project_sql_files()
+        for view in re.findall(r"CREATE VIEW IF NOT EXISTS \$\{database\}\.(\w+)", path.read_text())
+    ]
 
 
 def rendered(path: Path, database: str) -> list[str]:
@@ -53,6 +62,8 @@ def test_every_sql_file_runs_on_current_clickhouse_twice(tmp_path: Path) -> None
                 for statement in rendered(path, "driftloop"):
                     run_statement(ChdbRunner(db), statement)
         tables = db.query("SELECT name FROM system.tables WHERE database = 'driftloop'", "CSV").bytes().decode()
+        for view in project_views():  # a view is only checked when it is read
+            db.query(f"SELECT * FROM driftloop.{view} LIMIT 1", "CSV")
     finally:
         db.close()
     for table in ("predictions", "outcomes", "labeled", "drift_alerts", "model_versions", "retrain_runs"):
@@ -70,6 +81,8 @@ def test_every_sql_file_runs_on_the_local_clickhouse_18_twice(stack: PrivateStac
                 for statement in rendered(path, database):
                     run_statement(client, statement)
         tables = {name for (name,) in client.execute(f"SHOW TABLES FROM {database}")}
+        for view in project_views():
+            client.execute(f"SELECT * FROM {database}.{view} LIMIT 1")
     finally:
         client.execute(f"DROP DATABASE IF EXISTS {database}")
         client.disconnect()

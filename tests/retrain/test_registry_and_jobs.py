@@ -223,3 +223,16 @@ def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_setting
     assert {e["model_version"] for e in events} == {1}
     assert [e["prediction"] for e in events] == result.values
     assert set(events[0]["features"]) == set(rows[0])
+
+
+def test_cooldowns_of_earlier_runs_end_when_a_person_deploys_a_champion(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    model = labeled_model(before=2000)
+    job = RetrainJob(retrain_settings)
+    job.run(JobRequest(model, since=0))  # v1, the first champion
+    job.run(JobRequest(model, since=0))  # v2, a candidate
+    assert sorted(r.status for r in job.finished_runs() if r.model == model) == ["candidate", "promoted"]
+    time.sleep(1.1)  # run times are whole seconds
+    ModelRegistry(retrain_settings).promote(model, 2, "deployed by hand")
+    assert [r for r in job.finished_runs() if r.model == model] == []

@@ -195,3 +195,57 @@ FROM
         GROUP BY model, hour
     ) AS dead USING (model, hour)
 );
+
+-- Retraining runs with the alert that started them: a run's challenger now becomes champion when the release
+-- controller promotes it, so `alert_to_champion_s` is read from version_changes (-1: not champion yet).
+DROP TABLE IF EXISTS ${database}.retrain_timeline;  -- a view (18.16 drops views with DROP TABLE)
+CREATE VIEW IF NOT EXISTS ${database}.retrain_timeline AS
+SELECT
+    model,
+    run_id,
+    trigger_alert_id,
+    alert_kind,
+    alert_signal,
+    alert_detected_at,
+    status,
+    attempt,
+    device,
+    started_at,
+    finished_at,
+    train_rows,
+    fetch_s,
+    train_s,
+    evaluate_s,
+    publish_s,
+    champion_version,
+    challenger_version,
+    metric_name,
+    champion_metric,
+    challenger_metric,
+    toInt64(started_at) - toInt64(alert_detected_at)        AS alert_to_start_s,
+    if(toUInt32(champion_at) > 0, toInt64(champion_at) - toInt64(alert_detected_at), -1) AS alert_to_champion_s,
+    error
+FROM
+(
+    SELECT *
+    FROM
+    (
+        SELECT model, run_id, trigger_alert_id, status, attempt, device, started_at, finished_at, train_rows,
+               fetch_s, train_s, evaluate_s, publish_s, champion_version, challenger_version, metric_name,
+               champion_metric, challenger_metric, error
+        FROM ${database}.retrain_runs FINAL
+    ) AS runs
+    ANY LEFT JOIN
+    (
+        SELECT model, alert_id AS trigger_alert_id, toString(kind) AS alert_kind, signal AS alert_signal,
+               detected_at AS alert_detected_at
+        FROM ${database}.drift_alerts FINAL
+    ) AS alerts USING (model, trigger_alert_id)
+) AS timeline
+ANY LEFT JOIN
+(
+    SELECT model, version AS challenger_version, min(changed_at) AS champion_at
+    FROM ${database}.version_changes FINAL
+    WHERE to_stage = 'champion'
+    GROUP BY model, challenger_version
+) AS champions USING (model, challenger_version);
