@@ -332,8 +332,11 @@ class ModelRegistry:
         if record.status == "champion":
             self.load(record)  # never serve an artifact that does not verify
         now = self.clock()
-        record = replace(record, created_at=record.created_at or now, updated_at=now, revision=_revision())
-        change = StageChange(record.model, record.version, "none", record.status, now, path, record.reason)
+        share = 1.0 if record.status == "champion" else 0.0
+        record = replace(
+            record, created_at=record.created_at or now, updated_at=now, revision=_revision(), traffic_share=share
+        )
+        change = StageChange(record.model, record.version, "none", record.status, now, path, record.reason, share)
         self._write([record], [change])
         self._announce(change.announcement(record, None))
         return record

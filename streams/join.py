@@ -241,7 +241,7 @@ def _label(
                     error,
                     (outcome_ts_ms - p["ts_ms"]) / 1000.0,  # type: ignore[operator]
                     served,
-                    value,
+                    value if served else math.nan,  # the value of the decision served: a shadow made none
                 )
             )
     columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in LABELED_COLUMNS]

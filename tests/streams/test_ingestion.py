@@ -212,10 +212,11 @@ def test_an_outcome_labels_the_served_and_the_shadow_prediction_of_its_request(
     wait_count(stack, worker, "labeled", model, 40)
     assert query(
         stack,
-        "SELECT model_version, served, count(), sum(correct), sum(value), min(event_id LIKE '%%@v2') "
+        "SELECT model_version, served, count(), sum(correct), sumIf(value, NOT isNaN(value)), "
+        "countIf(isNaN(value)), min(event_id LIKE '%%@v2') "
         "FROM labeled FINAL WHERE model = %(m)s GROUP BY model_version, served ORDER BY model_version",
         {"m": model},
-    ) == [(1, 1, 20, 10, 390.0, 0), (2, 0, 20, 20, 390.0, 1)]
+    ) == [(1, 1, 20, 10, 390.0, 0, 0), (2, 0, 20, 20, 0.0, 20, 1)]  # the value is the served decision's
     assert query(
         stack,
         "SELECT served, avg(latency_ms) FROM predictions FINAL WHERE model = %(m)s AND request_id != 'late' "

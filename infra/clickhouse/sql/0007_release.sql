@@ -11,7 +11,7 @@ ALTER TABLE ${database}.join_pending ADD COLUMN value Float64 DEFAULT nan;
 
 -- A labeled row per prediction an outcome meets: the served one (event_id: the outcome's) and each shadow
 -- version's (event_id: the outcome's, then '@v' and the version), so both sides of a shadow are judged on
--- the same outcomes.
+-- the same outcomes. `value` is the served decision's: NaN on a shadow's rows.
 ALTER TABLE ${database}.labeled ADD COLUMN served UInt8 DEFAULT 1;
 ALTER TABLE ${database}.labeled ADD COLUMN value Float64 DEFAULT nan;
 
@@ -60,20 +60,20 @@ PARTITION BY toYYYYMM(changed_at)
 ORDER BY (model, version, change_id);
 
 -- The scorecard: business results, model metrics and operations per model, version, stage and hour of
--- prediction time. `stage`: shadow for predictions not served, else the version's stage at the end of the
--- hour (from version_changes; 'unregistered' for a version the registry does not know). `served_share`: of
--- the model's served predictions in the hour, the share this version served. Binary metrics (precision,
--- recall, F1, ROC AUC) where the labels of the row's group take exactly two values; the positive class is
--- the greater label ("1" over "0", "yes" over "no"); ROC AUC from the score of the predicted class, with
--- ties counted as half. MAE and RMSE are of `error` (regression). `dead_letters`: of the model, that hour.
+-- prediction time. `stage`: the version's stage when it made the prediction (from version_changes; shadow for
+-- a prediction not served; 'unregistered' for a version the registry does not know). `served_share`: of the
+-- model's served predictions in the hour, the share this version served in this stage. Binary metrics
+-- (precision, recall, F1, ROC AUC) for a model whose labels take exactly two values; the positive class is
+-- the greater label ("1" over "0", "yes" over "no"); ROC AUC from the score of the predicted class, ties
+-- counted as half. MAE and RMSE are of `error` (regression). `dead_letters`: of the model, that hour.
 CREATE VIEW IF NOT EXISTS ${database}.scorecard AS
 SELECT
     model,
     version,
-    if(served = 0, 'shadow', if(stage_at = '', 'unregistered', stage_at))   AS stage,
+    stage,
     hour,
     predictions,
-    if(served = 0, 0., predictions / served_total)                          AS served_share,
+    if(stage = 'shadow', 0., predictions / served_total)                    AS served_share,
     labeled_rows,
     if(labeled_rows = 0, nan, accuracy)                                     AS accuracy,
     if(binary AND tp + fp > 0, tp / (tp + fp), nan)                         AS precision,
@@ -107,86 +107,107 @@ FROM
             SELECT *
             FROM
             (
-                SELECT *
-                FROM
-                (
-                    SELECT
-                        model,
-                        model_version                                             AS version,
-                        served,
-                        toStartOfHour(ts)                                         AS hour,
-                        count()                                                   AS predictions,
-                        quantilesIf(0.5, 0.99)(latency_ms, NOT isNaN(latency_ms)) AS latency_q,
-                        latency_q[1]                                              AS latency_p50_ms,
-                        latency_q[2]                                              AS latency_p99_ms
-                    FROM ${database}.predictions FINAL
-                    GROUP BY model, version, served, hour
-                ) AS served_predictions
-                ANY LEFT JOIN
-                (
-                    SELECT model, toStartOfHour(ts) AS hour, countIf(served = 1) AS served_total
-                    FROM ${database}.predictions FINAL
-                    GROUP BY model, hour
-                ) AS model_totals USING (model, hour)
-            ) AS predicted
-            ANY LEFT JOIN
-            (
                 SELECT
                     model,
                     version,
-                    served,
-                    hour,
-                    count()                                                       AS labeled_rows,
-                    avg(correct)                                                  AS accuracy,
-                    any(binary_model)                                             AS binary,
-                    countIf(prediction = positive AND label = positive)           AS tp,
-                    countIf(prediction = positive AND label != positive)          AS fp,
-                    countIf(prediction != positive AND label = positive)          AS fn,
-                    countIf(label = positive AND NOT isNaN(score))                AS positives,
-                    countIf(label != positive AND NOT isNaN(score))               AS negatives,
-                    groupArrayIf((if(prediction = positive, score, 1 - score), toUInt8(label = positive)),
-                                 NOT isNaN(score))                                AS scored,
-                    arraySort(x -> (x.1, x.2), scored)                            AS low_first,
-                    arraySort(x -> (x.1, -x.2), scored)                           AS high_first,
-                    avg(error)                                                    AS mae,
-                    sqrt(avg(error * error))                                      AS rmse,
-                    countIf(NOT isNaN(value))                                     AS kpi_rows,
-                    sumIf(value, NOT isNaN(value))                                AS kpi_sum,
-                    quantiles(0.5, 0.99)(label_delay_s)                           AS delay_q,
-                    delay_q[1]                                                    AS label_delay_p50_s,
-                    delay_q[2]                                                    AS label_delay_p99_s
+                    if(served = 0, 'shadow', if(entered = 0, 'unregistered', stages[entered]))  AS stage,
+                    toStartOfHour(ts)                                         AS hour,
+                    count()                                                   AS predictions,
+                    quantilesIf(0.5, 0.99)(latency_ms, NOT isNaN(latency_ms)) AS latency_q,
+                    latency_q[1]                                              AS latency_p50_ms,
+                    latency_q[2]                                              AS latency_p99_ms
                 FROM
                 (
-                    SELECT model, model_version AS version, served, toStartOfHour(ts) AS hour, correct, error,
-                           value, label_delay_s, score, prediction, label, positive, binary_model
-                    FROM ${database}.labeled FINAL
+                    -- `+ 0 * ts_ms`: ClickHouse 18.16 drops a column that only a lambda reads from the subquery
+                    SELECT model, version, served, ts, latency_ms, stages,
+                           arrayCount(x -> x <= ts_ms, starts) + 0 * ts_ms AS entered
+                    FROM
+                    (
+                        SELECT model, model_version AS version, served, ts, ts_ms, latency_ms
+                        FROM ${database}.predictions FINAL
+                    ) AS predicted
                     ANY LEFT JOIN
                     (
-                        SELECT model, max(label) AS positive, uniqExact(label) = 2 AS binary_model
-                        FROM ${database}.labeled FINAL
-                        GROUP BY model
-                    ) AS classes USING (model)
-                ) AS labeled_rows
-                GROUP BY model, version, served, hour
-            ) AS judged USING (model, version, served, hour)
-        ) AS scored_hours
+                        SELECT model, version, arrayMap(x -> x.1, changes) AS starts, arrayMap(x -> x.2, changes) AS stages
+                        FROM
+                        (
+                            SELECT model, version, arraySort(groupArray((changed_at_ms, toString(to_stage)))) AS changes
+                            FROM ${database}.version_changes FINAL
+                            GROUP BY model, version
+                        ) AS grouped
+                    ) AS stage_changes USING (model, version)
+                ) AS staged_predictions
+                GROUP BY model, version, stage, hour
+            ) AS served_predictions
+            ANY LEFT JOIN
+            (
+                SELECT model, toStartOfHour(ts) AS hour, countIf(served = 1) AS served_total
+                FROM ${database}.predictions FINAL
+                GROUP BY model, hour
+            ) AS model_totals USING (model, hour)
+        ) AS predicted_hours
         ANY LEFT JOIN
         (
-            SELECT model, version, hour, argMax(stage, changed_at_ms) AS stage_at
+            SELECT
+                model,
+                version,
+                stage,
+                hour,
+                count()                                                       AS labeled_rows,
+                avg(correct)                                                  AS accuracy,
+                any(binary_model)                                             AS binary,
+                countIf(prediction = positive AND label = positive)           AS tp,
+                countIf(prediction = positive AND label != positive)          AS fp,
+                countIf(prediction != positive AND label = positive)          AS fn,
+                countIf(label = positive AND NOT isNaN(score))                AS positives,
+                countIf(label != positive AND NOT isNaN(score))               AS negatives,
+                groupArrayIf((if(prediction = positive, score, 1 - score), toUInt8(label = positive)),
+                             NOT isNaN(score))                                AS scored,
+                arraySort(x -> (x.1, x.2), scored)                            AS low_first,
+                arraySort(x -> (x.1, -x.2), scored)                           AS high_first,
+                avg(error)                                                    AS mae,
+                sqrt(avg(error * error))                                      AS rmse,
+                countIf(NOT isNaN(value))                                     AS kpi_rows,
+                sumIf(value, NOT isNaN(value))                                AS kpi_sum,
+                quantiles(0.5, 0.99)(label_delay_s)                           AS delay_q,
+                delay_q[1]                                                    AS label_delay_p50_s,
+                delay_q[2]                                                    AS label_delay_p99_s
             FROM
             (
-                SELECT DISTINCT model, model_version AS version, toStartOfHour(ts) AS hour
-                FROM ${database}.predictions FINAL
-            ) AS version_hours
-            ALL INNER JOIN
-            (
-                SELECT model, version, toString(to_stage) AS stage, changed_at_ms
-                FROM ${database}.version_changes FINAL
-            ) AS changes USING (model, version)
-            WHERE changed_at_ms < (toUInt64(toUInt32(hour)) + 3600) * 1000
-            GROUP BY model, version, hour
-        ) AS stages USING (model, version, hour)
-    ) AS staged
+                SELECT model, version, toStartOfHour(ts) AS hour, correct, error, value, label_delay_s, score,
+                       prediction, label, positive, binary_model,
+                       if(served = 0, 'shadow', if(entered = 0, 'unregistered', stages[entered])) AS stage
+                FROM
+                (
+                    SELECT model, version, ts, correct, error, value, label_delay_s, score, prediction, label,
+                           served, stages, arrayCount(x -> x <= ts_ms, starts) + 0 * ts_ms AS entered
+                    FROM
+                    (
+                        SELECT model, model_version AS version, served, ts, ts_ms, correct, error, value,
+                               label_delay_s, score, prediction, label
+                        FROM ${database}.labeled FINAL
+                    ) AS judged
+                    ANY LEFT JOIN
+                    (
+                        SELECT model, version, arrayMap(x -> x.1, changes) AS starts, arrayMap(x -> x.2, changes) AS stages
+                        FROM
+                        (
+                            SELECT model, version, arraySort(groupArray((changed_at_ms, toString(to_stage)))) AS changes
+                            FROM ${database}.version_changes FINAL
+                            GROUP BY model, version
+                        ) AS grouped
+                    ) AS stage_changes USING (model, version)
+                ) AS staged_labels
+                ANY LEFT JOIN
+                (
+                    SELECT model, max(label) AS positive, uniqExact(label) = 2 AS binary_model
+                    FROM ${database}.labeled FINAL
+                    GROUP BY model
+                ) AS classes USING (model)
+            ) AS labeled_rows
+            GROUP BY model, version, stage, hour
+        ) AS judged_hours USING (model, version, stage, hour)
+    ) AS scored_hours
     ANY LEFT JOIN
     (
         SELECT visitParamExtractString(original, 'model') AS model, toStartOfHour(received_at) AS hour,
