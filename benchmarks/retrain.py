@@ -1,19 +1,27 @@
-"""Retraining: time from an alert on Kafka to the new champion announced, and how much accuracy comes back.
+"""Retraining and release: from an alert to a candidate, and from the alert through shadow and canary to the
+new champion on live traffic.
 
-    .venv/bin/python -m benchmarks.retrain --rows 50000 --rows 500000
+    .venv/bin/python -m benchmarks.retrain --rows 50000 --rows 500000 --live
 
-For each size N, on a private local stack: a champion is trained on River's Agrawal concept 0; then N
-labeled rows of concept 2 (the drift) land in ClickHouse; a performance alert is published with the change
-point; the retrain worker (device chosen by itself: CUDA when present) trains a challenger, gates it and
-announces it. Printed: seconds from alert to announcement, split by phase, and the accuracy of the
-champion before the drift, right after it, and after retraining, against an oracle: the same network
+**Training** (each ``--rows`` N), on a private local stack: a champion is trained on River's Agrawal concept
+0; then N labeled rows of concept 2 (the drift) land in ClickHouse; a performance alert is published with the
+change point; the retrain worker (device chosen by itself: CUDA when present) trains a challenger, gates it
+and announces the candidate. Printed: seconds from alert to announcement, split by phase, and the accuracy
+of the champion before the drift, right after it, and of the candidate, against an oracle: the same network
 trained on all N post-drift rows (no holdout) and judged on the same fresh post-drift test set.
+
+**Release** (``--live``): the demo's loop at the demo's traffic (250 requests/s, labels about 2 s late, the
+drift a third of the way in): the seconds from the performance alert to the candidate, to shadow, to canary
+and to champion, read from ``drift_alerts`` and ``version_changes``, and the requests served by a version
+the live gate rejected (the goal: none; alert → champion within 60 s).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import tempfile
 import threading
 import time
@@ -25,10 +33,11 @@ from rich.console import Console
 from rich.table import Table
 
 from driftloop.demo.labeled_history import TS0, agrawal_rows
+from driftloop.demo.runner import DemoOptions, run_demo
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
-from driftloop.infra.stack.private import private_stack_env
+from driftloop.infra.stack.private import FAST_GROUP_ENV, private_stack_env
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry
 from driftloop.retrain.dataset import LabeledData, fetch_labeled
@@ -48,9 +57,12 @@ def test_set(function: int, seed: int, n: int = 10_000) -> LabeledData:
     import numpy as np
 
     return LabeledData(
-        {k: np.asarray(v) for k, v in numeric.items()}, categorical, batch["label"],
-        np.asarray(batch["label_num"]), np.asarray(batch["ts"], dtype=float),
-    )  # fmt: skip
+        {k: np.asarray(v) for k, v in numeric.items()},
+        categorical,
+        batch["label"],
+        np.asarray(batch["label_num"]),
+        np.asarray(batch["ts"], dtype=float),
+    )
 
 
 def run(rows: int, home: Path) -> dict[str, float | str]:
@@ -81,14 +93,16 @@ def run(rows: int, home: Path) -> dict[str, float | str]:
         accuracy_before = metric("accuracy", old.network, old.preprocessor, before_drift)
         accuracy_drifted = metric("accuracy", old.network, old.preprocessor, after_drift)
 
-        announcements = KafkaConsumer(settings.topics.model_versions, **settings.kafka_python_config(),
-                                      auto_offset_reset="latest")  # fmt: skip
+        announcements = KafkaConsumer(
+            settings.topics.model_versions, **settings.kafka_python_config(), auto_offset_reset="latest"
+        )
         announcements.poll(timeout_ms=200)
         worker = RetrainWorker(settings)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
-        alert = replace(Alert.example(), alert_id="bench", model=model, kind="performance",
-                        change_point_ts=float(TS0 + 20_000))  # fmt: skip
+        alert = replace(
+            Alert.example(), alert_id="bench", model=model, kind="performance", change_point_ts=float(TS0 + 20_000)
+        )
         producer = KafkaProducer(**settings.kafka_python_config())
         with console.status(f"N={rows:,}: alert published, waiting for the new champion"):
             started = time.perf_counter()
@@ -99,12 +113,12 @@ def run(rows: int, home: Path) -> dict[str, float | str]:
                 for records in announcements.poll(timeout_ms=200).values():
                     for record in records:
                         event = json.loads(record.value)
-                        if event["event"] in {"promoted", "rejected"} and event["model"] == model:
+                        if event["model"] == model and event["status"] in {"candidate", "champion", "rejected"}:
                             announced = time.perf_counter() - started
         worker.stop()
         thread.join(30)
         report = worker.reports[-1]
-        new = registry.load(registry.champion(model))
+        new = registry.load(registry.get(model, report.challenger_version))
         accuracy_after = metric("accuracy", new.network, new.preprocessor, after_drift)
 
         with console.status(f"N={rows:,}: training the oracle"):
@@ -116,33 +130,109 @@ def run(rows: int, home: Path) -> dict[str, float | str]:
             oracle = train(oracle_spec, pre, fit, validation)
             accuracy_oracle = metric("accuracy", oracle.network, pre, after_drift, oracle.device)
         return {
-            "rows": rows, "device": report.device, "alert_to_champion_s": announced or float("nan"),
-            **{f"{k}_s": v for k, v in report.phases.items()}, "status": report.status,
-            "before": accuracy_before, "drifted": accuracy_drifted, "after": accuracy_after, "oracle": accuracy_oracle,
-        }  # fmt: skip
+            "rows": rows,
+            "device": report.device,
+            "alert_to_champion_s": announced or float("nan"),
+            **{f"{k}_s": v for k, v in report.phases.items()},
+            "status": report.status,
+            "before": accuracy_before,
+            "drifted": accuracy_drifted,
+            "after": accuracy_after,
+            "oracle": accuracy_oracle,
+        }
     finally:
         connect(settings.clickhouse).disconnect()
         local_stack.down(settings)
 
 
+STAGES = ("candidate", "shadow", "canary", "champion")
+
+
+def live(home: Path, seed: int) -> dict[str, float]:
+    """The demo's loop at its traffic; seconds from the performance alert to each stage of the new version."""
+    env = private_stack_env(home / f"live{seed}", prefix="bench-release.")
+    settings = Settings.from_env(env)
+    options = DemoOptions(events=20_000, rate=250, seed=seed, label_delay_s=2.0, report=False, after_swap=500)
+    try:
+        run_demo(settings, options, console=Console(quiet=True), env={**os.environ, **env, **FAST_GROUP_ENV})
+        client = connect(settings.clickhouse)
+        try:
+            (alerted,) = client.execute(
+                "SELECT min(toUInt32(detected_at)) FROM drift_alerts FINAL WHERE kind = 'performance'"
+            )[0]
+            changes = client.execute(
+                "SELECT version, toString(to_stage), changed_at_ms / 1000 FROM version_changes FINAL "
+                "WHERE version > 1 ORDER BY changed_at_ms"
+            )
+            (rejected_served,) = client.execute(
+                "SELECT count() FROM predictions FINAL WHERE served = 1 AND (model, model_version) IN "
+                "(SELECT model, version FROM model_versions FINAL WHERE status = 'rejected')"
+            )[0]
+        finally:
+            client.disconnect()
+    finally:
+        local_stack.down(settings)
+    entered: dict[str, float] = {}
+    for _, stage, at in changes:
+        entered.setdefault(stage, at)
+    return {f"to_{stage}_s": entered.get(stage, math.nan) - alerted for stage in STAGES} | {
+        "served_by_rejected": rejected_served,
+        "rejected": sum(stage == "rejected" for _, stage, _ in changes),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="post-drift labeled rows (repeatable)")
+    parser.add_argument("--live", action="store_true", help="also time the release at the demo's traffic")
+    parser.add_argument("--live-runs", type=int, default=3, help="seeds of the release run (default 3)")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="driftloop-retrain-"))
+    if args.live:
+        releases = [live(home, seed) for seed in range(1, args.live_runs + 1)]
+        table = Table(title="release at 250 requests/s, labels ~2 s late: seconds from the performance alert")
+        for column in ("seed", *STAGES, "rejected versions", "requests served by them"):
+            table.add_column(column, justify="right")
+        for seed, r in enumerate(releases, start=1):
+            table.add_row(
+                str(seed), *(f"{r[f'to_{s}_s']:.1f}" for s in STAGES), str(r["rejected"]), str(r["served_by_rejected"])
+            )
+        console.print(table)
     results = [run(n, home) for n in (args.rows or [50_000])]
-    table = Table(title="retraining: alert on Kafka → new champion announced")
-    columns = ("rows", "device", "alert→champion s", "fetch s", "train s", "evaluate s", "publish s", "status",
-               "acc. before drift", "right after", "after retrain", "oracle", "gap to oracle")  # fmt: skip
+    table = Table(title="retraining: alert on Kafka → candidate announced")
+    columns = (
+        "rows",
+        "device",
+        "alert→candidate s",
+        "fetch s",
+        "train s",
+        "evaluate s",
+        "publish s",
+        "status",
+        "acc. before drift",
+        "right after",
+        "candidate",
+        "oracle",
+        "gap to oracle",
+    )
     for column in columns:
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(
-            f"{r['rows']:,}", str(r["device"]), f"{r['alert_to_champion_s']:.1f}", f"{r['fetch_s']:.1f}",
-            f"{r['train_s']:.1f}", f"{r['evaluate_s']:.1f}", f"{r['publish_s']:.1f}", str(r["status"]),
-            f"{r['before']:.3f}", f"{r['drifted']:.3f}", f"{r['after']:.3f}", f"{r['oracle']:.3f}",
+            f"{r['rows']:,}",
+            str(r["device"]),
+            f"{r['alert_to_champion_s']:.1f}",
+            f"{r['fetch_s']:.1f}",
+            f"{r['train_s']:.1f}",
+            f"{r['evaluate_s']:.1f}",
+            f"{r['publish_s']:.1f}",
+            str(r["status"]),
+            f"{r['before']:.3f}",
+            f"{r['drifted']:.3f}",
+            f"{r['after']:.3f}",
+            f"{r['oracle']:.3f}",
             f"{(r['oracle'] - r['after']) * 100:+.1f} pts",
-        )  # fmt: skip
+        )
     console.print(table)
 
 
