@@ -42,8 +42,10 @@ def test_a_challenger_worse_on_live_traffic_is_stopped_in_shadow(
     (decision,) = controller.step(model)
     assert decision.to_stage == "rejected" and "worse in shadow" in decision.reason
     assert stages(release_settings, model) == {1: "champion", 2: "rejected"}
-    assert history(release_settings, model)[-2:] == [(2, "candidate", "shadow", "release"),
-                                                      (2, "shadow", "rejected", "release")]  # fmt: skip
+    assert history(release_settings, model)[-2:] == [
+        (2, "candidate", "shadow", "release"),
+        (2, "shadow", "rejected", "release"),
+    ]
     last = ModelRegistry(release_settings).changes(model)[-1].evidence
     assert (last.test, last.result, last.rows, last.baseline_version) == ("mcnemar", "fail", 400, 1)
     assert last.metric == pytest.approx(0.7, abs=0.01) and last.baseline_metric == pytest.approx(0.9, abs=0.01)
@@ -73,8 +75,13 @@ def test_a_good_shadow_goes_to_canary_then_champion_with_the_evidence_recorded(
     assert to_champion.to_stage == "champion"
     assert stages(release_settings, model) == {1: "retired", 2: "champion"}
     assert [h[1:3] for h in history(release_settings, model)] == [
-        ("none", "champion"), ("none", "candidate"), ("candidate", "shadow"), ("shadow", "canary"),
-        ("canary", "champion"), ("champion", "retired")]  # fmt: skip
+        ("none", "champion"),
+        ("none", "candidate"),
+        ("candidate", "shadow"),
+        ("shadow", "canary"),
+        ("canary", "champion"),
+        ("champion", "retired"),
+    ]
     promotion = [c for c in ModelRegistry(release_settings).changes(model) if c.to_stage == "champion"][-1]
     assert promotion.evidence.test == "two-sample-z" and promotion.evidence.result == "pass"
     assert promotion.evidence.metric == pytest.approx(0.95, abs=0.01)
@@ -119,7 +126,11 @@ def test_a_champion_that_degrades_after_promotion_is_rolled_back(
     assert stages(release_settings, model) == {1: "champion", 2: "rolled_back"}
     back = ModelRegistry(release_settings).changes(model, 2)[-1]
     assert (back.to_stage, back.path, back.evidence.test, back.evidence.result) == (
-        "rolled_back", "release", "one-sample-z", "fail")  # fmt: skip
+        "rolled_back",
+        "release",
+        "one-sample-z",
+        "fail",
+    )
     assert back.evidence.metric == pytest.approx(0.6, abs=0.01)
 
 
@@ -180,3 +191,27 @@ def test_a_newer_candidate_supersedes_a_version_still_in_shadow(release_settings
     decisions = ReleaseController(release_settings).step(model)
     assert [(d.version, d.to_stage) for d in decisions] == [(2, "rejected"), (3, "shadow")]
     assert "superseded by v3" in decisions[0].reason
+
+
+def test_the_cli_shows_stages_with_their_history_and_runs_the_controller(
+    release_settings: Settings, new_model, write_labeled, stack
+) -> None:
+    import json
+
+    model = new_model(("champion", "candidate"))
+    cli = stack.with_env(
+        DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory),
+        DRIFTLOOP_ARTIFACTS=str(release_settings.artifact_location),
+    )
+    ran = cli.run_cli("release", "--once")
+    assert ran.returncode == 0 and f"{model}: v2 → shadow" in ran.stdout, ran.stdout + ran.stderr
+    shown = cli.run_cli("models", "show", model, "--version", "2", "--json")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert record["status"] == "shadow"
+    assert [(h["from_stage"], h["to_stage"], h["path"]) for h in record["history"]] == [
+        ("none", "candidate", "release"),
+        ("candidate", "shadow", "release"),
+    ]
+    listed = cli.run_cli("models", "list", "--model", model)
+    assert listed.returncode == 0 and "shadow" in listed.stdout and "champion" in listed.stdout

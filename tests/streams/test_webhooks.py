@@ -68,6 +68,8 @@ def test_an_alert_a_webhook_has_not_taken_is_held_back_then_delivered(stack: Pri
         forwarding.join(90)
         assert not forwarding.is_alive() and handled == [1]
         assert [a["alert_id"] for a in FlakyReceiver.received] == [alert.alert_id]
+        (payload,) = FlakyReceiver.received  # who answers for the model and their runbook travel with it
+        assert (payload["owner"], payload["runbook"]) == (alert.owner, alert.runbook) and alert.owner
         assert group.committed(tp) == sent.offset + 1
     finally:
         FlakyReceiver.healthy.set()
