@@ -18,7 +18,8 @@ from driftloop.infra.errors import DriftloopError
 from driftloop.infra.logs import configure_logging
 from driftloop.infra.settings import Settings
 
-console = Console(highlight=False)
+# In a pipe or a log, tables keep their content whole instead of being squeezed into 80 columns.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 class DriftloopGroup(click.Group):
@@ -246,19 +247,27 @@ def models() -> None:
 
 @models.command("list")
 @click.option("--model", help="Only this model.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per version instead of a table.")
 @click.pass_context
-def models_list(ctx: click.Context, model: str | None) -> None:
+def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
     """Every version of every model (or one), with its stage, traffic share and metric."""
+    import dataclasses
+    import json
+
     from rich.table import Table
 
     from driftloop.models.registry import ModelRegistry
 
     registry = ModelRegistry(_settings(ctx))
     table = Table()
-    for column in ("model", "version", "stage", "traffic", "metric", "champion's", "trained on", "since", "reason"):
-        table.add_column(column)
+    for column in ("model", "version", "stage", "traffic", "metric", "champion's", "trained on", "since"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", overflow="fold")
     for name in [model] if model else registry.models():
         for r in registry.versions(name):
+            if as_json:
+                click.echo(json.dumps({k: v for k, v in dataclasses.asdict(r).items() if k != "metrics"}, default=str))
+                continue
             table.add_row(
                 r.model,
                 str(r.version),
@@ -270,7 +279,8 @@ def models_list(ctx: click.Context, model: str | None) -> None:
                 _utc(r.updated_at),
                 r.reason,
             )
-    console.print(table)
+    if not as_json:
+        console.print(table)
 
 
 @models.command("show")

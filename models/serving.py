@@ -35,7 +35,7 @@ from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.models.artifacts import LoadedModel
 from driftloop.models.inference import predict_columns
-from driftloop.models.registry import ModelRegistry, Routing
+from driftloop.models.registry import ModelRegistry, Routing, VersionRecord
 
 log = logging.getLogger("driftloop.serving")
 
@@ -224,32 +224,24 @@ class ModelClient:
     def _load(self, routing: Routing, current: _Serving | None) -> _Serving:
         """The loaded versions of ``routing``, reusing those already loaded; raises if the champion does not
         verify, drops a shadow or canary that does not (logged)."""
-        loaded = {}
-        if current is not None:
-            for version in (current.champion, current.shadow, current.canary):
-                if version is not None:
-                    loaded[version.version] = version
+        loaded = {v.version: v for v in (current.champion, current.shadow, current.canary) if v} if current else {}
+        assert routing.champion is not None
+        champion = loaded.get(routing.champion.version) or self.registry.load(routing.champion, device=self.device)
+        canary = self._optional(routing.canary, loaded)
+        shadow = self._optional(routing.shadow, loaded)
+        return _Serving(champion, shadow, canary, routing.canary_share if canary else 0.0)
 
-        def get(record, required: bool) -> LoadedModel | None:  # type: ignore[no-untyped-def]
-            if record is None:
-                return None
-            if record.version in loaded:
-                return loaded[record.version]
-            try:
-                return self.registry.load(record, device=self.device)  # verified before it may serve
-            except DriftloopError as exc:
-                if required:
-                    raise
-                log.error(
-                    "a version refused; not serving it",
-                    extra={"fields": {"version": record.version, "error": str(exc)}},
-                )
-                return None
-
-        champion = get(routing.champion, True)
-        assert champion is not None
-        canary = get(routing.canary, False)
-        return _Serving(champion, get(routing.shadow, False), canary, routing.canary_share if canary else 0.0)
+    def _optional(self, record: VersionRecord | None, loaded: dict[int, LoadedModel]) -> LoadedModel | None:
+        """A shadow or canary version, loaded and verified; None (logged) if it does not verify."""
+        if record is None or record.version in loaded:
+            return loaded.get(record.version) if record else None
+        try:
+            return self.registry.load(record, device=self.device)  # verified before it may score
+        except DriftloopError as exc:
+            log.error(
+                "a version refused; not serving it", extra={"fields": {"version": record.version, "error": str(exc)}}
+            )
+            return None
 
     def _watch(self) -> None:
         consumer = KafkaConsumer(

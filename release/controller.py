@@ -28,16 +28,19 @@ object, a controller that restarts resumes each stage where it was, with the evi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+
+from clickhouse_driver import Client
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
-from driftloop.infra.spec import ModelSpec, SpecCatalog
-from driftloop.models.registry import Evidence, ModelRegistry, Routing, StageChange, VersionRecord
+from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
+from driftloop.models.registry import Evidence, ModelRegistry, StageChange, VersionRecord
 from driftloop.release.evidence import live_rows, paired
 from driftloop.release.stats import Comparison, against_reference, combine, paired_classes, paired_errors, two_samples
 
@@ -69,6 +72,7 @@ class ReleaseController:
         self.registry = registry or ModelRegistry(settings, clock=clock)
         self.specs = specs or SpecCatalog(settings.spec_directory)
         self.clock = clock
+        self._broken: dict[str, str] = {}  # model -> the spec error last reported
 
     def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
         """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
@@ -78,7 +82,11 @@ class ReleaseController:
                 continue
             try:
                 decisions += self.step(model)
-            except Exception:  # one model's trouble (a broken spec, ClickHouse away) must not stop the others
+            except SpecError as exc:  # said once per error, not every tick
+                if self._broken.get(model) != str(exc):
+                    self._broken[model] = str(exc)
+                    log.error("release waits for the model's spec to be fixed", extra={"fields": {"error": str(exc)}})
+            except Exception:  # one model's trouble (ClickHouse away, say) must not stop the others
                 log.exception("release step failed; tried again next tick", extra={"fields": {"model": model}})
         return decisions
 
@@ -254,7 +262,7 @@ class ReleaseController:
     ) -> list[Decision]:
         if self.clock() < deadline:
             return []
-        evidence = Evidence(**{**evidence.__dict__, "result": "deadline"})
+        evidence = replace(evidence, result="deadline")
         if on_deadline == "extend":
             reason = f"deadline extended, evidence so far: {summary}"
             return [self._move(record, record.status, reason, "release", evidence, record.traffic_share)]  # type: ignore[arg-type]
@@ -325,25 +333,16 @@ class ReleaseController:
     def _watch_s(self, model: str) -> float:
         try:
             return self.specs.get(model).release.watch_s
-        except Exception:
+        except SpecError:  # a broken spec: the champion is not watched until the file is fixed
             return 0.0
 
-    def _client(self):  # type: ignore[no-untyped-def]
-        return _Connection(self.settings)
-
-
-class _Connection:
-    """A ClickHouse connection for one ``with`` block."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self.client = connect(self.settings.clickhouse)
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.disconnect()
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[Client]:
+        client = connect(self.settings.clickhouse)
+        try:
+            yield client
+        finally:
+            client.disconnect()
 
 
 def _oriented_metric(spec: ModelSpec, value: float) -> float:
@@ -405,6 +404,3 @@ def _summary(spec: ModelSpec, comparison: Comparison, unit: str, baseline_versio
         f"{comparison.difference:+.4f} in [{comparison.lower:+.4f}, {comparison.upper:+.4f}], "
         f"tolerance {comparison.tolerance:.4f})"
     )
-
-
-__all__ = ["Decision", "ReleaseController", "Routing"]

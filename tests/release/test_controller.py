@@ -213,5 +213,9 @@ def test_the_cli_shows_stages_with_their_history_and_runs_the_controller(
         ("none", "candidate", "release"),
         ("candidate", "shadow", "release"),
     ]
-    listed = cli.run_cli("models", "list", "--model", model)
-    assert listed.returncode == 0 and "shadow" in listed.stdout and "champion" in listed.stdout
+    listed = cli.run_cli("models", "list", "--model", model, "--json")
+    assert listed.returncode == 0, listed.stderr
+    versions = [(v["version"], v["status"]) for v in map(json.loads, listed.stdout.splitlines())]
+    assert versions == [(1, "champion"), (2, "shadow")]
+    table = cli.run_cli("models", "list", "--model", model)  # 80 columns in a pipe: the stages stay whole
+    assert table.returncode == 0 and " shadow " in table.stdout and " champion " in table.stdout, table.stdout
