@@ -18,7 +18,7 @@ from driftloop.streams.decode import PREDICTION_COLUMNS
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.monitor import DriftMonitor
 
-_LABELED = ("model", "request_id", "ts_ms", "error")
+_LABELED = ("model", "model_version", "request_id", "ts_ms", "error", "served")
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ class ModelPredictions:
 
     model: str
     version: int  # the newest model version among the events
+    versions: np.ndarray  # int64: the version that served each event
     ts_ms: np.ndarray  # int64
     request_ids: list[str]
     score: np.ndarray  # float64, NaN where the event sent none
@@ -125,6 +126,7 @@ class PredictionFrame:
                 ModelPredictions(
                     model=model,
                     version=int((versions if index is None else versions[index]).max()),
+                    versions=versions if index is None else versions[index],
                     ts_ms=ts_ms if index is None else ts_ms[index],
                     request_ids=_take(rows["request_id"], index),
                     score=score if index is None else score[index],

@@ -7,6 +7,10 @@ Signals of a model, found from its events (no registration needed; a spec refine
 - prediction drift: the ``score``, and the prediction (class frequencies, or values for regression);
 - performance drift, on labeled rows: ``error`` (0/1 mistakes, or absolute error for regression).
 
+Outputs (prediction, score, error) are watched per serving version (``score@v3``): a version that starts to
+serve starts its own reference, so a deployment is not taken for a drift; its canary share warms it up before
+it serves all traffic. Features are watched across versions: a deployment does not change them.
+
 :meth:`DriftMonitor.process_predictions` / :meth:`process_labeled` are synchronous and pure (used by the
 worker and by backtests alike); they return the alerts the policy let through.
 """
@@ -34,6 +38,11 @@ from driftloop.streams.drift.policy import AlertPolicy, Confirmation, severity
 log = logging.getLogger("driftloop.drift")
 
 RING = 20_000  # recent events per model, to place change points
+#: A model's outputs (prediction, score, error) are watched per serving version, as ``score@v3``: a new
+#: version starts its own reference, so a deployment is not a drift. Features are watched across versions.
+VERSION_MARK = "@v"
+VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are kept
+OUTPUTS = frozenset({"score", "prediction", "error"})
 _KIND = {
     "numeric": "data",
     "categorical": "data",
@@ -60,6 +69,16 @@ class SignalState:
     @property
     def kind(self) -> str:
         return _KIND[self.signal_type]
+
+    @property
+    def label(self) -> str:
+        """The signal's name in alerts: ``score`` for ``score@v3``."""
+        return self.name if self.version is None else self.name.partition(VERSION_MARK)[0]
+
+    @property
+    def version(self) -> int | None:
+        """The model version whose outputs this signal watches (None: a feature, watched across versions)."""
+        return output_version(self.name)
 
 
 @dataclass
@@ -121,10 +140,16 @@ class DriftMonitor:
             base = state.labeled
             state.labeled_ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
             state.labeled += len(index)
-            values = [float(rows["error"][i]) for i in index]
-            alerts += self._feed(
-                model, state, "error", "error", list(range(len(index))), values, base, state.labeled_ring, state.labeled
-            )
+            versions = rows["model_version"] if "model_version" in rows.columns else [0] * len(rows)
+            by_version: dict[int, list[int]] = defaultdict(list)
+            for position, i in enumerate(index):
+                by_version[int(versions[i])].append(position)
+            for version, positions in sorted(by_version.items()):
+                values = [float(rows["error"][index[p]]) for p in positions]
+                name = f"error{VERSION_MARK}{version}"
+                alerts += self._feed(
+                    model, state, name, "error", positions, values, base, state.labeled_ring, state.labeled
+                )
         return alerts
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
@@ -161,19 +186,32 @@ class DriftMonitor:
         for name in sorted(state.features):
             rate = [float(name in r) for r in missing_rows] if absent is None else [float(name in absent)] * len(part)
             signals.append((f"{name}:null_rate", "missing", every, rate))
-        scores = part.score
+        for version, rows in _by_version(part.versions):
+            signals += self._output_signals(state, part, version, every if rows is None else rows.tolist())
+        return signals
+
+    @staticmethod
+    def _output_signals(
+        state: ModelState, part: ModelPredictions, version: int, rows: list[int]
+    ) -> list[tuple[str, str, list[int], list[Any]]]:
+        """The score and prediction signals of the events ``version`` served (positions ``rows`` of ``part``)."""
+        signals: list[tuple[str, str, list[int], list[Any]]] = []
+        every = len(rows) == len(part)
+        scores = part.score if every else part.score[rows]
         sent = ~np.isnan(scores)
         if sent.all():
-            signals.append(("score", "score", every, scores.tolist()))
+            signals.append((f"score{VERSION_MARK}{version}", "score", rows, scores.tolist()))
         elif sent.any():
             scored = np.flatnonzero(sent)
-            signals.append(("score", "score", scored.tolist(), scores[scored].tolist()))
-        numbers = part.prediction_num
+            positions = scored.tolist() if every else [rows[i] for i in scored.tolist()]
+            signals.append((f"score{VERSION_MARK}{version}", "score", positions, scores[scored].tolist()))
+        numbers = part.prediction_num if every else part.prediction_num[rows]
         fractional = ~np.isnan(numbers) & ((numbers != np.trunc(numbers)) | np.isinf(numbers))
+        name = f"prediction{VERSION_MARK}{version}"
         if state.spec.task == "regression" or fractional.all():
-            signals.append(("prediction", "score", every, numbers.tolist()))
+            signals.append((name, "score", rows, numbers.tolist()))
         else:
-            signals.append(("prediction", "prediction", every, part.prediction))
+            signals.append((name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows]))
         return signals
 
     @staticmethod
@@ -302,9 +340,13 @@ class DriftMonitor:
                 )  # fmt: skip
             return None
         if signal is None:
-            feature = name.removesuffix(":null_rate").removesuffix(":spread")
-            if not state.spec.monitoring.enabled(name) or not state.spec.monitoring.enabled(feature):
+            version = output_version(name)
+            base = name if version is None else name.partition(VERSION_MARK)[0]
+            feature = base.removesuffix(":null_rate").removesuffix(":spread")
+            if not state.spec.monitoring.enabled(base) or not state.spec.monitoring.enabled(feature):
                 return None
+            if version is not None:
+                _forget_old_versions(state, version)
             alpha = state.policy.signal_alpha(max(state.expected_signals, len(state.signals) + 1))
             config = state.spec.monitoring.detector_for(signal_type, feature)
             key = "alpha" if config.name == "CategoricalShift" else "delta" if config.name == "ADWIN" else None
@@ -388,6 +430,7 @@ class DriftMonitor:
         if not state.policy.allow(model, signal.kind, ts_ms / 1000):
             return None
         cp_ts_ms, cp_request = _at(ring, total, event_index - evidence.change_offset)
+        version = signal.version if signal.version is not None else state.version
         reference_std = evidence.details.get("reference_std", math.nan)
         level = severity(signal.signal_type, evidence, reference_std)
         detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
@@ -397,7 +440,7 @@ class DriftMonitor:
             else f"statistic {evidence.statistic:.4g} > {evidence.threshold:.4g}"
         )
         message = (
-            f"[{level}] {model} v{state.version}: {signal.kind} drift on {signal.name} "
+            f"[{level}] {model} v{version}: {signal.kind} drift on {signal.label} "
             f"({signal.detector.name}, {change}, since request {cp_request})"
         )
         spec = self.specs.get(model)  # read already: the model's detectors were built from it
@@ -406,11 +449,11 @@ class DriftMonitor:
         if spec.runbook:
             message += f"; runbook {spec.runbook}"
         return Alert(
-            alert_id=Alert.make_id(model, signal.name, signal.detector.name, ts_ms, request_id),
+            alert_id=Alert.make_id(model, signal.label, signal.detector.name, ts_ms, request_id),
             model=model,
-            model_version=state.version,
+            model_version=version,
             kind=signal.kind,
-            signal=signal.name,  # type: ignore[arg-type]
+            signal=signal.label,  # type: ignore[arg-type]
             detector=signal.detector.name,
             severity=level,
             event_ts=ts_ms / 1000,
@@ -435,6 +478,33 @@ class DriftMonitor:
             owner=spec.owner,
             runbook=spec.runbook,
         )
+
+
+def _by_version(versions: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+    """Each serving version's event positions (``None``: every event), versions in ascending order."""
+    first = int(versions[0]) if len(versions) else 0
+    if not len(versions) or (versions == first).all():
+        return [(first, None)]
+    return [(int(v), np.flatnonzero(versions == v)) for v in np.unique(versions)]
+
+
+def output_version(name: str) -> int | None:
+    """The version of an output signal's name (``score@v3`` → 3), None for any other signal.
+
+    >>> output_version("score@v3"), output_version("error@v0"), output_version("amount@v3"), output_version("score")
+    (3, 0, None, None)
+    """
+    base, mark, version = name.partition(VERSION_MARK)
+    return int(version) if mark and base in OUTPUTS and version.isdigit() else None
+
+
+def _forget_old_versions(state: ModelState, version: int) -> None:
+    """Keep the output signals of the ``VERSIONS_WATCHED`` most recent versions (``version`` among them)."""
+    of = {name: output_version(name) for name in state.signals}
+    keep = set(sorted({v for v in of.values() if v is not None} | {version})[-VERSIONS_WATCHED:])
+    for name, v in of.items():
+        if v is not None and v not in keep:
+            del state.signals[name]
 
 
 def _by_model(models: list[str]) -> dict[str, list[int]]:

@@ -12,7 +12,7 @@ from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecErr
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from driftloop.streams.drift.monitor import DriftMonitor, output_version, restore_model, snapshot_model
 from driftloop.streams.drift.policy import AlertPolicy
 
 
@@ -236,7 +236,7 @@ def test_feature_names_beyond_the_limit_are_counted_not_watched(tmp_path: Path) 
     monitor.process_predictions(decode_predictions(messages).rows)
     state = monitor.models["wide"]
     assert len(state.features) == 5 and len(state.unwatched) == 295
-    watched = {name.split(":")[0] for name in state.signals} - {"prediction", "score"}
+    watched = {name.split(":")[0] for name in state.signals if output_version(name) is None}  # features only
     assert watched <= state.features  # no detector for an unwatched name: memory stays bounded
 
 
@@ -289,3 +289,90 @@ def test_a_broken_spec_affects_its_own_model_only(tmp_path: Path, caplog: pytest
     spec.write_text('name = "broken"\n')
     monitor.process_predictions(_two_models(rng, 24_000, 100, {"at": 20_000, "mean": 1.0}))
     assert monitor.models["broken"].events == 100
+
+
+def outputs(rng: random.Random, start: int, n: int, served_by, score_of, feature_shift: float = 0.0) -> ColumnBatch:
+    """``n`` events of stationary features (f0 shifted by ``feature_shift``); event i is served by version
+    ``served_by(i)``, with a score from ``score_of(i)`` and the prediction it implies."""
+    events = []
+    for i in range(start, start + n):
+        score = score_of(i)
+        events.append(
+            {
+                "model": "m",
+                "request_id": f"r{i}",
+                "ts": 1_790_000_000 + i,
+                "model_version": served_by(i),
+                "features": {"f0": rng.gauss(feature_shift, 1), "f1": rng.gauss(0, 1)},
+                "prediction": int(score > 0.5),
+                "score": score,
+            }
+        )
+    return decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
+
+
+def deploy(monitor: DriftMonitor, *, new_version: int, feature_shift: float = 0.0) -> list:
+    """v1 serves alone, then a canary on a fifth of requests from event 8,000, then the new code serves every
+    request from 12,000; its scores sit far higher than v1's. With ``new_version=1`` the new code is not
+    announced as a new version (the same outputs change within one version)."""
+    rng = random.Random(5)
+
+    def new_code(i: int) -> bool:
+        return i >= 12_000 or (i >= 8000 and i % 5 == 0)
+
+    def served_by(i: int) -> int:
+        return new_version if new_code(i) else 1
+
+    def score_of(i: int) -> float:
+        return rng.betavariate(5, 2) if new_code(i) else rng.betavariate(2, 5)
+
+    alerts = []
+    for start in range(0, 20_000, 1000):
+        shift = feature_shift if start >= 12_000 else 0.0
+        alerts += monitor.process_predictions(outputs(rng, start, 1000, served_by, score_of, shift))
+    return alerts
+
+
+def test_a_deployment_is_not_a_prediction_drift(monitor: DriftMonitor) -> None:
+    assert deploy(monitor, new_version=2) == []
+    names = set(monitor.models["m"].signals)
+    assert {"score@v1", "score@v2", "prediction@v1", "prediction@v2"} <= names
+
+
+def test_the_same_change_of_outputs_within_one_version_is_a_prediction_drift(monitor: DriftMonitor) -> None:
+    alerts = deploy(monitor, new_version=1)
+    assert {a.kind for a in alerts} == {"prediction"} and {a.signal for a in alerts} <= {"score", "prediction"}
+    assert all(a.model_version == 1 for a in alerts)
+
+
+def test_a_feature_shift_at_a_deployment_is_still_a_data_drift(monitor: DriftMonitor) -> None:
+    alerts = deploy(monitor, new_version=2, feature_shift=1.0)
+    assert [(a.kind, a.signal) for a in alerts] == [("data", "f0")]
+
+
+def test_a_new_version_s_errors_start_their_own_reference(monitor: DriftMonitor) -> None:
+    rng = random.Random(6)
+    alerts = []
+    for start in range(0, 16_000, 1000):
+        rows = labeled(rng, start, 1000, error_after=0.3, at=8000)  # v2, from 8,000 on, errs more than v1 did
+        rows.columns["model_version"] = [1 if i < 8000 else 2 for i in range(start, start + 1000)]
+        alerts += monitor.process_labeled(rows)
+    assert alerts == []  # judging a new version against its predecessor is the release gate's job
+    for start in range(16_000, 30_000, 1000):  # v2 then degrades: that is a drift
+        rows = labeled(rng, start, 1000, error_after=0.6, at=22_000)
+        rows.columns["error"] = [
+            e if i >= 22_000 else float(rng.random() < 0.3)
+            for e, i in zip(rows.columns["error"], range(start, start + 1000), strict=True)
+        ]
+        rows.columns["model_version"] = [2] * 1000
+        alerts += monitor.process_labeled(rows)
+    ((kind, signal, version, at),) = [(a.kind, a.signal, a.model_version, int(a.request_id[1:])) for a in alerts]
+    assert (kind, signal, version) == ("performance", "error", 2) and 22_000 <= at < 23_000
+
+
+def test_only_the_outputs_of_the_most_recent_versions_are_kept(monitor: DriftMonitor) -> None:
+    rng = random.Random(7)
+    for version in range(1, 7):
+        monitor.process_predictions(outputs(rng, version * 100, 100, lambda i, v=version: v, lambda i: 0.3))
+    kept = {output_version(name) for name in monitor.models["m"].signals} - {None}
+    assert kept == {4, 5, 6}
