@@ -33,7 +33,7 @@ from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.detectors import Detector, build
 from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
-from driftloop.streams.drift.policy import AlertPolicy, Confirmation, severity
+from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size, severity
 
 log = logging.getLogger("driftloop.drift")
 
@@ -401,11 +401,13 @@ class DriftMonitor:
             event_index = base + positions[position]
             if needed:
                 reference_std = evidence.details.get("reference_std", math.nan)
+                std = 1.0 if math.isnan(reference_std) else reference_std
+                shift = evidence.window_mean - evidence.reference_mean
                 signal.pending = Confirmation(
                     evidence,
                     evidence.reference_mean,
-                    1.0 if math.isnan(reference_std) else reference_std,
-                    needed,
+                    std,
+                    confirmation_size(needed, signal.alpha, std, shift),
                     event_index,
                 )
                 confirm(signal.pending, position + 1)

@@ -72,6 +72,29 @@ class Confirmation:
         return False if self.room <= 0 else None
 
 
+#: The most values a confirmation waits for per look (a shift too small for it is left to grow).
+MAX_CONFIRMATION = 2000
+
+
+def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: float, power: float = 0.9) -> int:
+    """Values per look that confirm a shift of the size detected (``shift``, in the signal's units) with
+    ``power`` at level ``alpha``; at least ``minimum``, at most :data:`MAX_CONFIRMATION`.
+
+    A fixed block is blind to the shifts a slow drift shows when it is first detected (a few tenths of a
+    standard deviation): sized to the detection, the confirmation keeps the same false-alarm level and
+    confirms the real ones.
+
+    >>> confirmation_size(50, 1e-4, 1.0, 1.0), confirmation_size(50, 1e-4, 1.0, 0.3)
+    (50, 298)
+    >>> confirmation_size(50, 1e-4, 1.0, 0.0), confirmation_size(50, 1e-4, 1.0, 0.01)
+    (50, 2000)
+    """
+    if not minimum or not shift or not math.isfinite(shift) or not reference_std > 0:
+        return minimum
+    z = float(norm.isf(alpha / 2) + norm.isf(1 - power))
+    return int(min(max(minimum, math.ceil((z * reference_std / abs(shift)) ** 2)), MAX_CONFIRMATION))
+
+
 class AlertPolicy:
     """Cooldown and rate limit per model (see the module docstring for the whole policy)."""
 
