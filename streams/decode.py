@@ -721,13 +721,18 @@ def _numeric_prediction_columns(
     if None in scores:
         scores = [math.nan if s is None else s for s in scores]
     none: list[Any] = []  # every row's (empty) categorical features, nulls and class probabilities
+    served = [e.served for e in events]
+    everyone = all(served)  # the common case: no shadow among them
+    latencies = [e.latency_ms for e in events]
+    if None in latencies:
+        latencies = [math.nan if ms is None else ms for ms in latencies]
     return [
         _prediction_ids(
             [e.event_id for e in events],
             models,
             request_ids,
             ts_ms,
-            [_shadow_key(e.served, e.model_version) for e in events],
+            [""] * count if everyone else [_shadow_key(e.served, e.model_version) for e in events],
         ),
         models,
         [e.model_version or 0 for e in events],
@@ -744,7 +749,7 @@ def _numeric_prediction_columns(
         scores,
         [none] * count,
         [none] * count,
-        [int(e.served) for e in events],
-        [math.nan if e.latency_ms is None else e.latency_ms for e in events],
+        [1] * count if everyone else list(map(int, served)),
+        latencies,
         positions,
     ]
