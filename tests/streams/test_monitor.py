@@ -394,4 +394,4 @@ def test_a_slow_one_sigma_shift_is_caught_without_an_alert_before_it_begins(moni
         alerts += monitor.process_predictions(batch)
     assert all(int(a.request_id[1:]) >= start for a in alerts), [(a.signal, a.request_id) for a in alerts]
     on_mean = [int(a.request_id[1:]) - start for a in alerts if a.signal == "f0"]
-    assert on_mean and on_mean[0] < span / 2, on_mean  # the mean's detector, before the shift reaches 0.5σ
+    assert on_mean and on_mean[0] < span / 2, on_mean  # the mean's detector, before the shift reaches half a sigma
