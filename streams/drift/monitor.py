@@ -335,9 +335,15 @@ class DriftMonitor:
             if state.type_changes == 1 or state.type_changes % 10_000 == 0:
                 log.warning(
                     "a feature changed type; its values of the new type are not monitored",
-                    extra={"fields": {"signal": name, "first_seen_as": signal.signal_type, "now": signal_type,
-                                      "skipped_batches": state.type_changes}},
-                )  # fmt: skip
+                    extra={
+                        "fields": {
+                            "signal": name,
+                            "first_seen_as": signal.signal_type,
+                            "now": signal_type,
+                            "skipped_batches": state.type_changes,
+                        }
+                    },
+                )
             return None
         if signal is None:
             version = output_version(name)
@@ -445,6 +451,9 @@ class DriftMonitor:
             f"[{level}] {model} v{version}: {signal.kind} drift on {signal.label} "
             f"({signal.detector.name}, {change}, since request {cp_request})"
         )
+        estimate = _estimated_accuracy(state, signal, evidence)
+        if estimate is not None:
+            message += f"; estimated accuracy (CBPE, before labels) {estimate[0]:.3f} → {estimate[1]:.3f}"
         spec = self.specs.get(model)  # read already: the model's detectors were built from it
         if spec.owner:
             message += f"; owner {spec.owner}"
@@ -475,11 +484,29 @@ class DriftMonitor:
                 "events_seen": signal.seen,
                 "alpha": signal.alpha,
                 **detail,
+                **(
+                    {"estimated_accuracy_before": estimate[0], "estimated_accuracy_after": estimate[1]}
+                    if estimate
+                    else {}
+                ),
             },
             message=message,
             owner=spec.owner,
             runbook=spec.runbook,
         )
+
+
+def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -> tuple[float, float] | None:
+    """For a classifier's score signal (the probability of the predicted class), the accuracy the scores
+    promise before and after the change (CBPE): None for any other signal, or scores that are no
+    probabilities. It is only as good as the scores' calibration (the ``estimated_performance`` view shows it)."""
+    if signal.label != "score" or signal.version is None:
+        return None
+    predicted = state.signals.get(f"prediction{VERSION_MARK}{signal.version}")
+    before, after = evidence.reference_mean, evidence.window_mean
+    if predicted is None or predicted.signal_type != "prediction" or not (0 <= before <= 1 and 0 <= after <= 1):
+        return None
+    return float(before), float(after)
 
 
 def _by_version(versions: np.ndarray) -> list[tuple[int, np.ndarray | None]]:

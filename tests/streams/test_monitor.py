@@ -395,3 +395,32 @@ def test_a_slow_one_sigma_shift_is_caught_without_an_alert_before_it_begins(moni
     assert all(int(a.request_id[1:]) >= start for a in alerts), [(a.signal, a.request_id) for a in alerts]
     on_mean = [int(a.request_id[1:]) - start for a in alerts if a.signal == "f0"]
     assert on_mean and on_mean[0] < span / 2, on_mean  # the mean's detector, before the shift reaches half a sigma
+
+
+def test_a_drop_of_a_classifier_s_confidence_is_reported_as_its_estimated_accuracy(monitor: DriftMonitor) -> None:
+    rng = random.Random(9)
+    alerts = []
+    for start in range(0, 20_000, 1000):  # v1's scores fall from 0.71 to 0.6 on average at event 10,000
+        alerts += monitor.process_predictions(
+            outputs(
+                rng, start, 1000, lambda i: 1, lambda i: rng.betavariate(5, 2) if i < 10_000 else rng.betavariate(3, 2)
+            )
+        )
+    (alert,) = [a for a in alerts if a.signal == "score"]
+    before, after = alert.evidence["estimated_accuracy_before"], alert.evidence["estimated_accuracy_after"]
+    assert before == pytest.approx(5 / 7, abs=0.02) and after == pytest.approx(0.6, abs=0.05)
+    assert "estimated accuracy (CBPE, before labels)" in alert.message
+
+
+def test_a_regressor_s_score_shift_is_not_an_accuracy_estimate(monitor: DriftMonitor) -> None:
+    rng = random.Random(10)
+    alerts = []
+    for start in range(0, 20_000, 1000):
+        batch = outputs(
+            rng, start, 1000, lambda i: 1, lambda i: rng.betavariate(5, 2) if i < 10_000 else rng.betavariate(3, 2)
+        )
+        batch.columns["prediction_num"] = [rng.gauss(0, 1) for _ in range(1000)]  # a value, not a class
+        batch.columns["prediction"] = [repr(v) for v in batch.columns["prediction_num"]]
+        alerts += monitor.process_predictions(batch)
+    (alert,) = [a for a in alerts if a.signal == "score"]
+    assert "estimated_accuracy_before" not in alert.evidence and "CBPE" not in alert.message
