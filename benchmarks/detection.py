@@ -66,6 +66,17 @@ def categories(n: int, seed: int) -> Iterator:
         yield features, int(rng.random() < 0.5), None
 
 
+def correlation_flip(n: int, seed: int) -> Iterator:
+    """Ten N(0,1) features; f8 and f9 correlated +0.8, then -0.8 from the change on: no feature's own
+    distribution changes, only how two of them move together."""
+    rng = random.Random(seed)
+    for i in range(n):
+        features = {f"f{j}": rng.gauss(0, 1) for j in range(9)}
+        rho = 0.8 if i < CHANGE else -0.8
+        features["f9"] = rho * features["f8"] + (1 - rho**2) ** 0.5 * rng.gauss(0, 1)
+        yield features, int(rng.random() < 0.5), None
+
+
 def concept(n: int, seed: int) -> Iterator:
     before = synth.Agrawal(classification_function=0, seed=seed)
     after = synth.Agrawal(classification_function=2, seed=seed + 1)
@@ -109,6 +120,7 @@ def scenarios(stationary: int) -> list[Scenario]:
             lambda n: gaussian(n, 5, lambda i, _, r: r.gauss(0, 3.0 if i >= CHANGE else 1.0)),
         ),
         Scenario("category shift", total, CHANGE, lambda n: categories(n, 6)),
+        Scenario("correlation +0.8→-0.8 (joint)", total, CHANGE, lambda n: correlation_flip(n, 8)),
         Scenario("concept drift (Agrawal 0→2), labeled", total, CHANGE, lambda n: concept(n, 7), labeled=True),
     ]
 

@@ -33,6 +33,7 @@ from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.detectors import Detector, build
 from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
+from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size, severity
 
 log = logging.getLogger("driftloop.drift")
@@ -43,6 +44,8 @@ RING = 20_000  # recent events per model, to place change points
 VERSION_MARK = "@v"
 VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are kept
 OUTPUTS = frozenset({"score", "prediction", "error"})
+JOINT = "joint"  # the signal of how the numeric features move together
+JOINT_REFERENCE = 2000  # events the joint signal's reference is learned from (at least the warm-up)
 _KIND = {
     "numeric": "data",
     "categorical": "data",
@@ -98,6 +101,7 @@ class ModelState:
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     type_changes: int = 0  # values skipped because their feature was first seen as the other type
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
+    joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
 
 
 class DriftMonitor:
@@ -183,12 +187,34 @@ class DriftMonitor:
                 (f"{name}:spread", "numeric", p, self._spread(state, name, v)) for name, (p, v) in numeric.items()
             ]
         signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
+        if isinstance(part.features, SameFeatures) and spec.monitoring.enabled(JOINT):
+            signals += self._joint_signal(state, part.features, numeric)
         for name in sorted(state.features):
             rate = [float(name in r) for r in missing_rows] if absent is None else [float(name in absent)] * len(part)
             signals.append((f"{name}:null_rate", "missing", every, rate))
         for version, rows in _by_version(part.versions):
             signals += self._output_signals(state, part, version, every if rows is None else rows.tolist())
         return signals
+
+    @staticmethod
+    def _joint_signal(
+        state: ModelState, features: SameFeatures, numeric: dict[str, Any]
+    ) -> list[tuple[str, str, list[int], list[Any]]]:
+        """The ``joint`` signal: each event's PCA reconstruction error over the watched numeric features, once
+        their reference is complete (``streams.drift.joint``)."""
+        if state.joint is None:
+            names = sorted(n for n in features.numeric_names if n in numeric)
+            if len(names) < 2:
+                return []
+            state.joint = JointDrift(names, reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
+        column = {name: i for i, name in enumerate(features.numeric_names)}
+        if not all(name in column for name in state.joint.names):
+            return []  # events without every feature of the reference are not scored
+        errors = state.joint.update(features.numeric[:, [column[name] for name in state.joint.names]])
+        if errors is None:
+            return []
+        first = len(features.numeric) - len(errors)
+        return [(JOINT, "numeric", list(range(first, len(features.numeric))), errors.tolist())]
 
     @staticmethod
     def _output_signals(
@@ -314,8 +340,8 @@ class DriftMonitor:
                 return None
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
-            # the Bonferroni family: values, spread and null rate per feature, score, prediction, error
-            state.expected_signals = max(3 * max(features, len(spec.features)) + 3, 1)
+            # the Bonferroni family: values, spread and null rate per feature, score, prediction, error, joint
+            state.expected_signals = max(3 * max(features, len(spec.features)) + 4, 1)
             self.models[model] = state
         return state
 
@@ -451,6 +477,9 @@ class DriftMonitor:
             f"[{level}] {model} v{version}: {signal.kind} drift on {signal.label} "
             f"({signal.detector.name}, {change}, since request {cp_request})"
         )
+        if signal.name == JOINT and state.joint is not None:
+            detail["features"] = state.joint.contributions()
+            message += f"; the features whose joint behaviour changed most: {', '.join(detail['features'])}"
         estimate = _estimated_accuracy(state, signal, evidence)
         if estimate is not None:
             message += f"; estimated accuracy (CBPE, before labels) {estimate[0]:.3f} → {estimate[1]:.3f}"
@@ -573,6 +602,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "features": sorted(state.features),
         "centres": state.centres,
         "policy": state.policy.snapshot(),
+        "joint": state.joint.snapshot() if state.joint is not None else None,
         "signals": {
             name: {
                 "type": s.signal_type,
@@ -598,6 +628,9 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.features = set(data.get("features", []))
     state.centres = {name: [float(a), float(b)] for name, (a, b) in data.get("centres", {}).items()}
     state.policy.restore(data.get("policy", {}))
+    if data.get("joint"):
+        reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
+        state.joint = JointDrift.restore(data["joint"], reference_size=reference)
     monitor.models[model] = state
     for name, saved in data.get("signals", {}).items():
         signal = monitor._signal(state, name, saved["type"])

@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecError, load_spec
@@ -69,8 +70,8 @@ def monitor(tmp_path: Path) -> DriftMonitor:
 
 def test_stationary_traffic_raises_no_alert(monitor: DriftMonitor) -> None:
     assert run(monitor, random.Random(1), 100_000) == []
-    # 11 features, the spread of the 10 numeric ones, 11 null rates, score, prediction
-    assert len(monitor.models["m"].signals) == 34
+    # 11 features, the spread of the 10 numeric ones, 11 null rates, score, prediction, how they move together
+    assert len(monitor.models["m"].signals) == 35
 
 
 def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(monitor: DriftMonitor) -> None:
@@ -424,3 +425,37 @@ def test_a_regressor_s_score_shift_is_not_an_accuracy_estimate(monitor: DriftMon
         alerts += monitor.process_predictions(batch)
     (alert,) = [a for a in alerts if a.signal == "score"]
     assert "estimated_accuracy_before" not in alert.evidence and "CBPE" not in alert.message
+
+
+def correlated(rng: np.random.Generator, start: int, n: int, rho_of) -> ColumnBatch:
+    """Ten N(0,1) features; f8 and f9 correlated by ``rho_of(i)`` (each one's distribution never changes)."""
+    a, noise, rest = rng.normal(size=n), rng.normal(size=n), rng.normal(size=(n, 8))
+    rho = np.array([rho_of(i) for i in range(start, start + n)])
+    f9 = rho * a + np.sqrt(1 - rho**2) * noise
+    events = [
+        {
+            "model": "m",
+            "request_id": f"r{i}",
+            "ts": 1_790_000_000 + i,
+            "prediction": 0,
+            "features": {**{f"f{j}": float(rest[k, j]) for j in range(8)}, "f8": float(a[k]), "f9": float(f9[k])},
+        }
+        for k, i in enumerate(range(start, start + n))
+    ]
+    return decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
+
+
+def test_a_correlation_that_flips_is_a_joint_drift_naming_its_features(monitor: DriftMonitor) -> None:
+    rng = np.random.default_rng(11)
+    alerts = []
+    for start in range(0, 30_000, 2000):
+        alerts += monitor.process_predictions(correlated(rng, start, 2000, lambda i: 0.8 if i < 20_000 else -0.8))
+    (alert,) = alerts  # and no marginal signal: each feature's distribution stayed the same
+    assert (alert.kind, alert.signal) == ("data", "joint")
+    assert 0 <= int(alert.request_id[1:]) - 20_000 < 1000
+    assert set(alert.evidence["features"][:2]) == {"f8", "f9"} and "f8" in alert.message
+    saved = snapshot_model(monitor, "m")
+    restored = DriftMonitor(monitor.specs, clock=lambda: 1.0)
+    restore_model(restored, "m", json.loads(json.dumps(saved)))  # JSON, as it is stored
+    joint = restored.models["m"].joint
+    assert joint is not None and joint.fitted and joint.names == monitor.models["m"].joint.names

@@ -1,0 +1,131 @@
+"""Joint drift: a change in how a model's numeric features move together, while each one's distribution may
+stay the same (two features whose correlation flips from +0.8 to -0.8).
+
+A :class:`JointDrift` learns the features' principal components on a reference of standardized events (the
+components that explain ``variance`` of it, always leaving at least one out) and turns every later event
+into one number, its PCA reconstruction error: the squared distance from the reference's subspace, which
+NannyML computes per batch and which is computed here per event. That stream is a numeric signal of the
+model (``joint``), watched by the same detector, confirmation and policy as every other one; when it fires,
+:meth:`JointDrift.contributions` names the features whose residuals grew the most.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> def pairs(n, rho):
+...     a = rng.normal(size=n)
+...     return np.column_stack([a, rho * a + np.sqrt(1 - rho**2) * rng.normal(size=n), rng.normal(size=n)])
+>>> joint = JointDrift(["x", "y", "z"], reference_size=2000)
+>>> joint.update(pairs(2000, 0.8)) is None  # the reference: nothing to score yet
+True
+>>> before, after = joint.update(pairs(2000, 0.8)).mean(), joint.update(pairs(2000, -0.8)).mean()
+>>> bool(after > 5 * before), sorted(joint.contributions(pairs(2000, -0.8))[:2])
+(True, ['x', 'y'])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.signal import lfilter
+
+#: Components kept: those that explain this share of the reference's variance (at least one is left out).
+EXPLAINED = 0.9
+RECENT = 500  # rows kept to say which features changed
+HALF_LIFE = 200  # rows: how fast the running mean the rows are centred on follows a feature's mean
+
+
+class JointDrift:
+    """PCA reconstruction error of standardized numeric features (see the module docstring)."""
+
+    def __init__(self, names: list[str], *, reference_size: int = 2000, variance: float = EXPLAINED) -> None:
+        self.names = list(names)
+        self.reference_size = reference_size
+        self.variance = variance
+        self._reference: list[np.ndarray] = []
+        self._collected = 0
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+        self.components: np.ndarray | None = None  # (kept, features), orthonormal rows
+        self.residual_mean: np.ndarray | None = None  # per feature, on the reference
+        self._recent = np.empty((0, len(self.names)))  # the last RECENT rows scored: what contributions judge
+        self._level: np.ndarray | None = None  # the features' running mean (half-life HALF_LIFE rows)
+
+    @property
+    def fitted(self) -> bool:
+        return self.components is not None
+
+    def update(self, rows: np.ndarray) -> np.ndarray | None:
+        """Each row's reconstruction error once the reference is complete (None before; rows that complete
+        the reference are part of it and get no score)."""
+        if not self.fitted:
+            take = rows[: self.reference_size - self._collected]
+            self._reference.append(take)
+            self._collected += len(take)
+            if self._collected >= self.reference_size:
+                self._fit(np.concatenate(self._reference))
+            rows = rows[len(take) :]
+            if not self.fitted or not len(rows):
+                return None
+
+        centred = self._centre(rows)
+        return np.square(self._residuals(centred)).sum(axis=1)  # type: ignore[no-any-return]
+
+    def contributions(self, rows: np.ndarray | None = None, top: int = 3) -> list[str]:
+        """The features whose squared residuals on ``rows`` (default: the last rows scored) grew the most
+        against the reference."""
+        rows = self._recent if rows is None else rows
+        if not self.fitted or not len(rows):
+            return []
+        # grown by how much, not by what factor: a feature the reference's components explain whole has a
+        # residual of almost nothing, and any noise would be a large factor of it
+        growth = np.square(self._residuals(rows)).mean(axis=0) - self.residual_mean
+        order = np.argsort(-growth, kind="stable")
+        return [self.names[i] for i in order[:top]]
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The fitted reference as JSON-ready data (None before the fit: the reference is gathered again)."""
+        if not self.fitted:
+            return None
+        assert self.mean is not None and self.std is not None and self.residual_mean is not None
+        return {
+            "names": self.names,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "components": self.components.tolist(),  # type: ignore[union-attr]
+            "residual_mean": self.residual_mean.tolist(),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> JointDrift:
+        joint = cls(data["names"], reference_size=reference_size)
+        joint.mean, joint.std = np.asarray(data["mean"]), np.asarray(data["std"])
+        joint.components = np.asarray(data["components"]).reshape(-1, len(joint.names))
+        joint.residual_mean = np.asarray(data["residual_mean"])
+        return joint
+
+    def _fit(self, reference: np.ndarray) -> None:
+        self._reference = []
+        self.mean = reference.mean(axis=0)
+        self.std = np.where(reference.std(axis=0) > 0, reference.std(axis=0), 1.0)
+        standard = (reference - self.mean) / self.std
+        _, singular, vt = np.linalg.svd(standard, full_matrices=False)
+        explained = np.cumsum(singular**2) / max(float(np.sum(singular**2)), 1e-12)
+        kept = min(int(np.searchsorted(explained, self.variance) + 1), len(self.names) - 1)
+        self.components = vt[: max(kept, 0)]
+        self.residual_mean = np.square(self._residuals(reference)).mean(axis=0)
+
+    def _centre(self, rows: np.ndarray) -> np.ndarray:
+        """Each row less the features' running mean before it: a feature's mean moving (its own signal's
+        business) leaves the joint signal within a few half-lives, how the features move together does not."""
+        decay = 0.5 ** (1 / HALF_LIFE)
+        level = self.mean.copy() if self._level is None else self._level  # type: ignore[union-attr]
+        before = lfilter([1 - decay], [1, -decay], rows, axis=0, zi=(decay * level)[None, :])[0]
+        levels = np.vstack([level[None, :], before[:-1]])  # the mean of the rows before each row
+        self._level = before[-1]
+        centred = rows - levels + self.mean
+        self._recent = np.concatenate([self._recent, centred])[-RECENT:]
+        return centred  # type: ignore[no-any-return]
+
+    def _residuals(self, rows: np.ndarray) -> np.ndarray:
+        standard = (rows - self.mean) / self.std
+        return standard - standard @ self.components.T @ self.components  # type: ignore[union-attr,no-any-return]
