@@ -375,7 +375,9 @@ class ModelRegistry:
         previous = current.version if current is not None and current.version != version else None
         if to == "champion" and current is not None and current.version != version:
             retire = f"replaced by v{version}"
-            records.append(replace(current, status="retired", reason=retire, updated_at=now, revision=revision))
+            records.append(
+                replace(current, status="retired", reason=retire, updated_at=now, revision=revision, traffic_share=0.0)
+            )
             changes.append(StageChange(model, current.version, "champion", "retired", now, path, retire))
         self._write(records, changes)
         for record, change in zip(records, changes, strict=True):
@@ -412,11 +414,11 @@ class ModelRegistry:
             except DriftloopError:
                 continue
             now, revision = self.clock(), _revision()
-            records = [replace(candidate, status="champion", reason=reason, updated_at=now, revision=revision)]
-            records[0] = replace(records[0], traffic_share=1.0)
+            back = dict(reason=reason, updated_at=now, revision=revision)
+            records = [replace(candidate, status="champion", traffic_share=1.0, **back)]
             changes = [StageChange(model, candidate.version, candidate.status, "champion", now, path, reason, 1.0)]
             if current is not None and current.version != candidate.version:
-                records.append(replace(current, status="rolled_back", reason=reason, updated_at=now, revision=revision))
+                records.append(replace(current, status="rolled_back", traffic_share=0.0, **back))
                 changes.append(
                     StageChange(
                         model,
