@@ -179,21 +179,9 @@ class ReleaseController:
         since, last = self._stage_times(canary)
         higher = spec.kpi.higher_is_better if spec.kpi else True
         with self._client() as client:
-            new = live_rows(
-                client,
-                canary.model,
-                canary.version,
-                round(since * 1000),
-                metric=spec.metric,
-                kpi_higher_is_better=higher,
-            )
-            old = live_rows(
-                client,
-                canary.model,
-                champion.version,
-                round(since * 1000),
-                metric=spec.metric,
-                kpi_higher_is_better=higher,
+            new, old = (
+                live_rows(client, canary.model, v, round(since * 1000), metric=spec.metric, kpi_higher_is_better=higher)
+                for v in (canary.version, champion.version)
             )
         options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
         on_metric = two_samples(new.metric, old.metric, **options)
