@@ -13,8 +13,9 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     country = "categorical"
 
     [monitoring]
-    warmup = 1000                         # events a signal learns from before it may alert
-    false_alarm_budget = 0.001            # shared by all the model's signals (Bonferroni)
+    warmup = 2000                         # events a signal learns its reference from before it may alert
+    expected_run_length = 1e8             # events between two false alarms of the model (all its signals)
+    # expected_run_length_hours = 720     # or in hours at the model's own event rate
     cooldown_s = 900                      # per model and kind of drift, in event time
     max_alerts_per_hour = 6
     max_features = 500                    # names watched per model; more are counted, not watched
@@ -51,7 +52,7 @@ A field that is wrong is a :class:`SpecError` naming the file and the field.
 
 >>> spec = ModelSpec.model_validate({"name": "fraud", "monitoring": {"detectors": {"error": {"name": "DDM"}}}})
 >>> spec.monitoring.detector_for("error").name, spec.monitoring.detector_for("numeric").name
-('DDM', 'ADWIN')
+('DDM', 'CUSUM')
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from driftloop.infra.errors import DriftloopError
 
 SignalType = Literal["numeric", "categorical", "missing", "score", "prediction", "error"]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
-DETECTOR_NAMES = ("ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM", "CategoricalShift")
+DETECTOR_NAMES = ("CUSUM", "ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM", "CategoricalShift")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -80,10 +81,11 @@ class _Frozen(BaseModel):
 
 
 class DetectorConfig(_Frozen):
-    """A detector by name, with the keyword arguments of its River class."""
+    """A detector by name, with the keyword arguments of its class (River's, or driftloop's ``CUSUM`` and
+    ``CategoricalShift``)."""
 
     name: str
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    params: dict[str, float | int | str | bool | list[float]] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -94,10 +96,10 @@ class DetectorConfig(_Frozen):
 
 
 _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
-    "numeric": DetectorConfig(name="ADWIN"),
-    "missing": DetectorConfig(name="ADWIN"),
-    "score": DetectorConfig(name="ADWIN"),
-    "error": DetectorConfig(name="ADWIN"),
+    "numeric": DetectorConfig(name="CUSUM"),
+    "missing": DetectorConfig(name="CUSUM"),
+    "score": DetectorConfig(name="CUSUM"),
+    "error": DetectorConfig(name="CUSUM"),
     "categorical": DetectorConfig(name="CategoricalShift"),
     "prediction": DetectorConfig(name="CategoricalShift"),
 }
@@ -113,10 +115,22 @@ class SignalOverride(_Frozen):
 class MonitoringSpec(_Frozen):
     """Detectors and the alert policy for one model."""
 
-    warmup: int = Field(1000, ge=0)
+    warmup: int = Field(
+        2000, ge=0, description="events a signal learns its reference from (at least 200) before it may alert"
+    )
+    expected_run_length: float = Field(
+        1e8, gt=1, description="events between two false alarms of the model, all its signals together"
+    )
+    expected_run_length_hours: float | None = Field(
+        None, gt=0, description="the same in hours, at the model's event rate (measured over the warm-up)"
+    )
     min_evidence: int = Field(30, ge=1, description="events before the change an alert needs")
-    confirm_events: int = Field(50, ge=0, description="events after a detection that must show the shift too")
-    false_alarm_budget: float = Field(1e-3, gt=0, lt=1)
+    confirm_events: int = Field(
+        50, ge=0, description="detectors without a run length (River's): events after a detection that confirm it"
+    )
+    false_alarm_budget: float = Field(
+        1e-3, gt=0, lt=1, description="detectors without a run length (River's): their confidence, split by signal"
+    )
     cooldown_s: float = Field(900.0, ge=0)
     max_alerts_per_hour: int = Field(6, ge=1)
     spread: bool = Field(True, description="also watch each numeric feature's spread (catches variance changes)")

@@ -4,7 +4,9 @@ Every detector here has River's contract (``update(x) -> self``, a read-only ``d
 ``evidence()`` (what the alert says: statistic, threshold, window sizes, where the change began) and
 ``snapshot()`` / ``restore()``. State is saved as the last values seen, not pickled: a restored
 detector replays them into a fresh instance, so the reference window comes back and old data does not
-re-alert. Build detectors by name with :func:`build` (the names a model spec uses).
+re-alert. Build detectors by name with :func:`build` (the names a model spec uses): River's, and
+driftloop's own ``CUSUM`` (the default for numbers: a false-alarm rate in events, ``streams.drift.cusum``)
+and ``CategoricalShift``.
 
 >>> import random
 >>> rng = random.Random(1)
@@ -31,6 +33,7 @@ from river.drift import binary
 
 from driftloop.infra.spec import DetectorConfig
 from driftloop.streams.drift.categorical import CategoricalShift
+from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.evidence import Evidence
 from driftloop.streams.drift.river_compat import mark_detected, start_after_detection, window_update
 
@@ -242,7 +245,9 @@ _RIVER: dict[str, Any] = {
     "FHDDM": binary.FHDDM,
 }
 CATEGORICAL = {"CategoricalShift": CategoricalShift}
-DETECTORS = frozenset(_RIVER) | frozenset(CATEGORICAL)
+#: driftloop's own detectors (they keep their state themselves), by name.
+OWN: dict[str, Any] = {"CUSUM": CUSUM, **CATEGORICAL}
+DETECTORS = frozenset(_RIVER) | frozenset(OWN)
 #: Detectors that take 0/1 values only (1: a mistake); the others take any number.
 BINARY_ONLY = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
 #: River's FHDDM counts correct predictions (1: correct): it is fed 1 - mistake.
@@ -251,6 +256,6 @@ _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
 def build(config: DetectorConfig) -> Detector:
     """A fresh detector from its configuration (``name`` and River's keyword arguments)."""
-    if config.name in CATEGORICAL:
-        return CATEGORICAL[config.name](**config.params)  # type: ignore[no-any-return]
+    if config.name in OWN:
+        return OWN[config.name](**config.params)  # type: ignore[no-any-return]
     return RiverDetector(config)

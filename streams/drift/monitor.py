@@ -31,6 +31,8 @@ import numpy as np
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.categorical import CategoricalShift
+from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.detectors import Detector, build
 from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
 from driftloop.streams.drift.joint import JointDrift
@@ -63,7 +65,8 @@ class SignalState:
     name: str
     signal_type: str
     detector: Detector
-    alpha: float
+    alpha: float  # a detector without a run length (River's): its confidence and its confirmation's level
+    fixed: set[str] = field(default_factory=set)  # the rate parameters the spec set itself (kept as they are)
     seen: int = 0
     pending: Confirmation | None = None
     last_mean: float = math.nan
@@ -102,6 +105,7 @@ class ModelState:
     type_changes: int = 0  # values skipped because their feature was first seen as the other type
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
+    events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
 
 
 class DriftMonitor:
@@ -126,6 +130,7 @@ class DriftMonitor:
             state.ring.extend(zip(part.ts_ms.tolist(), part.request_ids, strict=True))
             state.events += len(part)
             state.version = max(state.version, part.version)
+            self._measure_rate(state)
             for signal, signal_type, positions, values in self._prediction_signals(state, part):
                 alerts += self._feed(
                     part.model, state, signal, signal_type, positions, values, base, state.ring, state.events
@@ -340,7 +345,8 @@ class DriftMonitor:
                 return None
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
-            # the Bonferroni family: values, spread and null rate per feature, score, prediction, error, joint
+            # the signals that share the model's false alarms: values, spread and null rate per feature, score,
+            # prediction, error, joint
             state.expected_signals = max(3 * max(features, len(spec.features)) + 4, 1)
             self.models[model] = state
         return state
@@ -379,14 +385,42 @@ class DriftMonitor:
                 return None
             if version is not None:
                 _forget_old_versions(state, version)
-            alpha = state.policy.signal_alpha(max(state.expected_signals, len(state.signals) + 1))
+            signals = max(state.expected_signals, len(state.signals) + 1)
+            alpha = state.policy.signal_alpha(signals)
             config = state.spec.monitoring.detector_for(signal_type, feature)
-            key = "alpha" if config.name == "CategoricalShift" else "delta" if config.name == "ADWIN" else None
-            if key and key not in config.params:
-                config = config.model_copy(update={"params": {**config.params, key: alpha}})
-            signal = SignalState(name, signal_type, build(config), alpha)
+            monitoring = state.spec.monitoring
+            defaults: dict[str, Any] = {
+                "CUSUM": {"reference": max(monitoring.warmup, MIN_REFERENCE)},
+                "ADWIN": {"delta": alpha},
+            }.get(config.name, {})
+            config = config.model_copy(update={"params": {**defaults, **config.params}})
+            signal = SignalState(name, signal_type, build(config), alpha, fixed=set(config.params) & RATE_PARAMS)
+            _set_run_length(signal, self._run_length(state) * signals)
             state.signals[name] = signal
         return signal
+
+    @staticmethod
+    def _run_length(state: ModelState) -> float:
+        """The model's expected run length between false alarms, in events (from hours at its event rate
+        once the warm-up has measured the rate)."""
+        monitoring = state.spec.monitoring
+        if monitoring.expected_run_length_hours is not None and state.events_per_s:
+            return max(monitoring.expected_run_length_hours * 3600 * state.events_per_s, 2.0)
+        return monitoring.expected_run_length
+
+    def _measure_rate(self, state: ModelState) -> None:
+        """Once the warm-up is past, a model whose run length is in hours gets its event rate measured
+        (event time, over the events of the ring) and its signals' run lengths set from it."""
+        monitoring = state.spec.monitoring
+        if monitoring.expected_run_length_hours is None or state.events_per_s or state.events < monitoring.warmup:
+            return
+        span_s = (state.ring[-1][0] - state.ring[0][0]) / 1000 if len(state.ring) > 1 else 0.0
+        if span_s <= 0:
+            return
+        state.events_per_s = (len(state.ring) - 1) / span_s
+        signals = max(state.expected_signals, len(state.signals))
+        for signal in state.signals.values():
+            _set_run_length(signal, self._run_length(state) * signals)
 
     def _feed(
         self,
@@ -405,7 +439,8 @@ class DriftMonitor:
             return []
         alerts: list[Alert] = []
         numeric = signal_type not in {"categorical", "prediction"}
-        needed = state.spec.monitoring.confirm_events if numeric else 0
+        calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
+        needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
         seen_before = signal.seen
         fired = signal.detector.update_many(values)
         signal.seen += len(values)
@@ -525,6 +560,25 @@ class DriftMonitor:
         )
 
 
+#: The fewest values a signal's reference is learnt from, whatever the warm-up.
+MIN_REFERENCE = 200
+#: Detector parameters that set its false-alarm rate: the monitor sets them from the model's run length
+#: unless the spec did.
+RATE_PARAMS = frozenset({"run_length", "alpha"})
+
+
+def _set_run_length(signal: SignalState, events: float) -> None:
+    """Give ``signal``'s detector its share of the model's run length (``events``: the model's run length
+    times its number of signals, the rates of the signals adding up to the model's). A ``CUSUM`` takes it
+    as its run length; ``CategoricalShift``, which tests every ``clock`` values, as a level of
+    ``clock / events`` a test; River's detectors have no run length (their confidence is the budget's)."""
+    detector = signal.detector
+    if isinstance(detector, CUSUM) and "run_length" not in signal.fixed:
+        detector.run_length = events
+    elif isinstance(detector, CategoricalShift) and "alpha" not in signal.fixed:
+        detector.alpha = min(detector.clock / events, 0.5)
+
+
 def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -> tuple[float, float] | None:
     """For a classifier's score signal (the probability of the predicted class), the accuracy the scores
     promise before and after the change (CBPE): None for any other signal, or scores that are no
@@ -599,6 +653,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "events": state.events,
         "labeled": state.labeled,
         "expected_signals": state.expected_signals,
+        "events_per_s": state.events_per_s,
         "features": sorted(state.features),
         "centres": state.centres,
         "policy": state.policy.snapshot(),
@@ -625,6 +680,7 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.events = int(data.get("events", 0))
     state.labeled = int(data.get("labeled", 0))
     state.expected_signals = int(data.get("expected_signals", 0))
+    state.events_per_s = float(data.get("events_per_s", 0.0))
     state.features = set(data.get("features", []))
     state.centres = {name: [float(a), float(b)] for name, (a, b) in data.get("centres", {}).items()}
     state.policy.restore(data.get("policy", {}))

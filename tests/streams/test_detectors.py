@@ -18,6 +18,7 @@ MISTAKES: Stream = lambda rng, after: float(rng.random() < (0.45 if after else 0
 CLASSES: Stream = lambda rng, after: rng.choice("abbc" if after else "aab")  # noqa: E731
 
 CASES: dict[str, tuple[Stream, dict]] = {
+    "CUSUM": (NUMERIC, {"run_length": 1e7, "reference": 2000}),
     "ADWIN": (NUMERIC, {"delta": 1e-5}),
     "PageHinkley": (NUMERIC, {"threshold": 200.0, "delta": 0.05}),
     "KSWIN": (NUMERIC, {"alpha": 1e-7, "window_size": 300, "stat_size": 100, "seed": 1}),

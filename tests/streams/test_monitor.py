@@ -78,7 +78,7 @@ def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(mon
     alerts = run(monitor, random.Random(2), 30_000, shift={"at": 20_000, "mean": 1.0})
     assert len(alerts) == 1
     (alert,) = alerts
-    assert (alert.model, alert.kind, alert.signal, alert.detector) == ("m", "data", "f0", "ADWIN")
+    assert (alert.model, alert.kind, alert.signal, alert.detector) == ("m", "data", "f0", "CUSUM")
     delay = int(alert.request_id[1:]) - 20_000
     assert 0 <= delay < 500
     assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 30
@@ -181,7 +181,7 @@ def test_a_bad_spec_is_an_error_naming_the_field(tmp_path: Path, text: str, says
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert str(info.value).startswith(str(path)) and says in str(info.value)
-    assert ModelSpec(name="m").monitoring.warmup == 1000
+    assert ModelSpec(name="m").monitoring.warmup == 2000
 
 
 def test_a_feature_that_changes_type_is_skipped_not_fatal_for_the_batch(monitor: DriftMonitor) -> None:

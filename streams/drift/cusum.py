@@ -1,0 +1,419 @@
+"""A detector with a false-alarm rate in events: a bank of CUSUM charts calibrated to an expected run length.
+
+River's detectors take a confidence (ADWIN's ``delta``) that says nothing about how often they fire on data
+that does not change. :class:`CUSUM` takes ``run_length``, the events expected between two false alarms of
+this signal, and sets its thresholds to it **by simulation on the signal's own reference**, as alibi-detect
+does for its online detectors:
+
+1. **Reference.** The first ``reference`` values give the mean and standard deviation the charts standardize
+   with (a 0/1 signal — a null rate, a classifier's mistakes — is a Bernoulli whose rate is smoothed, so that
+   a feature never sent as null still has a rate to exceed).
+2. **Charts.** For each allowance ``k`` (in reference standard deviations) an upper and a lower CUSUM,
+   ``S = max(0, S ± z - k)``: the chart for ``k`` is quickest for shifts of about ``2k`` (Page 1954), so a
+   bank of them covers shifts from slow to abrupt.
+3. **Calibration.** A chart's run length grows like ``exp(θ h)`` in its threshold ``h``, where ``θ`` is the
+   root of the reference's moment-generating function, ``mean(exp(θ (z - k))) = 1`` — exact for whatever
+   shape the reference has (skewed, discrete). The constant in front (the overshoot, Siegmund 1985) and how
+   much the charts' alarms overlap are measured by simulating the charts on resamples of the reference, at a
+   threshold low enough to simulate; the thresholds for the target are extrapolated from there.
+4. **The reference's own error.** A mean estimated from ``n`` values is off by about ``1/√n`` standard
+   deviations, and a chart with a small allowance feels it most: averaged over that error, a chart's
+   false-alarm rate is ``exp(θ² h² / (2 k² n))`` times the rate with a perfect reference. The thresholds
+   include that factor; a chart whose rate cannot meet the target at any threshold (a small ``k`` on a short
+   reference) is switched off. A longer reference lets slower drifts be caught at the same run length.
+
+After an alarm the chart that fired says where the change began (its last zero); the values since then start
+the next reference, as ADWIN's window restarts after a cut.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(7)
+>>> detector = CUSUM(run_length=1e7, reference=2000)
+>>> stream = np.concatenate([rng.normal(size=12_000), rng.normal(1.0, 1.0, size=1000)])
+>>> fired = detector.update_many(stream.tolist())
+>>> [(i - 12_000 < 80, 12_000 - 40 < i - e.change_offset < 12_000 + 40) for i, e in fired]
+[(True, True)]
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+from driftloop.streams.drift.evidence import Evidence
+
+#: Allowances of the default bank, in reference standard deviations: quickest for shifts of 0.2σ to 2σ.
+ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
+_SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
+_STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a reference taught the charts: how to standardize, and each chart's run length law."""
+
+    mean: float  # the centre values are standardized with (a Bernoulli's smoothed rate)
+    std: float
+    observed_mean: float  # the reference's plain mean (what alerts report)
+    size: int
+    sides: tuple[int, ...]  # +1: the upper chart, -1: the lower one
+    allowances: tuple[float, ...]
+    thetas: tuple[float, ...]  # each chart's exponent (inf: the reference cannot move it)
+    overshoots: tuple[float, ...]  # Siegmund's rho, measured by simulation
+    overlap: float  # sum of the charts' alarm rates / the rate of any alarm (1: disjoint, charts: identical)
+
+    def thresholds(self, run_length: float) -> np.ndarray:
+        """Each chart's threshold so that the bank's false alarms come every ``run_length`` values on average
+        (``inf``: the chart cannot meet it and is off; ``0``: any value the reference could not give fires)."""
+        finite = [math.isfinite(t) for t in self.thetas]
+        feasible = finite
+        for _ in range(2):  # the charts that can meet their share, then the shares of those that can
+            active = max(sum(feasible), 1)
+            per_chart = run_length * active / max(min(self.overlap, active), 1.0)
+            bounds = [
+                _threshold(t, k, rho, self.size, per_chart) if f else 0.0
+                for t, k, rho, f in zip(self.thetas, self.allowances, self.overshoots, finite, strict=True)
+            ]
+            feasible = [f and math.isfinite(b) for f, b in zip(finite, bounds, strict=True)]
+        return np.array(bounds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        fields = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
+        return cls(**fields)
+
+
+def calibrate(reference: Sequence[float], allowances: Sequence[float] = ALLOWANCES, *, seed: int = 0) -> Calibration:
+    """Measure ``reference`` (see the module docstring): the calibration the thresholds are taken from.
+
+    >>> import numpy as np
+    >>> cal = calibrate(np.random.default_rng(0).normal(size=4000))
+    >>> [round(t, 1) for t in cal.thetas[:3]]  # Gaussian: theta = 2k
+    [0.2, 0.5, 1.0]
+    >>> h = cal.thresholds(1e6); bool(h[0] > h[1] > h[2] > h[3] > 0)  # a smaller allowance waits longer
+    True
+    """
+    values = np.asarray(reference, dtype=float)
+    size = len(values)
+    if size < 2:
+        raise ValueError("a CUSUM reference needs at least 2 values")
+    if np.isin(values, (0.0, 1.0)).all():  # a rate: Bernoulli, known by its count (a model's null rates share it)
+        return _calibrate_rate(size, int(values.sum()), tuple(allowances), seed)
+    return _calibrate(values, tuple(allowances), seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _calibrate_rate(size: int, ones: int, allowances: tuple[float, ...], seed: int) -> Calibration:
+    return _calibrate(np.repeat([0.0, 1.0], [size - ones, ones]), allowances, seed)
+
+
+def _calibrate(values: np.ndarray, allowances: tuple[float, ...], seed: int) -> Calibration:
+    size = len(values)
+    observed = float(values.mean())
+    if np.isin(values, (0.0, 1.0)).all():  # a rate: Bernoulli, smoothed so that a rate never seen is not zero
+        rate = (float(values.sum()) + 1.0) / (size + 2.0)
+        mean, std = rate, math.sqrt(rate * (1.0 - rate))
+        points = np.array([-rate / std, (1.0 - rate) / std])
+        weights = np.array([1.0 - rate, rate])
+    else:
+        mean, std = observed, float(values.std(ddof=1))
+        std = std if std > 0 else max(abs(mean) * 1e-9, 1e-12)  # a constant: any other value is a change
+        points, weights = (values - mean) / std, np.full(size, 1.0 / size)
+    sides = tuple(side for side in (1, -1) for _ in allowances)
+    ks = tuple(float(k) for _ in (1, -1) for k in allowances)
+    thetas = tuple(_theta(side * points, weights, k) for side, k in zip(sides, ks, strict=True))
+    overshoots, overlap = _simulate(points, weights, sides, ks, thetas, np.random.default_rng(seed))
+    return Calibration(mean, std, observed, size, sides, ks, thetas, overshoots, overlap)
+
+
+def _theta(points: np.ndarray, weights: np.ndarray, k: float) -> float:
+    """The positive root of ``log E[exp(t (Z - k))] = 0`` (inf when ``Z - k`` is never positive)."""
+    steps = points - k
+    if steps.max() <= 0:
+        return math.inf
+    log_w = np.log(weights)
+
+    def cumulant(t: float) -> float:
+        return float(logsumexp(t * steps + log_w))
+
+    hi = 1.0
+    while cumulant(hi) < 0:
+        hi *= 2.0
+    lo = 0.0
+    for _ in range(60):  # the cumulant is convex, negative on (0, root), positive after it
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cumulant(mid) < 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _excess(x: float) -> float:
+    """``exp(x) - x - 1``, which Siegmund's run length is proportional to."""
+    return math.expm1(x) - x if x < 700 else math.inf
+
+
+def _log_run_length(theta: float, k: float, b: float) -> float:
+    """log of Siegmund's run length ``(exp(θb) - θb - 1) / (θk)`` for ``b = h + ρ``."""
+    x = theta * b
+    head = math.log(_excess(x)) if x < 700 else x
+    return head - math.log(theta * k)
+
+
+def _threshold(theta: float, k: float, rho: float, size: int, run_length: float) -> float:
+    """The smallest ``h`` whose rate, averaged over the reference mean's error, is 1/``run_length`` (inf: none)."""
+    a = theta**2 / (k**2 * size)  # the error's penalty: log rate grows by a b² / 2
+
+    def log_length(b: float) -> float:
+        return _log_run_length(theta, k, b) - a * b * b / 2
+
+    target = math.log(run_length)
+    top = theta / a  # where the penalized log run length peaks
+    if log_length(top) < target:
+        return math.inf
+    lo, hi = 0.0, top
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if log_length(mid) < target else (lo, mid)
+    return max(hi - rho, 0.0)
+
+
+def _simulate(
+    points: np.ndarray,
+    weights: np.ndarray,
+    sides: tuple[int, ...],
+    ks: tuple[float, ...],
+    thetas: tuple[float, ...],
+    rng: np.random.Generator,
+) -> tuple[tuple[float, ...], float]:
+    """Run the charts on resamples of the reference at thresholds where alarms come about every
+    ``_SIMULATED_RUN`` values: each chart's overshoot (from its measured run length), and how much the charts'
+    alarms overlap."""
+    draws = rng.choice(points, size=(_STREAMS, _STEPS), p=weights)
+    firsts, overshoots = [], []
+    for side, k, theta in zip(sides, ks, thetas, strict=True):
+        if not math.isfinite(theta):
+            overshoots.append(0.0)
+            continue
+        h = _threshold(theta, k, 0.0, 1 << 62, _SIMULATED_RUN)
+        sums = np.cumsum(side * draws - k, axis=1)
+        stat = sums - np.minimum(np.minimum.accumulate(sums, axis=1), 0.0)
+        over = stat > h
+        first = np.where(over.any(axis=1), over.argmax(axis=1) + 1, _STEPS).astype(float)
+        firsts.append(first)
+        measured = float(first.mean())
+        overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
+    if not firsts:
+        return tuple(overshoots), 1.0
+    rates = sum(1.0 / f.mean() for f in firsts)
+    overlap = rates * float(np.minimum.reduce(firsts).mean())
+    return tuple(overshoots), max(overlap, 1.0)
+
+
+class CUSUM:
+    """CUSUM charts whose false alarms come every ``run_length`` values on average (module docstring).
+
+    ``run_length`` may be changed at any time (the monitor sets it from the model's rate); the thresholds
+    follow without a new calibration.
+    """
+
+    name = "CUSUM"
+    calibrated = True  # its run length is its false-alarm rate: no confirmation needed
+
+    def __init__(
+        self,
+        run_length: float = 1e8,
+        reference: int = 2000,
+        allowances: Sequence[float] = ALLOWANCES,
+        seed: int = 0,
+        replay: int = 2000,
+    ) -> None:
+        if not run_length > 1:
+            raise ValueError(f"run_length must be more than 1 event, got {run_length}")
+        if reference < 2:
+            raise ValueError(f"reference must be at least 2 values, got {reference}")
+        if not allowances or min(allowances) <= 0:
+            raise ValueError(f"allowances must be positive numbers, got {list(allowances)}")
+        self.reference = int(reference)
+        self.allowances = tuple(float(k) for k in allowances)
+        self.seed = seed
+        self._run_length = float(run_length)
+        self._learning: list[float] = []
+        self._calibration: Calibration | None = None
+        self._thresholds = np.empty(0)
+        self._on = np.zeros(0, dtype=bool)
+        self._sides = self._allowances = np.empty(0)
+        self._stat = np.zeros(0)
+        self._since_zero = np.zeros(0, dtype=np.int64)
+        self._recent: deque[float] = deque(maxlen=replay)
+        self._evidence = Evidence(math.nan, math.nan, 0, 0, 0)
+        self._drift = False
+        self.n = 0
+
+    # --- River's interface ----------------------------------------------------------------------------------
+
+    @property
+    def drift_detected(self) -> bool:
+        return self._drift
+
+    def update(self, x: float) -> CUSUM:
+        self._drift = bool(self.update_many([x]))
+        return self
+
+    def evidence(self) -> Evidence:
+        return self._evidence
+
+    @property
+    def run_length(self) -> float:
+        return self._run_length
+
+    @run_length.setter
+    def run_length(self, events: float) -> None:
+        self._run_length = float(events)
+        if self._calibration is not None:
+            self._set_thresholds()
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """None while the reference is being learnt."""
+        return self._calibration
+
+    def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+        fired: list[tuple[int, Evidence]] = []
+        x = np.asarray(values, dtype=float)
+        start = 0
+        while start < len(x):
+            if self._calibration is None:
+                take = x[start : start + self.reference - len(self._learning)].tolist()
+                self._learning.extend(take)
+                self._recent.extend(take)
+                start += len(take)
+                if len(self._learning) >= self.reference:
+                    self._calibrate()
+                continue
+            hit = self._run(x[start:])
+            if hit is None:
+                self._recent.extend(x[start:].tolist())
+                break
+            at, offset, chart, stat = hit
+            self._recent.extend(x[start : start + at + 1].tolist())
+            position = start + at
+            fired.append((position, self._fire(offset, chart, stat)))
+            start = position + 1
+        self.n += len(x)
+        return fired
+
+    # --- the charts -----------------------------------------------------------------------------------------
+
+    def _calibrate(self) -> None:
+        self._calibration = calibrate(self._learning, self.allowances, seed=self.seed)
+        self._learning = []
+        self._set_thresholds()
+        charts = len(self._calibration.sides)
+        self._stat = np.zeros(charts)
+        self._since_zero = np.zeros(charts, dtype=np.int64)
+
+    def _set_thresholds(self) -> None:
+        cal = self._calibration
+        assert cal is not None
+        self._thresholds = cal.thresholds(self._run_length)
+        self._on = np.isfinite(self._thresholds)  # charts that cannot meet the run length are off
+        self._sides = np.asarray(cal.sides, dtype=float)
+        self._allowances = np.asarray(cal.allowances)
+
+    def _run(self, x: np.ndarray) -> tuple[int, int, int, float] | None:
+        """Advance the charts over ``x``; at the first alarm: its position, the values since the change began,
+        the chart, and its statistic (the charts are then left for :meth:`_fire` to restart).
+
+        A chart's statistic over a run is its running sum less the running sum's lowest point so far (when
+        below zero): ``S_t = C_t - min(0, min_{s<=t} C_s)``, the CUSUM recursion without a Python step a
+        value. Its last zero (where the change began) is the last time ``C`` reached a new low."""
+        cal = self._calibration
+        assert cal is not None
+        on = self._on
+        n = len(x)
+        walk = np.cumsum((x - cal.mean) / cal.std)
+        sums = np.multiply.outer(self._sides[on], walk)
+        sums -= np.multiply.outer(self._allowances[on], np.arange(1, n + 1, dtype=float))
+        sums += self._stat[on, None]
+        low = np.minimum.accumulate(sums, axis=1)
+        np.minimum(low, 0.0, out=low)
+        stat = sums - low
+        over = stat > self._thresholds[on, None]
+        if over.any():
+            alarms = np.where(over.any(axis=1), over.argmax(axis=1), n)
+            row = int(alarms.argmin())
+            at = int(alarms[row])
+            chart = int(np.flatnonzero(on)[row])
+            head = sums[row, : at + 1]
+            lowest = int(at - head[::-1].argmin())
+            if head[lowest] <= 0.0:
+                offset = at - lowest
+            else:  # no new low since the run began: the excursion began before it
+                offset = int(self._since_zero[chart]) + at + 1
+            return at, max(offset, 1), chart, float(stat[row, at])
+        self._stat[on] = stat[:, -1]
+        lowest = n - 1 - sums[:, ::-1].argmin(axis=1)
+        reached = sums[np.arange(len(lowest)), lowest] <= 0.0
+        self._since_zero[on] = np.where(reached, n - 1 - lowest, self._since_zero[on] + n)
+        return None
+
+    def _fire(self, offset: int, chart: int, stat: float) -> Evidence:
+        """Evidence of an alarm; the values since the change start the next reference."""
+        cal = self._calibration
+        assert cal is not None
+        window = list(self._recent)[-offset:]
+        self._evidence = Evidence(
+            statistic=stat,
+            threshold=float(self._thresholds[chart]),
+            reference_size=cal.size,
+            window_size=len(window),
+            change_offset=offset,
+            reference_mean=cal.observed_mean,
+            window_mean=float(np.mean(window)),
+            details={
+                "reference_std": cal.std,
+                "allowance_k": cal.allowances[chart],
+                "direction": "up" if cal.sides[chart] > 0 else "down",
+                "run_length": self._run_length,
+            },
+        )
+        self._calibration = None
+        self._learning = window[-self.reference :]
+        return self._evidence
+
+    # --- state ----------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "run_length": self._run_length,
+            "learning": list(self._learning),
+            "calibration": self._calibration.as_dict() if self._calibration is not None else None,
+            "stat": self._stat.tolist(),
+            "since_zero": self._since_zero.tolist(),
+            "recent": list(self._recent),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.n = int(state.get("n", 0))
+        self._learning = [float(v) for v in state.get("learning", [])]
+        self._recent.clear()
+        self._recent.extend(float(v) for v in state.get("recent", []))
+        saved = state.get("calibration")
+        self._calibration = Calibration.from_dict(saved) if saved else None
+        if self._calibration is not None:
+            self._set_thresholds()
+            self._stat = np.asarray(state.get("stat", []), dtype=float)
+            self._since_zero = np.asarray(state.get("since_zero", []), dtype=np.int64)
+            if len(self._stat) != len(self._thresholds):  # saved with other allowances: start the charts at rest
+                self._stat = np.zeros(len(self._thresholds))
+                self._since_zero = np.zeros(len(self._thresholds), dtype=np.int64)
+        self._drift = False
