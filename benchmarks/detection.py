@@ -5,15 +5,22 @@
 Starts a private local stack and `driftloop worker`, publishes one model per scenario, waits until the
 worker has taken every event, then reads the alerts from ClickHouse and prints per scenario: detection
 delay (events after the true change), false alarms (alerts before the change) per million events, and
-whether the drift was missed. Scenarios: stationary N(0,1) (10 features), abrupt and gradual mean shifts,
-a variance change, a category shift, and a concept drift on the label (River's Agrawal generator
-switching its classification function under a fixed model).
+whether the drift was missed. Scenarios: stationary N(0,1) (10 features), abrupt mean shifts, gradual ones
+over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation flip, a new
+model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and a
+concept drift on the label (River's Agrawal generator switching its classification function under a fixed
+model).
+
+In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
+its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
+alarms are printed beside the worker's, with the ratio of the delays.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import subprocess
@@ -27,6 +34,7 @@ from pathlib import Path
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
+from river import drift
 from river.datasets import synth
 
 from benchmarks import REPO
@@ -40,13 +48,39 @@ CHANGE = 20_000
 TS0 = 1_790_000_000
 
 
+Event = tuple[dict, object, object | None]  # features, prediction, label (or None); optional 4th: score, version
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     events: int
-    change: int | None  # event index of the drift; None: stationary
-    make: Callable[[int], Iterator[tuple[dict, object, object | None]]]  # features, prediction, label (or None)
+    change: int | None  # event index of the drift; None: no drift (every alert is a false one)
+    make: Callable[[int], Iterator[Event]]
     labeled: bool = False
+    #: what River's ADWIN is fed (one value per event per stream), None: no univariate counterpart
+    river: Callable[[Event], list[float]] | None = None
+    signal: str | None = None  # the alert that counts as the detection (None: any)
+
+
+def feature(name: str) -> Callable[[Event], list[float]]:
+    return lambda event: [event[0][name]]
+
+
+def spread(name: str) -> Callable[[Event], list[float]]:
+    return lambda event: [abs(event[0][name])]
+
+
+def every_feature(event: Event) -> list[float]:
+    return [v for v in event[0].values() if isinstance(v, float)]
+
+
+def mistakes(event: Event) -> list[float]:
+    return [float(event[1] != event[2])]
+
+
+def score(event: Event) -> list[float]:
+    return [event[3]]  # type: ignore[misc]
 
 
 def gaussian(n: int, seed: int, shift: Callable[[int, int, random.Random], float] | None = None) -> Iterator:
@@ -77,6 +111,21 @@ def correlation_flip(n: int, seed: int) -> Iterator:
         yield features, int(rng.random() < 0.5), None
 
 
+def scored(n: int, seed: int, *, shrink_at: int | None = None, version_at: int | None = None) -> Iterator:
+    """A calibrated classifier, P(y=1) = sigmoid(2 f0), over five N(0,1) features; the event's score is the
+    probability of the predicted class. ``shrink_at``: from there f0 crowds near 0 (sd 0.3, a covariate
+    shift) where the model is unsure, so its estimated accuracy falls. ``version_at``: from there version 2
+    (a sharper model, sigmoid(3 f0)) serves: its scores differ, and nothing drifts."""
+    rng = random.Random(seed)
+    for i in range(n):
+        features = {f"f{j}": rng.gauss(0, 1) for j in range(5)}
+        if shrink_at is not None and i >= shrink_at:
+            features["f0"] = rng.gauss(0, 0.3)
+        version = 2 if version_at is not None and i >= version_at else 1
+        p = 1 / (1 + math.exp(-(3.0 if version == 2 else 2.0) * features["f0"]))
+        yield features, int(p > 0.5), None, max(p, 1 - p), version
+
+
 def concept(n: int, seed: int) -> Iterator:
     before = synth.Agrawal(classification_function=0, seed=seed)
     after = synth.Agrawal(classification_function=2, seed=seed + 1)
@@ -91,38 +140,90 @@ def _rule(x: dict) -> int:
     return int(x["age"] < 40 or x["age"] >= 60)
 
 
+def gradual(width: int, seed: int) -> Scenario:
+    return Scenario(
+        f"gradual mean shift 0→1σ over {width:,}",
+        CHANGE + width + 5_000,
+        CHANGE,
+        lambda n: gaussian(n, seed, lambda i, _, r: r.gauss(min(max(i - CHANGE, 0) / width, 1.0), 1)),
+        river=feature("f0"),
+    )
+
+
 def scenarios(stationary: int) -> list[Scenario]:
     total = CHANGE + 5_000
     return [
-        Scenario("stationary, 10 features", stationary, None, lambda n: gaussian(n, 1)),
+        Scenario("stationary, 10 features", stationary, None, lambda n: gaussian(n, 1), river=every_feature),
         Scenario(
             "abrupt mean shift 1σ",
             total,
             CHANGE,
             lambda n: gaussian(n, 2, lambda i, _, r: r.gauss(1.0 if i >= CHANGE else 0.0, 1)),
+            river=feature("f0"),
         ),
         Scenario(
             "abrupt mean shift 0.5σ",
             total,
             CHANGE,
             lambda n: gaussian(n, 3, lambda i, _, r: r.gauss(0.5 if i >= CHANGE else 0.0, 1)),
+            river=feature("f0"),
         ),
-        Scenario(
-            "gradual mean shift 0→1σ over 2000",
-            total,
-            CHANGE,
-            lambda n: gaussian(n, 4, lambda i, _, r: r.gauss(min(max(i - CHANGE, 0) / 2000, 1.0), 1)),
-        ),
+        gradual(2_000, 4),
+        gradual(20_000, 9),
+        gradual(100_000, 10),
         Scenario(
             "variance 1→3σ",
             total,
             CHANGE,
             lambda n: gaussian(n, 5, lambda i, _, r: r.gauss(0, 3.0 if i >= CHANGE else 1.0)),
+            river=spread("f0"),
         ),
         Scenario("category shift", total, CHANGE, lambda n: categories(n, 6)),
         Scenario("correlation +0.8→-0.8 (joint)", total, CHANGE, lambda n: correlation_flip(n, 8)),
-        Scenario("concept drift (Agrawal 0→2), labeled", total, CHANGE, lambda n: concept(n, 7), labeled=True),
+        Scenario("new version v1→v2, no drift", total, None, lambda n: scored(n, 11, version_at=CHANGE), river=score),
+        Scenario(
+            "covariate shift, estimated accuracy falls",
+            total,
+            CHANGE,
+            lambda n: scored(n, 12, shrink_at=CHANGE),
+            river=score,
+            signal="score",
+        ),
+        Scenario(
+            "concept drift (Agrawal 0→2), labeled",
+            total,
+            CHANGE,
+            lambda n: concept(n, 7),
+            labeled=True,
+            river=mistakes,
+        ),
     ]
+
+
+@dataclass(frozen=True)
+class RiverResult:
+    delay: int | None  # events after the change to ADWIN's first detection there (None: none)
+    false_alarms: int  # detections before the change, over every stream fed
+
+
+def river_adwin(scenario: Scenario) -> RiverResult | None:
+    """River's ADWIN at its defaults, one per stream of ``scenario.river`` (the same values the worker saw)."""
+    if scenario.river is None:
+        return None
+    change = scenario.change if scenario.change is not None else scenario.events
+    detectors: list[drift.ADWIN] = []
+    delay, false_alarms = None, 0
+    for i, event in enumerate(scenario.make(scenario.events)):
+        values = scenario.river(event)
+        while len(detectors) < len(values):
+            detectors.append(drift.ADWIN())
+        for detector, value in zip(detectors, values, strict=False):
+            if detector.update(value).drift_detected:
+                if i < change:
+                    false_alarms += 1
+                elif delay is None:
+                    delay = i - change
+    return RiverResult(delay, false_alarms)
 
 
 def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only: bool = False) -> None:
@@ -139,19 +240,13 @@ def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only
                 producer.send(topic, ('{"events":[' + ",".join(batch) + "]}").encode(), key=model.encode())
                 batch.clear()
 
-    for i, (features, prediction, label) in enumerate(scenario.make(scenario.events)):
+    for i, (features, prediction, label, *extra) in enumerate(scenario.make(scenario.events)):
         if not outcomes_only:
-            predictions.append(
-                json.dumps(
-                    {
-                        "model": model,
-                        "request_id": f"r{i}",
-                        "ts": TS0 + i * 0.01,
-                        "features": features,
-                        "prediction": prediction,
-                    }
-                )
-            )
+            event = {"model": model, "request_id": f"r{i}", "ts": TS0 + i * 0.01, "features": features}
+            event["prediction"] = prediction
+            if extra:
+                event["score"], event["model_version"] = extra
+            predictions.append(json.dumps(event))
         elif label is not None:
             outcomes.append(
                 json.dumps({"model": model, "request_id": f"r{i}", "ts": TS0 + i * 0.01 + 5, "label": int(label)})
@@ -213,28 +308,58 @@ def main() -> None:
         table = Table(
             title=f"drift detection through the worker ({expected:,} events published and taken in {elapsed:.0f} s)"
         )
-        for column in ("scenario", "events", "alerts", "detection delay (events)", "false alarms / 1M", "missed"):
+        columns = (
+            "scenario",
+            "events",
+            "alerts",
+            "delay (events)",
+            "false alarms / 1M",
+            "missed",
+            "ADWIN delay",
+            "ADWIN false alarms / 1M",
+            "delay / ADWIN's",
+        )
+        for column in columns:
             table.add_column(column, justify="right" if column != "scenario" else "left")
+        notes = []
+        with console.status("River's ADWIN at its defaults on the same signals"):
+            river = {scenario.name: river_adwin(scenario) for scenario in plan}
         for scenario in plan:
             rows = client.execute(
-                "SELECT signal, toUInt64(substring(request_id, 2)) FROM drift_alerts FINAL WHERE model = %(m)s "
-                "ORDER BY event_ts",
+                "SELECT signal, toUInt64(substring(request_id, 2)), evidence FROM drift_alerts FINAL "
+                "WHERE model = %(m)s ORDER BY event_ts",
                 {"m": models[scenario.name]},
             )
-            change = scenario.change if scenario.change is not None else scenario.events
+            total = scenario.events
+            change = scenario.change if scenario.change is not None else total
             false = [r for r in rows if r[1] < change]
-            caught = [r for r in rows if r[1] >= change]
-            stationary_events = change
-            delay = f"{caught[0][1] - change:,} ({caught[0][0]})" if caught else "-"
+            caught = [r for r in rows if r[1] >= change and scenario.signal in (None, r[0])]
+            delay = caught[0][1] - change if caught else None
+            adwin = river[scenario.name]
+            ratio = "-"
+            if adwin is not None and adwin.delay is not None and delay is not None and scenario.change is not None:
+                ratio = f"{delay / max(adwin.delay, 1):.2f}"
             table.add_row(
                 scenario.name,
                 f"{scenario.events:,}",
                 str(len(rows)),
-                delay,
-                f"{len(false) / stationary_events * 1e6:.1f}",
+                f"{delay:,} ({caught[0][0]})" if caught else "-",
+                f"{len(false) / change * 1e6:.1f}",
                 "-" if scenario.change is None else ("no" if caught else "MISSED"),
+                "n/a" if adwin is None else f"{adwin.delay:,}" if adwin.delay is not None and change < total else "-",
+                "n/a" if adwin is None else f"{adwin.false_alarms / change * 1e6:.1f}",
+                ratio,
             )
+            for signal, _, evidence in caught[:1]:
+                estimate = json.loads(evidence)
+                if "estimated_accuracy_before" in estimate:
+                    notes.append(
+                        f"{scenario.name}: the {signal} alert estimates accuracy (CBPE, before any label) "
+                        f"{estimate['estimated_accuracy_before']:.3f} → {estimate['estimated_accuracy_after']:.3f}"
+                    )
         console.print(table)
+        for note in notes:
+            console.print(note)
     finally:
         worker.terminate()
         worker.wait(30)

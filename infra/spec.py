@@ -68,7 +68,18 @@ from driftloop.infra.errors import DriftloopError
 
 SignalType = Literal["numeric", "categorical", "missing", "score", "prediction", "error"]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
-DETECTOR_NAMES = ("CUSUM", "ADWIN", "PageHinkley", "KSWIN", "DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM", "CategoricalShift")
+DETECTOR_NAMES = (
+    "CUSUM",
+    "ADWIN",
+    "PageHinkley",
+    "KSWIN",
+    "DDM",
+    "EDDM",
+    "HDDM_A",
+    "HDDM_W",
+    "FHDDM",
+    "CategoricalShift",
+)
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -48,7 +48,7 @@ from scipy.special import logsumexp
 
 from driftloop.streams.drift.evidence import Evidence
 
-#: Allowances of the default bank, in reference standard deviations: quickest for shifts of 0.2σ to 2σ.
+#: Allowances of the default bank, in reference standard deviations: quickest for shifts of 0.2 to 2 sd.
 ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
 _SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
 _STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
@@ -354,10 +354,8 @@ class CUSUM:
             chart = int(np.flatnonzero(on)[row])
             head = sums[row, : at + 1]
             lowest = int(at - head[::-1].argmin())
-            if head[lowest] <= 0.0:
-                offset = at - lowest
-            else:  # no new low since the run began: the excursion began before it
-                offset = int(self._since_zero[chart]) + at + 1
+            # no new low since the run began: the excursion began before it
+            offset = at - lowest if head[lowest] <= 0.0 else int(self._since_zero[chart]) + at + 1
             return at, max(offset, 1), chart, float(stat[row, at])
         self._stat[on] = stat[:, -1]
         lowest = n - 1 - sums[:, ::-1].argmin(axis=1)

@@ -1,17 +1,17 @@
 """The alert policy: when a detection becomes an alert.
 
-River's detectors on their own are not an alert policy (PageHinkley raised 123 false alarms in 200,000
-N(0,1) values). A detection becomes an alert only when
+A detection becomes an alert only when
 
 1. its signal is past the **warm-up** (the reference has been learnt),
 2. it has **minimum evidence** (enough events before the change to know what changed),
-3. it is **confirmed**: the ``confirm_events`` values after it still differ from the reference mean by more
-   than chance allows at the signal's share of the budget (numeric signals),
+3. for a detector without a run length (River's, named in a spec: PageHinkley raised 123 false alarms in
+   200,000 N(0,1) values on its own), it is **confirmed**: the ``confirm_events`` values after it still
+   differ from the reference mean by more than chance allows at the signal's share of the
+   ``false_alarm_budget`` (split Bonferroni-style among the signals),
 4. the model is not in **cooldown** for that kind of drift (event time), and under its hourly **rate limit**.
 
-The **false-alarm budget** is shared by the model's signals: each gets ``budget / signals`` as its
-detector's confidence (ADWIN ``delta``, ``CategoricalShift`` ``alpha``), a Bonferroni bound on the
-chance that any signal of the model fires on stationary data.
+The default detectors need no confirmation: ``CUSUM`` and ``CategoricalShift`` take their share of the
+model's expected run length (``streams.drift.monitor``), which is their false-alarm rate.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     send(drift_stack, model, 0, 2000)
     send(drift_stack, model, 2000, 400, shift=2.0)
     rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert in ClickHouse")
-    assert [(r[0], r[1], r[2]) for r in rows] == [("f0", "data", "ADWIN")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("f0", "data", "CUSUM")]
     assert 2000 <= int(rows[0][3][1:]) < 2100 and abs(int(rows[0][4][1:]) - 2000) <= 20
 
     on_kafka = [

@@ -459,3 +459,38 @@ def test_a_correlation_that_flips_is_a_joint_drift_naming_its_features(monitor: 
     restore_model(restored, "m", json.loads(json.dumps(saved)))  # JSON, as it is stored
     joint = restored.models["m"].joint
     assert joint is not None and joint.fitted and joint.names == monitor.models["m"].joint.names
+
+
+def test_the_model_run_length_is_shared_by_its_signals(monitor: DriftMonitor) -> None:
+    """Default: 1e8 events for the model; each signal's rate is its share (the rates add up to the model's)."""
+    run(monitor, random.Random(8), 3000)
+    state = monitor.models["m"]
+    shares = {name: s.detector.run_length for name, s in state.signals.items() if s.detector.name == "CUSUM"}
+    assert shares and set(shares.values()) == {1e8 * state.expected_signals}
+    colour = state.signals["colour"].detector
+    assert colour.alpha == pytest.approx(colour.clock / (1e8 * state.expected_signals))  # type: ignore[attr-defined]
+
+
+def test_a_run_length_in_hours_follows_the_model_event_rate(tmp_path: Path) -> None:
+    """One event a second (the stream's event time): 24 hours is 86,400 events for the model."""
+    (tmp_path / "m.toml").write_text('name = "m"\n[monitoring]\nexpected_run_length_hours = 24\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    run(monitor, random.Random(9), 3000)
+    state = monitor.models["m"]
+    assert state.events_per_s == pytest.approx(1.0)
+    signals = max(state.expected_signals, len(state.signals))
+    assert state.signals["f0"].detector.run_length == pytest.approx(86_400 * signals)  # type: ignore[attr-defined]
+    restarted = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    restore_model(restarted, "m", json.loads(json.dumps(snapshot_model(monitor, "m"))))
+    assert restarted.models["m"].signals["f0"].detector.run_length == pytest.approx(86_400 * signals)  # type: ignore[attr-defined]
+
+
+def test_a_detector_a_spec_names_keeps_its_own_rate(tmp_path: Path) -> None:
+    (tmp_path / "m.toml").write_text(
+        'name = "m"\n[monitoring.signals.f0]\ndetector = { name = "CUSUM", params = { run_length = 1e4 } }\n'
+    )
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    run(monitor, random.Random(10), 3000)
+    signals = monitor.models["m"].signals
+    assert signals["f0"].detector.run_length == 1e4  # type: ignore[attr-defined]
+    assert signals["f1"].detector.run_length == 1e8 * monitor.models["m"].expected_signals  # type: ignore[attr-defined]
