@@ -218,7 +218,8 @@ def river_adwin(scenario: Scenario) -> RiverResult | None:
         while len(detectors) < len(values):
             detectors.append(drift.ADWIN())
         for detector, value in zip(detectors, values, strict=False):
-            if detector.update(value).drift_detected:
+            detector.update(value)
+            if detector.drift_detected:
                 if i < change:
                     false_alarms += 1
                 elif delay is None:

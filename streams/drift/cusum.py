@@ -13,9 +13,9 @@ does for its online detectors:
    bank of them covers shifts from slow to abrupt.
 3. **Calibration.** A chart's run length grows like ``exp(θ h)`` in its threshold ``h``, where ``θ`` is the
    root of the reference's moment-generating function, ``mean(exp(θ (z - k))) = 1`` — exact for whatever
-   shape the reference has (skewed, discrete). The constant in front (the overshoot, Siegmund 1985) and how
-   much the charts' alarms overlap are measured by simulating the charts on resamples of the reference, at a
-   threshold low enough to simulate; the thresholds for the target are extrapolated from there.
+   shape the reference has (skewed, discrete). The constant in front (the overshoot, Siegmund 1985) is
+   measured by simulating the charts on resamples of the reference, at a threshold low enough to simulate;
+   the thresholds for the target are extrapolated from there, each chart taking an equal share of it.
 4. **The reference's own error.** A mean estimated from ``n`` values is off by about ``1/√n`` standard
    deviations, and a chart with a small allowance feels it most: averaged over that error, a chart's
    false-alarm rate is ``exp(θ² h² / (2 k² n))`` times the rate with a perfect reference. The thresholds
@@ -66,21 +66,26 @@ class Calibration:
     allowances: tuple[float, ...]
     thetas: tuple[float, ...]  # each chart's exponent (inf: the reference cannot move it)
     overshoots: tuple[float, ...]  # Siegmund's rho, measured by simulation
-    overlap: float  # sum of the charts' alarm rates / the rate of any alarm (1: disjoint, charts: identical)
 
     def thresholds(self, run_length: float) -> np.ndarray:
         """Each chart's threshold so that the bank's false alarms come every ``run_length`` values on average
-        (``inf``: the chart cannot meet it and is off; ``0``: any value the reference could not give fires)."""
+        (``inf``: the chart is off; all ``0``: a constant reference, which any other value changes).
+
+        The charts' rates are added up as if their alarms never coincided: they do (the upper charts for
+        0.25 and 0.5 see the same excursions), so the bank's run length is somewhat longer than asked. A
+        chart the reference cannot move (an increment never positive: the edge of a bounded feature) is off,
+        as is a chart that cannot meet its share at any threshold."""
         finite = [math.isfinite(t) for t in self.thetas]
+        if not any(finite):
+            return np.zeros(len(self.thetas))
         feasible = finite
         for _ in range(2):  # the charts that can meet their share, then the shares of those that can
-            active = max(sum(feasible), 1)
-            per_chart = run_length * active / max(min(self.overlap, active), 1.0)
+            per_chart = run_length * max(sum(feasible), 1)
             bounds = [
-                _threshold(t, k, rho, self.size, per_chart) if f else 0.0
+                _threshold(t, k, rho, self.size, per_chart) if f else math.inf
                 for t, k, rho, f in zip(self.thetas, self.allowances, self.overshoots, finite, strict=True)
             ]
-            feasible = [f and math.isfinite(b) for f, b in zip(finite, bounds, strict=True)]
+            feasible = [math.isfinite(b) for b in bounds]
         return np.array(bounds)
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,8 +97,25 @@ class Calibration:
         return cls(**fields)
 
 
-def calibrate(reference: Sequence[float], allowances: Sequence[float] = ALLOWANCES, *, seed: int = 0) -> Calibration:
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and standard deviation of a reference longer than the values kept to resample."""
+
+    count: int
+    mean: float
+    std: float
+
+
+def calibrate(
+    reference: Sequence[float],
+    allowances: Sequence[float] = ALLOWANCES,
+    *,
+    seed: int = 0,
+    moments: Moments | None = None,
+) -> Calibration:
     """Measure ``reference`` (see the module docstring): the calibration the thresholds are taken from.
+    With ``moments``, ``reference`` gives the shape only (it is resampled) and ``moments`` the location, the
+    scale and the count whose estimation error the thresholds allow for.
 
     >>> import numpy as np
     >>> cal = calibrate(np.random.default_rng(0).normal(size=4000))
@@ -103,36 +125,45 @@ def calibrate(reference: Sequence[float], allowances: Sequence[float] = ALLOWANC
     True
     """
     values = np.asarray(reference, dtype=float)
-    size = len(values)
-    if size < 2:
+    if len(values) < 2:
         raise ValueError("a CUSUM reference needs at least 2 values")
-    if np.isin(values, (0.0, 1.0)).all():  # a rate: Bernoulli, known by its count (a model's null rates share it)
-        return _calibrate_rate(size, int(values.sum()), tuple(allowances), seed)
-    return _calibrate(values, tuple(allowances), seed)
+    whole = moments or Moments(len(values), float(values.mean()), float(values.std(ddof=1)))
+    ones = whole.mean * whole.count
+    if np.isin(values, (0.0, 1.0)).all() and abs(ones - round(ones)) < 1e-6:
+        # a rate: Bernoulli, known by its count and its ones (a model's null rates share it)
+        return _calibrate_rate(whole.count, round(ones), tuple(allowances), seed)
+    std = whole.std if whole.std > 0 else max(abs(whole.mean) * 1e-9, 1e-12)  # a constant: any change counts
+    own_std = float(values.std(ddof=1))
+    shape = (values - values.mean()) / own_std if own_std > 0 else np.zeros(len(values))
+    return _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
 
 
 @functools.lru_cache(maxsize=256)
 def _calibrate_rate(size: int, ones: int, allowances: tuple[float, ...], seed: int) -> Calibration:
-    return _calibrate(np.repeat([0.0, 1.0], [size - ones, ones]), allowances, seed)
+    """A 0/1 signal's calibration: its rate smoothed, so that a rate never seen in the reference is not zero."""
+    rate = (ones + 1.0) / (size + 2.0)
+    std = math.sqrt(rate * (1.0 - rate))
+    points, weights = np.array([-rate / std, (1.0 - rate) / std]), np.array([1.0 - rate, rate])
+    return _calibrate(points, weights, Moments(size, rate, std), std, allowances, seed, observed=ones / size)
 
 
-def _calibrate(values: np.ndarray, allowances: tuple[float, ...], seed: int) -> Calibration:
-    size = len(values)
-    observed = float(values.mean())
-    if np.isin(values, (0.0, 1.0)).all():  # a rate: Bernoulli, smoothed so that a rate never seen is not zero
-        rate = (float(values.sum()) + 1.0) / (size + 2.0)
-        mean, std = rate, math.sqrt(rate * (1.0 - rate))
-        points = np.array([-rate / std, (1.0 - rate) / std])
-        weights = np.array([1.0 - rate, rate])
-    else:
-        mean, std = observed, float(values.std(ddof=1))
-        std = std if std > 0 else max(abs(mean) * 1e-9, 1e-12)  # a constant: any other value is a change
-        points, weights = (values - mean) / std, np.full(size, 1.0 / size)
+def _calibrate(
+    points: np.ndarray,
+    weights: np.ndarray,
+    whole: Moments,
+    std: float,
+    allowances: tuple[float, ...],
+    seed: int,
+    *,
+    observed: float | None = None,
+) -> Calibration:
+    """The charts' laws on standardized ``points`` (with ``weights``), for a reference of ``whole``."""
     sides = tuple(side for side in (1, -1) for _ in allowances)
     ks = tuple(float(k) for _ in (1, -1) for k in allowances)
     thetas = tuple(_theta(side * points, weights, k) for side, k in zip(sides, ks, strict=True))
-    overshoots, overlap = _simulate(points, weights, sides, ks, thetas, np.random.default_rng(seed))
-    return Calibration(mean, std, observed, size, sides, ks, thetas, overshoots, overlap)
+    overshoots = _simulate(points, weights, sides, ks, thetas, np.random.default_rng(seed))
+    mean = whole.mean
+    return Calibration(mean, std, mean if observed is None else observed, whole.count, sides, ks, thetas, overshoots)
 
 
 def _theta(points: np.ndarray, weights: np.ndarray, k: float) -> float:
@@ -192,12 +223,11 @@ def _simulate(
     ks: tuple[float, ...],
     thetas: tuple[float, ...],
     rng: np.random.Generator,
-) -> tuple[tuple[float, ...], float]:
+) -> tuple[float, ...]:
     """Run the charts on resamples of the reference at thresholds where alarms come about every
-    ``_SIMULATED_RUN`` values: each chart's overshoot (from its measured run length), and how much the charts'
-    alarms overlap."""
+    ``_SIMULATED_RUN`` values: each chart's overshoot, from the run length measured there."""
     draws = rng.choice(points, size=(_STREAMS, _STEPS), p=weights)
-    firsts, overshoots = [], []
+    overshoots = []
     for side, k, theta in zip(sides, ks, thetas, strict=True):
         if not math.isfinite(theta):
             overshoots.append(0.0)
@@ -206,22 +236,20 @@ def _simulate(
         sums = np.cumsum(side * draws - k, axis=1)
         stat = sums - np.minimum(np.minimum.accumulate(sums, axis=1), 0.0)
         over = stat > h
-        first = np.where(over.any(axis=1), over.argmax(axis=1) + 1, _STEPS).astype(float)
-        firsts.append(first)
-        measured = float(first.mean())
+        measured = float(np.where(over.any(axis=1), over.argmax(axis=1) + 1, _STEPS).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
-    if not firsts:
-        return tuple(overshoots), 1.0
-    rates = sum(1.0 / f.mean() for f in firsts)
-    overlap = rates * float(np.minimum.reduce(firsts).mean())
-    return tuple(overshoots), max(overlap, 1.0)
+    return tuple(overshoots)
 
 
 class CUSUM:
     """CUSUM charts whose false alarms come every ``run_length`` values on average (module docstring).
 
     ``run_length`` may be changed at any time (the monitor sets it from the model's rate); the thresholds
-    follow without a new calibration.
+    follow without a new calibration. The charts start after ``reference`` values; the reference then keeps
+    every value that follows, up to ``max_reference``, and the location, the scale and the thresholds are
+    refreshed each time it has doubled: its estimation error shrinks, the thresholds with it, and the charts
+    for the slowest drifts, off at first, come on. (A drift that begins while the reference still grows is
+    partly taken into it, diluted by everything before.)
     """
 
     name = "CUSUM"
@@ -234,6 +262,7 @@ class CUSUM:
         allowances: Sequence[float] = ALLOWANCES,
         seed: int = 0,
         replay: int = 2000,
+        max_reference: int = 64_000,
     ) -> None:
         if not run_length > 1:
             raise ValueError(f"run_length must be more than 1 event, got {run_length}")
@@ -242,10 +271,13 @@ class CUSUM:
         if not allowances or min(allowances) <= 0:
             raise ValueError(f"allowances must be positive numbers, got {list(allowances)}")
         self.reference = int(reference)
+        self.max_reference = max(int(max_reference), self.reference)
         self.allowances = tuple(float(k) for k in allowances)
         self.seed = seed
         self._run_length = float(run_length)
-        self._learning: list[float] = []
+        self._learning: list[float] = []  # the reference's first values: its shape, resampled to calibrate
+        self._sums = np.zeros(3)  # count, sum and sum of squares of the whole reference (about _shift)
+        self._shift = 0.0
         self._calibration: Calibration | None = None
         self._thresholds = np.empty(0)
         self._on = np.zeros(0, dtype=bool)
@@ -291,17 +323,26 @@ class CUSUM:
         start = 0
         while start < len(x):
             if self._calibration is None:
-                take = x[start : start + self.reference - len(self._learning)].tolist()
-                self._learning.extend(take)
-                self._recent.extend(take)
+                take = x[start : start + self.reference - len(self._learning)]
+                self._learning.extend(take.tolist())
+                self._recent.extend(take.tolist())
+                self._absorb(take)
                 start += len(take)
                 if len(self._learning) >= self.reference:
                     self._calibrate()
                 continue
-            hit = self._run(x[start:])
+            count = int(self._sums[0])
+            growing = count < self.max_reference
+            piece = x[start : start + (min(2 * count, self.max_reference) - count if growing else len(x))]
+            hit = self._run(piece)
             if hit is None:
-                self._recent.extend(x[start:].tolist())
-                break
+                self._recent.extend(piece.tolist())
+                if growing:
+                    self._absorb(piece)
+                    if self._sums[0] >= min(2 * count, self.max_reference):
+                        self._calibrate()  # doubled: the same charts, sharper
+                start += len(piece)
+                continue
             at, offset, chart, stat = hit
             self._recent.extend(x[start : start + at + 1].tolist())
             position = start + at
@@ -312,13 +353,31 @@ class CUSUM:
 
     # --- the charts -----------------------------------------------------------------------------------------
 
+    def _absorb(self, values: np.ndarray) -> None:
+        """Add ``values`` to the reference's count and sums (about the first value, against cancellation)."""
+        if not len(values):
+            return
+        if not self._sums[0]:
+            self._shift = float(values[0])
+        centred = values - self._shift
+        self._sums += (len(values), float(centred.sum()), float(centred @ centred))
+
+    def _moments(self) -> Moments:
+        count, total, squares = self._sums
+        mean = total / count
+        variance = max(squares - count * mean * mean, 0.0) / max(count - 1, 1)
+        return Moments(int(count), self._shift + mean, math.sqrt(variance))
+
     def _calibrate(self) -> None:
-        self._calibration = calibrate(self._learning, self.allowances, seed=self.seed)
-        self._learning = []
+        """Calibrate on the reference so far (the first time, or once it has doubled: the charts keep their
+        statistics)."""
+        first = self._calibration is None
+        self._calibration = calibrate(self._learning, self.allowances, seed=self.seed, moments=self._moments())
         self._set_thresholds()
-        charts = len(self._calibration.sides)
-        self._stat = np.zeros(charts)
-        self._since_zero = np.zeros(charts, dtype=np.int64)
+        if first:
+            charts = len(self._calibration.sides)
+            self._stat = np.zeros(charts)
+            self._since_zero = np.zeros(charts, dtype=np.int64)
 
     def _set_thresholds(self) -> None:
         cal = self._calibration
@@ -385,6 +444,8 @@ class CUSUM:
         )
         self._calibration = None
         self._learning = window[-self.reference :]
+        self._sums[:] = 0.0
+        self._absorb(np.asarray(self._learning))
         return self._evidence
 
     # --- state ----------------------------------------------------------------------------------------------
@@ -394,6 +455,7 @@ class CUSUM:
             "n": self.n,
             "run_length": self._run_length,
             "learning": list(self._learning),
+            "sums": [self._shift, *self._sums.tolist()],
             "calibration": self._calibration.as_dict() if self._calibration is not None else None,
             "stat": self._stat.tolist(),
             "since_zero": self._since_zero.tolist(),
@@ -403,6 +465,12 @@ class CUSUM:
     def restore(self, state: dict[str, Any]) -> None:
         self.n = int(state.get("n", 0))
         self._learning = [float(v) for v in state.get("learning", [])]
+        sums = state.get("sums")
+        if sums:
+            self._shift, self._sums = float(sums[0]), np.asarray(sums[1:], dtype=float)
+        else:
+            self._sums[:] = 0.0
+            self._absorb(np.asarray(self._learning))
         self._recent.clear()
         self._recent.extend(float(v) for v in state.get("recent", []))
         saved = state.get("calibration")
