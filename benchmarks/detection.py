@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaProducer
 from rich.console import Console
@@ -259,12 +260,33 @@ def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only
     producer.close()
 
 
+def wait_for_detection(client: Any, scenarios: dict[str, Scenario], worker: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Until every model's saved detector state has seen all its events (and labels): the detection process
+    runs behind the landing of events."""
+    while True:
+        done = set()
+        for model, raw in client.execute("SELECT model, argMax(state, revision) FROM detector_state GROUP BY model"):
+            state = json.loads(raw) or {}
+            scenario = scenarios.get(model)
+            labeled = not scenario or not scenario.labeled or state.get("labeled", 0) >= scenario.events
+            if scenario and state.get("events", 0) >= scenario.events and labeled:
+                done.add(model)
+        if done >= set(scenarios):
+            return
+        if worker.poll() is not None:
+            raise RuntimeError("the worker exited before detection was done")
+        time.sleep(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stationary-events", type=int, default=1_000_000)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="driftloop-detect-"))
-    env = private_stack_env(home, prefix="detect.") | {"DRIFTLOOP_BATCH_MAX_WAIT_S": "0.2"}
+    env = private_stack_env(home, prefix="detect.") | {
+        "DRIFTLOOP_BATCH_MAX_WAIT_S": "0.2",
+        "DRIFTLOOP_DETECTOR_STATE_INTERVAL_S": "1",  # how far detection has come: its saved state says
+    }
     settings = Settings.from_env(env)
     local_stack.up(settings)
     worker_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | env
@@ -305,7 +327,8 @@ def main() -> None:
                     raise RuntimeError(f"the worker exited; see {home / 'worker.log'}")
                 time.sleep(1)
         elapsed = time.monotonic() - started
-        time.sleep(3)  # the last batches' detections
+        with console.status("the detectors are taking the last events"):
+            wait_for_detection(client, {models[s.name]: s for s in plan}, worker)
         table = Table(
             title=f"drift detection through the worker ({expected:,} events published and taken in {elapsed:.0f} s)"
         )

@@ -278,6 +278,7 @@ class CUSUM:
         self._learning: list[float] = []  # the reference's first values: its shape, resampled to calibrate
         self._sums = np.zeros(3)  # count, sum and sum of squares of the whole reference (about _shift)
         self._shift = 0.0
+        self._grow_at = 0  # the reference's count at which it is next calibrated (0: it no longer grows)
         self._calibration: Calibration | None = None
         self._thresholds = np.empty(0)
         self._on = np.zeros(0, dtype=bool)
@@ -331,15 +332,14 @@ class CUSUM:
                 if len(self._learning) >= self.reference:
                     self._calibrate()
                 continue
-            count = int(self._sums[0])
-            growing = count < self.max_reference
-            piece = x[start : start + (min(2 * count, self.max_reference) - count if growing else len(x))]
+            growing = self._grow_at > self._sums[0]
+            piece = x[start : start + (int(self._grow_at - self._sums[0]) if growing else len(x))]
             hit = self._run(piece)
             if hit is None:
                 self._recent.extend(piece.tolist())
                 if growing:
                     self._absorb(piece)
-                    if self._sums[0] >= min(2 * count, self.max_reference):
+                    if self._sums[0] >= self._grow_at:
                         self._calibrate()  # doubled: the same charts, sharper
                 start += len(piece)
                 continue
@@ -373,6 +373,7 @@ class CUSUM:
         statistics)."""
         first = self._calibration is None
         self._calibration = calibrate(self._learning, self.allowances, seed=self.seed, moments=self._moments())
+        self._grow_at = min(2 * self._calibration.size, self.max_reference)
         self._set_thresholds()
         if first:
             charts = len(self._calibration.sides)
@@ -456,6 +457,7 @@ class CUSUM:
             "run_length": self._run_length,
             "learning": list(self._learning),
             "sums": [self._shift, *self._sums.tolist()],
+            "grow_at": self._grow_at,
             "calibration": self._calibration.as_dict() if self._calibration is not None else None,
             "stat": self._stat.tolist(),
             "since_zero": self._since_zero.tolist(),
@@ -473,6 +475,7 @@ class CUSUM:
             self._absorb(np.asarray(self._learning))
         self._recent.clear()
         self._recent.extend(float(v) for v in state.get("recent", []))
+        self._grow_at = int(state.get("grow_at", 0))
         saved = state.get("calibration")
         self._calibration = Calibration.from_dict(saved) if saved else None
         if self._calibration is not None:

@@ -90,6 +90,37 @@ class ModelPredictions:
     def __len__(self) -> int:
         return len(self.request_ids)
 
+    def chunks(self, size: int) -> list[ModelPredictions]:
+        """The events in runs of at most ``size``, in order (itself when it is no longer)."""
+        if len(self) <= size:
+            return [self]
+        return [self._slice(slice(start, start + size)) for start in range(0, len(self), size)]
+
+    def _slice(self, part: slice) -> ModelPredictions:
+        features: SameFeatures | FeaturesByEvent
+        if isinstance(self.features, SameFeatures):
+            f = self.features
+            features = SameFeatures(
+                f.numeric_names, f.numeric[part], f.categorical_names, [c[part] for c in f.categorical]
+            )
+        else:
+            g = self.features
+            features = FeaturesByEvent(
+                g.num_name[part], g.num_value[part], g.cat_name[part], g.cat_value[part], g.missing[part]
+            )
+        versions = self.versions[part]
+        return ModelPredictions(
+            self.model,
+            int(versions.max()) if len(versions) else self.version,
+            versions,
+            self.ts_ms[part],
+            self.request_ids[part],
+            self.score[part],
+            self.prediction_num[part],
+            self.prediction[part],
+            features,
+        )
+
 
 @dataclass(frozen=True)
 class PredictionFrame:

@@ -122,7 +122,8 @@ class DriftMonitor:
     def process_predictions(self, rows: ColumnBatch | PredictionFrame) -> list[Alert]:
         frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(served_only(rows))
         alerts: list[Alert] = []
-        for part in frame.models:
+        # a run longer than half the ring would push its own events out before their alerts place them
+        for part in (chunk for whole in frame.models for chunk in whole.chunks(RING // 2)):
             state = self._model(part.model, part.features.count)
             if state is None:
                 continue
@@ -140,8 +141,11 @@ class DriftMonitor:
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
         rows = served_only(rows)
         alerts: list[Alert] = []
-        for model, index in _by_model(rows["model"]).items():
-            index.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time
+        runs = []
+        for model, whole in _by_model(rows["model"]).items():
+            whole.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time
+            runs += [(model, whole[start : start + RING // 2]) for start in range(0, len(whole), RING // 2)]
+        for model, index in runs:
             sent = ("num.name", "cat.name", "missing")
             state = self._model(model, sum(len(rows[name][index[0]]) for name in sent if name in rows.columns))
             if state is None:

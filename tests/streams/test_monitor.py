@@ -40,7 +40,9 @@ def predictions(rng: random.Random, start: int, n: int, shift: dict | None = Non
                 "score": rng.random(),
             }
         )
-    return decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
+    envelopes = [events[i : i + 2000] for i in range(0, len(events), 2000)]  # each under the message size limit
+    messages = [Incoming(json.dumps({"events": e}).encode(), "p", 0, k) for k, e in enumerate(envelopes)]
+    return decode_predictions(messages).rows
 
 
 def labeled(rng: random.Random, start: int, n: int, error_after: float, at: int, model: str = "m") -> ColumnBatch:
@@ -494,3 +496,15 @@ def test_a_detector_a_spec_names_keeps_its_own_rate(tmp_path: Path) -> None:
     signals = monitor.models["m"].signals
     assert signals["f0"].detector.run_length == 1e4  # type: ignore[attr-defined]
     assert signals["f1"].detector.run_length == 1e8 * monitor.models["m"].expected_signals  # type: ignore[attr-defined]
+
+
+def test_a_batch_longer_than_the_ring_places_its_alert_where_it_happened(tmp_path: Path) -> None:
+    """A detection process that fell behind gets long batches: a shift inside one is still placed at its
+    own event, not at the oldest event the ring of recent events kept."""
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng = random.Random(2)
+    monitor.process_predictions(predictions(rng, 0, 10_000))
+    alerts = monitor.process_predictions(predictions(rng, 10_000, 40_000, shift={"at": 20_000, "mean": 1.0}))
+    (alert,) = [a for a in alerts if a.signal == "f0"]
+    assert 20_000 <= int(alert.request_id[1:]) < 20_200
+    assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 50
