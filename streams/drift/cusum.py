@@ -36,6 +36,7 @@ the next reference, as ADWIN's window restarts after a cut.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections import deque
@@ -44,7 +45,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.optimize import brentq
 
 from driftloop.streams.drift.evidence import Evidence
 
@@ -66,6 +67,7 @@ class Calibration:
     allowances: tuple[float, ...]
     thetas: tuple[float, ...]  # each chart's exponent (inf: the reference cannot move it)
     overshoots: tuple[float, ...]  # Siegmund's rho, measured by simulation
+    rate: bool = False  # a 0/1 signal (its laws follow its rate: recalibrated, not rescaled, as it grows)
 
     def thresholds(self, run_length: float) -> np.ndarray:
         """Each chart's threshold so that the bank's false alarms come every ``run_length`` values on average
@@ -144,7 +146,8 @@ def _calibrate_rate(size: int, ones: int, allowances: tuple[float, ...], seed: i
     rate = (ones + 1.0) / (size + 2.0)
     std = math.sqrt(rate * (1.0 - rate))
     points, weights = np.array([-rate / std, (1.0 - rate) / std]), np.array([1.0 - rate, rate])
-    return _calibrate(points, weights, Moments(size, rate, std), std, allowances, seed, observed=ones / size)
+    calibration = _calibrate(points, weights, Moments(size, rate, std), std, allowances, seed, observed=ones / size)
+    return dataclasses.replace(calibration, rate=True)
 
 
 def _calibrate(
@@ -172,18 +175,16 @@ def _theta(points: np.ndarray, weights: np.ndarray, k: float) -> float:
     if steps.max() <= 0:
         return math.inf
     log_w = np.log(weights)
+    top = float(steps.max())
 
     def cumulant(t: float) -> float:
-        return float(logsumexp(t * steps + log_w))
+        return t * top + math.log(float(np.exp(t * (steps - top) + log_w).sum()))
 
     hi = 1.0
     while cumulant(hi) < 0:
         hi *= 2.0
-    lo = 0.0
-    for _ in range(60):  # the cumulant is convex, negative on (0, root), positive after it
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cumulant(mid) < 0 else (lo, mid)
-    return (lo + hi) / 2
+    # the cumulant is convex, negative on (0, root), positive after it
+    return float(brentq(cumulant, hi / 2 if cumulant(hi / 2) < 0 else 1e-12, hi, xtol=1e-10))
 
 
 def _excess(x: float) -> float:
@@ -226,7 +227,10 @@ def _simulate(
 ) -> tuple[float, ...]:
     """Run the charts on resamples of the reference at thresholds where alarms come about every
     ``_SIMULATED_RUN`` values: each chart's overshoot, from the run length measured there."""
-    draws = rng.choice(points, size=(_STREAMS, _STEPS), p=weights)
+    if np.allclose(weights, weights[0]):
+        draws = points[rng.integers(0, len(points), size=(_STREAMS, _STEPS))]
+    else:
+        draws = rng.choice(points, size=(_STREAMS, _STEPS), p=weights)
     overshoots = []
     for side, k, theta in zip(sides, ks, thetas, strict=True):
         if not math.isfinite(theta):
@@ -371,8 +375,14 @@ class CUSUM:
     def _calibrate(self) -> None:
         """Calibrate on the reference so far (the first time, or once it has doubled: the charts keep their
         statistics)."""
-        first = self._calibration is None
-        self._calibration = calibrate(self._learning, self.allowances, seed=self.seed, moments=self._moments())
+        previous, moments = self._calibration, self._moments()
+        first = previous is None
+        if previous is None or previous.rate or not moments.std > 0:
+            self._calibration = calibrate(self._learning, self.allowances, seed=self.seed, moments=moments)
+        else:  # the same values to resample, so the same laws: at the location and scale of more values
+            self._calibration = dataclasses.replace(
+                previous, mean=moments.mean, std=moments.std, observed_mean=moments.mean, size=moments.count
+            )
         self._grow_at = min(2 * self._calibration.size, self.max_reference)
         self._set_thresholds()
         if first:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import uuid
@@ -139,3 +140,45 @@ def test_detector_state_survives_a_worker_restart(
         assert [r[0] for r in rows] == ["f0"] and int(rows[0][3][1:]) >= 3000  # nothing re-alerted on old data
     finally:
         second.stop()
+
+
+def send_scored(stack: PrivateStack, model: str, start: int, n: int, *, version: int, sharpness: float) -> None:
+    """A calibrated classifier's events: P(y=1) = sigmoid(sharpness * f0); the score is that of the predicted
+    class (a sharper model scores higher, and nothing about the data changes)."""
+    rng = random.Random(start)
+    with EventProducer(stack.settings, max_events=200) as producer:
+        for i in range(start, start + n):
+            features = {f"f{j}": rng.gauss(0, 1) for j in range(3)}
+            p = 1 / (1 + math.exp(-sharpness * features["f0"]))
+            producer.emit_prediction(
+                model,
+                request_id=f"r{i}",
+                features=features,
+                prediction=int(p > 0.5),
+                score=max(p, 1 - p),
+                model_version=version,
+                ts=1_790_000_000 + i,
+            )
+
+
+def detected_events(stack: PrivateStack, model: str) -> int:
+    rows = connect(stack.settings.clickhouse).execute(
+        "SELECT argMax(events, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+def test_a_deployment_through_the_worker_is_not_a_drift(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path
+) -> None:
+    """v1 serves 2,500 events, then v2 (sharper scores) 2,500: no prediction alert. The same change of scores
+    within one version (the control) is one: the scores' shift is there to be seen."""
+    deployed, control = spec(specs, warmup=500), spec(specs, warmup=500)
+    send_scored(drift_stack, deployed, 0, 2500, version=1, sharpness=2.0)
+    send_scored(drift_stack, deployed, 2500, 2500, version=2, sharpness=5.0)
+    send_scored(drift_stack, control, 0, 2500, version=1, sharpness=2.0)
+    send_scored(drift_stack, control, 2500, 2500, version=1, sharpness=5.0)
+    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, control), timeout_s=150, what="the control's alert")
+    assert [(r[0], r[1]) for r in rows][:1] == [("score", "prediction")]
+    wait_for(lambda: detected_events(drift_stack, deployed) >= 5000, timeout_s=60, what="detection of every event")
+    assert [r for r in alerts_in_clickhouse(drift_stack, deployed) if r[1] == "prediction"] == []
