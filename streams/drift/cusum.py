@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -210,11 +209,13 @@ def _threshold(theta: float, k: float, rho: float, size: int, run_length: float)
     top = theta / a  # where the penalized log run length peaks
     if log_length(top) < target:
         return math.inf
-    lo, hi = 0.0, top
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if log_length(mid) < target else (lo, mid)
-    return max(hi - rho, 0.0)
+    hi = min(max(target + math.log(theta * k), 1.0) / theta, top)  # the root is past this, with no penalty
+    while log_length(hi) < target:
+        hi = min(2 * hi, top)
+    lo = hi / 2
+    while lo > 1e-9 and log_length(lo) >= target:
+        lo /= 2
+    return max(float(brentq(lambda b: log_length(b) - target, lo, hi, xtol=1e-9)) - rho, 0.0)
 
 
 def _simulate(
@@ -243,6 +244,30 @@ def _simulate(
         measured = float(np.where(over.any(axis=1), over.argmax(axis=1) + 1, _STEPS).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
     return tuple(overshoots)
+
+
+class _Recent:
+    """The last ``capacity`` values, kept in a numpy buffer (what an alarm's window is read from)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._buffer = np.empty(2 * capacity)
+        self.size = 0  # values held, at the end of the used part of the buffer
+        self._end = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        values = values[-self.capacity :]
+        if self._end + len(values) > len(self._buffer):  # full: move the values kept to the front
+            keep = min(self.size, self.capacity - len(values))
+            self._buffer[:keep] = self._buffer[self._end - keep : self._end]
+            self._end = keep
+        self._buffer[self._end : self._end + len(values)] = values
+        self._end += len(values)
+        self.size = min(self.size + len(values), self.capacity)
+
+    def last(self, n: int) -> np.ndarray:
+        n = min(n, self.size)
+        return self._buffer[self._end - n : self._end].copy()
 
 
 class CUSUM:
@@ -289,7 +314,7 @@ class CUSUM:
         self._sides = self._allowances = np.empty(0)
         self._stat = np.zeros(0)
         self._since_zero = np.zeros(0, dtype=np.int64)
-        self._recent: deque[float] = deque(maxlen=replay)
+        self._recent = _Recent(replay)
         self._evidence = Evidence(math.nan, math.nan, 0, 0, 0)
         self._drift = False
         self.n = 0
@@ -330,7 +355,7 @@ class CUSUM:
             if self._calibration is None:
                 take = x[start : start + self.reference - len(self._learning)]
                 self._learning.extend(take.tolist())
-                self._recent.extend(take.tolist())
+                self._recent.extend(take)
                 self._absorb(take)
                 start += len(take)
                 if len(self._learning) >= self.reference:
@@ -340,7 +365,7 @@ class CUSUM:
             piece = x[start : start + (int(self._grow_at - self._sums[0]) if growing else len(x))]
             hit = self._run(piece)
             if hit is None:
-                self._recent.extend(piece.tolist())
+                self._recent.extend(piece)
                 if growing:
                     self._absorb(piece)
                     if self._sums[0] >= self._grow_at:
@@ -348,7 +373,7 @@ class CUSUM:
                 start += len(piece)
                 continue
             at, offset, chart, stat = hit
-            self._recent.extend(x[start : start + at + 1].tolist())
+            self._recent.extend(x[start : start + at + 1])
             position = start + at
             fired.append((position, self._fire(offset, chart, stat)))
             start = position + 1
@@ -409,6 +434,8 @@ class CUSUM:
         assert cal is not None
         on = self._on
         n = len(x)
+        if x[0] == x[-1] and (x == x[0]).all() and self._rest_on_constant(x[0], n):
+            return None
         walk = np.cumsum((x - cal.mean) / cal.std)
         sums = np.multiply.outer(self._sides[on], walk)
         sums -= np.multiply.outer(self._allowances[on], np.arange(1, n + 1, dtype=float))
@@ -416,8 +443,8 @@ class CUSUM:
         low = np.minimum.accumulate(sums, axis=1)
         np.minimum(low, 0.0, out=low)
         stat = sums - low
-        over = stat > self._thresholds[on, None]
-        if over.any():
+        if (stat.max(axis=1) > self._thresholds[on]).any():
+            over = stat > self._thresholds[on, None]
             alarms = np.where(over.any(axis=1), over.argmax(axis=1), n)
             row = int(alarms.argmin())
             at = int(alarms[row])
@@ -433,11 +460,25 @@ class CUSUM:
         self._since_zero[on] = np.where(reached, n - 1 - lowest, self._since_zero[on] + n)
         return None
 
+    def _rest_on_constant(self, value: float, n: int) -> bool:
+        """``n`` times the same value (a feature's null rate while it is never null): when it moves no chart
+        up, each one's statistic falls by the same step ``n`` times (or stays at zero), with no alarm and
+        without a pass over the values. False (nothing done) when it would move one up."""
+        cal = self._calibration
+        assert cal is not None
+        step = self._sides * ((value - cal.mean) / cal.std) - self._allowances
+        if (step[self._on] > 0).any():
+            return False
+        end = self._stat + n * step
+        self._since_zero = np.where(end <= 0, 0, self._since_zero + n)
+        self._stat = np.where(self._on, np.maximum(end, 0.0), 0.0)
+        return True
+
     def _fire(self, offset: int, chart: int, stat: float) -> Evidence:
         """Evidence of an alarm; the values since the change start the next reference."""
         cal = self._calibration
         assert cal is not None
-        window = list(self._recent)[-offset:]
+        window = self._recent.last(offset).tolist()
         self._evidence = Evidence(
             statistic=stat,
             threshold=float(self._thresholds[chart]),
@@ -471,7 +512,7 @@ class CUSUM:
             "calibration": self._calibration.as_dict() if self._calibration is not None else None,
             "stat": self._stat.tolist(),
             "since_zero": self._since_zero.tolist(),
-            "recent": list(self._recent),
+            "recent": self._recent.last(self._recent.size).tolist(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -483,8 +524,8 @@ class CUSUM:
         else:
             self._sums[:] = 0.0
             self._absorb(np.asarray(self._learning))
-        self._recent.clear()
-        self._recent.extend(float(v) for v in state.get("recent", []))
+        self._recent = _Recent(self._recent.capacity)
+        self._recent.extend(np.asarray(state.get("recent", []), dtype=float))
         self._grow_at = int(state.get("grow_at", 0))
         saved = state.get("calibration")
         self._calibration = Calibration.from_dict(saved) if saved else None
