@@ -550,7 +550,12 @@ class DriftMonitor:
                 "reference_std": _finite(reference_std),
                 "signal_type": signal.signal_type,
                 "events_seen": signal.seen,
-                "alpha": signal.alpha,
+                # a CUSUM's level is its run length (in ``detail``); the category test's, its own alpha
+                **(
+                    {}
+                    if isinstance(signal.detector, CUSUM)
+                    else {"alpha": getattr(signal.detector, "alpha", signal.alpha)}
+                ),
                 **detail,
                 **(
                     {"estimated_accuracy_before": estimate[0], "estimated_accuracy_after": estimate[1]}
