@@ -145,15 +145,63 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
 
 
 @alerts.command("webhook")
-@click.argument("urls", nargs=-1, required=True)
+@click.argument("urls", nargs=-1)
+@click.option("--name", help="The subscriber's name: its own consumer group, so that it gets every alert.")
+@click.option("--url-env", "url_envs", multiple=True, help="An environment variable holding a webhook URL.")
+@click.option(
+    "--url-file",
+    "url_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A file of webhook URLs, one a line.",
+)
+@click.option("--model", "models", multiple=True, help="Only models matching this glob (repeatable).")
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(["data", "prediction", "performance"]), help="Only this kind."
+)
+@click.option(
+    "--severity", default="info", type=click.Choice(["info", "warning", "critical"]), help="This severity or worse."
+)
+@click.option("--format", "payload_format", default="json", type=click.Choice(["json", "slack", "pagerduty"]))
+@click.option("--routing-key-env", help="PagerDuty: the environment variable holding the integration key.")
 @click.option("--from-beginning", is_flag=True, help="Also deliver alerts already on the topic.")
 @click.pass_context
-def alerts_webhook(ctx: click.Context, urls: tuple[str, ...], from_beginning: bool) -> None:
-    """POST every alert as JSON (with a chat-friendly `text`) to each URL, with retries (Ctrl-C stops)."""
+def alerts_webhook(
+    ctx: click.Context,
+    urls: tuple[str, ...],
+    name: str | None,
+    url_envs: tuple[str, ...],
+    url_files: tuple[Path, ...],
+    models: tuple[str, ...],
+    kinds: tuple[str, ...],
+    severity: str,
+    payload_format: str,
+    routing_key_env: str | None,
+    from_beginning: bool,
+) -> None:
+    """POST each alert the filters take to every webhook, with retries (Ctrl-C stops). URLs come from
+    --url-env / --url-file: they hold tokens, and a command line is visible to every user of the machine."""
+    import os
+
+    from driftloop.streams.drift.routing import AlertFilter, secret_urls
     from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts
 
+    targets = secret_urls(url_envs, url_files)
+    if urls:
+        console.print(
+            "[yellow]webhook URLs on the command line are visible to every user of this machine: "
+            "pass them with --url-env or --url-file[/]"
+        )
+        targets = [*urls, *targets]
+    if not targets:
+        raise click.UsageError("no webhook URL: give --url-env NAME or --url-file PATH")
+    routing_key = os.environ.get(routing_key_env, "") if routing_key_env else None
+    if payload_format == "pagerduty" and not routing_key:
+        raise click.UsageError("--format pagerduty needs --routing-key-env NAME (an environment variable that is set)")
+    forwarder = WebhookForwarder(targets, format=payload_format, routing_key=routing_key)
+    chosen = AlertFilter(models=models, kinds=kinds, min_severity=severity)
     with contextlib.suppress(KeyboardInterrupt):
-        forward_alerts(_settings(ctx), WebhookForwarder(urls), from_beginning=from_beginning)
+        forward_alerts(_settings(ctx), forwarder, name=name, alert_filter=chosen, from_beginning=from_beginning)
 
 
 @cli.command("backtest")

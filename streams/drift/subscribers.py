@@ -1,17 +1,22 @@
-"""Alert subscribers: a live tail for people, and webhook delivery for chat and other services.
+"""Alert subscribers: a live tail for people, and webhook delivery for chat, paging and other services.
 
-``driftloop alerts tail`` prints alerts as they arrive; ``driftloop alerts webhook URL...`` POSTs each one
-as JSON (the alert's fields plus a chat-friendly ``text``) to every URL, retrying with backoff, and
-commits its consumer offset only after delivery (at-least-once: receivers dedupe by ``alert_id``). A
-webhook that stays unreachable holds the alert (and the ones after it) back: it is sent again, to the
-URLs that have not taken it yet, until they do. Only a URL that refuses the alert outright (a 4xx other
-than 408 and 429: retrying would not change the answer) is given up on, with an ERROR.
+``driftloop alerts tail`` prints alerts as they arrive; ``driftloop alerts webhook --name N --url-env VAR``
+POSTs each alert the subscriber's filter takes, in its payload format (``streams.drift.routing``: generic
+JSON, Slack, PagerDuty Events v2), to every URL, retrying with jittered backoff (a ``Retry-After`` answer
+sets the pause), and commits its consumer offset only after delivery (at-least-once: receivers dedupe by
+``alert_id``, the ``Idempotency-Key`` header, or PagerDuty's ``dedup_key``). Each named subscriber has its
+own consumer group, so each gets every alert. A webhook that stays unreachable holds the alert (and the
+ones after it) back: it is sent again, to the URLs that have not taken it yet, until they do. Only a URL
+that refuses the alert outright (a 4xx other than 408 and 429: retrying would not change the answer) is
+given up on, with an ERROR. Logs name a URL by its scheme and host only: the rest is a secret.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import random
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +29,7 @@ from kafka.errors import CommitFailedError
 
 from driftloop.infra.settings import Settings
 from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.routing import AlertFilter, payload, redacted
 
 log = logging.getLogger("driftloop.alerts")
 
@@ -65,9 +71,11 @@ Outcome = Literal["delivered", "refused", "failed"]
 
 @dataclass(frozen=True)
 class WebhookForwarder:
-    """POSTs alerts to webhooks: JSON body, ``text`` for chat, retries with exponential backoff.
+    """POSTs alerts to webhooks in ``format`` (``json``, ``slack``, ``pagerduty`` with its ``routing_key``),
+    retrying with exponential backoff and jitter, or after the pause a ``Retry-After`` answer asks for.
 
-    ``max_pause_s`` caps the pause between rounds of :func:`forward_alerts` while a URL stays unreachable.
+    ``max_pause_s`` caps every pause, and the pause between rounds of :func:`forward_alerts` while a URL
+    stays unreachable.
     """
 
     urls: Sequence[str]
@@ -75,10 +83,12 @@ class WebhookForwarder:
     backoff_s: float = 0.5
     timeout_s: float = 10.0
     max_pause_s: float = 60.0
+    format: str = "json"
+    routing_key: str | None = None
 
     def deliver(self, alert: Alert, urls: Sequence[str] | None = None) -> dict[str, Outcome]:
         """Send ``alert`` to every URL (or to ``urls``); what became of it at each, within ``attempts`` tries."""
-        body = json.dumps(alert.to_json() | {"text": alert.message}).encode()
+        body = json.dumps(payload(alert, self.format, routing_key=self.routing_key)).encode()
         return {url: self._post(url, body, alert.alert_id) for url in (self.urls if urls is None else urls)}
 
     def pause_s(self, rounds: int) -> float:
@@ -87,6 +97,7 @@ class WebhookForwarder:
 
     def _post(self, url: str, body: bytes, alert_id: str) -> Outcome:
         for attempt in range(self.attempts):
+            asked: float | None = None  # the pause a Retry-After header asked for
             request = urllib.request.Request(
                 url,
                 data=body,
@@ -101,30 +112,68 @@ class WebhookForwarder:
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
                     log.error(
                         "webhook refused the alert; it is not sent there again",
-                        extra={"fields": {"url": url, "status": exc.code, "alert_id": alert_id}},
+                        extra={"fields": {"url": redacted(url), "status": exc.code, "alert_id": alert_id}},
                     )
                     return "refused"
-                log.warning("webhook answered an error", extra={"fields": {"url": url, "status": exc.code}})
+                asked = retry_after_s(exc.headers.get("Retry-After") if exc.headers else None)
+                log.warning(
+                    "webhook answered an error",
+                    extra={"fields": {"url": redacted(url), "status": exc.code, "retry_after_s": asked}},
+                )
             except (urllib.error.URLError, OSError) as exc:
-                log.warning("webhook unreachable", extra={"fields": {"url": url, "error": str(exc)}})
+                log.warning(
+                    "webhook unreachable", extra={"fields": {"url": redacted(url), "error": type(exc).__name__}}
+                )
             if attempt + 1 < self.attempts:
-                time.sleep(self.backoff_s * 2**attempt)
+                jittered = self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
+                time.sleep(min(asked if asked is not None else jittered, self.max_pause_s))
         return "failed"
+
+
+def retry_after_s(header: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (it is a number of seconds, or an HTTP date); None without one.
+
+    >>> retry_after_s("2"), retry_after_s(None), retry_after_s("soon")
+    (2.0, None, None)
+    """
+    if not header:
+        return None
+    try:
+        return max(float(header), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def subscriber_group(name: str | None) -> str:
+    """The consumer group of a named subscriber (each gets every alert); unnamed: ``driftloop-webhooks``."""
+    return "driftloop-webhooks" if not name else f"driftloop-webhooks-{name}"
 
 
 def forward_alerts(
     settings: Settings,
     forwarder: WebhookForwarder,
     *,
+    name: str | None = None,
+    alert_filter: AlertFilter | None = None,
     from_beginning: bool = False,
     idle_timeout_s: float | None = None,
 ) -> int:
-    """Deliver every alert to the webhooks, committing each only once every URL took it (or refused it for
-    good); returns how many were handled. An unreachable URL holds the alert back and is tried again."""
+    """Deliver every alert ``alert_filter`` takes to the webhooks, committing each only once every URL took it
+    (or refused it for good); returns how many were handled (delivered or passed over). An unreachable URL
+    holds the alert back and is tried again. ``name``: the subscriber, whose consumer group is its own."""
     handled = 0
     for alert, consumer in alert_stream(
-        settings, group="driftloop-webhooks", from_beginning=from_beginning, idle_timeout_s=idle_timeout_s
+        settings, group=subscriber_group(name), from_beginning=from_beginning, idle_timeout_s=idle_timeout_s
     ):
+        if alert_filter is not None and not alert_filter.matches(alert):
+            _commit(consumer)
+            handled += 1
+            continue
         waiting: Sequence[str] = forwarder.urls
         rounds = 0
         while waiting := [url for url, outcome in forwarder.deliver(alert, waiting).items() if outcome == "failed"]:
@@ -135,9 +184,13 @@ def forward_alerts(
             )
             time.sleep(pause)
             rounds += 1
-        try:
-            consumer.commit()
-        except CommitFailedError:  # the group moved on during a long outage: the alert comes again (deduped)
-            log.warning("could not commit a delivered alert; it may be delivered again", exc_info=True)
+        _commit(consumer)
         handled += 1
     return handled
+
+
+def _commit(consumer: KafkaConsumer) -> None:
+    try:
+        consumer.commit()
+    except CommitFailedError:  # the group moved on during a long outage: the alert comes again (deduped)
+        log.warning("could not commit a handled alert; it may be delivered again", exc_info=True)

@@ -1,0 +1,154 @@
+"""Which alerts a subscriber takes, and in what shape it gets them.
+
+A subscriber (``driftloop alerts webhook --name team-a``) has a name of its own, hence a consumer group of its
+own: two teams' forwarders each get every alert. Its :class:`AlertFilter` picks models (globs), kinds and a
+lowest severity; the alerts it does not pick are passed over (committed, not sent). Its payload is one of
+:data:`PAYLOADS`: the generic JSON (every field of the alert and a chat-friendly ``text``), Slack's incoming
+webhook format, or PagerDuty's Events API v2 (``dedup_key`` = model/signal, so repeated alerts of one signal
+are one incident).
+
+>>> from driftloop.streams.drift.alerts import Alert
+>>> alert = Alert.example()
+>>> AlertFilter(models=("fraud-*",)).matches(alert), AlertFilter(min_severity="critical").matches(alert)
+(False, True)
+>>> body = payload(alert, "pagerduty", routing_key="R0UT1NG")
+>>> body["event_action"], body["dedup_key"] == f"{alert.model}/{alert.signal}", body["payload"]["severity"]
+('trigger', True, 'critical')
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from driftloop.infra.errors import DriftloopError
+from driftloop.streams.drift.alerts import Alert
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+class SubscriberError(DriftloopError):
+    """A subscriber is set up wrong: a filter, a payload format, or where its URLs and keys come from."""
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """The alerts a subscriber takes: models matching one of ``models`` (globs; none: every model), of one of
+    ``kinds`` (none: every kind), at ``min_severity`` or worse."""
+
+    models: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    min_severity: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.min_severity not in SEVERITIES:
+            raise SubscriberError(f"unknown severity {self.min_severity!r}; use one of {', '.join(SEVERITIES)}")
+        unknown = set(self.kinds) - {"data", "prediction", "performance"}
+        if unknown:
+            raise SubscriberError(f"unknown alert kind {sorted(unknown)}; use data, prediction or performance")
+
+    def matches(self, alert: Alert) -> bool:
+        return (
+            (not self.models or any(fnmatch.fnmatchcase(alert.model, glob) for glob in self.models))
+            and (not self.kinds or alert.kind in self.kinds)
+            and SEVERITIES.index(alert.severity) >= SEVERITIES.index(self.min_severity)
+        )
+
+
+def _generic(alert: Alert, routing_key: str | None) -> dict[str, Any]:
+    return alert.to_json() | {"text": alert.message}
+
+
+def _slack(alert: Alert, routing_key: str | None) -> dict[str, Any]:
+    mark = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
+    facts = [
+        f"*model* {alert.model} v{alert.model_version}",
+        f"*signal* {alert.signal} ({alert.kind})",
+        f"*since* request {alert.change_point_request_id}",
+    ]
+    if alert.owner:
+        facts.append(f"*owner* {alert.owner}")
+    if alert.runbook:
+        facts.append(f"*runbook* <{alert.runbook}>")
+    text = f"{mark[alert.severity]} {alert.message}"
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": fact} for fact in facts]},
+        ],
+    }
+
+
+def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:
+    if not routing_key:
+        raise SubscriberError("a PagerDuty subscriber needs its integration key: --routing-key-env NAME")
+    fields = alert.to_json()
+    return {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key(alert),
+        "payload": {
+            "summary": alert.message[:1024],
+            "source": alert.model,
+            "severity": alert.severity,  # PagerDuty's levels include info, warning and critical
+            "timestamp": fields["event_ts"],
+            "component": alert.signal,
+            "group": alert.kind,
+            "class": f"{alert.kind} drift",
+            "custom_details": fields,
+        },
+        **({"links": [{"href": alert.runbook, "text": "runbook"}]} if alert.runbook else {}),
+    }
+
+
+def dedup_key(alert: Alert) -> str:
+    """One incident per model and signal: PagerDuty folds repeated alerts of it into the open one."""
+    return f"{alert.model}/{alert.signal}"
+
+
+#: Payload formats by name.
+PAYLOADS: dict[str, Callable[[Alert, str | None], dict[str, Any]]] = {
+    "json": _generic,
+    "slack": _slack,
+    "pagerduty": _pagerduty,
+}
+
+
+def payload(alert: Alert, format: str, *, routing_key: str | None = None) -> dict[str, Any]:
+    """``alert`` as a ``format`` body (see :data:`PAYLOADS`)."""
+    if format not in PAYLOADS:
+        raise SubscriberError(f"unknown payload format {format!r}; use one of {', '.join(PAYLOADS)}")
+    return PAYLOADS[format](alert, routing_key)
+
+
+def secret_urls(env_names: Sequence[str] = (), files: Sequence[Path] = ()) -> list[str]:
+    """Webhook URLs from environment variables and files (one a line; ``#`` starts a comment): URLs carry
+    their tokens, so they are not taken from the command line, where every user of the machine sees them."""
+    urls: list[str] = []
+    for name in env_names:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            raise SubscriberError(f"environment variable {name} is not set: export the webhook URL in it")
+        urls.append(value)
+    for path in files:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise SubscriberError(f"cannot read webhook URLs from {path}: {exc.strerror}") from exc
+        urls += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    for url in urls:
+        if urlsplit(url).scheme not in {"http", "https"}:
+            raise SubscriberError(f"not an http(s) URL: {redacted(url)} (check the variable or the file)")
+    return urls
+
+
+def redacted(url: str) -> str:
+    """What logs may say of a URL: its scheme and host (the path and query carry the token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…" if parts.netloc else "(not a URL)"

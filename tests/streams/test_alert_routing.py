@@ -1,0 +1,163 @@
+"""Alert subscribers: filters, payload formats (generic JSON, Slack, PagerDuty Events v2), Retry-After, secret
+URLs; with real HTTP receivers, and two named subscribers on the real broker that each get every alert."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from kafka import KafkaProducer
+
+from driftloop.cli.main import cli
+from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.routing import AlertFilter, SubscriberError, payload, redacted, secret_urls
+from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts, subscriber_group
+from tests.stack_fixtures import PrivateStack
+
+ALERT = Alert.example()  # fraud, data, critical, signal "amount"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Takes alerts (204); answers 429 with ``Retry-After`` to the first ``throttle`` requests."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        server.times.append(time.monotonic())  # type: ignore[attr-defined]
+        if server.throttle > 0:  # type: ignore[attr-defined]
+            server.throttle -= 1  # type: ignore[attr-defined]
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+        else:
+            server.received.append(body)  # type: ignore[attr-defined]
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def receiver() -> Iterator[HTTPServer]:
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    server.received, server.times, server.throttle = [], [], 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def url(server: HTTPServer, token: str = "T0KEN") -> str:
+    return f"http://127.0.0.1:{server.server_port}/services/{token}"
+
+
+@pytest.mark.parametrize(
+    ("chosen", "taken"),
+    [
+        (AlertFilter(), True),
+        (AlertFilter(models=("fra*",)), True),
+        (AlertFilter(models=("risk-*", "credit")), False),
+        (AlertFilter(kinds=("performance",)), False),
+        (AlertFilter(kinds=("data", "performance")), True),
+        (AlertFilter(min_severity="critical"), True),
+    ],
+)
+def test_a_filter_takes_models_by_glob_kinds_and_a_lowest_severity(chosen: AlertFilter, taken: bool) -> None:
+    assert chosen.matches(ALERT) is taken
+
+
+def test_a_lowest_severity_passes_over_milder_alerts() -> None:
+    assert not AlertFilter(min_severity="critical").matches(replace(ALERT, severity="warning"))
+    assert AlertFilter(min_severity="warning").matches(replace(ALERT, severity="warning"))
+    with pytest.raises(SubscriberError, match="unknown severity"):
+        AlertFilter(min_severity="loud")
+
+
+def test_payload_formats() -> None:
+    generic = payload(ALERT, "json")
+    assert generic["alert_id"] == ALERT.alert_id and generic["text"] == ALERT.message
+    slack = payload(ALERT, "slack")
+    assert ALERT.message in slack["text"] and slack["blocks"][0]["type"] == "section"
+    assert any(ALERT.owner in e["text"] for e in slack["blocks"][1]["elements"])
+    paged = payload(ALERT, "pagerduty", routing_key="R0UT1NG")
+    assert (paged["routing_key"], paged["event_action"], paged["dedup_key"]) == ("R0UT1NG", "trigger", "fraud/amount")
+    assert paged["payload"]["severity"] == "critical" and paged["payload"]["source"] == "fraud"
+    assert paged["links"] == [{"href": ALERT.runbook, "text": "runbook"}]
+    # one incident per model and signal: a later alert of the same signal folds into it
+    later = replace(ALERT, alert_id="1" * 32, event_ts=ALERT.event_ts + 60)
+    assert payload(later, "pagerduty", routing_key="R0UT1NG")["dedup_key"] == paged["dedup_key"]
+    with pytest.raises(SubscriberError, match="integration key"):
+        payload(ALERT, "pagerduty")
+
+
+def test_a_retry_after_answer_sets_the_pause(receiver: HTTPServer) -> None:
+    """429 with Retry-After: 1, with a backoff of 10 ms: the next try waits the second it was asked for."""
+    receiver.throttle = 1  # type: ignore[attr-defined]
+    forwarder = WebhookForwarder([url(receiver)], attempts=3, backoff_s=0.01)
+    assert forwarder.deliver(ALERT) == {url(receiver): "delivered"}
+    first, second = receiver.times  # type: ignore[attr-defined]
+    assert second - first >= 0.95
+    assert [body["alert_id"] for body in receiver.received] == [ALERT.alert_id]  # type: ignore[attr-defined]
+
+
+def test_urls_come_from_the_environment_or_a_file_and_are_never_logged(
+    receiver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TEAM_A_HOOK", url(receiver, "S3CRET-A"))
+    (tmp_path / "hooks").write_text(f"# team b\n{url(receiver, 'S3CRET-B')}\n\n")
+    urls = secret_urls(["TEAM_A_HOOK"], [tmp_path / "hooks"])
+    assert urls == [url(receiver, "S3CRET-A"), url(receiver, "S3CRET-B")]
+    receiver.throttle = 2  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="driftloop.alerts"):
+        WebhookForwarder(urls, attempts=3, backoff_s=0.01, max_pause_s=0.05).deliver(ALERT)
+    assert caplog.records and not any("S3CRET" in str(r.__dict__) for r in caplog.records)
+    assert redacted(url(receiver, "S3CRET-A")) == f"http://127.0.0.1:{receiver.server_port}/…"
+    with pytest.raises(SubscriberError, match="NOT_SET_HOOK is not set"):
+        secret_urls(["NOT_SET_HOOK"])
+
+
+def test_the_cli_refuses_a_pagerduty_subscriber_without_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK", "https://events.pagerduty.com/v2/enqueue")
+    result = CliRunner().invoke(cli, ["alerts", "webhook", "--url-env", "HOOK", "--format", "pagerduty"])
+    assert result.exit_code != 0 and "--routing-key-env" in result.output
+
+
+@pytest.mark.integration
+def test_two_named_subscribers_each_get_every_alert_they_filter_for(stack: PrivateStack, receiver: HTTPServer) -> None:
+    """Team A (every alert) and team B (performance only) each read the topic in a group of their own: A gets
+    both alerts, B the one it asked for; neither takes an alert from the other."""
+    private = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=f"routing-{uuid.uuid4().hex[:8]}.")
+    settings = private.settings
+    local_stack.up(settings)  # the stack runs: this only provisions the test's own topics
+    data = replace(ALERT, alert_id="d-" + uuid.uuid4().hex)
+    performance = replace(ALERT, alert_id="p-" + uuid.uuid4().hex, kind="performance", signal="error")
+    producer = KafkaProducer(**settings.kafka_python_config())
+    for alert in (data, performance):
+        producer.send(settings.topics.alerts, json.dumps(alert.to_json()).encode(), key=b"fraud").get(10)
+    producer.close()
+    assert subscriber_group("team-a") != subscriber_group("team-b")
+    team_a = forward_alerts(
+        settings, WebhookForwarder([url(receiver, "A")]), name="team-a", from_beginning=True, idle_timeout_s=5
+    )
+    team_b = forward_alerts(
+        settings,
+        WebhookForwarder([url(receiver, "B")], format="slack"),
+        name="team-b",
+        alert_filter=AlertFilter(kinds=("performance",)),
+        from_beginning=True,
+        idle_timeout_s=5,
+    )
+    assert (team_a, team_b) == (2, 2)  # each handled both: delivered, or passed over by its filter
+    bodies = receiver.received  # type: ignore[attr-defined]
+    assert [b["alert_id"] for b in bodies if "alert_id" in b] == [data.alert_id, performance.alert_id]
+    (slack,) = [b for b in bodies if "blocks" in b]
+    assert "error" in json.dumps(slack)
