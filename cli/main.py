@@ -204,6 +204,62 @@ def alerts_webhook(
         forward_alerts(_settings(ctx), forwarder, name=name, alert_filter=chosen, from_beginning=from_beginning)
 
 
+@alerts.command("silence")
+@click.option("--model", required=True, help="The model whose alerts are held back.")
+@click.option("--for", "duration", required=True, help="How long: 2h, 90m, 1d12h, 45s.")
+@click.option(
+    "--kind", default="", type=click.Choice(["", "data", "prediction", "performance"]), help="Only this kind."
+)
+@click.option("--reason", default="", help="Why (recorded with the silence).")
+@click.option("--json", "as_json", is_flag=True, help="Print the silence as JSON.")
+@click.pass_context
+def alerts_silence(ctx: click.Context, model: str, duration: str, kind: str, reason: str, as_json: bool) -> None:
+    """Hold a model's alerts back for a while: still detected and recorded in drift_alerts (silenced = 1),
+    not published (no subscriber is told, no retraining starts)."""
+    import getpass
+    import json
+
+    from driftloop.infra.clickhouse.client import connect
+    from driftloop.streams.drift.silences import new_silence, parse_duration, save_silence
+
+    silence = new_silence(model, parse_duration(duration), kind=kind, reason=reason, created_by=getpass.getuser())
+    client = connect(_settings(ctx).clickhouse)
+    try:
+        save_silence(client, silence)
+    finally:
+        client.disconnect()
+    shown = silence.to_json()
+    if as_json:
+        click.echo(json.dumps(shown))
+    else:
+        console.print(f"silenced {shown['kind']} alerts of {model} until {shown['ends_at']} ({silence.silence_id})")
+
+
+@alerts.command("silences")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def alerts_silences(ctx: click.Context, as_json: bool) -> None:
+    """The silences in force now."""
+    import json
+
+    from driftloop.infra.clickhouse.client import connect
+    from driftloop.streams.drift.silences import active_silences
+
+    client = connect(_settings(ctx).clickhouse)
+    try:
+        silences = active_silences(client)
+    finally:
+        client.disconnect()
+    for silence in silences:
+        shown = silence.to_json()
+        if as_json:
+            click.echo(json.dumps(shown))
+        else:
+            console.print(f"{shown['model']}: {shown['kind']} until {shown['ends_at']}  {shown['reason']}")
+    if not silences and not as_json:
+        console.print("no silence in force")
+
+
 @cli.command("backtest")
 @click.option("--model", required=True, help="The model to replay.")
 @click.option("--since", type=click.DateTime(), help="Start of the replay (UTC).")

@@ -41,6 +41,7 @@ ALERT_COLUMNS = (
     "message",
     "owner",
     "runbook",
+    "silenced",
 )
 
 
@@ -79,6 +80,7 @@ class Alert:
     message: str = ""
     owner: str = ""  # who answers for the model (its spec's `owner`)
     runbook: str = ""  # the model's response plan (its spec's `runbook`, a URL)
+    silenced: bool = False  # held back by a silence: recorded, not published (``streams.drift.silences``)
 
     @staticmethod
     def make_id(model: str, signal: str, detector: str, event_ts_ms: int, request_id: str) -> str:
@@ -128,6 +130,7 @@ class Alert:
             self.message,
             self.owner,
             self.runbook,
+            int(self.silenced),
         )
 
     @classmethod

@@ -23,6 +23,7 @@ from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.drift.alerts import ALERT_COLUMNS, Alert
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from driftloop.streams.drift.silences import Silence, active_silences, mark_silenced
 from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")
@@ -93,6 +94,7 @@ class DriftObserver:
         self.publisher = publisher
         self.store = store
         self.sink = sink
+        self._reader = SharedClient(store.endpoint)  # reads the silences
         self.state_interval_s = state_interval_s
         self.stats_interval_s = stats_interval_s
         self.alerts_by_kind: Counter[str] = Counter()
@@ -117,6 +119,7 @@ class DriftObserver:
 
     def close(self) -> None:
         self.store.close()
+        self._reader.close()
         self.sink.close()
 
     async def flush(self) -> None:
@@ -165,19 +168,35 @@ class DriftObserver:
 
     async def _handle(self, alerts: list[Alert]) -> None:
         if alerts:
-            await self.publisher.publish(alerts)
+            now = time.time()
+            alerts = mark_silenced(alerts, await self._silences([a.model for a in alerts], now), now)
+            told = [a for a in alerts if not a.silenced]  # a silenced alert is recorded, not published
+            if told:
+                await self.publisher.publish(told)
             rows = [a.to_row() for a in alerts]
             await self.sink.write(
                 ColumnBatch("drift_alerts", {name: [row[i] for row in rows] for i, name in enumerate(ALERT_COLUMNS)})
             )
             for alert in alerts:
                 self.alerts_by_kind[alert.kind] += 1
-                log.warning(alert.message, extra={"fields": {"alert_id": alert.alert_id}})
+                log.warning(
+                    ("[silenced] " if alert.silenced else "") + alert.message,
+                    extra={"fields": {"alert_id": alert.alert_id}},
+                )
         now = time.monotonic()
         if now - self._last_stats >= self.stats_interval_s:
             await self._write_stats()
         if now - self._last_state >= self.state_interval_s:
             await self._save_changed()
+
+    async def _silences(self, models: list[str], now: float) -> list[Silence]:
+        """The silences in force for ``models``; none when ClickHouse cannot say (the alerts go out: an alert
+        sent during a silence is a nuisance, one lost is worse)."""
+        try:
+            return await asyncio.to_thread(active_silences, self._reader, sorted(set(models)), now)
+        except Exception:  # any failure of the read: the alerts are not held back
+            log.warning("could not read alert silences; the alerts are published", exc_info=True)
+            return []
 
     async def _write_stats(self) -> None:
         self._last_stats = time.monotonic()

@@ -182,3 +182,30 @@ def test_a_deployment_through_the_worker_is_not_a_drift(
     assert [(r[0], r[1]) for r in rows][:1] == [("score", "prediction")]
     wait_for(lambda: detected_events(drift_stack, deployed) >= 5000, timeout_s=60, what="detection of every event")
     assert [r for r in alerts_in_clickhouse(drift_stack, deployed) if r[1] == "prediction"] == []
+
+
+def test_a_silenced_model_s_alert_is_recorded_and_not_published(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path
+) -> None:
+    """`driftloop alerts silence --model M --for 2h`: the drift is detected and its alert is in drift_alerts,
+    marked silenced, and not on the alerts topic (no subscriber, no retraining hears of it); the same drift of
+    a model not silenced (the control) is on the topic."""
+    model, control = spec(specs, warmup=500), spec(specs, warmup=500)
+    result = drift_stack.run_cli("alerts", "silence", "--model", model, "--for", "2h", "--reason", "migration")
+    assert result.returncode == 0, result.stderr
+    listed = drift_stack.run_cli("alerts", "silences", "--json")
+    assert [json.loads(line)["reason"] for line in listed.stdout.splitlines() if model in line] == ["migration"]
+    for name in (model, control):
+        send(drift_stack, name, 0, 2000)
+        send(drift_stack, name, 2000, 400, shift=2.0)
+
+    def recorded() -> dict[str, int]:
+        rows = connect(drift_stack.settings.clickhouse).execute(
+            "SELECT model, max(silenced) FROM drift_alerts FINAL WHERE model IN %(m)s GROUP BY model",
+            {"m": (model, control)},
+        )
+        return dict(rows) if len(rows) == 2 else {}
+
+    assert wait_for(recorded, timeout_s=150, what="both alerts in ClickHouse") == {model: 1, control: 0}
+    published = {a.model for a, _ in alert_stream(drift_stack.settings, from_beginning=True, idle_timeout_s=3)}
+    assert control in published and model not in published
