@@ -145,19 +145,27 @@ def test_two_named_subscribers_each_get_every_alert_they_filter_for(stack: Priva
         producer.send(settings.topics.alerts, json.dumps(alert.to_json()).encode(), key=b"fraud").get(10)
     producer.close()
     assert subscriber_group("team-a") != subscriber_group("team-b")
-    team_a = forward_alerts(
-        settings, WebhookForwarder([url(receiver, "A")]), name="team-a", from_beginning=True, idle_timeout_s=5
-    )
-    team_b = forward_alerts(
-        settings,
-        WebhookForwarder([url(receiver, "B")], format="slack"),
-        name="team-b",
-        alert_filter=AlertFilter(kinds=("performance",)),
-        from_beginning=True,
-        idle_timeout_s=5,
-    )
+    subscribers = {
+        "team-a": (WebhookForwarder([url(receiver, "A")]), None),
+        "team-b": (WebhookForwarder([url(receiver, "B")], format="slack"), AlertFilter(kinds=("performance",))),
+    }
+    handled: dict[str, int] = {}
+
+    def run(name: str) -> None:
+        forwarder, chosen = subscribers[name]
+        # the idle timeout ends the run; a group join takes a few seconds first
+        handled[name] = forward_alerts(
+            settings, forwarder, name=name, alert_filter=chosen, from_beginning=True, idle_timeout_s=10
+        )
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in subscribers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    team_a, team_b = handled["team-a"], handled["team-b"]
     assert (team_a, team_b) == (2, 2)  # each handled both: delivered, or passed over by its filter
     bodies = receiver.received  # type: ignore[attr-defined]
-    assert [b["alert_id"] for b in bodies if "alert_id" in b] == [data.alert_id, performance.alert_id]
+    assert sorted(b["alert_id"] for b in bodies if "alert_id" in b) == sorted([data.alert_id, performance.alert_id])
     (slack,) = [b for b in bodies if "blocks" in b]
     assert "error" in json.dumps(slack)
