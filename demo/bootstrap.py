@@ -63,6 +63,11 @@ def write_spec(settings: Settings) -> ModelSpec:
     return load_spec(path)
 
 
+#: The offline data's seed is the stream's plus this: the two never share rows (nor the drifted world's,
+#: whose seed is the stream's plus one).
+OFFLINE_SEED_SHIFT = 100_003
+
+
 def register_champion(settings: Settings, spec: ModelSpec, rows: int = 4000, seed: int = 1) -> VersionRecord:
     """Train version 1 on ``rows`` applications of the old concept and make it the champion.
 

@@ -34,7 +34,7 @@ from driftloop.infra.stack import stack as local_stack
 from driftloop.streams.drift.observer import DetectorStateStore
 from driftloop.streams.sink import ClickHouseSink
 
-from .bootstrap import MODEL, register_champion, write_spec
+from .bootstrap import MODEL, OFFLINE_SEED_SHIFT, register_champion, write_spec
 from .live import render
 from .observe import AlertView, LoopObserver, LoopState
 from .scenario import DriftScenario
@@ -135,7 +135,9 @@ def run_demo(
     spec = write_spec(settings)
     _forget_detector_state(settings)
     with console.status("training the first champion on the old world ..."):
-        champion = register_champion(settings, spec, seed=options.seed)
+        # offline data of its own: trained on the stream's first rows, it served its own training data first
+        # (0.4 % errors, then 2.5 % on rows it never saw: a real performance drop that the detectors flag)
+        champion = register_champion(settings, spec, seed=options.seed + OFFLINE_SEED_SHIFT)
     console.print(f"[green]✓[/] {MODEL} v{champion.version} is the champion: {champion.reason}")
 
     child_env = {**_CHILD_DEFAULTS, **(env if env is not None else os.environ)}
