@@ -14,10 +14,12 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Kind = Literal["data", "prediction", "performance"]
 Severity = Literal["info", "warning", "critical"]
+KINDS: tuple[str, ...] = get_args(Kind)
+SEVERITIES: tuple[str, ...] = get_args(Severity)  # mildest first
 
 ALERT_COLUMNS = (
     "alert_id",

@@ -27,9 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from driftloop.infra.errors import DriftloopError
-from driftloop.streams.drift.alerts import Alert
-
-SEVERITIES = ("info", "warning", "critical")
+from driftloop.streams.drift.alerts import KINDS, SEVERITIES, Alert
 
 
 class SubscriberError(DriftloopError):
@@ -48,9 +46,9 @@ class AlertFilter:
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITIES:
             raise SubscriberError(f"unknown severity {self.min_severity!r}; use one of {', '.join(SEVERITIES)}")
-        unknown = set(self.kinds) - {"data", "prediction", "performance"}
+        unknown = set(self.kinds) - set(KINDS)
         if unknown:
-            raise SubscriberError(f"unknown alert kind {sorted(unknown)}; use data, prediction or performance")
+            raise SubscriberError(f"unknown alert kind {sorted(unknown)}; use one of {', '.join(KINDS)}")
 
     def matches(self, alert: Alert) -> bool:
         return (

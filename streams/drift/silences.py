@@ -20,11 +20,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from driftloop.infra.errors import DriftloopError
-from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.alerts import KINDS, Alert
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-KINDS = ("data", "prediction", "performance")
 
 
 class SilenceError(DriftloopError):
