@@ -41,8 +41,9 @@ from driftloop.infra.stack.private import FAST_GROUP_ENV, private_stack_env
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry
 from driftloop.retrain.dataset import LabeledData, fetch_labeled
+from driftloop.retrain.evaluation import metric
 from driftloop.retrain.job import JobRequest, RetrainJob
-from driftloop.retrain.training import metric, train
+from driftloop.retrain.training import train
 from driftloop.retrain.worker import RetrainWorker
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.sink import ClickHouseSink

@@ -320,7 +320,11 @@ def retrain_worker(ctx: click.Context) -> None:
 @click.option("--days", type=float, help="Training window in days (default: the spec's training.window_days).")
 @click.pass_context
 def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -> None:
-    """Train a version now (the first one, or a challenger) and promote it if it beats the champion."""
+    """Train a version now (the first one, or a challenger) and promote it if it beats the champion.
+
+    Exit 0 when it became the champion or a candidate; 1 when it was rejected, skipped (data gate, budget)
+    or the job failed.
+    """
     import time
 
     from rich.progress import Progress
@@ -332,16 +336,20 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"training {model}", total=1.0)
         report = job.run(
-            JobRequest(model, time.time() - window * 86400),
+            JobRequest(model, time.time() - window * 86400, trigger="manual"),
             progress=lambda phase, done: progress.update(task, completed=done),
         )
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())
     error = f" {report.error}" if report.error else ""
+    tuning = f"; {report.trials} trials, {report.trials_pruned} pruned" if report.trials else ""
     console.print(
         f"{model}: {report.status} v{report.challenger_version} on {report.device} "
         f"({report.metric_name} {report.challenger_metric:.4f}, champion {report.champion_metric:.4f}; "
-        f"{report.train_rows:,} training rows; {timings}){error}"
+        f"{report.train_rows:,} / {report.validation_rows:,} / {report.holdout_rows:,} train / validation / test "
+        f"rows{tuning}; {timings}){error}"
     )
+    if report.status not in ("promoted", "candidate"):
+        ctx.exit(1)
 
 
 @cli.group(cls=DriftloopGroup)
@@ -445,6 +453,55 @@ def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
 
     record = ModelRegistry(_settings(ctx)).rollback(model, reason)
     console.print(f"{model}: rolled back to v{record.version}")
+
+
+#: ``models rebuild`` exit statuses besides 0 (the rebuild matches its record).
+REBUILD_DIFFERS, REBUILD_DATA_CHANGED = 3, 4
+
+
+@models.command("rebuild")
+@click.argument("model")
+@click.argument("version", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The comparison as one JSON object.")
+@click.pass_context
+def models_rebuild(ctx: click.Context, model: str, version: int, as_json: bool) -> None:
+    """Train VERSION again from its build record (same rows, spec, hyper-parameters, seed) and compare.
+
+    Exit 0: it matches (CPU: the weights bit for bit; GPU: test metrics within 0.01). 3: it was trained again
+    and differs. 4: the version's rows are no longer what it was trained on (nothing trained). 1: it cannot be
+    rebuilt (no such version, no build record).
+    """
+    import json
+
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from driftloop.retrain.rebuild import rebuild
+
+    with Progress(console=console, transient=True, disable=as_json) as progress:
+        task = progress.add_task(f"rebuilding {model} v{version}", total=None)
+        result = rebuild(
+            _settings(ctx),
+            model,
+            version,
+            progress=lambda epoch, epochs, loss: progress.update(task, completed=epoch, total=epochs),
+        )
+    if as_json:
+        click.echo(json.dumps(result.to_json(), default=str))
+    else:
+        table = Table(title=f"{model} v{version}: rebuild {result.status}", title_justify="left")
+        for column in ("", "recorded", "rebuilt"):
+            table.add_column(column)
+        table.add_row("device", result.recorded_device, result.device)
+        table.add_row("weights sha256", result.recorded_weights[:16], result.rebuilt_weights[:16])
+        for name, value in result.recorded_metrics.items():
+            table.add_row(f"test {name}", f"{value:.6f}", f"{result.rebuilt_metrics.get(name, float('nan')):.6f}")
+        for name, value in result.versions.items():
+            table.add_row(name, result.recorded_versions.get(name, "?"), value)
+        console.print(table)
+        console.print(result.detail)
+    codes = {"match": 0, "differs": REBUILD_DIFFERS, "data_changed": REBUILD_DATA_CHANGED}
+    ctx.exit(codes[result.status])
 
 
 @cli.command("release")

@@ -10,7 +10,8 @@ from driftloop.models.artifacts import write_artifact
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.retrain.dataset import LabeledData
-from driftloop.retrain.training import metric, train
+from driftloop.retrain.evaluation import metric
+from driftloop.retrain.training import train
 
 from .scenario import BEFORE_CONCEPT, CATEGORICAL, NUMERIC, agrawal_frame
 

@@ -32,10 +32,17 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
 
     [training]                            # see TrainingSpec for every field
     min_labels = 1000                     # labels after the change point before a challenger is trained
-    metric = "accuracy"                   # or "mae"; the challenger must be at least as good
+    metric = "roc_auc"                    # the gate on the test split: accuracy | roc_auc | f1 | mae | rmse
+    budget_s_per_day = 3600               # training seconds per model in any 24 h
+
+    [tuning]                              # a search per job; see TuningSpec
+    trials = 20
+    timeout_s = 60
+    space = { learning_rate = { low = 1e-4, high = 1e-2, log = true }, hidden = { choices = [[64], [64, 64]] } }
 
     [retraining]
     kinds = ["performance"]               # alert kinds that start a job
+    schedule = "0 3 * * *"                # and every day at 03:00 UTC (or interval_s = 86400)
     debounce_s = 10
     max_wait_s = 21600                    # a job short of labels this long is skipped (recorded with why)
 
@@ -62,8 +69,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from driftloop.infra.cron import Cron
 from driftloop.infra.errors import DriftloopError
 
 SignalType = Literal["numeric", "categorical", "missing", "score", "prediction", "error"]
@@ -169,21 +177,80 @@ class ArchitectureSpec(_Frozen):
     params: dict[str, float | int | str | bool | list[int]] = Field(default_factory=dict)
 
 
+class ParamRange(_Frozen):
+    """One hyper-parameter's range: ``low``/``high`` (``log`` for a log scale, ``step``) or ``choices``."""
+
+    low: int | float | None = None  # both ints: an int parameter
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: list[float | int | str | bool | list[int]] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ParamRange:
+        if (self.choices is None) == (self.low is None or self.high is None):
+            raise ValueError("give either low and high, or choices")
+        if self.choices is not None and not self.choices:
+            raise ValueError("choices is empty")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
+
+
+#: Gate metrics: what a challenger is judged on (on the test split), and which way is better.
+GateMetric = Literal["accuracy", "roc_auc", "f1", "mae", "rmse"]
+HIGHER_IS_BETTER: dict[str, bool] = {"accuracy": True, "roc_auc": True, "f1": True, "mae": False, "rmse": False}
+_CLASSIFICATION_METRICS = ("accuracy", "roc_auc", "f1")
+
+
 class TrainingSpec(_Frozen):
-    """How a challenger is trained and judged."""
+    """How a challenger is trained and judged, on splits by time: train, validation (the most recent
+    ``validation_fraction`` of the rest: early stopping and tuning see only it), test (the most recent
+    ``holdout_fraction``: the gate's metric)."""
 
     window_days: float = Field(30.0, gt=0, description="labeled rows this far back are the training window")
     max_rows: int = Field(500_000, ge=100)
     min_labels: int = Field(1000, ge=10, description="labels after the change point needed before training")
-    holdout_fraction: float = Field(0.2, gt=0, lt=0.9, description="the most recent rows judge both models")
-    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="of the rest, for early stopping")
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.9, description="the most recent rows: the test split")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="of the rest, for early stopping and tuning")
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     patience: int = Field(4, ge=1)
     seed: int = 0
-    metric: Literal["accuracy", "mae"] | None = None  # default: accuracy, or mae for regression
+    metric: GateMetric | None = Field(
+        None, description="the gate metric on the test split (default: accuracy, or mae for regression)"
+    )
+    positive_class: str | None = Field(
+        None, description="binary tasks: the class roc_auc and f1 score (default: the last in sorted order)"
+    )
     min_improvement: float = Field(0.0, description="the challenger must beat the champion by this much")
+    max_null_share: float = Field(
+        0.5, gt=0, le=1, description="data gate: a numeric feature null in more of the window's rows refuses it"
+    )
+    max_class_share: float = Field(
+        0.995, gt=0, le=1, description="data gate: one label in more of the window's rows refuses it"
+    )
+    budget_s_per_day: float | None = Field(
+        None, gt=0, description="training seconds per model in any 24 h; a job over it is skipped"
+    )
+
+
+class TuningSpec(_Frozen):
+    """A budgeted hyper-parameter search per job (Optuna: TPE sampler, pruner on the validation loss by epoch).
+
+    ``space`` maps a parameter to its range: ``{ low = 1e-4, high = 1e-2, log = true }`` (a float, or an int
+    when both bounds are ints) or ``{ choices = [[32], [64, 64]] }``. ``learning_rate``, ``batch_size``,
+    ``patience`` and ``epochs`` are the training's; every other name is the architecture's parameter. Without a
+    space, ``tabular_mlp`` searches its width, depth, dropout, the learning rate and the batch size.
+    """
+
+    trials: int = Field(0, ge=0, description="trials per job (0: no search, the spec's parameters as given)")
+    timeout_s: float = Field(600.0, gt=0, description="seconds the search may take per job (and the day's budget)")
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    min_epochs: int = Field(3, ge=1, description="epochs every trial runs before it may be pruned")
+    startup_trials: int = Field(4, ge=0, description="trials sampled at random (and never pruned) first")
+    space: dict[str, ParamRange] = Field(default_factory=dict)
 
 
 class RetrainingSpec(_Frozen):
@@ -197,6 +264,17 @@ class RetrainingSpec(_Frozen):
         6 * 3600.0, gt=0, description="a job still short of labels this long after its alert is skipped"
     )
     max_attempts: int = Field(3, ge=1)
+    schedule: str | None = Field(
+        None, description="also retrain on this cron schedule (five fields, UTC), e.g. '0 3 * * *' daily at 03:00"
+    )
+    interval_s: float | None = Field(None, gt=0, description="also retrain this often (seconds after the last)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        if schedule is not None:
+            Cron.parse(schedule)
+        return schedule
 
 
 class ReleaseSpec(_Frozen):
@@ -248,13 +326,29 @@ class ModelSpec(_Frozen):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
     retraining: RetrainingSpec = Field(default_factory=RetrainingSpec)
     release: ReleaseSpec = Field(default_factory=ReleaseSpec)
     kpi: KpiSpec | None = Field(None, description="without it, releases are judged on the model metric only")
 
+    def gate_metric(self, task: str | None = None) -> str:
+        """The offline gate's metric for ``task`` (the spec's, or the one inferred from the data)."""
+        return self.training.metric or ("mae" if (task or self.task) == "regression" else "accuracy")
+
     @property
     def metric(self) -> str:
-        return self.training.metric or ("mae" if self.task == "regression" else "accuracy")
+        """The live metric per labeled row that releases compare: ``mae`` for errors, else ``accuracy``."""
+        return "accuracy" if self.gate_metric() in _CLASSIFICATION_METRICS else "mae"
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ModelSpec:
+        chosen = self.training.metric
+        if chosen and self.task:
+            if (self.task == "regression") == (chosen in _CLASSIFICATION_METRICS):
+                raise ValueError(f"training.metric {chosen!r} does not apply to a {self.task} task")
+            if chosen == "roc_auc" and self.task == "multiclass":
+                raise ValueError("training.metric 'roc_auc' needs a binary task (use f1: macro F1, or accuracy)")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -299,3 +393,9 @@ class SpecCatalog:
             spec = load_spec(path) if path.exists() else ModelSpec(name=model)
             self._specs[model] = spec
         return spec
+
+    def names(self) -> list[str]:
+        """The models that have a spec file (sorted)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(path.stem for path in self.directory.glob("*.toml") if MODEL_NAME.fullmatch(path.stem))

@@ -1,7 +1,8 @@
 """Model artifacts: weights (a torch state dict), preprocessing and spec, with sha256 checksums.
 
 An artifact is a directory ``<root>/<model>/v<version>/`` holding ``weights.pt``, ``preprocess.json``,
-``spec.json`` and ``manifest.json`` (each file's sha256). The version's checksum is the sha256 of the
+``spec.json``, ``build.json`` (what made it, for versions trained by a job) and ``manifest.json`` (each
+file's sha256). The version's checksum is the sha256 of the
 manifest, so it commits to every byte. It is written into a temporary directory and renamed into place
 in one step: a crash never leaves a half-written version. Loading verifies every checksum first and
 reads the weights with ``torch.load(weights_only=True)``: nothing untrusted is unpickled.
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """The sha256 of a state dict's tensors (names, dtypes, shapes and bytes, in name order): equal weights give
+    equal digests whatever the file format of the torch release that saved them."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def write_artifact(
     root: Path,
     spec: ModelSpec,
@@ -72,8 +85,10 @@ def write_artifact(
     preprocessor: Preprocessor,
     inputs: ArchitectureInput,
     metrics: dict[str, Any],
+    build: dict[str, Any] | None = None,
 ) -> tuple[Path, str]:
-    """Write version ``version`` of ``spec.name`` atomically; its directory and checksum."""
+    """Write version ``version`` of ``spec.name`` atomically; its directory and checksum. ``build`` (what made
+    the version, ``retrain.build.BuildRecord``) goes into ``build.json``, under the manifest's checksum too."""
     target = root / spec.name / f"v{version}"
     if target.exists():
         raise ArtifactError(f"{target} exists already: versions are immutable")
@@ -84,6 +99,10 @@ def write_artifact(
         torch.save(state, staging / "weights.pt")
         (staging / "preprocess.json").write_text(json.dumps(preprocessor.to_json()))
         (staging / "spec.json").write_text(spec.model_dump_json())
+        files = FILES
+        if build is not None:
+            (staging / "build.json").write_text(json.dumps(build, sort_keys=True, indent=1))
+            files = (*FILES, "build.json")
         manifest = {
             "model": spec.name,
             "version": version,
@@ -93,11 +112,11 @@ def write_artifact(
                 "cardinalities": list(inputs.cardinalities),
                 "n_outputs": inputs.n_outputs,
             },
-            "files": {name: _sha256(staging / name) for name in FILES},
+            "files": {name: _sha256(staging / name) for name in files},
             "metrics": metrics,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
-        for name in (*FILES, "manifest.json"):
+        for name in (*files, "manifest.json"):
             with open(staging / name, "rb") as f:
                 os.fsync(f.fileno())
         os.rename(staging, target)  # atomic on one filesystem: the version appears whole or not at all

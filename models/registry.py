@@ -65,6 +65,7 @@ COLUMNS = (
     "updated_at",
     "revision",
     "traffic_share",
+    "build",
 )
 CHANGE_COLUMNS = (
     "change_id",
@@ -119,6 +120,7 @@ class VersionRecord:
     updated_at: float = 0.0
     revision: int = 0
     traffic_share: float = 0.0
+    build: dict[str, Any] = field(default_factory=dict)  # what made it: ``retrain.build.BuildRecord`` as JSON
 
     @property
     def stage(self) -> str:
@@ -127,6 +129,7 @@ class VersionRecord:
     def row(self) -> tuple[Any, ...]:
         data = asdict(self)
         data["metrics"] = json.dumps(self.metrics)
+        data["build"] = json.dumps(self.build) if self.build else ""
         for name in ("train_from", "train_to", "created_at", "updated_at"):
             data[name] = int(data[name])
         return tuple(data[c] for c in COLUMNS)
@@ -135,6 +138,7 @@ class VersionRecord:
     def from_row(cls, row: tuple[Any, ...]) -> VersionRecord:
         data = dict(zip(COLUMNS, row, strict=True))
         data["metrics"] = json.loads(data["metrics"] or "{}")
+        data["build"] = json.loads(data["build"] or "{}")
         for name in ("train_from", "train_to", "created_at", "updated_at"):
             value = data[name]
             data[name] = value.timestamp() if isinstance(value, dt.datetime) else float(value)

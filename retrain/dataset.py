@@ -1,5 +1,5 @@
 """Training sets from ClickHouse ``labeled`` rows (those served: a shadow's rows repeat their requests), in
-event-time order, column by column."""
+event-time order (ties by ``event_id``: the same rows come back in the same order), column by column."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class LabeledData:
     labels: list[str]
     label_num: np.ndarray
     ts: np.ndarray  # epoch seconds
+    event_ids: tuple[str, ...] = ()  # each row's (the outcome's event_id): what a split's fingerprint hashes
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -31,6 +32,7 @@ class LabeledData:
             self.labels[start:stop],
             self.label_num[start:stop],
             self.ts[start:stop],
+            self.event_ids[start:stop],
         )
 
     def split(self, fraction: float) -> tuple[LabeledData, LabeledData]:
@@ -53,29 +55,34 @@ def count_labels(settings: Settings, model: str, since: float) -> int:
         client.disconnect()
 
 
-def fetch_labeled(settings: Settings, model: str, since: float, max_rows: int) -> LabeledData:
-    """The newest ``max_rows`` labeled rows of ``model`` at or after ``since``, oldest first."""
+def fetch_labeled(
+    settings: Settings, model: str, since: float, max_rows: int, *, until_ms: int | None = None
+) -> LabeledData:
+    """The newest ``max_rows`` labeled rows of ``model`` at or after ``since`` (and at or before ``until_ms``,
+    epoch milliseconds, when given), oldest first."""
+    until = "AND ts_ms <= %(until)s " if until_ms is not None else ""
     client = connect(settings.clickhouse)
     try:
         columns = client.execute(
-            "SELECT ts_ms, num.name, num.value, cat.name, cat.value, label, label_num FROM "
+            "SELECT ts_ms, event_id, num.name, num.value, cat.name, cat.value, label, label_num FROM "
             "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s) "
-            " ORDER BY ts_ms DESC LIMIT %(n)s) "
-            "ORDER BY ts_ms",
-            {"m": model, "since": int(max(since, 0)), "n": max_rows},
+            f"{until} ORDER BY ts_ms DESC, event_id DESC LIMIT %(n)s) "
+            "ORDER BY ts_ms, event_id",
+            {"m": model, "since": int(max(since, 0)), "n": max_rows, "until": until_ms},
             columnar=True,
         )
     finally:
         client.disconnect()
     if not columns:
         return LabeledData({}, {}, [], np.zeros(0), np.zeros(0))
-    ts_ms, num_names, num_values, cat_names, cat_values, labels, label_num = columns
+    ts_ms, event_ids, num_names, num_values, cat_names, cat_values, labels, label_num = columns
     return LabeledData(
         _pivot_numeric(num_names, num_values),
         _pivot_categorical(cat_names, cat_values),
         list(labels),
         np.asarray(label_num, dtype=np.float64),
         np.asarray(ts_ms, dtype=np.float64) / 1000.0,
+        tuple(event_ids),
     )
 
 

@@ -1,11 +1,21 @@
-"""One retraining job: fetch → train → evaluate against the champion → publish, timed per phase.
+"""One retraining job: fetch → gate the data → train (or tune) → evaluate against the champion → publish,
+timed per phase.
 
-The challenger trains on the labeled rows after the drift's estimated change point (the new world), and
-is judged with the champion on the same most recent holdout. If it is at least as good by the spec's metric
-it becomes a ``candidate``, which the release controller (``release.controller``) takes through shadow and
-canary on live traffic; otherwise it is recorded as rejected, with the reason. A model's first version has
-nothing to be compared with and becomes its champion. Every run is a row in ``retrain_runs`` (running, then
-promoted / candidate / rejected / failed) with the seconds each phase took.
+The challenger trains on the labeled rows after the drift's estimated change point (the new world; for a
+scheduled run, the spec's training window), split by time into train, validation and test
+(``retrain.splits``). The data gate (``retrain.data_gate``) refuses a window unfit to train on. Early
+stopping, and the hyper-parameter search when the spec asks for one (``retrain.tuning``: every trial a row in
+``tuning_trials``), see the validation split only; challenger and champion are judged on the test split by
+the spec's gate metric (accuracy, ROC AUC, F1, MAE or RMSE). A challenger at least as good becomes a
+``candidate``, which the release controller (``release.controller``) takes through shadow and canary on live
+traffic; otherwise it is recorded as rejected, with the reason. A model's first version has nothing to be
+compared with and becomes its champion. Each version records what made it (``retrain.build``), so that
+``driftloop models rebuild`` can train it again.
+
+A model's compute budget (``training.budget_s_per_day``: training seconds in any 24 h) is respected: a job
+over it is not started, and a search gets what is left of it at most. Every run is a row in ``retrain_runs``
+(running, then promoted / candidate / rejected / failed / skipped) with the seconds each phase took; a
+skipped run has the numbers behind it in ``details``.
 """
 
 from __future__ import annotations
@@ -17,18 +27,25 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecCatalog
-from driftloop.models.artifacts import write_artifact
+from driftloop.models.artifacts import weights_digest, write_artifact
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
+from driftloop.retrain.build import BuildRecord
+from driftloop.retrain.data_gate import check_window
 from driftloop.retrain.dataset import count_labels, fetch_labeled
-from driftloop.retrain.training import TrainingError, better, metric, pick_device, train
+from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
+from driftloop.retrain.splits import Splits, fingerprint
+from driftloop.retrain.training import TrainingError, pick_device, train
+from driftloop.retrain.tuning import TrialRecord, search
 
 log = logging.getLogger("driftloop.retrain")
 
@@ -54,7 +71,30 @@ RUN_COLUMNS = (
     "challenger_metric",
     "error",
     "revision",
+    "trigger",
+    "validation_rows",
+    "trials",
+    "trials_pruned",
+    "details",
 )
+TRIAL_COLUMNS = (
+    "run_id",
+    "model",
+    "trial",
+    "state",
+    "pruned",
+    "params",
+    "epochs",
+    "validation_loss",
+    "metric_name",
+    "validation_metric",
+    "seconds",
+    "device",
+    "chosen",
+    "started_at",
+)
+#: Why a run started: an alert, a schedule, or a person (``driftloop retrain --now``).
+Trigger = Literal["alert", "schedule", "manual"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +120,23 @@ class JobRequest:
     trigger_alert_id: str = ""
     attempt: int = 1
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    trigger: Trigger = "alert"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A model's training seconds in the last 24 h against its ``training.budget_s_per_day`` (None: no limit)."""
+
+    used_s: float
+    limit_s: float | None = None
+
+    @property
+    def remaining_s(self) -> float:
+        return math.inf if self.limit_s is None else max(0.0, self.limit_s - self.used_s)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit_s is not None and self.used_s >= self.limit_s
 
 
 @dataclass
@@ -92,7 +149,11 @@ class RunReport:
     started_at: float = field(default_factory=time.time)
     finished_at: float = 0.0
     train_rows: int = 0
+    validation_rows: int = 0
     holdout_rows: int = 0
+    trials: int = 0
+    trials_pruned: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(
         default_factory=lambda: {"fetch": 0.0, "train": 0.0, "evaluate": 0.0, "publish": 0.0}
     )
@@ -127,6 +188,11 @@ class RunReport:
             self.challenger_metric,
             self.error[:2000],
             time.time_ns() // 1000,
+            r.trigger,
+            self.validation_rows,
+            self.trials,
+            self.trials_pruned,
+            json.dumps(self.details, default=str) if self.details else "",
         )
 
 
@@ -137,6 +203,7 @@ class RetrainJob:
         self.settings = settings
         self.registry = registry or ModelRegistry(settings)
         self.specs = specs or SpecCatalog(settings.spec_directory)
+        self.budgets: dict[str, Budget] = {}  # each model's, as last looked up (the worker's metrics show them)
 
     def labels_since(self, request: JobRequest) -> int:
         return count_labels(self.settings, request.model, request.since)
@@ -149,10 +216,18 @@ class RetrainJob:
             raise NotEnoughLabels(
                 f"{request.model}: {available} labels since the change point, {spec.training.min_labels} needed"
             )
-        report = RunReport(request, device=str(pick_device()), metric_name=spec.metric)
+        report = RunReport(request, device=str(pick_device()), metric_name=spec.gate_metric())
+        budget = self.budget(request.model, spec)
+        if budget.exhausted:
+            return self.record_skipped(
+                request,
+                f"compute budget: {budget.used_s:.0f} s of training in the last 24 h, "
+                f"training.budget_s_per_day is {budget.limit_s:.0f} s",
+                {"budget_used_s": budget.used_s, "budget_s_per_day": budget.limit_s},
+            )
         self._record(report)
         try:
-            self._run(spec, report, progress)
+            self._run(spec, report, budget, progress)
         except Exception as exc:
             report.status = "rejected" if isinstance(exc, TrainingError) else "failed"
             report.error = f"{type(exc).__name__}: {exc}"
@@ -166,51 +241,103 @@ class RetrainJob:
         self._record(report)
         return report
 
-    def _run(self, spec: ModelSpec, report: RunReport, progress: Callable[[str, float], None] | None) -> None:
+    def _run(
+        self, spec: ModelSpec, report: RunReport, budget: Budget, progress: Callable[[str, float], None] | None
+    ) -> None:
         request, config = report.request, spec.training
         phase = time.perf_counter()
         data = fetch_labeled(self.settings, request.model, request.since, config.max_rows)
-        history, holdout = data.split(config.holdout_fraction)
-        fit, validation = history.split(config.validation_fraction)
+        splits = Splits.by_time(data, config.holdout_fraction, config.validation_fraction)
         task = spec.task or _infer_task(data.labels, data.label_num)
-        pre = Preprocessor.fit(fit.numeric, fit.categorical, fit.labels, task)
-        report.train_rows, report.holdout_rows = len(fit), len(holdout)
+        report.train_rows, report.validation_rows, report.holdout_rows = (r.rows for r in splits.records())
         report.phases["fetch"] = time.perf_counter() - phase
+        gate = check_window(data, splits, task, config)
+        if not gate.passed:
+            report.status, report.error, report.details = "skipped", f"data gate: {gate.reason}", {"data": gate.numbers}
+            log.warning("retraining skipped", extra={"fields": {"model": request.model, "reason": report.error}})
+            return
+        pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, task)
+        metric_name = report.metric_name = spec.gate_metric(task)
+        positive = config.positive_class
 
         phase = time.perf_counter()
-        tick = (lambda epoch, total, loss: progress("train", epoch / total)) if progress else None
-        result = train(spec, pre, fit, validation, progress=tick)
+        params: dict[str, Any] = {}
+        tuning: dict[str, Any] = {}
+        if spec.tuning.trials:
+            budget_s = min(spec.tuning.timeout_s, budget.remaining_s)
+            tick = (lambda done, total: progress("train", done / total)) if progress else None
+            try:
+                found = search(spec, pre, splits, metric_name=metric_name, budget_s=budget_s, progress=tick)
+            except TrainingError as exc:
+                report.details = {"tuning": {"trials": len(getattr(exc, "trials", ()))}}
+                raise
+            finally:
+                report.phases["train"] = time.perf_counter() - phase
+            result, trained, params = found.result, found.spec, found.params
+            report.trials, report.trials_pruned = len(found.trials), found.pruned
+            tuning = {
+                "trials": len(found.trials),
+                "pruned": found.pruned,
+                "seconds": found.seconds,
+                "budget_s": budget_s,
+            }
+            self._record_trials(report, found.trials, metric_name)
+        else:
+            tick = (lambda epoch, total, loss: progress("train", epoch / total)) if progress else None
+            result, trained = train(spec, pre, splits.train, splits.validation, progress=tick), spec
         report.phases["train"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
-        challenger = metric(spec.metric, result.network, pre, holdout, result.device)
-        report.challenger_metric = challenger
+        scores = {
+            "validation": evaluate(result.network, pre, splits.validation, result.device, positive),
+            "test": evaluate(result.network, pre, splits.test, result.device, positive),
+        }
+        if metric_name not in scores["test"]:
+            raise MetricError(f"training.metric {metric_name!r} does not apply to this {task} model")
+        challenger = report.challenger_metric = scores["test"][metric_name]
         champion_record = self.registry.champion(request.model)
         champion = math.nan
         if champion_record is not None:
             loaded = self.registry.load(champion_record, device=result.device)
-            champion = metric(spec.metric, loaded.network, loaded.preprocessor, holdout, result.device)
+            champion = metric(metric_name, loaded.network, loaded.preprocessor, splits.test, result.device, positive)
             report.champion_version = champion_record.version
         report.champion_metric = champion
         report.phases["evaluate"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
-        wins = math.isnan(champion) or better(spec.metric, challenger, champion, config.min_improvement)
+        wins = math.isnan(champion) or better(metric_name, challenger, champion, config.min_improvement)
         version = self.registry.next_version(request.model)
+        network = result.network.cpu()
+        build = BuildRecord(
+            since=request.since,
+            until_ms=round(float(data.ts[-1]) * 1000),
+            max_rows=config.max_rows,
+            rows=len(data),
+            fingerprint=fingerprint(data.event_ids),
+            splits=splits.records(),
+            task=task,
+            spec=trained.model_dump(mode="json"),
+            hyperparameters=params,
+            seed=config.seed,
+            device=result.device,
+            threads=torch.get_num_threads(),
+            weights_sha256=weights_digest(network.state_dict()),
+            metrics=scores,
+            tuning=tuning,
+        ).to_json()
         metrics = {
-            spec.metric: challenger,
-            f"champion_{spec.metric}": champion,
+            metric_name: challenger,
+            f"champion_{metric_name}": champion,
             "epochs": result.epochs,
             "validation_loss": result.best_validation_loss,
             "device": result.device,
+            **{f"{split}_{name}": value for split, values in scores.items() for name, value in values.items()},
         }
-        path, sha256 = write_artifact(
-            self.registry.root, spec, version, result.network.cpu(), pre, result.inputs, metrics
-        )
+        path, sha256 = write_artifact(self.registry.root, trained, version, network, pre, result.inputs, metrics, build)
         reason = (
-            f"{spec.metric} {challenger:.4f} vs champion {champion:.4f} on {len(holdout)} recent rows"
+            f"{metric_name} {challenger:.4f} vs champion {champion:.4f} on the {len(splits.test)} most recent rows"
             if champion_record
-            else f"first version: {spec.metric} {challenger:.4f}"
+            else f"first version: {metric_name} {challenger:.4f} on the {len(splits.test)} most recent rows"
         )
         first = champion_record is None
         status = "champion" if first else "candidate" if wins else "rejected"
@@ -223,15 +350,16 @@ class RetrainJob:
                 sha256=sha256,
                 parent_version=report.champion_version,
                 trigger_alert_id=request.trigger_alert_id,
-                train_from=float(fit.ts[0]),
-                train_to=float(fit.ts[-1]),
-                train_rows=len(fit),
-                metric_name=spec.metric,
+                train_from=float(splits.train.ts[0]),
+                train_to=float(splits.train.ts[-1]),
+                train_rows=len(splits.train),
+                metric_name=metric_name,
                 metric_value=challenger,
                 champion_metric=champion,
                 metrics=json.loads(json.dumps(metrics, default=str)),
                 reason=reason if wins else f"worse: {reason}",
                 traffic_share=1.0 if first else 0.0,
+                build=build,
             ),
             path="first" if first else "release",
         )
@@ -239,10 +367,66 @@ class RetrainJob:
         report.status = {"champion": "promoted", "candidate": "candidate", "rejected": "rejected"}[status]
         report.phases["publish"] = time.perf_counter() - phase
 
-    def record_skipped(self, request: JobRequest, reason: str) -> RunReport:
-        """Record a job that will not run (``skipped``, with the reason)."""
+    def budget(self, model: str, spec: ModelSpec | None = None) -> Budget:
+        """``model``'s training seconds in the last 24 h, against its spec's daily budget."""
+        limit = (spec or self.specs.get(model)).training.budget_s_per_day
+        client = connect(self.settings.clickhouse)
+        try:
+            used = client.execute(
+                "SELECT sum(train_s) FROM (SELECT run_id, argMax(train_s, revision) AS train_s,"
+                " argMax(started_at, revision) AS started FROM retrain_runs WHERE model = %(m)s"
+                " AND started_at >= toDateTime(%(since)s) GROUP BY run_id) WHERE started >= toDateTime(%(since)s)",
+                {"m": model, "since": int(time.time() - 86400)},
+            )[0][0]
+        finally:
+            client.disconnect()
+        budget = Budget(float(used or 0.0), limit)
+        self.budgets[model] = budget
+        return budget
+
+    def last_scheduled_runs(self) -> dict[str, float]:
+        """Each model's latest scheduled run's start (epoch seconds): where its schedule continues from."""
+        client = connect(self.settings.clickhouse)
+        try:
+            rows = client.execute(
+                "SELECT model, toUnixTimestamp(max(started_at)) FROM retrain_runs "
+                "WHERE trigger = 'schedule' GROUP BY model"
+            )
+        finally:
+            client.disconnect()
+        return {model: float(started) for model, started in rows}
+
+    def _record_trials(self, report: RunReport, trials: list[TrialRecord], metric_name: str) -> None:
+        rows = [
+            (
+                report.request.run_id,
+                report.request.model,
+                t.trial,
+                t.state,
+                int(t.state == "pruned"),
+                json.dumps(t.params),
+                t.epochs,
+                t.validation_loss,
+                metric_name,
+                t.validation_metric,
+                t.seconds,
+                t.device,
+                int(t.chosen),
+                int(t.started_at),
+            )
+            for t in trials
+        ]
+        client = connect(self.settings.clickhouse)
+        try:
+            client.execute(f"INSERT INTO tuning_trials ({', '.join(TRIAL_COLUMNS)}) VALUES", rows)
+        finally:
+            client.disconnect()
+
+    def record_skipped(self, request: JobRequest, reason: str, details: dict[str, Any] | None = None) -> RunReport:
+        """Record a job that will not run (``skipped``, with the reason and the numbers behind it)."""
         now = time.time()
         report = RunReport(request, status="skipped", started_at=now, finished_at=now, error=reason)
+        report.details = details or {}
         self._record(report)
         return report
 

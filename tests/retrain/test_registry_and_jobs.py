@@ -47,7 +47,7 @@ def test_a_first_version_is_trained_promoted_and_timed(retrain_settings: Setting
     assert status == "promoted" and version == 1 and error == "" and all(p > 0 for p in phases)
     assert champions(retrain_settings, model) == [1]
     files = {p.name for p in (Path(retrain_settings.artifact_location) / model / "v1").iterdir()}
-    assert files == {"weights.pt", "preprocess.json", "spec.json", "manifest.json"}
+    assert files == {"weights.pt", "preprocess.json", "spec.json", "build.json", "manifest.json"}
 
 
 def test_after_a_concept_drift_the_challenger_wins_on_recent_data(retrain_settings: Settings, labeled_model) -> None:

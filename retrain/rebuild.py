@@ -1,0 +1,164 @@
+"""Train a version again from its build record and compare (``driftloop models rebuild M N``).
+
+The rows are fetched with the record's own query (window and row limit) and must carry the recorded
+fingerprint, split by split; if they do not (rows deleted, late labels inside the window, a retention drop),
+the rebuild says so and trains nothing on other data. Then the recorded spec (chosen hyper-parameters in
+place) is trained with the recorded seed, on the CPU with the recorded number of threads when the version was
+trained on a CPU: the weights must then be equal bit for bit (their digest). A version trained on a GPU is
+rebuilt on a GPU when there is one, else on the CPU, and its test metrics must agree within
+:data:`GPU_TOLERANCE` (GPU kernels and mixed precision do not repeat bit for bit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import ModelSpec
+from driftloop.models.artifacts import weights_digest
+from driftloop.models.preprocess import Preprocessor
+from driftloop.models.registry import ModelRegistry
+from driftloop.retrain.build import BuildRecord, software_versions
+from driftloop.retrain.dataset import fetch_labeled
+from driftloop.retrain.evaluation import evaluate
+from driftloop.retrain.splits import Splits, fingerprint
+from driftloop.retrain.training import train
+
+#: How far a GPU rebuild's test metrics may lie from the record's: absolute for scores in [0, 1], relative
+#: for errors (mae, rmse).
+GPU_TOLERANCE = 0.01
+
+RebuildStatus = Literal["match", "differs", "data_changed"]
+
+
+class RebuildError(DriftloopError):
+    """A version cannot be rebuilt at all (it does not exist, or has no build record)."""
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild found: ``match``, ``differs`` (trained, not the same) or ``data_changed`` (not trained)."""
+
+    model: str
+    version: int
+    status: RebuildStatus
+    detail: str
+    device: str = ""
+    recorded_device: str = ""
+    compared: str = ""  # "weights" (bit for bit) or "metrics" (within the tolerance)
+    recorded_weights: str = ""
+    rebuilt_weights: str = ""
+    recorded_metrics: dict[str, float] = field(default_factory=dict)
+    rebuilt_metrics: dict[str, float] = field(default_factory=dict)
+    recorded_versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=software_versions)
+
+    @property
+    def matches(self) -> bool:
+        return self.status == "match"
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {"matches": self.matches}
+
+
+def rebuild(
+    settings: Settings,
+    model: str,
+    version: int,
+    *,
+    registry: ModelRegistry | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> RebuildResult:
+    """Rebuild version ``version`` of ``model`` (see the module docstring)."""
+    registry = registry or ModelRegistry(settings)
+    record = registry.get(model, version)
+    if not record.build:
+        raise RebuildError(
+            f"{model} v{version} has no build record (trained before driftloop recorded them, or registered by "
+            "hand): there is nothing to rebuild it from"
+        )
+    build = BuildRecord.from_json(record.build)
+    data = fetch_labeled(settings, model, build.since, build.max_rows, until_ms=build.until_ms)
+    found = fingerprint(data.event_ids)
+    base = {"model": model, "version": version, "recorded_device": build.device, "recorded_versions": build.versions}
+    if found != build.fingerprint:
+        return RebuildResult(
+            status="data_changed",
+            detail=f"the window now holds {len(data):,} rows (fingerprint {found[:12]}…), the version was trained on "
+            f"{build.rows:,} (fingerprint {build.fingerprint[:12]}…): its rows changed or are gone, so it was not "
+            "trained again",
+            **base,
+        )
+    spec = ModelSpec.model_validate(build.spec)
+    splits = Splits.by_time(data, spec.training.holdout_fraction, spec.training.validation_fraction)
+    if splits.records() != build.splits:
+        detail = "the same rows split differently from the record (its spec's fractions changed?)"
+        return RebuildResult(status="data_changed", detail=detail, **base)
+    pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, build.task)
+    on_gpu = build.device.startswith("cuda") and torch.cuda.is_available()
+    device = torch.device(build.device if on_gpu else "cpu")
+    with _threads(build.threads if device.type == "cpu" else None):
+        result = train(spec, pre, splits.train, splits.validation, device=device, progress=progress)
+    network = result.network.cpu()
+    digest = weights_digest(network.state_dict())
+    rebuilt = evaluate(network, pre, splits.test, "cpu", spec.training.positive_class)
+    recorded = build.metrics.get("test", {})
+    base |= {
+        "device": str(device),
+        "recorded_weights": build.weights_sha256,
+        "rebuilt_weights": digest,
+        "recorded_metrics": recorded,
+        "rebuilt_metrics": rebuilt,
+    }
+    if build.device == "cpu":
+        same = digest == build.weights_sha256
+        detail = (
+            "the weights are equal, bit for bit"
+            if same
+            else f"the weights differ (sha256 {digest[:12]}… against the record's {build.weights_sha256[:12]}…)"
+            + _version_note(build.versions)
+        )
+        return RebuildResult(status="match" if same else "differs", detail=detail, compared="weights", **base)
+    apart = {name: _distance(name, value, rebuilt.get(name, math.nan)) for name, value in recorded.items()}
+    worst = max(apart, key=lambda name: apart[name]) if apart else ""
+    same = bool(apart) and apart[worst] <= GPU_TOLERANCE
+    detail = (
+        f"trained on {build.device}: test metrics within {GPU_TOLERANCE} (largest: {worst} {apart[worst]:.4f})"
+        if same
+        else f"trained on {build.device}: test metrics differ beyond {GPU_TOLERANCE}"
+        + (f" ({worst} {apart[worst]:.4f})" if worst else "")
+    )
+    return RebuildResult(status="match" if same else "differs", detail=detail, compared="metrics", **base)
+
+
+def _distance(name: str, recorded: float, rebuilt: float) -> float:
+    if math.isnan(recorded) and math.isnan(rebuilt):
+        return 0.0
+    if name in ("mae", "rmse"):
+        return abs(rebuilt - recorded) / max(abs(recorded), 1e-12)
+    return abs(rebuilt - recorded)
+
+
+def _version_note(recorded: dict[str, str]) -> str:
+    now = software_versions()
+    changed = [f"{k} {recorded.get(k, '?')} → {v}" for k, v in now.items() if recorded.get(k) != v and k != "driftloop"]
+    return f"; software changed since: {', '.join(changed)}" if changed else ""
+
+
+@contextmanager
+def _threads(count: int | None):  # type: ignore[no-untyped-def]
+    """Run with ``count`` CPU threads (a CPU's float sums depend on how they are split), then restore."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

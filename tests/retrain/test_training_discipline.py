@@ -1,0 +1,135 @@
+"""Training as a repeatable discipline, against the real stack: splits with fingerprints, a budgeted search whose
+every trial is a row in ``tuning_trials``, versions that rebuild (``driftloop models rebuild``), the data gate,
+the compute budget, and a schedule that starts a job through the real worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from driftloop.demo.labeled_history import TS0, agrawal_rows
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.retrain.job import JobRequest, RetrainJob
+from driftloop.retrain.metrics import retrain_metrics
+from driftloop.retrain.worker import RetrainWorker
+from driftloop.streams.sink import ClickHouseSink
+from tests.stack_fixtures import PrivateStack, wait_for
+
+pytestmark = pytest.mark.integration
+
+TUNED = """epochs = 12
+metric = "roc_auc"
+[tuning]
+trials = 5
+startup_trials = 2
+min_epochs = 2
+space = { learning_rate = { low = 1e-3, high = 3e-2, log = true }, hidden = { choices = [[16], [32, 32]] } }
+"""
+
+
+def rebuild_cli(stack: PrivateStack, model: str, version: int) -> tuple[int, dict]:
+    done = stack.run_cli("models", "rebuild", model, str(version), "--json", timeout_s=240)
+    return done.returncode, json.loads(done.stdout or "{}")
+
+
+def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
+    retrain_stack: PrivateStack, retrain_settings: Settings, labeled_model
+) -> None:
+    model = labeled_model(before=3000, spec=TUNED)
+    report = RetrainJob(retrain_settings).run(JobRequest(model, since=0, trigger="manual"))
+    assert report.status == "promoted" and report.metric_name == "roc_auc" and report.challenger_metric > 0.9
+    assert (report.train_rows, report.validation_rows, report.holdout_rows) == (2160, 240, 600)
+    client = connect(retrain_settings.clickhouse)
+    trials = client.execute(
+        "SELECT trial, toString(state), pruned, epochs, validation_loss, chosen, params FROM tuning_trials FINAL "
+        "WHERE run_id = %(r)s ORDER BY trial",
+        {"r": report.request.run_id},
+    )
+    assert [t[0] for t in trials] == list(range(5)) and report.trials == 5
+    assert sum(t[5] for t in trials) == 1  # exactly one chosen: the completed trial with the lowest loss
+    chosen = next(t for t in trials if t[5])
+    assert chosen[1] == "complete" and chosen[4] == min(t[4] for t in trials if t[1] == "complete")
+    assert all(t[1] in ("complete", "pruned") and 1 <= t[3] <= 12 for t in trials)
+    assert all(t[3] < 12 for t in trials if t[2])  # a pruned trial stopped before the epoch limit
+    ((trigger, validation_rows, counted, pruned),) = client.execute(
+        "SELECT trigger, validation_rows, trials, trials_pruned FROM retrain_runs FINAL WHERE run_id = %(r)s",
+        {"r": report.request.run_id},
+    )
+    assert (trigger, validation_rows, counted, pruned) == ("manual", 240, 5, sum(t[2] for t in trials))
+
+    (build_json,) = client.execute(
+        "SELECT build FROM model_versions FINAL WHERE model = %(m)s AND version = 1", {"m": model}
+    )[0]
+    build = json.loads(build_json)
+    assert [(s["name"], s["rows"]) for s in build["splits"]] == [("train", 2160), ("validation", 240), ("test", 600)]
+    train_split, validation_split, test_split = build["splits"]
+    assert train_split["ts_to"] < validation_split["ts_from"] <= validation_split["ts_to"] < test_split["ts_from"]
+    assert build["hyperparameters"] == json.loads(chosen[6])  # the chosen configuration is what was trained
+    assert build["spec"]["architecture"]["params"]["hidden"] == build["hyperparameters"]["hidden"]
+    assert set(build["versions"]) >= {"driftloop", "torch", "python"} and build["device"] == "cpu"
+    assert build["metrics"]["test"]["roc_auc"] == report.challenger_metric
+
+    code, result = rebuild_cli(retrain_stack, model, 1)
+    assert (code, result["status"], result["compared"]) == (0, "match", "weights"), result
+    assert result["rebuilt_weights"] == build["weights_sha256"]
+
+    late = agrawal_rows(model, 0, 1500, 1, seed=9)  # a label that arrives late, inside the version's window
+    late.columns["event_id"] = [f"{model}-late"]
+    sink = ClickHouseSink(retrain_settings.clickhouse)
+    try:
+        sink.write_blocking(late)
+    finally:
+        sink.close()
+    code, result = rebuild_cli(retrain_stack, model, 1)
+    assert (code, result["status"], result["rebuilt_weights"]) == (4, "data_changed", ""), result
+
+
+def test_the_data_gate_and_the_compute_budget_skip_jobs_with_their_numbers(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    job = RetrainJob(retrain_settings)
+    lopsided = labeled_model(before=3000, spec="max_class_share = 0.55\n")  # Agrawal's concept 0: ~2/3 one class
+    report = job.run(JobRequest(lopsided, since=0))
+    assert report.status == "skipped" and "training.max_class_share" in report.error
+    assert 0.55 < report.details["data"]["majority_share"] < 0.8
+    ((status, details),) = connect(retrain_settings.clickhouse).execute(
+        "SELECT toString(status), details FROM retrain_runs FINAL WHERE model = %(m)s", {"m": lopsided}
+    )
+    assert status == "skipped" and json.loads(details)["data"]["rows"] == 3000
+    assert job.registry.versions(lopsided) == []
+
+    budgeted = labeled_model(before=3000, spec="budget_s_per_day = 0.01\n")
+    first = job.run(JobRequest(budgeted, since=0))
+    assert first.status == "promoted" and first.phases["train"] > 0.01  # nothing used yet: it runs
+    second = job.run(JobRequest(budgeted, since=0))
+    assert second.status == "skipped" and second.error.startswith("compute budget")
+    assert second.details["budget_used_s"] == pytest.approx(first.phases["train"], rel=1e-6)
+    assert [v.version for v in job.registry.versions(budgeted)] == [1]
+    worker = RetrainWorker(retrain_settings, job=job)
+    gauges = {m.name: {s.labels.get("model"): s.value for s in m.samples} for m in retrain_metrics(worker)}
+    assert gauges["driftloop_retrain_budget_seconds"][budgeted] == 0.01
+    assert gauges["driftloop_retrain_budget_used_seconds"][budgeted] == pytest.approx(first.phases["train"])
+
+
+def test_a_schedule_starts_a_job_through_the_worker(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=3000, spec="epochs = 3\nwindow_days = 3650\n[retraining]\ninterval_s = 1\n")
+    worker = RetrainWorker(retrain_settings, release_check_s=0.2)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+
+        def scheduled() -> list:
+            return connect(retrain_settings.clickhouse).execute(
+                "SELECT toString(status), trigger FROM retrain_runs FINAL WHERE model = %(m)s AND status != 'running'",
+                {"m": model},
+            )
+
+        wait_for(scheduled, timeout_s=120, what="a scheduled run")
+        assert scheduled() == [("promoted", "schedule")]
+        assert worker.reports[0].request.since <= TS0  # the spec's whole training window
+    finally:
+        worker.stop()
+        thread.join(30)
