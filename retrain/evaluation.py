@@ -70,7 +70,7 @@ def probabilities(network: nn.Module, pre: Preprocessor, data: LabeledData, devi
 
 
 def evaluate(
-    network: nn.Module, pre: Preprocessor, data: LabeledData, device: str = "cpu", positive: str | None = None
+    network: nn.Module, pre: Preprocessor, data: LabeledData, device: str = "cpu", *, positive: str | None = None
 ) -> dict[str, float]:
     """Every metric that applies to the task, on ``data``."""
     output = probabilities(network, pre, data, device)
@@ -97,10 +97,11 @@ def metric(
     pre: Preprocessor,
     data: LabeledData,
     device: str = "cpu",
+    *,
     positive: str | None = None,
 ) -> float:
     """One metric of ``network`` on ``data`` (see the module docstring)."""
-    scores = evaluate(network, pre, data, device, positive)
+    scores = evaluate(network, pre, data, device, positive=positive)
     if name not in scores:
         raise MetricError(
             f"metric {name!r} does not apply to a {pre.task} model with {len(pre.classes)} classes "

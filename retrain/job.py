@@ -289,8 +289,8 @@ class RetrainJob:
 
         phase = time.perf_counter()
         scores = {
-            "validation": evaluate(result.network, pre, splits.validation, result.device, positive),
-            "test": evaluate(result.network, pre, splits.test, result.device, positive),
+            "validation": evaluate(result.network, pre, splits.validation, result.device, positive=positive),
+            "test": evaluate(result.network, pre, splits.test, result.device, positive=positive),
         }
         if metric_name not in scores["test"]:
             raise MetricError(f"training.metric {metric_name!r} does not apply to this {task} model")
@@ -299,7 +299,9 @@ class RetrainJob:
         champion = math.nan
         if champion_record is not None:
             loaded = self.registry.load(champion_record, device=result.device)
-            champion = metric(metric_name, loaded.network, loaded.preprocessor, splits.test, result.device, positive)
+            champion = metric(
+                metric_name, loaded.network, loaded.preprocessor, splits.test, result.device, positive=positive
+            )
             report.champion_version = champion_record.version
         report.champion_metric = champion
         report.phases["evaluate"] = time.perf_counter() - phase

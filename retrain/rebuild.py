@@ -108,7 +108,7 @@ def rebuild(
         result = train(spec, pre, splits.train, splits.validation, device=device, progress=progress)
     network = result.network.cpu()
     digest = weights_digest(network.state_dict())
-    rebuilt = evaluate(network, pre, splits.test, "cpu", spec.training.positive_class)
+    rebuilt = evaluate(network, pre, splits.test, positive=spec.training.positive_class)
     recorded = build.metrics.get("test", {})
     base |= {
         "device": str(device),

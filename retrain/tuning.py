@@ -157,7 +157,8 @@ def search(
         except TrainingError:
             record("failed")
             raise
-        value = metric(metric_name, result.network, pre, splits.validation, result.device)
+        positive = spec.training.positive_class
+        value = metric(metric_name, result.network, pre, splits.validation, result.device, positive=positive)
         record("complete", result.best_validation_loss, value)
         if not best or result.best_validation_loss < best[0].best_validation_loss:
             best[:] = [result]

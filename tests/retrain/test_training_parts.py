@@ -1,0 +1,260 @@
+"""The parts of a training job, without the stack: cron schedules, splits by time, gate metrics, the data gate,
+the budgeted search and its pruner, and the scheduler."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftloop.demo.labeled_history import agrawal_rows
+from driftloop.infra.cron import Cron, CronError
+from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError, TrainingSpec, load_spec
+from driftloop.models.preprocess import Preprocessor
+from driftloop.retrain.data_gate import check_window
+from driftloop.retrain.dataset import LabeledData
+from driftloop.retrain.evaluation import MetricError, better, f1_score, metric, roc_auc
+from driftloop.retrain.schedules import Scheduler, next_run
+from driftloop.retrain.splits import Splits, fingerprint
+from driftloop.retrain.training import train
+from driftloop.retrain.tuning import search
+
+
+def agrawal(n: int, seed: int = 3, function: int = 2) -> LabeledData:
+    batch = agrawal_rows("m", function, 0, n, seed=seed)
+    names = batch["num.name"][0]
+    return LabeledData(
+        {name: np.asarray([row[j] for row in batch["num.value"]]) for j, name in enumerate(names)},
+        {name: [row[j] for row in batch["cat.value"]] for j, name in enumerate(batch["cat.name"][0])},
+        list(batch["label"]),
+        np.asarray(batch["label_num"], dtype=float),
+        np.asarray(batch["ts"], dtype=float),
+        tuple(batch["event_id"]),
+    )
+
+
+# --- cron --------------------------------------------------------------------------------------------------------
+
+
+def brute_force_next(cron: Cron, t: float) -> float:
+    minute = dt.datetime.fromtimestamp(t, dt.UTC).replace(second=0, microsecond=0)
+    while True:
+        minute += dt.timedelta(minutes=1)
+        if cron.matches_day(minute.date()) and minute.hour in cron.hours and minute.minute in cron.minutes:
+            return minute.timestamp()
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "0 3 * * *",
+        "*/20 9-17 * * MON-FRI",
+        "15 0 1,15 * *",
+        "0 12 13 * 5",
+        "5 4 * JAN,JUL 0",
+        "@weekly",
+        "59 23 31 * *",
+    ],
+)
+def test_cron_gives_the_first_matching_minute_after_any_time(expression: str) -> None:
+    cron = Cron.parse(expression)
+    rng = random.Random(expression)
+    for _ in range(10):
+        t = rng.uniform(1.7e9, 1.8e9)
+        assert cron.next_after(t) == brute_force_next(cron, t)
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("0 3 * *", "five fields"),
+        ("60 * * * *", "outside 0-59"),
+        ("0 3 * * MONDAY", "cannot read"),
+        ("0 0 31 2 *", "names no time"),
+    ],
+)
+def test_a_bad_cron_expression_says_what_is_wrong(expression: str, says: str) -> None:
+    with pytest.raises(CronError, match=says):
+        Cron.parse(expression).next_after(0.0)
+
+
+# --- splits and metrics ---------------------------------------------------------------------------------------
+
+
+def test_splits_are_by_time_with_the_test_split_most_recent_and_fingerprinted() -> None:
+    data = agrawal(1000)
+    splits = Splits.by_time(data, test_fraction=0.2, validation_fraction=0.1)
+    train_split, validation, test = splits.records()
+    assert (train_split.rows, validation.rows, test.rows) == (720, 80, 200)
+    assert train_split.ts_to < validation.ts_from and validation.ts_to < test.ts_from
+    assert test.fingerprint == fingerprint(data.event_ids[800:])
+    assert Splits.by_time(data, 0.2, 0.1).records() == splits.records()  # the same rows, the same records
+    shorter = Splits.by_time(data.slice(1, 1000), 0.2, 0.1).records()
+    assert shorter[2] == test and shorter[0].rows == 719 and shorter[0].fingerprint != train_split.fingerprint
+
+
+def test_roc_auc_and_f1_agree_with_their_definitions() -> None:
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.uniform(size=300), 1)  # many ties
+    positive = rng.uniform(size=300) < scores  # informative scores
+    pairs = [(p, n) for p, n in itertools.product(scores[positive], scores[~positive])]
+    expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert roc_auc(scores, positive) == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(roc_auc(scores, np.zeros(300, dtype=bool)))
+    predicted = np.where(scores > 0.5, "yes", "no").astype(object)
+    actual = np.where(positive, "yes", "no").astype(object)
+    tp = np.sum((predicted == "yes") & (actual == "yes"))
+    precision, recall = tp / np.sum(predicted == "yes"), tp / np.sum(actual == "yes")
+    assert f1_score(predicted, actual, "yes") == pytest.approx(2 * precision * recall / (precision + recall))
+
+
+def test_gate_metrics_of_a_trained_network_and_which_way_is_better() -> None:
+    data = agrawal(3000)
+    splits = Splits.by_time(data, 0.2, 0.1)
+    pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, "binary")
+    spec = ModelSpec(name="m", task="binary", training=TrainingSpec(epochs=8))
+    network = train(spec, pre, splits.train, splits.validation).network
+    accuracy, auc = metric("accuracy", network, pre, splits.test), metric("roc_auc", network, pre, splits.test)
+    assert 0.85 < accuracy <= 1 and accuracy <= auc <= 1  # the ranking is at least as good as the threshold's
+    assert metric("f1", network, pre, splits.test, positive="1") != metric(
+        "f1", network, pre, splits.test, positive="0"
+    )
+    with pytest.raises(MetricError, match="not among the labels"):
+        metric("f1", network, pre, splits.test, positive="yes")
+    with pytest.raises(MetricError, match="does not apply"):
+        metric("rmse", network, pre, splits.test)
+    assert better("roc_auc", 0.9, 0.8) and not better("rmse", 0.9, 0.8) and better("mae", 0.8, 0.9, margin=0.05)
+
+
+def test_a_spec_refuses_a_gate_metric_its_task_cannot_have(tmp_path: Path) -> None:
+    for body, says in [
+        ('task = "regression"\n[training]\nmetric = "f1"', "does not apply to a regression task"),
+        ('task = "multiclass"\n[training]\nmetric = "roc_auc"', "needs a binary task"),
+        ('[retraining]\nschedule = "0 25 * * *"', "outside 0-23 in the hour field"),
+        ("[tuning]\nspace = { dropout = { low = 0.5 } }", "give either low and high, or choices"),
+    ]:
+        path = tmp_path / "m.toml"
+        path.write_text(f'name = "m"\n{body}\n')
+        with pytest.raises(SpecError, match=says):
+            load_spec(path)
+
+
+# --- the data gate ----------------------------------------------------------------------------------------------
+
+
+def test_the_data_gate_names_each_reason_with_its_numbers() -> None:
+    rules = TrainingSpec(min_labels=500, max_class_share=0.9, max_null_share=0.3)
+    good = agrawal(1000)
+    assert check_window(good, Splits.by_time(good, 0.2, 0.1), "binary", rules).passed
+
+    small = good.slice(0, 400)
+    assert (
+        "400 labeled rows in the window, training.min_labels is 500"
+        in check_window(small, Splits.by_time(small, 0.2, 0.1), "binary", rules).reason
+    )
+    one = LabeledData(good.numeric, good.categorical, ["1"] * 1000, np.ones(1000), good.ts, good.event_ids)
+    verdict = check_window(one, Splits.by_time(one, 0.2, 0.1), "binary", rules)
+    assert not verdict.passed and "one class only" in verdict.reason and verdict.numbers["classes"] == 1
+    lopsided = LabeledData(
+        good.numeric, good.categorical, ["0"] * 950 + ["1"] * 50, np.zeros(1000), good.ts, good.event_ids
+    )
+    verdict = check_window(lopsided, Splits.by_time(lopsided, 0.2, 0.1), "binary", rules)
+    assert "95.00% of the labels are '0'" in verdict.reason and verdict.numbers["majority_share"] == 0.95
+    holes = {**good.numeric, "salary": np.where(np.arange(1000) % 2 == 0, np.nan, 1.0)}
+    nulls = LabeledData(holes, good.categorical, good.labels, good.label_num, good.ts, good.event_ids)
+    verdict = check_window(nulls, Splits.by_time(nulls, 0.2, 0.1), "binary", rules)
+    assert "salary" in verdict.reason and verdict.numbers["worst_null_share"] == 0.5
+    flat = LabeledData(good.numeric, good.categorical, good.labels, np.full(1000, 2.5), good.ts, good.event_ids)
+    assert "every label is 2.5" in check_window(flat, Splits.by_time(flat, 0.2, 0.1), "regression", rules).reason
+
+
+# --- the search --------------------------------------------------------------------------------------------------
+
+
+def tuned(trials: int, **tuning: object) -> tuple[ModelSpec, Preprocessor, Splits]:
+    data = agrawal(2000)
+    splits = Splits.by_time(data, 0.2, 0.1)
+    pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, "binary")
+    spec = ModelSpec.model_validate(
+        {
+            "name": "m",
+            "task": "binary",
+            "training": {"epochs": 10, "learning_rate": 0.01},
+            "tuning": {
+                "trials": trials,
+                "startup_trials": 2,
+                "min_epochs": 2,
+                # a range from hopeless (1e-5: barely moves in ten epochs) to good: the pruner has weak trials to stop
+                "space": {
+                    "learning_rate": {"low": 1e-5, "high": 3e-2, "log": True},
+                    "hidden": {"choices": [[16], [32]]},
+                },
+            }
+            | tuning,
+        }
+    )
+    return spec, pre, splits
+
+
+def test_the_search_starts_from_the_specs_own_configuration_and_prunes_weak_trials() -> None:
+    spec, pre, splits = tuned(10)
+    found = search(spec, pre, splits, metric_name="accuracy", budget_s=600)
+    assert [t.trial for t in found.trials] == list(range(10))
+    assert found.trials[0].params == {"learning_rate": 0.01} | {"hidden": found.trials[0].params["hidden"]}
+    pruned = [t for t in found.trials if t.state == "pruned"]
+    assert pruned and all(2 <= t.epochs < 10 for t in pruned) and all(np.isnan(t.validation_metric) for t in pruned)
+    (chosen,) = [t for t in found.trials if t.chosen]
+    complete = [t for t in found.trials if t.state == "complete"]
+    assert chosen.validation_loss == min(t.validation_loss for t in complete)
+    assert found.params == chosen.params and found.spec.training.learning_rate == chosen.params["learning_rate"]
+    assert found.spec.architecture.params["hidden"] == chosen.params["hidden"]
+    again = search(spec, pre, splits, metric_name="accuracy", budget_s=600)  # seeded: the same search
+    assert [(t.params, t.state, t.epochs) for t in again.trials] == [
+        (t.params, t.state, t.epochs) for t in found.trials
+    ]
+
+
+def test_the_search_stops_at_its_seconds_budget_with_a_completed_trial() -> None:
+    spec, pre, splits = tuned(50, pruner="none")
+    found = search(spec, pre, splits, metric_name="accuracy", budget_s=1.0)
+    assert 1 <= len(found.trials) < 50 and any(t.state == "complete" for t in found.trials)
+    # every trial but the first completed one may have been cut at the deadline; none started well after it
+    assert found.seconds < 1.0 + 2 * max(t.seconds for t in found.trials)
+
+
+# --- the scheduler -----------------------------------------------------------------------------------------------
+
+
+class Clock:
+    now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_schedules_start_at_first_sight_continue_from_the_last_run_and_catch_up_once(tmp_path: Path) -> None:
+    (tmp_path / "daily.toml").write_text('name = "daily"\n[retraining]\nschedule = "0 3 * * *"\n')
+    (tmp_path / "often.toml").write_text('name = "often"\n[retraining]\ninterval_s = 600\n')
+    (tmp_path / "other.toml").write_text('name = "other"\n[retraining]\ninterval_s = 600\n')
+    (tmp_path / "never.toml").write_text('name = "never"\n')
+    clock = Clock()
+    scheduler = Scheduler(SpecCatalog(tmp_path), clock)
+    owns = lambda model: model != "other"  # noqa: E731
+    assert scheduler.due(owns) == []  # first sight: the schedules start now
+    clock.now += 601
+    assert scheduler.due(owns) == ["often"]
+    scheduler.started("often")
+    clock.now += 86400 * 3  # three 03:00s missed while down
+    assert scheduler.due(owns) == ["daily", "often"]
+    scheduler.started("daily")
+    assert scheduler.due(owns) == ["often"]  # the missed runs are one run
+
+    restored = Scheduler(SpecCatalog(tmp_path), clock)
+    restored.restore({"daily": clock.now - 86400 * 2})  # its last run two days ago: one is due now
+    assert "daily" in restored.due(owns)
+    rules = SpecCatalog(tmp_path).get("daily").retraining
+    assert next_run(rules, 0.0) == 3 * 3600 and next_run(SpecCatalog(tmp_path).get("never").retraining, 0) == np.inf
