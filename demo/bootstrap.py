@@ -37,6 +37,10 @@ epochs = 40
 batch_size = 256
 patience = 6
 
+[tuning]                 # each retraining job searches: 12 trials or 20 s, weak trials pruned (tuning_trials)
+trials = 12
+timeout_s = 20
+
 [retraining]
 kinds = ["performance"]  # concept drift retrains; data drift only alerts
 debounce_s = 2

@@ -5,9 +5,12 @@ unseen until the gate). The search minimises the best validation loss a trial re
 keeps; a proper score for every task, available after every epoch), and the pruner compares trials epoch by
 epoch on that same loss (``median``: below the median of earlier trials at the same epoch; ``hyperband``).
 The first trial is the spec's own configuration, so a search never does worse on validation than not
-searching. The budget is trials and seconds: no trial starts after the deadline, and one running past it is
-stopped at its next epoch (recorded as pruned) once another trial has completed. All trials are seeded with
-the spec's seed, so the chosen one trains again to the same weights (``driftloop models rebuild``).
+searching. Trials learn from the most recent ``tuning.max_rows`` rows of the train split (a search costs
+what it finds out, not the size of the window); the chosen configuration is then trained on the whole train
+split, and that is the version. The budget is trials and seconds: no trial starts after the deadline, and one
+running past it is stopped at its next epoch (recorded as pruned) once another trial has completed. Every
+training is seeded with the spec's seed, so the version trains again to the same weights from its record
+(``driftloop models rebuild``).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class SearchResult:
     result: TrainResult
     trials: list[TrialRecord] = field(default_factory=list)
     seconds: float = 0.0
+    rows: int = 0  # training rows each trial learnt from
 
     @property
     def pruned(self) -> int:
@@ -114,7 +118,8 @@ def search(
     rules = spec.tuning
     device = device or pick_device()
     space = search_space(spec)
-    fit, check = tensors(pre, splits.train, device), tensors(pre, splits.validation, device)
+    recent = splits.train.slice(max(0, len(splits.train) - rules.max_rows), len(splits.train))
+    fit, check = tensors(pre, recent, device), tensors(pre, splits.validation, device)
     started = time.perf_counter()
     deadline = started + budget_s
     study = optuna.create_study(
@@ -170,7 +175,11 @@ def search(
     chosen = study.best_trial
     params = {name: _decode(space[name], value) for name, value in chosen.params.items()}
     trials = [replace(t, chosen=True) if t.trial == chosen.number else t for t in trials]
-    return SearchResult(params, with_params(spec, params), best[0], trials, time.perf_counter() - started)
+    tuned = with_params(spec, params)
+    result = best[0]
+    if len(recent) < len(splits.train):  # the trials saw the recent rows: the version learns from all of them
+        result = train(tuned, pre, splits.train, check, device=device)
+    return SearchResult(params, tuned, result, trials, time.perf_counter() - started, len(recent))
 
 
 def _pruner(spec: ModelSpec) -> optuna.pruners.BasePruner:
