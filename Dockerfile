@@ -1,5 +1,5 @@
 # The driftloop image: the CLI and every worker. TORCH_INDEX_URL picks the CPU or a CUDA build of the
-# exactly pinned torch (docker-compose.yml builds both).
+# exactly pinned torch (docker-compose.yml builds the CPU one, docker-compose.gpu.yml the CUDA one).
 FROM python:3.11-slim
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu

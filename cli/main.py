@@ -504,6 +504,35 @@ def models_rebuild(ctx: click.Context, model: str, version: int, as_json: bool) 
     ctx.exit(codes[result.status])
 
 
+@cli.command("retention")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per week dropped instead of a table.")
+@click.pass_context
+def retention_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Drop the weeks of event tables older than DRIFTLOOP_RETENTION_DAYS gives them (the streams worker does it
+    every hour), and set their TTL where ClickHouse has one."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from driftloop.infra.clickhouse.client import enforce_retention
+
+    settings = _settings(ctx)
+    if not settings.retention:
+        raise click.UsageError("DRIFTLOOP_RETENTION_DAYS is not set (e.g. predictions=30,labeled=90): nothing to do")
+    dropped = enforce_retention(settings.clickhouse, settings.retention)
+    if as_json:
+        for week in dropped:
+            click.echo(json.dumps(dataclasses.asdict(week)))
+        return
+    table = Table(title=f"retention: {settings.retention_days}", title_justify="left")
+    for column in ("table", "week from", "rows"):
+        table.add_column(column)
+    for week in dropped:
+        table.add_row(week.table, week.week, f"{week.rows:,}")
+    console.print(table if dropped else "nothing is older than its retention")
+
+
 @cli.command("release")
 @click.option("--once", is_flag=True, help="One pass over every model, then exit.")
 @click.option(

@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from driftloop.infra.clickhouse.retention import parse_retention
 from driftloop.infra.errors import SettingsError
 
 ENV_PREFIX = "DRIFTLOOP_"
@@ -237,6 +238,13 @@ class Settings(BaseModel):
         30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"
     )
 
+    retention_days: str = Field(
+        "",
+        description="Days each event table keeps its rows, table=days[,table=days] (e.g. predictions=30,labeled=90;"
+        " the rest forever); whole weeks go (infra/clickhouse/retention.py)",
+    )
+    retention_check_s: float = Field(3600.0, gt=0, description="How often the streams worker applies retention")
+
     # --- metrics --------------------------------------------------------------------------------------------
     metrics_port: int = Field(9464, ge=0, le=65535, description="Streams worker's Prometheus /metrics port (0: off)")
     retrain_metrics_port: int = Field(
@@ -267,6 +275,11 @@ class Settings(BaseModel):
         if not _TOPIC_PREFIX.fullmatch(value):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return value
+
+    @field_validator("retention_days")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        return ",".join(f"{table}={days}" for table, days in parse_retention(value).items())
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -333,6 +346,11 @@ class Settings(BaseModel):
     @property
     def clickhouse(self) -> ClickHouseEndpoint:
         return self.clickhouse_url
+
+    @property
+    def retention(self) -> dict[str, int]:
+        """Days per table (``retention_days`` parsed); tables not named keep their rows."""
+        return parse_retention(self.retention_days)
 
     @property
     def kafka_servers(self) -> list[str]:

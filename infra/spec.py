@@ -251,7 +251,7 @@ class TuningSpec(_Frozen):
     min_epochs: int = Field(3, ge=1, description="epochs every trial runs before it may be pruned")
     startup_trials: int = Field(4, ge=0, description="trials sampled at random (and never pruned) first")
     max_rows: int = Field(
-        20_000, ge=100, description="trials learn from the most recent this many training rows (all: the chosen one)"
+        10_000, ge=100, description="trials learn from the most recent this many training rows (all: the chosen one)"
     )
     space: dict[str, ParamRange] = Field(default_factory=dict)
 

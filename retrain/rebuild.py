@@ -117,25 +117,29 @@ def rebuild(
         "recorded_metrics": recorded,
         "rebuilt_metrics": rebuilt,
     }
+    status, compared, detail = judge(build, digest, rebuilt)
+    return RebuildResult(status=status, detail=detail, compared=compared, **base)
+
+
+def judge(build: BuildRecord, digest: str, rebuilt: dict[str, float]) -> tuple[RebuildStatus, str, str]:
+    """(status, what was compared, why) for a rebuild with weights ``digest`` and test metrics ``rebuilt``: a
+    CPU version by its weights, bit for bit; a GPU version by its test metrics, within :data:`GPU_TOLERANCE`."""
     if build.device == "cpu":
-        same = digest == build.weights_sha256
-        detail = (
-            "the weights are equal, bit for bit"
-            if same
-            else f"the weights differ (sha256 {digest[:12]}… against the record's {build.weights_sha256[:12]}…)"
-            + _version_note(build.versions)
-        )
-        return RebuildResult(status="match" if same else "differs", detail=detail, compared="weights", **base)
+        if digest == build.weights_sha256:
+            return "match", "weights", "the weights are equal, bit for bit"
+        detail = f"the weights differ (sha256 {digest[:12]}… against the record's {build.weights_sha256[:12]}…)"
+        return "differs", "weights", detail + _version_note(build.versions)
+    recorded = build.metrics.get("test", {})
     apart = {name: _distance(name, value, rebuilt.get(name, math.nan)) for name, value in recorded.items()}
-    worst = max(apart, key=lambda name: apart[name]) if apart else ""
-    same = bool(apart) and apart[worst] <= GPU_TOLERANCE
-    detail = (
-        f"trained on {build.device}: test metrics within {GPU_TOLERANCE} (largest: {worst} {apart[worst]:.4f})"
-        if same
-        else f"trained on {build.device}: test metrics differ beyond {GPU_TOLERANCE}"
-        + (f" ({worst} {apart[worst]:.4f})" if worst else "")
+    if not apart:
+        return "differs", "metrics", f"trained on {build.device}, and its record has no test metrics to compare"
+    worst = max(apart, key=lambda name: math.inf if math.isnan(apart[name]) else apart[name])  # NaN: the worst
+    where = (
+        f"trained on {build.device}: test {worst} {rebuilt.get(worst, math.nan):.4f}, recorded {recorded[worst]:.4f}"
     )
-    return RebuildResult(status="match" if same else "differs", detail=detail, compared="metrics", **base)
+    if apart[worst] <= GPU_TOLERANCE:
+        return "match", "metrics", f"{where}: every test metric within {GPU_TOLERANCE}"
+    return "differs", "metrics", f"{where}: beyond {GPU_TOLERANCE}"
 
 
 def _distance(name: str, recorded: float, rebuilt: float) -> float:

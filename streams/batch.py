@@ -119,9 +119,26 @@ class ColumnBatch:
         return cls(table, {name: [] for name in names})
 
 
+#: (reason prefix, class) for dead letters; any other reason is an event that broke a field rule: ``invalid_event``.
+REASON_CLASSES = (
+    ("unreadable record batch", "unreadable_batch"),
+    ("empty message", "empty"),
+    ("message of ", "too_large"),
+    ("not UTF-8", "not_utf8"),
+    ("malformed JSON", "malformed_json"),
+    ("expected a JSON object", "not_an_event"),
+    ("envelope ", "not_an_event"),
+    ("ClickHouse refused", "refused_by_clickhouse"),
+)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message, or one event of an envelope, that broke the event contract: the original bytes and why."""
+    """A message, or one event of an envelope, that broke the event contract: the original bytes and why.
+
+    >>> DeadLetter("malformed JSON: Expecting value", b"{", "predictions", 0, 7).reason_class
+    'malformed_json'
+    """
 
     reason: str
     original: bytes
@@ -130,6 +147,11 @@ class DeadLetter:
     offset: int
     index: int = -1  # the event's position in an envelope; -1: the whole message
     last_offset: int | None = None  # an unreadable record batch: the last offset of the range from ``offset``
+
+    @property
+    def reason_class(self) -> str:
+        """The kind of problem, one of a few (a metric's label): see :data:`REASON_CLASSES`."""
+        return next((name for prefix, name in REASON_CLASSES if self.reason.startswith(prefix)), "invalid_event")
 
     def to_json(self, max_original: int = 128 * 1024) -> dict[str, Any]:
         """The dead-letter topic's record: reason, source coordinates and the original (text and base64).

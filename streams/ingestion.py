@@ -50,6 +50,33 @@ class DeadLetterPublisher(Protocol):
     async def publish(self, letters: Sequence[DeadLetter]) -> None: ...
 
 
+#: Model names a worker's metrics carry; events of more models are counted under ``other`` (bounds the series).
+MAX_MODEL_LABELS = 200
+OTHER_MODELS = "other"
+
+
+@dataclass
+class ModelActivity:
+    """Events per model and kind, and when each model last sent one (wall clock): a model that stops sending
+    shows in ``seconds_since_last_event``. At most ``max_models`` names; the rest count as ``other``."""
+
+    max_models: int = MAX_MODEL_LABELS
+    events: Counter[tuple[str, str]] = field(default_factory=Counter)
+    last_event: dict[str, float] = field(default_factory=dict)
+
+    def add(self, kind: str, models: Sequence[str]) -> None:
+        now = time.time()
+        for model, count in Counter(models).items():
+            if model not in self.last_event and len(self.last_event) >= self.max_models:
+                model = OTHER_MODELS
+            self.events[(model, kind)] += count
+            self.last_event[model] = now
+
+    def seconds_since_last_event(self, now: float | None = None) -> dict[str, float]:
+        now = time.time() if now is None else now
+        return {model: max(0.0, now - at) for model, at in self.last_event.items()}
+
+
 @dataclass
 class IngestionMetrics:
     """Counters of the ingestion agents (events by kind, dead letters, join outcomes, failures)."""
@@ -57,6 +84,8 @@ class IngestionMetrics:
     messages: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     dead_letters: int = 0
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)  # by DeadLetter.reason_class
+    models: ModelActivity = field(default_factory=ModelActivity)
     unreadable_offsets: int = 0  # offsets of record batches the consumer could not read (dead-lettered)
     labeled: int = 0
     waiting_outcomes: int = 0
@@ -214,6 +243,7 @@ class Ingestion:
         )
         await self.prediction_sink.write(table)
         self.metrics.dead_letters += len(letters)
+        self.metrics.dead_letter_reasons.update(d.reason_class for d in letters)
         self.metrics.unreadable_offsets += sum(
             d.last_offset - d.offset + 1 for d in letters if d.last_offset is not None
         )
@@ -222,6 +252,8 @@ class Ingestion:
     def _count(self, kind: str, messages: Sequence[Incoming], rows: ColumnBatch) -> None:
         self.metrics.messages[kind] += len(messages)
         self.metrics.events[kind] += len(rows)
+        if len(rows):
+            self.metrics.models.add(kind, rows["model"])
 
     async def _observe(self, hook: str, rows: ColumnBatch) -> None:
         if not len(rows):

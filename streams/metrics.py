@@ -16,7 +16,12 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     m, drift = ingestion.metrics, ingestion.drift_metrics
     yield counter("driftloop_messages", "Kafka messages consumed, by topic kind.", _by(m.messages), ["kind"])
     yield counter("driftloop_events", "Events accepted and written, by kind.", _by(m.events), ["kind"])
-    yield counter("driftloop_dead_letters", "Messages or events sent to the dead-letter topic.", {(): m.dead_letters})
+    yield counter("driftloop_dead_letters", "Messages or events sent to the dead-letter topic, by kind of problem.",
+                  _by(m.dead_letter_reasons), ["reason"])  # fmt: skip
+    yield counter("driftloop_model_events", "Events accepted and written, by model (the first 200; then 'other').",
+                  {pair: float(n) for pair, n in m.models.events.items()}, ["model", "kind"])  # fmt: skip
+    yield gauge("driftloop_model_seconds_since_last_event", "Seconds since each model last sent an event here.",
+                {(model,): s for model, s in m.models.seconds_since_last_event().items()}, ["model"])  # fmt: skip
     yield counter(
         "driftloop_unreadable_offsets",
         "Offsets of record batches the consumer could not read (corrupt, or compressed with a codec it lacks);"
@@ -55,14 +60,15 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     yield counter("driftloop_broker_incidents", "Times Kafka came back as a new instance that had lost its data.",
                   {(): watch.incidents})  # fmt: skip
     yield gauge("driftloop_consumer_lag", "Messages behind the end of each owned partition (end - committed).",
-                consumer_lag(app), ["topic", "partition"])  # fmt: skip
+                consumer_lag(app), ["group", "topic", "partition"])  # fmt: skip
 
 
 def consumer_lag(app: Any) -> dict[tuple[str, ...], float]:
-    """End offset minus committed offset per partition, as Faust's monitor last saw them."""
-    monitor = app.monitor
+    """End offset minus committed offset per partition, as Faust's monitor last saw them, with the consumer
+    group (the app's id)."""
+    monitor, group = app.monitor, str(app.conf.id)
     ends, committed = dict(monitor.tp_end_offsets or {}), dict(monitor.tp_committed_offsets or {})
-    return {(tp.topic, str(tp.partition)): float(max(0, end - committed.get(tp, 0))) for tp, end in ends.items()}
+    return {(group, tp.topic, str(tp.partition)): float(max(0, end - committed.get(tp, 0))) for tp, end in ends.items()}
 
 
 def _by(values: Any) -> dict[tuple[str, ...], float]:

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import faust
 from faust.types import EventT, StreamT
 
+from driftloop.infra.clickhouse.client import enforce_retention
 from driftloop.infra.metrics import serve_metrics
 from driftloop.infra.settings import Settings
 from driftloop.streams.app_factory import create_app
@@ -130,6 +131,15 @@ def build_worker_app(settings: Settings) -> faust.App:
             await ingestion.save_detectors()
         except Exception:
             log.exception("could not save detector state; the next interval retries")
+
+    if settings.retention:
+
+        @app.timer(settings.retention_check_s, name="retention", on_leader=True)
+        async def apply_retention() -> None:  # one worker of the group: the leader
+            try:
+                await asyncio.to_thread(enforce_retention, settings.clickhouse, settings.retention)
+            except Exception:
+                log.exception("retention failed; the next check retries")
 
     @app.timer(60.0, name="ingestion-metrics")
     async def report_metrics() -> None:

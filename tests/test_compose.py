@@ -109,9 +109,73 @@ def test_workers_start_after_provisioning(compose: dict[str, Any]) -> None:
         assert "healthcheck" in services[server]
 
 
-def test_the_retrain_worker_reserves_a_gpu(compose: dict[str, Any]) -> None:
-    devices = compose["services"]["retrain-worker"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any("gpu" in d["capabilities"] for d in devices)
+def test_the_stack_starts_without_a_gpu_and_the_override_puts_the_retrain_worker_on_one(
+    compose: dict[str, Any],
+) -> None:
+    for name, service in compose["services"].items():
+        assert "deploy" not in service, f"{name} reserves a device: the base stack must start on any machine"
+        needs = service.get("depends_on") or {}
+        assert "retrain-worker" not in needs, f"{name} must not wait for the retrain worker (it may be on a GPU)"
+    override = yaml.safe_load((REPO / "docker-compose.gpu.yml").read_text())
+    assert set(override["services"]) == {"retrain-worker"}  # the same service, not a second consumer of alerts
+    gpu = override["services"]["retrain-worker"]
+    assert any("gpu" in d["capabilities"] for d in gpu["deploy"]["resources"]["reservations"]["devices"])
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX_URL"].rsplit("/", 1)[1]  # the CUDA build of the pinned torch
+
+
+def test_kafka_keeps_its_data_under_a_cluster_id_of_its_own(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    env = kafka["environment"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"]}
+    assert mounted[env["KAFKA_LOG_DIRS"]] == "kafka-data" and "kafka-data" in compose["volumes"]
+    assert re.fullmatch(r"\$\{KAFKA_CLUSTER_ID:\?[^}]+\}", env["CLUSTER_ID"])  # required: no id shared by default
+
+
+def test_model_servers_outside_compose_can_produce(compose: dict[str, Any]) -> None:
+    env = _env(compose["services"]["kafka"])
+    listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert (
+        set(advertised) == {"PLAINTEXT", "EXTERNAL"}
+        and set(listeners) >= set(advertised)
+        and set(protocols) >= set(listeners)
+    )
+    host, port = advertised["EXTERNAL"].rsplit(":", 1)
+    assert host == "localhost" and listeners["EXTERNAL"] == f":{port}"
+    assert f"{port}:{port}" in compose["services"]["kafka"]["ports"]  # published where it is advertised
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
+
+
+def test_ports_and_volumes_are_consistent(compose: dict[str, Any]) -> None:
+    published = [p.split(":")[0] for s in compose["services"].values() for p in s.get("ports", [])]
+    assert len(published) == len(set(published)), published
+    named = {
+        v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", []) if not v.startswith(".")
+    }
+    assert named == set(compose["volumes"])  # every named volume declared, every declared one used
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            if volume.startswith("./"):
+                assert (REPO / volume.split(":")[0]).exists(), volume
+
+
+def test_prometheus_keeps_its_data_answers_on_a_port_and_loads_the_rules(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert "9090:9090" in prometheus["ports"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    assert mounts["/prometheus"] == "prometheus-data" and "--storage.tsdb.path=/prometheus" in prometheus["command"]
+    config = yaml.safe_load((REPO / "infra/prometheus/prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        assert (REPO / mounts[f"/etc/prometheus/{rule_file}"]).is_file()
+
+
+@pytest.mark.parametrize(("name", "port"), [("worker", "metrics_port"), ("retrain-worker", "retrain_metrics_port")])
+def test_the_workers_healthchecks_read_their_metrics_endpoint(compose: dict[str, Any], name: str, port: str) -> None:
+    service = compose["services"][name]
+    settings = Settings.from_env(_env(service))
+    check = " ".join(service["healthcheck"]["test"])
+    assert f"http://localhost:{getattr(settings, port)}/metrics" in check and check.startswith("CMD python -c")
 
 
 def test_the_image_installs_the_pinned_torch() -> None:
@@ -171,3 +235,23 @@ def test_every_prometheus_panel_reads_a_metric_the_workers_expose() -> None:
             if "expr" in target:
                 used = set(re.findall(r"driftloop_\w+", target["expr"]))
                 assert used and used <= exposed, (panel["title"], used - exposed)
+
+
+def test_the_alerting_rules_cover_the_operational_layer_with_metrics_the_workers_expose() -> None:
+    rules = yaml.safe_load((REPO / "infra/prometheus/rules.yml").read_text())
+    by_name = {r["alert"]: r for group in rules["groups"] for r in group["rules"]}
+    for needed in ("DriftloopWorkerDown", "DriftloopConsumerLagGrowing", "DriftloopDeadLettersRising",
+                   "DriftloopModelSilent"):  # fmt: skip
+        assert needed in by_name, needed
+    exposed = exposed_metrics() | {"up"}
+    for name, rule in by_name.items():
+        used = set(re.findall(r"\b(driftloop_\w+|up)\b(?=[{\[ )]|$)", rule["expr"]))
+        assert used and used <= exposed, (name, used - exposed)
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"} and rule["annotations"]["summary"], name
+        assert rule["expr"].count("(") == rule["expr"].count(")"), name
+    assert 'job=~"driftloop-.*"' in by_name["DriftloopWorkerDown"]["expr"]
+    jobs = {
+        job["job_name"]
+        for job in yaml.safe_load((REPO / "infra/prometheus/prometheus.yml").read_text())["scrape_configs"]
+    }
+    assert all(job.startswith("driftloop-") for job in jobs)

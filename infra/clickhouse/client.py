@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from clickhouse_driver import Client
 
 from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient
 from driftloop.infra.clickhouse.migrations import MigrationReport, apply_migrations
+from driftloop.infra.clickhouse.retention import Dropped, apply_retention
 from driftloop.infra.errors import UnreachableError
 from driftloop.infra.network import port_is_open
 from driftloop.infra.settings import ClickHouseEndpoint
@@ -79,6 +81,15 @@ def provision_schema(endpoint: ClickHouseEndpoint) -> MigrationReport:
     client = connect(endpoint, database="default")
     try:
         return apply_migrations(client, endpoint.database)
+    finally:
+        client.disconnect()
+
+
+def enforce_retention(endpoint: ClickHouseEndpoint, retention: Mapping[str, int]) -> list[Dropped]:
+    """One retention pass (:mod:`infra.clickhouse.retention`) over the driftloop database."""
+    client = connect(endpoint, database="default")
+    try:
+        return apply_retention(client, endpoint.database, retention)
     finally:
         client.disconnect()
 

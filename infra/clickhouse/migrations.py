@@ -3,9 +3,11 @@
 A migration is a file ``NNNN_name.sql``: statements separated by ``;`` at the end of a line, each written
 to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the database name goes. ClickHouse
 18.16 knows no ``ADD COLUMN IF NOT EXISTS``: a plain ``ALTER TABLE db.t ADD COLUMN c ...`` is run by
-:func:`run_statement` only when the column is missing. The
-ledger (``0000_ledger.sql``) records each applied migration with the sha256 of its text; applying is a
-no-op for recorded ones, and a recorded migration whose text changed is refused (add a new file instead).
+:func:`run_statement` only when the column is missing. ClickHouse cannot change a table's partitioning in
+place either: the migrator's own statement ``REPARTITION TABLE db.t BY expr`` does it (:func:`repartition`:
+copy, count, swap; a no-op when the table is partitioned so already). The ledger (``0000_ledger.sql``) records
+each applied migration with the sha256 of its text; applying is a no-op for recorded ones, and a recorded
+migration whose text changed is refused (add a new file instead).
 
 >>> [m.name for m in discover()][:2]
 ['0000_ledger', '0001_core_tables']
@@ -28,6 +30,8 @@ SQL_DIR = Path(__file__).with_name("sql")
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ADD_COLUMN = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.IGNORECASE)
+_REPARTITION = re.compile(r"^\s*REPARTITION\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
+_CLAUSE_AFTER_PARTITION = r"(?= ORDER BY | PRIMARY KEY | SAMPLE BY | TTL | SETTINGS |$)"
 LEDGER_VERSION = 0
 
 
@@ -168,6 +172,10 @@ def run_statement(client: QueryRunner, statement: str) -> None:
     >>> run_statement(Server(), "ALTER TABLE db.t ADD COLUMN c UInt8")
     SELECT
     """
+    moved = _REPARTITION.match(statement)
+    if moved:
+        repartition(client, *moved.groups())
+        return
     added = _ADD_COLUMN.match(statement)
     if added:
         database, table, column = added.groups()
@@ -178,6 +186,56 @@ def run_statement(client: QueryRunner, statement: str) -> None:
         if present[0][0]:
             return
     client.execute(statement)
+
+
+def table_engine(client: QueryRunner, database: str, table: str) -> tuple[str, str]:
+    """(``PARTITION BY`` expression, '' for none; the whole engine clause) as the server reports them."""
+    rows = client.execute(
+        "SELECT partition_key, engine_full FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+        {"d": database, "t": table},
+    )
+    if not rows:
+        raise SchemaError(f"{database}.{table} does not exist: nothing to repartition")
+    key, engine = rows[0]
+    return str(key), " ".join(str(engine).split())
+
+
+def repartition(client: QueryRunner, database: str, table: str, key: str) -> None:
+    """Rebuild ``database.table`` partitioned by ``key`` with every row it holds: a copy partitioned so, the
+    row counts compared, then both swapped in one ``RENAME`` and the old one dropped. Idempotent: a table
+    partitioned by ``key`` already is left alone (and a crashed earlier run's leftovers are dropped).
+
+    Writers must be stopped meanwhile (migrations run at ``driftloop stack up``, before the workers start):
+    rows written to the old table after the copy would be left behind. The copy needs the table's size in
+    free disk space while it lasts.
+    """
+    staging, before = f"{database}.{table}__repartition", f"{database}.{table}__before_repartition"
+    client.execute(f"DROP TABLE IF EXISTS {staging}")
+    current, engine = table_engine(client, database, table)
+    if _same_expression(current, key):
+        client.execute(f"DROP TABLE IF EXISTS {before}")
+        return
+    if " PARTITION BY " in f" {engine} ":
+        engine = re.sub(r" PARTITION BY .+?" + _CLAUSE_AFTER_PARTITION, f" PARTITION BY {key}", engine, count=1)
+    else:
+        engine = engine.replace(" ORDER BY ", f" PARTITION BY {key} ORDER BY ", 1)
+    client.execute(f"CREATE TABLE {staging} AS {database}.{table} ENGINE = {engine}")
+    client.execute(f"INSERT INTO {staging} SELECT * FROM {database}.{table}")
+    rows = client.execute(f"SELECT count() FROM {database}.{table}")[0][0]
+    copied = client.execute(f"SELECT count() FROM {staging}")[0][0]
+    if int(rows) != int(copied):
+        client.execute(f"DROP TABLE IF EXISTS {staging}")
+        raise SchemaError(
+            f"repartitioning {database}.{table}: {copied} rows copied of {rows} (was something writing to it?); "
+            "the table is unchanged: stop the workers and run `driftloop stack up` again"
+        )
+    client.execute(f"DROP TABLE IF EXISTS {before}")
+    client.execute(f"RENAME TABLE {database}.{table} TO {before}, {staging} TO {database}.{table}")
+    client.execute(f"DROP TABLE {before}")
+
+
+def _same_expression(a: str, b: str) -> bool:
+    return re.sub(r"\s+", "", a).lower() == re.sub(r"\s+", "", b).lower()
 
 
 def _run(client: QueryRunner, migration: Migration, database: str) -> None:

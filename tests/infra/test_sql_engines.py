@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import uuid
 from pathlib import Path
@@ -10,7 +12,8 @@ from typing import Any
 import pytest
 
 from driftloop.infra.clickhouse.client import connect
-from driftloop.infra.clickhouse.migrations import discover, run_statement, split_statements
+from driftloop.infra.clickhouse.migrations import discover, run_statement, split_statements, table_engine
+from driftloop.infra.clickhouse.retention import apply_retention
 from tests.stack_fixtures import REPO, PrivateStack
 
 _SKIP = {".venv", ".git", ".driftloop", "node_modules"}
@@ -42,7 +45,7 @@ class ChdbRunner:
         for name, value in (params or {}).items():
             query = query.replace(f"%({name})s", "'" + value + "'")
         out = self.session.query(query, "CSV").bytes().decode()
-        return [tuple(int(v) if v.isdigit() else v for v in line.split(",")) for line in out.splitlines()]
+        return [tuple(int(v) if v.isdigit() else v for v in row) for row in csv.reader(io.StringIO(out))]
 
 
 def test_the_project_has_sql_files_to_check() -> None:
@@ -64,6 +67,10 @@ def test_every_sql_file_runs_on_current_clickhouse_twice(tmp_path: Path) -> None
         tables = db.query("SELECT name FROM system.tables WHERE database = 'driftloop'", "CSV").bytes().decode()
         for view in project_views():  # a view is only checked when it is read
             db.query(f"SELECT * FROM driftloop.{view} LIMIT 1", "CSV")
+        assert table_engine(ChdbRunner(db), "driftloop", "predictions")[0] == "toMonday(ts)"  # migration 0011
+        apply_retention(ChdbRunner(db), "driftloop", {"predictions": 30, "dead_letters": 7})  # TTL where present
+        (engine,) = ChdbRunner(db).execute("SELECT engine_full FROM system.tables WHERE name = 'dead_letters'")[0]
+        assert "TTL received_at + toIntervalDay(7)" in engine, engine
     finally:
         db.close()
     for table in ("predictions", "outcomes", "labeled", "drift_alerts", "model_versions", "retrain_runs"):

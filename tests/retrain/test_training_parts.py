@@ -6,18 +6,22 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from driftloop.demo.labeled_history import agrawal_rows
 from driftloop.infra.cron import Cron, CronError
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError, TrainingSpec, load_spec
 from driftloop.models.preprocess import Preprocessor
+from driftloop.retrain.build import BuildRecord, software_versions
 from driftloop.retrain.data_gate import check_window
 from driftloop.retrain.dataset import LabeledData
 from driftloop.retrain.evaluation import MetricError, better, f1_score, metric, roc_auc
+from driftloop.retrain.rebuild import judge
 from driftloop.retrain.schedules import Scheduler, next_run
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import train
@@ -258,3 +262,26 @@ def test_schedules_start_at_first_sight_continue_from_the_last_run_and_catch_up_
     assert "daily" in restored.due(owns)
     rules = SpecCatalog(tmp_path).get("daily").retraining
     assert next_run(rules, 0.0) == 3 * 3600 and next_run(SpecCatalog(tmp_path).get("never").retraining, 0) == np.inf
+
+
+# --- rebuild verdicts -------------------------------------------------------------------------------------------
+
+
+def test_a_rebuild_is_judged_by_its_weights_on_a_cpu_and_by_its_test_metrics_on_a_gpu() -> None:
+    cpu = BuildRecord(
+        since=0.0, until_ms=1, max_rows=10, rows=10, fingerprint="f", splits=(), task="binary", spec={},
+        hyperparameters={}, seed=0, device="cpu", threads=2, weights_sha256="a" * 64,
+        metrics={"test": {"accuracy": 0.9, "roc_auc": 0.95}},
+        versions=software_versions() | {"torch": "2.0.0"},
+    )  # fmt: skip
+    assert judge(cpu, "a" * 64, {}) == ("match", "weights", "the weights are equal, bit for bit")
+    status, compared, detail = judge(cpu, "b" * 64, {"accuracy": 0.9})  # equal metrics do not make equal weights
+    assert (status, compared) == ("differs", "weights") and f"torch 2.0.0 → {torch.__version__}" in detail
+
+    gpu = replace(cpu, device="cuda:0")  # a GPU's version, rebuilt on whatever is at hand (here: the CPU)
+    assert judge(gpu, "b" * 64, {"accuracy": 0.905, "roc_auc": 0.949})[:2] == ("match", "metrics")
+    status, _, detail = judge(gpu, "a" * 64, {"accuracy": 0.9, "roc_auc": 0.93})
+    assert status == "differs" and "roc_auc 0.9300, recorded 0.9500: beyond 0.01" in detail
+    assert judge(gpu, "a" * 64, {"accuracy": 0.9, "roc_auc": float("nan")})[0] == "differs"
+    errors = replace(gpu, metrics={"test": {"mae": 10.0}})  # errors compare relative to their size
+    assert judge(errors, "", {"mae": 10.09})[0] == "match" and judge(errors, "", {"mae": 10.2})[0] == "differs"

@@ -12,10 +12,9 @@ from kafka import KafkaProducer
 
 from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.ingestion import ModelActivity
 from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
-
-pytestmark = pytest.mark.integration
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -29,6 +28,7 @@ def scrape(port: int) -> dict[str, float]:
     return samples
 
 
+@pytest.mark.integration
 def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateStack, tmp_path: Path) -> None:
     port = free_port()
     tag = uuid.uuid4().hex[:8]
@@ -71,7 +71,10 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
             counted, timeout_s=90, what=f"the worker's metrics to count every event; last scrape: {last}"
         )
         assert samples['driftloop_events_total{kind="outcomes"}'] == 200
-        assert samples["driftloop_dead_letters_total"] == 3
+        assert samples['driftloop_dead_letters_total{reason="malformed_json"}'] == 3
+        assert samples[f'driftloop_model_events_total{{kind="predictions",model="{model}"}}'] == 500
+        assert samples[f'driftloop_model_events_total{{kind="outcomes",model="{model}"}}'] == 200
+        assert 0 <= samples[f'driftloop_model_seconds_since_last_event{{model="{model}"}}'] < 90
         assert samples['driftloop_rows_written_total{table="predictions"}'] == 500
         assert samples['driftloop_rows_written_total{table="labeled"}'] == 200
         assert samples["driftloop_batch_seconds_count"] >= 2  # at least one batch per topic
@@ -79,6 +82,23 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         assert samples["driftloop_broker_reachable"] == 1
         assert samples["driftloop_broker_incidents_total"] == 0
         lag = {k: v for k, v in samples.items() if k.startswith("driftloop_consumer_lag{")}
-        assert lag and all(v >= 0 for v in lag.values()), lag
+        assert lag and all(v >= 0 and f'group="metrics-{tag}"' in k for k, v in lag.items()), lag
     finally:
         worker.stop()
+
+
+def test_model_labels_are_bounded_and_the_rest_count_as_other() -> None:
+    activity = ModelActivity(max_models=3)
+    activity.add("predictions", ["a", "b", "a", "c", "d", "e"])
+    activity.add("outcomes", ["a", "e"])
+    assert activity.events == {
+        ("a", "predictions"): 2,
+        ("b", "predictions"): 1,
+        ("c", "predictions"): 1,
+        ("other", "predictions"): 2,
+        ("a", "outcomes"): 1,
+        ("other", "outcomes"): 1,
+    }
+    later = max(activity.last_event.values()) + 30
+    assert set(activity.seconds_since_last_event(later)) == {"a", "b", "c", "other"}
+    assert min(activity.seconds_since_last_event(later).values()) >= 30
