@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,6 +19,9 @@ from rich.console import Console
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.logs import configure_logging
 from driftloop.infra.settings import Settings
+
+if TYPE_CHECKING:
+    from driftloop.streams.drift.subscribers import WebhookForwarder
 
 # In a pipe or a log, tables keep their content whole instead of being squeezed into 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -36,6 +41,13 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_root().obj  # type: ignore[no-any-return]
 
 
+def _json(value: object) -> str:
+    """One line of JSON for scripts (paths, times and other objects as text)."""
+    import json
+
+    return json.dumps(value, default=str)
+
+
 @click.group(cls=DriftloopGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="driftloop")
 @click.pass_context
@@ -52,10 +64,15 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command("settings")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, variable → value, instead of lines.")
 @click.pass_context
-def settings_cmd(ctx: click.Context) -> None:
+def settings_cmd(ctx: click.Context, as_json: bool) -> None:
     """Show the effective settings (secrets masked)."""
-    for name, value in _settings(ctx).redacted().items():
+    shown = _settings(ctx).redacted()
+    if as_json:
+        click.echo(_json(shown))
+        return
+    for name, value in shown.items():
         console.print(f"{name}={value}")
 
 
@@ -87,14 +104,20 @@ def stack_down(ctx: click.Context) -> None:
 
 
 @stack.command("status")
+@click.option("--json", "as_json", is_flag=True, help="The whole status as one JSON object instead of tables.")
 @click.pass_context
-def stack_status(ctx: click.Context) -> None:
+def stack_status(ctx: click.Context, as_json: bool) -> None:
     """Show what runs where: pids, ports, versions, topics, table row counts. Exit 1 if a service is down."""
+    import dataclasses
+
     from driftloop.cli.render import show_status
     from driftloop.infra.stack.stack import status
 
     report = status(_settings(ctx))
-    show_status(console, report)
+    if as_json:
+        click.echo(_json(dataclasses.asdict(report) | {"healthy": report.healthy}))
+    else:
+        show_status(console, report)
     if not report.healthy:
         ctx.exit(1)
 
@@ -144,47 +167,45 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
         pass
 
 
-@alerts.command("webhook")
-@click.argument("urls", nargs=-1)
-@click.option("--name", help="The subscriber's name: its own consumer group, so that it gets every alert.")
-@click.option("--url-env", "url_envs", multiple=True, help="An environment variable holding a webhook URL.")
-@click.option(
-    "--url-file",
-    "url_files",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A file of webhook URLs, one a line.",
-)
-@click.option("--model", "models", multiple=True, help="Only models matching this glob (repeatable).")
-@click.option(
-    "--kind", "kinds", multiple=True, type=click.Choice(["data", "prediction", "performance"]), help="Only this kind."
-)
-@click.option(
-    "--severity", default="info", type=click.Choice(["info", "warning", "critical"]), help="This severity or worse."
-)
-@click.option("--format", "payload_format", default="json", type=click.Choice(["json", "slack", "pagerduty"]))
-@click.option("--routing-key-env", help="PagerDuty: the environment variable holding the integration key.")
-@click.option("--from-beginning", is_flag=True, help="Also deliver alerts already on the topic.")
-@click.pass_context
-def alerts_webhook(
-    ctx: click.Context,
+def _destinations(command: Callable[..., None]) -> Callable[..., None]:
+    """The options that say where a subscriber's alerts go (shared by ``alerts webhook`` and ``alerts resend``)."""
+    options = [
+        click.argument("urls", nargs=-1),
+        click.option("--name", help="The subscriber's name: its own consumer group, so that it gets every alert."),
+        click.option("--url-env", "url_envs", multiple=True, help="An environment variable holding a webhook URL."),
+        click.option(
+            "--url-file",
+            "url_files",
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A file of webhook URLs, one a line.",
+        ),
+        click.option(
+            "--format",
+            "payload_format",
+            default="json",
+            show_default=True,
+            type=click.Choice(["json", "slack", "pagerduty"]),
+            help="The payload: driftloop's alert JSON, a Slack message, or a PagerDuty Events v2 trigger.",
+        ),
+        click.option("--routing-key-env", help="PagerDuty: the environment variable holding the integration key."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _forwarder(
     urls: tuple[str, ...],
-    name: str | None,
     url_envs: tuple[str, ...],
     url_files: tuple[Path, ...],
-    models: tuple[str, ...],
-    kinds: tuple[str, ...],
-    severity: str,
     payload_format: str,
     routing_key_env: str | None,
-    from_beginning: bool,
-) -> None:
-    """POST each alert the filters take to every webhook, with retries (Ctrl-C stops). URLs come from
-    --url-env / --url-file: they hold tokens, and a command line is visible to every user of the machine."""
+) -> WebhookForwarder:
     import os
 
-    from driftloop.streams.drift.routing import AlertFilter, secret_urls
-    from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts
+    from driftloop.streams.drift.routing import secret_urls
+    from driftloop.streams.drift.subscribers import WebhookForwarder
 
     targets = secret_urls(url_envs, url_files)
     if urls:
@@ -198,10 +219,119 @@ def alerts_webhook(
     routing_key = os.environ.get(routing_key_env, "") if routing_key_env else None
     if payload_format == "pagerduty" and not routing_key:
         raise click.UsageError("--format pagerduty needs --routing-key-env NAME (an environment variable that is set)")
-    forwarder = WebhookForwarder(targets, format=payload_format, routing_key=routing_key)
+    return WebhookForwarder(targets, format=payload_format, routing_key=routing_key)
+
+
+@alerts.command("webhook")
+@_destinations
+@click.option("--model", "models", multiple=True, help="Only models matching this glob (repeatable).")
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(["data", "prediction", "performance"]), help="Only this kind."
+)
+@click.option(
+    "--severity", default="info", type=click.Choice(["info", "warning", "critical"]), help="This severity or worse."
+)
+@click.option(
+    "--park-after",
+    default="1h",
+    show_default=True,
+    help="An alert a webhook has not taken after this long (2h, 90m, 45s) is parked and the next ones go on; "
+    "'never' holds it back until it is taken.",
+)
+@click.option("--from-beginning", is_flag=True, help="Also deliver alerts already on the topic.")
+@click.pass_context
+def alerts_webhook(
+    ctx: click.Context,
+    urls: tuple[str, ...],
+    name: str | None,
+    url_envs: tuple[str, ...],
+    url_files: tuple[Path, ...],
+    payload_format: str,
+    routing_key_env: str | None,
+    models: tuple[str, ...],
+    kinds: tuple[str, ...],
+    severity: str,
+    park_after: str,
+    from_beginning: bool,
+) -> None:
+    """POST each alert the filters take to every webhook, with retries (Ctrl-C stops). URLs come from
+    --url-env / --url-file: they hold tokens, and a command line is visible to every user of the machine.
+    An alert a webhook refuses (4xx), or does not take within --park-after, is parked (`alerts parked`)."""
+    from driftloop.streams.drift.parking import AlertParking
+    from driftloop.streams.drift.routing import AlertFilter
+    from driftloop.streams.drift.silences import parse_duration
+    from driftloop.streams.drift.subscribers import forward_alerts
+
+    forwarder = _forwarder(urls, url_envs, url_files, payload_format, routing_key_env)
+    park_after_s = None if park_after == "never" else parse_duration(park_after)
     chosen = AlertFilter(models=models, kinds=kinds, min_severity=severity)
+    settings = _settings(ctx)
     with contextlib.suppress(KeyboardInterrupt):
-        forward_alerts(_settings(ctx), forwarder, name=name, alert_filter=chosen, from_beginning=from_beginning)
+        forward_alerts(
+            settings,
+            forwarder,
+            name=name,
+            alert_filter=chosen,
+            from_beginning=from_beginning,
+            parking=AlertParking(settings),
+            park_after_s=park_after_s,
+        )
+
+
+@alerts.command("parked")
+@click.option("--name", help="Only this subscriber's ('' for the unnamed one).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per parked alert instead of a table.")
+@click.pass_context
+def alerts_parked(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Alerts a subscriber could not deliver and parked, with why (oldest first)."""
+    from rich.table import Table
+
+    from driftloop.streams.drift.parking import AlertParking
+
+    parked = AlertParking(_settings(ctx)).parked(name)
+    if as_json:
+        for p in parked:
+            click.echo(_json(p.to_json()))
+        return
+    table = Table(title=f"{len(parked)} parked alerts", title_justify="left")
+    for column in ("parked at", "subscriber", "destination", "model", "kind", "alert_id", "reason"):
+        table.add_column(column)
+    for p in parked:
+        a = p.alert
+        table.add_row(_utc(p.parked_at), p.subscriber or "-", p.destination, a.model, a.kind, a.alert_id, p.reason)
+    console.print(table)
+
+
+@alerts.command("resend")
+@_destinations
+@click.option("--json", "as_json", is_flag=True, help="The counts as one JSON object.")
+@click.pass_context
+def alerts_resend(
+    ctx: click.Context,
+    urls: tuple[str, ...],
+    name: str | None,
+    url_envs: tuple[str, ...],
+    url_files: tuple[Path, ...],
+    payload_format: str,
+    routing_key_env: str | None,
+    as_json: bool,
+) -> None:
+    """Send the subscriber's parked alerts again, each to the webhook it was parked for (give the same URLs).
+    Exit 1 when some could still not be delivered (they stay parked)."""
+    from driftloop.streams.drift.parking import AlertParking
+    from driftloop.streams.drift.subscribers import resend_parked
+
+    forwarder = _forwarder(urls, url_envs, url_files, payload_format, routing_key_env)
+    counts = resend_parked(forwarder, AlertParking(_settings(ctx)), name)
+    if as_json:
+        click.echo(_json(counts))
+    else:
+        console.print(
+            f"{counts['resent']} re-sent, {counts['failed']} still undeliverable, "
+            f"{counts['elsewhere']} parked for other webhooks"
+        )
+    if counts["failed"]:
+        ctx.exit(1)
 
 
 @alerts.command("silence")
@@ -264,15 +394,20 @@ def alerts_silences(ctx: click.Context, as_json: bool) -> None:
 @click.option("--model", required=True, help="The model to replay.")
 @click.option("--since", type=click.DateTime(), help="Start of the replay (UTC).")
 @click.option("--until", type=click.DateTime(), help="End of the replay (UTC).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert that would have fired.")
 @click.pass_context
-def backtest_cmd(ctx: click.Context, model: str, since: object, until: object) -> None:
+def backtest_cmd(ctx: click.Context, model: str, since: object, until: object, as_json: bool) -> None:
     """Replay a model's history from ClickHouse through its detectors: which alerts would have fired."""
     from rich.table import Table
 
     from driftloop.streams.drift.backtest import backtest
 
-    with console.status(f"replaying {model} ..."):
+    with console.status(f"replaying {model} ...") if not as_json else contextlib.nullcontext():
         report = backtest(_settings(ctx), model, since=since, until=until)  # type: ignore[arg-type]
+    if as_json:
+        for alert in report.alerts:
+            click.echo(_json(alert.to_json()))
+        return
     title = (
         f"{model}: {report.predictions:,} predictions, {report.labeled:,} labeled rows, "
         f"{report.detections} detections, {len(report.alerts)} alerts"
@@ -318,8 +453,9 @@ def retrain_worker(ctx: click.Context) -> None:
 @click.option("--model", required=True, help="The model to train.")
 @click.option("--now", is_flag=True, required=True, help="Train now, from labeled rows already in ClickHouse.")
 @click.option("--days", type=float, help="Training window in days (default: the spec's training.window_days).")
+@click.option("--json", "as_json", is_flag=True, help="The run as one JSON object (as in retrain_runs).")
 @click.pass_context
-def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -> None:
+def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None, as_json: bool) -> None:
     """Train a version now (the first one, or a challenger) and promote it if it beats the champion.
 
     Exit 0 when it became the champion or a candidate; 1 when it was rejected, skipped (data gate, budget)
@@ -333,12 +469,17 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None) -
 
     job = RetrainJob(_settings(ctx))
     window = days if days is not None else job.specs.get(model).training.window_days
-    with Progress(console=console, transient=True) as progress:
+    with Progress(console=console, transient=True, disable=as_json) as progress:
         task = progress.add_task(f"training {model}", total=1.0)
         report = job.run(
             JobRequest(model, time.time() - window * 86400, trigger="manual"),
             progress=lambda phase, done: progress.update(task, completed=done),
         )
+    if as_json:
+        from driftloop.retrain.job import RUN_COLUMNS
+
+        click.echo(_json(dict(zip(RUN_COLUMNS, report.row(), strict=True))))
+        ctx.exit(0 if report.status in ("promoted", "candidate") else 1)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())
     error = f" {report.error}" if report.error else ""
     tuning = f"; {report.trials} trials, {report.trials_pruned} pruned" if report.trials else ""
@@ -433,7 +574,7 @@ def models_show(ctx: click.Context, model: str, version: int | None, as_json: bo
 @models.command("promote")
 @click.argument("model")
 @click.argument("version", type=int)
-@click.option("--reason", default="promoted by hand")
+@click.option("--reason", default="promoted by hand", help="Why, recorded with the change (version_changes).")
 @click.pass_context
 def models_promote(ctx: click.Context, model: str, version: int, reason: str) -> None:
     """Make VERSION the champion now, skipping shadow and canary (verified first; recorded as manual)."""
@@ -445,7 +586,7 @@ def models_promote(ctx: click.Context, model: str, version: int, reason: str) ->
 
 @models.command("rollback")
 @click.argument("model")
-@click.option("--reason", default="rolled back by hand")
+@click.option("--reason", default="rolled back by hand", help="Why, recorded with the change (version_changes).")
 @click.pass_context
 def models_rollback(ctx: click.Context, model: str, reason: str) -> None:
     """Take the champion back (rolled_back) and bring back the previous one."""

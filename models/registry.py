@@ -129,7 +129,7 @@ class VersionRecord:
     def row(self) -> tuple[Any, ...]:
         data = asdict(self)
         data["metrics"] = json.dumps(self.metrics)
-        data["build"] = json.dumps(self.build) if self.build else ""
+        data["build"] = json.dumps(self.build, separators=(",", ":")) if self.build else ""  # visitParam* reads it
         for name in ("train_from", "train_to", "created_at", "updated_at"):
             data[name] = int(data[name])
         return tuple(data[c] for c in COLUMNS)

@@ -1,10 +1,11 @@
 """What made a version: enough to train it again and to tell whether the result is the same.
 
 A :class:`BuildRecord` is written with every version a job trains, in ``model_versions.build`` and in the
-artifact's ``build.json``: the window's bounds (``since``, ``until_ms``, ``max_rows``: the query that fetched
-the rows) and the rows' fingerprint, each split's record, the spec as trained (chosen hyper-parameters in
-place), the search that chose them, the seed, the device and CPU threads, the versions of driftloop, torch,
-Python and numpy, the weights' digest, and the validation and test metrics.
+artifact's ``build.json``: the window's bounds (``since``, ``until_ms``, ``max_rows``, and ``joined_until``:
+the last second whose labels the fetch saw, so that labels that arrive later are not counted in) and the rows'
+fingerprint, each split's record, the spec as trained (chosen hyper-parameters in place), the search that
+chose them, the seed, the device and CPU threads, the versions of driftloop, torch, Python and numpy, the
+weights' digest, and the validation and test metrics.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class BuildRecord:
 
     since: float
     until_ms: int
+    joined_until: int
     max_rows: int
     rows: int
     fingerprint: str

@@ -3,6 +3,7 @@ event-time order (ties by ``event_id``: the same rows come back in the same orde
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,34 +42,63 @@ class LabeledData:
         return self.slice(0, cut), self.slice(cut, len(self))
 
 
-def count_labels(settings: Settings, model: str, since: float) -> int:
+def count_labels(settings: Settings, model: str, since: float, *, joined_until: int | None = None) -> int:
+    """Labeled rows of ``model`` at or after ``since`` (joined by ``joined_until``: what a fetch bound so sees)."""
+    joined = "AND joined_at <= toDateTime(%(joined)s)" if joined_until is not None else ""
     client = connect(settings.clickhouse)
     try:
         return int(
             client.execute(
                 "SELECT uniqExact(event_id) FROM labeled "
-                "WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s)",
-                {"m": model, "since": int(max(since, 0))},
+                f"WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s) {joined}",
+                {"m": model, "since": int(max(since, 0)), "joined": joined_until},
             )[0][0]
         )
     finally:
         client.disconnect()
 
 
+def last_complete_second(settings: Settings, poll_s: float = 0.05) -> int:
+    """The last second (epoch, ClickHouse's clock) that is over: every label joined in it or before is in
+    ``labeled`` (``joined_at`` is the server's time). Waits for the server's clock to tick, one second at most."""
+    client = connect(settings.clickhouse)
+    try:
+        first = int(client.execute("SELECT toUInt32(now())")[0][0])
+        while (now := int(client.execute("SELECT toUInt32(now())")[0][0])) == first:
+            time.sleep(poll_s)
+        return now - 1
+    finally:
+        client.disconnect()
+
+
 def fetch_labeled(
-    settings: Settings, model: str, since: float, max_rows: int, *, until_ms: int | None = None
+    settings: Settings,
+    model: str,
+    since: float,
+    max_rows: int,
+    *,
+    until_ms: int | None = None,
+    joined_until: int | None = None,
 ) -> LabeledData:
-    """The newest ``max_rows`` labeled rows of ``model`` at or after ``since`` (and at or before ``until_ms``,
-    epoch milliseconds, when given), oldest first."""
-    until = "AND ts_ms <= %(until)s " if until_ms is not None else ""
+    """The newest ``max_rows`` labeled rows of ``model`` at or after ``since``, oldest first.
+
+    ``until_ms`` (epoch milliseconds) bounds the rows' event time; ``joined_until`` (epoch seconds, see
+    :func:`last_complete_second`) the time their outcome was joined: rows whose label came later are left out,
+    so that the same arguments give the same rows however many labels arrive afterwards (a rebuild's fetch).
+    Each ``event_id`` counts once (its latest join within the bound).
+    """
+    bounds = "AND ts_ms <= %(until)s " if until_ms is not None else ""
+    bounds += "AND joined_at <= toDateTime(%(joined)s) " if joined_until is not None else ""
     client = connect(settings.clickhouse)
     try:
         columns = client.execute(
             "SELECT ts_ms, event_id, num.name, num.value, cat.name, cat.value, label, label_num FROM "
-            "(SELECT * FROM labeled FINAL WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s) "
-            f"{until} ORDER BY ts_ms DESC, event_id DESC LIMIT %(n)s) "
+            "(SELECT * FROM "
+            " (SELECT * FROM labeled WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s) "
+            f"  {bounds}ORDER BY event_id, joined_at DESC LIMIT 1 BY event_id) "
+            " ORDER BY ts_ms DESC, event_id DESC LIMIT %(n)s) "
             "ORDER BY ts_ms, event_id",
-            {"m": model, "since": int(max(since, 0)), "n": max_rows, "until": until_ms},
+            {"m": model, "since": int(max(since, 0)), "n": max_rows, "until": until_ms, "joined": joined_until},
             columnar=True,
         )
     finally:

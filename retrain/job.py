@@ -41,7 +41,7 @@ from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.retrain.build import BuildRecord
 from driftloop.retrain.data_gate import check_window
-from driftloop.retrain.dataset import count_labels, fetch_labeled
+from driftloop.retrain.dataset import count_labels, fetch_labeled, last_complete_second
 from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import TrainingError, pick_device, train
@@ -205,13 +205,15 @@ class RetrainJob:
         self.specs = specs or SpecCatalog(settings.spec_directory)
         self.budgets: dict[str, Budget] = {}  # each model's, as last looked up (the worker's metrics show them)
 
-    def labels_since(self, request: JobRequest) -> int:
-        return count_labels(self.settings, request.model, request.since)
+    def labels_since(self, request: JobRequest, joined_until: int | None = None) -> int:
+        return count_labels(self.settings, request.model, request.since, joined_until=joined_until)
 
     def run(self, request: JobRequest, *, progress: Callable[[str, float], None] | None = None) -> RunReport:
         """Run the job; raises ``NotEnoughLabels`` (nothing recorded) when it is too early."""
         spec = self.specs.get(request.model)
-        available = self.labels_since(request)
+        # Labels joined after this second are left to the next run: the count and the fetch see the same rows.
+        joined_until = last_complete_second(self.settings)
+        available = self.labels_since(request, joined_until)
         if available < spec.training.min_labels:
             raise NotEnoughLabels(
                 f"{request.model}: {available} labels since the change point, {spec.training.min_labels} needed"
@@ -227,7 +229,7 @@ class RetrainJob:
             )
         self._record(report)
         try:
-            self._run(spec, report, budget, progress)
+            self._run(spec, report, budget, joined_until, progress)
         except Exception as exc:
             report.status = "rejected" if isinstance(exc, TrainingError) else "failed"
             report.error = f"{type(exc).__name__}: {exc}"
@@ -242,11 +244,16 @@ class RetrainJob:
         return report
 
     def _run(
-        self, spec: ModelSpec, report: RunReport, budget: Budget, progress: Callable[[str, float], None] | None
+        self,
+        spec: ModelSpec,
+        report: RunReport,
+        budget: Budget,
+        joined_until: int,
+        progress: Callable[[str, float], None] | None,
     ) -> None:
         request, config = report.request, spec.training
         phase = time.perf_counter()
-        data = fetch_labeled(self.settings, request.model, request.since, config.max_rows)
+        data = fetch_labeled(self.settings, request.model, request.since, config.max_rows, joined_until=joined_until)
         splits = Splits.by_time(data, config.holdout_fraction, config.validation_fraction)
         task = spec.task or _infer_task(data.labels, data.label_num)
         report.train_rows, report.validation_rows, report.holdout_rows = (r.rows for r in splits.records())
@@ -313,6 +320,7 @@ class RetrainJob:
         build = BuildRecord(
             since=request.since,
             until_ms=round(float(data.ts[-1]) * 1000),
+            joined_until=joined_until,
             max_rows=config.max_rows,
             rows=len(data),
             fingerprint=fingerprint(data.event_ids),

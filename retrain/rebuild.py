@@ -1,7 +1,8 @@
 """Train a version again from its build record and compare (``driftloop models rebuild M N``).
 
-The rows are fetched with the record's own query (window and row limit) and must carry the recorded
-fingerprint, split by split; if they do not (rows deleted, late labels inside the window, a retention drop),
+The rows are fetched with the record's own query (window, row limit, and the labels joined before the
+original fetch: labels that came later do not count) and must carry the recorded fingerprint, split by split;
+if they do not (rows deleted, a retention drop),
 the rebuild says so and trains nothing on other data. Then the recorded spec (chosen hyper-parameters in
 place) is trained with the recorded seed, on the CPU with the recorded number of threads when the version was
 trained on a CPU: the weights must then be equal bit for bit (their digest). A version trained on a GPU is
@@ -85,7 +86,9 @@ def rebuild(
             "hand): there is nothing to rebuild it from"
         )
     build = BuildRecord.from_json(record.build)
-    data = fetch_labeled(settings, model, build.since, build.max_rows, until_ms=build.until_ms)
+    data = fetch_labeled(
+        settings, model, build.since, build.max_rows, until_ms=build.until_ms, joined_until=build.joined_until
+    )
     found = fingerprint(data.event_ids)
     base = {"model": model, "version": version, "recorded_device": build.device, "recorded_versions": build.versions}
     if found != build.fingerprint:

@@ -19,6 +19,7 @@ are one incident).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,16 @@ def secret_urls(env_names: Sequence[str] = (), files: Sequence[Path] = ()) -> li
         if urlsplit(url).scheme not in {"http", "https"}:
             raise SubscriberError(f"not an http(s) URL: {redacted(url)} (check the variable or the file)")
     return urls
+
+
+def destination(url: str) -> str:
+    """A webhook as records may name it: :func:`redacted`, and a short digest of the whole URL that tells apart
+    two webhooks on one host (Slack's are all on hooks.slack.com) without giving away their tokens.
+
+    >>> destination("https://hooks.example.com/T0/B1/secret")
+    'https://hooks.example.com/… #b85a7226'
+    """
+    return f"{redacted(url)} #{hashlib.sha256(url.encode()).hexdigest()[:8]}"
 
 
 def redacted(url: str) -> str:

@@ -5,10 +5,13 @@ POSTs each alert the subscriber's filter takes, in its payload format (``streams
 JSON, Slack, PagerDuty Events v2), to every URL, retrying with jittered backoff (a ``Retry-After`` answer
 sets the pause), and commits its consumer offset only after delivery (at-least-once: receivers dedupe by
 ``alert_id``, the ``Idempotency-Key`` header, or PagerDuty's ``dedup_key``). Each named subscriber has its
-own consumer group, so each gets every alert. A webhook that stays unreachable holds the alert (and the
-ones after it) back: it is sent again, to the URLs that have not taken it yet, until they do. Only a URL
-that refuses the alert outright (a 4xx other than 408 and 429: retrying would not change the answer) is
-given up on, with an ERROR. Logs name a URL by its scheme and host only: the rest is a secret.
+own consumer group, so each gets every alert. A webhook that is unreachable holds the alert (and the ones
+after it) back: it is sent again, to the URLs that have not taken it yet, until they do, or until
+``park_after_s`` has passed: then it is **parked** (``streams.drift.parking``: ClickHouse ``parked_alerts``,
+with the reason) for that URL and the subscriber moves on. A URL that refuses the alert outright (a 4xx other
+than 408 and 429: retrying would not change the answer) gets it parked at once. ``driftloop alerts resend``
+sends parked alerts again (:func:`resend_parked`). Logs name a URL by its scheme and host only: the rest is
+a secret.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from kafka.errors import CommitFailedError
 
 from driftloop.infra.settings import Settings
 from driftloop.streams.drift.alerts import Alert
-from driftloop.streams.drift.routing import AlertFilter, payload, redacted
+from driftloop.streams.drift.parking import AlertParking, ParkedAlert
+from driftloop.streams.drift.routing import AlertFilter, destination, payload, redacted
 
 log = logging.getLogger("driftloop.alerts")
 
@@ -88,6 +92,10 @@ class WebhookForwarder:
 
     def deliver(self, alert: Alert, urls: Sequence[str] | None = None) -> dict[str, Outcome]:
         """Send ``alert`` to every URL (or to ``urls``); what became of it at each, within ``attempts`` tries."""
+        return {url: outcome for url, (outcome, _) in self.attempt(alert, urls).items()}
+
+    def attempt(self, alert: Alert, urls: Sequence[str] | None = None) -> dict[str, tuple[Outcome, str]]:
+        """:meth:`deliver`, with what the last try at each URL got (``HTTP 503``, ``unreachable: ...``)."""
         body = json.dumps(payload(alert, self.format, routing_key=self.routing_key)).encode()
         return {url: self._post(url, body, alert.alert_id) for url in (self.urls if urls is None else urls)}
 
@@ -95,7 +103,8 @@ class WebhookForwarder:
         """The pause before round ``rounds`` + 1 of sending an alert that some URL has not taken yet."""
         return float(min(self.max_pause_s, self.backoff_s * 2 ** (self.attempts + rounds)))
 
-    def _post(self, url: str, body: bytes, alert_id: str) -> Outcome:
+    def _post(self, url: str, body: bytes, alert_id: str) -> tuple[Outcome, str]:
+        detail = ""
         for attempt in range(self.attempts):
             asked: float | None = None  # the pause a Retry-After header asked for
             request = urllib.request.Request(
@@ -107,27 +116,31 @@ class WebhookForwarder:
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     if 200 <= response.status < 300:
-                        return "delivered"
+                        return "delivered", f"HTTP {response.status}"
+                    detail = f"HTTP {response.status}"
             except urllib.error.HTTPError as exc:
+                detail = f"HTTP {exc.code}"
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
                     log.error(
                         "webhook refused the alert; it is not sent there again",
                         extra={"fields": {"url": redacted(url), "status": exc.code, "alert_id": alert_id}},
                     )
-                    return "refused"
+                    return "refused", detail
                 asked = retry_after_s(exc.headers.get("Retry-After") if exc.headers else None)
                 log.warning(
                     "webhook answered an error",
                     extra={"fields": {"url": redacted(url), "status": exc.code, "retry_after_s": asked}},
                 )
             except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                detail = f"unreachable: {type(reason).__name__}"
                 log.warning(
                     "webhook unreachable", extra={"fields": {"url": redacted(url), "error": type(exc).__name__}}
                 )
             if attempt + 1 < self.attempts:
                 jittered = self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
                 time.sleep(min(asked if asked is not None else jittered, self.max_pause_s))
-        return "failed"
+        return "failed", detail
 
 
 def retry_after_s(header: str | None) -> float | None:
@@ -162,10 +175,14 @@ def forward_alerts(
     alert_filter: AlertFilter | None = None,
     from_beginning: bool = False,
     idle_timeout_s: float | None = None,
+    parking: AlertParking | None = None,
+    park_after_s: float | None = None,
 ) -> int:
-    """Deliver every alert ``alert_filter`` takes to the webhooks, committing each only once every URL took it
-    (or refused it for good); returns how many were handled (delivered or passed over). An unreachable URL
-    holds the alert back and is tried again. ``name``: the subscriber, whose consumer group is its own."""
+    """Deliver every alert ``alert_filter`` takes to the webhooks, committing each only once every URL took it,
+    or it was parked for the URLs that did not (with ``parking``: at once for a URL that refused it, after
+    ``park_after_s`` of trying for one that stayed unreachable; without, an unreachable URL holds it back for
+    as long as it takes); returns how many were handled. ``name``: the subscriber, whose consumer group is
+    its own."""
     handled = 0
     for alert, consumer in alert_stream(
         settings, group=subscriber_group(name), from_beginning=from_beginning, idle_timeout_s=idle_timeout_s
@@ -175,8 +192,20 @@ def forward_alerts(
             handled += 1
             continue
         waiting: Sequence[str] = forwarder.urls
-        rounds = 0
-        while waiting := [url for url, outcome in forwarder.deliver(alert, waiting).items() if outcome == "failed"]:
+        rounds, started = 0, time.monotonic()
+        while True:
+            results = forwarder.attempt(alert, waiting)
+            for url, (outcome, detail) in results.items():
+                if outcome == "refused" and parking is not None:
+                    _park(parking, name, alert, url, f"refused: {detail}")
+            waiting = [url for url, (outcome, _) in results.items() if outcome == "failed"]
+            if not waiting:
+                break
+            held = time.monotonic() - started
+            if parking is not None and park_after_s is not None and held >= park_after_s:
+                for url in waiting:
+                    _park(parking, name, alert, url, f"undeliverable for {held:.0f} s: {results[url][1]}")
+                break
             pause = forwarder.pause_s(rounds)
             log.error(
                 "webhook delivery failed; the alert is held back (not committed) and sent again",
@@ -187,6 +216,33 @@ def forward_alerts(
         _commit(consumer)
         handled += 1
     return handled
+
+
+def resend_parked(forwarder: WebhookForwarder, parking: AlertParking, name: str | None) -> dict[str, int]:
+    """Send subscriber ``name``'s parked alerts again to the forwarder's URLs they were parked for (matched by
+    :func:`~streams.drift.routing.destination`); each delivered one is marked re-sent. Counts: ``resent``,
+    ``failed`` (still parked), and ``elsewhere`` (parked for a destination none of the URLs is)."""
+    counts = {"resent": 0, "failed": 0, "elsewhere": 0}
+    for parked in parking.parked(name or ""):
+        urls = [url for url in forwarder.urls if destination(url) == parked.destination]
+        if not urls:
+            counts["elsewhere"] += 1
+            continue
+        outcomes = forwarder.deliver(parked.alert, urls)
+        if all(outcome == "delivered" for outcome in outcomes.values()):
+            parking.mark_resent(parked)
+            counts["resent"] += 1
+        else:
+            counts["failed"] += 1
+    return counts
+
+
+def _park(parking: AlertParking, name: str | None, alert: Alert, url: str, reason: str) -> None:
+    parking.park(ParkedAlert(name or "", alert, destination(url), reason, time.time()))
+    log.error(
+        "alert parked: `driftloop alerts resend` sends it again",
+        extra={"fields": {"alert_id": alert.alert_id, "url": redacted(url), "reason": reason}},
+    )
 
 
 def _commit(consumer: KafkaConsumer) -> None:

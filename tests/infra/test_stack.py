@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import socket
 import uuid
 from pathlib import Path
@@ -95,6 +96,10 @@ def test_status_shows_what_runs_where(stack: PrivateStack) -> None:
     assert out.returncode == 0, out.stderr
     for text in (str(clickhouse.pid), "18.16", "predictions", "driftloop.dead-letter"):
         assert text in out.stdout
+    scripted = stack.run_cli("stack", "status", "--json")
+    data = json.loads(scripted.stdout)
+    assert scripted.returncode == 0 and data["healthy"] is True
+    assert [s["pid"] for s in data["services"]] == [broker.pid, clickhouse.pid] and data["topics"] == status.topics
 
 
 def test_starting_twice_says_so_and_succeeds(stack: PrivateStack) -> None:

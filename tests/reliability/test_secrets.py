@@ -30,7 +30,8 @@ def test_passwords_never_show_in_settings_or_stack_status(tmp_path: Path) -> Non
             "DRIFTLOOP_KAFKA_SASL_PASSWORD": PASSWORD,
         }
     )
-    for args in (("settings",), ("stack", "status"), ("stack", "up"), ("models", "list")):
+    for args in (("settings",), ("settings", "--json"), ("stack", "status"), ("stack", "status", "--json"),
+                 ("stack", "up"), ("models", "list")):  # fmt: skip
         result = stack.run_cli(*args, timeout_s=120)
         output = result.stdout + result.stderr
         assert PASSWORD not in output, (args, output[-2000:])

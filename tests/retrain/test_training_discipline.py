@@ -76,13 +76,20 @@ def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
     assert (code, result["status"], result["compared"]) == (0, "match", "weights"), result
     assert result["rebuilt_weights"] == build["weights_sha256"]
 
-    late = agrawal_rows(model, 0, 1500, 1, seed=9)  # a label that arrives late, inside the version's window
+    late = agrawal_rows(model, 0, 1500, 1, seed=9)  # a label that arrives after the training, inside its window
     late.columns["event_id"] = [f"{model}-late"]
     sink = ClickHouseSink(retrain_settings.clickhouse)
     try:
         sink.write_blocking(late)
     finally:
         sink.close()
+    code, result = rebuild_cli(retrain_stack, model, 1)  # it came later: the version's rows are still its rows
+    assert (code, result["status"]) == (0, "match"), result
+
+    client.execute(  # a backfill: a row inside the window, joined (it says) before the version was trained
+        "INSERT INTO labeled (event_id, model, ts, ts_ms, label, label_num, joined_at) VALUES",
+        [(f"{model}-backfill", model, TS0 + 1400, (TS0 + 1400) * 1000, "1", 1.0, TS0)],
+    )
     code, result = rebuild_cli(retrain_stack, model, 1)
     assert (code, result["status"], result["rebuilt_weights"]) == (4, "data_changed", ""), result
 

@@ -269,7 +269,7 @@ def test_schedules_start_at_first_sight_continue_from_the_last_run_and_catch_up_
 
 def test_a_rebuild_is_judged_by_its_weights_on_a_cpu_and_by_its_test_metrics_on_a_gpu() -> None:
     cpu = BuildRecord(
-        since=0.0, until_ms=1, max_rows=10, rows=10, fingerprint="f", splits=(), task="binary", spec={},
+        since=0.0, until_ms=1, joined_until=1, max_rows=10, rows=10, fingerprint="f", splits=(), task="binary", spec={},
         hyperparameters={}, seed=0, device="cpu", threads=2, weights_sha256="a" * 64,
         metrics={"test": {"accuracy": 0.9, "roc_auc": 0.95}},
         versions=software_versions() | {"torch": "2.0.0"},

@@ -18,10 +18,19 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from driftloop.cli.main import cli
+from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
 from driftloop.streams.drift.alerts import Alert
-from driftloop.streams.drift.routing import AlertFilter, SubscriberError, payload, redacted, secret_urls
-from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts, subscriber_group
+from driftloop.streams.drift.parking import AlertParking
+from driftloop.streams.drift.routing import (
+    AlertFilter,
+    SubscriberError,
+    destination,
+    payload,
+    redacted,
+    secret_urls,
+)
+from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts, resend_parked, subscriber_group
 from tests.stack_fixtures import PrivateStack
 
 ALERT = Alert.example()  # fraud, data, critical, signal "amount"
@@ -169,3 +178,65 @@ def test_two_named_subscribers_each_get_every_alert_they_filter_for(stack: Priva
     assert sorted(b["alert_id"] for b in bodies if "alert_id" in b) == sorted([data.alert_id, performance.alert_id])
     (slack,) = [b for b in bodies if "blocks" in b]
     assert "error" in json.dumps(slack)
+
+
+class Refusing(BaseHTTPRequestHandler):
+    """Answers 400 (a receiver that will never take the payload) until ``server.accept`` is set."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.server.accept:  # type: ignore[attr-defined]
+            self.server.received.append(body)  # type: ignore[attr-defined]
+            self.send_response(200)
+        else:
+            self.send_response(400)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_alerts_a_webhook_refuses_or_cannot_take_are_parked_and_resent(stack: PrivateStack) -> None:
+    """One receiver refuses (400), another does not answer at all: the subscriber parks each alert for each of
+    them (at once, and after --park-after) instead of holding every later alert back; the refused ones are
+    sent again once that receiver takes them, the others stay parked."""
+    private = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=f"parking-{uuid.uuid4().hex[:8]}.")
+    settings = private.settings
+    local_stack.up(settings)
+    refusing = HTTPServer(("127.0.0.1", 0), Refusing)
+    refusing.accept, refusing.received = False, []  # type: ignore[attr-defined]
+    threading.Thread(target=refusing.serve_forever, daemon=True).start()
+    silent = f"http://127.0.0.1:{free_port()}/hooks/S3CRET"  # nothing listens there
+    alerts = [replace(ALERT, alert_id=f"a{i}-" + uuid.uuid4().hex) for i in range(2)]
+    producer = KafkaProducer(**settings.kafka_python_config())
+    for alert in alerts:
+        producer.send(settings.topics.alerts, json.dumps(alert.to_json()).encode(), key=b"fraud").get(10)
+    producer.close()
+    name = "team-" + uuid.uuid4().hex[:6]
+    forwarder = WebhookForwarder([url(refusing), silent], attempts=2, backoff_s=0.01, max_pause_s=0.05)
+    parking = AlertParking(settings)
+    try:
+        handled = forward_alerts(
+            settings, forwarder, name=name, from_beginning=True, idle_timeout_s=5, parking=parking, park_after_s=0.3
+        )
+        assert handled == 2  # neither alert held the other back
+        parked = parking.parked(name)
+        reasons = {(p.alert.alert_id, p.destination): p.reason for p in parked}
+        assert set(reasons) == {(a.alert_id, destination(u)) for a in alerts for u in (url(refusing), silent)}
+        assert all(r == "refused: HTTP 400" for (_, d), r in reasons.items() if d == destination(url(refusing)))
+        assert all(
+            r.startswith("undeliverable for ") and "unreachable" in r
+            for (_, d), r in reasons.items()
+            if d == destination(silent)
+        )
+        assert all("S3CRET" not in p.destination and "T0KEN" not in p.destination for p in parked)
+
+        refusing.accept = True  # type: ignore[attr-defined]
+        assert resend_parked(forwarder, parking, name) == {"resent": 2, "failed": 2, "elsewhere": 0}
+        assert sorted(b["alert_id"] for b in refusing.received) == sorted(a.alert_id for a in alerts)  # type: ignore[attr-defined]
+        assert {p.destination for p in parking.parked(name)} == {destination(silent)}
+        listed = CliRunner().invoke(cli, ["alerts", "parked", "--name", name, "--json"], env=private.env)
+        assert listed.exit_code == 0 and len(listed.output.splitlines()) == 2, listed.output
+    finally:
+        refusing.shutdown()

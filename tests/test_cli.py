@@ -1,0 +1,64 @@
+"""The CLI for scripts: every option says what it does, and every command that prints a table can print JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import click
+from click.testing import CliRunner
+
+from driftloop.cli.main import cli
+
+#: Commands that print no table: services that run until stopped, actions that print one line, the report.
+NO_TABLE = {
+    "stack up",
+    "stack down",
+    "worker",
+    "retrain-worker",
+    "release",
+    "demo",
+    "report",
+    "alerts webhook",
+    "models promote",
+    "models rollback",
+}
+
+
+def commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command
+
+
+def test_every_option_and_command_has_help_text() -> None:
+    missing = [
+        f"{name} --{param.name}"
+        for name, command in commands()
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help
+    ]
+    assert missing == []
+    assert [name for name, command in commands() if not command.help] == []
+
+
+def test_every_command_that_prints_a_table_takes_json() -> None:
+    names = dict(commands())
+    assert set(names) >= NO_TABLE, NO_TABLE - set(names)
+    without = [name for name, command in names.items() if name not in NO_TABLE and "as_json" not in {
+        p.name for p in command.params
+    }]  # fmt: skip
+    assert without == []
+
+
+def test_settings_print_as_json_with_secrets_masked() -> None:
+    env = {
+        "DRIFTLOOP_CLICKHOUSE_URL": "clickhouse://u:s3cret@127.0.0.1:9000/x",
+        "DRIFTLOOP_RETENTION_DAYS": "labeled=9",
+    }
+    result = CliRunner().invoke(cli, ["settings", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["DRIFTLOOP_RETENTION_DAYS"] == "labeled=9" and "s3cret" not in result.output
