@@ -208,16 +208,20 @@ class RetrainJob:
     def labels_since(self, request: JobRequest, joined_until: int | None = None) -> int:
         return count_labels(self.settings, request.model, request.since, joined_until=joined_until)
 
-    def run(self, request: JobRequest, *, progress: Callable[[str, float], None] | None = None) -> RunReport:
-        """Run the job; raises ``NotEnoughLabels`` (nothing recorded) when it is too early."""
-        spec = self.specs.get(request.model)
-        # Labels joined after this second are left to the next run: the count and the fetch see the same rows.
-        joined_until = last_complete_second(self.settings)
+    def _enough_labels(self, request: JobRequest, spec: ModelSpec, joined_until: int | None = None) -> None:
         available = self.labels_since(request, joined_until)
         if available < spec.training.min_labels:
             raise NotEnoughLabels(
                 f"{request.model}: {available} labels since the change point, {spec.training.min_labels} needed"
             )
+
+    def run(self, request: JobRequest, *, progress: Callable[[str, float], None] | None = None) -> RunReport:
+        """Run the job; raises ``NotEnoughLabels`` (nothing recorded) when it is too early."""
+        spec = self.specs.get(request.model)
+        self._enough_labels(request, spec)  # a cheap count first: most waiting jobs stop there
+        # Labels joined after this second are left to the next run: the count and the fetch see the same rows.
+        joined_until = last_complete_second(self.settings)
+        self._enough_labels(request, spec, joined_until)
         report = RunReport(request, device=str(pick_device()), metric_name=spec.gate_metric())
         budget = self.budget(request.model, spec)
         if budget.exhausted:

@@ -106,6 +106,13 @@ def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:
     }
 
 
+def resolve_payload(key: str, routing_key: str | None) -> dict[str, Any]:
+    """PagerDuty Events v2: resolve the incident ``key`` (a :func:`dedup_key`)."""
+    if not routing_key:
+        raise SubscriberError("a PagerDuty subscriber needs its integration key: --routing-key-env NAME")
+    return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": key}
+
+
 def dedup_key(alert: Alert) -> str:
     """One incident per model and signal: PagerDuty folds repeated alerts of it into the open one."""
     return f"{alert.model}/{alert.signal}"

@@ -10,8 +10,8 @@ after it) back: it is sent again, to the URLs that have not taken it yet, until 
 ``park_after_s`` has passed: then it is **parked** (``streams.drift.parking``: ClickHouse ``parked_alerts``,
 with the reason) for that URL and the subscriber moves on. A URL that refuses the alert outright (a 4xx other
 than 408 and 429: retrying would not change the answer) gets it parked at once. ``driftloop alerts resend``
-sends parked alerts again (:func:`resend_parked`). Logs name a URL by its scheme and host only: the rest is
-a secret.
+sends parked alerts again (:func:`resend_parked`). A PagerDuty subscriber resolves the incidents it opened
+(``streams.drift.incidents``). Logs name a URL by its scheme and host only: the rest is a secret.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from typing import Literal
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
 
+from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
+from driftloop.infra.spec import MonitoringSpec, SpecCatalog
 from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.incidents import Incidents
 from driftloop.streams.drift.parking import AlertParking, ParkedAlert
-from driftloop.streams.drift.routing import AlertFilter, destination, payload, redacted
+from driftloop.streams.drift.routing import AlertFilter, destination, payload, redacted, resolve_payload
 
 log = logging.getLogger("driftloop.alerts")
 
@@ -98,6 +101,12 @@ class WebhookForwarder:
         """:meth:`deliver`, with what the last try at each URL got (``HTTP 503``, ``unreachable: ...``)."""
         body = json.dumps(payload(alert, self.format, routing_key=self.routing_key)).encode()
         return {url: self._post(url, body, alert.alert_id) for url in (self.urls if urls is None else urls)}
+
+    def resolve(self, key: str, why: str) -> None:
+        """PagerDuty: resolve incident ``key`` at every URL (retried like a trigger; logged, never parked)."""
+        body = json.dumps(resolve_payload(key, self.routing_key)).encode()
+        outcomes = {redacted(url): self._post(url, body, f"resolve:{key}")[0] for url in self.urls}
+        log.info("incident resolved", extra={"fields": {"dedup_key": key, "why": why, "outcomes": outcomes}})
 
     def pause_s(self, rounds: int) -> float:
         """The pause before round ``rounds`` + 1 of sending an alert that some URL has not taken yet."""
@@ -177,45 +186,115 @@ def forward_alerts(
     idle_timeout_s: float | None = None,
     parking: AlertParking | None = None,
     park_after_s: float | None = None,
+    specs: SpecCatalog | None = None,
 ) -> int:
     """Deliver every alert ``alert_filter`` takes to the webhooks, committing each only once every URL took it,
     or it was parked for the URLs that did not (with ``parking``: at once for a URL that refused it, after
     ``park_after_s`` of trying for one that stayed unreachable; without, an unreachable URL holds it back for
     as long as it takes); returns how many were handled. ``name``: the subscriber, whose consumer group is
-    its own."""
-    handled = 0
-    for alert, consumer in alert_stream(
-        settings, group=subscriber_group(name), from_beginning=from_beginning, idle_timeout_s=idle_timeout_s
-    ):
-        if alert_filter is not None and not alert_filter.matches(alert):
-            _commit(consumer)
-            handled += 1
-            continue
-        waiting: Sequence[str] = forwarder.urls
-        rounds, started = 0, time.monotonic()
+    its own. A PagerDuty subscriber also resolves its incidents (``streams.drift.incidents``): it reads
+    ``model-versions`` too, and ``specs`` give each model's cooldown."""
+    incidents: Incidents | None = None
+    topics = [settings.topics.alerts]
+    if forwarder.format == "pagerduty":
+        catalog = specs or SpecCatalog(settings.spec_directory)
+        incidents = Incidents(lambda model: _cooldown_s(catalog, model))
+        topics.append(settings.topics.model_versions)
+    consumer = KafkaConsumer(
+        *topics,
+        **settings.kafka_python_config(),
+        group_id=subscriber_group(name),
+        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 1000 / 3),
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        enable_auto_commit=False,
+    )
+    handled, idle_since = 0, time.monotonic()
+    try:
         while True:
-            results = forwarder.attempt(alert, waiting)
-            for url, (outcome, detail) in results.items():
-                if outcome == "refused" and parking is not None:
-                    _park(parking, name, alert, url, f"refused: {detail}")
-            waiting = [url for url, (outcome, _) in results.items() if outcome == "failed"]
-            if not waiting:
-                break
-            held = time.monotonic() - started
-            if parking is not None and park_after_s is not None and held >= park_after_s:
-                for url in waiting:
-                    _park(parking, name, alert, url, f"undeliverable for {held:.0f} s: {results[url][1]}")
-                break
-            pause = forwarder.pause_s(rounds)
-            log.error(
-                "webhook delivery failed; the alert is held back (not committed) and sent again",
-                extra={"fields": {"alert_id": alert.alert_id, "urls": len(waiting), "again_in_s": pause}},
-            )
-            time.sleep(pause)
-            rounds += 1
-        _commit(consumer)
-        handled += 1
-    return handled
+            records = [r for batch in consumer.poll(timeout_ms=1000, max_records=1).values() for r in batch]
+            if incidents is not None:
+                for key in incidents.quiet(time.time()):
+                    forwarder.resolve(key, "its model's cooldown passed without a new alert")
+            if not records:
+                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                    return handled
+                continue
+            idle_since = time.monotonic()
+            for record in records:
+                if record.topic != settings.topics.alerts:
+                    if incidents is not None:
+                        _on_version_change(record.value, incidents, forwarder)
+                    _commit(consumer)
+                    continue
+                try:
+                    alert = Alert.from_json(json.loads(record.value))
+                except (ValueError, TypeError, KeyError) as exc:
+                    log.warning(
+                        "skipped an unreadable alert record",
+                        extra={"fields": {"offset": record.offset, "error": str(exc)}},
+                    )
+                    _commit(consumer)
+                    continue
+                if alert_filter is None or alert_filter.matches(alert):
+                    _deliver(forwarder, alert, name, parking, park_after_s)
+                    if incidents is not None:
+                        incidents.opened(alert, time.time())
+                _commit(consumer)
+                handled += 1
+    finally:
+        consumer.close()
+
+
+def _deliver(
+    forwarder: WebhookForwarder,
+    alert: Alert,
+    name: str | None,
+    parking: AlertParking | None,
+    park_after_s: float | None,
+) -> None:
+    """Send ``alert`` until every URL took it, or it is parked for those that did not (see forward_alerts)."""
+    waiting: Sequence[str] = forwarder.urls
+    rounds, started = 0, time.monotonic()
+    while True:
+        results = forwarder.attempt(alert, waiting)
+        for url, (outcome, detail) in results.items():
+            if outcome == "refused" and parking is not None:
+                _park(parking, name, alert, url, f"refused: {detail}")
+        waiting = [url for url, (outcome, _) in results.items() if outcome == "failed"]
+        if not waiting:
+            return
+        held = time.monotonic() - started
+        if parking is not None and park_after_s is not None and held >= park_after_s:
+            for url in waiting:
+                _park(parking, name, alert, url, f"undeliverable for {held:.0f} s: {results[url][1]}")
+            return
+        pause = forwarder.pause_s(rounds)
+        log.error(
+            "webhook delivery failed; the alert is held back (not committed) and sent again",
+            extra={"fields": {"alert_id": alert.alert_id, "urls": len(waiting), "again_in_s": pause}},
+        )
+        time.sleep(pause)
+        rounds += 1
+
+
+def _on_version_change(value: bytes, incidents: Incidents, forwarder: WebhookForwarder) -> None:
+    """A new champion resolves the incidents of the versions it replaced."""
+    try:
+        change = json.loads(value)
+        model, version, stage = str(change["model"]), int(change["version"]), change.get("status")
+    except (ValueError, TypeError, KeyError):
+        return
+    if stage == "champion":
+        for key in incidents.replaced(model, version):
+            forwarder.resolve(key, f"v{version} replaced the version that drifted")
+
+
+def _cooldown_s(specs: SpecCatalog, model: str) -> float:
+    try:
+        return specs.get(model).monitoring.cooldown_s
+    except DriftloopError:  # a broken spec file: the default
+        return MonitoringSpec().cooldown_s
 
 
 def resend_parked(forwarder: WebhookForwarder, parking: AlertParking, name: str | None) -> dict[str, int]:

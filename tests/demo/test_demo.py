@@ -217,7 +217,7 @@ def test_every_documented_query_runs_on_the_demo_data(demo_run: DemoRun, query: 
 
 def dashboard_sql() -> list[tuple[str, str]]:
     dashboard = json.loads((REPO / "infra/grafana/dashboards/driftloop.json").read_text())
-    queries = [("model variable", dashboard["templating"]["list"][0]["query"])]
+    queries = [(f"{v['name']} variable", v["query"]) for v in dashboard["templating"]["list"]]
     for panel in dashboard["panels"]:
         queries += [(panel["title"], t["rawSql"]) for t in panel["targets"] if "rawSql" in t]
     return queries
@@ -228,7 +228,7 @@ def test_every_grafana_clickhouse_panel_runs_on_the_demo_data(demo_run: DemoRun,
     # what Grafana's ClickHouse plugin does before it sends the query: macros and the model variable
     database = demo_run.stack.settings.clickhouse.database
     sql = re.sub(r"\$__timeFilter\((\w+)\)", r"\1 >= toDateTime(0) AND \1 <= toDateTime(4000000000)", sql)
-    sql = sql.replace("${model}", MODEL).replace("driftloop.", f"{database}.")
+    sql = sql.replace("${model}", MODEL).replace("${version}", "-1").replace("driftloop.", f"{database}.")  # -1: all
     assert _query(demo_run, sql), f"{title}: no rows from the demo's data"
 
 

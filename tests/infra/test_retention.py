@@ -53,7 +53,7 @@ def test_an_old_database_repartitions_in_place_and_retention_drops_whole_old_wee
         assert requests_before == DAYS  # the view fed the request index
 
         report = apply_migrations(client, database)  # the upgrade: 0011 repartitions by week
-        assert report.applied == ("0011_retention",)
+        assert report.applied[0] == "0011_retention"
         for table, column in (("predictions", "ts"), ("dead_letters", "received_at"), ("labeled", "ts")):
             assert table_engine(client, database, table)[0] == f"toMonday({column})", table
         assert client.execute(f"SELECT count(), sum(ts_ms) FROM {database}.predictions")[0] == (

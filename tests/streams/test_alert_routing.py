@@ -240,3 +240,39 @@ def test_alerts_a_webhook_refuses_or_cannot_take_are_parked_and_resent(stack: Pr
         assert listed.exit_code == 0 and len(listed.output.splitlines()) == 2, listed.output
     finally:
         refusing.shutdown()
+
+
+@pytest.mark.integration
+def test_a_pagerduty_subscriber_resolves_its_incidents_after_the_cooldown_or_a_new_champion(
+    stack: PrivateStack, receiver: HTTPServer, tmp_path: Path
+) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "pd-quiet.toml").write_text('name = "pd-quiet"\n[monitoring]\ncooldown_s = 1\n')  # pd-swapped: 900 s
+    private = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=f"pd-{uuid.uuid4().hex[:8]}.", DRIFTLOOP_SPECS_DIR=str(specs))
+    settings = private.settings
+    local_stack.up(settings)
+    quiet = replace(ALERT, alert_id="q-" + uuid.uuid4().hex, model="pd-quiet", model_version=1)
+    swapped = replace(ALERT, alert_id="s-" + uuid.uuid4().hex, model="pd-swapped", model_version=1)
+    producer = KafkaProducer(**settings.kafka_python_config())
+    for alert in (quiet, swapped):
+        producer.send(settings.topics.alerts, json.dumps(alert.to_json()).encode(), key=alert.model.encode()).get(10)
+    champion = {"event": "promoted", "model": "pd-swapped", "version": 2, "status": "champion"}
+    forwarder = WebhookForwarder([url(receiver)], format="pagerduty", routing_key="R0UT1NG")
+
+    def announce_later() -> None:  # once the subscriber has sent both triggers
+        deadline = time.monotonic() + 60
+        while len(receiver.received) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.1)
+        producer.send(settings.topics.model_versions, json.dumps(champion).encode(), key=b"pd-swapped").get(10)
+
+    announcer = threading.Thread(target=announce_later)
+    announcer.start()
+    handled = forward_alerts(settings, forwarder, name="pd", from_beginning=True, idle_timeout_s=6)
+    announcer.join(10)
+    producer.close()
+    assert handled == 2
+    events = [(b["event_action"], b["dedup_key"]) for b in receiver.received]  # type: ignore[attr-defined]
+    assert events[:2] == [("trigger", "pd-quiet/amount"), ("trigger", "pd-swapped/amount")]
+    assert sorted(events[2:]) == [("resolve", "pd-quiet/amount"), ("resolve", "pd-swapped/amount")]
+    assert all(b["routing_key"] == "R0UT1NG" for b in receiver.received)  # type: ignore[attr-defined]
