@@ -58,15 +58,15 @@ def count_labels(settings: Settings, model: str, since: float, *, joined_until: 
         client.disconnect()
 
 
-def last_complete_second(settings: Settings, poll_s: float = 0.05) -> int:
+def last_complete_second(settings: Settings, *, after: int | None = None, poll_s: float = 0.05) -> int:
     """The last second (epoch, ClickHouse's clock) that is over: every label joined in it or before is in
-    ``labeled`` (``joined_at`` is the server's time). Waits for the server's clock to tick, one second at most."""
+    ``labeled`` (``joined_at`` is the server's time). With ``after``, waits until that second is later than
+    ``after`` (one second at most)."""
     client = connect(settings.clickhouse)
     try:
-        first = int(client.execute("SELECT toUInt32(now())")[0][0])
-        while (now := int(client.execute("SELECT toUInt32(now())")[0][0])) == first:
+        while (second := int(client.execute("SELECT toUInt32(now())")[0][0]) - 1) <= (after or 0):
             time.sleep(poll_s)
-        return now - 1
+        return second
     finally:
         client.disconnect()
 

@@ -221,6 +221,8 @@ class RetrainJob:
         self._enough_labels(request, spec)  # a cheap count first: most waiting jobs stop there
         # Labels joined after this second are left to the next run: the count and the fetch see the same rows.
         joined_until = last_complete_second(self.settings)
+        if self.labels_since(request, joined_until) < spec.training.min_labels:  # some came this very second
+            joined_until = last_complete_second(self.settings, after=joined_until)
         self._enough_labels(request, spec, joined_until)
         report = RunReport(request, device=str(pick_device()), metric_name=spec.gate_metric())
         budget = self.budget(request.model, spec)

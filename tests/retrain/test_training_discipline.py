@@ -8,7 +8,9 @@ import json
 import threading
 
 import pytest
+from click.testing import CliRunner
 
+from driftloop.cli.main import cli
 from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
@@ -30,9 +32,15 @@ space = { learning_rate = { low = 1e-3, high = 3e-2, log = true }, hidden = { ch
 """
 
 
-def rebuild_cli(stack: PrivateStack, model: str, version: int) -> tuple[int, dict]:
-    done = stack.run_cli("models", "rebuild", model, str(version), "--json", timeout_s=240)
-    return done.returncode, json.loads(done.stdout or "{}")
+def rebuild_cli(stack: PrivateStack, model: str, version: int, *, fresh_process: bool = False) -> tuple[int, dict]:
+    """``driftloop models rebuild M N --json``: in a process of its own (nothing shared with the one that trained
+    the version), or in this one (faster)."""
+    args = ("models", "rebuild", model, str(version), "--json")
+    if fresh_process:
+        done = stack.run_cli(*args, timeout_s=240)
+        return done.returncode, json.loads(done.stdout or "{}")
+    result = CliRunner().invoke(cli, list(args), env=stack.env)
+    return result.exit_code, json.loads(result.stdout or "{}")
 
 
 def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
@@ -72,7 +80,7 @@ def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
     assert set(build["versions"]) >= {"driftloop", "torch", "python"} and build["device"] == "cpu"
     assert build["metrics"]["test"]["roc_auc"] == report.challenger_metric
 
-    code, result = rebuild_cli(retrain_stack, model, 1)
+    code, result = rebuild_cli(retrain_stack, model, 1, fresh_process=True)
     assert (code, result["status"], result["compared"]) == (0, "match", "weights"), result
     assert result["rebuilt_weights"] == build["weights_sha256"]
 
