@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -168,7 +169,22 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
 
 
 def _destinations(command: Callable[..., None]) -> Callable[..., None]:
-    """The options that say where a subscriber's alerts go (shared by ``alerts webhook`` and ``alerts resend``)."""
+    """The options that say where a subscriber's alerts go (shared by ``alerts webhook`` and ``alerts resend``):
+    the command gets ``name`` and, built from the rest, ``forwarder``."""
+
+    @functools.wraps(command)
+    def with_forwarder(
+        *args: object,
+        urls: tuple[str, ...],
+        url_envs: tuple[str, ...],
+        url_files: tuple[Path, ...],
+        payload_format: str,
+        routing_key_env: str | None,
+        **kwargs: object,
+    ) -> None:
+        forwarder = _forwarder(urls, url_envs, url_files, payload_format, routing_key_env)
+        command(*args, forwarder=forwarder, **kwargs)
+
     options = [
         click.argument("urls", nargs=-1),
         click.option("--name", help="The subscriber's name: its own consumer group, so that it gets every alert."),
@@ -191,8 +207,8 @@ def _destinations(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--routing-key-env", help="PagerDuty: the environment variable holding the integration key."),
     ]
     for option in reversed(options):
-        command = option(command)
-    return command
+        with_forwarder = option(with_forwarder)
+    return with_forwarder
 
 
 def _forwarder(
@@ -242,12 +258,8 @@ def _forwarder(
 @click.pass_context
 def alerts_webhook(
     ctx: click.Context,
-    urls: tuple[str, ...],
+    forwarder: WebhookForwarder,
     name: str | None,
-    url_envs: tuple[str, ...],
-    url_files: tuple[Path, ...],
-    payload_format: str,
-    routing_key_env: str | None,
     models: tuple[str, ...],
     kinds: tuple[str, ...],
     severity: str,
@@ -262,7 +274,6 @@ def alerts_webhook(
     from driftloop.streams.drift.silences import parse_duration
     from driftloop.streams.drift.subscribers import forward_alerts
 
-    forwarder = _forwarder(urls, url_envs, url_files, payload_format, routing_key_env)
     park_after_s = None if park_after == "never" else parse_duration(park_after)
     chosen = AlertFilter(models=models, kinds=kinds, min_severity=severity)
     settings = _settings(ctx)
@@ -306,22 +317,12 @@ def alerts_parked(ctx: click.Context, name: str | None, as_json: bool) -> None:
 @_destinations
 @click.option("--json", "as_json", is_flag=True, help="The counts as one JSON object.")
 @click.pass_context
-def alerts_resend(
-    ctx: click.Context,
-    urls: tuple[str, ...],
-    name: str | None,
-    url_envs: tuple[str, ...],
-    url_files: tuple[Path, ...],
-    payload_format: str,
-    routing_key_env: str | None,
-    as_json: bool,
-) -> None:
+def alerts_resend(ctx: click.Context, forwarder: WebhookForwarder, name: str | None, as_json: bool) -> None:
     """Send the subscriber's parked alerts again, each to the webhook it was parked for (give the same URLs).
     Exit 1 when some could still not be delivered (they stay parked)."""
     from driftloop.streams.drift.parking import AlertParking
     from driftloop.streams.drift.subscribers import resend_parked
 
-    forwarder = _forwarder(urls, url_envs, url_files, payload_format, routing_key_env)
     counts = resend_parked(forwarder, AlertParking(_settings(ctx)), name)
     if as_json:
         click.echo(_json(counts))
