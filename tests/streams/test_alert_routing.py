@@ -273,6 +273,7 @@ def test_a_pagerduty_subscriber_resolves_its_incidents_after_the_cooldown_or_a_n
     producer.close()
     assert handled == 2
     events = [(b["event_action"], b["dedup_key"]) for b in receiver.received]  # type: ignore[attr-defined]
-    assert events[:2] == [("trigger", "pd-quiet/amount"), ("trigger", "pd-swapped/amount")]
+    # the two alerts sit on different partitions (keyed by model): their order between them is not defined
+    assert sorted(events[:2]) == [("trigger", "pd-quiet/amount"), ("trigger", "pd-swapped/amount")]
     assert sorted(events[2:]) == [("resolve", "pd-quiet/amount"), ("resolve", "pd-swapped/amount")]
     assert all(b["routing_key"] == "R0UT1NG" for b in receiver.received)  # type: ignore[attr-defined]
