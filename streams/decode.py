@@ -616,9 +616,9 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
     if _FLOAT.issuperset(map(type, values)):
         num_names, num_values, cat_names, cat_values, missing = names, values, [], [], []
     else:
-        num_names, num_values, cat_names, cat_values, missing = _features_one_by_one(features)
+        num_names, num_values, cat_names, cat_values, missing = _typed_features(names, values)
     prediction_text, prediction_num = _value_text(event.prediction, "prediction")
-    score, labels, probabilities = _score(event.score, prediction_text)
+    score, labels, probabilities = _typed_score(event.score, prediction_text)
     ts_ms = round(epoch * 1000)
     return (
         _prediction_id(event.event_id, model, request_id, ts_ms, _shadow_key(event.served, event.model_version)),
@@ -641,6 +641,47 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
         math.nan if event.latency_ms is None else event.latency_ms,
         position,
     )
+
+
+Split = tuple[Callable[[list[Any]], list[Any]], Callable[[list[Any]], list[Any]], Callable[[list[Any]], list[Any]]]
+_splits: dict[tuple[type, ...], Split] = {}
+
+
+def _typed_features(
+    names: list[str], values: list[Any]
+) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
+    """:func:`_features_one_by_one` of values msgspec has checked (each a finite float, a string of at most
+    ``MAX_TEXT`` characters, or None): split by the pattern of their types, which an envelope's events repeat."""
+    kinds = tuple(map(type, values))
+    split = _splits.get(kinds)
+    if split is None:
+        split = tuple(_picker([k for k, kind in enumerate(kinds) if kind is want]) for want in (float, str, type(None)))
+        if len(_splits) < 10_000:
+            _splits[kinds] = split  # type: ignore[assignment]
+    numeric, categorical, null = split  # type: ignore[misc]
+    return numeric(names), numeric(values), categorical(names), categorical(values), null(names)
+
+
+def _picker(places: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """A function that takes the items at ``places`` of a list, as a list (in C but for the last step)."""
+    if not places:
+        return lambda _: []
+    if len(places) == 1:
+        (place,) = places
+        return lambda items: [items[place]]
+    get = operator.itemgetter(*places)
+    return lambda items: list(get(items))
+
+
+def _typed_score(value: float | dict[str, float] | None, prediction: str) -> tuple[float, list[str], list[float]]:
+    """:func:`_score` of a score msgspec has checked (finite numbers)."""
+    if value is None:
+        return math.nan, [], []
+    if type(value) is dict:
+        probabilities = list(value.values())
+        score = value.get(prediction)
+        return (score if score is not None else max(probabilities, default=math.nan)), list(value), probabilities
+    return value, [], []  # type: ignore[return-value]
 
 
 def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | None:

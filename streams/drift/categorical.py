@@ -11,7 +11,8 @@ True
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
+from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
@@ -29,6 +30,10 @@ class CategoricalShift:
     test is the two-sample chi-square on the (reference, window) by category table, so a category the
     reference never saw counts fully; categories seen fewer than ``min_count`` times in both are pooled.
     It runs every ``clock`` updates, and fires when its p-value is below ``alpha``.
+
+    Categories are numbered as they come and counted in two arrays, so that a test costs a few array
+    operations however many categories there are (a feature of 1,000 values is common); the numbering is
+    renewed when categories no longer seen make up most of it (a feature with a new value every event).
     """
 
     name = "CategoricalShift"
@@ -43,54 +48,50 @@ class CategoricalShift:
         self.reference = reference
         self.clock = clock
         self.min_count = min_count
-        self._reference: Counter[str] = Counter()
-        self._reference_n = 0  # sum of the reference counts
-        self._recent: deque[str] = deque(maxlen=window)
-        self._counts: Counter[str] = Counter()
         self._drift = False
         self._evidence: Any = None
         self.n = 0
+        self._start_over()
+
+    def _start_over(self, recent: Sequence[str] = ()) -> None:
+        """An empty reference and ``recent`` as the window (category numbers renewed)."""
+        self._column: dict[str, int] = {}  # category → its place in the count arrays
+        self._categories: list[str] = []
+        self._reference_counts = np.zeros(64, np.int64)
+        self._window_counts = np.zeros(64, np.int64)
+        self._reference_n = 0  # sum of the reference counts
+        self._recent: deque[int] = deque(self._columns_of(recent), maxlen=self.window)
+        self._window_counts[: len(self._categories)] = np.bincount(
+            np.fromiter(self._recent, np.int64, len(self._recent)), minlength=len(self._categories)
+        )
 
     @property
     def drift_detected(self) -> bool:
         return self._drift
 
     def update(self, x: Any) -> CategoricalShift:
-        self._drift = False
-        x = str(x)
-        self.n += 1
-        if self._reference_n < self.reference:
-            self._reference[x] += 1
-            self._reference_n += 1
-            return self
-        if len(self._recent) == self.window:
-            old = self._recent[0]
-            self._counts[old] -= 1
-            if not self._counts[old]:
-                del self._counts[old]
-        self._recent.append(x)
-        self._counts[x] += 1
-        if len(self._recent) == self.window and self.n % self.clock == 0:
-            self._test()
+        self.update_many([x])
         return self
 
     def update_many(self, values: Any) -> list[tuple[int, Evidence]]:
         """``update`` for each of ``values`` in turn, a run of values at a time: the reference fills in
         one step, and the window moves by up to ``clock`` values between two tests."""
-        texts = [str(v) for v in values]
+        texts = [v if type(v) is str else str(v) for v in values]
         fired = []
         i = 0
         while i < len(texts):
             self._drift = False
+            if len(self._categories) > 4 * (self.reference + self.window):
+                self._renumber()  # between two runs: no run holds numbers of the old numbering
             if self._reference_n < self.reference:
-                head = texts[i : i + self.reference - self._reference_n]
-                self._reference.update(head)
+                head = self._columns_of(texts[i : i + self.reference - self._reference_n])
+                np.add.at(self._reference_counts, head, 1)
                 self._reference_n += len(head)
                 self.n += len(head)
                 i += len(head)
                 continue
             run = texts[i : i + self.clock - self.n % self.clock]  # up to the next test
-            self._slide(run)
+            self._slide(self._columns_of(run))
             self.n += len(run)
             i += len(run)
             if len(self._recent) == self.window and self.n % self.clock == 0:
@@ -99,79 +100,106 @@ class CategoricalShift:
                     fired.append((i - 1, self._evidence))
         return fired
 
-    def _slide(self, run: list[str]) -> None:
+    def _columns_of(self, texts: Sequence[str]) -> list[int]:
+        """The count arrays' places of ``texts``, numbering the categories not seen before."""
+        columns = list(map(self._column.get, texts))
+        if None in columns:
+            for k, text in enumerate(texts):
+                if columns[k] is None:
+                    known = self._column.get(text)  # a category new to this run, numbered a moment ago
+                    columns[k] = self._new_column(text) if known is None else known
+        return columns  # type: ignore[return-value]
+
+    def _new_column(self, category: str) -> int:
+        column = len(self._categories)
+        if column == len(self._reference_counts):
+            self._reference_counts = np.concatenate([self._reference_counts, np.zeros_like(self._reference_counts)])
+            self._window_counts = np.concatenate([self._window_counts, np.zeros_like(self._window_counts)])
+        self._column[category] = column
+        self._categories.append(category)
+        return column
+
+    def _renumber(self) -> None:
+        """Number again only the categories in the reference or the window (the rest are forgotten)."""
+        reference = self._counts(self._reference_counts)
+        recent = [self._categories[c] for c in self._recent]
+        self._start_over(recent)
+        self._add_to_reference(reference)
+
+    def _add_to_reference(self, counts: dict[str, int]) -> None:
+        columns = self._columns_of(list(counts))  # first: numbering new categories may grow the arrays
+        self._reference_counts[columns] += list(counts.values())
+        self._reference_n += sum(counts.values())
+
+    def _counts(self, counts: np.ndarray) -> dict[str, int]:
+        present = np.flatnonzero(counts[: len(self._categories)])
+        return {self._categories[c]: int(counts[c]) for c in present}
+
+    def _slide(self, run: list[int]) -> None:
         """Append ``run`` to the window, dropping from its other end what no longer fits."""
-        recent, counts = self._recent, self._counts
+        recent, counts = self._recent, self._window_counts
         overflow = len(recent) + len(run) - self.window
         if overflow > 0:
             dropped = list(islice(recent, min(overflow, len(recent))))
-            counts.subtract(dropped)
-            for category in set(dropped):
-                if counts[category] <= 0:
-                    del counts[category]
-        counts.update(run[-self.window :])
+            np.subtract.at(counts, dropped, 1)
+        np.add.at(counts, run[-self.window :], 1)
         recent.extend(run)
 
     def evidence(self) -> Any:
         return self._evidence
 
     def snapshot(self) -> dict[str, Any]:
-        return {"n": self.n, "reference": dict(self._reference), "window": list(self._recent)}
+        return {
+            "n": self.n,
+            "reference": self._counts(self._reference_counts),
+            "window": [self._categories[c] for c in self._recent],
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._reference = Counter({str(k): int(v) for k, v in state.get("reference", {}).items()})
-        self._reference_n = sum(self._reference.values())
-        self._recent = deque((str(v) for v in state.get("window", [])), maxlen=self.window)
-        self._counts = Counter(self._recent)
+        self._start_over([str(v) for v in state.get("window", [])])
+        self._add_to_reference({str(category): int(count) for category, count in state.get("reference", {}).items()})
         self.n = int(state.get("n", 0))
         self._drift = False
 
     def _test(self) -> None:
-        categories = sorted(set(self._reference) | set(self._counts))
-        rows: list[list[int]] = [[], []]
-        pooled = [0, 0]
-        for category in categories:
-            ref, win = self._reference.get(category, 0), self._counts.get(category, 0)
-            if ref + win < self.min_count:
-                pooled[0] += ref
-                pooled[1] += win
-            else:
-                rows[0].append(ref)
-                rows[1].append(win)
+        k = len(self._categories)
+        reference, window = self._reference_counts[:k], self._window_counts[:k]
+        both = reference + window
+        kept = (both >= self.min_count) & (both > 0)
+        observed = np.stack([reference[kept], window[kept]]).astype(np.float64)
+        pooled = (int(reference[~kept].sum()), int(window[~kept].sum()))
         if sum(pooled):
-            rows[0].append(pooled[0])
-            rows[1].append(pooled[1])
-        columns = [i for i in range(len(rows[0])) if rows[0][i] + rows[1][i] > 0]
-        if len(columns) < 2:
+            observed = np.column_stack([observed, pooled])
+        if observed.shape[1] < 2:
             return
-        table = [[rows[0][i] for i in columns], [rows[1][i] for i in columns]]
-        statistic, p_value, dof = _chi_square(table)
+        statistic, p_value, dof = _chi_square(observed)
         if p_value < self.alpha:
-            ref_total, win_total = sum(self._reference.values()), len(self._recent)
-            shares = {
-                c: (round(self._reference.get(c, 0) / ref_total, 4), round(self._counts.get(c, 0) / win_total, 4))
-                for c in categories[:50]
-            }
-            new = sorted(c for c in self._counts if c not in self._reference)[:20]
-            self._evidence = Evidence(
-                statistic=float(statistic),
-                threshold=float(chi2.isf(self.alpha, dof)),
-                reference_size=ref_total,
-                window_size=win_total,
-                change_offset=win_total,
-                details={"p_value": float(p_value), "shares_reference_vs_window": shares, "new_categories": new},
-            )
-            self._drift = True
-            # the new normal: learn a fresh reference from what comes next
-            self._reference, self._reference_n = Counter(), 0
-            self._recent.clear()
-            self._counts.clear()
+            self._fire(statistic, p_value, dof)
+
+    def _fire(self, statistic: float, p_value: float, dof: int) -> None:
+        reference, window = self._counts(self._reference_counts), self._counts(self._window_counts)
+        ref_total, win_total = self._reference_n, len(self._recent)
+        shares = {
+            c: (round(reference.get(c, 0) / ref_total, 4), round(window.get(c, 0) / win_total, 4))
+            for c in sorted(set(reference) | set(window))[:50]
+        }
+        new = sorted(c for c in window if c not in reference)[:20]
+        self._evidence = Evidence(
+            statistic=float(statistic),
+            threshold=float(chi2.isf(self.alpha, dof)),
+            reference_size=ref_total,
+            window_size=win_total,
+            change_offset=win_total,
+            details={"p_value": float(p_value), "shares_reference_vs_window": shares, "new_categories": new},
+        )
+        self._drift = True
+        # the new normal: learn a fresh reference from what comes next
+        self._start_over()
 
 
-def _chi_square(table: list[list[int]]) -> tuple[float, float, int]:
+def _chi_square(observed: np.ndarray) -> tuple[float, float, int]:
     """Pearson's chi-square test of independence on a 2 × k table without continuity correction
     (``scipy.stats.chi2_contingency(table, correction=False)``, less its per-call overhead)."""
-    observed = np.asarray(table, dtype=np.float64)
     expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
     dof = observed.shape[1] - 1
     statistic = float(((observed - expected) ** 2 / expected).sum())

@@ -159,3 +159,68 @@ def test_zeros_held_back_change_nothing(chunk: int) -> None:
         replayed.update(x)
     expected = river_fires(replayed, rates[19_000:])
     assert fired_in_batches(restored, rates[19_000:], chunk) == expected and expected
+
+
+class TextbookCategoricalShift:
+    """The chi-square test of CategoricalShift's docstring, one value at a time with plain counters: what the
+    detector's numbered count arrays, runs and renumbering must agree with."""
+
+    def __init__(self, alpha: float, window: int = 500, reference: int = 2000, clock: int = 50) -> None:
+        from collections import Counter, deque
+
+        self.alpha, self.window, self.reference, self.clock, self.n = alpha, window, reference, clock, 0
+        self.ref: Counter[str] = Counter()
+        self.recent: deque[str] = deque(maxlen=window)
+
+    def update(self, x: str) -> float | None:
+        """The statistic when this value fires, else None."""
+        from collections import Counter
+
+        from scipy.stats import chi2_contingency
+
+        self.n += 1
+        if sum(self.ref.values()) < self.reference:
+            self.ref[x] += 1
+            return None
+        self.recent.append(x)
+        if len(self.recent) < self.window or self.n % self.clock:
+            return None
+        win = Counter(self.recent)
+        kept = [c for c in set(self.ref) | set(win) if self.ref[c] + win[c] >= 5]
+        pooled = [sum(self.ref[c] for c in self.ref if c not in kept), sum(win[c] for c in win if c not in kept)]
+        table = [[self.ref[c] for c in kept], [win[c] for c in kept]]
+        if sum(pooled):
+            table = [table[0] + [pooled[0]], table[1] + [pooled[1]]]
+        if len(table[0]) < 2:
+            return None
+        statistic, p_value, _, _ = chi2_contingency(table, correction=False)
+        if p_value >= self.alpha:
+            return None
+        self.ref, self.recent = Counter(), self.recent.__class__(maxlen=self.window)
+        return float(statistic)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 5000])
+def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categories(chunk: int) -> None:
+    """A feature of 1,000 values whose mix changes twice, then one of a new value every event (the detector
+    renumbers its categories then, and forgets those no longer seen): the same firings, with the same
+    statistics, as the plain chi-square test fed one value at a time; and a snapshot restores the same state."""
+    from driftloop.streams.drift.categorical import CategoricalShift
+
+    rng = random.Random(5)
+    values = [f"c{int(rng.paretovariate(a)) % 1000}" for a in (1.0, 1.6, 1.0) for _ in range(4000)]
+    values += [f"u{i}" for i in range(12_000)]
+    textbook = TextbookCategoricalShift(alpha=1e-6)
+    expected = [(i, s) for i, x in enumerate(values) if (s := textbook.update(x)) is not None]
+    detector = CategoricalShift(alpha=1e-6)
+    fired: list[tuple[int, float]] = []
+    for start in range(0, len(values), chunk):
+        fired += [(start + i, e.statistic) for i, e in detector.update_many(values[start : start + chunk])]
+        if start == 6000 // chunk * chunk:  # a restart mid-stream: the state goes on from its snapshot
+            restored = CategoricalShift(alpha=1e-6)
+            restored.restore(detector.snapshot())
+            assert restored.snapshot() == detector.snapshot()
+            detector = restored
+    assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 3
+    assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
+    assert len(detector._categories) <= 4 * (2000 + 500) + 2000  # numbered anew, not one number per value seen
