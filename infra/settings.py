@@ -203,6 +203,12 @@ class Settings(BaseModel):
         30.0, ge=1, description="Consumer group session timeout; a group join waits about this long on Tansu"
     )
     kafka_rebalance_timeout_s: float = Field(30.0, ge=1, description="Consumer group rebalance timeout")
+    kafka_fetch_max_wait_s: float = Field(
+        0.1,
+        gt=0,
+        le=10,
+        description="Longest a fetch waits for new messages (a floor on landing latency; idle fetches per second)",
+    )
 
     specs_dir: Path | None = Field(None, description="Model spec files <model>.toml (default: HOME/specs)")
     artifacts: str | None = Field(

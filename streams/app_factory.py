@@ -46,9 +46,12 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
     join on the embedded broker waits about one session timeout, so tests set them short.
     """
     unreadable_batches.install()
-    options = app_options(settings or get_settings(), app_id) | overrides
+    settings = settings or get_settings()
+    options = app_options(settings, app_id) | overrides
     Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)  # Faust creates only the leaf
-    return StrictOffsetsApp(app_id, **options)
+    app = StrictOffsetsApp(app_id, **options)
+    app.fetch_max_wait_s = settings.kafka_fetch_max_wait_s
+    return app
 
 
 def app_options(settings: Settings, app_id: str) -> dict[str, Any]:

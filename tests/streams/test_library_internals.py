@@ -9,9 +9,11 @@ changes what they rely on, these tests fail and say which module to read again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import struct
+import tempfile
 from importlib.metadata import version
 
 import pytest
@@ -74,6 +76,31 @@ def test_faust_is_the_series_strict_offsets_was_written_for() -> None:
         "await self.wait_first(\n                                callback(message), self.suspend_flow.wait()" in drain
     )
     assert "await self._add_gap(tp, r_offset + 1, offset)" in drain
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
+    """strict_offsets sets aiokafka's ``_fetch_max_wait_ms`` on the consumer Faust creates (which hard-codes
+    1,500 ms): the attribute must be what ``start()`` gives its fetcher, and the app's consumer must get it."""
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers import aiokafka as faust_kafka
+
+    from driftloop.infra.settings import Settings
+    from driftloop.streams.app_factory import create_app
+    from driftloop.streams.strict_offsets import PromptFetchThread
+
+    assert version("aiokafka").startswith("0.14.")
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(faust_kafka.AIOKafkaConsumerThread._create_worker_consumer)
+
+    async def created() -> AIOKafkaConsumer:  # aiokafka creates its consumer inside a running loop
+        home = tempfile.mkdtemp()
+        settings = Settings.from_env({"DRIFTLOOP_KAFKA_FETCH_MAX_WAIT_S": "0.25", "DRIFTLOOP_HOME": home})
+        app = create_app(settings, app_id="fetch-wait")
+        thread = app.consumer._thread
+        assert isinstance(thread, PromptFetchThread)
+        return thread._create_worker_consumer(app.transport)
+
+    assert asyncio.run(created())._fetch_max_wait_ms == 250
 
 
 CRC_OFFSET = struct.calcsize(">qiib")  # a v2 batch: base offset, length, leader epoch, magic, then the CRC

@@ -1,0 +1,262 @@
+"""Landing latency: from an event's send time to its row in ClickHouse, at several rates, in one run.
+
+    .venv/bin/python -m benchmarks.latency [--seconds 20] [--max-rate N]
+
+Starts a private local stack (free ports, temp home) and `driftloop worker`, then for each load produces
+events at a steady rate for ``--seconds`` (each event's ``ts`` is the moment its message is sent) while it
+polls ClickHouse every 50 ms; an event's latency is the poll that first saw its row minus its ``ts``. The
+loads:
+
+  1,000 events/s, one event per message
+  5,000, 10,000, 20,000 and 30,000 events/s in envelopes of 100
+  half of the worker's maximum throughput, in envelopes of 100 (the maximum is measured first, in the same
+  run, as benchmarks/ingest.py measures it; or given with ``--max-rate``)
+
+and prints p50 / p90 / p99 / max per load, with the ``INSERT`` queries a second the server ran meanwhile (into
+every table: ``system.events``) — the price of low latency — and the CPU each process used (100 % is one
+core; the machine's cores are shared by the broker, ClickHouse, the worker and the load itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from kafka import KafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks import REPO
+from benchmarks.cpu import cpu_seconds, descendants
+from benchmarks.ingest import SHAPES, produce, subprocess_env, worker_rate
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
+from driftloop.infra.stack.private import private_stack_env
+
+console = Console(width=200)
+POLL_S = 0.05
+TARGET_P99_S = 1.0
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    rate: int  # events a second
+    per_message: int
+
+
+STAMP = b"0000000000.000"  # where each message's send time goes: encoded once, stamped per message
+
+
+def templates(load: Load, model: str, count: int = 64) -> list[bytes]:
+    """``count`` messages of ``load``'s size, their ``ts`` a placeholder: the sender stamps and sends them, so
+    that it costs little CPU beside the worker even at tens of thousands of events a second."""
+    rng = np.random.default_rng(3)
+    out = []
+    for m in range(count):
+        events = [
+            {
+                "model": model,
+                "request_id": f"r{m}-{k}",
+                "ts": 0,
+                "features": {f"f{j}": v for j, v in enumerate(row)},
+                "prediction": 1,
+                "score": 0.5,
+            }
+            for k, row in enumerate(rng.normal(size=(load.per_message, 10)).round(6).tolist())
+        ]
+        value = msgspec.json.encode(events[0] if load.per_message == 1 else {"events": events})
+        out.append(value.replace(b'"ts":0,', b'"ts":' + STAMP + b","))
+    return out
+
+
+def send_steadily(
+    settings: Settings, load: Load, seconds: float, model: str, stop: threading.Event, stamps: list[int]
+) -> None:
+    """Sends ``load`` for ``seconds``: each message when its time comes, its events stamped with that moment
+    (request ids repeat from message to message; the stamp makes each event's id its own). Each message's
+    stamp (ms) goes into ``stamps`` once sent."""
+    # 5 ms of linger, as a serving process's client would: a produce request per message costs the
+    # broker more CPU than the worker needs to read them
+    producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
+    messages = templates(load, model)
+    messages_per_s = load.rate / load.per_message
+    start, sent = time.time(), 0
+    while not stop.is_set():
+        due = start + sent / messages_per_s
+        if due - start >= seconds:
+            break
+        if (wait := due - time.time()) > 0:
+            time.sleep(wait)
+        stamp = f"{time.time():014.3f}"
+        producer.send(
+            settings.topics.predictions,
+            messages[sent % len(messages)].replace(STAMP, stamp.encode()),
+            key=model.encode(),
+        )
+        stamps.append(round(float(stamp) * 1000))
+        sent += 1
+    producer.flush()
+    producer.close()
+
+
+@dataclass(frozen=True)
+class Measured:
+    latencies: np.ndarray  # seconds, one an event
+    inserts_per_s: float  # INSERT queries the server ran a second (every table)
+    cores: dict[str, float]  # CPU a second of each process group meanwhile
+
+
+def measure(settings: Settings, load: Load, seconds: float, processes: dict[str, list[int]]) -> Measured:
+    """Latencies of every event of ``load``, the server's inserts a second, and the CPU of ``processes``
+    (name → root pids; their descendants count too) while it was sent.
+
+    Each poll reads only the rows from the oldest message not yet landed whole on (``ts`` filters them), so
+    that polling costs the server little however many rows have landed."""
+    model = f"latency-{load.name}"
+    client = connect(settings.clickhouse)
+    stamps: list[int] = []  # each sent message's ts (ms), in sending order
+    seen: dict[int, int] = {}  # ts_ms → rows seen so far
+    latencies: list[np.ndarray] = []
+    stop = threading.Event()
+    inserts_before = _inserts(client)
+    groups = {name: [p for root in roots for p in _own(root)] for name, roots in processes.items()}
+    cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    began = time.monotonic()
+    sender = threading.Thread(target=send_steadily, args=(settings, load, seconds, model, stop, stamps))
+    sender.start()
+    try:
+        oldest, deadline = 0, time.monotonic() + seconds + 60  # oldest: stamps[oldest] is not in whole yet
+        while (sender.is_alive() or oldest < len(stamps)) and time.monotonic() < deadline:
+            started = time.monotonic()
+            since = stamps[oldest] // 1000 if oldest < len(stamps) else int(time.time())
+            rows = client.execute(
+                f"SELECT ts_ms, count() FROM predictions WHERE model = '{model}' AND ts >= {since} GROUP BY ts_ms"
+            )
+            now = time.time()
+            for ts_ms, count in rows:
+                new = count - seen.get(ts_ms, 0)
+                if new > 0:
+                    latencies.append(np.full(new, now - ts_ms / 1000))
+                    seen[ts_ms] = count
+            expected = Counter(stamps[oldest:])
+            while oldest < len(stamps) and seen.get(stamps[oldest], 0) >= expected[stamps[oldest]] * load.per_message:
+                oldest += 1
+            time.sleep(max(0.0, POLL_S - (time.monotonic() - started)))
+    finally:
+        stop.set()
+        sender.join()
+    took = time.monotonic() - began
+    cores = {name: (cpu_seconds(pids) - cpu_before[name]) / took for name, pids in groups.items()}
+    inserts = (_inserts(client) - inserts_before) / took
+    client.disconnect()
+    if oldest < len(stamps):
+        missing = len(stamps) * load.per_message - sum(seen.values())
+        raise RuntimeError(f"{load.name}: {missing} events did not land within a minute")
+    return Measured(np.concatenate(latencies), inserts, cores)
+
+
+def _own(pid: int) -> list[int]:
+    """``pid`` with its descendants, or alone when it is this process (the worker and the stack are its
+    children, and count as themselves)."""
+    return [pid] if pid == os.getpid() else descendants(pid)
+
+
+def _inserts(client: object) -> int:
+    """``INSERT`` queries the server has run so far, into any table (``system.events``)."""
+    rows = client.execute("SELECT value FROM system.events WHERE event = 'InsertQuery'")  # type: ignore[attr-defined]
+    return int(rows[0][0]) if rows else 0
+
+
+def max_rate(settings: Settings, env: dict[str, str], home: Path) -> float:
+    """The worker's landing rate on a backlog (benchmarks/ingest.py's four-models shape), as it measures it."""
+    events = 300_000
+    with console.status(f"the maximum throughput: producing {events:,} events"):
+        produce(settings, SHAPES["four-models"], events)
+    with console.status("the maximum throughput: the worker on the backlog"):
+        rate = worker_rate(settings, env | {"DRIFTLOOP_WORKER_GROUP": "latency-max"}, events, home / "max.log")
+    client = connect(settings.clickhouse)
+    client.execute("TRUNCATE TABLE predictions")
+    client.disconnect()
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long each load is sent")
+    parser.add_argument("--max-rate", type=int, help="the worker's maximum throughput (events/s); default: measure")
+    parser.add_argument(
+        "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the worker (repeat)"
+    )
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="driftloop-latency-"))
+    env = private_stack_env(home, prefix="latency.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
+    settings = Settings.from_env(env)
+    report = local_stack.up(settings)
+    try:
+        top = args.max_rate or max_rate(settings, env, home)
+        console.print(f"maximum throughput: {top:,.0f} events/s")
+        loads = [
+            Load("single-1000", 1000, 1),
+            Load("envelopes-5000", 5000, 100),
+            *(Load(f"envelopes-{rate}", rate, 100) for rate in (10_000, 20_000, 30_000) if rate < top / 2),
+            Load(f"half-max-{int(top / 2)}", int(top / 2) // 100 * 100, 100),
+        ]
+        with open(home / "worker.log", "ab") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "driftloop.cli.main", "worker"],
+                cwd=REPO,
+                env=subprocess_env(
+                    env, DRIFTLOOP_WORKER_GROUP="latency", **dict(v.split("=", 1) for v in args.worker_env)
+                ),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            processes = {service.name: [service.pid] for service in report.services if service.pid}
+            processes |= {"worker": [worker.pid], "load + polls": [os.getpid()]}  # the services are no children
+            warm = Load("warm-up", 1000, 100)
+            with console.status("waiting for the worker (a warm-up load lands)"):
+                measure(settings, warm, 2.0, processes)
+            table = Table(title=f"latency: send → row in ClickHouse, {args.seconds:.0f} s a load, polled every 50 ms")
+            columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "p99 ≤ 1 s", *processes)
+            for column in columns:
+                table.add_column(column if column not in processes else f"{column} CPU", justify="right")
+            for load in loads:
+                with console.status(f"{load.name}: {load.rate:,} events/s for {args.seconds:.0f} s"):
+                    measured = measure(settings, load, args.seconds, processes)
+                latencies = measured.latencies
+                p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+                table.add_row(
+                    f"{load.rate:,}/s, {load.per_message} a message",
+                    f"{len(latencies):,}",
+                    f"{p50:.2f} s",
+                    f"{p90:.2f} s",
+                    f"{p99:.2f} s",
+                    f"{latencies.max():.2f} s",
+                    f"{measured.inserts_per_s:.1f}",
+                    "yes" if p99 <= TARGET_P99_S else "no",
+                    *(f"{measured.cores[name]:.0%}" for name in processes),
+                )
+                console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s")
+            console.print(table)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+    finally:
+        local_stack.down(settings)
+
+
+if __name__ == "__main__":
+    main()
