@@ -86,10 +86,11 @@ def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
 
     from driftloop.infra.settings import Settings
     from driftloop.streams.app_factory import create_app
-    from driftloop.streams.strict_offsets import PromptFetchThread
+    from driftloop.streams.strict_offsets import FETCH_MIN_BYTES, PromptFetchThread
 
     assert version("aiokafka").startswith("0.14.")
-    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+    start = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start and "fetch_min_bytes=self._fetch_min_bytes" in start
     assert "fetch_max_wait_ms=1500" in inspect.getsource(faust_kafka.AIOKafkaConsumerThread._create_worker_consumer)
 
     async def created() -> AIOKafkaConsumer:  # aiokafka creates its consumer inside a running loop
@@ -100,7 +101,8 @@ def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
         assert isinstance(thread, PromptFetchThread)
         return thread._create_worker_consumer(app.transport)
 
-    assert asyncio.run(created())._fetch_max_wait_ms == 250
+    consumer = asyncio.run(created())
+    assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (250, FETCH_MIN_BYTES)
 
 
 CRC_OFFSET = struct.calcsize(">qiib")  # a v2 batch: base offset, length, leader epoch, magic, then the CRC
