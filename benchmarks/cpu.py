@@ -36,6 +36,20 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def children(pid: int, *, marker: str = "") -> list[int]:
+    """The processes whose parent is ``pid`` (and whose command line holds ``marker``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None and int(fields[1]) == pid:
+            try:
+                command = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if marker in command:
+                found.append(int(entry.name))
+    return found
+
+
 def cpu_seconds(pids: Iterable[int]) -> float:
     """User and system CPU seconds the processes ``pids`` have used so far (ended ones count as 0)."""
     total = 0

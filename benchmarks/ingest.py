@@ -48,6 +48,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import REPO
+from benchmarks.cpu import children, cpu_seconds
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
@@ -173,7 +174,28 @@ def subprocess_env(settings_env: dict[str, str], **extra: str) -> dict[str, str]
     return {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")} | settings_env | extra
 
 
-def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path) -> float:
+@dataclass(frozen=True)
+class WorkerRun:
+    """The worker's landing rate, and the CPU each process spent a landed event meanwhile (µs)."""
+
+    rate: float
+    cpu_us: dict[str, float]
+
+
+def worker_processes(worker: int, services: dict[str, int]) -> dict[str, list[int]]:
+    """The worker's three processes (Faust; ingestion, its child; detection, ingestion's child) and the stack's."""
+    ingestion = children(worker, marker="spawn_main")
+    detection = [pid for parent in ingestion for pid in children(parent, marker="spawn_main")]
+    return {"faust": [worker], "ingestion": ingestion, "detection": detection} | {
+        name: [pid] for name, pid in services.items()
+    }
+
+
+def worker_rate(
+    settings: Settings, env: dict[str, str], events: int, log: Path, services: dict[str, int] | None = None
+) -> WorkerRun:
+    """The worker on the topic's backlog, from its first row landed to its last; CPU per process over the
+    same span (``services``: name → pid of the stack's servers, to count as well)."""
     client = connect(settings.clickhouse)
     with open(log, "ab") as out:
         worker = subprocess.Popen(
@@ -185,14 +207,21 @@ def worker_rate(settings: Settings, env: dict[str, str], events: int, log: Path)
         )
     try:
         first_t, first_n = 0.0, 0
+        processes: dict[str, list[int]] = {}
+        cpu_first: dict[str, float] = {}
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             n = client.execute("SELECT count() FROM predictions")[0][0]
             now = time.perf_counter()
             if n and not first_t:
-                first_t, first_n = now, n
+                processes = worker_processes(worker.pid, services or {})
+                if processes["detection"] or n >= events:  # detection starts at the first written batch
+                    first_t, first_n = now, n
+                    cpu_first = {name: cpu_seconds(pids) for name, pids in processes.items()}
             if n >= events:
-                return (n - first_n) / (now - first_t) if now > first_t else float("nan")
+                landed = n - first_n
+                cpu = {name: (cpu_seconds(pids) - cpu_first[name]) / landed * 1e6 for name, pids in processes.items()}
+                return WorkerRun(landed / (now - first_t) if now > first_t else float("nan"), cpu)
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited; see {log}")
             time.sleep(0.05)
@@ -223,13 +252,16 @@ def bare_faust_rate(env: dict[str, str], events: int, home: Path, group: str) ->
         proc.wait(30)
 
 
-def run_shape(shape: Shape, home: Path, events: int, rounds: int) -> dict[str, list[float]]:
+def run_shape(shape: Shape, home: Path, events: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Each rate measured ``rounds`` times, the measurements taking turns (raw, bare, worker, raw, ...) so that
-    the machine's slow and fast moments fall on all of them alike."""
+    the machine's slow and fast moments fall on all of them alike; and the CPU (µs) each process spent a
+    landed event while the worker ran (medians over the rounds)."""
     env = private_stack_env(home / shape.name, prefix=f"bench-{shape.name}.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
     settings = Settings.from_env(env)
-    local_stack.up(settings)
+    report = local_stack.up(settings)
+    services = {service.name: service.pid for service in report.services if service.pid}
     result: dict[str, list[float]] = {"raw": [], "bare": [], "worker": []}
+    cpu: dict[str, list[float]] = {}
     try:
         with console.status(f"{shape.name}: producing {events:,} events"):
             produce(settings, shape, events)
@@ -244,11 +276,14 @@ def run_shape(shape: Shape, home: Path, events: int, rounds: int) -> dict[str, l
             with console.status(f"{shape.name} ({k}/{rounds}): driftloop worker → ClickHouse"):
                 worker_env = env | {"DRIFTLOOP_WORKER_GROUP": f"bench-worker-{k}"}
                 log = home / f"{shape.name}-worker-{k}.log"
-                result["worker"].append(worker_rate(settings, worker_env, events, log))
+                run = worker_rate(settings, worker_env, events, log, services)
+                result["worker"].append(run.rate)
+                for name, us in run.cpu_us.items():
+                    cpu.setdefault(name, []).append(us)
                 client = connect(settings.clickhouse)
                 client.execute("TRUNCATE TABLE predictions")  # the next round counts its rows from zero
                 client.disconnect()
-        return result
+        return result, {name: statistics.median(values) for name, values in cpu.items()}
     finally:
         local_stack.down(settings)
 
@@ -280,13 +315,21 @@ def main() -> None:
     table = Table(title=f"ingest: {args.events:,} prediction events a shape (events/s{rounds})")
     for column in ("shape", "raw getmany+msgspec", "bare Faust agent", "driftloop worker", "worker / raw"):
         table.add_column(column, justify="right")
+    where = Table(title="where the time goes: CPU µs a landed event, by process, while the worker ran")
+    where.add_column("shape", justify="right")
     for name in args.shape or list(SHAPES):
-        rates = run_shape(SHAPES[name], home, args.events, args.rounds)
+        rates, cpu = run_shape(SHAPES[name], home, args.events, args.rounds)
         ratio = statistics.median(rates["worker"]) / statistics.median(rates["raw"])
         verdict = "" if ratio >= TARGET else f" (target ≥ {TARGET:.2f})"
         table.add_row(name, rate(rates["raw"]), rate(rates["bare"]), rate(rates["worker"]), f"{ratio:.2f}{verdict}")
-        console.print(f"{name}: worker {ratio:.2f} × raw")
+        if not where.rows:
+            for process in cpu:
+                where.add_column(process, justify="right")
+            where.add_column("total", justify="right")
+        where.add_row(name, *(f"{us:.1f}" for us in cpu.values()), f"{sum(cpu.values()):.1f}")
+        console.print(f"{name}: worker {ratio:.2f} × raw; " + ", ".join(f"{p} {us:.1f} µs" for p, us in cpu.items()))
     console.print(table)
+    console.print(where)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def max_rate(settings: Settings, env: dict[str, str], home: Path) -> float:
     with console.status(f"the maximum throughput: producing {events:,} events"):
         produce(settings, SHAPES["four-models"], events)
     with console.status("the maximum throughput: the worker on the backlog"):
-        rate = worker_rate(settings, env | {"DRIFTLOOP_WORKER_GROUP": "latency-max"}, events, home / "max.log")
+        rate = worker_rate(settings, env | {"DRIFTLOOP_WORKER_GROUP": "latency-max"}, events, home / "max.log").rate
     client = connect(settings.clickhouse)
     client.execute("TRUNCATE TABLE predictions")
     client.disconnect()
