@@ -144,7 +144,7 @@ def test_external_services_are_provisioned_not_started(stack: PrivateStack) -> N
 
 
 def test_an_unreachable_external_service_is_a_clear_error(tmp_path: Path) -> None:
-    env = private_stack_env(tmp_path) | {"DRIFTLOOP_EMBEDDED": "false"}
+    env = private_stack_env(tmp_path) | {"DRIFTLOOP_EMBEDDED": "false", "DRIFTLOOP_STACK_START_TIMEOUT_S": "3"}
     out = PrivateStack(env).run_cli("stack", "up", timeout_s=60)
     assert out.returncode == 1
     assert "is external" in out.stderr and "does not answer" in out.stderr

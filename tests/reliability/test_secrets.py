@@ -28,6 +28,7 @@ def test_passwords_never_show_in_settings_or_stack_status(tmp_path: Path) -> Non
             "DRIFTLOOP_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
             "DRIFTLOOP_KAFKA_SASL_USERNAME": "producer",
             "DRIFTLOOP_KAFKA_SASL_PASSWORD": PASSWORD,
+            "DRIFTLOOP_STACK_START_TIMEOUT_S": "3",  # nothing will answer: `stack up` need not wait long
         }
     )
     for args in (("settings",), ("settings", "--json"), ("stack", "status"), ("stack", "status", "--json"),
