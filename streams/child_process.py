@@ -13,10 +13,14 @@ the lane's next message before the answer is ready. Every message is answered wi
 error its handler raised (:class:`ChildError`), and the handler's report (its metrics), which the parent
 passes to ``on_report``.
 
-- :meth:`ChildProcess.call` queues a message and returns a future of its answer; a task writes the
-  queue to the pipe (pickled in a thread), so the event loop never waits for a busy child.
+- A message is a :class:`Request`: each kind a frozen dataclass of its own, which the handler matches on
+  (no strings to misspell; one it has no branch for comes back as :class:`UnknownRequestError`).
+- :meth:`ChildProcess.call` queues a request and returns a future of its answer; a task writes the
+  queue to the pipe (pickled in a thread), so the event loop never waits for a busy child. At most
+  ``MAX_UNANSWERED`` requests wait for one child (:class:`ChildBusyError` beyond): memory stays bounded.
 - A child that exits unasked (killed, out of memory) fails every unanswered message with
-  :class:`ChildLostError`; the next call starts a new child.
+  :class:`ChildLostError` at once; the next call starts a new child, and the old one's exit is waited for
+  in a thread (never on the event loop).
 - A child exits as soon as the parent's end of its pipe closes: the parent stopped, died, or ran itself
   again after a broker incident. Children are not daemons (the ingestion child starts the detection
   child, which a daemon may not); a parent that exits without :meth:`ChildProcess.close` closes its
@@ -34,6 +38,7 @@ import pickle
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -44,13 +49,31 @@ from driftloop.streams.gc_tuning import collect_less_often
 
 log = logging.getLogger("driftloop.child")
 
-_Message = tuple[str, str, int, Any]  # lane, kind, request id, payload
+#: Unanswered messages one child may have at most (queued, in the pipe, or in its lanes): callers bound their
+#: own work (ingestion three pieces in flight, detection eight batches), so reaching it is a bug, refused
+#: with ChildBusyError rather than growing memory without end.
+MAX_UNANSWERED = 256
+
+
+class Request:
+    """A message for a child process. Each kind is a frozen dataclass of its own, subclassing this one:
+    the handler matches on the type, and a request that is no handler's fails with :class:`ChildError`."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stop(Request):
+    """Finish what was sent, close the handler and exit (:meth:`ChildProcess.close` sends it)."""
+
+
+_Message = tuple[str, int, Request]  # lane, request id, request
 
 
 class ChildHandler(Protocol):
     """What a child process runs: built by the factory inside the child, with its event loop running."""
 
-    async def handle(self, kind: str, payload: Any) -> Any: ...
+    async def handle(self, request: Request) -> Any: ...
 
     def report(self) -> Any: ...
 
@@ -74,6 +97,17 @@ class ChildError(DriftloopError, RuntimeError):
 
 class ChildLostError(DriftloopError, RuntimeError):
     """The child exited before it answered the message."""
+
+
+class ChildBusyError(DriftloopError, RuntimeError):
+    """``MAX_UNANSWERED`` messages already wait for one child: its caller sends without waiting for answers."""
+
+
+class UnknownRequestError(DriftloopError, TypeError):
+    """A request no branch of the handler takes (a programming error: the parent and child disagree)."""
+
+    def __init__(self, handler: object, request: Request) -> None:
+        super().__init__(f"{type(handler).__name__} has no branch for {type(request).__name__}")
 
 
 class ChildProcess:
@@ -100,7 +134,7 @@ class ChildProcess:
         self._from_child: Connection | None = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count()
-        self._outgoing: asyncio.Queue[_Message] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[_Message] = asyncio.Queue(MAX_UNANSWERED)
         self._writer: asyncio.Task[None] | None = None
         self._to_child: Connection | None = None
         atexit.register(self._end_at_exit)
@@ -110,14 +144,18 @@ class ChildProcess:
         if self._process is None:
             self._start()
 
-    def call(self, lane: str, kind: str, payload: Any = None) -> asyncio.Future[Any]:
-        """Queue ``(kind, payload)`` in ``lane``; the future settles with the child's answer."""
+    def call(self, lane: str, request: Request) -> asyncio.Future[Any]:
+        """Queue ``request`` in ``lane``; the future settles with the child's answer."""
         if self._process is None:
             self._start()
-        request = next(self._ids)
+        if len(self._pending) >= MAX_UNANSWERED:
+            raise ChildBusyError(
+                f"{MAX_UNANSWERED} messages already wait for {self.name}: await the answers before sending more"
+            )
+        number = next(self._ids)
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request] = done
-        self._outgoing.put_nowait((lane, kind, request, payload))
+        self._pending[number] = done
+        self._outgoing.put_nowait((lane, number, request))
         return done
 
     async def close(self, timeout_s: float = 60.0) -> None:
@@ -126,7 +164,7 @@ class ChildProcess:
             return
         process = self._process
         try:
-            await asyncio.wait_for(self.call("", "stop"), timeout_s)
+            await asyncio.wait_for(self.call("", Stop()), timeout_s)
         except (ChildLostError, ChildError, TimeoutError):
             log.warning("child process did not stop in time; ending it", extra={"fields": {"child": self.name}})
         if self._process is process:
@@ -150,7 +188,7 @@ class ChildProcess:
         to_child_read.close()  # the child's ends: only the child may hold them, or it never sees EOF
         from_child_write.close()
         self._process, self._from_child, self._to_child = process, from_child_read, to_child_write
-        self._outgoing = asyncio.Queue()
+        self._outgoing = asyncio.Queue(MAX_UNANSWERED)
         self._writer = asyncio.create_task(self._write(self._outgoing, to_child_write), name=f"{self.name}-out")
         asyncio.get_running_loop().add_reader(from_child_read.fileno(), self._on_answer)
         log.info("child process started", extra={"fields": {"child": self.name, "pid": process.pid}})
@@ -184,21 +222,26 @@ class ChildProcess:
             self._lost()
 
     def _lost(self) -> None:
-        """The child exited unasked: fail what it held; the next call starts a new one."""
+        """The child exited unasked: fail what it held; the next call starts a new one. Its exit is waited
+        for (and logged with its code) in a thread: the event loop never waits for a process."""
         process = self._process
         if process is None:
             return
         self._forget()
-        process.join(1)
         self.restarts += 1
-        log.error(
-            "child process exited; the next message starts a new one",
-            extra={"fields": {"child": self.name, "exitcode": process.exitcode, "unanswered": len(self._pending)}},
-        )
+        unanswered = len(self._pending)
         for done in self._pending.values():
             if not done.done():
-                done.set_exception(ChildLostError(f"{self.name} exited (code {process.exitcode}) before it answered"))
+                done.set_exception(ChildLostError(f"{self.name} (pid {process.pid}) exited before it answered"))
         self._pending.clear()
+
+        def report(_: object) -> None:
+            log.error(
+                "child process exited; the next message starts a new one",
+                extra={"fields": {"child": self.name, "exitcode": process.exitcode, "unanswered": unanswered}},
+            )
+
+        asyncio.ensure_future(asyncio.to_thread(process.join, 5)).add_done_callback(report)
 
     def _forget(self) -> None:
         if self._writer is not None and self._writer is not asyncio.current_task():
@@ -272,7 +315,7 @@ async def _serve(
         except OSError:
             ended.set()  # the parent went away
 
-    async def settle(kind: str, request: int, work: Awaitable[Any]) -> None:
+    async def settle(kind: str, number: int, work: Awaitable[Any]) -> None:
         error, result = None, None
         try:
             result = await work
@@ -280,23 +323,23 @@ async def _serve(
             log.exception("child failed on a message", extra={"fields": {"message": kind}})
             error = f"{type(exc).__name__}: {exc}"
         if isinstance(result, AnswerLater):
-            pending = asyncio.ensure_future(settle(kind, request, result.pending))
+            pending = asyncio.ensure_future(settle(kind, number, result.pending))
             later.add(pending)
             pending.add_done_callback(later.discard)
             return
-        answer(request, error, result)
+        answer(number, error, result)
 
     async def run_lane(queue: asyncio.Queue[_Message]) -> None:
         while True:
-            _, kind, request, payload = await queue.get()
-            await settle(kind, request, handler.handle(kind, payload))
+            _, number, request = await queue.get()
+            await settle(type(request).__name__, number, handler.handle(request))
             queue.task_done()
 
     def dispatch(message: _Message | None) -> None:
         if message is None:  # the parent's end closed
             ended.set()
-        elif message[1] == "stop":
-            stop_request.append(message[2])
+        elif isinstance(message[2], Stop):
+            stop_request.append(message[1])
             ended.set()
         else:
             if message[0] not in lanes:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from driftloop.infra.settings import Settings
 from driftloop.streams.batch import ColumnBatch, DeadLetter
-from driftloop.streams.child_process import AnswerLater, ChildLostError, ChildProcess
+from driftloop.streams.child_process import AnswerLater, ChildLostError, ChildProcess, Request, UnknownRequestError
 from driftloop.streams.decode import Incoming
 from driftloop.streams.drift.process import DetectionMetrics, DetectionProcess
 from driftloop.streams.ingestion import Ingestion, IngestionMetrics, all_or_first_failure, split_by_bytes
@@ -35,6 +36,43 @@ from driftloop.streams.topic_publisher import KafkaTopicPublisher
 log = logging.getLogger("driftloop.ingestion")
 
 PIECES_IN_FLIGHT = 3  # one decoded while two are written
+
+
+_Packed = tuple[list[bytes], list[str], list[int], list[int]]  # values, topics, partitions, offsets
+
+# --- what the worker asks of its ingestion process (streams.child_process requests) ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMessages(Request):
+    """Decode a piece of Kafka messages and write its rows; answered once they are written."""
+
+    table: Literal["predictions", "outcomes"]
+    packed: _Packed
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep(Request):
+    """Join the waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
+
+    partitions: set[int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRows(Request):
+    """Write rows the worker made itself (a broker incident's report) to their table."""
+
+    rows: ColumnBatch
+
+
+@dataclass(frozen=True, slots=True)
+class HandOverDetectors(Request):
+    """Save every model's detector state and forget it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveDetectors(Request):
+    """Save the detector state of the models that changed."""
 
 
 class KafkaMessage(Protocol):
@@ -80,7 +118,9 @@ class IngestionProcess:
     async def on_outcome_messages(self, messages: Sequence[KafkaMessage]) -> None:
         await self._hand_over_in_pieces("outcomes", messages)
 
-    async def _hand_over_in_pieces(self, lane: str, messages: Sequence[KafkaMessage]) -> None:
+    async def _hand_over_in_pieces(
+        self, lane: Literal["predictions", "outcomes"], messages: Sequence[KafkaMessage]
+    ) -> None:
         """Send ``messages`` in pieces of at most ``batch_max_bytes``, a few unanswered at a time, and return
         once all are answered (raising the first failure).
 
@@ -91,26 +131,26 @@ class IngestionProcess:
         pieces: list[asyncio.Future[Any]] = []
         for piece in split_by_bytes(messages, self.batch_max_bytes):
             await room.acquire()
-            answered = asyncio.ensure_future(self._call(lane, lane, _pack(piece)))
+            answered = asyncio.ensure_future(self._call(lane, WriteMessages(lane, _pack(piece))))
             answered.add_done_callback(lambda _: room.release())
             pieces.append(answered)
         await all_or_first_failure(pieces)
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
-        await self._call("requests", "sweep", partitions)
+        await self._call("requests", Sweep(partitions))
 
     async def write(self, rows: ColumnBatch) -> None:
         """Write rows to ClickHouse (retrying while it is away), in the requests' lane."""
-        await self._call("requests", "write", rows)
+        await self._call("requests", WriteRows(rows))
 
     async def hand_over_detectors(self) -> None:
         """Save every model's detector state and forget it: the partitions may go to another worker."""
-        await self._call("requests", "hand_over")
+        await self._call("requests", HandOverDetectors())
 
     async def save_detectors(self) -> None:
         """Save the detector state of the models that saw events since their last save."""
-        await self._call("requests", "save_changed")
+        await self._call("requests", SaveDetectors())
 
     def start(self) -> None:
         self._child.start()
@@ -128,12 +168,15 @@ class IngestionProcess:
             log.exception("could not save detector state before stopping")
         await self._child.close()
 
-    async def _call(self, lane: str, kind: str, payload: Any = None) -> Any:
+    async def _call(self, lane: str, request: Request) -> Any:
         try:
-            return await self._child.call(lane, kind, payload)
+            return await self._child.call(lane, request)
         except ChildLostError:
-            log.warning("ingestion process lost; handing the message to a new one", extra={"fields": {"kind": kind}})
-            return await self._child.call(lane, kind, payload)
+            log.warning(
+                "ingestion process lost; handing the message to a new one",
+                extra={"fields": {"request": type(request).__name__}},
+            )
+            return await self._child.call(lane, request)
 
     def _take_report(self, report: dict[str, Any]) -> None:
         self.metrics, self.sink_metrics, self.drift_metrics = report["ingestion"], report["sinks"], report["drift"]
@@ -151,21 +194,22 @@ class IngestionHandler:
         self.drift.start()
         self.ingestion = Ingestion(settings, self.dead_letters, [self.drift])
 
-    async def handle(self, kind: str, payload: Any) -> AnswerLater | None:
-        if kind == "predictions":  # answered once written; the lane's next piece is decoded meanwhile
-            return AnswerLater(await self.ingestion.submit_predictions(_unpack(payload)))
-        if kind == "outcomes":
-            return AnswerLater(await self.ingestion.submit_outcomes(_unpack(payload)))
-        if kind == "sweep":
-            await self.ingestion.sweep(payload)
-        elif kind == "write":
-            await self.ingestion.prediction_sink.write(payload)
-        elif kind == "hand_over":
-            await self.drift.hand_over()
-        elif kind == "save_changed":
-            await self.drift.save_changed()
-        else:
-            raise ValueError(f"the ingestion process has no request {kind!r}")
+    async def handle(self, request: Request) -> AnswerLater | None:
+        match request:
+            case WriteMessages("predictions", packed):  # answered once written; the next piece is decoded now
+                return AnswerLater(await self.ingestion.submit_predictions(_unpack(packed)))
+            case WriteMessages("outcomes", packed):
+                return AnswerLater(await self.ingestion.submit_outcomes(_unpack(packed)))
+            case Sweep(partitions):
+                await self.ingestion.sweep(partitions)
+            case WriteRows(rows):
+                await self.ingestion.prediction_sink.write(rows)
+            case HandOverDetectors():
+                await self.drift.hand_over()
+            case SaveDetectors():
+                await self.drift.save_changed()
+            case _:
+                raise UnknownRequestError(self, request)
         return None
 
     def report(self) -> dict[str, Any]:
@@ -182,9 +226,6 @@ class IngestionHandler:
         await self.drift.close()
         self.ingestion.close()
         self.dead_letters.close()
-
-
-_Packed = tuple[list[bytes], list[str], list[int], list[int]]
 
 
 def _pack(messages: Sequence[KafkaMessage]) -> _Packed:

@@ -24,11 +24,42 @@ from typing import Any
 
 from driftloop.infra.settings import Settings
 from driftloop.streams.batch import ColumnBatch, served_only
-from driftloop.streams.child_process import ChildLostError, ChildProcess
+from driftloop.streams.child_process import ChildLostError, ChildProcess, Request, UnknownRequestError
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.observer import drift_observer
 from driftloop.streams.topic_publisher import KafkaTopicPublisher
+
+# --- what ingestion asks of its detection process (streams.child_process requests) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DetectPredictions(Request):
+    """Run the detectors on a written batch of predictions."""
+
+    frame: PredictionFrame
+
+
+@dataclass(frozen=True, slots=True)
+class DetectLabeled(Request):
+    """Run the performance detectors on written labeled rows."""
+
+    rows: ColumnBatch
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver(Request):
+    """Save every model's state and forget it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveChanged(Request):
+    """Save the state of the models that saw events since their last save."""
+
+
+@dataclass(frozen=True, slots=True)
+class Flush(Request):
+    """Save every model's state and statistics now."""
 
 
 @dataclass
@@ -58,24 +89,24 @@ class DetectionProcess:
     async def on_predictions(self, rows: ColumnBatch) -> None:
         rows = served_only(rows)
         if len(rows):
-            await self._hand("predictions", PredictionFrame.from_columns(rows))  # far cheaper to send than rows
+            await self._hand(DetectPredictions(PredictionFrame.from_columns(rows)))  # far cheaper to send than rows
 
     async def on_labeled(self, rows: ColumnBatch) -> None:
         rows = served_only(rows)
         if len(rows):
-            await self._hand("labeled", rows)
+            await self._hand(DetectLabeled(rows))
 
     async def hand_over(self) -> None:
         """Save every model's state and forget it: the partitions may go to another worker."""
-        await self._child.call("detect", "hand_over")
+        await self._child.call("detect", HandOver())
 
     async def save_changed(self) -> None:
         """Save the state of the models that saw events since their last save."""
-        await self._child.call("detect", "save_changed")
+        await self._child.call("detect", SaveChanged())
 
     async def flush(self) -> None:
         """Save every model's state and statistics now."""
-        await self._child.call("detect", "flush")
+        await self._child.call("detect", Flush())
 
     def start(self) -> None:
         self._child.start()
@@ -83,9 +114,9 @@ class DetectionProcess:
     async def close(self) -> None:
         await self._child.close()
 
-    async def _hand(self, kind: str, rows: ColumnBatch) -> None:
+    async def _hand(self, batch: DetectPredictions | DetectLabeled) -> None:
         await self._slots.acquire()  # released when the child answers (or is lost)
-        self._child.call("detect", kind, rows).add_done_callback(self._batch_done)
+        self._child.call("detect", batch).add_done_callback(self._batch_done)
 
     def _batch_done(self, done: asyncio.Future[Any]) -> None:
         self._slots.release()
@@ -110,19 +141,20 @@ class DetectionHandler:
         self.publisher = KafkaTopicPublisher[Alert](settings, settings.topics.alerts, key=lambda alert: alert.model)
         self.observer = drift_observer(settings, self.publisher)
 
-    async def handle(self, kind: str, payload: Any) -> None:
-        if kind == "predictions":
-            await self.observer.on_predictions(payload)
-        elif kind == "labeled":
-            await self.observer.on_labeled(payload)
-        elif kind == "hand_over":
-            await self.observer.hand_over()
-        elif kind == "save_changed":
-            await self.observer.save_changed()
-        elif kind == "flush":
-            await self.observer.flush()
-        else:
-            raise ValueError(f"the detection process has no request {kind!r}")
+    async def handle(self, request: Request) -> None:
+        match request:
+            case DetectPredictions(frame):
+                await self.observer.on_predictions(frame)
+            case DetectLabeled(rows):
+                await self.observer.on_labeled(rows)
+            case HandOver():
+                await self.observer.hand_over()
+            case SaveChanged():
+                await self.observer.save_changed()
+            case Flush():
+                await self.observer.flush()
+            case _:
+                raise UnknownRequestError(self, request)
 
     def report(self) -> dict[str, Any]:
         sink = self.observer.sink.metrics

@@ -7,32 +7,77 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from driftloop.infra.settings import Settings
-from driftloop.streams.child_process import AnswerLater, ChildError, ChildLostError, ChildProcess
+from driftloop.streams import child_process
+from driftloop.streams.child_process import (
+    AnswerLater,
+    ChildBusyError,
+    ChildError,
+    ChildLostError,
+    ChildProcess,
+    Request,
+    UnknownRequestError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Put(Request):
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Fail(Request):
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep(Request):
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pid(Request):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Later(Request):
+    outcome: float | str  # seconds to wait and answer, or an error's text to raise
+
+
+@dataclass(frozen=True, slots=True)
+class Nobody(Request):
+    """A request EchoHandler has no branch for."""
 
 
 class EchoHandler:
-    """Answers each message with (its kind, its payload, the messages seen so far); "fail" raises, "sleep" waits;
-    "later" answers ``payload`` (seconds, or an error's text) after that many seconds, and lets the lane go on."""
+    """Answers Put with ("put", its value, the values seen so far); Fail raises, Sleep waits, Pid answers the
+    child's pid; Later answers its seconds (or raises its text) after that many seconds, and lets the lane go on."""
 
     def __init__(self, settings: Settings) -> None:
         self.seen: list[Any] = []
 
-    async def handle(self, kind: str, payload: Any) -> Any:
-        if kind == "fail":
-            raise ValueError(f"no good: {payload}")
-        if kind == "sleep":
-            await asyncio.sleep(payload)
-        if kind == "pid":
-            return os.getpid()
-        if kind == "later":
-            return AnswerLater(self._after(payload))
-        self.seen.append(payload)
-        return kind, payload, len(self.seen)
+    async def handle(self, request: Request) -> Any:
+        match request:
+            case Put(value):
+                self.seen.append(value)
+                return "put", value, len(self.seen)
+            case Fail(text):
+                raise ValueError(f"no good: {text}")
+            case Sleep(seconds):
+                await asyncio.sleep(seconds)
+            case Pid():
+                return os.getpid()
+            case Later(outcome):
+                return AnswerLater(self._after(outcome))
+            case _:
+                raise UnknownRequestError(self, request)
+        return None
 
     async def _after(self, seconds: float | str) -> float:
         if isinstance(seconds, str):
@@ -62,9 +107,9 @@ def test_a_lane_is_answered_in_order_and_errors_come_back_as_child_errors() -> N
     async def run() -> None:
         reports: list[dict[str, int]] = []
         async with echo_child(reports.append) as child:
-            answers = [child.call("a", "put", i) for i in range(50)]
-            failed = child.call("a", "fail", "x")
-            later = child.call("a", "put", 50)
+            answers = [child.call("a", Put(i)) for i in range(50)]
+            failed = child.call("a", Fail("x"))
+            later = child.call("a", Put(50))
             assert await asyncio.gather(*answers) == [("put", i, i + 1) for i in range(50)]
             with pytest.raises(ChildError, match="ValueError: no good: x"):
                 await failed
@@ -77,9 +122,9 @@ def test_a_lane_is_answered_in_order_and_errors_come_back_as_child_errors() -> N
 def test_lanes_do_not_wait_for_each_other() -> None:
     async def run() -> None:
         async with echo_child() as child:
-            await child.call("warm", "put", 0)
-            slow = child.call("slow", "sleep", 5.0)
-            quick = await asyncio.wait_for(child.call("quick", "put", 1), 2.0)
+            await child.call("warm", Put(0))
+            slow = child.call("slow", Sleep(5.0))
+            quick = await asyncio.wait_for(child.call("quick", Put(1)), 2.0)
             assert quick[1] == 1 and not slow.done()
 
     asyncio.run(run())
@@ -88,14 +133,14 @@ def test_lanes_do_not_wait_for_each_other() -> None:
 def test_a_lost_child_fails_what_it_held_and_the_next_call_starts_a_new_one() -> None:
     async def run() -> None:
         async with echo_child() as child:
-            first = await child.call("a", "pid")
-            held = child.call("a", "sleep", 30.0)
+            first = await child.call("a", Pid())
+            held = child.call("a", Sleep(30.0))
             await asyncio.sleep(0.2)
             os.kill(first, signal.SIGKILL)
             with pytest.raises(ChildLostError):
                 await asyncio.wait_for(held, 10)
             assert child.restarts == 1
-            second = await asyncio.wait_for(child.call("a", "pid"), 30)
+            second = await asyncio.wait_for(child.call("a", Pid()), 30)
             assert second != first
 
     asyncio.run(run())
@@ -104,8 +149,8 @@ def test_a_lost_child_fails_what_it_held_and_the_next_call_starts_a_new_one() ->
 def test_close_lets_the_child_finish_what_it_was_sent() -> None:
     async def run() -> None:
         child = ChildProcess("echo", EchoHandler, Settings())
-        pid = await child.call("a", "pid")
-        queued = [child.call("a", "sleep", 0.05) for _ in range(10)]
+        pid = await child.call("a", Pid())
+        queued = [child.call("a", Sleep(0.05)) for _ in range(10)]
         await child.close()
         assert all(q.done() and not q.exception() for q in queued)
         with pytest.raises(ProcessLookupError):
@@ -117,10 +162,10 @@ def test_close_lets_the_child_finish_what_it_was_sent() -> None:
 def test_an_answer_given_later_lets_the_lane_go_on_and_comes_when_its_work_is_done() -> None:
     async def run() -> None:
         async with echo_child() as child:
-            await child.call("a", "put", 0)
-            slow = child.call("a", "later", 1.0)
-            failing = child.call("a", "later", "no good")
-            after = await asyncio.wait_for(child.call("a", "put", 1), 0.8)  # not held up behind the two
+            await child.call("a", Put(0))
+            slow = child.call("a", Later(1.0))
+            failing = child.call("a", Later("no good"))
+            after = await asyncio.wait_for(child.call("a", Put(1)), 0.8)  # not held up behind the two
             assert after == ("put", 1, 2) and not slow.done()
             with pytest.raises(ChildError, match="ValueError: no good"):
                 await failing
@@ -132,9 +177,28 @@ def test_an_answer_given_later_lets_the_lane_go_on_and_comes_when_its_work_is_do
 def test_close_waits_for_answers_given_later() -> None:
     async def run() -> None:
         child = ChildProcess("echo", EchoHandler, Settings())
-        await child.call("a", "put", 0)
-        pending = [child.call("a", "later", 0.3) for _ in range(3)]
+        await child.call("a", Put(0))
+        pending = [child.call("a", Later(0.3)) for _ in range(3)]
         await child.close()
         assert [p.result() for p in pending] == [0.3, 0.3, 0.3]
+
+    asyncio.run(run())
+
+
+def test_a_request_the_handler_has_no_branch_for_comes_back_as_a_child_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request no branch takes is refused by name, and the child goes on; a caller that sends without
+    waiting for answers is refused at ``MAX_UNANSWERED`` instead of filling memory."""
+
+    async def run() -> None:
+        async with echo_child() as child:
+            with pytest.raises(ChildError, match="UnknownRequestError: EchoHandler has no branch for Nobody"):
+                await child.call("a", Nobody())
+            assert await child.call("a", Put(1)) == ("put", 1, 1)
+            monkeypatch.setattr(child_process, "MAX_UNANSWERED", 5)
+            held = [child.call("a", Sleep(0.2)) for _ in range(5)]
+            with pytest.raises(ChildBusyError, match="5 messages already wait for echo"):
+                child.call("a", Put(2))
+            await asyncio.gather(*held)
+            assert await child.call("a", Put(2)) == ("put", 2, 2)  # answered: room again
 
     asyncio.run(run())
