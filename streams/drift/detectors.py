@@ -60,12 +60,8 @@ class Detector(Protocol):
 
 
 class RiverDetector:
-    """A River detector (ADWIN, PageHinkley, KSWIN, DDM, EDDM, HDDM_A/W, FHDDM) with evidence and replay state.
-
-    For ADWIN the evidence is exact: the window it dropped (the reference) and the one it kept (since
-    the change), their means, and the cut it had to beat. For the others the statistic is the mean of
-    the recent values against the mean before them.
-    """
+    """A River detector (PageHinkley, KSWIN, DDM, EDDM, HDDM_A/W, FHDDM) with evidence and replay state: the
+    statistic is the mean of the recent values against the mean before them (ADWIN: :class:`AdwinDetector`)."""
 
     def __init__(self, config: DetectorConfig, *, replay: int = 2000) -> None:
         self.name = config.name
@@ -76,17 +72,12 @@ class RiverDetector:
         self._replay = replay
         self._evidence = Evidence(math.nan, math.nan, 0, 0, 0)
         self.n = 0
-        self._width = 0  # ADWIN's width after its last cut (or at the start of the current batch) ...
-        self._since_cut = 0  # ... and the position in the batch it counts from
-        self._zeros_held: int | None = 0  # ADWIN: zeros not yet fed, while nothing else came (None: since then)
 
     def update(self, x: float) -> RiverDetector:
         self.update_many((x,))
         return self
 
     def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
-        if self.name == "ADWIN":
-            return self._adwin_many(values)
         detector = self._detector
         update = detector.update if self.name not in _COUNTS_SUCCESSES else lambda x: detector.update(1.0 - x)
         fired: list[tuple[int, Evidence]] = []
@@ -103,7 +94,59 @@ class RiverDetector:
         self.n += len(values)
         return fired
 
-    def _adwin_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+    @property
+    def drift_detected(self) -> bool:
+        return bool(self._detector.drift_detected)
+
+    def evidence(self) -> Evidence:
+        return self._evidence
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"n": self.n, "values": list(self._recent)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._detector = self._factory(**self.config.params)
+        self._recent.clear()
+        values = [float(v) for v in state.get("values", [])]
+        self._replay_values(values)
+        self.n = int(state.get("n", len(values)))
+
+    def _replay_values(self, values: list[float]) -> None:
+        """Feed a snapshot's values as new ones would be (no alerts)."""
+        feed = (lambda x: 1.0 - x) if self.name in _COUNTS_SUCCESSES else float
+        for value in values:
+            self._detector.update(feed(value))
+        self._recent.extend(values)
+
+    def _window_evidence(self) -> Evidence:
+        values = list(self._recent)
+        half = max(len(values) // 2, 1)
+        reference, window = values[:half], values[half:] or values[-1:]
+        ref_mean, win_mean = sum(reference) / len(reference), sum(window) / len(window)
+        return Evidence(
+            statistic=abs(win_mean - ref_mean),
+            threshold=math.nan,
+            reference_size=len(reference),
+            window_size=len(window),
+            change_offset=0,
+            reference_mean=ref_mean,
+            window_mean=win_mean,
+            details={"reference_std": _std(reference)},
+        )
+
+
+class AdwinDetector(RiverDetector):
+    """River's ADWIN, fed straight into its Rust window between detections, with exact evidence: the window
+    it dropped (the reference) and the one it kept (since the change), their means, and the cut it had to beat.
+    """
+
+    def __init__(self, config: DetectorConfig, *, replay: int = 2000) -> None:
+        super().__init__(config, replay=replay)
+        self._width = 0  # the window's width after its last cut (or at the start of the current batch) ...
+        self._since_cut = 0  # ... and the position in the batch it counts from
+        self._zeros_held: int | None = 0  # zeros not yet fed, while nothing else came (None: since then)
+
+    def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
         """ADWIN's own update, run by C and Rust between detections: River's ``ADWIN.update`` is a
         Python method around the Rust window (reset after a detection, then one ``_helper.update``);
         here the window is fed straight from ``map`` until it reports a change, which is where the
@@ -147,30 +190,13 @@ class RiverDetector:
         self.n += len(values)
         return fired
 
-    @property
-    def drift_detected(self) -> bool:
-        return bool(self._detector.drift_detected)
-
-    def evidence(self) -> Evidence:
-        return self._evidence
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"n": self.n, "values": list(self._recent)}
-
     def restore(self, state: dict[str, Any]) -> None:
-        self._detector = self._factory(**self.config.params)
-        self._recent.clear()
         self._width = self._since_cut = 0
         self._zeros_held = 0
-        values = [float(v) for v in state.get("values", [])]
-        if self.name == "ADWIN":
-            self._adwin_many(values)  # the replayed values feed the window as new ones would (no alerts)
-        else:
-            feed = (lambda x: 1.0 - x) if self.name in _COUNTS_SUCCESSES else float
-            for value in values:
-                self._detector.update(feed(value))
-            self._recent.extend(values)
-        self.n = int(state.get("n", len(values)))
+        super().restore(state)
+
+    def _replay_values(self, values: list[float]) -> None:
+        self.update_many(values)  # the replayed values feed the window as new ones would (no alerts)
 
     def _adwin_evidence(self, width_before: int) -> Evidence:
         """ADWIN cuts its window at bucket boundaries; the change point is refined within the values kept."""
@@ -195,22 +221,6 @@ class RiverDetector:
             reference_mean=float(reference.mean()),
             window_mean=float(window.mean()),
             details={"reference_std": _std(reference[-2000:].tolist()), "adwin_width_kept": kept},
-        )
-
-    def _window_evidence(self) -> Evidence:
-        values = list(self._recent)
-        half = max(len(values) // 2, 1)
-        reference, window = values[:half], values[half:] or values[-1:]
-        ref_mean, win_mean = sum(reference) / len(reference), sum(window) / len(window)
-        return Evidence(
-            statistic=abs(win_mean - ref_mean),
-            threshold=math.nan,
-            reference_size=len(reference),
-            window_size=len(window),
-            change_offset=0,
-            reference_mean=ref_mean,
-            window_mean=win_mean,
-            details={"reference_std": _std(reference)},
         )
 
 
@@ -258,4 +268,4 @@ def build(config: DetectorConfig) -> Detector:
     """A fresh detector from its configuration (``name`` and River's keyword arguments)."""
     if config.name in OWN:
         return OWN[config.name](**config.params)  # type: ignore[no-any-return]
-    return RiverDetector(config)
+    return AdwinDetector(config) if config.name == "ADWIN" else RiverDetector(config)
