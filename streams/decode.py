@@ -593,14 +593,17 @@ def _typed_rows(
     return rows
 
 
+_NUM_NAME = PREDICTION_COLUMNS.index("num.name")  # where a row (a tuple in the columns' order) holds them
+
+
 def _share_feature_names(rows: list[tuple[Any, ...]]) -> None:
     """Envelopes repeat one list of feature names: let the rows that repeat it hold one copy."""
     shared: list[str] = []
     for i, row in enumerate(rows):
-        if row[6] == shared:
-            rows[i] = (*row[:6], shared, *row[7:])
+        if row[_NUM_NAME] == shared:
+            rows[i] = (*row[:_NUM_NAME], shared, *row[_NUM_NAME + 1 :])
         else:
-            shared = row[6]
+            shared = row[_NUM_NAME]
 
 
 def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, ...] | None:
