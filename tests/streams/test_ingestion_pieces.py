@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from driftloop.infra.settings import Settings
 from driftloop.streams.decode import Incoming
-from driftloop.streams.ingestion_process import PIECES_IN_FLIGHT, IngestionProcess
+from driftloop.streams.ingestion_process import PIECES_IN_FLIGHT, IngestionProcess, WriteMessages
 
 
 class Child:
@@ -21,9 +20,9 @@ class Child:
         self.unanswered = 0
         self.most_unanswered = 0
 
-    async def call(self, lane: str, kind: str, payload: Any = None) -> None:
-        values, _topics, _partitions, offsets = payload
-        assert lane == kind == "predictions" and sum(map(len, values)) <= 65536
+    async def call(self, lane: str, request: WriteMessages) -> None:
+        values, _topics, _partitions, offsets = request.packed
+        assert lane == request.table == "predictions" and sum(map(len, values)) <= 65536
         self.pieces.append(offsets)
         self.unanswered += 1
         self.most_unanswered = max(self.most_unanswered, self.unanswered)
