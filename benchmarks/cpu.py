@@ -22,12 +22,20 @@ def _stat(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()  # the fields after the command name (which may hold spaces)
 
 
+def _parents() -> dict[int, int]:
+    """Every process's parent (pid → ppid)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
 def descendants(pid: int) -> list[int]:
     """``pid`` and every process below it."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    for child, parent in _parents().items():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
@@ -39,14 +47,13 @@ def descendants(pid: int) -> list[int]:
 def children(pid: int, *, marker: str = "") -> list[int]:
     """The processes whose parent is ``pid`` (and whose command line holds ``marker``)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None and int(fields[1]) == pid:
-            try:
-                command = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if marker in command:
-                found.append(int(entry.name))
+    for child in (child for child, parent in _parents().items() if parent == pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command:
+            found.append(child)
     return found
 
 
