@@ -49,6 +49,8 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     yield counter("driftloop_alerts", "Drift alerts published, by kind.", _by(drift.alerts_by_kind), ["kind"])
     yield counter("driftloop_detection_batch_errors", "Batches the drift detectors failed on (ingestion went on).",
                   {(): drift.batch_errors})  # fmt: skip
+    yield counter("driftloop_detection_batches_lost", "Batches a lost detection process held (written, not detected).",
+                  {(): drift.batches_lost})  # fmt: skip
     yield counter("driftloop_ingestion_restarts", "Times the ingestion process exited unasked and was started again.",
                   {(): ingestion.restarts})  # fmt: skip
     yield counter("driftloop_detection_restarts", "Times the detection process exited unasked and was started again.",

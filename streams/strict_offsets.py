@@ -21,13 +21,18 @@ results stay free of duplicates by ``event_id``).
 Before each commit the consumer awaits the app's ``commit_guard`` (when it has one): the streams worker
 passes its broker watch, which answers False while the broker is away or when it came back as a new
 instance without its data (``streams.broker_watch``). The commit waits for the next one.
+
+Once the offsets to commit are known, and before they are committed, the consumer awaits the app's
+``checkpoint`` (when it has one): the streams worker saves the detector state there, so that every
+committed event is in the saved detectors' history (a worker killed after the commit restores a state
+that covers it). An answer of False leaves the offsets for the next commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
@@ -87,6 +92,13 @@ class StrictOffsetsConsumer(faust_kafka.Consumer):
         if guard is not None and not await guard():
             return False
         return await super().commit(topics, start_new_transaction)
+
+    async def _commit_offsets(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        # faust-streaming 0.15: _commit_tps computes the offsets from the acknowledged messages, then calls this
+        checkpoint: Callable[[], Awaitable[bool]] | None = getattr(self.app, "checkpoint", None)
+        if checkpoint is not None and not await checkpoint():
+            return False
+        return await super()._commit_offsets(offsets, start_new_transaction)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         log.warning(

@@ -67,6 +67,18 @@ def build_worker_app(settings: Settings) -> faust.App:
     app.ingestion = ingestion  # type: ignore[attr-defined]
     app.broker_watch = broker_watch  # type: ignore[attr-defined]
     app.commit_guard = broker_watch.check  # type: ignore[attr-defined]
+
+    async def checkpoint() -> bool:
+        # Every acknowledged batch was handed to detection before its ack, and the save runs after the
+        # batches handed over before it: the saved state covers every offset about to be committed.
+        try:
+            await ingestion.save_detectors()
+        except Exception:
+            log.warning("could not save detector state; the offsets wait for the next commit", exc_info=True)
+            return False
+        return True
+
+    app.checkpoint = checkpoint  # type: ignore[attr-defined]
     outcomes_topic = settings.topics.outcomes
     source_topics = {settings.topics.predictions, outcomes_topic}
 

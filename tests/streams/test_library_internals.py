@@ -105,6 +105,35 @@ def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
     assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (250, FETCH_MIN_BYTES)
 
 
+def test_offsets_are_committed_only_after_the_apps_checkpoint_says_yes() -> None:
+    """strict_offsets awaits ``app.checkpoint`` in ``_commit_offsets``, which Faust calls once the offsets are
+    computed: the worker's detector state saved there covers every offset committed."""
+    from faust.transport import consumer as faust_consumer
+    from faust.types import TP
+
+    from driftloop.infra.settings import Settings
+    from driftloop.streams.app_factory import create_app
+
+    commit_tps = inspect.getsource(faust_consumer.Consumer._commit_tps)
+    assert commit_tps.index("self._filter_committable_offsets(tps)") < commit_tps.index("self._commit_offsets(")
+    asked: list[str] = []
+
+    async def refused() -> bool:
+        asked.append("checkpoint")
+        return False
+
+    async def commit() -> bool:
+        app = create_app(Settings.from_env({"DRIFTLOOP_HOME": tempfile.mkdtemp()}), app_id="checkpoint")
+        app.checkpoint = refused  # type: ignore[attr-defined]
+        tp = TP("driftloop.predictions", 0)
+        done = await app.consumer._commit_offsets({tp: 10})
+        assert app.consumer._committed_offset.get(tp) is None  # nothing recorded as committed
+        return done
+
+    assert asyncio.run(commit()) is False
+    assert asked == ["checkpoint"]
+
+
 CRC_OFFSET = struct.calcsize(">qiib")  # a v2 batch: base offset, length, leader epoch, magic, then the CRC
 
 
