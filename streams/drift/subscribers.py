@@ -191,9 +191,10 @@ def forward_alerts(
     """Deliver every alert ``alert_filter`` takes to the webhooks, committing each only once every URL took it,
     or it was parked for the URLs that did not (with ``parking``: at once for a URL that refused it, after
     ``park_after_s`` of trying for one that stayed unreachable; without, an unreachable URL holds it back for
-    as long as it takes); returns how many were handled. ``name``: the subscriber, whose consumer group is
-    its own. A PagerDuty subscriber also resolves its incidents (``streams.drift.incidents``): it reads
-    ``model-versions`` too, and ``specs`` give each model's cooldown."""
+    as long as it takes); returns how many were handled, once ``idle_timeout_s`` (None: never) passed without
+    an alert after the consumer joined its group. ``name``: the subscriber, whose consumer group is its own. A PagerDuty
+    subscriber also resolves its incidents (``streams.drift.incidents``): it reads ``model-versions`` too,
+    and ``specs`` give each model's cooldown."""
     incidents: Incidents | None = None
     topics = [settings.topics.alerts]
     if forwarder.format == "pagerduty":
@@ -217,7 +218,9 @@ def forward_alerts(
                 for key in incidents.quiet(time.time()):
                     forwarder.resolve(key, "its model's cooldown passed without a new alert")
             if not records:
-                if idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
+                if not consumer.assignment():  # still joining its group: not idle yet
+                    idle_since = time.monotonic()
+                elif idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s:
                     return handled
                 continue
             idle_since = time.monotonic()

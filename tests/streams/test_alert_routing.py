@@ -162,9 +162,9 @@ def test_two_named_subscribers_each_get_every_alert_they_filter_for(stack: Priva
 
     def run(name: str) -> None:
         forwarder, chosen = subscribers[name]
-        # the idle timeout ends the run; a group join takes a few seconds first
+        # the idle timeout (counted once the group is joined) ends the run
         handled[name] = forward_alerts(
-            settings, forwarder, name=name, alert_filter=chosen, from_beginning=True, idle_timeout_s=10
+            settings, forwarder, name=name, alert_filter=chosen, from_beginning=True, idle_timeout_s=3
         )
 
     threads = [threading.Thread(target=run, args=(name,)) for name in subscribers]

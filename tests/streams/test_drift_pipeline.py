@@ -103,8 +103,7 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/hook"
-        # a group join on the embedded broker takes about one session timeout before records flow
-        forward_alerts(drift_stack.settings, WebhookForwarder([url]), from_beginning=True, idle_timeout_s=20)
+        forward_alerts(drift_stack.settings, WebhookForwarder([url]), from_beginning=True, idle_timeout_s=3)
     finally:
         server.shutdown()
     delivered = [r for r in Receiver.received if r["model"] == model]

@@ -56,7 +56,7 @@ def test_an_alert_a_webhook_has_not_taken_is_held_back_then_delivered(stack: Pri
                                  max_pause_s=0.3)  # fmt: skip
     handled: list[int] = []
     forwarding = threading.Thread(
-        target=lambda: handled.append(forward_alerts(settings, forwarder, from_beginning=True, idle_timeout_s=8))
+        target=lambda: handled.append(forward_alerts(settings, forwarder, from_beginning=True, idle_timeout_s=3))
     )
     forwarding.start()
     group = KafkaConsumer(**settings.kafka_python_config(), group_id="driftloop-webhooks")
