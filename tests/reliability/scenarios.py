@@ -259,21 +259,25 @@ def hostile_input(stack: PrivateStack, tmp: Path, *, count: int) -> SoakResult:
     private = isolated(stack, "fuzz")
     model = "fuzz-" + uuid.uuid4().hex[:6]
     started = time.monotonic()
-    generated = messages(model, count)
-    good = {rid for m in generated if m.good for rid in m.request_ids}
+    # the worker starts (seconds of imports and a group join) while hypothesis draws the messages
+    worker = WorkerProcess(private, tmp / "worker.log", DRIFTLOOP_BATCH_MAX_WAIT_S="0.2")
     topic = private.settings.topics.predictions
-    producer = KafkaProducer(**private.settings.kafka_python_config(), max_request_size=4 << 20, linger_ms=20)
-    futures = [(m, producer.send(topic, m.value)) for m in generated]
-    producer.flush()
-    sent = {}
-    for message, future in futures:
-        metadata = future.get(timeout=30)
-        sent[(metadata.partition, metadata.offset)] = message
-    producer.close()
+    try:
+        generated = messages(model, count)
+        producer = KafkaProducer(**private.settings.kafka_python_config(), max_request_size=4 << 20, linger_ms=20)
+        futures = [(m, producer.send(topic, m.value)) for m in generated]
+        producer.flush()
+        sent = {}
+        for message, future in futures:
+            metadata = future.get(timeout=30)
+            sent[(metadata.partition, metadata.offset)] = message
+        producer.close()
+    except BaseException:
+        worker.stop()
+        raise
+    good = {rid for m in generated if m.good for rid in m.request_ids}
     bad = {coordinates for coordinates, m in sent.items() if not m.good}
     result = SoakResult("hostile input", len(good), faults=len(bad))
-
-    worker = WorkerProcess(private, tmp / "worker.log", DRIFTLOOP_BATCH_MAX_WAIT_S="0.2")
     client = connect(private.settings.clickhouse)
     try:
 

@@ -1,4 +1,5 @@
-"""Hostile input: 10,000 generated messages, good ones mixed with broken ones, through the real worker.
+"""Hostile input: 5,000 generated messages (50,000 in `make soak`), good ones mixed with broken ones, through
+the real worker.
 
 Every bad message must reach dead-letter with a reason, every good event must land exactly once, the worker
 must live through all of it, and its memory must stay bounded. (`hostile.py` generates them; the decoder's
