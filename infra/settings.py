@@ -128,7 +128,7 @@ class Topics:
 
     >>> Topics("driftloop.").all()
     ('driftloop.predictions', 'driftloop.outcomes', 'driftloop.alerts', 'driftloop.model-versions', \
-'driftloop.dead-letter')
+'driftloop.dead-letter', 'driftloop.detections')
     """
 
     prefix: str
@@ -153,8 +153,13 @@ class Topics:
     def dead_letter(self) -> str:
         return self.prefix + "dead-letter"
 
+    @property
+    def detections(self) -> str:
+        """Internal: the detectors' findings, keyed by model, on their way to the alert gate."""
+        return self.prefix + "detections"
+
     def all(self) -> tuple[str, ...]:
-        return (self.predictions, self.outcomes, self.alerts, self.model_versions, self.dead_letter)
+        return (self.predictions, self.outcomes, self.alerts, self.model_versions, self.dead_letter, self.detections)
 
 
 class Settings(BaseModel):

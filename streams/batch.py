@@ -243,3 +243,19 @@ def served_only(rows: ColumnBatch) -> ColumnBatch:
     if served is None or all(served):
         return rows
     return rows.take([i for i, flag in enumerate(served) if flag])
+
+
+def by_partition(rows: ColumnBatch, partitions: Sequence[int]) -> list[tuple[int, ColumnBatch]]:
+    """``rows`` split by the Kafka partition each was read from (``partitions[i]``), in order of first row.
+
+    >>> rows = ColumnBatch("t", {"x": [1, 2, 3]})
+    >>> [(p, part["x"]) for p, part in by_partition(rows, [4, 0, 4])]
+    [(4, [1, 3]), (0, [2])]
+    """
+    first = partitions[0] if len(partitions) else 0
+    if all(p == first for p in partitions):
+        return [(first, rows)] if len(rows) else []
+    groups: dict[int, list[int]] = {}
+    for i, partition in enumerate(partitions):
+        groups.setdefault(partition, []).append(i)
+    return [(partition, rows.take(indices)) for partition, indices in groups.items()]

@@ -149,7 +149,7 @@ class Ingestion:
 
     async def _after_predictions(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
         self._count("predictions", chunk, rows)
-        await self._observe("on_predictions", rows)
+        await self._observe("on_predictions", rows, [chunk[i].partition for i in origins])
 
     async def _after_outcomes(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
         self._count("outcomes", chunk, rows)
@@ -157,7 +157,7 @@ class Ingestion:
         result = await self.join.join(rows, partitions)
         self.metrics.labeled += len(result.labeled)
         self.metrics.waiting_outcomes += result.waiting
-        await self._observe("on_labeled", result.labeled)
+        await self._observe("on_labeled", result.labeled, result.partitions)
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
@@ -175,7 +175,7 @@ class Ingestion:
                     }
                 },
             )
-        await self._observe("on_labeled", result.labeled)
+        await self._observe("on_labeled", result.labeled, result.partitions)
 
     def close(self) -> None:
         self.prediction_sink.close()
@@ -255,12 +255,12 @@ class Ingestion:
         if len(rows):
             self.metrics.models.add(kind, rows["model"])
 
-    async def _observe(self, hook: str, rows: ColumnBatch) -> None:
+    async def _observe(self, hook: str, rows: ColumnBatch, partitions: list[int]) -> None:
         if not len(rows):
             return
         for observer in self.observers:
             try:
-                await getattr(observer, hook)(rows)
+                await getattr(observer, hook)(rows, partitions)
             except Exception:
                 self.metrics.observer_errors += 1
                 log.exception("observer failed; ingestion goes on", extra={"fields": {"observer": repr(observer)}})

@@ -23,7 +23,7 @@ import asyncio
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.settings import ClickHouseEndpoint
@@ -89,11 +89,13 @@ def is_classification(prediction_num: float, label_num: float) -> bool:
 
 @dataclass(frozen=True)
 class JoinResult:
-    """Labeled rows made, and how many outcomes still wait (or just expired)."""
+    """Labeled rows made (``partitions[i]``: the Kafka partition of row i's outcome), and how many outcomes
+    still wait (or just expired)."""
 
     labeled: ColumnBatch
     waiting: int
     expired: int = 0
+    partitions: list[int] = field(default_factory=list)
 
 
 class OutcomeJoin:
@@ -110,11 +112,11 @@ class OutcomeJoin:
         if not len(outcomes):
             return JoinResult(ColumnBatch.empty("labeled", LABELED_COLUMNS), 0)
         found = await asyncio.to_thread(self._lookup, outcomes["model"], outcomes["request_id"])
-        labeled, unmatched = _label(outcomes, found)
+        labeled, unmatched, origins = _label(outcomes, found)
         now = int(time.time())
         pending = _pending_rows(outcomes.take(unmatched), [partitions[i] for i in unmatched], now, "pending")
         await self._write(labeled, pending)
-        return JoinResult(labeled, len(unmatched))
+        return JoinResult(labeled, len(unmatched), partitions=[partitions[i] for i in origins])
 
     async def sweep(self, partitions: Iterable[int] | None = None) -> JoinResult:
         """Join waiting outcomes whose prediction has arrived; expire those older than the window."""
@@ -122,7 +124,7 @@ class OutcomeJoin:
         if not len(waiting):
             return JoinResult(ColumnBatch.empty("labeled", LABELED_COLUMNS), 0)
         found = await asyncio.to_thread(self._lookup, waiting["model"], waiting["request_id"])
-        labeled, unmatched = _label(waiting, found)
+        labeled, unmatched, origins = _label(waiting, found)
         matched = sorted(set(range(len(waiting))) - set(unmatched))
         deadline = time.time() - self.window_s
         expired = [i for i in unmatched if waiting["arrived_at"][i].timestamp() < deadline]
@@ -131,7 +133,8 @@ class OutcomeJoin:
         gone = _pending_rows(waiting.take(expired), [waiting["source_partition"][i] for i in expired], now, "expired")
         # labeled rows first: a crash before the state rows only means the next sweep joins them again
         await self._write(labeled, states.concat(gone))
-        return JoinResult(labeled, len(unmatched) - len(expired), len(expired))
+        partitions = [waiting["source_partition"][i] for i in origins]
+        return JoinResult(labeled, len(unmatched) - len(expired), len(expired), partitions)
 
     # --- ClickHouse lookups (blocking; run in a thread) -------------------------------------------------
 
@@ -192,10 +195,12 @@ def _external(name: str, structure: dict[str, str], data: list[dict[str, object]
 
 def _label(
     outcomes: ColumnBatch, found: dict[tuple[str, str], list[dict[str, object]]]
-) -> tuple[ColumnBatch, list[int]]:
-    """Labeled rows for the outcomes whose predictions were found, and the indices of those not found."""
+) -> tuple[ColumnBatch, list[int], list[int]]:
+    """Labeled rows for the outcomes whose predictions were found, the indices of those not found, and the
+    index of each labeled row's outcome."""
     rows: list[tuple[object, ...]] = []
     unmatched: list[int] = []
+    origins: list[int] = []
     o = outcomes.columns
     values = o.get("value")
     for i, key in enumerate(zip(o["model"], o["request_id"], strict=True)):
@@ -216,6 +221,7 @@ def _label(
                 error = abs(prediction_num - label_num)
                 correct = int(error == 0.0)
             served = int(p["served"])  # type: ignore[call-overload]
+            origins.append(i)
             rows.append(
                 (
                     o["event_id"][i] if served else f"{o['event_id'][i]}@v{p['model_version']}",
@@ -245,7 +251,7 @@ def _label(
                 )
             )
     columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in LABELED_COLUMNS]
-    return ColumnBatch("labeled", dict(zip(LABELED_COLUMNS, columns, strict=True))), unmatched
+    return ColumnBatch("labeled", dict(zip(LABELED_COLUMNS, columns, strict=True))), unmatched, origins
 
 
 def _epoch(value: object) -> int:

@@ -46,7 +46,13 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
     yield counter("driftloop_sink_retries", "ClickHouse inserts retried (server unavailable or failing).",
                   {(): retries})  # fmt: skip
     yield gauge("driftloop_sink_rows_waiting", "Rows held while ClickHouse is retried.", {(): waiting})
-    yield counter("driftloop_alerts", "Drift alerts published, by kind.", _by(drift.alerts_by_kind), ["kind"])
+    gate = app.alert_gate
+    yield counter("driftloop_alerts", "Drift alerts let through the alert gate, by kind.", _by(gate.alerts_by_kind),
+                  ["kind"])  # fmt: skip
+    yield counter("driftloop_detections", "Detections handed to the alert gate, by kind.",
+                  _by(drift.detections_by_kind), ["kind"])  # fmt: skip
+    yield counter("driftloop_alerts_folded", "Detections folded into an alert of the same drift by the alert gate.",
+                  {(): gate.folded})  # fmt: skip
     yield counter("driftloop_detection_batch_errors", "Batches the drift detectors failed on (ingestion went on).",
                   {(): drift.batch_errors})  # fmt: skip
     yield counter("driftloop_detection_batches_lost", "Batches a lost detection process held (written, not detected).",

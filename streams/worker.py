@@ -22,18 +22,24 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
 
-from driftloop.infra.clickhouse.client import enforce_retention
+from driftloop.infra.clickhouse.client import SharedClient, enforce_retention
 from driftloop.infra.metrics import serve_metrics
 from driftloop.infra.settings import Settings
+from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.app_factory import create_app
 from driftloop.streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
+from driftloop.streams.drift.alerts import Alert
+from driftloop.streams.drift.gate import AlertGate, GateKeeper, read_detections
+from driftloop.streams.drift.silences import Silence, active_silences
 from driftloop.streams.gc_tuning import collect_less_often
 from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
 from driftloop.streams.metrics import worker_metrics
+from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.worker")
 
@@ -82,6 +88,12 @@ def build_worker_app(settings: Settings) -> faust.App:
     outcomes_topic = settings.topics.outcomes
     source_topics = {settings.topics.predictions, outcomes_topic}
 
+    gate, close_gate = _alert_gate(settings, ingestion)
+    app.alert_gate = gate.gate  # type: ignore[attr-defined]
+
+    async def pass_detections(messages: Sequence[KafkaMessage]) -> None:
+        await gate.handle(read_detections([m.value for m in messages]))
+
     async def consume(stream: StreamT, handle: Handler) -> None:
         # Taking the next batch overlaps with writing the previous one; ``depth`` bounds what is in flight.
         pipeline = _InOrderWriter(handle, ingestion, written, depth=2)
@@ -100,6 +112,10 @@ def build_worker_app(settings: Settings) -> faust.App:
     async def ingest_outcomes(stream: StreamT) -> None:
         await consume(stream, ingestion.on_outcome_messages)
 
+    @app.agent(app.topic(settings.topics.detections), name="alert-gate", concurrency=1)
+    async def alert_gate(stream: StreamT) -> None:
+        await consume(stream, pass_detections)
+
     @app.timer(settings.join_sweep_interval_s, name="join-sweep")
     async def join_sweep() -> None:
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == outcomes_topic}
@@ -111,7 +127,8 @@ def build_worker_app(settings: Settings) -> faust.App:
 
     @app.on_partitions_revoked.connect
     async def hand_over_detector_state(sender: object, revoked: set, **kwargs: object) -> None:
-        # whoever gets these partitions next reads the state from ClickHouse
+        # whoever gets these partitions next reads the state (and the gate its memory) from ClickHouse
+        gate.gate.forget()
         try:
             await ingestion.hand_over_detectors()
         except Exception:
@@ -132,6 +149,7 @@ def build_worker_app(settings: Settings) -> faust.App:
     @app.on_before_shutdown.connect
     async def stop_ingestion(sender: object, **kwargs: object) -> None:
         await ingestion.close()  # after the partitions' hand-over: the consumer has stopped
+        close_gate()
 
     @app.timer(settings.broker_check_interval_s, name="broker-watch")
     async def watch_broker() -> None:
@@ -235,6 +253,33 @@ class _InOrderWriter:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+
+
+def _alert_gate(settings: Settings, ingestion: IngestionProcess) -> tuple[GateKeeper, Callable[[], None]]:
+    """The alert gate as the worker runs it (ClickHouse read in threads, alerts published with kafka-python,
+    ``drift_alerts`` written by the ingestion process), and what closes its connections."""
+    reader = SharedClient(settings.clickhouse)
+    publisher = KafkaTopicPublisher[Alert](settings, settings.topics.alerts, key=lambda alert: alert.model)
+
+    async def silences(models: list[str], now: float) -> list[Silence]:
+        # none when ClickHouse cannot say: an alert sent during a silence is a nuisance, one lost is worse
+        try:
+            return await asyncio.to_thread(active_silences, reader, models, now)
+        except Exception:
+            log.warning("could not read alert silences; the alerts are published", exc_info=True)
+            return []
+
+    async def read(query: Callable[[SharedClient], Any]) -> Any:
+        return await asyncio.to_thread(query, reader)
+
+    def close() -> None:
+        publisher.close()
+        reader.close()
+
+    gate = GateKeeper(
+        AlertGate(SpecCatalog(settings.spec_directory)), read, publisher.publish, ingestion.write, silences
+    )
+    return gate, close
 
 
 def restart_process() -> None:

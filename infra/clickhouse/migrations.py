@@ -5,7 +5,8 @@ to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the data
 18.16 knows no ``ADD COLUMN IF NOT EXISTS``: a plain ``ALTER TABLE db.t ADD COLUMN c ...`` is run by
 :func:`run_statement` only when the column is missing. ClickHouse cannot change a table's partitioning in
 place either: the migrator's own statement ``REPARTITION TABLE db.t BY expr`` does it (:func:`repartition`:
-copy, count, swap; a no-op when the table is partitioned so already). The ledger (``0000_ledger.sql``) records
+copy, count, swap; a no-op when the table is partitioned so already), and ``REORDER TABLE db.t BY expr``
+changes a table's sorting key the same way (:func:`reorder`). The ledger (``0000_ledger.sql``) records
 each applied migration with the sha256 of its text; applying is a no-op for recorded ones, and a recorded
 migration whose text changed is refused (add a new file instead).
 
@@ -31,7 +32,9 @@ _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ADD_COLUMN = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.IGNORECASE)
 _REPARTITION = re.compile(r"^\s*REPARTITION\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
+_REORDER = re.compile(r"^\s*REORDER\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
 _CLAUSE_AFTER_PARTITION = r"(?= ORDER BY | PRIMARY KEY | SAMPLE BY | TTL | SETTINGS |$)"
+_CLAUSE_AFTER_ORDER = r"(?= PRIMARY KEY | SAMPLE BY | TTL | SETTINGS |$)"
 LEDGER_VERSION = 0
 
 
@@ -176,6 +179,10 @@ def run_statement(client: QueryRunner, statement: str) -> None:
     if moved:
         repartition(client, *moved.groups())
         return
+    reordered = _REORDER.match(statement)
+    if reordered:
+        reorder(client, *reordered.groups())
+        return
     added = _ADD_COLUMN.match(statement)
     if added:
         database, table, column = added.groups()
@@ -188,16 +195,17 @@ def run_statement(client: QueryRunner, statement: str) -> None:
     client.execute(statement)
 
 
-def table_engine(client: QueryRunner, database: str, table: str) -> tuple[str, str]:
-    """(``PARTITION BY`` expression, '' for none; the whole engine clause) as the server reports them."""
+def table_engine(client: QueryRunner, database: str, table: str, key: str = "partition_key") -> tuple[str, str]:
+    """(``PARTITION BY`` expression, '' for none, or another of ``system.tables``' ``key`` columns; the whole
+    engine clause) as the server reports them."""
     rows = client.execute(
-        "SELECT partition_key, engine_full FROM system.tables WHERE database = %(d)s AND name = %(t)s",
+        f"SELECT {key}, engine_full FROM system.tables WHERE database = %(d)s AND name = %(t)s",
         {"d": database, "t": table},
     )
     if not rows:
-        raise SchemaError(f"{database}.{table} does not exist: nothing to repartition")
-    key, engine = rows[0]
-    return str(key), " ".join(str(engine).split())
+        raise SchemaError(f"{database}.{table} does not exist: nothing to rebuild")
+    found, engine = rows[0]
+    return str(found), " ".join(str(engine).split())
 
 
 def repartition(client: QueryRunner, database: str, table: str, key: str) -> None:
@@ -219,6 +227,24 @@ def repartition(client: QueryRunner, database: str, table: str, key: str) -> Non
         engine = re.sub(r" PARTITION BY .+?" + _CLAUSE_AFTER_PARTITION, f" PARTITION BY {key}", engine, count=1)
     else:
         engine = engine.replace(" ORDER BY ", f" PARTITION BY {key} ORDER BY ", 1)
+    _rebuild(client, database, table, engine, staging, before)
+
+
+def reorder(client: QueryRunner, database: str, table: str, key: str) -> None:
+    """Rebuild ``database.table`` sorted by ``key`` (for a Replacing table: the key rows are replaced by),
+    as :func:`repartition` does; a table sorted so already is left alone."""
+    staging, before = f"{database}.{table}__reorder", f"{database}.{table}__before_reorder"
+    client.execute(f"DROP TABLE IF EXISTS {staging}")
+    current, engine = table_engine(client, database, table, "sorting_key")
+    if _same_expression(f"({current})", key) or _same_expression(current, key):
+        client.execute(f"DROP TABLE IF EXISTS {before}")
+        return
+    engine = re.sub(r" ORDER BY .+?" + _CLAUSE_AFTER_ORDER, f" ORDER BY {key}", engine, count=1)
+    _rebuild(client, database, table, engine, staging, before)
+
+
+def _rebuild(client: QueryRunner, database: str, table: str, engine: str, staging: str, before: str) -> None:
+    """Copy ``database.table`` into ``staging`` made with ``engine``, check every row is there, and swap them."""
     client.execute(f"CREATE TABLE {staging} AS {database}.{table} ENGINE = {engine}")
     client.execute(f"INSERT INTO {staging} SELECT * FROM {database}.{table}")
     rows = client.execute(f"SELECT count() FROM {database}.{table}")[0][0]
@@ -226,7 +252,7 @@ def repartition(client: QueryRunner, database: str, table: str, key: str) -> Non
     if int(rows) != int(copied):
         client.execute(f"DROP TABLE IF EXISTS {staging}")
         raise SchemaError(
-            f"repartitioning {database}.{table}: {copied} rows copied of {rows} (was something writing to it?); "
+            f"rebuilding {database}.{table}: {copied} rows copied of {rows} (was something writing to it?); "
             "the table is unchanged: stop the workers and run `driftloop stack up` again"
         )
     client.execute(f"DROP TABLE IF EXISTS {before}")

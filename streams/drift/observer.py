@@ -1,62 +1,84 @@
-"""The drift monitor plugged into ingestion: restore state, detect, publish alerts, save state and statistics.
+"""The drift monitors plugged into ingestion: restore state, detect, hand detections on, save state and statistics.
 
-A model's detector state is read from ClickHouse the first time this worker sees the model (so a
+Detection runs per Kafka partition: one :class:`~streams.drift.monitor.DriftMonitor` for each partition
+this worker reads, holding the detectors of the models whose events arrive there (``docs/scaling.md``).
+A model keyed by its name sits on one partition, as before; a busy model whose events are spread over
+several partitions (keyed by request id) is watched on each, by whichever worker owns it, and the alert
+gate (``streams.drift.gate``) lets one alert per drift through.
+
+The state of each (model, partition) is read from ClickHouse the first time this worker sees it (so a
 restarted worker, or one that took the partition over in a rebalance, keeps the reference window), and
-saved every ``state_interval_s`` when it changed, and whenever partitions are revoked (a rebalance, or
-the worker stopping).
+saved before every offset commit, every ``state_interval_s`` when it changed, and whenever partitions are
+revoked (a rebalance, or the worker stopping).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.settings import ClickHouseEndpoint, Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.alerts import ALERT_COLUMNS, Alert
+from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
-from driftloop.streams.drift.silences import Silence, active_silences, mark_silenced
 from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")
 
+#: The partition of state saved before detection was per partition: it seeds each partition's detectors.
+WHOLE_MODEL = -1
+
+Shard = tuple[str, int]  # (model, Kafka partition): what one set of detectors watches
+
 
 class AlertPublisher(Protocol):
-    """Sends alerts to their subscribers (the alerts topic) and returns once the broker has them."""
+    """Hands detections on (the detections topic, read by the alert gate); returns once the broker has them."""
 
     async def publish(self, alerts: Sequence[Alert]) -> None: ...
 
 
 class DetectorStateStore:
-    """Detector state per model in ClickHouse ``detector_state`` (JSON, newest revision wins)."""
+    """Detector state per (model, partition) in ClickHouse ``detector_state`` (JSON, newest revision wins)."""
 
     def __init__(self, endpoint: ClickHouseEndpoint, sink: ClickHouseSink) -> None:
         self.endpoint = endpoint
         self.sink = sink
         self._client = SharedClient(endpoint)
 
-    def load(self, model: str) -> dict | None:  # type: ignore[type-arg]
+    def load(self, model: str, partition: int) -> dict | None:  # type: ignore[type-arg]
+        """The newest state of ``model`` on ``partition``; else the one saved for the whole model (before
+        detection was per partition), else None."""
         rows = self._client.execute(
-            "SELECT argMax(state, revision) FROM detector_state WHERE model = %(m)s GROUP BY model", {"m": model}
+            "SELECT partition, argMax(state, revision) FROM detector_state "
+            "WHERE model = %(m)s AND partition IN (%(p)s, %(whole)s) GROUP BY partition",
+            {"m": model, "p": partition, "whole": WHOLE_MODEL},
         )
-        return json.loads(rows[0][0]) if rows else None
+        states = dict(rows)
+        saved = states.get(partition, states.get(WHOLE_MODEL))
+        return json.loads(saved) if saved is not None else None
 
     def forget(self, model: str) -> None:
-        """Start the model's monitoring over: a newer ``null`` state, so the next owner learns afresh."""
+        """Start the model's monitoring over: a newer ``null`` state on every partition, so that the next
+        owner learns afresh."""
+        partitions = {p for (p,) in self._client.execute(
+            "SELECT DISTINCT partition FROM detector_state WHERE model = %(m)s", {"m": model}
+        )} | {WHOLE_MODEL}  # fmt: skip
+        now, revision = int(time.time()), time.time_ns() // 1000
         self._client.execute(
-            "INSERT INTO detector_state (model, state, events, saved_at, revision) VALUES",
-            [(model, "null", 0, int(time.time()), time.time_ns() // 1000)],
+            "INSERT INTO detector_state (model, partition, state, events, saved_at, revision) VALUES",
+            [(model, p, "null", 0, now, revision) for p in sorted(partitions)],
         )
 
-    async def save(self, states: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    async def save(self, states: dict[Shard, dict]) -> None:  # type: ignore[type-arg]
         if not states:
             return
         now, revision = int(time.time()), time.time_ns() // 1000
@@ -64,7 +86,8 @@ class DetectorStateStore:
             ColumnBatch(
                 "detector_state",
                 {
-                    "model": list(states),
+                    "model": [model for model, _ in states],
+                    "partition": [partition for _, partition in states],
                     "state": [json.dumps(s) for s in states.values()],
                     "events": [int(s.get("events", 0)) for s in states.values()],
                     "saved_at": [now] * len(states),
@@ -78,11 +101,11 @@ class DetectorStateStore:
 
 
 class DriftObserver:
-    """A :class:`~streams.observers.BatchObserver` that runs the drift monitor on every batch."""
+    """A :class:`~streams.observers.BatchObserver` that runs a drift monitor per partition on every batch."""
 
     def __init__(
         self,
-        monitor: DriftMonitor,
+        new_monitor: Callable[[], DriftMonitor],
         publisher: AlertPublisher,
         store: DetectorStateStore,
         sink: ClickHouseSink,
@@ -90,36 +113,41 @@ class DriftObserver:
         state_interval_s: float = 30.0,
         stats_interval_s: float = 10.0,
     ) -> None:
-        self.monitor = monitor
+        self.new_monitor = new_monitor
+        self.monitors: dict[int, DriftMonitor] = {}  # Kafka partition -> the detectors of its models
         self.publisher = publisher
         self.store = store
         self.sink = sink
-        self._reader = SharedClient(store.endpoint)  # reads the silences
         self.state_interval_s = state_interval_s
         self.stats_interval_s = stats_interval_s
-        self.alerts_by_kind: Counter[str] = Counter()
-        self._restored: set[str] = set()
+        self.detections_by_kind: Counter[str] = Counter()
+        self._restored: set[Shard] = set()
         self._last_state = time.monotonic()
         self._last_stats = time.monotonic()
-        self._last_counts: dict[tuple[str, str], int] = {}
-        self._saved: dict[str, tuple[int, int]] = {}  # model -> (events, labeled) at its last save
-        # the agents for predictions and for labeled rows take turns: the monitor is one state machine
+        self._last_counts: dict[tuple[int, str, str], int] = {}
+        self._saved: dict[Shard, tuple[int, int]] = {}  # (events, labeled) at its last save
+        # the agents for predictions and for labeled rows take turns: the monitors are one state machine
         self._turn = asyncio.Lock()
 
-    async def on_predictions(self, rows: ColumnBatch | PredictionFrame) -> None:
+    def monitor(self, partition: int) -> DriftMonitor:
+        """The monitor of ``partition``'s models (made at its first batch)."""
+        if partition not in self.monitors:
+            self.monitors[partition] = self.new_monitor()
+        return self.monitors[partition]
+
+    async def on_predictions(self, rows: ColumnBatch | PredictionFrame, partition: int) -> None:
         frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(rows)
         async with self._turn:
-            await self._restore([part.model for part in frame.models])
-            await self._handle(self.monitor.process_predictions(frame))
+            await self._restore(partition, [part.model for part in frame.models])
+            await self._handle(partition, self.monitor(partition).process_predictions(frame))
 
-    async def on_labeled(self, rows: ColumnBatch) -> None:
+    async def on_labeled(self, rows: ColumnBatch, partition: int) -> None:
         async with self._turn:
-            await self._restore(rows["model"])
-            await self._handle(self.monitor.process_labeled(rows))
+            await self._restore(partition, rows["model"])
+            await self._handle(partition, self.monitor(partition).process_labeled(rows))
 
     def close(self) -> None:
         self.store.close()
-        self._reader.close()
         self.sink.close()
 
     async def flush(self) -> None:
@@ -131,57 +159,68 @@ class DriftObserver:
         """Save everything and forget it: the partitions (and models) may go to another worker."""
         async with self._turn:
             await self._save_all()
-            self.monitor.models.clear()
+            self.monitors.clear()
             self._restored.clear()
 
     async def save_changed(self) -> None:
-        """Save the state of the models that saw events since their last save (the worker's timer calls it)."""
+        """Save the state of the models that saw events since their last save (before each commit, and on
+        the worker's timer)."""
         async with self._turn:
             await self._save_changed()
 
+    def _shards(self) -> list[tuple[Shard, DriftMonitor]]:
+        return [((m, p), monitor) for p, monitor in self.monitors.items() for m in monitor.models]
+
     async def _save_all(self) -> None:
-        await self.store.save({m: snapshot_model(self.monitor, m) for m in self.monitor.models})
-        self._saved = {m: (s.events, s.labeled) for m, s in self.monitor.models.items()}
+        shards = self._shards()
+        await self.store.save({(m, p): snapshot_model(monitor, m) for (m, p), monitor in shards})
+        self._saved = {(m, p): _counts(monitor, m) for (m, p), monitor in shards}
         await self._write_stats()
 
     async def _save_changed(self) -> None:
         self._last_state = time.monotonic()
-        changed = [m for m, s in self.monitor.models.items() if self._saved.get(m) != (s.events, s.labeled)]
-        await self.store.save({m: snapshot_model(self.monitor, m) for m in changed})
-        for m in changed:
-            state = self.monitor.models[m]
-            self._saved[m] = (state.events, state.labeled)
+        changed = [
+            (shard, monitor)
+            for shard, monitor in self._shards()
+            if self._saved.get(shard) != _counts(monitor, shard[0])
+        ]
+        await self.store.save({(m, p): snapshot_model(monitor, m) for (m, p), monitor in changed})
+        for (m, p), monitor in changed:
+            self._saved[(m, p)] = _counts(monitor, m)
 
-    async def _restore(self, models: list[str]) -> None:
-        for model in set(models) - self._restored:
-            self._restored.add(model)
-            if model in self.monitor.models:
+    async def _restore(self, partition: int, models: list[str]) -> None:
+        monitor = self.monitor(partition)
+        for model in set(models):
+            shard = (model, partition)
+            if shard in self._restored:
                 continue
-            saved = await asyncio.to_thread(self.store.load, model)
+            self._restored.add(shard)
+            if model in monitor.models:
+                continue
+            saved = await asyncio.to_thread(self.store.load, model, partition)
             if saved is not None:
                 try:
-                    restore_model(self.monitor, model, saved)
+                    restore_model(monitor, model, saved)
                 except SpecError:  # the monitor reports it and leaves this model alone; restored once it is fixed
-                    self._restored.discard(model)
+                    self._restored.discard(shard)
                     continue
-                log.info("detector state restored", extra={"fields": {"model": model, "events": saved.get("events")}})
+                log.info(
+                    "detector state restored",
+                    extra={"fields": {"model": model, "partition": partition, "events": saved.get("events")}},
+                )
 
-    async def _handle(self, alerts: list[Alert]) -> None:
+    async def _handle(self, partition: int, alerts: list[Alert]) -> None:
         if alerts:
-            now = time.time()
-            alerts = mark_silenced(alerts, await self._silences([a.model for a in alerts], now), now)
-            told = [a for a in alerts if not a.silenced]  # a silenced alert is recorded, not published
-            if told:
-                await self.publisher.publish(told)
-            rows = [a.to_row() for a in alerts]
-            await self.sink.write(
-                ColumnBatch("drift_alerts", {name: [row[i] for row in rows] for i, name in enumerate(ALERT_COLUMNS)})
+            # the alert gate (streams.drift.gate) decides which become alerts: one per drift, whatever the
+            # number of partitions (and workers) that saw it
+            await self.publisher.publish(
+                [dataclasses.replace(a, evidence={**a.evidence, "partition": partition}) for a in alerts]
             )
             for alert in alerts:
-                self.alerts_by_kind[alert.kind] += 1
-                log.warning(
-                    ("[silenced] " if alert.silenced else "") + alert.message,
-                    extra={"fields": {"alert_id": alert.alert_id}},
+                self.detections_by_kind[alert.kind] += 1
+                log.info(
+                    "detection handed to the alert gate",
+                    extra={"fields": {"alert_id": alert.alert_id, "model": alert.model, "partition": partition}},
                 )
         now = time.monotonic()
         if now - self._last_stats >= self.stats_interval_s:
@@ -189,46 +228,45 @@ class DriftObserver:
         if now - self._last_state >= self.state_interval_s:
             await self._save_changed()
 
-    async def _silences(self, models: list[str], now: float) -> list[Silence]:
-        """The silences in force for ``models``; none when ClickHouse cannot say (the alerts go out: an alert
-        sent during a silence is a nuisance, one lost is worse)."""
-        try:
-            return await asyncio.to_thread(active_silences, self._reader, sorted(set(models)), now)
-        except Exception:  # any failure of the read: the alerts are not held back
-            log.warning("could not read alert silences; the alerts are published", exc_info=True)
-            return []
-
     async def _write_stats(self) -> None:
         self._last_stats = time.monotonic()
         rows = []
         now = int(time.time())
-        for model, signal in self.monitor.signal_states():
-            previous = self._last_counts.get((model, signal.name), -1)
-            if signal.seen == previous:
-                continue
-            self._last_counts[(model, signal.name)] = signal.seen
-            rows.append(
-                (
-                    model,
-                    signal.name,
-                    signal.kind,
-                    signal.detector.name,
-                    now,
-                    signal.seen,
-                    signal.last_mean,
-                    signal.drifts,
+        for partition, monitor in self.monitors.items():
+            for model, signal in monitor.signal_states():
+                previous = self._last_counts.get((partition, model, signal.name), -1)
+                if signal.seen == previous:
+                    continue
+                self._last_counts[(partition, model, signal.name)] = signal.seen
+                rows.append(
+                    (
+                        model,
+                        signal.name,
+                        signal.kind,
+                        signal.detector.name,
+                        now,
+                        signal.seen,
+                        signal.last_mean,
+                        signal.drifts,
+                        partition,
+                    )
                 )
-            )
         if rows:
-            names = ("model", "signal", "kind", "detector", "ts", "events", "mean", "drifts")
+            names = ("model", "signal", "kind", "detector", "ts", "events", "mean", "drifts", "partition")
             await self.sink.write(ColumnBatch("detector_stats", {n: [r[i] for r in rows] for i, n in enumerate(names)}))
+
+
+def _counts(monitor: DriftMonitor, model: str) -> tuple[int, int]:
+    state = monitor.models[model]
+    return state.events, state.labeled
 
 
 def drift_observer(settings: Settings, publisher: AlertPublisher) -> DriftObserver:
     """The drift observer the worker runs (in :mod:`streams.drift.process`), configured from ``settings``."""
     sink = ClickHouseSink(settings.clickhouse)
+    specs = SpecCatalog(settings.spec_directory)
     return DriftObserver(
-        DriftMonitor(SpecCatalog(settings.spec_directory)),
+        lambda: DriftMonitor(specs),
         publisher,
         DetectorStateStore(settings.clickhouse, sink),
         sink,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftloop.infra.settings import Settings
-from driftloop.streams.batch import ColumnBatch, served_only
+from driftloop.streams.batch import ColumnBatch, by_partition, served_only
 from driftloop.streams.child_process import ChildLostError, ChildProcess, Request, UnknownRequestError
 from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.frame import PredictionFrame
@@ -35,15 +35,17 @@ from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 @dataclass(frozen=True, slots=True)
 class DetectPredictions(Request):
-    """Run the detectors on a written batch of predictions."""
+    """Run the detectors of ``partition`` on a written batch of predictions read from it."""
 
+    partition: int
     frame: PredictionFrame
 
 
 @dataclass(frozen=True, slots=True)
 class DetectLabeled(Request):
-    """Run the performance detectors on written labeled rows."""
+    """Run the performance detectors of ``partition`` on written labeled rows (their outcomes read from it)."""
 
+    partition: int
     rows: ColumnBatch
 
 
@@ -66,7 +68,7 @@ class Flush(Request):
 class DetectionMetrics:
     """What the detection process reports after each message (read by ``/metrics`` and logs)."""
 
-    alerts_by_kind: Counter[str] = field(default_factory=Counter)
+    detections_by_kind: Counter[str] = field(default_factory=Counter)  # handed to the alert gate
     rows_written: Counter[str] = field(default_factory=Counter)  # its ClickHouse writes: alerts, state, stats
     retries: int = 0
     rows_waiting: int = 0
@@ -86,15 +88,17 @@ class DetectionProcess:
         self._child = ChildProcess("driftloop-detection", DetectionHandler, settings, self._take_report)
         self._slots = asyncio.Semaphore(max_in_flight)
 
-    async def on_predictions(self, rows: ColumnBatch) -> None:
-        rows = served_only(rows)
-        if len(rows):
-            await self._hand(DetectPredictions(PredictionFrame.from_columns(rows)))  # far cheaper to send than rows
+    async def on_predictions(self, rows: ColumnBatch, partitions: list[int]) -> None:
+        for partition, part in by_partition(rows, partitions):
+            part = served_only(part)
+            if len(part):  # a frame is far cheaper to send than rows
+                await self._hand(DetectPredictions(partition, PredictionFrame.from_columns(part)))
 
-    async def on_labeled(self, rows: ColumnBatch) -> None:
-        rows = served_only(rows)
-        if len(rows):
-            await self._hand(DetectLabeled(rows))
+    async def on_labeled(self, rows: ColumnBatch, partitions: list[int]) -> None:
+        for partition, part in by_partition(rows, partitions):
+            part = served_only(part)
+            if len(part):
+                await self._hand(DetectLabeled(partition, part))
 
     async def hand_over(self) -> None:
         """Save every model's state and forget it: the partitions may go to another worker."""
@@ -127,7 +131,7 @@ class DetectionProcess:
             self.metrics.batch_errors += 1
 
     def _take_report(self, report: dict[str, Any]) -> None:
-        self.metrics.alerts_by_kind = Counter(report["alerts_by_kind"])
+        self.metrics.detections_by_kind = Counter(report["detections_by_kind"])
         self.metrics.rows_written = Counter(report["rows_written"])
         self.metrics.retries = report["retries"]
         self.metrics.rows_waiting = report["rows_waiting"]
@@ -135,18 +139,21 @@ class DetectionProcess:
 
 
 class DetectionHandler:
-    """The detection child's handler: the drift observer, publishing alerts with kafka-python."""
+    """The detection child's handler: the drift observer, handing detections to the alert gate (the detections
+    topic, keyed by model) with kafka-python."""
 
     def __init__(self, settings: Settings) -> None:
-        self.publisher = KafkaTopicPublisher[Alert](settings, settings.topics.alerts, key=lambda alert: alert.model)
+        self.publisher = KafkaTopicPublisher[Alert](
+            settings, settings.topics.detections, key=lambda alert: alert.model
+        )
         self.observer = drift_observer(settings, self.publisher)
 
     async def handle(self, request: Request) -> None:
         match request:
-            case DetectPredictions(frame):
-                await self.observer.on_predictions(frame)
-            case DetectLabeled(rows):
-                await self.observer.on_labeled(rows)
+            case DetectPredictions(partition, frame):
+                await self.observer.on_predictions(frame, partition)
+            case DetectLabeled(partition, rows):
+                await self.observer.on_labeled(rows, partition)
             case HandOver():
                 await self.observer.hand_over()
             case SaveChanged():
@@ -159,7 +166,7 @@ class DetectionHandler:
     def report(self) -> dict[str, Any]:
         sink = self.observer.sink.metrics
         return {
-            "alerts_by_kind": dict(self.observer.alerts_by_kind),
+            "detections_by_kind": dict(self.observer.detections_by_kind),
             "rows_written": dict(sink.rows_written),
             "retries": sink.retries,
             "rows_waiting": sink.rows_waiting,

@@ -16,7 +16,7 @@ def test_defaults_are_the_contracts() -> None:
     assert s.topic_prefix == "driftloop."
     assert s.home == Path("./.driftloop").absolute()
     assert s.topics.all() == tuple(
-        "driftloop." + t for t in ("predictions", "outcomes", "alerts", "model-versions", "dead-letter")
+        "driftloop." + t for t in ("predictions", "outcomes", "alerts", "model-versions", "dead-letter", "detections")
     )
 
 

@@ -43,13 +43,13 @@ class WrittenFirst:
         self.client = connect(settings.clickhouse)
         self.seen: list[str] = []
 
-    async def on_predictions(self, rows: ColumnBatch) -> None:
+    async def on_predictions(self, rows: ColumnBatch, partitions: list[int]) -> None:
         ids = tuple(rows["event_id"])
         stored = self.client.execute("SELECT count() FROM predictions FINAL WHERE event_id IN %(ids)s", {"ids": ids})
         assert stored[0][0] == len(ids), "a chunk reached the detectors before its rows were in ClickHouse"
         self.seen += rows["request_id"]
 
-    async def on_labeled(self, rows: ColumnBatch) -> None:
+    async def on_labeled(self, rows: ColumnBatch, partitions: list[int]) -> None:
         pass
 
 
