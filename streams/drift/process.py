@@ -143,9 +143,7 @@ class DetectionHandler:
     topic, keyed by model) with kafka-python."""
 
     def __init__(self, settings: Settings) -> None:
-        self.publisher = KafkaTopicPublisher[Alert](
-            settings, settings.topics.detections, key=lambda alert: alert.model
-        )
+        self.publisher = KafkaTopicPublisher[Alert](settings, settings.topics.detections, key=lambda alert: alert.model)
         self.observer = drift_observer(settings, self.publisher)
 
     async def handle(self, request: Request) -> None:
