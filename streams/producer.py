@@ -41,6 +41,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, UnknownError
+from kafka.partitioner.default import murmur2
 
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
@@ -88,6 +89,9 @@ class EventProducer:
     consumer reads all four.
     ``instance_check_s``: how often it asks the cluster for its id (and on every ``flush``; None: never);
     ``replay_s`` / ``replay_bytes``: what it keeps to send again when the id changes.
+    ``spread``: a model's messages take turns on this many keys (its name and a number), so that a busy
+    model's events spread over up to as many partitions, and several workers share its traffic
+    (``docs/scaling.md``); 1, the default, keeps each model on one partition, its events in order.
     """
 
     def __init__(
@@ -104,10 +108,16 @@ class EventProducer:
         instance_check_s: float | None = 1.0,
         client_id: str = "driftloop-producer",
         compression: str | None = None,
+        spread: int = 1,
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression {compression!r} is not one of gzip, snappy, lz4, zstd (or None)")
+        if spread < 1:
+            raise ValueError(f"spread must be 1 or more (the keys a model's messages take turns on), not {spread}")
+        self.spread = spread
+        self._spread_keys: dict[tuple[str, str], list[bytes]] = {}
+        self._turns: dict[tuple[str, str], int] = {}
         self.settings = settings or get_settings()
         self.envelopes = envelopes
         self.max_events = max_events
@@ -249,7 +259,7 @@ class EventProducer:
     def _send(self, topic: str, model: str, event: dict[str, Any], event_id: str) -> None:
         payload = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
         if not self.envelopes:
-            self._produce(topic, model, payload, (event_id,))
+            self._produce(topic, self._key(topic, model), payload, (event_id,))
             return
         with self._lock:
             envelope = self._buffers.setdefault((topic, model), _Envelope())
@@ -263,10 +273,20 @@ class EventProducer:
         envelope = self._buffers.pop(key, None)
         if envelope and envelope.parts:
             value = b'{"events":[' + b",".join(envelope.parts) + b"]}"
-            self._produce(key[0], key[1], value, tuple(envelope.event_ids))
+            self._produce(key[0], self._key(*key), value, tuple(envelope.event_ids))
 
-    def _produce(self, topic: str, model: str, value: bytes, event_ids: tuple[str, ...], attempt: int = 0) -> None:
-        key = model.encode()
+    def _key(self, topic: str, model: str) -> bytes:
+        """The message key: the model's name, or with ``spread`` the next of its keys (:func:`spread_keys`)."""
+        if self.spread == 1:
+            return model.encode()
+        keys = self._spread_keys.get((topic, model))
+        if keys is None:
+            count = len(self._producer.partitions_for(topic) or ()) or 1
+            keys = self._spread_keys[(topic, model)] = spread_keys(model, self.spread, count)
+        turn = self._turns[(topic, model)] = (self._turns.get((topic, model), -1) + 1) % len(keys)
+        return keys[turn]
+
+    def _produce(self, topic: str, key: bytes, value: bytes, event_ids: tuple[str, ...], attempt: int = 0) -> None:
         future = self._producer.send(topic, key=key, value=value)
         future.add_callback(lambda m: self._delivered(m, Sent(topic, key, value, event_ids, time.time(), attempt)))
         future.add_errback(lambda exc: self._failed(exc, Sent(topic, key, value, event_ids, time.time(), attempt)))
@@ -293,7 +313,7 @@ class EventProducer:
         while not self._again.empty():
             again.append(self._again.get())
         for sent in again:
-            self._produce(sent.topic, sent.key.decode(), sent.value, sent.event_ids, sent.attempt + 1)
+            self._produce(sent.topic, sent.key, sent.value, sent.event_ids, sent.attempt + 1)
         return bool(again)
 
     def _watch_loop(self, interval_s: float) -> None:
@@ -325,7 +345,7 @@ class EventProducer:
             again = self._replay.take() + self._failed_sends
             self._failed_sends, self._failures = [], []
             for sent in again:
-                self._produce(sent.topic, sent.key.decode(), sent.value, sent.event_ids)
+                self._produce(sent.topic, sent.key, sent.value, sent.event_ids)
         self.replays += 1
         log.error(
             "Kafka came back as a new instance without its data; sending recent events again",
@@ -364,3 +384,20 @@ def _plain(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return float(value)
     raise EventError(f"{value!r} ({type(value).__name__}) is not a number, string or null")
+
+
+def spread_keys(model: str, spread: int, partitions: int) -> list[bytes]:
+    """Keys ``model#j`` that Kafka's default partitioner (murmur2, as kafka-python and the Java client use it)
+    puts on ``min(spread, partitions)`` different partitions of a topic of ``partitions``. ``#`` is never
+    part of a model name: no other model's key.
+
+    >>> keys = spread_keys("fraud", 4, 6)
+    >>> len(keys), len({(murmur2(k) & 0x7FFFFFFF) % 6 for k in keys})
+    (4, 4)
+    """
+    wanted, keys, number = min(spread, partitions), {}, 0
+    while len(keys) < wanted:
+        key = f"{model}#{number}".encode()
+        keys.setdefault((murmur2(key) & 0x7FFFFFFF) % partitions, key)
+        number += 1
+    return list(keys.values())

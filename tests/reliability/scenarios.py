@@ -23,6 +23,7 @@ from driftloop.infra.kafka.lag import group_lag
 from driftloop.infra.kafka.topics import describe_topics
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
+from driftloop.streams.drift.subscribers import alert_stream
 from driftloop.streams.producer import Delivery, EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
 
@@ -54,12 +55,13 @@ class SoakResult:
     notes: list[str] = field(default_factory=list)
 
 
-def isolated(stack: PrivateStack, name: str) -> PrivateStack:
-    """The stack with a topic prefix, database and consumer group of the scenario's own, provisioned."""
+def isolated(stack: PrivateStack, name: str, **env: str) -> PrivateStack:
+    """The stack with a topic prefix, database and consumer group of the scenario's own (and ``env``),
+    provisioned."""
     tag = f"{name}_{uuid.uuid4().hex[:6]}"
     url = stack.env["DRIFTLOOP_CLICKHOUSE_URL"].rsplit("/", 1)[0] + f"/{tag}"
     private = stack.with_env(
-        DRIFTLOOP_TOPIC_PREFIX=f"{tag}.", DRIFTLOOP_CLICKHOUSE_URL=url, DRIFTLOOP_WORKER_GROUP=f"{tag}-workers"
+        DRIFTLOOP_TOPIC_PREFIX=f"{tag}.", DRIFTLOOP_CLICKHOUSE_URL=url, DRIFTLOOP_WORKER_GROUP=f"{tag}-workers", **env
     )
     local_stack.up(private.settings)
     return private
@@ -326,6 +328,95 @@ def hostile_input(stack: PrivateStack, tmp: Path, *, count: int) -> SoakResult:
         result.notes.append(f"an observer (drift detection) failed on {failures} batch(es)")
     result.seconds = time.monotonic() - started
     return result
+
+
+@dataclass
+class HotModelResult:
+    """What :func:`hot_model` saw: the ledger, and what the gate made of the partitions' detections."""
+
+    ledger: SoakResult
+    alerts: list[tuple[str, str, str, int]]  # (alert_id, kind, signal, the request number it fired at)
+    alert_ids_published: set[str]
+    detections: int  # handed to the alert gate by every worker's detectors
+    partitions_with_state: int  # (model, partition) pairs with saved detector state
+    shift_at: int
+
+
+def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 4, kill: bool) -> HotModelResult:
+    """One busy model whose messages the SDK spreads over ``partitions`` partitions, two workers sharing them,
+    and a one-sigma shift of feature ``y`` half-way (``x``, which the prediction follows, stays put). With
+    ``kill``, one worker is killed with ``kill -9`` just after the shift, and started again."""
+    specs = tmp / "specs"
+    specs.mkdir()
+    private = isolated(stack, "hot", DRIFTLOOP_TOPIC_PARTITIONS=str(partitions), DRIFTLOOP_SPECS_DIR=str(specs))
+    model = "hot-" + uuid.uuid4().hex[:6]
+    (specs / f"{model}.toml").write_text(f'name = "{model}"\n[monitoring]\nwarmup = 1000\n')
+    result = SoakResult("hot model over partitions" + (", a worker killed" if kill else ""), events)
+    started, shift_at = time.monotonic(), events // 2
+    workers = [WorkerProcess(private, tmp / "a.log", **WORKER_ENV), WorkerProcess(private, tmp / "b.log", **WORKER_ENV)]
+    sent = [0]
+
+    def send() -> None:
+        rng = random.Random(11)
+        begun = time.monotonic()
+        with EventProducer(private.settings, max_events=100, spread=partitions) as producer:
+            for i in range(events):
+                x, y = rng.gauss(0, 1), rng.gauss(1.0 if i >= shift_at else 0.0, 1)
+                producer.emit_prediction(model, request_id=f"r{i}", features={"x": x, "y": y},
+                                         prediction=int(x > 0), ts=1_790_000_000 + i / 100)  # fmt: skip
+                producer.emit_outcome(model, request_id=f"r{i}", label=int(x > 0), ts=1_790_000_000 + i / 100 + 1)
+                sent[0] = i + 1
+                if i % 500 == 0:
+                    time.sleep(max(0.0, i / (events / 15) - (time.monotonic() - begun)))  # over about 15 s
+
+    try:
+        for w in workers:
+            wait_for(lambda w=w: "partitions assigned" in w.log_path.read_text(errors="replace"), timeout_s=60,
+                     what="both workers to join")  # fmt: skip
+        producer = threading.Thread(target=send, daemon=True)
+        producer.start()
+        if kill:
+            wait_for(lambda: sent[0] >= shift_at + events // 10, timeout_s=120, what="the shift to be sent")
+            workers[0].process.send_signal(signal.SIGKILL)
+            workers[0].process.wait()
+            workers[0].stop()
+            result.faults += 1
+            workers[0] = WorkerProcess(private, tmp / "a-again.log", **WORKER_ENV)
+            result.worker_restarts += 1
+        producer.join()
+
+        def alive() -> None:
+            for w in workers:
+                assert w.alive, w.output()
+
+        wait_until_landed(private, model, events, alive, timeout_s=120 + events / 2000)
+        time.sleep(3)  # a detection still on its way to the gate, or an alert beyond the first: give it time
+    finally:
+        for w in workers:
+            w.stop()
+    result.seconds = time.monotonic() - started
+    ledger(private, model, result)
+    client = connect(private.settings.clickhouse)
+    try:
+        p = {"m": model}
+        rows = client.execute(
+            "SELECT alert_id, toString(kind), signal, request_id FROM drift_alerts FINAL WHERE model = %(m)s "
+            "ORDER BY event_ts_ms", p
+        )  # fmt: skip
+        shards = client.execute("SELECT uniqExact(partition) FROM detector_state WHERE model = %(m)s", p)[0][0]
+    finally:
+        client.disconnect()
+    published = {a.alert_id for a, _ in alert_stream(private.settings, from_beginning=True, idle_timeout_s=3)
+                 if a.model == model}  # fmt: skip
+    logs = "".join(path.read_text(errors="replace") for path in tmp.glob("*.log"))
+    return HotModelResult(
+        result,
+        [(a, k, sig, int(r[1:])) for a, k, sig, r in rows],
+        published,
+        logs.count("detection handed to the alert gate"),
+        shards,
+        shift_at,
+    )
 
 
 def rebalance(stack: PrivateStack, tmp: Path, *, events: int) -> SoakResult:
