@@ -30,7 +30,7 @@ test: install clickhouse
 	$(BIN)/pytest
 
 ## soak: the long reliability runs (1,000,000 events with 10 worker kills, a 60 s ClickHouse outage,
-##       50,000 hostile messages) and their table
+##       50,000 hostile messages, a broker restart, a model over four partitions) and their table
 soak: install clickhouse
 	$(BIN)/python -m tests.reliability.soak
 

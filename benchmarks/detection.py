@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,11 +266,15 @@ def wait_for_detection(client: Any, scenarios: dict[str, Scenario], worker: subp
     runs behind the landing of events."""
     while True:
         done = set()
-        for model, raw in client.execute("SELECT model, argMax(state, revision) FROM detector_state GROUP BY model"):
+        seen: dict[str, Counter[str]] = defaultdict(Counter)  # model -> events and labels over its partitions
+        query = "SELECT model, argMax(state, revision) FROM detector_state GROUP BY model, partition"
+        for model, raw in client.execute(query):
             state = json.loads(raw) or {}
+            seen[model].update({"events": state.get("events", 0), "labeled": state.get("labeled", 0)})
+        for model, counts in seen.items():
             scenario = scenarios.get(model)
-            labeled = not scenario or not scenario.labeled or state.get("labeled", 0) >= scenario.events
-            if scenario and state.get("events", 0) >= scenario.events and labeled:
+            labeled = not scenario or not scenario.labeled or counts["labeled"] >= scenario.events
+            if scenario and counts["events"] >= scenario.events and labeled:
                 done.add(model)
         if done >= set(scenarios):
             return

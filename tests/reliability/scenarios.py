@@ -339,6 +339,8 @@ class HotModelResult:
     alert_ids_published: set[str]
     detections: int  # handed to the alert gate by every worker's detectors
     partitions_with_state: int  # (model, partition) pairs with saved detector state
+    detector_events: int  # events in the newest saved state of each partition's detectors, added up
+    restored_by_restarted: bool  # the killed worker, started again, took partitions over with their state
     shift_at: int
 
 
@@ -403,18 +405,23 @@ def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 
             "SELECT alert_id, toString(kind), signal, request_id FROM drift_alerts FINAL WHERE model = %(m)s "
             "ORDER BY event_ts_ms", p
         )  # fmt: skip
-        shards = client.execute("SELECT uniqExact(partition) FROM detector_state WHERE model = %(m)s", p)[0][0]
+        newest = client.execute(
+            "SELECT partition, argMax(events, revision) FROM detector_state WHERE model = %(m)s GROUP BY partition", p
+        )
     finally:
         client.disconnect()
     published = {a.alert_id for a, _ in alert_stream(private.settings, from_beginning=True, idle_timeout_s=3)
                  if a.model == model}  # fmt: skip
     logs = "".join(path.read_text(errors="replace") for path in tmp.glob("*.log"))
+    again = tmp / "a-again.log"
     return HotModelResult(
         result,
         [(a, k, sig, int(r[1:])) for a, k, sig, r in rows],
         published,
         logs.count("detection handed to the alert gate"),
-        shards,
+        len(newest),
+        sum(events for _, events in newest),
+        again.exists() and "detector state restored" in again.read_text(errors="replace"),
         shift_at,
     )
 

@@ -1,7 +1,8 @@
 """`make soak`: the long versions of the reliability scenarios, on a private local stack, as one table.
 
 .venv/bin/python -m tests.reliability.soak [--events 1000000] [--kills 10] [--outage-s 60] [--hostile 50000]
-                                          [--restart-events 100000] [--restart-down-s 10]
+                                          [--restart-events 100000] [--restart-down-s 10] [--hot-events 200000]
+                                          [--rebalance-events 200000]
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from driftloop.infra.stack import stack as local_stack
-from tests.reliability.scenarios import SoakResult, broker_restart, clickhouse_outage, crash_loop, hostile_input
+from tests.reliability.scenarios import (
+    SoakResult,
+    broker_restart,
+    clickhouse_outage,
+    crash_loop,
+    hostile_input,
+    hot_model,
+    rebalance,
+)
 from tests.stack_fixtures import PrivateStack, private_stack_env
 
 
@@ -28,6 +37,8 @@ def main() -> int:
     parser.add_argument("--hostile", type=int, default=50_000, help="generated messages, about half hostile")
     parser.add_argument("--restart-events", type=int, default=100_000, help="SDK events in the broker restart")
     parser.add_argument("--restart-down-s", type=float, default=10.0, help="seconds the broker is down")
+    parser.add_argument("--hot-events", type=int, default=200_000, help="events of the model over four partitions")
+    parser.add_argument("--rebalance-events", type=int, default=200_000, help="events while a worker joins, one leaves")
     args = parser.parse_args()
     console = Console(width=200)
     home = Path(tempfile.mkdtemp(prefix="driftloop-soak-"))
@@ -40,6 +51,8 @@ def main() -> int:
             ("outage", lambda: clickhouse_outage(home / "outage-stack", _dir(home, "outage"),
                                                  events=args.outage_events, outage_s=args.outage_s)),
             ("hostile", lambda: hostile_input(stack, _dir(home, "hostile"), count=args.hostile)),
+            ("hot model", lambda: _hot(stack, _dir(home, "hot"), args.hot_events)),
+            ("rebalance", lambda: rebalance(stack, _dir(home, "rebalance"), events=args.rebalance_events)),
             ("broker restart", lambda: broker_restart(home / "restart-stack", _dir(home, "restart"),
                                                       events=args.restart_events, down_s=args.restart_down_s)),
         ):  # fmt: skip
@@ -70,12 +83,27 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def _hot(stack: PrivateStack, tmp: Path, events: int) -> SoakResult:
+    seen = hot_model(stack, tmp, events=events, kill=True)
+    fired = ", ".join(
+        f"{kind} on {signal} {at - seen.shift_at:+,} events from the shift" for _, kind, signal, at in seen.alerts
+    )
+    seen.ledger.notes.append(f"{seen.detections} detections, {len(seen.alerts)} alert(s): {fired or 'none'}")
+    return seen.ledger
+
+
 def _problems(r: SoakResult) -> list[str]:
     markers = ("neither", "dead-lettered:", "without a reason", "failed", "stalled")  # "failed" also marks
     # the broker restart's breaches; its lost events are the plain producer's, each inside the reported window
     problems = [n for n in r.notes if any(k in n for k in markers)]
     if r.scenario != "hostile input" and r.labeled_landed != r.events_sent:
         problems.append(f"{r.events_sent - r.labeled_landed:,} labeled rows missing")
+    if r.scenario.startswith("hot model") and r.alerts != 1:
+        problems.append(f"{r.alerts} alerts for one drift")
+    if r.scenario.startswith("rebalance") and (
+        r.alerts or r.detector_events < r.events_sent or any(n.endswith("detector state: False") for n in r.notes)
+    ):
+        problems.append(f"detector state not carried over: {r.alerts} alerts, {r.detector_events:,} events seen")
     if r.scenario.startswith("worker kill") and r.alerts:
         problems.append(f"detector state not carried over: {r.alerts} alerts on a stationary stream")
     if r.scenario.startswith("worker kill") and r.detector_events < r.events_sent:

@@ -1,6 +1,7 @@
 """One busy model across workers (docs/scaling.md): its events spread over four partitions, two workers share
-them and detect on their partitions, one of them is killed with ``kill -9`` mid-stream; the drift half-way
-makes exactly one alert, and every event lands once."""
+them and detect on their partitions, one of them is killed with ``kill -9`` mid-stream and started again
+(partitions move twice, with their detector state); the drift half-way makes exactly one alert, and every
+event lands once. (A clean leave mid-stream, on a model keyed by name: ``rebalance`` in ``make soak``.)"""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def test_a_model_over_four_partitions_and_two_workers_one_killed_raises_one_aler
     assert ledger.predictions_landed == 16_000 and ledger.labeled_landed == 16_000, ledger
     assert ledger.duplicates == 0, ledger
     assert seen.partitions_with_state == 4  # every partition's detectors kept their own state
+    # the restarted worker joined mid-stream: partitions moved back to it with their state (a rebalance), and
+    # the detectors' histories cover every event (re-deliveries count twice), none started over
+    assert seen.restored_by_restarted and seen.detector_events >= 16_000, seen
     # the shift showed on several partitions (each detects on its share), and the gate let one alert through
     assert seen.detections >= 2, seen
     assert len(seen.alerts) == 1, seen.alerts
