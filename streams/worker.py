@@ -3,7 +3,11 @@
 ``driftloop worker`` and ``faust -A driftloop.streams.app worker`` both run :func:`build_worker_app`'s app. The app's
 process runs Faust; ingestion (decode, write, join, dead letters) runs in a child process and drift
 detection in another (``streams.ingestion_process``, ``streams.drift.process``), so that Faust's thread
-does little more than a bare agent's.
+does little more than a bare agent's. One more agent, the alert gate, reads the detections topic and lets
+one alert per drift through (``streams.drift.gate``).
+
+Before offsets are committed the detector state is saved (``checkpoint``): a committed event is always in
+the saved detectors' history.
 
 Offsets: ``take_events`` acks a batch's messages when the loop body returns, whatever happened inside.
 Each message is therefore *held* (one extra reference) while its batch is handled, and released only

@@ -3,7 +3,8 @@
 Detection costs about as much CPU an event as decoding and writing it together (30-odd detector updates
 an event). :class:`DetectionProcess` is ingestion's drift observer: each batch that ingestion has written
 is handed to a child process (:mod:`streams.child_process`) running the
-:class:`~streams.drift.observer.DriftObserver` (detectors, alerts, state), and ingestion goes on.
+:class:`~streams.drift.observer.DriftObserver` (detectors per partition, their detections, state), and
+ingestion goes on.
 
 - Batches are detected in the order they are handed over, and requests (:meth:`~DetectionProcess.hand_over`,
   :meth:`~DetectionProcess.save_changed`, :meth:`~DetectionProcess.flush`) run after the batches handed
