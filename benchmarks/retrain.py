@@ -37,6 +37,7 @@ from rich.table import Table
 from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.demo.runner import DemoOptions, run_demo
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.contract import Alert
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
 from driftloop.infra.stack.private import FAST_GROUP_ENV, private_stack_env
@@ -47,7 +48,6 @@ from driftloop.retrain.evaluation import metric
 from driftloop.retrain.job import JobRequest, RetrainJob
 from driftloop.retrain.training import train
 from driftloop.retrain.worker import RetrainWorker
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.sink import ClickHouseSink
 
 console = Console(width=200)

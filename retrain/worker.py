@@ -33,6 +33,7 @@ from kafka.errors import CommitFailedError
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.metrics import Histogram
@@ -41,7 +42,6 @@ from driftloop.infra.spec import RetrainingSpec, SpecCatalog, SpecError
 from driftloop.release.controller import ReleaseController
 from driftloop.retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
 from driftloop.retrain.schedules import Scheduler
-from driftloop.streams.drift.alerts import Alert
 
 log = logging.getLogger("driftloop.retrain")
 

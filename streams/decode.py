@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from driftloop.infra.errors import DriftloopError
+from driftloop.infra.contract import EventError
 from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
 from driftloop.streams.event_types import (
     MAX_EPOCH,
@@ -80,10 +80,6 @@ class Incoming(NamedTuple):
     topic: str
     partition: int
     offset: int
-
-
-class EventError(DriftloopError, ValueError):
-    """An event breaks the contract; the message says which field and how."""
 
 
 def decode_predictions(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:

@@ -43,11 +43,12 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, UnknownError
 from kafka.partitioner.default import murmur2
 
+from driftloop.infra.contract import EventError
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
 from driftloop.infra.kafka.topics import provision_topics
 from driftloop.infra.settings import Settings, get_settings
-from driftloop.streams.decode import EventError, validate_outcome, validate_prediction
+from driftloop.streams.decode import validate_outcome, validate_prediction
 from driftloop.streams.replay import ReplayRing, Sent
 
 log = logging.getLogger("driftloop.producer")

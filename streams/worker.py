@@ -32,12 +32,12 @@ import faust
 from faust.types import EventT, StreamT
 
 from driftloop.infra.clickhouse.client import SharedClient, enforce_retention
+from driftloop.infra.contract import Alert
 from driftloop.infra.metrics import serve_metrics
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.app_factory import create_app
 from driftloop.streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.gate import AlertGate, GateKeeper, read_detections
 from driftloop.streams.drift.silences import Silence, active_silences
 from driftloop.streams.gc_tuning import collect_less_often

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.contract import Alert
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.decode import PREDICTION_COLUMNS
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.monitor import DriftMonitor
 
 _LABELED = ("model", "model_version", "request_id", "ts_ms", "error", "served")

@@ -36,9 +36,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.alerts import ALERT_COLUMNS, Alert
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.silences import Silence, mark_silenced
 

@@ -7,7 +7,7 @@ drifted no longer serves. Incidents live in the subscriber's memory: after a res
 left to PagerDuty's own auto-resolve.
 
 >>> from dataclasses import replace
->>> from driftloop.streams.drift.alerts import Alert
+>>> from driftloop.infra.contract import Alert
 >>> incidents = Incidents(lambda model: 60.0)
 >>> incidents.opened(replace(Alert.example(), model_version=3), now=0.0)
 >>> incidents.quiet(now=30.0), incidents.replaced("fraud", 3), incidents.replaced("fraud", 4)
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from driftloop.streams.drift.alerts import Alert
+from driftloop.infra.contract import Alert
 from driftloop.streams.drift.routing import dedup_key
 
 

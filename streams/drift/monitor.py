@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, served_only
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.detectors import Detector, build

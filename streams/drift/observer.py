@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.contract import Alert
 from driftloop.infra.settings import ClickHouseEndpoint, Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
 from driftloop.streams.sink import ClickHouseSink

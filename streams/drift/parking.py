@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.contract import Alert
 from driftloop.infra.settings import Settings
-from driftloop.streams.drift.alerts import Alert
 
 COLUMNS = (
     "subscriber",

@@ -23,10 +23,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.settings import Settings
 from driftloop.streams.batch import ColumnBatch, by_partition, served_only
 from driftloop.streams.child_process import ChildLostError, ChildProcess, Request, UnknownRequestError
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.observer import drift_observer
 from driftloop.streams.topic_publisher import KafkaTopicPublisher

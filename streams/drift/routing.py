@@ -7,7 +7,7 @@ lowest severity; the alerts it does not pick are passed over (committed, not sen
 webhook format, or PagerDuty's Events API v2 (``dedup_key`` = model/signal, so repeated alerts of one signal
 are one incident).
 
->>> from driftloop.streams.drift.alerts import Alert
+>>> from driftloop.infra.contract import Alert
 >>> alert = Alert.example()
 >>> AlertFilter(models=("fraud-*",)).matches(alert), AlertFilter(min_severity="critical").matches(alert)
 (False, True)
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from driftloop.infra.contract import KINDS, SEVERITIES, Alert
 from driftloop.infra.errors import DriftloopError
-from driftloop.streams.drift.alerts import KINDS, SEVERITIES, Alert
 
 
 class SubscriberError(DriftloopError):

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from driftloop.infra.contract import KINDS, Alert
 from driftloop.infra.errors import DriftloopError
-from driftloop.streams.drift.alerts import KINDS, Alert
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}

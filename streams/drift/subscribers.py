@@ -30,10 +30,10 @@ from typing import Literal
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import MonitoringSpec, SpecCatalog
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.incidents import Incidents
 from driftloop.streams.drift.parking import AlertParking, ParkedAlert
 from driftloop.streams.drift.routing import AlertFilter, destination, payload, redacted, resolve_payload

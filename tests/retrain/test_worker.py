@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.contract import Alert
 from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
@@ -26,7 +27,6 @@ from driftloop.infra.spec import SpecCatalog
 from driftloop.infra.stack import stack as local_stack
 from driftloop.retrain.job import FinishedRun
 from driftloop.retrain.worker import RetrainPolicy, RetrainWorker
-from driftloop.streams.drift.alerts import Alert
 from tests.stack_fixtures import REPO, wait_for
 from tests.streams.test_metrics import scrape
 

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from kafka import KafkaProducer
 
 from driftloop.cli.main import cli
+from driftloop.infra.contract import Alert
 from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.parking import AlertParking
 from driftloop.streams.drift.routing import (
     AlertFilter,

@@ -123,7 +123,7 @@ def test_the_sdk_producer_compresses_when_asked(own: PrivateStack, worker: Worke
 
 
 def test_alert_consumers_read_compressed_alerts(own: PrivateStack) -> None:
-    from driftloop.streams.drift.alerts import Alert
+    from driftloop.infra.contract import Alert
     from driftloop.streams.drift.subscribers import alert_stream
 
     sent = []

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.gate import AlertGate, GateKeeper, RecordedAlert, read_detections
 from driftloop.streams.drift.silences import Silence
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
-from driftloop.streams.decode import EventError
+from driftloop.infra.contract import EventError
 from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, wait_for
 

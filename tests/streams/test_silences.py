@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from driftloop.streams.drift.alerts import Alert
+from driftloop.infra.contract import Alert
 from driftloop.streams.drift.silences import Silence, SilenceError, mark_silenced, new_silence, parse_duration
 
 ALERT = Alert.example()  # model fraud, kind data

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.stack import stack as local_stack
-from driftloop.streams.drift.alerts import Alert
 from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts
 from tests.stack_fixtures import PrivateStack, wait_for
 

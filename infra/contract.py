@@ -1,4 +1,7 @@
-"""Drift alerts: the record on the ``alerts`` topic and in ``drift_alerts``, with its evidence.
+"""The public contract's types that every layer reads (streams, retrain, models, release, the CLI), kept on
+the ground floor so that none of them imports another's internals: the drift alert (the record on the
+``alerts`` topic and in ``drift_alerts``, with its evidence), and :class:`EventError` (an event that breaks
+the contract of docs/events.md).
 
 >>> alert = Alert.example()
 >>> Alert.from_json(alert.to_json()) == alert
@@ -15,6 +18,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
+
+from driftloop.infra.errors import DriftloopError
 
 Kind = Literal["data", "prediction", "performance"]
 Severity = Literal["info", "warning", "critical"]
@@ -45,6 +50,10 @@ ALERT_COLUMNS = (
     "runbook",
     "silenced",
 )
+
+
+class EventError(DriftloopError, ValueError):
+    """An event breaks the contract; the message says which field and how."""
 
 
 def _rfc3339(epoch: float) -> str:
