@@ -36,14 +36,22 @@ BATCH = 500
 
 
 def stream(
-    partitions: int, shift: float, seed: int, *, before: int, total: int, run_length: float | None = None
+    partitions: int,
+    shift: float,
+    seed: int,
+    *,
+    before: int,
+    total: int,
+    run_length: float | None = None,
+    warmup: int = WARMUP,
 ) -> Iterator[tuple[DriftMonitor, list]]:
     """The model's events (10 N(0,1) features, the first shifted by ``shift`` from event ``before`` on), dealt
     at random to ``partitions`` monitors, batch by batch: each monitor with the alerts its batch raised."""
     rng = random.Random(seed)
     home = Path(tempfile.mkdtemp())
-    if run_length is not None:
-        (home / "hot.toml").write_text(f'name = "hot"\n[monitoring]\nexpected_run_length = {run_length}\n')
+    if run_length is not None or warmup != WARMUP:
+        monitoring = f"warmup = {warmup}\n" + (f"expected_run_length = {run_length}\n" if run_length else "")
+        (home / "hot.toml").write_text(f'name = "hot"\n[monitoring]\n{monitoring}')
     specs = SpecCatalog(home)
     monitors = [DriftMonitor(specs, clock=lambda: 1.0) for _ in range(partitions)]
     for start in range(0, total, BATCH):
@@ -69,10 +77,10 @@ def delay(partitions: int, shift: float, seed: int, *, before: int, after: int) 
     return None
 
 
-def false_alarms(partitions: int, seed: int, *, events: int, run_length: float) -> int:
+def false_alarms(partitions: int, seed: int, *, events: int, run_length: float, warmup: int = WARMUP) -> int:
     """Detections (before the alert policy) on a stationary stream of the model, over all its partitions."""
     monitors: set[DriftMonitor] = set()
-    for monitor, _ in stream(partitions, 0.0, seed, before=events, total=events, run_length=run_length):
+    for monitor, _ in stream(partitions, 0.0, seed, before=events, total=events, run_length=run_length, warmup=warmup):
         monitors.add(monitor)
     return sum(signal.drifts for monitor in monitors for _, signal in monitor.signal_states())
 
