@@ -148,8 +148,9 @@ class GateKeeper:
         """Let ``detections`` through the gate; returns the alerts (silenced ones included)."""
         if not detections:
             return []
-        for model in sorted({d.model for d in detections}):
-            if not self.gate.knows(model):
+        # a rebalance may make the gate forget while it reads: read until none is missing, then decide at once
+        while missing := sorted({d.model for d in detections if not self.gate.knows(d.model)}):
+            for model in missing:
                 self.gate.remember(model, await self.read(lambda client, m=model: recorded_alerts(client, m)))
         passed, folded = self.gate.decide(detections)
         for detection in folded:
