@@ -51,7 +51,8 @@ def main() -> int:
             ("outage", lambda: clickhouse_outage(home / "outage-stack", _dir(home, "outage"),
                                                  events=args.outage_events, outage_s=args.outage_s)),
             ("hostile", lambda: hostile_input(stack, _dir(home, "hostile"), count=args.hostile)),
-            ("hot model", lambda: _hot(stack, _dir(home, "hot"), args.hot_events)),
+            ("hot model", lambda: _hot(stack, _dir(home, "hot"), args.hot_events, kill=False)),
+            ("hot model, a worker killed", lambda: _hot(stack, _dir(home, "hot-kill"), args.hot_events, kill=True)),
             ("rebalance", lambda: rebalance(stack, _dir(home, "rebalance"), events=args.rebalance_events)),
             ("broker restart", lambda: broker_restart(home / "restart-stack", _dir(home, "restart"),
                                                       events=args.restart_events, down_s=args.restart_down_s)),
@@ -83,8 +84,8 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def _hot(stack: PrivateStack, tmp: Path, events: int) -> SoakResult:
-    seen = hot_model(stack, tmp, events=events, kill=True)
+def _hot(stack: PrivateStack, tmp: Path, events: int, *, kill: bool) -> SoakResult:
+    seen = hot_model(stack, tmp, events=events, kill=kill)
     fired = ", ".join(
         f"{kind} on {signal} {at - seen.shift_at:+,} events from the shift" for _, kind, signal, at in seen.alerts
     )
