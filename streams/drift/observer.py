@@ -29,7 +29,8 @@ from driftloop.infra.settings import ClickHouseEndpoint, Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.drift.frame import PredictionFrame
-from driftloop.streams.drift.monitor import DriftMonitor, restore_model, snapshot_model
+from driftloop.streams.drift.monitor import DriftMonitor
+from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")

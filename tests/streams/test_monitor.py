@@ -13,8 +13,9 @@ from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecErr
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.monitor import DriftMonitor, output_version, restore_model, snapshot_model
+from driftloop.streams.drift.monitor import DriftMonitor, output_version
 from driftloop.streams.drift.policy import AlertPolicy
+from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 
 
 def predictions(rng: random.Random, start: int, n: int, shift: dict | None = None, model: str = "m") -> ColumnBatch:
