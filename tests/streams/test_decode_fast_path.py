@@ -9,7 +9,7 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftloop.streams import decode
+from driftloop.streams import decode, decode_fast
 from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
 from tests.reliability.hostile import hostile_message
 
@@ -54,8 +54,8 @@ def edge_message(draw: st.DrawFn) -> bytes:
 
 def field_rules_only(decoder: object, messages: list[Incoming]) -> Decoded:
     with (
-        mock.patch.object(decode, "_fast_predictions", lambda value, position, out: False),
-        mock.patch.object(decode, "_fast_outcomes", lambda value, position, out: False),
+        mock.patch.object(decode, "fast_predictions", lambda value, position, out: False),
+        mock.patch.object(decode, "fast_outcomes", lambda value, position, out: False),
     ):
         return decoder(messages)  # type: ignore[operator, no-any-return]
 
@@ -103,7 +103,7 @@ def test_outcomes_decode_the_same_with_and_without_the_fast_path(events: list[di
 
 def fast_path_of(fast: object, value: bytes) -> str:
     """Which part of the fast path took ``value``: "columns", "rows", or "field rules" (none of it)."""
-    out = decode._Columns(len(decode.PREDICTION_COLUMNS) + 1)
+    out = decode.Columns(len(decode.PREDICTION_COLUMNS) + 1)
     if not fast(value, 0, out):  # type: ignore[operator]
         return "field rules"
     return "columns" if out.events else "rows"
@@ -113,12 +113,12 @@ def test_valid_messages_take_the_fast_path() -> None:
     """Without this, the equivalence above could hold because the fast path never accepted anything."""
     event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1, "b": 2}, "prediction": 1}
     unusual = {**event, "request_id": "s", "features": {"a": 1, "b": None}, "score": {"1": 0.9}}
-    assert fast_path_of(decode._fast_predictions, json.dumps({"events": [event, event]}).encode()) == "columns"
-    assert fast_path_of(decode._fast_predictions, json.dumps(event).encode()) == "columns"
-    assert fast_path_of(decode._fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "rows"
-    assert fast_path_of(decode._fast_predictions, json.dumps(unusual).encode()) == "rows"
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, event]}).encode()) == "columns"
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps(event).encode()) == "columns"
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "rows"
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps(unusual).encode()) == "rows"
     outcome = {"model": "m", "request_id": "r", "ts": "2026-11-23T08:00:00Z", "label": "cat"}
-    assert fast_path_of(decode._fast_outcomes, json.dumps({"events": [outcome]}).encode()) == "rows"
+    assert fast_path_of(decode_fast.fast_outcomes, json.dumps({"events": [outcome]}).encode()) == "rows"
 
 
 def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:

@@ -1,0 +1,322 @@
+"""The contract's field rules (docs/events.md): each field of an event checked, with an :class:`EventError`
+that names what is wrong; the events' ids; and an event as a row, in its table's column order.
+
+These judge any message the typed fast path (:mod:`streams.decode_fast`) does not take whole, and say
+what is wrong with it; :func:`validate_prediction` and :func:`validate_outcome` are the SDK's checks.
+
+>>> validate_outcome({"model": "m", "request_id": "r1", "ts": 1700000000, "label": 1}) == outcome_id(
+...     None, "m", "r1", 1700000000000, "1")
+True
+>>> validate_prediction({"model": "m", "request_id": "r1", "ts": 1700000000, "features": {}, "prediction": None})
+Traceback (most recent call last):
+...
+driftloop.infra.contract.EventError: missing required field "prediction"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import re
+from typing import Any
+
+from driftloop.infra.contract import EventError
+from driftloop.streams.event_types import MAX_EPOCH, MAX_FEATURES, MAX_TEXT, MODEL_NAME, valid_model_name
+
+FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
+
+PREDICTION_COLUMNS = (
+    "event_id",
+    "model",
+    "model_version",
+    "request_id",
+    "ts",
+    "ts_ms",
+    "num.name",
+    "num.value",
+    "cat.name",
+    "cat.value",
+    "missing",
+    "prediction",
+    "prediction_num",
+    "score",
+    "scores.label",
+    "scores.probability",
+    "served",
+    "latency_ms",
+)
+OUTCOME_COLUMNS = ("event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num", "value")
+
+
+def kind_of(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+# --- field rules ------------------------------------------------------------------------------------------
+
+known_features: set[str] = set()
+
+
+def _model(event: dict[str, Any]) -> str:
+    model = event.get("model")
+    if type(model) is not str:
+        raise EventError(_missing_or_type("model", model, "a string"))
+    if not valid_model_name(model):
+        raise EventError(f'"model" {model[:80]!r} must match {MODEL_NAME} (letters, digits, . _ -)')
+    return model
+
+
+def _text(event: dict[str, Any], field: str) -> str:
+    value = event.get(field)
+    if type(value) is not str:
+        raise EventError(_missing_or_type(field, value, "a string"))
+    if not value or len(value) > MAX_TEXT:
+        raise EventError(f'"{field}" must be 1 to {MAX_TEXT} characters (got {len(value)})')
+    return value
+
+
+def _missing_or_type(field: str, value: Any, expected: str) -> str:
+    if value is None:
+        return f'missing required field "{field}"'
+    return f'"{field}" must be {expected}, got {kind_of(value)}'
+
+
+def _number(value: Any, what: str) -> float:
+    kind = type(value)
+    if kind is float:
+        if value - value != 0.0:  # NaN or ±inf
+            raise EventError(f"{what} must be a finite number, got {value}")
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise EventError(f"{what} is too large ({len(str(value))} digits)") from None
+        return number
+    raise EventError(f"{what} must be a number, got {kind_of(value)}")
+
+
+def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
+    """(epoch seconds, epoch milliseconds) of ``ts``: RFC 3339 text or epoch seconds."""
+    value = event.get("ts")
+    if type(value) is str:
+        epoch = rfc3339_epoch(value)
+    elif value is None:
+        raise EventError('missing required field "ts"')
+    else:
+        try:
+            epoch = _number(value, '"ts"')
+        except EventError:
+            raise EventError(f'"ts" must be an RFC 3339 string or epoch seconds, got {kind_of(value)}') from None
+    if not 0 <= epoch < MAX_EPOCH:
+        raise EventError(f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07')
+    return int(epoch), round(epoch * 1000)
+
+
+def rfc3339_epoch(value: str) -> float:
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def value_text(value: Any, field: str) -> tuple[str, float]:
+    """A prediction or label as (canonical text, number or NaN): 1, 1.0 and "1" compare equal as text."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_TEXT:
+            raise EventError(f'"{field}" is longer than {MAX_TEXT} characters')
+        return value, math.nan
+    if value is None:
+        raise EventError(f'missing required field "{field}"')
+    number = _number(value, f'"{field}"')
+    return number_text(number), number
+
+
+def number_text(number: float) -> str:
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
+def prediction_id(given: Any, model: str, request_id: str, ts_ms: int, shadow: str = "") -> str:
+    """The given id, else one derived from the event (``shadow``: :func:`shadow_key` of an unserved one)."""
+    return _event_id(given, f"p\x1f{model}\x1f{request_id}\x1f{ts_ms}{shadow}")
+
+
+def shadow_key(served: bool, version: int | None) -> str:
+    """What sets a shadow's prediction apart from the served one of the same request and time (whose derived
+    id stays what it always was)."""
+    return "" if served else f"\x1fshadow\x1f{version or 0}"
+
+
+def prediction_ids(
+    given: list[str | None], models: list[str], request_ids: list[str], ts_ms: list[int], shadows: list[str]
+) -> list[str]:
+    """:func:`prediction_id` of many events (checked types: a given id is valid), hashed in one loop."""
+    rows = zip(models, request_ids, ts_ms, shadows, strict=True)
+    keys = [f"p\x1f{model}\x1f{request_id}\x1f{ts}{shadow}" for model, request_id, ts, shadow in rows]
+    if given.count(None) != len(given):
+        return list(map(_event_id, given, keys))
+    return [blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for key in keys]
+
+
+def outcome_id(given: Any, model: str, request_id: str, ts_ms: int, label: str) -> str:
+    return _event_id(given, f"o\x1f{model}\x1f{request_id}\x1f{ts_ms}\x1f{label}")
+
+
+blake2b = hashlib.blake2b
+
+
+def _event_id(given: Any, key: str) -> str:
+    if given is None:
+        # Deterministic: the same event re-sent gets the same id, so ClickHouse keeps it once.
+        return blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    if type(given) is not str or not 0 < len(given) <= 128:
+        raise EventError('"event_id" must be a string of 1 to 128 characters')
+    return given  # type: ignore[no-any-return]
+
+
+def _features(event: dict[str, Any]) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
+    features = event.get("features")
+    if type(features) is not dict:
+        raise EventError(_missing_or_type("features", features, "an object of name → number, string or null"))
+    if len(features) > MAX_FEATURES:
+        raise EventError(f'"features" has {len(features)} entries; at most {MAX_FEATURES} are accepted')
+    names = list(features)
+    if not known_features.issuperset(names):
+        learn_names(names)
+    values = list(features.values())
+    if _NUMERIC.issuperset(map(type, values)):  # the common case, checked in C: every value a number
+        try:
+            numbers = [float(v) for v in values]
+        except OverflowError:
+            numbers = []  # an integer too large for a float: the slow path names it
+        # a plain sum: finite values can overflow it (math.fsum would raise), and then each one is judged
+        if len(numbers) == len(values) and math.isfinite(sum(numbers)):
+            return names, numbers, [], [], []
+    return features_one_by_one(features)
+
+
+_NUMERIC = frozenset({float, int})
+
+
+def learn_names(names: list[str]) -> None:
+    for name in names:
+        if name not in known_features:
+            if not FEATURE_NAME.fullmatch(name):
+                raise EventError(f"feature name {name[:80]!r} must be 1-128 printable characters")
+            if len(known_features) < 100_000:
+                known_features.add(name)
+
+
+def features_one_by_one(
+    features: dict[str, Any],
+) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
+    num_names: list[str] = []
+    num_values: list[float] = []
+    cat_names: list[str] = []
+    cat_values: list[str] = []
+    missing: list[str] = []
+    for name, value in features.items():
+        kind = type(value)
+        if kind is float or kind is int:
+            num_names.append(name)
+            num_values.append(_number(value, f"feature {name!r}"))
+        elif kind is str:
+            if len(value) > MAX_TEXT:
+                raise EventError(f"feature {name!r} is longer than {MAX_TEXT} characters")
+            cat_names.append(name)
+            cat_values.append(value)
+        elif value is None:
+            missing.append(name)
+        else:
+            raise EventError(f"feature {name!r} must be a number, string or null, got {kind_of(value)}")
+    return num_names, num_values, cat_names, cat_values, missing
+
+
+def score_of(value: Any, prediction: str) -> tuple[float, list[str], list[float]]:
+    if value is None:
+        return math.nan, [], []
+    if type(value) is dict:
+        labels = list(value)
+        probabilities = [_number(p, f'"score" of class {c!r}') for c, p in value.items()]
+        score = value.get(prediction)
+        return (
+            (float(score) if score is not None else max(probabilities, default=math.nan)),
+            labels,
+            probabilities,
+        )
+    return _number(value, '"score"'), [], []
+
+
+def validate_prediction(event: dict[str, Any]) -> str:
+    """Check a prediction event against the contract (``EventError`` says what is wrong); its event_id."""
+    return str(prediction_row(event)[0])
+
+
+def validate_outcome(event: dict[str, Any]) -> str:
+    """Check an outcome event against the contract (``EventError`` says what is wrong); its event_id."""
+    return str(outcome_row(event)[0])
+
+
+def prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    model = _model(event)
+    request_id = _text(event, "request_id")
+    ts, ts_ms = _timestamp(event)
+    num_names, num_values, cat_names, cat_values, missing = _features(event)
+    prediction, prediction_num = value_text(event.get("prediction"), "prediction")
+    score, labels, probabilities = score_of(event.get("score"), prediction)
+    version = event.get("model_version", 0)
+    if version is None:
+        version = 0
+    if type(version) is not int or not 0 <= version < 2**32:
+        raise EventError('"model_version" must be a non-negative integer')
+    served = event.get("served", True)
+    if served is None:
+        served = True
+    if type(served) is not bool:
+        raise EventError(f'"served" must be true or false, got {kind_of(served)}')
+    event_id = prediction_id(event.get("event_id"), model, request_id, ts_ms, shadow_key(served, version))
+    latency_ms = _optional_number(event.get("latency_ms"), '"latency_ms"')
+    if latency_ms < 0:
+        raise EventError(f'"latency_ms" must not be negative, got {latency_ms}')
+    return (
+        event_id,
+        model,
+        version,
+        request_id,
+        ts,
+        ts_ms,
+        num_names,
+        num_values,
+        cat_names,
+        cat_values,
+        missing,
+        prediction,
+        prediction_num,
+        score,
+        labels,
+        probabilities,
+        int(served),
+        latency_ms,
+    )
+
+
+def outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
+    model = _model(event)
+    request_id = _text(event, "request_id")
+    ts, ts_ms = _timestamp(event)
+    label, label_num = value_text(event.get("label"), "label")
+    value = _optional_number(event.get("value"), '"value"')
+    event_id = outcome_id(event.get("event_id"), model, request_id, ts_ms, label)
+    return event_id, model, request_id, ts, ts_ms, label, label_num, value
+
+
+def _optional_number(value: Any, what: str) -> float:
+    """A finite number, or NaN for an absent (null) one."""
+    return math.nan if value is None else _number(value, what)
