@@ -100,8 +100,8 @@ class ColumnBatch:
         return self.columns[name]
 
     def take(self, indices: Sequence[int]) -> ColumnBatch:
-        """The rows at ``indices``, in that order."""
-        return ColumnBatch(self.table, {k: [v[i] for i in indices] for k, v in self.columns.items()})
+        """The rows at ``indices``, in that order (a :class:`NumberRows` column stays one matrix)."""
+        return ColumnBatch(self.table, {k: _take(v, indices) for k, v in self.columns.items()})
 
     def concat(self, other: ColumnBatch) -> ColumnBatch:
         if other.table != self.table or other.columns.keys() != self.columns.keys():
@@ -234,6 +234,12 @@ class Decoded:
     rows: ColumnBatch
     dead: list[DeadLetter] = field(default_factory=list)
     origins: list[int] = field(default_factory=list)
+
+
+def _take(column: Column, indices: Sequence[int]) -> Column:
+    if type(column) is NumberRows:
+        return NumberRows(column.matrix[np.asarray(indices, dtype=np.intp)])
+    return [column[i] for i in indices]
 
 
 def served_only(rows: ColumnBatch) -> ColumnBatch:

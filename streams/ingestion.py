@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
+
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
@@ -149,7 +151,8 @@ class Ingestion:
 
     async def _after_predictions(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
         self._count("predictions", chunk, rows)
-        await self._observe("on_predictions", rows, [chunk[i].partition for i in origins])
+        partitions = np.fromiter((message.partition for message in chunk), np.int64, len(chunk))
+        await self._observe("on_predictions", rows, partitions[np.asarray(origins, np.intp)])
 
     async def _after_outcomes(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
         self._count("outcomes", chunk, rows)
@@ -255,7 +258,7 @@ class Ingestion:
         if len(rows):
             self.metrics.models.add(kind, rows["model"])
 
-    async def _observe(self, hook: str, rows: ColumnBatch, partitions: list[int]) -> None:
+    async def _observe(self, hook: str, rows: ColumnBatch, partitions: Sequence[int]) -> None:
         if not len(rows):
             return
         for observer in self.observers:

@@ -6,6 +6,7 @@ logged and never holds ingestion back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from driftloop.streams.batch import ColumnBatch
@@ -15,6 +16,6 @@ class BatchObserver(Protocol):
     """Receives prediction batches and labeled batches, column by column, in arrival order per partition;
     ``partitions[i]`` is the Kafka partition row i was read from (for a labeled row: its outcome's)."""
 
-    async def on_predictions(self, rows: ColumnBatch, partitions: list[int]) -> None: ...
+    async def on_predictions(self, rows: ColumnBatch, partitions: Sequence[int]) -> None: ...
 
-    async def on_labeled(self, rows: ColumnBatch, partitions: list[int]) -> None: ...
+    async def on_labeled(self, rows: ColumnBatch, partitions: Sequence[int]) -> None: ...

@@ -86,6 +86,7 @@ class ModelPredictions:
     prediction_num: np.ndarray  # float64, NaN where the prediction is not a number
     prediction: list[str]
     features: SameFeatures | FeaturesByEvent
+    partition: int = 0  # the Kafka partition the events were read from
 
     def __len__(self) -> int:
         return len(self.request_ids)
@@ -119,6 +120,7 @@ class ModelPredictions:
             self.prediction_num[part],
             self.prediction[part],
             features,
+            self.partition,
         )
 
 
@@ -131,9 +133,17 @@ class PredictionFrame:
     def __len__(self) -> int:
         return sum(map(len, self.models))
 
+    def by_partition(self) -> dict[int, PredictionFrame]:
+        """The frame of each partition's events (models in order of first event)."""
+        frames: dict[int, list[ModelPredictions]] = {}
+        for part in self.models:
+            frames.setdefault(part.partition, []).append(part)
+        return {partition: PredictionFrame(parts) for partition, parts in frames.items()}
+
     @classmethod
-    def from_columns(cls, rows: ColumnBatch) -> PredictionFrame:
-        """The frame of a ``predictions`` batch (the sink's columns; :data:`PREDICTION_INPUTS` are read)."""
+    def from_columns(cls, rows: ColumnBatch, partitions: np.ndarray | None = None) -> PredictionFrame:
+        """The frame of a ``predictions`` batch (the sink's columns; :data:`PREDICTION_INPUTS` are read), one
+        part per model, or with ``partitions`` (the Kafka partition of each row) per model and partition."""
         if not len(rows):
             return cls([])
         versions, ts_ms = np.asarray(rows["model_version"], np.int64), np.asarray(rows["ts_ms"], np.int64)
@@ -141,7 +151,7 @@ class PredictionFrame:
         feature_columns = [rows[name] for name in FEATURE_COLUMNS]
         features = _features(*feature_columns)  # the whole batch's, when its models all send the same features
         models = []
-        for model, index in _index_by_model(rows["model"]):
+        for model, partition, index in _index_by_model(rows["model"], partitions):
             if index is None:
                 part = features
             elif isinstance(features, SameFeatures):
@@ -164,19 +174,36 @@ class PredictionFrame:
                     prediction_num=prediction_num if index is None else prediction_num[index],
                     prediction=_take(rows["prediction"], index),
                     features=part,
+                    partition=partition,
                 )
             )
         return cls(models)
 
 
-def _index_by_model(models: list[str]) -> list[tuple[str, np.ndarray | None]]:
-    """Each model's row positions, in order (``None``: every row), models in order of first row."""
+def _index_by_model(models: list[str], partitions: np.ndarray | None) -> list[tuple[str, int, np.ndarray | None]]:
+    """Each (model, partition)'s row positions, in order (``None``: every row), models in order of first row.
+
+    >>> [(m, p, i.tolist()) for m, p, i in _index_by_model(["a", "b", "a", "a"], np.array([3, 1, 0, 3]))]
+    [('a', 0, [2]), ('a', 3, [0, 3]), ('b', 1, [1])]
+    """
     codes = {model: code for code, model in enumerate(dict.fromkeys(models))}
-    if len(codes) == 1:
-        return [(models[0], None)]
+    first = int(partitions[0]) if partitions is not None else 0
+    uniform = partitions is None or bool((partitions == first).all())
+    if len(codes) == 1 and uniform:
+        return [(models[0], first, None)]
     code = np.fromiter(map(codes.__getitem__, models), np.intp, len(models))
+    width = 1 if uniform else int(partitions.max()) + 1  # type: ignore[union-attr]
+    if not uniform:
+        code = code * width + partitions  # (model, partition) as one number
     order = np.argsort(code, kind="stable")
-    return list(zip(codes, np.split(order, np.cumsum(np.bincount(code))[:-1]), strict=True))
+    counts = np.bincount(code)
+    present = np.flatnonzero(counts)
+    groups = np.split(order, np.cumsum(counts[present])[:-1])
+    names = list(codes)
+    return [
+        (names[c // width], first if uniform else int(c % width), index)
+        for c, index in zip(present.tolist(), groups, strict=True)
+    ]
 
 
 def _take(column: list[Any], index: np.ndarray | None) -> list[Any]:

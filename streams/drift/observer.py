@@ -136,11 +136,12 @@ class DriftObserver:
             self.monitors[partition] = self.new_monitor()
         return self.monitors[partition]
 
-    async def on_predictions(self, rows: ColumnBatch | PredictionFrame, partition: int) -> None:
-        frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(rows)
+    async def on_predictions(self, frame: PredictionFrame) -> None:
+        """Run each partition's detectors on its part of ``frame``."""
         async with self._turn:
-            await self._restore(partition, [part.model for part in frame.models])
-            await self._handle(partition, self.monitor(partition).process_predictions(frame))
+            for partition, part in frame.by_partition().items():
+                await self._restore(partition, [p.model for p in part.models])
+                await self._handle(partition, self.monitor(partition).process_predictions(part))
 
     async def on_labeled(self, rows: ColumnBatch, partition: int) -> None:
         async with self._turn:

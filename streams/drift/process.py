@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from driftloop.infra.contract import Alert
 from driftloop.infra.settings import Settings
@@ -36,9 +39,8 @@ from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 @dataclass(frozen=True, slots=True)
 class DetectPredictions(Request):
-    """Run the detectors of ``partition`` on a written batch of predictions read from it."""
+    """Run the detectors on a written batch of predictions (each part on its partition's)."""
 
-    partition: int
     frame: PredictionFrame
 
 
@@ -89,13 +91,16 @@ class DetectionProcess:
         self._child = ChildProcess("driftloop-detection", DetectionHandler, settings, self._take_report)
         self._slots = asyncio.Semaphore(max_in_flight)
 
-    async def on_predictions(self, rows: ColumnBatch, partitions: list[int]) -> None:
-        for partition, part in by_partition(rows, partitions):
-            part = served_only(part)
-            if len(part):  # a frame is far cheaper to send than rows
-                await self._hand(DetectPredictions(partition, PredictionFrame.from_columns(part)))
+    async def on_predictions(self, rows: ColumnBatch, partitions: Sequence[int]) -> None:
+        places = np.asarray(partitions, np.int64)
+        served = rows.columns.get("served")
+        if served is not None and not all(served):  # a shadow's predictions are not the traffic
+            kept = [i for i, flag in enumerate(served) if flag]
+            rows, places = rows.take(kept), places[kept]
+        if len(rows):  # a frame is far cheaper to send than rows; its parts say their partitions
+            await self._hand(DetectPredictions(PredictionFrame.from_columns(rows, places)))
 
-    async def on_labeled(self, rows: ColumnBatch, partitions: list[int]) -> None:
+    async def on_labeled(self, rows: ColumnBatch, partitions: Sequence[int]) -> None:
         for partition, part in by_partition(rows, partitions):
             part = served_only(part)
             if len(part):
@@ -149,8 +154,8 @@ class DetectionHandler:
 
     async def handle(self, request: Request) -> None:
         match request:
-            case DetectPredictions(partition, frame):
-                await self.observer.on_predictions(frame, partition)
+            case DetectPredictions(frame):
+                await self.observer.on_predictions(frame)
             case DetectLabeled(partition, rows):
                 await self.observer.on_labeled(rows, partition)
             case HandOver():
