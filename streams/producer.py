@@ -2,8 +2,9 @@
 
 Events are checked against the contract when they are emitted (an ``EventError`` names the field at fault),
 batched into ``{"events": [...]}`` envelopes per (topic, model) by count, size and linger time, and keyed by
-model so that one model's events stay ordered within a partition. ``event_id`` is filled in
-deterministically when not given (the same event re-sent gets the same id) and returned.
+model so that one model's events stay ordered within a partition (or spread over several: ``spread``).
+``event_id`` is filled in deterministically when not given (the same event re-sent gets the same id) and
+returned.
 
 Delivery is at-least-once: while the broker is away, messages are retried for up to two minutes
 (``delivery_timeout_s``), one request in flight per connection so that a retry cannot overtake the
