@@ -347,7 +347,8 @@ class HotModelResult:
 def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 4, kill: bool) -> HotModelResult:
     """One busy model whose messages the SDK spreads over ``partitions`` partitions, two workers sharing them,
     and a one-sigma shift of feature ``y`` half-way (``x``, which the prediction follows, stays put). With
-    ``kill``, one worker is killed with ``kill -9`` just after the shift, and started again."""
+    ``kill``, one worker is killed with ``kill -9`` just after the shift, and started again; the last fifth of
+the events is sent once it owns partitions again, so that it restores their state whatever the timing."""
     specs = tmp / "specs"
     specs.mkdir()
     private = isolated(stack, "hot", DRIFTLOOP_TOPIC_PARTITIONS=str(partitions), DRIFTLOOP_SPECS_DIR=str(specs))
@@ -357,12 +358,17 @@ def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 
     started, shift_at = time.monotonic(), events // 2
     workers = [WorkerProcess(private, tmp / "a.log", **WORKER_ENV), WorkerProcess(private, tmp / "b.log", **WORKER_ENV)]
     sent = [0]
+    tail = threading.Event()  # the last fifth of the events waits for it: sent once a restarted worker is in
+    if not kill:
+        tail.set()
 
     def send() -> None:
         rng = random.Random(11)
         begun = time.monotonic()
         with EventProducer(private.settings, max_events=100, spread=partitions) as producer:
             for i in range(events):
+                if i == events - events // 5:
+                    tail.wait(180)
                 x, y = rng.gauss(0, 1), rng.gauss(1.0 if i >= shift_at else 0.0, 1)
                 producer.emit_prediction(model, request_id=f"r{i}", features={"x": x, "y": y},
                                          prediction=int(x > 0), ts=1_790_000_000 + i / 100)  # fmt: skip
@@ -385,6 +391,14 @@ def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 
             result.faults += 1
             workers[0] = WorkerProcess(private, tmp / "a-again.log", **WORKER_ENV)
             result.worker_restarts += 1
+            predictions = private.settings.topics.predictions + ":"
+
+            def rejoined() -> bool:  # the restarted worker owns prediction partitions again
+                log = workers[0].log_path.read_text(errors="replace")
+                return any("partitions assigned" in line and predictions in line for line in log.splitlines())
+
+            wait_for(rejoined, timeout_s=90, what="the restarted worker to take partitions")
+            tail.set()  # the rest of the stream reaches it too: it restores those partitions' state
         producer.join()
 
         def alive() -> None:
@@ -394,6 +408,7 @@ def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 
         wait_until_landed(private, model, events, alive, timeout_s=120 + events / 2000)
         time.sleep(3)  # a detection still on its way to the gate, or an alert beyond the first: give it time
     finally:
+        tail.set()
         for w in workers:
             w.stop()
     result.seconds = time.monotonic() - started
