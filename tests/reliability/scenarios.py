@@ -348,7 +348,7 @@ def hot_model(stack: PrivateStack, tmp: Path, *, events: int, partitions: int = 
     """One busy model whose messages the SDK spreads over ``partitions`` partitions, two workers sharing them,
     and a one-sigma shift of feature ``y`` half-way (``x``, which the prediction follows, stays put). With
     ``kill``, one worker is killed with ``kill -9`` just after the shift, and started again; the last fifth of
-the events is sent once it owns partitions again, so that it restores their state whatever the timing."""
+    the events is sent once it owns partitions again, so that it restores their state whatever the timing."""
     specs = tmp / "specs"
     specs.mkdir()
     private = isolated(stack, "hot", DRIFTLOOP_TOPIC_PARTITIONS=str(partitions), DRIFTLOOP_SPECS_DIR=str(specs))
