@@ -51,7 +51,10 @@ _TRUE = {"1", "true", "yes", "on"}
 class ClickHouseEndpoint(BaseModel):
     """Where ClickHouse is and how to log in, parsed from ``DRIFTLOOP_CLICKHOUSE_URL``.
 
-    ``clickhouse://user:password@host:port/database?secure=true&ca_certs=/path&verify=true``
+    ``clickhouse://user:password@host:port/database?secure=true&ca_certs=/path&verify=true&alt_hosts=h2:9000``
+
+    ``alt_hosts``: other servers of a cluster to connect to when ``host`` does not answer. ``cluster`` comes from
+    ``DRIFTLOOP_CLICKHOUSE_CLUSTER`` (:attr:`Settings.clickhouse`).
 
     >>> ep = ClickHouseEndpoint.parse("clickhouse://bob:s3cret@ch.internal:9440/analytics?secure=true")
     >>> (ep.host, ep.port, ep.user, ep.database, ep.secure)
@@ -70,6 +73,8 @@ class ClickHouseEndpoint(BaseModel):
     secure: bool = False
     verify: bool = True
     ca_certs: Path | None = None
+    alt_hosts: str = ""
+    cluster: str = ""
 
     @classmethod
     def parse(cls, url: str) -> ClickHouseEndpoint:
@@ -82,9 +87,14 @@ class ClickHouseEndpoint(BaseModel):
         if not _IDENTIFIER.fullmatch(database):
             raise ValueError(f"database name {database!r} must match {_IDENTIFIER.pattern}")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(query) - {"secure", "verify", "ca_certs"}
+        unknown = set(query) - {"secure", "verify", "ca_certs", "alt_hosts"}
         if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: secure, verify, ca_certs")
+            raise ValueError(f"unknown option(s) {sorted(unknown)}; known: secure, verify, ca_certs, alt_hosts")
+        alt_hosts = [h.strip() for h in query.get("alt_hosts", "").split(",") if h.strip()]
+        for alt in alt_hosts:
+            host, sep, port = alt.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"alt_hosts: {alt!r} is not host:port")
         secure = parts.scheme == "clickhouses" or query.get("secure", "false").lower() in _TRUE
         return cls(
             host=parts.hostname,
@@ -95,6 +105,7 @@ class ClickHouseEndpoint(BaseModel):
             secure=secure,
             verify=query.get("verify", "true").lower() in _TRUE,
             ca_certs=Path(query["ca_certs"]) if "ca_certs" in query else None,
+            alt_hosts=",".join(alt_hosts),
         )
 
     @property
@@ -114,6 +125,8 @@ class ClickHouseEndpoint(BaseModel):
         }
         if self.ca_certs is not None:
             kwargs["ca_certs"] = str(self.ca_certs)
+        if self.alt_hosts:
+            kwargs["alt_hosts"] = self.alt_hosts
         return kwargs
 
     def __str__(self) -> str:
@@ -176,6 +189,11 @@ class Settings(BaseModel):
     clickhouse_url: ClickHouseEndpoint = Field(
         ClickHouseEndpoint(host="127.0.0.1", port=9000),
         description="clickhouse://user:password@host:port/database[?secure=true&ca_certs=...]",
+    )
+    clickhouse_cluster: str = Field(
+        "",
+        description="ClickHouse cluster (remote_servers) to keep the schema on: replicated tables, a Distributed "
+        "table over each, DDL ON CLUSTER (infra/clickhouse/cluster.py); empty: one server",
     )
     topic_prefix: str = Field("driftloop.", description="Prefix of every driftloop topic")
     home: Path = Field(Path("./.driftloop"), description="Local stack data, model artifacts and logs")
@@ -271,6 +289,13 @@ class Settings(BaseModel):
     def _parse_clickhouse_url(cls, value: Any) -> Any:
         return ClickHouseEndpoint.parse(value) if isinstance(value, str) else value
 
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _check_cluster(cls, value: str) -> str:
+        if value and not _IDENTIFIER.fullmatch(value):
+            raise ValueError(f"cluster name {value!r} must match {_IDENTIFIER.pattern}")
+        return value
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:
@@ -356,6 +381,9 @@ class Settings(BaseModel):
 
     @property
     def clickhouse(self) -> ClickHouseEndpoint:
+        """Where ClickHouse is, with the cluster the schema is kept on (if any)."""
+        if self.clickhouse_cluster:
+            return self.clickhouse_url.model_copy(update={"cluster": self.clickhouse_cluster})
         return self.clickhouse_url
 
     @property

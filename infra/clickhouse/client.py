@@ -9,6 +9,7 @@ from typing import Any
 
 from clickhouse_driver import Client
 
+from driftloop.infra.clickhouse.cluster import SESSION_SETTINGS
 from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient
 from driftloop.infra.clickhouse.migrations import MigrationReport, apply_migrations
 from driftloop.infra.clickhouse.retention import Dropped, apply_retention
@@ -20,13 +21,14 @@ from driftloop.infra.settings import ClickHouseEndpoint
 def connect(endpoint: ClickHouseEndpoint, *, database: str | None = None, timeout_s: float = 10.0) -> Client:
     """A client for ``endpoint``; ``database="default"`` works before the driftloop database exists.
 
-    Its columnar inserts write their data in one pass a column (:mod:`infra.clickhouse.columnar_insert`).
+    Its columnar inserts write their data in one pass a column (:mod:`infra.clickhouse.columnar_insert`). On a
+    cluster its session has the cluster's settings (:data:`infra.clickhouse.cluster.SESSION_SETTINGS`).
     """
     return ColumnarInsertClient(
         **endpoint.client_kwargs(database=database),
         connect_timeout=timeout_s,
         send_receive_timeout=max(timeout_s, 30.0),
-        settings={"use_numpy": False},
+        settings={"use_numpy": False, **(SESSION_SETTINGS if endpoint.cluster else {})},
     )
 
 
@@ -77,10 +79,18 @@ def ping(endpoint: ClickHouseEndpoint, *, timeout_s: float = 2.0) -> str:
 
 
 def provision_schema(endpoint: ClickHouseEndpoint) -> MigrationReport:
-    """Create the database and apply every pending migration (idempotent)."""
+    """Create the database and apply every pending migration (idempotent); on a cluster, on all of its servers."""
+
+    def run_on(host: str, port: int, statement: str) -> None:
+        server = connect(endpoint.model_copy(update={"host": host, "port": port, "alt_hosts": ""}), database="default")
+        try:
+            server.execute(statement)
+        finally:
+            server.disconnect()
+
     client = connect(endpoint, database="default")
     try:
-        return apply_migrations(client, endpoint.database)
+        return apply_migrations(client, endpoint.database, cluster=endpoint.cluster, run_on=run_on)
     finally:
         client.disconnect()
 
@@ -89,7 +99,7 @@ def enforce_retention(endpoint: ClickHouseEndpoint, retention: Mapping[str, int]
     """One retention pass (:mod:`infra.clickhouse.retention`) over the driftloop database."""
     client = connect(endpoint, database="default")
     try:
-        return apply_retention(client, endpoint.database, retention)
+        return apply_retention(client, endpoint.database, retention, cluster=endpoint.cluster)
     finally:
         client.disconnect()
 

@@ -6,7 +6,8 @@ to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the data
 :func:`run_statement` only when the column is missing. ClickHouse cannot change a table's partitioning in
 place either: the migrator's own statement ``REPARTITION TABLE db.t BY expr`` does it (:func:`repartition`:
 copy, count, swap; a no-op when the table is partitioned so already), and ``REORDER TABLE db.t BY expr``
-changes a table's sorting key the same way (:func:`reorder`). The ledger (``0000_ledger.sql``) records
+changes a table's sorting key the same way (:func:`reorder`). On a ClickHouse cluster (``DRIFTLOOP_CLICKHOUSE_CLUSTER``)
+every statement is translated to its cluster form first (:mod:`infra.clickhouse.cluster`). The ledger (``0000_ledger.sql``) records
 each applied migration with the sha256 of its text; applying is a no-op for recorded ones, and a recorded
 migration whose text changed is refused (add a new file instead).
 
@@ -25,12 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from driftloop.infra.clickhouse import cluster as on_cluster
 from driftloop.infra.errors import SchemaError
 
 SQL_DIR = Path(__file__).with_name("sql")
 _FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_ADD_COLUMN = re.compile(r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.IGNORECASE)
+_ADD_COLUMN = re.compile(
+    r"^\s*ALTER\s+TABLE\s+(\w+)\.(\w+)\s+(?:ON\s+CLUSTER\s+\w+\s+)?ADD\s+COLUMN\s+(\w+)\s", re.IGNORECASE
+)
+_DISTRIBUTE = re.compile(r"^\s*DISTRIBUTE\s+TABLE\s+(\w+)\.(\w+)\s*$", re.IGNORECASE)
 _REPARTITION = re.compile(r"^\s*REPARTITION\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
 _REORDER = re.compile(r"^\s*REORDER\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
 _CLAUSE_AFTER_PARTITION = r"(?= ORDER BY | PRIMARY KEY | SAMPLE BY | TTL | SETTINGS |$)"
@@ -134,14 +139,29 @@ def applied_versions(client: QueryRunner, database: str) -> dict[int, str]:
 
 
 def apply_migrations(
-    client: QueryRunner, database: str, migrations: Sequence[Migration] | None = None
+    client: QueryRunner,
+    database: str,
+    migrations: Sequence[Migration] | None = None,
+    *,
+    cluster: str = "",
+    run_on: on_cluster.ServerRunner | None = None,
 ) -> MigrationReport:
-    """Apply every migration not yet in the ledger, in order; raise ``SchemaError`` on a changed one."""
+    """Apply every migration not yet in the ledger, in order; raise ``SchemaError`` on a changed one.
+
+    ``cluster``: the ClickHouse cluster (``remote_servers``) to create the schema on, replicated and distributed
+    (:mod:`infra.clickhouse.cluster`); the client's session needs :data:`~infra.clickhouse.cluster.SESSION_SETTINGS`,
+    and ``run_on`` runs a statement on one server of it (views are made on each).
+    """
     migrations = list(discover() if migrations is None else migrations)
     ledger = next((m for m in migrations if m.version == LEDGER_VERSION), None)
     if ledger is None:
         raise SchemaError("the ledger migration 0000_*.sql is missing from the migrations given")
-    _run(client, ledger, database)  # idempotent by construction; needed before the ledger can be read
+    dialect = (
+        on_cluster.ClusterDialect(cluster, on_cluster.data_tables(render_all(database, migrations)), run_on)
+        if cluster
+        else None
+    )
+    _run(client, ledger, database, dialect)  # idempotent by construction; needed before the ledger can be read
     recorded = applied_versions(client, database)
     applied, skipped = [], []
     for migration in migrations:
@@ -156,7 +176,7 @@ def apply_migrations(
                 "migration file with the next number."
             )
         if migration.version != LEDGER_VERSION:
-            _run(client, migration, database)
+            _run(client, migration, database, dialect)
         client.execute(
             f"INSERT INTO {database}.schema_migrations (version, name, checksum) VALUES",
             [(migration.version, migration.name, migration.checksum)],
@@ -165,8 +185,9 @@ def apply_migrations(
     return MigrationReport(tuple(applied), tuple(skipped))
 
 
-def run_statement(client: QueryRunner, statement: str) -> None:
-    """Run one migration statement; an ``ADD COLUMN`` whose column exists already is done.
+def run_statement(client: QueryRunner, statement: str, dialect: on_cluster.ClusterDialect | None = None) -> None:
+    """Run one migration statement; an ``ADD COLUMN`` whose column exists already is done. ``dialect``: the
+    statement is one of :class:`~infra.clickhouse.cluster.ClusterDialect`'s, for its cluster.
 
     >>> class Server:
     ...     def execute(self, query, params=None):
@@ -175,13 +196,24 @@ def run_statement(client: QueryRunner, statement: str) -> None:
     >>> run_statement(Server(), "ALTER TABLE db.t ADD COLUMN c UInt8")
     SELECT
     """
+    cluster = dialect.cluster if dialect else ""
     moved = _REPARTITION.match(statement)
     if moved:
-        repartition(client, *moved.groups())
+        repartition(client, *moved.groups(), cluster=cluster)
         return
     reordered = _REORDER.match(statement)
     if reordered:
-        reorder(client, *reordered.groups())
+        reorder(client, *reordered.groups(), cluster=cluster)
+        return
+    distributed = _DISTRIBUTE.match(statement)
+    everywhere = statement.startswith(on_cluster.EACH_SERVER)
+    if (distributed or everywhere) and dialect is None:
+        raise SchemaError(f"`{statement[:60]}` is a cluster statement; no cluster was given")
+    if distributed and dialect:
+        on_cluster.distribute(client, *distributed.groups(), dialect.cluster)
+        return
+    if everywhere and dialect:
+        on_cluster.on_each_server(client, statement[len(on_cluster.EACH_SERVER) :], dialect.cluster, dialect.run_on)
         return
     added = _ADD_COLUMN.match(statement)
     if added:
@@ -208,14 +240,15 @@ def table_engine(client: QueryRunner, database: str, table: str, key: str = "par
     return str(found), " ".join(str(engine).split())
 
 
-def repartition(client: QueryRunner, database: str, table: str, key: str) -> None:
+def repartition(client: QueryRunner, database: str, table: str, key: str, *, cluster: str = "") -> None:
     """Rebuild ``database.table`` partitioned by ``key`` with every row it holds: a copy partitioned so, the
     row counts compared, then both swapped in one ``RENAME`` and the old one dropped. Idempotent: a table
     partitioned by ``key`` already is left alone (and a crashed earlier run's leftovers are dropped).
 
     Writers must be stopped meanwhile (migrations run at ``driftloop stack up``, before the workers start):
     rows written to the old table after the copy would be left behind. The copy needs the table's size in
-    free disk space while it lasts.
+    free disk space while it lasts. ``cluster``: ``table`` is a replicated ``_local`` table, rebuilt on every
+    server (:func:`infra.clickhouse.cluster.rebuild`).
     """
     staging, before = f"{database}.{table}__repartition", f"{database}.{table}__before_repartition"
     client.execute(f"DROP TABLE IF EXISTS {staging}")
@@ -227,10 +260,10 @@ def repartition(client: QueryRunner, database: str, table: str, key: str) -> Non
         engine = re.sub(r" PARTITION BY .+?" + _CLAUSE_AFTER_PARTITION, f" PARTITION BY {key}", engine, count=1)
     else:
         engine = engine.replace(" ORDER BY ", f" PARTITION BY {key} ORDER BY ", 1)
-    _rebuild(client, database, table, engine, staging, before)
+    _rebuild(client, database, table, engine, staging, before, cluster)
 
 
-def reorder(client: QueryRunner, database: str, table: str, key: str) -> None:
+def reorder(client: QueryRunner, database: str, table: str, key: str, *, cluster: str = "") -> None:
     """Rebuild ``database.table`` sorted by ``key`` (for a Replacing table: the key rows are replaced by),
     as :func:`repartition` does; a table sorted so already is left alone."""
     staging, before = f"{database}.{table}__reorder", f"{database}.{table}__before_reorder"
@@ -240,11 +273,16 @@ def reorder(client: QueryRunner, database: str, table: str, key: str) -> None:
         client.execute(f"DROP TABLE IF EXISTS {before}")
         return
     engine = re.sub(r" ORDER BY .+?" + _CLAUSE_AFTER_ORDER, f" ORDER BY {key}", engine, count=1)
-    _rebuild(client, database, table, engine, staging, before)
+    _rebuild(client, database, table, engine, staging, before, cluster)
 
 
-def _rebuild(client: QueryRunner, database: str, table: str, engine: str, staging: str, before: str) -> None:
+def _rebuild(
+    client: QueryRunner, database: str, table: str, engine: str, staging: str, before: str, cluster: str
+) -> None:
     """Copy ``database.table`` into ``staging`` made with ``engine``, check every row is there, and swap them."""
+    if cluster:
+        on_cluster.rebuild(client, database, table, engine, cluster)
+        return
     client.execute(f"CREATE TABLE {staging} AS {database}.{table} ENGINE = {engine}")
     client.execute(f"INSERT INTO {staging} SELECT * FROM {database}.{table}")
     rows = client.execute(f"SELECT count() FROM {database}.{table}")[0][0]
@@ -264,10 +302,13 @@ def _same_expression(a: str, b: str) -> bool:
     return re.sub(r"\s+", "", a).lower() == re.sub(r"\s+", "", b).lower()
 
 
-def _run(client: QueryRunner, migration: Migration, database: str) -> None:
-    for statement in migration.statements(database):
+def _run(client: QueryRunner, migration: Migration, database: str, dialect: on_cluster.ClusterDialect | None) -> None:
+    statements = migration.statements(database)
+    if dialect is not None:
+        statements = [translated for s in statements for translated in dialect.translate(s)]
+    for statement in statements:
         try:
-            run_statement(client, statement)
+            run_statement(client, statement, dialect)
         except Exception as exc:  # the driver's ServerException carries the server's message
             first_line = statement.splitlines()[0]
             raise SchemaError(

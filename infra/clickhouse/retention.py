@@ -5,7 +5,8 @@ whole week at a time: a week's partition is dropped once its last day is older t
 table keeps at least its days and at most six more. :func:`apply_retention` drops those partitions (the streams
 worker calls it every hour; ``driftloop retention`` once): on ClickHouse 18.16, which has no TTL, that is all.
 Where the server has TTL (19.6 and later) it also sets the table's TTL to the same days, and the server removes
-older rows in its merges as well (to the day, when a merge runs).
+older rows in its merges as well (to the day, when a merge runs). On a cluster the weeks go from the replicated
+``_local`` tables ``ON CLUSTER`` (the weeks and rows counted are those of the shard the connection reads).
 
 >>> parse_retention("predictions=30, labeled=90")
 {'predictions': 30, 'labeled': 90}
@@ -20,6 +21,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from driftloop.infra.clickhouse.cluster import LOCAL
 
 log = logging.getLogger("driftloop.retention")
 
@@ -78,24 +81,32 @@ def server_version(client: QueryRunner) -> tuple[int, int]:
 
 
 def apply_retention(
-    client: QueryRunner, database: str, retention: Mapping[str, int], today: dt.date | None = None
+    client: QueryRunner,
+    database: str,
+    retention: Mapping[str, int],
+    today: dt.date | None = None,
+    *,
+    cluster: str = "",
 ) -> list[Dropped]:
-    """Drop every week older than each table's retention; set the tables' TTL where the server has TTL."""
+    """Drop every week older than each table's retention; set the tables' TTL where the server has TTL.
+    ``cluster``: the schema is on that cluster (:mod:`infra.clickhouse.cluster`)."""
     today = today or dt.datetime.now(dt.UTC).date()
     with_ttl = server_version(client) >= TTL_SINCE
+    on = f" ON CLUSTER {cluster}" if cluster else ""
     dropped: list[Dropped] = []
     for table, days in retention.items():
         column = RETENTION_TABLES[table]
+        stored = f"{table}{LOCAL}" if cluster else table
         if with_ttl:
-            client.execute(f"ALTER TABLE {database}.{table} MODIFY TTL {column} + INTERVAL {int(days)} DAY")
+            client.execute(f"ALTER TABLE {database}.{stored}{on} MODIFY TTL {column} + INTERVAL {int(days)} DAY")
         parts = client.execute(
             "SELECT partition, sum(rows) FROM system.parts WHERE database = %(d)s AND table = %(t)s AND active "
             "GROUP BY partition",
-            {"d": database, "t": table},
+            {"d": database, "t": stored},
         )
         rows = {str(week).strip("'"): int(count) for week, count in parts}
         for week in expired_weeks(rows, days, today):
-            client.execute(f"ALTER TABLE {database}.{table} DROP PARTITION '{week}'")
+            client.execute(f"ALTER TABLE {database}.{stored}{on} DROP PARTITION '{week}'")
             dropped.append(Dropped(table, week, rows[week]))
     if dropped:
         log.info(
