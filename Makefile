@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install clickhouse demo test soak lint format stack-up stack-down stack-status clean
+.PHONY: install clickhouse zookeeper demo test test-cluster soak lint format stack-up stack-down stack-status clean
 
 ## install: the virtual environment at .venv/ with driftloop and its dev tools
 install: $(STAMP)
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 clickhouse:
 	@bash infra/install-clickhouse.sh
 
+## zookeeper: Debian's ZooKeeper package, when it is missing (for the ClickHouse cluster tests)
+zookeeper:
+	@bash infra/install-zookeeper.sh
+
 ## demo: the closed loop on the embedded stack: drift injected, detected, retrained, recovered; a report
 demo: install clickhouse
 	$(BIN)/driftloop demo
@@ -28,6 +32,10 @@ demo: install clickhouse
 ## test: the whole suite (unit, doctests, integration against a private local stack)
 test: install clickhouse
 	$(BIN)/pytest
+
+## test-cluster: the ClickHouse cluster tests (ZooKeeper, local servers as two replicas and as two shards; ~2 min)
+test-cluster: install clickhouse zookeeper
+	$(BIN)/pytest -m cluster tests/cluster
 
 ## soak: the long reliability runs (1,000,000 events with 10 worker kills, a 60 s ClickHouse outage,
 ##       50,000 hostile messages, a broker restart, a model over four partitions) and their table

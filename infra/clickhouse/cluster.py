@@ -1,4 +1,4 @@
-"""The schema on a ClickHouse cluster: replicated tables, a ``Distributed`` table over each, DDL ``ON CLUSTER``.
+r"""The schema on a ClickHouse cluster: replicated tables, a ``Distributed`` table over each, DDL ``ON CLUSTER``.
 
 The migrations are written for one server. With ``DRIFTLOOP_CLICKHOUSE_CLUSTER`` set, the migrator translates each
 statement (:meth:`ClusterDialect.translate`) so that every query and insert of the project works unchanged:
@@ -26,16 +26,23 @@ the first (re)creates ``db.t`` as the ``Distributed`` table over ``db.t_local`` 
 (columns, sharding key); the second runs ``statement`` on every server of the cluster (:func:`on_each_server`).
 
 >>> dialect = ClusterDialect("dl", frozenset({"predictions", "prediction_requests"}))
->>> for s in dialect.translate("CREATE TABLE IF NOT EXISTS db.predictions (model String, event_id String) "
-...                            "ENGINE = ReplacingMergeTree(ingested_at) ORDER BY (model, event_id)"):
-...     print(s)
-CREATE TABLE IF NOT EXISTS db.predictions_local ON CLUSTER dl (model String, event_id String) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/predictions_local', '{replica}', ingested_at) ORDER BY (model, event_id)
+>>> local, distributed = dialect.translate(
+...     "CREATE TABLE IF NOT EXISTS db.predictions (model String, event_id String) "
+...     "ENGINE = ReplacingMergeTree(ingested_at) ORDER BY (model, event_id)")
+>>> print(local.replace(" ENGINE", "\nENGINE").replace(" ORDER", "\nORDER"))
+CREATE TABLE IF NOT EXISTS db.predictions_local ON CLUSTER dl (model String, event_id String)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/predictions_local', '{replica}', ingested_at)
+ORDER BY (model, event_id)
+>>> distributed
+'DISTRIBUTE TABLE db.predictions'
+>>> (view,) = dialect.translate("CREATE MATERIALIZED VIEW IF NOT EXISTS db.mv TO db.prediction_requests AS "
+...                             "SELECT model FROM db.predictions")
+>>> print(view.replace(" AS ", "\nAS "))
+CREATE MATERIALIZED VIEW IF NOT EXISTS db.mv ON CLUSTER dl TO db.prediction_requests_local
+AS SELECT model FROM db.predictions_local
+>>> print(*dialect.translate("ALTER TABLE db.predictions ADD COLUMN served UInt8"), sep="\n")
+ALTER TABLE db.predictions_local ON CLUSTER dl ADD COLUMN served UInt8
 DISTRIBUTE TABLE db.predictions
->>> dialect.translate("CREATE MATERIALIZED VIEW IF NOT EXISTS db.mv TO db.prediction_requests AS "
-...                   "SELECT model FROM db.predictions")
-['CREATE MATERIALIZED VIEW IF NOT EXISTS db.mv ON CLUSTER dl TO db.prediction_requests_local AS SELECT model FROM db.predictions_local']
->>> dialect.translate("ALTER TABLE db.predictions ADD COLUMN served UInt8 DEFAULT 1")
-['ALTER TABLE db.predictions_local ON CLUSTER dl ADD COLUMN served UInt8 DEFAULT 1', 'DISTRIBUTE TABLE db.predictions']
 >>> sharding_expression("(model, toDate(ts), event_id)")
 'cityHash64(model, toDate(ts), event_id)'
 """

@@ -6,8 +6,9 @@ to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the data
 :func:`run_statement` only when the column is missing. ClickHouse cannot change a table's partitioning in
 place either: the migrator's own statement ``REPARTITION TABLE db.t BY expr`` does it (:func:`repartition`:
 copy, count, swap; a no-op when the table is partitioned so already), and ``REORDER TABLE db.t BY expr``
-changes a table's sorting key the same way (:func:`reorder`). On a ClickHouse cluster (``DRIFTLOOP_CLICKHOUSE_CLUSTER``)
-every statement is translated to its cluster form first (:mod:`infra.clickhouse.cluster`). The ledger (``0000_ledger.sql``) records
+changes a table's sorting key the same way (:func:`reorder`). On a ClickHouse cluster
+(``DRIFTLOOP_CLICKHOUSE_CLUSTER``) every statement is translated to its cluster form first
+(:mod:`infra.clickhouse.cluster`). The ledger (``0000_ledger.sql``) records
 each applied migration with the sha256 of its text; applying is a no-op for recorded ones, and a recorded
 migration whose text changed is refused (add a new file instead).
 

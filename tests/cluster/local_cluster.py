@@ -95,11 +95,11 @@ class ZooKeeper:
         config = self.home / "zoo.cfg"
         config.write_text(_ZOOKEEPER_CONFIG.format(home=self.home, port=self.port))
         log = self.home / "zookeeper.log"
+        main = "org.apache.zookeeper.server.ZooKeeperServerMain"
+        command = ["java", "-Xmx256m", "-cp", f"{ZOOKEEPER_JAR}:/etc/zookeeper/conf", main, str(config)]
         self.process = subprocess.Popen(
-            ["java", "-Xmx256m", "-cp", f"{ZOOKEEPER_JAR}:/etc/zookeeper/conf",
-             "org.apache.zookeeper.server.ZooKeeperServerMain", str(config)],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            command, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         _wait(self.answers, f"ZooKeeper on port {self.port}", 60, log)
 
     def answers(self) -> bool:
@@ -155,18 +155,19 @@ class ClickHouseNode:
                 replica=self.replica,
                 cluster=cluster,
                 shards=topology,
-            )  # fmt: skip
+            )
         )
         (self.home / "users.xml").write_text(_USERS)
 
     def start(self) -> None:
         log = self.home / "log" / "stdout.log"
+        command = ["clickhouse-server", f"--config-file={self.home / 'config.xml'}"]
+        output = log.open("ab")
         self.process = subprocess.Popen(
-            ["clickhouse-server", f"--config-file={self.home / 'config.xml'}"],
-            cwd=self.home, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        _wait(lambda: self.client().execute("SELECT 1") == [(1,)], f"ClickHouse {self.address}", 60,
-              self.home / "log" / "server.err.log")  # fmt: skip
+            command, cwd=self.home, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        errors = self.home / "log" / "server.err.log"
+        _wait(lambda: self.client().execute("SELECT 1") == [(1,)], f"ClickHouse {self.address}", 60, errors)
 
     def kill(self) -> None:
         """Stop the server as a crash does (SIGKILL)."""

@@ -37,13 +37,8 @@ def test_the_schema_on_two_shards_is_replicated_distributed_and_exactly_once(two
 
     # idempotent: nothing applied again, and the Distributed tables are not made again
     def created() -> list[tuple]:
-        return (
-            two_shards.nodes[0]
-            .client()
-            .execute(
-                f"SELECT name, metadata_modification_time FROM system.tables WHERE database = '{DATABASE}' ORDER BY name"
-            )
-        )
+        query = "SELECT name, metadata_modification_time FROM system.tables WHERE database = %(d)s ORDER BY name"
+        return two_shards.nodes[0].client().execute(query, {"d": DATABASE})
 
     before = created()
     assert provision_schema(ep).applied == ()

@@ -1,0 +1,72 @@
+"""The worker on a ClickHouse cluster of two replicas: `driftloop stack up` makes the schema on both, events land
+through the Distributed tables, the server the worker writes to is killed mid-stream and ingestion goes on
+through the other (``alt_hosts``); the killed replica catches up when it returns."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.clickhouse.cluster import LOCAL
+from driftloop.infra.stack import stack as local_stack
+from tests.cluster.local_cluster import LocalCluster
+from tests.reliability.scenarios import WORKER_ENV, SoakResult, ledger, produce, wait_until_landed
+from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
+
+pytestmark = pytest.mark.cluster
+
+DATABASE = "driftloop"
+EVENTS = 20_000
+
+
+def test_a_replica_killed_mid_stream_stops_nothing_and_catches_up(two_replicas: LocalCluster, tmp_path: Path) -> None:
+    stack = PrivateStack(
+        private_stack_env(tmp_path / "stack")
+        | {"DRIFTLOOP_CLICKHOUSE_URL": two_replicas.url(DATABASE), "DRIFTLOOP_CLICKHOUSE_CLUSTER": two_replicas.name}
+    )
+    first, second = two_replicas.nodes
+    local_stack.start_service(stack.settings, "broker")  # ClickHouse is the cluster's, not the embedded one
+    worker = None
+    try:
+        up = stack.with_env(DRIFTLOOP_EMBEDDED="false").run_cli("stack", "up", timeout_s=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        worker = WorkerProcess(stack, tmp_path / "worker.log", **WORKER_ENV)
+        model = "cluster-" + uuid.uuid4().hex[:6]
+        producer = threading.Thread(target=produce, args=(stack, model, EVENTS, EVENTS / 40), daemon=True)
+        producer.start()
+
+        def landed_on(node: object, table: str) -> int:
+            query = f"SELECT uniqExact(event_id) FROM {DATABASE}.{table}{LOCAL} WHERE model = %(m)s"
+            return int(node.client().execute(query, {"m": model})[0][0])  # type: ignore[attr-defined]
+
+        wait_for(lambda: landed_on(first, "predictions") >= EVENTS // 4, timeout_s=120, what="a quarter landed")
+        first.kill()  # the server in DRIFTLOOP_CLICKHOUSE_URL, mid-stream
+        killed_at = landed_on(second, "predictions")
+        assert killed_at < EVENTS * 3 // 4, killed_at  # the stream was still coming
+
+        def alive() -> None:
+            assert worker.alive, worker.output()
+
+        wait_until_landed(stack, model, EVENTS, alive, timeout_s=240)
+        producer.join(30)
+        result = ledger(stack, model, SoakResult("replica killed", EVENTS))
+        assert (result.predictions_landed, result.labeled_landed, result.duplicates) == (EVENTS, EVENTS, 0), result
+        assert result.detector_events >= EVENTS, result  # detector state saved through the cluster as well
+
+        first.start()  # back with its data: it fetches what the other replica took meanwhile
+        for table in ("predictions", "outcomes", "labeled"):
+            wait_for(lambda t=table: landed_on(first, t) == EVENTS, timeout_s=120, what=f"{table} caught up")
+        with_first = connect(stack.settings.clickhouse)  # the first host again, through its Distributed tables
+        try:
+            query = "SELECT count(), uniqExact(event_id) FROM predictions FINAL WHERE model = %(m)s"
+            assert with_first.execute(query, {"m": model}) == [(EVENTS, EVENTS)]
+        finally:
+            with_first.disconnect()
+    finally:
+        if worker is not None:
+            worker.stop()
+        local_stack.down(stack.settings)
