@@ -25,60 +25,31 @@ Usage (with a running stack)::
 
 Producers that do not use the SDK publish the same JSON, one event per message or in envelopes
 (docs/events.md).
+
+The parts: ``streams.envelopes`` (batching), ``streams.partitioning`` (keys), ``streams.delivery`` (sending at
+least once), ``streams.instance_watch`` and ``streams.replay`` (a broker that came back empty); the events'
+rules are ``streams.event_rules``'.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import numbers
-import queue
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, UnknownError
-from kafka.partitioner.default import murmur2
-
 from driftloop.infra.contract import EventError
-from driftloop.infra.errors import DriftloopError
-from driftloop.infra.kafka.cluster import CANNOT_ASK, ClusterIdProbe
-from driftloop.infra.kafka.topics import provision_topics
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.streams.decode import validate_outcome, validate_prediction
-from driftloop.streams.replay import ReplayRing, Sent
+from driftloop.streams.delivery import COMPRESSIONS, Delivery, DeliveryError, KafkaSender
+from driftloop.streams.envelopes import EnvelopeBuffer
+from driftloop.streams.instance_watch import InstanceWatch
+from driftloop.streams.partitioning import KeyRotation, spread_keys
+from driftloop.streams.replay import ReplayRing
 
-log = logging.getLogger("driftloop.producer")
-
-
-COMPRESSIONS = (None, "gzip", "snappy", "lz4", "zstd")
-MAX_SEND_AGAIN = 50  # sends of one message after the broker failed it with an unexpected server error
-
-
-class DeliveryError(DriftloopError):
-    """The broker did not accept some events; the message says how many and why."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One message the broker acknowledged: where it is, and the ids of the events it carries."""
-
-    topic: str
-    partition: int
-    offset: int
-    event_ids: tuple[str, ...]
-
-
-@dataclass
-class _Envelope:
-    parts: list[bytes] = field(default_factory=list)
-    event_ids: list[str] = field(default_factory=list)
-    size: int = 0
-    opened: float = field(default_factory=time.monotonic)
+__all__ = ["COMPRESSIONS", "Delivery", "DeliveryError", "EventProducer", "spread_keys"]
 
 
 class EventProducer:
@@ -113,50 +84,31 @@ class EventProducer:
         spread: int = 1,
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression {compression!r} is not one of gzip, snappy, lz4, zstd (or None)")
-        if spread < 1:
-            raise ValueError(f"spread must be 1 or more (the keys a model's messages take turns on), not {spread}")
+        self._key = KeyRotation(spread, lambda topic: self._sender.partitions_for(topic))
         self.spread = spread
-        self._spread_keys: dict[tuple[str, str], list[bytes]] = {}
-        self._turns: dict[tuple[str, str], int] = {}
         self.settings = settings or get_settings()
         self.envelopes = envelopes
-        self.max_events = max_events
-        self.max_bytes = max_bytes
-        self.linger_s = linger_s
         self.on_delivery = on_delivery
-        # Not kafka-python's idempotent mode: a broker that restarts without its state fails the batches
-        # in flight (UnknownProducerId) instead of retrying them; event ids make plain retries safe.
-        self._producer = KafkaProducer(
-            **self.settings.kafka_python_config(),
+        self._sender = KafkaSender(
+            self.settings,
+            ReplayRing(max_bytes=replay_bytes, max_age_s=replay_s),
             client_id=client_id,
-            acks="all",
-            linger_ms=5,
-            enable_idempotence=False,
-            max_in_flight_requests_per_connection=1,
-            delivery_timeout_ms=int(delivery_timeout_s * 1000),
-            compression_type=compression,
+            delivery_timeout_s=delivery_timeout_s,
+            compression=compression,
+            on_delivery=on_delivery,
         )
-        self._buffers: dict[tuple[str, str], _Envelope] = {}
-        self._lock = threading.Lock()
-        self._failures: list[BaseException] = []
-        self._failed_sends: list[Sent] = []
-        self._again: queue.SimpleQueue[Sent] = queue.SimpleQueue()
-        self._closed = threading.Event()
-        self._flusher = threading.Thread(target=self._linger_loop, name="driftloop-producer-linger", daemon=True)
-        if envelopes:
-            self._flusher.start()
-        self._replay = ReplayRing(max_bytes=replay_bytes, max_age_s=replay_s)
-        self._cluster = ClusterIdProbe(self.settings)
-        self._cluster_id: str | None = None
-        self._blind = False
-        self._watching = instance_check_s is not None
-        self.replays = 0  # times the broker came back as a new instance and recent messages were sent again
-        if instance_check_s is not None:
-            threading.Thread(
-                target=self._watch_loop, args=(instance_check_s,), name="driftloop-producer-watch", daemon=True
-            ).start()
+        self._envelopes = (
+            EnvelopeBuffer(
+                self._send_envelope,
+                max_events=max_events,
+                max_bytes=max_bytes,
+                linger_s=linger_s,
+                on_error=self._sender.failed,
+            )
+            if envelopes
+            else None
+        )
+        self._watch = InstanceWatch(self.settings, self._sender, instance_check_s)
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -228,27 +180,28 @@ class EventProducer:
 
     def flush(self, timeout_s: float | None = 30.0) -> None:
         """Send every buffered event and wait until the broker has them; ``DeliveryError`` if some failed."""
-        with self._lock:
-            for key in list(self._buffers):
-                self._send_envelope(key)
-        self._producer.flush(timeout=timeout_s)
-        while self._send_again():  # what failed on a server error, until it is taken or gives up
-            self._producer.flush(timeout=timeout_s)
+        if self._envelopes is not None:
+            self._envelopes.flush()
+        self._sender.flush(timeout_s)
         # Acknowledged is not enough: a broker that restarted empty acknowledges, then drops. Ask it.
-        if self._watching and self._check_instance():
-            self._producer.flush(timeout=timeout_s)
-        if self._failures:
-            failures, self._failures, self._failed_sends = self._failures, [], []
-            raise DeliveryError(f"{len(failures)} message(s) were not delivered: {failures[0]!r}")
+        if self._watch.watching and self._watch.check():
+            self._sender.flush(timeout_s)
+        self._sender.raise_failures()
 
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Flush, then close the Kafka connection."""
         try:
             self.flush(timeout_s)
         finally:
-            self._closed.set()
-            self._producer.close(timeout=timeout_s)
-            self._cluster.close()
+            if self._envelopes is not None:
+                self._envelopes.close()
+            self._watch.close()
+            self._sender.close(timeout_s)
+
+    @property
+    def replays(self) -> int:
+        """Times the broker came back as a new instance and recent messages were sent again."""
+        return self._watch.replays
 
     def __enter__(self) -> EventProducer:
         return self
@@ -260,111 +213,13 @@ class EventProducer:
 
     def _send(self, topic: str, model: str, event: dict[str, Any], event_id: str) -> None:
         payload = json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
-        if not self.envelopes:
-            self._produce(topic, self._key(topic, model), payload, (event_id,))
-            return
-        with self._lock:
-            envelope = self._buffers.setdefault((topic, model), _Envelope())
-            envelope.parts.append(payload)
-            envelope.event_ids.append(event_id)
-            envelope.size += len(payload) + 1
-            if len(envelope.parts) >= self.max_events or envelope.size >= self.max_bytes:
-                self._send_envelope((topic, model))
+        if self._envelopes is None:
+            self._sender.send(topic, self._key(topic, model), payload, (event_id,))
+        else:
+            self._envelopes.add(topic, model, payload, event_id)
 
-    def _send_envelope(self, key: tuple[str, str]) -> None:
-        envelope = self._buffers.pop(key, None)
-        if envelope and envelope.parts:
-            value = b'{"events":[' + b",".join(envelope.parts) + b"]}"
-            self._produce(key[0], self._key(*key), value, tuple(envelope.event_ids))
-
-    def _key(self, topic: str, model: str) -> bytes:
-        """The message key: the model's name, or with ``spread`` the next of its keys (:func:`spread_keys`)."""
-        if self.spread == 1:
-            return model.encode()
-        keys = self._spread_keys.get((topic, model))
-        if keys is None:
-            count = len(self._producer.partitions_for(topic) or ()) or 1
-            keys = self._spread_keys[(topic, model)] = spread_keys(model, self.spread, count)
-        turn = self._turns[(topic, model)] = (self._turns.get((topic, model), -1) + 1) % len(keys)
-        return keys[turn]
-
-    def _produce(self, topic: str, key: bytes, value: bytes, event_ids: tuple[str, ...], attempt: int = 0) -> None:
-        future = self._producer.send(topic, key=key, value=value)
-        future.add_callback(lambda m: self._delivered(m, Sent(topic, key, value, event_ids, time.time(), attempt)))
-        future.add_errback(lambda exc: self._failed(exc, Sent(topic, key, value, event_ids, time.time(), attempt)))
-
-    def _delivered(self, metadata: Any, sent: Sent) -> None:
-        self._replay.add(sent)
-        if self.on_delivery is not None:
-            self.on_delivery(Delivery(metadata.topic, metadata.partition, metadata.offset, sent.event_ids))
-
-    def _failed(self, exc: BaseException, sent: Sent | None = None) -> None:
-        if sent is not None and isinstance(exc, UnknownError) and sent.attempt < MAX_SEND_AGAIN:
-            # An unexpected server error (the embedded broker gives one while a restarted instance
-            # still has records of a dropped topic in the way): send the message again.
-            self._again.put(sent)
-            return
-        log.warning("event delivery failed", extra={"fields": {"error": repr(exc)}})
-        self._failures.append(exc)
-        if sent is not None:
-            self._failed_sends.append(sent)
-
-    def _send_again(self) -> bool:
-        """Send what failed on a server error once more (from a thread of ours, not kafka-python's)."""
-        again = []
-        while not self._again.empty():
-            again.append(self._again.get())
-        for sent in again:
-            self._produce(sent.topic, sent.key, sent.value, sent.event_ids, sent.attempt + 1)
-        return bool(again)
-
-    def _watch_loop(self, interval_s: float) -> None:
-        while not self._closed.wait(interval_s):
-            self._send_again()
-            self._check_instance()
-
-    def _check_instance(self) -> bool:
-        """Ask the cluster for its id; when it changed, send recent and failed messages again (True)."""
-        if self._blind:
-            return False
-        try:
-            cluster_id = self._cluster()
-        except CANNOT_ASK as exc:
-            self._blind = True
-            log.warning("Kafka does not say its cluster id; broker restarts will not be noticed",
-                        extra={"fields": {"error": repr(exc)}})  # fmt: skip
-            return False
-        except Exception:
-            return False  # away: kafka-python retries what is pending; the next check asks again
-        previous, self._cluster_id = self._cluster_id, cluster_id
-        if previous is None or previous == cluster_id:
-            return False
-        try:
-            provision_topics(self.settings, [self.settings.topics.predictions, self.settings.topics.outcomes])
-        except DriftloopError as exc:
-            log.error("could not provision the topics on the new broker instance", extra={"fields": {"error": exc}})
-        with self._lock:
-            again = self._replay.take() + self._failed_sends
-            self._failed_sends, self._failures = [], []
-            for sent in again:
-                self._produce(sent.topic, sent.key, sent.value, sent.event_ids)
-        self.replays += 1
-        log.error(
-            "Kafka came back as a new instance without its data; sending recent events again",
-            extra={"fields": {"old_cluster_id": previous, "new_cluster_id": cluster_id, "messages": len(again),
-                              "events": sum(len(s.event_ids) for s in again)}},
-        )  # fmt: skip
-        return True
-
-    def _linger_loop(self) -> None:
-        while not self._closed.wait(self.linger_s / 2):
-            now = time.monotonic()
-            with self._lock:
-                for key in [k for k, e in self._buffers.items() if now - e.opened >= self.linger_s]:
-                    try:
-                        self._send_envelope(key)
-                    except KafkaError as exc:
-                        self._failed(exc)
+    def _send_envelope(self, topic: str, model: str, value: bytes, event_ids: tuple[str, ...]) -> None:
+        self._sender.send(topic, self._key(topic, model), value, event_ids)
 
 
 def _ts(value: float | dt.datetime | str | None) -> float | str:
@@ -386,20 +241,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, numbers.Real):
         return float(value)
     raise EventError(f"{value!r} ({type(value).__name__}) is not a number, string or null")
-
-
-def spread_keys(model: str, spread: int, partitions: int) -> list[bytes]:
-    """Keys ``model#j`` that Kafka's default partitioner (murmur2, as kafka-python and the Java client use it)
-    puts on ``min(spread, partitions)`` different partitions of a topic of ``partitions``. ``#`` is never
-    part of a model name: no other model's key.
-
-    >>> keys = spread_keys("fraud", 4, 6)
-    >>> len(keys), len({(murmur2(k) & 0x7FFFFFFF) % 6 for k in keys})
-    (4, 4)
-    """
-    wanted, keys, number = min(spread, partitions), {}, 0
-    while len(keys) < wanted:
-        key = f"{model}#{number}".encode()
-        keys.setdefault((murmur2(key) & 0x7FFFFFFF) % partitions, key)
-        number += 1
-    return list(keys.values())

@@ -51,7 +51,7 @@ def test_linger_sends_a_partial_envelope_without_a_flush(stack: PrivateStack) ->
     try:
         producer.emit_outcome(model, request_id="r1", label="yes")
         time.sleep(0.5)
-        producer._producer.flush()  # only the Kafka client's buffer: the envelope was sent by the linger
+        producer._sender.flush(10)  # only the Kafka client's buffer: the envelope was sent by the linger
         wait_for(lambda: read_all(stack, stack.settings.topics.outcomes, model), timeout_s=10, what="the envelope")
     finally:
         producer.close()
