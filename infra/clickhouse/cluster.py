@@ -4,8 +4,8 @@ The migrations are written for one server. With ``DRIFTLOOP_CLICKHOUSE_CLUSTER``
 statement (:meth:`ClusterDialect.translate`) so that every query and insert of the project works unchanged:
 
 - a table ``db.t`` (a MergeTree family engine) becomes ``db.t_local`` on every server of the cluster, with the
-  engine's replicated form (``ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/t_local', '{replica}',
-  version)``; the servers' ``{shard}`` and ``{replica}`` macros fill in the path), and ``db.t`` becomes a
+  engine's replicated form (``ReplicatedReplacingMergeTree('/clickhouse/tables/cluster/{shard}/db/t_local',
+  '{replica}', version)``; the servers' ``{shard}`` and ``{replica}`` macros fill in the path), and ``db.t`` becomes a
   ``Distributed`` table over it. Inserts go through ``db.t`` to one replica of a shard and replicate from there;
   reads through ``db.t`` read one replica of every shard.
 - **Exactly-once by** ``event_id``: each ``Distributed`` table shards by ``cityHash64`` of its table's sorting key,
@@ -31,7 +31,7 @@ the first (re)creates ``db.t`` as the ``Distributed`` table over ``db.t_local`` 
 ...     "ENGINE = ReplacingMergeTree(ingested_at) ORDER BY (model, event_id)")
 >>> print(local.replace(" ENGINE", "\nENGINE").replace(" ORDER", "\nORDER"))
 CREATE TABLE IF NOT EXISTS db.predictions_local ON CLUSTER dl (model String, event_id String)
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/predictions_local', '{replica}', ingested_at)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/dl/{shard}/db/predictions_local', '{replica}', ingested_at)
 ORDER BY (model, event_id)
 >>> distributed
 'DISTRIBUTE TABLE db.predictions'
@@ -60,8 +60,9 @@ from driftloop.infra.errors import SchemaError
 
 #: The suffix of the replicated table that holds a table's rows on each server.
 LOCAL = "_local"
-#: Where the replicated tables keep their replication log in ZooKeeper (the servers' macros fill ``{shard}``).
-REPLICATION_PATH = "/clickhouse/tables/{shard}/%s/%s"
+#: Where the replicated tables keep their replication log in ZooKeeper, by cluster, shard (the servers' macro),
+#: database and table: two clusters, or two databases, on one ZooKeeper never share a path.
+REPLICATION_PATH = "/clickhouse/tables/%s/{shard}/%s/%s"
 #: Session settings of every connection to a cluster: an insert returns once each shard has it (so that what the
 #: project wrote it can read back at once, and an acknowledged batch is on a replica, not in a server's send
 #: queue); a subquery over a ``Distributed`` table inside a query over another runs once, not on every shard.
@@ -116,9 +117,8 @@ class ClusterDialect:
         if m := _CREATE_TABLE.match(statement):
             database, table, columns, engine, args, rest = m.groups()
             local = table + LOCAL
-            replicated = ", ".join(
-                [f"'{REPLICATION_PATH % (database, local)}'", "'{replica}'", *([args.strip()] if args else [])]
-            )
+            path = REPLICATION_PATH % (self.cluster, database, local)
+            replicated = ", ".join([f"'{path}'", "'{replica}'", *([args.strip()] if args else [])])
             return [
                 f"CREATE TABLE IF NOT EXISTS {database}.{local} {on} {columns} "
                 f"ENGINE = Replicated{engine}({replicated}){rest}",
@@ -239,7 +239,7 @@ def rebuild(client: QueryRunner, database: str, local: str, engine: str, cluster
     for leftover in (staging, staging_local, before):
         client.execute(f"DROP TABLE IF EXISTS {database}.{leftover} {on}")
     # A path of its own: the old table's path is removed from ZooKeeper when it is dropped.
-    path = REPLICATION_PATH % (database, f"{local}_{uuid.uuid4().hex[:12]}")
+    path = REPLICATION_PATH % (cluster, database, f"{local}_{uuid.uuid4().hex[:12]}")
     engine = _REPLICATION_PATH_ARG.sub(lambda m: f"{m.group(1)}'{path}'", engine, count=1)
     client.execute(f"CREATE TABLE {database}.{staging_local} {on} AS {database}.{local} ENGINE = {engine}")
     distribute(client, database, staging, cluster)
