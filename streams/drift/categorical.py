@@ -38,6 +38,14 @@ class CategoricalShift:
 
     name = "CategoricalShift"
 
+    @classmethod
+    def default_params(cls, *, alpha: float, reference: int) -> dict[str, Any]:
+        return {}  # its level comes from the run length (:meth:`set_run_length`)
+
+    @classmethod
+    def from_config(cls, config: Any) -> CategoricalShift:
+        return cls(**config.params)
+
     def __init__(
         self, alpha: float = 1e-6, window: int = 500, reference: int = 2000, clock: int = 50, min_count: int = 5
     ) -> None:
@@ -52,6 +60,13 @@ class CategoricalShift:
         self._evidence: Any = None
         self.n = 0
         self._start_over()
+
+    def set_run_length(self, events: float) -> None:
+        """A test every ``clock`` values: a level of ``clock / events`` a test keeps ``events`` between alarms."""
+        self.alpha = min(self.clock / events, 0.5)
+
+    def alert_level(self, budget: float) -> dict[str, float]:
+        return {"alpha": self.alpha}
 
     def _start_over(self, recent: Sequence[str] = ()) -> None:
         """An empty reference and ``recent`` as the window (category numbers renewed)."""

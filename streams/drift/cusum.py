@@ -284,6 +284,15 @@ class CUSUM:
     name = "CUSUM"
     calibrated = True  # its run length is its false-alarm rate: no confirmation needed
 
+    @classmethod
+    def default_params(cls, *, alpha: float, reference: int) -> dict[str, Any]:
+        """The reference is learnt from the model's warm-up (``reference`` values)."""
+        return {"reference": reference}
+
+    @classmethod
+    def from_config(cls, config: Any) -> CUSUM:
+        return cls(**config.params)
+
     def __init__(
         self,
         run_length: float = 1e8,
@@ -501,6 +510,12 @@ class CUSUM:
         return self._evidence
 
     # --- state ----------------------------------------------------------------------------------------------
+
+    def set_run_length(self, events: float) -> None:
+        self.run_length = events
+
+    def alert_level(self, budget: float) -> dict[str, float]:
+        return {}  # its level is its run length, in the alert's detail
 
     def snapshot(self) -> dict[str, Any]:
         return {

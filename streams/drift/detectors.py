@@ -58,10 +58,27 @@ class Detector(Protocol):
 
     def restore(self, state: dict[str, Any]) -> None: ...
 
+    def set_run_length(self, events: float) -> None:
+        """Take the expected run length between false alarms (in events) the monitor gives this signal."""
+        ...
+
+    def alert_level(self, budget: float) -> dict[str, float]:
+        """What an alert says of the detector's level (``budget``: the signal's share of the false-alarm rate)."""
+        ...
+
 
 class RiverDetector:
     """A River detector (PageHinkley, KSWIN, DDM, EDDM, HDDM_A/W, FHDDM) with evidence and replay state: the
     statistic is the mean of the recent values against the mean before them (ADWIN: :class:`AdwinDetector`)."""
+
+    @classmethod
+    def default_params(cls, *, alpha: float, reference: int) -> dict[str, Any]:
+        """Parameters the monitor gives a new detector unless the spec sets them (River's defaults)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig) -> RiverDetector:
+        return cls(config)
 
     def __init__(self, config: DetectorConfig, *, replay: int = 2000) -> None:
         self.name = config.name
@@ -104,6 +121,12 @@ class RiverDetector:
     def snapshot(self) -> dict[str, Any]:
         return {"n": self.n, "values": list(self._recent)}
 
+    def set_run_length(self, events: float) -> None:
+        """River's detectors have no run length: their confidence is the budget's."""
+
+    def alert_level(self, budget: float) -> dict[str, float]:
+        return {"alpha": budget}
+
     def restore(self, state: dict[str, Any]) -> None:
         self._detector = self._factory(**self.config.params)
         self._recent.clear()
@@ -139,6 +162,11 @@ class AdwinDetector(RiverDetector):
     """River's ADWIN, fed straight into its Rust window between detections, with exact evidence: the window
     it dropped (the reference) and the one it kept (since the change), their means, and the cut it had to beat.
     """
+
+    @classmethod
+    def default_params(cls, *, alpha: float, reference: int) -> dict[str, Any]:
+        """ADWIN's confidence is the signal's share of the false-alarm budget."""
+        return {"delta": alpha}
 
     def __init__(self, config: DetectorConfig, *, replay: int = 2000) -> None:
         super().__init__(config, replay=replay)
@@ -264,8 +292,17 @@ BINARY_ONLY = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
 _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
 
-def build(config: DetectorConfig) -> Detector:
-    """A fresh detector from its configuration (``name`` and River's keyword arguments)."""
-    if config.name in OWN:
-        return OWN[config.name](**config.params)  # type: ignore[no-any-return]
-    return AdwinDetector(config) if config.name == "ADWIN" else RiverDetector(config)
+#: Each detector's class, by name: it owns its defaults (``default_params``), how it takes a run length and
+#: what its alerts say of its level.
+KINDS: dict[str, Any] = {**dict.fromkeys(_RIVER, RiverDetector), "ADWIN": AdwinDetector, **OWN}
+
+
+def build(config: DetectorConfig, *, alpha: float | None = None, reference: int = 0) -> Detector:
+    """A fresh detector from its configuration (``name`` and its class's keyword arguments). With ``alpha``
+    (the signal's share of the false-alarm budget) and ``reference`` (values to learn from), the class's own
+    defaults fill the parameters the configuration leaves out."""
+    kind = KINDS[config.name]
+    if alpha is not None:
+        params = {**kind.default_params(alpha=alpha, reference=reference), **config.params}
+        config = config.model_copy(update={"params": params})
+    return kind.from_config(config)  # type: ignore[no-any-return]

@@ -31,8 +31,6 @@ import numpy as np
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, served_only
-from driftloop.streams.drift.categorical import CategoricalShift
-from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.detectors import Detector, build
 from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, PredictionFrame, SameFeatures
 from driftloop.streams.drift.joint import JointDrift
@@ -392,13 +390,8 @@ class DriftMonitor:
             signals = max(state.expected_signals, len(state.signals) + 1)
             alpha = state.policy.signal_alpha(signals)
             config = state.spec.monitoring.detector_for(signal_type, feature)
-            monitoring = state.spec.monitoring
-            defaults: dict[str, Any] = {
-                "CUSUM": {"reference": max(monitoring.warmup, MIN_REFERENCE)},
-                "ADWIN": {"delta": alpha},
-            }.get(config.name, {})
-            config = config.model_copy(update={"params": {**defaults, **config.params}})
-            signal = SignalState(name, signal_type, build(config), alpha, fixed=set(config.params) & RATE_PARAMS)
+            detector = build(config, alpha=alpha, reference=max(state.spec.monitoring.warmup, MIN_REFERENCE))
+            signal = SignalState(name, signal_type, detector, alpha, fixed=set(config.params) & RATE_PARAMS)
             _set_run_length(signal, self._run_length(state) * signals)
             state.signals[name] = signal
         return signal
@@ -550,12 +543,7 @@ class DriftMonitor:
                 "reference_std": _finite(reference_std),
                 "signal_type": signal.signal_type,
                 "events_seen": signal.seen,
-                # a CUSUM's level is its run length (in ``detail``); the category test's, its own alpha
-                **(
-                    {}
-                    if isinstance(signal.detector, CUSUM)
-                    else {"alpha": getattr(signal.detector, "alpha", signal.alpha)}
-                ),
+                **signal.detector.alert_level(signal.alpha),
                 **detail,
                 **(
                     {"estimated_accuracy_before": estimate[0], "estimated_accuracy_after": estimate[1]}
@@ -578,14 +566,10 @@ RATE_PARAMS = frozenset({"run_length", "alpha"})
 
 def _set_run_length(signal: SignalState, events: float) -> None:
     """Give ``signal``'s detector its share of the model's run length (``events``: the model's run length
-    times its number of signals, the rates of the signals adding up to the model's). A ``CUSUM`` takes it
-    as its run length; ``CategoricalShift``, which tests every ``clock`` values, as a level of
-    ``clock / events`` a test; River's detectors have no run length (their confidence is the budget's)."""
-    detector = signal.detector
-    if isinstance(detector, CUSUM) and "run_length" not in signal.fixed:
-        detector.run_length = events
-    elif isinstance(detector, CategoricalShift) and "alpha" not in signal.fixed:
-        detector.alpha = min(detector.clock / events, 0.5)
+    times its number of signals, the rates of the signals adding up to the model's), unless the spec fixed
+    its rate; each detector takes it its own way (``set_run_length``)."""
+    if not signal.fixed:
+        signal.detector.set_run_length(events)
 
 
 def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -> tuple[float, float] | None:
