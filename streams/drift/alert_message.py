@@ -1,0 +1,111 @@
+"""An alert from a detection: where it happened (the change point, from the model's ring of recent events), what
+changed, how severe, and a message a person reads (the model's owner and runbook included)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from driftloop.infra.contract import Alert
+from driftloop.infra.spec import ModelSpec
+from driftloop.streams.drift.policy import severity
+from driftloop.streams.drift.signals import JOINT, VERSION_MARK, ModelState, SignalState
+
+
+def make_alert(
+    model: str,
+    state: ModelState,
+    signal: SignalState,
+    evidence: Any,
+    event_index: int,
+    ring: deque[tuple[int, str]],
+    total: int,
+    *,
+    spec: ModelSpec,
+    detected_at: float,
+) -> Alert | None:
+    """The alert of ``signal``'s detection at the ``event_index``-th event (of ``total``, the last ones in
+    ``ring``), or None when the model's policy holds it back (cooldown, hourly limit)."""
+    ts_ms, request_id = _at(ring, total, event_index)
+    if not state.policy.allow(model, signal.kind, ts_ms / 1000):
+        return None
+    cp_ts_ms, cp_request = _at(ring, total, event_index - evidence.change_offset)
+    version = signal.version if signal.version is not None else state.version
+    reference_std = evidence.details.get("reference_std", math.nan)
+    level = severity(signal.signal_type, evidence, reference_std)
+    detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
+    change = (
+        f"mean {evidence.reference_mean:.4g} → {evidence.window_mean:.4g}"
+        if not math.isnan(evidence.reference_mean)
+        else f"statistic {evidence.statistic:.4g} > {evidence.threshold:.4g}"
+    )
+    message = (
+        f"[{level}] {model} v{version}: {signal.kind} drift on {signal.label} "
+        f"({signal.detector.name}, {change}, since request {cp_request})"
+    )
+    if signal.name == JOINT and state.joint is not None:
+        detail["features"] = state.joint.contributions()
+        message += f"; the features whose joint behaviour changed most: {', '.join(detail['features'])}"
+    estimate = _estimated_accuracy(state, signal, evidence)
+    if estimate is not None:
+        message += f"; estimated accuracy (CBPE, before labels) {estimate[0]:.3f} → {estimate[1]:.3f}"
+    if spec.owner:
+        message += f"; owner {spec.owner}"
+    if spec.runbook:
+        message += f"; runbook {spec.runbook}"
+    return Alert(
+        alert_id=Alert.make_id(model, signal.label, signal.detector.name, ts_ms, request_id),
+        model=model,
+        model_version=version,
+        kind=signal.kind,
+        signal=signal.label,  # type: ignore[arg-type]
+        detector=signal.detector.name,
+        severity=level,
+        event_ts=ts_ms / 1000,
+        request_id=request_id,  # type: ignore[arg-type]
+        detected_at=detected_at,
+        statistic=evidence.statistic,
+        threshold=evidence.threshold,
+        reference_size=evidence.reference_size,
+        window_size=evidence.window_size,
+        change_point_ts=cp_ts_ms / 1000,
+        change_point_request_id=cp_request,
+        evidence={
+            "reference_mean": _finite(evidence.reference_mean),
+            "window_mean": _finite(evidence.window_mean),
+            "reference_std": _finite(reference_std),
+            "signal_type": signal.signal_type,
+            "events_seen": signal.seen,
+            **signal.detector.alert_level(signal.alpha),
+            **detail,
+            **({"estimated_accuracy_before": estimate[0], "estimated_accuracy_after": estimate[1]} if estimate else {}),
+        },
+        message=message,
+        owner=spec.owner,
+        runbook=spec.runbook,
+    )
+
+
+def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -> tuple[float, float] | None:
+    """For a classifier's score signal (the probability of the predicted class), the accuracy the scores
+    promise before and after the change (CBPE): None for any other signal, or scores that are no
+    probabilities. It is only as good as the scores' calibration (the ``estimated_performance`` view shows it)."""
+    if signal.label != "score" or signal.version is None:
+        return None
+    predicted = state.signals.get(f"prediction{VERSION_MARK}{signal.version}")
+    before, after = evidence.reference_mean, evidence.window_mean
+    if predicted is None or predicted.signal_type != "prediction" or not (0 <= before <= 1 and 0 <= after <= 1):
+        return None
+    return float(before), float(after)
+
+
+def _at(ring: deque[tuple[int, str]], total: int, event_index: int) -> tuple[int, str]:
+    """(ts_ms, request_id) of the model's event number ``event_index`` (clipped to what the ring holds)."""
+    oldest = total - len(ring)
+    position = min(max(event_index - oldest, 0), len(ring) - 1)
+    return ring[position]
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -1,0 +1,192 @@
+"""From a batch of one model's predictions to the values of each of its signals.
+
+Every numeric feature (its values, and with ``monitoring.spread`` its distance from the warm-up's centre), every
+categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, and the
+score and prediction of each serving version. New feature names are admitted up to ``monitoring.max_features``;
+the rest are counted, not watched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, SameFeatures
+from driftloop.streams.drift.joint import JointDrift
+from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState
+
+log = logging.getLogger("driftloop.drift")
+
+
+class SignalValues(NamedTuple):
+    """One signal's values in a batch: its name and type, and the batch positions the values are at."""
+
+    name: str
+    signal_type: str
+    positions: list[int]
+    values: list[Any]
+
+
+def prediction_signals(state: ModelState, part: ModelPredictions) -> list[SignalValues]:
+    """Every signal's values in ``part`` (watching the features it sends for the first time)."""
+    spec = state.spec
+    every = list(range(len(part)))
+    if isinstance(part.features, SameFeatures):
+        # the common case: one column per feature, and the watched features the events lack are absent
+        # from every one of them (none of those is new)
+        numeric, categorical = _pivot(state, part.features, every)
+        absent = state.features - set(numeric) - set(categorical)
+        missing_rows: list[set[str]] = []
+    else:
+        numeric, categorical, missing_rows = _rows_one_by_one(state, part.features)
+        absent = None
+    new = (set(numeric) | set(categorical) | set().union(*missing_rows)) - state.features
+    if new:
+        _admit(state, new, numeric, categorical, missing_rows)
+    signals: list[SignalValues] = []
+    signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
+    if spec.monitoring.spread:
+        signals += [(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()]
+    signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
+    if isinstance(part.features, SameFeatures) and spec.monitoring.enabled(JOINT):
+        signals += _joint_signal(state, part.features, numeric)
+    for name in sorted(state.features):
+        rate = [float(name in r) for r in missing_rows] if absent is None else [float(name in absent)] * len(part)
+        signals.append((f"{name}:null_rate", "missing", every, rate))
+    for version, rows in _by_version(part.versions):
+        signals += _output_signals(state, part, version, every if rows is None else rows.tolist())
+    return signals
+
+
+def _joint_signal(state: ModelState, features: SameFeatures, numeric: dict[str, Any]) -> list[SignalValues]:
+    """The ``joint`` signal: each event's PCA reconstruction error over the watched numeric features, once
+    their reference is complete (``streams.drift.joint``)."""
+    if state.joint is None:
+        names = sorted(n for n in features.numeric_names if n in numeric)
+        if len(names) < 2:
+            return []
+        state.joint = JointDrift(names, reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
+    column = {name: i for i, name in enumerate(features.numeric_names)}
+    if not all(name in column for name in state.joint.names):
+        return []  # events without every feature of the reference are not scored
+    errors = state.joint.update(features.numeric[:, [column[name] for name in state.joint.names]])
+    if errors is None:
+        return []
+    first = len(features.numeric) - len(errors)
+    return [(JOINT, "numeric", list(range(first, len(features.numeric))), errors.tolist())]
+
+
+def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:
+    """The score and prediction signals of the events ``version`` served (positions ``rows`` of ``part``)."""
+    signals: list[SignalValues] = []
+    every = len(rows) == len(part)
+    scores = part.score if every else part.score[rows]
+    sent = ~np.isnan(scores)
+    if sent.all():
+        signals.append((f"score{VERSION_MARK}{version}", "score", rows, scores.tolist()))
+    elif sent.any():
+        scored = np.flatnonzero(sent)
+        positions = scored.tolist() if every else [rows[i] for i in scored.tolist()]
+        signals.append((f"score{VERSION_MARK}{version}", "score", positions, scores[scored].tolist()))
+    numbers = part.prediction_num if every else part.prediction_num[rows]
+    fractional = ~np.isnan(numbers) & ((numbers != np.trunc(numbers)) | np.isinf(numbers))
+    name = f"prediction{VERSION_MARK}{version}"
+    if state.spec.task == "regression" or fractional.all():
+        signals.append((name, "score", rows, numbers.tolist()))
+    else:
+        signals.append((name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows]))
+    return signals
+
+
+def _pivot(state: ModelState, features: SameFeatures, every: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Signals of events that all sent the same features: a feature's column is its values."""
+    numeric: dict[str, tuple[list[int], list[Any]]] = {}
+    categorical: dict[str, tuple[list[int], list[Any]]] = {}
+    for name, column in zip(features.numeric_names, features.numeric.T.tolist(), strict=True):
+        if state.spec.features.get(name) == "categorical":
+            categorical[name] = (every, [str(v) for v in column])
+        else:
+            numeric[name] = (every, column)
+    for name, values in zip(features.categorical_names, features.categorical, strict=True):
+        categorical[name] = (every, values)
+    return numeric, categorical
+
+
+def _rows_one_by_one(
+    state: ModelState, features: FeaturesByEvent
+) -> tuple[dict[str, Any], dict[str, Any], list[set[str]]]:
+    """Signals of events that sent different features (or nulls): event by event."""
+    spec = state.spec
+    numeric: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+    categorical: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+    missing_rows: list[set[str]] = []
+    rows = zip(
+        features.num_name, features.num_value, features.cat_name, features.cat_value, features.missing, strict=True
+    )
+    for pos, (num_names, num_values, cat_names, cat_values, missing) in enumerate(rows):
+        for name, value in zip(num_names, num_values, strict=True):
+            if spec.features.get(name) == "categorical":
+                entry = categorical[name]
+                entry[0].append(pos)
+                entry[1].append(str(value))
+            else:
+                entry_n = numeric[name]
+                entry_n[0].append(pos)
+                entry_n[1].append(value)
+        for name, value in zip(cat_names, cat_values, strict=True):
+            entry = categorical[name]
+            entry[0].append(pos)
+            entry[1].append(value)
+        missing_rows.append(set(missing) | (state.features - set(num_names) - set(cat_names)))
+    return numeric, categorical, missing_rows
+
+
+def _admit(
+    state: ModelState,
+    new: set[str],
+    numeric: dict[str, Any],
+    categorical: dict[str, Any],
+    missing_rows: list[set[str]],
+) -> None:
+    """Watch new feature names up to ``max_features``; the rest are dropped from this batch's signals."""
+    room = state.spec.monitoring.max_features - len(state.features)
+    admitted = sorted(new)[: max(room, 0)]
+    state.features.update(admitted)
+    rejected = new.difference(admitted)
+    if not rejected:
+        return
+    for name in rejected:
+        numeric.pop(name, None)
+        categorical.pop(name, None)
+    for row in missing_rows:
+        row.difference_update(rejected)
+    if not state.unwatched:
+        log.warning(
+            "too many feature names: new ones are counted, not watched (monitoring.max_features)",
+            extra={"fields": {"model": state.spec.name, "max_features": state.spec.monitoring.max_features}},
+        )
+    if len(state.unwatched) < 100_000:
+        state.unwatched.update(rejected)
+
+
+def _spread(state: ModelState, name: str, values: list[float]) -> list[float]:
+    """|x - centre|, the centre being the mean of the feature's warm-up: its mean catches variance changes."""
+    centre = state.centres.setdefault(name, [0.0, 0.0])
+    warmup = max(state.spec.monitoring.warmup, 1)  # warmup 0: the centre is the first value
+    if centre[1] < warmup:
+        take = values[: int(warmup - centre[1])]
+        centre[0] += sum(take)
+        centre[1] += len(take)
+    mean = centre[0] / centre[1]
+    return np.abs(np.asarray(values, dtype=float) - mean).tolist()  # type: ignore[no-any-return]
+
+
+def _by_version(versions: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+    """Each serving version's event positions (``None``: every event), versions in ascending order."""
+    first = int(versions[0]) if len(versions) else 0
+    if not len(versions) or (versions == first).all():
+        return [(first, None)]
+    return [(int(v), np.flatnonzero(versions == v)) for v in np.unique(versions)]

@@ -1,0 +1,121 @@
+"""A model's monitored signals and their state: what the monitor keeps per model and per signal.
+
+Outputs (prediction, score, error) are watched per serving version (``score@v3``); features across versions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from driftloop.infra.spec import ModelSpec
+from driftloop.streams.drift.detectors import Detector
+from driftloop.streams.drift.joint import JointDrift
+from driftloop.streams.drift.policy import AlertPolicy, Confirmation
+
+RING = 20_000  # recent events per model, to place change points
+#: A model's outputs (prediction, score, error) are watched per serving version, as ``score@v3``: a new
+#: version starts its own reference, so a deployment is not a drift. Features are watched across versions.
+VERSION_MARK = "@v"
+VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are kept
+OUTPUTS = frozenset({"score", "prediction", "error"})
+JOINT = "joint"  # the signal of how the numeric features move together
+JOINT_REFERENCE = 2000  # events the joint signal's reference is learned from (at least the warm-up)
+_KIND = {
+    "numeric": "data",
+    "categorical": "data",
+    "missing": "data",
+    "score": "prediction",
+    "prediction": "prediction",
+    "error": "performance",
+}
+
+
+@dataclass
+class SignalState:
+    """One monitored signal of a model: its detector and what it has seen."""
+
+    name: str
+    signal_type: str
+    detector: Detector
+    alpha: float  # a detector without a run length (River's): its confidence and its confirmation's level
+    fixed: set[str] = field(default_factory=set)  # the rate parameters the spec set itself (kept as they are)
+    seen: int = 0
+    pending: Confirmation | None = None
+    last_mean: float = math.nan
+    drifts: int = 0
+
+    @property
+    def kind(self) -> str:
+        return _KIND[self.signal_type]
+
+    @property
+    def label(self) -> str:
+        """The signal's name in alerts: ``score`` for ``score@v3``."""
+        return self.name if self.version is None else self.name.partition(VERSION_MARK)[0]
+
+    @property
+    def version(self) -> int | None:
+        """The model version whose outputs this signal watches (None: a feature, watched across versions)."""
+        return output_version(self.name)
+
+
+@dataclass
+class ModelState:
+    """A model's signals, policy, and recent events (for change points)."""
+
+    spec: ModelSpec
+    policy: AlertPolicy
+    signals: dict[str, SignalState] = field(default_factory=dict)
+    features: set[str] = field(default_factory=set)
+    version: int = 0
+    events: int = 0
+    labeled: int = 0
+    ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
+    labeled_ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
+    expected_signals: int = 0
+    centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
+    type_changes: int = 0  # values skipped because their feature was first seen as the other type
+    unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
+    joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
+    events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
+
+
+#: The fewest values a signal's reference is learnt from, whatever the warm-up.
+MIN_REFERENCE = 200
+#: Detector parameters that set its false-alarm rate: the monitor sets them from the model's run length
+#: unless the spec did.
+RATE_PARAMS = frozenset({"run_length", "alpha"})
+
+
+def set_run_length(signal: SignalState, events: float) -> None:
+    """Give ``signal``'s detector its share of the model's run length (``events``: the model's run length
+    times its number of signals, the rates of the signals adding up to the model's), unless the spec fixed
+    its rate; each detector takes it its own way (``set_run_length``)."""
+    if not signal.fixed:
+        signal.detector.set_run_length(events)
+
+
+def output_version(name: str) -> int | None:
+    """The version of an output signal's name (``score@v3`` → 3), None for any other signal.
+
+    >>> output_version("score@v3"), output_version("error@v0"), output_version("amount@v3"), output_version("score")
+    (3, 0, None, None)
+    """
+    base, mark, version = name.partition(VERSION_MARK)
+    return int(version) if mark and base in OUTPUTS and version.isdigit() else None
+
+
+def forget_old_versions(state: ModelState, version: int) -> None:
+    """Keep the output signals of the ``VERSIONS_WATCHED`` most recent versions (``version`` among them)."""
+    of = {name: output_version(name) for name in state.signals}
+    keep = set(sorted({v for v in of.values() if v is not None} | {version})[-VERSIONS_WATCHED:])
+    for name, v in of.items():
+        if v is not None and v not in keep:
+            del state.signals[name]
+
+
+def family(signal_type: str) -> str:
+    """Signal types whose detectors take the same values: numbers, or categories."""
+    return "categories" if signal_type in {"categorical", "prediction"} else "numbers"
