@@ -29,10 +29,12 @@ import numpy as np
 
 from driftloop.infra.contract import EventError
 from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
-from driftloop.streams.decode_fast import fast_outcomes, fast_predictions, numeric_prediction_columns
+from driftloop.streams.decode_fast import Row, fast_outcomes, fast_predictions, numeric_prediction_columns
 from driftloop.streams.event_rules import (
     OUTCOME_COLUMNS,
     PREDICTION_COLUMNS,
+    OutcomeRow,
+    PredictionRow,
     kind_of,
     outcome_row,
     prediction_row,
@@ -47,6 +49,8 @@ __all__ = [
     "Decoded",
     "EventError",
     "Incoming",
+    "OutcomeRow",
+    "PredictionRow",
     "decode_outcomes",
     "decode_predictions",
     "event_sources",
@@ -92,7 +96,7 @@ def event_sources(message: Incoming, table: str, *, max_bytes: int = MAX_MESSAGE
         if problem is not None:
             continue
         try:
-            to_row(event)
+            to_row(event, -1)
         except EventError:
             continue
         sources.append((index, message.value if index < 0 else _reencode(event)))
@@ -104,7 +108,7 @@ def _decode(
     table: str,
     names: tuple[str, ...],
     fast: Callable[[bytes, int, Columns], bool],
-    to_row: Callable[[dict[str, Any]], tuple[Any, ...]],
+    to_row: Callable[[dict[str, Any], int], Row],
     max_bytes: int,
 ) -> Decoded:
     """Each message through the typed fast path (:mod:`streams.event_types`) when it fits it whole, else
@@ -124,7 +128,7 @@ def _decode(
         for index, event, problem in _events(value, max_bytes):
             if problem is None:
                 try:
-                    out.add_row((*to_row(event), position))
+                    out.add_row(to_row(event, position))
                     continue
                 except EventError as exc:
                     problem = str(exc)
@@ -136,23 +140,24 @@ def _decode(
 
 
 class Columns:
-    """A batch's columns, gathered in message order from rows (tuples) and from runs of
+    """A batch's columns, gathered in message order from rows (:class:`PredictionRow`, :class:`OutcomeRow`:
+    named tuples) and from runs of
     :class:`NumericPrediction` events, which become columns many events at a time."""
 
     def __init__(self, width: int) -> None:
         self.parts: list[list[Column]] = []
         self.width = width
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[Row] = []
         self.events: list[NumericPrediction] = []
         self.names: list[list[str]] = []
         self.positions: list[int] = []
 
-    def add_row(self, row: tuple[Any, ...]) -> None:
+    def add_row(self, row: Row) -> None:
         if self.events:
             self._close_events()
         self.rows.append(row)
 
-    def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
+    def add_rows(self, rows: list[Row]) -> None:
         if self.events:
             self._close_events()
         self.rows += rows

@@ -18,7 +18,8 @@ import numpy as np
 from driftloop.infra.contract import EventError
 from driftloop.streams.batch import Column, NumberRows
 from driftloop.streams.event_rules import (
-    PREDICTION_COLUMNS,
+    OutcomeRow,
+    PredictionRow,
     known_features,
     learn_names,
     number_text,
@@ -41,6 +42,8 @@ from driftloop.streams.event_types import (
 if TYPE_CHECKING:
     from driftloop.streams.decode import Columns
 
+Row = PredictionRow | OutcomeRow
+
 
 def fast_predictions(value: bytes, position: int, out: Columns) -> bool:
     events = parse_predictions(value)
@@ -52,10 +55,14 @@ def fast_predictions(value: bytes, position: int, out: Columns) -> bool:
             return False
         out.add_numeric_predictions(events, names, position)  # type: ignore[arg-type]
         return True
-    rows = _typed_rows(events, position, _typed_prediction_row)
+    shared: list[list[str]] = [[]]  # envelopes repeat one list of feature names: the rows share one copy
+
+    def to_row(event: PredictionEvent, position: int) -> PredictionRow | None:
+        return _typed_prediction_row(event, position, shared)
+
+    rows = _typed_rows(events, position, to_row)
     if rows is None:
         return False
-    _share_feature_names(rows)
     out.add_rows(rows)
     return True
 
@@ -68,9 +75,7 @@ def fast_outcomes(value: bytes, position: int, out: Columns) -> bool:
     return True
 
 
-def _typed_rows(
-    events: list[Any] | None, position: int, to_row: Callable[[Any, int], tuple[Any, ...] | None]
-) -> list[tuple[Any, ...]] | None:
+def _typed_rows(events: list[Any] | None, position: int, to_row: Callable[[Any, int], Row | None]) -> list[Row] | None:
     """Every event's row, or None as soon as one has anything for the field rules to say (a rule raising
     ``EventError`` included: the field rules say it again, with the event's place)."""
     if events is None:
@@ -87,28 +92,21 @@ def _typed_rows(
     return rows
 
 
-_NUM_NAME = PREDICTION_COLUMNS.index("num.name")  # where a row (a tuple in the columns' order) holds them
-
-
-def _share_feature_names(rows: list[tuple[Any, ...]]) -> None:
-    """Envelopes repeat one list of feature names: let the rows that repeat it hold one copy."""
-    shared: list[str] = []
-    for i, row in enumerate(rows):
-        if row[_NUM_NAME] == shared:
-            rows[i] = (*row[:_NUM_NAME], shared, *row[_NUM_NAME + 1 :])
-        else:
-            shared = row[_NUM_NAME]
-
-
-def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, ...] | None:
+def _typed_prediction_row(event: PredictionEvent, position: int, shared: list[list[str]]) -> PredictionRow | None:
+    """``event`` as a row, or None when the field rules have something to say; ``shared[0]``: the feature names
+    of the event before, which this one's take when they are the same."""
     epoch = _typed_epoch(event.ts)
     if epoch is None:
         return None
     model, request_id = event.model, event.request_id
     features = event.features
     names = list(features)
-    if not known_features.issuperset(names):
-        learn_names(names)
+    if names == shared[0]:
+        names = shared[0]
+    else:
+        if not known_features.issuperset(names):
+            learn_names(names)
+        shared[0] = names
     values = list(features.values())
     if _FLOAT.issuperset(map(type, values)):
         num_names, num_values, cat_names, cat_values, missing = names, values, [], [], []
@@ -117,7 +115,7 @@ def _typed_prediction_row(event: PredictionEvent, position: int) -> tuple[Any, .
     prediction_text, prediction_num = value_text(event.prediction, "prediction")
     score, labels, probabilities = _typed_score(event.score, prediction_text)
     ts_ms = round(epoch * 1000)
-    return (
+    return PredictionRow(
         prediction_id(event.event_id, model, request_id, ts_ms, shadow_key(event.served, event.model_version)),
         model,
         event.model_version or 0,
@@ -181,7 +179,7 @@ def _typed_score(value: float | dict[str, float] | None, prediction: str) -> tup
     return value, [], []  # type: ignore[return-value]
 
 
-def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | None:
+def _typed_outcome_row(event: OutcomeEvent, position: int) -> OutcomeRow | None:
     epoch = _typed_epoch(event.ts)
     if epoch is None:
         return None
@@ -190,7 +188,7 @@ def _typed_outcome_row(event: OutcomeEvent, position: int) -> tuple[Any, ...] | 
     ts_ms = round(epoch * 1000)
     event_id = outcome_id(event.event_id, model, request_id, ts_ms, label_text)
     value = math.nan if event.value is None else event.value
-    return event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, value, position
+    return OutcomeRow(event_id, model, request_id, int(epoch), ts_ms, label_text, label_num, value, position)
 
 
 def _typed_epoch(ts: float | str) -> float | None:

@@ -19,34 +19,57 @@ import datetime as dt
 import hashlib
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from driftloop.infra.contract import EventError
 from driftloop.streams.event_types import MAX_EPOCH, MAX_FEATURES, MAX_TEXT, MODEL_NAME, valid_model_name
 
 FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
 
-PREDICTION_COLUMNS = (
-    "event_id",
-    "model",
-    "model_version",
-    "request_id",
-    "ts",
-    "ts_ms",
-    "num.name",
-    "num.value",
-    "cat.name",
-    "cat.value",
-    "missing",
-    "prediction",
-    "prediction_num",
-    "score",
-    "scores.label",
-    "scores.probability",
-    "served",
-    "latency_ms",
-)
-OUTCOME_COLUMNS = ("event_id", "model", "request_id", "ts", "ts_ms", "label", "label_num", "value")
+
+class PredictionRow(NamedTuple):
+    """A prediction event as a row of the ``predictions`` table (:data:`PREDICTION_COLUMNS`, in order), and
+    the position of the message it came in (among its batch's messages)."""
+
+    event_id: str
+    model: str
+    model_version: int
+    request_id: str
+    ts: int  # epoch seconds
+    ts_ms: int
+    num_name: list[str]
+    num_value: list[float]
+    cat_name: list[str]
+    cat_value: list[str]
+    missing: list[str]
+    prediction: str
+    prediction_num: float
+    score: float
+    scores_label: list[str]
+    scores_probability: list[float]
+    served: int
+    latency_ms: float
+    position: int = -1
+
+
+class OutcomeRow(NamedTuple):
+    """An outcome event as a row of the ``outcomes`` table (:data:`OUTCOME_COLUMNS`), and its message's position."""
+
+    event_id: str
+    model: str
+    request_id: str
+    ts: int
+    ts_ms: int
+    label: str
+    label_num: float
+    value: float
+    position: int = -1
+
+
+#: A row field's column: the nested columns' names have a dot (``num.name``).
+_NESTED = {"num_name", "num_value", "cat_name", "cat_value", "scores_label", "scores_probability"}
+PREDICTION_COLUMNS = tuple(f.replace("_", ".") if f in _NESTED else f for f in PredictionRow._fields[:-1])
+OUTCOME_COLUMNS = OutcomeRow._fields[:-1]
 
 
 def kind_of(value: Any) -> str:
@@ -256,15 +279,16 @@ def score_of(value: Any, prediction: str) -> tuple[float, list[str], list[float]
 
 def validate_prediction(event: dict[str, Any]) -> str:
     """Check a prediction event against the contract (``EventError`` says what is wrong); its event_id."""
-    return str(prediction_row(event)[0])
+    return prediction_row(event).event_id
 
 
 def validate_outcome(event: dict[str, Any]) -> str:
     """Check an outcome event against the contract (``EventError`` says what is wrong); its event_id."""
-    return str(outcome_row(event)[0])
+    return outcome_row(event).event_id
 
 
-def prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
+def prediction_row(event: dict[str, Any], position: int = -1) -> PredictionRow:
+    """``event`` as a row, each field checked (``EventError`` names the first one at fault)."""
     model = _model(event)
     request_id = _text(event, "request_id")
     ts, ts_ms = _timestamp(event)
@@ -285,7 +309,7 @@ def prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
     latency_ms = _optional_number(event.get("latency_ms"), '"latency_ms"')
     if latency_ms < 0:
         raise EventError(f'"latency_ms" must not be negative, got {latency_ms}')
-    return (
+    return PredictionRow(
         event_id,
         model,
         version,
@@ -304,17 +328,19 @@ def prediction_row(event: dict[str, Any]) -> tuple[Any, ...]:
         probabilities,
         int(served),
         latency_ms,
+        position,
     )
 
 
-def outcome_row(event: dict[str, Any]) -> tuple[Any, ...]:
+def outcome_row(event: dict[str, Any], position: int = -1) -> OutcomeRow:
+    """``event`` as a row, each field checked (``EventError`` names the first one at fault)."""
     model = _model(event)
     request_id = _text(event, "request_id")
     ts, ts_ms = _timestamp(event)
     label, label_num = value_text(event.get("label"), "label")
     value = _optional_number(event.get("value"), '"value"')
     event_id = outcome_id(event.get("event_id"), model, request_id, ts_ms, label)
-    return event_id, model, request_id, ts, ts_ms, label, label_num, value
+    return OutcomeRow(event_id, model, request_id, ts, ts_ms, label, label_num, value, position)
 
 
 def _optional_number(value: Any, what: str) -> float:
