@@ -1,6 +1,6 @@
 """A bare Faust agent for the ingest benchmark: takes batches, decodes JSON, counts, and does nothing else.
 
-Stock Faust (``faust.App``, not driftloop's transport of ``streams.strict_offsets``), with the options the
+Stock Faust (``faust.App``, not driftloop's transport of ``streams.compat.faust``), with the options the
 worker's app has (fetch size, group timeouts).
 
 It records (first message time, time it saw the Nth event) in BENCH_OUT. Run by benchmarks/ingest.py.

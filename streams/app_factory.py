@@ -12,8 +12,8 @@ from typing import Any
 import faust
 
 from driftloop.infra.settings import Settings, get_settings
-from driftloop.streams import unreadable_batches
-from driftloop.streams.strict_offsets import StrictOffsetsApp
+from driftloop.streams.compat import aiokafka as unreadable_batches
+from driftloop.streams.compat.faust import StrictOffsetsApp
 
 
 def broker_url(settings: Settings) -> str:
@@ -39,8 +39,8 @@ def create_app(settings: Settings | None = None, *, app_id: str = "driftloop-str
     """A Faust app on the configured cluster, with driftloop's defaults (keyword arguments override them).
 
     Its consumer never takes a gap in offsets as acknowledged and delivers messages without a race of
-    tasks when it can (``streams.strict_offsets``); a record batch it cannot read (corrupt, or compressed
-    with a codec it cannot decode) arrives as dead-letter placeholders (``streams.unreadable_batches``).
+    tasks when it can (``streams.compat.faust``); a record batch it cannot read (corrupt, or compressed
+    with a codec it cannot decode) arrives as dead-letter placeholders (``streams.compat.aiokafka``).
 
     Group timeouts come from ``DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S`` / ``..._REBALANCE_TIMEOUT_S``: a group
     join on the embedded broker waits about one session timeout, so tests set them short.

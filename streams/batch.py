@@ -182,7 +182,7 @@ class UnreadableRecords(bytes):
 
     A batch the consumer cannot decompress or check (an unknown codec, a missing codec library, a broken
     CRC) is skipped, and every offset in it arrives as a message whose value is one shared instance of this
-    class (``streams.unreadable_batches``): the offsets go through the worker like any other, so they are
+    class (``streams.compat.aiokafka``): the offsets go through the worker like any other, so they are
     acknowledged only once their dead letter is written. Its bytes say what happened; no producer can send
     one (a Kafka value arrives as plain ``bytes``).
 

@@ -44,6 +44,10 @@ _DATETIME = re.compile(r"DateTime(\('[^']*'\))?")  # seconds since the epoch, as
 _UINT32 = np.dtype("<u4")
 
 
+#: The library series this module was written for (pinned in pyproject.toml).
+WRITTEN_FOR = {"clickhouse-driver": "0.2."}
+
+
 class ColumnarInsertClient(Client):
     """A clickhouse-driver client whose columnar inserts write their data block in one pass a column.
 

@@ -32,10 +32,10 @@ from river import drift
 from river.drift import binary
 
 from driftloop.infra.spec import DetectorConfig
+from driftloop.streams.compat.river import mark_detected, start_after_detection, window_update
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.river_compat import mark_detected, start_after_detection, window_update
 
 
 class Detector(Protocol):

@@ -1,10 +1,11 @@
 """The library internals that driftloop relies on are still what its code was written for.
 
-One place per library: ``streams.unreadable_batches`` re-implements aiokafka 0.14's
-``PartitionRecords._unpack_records``; ``streams.strict_offsets`` and ``streams.prompt_delivery`` override
-faust-streaming 0.15's consumer; ``streams.drift.river_compat`` feeds River 0.26's ADWIN window;
-``infra.clickhouse.columnar_insert`` takes over clickhouse-driver 0.2's ``Client.send_data``. When an upgrade
-changes what they rely on, these tests fail and say which module to read again.
+One module per library (``streams.compat``): ``streams.compat.aiokafka`` re-implements aiokafka 0.14's
+``PartitionRecords._unpack_records`` and sets its consumer's fetch wait; ``streams.compat.faust`` overrides
+faust-streaming 0.15's consumer; ``streams.compat.river`` feeds River 0.26's ADWIN window;
+``infra.clickhouse.columnar_insert`` takes over clickhouse-driver 0.2's ``Client.send_data``. Each names the
+versions it was written for (``WRITTEN_FOR``). When an upgrade changes what they rely on, these tests fail and
+say which module to read again.
 """
 
 from __future__ import annotations
@@ -22,19 +23,34 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
-from driftloop.streams import unreadable_batches
+from driftloop.infra.clickhouse import columnar_insert
 from driftloop.streams.batch import UnreadableRecords
+from driftloop.streams.compat import aiokafka as unreadable_batches
+from driftloop.streams.compat import faust as faust_compat
+from driftloop.streams.compat import river as river_compat
+
+COMPAT_MODULES = [unreadable_batches, faust_compat, river_compat, columnar_insert]
+
+
+@pytest.mark.parametrize("module", COMPAT_MODULES, ids=lambda m: m.__name__)
+def test_each_compat_module_names_the_installed_series(module: object) -> None:
+    written_for: dict[str, str] = module.WRITTEN_FOR  # type: ignore[attr-defined]
+    assert written_for, f"{module.__name__} names no library"  # type: ignore[attr-defined]
+    for library, series in written_for.items():
+        assert version(library).startswith(series), (
+            f"{library} {version(library)} is installed; {module.__name__} was written for {series}*: read it again"  # type: ignore[attr-defined]
+        )
+
 
 # sha256 of the sources of what driftloop re-implements or takes over, as of the pinned versions
 AIOKAFKA_0_14_UNPACK_RECORDS = "b803e6d46480732c7a7faa8e784b338bcdd4e707ea67fba96c013654b04b8a08"
 
 
-def test_aiokafka_is_the_series_unreadable_batches_was_written_for() -> None:
-    assert version("aiokafka").startswith("0.14."), "re-read streams/unreadable_batches.py against this aiokafka"
+def test_aiokafka_unpack_records_is_what_compat_aiokafka_was_written_for() -> None:
     source = inspect.getsource(unreadable_batches.ORIGINAL_UNPACK_RECORDS)
     digest = hashlib.sha256(source.encode()).hexdigest()
     assert digest == AIOKAFKA_0_14_UNPACK_RECORDS, (
-        "aiokafka's PartitionRecords._unpack_records changed: bring streams/unreadable_batches.py in line with it"
+        "aiokafka's PartitionRecords._unpack_records changed: bring streams/compat/aiokafka.py in line with it"
     )
 
 
@@ -46,32 +62,27 @@ def sha256_of_source(function: object) -> str:
     return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
 
 
-def test_river_is_the_series_river_compat_was_written_for() -> None:
+def test_river_adwin_update_is_what_compat_river_was_written_for() -> None:
     from river import drift
 
-    from driftloop.streams.drift.river_compat import RIVER_SERIES
-
-    assert version("river").startswith(RIVER_SERIES)
     assert sha256_of_source(drift.ADWIN.update) == RIVER_0_26_ADWIN_UPDATE, (
-        "River's ADWIN.update changed: bring streams/drift/river_compat.py in line with it"
+        "River's ADWIN.update changed: bring streams/compat/river.py in line with it"
     )
 
 
-def test_clickhouse_driver_is_the_series_columnar_insert_was_written_for() -> None:
+def test_clickhouse_driver_send_data_is_what_columnar_insert_was_written_for() -> None:
     from clickhouse_driver import Client
 
-    assert version("clickhouse-driver").startswith("0.2.")
     assert sha256_of_source(Client.send_data) == CLICKHOUSE_DRIVER_0_2_SEND_DATA, (
         "clickhouse-driver's Client.send_data changed: bring infra/clickhouse/columnar_insert.py in line with it"
     )
 
 
-def test_faust_is_the_series_strict_offsets_was_written_for() -> None:
+def test_faust_drain_messages_is_what_compat_faust_was_written_for() -> None:
     from faust.transport import consumer as faust_consumer
 
-    assert version("faust-streaming").startswith("0.15.")
     drain = inspect.getsource(faust_consumer.Consumer._drain_messages)
-    # prompt_delivery takes over this exact call; strict_offsets takes over _add_gap
+    # compat.faust takes over this exact call (with streams.prompt_delivery), and _add_gap
     assert (
         "await self.wait_first(\n                                callback(message), self.suspend_flow.wait()" in drain
     )
@@ -79,14 +90,14 @@ def test_faust_is_the_series_strict_offsets_was_written_for() -> None:
 
 
 def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
-    """strict_offsets sets aiokafka's ``_fetch_max_wait_ms`` on the consumer Faust creates (which hard-codes
+    """compat.faust sets aiokafka's ``_fetch_max_wait_ms`` on the consumer Faust creates (which hard-codes
     1,500 ms): the attribute must be what ``start()`` gives its fetcher, and the app's consumer must get it."""
     from aiokafka import AIOKafkaConsumer
     from faust.transport.drivers import aiokafka as faust_kafka
 
     from driftloop.infra.settings import Settings
     from driftloop.streams.app_factory import create_app
-    from driftloop.streams.strict_offsets import FETCH_MIN_BYTES, PromptFetchThread
+    from driftloop.streams.compat.faust import FETCH_MIN_BYTES, PromptFetchThread
 
     assert version("aiokafka").startswith("0.14.")
     start = inspect.getsource(AIOKafkaConsumer.start)
@@ -106,7 +117,7 @@ def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
 
 
 def test_offsets_are_committed_only_after_the_apps_checkpoint_says_yes() -> None:
-    """strict_offsets awaits ``app.checkpoint`` in ``_commit_offsets``, which Faust calls once the offsets are
+    """compat.faust awaits ``app.checkpoint`` in ``_commit_offsets``, which Faust calls once the offsets are
     computed: the worker's detector state saved there covers every offset committed."""
     from faust.transport import consumer as faust_consumer
     from faust.types import TP

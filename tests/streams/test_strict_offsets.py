@@ -1,4 +1,4 @@
-"""A gap in offsets is never committed as if it had been processed (streams.strict_offsets)."""
+"""A gap in offsets is never committed as if it had been processed (streams.compat.faust)."""
 
 from __future__ import annotations
 

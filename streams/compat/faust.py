@@ -1,4 +1,5 @@
-"""Faust's Kafka transport with four changes: a gap in offsets is never taken as acknowledged, offsets
+"""Faust's internals that driftloop relies on (faust-streaming 0.15, mode-streaming 0.7: :data:`WRITTEN_FOR`):
+its Kafka transport with four changes: a gap in offsets is never taken as acknowledged, offsets
 are committed only to the broker instance they were read from, a fetched message is handed to its
 stream without four asyncio tasks when the stream has room for it (``streams.prompt_delivery``), and a
 fetch waits for new messages as long as the app says (``fetch_max_wait_s``), not Faust's fixed 1.5 s.
@@ -43,10 +44,14 @@ from faust.types.transports import TPorTopicSet
 from mode.services import WaitResults
 from mode.utils.times import Seconds
 
+from driftloop.streams.compat.aiokafka import wait_for_fetches
 from driftloop.streams.prompt_delivery import deliver_first
 
 log = logging.getLogger("driftloop.streams")
 
+
+#: The library series this module was written for (pinned in pyproject.toml).
+WRITTEN_FOR = {"faust-streaming": "0.15.", "mode-streaming": "0.7."}
 
 #: A fetch returns once this much is there (or the wait is over): under load, fewer and larger fetches (the
 #: embedded broker's CPU at 20,000 events/s fell from about 50 % to 27 % of a core with 0.1 s waits).
@@ -60,9 +65,8 @@ class PromptFetchThread(faust_kafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: faust_kafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait_s: float | None = getattr(self.app, "fetch_max_wait_s", None)
-        if wait_s is not None:  # read by the fetcher that start() creates (aiokafka 0.14)
-            consumer._fetch_max_wait_ms = round(wait_s * 1000)
-            consumer._fetch_min_bytes = FETCH_MIN_BYTES
+        if wait_s is not None:
+            wait_for_fetches(consumer, max_wait_s=wait_s, min_bytes=FETCH_MIN_BYTES)
         return consumer
 
 

@@ -1,4 +1,5 @@
-"""Record batches the streams worker cannot read become dead letters, not a crashed worker (aiokafka 0.14).
+"""aiokafka's internals that driftloop relies on (aiokafka 0.14): record batches the streams worker cannot read
+become dead letters, not a crashed worker; and how long a fetch waits.
 
 aiokafka decompresses and checks a fetched record batch while the consumer iterates it
 (``aiokafka.consumer.fetcher.PartitionRecords._unpack_records``). A codec whose library is missing, an
@@ -14,8 +15,11 @@ the dead-letter topic), the batch is acknowledged once that is written, and the 
 the range; every readable batch around it is read as before. A CRC failure is not retried: a broker stores
 a batch as it was written, so a second fetch brings the same bytes.
 
-Written for aiokafka 0.14 (pinned ``==0.14.*``); ``tests/streams/test_library_internals.py`` fails when the
-function replaced here changes.
+:func:`wait_for_fetches` sets how long the consumer's fetches wait for new data (``fetch_max_wait_ms``), on a
+consumer Faust created with its own fixed wait (read by the fetcher that ``start()`` creates).
+
+Written for aiokafka 0.14 (pinned ``==0.14.*``, :data:`WRITTEN_FOR`); ``tests/streams/test_library_internals.py``
+fails when the function replaced here, or the attributes set, change.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ log = logging.getLogger("driftloop.streams")
 
 READ_COMMITTED = aiokafka_fetcher.READ_COMMITTED
 #: What :func:`install` replaces (kept for the check that the library did not change underneath it).
+#: The library series this module was written for (pinned in pyproject.toml).
+WRITTEN_FOR = {"aiokafka": "0.14."}
+
 ORIGINAL_UNPACK_RECORDS = aiokafka_fetcher.PartitionRecords._unpack_records
 
 
@@ -98,3 +105,10 @@ def _skip(self: Any, last: int, error: Exception) -> Iterator[ConsumerRecord[Any
     for offset in range(first, last + 1):
         self.next_fetch_offset = offset + 1
         yield ConsumerRecord(tp.topic, tp.partition, offset, timestamp_ms, 0, None, value, None, -1, len(value), ())
+
+
+def wait_for_fetches(consumer: Any, *, max_wait_s: float, min_bytes: int) -> None:
+    """Fetches of ``consumer`` (an ``AIOKafkaConsumer`` not yet started) return once ``min_bytes`` are there, or
+    after ``max_wait_s``."""
+    consumer._fetch_max_wait_ms = round(max_wait_s * 1000)
+    consumer._fetch_min_bytes = min_bytes

@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from river import drift
 
-#: The River series this module was written for (pinned in pyproject.toml).
-RIVER_SERIES = "0.26."
+#: The library series this module was written for (pinned in pyproject.toml).
+WRITTEN_FOR = {"river": "0.26."}
 
 
 def window_update(detector: drift.ADWIN) -> Callable[[float], bool]:
