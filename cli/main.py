@@ -135,7 +135,7 @@ def worker(ctx: click.Context) -> None:
         f"({settings.kafka_bootstrap}) → {settings.clickhouse}; Ctrl-C stops it",
         style="dim",
     )
-    run_worker(settings)
+    ctx.exit(run_worker(settings))
 
 
 @cli.group(cls=DriftloopGroup)

@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -43,6 +41,7 @@ from driftloop.streams.drift.silences import Silence, active_silences
 from driftloop.streams.gc_tuning import collect_less_often
 from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
 from driftloop.streams.metrics import worker_metrics
+from driftloop.streams.supervisor import restart, supervise
 from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.worker")
@@ -71,7 +70,7 @@ def build_worker_app(settings: Settings) -> faust.App:
             await writer.drain()
         await ingestion.hand_over_detectors()
         log.warning("starting the worker again on the new broker instance")
-        restart_process()
+        restart()
 
     broker_watch = BrokerWatch(settings, written, start_clean)
     app.ingestion = ingestion  # type: ignore[attr-defined]
@@ -286,14 +285,14 @@ def _alert_gate(settings: Settings, ingestion: IngestionProcess) -> tuple[GateKe
     return gate, close
 
 
-def restart_process() -> None:
-    """Replace this process by a fresh run of the same command line (same pid, same output)."""
-    logging.shutdown()
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+def run_worker(settings: Settings) -> int:
+    """Run the streams worker in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly), started
+    again whenever it asks to (``streams.supervisor``); the worker's exit code."""
+    return supervise(serve_worker, settings)
 
 
-def run_worker(settings: Settings) -> None:
-    """Run the streams worker in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+def serve_worker(settings: Settings) -> None:
+    """The worker itself: the Faust app, its metrics, in this process."""
     app = build_worker_app(settings)
     serve_metrics(settings.metrics_port, lambda: worker_metrics(app))
     collect_less_often()

@@ -11,7 +11,17 @@ from pathlib import Path
 from driftloop.infra.network import free_port
 from driftloop.infra.stack.private import FAST_GROUP_ENV, PrivateStack, private_stack_env, wait_for
 
-__all__ = ["FAST_GROUP_ENV", "REPO", "PrivateStack", "TcpProxy", "WorkerProcess", "private_stack_env", "wait_for"]
+__all__ = [
+    "FAST_GROUP_ENV",
+    "REPO",
+    "PrivateStack",
+    "TcpProxy",
+    "WorkerProcess",
+    "children",
+    "only_child",
+    "private_stack_env",
+    "wait_for",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,6 +45,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def faust_pid(self, timeout_s: float = 60) -> int:
+        """The Faust worker's process: the one child of ``driftloop worker``, its supervisor
+        (``streams.supervisor``); the ingestion process is its child."""
+        return only_child(self.process.pid, "the worker's Faust process", timeout_s)
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
@@ -47,6 +62,27 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` that do driftloop's work (multiprocessing's resource tracker aside)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid and b"resource_tracker" not in command:
+            found.append(int(entry.name))
+    return found
+
+
+def only_child(pid: int, what: str, timeout_s: float = 60) -> int:
+    """The one child of ``pid`` (waiting until there is exactly one)."""
+    return int(wait_for(lambda: (c := children(pid)) and len(c) == 1 and c[0], timeout_s=timeout_s, what=what))
 
 
 class TcpProxy:

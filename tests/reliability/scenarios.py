@@ -7,6 +7,7 @@ for the catch-up and returns a :class:`SoakResult` counted from ClickHouse query
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import threading
@@ -513,14 +514,15 @@ def broker_restart(home: Path, tmp: Path, *, events: int, down_s: float, plain: 
         producer = threading.Thread(target=send, daemon=True)
         producer.start()
         time.sleep(4)
-        worker.process.send_signal(signal.SIGSTOP)  # the old instance now holds messages nobody read
+        paused = worker.faust_pid()
+        os.kill(paused, signal.SIGSTOP)  # the old instance now holds messages nobody read
         try:
             plain_sent = _send_plain(settings, plain_model, plain)
             time.sleep(1)
             assert local_stack.stop_service(settings, "broker", timeout_s=0), "the broker was not running"
             result.faults += 1
         finally:
-            worker.process.send_signal(signal.SIGCONT)  # it lives through the outage
+            os.kill(paused, signal.SIGCONT)  # it lives through the outage
         time.sleep(down_s)
         local_stack.start_service(settings, "broker")  # empty: nothing provisioned by the test
         producer.join()

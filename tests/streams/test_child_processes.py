@@ -18,29 +18,9 @@ import pytest
 from kafka import KafkaProducer
 
 from driftloop.infra.clickhouse.client import connect
-from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
+from tests.stack_fixtures import PrivateStack, WorkerProcess, only_child, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` that do driftloop's work (multiprocessing's resource tracker aside)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid and b"resource_tracker" not in command:
-            found.append(int(entry.name))
-    return found
-
-
-def only_child(pid: int, what: str) -> int:
-    return int(wait_for(lambda: (c := children(pid)) and len(c) == 1 and c[0], timeout_s=60, what=what))
 
 
 def send(stack: PrivateStack, model: str, start: int, n: int) -> None:
@@ -87,7 +67,7 @@ def test_killed_child_processes_lose_and_double_nothing_and_are_started_again(
         DRIFTLOOP_DETECTOR_STATE_INTERVAL_S="1",
     )
     try:
-        ingestion = only_child(worker.process.pid, "the ingestion process")
+        ingestion = only_child(worker.faust_pid(), "the ingestion process")
         detection = only_child(ingestion, "the detection process")
         send(stack, model, 0, 2000)
         wait_for(lambda: landed(stack, model)[0] >= 2000, timeout_s=90, what="the first 2,000 events")
@@ -101,7 +81,7 @@ def test_killed_child_processes_lose_and_double_nothing_and_are_started_again(
         os.kill(ingestion, signal.SIGKILL)
         wait_for(lambda: landed(stack, model)[0] >= 5000, timeout_s=120, what="5,000 events after the kill")
         assert worker.alive, worker.output()
-        new_ingestion = only_child(worker.process.pid, "a new ingestion process")
+        new_ingestion = only_child(worker.faust_pid(), "a new ingestion process")
         assert new_ingestion != ingestion
 
         # detection killed: ingestion goes on, and a new detection process picks the model up again
