@@ -1,7 +1,8 @@
 """The public contract's types that every layer reads (streams, retrain, models, release, the CLI), kept on
 the ground floor so that none of them imports another's internals: the drift alert (the record on the
-``alerts`` topic and in ``drift_alerts``, with its evidence), and :class:`EventError` (an event that breaks
-the contract of docs/events.md).
+``alerts`` topic and in ``drift_alerts``, with its evidence), the version announcement (the message on
+``model-versions``), and :class:`EventError` (an event that breaks the contract of docs/events.md; the events'
+own types are ``streams.event_types``, the rules ``streams.event_rules``).
 
 >>> alert = Alert.example()
 >>> Alert.from_json(alert.to_json()) == alert
@@ -168,3 +169,55 @@ class Alert:
             owner="risk-ml@example.com",
             runbook="https://wiki.example.com/fraud-drift",
         )
+
+
+@dataclass(frozen=True)
+class VersionAnnouncement:
+    """A message on ``model-versions``: a model version changed stage (``docs/release.md``). ``event``: promoted
+    (it became champion), rolled_back, rejected, or stage (any other step); ``stage`` is where it is now (sent as
+    ``status`` too). Serving clients reload on one; alert subscribers resolve incidents when a champion replaces
+    the version that drifted.
+
+    >>> sent = VersionAnnouncement("promoted", "fraud", 3, "champion", "canary", 1.0, "canary", "ab12", "file:///m",
+    ...                            2, "gate passed", 1790000000.0)
+    >>> VersionAnnouncement.from_json(json.loads(json.dumps(sent.to_json()))) == sent
+    True
+    """
+
+    event: str
+    model: str
+    version: int
+    stage: str
+    from_stage: str
+    traffic_share: float
+    path: str
+    sha256: str
+    artifact_uri: str
+    previous_version: int | None
+    reason: str
+    at: float  # epoch seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.stage, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> VersionAnnouncement:
+        """The announcement in ``data`` (a parsed message); ``EventError`` when it is not one."""
+        try:
+            previous = data.get("previous_version")
+            return cls(
+                event=str(data["event"]),
+                model=str(data["model"]),
+                version=int(data["version"]),
+                stage=str(data.get("stage", data.get("status", ""))),
+                from_stage=str(data.get("from_stage", "")),
+                traffic_share=float(data.get("traffic_share", 0.0)),
+                path=str(data.get("path", "")),
+                sha256=str(data.get("sha256", "")),
+                artifact_uri=str(data.get("artifact_uri", "")),
+                previous_version=None if previous is None else int(previous),
+                reason=str(data.get("reason", "")),
+                at=float(data.get("at", 0.0)),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise EventError(f"not a model-versions announcement: {exc!r}") from None

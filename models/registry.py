@@ -24,6 +24,7 @@ from typing import Any, Literal
 from kafka import KafkaProducer
 
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.contract import VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.models.artifacts import LoadedModel, artifact_root, load_artifact
@@ -233,26 +234,25 @@ class StageChange:
             data["change_id"],
         )
 
-    def announcement(self, record: VersionRecord, previous: int | None) -> dict[str, Any]:
+    def announcement(self, record: VersionRecord, previous: int | None) -> VersionAnnouncement:
         """The ``model-versions`` message for this change (``event``: promoted, rolled_back, rejected or stage)."""
         event = {"champion": "promoted", "rolled_back": "rolled_back", "rejected": "rejected"}.get(
             self.to_stage, "stage"
         )
-        return {
-            "event": event,
-            "model": self.model,
-            "version": self.version,
-            "status": self.to_stage,
-            "stage": self.to_stage,
-            "from_stage": self.from_stage,
-            "traffic_share": self.traffic_share,
-            "path": self.path,
-            "sha256": record.sha256,
-            "artifact_uri": record.artifact_uri,
-            "previous_version": previous,
-            "reason": self.reason,
-            "at": self.changed_at,
-        }
+        return VersionAnnouncement(
+            event=event,
+            model=self.model,
+            version=self.version,
+            stage=self.to_stage,
+            from_stage=self.from_stage,
+            traffic_share=self.traffic_share,
+            path=self.path,
+            sha256=record.sha256,
+            artifact_uri=record.artifact_uri,
+            previous_version=previous,
+            reason=self.reason,
+            at=self.changed_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -469,11 +469,13 @@ class ModelRegistry:
         finally:
             client.disconnect()
 
-    def _announce(self, message: dict[str, Any]) -> None:
+    def _announce(self, announcement: VersionAnnouncement) -> None:
         if self._producer is None:
             self._producer = KafkaProducer(**self.settings.kafka_python_config(), acks="all")
         self._producer.send(
-            self.settings.topics.model_versions, json.dumps(message).encode(), key=message["model"].encode()
+            self.settings.topics.model_versions,
+            json.dumps(announcement.to_json()).encode(),
+            key=announcement.model.encode(),
         )
         self._producer.flush(timeout=30)
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from kafka import KafkaConsumer
 
+from driftloop.infra.contract import VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.models.artifacts import LoadedModel
@@ -270,8 +271,8 @@ class ModelClient:
 
     def _concerns_us(self, value: bytes) -> bool:
         try:
-            return bool(json.loads(value).get("model") == self.model)
-        except (ValueError, AttributeError):
+            return VersionAnnouncement.from_json(json.loads(value)).model == self.model
+        except ValueError:  # EventError included: not an announcement
             return False
 
     def _refresh(self) -> None:

@@ -30,7 +30,7 @@ from typing import Literal
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
 
-from driftloop.infra.contract import Alert
+from driftloop.infra.contract import Alert, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import MonitoringSpec, SpecCatalog
@@ -284,13 +284,12 @@ def _deliver(
 def _on_version_change(value: bytes, incidents: Incidents, forwarder: WebhookForwarder) -> None:
     """A new champion resolves the incidents of the versions it replaced."""
     try:
-        change = json.loads(value)
-        model, version, stage = str(change["model"]), int(change["version"]), change.get("status")
-    except (ValueError, TypeError, KeyError):
+        change = VersionAnnouncement.from_json(json.loads(value))
+    except ValueError:  # EventError included: not an announcement
         return
-    if stage == "champion":
-        for key in incidents.replaced(model, version):
-            forwarder.resolve(key, f"v{version} replaced the version that drifted")
+    if change.stage == "champion":
+        for key in incidents.replaced(change.model, change.version):
+            forwarder.resolve(key, f"v{change.version} replaced the version that drifted")
 
 
 def _cooldown_s(specs: SpecCatalog, model: str) -> float:
