@@ -183,10 +183,12 @@ class WorkerRun:
 
 
 def worker_processes(worker: int, services: dict[str, int]) -> dict[str, list[int]]:
-    """The worker's three processes (Faust; ingestion, its child; detection, ingestion's child) and the stack's."""
-    ingestion = children(worker, marker="spawn_main")
+    """The worker's processes (``driftloop worker``, the supervisor, counted with Faust, its child; ingestion,
+    Faust's child; detection, ingestion's child) and the stack's."""
+    faust = children(worker, marker="spawn_main")
+    ingestion = [pid for parent in faust for pid in children(parent, marker="spawn_main")]
     detection = [pid for parent in ingestion for pid in children(parent, marker="spawn_main")]
-    return {"faust": [worker], "ingestion": ingestion, "detection": detection} | {
+    return {"faust": [worker, *faust], "ingestion": ingestion, "detection": detection} | {
         name: [pid] for name, pid in services.items()
     }
 
