@@ -27,8 +27,8 @@ Producers that do not use the SDK publish the same JSON, one event per message o
 (docs/events.md).
 
 The parts: ``streams.envelopes`` (batching), ``streams.partitioning`` (keys), ``streams.delivery`` (sending at
-least once), ``streams.instance_watch`` and ``streams.replay`` (a broker that came back empty); the events'
-rules are ``streams.event_rules``'.
+least once), ``streams.instance_watch`` and ``streams.replay`` (a broker that came back empty); the events' rules:
+``streams.event_rules``.
 """
 
 from __future__ import annotations

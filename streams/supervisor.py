@@ -11,6 +11,7 @@ process manager starts it again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -54,7 +55,8 @@ def supervise(target: Callable[[Settings], None], settings: Settings) -> int:
 
 def _pass_on(pid: int) -> Callable[[int, object], None]:
     def handler(signum: int, frame: object) -> None:
-        os.kill(pid, signum)
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.kill(pid, signum)
 
     return handler
 

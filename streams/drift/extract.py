@@ -47,15 +47,17 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     if new:
         _admit(state, new, numeric, categorical, missing_rows)
     signals: list[SignalValues] = []
-    signals += [(name, "numeric", p, v) for name, (p, v) in numeric.items()]
+    signals += [SignalValues(name, "numeric", p, v) for name, (p, v) in numeric.items()]
     if spec.monitoring.spread:
-        signals += [(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()]
-    signals += [(name, "categorical", p, v) for name, (p, v) in categorical.items()]
+        signals += [
+            SignalValues(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()
+        ]
+    signals += [SignalValues(name, "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, SameFeatures) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
     for name in sorted(state.features):
         rate = [float(name in r) for r in missing_rows] if absent is None else [float(name in absent)] * len(part)
-        signals.append((f"{name}:null_rate", "missing", every, rate))
+        signals.append(SignalValues(f"{name}:null_rate", "missing", every, rate))
     for version, rows in _by_version(part.versions):
         signals += _output_signals(state, part, version, every if rows is None else rows.tolist())
     return signals
@@ -76,7 +78,7 @@ def _joint_signal(state: ModelState, features: SameFeatures, numeric: dict[str, 
     if errors is None:
         return []
     first = len(features.numeric) - len(errors)
-    return [(JOINT, "numeric", list(range(first, len(features.numeric))), errors.tolist())]
+    return [SignalValues(JOINT, "numeric", list(range(first, len(features.numeric))), errors.tolist())]
 
 
 def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:
@@ -86,18 +88,20 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
     scores = part.score if every else part.score[rows]
     sent = ~np.isnan(scores)
     if sent.all():
-        signals.append((f"score{VERSION_MARK}{version}", "score", rows, scores.tolist()))
+        signals.append(SignalValues(f"score{VERSION_MARK}{version}", "score", rows, scores.tolist()))
     elif sent.any():
         scored = np.flatnonzero(sent)
         positions = scored.tolist() if every else [rows[i] for i in scored.tolist()]
-        signals.append((f"score{VERSION_MARK}{version}", "score", positions, scores[scored].tolist()))
+        signals.append(SignalValues(f"score{VERSION_MARK}{version}", "score", positions, scores[scored].tolist()))
     numbers = part.prediction_num if every else part.prediction_num[rows]
     fractional = ~np.isnan(numbers) & ((numbers != np.trunc(numbers)) | np.isinf(numbers))
     name = f"prediction{VERSION_MARK}{version}"
     if state.spec.task == "regression" or fractional.all():
-        signals.append((name, "score", rows, numbers.tolist()))
+        signals.append(SignalValues(name, "score", rows, numbers.tolist()))
     else:
-        signals.append((name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows]))
+        signals.append(
+            SignalValues(name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows])
+        )
     return signals
 
 
