@@ -20,16 +20,21 @@ the prediction arrives, or marks it ``expired`` after ``DRIFTLOOP_JOIN_WINDOW_S`
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.decode import PREDICTION_COLUMNS
-from driftloop.streams.sink import ClickHouseSink
+from driftloop.streams.sink import ClickHouseSink, is_transient
+
+log = logging.getLogger("driftloop.join")
 
 LABELED_COLUMNS = (
     "event_id",
@@ -106,6 +111,7 @@ class OutcomeJoin:
         self.sink = sink
         self.window_s = window_s
         self._client = SharedClient(endpoint)
+        self._closed = threading.Event()
 
     async def join(self, outcomes: ColumnBatch, partitions: list[int]) -> JoinResult:
         """Join freshly ingested ``outcomes`` (``partitions[i]``: the Kafka partition of row i)."""
@@ -142,7 +148,7 @@ class OutcomeJoin:
         """The predictions of each (model, request_id) that has any, as field → value: the latest served one
         first (if there is one), then the latest of each version scored unserved."""
         keys = [{"model": m, "request_id": r} for m, r in set(zip(models, request_ids, strict=True))]
-        index = self._client.execute(
+        index = self._read(
             "SELECT model, request_id, event_id, ts FROM prediction_requests "
             "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys)",
             external_tables=[_external("_keys", {"model": "String", "request_id": "String"}, keys)],
@@ -151,7 +157,7 @@ class OutcomeJoin:
             return {}
         wanted = [{"model": m, "day": ts.date(), "event_id": e} for m, _, e, ts in set(index)]
         fields = ", ".join(f"`{f}`" for f in _PREDICTION_FIELDS)
-        rows = self._client.execute(
+        rows = self._read(
             f"SELECT model, request_id, {fields} FROM predictions "
             "WHERE (model, toDate(ts), event_id) IN (SELECT model, day, event_id FROM _wanted)",
             external_tables=[_external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)],
@@ -172,7 +178,7 @@ class OutcomeJoin:
         where = "state = 'pending'" + ("" if partitions is None else " AND source_partition IN %(parts)s")
         if partitions == []:
             return ColumnBatch.empty("join_pending", PENDING_COLUMNS)
-        rows = self._client.execute(
+        rows = self._read(
             f"SELECT {', '.join(PENDING_COLUMNS)} FROM join_pending FINAL WHERE {where}",
             {"parts": tuple(partitions or ())},
         )
@@ -185,7 +191,27 @@ class OutcomeJoin:
             if rejected:  # rows built from validated events: a refusal is a bug worth shouting about
                 raise RuntimeError(f"ClickHouse refused {len(rejected)} {batch.table} rows: {rejected[0].reason}")
 
+    def _read(self, query: str, params: object = None, **kwargs: Any) -> Any:
+        """A read that waits out a ClickHouse that is away, as the sink's writes do (a batch whose lookup failed
+        would stay unacknowledged until a rebalance): transient errors are retried with the sink's backoff."""
+        attempt = 0
+        while True:
+            try:
+                return self._client.execute(query, params, **kwargs)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = self.sink.backoff.delay(attempt)
+                log.warning(
+                    "ClickHouse unavailable for the outcome join; retrying",
+                    extra={"fields": {"attempt": attempt + 1, "retry_in_s": round(delay, 2), "error": repr(exc)}},
+                )
+                if self._closed.wait(delay):
+                    raise
+                attempt += 1
+
     def close(self) -> None:
+        self._closed.set()
         self._client.close()
 
 

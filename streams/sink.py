@@ -155,7 +155,7 @@ class ClickHouseSink:
                     )
                 return None
             except Exception as exc:
-                if not _is_transient(exc):
+                if not is_transient(exc):
                     return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
                 self.metrics.retries += 1
                 self.metrics.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
@@ -200,7 +200,8 @@ def _any_item(rows: Column) -> bool:
     return rows.matrix.size > 0 if isinstance(rows, NumberRows) else any(rows)
 
 
-def _is_transient(exc: Exception) -> bool:
+def is_transient(exc: Exception) -> bool:
+    """Whether ``exc`` is ClickHouse being away or overloaded (retrying helps), not a refusal of the query."""
     if isinstance(exc, ch_errors.ServerException):
         return exc.code in _TRANSIENT_SERVER_CODES
     return isinstance(exc, ch_errors.NetworkError | ch_errors.SocketTimeoutError | OSError | EOFError)

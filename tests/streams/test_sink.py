@@ -11,6 +11,7 @@ import pytest
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.streams.batch import ColumnBatch, NumberRows
+from driftloop.streams.join import OutcomeJoin
 from driftloop.streams.sink import Backoff, ClickHouseSink
 from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 
@@ -147,3 +148,28 @@ def test_arrays_empty_in_every_row_are_left_to_the_server_unless_they_have_a_def
         ("g", [], [], [], []),
     ]
     client.execute(f"DROP TABLE {table}")
+
+
+def test_the_outcome_join_waits_out_clickhouse_instead_of_failing_the_batch(
+    stack: PrivateStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lookup that meets ClickHouse away (a server restarting, or a cluster's entry server failing over) is
+    retried like the sink's writes: a failed lookup would leave its batch unacknowledged until a rebalance."""
+    proxy = TcpProxy(stack.settings.clickhouse.port)
+    endpoint = stack.settings.clickhouse.model_copy(update={"port": proxy.port})
+    join = OutcomeJoin(endpoint, ClickHouseSink(endpoint, backoff=Backoff(initial_s=0.05, max_s=0.2)), window_s=60)
+    model = "join-" + uuid.uuid4().hex[:6]
+    result: list[object] = []
+    batch = outcomes(model, 3)
+    looking = threading.Thread(target=lambda: result.append(join._lookup(batch["model"], batch["request_id"])))
+    looking.start()
+    try:
+        retries = lambda: sum("outcome join; retrying" in r.getMessage() for r in caplog.records)  # noqa: E731
+        wait_for(lambda: retries() >= 3, timeout_s=10, what="the lookup retried")
+        assert looking.is_alive() and result == []  # waiting, not failed
+        proxy.start()
+        looking.join(timeout=10)
+        assert result == [{}]  # answered once ClickHouse was there: no prediction of these requests yet
+    finally:
+        join.close()
+        proxy.stop()
