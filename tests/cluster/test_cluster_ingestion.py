@@ -17,7 +17,7 @@ from tests.cluster.local_cluster import LocalCluster
 from tests.reliability.scenarios import WORKER_ENV, SoakResult, ledger, produce, wait_until_landed
 from tests.stack_fixtures import PrivateStack, WorkerProcess, private_stack_env, wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]  # waits add up to more than the suite's 300 s
 
 DATABASE = "driftloop"
 EVENTS = 20_000
