@@ -65,7 +65,8 @@ class WorkerProcess:
 
 
 def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` that do driftloop's work (multiprocessing's resource tracker aside)."""
+    """The child processes of ``pid`` that do driftloop's work: multiprocessing's spawned processes (their command
+    line runs ``spawn_main``; its resource tracker does not, nor a process forked but not yet executed)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -75,7 +76,7 @@ def children(pid: int) -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue
-        if parent == pid and b"resource_tracker" not in command:
+        if parent == pid and b"spawn_main" in command:
             found.append(int(entry.name))
     return found
 
