@@ -229,6 +229,13 @@ class DriftMonitor:
         signal.seen += len(values)
         signal.drifts += len(fired)
 
+        def alert(evidence: Any, event_index: int) -> None:
+            """The detection's alert, unless the policy holds it back (the spec was read already: the signal's
+            detector was built from it)."""
+            spec, now = self.specs.get(model), self.clock()
+            made = make_alert(model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=now)
+            alerts.extend([made] if made else [])
+
         def confirm(pending: Confirmation, start: int) -> None:
             """Give ``pending`` the values from position ``start`` on, and settle it once it can be."""
             pending.add_many(values[start:])
@@ -240,8 +247,7 @@ class DriftMonitor:
                     if pending.confirmed_at > pending.needed:  # a later block: the change starts there
                         at += pending.confirmed_at
                         evidence = dataclasses.replace(evidence, change_offset=pending.needed)
-                    alert = self._alert(model, state, signal, evidence, at, ring, total)
-                    alerts.extend([alert] if alert else [])
+                    alert(evidence, at)
 
         if signal.pending is not None:
             confirm(signal.pending, 0)
@@ -262,24 +268,10 @@ class DriftMonitor:
                 )
                 confirm(signal.pending, position + 1)
             else:
-                alert = self._alert(model, state, signal, evidence, event_index, ring, total)
-                alerts.extend([alert] if alert else [])
+                alert(evidence, event_index)
         if numeric:
             signal.last_mean = sum(values) / len(values)
         return alerts
-
-    def _alert(
-        self,
-        model: str,
-        state: ModelState,
-        signal: SignalState,
-        evidence: Any,
-        event_index: int,
-        ring: deque[tuple[int, str]],
-        total: int,
-    ) -> Alert | None:
-        spec = self.specs.get(model)  # read already: the model's detectors were built from it
-        return make_alert(model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=self.clock())
 
 
 def _by_model(models: list[str]) -> dict[str, list[int]]:
