@@ -9,12 +9,13 @@ one alert per drift through (``streams.drift.gate``).
 Before offsets are committed the detector state is saved (``checkpoint``): a committed event is always in
 the saved detectors' history.
 
-Offsets: ``take_events`` acks a batch's messages when the loop body returns, whatever happened inside.
-Each message is therefore *held* (one extra reference) while its batch is handled, and released only
-after the ingestion process answers that ClickHouse and the dead-letter topic have everything; a batch
-that fails or is interrupted stays unacknowledged, Faust does not commit past it, and it is delivered
-again after a restart or rebalance. Agents run with concurrency 1: with more, Faust can commit past a
-message still in flight (faust-streaming #606).
+Offsets: the worker's topics are *record lanes* (``streams.record_lanes``): the consumer puts each
+partition's fetched records into the topic's lane, past Faust's streams, and each agent takes batches from
+its lane and hands them to ingestion. A batch is acknowledged only after the ingestion process answers that
+ClickHouse and the dead-letter topic have everything; a batch that fails or is interrupted stays
+unacknowledged, Faust does not commit past it, and it is delivered again after a restart or rebalance. A
+rebalance waits for the batches handed on to be written and acknowledged (``drain_record_lanes``) before
+Faust commits and the partitions go.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
 from driftloop.infra.clickhouse.client import SharedClient, enforce_retention
 from driftloop.infra.contract import Alert
@@ -41,6 +42,7 @@ from driftloop.streams.drift.silences import Silence, active_silences
 from driftloop.streams.gc_tuning import collect_less_often
 from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
 from driftloop.streams.metrics import worker_metrics
+from driftloop.streams.record_lanes import RecordBatch, RecordLane
 from driftloop.streams.supervisor import restart, supervise
 from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
@@ -97,27 +99,46 @@ def build_worker_app(settings: Settings) -> faust.App:
     async def pass_detections(messages: Sequence[KafkaMessage]) -> None:
         await gate.handle(read_detections([m.value for m in messages]))
 
-    async def consume(stream: StreamT, handle: Handler) -> None:
+    lanes = {
+        topic: RecordLane(
+            max_records=settings.batch_max_messages,
+            max_bytes=settings.batch_max_bytes,
+            max_wait_s=settings.batch_max_wait_s,
+        )
+        for topic in (settings.topics.predictions, outcomes_topic, settings.topics.detections)
+    }
+    app.record_lanes = lanes  # type: ignore[attr-defined]
+
+    async def drain_record_lanes() -> None:
+        for writer in writers:
+            await writer.drain()
+
+    app.drain_record_lanes = drain_record_lanes  # type: ignore[attr-defined]
+
+    async def consume(topic: str, handle: Handler) -> None:
         # Taking the next batch overlaps with writing the previous one; ``depth`` bounds what is in flight.
-        pipeline = _InOrderWriter(handle, ingestion, written, depth=2)
+        lane = lanes[topic]
+        pipeline = _InOrderWriter(handle, ingestion, written, lane, app.consumer.acknowledge, depth=2)
         writers.append(pipeline)
         try:
-            async for events in stream.take_events(settings.batch_max_messages, within=settings.batch_max_wait_s):
-                await pipeline.put(events)
+            while True:
+                await pipeline.put(await lane.take())
         finally:
+            writers.remove(pipeline)
             await pipeline.close()
 
+    # The agents subscribe the worker to its topics; their streams stay empty (the records go to the lanes).
     @app.agent(app.topic(settings.topics.predictions), name="ingest-predictions", concurrency=1)
     async def ingest_predictions(stream: StreamT) -> None:
-        await consume(stream, ingestion.on_prediction_messages)
+        await consume(settings.topics.predictions, ingestion.on_prediction_messages)
 
     @app.agent(app.topic(outcomes_topic), name="ingest-outcomes", concurrency=1)
     async def ingest_outcomes(stream: StreamT) -> None:
-        await consume(stream, ingestion.on_outcome_messages)
+        await consume(outcomes_topic, ingestion.on_outcome_messages)
 
     @app.agent(app.topic(settings.topics.detections), name="alert-gate", concurrency=1)
     async def alert_gate(stream: StreamT) -> None:
-        await consume(stream, pass_detections)
+        await consume(settings.topics.detections, pass_detections)
 
     @app.timer(settings.join_sweep_interval_s, name="join-sweep")
     async def join_sweep() -> None:
@@ -195,37 +216,52 @@ def build_worker_app(settings: Settings) -> faust.App:
 
 
 class _InOrderWriter:
-    """Handles held batches one after another in a task of its own, releasing each once it is written.
+    """Handles a lane's batches one after another in a task of its own, acknowledging each once it is written.
 
+    A batch of an older generation of the lane than the current one (taken before a rebalance cleared the
+    lane, handed on after) is dropped unwritten: its partitions may have gone to another worker.
     :meth:`freeze` stops taking batches and acknowledging them (what is queued is still written);
     :meth:`drain` waits until it is.
     """
 
-    def __init__(self, handle: Handler, ingestion: IngestionProcess, written: WrittenOffsets, *, depth: int) -> None:
+    def __init__(
+        self,
+        handle: Handler,
+        ingestion: IngestionProcess,
+        written: WrittenOffsets,
+        lane: RecordLane,
+        acknowledge: Callable[[Sequence[Any]], None],
+        *,
+        depth: int,
+    ) -> None:
         self.handle = handle
         self.ingestion = ingestion
         self.written = written
-        self.queue: asyncio.Queue[Sequence[EventT]] = asyncio.Queue(maxsize=depth)
+        self.lane = lane
+        self.acknowledge = acknowledge
+        self.slots = asyncio.Semaphore(depth)
+        self.queue: asyncio.Queue[RecordBatch] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.frozen = asyncio.Event()
 
-    async def put(self, events: Sequence[EventT]) -> None:
-        for event in events:
-            event.message.incref()  # hold: take_events' own ack must not be the last one
+    async def put(self, batch: RecordBatch) -> None:
         if self.task is None:
             self.task = asyncio.create_task(self._run(), name="driftloop-batch-writer")
         if self.task.done():  # it never ends by itself: only a bug gets here; surface it
             self.task.result()
         if self.frozen.is_set():
             await asyncio.Future()  # never: the worker is about to start again
-        await self.queue.put(events)  # waits while `depth` batches are in flight: backpressure
+        await self.slots.acquire()  # waits while `depth` batches are in flight: backpressure
+        if batch.generation != self.lane.generation:
+            self.slots.release()  # a rebalance came while it waited: its records are read again
+            return
+        self.queue.put_nowait(batch)
 
     async def _run(self) -> None:
         while True:
-            events = await self.queue.get()
-            messages = [e.message for e in events]  # the ingestion process packs what it needs of them
+            records = (await self.queue.get()).records
             try:
-                await self.handle(messages)
+                await self.handle(records)
             except Exception:
                 self.ingestion.batch_errors += 1
                 log.exception(
@@ -234,14 +270,11 @@ class _InOrderWriter:
                 )
                 continue
             finally:
+                self.slots.release()
                 self.queue.task_done()
-            self.written.update((m.topic, m.partition, m.offset) for m in messages)
-            if self.frozen.is_set():
-                continue
-            for event in events:
-                # release: the last reference goes, and the consumer may commit the offset. (Event.ack,
-                # not Stream.ack: take_events already reported the event to the stream's sensors.)
-                event.ack()
+            self.written.update((m.topic, m.partition, m.offset) for m in records)
+            if not self.frozen.is_set():
+                self.acknowledge(records)  # the consumer may commit these offsets now
 
     def freeze(self) -> None:
         self.frozen.set()

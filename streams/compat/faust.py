@@ -1,8 +1,18 @@
 """Faust's internals that driftloop relies on (faust-streaming 0.15, mode-streaming 0.7: :data:`WRITTEN_FOR`):
-its Kafka transport with four changes: a gap in offsets is never taken as acknowledged, offsets
+its Kafka transport with five changes: a gap in offsets is never taken as acknowledged, offsets
 are committed only to the broker instance they were read from, a fetched message is handed to its
-stream without four asyncio tasks when the stream has room for it (``streams.prompt_delivery``), and a
-fetch waits for new messages as long as the app says (``fetch_max_wait_s``), not Faust's fixed 1.5 s.
+stream without four asyncio tasks when the stream has room for it (``streams.prompt_delivery``), a
+fetch waits for new messages as long as the app says (``fetch_max_wait_s``), not Faust's fixed 1.5 s,
+and the records of the app's *record lanes* skip Faust's streams altogether.
+
+**Record lanes.** An app with ``record_lanes`` (a mapping of topic to :class:`~streams.record_lanes.RecordLane`)
+gets each of those topics' fetched records as one list a partition and fetch, put into the topic's lane
+(past Faust's message objects, streams, events and sensors, which cost 55 µs a message); whoever takes them
+acknowledges them with :meth:`StrictOffsetsConsumer.acknowledge` once they are done with. Everything else
+about offsets stays Faust's: read offsets and gaps are kept as for any message, commits take the
+acknowledged offsets, and a rebalance first clears the lanes (what waits there is read again) and then
+awaits the app's ``drain_record_lanes`` (the batches handed on, written and acknowledged) before Faust
+commits and hands the partitions over, as it waits for its streams' messages to be acknowledged.
 
 The last one is a floor under landing latency: a broker may hold a fetch that finds nothing new for the
 whole wait, and the embedded one does so even when messages arrive meanwhile, so that an event waited
@@ -33,19 +43,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer
 from faust.transport.drivers import aiokafka as faust_kafka
-from faust.types import TP, TransportT
+from faust.types import TP, Message, TransportT
 from faust.types.transports import TPorTopicSet
+from faust.types.tuples import ack_lock
 from mode.services import WaitResults
+from mode.utils.futures import notify
 from mode.utils.times import Seconds
 
 from driftloop.streams.compat.aiokafka import wait_for_fetches
 from driftloop.streams.prompt_delivery import deliver_first
+from driftloop.streams.record_lanes import PUT, RecordLane
 
 log = logging.getLogger("driftloop.streams")
 
@@ -91,6 +106,80 @@ class StrictOffsetsConsumer(faust_kafka.Consumer):
             return await deliver_first(coros[0], coros[1], super().wait_first)
         return await super().wait_first(*coros, timeout=timeout)
 
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        # faust-streaming 0.15's Consumer.getmany, except that the records of a topic with a lane go there.
+        lanes: Mapping[str, RecordLane] = getattr(self.app, "record_lanes", {})
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:  # as Faust: records fetched while the flow stopped are read again
+            await self.perform_seek()
+            return
+        for tp, fetched in records.items():
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return
+            if active_partitions is not None and tp not in active_partitions and tp not in self._buffered_partitions:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            lane = lanes.get(tp.topic)
+            if lane is None:
+                for record in fetched:
+                    if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                        return
+                    yield tp, self._to_message(tp, record)
+            elif not await self._put_in_lane(lane, tp, fetched):
+                return
+
+    async def _put_in_lane(self, lane: RecordLane, tp: TP, fetched: Sequence[Any]) -> bool:
+        """Put a partition's fetched records not read before into ``lane``, as Faust's ``_drain_messages`` hands
+        on messages one by one (offsets already read skipped, gaps recorded); False when a rebalance stopped it."""
+        read = self._read_offset[tp]
+        if read is not None and fetched[0].offset < read:
+            fetched = [record for record in fetched if record.offset >= read]
+            if not fetched:
+                return True
+        if read and self.app.topics.acks_enabled_for(tp.topic):
+            expected = read + 1
+            for record in fetched:
+                if record.offset > expected:
+                    await self._add_gap(tp, expected, record.offset - 1)
+                expected = record.offset + 1
+        outcome = await self.wait_first(lane.put(fetched), self.suspend_flow.wait())
+        if PUT not in outcome.results:
+            return False
+        self._read_offset[tp] = fetched[-1].offset
+        return True
+
+    def acknowledge(self, records: Sequence[Any]) -> None:
+        """Acknowledge records taken from a lane, as ``Consumer.ack`` acknowledges one message: their offsets may
+        be committed once every offset before them is."""
+        with ack_lock:
+            for (topic, partition), group in groupby(records, _topic_partition):
+                if not self.app.topics.acks_enabled_for(topic):
+                    continue
+                tp = TP(topic, partition)
+                committed = self._committed_offset[tp]
+                index = self._acked_index[tp]
+                offsets = [
+                    r.offset for r in group if (committed is None or r.offset >= committed) and r.offset not in index
+                ]
+                index.update(offsets)
+                self._acked[tp].extend(offsets)
+                self._n_acked += len(offsets)
+            notify(self._waiting_for_ack)
+
+    async def wait_empty(self) -> None:
+        # Faust waits here, before a rebalance's commit, for the messages its streams took to be acknowledged;
+        # the lanes' records are dropped when waiting, and the batches handed on are waited for.
+        lanes: Mapping[str, RecordLane] = getattr(self.app, "record_lanes", {})
+        for lane in lanes.values():
+            lane.clear()
+        drain: Callable[[], Awaitable[None]] | None = getattr(self.app, "drain_record_lanes", None)
+        if drain is not None and not self.should_stop:
+            await drain()
+        await super().wait_empty()
+
     async def commit(self, topics: TPorTopicSet | None = None, start_new_transaction: bool = True) -> bool:
         guard: Callable[[], Awaitable[bool]] | None = getattr(self.app, "commit_guard", None)
         if guard is not None and not await guard():
@@ -109,6 +198,9 @@ class StrictOffsetsConsumer(faust_kafka.Consumer):
             "offsets skipped while reading; they stay unacknowledged and are read again after a restart",
             extra={"fields": {"topic": tp.topic, "partition": tp.partition, "from": offset_from, "to": offset_to}},
         )
+
+
+_topic_partition = attrgetter("topic", "partition")
 
 
 class StrictOffsetsTransport(faust_kafka.Transport):
