@@ -29,7 +29,14 @@ import numpy as np
 
 from driftloop.infra.contract import EventError
 from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
-from driftloop.streams.decode_fast import Row, fast_outcomes, fast_predictions, numeric_prediction_columns
+from driftloop.streams.decode_fast import (
+    Row,
+    fast_outcomes,
+    fast_predictions,
+    fast_single_outcomes,
+    fast_single_predictions,
+    numeric_prediction_columns,
+)
 from driftloop.streams.event_rules import (
     OUTCOME_COLUMNS,
     PREDICTION_COLUMNS,
@@ -72,12 +79,20 @@ class Incoming(NamedTuple):
 
 def decode_predictions(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Prediction events of ``messages`` as a ``predictions`` batch, and dead letters for the rest."""
-    return _decode(messages, "predictions", PREDICTION_COLUMNS, fast_predictions, prediction_row, max_bytes)
+    return _decode(
+        messages,
+        "predictions",
+        PREDICTION_COLUMNS,
+        fast_predictions,
+        fast_single_predictions,
+        prediction_row,
+        max_bytes,
+    )
 
 
 def decode_outcomes(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Outcome events of ``messages`` as an ``outcomes`` batch, and dead letters for the rest."""
-    return _decode(messages, "outcomes", OUTCOME_COLUMNS, fast_outcomes, outcome_row, max_bytes)
+    return _decode(messages, "outcomes", OUTCOME_COLUMNS, fast_outcomes, fast_single_outcomes, outcome_row, max_bytes)
 
 
 def event_sources(message: Incoming, table: str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
@@ -103,28 +118,38 @@ def event_sources(message: Incoming, table: str, *, max_bytes: int = MAX_MESSAGE
     return sources
 
 
+#: Messages of one event each are parsed this many at once; a run that does not fit is halved, down to
+#: :data:`SHORTEST_RUN`, below which each message is parsed alone.
+RUN, SHORTEST_RUN = 1024, 8
+
+
 def _decode(
     messages: Iterable[Incoming],
     table: str,
     names: tuple[str, ...],
     fast: Callable[[bytes, int, Columns], bool],
+    fast_single: Callable[[list[bytes], int, Columns], bool],
     to_row: Callable[[dict[str, Any], int], Row],
     max_bytes: int,
 ) -> Decoded:
-    """Each message through the typed fast path (:mod:`streams.event_types`) when it fits it whole, else
-    event by event through the field rules below, which name what is wrong."""
+    """Runs of messages of one event each through the typed fast path at once, any other message through it
+    alone (:mod:`streams.event_types`) when it fits it whole, else event by event through the field rules
+    below, which name what is wrong."""
+    batch = messages if isinstance(messages, list) else list(messages)
     out = Columns(len(names) + 1)  # the table's columns and each row's message position
     dead: list[DeadLetter] = []
     unreadable: UnreadableRecords | None = None
-    for position, message in enumerate(messages):
+
+    def one(position: int, message: Incoming) -> None:
+        nonlocal unreadable
         value = message.value
         if value is not None and len(value) <= max_bytes and fast(value, position, out):
-            continue
+            return
         if type(value) is UnreadableRecords:  # an offset of a record batch the consumer could not read
             if value is not unreadable:  # the batch's offsets share one value: one dead letter for them
                 unreadable = value
                 dead.append(value.dead_letter())
-            continue
+            return
         for index, event, problem in _events(value, max_bytes):
             if problem is None:
                 try:
@@ -134,9 +159,37 @@ def _decode(
                     problem = str(exc)
             original = message.value if index < 0 else _reencode(event)
             dead.append(DeadLetter(problem, original, message.topic, message.partition, message.offset, index))
+
+    def run(start: int, stop: int) -> None:
+        values = [message.value for message in batch[start:stop]]
+        if _single_events(values, max_bytes):
+            if fast_single(values, start, out):
+                return
+            if stop - start >= 2 * SHORTEST_RUN:
+                middle = (start + stop) // 2
+                run(start, middle)
+                run(middle, stop)
+                return
+        for position in range(start, stop):
+            one(position, batch[position])
+
+    for start in range(0, len(batch), RUN):
+        run(start, min(start + RUN, len(batch)))
     columns = out.finish()
     origins = columns.pop()
     return Decoded(ColumnBatch(table, dict(zip(names, columns, strict=True))), dead, origins)
+
+
+def _single_events(values: list[Any], max_bytes: int) -> bool:
+    """Whether ``values`` may be messages of one event each, worth parsing at once: several, all bytes under the
+    limit, and no envelope (the first says so for a topic of envelopes)."""
+    return (
+        len(values) > 1
+        and b'"events"' not in values[0]
+        and all(type(value) is bytes for value in values)
+        and max(map(len, values)) <= max_bytes
+        and all(b'"events"' not in value for value in values)
+    )
 
 
 class Columns:
@@ -162,12 +215,14 @@ class Columns:
             self._close_events()
         self.rows += rows
 
-    def add_numeric_predictions(self, events: list[NumericPrediction], names: list[list[str]], position: int) -> None:
+    def add_numeric_predictions(
+        self, events: list[NumericPrediction], names: list[list[str]], positions: list[int]
+    ) -> None:
         if self.rows:
             self._close_rows()
         self.events += events
         self.names += names
-        self.positions += [position] * len(events)
+        self.positions += positions
 
     def finish(self) -> list[Column]:
         """Each column (the last: each row's message position)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +37,8 @@ from driftloop.streams.event_types import (
     PredictionEvent,
     parse_outcomes,
     parse_predictions,
+    parse_single_outcomes,
+    parse_single_predictions,
 )
 
 if TYPE_CHECKING:
@@ -46,21 +48,33 @@ Row = PredictionRow | OutcomeRow
 
 
 def fast_predictions(value: bytes, position: int, out: Columns) -> bool:
+    """The rows of one message's prediction events into ``out``; False (nothing added) when they do not fit."""
     events = parse_predictions(value)
-    if events is None:
-        return False
+    return events is not None and _add_predictions(events, itertools.repeat(position, len(events)), out)
+
+
+def fast_single_predictions(values: list[bytes], first_position: int, out: Columns) -> bool:
+    """The rows of messages of one prediction event each (positions from ``first_position`` on) into ``out``,
+    parsed at once; False (nothing added) unless every message fits."""
+    events = parse_single_predictions(values)
+    return events is not None and _add_predictions(events, range(first_position, first_position + len(values)), out)
+
+
+def _add_predictions(
+    events: list[NumericPrediction] | list[PredictionEvent], positions: Iterable[int], out: Columns
+) -> bool:
     if events and type(events[0]) is NumericPrediction:
         names = _numeric_feature_names(events)  # type: ignore[arg-type]
         if names is None:
             return False
-        out.add_numeric_predictions(events, names, position)  # type: ignore[arg-type]
+        out.add_numeric_predictions(events, names, list(positions))  # type: ignore[arg-type]
         return True
     shared: list[list[str]] = [[]]  # envelopes repeat one list of feature names: the rows share one copy
 
     def to_row(event: PredictionEvent, position: int) -> PredictionRow | None:
         return _typed_prediction_row(event, position, shared)
 
-    rows = _typed_rows(events, position, to_row)
+    rows = _typed_rows(events, positions, to_row)
     if rows is None:
         return False
     out.add_rows(rows)
@@ -68,20 +82,32 @@ def fast_predictions(value: bytes, position: int, out: Columns) -> bool:
 
 
 def fast_outcomes(value: bytes, position: int, out: Columns) -> bool:
-    rows = _typed_rows(parse_outcomes(value), position, _typed_outcome_row)
+    """The rows of one message's outcome events into ``out``; False (nothing added) when they do not fit."""
+    events = parse_outcomes(value)
+    return events is not None and _add_outcomes(events, itertools.repeat(position, len(events)), out)
+
+
+def fast_single_outcomes(values: list[bytes], first_position: int, out: Columns) -> bool:
+    """:func:`fast_single_predictions` for outcomes."""
+    events = parse_single_outcomes(values)
+    return events is not None and _add_outcomes(events, range(first_position, first_position + len(values)), out)
+
+
+def _add_outcomes(events: list[OutcomeEvent], positions: Iterable[int], out: Columns) -> bool:
+    rows = _typed_rows(events, positions, _typed_outcome_row)
     if rows is None:
         return False
     out.add_rows(rows)
     return True
 
 
-def _typed_rows(events: list[Any] | None, position: int, to_row: Callable[[Any, int], Row | None]) -> list[Row] | None:
-    """Every event's row, or None as soon as one has anything for the field rules to say (a rule raising
-    ``EventError`` included: the field rules say it again, with the event's place)."""
-    if events is None:
-        return None
+def _typed_rows(
+    events: list[Any], positions: Iterable[int], to_row: Callable[[Any, int], Row | None]
+) -> list[Row] | None:
+    """Every event's row (each at its message's position), or None as soon as one has anything for the field
+    rules to say (a rule raising ``EventError`` included: the field rules say it again, with the event's place)."""
     rows = []
-    for event in events:
+    for event, position in zip(events, positions, strict=True):
         try:
             row = to_row(event, position)
         except EventError:

@@ -140,9 +140,79 @@ def valid_model_name(model: str) -> bool:
     return True
 
 
+def parse_single_predictions(values: list[bytes]) -> list[NumericPrediction] | list[PredictionEvent] | None:
+    """:func:`parse_predictions` of many messages of one event each, in one call: their events (one a value, in
+    order) when each value is one event and all fit the types whole, else None (then each is parsed alone).
+
+    >>> common = b'{"model": "m", "request_id": "r1", "ts": 1700000000, "features": {"x": 1}, "prediction": 1}'
+    >>> [e.request_id for e in parse_single_predictions([common, common.replace(b'r1', b'r2')])]
+    ['r1', 'r2']
+    >>> parse_single_predictions([common, common + b' ' + common]) is None  # two events in the second value
+    True
+    """
+    return _parse_single(values, _PREDICTIONS)
+
+
+def parse_single_outcomes(values: list[bytes]) -> list[OutcomeEvent] | None:
+    """:func:`parse_outcomes` of many messages of one event each, in one call (:func:`parse_single_predictions`)."""
+    return _parse_single(values, _OUTCOMES)
+
+
 def _parse(value: bytes, kinds: tuple[_Decoders, ...]) -> list[Any] | None:
     """The events of ``value`` as the first of ``kinds`` that fits them all, or None."""
-    events = _parse_types(value, kinds)
+    return _checked_models(_parse_types(value, kinds))
+
+
+def _parse_single(values: list[bytes], kinds: tuple[_Decoders, ...]) -> list[Any] | None:
+    """The events of ``values``, one event object each, as the first of ``kinds`` that fits them all, or None.
+
+    Parsing a message costs msgspec's call more than its bytes: the values are joined by newlines and read
+    as line-delimited JSON at once. Each value must hold no newline and start with ``{`` and end with ``}``
+    (checked on the joined bytes: as many newlines as junctions, each between ``}`` and ``{``). Then no two
+    values can read as one (``}`` then ``{`` is no JSON inside an object or an array, and a string holds no
+    raw newline), so exactly as many events as values means one event each, in order."""
+    joined = b"\n".join(values)
+    junctions = len(values) - 1
+    if (
+        joined[:1] != b"{"
+        or joined[-1:] != b"}"
+        or joined.count(b"\n") != junctions
+        or joined.count(b"}\n{") != junctions
+        or b'"events"' in joined  # an envelope among them: each is parsed alone
+        or not _readable(joined)
+    ):
+        return None
+    for _, event_decoder in kinds:
+        if events := _parse_lines(joined, event_decoder, len(values)):
+            return _checked_models(events)
+    return None
+
+
+def _parse_lines(joined: bytes, decoder: msgspec.json.Decoder, count: int) -> list[Any] | None:
+    try:
+        events = decoder.decode_lines(joined)
+    except _UNFIT:
+        return None
+    if len(events) != count or any(event.events is not msgspec.UNSET for event in events):
+        return None  # an envelope's field spelled with escapes
+    return events  # type: ignore[no-any-return]
+
+
+def _readable(value: bytes) -> bool:
+    """Whether msgspec reads ``value`` as the field rules do: UTF-8 that spells no UTF-16 surrogate (msgspec
+    skips unknown fields unread; the field rules judge those, as rare as they are)."""
+    if b"\\ud" in value or b"\\uD" in value:
+        return False
+    if not value.isascii():
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _checked_models(events: list[Any] | None) -> list[Any] | None:
+    """``events`` when every model name is valid, else None."""
     if events is None:
         return None
     models = set(map(_model_of, events))
@@ -150,15 +220,8 @@ def _parse(value: bytes, kinds: tuple[_Decoders, ...]) -> list[Any] | None:
 
 
 def _parse_types(value: bytes, kinds: tuple[_Decoders, ...]) -> list[Any] | None:
-    # msgspec skips unknown fields unread: the whole value must be UTF-8 and spell no UTF-16 surrogate
-    # (the field rules judge those, as rare as they are)
-    if b"\\ud" in value or b"\\uD" in value:
+    if not _readable(value):
         return None
-    if not value.isascii():
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
     envelope = b'"events"' in value
     for envelope_decoder, event_decoder in kinds:
         if envelope:

@@ -56,6 +56,8 @@ def field_rules_only(decoder: object, messages: list[Incoming]) -> Decoded:
     with (
         mock.patch.object(decode, "fast_predictions", lambda value, position, out: False),
         mock.patch.object(decode, "fast_outcomes", lambda value, position, out: False),
+        mock.patch.object(decode, "fast_single_predictions", lambda values, first, out: False),
+        mock.patch.object(decode, "fast_single_outcomes", lambda values, first, out: False),
     ):
         return decoder(messages)  # type: ignore[operator, no-any-return]
 
@@ -99,6 +101,82 @@ def test_outcomes_decode_the_same_with_and_without_the_fast_path(events: list[di
     messages = [Incoming(json.dumps(e).encode(), "outcomes", 0, i) for i, e in enumerate(events)]
     messages.append(Incoming(json.dumps({"events": events}).encode(), "outcomes", 0, len(events)))
     assert_same(decode_outcomes(messages), field_rules_only(decode_outcomes, messages))
+
+
+GOOD_EVENT = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1.5, "b": 2}, "prediction": 1}
+GOOD_OUTCOME = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "label": 1}
+
+
+def crafted_values(event: dict) -> list[bytes]:  # type: ignore[type-arg]
+    """Messages that joined with their neighbours could read as some other number of events than one each."""
+    one = json.dumps(event).encode()
+    return [
+        one + b" " + one,  # two events in one message
+        one + one,
+        one + b"\n" + one,
+        json.dumps(event, indent=1).encode(),  # one event over several lines
+        b" " + one,
+        one + b" ",
+        one[:-1],  # cut short ...
+        b"{" + one[1:-1].split(b",")[-1] + b"}",  # ... and the rest
+        b'{"model": "m", "request_id": "r", "ts": 1790000000, "features": {"a": [{}',  # merges with "{}]}"
+        b"{}]}",
+        b"{}",
+        b"",
+        b'{"\\u0065vents": []}',  # the envelope's field spelled with an escape
+        json.dumps({"events": [event]}).encode(),
+    ]
+
+
+@st.composite
+def single_event_messages(draw: st.DrawFn, good: dict, edge: st.SearchStrategy[bytes]) -> list[bytes]:  # type: ignore[type-arg]
+    """Runs of good messages of one event each, among them (or not) unusual, hostile and crafted ones."""
+    count = draw(st.integers(2, 70))
+    values = [
+        json.dumps({**good, "request_id": f"r{k}", "features": good.get("features")}).encode() for k in range(count)
+    ]
+    if "features" not in good:
+        values = [json.dumps({**good, "request_id": f"r{k}"}).encode() for k in range(count)]
+    for _ in range(draw(st.integers(0, 3))):
+        odd = draw(st.one_of(edge, st.sampled_from(crafted_values(good))))
+        values.insert(draw(st.integers(0, len(values))), odd)
+    return values
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    single_event_messages(
+        GOOD_EVENT, st.one_of(edge_message(), hostile_message("fuzz", itertools.repeat(7)).map(lambda m: m.value))
+    )
+)
+def test_runs_of_single_event_messages_decode_as_each_alone(values: list[bytes]) -> None:
+    """Messages of one event each are parsed many at once: a run with a message that is not exactly one good
+    event (two, none, half of one, an envelope) gives what the field rules give message by message."""
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+
+
+@settings(max_examples=100, deadline=None)
+@given(single_event_messages(GOOD_OUTCOME, st.just(json.dumps({**GOOD_OUTCOME, "ts": -1}).encode())))
+def test_runs_of_single_outcome_messages_decode_as_each_alone(values: list[bytes]) -> None:
+    messages = [Incoming(v, "outcomes", 0, i) for i, v in enumerate(values)]
+    assert_same(decode_outcomes(messages), field_rules_only(decode_outcomes, messages))
+
+
+def test_runs_of_single_event_messages_are_parsed_at_once() -> None:
+    """Without this, the equivalence above could hold because runs were never parsed together."""
+    values = [json.dumps({**GOOD_EVENT, "request_id": f"r{k}"}).encode() for k in range(3000)]
+    values[1500] = values[1500] + b" " + values[1500]  # two events, not JSON as one message: its run is halved
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    with mock.patch.object(decode, "fast_predictions", wraps=decode_fast.fast_predictions) as one_by_one:
+        decoded = decode_predictions(messages)
+    assert len(decoded.rows["request_id"]) == 2999 and [d.offset for d in decoded.dead] == [1500]
+    assert decoded.origins[1499:1501] == [1499, 1501]
+    assert one_by_one.call_count <= decode.SHORTEST_RUN * 2  # only the run around the odd message, alone
+    outcomes = [Incoming(json.dumps({**GOOD_OUTCOME, "request_id": f"r{k}"}).encode(), "o", 0, k) for k in range(50)]
+    with mock.patch.object(decode, "fast_outcomes", wraps=decode_fast.fast_outcomes) as one_by_one:
+        assert len(decode_outcomes(outcomes).rows["request_id"]) == 50
+    assert one_by_one.call_count == 0
 
 
 def fast_path_of(fast: object, value: bytes) -> str:
