@@ -356,7 +356,7 @@ class CUSUM:
         """None while the reference is being learnt."""
         return self._calibration
 
-    def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+    def update_many(self, values: Sequence[float] | np.ndarray) -> list[tuple[int, Evidence]]:
         fired: list[tuple[int, Evidence]] = []
         x = np.asarray(values, dtype=float)
         start = 0

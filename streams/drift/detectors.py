@@ -45,8 +45,9 @@ class Detector(Protocol):
 
     def update(self, x: Any) -> Detector: ...
 
-    def update_many(self, values: Sequence[Any]) -> list[tuple[int, Evidence]]:
-        """Feed ``values`` in order; the positions where the detector fired, with its evidence then."""
+    def update_many(self, values: Sequence[Any] | np.ndarray) -> list[tuple[int, Evidence]]:
+        """Feed ``values`` in order (a list, or numbers as a float array); the positions where the detector
+        fired, with its evidence then."""
         ...
 
     @property
@@ -94,7 +95,8 @@ class RiverDetector:
         self.update_many((x,))
         return self
 
-    def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+    def update_many(self, values: Sequence[float] | np.ndarray) -> list[tuple[int, Evidence]]:
+        values = _as_list(values)
         detector = self._detector
         update = detector.update if self.name not in _COUNTS_SUCCESSES else lambda x: detector.update(1.0 - x)
         fired: list[tuple[int, Evidence]] = []
@@ -174,7 +176,7 @@ class AdwinDetector(RiverDetector):
         self._since_cut = 0  # ... and the position in the batch it counts from
         self._zeros_held: int | None = 0  # zeros not yet fed, while nothing else came (None: since then)
 
-    def update_many(self, values: Sequence[float]) -> list[tuple[int, Evidence]]:
+    def update_many(self, values: Sequence[float] | np.ndarray) -> list[tuple[int, Evidence]]:
         """ADWIN's own update, run by C and Rust between detections: River's ``ADWIN.update`` is a
         Python method around the Rust window (reset after a detection, then one ``_helper.update``);
         here the window is fed straight from ``map`` until it reports a change, which is where the
@@ -185,6 +187,7 @@ class AdwinDetector(RiverDetector):
         positive), so the detections are the same. The null rate of a feature never sent as null is
         such a signal: a third of a model's signals cost nothing until the first null.
         """
+        values = _as_list(values)
         detector = self._detector
         if self._zeros_held is not None:
             if values and values[0] == 0.0 and values.count(0.0) == len(values):
@@ -294,6 +297,11 @@ _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
 #: Each detector's class, by name: it owns its defaults (``default_params``), how it takes a run length and
 #: what its alerts say of its level.
+def _as_list(values: Sequence[float] | np.ndarray) -> list[float]:
+    """Values as a list: River's detectors take one Python float at a time."""
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
 KINDS: dict[str, Any] = {**dict.fromkeys(_RIVER, RiverDetector), "ADWIN": AdwinDetector, **OWN}
 
 

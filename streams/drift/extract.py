@@ -22,12 +22,16 @@ log = logging.getLogger("driftloop.drift")
 
 
 class SignalValues(NamedTuple):
-    """One signal's values in a batch: its name and type, and the batch positions the values are at."""
+    """One signal's values in a batch: its name and type, and the batch positions the values are at.
+
+    Numbers come as a float array (a feature's column of the batch's matrix, not a copy), categories as a list:
+    the detectors take both (``streams.drift.detectors``), and a list of a 5,000-event batch's values cost
+    more to make and to read back than the CUSUM charts cost to run over them."""
 
     name: str
     signal_type: str
     positions: list[int]
-    values: list[Any]
+    values: np.ndarray | list[Any]
 
 
 def prediction_signals(state: ModelState, part: ModelPredictions) -> list[SignalValues]:
@@ -56,7 +60,11 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     if isinstance(part.features, SameFeatures) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
     for name in sorted(state.features):
-        rate = [float(name in r) for r in missing_rows] if absent is None else [float(name in absent)] * len(part)
+        rate = (
+            np.array([name in r for r in missing_rows], dtype=float)
+            if absent is None
+            else np.full(len(part), float(name in absent))
+        )
         signals.append(SignalValues(f"{name}:null_rate", "missing", every, rate))
     for version, rows in _by_version(part.versions):
         signals += _output_signals(state, part, version, every if rows is None else rows.tolist())
@@ -78,7 +86,7 @@ def _joint_signal(state: ModelState, features: SameFeatures, numeric: dict[str, 
     if errors is None:
         return []
     first = len(features.numeric) - len(errors)
-    return [SignalValues(JOINT, "numeric", list(range(first, len(features.numeric))), errors.tolist())]
+    return [SignalValues(JOINT, "numeric", list(range(first, len(features.numeric))), errors)]
 
 
 def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:
@@ -88,16 +96,16 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
     scores = part.score if every else part.score[rows]
     sent = ~np.isnan(scores)
     if sent.all():
-        signals.append(SignalValues(f"score{VERSION_MARK}{version}", "score", rows, scores.tolist()))
+        signals.append(SignalValues(f"score{VERSION_MARK}{version}", "score", rows, scores))
     elif sent.any():
         scored = np.flatnonzero(sent)
         positions = scored.tolist() if every else [rows[i] for i in scored.tolist()]
-        signals.append(SignalValues(f"score{VERSION_MARK}{version}", "score", positions, scores[scored].tolist()))
+        signals.append(SignalValues(f"score{VERSION_MARK}{version}", "score", positions, scores[scored]))
     numbers = part.prediction_num if every else part.prediction_num[rows]
     fractional = ~np.isnan(numbers) & ((numbers != np.trunc(numbers)) | np.isinf(numbers))
     name = f"prediction{VERSION_MARK}{version}"
     if state.spec.task == "regression" or fractional.all():
-        signals.append(SignalValues(name, "score", rows, numbers.tolist()))
+        signals.append(SignalValues(name, "score", rows, numbers))
     else:
         signals.append(
             SignalValues(name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows])
@@ -107,11 +115,11 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
 
 def _pivot(state: ModelState, features: SameFeatures, every: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Signals of events that all sent the same features: a feature's column is its values."""
-    numeric: dict[str, tuple[list[int], list[Any]]] = {}
+    numeric: dict[str, tuple[list[int], Any]] = {}
     categorical: dict[str, tuple[list[int], list[Any]]] = {}
-    for name, column in zip(features.numeric_names, features.numeric.T.tolist(), strict=True):
+    for name, column in zip(features.numeric_names, np.ascontiguousarray(features.numeric.T), strict=True):
         if state.spec.features.get(name) == "categorical":
-            categorical[name] = (every, [str(v) for v in column])
+            categorical[name] = (every, [str(v) for v in column.tolist()])
         else:
             numeric[name] = (every, column)
     for name, values in zip(features.categorical_names, features.categorical, strict=True):
@@ -176,16 +184,17 @@ def _admit(
         state.unwatched.update(rejected)
 
 
-def _spread(state: ModelState, name: str, values: list[float]) -> list[float]:
+def _spread(state: ModelState, name: str, values: Any) -> np.ndarray:
     """|x - centre|, the centre being the mean of the feature's warm-up: its mean catches variance changes."""
+    values = np.asarray(values, dtype=float)
     centre = state.centres.setdefault(name, [0.0, 0.0])
     warmup = max(state.spec.monitoring.warmup, 1)  # warmup 0: the centre is the first value
     if centre[1] < warmup:
         take = values[: int(warmup - centre[1])]
-        centre[0] += sum(take)
+        centre[0] += sum(take.tolist())
         centre[1] += len(take)
     mean = centre[0] / centre[1]
-    return np.abs(np.asarray(values, dtype=float) - mean).tolist()  # type: ignore[no-any-return]
+    return np.abs(values - mean)
 
 
 def _by_version(versions: np.ndarray) -> list[tuple[int, np.ndarray | None]]:

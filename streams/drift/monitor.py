@@ -24,8 +24,10 @@ import logging
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
 
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import SpecCatalog, SpecError
@@ -212,13 +214,13 @@ class DriftMonitor:
         name: str,
         signal_type: str,
         positions: list[int],
-        values: list[Any],
+        values: Sequence[Any] | np.ndarray,
         base: int,
         ring: deque[tuple[int, str]],
         total: int,
     ) -> list[Alert]:
         signal = self._signal(state, name, signal_type)
-        if signal is None or not values:
+        if signal is None or not len(values):
             return []
         alerts: list[Alert] = []
         numeric = signal_type not in {"categorical", "prediction"}
@@ -270,7 +272,7 @@ class DriftMonitor:
             else:
                 alert(evidence, event_index)
         if numeric:
-            signal.last_mean = sum(values) / len(values)
+            signal.last_mean = float(values.mean()) if isinstance(values, np.ndarray) else sum(values) / len(values)
         return alerts
 
 

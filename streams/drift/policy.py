@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from scipy.stats import norm
 
 from driftloop.infra.spec import MonitoringSpec
@@ -57,8 +59,9 @@ class Confirmation:
     def room(self) -> int:
         return self.needed * self.looks - len(self.values)
 
-    def add_many(self, values: list[float]) -> None:
-        self.values.extend(values[: self.room])
+    def add_many(self, values: Sequence[float] | np.ndarray) -> None:
+        taken = values[: self.room]
+        self.values.extend(taken.tolist() if isinstance(taken, np.ndarray) else taken)
 
     def verdict(self, alpha: float) -> bool | None:
         """True: confirmed; False: every look failed; None: wait for more values."""
