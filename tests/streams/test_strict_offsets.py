@@ -32,3 +32,29 @@ def test_plain_faust_would_commit_past_the_gap(tmp_path) -> None:  # type: ignor
     # Why the strict consumer exists: Faust folds the gap in as acknowledged.
     app = faust.App("plain-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path), web_enabled=False)
     assert _commit_offset_after_a_gap(app) == 7  # past 3..5, which were never processed
+
+
+def test_records_acknowledged_in_bulk_commit_as_messages_acknowledged_one_by_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The worker acknowledges a written batch of a record lane at once (streams.record_lanes): offsets are
+    committed up to the first one not acknowledged, as Faust does for messages."""
+    from types import SimpleNamespace
+
+    from driftloop.infra.settings import Settings
+
+    app = create_app(Settings.from_env(private_stack_env(tmp_path)), app_id="lane-ack-test")
+    app.topics._acking_topics.add("driftloop.outcomes")  # what subscribing the worker's agent does
+    consumer = app.consumer
+    tp = TP("driftloop.outcomes", 0)
+    consumer._committed_offset[tp] = None
+
+    def acknowledge(*offsets: int, topic: str = "driftloop.outcomes") -> None:
+        consumer.acknowledge([SimpleNamespace(topic=topic, partition=0, offset=o) for o in offsets])
+
+    acknowledge(0, 1, 2, 4, 5)  # 3 is still being written
+    assert consumer._new_offset(tp) == 3
+    acknowledge(3, 4)  # 4 again: counted once
+    assert consumer._new_offset(tp) == 6 and consumer._n_acked == 6
+    consumer._committed_offset[tp] = 6
+    acknowledge(2, 6)  # 2 is below the committed offset: left alone
+    acknowledge(7, topic="driftloop.other")  # a topic without acknowledgements
+    assert consumer._new_offset(tp) == 7 and consumer._n_acked == 7
