@@ -51,7 +51,11 @@ class WorkerProcess:
         return only_child(self.process.pid, "the worker's Faust process", timeout_s)
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        """The log's end, after its first error and traceback (a crash's cause comes long before its end)."""
+        text = self.log_path.read_text(errors="replace")
+        first = min((i for i in (text.find(" ERROR "), text.find("Traceback")) if i >= 0), default=-1)
+        cause = text[max(first - 500, 0) : first + 3000] + "\n[...]\n" if 0 <= first < len(text) - 4000 else ""
+        return cause + text[-4000:]
 
     def stop(self, timeout_s: float = 30) -> None:
         if self.alive:

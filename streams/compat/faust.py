@@ -114,7 +114,10 @@ class StrictOffsetsConsumer(faust_kafka.Consumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:  # as Faust: records fetched while the flow stopped are read again
-            await self.perform_seek()
+            try:
+                await self.perform_seek()
+            except Exception as exc:  # a rebalance took the partitions meanwhile: the next owner seeks
+                log.warning("could not seek back to the committed offsets", extra={"fields": {"error": repr(exc)}})
             return
         for tp, fetched in records.items():
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
