@@ -21,7 +21,6 @@ Faust commits and the partitions go.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,19 +35,18 @@ from driftloop.infra.metrics import serve_metrics
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.app_factory import create_app
+from driftloop.streams.batch_writer import BatchWriter
 from driftloop.streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
 from driftloop.streams.drift.gate import AlertGate, GateKeeper, read_detections
 from driftloop.streams.drift.silences import Silence, active_silences
 from driftloop.streams.gc_tuning import collect_less_often
 from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
 from driftloop.streams.metrics import worker_metrics
-from driftloop.streams.record_lanes import RecordBatch, RecordLane
+from driftloop.streams.record_lanes import RecordLane
 from driftloop.streams.supervisor import restart, supervise
 from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.worker")
-
-Handler = Callable[[Sequence[KafkaMessage]], Awaitable[None]]
 
 
 def build_worker_app(settings: Settings) -> faust.App:
@@ -60,7 +58,7 @@ def build_worker_app(settings: Settings) -> faust.App:
     app = create_app(settings, app_id=settings.worker_group)
     ingestion = IngestionProcess(settings)
     written = WrittenOffsets()
-    writers: list[_InOrderWriter] = []
+    writers: list[BatchWriter] = []
 
     async def start_clean(incident: BrokerIncident) -> None:
         # The consumer's positions and acknowledged offsets belong to the lost instance: write what was
@@ -115,10 +113,13 @@ def build_worker_app(settings: Settings) -> faust.App:
 
     app.drain_record_lanes = drain_record_lanes  # type: ignore[attr-defined]
 
-    async def consume(topic: str, handle: Handler) -> None:
+    def count_failure() -> None:
+        ingestion.batch_errors += 1
+
+    async def consume(topic: str, handle: Callable[[Sequence[KafkaMessage]], Awaitable[None]]) -> None:
         # Taking the next batch overlaps with writing the previous one; ``depth`` bounds what is in flight.
         lane = lanes[topic]
-        pipeline = _InOrderWriter(handle, ingestion, written, lane, app.consumer.acknowledge, depth=2)
+        pipeline = BatchWriter(handle, lane, app.consumer.acknowledge, written.update, count_failure, depth=2)
         writers.append(pipeline)
         try:
             while True:
@@ -213,82 +214,6 @@ def build_worker_app(settings: Settings) -> faust.App:
         )
 
     return app
-
-
-class _InOrderWriter:
-    """Handles a lane's batches one after another in a task of its own, acknowledging each once it is written.
-
-    A batch of an older generation of the lane than the current one (taken before a rebalance cleared the
-    lane, handed on after) is dropped unwritten: its partitions may have gone to another worker.
-    :meth:`freeze` stops taking batches and acknowledging them (what is queued is still written);
-    :meth:`drain` waits until it is.
-    """
-
-    def __init__(
-        self,
-        handle: Handler,
-        ingestion: IngestionProcess,
-        written: WrittenOffsets,
-        lane: RecordLane,
-        acknowledge: Callable[[Sequence[Any]], None],
-        *,
-        depth: int,
-    ) -> None:
-        self.handle = handle
-        self.ingestion = ingestion
-        self.written = written
-        self.lane = lane
-        self.acknowledge = acknowledge
-        self.slots = asyncio.Semaphore(depth)
-        self.queue: asyncio.Queue[RecordBatch] = asyncio.Queue()
-        self.task: asyncio.Task[None] | None = None
-        self.frozen = asyncio.Event()
-
-    async def put(self, batch: RecordBatch) -> None:
-        if self.task is None:
-            self.task = asyncio.create_task(self._run(), name="driftloop-batch-writer")
-        if self.task.done():  # it never ends by itself: only a bug gets here; surface it
-            self.task.result()
-        if self.frozen.is_set():
-            await asyncio.Future()  # never: the worker is about to start again
-        await self.slots.acquire()  # waits while `depth` batches are in flight: backpressure
-        if batch.generation != self.lane.generation:
-            self.slots.release()  # a rebalance came while it waited: its records are read again
-            return
-        self.queue.put_nowait(batch)
-
-    async def _run(self) -> None:
-        while True:
-            records = (await self.queue.get()).records
-            try:
-                await self.handle(records)
-            except Exception:
-                self.ingestion.batch_errors += 1
-                log.exception(
-                    "batch failed; its messages stay unacknowledged and are delivered again "
-                    "after a restart or rebalance"
-                )
-                continue
-            finally:
-                self.slots.release()
-                self.queue.task_done()
-            self.written.update((m.topic, m.partition, m.offset) for m in records)
-            if not self.frozen.is_set():
-                self.acknowledge(records)  # the consumer may commit these offsets now
-
-    def freeze(self) -> None:
-        self.frozen.set()
-
-    async def drain(self) -> None:
-        if self.task is not None and not self.task.done():
-            await self.queue.join()
-
-    async def close(self) -> None:
-        """Stop writing; batches not yet written stay unacknowledged (delivered again later)."""
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
 
 
 def _alert_gate(settings: Settings, ingestion: IngestionProcess) -> tuple[GateKeeper, Callable[[], None]]:
