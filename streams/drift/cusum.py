@@ -36,6 +36,7 @@ the next reference, as ADWIN's window restarts after a cut.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import math
@@ -244,6 +245,25 @@ def _simulate(
         measured = float(np.where(over.any(axis=1), over.argmax(axis=1) + 1, _STEPS).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
     return tuple(overshoots)
+
+
+def pack_floats(values: np.ndarray) -> dict[str, str]:
+    """Values for a saved state: their float64 bytes in base64 (a model's state is some 64,000 of them, and
+    writing each as JSON text cost the detection process a fifth of its time; this is exact, and smaller).
+
+    >>> pack_floats(np.array([0.5, -2.0]))
+    {'float64': 'AAAAAAAA4D8AAAAAAAAAwA=='}
+    >>> unpack_floats(pack_floats(np.array([0.1, math.inf]))).tolist(), unpack_floats([0.1, 2]).tolist()
+    ([0.1, inf], [0.1, 2.0])
+    """
+    return {"float64": base64.b64encode(np.ascontiguousarray(values, dtype="<f8").tobytes()).decode("ascii")}
+
+
+def unpack_floats(saved: dict[str, str] | list[float]) -> np.ndarray:
+    """Values saved by :func:`pack_floats`, or as a JSON list (states saved before it)."""
+    if isinstance(saved, dict):
+        return np.frombuffer(base64.b64decode(saved["float64"]), dtype="<f8").astype(float)
+    return np.asarray(saved, dtype=float)
 
 
 class _Recent:
@@ -521,18 +541,18 @@ class CUSUM:
         return {
             "n": self.n,
             "run_length": self._run_length,
-            "learning": list(self._learning),
+            "learning": pack_floats(np.asarray(self._learning, dtype=float)),
             "sums": [self._shift, *self._sums.tolist()],
             "grow_at": self._grow_at,
             "calibration": self._calibration.as_dict() if self._calibration is not None else None,
             "stat": self._stat.tolist(),
             "since_zero": self._since_zero.tolist(),
-            "recent": self._recent.last(self._recent.size).tolist(),
+            "recent": pack_floats(self._recent.last(self._recent.size)),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.n = int(state.get("n", 0))
-        self._learning = [float(v) for v in state.get("learning", [])]
+        self._learning = unpack_floats(state.get("learning", [])).tolist()
         sums = state.get("sums")
         if sums:
             self._shift, self._sums = float(sums[0]), np.asarray(sums[1:], dtype=float)
@@ -540,7 +560,7 @@ class CUSUM:
             self._sums[:] = 0.0
             self._absorb(np.asarray(self._learning))
         self._recent = _Recent(self._recent.capacity)
-        self._recent.extend(np.asarray(state.get("recent", []), dtype=float))
+        self._recent.extend(unpack_floats(state.get("recent", [])))
         self._grow_at = int(state.get("grow_at", 0))
         saved = state.get("calibration")
         self._calibration = Calibration.from_dict(saved) if saved else None

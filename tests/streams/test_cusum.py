@@ -3,10 +3,12 @@ it still catches shifts quickly. Seeded; the tolerances fail when a threshold is
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from driftloop.streams.drift.cusum import CUSUM, calibrate
+from driftloop.streams.drift.cusum import CUSUM, calibrate, unpack_floats
 
 SHAPES = {
     "gaussian": lambda rng, n: rng.normal(size=n),
@@ -101,9 +103,30 @@ def test_a_restored_detector_fires_where_the_original_does(cut: int) -> None:
     first = CUSUM(run_length=1e8, reference=2000)
     head = [i for i, _ in first.update_many(values[:cut])]
     restored = CUSUM(run_length=1e8, reference=2000)
-    restored.restore(first.snapshot())
+    restored.restore(json.loads(json.dumps(first.snapshot())))  # as detector_state stores it
+    assert np.array_equal(restored._recent.last(4000), first._recent.last(4000))  # exact, not as text
     tail = [cut + i for i, _ in restored.update_many(values[cut:])]
     assert head + tail == expected and expected
+
+
+def test_a_state_saved_with_values_as_json_lists_still_restores() -> None:
+    """States saved before values were packed (``pack_floats``) wrote them as lists: they load the same."""
+    rng = np.random.default_rng(8)
+    values = np.concatenate([rng.normal(size=6000), rng.normal(0.7, 1.0, size=3000)]).tolist()
+    first = CUSUM(run_length=1e8, reference=2000)
+    first.update_many(values[:1500])  # still learning its reference
+    second = CUSUM(run_length=1e8, reference=2000)
+    second.update_many(values[:5000])
+    for saved, rest in ((first.snapshot(), values[1500:]), (second.snapshot(), values[5000:])):
+        old = saved | {
+            "learning": unpack_floats(saved["learning"]).tolist(),
+            "recent": unpack_floats(saved["recent"]).tolist(),
+        }
+        new, older = CUSUM(run_length=1e8, reference=2000), CUSUM(run_length=1e8, reference=2000)
+        new.restore(json.loads(json.dumps(saved)))
+        older.restore(json.loads(json.dumps(old)))
+        fired_new = [(i, e.change_offset) for i, e in new.update_many(rest)]
+        assert fired_new == [(i, e.change_offset) for i, e in older.update_many(rest)] and fired_new
 
 
 def test_bad_settings_are_refused_with_the_reason() -> None:
