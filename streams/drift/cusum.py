@@ -234,15 +234,22 @@ def _simulate(
     else:
         draws = rng.choice(points, size=(_STREAMS, _STEPS), p=weights)
     overshoots = []
+    sums, stat = np.empty_like(draws), np.empty_like(draws)  # worked in place: no new arrays a chart
+    streams = np.arange(_STREAMS)
     for side, k, theta in zip(sides, ks, thetas, strict=True):
         if not math.isfinite(theta):
             overshoots.append(0.0)
             continue
         h = _threshold(theta, k, 0.0, 1 << 62, _SIMULATED_RUN)
-        sums = np.cumsum(side * draws - k, axis=1)
-        stat = sums - np.minimum(np.minimum.accumulate(sums, axis=1), 0.0)
-        over = stat > h
-        measured = float(np.where(over.any(axis=1), over.argmax(axis=1) + 1, _STEPS).mean())
+        np.multiply(draws, side, out=sums)
+        np.subtract(sums, k, out=sums)
+        np.cumsum(sums, axis=1, out=sums)
+        np.minimum.accumulate(sums, axis=1, out=stat)
+        np.minimum(stat, 0.0, out=stat)
+        np.subtract(sums, stat, out=stat)
+        over = np.greater(stat, h)
+        first = over.argmax(axis=1)  # each stream's first alarm (0 also when it has none)
+        measured = float(np.where(over[streams, first], first + 1, _STEPS).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
     return tuple(overshoots)
 
