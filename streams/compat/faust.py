@@ -14,7 +14,7 @@ acknowledged offsets, and a rebalance first clears the lanes (what waits there i
 awaits the app's ``drain_record_lanes`` (the batches handed on, written and acknowledged) before Faust
 commits and hands the partitions over, as it waits for its streams' messages to be acknowledged.
 
-The last one is a floor under landing latency: a broker may hold a fetch that finds nothing new for the
+The fetch wait is a floor under landing latency: a broker may hold a fetch that finds nothing new for the
 whole wait, and the embedded one does so even when messages arrive meanwhile, so that an event waited
 0.75 s on average (uniformly up to 1.5 s) before the worker saw it. With 0.1 s, an idle consumer asks
 ten times a second instead (a small request each); under load a fetch returns once ``FETCH_MIN_BYTES``

@@ -89,6 +89,24 @@ def test_faust_drain_messages_is_what_compat_faust_was_written_for() -> None:
     assert "await self._add_gap(tp, r_offset + 1, offset)" in drain
 
 
+FAUST_0_15_LANE_SOURCES = {
+    "getmany": "4b168d84882a70d6e3e2f9804430a63b92f8fd117d3187cbb4aeb54305bda34e",
+    "ack": "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f",
+    "wait_empty": "e4662fe24f094819add590b2d75f233840e77823b432aea6504539768572102f",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAUST_0_15_LANE_SOURCES))
+def test_faust_consumer_methods_the_record_lanes_follow_are_unchanged(name: str) -> None:
+    """compat.faust's getmany is Faust's with lanes, its acknowledge is Faust's ack in bulk, and its
+    wait_empty drains the lanes before Faust's: a change to any of these must be brought over."""
+    from faust.transport import consumer as faust_consumer
+
+    assert sha256_of_source(getattr(faust_consumer.Consumer, name)) == FAUST_0_15_LANE_SOURCES[name], (
+        f"faust-streaming's Consumer.{name} changed: bring StrictOffsetsConsumer (streams/compat/faust.py) in line"
+    )
+
+
 def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
     """compat.faust sets aiokafka's ``_fetch_max_wait_ms`` on the consumer Faust creates (which hard-codes
     1,500 ms): the attribute must be what ``start()`` gives its fetcher, and the app's consumer must get it."""
