@@ -185,8 +185,9 @@ def _single_events(values: list[Any], max_bytes: int) -> bool:
     limit, and no envelope (the first says so for a topic of envelopes)."""
     return (
         len(values) > 1
+        and type(values[0]) is bytes
         and b'"events"' not in values[0]
-        and all(type(value) is bytes for value in values)
+        and all(type(value) is bytes for value in values)  # not None, nor a batch the consumer could not read
         and max(map(len, values)) <= max_bytes
         and all(b'"events"' not in value for value in values)
     )

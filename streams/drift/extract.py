@@ -24,7 +24,7 @@ log = logging.getLogger("driftloop.drift")
 class SignalValues(NamedTuple):
     """One signal's values in a batch: its name and type, and the batch positions the values are at.
 
-    Numbers come as a float array (a feature's column of the batch's matrix, not a copy), categories as a list:
+    Numbers come as a float array (a feature's column of the batch's matrix), categories as a list:
     the detectors take both (``streams.drift.detectors``), and a list of a 5,000-event batch's values cost
     more to make and to read back than the CUSUM charts cost to run over them."""
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.streams import decode, decode_fast
+from driftloop.streams.batch import UnreadableRecords
 from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
 from tests.reliability.hostile import hostile_message
 
@@ -137,8 +138,9 @@ def single_event_messages(draw: st.DrawFn, good: dict, edge: st.SearchStrategy[b
     ]
     if "features" not in good:
         values = [json.dumps({**good, "request_id": f"r{k}"}).encode() for k in range(count)]
+    unreadable = UnreadableRecords.describe("t", 0, 5, 9, "UnsupportedCodecError: zstd")
     for _ in range(draw(st.integers(0, 3))):
-        odd = draw(st.one_of(edge, st.sampled_from(crafted_values(good))))
+        odd = draw(st.one_of(edge, st.sampled_from([*crafted_values(good), None, unreadable])))
         values.insert(draw(st.integers(0, len(values))), odd)
     return values
 
@@ -177,6 +179,17 @@ def test_runs_of_single_event_messages_are_parsed_at_once() -> None:
     with mock.patch.object(decode, "fast_outcomes", wraps=decode_fast.fast_outcomes) as one_by_one:
         assert len(decode_outcomes(outcomes).rows["request_id"]) == 50
     assert one_by_one.call_count == 0
+
+
+def test_a_run_that_begins_with_a_message_without_a_value_decodes() -> None:
+    """A tombstone (no value) or a batch the consumer could not read, first in a run, once failed the batch."""
+    good = [json.dumps({**GOOD_EVENT, "request_id": f"r{k}"}).encode() for k in range(20)]
+    unreadable = UnreadableRecords.describe("t", 0, 0, 0, "CorruptRecordException: CRC")
+    for odd in (None, unreadable):
+        messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate([odd, *good])]
+        decoded = decode_predictions(messages)
+        assert len(decoded.rows["request_id"]) == 20 and len(decoded.dead) == 1
+        assert_same(decoded, field_rules_only(decode_predictions, messages))
 
 
 def fast_path_of(fast: object, value: bytes) -> str:
