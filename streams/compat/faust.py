@@ -142,7 +142,9 @@ class StrictOffsetsConsumer(faust_kafka.Consumer):
             fetched = [record for record in fetched if record.offset >= read]
             if not fetched:
                 return True
-        if read and self.app.topics.acks_enabled_for(tp.topic):
+        first, last = fetched[0].offset, fetched[-1].offset
+        contiguous = first <= read + 1 and last - first + 1 == len(fetched) if read else True
+        if not contiguous and self.app.topics.acks_enabled_for(tp.topic):  # a gap: find where (rare)
             expected = read + 1
             for record in fetched:
                 if record.offset > expected:

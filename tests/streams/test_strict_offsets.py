@@ -58,3 +58,33 @@ def test_records_acknowledged_in_bulk_commit_as_messages_acknowledged_one_by_one
     acknowledge(2, 6)  # 2 is below the committed offset: left alone
     acknowledge(7, topic="driftloop.other")  # a topic without acknowledgements
     assert consumer._new_offset(tp) == 7 and consumer._n_acked == 7
+
+
+def test_records_put_in_a_lane_past_a_gap_leave_it_unacknowledged_and_logged(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A lane's records are checked for skipped offsets as Faust checks messages one by one: a gap is logged
+    (never acknowledged), and the records go into the lane all the same."""
+    import logging
+    from types import SimpleNamespace
+
+    from driftloop.infra.settings import Settings
+    from driftloop.streams.record_lanes import RecordLane
+
+    app = create_app(Settings.from_env(private_stack_env(tmp_path)), app_id="lane-gap-test")
+    app.topics._acking_topics.add("driftloop.outcomes")
+    consumer = app.consumer
+    tp = TP("driftloop.outcomes", 0)
+
+    def fetched(*offsets: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(offset=o, serialized_value_size=10) for o in offsets]
+
+    async def put_twice() -> tuple[bool, bool, int]:
+        lane = RecordLane(max_records=100, max_bytes=1 << 20, max_wait_s=5.0)
+        consumer._read_offset[tp] = 4
+        first = await consumer._put_in_lane(lane, tp, fetched(4, 5, 6))  # 4 again (read offset), no gap
+        second = await consumer._put_in_lane(lane, tp, fetched(9, 10, 12))  # 7..8 and 11 skipped
+        return first, second, len(lane)
+
+    with caplog.at_level(logging.WARNING, logger="driftloop.streams"):
+        assert asyncio.run(put_twice()) == (True, True, 6)
+    gaps = [(r.fields["from"], r.fields["to"]) for r in caplog.records if "offsets skipped" in r.getMessage()]
+    assert gaps == [(7, 8), (11, 11)] and consumer._read_offset[tp] == 12
