@@ -53,6 +53,7 @@ from driftloop.streams.drift.evidence import Evidence
 ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
 _SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
 _STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
+_CHUNK = 200  # steps the simulated streams are run at a time (most alarm in the first)
 
 
 @dataclass(frozen=True)
@@ -230,28 +231,47 @@ def _simulate(
     """Run the charts on resamples of the reference at thresholds where alarms come about every
     ``_SIMULATED_RUN`` values: each chart's overshoot, from the run length measured there."""
     if np.allclose(weights, weights[0]):
-        draws = points[rng.integers(0, len(points), size=(_STREAMS, _STEPS))]
+        picks = rng.integers(0, len(points), size=(_STREAMS, _STEPS))
     else:
-        draws = rng.choice(points, size=(_STREAMS, _STEPS), p=weights)
+        picks = rng.choice(len(points), size=(_STREAMS, _STEPS), p=weights)
+    head = points[picks[:, :_CHUNK]]  # what every chart runs on; few streams are run past it
     overshoots = []
-    sums, stat = np.empty_like(draws), np.empty_like(draws)  # worked in place: no new arrays a chart
-    streams = np.arange(_STREAMS)
     for side, k, theta in zip(sides, ks, thetas, strict=True):
         if not math.isfinite(theta):
             overshoots.append(0.0)
             continue
         h = _threshold(theta, k, 0.0, 1 << 62, _SIMULATED_RUN)
-        np.multiply(draws, side, out=sums)
-        np.subtract(sums, k, out=sums)
-        np.cumsum(sums, axis=1, out=sums)
-        np.minimum.accumulate(sums, axis=1, out=stat)
-        np.minimum(stat, 0.0, out=stat)
-        np.subtract(sums, stat, out=stat)
-        over = np.greater(stat, h)
-        first = over.argmax(axis=1)  # each stream's first alarm (0 also when it has none)
-        measured = float(np.where(over[streams, first], first + 1, _STEPS).mean())
+        measured = float(_first_alarms(points, picks, head, side, k, h).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
     return tuple(overshoots)
+
+
+def _first_alarms(points: np.ndarray, picks: np.ndarray, head: np.ndarray, side: int, k: float, h: float) -> np.ndarray:
+    """Each stream's run length to its first alarm (``_STEPS`` when it has none) for the chart ``side``, ``k``,
+    ``h`` over the streams ``points[picks]`` (streams × steps; ``head``: their first ``_CHUNK`` steps).
+
+    The streams are run ``_CHUNK`` steps at a time and only those without an alarm go on: at a run length of
+    about ``_SIMULATED_RUN`` few are left after the first chunk. The sums are added in the same order as
+    running every stream to the end, so the run lengths are the same to the bit."""
+    streams, steps = picks.shape
+    lengths = np.full(streams, steps)
+    going = np.arange(streams)
+    total = np.zeros(streams)  # each going stream's running sum so far
+    low = np.zeros(streams)  # and the lowest it has been (or 0)
+    for start in range(0, steps, _CHUNK):
+        sums = head * side if start == 0 else points[picks[going, start : start + _CHUNK]] * side
+        sums -= k
+        sums[:, 0] += total
+        np.cumsum(sums, axis=1, out=sums)
+        lows = np.minimum.accumulate(sums, axis=1)
+        np.minimum(lows, low[:, None], out=lows)
+        over = np.greater(sums - lows, h)
+        alarmed = over.any(axis=1)
+        lengths[going[alarmed]] = start + 1 + over[alarmed].argmax(axis=1)
+        going, total, low = going[~alarmed], sums[~alarmed, -1], lows[~alarmed, -1]
+        if not len(going):
+            break
+    return lengths
 
 
 def pack_floats(values: np.ndarray) -> dict[str, str]:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from driftloop.streams.drift.cusum import CUSUM, calibrate, unpack_floats
+from driftloop.streams.drift.cusum import _CHUNK, CUSUM, _first_alarms, calibrate, unpack_floats
 
 SHAPES = {
     "gaussian": lambda rng, n: rng.normal(size=n),
@@ -32,6 +32,25 @@ def test_the_measured_run_length_is_the_target(shape: str) -> None:
         events += length
     measured = events / max(alarms, 1)
     assert 0.7 * target < measured < 2.2 * target, f"{shape}: {alarms} alarms, a run length of {measured:.0f}"
+
+
+@pytest.mark.parametrize(
+    ("side", "k", "h"), [(1, 0.1, 3.0), (-1, 0.5, 2.0), (1, 1.0, 0.5), (1, 0.25, 8.0), (1, 0.25, 40.0)]
+)
+def test_the_calibration_runs_streams_in_chunks_as_if_whole(side: int, k: float, h: float) -> None:
+    """The calibration's simulation runs its streams a chunk at a time and drops those that have alarmed; each
+    stream's first alarm is where running the chart over the whole stream puts it, to the bit (thresholds from
+    alarms in the first chunk to none at all)."""
+    rng = np.random.default_rng(5)
+    points = rng.exponential(size=500) - 1.0
+    picks = rng.integers(0, len(points), size=(64, 7 * _CHUNK + 13))
+    draws = points[picks]
+    sums = np.cumsum(draws * side - k, axis=1)  # the CUSUM recursion over each whole stream
+    over = sums - np.minimum(np.minimum.accumulate(sums, axis=1), 0.0) > h
+    whole = np.where(over.any(axis=1), over.argmax(axis=1) + 1, picks.shape[1])
+    chunked = _first_alarms(points, picks, draws[:, :_CHUNK], side, k, h)
+    assert chunked.tolist() == whole.tolist()
+    assert len(set(whole.tolist())) > 1 or h == 40.0  # alarms in the first chunk, later ones, none at all
 
 
 def test_a_one_sigma_shift_is_caught_quickly_at_a_long_run_length() -> None:
