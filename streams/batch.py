@@ -77,6 +77,63 @@ class NumberRows(Sequence[list[float]]):
         return repr(self.matrix.tolist())
 
 
+class CodedTexts(Sequence[str]):
+    """A column of texts kept as its distinct texts and, for each row, the place of its text among them.
+
+    It reads as the list of texts it stands for (``column[i]`` is a text, and it compares equal to the list),
+    and costs a code a row to send between processes instead of a string; a categorical detector counts codes
+    and looks each distinct text up once (``streams.drift.categorical``).
+
+    >>> column = CodedTexts.of(["b", "a", "b", "b"])
+    >>> column.texts, column.codes.tolist(), column[2], column == ["b", "a", "b", "b"]
+    (['b', 'a'], [0, 1, 0, 0], 'b', True)
+    >>> column[1:].take([2, 0])
+    ['b', 'a']
+    """
+
+    __slots__ = ("codes", "texts")
+
+    def __init__(self, texts: list[str], codes: np.ndarray) -> None:
+        self.texts = texts
+        self.codes = codes
+
+    @classmethod
+    def of(cls, values: Sequence[str]) -> CodedTexts:
+        """``values`` coded, texts in order of first appearance."""
+        texts = list(dict.fromkeys(values))
+        place = dict(zip(texts, range(len(texts)), strict=True))
+        return cls(texts, np.fromiter(map(place.__getitem__, values), np.int32, len(values)))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> CodedTexts: ...
+
+    def __getitem__(self, index: int | slice) -> str | CodedTexts:
+        if isinstance(index, slice):
+            return CodedTexts(self.texts, self.codes[index])
+        return self.texts[self.codes[index]]
+
+    def __iter__(self) -> Iterator[str]:
+        return map(self.texts.__getitem__, self.codes.tolist())
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> CodedTexts:
+        """The rows at ``indices``, in that order."""
+        return CodedTexts(self.texts, self.codes[np.asarray(indices, dtype=np.intp)])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, like the list it stands for
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 Column = list[Any] | NumberRows
 
 

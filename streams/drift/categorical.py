@@ -11,16 +11,18 @@ True
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from itertools import islice
 from typing import Any
 
 import numpy as np
 from scipy.special import chdtrc
 from scipy.stats import chi2
 
+from driftloop.streams.batch import CodedTexts
 from driftloop.streams.drift.evidence import Evidence
+
+#: The most values a run of tests takes at once, and the most counts (tests by categories) it holds.
+RUN, RUN_COUNTS = 2000, 1 << 21
 
 
 class CategoricalShift:
@@ -31,9 +33,12 @@ class CategoricalShift:
     reference never saw counts fully; categories seen fewer than ``min_count`` times in both are pooled.
     It runs every ``clock`` updates, and fires when its p-value is below ``alpha``.
 
-    Categories are numbered as they come and counted in two arrays, so that a test costs a few array
-    operations however many categories there are (a feature of 1,000 values is common); the numbering is
-    renewed when categories no longer seen make up most of it (a feature with a new value every event).
+    Categories are numbered as they come and counted in arrays, and the tests of a run of values are made
+    at once: each test's window counts are differences of running counts, its statistic a sum over the
+    table (:func:`_chi_squares`), so a run costs a few array operations however many categories and tests
+    it holds (a feature of 1,000 values is common). A coded column (:class:`~streams.batch.CodedTexts`)
+    has each distinct text looked up once. The numbering is renewed when categories no longer seen make up
+    most of it (a feature with a new value every event).
     """
 
     name = "CategoricalShift"
@@ -75,10 +80,8 @@ class CategoricalShift:
         self._reference_counts = np.zeros(64, np.int64)
         self._window_counts = np.zeros(64, np.int64)
         self._reference_n = 0  # sum of the reference counts
-        self._recent: deque[int] = deque(self._columns_of(recent), maxlen=self.window)
-        self._window_counts[: len(self._categories)] = np.bincount(
-            np.fromiter(self._recent, np.int64, len(self._recent)), minlength=len(self._categories)
-        )
+        self._recent = self._columns_of(list(recent)[-self.window :])  # the window's values, oldest first
+        self._window_counts[: len(self._categories)] = np.bincount(self._recent, minlength=len(self._categories))
 
     @property
     def drift_detected(self) -> bool:
@@ -89,41 +92,54 @@ class CategoricalShift:
         return self
 
     def update_many(self, values: Any) -> list[tuple[int, Evidence]]:
-        """``update`` for each of ``values`` in turn, a run of values at a time: the reference fills in
-        one step, and the window moves by up to ``clock`` values between two tests."""
-        texts = [v if type(v) is str else str(v) for v in values]
-        fired = []
-        i = 0
-        while i < len(texts):
-            self._drift = False
+        """``update`` for each of ``values`` in turn (texts, or a :class:`CodedTexts`), a run at a time: the
+        reference fills in one step, and a run's tests are made at once."""
+        coded = values if isinstance(values, CodedTexts) else CodedTexts.of(_texts(values))
+        places = np.full(len(coded.texts), -1, np.int64)  # each distinct text's place in the count arrays
+        fired: list[tuple[int, Evidence]] = []
+        i, count = 0, len(coded)
+        while i < count:
             if len(self._categories) > 4 * (self.reference + self.window):
                 self._renumber()  # between two runs: no run holds numbers of the old numbering
+                places[:] = -1
             if self._reference_n < self.reference:
-                head = self._columns_of(texts[i : i + self.reference - self._reference_n])
-                np.add.at(self._reference_counts, head, 1)
+                head = self._places(coded, slice(i, i + self.reference - self._reference_n), places)
+                self._reference_counts[: len(self._categories)] += np.bincount(head, minlength=len(self._categories))
                 self._reference_n += len(head)
                 self.n += len(head)
                 i += len(head)
                 continue
-            run = texts[i : i + self.clock - self.n % self.clock]  # up to the next test
-            self._slide(self._columns_of(run))
-            self.n += len(run)
-            i += len(run)
-            if len(self._recent) == self.window and self.n % self.clock == 0:
-                self._test()
-                if self._drift:
-                    fired.append((i - 1, self._evidence))
+            room = max(RUN_COUNTS // max(len(self._categories), 1), 1) * self.clock
+            run = self._places(coded, slice(i, i + min(RUN, room)), places)
+            taken, drift = self._run(run)
+            self.n += taken
+            i += taken
+            if drift:  # it started over: categories numbered anew
+                fired.append((i - 1, self._evidence))
+                places[:] = -1
+        self._drift = bool(fired) and fired[-1][0] == count - 1
         return fired
 
-    def _columns_of(self, texts: Sequence[str]) -> list[int]:
+    def _places(self, coded: CodedTexts, part: slice, places: np.ndarray) -> np.ndarray:
+        """The count arrays' places of the values ``coded[part]``, numbering the categories not seen before (in
+        order of first appearance); ``places``: those already looked up, by code."""
+        codes = coded.codes[part]
+        columns = places[codes]
+        if len(columns) and columns.min() < 0:
+            unknown, first = np.unique(codes[columns < 0], return_index=True)
+            unknown = unknown[np.argsort(first)]  # in order of first appearance
+            texts = list(map(coded.texts.__getitem__, unknown.tolist()))
+            known = list(map(self._column.get, texts))
+            if None in known:  # categories never seen: numbered now
+                known = [self._new_column(text) if at is None else at for text, at in zip(texts, known, strict=True)]
+            places[unknown] = known
+            columns = places[codes]
+        return columns
+
+    def _columns_of(self, texts: Sequence[str]) -> np.ndarray:
         """The count arrays' places of ``texts``, numbering the categories not seen before."""
-        columns = list(map(self._column.get, texts))
-        if None in columns:
-            for k, text in enumerate(texts):
-                if columns[k] is None:
-                    known = self._column.get(text)  # a category new to this run, numbered a moment ago
-                    columns[k] = self._new_column(text) if known is None else known
-        return columns  # type: ignore[return-value]
+        coded = CodedTexts.of(texts)
+        return self._places(coded, slice(None), np.full(len(coded.texts), -1, np.int64))
 
     def _new_column(self, category: str) -> int:
         column = len(self._categories)
@@ -137,7 +153,7 @@ class CategoricalShift:
     def _renumber(self) -> None:
         """Number again only the categories in the reference or the window (the rest are forgotten)."""
         reference = self._counts(self._reference_counts)
-        recent = [self._categories[c] for c in self._recent]
+        recent = [self._categories[c] for c in self._recent.tolist()]
         self._start_over(recent)
         self._add_to_reference(reference)
 
@@ -150,15 +166,29 @@ class CategoricalShift:
         present = np.flatnonzero(counts[: len(self._categories)])
         return {self._categories[c]: int(counts[c]) for c in present}
 
-    def _slide(self, run: list[int]) -> None:
-        """Append ``run`` to the window, dropping from its other end what no longer fits."""
-        recent, counts = self._recent, self._window_counts
-        overflow = len(recent) + len(run) - self.window
-        if overflow > 0:
-            dropped = list(islice(recent, min(overflow, len(recent))))
-            np.subtract.at(counts, dropped, 1)
-        np.add.at(counts, run[-self.window :], 1)
-        recent.extend(run)
+    def _run(self, run: np.ndarray) -> tuple[int, bool]:
+        """Slide the window over ``run`` (places), testing every ``clock`` values once it is full: how many
+        values were taken (up to the first test that fired, if one did), and whether one fired (then
+        :meth:`_fire` has started over)."""
+        k, window = len(self._categories), self.window
+        values = np.concatenate([self._recent, run])  # the window so far, then the run
+        # a test after each value whose count is a multiple of the clock, once the window is full
+        ends = np.arange(len(self._recent) + (-self.n - 1) % self.clock + 1, len(values) + 1, self.clock)
+        ends = ends[ends >= window]
+        if len(ends):
+            windows = _window_counts(values, ends, window, k)
+            statistics, p_values, dofs = _chi_squares(self._reference_counts[:k], windows, window, self.min_count)
+            fires = np.flatnonzero(p_values < self.alpha)
+            if len(fires):
+                first = int(fires[0])
+                end = int(ends[first])
+                self._recent = values[end - window : end]
+                self._window_counts[:k] = windows[:, first]
+                self._fire(float(statistics[first]), float(p_values[first]), int(dofs[first]))
+                return end - (len(values) - len(run)), True
+        self._recent = values[-window:]
+        self._window_counts[:k] = np.bincount(self._recent, minlength=k)
+        return len(run), False
 
     def evidence(self) -> Any:
         return self._evidence
@@ -167,7 +197,7 @@ class CategoricalShift:
         return {
             "n": self.n,
             "reference": self._counts(self._reference_counts),
-            "window": [self._categories[c] for c in self._recent],
+            "window": [self._categories[c] for c in self._recent.tolist()],
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -175,21 +205,6 @@ class CategoricalShift:
         self._add_to_reference({str(category): int(count) for category, count in state.get("reference", {}).items()})
         self.n = int(state.get("n", 0))
         self._drift = False
-
-    def _test(self) -> None:
-        k = len(self._categories)
-        reference, window = self._reference_counts[:k], self._window_counts[:k]
-        both = reference + window
-        kept = (both >= self.min_count) & (both > 0)
-        observed = np.stack([reference[kept], window[kept]]).astype(np.float64)
-        pooled = (int(reference[~kept].sum()), int(window[~kept].sum()))
-        if sum(pooled):
-            observed = np.column_stack([observed, pooled])
-        if observed.shape[1] < 2:
-            return
-        statistic, p_value, dof = _chi_square(observed)
-        if p_value < self.alpha:
-            self._fire(statistic, p_value, dof)
 
     def _fire(self, statistic: float, p_value: float, dof: int) -> None:
         reference, window = self._counts(self._reference_counts), self._counts(self._window_counts)
@@ -212,10 +227,43 @@ class CategoricalShift:
         self._start_over()
 
 
-def _chi_square(observed: np.ndarray) -> tuple[float, float, int]:
-    """Pearson's chi-square test of independence on a 2 × k table without continuity correction
-    (``scipy.stats.chi2_contingency(table, correction=False)``, less its per-call overhead)."""
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
-    dof = observed.shape[1] - 1
-    statistic = float(((observed - expected) ** 2 / expected).sum())
-    return statistic, float(chdtrc(dof, statistic)), dof
+def _texts(values: Sequence[Any]) -> Sequence[str]:
+    return values if all(type(v) is str for v in values) else [v if type(v) is str else str(v) for v in values]
+
+
+def _window_counts(values: np.ndarray, ends: np.ndarray, window: int, k: int) -> np.ndarray:
+    """The counts of ``values[end - window : end]`` for each of ``ends`` (``k`` categories by tests): running
+    counts at the windows' edges, counted once per stretch between two edges, less those at their starts."""
+    edges, at = np.unique(np.concatenate([ends - window, ends]), return_inverse=True)
+    stretches = len(edges) - 1
+    stretch = np.repeat(np.arange(stretches), np.diff(edges))
+    counts = np.bincount(values[edges[0] : edges[-1]] * stretches + stretch, minlength=k * stretches)
+    running = np.zeros((k, stretches + 1), np.int64)
+    np.cumsum(counts.reshape(k, stretches), axis=1, out=running[:, 1:])
+    return running[:, at[len(ends) :]] - running[:, at[: len(ends)]]
+
+
+def _chi_squares(reference: np.ndarray, windows: np.ndarray, window: int, min_count: int) -> tuple[np.ndarray, ...]:
+    """Pearson's chi-square test of the reference against each window of ``window`` values (the columns of
+    ``windows``), as ``scipy.stats.chi2_contingency(table, correction=False)`` makes it on each table (without
+    its per-call overhead): categories seen fewer than ``min_count`` times in both pooled into one (when any
+    is), no test (a p-value of 1) with fewer than two columns.
+    (statistics, p-values, dofs)
+
+    With row totals ``R`` and ``W``, a category's two cells add ``(W r - R w)² / (R W (r + w))``."""
+    both = windows + reference[:, None]
+    kept = both >= max(min_count, 1)
+    r_total = int(reference.sum())
+    gap = ((window * reference)[:, None] - r_total * windows).astype(np.float64)
+    gap *= gap
+    cells = np.divide(gap, both, out=np.zeros(both.shape), where=kept).sum(axis=0)
+    pooled_r = r_total - reference @ kept
+    pooled_w = window - (windows * kept).sum(axis=0)
+    pooled = pooled_r + pooled_w
+    pooled_gap = (window * pooled_r - r_total * pooled_w).astype(np.float64)
+    cells += np.divide(pooled_gap * pooled_gap, pooled, out=np.zeros(len(pooled)), where=pooled > 0)
+    statistics = cells / (r_total * window)
+    columns = kept.sum(axis=0) + (pooled > 0)
+    dofs = np.maximum(columns - 1, 1)
+    p_values = np.where(columns >= 2, chdtrc(dofs, statistics), 1.0)
+    return statistics, p_values, dofs

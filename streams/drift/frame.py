@@ -4,7 +4,8 @@ The detection process (:mod:`streams.drift.process`) receives every batch the wo
 sink's lists of Python objects, a batch costs more to send between processes than to run the detectors
 on: every float is pickled and unpickled on its own. A :class:`PredictionFrame` holds the columns the
 monitor reads as arrays (a copy of memory each way), grouped by model, and a model's features as one
-matrix when every event sent the same ones: the matrix's columns are what the detectors take.
+matrix when every event sent the same ones: the matrix's columns are what the detectors take. Categorical
+features then travel coded (:class:`~streams.batch.CodedTexts`): a code an event, each distinct text once.
 
 >>> from driftloop.streams.batch import ColumnBatch
 >>> rows = ColumnBatch("predictions", {
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.streams.batch import ColumnBatch, NumberRows
+from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
@@ -50,7 +51,7 @@ class SameFeatures:
     numeric_names: list[str]
     numeric: np.ndarray  # (events, numeric features), float64
     categorical_names: list[str]
-    categorical: list[list[str]]  # one list per categorical feature, an entry per event
+    categorical: list[CodedTexts]  # one column per categorical feature, an entry per event
 
     @property
     def count(self) -> int:
@@ -159,7 +160,7 @@ class PredictionFrame:
                     features.numeric_names,
                     features.numeric[index],
                     features.categorical_names,
-                    [_take(column, index) for column in features.categorical],
+                    [column.take(index) for column in features.categorical],
                 )
             else:
                 part = _features(*(_take(column, index) for column in feature_columns))
@@ -239,5 +240,5 @@ def _features(
         list(numeric_names),
         numeric.reshape(len(num_value), width),
         list(categorical_names),
-        [list(column) for column in zip(*cat_value, strict=True)] if categorical_names else [],
+        [CodedTexts.of(column) for column in zip(*cat_value, strict=True)] if categorical_names else [],
     )

@@ -200,11 +200,13 @@ class TextbookCategoricalShift:
         return float(statistic)
 
 
-@pytest.mark.parametrize("chunk", [1, 37, 5000])
-def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categories(chunk: int) -> None:
+@pytest.mark.parametrize(("chunk", "coded"), [(1, False), (37, False), (5000, False), (37, True), (5000, True)])
+def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categories(chunk: int, coded: bool) -> None:
     """A feature of 1,000 values whose mix changes twice, then one of a new value every event (the detector
     renumbers its categories then, and forgets those no longer seen): the same firings, with the same
-    statistics, as the plain chi-square test fed one value at a time; and a snapshot restores the same state."""
+    statistics, as the plain chi-square test fed one value at a time, whether the values come as texts or
+    coded (as a frame sends a categorical feature's column); and a snapshot restores the same state."""
+    from driftloop.streams.batch import CodedTexts
     from driftloop.streams.drift.categorical import CategoricalShift
 
     rng = random.Random(5)
@@ -215,7 +217,8 @@ def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categori
     detector = CategoricalShift(alpha=1e-6)
     fired: list[tuple[int, float]] = []
     for start in range(0, len(values), chunk):
-        fired += [(start + i, e.statistic) for i, e in detector.update_many(values[start : start + chunk])]
+        batch = values[start : start + chunk]
+        fired += [(start + i, e.statistic) for i, e in detector.update_many(CodedTexts.of(batch) if coded else batch)]
         if start == 6000 // chunk * chunk:  # a restart mid-stream: the state goes on from its snapshot
             restored = CategoricalShift(alpha=1e-6)
             restored.restore(detector.snapshot())
