@@ -46,6 +46,7 @@ from driftloop.infra.errors import DriftloopError
 from driftloop.infra.logs import configure_logging
 from driftloop.infra.settings import Settings
 from driftloop.streams.gc_tuning import collect_less_often
+from driftloop.streams.malloc_tuning import keep_freed_memory
 
 log = logging.getLogger("driftloop.child")
 
@@ -295,6 +296,7 @@ def serve(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     configure_logging(settings.log_level, settings.log_format)
     collect_less_often()
+    keep_freed_memory()
     asyncio.run(_serve(factory, settings, inbox, outbox))
 
 

@@ -35,7 +35,7 @@ from driftloop.streams.decode_fast import (
     fast_predictions,
     fast_single_outcomes,
     fast_single_predictions,
-    numeric_prediction_columns,
+    prediction_columns,
 )
 from driftloop.streams.event_rules import (
     OUTCOME_COLUMNS,
@@ -225,6 +225,14 @@ class Columns:
         self.names += names
         self.positions += positions
 
+    def add_columns(self, columns: list[Column]) -> None:
+        """Rows already in columns (the message position last)."""
+        if self.rows:
+            self._close_rows()
+        if self.events:
+            self._close_events()
+        self.parts.append(columns)
+
     def finish(self) -> list[Column]:
         """Each column (the last: each row's message position)."""
         if self.rows:
@@ -240,7 +248,9 @@ class Columns:
         self.rows = []
 
     def _close_events(self) -> None:
-        self.parts.append(numeric_prediction_columns(self.events, self.names, self.positions))
+        columns = prediction_columns(self.events, self.names, self.positions)
+        assert columns is not None  # numeric events always give columns
+        self.parts.append(columns)
         self.events, self.names, self.positions = [], [], []
 
 

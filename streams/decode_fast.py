@@ -63,18 +63,23 @@ def fast_single_predictions(values: list[bytes], first_position: int, out: Colum
 def _add_predictions(
     events: list[NumericPrediction] | list[PredictionEvent], positions: Iterable[int], out: Columns
 ) -> bool:
-    if events and type(events[0]) is NumericPrediction:
-        names = _numeric_feature_names(events)  # type: ignore[arg-type]
-        if names is None:
-            return False
+    names = _feature_names(events)
+    if names is None:
+        return False
+    if type(events[0]) is NumericPrediction:
         out.add_numeric_predictions(events, names, list(positions))  # type: ignore[arg-type]
+        return True
+    places = list(positions)
+    columns = prediction_columns(events, names, places)
+    if columns is not None:  # the events share one shape (the common case): built a column at a time
+        out.add_columns(columns)
         return True
     shared: list[list[str]] = [[]]  # envelopes repeat one list of feature names: the rows share one copy
 
     def to_row(event: PredictionEvent, position: int) -> PredictionRow | None:
         return _typed_prediction_row(event, position, shared)
 
-    rows = _typed_rows(events, positions, to_row)
+    rows = _typed_rows(events, places, to_row)
     if rows is None:
         return False
     out.add_rows(rows)
@@ -227,10 +232,13 @@ def _typed_epoch(ts: float | str) -> float | None:
 
 
 _FLOAT = frozenset({float})
+_STR = frozenset({str})
+_DICT = frozenset({dict})
+_FLOAT_OR_NONE = frozenset({float, type(None)})
 _features_of = operator.attrgetter("features")
 
 
-def _numeric_feature_names(events: list[NumericPrediction]) -> list[list[str]] | None:
+def _feature_names(events: list[NumericPrediction] | list[PredictionEvent]) -> list[list[str]] | None:
     """Each event's feature names (events that repeat the names before share one list), or None when a
     name breaks the contract (the field rules say which)."""
     names: list[list[str]] = []
@@ -257,32 +265,27 @@ def _numeric_feature_values(events: list[NumericPrediction], names: list[list[st
     return [list(e.features.values()) for e in events]
 
 
-def numeric_prediction_columns(
-    events: list[NumericPrediction], names: list[list[str]], positions: list[int]
-) -> list[Column]:
-    """The ``predictions`` columns (and message positions) of :class:`NumericPrediction` events, built a
-    column at a time: the same values as :func:`prediction_row` gives event by event."""
+def prediction_columns(
+    events: list[NumericPrediction] | list[PredictionEvent], names: list[list[str]], positions: list[int]
+) -> list[Column] | None:
+    """The ``predictions`` columns (and message positions) of events, built a column at a time: the same
+    values as :func:`prediction_row` gives event by event. None when they do not share one shape (each
+    feature keeping its kind: number, text or null) or one has something for the field rules to say; a
+    list of :class:`NumberRows` events always gives columns."""
     count = len(events)
+    epochs = _epochs([e.ts for e in events])
+    features = (
+        _numeric_features(events, names)  # type: ignore[arg-type]
+        if type(events[0]) is NumericPrediction
+        else _shared_features(events, names)  # type: ignore[arg-type]
+    )
+    if epochs is None or features is None:
+        return None
     models = [e.model for e in events]
     request_ids = [e.request_id for e in events]
-    epochs = np.array([e.ts for e in events])
     ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round() to even, as the field rules do
-    predictions = [e.prediction for e in events]
-    if _FLOAT.issuperset(map(type, predictions)):
-        numbers = np.array(predictions)
-        if np.all((numbers == np.trunc(numbers)) & (np.abs(numbers) < 1e15)):
-            texts = list(map(str, numbers.astype(np.int64).tolist()))
-        else:
-            texts = list(map(number_text, predictions))
-        prediction_nums = predictions
-    else:
-        texts, prediction_nums = (
-            list(c) for c in zip(*(value_text(p, "prediction") for p in predictions), strict=True)
-        )
-    scores = [e.score for e in events]
-    if None in scores:
-        scores = [math.nan if s is None else s for s in scores]
-    none: list[Any] = []  # every row's (empty) categorical features, nulls and class probabilities
+    texts, prediction_nums = _prediction_texts([e.prediction for e in events])
+    scores, labels, probabilities = _scores([e.score for e in events], texts)
     served = [e.served for e in events]
     everyone = all(served)  # the common case: no shadow among them
     latencies = [e.latency_ms for e in events]
@@ -301,17 +304,90 @@ def numeric_prediction_columns(
         request_ids,
         epochs.astype(np.int64).tolist(),
         ts_ms,
-        names,
-        _numeric_feature_values(events, names),
-        [none] * count,
-        [none] * count,
-        [none] * count,
+        *features,
         texts,
         prediction_nums,
         scores,
-        [none] * count,
-        [none] * count,
+        labels,
+        probabilities,
         [1] * count if everyone else list(map(int, served)),
         latencies,
         positions,
     ]
+
+
+def _epochs(stamps: list[float | str]) -> np.ndarray | None:
+    """Epoch seconds of each ``ts``, or None when the field rules would refuse one (they say why)."""
+    if _FLOAT.issuperset(map(type, stamps)):
+        epochs = np.array(stamps, dtype=np.float64)
+        return epochs if len(epochs) and epochs.min() >= 0 and epochs.max() < MAX_EPOCH else None
+    converted = list(map(_typed_epoch, stamps))
+    return None if None in converted else np.array(converted, dtype=np.float64)
+
+
+def _numeric_features(events: list[NumericPrediction], names: list[list[str]]) -> tuple[Column, ...]:
+    count, none = len(events), []  # type: ignore[var-annotated]  # the rows' (empty) categorical features and nulls
+    return names, _numeric_feature_values(events, names), [none] * count, [none] * count, [none] * count
+
+
+def _shared_features(events: list[PredictionEvent], names: list[list[str]]) -> tuple[Column, ...] | None:
+    """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
+    that all sent the same names, each feature keeping one kind (number, text or null); else None."""
+    shared, count = names[0], len(events)
+    if names.count(shared) != count:  # rows share one list of names: compared at once
+        return None
+    width = len(shared)
+    flat = list(itertools.chain.from_iterable(map(dict.values, map(_features_of, events))))
+    columns = [flat[j::width] for j in range(width)]
+    kinds = [type(column[0]) for column in columns]
+    if any(len(set(map(type, column))) != 1 for column in columns):
+        return None
+    numeric = [j for j, kind in enumerate(kinds) if kind is float]
+    categorical = [j for j, kind in enumerate(kinds) if kind is str]
+    null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)]
+    num_names = shared if len(numeric) == width else [shared[j] for j in numeric]
+    none: list[Any] = []
+    if numeric:
+        matrix = np.empty((count, len(numeric)))
+        for place, j in enumerate(numeric):
+            matrix[:, place] = columns[j]
+    cat_names = [shared[j] for j in categorical]
+    return (
+        [num_names] * count,
+        NumberRows(matrix) if numeric else [none] * count,
+        [cat_names] * count,
+        list(map(list, zip(*(columns[j] for j in categorical), strict=True))) if categorical else [none] * count,
+        [null] * count,
+    )
+
+
+def _prediction_texts(predictions: list[float | str]) -> tuple[list[str], list[float]]:
+    """Each prediction's canonical text and number (NaN for a text), as :func:`value_text` gives them."""
+    kinds = set(map(type, predictions))
+    if kinds == _FLOAT:
+        numbers = np.array(predictions)
+        if np.all((numbers == np.trunc(numbers)) & (np.abs(numbers) < 1e15)):
+            return list(map(str, numbers.astype(np.int64).tolist())), predictions  # type: ignore[return-value]
+        return list(map(number_text, predictions)), predictions  # type: ignore[arg-type,return-value]
+    if kinds == _STR:
+        return predictions, [math.nan] * len(predictions)  # type: ignore[return-value]
+    texts, numbers = zip(*(value_text(p, "prediction") for p in predictions), strict=True)
+    return list(texts), list(numbers)
+
+
+def _scores(values: list[Any], texts: list[str]) -> tuple[list[float], list[list[str]], list[list[float]]]:
+    """The ``score``, class labels and probabilities of each event, as :func:`_typed_score` gives them."""
+    count = len(values)
+    kinds = set(map(type, values))
+    if kinds <= _FLOAT_OR_NONE:
+        scores = [math.nan if s is None else s for s in values] if None in values else values
+        none: list[Any] = []  # the rows' (empty) class labels and probabilities
+        return scores, [none] * count, [none] * count
+    if kinds == _DICT:
+        probabilities = list(map(list, map(dict.values, values)))
+        scores = list(map(dict.get, values, texts))
+        if None in scores:  # the prediction is not among the classes: the highest probability
+            scores = [max(p, default=math.nan) if s is None else s for s, p in zip(scores, probabilities, strict=True)]
+        return scores, list(map(list, values)), probabilities
+    scores, labels, probabilities = zip(*map(_typed_score, values, texts), strict=True)
+    return list(scores), list(labels), list(probabilities)

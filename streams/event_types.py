@@ -222,13 +222,13 @@ def _checked_models(events: list[Any] | None) -> list[Any] | None:
 def _parse_types(value: bytes, kinds: tuple[_Decoders, ...]) -> list[Any] | None:
     if not _readable(value):
         return None
-    envelope = b'"events"' in value
-    for envelope_decoder, event_decoder in kinds:
-        if envelope:
+    if b'"events"' in value:  # an envelope, most likely: the envelope types first
+        for envelope_decoder, _ in kinds:
             try:
                 return envelope_decoder.decode(value).events  # type: ignore[no-any-return]
             except _UNFIT:
                 pass  # perhaps an event that mentions "events" somewhere else
+    for _, event_decoder in kinds:
         try:
             single = event_decoder.decode(value)
         except _UNFIT:

@@ -41,6 +41,7 @@ from driftloop.streams.drift.gate import AlertGate, GateKeeper, read_detections
 from driftloop.streams.drift.silences import Silence, active_silences
 from driftloop.streams.gc_tuning import collect_less_often
 from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
+from driftloop.streams.malloc_tuning import keep_freed_memory
 from driftloop.streams.metrics import worker_metrics
 from driftloop.streams.record_lanes import RecordLane
 from driftloop.streams.supervisor import restart, supervise
@@ -254,6 +255,7 @@ def serve_worker(settings: Settings) -> None:
     app = build_worker_app(settings)
     serve_metrics(settings.metrics_port, lambda: worker_metrics(app))
     collect_less_often()
+    keep_freed_memory()
     worker = faust.Worker(
         app, loglevel=settings.log_level.lower(), override_logging=False, quiet=True, redirect_stdouts=False
     )

@@ -197,7 +197,7 @@ def fast_path_of(fast: object, value: bytes) -> str:
     out = decode.Columns(len(decode.PREDICTION_COLUMNS) + 1)
     if not fast(value, 0, out):  # type: ignore[operator]
         return "field rules"
-    return "columns" if out.events else "rows"
+    return "columns" if out.events or out.parts else "rows"
 
 
 def test_valid_messages_take_the_fast_path() -> None:
@@ -207,9 +207,47 @@ def test_valid_messages_take_the_fast_path() -> None:
     assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, event]}).encode()) == "columns"
     assert fast_path_of(decode_fast.fast_predictions, json.dumps(event).encode()) == "columns"
     assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "rows"
-    assert fast_path_of(decode_fast.fast_predictions, json.dumps(unusual).encode()) == "rows"
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps(unusual).encode()) == "columns"
+    labelled = {**unusual, "features": {"a": 1, "b": "x"}, "prediction": "1", "ts": "2026-11-23T08:00:00Z"}
+    same_shape = [labelled, {**labelled, "features": {"a": 2.5, "b": "y"}, "score": {"0": 1.0}, "served": False}]
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": same_shape}).encode()) == "columns"
     outcome = {"model": "m", "request_id": "r", "ts": "2026-11-23T08:00:00Z", "label": "cat"}
     assert fast_path_of(decode_fast.fast_outcomes, json.dumps({"events": [outcome]}).encode()) == "rows"
+
+
+KIND_VALUES = {
+    "number": st.one_of(st.integers(-5, 5), st.floats(-1e6, 1e6, allow_nan=False), st.just(1e308)),
+    "text": st.sampled_from(["a", "b", "", "é", "x" * 1024, "x" * 1025]),
+    "null": st.none(),
+}
+
+
+@st.composite
+def same_shape_envelope(draw: st.DrawFn) -> bytes:
+    """An envelope whose events send the same features, each of one kind (number, text or null), sometimes
+    one breaking the pattern; scores, predictions, times and serving vary as producers send them."""
+    kinds = draw(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(sorted(KIND_VALUES))))
+    events = []
+    for k in range(draw(st.integers(1, 5))):
+        features = {name: draw(KIND_VALUES[kind]) for name, kind in kinds.items()}
+        if kinds and draw(st.integers(0, 9)) == 0:
+            features[next(iter(kinds))] = draw(st.sampled_from([1.0, "z", None]))  # breaks the pattern, perhaps
+        event = {"model": "m", "request_id": f"r{k}", "ts": draw(EDGE_FIELDS["ts"]), "features": features}
+        event["prediction"] = draw(st.sampled_from([0, 1, 2.5, "approve", "decline", 1e20]))
+        event["score"] = draw(st.sampled_from([None, 0.25, {"approve": 0.7, "decline": 0.3}, {"x": 1.0}, {}]))
+        if draw(st.booleans()):
+            event |= {"served": draw(st.booleans()), "model_version": draw(st.sampled_from([0, 3])),
+                      "latency_ms": draw(st.sampled_from([None, 2.5]))}  # fmt: skip
+        events.append(event)
+    return json.dumps({"events": events}).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(same_shape_envelope(), min_size=1, max_size=3))
+def test_envelopes_of_one_shape_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
+    """The columns built for events that share one shape are the rows the field rules give them."""
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
 
 
 def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:
