@@ -88,7 +88,10 @@ class Calibration:
                 _threshold(t, k, rho, self.size, per_chart) if f else math.inf
                 for t, k, rho, f in zip(self.thetas, self.allowances, self.overshoots, finite, strict=True)
             ]
-            feasible = [math.isfinite(b) for b in bounds]
+            meeting = [math.isfinite(b) for b in bounds]
+            if meeting == feasible:
+                break  # every chart given a share meets it: the shares stand
+            feasible = meeting
         return np.array(bounds)
 
     def as_dict(self) -> dict[str, Any]:
