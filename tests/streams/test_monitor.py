@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecError, load_spec
-from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.batch import ColumnBatch, NumberRows
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
 from driftloop.streams.drift.monitor import DriftMonitor, output_version
@@ -393,8 +393,8 @@ def test_a_slow_one_sigma_shift_is_caught_without_an_alert_before_it_begins(moni
     for first in range(0, start + span, 2000):
         batch = predictions(rng, first, 2000)
         values = batch.columns["num.value"]
-        for k, i in enumerate(range(first, first + 2000)):  # f0 is the first feature of every event
-            values[k][0] += min(1.0, max(0.0, (i - start) / span))
+        assert isinstance(values, NumberRows)  # every event sends the same features: one matrix, f0 first
+        values.matrix[:, 0] += np.clip((np.arange(first, first + 2000) - start) / span, 0.0, 1.0)
         alerts += monitor.process_predictions(batch)
     assert all(int(a.request_id[1:]) >= start for a in alerts), [(a.signal, a.request_id) for a in alerts]
     on_mean = [int(a.request_id[1:]) - start for a in alerts if a.signal == "f0"]
