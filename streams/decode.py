@@ -195,8 +195,8 @@ def _single_events(values: list[Any], max_bytes: int) -> bool:
 
 class Columns:
     """A batch's columns, gathered in message order from rows (:class:`PredictionRow`, :class:`OutcomeRow`:
-    named tuples) and from runs of
-    :class:`NumericPrediction` events, which become columns many events at a time."""
+    named tuples), from runs of :class:`NumericPrediction` events, which become columns many events at a
+    time, and from events already made into columns (``decode_fast.prediction_columns``)."""
 
     def __init__(self, width: int) -> None:
         self.parts: list[list[Column]] = []

@@ -271,7 +271,7 @@ def prediction_columns(
     """The ``predictions`` columns (and message positions) of events, built a column at a time: the same
     values as :func:`prediction_row` gives event by event. None when they do not share one shape (each
     feature keeping its kind: number, text or null) or one has something for the field rules to say; a
-    list of :class:`NumberRows` events always gives columns."""
+    list of :class:`NumericPrediction` events always gives columns."""
     count = len(events)
     epochs = _epochs([e.ts for e in events])
     features = (
@@ -326,7 +326,8 @@ def _epochs(stamps: list[float | str]) -> np.ndarray | None:
 
 
 def _numeric_features(events: list[NumericPrediction], names: list[list[str]]) -> tuple[Column, ...]:
-    count, none = len(events), []  # type: ignore[var-annotated]  # the rows' (empty) categorical features and nulls
+    count = len(events)
+    none: list[Any] = []  # the rows' (empty) categorical features and nulls
     return names, _numeric_feature_values(events, names), [none] * count, [none] * count, [none] * count
 
 
