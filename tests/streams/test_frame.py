@@ -7,7 +7,7 @@ import multiprocessing
 
 import numpy as np
 
-from driftloop.streams.batch import ColumnBatch, NumberRows
+from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows
 from driftloop.streams.child_process import _receive_pickled, _send_pickled
 from driftloop.streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
 
@@ -76,7 +76,9 @@ def test_nulls_or_changing_features_keep_each_events_own() -> None:
 
 
 def test_a_frame_crosses_the_pipe_whole() -> None:
-    batch = rows([{"model": f"m{i % 2}", "features": {"x": float(i)}, "score": math.nan} for i in range(1000)])
+    """Numbers as arrays, and a categorical feature coded: each distinct text once, a code an event."""
+    features = [{"x": float(i), "c": f"v{i % 3}"} for i in range(1000)]
+    batch = rows([{"model": f"m{i % 2}", "features": f, "score": math.nan} for i, f in enumerate(features)])
     frame = PredictionFrame.from_columns(batch)
     receiving, sending = multiprocessing.Pipe(duplex=False)
     try:
@@ -90,6 +92,9 @@ def test_a_frame_crosses_the_pipe_whole() -> None:
         assert got.model == sent.model and got.request_ids == sent.request_ids
         assert np.array_equal(got.features.numeric, sent.features.numeric)
         assert np.array_equal(got.ts_ms, sent.ts_ms) and np.isnan(got.score).all()
+        (coded,) = got.features.categorical
+        assert isinstance(coded, CodedTexts) and sorted(coded.texts) == ["v0", "v1", "v2"]
+        assert coded == [f["c"] for f in features[int(got.model[1]) :: 2]]
 
 
 def test_an_empty_batch_is_an_empty_frame() -> None:
