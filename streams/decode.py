@@ -227,21 +227,22 @@ class Columns:
 
     def add_columns(self, columns: list[Column]) -> None:
         """Rows already in columns (the message position last)."""
-        if self.rows:
-            self._close_rows()
-        if self.events:
-            self._close_events()
+        self._close()
         self.parts.append(columns)
 
     def finish(self) -> list[Column]:
         """Each column (the last: each row's message position)."""
+        self._close()
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return [_concatenate([part[k] for part in self.parts]) for k in range(self.width)]
+
+    def _close(self) -> None:
+        """Close what is gathered (rows or numeric events: one of them at most) into a part."""
         if self.rows:
             self._close_rows()
         if self.events:
             self._close_events()
-        if len(self.parts) == 1:
-            return self.parts[0]
-        return [_concatenate([part[k] for part in self.parts]) for k in range(self.width)]
 
     def _close_rows(self) -> None:
         self.parts.append([list(column) for column in zip(*self.rows, strict=True)])
