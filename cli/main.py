@@ -127,7 +127,7 @@ def stack_status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run the streams worker: ingest predictions and outcomes, join them, feed the detectors."""
-    from driftloop.streams.worker import run_worker
+    from driftloop.streams.supervisor import run_worker
 
     settings = _settings(ctx)
     console.print(

@@ -44,7 +44,7 @@ from driftloop.streams.ingestion_process import IngestionProcess, KafkaMessage
 from driftloop.streams.malloc_tuning import keep_freed_memory
 from driftloop.streams.metrics import worker_metrics
 from driftloop.streams.record_lanes import RecordLane
-from driftloop.streams.supervisor import restart, supervise
+from driftloop.streams.supervisor import restart
 from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
 log = logging.getLogger("driftloop.worker")
@@ -244,14 +244,9 @@ def _alert_gate(settings: Settings, ingestion: IngestionProcess) -> tuple[GateKe
     return gate, close
 
 
-def run_worker(settings: Settings) -> int:
-    """Run the streams worker in the foreground until interrupted (SIGINT/SIGTERM stop it cleanly), started
-    again whenever it asks to (``streams.supervisor``); the worker's exit code."""
-    return supervise(serve_worker, settings)
-
-
 def serve_worker(settings: Settings) -> None:
-    """The worker itself: the Faust app, its metrics, in this process."""
+    """The worker itself: the Faust app, its metrics, in this process (``streams.supervisor.run_worker`` runs it
+    in a child process of its own)."""
     app = build_worker_app(settings)
     serve_metrics(settings.metrics_port, lambda: worker_metrics(app))
     collect_less_often()

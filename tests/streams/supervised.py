@@ -38,4 +38,4 @@ def waits_for_sigterm(settings: Settings) -> None:
 
 
 if __name__ == "__main__":  # a supervisor of its own, for the tests that signal it
-    sys.exit(supervise(waits_for_sigterm, Settings.from_env()))
+    sys.exit(supervise("tests.streams.supervised:waits_for_sigterm", Settings.from_env()))
