@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,6 +246,10 @@ def test_report_covers_a_chosen_time_range(demo_run: DemoRun, tmp_path: Path) ->
     assert f"{since} →" in out.read_text()  # the facts table starts where it was asked to
 
 
+def _landed(run: DemoRun) -> int:
+    return _query(run, "SELECT count() FROM predictions WHERE model = %(m)s", {"m": MODEL})[0][0]
+
+
 def _processes_with_home(home: str) -> list[int]:
     """Pids whose environment has DRIFTLOOP_HOME=home (the demo's workers carry it)."""
     pids = []
@@ -263,6 +266,7 @@ def test_ctrl_c_stops_the_demo_and_its_workers_cleanly(demo_run: DemoRun, tmp_pa
     home = str(tmp_path / "home")
     private = demo_run.stack.with_env(DRIFTLOOP_HOME=home)
     env = private.process_env()
+    landed_before = _landed(demo_run)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -285,10 +289,13 @@ def test_ctrl_c_stops_the_demo_and_its_workers_cleanly(demo_run: DemoRun, tmp_pa
     try:
         worker_log = Path(home) / "logs" / "demo-worker.log"
         wait_for(lambda: worker_log.exists(), timeout_s=120, what="the demo to start its workers")
-        time.sleep(8)
         # the demo, its two workers, the streams worker's ingestion and detection processes (and the
-        # resource trackers multiprocessing starts beside them)
-        assert len(_processes_with_home(home)) >= 5
+        # resource trackers multiprocessing starts beside them), and its events landing
+        wait_for(
+            lambda: len(_processes_with_home(home)) >= 5 and _landed(demo_run) > landed_before,
+            timeout_s=120,
+            what="the demo's workers to start and land its events",
+        )
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=90)
     finally:
