@@ -57,3 +57,19 @@ def test_each_role_imports_with_only_its_extra(module: str, absent: tuple[str, .
         [sys.executable, "-c", IMPORT_WITHOUT, module, ",".join(absent)], capture_output=True, text=True, cwd=REPO
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("driftloop.streams.supervisor", ("faust", "aiokafka", "river", "scipy", "numpy", "clickhouse_driver")),
+        ("driftloop.streams.worker", ("river", "scipy")),  # the Faust process: its alert gate, no detector
+        ("driftloop.streams.ingestion_process", ("river", "scipy", "faust")),  # it starts the detection process
+    ],
+)
+def test_each_of_the_workers_processes_loads_only_what_it_runs(module: str, absent: tuple[str, ...]) -> None:
+    # the worker's four processes each import one of these; a library loaded for nothing costs each its memory
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_WITHOUT, module, ",".join(absent)], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
