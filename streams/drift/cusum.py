@@ -320,6 +320,32 @@ class _Recent:
         return self._buffer[self._end - n : self._end].copy()
 
 
+class _Running:
+    """The charts that are on: what :meth:`CUSUM._run` takes of them for every run, made once a threshold change."""
+
+    def __init__(self, on: np.ndarray, sides: np.ndarray, allowances: np.ndarray, thresholds: np.ndarray) -> None:
+        self.index = np.flatnonzero(on)
+        self.rows = np.arange(len(self.index))
+        self.sides = sides[on]
+        self.allowances = allowances[on, None]
+        self.thresholds = thresholds[on]
+
+    def drifts(self, n: int) -> np.ndarray:
+        """Each chart's allowance added up over ``n`` values: ``k · (1, 2, ..., n)``."""
+        return self.allowances * _counts(n)
+
+
+_COUNTS = np.arange(1, 4097, dtype=float)
+
+
+def _counts(n: int) -> np.ndarray:
+    """``1.0, 2.0, ..., n`` (a view of one array for all charts, grown to the longest run seen)."""
+    global _COUNTS
+    if len(_COUNTS) < n:
+        _COUNTS = np.arange(1, max(n, 2 * len(_COUNTS)) + 1, dtype=float)
+    return _COUNTS[:n]
+
+
 class CUSUM:
     """CUSUM charts whose false alarms come every ``run_length`` values on average (module docstring).
 
@@ -371,6 +397,7 @@ class CUSUM:
         self._thresholds = np.empty(0)
         self._on = np.zeros(0, dtype=bool)
         self._sides = self._allowances = np.empty(0)
+        self._running = _Running(self._on, self._sides, self._allowances, self._thresholds)
         self._stat = np.zeros(0)
         self._since_zero = np.zeros(0, dtype=np.int64)
         self._recent = _Recent(replay)
@@ -481,6 +508,7 @@ class CUSUM:
         self._on = np.isfinite(self._thresholds)  # charts that cannot meet the run length are off
         self._sides = np.asarray(cal.sides, dtype=float)
         self._allowances = np.asarray(cal.allowances)
+        self._running = _Running(self._on, self._sides, self._allowances, self._thresholds)
 
     def _run(self, x: np.ndarray) -> tuple[int, int, int, float] | None:
         """Advance the charts over ``x``; at the first alarm: its position, the values since the change began,
@@ -491,32 +519,32 @@ class CUSUM:
         value. Its last zero (where the change began) is the last time ``C`` reached a new low."""
         cal = self._calibration
         assert cal is not None
-        on = self._on
         n = len(x)
         if x[0] == x[-1] and (x == x[0]).all() and self._rest_on_constant(x[0], n):
             return None
+        on = self._running
         walk = np.cumsum((x - cal.mean) / cal.std)
-        sums = np.multiply.outer(self._sides[on], walk)
-        sums -= np.multiply.outer(self._allowances[on], np.arange(1, n + 1, dtype=float))
-        sums += self._stat[on, None]
+        sums = np.multiply.outer(on.sides, walk)
+        sums -= on.drifts(n)
+        sums += self._stat[on.index, None]
         low = np.minimum.accumulate(sums, axis=1)
         np.minimum(low, 0.0, out=low)
-        stat = sums - low
-        if (stat.max(axis=1) > self._thresholds[on]).any():
-            over = stat > self._thresholds[on, None]
+        stat = np.subtract(sums, low, out=low)
+        if (stat.max(axis=1) > on.thresholds).any():
+            over = stat > on.thresholds[:, None]
             alarms = np.where(over.any(axis=1), over.argmax(axis=1), n)
             row = int(alarms.argmin())
             at = int(alarms[row])
-            chart = int(np.flatnonzero(on)[row])
+            chart = int(on.index[row])
             head = sums[row, : at + 1]
             lowest = int(at - head[::-1].argmin())
             # no new low since the run began: the excursion began before it
             offset = at - lowest if head[lowest] <= 0.0 else int(self._since_zero[chart]) + at + 1
             return at, max(offset, 1), chart, float(stat[row, at])
-        self._stat[on] = stat[:, -1]
-        lowest = n - 1 - sums[:, ::-1].argmin(axis=1)
-        reached = sums[np.arange(len(lowest)), lowest] <= 0.0
-        self._since_zero[on] = np.where(reached, n - 1 - lowest, self._since_zero[on] + n)
+        self._stat[on.index] = stat[:, -1]
+        since_low = sums[:, ::-1].argmin(axis=1)  # values after each chart's last lowest point
+        reached = sums[on.rows, n - 1 - since_low] <= 0.0
+        self._since_zero[on.index] = np.where(reached, since_low, self._since_zero[on.index] + n)
         return None
 
     def _rest_on_constant(self, value: float, n: int) -> bool:
