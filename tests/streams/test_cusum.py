@@ -169,3 +169,50 @@ def test_the_reference_grows_and_the_slowest_chart_comes_on() -> None:
     assert np.isinf(early[0]) and np.isfinite(late[0])
     quarter = [i for i, k in enumerate(detector.calibration.allowances) if k == 0.25]
     assert (late[quarter] < early[quarter]).all()
+
+
+def textbook_first_alarm(detector: CUSUM, values: np.ndarray) -> tuple[int, int, float, int] | None:
+    """Page's recursion a value at a time, ``S = max(0, S ± z - k)``, over the detector's calibrated charts:
+    the first alarm's position, chart, statistic and the values since that chart was last at zero."""
+    cal = detector.calibration
+    assert cal is not None
+    thresholds = cal.thresholds(detector.run_length)
+    stat = np.zeros(len(thresholds))
+    last_zero = np.full(len(thresholds), -1)  # the charts start at rest, before the first value
+    for i, value in enumerate(values):
+        z = (value - cal.mean) / cal.std
+        for chart, (side, k, h) in enumerate(zip(cal.sides, cal.allowances, thresholds, strict=True)):
+            if not np.isfinite(h):
+                continue  # a chart that is off
+            stat[chart] = max(0.0, stat[chart] + side * z - k)
+            if stat[chart] == 0.0:
+                last_zero[chart] = i
+        over = [c for c, h in enumerate(thresholds) if np.isfinite(h) and stat[c] > h]
+        if over:
+            return i, over[0], float(stat[over[0]]), int(i - last_zero[over[0]])
+    return None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_charts_run_as_the_textbook_recursion_over_batches_of_any_size(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # a short reference that never grows: the slowest charts off, the thresholds fixed
+    detector = CUSUM(run_length=1e5, reference=400, max_reference=400)
+    assert not detector.update_many(rng.normal(size=400))
+    cal = detector.calibration
+    assert cal is not None and not np.isfinite(cal.thresholds(detector.run_length)).all()
+    stream = np.concatenate(
+        [rng.normal(size=3000), np.full(200, cal.mean), rng.normal(size=1000), rng.normal(0.6, 1.0, size=3000)]
+    )
+    expected = textbook_first_alarm(detector, stream)
+    assert expected is not None and expected[0] > 700  # after many batches
+    fired, start = [], 0
+    while start < len(stream) and not fired:
+        size = int(rng.integers(1, 700))
+        fired = [(start + i, evidence) for i, evidence in detector.update_many(stream[start : start + size])]
+        start += size
+    position, evidence = fired[0]
+    chart = [round(k, 6) for k in cal.allowances].index(round(evidence.details["allowance_k"], 6))
+    chart += len(cal.allowances) // 2 if evidence.details["direction"] == "down" else 0
+    assert (position, chart, evidence.change_offset) == (expected[0], expected[1], expected[3])
+    assert evidence.statistic == pytest.approx(expected[2], rel=1e-9)
