@@ -321,7 +321,8 @@ class _Recent:
 
 
 class _Running:
-    """The charts that are on: what :meth:`CUSUM._run` takes of them for every run, made once a threshold change."""
+    """The charts that are on: what :meth:`CUSUM._run` takes of them for every run (made anew when the thresholds
+    change)."""
 
     def __init__(self, on: np.ndarray, sides: np.ndarray, allowances: np.ndarray, thresholds: np.ndarray) -> None:
         self.index = np.flatnonzero(on)
@@ -335,15 +336,16 @@ class _Running:
         return self.allowances * _counts(n)
 
 
-_COUNTS = np.arange(1, 4097, dtype=float)
-
-
 def _counts(n: int) -> np.ndarray:
-    """``1.0, 2.0, ..., n`` (a view of one array for all charts, grown to the longest run seen)."""
-    global _COUNTS
-    if len(_COUNTS) < n:
-        _COUNTS = np.arange(1, max(n, 2 * len(_COUNTS)) + 1, dtype=float)
-    return _COUNTS[:n]
+    """``1.0, 2.0, ..., n``: a view of an array shared by every chart (one a power of two of lengths)."""
+    return _counts_up_to(max(4096, 1 << (n - 1).bit_length()))[:n]
+
+
+@functools.lru_cache(maxsize=32)
+def _counts_up_to(size: int) -> np.ndarray:
+    counts = np.arange(1, size + 1, dtype=float)
+    counts.flags.writeable = False
+    return counts
 
 
 class CUSUM:
