@@ -55,7 +55,7 @@ def supervise(target: str, settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     while True:
         child = context.Process(
-            target=_run_child, args=(target, settings, os.getpid()), name="driftloop-worker", daemon=False
+            target=_run_child, args=(module, function, settings, os.getpid()), name="driftloop-worker", daemon=False
         )
         child.start()
         assert child.pid is not None
@@ -87,10 +87,9 @@ def restart() -> NoReturn:
     os._exit(RESTART)
 
 
-def _run_child(target: str, settings: Settings, supervisor: int) -> None:
+def _run_child(module: str, function: str, settings: Settings, supervisor: int) -> None:
     _end_with(supervisor)
     configure_logging(settings.log_level, settings.log_format)  # a spawned process starts with none
-    module, _, function = target.partition(":")
     worker = cast(Callable[[Settings], None], getattr(importlib.import_module(module), function))
     worker(settings)
 

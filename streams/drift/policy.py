@@ -75,10 +75,13 @@ class Confirmation:
         return False if self.room <= 0 else None
 
 
+_STANDARD_NORMAL = NormalDist()
+
+
 def _upper_quantile(p: float) -> float:
     """The standard normal's ``z`` with ``P(Z > z) = p`` (scipy's ``norm.isf``; the standard library's, so that
     the alert gate in the Faust process does not load scipy.stats: a second of imports and 40 MiB)."""
-    return -NormalDist().inv_cdf(p)  # by symmetry: exact for the small p of a false-alarm level
+    return -_STANDARD_NORMAL.inv_cdf(p)  # by symmetry: exact for the small p of a false-alarm level
 
 
 #: The most values a confirmation waits for per look (a shift too small for it is left to grow).
