@@ -4,11 +4,13 @@ it still catches shifts quickly. Seeded; the tolerances fail when a threshold is
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+from scipy.optimize import brentq
 
-from driftloop.streams.drift.cusum import _CHUNK, CUSUM, _first_alarms, calibrate, unpack_floats
+from driftloop.streams.drift.cusum import _CHUNK, CUSUM, _first_alarms, _threshold, calibrate, unpack_floats
 
 SHAPES = {
     "gaussian": lambda rng, n: rng.normal(size=n),
@@ -51,6 +53,34 @@ def test_the_calibration_runs_streams_in_chunks_as_if_whole(side: int, k: float,
     chunked = _first_alarms(points, picks, draws[:, :_CHUNK], side, k, h)
     assert chunked.tolist() == whole.tolist()
     assert len(set(whole.tolist())) > 1 or h == 40.0  # alarms in the first chunk, later ones, none at all
+
+
+@pytest.mark.parametrize("size", [10, 2000, 64_000, 1 << 62])
+def test_each_threshold_gives_the_run_length_asked_for(size: int) -> None:
+    """The threshold solves Siegmund's run length, less the reference's penalty, for the run length asked: the
+    same ``h`` as a bracketing root finder (to 1e-9 of it), and ``inf`` exactly where no threshold reaches it,
+    over exponents, allowances and run lengths from 1.5 to 10^12 values."""
+    solved = unreachable = 0
+    for theta in (0.001, 0.05, 0.2, 1.0, 3.7, 50.0):
+        for k in (0.05, 0.25, 1.0, 2.0):
+            a = theta**2 / (k**2 * size)
+
+            def log_length(b: float, theta: float = theta, k: float = k, a: float = a) -> float:
+                x = theta * b
+                return (math.log(math.expm1(x) - x) if x < 700 else x) - math.log(theta * k) - a * b * b / 2
+
+            for run_length in (1.5, 100.0, 1e4, 1e8, 1e12):
+                h = _threshold(theta, k, 0.25, size, run_length)
+                target, top = math.log(run_length), theta / a
+                if log_length(top) < target:
+                    assert h == math.inf, (theta, k, run_length)
+                    unreachable += 1
+                    continue
+                root = brentq(lambda b: log_length(b) - target, 1e-12, top, xtol=1e-12)  # noqa: B023
+                assert h == pytest.approx(max(root - 0.25, 0.0), abs=1e-9), (theta, k, run_length)
+                solved += 1
+    assert solved > 30
+    assert unreachable > 0 or size > 2000  # a short reference cannot meet the longest run lengths
 
 
 def test_a_one_sigma_shift_is_caught_quickly_at_a_long_run_length() -> None:
