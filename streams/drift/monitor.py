@@ -33,6 +33,7 @@ from driftloop.infra.contract import Alert
 from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alert_message import make_alert
+from driftloop.streams.drift.cusum import CUSUM, update_together
 from driftloop.streams.drift.detectors import build
 from driftloop.streams.drift.extract import prediction_signals
 from driftloop.streams.drift.frame import PredictionFrame
@@ -80,9 +81,12 @@ class DriftMonitor:
             state.events += len(part)
             state.version = max(state.version, part.version)
             self._measure_rate(state)
-            for signal, signal_type, positions, values in prediction_signals(state, part):
+            fed = [(self._signal(state, s.name, s.signal_type), s) for s in prediction_signals(state, part)]
+            fed = [(signal, s) for signal, s in fed if signal is not None and len(s.values)]
+            fired = _update_charts_together([(signal.detector, s.values) for signal, s in fed])
+            for (signal, s), signal_fired in zip(fed, fired, strict=True):
                 alerts += self._feed(
-                    part.model, state, signal, signal_type, positions, values, base, state.ring, state.events
+                    part.model, state, signal, s.positions, s.values, base, state.ring, state.events, signal_fired
                 )
         return alerts
 
@@ -107,10 +111,11 @@ class DriftMonitor:
                 by_version[int(versions[i])].append(position)
             for version, positions in sorted(by_version.items()):
                 values = [float(rows["error"][index[p]]) for p in positions]
-                name = f"error{VERSION_MARK}{version}"
-                alerts += self._feed(
-                    model, state, name, "error", positions, values, base, state.labeled_ring, state.labeled
-                )
+                signal = self._signal(state, f"error{VERSION_MARK}{version}", "error")
+                if signal is not None and values:
+                    alerts += self._feed(
+                        model, state, signal, positions, values, base, state.labeled_ring, state.labeled
+                    )
         return alerts
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
@@ -211,23 +216,23 @@ class DriftMonitor:
         self,
         model: str,
         state: ModelState,
-        name: str,
-        signal_type: str,
+        signal: SignalState,
         positions: list[int],
         values: Sequence[Any] | np.ndarray,
         base: int,
         ring: deque[tuple[int, str]],
         total: int,
+        fired: list[tuple[int, Any]] | None = None,
     ) -> list[Alert]:
-        signal = self._signal(state, name, signal_type)
-        if signal is None or not len(values):
-            return []
+        """``values`` to ``signal``'s detector (or what it ``fired`` on them, when it has taken them), and its
+        detections to alerts."""
         alerts: list[Alert] = []
-        numeric = signal_type not in {"categorical", "prediction"}
+        numeric = signal.signal_type not in {"categorical", "prediction"}
         calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
         needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
         seen_before = signal.seen
-        fired = signal.detector.update_many(values)
+        if fired is None:
+            fired = signal.detector.update_many(values)
         signal.seen += len(values)
         signal.drifts += len(fired)
 
@@ -274,6 +279,23 @@ class DriftMonitor:
         if numeric:
             signal.last_mean = float(values.mean()) if isinstance(values, np.ndarray) else sum(values) / len(values)
         return alerts
+
+
+def _update_charts_together(fed: list[tuple[Any, Sequence[Any] | np.ndarray]]) -> list[list[tuple[int, Any]] | None]:
+    """What each CUSUM detector fires on its values, those of equal length run together
+    (:func:`~driftloop.streams.drift.cusum.update_together`, one pass for a model's numeric signals); None
+    for the other detectors, which take their values in :meth:`DriftMonitor._feed`."""
+    fired: list[list[tuple[int, Any]] | None] = [None] * len(fed)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, (detector, values) in enumerate(fed):
+        if isinstance(detector, CUSUM) and isinstance(values, np.ndarray) and values.dtype == np.float64:
+            by_length[len(values)].append(i)
+    for group in by_length.values():
+        if len(group) > 1:
+            rows = update_together([fed[i][0] for i in group], np.stack([fed[i][1] for i in group]))
+            for i, row in zip(group, rows, strict=True):
+                fired[i] = row
+    return fired
 
 
 def _by_model(models: list[str]) -> dict[str, list[int]]:

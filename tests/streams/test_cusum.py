@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from driftloop.streams.drift.cusum import _CHUNK, CUSUM, _first_alarms, _threshold, calibrate, unpack_floats
+from driftloop.streams.drift.cusum import (
+    _CHUNK,
+    CUSUM,
+    _first_alarms,
+    _threshold,
+    calibrate,
+    unpack_floats,
+    update_together,
+)
 
 SHAPES = {
     "gaussian": lambda rng, n: rng.normal(size=n),
@@ -246,3 +254,42 @@ def test_the_charts_run_as_the_textbook_recursion_over_batches_of_any_size(seed:
     chart += len(cal.allowances) // 2 if evidence.details["direction"] == "down" else 0
     assert (position, chart, evidence.change_offset) == (expected[0], expected[1], expected[3])
     assert evidence.statistic == pytest.approx(expected[2], rel=1e-9)
+
+
+def _signals(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Rows of different kinds, each with a change part-way: Gaussian, skewed, a 0/1 rate, a constant that
+    later moves, a discrete one, a constant for good."""
+    t = np.arange(n)
+    rows = [
+        rng.normal(size=n) + 1.2 * (t > 0.6 * n),
+        rng.exponential(size=n) * (1 + (t > 0.4 * n)),
+        (rng.random(n) < np.where(t > 0.5 * n, 0.3, 0.1)).astype(float),
+        np.where(t > 0.7 * n, rng.normal(size=n), 5.0),
+        rng.integers(0, 4, size=n).astype(float) - (t > 0.8 * n),
+        np.full(n, 2.0),
+    ]
+    return np.array([row for row in rows for _ in range(3)])  # three of each: more than one bank's rows alike
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_detectors_run_together_as_they_run_one_at_a_time(seed: int) -> None:
+    """A model's detectors updated together (one pass of every chart) and the same detectors updated one at a
+    time, batch after batch of random sizes (a detector learning its reference, one whose reference doubles
+    inside a batch, constants, alarms, restarts): the same alarms and the same saved state, to the bit."""
+    rng = np.random.default_rng(seed)
+    stream = _signals(rng, 40_000)
+
+    def bank() -> list[CUSUM]:
+        return [CUSUM(run_length=20_000, reference=300, max_reference=5_000, seed=i) for i in range(len(stream))]
+
+    together, alone = bank(), bank()
+    start, alarms = 0, 0
+    while start < stream.shape[1]:
+        size = int(rng.choice([1, 7, 120, 500, 1700]))
+        batch = stream[:, start : start + size]
+        fired = update_together(together, batch)
+        assert fired == [detector.update_many(row) for detector, row in zip(alone, batch, strict=True)]
+        alarms += sum(map(len, fired))
+        start += size
+    assert [json.dumps(d.snapshot()) for d in together] == [json.dumps(d.snapshot()) for d in alone]
+    assert alarms >= len(stream) // 2  # the changes were caught, so the restarts were run through too
