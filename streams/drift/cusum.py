@@ -25,6 +25,9 @@ does for its online detectors:
 After an alarm the chart that fired says where the change began (its last zero); the values since then start
 the next reference, as ADWIN's window restarts after a cut.
 
+A model's signals take a batch's values at once: :func:`update_together` runs the charts of many detectors in
+one pass, as each would run them alone.
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
 >>> detector = CUSUM(run_length=1e7, reference=2000)
@@ -687,8 +690,8 @@ def update_together(detectors: Sequence[CUSUM], values: np.ndarray) -> list[list
 
 def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     """:meth:`CUSUM._run` for every detector of ``bank`` over its row of ``x`` (bank × values), with the same
-    operations on the same values; those whose charts do not alarm are advanced (``_passed``). Which alarm
-    (the rest are left as they were, for :meth:`CUSUM.update_many` to run)."""
+    operations on the same values. The detectors whose charts do not alarm are advanced (``_passed``); the
+    others are left as they were, for :meth:`CUSUM.update_many` to run. Returns which alarm."""
     (m, n), first = x.shape, bank[0]
     mean = np.array([d._calibration.mean for d in bank])  # type: ignore[union-attr]
     std = np.array([d._calibration.std for d in bank])  # type: ignore[union-attr]
