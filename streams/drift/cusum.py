@@ -58,7 +58,7 @@ ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
 _SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
 _STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
 _CHUNK = 200  # steps the simulated streams are run at a time (most alarm in the first)
-_BANK = 32  # detectors whose charts run together at a time (their sums, 32 by 8 charts by a batch, in the cache)
+_BANK_BYTES = 1 << 20  # the sums of the detectors whose charts run together at a time (in a core's cache)
 
 
 @dataclass(frozen=True)
@@ -679,8 +679,9 @@ def update_together(detectors: Sequence[CUSUM], values: np.ndarray) -> list[list
             banks[detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
     alone = set(range(rows)) - {i for bank in banks.values() for i in bank}
     for bank in banks.values():
-        for start in range(0, len(bank), _BANK):
-            group = bank[start : start + _BANK]
+        size = max(_BANK_BYTES // (8 * len(detectors[bank[0]]._sides) * (n + 1)), 1)
+        for start in range(0, len(bank), size):
+            group = bank[start : start + size]
             alarmed = _run_bank([detectors[i] for i in group], values[group])
             alone.update(i for i, hit in zip(group, alarmed.tolist(), strict=True) if hit)
     for i in sorted(alone):
