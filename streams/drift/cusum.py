@@ -251,41 +251,61 @@ def _simulate(
         picks = rng.integers(0, len(points), size=(_STREAMS, _STEPS))
     else:
         picks = rng.choice(len(points), size=(_STREAMS, _STEPS), p=weights)
-    head = points[picks[:, :_CHUNK]]  # what every chart runs on; few streams are run past it
+    walks = _Walks(points, picks)
     overshoots = []
     for side, k, theta in zip(sides, ks, thetas, strict=True):
         if not math.isfinite(theta):
             overshoots.append(0.0)
             continue
         h = _threshold(theta, k, 0.0, 1 << 62, _SIMULATED_RUN)
-        measured = float(_first_alarms(points, picks, head, side, k, h).mean())
+        measured = float(_first_alarms(walks, side, k, h).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
     return tuple(overshoots)
 
 
-def _first_alarms(points: np.ndarray, picks: np.ndarray, head: np.ndarray, side: int, k: float, h: float) -> np.ndarray:
-    """Each stream's run length to its first alarm (``_STEPS`` when it has none) for the chart ``side``, ``k``,
-    ``h`` over the streams ``points[picks]`` (streams × steps; ``head``: their first ``_CHUNK`` steps).
+class _Walks:
+    """The running sums ``W`` of the resampled streams ``points[picks]`` (streams × steps), made a chunk of
+    ``_CHUNK`` steps at a time when a chart first runs that far: every chart's sums are ``side · W - k · t``,
+    so the charts share one running sum (and one gather) instead of one each."""
+
+    def __init__(self, points: np.ndarray, picks: np.ndarray) -> None:
+        self.points, self.picks = points, picks
+        self.steps = picks.shape[1]
+        self._chunks: list[np.ndarray] = []
+
+    def chunk(self, index: int) -> np.ndarray:
+        """``W`` over the steps ``index · _CHUNK`` to ``(index + 1) · _CHUNK`` (as a cumsum of whole streams)."""
+        while len(self._chunks) <= index:
+            start = len(self._chunks) * _CHUNK
+            sums = self.points[self.picks[:, start : start + _CHUNK]]
+            if self._chunks:
+                sums[:, 0] += self._chunks[-1][:, -1]
+            self._chunks.append(np.cumsum(sums, axis=1, out=sums))
+        return self._chunks[index]
+
+
+def _first_alarms(walks: _Walks, side: int, k: float, h: float) -> np.ndarray:
+    """Each stream's run length to its first alarm (``steps`` when it has none) for the chart ``side``, ``k``,
+    ``h`` over the streams of ``walks``.
 
     The streams are run ``_CHUNK`` steps at a time and only those without an alarm go on: at a run length of
-    about ``_SIMULATED_RUN`` few are left after the first chunk. The sums are added in the same order as
-    running every stream to the end, so the run lengths are the same to the bit."""
-    streams, steps = picks.shape
+    about ``_SIMULATED_RUN`` few are left after the first chunks. Each value is the one running every stream
+    to the end gives, so the run lengths are the same to the bit."""
+    walk = walks.chunk(0)
+    streams, steps = len(walk), walks.steps
     lengths = np.full(streams, steps)
     going = np.arange(streams)
-    total = np.zeros(streams)  # each going stream's running sum so far
-    low = np.zeros(streams)  # and the lowest it has been (or 0)
-    for start in range(0, steps, _CHUNK):
-        sums = head * side if start == 0 else points[picks[going, start : start + _CHUNK]] * side
-        sums -= k
-        sums[:, 0] += total
-        np.cumsum(sums, axis=1, out=sums)
+    low = np.zeros(streams)  # the lowest each going stream's sum has been (or 0)
+    for index, start in enumerate(range(0, steps, _CHUNK)):
+        walk = walks.chunk(index)
+        sums = (walk if len(going) == streams else walk[going]) * side
+        sums -= k * _counts(start + walk.shape[1])[start:]
         lows = np.minimum.accumulate(sums, axis=1)
         np.minimum(lows, low[:, None], out=lows)
         over = np.greater(sums - lows, h)
         alarmed = over.any(axis=1)
         lengths[going[alarmed]] = start + 1 + over[alarmed].argmax(axis=1)
-        going, total, low = going[~alarmed], sums[~alarmed, -1], lows[~alarmed, -1]
+        going, low = going[~alarmed], lows[~alarmed, -1]
         if not len(going):
             break
     return lengths

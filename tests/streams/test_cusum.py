@@ -15,6 +15,7 @@ from driftloop.streams.drift.cusum import (
     CUSUM,
     _first_alarms,
     _threshold,
+    _Walks,
     calibrate,
     unpack_floats,
     update_together,
@@ -54,11 +55,11 @@ def test_the_calibration_runs_streams_in_chunks_as_if_whole(side: int, k: float,
     rng = np.random.default_rng(5)
     points = rng.exponential(size=500) - 1.0
     picks = rng.integers(0, len(points), size=(64, 7 * _CHUNK + 13))
-    draws = points[picks]
-    sums = np.cumsum(draws * side - k, axis=1)  # the CUSUM recursion over each whole stream
+    steps = np.arange(1, picks.shape[1] + 1, dtype=float)
+    sums = np.cumsum(points[picks], axis=1) * side - k * steps  # the CUSUM recursion over each whole stream
     over = sums - np.minimum(np.minimum.accumulate(sums, axis=1), 0.0) > h
     whole = np.where(over.any(axis=1), over.argmax(axis=1) + 1, picks.shape[1])
-    chunked = _first_alarms(points, picks, draws[:, :_CHUNK], side, k, h)
+    chunked = _first_alarms(_Walks(points, picks), side, k, h)
     assert chunked.tolist() == whole.tolist()
     assert len(set(whole.tolist())) > 1 or h == 40.0  # alarms in the first chunk, later ones, none at all
 
