@@ -270,7 +270,6 @@ class _Walks:
 
     def __init__(self, points: np.ndarray, picks: np.ndarray) -> None:
         self.points, self.picks = points, picks
-        self.steps = picks.shape[1]
         self._chunks: list[np.ndarray] = []
 
     def chunk(self, index: int) -> np.ndarray:
@@ -291,8 +290,7 @@ def _first_alarms(walks: _Walks, side: int, k: float, h: float) -> np.ndarray:
     The streams are run ``_CHUNK`` steps at a time and only those without an alarm go on: at a run length of
     about ``_SIMULATED_RUN`` few are left after the first chunks. Each value is the one running every stream
     to the end gives, so the run lengths are the same to the bit."""
-    walk = walks.chunk(0)
-    streams, steps = len(walk), walks.steps
+    streams, steps = walks.picks.shape
     lengths = np.full(streams, steps)
     going = np.arange(streams)
     low = np.zeros(streams)  # the lowest each going stream's sum has been (or 0)
