@@ -49,7 +49,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
 
 from driftloop.streams.drift.evidence import Evidence
 
@@ -172,28 +171,50 @@ def _calibrate(
     """The charts' laws on standardized ``points`` (with ``weights``), for a reference of ``whole``."""
     sides = tuple(side for side in (1, -1) for _ in allowances)
     ks = tuple(float(k) for _ in (1, -1) for k in allowances)
-    thetas = tuple(_theta(side * points, weights, k) for side, k in zip(sides, ks, strict=True))
+    thetas = _thetas(points, weights, sides, ks)
     overshoots = _simulate(points, weights, sides, ks, thetas, np.random.default_rng(seed))
     mean = whole.mean
     return Calibration(mean, std, mean if observed is None else observed, whole.count, sides, ks, thetas, overshoots)
 
 
-def _theta(points: np.ndarray, weights: np.ndarray, k: float) -> float:
-    """The positive root of ``log E[exp(t (Z - k))] = 0`` (inf when ``Z - k`` is never positive)."""
-    steps = points - k
-    if steps.max() <= 0:
-        return math.inf
+def _thetas(
+    points: np.ndarray, weights: np.ndarray, sides: tuple[int, ...], ks: tuple[float, ...]
+) -> tuple[float, ...]:
+    """Each chart's exponent: the positive root of ``K(t) = log E[exp(t (side · Z - k))] = 0`` (inf when
+    ``side · Z - k`` is never positive), every chart's at once.
+
+    ``K`` is convex, 0 at 0 and falling there (``K'(0) = -k``): negative up to the root, rising after it. From
+    a point past the root (doubled until ``K`` is positive) Newton's method comes down to it monotonically,
+    in five or six steps."""
+    steps = np.multiply.outer(np.asarray(sides, dtype=float), points) - np.asarray(ks)[:, None]
+    top = steps.max(axis=1)
+    thetas = np.full(len(ks), math.inf)
+    moving = top > 0
+    if not moving.any():
+        return tuple(thetas.tolist())
+    steps, top = steps[moving], top[moving]
+    below_top = steps - top[:, None]  # exponents never above 0: no overflow for any t
     log_w = np.log(weights)
-    top = float(steps.max())
 
-    def cumulant(t: float) -> float:
-        return t * top + math.log(float(np.exp(t * (steps - top) + log_w).sum()))
+    def cumulant(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``K(t)`` and ``K'(t)`` of every chart."""
+        tilted = np.exp(t[:, None] * below_top + log_w)
+        total = tilted.sum(axis=1)
+        return t * top + np.log(total), (tilted * steps).sum(axis=1) / total
 
-    hi = 1.0
-    while cumulant(hi) < 0:
-        hi *= 2.0
-    # the cumulant is convex, negative on (0, root), positive after it
-    return float(brentq(cumulant, hi / 2 if cumulant(hi / 2) < 0 else 1e-12, hi, xtol=1e-10))
+    t = np.ones(len(top))
+    value, slope = cumulant(t)
+    while (value <= 0).any():
+        t = np.where(value <= 0, 2 * t, t)
+        value, slope = cumulant(t)
+    for _ in range(100):
+        step = value / slope
+        t = t - step
+        if (np.abs(step) <= 1e-13 * t).all():
+            break
+        value, slope = cumulant(t)
+    thetas[moving] = t
+    return tuple(thetas.tolist())
 
 
 def _threshold(theta: float, k: float, rho: float, size: int, run_length: float) -> float:
