@@ -14,6 +14,7 @@ from driftloop.streams.drift.cusum import (
     _CHUNK,
     CUSUM,
     _first_alarms,
+    _thetas,
     _threshold,
     _Walks,
     calibrate,
@@ -62,6 +63,36 @@ def test_the_calibration_runs_streams_in_chunks_as_if_whole(side: int, k: float,
     chunked = _first_alarms(_Walks(points, picks), side, k, h)
     assert chunked.tolist() == whole.tolist()
     assert len(set(whole.tolist())) > 1 or h == 40.0  # alarms in the first chunk, later ones, none at all
+
+
+def test_each_charts_exponent_is_the_root_of_its_cumulant() -> None:
+    """θ of each chart makes ``E[exp(θ (side · Z - k))]`` one (Lundberg's root, whatever the reference's
+    shape: symmetric, skewed, heavy-tailed, discrete, a rare 0/1 rate), and is inf exactly where ``side · Z - k``
+    is never positive (the edge of a bounded feature)."""
+    rng = np.random.default_rng(11)
+    sides, ks = (1, 1, 1, 1, -1, -1, -1, -1), (0.1, 0.25, 0.5, 1.0) * 2
+    references = [
+        rng.normal(size=2000),
+        rng.exponential(size=2000),
+        rng.standard_t(3, size=2000),
+        rng.integers(0, 5, size=2000).astype(float),
+        rng.lognormal(0.0, 1.5, size=2000),
+    ]
+    shapes = [((r - r.mean()) / r.std(ddof=1), np.full(len(r), 1 / len(r))) for r in references]
+    rate = 0.02
+    shapes.append((np.array([-rate, 1 - rate]) / math.sqrt(rate * (1 - rate)), np.array([1 - rate, rate])))
+    finite = infinite = 0
+    for points, weights in shapes:
+        for side, k, theta in zip(sides, ks, _thetas(points, weights, sides, ks), strict=True):
+            steps = side * points - k
+            if steps.max() <= 0:
+                assert theta == math.inf
+                infinite += 1
+                continue
+            assert 0 < theta < math.inf
+            assert float(weights @ np.exp(theta * steps)) == pytest.approx(1.0, abs=1e-9)
+            finite += 1
+    assert finite > 30 and infinite > 0
 
 
 @pytest.mark.parametrize("size", [10, 2000, 64_000, 1 << 62])
