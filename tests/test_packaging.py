@@ -29,6 +29,14 @@ importlib.import_module(sys.argv[1])
 """
 
 
+def assert_imports_without(module: str, absent: tuple[str, ...]) -> None:
+    """``module`` imports in a fresh interpreter where the ``absent`` libraries cannot be imported."""
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_WITHOUT, module, ",".join(absent)], capture_output=True, text=True, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def requirement_names(requirements: list[str]) -> set[str]:
     return {
         r.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower() for r in requirements
@@ -53,10 +61,7 @@ def test_the_core_pulls_in_no_worker_training_broker_or_plotting_library() -> No
     ],
 )
 def test_each_role_imports_with_only_its_extra(module: str, absent: tuple[str, ...]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORT_WITHOUT, module, ",".join(absent)], capture_output=True, text=True, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert_imports_without(module, absent)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +74,4 @@ def test_each_role_imports_with_only_its_extra(module: str, absent: tuple[str, .
 )
 def test_each_of_the_workers_processes_loads_only_what_it_runs(module: str, absent: tuple[str, ...]) -> None:
     # the worker's four processes each import one of these; a library loaded for nothing costs each its memory
-    result = subprocess.run(
-        [sys.executable, "-c", IMPORT_WITHOUT, module, ",".join(absent)], capture_output=True, text=True, cwd=REPO
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert_imports_without(module, absent)

@@ -43,7 +43,7 @@ import base64
 import dataclasses
 import functools
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -696,33 +696,34 @@ class CUSUM:
         self._drift = False
 
 
-def update_together(detectors: Sequence[CUSUM], values: np.ndarray) -> list[list[tuple[int, Evidence]]]:
-    """``detector.update_many(row)`` for each of ``detectors`` and its row of ``values`` (detectors × values):
-    the same alarms, statistics and state to the bit, with the charts of every detector run in one pass
-    instead of a run each (a model's numeric signals take a batch's values at once, and a run costs some
-    20 µs before its first value).
+def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) -> list[list[tuple[int, Evidence]]]:
+    """``detector.update_many(row)`` for each of ``detectors`` and its row of ``values`` (float arrays): the same
+    alarms, statistics and state to the bit, with the charts of the detectors whose rows have one length run
+    in one pass instead of a run each (a model's numeric signals take a batch's values at once, and a run
+    costs some 20 µs before its first value).
 
-    A detector still learning its reference, one whose reference doubles within the batch, a constant row and
-    a row on which a chart alarms go through :meth:`CUSUM.update_many` on their own; nothing is changed in a
-    detector before it is known which way it goes."""
-    rows, n = values.shape
-    if len(detectors) != rows:
-        raise ValueError(f"{len(detectors)} detectors for {rows} rows of values")
+    A detector still learning its reference, one whose reference doubles within its row, a constant row, a
+    row on which a chart alarms and a detector given more than one row go through :meth:`CUSUM.update_many`
+    on their own, in order; nothing is changed in a detector before it is known which way it goes."""
+    if len(detectors) != len(values):
+        raise ValueError(f"{len(detectors)} detectors for {len(values)} rows of values")
+    given = Counter(map(id, detectors))
+    banks: dict[tuple[int, bytes, bytes], list[int]] = defaultdict(list)  # rows of one length, alike charts
+    for i, (detector, row) in enumerate(zip(detectors, values, strict=True)):
+        if len(row) and given[id(detector)] == 1 and detector._runs_whole(len(row)):
+            banks[len(row), detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
+    alone = set(range(len(detectors))) - {i for bank in banks.values() for i in bank}
+    for (n, _, _), bank in banks.items():
+        x = np.stack([values[i] for i in bank])
+        constant = (x == x[:, :1]).all(axis=1)
+        alone.update(i for i, flat in zip(bank, constant.tolist(), strict=True) if flat)
+        moving = np.flatnonzero(~constant)
+        size = max(_BANK_BYTES // (8 * detectors[bank[0]]._sides.size * (n + 1)), 1)
+        for start in range(0, len(moving), size):
+            rows = moving[start : start + size]
+            alarmed = _run_bank([detectors[bank[r]] for r in rows], x[rows])
+            alone.update(bank[r] for r, hit in zip(rows.tolist(), alarmed.tolist(), strict=True) if hit)
     fired: list[list[tuple[int, Evidence]]] = [[] for _ in detectors]
-    if not n:
-        return fired
-    constant = (values == values[:, :1]).all(axis=1)
-    banks: dict[tuple[bytes, bytes], list[int]] = defaultdict(list)  # detectors with the same charts
-    for i, detector in enumerate(detectors):
-        if not constant[i] and detector._runs_whole(n):
-            banks[detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
-    alone = set(range(rows)) - {i for bank in banks.values() for i in bank}
-    for bank in banks.values():
-        size = max(_BANK_BYTES // (8 * len(detectors[bank[0]]._sides) * (n + 1)), 1)
-        for start in range(0, len(bank), size):
-            group = bank[start : start + size]
-            alarmed = _run_bank([detectors[i] for i in group], values[group])
-            alone.update(i for i, hit in zip(group, alarmed.tolist(), strict=True) if hit)
     for i in sorted(alone):
         fired[i] = detectors[i].update_many(values[i])
     return fired

@@ -282,28 +282,18 @@ class DriftMonitor:
 
 
 def _update_charts_together(fed: list[tuple[Any, Sequence[Any] | np.ndarray]]) -> list[list[tuple[int, Any]] | None]:
-    """What each CUSUM detector fires on its values, those of equal length run together
-    (:func:`~driftloop.streams.drift.cusum.update_together`, one pass for a model's numeric signals); None
-    for the other detectors, which take their values in :meth:`DriftMonitor._feed`. A detector fed twice in
-    a batch (a feature named like another's spread, ``amount:spread``) takes its second values there, after
-    its first."""
+    """What each CUSUM detector fires on its values, the charts of a model's numeric signals run together
+    (:func:`~driftloop.streams.drift.cusum.update_together`); None for the other detectors, which take their
+    values in :meth:`DriftMonitor._feed`."""
     fired: list[list[tuple[int, Any]] | None] = [None] * len(fed)
-    by_length: dict[int, list[int]] = defaultdict(list)
-    taken: set[int] = set()
-    for i, (detector, values) in enumerate(fed):
-        if (
-            isinstance(detector, CUSUM)
-            and isinstance(values, np.ndarray)
-            and values.dtype == np.float64
-            and id(detector) not in taken
-        ):
-            taken.add(id(detector))
-            by_length[len(values)].append(i)
-    for group in by_length.values():
-        if len(group) > 1:
-            rows = update_together([fed[i][0] for i in group], np.stack([fed[i][1] for i in group]))
-            for i, row in zip(group, rows, strict=True):
-                fired[i] = row
+    charts = [
+        i
+        for i, (detector, values) in enumerate(fed)
+        if isinstance(detector, CUSUM) and isinstance(values, np.ndarray) and values.dtype == np.float64
+    ]
+    rows = update_together([fed[i][0] for i in charts], [fed[i][1] for i in charts])
+    for i, row in zip(charts, rows, strict=True):
+        fired[i] = row
     return fired
 
 

@@ -325,3 +325,27 @@ def test_detectors_run_together_as_they_run_one_at_a_time(seed: int) -> None:
         start += size
     assert [json.dumps(d.snapshot()) for d in together] == [json.dumps(d.snapshot()) for d in alone]
     assert alarms >= len(stream) // 2  # the changes were caught, so the restarts were run through too
+
+
+def test_a_detector_given_more_than_one_row_takes_them_in_order() -> None:
+    """A feature named like another's spread (``amount:spread``) gives one detector two rows of a batch, of
+    any lengths: it takes them one after the other, as if fed in turn, beside detectors run together."""
+    rng = np.random.default_rng(3)
+    warm = rng.normal(size=(3, 2000))
+
+    def detectors() -> list[CUSUM]:
+        made = [CUSUM(run_length=1e6, reference=500, seed=i) for i in range(3)]
+        for detector, row in zip(made, warm, strict=True):
+            detector.update_many(row)
+        return made
+
+    (shared, other, third), (shared_alone, other_alone, third_alone) = detectors(), detectors()
+    # the shared detector's second row has the length of the first row: run by length, it would go first
+    rows = [rng.normal(size=300), rng.normal(size=400), rng.normal(size=300), rng.normal(1.5, 1.0, size=400)]
+    fired = update_together([other, shared, shared, third], rows)
+    alone = [other_alone, shared_alone, shared_alone, third_alone]
+    in_turn = [detector.update_many(row) for detector, row in zip(alone, rows, strict=True)]
+    assert fired == in_turn and in_turn[3]  # the shifted row alarms
+    for together, apart in ((shared, shared_alone), (other, other_alone), (third, third_alone)):
+        assert json.dumps(together.snapshot()) == json.dumps(apart.snapshot())
+    assert shared.n == 2000 + 700

@@ -12,9 +12,8 @@ import pytest
 from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecError, load_spec
 from driftloop.streams.batch import ColumnBatch, NumberRows
 from driftloop.streams.decode import Incoming, decode_predictions
-from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.monitor import DriftMonitor, _update_charts_together, output_version
+from driftloop.streams.drift.monitor import DriftMonitor, output_version
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 
@@ -510,28 +509,3 @@ def test_a_batch_longer_than_the_ring_places_its_alert_where_it_happened(tmp_pat
     (alert,) = [a for a in alerts if a.signal == "f0"]
     assert 20_000 <= int(alert.request_id[1:]) < 20_200
     assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 50
-
-
-def test_a_detector_fed_twice_in_a_batch_takes_its_values_in_order() -> None:
-    """A feature named like another's spread (``amount:spread``) gives one detector two rows of a batch: the
-    charts run together take the first, the monitor's one-at-a-time path the second, as if fed in turn."""
-    rng = np.random.default_rng(3)
-    warm = rng.normal(size=(2, 2000))
-
-    def detectors() -> list[CUSUM]:
-        made = [CUSUM(run_length=1e6, reference=500, seed=i) for i in range(2)]
-        for detector, row in zip(made, warm, strict=True):
-            detector.update_many(row)
-        return made
-
-    (shared, other), (shared_alone, other_alone) = detectors(), detectors()
-    first, second, third = rng.normal(size=(3, 400))
-    fired = _update_charts_together([(shared, first), (shared, second), (other, third)])
-    assert fired[0] is not None and fired[1] is None and fired[2] is not None
-    shared.update_many(second)  # what DriftMonitor._feed does for the row the charts did not take
-    shared_alone.update_many(first)
-    shared_alone.update_many(second)
-    other_alone.update_many(third)
-    assert json.dumps(shared.snapshot()) == json.dumps(shared_alone.snapshot())
-    assert json.dumps(other.snapshot()) == json.dumps(other_alone.snapshot())
-    assert shared.n == shared_alone.n == 2000 + 800
