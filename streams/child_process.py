@@ -20,7 +20,8 @@ passes to ``on_report``.
   ``MAX_UNANSWERED`` requests wait for one child (:class:`ChildBusyError` beyond): memory stays bounded.
 - A child that exits unasked (killed, out of memory) fails every unanswered message with
   :class:`ChildLostError` at once; the next call starts a new child, and the old one's exit is waited for
-  in a thread (never on the event loop).
+  in a thread (never on the event loop). :meth:`ChildProcess.close` is final: the child's exit after it
+  stopped is no loss, and a message sent later is refused (:class:`ChildClosedError`), not given to a new child.
 - A child exits as soon as the parent's end of its pipe closes: the parent stopped, died, or ran itself
   again after a broker incident. Children are not daemons (the ingestion child starts the detection
   child, which a daemon may not); a parent that exits without :meth:`ChildProcess.close` closes its
@@ -100,6 +101,10 @@ class ChildLostError(DriftloopError, RuntimeError):
     """The child exited before it answered the message."""
 
 
+class ChildClosedError(DriftloopError, RuntimeError):
+    """The :class:`ChildProcess` was closed (its owner is stopping): it takes no more messages."""
+
+
 class ChildBusyError(DriftloopError, RuntimeError):
     """``MAX_UNANSWERED`` messages already wait for one child: its caller sends without waiting for answers."""
 
@@ -130,6 +135,7 @@ class ChildProcess:
         self.settings = settings
         self.on_report = on_report
         self.restarts = 0  # children that exited unasked
+        self._closed = False
         self._context = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._from_child: Connection | None = None
@@ -145,8 +151,20 @@ class ChildProcess:
         if self._process is None:
             self._start()
 
+    @property
+    def closed(self) -> bool:
+        """:meth:`close` was called: no message is taken any more."""
+        return self._closed
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None: none runs)."""
+        return None if self._process is None else int(self._process.pid)
+
     def call(self, lane: str, request: Request) -> asyncio.Future[Any]:
         """Queue ``request`` in ``lane``; the future settles with the child's answer."""
+        if self._closed:
+            raise ChildClosedError(f"{self.name} was closed: its owner is stopping, and no child starts again")
         if self._process is None:
             self._start()
         if len(self._pending) >= MAX_UNANSWERED:
@@ -160,12 +178,18 @@ class ChildProcess:
         return done
 
     async def close(self, timeout_s: float = 60.0) -> None:
-        """Let the child handle what it was sent, close its handler and exit (ended after ``timeout_s``)."""
+        """Let the child handle what it was sent, close its handler and exit (ended after ``timeout_s``).
+
+        Final: later calls raise :class:`ChildClosedError` (a timer firing while its owner stops must not
+        start a child again), and the child's exit once it has stopped is no loss."""
         if self._process is None:
+            self._closed = True
             return
         process = self._process
         try:
-            await asyncio.wait_for(self.call("", Stop()), timeout_s)
+            stopped = self.call("", Stop())
+            self._closed = True
+            await asyncio.wait_for(stopped, timeout_s)
         except (ChildLostError, ChildError, TimeoutError):
             log.warning("child process did not stop in time; ending it", extra={"fields": {"child": self.name}})
         if self._process is process:
@@ -229,16 +253,20 @@ class ChildProcess:
         if process is None:
             return
         self._forget()
-        self.restarts += 1
         unanswered = len(self._pending)
+        if self._closed and not unanswered:
+            return  # it answered Stop and exited, as asked
+        self.restarts += 1
         for done in self._pending.values():
             if not done.done():
                 done.set_exception(ChildLostError(f"{self.name} (pid {process.pid}) exited before it answered"))
         self._pending.clear()
 
+        what = "before it stopped" if self._closed else "; the next message starts a new one"
+
         def report(_: object) -> None:
             log.error(
-                "child process exited; the next message starts a new one",
+                f"child process exited{what}",
                 extra={"fields": {"child": self.name, "exitcode": process.exitcode, "unanswered": unanswered}},
             )
 

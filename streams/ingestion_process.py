@@ -137,8 +137,10 @@ class IngestionProcess:
         await all_or_first_failure(pieces)
 
     async def sweep(self, partitions: set[int] | None) -> None:
-        """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since."""
-        await self._call("requests", Sweep(partitions))
+        """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since (nothing once
+        closed: a timer may fire while the worker stops, and whoever owns the partitions next sweeps them)."""
+        if not self._child.closed:
+            await self._call("requests", Sweep(partitions))
 
     async def write(self, rows: ColumnBatch) -> None:
         """Write rows to ClickHouse (retrying while it is away), in the requests' lane."""
@@ -149,8 +151,10 @@ class IngestionProcess:
         await self._call("requests", HandOverDetectors())
 
     async def save_detectors(self) -> None:
-        """Save the detector state of the models that saw events since their last save."""
-        await self._call("requests", SaveDetectors())
+        """Save the detector state of the models that saw events since their last save (nothing once closed:
+        closing handed every model's state over)."""
+        if not self._child.closed:
+            await self._call("requests", SaveDetectors())
 
     def start(self) -> None:
         self._child.start()

@@ -17,6 +17,7 @@ from driftloop.streams import child_process
 from driftloop.streams.child_process import (
     AnswerLater,
     ChildBusyError,
+    ChildClosedError,
     ChildError,
     ChildLostError,
     ChildProcess,
@@ -202,3 +203,25 @@ def test_a_request_the_handler_has_no_branch_for_comes_back_as_a_child_error(mon
             assert await child.call("a", Put(2)) == ("put", 2, 2)  # answered: room again
 
     asyncio.run(run())
+
+
+def test_close_is_quiet_and_final(caplog: pytest.LogCaptureFixture) -> None:
+    """A child that exits because it was asked to is no lost child (no error, no restart), and a closed
+    ChildProcess refuses new messages instead of starting a child again while its owner stops."""
+
+    async def run() -> None:
+        child = ChildProcess("echo", EchoHandler, Settings())
+        pid = await child.call("a", Pid())
+        await child.close()
+        await asyncio.sleep(0.3)  # the exit's report, were it taken for a loss, is logged from a thread
+        assert child.restarts == 0
+        with pytest.raises(ChildClosedError, match="echo was closed"):
+            child.call("a", Pid())
+        assert child.pid is None  # no new child
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+    with caplog.at_level("WARNING", logger="driftloop.child"):
+        for _ in range(5):  # the child's answer to Stop and its exit reach the parent in one read, or in two
+            asyncio.run(run())
+    assert not caplog.records, [record.getMessage() for record in caplog.records]
