@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 
 from driftloop.infra.settings import Settings
@@ -52,13 +56,19 @@ class Later(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class Writable(Request):
+    array: Any
+
+
+@dataclass(frozen=True, slots=True)
 class Nobody(Request):
     """A request EchoHandler has no branch for."""
 
 
 class EchoHandler:
     """Answers Put with ("put", its value, the values seen so far); Fail raises, Sleep waits, Pid answers the
-    child's pid; Later answers its seconds (or raises its text) after that many seconds, and lets the lane go on."""
+    child's pid, Writable whether its array may be written; Later answers its seconds (or raises its text)
+    after that many seconds, and lets the lane go on."""
 
     def __init__(self, settings: Settings) -> None:
         self.seen: list[Any] = []
@@ -74,6 +84,8 @@ class EchoHandler:
                 await asyncio.sleep(seconds)
             case Pid():
                 return os.getpid()
+            case Writable(array):
+                return bool(array.flags.writeable)
             case Later(outcome):
                 return AnswerLater(self._after(outcome))
             case _:
@@ -225,3 +237,46 @@ def test_close_is_quiet_and_final(caplog: pytest.LogCaptureFixture) -> None:
         for _ in range(5):  # the child's answer to Stop and its exit reach the parent in one read, or in two
             asyncio.run(run())
     assert not caplog.records, [record.getMessage() for record in caplog.records]
+
+
+def test_a_message_crosses_the_pipe_whole_at_any_size() -> None:
+    """What ``send_bytes`` sends (multiprocessing's framing) is read back byte for byte by the child's reader,
+    at sizes on either side of the pipe's capacity; a pipe that closes inside a message is an EOFError."""
+    read_end, write_end = multiprocessing.Pipe(duplex=False)
+    child_process._widen(read_end)
+    assert fcntl.fcntl(read_end.fileno(), fcntl.F_GETPIPE_SZ) == child_process.PIPE_BYTES
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 16_384, 16_385, child_process.PIPE_BYTES + 7, 5 * child_process.PIPE_BYTES]
+    messages = [rng.integers(0, 256, size, dtype=np.uint8).tobytes() for size in sizes]
+
+    def send() -> None:
+        for message in messages:
+            write_end.send_bytes(message)
+        os.write(write_end.fileno(), (100).to_bytes(4, "big") + b"cut short")
+        write_end.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert [bytes(child_process._receive_bytes(read_end)) for _ in messages] == messages
+    with pytest.raises(EOFError, match="inside a message"):
+        child_process._receive_bytes(read_end)
+    sender.join()
+    with pytest.raises(EOFError):
+        child_process._receive_bytes(read_end)
+
+
+def test_arrays_and_messages_travel_to_the_child_as_sent() -> None:
+    """A request with arrays out of band (larger than the pipe) and many small values reaches the handler
+    equal to what was sent, its arrays read-only."""
+
+    async def run() -> None:
+        rng = np.random.default_rng(4)
+        matrix = rng.normal(size=(300_000, 5))
+        values = [rng.bytes(int(n)) for n in rng.integers(0, 400, 20_000)]
+        async with echo_child() as child:
+            kind, echoed, _ = await child.call("a", Put((matrix, values)))
+            assert kind == "put" and echoed[1] == values
+            np.testing.assert_array_equal(echoed[0], matrix)
+            assert await child.call("a", Writable(matrix)) is False  # it shares the bytes read
+
+    asyncio.run(run())
