@@ -4,13 +4,12 @@ changed, how severe, and a message a person reads (the model's owner and runbook
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.policy import severity
-from driftloop.streams.drift.signals import JOINT, VERSION_MARK, ModelState, SignalState
+from driftloop.streams.drift.signals import JOINT, VERSION_MARK, EventRing, ModelState, SignalState
 
 
 def make_alert(
@@ -19,7 +18,7 @@ def make_alert(
     signal: SignalState,
     evidence: Any,
     event_index: int,
-    ring: deque[tuple[int, str]],
+    ring: EventRing,
     total: int,
     *,
     spec: ModelSpec,
@@ -100,7 +99,7 @@ def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -
     return float(before), float(after)
 
 
-def _at(ring: deque[tuple[int, str]], total: int, event_index: int) -> tuple[int, str]:
+def _at(ring: EventRing, total: int, event_index: int) -> tuple[int, str]:
     """(ts_ms, request_id) of the model's event number ``event_index`` (clipped to what the ring holds)."""
     oldest = total - len(ring)
     position = min(max(event_index - oldest, 0), len(ring) - 1)

@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -44,6 +44,7 @@ from driftloop.streams.drift.signals import (
     RATE_PARAMS,
     RING,
     VERSION_MARK,
+    EventRing,
     ModelState,
     SignalState,
     family,
@@ -77,7 +78,7 @@ class DriftMonitor:
             if state is None:
                 continue
             base = state.events
-            state.ring.extend(zip(part.ts_ms.tolist(), part.request_ids, strict=True))
+            state.ring.extend(part.ts_ms, part.request_ids)
             state.events += len(part)
             state.version = max(state.version, part.version)
             self._measure_rate(state)
@@ -103,7 +104,7 @@ class DriftMonitor:
             if state is None:
                 continue
             base = state.labeled
-            state.labeled_ring.extend((rows["ts_ms"][i], rows["request_id"][i]) for i in index)
+            state.labeled_ring.extend([rows["ts_ms"][i] for i in index], [rows["request_id"][i] for i in index])
             state.labeled += len(index)
             versions = rows["model_version"] if "model_version" in rows.columns else [0] * len(rows)
             by_version: dict[int, list[int]] = defaultdict(list)
@@ -220,7 +221,7 @@ class DriftMonitor:
         positions: list[int],
         values: Sequence[Any] | np.ndarray,
         base: int,
-        ring: deque[tuple[int, str]],
+        ring: EventRing,
         total: int,
         fired: list[tuple[int, Any]] | None = None,
     ) -> list[Alert]:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.detectors import Detector
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation
 
-RING = 20_000  # recent events per model, to place change points
+RING = 20_000  # recent events per model (at least), to place change points
 #: A model's outputs (prediction, score, error) are watched per serving version, as ``score@v3``: a new
 #: version starts its own reference, so a deployment is not a drift. Features are watched across versions.
 VERSION_MARK = "@v"
@@ -61,6 +64,57 @@ class SignalState:
         return output_version(self.name)
 
 
+class EventRing:
+    """A model's last ``capacity`` events at least (their times and request ids), to place an alert's change
+    point: kept as the batches' own arrays and lists, a part a batch, and the oldest part dropped once the
+    others hold ``capacity``. (A deque of an event's pair cost the detection process half a microsecond an
+    event to fill; an alert reads two.)
+
+    >>> ring = EventRing(capacity=3)
+    >>> ring.extend(np.array([10, 20]), ["a", "b"]); ring.extend(np.array([30, 40]), ["c", "d"])
+    >>> len(ring), ring[0], ring[-1]
+    (4, (10, 'a'), (40, 'd'))
+    >>> ring.extend(np.array([50]), ["e"]); len(ring), ring[0]
+    (3, (30, 'c'))
+    """
+
+    def __init__(self, capacity: int = RING) -> None:
+        self.capacity = capacity
+        self._parts: deque[tuple[np.ndarray | Sequence[int], Sequence[str]]] = deque()
+        self._held = 0
+
+    def __len__(self) -> int:
+        return self._held
+
+    def extend(self, ts_ms: np.ndarray | Sequence[int], request_ids: Sequence[str]) -> None:
+        """Events after those held: their times (epoch ms) and request ids, kept as given (not copied)."""
+        if len(ts_ms) != len(request_ids):
+            raise ValueError(f"{len(ts_ms)} times for {len(request_ids)} request ids")
+        if not len(ts_ms):
+            return
+        self._parts.append((ts_ms, request_ids))
+        self._held += len(ts_ms)
+        while self._held - len(self._parts[0][0]) >= self.capacity:
+            self._held -= len(self._parts.popleft()[0])
+
+    def __getitem__(self, position: int) -> tuple[int, str]:
+        """(ts_ms, request_id) of the ``position``-th event held (negative: from the newest)."""
+        if not -self._held <= position < self._held:
+            raise IndexError(f"event {position} of a ring holding {self._held}")
+        position %= self._held
+        if position >= self._held // 2:  # a recent event (where alerts are): looked for from the newest part
+            back = self._held - position  # 1: the newest event
+            for ts_ms, request_ids in reversed(self._parts):
+                if back <= len(ts_ms):
+                    return int(ts_ms[len(ts_ms) - back]), request_ids[len(ts_ms) - back]
+                back -= len(ts_ms)
+        for ts_ms, request_ids in self._parts:
+            if position < len(ts_ms):
+                return int(ts_ms[position]), request_ids[position]
+            position -= len(ts_ms)
+        raise AssertionError("the parts hold fewer events than counted")
+
+
 @dataclass
 class ModelState:
     """A model's signals, policy, and recent events (for change points)."""
@@ -72,8 +126,8 @@ class ModelState:
     version: int = 0
     events: int = 0
     labeled: int = 0
-    ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
-    labeled_ring: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RING))
+    ring: EventRing = field(default_factory=EventRing)
+    labeled_ring: EventRing = field(default_factory=EventRing)
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     type_changes: int = 0  # values skipped because their feature was first seen as the other type

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
 from driftloop.streams.drift.monitor import DriftMonitor, output_version
 from driftloop.streams.drift.policy import AlertPolicy
+from driftloop.streams.drift.signals import EventRing
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 
 
@@ -509,3 +511,28 @@ def test_a_batch_longer_than_the_ring_places_its_alert_where_it_happened(tmp_pat
     (alert,) = [a for a in alerts if a.signal == "f0"]
     assert 20_000 <= int(alert.request_id[1:]) < 20_200
     assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 50
+
+
+def test_the_event_ring_holds_the_last_events_as_a_deque_of_pairs_would() -> None:
+    """Parts of random sizes (empty ones too): every one of the last ``capacity`` events reads as a bounded
+    deque of (ts_ms, request_id) reads it, from either end; older parts go once the rest hold ``capacity``."""
+    rng = np.random.default_rng(5)
+    for capacity in (1, 7, 100):
+        ring, pairs, total = EventRing(capacity), deque(maxlen=capacity), 0
+        for _ in range(300):
+            size = int(rng.choice([0, 1, 3, capacity // 2 + 1, 2 * capacity]))
+            ts = np.arange(total, total + size, dtype=np.int64) * 10
+            ids = [f"r{i}" for i in range(total, total + size)]
+            ring.extend(ts, ids)
+            pairs.extend(zip(ts.tolist(), ids, strict=True))
+            total += size
+            if not total:
+                continue
+            assert capacity <= len(ring) or len(ring) == total
+            for back in range(1, len(pairs) + 1):
+                assert ring[len(ring) - back] == ring[-back] == pairs[-back]
+            assert ring[0] == (10 * (total - len(ring)), f"r{total - len(ring)}")
+            with pytest.raises(IndexError):
+                ring[len(ring)]
+    with pytest.raises(ValueError, match="2 times for 1 request ids"):
+        EventRing().extend([1, 2], ["a"])
