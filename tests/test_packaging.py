@@ -21,7 +21,8 @@ blocked = set(sys.argv[2].split(","))
 
 class Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.partition(".")[0] in blocked:
+        parts = name.split(".")  # a blocked package, or a blocked module of a package
+        if any(".".join(parts[:i]) in blocked for i in range(1, len(parts) + 1)):
             raise ImportError(f"{name} is not installed")
 
 sys.meta_path.insert(0, Absent())
@@ -70,6 +71,8 @@ def test_each_role_imports_with_only_its_extra(module: str, absent: tuple[str, .
         ("driftloop.streams.supervisor", ("faust", "aiokafka", "river", "scipy", "numpy", "clickhouse_driver")),
         ("driftloop.streams.worker", ("river", "scipy")),  # the Faust process: its alert gate, no detector
         ("driftloop.streams.ingestion_process", ("river", "scipy", "faust")),  # it starts the detection process
+        # detection: River only when a model's spec names one of its detectors, scipy's special functions only
+        ("driftloop.streams.drift.observer", ("river", "scipy.stats", "scipy.signal", "faust")),
     ],
 )
 def test_each_of_the_workers_processes_loads_only_what_it_runs(module: str, absent: tuple[str, ...]) -> None:

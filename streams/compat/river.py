@@ -18,8 +18,10 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from river import drift
+if TYPE_CHECKING:  # River is imported where a model's spec names one of its detectors, not before
+    from river import drift
 
 #: The library series this module was written for (pinned in pyproject.toml).
 WRITTEN_FOR = {"river": "0.26."}

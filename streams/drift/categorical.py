@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import chdtrc
-from scipy.stats import chi2
+from scipy.special import chdtrc, chdtri
 
 from driftloop.streams.batch import CodedTexts
 from driftloop.streams.drift.evidence import Evidence
@@ -216,7 +215,7 @@ class CategoricalShift:
         new = sorted(c for c in window if c not in reference)[:20]
         self._evidence = Evidence(
             statistic=float(statistic),
-            threshold=float(chi2.isf(self.alpha, dof)),
+            threshold=float(chdtri(dof, self.alpha)),
             reference_size=ref_total,
             window_size=win_total,
             change_offset=win_total,

@@ -21,6 +21,7 @@ and ``CategoricalShift``.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -28,8 +29,6 @@ from itertools import compress, count, repeat
 from typing import Any, Protocol
 
 import numpy as np
-from river import drift
-from river.drift import binary
 
 from driftloop.infra.spec import DetectorConfig
 from driftloop.streams.compat.river import mark_detected, start_after_detection, window_update
@@ -84,7 +83,7 @@ class RiverDetector:
     def __init__(self, config: DetectorConfig, *, replay: int = 2000) -> None:
         self.name = config.name
         self.config = config
-        self._factory = _RIVER[config.name]
+        self._factory = _river_class(config.name)
         self._detector = self._factory(**config.params)
         self._recent: deque[float] = deque(maxlen=replay)
         self._replay = replay
@@ -275,15 +274,18 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-_RIVER: dict[str, Any] = {
-    "ADWIN": drift.ADWIN,
-    "PageHinkley": drift.PageHinkley,
-    "KSWIN": drift.KSWIN,
-    "DDM": binary.DDM,
-    "EDDM": binary.EDDM,
-    "HDDM_A": binary.HDDMA,
-    "HDDM_W": binary.HDDMW,
-    "FHDDM": binary.FHDDM,
+#: River's detectors by the name a spec gives (module, class): imported the first time a spec names one
+#: (``river.drift`` loads all of River's detectors and scipy.stats, a second of the detection process's
+#: start, and the default detectors are driftloop's own).
+_RIVER: dict[str, tuple[str, str]] = {
+    "ADWIN": ("river.drift", "ADWIN"),
+    "PageHinkley": ("river.drift", "PageHinkley"),
+    "KSWIN": ("river.drift", "KSWIN"),
+    "DDM": ("river.drift.binary", "DDM"),
+    "EDDM": ("river.drift.binary", "EDDM"),
+    "HDDM_A": ("river.drift.binary", "HDDMA"),
+    "HDDM_W": ("river.drift.binary", "HDDMW"),
+    "FHDDM": ("river.drift.binary", "FHDDM"),
 }
 CATEGORICAL = {"CategoricalShift": CategoricalShift}
 #: driftloop's own detectors (they keep their state themselves), by name.
@@ -295,13 +297,18 @@ BINARY_ONLY = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
 _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
 
-#: Each detector's class, by name: it owns its defaults (``default_params``), how it takes a run length and
-#: what its alerts say of its level.
+def _river_class(name: str) -> Any:
+    module, attribute = _RIVER[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
 def _as_list(values: Sequence[float] | np.ndarray) -> list[float]:
     """Values as a list: River's detectors take one Python float at a time."""
     return values.tolist() if isinstance(values, np.ndarray) else list(values)
 
 
+#: Each detector's class, by name: it owns its defaults (``default_params``), how it takes a run length and
+#: what its alerts say of its level.
 KINDS: dict[str, Any] = {**dict.fromkeys(_RIVER, RiverDetector), "ADWIN": AdwinDetector, **OWN}
 
 

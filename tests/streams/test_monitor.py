@@ -14,6 +14,7 @@ from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecErr
 from driftloop.streams.batch import ColumnBatch, NumberRows
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
+from driftloop.streams.drift.joint import HALF_LIFE, running_mean
 from driftloop.streams.drift.monitor import DriftMonitor, output_version
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.signals import EventRing
@@ -536,3 +537,16 @@ def test_the_event_ring_holds_the_last_events_as_a_deque_of_pairs_would() -> Non
                 ring[len(ring)]
     with pytest.raises(ValueError, match="2 times for 1 request ids"):
         EventRing().extend([1, 2], ["a"])
+
+
+def test_the_joint_signals_running_mean_is_the_exponential_filter() -> None:
+    """The running mean the joint signal centres rows on is ``m_t = d m_(t-1) + (1 - d) x_t``, as scipy's lfilter
+    computes it, over runs shorter and longer than one closed-form span and far from zero."""
+    from scipy.signal import lfilter
+
+    decay = 0.5 ** (1 / HALF_LIFE)
+    rng = np.random.default_rng(6)
+    for count, centre in ((1, 0.0), (7, 0.0), (8 * HALF_LIFE, 5.0), (8 * HALF_LIFE + 1, -3.0), (20_000, 1e6)):
+        rows, level = rng.normal(centre, 1.0, size=(count, 4)), rng.normal(centre, 1.0, size=4)
+        expected = lfilter([1 - decay], [1, -decay], rows, axis=0, zi=(decay * level)[None, :])[0]
+        np.testing.assert_allclose(running_mean(rows, level), expected, rtol=1e-13, atol=1e-13)
