@@ -56,6 +56,11 @@ class Later(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class Getenv(Request):
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Writable(Request):
     array: Any
 
@@ -67,8 +72,8 @@ class Nobody(Request):
 
 class EchoHandler:
     """Answers Put with ("put", its value, the values seen so far); Fail raises, Sleep waits, Pid answers the
-    child's pid, Writable whether its array may be written; Later answers its seconds (or raises its text)
-    after that many seconds, and lets the lane go on."""
+    child's pid, Getenv its environment's value, Writable whether its array may be written; Later answers its
+    seconds (or raises its text) after that many seconds, and lets the lane go on."""
 
     def __init__(self, settings: Settings) -> None:
         self.seen: list[Any] = []
@@ -84,6 +89,8 @@ class EchoHandler:
                 await asyncio.sleep(seconds)
             case Pid():
                 return os.getpid()
+            case Getenv(name):
+                return os.environ.get(name)
             case Writable(array):
                 return bool(array.flags.writeable)
             case Later(outcome):
@@ -280,3 +287,17 @@ def test_arrays_and_messages_travel_to_the_child_as_sent() -> None:
             assert await child.call("a", Writable(matrix)) is False  # it shares the bytes read
 
     asyncio.run(run())
+
+
+def test_a_child_multiplies_matrices_on_one_thread_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OpenBLAS starts with one thread in a child (the worker's processes share the cores already), unless the
+    environment says how many."""
+
+    async def threads() -> str | None:
+        async with echo_child() as child:
+            return await child.call("a", Getenv("OPENBLAS_NUM_THREADS"))  # type: ignore[no-any-return]
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert asyncio.run(threads()) == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert asyncio.run(threads()) == "3"
