@@ -48,6 +48,7 @@ class JointDrift:
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
         self.components: np.ndarray | None = None  # (kept, features), orthonormal rows
+        self._complement: np.ndarray | None = None  # orthonormal rows spanning what the components leave out
         self.residual_mean: np.ndarray | None = None  # per feature, on the reference
         self._recent = np.empty((0, len(self.names)))  # the last RECENT rows scored: what contributions judge
         self._level: np.ndarray | None = None  # the features' running mean (half-life HALF_LIFE rows)
@@ -70,6 +71,10 @@ class JointDrift:
                 return None
 
         centred = self._centre(rows)
+        complement = self._complement
+        assert complement is not None and self.components is not None
+        if len(complement) < 2 * len(self.components):  # the smaller product: a residual's length is its part
+            return np.square(((centred - self.mean) / self.std) @ complement.T).sum(axis=1)  # outside the span
         return np.square(self._residuals(centred)).sum(axis=1)  # type: ignore[no-any-return]
 
     def contributions(self, rows: np.ndarray | None = None, top: int = 3) -> list[str]:
@@ -102,6 +107,7 @@ class JointDrift:
         joint = cls(data["names"], reference_size=reference_size)
         joint.mean, joint.std = np.asarray(data["mean"]), np.asarray(data["std"])
         joint.components = np.asarray(data["components"]).reshape(-1, len(joint.names))
+        joint._complement = _complement(joint.components)
         joint.residual_mean = np.asarray(data["residual_mean"])
         return joint
 
@@ -114,6 +120,7 @@ class JointDrift:
         explained = np.cumsum(singular**2) / max(float(np.sum(singular**2)), 1e-12)
         kept = min(int(np.searchsorted(explained, self.variance) + 1), len(self.names) - 1)
         self.components = vt[: max(kept, 0)]
+        self._complement = _complement(self.components)
         self.residual_mean = np.square(self._residuals(reference)).mean(axis=0)
 
     def _centre(self, rows: np.ndarray) -> np.ndarray:
@@ -130,6 +137,16 @@ class JointDrift:
     def _residuals(self, rows: np.ndarray) -> np.ndarray:
         standard = (rows - self.mean) / self.std
         return standard - standard @ self.components.T @ self.components  # type: ignore[union-attr,no-any-return]
+
+
+def _complement(components: np.ndarray) -> np.ndarray:
+    """Orthonormal rows spanning the directions orthogonal to ``components`` (orthonormal rows): with them,
+    the whole space. A row's residual off the components is its projection onto these."""
+    kept, width = components.shape
+    if not kept:
+        return np.eye(width)
+    basis, _ = np.linalg.qr(components.T, mode="complete")  # its first columns span the components'
+    return np.ascontiguousarray(basis[:, kept:].T)
 
 
 def running_mean(rows: np.ndarray, level: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog, SpecErr
 from driftloop.streams.batch import ColumnBatch, NumberRows
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.joint import HALF_LIFE, running_mean
+from driftloop.streams.drift.joint import HALF_LIFE, JointDrift, running_mean
 from driftloop.streams.drift.monitor import DriftMonitor, output_version
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.signals import EventRing
@@ -550,3 +550,18 @@ def test_the_joint_signals_running_mean_is_the_exponential_filter() -> None:
         rows, level = rng.normal(centre, 1.0, size=(count, 4)), rng.normal(centre, 1.0, size=4)
         expected = lfilter([1 - decay], [1, -decay], rows, axis=0, zi=(decay * level)[None, :])[0]
         np.testing.assert_allclose(running_mean(rows, level), expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize(("features", "correlation"), [(10, 0.0), (50, 0.0), (3, 0.9), (6, 0.99)])
+def test_the_joint_signal_is_each_rows_squared_residual_off_the_components(features: int, correlation: float) -> None:
+    """Whichever product is the smaller (the residual's part outside the components' span, or the row less
+    its projection onto them), a row's score is its squared residual, and the same after a restore."""
+    rng = np.random.default_rng(features)
+    common = rng.normal(size=(6000, 1))
+    rows = correlation * common + np.sqrt(1 - correlation**2) * rng.normal(size=(6000, features))
+    joint = JointDrift([f"f{i}" for i in range(features)], reference_size=2000)
+    assert joint.update(rows[:2000]) is None
+    twin = JointDrift.restore(joint.snapshot(), reference_size=2000)  # type: ignore[arg-type]
+    for part in (rows[2000:2001], rows[2001:6000]):
+        expected = np.square(twin._residuals(twin._centre(part))).sum(axis=1)
+        np.testing.assert_allclose(joint.update(part), expected, rtol=1e-9, atol=1e-12)
