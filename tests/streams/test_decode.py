@@ -193,3 +193,19 @@ def test_dead_letter_records_are_json_with_the_original() -> None:
     assert record["original"] is None and record["truncated"] is True
     assert record["original_size"] == 200_000 and len(record["original_sha256"]) == 64
     json.dumps(record)
+
+
+def test_derived_event_ids_are_what_they_always_were() -> None:
+    """An id derived from an event's fields is how ClickHouse keeps a re-sent event once, across worker
+    versions too: pinned here, for every path that derives one (field rules, typed, column-wise)."""
+    prediction = {"model": "m", "request_id": "r1", "ts": 1_700_000_000, "prediction": 1}
+    ids = {
+        "2d069da6b3fc0e2ef57365f4cccde84c": prediction | {"features": {"a": 1.0}},  # numeric: the column-wise path
+        "c6f8f674787bcab300b1866b94ccb5e4": prediction | {"features": {"a": 1.0}, "model_version": 2, "served": False},
+    }
+    for expected, event in ids.items():
+        for value in (event, {"events": [event, event]}, event | {"features": {"a": "text"}}):
+            assert set(decode_predictions([msg(value)]).rows["event_id"]) == {expected}
+        assert decode_predictions([msg(event)] * 3).rows["event_id"] == [expected] * 3  # one-event messages at once
+    outcome = {"model": "m", "request_id": "r1", "ts": 1_700_000_000, "label": 1}
+    assert decode_outcomes([msg(outcome)]).rows["event_id"] == ["503196c44770abaa834eeca69bf822de"]
