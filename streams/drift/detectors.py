@@ -298,6 +298,7 @@ _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
 
 def _river_class(name: str) -> Any:
+    """River's class for the detector ``name`` (its module imported now, if it was not)."""
     module, attribute = _RIVER[name]
     return getattr(importlib.import_module(module), attribute)
 

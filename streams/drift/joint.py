@@ -73,8 +73,9 @@ class JointDrift:
         centred = self._centre(rows)
         complement = self._complement
         assert complement is not None and self.components is not None
-        if len(complement) < 2 * len(self.components):  # the smaller product: a residual's length is its part
-            return np.square(((centred - self.mean) / self.std) @ complement.T).sum(axis=1)  # outside the span
+        # the smaller product: a row's residual off the components is its part along their complement
+        if len(complement) < 2 * len(self.components):
+            return np.square(((centred - self.mean) / self.std) @ complement.T).sum(axis=1)
         return np.square(self._residuals(centred)).sum(axis=1)  # type: ignore[no-any-return]
 
     def contributions(self, rows: np.ndarray | None = None, top: int = 3) -> list[str]:
