@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -228,10 +229,15 @@ def test_close_is_quiet_and_final(caplog: pytest.LogCaptureFixture) -> None:
     """A child that exits because it was asked to is no lost child (no error, no restart), and a closed
     ChildProcess refuses new messages instead of starting a child again while its owner stops."""
 
-    async def run() -> None:
+    async def run(held: bool) -> None:
         child = ChildProcess("echo", EchoHandler, Settings())
         pid = await child.call("a", Pid())
-        await child.close()
+        closing = asyncio.ensure_future(child.close())
+        if held:  # the parent busy while the child answers Stop and exits: it reads both at once
+            for _ in range(20):
+                await asyncio.sleep(0)  # Stop handed to the writer's thread
+            time.sleep(3.0)
+        await closing
         await asyncio.sleep(0.3)  # the exit's report, were it taken for a loss, is logged from a thread
         assert child.restarts == 0
         with pytest.raises(ChildClosedError, match="echo was closed"):
@@ -241,8 +247,8 @@ def test_close_is_quiet_and_final(caplog: pytest.LogCaptureFixture) -> None:
             os.kill(pid, 0)
 
     with caplog.at_level("WARNING", logger="driftloop.child"):
-        for _ in range(5):  # the child's answer to Stop and its exit reach the parent in one read, or in two
-            asyncio.run(run())
+        for held in (False, True):
+            asyncio.run(run(held))
     assert not caplog.records, [record.getMessage() for record in caplog.records]
 
 
