@@ -147,8 +147,10 @@ class IngestionProcess:
         await self._call("requests", WriteRows(rows))
 
     async def hand_over_detectors(self) -> None:
-        """Save every model's detector state and forget it: the partitions may go to another worker."""
-        await self._call("requests", HandOverDetectors())
+        """Save every model's detector state and forget it: the partitions may go to another worker (nothing
+        to do when no ingestion process runs: the state lives in it, and a new one would hold none)."""
+        if self._child.pid is not None:
+            await self._call("requests", HandOverDetectors())
 
     async def save_detectors(self) -> None:
         """Save the detector state of the models that saw events since their last save (nothing once closed:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from driftloop.infra.settings import Settings
+from driftloop.streams.child_process import ChildProcess
 from driftloop.streams.decode import Incoming
 from driftloop.streams.ingestion_process import PIECES_IN_FLIGHT, IngestionProcess, WriteMessages
 
@@ -53,3 +54,26 @@ def test_a_failed_piece_fails_the_batch_once_every_piece_is_answered() -> None:
     with pytest.raises(RuntimeError, match="this piece failed"):
         asyncio.run(ingestion_with(child).on_prediction_messages(MESSAGES))
     assert len(child.pieces) == 14 and child.unanswered == 0
+
+
+def test_closing_an_ingestion_that_never_started_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ingestion process, no detector state to hand over: closing (or a revocation) asks no child for it,
+    and nothing is taken once closed (a timer firing while the worker stops)."""
+    started: list[str] = []
+
+    def start(child: ChildProcess) -> None:
+        started.append(child.name)
+        raise RuntimeError(f"{child.name} started")
+
+    monkeypatch.setattr(ChildProcess, "_start", start)
+
+    async def run() -> IngestionProcess:
+        process = IngestionProcess(Settings())
+        await process.hand_over_detectors()
+        await process.close()
+        await process.sweep(None)
+        await process.save_detectors()
+        return process
+
+    process = asyncio.run(run())
+    assert started == [] and process._child.closed and process.restarts == 0
