@@ -193,7 +193,7 @@ def outcome_id(given: Any, model: str, request_id: str, ts_ms: int, label: str) 
 
 
 blake2b = hashlib.blake2b
-_EMPTY_ID_HASH = blake2b(digest_size=16)  # copied for each id: a third cheaper than a new one with its arguments
+_EMPTY_ID_HASH = blake2b(digest_size=16)  # copied for each id: a quarter cheaper than a new one with its arguments
 
 
 def _derived_id(key: str) -> str:
