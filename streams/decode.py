@@ -48,7 +48,7 @@ from driftloop.streams.event_rules import (
     validate_outcome,
     validate_prediction,
 )
-from driftloop.streams.event_types import NumericPrediction
+from driftloop.streams.event_types import NumericPrediction, spells_surrogate
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -285,7 +285,7 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
         yield -1, None, "malformed JSON: nested too deeply"
         return
     # JSON may spell a lone UTF-16 surrogate (\\ud800) that no UTF-8 column can store: find those events.
-    surrogates = b"\\ud" in value or b"\\uD" in value
+    surrogates = spells_surrogate(value)
     if not isinstance(doc, dict):
         yield -1, None, f'expected a JSON object (an event or {{"events": [...]}}), got {kind_of(doc)}'
         return

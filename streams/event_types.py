@@ -198,10 +198,20 @@ def _parse_lines(joined: bytes, decoder: msgspec.json.Decoder, count: int) -> li
     return events  # type: ignore[no-any-return]
 
 
+def spells_surrogate(value: bytes) -> bool:
+    """Whether the JSON ``value`` may spell a UTF-16 surrogate (``\\ud800``): a backslash is looked for
+    first, as one byte is found an order of magnitude quicker than three (most messages escape nothing).
+
+    >>> spells_surrogate(b'{"a": "\\\\uD83D"}'), spells_surrogate(b'{"a": "\\\\n"}')
+    (True, False)
+    """
+    return b"\\" in value and (b"\\ud" in value or b"\\uD" in value)
+
+
 def _readable(value: bytes) -> bool:
     """Whether msgspec reads ``value`` as the field rules do: UTF-8 that spells no UTF-16 surrogate (msgspec
     skips unknown fields unread; the field rules judge those, as rare as they are)."""
-    if b"\\ud" in value or b"\\uD" in value:
+    if spells_surrogate(value):
         return False
     if not value.isascii():
         try:
