@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.infra.contract import EventError
-from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, UnreadableRecords
+from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, TextRows, UnreadableRecords
 from driftloop.streams.decode_fast import (
     Row,
     fast_outcomes,
@@ -256,9 +256,13 @@ class Columns:
 
 
 def _concatenate(parts: list[Column]) -> Column:
-    """One column of consecutive parts: a matrix still where every part is one, of one width."""
+    """One column of consecutive parts: a matrix (or texts by place) still where every part is one, of one width."""
     if all(isinstance(part, NumberRows) for part in parts) and len({part.matrix.shape[1] for part in parts}) == 1:
         return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]
+    if all(type(part) is TextRows for part in parts):
+        pieces = [part.columns for part in parts]  # type: ignore[union-attr]
+        if len(set(map(len, pieces))) == 1:
+            return TextRows([list(itertools.chain.from_iterable(place)) for place in zip(*pieces, strict=True)])
     return list(itertools.chain.from_iterable(parts))
 
 

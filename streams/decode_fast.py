@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from driftloop.infra.contract import EventError
-from driftloop.streams.batch import Column, NumberRows
+from driftloop.streams.batch import Column, NumberRows, TextRows
 from driftloop.streams.event_rules import (
     OutcomeRow,
     PredictionRow,
@@ -357,7 +357,7 @@ def _shared_features(events: list[PredictionEvent], names: list[list[str]]) -> t
         [num_names] * count,
         NumberRows(matrix) if numeric else [none] * count,
         [cat_names] * count,
-        list(map(list, zip(*(columns[j] for j in categorical), strict=True))) if categorical else [none] * count,
+        TextRows([columns[j] for j in categorical]) if categorical else [none] * count,
         [null] * count,
     )
 

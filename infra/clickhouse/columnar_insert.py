@@ -8,10 +8,12 @@ event), and that writing was a fifth of the ingestion process's time.
 :class:`ColumnarInsertClient` is a :class:`clickhouse_driver.Client` that writes the data block of a
 columnar ``INSERT`` itself: numbers and ``DateTime`` through numpy, ``String`` with the driver's own
 string writer, and ``Array`` of either as offsets and flattened values (rows that all hold the same
-strings, such as every event's feature names, are encoded once). A column of any other type, or with
-values the fast form does not take exactly as clickhouse-driver would (``None``, ``datetime``, text in a
-number column, a number out of range), is written by clickhouse-driver's own column writer, which
-accepts or refuses it as always: the bytes on the wire are the same either way (``tests/infra``).
+strings, such as every event's feature names, are encoded once; rows of one width kept a list a place, as
+``streams.batch.TextRows`` keeps categorical values, give their texts row after row by ``flattened()``).
+A column of any other type, or with values the fast form does not take exactly as clickhouse-driver would
+(``None``, ``datetime``, text in a number column, a number out of range), is written by clickhouse-driver's
+own column writer, which accepts or refuses it as always: the bytes on the wire are the same either way
+(``tests/infra``).
 
 >>> from driftloop.infra.clickhouse.columnar_insert import encode_array_of_strings_row
 >>> encode_array_of_strings_row(["f0", "é"])
@@ -155,6 +157,11 @@ def _write_numbers(values: Sequence[Any], dtype: np.dtype[Any], fout: Writer, *,
 
 
 def _write_arrays_of_strings(rows: Sequence[Any], fout: Writer, encoding: str) -> bool:
+    if not isinstance(rows, list) and hasattr(rows, "flattened"):  # rows of one width, kept a list a place
+        width, flat = rows.width, rows.flattened()
+        fout.write((np.arange(1, len(rows) + 1, dtype=np.uint64) * np.uint64(width)).tobytes())
+        fout.write_strings(flat, encoding=encoding)
+        return True
     lengths = _lengths(rows)
     if lengths is None:
         return False

@@ -21,13 +21,14 @@ features then travel coded (:class:`~streams.batch.CodedTexts`): a code an event
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows
+from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows, TextRows
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
@@ -65,7 +66,7 @@ class FeaturesByEvent:
     num_name: list[list[str]]
     num_value: list[list[float]] | NumberRows
     cat_name: list[list[str]]
-    cat_value: list[list[str]]
+    cat_value: list[list[str]] | TextRows
     missing: list[list[str]]
 
     @property
@@ -215,11 +216,16 @@ def _take(column: list[Any], index: np.ndarray | None) -> list[Any]:
     return list(operator.itemgetter(*index.tolist())(column))
 
 
+def _by_feature(rows: Sequence[list[str]]) -> Sequence[Sequence[str]]:
+    """Each place's texts, of rows that all hold as many."""
+    return rows.columns if isinstance(rows, TextRows) else list(zip(*rows, strict=True))
+
+
 def _features(
     num_name: list[list[str]],
     num_value: list[list[float]] | NumberRows,
     cat_name: list[list[str]],
-    cat_value: list[list[str]],
+    cat_value: list[list[str]] | TextRows,
     missing: list[list[str]],
 ) -> SameFeatures | FeaturesByEvent:
     numeric_names, categorical_names = num_name[0], cat_name[0]
@@ -240,5 +246,5 @@ def _features(
         list(numeric_names),
         numeric.reshape(len(num_value), width),
         list(categorical_names),
-        [CodedTexts.of(column) for column in zip(*cat_value, strict=True)] if categorical_names else [],
+        [CodedTexts.of(column) for column in _by_feature(cat_value)] if categorical_names else [],
     )

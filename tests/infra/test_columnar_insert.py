@@ -16,7 +16,7 @@ from clickhouse_driver.streams.native import BlockOutputStream
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient, write_block
-from driftloop.streams.batch import NumberRows
+from driftloop.streams.batch import NumberRows, TextRows
 from tests.stack_fixtures import PrivateStack
 
 REVISIONS = (54405, defines.CLIENT_REVISION)  # ClickHouse 18.16's protocol, and clickhouse-driver's newest
@@ -46,6 +46,9 @@ CASES: dict[str, tuple[str, Any]] = {
     "a matrix of int rows": ("Array(UInt32)", NumberRows(np.array([[1, 2], [3, 4]]))),
     "a matrix of empty rows": ("Array(Float64)", NumberRows(np.empty((3, 0)))),
     "a matrix of no rows": ("Array(Float64)", NumberRows(np.empty((0, 4)))),
+    "texts by place": ("Array(String)", TextRows([["a", "é✓", "", b"raw\xff"], ["x", "y", "z" * 300, "w"]])),
+    "texts by place, one a row": ("Array(String)", TextRows([["only", "one"]])),
+    "texts by place, no rows": ("Array(String)", TextRows([[], []])),
     "enum (clickhouse-driver's)": ("Enum8('a' = 1, 'b' = 2)", ["a", "b", "a"]),
     "nullable (clickhouse-driver's)": ("Nullable(Float64)", [1.0, None, 2.0]),
     "ints in a float array": ("Array(Float64)", [[1, 2], [3, 4]]),
@@ -130,6 +133,7 @@ def test_a_whole_block_of_the_predictions_columns_matches() -> None:
         ("String", ["a", 3]),
         ("Array(String)", [["a"], ["b", 3]]),
         ("Array(String)", [["a", 3]] * 2),
+        ("Array(String)", TextRows([["a", "b"], ["c", 3]])),
         ("Array(Float64)", [[1.0], [None]]),
         ("Array(Float64)", [[1.0], ["x"]]),
     ],
@@ -167,20 +171,21 @@ def test_rows_inserted_are_the_rows_read_back(stack: PrivateStack) -> None:
         [["f0", "f1"]] * (rows - 1) + [["only"]],
         [[i * 0.5, -1.0] for i in range(rows - 1)] + [[7.0]],
         [i / 7 for i in range(rows)],
+        TextRows([[f"c{i % 13}" for i in range(rows)], [f"é{i}" for i in range(rows)]]),  # two texts a row
     ]
     try:
         client.execute(
             f"CREATE TABLE {table} (n UInt64, id String, ts DateTime('UTC'),"
-            " num Nested(name String, value Float64), score Float64) ENGINE = Memory"
+            " num Nested(name String, value Float64), score Float64, tags Array(String)) ENGINE = Memory"
         )
         client.execute(
-            f"INSERT INTO {table} (n, id, ts, `num.name`, `num.value`, score) VALUES",
+            f"INSERT INTO {table} (n, id, ts, `num.name`, `num.value`, score, tags) VALUES",
             data,
             columnar=True,
             settings={"insert_block_size": 1000},  # three blocks
         )
         back = client.execute(
-            f"SELECT n, id, toUInt32(ts), num.name, num.value, score FROM {table} ORDER BY n", columnar=True
+            f"SELECT n, id, toUInt32(ts), num.name, num.value, score, tags FROM {table} ORDER BY n", columnar=True
         )
     finally:
         client.execute(f"DROP TABLE IF EXISTS {table}")
@@ -189,3 +194,4 @@ def test_rows_inserted_are_the_rows_read_back(stack: PrivateStack) -> None:
     assert [list(r) for r in back[3]] == data[3]
     assert [list(r) for r in back[4]] == data[4]
     assert list(back[5]) == data[5]
+    assert [list(r) for r in back[6]] == [[f"c{i % 13}", f"é{i}"] for i in range(rows)]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from driftloop.streams.batch import NumberRows
+from driftloop.streams.batch import NumberRows, TextRows
 from driftloop.streams.decode import (
     EventError,
     Incoming,
@@ -54,6 +54,19 @@ def test_feature_values_of_events_that_send_the_same_names_are_one_matrix() -> N
     mixed = decode_predictions([*messages, msg(other_order, 2), msg(GOOD, 3)]).rows
     assert mixed["num.value"] == [[0.0, 0.0], [1.0, 0.5], [2.0, 1.0], [9.0, 8.0], [1.0]]
     assert mixed["num.name"] == [["a", "b"]] * 3 + [["b", "a"], ["a"]]
+
+
+def test_text_values_of_events_that_send_the_same_features_are_kept_a_list_a_feature() -> None:
+    event = {"model": "m", "ts": 1_790_000_000, "prediction": 1}
+    same = [event | {"request_id": f"r{i}", "features": {"a": i, "c": f"x{i}", "d": "é"}} for i in range(4)]
+    messages = [msg({"events": same[:2]}), msg({"events": same[2:]}, 1)]
+    values = decode_predictions(messages).rows["cat.value"]
+    assert isinstance(values, TextRows) and values.columns == [["x0", "x1", "x2", "x3"], ["é"] * 4]
+    assert values == [["x0", "é"], ["x1", "é"], ["x2", "é"], ["x3", "é"]]
+    other = event | {"request_id": "o", "features": {"c": "y", "a": 2}}  # another shape: rows of their own
+    mixed = decode_predictions([*messages, msg(other, 2), msg(GOOD, 3)]).rows
+    assert mixed["cat.value"] == [["x0", "é"], ["x1", "é"], ["x2", "é"], ["x3", "é"], ["y"], ["x"]]
+    assert mixed["cat.name"] == [["c", "d"]] * 4 + [["c"], ["b"]]
 
 
 @pytest.mark.parametrize(

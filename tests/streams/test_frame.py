@@ -6,8 +6,10 @@ import math
 import multiprocessing
 
 import numpy as np
+import pytest
 
-from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows
+from driftloop.streams import batch as batch_module
+from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows, TextRows
 from driftloop.streams.child_process import _receive_pickled, _send_pickled
 from driftloop.streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
 
@@ -115,3 +117,33 @@ def test_feature_values_kept_as_one_matrix_give_the_same_frame_without_a_copy() 
     one_model.columns["num.value"] = matrix = NumberRows(np.arange(5.0).reshape(5, 1))
     (frame,) = PredictionFrame.from_columns(one_model).models
     assert np.shares_memory(frame.features.numeric, matrix.matrix)
+
+
+def test_texts_kept_a_list_a_feature_give_the_same_frame() -> None:
+    features = [{"x": float(i), "c": f"v{i % 5}", "d": f"w{i % 2}"} for i in range(30)]
+    events = [{"model": f"m{i % 3}", "features": f} for i, f in enumerate(features)]
+    as_lists = rows(events)
+    by_feature = rows(events)
+    by_feature.columns["cat.value"] = TextRows([list(column) for column in zip(*as_lists["cat.value"], strict=True)])
+    for listed, kept in zip(
+        PredictionFrame.from_columns(as_lists).models, PredictionFrame.from_columns(by_feature).models, strict=True
+    ):
+        assert isinstance(kept.features, SameFeatures) and kept.request_ids == listed.request_ids
+        assert kept.features.categorical_names == listed.features.categorical_names == ["c", "d"]
+        for got, want in zip(kept.features.categorical, listed.features.categorical, strict=True):
+            assert got.texts == want.texts and got.codes.tolist() == want.codes.tolist()
+
+
+@pytest.mark.parametrize("pandas", [True, False])
+def test_a_long_column_is_coded_as_a_dict_codes_it(pandas: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts in order of first appearance, and a code a value, with pandas' hash table or without pandas."""
+    if not pandas:
+        monkeypatch.setattr(batch_module, "_factorize", lambda: None)
+    rng = np.random.default_rng(3)
+    odd = ["", "é", "a\x00b", "\ud800", "A", "a", "1", "1.0", "x" * 500]  # texts a careless hash table would mix up
+    values = [odd[i] if i < len(odd) else f"c{i}" for i in rng.integers(0, 40, size=5000).tolist()]
+    coded = CodedTexts.of(values)
+    assert coded.texts == list(dict.fromkeys(values))
+    assert coded.codes.dtype == np.int32 and [coded.texts[c] for c in coded.codes.tolist()] == values
+    with_none = CodedTexts.of([*values, None])  # not texts: coded by the dict, as they always were
+    assert with_none.texts[-1] is None and list(with_none) == [*values, None]
