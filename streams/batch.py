@@ -8,10 +8,9 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import operator
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
@@ -181,16 +180,7 @@ class CodedTexts(Sequence[str]):
 
     @classmethod
     def of(cls, values: Sequence[str]) -> CodedTexts:
-        """``values`` coded, texts in order of first appearance.
-
-        A long column is coded by pandas' hash table where pandas is installed (the worker's extra): one
-        pass that touches each string once, against two for a dict's (a column's strings are scattered over
-        memory, and reading each again was most of the cost: 20 features of 50,000 events, 3.2 → 2.0 µs an
-        event)."""
-        if len(values) >= _FACTORIZED_FROM and (factorize := _factorize()) is not None:
-            codes, uniques = factorize(np.array(values, dtype=object))
-            if len(codes) == len(values) and (not len(codes) or codes.min() >= 0):  # no None among them
-                return cls(uniques.tolist(), codes.astype(np.int32, copy=False))
+        """``values`` coded, texts in order of first appearance."""
         texts = list(dict.fromkeys(values))
         place = dict(zip(texts, range(len(texts)), strict=True))
         return cls(texts, np.fromiter(map(place.__getitem__, values), np.int32, len(values)))
@@ -223,20 +213,6 @@ class CodedTexts(Sequence[str]):
 
     def __repr__(self) -> str:
         return repr(list(self))
-
-
-_FACTORIZED_FROM = 256  # values: below, a dict codes them as quickly as the call to pandas costs
-
-
-@functools.cache
-def _factorize() -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
-    """pandas' ``factorize`` (codes, then the distinct values in order of first appearance), or None where
-    pandas is not installed (the event SDK's core has no pandas)."""
-    try:
-        import pandas as pd
-    except ImportError:
-        return None
-    return pd.factorize  # type: ignore[no-any-return]
 
 
 Column = list[Any] | NumberRows | TextRows

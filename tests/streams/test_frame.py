@@ -6,9 +6,7 @@ import math
 import multiprocessing
 
 import numpy as np
-import pytest
 
-from driftloop.streams import batch as batch_module
 from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows, TextRows
 from driftloop.streams.child_process import _receive_pickled, _send_pickled
 from driftloop.streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
@@ -132,18 +130,3 @@ def test_texts_kept_a_list_a_feature_give_the_same_frame() -> None:
         assert kept.features.categorical_names == listed.features.categorical_names == ["c", "d"]
         for got, want in zip(kept.features.categorical, listed.features.categorical, strict=True):
             assert got.texts == want.texts and got.codes.tolist() == want.codes.tolist()
-
-
-@pytest.mark.parametrize("pandas", [True, False])
-def test_a_long_column_is_coded_as_a_dict_codes_it(pandas: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Texts in order of first appearance, and a code a value, with pandas' hash table or without pandas."""
-    if not pandas:
-        monkeypatch.setattr(batch_module, "_factorize", lambda: None)
-    rng = np.random.default_rng(3)
-    odd = ["", "é", "a\x00b", "\ud800", "A", "a", "1", "1.0", "x" * 500]  # texts a careless hash table would mix up
-    values = [odd[i] if i < len(odd) else f"c{i}" for i in rng.integers(0, 40, size=5000).tolist()]
-    coded = CodedTexts.of(values)
-    assert coded.texts == list(dict.fromkeys(values))
-    assert coded.codes.dtype == np.int32 and [coded.texts[c] for c in coded.codes.tolist()] == values
-    with_none = CodedTexts.of([*values, None])  # not texts: coded by the dict, as they always were
-    assert with_none.texts[-1] is None and list(with_none) == [*values, None]
