@@ -175,6 +175,11 @@ def test_runs_of_single_event_messages_are_parsed_at_once() -> None:
     assert len(decoded.rows["request_id"]) == 2999 and [d.offset for d in decoded.dead] == [1500]
     assert decoded.origins[1499:1501] == [1499, 1501]
     assert one_by_one.call_count <= decode.SHORTEST_RUN * 2  # only the run around the odd message, alone
+    values[1500] = json.dumps({"events": [GOOD_EVENT, GOOD_EVENT]}).encode()  # an envelope among them: the same
+    with mock.patch.object(decode, "fast_predictions", wraps=decode_fast.fast_predictions) as one_by_one:
+        decoded = decode_predictions([Incoming(v, "predictions", 0, i) for i, v in enumerate(values)])
+    assert len(decoded.rows["request_id"]) == 3001 and decoded.origins[1499:1503] == [1499, 1500, 1500, 1501]
+    assert one_by_one.call_count <= decode.SHORTEST_RUN * 2
     outcomes = [Incoming(json.dumps({**GOOD_OUTCOME, "request_id": f"r{k}"}).encode(), "o", 0, k) for k in range(50)]
     with mock.patch.object(decode, "fast_outcomes", wraps=decode_fast.fast_outcomes) as one_by_one:
         assert len(decode_outcomes(outcomes).rows["request_id"]) == 50
