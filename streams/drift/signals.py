@@ -102,13 +102,7 @@ class EventRing:
         if not -self._held <= position < self._held:
             raise IndexError(f"event {position} of a ring holding {self._held}")
         position %= self._held
-        if position >= self._held // 2:  # a recent event (where alerts are): looked for from the newest part
-            back = self._held - position  # 1: the newest event
-            for ts_ms, request_ids in reversed(self._parts):
-                if back <= len(ts_ms):
-                    return int(ts_ms[len(ts_ms) - back]), request_ids[len(ts_ms) - back]
-                back -= len(ts_ms)
-        for ts_ms, request_ids in self._parts:
+        for ts_ms, request_ids in self._parts:  # a part a batch: a few, and an alert reads two events
             if position < len(ts_ms):
                 return int(ts_ms[position]), request_ids[position]
             position -= len(ts_ms)
