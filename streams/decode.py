@@ -161,17 +161,22 @@ def _decode(
             dead.append(DeadLetter(problem, original, message.topic, message.partition, message.offset, index))
 
     def run(start: int, stop: int) -> None:
-        values = [message.value for message in batch[start:stop]]
-        if _single_events(values, max_bytes):
-            if fast_single(values, start, out):
-                return
-            if stop - start >= 2 * SHORTEST_RUN:
-                middle = (start + stop) // 2
-                run(start, middle)
-                run(middle, stop)
-                return
-        for position in range(start, stop):
-            one(position, batch[position])
+        """The messages from ``start`` to ``stop``: at once, else in halves, down to one at a time. (Halves
+        wait in a list, not in calls of itself: a nested function that calls itself is a reference cycle,
+        and everything the batch decoded would then wait for the garbage collector to be freed.)"""
+        halves = [(start, stop)]
+        while halves:
+            start, stop = halves.pop()
+            values = [message.value for message in batch[start:stop]]
+            if _single_events(values, max_bytes):
+                if fast_single(values, start, out):
+                    continue
+                if stop - start >= 2 * SHORTEST_RUN:
+                    middle = (start + stop) // 2
+                    halves += [(middle, stop), (start, middle)]  # the first half first
+                    continue
+            for position in range(start, stop):
+                one(position, batch[position])
 
     for start in range(0, len(batch), RUN):
         run(start, min(start + RUN, len(batch)))

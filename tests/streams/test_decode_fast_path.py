@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 from unittest import mock
@@ -280,3 +281,23 @@ def test_values_whose_sum_overflows_are_accepted_one_by_one() -> None:
     for fast in (decode_predictions, lambda m: field_rules_only(decode_predictions, m)):
         decoded = fast([Incoming(json.dumps({**event, "prediction": 1}).encode(), "p", 0, 0)])
         assert decoded.rows["num.value"] == [[1e308, 1e308]] and not decoded.dead
+
+
+def test_decoding_leaves_nothing_for_the_garbage_collector() -> None:
+    """What a batch decodes is freed once it is dropped: a reference cycle (a nested function that called
+    itself held the decoder's parts, an event's list for each class score among them) kept every batch's
+    parts until the collector found them, and made it walk them while they lived."""
+    singles = [json.dumps({**GOOD_EVENT, "request_id": f"r{k}"}).encode() for k in range(300)]
+    singles[150] = singles[150] + b" " + singles[150]  # an odd message: its run is halved
+    scored = {**GOOD_EVENT, "score": {"cat": 0.25, "dog": 0.75}, "prediction": "dog"}
+    envelopes = [json.dumps({"events": [scored, {**scored, "features": {"a": "x"}}]}).encode(), b"{", b"[]"]
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate([*singles, *envelopes])]
+    gc.collect()
+    gc.disable()
+    try:
+        decoded = decode_predictions(messages)
+        assert len(decoded.rows) == 301 and len(decoded.dead) == 3
+        del decoded
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
