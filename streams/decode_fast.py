@@ -376,7 +376,7 @@ def _prediction_texts(predictions: list[float | str]) -> tuple[list[str], list[f
     return list(texts), list(numbers)
 
 
-def _scores(values: list[Any], texts: list[str]) -> tuple[list[float], list[list[str]], list[list[float]]]:
+def _scores(values: list[Any], texts: list[str]) -> tuple[list[float], list[list[str]], Column]:
     """The ``score``, class labels and probabilities of each event, as :func:`_typed_score` gives them."""
     count = len(values)
     kinds = set(map(type, values))
@@ -385,9 +385,16 @@ def _scores(values: list[Any], texts: list[str]) -> tuple[list[float], list[list
         none: list[Any] = []  # the rows' (empty) class labels and probabilities
         return scores, [none] * count, [none] * count
     if kinds == _DICT:
-        probabilities = list(map(list, map(dict.values, values)))
         scores = list(map(dict.get, values, texts))
-        if None in scores:  # the prediction is not among the classes: the highest probability
+        classes = list(values[0])
+        if classes and all(map(classes.__eq__, map(list, values))):  # the same classes (the common case)
+            flat = itertools.chain.from_iterable(map(dict.values, values))
+            matrix = np.fromiter(flat, np.float64, count * len(classes)).reshape(count, len(classes))
+            if None in scores:  # the prediction is not among the classes: the highest probability
+                scores = [max(values[i].values()) if s is None else s for i, s in enumerate(scores)]
+            return scores, [classes] * count, NumberRows(matrix)  # no list an event: nothing for the collector
+        probabilities = list(map(list, map(dict.values, values)))
+        if None in scores:
             scores = [max(p, default=math.nan) if s is None else s for s, p in zip(scores, probabilities, strict=True)]
         return scores, list(map(list, values)), probabilities
     scores, labels, probabilities = zip(*map(_typed_score, values, texts), strict=True)

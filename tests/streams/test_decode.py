@@ -69,6 +69,24 @@ def test_text_values_of_events_that_send_the_same_features_are_kept_a_list_a_fea
     assert mixed["cat.name"] == [["c", "d"]] * 4 + [["c"], ["b"]]
 
 
+def test_class_probabilities_of_events_that_send_the_same_classes_are_one_matrix() -> None:
+    event = {"model": "m", "ts": 1_790_000_000, "features": {"a": 1.0}}
+    scored = [
+        event | {"request_id": f"r{i}", "prediction": p, "score": {"cat": c, "dog": 1 - c}}
+        for i, (p, c) in enumerate([("cat", 0.75), ("dog", 0.25), ("bird", 0.5), ("cat", 1)])
+    ]
+    rows = decode_predictions([msg({"events": scored[:2]}), msg({"events": scored[2:]}, 1)]).rows
+    probabilities = rows["scores.probability"]
+    assert isinstance(probabilities, NumberRows)
+    assert probabilities.matrix.tolist() == [[0.75, 0.25], [0.25, 0.75], [0.5, 0.5], [1.0, 0.0]]
+    assert rows["scores.label"] == [["cat", "dog"]] * 4
+    assert rows["score"] == [0.75, 0.75, 0.5, 1.0]  # "bird" is no class: the highest probability
+    other = event | {"request_id": "o", "prediction": "dog", "score": {"dog": 0.5, "cat": 0.5}}  # another order
+    mixed = decode_predictions([msg({"events": [*scored[:2], other]})]).rows
+    assert mixed["scores.label"] == [["cat", "dog"], ["cat", "dog"], ["dog", "cat"]]
+    assert mixed["scores.probability"] == [[0.75, 0.25], [0.25, 0.75], [0.5, 0.5]]
+
+
 @pytest.mark.parametrize(
     ("ts", "seconds", "millis"),
     [
