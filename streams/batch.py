@@ -20,7 +20,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class NumberRows(Sequence[list[float]]):
+class _RowsOfList(Sequence[list[Any]]):
+    """What a column that stands for a list of rows shares with that list: it is unhashable, adds to
+    another sequence of rows as a list, and prints as the list."""
+
+    __slots__ = ()
+
+    __hash__ = None  # type: ignore[assignment]  # unhashable, like the list it stands for
+
+    def __add__(self, other: Sequence[list[Any]]) -> list[list[Any]]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[list[Any]]) -> list[list[Any]]:
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+class NumberRows(_RowsOfList):
     """An array column whose rows all hold as many numbers, kept as one (rows × width) float matrix.
 
     It reads as the list of rows it stands for (``rows[i]`` is a list, and it compares equal to the list),
@@ -66,19 +84,8 @@ class NumberRows(Sequence[list[float]]):
             return self.matrix.shape == other.matrix.shape and bool(np.array_equal(self.matrix, other.matrix))
         return isinstance(other, Sequence) and self.matrix.tolist() == list(other)
 
-    __hash__ = None  # type: ignore[assignment]  # unhashable, like the list it stands for
 
-    def __add__(self, other: Sequence[list[float]]) -> list[list[float]]:
-        return [*self, *other]
-
-    def __radd__(self, other: Sequence[list[float]]) -> list[list[float]]:
-        return [*other, *self]
-
-    def __repr__(self) -> str:
-        return repr(self.matrix.tolist())
-
-
-class TextRows(Sequence[list[str]]):
+class TextRows(_RowsOfList):
     """An array column whose rows all hold as many texts, kept as a list per place in the row (column-major).
 
     It reads as the list of rows it stands for (``rows[i]`` is a list, and it compares equal to the list), as
@@ -145,17 +152,6 @@ class TextRows(Sequence[list[str]]):
         if isinstance(other, TextRows):
             return self.columns == other.columns
         return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]  # unhashable, like the list it stands for
-
-    def __add__(self, other: Sequence[list[str]]) -> list[list[str]]:
-        return [*self, *other]
-
-    def __radd__(self, other: Sequence[list[str]]) -> list[list[str]]:
-        return [*other, *self]
-
-    def __repr__(self) -> str:
-        return repr(list(self))
 
 
 class CodedTexts(Sequence[str]):
