@@ -70,7 +70,7 @@ def _add_predictions(
         out.add_numeric_predictions(events, names, list(positions))  # type: ignore[arg-type]
         return True
     places = list(positions)
-    columns = prediction_columns(events, names, places)
+    columns = prediction_columns(events, names, places, out.empty)
     if columns is not None:  # the events share one shape (the common case): built a column at a time
         out.add_columns(columns)
         return True
@@ -266,18 +266,23 @@ def _numeric_feature_values(events: list[NumericPrediction], names: list[list[st
 
 
 def prediction_columns(
-    events: list[NumericPrediction] | list[PredictionEvent], names: list[list[str]], positions: list[int]
+    events: list[NumericPrediction] | list[PredictionEvent],
+    names: list[list[str]],
+    positions: list[int],
+    empty: list[Any],
 ) -> list[Column] | None:
     """The ``predictions`` columns (and message positions) of events, built a column at a time: the same
     values as :func:`prediction_row` gives event by event. None when they do not share one shape (each
     feature keeping its kind: number, text or null) or one has something for the field rules to say; a
-    list of :class:`NumericPrediction` events always gives columns."""
+    list of :class:`NumericPrediction` events always gives columns. Rows without items (no categorical
+    features, no class scores) all hold ``empty``, the list a batch's parts share: a column of one list
+    over and over is written and read at once (compared by identity, not item by item)."""
     count = len(events)
     epochs = _epochs([e.ts for e in events])
     features = (
-        _numeric_features(events, names)  # type: ignore[arg-type]
+        _numeric_features(events, names, empty)  # type: ignore[arg-type]
         if type(events[0]) is NumericPrediction
-        else _shared_features(events, names)  # type: ignore[arg-type]
+        else _shared_features(events, names, empty)  # type: ignore[arg-type]
     )
     if epochs is None or features is None:
         return None
@@ -285,7 +290,7 @@ def prediction_columns(
     request_ids = [e.request_id for e in events]
     ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round() to even, as the field rules do
     texts, prediction_nums = _prediction_texts([e.prediction for e in events])
-    scores, labels, probabilities = _scores([e.score for e in events], texts)
+    scores, labels, probabilities = _scores([e.score for e in events], texts, empty)
     served = [e.served for e in events]
     everyone = all(served)  # the common case: no shadow among them
     latencies = [e.latency_ms for e in events]
@@ -325,13 +330,14 @@ def _epochs(stamps: list[float | str]) -> np.ndarray | None:
     return None if None in converted else np.array(converted, dtype=np.float64)
 
 
-def _numeric_features(events: list[NumericPrediction], names: list[list[str]]) -> tuple[Column, ...]:
-    count = len(events)
-    none: list[Any] = []  # the rows' (empty) categorical features and nulls
-    return names, _numeric_feature_values(events, names), [none] * count, [none] * count, [none] * count
+def _numeric_features(events: list[NumericPrediction], names: list[list[str]], empty: list[Any]) -> tuple[Column, ...]:
+    count = len(events)  # the rows' categorical features and nulls: none
+    return names, _numeric_feature_values(events, names), [empty] * count, [empty] * count, [empty] * count
 
 
-def _shared_features(events: list[PredictionEvent], names: list[list[str]]) -> tuple[Column, ...] | None:
+def _shared_features(
+    events: list[PredictionEvent], names: list[list[str]], empty: list[Any]
+) -> tuple[Column, ...] | None:
     """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
     that all sent the same names, each feature keeping one kind (number, text or null); else None."""
     shared, count = names[0], len(events)
@@ -347,7 +353,6 @@ def _shared_features(events: list[PredictionEvent], names: list[list[str]]) -> t
     categorical = [j for j, kind in enumerate(kinds) if kind is str]
     null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)]
     num_names = shared if len(numeric) == width else [shared[j] for j in numeric]
-    none: list[Any] = []
     if numeric:
         matrix = np.empty((count, len(numeric)))
         for place, j in enumerate(numeric):
@@ -355,9 +360,9 @@ def _shared_features(events: list[PredictionEvent], names: list[list[str]]) -> t
     cat_names = [shared[j] for j in categorical]
     return (
         [num_names] * count,
-        NumberRows(matrix) if numeric else [none] * count,
+        NumberRows(matrix) if numeric else [empty] * count,
         [cat_names] * count,
-        TextRows([columns[j] for j in categorical]) if categorical else [none] * count,
+        TextRows([columns[j] for j in categorical]) if categorical else [empty] * count,
         [null] * count,
     )
 
@@ -376,14 +381,13 @@ def _prediction_texts(predictions: list[float | str]) -> tuple[list[str], list[f
     return list(texts), list(numbers)
 
 
-def _scores(values: list[Any], texts: list[str]) -> tuple[list[float], list[list[str]], Column]:
+def _scores(values: list[Any], texts: list[str], empty: list[Any]) -> tuple[list[float], list[list[str]], Column]:
     """The ``score``, class labels and probabilities of each event, as :func:`_typed_score` gives them."""
     count = len(values)
     kinds = set(map(type, values))
     if kinds <= _FLOAT_OR_NONE:
         scores = [math.nan if s is None else s for s in values] if None in values else values
-        none: list[Any] = []  # the rows' (empty) class labels and probabilities
-        return scores, [none] * count, [none] * count
+        return scores, [empty] * count, [empty] * count  # no class labels nor probabilities
     if kinds == _DICT:
         scores = list(map(dict.get, values, texts))
         classes = list(values[0])

@@ -7,11 +7,13 @@ import itertools
 import json
 from unittest import mock
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.streams import decode, decode_fast
-from driftloop.streams.batch import UnreadableRecords
+from driftloop.streams.batch import NumberRows, UnreadableRecords
 from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
 from tests.reliability.hostile import hostile_message
 
@@ -301,3 +303,30 @@ def test_decoding_leaves_nothing_for_the_garbage_collector() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_numeric_events_become_columns_a_part_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numeric events become columns every ``CLOSE_AT`` events (while their objects are still in a core's
+    cache, then freed for the next messages' to reuse), and the parts join into the columns that one part
+    of the whole batch gives: feature values one matrix where the widths agree, rows in message order, and
+    one list shared by every row without items."""
+
+    def envelope(first: int, count: int, features: dict[str, float]) -> bytes:
+        events = [{**GOOD_EVENT, "request_id": f"r{first + k}", "features": features} for k in range(count)]
+        return json.dumps({"events": events}).encode()
+
+    values = [envelope(30 * k, 30, {"a": 1.5, "b": float(k)}) for k in range(7)]
+    wider = [*values[:3], envelope(500, 30, {"a": 1.0, "b": 2.0, "c": 3.0}), *values[3:]]
+    for batch in (values, wider):
+        messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(batch)]
+        monkeypatch.setattr(decode, "CLOSE_AT", 10**9)
+        whole = decode_predictions(messages)
+        monkeypatch.setattr(decode, "CLOSE_AT", 50)
+        with mock.patch.object(decode, "prediction_columns", wraps=decode.prediction_columns) as made:
+            parts = decode_predictions(messages)
+        assert made.call_count == len(batch) // 2 + len(batch) % 2  # two envelopes of 30 make a part
+        assert_same(parts, whole)
+        assert len({id(row) for row in parts.rows["cat.name"]}) == 1
+    assert isinstance(
+        decode_predictions([Incoming(v, "p", 0, i) for i, v in enumerate(values)]).rows["num.value"], NumberRows
+    )
