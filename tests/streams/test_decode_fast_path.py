@@ -8,7 +8,6 @@ import json
 from unittest import mock
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
