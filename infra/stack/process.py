@@ -65,8 +65,18 @@ class ProcessRegistry:
     def all(self) -> list[ProcessRecord]:
         return [r for p in sorted(self.run_dir.glob("*.json")) if (r := self.get(p.stem)) is not None]
 
-    def spawn(self, name: str, command: list[str], *, host: str, port: int, log_path: Path) -> ProcessRecord:
-        """Start ``command`` detached from this terminal (it outlives the CLI) and record it."""
+    def spawn(
+        self,
+        name: str,
+        command: list[str],
+        *,
+        host: str,
+        port: int,
+        log_path: Path,
+        environment: dict[str, str] | None = None,
+    ) -> ProcessRecord:
+        """Start ``command`` detached from this terminal (it outlives the CLI) and record it; ``environment``:
+        variables it gets on top of this process's."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
@@ -77,6 +87,7 @@ class ProcessRegistry:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal that ran `stack up` does not reach it
                 close_fds=True,
+                env=os.environ | environment if environment else None,
             )
         record = ProcessRecord(name, proc.pid, host, port, tuple(command), str(log_path), time.time())
         tmp = self.path(name).with_suffix(".tmp")

@@ -208,7 +208,14 @@ def _bring_up(
     command = service.command()  # resolves the binary: BinaryNotFoundError before anything starts
     service.prepare()
     log_path = settings.home / "log" / f"{service.name}.log"
-    record = registry.spawn(service.name, command, host=service.host, port=service.port, log_path=log_path)
+    record = registry.spawn(
+        service.name,
+        command,
+        host=service.host,
+        port=service.port,
+        log_path=log_path,
+        environment=service.environment(),
+    )
     try:
         version = _wait_until_up(service, timeout_s=settings.stack_start_timeout_s, record=record)
     except BaseException:

@@ -16,6 +16,7 @@ from driftloop.infra.errors import SchemaError
 from driftloop.infra.kafka.topics import describe_topics
 from driftloop.infra.stack import stack as local_stack
 from driftloop.infra.stack.process import ProcessRegistry
+from driftloop.infra.stack.services import CLICKHOUSE_MALLOC_CONF, ClickHouseServer
 from tests.stack_fixtures import PrivateStack, private_stack_env
 
 pytestmark = pytest.mark.integration
@@ -100,6 +101,20 @@ def test_status_shows_what_runs_where(stack: PrivateStack) -> None:
     data = json.loads(scripted.stdout)
     assert scripted.returncode == 0 and data["healthy"] is True
     assert [s["pid"] for s in data["services"]] == [broker.pid, clickhouse.pid] and data["topics"] == status.topics
+
+
+def test_the_embedded_clickhouse_keeps_the_blocks_it_frees(
+    stack: PrivateStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's jemalloc is set as ClickHouse's own builds set theirs (an insert's buffers are reused, not
+    mapped anew a page at a time), and takes the setting without a complaint; a MALLOC_CONF of the user's wins."""
+    clickhouse = next(s for s in local_stack.status(stack.settings).services if s.name == "clickhouse")
+    environ = Path(f"/proc/{clickhouse.pid}/environ").read_bytes().split(b"\0")
+    assert f"MALLOC_CONF={CLICKHOUSE_MALLOC_CONF}".encode() in environ
+    record = ProcessRegistry(stack.settings.home / "run").get("clickhouse")
+    assert record is not None and "<jemalloc>" not in Path(record.log_path).read_text(errors="replace")
+    monkeypatch.setenv("MALLOC_CONF", "narenas:2")
+    assert ClickHouseServer(stack.settings).environment() == {}
 
 
 def test_starting_twice_says_so_and_succeeds(stack: PrivateStack) -> None:
