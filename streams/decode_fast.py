@@ -331,7 +331,8 @@ def _epochs(stamps: list[float | str]) -> np.ndarray | None:
 
 
 def _numeric_features(events: list[NumericPrediction], names: list[list[str]], empty: list[Any]) -> tuple[Column, ...]:
-    count = len(events)  # the rows' categorical features and nulls: none
+    """The feature columns of numeric events: no categorical features and no nulls."""
+    count = len(events)
     return names, _numeric_feature_values(events, names), [empty] * count, [empty] * count, [empty] * count
 
 
@@ -351,13 +352,13 @@ def _shared_features(
         return None
     numeric = [j for j, kind in enumerate(kinds) if kind is float]
     categorical = [j for j, kind in enumerate(kinds) if kind is str]
-    null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)]
-    num_names = shared if len(numeric) == width else [shared[j] for j in numeric]
+    null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)] or empty
+    num_names = shared if len(numeric) == width else [shared[j] for j in numeric] or empty
     if numeric:
         matrix = np.empty((count, len(numeric)))
         for place, j in enumerate(numeric):
             matrix[:, place] = columns[j]
-    cat_names = [shared[j] for j in categorical]
+    cat_names = [shared[j] for j in categorical] or empty
     return (
         [num_names] * count,
         NumberRows(matrix) if numeric else [empty] * count,

@@ -329,3 +329,17 @@ def test_numeric_events_become_columns_a_part_at_a_time(monkeypatch: pytest.Monk
     assert isinstance(
         decode_predictions([Incoming(v, "p", 0, i) for i, v in enumerate(values)]).rows["num.value"], NumberRows
     )
+
+
+def test_rows_without_items_share_one_list_a_batch() -> None:
+    """Envelopes of the other shapes (class scores, texts) become columns a message at a time: their rows
+    without categorical features, nulls or class scores hold one list for the whole batch, which the insert
+    writer and the frame find to be one by identity."""
+    scored = {**GOOD_EVENT, "score": {"cat": 0.25, "dog": 0.75}, "prediction": "dog"}
+    texts = {**GOOD_EVENT, "features": {"a": "x", "b": "y"}}
+    values = [json.dumps({"events": [event] * 3}).encode() for event in (scored, scored, texts, texts)]
+    rows = decode_predictions([Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]).rows
+    assert rows["scores.label"][:6] == [["cat", "dog"]] * 6 and rows["cat.name"][6:] == [["a", "b"]] * 6
+    for name, empty_rows in (("cat.name", slice(6)), ("missing", slice(None)), ("scores.label", slice(6, None))):
+        assert rows[name][empty_rows] == [[]] * len(rows[name][empty_rows])
+        assert len({id(row) for row in rows[name][empty_rows]}) == 1, name
