@@ -211,6 +211,7 @@ class Columns:
         self.parts: list[list[Column]] = []
         self.width = width
         self.empty: list[Any] = []  # what every row without items holds (decode_fast.prediction_columns)
+        self.texts: dict[str, str] = {}  # the one object of each categorical text (decode_fast.prediction_columns)
         self.rows: list[Row] = []
         self.events: list[NumericPrediction] = []
         self.names: list[list[str]] = []
@@ -261,7 +262,7 @@ class Columns:
         self.rows = []
 
     def _close_events(self) -> None:
-        columns = prediction_columns(self.events, self.names, self.positions, self.empty)
+        columns = prediction_columns(self.events, self.names, self.positions, self.empty, self.texts)
         assert columns is not None  # numeric events always give columns
         self.parts.append(columns)
         self.events, self.names, self.positions = [], [], []

@@ -70,7 +70,7 @@ def _add_predictions(
         out.add_numeric_predictions(events, names, list(positions))  # type: ignore[arg-type]
         return True
     places = list(positions)
-    columns = prediction_columns(events, names, places, out.empty)
+    columns = prediction_columns(events, names, places, out.empty, out.texts)
     if columns is not None:  # the events share one shape (the common case): built a column at a time
         out.add_columns(columns)
         return True
@@ -270,19 +270,23 @@ def prediction_columns(
     names: list[list[str]],
     positions: list[int],
     empty: list[Any],
+    texts: dict[str, str],
 ) -> list[Column] | None:
     """The ``predictions`` columns (and message positions) of events, built a column at a time: the same
     values as :func:`prediction_row` gives event by event. None when they do not share one shape (each
     feature keeping its kind: number, text or null) or one has something for the field rules to say; a
     list of :class:`NumericPrediction` events always gives columns. Rows without items (no categorical
     features, no class scores) all hold ``empty``, the list a batch's parts share: a column of one list
-    over and over is written and read at once (compared by identity, not item by item)."""
+    over and over is written and read at once (compared by identity, not item by item). A categorical
+    feature's texts are taken from ``texts``, one object per distinct text of a batch, which each new text
+    joins: read while the parsed events are still in the cache, they spare the batch's later passes (the
+    detectors' coding, the insert) a string object a value scattered over memory."""
     count = len(events)
     epochs = _epochs([e.ts for e in events])
     features = (
         _numeric_features(events, names, empty)  # type: ignore[arg-type]
         if type(events[0]) is NumericPrediction
-        else _shared_features(events, names, empty)  # type: ignore[arg-type]
+        else _shared_features(events, names, empty, texts)  # type: ignore[arg-type]
     )
     if epochs is None or features is None:
         return None
@@ -337,7 +341,7 @@ def _numeric_features(events: list[NumericPrediction], names: list[list[str]], e
 
 
 def _shared_features(
-    events: list[PredictionEvent], names: list[list[str]], empty: list[Any]
+    events: list[PredictionEvent], names: list[list[str]], empty: list[Any], texts: dict[str, str]
 ) -> tuple[Column, ...] | None:
     """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
     that all sent the same names, each feature keeping one kind (number, text or null); else None."""
@@ -359,11 +363,12 @@ def _shared_features(
         for place, j in enumerate(numeric):
             matrix[:, place] = columns[j]
     cat_names = [shared[j] for j in categorical] or empty
+    known = texts.setdefault  # each text as the batch's one object of it
     return (
         [num_names] * count,
         NumberRows(matrix) if numeric else [empty] * count,
         [cat_names] * count,
-        TextRows([columns[j] for j in categorical]) if categorical else [empty] * count,
+        TextRows([list(map(known, columns[j], columns[j])) for j in categorical]) if categorical else [empty] * count,
         [null] * count,
     )
 

@@ -343,3 +343,16 @@ def test_rows_without_items_share_one_list_a_batch() -> None:
     for name, empty_rows in (("cat.name", slice(6)), ("missing", slice(None)), ("scores.label", slice(6, None))):
         assert rows[name][empty_rows] == [[]] * len(rows[name][empty_rows])
         assert len({id(row) for row in rows[name][empty_rows]}) == 1, name
+
+
+def test_a_batch_holds_one_object_of_each_categorical_text() -> None:
+    """The decoder takes each categorical text of a batch as one object, across events, messages and
+    features: the detectors' coding and the insert then read a few objects, not one a value."""
+    values = [
+        json.dumps({"events": [{**GOOD_EVENT, "features": {"a": f"v{(i + k) % 3}", "b": "v1"}} for k in range(4)]})
+        for i in range(3)
+    ]
+    rows = decode_predictions([Incoming(v.encode(), "predictions", 0, i) for i, v in enumerate(values)]).rows
+    texts = rows["cat.value"].flattened()
+    assert texts == [text for i in range(3) for k in range(4) for text in (f"v{(i + k) % 3}", "v1")]
+    assert len({id(text) for text in texts}) == 3  # v0, v1 and v2, each one object
