@@ -21,7 +21,7 @@ from driftloop.streams.batch import CodedTexts
 from driftloop.streams.drift.evidence import Evidence
 
 #: The most values a run of tests takes at once, and the most counts (tests by categories) it holds.
-RUN, RUN_COUNTS = 2000, 1 << 21
+RUN, RUN_COUNTS = 5000, 1 << 21
 
 
 class CategoricalShift:
@@ -35,7 +35,9 @@ class CategoricalShift:
     Categories are numbered as they come and counted in arrays, and the tests of a run of values are made
     at once: each test's window counts are differences of running counts, its statistic a sum over the
     table (:func:`_chi_squares`), so a run costs a few array operations however many categories and tests
-    it holds (a feature of 1,000 values is common). A coded column (:class:`~streams.batch.CodedTexts`)
+    it holds. Where categories outnumber the values between two tests many times over (a feature of 1,000
+    values is common), a test's sums are the test before's, updated by the few categories whose counts
+    changed, so that a test costs what its values do, not what its categories do. A coded column (:class:`~streams.batch.CodedTexts`)
     has each distinct text looked up once. The numbering is renewed when categories no longer seen make up
     most of it (a feature with a new value every event).
     """
@@ -175,14 +177,13 @@ class CategoricalShift:
         ends = np.arange(len(self._recent) + (-self.n - 1) % self.clock + 1, len(values) + 1, self.clock)
         ends = ends[ends >= window]
         if len(ends):
-            windows = _window_counts(values, ends, window, k)
-            statistics, p_values, dofs = _chi_squares(self._reference_counts[:k], windows, window, self.min_count)
+            statistics, p_values, dofs = _chi_squares(self._reference_counts[:k], values, ends, window, self.min_count)
             fires = np.flatnonzero(p_values < self.alpha)
             if len(fires):
                 first = int(fires[0])
                 end = int(ends[first])
                 self._recent = values[end - window : end]
-                self._window_counts[:k] = windows[:, first]
+                self._window_counts[:k] = np.bincount(self._recent, minlength=k)
                 self._fire(float(statistics[first]), float(p_values[first]), int(dofs[first]))
                 return end - (len(values) - len(run)), True
         self._recent = values[-window:]
@@ -230,6 +231,26 @@ def _texts(values: Sequence[Any]) -> Sequence[str]:
     return values if all(type(v) is str for v in values) else [v if type(v) is str else str(v) for v in values]
 
 
+def _chi_squares(
+    reference: np.ndarray, values: np.ndarray, ends: np.ndarray, window: int, min_count: int
+) -> tuple[np.ndarray, ...]:
+    """Pearson's chi-square test of the reference (its counts by category) against the window of ``window``
+    values ending at each of ``ends`` (increasing), as ``scipy.stats.chi2_contingency(table,
+    correction=False)`` makes it on each table (without its per-call overhead): categories seen fewer than
+    ``min_count`` times in both pooled into one (when any is), no test (a p-value of 1) with fewer than two
+    columns. (statistics, p-values, dofs)
+
+    Where the tables hold many more cells than values move between the tests (many categories), a test's
+    sums are the test before's, updated by the categories whose window counts changed
+    (:func:`_sliding_sums`); else each table is summed whole (:func:`_table_sums`)."""
+    moving = 2 * (int(ends[-1]) - int(ends[0]))  # values that enter or leave a window between the first and last
+    if len(reference) * len(ends) > 3 * moving:
+        sums = _sliding_sums(reference, values, ends, window, max(min_count, 1))
+    else:
+        sums = _table_sums(reference, _window_counts(values, ends, window, len(reference)), window, max(min_count, 1))
+    return _tests(*sums, int(reference.sum()), window)
+
+
 def _window_counts(values: np.ndarray, ends: np.ndarray, window: int, k: int) -> np.ndarray:
     """The counts of ``values[end - window : end]`` for each of ``ends`` (``k`` categories by tests): running
     counts at the windows' edges, counted once per stretch between two edges, less those at their starts."""
@@ -242,27 +263,78 @@ def _window_counts(values: np.ndarray, ends: np.ndarray, window: int, k: int) ->
     return running[:, at[len(ends) :]] - running[:, at[: len(ends)]]
 
 
-def _chi_squares(reference: np.ndarray, windows: np.ndarray, window: int, min_count: int) -> tuple[np.ndarray, ...]:
-    """Pearson's chi-square test of the reference against each window of ``window`` values (the columns of
-    ``windows``), as ``scipy.stats.chi2_contingency(table, correction=False)`` makes it on each table (without
-    its per-call overhead): categories seen fewer than ``min_count`` times in both pooled into one (when any
-    is), no test (a p-value of 1) with fewer than two columns.
-    (statistics, p-values, dofs)
-
-    With row totals ``R`` and ``W``, a category's two cells add ``(W r - R w)² / (R W (r + w))``."""
-    both = windows + reference[:, None]
-    kept = both >= max(min_count, 1)
-    r_total = int(reference.sum())
-    gap = ((window * reference)[:, None] - r_total * windows).astype(np.float64)
+def _cells(
+    reference: np.ndarray, windows: np.ndarray, r_total: int, window: int, min_count: int
+) -> tuple[np.ndarray, ...]:
+    """Each category's two cells, as one term of the statistic (times ``R W``): with row totals ``R`` and
+    ``W``, ``(W r - R w)² / (r + w)``; and whether the category is kept (seen ``min_count`` times in both),
+    else its term is 0 and it is pooled."""
+    both = windows + reference
+    kept = both >= min_count
+    gap = (window * reference - r_total * windows).astype(np.float64)
     gap *= gap
-    cells = np.divide(gap, both, out=np.zeros(both.shape), where=kept).sum(axis=0)
-    pooled_r = r_total - reference @ kept
-    pooled_w = window - (windows * kept).sum(axis=0)
+    return np.divide(gap, both, out=np.zeros(both.shape), where=kept), kept
+
+
+def _table_sums(reference: np.ndarray, windows: np.ndarray, window: int, min_count: int) -> tuple[np.ndarray, ...]:
+    """For each window (a column of ``windows``, its counts by category): the sum of the kept categories'
+    terms, how many are kept, and the pooled reference and window counts."""
+    r_total = int(reference.sum())
+    cells, kept = _cells(reference[:, None], windows, r_total, window, min_count)
+    return cells.sum(axis=0), kept.sum(axis=0), r_total - reference @ kept, window - (windows * kept).sum(axis=0)
+
+
+def _sliding_sums(
+    reference: np.ndarray, values: np.ndarray, ends: np.ndarray, window: int, min_count: int
+) -> tuple[np.ndarray, ...]:
+    """:func:`_table_sums` of the windows ending at ``ends``, from the first window's table and, for each
+    later one, the terms of the categories whose counts changed since the window before: how many values a
+    category gained or lost at each test is counted in one array of categories by tests, and only its
+    changed cells are worked on (at most twice the values between two tests, against every category)."""
+    tests, r_total, k = len(ends), int(reference.sum()), len(reference)
+    start, stop = int(ends[0]), int(ends[-1])
+    first = np.bincount(values[start - window : start], minlength=k)
+    cells, kept = _cells(reference, first, r_total, window, min_count)
+    # the test at which each value after the first window enters it, and the value ``window`` before it leaves
+    step = np.repeat(np.arange(1, tests), np.diff(ends))
+    moved = np.bincount(values[start:stop] * tests + step, minlength=k * tests)
+    moved -= np.bincount(values[start - window : stop - window] * tests + step, minlength=k * tests)
+    changed = np.flatnonzero(moved != 0)  # by category, then test (a mask is scanned 4 times as fast as ints)
+    change = moved[changed]
+    category, test = np.divmod(changed, tests)
+    # each changed count: the first window's, plus the category's changes so far (a running sum per category)
+    running = np.cumsum(change)
+    starts = np.flatnonzero(np.diff(category)) + 1
+    before = np.repeat(np.concatenate([[0], running[starts - 1]]), np.diff(starts, prepend=0, append=len(change)))
+    after_counts = first[category] + running - before
+    before_counts = after_counts - change
+    r = reference[category]
+    after_cells, after_kept = _cells(r, after_counts, r_total, window, min_count)
+    before_cells, before_kept = _cells(r, before_counts, r_total, window, min_count)
+    kept_change = after_kept.astype(np.int64) - before_kept
+
+    def running_total(base: float, changes: np.ndarray) -> np.ndarray:
+        return base + np.cumsum(np.bincount(test, changes, minlength=tests))
+
+    pooled_window = after_counts * ~after_kept - before_counts * ~before_kept
+    return (
+        running_total(cells.sum(), after_cells - before_cells),
+        running_total(int(kept.sum()), kept_change),
+        running_total(r_total - int(reference @ kept), -r * kept_change),
+        running_total(window - int(first @ kept), pooled_window),
+    )
+
+
+def _tests(
+    kept_terms: np.ndarray, kept: np.ndarray, pooled_r: np.ndarray, pooled_w: np.ndarray, r_total: int, window: int
+) -> tuple[np.ndarray, ...]:
+    """(statistics, p-values, dofs) of tests from their sums (:func:`_table_sums`): the pooled cells' term
+    added where anything is pooled, and a p-value of 1 where fewer than two columns are left."""
     pooled = pooled_r + pooled_w
     pooled_gap = (window * pooled_r - r_total * pooled_w).astype(np.float64)
-    cells += np.divide(pooled_gap * pooled_gap, pooled, out=np.zeros(len(pooled)), where=pooled > 0)
-    statistics = cells / (r_total * window)
-    columns = kept.sum(axis=0) + (pooled > 0)
+    terms = kept_terms + np.divide(pooled_gap * pooled_gap, pooled, out=np.zeros(len(pooled)), where=pooled > 0)
+    statistics = terms / (r_total * window)
+    columns = kept + (pooled > 0)
     dofs = np.maximum(columns - 1, 1)
     p_values = np.where(columns >= 2, chdtrc(dofs, statistics), 1.0)
     return statistics, p_values, dofs

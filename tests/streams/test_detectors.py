@@ -227,3 +227,27 @@ def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categori
     assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 3
     assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
     assert len(detector._categories) <= 4 * (2000 + 500) + 2000  # numbered anew, not one number per value seen
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sliding_chi_square_sums_are_the_whole_tables_sums(seed: int) -> None:
+    """The categorical detector's tests of many categories update each test's sums from the categories whose
+    counts changed since the test before: the same statistics, p-values and degrees of freedom as summing
+    every test's whole table, over category counts, windows, clocks and pooling thresholds drawn at random."""
+    import numpy as np
+
+    from driftloop.streams.drift.categorical import _sliding_sums, _table_sums, _tests, _window_counts
+
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        k, tests, clock, window = (int(rng.integers(*bounds)) for bounds in ((1, 3000), (1, 60), (1, 80), (10, 600)))
+        reference = rng.multinomial(int(rng.integers(50, 3000)), rng.dirichlet(np.full(k, rng.uniform(0.05, 2))))
+        ends = window + int(rng.integers(0, 30)) + clock * np.arange(tests)
+        values = rng.choice(k, int(ends[-1]) + 5, p=rng.dirichlet(np.ones(k)))
+        min_count, total = int(rng.integers(1, 8)), int(reference.sum())
+        windows = _window_counts(values, ends, window, k)
+        whole = _tests(*_table_sums(reference, windows, window, min_count), total, window)
+        sliding = _tests(*_sliding_sums(reference, values, ends, window, min_count), total, window)
+        assert sliding[2].tolist() == whole[2].tolist()
+        np.testing.assert_allclose(sliding[0], whole[0], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(sliding[1], whole[1], rtol=1e-8, atol=1e-300)
