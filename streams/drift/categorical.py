@@ -37,9 +37,9 @@ class CategoricalShift:
     table (:func:`_chi_squares`), so a run costs a few array operations however many categories and tests
     it holds. Where categories outnumber the values between two tests many times over (a feature of 1,000
     values is common), a test's sums are the test before's, updated by the few categories whose counts
-    changed: a test costs what its values do, not what its categories do. A coded column (:class:`~streams.batch.CodedTexts`)
-    has each distinct text looked up once. The numbering is renewed when categories no longer seen make up
-    most of it (a feature with a new value every event).
+    changed: a test costs what its values do, not what its categories do. A coded column
+    (:class:`~streams.batch.CodedTexts`) has each distinct text looked up once. The numbering is renewed
+    when categories no longer seen make up most of it (a feature with a new value every event).
     """
 
     name = "CategoricalShift"
