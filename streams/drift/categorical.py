@@ -11,6 +11,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,13 +97,13 @@ class CategoricalShift:
         """``update`` for each of ``values`` in turn (texts, or a :class:`CodedTexts`), a run at a time: the
         reference fills in one step, and a run's tests are made at once."""
         coded = values if isinstance(values, CodedTexts) else CodedTexts.of(_texts(values))
-        places = np.full(len(coded.texts), -1, np.int64)  # each distinct text's place in the count arrays
+        places = self._known_places(coded.texts)  # each distinct text's place in the count arrays, or -1
         fired: list[tuple[int, Evidence]] = []
         i, count = 0, len(coded)
         while i < count:
             if len(self._categories) > 4 * (self.reference + self.window):
                 self._renumber()  # between two runs: no run holds numbers of the old numbering
-                places[:] = -1
+                places = self._known_places(coded.texts)
             if self._reference_n < self.reference:
                 head = self._places(coded, slice(i, i + self.reference - self._reference_n), places)
                 self._reference_counts[: len(self._categories)] += np.bincount(head, minlength=len(self._categories))
@@ -120,6 +121,11 @@ class CategoricalShift:
                 places[:] = -1
         self._drift = bool(fired) and fired[-1][0] == count - 1
         return fired
+
+    def _known_places(self, texts: list[str]) -> np.ndarray:
+        """The count arrays' place of each of ``texts`` (distinct), -1 for a category not numbered yet: each
+        looked up once a call, so that a run's values need numbering only where a category is new."""
+        return np.fromiter(map(self._column.get, texts, itertools.repeat(-1)), np.int64, len(texts))
 
     def _places(self, coded: CodedTexts, part: slice, places: np.ndarray) -> np.ndarray:
         """The count arrays' places of the values ``coded[part]``, numbering the categories not seen before (in
