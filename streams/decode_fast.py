@@ -351,8 +351,9 @@ def _shared_features(
     width = len(shared)
     flat = list(itertools.chain.from_iterable(map(dict.values, map(_features_of, events))))
     columns = [flat[j::width] for j in range(width)]
-    kinds = [type(column[0]) for column in columns]
-    if any(len(set(map(type, column))) != 1 for column in columns):
+    types = list(map(type, flat))  # each feature's kind the first event's, in every event (compared in C)
+    kinds = types[:width]
+    if any(types[j::width].count(kind) != count for j, kind in enumerate(kinds)):
         return None
     numeric = [j for j, kind in enumerate(kinds) if kind is float]
     categorical = [j for j, kind in enumerate(kinds) if kind is str]
