@@ -278,9 +278,10 @@ def prediction_columns(
     list of :class:`NumericPrediction` events always gives columns. Rows without items (no categorical
     features, no class scores) all hold ``empty``, the list a batch's parts share: a column of one list
     over and over is written and read at once (compared by identity, not item by item). A categorical
-    feature's texts are taken from ``texts``, one object per distinct text of a batch, which each new text
-    joins: read while the parsed events are still in the cache, they spare the batch's later passes (the
-    detectors' coding, the insert) a string object a value scattered over memory."""
+    feature's texts and the predicted classes are taken from ``texts``, one object per distinct text of a
+    batch, which each new text joins: read while the parsed events are still in the cache, they spare the
+    batch's later passes (the detectors' coding, the insert, pickling) a string object a value scattered
+    over memory."""
     count = len(events)
     epochs = _epochs([e.ts for e in events])
     features = (
@@ -293,8 +294,8 @@ def prediction_columns(
     models = [e.model for e in events]
     request_ids = [e.request_id for e in events]
     ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round() to even, as the field rules do
-    texts, prediction_nums = _prediction_texts([e.prediction for e in events])
-    scores, labels, probabilities = _scores([e.score for e in events], texts, empty)
+    prediction_texts, prediction_nums = _prediction_texts([e.prediction for e in events], texts)
+    scores, labels, probabilities = _scores([e.score for e in events], prediction_texts, empty)
     served = [e.served for e in events]
     everyone = all(served)  # the common case: no shadow among them
     latencies = [e.latency_ms for e in events]
@@ -314,7 +315,7 @@ def prediction_columns(
         epochs.astype(np.int64).tolist(),
         ts_ms,
         *features,
-        texts,
+        prediction_texts,
         prediction_nums,
         scores,
         labels,
@@ -374,18 +375,21 @@ def _shared_features(
     )
 
 
-def _prediction_texts(predictions: list[float | str]) -> tuple[list[str], list[float]]:
-    """Each prediction's canonical text and number (NaN for a text), as :func:`value_text` gives them."""
+def _prediction_texts(predictions: list[float | str], texts: dict[str, str]) -> tuple[list[str], list[float]]:
+    """Each prediction's canonical text and number (NaN for a text), as :func:`value_text` gives them. A
+    class (a text, or a whole number) is taken from ``texts``, the batch's one object of each text (a
+    classifier's few classes then cross to the detection process and are coded there at once)."""
     kinds = set(map(type, predictions))
     if kinds == _FLOAT:
         numbers = np.array(predictions)
         if np.all((numbers == np.trunc(numbers)) & (np.abs(numbers) < 1e15)):
-            return list(map(str, numbers.astype(np.int64).tolist())), predictions  # type: ignore[return-value]
+            classes = list(map(str, numbers.astype(np.int64).tolist()))
+            return list(map(texts.setdefault, classes, classes)), predictions  # type: ignore[return-value]
         return list(map(number_text, predictions)), predictions  # type: ignore[arg-type,return-value]
     if kinds == _STR:
-        return predictions, [math.nan] * len(predictions)  # type: ignore[return-value]
-    texts, numbers = zip(*(value_text(p, "prediction") for p in predictions), strict=True)
-    return list(texts), list(numbers)
+        return list(map(texts.setdefault, predictions, predictions)), [math.nan] * len(predictions)  # type: ignore[arg-type]
+    canonical, numbers = zip(*(value_text(p, "prediction") for p in predictions), strict=True)
+    return list(canonical), list(numbers)
 
 
 def _scores(values: list[Any], texts: list[str], empty: list[Any]) -> tuple[list[float], list[list[str]], Column]:

@@ -345,14 +345,20 @@ def test_rows_without_items_share_one_list_a_batch() -> None:
         assert len({id(row) for row in rows[name][empty_rows]}) == 1, name
 
 
-def test_a_batch_holds_one_object_of_each_categorical_text() -> None:
-    """The decoder takes each categorical text of a batch as one object, across events, messages and
-    features: the detectors' coding and the insert then read a few objects, not one a value."""
+def test_a_batch_holds_one_object_of_each_categorical_text_and_class() -> None:
+    """The decoder takes each categorical text and each predicted class of a batch as one object, across
+    events, messages and features: the detectors' coding, the insert and pickling then read a few objects,
+    not one a value."""
+    features = [{"a": f"v{i % 3}", "b": "v1"} for i in range(12)]
+    predictions = [1, 0, "dog", "cat", 2.5, 2.5]  # two messages of each kind: whole numbers, labels, fractions
     values = [
-        json.dumps({"events": [{**GOOD_EVENT, "features": {"a": f"v{(i + k) % 3}", "b": "v1"}} for k in range(4)]})
-        for i in range(3)
+        json.dumps({"events": [{**GOOD_EVENT, "features": f, "prediction": p} for f in features[:6]]})
+        for p in predictions
     ]
     rows = decode_predictions([Incoming(v.encode(), "predictions", 0, i) for i, v in enumerate(values)]).rows
     texts = rows["cat.value"].flattened()
-    assert texts == [text for i in range(3) for k in range(4) for text in (f"v{(i + k) % 3}", "v1")]
+    assert texts == [text for p in predictions for f in features[:6] for text in f.values()]
     assert len({id(text) for text in texts}) == 3  # v0, v1 and v2, each one object
+    classes = rows["prediction"]
+    assert classes == [str(p) for p in predictions for _ in range(6)]
+    assert len({id(text) for text in classes[:24]}) == 4  # "1", "0", "dog", "cat"
