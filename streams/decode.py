@@ -211,7 +211,7 @@ class Columns:
         self.parts: list[list[Column]] = []
         self.width = width
         self.empty: list[Any] = []  # what every row without items holds (decode_fast.prediction_columns)
-        self.texts: dict[str, str] = {}  # the one object of each categorical text (decode_fast.prediction_columns)
+        self.texts: dict[str, str] = {}  # the one object of each text of a category or class (prediction_columns)
         self.rows: list[Row] = []
         self.events: list[NumericPrediction] = []
         self.names: list[list[str]] = []
