@@ -234,7 +234,13 @@ class CategoricalShift:
 
 
 def _texts(values: Sequence[Any]) -> Sequence[str]:
-    return values if all(type(v) is str for v in values) else [v if type(v) is str else str(v) for v in values]
+    """``values`` as texts (the list itself when they all are: its types checked in C, not a step a value)."""
+    if _ONLY_TEXT.issuperset(map(type, values)):
+        return values
+    return [v if type(v) is str else str(v) for v in values]
+
+
+_ONLY_TEXT = frozenset({str})
 
 
 def _chi_squares(
