@@ -23,6 +23,7 @@ from driftloop.streams.drift.evidence import Evidence
 
 #: The most values a run of tests takes at once, and the most counts (tests by categories) it holds.
 RUN, RUN_COUNTS = 5000, 1 << 21
+_ONLY_TEXT = frozenset({str})
 
 
 class CategoricalShift:
@@ -238,9 +239,6 @@ def _texts(values: Sequence[Any]) -> Sequence[str]:
     if _ONLY_TEXT.issuperset(map(type, values)):
         return values
     return [v if type(v) is str else str(v) for v in values]
-
-
-_ONLY_TEXT = frozenset({str})
 
 
 def _chi_squares(
