@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
+from driftloop.streams.drift import cusum
 from driftloop.streams.drift.cusum import (
     _CHUNK,
+    _SIMULATED_RUN,
+    _STEPS,
     CUSUM,
     _first_alarms,
     _thetas,
@@ -63,6 +66,56 @@ def test_the_calibration_runs_streams_in_chunks_as_if_whole(side: int, k: float,
     chunked = _first_alarms(_Walks(points, picks), side, k, h)
     assert chunked.tolist() == whole.tolist()
     assert len(set(whole.tolist())) > 1 or h == 40.0  # alarms in the first chunk, later ones, none at all
+
+
+LIGHT_TAILED = {
+    "gaussian": lambda rng, n: rng.normal(size=n),
+    "uniform": lambda rng, n: rng.uniform(size=n),
+    "discrete (0 to 4)": lambda rng, n: rng.integers(0, 5, size=n).astype(float),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(LIGHT_TAILED))
+def test_the_simulation_runs_each_chart_about_as_long_as_it_measures(
+    shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The calibration measures each chart's overshoot at a threshold where its runs last about
+    ``_SIMULATED_RUN`` values, every simulated stream reaching an alarm: no chart of a light-tailed reference
+    runs four times longer (the larger allowances' once ran eight times longer, a quarter of their streams
+    cut off at ``_STEPS`` without an alarm), nor five times shorter (a discrete reference's law moves in steps)."""
+    runs: list[np.ndarray] = []
+    first_alarms = cusum._first_alarms
+
+    def recorded(walks: _Walks, side: int, k: float, h: float) -> np.ndarray:
+        runs.append(first_alarms(walks, side, k, h))
+        return runs[-1]
+
+    monkeypatch.setattr(cusum, "_first_alarms", recorded)
+    calibrate(LIGHT_TAILED[shape](np.random.default_rng(8), 2000))
+    assert len(runs) == 8
+    for chart, lengths in enumerate(runs):
+        assert _SIMULATED_RUN / 5 < lengths.mean() < 4 * _SIMULATED_RUN, (chart, lengths.mean())
+        assert lengths.max() < _STEPS, (chart, int((lengths == _STEPS).sum()))
+
+
+@pytest.mark.parametrize("shape", ["gaussian", "skewed (exponential)"])
+def test_each_chart_alone_meets_its_run_length(shape: str) -> None:
+    """Each chart's threshold, set for a run length of its own (500 values), gives it that run length on fresh
+    resamples of its reference, within a factor of two (1,000 streams each): the overshoot measured at a short
+    run carries to a longer one. A chart the reference barely moves (an exponent over 100: the exponential's
+    lower edge) has no such law and is left out."""
+    reference = SHAPES[shape](np.random.default_rng(4), 2000)
+    cal = calibrate(reference)
+    points = (reference - reference.mean()) / reference.std(ddof=1)
+    walks = _Walks(points, np.random.default_rng(9).integers(0, len(points), size=(1000, 10_000)))
+    checked = 0
+    for side, k, theta, rho in zip(cal.sides, cal.allowances, cal.thetas, cal.overshoots, strict=True):
+        if theta > 100:
+            continue
+        measured = _first_alarms(walks, side, k, _threshold(theta, k, rho, 1 << 62, 500.0)).mean()
+        assert 250 < measured < 1000, (side, k, measured)
+        checked += 1
+    assert checked >= 7
 
 
 def test_each_charts_exponent_is_the_root_of_its_cumulant() -> None:
