@@ -526,10 +526,13 @@ class CUSUM:
 
     # --- the charts -----------------------------------------------------------------------------------------
 
-    def _runs_whole(self, n: int) -> bool:
-        """Whether the charts run over the next ``n`` values in one run (calibrated, and the reference, if it
-        still grows, not doubling before their end)."""
-        return self._calibration is not None and not self._sums[0] < self._grow_at < self._sums[0] + n
+    def _next_piece(self, n: int) -> int:
+        """How many of the next ``n`` values :meth:`update_many` takes in one step: up to the end of the
+        reference while it is learnt, else up to where the reference doubles (a run of the charts whole) when
+        that comes first."""
+        if self._calibration is None:
+            return min(n, self.reference - len(self._learning))
+        return min(n, int(self._grow_at - self._sums[0])) if self._grow_at > self._sums[0] else n
 
     def _passed(self, piece: np.ndarray, growing: bool) -> None:
         """What follows a run over ``piece`` without an alarm (the charts already advanced over it)."""
@@ -709,30 +712,47 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
     in one pass instead of a run each (a model's numeric signals take a batch's values at once, and a run
     costs some 20 µs before its first value).
 
-    A detector still learning its reference, one whose reference doubles within its row, a constant row, a
-    row on which a chart alarms and a detector given more than one row go through :meth:`CUSUM.update_many`
-    on their own, in order; nothing is changed in a detector before it is known which way it goes."""
+    Each row is taken in the pieces :meth:`CUSUM.update_many` takes it in: the values that complete the
+    reference (kept, then calibrated on), then runs of the charts up to each doubling of the reference. A
+    model's signals learn and double their references at the same events, so they stay together through
+    their warm-up too. A constant piece, a piece on which a chart alarms and a detector given more than one
+    row: the rest of its row goes through :meth:`CUSUM.update_many` on its own, in order; nothing is changed
+    in a detector before it is known which way it goes."""
     if len(detectors) != len(values):
         raise ValueError(f"{len(detectors)} detectors for {len(values)} rows of values")
     given = Counter(map(id, detectors))
-    banks: dict[tuple[int, bytes, bytes], list[int]] = defaultdict(list)  # rows of one length, alike charts
-    for i, (detector, row) in enumerate(zip(detectors, values, strict=True)):
-        if len(row) and given[id(detector)] == 1 and detector._runs_whole(len(row)):
-            banks[len(row), detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
-    alone = set(range(len(detectors))) - {i for bank in banks.values() for i in bank}
-    for (n, _, _), bank in banks.items():
-        x = np.stack([values[i] for i in bank])
-        constant = (x == x[:, :1]).all(axis=1)
-        alone.update(i for i, flat in zip(bank, constant.tolist(), strict=True) if flat)
-        moving = np.flatnonzero(~constant)
-        size = max(_BANK_BYTES // (8 * detectors[bank[0]]._sides.size * (n + 1)), 1)
-        for start in range(0, len(moving), size):
-            rows = moving[start : start + size]
-            alarmed = _run_bank([detectors[bank[r]] for r in rows], x[rows])
-            alone.update(bank[r] for r, hit in zip(rows.tolist(), alarmed.tolist(), strict=True) if hit)
+    taken = [0] * len(detectors)  # how much of each row has been taken
+    alone = {i for i, detector in enumerate(detectors) if given[id(detector)] > 1}
+    going = [i for i in range(len(detectors)) if i not in alone and len(values[i])]
+    while going:
+        banks: dict[tuple[int, bytes, bytes], list[int]] = defaultdict(list)  # pieces of one length, alike charts
+        for i in going:
+            detector = detectors[i]
+            n = detector._next_piece(len(values[i]) - taken[i])
+            if detector.calibration is None:  # the reference's values: kept, and calibrated on once complete
+                detector.update_many(values[i][taken[i] : taken[i] + n])
+                taken[i] += n
+            else:
+                banks[n, detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
+        for (n, _, _), bank in banks.items():
+            x = np.stack([values[i][taken[i] : taken[i] + n] for i in bank])
+            constant = (x == x[:, :1]).all(axis=1)
+            alone.update(i for i, flat in zip(bank, constant.tolist(), strict=True) if flat)
+            moving = np.flatnonzero(~constant)
+            size = max(_BANK_BYTES // (8 * detectors[bank[0]]._sides.size * (n + 1)), 1)
+            for start in range(0, len(moving), size):
+                rows = moving[start : start + size]
+                alarmed = _run_bank([detectors[bank[r]] for r in rows], x[rows])
+                for r, hit in zip(rows.tolist(), alarmed.tolist(), strict=True):
+                    if hit:
+                        alone.add(bank[r])
+                    else:
+                        taken[bank[r]] += n
+        going = [i for i in going if i not in alone and taken[i] < len(values[i])]
     fired: list[list[tuple[int, Evidence]]] = [[] for _ in detectors]
     for i in sorted(alone):
-        fired[i] = detectors[i].update_many(values[i])
+        start = taken[i]
+        fired[i] = [(start + at, evidence) for at, evidence in detectors[i].update_many(values[i][start:])]
     return fired
 
 
