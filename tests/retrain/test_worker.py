@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 
 from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
@@ -258,6 +259,22 @@ def test_jobs_of_revoked_partitions_are_forgotten(tmp_path: Path) -> None:
     assert policy.forget_all_but({("alerts", 0)}) == ["b"] and list(policy.pending) == ["a"]
 
 
+def _spread_over_partitions(prefix: str, partitions: int, each: int) -> list[str]:
+    """Model names whose alerts land ``each`` on every partition (kafka-python's default partitioner, keyed by
+    model): whichever partitions a worker is given, some of the jobs are its own."""
+    names: list[str] = []
+    placed = [0] * partitions
+    for n in range(100_000):
+        name = f"{prefix}-{n}"
+        partition = (murmur2(name.encode()) & 0x7FFFFFFF) % partitions
+        if placed[partition] < each:
+            names.append(name)
+            placed[partition] += 1
+        if len(names) == each * partitions:
+            return names
+    raise AssertionError(f"no {each} names of each of {partitions} partitions")
+
+
 @pytest.mark.integration
 def test_a_rebalance_hands_waiting_jobs_to_the_new_owner(retrain_settings: Settings, stack) -> None:
     tag = uuid.uuid4().hex[:8]
@@ -267,7 +284,7 @@ def test_a_rebalance_hands_waiting_jobs_to_the_new_owner(retrain_settings: Setti
     )
     local_stack.up(settings)  # the stack runs: this only provisions the test's own topics
     settings.spec_directory.mkdir(parents=True, exist_ok=True)
-    models = [f"wait-{tag}-{n}" for n in range(9)]  # none gets labels: their jobs wait
+    models = _spread_over_partitions(f"wait-{tag}", settings.topic_partitions, 3)  # none gets labels: they wait
     producer = KafkaProducer(**settings.kafka_python_config())
     for n, model in enumerate(models):
         (settings.spec_directory / f"{model}.toml").write_text(
