@@ -729,9 +729,11 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
         for i in going:
             detector = detectors[i]
             n = detector._next_piece(len(values[i]) - taken[i])
-            if detector.calibration is None:  # the reference's values: kept, and calibrated on once complete
+            if detector.calibration is None and n:  # the reference's values: kept, and calibrated on once complete
                 detector.update_many(values[i][taken[i] : taken[i] + n])
                 taken[i] += n
+            elif detector.calibration is None:  # complete already (an alarm on a row's last value started it)
+                alone.add(i)
             else:
                 banks[n, detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
         for (n, _, _), bank in banks.items():

@@ -380,6 +380,23 @@ def test_detectors_run_together_as_they_run_one_at_a_time(seed: int) -> None:
     assert alarms >= len(stream) // 2  # the changes were caught, so the restarts were run through too
 
 
+def test_a_detector_whose_next_reference_is_complete_at_a_rows_end_runs_on() -> None:
+    """An alarm on a row's last value, long after its change began, leaves the next reference complete and not
+    yet calibrated on (the values since the change, as many as a reference holds): run together, the
+    detector's next row calibrates on it first and runs on, as it does alone (it once took no values at all,
+    and the call never ended)."""
+    rng = np.random.default_rng(4)
+    stream = np.concatenate([rng.normal(size=3000), rng.normal(0.3, 1.0, size=3000)])  # a slow shift: a late alarm
+    together, alone = (CUSUM(run_length=20_000, reference=300, max_reference=5_000) for _ in range(2))
+    complete = 0
+    for start, size in [(0, 3000), *((t, 1) for t in range(3000, 3600))]:
+        row = stream[start : start + size]
+        assert update_together([together], [row]) == [alone.update_many(row)]
+        complete += together.calibration is None and len(together._learning) == together.reference
+    assert complete  # the case was reached
+    assert json.dumps(together.snapshot()) == json.dumps(alone.snapshot())
+
+
 def test_a_detector_given_more_than_one_row_takes_them_in_order() -> None:
     """A feature named like another's spread (``amount:spread``) gives one detector two rows of a batch, of
     any lengths: it takes them one after the other, as if fed in turn, beside detectors run together."""
