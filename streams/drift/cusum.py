@@ -715,9 +715,10 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
     Each row is taken in the pieces :meth:`CUSUM.update_many` takes it in: the values that complete the
     reference (kept, then calibrated on), then runs of the charts up to each doubling of the reference. A
     model's signals learn and double their references at the same events, so they stay together through
-    their warm-up too. A constant piece, a piece on which a chart alarms and a detector given more than one
-    row: the rest of its row goes through :meth:`CUSUM.update_many` on its own, in order; nothing is changed
-    in a detector before it is known which way it goes."""
+    their warm-up too. A constant piece, a piece on which a chart alarms, a reference complete but not yet
+    calibrated on (an alarm on a row's last value started it) and a detector given more than one row: the
+    rest of its row goes through :meth:`CUSUM.update_many` on its own, in order; nothing is changed in a
+    detector before it is known which way it goes."""
     if len(detectors) != len(values):
         raise ValueError(f"{len(detectors)} detectors for {len(values)} rows of values")
     given = Counter(map(id, detectors))
@@ -729,13 +730,13 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
         for i in going:
             detector = detectors[i]
             n = detector._next_piece(len(values[i]) - taken[i])
-            if detector.calibration is None and n:  # the reference's values: kept, and calibrated on once complete
+            if detector.calibration is not None:
+                banks[n, detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
+            elif n:  # the reference's values: kept, and calibrated on once complete
                 detector.update_many(values[i][taken[i] : taken[i] + n])
                 taken[i] += n
-            elif detector.calibration is None:  # complete already (an alarm on a row's last value started it)
+            else:  # complete already: update_many calibrates on it first
                 alone.add(i)
-            else:
-                banks[n, detector._sides.tobytes(), detector._allowances.tobytes()].append(i)
         for (n, _, _), bank in banks.items():
             x = np.stack([values[i][taken[i] : taken[i] + n] for i in bank])
             constant = (x == x[:, :1]).all(axis=1)
