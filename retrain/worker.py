@@ -30,11 +30,11 @@ from dataclasses import dataclass, field, replace
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError
-from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from driftloop.infra.contract import Alert
 from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.partitioner import default_partition
 from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
@@ -279,7 +279,7 @@ class RetrainWorker:
             return
 
         def owns(model: str) -> bool:  # where the model's alerts go: kafka-python's default partitioner
-            return (murmur2(model.encode()) & 0x7FFFFFFF) % count in owned
+            return default_partition(model.encode(), count) in owned
 
         try:
             for decision in self.release.tick(owns):

@@ -2,7 +2,7 @@
 partitions (``docs/scaling.md``).
 
 >>> keys = spread_keys("fraud", 4, 6)
->>> len(keys), len({(murmur2(k) & 0x7FFFFFFF) % 6 for k in keys})
+>>> len(keys), len({default_partition(k, 6) for k in keys})
 (4, 4)
 >>> rotation = KeyRotation(2, partitions_for=lambda topic: {0, 1, 2, 3})
 >>> [rotation("predictions", "fraud") for _ in range(3)] == [*spread_keys("fraud", 2, 4), spread_keys("fraud", 2, 4)[0]]
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-from kafka.partitioner.default import murmur2
+from driftloop.infra.kafka.partitioner import default_partition
 
 
 def spread_keys(model: str, spread: int, partitions: int) -> list[bytes]:
@@ -23,7 +23,7 @@ def spread_keys(model: str, spread: int, partitions: int) -> list[bytes]:
     wanted, keys, number = min(spread, partitions), {}, 0
     while len(keys) < wanted:
         key = f"{model}#{number}".encode()
-        keys.setdefault((murmur2(key) & 0x7FFFFFFF) % partitions, key)
+        keys.setdefault(default_partition(key, partitions), key)
         number += 1
     return list(keys.values())
 

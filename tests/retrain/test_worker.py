@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.partitioner.default import murmur2
 
 from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.contract import Alert
+from driftloop.infra.kafka.partitioner import default_partition
 from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
@@ -266,7 +266,7 @@ def _spread_over_partitions(prefix: str, partitions: int, each: int) -> list[str
     placed = [0] * partitions
     for n in range(100_000):
         name = f"{prefix}-{n}"
-        partition = (murmur2(name.encode()) & 0x7FFFFFFF) % partitions
+        partition = default_partition(name.encode(), partitions)
         if placed[partition] < each:
             names.append(name)
             placed[partition] += 1
