@@ -22,6 +22,7 @@ The shapes (each differs from ``four-models`` in what its name says):
   50-features      50 numeric features
   categorical      20 categorical features of 1,000 distinct values each, and 5 numeric
   class-scores     a label prediction and a score object per class (4 classes)
+  nulls            each feature (8 numeric, 2 categorical of 20 values) null in 2 % of the events
   single           one event per message
 """
 
@@ -96,6 +97,11 @@ def _class_scores(rng: random.Random, i: int) -> Event:
     return event | {"prediction": max(scores, key=scores.__getitem__), "score": scores}
 
 
+def _with_nulls(rng: random.Random, i: int) -> Event:
+    features: dict[str, object] = _numbers(rng, 8) | {f"k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)}
+    return _base(rng, i, {name: None if rng.random() < 0.02 else value for name, value in features.items()})
+
+
 SHAPES = {
     shape.name: shape
     for shape in (
@@ -112,6 +118,7 @@ SHAPES = {
             lambda rng, i: _base(rng, i, _numbers(rng, 5) | {f"k{j}": rng.choice(CATEGORIES) for j in range(20)}),
         ),
         Shape("class-scores", _class_scores),
+        Shape("nulls", _with_nulls),
         Shape("single", lambda rng, i: _base(rng, i, _numbers(rng, 10)), per_message=1),
     )
 }

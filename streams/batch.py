@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import operator
 from collections.abc import Iterator, Sequence
@@ -79,10 +80,82 @@ class NumberRows(_RowsOfList):
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         return self.matrix if dtype is None else self.matrix.astype(dtype, copy=False)
 
+    def lengths(self) -> np.ndarray:
+        """How many numbers each row holds (an ``Array`` column's sizes on the wire)."""
+        count, width = self.matrix.shape
+        return np.full(count, width, dtype=np.uint64)
+
+    def flattened(self) -> np.ndarray:
+        """Every number, row after row (the order of an ``Array`` column's values on the wire)."""
+        return self.matrix.reshape(-1)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, NumberRows):
             return self.matrix.shape == other.matrix.shape and bool(np.array_equal(self.matrix, other.matrix))
         return isinstance(other, Sequence) and self.matrix.tolist() == list(other)
+
+
+class GappedNumberRows(_RowsOfList):
+    """An array column whose rows hold numbers at some of the same places: one (rows × places) float matrix
+    in which NaN marks a place the row does not hold, and the name of each place.
+
+    The rows of an envelope whose events send the same features, some of them null in some events: a row
+    holds the numbers its event sent, in the event's order (``num.value``), and a null is no number. The
+    field rules take finite numbers only, so NaN stands for nothing else. Kept this way, a batch with nulls
+    reaches the ClickHouse writer and the drift detectors as the matrix (a feature's column, its nulls
+    marked), not as a Python list a row.
+
+    >>> rows = GappedNumberRows(np.array([[1.0, 2.0], [np.nan, 4.0]]), ["x", "y"])
+    >>> rows[1], rows == [[1.0, 2.0], [4.0]], rows.lengths().tolist(), rows.flattened().tolist()
+    ([4.0], True, [2, 1], [1.0, 2.0, 4.0])
+    >>> rows.take([1, 1]).matrix.tolist(), rows[:1]
+    ([[nan, 4.0], [nan, 4.0]], [[1.0, 2.0]])
+    """
+
+    __slots__ = ("matrix", "names")
+
+    def __init__(self, matrix: np.ndarray, names: list[str]) -> None:
+        if matrix.ndim != 2 or matrix.shape[1] != len(names):
+            raise ValueError(f"GappedNumberRows needs a matrix (rows × {len(names)} places), got shape {matrix.shape}")
+        self.matrix = matrix
+        self.names = names
+
+    def __len__(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @overload
+    def __getitem__(self, index: int) -> list[float]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> GappedNumberRows: ...
+
+    def __getitem__(self, index: int | slice) -> list[float] | GappedNumberRows:
+        if isinstance(index, slice):
+            return GappedNumberRows(self.matrix[index], self.names)
+        row = self.matrix[index]
+        return row[~np.isnan(row)].tolist()  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[list[float]]:
+        return (row[held].tolist() for row, held in zip(self.matrix, self.held(), strict=True))
+
+    def held(self) -> np.ndarray:
+        """Whether each row holds a number at each place (rows × places)."""
+        return ~np.isnan(self.matrix)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> GappedNumberRows:
+        """The rows at ``indices``, in that order."""
+        return GappedNumberRows(self.matrix[np.asarray(indices, dtype=np.intp)], self.names)
+
+    def lengths(self) -> np.ndarray:
+        """How many numbers each row holds."""
+        return self.held().sum(axis=1, dtype=np.uint64)  # type: ignore[no-any-return]
+
+    def flattened(self) -> np.ndarray:
+        """Every number held, row after row."""
+        return self.matrix[self.held()]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
 
 
 class TextRows(_RowsOfList):
@@ -140,18 +213,86 @@ class TextRows(_RowsOfList):
         pick = operator.itemgetter(*places)
         return TextRows([list(pick(column)) for column in self.columns])
 
+    def lengths(self) -> np.ndarray:
+        """How many texts each row holds (an ``Array`` column's sizes on the wire)."""
+        return np.full(len(self), self.width, dtype=np.uint64)
+
     def flattened(self) -> list[str]:
         """Every text, row after row (the order of an ``Array`` column's values on the wire)."""
-        width = len(self.columns)
-        flat: list[str] = [""] * (width * len(self))
-        for place, column in enumerate(self.columns):
-            flat[place::width] = column
-        return flat
+        return _row_after_row(self.columns)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TextRows):
             return self.columns == other.columns
         return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+
+
+class GappedTextRows(_RowsOfList):
+    """An array column whose rows hold texts at some of the same places: a list a place, ``None`` where the
+    row holds no text there, and the name of each place (:class:`GappedNumberRows` for texts: an envelope's
+    categorical features, some of them null in some events).
+
+    >>> rows = GappedTextRows([["a", None, "c"], ["x", "y", None]], ["k", "j"])
+    >>> rows[1], rows[2], rows.lengths().tolist(), rows.flattened(), rows.take([2]).columns
+    (['y'], ['c'], [2, 1, 1], ['a', 'x', 'y', 'c'], [['c'], [None]])
+    """
+
+    __slots__ = ("columns", "names")
+
+    def __init__(self, columns: list[list[str | None]], names: list[str]) -> None:
+        if len(columns) != len(names) or not columns:
+            raise ValueError(f"GappedTextRows needs a column a place ({len(names)} names), got {len(columns)}")
+        if len({len(column) for column in columns}) != 1:
+            raise ValueError(f"GappedTextRows needs columns of one length, got {sorted({len(c) for c in columns})}")
+        self.columns = columns
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    @overload
+    def __getitem__(self, index: int) -> list[str]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> GappedTextRows: ...
+
+    def __getitem__(self, index: int | slice) -> list[str] | GappedTextRows:
+        if isinstance(index, slice):
+            return GappedTextRows([column[index] for column in self.columns], self.names)
+        return [text for column in self.columns if (text := column[index]) is not None]
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return ([text for text in row if text is not None] for row in zip(*self.columns, strict=True))
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> GappedTextRows:
+        """The rows at ``indices``, in that order."""
+        return GappedTextRows(TextRows(self.columns).take(indices).columns, self.names)  # type: ignore[arg-type]
+
+    def lengths(self) -> np.ndarray:
+        """How many texts each row holds."""
+        held = np.zeros(len(self), dtype=np.uint64)
+        for column in self.columns:
+            held += np.fromiter(map(_is_text, column), dtype=bool, count=len(column))
+        return held
+
+    def flattened(self) -> list[str]:
+        """Every text held, row after row."""
+        return list(filter(_is_text, _row_after_row(self.columns)))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+
+
+_is_text = functools.partial(operator.is_not, None)  # in C: a place that holds a text (not None)
+
+
+def _row_after_row(columns: Sequence[list[Any]]) -> list[Any]:
+    """The items of columns of one length, row after row."""
+    width = len(columns)
+    flat: list[Any] = [None] * (width * len(columns[0]))
+    for place, column in enumerate(columns):
+        flat[place::width] = column
+    return flat
 
 
 class CodedTexts(Sequence[str]):
@@ -211,14 +352,14 @@ class CodedTexts(Sequence[str]):
         return repr(list(self))
 
 
-Column = list[Any] | NumberRows | TextRows
+Column = list[Any] | NumberRows | TextRows | GappedNumberRows | GappedTextRows
 
 
 @dataclass(frozen=True)
 class ColumnBatch:
     """Rows for one ClickHouse table, one column at a time (names as in the table, ``num.name`` included):
     a list per column, or for feature values in rows of one width a :class:`NumberRows` (numbers) or a
-    :class:`TextRows` (texts)."""
+    :class:`TextRows` (texts), in rows with nulls a :class:`GappedNumberRows` or a :class:`GappedTextRows`."""
 
     table: str
     columns: dict[str, Column]
@@ -374,8 +515,8 @@ class Decoded:
 def _take(column: Column, indices: Sequence[int]) -> Column:
     if type(column) is NumberRows:
         return NumberRows(column.matrix[np.asarray(indices, dtype=np.intp)])
-    if type(column) is TextRows:
-        return column.take(indices)
+    if type(column) in (TextRows, GappedNumberRows, GappedTextRows):
+        return column.take(indices)  # type: ignore[union-attr]
     return [column[i] for i in indices]
 
 

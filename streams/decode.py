@@ -28,7 +28,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.infra.contract import EventError
-from driftloop.streams.batch import Column, ColumnBatch, DeadLetter, Decoded, NumberRows, TextRows, UnreadableRecords
+from driftloop.streams.batch import (
+    Column,
+    ColumnBatch,
+    DeadLetter,
+    Decoded,
+    GappedNumberRows,
+    GappedTextRows,
+    NumberRows,
+    TextRows,
+    UnreadableRecords,
+)
 from driftloop.streams.decode_fast import (
     Row,
     fast_outcomes,
@@ -140,7 +150,9 @@ def _decode(
     alone (:mod:`streams.event_types`) when it fits it whole, else event by event through the field rules
     below, which name what is wrong."""
     batch = messages if isinstance(messages, list) else list(messages)
-    out = Columns(len(names) + 1)  # the table's columns and each row's message position
+    pairs = [("num.name", "num.value"), ("cat.name", "cat.value")]
+    named_values = tuple((names.index(n), names.index(v)) for n, v in pairs if n in names)
+    out = Columns(len(names) + 1, named_values)  # the table's columns and each row's message position
     dead: list[DeadLetter] = []
     unreadable: UnreadableRecords | None = None
 
@@ -207,9 +219,10 @@ class Columns:
     named tuples), from runs of :class:`NumericPrediction` events, which become columns :data:`CLOSE_AT` or
     more events at a time, and from events already made into columns (``decode_fast.prediction_columns``)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, named_values: tuple[tuple[int, int], ...] = ()) -> None:
         self.parts: list[list[Column]] = []
         self.width = width
+        self.named_values = named_values  # (names, values) columns: a feature's name, its value (num.*, cat.*)
         self.empty: list[Any] = []  # what every row without items holds (decode_fast.prediction_columns)
         self.texts: dict[str, str] = {}  # the one object of each text of a category or class (prediction_columns)
         self.rows: list[Row] = []
@@ -248,6 +261,8 @@ class Columns:
         self._close()
         if len(self.parts) == 1:
             return self.parts[0]
+        for names, values in self.named_values:
+            _gap_alike(self.parts, names, values)
         return [_concatenate([part[k] for part in self.parts]) for k in range(self.width)]
 
     def _close(self) -> None:
@@ -268,14 +283,40 @@ class Columns:
         self.events, self.names, self.positions = [], [], []
 
 
+def _gap_alike(parts: list[list[Column]], names: int, values: int) -> None:
+    """Where some parts hold a column's values with gaps (nulls) and others whole, the whole ones as gapped
+    too (their names: the one list every row of theirs shares), so that the parts join as one matrix."""
+    gapped = [part[values] for part in parts if type(part[values]) in (GappedNumberRows, GappedTextRows)]
+    if not gapped:
+        return
+    for part in parts:
+        whole, shared = part[values], part[names]
+        if type(whole) is NumberRows:
+            part[values] = GappedNumberRows(whole.matrix, shared[0])
+        elif type(whole) is TextRows:
+            part[values] = GappedTextRows(whole.columns, shared[0])  # type: ignore[arg-type]
+
+
 def _concatenate(parts: list[Column]) -> Column:
-    """One column of consecutive parts: a matrix (or texts by place) still where every part is one, of one width."""
-    if all(isinstance(part, NumberRows) for part in parts) and len({part.matrix.shape[1] for part in parts}) == 1:
-        return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]
-    if all(type(part) is TextRows for part in parts):
+    """One column of consecutive parts: a matrix (or texts by place) still where every part is one, of one width
+    (of the same names, where the parts have gaps)."""
+    kind = type(parts[0]) if parts else list
+    if kind is NumberRows and all(isinstance(part, NumberRows) for part in parts):
+        if len({part.matrix.shape[1] for part in parts}) == 1:  # type: ignore[union-attr]
+            return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]
+    elif kind is TextRows and all(type(part) is TextRows for part in parts):
         pieces = [part.columns for part in parts]  # type: ignore[union-attr]
         if len(set(map(len, pieces))) == 1:
             return TextRows([list(itertools.chain.from_iterable(place)) for place in zip(*pieces, strict=True)])
+    elif kind in (GappedNumberRows, GappedTextRows) and all(type(part) is kind for part in parts):
+        names = parts[0].names  # type: ignore[union-attr]
+        if all(part.names == names for part in parts):  # type: ignore[union-attr]
+            if kind is GappedNumberRows:
+                return GappedNumberRows(np.concatenate([part.matrix for part in parts]), names)  # type: ignore[union-attr]
+            joined = [
+                list(itertools.chain.from_iterable(place)) for place in zip(*(p.columns for p in parts), strict=True)
+            ]  # type: ignore[union-attr]
+            return GappedTextRows(joined, names)
     return list(itertools.chain.from_iterable(parts))
 
 

@@ -7,6 +7,7 @@ same result.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from driftloop.infra.contract import EventError
-from driftloop.streams.batch import Column, NumberRows, TextRows
+from driftloop.streams.batch import Column, GappedNumberRows, GappedTextRows, NumberRows, TextRows
 from driftloop.streams.event_rules import (
     OutcomeRow,
     PredictionRow,
@@ -345,7 +346,8 @@ def _shared_features(
     events: list[PredictionEvent], names: list[list[str]], empty: list[Any], texts: dict[str, str]
 ) -> tuple[Column, ...] | None:
     """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
-    that all sent the same names, each feature keeping one kind (number, text or null); else None."""
+    that all sent the same names, each feature a number (or null) in every event, or a text (or null); else
+    None."""
     shared, count = names[0], len(events)
     if names.count(shared) != count:  # rows share one list of names: compared at once
         return None
@@ -355,7 +357,7 @@ def _shared_features(
     types = list(map(type, flat))  # each feature's kind the first event's, in every event (compared in C)
     kinds = types[:width]
     if any(types[j::width].count(kind) != count for j, kind in enumerate(kinds)):
-        return None
+        return _features_with_nulls(shared, columns, types, empty, texts)
     numeric = [j for j, kind in enumerate(kinds) if kind is float]
     categorical = [j for j, kind in enumerate(kinds) if kind is str]
     null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)] or empty
@@ -373,6 +375,70 @@ def _shared_features(
         TextRows([list(map(known, columns[j], columns[j])) for j in categorical]) if categorical else [empty] * count,
         [null] * count,
     )
+
+
+_NULL = type(None)
+_is_null_kind = functools.partial(operator.is_, _NULL)
+
+
+def _features_with_nulls(
+    shared: list[str], columns: list[list[Any]], types: list[type], empty: list[Any], texts: dict[str, str]
+) -> tuple[Column, ...] | None:
+    """The feature columns of events that sent the same names, some features null in some events and a
+    number (or a text) in the others: the values as one matrix with NaN for a null (a list a place with
+    ``None`` for texts), each row's names and nulls one list a pattern of nulls. None when a feature is a
+    number in one event and a text in another (the field rules take it, event by event)."""
+    width, count = len(shared), len(columns[0])
+    kinds = [set(types[j::width]) for j in range(width)]
+    if any(len(k - {_NULL}) > 1 for k in kinds):
+        return None
+    numeric = [j for j, k in enumerate(kinds) if float in k]
+    categorical = [j for j, k in enumerate(kinds) if str in k]
+    nulls = np.fromiter(map(_is_null_kind, types), bool, len(types)).reshape(count, width)
+    patterns, row_pattern = _null_patterns(nulls)
+    shapes = [  # each pattern's num.name, cat.name and missing
+        (
+            [shared[j] for j in numeric if not null[j]] or empty,
+            [shared[j] for j in categorical if not null[j]] or empty,
+            [shared[j] for j in range(width) if null[j]] or empty,
+        )
+        for null in patterns.tolist()
+    ]
+    pick = row_pattern.reshape(-1).tolist()
+    num_names, cat_names, missing = ([shape[k] for shape in shapes] for k in range(3))
+    num_value: Column = [empty] * count
+    if numeric:
+        matrix = np.empty((count, len(numeric)))
+        for place, j in enumerate(numeric):
+            matrix[:, place] = columns[j]  # a null is NaN
+        numeric_names = [shared[j] for j in numeric]
+        gapped = nulls[:, numeric].any()
+        num_value = GappedNumberRows(matrix, numeric_names) if gapped else NumberRows(matrix)
+    cat_value: Column = [empty] * count
+    if categorical:
+        known = texts.setdefault  # each text as the batch's one object of it (None: a null, kept as it is)
+        by_place = [list(map(known, columns[j], columns[j])) for j in categorical]
+        gapped = nulls[:, categorical].any()
+        cat_value = GappedTextRows(by_place, [shared[j] for j in categorical]) if gapped else TextRows(by_place)
+    return (
+        [num_names[p] for p in pick],
+        num_value,
+        [cat_names[p] for p in pick],
+        cat_value,
+        [missing[p] for p in pick],
+    )
+
+
+def _null_patterns(nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``nulls`` (events × features) and each event's row among them (as ``np.unique``
+    along rows gives them, each row read as one number where it fits: four times quicker)."""
+    width = nulls.shape[1]
+    if width > 62:
+        return np.unique(nulls, axis=0, return_inverse=True)  # type: ignore[no-any-return]
+    codes = nulls.astype(np.int64) @ (np.int64(1) << np.arange(width, dtype=np.int64))
+    distinct, row_pattern = np.unique(codes, return_inverse=True)
+    patterns = ((distinct[:, None] >> np.arange(width, dtype=np.int64)) & 1).astype(bool)
+    return patterns, row_pattern
 
 
 def _prediction_texts(predictions: list[float | str], texts: dict[str, str]) -> tuple[list[str], list[float]]:

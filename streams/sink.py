@@ -29,7 +29,7 @@ from clickhouse_driver import errors as ch_errors
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import ClickHouseEndpoint
-from driftloop.streams.batch import Column, ColumnBatch, NumberRows
+from driftloop.streams.batch import Column, ColumnBatch
 
 log = logging.getLogger("driftloop.sink")
 
@@ -197,7 +197,7 @@ class SinkClosedError(DriftloopError, RuntimeError):
 
 def _any_item(rows: Column) -> bool:
     """Whether any row of an array column holds anything."""
-    return rows.matrix.size > 0 if isinstance(rows, NumberRows) else any(rows)
+    return any(rows) if isinstance(rows, list) else bool(rows.lengths().any())
 
 
 def is_transient(exc: Exception) -> bool:

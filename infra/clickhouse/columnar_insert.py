@@ -8,8 +8,9 @@ event), and that writing was a fifth of the ingestion process's time.
 :class:`ColumnarInsertClient` is a :class:`clickhouse_driver.Client` that writes the data block of a
 columnar ``INSERT`` itself: numbers and ``DateTime`` through numpy, ``String`` with the driver's own
 string writer, and ``Array`` of either as offsets and flattened values (rows that all hold the same
-strings, such as every event's feature names, are encoded once; rows of one width kept a list a place, as
-``streams.batch.TextRows`` keeps categorical values, give their texts row after row by ``flattened()``).
+strings, such as every event's feature names, are encoded once; rows kept whole, as ``streams.batch``'s
+``NumberRows`` and ``TextRows`` keep feature values, give their sizes by ``lengths()`` and their values row
+after row by ``flattened()``).
 A column of any other type, or with values the fast form does not take exactly as clickhouse-driver would
 (``None``, ``datetime``, text in a number column, a number out of range), is written by clickhouse-driver's
 own column writer, which accepts or refuses it as always: the bytes on the wire are the same either way
@@ -157,10 +158,9 @@ def _write_numbers(values: Sequence[Any], dtype: np.dtype[Any], fout: Writer, *,
 
 
 def _write_arrays_of_strings(rows: Sequence[Any], fout: Writer, encoding: str) -> bool:
-    if not isinstance(rows, list) and hasattr(rows, "flattened"):  # rows of one width, kept a list a place
-        width, flat = rows.width, rows.flattened()
-        fout.write((np.arange(1, len(rows) + 1, dtype=np.uint64) * np.uint64(width)).tobytes())
-        fout.write_strings(flat, encoding=encoding)
+    if not isinstance(rows, list) and hasattr(rows, "flattened"):  # rows kept a list a place
+        fout.write(np.cumsum(rows.lengths(), dtype=np.uint64).tobytes())
+        fout.write_strings(rows.flattened(), encoding=encoding)
         return True
     lengths = _lengths(rows)
     if lengths is None:
@@ -179,13 +179,12 @@ def _write_arrays_of_strings(rows: Sequence[Any], fout: Writer, encoding: str) -
 
 
 def _write_arrays_of_numbers(rows: Sequence[Any], dtype: np.dtype[Any], fout: Writer) -> bool:
-    if not isinstance(rows, list) and hasattr(rows, "__array__"):  # a matrix: a row a line, all as long
-        matrix = _numbers(rows, dtype)
-        if matrix is None or matrix.ndim != 2:
+    if not isinstance(rows, list) and hasattr(rows, "flattened"):  # rows kept as a matrix (places left out)
+        flat = _numbers(rows.flattened(), dtype)
+        if flat is None or flat.ndim != 1:
             return False
-        count, width = matrix.shape
-        fout.write((np.arange(1, count + 1, dtype=np.uint64) * np.uint64(width)).tobytes())
-        fout.write(matrix.tobytes())
+        fout.write(np.cumsum(rows.lengths(), dtype=np.uint64).tobytes())
+        fout.write(flat.tobytes())
         return True
     lengths = _lengths(rows)
     if lengths is None:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from driftloop.streams.batch import CodedTexts
 from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, SameFeatures
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState
@@ -38,16 +39,19 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     """Every signal's values in ``part`` (watching the features it sends for the first time)."""
     spec = state.spec
     every = list(range(len(part)))
+    nulls: dict[str, np.ndarray] = {}  # a feature's nulls, where the events sent it: 1.0 an event sent it null
     if isinstance(part.features, SameFeatures):
         # the common case: one column per feature, and the watched features the events lack are absent
         # from every one of them (none of those is new)
-        numeric, categorical = _pivot(state, part.features, every)
-        absent = state.features - set(numeric) - set(categorical)
+        numeric, categorical, nulls = _pivot(state, part.features, every)
+        absent = state.features - set(nulls)
         missing_rows: list[set[str]] = []
+        sent: set[str] = set(nulls)
     else:
         numeric, categorical, missing_rows = _rows_one_by_one(state, part.features)
         absent = None
-    new = (set(numeric) | set(categorical) | set().union(*missing_rows)) - state.features
+        sent = set(numeric) | set(categorical) | set().union(*missing_rows)
+    new = sent - state.features
     if new:
         _admit(state, new, numeric, categorical, missing_rows)
     signals: list[SignalValues] = []
@@ -60,11 +64,10 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     if isinstance(part.features, SameFeatures) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
     for name in sorted(state.features):
-        rate = (
-            np.array([name in r for r in missing_rows], dtype=float)
-            if absent is None
-            else np.full(len(part), float(name in absent))
-        )
+        if absent is None:
+            rate = np.array([name in r for r in missing_rows], dtype=float)
+        else:
+            rate = nulls[name] if name in nulls else np.full(len(part), float(name in absent))
         signals.append(SignalValues(f"{name}:null_rate", "missing", every, rate))
     for version, rows in _by_version(part.versions):
         signals += _output_signals(state, part, version, every if rows is None else rows.tolist())
@@ -82,11 +85,17 @@ def _joint_signal(state: ModelState, features: SameFeatures, numeric: dict[str, 
     column = {name: i for i, name in enumerate(features.numeric_names)}
     if not all(name in column for name in state.joint.names):
         return []  # events without every feature of the reference are not scored
-    errors = state.joint.update(features.numeric[:, [column[name] for name in state.joint.names]])
+    rows = features.numeric[:, [column[name] for name in state.joint.names]]
+    complete = ~np.isnan(rows).any(axis=1)  # an event with a null among them is not scored
+    scored = None if complete.all() else np.flatnonzero(complete)
+    if scored is not None:
+        rows = rows[scored]
+    errors = state.joint.update(rows) if len(rows) else None
     if errors is None:
         return []
-    first = len(features.numeric) - len(errors)
-    return [SignalValues(JOINT, "numeric", list(range(first, len(features.numeric))), errors)]
+    first = len(rows) - len(errors)
+    positions = list(range(first, len(rows))) if scored is None else scored[first:].tolist()
+    return [SignalValues(JOINT, "numeric", positions, errors)]
 
 
 def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:
@@ -113,18 +122,44 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
     return signals
 
 
-def _pivot(state: ModelState, features: SameFeatures, every: list[int]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Signals of events that all sent the same features: a feature's column is its values."""
+def _pivot(
+    state: ModelState, features: SameFeatures, every: list[int]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """Signals of events that all sent the same features: a feature's column is its values (those not null),
+    and each feature's nulls (1.0 where an event sent it null)."""
     numeric: dict[str, tuple[list[int], Any]] = {}
-    categorical: dict[str, tuple[list[int], list[Any]]] = {}
+    categorical: dict[str, tuple[list[int], Any]] = {}
+    nulls: dict[str, np.ndarray] = {}
+    count = len(every)
     for name, column in zip(features.numeric_names, np.ascontiguousarray(features.numeric.T), strict=True):
+        null = np.isnan(column)
+        nulls[name] = null.astype(float)
+        positions, values = every, column
+        if null.any():
+            held = np.flatnonzero(~null)
+            if not len(held):
+                continue
+            positions, values = held.tolist(), column[held]
         if state.spec.features.get(name) == "categorical":
-            categorical[name] = (every, [str(v) for v in column.tolist()])
+            categorical[name] = (positions, [str(v) for v in values.tolist()])
         else:
-            numeric[name] = (every, column)
-    for name, values in zip(features.categorical_names, features.categorical, strict=True):
-        categorical[name] = (every, values)
-    return numeric, categorical
+            numeric[name] = (positions, values)
+    for name, texts in zip(features.categorical_names, features.categorical, strict=True):
+        if None not in texts.texts:
+            nulls[name] = np.zeros(count)
+            categorical[name] = (every, texts)
+            continue
+        code = texts.texts.index(None)
+        null = texts.codes == code
+        nulls[name] = null.astype(float)
+        held = np.flatnonzero(~null)
+        if len(held):  # the texts sent, coded among the texts but None
+            codes = texts.codes[held]
+            codes -= codes > code
+            categorical[name] = (held.tolist(), CodedTexts(texts.texts[:code] + texts.texts[code + 1 :], codes))
+    for name in features.null_names:
+        nulls[name] = np.ones(count)
+    return numeric, categorical, nulls
 
 
 def _rows_one_by_one(

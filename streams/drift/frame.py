@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
-from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows, TextRows
+from driftloop.streams.batch import CodedTexts, ColumnBatch, GappedNumberRows, GappedTextRows, NumberRows, TextRows
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
@@ -47,16 +47,26 @@ PREDICTION_INPUTS = (
 
 @dataclass(frozen=True)
 class SameFeatures:
-    """Every event sent these features, none of them null: one column per feature."""
+    """Every event sent these features: one column per feature. A numeric feature's null is NaN in its column
+    (the field rules take finite numbers only), a categorical one's is ``None``; ``null_names``: the features
+    every event sent as null."""
 
     numeric_names: list[str]
-    numeric: np.ndarray  # (events, numeric features), float64
+    numeric: np.ndarray  # (events, numeric features), float64, NaN: null
     categorical_names: list[str]
-    categorical: list[CodedTexts]  # one column per categorical feature, an entry per event
+    categorical: list[CodedTexts]  # one column per categorical feature, an entry per event (None: null)
+    null_names: list[str] = field(default_factory=list)
 
     @property
     def count(self) -> int:
-        return len(self.numeric_names) + len(self.categorical_names)
+        return len(self.numeric_names) + len(self.categorical_names) + len(self.null_names)
+
+    def take(self, index: np.ndarray | slice) -> SameFeatures:
+        """The events at ``index`` (positions, or a slice), in that order."""
+        categorical = [c[index] if isinstance(index, slice) else c.take(index) for c in self.categorical]
+        return SameFeatures(
+            self.numeric_names, self.numeric[index], self.categorical_names, categorical, self.null_names
+        )
 
 
 @dataclass(frozen=True)
@@ -102,10 +112,7 @@ class ModelPredictions:
     def _slice(self, part: slice) -> ModelPredictions:
         features: SameFeatures | FeaturesByEvent
         if isinstance(self.features, SameFeatures):
-            f = self.features
-            features = SameFeatures(
-                f.numeric_names, f.numeric[part], f.categorical_names, [c[part] for c in f.categorical]
-            )
+            features = self.features.take(part)
         else:
             g = self.features
             features = FeaturesByEvent(
@@ -157,12 +164,7 @@ class PredictionFrame:
             if index is None:
                 part = features
             elif isinstance(features, SameFeatures):
-                part = SameFeatures(
-                    features.numeric_names,
-                    features.numeric[index],
-                    features.categorical_names,
-                    [column.take(index) for column in features.categorical],
-                )
+                part = features.take(index)
             else:
                 part = _features(*(_take(column, index) for column in feature_columns))
             models.append(
@@ -208,9 +210,11 @@ def _index_by_model(models: list[str], partitions: np.ndarray | None) -> list[tu
     ]
 
 
-def _take(column: list[Any], index: np.ndarray | None) -> list[Any]:
+def _take(column: Any, index: np.ndarray | None) -> Any:
     if index is None:
         return column
+    if not isinstance(column, list):  # rows kept whole (a matrix, texts a list a place)
+        return NumberRows(column.matrix[index]) if type(column) is NumberRows else column.take(index)
     if len(index) == 1:
         return [column[index[0]]]
     return list(operator.itemgetter(*index.tolist())(column))
@@ -228,10 +232,12 @@ def _features(
     cat_value: list[list[str]] | TextRows,
     missing: list[list[str]],
 ) -> SameFeatures | FeaturesByEvent:
+    if type(num_value) is GappedNumberRows or type(cat_value) is GappedTextRows:
+        return _features_with_nulls(num_name, num_value, cat_name, cat_value, missing)
     numeric_names, categorical_names = num_name[0], cat_name[0]
     # (list.count compares in C, and at once where rows share one list of names, as the decoder makes them)
     same = (
-        not any(missing)
+        missing.count(missing[0]) == len(missing)  # the same features null in every event: most often none
         and num_name.count(numeric_names) == len(num_name)
         and cat_name.count(categorical_names) == len(cat_name)
     )
@@ -247,4 +253,40 @@ def _features(
         numeric.reshape(len(num_value), width),
         list(categorical_names),
         [CodedTexts.of(column) for column in _by_feature(cat_value)] if categorical_names else [],
+        list(missing[0]),
     )
+
+
+def _features_with_nulls(
+    num_name: list[list[str]],
+    num_value: Any,
+    cat_name: list[list[str]],
+    cat_value: Any,
+    missing: list[list[str]],
+) -> SameFeatures | FeaturesByEvent:
+    """The features of events that sent the same names, some null in some events (the decoder keeps their
+    values with gaps, :class:`~streams.batch.GappedNumberRows`): each feature's column, its nulls marked.
+    Each event's own where the rows do not say so (a row whose nulls are not the others')."""
+    count = len(missing)
+    numeric_names = _place_names(num_value, num_name)
+    categorical_names = _place_names(cat_value, cat_name)
+    if numeric_names is None or categorical_names is None:
+        return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+    patterns = {id(row): row for row in missing}.values()  # the decoder's rows share a list a pattern of nulls
+    always = set().union(*patterns).difference(numeric_names, categorical_names)  # null, with no column
+    if not all(always.issubset(row) for row in patterns):  # null in some events, not sent by others
+        return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+    null_names = [name for name in missing[0] if name in always]
+    numeric = np.empty((count, 0)) if isinstance(num_value, list) else num_value.matrix
+    categorical = [] if isinstance(cat_value, list) else [CodedTexts.of(column) for column in cat_value.columns]
+    return SameFeatures(list(numeric_names), numeric, list(categorical_names), categorical, null_names)
+
+
+def _place_names(values: Any, names: list[list[str]]) -> list[str] | None:
+    """The name of each place of a feature-values column: its own (rows with gaps), else the one list every
+    row of a matrix (texts a list a place) shares, none for rows without items; None otherwise."""
+    if type(values) in (GappedNumberRows, GappedTextRows):
+        return values.names  # type: ignore[no-any-return]
+    if isinstance(values, list):
+        return None if any(values) else []
+    return names[0] if names.count(names[0]) == len(names) else None

@@ -16,7 +16,7 @@ from clickhouse_driver.streams.native import BlockOutputStream
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient, write_block
-from driftloop.streams.batch import NumberRows, TextRows
+from driftloop.streams.batch import GappedNumberRows, GappedTextRows, NumberRows, TextRows
 from tests.stack_fixtures import PrivateStack
 
 REVISIONS = (54405, defines.CLIENT_REVISION)  # ClickHouse 18.16's protocol, and clickhouse-driver's newest
@@ -49,6 +49,15 @@ CASES: dict[str, tuple[str, Any]] = {
     "texts by place": ("Array(String)", TextRows([["a", "é✓", "", b"raw\xff"], ["x", "y", "z" * 300, "w"]])),
     "texts by place, one a row": ("Array(String)", TextRows([["only", "one"]])),
     "texts by place, no rows": ("Array(String)", TextRows([[], []])),
+    "a matrix with gaps (nulls)": (
+        "Array(Float64)",
+        GappedNumberRows(np.array([[1.0, math.nan, 3.0], [math.nan] * 3, [4.0, 5.0, -0.0]]), ["a", "b", "c"]),
+    ),
+    "a matrix with gaps, no rows": ("Array(Float64)", GappedNumberRows(np.empty((0, 2)), ["a", "b"])),
+    "texts by place with gaps": (
+        "Array(String)",
+        GappedTextRows([["a", None, "é✓", ""], [None, None, "z", "w"]], ["k", "j"]),
+    ),
     "enum (clickhouse-driver's)": ("Enum8('a' = 1, 'b' = 2)", ["a", "b", "a"]),
     "nullable (clickhouse-driver's)": ("Nullable(Float64)", [1.0, None, 2.0]),
     "ints in a float array": ("Array(Float64)", [[1, 2], [3, 4]]),

@@ -213,7 +213,12 @@ def test_valid_messages_take_the_fast_path() -> None:
     unusual = {**event, "request_id": "s", "features": {"a": 1, "b": None}, "score": {"1": 0.9}}
     assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, event]}).encode()) == "columns"
     assert fast_path_of(decode_fast.fast_predictions, json.dumps(event).encode()) == "columns"
-    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "rows"
+    # a feature null in one event and a number in the other: columns, the null a gap
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "columns"
+    text_and_number = {**event, "features": {"a": 1, "b": "x"}}  # the field rules take it, event by event
+    assert (
+        fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, text_and_number]}).encode()) == "rows"
+    )
     assert fast_path_of(decode_fast.fast_predictions, json.dumps(unusual).encode()) == "columns"
     labelled = {**unusual, "features": {"a": 1, "b": "x"}, "prediction": "1", "ts": "2026-11-23T08:00:00Z"}
     same_shape = [labelled, {**labelled, "features": {"a": 2.5, "b": "y"}, "score": {"0": 1.0}, "served": False}]

@@ -130,3 +130,62 @@ def test_texts_kept_a_list_a_feature_give_the_same_frame() -> None:
         assert kept.features.categorical_names == listed.features.categorical_names == ["c", "d"]
         for got, want in zip(kept.features.categorical, listed.features.categorical, strict=True):
             assert got.texts == want.texts and got.codes.tolist() == want.codes.tolist()
+
+
+def _envelopes_with_nulls(seed: int) -> list[bytes]:
+    """Two models' envelopes whose events null a numeric or a categorical feature now and then, and one
+    feature always; the first envelope of each without any other null."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    values = []
+    for m in range(4):
+        events = []
+        for i in range(300):
+            features: dict[str, object] = {
+                "x": round(float(rng.normal()), 6),
+                "y": round(float(rng.exponential()), 6),
+                "k": f"c{int(rng.integers(5))}",
+                "never": None,
+            }
+            if m > 1 and rng.random() < 0.1:
+                features[str(rng.choice(["x", "y", "k"]))] = None
+            events.append({"model": f"m{m % 2}", "request_id": f"r{m}-{i}", "ts": 1_790_000_000 + i,
+                           "features": features, "prediction": int(i % 3 == 0), "score": 0.5})  # fmt: skip
+        values.append(json.dumps({"events": events}).encode())
+    return values
+
+
+def test_features_with_nulls_give_the_detectors_what_each_events_own_give_them() -> None:
+    """A batch with nulls reaches the detectors as each feature's column, its nulls marked: every signal (values,
+    positions, null rates, categories) is what the events one by one give, and the joint signal, which events one
+    by one do not have, scores the events that sent every one of its features."""
+    from driftloop.infra.spec import ModelSpec
+    from driftloop.streams.decode import Incoming, decode_predictions
+    from driftloop.streams.drift.extract import prediction_signals
+    from driftloop.streams.drift.policy import AlertPolicy
+    from driftloop.streams.drift.signals import ModelState
+    from tests.streams.test_decode_fast_path import field_rules_only
+
+    messages = [Incoming(v, "predictions", 0, k) for k, v in enumerate(_envelopes_with_nulls(3))]
+    gapped = PredictionFrame.from_columns(decode_predictions(messages).rows)
+    one_by_one = PredictionFrame.from_columns(field_rules_only(decode_predictions, messages).rows)
+    assert all(isinstance(part.features, SameFeatures) for part in gapped.models)
+    assert all(isinstance(part.features, FeaturesByEvent) for part in one_by_one.models)
+    for ours, theirs in zip(gapped.models, one_by_one.models, strict=True):
+        spec = ModelSpec(name=ours.model)
+        states = [ModelState(spec, AlertPolicy(spec.monitoring)) for _ in range(2)]
+        complete = [i for i, nulls in enumerate(theirs.features.missing) if not {"x", "y"} & set(nulls)]
+        scored = []
+        for _ in range(5):  # the batch again and again: watched features, then the joint reference complete
+            signals = [prediction_signals(state, part) for state, part in zip(states, (ours, theirs), strict=True)]
+            got = {s.name: (s.signal_type, list(s.positions), list(s.values)) for s in signals[0]}
+            want = {s.name: (s.signal_type, list(s.positions), list(s.values)) for s in signals[1]}
+            joint = got.pop("joint", None)
+            assert got == want
+            assert states[0].features == states[1].features == {"x", "y", "k", "never"}
+            if joint is not None:
+                assert joint[1] == complete[len(complete) - len(joint[1]) :]
+                scored.append(len(joint[1]))
+        assert scored and scored[-1] == len(complete) < len(ours)  # the joint signal runs, on complete events
+        assert got["never:null_rate"][2] == [1.0] * len(ours) and 0 < sum(got["x:null_rate"][2]) < len(ours) / 10

@@ -173,3 +173,47 @@ def test_the_outcome_join_waits_out_clickhouse_instead_of_failing_the_batch(
     finally:
         join.close()
         proxy.stop()
+
+
+def test_events_with_nulls_land_as_the_field_rules_rows(stack: PrivateStack) -> None:
+    """Envelopes whose events null some features now and then are kept as matrices with gaps: in ClickHouse
+    each row holds what the field rules give its event (the values sent, the nulls in ``missing``)."""
+    import json
+
+    from driftloop.streams.batch import GappedNumberRows, GappedTextRows
+    from driftloop.streams.decode import Incoming, decode_predictions
+
+    model = "nulls-" + uuid.uuid4().hex[:8]
+    rng = np.random.default_rng(5)
+    envelopes = []
+    for m in range(3):
+        events = []
+        for i in range(200):
+            features: dict[str, object] = {"x": round(float(rng.normal()), 6), "y": 1.5, "k": f"c{i % 7}"}
+            features["never"] = None
+            if m and rng.random() < 0.2:  # the first envelope has no null but "never": whole rows
+                features[str(rng.choice(["x", "y", "k"]))] = None
+            events.append({"model": model, "request_id": f"r{m}-{i}", "ts": 1_790_000_000 + i, "features": features,
+                           "prediction": 1})  # fmt: skip
+        envelopes.append(json.dumps({"events": events}).encode())
+    decoded = decode_predictions([Incoming(v, "predictions", 0, k) for k, v in enumerate(envelopes)])
+    assert not decoded.dead
+    assert type(decoded.rows["num.value"]) is GappedNumberRows and type(decoded.rows["cat.value"]) is GappedTextRows
+    assert ClickHouseSink(stack.settings.clickhouse).write_blocking(decoded.rows) == []
+    back = connect(stack.settings.clickhouse).execute(
+        "SELECT request_id, num.name, num.value, cat.name, cat.value, missing FROM predictions FINAL"
+        " WHERE model = %(m)s ORDER BY request_id",
+        {"m": model},
+    )
+    expected = {}
+    for envelope in envelopes:
+        for event in json.loads(envelope)["events"]:
+            f = event["features"]
+            numbers = [(k, v) for k, v in f.items() if isinstance(v, float)]
+            texts = [(k, v) for k, v in f.items() if isinstance(v, str)]
+            expected[event["request_id"]] = (
+                [k for k, _ in numbers], [v for _, v in numbers], [k for k, _ in texts], [v for _, v in texts],
+                [k for k, v in f.items() if v is None],
+            )  # fmt: skip
+    assert len(back) == 600
+    assert {row[0]: tuple(list(c) for c in row[1:]) for row in back} == expected
