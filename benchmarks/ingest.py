@@ -23,6 +23,7 @@ The shapes (each differs from ``four-models`` in what its name says):
   categorical      20 categorical features of 1,000 distinct values each, and 5 numeric
   class-scores     a label prediction and a score object per class (4 classes)
   nulls            each feature (8 numeric, 2 categorical of 20 values) null in 2 % of the events
+  left-out         each of the 10 features left out of 2 % of the events
   single           one event per message
 """
 
@@ -119,6 +120,10 @@ SHAPES = {
         ),
         Shape("class-scores", _class_scores),
         Shape("nulls", _with_nulls),
+        Shape(
+            "left-out",
+            lambda rng, i: _base(rng, i, {k: v for k, v in _numbers(rng, 10).items() if rng.random() >= 0.02}),
+        ),
         Shape("single", lambda rng, i: _base(rng, i, _numbers(rng, 10)), per_message=1),
     )
 }

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.streams.batch import CodedTexts
-from driftloop.streams.drift.frame import FeaturesByEvent, ModelPredictions, SameFeatures
+from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState
 
@@ -40,7 +40,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     spec = state.spec
     every = list(range(len(part)))
     nulls: dict[str, np.ndarray] = {}  # a feature's nulls, where the events sent it: 1.0 an event sent it null
-    if isinstance(part.features, SameFeatures):
+    if isinstance(part.features, FeatureColumns):
         # the common case: one column per feature, and the watched features the events lack are absent
         # from every one of them (none of those is new)
         numeric, categorical, nulls = _pivot(state, part.features, every)
@@ -61,7 +61,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
             SignalValues(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()
         ]
     signals += [SignalValues(name, "categorical", p, v) for name, (p, v) in categorical.items()]
-    if isinstance(part.features, SameFeatures) and spec.monitoring.enabled(JOINT):
+    if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
     for name in sorted(state.features):
         if absent is None:
@@ -74,7 +74,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     return signals
 
 
-def _joint_signal(state: ModelState, features: SameFeatures, numeric: dict[str, Any]) -> list[SignalValues]:
+def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str, Any]) -> list[SignalValues]:
     """The ``joint`` signal: each event's PCA reconstruction error over the watched numeric features, once
     their reference is complete (``streams.drift.joint``)."""
     if state.joint is None:
@@ -123,7 +123,7 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
 
 
 def _pivot(
-    state: ModelState, features: SameFeatures, every: list[int]
+    state: ModelState, features: FeatureColumns, every: list[int]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
     """Signals of events that all sent the same features: a feature's column is its values (those not null),
     and each feature's nulls (1.0 where an event sent it null)."""

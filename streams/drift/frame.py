@@ -46,10 +46,11 @@ PREDICTION_INPUTS = (
 
 
 @dataclass(frozen=True)
-class SameFeatures:
-    """Every event sent these features: one column per feature. A numeric feature's null is NaN in its column
-    (the field rules take finite numbers only), a categorical one's is ``None``; ``null_names``: the features
-    every event sent as null."""
+class FeatureColumns:
+    """The events' features, one column per feature. Where an event sent a feature null, or did not send it
+    (its model sends it in other events), a numeric column holds NaN (the field rules take finite numbers
+    only) and a categorical one ``None``: both are a missing value. ``null_names``: the features sent as
+    null only."""
 
     numeric_names: list[str]
     numeric: np.ndarray  # (events, numeric features), float64, NaN: null
@@ -61,17 +62,18 @@ class SameFeatures:
     def count(self) -> int:
         return len(self.numeric_names) + len(self.categorical_names) + len(self.null_names)
 
-    def take(self, index: np.ndarray | slice) -> SameFeatures:
+    def take(self, index: np.ndarray | slice) -> FeatureColumns:
         """The events at ``index`` (positions, or a slice), in that order."""
         categorical = [c[index] if isinstance(index, slice) else c.take(index) for c in self.categorical]
-        return SameFeatures(
+        return FeatureColumns(
             self.numeric_names, self.numeric[index], self.categorical_names, categorical, self.null_names
         )
 
 
 @dataclass(frozen=True)
 class FeaturesByEvent:
-    """Events that sent different features (or nulls): each event's own, as the ``predictions`` table has them."""
+    """Events whose features make no columns (a feature a number in one event, a text in another): each
+    event's own, as the ``predictions`` table has them."""
 
     num_name: list[list[str]]
     num_value: list[list[float]] | NumberRows
@@ -97,7 +99,7 @@ class ModelPredictions:
     score: np.ndarray  # float64, NaN where the event sent none
     prediction_num: np.ndarray  # float64, NaN where the prediction is not a number
     prediction: list[str]
-    features: SameFeatures | FeaturesByEvent
+    features: FeatureColumns | FeaturesByEvent
     partition: int = 0  # the Kafka partition the events were read from
 
     def __len__(self) -> int:
@@ -110,8 +112,8 @@ class ModelPredictions:
         return [self._slice(slice(start, start + size)) for start in range(0, len(self), size)]
 
     def _slice(self, part: slice) -> ModelPredictions:
-        features: SameFeatures | FeaturesByEvent
-        if isinstance(self.features, SameFeatures):
+        features: FeatureColumns | FeaturesByEvent
+        if isinstance(self.features, FeatureColumns):
             features = self.features.take(part)
         else:
             g = self.features
@@ -161,12 +163,10 @@ class PredictionFrame:
         features = _features(*feature_columns)  # the whole batch's, when its models all send the same features
         models = []
         for model, partition, index in _index_by_model(rows["model"], partitions):
-            if index is None:
-                part = features
-            elif isinstance(features, SameFeatures):
-                part = features.take(index)
-            else:
-                part = _features(*(_take(column, index) for column in feature_columns))
+            if isinstance(features, FeatureColumns):
+                part = features if index is None else features.take(index)
+            else:  # a model's own features: those of one model that it sends in some events only are gaps
+                part = _features(*(_take(column, index) for column in feature_columns), one_model=True)
             models.append(
                 ModelPredictions(
                     model=model,
@@ -227,28 +227,50 @@ def _by_feature(rows: Sequence[list[str]]) -> Sequence[Sequence[str]]:
 
 def _features(
     num_name: list[list[str]],
-    num_value: list[list[float]] | NumberRows,
+    num_value: Any,
     cat_name: list[list[str]],
-    cat_value: list[list[str]] | TextRows,
+    cat_value: Any,
     missing: list[list[str]],
-) -> SameFeatures | FeaturesByEvent:
-    if type(num_value) is GappedNumberRows or type(cat_value) is GappedTextRows:
-        return _features_with_nulls(num_name, num_value, cat_name, cat_value, missing)
+    *,
+    one_model: bool = False,
+) -> FeatureColumns | FeaturesByEvent:
+    """The features of events, a column each where they make columns: the events sent the same names (the
+    common case: a matrix as the decoder made it, its nulls gaps), or, with ``one_model``, any names (a
+    feature an event did not send is missing there). Else each event's own: the models of a batch that send
+    different features (each is then taken alone), a feature a number in some events and a text in others."""
+    columns = (
+        _features_with_nulls(num_name, num_value, cat_name, cat_value, missing)
+        if type(num_value) is GappedNumberRows or type(cat_value) is GappedTextRows
+        else _same_features(num_name, num_value, cat_name, cat_value, missing)
+    )
+    if columns is None and one_model:
+        columns = _features_of_any_names(num_name, num_value, cat_name, cat_value, missing)
+    return columns if columns is not None else FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+
+
+def _same_features(
+    num_name: list[list[str]],
+    num_value: Any,
+    cat_name: list[list[str]],
+    cat_value: Any,
+    missing: list[list[str]],
+) -> FeatureColumns | None:
+    """The features of events that sent the same names, the same of them null (most often none); else None."""
     numeric_names, categorical_names = num_name[0], cat_name[0]
     # (list.count compares in C, and at once where rows share one list of names, as the decoder makes them)
     same = (
-        missing.count(missing[0]) == len(missing)  # the same features null in every event: most often none
+        missing.count(missing[0]) == len(missing)
         and num_name.count(numeric_names) == len(num_name)
         and cat_name.count(categorical_names) == len(cat_name)
     )
     if not same:
-        return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+        return None
     width = len(numeric_names)
     if isinstance(num_value, NumberRows):
         numeric = num_value.matrix
     else:
         numeric = np.fromiter(chain.from_iterable(num_value), np.float64, width * len(num_value))
-    return SameFeatures(
+    return FeatureColumns(
         list(numeric_names),
         numeric.reshape(len(num_value), width),
         list(categorical_names),
@@ -263,23 +285,23 @@ def _features_with_nulls(
     cat_name: list[list[str]],
     cat_value: Any,
     missing: list[list[str]],
-) -> SameFeatures | FeaturesByEvent:
+) -> FeatureColumns | None:
     """The features of events that sent the same names, some null in some events (the decoder keeps their
     values with gaps, :class:`~streams.batch.GappedNumberRows`): each feature's column, its nulls marked.
-    Each event's own where the rows do not say so (a row whose nulls are not the others')."""
+    None where the rows do not say so (events that did not all send the same names)."""
     count = len(missing)
     numeric_names = _place_names(num_value, num_name)
     categorical_names = _place_names(cat_value, cat_name)
     if numeric_names is None or categorical_names is None:
-        return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+        return None
     patterns = {id(row): row for row in missing}.values()  # the decoder's rows share a list a pattern of nulls
     always = set().union(*patterns).difference(numeric_names, categorical_names)  # null, with no column
     if not all(always.issubset(row) for row in patterns):  # null in some events, not sent by others
-        return FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+        return None
     null_names = [name for name in missing[0] if name in always]
     numeric = np.empty((count, 0)) if isinstance(num_value, list) else num_value.matrix
     categorical = [] if isinstance(cat_value, list) else [CodedTexts.of(column) for column in cat_value.columns]
-    return SameFeatures(list(numeric_names), numeric, list(categorical_names), categorical, null_names)
+    return FeatureColumns(list(numeric_names), numeric, list(categorical_names), categorical, null_names)
 
 
 def _place_names(values: Any, names: list[list[str]]) -> list[str] | None:
@@ -290,3 +312,41 @@ def _place_names(values: Any, names: list[list[str]]) -> list[str] | None:
     if isinstance(values, list):
         return None if any(values) else []
     return names[0] if names.count(names[0]) == len(names) else None
+
+
+def _features_of_any_names(
+    num_name: list[list[str]],
+    num_value: Any,
+    cat_name: list[list[str]],
+    cat_value: Any,
+    missing: list[list[str]],
+) -> FeatureColumns | None:
+    """The features of one model's events that did not all send the same names (a feature left out of some
+    events, or null in some): a column for each name any event sent, the others missing there. None where a
+    feature is a number in one event and a text in another."""
+    count = len(num_name)
+    numeric_names = list(dict.fromkeys(chain.from_iterable(num_name)))
+    categorical_names = list(dict.fromkeys(chain.from_iterable(cat_name)))
+    valued = set(numeric_names) | set(categorical_names)
+    if len(valued) != len(numeric_names) + len(categorical_names):
+        return None
+    numeric = np.full((count, len(numeric_names)), np.nan)
+    if numeric_names:
+        rows, columns = _places(num_name, numeric_names)
+        numeric[rows, columns] = np.fromiter(chain.from_iterable(num_value), np.float64, len(rows))
+    categorical = []
+    if categorical_names:
+        rows, columns = _places(cat_name, categorical_names)
+        grid = np.full((len(categorical_names), count), None, dtype=object)
+        grid[columns, rows] = list(chain.from_iterable(cat_value))
+        categorical = [CodedTexts.of(column) for column in grid.tolist()]
+    null_names = [name for name in dict.fromkeys(chain.from_iterable(missing)) if name not in valued]
+    return FeatureColumns(numeric_names, numeric, categorical_names, categorical, null_names)
+
+
+def _places(names: list[list[str]], columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The event (row) and the column of each name the events sent, in order."""
+    column = {name: place for place, name in enumerate(columns)}
+    lengths = np.fromiter(map(len, names), np.intp, len(names))
+    rows = np.repeat(np.arange(len(names)), lengths)
+    return rows, np.fromiter(map(column.__getitem__, chain.from_iterable(names)), np.intp, len(rows))

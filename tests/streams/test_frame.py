@@ -6,10 +6,11 @@ import math
 import multiprocessing
 
 import numpy as np
+import pytest
 
 from driftloop.streams.batch import CodedTexts, ColumnBatch, NumberRows, TextRows
 from driftloop.streams.child_process import _receive_pickled, _send_pickled
-from driftloop.streams.drift.frame import FeaturesByEvent, PredictionFrame, SameFeatures
+from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, PredictionFrame
 
 
 def rows(events: list[dict]) -> ColumnBatch:
@@ -42,7 +43,7 @@ def test_each_model_gets_its_own_events_in_batch_order() -> None:
     assert (a.model, b.model) == ("b", "a")
     assert a.request_ids == ["r0", "r3", "r6"] and b.request_ids == ["r1", "r2", "r4", "r5", "r7", "r8"]
     assert a.ts_ms.tolist() == [1_700_000_000_000 + i for i in (0, 3, 6)]
-    assert isinstance(b.features, SameFeatures)
+    assert isinstance(b.features, FeatureColumns)
     assert b.features.numeric_names == ["x", "y"]
     assert b.features.numeric.tolist() == [[float(i), -float(i)] for i in (1, 2, 4, 5, 7, 8)]
     assert (a.version, b.version) == (6, 8)
@@ -54,25 +55,33 @@ def test_models_sending_different_features_each_get_a_matrix() -> None:
         [{"model": "a", "features": {"x": 1.0, "y": 2.0}}, {"model": "b", "features": {"z": 3.0, "c": "red"}}] * 3
     )
     a, b = PredictionFrame.from_columns(batch).models
-    assert isinstance(a.features, SameFeatures) and isinstance(b.features, SameFeatures)
+    assert isinstance(a.features, FeatureColumns) and isinstance(b.features, FeatureColumns)
     assert (a.features.numeric_names, a.features.numeric.tolist()) == (["x", "y"], [[1.0, 2.0]] * 3)
     assert (b.features.numeric_names, b.features.numeric.tolist()) == (["z"], [[3.0]] * 3)
     assert (b.features.categorical_names, b.features.categorical) == (["c"], [["red"] * 3])
 
 
-def test_nulls_or_changing_features_keep_each_events_own() -> None:
+def test_nulls_and_features_left_out_are_gaps_in_a_models_columns() -> None:
     batch = rows(
         [
             {"model": "a", "features": {"x": 1.0, "y": None}},
             {"model": "a", "features": {"x": 2.0}},
             {"model": "b", "features": {"x": 1.0}},
-            {"model": "b", "features": {"y": 1.0}},
+            {"model": "b", "features": {"y": 1.0, "k": "red"}},
+            {"model": "c", "features": {"x": 1.0}},
+            {"model": "c", "features": {"x": "one"}},  # a number, then a text: each event's own
         ]
     )
-    a, b = PredictionFrame.from_columns(batch).models
-    assert isinstance(a.features, FeaturesByEvent) and isinstance(b.features, FeaturesByEvent)
-    assert a.features.missing == [["y"], []] and a.features.num_value == [[1.0], [2.0]]
-    assert b.features.num_name == [["x"], ["y"]]
+    a, b, c = PredictionFrame.from_columns(batch).models
+    assert isinstance(a.features, FeatureColumns) and isinstance(b.features, FeatureColumns)
+    assert (a.features.numeric_names, a.features.numeric.tolist(), a.features.null_names) == (
+        ["x"],
+        [[1.0], [2.0]],
+        ["y"],
+    )
+    assert b.features.numeric_names == ["x", "y"] and b.features.categorical_names == ["k"]
+    assert repr(b.features.numeric.tolist()) == "[[1.0, nan], [nan, 1.0]]" and b.features.categorical == [[None, "red"]]
+    assert isinstance(c.features, FeaturesByEvent) and c.features.num_value == [[1.0], []]
 
 
 def test_a_frame_crosses_the_pipe_whole() -> None:
@@ -109,7 +118,7 @@ def test_feature_values_kept_as_one_matrix_give_the_same_frame_without_a_copy() 
     for listed, matrixed in zip(
         PredictionFrame.from_columns(as_lists).models, PredictionFrame.from_columns(as_matrix).models, strict=True
     ):
-        assert isinstance(matrixed.features, SameFeatures) and matrixed.request_ids == listed.request_ids
+        assert isinstance(matrixed.features, FeatureColumns) and matrixed.request_ids == listed.request_ids
         assert np.array_equal(matrixed.features.numeric, listed.features.numeric)
     one_model = rows([{"model": "a", "features": {"x": float(i)}} for i in range(5)])
     one_model.columns["num.value"] = matrix = NumberRows(np.arange(5.0).reshape(5, 1))
@@ -126,15 +135,15 @@ def test_texts_kept_a_list_a_feature_give_the_same_frame() -> None:
     for listed, kept in zip(
         PredictionFrame.from_columns(as_lists).models, PredictionFrame.from_columns(by_feature).models, strict=True
     ):
-        assert isinstance(kept.features, SameFeatures) and kept.request_ids == listed.request_ids
+        assert isinstance(kept.features, FeatureColumns) and kept.request_ids == listed.request_ids
         assert kept.features.categorical_names == listed.features.categorical_names == ["c", "d"]
         for got, want in zip(kept.features.categorical, listed.features.categorical, strict=True):
             assert got.texts == want.texts and got.codes.tolist() == want.codes.tolist()
 
 
-def _envelopes_with_nulls(seed: int) -> list[bytes]:
-    """Two models' envelopes whose events null a numeric or a categorical feature now and then, and one
-    feature always; the first envelope of each without any other null."""
+def _envelopes_with_gaps(seed: int, gap: str) -> list[bytes]:
+    """Two models' envelopes whose events null (``gap`` "null") or leave out ("left out") a numeric or a
+    categorical feature now and then, and null one feature always; the first envelope of each without gaps."""
     import json
 
     rng = np.random.default_rng(seed)
@@ -149,39 +158,53 @@ def _envelopes_with_nulls(seed: int) -> list[bytes]:
                 "never": None,
             }
             if m > 1 and rng.random() < 0.1:
-                features[str(rng.choice(["x", "y", "k"]))] = None
+                name = str(rng.choice(["x", "y", "k"]))
+                if gap == "null":
+                    features[name] = None
+                else:
+                    del features[name]
             events.append({"model": f"m{m % 2}", "request_id": f"r{m}-{i}", "ts": 1_790_000_000 + i,
                            "features": features, "prediction": int(i % 3 == 0), "score": 0.5})  # fmt: skip
         values.append(json.dumps({"events": events}).encode())
     return values
 
 
-def test_features_with_nulls_give_the_detectors_what_each_events_own_give_them() -> None:
-    """A batch with nulls reaches the detectors as each feature's column, its nulls marked: every signal (values,
-    positions, null rates, categories) is what the events one by one give, and the joint signal, which events one
-    by one do not have, scores the events that sent every one of its features."""
+@pytest.mark.parametrize("gap", ["null", "left out"])
+def test_features_with_gaps_give_the_detectors_what_each_events_own_give_them(gap: str) -> None:
+    """A model's events with nulls, or with features left out, reach the detectors as each feature's column,
+    its gaps marked: every signal (values, positions, null rates, categories) is what the events one by one
+    give (a feature left out is missing from the first batch on, as it is one by one once the feature is
+    watched), and the joint signal, which events one by one do not have, scores the events that sent every
+    one of its features."""
+    import dataclasses
+
     from driftloop.infra.spec import ModelSpec
     from driftloop.streams.decode import Incoming, decode_predictions
     from driftloop.streams.drift.extract import prediction_signals
+    from driftloop.streams.drift.frame import FEATURE_COLUMNS
     from driftloop.streams.drift.policy import AlertPolicy
     from driftloop.streams.drift.signals import ModelState
     from tests.streams.test_decode_fast_path import field_rules_only
 
-    messages = [Incoming(v, "predictions", 0, k) for k, v in enumerate(_envelopes_with_nulls(3))]
-    gapped = PredictionFrame.from_columns(decode_predictions(messages).rows)
-    one_by_one = PredictionFrame.from_columns(field_rules_only(decode_predictions, messages).rows)
-    assert all(isinstance(part.features, SameFeatures) for part in gapped.models)
-    assert all(isinstance(part.features, FeaturesByEvent) for part in one_by_one.models)
-    for ours, theirs in zip(gapped.models, one_by_one.models, strict=True):
+    messages = [Incoming(v, "predictions", 0, k) for k, v in enumerate(_envelopes_with_gaps(3, gap))]
+    frame = PredictionFrame.from_columns(decode_predictions(messages).rows)
+    rules = field_rules_only(decode_predictions, messages).rows
+    for ours in frame.models:
+        assert isinstance(ours.features, FeatureColumns)
+        mine = [i for i, model in enumerate(rules["model"]) if model == ours.model]
+        by_event = FeaturesByEvent(*([rules[name][i] for i in mine] for name in FEATURE_COLUMNS))
+        theirs = dataclasses.replace(ours, features=by_event)
         spec = ModelSpec(name=ours.model)
         states = [ModelState(spec, AlertPolicy(spec.monitoring)) for _ in range(2)]
-        complete = [i for i, nulls in enumerate(theirs.features.missing) if not {"x", "y"} & set(nulls)]
+        complete = [i for i, nulls in enumerate(by_event.missing) if not {"x", "y"} & set(nulls)]
+        complete = [i for i in complete if {"x", "y"} <= set(by_event.num_name[i])]
         scored = []
-        for _ in range(5):  # the batch again and again: watched features, then the joint reference complete
+        for again in range(5):  # the batch again and again: watched features, then the joint reference complete
             signals = [prediction_signals(state, part) for state, part in zip(states, (ours, theirs), strict=True)]
-            got = {s.name: (s.signal_type, list(s.positions), list(s.values)) for s in signals[0]}
-            want = {s.name: (s.signal_type, list(s.positions), list(s.values)) for s in signals[1]}
+            got, want = ({s.name: (s.signal_type, list(s.positions), list(s.values)) for s in one} for one in signals)
             joint = got.pop("joint", None)
+            if not again:  # the first batch: the features left out are not watched yet one by one
+                got, want = ({k: v for k, v in one.items() if not k.endswith(":null_rate")} for one in (got, want))
             assert got == want
             assert states[0].features == states[1].features == {"x", "y", "k", "never"}
             if joint is not None:
