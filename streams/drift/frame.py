@@ -314,6 +314,11 @@ def _place_names(values: Any, names: list[list[str]]) -> list[str] | None:
     return names[0] if names.count(names[0]) == len(names) else None
 
 
+#: Columns for events that sent different names are made while the events sent at least one in this many
+#: of the places (a bag of words, each event a few of thousands of names, would be a matrix of gaps).
+_DENSEST_GAPS = 4
+
+
 def _features_of_any_names(
     num_name: list[list[str]],
     num_value: Any,
@@ -329,6 +334,9 @@ def _features_of_any_names(
     categorical_names = list(dict.fromkeys(chain.from_iterable(cat_name)))
     valued = set(numeric_names) | set(categorical_names)
     if len(valued) != len(numeric_names) + len(categorical_names):
+        return None
+    sent = sum(map(len, num_name)) + sum(map(len, cat_name))
+    if sent * _DENSEST_GAPS < count * len(valued):  # mostly gaps (each event a few of many names): its own
         return None
     numeric = np.full((count, len(numeric_names)), np.nan)
     if numeric_names:

@@ -84,6 +84,16 @@ def test_nulls_and_features_left_out_are_gaps_in_a_models_columns() -> None:
     assert isinstance(c.features, FeaturesByEvent) and c.features.num_value == [[1.0], []]
 
 
+def test_events_each_sending_a_few_of_many_features_keep_each_events_own() -> None:
+    """A matrix of a column for each of 200 names, three of them held a row, would be nearly all gaps."""
+    batch = rows([{"model": "a", "features": {f"w{(7 * i + j) % 200}": 1.0 for j in range(3)}} for i in range(400)])
+    (a,) = PredictionFrame.from_columns(batch).models
+    assert isinstance(a.features, FeaturesByEvent) and a.features.num_name[1] == ["w7", "w8", "w9"]
+    few = rows([{"model": "a", "features": {f"w{(7 * i + j) % 4}": 1.0 for j in range(3)}} for i in range(400)])
+    (a,) = PredictionFrame.from_columns(few).models
+    assert isinstance(a.features, FeatureColumns) and a.features.numeric.shape == (400, 4)
+
+
 def test_a_frame_crosses_the_pipe_whole() -> None:
     """Numbers as arrays, and a categorical feature coded: each distinct text once, a code an event."""
     features = [{"x": float(i), "c": f"v{i % 3}"} for i in range(1000)]
