@@ -231,13 +231,16 @@ KIND_VALUES = {
     "number": st.one_of(st.integers(-5, 5), st.floats(-1e6, 1e6, allow_nan=False), st.just(1e308)),
     "text": st.sampled_from(["a", "b", "", "é", "x" * 1024, "x" * 1025]),
     "null": st.none(),
+    "number or null": st.one_of(st.none(), st.integers(-5, 5), st.floats(-1e6, 1e6, allow_nan=False)),
+    "text or null": st.one_of(st.none(), st.sampled_from(["a", "b", "", "é"])),
 }
 
 
 @st.composite
 def same_shape_envelope(draw: st.DrawFn) -> bytes:
-    """An envelope whose events send the same features, each of one kind (number, text or null), sometimes
-    one breaking the pattern; scores, predictions, times and serving vary as producers send them."""
+    """An envelope whose events send the same features, each of one kind (number, text, null, or a number or
+    a text null in some events), sometimes one breaking the pattern; scores, predictions, times and serving
+    vary as producers send them."""
     kinds = draw(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(sorted(KIND_VALUES))))
     events = []
     for k in range(draw(st.integers(1, 5))):
@@ -258,6 +261,34 @@ def same_shape_envelope(draw: st.DrawFn) -> bytes:
 @given(st.lists(same_shape_envelope(), min_size=1, max_size=3))
 def test_envelopes_of_one_shape_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
     """The columns built for events that share one shape are the rows the field rules give them."""
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+
+
+@st.composite
+def envelope_with_gaps(draw: st.DrawFn) -> bytes:
+    """An envelope of valid events that send the same features, some of them null in some events (or in all,
+    or in none): the columns with gaps, and their joining with the next envelope's."""
+    kinds = draw(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), st.sampled_from(sorted(KIND_VALUES)), min_size=1)
+    )
+    events = [
+        {
+            "model": draw(st.sampled_from(["m", "n"])),
+            "request_id": f"r{k}",
+            "ts": 1_790_000_000 + k,
+            "features": {name: draw(KIND_VALUES[kind]) for name, kind in kinds.items()},
+            "prediction": draw(st.sampled_from([0, 1, "yes"])),
+        }
+        for k in range(draw(st.integers(1, 12)))
+    ]
+    return json.dumps({"events": events}).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(envelope_with_gaps(), min_size=1, max_size=3))
+def test_envelopes_with_nulls_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
+    """Features null in some events are gaps in their columns: the rows are those the field rules give."""
     messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
     assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
 
