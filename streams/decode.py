@@ -40,6 +40,7 @@ from driftloop.streams.batch import (
     UnreadableRecords,
 )
 from driftloop.streams.decode_fast import (
+    Interned,
     Row,
     fast_outcomes,
     fast_predictions,
@@ -223,8 +224,7 @@ class Columns:
         self.parts: list[list[Column]] = []
         self.width = width
         self.named_values = named_values  # (names, values) columns: a feature's name, its value (num.*, cat.*)
-        self.empty: list[Any] = []  # what every row without items holds (decode_fast.prediction_columns)
-        self.texts: dict[str, str] = {}  # the one object of each text of a category or class (prediction_columns)
+        self.interned = Interned()  # what the batch's rows share (decode_fast.prediction_columns)
         self.rows: list[Row] = []
         self.events: list[NumericPrediction] = []
         self.names: list[list[str]] = []
@@ -277,7 +277,7 @@ class Columns:
         self.rows = []
 
     def _close_events(self) -> None:
-        columns = prediction_columns(self.events, self.names, self.positions, self.empty, self.texts)
+        columns = prediction_columns(self.events, self.names, self.positions, self.interned)
         assert columns is not None  # numeric events always give columns
         self.parts.append(columns)
         self.events, self.names, self.positions = [], [], []

@@ -12,6 +12,7 @@ import itertools
 import math
 import operator
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -71,7 +72,7 @@ def _add_predictions(
         out.add_numeric_predictions(events, names, list(positions))  # type: ignore[arg-type]
         return True
     places = list(positions)
-    columns = prediction_columns(events, names, places, out.empty, out.texts)
+    columns = prediction_columns(events, names, places, out.interned)
     if columns is not None:  # the events share one shape (the common case): built a column at a time
         out.add_columns(columns)
         return True
@@ -266,29 +267,41 @@ def _numeric_feature_values(events: list[NumericPrediction], names: list[list[st
     return [list(e.features.values()) for e in events]
 
 
+@dataclass
+class Interned:
+    """What the rows of one batch share instead of each holding its own: the list of every row without
+    items (a column of one list over and over is written and read at once, compared by identity), the
+    object of each text of a category or a class, the list of each run of names (a pattern of nulls).
+    Made while the parsed events are still in the cache, they spare the batch's later passes (the
+    detectors' coding, the insert, pickling) an object a value scattered over memory."""
+
+    empty: list[Any] = field(default_factory=list)
+    texts: dict[str, str] = field(default_factory=dict)
+    lists: dict[tuple[str, ...], list[str]] = field(default_factory=dict)
+
+    def names(self, names: list[str]) -> list[str]:
+        """``names`` as the batch's one list of them (the empty list for none)."""
+        return self.lists.setdefault(tuple(names), names) if names else self.empty
+
+
 def prediction_columns(
     events: list[NumericPrediction] | list[PredictionEvent],
     names: list[list[str]],
     positions: list[int],
-    empty: list[Any],
-    texts: dict[str, str],
+    interned: Interned,
 ) -> list[Column] | None:
     """The ``predictions`` columns (and message positions) of events, built a column at a time: the same
     values as :func:`prediction_row` gives event by event. None when they do not share one shape (each
-    feature keeping its kind: number, text or null) or one has something for the field rules to say; a
-    list of :class:`NumericPrediction` events always gives columns. Rows without items (no categorical
-    features, no class scores) all hold ``empty``, the list a batch's parts share: a column of one list
-    over and over is written and read at once (compared by identity, not item by item). A categorical
-    feature's texts and the predicted classes are taken from ``texts``, one object per distinct text of a
-    batch, which each new text joins: read while the parsed events are still in the cache, they spare the
-    batch's later passes (the detectors' coding, the insert, pickling) a string object a value scattered
-    over memory."""
+    feature a number or null in every event, or a text or null) or one has something for the field rules
+    to say; a list of :class:`NumericPrediction` events always gives columns. Rows without items, texts of
+    categories and classes, and runs of names are the batch's (``interned``)."""
     count = len(events)
+    empty, texts = interned.empty, interned.texts
     epochs = _epochs([e.ts for e in events])
     features = (
         _numeric_features(events, names, empty)  # type: ignore[arg-type]
         if type(events[0]) is NumericPrediction
-        else _shared_features(events, names, empty, texts)  # type: ignore[arg-type]
+        else _shared_features(events, names, interned)  # type: ignore[arg-type]
     )
     if epochs is None or features is None:
         return None
@@ -343,12 +356,12 @@ def _numeric_features(events: list[NumericPrediction], names: list[list[str]], e
 
 
 def _shared_features(
-    events: list[PredictionEvent], names: list[list[str]], empty: list[Any], texts: dict[str, str]
+    events: list[PredictionEvent], names: list[list[str]], interned: Interned
 ) -> tuple[Column, ...] | None:
     """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
     that all sent the same names, each feature a number (or null) in every event, or a text (or null); else
     None."""
-    shared, count = names[0], len(events)
+    shared, count, empty = names[0], len(events), interned.empty
     if names.count(shared) != count:  # rows share one list of names: compared at once
         return None
     width = len(shared)
@@ -357,7 +370,7 @@ def _shared_features(
     types = list(map(type, flat))  # each feature's kind the first event's, in every event (compared in C)
     kinds = types[:width]
     if any(types[j::width].count(kind) != count for j, kind in enumerate(kinds)):
-        return _features_with_nulls(shared, columns, types, empty, texts)
+        return _features_with_nulls(shared, columns, types, interned)
     numeric = [j for j, kind in enumerate(kinds) if kind is float]
     categorical = [j for j, kind in enumerate(kinds) if kind is str]
     null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)] or empty
@@ -367,7 +380,7 @@ def _shared_features(
         for place, j in enumerate(numeric):
             matrix[:, place] = columns[j]
     cat_names = [shared[j] for j in categorical] or empty
-    known = texts.setdefault  # each text as the batch's one object of it
+    known = interned.texts.setdefault  # each text as the batch's one object of it
     return (
         [num_names] * count,
         NumberRows(matrix) if numeric else [empty] * count,
@@ -382,7 +395,7 @@ _is_null_kind = functools.partial(operator.is_, _NULL)
 
 
 def _features_with_nulls(
-    shared: list[str], columns: list[list[Any]], types: list[type], empty: list[Any], texts: dict[str, str]
+    shared: list[str], columns: list[list[Any]], types: list[type], interned: Interned
 ) -> tuple[Column, ...] | None:
     """The feature columns of events that sent the same names, some features null in some events and a
     number (or a text) in the others: the values as one matrix with NaN for a null (a list a place with
@@ -396,14 +409,16 @@ def _features_with_nulls(
     categorical = [j for j, k in enumerate(kinds) if str in k]
     nulls = np.fromiter(map(_is_null_kind, types), bool, len(types)).reshape(count, width)
     patterns, row_pattern = _null_patterns(nulls)
-    shapes = [  # each pattern's num.name, cat.name and missing
+    names = interned.names
+    shapes = [  # each pattern's num.name, cat.name and missing, one list of each a batch
         (
-            [shared[j] for j in numeric if not null[j]] or empty,
-            [shared[j] for j in categorical if not null[j]] or empty,
-            [shared[j] for j in range(width) if null[j]] or empty,
+            names([shared[j] for j in numeric if not null[j]]),
+            names([shared[j] for j in categorical if not null[j]]),
+            names([shared[j] for j in range(width) if null[j]]),
         )
         for null in patterns.tolist()
     ]
+    empty = interned.empty
     pick = row_pattern.reshape(-1).tolist()
     num_names, cat_names, missing = ([shape[k] for shape in shapes] for k in range(3))
     num_value: Column = [empty] * count
@@ -416,7 +431,7 @@ def _features_with_nulls(
         num_value = GappedNumberRows(matrix, numeric_names) if gapped else NumberRows(matrix)
     cat_value: Column = [empty] * count
     if categorical:
-        known = texts.setdefault  # each text as the batch's one object of it (None: a null, kept as it is)
+        known = interned.texts.setdefault  # each text as the batch's one object of it (None: a null, kept)
         by_place = [list(map(known, columns[j], columns[j])) for j in categorical]
         gapped = nulls[:, categorical].any()
         cat_value = GappedTextRows(by_place, [shared[j] for j in categorical]) if gapped else TextRows(by_place)

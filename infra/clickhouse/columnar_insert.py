@@ -45,6 +45,7 @@ _NUMBER_TYPES: dict[str, np.dtype[Any]] = {
 }
 _DATETIME = re.compile(r"DateTime(\('[^']*'\))?")  # seconds since the epoch, as UInt32
 _UINT32 = np.dtype("<u4")
+_SHARED_ROWS = 8  # rows of an array of strings a list object at least, to be encoded a list object at a time
 
 
 #: The library series this module was written for (pinned in pyproject.toml).
@@ -171,6 +172,15 @@ def _write_arrays_of_strings(rows: Sequence[Any], fout: Writer, encoding: str) -
             return False
         fout.write(np.cumsum(lengths, dtype=np.uint64).tobytes())
         fout.write(encode_array_of_strings_row(first, encoding) * len(rows))
+        return True
+    ids = list(map(id, rows))
+    shared = dict(zip(ids, rows, strict=True))
+    if len(shared) * _SHARED_ROWS <= len(rows):  # a few lists the rows share (feature names, a pattern of nulls)
+        if not all(isinstance(text, str | bytes) for row in shared.values() for text in row):
+            return False
+        encoded = {key: encode_array_of_strings_row(row, encoding) for key, row in shared.items()}
+        fout.write(np.cumsum(lengths, dtype=np.uint64).tobytes())
+        fout.write(b"".join(map(encoded.__getitem__, ids)))
         return True
     flat = list(chain.from_iterable(rows))
     fout.write(np.cumsum(lengths, dtype=np.uint64).tobytes())

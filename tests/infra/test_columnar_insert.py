@@ -21,6 +21,7 @@ from tests.stack_fixtures import PrivateStack
 
 REVISIONS = (54405, defines.CLIENT_REVISION)  # ClickHouse 18.16's protocol, and clickhouse-driver's newest
 
+FEATURES, NULLS = ["f0", "é✓"], ["f1"]  # lists rows share (the decoder's one list of each run of names)
 CASES: dict[str, tuple[str, Any]] = {
     "strings": ("String", ["a", "", "é✓", b"raw\xff", "x" * 300]),
     "floats": ("Float64", [1.5, -0.0, math.nan, math.inf, 3, 2**60]),
@@ -36,6 +37,7 @@ CASES: dict[str, tuple[str, Any]] = {
     "same names every row": ("Array(String)", [["f0", "f1", "é"]] * 4),
     "equal but separate rows": ("Array(String)", [["f0", "f1"], ["f0", "f1"], ["f0", "f1"]]),
     "names per row": ("Array(String)", [["a"], [], ["b", "c", "d"], [b"\x00"]]),
+    "rows sharing two lists": ("Array(String)", [FEATURES, NULLS, FEATURES, FEATURES] * 4),
     "no names": ("Array(String)", [[], [], []]),
     "rows of numbers": ("Array(Float64)", [[1.0, 2.0], [3.0, math.nan], [5, -6.5]]),
     "ragged numbers": ("Array(Float64)", [[1.0], [], [2.0, 3.0, 4.0]]),
@@ -142,6 +144,7 @@ def test_a_whole_block_of_the_predictions_columns_matches() -> None:
         ("String", ["a", 3]),
         ("Array(String)", [["a"], ["b", 3]]),
         ("Array(String)", [["a", 3]] * 2),
+        ("Array(String)", [FEATURES, [1]] * 8),  # lists the rows share, one not of texts
         ("Array(String)", TextRows([["a", "b"], ["c", 3]])),
         ("Array(Float64)", [[1.0], [None]]),
         ("Array(Float64)", [[1.0], ["x"]]),

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.streams import decode, decode_fast
-from driftloop.streams.batch import NumberRows, UnreadableRecords
+from driftloop.streams.batch import GappedNumberRows, NumberRows, UnreadableRecords
 from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
 from tests.reliability.hostile import hostile_message
 
@@ -398,3 +398,18 @@ def test_a_batch_holds_one_object_of_each_categorical_text_and_class() -> None:
     classes = rows["prediction"]
     assert classes == [str(p) for p in predictions for _ in range(6)]
     assert len({id(text) for text in classes[:24]}) == 4  # "1", "0", "dog", "cat"
+
+
+def test_a_batch_holds_one_list_of_each_pattern_of_nulls() -> None:
+    """Envelopes with nulls give each row the names of what it sent, and its nulls: one list object for
+    each pattern in the whole batch, which the ClickHouse writer encodes once."""
+    events = [
+        {**GOOD_EVENT, "request_id": f"r{k}", "features": {"a": None if k % 3 == 0 else 1.5, "b": 2.0, "c": None}}
+        for k in range(30)
+    ]
+    values = [json.dumps({"events": events[i : i + 10]}).encode() for i in range(0, 30, 10)]
+    rows = decode_predictions([Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]).rows
+    assert type(rows["num.value"]) is GappedNumberRows
+    for name, patterns in (("num.name", [["a", "b"], ["b"]]), ("missing", [["c"], ["a", "c"]])):
+        assert sorted(map(list, {tuple(row) for row in rows[name]})) == sorted(patterns)
+        assert len({id(row) for row in rows[name]}) == 2, name
