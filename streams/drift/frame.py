@@ -160,13 +160,13 @@ class PredictionFrame:
         versions, ts_ms = np.asarray(rows["model_version"], np.int64), np.asarray(rows["ts_ms"], np.int64)
         score, prediction_num = np.asarray(rows["score"], np.float64), np.asarray(rows["prediction_num"], np.float64)
         feature_columns = [rows[name] for name in FEATURE_COLUMNS]
-        features = _features(*feature_columns)  # the whole batch's, when its models all send the same features
+        features = _features(FeaturesByEvent(*feature_columns))  # the whole batch's, when its models send the same
         models = []
         for model, partition, index in _index_by_model(rows["model"], partitions):
             if isinstance(features, FeatureColumns):
                 part = features if index is None else features.take(index)
             else:  # a model's own features: those of one model that it sends in some events only are gaps
-                part = _features(*(_take(column, index) for column in feature_columns), one_model=True)
+                part = _features(FeaturesByEvent(*(_take(column, index) for column in feature_columns)), one_model=True)
             models.append(
                 ModelPredictions(
                     model=model,
@@ -225,82 +225,59 @@ def _by_feature(rows: Sequence[list[str]]) -> Sequence[Sequence[str]]:
     return rows.columns if isinstance(rows, TextRows) else list(zip(*rows, strict=True))
 
 
-def _features(
-    num_name: list[list[str]],
-    num_value: Any,
-    cat_name: list[list[str]],
-    cat_value: Any,
-    missing: list[list[str]],
-    *,
-    one_model: bool = False,
-) -> FeatureColumns | FeaturesByEvent:
+def _features(rows: FeaturesByEvent, *, one_model: bool = False) -> FeatureColumns | FeaturesByEvent:
     """The features of events, a column each where they make columns: the events sent the same names (the
     common case: a matrix as the decoder made it, its nulls gaps), or, with ``one_model``, any names (a
     feature an event did not send is missing there). Else each event's own: the models of a batch that send
     different features (each is then taken alone), a feature a number in some events and a text in others."""
-    columns = (
-        _features_with_nulls(num_name, num_value, cat_name, cat_value, missing)
-        if type(num_value) is GappedNumberRows or type(cat_value) is GappedTextRows
-        else _same_features(num_name, num_value, cat_name, cat_value, missing)
-    )
+    gapped = type(rows.num_value) is GappedNumberRows or type(rows.cat_value) is GappedTextRows
+    columns = _features_with_nulls(rows) if gapped else _same_features(rows)
     if columns is None and one_model:
-        columns = _features_of_any_names(num_name, num_value, cat_name, cat_value, missing)
-    return columns if columns is not None else FeaturesByEvent(num_name, num_value, cat_name, cat_value, missing)
+        columns = _features_of_any_names(rows)
+    return rows if columns is None else columns
 
 
-def _same_features(
-    num_name: list[list[str]],
-    num_value: Any,
-    cat_name: list[list[str]],
-    cat_value: Any,
-    missing: list[list[str]],
-) -> FeatureColumns | None:
+def _same_features(rows: FeaturesByEvent) -> FeatureColumns | None:
     """The features of events that sent the same names, the same of them null (most often none); else None."""
-    numeric_names, categorical_names = num_name[0], cat_name[0]
+    numeric_names, categorical_names, missing = rows.num_name[0], rows.cat_name[0], rows.missing
     # (list.count compares in C, and at once where rows share one list of names, as the decoder makes them)
     same = (
         missing.count(missing[0]) == len(missing)
-        and num_name.count(numeric_names) == len(num_name)
-        and cat_name.count(categorical_names) == len(cat_name)
+        and rows.num_name.count(numeric_names) == len(missing)
+        and rows.cat_name.count(categorical_names) == len(missing)
     )
     if not same:
         return None
-    width = len(numeric_names)
-    if isinstance(num_value, NumberRows):
-        numeric = num_value.matrix
+    width, values = len(numeric_names), rows.num_value
+    if isinstance(values, NumberRows):
+        numeric = values.matrix
     else:
-        numeric = np.fromiter(chain.from_iterable(num_value), np.float64, width * len(num_value))
+        numeric = np.fromiter(chain.from_iterable(values), np.float64, width * len(values))
     return FeatureColumns(
         list(numeric_names),
-        numeric.reshape(len(num_value), width),
+        numeric.reshape(len(values), width),
         list(categorical_names),
-        [CodedTexts.of(column) for column in _by_feature(cat_value)] if categorical_names else [],
+        [CodedTexts.of(column) for column in _by_feature(rows.cat_value)] if categorical_names else [],
         list(missing[0]),
     )
 
 
-def _features_with_nulls(
-    num_name: list[list[str]],
-    num_value: Any,
-    cat_name: list[list[str]],
-    cat_value: Any,
-    missing: list[list[str]],
-) -> FeatureColumns | None:
+def _features_with_nulls(rows: FeaturesByEvent) -> FeatureColumns | None:
     """The features of events that sent the same names, some null in some events (the decoder keeps their
     values with gaps, :class:`~streams.batch.GappedNumberRows`): each feature's column, its nulls marked.
     None where the rows do not say so (events that did not all send the same names)."""
-    count = len(missing)
-    numeric_names = _place_names(num_value, num_name)
-    categorical_names = _place_names(cat_value, cat_name)
+    numeric_names = _place_names(rows.num_value, rows.num_name)
+    categorical_names = _place_names(rows.cat_value, rows.cat_name)
     if numeric_names is None or categorical_names is None:
         return None
-    patterns = {id(row): row for row in missing}.values()  # the decoder's rows share a list a pattern of nulls
+    patterns = {id(row): row for row in rows.missing}.values()  # the decoder's rows share a list a pattern
     always = set().union(*patterns).difference(numeric_names, categorical_names)  # null, with no column
     if not all(always.issubset(row) for row in patterns):  # null in some events, not sent by others
         return None
-    null_names = [name for name in missing[0] if name in always]
-    numeric = np.empty((count, 0)) if isinstance(num_value, list) else num_value.matrix
-    categorical = [] if isinstance(cat_value, list) else [CodedTexts.of(column) for column in cat_value.columns]
+    null_names = [name for name in rows.missing[0] if name in always]
+    values, texts = rows.num_value, rows.cat_value
+    numeric = np.empty((len(rows.missing), 0)) if isinstance(values, list) else values.matrix
+    categorical = [] if isinstance(texts, list) else [CodedTexts.of(column) for column in texts.columns]
     return FeatureColumns(list(numeric_names), numeric, list(categorical_names), categorical, null_names)
 
 
@@ -319,17 +296,11 @@ def _place_names(values: Any, names: list[list[str]]) -> list[str] | None:
 _DENSEST_GAPS = 4
 
 
-def _features_of_any_names(
-    num_name: list[list[str]],
-    num_value: Any,
-    cat_name: list[list[str]],
-    cat_value: Any,
-    missing: list[list[str]],
-) -> FeatureColumns | None:
+def _features_of_any_names(rows: FeaturesByEvent) -> FeatureColumns | None:
     """The features of one model's events that did not all send the same names (a feature left out of some
     events, or null in some): a column for each name any event sent, the others missing there. None where a
     feature is a number in one event and a text in another."""
-    count = len(num_name)
+    num_name, cat_name, count = rows.num_name, rows.cat_name, len(rows.num_name)
     numeric_names = list(dict.fromkeys(chain.from_iterable(num_name)))
     categorical_names = list(dict.fromkeys(chain.from_iterable(cat_name)))
     valued = set(numeric_names) | set(categorical_names)
@@ -340,15 +311,15 @@ def _features_of_any_names(
         return None
     numeric = np.full((count, len(numeric_names)), np.nan)
     if numeric_names:
-        rows, columns = _places(num_name, numeric_names)
-        numeric[rows, columns] = np.fromiter(chain.from_iterable(num_value), np.float64, len(rows))
+        events, columns = _places(num_name, numeric_names)
+        numeric[events, columns] = np.fromiter(chain.from_iterable(rows.num_value), np.float64, len(events))
     categorical = []
     if categorical_names:
-        rows, columns = _places(cat_name, categorical_names)
+        events, columns = _places(cat_name, categorical_names)
         grid = np.full((len(categorical_names), count), None, dtype=object)
-        grid[columns, rows] = list(chain.from_iterable(cat_value))
+        grid[columns, events] = list(chain.from_iterable(rows.cat_value))
         categorical = [CodedTexts.of(column) for column in grid.tolist()]
-    null_names = [name for name in dict.fromkeys(chain.from_iterable(missing)) if name not in valued]
+    null_names = [name for name in dict.fromkeys(chain.from_iterable(rows.missing)) if name not in valued]
     return FeatureColumns(numeric_names, numeric, categorical_names, categorical, null_names)
 
 
