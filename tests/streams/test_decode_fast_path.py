@@ -213,8 +213,12 @@ def test_valid_messages_take_the_fast_path() -> None:
     unusual = {**event, "request_id": "s", "features": {"a": 1, "b": None}, "score": {"1": 0.9}}
     assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, event]}).encode()) == "columns"
     assert fast_path_of(decode_fast.fast_predictions, json.dumps(event).encode()) == "columns"
-    # a feature null in one event and a number in the other: columns, the null a gap
-    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, unusual]}).encode()) == "columns"
+    # a feature null in some events and a number in the others: columns, the null a gap, in envelopes of
+    # FEWEST_WITH_NULLS events or more (fewer: rows)
+    few, enough = [event, unusual] * 7 + [event], [event, unusual] * 8
+    assert len(few) + 1 == len(enough) == decode_fast.FEWEST_WITH_NULLS
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": few}).encode()) == "rows"
+    assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": enough}).encode()) == "columns"
     text_and_number = {**event, "features": {"a": 1, "b": "x"}}  # the field rules take it, event by event
     assert (
         fast_path_of(decode_fast.fast_predictions, json.dumps({"events": [event, text_and_number]}).encode()) == "rows"
@@ -262,7 +266,8 @@ def same_shape_envelope(draw: st.DrawFn) -> bytes:
 def test_envelopes_of_one_shape_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
     """The columns built for events that share one shape are the rows the field rules give them."""
     messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
-    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+    with mock.patch.object(decode_fast, "FEWEST_WITH_NULLS", 1):
+        assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
 
 
 @st.composite
@@ -288,9 +293,11 @@ def envelope_with_gaps(draw: st.DrawFn) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(envelope_with_gaps(), min_size=1, max_size=3))
 def test_envelopes_with_nulls_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
-    """Features null in some events are gaps in their columns: the rows are those the field rules give."""
+    """Features null in some events are gaps in their columns: the rows are those the field rules give
+    (columns for envelopes of any size here)."""
     messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
-    assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+    with mock.patch.object(decode_fast, "FEWEST_WITH_NULLS", 1):
+        assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
 
 
 def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:
@@ -405,9 +412,9 @@ def test_a_batch_holds_one_list_of_each_pattern_of_nulls() -> None:
     each pattern in the whole batch, which the ClickHouse writer encodes once."""
     events = [
         {**GOOD_EVENT, "request_id": f"r{k}", "features": {"a": None if k % 3 == 0 else 1.5, "b": 2.0, "c": None}}
-        for k in range(30)
+        for k in range(60)
     ]
-    values = [json.dumps({"events": events[i : i + 10]}).encode() for i in range(0, 30, 10)]
+    values = [json.dumps({"events": events[i : i + 20]}).encode() for i in range(0, 60, 20)]
     rows = decode_predictions([Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]).rows
     assert type(rows["num.value"]) is GappedNumberRows
     for name, patterns in (("num.name", [["a", "b"], ["b"]]), ("missing", [["c"], ["a", "c"]])):
