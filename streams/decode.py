@@ -286,8 +286,7 @@ class Columns:
 def _gap_alike(parts: list[list[Column]], names: int, values: int) -> None:
     """Where some parts hold a column's values with gaps (nulls) and others whole, the whole ones as gapped
     too (their names: the one list every row of theirs shares), so that the parts join as one matrix."""
-    gapped = [part[values] for part in parts if type(part[values]) in (GappedNumberRows, GappedTextRows)]
-    if not gapped:
+    if not any(type(part[values]) in (GappedNumberRows, GappedTextRows) for part in parts):
         return
     for part in parts:
         whole, shared = part[values], part[names]
