@@ -343,6 +343,21 @@ class CodedTexts(Sequence[str]):
         """The rows at ``indices``, in that order."""
         return CodedTexts(self.texts, self.codes[np.asarray(indices, dtype=np.intp)])
 
+    def without_nulls(self) -> tuple[np.ndarray, CodedTexts]:
+        """Which rows are ``None`` (a null), and the other rows, coded among the texts but ``None``.
+
+        >>> nulls, sent = CodedTexts.of(["a", None, "b", "a"]).without_nulls()
+        >>> nulls.tolist(), sent.texts, sent.codes.tolist()
+        ([False, True, False, False], ['a', 'b'], [0, 1, 0])
+        """
+        if None not in self.texts:
+            return np.zeros(len(self.codes), dtype=bool), self
+        code = self.texts.index(None)
+        nulls = self.codes == code
+        codes = self.codes[~nulls]
+        codes -= codes > code
+        return nulls, CodedTexts(self.texts[:code] + self.texts[code + 1 :], codes)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)
 

@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from driftloop.streams.batch import CodedTexts
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState
@@ -125,8 +124,8 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
 def _pivot(
     state: ModelState, features: FeatureColumns, every: list[int]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """Signals of events that all sent the same features: a feature's column is its values (those not null),
-    and each feature's nulls (1.0 where an event sent it null)."""
+    """Signals of a feature's column: its values (where the events sent one), and its nulls (1.0 where an
+    event sent it null, or left it out)."""
     numeric: dict[str, tuple[list[int], Any]] = {}
     categorical: dict[str, tuple[list[int], Any]] = {}
     nulls: dict[str, np.ndarray] = {}
@@ -145,18 +144,10 @@ def _pivot(
         else:
             numeric[name] = (positions, values)
     for name, texts in zip(features.categorical_names, features.categorical, strict=True):
-        if None not in texts.texts:
-            nulls[name] = np.zeros(count)
-            categorical[name] = (every, texts)
-            continue
-        code = texts.texts.index(None)
-        null = texts.codes == code
+        null, sent = texts.without_nulls()
         nulls[name] = null.astype(float)
-        held = np.flatnonzero(~null)
-        if len(held):  # the texts sent, coded among the texts but None
-            codes = texts.codes[held]
-            codes -= codes > code
-            categorical[name] = (held.tolist(), CodedTexts(texts.texts[:code] + texts.texts[code + 1 :], codes))
+        if len(sent):
+            categorical[name] = (every if sent is texts else np.flatnonzero(~null).tolist(), sent)
     for name in features.null_names:
         nulls[name] = np.ones(count)
     return numeric, categorical, nulls
