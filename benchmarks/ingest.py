@@ -9,6 +9,7 @@ N prediction events of that shape, then measures on the topic:
            any Python consumer)
   bare     a bare Faust agent, stream.take(2000) + json.loads (shapes of one event per message only)
   worker   `driftloop worker`: decode, validate, insert into ClickHouse, detect; first to last row landed
+           (for the outcome shape: outcomes joined to their predictions, the labeled rows landed)
 
 and prints the rates and the ratio against raw measured in the same run. With ``--rounds N`` each rate is
 measured N times, taking turns, and the medians are compared.
@@ -24,6 +25,9 @@ The shapes (each differs from ``four-models`` in what its name says):
   class-scores     a label prediction and a score object per class (4 classes)
   nulls            each feature (8 numeric, 2 categorical of 20 values) null in 2 % of the events
   left-out         each of the 10 features left out of 2 % of the events
+  many-models      100 models, each event's model the next in turn
+  outcomes         outcome events (envelopes of 500), each labeling a prediction of four-models that landed
+                   before the round (its worker reads the outcomes topic only); raw reads that topic
   single           one event per message
 """
 
@@ -40,12 +44,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 from rich.console import Console
 from rich.table import Table
 
@@ -69,6 +75,7 @@ class Shape:
     event: Callable[[random.Random, int], Event]
     models: int = 4
     per_message: int = 500
+    outcomes: bool = False  # measured on the outcomes of these predictions, which land before each round
 
 
 def _numbers(rng: random.Random, n: int, digits: int | None = 6) -> dict[str, float]:
@@ -124,20 +131,25 @@ SHAPES = {
             "left-out",
             lambda rng, i: _base(rng, i, {k: v for k, v in _numbers(rng, 10).items() if rng.random() >= 0.02}),
         ),
+        Shape("many-models", lambda rng, i: _base(rng, i, _numbers(rng, 10)), models=100),
+        Shape("outcomes", lambda rng, i: _base(rng, i, _numbers(rng, 10)), outcomes=True),
         Shape("single", lambda rng, i: _base(rng, i, _numbers(rng, 10)), per_message=1),
     )
 }
 
 
-def messages(shape: Shape, events: int) -> Iterator[tuple[bytes, bytes]]:
+def messages(
+    shape: Shape, events: int, event: Callable[[random.Random, int], Event] | None = None
+) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) of each message: events of one model go in one message, keyed by the model."""
     rng = random.Random(7)
     pending: dict[str, list[bytes]] = {}
     encode = msgspec.json.encode
+    make = event or shape.event
     for i in range(events):
         model = f"bench-{i % shape.models}"
         batch = pending.setdefault(model, [])
-        batch.append(encode({"model": model, **shape.event(rng, i)}))
+        batch.append(encode({"model": model, **make(rng, i)}))
         if len(batch) == shape.per_message or i == events - 1:
             value = batch[0] if shape.per_message == 1 else b'{"events":[' + b",".join(batch) + b"]}"
             yield model.encode(), value
@@ -147,19 +159,40 @@ def messages(shape: Shape, events: int) -> Iterator[tuple[bytes, bytes]]:
             yield model.encode(), b'{"events":[' + b",".join(batch) + b"]}"
 
 
-def produce(settings: Settings, shape: Shape, events: int) -> None:
+def _outcome(rng: random.Random, i: int) -> Event:
+    """The outcome of ``_base``'s prediction ``i``, ten minutes after it."""
+    return {"request_id": f"r{i}", "ts": round(time.time() + i / 1000, 3), "label": int(rng.random() < 0.5)}
+
+
+def produce(settings: Settings, shape: Shape, events: int, *, outcomes: bool = False) -> None:
     producer = KafkaProducer(
         **settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20, max_request_size=8 << 20
     )
-    for key, value in messages(shape, events):
-        producer.send(settings.topics.predictions, value, key=key)
+    topic = settings.topics.outcomes if outcomes else settings.topics.predictions
+    for key, value in messages(shape, events, _outcome if outcomes else None):
+        producer.send(topic, value, key=key)
     producer.flush()
     producer.close()
 
 
-async def raw_rate(settings: Settings, events: int) -> float:
+def skip_predictions(settings: Settings, group: str) -> None:
+    """Commit the end of the predictions topic for ``group``: its worker then reads the outcomes only."""
+    consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **settings.kafka_python_config())
+    try:
+        partitions = [
+            TopicPartition(settings.topics.predictions, p)
+            for p in consumer.partitions_for_topic(settings.topics.predictions) or ()
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_end(*partitions)
+        consumer.commit({tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in partitions})
+    finally:
+        consumer.close()
+
+
+async def raw_rate(settings: Settings, events: int, topic: str) -> float:
     consumer = AIOKafkaConsumer(
-        settings.topics.predictions,
+        topic,
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -205,12 +238,9 @@ def worker_processes(worker: int, services: dict[str, int]) -> dict[str, list[in
     }
 
 
-def worker_rate(
-    settings: Settings, env: dict[str, str], events: int, log: Path, services: dict[str, int] | None = None
-) -> WorkerRun:
-    """The worker on the topic's backlog, from its first row landed to its last; CPU per process over the
-    same span (``services``: name → pid of the stack's servers, to count as well)."""
-    client = connect(settings.clickhouse)
+@contextmanager
+def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``driftloop worker`` running with ``env`` (its output in ``log``), terminated on leaving."""
     with open(log, "ab") as out:
         worker = subprocess.Popen(
             [sys.executable, "-m", "driftloop.cli.main", "worker"],
@@ -220,29 +250,68 @@ def worker_rate(
             stderr=subprocess.STDOUT,
         )
     try:
-        first_t, first_n = 0.0, 0
-        processes: dict[str, list[int]] = {}
-        cpu_first: dict[str, float] = {}
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            n = client.execute("SELECT count() FROM predictions")[0][0]
-            now = time.perf_counter()
-            if n and not first_t:
-                processes = worker_processes(worker.pid, services or {})
-                if processes["detection"] or n >= events:  # detection starts at the first written batch
-                    first_t, first_n = now, n
-                    cpu_first = {name: cpu_seconds(pids) for name, pids in processes.items()}
-            if n >= events:
-                landed = n - first_n
-                cpu = {name: (cpu_seconds(pids) - cpu_first[name]) / landed * 1e6 for name, pids in processes.items()}
-                return WorkerRun(landed / (now - first_t) if now > first_t else float("nan"), cpu)
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited; see {log}")
-            time.sleep(0.05)
-        raise RuntimeError("the worker did not land every event within 10 minutes")
+        yield worker
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def land(settings: Settings, env: dict[str, str], events: int, log: Path) -> None:
+    """Run a worker until ``events`` predictions are in ClickHouse (not measured)."""
+    client = connect(settings.clickhouse)
+    try:
+        with worker_process(env, log) as worker:
+            deadline = time.monotonic() + 600
+            while client.execute("SELECT count() FROM predictions")[0][0] < events:
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the predictions did not land; see {log}")
+                time.sleep(0.2)
+    finally:
+        client.disconnect()
+
+
+def worker_rate(
+    settings: Settings,
+    env: dict[str, str],
+    events: int,
+    log: Path,
+    services: dict[str, int] | None = None,
+    table: str = "predictions",
+    first_table: str | None = None,
+) -> WorkerRun:
+    """The worker on the topic's backlog, from its first row landed in ``first_table`` (``table``: its first
+    insert is not counted, since it began before) to its last in ``table``; CPU per process over the same span
+    (``services``: name → pid of the stack's servers, to count as well)."""
+    client = connect(settings.clickhouse)
+
+    def count(name: str) -> int:
+        return int(client.execute(f"SELECT count() FROM {name}")[0][0])
+
+    try:
+        with worker_process(env, log) as worker:
+            first_t, first_n = 0.0, 0
+            cpu_first: dict[str, float] = {}
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                n = count(table)
+                now = time.perf_counter()
+                if not first_t and (count(first_table) if first_table else n):
+                    processes = worker_processes(worker.pid, services or {})
+                    if first_table or processes["detection"] or n >= events:  # detection starts at a first batch
+                        first_t, first_n = now, n
+                        cpu_first = {name: cpu_seconds(pids) for name, pids in processes.items()}
+                if n >= events:
+                    landed = n - first_n
+                    if not landed:
+                        raise RuntimeError(f"{table}: every row landed at once; measure more --events than that")
+                    processes = worker_processes(worker.pid, services or {})  # and those started since
+                    cpu = {name: cpu_seconds(pids) - cpu_first.get(name, 0.0) for name, pids in processes.items()}
+                    return WorkerRun(landed / (now - first_t), {name: s / landed * 1e6 for name, s in cpu.items()})
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited; see {log}")
+                time.sleep(0.05)
+            raise RuntimeError("the worker did not land every event within 10 minutes")
+    finally:
         client.disconnect()
 
 
@@ -279,23 +348,35 @@ def run_shape(shape: Shape, home: Path, events: int, rounds: int) -> tuple[dict[
     try:
         with console.status(f"{shape.name}: producing {events:,} events"):
             produce(settings, shape, events)
+        table, topic = (
+            ("labeled", settings.topics.outcomes) if shape.outcomes else ("predictions", settings.topics.predictions)
+        )
+        if shape.outcomes:
+            with console.status(f"{shape.name}: landing the predictions, then producing their outcomes"):
+                land(settings, env | {"DRIFTLOOP_WORKER_GROUP": "bench-predictions"}, events, home / "predictions.log")
+                produce(settings, shape, events, outcomes=True)
         with console.status(f"{shape.name}: a first read of the topic, not measured"):
-            asyncio.run(raw_rate(settings, events))  # the broker's first read is slower; no round should pay it
+            asyncio.run(raw_rate(settings, events, topic))  # the broker's first read is slower; no round should pay it
         for k in range(1, rounds + 1):
             with console.status(f"{shape.name} ({k}/{rounds}): raw aiokafka consumption"):
-                result["raw"].append(asyncio.run(raw_rate(settings, events)))
+                result["raw"].append(asyncio.run(raw_rate(settings, events, topic)))
             if shape.per_message == 1:
                 with console.status(f"{shape.name} ({k}/{rounds}): bare Faust agent"):
                     result["bare"].append(bare_faust_rate(env, events, home, f"bench-bare-faust-{k}"))
             with console.status(f"{shape.name} ({k}/{rounds}): driftloop worker → ClickHouse"):
                 worker_env = env | {"DRIFTLOOP_WORKER_GROUP": f"bench-worker-{k}"}
+                if shape.outcomes:
+                    skip_predictions(settings, f"bench-worker-{k}")
                 log = home / f"{shape.name}-worker-{k}.log"
-                run = worker_rate(settings, worker_env, events, log, services)
+                run = worker_rate(
+                    settings, worker_env, events, log, services, table, "outcomes" if shape.outcomes else None
+                )
                 result["worker"].append(run.rate)
                 for name, us in run.cpu_us.items():
                     cpu.setdefault(name, []).append(us)
                 client = connect(settings.clickhouse)
-                client.execute("TRUNCATE TABLE predictions")  # the next round counts its rows from zero
+                for landed in (table, "outcomes"):  # the next round counts its rows from zero
+                    client.execute(f"TRUNCATE TABLE {landed}")
                 client.disconnect()
         return result, {name: statistics.median(values) for name, values in cpu.items()}
     finally:

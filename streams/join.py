@@ -22,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import operator
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.decode import PREDICTION_COLUMNS
 from driftloop.streams.sink import ClickHouseSink, is_transient
 
 log = logging.getLogger("driftloop.join")
@@ -76,31 +79,114 @@ PENDING_COLUMNS = (
     "state",
     "revision",
 )
-# what a labeled row takes from its prediction
-_NOT_LABELED = {"model", "request_id", "scores.label", "scores.probability", "latency_ms"}
-_PREDICTION_FIELDS = tuple(c for c in PREDICTION_COLUMNS if c not in _NOT_LABELED)
+#: A labeled row's copy of its prediction's features: ClickHouse copies them (``INSERT ... SELECT``), the worker
+#: never reads them.
+FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
+#: The other columns of a labeled row, made by the join, and their types in the external table sent with it.
+_MADE = {
+    "event_id": "String",
+    "prediction_event_id": "String",
+    "model": "String",
+    "model_version": "UInt32",
+    "request_id": "String",
+    "ts": "DateTime('UTC')",
+    "ts_ms": "UInt64",
+    "outcome_ts": "DateTime('UTC')",
+    "outcome_ts_ms": "UInt64",
+    "prediction": "String",
+    "prediction_num": "Float64",
+    "score": "Float64",
+    "label": "String",
+    "label_num": "Float64",
+    "correct": "UInt8",
+    "error": "Float64",
+    "label_delay_s": "Float64",
+    "served": "UInt8",
+    "value": "Float64",
+}
+#: The labeled rows the join hands on (to the drift detectors): a labeled row's columns but its prediction's
+#: features, of which ``features`` counts the names sent (values, categories and nulls).
+LABELED_ROWS = (*_MADE, "features")
+_FEATURES_SELECTED = ", ".join(f"`{name}`" for name in FEATURE_COLUMNS)
+#: The labeled rows made, completed with their predictions' features (``ts_ms`` too: an ``event_id`` a producer
+#: gave may come again another day).
+_WITH_FEATURES = (
+    f"SELECT {', '.join(f'`{name}`' for name in _MADE)}, {_FEATURES_SELECTED} FROM _labeled ANY LEFT JOIN ("
+    f"SELECT model, event_id AS prediction_event_id, ts_ms, {_FEATURES_SELECTED} FROM predictions "
+    "WHERE (model, toDate(ts), event_id) IN (SELECT model, toDate(ts), prediction_event_id FROM _labeled)"
+    ") AS p USING (model, prediction_event_id, ts_ms)"
+)
+#: What the join reads of a prediction: what a labeled row takes from it but the features, and how many it sent.
+_PREDICTION_FIELDS = ("event_id", "model_version", "ts", "ts_ms", "prediction", "prediction_num", "score", "served")
+_SELECTED = {
+    "ts": "toUInt32(ts)",  # times as epoch seconds
+    "arrived_at": "toUInt32(arrived_at)",
+    "features": "length(num.name) + length(cat.name) + length(missing)",
+}
+#: The predictions of the requests in ``_keys`` (model, request_id), found by the request index.
+_LOOKUP = (
+    f"SELECT model, request_id, {', '.join(_SELECTED.get(f, f'`{f}`') for f in (*_PREDICTION_FIELDS, 'features'))} "
+    "FROM predictions WHERE (model, toDate(ts), event_id) IN ("
+    "SELECT model, toDate(ts), event_id FROM prediction_requests "
+    "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys))"
+)
 
 
-def is_classification(prediction_num: float, label_num: float) -> bool:
-    """Without a model spec: a class label (text) or two whole numbers means classification.
+def is_classification(prediction_num: np.ndarray, label_num: np.ndarray) -> np.ndarray:
+    """Without a model spec, which rows are classifications: a class label (text: NaN as a number) on either
+    side, or two whole numbers.
 
-    >>> is_classification(float("nan"), float("nan")), is_classification(1.0, 0.0), is_classification(2.5, 3.1)
-    (True, True, False)
+    >>> nan = float("nan")
+    >>> is_classification(np.array([nan, 1.0, 2.5, nan]), np.array([nan, 0.0, 3.1, 2.5])).tolist()
+    [True, True, False, True]
     """
-    if math.isnan(prediction_num) or math.isnan(label_num):
-        return True
-    return prediction_num.is_integer() and label_num.is_integer()
+    with np.errstate(invalid="ignore"):
+        whole = (np.floor(prediction_num) == prediction_num) & (np.floor(label_num) == label_num)
+    return np.isnan(prediction_num) | np.isnan(label_num) | whole
 
 
 @dataclass(frozen=True)
 class JoinResult:
-    """Labeled rows made (``partitions[i]``: the Kafka partition of row i's outcome), and how many outcomes
-    still wait (or just expired)."""
+    """Labeled rows made (:data:`LABELED_ROWS`; ``partitions[i]``: the Kafka partition of row i's outcome), and
+    how many outcomes still wait (or just expired)."""
 
     labeled: ColumnBatch
     waiting: int
     expired: int = 0
     partitions: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Found:
+    """The predictions of a batch's requests, a column a field (:data:`_PREDICTION_FIELDS`, ``ts`` in epoch
+    seconds, and ``features``: how many names each sent), and the rows an outcome labels: by (``model``,
+    ``request_id``), the latest served prediction's row, and the rows of the latest of each version scored
+    unserved, by version (a re-sent prediction counts once)."""
+
+    columns: dict[str, list[Any]]
+    served: dict[tuple[str, str], int]
+    shadows: dict[tuple[str, str], list[int]]
+
+    @classmethod
+    def none(cls) -> Found:
+        return cls({name: [] for name in (*_PREDICTION_FIELDS, "features")}, {}, {})
+
+    @classmethod
+    def of(cls, models: list[str], request_ids: list[str], columns: dict[str, list[Any]]) -> Found:
+        """The latest of each kind among the rows read (``models[i]``, ``request_ids[i]``: row i's request)."""
+        keys = list(zip(models, request_ids, strict=True))
+        oldest_first = np.argsort(np.asarray(columns["ts_ms"], dtype=np.uint64), kind="stable").tolist()
+        flags = columns["served"]
+        served = [row for row in oldest_first if flags[row]]
+        latest = dict(zip(map(keys.__getitem__, served), served, strict=True))  # later rows replace earlier
+        if len(served) == len(keys):
+            return cls(columns, latest, {})
+        versions = columns["model_version"]
+        by_version = {(*keys[row], versions[row]): row for row in oldest_first if not flags[row]}
+        shadows: dict[tuple[str, str], list[int]] = {}
+        for (*key, _), row in sorted(by_version.items(), key=lambda item: item[0][2]):
+            shadows.setdefault(tuple(key), []).append(row)  # type: ignore[arg-type]
+        return cls(columns, latest, shadows)
 
 
 class OutcomeJoin:
@@ -116,7 +202,7 @@ class OutcomeJoin:
     async def join(self, outcomes: ColumnBatch, partitions: list[int]) -> JoinResult:
         """Join freshly ingested ``outcomes`` (``partitions[i]``: the Kafka partition of row i)."""
         if not len(outcomes):
-            return JoinResult(ColumnBatch.empty("labeled", LABELED_COLUMNS), 0)
+            return JoinResult(ColumnBatch.empty("labeled", LABELED_ROWS), 0)
         found = await asyncio.to_thread(self._lookup, outcomes["model"], outcomes["request_id"])
         labeled, unmatched, origins = _label(outcomes, found)
         now = int(time.time())
@@ -128,12 +214,12 @@ class OutcomeJoin:
         """Join waiting outcomes whose prediction has arrived; expire those older than the window."""
         waiting = await asyncio.to_thread(self._pending, None if partitions is None else sorted(partitions))
         if not len(waiting):
-            return JoinResult(ColumnBatch.empty("labeled", LABELED_COLUMNS), 0)
+            return JoinResult(ColumnBatch.empty("labeled", LABELED_ROWS), 0)
         found = await asyncio.to_thread(self._lookup, waiting["model"], waiting["request_id"])
         labeled, unmatched, origins = _label(waiting, found)
         matched = sorted(set(range(len(waiting))) - set(unmatched))
         deadline = time.time() - self.window_s
-        expired = [i for i in unmatched if waiting["arrived_at"][i].timestamp() < deadline]
+        expired = [i for i in unmatched if waiting["arrived_at"][i] < deadline]
         now = int(time.time())
         states = _pending_rows(waiting.take(matched), [waiting["source_partition"][i] for i in matched], now, "matched")
         gone = _pending_rows(waiting.take(expired), [waiting["source_partition"][i] for i in expired], now, "expired")
@@ -144,52 +230,36 @@ class OutcomeJoin:
 
     # --- ClickHouse lookups (blocking; run in a thread) -------------------------------------------------
 
-    def _lookup(self, models: list[str], request_ids: list[str]) -> dict[tuple[str, str], list[dict[str, object]]]:
-        """The predictions of each (model, request_id) that has any, as field → value: the latest served one
-        first (if there is one), then the latest of each version scored unserved."""
-        keys = [{"model": m, "request_id": r} for m, r in set(zip(models, request_ids, strict=True))]
-        index = self._read(
-            "SELECT model, request_id, event_id, ts FROM prediction_requests "
-            "WHERE (model, request_id) IN (SELECT model, request_id FROM _keys)",
-            external_tables=[_external("_keys", {"model": "String", "request_id": "String"}, keys)],
-        )
-        if not index:
-            return {}
-        wanted = [{"model": m, "day": ts.date(), "event_id": e} for m, _, e, ts in set(index)]
-        fields = ", ".join(f"`{f}`" for f in _PREDICTION_FIELDS)
-        rows = self._read(
-            f"SELECT model, request_id, {fields} FROM predictions "
-            "WHERE (model, toDate(ts), event_id) IN (SELECT model, day, event_id FROM _wanted)",
-            external_tables=[_external("_wanted", {"model": "String", "day": "Date", "event_id": "String"}, wanted)],
-        )
-        latest: dict[tuple[str, str, int], dict[str, object]] = {}  # (model, request, -1 or a shadow's version)
-        for row in rows:
-            prediction = dict(zip(_PREDICTION_FIELDS, row[2:], strict=True))
-            kind = -1 if prediction["served"] else int(prediction["model_version"])  # type: ignore[call-overload]
-            key = (row[0], row[1], kind)
-            if key not in latest or prediction["ts_ms"] > latest[key]["ts_ms"]:  # type: ignore[operator]
-                latest[key] = prediction
-        found: dict[tuple[str, str], list[dict[str, object]]] = {}
-        for (model, request_id, _), prediction in sorted(latest.items(), key=lambda item: item[0][2]):
-            found.setdefault((model, request_id), []).append(prediction)
-        return found
+    def _lookup(self, models: list[str], request_ids: list[str]) -> Found:
+        """The predictions of each (model, request_id) that has any, read a column at a time (the request index
+        gives their keys)."""
+        keys = list(zip(*set(zip(models, request_ids, strict=True)), strict=True))
+        read = self._read(_LOOKUP, external_tables=[ExternalColumns("_keys", _KEYS, keys)], columnar=True)
+        if not read or not read[0]:
+            return Found.none()
+        model, request_id, *values = (list(column) for column in read)
+        return Found.of(model, request_id, dict(zip((*_PREDICTION_FIELDS, "features"), values, strict=True)))
 
     def _pending(self, partitions: list[int] | None) -> ColumnBatch:
         where = "state = 'pending'" + ("" if partitions is None else " AND source_partition IN %(parts)s")
         if partitions == []:
             return ColumnBatch.empty("join_pending", PENDING_COLUMNS)
-        rows = self._read(
-            f"SELECT {', '.join(PENDING_COLUMNS)} FROM join_pending FINAL WHERE {where}",
+        selected = ", ".join(_SELECTED.get(name, name) for name in PENDING_COLUMNS)
+        columns = self._read(
+            f"SELECT {selected} FROM join_pending FINAL WHERE {where}",
             {"parts": tuple(partitions or ())},
+            columnar=True,
         )
-        columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in PENDING_COLUMNS]
+        columns = [list(c) for c in columns] if columns else [[] for _ in PENDING_COLUMNS]
         return ColumnBatch("join_pending", dict(zip(PENDING_COLUMNS, columns, strict=True)))
 
     async def _write(self, labeled: ColumnBatch, pending: ColumnBatch) -> None:
-        for batch in (labeled, pending):
-            rejected = await self.sink.write(batch)
-            if rejected:  # rows built from validated events: a refusal is a bug worth shouting about
-                raise RuntimeError(f"ClickHouse refused {len(rejected)} {batch.table} rows: {rejected[0].reason}")
+        """The labeled rows, completed by ClickHouse with their predictions' features; then the pending rows."""
+        made = ExternalColumns("_labeled", tuple(_MADE.items()), [labeled[name] for name in _MADE])
+        await self.sink.insert_select("labeled", (*_MADE, *FEATURE_COLUMNS), _WITH_FEATURES, made)
+        rejected = await self.sink.write(pending)
+        if rejected:  # rows built from validated events: a refusal is a bug worth shouting about
+            raise RuntimeError(f"ClickHouse refused {len(rejected)} join_pending rows: {rejected[0].reason}")
 
     def _read(self, query: str, params: object = None, **kwargs: Any) -> Any:
         """A read that waits out a ClickHouse that is away, as the sink's writes do (a batch whose lookup failed
@@ -215,73 +285,77 @@ class OutcomeJoin:
         self._client.close()
 
 
-def _external(name: str, structure: dict[str, str], data: list[dict[str, object]]) -> dict[str, object]:
-    return {"name": name, "structure": list(structure.items()), "data": data}
+_KEYS = (("model", "String"), ("request_id", "String"))
 
 
-def _label(
-    outcomes: ColumnBatch, found: dict[tuple[str, str], list[dict[str, object]]]
-) -> tuple[ColumnBatch, list[int], list[int]]:
-    """Labeled rows for the outcomes whose predictions were found, the indices of those not found, and the
-    index of each labeled row's outcome."""
-    rows: list[tuple[object, ...]] = []
-    unmatched: list[int] = []
-    origins: list[int] = []
-    o = outcomes.columns
-    values = o.get("value")
-    for i, key in enumerate(zip(o["model"], o["request_id"], strict=True)):
-        predictions = found.get(key)
-        if not predictions or not predictions[0]["served"]:  # a shadow's rows wait for the served one's
-            unmatched.append(i)
-            continue
-        label, label_num = o["label"][i], o["label_num"][i]
-        outcome_ts_ms = o["ts_ms"][i]
-        outcome_ts = o["ts"][i] if isinstance(o["ts"][i], int) else _epoch(o["ts"][i])
-        value = values[i] if values is not None else math.nan
-        for p in predictions:
-            prediction, prediction_num = str(p["prediction"]), float(p["prediction_num"])  # type: ignore[arg-type]
-            if is_classification(prediction_num, label_num):
-                correct = int(prediction == label)
-                error = 1.0 - correct
-            else:
-                error = abs(prediction_num - label_num)
-                correct = int(error == 0.0)
-            served = int(p["served"])  # type: ignore[call-overload]
-            origins.append(i)
-            rows.append(
-                (
-                    o["event_id"][i] if served else f"{o['event_id'][i]}@v{p['model_version']}",
-                    p["event_id"],
-                    key[0],
-                    p["model_version"],
-                    key[1],
-                    _epoch(p["ts"]),
-                    p["ts_ms"],
-                    outcome_ts,
-                    outcome_ts_ms,
-                    p["num.name"],
-                    p["num.value"],
-                    p["cat.name"],
-                    p["cat.value"],
-                    p["missing"],
-                    prediction,
-                    prediction_num,
-                    p["score"],
-                    label,
-                    label_num,
-                    correct,
-                    error,
-                    (outcome_ts_ms - p["ts_ms"]) / 1000.0,  # type: ignore[operator]
-                    served,
-                    value if served else math.nan,  # the value of the decision served: a shadow made none
-                )
-            )
-    columns = [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in LABELED_COLUMNS]
-    return ColumnBatch("labeled", dict(zip(LABELED_COLUMNS, columns, strict=True))), unmatched, origins
+def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int], list[int]]:
+    """Labeled rows for the outcomes whose predictions were found (:data:`LABELED_ROWS`' columns), the indices
+    of those not found, and the index of each labeled row's outcome: a row for each (outcome, prediction)
+    pair, made a column at a time."""
+    o, p = outcomes.columns, found.columns
+    keys = list(zip(o["model"], o["request_id"], strict=True))
+    rows = list(map(found.served.get, keys))  # a shadow's rows wait for the served one's
+    unmatched = [i for i, row in enumerate(rows) if row is None]
+    origins: list[int] = []  # each labeled row's outcome
+    chosen: list[int] = []  # and its prediction
+    if not found.shadows:
+        origins = [i for i, row in enumerate(rows) if row is not None] if unmatched else list(range(len(rows)))
+        chosen = list(map(rows.__getitem__, origins))
+    else:
+        for i, (key, row) in enumerate(zip(keys, rows, strict=True)):
+            if row is not None:
+                shadows = found.shadows.get(key, [])
+                origins += [i] * (1 + len(shadows))
+                chosen += [row, *shadows]
+    if not chosen:
+        return ColumnBatch.empty("labeled", LABELED_ROWS), unmatched, origins
 
+    def outcome(column: Sequence[Any]) -> list[Any]:
+        return list(map(column.__getitem__, origins))
 
-def _epoch(value: object) -> int:
-    return int(value.timestamp()) if hasattr(value, "timestamp") else int(value)  # type: ignore[arg-type]
+    def prediction(column: Sequence[Any]) -> list[Any]:
+        return list(map(column.__getitem__, chosen))
+
+    was_served = np.asarray(prediction(p["served"]), dtype=bool)
+    versions = prediction(p["model_version"])
+    texts, labels = prediction(p["prediction"]), outcome(o["label"])
+    predicted = np.asarray(prediction(p["prediction_num"]), dtype=float)
+    truth = np.asarray(outcome(o["label_num"]), dtype=float)
+    classification = is_classification(predicted, truth)
+    same = np.fromiter(map(operator.eq, texts, labels), dtype=bool, count=len(chosen))
+    distance = np.abs(predicted - truth)
+    correct = np.where(classification, same, distance == 0.0)
+    error = np.where(classification, 1.0 - same, distance)
+    ts_ms, outcome_ts_ms = prediction(p["ts_ms"]), outcome(o["ts_ms"])
+    delay = (np.asarray(outcome_ts_ms, dtype=np.int64) - np.asarray(ts_ms, dtype=np.int64)) / 1000.0
+    value = np.asarray(outcome(o["value"]), dtype=float) if "value" in o else np.full(len(chosen), math.nan)
+    event_ids = [
+        event_id if kept else f"{event_id}@v{version}"
+        for event_id, kept, version in zip(outcome(o["event_id"]), was_served.tolist(), versions, strict=True)
+    ]
+    columns = {
+        "event_id": event_ids,
+        "prediction_event_id": prediction(p["event_id"]),
+        "model": outcome(o["model"]),
+        "model_version": versions,
+        "request_id": outcome(o["request_id"]),
+        "ts": prediction(p["ts"]),
+        "ts_ms": ts_ms,
+        "outcome_ts": outcome(o["ts"]),
+        "outcome_ts_ms": outcome_ts_ms,
+        "prediction": texts,
+        "prediction_num": predicted.tolist(),
+        "score": prediction(p["score"]),
+        "label": labels,
+        "label_num": truth.tolist(),
+        "correct": correct.astype(np.uint8).tolist(),
+        "error": error.tolist(),
+        "label_delay_s": delay.tolist(),
+        "served": was_served.astype(np.uint8).tolist(),
+        "value": np.where(was_served, value, math.nan).tolist(),  # a shadow's decision was not made: no value
+        "features": prediction(p["features"]),
+    }
+    return ColumnBatch("labeled", columns), unmatched, origins
 
 
 def _pending_rows(outcomes: ColumnBatch, partitions: list[int], now: int, state: str) -> ColumnBatch:
@@ -293,13 +367,13 @@ def _pending_rows(outcomes: ColumnBatch, partitions: list[int], now: int, state:
         "event_id": o["event_id"],
         "model": o["model"],
         "request_id": o["request_id"],
-        "ts": [_epoch(t) for t in o["ts"]],
+        "ts": o["ts"],
         "ts_ms": o["ts_ms"],
         "label": o["label"],
         "label_num": o["label_num"],
         "value": o.get("value", [math.nan] * n),
         "source_partition": partitions,
-        "arrived_at": [_epoch(a) for a in arrived],
+        "arrived_at": arrived,
         "state": [state] * n,
         "revision": [revision] * n,
     }

@@ -22,11 +22,13 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_driver import errors as ch_errors
 
 from driftloop.infra.clickhouse.client import SharedClient
+from driftloop.infra.clickhouse.columnar_insert import ExternalColumns, row_count
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import Column, ColumnBatch
@@ -121,6 +123,32 @@ class ClickHouseSink:
         self.metrics.last_batch_rows = len(batch)
         return rejected
 
+    async def insert_select(self, table: str, columns: Sequence[str], select: str, source: ExternalColumns) -> None:
+        """Insert into ``table``'s ``columns`` what ``select`` makes of ``source``, an external table sent with the
+        query (rows the server completes from what it holds, as the labeled rows take their prediction's
+        features); retried while ClickHouse is away, as :meth:`write` is. Raises :class:`InsertRefusedError`
+        when ClickHouse refuses it: ``select`` is the project's, so that is a bug to fix, not a row to isolate."""
+        rows = row_count(source.columns)
+        if not rows:
+            return
+        names = ", ".join(f"`{name}`" for name in columns)
+        query = f"INSERT INTO `{self.endpoint.database}`.`{table}` ({names}) {select}"
+        await asyncio.to_thread(self._insert_select_blocking, table, rows, query, source)
+
+    def _insert_select_blocking(self, table: str, rows: int, query: str, source: ExternalColumns) -> None:
+        with self._lock:
+            self.metrics.rows_waiting += rows
+            try:
+                error = self._retrying(table, rows, lambda: self._client.execute(query, external_tables=[source]))
+            finally:
+                self.metrics.rows_waiting -= rows
+        if error is not None:
+            raise InsertRefusedError(f"ClickHouse refused {rows} {table} rows ({error}); the query was: {query}")
+        self.metrics.rows_written[table] += rows
+        self.metrics.batches_written[table] += 1
+        self.metrics.largest_batch = max(self.metrics.largest_batch, rows)
+        self.metrics.last_batch_rows = rows
+
     def close(self) -> None:
         self._closed.set()
         self._client.close()
@@ -139,19 +167,27 @@ class ClickHouseSink:
 
     def _insert_retrying(self, batch: ColumnBatch) -> str | None:
         """Insert until it succeeds (None) or fails for a reason retrying cannot fix (its message)."""
+
+        def insert() -> None:
+            columns = self._columns_to_send(batch)
+            names = ", ".join(f"`{name}`" for name in columns)
+            query = f"INSERT INTO `{self.endpoint.database}`.`{batch.table}` ({names}) VALUES"
+            self._client.execute(query, list(columns.values()), columnar=True)
+
+        return self._retrying(batch.table, len(batch), insert)
+
+    def _retrying(self, table: str, rows: int, insert: Callable[[], object]) -> str | None:
+        """Run ``insert`` until it succeeds (None) or fails for a reason retrying cannot fix (its message)."""
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
-                columns = self._columns_to_send(batch)
-                names = ", ".join(f"`{name}`" for name in columns)
-                query = f"INSERT INTO `{self.endpoint.database}`.`{batch.table}` ({names}) VALUES"
-                self._client.execute(query, list(columns.values()), columnar=True)
+                insert()
                 self.metrics.last_insert_s = time.perf_counter() - started
                 if attempt:
                     log.warning(
                         "ClickHouse insert succeeded after retries",
-                        extra={"fields": {"table": batch.table, "rows": len(batch), "attempts": attempt + 1}},
+                        extra={"fields": {"table": table, "rows": rows, "attempts": attempt + 1}},
                     )
                 return None
             except Exception as exc:
@@ -164,8 +200,8 @@ class ClickHouseSink:
                     "ClickHouse unavailable; holding the batch and retrying",
                     extra={
                         "fields": {
-                            "table": batch.table,
-                            "rows": len(batch),
+                            "table": table,
+                            "rows": rows,
                             "attempt": attempt + 1,
                             "retry_in_s": round(delay, 2),
                             "error": self.metrics.last_error,
@@ -173,7 +209,7 @@ class ClickHouseSink:
                     },
                 )
                 if self._closed.wait(delay):
-                    raise SinkClosedError(f"sink closed while {len(batch)} {batch.table} rows waited") from exc
+                    raise SinkClosedError(f"sink closed while {rows} {table} rows waited") from exc
                 attempt += 1
 
     def _columns_to_send(self, batch: ColumnBatch) -> dict[str, Column]:
@@ -193,6 +229,11 @@ class ClickHouseSink:
 
 class SinkClosedError(DriftloopError, RuntimeError):
     """The sink was closed (the worker is stopping) while a batch waited for ClickHouse: it was not written."""
+
+
+class InsertRefusedError(DriftloopError, RuntimeError):
+    """ClickHouse refused an ``INSERT ... SELECT`` of the project's own (a schema the worker does not match:
+    run ``driftloop stack up`` to migrate it, or report the query in the message)."""
 
 
 def _any_item(rows: Column) -> bool:

@@ -16,6 +16,10 @@ A column of any other type, or with values the fast form does not take exactly a
 own column writer, which accepts or refuses it as always: the bytes on the wire are the same either way
 (``tests/infra``).
 
+A query's external tables (data sent with it, read as temporary tables: ``IN (SELECT ... FROM _keys)``, or an
+``INSERT ... SELECT`` that joins them) are written the same way when given as :class:`ExternalColumns`, a
+column at a time; clickhouse-driver takes them a row at a time (a tuple or dict a row, transposed).
+
 >>> from driftloop.infra.clickhouse.columnar_insert import encode_array_of_strings_row
 >>> encode_array_of_strings_row(["f0", "é"])
 b'\\x02f0\\x02\\xc3\\xa9'
@@ -25,12 +29,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 import numpy as np
 from clickhouse_driver import Client, defines
-from clickhouse_driver.block import BlockInfo, ColumnOrientedBlock
+from clickhouse_driver.block import BlockInfo, ColumnOrientedBlock, RowOrientedBlock
 from clickhouse_driver.columns.service import write_column
 from clickhouse_driver.protocol import ClientPacketTypes
 from clickhouse_driver.varint import write_varint
@@ -52,29 +57,68 @@ _SHARED_ROWS = 8  # rows of an array of strings a list object at least, to be en
 WRITTEN_FOR = {"clickhouse-driver": "0.2."}
 
 
+@dataclass(frozen=True)
+class ExternalColumns:
+    """An external table sent with a query, a column at a time: ``columns[i]`` holds the values of
+    ``structure[i]`` (name, ClickHouse type)."""
+
+    name: str
+    structure: Sequence[tuple[str, str]]
+    columns: Sequence[Sequence[Any]]
+
+    def as_rows(self) -> dict[str, Any]:
+        """clickhouse-driver's form of the table: its structure and a tuple a row."""
+        return {"name": self.name, "structure": list(self.structure), "data": list(zip(*self.columns, strict=True))}
+
+
 class ColumnarInsertClient(Client):
-    """A clickhouse-driver client whose columnar inserts write their data block in one pass a column.
+    """A clickhouse-driver client whose columnar inserts, and queries' :class:`ExternalColumns`, write their data
+    blocks in one pass a column.
 
     Everything else (queries, row-oriented inserts, numpy mode, compressed connections) is
     clickhouse-driver's own behaviour.
     """
+
+    def process_ordinary_query(  # clickhouse-driver's hook: execute() calls it for anything but an insert of data
+        self,
+        query: str,
+        params: Any = None,
+        with_column_types: bool = False,
+        external_tables: Sequence[Any] | None = None,
+        query_id: str | None = None,
+        types_check: bool = False,
+        columnar: bool = False,
+    ) -> Any:
+        tables = list(external_tables or ())
+        columns = [table for table in tables if isinstance(table, ExternalColumns)]
+        if not columns or len(columns) != len(tables) or not self._writes_blocks_itself(types_check):
+            tables = [table.as_rows() if isinstance(table, ExternalColumns) else table for table in tables]
+            return super().process_ordinary_query(
+                query, params, with_column_types, tables or None, query_id, types_check, columnar
+            )
+        if params is not None:
+            query = self.substitute_params(query, params, self.connection.context)
+        self.connection.send_query(query, query_id=query_id, params=params)
+        for table in columns:
+            self._send_block(table.structure, table.columns, row_count(table.columns), table_name=table.name)
+        self.connection.send_data(RowOrientedBlock())  # an empty block ends the external tables
+        return self.receive_result(with_column_types=with_column_types, columnar=columnar)
+
+    def _writes_blocks_itself(self, types_check: bool) -> bool:
+        """Whether this connection's data blocks are written by this module (the driver's otherwise)."""
+        connection = self.connection
+        return not (types_check or connection.compression or connection.context.client_settings["use_numpy"])
 
     def send_data(
         self, sample_block: Any, data: Any, types_check: bool = False, columnar: bool = False
     ) -> int:  # clickhouse-driver's hook: process_insert_query calls it with the server's sample block
         connection = self.connection
         columns = sample_block.columns_with_types
-        if (
-            not columnar
-            or types_check
-            or connection.compression
-            or connection.context.client_settings["use_numpy"]
-            or len(data) != len(columns)
-        ):
+        if not columnar or not self._writes_blocks_itself(types_check) or len(data) != len(columns):
             if columnar:  # clickhouse-driver takes lists and tuples only
                 data = [values if isinstance(values, list | tuple) else list(values) for values in data]
             return super().send_data(sample_block, data, types_check=types_check, columnar=columnar)  # type: ignore[no-any-return]
-        rows = _row_count(data)
+        rows = row_count(data)
         block_rows = connection.context.client_settings["insert_block_size"]
         for start in range(0, rows, block_rows):
             chunk = data if rows <= block_rows else [values[start : start + block_rows] for values in data]
@@ -84,12 +128,14 @@ class ColumnarInsertClient(Client):
         self.receive_profile_events()
         return rows
 
-    def _send_block(self, columns: Sequence[tuple[str, str]], data: Sequence[Sequence[Any]], rows: int) -> None:
+    def _send_block(
+        self, columns: Sequence[tuple[str, str]], data: Sequence[Sequence[Any]], rows: int, *, table_name: str = ""
+    ) -> None:
         connection = self.connection
         fout, revision = connection.fout, connection.server_info.used_revision
         write_varint(ClientPacketTypes.DATA, fout)
         if revision >= defines.DBMS_MIN_REVISION_WITH_TEMPORARY_TABLES:
-            write_binary_str("", fout)  # no external table name
+            write_binary_str(table_name, fout)  # an external table's name; an insert's data has none
         write_block(fout, connection.context, revision, columns, data, rows)
         fout.flush()
 
@@ -108,6 +154,8 @@ def write_block(
         write_binary_str(spec, fout)
         if revision >= defines.DBMS_MIN_REVISION_WITH_CUSTOM_SERIALIZATION:
             write_binary_uint8(0, fout)  # no custom (sparse) serialization
+        if isinstance(values, tuple):  # as a columnar read gives them; the driver's writers change lists in place
+            values = list(values)
         write = _writer(spec)
         if write is None or not write(values, fout, encoding):
             write_column(context, name, spec, values, fout, types_check=False)
@@ -235,7 +283,8 @@ def _lengths(rows: Sequence[Any]) -> np.ndarray | None:
         return None
 
 
-def _row_count(data: Sequence[Sequence[Any]]) -> int:
+def row_count(data: Sequence[Sequence[Any]]) -> int:
+    """The rows of a block given a column at a time (every column as long)."""
     counts = {len(values) for values in data}
     if len(counts) > 1:
         raise ValueError(f"columns of different lengths {sorted(counts)} in one insert")

@@ -92,15 +92,19 @@ class DriftMonitor:
         return alerts
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
+        """Feed the performance detectors labeled rows as the outcome join hands them on: ``model``,
+        ``request_id``, ``ts_ms`` and ``error``, and where given ``model_version``, ``served`` and ``features``
+        (how many features the prediction sent: a model seen first here shares its false alarms among as many
+        signals as it will have)."""
         rows = served_only(rows)
         alerts: list[Alert] = []
         runs = []
         for model, whole in _by_model(rows["model"]).items():
             whole.sort(key=rows["ts_ms"].__getitem__)  # labels arrive in any order; errors are told in event time
             runs += [(model, whole[start : start + RING // 2]) for start in range(0, len(whole), RING // 2)]
+        features = rows.columns.get("features")  # how many its prediction sent (the join counts them)
         for model, index in runs:
-            sent = ("num.name", "cat.name", "missing")
-            state = self._model(model, sum(len(rows[name][index[0]]) for name in sent if name in rows.columns))
+            state = self._model(model, 0 if features is None else int(features[index[0]]))
             if state is None:
                 continue
             base = state.labeled

@@ -33,6 +33,10 @@ from driftloop.streams.child_process import ChildLostError, ChildProcess, Reques
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.topic_publisher import KafkaTopicPublisher
 
+#: The labeled rows' columns the performance detectors read (``DriftMonitor.process_labeled``): the rest would
+#: only be pickled to the detection process.
+LABELED_DETECTED = frozenset({"model", "model_version", "request_id", "ts_ms", "error", "served", "features"})
+
 # --- what ingestion asks of its detection process (streams.child_process requests) -------------------------
 
 
@@ -100,7 +104,8 @@ class DetectionProcess:
             await self._hand(DetectPredictions(PredictionFrame.from_columns(rows, places)))
 
     async def on_labeled(self, rows: ColumnBatch, partitions: Sequence[int]) -> None:
-        for partition, part in by_partition(rows, partitions):
+        detected = {name: column for name, column in rows.columns.items() if name in LABELED_DETECTED}
+        for partition, part in by_partition(ColumnBatch(rows.table, detected), partitions):
             part = served_only(part)
             if len(part):
                 await self._hand(DetectLabeled(partition, part))

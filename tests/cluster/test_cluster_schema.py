@@ -3,12 +3,17 @@ idempotent, and exactly-once results by event_id when an event is written twice.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from driftloop.infra.clickhouse.client import connect, provision_schema
 from driftloop.infra.clickhouse.cluster import LOCAL
 from driftloop.infra.clickhouse.migrations import discover
 from driftloop.infra.settings import ClickHouseEndpoint
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.join import OutcomeJoin
+from driftloop.streams.sink import ClickHouseSink
 from tests.cluster.local_cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster
@@ -57,10 +62,30 @@ def test_the_schema_on_two_shards_is_replicated_distributed_and_exactly_once(two
             "SELECT name FROM system.tables WHERE database = %(d)s AND engine = 'View'", {"d": DATABASE}
         ):
             client.execute(f"SELECT * FROM {view} LIMIT 1")  # every view answers through the cluster
+        # the outcome join through the cluster: each outcome finds its prediction on its shard (the external
+        # table of requests goes with the query), and the labeled rows take their prediction's features
+        client.execute(
+            "INSERT INTO predictions (event_id, model, request_id, ts, ts_ms, num.name, num.value, prediction) VALUES",
+            [(f"j{i}", "j", f"r{i}", 1_790_000_000, 1_790_000_000_000, ["x"], [float(i)], "1") for i in range(200)],
+        )
+        sink = ClickHouseSink(ep)
+        join = OutcomeJoin(ep, sink, window_s=60)
+        outcomes = {"event_id": [f"o{i}" for i in range(200)], "model": ["j"] * 200}
+        outcomes |= {"request_id": [f"r{i}" for i in range(200)], "ts": [1_790_000_100] * 200}
+        outcomes |= {"ts_ms": [1_790_000_100_000] * 200, "label": ["1"] * 200, "label_num": [1.0] * 200}
+        try:
+            result = asyncio.run(join.join(ColumnBatch("outcomes", outcomes | {"value": [0.0] * 200}), [0] * 200))
+        finally:
+            join.close()
+            sink.close()
+        assert (len(result.labeled), result.waiting) == (200, 0)
+        assert client.execute(
+            "SELECT count(), countIf(num.value = [toFloat64(toUInt32(substring(request_id, 2)))]) FROM labeled FINAL"
+        ) == [(200, 200)]
     finally:
         client.disconnect()
     on_shards = [
-        node.client().execute(f"SELECT count() FROM {DATABASE}.predictions{LOCAL} FINAL")[0][0]
+        node.client().execute(f"SELECT count() FROM {DATABASE}.predictions{LOCAL} FINAL WHERE model = 'm'")[0][0]
         for node in two_shards.nodes
     ]
     assert sum(on_shards) == 1000 and min(on_shards) > 300, on_shards  # each copy on its event's shard

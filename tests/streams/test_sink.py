@@ -161,7 +161,7 @@ def test_the_outcome_join_waits_out_clickhouse_instead_of_failing_the_batch(
     model = "join-" + uuid.uuid4().hex[:6]
     result: list[object] = []
     batch = outcomes(model, 3)
-    looking = threading.Thread(target=lambda: result.append(join._lookup(batch["model"], batch["request_id"])))
+    looking = threading.Thread(target=lambda: result.append(join._lookup(batch["model"], batch["request_id"]).served))
     looking.start()
     try:
         retries = lambda: sum("outcome join; retrying" in r.getMessage() for r in caplog.records)  # noqa: E731
