@@ -26,6 +26,7 @@ from driftloop.streams.event_rules import (
     learn_names,
     number_text,
     outcome_id,
+    outcome_ids,
     prediction_id,
     prediction_ids,
     rfc3339_epoch,
@@ -101,11 +102,42 @@ def fast_single_outcomes(values: list[bytes], first_position: int, out: Columns)
 
 
 def _add_outcomes(events: list[OutcomeEvent], positions: Iterable[int], out: Columns) -> bool:
-    rows = _typed_rows(events, positions, _typed_outcome_row)
+    positions = list(positions)
+    columns = _outcome_columns(events, positions)
+    if columns is not None:
+        out.add_columns(columns)
+        return True
+    rows = _typed_rows(events, positions, _typed_outcome_row)  # times in RFC 3339, a label of another kind, ...
     if rows is None:
         return False
     out.add_rows(rows)
     return True
+
+
+def _outcome_columns(events: list[OutcomeEvent], positions: list[int]) -> list[Column] | None:
+    """The columns of outcome events whose times are epoch seconds and whose labels are all numbers or all texts,
+    as :func:`_typed_outcome_row` makes each row (the message position last); else None."""
+    times = list(map(_ts_of, events))
+    if _STR & set(map(type, times)):
+        return None
+    epochs = np.array(times, dtype=np.float64)
+    if not ((epochs >= 0) & (epochs < MAX_EPOCH)).all():
+        return None
+    labels = list(map(_label_of, events))
+    kinds = set(map(type, labels))
+    if kinds == _STR:
+        texts, numbers = labels, [math.nan] * len(labels)
+    elif kinds == _FLOAT and np.isfinite(np.array(labels, dtype=np.float64)).all():
+        text_of = {label: number_text(label) for label in set(labels)}  # a few labels: each printed once
+        texts, numbers = list(map(text_of.__getitem__, labels)), labels
+    else:
+        return None
+    models, request_ids = list(map(_model_of, events)), list(map(_request_id_of, events))
+    ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round(): to the nearest, halves to even
+    event_ids = outcome_ids(list(map(_event_id_of, events)), models, request_ids, ts_ms, texts)
+    values = [math.nan if value is None else value for value in map(_value_of, events)]
+    seconds = epochs.astype(np.int64).tolist()  # int(): toward zero, and no time is negative
+    return [event_ids, models, request_ids, seconds, ts_ms, texts, numbers, values, positions]
 
 
 def _typed_rows(
@@ -235,6 +267,12 @@ def _typed_epoch(ts: float | str) -> float | None:
 
 _FLOAT = frozenset({float})
 _STR = frozenset({str})
+_ts_of = operator.attrgetter("ts")
+_label_of = operator.attrgetter("label")
+_model_of = operator.attrgetter("model")
+_request_id_of = operator.attrgetter("request_id")
+_event_id_of = operator.attrgetter("event_id")
+_value_of = operator.attrgetter("value")
 _DICT = frozenset({dict})
 _FLOAT_OR_NONE = frozenset({float, type(None)})
 _features_of = operator.attrgetter("features")

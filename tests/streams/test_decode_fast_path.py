@@ -94,6 +94,7 @@ def test_unusual_field_values_decode_the_same_with_and_without_the_fast_path(val
                 "ts": EDGE_FIELDS["ts"],
                 "label": EDGE_FIELDS["prediction"],
                 "event_id": EDGE_FIELDS["event_id"],
+                "value": st.sampled_from([None, 0, 12.5, -3, 1e308, "12", True]),
             },
         ),
         min_size=1,
@@ -229,6 +230,12 @@ def test_valid_messages_take_the_fast_path() -> None:
     assert fast_path_of(decode_fast.fast_predictions, json.dumps({"events": same_shape}).encode()) == "columns"
     outcome = {"model": "m", "request_id": "r", "ts": "2026-11-23T08:00:00Z", "label": "cat"}
     assert fast_path_of(decode_fast.fast_outcomes, json.dumps({"events": [outcome]}).encode()) == "rows"
+    # outcomes with times in epoch seconds and labels all numbers or all texts: columns
+    numbers = [{**outcome, "ts": 1_790_000_000.25, "label": label, "value": 2.5} for label in (0, 1, 2.5, 1)]
+    texts = [{**outcome, "ts": 1_790_000_000, "label": label, "event_id": "o-1"} for label in ("cat", "dog")]
+    for events in (numbers, texts):
+        assert fast_path_of(decode_fast.fast_outcomes, json.dumps({"events": events}).encode()) == "columns"
+    assert fast_path_of(decode_fast.fast_outcomes, json.dumps({"events": numbers + texts}).encode()) == "rows"
 
 
 KIND_VALUES = {
