@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -23,11 +23,14 @@ from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
 from driftloop.streams.batch import ColumnBatch, DeadLetter, Decoded
 from driftloop.streams.decode import Incoming, decode_outcomes, decode_predictions, event_sources
-from driftloop.streams.join import OutcomeJoin
+from driftloop.streams.join import JoinResult, OutcomeJoin
 from driftloop.streams.observers import BatchObserver
 from driftloop.streams.sink import ClickHouseSink, Rejected
 
 log = logging.getLogger("driftloop.ingestion")
+
+_Written = tuple[ColumnBatch, list[int]]  # the rows written, and the index of each one's message
+W = TypeVar("W")
 
 MAX_STORED_ORIGINAL = 64 * 1024
 DEAD_LETTER_COLUMNS = (
@@ -115,17 +118,13 @@ class Ingestion:
         self.observers = list(observers)
         self.prediction_sink = ClickHouseSink(settings.clickhouse)
         self.outcome_sink = ClickHouseSink(settings.clickhouse)
-        self.join = OutcomeJoin(settings.clickhouse, self.outcome_sink, window_s=settings.join_window_s)
+        # the join's own: a chunk's outcomes are written while the chunk before them is joined
+        self.labeled_sink = ClickHouseSink(settings.clickhouse)
+        self.join = OutcomeJoin(settings.clickhouse, self.labeled_sink, window_s=settings.join_window_s)
         self.metrics = IngestionMetrics()
-        self._predictions = _Pipeline(
-            lambda chunk: self._decode_and_write(chunk, decode_predictions, self.prediction_sink),
-            self._after_predictions,
-            self.metrics,
-        )
-        self._outcomes = _Pipeline(
-            lambda chunk: self._decode_and_write(chunk, decode_outcomes, self.outcome_sink),
-            self._after_outcomes,
-            self.metrics,
+        self._predictions = _Pipeline[_Written](self._start_predictions, self._after_predictions, self.metrics)
+        self._outcomes = _Pipeline[tuple[_Written, JoinResult]](
+            self._start_outcomes, self._after_outcomes, self.metrics
         )
 
     async def on_prediction_messages(self, messages: Sequence[Incoming]) -> None:
@@ -143,21 +142,29 @@ class Ingestion:
         """:meth:`submit_predictions` for outcomes."""
         return await self._outcomes.submit(messages, self.settings.batch_max_bytes)
 
-    def _decode_and_write(
-        self, chunk: Sequence[Incoming], decode: Callable[..., Decoded], sink: ClickHouseSink
-    ) -> asyncio.Task[tuple[ColumnBatch, list[int]]]:
-        decoded = decode(chunk, max_bytes=self.settings.max_message_bytes)
-        return asyncio.create_task(self._write(decoded, chunk, sink))
+    def _start_predictions(self, chunk: Sequence[Incoming]) -> asyncio.Task[_Written]:
+        decoded = decode_predictions(chunk, max_bytes=self.settings.max_message_bytes)
+        return asyncio.create_task(self._write(decoded, chunk, self.prediction_sink))
 
-    async def _after_predictions(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
+    def _start_outcomes(self, chunk: Sequence[Incoming]) -> asyncio.Task[tuple[_Written, JoinResult]]:
+        decoded = decode_outcomes(chunk, max_bytes=self.settings.max_message_bytes)
+        return asyncio.create_task(self._write_and_join(decoded, chunk))
+
+    async def _write_and_join(self, decoded: Decoded, chunk: Sequence[Incoming]) -> tuple[_Written, JoinResult]:
+        """Outcomes written, then joined: their labeled rows written (or the outcomes left to wait for their
+        predictions). So a chunk is joined while the next one is written, not after it is handed on."""
+        rows, origins = written = await self._write(decoded, chunk, self.outcome_sink)
+        return written, await self.join.join(rows, [chunk[i].partition for i in origins])
+
+    async def _after_predictions(self, written: _Written, chunk: Sequence[Incoming]) -> None:
+        rows, origins = written
         self._count("predictions", chunk, rows)
         partitions = np.fromiter((message.partition for message in chunk), np.int64, len(chunk))
         await self._observe("on_predictions", rows, partitions[np.asarray(origins, np.intp)])
 
-    async def _after_outcomes(self, rows: ColumnBatch, origins: list[int], chunk: Sequence[Incoming]) -> None:
+    async def _after_outcomes(self, joined: tuple[_Written, JoinResult], chunk: Sequence[Incoming]) -> None:
+        (rows, _), result = joined
         self._count("outcomes", chunk, rows)
-        partitions = [chunk[i].partition for i in origins]
-        result = await self.join.join(rows, partitions)
         self.metrics.labeled += len(result.labeled)
         self.metrics.waiting_outcomes += result.waiting
         await self._observe("on_labeled", result.labeled, result.partitions)
@@ -183,13 +190,12 @@ class Ingestion:
     def close(self) -> None:
         self.prediction_sink.close()
         self.outcome_sink.close()
+        self.labeled_sink.close()
         self.join.close()
 
     # --- internals ---------------------------------------------------------------------------------------
 
-    async def _write(
-        self, decoded: Decoded, messages: Sequence[Incoming], sink: ClickHouseSink
-    ) -> tuple[ColumnBatch, list[int]]:
+    async def _write(self, decoded: Decoded, messages: Sequence[Incoming], sink: ClickHouseSink) -> _Written:
         """Write good rows; dead-letter bad events and rows ClickHouse refused.
 
         Returns the rows written and, for each, the index of the message it came from.
@@ -269,19 +275,20 @@ class Ingestion:
                 log.exception("observer failed; ingestion goes on", extra={"fields": {"observer": repr(observer)}})
 
 
-class _Pipeline:
+class _Pipeline(Generic[W]):
     """One kind's chunks (predictions or outcomes), written two at a time and handed on in order.
 
     A chunk's insert runs in a thread and mostly waits for ClickHouse: meanwhile the next chunk is decoded,
-    whether it belongs to the same batch or the next one, and the chunk before is handed to the join and
-    the detectors (``after``). Each chunk is handed on only once written, and after the chunk before it;
-    a chunk that fails fails the rest of its batch (they are not handed on: the batch is not acked).
+    whether it belongs to the same batch or the next one, and the chunk before is handed on to the
+    detectors (``after``). The write stage is what ``start_write`` starts (for outcomes, the join too); each
+    chunk is handed on only once written, and after the chunk before it; a chunk that fails fails the rest of
+    its batch (they are not handed on: the batch is not acked).
     """
 
     def __init__(
         self,
-        start_write: Callable[[Sequence[Incoming]], asyncio.Task[tuple[ColumnBatch, list[int]]]],
-        after: Callable[[ColumnBatch, list[int], Sequence[Incoming]], Awaitable[None]],
+        start_write: Callable[[Sequence[Incoming]], asyncio.Task[W]],
+        after: Callable[[W, Sequence[Incoming]], Awaitable[None]],
         metrics: IngestionMetrics,
         *,
         depth: int = 2,
@@ -315,18 +322,18 @@ class _Pipeline:
 
     async def _hand_on(
         self,
-        writing: asyncio.Task[tuple[ColumnBatch, list[int]]],
+        writing: asyncio.Task[W],
         chunk: Sequence[Incoming],
         started: float,
         previous: asyncio.Task[None] | None,
         before_in_batch: asyncio.Task[None] | None,
     ) -> None:
-        rows, origins = await writing
+        written = await writing
         if previous is not None:
             await asyncio.wait([previous])  # in order, whatever became of it
         if before_in_batch is not None and (before_in_batch.cancelled() or before_in_batch.exception()):
             raise ChunkSkippedError("a chunk before it in its batch failed")
-        await self.after(rows, origins, chunk)
+        await self.after(written, chunk)
         self.metrics.batch_done(time.perf_counter() - started)
 
 

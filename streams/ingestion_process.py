@@ -224,6 +224,7 @@ class IngestionHandler:
             "sinks": {
                 "predictions": self.ingestion.prediction_sink.metrics,
                 "outcomes": self.ingestion.outcome_sink.metrics,
+                "labeled": self.ingestion.labeled_sink.metrics,
             },
             "drift": self.drift.metrics,
         }
