@@ -15,6 +15,15 @@ the served prediction is there, so that the shadow's rows never go without it.
 An outcome whose prediction is not there yet waits in ``join_pending``; a periodic sweep joins it when
 the prediction arrives, or marks it ``expired`` after ``DRIFTLOOP_JOIN_WINDOW_S`` (then it shows in the
 ``unmatched_outcomes`` view: counted, never silently dropped). Every write is idempotent by ``event_id``.
+
+A batch is joined a column at a time, in two queries. The lookup (:data:`_LOOKUP`) reads what a labeled row
+takes from each prediction but its features, for the batch's requests (sent as an external table, a column at a
+time); the labeled rows are made from it as columns (:func:`_label`); and ClickHouse copies each prediction's
+features into its labeled row (:data:`_WITH_FEATURES`: an ``INSERT ... SELECT`` joining the labeled rows,
+sent as an external table, to their predictions by ``model``, ``event_id`` and ``ts_ms``). The features of a
+batch never travel to the worker and back: reading them (a Python list a row and a feature) and writing them
+again was most of the join's time. What the join hands on (:data:`LABELED_ROWS`) is the labeled rows without
+the features, and how many each prediction sent.
 """
 
 from __future__ import annotations

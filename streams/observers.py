@@ -14,7 +14,9 @@ from driftloop.streams.batch import ColumnBatch
 
 class BatchObserver(Protocol):
     """Receives prediction batches and labeled batches, column by column, in arrival order per partition;
-    ``partitions[i]`` is the Kafka partition row i was read from (for a labeled row: its outcome's)."""
+    ``partitions[i]`` is the Kafka partition row i was read from (for a labeled row: its outcome's). A labeled
+    batch holds the labeled rows' columns but their prediction's features (``streams.join.LABELED_ROWS``: the
+    features stay in ClickHouse), and ``features``, how many the prediction sent."""
 
     async def on_predictions(self, rows: ColumnBatch, partitions: Sequence[int]) -> None: ...
 
