@@ -182,10 +182,9 @@ def prediction_ids(
 ) -> list[str]:
     """:func:`prediction_id` of many events (checked types: a given id is valid), hashed in one loop."""
     rows = zip(models, request_ids, ts_ms, shadows, strict=True)
-    keys = [f"p\x1f{model}\x1f{request_id}\x1f{ts}{shadow}" for model, request_id, ts, shadow in rows]
-    if given.count(None) != len(given):
-        return list(map(_event_id, given, keys))
-    return list(map(_derived_id, keys))
+    return _event_ids(
+        given, [f"p\x1f{model}\x1f{request_id}\x1f{ts}{shadow}" for model, request_id, ts, shadow in rows]
+    )
 
 
 def outcome_id(given: Any, model: str, request_id: str, ts_ms: int, label: str) -> str:
@@ -197,10 +196,9 @@ def outcome_ids(
 ) -> list[str]:
     """:func:`outcome_id` of many events (checked types: a given id is valid), hashed in one loop."""
     rows = zip(models, request_ids, ts_ms, labels, strict=True)
-    keys = [f"o\x1f{model}\x1f{request_id}\x1f{ts}\x1f{label}" for model, request_id, ts, label in rows]
-    if given.count(None) != len(given):
-        return list(map(_event_id, given, keys))
-    return list(map(_derived_id, keys))
+    return _event_ids(
+        given, [f"o\x1f{model}\x1f{request_id}\x1f{ts}\x1f{label}" for model, request_id, ts, label in rows]
+    )
 
 
 blake2b = hashlib.blake2b
@@ -212,6 +210,13 @@ def _derived_id(key: str) -> str:
     hashed = _EMPTY_ID_HASH.copy()
     hashed.update(key.encode("utf-8", "surrogatepass"))
     return hashed.hexdigest()
+
+
+def _event_ids(given: list[str | None], keys: list[str]) -> list[str]:
+    """Each event's given id, else the one derived from its key."""
+    if given.count(None) != len(given):
+        return list(map(_event_id, given, keys))
+    return list(map(_derived_id, keys))
 
 
 def _event_id(given: Any, key: str) -> str:
