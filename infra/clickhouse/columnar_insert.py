@@ -154,11 +154,10 @@ def write_block(
         write_binary_str(spec, fout)
         if revision >= defines.DBMS_MIN_REVISION_WITH_CUSTOM_SERIALIZATION:
             write_binary_uint8(0, fout)  # no custom (sparse) serialization
-        if isinstance(values, tuple):  # as a columnar read gives them; the driver's writers change lists in place
-            values = list(values)
         write = _writer(spec)
         if write is None or not write(values, fout, encoding):
-            write_column(context, name, spec, values, fout, types_check=False)
+            # a copy: the driver's writers prepare a list in place (a retry would send what they made of it)
+            write_column(context, name, spec, list(values), fout, types_check=False)
 
 
 def encode_array_of_strings_row(strings: Sequence[str | bytes], encoding: str = "utf-8") -> bytes:

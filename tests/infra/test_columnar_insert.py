@@ -15,7 +15,7 @@ from clickhouse_driver.bufferedwriter import BufferedSocketWriter
 from clickhouse_driver.streams.native import BlockOutputStream
 
 from driftloop.infra.clickhouse.client import connect
-from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient, write_block
+from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient, ExternalColumns, write_block
 from driftloop.streams.batch import GappedNumberRows, GappedTextRows, NumberRows, TextRows
 from tests.stack_fixtures import PrivateStack
 
@@ -207,3 +207,34 @@ def test_rows_inserted_are_the_rows_read_back(stack: PrivateStack) -> None:
     assert [list(r) for r in back[4]] == data[4]
     assert list(back[5]) == data[5]
     assert [list(r) for r in back[6]] == [[f"c{i % 13}", f"é{i}"] for i in range(rows)]
+
+
+def test_external_tables_sent_a_column_at_a_time_read_as_clickhouse_driver_s_rows(stack: PrivateStack) -> None:
+    """A query's external tables given as columns (tuples, as a columnar read returns them, included) read back
+    as the same table sent clickhouse-driver's way, a tuple a row; asked to check types, the driver sends them
+    itself; and the columns given are left as they were."""
+    rows = 3000
+    structure = (("k", "String"), ("n", "UInt64"), ("x", "Float64"), ("day", "Date"), ("at", "DateTime('UTC')"))
+    columns = [
+        tuple(f"k{i}-é" for i in range(rows)),
+        list(range(rows)),
+        [i / 3 for i in range(rows)],
+        [datetime(2026, 12, 4, tzinfo=UTC).date()] * rows,
+        [1_790_000_000 + i for i in range(rows)],
+    ]
+    given = [list(column) for column in columns]
+    query = "SELECT k, n, x, day, toUInt32(at) FROM _t ORDER BY n"
+    ours = ExternalColumns("_t", structure, columns)
+    client = connect(stack.settings.clickhouse)
+    try:
+        answers = [
+            client.execute(query, external_tables=[ours]),
+            client.execute(query, external_tables=[ours], types_check=True),
+            client.execute(query, external_tables=[ours.as_rows()]),
+        ]
+        empty = ExternalColumns("_t", structure, [[]] * len(structure))
+        assert client.execute("SELECT count() FROM _t", external_tables=[empty]) == [(0,)]
+    finally:
+        client.disconnect()
+    assert answers[0] == answers[1] == answers[2] == list(zip(*given, strict=True))
+    assert [list(column) for column in columns] == given
