@@ -30,7 +30,7 @@ from driftloop.streams.sink import ClickHouseSink, Rejected
 log = logging.getLogger("driftloop.ingestion")
 
 _Written = tuple[ColumnBatch, list[int]]  # the rows written, and the index of each one's message
-W = TypeVar("W")
+_W = TypeVar("_W")
 
 MAX_STORED_ORIGINAL = 64 * 1024
 DEAD_LETTER_COLUMNS = (
@@ -275,7 +275,7 @@ class Ingestion:
                 log.exception("observer failed; ingestion goes on", extra={"fields": {"observer": repr(observer)}})
 
 
-class _Pipeline(Generic[W]):
+class _Pipeline(Generic[_W]):
     """One kind's chunks (predictions or outcomes), written two at a time and handed on in order.
 
     A chunk's insert runs in a thread and mostly waits for ClickHouse: meanwhile the next chunk is decoded,
@@ -287,8 +287,8 @@ class _Pipeline(Generic[W]):
 
     def __init__(
         self,
-        start_write: Callable[[Sequence[Incoming]], asyncio.Task[W]],
-        after: Callable[[W, Sequence[Incoming]], Awaitable[None]],
+        start_write: Callable[[Sequence[Incoming]], asyncio.Task[_W]],
+        after: Callable[[_W, Sequence[Incoming]], Awaitable[None]],
         metrics: IngestionMetrics,
         *,
         depth: int = 2,
@@ -322,7 +322,7 @@ class _Pipeline(Generic[W]):
 
     async def _hand_on(
         self,
-        writing: asyncio.Task[W],
+        writing: asyncio.Task[_W],
         chunk: Sequence[Incoming],
         started: float,
         previous: asyncio.Task[None] | None,

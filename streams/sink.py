@@ -22,7 +22,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from clickhouse_driver import errors as ch_errors
@@ -78,6 +79,14 @@ class SinkMetrics:
     last_insert_s: float = 0.0
     last_error: str = ""
 
+    def batch_done(self, table: str, rows: int, rejected: int = 0) -> None:
+        """A write of ``rows`` rows of ``table`` done, ``rejected`` of them refused."""
+        self.rows_written[table] += rows - rejected
+        self.batches_written[table] += 1
+        self.rows_rejected += rejected
+        self.largest_batch = max(self.largest_batch, rows)
+        self.last_batch_rows = rows
+
 
 @dataclass(frozen=True)
 class Rejected:
@@ -109,18 +118,9 @@ class ClickHouseSink:
         """The blocking form of :meth:`write`, for threads and tools outside asyncio."""
         if not len(batch):
             return []
-        with self._lock:
-            self.metrics.rows_waiting += len(batch)
-            try:
-                rejected = self._write_isolating(batch, list(range(len(batch))))
-            finally:
-                self.metrics.rows_waiting -= len(batch)
-        written = len(batch) - len(rejected)
-        self.metrics.rows_written[batch.table] += written
-        self.metrics.batches_written[batch.table] += 1
-        self.metrics.rows_rejected += len(rejected)
-        self.metrics.largest_batch = max(self.metrics.largest_batch, len(batch))
-        self.metrics.last_batch_rows = len(batch)
+        with self._holding(len(batch)):
+            rejected = self._write_isolating(batch, list(range(len(batch))))
+        self.metrics.batch_done(batch.table, len(batch), len(rejected))
         return rejected
 
     async def insert_select(self, table: str, columns: Sequence[str], select: str, source: ExternalColumns) -> None:
@@ -136,24 +136,27 @@ class ClickHouseSink:
         await asyncio.to_thread(self._insert_select_blocking, table, rows, query, source)
 
     def _insert_select_blocking(self, table: str, rows: int, query: str, source: ExternalColumns) -> None:
-        with self._lock:
-            self.metrics.rows_waiting += rows
-            try:
-                error = self._retrying(table, rows, lambda: self._client.execute(query, external_tables=[source]))
-            finally:
-                self.metrics.rows_waiting -= rows
+        with self._holding(rows):
+            error = self._retrying(table, rows, lambda: self._client.execute(query, external_tables=[source]))
         if error is not None:
             raise InsertRefusedError(f"ClickHouse refused {rows} {table} rows ({error}); the query was: {query}")
-        self.metrics.rows_written[table] += rows
-        self.metrics.batches_written[table] += 1
-        self.metrics.largest_batch = max(self.metrics.largest_batch, rows)
-        self.metrics.last_batch_rows = rows
+        self.metrics.batch_done(table, rows)
 
     def close(self) -> None:
         self._closed.set()
         self._client.close()
 
     # --- internals ---------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _holding(self, rows: int) -> Iterator[None]:
+        """One write at a time (with its retries); its rows count as waiting meanwhile."""
+        with self._lock:
+            self.metrics.rows_waiting += rows
+            try:
+                yield
+            finally:
+                self.metrics.rows_waiting -= rows
 
     def _write_isolating(self, batch: ColumnBatch, indices: list[int]) -> list[Rejected]:
         """Insert the rows at ``indices``; on a data error, bisect to find the rows at fault."""
