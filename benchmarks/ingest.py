@@ -29,6 +29,9 @@ The shapes (each differs from ``four-models`` in what its name says):
   outcomes         outcome events (envelopes of 500), each labeling a prediction of four-models that landed
                    before the round (its worker reads the outcomes topic only); raw reads that topic
   single           one event per message
+  small-envelopes  envelopes of 5 events with 8 numeric and 2 categorical features (of 20 values): a producer
+                   that sends what a few milliseconds bring (Kafka's linger)
+  rfc3339          times as RFC 3339 text with milliseconds ("2026-12-04T19:40:00.123Z")
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -110,6 +114,16 @@ def _with_nulls(rng: random.Random, i: int) -> Event:
     return _base(rng, i, {name: None if rng.random() < 0.02 else value for name, value in features.items()})
 
 
+def _few_categories(rng: random.Random, i: int) -> Event:
+    return _base(rng, i, _numbers(rng, 8) | {f"k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)})
+
+
+def _rfc3339(rng: random.Random, i: int) -> Event:
+    event = _base(rng, i, _numbers(rng, 10))
+    stamp = datetime.fromtimestamp(event["ts"], UTC)  # type: ignore[arg-type]
+    return event | {"ts": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+
+
 SHAPES = {
     shape.name: shape
     for shape in (
@@ -134,6 +148,8 @@ SHAPES = {
         Shape("many-models", lambda rng, i: _base(rng, i, _numbers(rng, 10)), models=100),
         Shape("outcomes", lambda rng, i: _base(rng, i, _numbers(rng, 10)), outcomes=True),
         Shape("single", lambda rng, i: _base(rng, i, _numbers(rng, 10)), per_message=1),
+        Shape("small-envelopes", _few_categories, per_message=5),
+        Shape("rfc3339", _rfc3339),
     )
 }
 

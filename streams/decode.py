@@ -40,12 +40,12 @@ from driftloop.streams.batch import (
     UnreadableRecords,
 )
 from driftloop.streams.decode_fast import (
+    OUTCOMES,
+    PREDICTIONS,
+    FastPath,
     Interned,
+    Parsed,
     Row,
-    fast_outcomes,
-    fast_predictions,
-    fast_single_outcomes,
-    fast_single_predictions,
     prediction_columns,
 )
 from driftloop.streams.event_rules import (
@@ -90,20 +90,12 @@ class Incoming(NamedTuple):
 
 def decode_predictions(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Prediction events of ``messages`` as a ``predictions`` batch, and dead letters for the rest."""
-    return _decode(
-        messages,
-        "predictions",
-        PREDICTION_COLUMNS,
-        fast_predictions,
-        fast_single_predictions,
-        prediction_row,
-        max_bytes,
-    )
+    return _decode(messages, "predictions", PREDICTION_COLUMNS, PREDICTIONS, prediction_row, max_bytes)
 
 
 def decode_outcomes(messages: Iterable[Incoming], *, max_bytes: int = MAX_MESSAGE_BYTES) -> Decoded:
     """Outcome events of ``messages`` as an ``outcomes`` batch, and dead letters for the rest."""
-    return _decode(messages, "outcomes", OUTCOME_COLUMNS, fast_outcomes, fast_single_outcomes, outcome_row, max_bytes)
+    return _decode(messages, "outcomes", OUTCOME_COLUMNS, OUTCOMES, outcome_row, max_bytes)
 
 
 def event_sources(message: Incoming, table: str, *, max_bytes: int = MAX_MESSAGE_BYTES) -> list[tuple[int, bytes]]:
@@ -142,14 +134,13 @@ def _decode(
     messages: Iterable[Incoming],
     table: str,
     names: tuple[str, ...],
-    fast: Callable[[bytes, int, Columns], bool],
-    fast_single: Callable[[list[bytes], int, Columns], bool],
+    fast: FastPath,
     to_row: Callable[[dict[str, Any], int], Row],
     max_bytes: int,
 ) -> Decoded:
     """Runs of messages of one event each through the typed fast path at once, any other message through it
-    alone (:mod:`streams.event_types`) when it fits it whole, else event by event through the field rules
-    below, which name what is wrong."""
+    when it fits it whole (runs of envelopes of one shape together), else event by event through the field
+    rules below, which name what is wrong."""
     batch = messages if isinstance(messages, list) else list(messages)
     pairs = [("num.name", "num.value"), ("cat.name", "cat.value")]
     named_values = tuple((names.index(n), names.index(v)) for n, v in pairs if n in names)
@@ -158,10 +149,22 @@ def _decode(
     unreadable: UnreadableRecords | None = None
 
     def one(position: int, message: Incoming) -> None:
+        value = message.value
+        parsed = (
+            fast.parse(value)
+            if value is not None and len(value) <= max_bytes and type(value) is not UnreadableRecords
+            else None
+        )
+        if parsed is not None and parsed.shape is not None:
+            gathered.add(position, parsed, message)  # added with the next messages of its shape
+            return
+        gathered.close()
+        if parsed is None or not fast.add(parsed, [position] * len(parsed.events), out, True):
+            by_rules(position, message)
+
+    def by_rules(position: int, message: Incoming) -> None:
         nonlocal unreadable
         value = message.value
-        if value is not None and len(value) <= max_bytes and fast(value, position, out):
-            return
         if type(value) is UnreadableRecords:  # an offset of a record batch the consumer could not read
             if value is not unreadable:  # the batch's offsets share one value: one dead letter for them
                 unreadable = value
@@ -177,6 +180,8 @@ def _decode(
             original = message.value if index < 0 else _reencode(event)
             dead.append(DeadLetter(problem, original, message.topic, message.partition, message.offset, index))
 
+    gathered = _Gathered(fast, out, by_rules)
+
     def run(start: int, stop: int) -> None:
         """The messages from ``start`` to ``stop``: at once, else in halves, down to one at a time. (Halves
         wait in a list, not in calls of itself: a nested function that calls itself is a reference cycle,
@@ -186,7 +191,8 @@ def _decode(
             start, stop = halves.pop()
             values = [message.value for message in batch[start:stop]]
             if _single_events(values, max_bytes):
-                if fast_single(values, start, out):
+                gathered.close()
+                if fast.add_single(values, start, out):
                     continue
                 if stop - start >= 2 * SHORTEST_RUN:
                     middle = (start + stop) // 2
@@ -197,9 +203,45 @@ def _decode(
 
     for start in range(0, len(batch), RUN):
         run(start, min(start + RUN, len(batch)))
+    gathered.close()
     columns = out.finish()
     origins = columns.pop()
     return Decoded(ColumnBatch(table, dict(zip(names, columns, strict=True))), dead, origins)
+
+
+class _Gathered:
+    """Messages in a row whose events share a shape (:class:`Parsed`), added to the batch at once when
+    :data:`CLOSE_AT` events are gathered or anything else is added: a batch's columns are made in message order."""
+
+    def __init__(self, fast: FastPath, out: Columns, by_rules: Callable[[int, Incoming], None]) -> None:
+        self.fast, self.out, self.by_rules = fast, out, by_rules
+        self.messages: list[tuple[int, Parsed, Incoming]] = []
+        self.events = 0
+
+    def add(self, position: int, parsed: Parsed, message: Incoming) -> None:
+        if self.messages and self.messages[0][1].shape != parsed.shape:
+            self.close()
+        self.messages.append((position, parsed, message))
+        self.events += len(parsed.events)
+        if self.events >= CLOSE_AT:
+            self.close()
+
+    def close(self) -> None:
+        """Adds what is gathered to the batch as columns at once; else (a feature a number in some messages and a
+        text in others, an event for the field rules) each message alone, in order."""
+        messages, add = self.messages, self.fast.add
+        if not messages:
+            return
+        self.messages, self.events = [], 0
+        if len(messages) > 1:
+            events = list(itertools.chain.from_iterable(parsed.events for _, parsed, _ in messages))
+            names = list(itertools.chain.from_iterable(parsed.names for _, parsed, _ in messages))
+            positions = [position for position, parsed, _ in messages for _ in parsed.events]
+            if add(Parsed(events, names, messages[0][1].shape), positions, self.out, False):
+                return
+        for position, parsed, message in messages:
+            if not add(parsed, [position] * len(parsed.events), self.out, True):
+                self.by_rules(position, message)
 
 
 def _single_events(values: list[Any], max_bytes: int) -> bool:

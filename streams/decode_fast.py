@@ -11,9 +11,9 @@ import functools
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -50,68 +50,109 @@ if TYPE_CHECKING:
 Row = PredictionRow | OutcomeRow
 
 
-def fast_predictions(value: bytes, position: int, out: Columns) -> bool:
-    """The rows of one message's prediction events into ``out``; False (nothing added) when they do not fit."""
+class Parsed(NamedTuple):
+    """A message's events as the types parsed them (:mod:`streams.event_types`), before they join a batch."""
+
+    events: list[Any]
+    names: list[list[str]]  # each prediction's feature names (none for outcomes)
+    shape: Hashable | None  # messages of one shape in a row join a batch together (None: this one alone)
+
+
+class FastPath(NamedTuple):
+    """The fast path of one topic's messages."""
+
+    parse: Callable[[bytes], Parsed | None]  # a message's events; None: the field rules take it
+    #: events at their messages' positions, as columns (or, when ``rows``, as rows if they cannot be); False: none added
+    add: Callable[[Parsed, list[int], Columns, bool], bool]
+    add_single: Callable[[list[bytes], int, Columns], bool]  # messages of one event each, parsed at once
+
+
+def parsed_predictions(value: bytes) -> Parsed | None:
+    """The prediction events of one message, or None when they do not fit the types (or a feature name breaks
+    the contract). Envelopes of :class:`PredictionEvent` whose events all send the same features have a shape,
+    those names: a run of them becomes columns at once, which costs some 50 µs of numpy calls however many
+    events (made an envelope at a time, envelopes of a few events took ten times as long as big ones). Numeric
+    events need none: the batch gathers them itself (:meth:`Columns.add_numeric_predictions`)."""
     events = parse_predictions(value)
-    return events is not None and _add_predictions(events, itertools.repeat(position, len(events)), out)
-
-
-def fast_single_predictions(values: list[bytes], first_position: int, out: Columns) -> bool:
-    """The rows of messages of one prediction event each (positions from ``first_position`` on) into ``out``,
-    parsed at once; False (nothing added) unless every message fits."""
-    events = parse_single_predictions(values)
-    return events is not None and _add_predictions(events, range(first_position, first_position + len(values)), out)
-
-
-def _add_predictions(
-    events: list[NumericPrediction] | list[PredictionEvent], positions: Iterable[int], out: Columns
-) -> bool:
+    if events is None:
+        return None
     names = _feature_names(events)
     if names is None:
-        return False
+        return None
+    first = names[0]
+    shared = type(events[0]) is PredictionEvent and names.count(first) == len(names)  # compared at once
+    return Parsed(events, names, tuple(first) if shared else None)
+
+
+def add_predictions(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:
+    """Prediction events into ``out``, as columns when they share a shape, else (when ``rows``) as rows; False
+    (nothing added) when they cannot be, or one has something for the field rules to say."""
+    events, names = parsed.events, parsed.names
     if type(events[0]) is NumericPrediction:
-        out.add_numeric_predictions(events, names, list(positions))  # type: ignore[arg-type]
+        out.add_numeric_predictions(events, names, positions)
         return True
-    places = list(positions)
-    columns = prediction_columns(events, names, places, out.interned)
+    columns = prediction_columns(events, names, positions, out.interned)
     if columns is not None:  # the events share one shape (the common case): built a column at a time
         out.add_columns(columns)
         return True
+    if not rows:
+        return False
     shared: list[list[str]] = [[]]  # envelopes repeat one list of feature names: the rows share one copy
 
     def to_row(event: PredictionEvent, position: int) -> PredictionRow | None:
         return _typed_prediction_row(event, position, shared)
 
-    rows = _typed_rows(events, places, to_row)
-    if rows is None:
+    typed = _typed_rows(events, positions, to_row)
+    if typed is None:
         return False
-    out.add_rows(rows)
+    out.add_rows(typed)
     return True
 
 
-def fast_outcomes(value: bytes, position: int, out: Columns) -> bool:
-    """The rows of one message's outcome events into ``out``; False (nothing added) when they do not fit."""
+def add_single_predictions(values: list[bytes], first_position: int, out: Columns) -> bool:
+    """The rows of messages of one prediction event each (positions from ``first_position`` on) into ``out``,
+    parsed at once; False (nothing added) unless every message fits."""
+    events = parse_single_predictions(values)
+    if events is None:
+        return False
+    names = _feature_names(events)
+    positions = list(range(first_position, first_position + len(values)))
+    return names is not None and add_predictions(Parsed(events, names, None), positions, out)
+
+
+def parsed_outcomes(value: bytes) -> Parsed | None:
+    """The outcome events of one message, or None when they do not fit the types. Any outcomes may join a batch
+    together: one shape."""
     events = parse_outcomes(value)
-    return events is not None and _add_outcomes(events, itertools.repeat(position, len(events)), out)
+    return None if events is None else Parsed(events, [], OutcomeEvent)
 
 
-def fast_single_outcomes(values: list[bytes], first_position: int, out: Columns) -> bool:
-    """:func:`fast_single_predictions` for outcomes."""
-    events = parse_single_outcomes(values)
-    return events is not None and _add_outcomes(events, range(first_position, first_position + len(values)), out)
-
-
-def _add_outcomes(events: list[OutcomeEvent], positions: Iterable[int], out: Columns) -> bool:
-    positions = list(positions)
+def add_outcomes(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:
+    """Outcome events into ``out``, as columns when their times and labels allow, else (when ``rows``) as rows;
+    False (nothing added) when they cannot be, or one has something for the field rules to say."""
+    events = parsed.events
     columns = _outcome_columns(events, positions)
     if columns is not None:
         out.add_columns(columns)
         return True
-    rows = _typed_rows(events, positions, _typed_outcome_row)  # times in RFC 3339, a label of another kind, ...
-    if rows is None:
+    if not rows:
         return False
-    out.add_rows(rows)
+    typed = _typed_rows(events, positions, _typed_outcome_row)  # times in RFC 3339, a label of another kind, ...
+    if typed is None:
+        return False
+    out.add_rows(typed)
     return True
+
+
+def add_single_outcomes(values: list[bytes], first_position: int, out: Columns) -> bool:
+    """:func:`add_single_predictions` for outcomes."""
+    events = parse_single_outcomes(values)
+    positions = list(range(first_position, first_position + len(values)))
+    return events is not None and add_outcomes(Parsed(events, [], None), positions, out)
+
+
+PREDICTIONS = FastPath(parsed_predictions, add_predictions, add_single_predictions)
+OUTCOMES = FastPath(parsed_outcomes, add_outcomes, add_single_outcomes)
 
 
 def _outcome_columns(events: list[OutcomeEvent], positions: list[int]) -> list[Column] | None:
@@ -513,8 +554,8 @@ def _prediction_texts(predictions: list[float | str], texts: dict[str, str]) -> 
         return list(map(number_text, predictions)), predictions  # type: ignore[arg-type,return-value]
     if kinds == _STR:
         return list(map(texts.setdefault, predictions, predictions)), [math.nan] * len(predictions)  # type: ignore[arg-type]
-    canonical, numbers = zip(*(value_text(p, "prediction") for p in predictions), strict=True)
-    return list(canonical), list(numbers)
+    canonical, numbers = zip(*(value_text(p, "prediction") for p in predictions), strict=True)  # classes and values
+    return list(map(texts.setdefault, canonical, canonical)), list(numbers)
 
 
 def _scores(values: list[Any], texts: list[str], empty: list[Any]) -> tuple[list[float], list[list[str]], Column]:
