@@ -32,6 +32,7 @@ The shapes (each differs from ``four-models`` in what its name says):
   small-envelopes  envelopes of 5 events with 8 numeric and 2 categorical features (of 20 values): a producer
                    that sends what a few milliseconds bring (Kafka's linger)
   rfc3339          times as RFC 3339 text with milliseconds ("2026-12-04T19:40:00.123Z")
+  fleet            20 models with features of their own (8 numeric, 2 categorical of 20 values), envelopes of 5
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ def _few_categories(rng: random.Random, i: int) -> Event:
     return _base(rng, i, _numbers(rng, 8) | {f"k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)})
 
 
+def _own_features(rng: random.Random, i: int) -> Event:
+    """Model ``i % 20``'s event (as :func:`messages` assigns them): 8 numeric and 2 categorical features of its own."""
+    model = i % 20
+    features: dict[str, object] = {f"m{model}.x{j}": round(rng.gauss(0, 1), 6) for j in range(8)}
+    return _base(rng, i, features | {f"m{model}.k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)})
+
+
 def _rfc3339(rng: random.Random, i: int) -> Event:
     event = _base(rng, i, _numbers(rng, 10))
     stamp = datetime.fromtimestamp(event["ts"], UTC)  # type: ignore[arg-type]
@@ -150,6 +158,7 @@ SHAPES = {
         Shape("single", lambda rng, i: _base(rng, i, _numbers(rng, 10)), per_message=1),
         Shape("small-envelopes", _few_categories, per_message=5),
         Shape("rfc3339", _rfc3339),
+        Shape("fleet", _own_features, models=20, per_message=5),
     )
 }
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -128,6 +129,8 @@ RUN, SHORTEST_RUN = 1024, 8
 #: still in a core's cache, and freed for the next messages' to reuse (made columns a batch at once, decoding
 #: cost 20 to 26 % more: every event of the batch alive at once, in memory the process had to map anew).
 CLOSE_AT = 256
+#: Envelopes of several shapes (models with features of their own) are gathered up to this many events in all.
+GATHER_AT = 8192
 
 
 def _decode(
@@ -209,35 +212,61 @@ def _decode(
     return Decoded(ColumnBatch(table, dict(zip(names, columns, strict=True))), dead, origins)
 
 
+@dataclass
+class _Shape:
+    """The messages of one shape gathered, and their events."""
+
+    messages: list[tuple[int, Parsed, Incoming]] = field(default_factory=list)
+    events: int = 0
+
+
 class _Gathered:
-    """Messages in a row whose events share a shape (:class:`Parsed`), added to the batch at once when
-    :data:`CLOSE_AT` events are gathered or anything else is added: a batch's columns are made in message order."""
+    """Messages whose events share a shape (:class:`Parsed`), gathered to be added to the batch together: each
+    shape's when :data:`CLOSE_AT` of its events are gathered, all when :data:`GATHER_AT` are, or when a message is
+    added alone. A model's events keep their order (its messages of another shape close what is gathered first);
+    the models of a batch interleave as the shapes close."""
 
     def __init__(self, fast: FastPath, out: Columns, by_rules: Callable[[int, Incoming], None]) -> None:
         self.fast, self.out, self.by_rules = fast, out, by_rules
-        self.messages: list[tuple[int, Parsed, Incoming]] = []
-        self.events = 0
+        self.shapes: dict[Hashable, _Shape] = {}
+        self.events = 0  # gathered, of every shape
+        self.model_shapes: dict[str, Hashable] = {}  # the shape each model's gathered messages have
 
     def add(self, position: int, parsed: Parsed, message: Incoming) -> None:
-        if self.messages and self.messages[0][1].shape != parsed.shape:
-            self.close()
-        self.messages.append((position, parsed, message))
+        shape, seen = parsed.shape, self.model_shapes
+        if any(seen.get(model, shape) != shape for model in parsed.models):
+            self.close()  # a model's messages of two shapes: the first added first
+            seen = self.model_shapes
+        seen.update(dict.fromkeys(parsed.models, shape))
+        gathered = self.shapes.get(shape)
+        if gathered is None:
+            gathered = self.shapes[shape] = _Shape()
+        gathered.messages.append((position, parsed, message))
+        gathered.events += len(parsed.events)
         self.events += len(parsed.events)
-        if self.events >= CLOSE_AT:
+        if gathered.events >= CLOSE_AT:
+            del self.shapes[shape]
+            self.events -= gathered.events
+            self._add(gathered.messages)
+        elif self.events >= GATHER_AT:
             self.close()
 
     def close(self) -> None:
-        """Adds what is gathered to the batch as columns at once; else (a feature a number in some messages and a
-        text in others, an event for the field rules) each message alone, in order."""
-        messages, add = self.messages, self.fast.add
-        if not messages:
-            return
-        self.messages, self.events = [], 0
+        """Adds everything gathered to the batch."""
+        shapes = self.shapes
+        self.shapes, self.events, self.model_shapes = {}, 0, {}
+        for gathered in shapes.values():
+            self._add(gathered.messages)
+
+    def _add(self, messages: list[tuple[int, Parsed, Incoming]]) -> None:
+        """Messages of one shape as columns at once; else (a feature a number in some messages and a text in
+        others, an event for the field rules) each alone, in order."""
+        add = self.fast.add
         if len(messages) > 1:
             events = list(itertools.chain.from_iterable(parsed.events for _, parsed, _ in messages))
             names = list(itertools.chain.from_iterable(parsed.names for _, parsed, _ in messages))
             positions = [position for position, parsed, _ in messages for _ in parsed.events]
-            if add(Parsed(events, names, messages[0][1].shape), positions, self.out, False):
+            if add(messages[0][1]._replace(events=events, names=names), positions, self.out, False):
                 return
         for position, parsed, message in messages:
             if not add(parsed, [position] * len(parsed.events), self.out, True):

@@ -55,7 +55,8 @@ class Parsed(NamedTuple):
 
     events: list[Any]
     names: list[list[str]]  # each prediction's feature names (none for outcomes)
-    shape: Hashable | None  # messages of one shape in a row join a batch together (None: this one alone)
+    shape: Hashable | None  # messages of one shape join a batch together (None: this one alone)
+    models: frozenset[str] = frozenset()  # the models of its events
 
 
 class FastPath(NamedTuple):
@@ -69,10 +70,9 @@ class FastPath(NamedTuple):
 
 def parsed_predictions(value: bytes) -> Parsed | None:
     """The prediction events of one message, or None when they do not fit the types (or a feature name breaks
-    the contract). Envelopes of :class:`PredictionEvent` whose events all send the same features have a shape,
-    those names: a run of them becomes columns at once, which costs some 50 µs of numpy calls however many
-    events (made an envelope at a time, envelopes of a few events took ten times as long as big ones). Numeric
-    events need none: the batch gathers them itself (:meth:`Columns.add_numeric_predictions`)."""
+    the contract). A message whose events all send the same features has a shape, their type and those names:
+    the batch's messages of one shape become columns at once, which cost some 50 µs of numpy calls however many
+    events (made a message at a time, envelopes of a few events took ten times as long as big ones)."""
     events = parse_predictions(value)
     if events is None:
         return None
@@ -80,8 +80,8 @@ def parsed_predictions(value: bytes) -> Parsed | None:
     if names is None:
         return None
     first = names[0]
-    shared = type(events[0]) is PredictionEvent and names.count(first) == len(names)  # compared at once
-    return Parsed(events, names, tuple(first) if shared else None)
+    shape = (type(events[0]), tuple(first)) if names.count(first) == len(names) else None  # compared at once
+    return Parsed(events, names, shape, frozenset(map(_model_of, events)))
 
 
 def add_predictions(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:
@@ -124,7 +124,7 @@ def parsed_outcomes(value: bytes) -> Parsed | None:
     """The outcome events of one message, or None when they do not fit the types. Any outcomes may join a batch
     together: one shape."""
     events = parse_outcomes(value)
-    return None if events is None else Parsed(events, [], OutcomeEvent)
+    return None if events is None else Parsed(events, [], OutcomeEvent, frozenset(map(_model_of, events)))
 
 
 def add_outcomes(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:

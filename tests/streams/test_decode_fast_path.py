@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.streams import decode, decode_fast
-from driftloop.streams.batch import GappedNumberRows, NumberRows, UnreadableRecords
+from driftloop.streams.batch import DeadLetter, GappedNumberRows, NumberRows, UnreadableRecords
 from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
 from tests.reliability.hostile import hostile_message
 
@@ -63,9 +63,22 @@ def field_rules_only(decoder: object, messages: list[Incoming]) -> Decoded:
 
 
 def assert_same(fast: Decoded, rules: Decoded) -> None:
-    assert repr(fast.rows.columns) == repr(rules.rows.columns)  # repr: NaN equals NaN
-    assert fast.dead == rules.dead
-    assert fast.origins == rules.origins
+    """The same rows, each model's in message order (the fast path adds the messages of one shape together, so
+    that models may interleave otherwise), and the same dead letters."""
+    assert by_model(fast) == by_model(rules)
+    assert sorted(fast.dead, key=where) == sorted(rules.dead, key=where)
+
+
+def by_model(decoded: Decoded) -> list[str]:
+    """Each row (its columns, and the message it came from) in order of model, then of its place: repr, where
+    NaN equals NaN."""
+    rows = [*zip(*decoded.rows.columns.values(), decoded.origins, strict=True)]
+    models = decoded.rows["model"]
+    return [repr(rows[k]) for k in sorted(range(len(rows)), key=models.__getitem__)]
+
+
+def where(dead: DeadLetter) -> tuple[int, int]:
+    return dead.offset, -1 if dead.index is None else dead.index
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -314,15 +327,15 @@ def test_envelopes_with_nulls_decode_the_same_with_and_without_the_fast_path(val
 
 @st.composite
 def small_envelopes(draw: st.DrawFn) -> list[bytes]:
-    """Envelopes of a few events in a row, most of them sending the same features: gathered, they become
-    columns together. The features' kinds vary from message to message (a feature a number in some and a text
-    in others cannot be one column), and so do times, scores and predictions; now and then a message of another
-    shape comes between them, or an event the field rules refuse."""
+    """Envelopes of a few events of two models, each sending one of two sets of features: gathered by shape,
+    they become columns together. The features' kinds vary from message to message (a feature a number in some
+    and a text in others cannot be one column), and so do times, scores and predictions; now and then an event
+    breaks a rule."""
     values = []
     for m in range(draw(st.integers(2, 24))):
         kinds = {
             "a": draw(st.sampled_from(["number", "number or null"])),
-            "b": draw(st.sampled_from(["text", "text or null", "number"])),
+            draw(st.sampled_from("bc")): draw(st.sampled_from(["text", "text or null", "number"])),
         }
         events = []
         for k in range(draw(st.integers(1, 4))):
@@ -382,11 +395,23 @@ def test_small_envelopes_of_one_shape_become_columns_together() -> None:
     assert made.call_count == math.ceil(600 / decode.CLOSE_AT)
     assert decoded.origins == [k for k in range(300) for _ in range(2)] and not decoded.dead
     assert isinstance(decoded.rows["num.value"], NumberRows)
-    other = json.dumps({"events": [{**event, "features": {"b": 2.0}}]})  # another shape between them: two runs
+    # the model's message of another shape between them: what came before it is added first
+    other = json.dumps({"events": [{**event, "features": {"b": 2.0}}]})
     messages = [Incoming(v.encode(), "predictions", 0, i) for i, v in enumerate([*values[:10], other, *values[10:20]])]
     with mock.patch.object(decode_fast, "prediction_columns", wraps=decode_fast.prediction_columns) as made:
-        assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
-    assert made.call_count == 3
+        decoded = decode_predictions(messages)
+    assert made.call_count == 3 and decoded.origins == [k for k in range(21) for _ in range(2 if k != 10 else 1)]
+    # two models with features of their own, taking turns: each model's messages are gathered
+    theirs = [json.dumps({"events": [{**event, "model": "n", "features": {"b": 2.0, "k": "x"}}] * 3})] * 20
+    turns = [value for pair in zip(values[:20], theirs, strict=True) for value in pair]
+    messages = [Incoming(v.encode(), "predictions", 0, i) for i, v in enumerate(turns)]
+    with mock.patch.object(decode_fast, "prediction_columns", wraps=decode_fast.prediction_columns) as made:
+        decoded = decode_predictions(messages)
+    assert made.call_count == 2 and decoded.rows["model"] == ["m"] * 40 + ["n"] * 60
+    assert decoded.origins == [k for k in range(0, 40, 2) for _ in range(2)] + [
+        k for k in range(1, 40, 2) for _ in range(3)
+    ]
+    assert_same(decoded, field_rules_only(decode_predictions, messages))
     outcome = {**GOOD_OUTCOME, "ts": 1_790_000_000.5}
     values = [json.dumps({"events": [{**outcome, "request_id": f"r{k}"}] * 2}).encode() for k in range(100)]
     with mock.patch.object(decode_fast, "_outcome_columns", wraps=decode_fast._outcome_columns) as made:
