@@ -159,9 +159,10 @@ def _decode(
             else None
         )
         if parsed is not None and parsed.shape is not None:
-            gathered.add(position, parsed, message)  # added with the next messages of its shape
+            gathered.add(position, parsed, message)  # added with the batch's other messages of its shape
             return
-        gathered.close()
+        if parsed is None or gathered.holds(parsed):
+            gathered.close()  # what is gathered of its models first
         if parsed is None or not fast.add(parsed, [position] * len(parsed.events), out, True):
             by_rules(position, message)
 
@@ -222,9 +223,9 @@ class _Shape:
 
 class _Gathered:
     """Messages whose events share a shape (:class:`Parsed`), gathered to be added to the batch together: each
-    shape's when :data:`CLOSE_AT` of its events are gathered, all when :data:`GATHER_AT` are, or when a message is
-    added alone. A model's events keep their order (its messages of another shape close what is gathered first);
-    the models of a batch interleave as the shapes close."""
+    shape's when :data:`CLOSE_AT` of its events are gathered, all when :data:`GATHER_AT` are, or when a message of
+    a model gathered is added otherwise. A model's events keep their order (its message of another shape closes
+    what is gathered first); the models of a batch interleave as the shapes close."""
 
     def __init__(self, fast: FastPath, out: Columns, by_rules: Callable[[int, Incoming], None]) -> None:
         self.fast, self.out, self.by_rules = fast, out, by_rules
@@ -233,11 +234,11 @@ class _Gathered:
         self.model_shapes: dict[str, Hashable] = {}  # the shape each model's gathered messages have
 
     def add(self, position: int, parsed: Parsed, message: Incoming) -> None:
-        shape, seen = parsed.shape, self.model_shapes
-        if any(seen.get(model, shape) != shape for model in parsed.models):
+        shape, seen, models = parsed.shape, self.model_shapes, parsed.models()
+        if any(seen.get(model, shape) != shape for model in models):
             self.close()  # a model's messages of two shapes: the first added first
             seen = self.model_shapes
-        seen.update(dict.fromkeys(parsed.models, shape))
+        seen.update(dict.fromkeys(models, shape))
         gathered = self.shapes.get(shape)
         if gathered is None:
             gathered = self.shapes[shape] = _Shape()
@@ -250,6 +251,10 @@ class _Gathered:
             self._add(gathered.messages)
         elif self.events >= GATHER_AT:
             self.close()
+
+    def holds(self, parsed: Parsed) -> bool:
+        """Whether messages of any of the models of ``parsed`` are gathered."""
+        return bool(self.model_shapes) and not self.model_shapes.keys().isdisjoint(parsed.models())
 
     def close(self) -> None:
         """Adds everything gathered to the batch."""

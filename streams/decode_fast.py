@@ -56,7 +56,10 @@ class Parsed(NamedTuple):
     events: list[Any]
     names: list[list[str]]  # each prediction's feature names (none for outcomes)
     shape: Hashable | None  # messages of one shape join a batch together (None: this one alone)
-    models: frozenset[str] = frozenset()  # the models of its events
+
+    def models(self) -> set[str]:
+        """The models of its events."""
+        return set(map(_model_of, self.events))
 
 
 class FastPath(NamedTuple):
@@ -70,9 +73,10 @@ class FastPath(NamedTuple):
 
 def parsed_predictions(value: bytes) -> Parsed | None:
     """The prediction events of one message, or None when they do not fit the types (or a feature name breaks
-    the contract). A message whose events all send the same features has a shape, their type and those names:
-    the batch's messages of one shape become columns at once, which cost some 50 µs of numpy calls however many
-    events (made a message at a time, envelopes of a few events took ten times as long as big ones)."""
+    the contract). A message of :class:`PredictionEvent` whose events all send the same features has a shape,
+    those names: the batch's messages of one shape become columns at once, which cost some 50 µs of numpy calls
+    however many events (made a message at a time, envelopes of a few events took ten times as long as big
+    ones). Numeric events need none: the batch gathers them itself (:meth:`Columns.add_numeric_predictions`)."""
     events = parse_predictions(value)
     if events is None:
         return None
@@ -80,8 +84,8 @@ def parsed_predictions(value: bytes) -> Parsed | None:
     if names is None:
         return None
     first = names[0]
-    shape = (type(events[0]), tuple(first)) if names.count(first) == len(names) else None  # compared at once
-    return Parsed(events, names, shape, frozenset(map(_model_of, events)))
+    shared = type(events[0]) is PredictionEvent and names.count(first) == len(names)  # compared at once
+    return Parsed(events, names, tuple(first) if shared else None)
 
 
 def add_predictions(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:
@@ -124,7 +128,7 @@ def parsed_outcomes(value: bytes) -> Parsed | None:
     """The outcome events of one message, or None when they do not fit the types. Any outcomes may join a batch
     together: one shape."""
     events = parse_outcomes(value)
-    return None if events is None else Parsed(events, [], OutcomeEvent, frozenset(map(_model_of, events)))
+    return None if events is None else Parsed(events, [], OutcomeEvent)
 
 
 def add_outcomes(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:
