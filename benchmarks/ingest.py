@@ -32,7 +32,8 @@ The shapes (each differs from ``four-models`` in what its name says):
   small-envelopes  envelopes of 5 events with 8 numeric and 2 categorical features (of 20 values): a producer
                    that sends what a few milliseconds bring (Kafka's linger)
   rfc3339          times as RFC 3339 text with milliseconds ("2026-12-04T19:40:00.123Z")
-  fleet            20 models with features of their own (8 numeric, 2 categorical of 20 values), envelopes of 5
+  fleet            20 models with features of their own (4 to 11 numeric, 2 categorical of 20 values), envelopes
+                   of 5
 """
 
 from __future__ import annotations
@@ -120,9 +121,10 @@ def _few_categories(rng: random.Random, i: int) -> Event:
 
 
 def _own_features(rng: random.Random, i: int) -> Event:
-    """Model ``i % 20``'s event (as :func:`messages` assigns them): 8 numeric and 2 categorical features of its own."""
+    """Model ``i % 20``'s event (as :func:`messages` assigns them): 4 to 11 numeric features of its own and 2
+    categorical ones."""
     model = i % 20
-    features: dict[str, object] = {f"m{model}.x{j}": round(rng.gauss(0, 1), 6) for j in range(8)}
+    features: dict[str, object] = {f"m{model}.x{j}": round(rng.gauss(0, 1), 6) for j in range(4 + model % 8)}
     return _base(rng, i, features | {f"m{model}.k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)})
 
 

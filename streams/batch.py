@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -283,6 +284,106 @@ class GappedTextRows(_RowsOfList):
         return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
 
 
+class StackedRows(_RowsOfList):
+    """An array column of consecutive parts kept whole (:class:`NumberRows`, :class:`TextRows` and their gapped
+    forms) that do not join as one: parts of different widths, or of different names. A batch of models that
+    send features of their own is made a shape at a time (``streams.decode``); stacked, it reaches the
+    ClickHouse writer and the drift detectors as each shape's matrix, not as a Python list a row (a model's
+    rows, taken, are its parts joined: :meth:`take`).
+
+    >>> rows = StackedRows([NumberRows(np.array([[1.0, 2.0]])), NumberRows(np.array([[3.0], [4.0]]))])
+    >>> rows[1], rows == [[1.0, 2.0], [3.0], [4.0]], rows.lengths().tolist(), rows.flattened().tolist()
+    ([3.0], True, [2, 1, 1], [1.0, 2.0, 3.0, 4.0])
+    >>> rows.take([1, 2]).matrix.tolist(), rows.take([2, 0])
+    ([[3.0], [4.0]], [[4.0], [1.0, 2.0]])
+    """
+
+    __slots__ = ("parts", "starts")
+
+    def __init__(self, parts: Sequence[NumberRows | TextRows | GappedNumberRows | GappedTextRows]) -> None:
+        self.parts = list(parts)
+        self.starts = np.cumsum([0, *map(len, self.parts)])  # each part's first row, and the rows in all
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @overload
+    def __getitem__(self, index: int) -> list[Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Column: ...
+
+    def __getitem__(self, index: int | slice) -> list[Any] | Column:
+        if isinstance(index, slice):
+            return self.take(range(len(self))[index])
+        if index < 0:
+            index += len(self)
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        if not 0 <= index < len(self):
+            raise IndexError("StackedRows index out of range")
+        return self.parts[part][index - int(self.starts[part])]  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return itertools.chain.from_iterable(self.parts)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> Column:
+        """The rows at ``indices``, in that order: each run of them from one part taken from it, and the runs
+        joined (:func:`concatenate`): a model's rows, made a shape at a time, are one matrix again."""
+        places = np.asarray(indices, dtype=np.intp)
+        if not len(places):
+            return []
+        parts = np.searchsorted(self.starts, places, side="right") - 1
+        breaks = np.flatnonzero(np.diff(parts)) + 1
+        runs = zip(np.split(places, breaks), parts[np.r_[0, breaks]].tolist(), strict=True)
+        return concatenate([_take(self.parts[p], run - self.starts[p]) for run, p in runs])
+
+    def lengths(self) -> np.ndarray:
+        """How many items each row holds."""
+        return np.concatenate([part.lengths() for part in self.parts])
+
+    def flattened(self) -> np.ndarray | list[str]:
+        """Every item held, row after row."""
+        flat = [part.flattened() for part in self.parts]
+        if all(isinstance(items, np.ndarray) for items in flat):
+            return np.concatenate(flat)  # type: ignore[arg-type]
+        return list(itertools.chain.from_iterable(flat))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(self) == len(other) and list(self) == list(other)
+
+
+_WHOLE = (NumberRows, TextRows, GappedNumberRows, GappedTextRows)
+
+
+def concatenate(parts: Sequence[Column]) -> Column:
+    """One column of consecutive parts: a matrix (or texts a list a place) still where every part is one of one
+    width (of the same names, where the parts have gaps); parts kept whole that are not, stacked
+    (:class:`StackedRows`); else a list of rows."""
+    if len(parts) == 1:
+        return parts[0]
+    kind = type(parts[0]) if parts else list
+    if kind is NumberRows and all(type(part) is NumberRows for part in parts):
+        if len({part.matrix.shape[1] for part in parts}) == 1:  # type: ignore[union-attr]
+            return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]
+    elif kind is TextRows and all(type(part) is TextRows for part in parts):
+        pieces = [part.columns for part in parts]  # type: ignore[union-attr]
+        if len(set(map(len, pieces))) == 1:
+            return TextRows([list(itertools.chain.from_iterable(place)) for place in zip(*pieces, strict=True)])
+    elif kind in (GappedNumberRows, GappedTextRows) and all(type(part) is kind for part in parts):
+        names = parts[0].names  # type: ignore[union-attr]
+        if all(part.names == names for part in parts):  # type: ignore[union-attr]
+            if kind is GappedNumberRows:
+                return GappedNumberRows(np.concatenate([part.matrix for part in parts]), names)  # type: ignore[union-attr]
+            joined = [
+                list(itertools.chain.from_iterable(place)) for place in zip(*(p.columns for p in parts), strict=True)
+            ]  # type: ignore[union-attr]
+            return GappedTextRows(joined, names)
+    whole = [piece for part in parts for piece in (part.parts if type(part) is StackedRows else [part])]
+    if all(type(part) in _WHOLE for part in whole):
+        return StackedRows(whole)  # type: ignore[arg-type]
+    return list(itertools.chain.from_iterable(parts))
+
+
 _is_text = functools.partial(operator.is_not, None)  # in C: a place that holds a text (not None)
 
 
@@ -367,7 +468,7 @@ class CodedTexts(Sequence[str]):
         return repr(list(self))
 
 
-Column = list[Any] | NumberRows | TextRows | GappedNumberRows | GappedTextRows
+Column = list[Any] | NumberRows | TextRows | GappedNumberRows | GappedTextRows | StackedRows
 
 
 @dataclass(frozen=True)
@@ -527,10 +628,10 @@ class Decoded:
     origins: list[int] = field(default_factory=list)
 
 
-def _take(column: Column, indices: Sequence[int]) -> Column:
+def _take(column: Column, indices: Sequence[int] | np.ndarray) -> Column:
     if type(column) is NumberRows:
         return NumberRows(column.matrix[np.asarray(indices, dtype=np.intp)])
-    if type(column) in (TextRows, GappedNumberRows, GappedTextRows):
+    if type(column) in (TextRows, GappedNumberRows, GappedTextRows, StackedRows):
         return column.take(indices)  # type: ignore[union-attr]
     return [column[i] for i in indices]
 

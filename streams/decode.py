@@ -26,8 +26,6 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from driftloop.infra.contract import EventError
 from driftloop.streams.batch import (
     Column,
@@ -39,6 +37,7 @@ from driftloop.streams.batch import (
     NumberRows,
     TextRows,
     UnreadableRecords,
+    concatenate,
 )
 from driftloop.streams.decode_fast import (
     OUTCOMES,
@@ -339,7 +338,7 @@ class Columns:
             return self.parts[0]
         for names, values in self.named_values:
             _gap_alike(self.parts, names, values)
-        return [_concatenate([part[k] for part in self.parts]) for k in range(self.width)]
+        return [concatenate([part[k] for part in self.parts]) for k in range(self.width)]
 
     def _close(self) -> None:
         """Close what is gathered (rows or numeric events: one of them at most) into a part."""
@@ -370,29 +369,6 @@ def _gap_alike(parts: list[list[Column]], names: int, values: int) -> None:
             part[values] = GappedNumberRows(whole.matrix, shared[0])
         elif type(whole) is TextRows:
             part[values] = GappedTextRows(whole.columns, shared[0])  # type: ignore[arg-type]
-
-
-def _concatenate(parts: list[Column]) -> Column:
-    """One column of consecutive parts: a matrix (or texts by place) still where every part is one, of one width
-    (of the same names, where the parts have gaps)."""
-    kind = type(parts[0]) if parts else list
-    if kind is NumberRows and all(isinstance(part, NumberRows) for part in parts):
-        if len({part.matrix.shape[1] for part in parts}) == 1:  # type: ignore[union-attr]
-            return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]
-    elif kind is TextRows and all(type(part) is TextRows for part in parts):
-        pieces = [part.columns for part in parts]  # type: ignore[union-attr]
-        if len(set(map(len, pieces))) == 1:
-            return TextRows([list(itertools.chain.from_iterable(place)) for place in zip(*pieces, strict=True)])
-    elif kind in (GappedNumberRows, GappedTextRows) and all(type(part) is kind for part in parts):
-        names = parts[0].names  # type: ignore[union-attr]
-        if all(part.names == names for part in parts):  # type: ignore[union-attr]
-            if kind is GappedNumberRows:
-                return GappedNumberRows(np.concatenate([part.matrix for part in parts]), names)  # type: ignore[union-attr]
-            joined = [
-                list(itertools.chain.from_iterable(place)) for place in zip(*(p.columns for p in parts), strict=True)
-            ]  # type: ignore[union-attr]
-            return GappedTextRows(joined, names)
-    return list(itertools.chain.from_iterable(parts))
 
 
 def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str | None]]:

@@ -16,7 +16,7 @@ from clickhouse_driver.streams.native import BlockOutputStream
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.clickhouse.columnar_insert import ColumnarInsertClient, ExternalColumns, write_block
-from driftloop.streams.batch import GappedNumberRows, GappedTextRows, NumberRows, TextRows
+from driftloop.streams.batch import GappedNumberRows, GappedTextRows, NumberRows, StackedRows, TextRows
 from tests.stack_fixtures import PrivateStack
 
 REVISIONS = (54405, defines.CLIENT_REVISION)  # ClickHouse 18.16's protocol, and clickhouse-driver's newest
@@ -59,6 +59,20 @@ CASES: dict[str, tuple[str, Any]] = {
     "texts by place with gaps": (
         "Array(String)",
         GappedTextRows([["a", None, "é✓", ""], [None, None, "z", "w"]], ["k", "j"]),
+    ),
+    "matrices of different widths, stacked": (
+        "Array(Float64)",
+        StackedRows(
+            [
+                NumberRows(np.array([[1.0, 2.0], [3.0, 4.0]])),
+                GappedNumberRows(np.array([[math.nan, 5.0, 6.0]]), ["a", "b", "c"]),
+                NumberRows(np.empty((2, 0))),
+            ]
+        ),
+    ),
+    "texts by place of different widths, stacked": (
+        "Array(String)",
+        StackedRows([TextRows([["a", "é✓"]]), GappedTextRows([[None], ["x"], ["y"]], ["k", "j", "i"])]),
     ),
     "enum (clickhouse-driver's)": ("Enum8('a' = 1, 'b' = 2)", ["a", "b", "a"]),
     "nullable (clickhouse-driver's)": ("Nullable(Float64)", [1.0, None, 2.0]),

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from driftloop.streams import decode, decode_fast
-from driftloop.streams.batch import DeadLetter, GappedNumberRows, NumberRows, UnreadableRecords
+from driftloop.streams.batch import DeadLetter, GappedNumberRows, NumberRows, StackedRows, UnreadableRecords
 from driftloop.streams.decode import Decoded, Incoming, decode_outcomes, decode_predictions
+from driftloop.streams.drift.frame import PredictionFrame
 from tests.reliability.hostile import hostile_message
 
 EDGE_FIELDS = {
@@ -417,6 +418,33 @@ def test_small_envelopes_of_one_shape_become_columns_together() -> None:
     with mock.patch.object(decode_fast, "_outcome_columns", wraps=decode_fast._outcome_columns) as made:
         decoded = decode_outcomes([Incoming(v, "outcomes", 0, i) for i, v in enumerate(values)])
     assert made.call_count == 1 and len(decoded.rows["event_id"]) == 200
+
+
+def test_models_with_features_of_their_own_stay_a_matrix_a_shape() -> None:
+    """Models that send features of their own, as many as they like, in small envelopes taking turns: each
+    shape's values stay a matrix (stacked, written as the list of rows they stand for), and a model's rows
+    taken for its detectors are one matrix again."""
+
+    def envelope(model: int, first: int) -> bytes:
+        features = {f"m{model}.x{j}": float(first + j) for j in range(2 + model)} | {f"m{model}.k": "a"}
+        event = {**GOOD_EVENT, "model": f"m{model}", "features": features}
+        events = [{**event, "request_id": f"r{first}-{k}"} for k in range(3)]
+        return json.dumps({"events": events}).encode()
+
+    values = [envelope(k % 3, k) for k in range(300)]
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    decoded = decode_predictions(messages)
+    assert_same(decoded, field_rules_only(decode_predictions, messages))
+    stacked = decoded.rows["num.value"]
+    assert isinstance(stacked, StackedRows) and {part.matrix.shape[1] for part in stacked.parts} == {2, 3, 4}
+    first_model = [k for k, model in enumerate(decoded.rows["model"]) if model == "m0"]
+    assert isinstance(stacked.take(first_model), NumberRows) and isinstance(stacked.take([0, 899]), StackedRows)
+    frame = PredictionFrame.from_columns(decoded.rows)
+    for part in frame.models:
+        width = 2 + int(part.model[1:])
+        assert part.features.numeric.shape == (300, width)  # type: ignore[union-attr]
+        first = [k for k in range(300) if k % 3 == width - 2]
+        assert part.features.numeric[::3, 0].tolist() == [float(k) for k in first]  # type: ignore[union-attr]
 
 
 def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:
