@@ -342,9 +342,10 @@ def _feature_names(events: list[NumericPrediction] | list[PredictionEvent]) -> l
 
 
 def _numeric_feature_values(events: list[NumericPrediction], names: list[list[str]]) -> NumberRows | list[list[float]]:
-    """The events' feature values: one matrix when every event sent the same names (in the same order)."""
-    width = len(names[0]) if names else 0
-    if width and names.count(names[0]) == len(names):  # rows share one list of names: compared at once
+    """The events' feature values: one matrix when every event sent the same names (in the same order), of no
+    columns when they sent none."""
+    if names and names.count(names[0]) == len(names):  # rows share one list of names: compared at once
+        width = len(names[0])
         values = itertools.chain.from_iterable(map(dict.values, map(_features_of, events)))
         return NumberRows(np.fromiter(values, np.float64, width * len(events)).reshape(len(events), width))
     return [list(e.features.values()) for e in events]

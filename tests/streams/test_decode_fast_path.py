@@ -535,6 +535,16 @@ def test_rows_without_items_share_one_list_a_batch() -> None:
         assert len({id(row) for row in rows[name][empty_rows]}) == 1, name
 
 
+def test_events_without_features_make_a_matrix_of_no_columns() -> None:
+    """A model that sends no features (its predictions only): its rows' values are one matrix of no columns,
+    not an empty list a row (which cost two thirds of decoding such events)."""
+    values = [json.dumps({"events": [{**GOOD_EVENT, "features": {}}] * 300}).encode()] * 2
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    decoded = decode_predictions(messages)
+    assert isinstance(decoded.rows["num.value"], NumberRows) and decoded.rows["num.value"].matrix.shape == (600, 0)
+    assert_same(decoded, field_rules_only(decode_predictions, messages))
+
+
 def test_a_batch_holds_one_object_of_each_categorical_text_and_class() -> None:
     """The decoder takes each categorical text and each predicted class of a batch as one object, across
     events, messages and features: the detectors' coding, the insert and pickling then read a few objects,
