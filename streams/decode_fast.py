@@ -73,19 +73,17 @@ class FastPath(NamedTuple):
 
 def parsed_predictions(value: bytes) -> Parsed | None:
     """The prediction events of one message, or None when they do not fit the types (or a feature name breaks
-    the contract). A message of :class:`PredictionEvent` whose events all send the same features has a shape,
-    those names: the batch's messages of one shape become columns at once, which cost some 50 µs of numpy calls
-    however many events (made a message at a time, envelopes of a few events took ten times as long as big
-    ones). Numeric events need none: the batch gathers them itself (:meth:`Columns.add_numeric_predictions`)."""
+    the contract). A message of :class:`PredictionEvent` has a shape, its models: the batch's messages of the
+    same models become columns at once, which cost some 50 µs of numpy calls however many events (made a
+    message at a time, envelopes of a few events took ten times as long as big ones). Numeric events need none:
+    the batch gathers them itself (:meth:`Columns.add_numeric_predictions`)."""
     events = parse_predictions(value)
     if events is None:
         return None
     names = _feature_names(events)
     if names is None:
         return None
-    first = names[0]
-    shared = type(events[0]) is PredictionEvent and names.count(first) == len(names)  # compared at once
-    return Parsed(events, names, tuple(first) if shared else None)
+    return Parsed(events, names, frozenset(map(_model_of, events)) if type(events[0]) is PredictionEvent else None)
 
 
 def add_predictions(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:
@@ -443,11 +441,11 @@ def _shared_features(
     events: list[PredictionEvent], names: list[list[str]], interned: Interned
 ) -> tuple[Column, ...] | None:
     """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
-    that all sent the same names, each feature a number (or null) in every event, or a text (or null); else
-    None."""
+    that all sent the same names, each feature a number (or null) in every event, or a text (or null); or of
+    events that left some of them out (:func:`_features_left_out`); else None."""
     shared, count, empty = names[0], len(events), interned.empty
     if names.count(shared) != count:  # rows share one list of names: compared at once
-        return None
+        return _features_left_out(events, names, interned)
     width = len(shared)
     flat = list(itertools.chain.from_iterable(map(dict.values, map(_features_of, events))))
     columns = [flat[j::width] for j in range(width)]
@@ -481,14 +479,73 @@ _NULL = type(None)
 _is_null_kind = functools.partial(operator.is_, _NULL)
 
 
+def _features_left_out(
+    events: list[PredictionEvent], names: list[list[str]], interned: Interned
+) -> tuple[Column, ...] | None:
+    """The feature columns of events that did not all send the same names: each feature left out of some of
+    them (optional features, sent when known), in an order all of them keep. A left-out feature is a gap in its
+    column, as a null is, but not in the row's ``missing``. None where two events order their names
+    differently, or where gaps would be most of the columns (each event a few of many names)."""
+    distinct = list({id(row): row for row in names}.values())  # envelopes' events repeat one list of names
+    union = _merged_order(distinct)
+    count, width = len(events), len(union) if union else 0
+    lengths = np.fromiter(map(len, names), np.intp, count)
+    if not width or int(lengths.sum()) * _DENSEST_GAPS < count * width:
+        return None
+    place = {name: j for j, name in enumerate(union)}
+    places = {id(row): [place[name] for name in row] for row in distinct}
+    spots = np.repeat(np.arange(count, dtype=np.intp) * width, lengths)  # each value's place in the grid
+    spots += np.fromiter(itertools.chain.from_iterable(map(places.__getitem__, map(id, names))), np.intp, len(spots))
+    grid = np.full(count * width, None, dtype=object)
+    grid[spots] = list(itertools.chain.from_iterable(map(dict.values, map(_features_of, events))))
+    left_out = np.ones(count * width, dtype=bool)
+    left_out[spots] = False
+    flat = grid.tolist()
+    columns = [flat[j::width] for j in range(width)]
+    return _features_with_nulls(union, columns, list(map(type, flat)), interned, left_out.reshape(count, width))
+
+
+def _merged_order(rows: list[list[str]]) -> list[str] | None:
+    """One order of every name of ``rows`` that each of them keeps (each a part of it, in order), or None.
+
+    >>> _merged_order([["a", "c"], ["a", "b", "c"], ["b", "d"]]), _merged_order([["a", "b"], ["b", "a"]])
+    (['a', 'b', 'd', 'c'], None)
+    """
+    order = list(max(rows, key=len))
+    place = {name: j for j, name in enumerate(order)}
+    for row in rows:
+        if place.keys() >= set(row):
+            continue  # the common case: nothing to add
+        previous = -1
+        for name in row:
+            if name not in place:
+                order.insert(previous + 1, name)  # right after the name before it in this row
+                place = {name: j for j, name in enumerate(order)}
+            previous = place[name]
+    for row in rows:
+        places = [place[name] for name in row]
+        if any(later <= earlier for earlier, later in itertools.pairwise(places)):
+            return None
+    return order
+
+
+#: Events that left features out become columns while they sent at least one in this many of the places.
+_DENSEST_GAPS = 4
+
+
 def _features_with_nulls(
-    shared: list[str], columns: list[list[Any]], types: list[type], interned: Interned
+    shared: list[str],
+    columns: list[list[Any]],
+    types: list[type],
+    interned: Interned,
+    left_out: np.ndarray | None = None,
 ) -> tuple[Column, ...] | None:
     """The feature columns of events that sent the same names, some features null in some events and a
     number (or a text) in the others: the values as one matrix with NaN for a null (a list a place with
-    ``None`` for texts), each row's names and nulls one list a pattern of nulls. None when a feature is a
-    number in one event and a text in another, or for fewer than :data:`FEWEST_WITH_NULLS` events (the
-    typed rows take them, event by event)."""
+    ``None`` for texts), each row's names and nulls one list a pattern of nulls. ``left_out`` (events ×
+    places): the events that did not send a feature at all, a gap as a null is, but not among the row's
+    nulls. None when a feature is a number in one event and a text in another, or for fewer than
+    :data:`FEWEST_WITH_NULLS` events (the typed rows take them, event by event)."""
     width, count = len(shared), len(columns[0])
     if count < FEWEST_WITH_NULLS:
         return None
@@ -497,16 +554,17 @@ def _features_with_nulls(
         return None
     numeric = [j for j, k in enumerate(kinds) if float in k]
     categorical = [j for j, k in enumerate(kinds) if str in k]
-    nulls = np.fromiter(map(_is_null_kind, types), bool, len(types)).reshape(count, width)
-    patterns, row_pattern = _null_patterns(nulls)
+    gaps = np.fromiter(map(_is_null_kind, types), bool, len(types)).reshape(count, width)
+    nulls = gaps if left_out is None else gaps & ~left_out
+    patterns, row_pattern = _null_patterns(nulls if left_out is None else np.hstack([nulls, left_out]))
     names = interned.names
     shapes = [  # each pattern's num.name, cat.name and missing, one list of each a batch
         (
-            names([shared[j] for j in numeric if not null[j]]),
-            names([shared[j] for j in categorical if not null[j]]),
+            names([shared[j] for j in numeric if not gap[j]]),
+            names([shared[j] for j in categorical if not gap[j]]),
             names([shared[j] for j in range(width) if null[j]]),
         )
-        for null in patterns.tolist()
+        for null, gap in (_nulls_and_gaps(row, width) for row in patterns.tolist())
     ]
     empty = interned.empty
     pick = row_pattern.reshape(-1).tolist()
@@ -517,13 +575,13 @@ def _features_with_nulls(
         for place, j in enumerate(numeric):
             matrix[:, place] = columns[j]  # a null is NaN
         numeric_names = [shared[j] for j in numeric]
-        gapped = nulls[:, numeric].any()
+        gapped = gaps[:, numeric].any()
         num_value = GappedNumberRows(matrix, numeric_names) if gapped else NumberRows(matrix)
     cat_value: Column = [empty] * count
     if categorical:
         known = interned.texts.setdefault  # each text as the batch's one object of it (None: a null, kept)
         by_place = [list(map(known, columns[j], columns[j])) for j in categorical]
-        gapped = nulls[:, categorical].any()
+        gapped = gaps[:, categorical].any()
         cat_value = GappedTextRows(by_place, [shared[j] for j in categorical]) if gapped else TextRows(by_place)
     return (
         [num_names[p] for p in pick],
@@ -532,6 +590,14 @@ def _features_with_nulls(
         cat_value,
         [missing[p] for p in pick],
     )
+
+
+def _nulls_and_gaps(pattern: list[bool], width: int) -> tuple[list[bool], list[bool]]:
+    """A pattern's nulls, and its gaps (its nulls and the features left out, which follow them in it)."""
+    nulls = pattern[:width]
+    if len(pattern) == width:
+        return nulls, nulls
+    return nulls, [null or left for null, left in zip(nulls, pattern[width:], strict=True)]
 
 
 def _null_patterns(nulls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

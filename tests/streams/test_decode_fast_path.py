@@ -396,12 +396,17 @@ def test_small_envelopes_of_one_shape_become_columns_together() -> None:
     assert made.call_count == math.ceil(600 / decode.CLOSE_AT)
     assert decoded.origins == [k for k in range(300) for _ in range(2)] and not decoded.dead
     assert isinstance(decoded.rows["num.value"], NumberRows)
-    # the model's message of another shape between them: what came before it is added first
-    other = json.dumps({"events": [{**event, "features": {"b": 2.0}}]})
-    messages = [Incoming(v.encode(), "predictions", 0, i) for i, v in enumerate([*values[:10], other, *values[10:20]])]
-    with mock.patch.object(decode_fast, "prediction_columns", wraps=decode_fast.prediction_columns) as made:
-        decoded = decode_predictions(messages)
-    assert made.call_count == 3 and decoded.origins == [k for k in range(21) for _ in range(2 if k != 10 else 1)]
+    # the model's message that leaves a feature out joins them (a gap in its column): still one set of columns
+    # a numeric one (which the batch gathers itself) is added after what was gathered before it
+    origins = [k for k in range(21) for _ in range(2 if k != 10 else 1)]
+    for other, calls in (({"a": 2.0, "country": None}, 1), ({"country": "DE"}, 1), ({"a": 2.0, "b": 3.0}, 2)):
+        between = json.dumps({"events": [{**event, "ts": 1_790_000_000, "features": other}]})
+        batch = [*values[:10], between, *values[10:20]]
+        messages = [Incoming(v.encode(), "predictions", 0, i) for i, v in enumerate(batch)]
+        with mock.patch.object(decode_fast, "prediction_columns", wraps=decode_fast.prediction_columns) as made:
+            decoded = decode_predictions(messages)
+        assert made.call_count == calls and decoded.origins == origins
+        assert_same(decoded, field_rules_only(decode_predictions, messages))
     # two models with features of their own, taking turns: each model's messages are gathered
     theirs = [json.dumps({"events": [{**event, "model": "n", "features": {"b": 2.0, "k": "x"}}] * 3})] * 20
     turns = [value for pair in zip(values[:20], theirs, strict=True) for value in pair]
@@ -445,6 +450,47 @@ def test_models_with_features_of_their_own_stay_a_matrix_a_shape() -> None:
         assert part.features.numeric.shape == (300, width)  # type: ignore[union-attr]
         first = [k for k in range(300) if k % 3 == width - 2]
         assert part.features.numeric[::3, 0].tolist() == [float(k) for k in first]  # type: ignore[union-attr]
+
+
+@st.composite
+def envelope_with_left_out(draw: st.DrawFn) -> bytes:
+    """An envelope of valid events, each leaving out some of its model's features (or none), now and then in
+    an order of its own; some features null in some events."""
+    kinds = draw(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), st.sampled_from(sorted(KIND_VALUES)), min_size=1)
+    )
+    events = []
+    for k in range(draw(st.integers(1, 12))):
+        sent = [name for name in kinds if draw(st.integers(0, 3))]
+        if draw(st.integers(0, 9)) == 0:
+            sent.reverse()
+        event = {"model": draw(st.sampled_from(["m", "n"])), "request_id": f"r{k}", "ts": 1_790_000_000 + k}
+        event["features"] = {name: draw(KIND_VALUES[kinds[name]]) for name in sent}
+        events.append(event | {"prediction": draw(st.sampled_from([0, 1, "yes"]))})
+    return json.dumps({"events": events}).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(envelope_with_left_out(), min_size=1, max_size=3))
+def test_envelopes_with_features_left_out_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
+    """A feature an event left out is a gap in its column, and not among the row's nulls: the rows are those
+    the field rules give (columns for envelopes of any size here)."""
+    messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
+    with mock.patch.object(decode_fast, "FEWEST_WITH_NULLS", 1):
+        assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
+
+
+def test_events_that_leave_features_out_become_columns() -> None:
+    """Without this, the equivalence above could hold because such events were never made columns: optional
+    features (sent when known) made every envelope take the typed rows, three times as long an event."""
+    full = {**GOOD_EVENT, "features": {"a": 1.5, "b": 2.0, "k": "x"}}
+    some = [full, {**full, "features": {"a": 1.0, "k": "y"}}, {**full, "features": {"b": 3.0, "k": None}}]
+    value = json.dumps({"events": [{**event, "request_id": f"r{k}"} for k in range(10) for event in some]})
+    decoded = decode_predictions([Incoming(value.encode(), "predictions", 0, 0)])
+    assert isinstance(decoded.rows["num.value"], GappedNumberRows) and decoded.rows["num.value"].names == ["a", "b"]
+    assert decoded.rows["num.name"][:3] == [["a", "b"], ["a"], ["b"]] and decoded.rows["missing"][:3] == [[], [], ["k"]]
+    reordered = json.dumps({"events": [full, {**full, "features": {"k": "x", "a": 1.0}}] * 10})
+    assert fast_path_of(decode_fast.PREDICTIONS, reordered.encode()) == "rows"  # its own order: the typed rows
 
 
 def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:
