@@ -381,7 +381,7 @@ def prediction_columns(
     empty, texts = interned.empty, interned.texts
     epochs = _epochs([e.ts for e in events])
     features = (
-        _numeric_features(events, names, empty)  # type: ignore[arg-type]
+        _numeric_features(events, names, interned)  # type: ignore[arg-type]
         if type(events[0]) is NumericPrediction
         else _shared_features(events, names, interned)  # type: ignore[arg-type]
     )
@@ -431,10 +431,20 @@ def _epochs(stamps: list[float | str]) -> np.ndarray | None:
     return None if None in converted else np.array(converted, dtype=np.float64)
 
 
-def _numeric_features(events: list[NumericPrediction], names: list[list[str]], empty: list[Any]) -> tuple[Column, ...]:
-    """The feature columns of numeric events: no categorical features and no nulls."""
-    count = len(events)
-    return names, _numeric_feature_values(events, names), [empty] * count, [empty] * count, [empty] * count
+def _numeric_features(
+    events: list[NumericPrediction], names: list[list[str]], interned: Interned
+) -> tuple[Column, ...]:
+    """The feature columns of numeric events: no categorical features and no nulls (but features left out of
+    some events, perhaps: gaps, :func:`_features_left_out`)."""
+    count, empty = len(events), interned.empty
+    found = _places(names) if names and names.count(names[0]) != count else None
+    if found is None:
+        return names, _numeric_feature_values(events, names), [empty] * count, [empty] * count, [empty] * count
+    union, spots = found
+    grid = np.full(count * len(union), np.nan)
+    grid[spots] = np.fromiter(itertools.chain.from_iterable(map(dict.values, map(_features_of, events))), np.float64)
+    values = GappedNumberRows(grid.reshape(count, len(union)), union)
+    return names, values, [empty] * count, [empty] * count, [empty] * count
 
 
 def _shared_features(
@@ -486,16 +496,11 @@ def _features_left_out(
     them (optional features, sent when known), in an order all of them keep. A left-out feature is a gap in its
     column, as a null is, but not in the row's ``missing``. None where two events order their names
     differently, or where gaps would be most of the columns (each event a few of many names)."""
-    distinct = list({id(row): row for row in names}.values())  # envelopes' events repeat one list of names
-    union = _merged_order(distinct)
-    count, width = len(events), len(union) if union else 0
-    lengths = np.fromiter(map(len, names), np.intp, count)
-    if not width or int(lengths.sum()) * _DENSEST_GAPS < count * width:
+    found = _places(names)
+    if found is None:
         return None
-    place = {name: j for j, name in enumerate(union)}
-    places = {id(row): [place[name] for name in row] for row in distinct}
-    spots = np.repeat(np.arange(count, dtype=np.intp) * width, lengths)  # each value's place in the grid
-    spots += np.fromiter(itertools.chain.from_iterable(map(places.__getitem__, map(id, names))), np.intp, len(spots))
+    union, spots = found
+    count, width = len(events), len(union)
     grid = np.full(count * width, None, dtype=object)
     grid[spots] = list(itertools.chain.from_iterable(map(dict.values, map(_features_of, events))))
     left_out = np.ones(count * width, dtype=bool)
@@ -503,6 +508,23 @@ def _features_left_out(
     flat = grid.tolist()
     columns = [flat[j::width] for j in range(width)]
     return _features_with_nulls(union, columns, list(map(type, flat)), interned, left_out.reshape(count, width))
+
+
+def _places(names: list[list[str]]) -> tuple[list[str], np.ndarray] | None:
+    """For events that sent ``names`` (not all the same): every name, in an order each event keeps, and the place
+    of each value sent in the (events × names) grid, row after row; None where two events order their names
+    differently, or where gaps would be most of the grid (each event a few of many names)."""
+    distinct = list({id(row): row for row in names}.values())  # envelopes' events repeat one list of names
+    union = _merged_order(distinct)
+    count, width = len(names), len(union) if union else 0
+    lengths = np.fromiter(map(len, names), np.intp, count)
+    if not width or int(lengths.sum()) * _DENSEST_GAPS < count * width:
+        return None
+    place = {name: j for j, name in enumerate(union)}  # type: ignore[union-attr]
+    places = {id(row): [place[name] for name in row] for row in distinct}
+    spots = np.repeat(np.arange(count, dtype=np.intp) * width, lengths)
+    spots += np.fromiter(itertools.chain.from_iterable(map(places.__getitem__, map(id, names))), np.intp, len(spots))
+    return union, spots  # type: ignore[return-value]
 
 
 def _merged_order(rows: list[list[str]]) -> list[str] | None:
