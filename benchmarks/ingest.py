@@ -34,6 +34,7 @@ The shapes (each differs from ``four-models`` in what its name says):
   rfc3339          times as RFC 3339 text with milliseconds ("2026-12-04T19:40:00.123Z")
   fleet            20 models with features of their own (4 to 11 numeric, 2 categorical of 20 values), envelopes
                    of 5
+  optional         8 numeric and 2 categorical features (of 20 values), each left out of 2 % of the events
 """
 
 from __future__ import annotations
@@ -128,6 +129,11 @@ def _own_features(rng: random.Random, i: int) -> Event:
     return _base(rng, i, features | {f"m{model}.k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)})
 
 
+def _optional(rng: random.Random, i: int) -> Event:
+    features = _numbers(rng, 8) | {f"k{j}": rng.choice(CATEGORIES[:20]) for j in range(2)}
+    return _base(rng, i, {name: value for name, value in features.items() if rng.random() >= 0.02})
+
+
 def _rfc3339(rng: random.Random, i: int) -> Event:
     event = _base(rng, i, _numbers(rng, 10))
     stamp = datetime.fromtimestamp(event["ts"], UTC)  # type: ignore[arg-type]
@@ -161,6 +167,7 @@ SHAPES = {
         Shape("small-envelopes", _few_categories, per_message=5),
         Shape("rfc3339", _rfc3339),
         Shape("fleet", _own_features, models=20, per_message=5),
+        Shape("optional", _optional),
     )
 }
 

@@ -221,10 +221,11 @@ class _Shape:
 
 
 class _Gathered:
-    """Messages whose events share a shape (:class:`Parsed`), gathered to be added to the batch together: each
-    shape's when :data:`CLOSE_AT` of its events are gathered, all when :data:`GATHER_AT` are, or when a message of
-    a model gathered is added otherwise. A model's events keep their order (its message of another shape closes
-    what is gathered first); the models of a batch interleave as the shapes close."""
+    """Messages whose events share a shape (:class:`Parsed`: a prediction message's models, every outcome message
+    one), gathered to be added to the batch together: each shape's when :data:`CLOSE_AT` of its events are
+    gathered, all when :data:`GATHER_AT` are, or when a message of a model gathered is added otherwise. A
+    model's events keep their order (its message of another shape, an envelope of two models, closes what is
+    gathered first); the models of a batch interleave as the shapes close."""
 
     def __init__(self, fast: FastPath, out: Columns, by_rules: Callable[[int, Incoming], None]) -> None:
         self.fast, self.out, self.by_rules = fast, out, by_rules
@@ -264,7 +265,7 @@ class _Gathered:
 
     def _add(self, messages: list[tuple[int, Parsed, Incoming]]) -> None:
         """Messages of one shape as columns at once; else (a feature a number in some messages and a text in
-        others, an event for the field rules) each alone, in order."""
+        others, names in two orders, an event for the field rules) each alone, in order."""
         add = self.fast.add
         if len(messages) > 1:
             events = list(itertools.chain.from_iterable(parsed.events for _, parsed, _ in messages))
