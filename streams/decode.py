@@ -128,7 +128,7 @@ RUN, SHORTEST_RUN = 1024, 8
 #: still in a core's cache, and freed for the next messages' to reuse (made columns a batch at once, decoding
 #: cost 20 to 26 % more: every event of the batch alive at once, in memory the process had to map anew).
 CLOSE_AT = 256
-#: Envelopes of several shapes (models with features of their own) are gathered up to this many events in all.
+#: Messages of many models (each model's gathered apart) are gathered up to this many events in all.
 GATHER_AT = 8192
 
 
@@ -231,7 +231,7 @@ class _Gathered:
         self.fast, self.out, self.by_rules = fast, out, by_rules
         self.shapes: dict[Hashable, _Shape] = {}
         self.events = 0  # gathered, of every shape
-        self.model_shapes: dict[str, Hashable] = {}  # the shape each model's gathered messages have
+        self.model_shapes: dict[str, Hashable] = {}  # each model's shape since all was last added
 
     def add(self, position: int, parsed: Parsed, message: Incoming) -> None:
         shape, seen, models = parsed.shape, self.model_shapes, parsed.models()
