@@ -318,9 +318,9 @@ class StackedRows(_RowsOfList):
             return self.take(range(len(self))[index])
         if index < 0:
             index += len(self)
-        part = int(np.searchsorted(self.starts, index, side="right")) - 1
         if not 0 <= index < len(self):
             raise IndexError("StackedRows index out of range")
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
         return self.parts[part][index - int(self.starts[part])]  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[list[Any]]:
@@ -359,9 +359,9 @@ def concatenate(parts: Sequence[Column]) -> Column:
     """One column of consecutive parts: a matrix (or texts a list a place) still where every part is one of one
     width (of the same names, where the parts have gaps); parts kept whole that are not, stacked
     (:class:`StackedRows`); else a list of rows."""
-    if len(parts) == 1:
-        return parts[0]
-    kind = type(parts[0]) if parts else list
+    if len(parts) <= 1:
+        return parts[0] if parts else []
+    kind = type(parts[0])
     if kind is NumberRows and all(type(part) is NumberRows for part in parts):
         if len({part.matrix.shape[1] for part in parts}) == 1:  # type: ignore[union-attr]
             return NumberRows(np.concatenate([part.matrix for part in parts]))  # type: ignore[union-attr]

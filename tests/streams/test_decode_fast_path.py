@@ -358,8 +358,8 @@ def small_envelopes(draw: st.DrawFn) -> list[bytes]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_envelopes())
 def test_small_envelopes_gathered_decode_the_same_with_and_without_the_fast_path(values: list[bytes]) -> None:
-    """Envelopes of one shape in a row become columns at once; when they cannot (kinds differ between them, an
-    event breaks a rule), each is taken alone: the rows are the field rules', in message order."""
+    """A model's envelopes become columns at once; when they cannot (kinds differ between them, an event breaks
+    a rule), each is taken alone: the rows are the field rules', each model's in message order."""
     messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate(values)]
     assert_same(decode_predictions(messages), field_rules_only(decode_predictions, messages))
 
@@ -579,6 +579,14 @@ def test_rows_without_items_share_one_list_a_batch() -> None:
     for name, empty_rows in (("cat.name", slice(6)), ("missing", slice(None)), ("scores.label", slice(6, None))):
         assert rows[name][empty_rows] == [[]] * len(rows[name][empty_rows])
         assert len({id(row) for row in rows[name][empty_rows]}) == 1, name
+
+
+def test_a_batch_without_a_valid_event_has_empty_lists() -> None:
+    """Nothing to join: each column, and the rows' origins, a plain empty list (not an empty stack of parts)."""
+    for messages in ([], [Incoming(b"{bad", "predictions", 0, 0)]):
+        decoded = decode_predictions(messages)
+        assert all(type(column) is list and not column for column in decoded.rows.columns.values())
+        assert type(decoded.origins) is list and not decoded.origins
 
 
 def test_events_without_features_make_a_matrix_of_no_columns() -> None:
