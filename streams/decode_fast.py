@@ -434,8 +434,8 @@ def _epochs(stamps: list[float | str]) -> np.ndarray | None:
 def _numeric_features(
     events: list[NumericPrediction], names: list[list[str]], interned: Interned
 ) -> tuple[Column, ...]:
-    """The feature columns of numeric events: no categorical features and no nulls (but features left out of
-    some events, perhaps: gaps, :func:`_features_left_out`)."""
+    """The feature columns of numeric events: no categorical features and no nulls. Features left out of some
+    events are gaps in one matrix (:func:`_places`), where the events keep one order of names."""
     count, empty = len(events), interned.empty
     found = _places(names) if names and names.count(names[0]) != count else None
     if found is None:

@@ -384,7 +384,7 @@ def test_small_outcome_envelopes_gathered_decode_the_same(envelopes: list[list[d
     assert_same(decode_outcomes(messages), field_rules_only(decode_outcomes, messages))
 
 
-def test_small_envelopes_of_one_shape_become_columns_together() -> None:
+def test_a_model_s_small_envelopes_become_columns_together() -> None:
     """Without this, the equivalence above could hold because envelopes were never gathered. Columns cost some
     50 µs of numpy calls however few the events: an envelope at a time, envelopes of two events took ten times
     as long an event as envelopes of 500."""
