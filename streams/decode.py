@@ -162,7 +162,7 @@ def _decode(
             return
         if parsed is None or gathered.holds(parsed):
             gathered.close()  # what is gathered of its models first
-        if parsed is None or not fast.add(parsed, [position] * len(parsed.events), out, True):
+        if parsed is None or not fast.add(parsed, [position] * len(parsed.events), out):
             by_rules(position, message)
 
     def by_rules(position: int, message: Incoming) -> None:
@@ -271,10 +271,10 @@ class _Gathered:
             events = list(itertools.chain.from_iterable(parsed.events for _, parsed, _ in messages))
             names = list(itertools.chain.from_iterable(parsed.names for _, parsed, _ in messages))
             positions = [position for position, parsed, _ in messages for _ in parsed.events]
-            if add(messages[0][1]._replace(events=events, names=names), positions, self.out, False):
+            if add(messages[0][1]._replace(events=events, names=names), positions, self.out, rows=False):
                 return
         for position, parsed, message in messages:
-            if not add(parsed, [position] * len(parsed.events), self.out, True):
+            if not add(parsed, [position] * len(parsed.events), self.out):
                 self.by_rules(position, message)
 
 

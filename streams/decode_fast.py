@@ -13,7 +13,7 @@ import math
 import operator
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -62,12 +62,18 @@ class Parsed(NamedTuple):
         return set(map(_model_of, self.events))
 
 
+class AddEvents(Protocol):
+    """Adds parsed events at their messages' positions to a batch, as columns (or, when ``rows``, as rows where
+    they cannot be); False: none added."""
+
+    def __call__(self, parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool: ...
+
+
 class FastPath(NamedTuple):
     """The fast path of one topic's messages."""
 
     parse: Callable[[bytes], Parsed | None]  # a message's events; None: the field rules take it
-    #: events at their messages' positions, as columns (or, when ``rows``, as rows if they cannot be); False: none added
-    add: Callable[[Parsed, list[int], Columns, bool], bool]
+    add: AddEvents
     add_single: Callable[[list[bytes], int, Columns], bool]  # messages of one event each, parsed at once
 
 
@@ -493,9 +499,9 @@ def _features_left_out(
     events: list[PredictionEvent], names: list[list[str]], interned: Interned
 ) -> tuple[Column, ...] | None:
     """The feature columns of events that did not all send the same names: each feature left out of some of
-    them (optional features, sent when known), in an order all of them keep. A left-out feature is a gap in its
-    column, as a null is, but not in the row's ``missing``. None where two events order their names
-    differently, or where gaps would be most of the columns (each event a few of many names)."""
+    them (optional features, sent when known). A left-out feature is a gap in its column, as a null is, but not
+    in the row's ``missing``. None where :func:`_places` finds no grid, or :func:`_features_with_nulls` no
+    columns."""
     found = _places(names)
     if found is None:
         return None

@@ -58,7 +58,9 @@ def edge_message(draw: st.DrawFn) -> bytes:
 
 
 def field_rules_only(decoder: object, messages: list[Incoming]) -> Decoded:
-    nothing = decode_fast.FastPath(lambda value: None, lambda parsed, positions, out, rows: False, lambda *_: False)
+    nothing = decode_fast.FastPath(
+        lambda value: None, lambda parsed, positions, out, rows=True: False, lambda *_: False
+    )
     with mock.patch.object(decode, "PREDICTIONS", nothing), mock.patch.object(decode, "OUTCOMES", nothing):
         return decoder(messages)  # type: ignore[operator, no-any-return]
 
@@ -224,7 +226,7 @@ def fast_path_of(path: decode_fast.FastPath, value: bytes) -> str:
     """Which part of the fast path took ``value`` alone: "columns", "rows", or "field rules" (none of it)."""
     out = decode.Columns(len(decode.PREDICTION_COLUMNS) + 1)
     parsed = path.parse(value)
-    if parsed is None or not path.add(parsed, [0] * len(parsed.events), out, True):
+    if parsed is None or not path.add(parsed, [0] * len(parsed.events), out):
         return "field rules"
     return "columns" if out.events or out.parts else "rows"
 
