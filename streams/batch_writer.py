@@ -1,12 +1,15 @@
 """Writing a record lane's batches in order, each acknowledged only once it is written.
 
 The worker's agents take batches from their lanes (``streams.record_lanes``) and hand them to a
-:class:`BatchWriter`, which writes them one after another in a task of its own, so that taking the next
-batch overlaps with writing the one before; ``depth`` bounds the batches in flight (backpressure).
+:class:`BatchWriter`, which hands them on one after another in a task of its own (``submit``: in the order
+taken) and acknowledges each once it is written, in the same order. Handing on returns before the batch is
+written, so the next batch is decoded while the one before is inserted, and taking the next batch overlaps
+with both; ``depth`` bounds the batches handed on and not yet written (backpressure).
 
-A batch is acknowledged (its offsets may be committed) after ``handle`` returns, never before; one that fails
-is logged and counted and stays unacknowledged, so that the consumer commits nothing past it and the
-partition's next owner reads it again. A batch taken before a rebalance cleared the lane and handed on after
+A batch is acknowledged (its offsets may be committed) once what ``submit`` returned has completed, never
+before, and after every batch handed on before it has been written or has failed; one that fails (handing it
+on, or writing it) is logged and counted and stays unacknowledged, so that the consumer commits nothing past
+it and the partition's next owner reads it again. A batch taken before a rebalance cleared the lane and handed on after
 (an older generation) is dropped unwritten: its partitions may have gone to another worker.
 """
 
@@ -22,21 +25,38 @@ from driftloop.streams.record_lanes import RecordBatch, RecordLane
 
 log = logging.getLogger("driftloop.worker")
 
+Submit = Callable[[Sequence[Any]], Awaitable[Awaitable[None]]]
+"""Hands a batch's records on (in the order it is called) and returns what completes once they are written."""
+
 Handle = Callable[[Sequence[Any]], Awaitable[None]]
+"""Writes a batch's records and returns once they are written."""
+
+
+def written_on_return(handle: Handle) -> Submit:
+    """``handle`` as a :data:`Submit` whose batches are written once it returns (nothing to overlap)."""
+
+    async def submit(records: Sequence[Any]) -> Awaitable[None]:
+        await handle(records)
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.set_result(None)
+        return written
+
+    return submit
 
 
 class BatchWriter:
     """Writes a lane's batches in order (see the module docstring).
 
-    ``handle`` writes a batch's records; ``acknowledge`` acknowledges them once it has; ``written`` is told each
-    written record's (topic, partition, offset); ``count_failure`` each batch that failed.
+    ``submit`` hands a batch's records on to be written; ``acknowledge`` acknowledges them once they are;
+    ``written`` is told each written record's (topic, partition, offset); ``count_failure`` each batch that
+    failed.
     :meth:`freeze` stops taking batches and acknowledging them (what is queued is still written);
     :meth:`drain` waits until it is.
     """
 
     def __init__(
         self,
-        handle: Handle,
+        submit: Submit,
         lane: RecordLane,
         acknowledge: Callable[[Sequence[Any]], None],
         written: Callable[[Iterable[tuple[str, int, int]]], None],
@@ -44,7 +64,7 @@ class BatchWriter:
         *,
         depth: int,
     ) -> None:
-        self.handle = handle
+        self.submit = submit
         self.lane = lane
         self.acknowledge = acknowledge
         self.written = written
@@ -53,6 +73,7 @@ class BatchWriter:
         self.queue: asyncio.Queue[RecordBatch] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.frozen = asyncio.Event()
+        self.settling: set[asyncio.Task[None]] = set()  # batches handed on, until acknowledged or failed
 
     async def put(self, batch: RecordBatch) -> None:
         """Queue ``batch`` to be written; waits while ``depth`` batches are in flight."""
@@ -69,23 +90,45 @@ class BatchWriter:
         self.queue.put_nowait(batch)
 
     async def _run(self) -> None:
+        previous: asyncio.Task[None] | None = None
         while True:
             records = (await self.queue.get()).records
             try:
-                await self.handle(records)
+                written: Awaitable[None] | None = await self.submit(records)
             except Exception:
-                self.count_failure()
-                log.exception(
-                    "batch failed; its messages stay unacknowledged and are delivered again "
-                    "after a restart or rebalance"
-                )
-                continue
-            finally:
-                self.slots.release()
-                self.queue.task_done()
-            self.written((m.topic, m.partition, m.offset) for m in records)
-            if not self.frozen.is_set():
-                self.acknowledge(records)  # the consumer may commit these offsets now
+                self._failed()
+                written = None
+            previous = asyncio.create_task(self._settle(records, written, previous), name="driftloop-batch-ack")
+            self.settling.add(previous)
+            previous.add_done_callback(self.settling.discard)
+
+    async def _settle(
+        self, records: Sequence[Any], written: Awaitable[None] | None, previous: asyncio.Task[None] | None
+    ) -> None:
+        """Acknowledge ``records`` once ``written`` completes and the batch handed on before them is settled."""
+        try:
+            done = False
+            if written is not None:
+                try:
+                    await written
+                    done = True
+                except Exception:
+                    self._failed()
+            if previous is not None:
+                await asyncio.wait([previous])  # in order, whatever became of it
+            if done:
+                self.written((m.topic, m.partition, m.offset) for m in records)
+                if not self.frozen.is_set():
+                    self.acknowledge(records)  # the consumer may commit these offsets now
+        finally:
+            self.slots.release()
+            self.queue.task_done()
+
+    def _failed(self) -> None:
+        self.count_failure()
+        log.exception(
+            "batch failed; its messages stay unacknowledged and are delivered again after a restart or rebalance"
+        )
 
     def freeze(self) -> None:
         self.frozen.set()
@@ -97,7 +140,7 @@ class BatchWriter:
 
     async def close(self) -> None:
         """Stop writing; batches not yet written stay unacknowledged (delivered again later)."""
-        if self.task is not None:
-            self.task.cancel()
+        for task in [self.task, *self.settling] if self.task is not None else []:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await task

@@ -113,19 +113,28 @@ class IngestionProcess:
         return self._child.restarts
 
     async def on_prediction_messages(self, messages: Sequence[KafkaMessage]) -> None:
-        await self._hand_over_in_pieces("predictions", messages)
+        await (await self.submit_predictions(messages))
 
     async def on_outcome_messages(self, messages: Sequence[KafkaMessage]) -> None:
-        await self._hand_over_in_pieces("outcomes", messages)
+        await (await self.submit_outcomes(messages))
+
+    async def submit_predictions(self, messages: Sequence[KafkaMessage]) -> asyncio.Future[None]:
+        """Hand ``messages`` on to be written; returns what settles once they are (see ``_hand_over_in_pieces``)."""
+        return await self._hand_over_in_pieces("predictions", messages)
+
+    async def submit_outcomes(self, messages: Sequence[KafkaMessage]) -> asyncio.Future[None]:
+        return await self._hand_over_in_pieces("outcomes", messages)
 
     async def _hand_over_in_pieces(
         self, lane: Literal["predictions", "outcomes"], messages: Sequence[KafkaMessage]
-    ) -> None:
-        """Send ``messages`` in pieces of at most ``batch_max_bytes``, a few unanswered at a time, and return
-        once all are answered (raising the first failure).
+    ) -> asyncio.Future[None]:
+        """Send ``messages`` in pieces of at most ``batch_max_bytes``, a few unanswered at a time; returns once
+        the last is sent, with what settles once all are answered (raising the first failure).
 
         A piece is one insert: the child decodes the next piece while the one before is written, and holds
-        at most :data:`PIECES_IN_FLIGHT` pieces, however large the batch Faust took.
+        at most :data:`PIECES_IN_FLIGHT` pieces, however large the batch Faust took. Calls that do not overlap
+        send their pieces in the order called: a batch's pieces follow the batch's before it, and the child
+        writes and hands them on in that order.
         """
         room = self._room.setdefault(lane, asyncio.Semaphore(PIECES_IN_FLIGHT))
         pieces: list[asyncio.Future[Any]] = []
@@ -134,7 +143,7 @@ class IngestionProcess:
             answered = asyncio.ensure_future(self._call(lane, WriteMessages(lane, _pack(piece))))
             answered.add_done_callback(lambda _: room.release())
             pieces.append(answered)
-        await all_or_first_failure(pieces)
+        return asyncio.ensure_future(all_or_first_failure(pieces))
 
     async def sweep(self, partitions: set[int] | None) -> None:
         """Join waiting outcomes of ``partitions`` (None: all) whose prediction has arrived since (nothing once

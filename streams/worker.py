@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
@@ -35,7 +35,7 @@ from driftloop.infra.metrics import serve_metrics
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.app_factory import create_app
-from driftloop.streams.batch_writer import BatchWriter
+from driftloop.streams.batch_writer import BatchWriter, Submit, written_on_return
 from driftloop.streams.broker_watch import BrokerIncident, BrokerWatch, WrittenOffsets, worker_name
 from driftloop.streams.drift.gate import AlertGate, GateKeeper, read_detections
 from driftloop.streams.drift.silences import Silence, active_silences
@@ -117,10 +117,11 @@ def build_worker_app(settings: Settings) -> faust.App:
     def count_failure() -> None:
         ingestion.batch_errors += 1
 
-    async def consume(topic: str, handle: Callable[[Sequence[KafkaMessage]], Awaitable[None]]) -> None:
-        # Taking the next batch overlaps with writing the previous one; ``depth`` bounds what is in flight.
+    async def consume(topic: str, submit: Submit) -> None:
+        # Taking the next batch, and handing it on, overlap with writing the one before; ``depth`` bounds
+        # the batches handed on and not yet written.
         lane = lanes[topic]
-        pipeline = BatchWriter(handle, lane, app.consumer.acknowledge, written.update, count_failure, depth=2)
+        pipeline = BatchWriter(submit, lane, app.consumer.acknowledge, written.update, count_failure, depth=2)
         writers.append(pipeline)
         try:
             while True:
@@ -132,15 +133,15 @@ def build_worker_app(settings: Settings) -> faust.App:
     # The agents subscribe the worker to its topics; their streams stay empty (the records go to the lanes).
     @app.agent(app.topic(settings.topics.predictions), name="ingest-predictions", concurrency=1)
     async def ingest_predictions(stream: StreamT) -> None:
-        await consume(settings.topics.predictions, ingestion.on_prediction_messages)
+        await consume(settings.topics.predictions, ingestion.submit_predictions)
 
     @app.agent(app.topic(outcomes_topic), name="ingest-outcomes", concurrency=1)
     async def ingest_outcomes(stream: StreamT) -> None:
-        await consume(outcomes_topic, ingestion.on_outcome_messages)
+        await consume(outcomes_topic, ingestion.submit_outcomes)
 
     @app.agent(app.topic(settings.topics.detections), name="alert-gate", concurrency=1)
     async def alert_gate(stream: StreamT) -> None:
-        await consume(settings.topics.detections, pass_detections)
+        await consume(settings.topics.detections, written_on_return(pass_detections))
 
     @app.timer(settings.join_sweep_interval_s, name="join-sweep")
     async def join_sweep() -> None:

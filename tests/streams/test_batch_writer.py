@@ -1,4 +1,5 @@
-"""The batch writer acknowledges a batch only once it is written, in order, and never a failed or stale one."""
+"""The batch writer acknowledges a batch only once it is written, in order, and never a failed or stale one; it
+hands the next batch on while the one before is written."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from driftloop.streams.batch_writer import BatchWriter
+from driftloop.streams.batch_writer import BatchWriter, written_on_return
 from driftloop.streams.record_lanes import RecordBatch, RecordLane
 
 
@@ -37,7 +38,7 @@ class Recorder:
 
     def writer(self, lane: RecordLane, depth: int = 2) -> BatchWriter:
         return BatchWriter(
-            self.handle,
+            written_on_return(self.handle),
             lane,
             lambda records: self.acknowledged.append([r.offset for r in records]),
             lambda coordinates: self.written.extend(o for _, _, o in coordinates),
@@ -129,3 +130,126 @@ def test_a_frozen_writer_writes_what_it_has_and_acknowledges_nothing() -> None:
 
     seen = asyncio.run(scenario())
     assert seen.written == [0, 1] and seen.acknowledged == []
+
+
+class Overlapping(Recorder):
+    """A submit that returns once a batch is handed on, its write finishing when its gate opens (as the
+    ingestion process answers a batch once written, having taken the next one meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed_on: list[int] = []
+        self.writes: dict[int, asyncio.Event] = {}  # first offset -> what its write waits for
+        self.refuse: set[int] = set()  # first offsets of batches refused while handed on
+
+    async def submit(self, records: Sequence[Any]) -> asyncio.Task[None]:
+        first = records[0].offset
+        if first in self.refuse:
+            raise RuntimeError("the ingestion process is gone")
+        self.handed_on.append(first)
+        self.writes[first] = asyncio.Event()
+
+        async def write() -> None:
+            await self.writes[first].wait()
+            if first in self.fail:
+                raise RuntimeError("ClickHouse refused the batch")
+
+        return asyncio.create_task(write())
+
+    def writer(self, lane: RecordLane, depth: int = 2) -> BatchWriter:
+        return BatchWriter(
+            self.submit,
+            lane,
+            lambda records: self.acknowledged.append([r.offset for r in records]),
+            lambda coordinates: self.written.extend(o for _, _, o in coordinates),
+            self.count_failure,
+            depth=depth,
+        )
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(2):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def test_the_next_batch_is_handed_on_while_the_one_before_is_written() -> None:
+    async def scenario() -> Overlapping:
+        seen = Overlapping()
+        writer = seen.writer(lane(), depth=3)
+        for first in (0, 3, 6):
+            await writer.put(batch(range(first, first + 3)))
+        await until(lambda: seen.handed_on == [0, 3, 6])  # none of them written yet
+        seen.writes[6].set()  # the last written first: acknowledged only after those before it
+        seen.writes[3].set()
+        await asyncio.sleep(0.05)
+        assert seen.acknowledged == [] and seen.written == []
+        seen.writes[0].set()
+        await asyncio.wait_for(writer.drain(), 2)
+        await writer.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.acknowledged == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    assert seen.written == list(range(9)) and seen.failures == 0
+
+
+def test_a_batch_whose_write_or_hand_over_fails_stays_unacknowledged_and_the_rest_go_on() -> None:
+    async def scenario() -> Overlapping:
+        seen = Overlapping()
+        seen.fail.add(2)  # refused by the write
+        seen.refuse.add(4)  # refused while handed on
+        writer = seen.writer(lane(), depth=4)
+        for first in (0, 2, 4, 6):
+            await writer.put(batch(range(first, first + 2)))
+        await until(lambda: seen.handed_on == [0, 2, 6] and seen.failures == 1)
+        for first in (0, 2, 6):
+            seen.writes[first].set()
+        await asyncio.wait_for(writer.drain(), 2)
+        await writer.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.acknowledged == [[0, 1], [6, 7]] and seen.written == [0, 1, 6, 7] and seen.failures == 2
+
+
+def test_depth_bounds_the_batches_handed_on_and_not_yet_written() -> None:
+    async def scenario() -> None:
+        seen = Overlapping()
+        writer = seen.writer(lane(), depth=2)
+        await writer.put(batch(range(0, 1)))
+        await writer.put(batch(range(1, 2)))
+        third = asyncio.create_task(writer.put(batch(range(2, 3))))
+        await until(lambda: seen.handed_on == [0, 1])
+        await asyncio.sleep(0.05)
+        assert not third.done()  # two handed on, neither written: the agent stops taking from its lane
+        seen.writes[1].set()  # written, but not acknowledged before the batch ahead of it: still in flight
+        await asyncio.sleep(0.05)
+        assert not third.done() and seen.acknowledged == []
+        seen.writes[0].set()
+        await asyncio.wait_for(third, 2)
+        await until(lambda: seen.handed_on == [0, 1, 2])
+        seen.writes[2].set()
+        await asyncio.wait_for(writer.drain(), 2)
+        assert seen.acknowledged == [[0], [1], [2]]
+        await writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_closing_leaves_batches_not_yet_written_unacknowledged() -> None:
+    async def scenario() -> Overlapping:
+        seen = Overlapping()
+        writer = seen.writer(lane(), depth=3)
+        await writer.put(batch(range(0, 2)))
+        await writer.put(batch(range(2, 4)))
+        await until(lambda: seen.handed_on == [0, 2])
+        seen.writes[0].set()
+        await until(lambda: seen.acknowledged == [[0, 1]])
+        await writer.close()  # the worker stops: the second batch is read again by the partition's next owner
+        seen.writes[2].set()
+        await asyncio.sleep(0.05)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen.acknowledged == [[0, 1]] and seen.written == [0, 1]

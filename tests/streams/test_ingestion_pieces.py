@@ -56,6 +56,25 @@ def test_a_failed_piece_fails_the_batch_once_every_piece_is_answered() -> None:
     assert len(child.pieces) == 14 and child.unanswered == 0
 
 
+def test_submitting_returns_once_handed_on_and_the_next_batch_follows_it() -> None:
+    """The worker hands a batch on and takes the next while the child writes it: submitting returns once the
+    last piece is sent, before its answer, and the next batch's pieces go after every piece of the one before."""
+
+    async def run() -> tuple[Child, list[bool]]:
+        child = Child()
+        process = ingestion_with(child)
+        first = await process.submit_predictions(MESSAGES[:20])
+        handed_on_early = [not first.done()]
+        second = await process.submit_predictions(MESSAGES[20:])
+        await asyncio.gather(first, second)
+        return child, handed_on_early
+
+    child, handed_on_early = asyncio.run(run())
+    assert handed_on_early == [True]
+    assert [offset for piece in child.pieces for offset in piece] == list(range(40))
+    assert child.most_unanswered == PIECES_IN_FLIGHT  # the two batches share the child's room
+
+
 def test_closing_an_ingestion_that_never_started_starts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ingestion process, no detector state to hand over: closing (or a revocation) asks no child for it,
     and nothing is taken once closed (a timer firing while the worker stops)."""
