@@ -9,8 +9,8 @@ with both; ``depth`` bounds the batches handed on and not yet written (backpress
 A batch is acknowledged (its offsets may be committed) once what ``submit`` returned has completed, never
 before, and after every batch handed on before it has been written or has failed; one that fails (handing it
 on, or writing it) is logged and counted and stays unacknowledged, so that the consumer commits nothing past
-it and the partition's next owner reads it again. A batch taken before a rebalance cleared the lane and handed on after
-(an older generation) is dropped unwritten: its partitions may have gone to another worker.
+it and the partition's next owner reads it again. A batch taken before a rebalance cleared the lane and
+handed on after (an older generation) is dropped unwritten: its partitions may have gone to another worker.
 """
 
 from __future__ import annotations
@@ -140,7 +140,9 @@ class BatchWriter:
 
     async def close(self) -> None:
         """Stop writing; batches not yet written stay unacknowledged (delivered again later)."""
-        for task in [self.task, *self.settling] if self.task is not None else []:
+        if self.task is None:
+            return
+        for task in (self.task, *self.settling):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

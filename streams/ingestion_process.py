@@ -123,6 +123,7 @@ class IngestionProcess:
         return await self._hand_over_in_pieces("predictions", messages)
 
     async def submit_outcomes(self, messages: Sequence[KafkaMessage]) -> asyncio.Future[None]:
+        """:meth:`submit_predictions` for outcomes."""
         return await self._hand_over_in_pieces("outcomes", messages)
 
     async def _hand_over_in_pieces(

@@ -4,7 +4,7 @@ hands the next batch on while the one before is written."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,9 +36,12 @@ class Recorder:
         if first in self.fail:
             raise RuntimeError("ClickHouse refused the batch")
 
+    async def submit(self, records: Sequence[Any]) -> Awaitable[None]:
+        return await written_on_return(self.handle)(records)
+
     def writer(self, lane: RecordLane, depth: int = 2) -> BatchWriter:
         return BatchWriter(
-            written_on_return(self.handle),
+            self.submit,
             lane,
             lambda records: self.acknowledged.append([r.offset for r in records]),
             lambda coordinates: self.written.extend(o for _, _, o in coordinates),
@@ -155,16 +158,6 @@ class Overlapping(Recorder):
                 raise RuntimeError("ClickHouse refused the batch")
 
         return asyncio.create_task(write())
-
-    def writer(self, lane: RecordLane, depth: int = 2) -> BatchWriter:
-        return BatchWriter(
-            self.submit,
-            lane,
-            lambda records: self.acknowledged.append([r.offset for r in records]),
-            lambda coordinates: self.written.extend(o for _, _, o in coordinates),
-            self.count_failure,
-            depth=depth,
-        )
 
 
 async def until(condition: Any) -> None:
