@@ -94,3 +94,29 @@ def test_every_sql_file_runs_on_the_local_clickhouse_18_twice(stack: PrivateStac
         client.execute(f"DROP DATABASE IF EXISTS {database}")
         client.disconnect()
     assert {"predictions", "outcomes", "labeled", "drift_alerts", "model_versions", "retrain_runs"} <= tables
+
+
+@pytest.mark.integration
+def test_every_view_reads_the_same_once_the_server_restarts(stack: PrivateStack) -> None:
+    """A restarted 18.16 server reads each view back from the text it stored (``SHOW CREATE TABLE``), not from
+    the migration's: that text must run too. 18.16 writes an alias it has written once as the name alone, so a
+    subquery named as a column of the same query was stored as a table of that name (migration 0014)."""
+    client = connect(stack.settings.clickhouse)
+    database = stack.settings.clickhouse.database
+    try:
+        views = [name for (name,) in client.execute(
+            "SELECT name FROM system.tables WHERE database = %(d)s AND engine IN ('View', 'MaterializedView')",
+            {"d": database},
+        )]  # fmt: skip
+        assert {"scorecard", "estimated_performance", "prediction_requests_mv"} <= set(views)
+        failed = {}
+        for view in views:
+            stored = client.execute(f"SHOW CREATE TABLE {database}.{view}")[0][0]
+            query = "SELECT " + stored.split(" AS SELECT ", 1)[1]
+            try:
+                client.execute(f"SELECT * FROM ({query}) LIMIT 1")
+            except Exception as error:  # every view's failure is reported at once
+                failed[view] = str(error).splitlines()[1]
+    finally:
+        client.disconnect()
+    assert failed == {}
