@@ -60,17 +60,17 @@ def test_submitting_returns_once_handed_on_and_the_next_batch_follows_it() -> No
     """The worker hands a batch on and takes the next while the child writes it: submitting returns once the
     last piece is sent, before its answer, and the next batch's pieces go after every piece of the one before."""
 
-    async def run() -> tuple[Child, list[bool]]:
+    async def run() -> tuple[Child, bool]:
         child = Child()
         process = ingestion_with(child)
         first = await process.submit_predictions(MESSAGES[:20])
-        handed_on_early = [not first.done()]
+        answered_when_handed_on = first.done()
         second = await process.submit_predictions(MESSAGES[20:])
         await asyncio.gather(first, second)
-        return child, handed_on_early
+        return child, answered_when_handed_on
 
-    child, handed_on_early = asyncio.run(run())
-    assert handed_on_early == [True]
+    child, answered_when_handed_on = asyncio.run(run())
+    assert not answered_when_handed_on
     assert [offset for piece in child.pieces for offset in piece] == list(range(40))
     assert child.most_unanswered == PIECES_IN_FLIGHT  # the two batches share the child's room
 
