@@ -11,6 +11,8 @@ in ``drift_alerts``.
 
 The gate's memory is ``drift_alerts`` itself: the first detection of a model that a gate sees (after a start
 or a rebalance) reads the model's alerts of the last hour of event time, and replays them into the policy.
+A model whose monitoring was started over (``DetectorStateStore.forget``: each demo run does it) remembers
+only the alerts detected since: the alerts of the monitoring before hold back none of the new one's.
 A detection read again after a crash whose alert is recorded already is published again (at-least-once,
 the same ``alert_id``) and not recorded twice.
 
@@ -39,6 +41,7 @@ from typing import Any
 from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.drift.observer import monitoring_began
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.silences import Silence, mark_silenced
 
@@ -106,17 +109,24 @@ class AlertGate:
 
 
 def recorded_alerts(client: Any, model: str) -> list[RecordedAlert]:
-    """``model``'s alerts in ``drift_alerts`` within ``MEMORY_S`` of event time before its latest one
-    (``client``: a clickhouse-driver client)."""
-    latest = client.execute("SELECT max(event_ts_ms), count() FROM drift_alerts WHERE model = %(m)s", {"m": model})
+    """``model``'s alerts in ``drift_alerts`` within ``MEMORY_S`` of event time before its latest one, of those
+    detected since its monitoring last started over (``client``: a clickhouse-driver client)."""
+    began = monitoring_began(client, model)
+    latest = client.execute(
+        f"SELECT max(event_ts_ms), count() FROM drift_alerts WHERE model = %(m)s AND {_SINCE_BEGAN}",
+        {"m": model, "began": began},
+    )
     if not latest or not latest[0][1]:
         return []
     rows = client.execute(
         "SELECT DISTINCT alert_id, toString(kind), event_ts_ms FROM drift_alerts "
-        "WHERE model = %(m)s AND event_ts_ms >= %(since)s",
-        {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000)},
+        f"WHERE model = %(m)s AND event_ts_ms >= %(since)s AND {_SINCE_BEGAN}",
+        {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000), "began": began},
     )
     return [RecordedAlert(alert_id, kind, ts_ms / 1000) for alert_id, kind, ts_ms in rows]
+
+
+_SINCE_BEGAN = "toUInt32(detected_at) >= %(began)s"  # wall clock, as the start over's time
 
 
 def read_detections(values: Sequence[bytes]) -> list[Alert]:

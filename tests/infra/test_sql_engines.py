@@ -36,14 +36,14 @@ def rendered(path: Path, database: str) -> list[str]:
 
 
 class ChdbRunner:
-    """A chdb session as the migrator's query runner (parameters inlined: they are plain identifiers here)."""
+    """A chdb session as the migrator's query runner (parameters inlined: plain identifiers and numbers here)."""
 
     def __init__(self, session: Any) -> None:
         self.session = session
 
-    def execute(self, query: str, params: dict[str, str] | None = None) -> list[tuple]:
+    def execute(self, query: str, params: dict[str, str | int] | None = None) -> list[tuple]:
         for name, value in (params or {}).items():
-            query = query.replace(f"%({name})s", "'" + value + "'")
+            query = query.replace(f"%({name})s", str(value) if isinstance(value, int) else "'" + value + "'")
         out = self.session.query(query, "CSV").bytes().decode()
         return [tuple(int(v) if v.isdigit() else v for v in row) for row in csv.reader(io.StringIO(out))]
 

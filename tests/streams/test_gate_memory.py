@@ -1,0 +1,105 @@
+"""The alert gate's memory, read from the real ClickHouse: a model's recorded alerts keep its cooldown, and a
+start over of its monitoring (each demo run makes one) leaves the alerts before it behind."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driftloop.infra.clickhouse.migrations import run_statement
+from driftloop.infra.contract import ALERT_COLUMNS, Alert
+from driftloop.infra.spec import SpecCatalog
+from driftloop.streams.drift.gate import AlertGate, recorded_alerts
+from driftloop.streams.drift.observer import DetectorStateStore, monitoring_began
+from driftloop.streams.sink import ClickHouseSink
+from tests.infra.test_sql_engines import ChdbRunner, project_sql_files, rendered
+from tests.stack_fixtures import PrivateStack
+
+pytestmark = pytest.mark.integration
+
+KINDS = ("data", "performance")
+
+
+def alert(model: str, alert_id: str, kind: str, *, event_ts: float, detected_at: float) -> Alert:
+    return dataclasses.replace(
+        Alert.example(), alert_id=alert_id, model=model, kind=kind, event_ts=event_ts, detected_at=detected_at
+    )
+
+
+def record(client: Any, alerts: list[Alert]) -> None:
+    client.execute(f"INSERT INTO drift_alerts ({', '.join(ALERT_COLUMNS)}) VALUES", [a.to_row() for a in alerts])
+
+
+def passes(tmp_path: Path, client: Any, detection: Alert) -> bool:
+    """Whether a gate that has just read ``detection``'s model's memory (a worker's first) lets it through."""
+    gate = AlertGate(SpecCatalog(tmp_path))  # no spec: the defaults, a cooldown of 900 s per kind
+    gate.remember(detection.model, recorded_alerts(client, detection.model))
+    passed, _ = gate.decide([detection])
+    return passed == [detection]
+
+
+def test_a_model_started_over_remembers_only_the_alerts_detected_since(
+    stack: PrivateStack, clickhouse: Any, tmp_path: Path
+) -> None:
+    model, now = f"gate-{uuid.uuid4().hex[:8]}", time.time()
+    record(clickhouse, [alert(model, f"old-{k}", k, event_ts=now - 120, detected_at=now - 60) for k in KINDS])
+    drift = alert(model, "new", "performance", event_ts=now + 60, detected_at=now + 60)
+    assert sorted(a.alert_id for a in recorded_alerts(clickhouse, model)) == ["old-data", "old-performance"]
+    assert not passes(tmp_path, clickhouse, drift)  # within the cooldown of the alert 3 minutes before
+
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    store = DetectorStateStore(stack.settings.clickhouse, sink)
+    try:
+        store.forget(model)  # a demo run begins
+        began = monitoring_began(clickhouse, model)
+        assert began >= int(now)
+        assert recorded_alerts(clickhouse, model) == []
+        assert passes(tmp_path, clickhouse, drift)
+
+        # the new monitoring's own alerts count, and its start stays known once its states are saved and merged
+        record(clickhouse, [alert(model, "since", "performance", event_ts=now + 30, detected_at=began + 1)])
+        asyncio.run(store.save({(model, 0): {"events": 10}, (model, 3): {"events": 20}}))
+        clickhouse.execute("OPTIMIZE TABLE detector_state FINAL")
+        assert monitoring_began(clickhouse, model) == began
+        assert [a.alert_id for a in recorded_alerts(clickhouse, model)] == ["since"]
+        assert not passes(tmp_path, clickhouse, drift)
+    finally:
+        store.close()
+        sink.close()
+
+
+def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
+    """The same reads on current ClickHouse (chdb); the 18.16 server runs them in the test above."""
+    from chdb import session
+
+    db = session.Session(str(tmp_path / "chdb"))
+    runner = ChdbRunner(db)
+    try:
+        for path in project_sql_files():
+            for statement in rendered(path, "driftloop"):
+                run_statement(runner, statement)
+        db.query("USE driftloop")
+        assert monitoring_began(runner, "m") == 0
+        old = alert("m", "old", "data", event_ts=1_790_000_000, detected_at=1_790_000_010)
+        since = alert("m", "since", "data", event_ts=1_790_000_100, detected_at=1_790_000_100)
+        for a in (old, since):
+            db.query(f"INSERT INTO drift_alerts ({', '.join(ALERT_COLUMNS)}) VALUES {_literal(a.to_row())}")
+        assert sorted(a.alert_id for a in recorded_alerts(runner, "m")) == ["old", "since"]
+        db.query(
+            "INSERT INTO detector_state (model, partition, state, events, saved_at, revision) "
+            "VALUES ('m', -1, 'null', 0, 1790000050, 1)"
+        )
+        assert monitoring_began(runner, "m") == 1_790_000_050
+        assert [a.alert_id for a in recorded_alerts(runner, "m")] == ["since"]
+    finally:
+        db.close()
+
+
+def _literal(row: tuple[Any, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in row) + ")"
