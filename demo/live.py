@@ -151,7 +151,9 @@ def summary_table(summary: DemoSummary) -> Table:
         table.add_row(f"first {kind} alert", f"{clock(alert.detected_at)} · {alert.signal} · {alert.detector}")
     table.add_row(
         "detection delay",
-        f"{summary.detection_events:,} events after the drift · "
+        "– (no performance alert in this run)"
+        if summary.detection_events is None
+        else f"{summary.detection_events:,} events after the drift · "
         f"{seconds(summary.detection_s)} wall clock (labels arrive late)",
     )
     table.add_row("alert → new champion", seconds(summary.alert_to_champion_s))

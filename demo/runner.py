@@ -71,7 +71,7 @@ class DemoSummary:
     drift_ts: float
     interrupted: bool
     first_alerts: dict[str, AlertView]  # kind → the first alert of that kind after the drift
-    detection_events: int  # events served from the drift to the event at which the performance alert fired
+    detection_events: int | None  # events served from the drift to the performance alert's event (None: no alert)
     detection_s: float  # wall clock from the first drifted event to the performance alert
     alert_to_champion_s: float
     old_version: int
@@ -265,7 +265,7 @@ def summarize(
             )
             return float(rows[0][0]) if rows and rows[0][1] else math.nan
 
-        detection_events = 0
+        detection_events = None
         if performance is not None:
             detection_events = client.execute(
                 "SELECT uniqExact(event_id) FROM predictions WHERE model = %(m)s AND served = 1 AND ts_ms >= %(d)s "
@@ -279,7 +279,7 @@ def summarize(
             drift_ts=drift_ts,
             interrupted=interrupted,
             first_alerts=first,
-            detection_events=int(detection_events),
+            detection_events=None if detection_events is None else int(detection_events),
             detection_s=(performance.detected_at - drift_ts) if performance else math.nan,
             alert_to_champion_s=(promoted_at - performance.detected_at) if performance else math.nan,
             old_version=old,
