@@ -41,7 +41,7 @@ from typing import Any
 from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.observer import monitoring_began
+from driftloop.streams.drift.monitoring_start import monitoring_began
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.silences import Silence, mark_silenced
 

@@ -21,7 +21,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.contract import Alert
@@ -30,13 +30,11 @@ from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor
+from driftloop.streams.drift.monitoring_start import WHOLE_MODEL
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")
-
-#: The partition of state saved before detection was per partition: it seeds each partition's detectors.
-WHOLE_MODEL = -1
 
 Shard = tuple[str, int]  # (model, Kafka partition): what one set of detectors watches
 
@@ -69,8 +67,8 @@ class DetectorStateStore:
 
     def forget(self, model: str) -> None:
         """Start the model's monitoring over: a newer ``null`` state on every partition, so that the next
-        owner learns afresh. The whole model's (:data:`WHOLE_MODEL`, which detection no longer saves) keeps when
-        (:func:`monitoring_began`)."""
+        owner learns afresh. The whole model's (:data:`WHOLE_MODEL`) keeps when
+        (:func:`~streams.drift.monitoring_start.monitoring_began`)."""
         partitions = {p for (p,) in self._client.execute(
             "SELECT DISTINCT partition FROM detector_state WHERE model = %(m)s", {"m": model}
         )} | {WHOLE_MODEL}  # fmt: skip
@@ -100,18 +98,6 @@ class DetectorStateStore:
 
     def close(self) -> None:
         self._client.close()
-
-
-def monitoring_began(client: Any, model: str) -> int:
-    """When ``model``'s monitoring last started over (:meth:`DetectorStateStore.forget`; epoch seconds, wall
-    clock), or 0 (``client``: a clickhouse-driver client). Read from the whole model's row, which only
-    ``forget`` writes now that detection saves its state per partition (a state saved before that is older)."""
-    rows = client.execute(
-        "SELECT argMax(state, revision), toUInt32(argMax(saved_at, revision)) FROM detector_state "
-        "WHERE model = %(m)s AND partition = %(whole)s",
-        {"m": model, "whole": WHOLE_MODEL},
-    )
-    return int(rows[0][1]) if rows and rows[0][0] == "null" else 0
 
 
 class DriftObserver:

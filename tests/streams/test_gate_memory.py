@@ -16,7 +16,8 @@ from driftloop.infra.clickhouse.migrations import run_statement
 from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.drift.gate import AlertGate, recorded_alerts
-from driftloop.streams.drift.observer import DetectorStateStore, monitoring_began
+from driftloop.streams.drift.monitoring_start import monitoring_began
+from driftloop.streams.drift.observer import DetectorStateStore
 from driftloop.streams.sink import ClickHouseSink
 from tests.infra.test_sql_engines import ChdbRunner, project_sql_files, rendered
 from tests.stack_fixtures import PrivateStack
