@@ -6,6 +6,8 @@ import csv
 import io
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,23 @@ class ChdbRunner:
 def test_the_project_has_sql_files_to_check() -> None:
     names = {p.name for p in project_sql_files()}
     assert {m.name + ".sql" for m in discover()} <= names
+
+
+@contextmanager
+def migrated_chdb(directory: Path) -> Iterator[tuple[Any, ChdbRunner]]:
+    """A chdb session (current ClickHouse) in ``directory`` with the project's schema in ``driftloop``, in use."""
+    from chdb import session
+
+    db = session.Session(str(directory / "chdb"))
+    runner = ChdbRunner(db)
+    try:
+        for path in project_sql_files():
+            for statement in rendered(path, "driftloop"):
+                run_statement(runner, statement)
+        db.query("USE driftloop")
+        yield db, runner
+    finally:
+        db.close()
 
 
 def test_every_sql_file_runs_on_current_clickhouse_twice(tmp_path: Path) -> None:

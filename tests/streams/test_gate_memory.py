@@ -12,14 +12,13 @@ from typing import Any
 
 import pytest
 
-from driftloop.infra.clickhouse.migrations import run_statement
 from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.drift.gate import AlertGate, recorded_alerts
 from driftloop.streams.drift.monitoring_start import monitoring_began
 from driftloop.streams.drift.observer import DetectorStateStore
 from driftloop.streams.sink import ClickHouseSink
-from tests.infra.test_sql_engines import ChdbRunner, project_sql_files, rendered
+from tests.infra.test_sql_engines import migrated_chdb
 from tests.stack_fixtures import PrivateStack
 
 pytestmark = pytest.mark.integration
@@ -77,15 +76,7 @@ def test_a_model_started_over_remembers_only_the_alerts_detected_since(
 
 def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
     """The same reads on current ClickHouse (chdb); the 18.16 server runs them in the test above."""
-    from chdb import session
-
-    db = session.Session(str(tmp_path / "chdb"))
-    runner = ChdbRunner(db)
-    try:
-        for path in project_sql_files():
-            for statement in rendered(path, "driftloop"):
-                run_statement(runner, statement)
-        db.query("USE driftloop")
+    with migrated_chdb(tmp_path) as (db, runner):
         assert monitoring_began(runner, "m") == 0
         old = alert("m", "old", "data", event_ts=1_790_000_000, detected_at=1_790_000_010)
         since = alert("m", "since", "data", event_ts=1_790_000_100, detected_at=1_790_000_100)
@@ -98,8 +89,6 @@ def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> 
         )
         assert monitoring_began(runner, "m") == 1_790_000_050
         assert [a.alert_id for a in recorded_alerts(runner, "m")] == ["since"]
-    finally:
-        db.close()
 
 
 def _literal(row: tuple[Any, ...]) -> str:

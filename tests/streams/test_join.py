@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from driftloop.infra.clickhouse.client import connect
-from driftloop.infra.clickhouse.migrations import run_statement
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.join import (
     _LOOKUP,
@@ -26,7 +25,7 @@ from driftloop.streams.join import (
     _label,
 )
 from driftloop.streams.sink import ClickHouseSink
-from tests.infra.test_sql_engines import ChdbRunner, project_sql_files, rendered
+from tests.infra.test_sql_engines import migrated_chdb
 from tests.stack_fixtures import PrivateStack
 
 
@@ -220,15 +219,7 @@ def test_labeled_rows_carry_their_own_prediction_s_features(stack: PrivateStack)
 def test_the_join_s_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
     """The lookup and the ``INSERT ... SELECT`` that completes labeled rows, on current ClickHouse (chdb), with
     tables in place of the external tables the worker sends (the 18.16 server runs them in the tests above)."""
-    from chdb import session
-
-    db = session.Session(str(tmp_path / "chdb"))
-    runner = ChdbRunner(db)
-    try:
-        for path in project_sql_files():
-            for statement in rendered(path, "driftloop"):
-                run_statement(runner, statement)
-        db.query("USE driftloop")
+    with migrated_chdb(tmp_path) as (db, runner):
         db.query("CREATE TABLE _keys (model String, request_id String) ENGINE = Memory")
         db.query(f"CREATE TABLE _labeled ({', '.join(f'`{n}` {t}' for n, t in _MADE.items())}) ENGINE = Memory")
         db.query(
@@ -247,5 +238,3 @@ def test_the_join_s_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
         db.query(f"INSERT INTO labeled ({names}) {_WITH_FEATURES}")
         stored = db.query("SELECT event_id, num.name, num.value, cat.value, missing, correct FROM labeled", "CSV")
         assert stored.bytes().decode().strip() == '"o1","[\'x\',\'y\']","[1.5,2]","[\'red\']","[\'gone\']",1'
-    finally:
-        db.close()
