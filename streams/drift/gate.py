@@ -50,6 +50,8 @@ log = logging.getLogger("driftloop.alerts")
 #: How far back in event time a gate reads a model's recorded alerts: the hourly limit's window (a cooldown
 #: longer than it is taken from the model's latest alert, which is always read).
 MEMORY_S = 3600.0
+#: The alerts of the model's monitoring since it last started over (wall clock, as the start over's time).
+_SINCE_BEGAN = "toUInt32(detected_at) >= %(began)s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +126,6 @@ def recorded_alerts(client: Any, model: str) -> list[RecordedAlert]:
         {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000), "began": began},
     )
     return [RecordedAlert(alert_id, kind, ts_ms / 1000) for alert_id, kind, ts_ms in rows]
-
-
-_SINCE_BEGAN = "toUInt32(detected_at) >= %(began)s"  # wall clock, as the start over's time
 
 
 def read_detections(values: Sequence[bytes]) -> list[Alert]:
