@@ -173,7 +173,7 @@ def _calibrate(
     sides = tuple(side for side in (1, -1) for _ in allowances)
     ks = tuple(float(k) for _ in (1, -1) for k in allowances)
     thetas = _thetas(points, weights, sides, ks)
-    overshoots = _simulate(points, weights, sides, ks, thetas, np.random.default_rng(seed))
+    overshoots = _simulate(points, weights, sides, ks, thetas, seed)
     mean = whole.mean
     return Calibration(mean, std, mean if observed is None else observed, whole.count, sides, ks, thetas, overshoots)
 
@@ -265,7 +265,7 @@ def _simulate(
     sides: tuple[int, ...],
     ks: tuple[float, ...],
     thetas: tuple[float, ...],
-    rng: np.random.Generator,
+    seed: int,
 ) -> tuple[float, ...]:
     """Run the charts on resamples of the reference at thresholds where alarms come about every
     ``_SIMULATED_RUN`` values: each chart's overshoot, from the run length measured there.
@@ -275,9 +275,9 @@ def _simulate(
     than asked, most of the simulation's work, and a quarter of their streams had no alarm within ``_STEPS``:
     their run lengths were cut short, and their overshoots measured short with them."""
     if np.allclose(weights, weights[0]):
-        picks = rng.integers(0, len(points), size=(_STREAMS, _STEPS))
+        picks = _uniform_picks(len(points), seed)
     else:
-        picks = rng.choice(len(points), size=(_STREAMS, _STEPS), p=weights)
+        picks = np.random.default_rng(seed).choice(len(points), size=(_STREAMS, _STEPS), p=weights)
     walks = _Walks(points, picks)
     overshoots = []
     for side, k, theta in zip(sides, ks, thetas, strict=True):
@@ -289,6 +289,16 @@ def _simulate(
         measured = float(_first_alarms(walks, side, k, h).mean())
         overshoots.append(_threshold(theta, k, 0.0, 1 << 62, measured) - h if measured > 1 else 0.0)
     return tuple(overshoots)
+
+
+@functools.lru_cache(maxsize=8)
+def _uniform_picks(size: int, seed: int) -> np.ndarray:
+    """The places a simulation resamples a reference of ``size`` values at, each as likely, from a generator
+    seeded with ``seed``: the same for every signal of a model, which learn their references together (an
+    eighth of a calibration's time, drawn once)."""
+    picks = np.random.default_rng(seed).integers(0, size, size=(_STREAMS, _STEPS))
+    picks.flags.writeable = False
+    return picks
 
 
 class _Walks:

@@ -229,6 +229,25 @@ def test_a_longer_run_length_raises_every_threshold() -> None:
     assert (longer[np.isfinite(longer)] > short[np.isfinite(longer)]).all()
 
 
+def test_calibrations_that_share_their_resampling_are_the_ones_made_alone() -> None:
+    """A model's signals calibrate on references of one length and one seed: they draw the places they
+    resample once (``_uniform_picks``), and each calibration is the one made with nothing drawn before."""
+    rng = np.random.default_rng(21)
+    references = [rng.normal(size=2000), rng.exponential(size=2000), rng.standard_t(3, size=2000)]
+    seeds = [0, 0, 1]  # and a detector seeded otherwise draws its own
+    together = [calibrate(reference, seed=seed) for reference, seed in zip(references, seeds, strict=True)]
+    alone = []
+    for reference, seed in zip(references, seeds, strict=True):
+        cusum._uniform_picks.cache_clear()
+        alone.append(calibrate(reference, seed=seed))
+    assert repr(together) == repr(alone)  # to the bit (repr: NaN and inf compare as text)
+    assert repr(calibrate(references[2], seed=0)) != repr(together[2])  # the seed is the detector's
+    for seed in (0, 1):  # the places a generator of that seed draws, once
+        drawn = np.random.default_rng(seed).integers(0, 2000, size=(cusum._STREAMS, _STEPS))
+        assert np.array_equal(cusum._uniform_picks(2000, seed), drawn)
+        assert cusum._uniform_picks(2000, seed) is cusum._uniform_picks(2000, seed)
+
+
 def test_a_short_reference_switches_off_the_charts_it_cannot_calibrate() -> None:
     """The smallest allowance needs a long reference: its estimation error would otherwise dominate."""
     rng = np.random.default_rng(6)
