@@ -45,7 +45,7 @@ import functools
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,7 +100,9 @@ class Calibration:
         return np.array(bounds)
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+        """Its fields as JSON-ready data (tuples of numbers as lists): ``dataclasses.asdict`` deep-copied every
+        number, three fifths of a model's state save."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
