@@ -349,6 +349,9 @@ def _first_alarms(walks: _Walks, side: int, k: float, h: float) -> np.ndarray:
     return lengths
 
 
+_ONE_BITS = np.array(1.0, dtype="<f8").view("<u8")  # 1.0 as the bits it is stored in
+
+
 def pack_floats(values: np.ndarray) -> dict[str, Any]:
     """Values for a saved state: their float64 bytes in base64 (writing each as JSON text cost the detection
     process a fifth of its time; this is exact, and smaller), or, when every one is 0.0 or 1.0 (a rate's
@@ -369,9 +372,6 @@ def pack_floats(values: np.ndarray) -> dict[str, Any]:
     if len(array) and (ones | (words == 0)).all():  # the bits of 0.0 and 1.0 exactly (not -0.0)
         return {"bits": base64.b64encode(np.packbits(ones).tobytes()).decode("ascii"), "size": len(array)}
     return {"float64": base64.b64encode(array.tobytes()).decode("ascii")}
-
-
-_ONE_BITS = np.array(1.0, dtype="<f8").view("<u8")
 
 
 def unpack_floats(saved: dict[str, Any] | list[float]) -> np.ndarray:
@@ -704,7 +704,7 @@ class CUSUM:
         return {
             "n": self.n,
             "run_length": self._run_length,
-            "learning": pack_floats(np.asarray(self._learning[:learning], dtype=float)),
+            "learning": pack_floats(np.asarray(self._learning if learning else [], dtype=float)),
             "sums": [self._shift, *self._sums.tolist()],
             "grow_at": self._grow_at,
             "calibration": self._calibration.as_dict() if self._calibration is not None else None,
@@ -713,8 +713,8 @@ class CUSUM:
             "recent": pack_floats(self._recent.last(recent)),
         }
 
-    def _values_read_again(self) -> tuple[int, int]:
-        """How many of the reference's first values, and of the last values seen, a later update can read.
+    def _values_read_again(self) -> tuple[bool, int]:
+        """Whether a later update can read the reference's first values, and how many of the last values seen.
 
         The first values are read to calibrate: while the reference is learnt, and at each doubling of a rate
         or of a constant (a numeric reference is rescaled without them). An alarm reads the values since its
@@ -724,9 +724,9 @@ class CUSUM:
         from some 1.4 MB (2,000 + 2,000 values a signal) to a few dozen kB, written at every offset commit."""
         cal = self._calibration
         if cal is None:
-            return len(self._learning), 0
+            return True, 0
         growing = self._grow_at > self._sums[0]
-        learning = len(self._learning) if growing and (cal.rate or not self._moments().std > 0) else 0
+        learning = bool(growing and (cal.rate or not self._moments().std > 0))
         return learning, min(self._recent.size, int(self._since_zero.max(initial=0)))
 
     def restore(self, state: dict[str, Any]) -> None:
