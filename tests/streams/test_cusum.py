@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from driftloop.streams.drift import cusum
@@ -303,6 +305,20 @@ def test_a_state_saved_with_values_as_json_lists_still_restores() -> None:
         older.restore(json.loads(json.dumps(old)))
         fired_new = [(i, e.change_offset) for i, e in new.update_many(rest)]
         assert fired_new == [(i, e.change_offset) for i, e in older.update_many(rest)] and fired_new
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 9), st.lists(st.tuples(st.integers(0, 23), st.integers(0, 12)), max_size=30))
+def test_the_recent_values_ring_reads_as_the_last_values_seen(capacity: int, steps: list[tuple[int, int]]) -> None:
+    """Extended by runs of any length and read back any number at a time, in order, wrapping the ring's end."""
+    recent, seen, value = cusum._Recent(capacity), [], 0.0
+    for length, read in steps:
+        run = np.arange(value, value + length)
+        value += length
+        recent.extend(run)
+        seen += run.tolist()
+        assert recent.size == min(len(seen), capacity)
+        assert recent.last(read).tolist() == (seen[-min(read, capacity) :] if read else [])
 
 
 def test_bad_settings_are_refused_with_the_reason() -> None:

@@ -126,6 +126,22 @@ def test_a_model_s_saved_state_holds_the_values_its_detectors_may_read_again(mon
     assert max(sizes) < 150_000, sizes
 
 
+def test_a_model_s_detectors_hold_only_the_reference_values_they_may_read_again(monitor: DriftMonitor) -> None:
+    """Each CUSUM held its reference's first 2,000 values as Python floats (32 bytes each) for good, some 2 MB
+    for a model of ten features: a numeric reference is not read again once calibrated, and a rate's is read
+    as the 0s and 1s it is (tests/streams/test_cusum.py: the same alarms whatever a detector let go of)."""
+    assert run(monitor, random.Random(12), 20_000) == []
+    cusums = {name: s.detector for name, s in monitor.models["m"].signals.items() if s.detector.name == "CUSUM"}
+    rates = {name for name, detector in cusums.items() if detector.calibration.rate}  # type: ignore[attr-defined]
+    assert rates == {f"{feature}:null_rate" for feature in ("colour", *(f"f{j}" for j in range(10)))}
+    for name, detector in cusums.items():
+        learning = detector._learning  # type: ignore[attr-defined]
+        if name in rates:
+            assert isinstance(learning, np.ndarray) and learning.dtype == bool and len(learning) == 2000
+        else:
+            assert len(learning) == 0, name
+
+
 def test_cooldown_holds_back_a_second_alert_of_the_same_kind() -> None:
     policy = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=2))
     assert policy.allow("m", "data", 1000.0)
