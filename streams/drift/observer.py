@@ -198,13 +198,23 @@ class DriftObserver:
             self._restored.add(shard)
             if model in monitor.models:
                 continue
-            saved = await asyncio.to_thread(self.store.load, model, partition)
-            if saved is not None:
-                try:
+            try:
+                saved = await asyncio.to_thread(self.store.load, model, partition)
+                if saved is not None:
                     restore_model(monitor, model, saved)
-                except SpecError:  # the monitor reports it and leaves this model alone; restored once it is fixed
-                    self._restored.discard(shard)
-                    continue
+            except SpecError:  # the monitor reports it and leaves this model alone; restored once it is fixed
+                self._restored.discard(shard)
+                continue
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # a state this worker cannot read (written by another version, or damaged): its detection
+                # starts afresh rather than failing every batch of the model
+                monitor.models.pop(model, None)
+                log.warning(
+                    "detector state unreadable; the model's detection starts afresh",
+                    extra={"fields": {"model": model, "partition": partition, "error": f"{type(exc).__name__}: {exc}"}},
+                )
+                continue
+            if saved is not None:
                 log.info(
                     "detector state restored",
                     extra={"fields": {"model": model, "partition": partition, "events": saved.get("events")}},
