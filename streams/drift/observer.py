@@ -207,7 +207,7 @@ class DriftObserver:
                 continue
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 # a state this worker cannot read (written by another version, or damaged): its detection
-                # starts afresh rather than failing every batch of the model
+                # starts afresh, rather than the batch failing and the model going on half restored
                 monitor.models.pop(model, None)
                 log.warning(
                     "detector state unreadable; the model's detection starts afresh",
