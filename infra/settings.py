@@ -274,6 +274,13 @@ class Settings(BaseModel):
     detector_state_interval_s: float = Field(
         30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"
     )
+    commit_interval_s: float = Field(
+        2.8,
+        gt=0,
+        description="How often the streams worker commits its offsets, each commit after a save of every changed"
+        " model's detector state: longer saves less often (a fleet of many models) and reads more events again"
+        " after a crash (Faust's default)",
+    )
 
     retention_days: str = Field(
         "",

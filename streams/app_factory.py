@@ -63,6 +63,7 @@ def app_options(settings: Settings, app_id: str) -> dict[str, Any]:
         "broker_session_timeout": session,
         "broker_heartbeat_interval": min(3.0, session / 3),
         "broker_rebalance_timeout": settings.kafka_rebalance_timeout_s,
+        "broker_commit_interval": settings.commit_interval_s,
         "broker_request_timeout": max(90.0, session + 5),
         # a fetch brings up to one decode chunk per partition (Faust's default, 1 MiB, is 8 envelopes of 500)
         "consumer_max_fetch_size": settings.batch_max_bytes,

@@ -22,10 +22,14 @@ def test_the_app_takes_its_options_from_settings(tmp_path: Path) -> None:
             "DRIFTLOOP_HOME": str(tmp_path),
             "DRIFTLOOP_TOPIC_PARTITIONS": "6",
             "DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S": "6",
+            "DRIFTLOOP_COMMIT_INTERVAL_S": "12.5",
         }
     )
     app = create_app(settings, app_id="unit")
     conf = app.conf
+    assert conf.broker_commit_interval == 12.5  # a fleet of many models saves its state less often
+    default = Settings.from_env({"DRIFTLOOP_HOME": str(tmp_path)})
+    assert create_app(default, app_id="unit-default").conf.broker_commit_interval == 2.8  # Faust's own
     assert [str(u) for u in conf.broker] == ["kafka://k1:9092", "kafka://k2:9093"]
     assert conf.topic_partitions == 6
     assert conf.broker_session_timeout == 6.0
