@@ -4,7 +4,6 @@ Date and DateTime values still go to the server and come back as they were."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -43,9 +42,7 @@ json.dump({
 def test_the_driver_fills_its_dates_on_demand_and_dates_round_trip(stack: PrivateStack) -> None:
     env = stack.process_env()
     env.pop("CLICKHOUSE_DRIVER_LASY_DATE_LUT", None)  # as a fresh process starts
-    done = subprocess.run(
-        [sys.executable, "-c", ROUND_TRIP], env=env, capture_output=True, text=True, timeout=120, cwd=os.getcwd()
-    )
+    done = subprocess.run([sys.executable, "-c", ROUND_TRIP], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     # 146,000 days and their reverse when filled at import (80 ms and 23 MB a process); a few once filled on demand
