@@ -61,6 +61,9 @@ _CHUNK = 200  # steps the simulated streams are run at a time (most alarm in the
 _BANK_BYTES = 1 << 20  # the sums of the detectors whose charts run together at a time (in a core's cache)
 
 
+_LAWS = ("thetas", "overshoots")  # a calibration's numbers that may be infinite (a chart the reference cannot move)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """What a reference taught the charts: how to standardize, and each chart's run length law."""
@@ -100,13 +103,19 @@ class Calibration:
         return np.array(bounds)
 
     def as_dict(self) -> dict[str, Any]:
-        """Its fields as JSON-ready data (tuples of numbers as lists): ``dataclasses.asdict`` deep-copied every
+        """Its fields as JSON-ready data (tuples of numbers as lists; a chart's exponent or overshoot that is not
+        finite as its name, ``"inf"``, which JSON has no number for): ``dataclasses.asdict`` deep-copied every
         number, three fifths of a model's state save."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
+        data = {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
+        for key in _LAWS:
+            data[key] = [law if math.isfinite(law) else repr(float(law)) for law in data[key]]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         fields = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
+        for key in _LAWS:
+            fields[key] = tuple(map(float, fields[key]))  # "inf" (or inf, as states before read back)
         return cls(**fields)
 
 

@@ -32,6 +32,7 @@ from driftloop.streams.drift.frame import PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor
 from driftloop.streams.drift.monitoring_start import WHOLE_MODEL
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
+from driftloop.streams.drift.state_json import state_text
 from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")
@@ -88,7 +89,7 @@ class DetectorStateStore:
                 {
                     "model": [model for model, _ in states],
                     "partition": [partition for _, partition in states],
-                    "state": [json.dumps(s) for s in states.values()],
+                    "state": [state_text(s) for s in states.values()],
                     "events": [int(s.get("events", 0)) for s in states.values()],
                     "saved_at": [now] * len(states),
                     "revision": [revision] * len(states),

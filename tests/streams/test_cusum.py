@@ -27,6 +27,7 @@ from driftloop.streams.drift.cusum import (
     unpack_floats,
     update_together,
 )
+from driftloop.streams.drift.state_json import state_text
 
 SHAPES = {
     "gaussian": lambda rng, n: rng.normal(size=n),
@@ -282,7 +283,7 @@ def test_a_restored_detector_fires_where_the_original_does(stream: str, cut: int
     first = CUSUM(run_length=1e8, reference=2000)
     head = _fired(first, values[:cut])
     restored = CUSUM(run_length=1e8, reference=2000)
-    restored.restore(json.loads(json.dumps(first.snapshot())))  # as detector_state stores it
+    restored.restore(json.loads(state_text(first.snapshot())))  # as detector_state stores it
     assert head + _fired(restored, values[cut:], cut) == expected and expected
     assert restored.snapshot() == original.snapshot()
 
