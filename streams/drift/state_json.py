@@ -41,7 +41,7 @@ def _holds_null(text: bytes) -> bool:
     name): each "null" found looked at once (a regular expression read the text 30 times as slowly)."""
     at = text.find(b"null")
     while at >= 0:
-        if text[at - 1] in _BEFORE and text[at + 4] in _AFTER:  # within {...}: never at an end
+        if (at == 0 or text[at - 1] in _BEFORE) and (at + 4 == len(text) or text[at + 4] in _AFTER):
             return True
         at = text.find(b"null", at + 4)
     return False
