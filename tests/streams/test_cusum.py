@@ -470,3 +470,29 @@ def test_a_detector_given_more_than_one_row_takes_them_in_order() -> None:
     for together, apart in ((shared, shared_alone), (other, other_alone), (third, third_alone)):
         assert json.dumps(together.snapshot()) == json.dumps(apart.snapshot())
     assert shared.n == 2000 + 700
+
+
+@pytest.mark.parametrize("z", [-0.16, 0.0, 0.15, 0.3])
+def test_a_constant_piece_moves_the_charts_as_the_recursion_does(z: float) -> None:
+    """A run of one value (a null rate while the feature is never null) is taken without a pass over it, and
+    at rest (every chart at zero, the value moving each one down) without a step at all: the charts end as the
+    recursion ``S = max(0, S + step)`` over every value ends them, and count the same values since zero (the
+    charts that are off too, when no chart that is on moves up: the values a save keeps follow the count)."""
+    rng = np.random.default_rng(4)
+    detector = CUSUM(run_length=1e6, reference=2000, replay=0)
+    detector.update_many((rng.random(3000) < 0.02).astype(float))  # a rate of 2 %: its slowest chart is off
+    cal = detector.calibration
+    assert cal is not None and not detector._on[0] and detector._sides[0] > 0 and detector._on[1]
+    value = cal.mean + z * cal.std  # z = 0.15: the upper chart that is off moves up, those on move down
+    step = detector._sides * z - detector._allowances
+    resting = not (step[detector._on] > 0).any()
+    for n in (1, 7, 300, 5, 5):
+        expected_stat, expected_since = detector._stat.copy(), detector._since_zero.copy()
+        for _ in range(n):  # the textbook recursion, a value at a time
+            expected_stat = expected_stat + step
+            expected_since = np.where(expected_stat <= 0, 0, expected_since + 1)
+            expected_stat = np.maximum(expected_stat, 0.0)
+        assert detector.update_many([value] * n) == []
+        on = detector._on if not resting else np.ones(len(step), dtype=bool)
+        assert np.allclose(detector._stat[detector._on], expected_stat[detector._on], rtol=1e-9, atol=1e-9)
+        assert (detector._since_zero[on] == expected_since[on]).all()

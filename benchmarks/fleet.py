@@ -1,0 +1,224 @@
+"""A fleet of models in steady state: what each model costs the worker, against one model at the same rate.
+
+    .venv/bin/python -m benchmarks.fleet [--models 200] [--rate 10000] [--seconds 30] [--per-message 50]
+
+benchmarks/ingest.py lands backlogs of a few seconds; a worker in production runs at a steady rate for days,
+spread over many models, and saves every model's detector state that saw events at each offset commit. This
+benchmark starts a private local stack and `driftloop worker`, warms every model up (a backlog of
+``--warm-up`` events a model, ten numeric features, landed and detected before anything is measured: past
+each model's first reference), then sends ``--rate`` events a second for ``--seconds`` twice: all of them one
+model's (the baseline), then spread over ``--models`` models, taking turns, in envelopes of ``--per-message``
+events of one model. For each it prints the CPU µs an event of each process (the worker's three, the broker and
+ClickHouse, read from ``/proc``), the detector state written (from ClickHouse's ``detector_state``: bytes a
+second, and a model's save), the worker's memory, and the fleet's ratio to the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from kafka import KafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.cpu import cpu_seconds
+from benchmarks.ingest import worker_process, worker_processes
+from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
+from driftloop.infra.stack.private import private_stack_env
+
+console = Console(width=200)
+STAMP = b"0000000000.000"  # where each message's send time goes (encoded once, stamped as sent)
+PROCESSES = ("faust", "ingestion", "detection", "broker", "clickhouse")
+
+
+@dataclass(frozen=True)
+class Steady:
+    """What a steady load cost: CPU µs an event by process, detector state written, the worker's memory."""
+
+    events: int
+    seconds: float
+    cpu_us: dict[str, float]
+    state_bytes: int
+    state_rows: int
+    worker_mb: float
+
+    @property
+    def total_us(self) -> float:
+        return sum(self.cpu_us.get(name, 0.0) for name in PROCESSES)
+
+
+def envelopes(model: str, per_message: int, count: int = 4, seed: int = 3) -> list[bytes]:
+    """``count`` messages of ``per_message`` events of ``model`` (ten N(0, 1) features), ``ts`` a placeholder."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for m in range(count):
+        events = [
+            {
+                "model": model,
+                "request_id": f"r{m}-{k}",
+                "ts": 0,
+                "features": {f"f{j}": v for j, v in enumerate(row)},
+                "prediction": int(row[0] > 0),
+                "score": 0.5,
+            }
+            for k, row in enumerate(rng.normal(size=(per_message, 10)).round(6).tolist())
+        ]
+        out.append(msgspec.json.encode({"events": events}).replace(b'"ts":0,', b'"ts":' + STAMP + b","))
+    return out
+
+
+def send_steadily(
+    producer: KafkaProducer, topic: str, messages: dict[str, list[bytes]], rate: float, seconds: float
+) -> int:
+    """Send the models' messages in turn, each when its time comes for ``rate`` messages a second, stamped with
+    that moment, for ``seconds`` (as fast as it can for a rate of 0): how many were sent."""
+    models = list(messages)
+    start, sent = time.time(), 0
+    while True:
+        due = start + sent / rate if rate else time.time()
+        if due - start >= seconds:
+            break
+        if (wait := due - time.time()) > 0:
+            time.sleep(wait)
+        model = models[sent % len(models)]
+        value = messages[model][(sent // len(models)) % len(messages[model])]
+        producer.send(topic, value.replace(STAMP, f"{time.time():014.3f}".encode()), key=model.encode())
+        sent += 1
+    producer.flush()
+    return sent
+
+
+def warm_up(
+    settings: Settings, producer: KafkaProducer, models: list[str], events_each: int, worker: subprocess.Popen[bytes]
+) -> None:
+    """A backlog of ``events_each`` events a model, waited for until every model's state is saved past it."""
+    batch = 500
+    backlog = {model: envelopes(model, batch, seed=i) for i, model in enumerate(models)}
+    rounds = -(-events_each // batch)
+    for k in range(rounds):
+        for model in models:
+            value = backlog[model][k % len(backlog[model])].replace(STAMP, f"{time.time():014.3f}".encode())
+            producer.send(settings.topics.predictions, value, key=model.encode())
+    producer.flush()
+    client = connect(settings.clickhouse)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            saved = client.execute(
+                "SELECT count() FROM (SELECT model, argMax(events, revision) AS seen FROM detector_state "
+                "GROUP BY model) WHERE seen >= %(n)s",
+                {"n": rounds * batch},
+            )[0][0]
+            if saved >= len(models):
+                return
+            if worker.poll() is not None:
+                raise RuntimeError("the worker exited while warming up")
+            time.sleep(0.5)
+        raise RuntimeError("the models did not warm up within 10 minutes")
+    finally:
+        client.disconnect()
+
+
+def measure(
+    settings: Settings,
+    producer: KafkaProducer,
+    worker: subprocess.Popen[bytes],
+    services: dict[str, int],
+    messages: dict[str, list[bytes]],
+    rate: float,
+    per_message: int,
+    seconds: float,
+) -> Steady:
+    """Send ``messages`` (``per_message`` events each) at ``rate`` events a second for ``seconds``; what the
+    worker spent meanwhile."""
+    processes = worker_processes(worker.pid, services)
+    before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+    first_revision, began = time.time_ns() // 1000, time.monotonic()
+    sent = send_steadily(producer, settings.topics.predictions, messages, rate / per_message, seconds)
+    took = time.monotonic() - began
+    cpu = {name: cpu_seconds(pids) - before[name] for name, pids in processes.items()}
+    last_revision = time.time_ns() // 1000
+    client = connect(settings.clickhouse)
+    try:
+        rows, size = client.execute(
+            "SELECT count(), sum(length(state)) FROM detector_state WHERE revision >= %(a)s AND revision < %(b)s",
+            {"a": first_revision, "b": last_revision},
+        )[0]
+    finally:
+        client.disconnect()
+    events = sent * per_message
+    memory = sum(_rss_mb(pid) for pids in processes.values() for pid in pids if pid not in services.values())
+    return Steady(events, took, {n: s / events * 1e6 for n, s in cpu.items()}, int(size or 0), int(rows), memory)
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024 if "VmRSS:" in status else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=int, default=200, help="models the fleet's load is spread over")
+    parser.add_argument("--rate", type=float, default=10_000, help="events a second, in all")
+    parser.add_argument("--seconds", type=float, default=30, help="how long each load is sent")
+    parser.add_argument("--per-message", type=int, default=50, help="events an envelope (of one model)")
+    parser.add_argument("--warm-up", type=int, default=3000, help="events a model before measuring")
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="driftloop-fleet-"))
+    env = private_stack_env(home, prefix="fleet.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
+    settings = Settings.from_env(env)
+    report = local_stack.up(settings)
+    services = {service.name: service.pid for service in report.services if service.pid}
+    fleet = [f"fleet-{i:04d}" for i in range(args.models)]
+    try:
+        producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
+        with worker_process(env | {"DRIFTLOOP_WORKER_GROUP": "fleet"}, home / "worker.log") as worker:
+            with console.status(f"warming up {args.models + 1} models ({args.warm_up:,} events each)"):
+                warm_up(settings, producer, ["alone", *fleet], args.warm_up, worker)
+            loads = {
+                "one model": {"alone": envelopes("alone", args.per_message)},
+                f"{args.models} models": {m: envelopes(m, args.per_message, seed=i) for i, m in enumerate(fleet)},
+            }
+            results = {}
+            for name, messages in loads.items():
+                with console.status(f"{name}: {args.rate:,.0f} events/s for {args.seconds:.0f} s"):
+                    results[name] = measure(
+                        settings, producer, worker, services, messages, args.rate, args.per_message, args.seconds
+                    )
+        producer.close()
+    finally:
+        local_stack.down(settings)
+    baseline = results["one model"]
+    title = f"{args.rate:,.0f} events/s for {args.seconds:.0f} s, envelopes of {args.per_message}: CPU µs an event"
+    table = Table(title=title)
+    for column in ("load", "events", *PROCESSES, "total", "× one model", "state MB/s", "a save", "worker RSS"):
+        table.add_column(column, justify="right")
+    for name, steady in results.items():
+        saves = f"{steady.state_bytes / steady.state_rows / 1000:.0f} kB" if steady.state_rows else "-"
+        table.add_row(
+            name,
+            f"{steady.events:,}",
+            *(f"{steady.cpu_us.get(p, 0.0):.1f}" for p in PROCESSES),
+            f"{steady.total_us:.1f}",
+            f"{steady.total_us / baseline.total_us:.2f}",
+            f"{steady.state_bytes / steady.seconds / 1e6:.2f}",
+            saves,
+            f"{steady.worker_mb:,.0f} MB",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
