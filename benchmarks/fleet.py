@@ -203,7 +203,17 @@ def main() -> None:
     baseline = results["one model"]
     title = f"{args.rate:,.0f} events/s for {args.seconds:.0f} s, envelopes of {args.per_message}: CPU µs an event"
     table = Table(title=title)
-    for column in ("load", "events", *PROCESSES, "total", "× one model", "state MB/s", "a save", "worker RSS"):
+    for column in (
+        "load",
+        "events",
+        *PROCESSES,
+        "total",
+        "× one model",
+        "state saved",
+        "saves",
+        "a save",
+        "worker RSS",
+    ):
         table.add_column(column, justify="right")
     for name, steady in results.items():
         saves = f"{steady.state_bytes / steady.state_rows / 1000:.0f} kB" if steady.state_rows else "-"
@@ -213,7 +223,8 @@ def main() -> None:
             *(f"{steady.cpu_us.get(p, 0.0):.1f}" for p in PROCESSES),
             f"{steady.total_us:.1f}",
             f"{steady.total_us / baseline.total_us:.2f}",
-            f"{steady.state_bytes / steady.seconds / 1e6:.2f}",
+            f"{steady.state_bytes / steady.seconds / 1000:,.0f} kB/s",
+            f"{steady.state_rows:,}",
             saves,
             f"{steady.worker_mb:,.0f} MB",
         )
