@@ -1,6 +1,7 @@
 """A fleet of models in steady state: what each model costs the worker, against one model at the same rate.
 
     .venv/bin/python -m benchmarks.fleet [--models 200] [--rate 10000] [--seconds 30] [--per-message 50]
+                                         [--worker-env DRIFTLOOP_DETECTION_WAIT_S=0]
 
 benchmarks/ingest.py lands backlogs of a few seconds; a worker in production runs at a steady rate for days,
 spread over many models, and saves every model's detector state that saw events at each offset commit. This
@@ -9,8 +10,9 @@ benchmark starts a private local stack and `driftloop worker`, warms every model
 each model's first reference), then sends ``--rate`` events a second for ``--seconds`` twice: all of them one
 model's (the baseline), then spread over ``--models`` models, taking turns, in envelopes of ``--per-message``
 events of one model. For each it prints the CPU µs an event of each process (the worker's three, the broker and
-ClickHouse, read from ``/proc``), the detector state written (from ClickHouse's ``detector_state``: bytes a
-second, and a model's save), the worker's memory, and the fleet's ratio to the baseline.
+ClickHouse, read from ``/proc``), the detector state saved (bytes a second, and a model's save: the worker's
+``driftloop_detector_state_bytes`` and ``driftloop_rows_written`` metrics; ``detector_state`` itself keeps a
+model's last save only, once merged), the worker's memory, and the fleet's ratio to the baseline.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from rich.table import Table
 from benchmarks.cpu import cpu_seconds
 from benchmarks.ingest import worker_process, worker_processes
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
 from driftloop.infra.stack.private import private_stack_env
@@ -38,6 +42,7 @@ from driftloop.infra.stack.private import private_stack_env
 console = Console(width=200)
 STAMP = b"0000000000.000"  # where each message's send time goes (encoded once, stamped as sent)
 PROCESSES = ("faust", "ingestion", "detection", "broker", "clickhouse")
+STATE_BYTES, STATE_ROWS = "driftloop_detector_state_bytes_total", 'driftloop_rows_written_total{table="detector_state"}'
 
 
 @dataclass(frozen=True)
@@ -137,27 +142,29 @@ def measure(
     rate: float,
     per_message: int,
     seconds: float,
+    port: int,
 ) -> Steady:
     """Send ``messages`` (``per_message`` events each) at ``rate`` events a second for ``seconds``; what the
     worker spent meanwhile."""
     processes = worker_processes(worker.pid, services)
     before = {name: cpu_seconds(pids) for name, pids in processes.items()}
-    first_revision, began = time.time_ns() // 1000, time.monotonic()
+    before_metrics, began = _scrape(port), time.monotonic()
     sent = send_steadily(producer, settings.topics.predictions, messages, rate / per_message, seconds)
     took = time.monotonic() - began
     cpu = {name: cpu_seconds(pids) - before[name] for name, pids in processes.items()}
-    last_revision = time.time_ns() // 1000
-    client = connect(settings.clickhouse)
-    try:
-        rows, size = client.execute(
-            "SELECT count(), sum(length(state)) FROM detector_state WHERE revision >= %(a)s AND revision < %(b)s",
-            {"a": first_revision, "b": last_revision},
-        )[0]
-    finally:
-        client.disconnect()
+    after = _scrape(port)
+    size = after.get(STATE_BYTES, 0.0) - before_metrics.get(STATE_BYTES, 0.0)
+    rows = after.get(STATE_ROWS, 0.0) - before_metrics.get(STATE_ROWS, 0.0)
     events = sent * per_message
     memory = sum(_rss_mb(pid) for pids in processes.values() for pid in pids if pid not in services.values())
     return Steady(events, took, {n: s / events * 1e6 for n, s in cpu.items()}, int(size or 0), int(rows), memory)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The worker's metrics (``/metrics``), a value a sample."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] not in "#")}
 
 
 def _rss_mb(pid: int) -> float:
@@ -175,6 +182,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="how long each load is sent")
     parser.add_argument("--per-message", type=int, default=50, help="events an envelope (of one model)")
     parser.add_argument("--warm-up", type=int, default=3000, help="events a model before measuring")
+    parser.add_argument(
+        "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the worker (repeat)"
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="driftloop-fleet-"))
     env = private_stack_env(home, prefix="fleet.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
@@ -184,7 +194,10 @@ def main() -> None:
     fleet = [f"fleet-{i:04d}" for i in range(args.models)]
     try:
         producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
-        with worker_process(env | {"DRIFTLOOP_WORKER_GROUP": "fleet"}, home / "worker.log") as worker:
+        port = free_port()
+        worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "fleet", "DRIFTLOOP_METRICS_PORT": str(port)}
+        worker_env |= dict(v.split("=", 1) for v in args.worker_env)
+        with worker_process(worker_env, home / "worker.log") as worker:
             with console.status(f"warming up {args.models + 1} models ({args.warm_up:,} events each)"):
                 warm_up(settings, producer, ["alone", *fleet], args.warm_up, worker)
             loads = {
@@ -195,7 +208,7 @@ def main() -> None:
             for name, messages in loads.items():
                 with console.status(f"{name}: {args.rate:,.0f} events/s for {args.seconds:.0f} s"):
                     results[name] = measure(
-                        settings, producer, worker, services, messages, args.rate, args.per_message, args.seconds
+                        settings, producer, worker, services, messages, args.rate, args.per_message, args.seconds, port
                     )
         producer.close()
     finally:

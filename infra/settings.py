@@ -274,6 +274,13 @@ class Settings(BaseModel):
     detector_state_interval_s: float = Field(
         30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"
     )
+    detection_wait_s: float = Field(
+        1.0,
+        ge=0,
+        description="Longest a model's part of a batch with few events (under 256) waits to be detected with its"
+        " next ones: a fleet of many models detects in fewer, larger parts; its alerts come up to this much later"
+        " (0: none waits)",
+    )
     commit_interval_s: float = Field(
         2.8,
         gt=0,

@@ -444,6 +444,21 @@ class CodedTexts(Sequence[str]):
         """The rows at ``indices``, in that order."""
         return CodedTexts(self.texts, self.codes[np.asarray(indices, dtype=np.intp)])
 
+    @classmethod
+    def joined(cls, parts: Sequence[CodedTexts]) -> CodedTexts:
+        """Consecutive columns as one: their texts in order of first appearance, each part's codes renumbered.
+
+        >>> joined = CodedTexts.joined([CodedTexts.of(["b", "a"]), CodedTexts.of(["c", "b", None])])
+        >>> joined.texts, joined.codes.tolist(), joined == ["b", "a", "c", "b", None]
+        (['b', 'a', 'c', None], [0, 1, 2, 0, 3], True)
+        """
+        if len(parts) == 1:
+            return parts[0]
+        texts = dict.fromkeys(itertools.chain.from_iterable(part.texts for part in parts))
+        place = {text: code for code, text in enumerate(texts)}
+        codes = [np.array([place[text] for text in part.texts], dtype=np.int32)[part.codes] for part in parts]
+        return cls(list(place), np.concatenate(codes) if codes else np.empty(0, np.int32))
+
     def without_nulls(self) -> tuple[np.ndarray, CodedTexts]:
         """Which rows are ``None`` (a null), and the other rows, coded among the texts but ``None``.
 

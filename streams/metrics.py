@@ -53,6 +53,11 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
                   _by(drift.detections_by_kind), ["kind"])  # fmt: skip
     yield counter("driftloop_alerts_folded", "Detections folded into an alert of the same drift by the alert gate.",
                   {(): gate.folded})  # fmt: skip
+    yield counter("driftloop_detector_state_bytes", "Bytes of detector state saved to ClickHouse (its JSON text).",
+                  {(): drift.state_bytes})  # fmt: skip
+    yield gauge("driftloop_detection_events_waiting",
+                "Events held in the detection process, to be detected with their model's next ones.",
+                {(): drift.events_waiting})  # fmt: skip
     yield counter("driftloop_detection_batch_errors", "Batches the drift detectors failed on (ingestion went on).",
                   {(): drift.batch_errors})  # fmt: skip
     yield counter("driftloop_detection_batches_lost", "Batches a lost detection process held (written, not detected).",

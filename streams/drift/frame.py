@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.streams.batch import CodedTexts, ColumnBatch, GappedNumberRows, GappedTextRows, NumberRows, TextRows
+from driftloop.streams.batch import (
+    CodedTexts,
+    ColumnBatch,
+    GappedNumberRows,
+    GappedTextRows,
+    NumberRows,
+    StackedRows,
+    TextRows,
+    concatenate,
+)
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
@@ -111,6 +120,29 @@ class ModelPredictions:
             return [self]
         return [self._slice(slice(start, start + size)) for start in range(0, len(self), size)]
 
+    @classmethod
+    def joined(cls, parts: Sequence[ModelPredictions]) -> ModelPredictions | None:
+        """One model's consecutive parts (of one partition) as one, in order; None where their features do not
+        line up (columns of other features, or columns and events' own features)."""
+        if len(parts) == 1:
+            return parts[0]
+        features = _joined_features([part.features for part in parts])
+        if features is None:
+            return None
+        versions = np.concatenate([part.versions for part in parts])
+        return cls(
+            parts[0].model,
+            max(part.version for part in parts),
+            versions,
+            np.concatenate([part.ts_ms for part in parts]),
+            list(chain.from_iterable(part.request_ids for part in parts)),
+            np.concatenate([part.score for part in parts]),
+            np.concatenate([part.prediction_num for part in parts]),
+            list(chain.from_iterable(part.prediction for part in parts)),
+            features,
+            parts[0].partition,
+        )
+
     def _slice(self, part: slice) -> ModelPredictions:
         features: FeatureColumns | FeaturesByEvent
         if isinstance(self.features, FeatureColumns):
@@ -182,6 +214,35 @@ class PredictionFrame:
                 )
             )
         return cls(models)
+
+
+def _joined_features(parts: list[FeatureColumns | FeaturesByEvent]) -> FeatureColumns | FeaturesByEvent | None:
+    first = parts[0]
+    if isinstance(first, FeatureColumns):
+        names = (first.numeric_names, first.categorical_names, first.null_names)
+        if not all(
+            isinstance(p, FeatureColumns) and (p.numeric_names, p.categorical_names, p.null_names) == names
+            for p in parts
+        ):
+            return None
+        columns: list[FeatureColumns] = parts  # type: ignore[assignment]
+        return FeatureColumns(
+            first.numeric_names,
+            np.concatenate([p.numeric for p in columns]),
+            first.categorical_names,
+            [CodedTexts.joined([p.categorical[j] for p in columns]) for j in range(len(first.categorical_names))],
+            first.null_names,
+        )
+    if not all(isinstance(p, FeaturesByEvent) for p in parts):
+        return None
+    own: list[FeaturesByEvent] = parts  # type: ignore[assignment]
+    fields = [concatenate([getattr(p, name) for p in own]) for name in _BY_EVENT]
+    if any(isinstance(values, StackedRows) for values in fields):  # matrices of other widths: kept apart
+        return None
+    return FeaturesByEvent(*fields)  # type: ignore[arg-type]
+
+
+_BY_EVENT = ("num_name", "num_value", "cat_name", "cat_value", "missing")
 
 
 def _index_by_model(models: list[str], partitions: np.ndarray | None) -> list[tuple[str, int, np.ndarray | None]]:

@@ -28,11 +28,12 @@ from driftloop.infra.contract import Alert
 from driftloop.infra.settings import ClickHouseEndpoint, Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.frame import PredictionFrame
+from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor
 from driftloop.streams.drift.monitoring_start import WHOLE_MODEL
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 from driftloop.streams.drift.state_json import state_text
+from driftloop.streams.drift.waiting import WaitingParts
 from driftloop.streams.sink import ClickHouseSink
 
 log = logging.getLogger("driftloop.drift")
@@ -52,6 +53,7 @@ class DetectorStateStore:
     def __init__(self, endpoint: ClickHouseEndpoint, sink: ClickHouseSink) -> None:
         self.endpoint = endpoint
         self.sink = sink
+        self.bytes_saved = 0  # of the states' text, in all (driftloop_detector_state_bytes)
         self._client = SharedClient(endpoint)
 
     def load(self, model: str, partition: int) -> dict | None:  # type: ignore[type-arg]
@@ -83,13 +85,15 @@ class DetectorStateStore:
         if not states:
             return
         now, revision = int(time.time()), time.time_ns() // 1000
+        texts = [state_text(s) for s in states.values()]
+        self.bytes_saved += sum(len(text.encode()) for text in texts)
         await self.sink.write(
             ColumnBatch(
                 "detector_state",
                 {
                     "model": [model for model, _ in states],
                     "partition": [partition for _, partition in states],
-                    "state": [state_text(s) for s in states.values()],
+                    "state": texts,
                     "events": [int(s.get("events", 0)) for s in states.values()],
                     "saved_at": [now] * len(states),
                     "revision": [revision] * len(states),
@@ -113,6 +117,7 @@ class DriftObserver:
         *,
         state_interval_s: float = 30.0,
         stats_interval_s: float = 10.0,
+        detection_wait_s: float = 0.0,
     ) -> None:
         self.new_monitor = new_monitor
         self.monitors: dict[int, DriftMonitor] = {}  # Kafka partition -> the detectors of its models
@@ -127,6 +132,8 @@ class DriftObserver:
         self._last_stats = time.monotonic()
         self._last_counts: dict[tuple[int, str, str], int] = {}
         self._saved: dict[Shard, tuple[int, int]] = {}  # (events, labeled) at its last save
+        self.waiting = WaitingParts(detection_wait_s)  # models' small parts, detected with their next ones
+        self._due: asyncio.Task[None] | None = None  # detects what waited long enough when no batch comes
         # the agents for predictions and for labeled rows take turns: the monitors are one state machine
         self._turn = asyncio.Lock()
 
@@ -137,18 +144,50 @@ class DriftObserver:
         return self.monitors[partition]
 
     async def on_predictions(self, frame: PredictionFrame) -> None:
-        """Run each partition's detectors on its part of ``frame``."""
+        """Run each partition's detectors on its part of ``frame``: a model's part of few events once it has
+        waited for more (:mod:`streams.drift.waiting`), with what waited of the others long enough."""
         async with self._turn:
+            now = time.monotonic()
             for partition, part in frame.by_partition().items():
                 await self._restore(partition, [p.model for p in part.models])
-                await self._handle(partition, self.monitor(partition).process_predictions(part))
+                await self._detect(partition, self.waiting.take(partition, part.models, now))
+            for partition, parts in self.waiting.due(now).items():
+                await self._detect(partition, parts)
+            await self._on_timers()
+            if self.waiting.held() and (self._due is None or self._due.done()):
+                self._due = asyncio.create_task(self._detect_when_due())
+
+    async def _detect_when_due(self) -> None:
+        """Detect each waiting part when it is due, though no batch comes (the stream paused or ended)."""
+        while (due := self.waiting.next_due()) is not None:
+            await asyncio.sleep(max(due - time.monotonic(), 0.01))
+            async with self._turn:
+                try:
+                    for partition, parts in self.waiting.due(time.monotonic()).items():
+                        await self._detect(partition, parts)
+                except Exception:  # logged, and the batch's parts are not tried again (as a batch that fails)
+                    log.exception("detection of parts that waited failed")
 
     async def on_labeled(self, rows: ColumnBatch, partition: int) -> None:
         async with self._turn:
+            await self._detect_waiting(partition)  # the predictions before these outcomes are detected first
             await self._restore(partition, rows["model"])
-            await self._handle(partition, self.monitor(partition).process_labeled(rows))
+            await self._publish(partition, self.monitor(partition).process_labeled(rows))
+            await self._on_timers()
+
+    async def _detect(self, partition: int, parts: list[ModelPredictions]) -> None:
+        if parts:
+            await self._publish(partition, self.monitor(partition).process_predictions(PredictionFrame(parts)))
+
+    async def _detect_waiting(self, partition: int | None = None) -> None:
+        """Detect what waits (of ``partition``, or of every partition) now: before a save, a hand-over, or the
+        partition's labeled rows."""
+        for waited, parts in self.waiting.release(partition).items():
+            await self._detect(waited, parts)
 
     def close(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
         self.store.close()
         self.sink.close()
 
@@ -174,12 +213,14 @@ class DriftObserver:
         return [((m, p), monitor) for p, monitor in self.monitors.items() for m in monitor.models]
 
     async def _save_all(self) -> None:
+        await self._detect_waiting()  # a saved state holds every event handed over before the save
         shards = self._shards()
         await self.store.save({(m, p): snapshot_model(monitor, m) for (m, p), monitor in shards})
         self._saved = {(m, p): _counts(monitor, m) for (m, p), monitor in shards}
         await self._write_stats()
 
     async def _save_changed(self) -> None:
+        await self._detect_waiting()
         self._last_state = time.monotonic()
         changed = [
             (shard, monitor)
@@ -221,7 +262,7 @@ class DriftObserver:
                     extra={"fields": {"model": model, "partition": partition, "events": saved.get("events")}},
                 )
 
-    async def _handle(self, partition: int, alerts: list[Alert]) -> None:
+    async def _publish(self, partition: int, alerts: list[Alert]) -> None:
         if alerts:
             # the alert gate (streams.drift.gate) decides which become alerts: one per drift, whatever the
             # number of partitions (and workers) that saw it
@@ -234,6 +275,8 @@ class DriftObserver:
                     "detection handed to the alert gate",
                     extra={"fields": {"alert_id": alert.alert_id, "model": alert.model, "partition": partition}},
                 )
+
+    async def _on_timers(self) -> None:
         now = time.monotonic()
         if now - self._last_stats >= self.stats_interval_s:
             await self._write_stats()
@@ -283,4 +326,5 @@ def drift_observer(settings: Settings, publisher: AlertPublisher) -> DriftObserv
         DetectorStateStore(settings.clickhouse, sink),
         sink,
         state_interval_s=settings.detector_state_interval_s,
+        detection_wait_s=settings.detection_wait_s,
     )

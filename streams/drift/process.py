@@ -76,6 +76,8 @@ class DetectionMetrics:
 
     detections_by_kind: Counter[str] = field(default_factory=Counter)  # handed to the alert gate
     rows_written: Counter[str] = field(default_factory=Counter)  # its ClickHouse writes: alerts, state, stats
+    state_bytes: int = 0  # of detector state saved
+    events_waiting: int = 0  # models' events held to be detected with their next ones (streams.drift.waiting)
     retries: int = 0
     rows_waiting: int = 0
     batch_errors: int = 0  # batches the detectors failed on (logged by the child); ingestion went on
@@ -143,6 +145,8 @@ class DetectionProcess:
     def _take_report(self, report: dict[str, Any]) -> None:
         self.metrics.detections_by_kind = Counter(report["detections_by_kind"])
         self.metrics.rows_written = Counter(report["rows_written"])
+        self.metrics.state_bytes = report["state_bytes"]
+        self.metrics.events_waiting = report["events_waiting"]
         self.metrics.retries = report["retries"]
         self.metrics.rows_waiting = report["rows_waiting"]
         self.metrics.restarts = self._child.restarts
@@ -180,6 +184,8 @@ class DetectionHandler:
         return {
             "detections_by_kind": dict(self.observer.detections_by_kind),
             "rows_written": dict(sink.rows_written),
+            "state_bytes": self.observer.store.bytes_saved,
+            "events_waiting": self.observer.waiting.held(),
             "retries": sink.retries,
             "rows_waiting": sink.rows_waiting,
         }
