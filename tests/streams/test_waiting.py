@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -144,5 +145,33 @@ def test_events_held_are_in_the_state_saved_before_a_commit(
         assert observer.waiting.held() == 0
         state = store.load(model, 0)
         assert state is not None and state["events"] == 2_500
+    finally:
+        observer.close()
+
+
+def test_parts_that_waited_are_detected_though_no_batch_comes(
+    stack: PrivateStack, clickhouse: Any, tmp_path: Path
+) -> None:
+    """The stream pauses after a small part: it is detected once it has waited, not at the next batch."""
+    model = f"waiting-{uuid.uuid4().hex[:8]}"
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    store = DetectorStateStore(stack.settings.clickhouse, sink)
+    observer = DriftObserver(
+        lambda: DriftMonitor(SpecCatalog(tmp_path)), Detections(), store, sink, detection_wait_s=0.3
+    )
+    batch = predictions(random.Random(6), 0, 50, model=model)
+
+    async def pause_after_one_part() -> tuple[int, int, float]:
+        began = time.monotonic()
+        await observer.on_predictions(PredictionFrame.from_columns(batch, np.zeros(len(batch), int)))
+        held = observer.waiting.held()
+        while model not in observer.monitors[0].models or observer.monitors[0].models[model].events < 50:
+            assert time.monotonic() - began < 30, "the part that waited was never detected"
+            await asyncio.sleep(0.02)
+        return held, observer.monitors[0].models[model].events, time.monotonic() - began
+
+    try:
+        held, events, took = asyncio.run(pause_after_one_part())
+        assert held == 50 and events == 50 and took >= 0.3
     finally:
         observer.close()
