@@ -693,9 +693,10 @@ class CUSUM:
         step = resting[2]
         if resting[3]:
             return False
+        # every chart at zero, and the value moves each one down: they stay there (a model's null rates, most of
+        # its signals, then cost a few µs a batch instead of some 30)
         if resting[4] and not self._stat.any() and not self._since_zero.any():
-            return True  # every chart at zero, and the value moves each one down: they stay there (a fleet's null
-            # rates, most of its signals, cost a few µs a batch instead of some 30)
+            return True
         end = self._stat + n * step
         self._since_zero = np.where(end <= 0, 0, self._since_zero + n)
         self._stat = np.where(self._on, np.maximum(end, 0.0), 0.0)

@@ -217,6 +217,8 @@ class PredictionFrame:
 
 
 def _joined_features(parts: list[FeatureColumns | FeaturesByEvent]) -> FeatureColumns | FeaturesByEvent | None:
+    """The features of consecutive parts as one: columns of the same features, or events' own (not matrices of
+    other widths); else None."""
     first = parts[0]
     if isinstance(first, FeatureColumns):
         names = (first.numeric_names, first.categorical_names, first.null_names)

@@ -86,7 +86,6 @@ class DetectorStateStore:
             return
         now, revision = int(time.time()), time.time_ns() // 1000
         texts = [state_text(s) for s in states.values()]
-        self.bytes_saved += sum(len(text.encode()) for text in texts)
         await self.sink.write(
             ColumnBatch(
                 "detector_state",
@@ -100,6 +99,7 @@ class DetectorStateStore:
                 },
             )
         )
+        self.bytes_saved += sum(len(text.encode()) for text in texts)
 
     def close(self) -> None:
         self._client.close()
