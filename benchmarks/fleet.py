@@ -25,14 +25,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
-import numpy as np
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.cpu import cpu_seconds
 from benchmarks.ingest import worker_process, worker_processes
+from benchmarks.latency import STAMP, templates
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
@@ -40,7 +39,6 @@ from driftloop.infra.stack import stack as local_stack
 from driftloop.infra.stack.private import private_stack_env
 
 console = Console(width=200)
-STAMP = b"0000000000.000"  # where each message's send time goes (encoded once, stamped as sent)
 PROCESSES = ("faust", "ingestion", "detection", "broker", "clickhouse")
 STATE_BYTES, STATE_ROWS = "driftloop_detector_state_bytes_total", 'driftloop_rows_written_total{table="detector_state"}'
 
@@ -59,26 +57,6 @@ class Steady:
     @property
     def total_us(self) -> float:
         return sum(self.cpu_us.get(name, 0.0) for name in PROCESSES)
-
-
-def envelopes(model: str, per_message: int, count: int = 4, seed: int = 3) -> list[bytes]:
-    """``count`` messages of ``per_message`` events of ``model`` (ten N(0, 1) features), ``ts`` a placeholder."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for m in range(count):
-        events = [
-            {
-                "model": model,
-                "request_id": f"r{m}-{k}",
-                "ts": 0,
-                "features": {f"f{j}": v for j, v in enumerate(row)},
-                "prediction": int(row[0] > 0),
-                "score": 0.5,
-            }
-            for k, row in enumerate(rng.normal(size=(per_message, 10)).round(6).tolist())
-        ]
-        out.append(msgspec.json.encode({"events": events}).replace(b'"ts":0,', b'"ts":' + STAMP + b","))
-    return out
 
 
 def send_steadily(
@@ -107,7 +85,7 @@ def warm_up(
 ) -> None:
     """A backlog of ``events_each`` events a model, waited for until every model's state is saved past it."""
     batch = 500
-    backlog = {model: envelopes(model, batch, seed=i) for i, model in enumerate(models)}
+    backlog = {model: templates(batch, model, count=4, seed=i) for i, model in enumerate(models)}
     rounds = -(-events_each // batch)
     for k in range(rounds):
         for model in models:
@@ -201,8 +179,10 @@ def main() -> None:
             with console.status(f"warming up {args.models + 1} models ({args.warm_up:,} events each)"):
                 warm_up(settings, producer, ["alone", *fleet], args.warm_up, worker)
             loads = {
-                "one model": {"alone": envelopes("alone", args.per_message)},
-                f"{args.models} models": {m: envelopes(m, args.per_message, seed=i) for i, m in enumerate(fleet)},
+                "one model": {"alone": templates(args.per_message, "alone", count=4)},
+                f"{args.models} models": {
+                    m: templates(args.per_message, m, count=4, seed=i) for i, m in enumerate(fleet)
+                },
             }
             results = {}
             for name, messages in loads.items():

@@ -59,10 +59,11 @@ class Load:
 STAMP = b"0000000000.000"  # where each message's send time goes: encoded once, stamped per message
 
 
-def templates(load: Load, model: str, count: int = 64) -> list[bytes]:
-    """``count`` messages of ``load``'s size, their ``ts`` a placeholder: the sender stamps and sends them, so
-    that it costs little CPU beside the worker even at tens of thousands of events a second."""
-    rng = np.random.default_rng(3)
+def templates(per_message: int, model: str, count: int = 64, seed: int = 3) -> list[bytes]:
+    """``count`` messages of ``per_message`` events of ``model`` (ten N(0, 1) features), their ``ts`` a
+    placeholder: the sender stamps and sends them, so that it costs little CPU beside the worker even at tens
+    of thousands of events a second."""
+    rng = np.random.default_rng(seed)
     out = []
     for m in range(count):
         events = [
@@ -71,12 +72,12 @@ def templates(load: Load, model: str, count: int = 64) -> list[bytes]:
                 "request_id": f"r{m}-{k}",
                 "ts": 0,
                 "features": {f"f{j}": v for j, v in enumerate(row)},
-                "prediction": 1,
+                "prediction": int(row[0] > 0),
                 "score": 0.5,
             }
-            for k, row in enumerate(rng.normal(size=(load.per_message, 10)).round(6).tolist())
+            for k, row in enumerate(rng.normal(size=(per_message, 10)).round(6).tolist())
         ]
-        value = msgspec.json.encode(events[0] if load.per_message == 1 else {"events": events})
+        value = msgspec.json.encode(events[0] if per_message == 1 else {"events": events})
         out.append(value.replace(b'"ts":0,', b'"ts":' + STAMP + b","))
     return out
 
@@ -90,7 +91,7 @@ def send_steadily(
     # 5 ms of linger, as a serving process's client would: a produce request per message costs the
     # broker more CPU than the worker needs to read them
     producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
-    messages = templates(load, model)
+    messages = templates(load.per_message, model)
     messages_per_s = load.rate / load.per_message
     start, sent = time.time(), 0
     while not stop.is_set():

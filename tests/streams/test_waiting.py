@@ -126,15 +126,20 @@ def test_a_drift_is_detected_at_the_same_event_from_parts_held_and_joined(tmp_pa
     assert alone and held == alone
 
 
-def test_events_held_are_in_the_state_saved_before_a_commit(
-    stack: PrivateStack, clickhouse: Any, tmp_path: Path
-) -> None:
-    model = f"waiting-{uuid.uuid4().hex[:8]}"
+def _observer(stack: PrivateStack, tmp_path: Path, wait_s: float) -> tuple[str, DriftObserver]:
+    """A model's name of its own, and a drift observer saving to the session's server whose parts wait."""
     sink = ClickHouseSink(stack.settings.clickhouse)
     store = DetectorStateStore(stack.settings.clickhouse, sink)
     observer = DriftObserver(
-        lambda: DriftMonitor(SpecCatalog(tmp_path)), Detections(), store, sink, detection_wait_s=3600.0
+        lambda: DriftMonitor(SpecCatalog(tmp_path)), Detections(), store, sink, detection_wait_s=wait_s
     )
+    return f"waiting-{uuid.uuid4().hex[:8]}", observer
+
+
+def test_events_held_are_in_the_state_saved_before_a_commit(
+    stack: PrivateStack, clickhouse: Any, tmp_path: Path
+) -> None:
+    model, observer = _observer(stack, tmp_path, wait_s=3600.0)
     rng = random.Random(5)
     try:
         for start in range(0, 2_500, 50):  # parts of 50: each held until there are 256
@@ -143,7 +148,7 @@ def test_events_held_are_in_the_state_saved_before_a_commit(
         assert observer.waiting.held() == 100  # parts of 50 go six at a time (300 >= 256): 2,400 detected
         asyncio.run(observer.save_changed())  # as before each offset commit
         assert observer.waiting.held() == 0
-        state = store.load(model, 0)
+        state = observer.store.load(model, 0)
         assert state is not None and state["events"] == 2_500
     finally:
         observer.close()
@@ -153,12 +158,7 @@ def test_parts_that_waited_are_detected_though_no_batch_comes(
     stack: PrivateStack, clickhouse: Any, tmp_path: Path
 ) -> None:
     """The stream pauses after a small part: it is detected once it has waited, not at the next batch."""
-    model = f"waiting-{uuid.uuid4().hex[:8]}"
-    sink = ClickHouseSink(stack.settings.clickhouse)
-    store = DetectorStateStore(stack.settings.clickhouse, sink)
-    observer = DriftObserver(
-        lambda: DriftMonitor(SpecCatalog(tmp_path)), Detections(), store, sink, detection_wait_s=0.3
-    )
+    model, observer = _observer(stack, tmp_path, wait_s=0.3)
     batch = predictions(random.Random(6), 0, 50, model=model)
 
     async def pause_after_one_part() -> tuple[int, int, float]:
