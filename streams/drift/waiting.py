@@ -3,7 +3,8 @@
 A model's detectors cost about a millisecond a batch before their first event (35 signals, each some Python
 steps), whatever the batch holds of it. A worker's batches close every 0.35 s (``DRIFTLOOP_BATCH_MAX_WAIT_S``),
 so a fleet spreads each batch thin: 200 models at 10,000 events/s in all put some 20 events of each model in a
-batch, and detection cost 40 µs an event against 2.6 for one model at the same rate (``benchmarks/fleet.py``).
+batch, and detection cost some 44 µs an event against 2.7 for one model at the same rate (``benchmarks/fleet.py``;
+32 to 37 with parts waiting a second).
 :class:`WaitingParts` holds a model's part of a batch while it has fewer than :data:`FEWEST` events, until its
 events reach that many or its oldest has waited ``wait_s`` (``DRIFTLOOP_DETECTION_WAIT_S``): its detectors then
 take them in one part (:meth:`~streams.drift.frame.ModelPredictions.joined`), in order. A model's alerts come
