@@ -45,6 +45,7 @@ class WaitingParts:
         self.fewest = fewest
         self._held: dict[tuple[int, str], list[ModelPredictions]] = {}
         self._since: dict[tuple[int, str], float] = {}  # when each held model's oldest part came
+        self._events = 0  # held, in all (read after every message the detection process answers)
 
     def take(self, partition: int, parts: Sequence[ModelPredictions], now: float) -> list[ModelPredictions]:
         """What of ``parts`` (a batch's, of ``partition``) to detect now: each model's part with what it held
@@ -57,6 +58,7 @@ class WaitingParts:
                 continue
             self._held.setdefault(key, []).append(part)
             self._since.setdefault(key, now)
+            self._events += len(part)
             if sum(map(len, self._held[key])) >= self.fewest:
                 ready += self._release(key)
         return ready
@@ -75,7 +77,7 @@ class WaitingParts:
 
     def held(self) -> int:
         """Events held, in all."""
-        return sum(len(part) for parts in self._held.values() for part in parts)
+        return self._events
 
     def _release_where(self, chosen: Callable[[tuple[int, str]], bool]) -> dict[int, list[ModelPredictions]]:
         released: dict[int, list[ModelPredictions]] = {}
@@ -86,5 +88,6 @@ class WaitingParts:
     def _release(self, key: tuple[int, str]) -> list[ModelPredictions]:
         parts = self._held.pop(key)
         del self._since[key]
+        self._events -= sum(map(len, parts))
         joined = ModelPredictions.joined(parts)
         return [joined] if joined is not None else parts  # features that do not line up: one part after another
