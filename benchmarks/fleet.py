@@ -63,11 +63,11 @@ def send_steadily(
     producer: KafkaProducer, topic: str, messages: dict[str, list[bytes]], rate: float, seconds: float
 ) -> int:
     """Send the models' messages in turn, each when its time comes for ``rate`` messages a second, stamped with
-    that moment, for ``seconds`` (as fast as it can for a rate of 0): how many were sent."""
+    that moment, for ``seconds``: how many were sent."""
     models = list(messages)
     start, sent = time.time(), 0
     while True:
-        due = start + sent / rate if rate else time.time()
+        due = start + sent / rate
         if due - start >= seconds:
             break
         if (wait := due - time.time()) > 0:
