@@ -41,6 +41,7 @@ from driftloop.streams.batch import (
 
 #: The ``predictions`` columns that hold an event's features (each row: a list).
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
+_BY_EVENT = ("num_name", "num_value", "cat_name", "cat_value", "missing")  # the same, as FeaturesByEvent's fields
 #: The ``predictions`` columns a frame is made from.
 PREDICTION_INPUTS = (
     "model",
@@ -242,9 +243,6 @@ def _joined_features(parts: list[FeatureColumns | FeaturesByEvent]) -> FeatureCo
     if any(isinstance(values, StackedRows) for values in fields):  # matrices of other widths: kept apart
         return None
     return FeaturesByEvent(*fields)  # type: ignore[arg-type]
-
-
-_BY_EVENT = ("num_name", "num_value", "cat_name", "cat_value", "missing")
 
 
 def _index_by_model(models: list[str], partitions: np.ndarray | None) -> list[tuple[str, int, np.ndarray | None]]:
