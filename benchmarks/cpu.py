@@ -64,3 +64,16 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         if (fields := _stat(pid)) is not None:
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
     return total / _TICKS
+
+
+def rss_mb(pids: Iterable[int]) -> float:
+    """Resident memory of the processes ``pids`` now, in MiB (ended ones count as 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if "VmRSS:" in status:
+            total += int(status.split("VmRSS:")[1].split()[0])  # kB
+    return total / 1024

@@ -29,7 +29,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.cpu import cpu_seconds
+from benchmarks.cpu import cpu_seconds, rss_mb
 from benchmarks.ingest import worker_process, worker_processes
 from benchmarks.latency import STAMP, templates
 from driftloop.infra.clickhouse.client import connect
@@ -134,7 +134,7 @@ def measure(
     size = after.get(STATE_BYTES, 0.0) - before_metrics.get(STATE_BYTES, 0.0)
     rows = after.get(STATE_ROWS, 0.0) - before_metrics.get(STATE_ROWS, 0.0)
     events = sent * per_message
-    memory = sum(_rss_mb(pid) for pids in processes.values() for pid in pids if pid not in services.values())
+    memory = rss_mb(pid for pids in processes.values() for pid in pids if pid not in services.values())
     return Steady(events, took, {n: s / events * 1e6 for n, s in cpu.items()}, int(size or 0), int(rows), memory)
 
 
@@ -143,14 +143,6 @@ def _scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         lines = response.read().decode().splitlines()
     return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] not in "#")}
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    return int(status.split("VmRSS:")[1].split()[0]) / 1024 if "VmRSS:" in status else 0.0
 
 
 def main() -> None:

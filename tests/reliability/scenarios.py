@@ -19,6 +19,8 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
+from benchmarks.cpu import descendants
+from benchmarks.cpu import rss_mb as process_rss_mb
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.kafka.lag import group_lag
 from driftloop.infra.kafka.topics import describe_topics
@@ -70,32 +72,7 @@ def isolated(stack: PrivateStack, name: str, **env: str) -> PrivateStack:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and every process below it (the worker and its child processes)."""
-    return sum(_own_rss_mb(p) for p in _process_tree(pid))
-
-
-def _own_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _process_tree(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    tree, frontier = [root], [root]
-    while frontier:
-        frontier = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += frontier
-    return tree
+    return process_rss_mb(descendants(pid))
 
 
 def produce(
