@@ -162,12 +162,55 @@ def calibrate(
 
 @functools.lru_cache(maxsize=256)
 def _calibrate_rate(size: int, ones: int, allowances: tuple[float, ...], seed: int) -> Calibration:
-    """A 0/1 signal's calibration: its rate smoothed, so that a rate never seen in the reference is not zero."""
+    """A 0/1 signal's calibration: its rate smoothed, so that a rate never seen in the reference is not zero.
+
+    Its exponents are its own rate's. Its overshoots are those simulated at the nearest rate of a grid
+    (:func:`_grid_rate`), shared by every rate signal there: a rate is calibrated again each time its reference
+    doubles, and each signal's own simulation made most of a model's detection CPU while its null rates
+    learnt (5.5 ms a calibration, 56 % of the detection of 75,000 events of a model whose features are
+    sometimes left out)."""
     rate = (ones + 1.0) / (size + 2.0)
+    points, weights, std = _bernoulli(rate)
+    sides, ks = _charts(allowances)
+    thetas = _thetas(points, weights, sides, ks)
+    overshoots = _rate_overshoots(_grid_rate(rate), allowances, seed)
+    return Calibration(rate, std, ones / size, size, sides, ks, thetas, overshoots, rate=True)
+
+
+#: The rate grid's step, in log odds: neighbouring rates of a few per cent 5 % apart (2.5 % at most from the nearest).
+_RATE_GRID_STEP = 0.05
+
+
+def _grid_rate(rate: float) -> float:
+    """The rate of the grid nearest to ``rate`` (in ``(0, 1)``), evenly spaced in log odds.
+
+    A rate's standardized steps, ``(1 - p) / σ`` and ``-p / σ``, move by about half as much as ``p`` does
+    relatively, and its overshoots jitter by some 10 % between rates 2.5 % apart (a 0/1 walk's lattice meets
+    the simulated threshold at other places): the overshoot measured at the grid's rate is as close to the
+    rate's own as a neighbouring rate's is. Where that moves a chart's exponent across infinity (a lower chart
+    whose allowance is about the rate's own size: it barely moves), its overshoot is 0 or taken for a chart that
+    is off: that chart errs towards fewer alarms."""
+    steps = round(math.log(rate / (1.0 - rate)) / _RATE_GRID_STEP)
+    return 1.0 / (1.0 + math.exp(-steps * _RATE_GRID_STEP))
+
+
+@functools.lru_cache(maxsize=1024)
+def _rate_overshoots(rate: float, allowances: tuple[float, ...], seed: int) -> tuple[float, ...]:
+    """The overshoots of a rate's charts (:func:`_simulate`)."""
+    points, weights, _ = _bernoulli(rate)
+    sides, ks = _charts(allowances)
+    return _simulate(points, weights, sides, ks, _thetas(points, weights, sides, ks), seed)
+
+
+def _bernoulli(rate: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """A rate's two standardized values, their weights and its standard deviation."""
     std = math.sqrt(rate * (1.0 - rate))
-    points, weights = np.array([-rate / std, (1.0 - rate) / std]), np.array([1.0 - rate, rate])
-    calibration = _calibrate(points, weights, Moments(size, rate, std), std, allowances, seed, observed=ones / size)
-    return dataclasses.replace(calibration, rate=True)
+    return np.array([-rate / std, (1.0 - rate) / std]), np.array([1.0 - rate, rate]), std
+
+
+def _charts(allowances: tuple[float, ...]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The bank's charts: each one's side (the upper charts first) and allowance."""
+    return tuple(side for side in (1, -1) for _ in allowances), tuple(float(k) for _ in (1, -1) for k in allowances)
 
 
 def _calibrate(
@@ -177,16 +220,12 @@ def _calibrate(
     std: float,
     allowances: tuple[float, ...],
     seed: int,
-    *,
-    observed: float | None = None,
 ) -> Calibration:
     """The charts' laws on standardized ``points`` (with ``weights``), for a reference of ``whole``."""
-    sides = tuple(side for side in (1, -1) for _ in allowances)
-    ks = tuple(float(k) for _ in (1, -1) for k in allowances)
+    sides, ks = _charts(allowances)
     thetas = _thetas(points, weights, sides, ks)
     overshoots = _simulate(points, weights, sides, ks, thetas, seed)
-    mean = whole.mean
-    return Calibration(mean, std, mean if observed is None else observed, whole.count, sides, ks, thetas, overshoots)
+    return Calibration(whole.mean, std, whole.mean, whole.count, sides, ks, thetas, overshoots)
 
 
 def _thetas(
@@ -287,8 +326,10 @@ def _simulate(
     their run lengths were cut short, and their overshoots measured short with them."""
     if np.allclose(weights, weights[0]):
         picks = _uniform_picks(len(points), seed)
+    elif len(points) == 2:  # a rate: its ones where the seed's draws pass its zeros' weight
+        picks = np.greater_equal(_uniform_draws(seed), weights[0]).view(np.uint8)
     else:
-        picks = np.random.default_rng(seed).choice(len(points), size=(_STREAMS, _STEPS), p=weights)
+        picks = np.searchsorted(np.cumsum(weights[:-1]), _uniform_draws(seed), side="right")
     walks = _Walks(points, picks)
     overshoots = []
     for side, k, theta in zip(sides, ks, thetas, strict=True):
@@ -310,6 +351,16 @@ def _uniform_picks(size: int, seed: int) -> np.ndarray:
     picks = np.random.default_rng(seed).integers(0, size, size=(_STREAMS, _STEPS))
     picks.flags.writeable = False
     return picks
+
+
+@functools.lru_cache(maxsize=8)
+def _uniform_draws(seed: int) -> np.ndarray:
+    """Uniform draws in ``[0, 1)`` a resampling of a weighted reference is made from, seeded with ``seed``: the
+    same at every rate, so overshoots measured at neighbouring rates differ by their rates only (a weighted
+    ``choice`` drawn for each cost half of a rate's calibration)."""
+    draws = np.random.default_rng(seed).random((_STREAMS, _STEPS))
+    draws.flags.writeable = False
+    return draws
 
 
 class _Walks:

@@ -33,6 +33,7 @@ SHAPES = {
     "gaussian": lambda rng, n: rng.normal(size=n),
     "skewed (exponential)": lambda rng, n: rng.exponential(size=n),
     "a 10% rate (0/1)": lambda rng, n: (rng.random(n) < 0.1).astype(float),
+    "a 2% rate (0/1)": lambda rng, n: (rng.random(n) < 0.02).astype(float),
 }
 
 
@@ -120,6 +121,28 @@ def test_each_chart_alone_meets_its_run_length(shape: str) -> None:
         assert 250 < measured < 1000, (side, k, measured)
         checked += 1
     assert checked >= 7
+
+
+def test_rates_near_one_another_share_one_simulation_and_keep_their_own_exponents() -> None:
+    """Two references whose smoothed rates are 0.02 % apart (41 ones in 2,000 values, 1,311 in 64,000) take the
+    overshoots of one simulation, at the rate grid's nearest point, and each the exponents of its own rate; a
+    rate 10 % away is simulated again."""
+    cusum._calibrate_rate.cache_clear()
+    cusum._rate_overshoots.cache_clear()
+
+    def rate_reference(ones: int, size: int) -> np.ndarray:
+        return (np.arange(size) < ones).astype(float)
+
+    near, far = calibrate(rate_reference(41, 2000)), calibrate(rate_reference(1311, 64_000))
+    assert cusum._rate_overshoots.cache_info().misses == 1
+    assert near.overshoots == far.overshoots
+    for cal in (near, far):
+        rate = cal.mean
+        points = np.array([-rate, 1 - rate]) / math.sqrt(rate * (1 - rate))
+        assert cal.thetas == _thetas(points, np.array([1 - rate, rate]), cal.sides, cal.allowances)
+    assert near.thetas != far.thetas
+    calibrate(rate_reference(45, 2000))
+    assert cusum._rate_overshoots.cache_info().misses == 2
 
 
 def test_each_charts_exponent_is_the_root_of_its_cumulant() -> None:
