@@ -929,14 +929,15 @@ def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     alarmed = (stat.max(axis=2) > thresholds).any(axis=1)
     since_low = body[:, :, ::-1].argmin(axis=2)  # values after each chart's last lowest point
     reached = np.take_along_axis(body, (n - 1 - since_low)[:, :, None], axis=2)[:, :, 0] <= 0.0
-    end = stat[:, :, -1]
-    for b, detector in enumerate(bank):
-        if alarmed[b]:
+    on = np.array([d._on for d in bank])  # the charts that are off keep their statistics
+    stats = np.where(on, stat[:, :, -1], before)
+    since = np.array([d._since_zero for d in bank])
+    sinces = np.where(on, np.where(reached, since_low, since + n), since)
+    for b, (detector, fired) in enumerate(zip(bank, alarmed.tolist(), strict=True)):
+        if fired:
             continue
-        on = detector._on
         growing = detector._grow_at > detector._sums[0]
-        detector._stat[on] = end[b, on]
-        detector._since_zero[on] = np.where(reached[b, on], since_low[b, on], detector._since_zero[on] + n)
+        detector._stat, detector._since_zero = stats[b], sinces[b]  # rows of the bank's: no copy a detector
         detector._passed(x[b], growing)
         detector.n += n
     return alarmed
