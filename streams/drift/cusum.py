@@ -645,8 +645,11 @@ class CUSUM:
         self._recent.extend(piece)
         if growing:
             self._absorb(piece)
-            if self._sums[0] >= self._grow_at:
-                self._calibrate()  # doubled: the same charts, sharper
+            self._calibrate_when_doubled()
+
+    def _calibrate_when_doubled(self) -> None:
+        if self._sums[0] >= self._grow_at:
+            self._calibrate()  # doubled: the same charts, sharper
 
     def _absorb(self, values: np.ndarray) -> None:
         """Add ``values`` to the reference's count and sums (about the first value, against cancellation)."""
@@ -655,10 +658,14 @@ class CUSUM:
         if not self._sums[0]:
             self._shift = float(values[0])
         centred = values - self._shift
+        self._add_sums(len(values), float(centred.sum()), float(np.square(centred).sum()))
+
+    def _add_sums(self, count: int, total: float, squares: float) -> None:
+        """Add the count, sum and sum of squares (about ``_shift``) of values to the reference's."""
         sums = self._sums  # added one by one: an array made of a tuple cost more than the sums
-        sums[0] += len(values)
-        sums[1] += float(centred.sum())
-        sums[2] += float(centred @ centred)
+        sums[0] += count
+        sums[1] += total
+        sums[2] += squares
 
     def _moments(self) -> Moments:
         count, total, squares = self._sums
@@ -933,11 +940,17 @@ def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     stats = np.where(on, stat[:, :, -1], before)
     since = np.array([d._since_zero for d in bank])
     sinces = np.where(on, np.where(reached, since_low, since + n), since)
+    growing = [d._grow_at > d._sums[0] for d in bank]
+    if any(growing):  # each row's sums, as CUSUM._absorb adds them (the same to the bit)
+        centred = x - np.array([d._shift for d in bank])[:, None]
+        totals, squares = centred.sum(axis=1).tolist(), np.square(centred).sum(axis=1).tolist()
     for b, (detector, fired) in enumerate(zip(bank, alarmed.tolist(), strict=True)):
         if fired:
             continue
-        growing = detector._grow_at > detector._sums[0]
         detector._stat, detector._since_zero = stats[b], sinces[b]  # rows of the bank's: no copy a detector
-        detector._passed(x[b], growing)
+        detector._recent.extend(x[b])
+        if growing[b]:
+            detector._add_sums(n, totals[b], squares[b])
+            detector._calibrate_when_doubled()
         detector.n += n
     return alarmed
