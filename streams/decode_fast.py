@@ -328,19 +328,25 @@ _features_of = operator.attrgetter("features")
 
 
 def _feature_names(events: list[NumericPrediction] | list[PredictionEvent]) -> list[list[str]] | None:
-    """Each event's feature names (events that repeat the names before share one list), or None when a
-    name breaks the contract (the field rules say which)."""
+    """Each event's feature names (events that send the same names share one list), or None when a name breaks
+    the contract (the field rules say which). Optional features make many runs of a few lists: each list is
+    made once, and the batch's columns are then placed a list at a time, not a run at a time."""
     names: list[list[str]] = []
     shared: list[str] = []
+    lists: dict[tuple[str, ...], list[str]] = {}
     for event in events:
         current = list(event.features)
         if current != shared:
-            if not known_features.issuperset(current):
-                try:
-                    learn_names(current)
-                except EventError:
-                    return None
-            shared = current
+            key = tuple(current)
+            seen = lists.get(key)
+            if seen is None:
+                if not known_features.issuperset(current):
+                    try:
+                        learn_names(current)
+                    except EventError:
+                        return None
+                seen = lists[key] = current
+            shared = seen
         names.append(shared)
     return names
 
