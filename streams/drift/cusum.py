@@ -917,8 +917,9 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
 
 def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     """:meth:`CUSUM._run` for every detector of ``bank`` over its row of ``x`` (bank × values), with the same
-    operations on the same values. The detectors whose charts do not alarm are advanced (``_passed``); the
-    others are left as they were, for :meth:`CUSUM.update_many` to run. Returns which alarm."""
+    operations on the same values. The detectors whose charts do not alarm are advanced (as ``_passed``
+    advances one); the others are left as they were, for :meth:`CUSUM.update_many` to run. Returns which
+    alarm."""
     (m, n), first = x.shape, bank[0]
     mean = np.array([d._calibration.mean for d in bank])  # type: ignore[union-attr]
     std = np.array([d._calibration.std for d in bank])  # type: ignore[union-attr]
