@@ -15,7 +15,8 @@ does for its online detectors:
    root of the reference's moment-generating function, ``mean(exp(θ (z - k))) = 1`` — exact for whatever
    shape the reference has (skewed, discrete). The constant in front (the overshoot, Siegmund 1985) is
    measured by simulating the charts on resamples of the reference, at a threshold low enough to simulate;
-   the thresholds for the target are extrapolated from there, each chart taking an equal share of it.
+   the thresholds for the target are extrapolated from there, each chart taking an equal share of it. (A
+   0/1 signal's overshoots are simulated at the nearest rate of a grid, and shared: see :func:`_grid_rate`.)
 4. **The reference's own error.** A mean estimated from ``n`` values is off by about ``1/√n`` standard
    deviations, and a chart with a small allowance feels it most: averaged over that error, a chart's
    false-alarm rate is ``exp(θ² h² / (2 k² n))`` times the rate with a perfect reference. The thresholds
