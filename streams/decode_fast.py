@@ -333,20 +333,19 @@ def _feature_names(events: list[NumericPrediction] | list[PredictionEvent]) -> l
     made once, and the batch's columns are then placed a list at a time, not a run at a time."""
     names: list[list[str]] = []
     shared: list[str] = []
-    lists: dict[tuple[str, ...], list[str]] = {}
+    lists: dict[tuple[str, ...], list[str]] | None = None  # made once the names change within the message
     for event in events:
         current = list(event.features)
         if current != shared:
-            key = tuple(current)
-            seen = lists.get(key)
-            if seen is None:
-                if not known_features.issuperset(current):
-                    try:
-                        learn_names(current)
-                    except EventError:
-                        return None
-                seen = lists[key] = current
-            shared = seen
+            if names:
+                lists = lists if lists is not None else {tuple(shared): shared}
+                current = lists.setdefault(tuple(current), current)
+            if not known_features.issuperset(current):
+                try:
+                    learn_names(current)
+                except EventError:
+                    return None
+            shared = current
         names.append(shared)
     return names
 
