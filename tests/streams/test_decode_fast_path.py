@@ -495,6 +495,23 @@ def test_events_that_leave_features_out_become_columns() -> None:
     assert fast_path_of(decode_fast.PREDICTIONS, reordered.encode()) == "rows"  # its own order: the typed rows
 
 
+def test_a_message_s_events_that_send_the_same_names_share_one_list_of_them() -> None:
+    """Optional features: the names change from event to event, and come back; each distinct list is made
+    once a message (the batch's columns are placed a list at a time: some 15 % of such a batch's decoding when
+    every run of names had its own list)."""
+    lists = [["a", "b", "k"], ["a", "k"], ["b", "k"]]
+    order = [0, 1, 0, 0, 2, 1, 0, 2, 2, 0] * 3
+    envelope = {
+        "events": [
+            {**GOOD_EVENT, "request_id": f"r{i}", "features": dict.fromkeys(lists[j], 1.0)} for i, j in enumerate(order)
+        ]
+    }
+    parsed = decode_fast.parsed_predictions(json.dumps(envelope).encode())
+    assert parsed is not None
+    assert [lists.index(names) for names in parsed.names] == order
+    assert len({id(names) for names in parsed.names}) == len(lists)
+
+
 def test_runs_of_column_built_events_and_rows_keep_message_order() -> None:
     event = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "features": {"a": 1}, "prediction": 1}
     values = [
