@@ -188,9 +188,9 @@ def _grid_rate(rate: float) -> float:
     A rate's standardized steps, ``(1 - p) / σ`` and ``-p / σ``, move by about half as much as ``p`` does
     relatively, and its overshoots jitter by some 10 % between rates 2.5 % apart (a 0/1 walk's lattice meets
     the simulated threshold at other places): the overshoot measured at the grid's rate is as close to the
-    rate's own as a neighbouring rate's is. Where that moves a chart's exponent across infinity (a lower chart
-    whose allowance is about the rate's own size: it barely moves), its overshoot is 0 or taken for a chart that
-    is off: that chart errs towards fewer alarms."""
+    rate's own as a neighbouring rate's is. A lower chart whose allowance is about ``√(p / (1 - p))`` may be off
+    at one rate and on at the other: on at the rate only, it takes an overshoot of 0 (a higher threshold, fewer
+    alarms); off at the rate, its overshoot is not read."""
     steps = round(math.log(rate / (1.0 - rate)) / _RATE_GRID_STEP)
     return 1.0 / (1.0 + math.exp(-steps * _RATE_GRID_STEP))
 
