@@ -466,11 +466,15 @@ class _Recent:
     def extend(self, values: np.ndarray) -> None:
         if not len(values) or not self.capacity:
             return
-        values = values[-self.capacity :]
         n, at = len(values), self._next
-        first = min(n, self.capacity - at)  # up to the ring's end, the rest from its start
-        self._ring[at : at + first] = values[:first]
-        self._ring[: n - first] = values[first:]
+        if at + n <= self.capacity:  # the common case: before the ring's end (a batch's part of a signal)
+            self._ring[at : at + n] = values
+        else:
+            values = values[-self.capacity :]
+            n = len(values)
+            first = min(n, self.capacity - at)  # up to the ring's end, the rest from its start
+            self._ring[at : at + first] = values[:first]
+            self._ring[: n - first] = values[first:]
         self._next = (at + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -761,6 +765,30 @@ class CUSUM:
         self._stat = np.where(self._on, np.maximum(end, 0.0), 0.0)
         return True
 
+    def _take_at_rest(self, piece: np.ndarray) -> bool:
+        """:meth:`update_many` of a constant ``piece`` (within the reference's next doubling) that leaves every
+        chart at rest, at zero, as the last constant piece did (:meth:`_rest_on_constant` found so): only what
+        follows a run; False (nothing done) for any other."""
+        resting = self._resting
+        if (
+            resting is None
+            or resting[0] is not self._running
+            or resting[1] != piece[0]
+            or not resting[4]
+            or np.count_nonzero(self._stat)  # quicker than .any() on a few values
+            or np.count_nonzero(self._since_zero)
+        ):
+            return False
+        self._recent.extend(piece)
+        if self._grow_at > self._sums[0]:  # as _passed, with the sums _absorb would add: none about the value
+            if piece[0] == self._shift:
+                self._add_sums(len(piece), 0.0, 0.0)
+            else:
+                self._absorb(piece)
+            self._calibrate_when_doubled()
+        self.n += len(piece)
+        return True
+
     def _fire(self, offset: int, chart: int, stat: float) -> Evidence:
         """Evidence of an alarm; the values since the change start the next reference."""
         cal = self._calibration
@@ -897,7 +925,11 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
         for (n, _, _), bank in banks.items():
             x = np.stack([values[i][taken[i] : taken[i] + n] for i in bank])
             constant = (x == x[:, :1]).all(axis=1)
-            alone.update(i for i, flat in zip(bank, constant.tolist(), strict=True) if flat)
+            for r in np.flatnonzero(constant).tolist():  # a null rate while the feature is never null, mostly
+                if detectors[bank[r]]._take_at_rest(x[r]):
+                    taken[bank[r]] += n
+                else:
+                    alone.add(bank[r])
             moving = np.flatnonzero(~constant)
             size = max(_BANK_BYTES // (8 * detectors[bank[0]]._sides.size * (n + 1)), 1)
             for start in range(0, len(moving), size):

@@ -25,7 +25,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,8 +35,8 @@ from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alert_message import make_alert
 from driftloop.streams.drift.cusum import CUSUM, update_together
 from driftloop.streams.drift.detectors import build
-from driftloop.streams.drift.extract import prediction_signals
-from driftloop.streams.drift.frame import PredictionFrame
+from driftloop.streams.drift.extract import SignalValues, prediction_signals
+from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
 from driftloop.streams.drift.signals import (
     JOINT_REFERENCE,
@@ -57,6 +57,17 @@ __all__ = ["JOINT_REFERENCE", "DriftMonitor", "ModelState", "SignalState", "outp
 
 log = logging.getLogger("driftloop.drift")
 
+_NOT_NUMERIC = frozenset({"categorical", "prediction"})  # signal types whose values have no mean
+
+
+class _Taken(NamedTuple):
+    """A model's part of a batch, counted in its state: the events before it, and each signal's values."""
+
+    model: str
+    state: ModelState
+    base: int  # the model's events before the part
+    signals: list[tuple[SignalState, SignalValues]]
+
 
 class DriftMonitor:
     """Detectors for every model seen; see the module docstring."""
@@ -70,25 +81,31 @@ class DriftMonitor:
     # --- entry points --------------------------------------------------------------------------------------
 
     def process_predictions(self, rows: ColumnBatch | PredictionFrame) -> list[Alert]:
+        """Every model's part of ``rows`` to its detectors. The models' numeric charts run together, so that a
+        fleet's batch of many small parts costs its charts' runs once a round, not once a model
+        (:func:`_update_charts_together`): round ``r`` takes each model's ``r``-th chunk, so that a model's
+        chunks still come one after the other."""
         frame = rows if isinstance(rows, PredictionFrame) else PredictionFrame.from_columns(served_only(rows))
         alerts: list[Alert] = []
         # a run longer than half the ring would push its own events out before their alerts place them
-        for part in (chunk for whole in frame.models for chunk in whole.chunks(RING // 2)):
-            state = self._model(part.model, part.features.count)
-            if state is None:
-                continue
-            base = state.events
-            state.ring.extend(part.ts_ms, part.request_ids)
-            state.events += len(part)
-            state.version = max(state.version, part.version)
-            self._measure_rate(state)
-            fed = [(self._signal(state, s.name, s.signal_type), s) for s in prediction_signals(state, part)]
-            fed = [(signal, s) for signal, s in fed if signal is not None and len(s.values)]
-            fired = _update_charts_together([(signal.detector, s.values) for signal, s in fed])
-            for (signal, s), signal_fired in zip(fed, fired, strict=True):
-                alerts += self._feed(
-                    part.model, state, signal, s.positions, s.values, base, state.ring, state.events, signal_fired
-                )
+        chunked = [whole.chunks(RING // 2) for whole in frame.models]
+        for round_ in range(max(map(len, chunked), default=0)):
+            parts = [self._take(chunks[round_]) for chunks in chunked if round_ < len(chunks)]
+            taken = [part for part in parts if part is not None]
+            fired = iter(_update_charts_together([(sig.detector, s.values) for p in taken for sig, s in p.signals]))
+            for p in taken:
+                for signal, s in p.signals:
+                    alerts += self._feed(
+                        p.model,
+                        p.state,
+                        signal,
+                        s.positions,
+                        s.values,
+                        p.base,
+                        p.state.ring,
+                        p.state.events,
+                        next(fired),
+                    )
         return alerts
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
@@ -150,6 +167,19 @@ class DriftMonitor:
             state.expected_signals = max(3 * max(features, len(spec.features)) + 4, 1)
             self.models[model] = state
         return state
+
+    def _take(self, part: ModelPredictions) -> _Taken | None:
+        """A model's part counted in its state, and the values of each of its signals (None: not monitored)."""
+        state = self._model(part.model, part.features.count)
+        if state is None:
+            return None
+        base = state.events
+        state.ring.extend(part.ts_ms, part.request_ids)
+        state.events += len(part)
+        state.version = max(state.version, part.version)
+        self._measure_rate(state)
+        fed = [(self._signal(state, s.name, s.signal_type), s) for s in prediction_signals(state, part)]
+        return _Taken(part.model, state, base, [(sig, s) for sig, s in fed if sig is not None and len(s.values)])
 
     def _report_broken_spec(self, model: str, error: SpecError) -> None:
         if self._broken_specs.get(model) != str(error):  # once per error, not once per batch
@@ -231,15 +261,42 @@ class DriftMonitor:
     ) -> list[Alert]:
         """``values`` to ``signal``'s detector (or what it ``fired`` on them, when it has taken them), and its
         detections to alerts."""
-        alerts: list[Alert] = []
-        numeric = signal.signal_type not in {"categorical", "prediction"}
-        calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
-        needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
+        numeric = signal.signal_type not in _NOT_NUMERIC
         seen_before = signal.seen
         if fired is None:
             fired = signal.detector.update_many(values)
         signal.seen += len(values)
         signal.drifts += len(fired)
+        alerts = (
+            self._alerts(model, state, signal, positions, values, base, ring, total, fired, seen_before, numeric)
+            if fired or signal.pending is not None  # most batches of most signals: neither
+            else []
+        )
+        if numeric:
+            # np.add.reduce: values.mean()'s sum and division without its Python layers (5 µs a signal a batch)
+            numbers = isinstance(values, np.ndarray)
+            signal.last_mean = float(np.add.reduce(values)) / len(values) if numbers else sum(values) / len(values)
+        return alerts
+
+    def _alerts(
+        self,
+        model: str,
+        state: ModelState,
+        signal: SignalState,
+        positions: list[int],
+        values: Sequence[Any] | np.ndarray,
+        base: int,
+        ring: EventRing,
+        total: int,
+        fired: list[tuple[int, Any]],
+        seen_before: int,
+        numeric: bool,
+    ) -> list[Alert]:
+        """The alerts of what ``signal``'s detector ``fired`` on ``values`` (and of the confirmation pending, which
+        takes them), as the policy lets them through."""
+        alerts: list[Alert] = []
+        calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
+        needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
 
         def alert(evidence: Any, event_index: int) -> None:
             """The detection's alert, unless the policy holds it back (the spec was read already: the signal's
@@ -281,16 +338,13 @@ class DriftMonitor:
                 confirm(signal.pending, position + 1)
             else:
                 alert(evidence, event_index)
-        if numeric:
-            # np.add.reduce: values.mean()'s sum and division without its Python layers (5 µs a signal a batch)
-            numbers = isinstance(values, np.ndarray)
-            signal.last_mean = float(np.add.reduce(values)) / len(values) if numbers else sum(values) / len(values)
         return alerts
 
 
 def _update_charts_together(fed: list[tuple[Any, Sequence[Any] | np.ndarray]]) -> list[list[tuple[int, Any]] | None]:
-    """What each CUSUM detector fires on its values, the charts of a model's numeric signals run together
-    (:func:`~driftloop.streams.drift.cusum.update_together`); None for the other detectors, which take their
+    """What each CUSUM detector fires on its values, the charts of the numeric signals of every model of a
+    round run together (:func:`~driftloop.streams.drift.cusum.update_together`; a fleet's batch holds a few
+    events of each model, and a run of charts costs some 20 µs before its first value); None for the other detectors, which take their
     values in :meth:`DriftMonitor._feed`."""
     fired: list[list[tuple[int, Any]] | None] = [None] * len(fed)
     charts = [

@@ -417,7 +417,8 @@ def test_the_charts_run_as_the_textbook_recursion_over_batches_of_any_size(seed:
 
 def _signals(rng: np.random.Generator, n: int) -> np.ndarray:
     """Rows of different kinds, each with a change part-way: Gaussian, skewed, a 0/1 rate, a constant that
-    later moves, a discrete one, a constant for good."""
+    later moves, a discrete one, a constant for good, and a rare 0/1 rate whose first value is its rare one
+    (its runs of zeros leave the charts at rest at a value that is not the reference's first)."""
     t = np.arange(n)
     rows = [
         rng.normal(size=n) + 1.2 * (t > 0.6 * n),
@@ -426,6 +427,7 @@ def _signals(rng: np.random.Generator, n: int) -> np.ndarray:
         np.where(t > 0.7 * n, rng.normal(size=n), 5.0),
         rng.integers(0, 4, size=n).astype(float) - (t > 0.8 * n),
         np.full(n, 2.0),
+        np.r_[1.0, rng.random(n - 1) < np.where(t[1:] > 0.5 * n, 0.05, 0.002)],
     ]
     return np.array([row for row in rows for _ in range(3)])  # three of each: more than one bank's rows alike
 

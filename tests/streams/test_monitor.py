@@ -24,6 +24,17 @@ from driftloop.streams.drift.state_json import state_text
 
 def predictions(rng: random.Random, start: int, n: int, shift: dict | None = None, model: str = "m") -> ColumnBatch:
     """n events of 10 N(0,1) features; ``shift`` from event index ``shift['at']`` on changes one of them."""
+    return _decoded(prediction_events(rng, start, n, shift, model))
+
+
+def _decoded(events: list[dict]) -> ColumnBatch:
+    envelopes = [events[i : i + 2000] for i in range(0, len(events), 2000)]  # each under the message size limit
+    messages = [Incoming(json.dumps({"events": e}).encode(), "p", 0, k) for k, e in enumerate(envelopes)]
+    return decode_predictions(messages).rows
+
+
+def prediction_events(rng: random.Random, start: int, n: int, shift: dict | None = None, model: str = "m") -> list:
+    """The events of :func:`predictions`."""
     events = []
     for i in range(start, start + n):
         features: dict = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
@@ -45,9 +56,7 @@ def predictions(rng: random.Random, start: int, n: int, shift: dict | None = Non
                 "score": rng.random(),
             }
         )
-    envelopes = [events[i : i + 2000] for i in range(0, len(events), 2000)]  # each under the message size limit
-    messages = [Incoming(json.dumps({"events": e}).encode(), "p", 0, k) for k, e in enumerate(envelopes)]
-    return decode_predictions(messages).rows
+    return events
 
 
 def labeled(rng: random.Random, start: int, n: int, error_after: float, at: int, model: str = "m") -> ColumnBatch:
@@ -541,6 +550,35 @@ def test_a_batch_longer_than_the_ring_places_its_alert_where_it_happened(tmp_pat
     (alert,) = [a for a in alerts if a.signal == "f0"]
     assert 20_000 <= int(alert.request_id[1:]) < 20_200
     assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 50
+
+
+def test_a_fleet_s_batch_gives_each_model_the_alerts_and_state_it_gets_alone(tmp_path: Path) -> None:
+    """Many models in one batch run their charts together (a round of each model's part at once): each model
+    gets the alerts, at the same events, and the detector state, to the bit, that it gets fed alone, batch
+    after batch of parts of any size (a part longer than half the ring: two rounds; a part of one event; a
+    drift; a null rate that rises)."""
+    shifts = {"m1": {"at": 11_000, "mean": 1.0}, "m3": {"at": 12_000, "null": True}}
+    models = [f"m{i}" for i in range(5)]
+    together = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    alone = {model: DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0) for model in models}
+    rng, sizes = random.Random(8), random.Random(9)
+    seen = dict.fromkeys(models, 0)
+    by_model: dict[str, list] = {model: [] for model in models}
+    expected: dict[str, list] = {model: [] for model in models}
+    for round_ in range(14):
+        events = []
+        for model in models:
+            n = 10_000 if round_ == 0 else 12_000 if (round_, model) == (3, "m2") else sizes.choice([1, 25, 300, 2000])
+            part = prediction_events(rng, seen[model], n, shifts.get(model), model)
+            seen[model] += n
+            expected[model] += alone[model].process_predictions(_decoded(part))
+            events += part
+        for alert in together.process_predictions(_decoded(events)):
+            by_model[alert.model].append(alert)
+    assert {model for model, alerts in expected.items() if alerts} == {"m1", "m3"}  # the drifts were caught
+    assert by_model == expected
+    for model in models:
+        assert state_text(snapshot_model(together, model)) == state_text(snapshot_model(alone[model], model))
 
 
 def test_the_event_ring_holds_the_last_events_as_a_deque_of_pairs_would() -> None:
