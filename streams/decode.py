@@ -149,11 +149,12 @@ def _decode(
     out = Columns(len(names) + 1, named_values)  # the table's columns and each row's message position
     dead: list[DeadLetter] = []
     unreadable: UnreadableRecords | None = None
+    wider_first: dict[bytes, int] = {}  # models whose messages are parsed with the wider type first
 
     def one(position: int, message: Incoming) -> None:
         value = message.value
         parsed = (
-            fast.parse(value)
+            fast.parse(value, wider_first)
             if value is not None and len(value) <= max_bytes and type(value) is not UnreadableRecords
             else None
         )

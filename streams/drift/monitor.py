@@ -344,8 +344,8 @@ class DriftMonitor:
 def _update_charts_together(fed: list[tuple[Any, Sequence[Any] | np.ndarray]]) -> list[list[tuple[int, Any]] | None]:
     """What each CUSUM detector fires on its values, the charts of the numeric signals of every model of a
     round run together (:func:`~driftloop.streams.drift.cusum.update_together`; a fleet's batch holds a few
-    events of each model, and a run of charts costs some 20 µs before its first value); None for the other detectors, which take their
-    values in :meth:`DriftMonitor._feed`."""
+    events of each model, and a run of charts costs some 20 µs before its first value); None for the other
+    detectors, which take their values in :meth:`DriftMonitor._feed`."""
     fired: list[list[tuple[int, Any]] | None] = [None] * len(fed)
     charts = [
         i
