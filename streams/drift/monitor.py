@@ -60,6 +60,16 @@ log = logging.getLogger("driftloop.drift")
 _NOT_NUMERIC = frozenset({"categorical", "prediction"})  # signal types whose values have no mean
 
 
+class _Place(NamedTuple):
+    """Where a signal's values fall among its model's events (or labeled rows): what its alerts are placed by."""
+
+    model: str
+    state: ModelState
+    base: int  # the model's events before the values' batch
+    ring: EventRing  # its recent events
+    total: int  # its events, the batch's counted
+
+
 class _Taken(NamedTuple):
     """A model's part of a batch, counted in its state: the events before it, and each signal's values."""
 
@@ -94,18 +104,9 @@ class DriftMonitor:
             taken = [part for part in parts if part is not None]
             fired = iter(_update_charts_together([(sig.detector, s.values) for p in taken for sig, s in p.signals]))
             for p in taken:
+                place = _Place(p.model, p.state, p.base, p.state.ring, p.state.events)
                 for signal, s in p.signals:
-                    alerts += self._feed(
-                        p.model,
-                        p.state,
-                        signal,
-                        s.positions,
-                        s.values,
-                        p.base,
-                        p.state.ring,
-                        p.state.events,
-                        next(fired),
-                    )
+                    alerts += self._feed(place, signal, s.positions, s.values, next(fired))
         return alerts
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
@@ -135,9 +136,8 @@ class DriftMonitor:
                 values = [float(rows["error"][index[p]]) for p in positions]
                 signal = self._signal(state, f"error{VERSION_MARK}{version}", "error")
                 if signal is not None and values:
-                    alerts += self._feed(
-                        model, state, signal, positions, values, base, state.labeled_ring, state.labeled
-                    )
+                    place = _Place(model, state, base, state.labeled_ring, state.labeled)
+                    alerts += self._feed(place, signal, positions, values)
         return alerts
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
@@ -249,14 +249,10 @@ class DriftMonitor:
 
     def _feed(
         self,
-        model: str,
-        state: ModelState,
+        place: _Place,
         signal: SignalState,
         positions: list[int],
         values: Sequence[Any] | np.ndarray,
-        base: int,
-        ring: EventRing,
-        total: int,
         fired: list[tuple[int, Any]] | None = None,
     ) -> list[Alert]:
         """``values`` to ``signal``'s detector (or what it ``fired`` on them, when it has taken them), and its
@@ -268,7 +264,7 @@ class DriftMonitor:
         signal.seen += len(values)
         signal.drifts += len(fired)
         alerts = (
-            self._alerts(model, state, signal, positions, values, base, ring, total, fired, seen_before, numeric)
+            self._alerts(place, signal, positions, values, fired, seen_before, numeric)
             if fired or signal.pending is not None  # most batches of most signals: neither
             else []
         )
@@ -280,20 +276,17 @@ class DriftMonitor:
 
     def _alerts(
         self,
-        model: str,
-        state: ModelState,
+        place: _Place,
         signal: SignalState,
         positions: list[int],
         values: Sequence[Any] | np.ndarray,
-        base: int,
-        ring: EventRing,
-        total: int,
         fired: list[tuple[int, Any]],
         seen_before: int,
         numeric: bool,
     ) -> list[Alert]:
         """The alerts of what ``signal``'s detector ``fired`` on ``values`` (and of the confirmation pending, which
         takes them), as the policy lets them through."""
+        model, state, base, ring, total = place
         alerts: list[Alert] = []
         calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
         needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
