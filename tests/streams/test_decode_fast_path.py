@@ -401,7 +401,8 @@ def test_a_model_s_small_envelopes_become_columns_together() -> None:
     # the model's message that leaves a feature out joins them (a gap in its column): still one set of columns
     # a numeric one (which the batch gathers itself) is added after what was gathered before it
     origins = [k for k in range(21) for _ in range(2 if k != 10 else 1)]
-    # (unless, as by default, its model's messages that did not fit the numeric type have it parsed as they are)
+    # (with WIDER_FIRST_FOR = 0: by default its model's messages before it did not fit the numeric type, so it is
+    # parsed with the wider type, as they were, and joins them)
     numeric = {"a": 2.0, "b": 3.0}
     for other, calls, wider in (
         ({"a": 2.0, "country": None}, 1, 32),
