@@ -397,13 +397,16 @@ def _first_alarms(walks: _Walks, side: int, k: float, h: float) -> np.ndarray:
     low = np.zeros(streams)  # the lowest each going stream's sum has been (or 0)
     for index, start in enumerate(range(0, steps, _CHUNK)):
         walk = walks.chunk(index)
-        sums = (walk if len(going) == streams else walk[going]) * side
-        sums -= k * _counts(start + walk.shape[1])[start:]
+        walk = walk if len(going) == streams else walk[going]
+        drift = k * _counts(start + walk.shape[1])[start:]
+        # side · W - k · t in one pass: W - k t for the upper chart, -k t - W for the lower (the same floats)
+        sums = np.subtract(walk, drift) if side > 0 else np.subtract(-drift, walk)
         lows = np.minimum.accumulate(sums, axis=1)
         np.minimum(lows, low[:, None], out=lows)
-        over = np.greater(sums - lows, h)
-        alarmed = over.any(axis=1)
-        lengths[going[alarmed]] = start + 1 + over[alarmed].argmax(axis=1)
+        over = np.greater(np.subtract(sums, lows, out=sums), h)
+        first = over.argmax(axis=1)  # each stream's first alarm in the chunk (0 where it has none)
+        alarmed = over[np.arange(len(first)), first]
+        lengths[going[alarmed]] = start + 1 + first[alarmed]
         going, low = going[~alarmed], lows[~alarmed, -1]
         if not len(going):
             break
