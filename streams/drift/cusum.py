@@ -648,11 +648,16 @@ class CUSUM:
             return min(n, self.reference - len(self._learning))
         return min(n, int(self._grow_at - self._sums[0])) if self._grow_at > self._sums[0] else n
 
-    def _passed(self, piece: np.ndarray, growing: bool) -> None:
-        """What follows a run over ``piece`` without an alarm (the charts already advanced over it)."""
+    def _passed(self, piece: np.ndarray, growing: bool, sums: tuple[float, float] | None = None) -> None:
+        """What follows a run over ``piece`` without an alarm (the charts already advanced over it). ``sums``:
+        the piece's sum and sum of squares about the reference's shift, when known (as :meth:`_absorb` makes
+        them, to the bit)."""
         self._recent.extend(piece)
         if growing:
-            self._absorb(piece)
+            if sums is None:
+                self._absorb(piece)
+            else:
+                self._add_sums(len(piece), *sums)
             self._calibrate_when_doubled()
 
     def _calibrate_when_doubled(self) -> None:
@@ -782,13 +787,8 @@ class CUSUM:
             or np.count_nonzero(self._since_zero)
         ):
             return False
-        self._recent.extend(piece)
-        if self._grow_at > self._sums[0]:  # as _passed, with the sums _absorb would add: none about the value
-            if piece[0] == self._shift:
-                self._add_sums(len(piece), 0.0, 0.0)
-            else:
-                self._absorb(piece)
-            self._calibrate_when_doubled()
+        # the value the sums are taken about adds none to them
+        self._passed(piece, self._grow_at > self._sums[0], (0.0, 0.0) if piece[0] == self._shift else None)
         self.n += len(piece)
         return True
 
@@ -953,8 +953,8 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
 
 def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     """:meth:`CUSUM._run` for every detector of ``bank`` over its row of ``x`` (bank × values), with the same
-    operations on the same values. The detectors whose charts do not alarm are advanced (as ``_passed``
-    advances one); the others are left as they were, for :meth:`CUSUM.update_many` to run. Returns which
+    operations on the same values. The detectors whose charts do not alarm are advanced (``_passed``, given
+    their rows' sums); the others are left as they were, for :meth:`CUSUM.update_many` to run. Returns which
     alarm."""
     (m, n), first = x.shape, bank[0]
     mean = np.array([d._calibration.mean for d in bank])  # type: ignore[union-attr]
@@ -985,9 +985,6 @@ def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
         if fired:
             continue
         detector._stat, detector._since_zero = stats[b], sinces[b]  # rows of the bank's: no copy a detector
-        detector._recent.extend(x[b])
-        if growing[b]:
-            detector._add_sums(n, totals[b], squares[b])
-            detector._calibrate_when_doubled()
+        detector._passed(x[b], growing[b], (totals[b], squares[b]) if growing[b] else None)
         detector.n += n
     return alarmed
