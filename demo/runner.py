@@ -72,7 +72,7 @@ class DemoSummary:
     interrupted: bool
     first_alerts: dict[str, AlertView]  # kind → the first alert of that kind after the drift
     detection_events: int | None  # events served from the drift to the performance alert's event (None: no alert)
-    detection_s: float  # wall clock from the first drifted event to the performance alert
+    detection_s: float  # wall clock from the first drifted event to the performance alert's second (stamped to it)
     alert_to_champion_s: float
     old_version: int
     new_version: int
