@@ -38,8 +38,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks import REPO
-from benchmarks.cpu import cpu_seconds, descendants
-from benchmarks.ingest import SHAPES, produce, subprocess_env, worker_rate
+from benchmarks.cpu import cpu_seconds
+from benchmarks.ingest import SHAPES, produce, subprocess_env, worker_processes, worker_rate
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
@@ -128,7 +128,7 @@ class Measured:
 
 def measure(settings: Settings, load: Load, seconds: float, processes: dict[str, list[int]]) -> Measured:
     """Latencies of every event of ``load``, the server's inserts a second, and the CPU of ``processes``
-    (name → root pids; their descendants count too) while it was sent (polls: :class:`LandedRows`)."""
+    (name → pids) while it was sent (polls: :class:`LandedRows`)."""
     model = f"latency-{load.name}"
     client = connect(settings.clickhouse)
     stamps: list[int] = []  # each sent message's ts (ms), in sending order
@@ -137,8 +137,7 @@ def measure(settings: Settings, load: Load, seconds: float, processes: dict[str,
     latencies: list[np.ndarray] = []
     stop = threading.Event()
     inserts_before = _inserts(client)
-    groups = {name: [p for root in roots for p in _own(root)] for name, roots in processes.items()}
-    cpu_before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
     began = time.monotonic()
     sender = threading.Thread(target=send_steadily, args=(settings, load, seconds, model, stop, stamps))
     sender.start()
@@ -158,7 +157,7 @@ def measure(settings: Settings, load: Load, seconds: float, processes: dict[str,
         stop.set()
         sender.join()
     took = time.monotonic() - began
-    cores = {name: (cpu_seconds(pids) - cpu_before[name]) / took for name, pids in groups.items()}
+    cores = {name: (cpu_seconds(pids) - cpu_before[name]) / took for name, pids in processes.items()}
     inserts = (_inserts(client) - inserts_before) / took
     client.disconnect()
     if oldest < len(stamps):
@@ -216,12 +215,6 @@ class LandedRows:
         return gained
 
 
-def _own(pid: int) -> list[int]:
-    """``pid`` with its descendants, or alone when it is this process (the worker and the stack are its
-    children, and count as themselves)."""
-    return [pid] if pid == os.getpid() else descendants(pid)
-
-
 def _inserts(client: object) -> int:
     """``INSERT`` queries the server has run so far, into any table (``system.events``)."""
     rows = client.execute("SELECT value FROM system.events WHERE event = 'InsertQuery'")  # type: ignore[attr-defined]
@@ -273,11 +266,12 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
         try:
-            processes = {service.name: [service.pid] for service in report.services if service.pid}
-            processes |= {"worker": [worker.pid], "load + polls": [os.getpid()]}  # the services are no children
+            services = {service.name: service.pid for service in report.services if service.pid}
             warm = Load("warm-up", 1000, 100)
             with console.status("waiting for the worker (a warm-up load lands)"):
-                measure(settings, warm, 2.0, processes)
+                measure(settings, warm, 2.0, {})
+            # its processes by now (detection starts at a first batch); the services are no children of ours
+            processes = worker_processes(worker.pid, services) | {"load + polls": [os.getpid()]}
             table = Table(title=f"latency: send → row in ClickHouse, {args.seconds:.0f} s a load, polled every 50 ms")
             columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "p99 ≤ 1 s", *processes)
             for column in columns:
