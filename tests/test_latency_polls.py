@@ -44,3 +44,8 @@ def test_rows_count_once_at_the_poll_that_first_sees_them_whatever_merges_them(t
     assert landed.seen == Counter({1_790_000_000_000: 103, 1_790_000_000_250: 100, 1_790_000_000_500: 100})
     _land(table, "m", {1_790_000_000_750: 50}, salt=4)
     assert landed.poll() == Counter({1_790_000_000_750: 50})
+    table.execute(f"TRUNCATE TABLE {TABLE}")  # parts gone with nothing in their place: what was seen stays seen
+    assert landed.poll() == Counter()
+    _land(table, "m", {1_790_000_000_750: 10}, salt=5)  # fewer than were seen of that stamp: nothing new
+    assert landed.poll() == Counter()
+    assert landed.seen[1_790_000_000_750] == 50
