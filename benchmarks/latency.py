@@ -171,8 +171,8 @@ class LandedRows:
 
     A poll that read the model's rows by time (``ts >= t``) read whole parts: the table is sorted by event id
     within a model's day, and merged parts hold every time they merged. Once a load's rows had merged into
-    parts of a million, each poll of the half-maximum load read them all (30 ms, twenty times a second: most of
-    the ClickHouse CPU the table showed, and more the further the worker fell behind). A poll now lists the
+    parts of a million, each poll of the half-maximum load read them all (30 ms a poll over 1.7 million rows:
+    up to 0.6 of a core at twenty polls a second, more the further the worker fell behind). A poll now lists the
     active parts and reads only those it has not read (``_part``); a part that merged away takes its counts
     with it, and the part it merged into brings them back. A row counts as landed once: ``seen`` only rises."""
 
