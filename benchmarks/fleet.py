@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import scratch_home
 from benchmarks.cpu import cpu_seconds, rss_mb
 from benchmarks.ingest import worker_process, worker_processes
 from benchmarks.latency import STAMP, templates
@@ -156,64 +155,72 @@ def main() -> None:
         "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the worker (repeat)"
     )
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="driftloop-fleet-"))
-    env = private_stack_env(home, prefix="fleet.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
-    settings = Settings.from_env(env)
-    report = local_stack.up(settings)
-    services = {service.name: service.pid for service in report.services if service.pid}
-    fleet = [f"fleet-{i:04d}" for i in range(args.models)]
-    try:
-        producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
-        port = free_port()
-        worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "fleet", "DRIFTLOOP_METRICS_PORT": str(port)}
-        worker_env |= dict(v.split("=", 1) for v in args.worker_env)
-        with worker_process(worker_env, home / "worker.log") as worker:
-            with console.status(f"warming up {args.models + 1} models ({args.warm_up:,} events each)"):
-                warm_up(settings, producer, ["alone", *fleet], args.warm_up, worker)
-            loads = {
-                "one model": {"alone": templates(args.per_message, "alone", count=4)},
-                f"{args.models} models": {
-                    m: templates(args.per_message, m, count=4, seed=i) for i, m in enumerate(fleet)
-                },
-            }
-            results = {}
-            for name, messages in loads.items():
-                with console.status(f"{name}: {args.rate:,.0f} events/s for {args.seconds:.0f} s"):
-                    results[name] = measure(
-                        settings, producer, worker, services, messages, args.rate, args.per_message, args.seconds, port
-                    )
-        producer.close()
-    finally:
-        local_stack.down(settings)
-    baseline = results["one model"]
-    title = f"{args.rate:,.0f} events/s for {args.seconds:.0f} s, envelopes of {args.per_message}: CPU µs an event"
-    table = Table(title=title)
-    for column in (
-        "load",
-        "events",
-        *PROCESSES,
-        "total",
-        "× one model",
-        "state saved",
-        "saves",
-        "a save",
-        "worker RSS",
-    ):
-        table.add_column(column, justify="right")
-    for name, steady in results.items():
-        saves = f"{steady.state_bytes / steady.state_rows / 1000:.0f} kB" if steady.state_rows else "-"
-        table.add_row(
-            name,
-            f"{steady.events:,}",
-            *(f"{steady.cpu_us.get(p, 0.0):.1f}" for p in PROCESSES),
-            f"{steady.total_us:.1f}",
-            f"{steady.total_us / baseline.total_us:.2f}",
-            f"{steady.state_bytes / steady.seconds / 1000:,.0f} kB/s",
-            f"{steady.state_rows:,}",
-            saves,
-            f"{steady.worker_mb:,.0f} MB",
-        )
-    console.print(table)
+    with scratch_home("driftloop-fleet-") as home:
+        env = private_stack_env(home, prefix="fleet.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
+        settings = Settings.from_env(env)
+        report = local_stack.up(settings)
+        services = {service.name: service.pid for service in report.services if service.pid}
+        fleet = [f"fleet-{i:04d}" for i in range(args.models)]
+        try:
+            producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
+            port = free_port()
+            worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "fleet", "DRIFTLOOP_METRICS_PORT": str(port)}
+            worker_env |= dict(v.split("=", 1) for v in args.worker_env)
+            with worker_process(worker_env, home / "worker.log") as worker:
+                with console.status(f"warming up {args.models + 1} models ({args.warm_up:,} events each)"):
+                    warm_up(settings, producer, ["alone", *fleet], args.warm_up, worker)
+                loads = {
+                    "one model": {"alone": templates(args.per_message, "alone", count=4)},
+                    f"{args.models} models": {
+                        m: templates(args.per_message, m, count=4, seed=i) for i, m in enumerate(fleet)
+                    },
+                }
+                results = {}
+                for name, messages in loads.items():
+                    with console.status(f"{name}: {args.rate:,.0f} events/s for {args.seconds:.0f} s"):
+                        results[name] = measure(
+                            settings,
+                            producer,
+                            worker,
+                            services,
+                            messages,
+                            args.rate,
+                            args.per_message,
+                            args.seconds,
+                            port,
+                        )
+            producer.close()
+        finally:
+            local_stack.down(settings)
+        baseline = results["one model"]
+        title = f"{args.rate:,.0f} events/s for {args.seconds:.0f} s, envelopes of {args.per_message}: CPU µs an event"
+        table = Table(title=title)
+        for column in (
+            "load",
+            "events",
+            *PROCESSES,
+            "total",
+            "× one model",
+            "state saved",
+            "saves",
+            "a save",
+            "worker RSS",
+        ):
+            table.add_column(column, justify="right")
+        for name, steady in results.items():
+            saves = f"{steady.state_bytes / steady.state_rows / 1000:.0f} kB" if steady.state_rows else "-"
+            table.add_row(
+                name,
+                f"{steady.events:,}",
+                *(f"{steady.cpu_us.get(p, 0.0):.1f}" for p in PROCESSES),
+                f"{steady.total_us:.1f}",
+                f"{steady.total_us / baseline.total_us:.2f}",
+                f"{steady.state_bytes / steady.seconds / 1000:,.0f} kB/s",
+                f"{steady.state_rows:,}",
+                saves,
+                f"{steady.worker_mb:,.0f} MB",
+            )
+        console.print(table)
 
 
 if __name__ == "__main__":

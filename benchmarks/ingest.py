@@ -47,7 +47,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -62,7 +61,7 @@ from kafka.structs import OffsetAndMetadata
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import REPO
+from benchmarks import REPO, scratch_home
 from benchmarks.cpu import children, cpu_seconds
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
@@ -439,26 +438,28 @@ def main() -> None:
         help="a shape to measure (repeat for several; default: every shape)",
     )
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
-    rounds = f"; median of {args.rounds} rounds, and range" if args.rounds > 1 else ""
-    table = Table(title=f"ingest: {args.events:,} prediction events a shape (events/s{rounds})")
-    for column in ("shape", "raw getmany+msgspec", "bare Faust agent", "driftloop worker", "worker / raw"):
-        table.add_column(column, justify="right")
-    where = Table(title="where the time goes: CPU µs a landed event, by process, while the worker ran")
-    where.add_column("shape", justify="right")
-    for name in args.shape or list(SHAPES):
-        rates, cpu = run_shape(SHAPES[name], home, args.events, args.rounds)
-        ratio = statistics.median(rates["worker"]) / statistics.median(rates["raw"])
-        verdict = "" if ratio >= TARGET else f" (target ≥ {TARGET:.2f})"
-        table.add_row(name, rate(rates["raw"]), rate(rates["bare"]), rate(rates["worker"]), f"{ratio:.2f}{verdict}")
-        if not where.rows:
-            for process in cpu:
-                where.add_column(process, justify="right")
-            where.add_column("total", justify="right")
-        where.add_row(name, *(f"{us:.1f}" for us in cpu.values()), f"{sum(cpu.values()):.1f}")
-        console.print(f"{name}: worker {ratio:.2f} × raw; " + ", ".join(f"{p} {us:.1f} µs" for p, us in cpu.items()))
-    console.print(table)
-    console.print(where)
+    with scratch_home("driftloop-bench-") as home:
+        rounds = f"; median of {args.rounds} rounds, and range" if args.rounds > 1 else ""
+        table = Table(title=f"ingest: {args.events:,} prediction events a shape (events/s{rounds})")
+        for column in ("shape", "raw getmany+msgspec", "bare Faust agent", "driftloop worker", "worker / raw"):
+            table.add_column(column, justify="right")
+        where = Table(title="where the time goes: CPU µs a landed event, by process, while the worker ran")
+        where.add_column("shape", justify="right")
+        for name in args.shape or list(SHAPES):
+            rates, cpu = run_shape(SHAPES[name], home, args.events, args.rounds)
+            ratio = statistics.median(rates["worker"]) / statistics.median(rates["raw"])
+            verdict = "" if ratio >= TARGET else f" (target ≥ {TARGET:.2f})"
+            table.add_row(name, rate(rates["raw"]), rate(rates["bare"]), rate(rates["worker"]), f"{ratio:.2f}{verdict}")
+            if not where.rows:
+                for process in cpu:
+                    where.add_column(process, justify="right")
+                where.add_column("total", justify="right")
+            where.add_row(name, *(f"{us:.1f}" for us in cpu.values()), f"{sum(cpu.values()):.1f}")
+            console.print(
+                f"{name}: worker {ratio:.2f} × raw; " + ", ".join(f"{p} {us:.1f} µs" for p, us in cpu.items())
+            )
+        console.print(table)
+        console.print(where)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import REPO
+from benchmarks import REPO, scratch_home
 from benchmarks.cpu import cpu_seconds
 from benchmarks.ingest import SHAPES, produce, subprocess_env, worker_processes, worker_rate
 from driftloop.infra.clickhouse.client import connect
@@ -242,63 +241,65 @@ def main() -> None:
         "--worker-env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the worker (repeat)"
     )
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="driftloop-latency-"))
-    env = private_stack_env(home, prefix="latency.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
-    settings = Settings.from_env(env)
-    report = local_stack.up(settings)
-    try:
-        top = args.max_rate or max_rate(settings, env, home)
-        console.print(f"maximum throughput: {top:,.0f} events/s")
-        loads = [
-            Load("single-1000", 1000, 1),
-            Load("envelopes-5000", 5000, 100),
-            *(Load(f"envelopes-{rate}", rate, 100) for rate in (10_000, 20_000, 30_000) if rate < top / 2),
-            Load(f"half-max-{int(top / 2)}", int(top / 2) // 100 * 100, 100),
-        ]
-        with open(home / "worker.log", "ab") as out:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "driftloop.cli.main", "worker"],
-                cwd=REPO,
-                env=subprocess_env(
-                    env, DRIFTLOOP_WORKER_GROUP="latency", **dict(v.split("=", 1) for v in args.worker_env)
-                ),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+    with scratch_home("driftloop-latency-") as home:
+        env = private_stack_env(home, prefix="latency.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
+        settings = Settings.from_env(env)
+        report = local_stack.up(settings)
         try:
-            services = {service.name: service.pid for service in report.services if service.pid}
-            warm = Load("warm-up", 1000, 100)
-            with console.status("waiting for the worker (a warm-up load lands)"):
-                measure(settings, warm, 2.0, {})
-            # its processes by now (detection starts at a first batch); the services are no children of ours
-            processes = worker_processes(worker.pid, services) | {"load + polls": [os.getpid()]}
-            table = Table(title=f"latency: send → row in ClickHouse, {args.seconds:.0f} s a load, polled every 50 ms")
-            columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "p99 ≤ 1 s", *processes)
-            for column in columns:
-                table.add_column(column if column not in processes else f"{column} CPU", justify="right")
-            for load in loads:
-                with console.status(f"{load.name}: {load.rate:,} events/s for {args.seconds:.0f} s"):
-                    measured = measure(settings, load, args.seconds, processes)
-                latencies = measured.latencies
-                p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
-                table.add_row(
-                    f"{load.rate:,}/s, {load.per_message} a message",
-                    f"{len(latencies):,}",
-                    f"{p50:.2f} s",
-                    f"{p90:.2f} s",
-                    f"{p99:.2f} s",
-                    f"{latencies.max():.2f} s",
-                    f"{measured.inserts_per_s:.1f}",
-                    "yes" if p99 <= TARGET_P99_S else "no",
-                    *(f"{measured.cores[name]:.0%}" for name in processes),
+            top = args.max_rate or max_rate(settings, env, home)
+            console.print(f"maximum throughput: {top:,.0f} events/s")
+            loads = [
+                Load("single-1000", 1000, 1),
+                Load("envelopes-5000", 5000, 100),
+                *(Load(f"envelopes-{rate}", rate, 100) for rate in (10_000, 20_000, 30_000) if rate < top / 2),
+                Load(f"half-max-{int(top / 2)}", int(top / 2) // 100 * 100, 100),
+            ]
+            with open(home / "worker.log", "ab") as out:
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "driftloop.cli.main", "worker"],
+                    cwd=REPO,
+                    env=subprocess_env(
+                        env, DRIFTLOOP_WORKER_GROUP="latency", **dict(v.split("=", 1) for v in args.worker_env)
+                    ),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
                 )
-                console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s")
-            console.print(table)
+            try:
+                services = {service.name: service.pid for service in report.services if service.pid}
+                warm = Load("warm-up", 1000, 100)
+                with console.status("waiting for the worker (a warm-up load lands)"):
+                    measure(settings, warm, 2.0, {})
+                # its processes by now (detection starts at a first batch); the services are no children of ours
+                processes = worker_processes(worker.pid, services) | {"load + polls": [os.getpid()]}
+                table = Table(
+                    title=f"latency: send → row in ClickHouse, {args.seconds:.0f} s a load, polled every 50 ms"
+                )
+                columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "p99 ≤ 1 s", *processes)
+                for column in columns:
+                    table.add_column(column if column not in processes else f"{column} CPU", justify="right")
+                for load in loads:
+                    with console.status(f"{load.name}: {load.rate:,} events/s for {args.seconds:.0f} s"):
+                        measured = measure(settings, load, args.seconds, processes)
+                    latencies = measured.latencies
+                    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+                    table.add_row(
+                        f"{load.rate:,}/s, {load.per_message} a message",
+                        f"{len(latencies):,}",
+                        f"{p50:.2f} s",
+                        f"{p90:.2f} s",
+                        f"{p99:.2f} s",
+                        f"{latencies.max():.2f} s",
+                        f"{measured.inserts_per_s:.1f}",
+                        "yes" if p99 <= TARGET_P99_S else "no",
+                        *(f"{measured.cores[name]:.0%}" for name in processes),
+                    )
+                    console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s")
+                console.print(table)
+            finally:
+                worker.terminate()
+                worker.wait(60)
         finally:
-            worker.terminate()
-            worker.wait(60)
-    finally:
-        local_stack.down(settings)
+            local_stack.down(settings)
 
 
 if __name__ == "__main__":

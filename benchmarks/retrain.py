@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -34,6 +33,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import scratch_home
 from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.demo.runner import DemoOptions, run_demo
 from driftloop.infra.clickhouse.client import connect
@@ -225,58 +225,61 @@ def main() -> None:
     parser.add_argument("--live", action="store_true", help="also time the release at the demo's traffic")
     parser.add_argument("--live-runs", type=int, default=3, help="seeds of the release run (default 3)")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="driftloop-retrain-"))
-    if args.live:
-        releases = [live(home, seed) for seed in range(1, args.live_runs + 1)]
-        table = Table(title="release at 250 requests/s, labels ~2 s late: seconds from the performance alert")
-        for column in ("seed", *STAGES, "rejected versions", "requests served by them"):
+    with scratch_home("driftloop-retrain-") as home:
+        if args.live:
+            releases = [live(home, seed) for seed in range(1, args.live_runs + 1)]
+            table = Table(title="release at 250 requests/s, labels ~2 s late: seconds from the performance alert")
+            for column in ("seed", *STAGES, "rejected versions", "requests served by them"):
+                table.add_column(column, justify="right")
+            for seed, r in enumerate(releases, start=1):
+                table.add_row(
+                    str(seed),
+                    *(f"{r[f'to_{s}_s']:.1f}" for s in STAGES),
+                    str(r["rejected"]),
+                    str(r["served_by_rejected"]),
+                )
+            console.print(table)
+        searches = args.trials or [0, 20]
+        results = [r for n in (args.rows or [50_000]) for r in run(n, home, searches, args.tuning_timeout)]
+        table = Table(title="retraining: alert on Kafka → candidate announced")
+        columns = (
+            "rows",
+            "trials",
+            "device",
+            "alert→candidate s",
+            "fetch s",
+            "train s",
+            "evaluate s",
+            "publish s",
+            "pruned",
+            "validation acc.",
+            "test acc.",
+            "acc. before drift",
+            "right after",
+            "candidate",
+            "oracle",
+        )
+        for column in columns:
             table.add_column(column, justify="right")
-        for seed, r in enumerate(releases, start=1):
+        for r in results:
             table.add_row(
-                str(seed), *(f"{r[f'to_{s}_s']:.1f}" for s in STAGES), str(r["rejected"]), str(r["served_by_rejected"])
+                f"{r['rows']:,}",
+                str(r["trials"] or "none"),
+                str(r["device"]),
+                f"{r['alert_to_candidate_s']:.1f}",
+                f"{r['fetch_s']:.1f}",
+                f"{r['train_s']:.1f}",
+                f"{r['evaluate_s']:.1f}",
+                f"{r['publish_s']:.1f}",
+                "-" if math.isnan(r["pruned"]) else f"{r['pruned']:.0%}",
+                f"{r['validation']:.4f}",
+                f"{r['test']:.4f}",
+                f"{r['before']:.3f}",
+                f"{r['drifted']:.3f}",
+                f"{r['after']:.4f}",
+                f"{r['oracle']:.4f}",
             )
         console.print(table)
-    searches = args.trials or [0, 20]
-    results = [r for n in (args.rows or [50_000]) for r in run(n, home, searches, args.tuning_timeout)]
-    table = Table(title="retraining: alert on Kafka → candidate announced")
-    columns = (
-        "rows",
-        "trials",
-        "device",
-        "alert→candidate s",
-        "fetch s",
-        "train s",
-        "evaluate s",
-        "publish s",
-        "pruned",
-        "validation acc.",
-        "test acc.",
-        "acc. before drift",
-        "right after",
-        "candidate",
-        "oracle",
-    )
-    for column in columns:
-        table.add_column(column, justify="right")
-    for r in results:
-        table.add_row(
-            f"{r['rows']:,}",
-            str(r["trials"] or "none"),
-            str(r["device"]),
-            f"{r['alert_to_candidate_s']:.1f}",
-            f"{r['fetch_s']:.1f}",
-            f"{r['train_s']:.1f}",
-            f"{r['evaluate_s']:.1f}",
-            f"{r['publish_s']:.1f}",
-            "-" if math.isnan(r["pruned"]) else f"{r['pruned']:.0%}",
-            f"{r['validation']:.4f}",
-            f"{r['test']:.4f}",
-            f"{r['before']:.3f}",
-            f"{r['drifted']:.3f}",
-            f"{r['after']:.4f}",
-            f"{r['oracle']:.4f}",
-        )
-    console.print(table)
 
 
 if __name__ == "__main__":
