@@ -12,9 +12,10 @@ loads:
   half of the worker's maximum throughput, in envelopes of 100 (the maximum is measured first, in the same
   run, as benchmarks/ingest.py measures it; or given with ``--max-rate``)
 
-and prints p50 / p90 / p99 / max per load, with the ``INSERT`` queries a second the server ran meanwhile (into
-every table: ``system.events``) — the price of low latency — and the CPU each process used (100 % is one
-core; the machine's cores are shared by the broker, ClickHouse, the worker and the load itself).
+and prints p50 / p90 / p99 / max per load, with the inserts a second into ``predictions`` meanwhile (the
+blocks its parts were numbered with: ``system.parts``) and the ``INSERT`` queries a second into every table
+(``system.events``) — the price of low latency — and the CPU each process used (100 % is one core; the
+machine's cores are shared by the broker, ClickHouse, the worker and the load itself).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def send_steadily(
 @dataclass(frozen=True)
 class Measured:
     latencies: np.ndarray  # seconds, one an event
+    table_inserts_per_s: float  # inserts into predictions a second
     inserts_per_s: float  # INSERT queries the server ran a second (every table)
     cores: dict[str, float]  # CPU a second of each process group meanwhile
 
@@ -135,7 +137,7 @@ def measure(settings: Settings, load: Load, seconds: float, processes: dict[str,
     seen = landed.seen
     latencies: list[np.ndarray] = []
     stop = threading.Event()
-    inserts_before = _inserts(client)
+    inserts_before, blocks_before = _inserts(client), blocks_inserted(client, landed.table)
     cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
     began = time.monotonic()
     sender = threading.Thread(target=send_steadily, args=(settings, load, seconds, model, stop, stamps))
@@ -158,11 +160,12 @@ def measure(settings: Settings, load: Load, seconds: float, processes: dict[str,
     took = time.monotonic() - began
     cores = {name: (cpu_seconds(pids) - cpu_before[name]) / took for name, pids in processes.items()}
     inserts = (_inserts(client) - inserts_before) / took
+    table_inserts = (blocks_inserted(client, landed.table) - blocks_before) / took
     client.disconnect()
     if oldest < len(stamps):
         missing = len(stamps) * load.per_message - sum(seen.values())
         raise RuntimeError(f"{load.name}: {missing} events did not land within a minute")
-    return Measured(np.concatenate(latencies), inserts, cores)
+    return Measured(np.concatenate(latencies), table_inserts, inserts, cores)
 
 
 class LandedRows:
@@ -220,6 +223,17 @@ def _inserts(client: object) -> int:
     return int(rows[0][0]) if rows else 0
 
 
+def blocks_inserted(client: object, table: str) -> int:
+    """Blocks inserted into ``table`` so far: each insert numbers its part (one a partition it writes to) with
+    the table's next block number, and a merged part keeps the highest of its parts' (a table that is not
+    replicated numbers its blocks across partitions)."""
+    rows = client.execute(  # type: ignore[attr-defined]
+        "SELECT max(max_block_number) FROM system.parts WHERE database = currentDatabase() AND table = %(table)s",
+        {"table": table},
+    )
+    return int(rows[0][0]) if rows else 0
+
+
 def max_rate(settings: Settings, env: dict[str, str], home: Path) -> float:
     """The worker's landing rate on a backlog (benchmarks/ingest.py's four-models shape), as it measures it."""
     events = 300_000
@@ -274,7 +288,8 @@ def main() -> None:
                 table = Table(
                     title=f"latency: send → row in ClickHouse, {args.seconds:.0f} s a load, polled every 50 ms"
                 )
-                columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "p99 ≤ 1 s", *processes)
+                columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "all inserts/s", "p99 ≤ 1 s")
+                columns += tuple(processes)
                 for column in columns:
                     table.add_column(column if column not in processes else f"{column} CPU", justify="right")
                 for load in loads:
@@ -289,6 +304,7 @@ def main() -> None:
                         f"{p90:.2f} s",
                         f"{p99:.2f} s",
                         f"{latencies.max():.2f} s",
+                        f"{measured.table_inserts_per_s:.1f}",
                         f"{measured.inserts_per_s:.1f}",
                         "yes" if p99 <= TARGET_P99_S else "no",
                         *(f"{measured.cores[name]:.0%}" for name in processes),

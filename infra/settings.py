@@ -256,9 +256,10 @@ class Settings(BaseModel):
         description="Bytes of messages decoded and inserted at once (bounds worker memory)",
     )
     batch_max_wait_s: float = Field(
-        # 0.35 s, not 0.5: p99 from send to row 0.82-0.96 s at half the maximum throughput, against 1.13-2.15 s,
-        # for about 3 inserts a second into all tables together instead of 2.2 (benchmarks/latency.py)
-        0.35,
+        # 0.25 s, not 0.35: at half the maximum throughput (110,000 events/s) a batch of 0.35 s took 0.42 s to
+        # decode and insert, and p99 from send to row was 1.12-1.50 s against 0.79-1.01 s; for 3.4 inserts a
+        # second into predictions instead of 2.5 (0.35 s had replaced 0.5 for the same reason; benchmarks/latency.py)
+        0.25,
         gt=0,
         description="Longest wait to fill a batch before it is written",
     )

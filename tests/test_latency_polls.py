@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.latency import LandedRows
+from benchmarks.latency import LandedRows, blocks_inserted
 
 TABLE = "latency_polls"
 
@@ -49,3 +49,14 @@ def test_rows_count_once_at_the_poll_that_first_sees_them_whatever_merges_them(t
     _land(table, "m", {1_790_000_000_750: 10}, salt=5)  # fewer than were seen of that stamp: nothing new
     assert landed.poll() == Counter()
     assert landed.seen[1_790_000_000_750] == 50
+
+
+def test_inserts_into_the_table_are_counted_by_its_block_numbers_through_merges(table) -> None:  # type: ignore[no-untyped-def]
+    _land(table, "m", {1_790_000_000_000: 10}, salt=1)
+    before = blocks_inserted(table, TABLE)
+    _land(table, "m", {1_790_000_000_000: 10, 1_790_000_000_250: 10, 1_790_000_000_500: 10}, salt=2)  # three
+    assert blocks_inserted(table, TABLE) - before == 3
+    table.execute(f"OPTIMIZE TABLE {TABLE} FINAL")  # merged: no insert more, none less
+    assert blocks_inserted(table, TABLE) - before == 3
+    _land(table, "other", {1_790_000_000_750: 10}, salt=3)
+    assert blocks_inserted(table, TABLE) - before == 4
