@@ -27,7 +27,7 @@ from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import scratch_home
+from benchmarks import load_producer, scratch_home
 from benchmarks.cpu import cpu_seconds, rss_mb
 from benchmarks.ingest import worker_process, worker_processes
 from benchmarks.latency import STAMP, templates
@@ -162,7 +162,7 @@ def main() -> None:
         services = {service.name: service.pid for service in report.services if service.pid}
         fleet = [f"fleet-{i:04d}" for i in range(args.models)]
         try:
-            producer = KafkaProducer(**settings.kafka_python_config(), linger_ms=5, max_request_size=8 << 20)
+            producer = load_producer(settings, linger_ms=5)
             port = free_port()
             worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "fleet", "DRIFTLOOP_METRICS_PORT": str(port)}
             worker_env |= dict(v.split("=", 1) for v in args.worker_env)

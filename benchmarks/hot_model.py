@@ -48,23 +48,24 @@ def stream(
     """The model's events (10 N(0,1) features, the first shifted by ``shift`` from event ``before`` on), dealt
     at random to ``partitions`` monitors, batch by batch: each monitor with the alerts its batch raised."""
     rng = random.Random(seed)
-    home = Path(tempfile.mkdtemp())
-    if run_length is not None or warmup != WARMUP:
-        monitoring = f"warmup = {warmup}\n" + (f"expected_run_length = {run_length}\n" if run_length else "")
-        (home / "hot.toml").write_text(f'name = "hot"\n[monitoring]\n{monitoring}')
-    specs = SpecCatalog(home)
-    monitors = [DriftMonitor(specs, clock=lambda: 1.0) for _ in range(partitions)]
-    for start in range(0, total, BATCH):
-        shares: list[list[dict]] = [[] for _ in range(partitions)]
-        for i in range(start, start + BATCH):
-            features = {f"f{j}": rng.gauss(shift if j == 0 and i >= before else 0.0, 1) for j in range(10)}
-            event = {"model": "hot", "request_id": f"r{i}", "ts": 1_790_000_000 + i, "features": features,
-                     "prediction": 0}  # fmt: skip
-            shares[rng.randrange(partitions)].append(event)
-        for monitor, events in zip(monitors, shares, strict=True):
-            if events:
-                rows = decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
-                yield monitor, monitor.process_predictions(rows)
+    with tempfile.TemporaryDirectory(prefix="driftloop-hot-model-") as spec_dir:  # the model's spec, if any
+        home = Path(spec_dir)
+        if run_length is not None or warmup != WARMUP:
+            monitoring = f"warmup = {warmup}\n" + (f"expected_run_length = {run_length}\n" if run_length else "")
+            (home / "hot.toml").write_text(f'name = "hot"\n[monitoring]\n{monitoring}')
+        specs = SpecCatalog(home)
+        monitors = [DriftMonitor(specs, clock=lambda: 1.0) for _ in range(partitions)]
+        for start in range(0, total, BATCH):
+            shares: list[list[dict]] = [[] for _ in range(partitions)]
+            for i in range(start, start + BATCH):
+                features = {f"f{j}": rng.gauss(shift if j == 0 and i >= before else 0.0, 1) for j in range(10)}
+                event = {"model": "hot", "request_id": f"r{i}", "ts": 1_790_000_000 + i, "features": features,
+                         "prediction": 0}  # fmt: skip
+                shares[rng.randrange(partitions)].append(event)
+            for monitor, events in zip(monitors, shares, strict=True):
+                if events:
+                    rows = decode_predictions([Incoming(json.dumps({"events": events}).encode(), "p", 0, 0)]).rows
+                    yield monitor, monitor.process_predictions(rows)
 
 
 def delay(partitions: int, shift: float, seed: int, *, before: int, after: int) -> int | None:

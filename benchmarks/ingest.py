@@ -56,12 +56,12 @@ from pathlib import Path
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import REPO, scratch_home
+from benchmarks import REPO, load_producer, scratch_home
 from benchmarks.cpu import children, cpu_seconds
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
@@ -198,9 +198,7 @@ def _outcome(rng: random.Random, i: int) -> Event:
 
 
 def produce(settings: Settings, shape: Shape, events: int, *, outcomes: bool = False) -> None:
-    producer = KafkaProducer(
-        **settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20, max_request_size=8 << 20
-    )
+    producer = load_producer(settings, linger_ms=20)
     topic = settings.topics.outcomes if outcomes else settings.topics.predictions
     for key, value in messages(shape, events, _outcome if outcomes else None):
         producer.send(topic, value, key=key)

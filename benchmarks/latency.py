@@ -33,11 +33,10 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import REPO, scratch_home
+from benchmarks import REPO, load_producer, scratch_home
 from benchmarks.cpu import cpu_seconds
 from benchmarks.ingest import SHAPES, produce, subprocess_env, worker_processes, worker_rate
 from driftloop.infra.clickhouse.client import connect
@@ -90,14 +89,8 @@ def send_steadily(
     (request ids repeat from message to message; the stamp makes each event's id its own). Each message's
     stamp (ms) goes into ``stamps`` once sent."""
     # 5 ms of linger, as a serving process's client would: a produce request per message costs the
-    # broker more CPU than the worker needs to read them. Batches of up to 1 MiB, as benchmarks/ingest.py
-    # sends: kafka-python's 16 KiB made each envelope of 100 events (25 kB) a record batch of its own, and
-    # the embedded broker's every fetch costs it more for each record batch it holds (its memory store is
-    # listed on each fetch): at 111,000 events/s its CPU rose from a third of a core to a whole one within
-    # 20 s and left the worker behind (p99 22 s), which says nothing about the worker
-    producer = KafkaProducer(
-        **settings.kafka_python_config(), linger_ms=5, batch_size=1 << 20, max_request_size=8 << 20
-    )
+    # broker more CPU than the worker needs to read them
+    producer = load_producer(settings, linger_ms=5)
     messages = templates(load.per_message, model)
     messages_per_s = load.rate / load.per_message
     start, sent = time.time(), 0
