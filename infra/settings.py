@@ -256,10 +256,11 @@ class Settings(BaseModel):
         description="Bytes of messages decoded and inserted at once (bounds worker memory)",
     )
     batch_max_wait_s: float = Field(
-        # 0.25 s, not 0.35: at half the maximum throughput (110,000 events/s) a batch of 0.35 s took 0.42 s to
-        # decode and insert, and p99 from send to row was 1.12-1.50 s against 0.79-1.01 s; for 3.4 inserts a
-        # second into predictions instead of 2.5 (0.35 s had replaced 0.5 for the same reason; benchmarks/latency.py)
-        0.25,
+        # 0.35 s, not 0.5: p99 from send to row 0.82-0.96 s at half the maximum throughput, against 1.13-2.15 s,
+        # for about 3 inserts a second into all tables together instead of 2.2. 0.25 s (session 34): p99 0.41-0.45
+        # s up to 30,000 events/s against 0.51-0.59, but more inserts to merge (ClickHouse 3-4 us an event more at
+        # 10,000 /s), and at half the maximum for 20-30 s p99 2.6-2.8 s against 1.9 s (benchmarks/latency.py)
+        0.35,
         gt=0,
         description="Longest wait to fill a batch before it is written",
     )
