@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -36,9 +34,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import REPO, load_producer, scratch_home
+from benchmarks import load_producer, scratch_home
 from benchmarks.cpu import cpu_seconds
-from benchmarks.ingest import SHAPES, produce, subprocess_env, worker_processes, worker_rate
+from benchmarks.ingest import SHAPES, produce, worker_process, worker_processes, worker_rate
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
@@ -261,17 +259,8 @@ def main() -> None:
                 *(Load(f"envelopes-{rate}", rate, 100) for rate in (10_000, 20_000, 30_000) if rate < top / 2),
                 Load(f"half-max-{int(top / 2)}", int(top / 2) // 100 * 100, 100),
             ]
-            with open(home / "worker.log", "ab") as out:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "driftloop.cli.main", "worker"],
-                    cwd=REPO,
-                    env=subprocess_env(
-                        env, DRIFTLOOP_WORKER_GROUP="latency", **dict(v.split("=", 1) for v in args.worker_env)
-                    ),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            try:
+            worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "latency"} | dict(v.split("=", 1) for v in args.worker_env)
+            with worker_process(worker_env, home / "worker.log") as worker:
                 services = {service.name: service.pid for service in report.services if service.pid}
                 warm = Load("warm-up", 1000, 100)
                 with console.status("waiting for the worker (a warm-up load lands)"):
@@ -304,9 +293,6 @@ def main() -> None:
                     )
                     console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s")
                 console.print(table)
-            finally:
-                worker.terminate()
-                worker.wait(60)
         finally:
             local_stack.down(settings)
 
