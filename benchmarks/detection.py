@@ -290,106 +290,99 @@ def main() -> None:
             "DRIFTLOOP_DETECTOR_STATE_INTERVAL_S": "1",  # how far detection has come: its saved state says
         }
         settings = Settings.from_env(env)
-        local_stack.up(settings)
-        client = connect(settings.clickhouse)
-        try:
-            with worker_process(env, home / "worker.log") as worker:
-                plan = scenarios(args.stationary_events)
-                models = {s.name: f"scenario-{k}" for k, s in enumerate(plan)}
-                started = time.monotonic()
-                with console.status("publishing scenarios (the worker takes them as they come)"):
-                    for scenario in plan:
-                        publish(settings, models[scenario.name], scenario)
-                expected = sum(s.events for s in plan)
-                outcomes_sent = False
-                with console.status("the worker is taking the events") as status:
-                    while True:
-                        (landed,), (joined,) = (
-                            client.execute("SELECT count() FROM predictions")[0],
-                            client.execute("SELECT count() FROM labeled")[0],
-                        )
-                        labeled_expected = sum(s.events for s in plan if s.labeled)
-                        status.update(f"the worker has taken {landed:,} of {expected:,} events, joined {joined:,}")
-                        if landed >= expected and not outcomes_sent:
-                            for scenario in plan:  # the labels become known once the predictions were made
-                                if scenario.labeled:
-                                    publish(settings, models[scenario.name], scenario, outcomes_only=True)
-                            outcomes_sent = True
-                        if landed >= expected and joined >= labeled_expected:
-                            break
-                        if worker.poll() is not None:
-                            raise RuntimeError(f"the worker exited; see {home / 'worker.log'}")
-                        time.sleep(1)
-                elapsed = time.monotonic() - started
-                with console.status("the detectors are taking the last events"):
-                    wait_for_detection(client, {models[s.name]: s for s in plan}, worker)
-                taken = f"{expected:,} events published and taken in {elapsed:.0f} s"
-                table = Table(title=f"drift detection through the worker ({taken})")
-                columns = (
-                    "scenario",
-                    "events",
-                    "alerts",
-                    "delay (events)",
-                    "false alarms / 1M",
-                    "missed",
-                    "ADWIN delay",
-                    "ADWIN false alarms / 1M",
-                    "delay / ADWIN's",
-                )
-                for column in columns:
-                    table.add_column(column, justify="right" if column != "scenario" else "left")
-                notes = []
-                with console.status("River's ADWIN at its defaults on the same signals"):
-                    river = {scenario.name: river_adwin(scenario) for scenario in plan}
+        with (
+            local_stack.running(settings),
+            connect(settings.clickhouse) as client,
+            worker_process(env, home / "worker.log") as worker,
+        ):
+            plan = scenarios(args.stationary_events)
+            models = {s.name: f"scenario-{k}" for k, s in enumerate(plan)}
+            started = time.monotonic()
+            with console.status("publishing scenarios (the worker takes them as they come)"):
                 for scenario in plan:
-                    rows = client.execute(
-                        "SELECT signal, toUInt64(substring(request_id, 2)), evidence FROM drift_alerts FINAL "
-                        "WHERE model = %(m)s ORDER BY event_ts",
-                        {"m": models[scenario.name]},
+                    publish(settings, models[scenario.name], scenario)
+            expected = sum(s.events for s in plan)
+            outcomes_sent = False
+            with console.status("the worker is taking the events") as status:
+                while True:
+                    (landed,), (joined,) = (
+                        client.execute("SELECT count() FROM predictions")[0],
+                        client.execute("SELECT count() FROM labeled")[0],
                     )
-                    total = scenario.events
-                    change = scenario.change if scenario.change is not None else total
-                    false = [r for r in rows if r[1] < change]
-                    caught = [r for r in rows if r[1] >= change and scenario.signal in (None, r[0])]
-                    delay = caught[0][1] - change if caught else None
-                    adwin = river[scenario.name]
-                    ratio = "-"
-                    if (
-                        adwin is not None
-                        and adwin.delay is not None
-                        and delay is not None
-                        and scenario.change is not None
-                    ):
-                        ratio = f"{delay / max(adwin.delay, 1):.2f}"
-                    table.add_row(
-                        scenario.name,
-                        f"{scenario.events:,}",
-                        str(len(rows)),
-                        f"{delay:,} ({caught[0][0]})" if caught else "-",
-                        f"{len(false) / change * 1e6:.1f}",
-                        "-" if scenario.change is None else ("no" if caught else "MISSED"),
-                        "n/a"
-                        if adwin is None
-                        else f"{adwin.delay:,}"
-                        if adwin.delay is not None and change < total
-                        else "-",
-                        "n/a" if adwin is None else f"{adwin.false_alarms / change * 1e6:.1f}",
-                        ratio,
-                    )
-                    for signal, _, evidence in caught[:1]:
-                        estimate = json.loads(evidence)
-                        if "estimated_accuracy_before" in estimate:
-                            before, after = estimate["estimated_accuracy_before"], estimate["estimated_accuracy_after"]
-                            notes.append(
-                                f"{scenario.name}: the {signal} alert estimates accuracy (CBPE, before any label) "
-                                f"{before:.3f} → {after:.3f}"
-                            )
-                console.print(table)
-                for note in notes:
-                    console.print(note)
-        finally:
-            client.disconnect()
-            local_stack.down(settings)
+                    labeled_expected = sum(s.events for s in plan if s.labeled)
+                    status.update(f"the worker has taken {landed:,} of {expected:,} events, joined {joined:,}")
+                    if landed >= expected and not outcomes_sent:
+                        for scenario in plan:  # the labels become known once the predictions were made
+                            if scenario.labeled:
+                                publish(settings, models[scenario.name], scenario, outcomes_only=True)
+                        outcomes_sent = True
+                    if landed >= expected and joined >= labeled_expected:
+                        break
+                    if worker.poll() is not None:
+                        raise RuntimeError(f"the worker exited; see {home / 'worker.log'}")
+                    time.sleep(1)
+            elapsed = time.monotonic() - started
+            with console.status("the detectors are taking the last events"):
+                wait_for_detection(client, {models[s.name]: s for s in plan}, worker)
+            taken = f"{expected:,} events published and taken in {elapsed:.0f} s"
+            table = Table(title=f"drift detection through the worker ({taken})")
+            columns = (
+                "scenario",
+                "events",
+                "alerts",
+                "delay (events)",
+                "false alarms / 1M",
+                "missed",
+                "ADWIN delay",
+                "ADWIN false alarms / 1M",
+                "delay / ADWIN's",
+            )
+            for column in columns:
+                table.add_column(column, justify="right" if column != "scenario" else "left")
+            notes = []
+            with console.status("River's ADWIN at its defaults on the same signals"):
+                river = {scenario.name: river_adwin(scenario) for scenario in plan}
+            for scenario in plan:
+                rows = client.execute(
+                    "SELECT signal, toUInt64(substring(request_id, 2)), evidence FROM drift_alerts FINAL "
+                    "WHERE model = %(m)s ORDER BY event_ts",
+                    {"m": models[scenario.name]},
+                )
+                total = scenario.events
+                change = scenario.change if scenario.change is not None else total
+                false = [r for r in rows if r[1] < change]
+                caught = [r for r in rows if r[1] >= change and scenario.signal in (None, r[0])]
+                delay = caught[0][1] - change if caught else None
+                adwin = river[scenario.name]
+                ratio = "-"
+                if adwin is not None and adwin.delay is not None and delay is not None and scenario.change is not None:
+                    ratio = f"{delay / max(adwin.delay, 1):.2f}"
+                table.add_row(
+                    scenario.name,
+                    f"{scenario.events:,}",
+                    str(len(rows)),
+                    f"{delay:,} ({caught[0][0]})" if caught else "-",
+                    f"{len(false) / change * 1e6:.1f}",
+                    "-" if scenario.change is None else ("no" if caught else "MISSED"),
+                    "n/a"
+                    if adwin is None
+                    else f"{adwin.delay:,}"
+                    if adwin.delay is not None and change < total
+                    else "-",
+                    "n/a" if adwin is None else f"{adwin.false_alarms / change * 1e6:.1f}",
+                    ratio,
+                )
+                for signal, _, evidence in caught[:1]:
+                    estimate = json.loads(evidence)
+                    if "estimated_accuracy_before" in estimate:
+                        before, after = estimate["estimated_accuracy_before"], estimate["estimated_accuracy_after"]
+                        notes.append(
+                            f"{scenario.name}: the {signal} alert estimates accuracy (CBPE, before any label) "
+                            f"{before:.3f} → {after:.3f}"
+                        )
+            console.print(table)
+            for note in notes:
+                console.print(note)
 
 
 if __name__ == "__main__":

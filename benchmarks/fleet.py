@@ -158,10 +158,9 @@ def main() -> None:
     with scratch_home("driftloop-fleet-") as home:
         env = private_stack_env(home, prefix="fleet.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
         settings = Settings.from_env(env)
-        report = local_stack.up(settings)
-        services = {service.name: service.pid for service in report.services if service.pid}
-        fleet = [f"fleet-{i:04d}" for i in range(args.models)]
-        try:
+        with local_stack.running(settings) as report:
+            services = {service.name: service.pid for service in report.services if service.pid}
+            fleet = [f"fleet-{i:04d}" for i in range(args.models)]
             producer = load_producer(settings, linger_ms=5)
             port = free_port()
             worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "fleet", "DRIFTLOOP_METRICS_PORT": str(port)}
@@ -190,8 +189,6 @@ def main() -> None:
                             port,
                         )
             producer.close()
-        finally:
-            local_stack.down(settings)
         baseline = results["one model"]
         title = f"{args.rate:,.0f} events/s for {args.seconds:.0f} s, envelopes of {args.per_message}: CPU µs an event"
         table = Table(title=title)

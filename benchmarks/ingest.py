@@ -372,11 +372,10 @@ def run_shape(shape: Shape, home: Path, events: int, rounds: int) -> tuple[dict[
     landed event while the worker ran (medians over the rounds)."""
     env = private_stack_env(home / shape.name, prefix=f"bench-{shape.name}.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
     settings = Settings.from_env(env)
-    report = local_stack.up(settings)
-    services = {service.name: service.pid for service in report.services if service.pid}
-    result: dict[str, list[float]] = {"raw": [], "bare": [], "worker": []}
-    cpu: dict[str, list[float]] = {}
-    try:
+    with local_stack.running(settings) as report:
+        services = {service.name: service.pid for service in report.services if service.pid}
+        result: dict[str, list[float]] = {"raw": [], "bare": [], "worker": []}
+        cpu: dict[str, list[float]] = {}
         with console.status(f"{shape.name}: producing {events:,} events"):
             produce(settings, shape, events)
         table, topic = (
@@ -410,8 +409,6 @@ def run_shape(shape: Shape, home: Path, events: int, rounds: int) -> tuple[dict[
                     client.execute(f"TRUNCATE TABLE {landed}")
                 client.disconnect()
         return result, {name: statistics.median(values) for name, values in cpu.items()}
-    finally:
-        local_stack.down(settings)
 
 
 def rate(values: list[float]) -> str:

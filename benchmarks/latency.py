@@ -249,8 +249,7 @@ def main() -> None:
     with scratch_home("driftloop-latency-") as home:
         env = private_stack_env(home, prefix="latency.") | {"DRIFTLOOP_TOPIC_PARTITIONS": "4"}
         settings = Settings.from_env(env)
-        report = local_stack.up(settings)
-        try:
+        with local_stack.running(settings) as report:
             top = args.max_rate or max_rate(settings, env, home)
             console.print(f"maximum throughput: {top:,.0f} events/s")
             loads = [
@@ -293,8 +292,6 @@ def main() -> None:
                     )
                     console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s")
                 console.print(table)
-        finally:
-            local_stack.down(settings)
 
 
 if __name__ == "__main__":

@@ -88,11 +88,10 @@ def run(rows: int, home: Path, searches: list[int], tuning_timeout_s: float) -> 
     specs.mkdir(parents=True)
     env |= {"DRIFTLOOP_SPECS_DIR": str(specs)}
     settings = Settings.from_env(env)
-    local_stack.up(settings)
-    model = "agrawal"
-    (specs / f"{model}.toml").write_text(SPEC.format(rows=rows))
-    results = []
-    try:
+    with local_stack.running(settings):
+        model = "agrawal"
+        (specs / f"{model}.toml").write_text(SPEC.format(rows=rows))
+        results = []
         sink = ClickHouseSink(settings.clickhouse)
         with console.status(f"N={rows:,}: writing the history"):
             sink.write_blocking(agrawal_rows(model, 0, 0, 20_000, seed=1))
@@ -171,9 +170,6 @@ def run(rows: int, home: Path, searches: list[int], tuning_timeout_s: float) -> 
                 }
             )
         return results
-    finally:
-        connect(settings.clickhouse).disconnect()
-        local_stack.down(settings)
 
 
 STAGES = ("candidate", "shadow", "canary", "champion")

@@ -39,11 +39,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
     if shutil.which("clickhouse-server") is None:
         pytest.fail("clickhouse-server is not installed: run `make test` (it installs it) or `make clickhouse`")
     private = PrivateStack(private_stack_env(tmp_path_factory.mktemp("stack-home")))
-    local_stack.up(private.settings)
-    try:
+    with local_stack.running(private.settings):
         yield private
-    finally:
-        local_stack.down(private.settings)
 
 
 @pytest.fixture()

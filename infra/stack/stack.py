@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -116,6 +118,17 @@ def down(settings: Settings) -> list[ProcessRecord]:
     # ClickHouse first: it flushes to disk; the broker holds nothing that survives anyway.
     records = sorted(registry.all(), key=lambda r: r.name != "clickhouse")
     return [record for record in records if registry.stop(record)]
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[UpReport]:
+    """The stack :func:`up` for the block and :func:`down` after it, however the block ends (what the test
+    session's stack and the benchmarks run in)."""
+    report = up(settings)
+    try:
+        yield report
+    finally:
+        down(settings)
 
 
 def stop_service(settings: Settings, name: str, *, timeout_s: float = 20.0) -> bool:
