@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from driftloop.infra.metrics import counter, gauge
+from driftloop.infra.metrics import counter, gauge, histogram
 
 
 def worker_metrics(app: Any) -> Iterator[Metric]:
@@ -35,6 +35,13 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
         "driftloop_batch_errors", "Batches that failed and stay unacknowledged.", {(): ingestion.batch_errors}
     )
     yield m.batch_seconds.family("driftloop_batch_seconds", "Seconds to decode, write and observe one batch.")
+    yield histogram(
+        "driftloop_event_age_seconds",
+        "Seconds from each event's ts to its row written to ClickHouse, by kind (landing latency, with the "
+        "producer's own delay; 0 for events stamped ahead of the worker's clock).",
+        {(kind,): ages for kind, ages in m.event_age_seconds.items()},
+        ["kind"],
+    )
     rows: dict[tuple[str, ...], float] = {}
     retries, waiting = 0, 0
     for sink in (*ingestion.sink_metrics.values(), drift):

@@ -223,7 +223,8 @@ def exposed_metrics() -> set[str]:
         source = (REPO / path).read_text()
         names |= {f"{n}_total" for n in re.findall(r'counter\(\s*"(\w+)"', source)}
         names |= set(re.findall(r'gauge\(\s*"(\w+)"', source))
-        names |= {f"{n}{s}" for n in re.findall(r'family\(\s*"(\w+)"', source) for s in ("_bucket", "_count", "_sum")}
+        histograms = re.findall(r'(?:family|histogram)\(\s*"(\w+)"', source)
+        names |= {f"{n}{s}" for n in histograms for s in ("_bucket", "_count", "_sum")}
     return names
 
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kafka import KafkaProducer
 
 from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
-from driftloop.streams.ingestion import ModelActivity
+from driftloop.streams.ingestion import IngestionMetrics, ModelActivity
 from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 
@@ -41,8 +43,10 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
     local_stack.up(private.settings)  # the stack runs: this only provisions the test's own topics
     model = "metrics-" + uuid.uuid4().hex[:6]
     with EventProducer(private.settings, max_events=100) as producer:
+        stamped_early = time.time() - 7200  # ten events stamped two hours before they are sent
         for i in range(500):
-            producer.emit_prediction(model, request_id=f"r{i}", features={"x": float(i)}, prediction=1)
+            ts = stamped_early if i < 10 else None
+            producer.emit_prediction(model, request_id=f"r{i}", features={"x": float(i)}, prediction=1, ts=ts)
         for i in range(200):
             producer.emit_outcome(model, request_id=f"r{i}", label=1)
     raw = KafkaProducer(**private.settings.kafka_python_config())
@@ -78,6 +82,12 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         assert samples['driftloop_rows_written_total{table="predictions"}'] == 500
         assert samples['driftloop_rows_written_total{table="labeled"}'] == 200
         assert samples["driftloop_batch_seconds_count"] >= 2  # at least one batch per topic
+        age = 'driftloop_event_age_seconds_bucket{{kind="{}",le="{}"}}'.format
+        assert samples[age("predictions", "+Inf")] == 500 and samples[age("outcomes", "+Inf")] == 200
+        # sent now, landed within the wait above (the worker started after they were sent); the early ten older
+        assert samples[age("predictions", "300.0")] == 490 and samples[age("predictions", "3600.0")] == 490
+        assert samples[age("outcomes", "300.0")] == 200
+        assert samples['driftloop_event_age_seconds_sum{kind="predictions"}'] >= 10 * 7200
         assert samples["driftloop_batch_errors_total"] == 0
         assert samples["driftloop_broker_reachable"] == 1
         assert samples["driftloop_broker_incidents_total"] == 0
@@ -92,6 +102,20 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         assert lag and all(v >= 0 and f'group="metrics-{tag}"' in k for k, v in lag.items()), lag
     finally:
         worker.stop()
+
+
+def test_event_ages_are_counted_by_kind_from_each_event_s_ts_and_clocks_ahead_count_as_zero() -> None:
+    metrics = IngestionMetrics()
+    now = 1_700_000_000.0
+    metrics.landed("predictions", [int((now - age) * 1000) for age in (0.05, 0.3, 0.3, 2.0, 7200.0)], now)
+    metrics.landed("predictions", np.array([int((now + 5) * 1000)], dtype=np.uint64), now)  # a producer ahead
+    metrics.landed("outcomes", [int((now - 40) * 1000)], now)
+    ages = metrics.event_age_seconds
+    assert ages["predictions"].count == 6 and ages["outcomes"].count == 1
+    buckets = dict(ages["predictions"].buckets())
+    assert (buckets["0.1"], buckets["0.5"], buckets["2.5"], buckets["3600.0"], buckets["+Inf"]) == (2, 4, 5, 5, 6)
+    assert ages["predictions"].total == pytest.approx(0.05 + 0.3 + 0.3 + 2.0 + 7200.0, abs=0.01)
+    assert dict(ages["outcomes"].buckets())["30.0"] == 0 and dict(ages["outcomes"].buckets())["60.0"] == 1
 
 
 def test_model_labels_are_bounded_and_the_rest_count_as_other() -> None:
