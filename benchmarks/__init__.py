@@ -3,6 +3,7 @@
 import shutil
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,3 +39,10 @@ def load_producer(settings: Settings, *, linger_ms: int) -> KafkaProducer:
     return KafkaProducer(
         **settings.kafka_python_config(), linger_ms=linger_ms, batch_size=1 << 20, max_request_size=8 << 20
     )
+
+
+def scrape_metrics(port: int) -> dict[str, float]:
+    """A worker's metrics (``/metrics`` on ``port``): ``{'name{labels}': value}``, a sample a line."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] not in "#")}

@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 
 from kafka import KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import load_producer, scratch_home
+from benchmarks import load_producer, scrape_metrics, scratch_home
 from benchmarks.cpu import cpu_seconds, rss_mb
 from benchmarks.ingest import worker_process, worker_processes
 from benchmarks.latency import STAMP, templates
@@ -125,23 +124,16 @@ def measure(
     worker spent meanwhile."""
     processes = worker_processes(worker.pid, services)
     before = {name: cpu_seconds(pids) for name, pids in processes.items()}
-    before_metrics, began = _scrape(port), time.monotonic()
+    before_metrics, began = scrape_metrics(port), time.monotonic()
     sent = send_steadily(producer, settings.topics.predictions, messages, rate / per_message, seconds)
     took = time.monotonic() - began
     cpu = {name: cpu_seconds(pids) - before[name] for name, pids in processes.items()}
-    after = _scrape(port)
+    after = scrape_metrics(port)
     size = after.get(STATE_BYTES, 0.0) - before_metrics.get(STATE_BYTES, 0.0)
     rows = after.get(STATE_ROWS, 0.0) - before_metrics.get(STATE_ROWS, 0.0)
     events = sent * per_message
     memory = rss_mb(pid for pids in processes.values() for pid in pids if pid not in services.values())
     return Steady(events, took, {n: s / events * 1e6 for n, s in cpu.items()}, int(size or 0), int(rows), memory)
-
-
-def _scrape(port: int) -> dict[str, float]:
-    """The worker's metrics (``/metrics``), a value a sample."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        lines = response.read().decode().splitlines()
-    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] not in "#")}
 
 
 def main() -> None:

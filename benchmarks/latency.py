@@ -12,7 +12,9 @@ loads:
   half of the worker's maximum throughput, in envelopes of 100 (the maximum is measured first, in the same
   run, as benchmarks/ingest.py measures it; or given with ``--max-rate``)
 
-and prints p50 / p90 / p99 / max per load, with the inserts a second into ``predictions`` meanwhile (the
+and prints p50 / p90 / p99 / max per load, the p99 that the worker's own ``driftloop_event_age_seconds`` gives
+for the same events (what a deployment watches: its buckets' bounds interpolated, as Prometheus's
+``histogram_quantile`` does), with the inserts a second into ``predictions`` meanwhile (the
 blocks its parts were numbered with: ``system.parts``) and the ``INSERT`` queries a second into every table
 (``system.events``) — the price of low latency — and the CPU each process used (100 % is one core; the
 machine's cores are shared by the broker, ClickHouse, the worker and the load itself).
@@ -21,6 +23,7 @@ machine's cores are shared by the broker, ClickHouse, the worker and the load it
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import threading
 import time
@@ -34,10 +37,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import load_producer, scratch_home
+from benchmarks import load_producer, scrape_metrics, scratch_home
 from benchmarks.cpu import cpu_seconds
 from benchmarks.ingest import SHAPES, produce, worker_process, worker_processes, worker_rate
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
 from driftloop.infra.stack.private import private_stack_env
@@ -45,6 +49,7 @@ from driftloop.infra.stack.private import private_stack_env
 console = Console(width=200)
 POLL_S = 0.05
 TARGET_P99_S = 1.0
+AGE_BUCKET = 'driftloop_event_age_seconds_bucket{kind="predictions",le="'  # the worker's own landing latency
 
 
 @dataclass(frozen=True)
@@ -116,11 +121,15 @@ class Measured:
     table_inserts_per_s: float  # inserts into predictions a second
     inserts_per_s: float  # INSERT queries the server ran a second (every table)
     cores: dict[str, float]  # CPU a second of each process group meanwhile
+    metric_p99: float  # p99 of the worker's driftloop_event_age_seconds over the load's events
 
 
-def measure(settings: Settings, load: Load, seconds: float, processes: dict[str, list[int]]) -> Measured:
+def measure(
+    settings: Settings, load: Load, seconds: float, processes: dict[str, list[int]], metrics_port: int
+) -> Measured:
     """Latencies of every event of ``load``, the server's inserts a second, and the CPU of ``processes``
-    (name → pids) while it was sent (polls: :class:`LandedRows`)."""
+    (name → pids) while it was sent (polls: :class:`LandedRows`); and the p99 of the same events' ages by the
+    worker's own metric (on ``metrics_port``)."""
     model = f"latency-{load.name}"
     client = connect(settings.clickhouse)
     stamps: list[int] = []  # each sent message's ts (ms), in sending order
@@ -129,6 +138,7 @@ def measure(settings: Settings, load: Load, seconds: float, processes: dict[str,
     latencies: list[np.ndarray] = []
     stop = threading.Event()
     inserts_before, blocks_before = _inserts(client), blocks_inserted(client, landed.table)
+    ages_before = age_buckets(metrics_port)
     cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
     began = time.monotonic()
     sender = threading.Thread(target=send_steadily, args=(settings, load, seconds, model, stop, stamps))
@@ -156,7 +166,51 @@ def measure(settings: Settings, load: Load, seconds: float, processes: dict[str,
     if oldest < len(stamps):
         missing = len(stamps) * load.per_message - sum(seen.values())
         raise RuntimeError(f"{load.name}: {missing} events did not land within a minute")
-    return Measured(np.concatenate(latencies), table_inserts, inserts, cores)
+    ages = _counted_by_the_worker(metrics_port, ages_before, len(stamps) * load.per_message)
+    return Measured(np.concatenate(latencies), table_inserts, inserts, cores, histogram_quantile(0.99, ages))
+
+
+def age_buckets(port: int) -> dict[float, float]:
+    """The worker's cumulative ``driftloop_event_age_seconds`` buckets of predictions: upper bound → events."""
+    return {
+        float(name[len(AGE_BUCKET) : -2].replace("+Inf", "inf")): value
+        for name, value in scrape_metrics(port).items()
+        if name.startswith(AGE_BUCKET)
+    }
+
+
+def _counted_by_the_worker(port: int, before: dict[float, float], events: int) -> dict[float, float]:
+    """The buckets of the ``events`` landed since ``before``, once the worker's metric counts them all (its
+    Faust process hears of a batch with the ingestion process's next answer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        now = {bound: count - before.get(bound, 0.0) for bound, count in age_buckets(port).items()}
+        if now.get(math.inf, 0.0) >= events or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
+    """Prometheus's ``histogram_quantile``: the ``q`` quantile of cumulative ``buckets`` (upper bound → count),
+    interpolated within its bucket; the highest finite bound when it falls in ``+Inf``'s; NaN for no counts.
+
+    >>> histogram_quantile(0.5, {0.5: 10, 1.0: 30, math.inf: 40})
+    0.75
+    >>> histogram_quantile(0.99, {0.5: 10, 1.0: 30, math.inf: 40})
+    1.0
+    """
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if not total:
+        return math.nan
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if math.isinf(bound):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-12)
+        lower, below = bound, buckets[bound]
+    return lower
 
 
 class LandedRows:
@@ -258,24 +312,26 @@ def main() -> None:
                 *(Load(f"envelopes-{rate}", rate, 100) for rate in (10_000, 20_000, 30_000) if rate < top / 2),
                 Load(f"half-max-{int(top / 2)}", int(top / 2) // 100 * 100, 100),
             ]
-            worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "latency"} | dict(v.split("=", 1) for v in args.worker_env)
+            port = free_port()
+            worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "latency", "DRIFTLOOP_METRICS_PORT": str(port)}
+            worker_env |= dict(v.split("=", 1) for v in args.worker_env)
             with worker_process(worker_env, home / "worker.log") as worker:
                 services = {service.name: service.pid for service in report.services if service.pid}
                 warm = Load("warm-up", 1000, 100)
                 with console.status("waiting for the worker (a warm-up load lands)"):
-                    measure(settings, warm, 2.0, {})
+                    measure(settings, warm, 2.0, {}, port)
                 # its processes by now (detection starts at a first batch); the services are no children of ours
                 processes = worker_processes(worker.pid, services) | {"load + polls": [os.getpid()]}
                 table = Table(
                     title=f"latency: send → row in ClickHouse, {args.seconds:.0f} s a load, polled every 50 ms"
                 )
-                columns = ("load", "events", "p50", "p90", "p99", "max", "inserts/s", "all inserts/s", "p99 ≤ 1 s")
-                columns += tuple(processes)
+                columns = ("load", "events", "p50", "p90", "p99", "max", "p99 by the worker", "inserts/s")
+                columns += ("all inserts/s", "p99 ≤ 1 s", *processes)
                 for column in columns:
                     table.add_column(column if column not in processes else f"{column} CPU", justify="right")
                 for load in loads:
                     with console.status(f"{load.name}: {load.rate:,} events/s for {args.seconds:.0f} s"):
-                        measured = measure(settings, load, args.seconds, processes)
+                        measured = measure(settings, load, args.seconds, processes, port)
                     latencies = measured.latencies
                     p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
                     table.add_row(
@@ -285,12 +341,14 @@ def main() -> None:
                         f"{p90:.2f} s",
                         f"{p99:.2f} s",
                         f"{latencies.max():.2f} s",
+                        f"{measured.metric_p99:.2f} s",
                         f"{measured.table_inserts_per_s:.1f}",
                         f"{measured.inserts_per_s:.1f}",
                         "yes" if p99 <= TARGET_P99_S else "no",
                         *(f"{measured.cores[name]:.0%}" for name in processes),
                     )
-                    console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s")
+                    by_worker = f"{measured.metric_p99:.2f} s by the worker's metric"
+                    console.print(f"{load.name}: p50 {p50:.2f} s, p99 {p99:.2f} s ({by_worker})")
                 console.print(table)
 
 
