@@ -125,11 +125,11 @@ class Measured:
 
 
 def measure(
-    settings: Settings, load: Load, seconds: float, processes: dict[str, list[int]], metrics_port: int
+    settings: Settings, load: Load, seconds: float, processes: dict[str, list[int]], metrics_port: int | None
 ) -> Measured:
     """Latencies of every event of ``load``, the server's inserts a second, and the CPU of ``processes``
     (name → pids) while it was sent (polls: :class:`LandedRows`); and the p99 of the same events' ages by the
-    worker's own metric (on ``metrics_port``)."""
+    worker's own metric (on ``metrics_port``; None: not read, as while the worker starts)."""
     model = f"latency-{load.name}"
     client = connect(settings.clickhouse)
     stamps: list[int] = []  # each sent message's ts (ms), in sending order
@@ -138,7 +138,7 @@ def measure(
     latencies: list[np.ndarray] = []
     stop = threading.Event()
     inserts_before, blocks_before = _inserts(client), blocks_inserted(client, landed.table)
-    ages_before = age_buckets(metrics_port)
+    ages_before = age_buckets(metrics_port) if metrics_port else {}
     cpu_before = {name: cpu_seconds(pids) for name, pids in processes.items()}
     began = time.monotonic()
     sender = threading.Thread(target=send_steadily, args=(settings, load, seconds, model, stop, stamps))
@@ -166,7 +166,7 @@ def measure(
     if oldest < len(stamps):
         missing = len(stamps) * load.per_message - sum(seen.values())
         raise RuntimeError(f"{load.name}: {missing} events did not land within a minute")
-    ages = _counted_by_the_worker(metrics_port, ages_before, len(stamps) * load.per_message)
+    ages = _counted_by_the_worker(metrics_port, ages_before, len(stamps) * load.per_message) if metrics_port else {}
     return Measured(np.concatenate(latencies), table_inserts, inserts, cores, histogram_quantile(0.99, ages))
 
 
@@ -319,7 +319,7 @@ def main() -> None:
                 services = {service.name: service.pid for service in report.services if service.pid}
                 warm = Load("warm-up", 1000, 100)
                 with console.status("waiting for the worker (a warm-up load lands)"):
-                    measure(settings, warm, 2.0, {}, port)
+                    measure(settings, warm, 2.0, {}, None)
                 # its processes by now (detection starts at a first batch); the services are no children of ours
                 processes = worker_processes(worker.pid, services) | {"load + polls": [os.getpid()]}
                 table = Table(
