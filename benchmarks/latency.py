@@ -10,7 +10,8 @@ loads:
   1,000 events/s, one event per message
   5,000, 10,000, 20,000 and 30,000 events/s in envelopes of 100
   half of the worker's maximum throughput, in envelopes of 100 (the maximum is measured first, in the same
-  run, as benchmarks/ingest.py measures it; or given with ``--max-rate``)
+  run, on a backlog of these loads' own messages, as benchmarks/ingest.py measures a shape; or given with
+  ``--max-rate``)
 
 and prints p50 / p90 / p99 / max per load, the p99 that the worker's own ``driftloop_event_age_seconds`` gives
 for the same events (what a deployment watches: its buckets' bounds interpolated, as Prometheus's
@@ -39,7 +40,7 @@ from rich.table import Table
 
 from benchmarks import load_producer, scrape_metrics, scratch_home
 from benchmarks.cpu import cpu_seconds
-from benchmarks.ingest import SHAPES, produce, worker_process, worker_processes, worker_rate
+from benchmarks.ingest import skip_predictions, worker_process, worker_processes, worker_rate
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
@@ -279,11 +280,24 @@ def blocks_inserted(client: object, table: str) -> int:
     return int(rows[0][0]) if rows else 0
 
 
-def max_rate(settings: Settings, env: dict[str, str], home: Path) -> float:
-    """The worker's landing rate on a backlog (benchmarks/ingest.py's four-models shape), as it measures it."""
-    events = 300_000
+def max_rate(settings: Settings, env: dict[str, str], home: Path, events: int = 600_000) -> float:
+    """The worker's landing rate on a backlog of the loads' own messages (one model, envelopes of 100; each
+    message stamped a millisecond after the one before, so every event is its own), measured as
+    benchmarks/ingest.py measures a shape's. A cheaper shape's maximum (four models in envelopes of 500, as
+    measured before session 35) put the "half the maximum" load above half of what the worker takes of this
+    one."""
+    model, per_message = "latency-max", 100
+    messages = templates(per_message, model)
+    producer = load_producer(settings, linger_ms=20)
+    first = round(time.time() * 1000) - events // per_message
     with console.status(f"the maximum throughput: producing {events:,} events"):
-        produce(settings, SHAPES["four-models"], events)
+        for m in range(events // per_message):
+            stamp = f"{(first + m) / 1000:014.3f}".encode()
+            producer.send(
+                settings.topics.predictions, messages[m % len(messages)].replace(STAMP, stamp), key=model.encode()
+            )
+        producer.flush()
+        producer.close()
     with console.status("the maximum throughput: the worker on the backlog"):
         rate = worker_rate(settings, env | {"DRIFTLOOP_WORKER_GROUP": "latency-max"}, events, home / "max.log").rate
     client = connect(settings.clickhouse)
@@ -313,6 +327,7 @@ def main() -> None:
                 Load(f"half-max-{int(top / 2)}", int(top / 2) // 100 * 100, 100),
             ]
             port = free_port()
+            skip_predictions(settings, "latency")  # the maximum's backlog: landed, and not the loads' to land again
             worker_env = env | {"DRIFTLOOP_WORKER_GROUP": "latency", "DRIFTLOOP_METRICS_PORT": str(port)}
             worker_env |= dict(v.split("=", 1) for v in args.worker_env)
             with worker_process(worker_env, home / "worker.log") as worker:
