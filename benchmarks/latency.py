@@ -283,9 +283,8 @@ def blocks_inserted(client: object, table: str) -> int:
 def max_rate(settings: Settings, env: dict[str, str], home: Path, events: int = 600_000) -> float:
     """The worker's landing rate on a backlog of the loads' own messages (one model, envelopes of 100; each
     message stamped a millisecond after the one before, so every event is its own), measured as
-    benchmarks/ingest.py measures a shape's. A cheaper shape's maximum (four models in envelopes of 500, as
-    measured before session 35) put the "half the maximum" load above half of what the worker takes of this
-    one."""
+    benchmarks/ingest.py measures a shape's. A cheaper shape's maximum (ingest's four models in envelopes of
+    500) would put the "half the maximum" load above half of what the worker takes of this one."""
     model, per_message = "latency-max", 100
     messages = templates(per_message, model)
     producer = load_producer(settings, linger_ms=20)
