@@ -112,7 +112,9 @@ class IngestionMetrics:
         machine's clock counts as 0."""
         ages_ms = round(now * 1000) - np.fromiter(ts_ms, np.int64, len(ts_ms))  # 14 ns an event; a list's asarray 33
         ages = np.maximum(ages_ms, 0) / 1000.0
-        self.event_age_seconds.setdefault(kind, Histogram(EVENT_AGE_BUCKETS)).observe_many(ages)
+        if kind not in self.event_age_seconds:  # a plain dict: a defaultdict's factory would not pickle
+            self.event_age_seconds[kind] = Histogram(EVENT_AGE_BUCKETS)
+        self.event_age_seconds[kind].observe_many(ages)
 
 
 class Ingestion:
