@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,13 +30,25 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 class DriftloopGroup(click.Group):
-    """A click group that turns a ``DriftloopError`` into one clear message and exit status 1."""
+    """A click group that turns a ``DriftloopError`` into one clear message and exit status 1, and so a client
+    library's error that says a server does not answer, lacks the schema or refuses the login
+    (:func:`~infra.service_errors.explain`): a command run while the stack is down says so, not a traceback."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except DriftloopError as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            settings = ctx.find_root().obj
+            if not isinstance(settings, Settings):
+                raise
+            from driftloop.infra.service_errors import explain  # the client libraries load only on an error
+
+            clear = explain(exc, settings)
+            if clear is None:
+                raise
+            raise click.ClickException(str(clear)) from None
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -682,15 +695,34 @@ def retention_cmd(ctx: click.Context, as_json: bool) -> None:
 )
 @click.pass_context
 def release_cmd(ctx: click.Context, once: bool, interval: float) -> None:
-    """Run the release controller for every model (the retrain worker runs it already: use this without one)."""
+    """Run the release controller for every model (the retrain worker runs it already: use this without one).
+
+    A pass that fails (ClickHouse away) is tried again at the next one, and said once a minute; with
+    ``--once`` its error is the command's."""
+    import logging
     import time
 
+    from driftloop.infra.service_errors import explain
     from driftloop.release.controller import ReleaseController
 
-    controller = ReleaseController(_settings(ctx))
+    settings = _settings(ctx)
+    controller, said_at = ReleaseController(settings), -math.inf
     with contextlib.suppress(KeyboardInterrupt):
         while True:
-            for decision in controller.tick():
+            try:
+                decisions = controller.tick()
+            except Exception as exc:
+                if once:
+                    raise
+                if time.monotonic() - said_at >= 60:
+                    said_at, clear = time.monotonic(), explain(exc, settings)
+                    logging.getLogger("driftloop.release").warning(
+                        "release pass failed; tried again at every pass",
+                        extra={"fields": {"error": str(clear) if clear else repr(exc), "interval_s": interval}},
+                        exc_info=clear is None,
+                    )
+                decisions = []
+            for decision in decisions:
                 console.print(f"{decision.model}: v{decision.version} → {decision.to_stage} ({decision.reason})")
             if once:
                 return

@@ -34,8 +34,13 @@ class UnreachableError(StackError):
     """A configured service (embedded or external) does not answer."""
 
 
+class ServiceAccessError(StackError):
+    """A configured service answers but refuses driftloop's login (a user or password it does not take)."""
+
+
 class SchemaError(DriftloopError):
-    """The ClickHouse schema cannot be applied (a migration is malformed, changed after it ran, or failed)."""
+    """The ClickHouse schema cannot be applied (a migration is malformed, changed after it ran, or failed), or
+    was not applied where driftloop reads."""
 
 
 class TopicProvisioningError(DriftloopError):

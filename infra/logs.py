@@ -105,3 +105,6 @@ def configure_logging(level: str = "WARNING", fmt: str = "console") -> None:
     # Kafka clients are chatty at INFO about every connection; keep them a step quieter than ours.
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # clickhouse-driver warns with a traceback at every failed connect; what failed is said by driftloop's own
+    # error (the CLI's one line, the sink's and the workers' retries)
+    logging.getLogger("clickhouse_driver.connection").setLevel(max(logging.getLevelName(level), logging.ERROR))

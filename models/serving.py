@@ -11,7 +11,8 @@ the registry's sha256) and predicts on a batch of rows (a DataFrame or dicts):
 
 A background thread listens on ``model-versions``; when a stage changes it reads the routing again, loads and
 verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails
-during a swap (a version that does not verify is refused, the current routing stays). With ``emit=True``
+during a swap (a version that does not verify is refused, the current routing stays); a client started while
+Kafka is down serves the routing it read and follows the changes once a broker answers. With ``emit=True``
 every prediction is published with ``latency_ms``, the time the client took for the batch.
 """
 
@@ -33,6 +34,7 @@ from kafka import KafkaConsumer
 
 from driftloop.infra.contract import VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.models.artifacts import LoadedModel
 from driftloop.models.inference import predict_columns
@@ -245,12 +247,20 @@ class ModelClient:
             return None
 
     def _watch(self) -> None:
-        consumer = KafkaConsumer(
-            self.settings.topics.model_versions,
-            **self.settings.kafka_python_config(),
-            auto_offset_reset="latest",
-            enable_auto_commit=False,
+        consumer = when_kafka_answers(
+            lambda: KafkaConsumer(
+                self.settings.topics.model_versions,
+                **self.settings.kafka_python_config(),
+                auto_offset_reset="latest",
+                enable_auto_commit=False,
+            ),
+            self.settings,
+            who=f"the serving client of {self.model}",
+            stop=self._stop.is_set,
+            on_wait=self._ready.set,  # it serves its champion meanwhile, and follows the versions once Kafka answers
         )
+        if consumer is None:  # closed before a broker answered
+            return
         try:
             deadline = time.monotonic() + 30
             while not consumer.assignment() and time.monotonic() < deadline:

@@ -36,6 +36,7 @@ from driftloop.infra.contract import Alert
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.kafka.partitioner import default_partition
 from driftloop.infra.kafka.topics import RETRAIN_GROUP
+from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import RetrainingSpec, SpecCatalog, SpecError
@@ -201,15 +202,22 @@ class RetrainWorker:
         self._stop = True
 
     def run(self, *, idle_exit_s: float | None = None) -> None:
-        consumer = KafkaConsumer(
-            **self.settings.kafka_python_config(),
-            group_id=RETRAIN_GROUP,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(self.settings.kafka_session_timeout_s * 1000 / 3),
-            max_poll_interval_ms=30 * 60 * 1000,  # a training run may take a while between polls
+        consumer = when_kafka_answers(
+            lambda: KafkaConsumer(
+                **self.settings.kafka_python_config(),
+                group_id=RETRAIN_GROUP,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
+                heartbeat_interval_ms=int(self.settings.kafka_session_timeout_s * 1000 / 3),
+                max_poll_interval_ms=30 * 60 * 1000,  # a training run may take a while between polls
+            ),
+            self.settings,
+            who="the retrain worker",
+            stop=lambda: self._stop,
         )
+        if consumer is None:  # stopped before a broker answered
+            return
         try:
             self.policy.restore(self.job.finished_runs())
             self.scheduler.restore(self.job.last_scheduled_runs())

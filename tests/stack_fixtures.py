@@ -27,14 +27,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    """``driftloop worker`` in a subprocess on a private stack; its output is kept for failure messages."""
+    """``driftloop worker`` (or another ``command`` that runs until stopped) in a subprocess on a private stack;
+    its output is kept for failure messages."""
 
-    def __init__(self, stack: PrivateStack, log_path: Path, **env: str) -> None:
+    def __init__(
+        self, stack: PrivateStack, log_path: Path, *, command: tuple[str, ...] = ("worker",), **env: str
+    ) -> None:
         self.log_path = log_path
         full_env = stack.process_env(**env)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "driftloop.cli.main", "worker"],
+            [sys.executable, "-m", "driftloop.cli.main", *command],
             env=full_env,
             cwd=REPO,
             stdout=self._log,

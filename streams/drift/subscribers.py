@@ -32,6 +32,7 @@ from kafka.errors import CommitFailedError
 
 from driftloop.infra.contract import Alert, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import MonitoringSpec, SpecCatalog
 from driftloop.streams.drift.incidents import Incidents
@@ -201,15 +202,23 @@ def forward_alerts(
         catalog = specs or SpecCatalog(settings.spec_directory)
         incidents = Incidents(lambda model: _cooldown_s(catalog, model))
         topics.append(settings.topics.model_versions)
-    consumer = KafkaConsumer(
-        *topics,
-        **settings.kafka_python_config(),
-        group_id=subscriber_group(name),
-        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 1000 / 3),
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False,
+    begun = time.monotonic()
+    consumer = when_kafka_answers(  # a subscriber started before its broker waits for it
+        lambda: KafkaConsumer(
+            *topics,
+            **settings.kafka_python_config(),
+            group_id=subscriber_group(name),
+            session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 1000 / 3),
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+        ),
+        settings,
+        who=f"alert subscriber {subscriber_group(name)}",
+        stop=lambda: idle_timeout_s is not None and time.monotonic() - begun > idle_timeout_s,
     )
+    if consumer is None:  # idle for idle_timeout_s: no broker answered
+        return 0
     handled, idle_since = 0, time.monotonic()
     try:
         while True:
