@@ -4,16 +4,20 @@ requests (the same ones every time), and a version the live gate rejects never s
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer
 
+from driftloop.infra.kafka.topics import provision_topics
+from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
+from driftloop.infra.stack import stack as local_stack
 from driftloop.models.registry import ModelRegistry
 from driftloop.models.serving import ModelClient, canary_bucket
 from driftloop.release.controller import ReleaseController
 from tests.release.conftest import agrawal
-from tests.stack_fixtures import wait_for
+from tests.stack_fixtures import PrivateStack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,3 +85,28 @@ def test_a_canary_serves_its_share_of_requests_and_the_same_ones_every_time(
     assert abs(share - 0.25) < 0.035  # 5 standard deviations of a binomial share over 4,000 requests
     assert first.versions == again.versions[::-1]  # sticky per request id, whatever the batch
     assert first.versions == [2 if canary_bucket(model, r) < 0.25 else 1 for r in ids]
+
+
+def test_a_client_started_while_kafka_is_away_serves_its_champion_and_follows_versions_once_it_answers(
+    stack: PrivateStack, release_settings: Settings, new_model, tmp_path: Path
+) -> None:
+    model = new_model(("champion", "shadow"))
+    away = stack.with_env(  # the same registry and ClickHouse; a broker of its own, started below
+        DRIFTLOOP_HOME=str(tmp_path / "home"),
+        DRIFTLOOP_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",
+        DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory),
+        DRIFTLOOP_ARTIFACTS=str(release_settings.artifacts),
+    ).settings
+    rows, _ = agrawal(0, 200, seed=23)
+    with ModelClient(model, away) as client:
+        assert set(client.predict(rows).versions) == {1}  # served while no broker answers
+        local_stack.start_service(away, "broker")
+        registry = ModelRegistry(away)
+        try:
+            provision_topics(away)
+            registry.transition(model, 2, "canary", reason="test", traffic_share=0.25)
+            wait_for(lambda: client.routing["canary"] == 2, timeout_s=90, what="the client to follow the canary")
+            assert set(client.predict(rows).versions) == {1, 2}
+        finally:
+            registry.close()
+            local_stack.stop_service(away, "broker")
