@@ -45,7 +45,7 @@ def when_kafka_answers(
     started, warned_at = time.monotonic(), None
     while not stop():
         detail = "nothing listens there"
-        if any(_listens(server) for server in settings.kafka_servers):
+        if kafka_listens(settings):
             try:
                 client = make()
             except Exception as exc:
@@ -66,6 +66,11 @@ def when_kafka_answers(
             log.warning(message, extra={"fields": {"waiting_s": round(warned_at - started)}})
         _sleep(retry_s, stop)
     return None
+
+
+def kafka_listens(settings: Settings) -> bool:
+    """Whether anything accepts connections at one of the bootstrap servers at least (a broker, maybe)."""
+    return any(_listens(server) for server in settings.kafka_servers)
 
 
 def _listens(server: str) -> bool:

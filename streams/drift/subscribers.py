@@ -32,7 +32,8 @@ from kafka.errors import CommitFailedError
 
 from driftloop.infra.contract import Alert, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
-from driftloop.infra.kafka.waiting import when_kafka_answers
+from driftloop.infra.kafka.waiting import kafka_listens, when_kafka_answers
+from driftloop.infra.service_errors import unreachable_kafka
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import MonitoringSpec, SpecCatalog
 from driftloop.streams.drift.incidents import Incidents
@@ -48,8 +49,11 @@ def alert_stream(
     """Alerts from the alerts topic as they arrive (unreadable records are logged and skipped).
 
     Without ``group`` every partition is read and nothing is committed (a tail); with one, the consumer
-    joins that group and the caller commits.
+    joins that group and the caller commits. Where nothing listens at the bootstrap servers it says so at once
+    (:class:`~infra.errors.UnreachableError`), not after the client's bootstrap timeout.
     """
+    if not kafka_listens(settings):
+        raise unreachable_kafka(settings, "nothing listens there")
     consumer = KafkaConsumer(
         settings.topics.alerts,
         **settings.kafka_python_config(),
@@ -193,9 +197,10 @@ def forward_alerts(
     or it was parked for the URLs that did not (with ``parking``: at once for a URL that refused it, after
     ``park_after_s`` of trying for one that stayed unreachable; without, an unreachable URL holds it back for
     as long as it takes); returns how many were handled, once ``idle_timeout_s`` (None: never) passed without
-    an alert after the consumer joined its group. ``name``: the subscriber, whose consumer group is its own. A PagerDuty
-    subscriber also resolves its incidents (``streams.drift.incidents``): it reads ``model-versions`` too,
-    and ``specs`` give each model's cooldown."""
+    an alert after the consumer joined its group, or waiting for a broker to answer (:func:`when_kafka_answers`).
+    ``name``: the subscriber, whose consumer group is its own. A PagerDuty subscriber also resolves its
+    incidents (``streams.drift.incidents``): it reads ``model-versions`` too, and ``specs`` give each model's
+    cooldown."""
     incidents: Incidents | None = None
     topics = [settings.topics.alerts]
     if forwarder.format == "pagerduty":

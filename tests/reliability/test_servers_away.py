@@ -39,6 +39,15 @@ def test_a_command_run_while_clickhouse_is_away_names_it_in_one_line(tmp_path: P
     assert "`driftloop stack up`" in error and "DRIFTLOOP_CLICKHOUSE_URL" in error, error
 
 
+def test_following_alerts_while_no_broker_listens_names_it_at_once(tmp_path: Path) -> None:
+    away = PrivateStack(private_stack_env(tmp_path))
+    result = away.run_cli("alerts", "tail", timeout_s=20)  # not the client's bootstrap timeout (30 s)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"Error: Kafka at {away.settings.kafka_bootstrap} does not answer"), result.stderr
+    assert "DRIFTLOOP_KAFKA_BOOTSTRAP" in error, error
+
+
 def test_a_database_without_the_schema_says_to_apply_it(stack: PrivateStack) -> None:
     endpoint = stack.settings.clickhouse
     bare = stack.with_env(DRIFTLOOP_CLICKHOUSE_URL=f"clickhouse://default:@{endpoint.host}:{endpoint.port}/unmigrated")
