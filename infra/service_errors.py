@@ -75,7 +75,7 @@ def _clickhouse_refusal(error: ServerException, settings: Settings) -> Driftloop
         )
     if error.code == ErrorCodes.UNKNOWN_TABLE:
         return SchemaError(
-            f"ClickHouse at {address} lacks a table driftloop reads ({_first_line(error.message)}): its schema is"
+            f"ClickHouse at {address} lacks a table driftloop uses ({_first_line(error.message)}): its schema is"
             " older than this driftloop. `driftloop stack up` applies the missing migrations."
         )
     if error.code in _REFUSED_LOGIN:
