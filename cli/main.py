@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -702,11 +701,13 @@ def release_cmd(ctx: click.Context, once: bool, interval: float) -> None:
     import logging
     import time
 
+    from driftloop.infra.logs import RepeatLimiter
     from driftloop.infra.service_errors import explain
     from driftloop.release.controller import ReleaseController
 
     settings = _settings(ctx)
-    controller, said_at = ReleaseController(settings), -math.inf
+    controller, log = ReleaseController(settings), logging.getLogger("driftloop.release.loop")
+    log.addFilter(RepeatLimiter((log.name,), window_s=60))  # a pass failing again and again: said once a minute
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             try:
@@ -714,13 +715,12 @@ def release_cmd(ctx: click.Context, once: bool, interval: float) -> None:
             except Exception as exc:
                 if once:
                     raise
-                if time.monotonic() - said_at >= 60:
-                    said_at, clear = time.monotonic(), explain(exc, settings)
-                    logging.getLogger("driftloop.release").warning(
-                        "release pass failed; tried again at every pass",
-                        extra={"fields": {"error": str(clear) if clear else repr(exc), "interval_s": interval}},
-                        exc_info=clear is None,
-                    )
+                clear = explain(exc, settings)
+                log.warning(
+                    "release pass failed; tried again at every pass",
+                    extra={"fields": {"error": str(clear) if clear else repr(exc), "interval_s": interval}},
+                    exc_info=clear is None,
+                )
                 decisions = []
             for decision in decisions:
                 console.print(f"{decision.model}: v{decision.version} → {decision.to_stage} ({decision.reason})")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from benchmarks import scrape_metrics
 from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.contract import Alert
@@ -29,7 +30,6 @@ from driftloop.infra.stack import stack as local_stack
 from driftloop.retrain.job import FinishedRun
 from driftloop.retrain.worker import RetrainPolicy, RetrainWorker
 from tests.stack_fixtures import REPO, wait_for
-from tests.streams.test_metrics import scrape
 
 
 class Clock:
@@ -129,8 +129,9 @@ def test_a_worker_killed_mid_training_leaves_no_version_and_the_job_is_retried(
     try:
         wait_for(lambda: "promoted" in statuses(), timeout_s=120, what="the retried job to promote a version")
         # the run, as Prometheus sees it (the counter moves just after the run's last row is written)
+        promoted = 'driftloop_retrain_runs_total{status="promoted"}'
         samples = wait_for(
-            lambda: (s := scrape(metrics_port)).get('driftloop_retrain_runs_total{status="promoted"}') == 1 and s,
+            lambda: (s := scrape_metrics(metrics_port)).get(promoted) == 1 and s,
             timeout_s=10,
             what="the promoted run in the retrain worker's metrics",
         )

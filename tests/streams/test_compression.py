@@ -18,12 +18,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.record import memory_records
 from kafka.record.default_records import DefaultRecordBatch
 
+from benchmarks import scrape_metrics
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
 from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
-from tests.streams.test_metrics import scrape
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +205,7 @@ def test_a_batch_with_a_broken_crc_is_dead_lettered_and_the_partition_goes_on(
         {"topic": topic, "partition": 0, "offset": broken[0], "last_offset": broken[-1]}
     ]
 
-    samples = wait_for(lambda: scrape(metrics_port), what="the metrics endpoint")
+    samples = wait_for(lambda: scrape_metrics(metrics_port), what="the metrics endpoint")
     assert samples["driftloop_unreadable_offsets_total"] >= len(broken)
 
     # the worker commits past the range: a restart does not read the broken batch again

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -12,22 +10,12 @@ import numpy as np
 import pytest
 from kafka import KafkaProducer
 
+from benchmarks import scrape_metrics
 from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
 from driftloop.streams.ingestion import IngestionMetrics, ModelActivity
 from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
-
-
-def scrape(port: int) -> dict[str, float]:
-    """``{'name{labels}': value}`` from the endpoint's text format."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    samples = {}
-    for line in text.splitlines():
-        match = re.match(r"^([a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+|NaN)$", line)
-        if match:
-            samples[match.group(1)] = float(match.group(2))
-    return samples
 
 
 @pytest.mark.integration
@@ -62,7 +50,7 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         def counted() -> dict[str, float] | None:
             assert worker.alive, worker.output()
             try:
-                samples = last[0] = scrape(port)
+                samples = last[0] = scrape_metrics(port)
             except OSError:
                 return None  # not listening yet
             done = (
@@ -92,12 +80,12 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         assert samples["driftloop_broker_reachable"] == 1
         assert samples["driftloop_broker_incidents_total"] == 0
         saved = wait_for(
-            lambda: (n := scrape(port).get("driftloop_detector_state_bytes_total", 0)) > 1000 and n,
+            lambda: (n := scrape_metrics(port).get("driftloop_detector_state_bytes_total", 0)) > 1000 and n,
             timeout_s=60,
             what="the model's detector state saved (before a commit)",
         )
         assert saved < 1_000_000  # a model of one feature: some kB a save
-        assert scrape(port)["driftloop_detection_events_waiting"] == 0  # a save detects what waits first
+        assert scrape_metrics(port)["driftloop_detection_events_waiting"] == 0  # a save detects what waits first
         lag = {k: v for k, v in samples.items() if k.startswith("driftloop_consumer_lag{")}
         assert lag and all(v >= 0 and f'group="metrics-{tag}"' in k for k, v in lag.items()), lag
     finally:
