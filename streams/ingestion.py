@@ -174,6 +174,19 @@ class Ingestion:
         self._count("predictions", chunk, rows)
         partitions = np.fromiter((message.partition for message in chunk), np.int64, len(chunk))
         await self._observe("on_predictions", rows, partitions[np.asarray(origins, np.intp)])
+        if len(self.join.room) and len(rows):
+            await self._join_promptly(rows["request_id"])
+
+    async def _join_promptly(self, request_ids: Sequence[str]) -> None:
+        """Label the outcomes that waited for these predictions (written a moment ago). A failure leaves them
+        waiting: the next sweep joins them."""
+        try:
+            result = await self.join.prompt(request_ids)
+        except Exception:
+            log.exception("joining the outcomes that waited for a batch's predictions failed; the sweep will")
+            return
+        self.metrics.labeled += len(result.labeled)
+        await self._observe("on_labeled", result.labeled, result.partitions)
 
     async def _after_outcomes(self, joined: tuple[_Written, JoinResult], chunk: Sequence[Incoming]) -> None:
         (rows, _), result = joined

@@ -45,6 +45,9 @@ from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.sink import ClickHouseSink, is_transient
+from driftloop.streams.waiting_room import WAITING_COLUMNS, WaitingRoom, as_batch, rows_of
+
+_PARTITION = WAITING_COLUMNS.index("source_partition")
 
 log = logging.getLogger("driftloop.join")
 
@@ -207,6 +210,8 @@ class OutcomeJoin:
         self.window_s = window_s
         self._client = SharedClient(endpoint)
         self._closed = threading.Event()
+        self.room = WaitingRoom()
+        self._joining = asyncio.Lock()  # a sweep and a prompt join never take the same outcome
 
     async def join(self, outcomes: ColumnBatch, partitions: list[int]) -> JoinResult:
         """Join freshly ingested ``outcomes`` (``partitions[i]``: the Kafka partition of row i)."""
@@ -217,23 +222,60 @@ class OutcomeJoin:
         now = int(time.time())
         pending = _pending_rows(outcomes.take(unmatched), [partitions[i] for i in unmatched], now, "pending")
         await self._write(labeled, pending)
+        self.room.add(rows_of(pending))  # written: from now on a prediction that comes joins them at once
         return JoinResult(labeled, len(unmatched), partitions=[partitions[i] for i in origins])
 
+    async def prompt(self, request_ids: Sequence[str]) -> JoinResult:
+        """Join the waiting outcomes of these requests, whose predictions have just been written: an outcome
+        that came a moment before its prediction is labeled now, not at the next sweep, and labeled rows
+        reach the performance detectors in about the order of their predictions."""
+        if not self.room.candidates(request_ids):  # cheap when nothing waits: most batches
+            return JoinResult(ColumnBatch.empty("labeled", LABELED_ROWS), 0)
+        async with self._joining:
+            waiting = self.room.batch(self.room.candidates(request_ids))
+            return await self._join_waiting(waiting, expire=False)
+
     async def sweep(self, partitions: Iterable[int] | None = None) -> JoinResult:
-        """Join waiting outcomes whose prediction has arrived; expire those older than the window."""
-        waiting = await asyncio.to_thread(self._pending, None if partitions is None else sorted(partitions))
+        """Join waiting outcomes whose prediction has arrived; expire those older than the window.
+
+        ``partitions``: the outcome partitions this worker owns; their waiting outcomes are read from
+        ClickHouse once, then held (:class:`~driftloop.streams.waiting_room.WaitingRoom`). None: every
+        partition's, read from ClickHouse (tools and tests)."""
+        async with self._joining:
+            waiting = await self._waiting(None if partitions is None else set(partitions))
+            return await self._join_waiting(waiting, expire=True)
+
+    async def _waiting(self, owned: set[int] | None) -> ColumnBatch:
+        """The outcomes waiting in ``owned`` partitions (None: in all, from ClickHouse)."""
+        if owned is None:
+            return await asyncio.to_thread(self._pending, None)
+        self.room.let_go((self.room.partitions() | self.room.held) - owned)  # their new owner reads them
+        unheld = owned - self.room.held
+        if not unheld:
+            return self.room.batch(partitions=owned)
+        rows = rows_of(await asyncio.to_thread(self._pending, sorted(unheld)))
+        for partition in unheld:
+            self.room.hold(partition, [row for row in rows if row[_PARTITION] == partition])
+        # a partition with too many to hold is joined from what was read, as every sweep did before the room
+        too_many = [row for row in rows if row[_PARTITION] not in self.room.held]
+        return self.room.batch(partitions=owned).concat(as_batch(too_many))
+
+    async def _join_waiting(self, waiting: ColumnBatch, *, expire: bool) -> JoinResult:
+        """Join ``waiting`` outcomes whose predictions are there (and, with ``expire``, expire those older
+        than the window): labeled rows, then their new states, written; the room forgets them."""
         if not len(waiting):
             return JoinResult(ColumnBatch.empty("labeled", LABELED_ROWS), 0)
         found = await asyncio.to_thread(self._lookup, waiting["model"], waiting["request_id"])
         labeled, unmatched, origins = _label(waiting, found)
         matched = sorted(set(range(len(waiting))) - set(unmatched))
         deadline = time.time() - self.window_s
-        expired = [i for i in unmatched if waiting["arrived_at"][i] < deadline]
+        expired = [i for i in unmatched if waiting["arrived_at"][i] < deadline] if expire else []
         now = int(time.time())
         states = _pending_rows(waiting.take(matched), [waiting["source_partition"][i] for i in matched], now, "matched")
         gone = _pending_rows(waiting.take(expired), [waiting["source_partition"][i] for i in expired], now, "expired")
         # labeled rows first: a crash before the state rows only means the next sweep joins them again
         await self._write(labeled, states.concat(gone))
+        self.room.remove(waiting["event_id"][i] for i in (*matched, *expired))
         partitions = [waiting["source_partition"][i] for i in origins]
         return JoinResult(labeled, len(unmatched) - len(expired), len(expired), partitions)
 
