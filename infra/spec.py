@@ -118,7 +118,7 @@ _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     "numeric": DetectorConfig(name="CUSUM"),
     "missing": DetectorConfig(name="CUSUM"),
     "score": DetectorConfig(name="CUSUM"),
-    "error": DetectorConfig(name="CUSUM"),
+    "error": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a falling error is no drift
     "categorical": DetectorConfig(name="CategoricalShift"),
     "prediction": DetectorConfig(name="CategoricalShift"),
 }

@@ -55,6 +55,9 @@ from driftloop.streams.drift.evidence import Evidence
 
 #: Allowances of the default bank, in reference standard deviations: quickest for shifts of 0.2 to 2 sd.
 ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
+#: Which charts watch: both sides, or the upper (lower) ones only, which then take the whole run length. A
+#: model's error watches ``up``: an error that falls is a model doing better, not a drift to answer.
+DIRECTIONS = {"both": (1, -1), "up": (1,), "down": (-1,)}
 _SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
 _GUESSED_OVERSHOOT = 1.166  # a Gaussian walk's (Siegmund's 0.583 at each barrier): where the simulation starts
 _STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
@@ -79,17 +82,19 @@ class Calibration:
     overshoots: tuple[float, ...]  # Siegmund's rho, measured by simulation
     rate: bool = False  # a 0/1 signal (its laws follow its rate: recalibrated, not rescaled, as it grows)
 
-    def thresholds(self, run_length: float) -> np.ndarray:
+    def thresholds(self, run_length: float, sides: tuple[int, ...] = (1, -1)) -> np.ndarray:
         """Each chart's threshold so that the bank's false alarms come every ``run_length`` values on average
-        (``inf``: the chart is off; all ``0``: a constant reference, which any other value changes).
+        (``inf``: the chart is off; all ``0``: a constant reference, which any other value changes). Only the
+        charts of ``sides`` are on (``(1,)``: the upper ones), and they share the whole run length.
 
         The charts' rates are added up as if their alarms never coincided: they do (the upper charts for
         0.25 and 0.5 see the same excursions), so the bank's run length is somewhat longer than asked. A
         chart the reference cannot move (an increment never positive: the edge of a bounded feature) is off,
         as is a chart that cannot meet its share at any threshold."""
-        finite = [math.isfinite(t) for t in self.thetas]
-        if not any(finite):
-            return np.zeros(len(self.thetas))
+        watched = [side in sides for side in self.sides]
+        if not any(map(math.isfinite, self.thetas)):
+            return np.where(watched, 0.0, math.inf)
+        finite = [math.isfinite(t) and w for t, w in zip(self.thetas, watched, strict=True)]
         feasible = finite
         for _ in range(2):  # the charts that can meet their share, then the shares of those that can
             per_chart = run_length * max(sum(feasible), 1)
@@ -526,6 +531,9 @@ class CUSUM:
     refreshed each time it has doubled: its estimation error shrinks, the thresholds with it, and the charts
     for the slowest drifts, off at first, come on. (A drift that begins while the reference still grows is
     partly taken into it, diluted by everything before.)
+
+    ``direction`` ``"up"`` (``"down"``) keeps only the upper (lower) charts on, and they take the whole run
+    length: a model's error is watched for a rise only.
     """
 
     name = "CUSUM"
@@ -548,6 +556,7 @@ class CUSUM:
         seed: int = 0,
         replay: int = 2000,
         max_reference: int = 64_000,
+        direction: str = "both",
     ) -> None:
         if not run_length > 1:
             raise ValueError(f"run_length must be more than 1 event, got {run_length}")
@@ -555,6 +564,9 @@ class CUSUM:
             raise ValueError(f"reference must be at least 2 values, got {reference}")
         if not allowances or min(allowances) <= 0:
             raise ValueError(f"allowances must be positive numbers, got {list(allowances)}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        self.direction = direction
         self.reference = int(reference)
         self.max_reference = max(int(max_reference), self.reference)
         self.allowances = tuple(float(k) for k in allowances)
@@ -708,7 +720,7 @@ class CUSUM:
     def _set_thresholds(self) -> None:
         cal = self._calibration
         assert cal is not None
-        self._thresholds = cal.thresholds(self._run_length)
+        self._thresholds = cal.thresholds(self._run_length, DIRECTIONS[self.direction])
         self._on = np.isfinite(self._thresholds)  # charts that cannot meet the run length are off
         self._sides = np.asarray(cal.sides, dtype=float)
         self._allowances = np.asarray(cal.allowances)

@@ -124,6 +124,18 @@ def test_a_concept_drift_on_labels_is_caught_within_1000_labeled_events(monitor:
     assert 0 <= int(alert.request_id[1:]) - 10_000 < 1000
 
 
+def test_an_error_that_falls_is_no_performance_drift(monitor: DriftMonitor) -> None:
+    """Mistakes falling from 10 % to 2 % (a better model, or easier traffic) raise nothing: a performance alert
+    pages a model's owner and starts a retraining, and only a rise asks for that."""
+    rng = random.Random(5)
+    alerts = []
+    for start in range(0, 30_000, 1000):
+        alerts += monitor.process_labeled(labeled(rng, start, 1000, error_after=0.02, at=10_000))
+    assert alerts == []
+    (signal,) = (s for name, s in monitor.models["m"].signals.items() if name.startswith("error"))
+    assert signal.detector.direction == "up"
+
+
 def test_a_model_s_saved_state_holds_the_values_its_detectors_may_read_again(monitor: DriftMonitor) -> None:
     """Saved at every offset commit, for every model that saw events: with each signal's 2,000 reference
     and 2,000 recent values a model of 10 features wrote some 1.4 MB each time. Its detectors now keep the
