@@ -67,7 +67,7 @@ class WriteRows(Request):
 
 @dataclass(frozen=True, slots=True)
 class HandOverDetectors(Request):
-    """Save every model's detector state and forget it."""
+    """Save every model's detector state and forget it, and the waiting outcomes held (a rebalance)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +221,7 @@ class IngestionHandler:
             case WriteRows(rows):
                 await self.ingestion.prediction_sink.write(rows)
             case HandOverDetectors():
+                await self.ingestion.join.hand_over()
                 await self.drift.hand_over()
             case SaveDetectors():
                 await self.drift.save_changed()

@@ -245,6 +245,13 @@ class OutcomeJoin:
             waiting = await self._waiting(None if partitions is None else set(partitions))
             return await self._join_waiting(waiting, expire=True)
 
+    async def hand_over(self) -> None:
+        """Let go of every waiting outcome held (the partitions are being reassigned): the next sweep reads
+        those of the partitions this worker then owns, and no prompt join takes one that another worker's
+        sweep may take too."""
+        async with self._joining:
+            self.room.let_go(self.room.partitions() | self.room.held)
+
     async def _waiting(self, owned: set[int] | None) -> ColumnBatch:
         """The outcomes waiting in ``owned`` partitions (None: in all, from ClickHouse)."""
         if owned is None:

@@ -112,7 +112,7 @@ def test_a_sweep_reads_join_pending_once_a_partition_and_a_new_owner_finds_what_
 ) -> None:
     """What waits in a partition is read when the partition is first swept (a worker that owned it before
     left it there), then held: later sweeps read nothing but the predictions, until the partition is given
-    up and taken again."""
+    up and taken again, or a rebalance lets everything go."""
     first, _ = ingestion
     asyncio.run(first.on_outcome_messages(outcomes(model, range(0, 50), partition=0)))
     asyncio.run(first.on_outcome_messages(outcomes(model, range(50, 80), partition=1)))
@@ -133,6 +133,10 @@ def test_a_sweep_reads_join_pending_once_a_partition_and_a_new_owner_finds_what_
         assert sorted(labeled.requests) == sorted(f"r{i}" for i in [*range(0, 80, 2), *range(1, 50, 2)])
         await second.sweep({0, 1})  # taken again: read, and joined
         assert reads.partitions == [[0, 1], [1]]
+        await second.join.hand_over()  # a rebalance: nothing held until the partitions are read again
+        assert len(second.join.room) == 0 and not second.join.room.held
+        await second.sweep({0, 1})
+        assert reads.partitions == [[0, 1], [1], [0, 1]]
 
     try:
         asyncio.run(run())
