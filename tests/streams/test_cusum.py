@@ -550,9 +550,8 @@ def test_a_detector_that_watches_a_rise_lets_a_fall_pass() -> None:
     for seed in range(10):
         rng = np.random.default_rng(200 + seed)
         before = rng.normal(size=5000)
-        assert CUSUM(run_length=3.4e9, reference=2000, direction="up").update_many(
-            np.concatenate([before, rng.normal(-1.0, 1.0, size=5000)])
-        ) == []
+        fall = np.concatenate([before, rng.normal(-1.0, 1.0, size=5000)])
+        assert CUSUM(run_length=3.4e9, reference=2000, direction="up").update_many(fall) == []
         rise = np.concatenate([before, rng.normal(1.0, 1.0, size=2000)])
         for direction, delays in (("up", up_delays), ("both", both_delays)):
             ((at, evidence), *_) = CUSUM(run_length=3.4e9, reference=2000, direction=direction).update_many(rise)
