@@ -6,10 +6,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.policy import severity
 from driftloop.streams.drift.signals import JOINT, VERSION_MARK, EventRing, ModelState, SignalState
+
+#: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
+CONTEXT = 1000
 
 
 def make_alert(
@@ -29,7 +34,7 @@ def make_alert(
     ts_ms, request_id = _at(ring, total, event_index)
     if not state.policy.allow(model, signal.kind, ts_ms / 1000):
         return None
-    cp_ts_ms, cp_request = _at(ring, total, event_index - evidence.change_offset)
+    cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
     level = severity(signal.signal_type, evidence, reference_std)
@@ -104,6 +109,30 @@ def _at(ring: EventRing, total: int, event_index: int) -> tuple[int, str]:
     oldest = total - len(ring)
     position = min(max(event_index - oldest, 0), len(ring) - 1)
     return ring[position]
+
+
+def _change_point(ring: EventRing, total: int, event_index: int, offset: int) -> tuple[int, str]:
+    """(ts_ms, request_id) of the event where the change began: the first of the detector's window, ``offset``
+    events before the alarm's, that came in time order.
+
+    Labeled rows come in the order their labels do, not their predictions: rows from before the change whose
+    labels came late can open the window, and would place the change seconds (or, with labels days apart,
+    days) before it began, and a retraining would learn from rows of the old world. A row came late when an
+    event before it (among the :data:`CONTEXT` before the window, or in it) is later in time: the change
+    point is the window's first row that did not; in a window of late rows only, its first quartile in
+    time. An estimate that errs later, never earlier. Events in time order (predictions) are unaffected.
+    """
+    oldest = total - len(ring)
+    first, last = (min(max(index - oldest, 0), len(ring) - 1) for index in (event_index - offset, event_index))
+    before, _ = ring.span(max(first - CONTEXT, 0), first)
+    times, request_ids = ring.span(first, last + 1)
+    # the latest time of the events before each row of the window
+    latest_before = np.maximum.accumulate(np.concatenate([[before.max(initial=np.iinfo(np.int64).min)], times]))
+    in_order = np.flatnonzero(times >= latest_before[:-1])
+    if len(in_order):
+        return int(times[in_order[0]]), request_ids[in_order[0]]
+    quartile = int(np.argsort(times, kind="stable")[len(times) // 4])
+    return int(times[quartile]), request_ids[quartile]
 
 
 def _finite(value: float) -> float | None:

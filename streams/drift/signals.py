@@ -97,6 +97,25 @@ class EventRing:
         while self._held - len(self._parts[0][0]) >= self.capacity:
             self._held -= len(self._parts.popleft()[0])
 
+    def span(self, start: int, stop: int) -> tuple[np.ndarray, list[str]]:
+        """The times (epoch ms) and request ids of the events held at positions ``start`` to ``stop`` (0: the
+        oldest held).
+
+        >>> ring = EventRing(); ring.extend(np.array([10, 20]), ["a", "b"]); ring.extend([30, 40], ["c", "d"])
+        >>> ring.span(1, 3)
+        (array([20, 30]), ['b', 'c'])
+        """
+        times: list[np.ndarray] = []
+        ids: list[str] = []
+        offset = 0
+        for ts_ms, request_ids in self._parts:
+            lo, hi = max(start - offset, 0), min(stop - offset, len(ts_ms))
+            if lo < hi:
+                times.append(np.asarray(ts_ms[lo:hi], dtype=np.int64))
+                ids += request_ids[lo:hi]
+            offset += len(ts_ms)
+        return (np.concatenate(times) if times else np.empty(0, dtype=np.int64)), ids
+
     def __getitem__(self, position: int) -> tuple[int, str]:
         """(ts_ms, request_id) of the ``position``-th event held (negative: from the newest)."""
         if not -self._held <= position < self._held:

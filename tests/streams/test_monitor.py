@@ -124,6 +124,26 @@ def test_a_concept_drift_on_labels_is_caught_within_1000_labeled_events(monitor:
     assert 0 <= int(alert.request_id[1:]) - 10_000 < 1000
 
 
+def test_labels_that_came_late_do_not_place_the_change_before_it_began(monitor: DriftMonitor) -> None:
+    """Labeled rows come in the order of their labels: here 20 requests from before a concept drift (r9500 to
+    r9519, right answers) are labeled only with the rows after it, and the detector's window opens on the
+    last of them. The alert places the change where it began, not at those requests (a retraining would
+    learn from the old world's rows)."""
+    rng = random.Random(4)
+    late = set(range(9500, 9520))
+    alerts = []
+    for start in range(0, 14_000, 1000):
+        rows = labeled(rng, start, 1000, error_after=0.4, at=10_000)
+        order = [i for i in range(1000) if start + i not in late]
+        if start == 10_000:  # the late ones, labeled now (right answers: the charts rest on them)
+            rows = rows.concat(labeled(rng, 9500, 20, error_after=0.0, at=0))
+            order += range(1000, 1020)
+        alerts += monitor.process_labeled(rows.take(order))
+    (alert,) = alerts
+    assert 10_000 <= int(alert.change_point_request_id[1:]) < 10_300
+    assert 10_000 <= alert.change_point_ts - 1_790_000_000 < 10_300
+
+
 def test_an_error_that_falls_is_no_performance_drift(monitor: DriftMonitor) -> None:
     """Mistakes falling from 10 % to 2 % (a better model, or easier traffic) raise nothing: a performance alert
     pages a model's owner and starts a retraining, and only a rise asks for that."""
