@@ -9,7 +9,9 @@ whether the drift was missed. Scenarios: stationary N(0,1) (10 features), abrupt
 over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation flip, a new
 model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and a
 concept drift on the label (River's Agrawal generator switching its classification function under a fixed
-model).
+model), its labels sent once every prediction landed, or each with its prediction (then most outcomes come
+before their predictions are written, and wait for them). The change point column is where the alert placed
+the change (its ``change_point_request_id``), in events from the true change.
 
 In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
 its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
@@ -57,6 +59,8 @@ class Scenario:
     change: int | None  # event index of the drift; None: no drift (every alert is a false one)
     make: Callable[[int], Iterator[Event]]
     labeled: bool = False
+    #: each outcome sent with its prediction (a server that learns the truth at once), not once all landed
+    labels_at_once: bool = False
     #: what River's ADWIN is fed (one value per event per stream), None: no univariate counterpart
     river: Callable[[Event], list[float]] | None = None
     signal: str | None = None  # the alert that counts as the detection (None: any)
@@ -196,6 +200,15 @@ def scenarios(stationary: int) -> list[Scenario]:
             labeled=True,
             river=mistakes,
         ),
+        Scenario(
+            "concept drift (Agrawal 0→2), each label sent with its prediction",
+            total,
+            CHANGE,
+            lambda n: concept(n, 9),
+            labeled=True,
+            labels_at_once=True,
+            river=mistakes,
+        ),
     ]
 
 
@@ -227,7 +240,8 @@ def river_adwin(scenario: Scenario) -> RiverResult | None:
 
 
 def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only: bool = False) -> None:
-    """Publish the scenario's predictions, or (later: labels arrive after predictions) its outcomes."""
+    """Publish the scenario's predictions (and with ``labels_at_once`` each one's outcome right after it, in
+    the next envelope of outcomes), or (later: labels arrive after predictions) its outcomes."""
     producer = KafkaProducer(
         **settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20, max_request_size=8 << 20
     )
@@ -247,7 +261,7 @@ def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only
             if extra:
                 event["score"], event["model_version"] = extra
             predictions.append(json.dumps(event))
-        elif label is not None:
+        if label is not None and outcomes_only != scenario.labels_at_once:
             outcomes.append(
                 json.dumps({"model": model, "request_id": f"r{i}", "ts": TS0 + i * 0.01 + 5, "label": int(label)})
             )
@@ -313,7 +327,7 @@ def main() -> None:
                     status.update(f"the worker has taken {landed:,} of {expected:,} events, joined {joined:,}")
                     if landed >= expected and not outcomes_sent:
                         for scenario in plan:  # the labels become known once the predictions were made
-                            if scenario.labeled:
+                            if scenario.labeled and not scenario.labels_at_once:
                                 publish(settings, models[scenario.name], scenario, outcomes_only=True)
                         outcomes_sent = True
                     if landed >= expected and joined >= labeled_expected:
@@ -331,6 +345,7 @@ def main() -> None:
                 "events",
                 "alerts",
                 "delay (events)",
+                "change point (events)",
                 "false alarms / 1M",
                 "missed",
                 "ADWIN delay",
@@ -344,7 +359,8 @@ def main() -> None:
                 river = {scenario.name: river_adwin(scenario) for scenario in plan}
             for scenario in plan:
                 rows = client.execute(
-                    "SELECT signal, toUInt64(substring(request_id, 2)), evidence FROM drift_alerts FINAL "
+                    "SELECT signal, toUInt64(substring(request_id, 2)), evidence, "
+                    "toInt64(substring(change_point_request_id, 2)) FROM drift_alerts FINAL "
                     "WHERE model = %(m)s ORDER BY event_ts",
                     {"m": models[scenario.name]},
                 )
@@ -362,6 +378,7 @@ def main() -> None:
                     f"{scenario.events:,}",
                     str(len(rows)),
                     f"{delay:,} ({caught[0][0]})" if caught else "-",
+                    f"{caught[0][3] - change:+,}" if caught else "-",
                     f"{len(false) / change * 1e6:.1f}",
                     "-" if scenario.change is None else ("no" if caught else "MISSED"),
                     "n/a"
@@ -372,7 +389,7 @@ def main() -> None:
                     "n/a" if adwin is None else f"{adwin.false_alarms / change * 1e6:.1f}",
                     ratio,
                 )
-                for signal, _, evidence in caught[:1]:
+                for signal, _, evidence, _ in caught[:1]:
                     estimate = json.loads(evidence)
                     if "estimated_accuracy_before" in estimate:
                         before, after = estimate["estimated_accuracy_before"], estimate["estimated_accuracy_after"]

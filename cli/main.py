@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +56,31 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _json(value: object) -> str:
-    """One line of JSON for scripts (paths, times and other objects as text)."""
+    """One line of strict JSON for scripts: paths, times and other objects as text, and a number that is not
+    finite (NaN: none, as a first version's champion metric) as null; JSON has no NaN, and strict parsers
+    (JavaScript's, jq's, Go's) refuse the ``NaN`` Python's ``json`` writes by default.
+
+    >>> _json({"metric": float("nan"), "values": [1.5, float("inf")], "path": Path("/m")})
+    '{"metric": null, "values": [1.5, null], "path": "/m"}'
+    """
     import json
 
-    return json.dumps(value, default=str)
+    return json.dumps(_finite(value), default=str, allow_nan=False)
+
+
+def _against(champion_metric: float) -> str:
+    """What a challenger was judged against: the champion's metric, or no champion (a model's first version)."""
+    return "no champion" if math.isnan(champion_metric) else f"champion {champion_metric:.4f}"
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 @click.group(cls=DriftloopGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -162,7 +184,6 @@ def alerts() -> None:
 @click.pass_context
 def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: bool, as_json: bool) -> None:
     """Print alerts as they arrive (Ctrl-C stops)."""
-    import json
 
     from driftloop.streams.drift.subscribers import alert_stream
 
@@ -172,7 +193,7 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
             if models and alert.model not in models:
                 continue
             if as_json:
-                click.echo(json.dumps(alert.to_json()))
+                click.echo(_json(alert.to_json()))
             else:
                 when = alert.to_json()["event_ts"]
                 console.print(f"{when} [{colours[alert.severity]}]{alert.message}[/]  alert_id={alert.alert_id}")
@@ -360,7 +381,6 @@ def alerts_silence(ctx: click.Context, model: str, duration: str, kind: str, rea
     """Hold a model's alerts back for a while: still detected and recorded in drift_alerts (silenced = 1),
     not published (no subscriber is told, no retraining starts)."""
     import getpass
-    import json
 
     from driftloop.infra.clickhouse.client import connect
     from driftloop.streams.drift.silences import new_silence, parse_duration, save_silence
@@ -373,7 +393,7 @@ def alerts_silence(ctx: click.Context, model: str, duration: str, kind: str, rea
         client.disconnect()
     shown = silence.to_json()
     if as_json:
-        click.echo(json.dumps(shown))
+        click.echo(_json(shown))
     else:
         console.print(f"silenced {shown['kind']} alerts of {model} until {shown['ends_at']} ({silence.silence_id})")
 
@@ -383,7 +403,6 @@ def alerts_silence(ctx: click.Context, model: str, duration: str, kind: str, rea
 @click.pass_context
 def alerts_silences(ctx: click.Context, as_json: bool) -> None:
     """The silences in force now."""
-    import json
 
     from driftloop.infra.clickhouse.client import connect
     from driftloop.streams.drift.silences import active_silences
@@ -396,7 +415,7 @@ def alerts_silences(ctx: click.Context, as_json: bool) -> None:
     for silence in silences:
         shown = silence.to_json()
         if as_json:
-            click.echo(json.dumps(shown))
+            click.echo(_json(shown))
         else:
             console.print(f"{shown['model']}: {shown['kind']} until {shown['ends_at']}  {shown['reason']}")
     if not silences and not as_json:
@@ -498,7 +517,7 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None, a
     tuning = f"; {report.trials} trials, {report.trials_pruned} pruned" if report.trials else ""
     console.print(
         f"{model}: {report.status} v{report.challenger_version} on {report.device} "
-        f"({report.metric_name} {report.challenger_metric:.4f}, champion {report.champion_metric:.4f}; "
+        f"({report.metric_name} {report.challenger_metric:.4f}, {_against(report.champion_metric)}; "
         f"{report.train_rows:,} / {report.validation_rows:,} / {report.holdout_rows:,} train / validation / test "
         f"rows{tuning}; {timings}){error}"
     )
@@ -518,7 +537,6 @@ def models() -> None:
 def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
     """Every version of every model (or one), with its stage, traffic share and metric."""
     import dataclasses
-    import json
 
     from rich.table import Table
 
@@ -532,7 +550,7 @@ def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
     for name in [model] if model else registry.models():
         for r in registry.versions(name):
             if as_json:
-                click.echo(json.dumps({k: v for k, v in dataclasses.asdict(r).items() if k != "metrics"}, default=str))
+                click.echo(_json({k: v for k, v in dataclasses.asdict(r).items() if k != "metrics"}))
                 continue
             table.add_row(
                 r.model,
@@ -540,7 +558,7 @@ def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
                 r.status,
                 f"{r.traffic_share:.0%}" if r.status in ("canary", "champion") else "-",
                 f"{r.metric_name} {r.metric_value:.4f}",
-                f"{r.champion_metric:.4f}",
+                "-" if math.isnan(r.champion_metric) else f"{r.champion_metric:.4f}",
                 f"{r.train_rows:,}",
                 _utc(r.updated_at),
                 r.reason,
@@ -557,7 +575,6 @@ def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
 def models_show(ctx: click.Context, model: str, version: int | None, as_json: bool) -> None:
     """One version in full (artifact, checksum, parent, trigger, training window, metrics) and its stages."""
     import dataclasses
-    import json
 
     from rich.table import Table
 
@@ -570,9 +587,9 @@ def models_show(ctx: click.Context, model: str, version: int | None, as_json: bo
     changes = registry.changes(model, record.version)
     if as_json:
         data = dataclasses.asdict(record) | {"history": [dataclasses.asdict(c) for c in changes]}
-        click.echo(json.dumps(data, default=str))
+        click.echo(_json(data))
         return
-    console.print_json(json.dumps(dataclasses.asdict(record), default=str))
+    console.print_json(_json(dataclasses.asdict(record)))
     table = Table(title=f"{model} v{record.version}: stages", title_justify="left")
     for column in ("at", "from", "to", "path", "traffic", "evidence", "reason"):
         table.add_column(column)
@@ -625,7 +642,6 @@ def models_rebuild(ctx: click.Context, model: str, version: int, as_json: bool) 
     and differs. 4: the version's rows are no longer what it was trained on (nothing trained). 1: it cannot be
     rebuilt (no such version, no build record).
     """
-    import json
 
     from rich.progress import Progress
     from rich.table import Table
@@ -641,7 +657,7 @@ def models_rebuild(ctx: click.Context, model: str, version: int, as_json: bool) 
             progress=lambda epoch, epochs, loss: progress.update(task, completed=epoch, total=epochs),
         )
     if as_json:
-        click.echo(json.dumps(result.to_json(), default=str))
+        click.echo(_json(result.to_json()))
     else:
         table = Table(title=f"{model} v{version}: rebuild {result.status}", title_justify="left")
         for column in ("", "recorded", "rebuilt"):
@@ -665,7 +681,6 @@ def retention_cmd(ctx: click.Context, as_json: bool) -> None:
     """Drop the weeks of event tables older than DRIFTLOOP_RETENTION_DAYS gives them (the streams worker does it
     every hour), and set their TTL where ClickHouse has one."""
     import dataclasses
-    import json
 
     from rich.table import Table
 
@@ -677,7 +692,7 @@ def retention_cmd(ctx: click.Context, as_json: bool) -> None:
     dropped = enforce_retention(settings.clickhouse, settings.retention)
     if as_json:
         for week in dropped:
-            click.echo(json.dumps(dataclasses.asdict(week)))
+            click.echo(_json(dataclasses.asdict(week)))
         return
     table = Table(title=f"retention: {settings.retention_days}", title_justify="left")
     for column in ("table", "week from", "rows"):
@@ -739,7 +754,6 @@ def scorecard_cmd(
     ctx: click.Context, model: str, since: dt.datetime | None, until: dt.datetime | None, as_json: bool
 ) -> None:
     """The model's scorecard per version, stage and hour: business results, model metrics, operations."""
-    import json
 
     from rich.table import Table
 
@@ -749,7 +763,7 @@ def scorecard_cmd(
     rows = load_scorecard(_settings(ctx), model, since=_epoch(since), until=_epoch(until))
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row.to_json()))
+            click.echo(_json(row.to_json()))
         return
     if not rows:
         raise NoDataError(f"{model} has no predictions in that time range: is it the model's exact name?")

@@ -4,6 +4,7 @@ worker in a subprocess, and a TCP proxy that takes a server away."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,16 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+def strict_json(text: str) -> object:
+    """A command's ``--json`` line read as a strict parser would (JavaScript's, jq's): ``NaN`` and
+    ``Infinity`` are not JSON."""
+
+    def refuse(constant: str) -> object:
+        raise ValueError(f"{constant} is not JSON: {text[:200]}")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def children(pid: int) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.infra.clickhouse.client import connect
-from tests.stack_fixtures import REPO, PrivateStack, wait_for
+from tests.stack_fixtures import REPO, PrivateStack, strict_json, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,7 @@ def test_the_new_version_earned_its_traffic_in_shadow_then_canary_before_champio
 def test_the_scorecard_shows_each_stage_with_business_model_and_operations_layers(demo_run: DemoRun) -> None:
     result = demo_run.stack.run_cli("scorecard", "--model", MODEL, "--json")
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    rows: list = [strict_json(line) for line in result.stdout.splitlines()]
     stages = {(r["version"], r["stage"]) for r in rows}
     new = max(version for version, _ in stages)
     assert {(1, "champion"), (new, "shadow"), (new, "canary"), (new, "champion")} <= stages, stages

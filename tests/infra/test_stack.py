@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import socket
 import uuid
 from pathlib import Path
@@ -17,7 +16,7 @@ from driftloop.infra.kafka.topics import describe_topics
 from driftloop.infra.stack import stack as local_stack
 from driftloop.infra.stack.process import ProcessRegistry
 from driftloop.infra.stack.services import CLICKHOUSE_MALLOC_CONF, ClickHouseServer
-from tests.stack_fixtures import PrivateStack, private_stack_env
+from tests.stack_fixtures import PrivateStack, private_stack_env, strict_json
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +97,7 @@ def test_status_shows_what_runs_where(stack: PrivateStack) -> None:
     for text in (str(clickhouse.pid), "18.16", "predictions", "driftloop.dead-letter"):
         assert text in out.stdout
     scripted = stack.run_cli("stack", "status", "--json")
-    data = json.loads(scripted.stdout)
+    data: dict = strict_json(scripted.stdout)  # type: ignore[assignment]
     assert scripted.returncode == 0 and data["healthy"] is True
     assert [s["pid"] for s in data["services"]] == [broker.pid, clickhouse.pid] and data["topics"] == status.topics
 

@@ -12,6 +12,7 @@ from driftloop.infra.settings import Settings
 from driftloop.models.registry import ModelRegistry
 from driftloop.release.controller import ReleaseController
 from tests.release.conftest import outcomes
+from tests.stack_fixtures import strict_json
 
 pytestmark = pytest.mark.integration
 
@@ -196,8 +197,6 @@ def test_a_newer_candidate_supersedes_a_version_still_in_shadow(release_settings
 def test_the_cli_shows_stages_with_their_history_and_runs_the_controller(
     release_settings: Settings, new_model, write_labeled, stack
 ) -> None:
-    import json
-
     model = new_model(("champion", "candidate"))
     cli = stack.with_env(
         DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory),
@@ -207,15 +206,16 @@ def test_the_cli_shows_stages_with_their_history_and_runs_the_controller(
     assert ran.returncode == 0 and f"{model}: v2 → shadow" in ran.stdout, ran.stdout + ran.stderr
     shown = cli.run_cli("models", "show", model, "--version", "2", "--json")
     assert shown.returncode == 0, shown.stderr
-    record = json.loads(shown.stdout)
-    assert record["status"] == "shadow"
+    record = strict_json(shown.stdout)
+    assert isinstance(record, dict) and record["status"] == "shadow"
     assert [(h["from_stage"], h["to_stage"], h["path"]) for h in record["history"]] == [
         ("none", "candidate", "release"),
         ("candidate", "shadow", "release"),
     ]
     listed = cli.run_cli("models", "list", "--model", model, "--json")
     assert listed.returncode == 0, listed.stderr
-    versions = [(v["version"], v["status"]) for v in map(json.loads, listed.stdout.splitlines())]
-    assert versions == [(1, "champion"), (2, "shadow")]
+    listed_rows = [strict_json(line) for line in listed.stdout.splitlines()]
+    assert [(v["version"], v["status"]) for v in listed_rows] == [(1, "champion"), (2, "shadow")]  # type: ignore[index]
+    assert listed_rows[0]["champion_metric"] is None  # type: ignore[index]  # a first version's: none, not NaN
     table = cli.run_cli("models", "list", "--model", model)  # 80 columns in a pipe: the stages stay whole
     assert table.returncode == 0 and " shadow " in table.stdout and " champion " in table.stdout, table.stdout

@@ -18,7 +18,7 @@ from driftloop.retrain.job import JobRequest, RetrainJob
 from driftloop.retrain.metrics import retrain_metrics
 from driftloop.retrain.worker import RetrainWorker
 from driftloop.streams.sink import ClickHouseSink
-from tests.stack_fixtures import PrivateStack, wait_for
+from tests.stack_fixtures import PrivateStack, strict_json, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +38,9 @@ def rebuild_cli(stack: PrivateStack, model: str, version: int, *, fresh_process:
     args = ("models", "rebuild", model, str(version), "--json")
     if fresh_process:
         done = stack.run_cli(*args, timeout_s=240)
-        return done.returncode, json.loads(done.stdout or "{}")
+        return done.returncode, strict_json(done.stdout or "{}")
     result = CliRunner().invoke(cli, list(args), env=stack.env)
-    return result.exit_code, json.loads(result.stdout or "{}")
+    return result.exit_code, strict_json(result.stdout or "{}")
 
 
 def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
