@@ -45,9 +45,7 @@ from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.sink import ClickHouseSink, is_transient
-from driftloop.streams.waiting_room import WAITING_COLUMNS, WaitingRoom, as_batch, rows_of
-
-_PARTITION = WAITING_COLUMNS.index("source_partition")
+from driftloop.streams.waiting_room import PARTITION, WaitingRoom, as_batch, rows_of
 
 log = logging.getLogger("driftloop.join")
 
@@ -262,9 +260,9 @@ class OutcomeJoin:
             return self.room.batch(partitions=owned)
         rows = rows_of(await asyncio.to_thread(self._pending, sorted(unheld)))
         for partition in unheld:
-            self.room.hold(partition, [row for row in rows if row[_PARTITION] == partition])
+            self.room.hold(partition, [row for row in rows if row[PARTITION] == partition])
         # a partition with too many to hold is joined from what was read, as every sweep did before the room
-        too_many = [row for row in rows if row[_PARTITION] not in self.room.held]
+        too_many = [row for row in rows if row[PARTITION] not in self.room.held]
         return self.room.batch(partitions=owned).concat(as_batch(too_many))
 
     async def _join_waiting(self, waiting: ColumnBatch, *, expire: bool) -> JoinResult:

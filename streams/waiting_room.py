@@ -12,9 +12,10 @@ outcomes that once waited, every 5 s. The room holds what waits now, a partition
   the batch of predictions that brings its prediction joins it at once (:meth:`OutcomeJoin.prompt
   <driftloop.streams.join.OutcomeJoin.prompt>`): an outcome sent a moment after its prediction, as a
   server that learns the truth at once sends it, is joined in well under a second, not at the next sweep;
-- a partition no longer owned is let go (its new owner reads it); past :data:`MAX_HELD` rows a partition is
-  let go too, and its sweeps read ClickHouse as before: memory stays bounded when outcomes pile up that
-  never meet a prediction.
+- a partition no longer owned is let go (its new owner reads it), and a rebalance lets every partition go
+  (:meth:`OutcomeJoin.hand_over <driftloop.streams.join.OutcomeJoin.hand_over>`), so that no outcome is
+  joined here and by its next owner; past :data:`MAX_HELD` rows a partition is let go too, and its sweeps
+  read ClickHouse as before: memory stays bounded when outcomes pile up that never meet a prediction.
 
 >>> room = WaitingRoom(max_held=4)
 >>> room.hold(0, [_row("o1", "r1", 0), _row("o2", "r2", 0)])
@@ -51,7 +52,9 @@ WAITING_COLUMNS = (
 #: sent a moment after their predictions wait for well under a second: 100,000 is a second of a busy worker's.
 MAX_HELD = 100_000
 
-_ID, _REQUEST, _PARTITION = 0, 2, 8
+_ID, _REQUEST = WAITING_COLUMNS.index("event_id"), WAITING_COLUMNS.index("request_id")
+#: A row's partition: where it is read from ``join_pending``, and whose owner joins it.
+PARTITION = WAITING_COLUMNS.index("source_partition")
 
 
 class WaitingRoom:
@@ -82,19 +85,19 @@ class WaitingRoom:
         pass :attr:`max_held` is let go (ClickHouse keeps its rows)."""
         self._put(rows)
         if len(self._rows) > self.max_held:
-            for partition, _ in Counter(row[_PARTITION] for row in self._rows.values()).most_common():
+            for partition, _ in Counter(row[PARTITION] for row in self._rows.values()).most_common():
                 self.let_go({partition})
                 if len(self._rows) <= self.max_held:
                     break
 
     def partitions(self) -> set[int]:
         """The partitions of the rows here (held or not)."""
-        return {row[_PARTITION] for row in self._rows.values()}
+        return {row[PARTITION] for row in self._rows.values()}
 
     def let_go(self, partitions: set[int]) -> None:
         """Forget ``partitions``: not owned any more, or too many waiting (sweeps read them from ClickHouse)."""
         self.held -= partitions
-        self.remove([eid for eid, row in self._rows.items() if row[_PARTITION] in partitions])
+        self.remove([eid for eid, row in self._rows.items() if row[PARTITION] in partitions])
 
     def remove(self, event_ids: Iterable[str]) -> None:
         """Outcomes joined or expired."""
@@ -118,7 +121,7 @@ class WaitingRoom:
         columns but the state and revision."""
         rows = self._rows.values() if event_ids is None else [self._rows[e] for e in event_ids if e in self._rows]
         if partitions is not None:
-            rows = [row for row in rows if row[_PARTITION] in partitions]
+            rows = [row for row in rows if row[PARTITION] in partitions]
         return as_batch(list(rows))
 
     def _put(self, rows: Iterable[tuple[Any, ...]]) -> None:
