@@ -9,9 +9,9 @@ whether the drift was missed. Scenarios: stationary N(0,1) (10 features), abrupt
 over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation flip, a new
 model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and a
 concept drift on the label (River's Agrawal generator switching its classification function under a fixed
-model), its labels sent once every prediction landed, or each with its prediction (then most outcomes come
-before their predictions are written, and wait for them). The change point column is where the alert placed
-the change (its ``change_point_request_id``), in events from the true change.
+model), its labels sent once every prediction landed, or each with its prediction at 2,000 events a second
+(then most outcomes come before their predictions are written, and wait for them). The change point column
+is where the alert placed the change (its ``change_point_request_id``), in events from the true change.
 
 In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
 its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
@@ -46,6 +46,7 @@ from driftloop.infra.stack.private import private_stack_env
 
 console = Console(width=200)
 CHANGE = 20_000
+LIVE_RATE = 2000  # events a second of a scenario whose labels come with its predictions
 TS0 = 1_790_000_000
 
 
@@ -59,7 +60,9 @@ class Scenario:
     change: int | None  # event index of the drift; None: no drift (every alert is a false one)
     make: Callable[[int], Iterator[Event]]
     labeled: bool = False
-    #: each outcome sent with its prediction (a server that learns the truth at once), not once all landed
+    #: each outcome sent with its prediction (a server that learns the truth at once), not once all landed,
+    #: at :data:`LIVE_RATE` events a second: the worker takes them as they come, and most outcomes come before
+    #: their predictions are written
     labels_at_once: bool = False
     #: what River's ADWIN is fed (one value per event per stream), None: no univariate counterpart
     river: Callable[[Event], list[float]] | None = None
@@ -247,6 +250,7 @@ def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only
     )
     predictions: list[str] = []
     outcomes: list[str] = []
+    started = time.monotonic()
 
     def flush() -> None:
         for topic, batch in ((settings.topics.predictions, predictions), (settings.topics.outcomes, outcomes)):
@@ -265,6 +269,9 @@ def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only
             outcomes.append(
                 json.dumps({"model": model, "request_id": f"r{i}", "ts": TS0 + i * 0.01 + 5, "label": int(label)})
             )
+        if scenario.labels_at_once and not outcomes_only and i % 100 == 99:
+            flush()  # envelopes of 100, at the live rate
+            time.sleep(max(0.0, started + (i + 1) / LIVE_RATE - time.monotonic()))
         if len(predictions) >= 500 or len(outcomes) >= 500:
             flush()
     flush()
