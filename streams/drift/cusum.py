@@ -55,6 +55,13 @@ from driftloop.streams.drift.evidence import Evidence
 
 #: Allowances of the default bank, in reference standard deviations: quickest for shifts of 0.2 to 2 sd.
 ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
+#: A numeric chart whose largest step on its reference, ``max(side · z) - k``, is within this many standard
+#: errors (``1 / √n``) of zero is off, as one the reference cannot move at all is. Its exponent is then huge
+#: and its threshold near 0, and both stand on where the reference's edge lies in standard units, which the
+#: mean's and the spread's estimation errors move by about that much. A classifier's scores piled up just
+#: below 1.0 put the threshold of its upper chart for 0.5 sd at 0.013; once the reference had doubled, one
+#: score of 0.9999 crossed it: a false alarm 2,000 events in, at a run length of 3.4e9 events.
+EDGE = 3.0
 #: Which charts watch: both sides, or the upper (lower) ones only, which then take the whole run length. A
 #: model's error watches ``up``: an error that falls is a model doing better, not a drift to answer.
 DIRECTIONS = {"both": (1, -1), "up": (1,), "down": (-1,)}
@@ -227,18 +234,19 @@ def _calibrate(
     allowances: tuple[float, ...],
     seed: int,
 ) -> Calibration:
-    """The charts' laws on standardized ``points`` (with ``weights``), for a reference of ``whole``."""
+    """The charts' laws on standardized ``points`` (with ``weights``), for a reference of ``whole``: a chart
+    whose largest step on the reference is within :data:`EDGE` standard errors of zero is off (see there)."""
     sides, ks = _charts(allowances)
-    thetas = _thetas(points, weights, sides, ks)
+    thetas = _thetas(points, weights, sides, ks, margin=EDGE / math.sqrt(whole.count))
     overshoots = _simulate(points, weights, sides, ks, thetas, seed)
     return Calibration(whole.mean, std, whole.mean, whole.count, sides, ks, thetas, overshoots)
 
 
 def _thetas(
-    points: np.ndarray, weights: np.ndarray, sides: tuple[int, ...], ks: tuple[float, ...]
+    points: np.ndarray, weights: np.ndarray, sides: tuple[int, ...], ks: tuple[float, ...], margin: float = 0.0
 ) -> tuple[float, ...]:
     """Each chart's exponent: the positive root of ``K(t) = log E[exp(t (side · Z - k))] = 0`` (inf when
-    ``side · Z - k`` is never positive), every chart's at once.
+    ``side · Z - k`` is never above ``margin``), every chart's at once.
 
     ``K`` is convex, 0 at 0 and falling there (``K'(0) = -k``): negative up to the root, rising after it. From
     a point past the root (doubled until ``K`` is positive) Newton's method comes down to it monotonically,
@@ -246,7 +254,7 @@ def _thetas(
     steps = np.multiply.outer(np.asarray(sides, dtype=float), points) - np.asarray(ks)[:, None]
     top = steps.max(axis=1)
     thetas = np.full(len(ks), math.inf)
-    moving = top > 0
+    moving = top > margin
     if not moving.any():
         return tuple(thetas.tolist())
     steps, top = steps[moving], top[moving]
