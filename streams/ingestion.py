@@ -174,7 +174,7 @@ class Ingestion:
         self._count("predictions", chunk, rows)
         partitions = np.fromiter((message.partition for message in chunk), np.int64, len(chunk))
         await self._observe("on_predictions", rows, partitions[np.asarray(origins, np.intp)])
-        if len(self.join.room) and len(rows):
+        if len(rows) and self.join.may_be_waiting:
             await self._join_promptly(rows["request_id"])
 
     async def _join_promptly(self, request_ids: Sequence[str]) -> None:
