@@ -164,3 +164,41 @@ def test_more_waiting_outcomes_than_are_held_are_joined_from_clickhouse(
     assert sorted(labeled.requests) == sorted(f"r{i}" for i in range(40))
     assert states(stack, model) == {"matched": 40}
     assert reads.partitions == [[0], [0]]  # read at each sweep until what waits there can be held
+
+
+def test_predictions_written_while_their_outcomes_are_being_joined_still_join_them(
+    stack: PrivateStack, ingestion: tuple[Ingestion, Labeled], model: str
+) -> None:
+    """The race between the two pipelines: the outcomes' lookup misses their predictions, the predictions are
+    written before the outcomes are in the room, and their batch's prompt join comes then. It waits for the
+    outcomes' join, and labels them (it once found the room empty, and they waited for the sweep)."""
+    handler, labeled = ingestion
+    write = handler.join._write
+    predictions_written: list[asyncio.Task[None]] = []
+
+    async def write_after_the_predictions_land(*args: object) -> None:
+        if not predictions_written:  # the outcomes' join missed them: now they land, and are handed on
+            predictions_written.append(
+                asyncio.create_task(handler.on_prediction_messages(predictions(model, range(50))))
+            )
+            while not query_count(stack, model):
+                await asyncio.sleep(0.01)
+        await write(*args)  # type: ignore[arg-type]
+
+    handler.join._write = write_after_the_predictions_land  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await handler.on_outcome_messages(outcomes(model, range(50)))
+        await predictions_written[0]
+
+    asyncio.run(run())
+    assert sorted(labeled.requests) == sorted(f"r{i}" for i in range(50))  # no sweep: the prompt join took them
+    assert states(stack, model) == {"matched": 50}
+
+
+def query_count(stack: PrivateStack, model: str) -> int:
+    client = connect(stack.settings.clickhouse)
+    try:
+        return client.execute("SELECT count() FROM predictions WHERE model = %(m)s", {"m": model})[0][0]
+    finally:
+        client.disconnect()
