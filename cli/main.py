@@ -68,12 +68,8 @@ def _json(value: object) -> str:
     return json.dumps(_finite(value), default=str, allow_nan=False)
 
 
-def _against(champion_metric: float) -> str:
-    """What a challenger was judged against: the champion's metric, or no champion (a model's first version)."""
-    return "no champion" if math.isnan(champion_metric) else f"champion {champion_metric:.4f}"
-
-
 def _finite(value: object) -> object:
+    """``value`` with every float that is not finite, however deep in dicts and lists, as None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -81,6 +77,11 @@ def _finite(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
+
+
+def _against(champion_metric: float) -> str:
+    """What a challenger was judged against: the champion's metric, or no champion (a model's first version)."""
+    return "no champion" if math.isnan(champion_metric) else f"champion {champion_metric:.4f}"
 
 
 @click.group(cls=DriftloopGroup, context_settings={"help_option_names": ["-h", "--help"]})
