@@ -45,7 +45,7 @@ from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.sink import ClickHouseSink, is_transient
-from driftloop.streams.waiting_room import PARTITION, WaitingRoom, as_batch, rows_of
+from driftloop.streams.waiting_room import PARTITION, WAITING_COLUMNS, WaitingRoom, as_batch, rows_of
 
 log = logging.getLogger("driftloop.join")
 
@@ -75,20 +75,8 @@ LABELED_COLUMNS = (
     "served",
     "value",
 )
-PENDING_COLUMNS = (
-    "event_id",
-    "model",
-    "request_id",
-    "ts",
-    "ts_ms",
-    "label",
-    "label_num",
-    "value",
-    "source_partition",
-    "arrived_at",
-    "state",
-    "revision",
-)
+#: A ``join_pending`` row: what the waiting room holds of an outcome, and its state and revision.
+PENDING_COLUMNS = (*WAITING_COLUMNS, "state", "revision")
 #: A labeled row's copy of its prediction's features: ClickHouse copies them (``INSERT ... SELECT``), the worker
 #: never reads them.
 FEATURE_COLUMNS = ("num.name", "num.value", "cat.name", "cat.value", "missing")
