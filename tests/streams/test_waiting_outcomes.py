@@ -81,11 +81,20 @@ def ingestion(stack: PrivateStack) -> Iterator[tuple[Ingestion, Labeled]]:
     handler.close()
 
 
+def query(stack: PrivateStack, sql: str, model: str) -> list[tuple]:
+    client = connect(stack.settings.clickhouse)
+    try:
+        return client.execute(sql, {"m": model})
+    finally:
+        client.disconnect()
+
+
 def states(stack: PrivateStack, model: str) -> dict[str, int]:
-    rows = connect(stack.settings.clickhouse).execute(
-        "SELECT state, count() FROM join_pending FINAL WHERE model = %(m)s GROUP BY state", {"m": model}
-    )
-    return dict(rows)
+    return dict(query(stack, "SELECT state, count() FROM join_pending FINAL WHERE model = %(m)s GROUP BY state", model))
+
+
+def predictions_landed(stack: PrivateStack, model: str) -> int:
+    return query(stack, "SELECT count() FROM predictions WHERE model = %(m)s", model)[0][0]
 
 
 def test_outcomes_that_came_first_are_labeled_once_their_predictions_are_written_without_a_sweep(
@@ -181,7 +190,7 @@ def test_predictions_written_while_their_outcomes_are_being_joined_still_join_th
             predictions_written.append(
                 asyncio.create_task(handler.on_prediction_messages(predictions(model, range(50))))
             )
-            while not query_count(stack, model):
+            while not predictions_landed(stack, model):
                 await asyncio.sleep(0.01)
         await write(*args)  # type: ignore[arg-type]
 
@@ -194,11 +203,3 @@ def test_predictions_written_while_their_outcomes_are_being_joined_still_join_th
     asyncio.run(run())
     assert sorted(labeled.requests) == sorted(f"r{i}" for i in range(50))  # no sweep: the prompt join took them
     assert states(stack, model) == {"matched": 50}
-
-
-def query_count(stack: PrivateStack, model: str) -> int:
-    client = connect(stack.settings.clickhouse)
-    try:
-        return client.execute("SELECT count() FROM predictions WHERE model = %(m)s", {"m": model})[0][0]
-    finally:
-        client.disconnect()
