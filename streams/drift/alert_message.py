@@ -106,9 +106,12 @@ def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -
 
 def _at(ring: EventRing, total: int, event_index: int) -> tuple[int, str]:
     """(ts_ms, request_id) of the model's event number ``event_index`` (clipped to what the ring holds)."""
-    oldest = total - len(ring)
-    position = min(max(event_index - oldest, 0), len(ring) - 1)
-    return ring[position]
+    return ring[_position(ring, total, event_index)]
+
+
+def _position(ring: EventRing, total: int, event_index: int) -> int:
+    """Where the model's event number ``event_index`` (of ``total``) is in ``ring``, clipped to what it holds."""
+    return min(max(event_index - (total - len(ring)), 0), len(ring) - 1)
 
 
 def _change_point(ring: EventRing, total: int, event_index: int, offset: int) -> tuple[int, str]:
@@ -122,8 +125,7 @@ def _change_point(ring: EventRing, total: int, event_index: int, offset: int) ->
     point is the window's first row that did not; in a window of late rows only, its first quartile in
     time. An estimate that errs later, never earlier. Events in time order (predictions) are unaffected.
     """
-    oldest = total - len(ring)
-    first, last = (min(max(index - oldest, 0), len(ring) - 1) for index in (event_index - offset, event_index))
+    first, last = _position(ring, total, event_index - offset), _position(ring, total, event_index)
     before, _ = ring.span(max(first - CONTEXT, 0), first)
     times, request_ids = ring.span(first, last + 1)
     # the latest time of the events before each row of the window
