@@ -50,7 +50,9 @@ class Preprocessor:
         cats = tuple(sorted(categorical))
         vocabularies = []
         for name in cats:
-            values, counts = np.unique(np.asarray(categorical[name], dtype=object).astype(str), return_counts=True)
+            values, counts = np.unique(
+                np.asarray(list(map(category_text, categorical[name])), dtype=str), return_counts=True
+            )
             keep = values[np.argsort(-counts, kind="stable")[:max_categories]]
             vocabularies.append(tuple(sorted(str(v) for v in keep)))
         classes = () if task == "regression" else tuple(sorted({str(label) for label in labels}))
@@ -61,9 +63,10 @@ class Preprocessor:
         return 1 if self.task == "regression" else max(len(self.classes), 2)
 
     def transform(
-        self, numeric: Mapping[str, Sequence[float]], categorical: Mapping[str, Sequence[str]]
+        self, numeric: Mapping[str, Sequence[float]], categorical: Mapping[str, Sequence[Any]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(float32 rows × numeric features, int64 rows × categorical features); missing columns count as NaN."""
+        """(float32 rows × numeric features, int64 rows × categorical features); missing columns count as NaN,
+        categories are looked up as :func:`category_text` gives them."""
         n = _rows(numeric, categorical)
         x = np.zeros((n, len(self.numeric)), dtype=np.float32)
         for j, name in enumerate(self.numeric):
@@ -75,7 +78,7 @@ class Preprocessor:
             lookup = {value: i + 1 for i, value in enumerate(self.vocabularies[j])}
             column = categorical.get(name)
             if column is not None:
-                ids[:, j] = [lookup.get(str(v), 0) for v in column]
+                ids[:, j] = [lookup.get(category_text(v), 0) for v in column]
         return x, ids
 
     def encode_labels(self, labels: Sequence[Any]) -> np.ndarray:
@@ -98,6 +101,18 @@ class Preprocessor:
             vocabularies=tuple(tuple(v) for v in data["vocabularies"]),
             classes=tuple(data["classes"]),
         )
+
+
+def category_text(value: Any) -> str:
+    """A categorical value as the events store it: a boolean as JSON spells it ("true", "false"), anything
+    else as its text. A serving client's ``True`` is then the category its model was trained on.
+
+    >>> category_text(True), category_text(np.bool_(False)), category_text("gold"), category_text(3)
+    ('true', 'false', 'gold', '3')
+    """
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _rows(numeric: Mapping[str, Sequence[float]], categorical: Mapping[str, Sequence[str]]) -> int:

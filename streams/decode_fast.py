@@ -22,6 +22,8 @@ from driftloop.streams.batch import Column, GappedNumberRows, GappedTextRows, Nu
 from driftloop.streams.event_rules import (
     OutcomeRow,
     PredictionRow,
+    boolean_text,
+    epoch_seconds,
     known_features,
     learn_names,
     number_text,
@@ -35,6 +37,7 @@ from driftloop.streams.event_rules import (
 )
 from driftloop.streams.event_types import (
     MAX_EPOCH,
+    MILLISECONDS_FROM,
     NumericPrediction,
     OutcomeEvent,
     PredictionEvent,
@@ -213,13 +216,15 @@ def _outcome_columns(events: list[OutcomeEvent], positions: list[int]) -> list[C
     times = list(map(_ts_of, events))
     if _STR & set(map(type, times)):
         return None
-    epochs = np.array(times, dtype=np.float64)
-    if not ((epochs >= 0) & (epochs < MAX_EPOCH)).all():
+    epochs = _in_range(np.array(times, dtype=np.float64))
+    if epochs is None:
         return None
     labels = list(map(_label_of, events))
     kinds = set(map(type, labels))
     if kinds == _STR:
         texts, numbers = labels, [math.nan] * len(labels)
+    elif kinds == _BOOL:
+        texts, numbers = list(map(boolean_text, labels)), [math.nan] * len(labels)
     elif kinds == _FLOAT and np.isfinite(np.array(labels, dtype=np.float64)).all():
         text_of = {label: number_text(label) for label in set(labels)}  # a few labels: each printed once
         texts, numbers = list(map(text_of.__getitem__, labels)), labels
@@ -304,8 +309,12 @@ def _typed_features(
     names: list[str], values: list[Any]
 ) -> tuple[list[str], list[float], list[str], list[str], list[str]]:
     """:func:`features_one_by_one` of values msgspec has checked (each a finite float, a string of at most
-    ``MAX_TEXT`` characters, or None): split by the pattern of their types, which an envelope's events repeat."""
+    ``MAX_TEXT`` characters, a boolean or None): split by the pattern of their types, which an envelope's events
+    repeat."""
     kinds = tuple(map(type, values))
+    if bool in kinds:  # a true or false feature is a category
+        values = [boolean_text(v) if type(v) is bool else v for v in values]
+        kinds = tuple(map(type, values))
     split = _splits.get(kinds)
     if split is None:
         split = tuple(_picker([k for k, kind in enumerate(kinds) if kind is want]) for want in (float, str, type(None)))
@@ -352,7 +361,7 @@ def _typed_outcome_row(event: OutcomeEvent, position: int) -> OutcomeRow | None:
 def _typed_epoch(ts: float | str) -> float | None:
     """Epoch seconds of ``ts`` when the field rules would take it, else None (they say why)."""
     try:
-        epoch = rfc3339_epoch(ts) if type(ts) is str else ts
+        epoch = rfc3339_epoch(ts) if type(ts) is str else epoch_seconds(ts)
     except EventError:
         return None
     return epoch if 0 <= epoch < MAX_EPOCH else None
@@ -360,6 +369,7 @@ def _typed_epoch(ts: float | str) -> float | None:
 
 _FLOAT = frozenset({float})
 _STR = frozenset({str})
+_BOOL = frozenset({bool})
 _ts_of = operator.attrgetter("ts")
 _label_of = operator.attrgetter("label")
 _model_of = operator.attrgetter("model")
@@ -480,10 +490,19 @@ def prediction_columns(
 def _epochs(stamps: list[float | str]) -> np.ndarray | None:
     """Epoch seconds of each ``ts``, or None when the field rules would refuse one (they say why)."""
     if _FLOAT.issuperset(map(type, stamps)):
-        epochs = np.array(stamps, dtype=np.float64)
-        return epochs if len(epochs) and epochs.min() >= 0 and epochs.max() < MAX_EPOCH else None
+        return _in_range(np.array(stamps, dtype=np.float64)) if stamps else None
     converted = list(map(_typed_epoch, stamps))
     return None if None in converted else np.array(converted, dtype=np.float64)
+
+
+def _in_range(epochs: np.ndarray) -> np.ndarray | None:
+    """Numbers of ``ts`` as epoch seconds (:func:`epoch_seconds`: milliseconds divided), or None when one is out
+    of range (the field rules say which)."""
+    if not len(epochs):
+        return epochs
+    if epochs.max() >= MILLISECONDS_FROM:
+        epochs = np.where(epochs >= MILLISECONDS_FROM, epochs / 1000, epochs)
+    return epochs if epochs.min() >= 0 and epochs.max() < MAX_EPOCH else None
 
 
 def _numeric_features(
@@ -506,8 +525,8 @@ def _shared_features(
     events: list[PredictionEvent], names: list[list[str]], interned: Interned
 ) -> tuple[Column, ...] | None:
     """The feature columns (``num.name``, ``num.value``, ``cat.name``, ``cat.value``, ``missing``) of events
-    that all sent the same names, each feature a number (or null) in every event, or a text (or null); or of
-    events that left some of them out (:func:`_features_left_out`); else None."""
+    that all sent the same names, each feature a number (or null) in every event, or a text or a boolean (or
+    null); or of events that left some of them out (:func:`_features_left_out`); else None."""
     shared, count, empty = names[0], len(events), interned.empty
     if names.count(shared) != count:  # rows share one list of names: compared at once
         return _features_left_out(events, names, interned)
@@ -519,7 +538,10 @@ def _shared_features(
     if any(types[j::width].count(kind) != count for j, kind in enumerate(kinds)):
         return _features_with_nulls(shared, columns, types, interned)
     numeric = [j for j, kind in enumerate(kinds) if kind is float]
-    categorical = [j for j, kind in enumerate(kinds) if kind is str]
+    categorical = [j for j, kind in enumerate(kinds) if kind is str or kind is bool]
+    for j, kind in enumerate(kinds):
+        if kind is bool:  # a true or false feature is a category
+            columns[j] = list(map(boolean_text, columns[j]))
     null = [shared[j] for j, kind in enumerate(kinds) if kind is type(None)] or empty
     num_names = shared if len(numeric) == width else [shared[j] for j in numeric] or empty
     if numeric:
@@ -630,7 +652,10 @@ def _features_with_nulls(
     if any(len(k - {_NULL}) > 1 for k in kinds):
         return None
     numeric = [j for j, k in enumerate(kinds) if float in k]
-    categorical = [j for j, k in enumerate(kinds) if str in k]
+    categorical = [j for j, k in enumerate(kinds) if str in k or bool in k]
+    for j, k in enumerate(kinds):
+        if bool in k:  # a true or false feature is a category (a null stays None)
+            columns[j] = [None if v is None else boolean_text(v) for v in columns[j]]
     gaps = np.fromiter(map(_is_null_kind, types), bool, len(types)).reshape(count, width)
     nulls = gaps if left_out is None else gaps & ~left_out
     patterns, row_pattern = _null_patterns(nulls if left_out is None else np.hstack([nulls, left_out]))
@@ -702,6 +727,8 @@ def _prediction_texts(predictions: list[float | str], texts: dict[str, str]) -> 
         return list(map(number_text, predictions)), predictions  # type: ignore[arg-type,return-value]
     if kinds == _STR:
         return list(map(texts.setdefault, predictions, predictions)), [math.nan] * len(predictions)  # type: ignore[arg-type]
+    if kinds == _BOOL:
+        return list(map(boolean_text, predictions)), [math.nan] * len(predictions)  # type: ignore[arg-type]
     canonical, numbers = zip(*(value_text(p, "prediction") for p in predictions), strict=True)  # classes and values
     return list(map(texts.setdefault, canonical, canonical)), list(numbers)
 

@@ -22,7 +22,14 @@ import re
 from typing import Any, NamedTuple
 
 from driftloop.infra.contract import EventError
-from driftloop.streams.event_types import MAX_EPOCH, MAX_FEATURES, MAX_TEXT, MODEL_NAME, valid_model_name
+from driftloop.streams.event_types import (
+    MAX_EPOCH,
+    MAX_FEATURES,
+    MAX_TEXT,
+    MILLISECONDS_FROM,
+    MODEL_NAME,
+    valid_model_name,
+)
 
 FEATURE_NAME = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x1f\x7f\s])?$")
 
@@ -123,7 +130,7 @@ def _number(value: Any, what: str) -> float:
 
 
 def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
-    """(epoch seconds, epoch milliseconds) of ``ts``: RFC 3339 text or epoch seconds."""
+    """(epoch seconds, epoch milliseconds) of ``ts``: RFC 3339 text, epoch seconds or epoch milliseconds."""
     value = event.get("ts")
     if type(value) is str:
         epoch = rfc3339_epoch(value)
@@ -131,12 +138,28 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
         raise EventError('missing required field "ts"')
     else:
         try:
-            epoch = _number(value, '"ts"')
+            epoch = epoch_seconds(_number(value, '"ts"'))
         except EventError:
-            raise EventError(f'"ts" must be an RFC 3339 string or epoch seconds, got {kind_of(value)}') from None
+            raise EventError(
+                f'"ts" must be an RFC 3339 string or epoch seconds (or milliseconds), got {kind_of(value)}'
+            ) from None
     if not 0 <= epoch < MAX_EPOCH:
-        raise EventError(f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07')
+        raise EventError(
+            f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07: send epoch seconds, epoch milliseconds '
+            "(from 1973 on) or RFC 3339 text"
+        )
     return int(epoch), round(epoch * 1000)
+
+
+def epoch_seconds(number: float) -> float:
+    """Epoch seconds of a number ``ts``: itself, or a thousandth of it from :data:`MILLISECONDS_FROM` on (the
+    epoch milliseconds of Java's and JavaScript's clocks and of Kafka's own timestamps). Numbers between
+    2106 in seconds and 1973 in milliseconds are neither, and stay out of range.
+
+    >>> epoch_seconds(1795420800.25), epoch_seconds(1795420800250)
+    (1795420800.25, 1795420800.25)
+    """
+    return number / 1000 if number >= MILLISECONDS_FROM else number
 
 
 def rfc3339_epoch(value: str) -> float:
@@ -150,16 +173,24 @@ def rfc3339_epoch(value: str) -> float:
 
 
 def value_text(value: Any, field: str) -> tuple[str, float]:
-    """A prediction or label as (canonical text, number or NaN): 1, 1.0 and "1" compare equal as text."""
+    """A prediction or label as (canonical text, number or NaN): 1, 1.0 and "1" compare equal as text; true
+    and "true" too (a class, not the number 1)."""
     kind = type(value)
     if kind is str:
         if len(value) > MAX_TEXT:
             raise EventError(f'"{field}" is longer than {MAX_TEXT} characters')
         return value, math.nan
+    if kind is bool:
+        return boolean_text(value), math.nan
     if value is None:
         raise EventError(f'missing required field "{field}"')
     number = _number(value, f'"{field}"')
     return number_text(number), number
+
+
+def boolean_text(value: bool) -> str:
+    """The text of a JSON true or false, as a category or a class: "true" or "false"."""
+    return "true" if value else "false"
 
 
 def number_text(number: float) -> str:
@@ -281,8 +312,11 @@ def features_one_by_one(
             cat_values.append(value)
         elif value is None:
             missing.append(name)
+        elif kind is bool:
+            cat_names.append(name)
+            cat_values.append(boolean_text(value))
         else:
-            raise EventError(f"feature {name!r} must be a number, string or null, got {kind_of(value)}")
+            raise EventError(f"feature {name!r} must be a number, string, boolean or null, got {kind_of(value)}")
     return num_names, num_values, cat_names, cat_values, missing
 
 

@@ -37,18 +37,22 @@ MAX_FEATURES = 2000
 MAX_TEXT = 1024
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_EPOCH = 4_294_967_295  # ClickHouse DateTime ends in 2106
+#: A number ``ts`` from here on is epoch milliseconds (1973-03-03 in them; in seconds, past 2106).
+MILLISECONDS_FROM = 100_000_000_000
 
 Model = str  # checked by valid_model_name, once per name
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
-# JSON has no NaN, and msgspec refuses numbers beyond the float range: every float here is finite.
-Value = float | Annotated[str, Meta(max_length=MAX_TEXT)]
+# JSON has no NaN, and msgspec refuses numbers beyond the float range: every float here is finite. A JSON true or
+# false is a class (a category), as the text "true" or "false" (streams.event_rules.boolean_text).
+Value = float | bool | Annotated[str, Meta(max_length=MAX_TEXT)]
 EventId = Annotated[str, Meta(min_length=1, max_length=128)]
 Version = Annotated[int, Meta(ge=0, lt=2**32)]
 
 
 class NumericPrediction(msgspec.Struct, gc=False):
     """A prediction event of the common form: ``ts`` in epoch seconds within range, every feature a number
-    (none null), ``score`` a number or absent. Nothing of it is left to check in Python but feature names."""
+    (none null), ``score`` a number or absent. Nothing of it is left to check in Python but feature names
+    (and a prediction of true or false, made a text)."""
 
     model: Model
     request_id: Text

@@ -233,11 +233,13 @@ def _ts(value: float | dt.datetime | str | None) -> float | str:
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready number or string from numpy and other numeric types; bools stay (and are refused)."""
+    """A JSON-ready number, string or boolean from numpy's and other numeric types."""
     if value is None or isinstance(value, str | bool):
         return value
+    if getattr(getattr(value, "dtype", None), "kind", None) == "b":  # numpy's bool, which is no Integral
+        return bool(value)
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    raise EventError(f"{value!r} ({type(value).__name__}) is not a number, string or null")
+    raise EventError(f"{value!r} ({type(value).__name__}) is not a number, string, boolean or null")

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 TS0 = 1_790_000_000
 SQL = ("x'); DROP TABLE predictions; --", 'a" OR 1=1 --', "`; SELECT * FROM system.users", "labeled; DROP DATABASE x")
 
-# Values of the wrong type for each field (a number is a valid `ts` and `prediction`, so not listed there).
+# Values of the wrong type for each field (a number is a valid `ts` and `prediction`, and a boolean a valid
+# `prediction`, so not listed there).
 WRONG: dict[str, list[object]] = {
     "model": [123, [1], {"a": 1}, None, True],
     "request_id": [123, [1], {"a": 1}, None, True],
     "features": [123, [1], None, True, "text"],
-    "prediction": [[1], {"a": 1}, None, True],
+    "prediction": [[1], {"a": 1}, None],
     "ts": [[1], {"a": 1}, None, True, "yesterday"],
 }
 
@@ -44,6 +45,7 @@ FEATURE_VALUES = (
     st.floats(allow_nan=False, allow_infinity=False)
     | st.integers(-(2**53), 2**53)
     | st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+    | st.booleans()
     | st.none()
 )
 
@@ -62,7 +64,7 @@ def _good_events(model: str) -> st.SearchStrategy[dict]:  # type: ignore[type-ar
             "request_id": st.just(""),
             "ts": st.integers(0, 10**6).map(lambda s: TS0 + s),
             "features": st.dictionaries(FEATURE_NAMES, FEATURE_VALUES, min_size=1, max_size=6),
-            "prediction": st.integers(0, 1) | _printable(12),
+            "prediction": st.integers(0, 1) | st.booleans() | _printable(12),
         },
         optional={"score": st.floats(0, 1), "model_version": st.integers(0, 2**31)},
     )

@@ -285,3 +285,13 @@ def test_a_rebuild_is_judged_by_its_weights_on_a_cpu_and_by_its_test_metrics_on_
     assert judge(gpu, "a" * 64, {"accuracy": 0.9, "roc_auc": float("nan")})[0] == "differs"
     errors = replace(gpu, metrics={"test": {"mae": 10.0}})  # errors compare relative to their size
     assert judge(errors, "", {"mae": 10.09})[0] == "match" and judge(errors, "", {"mae": 10.2})[0] == "differs"
+
+
+def test_a_serving_client_s_booleans_are_the_categories_its_model_learnt() -> None:
+    """Events store a boolean feature as "true" / "false", so a model learns those; a client that serves it
+    Python's or numpy's booleans (``str(True)`` is "True") must reach the same categories, not "unknown"."""
+    pre = Preprocessor.fit({}, {"foreign": ["true", "false", "true"]}, ["1", "0", "1"], "binary")
+    learnt = pre.transform({}, {"foreign": ["true", "false"]})[1].tolist()
+    assert learnt == [[2], [1]]
+    for served in ([True, False], [np.True_, np.False_], np.array([True, False])):
+        assert pre.transform({}, {"foreign": served})[1].tolist() == learnt

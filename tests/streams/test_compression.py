@@ -1,7 +1,8 @@
 """Every producer's batches are read: gzip, snappy, lz4 and zstd from two independent clients (kafka-python,
 and librdkafka through confluent-kafka, which compresses as Java and Go services do), and a batch the worker
 truly cannot read (a broken CRC written to the real broker, or a codec whose library is missing) is
-dead-lettered as an offset range while the partition goes on and nothing readable is lost."""
+dead-lettered as an offset range while the partition goes on and nothing readable is lost. What such
+services send as they are (booleans, their clocks' epoch milliseconds) lands too."""
 
 from __future__ import annotations
 
@@ -120,6 +121,49 @@ def test_the_sdk_producer_compresses_when_asked(own: PrivateStack, worker: Worke
     wait_landed(own, worker, model, 300)
     with pytest.raises(ValueError, match="not one of gzip, snappy, lz4, zstd"):
         EventProducer(own.settings, compression="brotli")
+
+
+def test_booleans_and_epoch_milliseconds_from_another_client_land_and_join(
+    own: PrivateStack, worker: WorkerProcess
+) -> None:
+    """A service's events as a Java or JavaScript one sends them: ``ts`` from its clock in epoch milliseconds, a
+    boolean feature, a boolean prediction and label. Each lands at its time, the boolean a category, and each
+    outcome judges its prediction ("true" against "true")."""
+    model = "booleans-" + uuid.uuid4().hex[:6]
+    start_ms = 1_790_000_000_000
+    predictions = [
+        {"model": model, "request_id": f"r{i}", "ts": start_ms + 250 * i,
+         "features": {"x": i / 7, "foreign": i % 3 == 0},
+         "prediction": i % 2 == 0, "score": {"true": 0.7, "false": 0.3}}
+        for i in range(60)
+    ]  # fmt: skip
+    outcomes = [
+        {"model": model, "request_id": f"r{i}", "ts": start_ms + 250 * i + 1000, "label": i % 4 == 0} for i in range(60)
+    ]
+    producer = confluent_kafka.Producer({"bootstrap.servers": own.settings.kafka_bootstrap, "linger.ms": 20})
+    for topic, evs in ((own.settings.topics.predictions, predictions), (own.settings.topics.outcomes, outcomes)):
+        for i in range(0, 60, 20):
+            producer.produce(topic, json.dumps({"events": evs[i : i + 20]}).encode(), key=model.encode())
+    assert producer.flush(30) == 0, "librdkafka could not deliver every message"
+    wait_landed(own, worker, model, 60)
+    wait_for(lambda: landed(own, model, "labeled") >= 60, timeout_s=120, what=f"60 labeled rows of {model}")
+    client = connect(own.settings.clickhouse)
+    try:
+        rows = client.execute(
+            "SELECT request_id, ts_ms, cat.name, cat.value, prediction, score, label, correct FROM labeled FINAL"
+            " WHERE model = %(m)s ORDER BY ts_ms",
+            {"m": model},
+        )
+        seconds = client.execute("SELECT min(toUInt32(ts)) FROM predictions WHERE model = %(m)s", {"m": model})
+    finally:
+        client.disconnect()
+    assert seconds == [(start_ms // 1000,)]
+    assert [r[1] for r in rows] == [start_ms + 250 * i for i in range(60)]
+    assert [(r[2], r[3]) for r in rows] == [(["foreign"], ["true" if i % 3 == 0 else "false"]) for i in range(60)]
+    assert [(r[4], r[5], r[6]) for r in rows] == [
+        ("true", 0.7, "true" if i % 4 == 0 else "false") if i % 2 == 0 else ("false", 0.3, "false") for i in range(60)
+    ]  # the score of the class predicted, "false" among the score's classes as the prediction's text
+    assert [r[7] for r in rows] == [int((i % 2 == 0) == (i % 4 == 0)) for i in range(60)]
 
 
 def test_alert_consumers_read_compressed_alerts(own: PrivateStack) -> None:

@@ -144,6 +144,35 @@ def test_numbers_and_classes_compare_as_text() -> None:
     assert outcome["label"] == ["1"]
 
 
+def test_true_and_false_are_classes_and_categories() -> None:
+    """A JSON true or false, as a prediction, a label or a feature, is the class or category "true" or "false"
+    (as the text "true" is), not the number 1 or 0."""
+    event = GOOD | {"features": {"a": 1, "flag": True, "other": False}, "prediction": True, "score": {"true": 0.8}}
+    rows = decode_predictions([msg(event), msg({"events": [event | {"request_id": "r2", "prediction": False}]})]).rows
+    assert rows["prediction"] == ["true", "false"] and rows["score"] == [0.8, 0.8]
+    assert rows["cat.name"] == [["flag", "other"]] * 2 and rows["cat.value"] == [["true", "false"]] * 2
+    assert rows["num.name"] == [["a"]] * 2 and all(x != x for x in rows["prediction_num"])
+    outcomes = decode_outcomes(
+        [msg({"model": "m", "request_id": "r", "ts": 1, "label": label}) for label in (True, False)]
+    )
+    assert outcomes.rows["label"] == ["true", "false"] and not outcomes.dead
+
+
+def test_a_number_ts_from_1973_in_milliseconds_is_milliseconds() -> None:
+    """Epoch milliseconds (Java's and JavaScript's clocks, Kafka's timestamps) land as the same event as its epoch
+    seconds: the same time and the same derived id."""
+    seconds = decode_predictions([msg(GOOD | {"ts": 1_790_000_000.123})]).rows
+    millis = decode_predictions(
+        [msg(GOOD | {"ts": 1_790_000_000_123}), msg({"events": [GOOD | {"ts": 1_790_000_000_123}]})]
+    )
+    assert not millis.dead
+    for column in ("event_id", "ts", "ts_ms"):
+        assert millis.rows[column] == seconds[column] * 2
+    assert validate_outcome({"model": "m", "request_id": "r", "ts": 100_000_000_000, "label": 1}) == validate_outcome(
+        {"model": "m", "request_id": "r", "ts": 100_000_000, "label": 1}
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -153,9 +182,11 @@ def test_numbers_and_classes_compare_as_text() -> None:
         ({"model": "ab\n"}, '"model"'),  # the pattern's $ must not let a trailing newline through
         ({"request_id": ""}, '"request_id" must be 1 to 1024 characters'),
         ({"ts": -5}, "outside 1970-01-01"),
-        ({"ts": True}, '"ts" must be an RFC 3339 string or epoch seconds, got a boolean'),
+        ({"ts": 5_000_000_000}, "send epoch seconds, epoch milliseconds (from 1973 on) or RFC 3339 text"),
+        ({"ts": 5_000_000_000_000}, "outside 1970-01-01 .. 2106-02-07"),  # milliseconds past 2106
+        ({"ts": True}, '"ts" must be an RFC 3339 string or epoch seconds (or milliseconds), got a boolean'),
         ({"features": []}, '"features" must be an object'),
-        ({"features": {"a": True}}, "feature 'a' must be a number, string or null, got a boolean"),
+        ({"features": {"a": [True]}}, "feature 'a' must be a number, string, boolean or null, got a list"),
         ({"features": {"a": {"b": 1}}}, "got an object"),
         ({"features": {"a": 10**400}}, "too large"),
         ({"features": {"\x00bad": 1}}, "feature name"),

@@ -22,17 +22,19 @@ EDGE_FIELDS = {
     "ts": st.sampled_from(
         [
             *(0, 1.5, 1_790_000_000.0006, 4_294_967_294.9, 4_294_967_295, -1),  # .0006: ms rounded, not cut
+            *(1_790_000_000_123, 1_790_000_000_000.6, 100_000_000_000, 99_999_999_999, 4_294_967_295_000),  # ms
             *("2026-11-23T08:00:00Z", "2026-11-23 08:00", "x"),
         ]
     ),
     "score": st.sampled_from([None, 0.5, 2, {"1": 0.8, "0": 0.2}, {"a": 1}, {}, {"1": True}, "0.5"]),
     "model_version": st.sampled_from([None, 0, 7, 2**32 - 1, 2**32, -1, 1.0, True]),
     "event_id": st.sampled_from([None, "e-1", "", "x" * 128, "x" * 129, 5]),
-    "prediction": st.sampled_from([1, 1.0, -0.0, 2.5, 1e20, "", "cat", None, True, "x" * 1025]),
+    "prediction": st.sampled_from([1, 1.0, -0.0, 2.5, 1e20, "", "cat", None, True, False, "true", "x" * 1025]),
     "features": st.sampled_from(
         [
             {"a": 1e308, "b": 1e308},  # each value finite, their sum not
             {"a": 1, "b": "x", "c": None},
+            {"a": True, "b": False, "c": 1, "d": "true", "e": None},
             {"events": 1.0},  # a feature named like the envelope's field
             {},
             {"a": 2**64},
@@ -265,6 +267,8 @@ KIND_VALUES = {
     "null": st.none(),
     "number or null": st.one_of(st.none(), st.integers(-5, 5), st.floats(-1e6, 1e6, allow_nan=False)),
     "text or null": st.one_of(st.none(), st.sampled_from(["a", "b", "", "é"])),
+    "boolean": st.booleans(),
+    "boolean or null": st.one_of(st.none(), st.booleans()),
 }
 
 
@@ -278,10 +282,12 @@ def same_shape_envelope(draw: st.DrawFn) -> bytes:
     for k in range(draw(st.integers(1, 5))):
         features = {name: draw(KIND_VALUES[kind]) for name, kind in kinds.items()}
         if kinds and draw(st.integers(0, 9)) == 0:
-            features[next(iter(kinds))] = draw(st.sampled_from([1.0, "z", None]))  # breaks the pattern, perhaps
+            features[next(iter(kinds))] = draw(st.sampled_from([1.0, "z", None, True]))  # breaks the pattern, perhaps
         event = {"model": "m", "request_id": f"r{k}", "ts": draw(EDGE_FIELDS["ts"]), "features": features}
-        event["prediction"] = draw(st.sampled_from([0, 1, 2.5, "approve", "decline", 1e20]))
-        event["score"] = draw(st.sampled_from([None, 0.25, {"approve": 0.7, "decline": 0.3}, {"x": 1.0}, {}]))
+        event["prediction"] = draw(st.sampled_from([0, 1, 2.5, "approve", "decline", 1e20, True, False]))
+        event["score"] = draw(
+            st.sampled_from([None, 0.25, {"approve": 0.7, "decline": 0.3}, {"true": 0.6, "false": 0.4}, {"x": 1.0}, {}])
+        )
         if draw(st.booleans()):
             event |= {"served": draw(st.booleans()), "model_version": draw(st.sampled_from([0, 3])),
                       "latency_ms": draw(st.sampled_from([None, 2.5]))}  # fmt: skip

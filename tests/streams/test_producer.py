@@ -68,9 +68,9 @@ def test_one_event_per_message_without_envelopes(stack: PrivateStack) -> None:
 
 def test_a_bad_event_is_refused_before_it_is_sent(stack: PrivateStack) -> None:
     with EventProducer(stack.settings) as producer:
-        with pytest.raises(EventError, match="feature 'x' must be a number, string or null, got a boolean"):
-            producer.emit_prediction("m", request_id="r", features={"x": True}, prediction=1)
+        with pytest.raises(EventError, match="feature 'x' is longer than 1024 characters"):
+            producer.emit_prediction("m", request_id="r", features={"x": "y" * 1025}, prediction=1)
         with pytest.raises(EventError, match="finite"):
             producer.emit_prediction("m", request_id="r", features={"x": float("nan")}, prediction=1)
-        with pytest.raises(EventError, match="is not a number, string or null"):
+        with pytest.raises(EventError, match="is not a number, string, boolean or null"):
             producer.emit_outcome("m", request_id="r", label=object())
