@@ -23,6 +23,16 @@ does for its online detectors:
    include that factor; a chart whose rate cannot meet the target at any threshold (a small ``k`` on a short
    reference) is switched off. A longer reference lets slower drifts be caught at the same run length.
 
+5. **The reference's range.** A numeric chart sees each value held within the range of the reference values
+   its calibration resampled, in standard deviations from the mean (``Calibration.low`` .. ``high``): the
+   thresholds hold for steps drawn from those, and a step beyond them is one the simulation never took. A heavy-tailed feature (Pareto,
+   Cauchy: an amount, a duration) sends now and then a value far past anything in its reference, and that
+   one value alone crossed a threshold set for a run length of 1.3e9 events (on stationary streams, a false
+   alarm every 100,000 events). Held at the range, one value moves a chart no more than the reference's
+   extreme did; a shift moves many values, and values past the range in number are a drift, each at the
+   range's edge. A rate (0/1) or a constant reference is not held, and the reference's growth (below) is
+   summed over the values as the charts see them.
+
 After an alarm the chart that fired says where the change began (its last zero); the values since then start
 the next reference, as ADWIN's window restarts after a cut.
 
@@ -73,6 +83,7 @@ _BANK_BYTES = 1 << 20  # the sums of the detectors whose charts run together at 
 
 
 _LAWS = ("thetas", "overshoots")  # a calibration's numbers that may be infinite (a chart the reference cannot move)
+_BOUNDS = ("low", "high")  # and its range's ends (none: infinite)
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,9 @@ class Calibration:
     thetas: tuple[float, ...]  # each chart's exponent (inf: the reference cannot move it)
     overshoots: tuple[float, ...]  # Siegmund's rho, measured by simulation
     rate: bool = False  # a 0/1 signal (its laws follow its rate: recalibrated, not rescaled, as it grows)
+    # the range of the values resampled, in standard deviations from the mean (:meth:`held`, docstring 5.)
+    low: float = -math.inf
+    high: float = math.inf
 
     def thresholds(self, run_length: float, sides: tuple[int, ...] = (1, -1)) -> np.ndarray:
         """Each chart's threshold so that the bank's false alarms come every ``run_length`` values on average
@@ -122,6 +136,8 @@ class Calibration:
         data = {key: list(value) if isinstance(value, tuple) else value for key, value in vars(self).items()}
         for key in _LAWS:
             data[key] = [law if math.isfinite(law) else repr(float(law)) for law in data[key]]
+        for key in _BOUNDS:
+            data[key] = data[key] if math.isfinite(data[key]) else repr(float(data[key]))
         return data
 
     @classmethod
@@ -129,7 +145,20 @@ class Calibration:
         fields = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
         for key in _LAWS:
             fields[key] = tuple(map(float, fields[key]))  # "inf" (or inf, as states before read back)
+        for key in _BOUNDS:
+            if key in fields:  # a state saved before the range: unbounded, as it ran
+                fields[key] = float(fields[key])
         return cls(**fields)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether values are held within a range before the charts see them."""
+        return self.low > -math.inf or self.high < math.inf
+
+    def held(self) -> tuple[float, float]:
+        """The range values are held within, in their own units: the resampled values' range at the mean and
+        the standard deviation the charts standardize with now (a grown reference's)."""
+        return self.mean + self.low * self.std, self.mean + self.high * self.std
 
 
 @dataclass(frozen=True)
@@ -170,7 +199,8 @@ def calibrate(
     std = whole.std if whole.std > 0 else max(abs(whole.mean) * 1e-9, 1e-12)  # a constant: any change counts
     own_std = float(values.std(ddof=1))
     shape = (values - values.mean()) / own_std if own_std > 0 else np.zeros(len(values))
-    return _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
+    laws = _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
+    return dataclasses.replace(laws, low=float(shape.min()), high=float(shape.max())) if own_std > 0 else laws
 
 
 @functools.lru_cache(maxsize=256)
@@ -675,10 +705,15 @@ class CUSUM:
         self._recent.extend(piece)
         if growing:
             if sums is None:
-                self._absorb(piece)
+                self._absorb(self._held(piece))
             else:
                 self._add_sums(len(piece), *sums)
             self._calibrate_when_doubled()
+
+    def _held(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as the charts see it: within the reference's range (module docstring, 5.)."""
+        cal = self._calibration
+        return np.clip(x, *cal.held()) if cal is not None and cal.bounded else x
 
     def _calibrate_when_doubled(self) -> None:
         if self._sums[0] >= self._grow_at:
@@ -744,6 +779,7 @@ class CUSUM:
         cal = self._calibration
         assert cal is not None
         n = len(x)
+        x = self._held(x)
         if x[0] == x[-1] and (x == x[0]).all() and self._rest_on_constant(x[0], n):
             return None
         on = self._running
@@ -801,14 +837,14 @@ class CUSUM:
         if (
             resting is None
             or resting[0] is not self._running
-            or resting[1] != piece[0]
+            or resting[1] != self._held(piece[:1])[0]
             or not resting[4]
             or np.count_nonzero(self._stat)  # quicker than .any() on a few values
             or np.count_nonzero(self._since_zero)
         ):
             return False
         # the value the sums are taken about adds none to them
-        self._passed(piece, self._grow_at > self._sums[0], (0.0, 0.0) if piece[0] == self._shift else None)
+        self._passed(piece, self._grow_at > self._sums[0], (0.0, 0.0) if resting[1] == self._shift else None)
         self.n += len(piece)
         return True
 
@@ -977,11 +1013,16 @@ def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     their rows' sums); the others are left as they were, for :meth:`CUSUM.update_many` to run. Returns which
     alarm."""
     (m, n), first = x.shape, bank[0]
-    mean = np.array([d._calibration.mean for d in bank])  # type: ignore[union-attr]
-    std = np.array([d._calibration.std for d in bank])  # type: ignore[union-attr]
+    calibrations = [d._calibration for d in bank]
+    mean = np.array([c.mean for c in calibrations])  # type: ignore[union-attr]
+    std = np.array([c.std for c in calibrations])  # type: ignore[union-attr]
     thresholds = np.array([d._thresholds for d in bank])  # inf: a chart that is off never alarms
     before = np.array([d._stat for d in bank])
-    walk = np.cumsum((x - mean[:, None]) / std[:, None], axis=1)
+    held = x  # each row within its reference's range, as CUSUM._held holds it
+    if any(c.bounded for c in calibrations):  # type: ignore[union-attr]
+        low, high = np.array([c.held() for c in calibrations]).T  # type: ignore[union-attr]
+        held = np.clip(x, low[:, None], high[:, None])
+    walk = np.cumsum((held - mean[:, None]) / std[:, None], axis=1)
     sums = np.empty((m, len(first._sides), n + 1))  # each chart's running sums after a 0: lows count 0
     sums[:, :, 0] = 0.0
     body = sums[:, :, 1:]
@@ -999,7 +1040,7 @@ def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     sinces = np.where(on, np.where(reached, since_low, since + n), since)
     growing = [d._grow_at > d._sums[0] for d in bank]
     if any(growing):  # each row's sums, as CUSUM._absorb adds them (the same to the bit)
-        centred = x - np.array([d._shift for d in bank])[:, None]
+        centred = held - np.array([d._shift for d in bank])[:, None]
         totals, squares = centred.sum(axis=1).tolist(), np.square(centred).sum(axis=1).tolist()
     for b, (detector, fired) in enumerate(zip(bank, alarmed.tolist(), strict=True)):
         if fired:

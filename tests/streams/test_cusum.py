@@ -369,15 +369,17 @@ def test_the_reference_grows_and_the_slowest_chart_comes_on() -> None:
 
 
 def textbook_first_alarm(detector: CUSUM, values: np.ndarray) -> tuple[int, int, float, int] | None:
-    """Page's recursion a value at a time, ``S = max(0, S ± z - k)``, over the detector's calibrated charts:
-    the first alarm's position, chart, statistic and the values since that chart was last at zero."""
+    """Page's recursion a value at a time, ``S = max(0, S ± z - k)``, over the detector's calibrated charts,
+    each value held within the reference's range: the first alarm's position, chart, statistic and the values
+    since that chart was last at zero."""
     cal = detector.calibration
     assert cal is not None
     thresholds = cal.thresholds(detector.run_length)
     stat = np.zeros(len(thresholds))
     last_zero = np.full(len(thresholds), -1)  # the charts start at rest, before the first value
+    low, high = cal.held()
     for i, value in enumerate(values):
-        z = (value - cal.mean) / cal.std
+        z = (min(max(value, low), high) - cal.mean) / cal.std
         for chart, (side, k, h) in enumerate(zip(cal.sides, cal.allowances, thresholds, strict=True)):
             if not np.isfinite(h):
                 continue  # a chart that is off
