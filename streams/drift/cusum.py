@@ -23,15 +23,20 @@ does for its online detectors:
    include that factor; a chart whose rate cannot meet the target at any threshold (a small ``k`` on a short
    reference) is switched off. A longer reference lets slower drifts be caught at the same run length.
 
-5. **The reference's range.** A numeric chart sees each value held within the range of the reference values
-   its calibration resampled, in standard deviations from the mean (``Calibration.low`` .. ``high``): the
-   thresholds hold for steps drawn from those, and a step beyond them is one the simulation never took. A heavy-tailed feature (Pareto,
-   Cauchy: an amount, a duration) sends now and then a value far past anything in its reference, and that
-   one value alone crossed a threshold set for a run length of 1.3e9 events (on stationary streams, a false
-   alarm every 100,000 events). Held at the range, one value moves a chart no more than the reference's
-   extreme did; a shift moves many values, and values past the range in number are a drift, each at the
-   range's edge. A rate (0/1) or a constant reference is not held, and the reference's growth (below) is
-   summed over the values as the charts see them.
+5. **The reference's range.** A numeric reference is held within its 1st and 99th percentiles (:data:`TAIL`),
+   and the charts see each later value held within that range (``Calibration.low`` .. ``high``, kept as the
+   reference grows: its mean and deviation are those of values so held): the thresholds hold for steps drawn
+   from the reference, and a step
+   beyond it is one the simulation never took. A heavy-tailed feature (Pareto, Cauchy, a wide lognormal: an
+   amount, a duration) sends now and then a value far past anything in its reference, and that one value
+   alone crossed a threshold set for a run length of 1.3e9 events: on stationary streams, a false alarm
+   every 100,000 events. Held at the range's edges, where a hundredth of the reference lies (not at its
+   extremes, where one value does: the exponential law is drawn from many values there, not one), one value
+   moves a chart no more than the reference's own tail values do, and the mean and deviation are those of a
+   distribution whose tails are bounded (a heavy tail's sample mean wanders from reference to reference far
+   more than ``1/√n``). A shift moves many values, and values past the range in number are a drift, each at
+   the range's edge. Alerts report the means of the values as the charts saw them. A rate (0/1) or a
+   constant reference is not held; the reference's growth (below) sums the values as the charts see them.
 
 After an alarm the chart that fired says where the change began (its last zero); the values since then start
 the next reference, as ADWIN's window restarts after a cut.
@@ -72,9 +77,19 @@ ALLOWANCES = (0.1, 0.25, 0.5, 1.0)
 #: below 1.0 put the threshold of its upper chart for 0.5 sd at 0.013; once the reference had doubled, one
 #: score of 0.9999 crossed it: a false alarm 2,000 events in, at a run length of 3.4e9 events.
 EDGE = 3.0
+#: A numeric chart for allowance ``k`` is quickest for a shift of ``2 k`` standard deviations; one whose signal
+#: has no room for it (the reference's edge on its side, ``side · z``, nearer the mean than ``(1 + ROOM) k``) is
+#: off. A feature's spread, ``|x - centre|``, lies above 0, often less than a standard deviation below its mean:
+#: its lower chart for 1 sd, the only chart near that edge, could move up by 0.15 a value at most; its
+#: threshold, drawn from the exponential law where a few values cross it, was 0.53, and four small values in
+#: a row raised a false alarm (on stationary streams, ten times as often as its run length said).
+ROOM = 1.0
 #: Which charts watch: both sides, or the upper (lower) ones only, which then take the whole run length. A
 #: model's error watches ``up``: an error that falls is a model doing better, not a drift to answer.
 DIRECTIONS = {"both": (1, -1), "up": (1,), "down": (-1,)}
+#: A numeric reference is held within its quantiles at TAIL and 1 - TAIL, and so is every value the charts see
+#: after it (module docstring, 5.).
+TAIL = 0.01
 _SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
 _GUESSED_OVERSHOOT = 1.166  # a Gaussian walk's (Siegmund's 0.583 at each barrier): where the simulation starts
 _STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
@@ -99,7 +114,7 @@ class Calibration:
     thetas: tuple[float, ...]  # each chart's exponent (inf: the reference cannot move it)
     overshoots: tuple[float, ...]  # Siegmund's rho, measured by simulation
     rate: bool = False  # a 0/1 signal (its laws follow its rate: recalibrated, not rescaled, as it grows)
-    # the range of the values resampled, in standard deviations from the mean (:meth:`held`, docstring 5.)
+    # the range the values are held within (docstring, 5.): the reference's, which its growth keeps
     low: float = -math.inf
     high: float = math.inf
 
@@ -156,9 +171,8 @@ class Calibration:
         return self.low > -math.inf or self.high < math.inf
 
     def held(self) -> tuple[float, float]:
-        """The range values are held within, in their own units: the resampled values' range at the mean and
-        the standard deviation the charts standardize with now (a grown reference's)."""
-        return self.mean + self.low * self.std, self.mean + self.high * self.std
+        """The range values are held within."""
+        return self.low, self.high
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,7 @@ def calibrate(
     own_std = float(values.std(ddof=1))
     shape = (values - values.mean()) / own_std if own_std > 0 else np.zeros(len(values))
     laws = _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
-    return dataclasses.replace(laws, low=float(shape.min()), high=float(shape.max())) if own_std > 0 else laws
+    return dataclasses.replace(laws, low=float(values.min()), high=float(values.max())) if own_std > 0 else laws
 
 
 @functools.lru_cache(maxsize=256)
@@ -265,9 +279,10 @@ def _calibrate(
     seed: int,
 ) -> Calibration:
     """The charts' laws on standardized ``points`` (with ``weights``), for a reference of ``whole``: a chart
-    whose largest step on the reference is within :data:`EDGE` standard errors of zero is off (see there)."""
+    whose largest step on the reference is within :data:`EDGE` standard errors of zero is off (see there), and
+    so is one for a shift its range cannot hold (:data:`ROOM`)."""
     sides, ks = _charts(allowances)
-    thetas = _thetas(points, weights, sides, ks, margin=EDGE / math.sqrt(whole.count))
+    thetas = _thetas(points, weights, sides, ks, margin=np.maximum(EDGE / math.sqrt(whole.count), ROOM * np.array(ks)))
     overshoots = _simulate(points, weights, sides, ks, thetas, seed)
     return Calibration(whole.mean, std, whole.mean, whole.count, sides, ks, thetas, overshoots)
 
@@ -710,6 +725,21 @@ class CUSUM:
                 self._add_sums(len(piece), *sums)
             self._calibrate_when_doubled()
 
+    def _hold_learning(self) -> Moments | None:
+        """Hold a new numeric reference within its :data:`TAIL` quantiles, and take its sums again: its moments
+        then (None when nothing was held: a rate, a constant, values already within them)."""
+        values = np.asarray(self._learning, dtype=float)
+        if len(values) != self._sums[0] or np.isin(values, (0.0, 1.0)).all():
+            return None  # a rate's values are its events; a reference read before (a state saved before)
+        low, high = np.quantile(values, (TAIL, 1 - TAIL))
+        held = np.clip(values, low, high)
+        if not low < high or (held == values).all():
+            return None
+        self._learning = held.tolist()
+        self._sums[:] = 0.0
+        self._absorb(held)
+        return self._moments()
+
     def _held(self, x: np.ndarray) -> np.ndarray:
         """``x`` as the charts see it: within the reference's range (module docstring, 5.)."""
         cal = self._calibration
@@ -747,6 +777,8 @@ class CUSUM:
         previous, moments = self._calibration, self._moments()
         first = previous is None
         if previous is None or previous.rate or not moments.std > 0:
+            if previous is None:
+                moments = self._hold_learning() or moments
             self._calibration = calibrate(self._learning, self.allowances, seed=self.seed, moments=moments)
         else:  # the same values to resample, so the same laws: at the location and scale of more values
             self._calibration = dataclasses.replace(
@@ -860,7 +892,7 @@ class CUSUM:
             window_size=len(window),
             change_offset=offset,
             reference_mean=cal.observed_mean,
-            window_mean=float(np.mean(window)),
+            window_mean=float(np.mean(self._held(np.asarray(window)))),  # as the charts saw them
             details={
                 "reference_std": cal.std,
                 "allowance_k": cal.allowances[chart],
