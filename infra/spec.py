@@ -74,7 +74,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from driftloop.infra.cron import Cron
 from driftloop.infra.errors import DriftloopError
 
-SignalType = Literal["numeric", "categorical", "missing", "score", "prediction", "error"]
+SignalType = Literal["numeric", "categorical", "missing", "outliers", "score", "prediction", "error"]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
 DETECTOR_NAMES = (
     "CUSUM",
@@ -117,6 +117,7 @@ class DetectorConfig(_Frozen):
 _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     "numeric": DetectorConfig(name="CUSUM"),
     "missing": DetectorConfig(name="CUSUM"),
+    "outliers": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a rate of values far out of range
     "score": DetectorConfig(name="CUSUM"),
     "error": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a falling error is no drift
     "categorical": DetectorConfig(name="CategoricalShift"),

@@ -1,7 +1,8 @@
 """From a batch of one model's predictions to the values of each of its signals.
 
-Every numeric feature (its values, and with ``monitoring.spread`` its distance from the warm-up's centre), every
-categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, and the
+Every numeric feature (its values, and with ``monitoring.spread`` its distance from the warm-up's centre; and
+the rate of its values far out of its reference's range, :func:`_outliers`), every categorical feature, every
+feature's null rate, the ``joint`` signal of the numeric features together, and the
 score and prediction of each serving version. New feature names are admitted up to ``monitoring.max_features``;
 the rest are counted, not watched.
 """
@@ -59,6 +60,10 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
         signals += [
             SignalValues(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()
         ]
+    for name, (p, v) in numeric.items():
+        far = _far(state, name)
+        if far is not None:
+            signals.append(SignalValues(f"{name}:outliers", "outliers", p, _outliers(v, far)))
     signals += [SignalValues(name, "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
@@ -221,6 +226,38 @@ def _spread(state: ModelState, name: str, values: Any) -> np.ndarray:
         centre[1] += len(take)
     mean = centre[0] / centre[1]
     return np.abs(values - mean)
+
+
+def _far(state: ModelState, name: str) -> tuple[float, float] | None:
+    """Where a numeric feature's outliers begin: a whole width of its reference's range (its 1st to 99th
+    percentiles, as its detector holds it) below and above that range; None until its detector has learnt it
+    (or when it holds none: a 0/1 feature, a constant, a detector of River's). Taken once, as the spread's
+    centre is: the detector's next references, after an alarm, do not move it."""
+    far = state.far.get(name)
+    if far is None:
+        signal = state.signals.get(name)
+        calibration = getattr(signal.detector, "calibration", None) if signal is not None else None
+        if calibration is None or not getattr(calibration, "bounded", False):
+            return None
+        width = calibration.high - calibration.low
+        far = state.far[name] = (calibration.low - width, calibration.high + width)
+    return far
+
+
+def _outliers(values: Any, far: tuple[float, float]) -> np.ndarray:
+    """1.0 where a value lies beyond ``far`` (NaN, a null, is not), else 0.0.
+
+    The detector holds a feature's values within its reference's range, so that a heavy tail's rare huge
+    value is not a drift (``streams.drift.cusum``, point 5); values far past that range in number are what
+    this rate catches: one event in a hundred sent in other units (a thousand times the value) is a data
+    drift within a few hundred events, where the held values would never show it. A Gaussian feature's far
+    range lies 7 standard deviations out: its rate is 0 and a run of zeros costs its detector nothing.
+
+    >>> _outliers(np.array([0.5, 9.0, -5.0, np.nan]), (-4.0, 5.0)).tolist()
+    [0.0, 1.0, 1.0, 0.0]
+    """
+    values = np.asarray(values, dtype=float)
+    return ((values < far[0]) | (values > far[1])).astype(float)
 
 
 def _by_version(versions: np.ndarray) -> list[tuple[int, np.ndarray | None]]:

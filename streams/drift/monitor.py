@@ -162,9 +162,9 @@ class DriftMonitor:
                 return None
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
-            # the signals that share the model's false alarms: values, spread and null rate per feature, score,
-            # prediction, error, joint
-            state.expected_signals = max(3 * max(features, len(spec.features)) + 4, 1)
+            # the signals that share the model's false alarms: values, spread, outliers and null rate per feature,
+            # score, prediction, error, joint
+            state.expected_signals = max(4 * max(features, len(spec.features)) + 4, 1)
             self.models[model] = state
         return state
 
@@ -210,7 +210,7 @@ class DriftMonitor:
         if signal is None:
             version = output_version(name)
             base = name if version is None else name.partition(VERSION_MARK)[0]
-            feature = base.removesuffix(":null_rate").removesuffix(":spread")
+            feature = base.removesuffix(":null_rate").removesuffix(":spread").removesuffix(":outliers")
             if not state.spec.monitoring.enabled(base) or not state.spec.monitoring.enabled(feature):
                 return None
             if version is not None:

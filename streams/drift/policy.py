@@ -160,7 +160,7 @@ def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:
         distance = sum(abs(a - b) for a, b in shares) / 2  # total variation distance
         return "critical" if distance >= 0.3 else "warning" if distance >= 0.1 else "info"
     shift = abs(evidence.window_mean - evidence.reference_mean)
-    if signal_type in {"error", "missing"}:  # rates: the shift itself is the share of events affected
+    if signal_type in {"error", "missing", "outliers"}:  # rates: the shift itself is the share of events affected
         return "critical" if shift >= 0.1 else "warning" if shift >= 0.03 else "info"
     effect = shift / max(reference_std, 1e-12)
     return "critical" if effect >= 1.0 else "warning" if effect >= 0.5 else "info"

@@ -29,6 +29,7 @@ _KIND = {
     "numeric": "data",
     "categorical": "data",
     "missing": "data",
+    "outliers": "data",
     "score": "prediction",
     "prediction": "prediction",
     "error": "performance",
@@ -143,6 +144,7 @@ class ModelState:
     labeled_ring: EventRing = field(default_factory=EventRing)
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
+    far: dict[str, tuple[float, float]] = field(default_factory=dict)  # feature -> where its outliers begin
     type_changes: int = 0  # values skipped because their feature was first seen as the other type
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)

@@ -25,6 +25,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "events_per_s": state.events_per_s,
         "features": sorted(state.features),
         "centres": state.centres,
+        "far": {name: list(bounds) for name, bounds in state.far.items()},
         "policy": state.policy.snapshot(),
         "joint": state.joint.snapshot() if state.joint is not None else None,
         "signals": {
@@ -52,6 +53,7 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.events_per_s = float(data.get("events_per_s", 0.0))
     state.features = set(data.get("features", []))
     state.centres = {name: [float(a), float(b)] for name, (a, b) in data.get("centres", {}).items()}
+    state.far = {name: (float(low), float(high)) for name, (low, high) in data.get("far", {}).items()}
     state.policy.restore(data.get("policy", {}))
     if data.get("joint"):
         reference = max(spec.monitoring.warmup, JOINT_REFERENCE)

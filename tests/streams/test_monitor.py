@@ -42,6 +42,8 @@ def prediction_events(rng: random.Random, start: int, n: int, shift: dict | None
         if shift and i >= shift["at"]:
             if "mean" in shift:
                 features["f0"] += shift["mean"]
+            if "units" in shift and rng.random() < shift["units"]:
+                features["f0"] *= 1000
             if shift.get("null"):
                 features["f3"] = None if rng.random() < 0.3 else features["f3"]
             if "colour" in shift:
@@ -86,8 +88,9 @@ def monitor(tmp_path: Path) -> DriftMonitor:
 
 def test_stationary_traffic_raises_no_alert(monitor: DriftMonitor) -> None:
     assert run(monitor, random.Random(1), 100_000) == []
-    # 11 features, the spread of the 10 numeric ones, 11 null rates, score, prediction, how they move together
-    assert len(monitor.models["m"].signals) == 35
+    # 11 features, the spread and outlier rate of the 10 numeric ones, 11 null rates, score, prediction, how
+    # they move together
+    assert len(monitor.models["m"].signals) == 45
 
 
 def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(monitor: DriftMonitor) -> None:
@@ -100,6 +103,37 @@ def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(mon
     assert abs(int(alert.change_point_request_id[1:]) - 20_000) <= 30
     assert alert.severity == "critical" and alert.statistic > alert.threshold
     assert alert.evidence["window_mean"] == pytest.approx(1.0, abs=0.4)
+
+
+def heavy_tailed(seed: int, start: int, n: int) -> ColumnBatch:
+    """Events of three heavy-tailed features: an amount, a duration, a ratio."""
+    rng = np.random.default_rng([seed, start])
+    amount, duration, ratio = rng.lognormal(3.0, 2.0, n), rng.pareto(1.5, n), rng.standard_cauchy(n)
+    events = [
+        {"model": "m", "request_id": f"r{start + i}", "ts": 1_790_000_000 + start + i, "prediction": 1,
+         "features": {"amount": a, "duration": d, "ratio": r}}
+        for i, (a, d, r) in enumerate(zip(amount.tolist(), duration.tolist(), ratio.tolist(), strict=True))
+    ]  # fmt: skip
+    return _decoded(events)
+
+
+def test_heavy_tailed_features_raise_no_alert(monitor: DriftMonitor) -> None:
+    """A lognormal amount, a Pareto duration and a Cauchy ratio, 400,000 stationary events: no alert. Before
+    the detectors held values within their references' ranges, one value far past a reference was an alert
+    (on `ratio`, `duration`, `amount:spread`, `joint`: 3 to 10 alerts a million events, seeds 3 to 7)."""
+    alerts = []
+    for start in range(0, 400_000, 5000):
+        alerts += monitor.process_predictions(heavy_tailed(3, start, 5000))
+    assert [(a.signal, a.request_id) for a in alerts] == []
+
+
+def test_values_sent_in_other_units_are_a_drift_of_the_feature_s_outliers(monitor: DriftMonitor) -> None:
+    """One event in a hundred sends ``f0`` a thousand times too large (another unit): held within the
+    reference's range, ``f0``'s values barely move, but the rate of values far past that range does."""
+    alerts = run(monitor, random.Random(5), 24_000, shift={"at": 20_000, "units": 0.01})
+    assert [(a.signal, a.kind) for a in alerts] == [("f0:outliers", "data")]
+    assert 0 <= int(alerts[0].request_id[1:]) - 20_000 < 1000
+    assert alerts[0].evidence["window_mean"] > 0.005 > alerts[0].evidence["reference_mean"]
 
 
 def test_a_rising_null_rate_is_drift(monitor: DriftMonitor) -> None:
@@ -175,7 +209,8 @@ def test_a_model_s_detectors_hold_only_the_reference_values_they_may_read_again(
     assert run(monitor, random.Random(12), 20_000) == []
     cusums = {name: s.detector for name, s in monitor.models["m"].signals.items() if s.detector.name == "CUSUM"}
     rates = {name for name, detector in cusums.items() if detector.calibration.rate}  # type: ignore[attr-defined]
-    assert rates == {f"{feature}:null_rate" for feature in ("colour", *(f"f{j}" for j in range(10)))}
+    numeric = [f"f{j}" for j in range(10)]
+    assert rates == {f"{feature}:null_rate" for feature in ("colour", *numeric)} | {f"{f}:outliers" for f in numeric}
     for name, detector in cusums.items():
         learning = detector._learning  # type: ignore[attr-defined]
         if name in rates:
