@@ -18,6 +18,7 @@ import pandas as pd
 
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
+from driftloop.streams.drift.signals import feature_of
 
 from .plots import feature_shift_plot, performance_plot, retrain_plot
 from .queries import ModelHistory, feature_values, load_history
@@ -59,7 +60,7 @@ def drifted_features(history: ModelHistory, limit: int = 4) -> list[tuple[str, f
     """The features named by data alerts (first alert each), with that alert's change point."""
     features: dict[str, float] = {}
     for alert in history.alerts[history.alerts["kind"] == "data"].itertuples():
-        feature = str(alert.signal).removesuffix(":spread").removesuffix(":null_rate")
+        feature = feature_of(str(alert.signal))
         features.setdefault(feature, float(alert.change_point_ts))
     return list(features.items())[:limit]
 

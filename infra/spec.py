@@ -20,8 +20,8 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     max_alerts_per_hour = 6
     max_features = 500                    # names watched per model; more are counted, not watched
 
-    [monitoring.detectors]                # per signal type: numeric, categorical, missing, score,
-    error = { name = "HDDM_A" }           # prediction, error; River's keyword arguments go in `params`
+    [monitoring.detectors]                # per signal type: numeric, categorical, missing, outliers,
+    error = { name = "HDDM_A" }           # score, prediction, error; River's keyword arguments in `params`
 
     [monitoring.signals.amount]           # one signal: another detector, or `enabled = false`
     detector = { name = "KSWIN", params = { alpha = 0.0001 } }
@@ -154,6 +154,11 @@ class MonitoringSpec(_Frozen):
     cooldown_s: float = Field(900.0, ge=0)
     max_alerts_per_hour: int = Field(6, ge=1)
     spread: bool = Field(True, description="also watch each numeric feature's spread (catches variance changes)")
+    outliers: bool = Field(
+        True,
+        description="also watch the rate of each numeric feature's values far beyond its reference's range "
+        "(catches a share of values sent in another unit)",
+    )
     max_features: int = Field(
         500, ge=1, description="features watched per model; names beyond it are counted, not watched (bounds memory)"
     )

@@ -60,10 +60,11 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
         signals += [
             SignalValues(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()
         ]
-    for name, (p, v) in numeric.items():
-        far = _far(state, name)
-        if far is not None:
-            signals.append(SignalValues(f"{name}:outliers", "outliers", p, _outliers(v, far)))
+    if spec.monitoring.outliers:
+        for name, (p, v) in numeric.items():
+            far = _far(state, name)
+            if far is not None:
+                signals.append(SignalValues(f"{name}:outliers", "outliers", p, _outliers(v, far)))
     signals += [SignalValues(name, "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)

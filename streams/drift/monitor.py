@@ -22,9 +22,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import operator
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,6 +49,7 @@ from driftloop.streams.drift.signals import (
     ModelState,
     SignalState,
     family,
+    feature_of,
     forget_old_versions,
     output_version,
     set_run_length,
@@ -68,6 +70,14 @@ class _Place(NamedTuple):
     base: int  # the model's events before the values' batch
     ring: EventRing  # its recent events
     total: int  # its events, the batch's counted
+
+
+class _Detection(NamedTuple):
+    """A detection at the ``event_index``-th event of its model, and how to make its alert (None: the policy
+    holds it back). A batch's detections go to the policy in event order (:func:`_in_event_order`)."""
+
+    event_index: int
+    make: Callable[[], Alert | None]
 
 
 class _Taken(NamedTuple):
@@ -103,10 +113,12 @@ class DriftMonitor:
             parts = [self._take(chunks[round_]) for chunks in chunked if round_ < len(chunks)]
             taken = [part for part in parts if part is not None]
             fired = iter(_update_charts_together([(sig.detector, s.values) for p in taken for sig, s in p.signals]))
+            detections: list[_Detection] = []
             for p in taken:
                 place = _Place(p.model, p.state, p.base, p.state.ring, p.state.events)
                 for signal, s in p.signals:
-                    alerts += self._feed(place, signal, s.positions, s.values, next(fired))
+                    detections += self._feed(place, signal, s.positions, s.values, next(fired))
+            alerts += _in_event_order(detections)
         return alerts
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
@@ -132,12 +144,14 @@ class DriftMonitor:
             by_version: dict[int, list[int]] = defaultdict(list)
             for position, i in enumerate(index):
                 by_version[int(versions[i])].append(position)
+            detections: list[_Detection] = []
             for version, positions in sorted(by_version.items()):
                 values = [float(rows["error"][index[p]]) for p in positions]
                 signal = self._signal(state, f"error{VERSION_MARK}{version}", "error")
                 if signal is not None and values:
                     place = _Place(model, state, base, state.labeled_ring, state.labeled)
-                    alerts += self._feed(place, signal, positions, values)
+                    detections += self._feed(place, signal, positions, values)
+            alerts += _in_event_order(detections)
         return alerts
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
@@ -210,7 +224,7 @@ class DriftMonitor:
         if signal is None:
             version = output_version(name)
             base = name if version is None else name.partition(VERSION_MARK)[0]
-            feature = base.removesuffix(":null_rate").removesuffix(":spread").removesuffix(":outliers")
+            feature = feature_of(base)
             if not state.spec.monitoring.enabled(base) or not state.spec.monitoring.enabled(feature):
                 return None
             if version is not None:
@@ -254,9 +268,9 @@ class DriftMonitor:
         positions: list[int],
         values: Sequence[Any] | np.ndarray,
         fired: list[tuple[int, Any]] | None = None,
-    ) -> list[Alert]:
+    ) -> list[_Detection]:
         """``values`` to ``signal``'s detector (or what it ``fired`` on them, when it has taken them), and its
-        detections to alerts."""
+        detections, for the policy to make alerts of."""
         numeric = signal.signal_type not in _NOT_NUMERIC
         seen_before = signal.seen
         if fired is None:
@@ -283,20 +297,23 @@ class DriftMonitor:
         fired: list[tuple[int, Any]],
         seen_before: int,
         numeric: bool,
-    ) -> list[Alert]:
-        """The alerts of what ``signal``'s detector ``fired`` on ``values`` (and of the confirmation pending, which
-        takes them), as the policy lets them through."""
+    ) -> list[_Detection]:
+        """The detections of what ``signal``'s detector ``fired`` on ``values`` (and of the confirmation pending,
+        which takes them), each with how to make its alert."""
         model, state, base, ring, total = place
-        alerts: list[Alert] = []
+        detections: list[_Detection] = []
         calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
         needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
 
         def alert(evidence: Any, event_index: int) -> None:
-            """The detection's alert, unless the policy holds it back (the spec was read already: the signal's
-            detector was built from it)."""
-            spec, now = self.specs.get(model), self.clock()
-            made = make_alert(model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=now)
-            alerts.extend([made] if made else [])
+            """The detection, whose alert is made unless the policy holds it back (the spec was read already: the
+            signal's detector was built from it)."""
+
+            def make() -> Alert | None:
+                spec, now = self.specs.get(model), self.clock()
+                return make_alert(model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=now)
+
+            detections.append(_Detection(event_index, make))
 
         def confirm(pending: Confirmation, start: int) -> None:
             """Give ``pending`` the values from position ``start`` on, and settle it once it can be."""
@@ -331,7 +348,19 @@ class DriftMonitor:
                 confirm(signal.pending, position + 1)
             else:
                 alert(evidence, event_index)
-        return alerts
+        return detections
+
+
+def _in_event_order(detections: list[_Detection]) -> list[Alert]:
+    """The alerts of a batch's detections, made in the order of their events: the policy's cooldown then keeps
+    a model's first detection of a kind, not the one of the signal that happened to be fed first (a variance
+    change: the spread fired 12 events after it, the values 304; fed first, the values' alert held the
+    spread's back, an alert 292 events late)."""
+    made = (detection.make() for detection in sorted(detections, key=_event_index))
+    return [alert for alert in made if alert is not None]
+
+
+_event_index = operator.attrgetter("event_index")
 
 
 def _update_charts_together(fed: list[tuple[Any, Sequence[Any] | np.ndarray]]) -> list[list[tuple[int, Any]] | None]:

@@ -166,6 +166,22 @@ def set_run_length(signal: SignalState, events: float) -> None:
         signal.detector.set_run_length(events)
 
 
+#: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``.
+FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers")
+
+
+def feature_of(signal: str) -> str:
+    """The feature a signal of it watches (the signal itself for any other).
+
+    >>> feature_of("amount:outliers"), feature_of("amount"), feature_of("joint")
+    ('amount', 'amount', 'joint')
+    """
+    for suffix in FEATURE_SIGNALS:
+        if signal.endswith(suffix):
+            return signal.removesuffix(suffix)
+    return signal
+
+
 def output_version(name: str) -> int | None:
     """The version of an output signal's name (``score@v3`` → 3), None for any other signal.
 
