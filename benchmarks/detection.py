@@ -5,9 +5,10 @@
 Starts a private local stack and `driftloop worker`, publishes one model per scenario, waits until the
 worker has taken every event, then reads the alerts from ClickHouse and prints per scenario: detection
 delay (events after the true change), false alarms (alerts before the change) per million events, and
-whether the drift was missed. Scenarios: stationary N(0,1) (10 features), abrupt mean shifts, gradual ones
-over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation flip, a new
-model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and a
+whether the drift was missed. Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features
+(lognormal, Pareto, Cauchy), and one event in a hundred of them sending its amount in another unit, abrupt
+mean shifts, gradual ones over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a
+correlation flip, a new model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and a
 concept drift on the label (River's Agrawal generator switching its classification function under a fixed
 model), its labels sent once every prediction landed, or each with its prediction at 2,000 events a second
 (then most outcomes come before their predictions are written, and wait for them). The change point column
@@ -98,6 +99,19 @@ def gaussian(n: int, seed: int, shift: Callable[[int, int, random.Random], float
         yield features, int(rng.random() < 0.5), None
 
 
+def heavy_tailed(n: int, seed: int, units_at: int | None = None) -> Iterator:
+    """An amount (lognormal, sigma 2), a duration (Pareto, alpha 1.5) and a ratio (Cauchy): stationary, with
+    now and then a value far past anything before it; from ``units_at`` on, one event in a hundred sends its
+    amount a thousand times too large (another unit)."""
+    rng = random.Random(seed)
+    for i in range(n):
+        amount = math.exp(rng.gauss(3.0, 2.0))
+        if units_at is not None and i >= units_at and rng.random() < 0.01:
+            amount *= 1000
+        ratio = math.tan(math.pi * (rng.random() - 0.5))
+        yield {"amount": amount, "duration": rng.paretovariate(1.5) - 1.0, "ratio": ratio}, int(amount > 20), None
+
+
 def categories(n: int, seed: int) -> Iterator:
     rng = random.Random(seed)
     for i in range(n):
@@ -160,6 +174,20 @@ def scenarios(stationary: int) -> list[Scenario]:
     total = CHANGE + 5_000
     return [
         Scenario("stationary, 10 features", stationary, None, lambda n: gaussian(n, 1), river=every_feature),
+        Scenario(
+            "stationary, heavy tails (lognormal, Pareto, Cauchy)",
+            stationary,
+            None,
+            lambda n: heavy_tailed(n, 13),
+            river=every_feature,
+        ),
+        Scenario(
+            "1% of amounts in another unit (x1000), heavy tails",
+            total,
+            CHANGE,
+            lambda n: heavy_tailed(n, 14, units_at=CHANGE),
+            river=feature("amount"),
+        ),
         Scenario(
             "abrupt mean shift 1σ",
             total,
