@@ -6,10 +6,10 @@ Starts a private local stack and `driftloop worker`, publishes one model per sce
 worker has taken every event, then reads the alerts from ClickHouse and prints per scenario: detection
 delay (events after the true change), false alarms (alerts before the change) per million events, and
 whether the drift was missed. Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features
-(lognormal, Pareto, Cauchy), and one event in a hundred of them sending its amount in another unit, abrupt
-mean shifts, gradual ones over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a
-correlation flip, a new model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and a
-concept drift on the label (River's Agrawal generator switching its classification function under a fixed
+(lognormal, Pareto, Cauchy), and one event in a hundred of them sending its amount in another unit, abrupt mean
+shifts, gradual ones over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation
+flip, a new model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and
+a concept drift on the label (River's Agrawal generator switching its classification function under a fixed
 model), its labels sent once every prediction landed, or each with its prediction at 2,000 events a second
 (then most outcomes come before their predictions are written, and wait for them). The change point column
 is where the alert placed the change (its ``change_point_request_id``), in events from the true change.

@@ -26,17 +26,16 @@ does for its online detectors:
 5. **The reference's range.** A numeric reference is held within its 1st and 99th percentiles (:data:`TAIL`),
    and the charts see each later value held within that range (``Calibration.low`` .. ``high``, kept as the
    reference grows: its mean and deviation are those of values so held): the thresholds hold for steps drawn
-   from the reference, and a step
-   beyond it is one the simulation never took. A heavy-tailed feature (Pareto, Cauchy, a wide lognormal: an
-   amount, a duration) sends now and then a value far past anything in its reference, and that one value
-   alone crossed a threshold set for a run length of 1.3e9 events: on stationary streams, a false alarm
-   every 100,000 events. Held at the range's edges, where a hundredth of the reference lies (not at its
-   extremes, where one value does: the exponential law is drawn from many values there, not one), one value
-   moves a chart no more than the reference's own tail values do, and the mean and deviation are those of a
-   distribution whose tails are bounded (a heavy tail's sample mean wanders from reference to reference far
-   more than ``1/√n``). A shift moves many values, and values past the range in number are a drift, each at
-   the range's edge. Alerts report the means of the values as the charts saw them. A rate (0/1) or a
-   constant reference is not held; the reference's growth (below) sums the values as the charts see them.
+   from the reference, and a step beyond it is one the simulation never took. A heavy-tailed feature (Pareto,
+   Cauchy, a wide lognormal: an amount, a duration) sends now and then a value far past anything in its
+   reference, and that one value alone crossed a threshold set for a run length of 1.3e9 events: on stationary
+   streams, a false alarm every 100,000 events. Held at the range's edges, where a hundredth of the reference
+   lies (not at its extremes, where one value does: the exponential law is drawn from many values there, not
+   one), one value moves a chart no more than the reference's own tail values do, and the mean and deviation
+   are those of a distribution whose tails are bounded (a heavy tail's sample mean wanders from reference to
+   reference far more than ``1/√n``). A shift moves many values, and values past the range in number are a
+   drift, each at the range's edge. Alerts report the means of the values as the charts saw them. A rate (0/1)
+   or a constant reference is not held; the reference's growth (below) sums the values as the charts see them.
 
 After an alarm the chart that fired says where the change began (its last zero); the values since then start
 the next reference, as ADWIN's window restarts after a cut.
@@ -170,10 +169,6 @@ class Calibration:
         """Whether values are held within a range before the charts see them."""
         return self.low > -math.inf or self.high < math.inf
 
-    def held(self) -> tuple[float, float]:
-        """The range values are held within."""
-        return self.low, self.high
-
 
 @dataclass(frozen=True)
 class Moments:
@@ -288,10 +283,14 @@ def _calibrate(
 
 
 def _thetas(
-    points: np.ndarray, weights: np.ndarray, sides: tuple[int, ...], ks: tuple[float, ...], margin: float = 0.0
+    points: np.ndarray,
+    weights: np.ndarray,
+    sides: tuple[int, ...],
+    ks: tuple[float, ...],
+    margin: float | np.ndarray = 0.0,
 ) -> tuple[float, ...]:
     """Each chart's exponent: the positive root of ``K(t) = log E[exp(t (side · Z - k))] = 0`` (inf when
-    ``side · Z - k`` is never above ``margin``), every chart's at once.
+    ``side · Z - k`` is never above ``margin``, one for every chart or one each), every chart's at once.
 
     ``K`` is convex, 0 at 0 and falling there (``K'(0) = -k``): negative up to the root, rising after it. From
     a point past the root (doubled until ``K`` is positive) Newton's method comes down to it monotonically,
@@ -743,7 +742,7 @@ class CUSUM:
     def _held(self, x: np.ndarray) -> np.ndarray:
         """``x`` as the charts see it: within the reference's range (module docstring, 5.)."""
         cal = self._calibration
-        return np.clip(x, *cal.held()) if cal is not None and cal.bounded else x
+        return np.clip(x, cal.low, cal.high) if cal is not None and cal.bounded else x
 
     def _calibrate_when_doubled(self) -> None:
         if self._sums[0] >= self._grow_at:
@@ -1052,7 +1051,8 @@ def _run_bank(bank: list[CUSUM], x: np.ndarray) -> np.ndarray:
     before = np.array([d._stat for d in bank])
     held = x  # each row within its reference's range, as CUSUM._held holds it
     if any(c.bounded for c in calibrations):  # type: ignore[union-attr]
-        low, high = np.array([c.held() for c in calibrations]).T  # type: ignore[union-attr]
+        low = np.array([c.low for c in calibrations])  # type: ignore[union-attr]
+        high = np.array([c.high for c in calibrations])  # type: ignore[union-attr]
         held = np.clip(x, low[:, None], high[:, None])
     walk = np.cumsum((held - mean[:, None]) / std[:, None], axis=1)
     sums = np.empty((m, len(first._sides), n + 1))  # each chart's running sums after a 0: lows count 0

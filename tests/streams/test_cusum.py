@@ -421,7 +421,7 @@ def textbook_first_alarm(detector: CUSUM, values: np.ndarray) -> tuple[int, int,
     thresholds = cal.thresholds(detector.run_length)
     stat = np.zeros(len(thresholds))
     last_zero = np.full(len(thresholds), -1)  # the charts start at rest, before the first value
-    low, high = cal.held()
+    low, high = cal.low, cal.high
     for i, value in enumerate(values):
         z = (min(max(value, low), high) - cal.mean) / cal.std
         for chart, (side, k, h) in enumerate(zip(cal.sides, cal.allowances, thresholds, strict=True)):
