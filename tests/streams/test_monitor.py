@@ -255,6 +255,7 @@ def test_detector_state_survives_a_restart(monitor: DriftMonitor, tmp_path: Path
     saved = json.loads(state_text(snapshot_model(monitor, "m")))  # what goes to ClickHouse and back
     restarted = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     restore_model(restarted, "m", saved)
+    assert restarted.models["m"].far == monitor.models["m"].far and len(monitor.models["m"].far) == 10
     # no warm-up again, no re-alert on more of the same, and a shift right after the restart is caught
     alerts = []
     for start in range(10_000, 11_000, 250):
