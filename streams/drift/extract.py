@@ -1,8 +1,8 @@
 """From a batch of one model's predictions to the values of each of its signals.
 
-Every numeric feature (its values, and with ``monitoring.spread`` its distance from the warm-up's centre; and
-the rate of its values far out of its reference's range, :func:`_outliers`), every categorical feature, every
-feature's null rate, the ``joint`` signal of the numeric features together, and the
+Every numeric feature (its values; with ``monitoring.spread`` its distance from the warm-up's centre; with
+``monitoring.outliers`` the rate of its values far out of its reference's range, :func:`_outliers`), every
+categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, and the
 score and prediction of each serving version. New feature names are admitted up to ``monitoring.max_features``;
 the rest are counted, not watched.
 """

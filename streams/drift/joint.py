@@ -12,7 +12,8 @@ Each later event's features are held within the reference's range first (each fe
 value, where it varies), as the detector holds its values (``streams.drift.cusum``, point 5): the rows are
 centred on a running mean, and one value far past the reference (a heavy-tailed feature's, a Cauchy or
 Pareto one) moved that mean for hundreds of rows, each of them scored far off the subspace: a run of extreme
-values that raised a false alarm on stationary streams about once in 600,000 events.
+values that raised a false alarm on stationary streams about once a million events (three heavy-tailed
+features, the detector's own values already held).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
