@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.streams.event_rules import boolean_text
+
 
 @dataclass(frozen=True)
 class Preprocessor:
@@ -111,7 +113,7 @@ def category_text(value: Any) -> str:
     ('true', 'false', 'gold', '3')
     """
     if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
+        return boolean_text(bool(value))
     return str(value)
 
 

@@ -202,7 +202,7 @@ def calibrate(
         raise ValueError("a CUSUM reference needs at least 2 values")
     whole = moments or Moments(len(values), float(values.mean()), float(values.std(ddof=1)))
     ones = whole.mean * whole.count
-    if np.isin(values, (0.0, 1.0)).all() and abs(ones - round(ones)) < 1e-6:
+    if _zero_one(values) and abs(ones - round(ones)) < 1e-6:
         # a rate: Bernoulli, known by its count and its ones (a model's null rates share it)
         return _calibrate_rate(whole.count, round(ones), tuple(allowances), seed)
     std = whole.std if whole.std > 0 else max(abs(whole.mean) * 1e-9, 1e-12)  # a constant: any change counts
@@ -210,6 +210,11 @@ def calibrate(
     shape = (values - values.mean()) / own_std if own_std > 0 else np.zeros(len(values))
     laws = _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
     return dataclasses.replace(laws, low=float(values.min()), high=float(values.max())) if own_std > 0 else laws
+
+
+def _zero_one(values: np.ndarray) -> bool:
+    """Whether every value is 0 or 1: a rate's events (:func:`calibrate` takes them as a Bernoulli)."""
+    return bool(np.isin(values, (0.0, 1.0)).all())
 
 
 @functools.lru_cache(maxsize=256)
@@ -728,7 +733,7 @@ class CUSUM:
         """Hold a new numeric reference within its :data:`TAIL` quantiles, and take its sums again: its moments
         then (None when nothing was held: a rate, a constant, values already within them)."""
         values = np.asarray(self._learning, dtype=float)
-        if len(values) != self._sums[0] or np.isin(values, (0.0, 1.0)).all():
+        if len(values) != self._sums[0] or _zero_one(values):
             return None  # a rate's values are its events; a reference read before (a state saved before)
         low, high = np.quantile(values, (TAIL, 1 - TAIL))
         held = np.clip(values, low, high)
