@@ -633,6 +633,26 @@ class UnreadableRecords(bytes):
                                              self.reason))  # fmt: skip
 
 
+class NoEvent(bytes):
+    """The value the streams worker's consumer hands on for each offset that holds no producer's event: a
+    transaction's commit or abort marker, and each record of an aborted transaction (the worker reads
+    committed records only). Handed on, not left out, so that these offsets are acknowledged with the
+    records around them and commits go past them; decoding drops them. No producer can send one (a Kafka
+    value arrives as plain ``bytes``).
+
+    >>> bytes(TRANSACTION_MARKER), bytes(ABORTED)
+    (b'transaction marker', b'aborted transaction')
+    """
+
+
+#: A transaction's commit or abort marker.
+TRANSACTION_MARKER = NoEvent(b"transaction marker")
+#: A record of an aborted transaction.
+ABORTED = NoEvent(b"aborted transaction")
+#: The types of value a consumer hands on that are no producer's message.
+NOT_MESSAGES = frozenset({UnreadableRecords, NoEvent})
+
+
 @dataclass
 class Decoded:
     """What decoding a list of messages gave: good rows, dead letters for the rest, and for each row the

@@ -28,12 +28,14 @@ from typing import Any, NamedTuple
 
 from driftloop.infra.contract import EventError
 from driftloop.streams.batch import (
+    NOT_MESSAGES,
     Column,
     ColumnBatch,
     DeadLetter,
     Decoded,
     GappedNumberRows,
     GappedTextRows,
+    NoEvent,
     NumberRows,
     TextRows,
     UnreadableRecords,
@@ -155,7 +157,7 @@ def _decode(
         value = message.value
         parsed = (
             fast.parse(value, wider_first)
-            if value is not None and len(value) <= max_bytes and type(value) is not UnreadableRecords
+            if value is not None and len(value) <= max_bytes and type(value) not in NOT_MESSAGES
             else None
         )
         if parsed is not None and parsed.shape is not None:
@@ -169,6 +171,8 @@ def _decode(
     def by_rules(position: int, message: Incoming) -> None:
         nonlocal unreadable
         value = message.value
+        if type(value) is NoEvent:  # a transaction's marker, or a record of an aborted transaction
+            return
         if type(value) is UnreadableRecords:  # an offset of a record batch the consumer could not read
             if value is not unreadable:  # the batch's offsets share one value: one dead letter for them
                 unreadable = value

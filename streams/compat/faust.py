@@ -1,9 +1,11 @@
 """Faust's internals that driftloop relies on (faust-streaming 0.15, mode-streaming 0.7: :data:`WRITTEN_FOR`):
-its Kafka transport with five changes: a gap in offsets is never taken as acknowledged, offsets
+its Kafka transport with six changes: a gap in offsets is never taken as acknowledged, offsets
 are committed only to the broker instance they were read from, a fetched message is handed to its
 stream without four asyncio tasks when the stream has room for it (``streams.prompt_delivery``), a
 fetch waits for new messages as long as the app says (``fetch_max_wait_s``), not Faust's fixed 1.5 s,
-and the records of the app's *record lanes* skip Faust's streams altogether.
+the consumer reads committed records only (``read_committed``: a transactional producer's aborted
+records are never read, and a transaction still open holds back what comes after it), and the records
+of the app's *record lanes* skip Faust's streams altogether.
 
 **Record lanes.** An app with ``record_lanes`` (a mapping of topic to :class:`~streams.record_lanes.RecordLane`)
 gets each of those topics' fetched records as one list a partition and fetch, put into the topic's lane
@@ -22,8 +24,10 @@ are there.
 
 Faust (faust-streaming 0.15) records a *gap* when a partition's next message has an offset more than one
 past the last one read, and treats the gap's offsets as acknowledged, so that compacted topics and
-transaction markers do not stall commits. driftloop's topics are neither compacted nor transactional: a
-gap there means messages were skipped while reading (a broker resuming past the requested offset, or
+transaction markers do not stall commits. Neither leaves a gap here: driftloop's topics are not
+compacted, and the offsets of a transaction's markers and of its aborted records arrive as placeholders
+(``streams.compat.aiokafka``), acknowledged with the records around them. A gap means messages were
+skipped while reading (a broker resuming past the requested offset, or
 messages dropped from a stream buffer), and acknowledging them commits offsets of events that never
 reached ClickHouse: a loss. With this transport a gap is logged and left unacknowledged: commits stop
 before it and a later owner of the partition reads those messages again (at-least-once; ClickHouse
@@ -79,6 +83,7 @@ class PromptFetchThread(faust_kafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: faust_kafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # what start() gives its fetcher (Faust: read_uncommitted)
         wait_s: float | None = getattr(self.app, "fetch_max_wait_s", None)
         if wait_s is not None:
             wait_for_fetches(consumer, max_wait_s=wait_s, min_bytes=FETCH_MIN_BYTES)

@@ -40,7 +40,7 @@ from typing import Any
 
 from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
-from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.batch import ColumnBatch, NoEvent
 from driftloop.streams.drift.monitoring_start import monitoring_began
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.silences import Silence, mark_silenced
@@ -132,6 +132,8 @@ def read_detections(values: Sequence[bytes]) -> list[Alert]:
     """The detections in ``values`` (records of the detections topic); an unreadable one is logged and skipped."""
     detections = []
     for value in values:
+        if type(value) is NoEvent:  # a transaction's marker (the worker never writes one, another client might)
+            continue
         try:
             detections.append(Alert.from_json(json.loads(value)))
         except (ValueError, TypeError, KeyError) as exc:

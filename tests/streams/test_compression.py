@@ -166,6 +166,65 @@ def test_booleans_and_epoch_milliseconds_from_another_client_land_and_join(
     assert [r[7] for r in rows] == [int((i % 2 == 0) == (i % 4 == 0)) for i in range(60)]
 
 
+def test_a_transactional_producers_aborted_events_never_land_and_its_markers_do_not_stall_commits(
+    own: PrivateStack, worker: WorkerProcess
+) -> None:
+    """An exactly-once producer (a ``transactional.id``, as Kafka Streams, Flink and many librdkafka services
+    have) writes a marker after each transaction, and its aborted transactions stay in the log. Two of them
+    interleave on one partition with a plain producer: the committed events land once each, the aborted ones
+    never (the embedded broker keeps no index of them: their marker says so), a plain event written while a
+    transaction is open waits for it, and the worker's commits reach the partition's end, past every marker."""
+    model = "transactions-" + uuid.uuid4().hex[:6]
+    topic, settings = own.settings.topics.predictions, own.settings
+    good, aborted = events(model, 120), events(model, 200)[120:]  # the aborted events' request ids are others
+
+    def transactional(name: str) -> confluent_kafka.Producer:
+        producer = confluent_kafka.Producer(
+            {"bootstrap.servers": settings.kafka_bootstrap, "transactional.id": f"{model}-{name}", "linger.ms": 5}
+        )
+        producer.init_transactions(30)
+        return producer
+
+    def send(producer: confluent_kafka.Producer, evs: list[dict], *, envelope: bool = False) -> None:
+        for value in [json.dumps({"events": evs})] if envelope else map(json.dumps, evs):
+            producer.produce(topic, value.encode(), partition=0)
+        assert producer.flush(30) == 0
+
+    first, second = transactional("first"), transactional("second")
+    plain = confluent_kafka.Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    first.begin_transaction()
+    send(first, good[:30])
+    second.begin_transaction()
+    send(second, aborted[:40])
+    first.commit_transaction(30)
+    send(plain, good[30:40])  # after the open transaction of ``second``: read once it ends
+    send(second, aborted[40:], envelope=True)
+    second.abort_transaction(30)
+    first.begin_transaction()
+    send(first, good[40:], envelope=True)
+    first.commit_transaction(30)
+
+    wait_landed(own, worker, model, 120)  # the committed and plain events, each once: none aborted
+    client = connect(settings.clickhouse)
+    try:
+        request_ids = {r for (r,) in client.execute(
+            "SELECT request_id FROM predictions WHERE model = %(m)s", {"m": model}
+        )}  # fmt: skip
+        dead = client.execute("SELECT count() FROM dead_letters WHERE position(original, %(m)s) > 0", {"m": model})
+    finally:
+        client.disconnect()
+    assert request_ids == {e["request_id"] for e in good}
+    assert dead == [(0,)]
+    group = KafkaConsumer(**settings.kafka_python_config(), group_id=settings.worker_group, enable_auto_commit=False)
+    try:
+        partition = TopicPartition(topic, 0)
+        end = group.end_offsets([partition])[partition]
+        wait_for(lambda: group.committed(partition) == end, timeout_s=60, what=f"the worker's commit at {end}")
+    finally:
+        group.close()
+    assert "offsets skipped" not in worker.log_path.read_text(errors="replace")
+
+
 def test_alert_consumers_read_compressed_alerts(own: PrivateStack) -> None:
     from driftloop.infra.contract import Alert
     from driftloop.streams.drift.subscribers import alert_stream

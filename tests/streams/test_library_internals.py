@@ -18,13 +18,14 @@ import tempfile
 from importlib.metadata import version
 
 import pytest
-from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
+from aiokafka.consumer.fetcher import READ_COMMITTED, READ_UNCOMMITTED, PartitionRecords
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
 from driftloop.infra.clickhouse import columnar_insert
-from driftloop.streams.batch import UnreadableRecords
+from driftloop.streams.batch import ABORTED, TRANSACTION_MARKER, UnreadableRecords
 from driftloop.streams.compat import aiokafka as unreadable_batches
 from driftloop.streams.compat import faust as faust_compat
 from driftloop.streams.compat import river as river_compat
@@ -164,10 +165,15 @@ def test_offsets_are_committed_only_after_the_apps_checkpoint_says_yes() -> None
 
 
 CRC_OFFSET = struct.calcsize(">qiib")  # a v2 batch: base offset, length, leader epoch, magic, then the CRC
+ATTRIBUTES_OFFSET = CRC_OFFSET + 4  # the CRC covers the batch from its attributes on
+CONTROL = 0x20  # the attributes' bit of a control batch (a transaction's marker)
 
 
-def batch(base_offset: int, values: list[bytes], *, break_crc: bool = False) -> bytes:
-    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 20)
+def batch(base_offset: int, values: list[bytes], *, break_crc: bool = False, producer: int | None = None) -> bytes:
+    """A v2 record batch; of a transaction of ``producer`` when given."""
+    builder = DefaultRecordBatchBuilder(
+        2, 0, producer is not None, -1 if producer is None else producer, 0, -1, 1 << 20
+    )
     for delta, value in enumerate(values):
         builder.append(delta, timestamp=1_790_000_000_000, key=None, value=value, headers=[])
     buffer = builder.build()
@@ -177,10 +183,26 @@ def batch(base_offset: int, values: list[bytes], *, break_crc: bool = False) -> 
     return bytes(buffer)
 
 
-def records(buffer: bytes, fetch_offset: int = 0) -> list:
+def marker(offset: int, producer: int, *, commit: bool) -> bytes:
+    """A transaction's marker, as a broker writes it: a control batch of one record whose key is the marker's
+    version and type (0 abort, 1 commit)."""
+    builder = DefaultRecordBatchBuilder(2, 0, True, producer, 0, -1, 1 << 20)
+    builder.append(0, timestamp=1_790_000_000_000, key=struct.pack(">hh", 0, commit), value=b"\0\0\0\0\0\0", headers=[])
+    buffer = builder.build()
+    struct.pack_into(">q", buffer, 0, offset)
+    struct.pack_into(">h", buffer, ATTRIBUTES_OFFSET, struct.unpack_from(">h", buffer, ATTRIBUTES_OFFSET)[0] | CONTROL)
+    struct.pack_into(">I", buffer, CRC_OFFSET, calc_crc32c(bytes(buffer[ATTRIBUTES_OFFSET:])))
+    return bytes(buffer)
+
+
+def partition_records(buffer: bytes, fetch_offset: int = 0, *, committed: bool = False, aborted=()) -> PartitionRecords:
     tp = TopicPartition("t", 4)
-    partition = PartitionRecords(tp, MemoryRecords(buffer), [], fetch_offset, None, None, True, READ_UNCOMMITTED)
-    return list(partition)
+    level = READ_COMMITTED if committed else READ_UNCOMMITTED
+    return PartitionRecords(tp, MemoryRecords(buffer), list(aborted), fetch_offset, None, None, True, level)
+
+
+def records(buffer: bytes, fetch_offset: int = 0, **how) -> list:
+    return list(partition_records(buffer, fetch_offset, **how))
 
 
 @pytest.fixture(autouse=True)
@@ -209,3 +231,44 @@ def test_readable_batches_read_as_aiokafka_reads_them() -> None:
     PartitionRecords._unpack_records = unreadable_batches.ORIGINAL_UNPACK_RECORDS  # type: ignore[method-assign]
     theirs = [(r.offset, r.value, r.timestamp) for r in records(fetched, fetch_offset=1)]
     assert mine == theirs == [(1, b"y", 1_790_000_000_000), (2, b"z", 1_790_000_000_000)]
+
+
+def test_aborted_transactions_and_markers_become_placeholders_by_the_markers_in_the_fetch() -> None:
+    """The embedded broker sends no index of aborted transactions: an aborted batch is known by its abort
+    marker, later in the same fetch. Every offset is handed on (no gap to stall commits), the aborted ones
+    and the markers as placeholders; producers interleave, each judged by its own marker."""
+    fetched = (
+        batch(0, [b"a", b"b"], producer=7)  # aborted by 7's marker at 4
+        + batch(2, [b"c"], producer=8)  # committed by 8's marker at 5
+        + batch(3, [b"plain"])
+        + marker(4, 7, commit=False)
+        + marker(5, 8, commit=True)
+        + batch(6, [b"d"], producer=7)  # 7's next transaction, committed at 7
+        + marker(7, 7, commit=True)
+    )
+    got = records(fetched, committed=True)
+    assert [r.offset for r in got] == list(range(8))
+    assert [r.value for r in got] == [ABORTED, ABORTED, b"c", b"plain", TRANSACTION_MARKER, TRANSACTION_MARKER, b"d",
+                                      TRANSACTION_MARKER]  # fmt: skip
+    assert got[0].value is ABORTED and got[4].value is TRANSACTION_MARKER
+
+
+def test_a_batch_whose_marker_is_not_fetched_starts_the_next_fetch() -> None:
+    """A transactional batch whose marker lies past the fetch is left for the next fetch (which starts at it and
+    brings its marker), unless it is the fetch's first: a transaction larger than a fetch is read as sent."""
+    partition = partition_records(batch(0, [b"a"]) + batch(1, [b"b"], producer=7), committed=True)
+    assert [r.value for r in partition] == [b"a"]
+    assert partition.next_fetch_offset == 1
+    assert [r.value for r in records(batch(1, [b"b"], producer=7), fetch_offset=1, committed=True)] == [b"b"]
+
+
+def test_a_brokers_index_of_aborted_transactions_is_still_obeyed() -> None:
+    """Apache Kafka sends the aborted transactions with each fetch: aiokafka's reading of them is kept, with the
+    batches' offsets handed on as placeholders."""
+    fetched = batch(0, [b"a", b"b"], producer=7) + batch(2, [b"c"])
+    assert [r.value for r in records(fetched, committed=True, aborted=[(7, 0)])] == [ABORTED, ABORTED, b"c"]
+
+
+def test_read_uncommitted_takes_every_record_and_hands_markers_on_as_placeholders() -> None:
+    fetched = batch(0, [b"a"], producer=7) + marker(1, 7, commit=False) + batch(2, [b"b"])
+    assert [r.value for r in records(fetched)] == [b"a", TRANSACTION_MARKER, b"b"]
