@@ -171,9 +171,9 @@ def test_a_transactional_producers_aborted_events_never_land_and_its_markers_do_
 ) -> None:
     """An exactly-once producer (a ``transactional.id``, as Kafka Streams, Flink and many librdkafka services
     have) writes a marker after each transaction, and its aborted transactions stay in the log. Two of them
-    interleave on one partition with a plain producer: the committed events land once each, the aborted ones
-    never (the embedded broker keeps no index of them: their marker says so), a plain event written while a
-    transaction is open waits for it, and the worker's commits reach the partition's end, past every marker."""
+    interleave on one partition, and a plain producer writes between them while one is open: the committed
+    and plain events land once each, the aborted ones never (the embedded broker keeps no index of them:
+    their marker says so), and the worker's commits reach the partition's end, past every marker."""
     model = "transactions-" + uuid.uuid4().hex[:6]
     topic, settings = own.settings.topics.predictions, own.settings
     good, aborted = events(model, 120), events(model, 200)[120:]  # the aborted events' request ids are others
@@ -197,7 +197,7 @@ def test_a_transactional_producers_aborted_events_never_land_and_its_markers_do_
     second.begin_transaction()
     send(second, aborted[:40])
     first.commit_transaction(30)
-    send(plain, good[30:40])  # after the open transaction of ``second``: read once it ends
+    send(plain, good[30:40])  # after the open transaction of ``second``: read once it ends (the broker's LSO)
     send(second, aborted[40:], envelope=True)
     second.abort_transaction(30)
     first.begin_transaction()
