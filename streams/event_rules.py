@@ -302,7 +302,9 @@ def features_one_by_one(
     missing: list[str] = []
     for name, value in features.items():
         kind = type(value)
-        if kind is float or kind is int:
+        if kind is float and value != value:  # NaN (Python's json and pandas write a missing value so)
+            missing.append(name)
+        elif kind is float or kind is int:
             num_names.append(name)
             num_values.append(_number(value, f"feature {name!r}"))
         elif kind is str:
@@ -321,7 +323,7 @@ def features_one_by_one(
 
 
 def score_of(value: Any, prediction: str) -> tuple[float, list[str], list[float]]:
-    if value is None:
+    if value is None or (type(value) is float and value != value):  # absent, null or NaN: no score
         return math.nan, [], []
     if type(value) is dict:
         labels = list(value)
@@ -402,5 +404,5 @@ def outcome_row(event: dict[str, Any], position: int = -1) -> OutcomeRow:
 
 
 def _optional_number(value: Any, what: str) -> float:
-    """A finite number, or NaN for an absent (null) one."""
-    return math.nan if value is None else _number(value, what)
+    """A finite number, or NaN for an absent one (left out, null or NaN)."""
+    return math.nan if value is None or (type(value) is float and value != value) else _number(value, what)

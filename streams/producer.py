@@ -126,20 +126,20 @@ class EventProducer:
         served: bool = True,
         latency_ms: float | None = None,
     ) -> str:
-        """Publish one prediction; returns its event_id. ``features``: name → number, string or None;
-        ``served=False`` for a prediction not returned to the caller (a shadow version's); ``latency_ms``: the
-        serving time of the batch it was part of."""
+        """Publish one prediction; returns its event_id. ``features``: name → number, string, boolean or None
+        (missing, as a NaN is; a NaN score is no score); ``served=False`` for a prediction not returned to the
+        caller (a shadow version's); ``latency_ms``: the serving time of the batch it was part of."""
         event: dict[str, Any] = {
             "model": model,
             "request_id": request_id,
             "ts": _ts(ts),
-            "features": {str(k): _plain(v) for k, v in features.items()},
+            "features": {str(k): _null_if_nan(_plain(v)) for k, v in features.items()},
             "prediction": _plain(prediction),
         }
-        if score is not None:
-            event["score"] = (
-                {str(k): _plain(v) for k, v in score.items()} if isinstance(score, Mapping) else _plain(score)
-            )
+        if isinstance(score, Mapping):
+            event["score"] = {str(k): _plain(v) for k, v in score.items()}
+        elif _null_if_nan(_plain(score)) is not None:
+            event["score"] = _plain(score)
         if model_version is not None:
             event["model_version"] = int(model_version)
         if event_id is not None:
@@ -170,7 +170,7 @@ class EventProducer:
             "ts": _ts(ts),
             "label": _plain(label),
         }
-        if value is not None:
+        if _null_if_nan(_plain(value)) is not None:
             event["value"] = _plain(value)
         if event_id is not None:
             event["event_id"] = event_id
@@ -230,6 +230,11 @@ def _ts(value: float | dt.datetime | str | None) -> float | str:
     if isinstance(value, str):
         return value
     return float(value)
+
+
+def _null_if_nan(value: Any) -> Any:
+    """None for a NaN (pandas' and numpy's missing value), else ``value``: the event's ``null``."""
+    return None if type(value) is float and value != value else value
 
 
 def _plain(value: Any) -> Any:

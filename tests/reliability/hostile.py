@@ -31,7 +31,7 @@ class Message:
 
     value: bytes
     good: bool
-    kind: str  # what it tries: "valid", "envelope", "broken json", "nan", ...
+    kind: str  # what it tries: "valid", "nan feature", "envelope", "broken json", "inf / huge", ...
     request_ids: tuple[str, ...] = ()
 
 
@@ -88,8 +88,8 @@ def _mutations(base: bytes) -> st.SearchStrategy[tuple[str, bytes]]:
                 lambda wrong: ("wrong type", json.dumps({**event, field: wrong}).encode())
             )
         ),
-        st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "1" + "0" * 400]).map(
-            lambda number: ("nan / inf / huge", _with_raw_feature(event, number.encode()))
+        st.sampled_from(["Infinity", "-Infinity", "1e400", "1" + "0" * 400]).map(
+            lambda number: ("inf / huge", _with_raw_feature(event, number.encode()))
         ),
         deep,
         st.integers(1025, 5000).map(lambda n: ("giant string", json.dumps({**event, "request_id": "r" * n}).encode())),
@@ -105,7 +105,8 @@ def _mutations(base: bytes) -> st.SearchStrategy[tuple[str, bytes]]:
 
 
 def hostile_message(model: str, serial: Iterator[int], tag: str = "g") -> st.SearchStrategy[Message]:
-    """One message: a valid event (40 %), an envelope of valid events (10 %) or a broken one (50 %)."""
+    """One message: a valid event (30 %, and 10 % with a feature ``NaN``), an envelope of valid events (10 %) or
+    a broken one (50 %)."""
 
     @st.composite
     def message(draw: st.DrawFn) -> Message:
@@ -113,8 +114,10 @@ def hostile_message(model: str, serial: Iterator[int], tag: str = "g") -> st.Sea
         event = draw(good_event(model, rid))
         base = json.dumps(event).encode()
         choice = draw(st.integers(0, 9))
-        if choice < 4:
+        if choice < 3:
             return Message(base, True, "valid", (rid,))
+        if choice == 3:  # Python's json writes a missing value as NaN: a missing feature, the event good
+            return Message(_with_raw_feature(event, b"NaN"), True, "nan feature", (rid,))
         if choice == 4:
             others = [draw(good_event(model, f"{rid}-{k}")) for k in range(draw(st.integers(1, 5)))]
             ids = tuple(e["request_id"] for e in others)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -21,6 +22,7 @@ GOOD = {
     "features": {"a": 1, "b": "x", "c": None},
     "prediction": "cat",
 }
+GOOD_OUTCOME = {"model": "m", "request_id": "r", "ts": 1_790_000_000, "label": "cat"}
 
 
 def msg(value: object, offset: int = 0) -> Incoming:
@@ -217,7 +219,10 @@ def test_contract_violations_name_the_field(change: dict, reason: str) -> None:
         (b"\xc3\x28", "not UTF-8"),
         (b"[1]", "expected a JSON object"),
         (b'{"events": 3}', '"events" must be a list'),
-        (b'{"model": "m", "features": {"a": Infinity}}', "Infinity is not a JSON number"),
+        (
+            b'{"model": "m", "request_id": "r", "ts": 1, "features": {"a": Infinity}, "prediction": 1}',
+            "feature 'a' must be a finite number, got inf",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b'{"model": "m", "request_id": "\\ud800", "ts": 1, "features": {}, "prediction": 1}', "surrogate"),
     ],
@@ -234,6 +239,33 @@ def test_broken_messages_become_dead_letters_with_the_original_bytes(raw: bytes,
         41,
         -1,
     )
+
+
+def test_nan_is_a_missing_value_where_the_contract_takes_one_and_refused_elsewhere_event_by_event() -> None:
+    """Python's json (and so pandas, and most Python services) writes a missing value as ``NaN``, which JSON does
+    not have: a NaN feature is missing, as ``null`` is; a NaN score, business value or latency is absent. A NaN
+    prediction or label, and ±Infinity anywhere, refuse that event only, not its envelope."""
+    raw = json.dumps(  # Python's json writes NaN and Infinity as they are
+        {"events": [
+            GOOD | {"request_id": "nan-feature", "features": {"a": math.nan, "b": "x"}, "score": math.nan},
+            GOOD | {"request_id": "inf-feature", "features": {"a": math.inf}},
+            GOOD | {"request_id": "nan-prediction", "prediction": math.nan},
+            GOOD | {"request_id": "fine", "latency_ms": math.nan},
+        ]}
+    ).encode()  # fmt: skip
+    assert b"NaN" in raw and b"Infinity" in raw
+    decoded = decode_predictions([msg(raw)])
+    assert decoded.rows["request_id"] == ["nan-feature", "fine"]
+    assert decoded.rows["missing"][0] == ["a"] and decoded.rows["cat.name"][0] == ["b"]
+    assert math.isnan(decoded.rows["score"][0]) and math.isnan(decoded.rows["latency_ms"][1])
+    assert [(d.index, d.reason) for d in decoded.dead] == [
+        (1, "feature 'a' must be a finite number, got inf"),
+        (2, '"prediction" must be a finite number, got nan'),
+    ]
+    outcomes = [GOOD_OUTCOME | {"value": math.nan}, GOOD_OUTCOME | {"request_id": "z", "label": math.nan}]
+    decoded = decode_outcomes([msg({"events": outcomes})])
+    assert decoded.rows["request_id"] == ["r"] and math.isnan(decoded.rows["value"][0])
+    assert [(d.index, d.reason) for d in decoded.dead] == [(1, '"label" must be a finite number, got nan')]
 
 
 def test_a_bad_event_in_an_envelope_is_dead_lettered_alone() -> None:

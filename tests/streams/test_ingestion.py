@@ -262,7 +262,7 @@ BAD_MESSAGES = {
     b'{"model": "M", "request_id": "r", "ts": 1, "features": {"f": [1, 2]}, "prediction": 1}': "feature 'f' must be",
     b'{"model": "M", "request_id": "r", "ts": 1, "features": {}}': 'missing required field "prediction"',
     b'{"model": "M", "request_id": "r", "ts": "yesterday", "features": {}, "prediction": 1}': "RFC 3339",
-    b'{"model": "M", "request_id": "r", "ts": 1, "features": {"f": NaN}, "prediction": 1}': "NaN is not a JSON number",
+    b'{"model": "M", "request_id": "r", "ts": 1, "features": {}, "prediction": NaN}': '"prediction" must be a',
     b'{"model": "bad name; DROP", "request_id": "r", "ts": 1, "features": {}, "prediction": 1}': '"model"',
     b'{"events": {"not": "a list"}}': '"events" must be a list',
     b'{"model": "M", "request_id": "r", "ts": 1, "features": {"f": 1e999}, "prediction": 1}': "finite number",

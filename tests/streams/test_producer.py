@@ -70,7 +70,24 @@ def test_a_bad_event_is_refused_before_it_is_sent(stack: PrivateStack) -> None:
     with EventProducer(stack.settings) as producer:
         with pytest.raises(EventError, match="feature 'x' is longer than 1024 characters"):
             producer.emit_prediction("m", request_id="r", features={"x": "y" * 1025}, prediction=1)
-        with pytest.raises(EventError, match="finite"):
-            producer.emit_prediction("m", request_id="r", features={"x": float("nan")}, prediction=1)
+        with pytest.raises(EventError, match="feature 'x' must be a finite number, got inf"):
+            producer.emit_prediction("m", request_id="r", features={"x": float("inf")}, prediction=1)
+        with pytest.raises(EventError, match='"prediction" must be a finite number, got nan'):
+            producer.emit_prediction("m", request_id="r", features={"x": 1.0}, prediction=float("nan"))
         with pytest.raises(EventError, match="is not a number, string, boolean or null"):
             producer.emit_outcome("m", request_id="r", label=object())
+
+
+def test_a_nan_is_sent_as_null_where_the_contract_takes_a_missing_value(stack: PrivateStack) -> None:
+    """pandas and numpy write a missing value as NaN, which is no JSON: a NaN feature goes as ``null`` (missing),
+    a NaN score or business value is left out."""
+    model = "sdk-" + uuid.uuid4().hex[:8]
+    with EventProducer(stack.settings, envelopes=False) as producer:
+        producer.emit_prediction(
+            model, request_id="r", features={"x": np.float64("nan"), "y": 2.0}, prediction=1, score=float("nan")
+        )
+        producer.emit_outcome(model, request_id="r", label=1, value=np.float32("nan"))
+    (prediction,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.predictions, model)]
+    (outcome,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.outcomes, model)]
+    assert prediction["features"] == {"x": None, "y": 2.0} and "score" not in prediction
+    assert "value" not in outcome
