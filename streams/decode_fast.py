@@ -37,7 +37,9 @@ from driftloop.streams.event_rules import (
 )
 from driftloop.streams.event_types import (
     MAX_EPOCH,
+    MICROSECONDS_FROM,
     MILLISECONDS_FROM,
+    NANOSECONDS_FROM,
     NumericPrediction,
     OutcomeEvent,
     PredictionEvent,
@@ -495,13 +497,18 @@ def _epochs(stamps: list[float | str]) -> np.ndarray | None:
     return None if None in converted else np.array(converted, dtype=np.float64)
 
 
+_UNITS_FROM = np.array([MILLISECONDS_FROM, MICROSECONDS_FROM, NANOSECONDS_FROM], dtype=np.float64)
+_PER_SECOND = np.array([1.0, 1e3, 1e6, 1e9])
+
+
 def _in_range(epochs: np.ndarray) -> np.ndarray | None:
-    """Numbers of ``ts`` as epoch seconds (:func:`epoch_seconds`: milliseconds divided), or None when one is out
-    of range (the field rules say which)."""
+    """Numbers of ``ts`` as epoch seconds (:func:`epoch_seconds`: milli-, micro- and nanoseconds divided), or
+    None when one is out of range (the field rules say which)."""
     if not len(epochs):
         return epochs
     if epochs.max() >= MILLISECONDS_FROM:
-        epochs = np.where(epochs >= MILLISECONDS_FROM, epochs / 1000, epochs)
+        units = np.searchsorted(_UNITS_FROM, epochs, side="right")
+        epochs = epochs / _PER_SECOND[units]
     return epochs if epochs.min() >= 0 and epochs.max() < MAX_EPOCH else None
 
 

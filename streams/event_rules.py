@@ -26,8 +26,10 @@ from driftloop.streams.event_types import (
     MAX_EPOCH,
     MAX_FEATURES,
     MAX_TEXT,
+    MICROSECONDS_FROM,
     MILLISECONDS_FROM,
     MODEL_NAME,
+    NANOSECONDS_FROM,
     valid_model_name,
 )
 
@@ -141,25 +143,32 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
             epoch = epoch_seconds(_number(value, '"ts"'))
         except EventError:
             raise EventError(
-                f'"ts" must be an RFC 3339 string or epoch seconds (or milliseconds), got {kind_of(value)}'
+                f'"ts" must be an RFC 3339 string or an epoch number (seconds, or milli-, micro- or nanoseconds), '
+                f"got {kind_of(value)}"
             ) from None
     if not 0 <= epoch < MAX_EPOCH:
         raise EventError(
-            f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07: send epoch seconds, epoch milliseconds '
-            "(from 1973 on) or RFC 3339 text"
+            f'"ts" {value!r} is outside 1970-01-01 .. 2106-02-07: send epoch seconds, milli-, micro- or '
+            "nanoseconds (from 1973 on), or RFC 3339 text"
         )
     return int(epoch), round(epoch * 1000)
 
 
 def epoch_seconds(number: float) -> float:
     """Epoch seconds of a number ``ts``: itself, or a thousandth of it from :data:`MILLISECONDS_FROM` on (the
-    epoch milliseconds of Java's and JavaScript's clocks and of Kafka's own timestamps). Numbers between
-    2106 in seconds and 1973 in milliseconds are neither, and stay out of range.
+    epoch milliseconds of Java's and JavaScript's clocks and of Kafka's own timestamps), a millionth from
+    :data:`MICROSECONDS_FROM` (Go's ``UnixMicro``, database exports) and a billionth from
+    :data:`NANOSECONDS_FROM` (Go's ``UnixNano``, Python's ``time.time_ns()``). Numbers between one unit's 2106
+    and the next unit's 1973 are none of them, and stay out of range.
 
-    >>> epoch_seconds(1795420800.25), epoch_seconds(1795420800250)
-    (1795420800.25, 1795420800.25)
+    >>> epoch_seconds(1795420800.25), epoch_seconds(1795420800250), epoch_seconds(1795420800250000)
+    (1795420800.25, 1795420800.25, 1795420800.25)
     """
-    return number / 1000 if number >= MILLISECONDS_FROM else number
+    if number < MILLISECONDS_FROM:
+        return number
+    if number < MICROSECONDS_FROM:
+        return number / 1000
+    return number / 1_000_000 if number < NANOSECONDS_FROM else number / 1_000_000_000
 
 
 def rfc3339_epoch(value: str) -> float:

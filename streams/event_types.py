@@ -37,8 +37,12 @@ MAX_FEATURES = 2000
 MAX_TEXT = 1024
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 MAX_EPOCH = 4_294_967_295  # ClickHouse DateTime ends in 2106
-#: A number ``ts`` from here on is epoch milliseconds (1973-03-03 in them; in seconds, past 2106).
+#: A number ``ts`` from here on is epoch milliseconds (1973-03-03 in them; in seconds, past 2106), from 1,000
+#: times that on microseconds, and from a million times nanoseconds (each unit's 1973 is past 2106 in the one
+#: before).
 MILLISECONDS_FROM = 100_000_000_000
+MICROSECONDS_FROM = 1_000 * MILLISECONDS_FROM
+NANOSECONDS_FROM = 1_000_000 * MILLISECONDS_FROM
 
 Model = str  # checked by valid_model_name, once per name
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]

@@ -160,16 +160,17 @@ def test_true_and_false_are_classes_and_categories() -> None:
     assert outcomes.rows["label"] == ["true", "false"] and not outcomes.dead
 
 
-def test_a_number_ts_from_1973_in_milliseconds_is_milliseconds() -> None:
-    """Epoch milliseconds (Java's and JavaScript's clocks, Kafka's timestamps) land as the same event as its epoch
-    seconds: the same time and the same derived id."""
+@pytest.mark.parametrize("per_second", [1_000, 1_000_000, 1_000_000_000], ids=["ms", "µs", "ns"])
+def test_a_number_ts_from_1973_in_milli_micro_or_nanoseconds_is_so(per_second: int) -> None:
+    """Epoch milliseconds (Java's and JavaScript's clocks, Kafka's timestamps), microseconds (Go's ``UnixMicro``,
+    database exports) and nanoseconds (Go's ``UnixNano``, Python's ``time.time_ns()``) land as the same event as
+    its epoch seconds: the same time and the same derived id."""
     seconds = decode_predictions([msg(GOOD | {"ts": 1_790_000_000.123})]).rows
-    millis = decode_predictions(
-        [msg(GOOD | {"ts": 1_790_000_000_123}), msg({"events": [GOOD | {"ts": 1_790_000_000_123}]})]
-    )
-    assert not millis.dead
+    ts = 1_790_000_000_123 * per_second // 1_000
+    other = decode_predictions([msg(GOOD | {"ts": ts}), msg({"events": [GOOD | {"ts": ts}]})])
+    assert not other.dead
     for column in ("event_id", "ts", "ts_ms"):
-        assert millis.rows[column] == seconds[column] * 2
+        assert other.rows[column] == seconds[column] * 2
     assert validate_outcome({"model": "m", "request_id": "r", "ts": 100_000_000_000, "label": 1}) == validate_outcome(
         {"model": "m", "request_id": "r", "ts": 100_000_000, "label": 1}
     )
@@ -184,9 +185,10 @@ def test_a_number_ts_from_1973_in_milliseconds_is_milliseconds() -> None:
         ({"model": "ab\n"}, '"model"'),  # the pattern's $ must not let a trailing newline through
         ({"request_id": ""}, '"request_id" must be 1 to 1024 characters'),
         ({"ts": -5}, "outside 1970-01-01"),
-        ({"ts": 5_000_000_000}, "send epoch seconds, epoch milliseconds (from 1973 on) or RFC 3339 text"),
+        ({"ts": 5_000_000_000}, "send epoch seconds, milli-, micro- or nanoseconds (from 1973 on), or RFC 3339 text"),
+        ({"ts": 5 * 10**15}, "outside 1970-01-01 .. 2106-02-07"),  # microseconds past 2106
         ({"ts": 5_000_000_000_000}, "outside 1970-01-01 .. 2106-02-07"),  # milliseconds past 2106
-        ({"ts": True}, '"ts" must be an RFC 3339 string or epoch seconds (or milliseconds), got a boolean'),
+        ({"ts": True}, '"ts" must be an RFC 3339 string or an epoch number (seconds, or milli-, micro- or nanos'),
         ({"features": []}, '"features" must be an object'),
         ({"features": {"a": [True]}}, "feature 'a' must be a number, string, boolean or null, got a list"),
         ({"features": {"a": {"b": 1}}}, "got an object"),
