@@ -175,7 +175,10 @@ def rfc3339_epoch(value: str) -> float:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
+        try:  # RFC 3339 allows a lower-case "t" and "z" (section 5.6), Python's parser does not
+            parsed = dt.datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()

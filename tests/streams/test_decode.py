@@ -96,6 +96,7 @@ def test_class_probabilities_of_events_that_send_the_same_classes_are_one_matrix
         ("2026-11-23T08:00:00Z", 1_795_420_800, 1_795_420_800_000),
         ("2026-11-23T09:00:00.5+01:00", 1_795_420_800, 1_795_420_800_500),
         ("2026-11-23T08:00:00", 1_795_420_800, 1_795_420_800_000),
+        ("2026-11-23t08:00:00.5z", 1_795_420_800, 1_795_420_800_500),  # RFC 3339 allows lower case
     ],
 )
 def test_timestamps_are_rfc3339_or_epoch_seconds(ts: object, seconds: int, millis: int) -> None:
