@@ -346,6 +346,10 @@ def score_of(value: Any, prediction: str) -> tuple[float, list[str], list[float]
             labels,
             probabilities,
         )
+    if type(value) is list:  # a probability vector, as predict_proba gives it: which class is which?
+        raise EventError(
+            '"score" must be a number or an object of class → probability ({"0": 0.2, "1": 0.8}), got a list'
+        )
     return _number(value, '"score"'), [], []
 
 

@@ -198,6 +198,7 @@ def test_a_number_ts_from_1973_in_milli_micro_or_nanoseconds_is_so(per_second: i
         ({"features": {"income\n": 1}}, "feature name"),  # fullmatch: a trailing newline is not a name
         ({"prediction": [1]}, '"prediction" must be a number, got a list'),
         ({"score": "high"}, '"score" must be a number, got a string'),
+        ({"score": [0.2, 0.8]}, '"score" must be a number or an object of class → probability ({"0": 0.2, "1": 0.8})'),
         ({"model_version": -1}, '"model_version" must be a non-negative integer'),
         ({"event_id": 5}, '"event_id" must be a string'),
         ({"served": "no"}, '"served" must be true or false, got a string'),
