@@ -17,7 +17,7 @@ import numpy as np
 
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
-from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState
+from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState, family
 
 log = logging.getLogger("driftloop.drift")
 
@@ -54,6 +54,13 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     new = sent - state.features
     if new:
         _admit(state, new, numeric, categorical, missing_rows)
+    for name, positions in _one_type_each(state, numeric, categorical).items():
+        if absent is None:
+            for position in positions:
+                missing_rows[position].add(name)
+        else:
+            nulls[name] = nulls[name].copy()
+            nulls[name][positions] = 1.0
     signals: list[SignalValues] = []
     signals += [SignalValues(name, "numeric", p, v) for name, (p, v) in numeric.items()]
     if spec.monitoring.spread:
@@ -77,6 +84,45 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     for version, rows in _by_version(part.versions):
         signals += _output_signals(state, part, version, every if rows is None else rows.tolist())
     return signals
+
+
+def _one_type_each(state: ModelState, numeric: dict[str, Any], categorical: dict[str, Any]) -> dict[str, list[int]]:
+    """Settle each feature sent both as numbers and as text, in this batch or against the type its detector was
+    made for (in a first batch, the type of most of its values): a numeric feature's texts ("unknown", "N/A")
+    leave its values and count as missing in its null rate, whose rise is then a drift; a categorical
+    feature's numbers are categories (their text, as a spec's categorical feature has them). Returns the
+    positions of each numeric feature's texts."""
+    as_missing: dict[str, list[int]] = {}
+    for name in [n for n in categorical if n in numeric or n in state.signals]:
+        first = state.signals.get(name)
+        if first is not None:
+            numbers = family(first.signal_type) == "numbers"
+        else:
+            numbers = len(numeric[name][0]) >= len(categorical[name][0])
+        if numbers:
+            as_missing[name] = categorical.pop(name)[0]
+        elif name in numeric:
+            categorical[name] = _merged(categorical[name], numeric.pop(name))
+    for name in [n for n in numeric if n in state.signals and family(state.signals[n].signal_type) != "numbers"]:
+        positions, values = numeric.pop(name)
+        categorical[name] = (positions, [str(v) for v in np.asarray(values).tolist()])
+    if as_missing:
+        texts = sum(map(len, as_missing.values()))
+        if state.type_changes == 0:
+            log.warning(
+                "a numeric feature was sent as text: such values count as missing in its null rate",
+                extra={"fields": {"model": state.spec.name, "features": sorted(as_missing)}},
+            )
+        state.type_changes += texts
+    return as_missing
+
+
+def _merged(texts: tuple[list[int], list[str]], numbers: tuple[list[int], Any]) -> tuple[list[int], list[str]]:
+    """A categorical feature's texts and numbers (as their text), in the order of their positions."""
+    positions = list(texts[0]) + list(numbers[0])
+    values = list(texts[1]) + [str(v) for v in np.asarray(numbers[1]).tolist()]
+    order = np.argsort(positions, kind="stable").tolist()
+    return [positions[i] for i in order], [values[i] for i in order]
 
 
 def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str, Any]) -> list[SignalValues]:

@@ -145,7 +145,7 @@ class ModelState:
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     far: dict[str, tuple[float, float]] = field(default_factory=dict)  # feature -> where its outliers begin
-    type_changes: int = 0  # values skipped because their feature was first seen as the other type
+    type_changes: int = 0  # texts of numeric features, counted as missing (streams.drift.extract._one_type_each)
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours

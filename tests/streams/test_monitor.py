@@ -308,7 +308,42 @@ def test_a_bad_spec_is_an_error_naming_the_field(tmp_path: Path, text: str, says
     assert ModelSpec(name="m").monitoring.warmup == 2000
 
 
-def test_a_feature_that_changes_type_is_skipped_not_fatal_for_the_batch(monitor: DriftMonitor) -> None:
+def mixed_types(rng: random.Random, start: int, n: int, unknown: float) -> ColumnBatch:
+    """Events whose ``age`` is a number or, in a share ``unknown`` of them, the text "unknown"; whose ``zip`` is
+    one of 40 codes, sent as text, or in a tenth of the events as a number."""
+    events = []
+    for i in range(start, start + n):
+        code = 10_000 + 37 * rng.randrange(40)
+        features = {
+            "age": "unknown" if rng.random() < unknown else rng.gauss(40, 10),
+            "zip": code if rng.random() < 0.1 else str(code),
+            "x": rng.gauss(0, 1),
+        }
+        events.append({"model": "m", "request_id": f"r{i}", "ts": 1_790_000_000 + i, "features": features,
+                       "prediction": 1})  # fmt: skip
+    return _decoded(events)
+
+
+def test_a_feature_of_numbers_and_texts_is_watched_as_its_main_type(monitor: DriftMonitor) -> None:
+    """A numeric feature with a text for "no value" ("unknown", "N/A") keeps its numbers' detectors, and its texts
+    count as missing: a rise in their share is a drift of its null rate. A categorical feature sent now and then as a
+    number takes the number as a category. Both stationary: no alert (before: the texts and numbers of the
+    other type were not watched at all, and the rise went unseen)."""
+    rng = random.Random(11)
+    alerts = []
+    for start in range(0, 60_000, 2_000):
+        alerts += monitor.process_predictions(mixed_types(rng, start, 2_000, unknown=0.05))
+    assert alerts == []
+    state = monitor.models["m"]
+    assert state.signals["age"].signal_type == "numeric" and state.signals["zip"].signal_type == "categorical"
+    assert state.signals["zip"].seen == 60_000  # numbers among the codes are categories
+    assert 0.04 < state.type_changes / 60_000 < 0.06  # the texts of age, counted as missing
+    for start in range(60_000, 64_000, 2_000):
+        alerts += monitor.process_predictions(mixed_types(rng, start, 2_000, unknown=0.2))
+    assert [a.signal for a in alerts] == ["age:null_rate"]
+
+
+def test_a_feature_that_changes_type_is_not_fatal_for_the_batch(monitor: DriftMonitor) -> None:
     def batch(value: object, start: int) -> ColumnBatch:
         messages = [
             Incoming(
