@@ -10,6 +10,7 @@ the rest are counted, not watched.
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from typing import Any, NamedTuple
 
@@ -87,40 +88,70 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
 
 
 def _one_type_each(state: ModelState, numeric: dict[str, Any], categorical: dict[str, Any]) -> dict[str, list[int]]:
-    """Settle each feature sent both as numbers and as text, in this batch or against the type its detector was
-    made for (in a first batch, the type of most of its values): a numeric feature's texts ("unknown", "N/A")
-    leave its values and count as missing in its null rate, whose rise is then a drift; a categorical
-    feature's numbers are categories (their text, as a spec's categorical feature has them). Returns the
-    positions of each numeric feature's texts."""
+    """Settle each feature sent both as numbers and as text (in this batch, or against the type its detector was
+    made for) and each one its spec declares numeric: a numeric feature's texts that read as numbers ("12.50",
+    as a CSV- or JavaScript-fed service sends them) are its values, and the rest ("unknown", "N/A") count as
+    missing in its null rate, whose rise is then a drift; a categorical feature's numbers are categories (their
+    text, as a spec's categorical feature has them). A feature neither declared nor watched yet is of the type
+    of most of its values in the batch. Returns the positions of each numeric feature's missing texts."""
     as_missing: dict[str, list[int]] = {}
-    for name in [n for n in categorical if n in numeric or n in state.signals]:
-        first = state.signals.get(name)
-        if first is not None:
-            numbers = family(first.signal_type) == "numbers"
-        else:
-            numbers = len(numeric[name][0]) >= len(categorical[name][0])
-        if numbers:
-            as_missing[name] = categorical.pop(name)[0]
+    declared = state.spec.features
+    for name in [n for n in categorical if n in numeric or n in state.signals or declared.get(n) == "numeric"]:
+        if _watched_as_numbers(state, name, numeric, categorical):
+            read, unread = _numbers_of(*categorical.pop(name))
+            if read[0]:
+                positions, values = _merged(numeric[name], read) if name in numeric else read
+                numeric[name] = (positions, np.asarray(values, dtype=np.float64))
+            if unread:
+                as_missing[name] = unread
         elif name in numeric:
-            categorical[name] = _merged(categorical[name], numeric.pop(name))
+            positions, numbers = numeric.pop(name)
+            categorical[name] = _merged(categorical[name], (positions, [str(v) for v in np.asarray(numbers).tolist()]))
     for name in [n for n in numeric if n in state.signals and family(state.signals[n].signal_type) != "numbers"]:
         positions, values = numeric.pop(name)
         categorical[name] = (positions, [str(v) for v in np.asarray(values).tolist()])
     if as_missing:
-        texts = sum(map(len, as_missing.values()))
         if state.type_changes == 0:
             log.warning(
-                "a numeric feature was sent as text: such values count as missing in its null rate",
+                "a numeric feature was sent as text that is no number: such values count as missing in its null rate",
                 extra={"fields": {"model": state.spec.name, "features": sorted(as_missing)}},
             )
-        state.type_changes += texts
+        state.type_changes += sum(map(len, as_missing.values()))
     return as_missing
 
 
-def _merged(texts: tuple[list[int], list[str]], numbers: tuple[list[int], Any]) -> tuple[list[int], list[str]]:
-    """A categorical feature's texts and numbers (as their text), in the order of their positions."""
-    positions = list(texts[0]) + list(numbers[0])
-    values = list(texts[1]) + [str(v) for v in np.asarray(numbers[1]).tolist()]
+def _watched_as_numbers(state: ModelState, name: str, numeric: dict[str, Any], categorical: dict[str, Any]) -> bool:
+    """Whether a feature sent as text (and maybe as numbers) is watched as a numeric one."""
+    declared = state.spec.features.get(name)
+    if declared is not None:
+        return declared == "numeric"
+    if name in state.signals:
+        return family(state.signals[name].signal_type) == "numbers"
+    return name in numeric and len(numeric[name][0]) >= len(categorical[name][0])
+
+
+def _numbers_of(positions: list[int], texts: list[str]) -> tuple[tuple[list[int], list[float]], list[int]]:
+    """The texts that read as finite numbers, with their positions; and the positions of the rest."""
+    read: tuple[list[int], list[float]] = ([], [])
+    unread: list[int] = []
+    for position, text in zip(positions, texts, strict=True):
+        try:
+            number = float(text)
+        except ValueError:
+            unread.append(position)
+            continue
+        if math.isfinite(number):
+            read[0].append(position)
+            read[1].append(number)
+        else:
+            unread.append(position)
+    return read, unread
+
+
+def _merged(first: tuple[list[int], Any], second: tuple[list[int], Any]) -> tuple[list[int], list[Any]]:
+    """Two parts of one feature's values (positions, values), as one in the order of their positions."""
+    positions = list(first[0]) + list(second[0])
+    values = [*np.asarray(first[1], dtype=object).tolist(), *np.asarray(second[1], dtype=object).tolist()]
     order = np.argsort(positions, kind="stable").tolist()
     return [positions[i] for i in order], [values[i] for i in order]
 

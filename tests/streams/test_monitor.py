@@ -343,6 +343,32 @@ def test_a_feature_of_numbers_and_texts_is_watched_as_its_main_type(monitor: Dri
     assert [a.signal for a in alerts] == ["age:null_rate"]
 
 
+def test_a_feature_declared_numeric_and_sent_as_text_is_watched_as_numbers(tmp_path: Path) -> None:
+    """A CSV- or JavaScript-fed service may send every number as text ("12.50"): declared numeric in the model's
+    spec, such a feature's texts are its values (its "N/A" missing), and a shift of its mean is caught."""
+    (tmp_path / "m.toml").write_text('name = "m"\n[features]\namount = "numeric"\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng = random.Random(12)
+
+    def batch(start: int, mean: float) -> ColumnBatch:
+        events = [
+            {"model": "m", "request_id": f"r{i}", "ts": 1_790_000_000 + i, "prediction": 1,
+             "features": {"amount": "N/A" if rng.random() < 0.02 else f"{rng.gauss(mean, 10):.2f}"}}
+            for i in range(start, start + 2_000)
+        ]  # fmt: skip
+        return _decoded(events)
+
+    alerts = []
+    for start in range(0, 40_000, 2_000):
+        alerts += monitor.process_predictions(batch(start, 100.0))
+    assert alerts == []
+    state = monitor.models["m"]
+    assert state.signals["amount"].signal_type == "numeric" and 0.01 < state.type_changes / 40_000 < 0.03
+    for start in range(40_000, 44_000, 2_000):
+        alerts += monitor.process_predictions(batch(start, 110.0))
+    assert {a.signal for a in alerts} == {"amount"}
+
+
 def test_a_feature_that_changes_type_is_not_fatal_for_the_batch(monitor: DriftMonitor) -> None:
     def batch(value: object, start: int) -> ColumnBatch:
         messages = [
