@@ -184,7 +184,11 @@ class ModelClient:
 
     def _score(self, loaded: LoadedModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         pre = loaded.preprocessor
-        numeric = {n: frame[n].to_numpy(dtype=np.float64, na_value=np.nan) for n in pre.numeric if n in frame}
+        numeric = {  # a text that reads as no number ("unknown") is missing, as the monitor counts it
+            n: pd.to_numeric(frame[n], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            for n in pre.numeric
+            if n in frame
+        }
         categorical = {n: frame[n].tolist() for n in pre.categorical if n in frame}  # texts made by transform
         values, scores = predict_columns(loaded.network, pre, numeric, categorical, self.device)
         return values, np.asarray(scores, dtype=np.float64)

@@ -209,6 +209,8 @@ def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_setting
     model = labeled_model(before=2000)
     RetrainJob(retrain_settings).run(JobRequest(model, since=0))
     rows = [x for x, _ in synth.Agrawal(classification_function=0, seed=3).take(5)]
+    # what services send for a number they do not have, or have as text: none of it may fail a prediction
+    rows[1]["salary"], rows[2]["salary"], rows[3]["salary"] = float("nan"), "unknown", "52000.5"
     with ModelClient(model, retrain_settings, emit=True, watch=False) as client:
         result = client.predict(rows, request_ids=[f"q{i}" for i in range(5)])
     consumer = KafkaConsumer(
@@ -223,6 +225,7 @@ def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_setting
     assert {e["model_version"] for e in events} == {1}
     assert [e["prediction"] for e in events] == result.values
     assert set(events[0]["features"]) == set(rows[0])
+    assert [e["features"]["salary"] for e in events[1:4]] == [None, "unknown", "52000.5"]  # NaN sent as null
 
 
 def test_cooldowns_of_earlier_runs_end_when_a_person_deploys_a_champion(
