@@ -38,6 +38,7 @@ from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.models.artifacts import LoadedModel
 from driftloop.models.inference import predict_columns
+from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, Routing, VersionRecord
 
 log = logging.getLogger("driftloop.serving")
@@ -184,12 +185,7 @@ class ModelClient:
 
     def _score(self, loaded: LoadedModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         pre = loaded.preprocessor
-        numeric = {  # a text that reads as no number ("unknown") is missing, as the monitor counts it
-            n: pd.to_numeric(frame[n], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            for n in pre.numeric
-            if n in frame
-        }
-        categorical = {n: frame[n].tolist() for n in pre.categorical if n in frame}  # texts made by transform
+        numeric, categorical = served_columns(pre, frame)
         values, scores = predict_columns(loaded.network, pre, numeric, categorical, self.device)
         return values, np.asarray(scores, dtype=np.float64)
 
@@ -312,6 +308,39 @@ class ModelClient:
             )
         if self.routing != _routing_of(before):
             log.info("routing changed", extra={"fields": {"model": self.model, **self.routing}})
+
+
+def served_columns(pre: Preprocessor, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, list[Any]]]:
+    """The numeric and categorical columns of served rows, as training had them (``retrain.dataset``: the events'
+    numbers and texts as they landed). A missing value (left out, ``None``, ``NaN``) is NaN as a number and ""
+    as a category. A feature the network learnt both ways (sent as numbers and as text: "unknown" among ages)
+    takes a row's number as a number and its text as a category, each missing from the other side; a numeric
+    feature alone reads a text as the number it spells, else as missing (``"12.50"``, ``"unknown"``)."""
+    both = set(pre.numeric) & set(pre.categorical)
+    numeric: dict[str, np.ndarray] = {}
+    for name in pre.numeric:
+        if name not in frame:
+            continue
+        column = frame[name]
+        if name in both and column.dtype == object:
+            column = column.map(lambda v: v if _is_number(v) else np.nan)
+        numeric[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    categorical: dict[str, list[Any]] = {}
+    for name in pre.categorical:
+        if name in frame:
+            numbers_elsewhere = name in both
+            categorical[name] = [
+                "" if _is_missing(v) or (numbers_elsewhere and _is_number(v)) else v for v in frame[name].tolist()
+            ]
+    return numeric, categorical
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool | np.bool_)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float | np.floating) and value != value)
 
 
 def _routing_of(serving: _Serving) -> dict[str, int | float | None]:

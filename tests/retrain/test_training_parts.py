@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -295,3 +296,27 @@ def test_a_serving_client_s_booleans_are_the_categories_its_model_learnt() -> No
     assert learnt == [[2], [1]]
     for served in ([True, False], [np.True_, np.False_], np.array([True, False])):
         assert pre.transform({}, {"foreign": served})[1].tolist() == learnt
+
+
+def test_served_rows_meet_the_columns_their_model_was_trained_on() -> None:
+    """Training reads the events as they landed: a feature's numbers in one column, its texts in another, ""
+    and NaN where a row lacks one (``retrain.dataset``). Served rows must reach the same inputs: a missing
+    category (``None``, ``NaN``, left out) is "", and an age that is a number in most rows and "unknown" in
+    some is a number on one side and a category on the other, as the network learnt it."""
+    from driftloop.models.serving import served_columns
+
+    nan = float("nan")
+    trained_numeric = {"age": [41.5, nan, nan, 30.0], "zip": [nan, 12345.0, nan, nan]}
+    trained_categorical = {"age": ["", "unknown", "", ""], "zip": ["02134", "", "x", "x"], "c": ["a", "", "", "b"]}
+    pre = Preprocessor.fit(trained_numeric, trained_categorical, ["1", "0", "1", "0"], "binary")
+    served = pd.DataFrame(
+        [{"age": 41.5, "zip": "02134", "c": "a"}, {"age": "unknown", "zip": 12345, "c": None}, {"zip": "x", "c": nan},
+         {"age": 30, "zip": "x", "c": "b"}]
+    )  # fmt: skip
+    numbers, ids = pre.transform(*served_columns(pre, served))
+    expected_numbers, expected_ids = pre.transform(trained_numeric, trained_categorical)
+    assert numbers.tolist() == expected_numbers.tolist() and ids.tolist() == expected_ids.tolist()
+    assert 0 not in ids.tolist()[1]  # the missing category is the one training knew, not "unknown" (id 0)
+    alone = Preprocessor.fit({"salary": [1.0, 3.0]}, {}, ["1", "0"], "binary")
+    (salary,) = served_columns(alone, pd.DataFrame({"salary": [2.0, "12.5", "unknown", None]}))[0].values()
+    assert salary[:2].tolist() == [2.0, 12.5] and np.isnan(salary[2:]).all()
