@@ -327,11 +327,13 @@ def served_columns(pre: Preprocessor, frame: pd.DataFrame) -> tuple[dict[str, np
         numeric[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     categorical: dict[str, list[Any]] = {}
     for name in pre.categorical:
-        if name in frame:
-            numbers_elsewhere = name in both
-            categorical[name] = [
-                "" if _is_missing(v) or (numbers_elsewhere and _is_number(v)) else v for v in frame[name].tolist()
-            ]
+        if name not in frame:
+            categorical[name] = [""] * len(frame)
+            continue
+        numbers_elsewhere = name in both
+        categorical[name] = [
+            "" if _is_missing(v) or (numbers_elsewhere and _is_number(v)) else v for v in frame[name].tolist()
+        ]
     return numeric, categorical
 
 

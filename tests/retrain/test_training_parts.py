@@ -320,3 +320,5 @@ def test_served_rows_meet_the_columns_their_model_was_trained_on() -> None:
     alone = Preprocessor.fit({"salary": [1.0, 3.0]}, {}, ["1", "0"], "binary")
     (salary,) = served_columns(alone, pd.DataFrame({"salary": [2.0, "12.5", "unknown", None]}))[0].values()
     assert salary[:2].tolist() == [2.0, 12.5] and np.isnan(salary[2:]).all()
+    without_c = pre.transform(*served_columns(pre, served.drop(columns="c").iloc[1:3]))[1]
+    assert without_c.tolist() == pre.transform(*served_columns(pre, served.iloc[1:3]))[1].tolist()  # c missing
