@@ -165,28 +165,61 @@ class TextbookCategoricalShift:
     """The chi-square test of CategoricalShift's docstring, one value at a time with plain counters: what the
     detector's numbered count arrays, runs and renumbering must agree with."""
 
-    def __init__(self, alpha: float, window: int = 500, reference: int = 2000, clock: int = 50) -> None:
+    def __init__(
+        self,
+        alpha: float,
+        window: int = 500,
+        reference: int = 2000,
+        clock: int = 50,
+        long_window: int = 5000,
+        max_reference: int = 32_000,
+    ) -> None:
         from collections import Counter, deque
 
         self.alpha, self.window, self.reference, self.clock, self.n = alpha, window, reference, clock, 0
+        self.windows = (window, long_window) if long_window else (window,)
+        self.max_reference = max_reference
         self.ref: Counter[str] = Counter()
-        self.recent: deque[str] = deque(maxlen=window)
+        self.aging: Counter[str] = Counter()  # values that left the longest window, to join the reference
+        self.recent: deque[str] = deque(maxlen=max(self.windows))
 
     def update(self, x: str) -> float | None:
-        """The statistic when this value fires, else None."""
+        """The statistic when this value fires (the short window's first), else None."""
         from collections import Counter
-
-        from scipy.stats import chi2_contingency
 
         self.n += 1
         if sum(self.ref.values()) < self.reference:
             self.ref[x] += 1
             return None
+        if len(self.recent) == self.recent.maxlen and self._growing():
+            self.aging[self.recent[0]] += 1  # about to leave the window
         self.recent.append(x)
-        if len(self.recent) < self.window or self.n % self.clock:
-            return None
-        win = Counter(self.recent)
-        kept = [c for c in set(self.ref) | set(win) if self.ref[c] + win[c] >= 5]
+        if not self.n % self.clock:
+            for window in self.windows:
+                if len(self.recent) < window:
+                    continue
+                statistic = self._test(Counter(list(self.recent)[-window:]), self.alpha / len(self.windows))
+                if statistic is not None:
+                    self.ref, self.aging = Counter(), Counter()
+                    self.recent = self.recent.__class__(maxlen=self.recent.maxlen)
+                    return statistic
+        size = sum(self.ref.values())
+        if self._growing() and sum(self.aging.values()) >= min(size, self.max_reference - size):
+            self.ref += self.aging  # the reference doubles (or fills up to its maximum)
+            self.aging = Counter()
+        return None
+
+    def _growing(self) -> bool:
+        size = sum(self.ref.values())
+        return size < self.max_reference and len(+self.ref) * 5 <= size
+
+    def _test(self, win: Counter, level: float) -> float | None:  # type: ignore[type-arg]
+        from scipy.stats import chi2_contingency
+
+        r, w = sum(self.ref.values()), sum(win.values())
+        kept = [
+            c for c in set(self.ref) | set(win) if self.ref[c] + win[c] >= 5 and (self.ref[c] + win[c]) * w >= r + w
+        ]
         pooled = [sum(self.ref[c] for c in self.ref if c not in kept), sum(win[c] for c in win if c not in kept)]
         table = [[self.ref[c] for c in kept], [win[c] for c in kept]]
         if sum(pooled):
@@ -194,10 +227,33 @@ class TextbookCategoricalShift:
         if len(table[0]) < 2:
             return None
         statistic, p_value, _, _ = chi2_contingency(table, correction=False)
-        if p_value >= self.alpha:
-            return None
-        self.ref, self.recent = Counter(), self.recent.__class__(maxlen=self.window)
-        return float(statistic)
+        return float(statistic) if p_value < level else None
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 5000])
+def test_the_categorical_detector_agrees_with_the_textbook_test_as_its_reference_grows(chunk: int) -> None:
+    """Ten categories whose shares move a few points at a time: the reference grows (2,000 values, 4,000, ...
+    32,000), the long window catches what the short one cannot, and every firing is the textbook's."""
+    from driftloop.streams.drift.categorical import CategoricalShift
+
+    rng = random.Random(8)
+    values: list[str] = []
+    for boost in (0.0, 0.06, 0.0, 0.03):  # category c0's share: 10 %, then 15.4 %, 10 %, 12.7 %
+        values += ["c0" if rng.random() < boost else f"c{rng.randrange(10)}" for _ in range(40_000)]
+    textbook = TextbookCategoricalShift(alpha=1e-6)
+    expected = [(i, s) for i, x in enumerate(values) if (s := textbook.update(x)) is not None]
+    detector = CategoricalShift(alpha=1e-6)
+    fired: list[tuple[int, float]] = []
+    for start in range(0, len(values), chunk):
+        fired += [(start + i, e.statistic) for i, e in detector.update_many(values[start : start + chunk])]
+        if start == 30_000 // chunk * chunk:  # a restart while the reference grows
+            restored = CategoricalShift(alpha=1e-6)
+            restored.restore(detector.snapshot())
+            assert restored.snapshot() == detector.snapshot()
+            detector = restored
+    assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 2
+    assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
+    assert 40_000 <= expected[0][0] < 50_000  # the first change (a share of 10 % to 15.4 %) is caught
 
 
 @pytest.mark.parametrize(("chunk", "coded"), [(1, False), (37, False), (5000, False), (37, True), (5000, True)])
@@ -226,7 +282,7 @@ def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categori
             detector = restored
     assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 3
     assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
-    assert len(detector._categories) <= 4 * (2000 + 500) + 2000  # numbered anew, not one number per value seen
+    assert len(detector._categories) <= 4 * (2000 + 5000) + 2000  # numbered anew, not one number per value seen
 
 
 @pytest.mark.parametrize("seed", range(4))
