@@ -4,6 +4,7 @@ state survives a snapshot/restore round trip."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -213,7 +214,7 @@ class TextbookCategoricalShift:
         size = sum(self.ref.values())
         return size < self.max_reference and len(+self.ref) * 5 <= size
 
-    def _test(self, win: Counter, level: float) -> float | None:  # type: ignore[type-arg]
+    def _test(self, win: Counter[str], level: float) -> float | None:
         from scipy.stats import chi2_contingency
 
         r, w = sum(self.ref.values()), sum(win.values())
