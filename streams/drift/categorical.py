@@ -23,6 +23,9 @@ from driftloop.streams.drift.evidence import Evidence
 
 #: The most values a run of tests takes at once, and the most counts (tests by categories) it holds.
 RUN, RUN_COUNTS = 5000, 1 << 21
+#: The long window is tested every this many clocks: its tests a tenth of it apart (a test's cost is in
+#: categories by tests; a window ten times as long moves as little between ten clocks as the short one in one).
+LONG_CLOCK = 10
 _ONLY_TEXT = frozenset({str})
 
 
@@ -33,8 +36,9 @@ class CategoricalShift:
     The reference is the first ``reference`` values, and after each drift the ``reference`` values after it. A
     test is the two-sample chi-square on the (reference, window) by category table, so a category the
     reference never saw counts fully; categories seen fewer than ``min_count`` times in both are pooled.
-    Both windows are tested every ``clock`` updates, each at ``alpha / 2`` (``alpha`` alone with
-    ``long_window = 0``), and the detector fires when a p-value is below it. The short window sees a large
+    The short window is tested every ``clock`` updates and the long one every ``LONG_CLOCK`` clocks, each at
+    ``alpha / 2`` (``alpha`` alone with ``long_window = 0``), and the detector fires when a p-value is below
+    it. The short window sees a large
     change within a few hundred values; the long one a share that moves by a few points, which a window of
     500 cannot tell from noise (one category of ten from 10 % to 14.5 %, the traffic of 200 categories moving
     a tenth of itself onto 20 of them: never caught in 60,000 values with the short window alone, measured).
@@ -243,6 +247,8 @@ class CategoricalShift:
         first: tuple[int, int, float, float, int] | None = None  # (end, window, statistic, p-value, dof)
         for window in self._windows:
             full = ends[ends >= window]
+            if window != self.window:  # the long window: every LONG_CLOCK clocks
+                full = full[(self.n - len(self._recent) + full) % (LONG_CLOCK * self.clock) == 0]
             if not len(full):
                 continue
             statistics, p_values, dofs = _chi_squares(self._reference_counts[:k], values, full, window, self.min_count)
@@ -345,12 +351,12 @@ def _cells(
     reference: np.ndarray, windows: np.ndarray, r_total: int, window: int, min_count: int
 ) -> tuple[np.ndarray, ...]:
     """Each category's two cells, as one term of the statistic (times ``R W``): with row totals ``R`` and
-    ``W``, ``(W r - R w)² / (r + w)``; and whether the category is kept (seen ``min_count`` times in both,
-    and expected at least once in the window: ``(r + w) W / (R + W) >= 1``, which a reference many times
-    the window needs, else its rare categories' terms give the statistic a heavier tail than the
-    chi-square's: 5 false alarms a million values, measured), else its term is 0 and it is pooled."""
+    ``W``, ``(W r - R w)² / (r + w)``; and whether the category is kept (expected ``min_count`` times in the
+    window, ``(r + w) W / (R + W) >= min_count``: Cochran's rule, without which a reference many times the
+    window gives its rare categories' terms a heavier tail than the chi-square's, 1 to 5 false alarms a
+    million values, measured), else its term is 0 and it is pooled."""
     both = windows + reference
-    kept = (both >= min_count) & (both * window >= r_total + window)  # and expected at least once in the window
+    kept = both * window >= min_count * (r_total + window)  # expected min_count times in the window (Cochran)
     gap = (window * reference - r_total * windows).astype(np.float64)
     gap *= gap
     return np.divide(gap, both, out=np.zeros(both.shape), where=kept), kept

@@ -197,7 +197,7 @@ class TextbookCategoricalShift:
         self.recent.append(x)
         if not self.n % self.clock:
             for window in self.windows:
-                if len(self.recent) < window:
+                if len(self.recent) < window or (window != self.window and self.n % (10 * self.clock)):
                     continue
                 statistic = self._test(Counter(list(self.recent)[-window:]), self.alpha / len(self.windows))
                 if statistic is not None:
@@ -219,7 +219,9 @@ class TextbookCategoricalShift:
 
         r, w = sum(self.ref.values()), sum(win.values())
         kept = [
-            c for c in set(self.ref) | set(win) if self.ref[c] + win[c] >= 5 and (self.ref[c] + win[c]) * w >= r + w
+            c
+            for c in set(self.ref) | set(win)
+            if (self.ref[c] + win[c]) * w >= 5 * (r + w)  # Cochran: expected 5 times
         ]
         pooled = [sum(self.ref[c] for c in self.ref if c not in kept), sum(win[c] for c in win if c not in kept)]
         table = [[self.ref[c] for c in kept], [win[c] for c in kept]]
