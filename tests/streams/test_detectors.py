@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -236,8 +237,8 @@ class TextbookCategoricalShift:
 @pytest.mark.parametrize("chunk", [1, 37, 5000])
 def test_the_categorical_detector_agrees_with_the_textbook_test_as_its_reference_grows(chunk: int) -> None:
     """Ten categories whose shares move a few points at a time: the reference grows (2,000 values, 4,000, ...
-    32,000), the long window catches what the short one cannot, and every firing is the textbook's."""
-    from driftloop.streams.drift.categorical import CategoricalShift
+    32,000), both windows are tested, and every firing is the textbook's (its index and statistic); the first
+    change is caught within 10,000 values."""
 
     rng = random.Random(8)
     values: list[str] = []
@@ -245,18 +246,30 @@ def test_the_categorical_detector_agrees_with_the_textbook_test_as_its_reference
         values += ["c0" if rng.random() < boost else f"c{rng.randrange(10)}" for _ in range(40_000)]
     textbook = TextbookCategoricalShift(alpha=1e-6)
     expected = [(i, s) for i, x in enumerate(values) if (s := textbook.update(x)) is not None]
+    fired, _ = fed_in_chunks(values, chunk, restart_at=30_000)  # a restart while the reference grows
+    assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 2
+    assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
+    assert 40_000 <= expected[0][0] < 50_000  # the first change (a share of 10 % to 15.4 %) is caught
+
+
+def fed_in_chunks(values: list[str], chunk: int, *, restart_at: int, coded: bool = False) -> tuple[list, Any]:
+    """(index, statistic) of each firing of a CategoricalShift fed ``values`` ``chunk`` at a time (as texts, or
+    coded as a frame sends a column), restored from its snapshot at the chunk holding ``restart_at``; and the
+    detector."""
+    from driftloop.streams.batch import CodedTexts
+    from driftloop.streams.drift.categorical import CategoricalShift
+
     detector = CategoricalShift(alpha=1e-6)
     fired: list[tuple[int, float]] = []
     for start in range(0, len(values), chunk):
-        fired += [(start + i, e.statistic) for i, e in detector.update_many(values[start : start + chunk])]
-        if start == 30_000 // chunk * chunk:  # a restart while the reference grows
+        batch = values[start : start + chunk]
+        fired += [(start + i, e.statistic) for i, e in detector.update_many(CodedTexts.of(batch) if coded else batch)]
+        if start == restart_at // chunk * chunk:
             restored = CategoricalShift(alpha=1e-6)
             restored.restore(detector.snapshot())
             assert restored.snapshot() == detector.snapshot()
             detector = restored
-    assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 2
-    assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
-    assert 40_000 <= expected[0][0] < 50_000  # the first change (a share of 10 % to 15.4 %) is caught
+    return fired, detector
 
 
 @pytest.mark.parametrize(("chunk", "coded"), [(1, False), (37, False), (5000, False), (37, True), (5000, True)])
@@ -265,24 +278,13 @@ def test_the_categorical_detector_agrees_with_the_textbook_test_on_many_categori
     renumbers its categories then, and forgets those no longer seen): the same firings, with the same
     statistics, as the plain chi-square test fed one value at a time, whether the values come as texts or
     coded (as a frame sends a categorical feature's column); and a snapshot restores the same state."""
-    from driftloop.streams.batch import CodedTexts
-    from driftloop.streams.drift.categorical import CategoricalShift
 
     rng = random.Random(5)
     values = [f"c{int(rng.paretovariate(a)) % 1000}" for a in (1.0, 1.6, 1.0) for _ in range(4000)]
     values += [f"u{i}" for i in range(12_000)]
     textbook = TextbookCategoricalShift(alpha=1e-6)
     expected = [(i, s) for i, x in enumerate(values) if (s := textbook.update(x)) is not None]
-    detector = CategoricalShift(alpha=1e-6)
-    fired: list[tuple[int, float]] = []
-    for start in range(0, len(values), chunk):
-        batch = values[start : start + chunk]
-        fired += [(start + i, e.statistic) for i, e in detector.update_many(CodedTexts.of(batch) if coded else batch)]
-        if start == 6000 // chunk * chunk:  # a restart mid-stream: the state goes on from its snapshot
-            restored = CategoricalShift(alpha=1e-6)
-            restored.restore(detector.snapshot())
-            assert restored.snapshot() == detector.snapshot()
-            detector = restored
+    fired, detector = fed_in_chunks(values, chunk, restart_at=6000, coded=coded)  # the state goes on from its snapshot
     assert [i for i, _ in fired] == [i for i, _ in expected] and len(expected) >= 3
     assert [s for _, s in fired] == pytest.approx([s for _, s in expected], rel=1e-9)
     assert len(detector._categories) <= 4 * (2000 + 5000) + 2000  # numbered anew, not one number per value seen
