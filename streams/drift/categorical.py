@@ -35,14 +35,14 @@ class CategoricalShift:
 
     The reference is the first ``reference`` values, and after each drift the ``reference`` values after it. A
     test is the two-sample chi-square on the (reference, window) by category table, so a category the
-    reference never saw counts fully; categories seen fewer than ``min_count`` times in both are pooled.
-    The short window is tested every ``clock`` updates and the long one every ``LONG_CLOCK`` clocks, each at
-    ``alpha / 2`` (``alpha`` alone with ``long_window = 0``), and the detector fires when a p-value is below
-    it. The short window sees a large
-    change within a few hundred values; the long one a share that moves by a few points, which a window of
-    500 cannot tell from noise (one category of ten from 10 % to 14.5 %, the traffic of 200 categories moving
-    a tenth of itself onto 20 of them: never caught in 60,000 values with the short window alone, measured).
-    An alarm of the long window places the change at the window's start: up to ``long_window`` values early.
+    reference never saw counts fully; categories expected fewer than ``min_count`` times in the window are
+    pooled (:func:`_cells`). The short window is tested every ``clock`` updates and the long one every
+    ``LONG_CLOCK`` clocks, each at ``alpha / 2`` (``alpha`` alone with ``long_window = 0``), and the detector
+    fires when a p-value is below it. The short window sees a large change within a few hundred values; the
+    long one a share that moves by a few points, which a window of 500 cannot tell from noise (one category of
+    ten from 10 % to 14.5 %, the traffic of 200 categories moving a tenth of itself onto 20 of them: never
+    caught in 60,000 values with the short window and a reference of 2,000, measured). An alarm of the long
+    window places the change at the window's start: up to ``long_window`` values early.
 
     The reference grows, up to ``max_reference`` values: the values that leave the long window join it each
     time they are as many as it holds (it doubles), so that its shares are known well enough for the long
@@ -190,7 +190,8 @@ class CategoricalShift:
         return column
 
     def _renumber(self) -> None:
-        """Number again only the categories in the reference or the window (the rest are forgotten)."""
+        """Number again only the categories in the reference, the windows or the values to join the reference
+        (the rest are forgotten)."""
         reference, aging = self._counts(self._reference_counts), self._counts(self._aging)
         recent = [self._categories[c] for c in self._recent.tolist()]
         self._start_over(recent)
@@ -226,6 +227,7 @@ class CategoricalShift:
         return max(target - self._aging_n, 0) + self._held - len(self._recent)
 
     def _grow(self) -> None:
+        """The values that left the longest window join the reference."""
         k = len(self._categories)
         self._reference_counts[:k] += self._aging[:k]
         self._reference_n += self._aging_n
