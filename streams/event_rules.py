@@ -314,7 +314,7 @@ def features_one_by_one(
     missing: list[str] = []
     for name, value in features.items():
         kind = type(value)
-        if kind is float and value != value:  # NaN (Python's json and pandas write a missing value so)
+        if is_nan(value):  # Python's json (and so pandas) writes a missing value so
             missing.append(name)
         elif kind is float or kind is int:
             num_names.append(name)
@@ -335,7 +335,7 @@ def features_one_by_one(
 
 
 def score_of(value: Any, prediction: str) -> tuple[float, list[str], list[float]]:
-    if value is None or (type(value) is float and value != value):  # absent, null or NaN: no score
+    if value is None or is_nan(value):  # absent, null or NaN: no score
         return math.nan, [], []
     if type(value) is dict:
         labels = list(value)
@@ -419,6 +419,11 @@ def outcome_row(event: dict[str, Any], position: int = -1) -> OutcomeRow:
     return OutcomeRow(event_id, model, request_id, ts, ts_ms, label, label_num, value, position)
 
 
+def is_nan(value: Any) -> bool:
+    """Whether ``value`` is a float NaN: where the contract takes a missing value, the missing value."""
+    return type(value) is float and value != value
+
+
 def _optional_number(value: Any, what: str) -> float:
     """A finite number, or NaN for an absent one (left out, null or NaN)."""
-    return math.nan if value is None or (type(value) is float and value != value) else _number(value, what)
+    return math.nan if value is None or is_nan(value) else _number(value, what)

@@ -45,6 +45,7 @@ from driftloop.infra.settings import Settings, get_settings
 from driftloop.streams.decode import validate_outcome, validate_prediction
 from driftloop.streams.delivery import COMPRESSIONS, Delivery, DeliveryError, KafkaSender
 from driftloop.streams.envelopes import EnvelopeBuffer
+from driftloop.streams.event_rules import is_nan
 from driftloop.streams.instance_watch import InstanceWatch
 from driftloop.streams.partitioning import KeyRotation, spread_keys
 from driftloop.streams.replay import ReplayRing
@@ -133,13 +134,13 @@ class EventProducer:
             "model": model,
             "request_id": request_id,
             "ts": _ts(ts),
-            "features": {str(k): _null_if_nan(_plain(v)) for k, v in features.items()},
+            "features": {str(k): _present(v) for k, v in features.items()},
             "prediction": _plain(prediction),
         }
         if isinstance(score, Mapping):
             event["score"] = {str(k): _plain(v) for k, v in score.items()}
-        elif _null_if_nan(_plain(score)) is not None:
-            event["score"] = _plain(score)
+        elif (plain := _present(score)) is not None:
+            event["score"] = plain
         if model_version is not None:
             event["model_version"] = int(model_version)
         if event_id is not None:
@@ -170,8 +171,8 @@ class EventProducer:
             "ts": _ts(ts),
             "label": _plain(label),
         }
-        if _null_if_nan(_plain(value)) is not None:
-            event["value"] = _plain(value)
+        if (plain := _present(value)) is not None:
+            event["value"] = plain
         if event_id is not None:
             event["event_id"] = event_id
         event_id = validate_outcome(event)
@@ -232,9 +233,10 @@ def _ts(value: float | dt.datetime | str | None) -> float | str:
     return float(value)
 
 
-def _null_if_nan(value: Any) -> Any:
-    """None for a NaN (pandas' and numpy's missing value), else ``value``: the event's ``null``."""
-    return None if type(value) is float and value != value else value
+def _present(value: Any) -> Any:
+    """``value`` as :func:`_plain` makes it, None for a NaN (pandas' and numpy's missing value)."""
+    plain = _plain(value)
+    return None if is_nan(plain) else plain
 
 
 def _plain(value: Any) -> Any:
