@@ -1,6 +1,7 @@
 """Decode and validate Kafka messages into column batches, in one pass per batch of messages.
 
-A message value is UTF-8 JSON: one event object, or an envelope ``{"events": [...]}``. Good events become
+A message value is UTF-8 JSON: one event object, or an envelope ``{"events": [...]}`` (or what other clients
+frame as one: :mod:`streams.framing`). Good events become
 rows; a message or event that breaks the contract (docs/events.md) becomes a :class:`DeadLetter` with a
 reason, and decoding goes on: a bad record never stops a worker.
 
@@ -62,6 +63,7 @@ from driftloop.streams.event_rules import (
     validate_prediction,
 )
 from driftloop.streams.event_types import NumericPrediction, spells_surrogate
+from driftloop.streams.framing import as_envelope, is_framed, json_lines, unframed
 
 __all__ = [
     "OUTCOME_COLUMNS",
@@ -160,6 +162,9 @@ def _decode(
             if value is not None and len(value) <= max_bytes and type(value) not in NOT_MESSAGES
             else None
         )
+        if parsed is None and type(value) is bytes and len(value) <= max_bytes:
+            framed = as_envelope(value)  # a Schema Registry header, a byte order mark, an array, JSON lines
+            parsed = None if framed is None else fast.parse(framed, wider_first)
         if parsed is not None and parsed.shape is not None:
             gathered.add(position, parsed, message)  # added with the batch's other messages of its shape
             return
@@ -198,6 +203,8 @@ def _decode(
         while halves:
             start, stop = halves.pop()
             values = [message.value for message in batch[start:stop]]
+            if is_framed(values[0]):  # a Schema Registry serializer's topic: each message framed
+                values = [unframed(v).body if type(v) is bytes else v for v in values]
             if _single_events(values, max_bytes):
                 gathered.close()
                 if fast.add_single(values, start, out):
@@ -385,26 +392,45 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
     if len(value) > max_bytes:
         yield -1, None, f"message of {len(value):,} bytes is over the {max_bytes:,}-byte limit"
         return
+    body, schema_id = unframed(value)  # a Schema Registry serializer's header, a byte order mark
+    lines = None
     try:
-        doc = json.loads(value.decode("utf-8"))  # NaN and ±Infinity too (Python's json writes them): the rules judge
+        doc = _json(body)
     except UnicodeDecodeError as exc:
-        yield -1, None, f"not UTF-8: {exc.reason} at byte {exc.start}"
+        where = f"{exc.reason} at byte {exc.start + len(value) - len(body)}"
+        yield -1, None, _malformed(f"not UTF-8: {where}", schema_id)
         return
     except json.JSONDecodeError as exc:
-        yield -1, None, f"malformed JSON: {exc}"
-        return
+        lines = json_lines(body)
+        if lines is None:
+            yield -1, None, _malformed(f"malformed JSON: {exc}", schema_id)
+            return
     except RecursionError:
         yield -1, None, "malformed JSON: nested too deeply"
         return
     # JSON may spell a lone UTF-16 surrogate (\\ud800) that no UTF-8 column can store: find those events.
-    surrogates = spells_surrogate(value)
-    if not isinstance(doc, dict):
-        yield -1, None, f'expected a JSON object (an event or {{"events": [...]}}), got {kind_of(doc)}'
+    surrogates = spells_surrogate(body)
+    if lines is not None:  # JSON lines: an event or an envelope a line
+        try:
+            docs = list(map(_json, lines))
+        except (ValueError, RecursionError) as exc:
+            yield -1, None, f"malformed JSON lines: {exc}"
+            return
+        events = [e for doc in docs for e in (doc["events"] if _is_envelope(doc) else [doc])]
+    elif isinstance(doc, list):  # a JSON array of events
+        events = doc
+    elif not isinstance(doc, dict):
+        yield (
+            -1,
+            None,
+            f'expected a JSON object (an event or {{"events": [...]}}) or an array of events, got {kind_of(doc)}',
+        )
         return
-    if "events" not in doc:
+    elif "events" not in doc:
         yield -1, doc, _surrogate_problem(doc) if surrogates else None
         return
-    events = doc["events"]
+    else:
+        events = doc["events"]
     if not isinstance(events, list):
         yield -1, None, f'envelope field "events" must be a list, got {kind_of(events)}'
         return
@@ -413,6 +439,23 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
             yield index, event, _surrogate_problem(event) if surrogates else None
         else:
             yield index, event, f"envelope item must be an event object, got {kind_of(event)}"
+
+
+def _json(body: bytes) -> Any:
+    return json.loads(body.decode("utf-8"))  # NaN and ±Infinity too (Python's json writes them): the rules judge
+
+
+def _is_envelope(doc: Any) -> bool:
+    return isinstance(doc, dict) and isinstance(doc.get("events"), list)
+
+
+def _malformed(problem: str, schema_id: int | None) -> str:
+    if schema_id is None:
+        return problem
+    return (
+        f"a Schema Registry message (schema id {schema_id}) whose payload is not JSON ({problem}): driftloop reads "
+        "JSON; produce with a JSON serializer (Confluent's JSONSerializer) or plain JSON, not Avro or Protobuf"
+    )
 
 
 def _surrogate_problem(event: dict[str, Any]) -> str | None:

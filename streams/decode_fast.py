@@ -133,7 +133,7 @@ def parsed_predictions(value: bytes, wider_first: dict[bytes, int]) -> Parsed | 
     envelopes of a few events took ten times as long as big ones). Numeric events need none: the batch gathers
     them itself (:meth:`Columns.add_numeric_predictions`)."""
     events = _parse_in_order(value, wider_first)
-    if events is None:
+    if not events:  # not of the types, or an envelope of none (the field rules find nothing in it)
         return None
     names = _feature_names(events)
     if names is None:
@@ -181,7 +181,7 @@ def parsed_outcomes(value: bytes, wider_first: dict[bytes, int]) -> Parsed | Non
     """The outcome events of one message, or None when they do not fit the types (one type: ``wider_first`` is
     not read). Any outcomes may join a batch together: one shape."""
     events = parse_outcomes(value)
-    return None if events is None else Parsed(events, [], OutcomeEvent)
+    return Parsed(events, [], OutcomeEvent) if events else None
 
 
 def add_outcomes(parsed: Parsed, positions: list[int], out: Columns, rows: bool = True) -> bool:

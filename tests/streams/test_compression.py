@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import confluent_kafka
@@ -87,10 +89,10 @@ def wait_landed(stack: PrivateStack, worker: WorkerProcess, model: str, n: int) 
     assert landed(stack, model) == n  # each event once
 
 
-def send_kafka_python(stack: PrivateStack, values: list[bytes], codec: str | None) -> None:
+def send_kafka_python(stack: PrivateStack, values: list[bytes], codec: str | None, topic: str = "") -> None:
     producer = KafkaProducer(**stack.settings.kafka_python_config(), compression_type=codec, linger_ms=20)
     for value in values:
-        producer.send(stack.settings.topics.predictions, value, key=uuid.uuid4().bytes)
+        producer.send(topic or stack.settings.topics.predictions, value, key=uuid.uuid4().bytes)
     producer.flush()
     producer.close()
 
@@ -164,6 +166,87 @@ def test_booleans_and_epoch_milliseconds_from_another_client_land_and_join(
         ("true", 0.7, "true" if i % 4 == 0 else "false") if i % 2 == 0 else ("false", 0.3, "false") for i in range(60)
     ]  # the score of the class predicted, "false" among the score's classes as the prediction's text
     assert [r[7] for r in rows] == [int((i % 2 == 0) == (i % 4 == 0)) for i in range(60)]
+
+
+@contextlib.contextmanager
+def schema_registry() -> Iterator[str]:
+    """A Schema Registry's two calls a serializer makes (where the subject is used, and registering its schema),
+    answered with schema id 7: the serializer is Confluent's own, only the registry is this stand-in."""
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # associations of the topic: none
+            self._reply({})
+
+        def do_POST(self) -> None:  # register the subject's schema
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._reply({"id": 7, "version": 1, "schemaType": "JSON"})
+
+        def _reply(self, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_messages_framed_by_other_clients_land_and_join(own: PrivateStack, worker: WorkerProcess) -> None:
+    """Predictions from Confluent's JSON Schema serializer (its wire format: a zero byte and the schema id before
+    the JSON), one a message, and as JSON arrays; outcomes as JSON lines (a log shipper's batches), some with a
+    byte order mark. Every event lands once and every outcome joins; nothing is dead-lettered."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    model = "framed-" + uuid.uuid4().hex[:6]
+    predictions, topics = events(model, 300), own.settings.topics
+    outcomes = [{"model": model, "request_id": e["request_id"], "ts": e["ts"] + 5, "label": 1} for e in predictions]
+    schema = json.dumps({"type": "object", "required": ["model", "request_id", "ts", "features", "prediction"]})
+    with schema_registry() as url:
+        serialize = JSONSerializer(schema, SchemaRegistryClient({"url": url}))
+        context = SerializationContext(topics.predictions, MessageField.VALUE)
+        framed = [serialize(e, context) for e in predictions[:150]]
+    assert all(value[:5] == b"\x00\x00\x00\x00\x07" for value in framed)  # the wire format, as sent
+    producer = confluent_kafka.Producer({"bootstrap.servers": own.settings.kafka_bootstrap, "linger.ms": 20})
+    for value in framed:
+        producer.produce(topics.predictions, value, key=model.encode())
+    assert producer.flush(30) == 0, "librdkafka could not deliver every message"
+    arrays = [json.dumps(predictions[i : i + 25]).encode() for i in range(150, 300, 25)]
+    lines = [
+        (b"\xef\xbb\xbf" if i % 100 == 0 else b"")
+        + b"".join(json.dumps(o).encode() + b"\n" for o in outcomes[i : i + 50])
+        for i in range(0, 300, 50)
+    ]
+    send_kafka_python(own, arrays, None)
+    send_kafka_python(own, lines, None, topics.outcomes)
+    wait_landed(own, worker, model, 300)
+    wait_for(lambda: landed(own, model, "labeled") >= 300, timeout_s=120, what=f"300 labeled rows of {model}")
+    assert landed(own, model, "labeled") == 300
+    assert dead_letter_ranges(own, model) == []
+
+
+def test_an_empty_envelope_is_nothing_to_land_and_stops_nothing(own: PrivateStack, worker: WorkerProcess) -> None:
+    """A producer that flushes its buffer on a timer sends ``{"events": []}`` (or ``[]``) when nothing came: no
+    event, nothing dead-lettered, and the events around it land."""
+    model = "empty-" + uuid.uuid4().hex[:6]
+    evs = events(model, 100)
+    values = [b'{"events": []}', json.dumps({"events": evs[:50]}).encode(), b"[]", json.dumps(evs[50:]).encode()]
+    send_kafka_python(own, values, None)
+    send_kafka_python(own, [b'{"events": []}', b"[]"], None, own.settings.topics.outcomes)
+    wait_landed(own, worker, model, 100)
+    assert "Traceback" not in worker.output()
 
 
 def test_a_transactional_producers_aborted_events_never_land_and_its_markers_do_not_stall_commits(

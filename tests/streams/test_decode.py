@@ -221,7 +221,7 @@ def test_contract_violations_name_the_field(change: dict, reason: str) -> None:
     [
         (b"", "malformed JSON"),
         (b"\xc3\x28", "not UTF-8"),
-        (b"[1]", "expected a JSON object"),
+        (b'"text"', 'expected a JSON object (an event or {"events": [...]}) or an array of events, got a string'),
         (b'{"events": 3}', '"events" must be a list'),
         (
             b'{"model": "m", "request_id": "r", "ts": 1, "features": {"a": Infinity}, "prediction": 1}',
@@ -272,12 +272,14 @@ def test_nan_is_a_missing_value_where_the_contract_takes_one_and_refused_elsewhe
     assert [(d.index, d.reason) for d in decoded.dead] == [(1, '"label" must be a finite number, got nan')]
 
 
-def test_a_bad_event_in_an_envelope_is_dead_lettered_alone() -> None:
-    envelope = {"events": [GOOD, GOOD | {"prediction": None}, "text", GOOD | {"request_id": "z"}]}
-    decoded = decode_predictions([msg(envelope, 9)])
+@pytest.mark.parametrize("array", [False, True], ids=["envelope", "array"])
+def test_a_bad_event_in_an_envelope_is_dead_lettered_alone(array: bool) -> None:
+    events = [GOOD, GOOD | {"prediction": None}, "text", GOOD | {"request_id": "z"}]
+    decoded = decode_predictions([msg(events if array else {"events": events}, 9)])
     assert decoded.rows["request_id"] == ["r", "z"]
     assert [(d.index, d.offset) for d in decoded.dead] == [(1, 9), (2, 9)]
     assert json.loads(decoded.dead[0].original)["request_id"] == "r"
+    assert decoded.dead[1].reason == "envelope item must be an event object, got a string"
 
 
 def test_oversized_messages_are_refused_unread() -> None:

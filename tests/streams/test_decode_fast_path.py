@@ -597,7 +597,7 @@ def test_decoding_leaves_nothing_for_the_garbage_collector() -> None:
     singles = [json.dumps({**GOOD_EVENT, "request_id": f"r{k}"}).encode() for k in range(300)]
     singles[150] = singles[150] + b" " + singles[150]  # an odd message: its run is halved
     scored = {**GOOD_EVENT, "score": {"cat": 0.25, "dog": 0.75}, "prediction": "dog"}
-    envelopes = [json.dumps({"events": [scored, {**scored, "features": {"a": "x"}}]}).encode(), b"{", b"[]"]
+    envelopes = [json.dumps({"events": [scored, {**scored, "features": {"a": "x"}}]}).encode(), b"{", b"[1]"]
     messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate([*singles, *envelopes])]
     gc.collect()
     gc.disable()
@@ -701,3 +701,86 @@ def test_a_batch_holds_one_list_of_each_pattern_of_nulls() -> None:
     for name, patterns in (("num.name", [["a", "b"], ["b"]]), ("missing", [["c"], ["a", "c"]])):
         assert sorted(map(list, {tuple(row) for row in rows[name]})) == sorted(patterns)
         assert len({id(row) for row in rows[name]}) == 2, name
+
+
+EVENTS = [
+    {"model": "m", "request_id": f"r{k}", "ts": 1_790_000_000 + k, "features": {"a": k / 3, "b": "x"}, "prediction": 1}
+    for k in range(6)
+]
+BAD = [*EVENTS[:2], {"model": "m", "request_id": "bad", "ts": 1, "prediction": 1}, *EVENTS[2:]]  # no features
+
+
+def schema_registry(value: bytes) -> bytes:
+    return b"\x00\x00\x00\x00\x07" + value  # Confluent's wire format: magic byte 0, schema id 7
+
+
+#: How other clients frame messages, each beside the plain messages it stands for.
+FRAMINGS = {
+    "schema registry, one event a message": lambda evs: (
+        [schema_registry(json.dumps(e).encode()) for e in evs],
+        [json.dumps(e).encode() for e in evs],
+    ),
+    "schema registry, an envelope": lambda evs: (
+        [schema_registry(json.dumps({"events": evs}).encode())],
+        [json.dumps({"events": evs}).encode()],
+    ),
+    "byte order mark": lambda evs: (
+        [b"\xef\xbb\xbf" + json.dumps({"events": evs}).encode()],
+        [json.dumps({"events": evs}).encode()],
+    ),
+    "array": lambda evs: ([json.dumps(evs).encode()], [json.dumps({"events": evs}).encode()]),
+    "json lines": lambda evs: (
+        [b"".join(json.dumps(e).encode() + b"\r\n" for e in evs) + b"\n"],
+        [json.dumps({"events": evs}).encode()],
+    ),
+    "json lines of envelopes": lambda evs: (
+        [json.dumps({"events": evs[:3]}).encode() + b"\n" + json.dumps({"events": evs[3:]}).encode()],
+        [json.dumps({"events": evs}).encode()],
+    ),
+}
+
+
+@pytest.mark.parametrize("events", [EVENTS, BAD], ids=["good", "one bad"])
+@pytest.mark.parametrize("framing", sorted(FRAMINGS))
+def test_messages_framed_by_other_clients_decode_as_the_plain_ones_at_both_paths(framing: str, events: list) -> None:
+    """A Schema Registry serializer's header, a byte order mark, a JSON array of events and JSON lines: the events
+    they frame, as their plain messages give them (a bad event dead-lettered alone), at both paths."""
+    framed, plain = FRAMINGS[framing](events)
+    for decoder in (decode_predictions, decode_outcomes):
+        fast = decoder([Incoming(v, "t", 0, k) for k, v in enumerate(framed)])
+        assert_same(fast, field_rules_only(decoder, [Incoming(v, "t", 0, k) for k, v in enumerate(framed)]))
+        as_plain = decoder([Incoming(v, "t", 0, k) for k, v in enumerate(plain)])
+        assert by_model(fast) == by_model(as_plain)
+        assert [(d.reason, d.offset, d.index) for d in fast.dead] == [
+            (d.reason, d.offset, d.index) for d in as_plain.dead
+        ]
+    assert len(decode_predictions([Incoming(v, "t", 0, k) for k, v in enumerate(framed)]).rows) == 6
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(edge_message(), min_size=1, max_size=4), st.sampled_from([schema_registry, b"\xef\xbb\xbf".__add__]))
+def test_framed_edge_messages_decode_as_they_would_unframed(values: list[bytes], frame: object) -> None:
+    framed = [Incoming(frame(v), "t", 0, k) for k, v in enumerate(values)]  # type: ignore[operator]
+    plain = decode_predictions([Incoming(v, "t", 0, k) for k, v in enumerate(values)])
+    fast = decode_predictions(framed)
+    assert_same(fast, field_rules_only(decode_predictions, framed))
+    assert by_model(fast) == by_model(plain)
+    assert [(d.reason, d.index) for d in fast.dead] == [(d.reason, d.index) for d in plain.dead]
+
+
+def test_a_schema_registry_message_that_is_not_json_says_what_to_send() -> None:
+    avro = b"\x00\x00\x00\x00\x09\x02\x06abc\xff"
+    (letter,) = decode_predictions([Incoming(avro, "t", 0, 3)]).dead
+    assert "schema id 9" in letter.reason and "JSON serializer" in letter.reason
+    assert letter.original == avro
+
+
+@pytest.mark.parametrize("value", [b'{"events": []}', b"[]", b'{"events": []}\n{"events": []}\n'])
+def test_an_envelope_of_no_events_is_nothing_at_both_paths(value: bytes) -> None:
+    """A producer that flushes an empty buffer on a timer: nothing lands, nothing is dead-lettered, and the
+    messages around it decode (the fast path raised on it, and so stopped the worker at that message)."""
+    for decoder in (decode_predictions, decode_outcomes):
+        messages = [Incoming(value, "t", 0, 0), Incoming(json.dumps(GOOD_EVENT | {"label": 1}).encode(), "t", 0, 1)]
+        fast = decoder(messages)
+        assert len(fast.rows) == 1 and fast.origins == [1] and not fast.dead
+        assert_same(fast, field_rules_only(decoder, messages))
