@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -405,6 +406,10 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
         if lines is None:
             yield -1, None, _malformed(f"malformed JSON: {exc}", schema_id)
             return
+    except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        digits = f"{sys.get_int_max_str_digits():,}"
+        yield -1, None, _malformed(f"malformed JSON: an integer of more than {digits} digits", schema_id)
+        return
     except RecursionError:
         yield -1, None, "malformed JSON: nested too deeply"
         return

@@ -117,13 +117,13 @@ class EventProducer:
         self,
         model: str,
         *,
-        request_id: str,
+        request_id: str | int,
         features: Mapping[Any, Any],
         prediction: Any,
         ts: float | dt.datetime | str | None = None,
         score: float | Mapping[str, float] | None = None,
         model_version: int | None = None,
-        event_id: str | None = None,
+        event_id: str | int | None = None,
         served: bool = True,
         latency_ms: float | None = None,
     ) -> str:
@@ -132,7 +132,7 @@ class EventProducer:
         caller (a shadow version's); ``latency_ms``: the serving time of the batch it was part of."""
         event: dict[str, Any] = {
             "model": model,
-            "request_id": request_id,
+            "request_id": _plain(request_id),  # an integer id (numpy's too) is sent as one
             "ts": _ts(ts),
             "features": {str(k): _present(v) for k, v in features.items()},
             "prediction": _plain(prediction),
@@ -144,7 +144,7 @@ class EventProducer:
         if model_version is not None:
             event["model_version"] = int(model_version)
         if event_id is not None:
-            event["event_id"] = event_id
+            event["event_id"] = _plain(event_id)
         if not served:
             event["served"] = False
         if latency_ms is not None:
@@ -157,24 +157,24 @@ class EventProducer:
         self,
         model: str,
         *,
-        request_id: str,
+        request_id: str | int,
         label: Any,
         ts: float | dt.datetime | str | None = None,
-        event_id: str | None = None,
+        event_id: str | int | None = None,
         value: float | None = None,
     ) -> str:
         """Publish one outcome (the true label of an earlier prediction); returns its event_id. ``value``: the
         business value of the decision (revenue won, loss avoided), the KPI of the release gate and scorecard."""
         event: dict[str, Any] = {
             "model": model,
-            "request_id": request_id,
+            "request_id": _plain(request_id),  # an integer id (numpy's too) is sent as one
             "ts": _ts(ts),
             "label": _plain(label),
         }
         if (plain := _present(value)) is not None:
             event["value"] = plain
         if event_id is not None:
-            event["event_id"] = event_id
+            event["event_id"] = _plain(event_id)
         event_id = validate_outcome(event)
         self._send(self.settings.topics.outcomes, model, event, event_id)
         return event_id

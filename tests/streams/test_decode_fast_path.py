@@ -37,7 +37,8 @@ EDGE_FIELDS = {
     ),
     "score": st.sampled_from([None, 0.5, 2, {"1": 0.8, "0": 0.2}, {"a": 1}, {}, {"1": True}, "0.5"]),
     "model_version": st.sampled_from([None, 0, 7, 2**32 - 1, 2**32, -1, 1.0, True]),
-    "event_id": st.sampled_from([None, "e-1", "", "x" * 128, "x" * 129, 5]),
+    "event_id": st.sampled_from([None, "e-1", "", "x" * 128, "x" * 129, 5, -5, 2**64, 10**130, True, 5.0]),
+    "request_id": st.sampled_from(["r-1", 12345, 0, -7, 2**63, 2**64, 2**70, True, 5.0, "", None]),
     "prediction": st.sampled_from([1, 1.0, -0.0, 2.5, 1e20, "", "cat", None, True, False, "true", "x" * 1025]),
     "features": st.sampled_from(
         [
