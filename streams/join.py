@@ -143,6 +143,29 @@ def is_classification(prediction_num: np.ndarray, label_num: np.ndarray) -> np.n
     return np.isnan(prediction_num) | np.isnan(label_num) | whole
 
 
+def numbers_beside(numbers: np.ndarray, texts: Sequence[str], other: np.ndarray) -> np.ndarray:
+    """``numbers`` with the texts that read as numbers where the other side is a number and either is a fraction:
+    a regression's value sent as text on one side (``"12.5"`` from a form or a CSV) is that value, not a class.
+    Whole numbers on both sides stay classes compared as text.
+
+    >>> nan = float("nan")
+    >>> numbers_beside(np.array([nan, nan, nan, nan]), ["12.5", "7", "7", "cat"], np.array([12.0, 7.5, 7.0, 1.5]))
+    array([12.5,  7. ,  nan,  nan])
+    """
+    rows = np.flatnonzero(np.isnan(numbers) & np.isfinite(other))
+    if not len(rows):
+        return numbers
+    read = numbers.copy()
+    for i in rows.tolist():
+        try:
+            number = float(texts[i])
+        except ValueError:
+            continue
+        if math.isfinite(number) and (not number.is_integer() or not float(other[i]).is_integer()):
+            read[i] = number
+    return read
+
+
 @dataclass(frozen=True)
 class JoinResult:
     """Labeled rows made (:data:`LABELED_ROWS`; ``partitions[i]``: the Kafka partition of row i's outcome), and
@@ -378,6 +401,7 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
     texts, labels = prediction(p["prediction"]), outcome(o["label"])
     predicted = np.asarray(prediction(p["prediction_num"]), dtype=float)
     truth = np.asarray(outcome(o["label_num"]), dtype=float)
+    predicted, truth = numbers_beside(predicted, texts, truth), numbers_beside(truth, labels, predicted)
     classification = is_classification(predicted, truth)
     same = np.fromiter(map(operator.eq, texts, labels), dtype=bool, count=len(chosen))
     distance = np.abs(predicted - truth)

@@ -151,6 +151,38 @@ def test_labeled_rows_are_each_outcome_joined_to_its_predictions_as_one_by_one(s
     assert unmatched == [i for i in range(len(batch)) if i not in labeled_outcomes]
 
 
+def test_a_regression_value_sent_as_text_on_one_side_is_a_number() -> None:
+    """A regression's label (or prediction) sent as text beside a number is its value: the error is the
+    distance, not a class that differs. Classes stay classes: whole numbers and texts that are no number
+    compare as text."""
+    pairs = [  # (prediction text, prediction number, label text, label number) -> (correct, error)
+        (("12.3", 12.3, "12.5", math.nan), (0, 0.2)),
+        (("12.5", math.nan, "12", 12.0), (0, 0.5)),
+        (("7.25", 7.25, "7.25", math.nan), (1, 0.0)),
+        (("1", 1.0, "1", math.nan), (1, 0.0)),  # a class sent as text by the outcome's producer
+        (("1", 1.0, "1.0", math.nan), (0, 1.0)),  # whole on both sides: classes, as text
+        (("2.5", 2.5, "cat", math.nan), (0, 1.0)),
+    ]
+    columns: dict[str, list[Any]] = {name: [] for name in ("event_id", "model_version", "ts", "ts_ms", "served")}
+    columns |= {"prediction": [], "prediction_num": [], "score": [], "features": []}
+    outcome_rows: dict[str, list[Any]] = {n: [] for n in ("event_id", "model", "request_id", "ts", "ts_ms")}
+    outcome_rows |= {"label": [], "label_num": [], "value": []}
+    for k, ((text, number, label, label_num), _) in enumerate(pairs):
+        for name, value in zip(columns, (f"p{k}", 1, 1_790_000_000, 1_790_000_000_000, 1), strict=False):
+            columns[name].append(value)
+        for name, value in (("prediction", text), ("prediction_num", number), ("score", math.nan), ("features", 1)):
+            columns[name].append(value)
+        for name, value in zip(outcome_rows, (f"o{k}", "m", f"r{k}", 1_790_000_001, 1_790_000_001_000), strict=False):
+            outcome_rows[name].append(value)
+        for name, value in (("label", label), ("label_num", label_num), ("value", math.nan)):
+            outcome_rows[name].append(value)
+    found = Found.of(["m"] * len(pairs), [f"r{k}" for k in range(len(pairs))], columns)
+    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found)
+    assert unmatched == []
+    got = list(zip(labeled["correct"], labeled["error"], strict=True))
+    assert [(c, pytest.approx(e)) for c, e in got] == [want for _, want in pairs]
+
+
 def test_a_labeled_row_is_the_table_s_columns_the_join_makes_and_the_features_clickhouse_copies() -> None:
     assert sorted((*_MADE, *FEATURE_COLUMNS)) == sorted(LABELED_COLUMNS)
 
