@@ -25,7 +25,9 @@ from tests.streams.test_waiting_outcomes import Labeled
 pytestmark = pytest.mark.integration
 
 TS = 1_790_000_000
-REQUESTS, CORRECTED = 60, range(20)
+REQUESTS = 60
+LATER, AT_ONCE, WAITING = range(20), range(40, 50), range(50, 55)  # corrected days later; in the first label's
+CORRECTED = {*LATER, *AT_ONCE, *WAITING}  # envelope; both labels sent before their prediction (joined together)
 
 
 def envelope(topic: str, events: list[dict], offset: int) -> list[Incoming]:
@@ -51,15 +53,23 @@ def test_a_corrected_label_replaces_the_first_everywhere_labeled_rows_are_read(
     ]  # fmt: skip
     shadow = [e | {"served": False, "model_version": 2, "prediction": 1} for e in served]
     first = [{"model": model, "request_id": f"r{i}", "ts": TS + 60 + i, "label": i % 2} for i in range(REQUESTS)]
-    corrections = [  # days later, the opposite label: every corrected served prediction is now wrong
+    corrections = [  # the opposite label: every corrected served prediction is now wrong
         {"model": model, "request_id": f"r{i}", "ts": TS + 86_400 * 3 + i, "label": 1 - i % 2} for i in CORRECTED
     ]
+    first += [c for c in corrections if int(c["request_id"][1:]) in AT_ONCE]  # after their first in one envelope
+    waiting = [c for c in corrections if int(c["request_id"][1:]) in WAITING]
+    corrections = [c for c in corrections if int(c["request_id"][1:]) in LATER]
+    later = [e for e in served + shadow if int(e["request_id"][1:]) >= WAITING.start]  # after their outcomes
 
     async def run() -> None:
-        await ingestion.on_prediction_messages(envelope("predictions", served + shadow, 0))
+        await ingestion.on_prediction_messages(
+            envelope("predictions", [e for e in served + shadow if e not in later], 0)
+        )
         await ingestion.on_outcome_messages(envelope("outcomes", first, 0))
         await ingestion.on_outcome_messages(envelope("outcomes", first[:5], 1))  # delivered twice
-        await ingestion.on_outcome_messages(envelope("outcomes", corrections, 2))
+        await ingestion.on_outcome_messages(envelope("outcomes", waiting, 2))
+        await ingestion.on_prediction_messages(envelope("predictions", later, 1))  # joins what waited, at once
+        await ingestion.on_outcome_messages(envelope("outcomes", corrections, 3))
 
     asyncio.run(run())
     client = connect(stack.settings.clickhouse)
@@ -84,7 +94,7 @@ def test_a_corrected_label_replaces_the_first_everywhere_labeled_rows_are_read(
         (scorecard_rows,) = one("SELECT sum(labeled_rows) FROM scorecard WHERE model = %(m)s AND version = 1")
         assert scorecard_rows == REQUESTS
         live = live_rows(client, model, 1, 0, metric="accuracy")
-        assert live.metric.n == REQUESTS and live.metric.mean == pytest.approx(2 / 3)
+        assert live.metric.n == REQUESTS and live.metric.mean == pytest.approx((REQUESTS - len(CORRECTED)) / REQUESTS)
         assert paired(client, model, 1, 2, 0).pairs == REQUESTS
         # training reads without FINAL: before the parts merge, and after
         for merged in (False, True):
