@@ -422,13 +422,13 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
             yield -1, None, f"malformed JSON lines: {exc}"
             return
         events = [e for doc in docs for e in (doc["events"] if _is_envelope(doc) else [doc])]
-    elif isinstance(doc, list):  # a JSON array of events
+    elif isinstance(doc, list) and doc:  # a JSON array of events
         events = doc
     elif not isinstance(doc, dict):
         yield (
             -1,
             None,
-            f'expected a JSON object (an event or {{"events": [...]}}) or an array of events, got {kind_of(doc)}',
+            f'expected a JSON object (an event or {{"events": [...]}}) or an array of events, got {_kind(doc)}',
         )
         return
     elif "events" not in doc:
@@ -444,6 +444,10 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
             yield index, event, _surrogate_problem(event) if surrogates else None
         else:
             yield index, event, f"envelope item must be an event object, got {kind_of(event)}"
+
+
+def _kind(doc: Any) -> str:
+    return "an empty list" if doc == [] else kind_of(doc)
 
 
 def _json(body: bytes) -> Any:

@@ -598,7 +598,7 @@ def test_decoding_leaves_nothing_for_the_garbage_collector() -> None:
     singles = [json.dumps({**GOOD_EVENT, "request_id": f"r{k}"}).encode() for k in range(300)]
     singles[150] = singles[150] + b" " + singles[150]  # an odd message: its run is halved
     scored = {**GOOD_EVENT, "score": {"cat": 0.25, "dog": 0.75}, "prediction": "dog"}
-    envelopes = [json.dumps({"events": [scored, {**scored, "features": {"a": "x"}}]}).encode(), b"{", b"[1]"]
+    envelopes = [json.dumps({"events": [scored, {**scored, "features": {"a": "x"}}]}).encode(), b"{", b"[]"]
     messages = [Incoming(v, "predictions", 0, i) for i, v in enumerate([*singles, *envelopes])]
     gc.collect()
     gc.disable()
@@ -776,12 +776,18 @@ def test_a_schema_registry_message_that_is_not_json_says_what_to_send() -> None:
     assert letter.original == avro
 
 
-@pytest.mark.parametrize("value", [b'{"events": []}', b"[]", b'{"events": []}\n{"events": []}\n'])
+@pytest.mark.parametrize("value", [b'{"events": []}', b'{"events": []}\n{"events": []}\n', b"[]"])
 def test_an_envelope_of_no_events_is_nothing_at_both_paths(value: bytes) -> None:
-    """A producer that flushes an empty buffer on a timer: nothing lands, nothing is dead-lettered, and the
-    messages around it decode (the fast path raised on it, and so stopped the worker at that message)."""
+    """A producer that flushes an empty buffer on a timer: nothing lands, and the messages around it decode (the
+    fast path raised on it, and so stopped the worker at that message). An empty list is no envelope: a dead
+    letter, as it always was."""
     for decoder in (decode_predictions, decode_outcomes):
         messages = [Incoming(value, "t", 0, 0), Incoming(json.dumps(GOOD_EVENT | {"label": 1}).encode(), "t", 0, 1)]
         fast = decoder(messages)
-        assert len(fast.rows) == 1 and fast.origins == [1] and not fast.dead
+        assert len(fast.rows) == 1 and fast.origins == [1]
+        assert [d.reason for d in fast.dead] == (
+            ['expected a JSON object (an event or {"events": [...]}) or an array of events, got an empty list']
+            if value == b"[]"
+            else []
+        )
         assert_same(fast, field_rules_only(decoder, messages))
