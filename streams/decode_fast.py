@@ -24,8 +24,6 @@ from driftloop.streams.event_rules import (
     PredictionRow,
     boolean_text,
     epoch_seconds,
-    id_text,
-    id_texts,
     known_features,
     learn_names,
     number_text,
@@ -234,7 +232,7 @@ def _outcome_columns(events: list[OutcomeEvent], positions: list[int]) -> list[C
         texts, numbers = list(map(text_of.__getitem__, labels)), labels
     else:
         return None
-    models, request_ids = list(map(_model_of, events)), id_texts(list(map(_request_id_of, events)))
+    models, request_ids = list(map(_model_of, events)), list(map(_request_id_of, events))
     ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round(): to the nearest, halves to even
     event_ids = outcome_ids(list(map(_event_id_of, events)), models, request_ids, ts_ms, texts)
     values = [math.nan if value is None else value for value in map(_value_of, events)]
@@ -265,7 +263,7 @@ def _typed_prediction_row(event: PredictionEvent, position: int, shared: list[li
     epoch = _typed_epoch(event.ts)
     if epoch is None:
         return None
-    model, request_id = event.model, id_text(event.request_id)
+    model, request_id = event.model, event.request_id
     features = event.features
     names = list(features)
     if names == shared[0]:
@@ -354,7 +352,7 @@ def _typed_outcome_row(event: OutcomeEvent, position: int) -> OutcomeRow | None:
     epoch = _typed_epoch(event.ts)
     if epoch is None:
         return None
-    model, request_id = event.model, id_text(event.request_id)
+    model, request_id = event.model, event.request_id
     label_text, label_num = value_text(event.label, "label")
     ts_ms = round(epoch * 1000)
     event_id = outcome_id(event.event_id, model, request_id, ts_ms, label_text)
@@ -457,7 +455,7 @@ def prediction_columns(
     if epochs is None or features is None:
         return None
     models = [e.model for e in events]
-    request_ids = id_texts([e.request_id for e in events])
+    request_ids = [e.request_id for e in events]
     ts_ms = np.rint(epochs * 1000).astype(np.int64).tolist()  # round() to even, as the field rules do
     prediction_texts, prediction_nums = _prediction_texts([e.prediction for e in events], texts)
     scores, labels, probabilities = _scores([e.score for e in events], prediction_texts, empty)

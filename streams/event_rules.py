@@ -103,10 +103,8 @@ def _model(event: dict[str, Any]) -> str:
 
 def _text(event: dict[str, Any], field: str) -> str:
     value = event.get(field)
-    if type(value) is int:  # a database's id: its digits (a boolean is no id: type() is exact)
-        value = str(value)
-    elif type(value) is not str:
-        raise EventError(_missing_or_type(field, value, "a string or an integer"))
+    if type(value) is not str:
+        raise EventError(_missing_or_type(field, value, "a string"))
     if not value or len(value) > MAX_TEXT:
         raise EventError(f'"{field}" must be 1 to {MAX_TEXT} characters (got {len(value)})')
     return value
@@ -202,24 +200,6 @@ def value_text(value: Any, field: str) -> tuple[str, float]:
     return number_text(number), number
 
 
-def id_texts(ids: list[str | int]) -> list[str]:
-    """Request ids as texts: an integer (a database's id) as its digits, as :func:`_text` reads one.
-
-    >>> id_texts(["r1", 12345])
-    ['r1', '12345']
-    """
-    if _STR.issuperset(map(type, ids)):  # the common case, checked in C
-        return ids  # type: ignore[return-value]
-    return list(map(id_text, ids))
-
-
-def id_text(value: str | int) -> str:
-    return value if type(value) is str else str(value)  # type: ignore[return-value]
-
-
-_STR = frozenset({str})
-
-
 def boolean_text(value: bool) -> str:
     """The text of a JSON true or false, as a category or a class: "true" or "false"."""
     return "true" if value else "false"
@@ -286,10 +266,8 @@ def _event_id(given: Any, key: str) -> str:
     if given is None:
         # Deterministic: the same event re-sent gets the same id, so ClickHouse keeps it once.
         return _derived_id(key)
-    if type(given) is int:  # a database's id: its digits
-        given = str(given)
     if type(given) is not str or not 0 < len(given) <= 128:
-        raise EventError('"event_id" must be a string of 1 to 128 characters, or an integer')
+        raise EventError('"event_id" must be a string of 1 to 128 characters')
     return given  # type: ignore[no-any-return]
 
 

@@ -51,9 +51,6 @@ Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT)]
 Value = float | bool | Annotated[str, Meta(max_length=MAX_TEXT)]
 EventId = Annotated[str, Meta(min_length=1, max_length=128)]
 Version = Annotated[int, Meta(ge=0, lt=2**32)]
-#: A request or event id sent as a JSON integer (a database's): its digits (streams.event_rules.id_texts). Larger
-#: ones are the field rules' to read.
-IntegerId = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class NumericPrediction(msgspec.Struct, gc=False):
@@ -62,13 +59,13 @@ class NumericPrediction(msgspec.Struct, gc=False):
     (and a prediction of true or false, made a text)."""
 
     model: Model
-    request_id: Text | IntegerId
+    request_id: Text
     ts: Annotated[float, Meta(ge=0, lt=MAX_EPOCH)]
     features: Annotated[dict[str, float], Meta(max_length=MAX_FEATURES)]
     prediction: Value
     score: float | None = None
     model_version: Version | None = 0
-    event_id: EventId | IntegerId | None = None
+    event_id: EventId | None = None
     served: bool = True
     latency_ms: Annotated[float, Meta(ge=0)] | None = None
     events: Any = msgspec.UNSET
@@ -78,13 +75,13 @@ class PredictionEvent(msgspec.Struct, gc=False):
     """One prediction event (docs/events.md); a JSON integer arrives as a float, as the decoder stores it."""
 
     model: Model
-    request_id: Text | IntegerId
+    request_id: Text
     ts: float | str
     features: Annotated[dict[str, Value | None], Meta(max_length=MAX_FEATURES)]
     prediction: Value
     score: float | dict[str, float] | None = None
     model_version: Version | None = 0
-    event_id: EventId | IntegerId | None = None
+    event_id: EventId | None = None
     served: bool = True  # false: computed but not returned to the caller (a shadow version's)
     latency_ms: Annotated[float, Meta(ge=0)] | None = None  # the serving time of the batch it was part of
     events: Any = msgspec.UNSET  # present: the message is an envelope, not an event
@@ -94,10 +91,10 @@ class OutcomeEvent(msgspec.Struct, gc=False):
     """One outcome event (docs/events.md)."""
 
     model: Model
-    request_id: Text | IntegerId
+    request_id: Text
     ts: float | str
     label: Value
-    event_id: EventId | IntegerId | None = None
+    event_id: EventId | None = None
     value: float | None = None  # the business value of the decision (revenue won, loss avoided, ...)
     events: Any = msgspec.UNSET
 

@@ -132,7 +132,7 @@ class EventProducer:
         caller (a shadow version's); ``latency_ms``: the serving time of the batch it was part of."""
         event: dict[str, Any] = {
             "model": model,
-            "request_id": _plain(request_id),  # an integer id (numpy's too) is sent as one
+            "request_id": _id(request_id),
             "ts": _ts(ts),
             "features": {str(k): _present(v) for k, v in features.items()},
             "prediction": _plain(prediction),
@@ -144,7 +144,7 @@ class EventProducer:
         if model_version is not None:
             event["model_version"] = int(model_version)
         if event_id is not None:
-            event["event_id"] = _plain(event_id)
+            event["event_id"] = _id(event_id)
         if not served:
             event["served"] = False
         if latency_ms is not None:
@@ -167,14 +167,14 @@ class EventProducer:
         business value of the decision (revenue won, loss avoided), the KPI of the release gate and scorecard."""
         event: dict[str, Any] = {
             "model": model,
-            "request_id": _plain(request_id),  # an integer id (numpy's too) is sent as one
+            "request_id": _id(request_id),
             "ts": _ts(ts),
             "label": _plain(label),
         }
         if (plain := _present(value)) is not None:
             event["value"] = plain
         if event_id is not None:
-            event["event_id"] = _plain(event_id)
+            event["event_id"] = _id(event_id)
         event_id = validate_outcome(event)
         self._send(self.settings.topics.outcomes, model, event, event_id)
         return event_id
@@ -237,6 +237,13 @@ def _present(value: Any) -> Any:
     """``value`` as :func:`_plain` makes it, None for a NaN (pandas' and numpy's missing value)."""
     plain = _plain(value)
     return None if is_nan(plain) else plain
+
+
+def _id(value: Any) -> Any:
+    """A request or event id as the contract takes it: an integer (a database's, numpy's) as its digits."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -18,7 +18,7 @@ SQL = ("x'); DROP TABLE predictions; --", 'a" OR 1=1 --', "`; SELECT * FROM syst
 # `prediction`, so not listed there).
 WRONG: dict[str, list[object]] = {
     "model": [123, [1], {"a": 1}, None, True],
-    "request_id": [12.5, [1], {"a": 1}, None, True],
+    "request_id": [123, [1], {"a": 1}, None, True],
     "features": [123, [1], None, True, "text"],
     "prediction": [[1], {"a": 1}, None],
     "ts": [[1], {"a": 1}, None, True, "yesterday"],

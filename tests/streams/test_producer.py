@@ -93,15 +93,15 @@ def test_a_nan_is_sent_as_null_where_the_contract_takes_a_missing_value(stack: P
     assert "value" not in outcome
 
 
-def test_an_integer_request_id_is_sent_as_one_and_a_fraction_is_refused(stack: PrivateStack) -> None:
-    """A pandas column of database ids gives numpy integers: each is sent as a JSON integer (the worker reads
-    its digits); a fraction is no id, refused before anything is sent."""
+def test_an_integer_request_id_is_sent_as_its_digits_and_a_fraction_is_refused(stack: PrivateStack) -> None:
+    """A pandas column of database ids gives numpy integers: each is sent as the text of its digits, as the
+    contract takes an id; a fraction is no id, refused before anything is sent."""
     model = "sdk-" + uuid.uuid4().hex[:8]
     with EventProducer(stack.settings, envelopes=False) as producer:
         producer.emit_prediction(model, request_id=np.int64(12345), features={"x": 1.0}, prediction=1)
         producer.emit_outcome(model, request_id=12345, event_id=np.uint32(7), label=1)
-        with pytest.raises(EventError, match='"request_id" must be a string or an integer, got a number'):
+        with pytest.raises(EventError, match='"request_id" must be a string, got a number'):
             producer.emit_prediction(model, request_id=np.float64(1.5), features={"x": 1.0}, prediction=1)
     (prediction,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.predictions, model)]
     (outcome,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.outcomes, model)]
-    assert prediction["request_id"] == 12345 and outcome["request_id"] == 12345 and outcome["event_id"] == 7
+    assert prediction["request_id"] == "12345" == outcome["request_id"] and outcome["event_id"] == "7"
