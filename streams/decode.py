@@ -422,7 +422,7 @@ def _events(value: bytes | None, max_bytes: int) -> Iterator[tuple[int, Any, str
             yield -1, None, f"malformed JSON lines: {exc}"
             return
         events = [e for doc in docs for e in (doc["events"] if _is_envelope(doc) else [doc])]
-    elif isinstance(doc, list) and doc:  # a JSON array of events
+    elif isinstance(doc, list) and doc and all(isinstance(item, dict) for item in doc):  # an array of events
         events = doc
     elif not isinstance(doc, dict):
         yield (

@@ -274,14 +274,25 @@ def test_nan_is_a_missing_value_where_the_contract_takes_one_and_refused_elsewhe
     assert [(d.index, d.reason) for d in decoded.dead] == [(1, '"label" must be a finite number, got nan')]
 
 
-@pytest.mark.parametrize("array", [False, True], ids=["envelope", "array"])
-def test_a_bad_event_in_an_envelope_is_dead_lettered_alone(array: bool) -> None:
-    events = [GOOD, GOOD | {"prediction": None}, "text", GOOD | {"request_id": "z"}]
-    decoded = decode_predictions([msg(events if array else {"events": events}, 9)])
+def test_a_bad_event_in_an_envelope_is_dead_lettered_alone() -> None:
+    envelope = {"events": [GOOD, GOOD | {"prediction": None}, "text", GOOD | {"request_id": "z"}]}
+    decoded = decode_predictions([msg(envelope, 9)])
     assert decoded.rows["request_id"] == ["r", "z"]
     assert [(d.index, d.offset) for d in decoded.dead] == [(1, 9), (2, 9)]
     assert json.loads(decoded.dead[0].original)["request_id"] == "r"
     assert decoded.dead[1].reason == "envelope item must be an event object, got a string"
+
+
+def test_an_array_of_event_objects_is_an_envelope_and_any_other_array_is_refused_whole() -> None:
+    """``json.dumps(events)``: its events, a bad one dead-lettered alone. An array with anything but objects in it
+    (``["a", "list"]``, ``[]``) is no array of events: refused whole, as before arrays were read."""
+    decoded = decode_predictions([msg([GOOD, GOOD | {"prediction": None}, GOOD | {"request_id": "z"}], 9)])
+    assert decoded.rows["request_id"] == ["r", "z"]
+    assert [(d.index, d.offset, d.reason) for d in decoded.dead] == [(1, 9, 'missing required field "prediction"')]
+    for value, kind in (([GOOD, "text"], "a list"), (["a", "list"], "a list"), ([], "an empty list")):
+        (letter,) = decode_predictions([msg(value, 3)]).dead
+        assert (letter.index, letter.original) == (-1, json.dumps(value).encode())
+        assert letter.reason.startswith("expected a JSON object") and letter.reason.endswith(f"got {kind}")
 
 
 def test_oversized_messages_are_refused_unread() -> None:
