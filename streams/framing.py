@@ -7,7 +7,8 @@ Four framings of real clients are read as the envelope they stand for:
   not looked up: the JSON is read by this contract as any other. A frame whose payload is not JSON (Avro,
   Protobuf) is refused with a message that says so.
 - **A UTF-8 byte order mark** (.NET's ``StreamWriter``, Windows tools): skipped.
-- **A JSON array of events** (``json.dumps(events)``): the events of an envelope.
+- **A JSON array of events** (``json.dumps(events)``): the events of an envelope. An array of anything but
+  objects is no array of events: the field rules refuse it whole.
 - **JSON lines** (Fluent Bit, Vector, Logstash's ``json_lines``: an event, or an envelope, a line): the events
   of the lines, in order. A JSON text holds no raw line break inside a string, so a line is one value.
 

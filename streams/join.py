@@ -154,18 +154,24 @@ def numbers_beside(numbers: np.ndarray, texts: Sequence[str], other: np.ndarray)
     >>> numbers_beside(np.array([nan, nan, nan, nan]), ["12.5", "7", "7", "cat"], np.array([12.0, 7.5, 7.0, 1.5]))
     array([12.5,  7. ,  nan,  nan])
     """
-    rows = np.flatnonzero(np.isnan(numbers) & np.isfinite(other))
-    if not len(rows):
+    rows = np.flatnonzero(np.isnan(numbers) & np.isfinite(other)).tolist()
+    if not rows:
         return numbers
     read = numbers.copy()
-    for i in rows.tolist():
-        try:
-            number = float(texts[i])
-        except ValueError:
-            continue
-        if math.isfinite(number) and (not number.is_integer() or not float(other[i]).is_integer()):
+    parsed = {text: _number_in(text) for text in {texts[i] for i in rows}}  # a classifier's few classes: once each
+    for i in rows:
+        number = parsed[texts[i]]
+        if number is not None and (not number.is_integer() or not float(other[i]).is_integer()):
             read[i] = number
     return read
+
+
+def _number_in(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
