@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import math
 import re
+import zoneinfo
 from typing import Any, NamedTuple
 
 from driftloop.infra.contract import EventError
@@ -172,16 +173,58 @@ def epoch_seconds(number: float) -> float:
 
 
 def rfc3339_epoch(value: str) -> float:
+    """Epoch seconds of an RFC 3339 time (no offset: UTC), and of the forms services print one in: a lower-case
+    ``t`` and ``z`` (RFC 3339 section 5.6), a time zone in brackets after it (RFC 9557, Java's
+    ``ZonedDateTime.toString()``: ``2026-11-23T09:00+01:00[Europe/Paris]``), and ``UTC`` or ``GMT`` after a
+    space (Go's ``time.Time.String()``: ``2026-11-23 08:00:00 +0000 UTC``).
+
+    >>> rfc3339_epoch("2026-11-23T09:00+01:00[Europe/Paris]") == rfc3339_epoch("2026-11-23 08:00:00 +0000 UTC")
+    True
+    """
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        try:  # RFC 3339 allows a lower-case "t" and "z" (section 5.6), Python's parser does not
-            parsed = dt.datetime.fromisoformat(value.upper())
-        except ValueError:
-            raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
+        parsed = _printed_time(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.timestamp()
+
+
+_GO_MONOTONIC = re.compile(r" m=[+-][0-9.]+$")  # time.Now().String()'s monotonic clock reading
+_SPACED_OFFSET = re.compile(r" ([+-][0-9]{2}:?[0-9]{2})$")
+_ZONE_SUFFIX = re.compile(r"^(.*?)\[!?([^\]=]+)\](?:\[[^\]]*\])*$")  # RFC 9557: [zone], then [key=value] tags
+
+
+def _printed_time(value: str) -> dt.datetime:
+    """A time in one of the printed forms :func:`rfc3339_epoch` reads besides Python's ISO format."""
+    text, zone = _GO_MONOTONIC.sub("", value), None
+    if (bracketed := _ZONE_SUFFIX.match(text)) is not None:
+        text, zone = bracketed.group(1), bracketed.group(2)
+    if text[-4:].upper() in (" UTC", " GMT"):
+        text, zone = text[:-4], zone or "UTC"
+    text = _SPACED_OFFSET.sub(r"\1", text.strip())  # Go's and Ruby's "08:00:00.5 +0000"
+    try:
+        parsed = dt.datetime.fromisoformat(text.strip().upper())  # upper: RFC 3339 allows a lower-case t and z
+        if parsed.tzinfo is None and zone is not None:  # the zone says what the offset is
+            parsed = parsed.replace(tzinfo=_time_zone(zone))
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise EventError(f'"ts" {value[:40]!r} is not an RFC 3339 time (2026-11-23T08:00:00Z)') from None
+    return parsed
+
+
+def _time_zone(name: str) -> dt.tzinfo:
+    """An IANA time zone by its name (``Europe/Paris``); ``ValueError`` for anything else."""
+    if name.upper() in ("UTC", "Z", "GMT"):
+        return dt.UTC
+    if not _ZONE_NAME.fullmatch(name):  # looked up as a file: no path, nothing long
+        raise ValueError(f"not a time zone name: {name[:40]!r}")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except OSError as exc:  # a name the system's zone files cannot hold
+        raise ValueError(f"not a time zone name: {name[:40]!r}") from exc
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{0,29}(/[A-Za-z0-9_+-]{1,30}){0,2}")
 
 
 def value_text(value: Any, field: str) -> tuple[str, float]:

@@ -97,6 +97,12 @@ def test_class_probabilities_of_events_that_send_the_same_classes_are_one_matrix
         ("2026-11-23T09:00:00.5+01:00", 1_795_420_800, 1_795_420_800_500),
         ("2026-11-23T08:00:00", 1_795_420_800, 1_795_420_800_000),
         ("2026-11-23t08:00:00.5z", 1_795_420_800, 1_795_420_800_500),  # RFC 3339 allows lower case
+        # a time zone in brackets (RFC 9557; Java's ZonedDateTime.toString()), after an offset or in its place
+        ("2026-11-23T09:00+01:00[Europe/Paris]", 1_795_420_800, 1_795_420_800_000),
+        ("2026-11-23T09:00:00.5[!Europe/Paris][u-ca=iso8601]", 1_795_420_800, 1_795_420_800_500),
+        ("2026-11-23T08:00Z[UTC]", 1_795_420_800, 1_795_420_800_000),
+        ("2026-11-23 08:00:00.5 +0000 UTC m=+0.000131", 1_795_420_800, 1_795_420_800_500),  # Go's Time.String()
+        ("2026-11-23 08:00:00 GMT", 1_795_420_800, 1_795_420_800_000),
     ],
 )
 def test_timestamps_are_rfc3339_or_epoch_seconds(ts: object, seconds: int, millis: int) -> None:
