@@ -85,7 +85,7 @@ def fetch_labeled(
     ``until_ms`` (epoch milliseconds) bounds the rows' event time; ``joined_until`` (epoch seconds, see
     :func:`last_complete_second`) the time their outcome was joined: rows whose label came later are left out,
     so that the same arguments give the same rows however many labels arrive afterwards (a rebuild's fetch).
-    Each request counts once, with the label joined last within the bound (a corrected label: the correction).
+    Each request counts once, with its latest label joined within the bound (a corrected label: the correction).
     """
     bounds = "AND ts_ms <= %(until)s " if until_ms is not None else ""
     bounds += "AND joined_at <= toDateTime(%(joined)s) " if joined_until is not None else ""
@@ -95,7 +95,7 @@ def fetch_labeled(
             "SELECT ts_ms, event_id, num.name, num.value, cat.name, cat.value, label, label_num FROM "
             "(SELECT * FROM "
             " (SELECT * FROM labeled WHERE model = %(m)s AND served = 1 AND ts >= toDateTime(%(since)s) "
-            f"  {bounds}ORDER BY request_id, joined_at DESC, outcome_ts_ms DESC LIMIT 1 BY request_id) "
+            f"  {bounds}ORDER BY request_id, outcome_ts_ms DESC, joined_at DESC LIMIT 1 BY request_id) "
             " ORDER BY ts_ms DESC, event_id DESC LIMIT %(n)s) "
             "ORDER BY ts_ms, event_id",
             {"m": model, "since": int(max(since, 0)), "n": max_rows, "until": until_ms, "joined": joined_until},

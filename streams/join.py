@@ -11,8 +11,9 @@ shadow beside it (``served = false``). The outcome makes a labeled row with each
 outcome's ``event_id``, each shadow one under ``<event_id>@v<version>``, so that both versions are judged
 on the same outcomes (a re-sent prediction counts once: the latest of each kind). An outcome waits until
 the served prediction is there, so that the shadow's rows never go without it. ``labeled`` keeps one row a
-prediction (keyed by request, and a shadow's version): a later outcome of the request (a corrected label)
-replaces the row of the first, and of a request's outcomes joined in one batch the latest labels it.
+prediction (keyed by request, and a shadow's version): a later outcome of the request (a corrected label, by
+its own time) replaces the row of the first, and of a request's outcomes joined in one batch the latest labels
+it.
 
 An outcome whose prediction is not there yet waits in ``join_pending``; a periodic sweep joins it when
 the prediction arrives, or marks it ``expired`` after ``DRIFTLOOP_JOIN_WINDOW_S`` (then it shows in the
@@ -454,8 +455,8 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
 def _superseded(keys: list[tuple[str, str]], ts_ms: Sequence[int]) -> set[int]:
     """The outcomes of a batch that another outcome of the same request replaces: all but its latest (by time,
     then place). A correction and the label it corrects may be joined in one batch (both waited for their
-    prediction); its labeled row is the correction's, as when they come apart (``labeled`` keeps one row a
-    prediction, the one joined last).
+    prediction); its labeled row is the correction's, as ``labeled`` keeps when they come apart (one row a
+    prediction, its latest outcome's by ``outcome_ts_ms``).
 
     >>> sorted(_superseded([("m", "r1"), ("m", "r2"), ("m", "r1"), ("m", "r1")], [5, 1, 9, 7]))
     [0, 3]

@@ -6,7 +6,8 @@ to be safe to run twice (``IF NOT EXISTS``), with ``${database}`` where the data
 :func:`run_statement` only when the column is missing. ClickHouse cannot change a table's partitioning in
 place either: the migrator's own statement ``REPARTITION TABLE db.t BY expr`` does it (:func:`repartition`:
 copy, count, swap; a no-op when the table is partitioned so already), and ``REORDER TABLE db.t BY expr``
-changes a table's sorting key the same way (:func:`reorder`). On a ClickHouse cluster
+(``VERSION column``: and a Replacing table's version column) changes a table's sorting key the same way
+(:func:`reorder`). On a ClickHouse cluster
 (``DRIFTLOOP_CLICKHOUSE_CLUSTER``) every statement is translated to its cluster form first
 (:mod:`infra.clickhouse.cluster`). The ledger (``0000_ledger.sql``) records
 each applied migration with the sha256 of its text; applying is a no-op for recorded ones, and a recorded
@@ -38,7 +39,9 @@ _ADD_COLUMN = re.compile(
 )
 _DISTRIBUTE = re.compile(r"^\s*DISTRIBUTE\s+TABLE\s+(\w+)\.(\w+)\s*$", re.IGNORECASE)
 _REPARTITION = re.compile(r"^\s*REPARTITION\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
-_REORDER = re.compile(r"^\s*REORDER\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)\s*$", re.IGNORECASE)
+_REORDER = re.compile(r"^\s*REORDER\s+TABLE\s+(\w+)\.(\w+)\s+BY\s+(.+?)(?:\s+VERSION\s+(\w+))?\s*$", re.IGNORECASE)
+#: The version column of a Replacing engine's clause: its only argument, or the third of its replicated form.
+_REPLACING_VERSION = re.compile(r"(ReplacingMergeTree\((?:'[^']*',\s*'[^']*',\s*)?)(\w+)\)")
 _CLAUSE_AFTER_PARTITION = r"(?= ORDER BY | PRIMARY KEY | SAMPLE BY | TTL | SETTINGS |$)"
 _CLAUSE_AFTER_ORDER = r"(?= PRIMARY KEY | SAMPLE BY | TTL | SETTINGS |$)"
 LEDGER_VERSION = 0
@@ -264,16 +267,25 @@ def repartition(client: QueryRunner, database: str, table: str, key: str, *, clu
     _rebuild(client, database, table, engine, staging, before, cluster)
 
 
-def reorder(client: QueryRunner, database: str, table: str, key: str, *, cluster: str = "") -> None:
-    """Rebuild ``database.table`` sorted by ``key`` (for a Replacing table: the key rows are replaced by),
-    as :func:`repartition` does; a table sorted so already is left alone."""
+def reorder(
+    client: QueryRunner, database: str, table: str, key: str, version: str | None = None, *, cluster: str = ""
+) -> None:
+    """Rebuild ``database.table`` sorted by ``key`` (for a Replacing table: the key rows are replaced by) and,
+    with ``version``, replacing by that column (``REORDER TABLE db.t BY key VERSION column``), as
+    :func:`repartition` does; a table sorted and versioned so already is left alone."""
     staging, before = f"{database}.{table}__reorder", f"{database}.{table}__before_reorder"
     client.execute(f"DROP TABLE IF EXISTS {staging}")
     current, engine = table_engine(client, database, table, "sorting_key")
-    if _same_expression(f"({current})", key) or _same_expression(current, key):
+    replaced_by = _REPLACING_VERSION.search(engine)
+    if version is not None and replaced_by is None:
+        raise SchemaError(f"{database}.{table} is no Replacing table: it has no version column to change")
+    same_version = version is None or (replaced_by is not None and replaced_by.group(2) == version)
+    if (_same_expression(f"({current})", key) or _same_expression(current, key)) and same_version:
         client.execute(f"DROP TABLE IF EXISTS {before}")
         return
     engine = re.sub(r" ORDER BY .+?" + _CLAUSE_AFTER_ORDER, f" ORDER BY {key}", engine, count=1)
+    if version is not None:
+        engine = _REPLACING_VERSION.sub(lambda m: f"{m.group(1)}{version})", engine, count=1)
     _rebuild(client, database, table, engine, staging, before, cluster)
 
 

@@ -82,6 +82,18 @@ def test_the_schema_on_two_shards_is_replicated_distributed_and_exactly_once(two
         assert client.execute(
             "SELECT count(), countIf(num.value = [toFloat64(toUInt32(substring(request_id, 2)))]) FROM labeled FINAL"
         ) == [(200, 200)]
+        # corrected labels (outcomes of their own event ids) land on their request's shard and replace the first
+        corrections = outcomes | {"event_id": [f"c{i}" for i in range(200)], "label": ["0"] * 200}
+        corrections |= {"ts_ms": [1_790_000_900_000] * 200, "label_num": [0.0] * 200, "value": [0.0] * 200}
+        sink, join = ClickHouseSink(ep), None
+        try:
+            join = OutcomeJoin(ep, sink, window_s=60)
+            asyncio.run(join.join(ColumnBatch("outcomes", corrections), [0] * 200))
+        finally:
+            if join is not None:
+                join.close()
+            sink.close()
+        assert client.execute("SELECT count(), countIf(label = '0') FROM labeled FINAL") == [(200, 200)]
     finally:
         client.disconnect()
     on_shards = [

@@ -70,6 +70,7 @@ def test_a_corrected_label_replaces_the_first_everywhere_labeled_rows_are_read(
         await ingestion.on_outcome_messages(envelope("outcomes", waiting, 2))
         await ingestion.on_prediction_messages(envelope("predictions", later, 1))  # joins what waited, at once
         await ingestion.on_outcome_messages(envelope("outcomes", corrections, 3))
+        await ingestion.on_outcome_messages(envelope("outcomes", first[:5], 4))  # the corrected ones, sent again
 
     asyncio.run(run())
     client = connect(stack.settings.clickhouse)
@@ -109,32 +110,36 @@ def test_a_corrected_label_replaces_the_first_everywhere_labeled_rows_are_read(
 
 
 def test_a_database_labeled_before_upgrades_in_place_and_keeps_every_row(stack: PrivateStack) -> None:
-    """0015 re-keys ``labeled`` by request: every row is copied (the correction and the label it corrects both,
-    until the parts merge), the weekly partitions stay, and FINAL then keeps the label joined last."""
+    """0015 re-keys ``labeled`` by request, versioned by the outcome's time: every row is copied (the correction
+    and the label it corrects both, until the parts merge), the weekly partitions stay, and FINAL then keeps each
+    request's latest label by its time, not by when it was joined."""
     database = "relabel_" + uuid.uuid4().hex[:8]
     client = connect(stack.settings.clickhouse, database="default")
     try:
         apply_migrations(client, database, [m for m in discover() if m.version <= 14])
-        rows = [  # (event_id, request_id, label, served, model_version, joined_at)
-            ("o1", "r1", "0", 1, 1, TS + 100),
-            ("o1@v2", "r1", "0", 0, 2, TS + 100),
-            ("c1", "r1", "1", 1, 1, TS + 900),  # r1's correction, joined later
-            ("c1@v2", "r1", "1", 0, 2, TS + 900),
-            ("o2", "r2", "1", 1, 1, TS + 100),
+        rows = [  # (event_id, request_id, label, served, model_version, outcome time, joined_at)
+            ("o1", "r1", "0", 1, 1, TS + 60, TS + 100),
+            ("o1@v2", "r1", "0", 0, 2, TS + 60, TS + 100),
+            ("c1", "r1", "1", 1, 1, TS + 900, TS + 950),  # r1's correction
+            ("c1@v2", "r1", "1", 0, 2, TS + 900, TS + 950),
+            ("o1", "r1", "0", 1, 1, TS + 60, TS + 990),  # r1's first label again, joined after its correction
+            ("c2", "r2", "0", 1, 1, TS + 900, TS + 100),  # r2's correction, joined before the label it corrects
+            ("o2", "r2", "1", 1, 1, TS + 60, TS + 500),
         ]
         client.execute(
             f"INSERT INTO {database}.labeled (event_id, model, request_id, ts, ts_ms, label, served, model_version, "
-            "joined_at) VALUES",
-            [(e, "m", r, TS, TS * 1000, label, s, v, joined) for e, r, label, s, v, joined in rows],
+            "outcome_ts_ms, joined_at) VALUES",
+            [(e, "m", r, TS, TS * 1000, label, s, v, at * 1000, joined) for e, r, label, s, v, at, joined in rows],
         )
         assert apply_migrations(client, database).applied == ("0015_labeled_a_row_a_prediction",)
         partition_key, engine = table_engine(client, database, "labeled")
-        assert partition_key == "toMonday(ts)" and "ReplacingMergeTree(joined_at)" in engine
+        assert partition_key == "toMonday(ts)" and "ReplacingMergeTree(outcome_ts_ms)" in engine
         assert client.execute(f"SELECT count() FROM {database}.labeled")[0][0] == len(rows)
+        # each request's latest outcome by its own time, whichever was joined last
         assert sorted(client.execute(f"SELECT event_id, label FROM {database}.labeled FINAL")) == [
             ("c1", "1"),
             ("c1@v2", "1"),
-            ("o2", "1"),
+            ("c2", "0"),
         ]
         assert apply_migrations(client, database).applied == ()
     finally:

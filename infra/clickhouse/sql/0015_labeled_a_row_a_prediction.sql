@@ -2,8 +2,10 @@
 -- "fraud", a reviewer's verdict replacing an automatic one) is a second outcome for the same request, with an
 -- event id of its own. Keyed by the outcome's event_id, `labeled` kept both rows, and accuracy, the scorecard,
 -- the release gate and training counted the request twice, with both labels. Keyed by the request (and, for a
--- version in shadow, its version), the Replacing engine keeps the row joined last (`joined_at`): the correction.
--- An outcome delivered twice still collapses, as before.
+-- version in shadow, its version), the Replacing engine keeps the row of the latest outcome by its own time
+-- (`outcome_ts_ms`; of two at the same millisecond, the one joined last), whatever order they were joined in
+-- (a request's outcomes may come on two partitions). An outcome delivered twice still collapses, as before.
 --
--- `REORDER TABLE` is the migrator's own statement (0013 says how); stop the workers while it upgrades.
-REORDER TABLE ${database}.labeled BY (model, toDate(ts), request_id, served, if(served, 0, model_version));
+-- `REORDER TABLE db.t BY key VERSION column` is the migrator's own statement (0013 says how; VERSION: the column
+-- a Replacing table keeps the greatest of); stop the workers while it upgrades.
+REORDER TABLE ${database}.labeled BY (model, toDate(ts), request_id, served, if(served, 0, model_version)) VERSION outcome_ts_ms;
