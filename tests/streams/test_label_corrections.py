@@ -26,8 +26,10 @@ pytestmark = pytest.mark.integration
 
 TS = 1_790_000_000
 REQUESTS = 60
-LATER, AT_ONCE, WAITING = range(20), range(40, 50), range(50, 55)  # corrected days later; in the first label's
-CORRECTED = {*LATER, *AT_ONCE, *WAITING}  # envelope; both labels sent before their prediction (joined together)
+LATER = range(20)  # corrected days later
+AT_ONCE = range(40, 50)  # corrected in the first label's envelope
+WAITING = range(50, 55)  # both labels sent before their prediction: joined in one batch
+CORRECTED = {*LATER, *AT_ONCE, *WAITING}
 
 
 def envelope(topic: str, events: list[dict], offset: int) -> list[Incoming]:
