@@ -212,6 +212,10 @@ def test_a_number_ts_from_1973_in_milli_micro_or_nanoseconds_is_so(per_second: i
         ({"served": 0}, '"served" must be true or false, got a number'),
         ({"latency_ms": -1}, '"latency_ms" must not be negative'),
         ({"latency_ms": "fast"}, '"latency_ms" must be a number, got a string'),
+        ({"ts": "2026-11-23T08:00[Nowhere/Land]"}, "is not an RFC 3339 time"),
+        # longer than any printed time: refused before the patterns for them (their cost is a length's square)
+        ({"ts": "2026-11-23T08:00Z" + "[u-ca=iso8601]" * 10}, "is not an RFC 3339 time"),
+        ({"ts": "2026-11-23" + "[a" * 300_000}, "is not an RFC 3339 time"),
     ],
 )
 def test_contract_violations_name_the_field(change: dict, reason: str) -> None:
