@@ -209,7 +209,7 @@ def _printed_time(value: str) -> dt.datetime:
         text, zone = text[:-4], zone or "UTC"
     text = _SPACED_OFFSET.sub(r"\1", text.strip())  # Go's and Ruby's "08:00:00.5 +0000"
     try:
-        parsed = dt.datetime.fromisoformat(text.strip().upper())  # upper: RFC 3339 allows a lower-case t and z
+        parsed = dt.datetime.fromisoformat(text.upper())  # upper: RFC 3339 allows a lower-case t and z
         if parsed.tzinfo is None and zone is not None:  # the zone says what the offset is
             parsed = parsed.replace(tzinfo=_time_zone(zone))
     except (ValueError, zoneinfo.ZoneInfoNotFoundError):
@@ -246,6 +246,19 @@ def value_text(value: Any, field: str) -> tuple[str, float]:
         raise EventError(f'missing required field "{field}"')
     number = _number(value, f'"{field}"')
     return number_text(number), number
+
+
+def number_in(text: str) -> float | None:
+    """The finite number a text reads as (``"12.50"``), else None (``"unknown"``, ``"nan"``, ``"inf"``).
+
+    >>> number_in("12.50"), number_in("unknown"), number_in("inf")
+    (12.5, None, None)
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def boolean_text(value: bool) -> str:

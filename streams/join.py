@@ -11,9 +11,8 @@ shadow beside it (``served = false``). The outcome makes a labeled row with each
 outcome's ``event_id``, each shadow one under ``<event_id>@v<version>``, so that both versions are judged
 on the same outcomes (a re-sent prediction counts once: the latest of each kind). An outcome waits until
 the served prediction is there, so that the shadow's rows never go without it. ``labeled`` keeps one row a
-prediction (keyed by request, and a shadow's version): a later outcome of the request (a corrected label, by
-its own time) replaces the row of the first, and of a request's outcomes joined in one batch the latest labels
-it.
+prediction (keyed by request, and a shadow's version, versioned by the outcome's time): a later outcome of
+the request (a corrected label) replaces the row of the first, whether joined in the same batch or not.
 
 An outcome whose prediction is not there yet waits in ``join_pending``; a periodic sweep joins it when
 the prediction arrives, or marks it ``expired`` after ``DRIFTLOOP_JOIN_WINDOW_S`` (then it shows in the
@@ -47,6 +46,7 @@ from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
 from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.event_rules import number_in
 from driftloop.streams.sink import ClickHouseSink, is_transient
 from driftloop.streams.waiting_room import PARTITION, WAITING_COLUMNS, WaitingRoom, as_batch, rows_of
 
@@ -159,20 +159,12 @@ def numbers_beside(numbers: np.ndarray, texts: Sequence[str], other: np.ndarray)
     if not rows:
         return numbers
     read = numbers.copy()
-    parsed = {text: _number_in(text) for text in {texts[i] for i in rows}}  # a classifier's few classes: once each
+    parsed = {text: number_in(text) for text in {texts[i] for i in rows}}  # a classifier's few classes: once each
     for i in rows:
         number = parsed[texts[i]]
         if number is not None and (not number.is_integer() or not float(other[i]).is_integer()):
             read[i] = number
     return read
-
-
-def _number_in(text: str) -> float | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)
@@ -385,18 +377,14 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
     keys = list(zip(o["model"], o["request_id"], strict=True))
     rows = list(map(found.served.get, keys))  # a shadow's rows wait for the served one's
     unmatched = [i for i, row in enumerate(rows) if row is None]
-    superseded = _superseded(keys, o["ts_ms"]) if len(set(keys)) < len(keys) else set()
     origins: list[int] = []  # each labeled row's outcome
     chosen: list[int] = []  # and its prediction
     if not found.shadows:
-        if unmatched or superseded:
-            origins = [i for i, row in enumerate(rows) if row is not None and i not in superseded]
-        else:
-            origins = list(range(len(rows)))
+        origins = [i for i, row in enumerate(rows) if row is not None] if unmatched else list(range(len(rows)))
         chosen = list(map(rows.__getitem__, origins))
     else:
         for i, (key, row) in enumerate(zip(keys, rows, strict=True)):
-            if row is not None and i not in superseded:
+            if row is not None:
                 shadows = found.shadows.get(key, [])
                 origins += [i] * (1 + len(shadows))
                 chosen += [row, *shadows]
@@ -450,24 +438,6 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
         "features": prediction(p["features"]),
     }
     return ColumnBatch("labeled", columns), unmatched, origins
-
-
-def _superseded(keys: list[tuple[str, str]], ts_ms: Sequence[int]) -> set[int]:
-    """The outcomes of a batch that another outcome of the same request replaces: all but its latest (by time,
-    then place). A correction and the label it corrects may be joined in one batch (both waited for their
-    prediction); its labeled row is the correction's, as ``labeled`` keeps when they come apart (one row a
-    prediction, its latest outcome's by ``outcome_ts_ms``).
-
-    >>> sorted(_superseded([("m", "r1"), ("m", "r2"), ("m", "r1"), ("m", "r1")], [5, 1, 9, 7]))
-    [0, 3]
-    """
-    latest: dict[tuple[str, str], int] = {}
-    for i, key in enumerate(keys):
-        seen = latest.get(key)
-        if seen is None or ts_ms[i] >= ts_ms[seen]:
-            latest[key] = i
-    kept = set(latest.values())
-    return {i for i in range(len(keys)) if i not in kept}
 
 
 def _pending_rows(outcomes: ColumnBatch, partitions: list[int], now: int, state: str) -> ColumnBatch:

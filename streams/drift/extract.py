@@ -10,7 +10,6 @@ the rest are counted, not watched.
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from typing import Any, NamedTuple
 
@@ -19,6 +18,7 @@ import numpy as np
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState, family
+from driftloop.streams.event_rules import number_in
 
 log = logging.getLogger("driftloop.drift")
 
@@ -135,16 +135,12 @@ def _numbers_of(positions: list[int], texts: list[str]) -> tuple[tuple[list[int]
     read: tuple[list[int], list[float]] = ([], [])
     unread: list[int] = []
     for position, text in zip(positions, texts, strict=True):
-        try:
-            number = float(text)
-        except ValueError:
+        number = number_in(text)
+        if number is None:
             unread.append(position)
-            continue
-        if math.isfinite(number):
+        else:
             read[0].append(position)
             read[1].append(number)
-        else:
-            unread.append(position)
     return read, unread
 
 
