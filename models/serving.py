@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from kafka import KafkaConsumer
 
-from driftloop.infra.contract import VersionAnnouncement
+from driftloop.infra.contract import EventError, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.settings import Settings, get_settings
@@ -40,12 +40,17 @@ from driftloop.models.artifacts import LoadedModel
 from driftloop.models.inference import predict_columns
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, Routing, VersionRecord
+from driftloop.streams.python_values import plain_id, present_value
 
 log = logging.getLogger("driftloop.serving")
 
 
 class NoChampionError(DriftloopError):
     """The model has no champion version yet."""
+
+
+class ServingInputError(DriftloopError, ValueError):
+    """Rows or request ids given to ``ModelClient.predict`` that it cannot score or publish as they are."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +137,20 @@ class ModelClient:
         return _routing_of(self._serving)
 
     def predict(
-        self, rows: pd.DataFrame | Sequence[Mapping[str, Any]], request_ids: Sequence[str] | None = None
+        self,
+        rows: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        request_ids: Sequence[str | int] | None = None,
     ) -> Predictions:
+        """Predict on ``rows`` (a DataFrame, dicts, or one dict); ``request_ids``, one a row (given or made),
+        route canary requests and join outcomes. ``ServingInputError`` before anything is scored or sent if the
+        rows hold none of the model's features, the ids do not match the rows, or (with ``emit``) a column holds
+        values no event can carry."""
         started = time.perf_counter()
         serving = self._serving  # one reference read: the whole batch uses one routing
-        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        ids = list(request_ids) if request_ids is not None else [uuid.uuid4().hex for _ in range(len(frame))]
+        frame = _frame(rows)
+        _check_features(serving.champion.preprocessor, frame)
+        ids = _request_ids(request_ids, len(frame))
+        records = _records(frame) if self._producer is not None else None  # refused before anything is served
         canary = serving.canary
         if canary is not None and serving.canary_share > 0:
             to_canary = np.array([canary_bucket(self.model, r) < serving.canary_share for r in ids], dtype=bool)
@@ -160,8 +173,7 @@ class ModelClient:
         latency_ms = (time.perf_counter() - started) * 1000
         result = Predictions(self.model, serving.champion.version, values, scores.tolist(), ids, versions, latency_ms)
         shadow = self._shadow(serving.shadow, frame) if serving.shadow is not None else None
-        if self._producer is not None:
-            records = [{k: _plain(v) for k, v in r.items()} for r in frame.to_dict(orient="records")]
+        if records is not None:
             self._emit(records, result.values, result.scores, ids, versions, True, latency_ms)
             if shadow is not None:
                 shadow_values, shadow_scores, shadow_ms = shadow
@@ -354,7 +366,63 @@ def _routing_of(serving: _Serving) -> dict[str, int | float | None]:
     }
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    return value.item() if hasattr(value, "item") else value
+def _frame(rows: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, Mapping):
+        return pd.DataFrame([rows])  # one row, not a row per key
+    items = list(rows)
+    if not all(isinstance(item, Mapping) for item in items):
+        kinds = sorted({type(item).__name__ for item in items if not isinstance(item, Mapping)})
+        raise ServingInputError(
+            f"rows must be a DataFrame, a dict (one row) or a sequence of dicts of feature name → value, "
+            f"got items of {', '.join(kinds)}"
+        )
+    return pd.DataFrame(items)
+
+
+def _check_features(pre: Preprocessor, frame: pd.DataFrame) -> None:
+    """A batch without any of the model's features would be scored on defaults alone: refused."""
+    features = [*pre.numeric, *(c for c in pre.categorical if c not in pre.numeric)]
+    if len(frame) and features and not any(name in frame.columns for name in features):
+        columns = ", ".join(map(str, frame.columns[:8]))
+        raise ServingInputError(
+            f"none of the model's features ({', '.join(features[:8])}) is among the rows' columns ({columns}): "
+            "pass rows keyed by feature name"
+        )
+
+
+def _request_ids(given: Sequence[Any] | None, rows: int) -> list[str]:
+    if given is None:
+        return [uuid.uuid4().hex for _ in range(rows)]
+    ids = [plain_id(r) for r in given]
+    if len(ids) != rows:
+        raise ServingInputError(f"{len(ids)} request ids for {rows} rows: give one id a row")
+    wrong = [r for r in ids if not isinstance(r, str) or not r]
+    if wrong:
+        raise ServingInputError(f"request ids must be texts or integers, got {wrong[0]!r} ({type(wrong[0]).__name__})")
+    return ids
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each row's features as an event carries them; a column that holds a value no event can (a time, bytes,
+    a list, an infinity) is named."""
+    columns = [str(c) for c in frame.columns]
+    values = [frame.iloc[:, i].tolist() for i in range(len(columns))]
+    plain: list[list[Any]] = []
+    for name, column in zip(columns, values, strict=True):
+        try:
+            plain.append([_feature(v) for v in column])
+        except EventError as exc:
+            raise ServingInputError(
+                f"column {name!r} cannot be sent as an event feature: {exc}; drop the column or convert its values "
+                "to numbers, texts, booleans or None (a time to epoch seconds or text)"
+            ) from None
+    return [dict(zip(columns, row, strict=True)) for row in zip(*plain, strict=True)] if plain else [{}] * len(frame)
+
+
+def _feature(value: Any) -> Any:
+    plain = present_value(value)
+    if isinstance(plain, float) and plain - plain != 0.0:
+        raise EventError(f"{value!r} is not a finite number")
+    return plain

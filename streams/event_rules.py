@@ -83,9 +83,20 @@ OUTCOME_COLUMNS = OutcomeRow._fields[:-1]
 
 
 def kind_of(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
+    """The JSON kind of a value, for messages; a type JSON does not have (one given to the SDK) by its name."""
+    kind = _KINDS.get(type(value))
+    return kind if kind is not None else f"{type(value).__name__} (no JSON type)"
+
+
+_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    int: "a number",
+    float: "a number",
+}
 
 
 # --- field rules ------------------------------------------------------------------------------------------

@@ -35,19 +35,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import numbers
-import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from driftloop.infra.contract import EventError
+import numpy as np
+
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.streams.decode import validate_outcome, validate_prediction
 from driftloop.streams.delivery import COMPRESSIONS, Delivery, DeliveryError, KafkaSender
 from driftloop.streams.envelopes import EnvelopeBuffer
-from driftloop.streams.event_rules import is_nan
 from driftloop.streams.instance_watch import InstanceWatch
 from driftloop.streams.partitioning import KeyRotation, spread_keys
+from driftloop.streams.python_values import plain_id, plain_value, present_value, python_ts
 from driftloop.streams.replay import ReplayRing
 
 __all__ = ["COMPRESSIONS", "Delivery", "DeliveryError", "EventProducer", "spread_keys"]
@@ -117,13 +117,13 @@ class EventProducer:
         self,
         model: str,
         *,
-        request_id: str | int,
+        request_id: str | int | uuid.UUID,
         features: Mapping[Any, Any],
         prediction: Any,
-        ts: float | dt.datetime | str | None = None,
+        ts: float | dt.datetime | str | np.datetime64 | None = None,
         score: float | Mapping[str, float] | None = None,
         model_version: int | None = None,
-        event_id: str | int | None = None,
+        event_id: str | int | uuid.UUID | None = None,
         served: bool = True,
         latency_ms: float | None = None,
     ) -> str:
@@ -132,19 +132,19 @@ class EventProducer:
         caller (a shadow version's); ``latency_ms``: the serving time of the batch it was part of."""
         event: dict[str, Any] = {
             "model": model,
-            "request_id": _id(request_id),
-            "ts": _ts(ts),
-            "features": {str(k): _present(v) for k, v in features.items()},
-            "prediction": _plain(prediction),
+            "request_id": plain_id(request_id),
+            "ts": python_ts(ts),
+            "features": {str(k): present_value(v) for k, v in features.items()},
+            "prediction": plain_value(prediction),
         }
         if isinstance(score, Mapping):
-            event["score"] = {str(k): _plain(v) for k, v in score.items()}
-        elif (plain := _present(score)) is not None:
+            event["score"] = {str(k): plain_value(v) for k, v in score.items()}
+        elif (plain := present_value(score)) is not None:
             event["score"] = plain
         if model_version is not None:
             event["model_version"] = int(model_version)
         if event_id is not None:
-            event["event_id"] = _id(event_id)
+            event["event_id"] = plain_id(event_id)
         if not served:
             event["served"] = False
         if latency_ms is not None:
@@ -157,24 +157,24 @@ class EventProducer:
         self,
         model: str,
         *,
-        request_id: str | int,
+        request_id: str | int | uuid.UUID,
         label: Any,
-        ts: float | dt.datetime | str | None = None,
-        event_id: str | int | None = None,
+        ts: float | dt.datetime | str | np.datetime64 | None = None,
+        event_id: str | int | uuid.UUID | None = None,
         value: float | None = None,
     ) -> str:
         """Publish one outcome (the true label of an earlier prediction); returns its event_id. ``value``: the
         business value of the decision (revenue won, loss avoided), the KPI of the release gate and scorecard."""
         event: dict[str, Any] = {
             "model": model,
-            "request_id": _id(request_id),
-            "ts": _ts(ts),
-            "label": _plain(label),
+            "request_id": plain_id(request_id),
+            "ts": python_ts(ts),
+            "label": plain_value(label),
         }
-        if (plain := _present(value)) is not None:
+        if (plain := present_value(value)) is not None:
             event["value"] = plain
         if event_id is not None:
-            event["event_id"] = _id(event_id)
+            event["event_id"] = plain_id(event_id)
         event_id = validate_outcome(event)
         self._send(self.settings.topics.outcomes, model, event, event_id)
         return event_id
@@ -221,39 +221,3 @@ class EventProducer:
 
     def _send_envelope(self, topic: str, model: str, value: bytes, event_ids: tuple[str, ...]) -> None:
         self._sender.send(topic, self._key(topic, model), value, event_ids)
-
-
-def _ts(value: float | dt.datetime | str | None) -> float | str:
-    if value is None:
-        return time.time()
-    if isinstance(value, dt.datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
-    if isinstance(value, str):
-        return value
-    return float(value)
-
-
-def _present(value: Any) -> Any:
-    """``value`` as :func:`_plain` makes it, None for a NaN (pandas' and numpy's missing value)."""
-    plain = _plain(value)
-    return None if is_nan(plain) else plain
-
-
-def _id(value: Any) -> Any:
-    """A request or event id as the contract takes it: an integer (a database's, numpy's) as its digits."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return str(int(value))
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready number, string or boolean from numpy's and other numeric types."""
-    if value is None or isinstance(value, str | bool):
-        return value
-    if getattr(getattr(value, "dtype", None), "kind", None) == "b":  # numpy's bool, which is no Integral
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    raise EventError(f"{value!r} ({type(value).__name__}) is not a number, string, boolean or null")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from kafka import KafkaConsumer
 
@@ -14,7 +16,7 @@ from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
 from driftloop.models.registry import ModelRegistry
-from driftloop.models.serving import ModelClient, canary_bucket
+from driftloop.models.serving import ModelClient, ServingInputError, canary_bucket
 from driftloop.release.controller import ReleaseController
 from tests.release.conftest import agrawal
 from tests.stack_fixtures import PrivateStack, wait_for
@@ -110,3 +112,62 @@ def test_a_client_started_while_kafka_is_away_serves_its_champion_and_follows_ve
         finally:
             registry.close()
             local_stack.stop_service(away, "broker")
+
+
+def test_rows_it_cannot_score_or_send_are_refused_before_anything_is_served_or_sent(
+    release_settings: Settings, new_model
+) -> None:
+    """A batch the client would score on defaults alone (rows that are not keyed by feature name), ids that do
+    not match the rows, or a column no event can carry: a clear error, and nothing published. Before, the first
+    two were scored silently (a list of lists as columns 0, 1, 2; one dict as a row per key), the third raised
+    out of ``zip`` after the batch was scored, and the fourth after some of the batch's events were sent."""
+    model = new_model(("champion",))
+    rows, _ = agrawal(0, 20, seed=24)
+    with_time = pd.DataFrame(rows).assign(seen=pd.Timestamp("2026-11-30 08:00"))
+    with ModelClient(model, release_settings, emit=True) as client:
+        refused = {
+            "lists": lambda: client.predict([list(r.values()) for r in rows]),
+            "other columns": lambda: client.predict(pd.DataFrame({"x": [1.0, 2.0]})),
+            "ids": lambda: client.predict(rows, request_ids=["only", "two"]),
+            "fractional ids": lambda: client.predict(rows[:1], request_ids=[1.5]),
+            "a time column": lambda: client.predict(with_time, request_ids=[f"t{i}" for i in range(20)]),
+        }
+        messages = {}
+        for name, call in refused.items():
+            with pytest.raises(ServingInputError) as caught:
+                call()
+            messages[name] = str(caught.value)
+        client._producer.flush()  # type: ignore[union-attr]
+        assert "none of the model's features" in messages["other columns"] and "(x)" in messages["other columns"]
+        assert "2 request ids for 20 rows" in messages["ids"]
+        assert "column 'seen'" in messages["a time column"] and "Timestamp" in messages["a time column"]
+        assert "got items of list" in messages["lists"]
+        assert emitted(release_settings, model) == []
+        one = client.predict(rows[0], request_ids=["one"])  # a dict is one row
+        assert len(one.values) == 1 and one.values == client.predict(rows[:1]).values
+
+
+def test_pandas_nullable_columns_and_integer_ids_are_published_as_the_contract_reads_them(
+    release_settings: Settings, new_model
+) -> None:
+    """pandas' nullable dtypes give ``pd.NA`` for a missing value (which no JSON encoder takes), a string array
+    ``np.str_``: missing values go as null, texts as texts, and integer request ids (a database's) as their
+    digits, in the result as on the wire."""
+    model = new_model(("champion",))
+    rows, _ = agrawal(0, 30, seed=25)
+    frame = pd.DataFrame(rows)
+    frame["age"] = frame["age"].astype("Int64")
+    frame.loc[[3, 7], "age"] = pd.NA
+    frame["car"] = frame["car"].astype(str).astype("string")
+    frame.loc[[4], "car"] = pd.NA
+    frame["region"] = np.array([f"r{i % 3}" for i in range(30)])  # numpy's str_ values
+    with ModelClient(model, release_settings, emit=True) as client:
+        result = client.predict(frame, request_ids=np.arange(1000, 1030))
+        client._producer.flush()  # type: ignore[union-attr]
+    assert result.request_ids == [str(i) for i in range(1000, 1030)]
+    events = {e["request_id"]: e for e in emitted(release_settings, model)}
+    assert sorted(events) == result.request_ids
+    assert events["1003"]["features"]["age"] is None and events["1007"]["features"]["age"] is None
+    assert events["1004"]["features"]["car"] is None
+    assert events["1000"]["features"]["age"] == int(frame.loc[0, "age"])
+    assert [events[str(1000 + i)]["features"]["region"] for i in range(30)] == [f"r{i % 3}" for i in range(30)]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import enum
 import json
 import time
 import uuid
 
 import numpy as np
+import pandas as pd
 import pytest
 from kafka import KafkaConsumer
 
@@ -105,3 +109,41 @@ def test_an_integer_request_id_is_sent_as_its_digits_and_a_fraction_is_refused(s
     (prediction,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.predictions, model)]
     (outcome,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.outcomes, model)]
     assert prediction["request_id"] == "12345" == outcome["request_id"] and outcome["event_id"] == "7"
+
+
+class Channel(enum.Enum):
+    WEB = "web"
+
+
+def test_values_of_numpy_pandas_and_the_standard_library_go_as_their_json_form(stack: PrivateStack) -> None:
+    """What a model server has at hand: scikit-learn's ``predict`` gives ``np.str_`` classes, a database driver
+    ``Decimal`` and ``UUID``, pandas' nullable columns ``pd.NA`` and ``NaT``, a time column ``np.datetime64``.
+    Each goes as the JSON value it stands for (before: a class or label of ``np.str_`` was refused as "must be
+    a number, got a number", the others raised); a value with no JSON form is refused with its type named."""
+    model = "sdk-" + uuid.uuid4().hex[:8]
+    request = uuid.UUID("6f1c1b7e-8a64-4a44-9d6e-3b1f0a8f1e21")
+    with EventProducer(stack.settings, envelopes=False) as producer:
+        producer.emit_prediction(
+            model,
+            request_id=request,
+            ts=np.datetime64("2026-11-30T08:00:00.250"),
+            features={"amount": decimal.Decimal("12.50"), "age": pd.NA, "seen": pd.NaT, "channel": Channel.WEB},
+            prediction=np.array(["fraud", "legit"])[0],
+            score={np.str_("fraud"): np.float32(0.75), "legit": 0.25},
+        )
+        producer.emit_outcome(model, request_id=np.str_(str(request)), label=np.str_("fraud"))
+        with pytest.raises(EventError, match=r"Timestamp\('2026-11-30 08:00:00'\) \(Timestamp\) is not a number"):
+            producer.emit_prediction(
+                model, request_id="r", features={"seen": pd.Timestamp("2026-11-30 08:00")}, prediction=1
+            )
+        with pytest.raises(EventError, match=r'"ts" must be a datetime.*\(date\)'):
+            producer.emit_outcome(model, request_id="r", label=1, ts=dt.date(2026, 11, 30))
+        with pytest.raises(EventError, match=r'"request_id" must be a string, got bytes \(no JSON type\)'):
+            producer.emit_outcome(model, request_id=b"r-1", label=1)
+    (prediction,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.predictions, model)]
+    (outcome,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.outcomes, model)]
+    assert prediction["request_id"] == str(request) == outcome["request_id"]
+    assert prediction["ts"] == 1796025600.25
+    assert prediction["features"] == {"amount": 12.5, "age": None, "seen": None, "channel": "web"}
+    assert prediction["prediction"] == "fraud" and prediction["score"] == {"fraud": 0.75, "legit": 0.25}
+    assert outcome["label"] == "fraud"
