@@ -202,14 +202,53 @@ def calibrate(
         raise ValueError("a CUSUM reference needs at least 2 values")
     whole = moments or Moments(len(values), float(values.mean()), float(values.std(ddof=1)))
     ones = whole.mean * whole.count
-    if _zero_one(values) and abs(ones - round(ones)) < 1e-6:
-        # a rate: Bernoulli, known by its count and its ones (a model's null rates share it)
+    if _zero_one(values) and abs(ones - round(ones)) < 1e-6 and 0 <= round(ones) <= whole.count:
+        # a rate: Bernoulli, known by its count and its ones (a model's null rates share it); a feature of 0s
+        # and 1s whose reference grew with a 2 is a number, its first values the shape
         return _calibrate_rate(whole.count, round(ones), tuple(allowances), seed)
-    std = whole.std if whole.std > 0 else max(abs(whole.mean) * 1e-9, 1e-12)  # a constant: any change counts
-    own_std = float(values.std(ddof=1))
-    shape = (values - values.mean()) / own_std if own_std > 0 else np.zeros(len(values))
+    std = resolved_std(whole)
+    # a constant has no shape: its own std is rounding (4,000 copies of 0.7311 have a mean 1 ulp off theirs),
+    # and dividing by it made every point 1, a chart that never comes down (a stuck sensor after an alarm)
+    own_std = float(values.std(ddof=1)) if values.min() < values.max() else 0.0
+    shape = _standardized(values, own_std) if own_std > 0 else np.zeros(len(values))
     laws = _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
     return dataclasses.replace(laws, low=float(values.min()), high=float(values.max())) if own_std > 0 else laws
+
+
+#: The largest magnitude a chart takes a value at: past it, a value is taken at it. The squares of values past
+#: 1e154 are past the largest float, and a reference of them had an infinite variance (an alarm every batch).
+MAGNITUDE = 1e150
+
+
+def within_magnitude(values: np.ndarray, *, copied: bool = False) -> np.ndarray:
+    """``values`` held within ±:data:`MAGNITUDE` (NaN kept), in place when ``copied`` (the caller's own)."""
+    return np.clip(values, -MAGNITUDE, MAGNITUDE, out=values if copied else None)
+
+
+#: The smallest standard deviation a chart takes, relative to the reference's mean: values that differ by
+#: rounding (0.3 and 0.1 + 0.2, a ratio computed two ways) are one value, and a constant's charts see a change
+#: of this size. Below it the charts standardized rounding error, and alarmed every few thousand events.
+RESOLUTION = 1e-9
+
+
+def resolved_std(moments: Moments) -> float:
+    """The standard deviation the charts divide by: at least :data:`RESOLUTION` of the mean (a constant's: of
+    the mean, or 1e-12 about 0, where any change counts)."""
+    if moments.std > 0:
+        return max(moments.std, abs(moments.mean) * RESOLUTION)
+    return max(abs(moments.mean) * RESOLUTION, 1e-12)
+
+
+def _standardized(values: np.ndarray, std: float) -> np.ndarray:
+    """``values`` at mean 0 and standard deviation 1. Values a few ulps apart (0.3 and 0.1 + 0.2) have a mean
+    rounded onto one of them, and their deviations all on one side (0 and 2 standard deviations): standardized
+    once more, as a chart's exponent has no root for points that do not centre on 0."""
+    shape = (values - values.mean()) / std
+    centre = float(shape.mean())
+    if abs(centre) > 1e-6:
+        shape = shape - centre
+        shape = shape / float(shape.std(ddof=1))
+    return shape
 
 
 def _zero_one(values: np.ndarray) -> bool:
@@ -680,7 +719,7 @@ class CUSUM:
 
     def update_many(self, values: Sequence[float] | np.ndarray) -> list[tuple[int, Evidence]]:
         fired: list[tuple[int, Evidence]] = []
-        x = np.asarray(values, dtype=float)
+        x = within_magnitude(np.asarray(values, dtype=float))
         start = 0
         while start < len(x):
             if self._calibration is None:
@@ -786,7 +825,7 @@ class CUSUM:
             self._calibration = calibrate(self._learning, self.allowances, seed=self.seed, moments=moments)
         else:  # the same values to resample, so the same laws: at the location and scale of more values
             self._calibration = dataclasses.replace(
-                previous, mean=moments.mean, std=moments.std, observed_mean=moments.mean, size=moments.count
+                previous, mean=moments.mean, std=resolved_std(moments), observed_mean=moments.mean, size=moments.count
             )
         self._grow_at = min(2 * self._calibration.size, self.max_reference)
         self._set_thresholds()
@@ -1018,7 +1057,7 @@ def update_together(detectors: Sequence[CUSUM], values: Sequence[np.ndarray]) ->
             else:  # complete already: update_many calibrates on it first
                 alone.add(i)
         for (n, _, _), bank in banks.items():
-            x = np.stack([values[i][taken[i] : taken[i] + n] for i in bank])
+            x = within_magnitude(np.stack([values[i][taken[i] : taken[i] + n] for i in bank]), copied=True)
             constant = (x == x[:, :1]).all(axis=1)
             for r in np.flatnonzero(constant).tolist():  # a null rate while the feature is never null, mostly
                 if detectors[bank[r]]._take_at_rest(x[r]):

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.streams.drift.cusum import RESOLUTION, within_magnitude
+
 #: Components kept: those that explain this share of the reference's variance (at least one is left out).
 EXPLAINED = 0.9
 RECENT = 500  # rows kept to say which features changed
@@ -41,6 +43,10 @@ HALF_LIFE = 200  # rows: how fast the running mean the rows are centred on follo
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 _SPAN = 8 * HALF_LIFE  # rows the running mean is taken over in one closed form (its factors stay below 2^8)
 _POWERS = _DECAY ** np.arange(1, _SPAN + 1)
+
+
+#: A squared residual below this many standard deviations² is rounding, taken as 0.
+ROUNDING = 1e-9
 
 
 class JointDrift:
@@ -70,6 +76,7 @@ class JointDrift:
     def update(self, rows: np.ndarray) -> np.ndarray | None:
         """Each row's reconstruction error once the reference is complete (None before; rows that complete
         the reference are part of it and get no score)."""
+        rows = within_magnitude(rows)  # the reference's squares within the largest float
         if not self.fitted:
             take = rows[: self.reference_size - self._collected]
             self._reference.append(take)
@@ -85,8 +92,13 @@ class JointDrift:
         assert complement is not None and self.components is not None
         # the smaller product: a row's residual off the components is its part along their complement
         if len(complement) < 2 * len(self.components):
-            return np.square(((centred - self.mean) / self.std) @ complement.T).sum(axis=1)
-        return np.square(self._residuals(centred)).sum(axis=1)  # type: ignore[no-any-return]
+            errors = np.square(((centred - self.mean) / self.std) @ complement.T).sum(axis=1)
+        else:
+            errors = np.square(self._residuals(centred)).sum(axis=1)
+        # rounding: where fewer than two features vary, the residual is the arithmetic's own error, whose
+        # moments are no reference (a chart on them alarmed every few thousand events)
+        errors[errors < ROUNDING] = 0.0
+        return errors  # type: ignore[no-any-return]
 
     def contributions(self, rows: np.ndarray | None = None, top: int = 3) -> list[str]:
         """The features whose squared residuals on ``rows`` (default: the last rows scored) grew the most
@@ -130,7 +142,9 @@ class JointDrift:
     def _fit(self, reference: np.ndarray) -> None:
         self._reference = []
         self.mean = reference.mean(axis=0)
-        self.std = np.where(reference.std(axis=0) > 0, reference.std(axis=0), 1.0)
+        std = reference.std(axis=0)
+        floor = np.abs(self.mean) * RESOLUTION  # values that differ by rounding are one value (cusum.RESOLUTION)
+        self.std = np.where(std > 0, np.maximum(std, floor), 1.0)
         low, high = np.nanmin(reference, axis=0), np.nanmax(reference, axis=0)
         varies = low < high
         self.low, self.high = np.where(varies, low, -np.inf), np.where(varies, high, np.inf)
