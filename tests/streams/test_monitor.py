@@ -441,7 +441,8 @@ def test_values_a_chart_cannot_standardize_as_it_did_leave_the_model_detecting(m
     ratio = np.where(rng.random(n) < 0.5, 0.3, 0.1 + 0.2)
     flag = (rng.random(n) < 0.3).astype(float)
     flag[20_000:] += rng.random(n - 20_000) < 0.01
-    columns = {"stuck": stuck, "ratio": ratio, "flag": flag, "huge": rng.normal(size=n) * 1e300, "y": rng.normal(size=n)}
+    huge = rng.normal(size=n) * 1e300
+    columns = {"stuck": stuck, "ratio": ratio, "flag": flag, "huge": huge, "y": rng.normal(size=n)}
     alerts = []
     for start in range(0, n, 5000):
         alerts += monitor.process_predictions(numeric_batch(start, 5000, columns))
