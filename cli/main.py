@@ -371,7 +371,7 @@ def alerts_resend(ctx: click.Context, forwarder: WebhookForwarder, name: str | N
 
 @alerts.command("silence")
 @click.option("--model", required=True, help="The model whose alerts are held back.")
-@click.option("--for", "duration", required=True, help="How long: 2h, 90m, 1d12h, 45s.")
+@click.option("--for", "duration", required=True, help="How long: 2h, 90m, 1d12h, 45s, 2w.")
 @click.option(
     "--kind", default="", type=click.Choice(["", "data", "prediction", "performance"]), help="Only this kind."
 )

@@ -441,7 +441,7 @@ class ModelRegistry:
             for record, change in zip(records, changes, strict=True):
                 self._announce(change.announcement(record, previous))
             return records[0]
-        wanted = f"v{to_version}" if to_version is not None else "a retired version"
+        wanted = f"v{to_version}" if to_version is not None else "retired version"
         raise RegistryError(f"{model} has no {wanted} with a valid artifact to roll back to")
 
     def close(self) -> None:

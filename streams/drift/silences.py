@@ -6,8 +6,8 @@ and recorded in ``drift_alerts`` with ``silenced = 1``, but not published on the
 is told, no retraining starts. Silences are judged by wall-clock time when the alert is raised, and read
 from ClickHouse whenever alerts are raised, so a new one takes effect at the next alert.
 
->>> parse_duration("2h"), parse_duration("90m"), parse_duration("1d12h"), parse_duration("45s")
-(7200.0, 5400.0, 129600.0, 45.0)
+>>> parse_duration("2h"), parse_duration("90m"), parse_duration("1d12h"), parse_duration("45s"), parse_duration("2w")
+(7200.0, 5400.0, 129600.0, 45.0, 1209600.0)
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from typing import Any
 
 from driftloop.infra.contract import KINDS, Alert
 from driftloop.infra.errors import DriftloopError
+from driftloop.streams.event_types import MODEL_NAME, valid_model_name
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_UNIT_S = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+#: ``alert_silences.ends_at`` is a ClickHouse ``DateTime``: seconds since 1970 that fit 32 bits (2106-02-07).
+_LAST_END = 2**32 - 1
 
 
 class SilenceError(DriftloopError):
@@ -31,11 +34,11 @@ class SilenceError(DriftloopError):
 
 
 def parse_duration(text: str) -> float:
-    """``2h``, ``90m``, ``1d12h``, ``45s`` in seconds."""
+    """``2h``, ``90m``, ``1d12h``, ``45s``, ``2w`` in seconds."""
     compact = text.strip().lower().replace(" ", "")
     parts = _PART.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
-        raise SilenceError(f"cannot read the duration {text!r}: write it like 2h, 90m, 1d12h or 45s")
+        raise SilenceError(f"cannot read the duration {text!r}: write it like 2h, 90m, 1d12h, 45s or 2w")
     return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
@@ -69,9 +72,16 @@ class Silence:
 def new_silence(model: str, duration_s: float, *, kind: str = "", reason: str = "", created_by: str = "") -> Silence:
     if kind not in ("", *KINDS):
         raise SilenceError(f"unknown alert kind {kind!r}; use one of {', '.join(KINDS)} (or none: every kind)")
+    if not valid_model_name(model):
+        raise SilenceError(f"{model!r} is no model name: it must match {MODEL_NAME} (letters, digits, . _ -)")
     if not duration_s > 0:
         raise SilenceError("a silence needs a positive duration (--for 2h)")
     now = time.time()
+    if now + duration_s > _LAST_END:
+        days = int((_LAST_END - now) // 86400)
+        raise SilenceError(
+            f"a silence ends by 2106-02-07 (ClickHouse's DateTime): ask for at most {days} days (--for {days}d)"
+        )
     return Silence(uuid.uuid4().hex, model, kind, now, now + duration_s, reason, created_by)
 
 

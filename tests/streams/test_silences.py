@@ -15,6 +15,7 @@ ALERT = Alert.example()  # model fraud, kind data
 
 def test_durations_read_as_people_write_them() -> None:
     assert parse_duration("2h") == 7200 and parse_duration("1d 30m") == 88_200 and parse_duration("0.5h") == 1800
+    assert parse_duration("2w") == 14 * 86_400
     for wrong in ("", "2", "two hours", "2h-1m", "h"):
         with pytest.raises(SilenceError, match="2h, 90m"):
             parse_duration(wrong)
@@ -37,5 +38,11 @@ def test_a_silence_is_asked_for_rightly() -> None:
         new_silence("fraud", 60, kind="latency")
     with pytest.raises(SilenceError, match="positive duration"):
         new_silence("fraud", 0)
+    # before: a traceback out of clickhouse-driver (ends_at past a DateTime), and a silence for a name no
+    # event can carry
+    with pytest.raises(SilenceError, match=r"ends by 2106-02-07.*ask for at most \d+ days"):
+        new_silence("fraud", parse_duration("99999d"))
+    with pytest.raises(SilenceError, match="'bad name!' is no model name"):
+        new_silence("bad name!", 60)
     silence = new_silence("fraud", 7200, kind="performance", reason="migration")
     assert silence.ends_at - silence.starts_at == 7200 and silence.to_json()["kind"] == "performance"
