@@ -167,6 +167,26 @@ def numbers_beside(numbers: np.ndarray, texts: Sequence[str], other: np.ndarray)
     return read
 
 
+#: The class a boolean stands for beside a number: a classifier's 1 / 0 and an outcome's true / false (or the
+#: other way round) are one class, as scikit-learn and pandas compare them.
+_CLASS_OF_BOOLEAN = {"true": "1", "false": "0", "True": "1", "False": "0"}
+
+
+def same_classes(predictions: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Whether each prediction's text is its label's class: equal texts, or a boolean and its number.
+
+    >>> same_classes(["1", "0", "1", "true", "cat"], ["1", "false", "false", "1", "true"]).tolist()
+    [True, True, False, True, False]
+    """
+    same = np.fromiter(map(operator.eq, predictions, labels), dtype=bool, count=len(predictions))
+    if not same.all():
+        of = _CLASS_OF_BOOLEAN.get
+        for i in np.flatnonzero(~same).tolist():  # the wrong ones only, most often a share of the rows
+            prediction, label = predictions[i], labels[i]
+            same[i] = of(prediction, prediction) == of(label, label)
+    return same
+
+
 @dataclass(frozen=True)
 class JoinResult:
     """Labeled rows made (:data:`LABELED_ROWS`; ``partitions[i]``: the Kafka partition of row i's outcome), and
@@ -404,7 +424,7 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
     truth = np.asarray(outcome(o["label_num"]), dtype=float)
     predicted, truth = numbers_beside(predicted, texts, truth), numbers_beside(truth, labels, predicted)
     classification = is_classification(predicted, truth)
-    same = np.fromiter(map(operator.eq, texts, labels), dtype=bool, count=len(chosen))
+    same = same_classes(texts, labels)
     distance = np.abs(predicted - truth)
     correct = np.where(classification, same, distance == 0.0)
     error = np.where(classification, 1.0 - same, distance)

@@ -13,6 +13,7 @@ import pytest
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.event_rules import number_in
 from driftloop.streams.join import (
     _LOOKUP,
     _MADE,
@@ -181,6 +182,40 @@ def test_a_regression_value_sent_as_text_on_one_side_is_a_number() -> None:
     assert unmatched == []
     got = list(zip(labeled["correct"], labeled["error"], strict=True))
     assert [(c, pytest.approx(e)) for c, e in got] == [want for _, want in pairs]
+
+
+def test_a_boolean_outcome_is_the_class_of_its_number() -> None:
+    """A classifier that answers 1 / 0 and an outcome system that sends ``true`` / ``false`` (``is_fraud``), or
+    the other way round: one class, as scikit-learn and pandas compare them. Before, every such row was wrong
+    (accuracy 0 for a model that was always right, and a performance alert on it)."""
+    pairs = [("1", "true", 1), ("0", "false", 1), ("1", "false", 0), ("true", "1", 1), ("False", "0", 1)]
+    pairs += [("0", "true", 0), ("cat", "true", 0), ("2", "true", 0), ("1.5", "true", 0)]
+
+    def as_number(text: str) -> float:  # as the decoder reads a JSON number (a boolean is none)
+        number = number_in(text)
+        return math.nan if number is None else number
+
+    n = len(pairs)
+    columns = {"event_id": [f"p{k}" for k in range(n)], "model_version": [1] * n, "ts": [1_790_000_000] * n}
+    columns |= {"ts_ms": [1_790_000_000_000] * n, "served": [1] * n, "score": [math.nan] * n, "features": [1] * n}
+    columns |= {
+        "prediction": [p for p, _, _ in pairs],
+        "prediction_num": [as_number(p) for p, _, _ in pairs],
+    }
+    outcome_rows = {
+        "event_id": [f"o{k}" for k in range(n)],
+        "model": ["m"] * n,
+        "request_id": [f"r{k}" for k in range(n)],
+    }
+    outcome_rows |= {"ts": [1_790_000_001] * n, "ts_ms": [1_790_000_001_000] * n, "value": [math.nan] * n}
+    outcome_rows |= {
+        "label": [label for _, label, _ in pairs],
+        "label_num": [as_number(label) for _, label, _ in pairs],
+    }
+    found = Found.of(["m"] * n, [f"r{k}" for k in range(n)], columns)
+    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found)
+    assert unmatched == [] and list(labeled["correct"]) == [want for _, _, want in pairs]
+    assert list(labeled["label"]) == [label for _, label, _ in pairs]  # as sent: training learns what came
 
 
 def test_a_labeled_row_is_the_table_s_columns_the_join_makes_and_the_features_clickhouse_copies() -> None:
