@@ -22,10 +22,11 @@ import logging
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
@@ -128,12 +129,21 @@ class WebhookForwarder:
                 headers={"Content-Type": "application/json", "Idempotency-Key": alert_id},
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                with _OPENER.open(request, timeout=self.timeout_s) as response:
                     if 200 <= response.status < 300:
                         return "delivered", f"HTTP {response.status}"
                     detail = f"HTTP {response.status}"
             except urllib.error.HTTPError as exc:
                 detail = f"HTTP {exc.code}"
+                if 300 <= exc.code < 400:  # a redirect not followed (see _KeepPost): a URL to set again
+                    location = exc.headers.get("Location") if exc.headers else None
+                    moved = redacted(urllib.parse.urljoin(url, location)) if location else "(no Location)"
+                    detail = f"HTTP {exc.code}: moved to {moved}; set that URL"
+                    log.error(
+                        "webhook redirects a POST elsewhere; the alert is not sent there again",
+                        extra={"fields": {"url": redacted(url), "status": exc.code, "location": moved}},
+                    )
+                    return "refused", detail
                 if 400 <= exc.code < 500 and exc.code not in (408, 429):
                     log.error(
                         "webhook refused the alert; it is not sent there again",
@@ -155,6 +165,22 @@ class WebhookForwarder:
                 jittered = self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
                 time.sleep(min(asked if asked is not None else jittered, self.max_pause_s))
         return "failed", detail
+
+
+class _KeepPost(urllib.request.HTTPRedirectHandler):
+    """Follows 307 and 308, which keep the method and body, to the same scheme or https; refuses 301, 302 and
+    303, after which urllib would send a GET without the alert (a receiver's 200 to it, "delivered", and the
+    alert lost), and https to http (the URL's token in the clear)."""
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        if code not in (307, 308) or (req.type == "https" and not newurl.lower().startswith("https:")):
+            return None  # urllib raises the answer as an HTTPError
+        return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=dict(req.header_items()))
+
+
+_OPENER = urllib.request.build_opener(_KeepPost)
 
 
 def retry_after_s(header: str | None) -> float | None:

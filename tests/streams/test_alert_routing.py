@@ -277,3 +277,59 @@ def test_a_pagerduty_subscriber_resolves_its_incidents_after_the_cooldown_or_a_n
     assert sorted(events[:2]) == [("trigger", "pd-quiet/amount"), ("trigger", "pd-swapped/amount")]
     assert sorted(events[2:]) == [("resolve", "pd-quiet/amount"), ("resolve", "pd-swapped/amount")]
     assert all(b["routing_key"] == "R0UT1NG" for b in receiver.received)  # type: ignore[attr-defined]
+
+
+class Moving(BaseHTTPRequestHandler):
+    """``/moved/<code>`` answers a redirect of that code to ``/new``; ``/new`` takes a POST (204) and refuses
+    anything else (405), as a webhook receiver does. Every request is recorded, with its method and body."""
+
+    def _record(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.requests.append((self.command, self.path, body))  # type: ignore[attr-defined]
+        return body
+
+    def do_POST(self) -> None:
+        self._record()
+        if self.path.startswith("/moved/"):
+            self.send_response(int(self.path.rsplit("/", 1)[1]))
+            self.send_header("Location", "/new")
+        else:
+            self.send_response(204)
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self._record()
+        self.send_response(200 if self.path == "/new" else 404)  # a page at the new URL: "delivered"
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_webhook_that_moved_gets_the_alert_or_says_where_it_went(caplog: pytest.LogCaptureFixture) -> None:
+    """307 and 308 keep the POST and its body: the alert reaches the new URL. After 301, 302 or 303 urllib sent
+    a GET without the alert, and the new URL's page answered 200: "delivered", the alert lost. Now those are
+    refused, with where the webhook moved, and nothing is sent there."""
+    server = HTTPServer(("127.0.0.1", 0), Moving)
+    server.requests = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        forwarder = WebhookForwarder([], attempts=2, backoff_s=0.01, max_pause_s=0.05)
+        for code in (307, 308):
+            server.requests.clear()  # type: ignore[attr-defined]
+            assert forwarder.deliver(ALERT, [f"{base}/moved/{code}"]) == {f"{base}/moved/{code}": "delivered"}
+            (_, _, first), (method, path, body) = server.requests  # type: ignore[attr-defined]
+            assert (method, path) == ("POST", "/new") and body == first
+            assert json.loads(body)["alert_id"] == ALERT.alert_id
+        for code in (301, 302, 303):
+            server.requests.clear()  # type: ignore[attr-defined]
+            ((outcome, detail),) = forwarder.attempt(ALERT, [f"{base}/moved/{code}"]).values()
+            assert (
+                outcome == "refused"
+                and detail == f"HTTP {code}: moved to http://127.0.0.1:{server.server_port}/…; set that URL"
+            )
+            assert [(m, p) for m, p, _ in server.requests] == [("POST", f"/moved/{code}")]  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
