@@ -138,6 +138,12 @@ class ClickHouseSink:
     def _insert_select_blocking(self, table: str, rows: int, query: str, source: ExternalColumns) -> None:
         with self._holding(rows):
             error = self._retrying(table, rows, lambda: self._client.execute(query, external_tables=[source]))
+        if error is not None and _PARTITIONS_OF_ONE_INSERT in error and rows > 1:  # see is_transient: in halves
+            middle = rows // 2
+            for part in (slice(0, middle), slice(middle, rows)):
+                half = ExternalColumns(source.name, source.structure, [column[part] for column in source.columns])
+                self._insert_select_blocking(table, row_count(half.columns), query, half)
+            return
         if error is not None:
             raise InsertRefusedError(f"ClickHouse refused {rows} {table} rows ({error}); the query was: {query}")
         self.metrics.batch_done(table, rows)
@@ -239,6 +245,9 @@ class InsertRefusedError(DriftloopError, RuntimeError):
     run ``driftloop stack up`` to migrate it, or report the query in the message)."""
 
 
+_PARTITIONS_OF_ONE_INSERT = "partitions for single INSERT block"
+
+
 def _any_item(rows: Column) -> bool:
     """Whether any row of an array column holds anything."""
     return any(rows) if isinstance(rows, list) else bool(rows.lengths().any())
@@ -247,5 +256,8 @@ def _any_item(rows: Column) -> bool:
 def is_transient(exc: Exception) -> bool:
     """Whether ``exc`` is ClickHouse being away or overloaded (retrying helps), not a refusal of the query."""
     if isinstance(exc, ch_errors.ServerException):
-        return exc.code in _TRANSIENT_SERVER_CODES
+        # TOO_MANY_PARTS is ClickHouse asking for slower inserts, but also (ClickHouse 19.3 on) a block of rows
+        # from more than `max_partitions_per_insert_block` weeks (a backfill of years): retried, it never goes
+        # in, and the worker stalled on it; a refusal, it is written in halves until each goes in
+        return exc.code in _TRANSIENT_SERVER_CODES and _PARTITIONS_OF_ONE_INSERT not in str(exc.message)
     return isinstance(exc, ch_errors.NetworkError | ch_errors.SocketTimeoutError | OSError | EOFError)

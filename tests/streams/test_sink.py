@@ -8,11 +8,12 @@ import uuid
 
 import numpy as np
 import pytest
+from clickhouse_driver import errors as ch_errors
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.streams.batch import ColumnBatch, NumberRows
 from driftloop.streams.join import OutcomeJoin
-from driftloop.streams.sink import Backoff, ClickHouseSink
+from driftloop.streams.sink import Backoff, ClickHouseSink, is_transient
 from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 
 pytestmark = pytest.mark.integration
@@ -217,3 +218,20 @@ def test_events_with_nulls_land_as_the_field_rules_rows(stack: PrivateStack) -> 
             )  # fmt: skip
     assert len(back) == 600
     assert {row[0]: tuple(list(c) for c in row[1:]) for row in back} == expected
+
+
+def test_a_block_of_too_many_weeks_is_written_in_halves_not_retried_for_ever() -> None:
+    """ClickHouse (19.3 on) answers TOO_MANY_PARTS both to inserts that outrun its merges (wait and retry) and to
+    one block of rows from more than `max_partitions_per_insert_block` weeks (a backfill of years): retried, that
+    one never goes in, and the worker stalled on it. It is a refusal, which the sink answers by writing halves.
+    (The 18.16 server here has no such limit: the messages are current ClickHouse's.)"""
+    too_many_weeks = ch_errors.ServerException(
+        "DB::Exception: Too many partitions for single INSERT block (more than 100). The limit is controlled by "
+        "'max_partitions_per_insert_block' setting.",
+        code=ch_errors.ErrorCodes.TOO_MANY_PARTS,
+    )
+    merges_behind = ch_errors.ServerException(
+        "DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts.",
+        code=ch_errors.ErrorCodes.TOO_MANY_PARTS,
+    )
+    assert not is_transient(too_many_weeks) and is_transient(merges_behind)
