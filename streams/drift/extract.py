@@ -17,7 +17,14 @@ import numpy as np
 
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
-from driftloop.streams.drift.signals import JOINT, JOINT_REFERENCE, VERSION_MARK, ModelState, family
+from driftloop.streams.drift.signals import (
+    JOINT,
+    JOINT_REFERENCE,
+    VERSION_MARK,
+    ModelState,
+    family,
+    feature_signal,
+)
 from driftloop.streams.event_rules import number_in
 
 log = logging.getLogger("driftloop.drift")
@@ -63,7 +70,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
             nulls[name] = nulls[name].copy()
             nulls[name][positions] = 1.0
     signals: list[SignalValues] = []
-    signals += [SignalValues(name, "numeric", p, v) for name, (p, v) in numeric.items()]
+    signals += [SignalValues(feature_signal(name), "numeric", p, v) for name, (p, v) in numeric.items()]
     if spec.monitoring.spread:
         signals += [
             SignalValues(f"{name}:spread", "numeric", p, _spread(state, name, v)) for name, (p, v) in numeric.items()
@@ -73,7 +80,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
             far = _far(state, name)
             if far is not None:
                 signals.append(SignalValues(f"{name}:outliers", "outliers", p, _outliers(v, far)))
-    signals += [SignalValues(name, "categorical", p, v) for name, (p, v) in categorical.items()]
+    signals += [SignalValues(feature_signal(name), "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
     for name in sorted(state.features):
@@ -96,7 +103,10 @@ def _one_type_each(state: ModelState, numeric: dict[str, Any], categorical: dict
     of most of its values in the batch. Returns the positions of each numeric feature's missing texts."""
     as_missing: dict[str, list[int]] = {}
     declared = state.spec.features
-    for name in [n for n in categorical if n in numeric or n in state.signals or declared.get(n) == "numeric"]:
+    watched = state.signals
+    for name in [
+        n for n in categorical if n in numeric or feature_signal(n) in watched or declared.get(n) == "numeric"
+    ]:
         if _watched_as_numbers(state, name, numeric, categorical):
             read, unread = _numbers_of(*categorical.pop(name))
             if read[0]:
@@ -107,7 +117,7 @@ def _one_type_each(state: ModelState, numeric: dict[str, Any], categorical: dict
         elif name in numeric:
             positions, numbers = numeric.pop(name)
             categorical[name] = _merged(categorical[name], (positions, [str(v) for v in np.asarray(numbers).tolist()]))
-    for name in [n for n in numeric if n in state.signals and family(state.signals[n].signal_type) != "numbers"]:
+    for name in [n for n in numeric if (s := watched.get(feature_signal(n))) and family(s.signal_type) != "numbers"]:
         positions, values = numeric.pop(name)
         categorical[name] = (positions, [str(v) for v in np.asarray(values).tolist()])
     if as_missing:
@@ -125,8 +135,9 @@ def _watched_as_numbers(state: ModelState, name: str, numeric: dict[str, Any], c
     declared = state.spec.features.get(name)
     if declared is not None:
         return declared == "numeric"
-    if name in state.signals:
-        return family(state.signals[name].signal_type) == "numbers"
+    signal = state.signals.get(feature_signal(name))
+    if signal is not None:
+        return family(signal.signal_type) == "numbers"
     return name in numeric and len(numeric[name][0]) >= len(categorical[name][0])
 
 
@@ -309,7 +320,7 @@ def _far(state: ModelState, name: str) -> tuple[float, float] | None:
     centre is: the detector's next references, after an alarm, do not move it."""
     far = state.far.get(name)
     if far is None:
-        signal = state.signals.get(name)
+        signal = state.signals.get(feature_signal(name))
         calibration = getattr(signal.detector, "calibration", None) if signal is not None else None
         if calibration is None or not getattr(calibration, "bounded", False):
             return None

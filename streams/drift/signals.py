@@ -170,12 +170,36 @@ def set_run_length(signal: SignalState, events: float) -> None:
 FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers")
 
 
+#: A feature named as one of the model's own signals could be (``joint``, ``amount:spread``, ``score@v3``) is
+#: watched as ``feature:<name>``: its values and that signal's never share a detector (a feature ``joint`` fed
+#: the joint signal's chart, an alarm every few thousand stationary events). Its other signals keep its name
+#: (``joint:spread``).
+FEATURE_MARK = "feature:"
+
+
+def feature_signal(feature: str) -> str:
+    """The signal that watches a feature's values: the feature's name, unless a signal of the model's own could
+    have it.
+
+    >>> feature_signal("amount"), feature_signal("joint"), feature_signal("amount:spread"), feature_signal("score@v3")
+    ('amount', 'feature:joint', 'feature:amount:spread', 'feature:score@v3')
+    """
+    return FEATURE_MARK + feature if _taken(feature) else feature
+
+
+def _taken(name: str) -> bool:
+    """Whether a signal of a model's own could be named ``name``."""
+    return name == JOINT or name.endswith(FEATURE_SIGNALS) or output_version(name) is not None
+
+
 def feature_of(signal: str) -> str:
     """The feature a signal of it watches (the signal itself for any other).
 
-    >>> feature_of("amount:outliers"), feature_of("amount"), feature_of("joint")
-    ('amount', 'amount', 'joint')
+    >>> feature_of("amount:outliers"), feature_of("amount"), feature_of("joint"), feature_of("feature:a:spread")
+    ('amount', 'amount', 'joint', 'a:spread')
     """
+    if signal.startswith(FEATURE_MARK) and _taken(named := signal.removeprefix(FEATURE_MARK)):
+        return named
     for suffix in FEATURE_SIGNALS:
         if signal.endswith(suffix):
             return signal.removesuffix(suffix)

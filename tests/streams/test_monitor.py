@@ -452,6 +452,25 @@ def test_values_a_chart_cannot_standardize_as_it_did_leave_the_model_detecting(m
     assert not [a for a in alerts if a.signal.split(":")[0] in ("ratio", "huge", "y")]
 
 
+def test_a_feature_named_as_a_signal_of_the_model_s_own_has_a_detector_of_its_own(monitor: DriftMonitor) -> None:
+    """A feature named ``joint`` (a joint application), and ``amount:spread`` beside ``amount``: each shared a
+    detector with the model's own signal of that name (the joint signal's, ``amount``'s spread), and their
+    values together alarmed 21 times in 100,000 stationary events. Each is watched as ``feature:<name>`` now:
+    quiet while stationary, and its own shift is its own alert."""
+    rng = np.random.default_rng(3)
+    n = 100_000
+    joint = rng.normal(size=n) * 100 + 1000
+    joint[70_000:] += 100  # a 1σ shift of the feature named joint
+    columns = {"joint": joint, "amount": rng.normal(size=n), "c": rng.normal(size=n)}
+    columns["amount:spread"] = rng.normal(size=n) * 10 + 50
+    alerts = []
+    for start in range(0, n, 5000):
+        alerts += monitor.process_predictions(numeric_batch(start, 5000, columns))
+    assert {"joint", "feature:joint", "amount:spread", "feature:amount:spread"} <= set(monitor.models["m"].signals)
+    ((signal, at),) = [(a.signal, int(a.request_id[1:])) for a in alerts]
+    assert signal == "feature:joint" and 70_000 <= at < 70_500
+
+
 def test_feature_names_beyond_the_limit_are_counted_not_watched(tmp_path: Path) -> None:
     (tmp_path / "wide.toml").write_text('name = "wide"\n[monitoring]\nmax_features = 5\n')
     monitor = DriftMonitor(SpecCatalog(tmp_path))
