@@ -460,7 +460,7 @@ def test_a_feature_named_as_a_signal_of_the_model_s_own_has_a_detector_of_its_ow
     rng = np.random.default_rng(3)
     n = 100_000
     joint = rng.normal(size=n) * 100 + 1000
-    joint[70_000:] += 100  # a 1σ shift of the feature named joint
+    joint[70_000:] += 100  # a shift of one standard deviation of the feature named joint
     columns = {"joint": joint, "amount": rng.normal(size=n), "c": rng.normal(size=n)}
     columns["amount:spread"] = rng.normal(size=n) * 10 + 50
     alerts = []
