@@ -67,14 +67,14 @@ def _slack(alert: Alert, routing_key: str | None) -> dict[str, Any]:
     mark = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
     facts = [
         f"*model* {alert.model} v{alert.model_version}",
-        f"*signal* {alert.signal} ({alert.kind})",
-        f"*since* request {alert.change_point_request_id}",
+        f"*signal* {slack_text(alert.signal)} ({alert.kind})",
+        f"*since* request {slack_text(alert.change_point_request_id)}",
     ]
     if alert.owner:
-        facts.append(f"*owner* {alert.owner}")
+        facts.append(f"*owner* {slack_text(alert.owner)}")
     if alert.runbook:
-        facts.append(f"*runbook* <{alert.runbook}>")
-    text = f"{mark[alert.severity]} {alert.message}"
+        facts.append(f"*runbook* <{slack_text(alert.runbook)}>")
+    text = f"{mark[alert.severity]} {slack_text(alert.message)}"
     return {
         "text": text,
         "blocks": [
@@ -82,6 +82,16 @@ def _slack(alert: Alert, routing_key: str | None) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": fact} for fact in facts]},
         ],
     }
+
+
+def slack_text(text: str) -> str:
+    """``text`` as Slack shows it as written: ``&``, ``<`` and ``>`` escaped, as Slack asks. Feature names and
+    request ids come from the events' producers, and ``<!channel>`` among them notified a whole channel.
+
+    >>> slack_text("<!channel> & a>b")
+    '&lt;!channel&gt; &amp; a&gt;b'
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:

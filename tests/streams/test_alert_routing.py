@@ -333,3 +333,15 @@ def test_a_webhook_that_moved_gets_the_alert_or_says_where_it_went(caplog: pytes
             assert [(m, p) for m, p, _ in server.requests] == [("POST", f"/moved/{code}")]  # type: ignore[attr-defined]
     finally:
         server.shutdown()
+
+
+def test_a_slack_message_shows_the_producers_texts_as_written() -> None:
+    """Feature names and request ids come from whoever produces the events: in a Slack message ``<!channel>``
+    notified the whole channel and ``<https://x|text>`` was a link. Escaped as Slack asks, they are text."""
+    hostile = replace(ALERT, signal="<!channel>", change_point_request_id="<https://evil.example|open me>")
+    hostile = replace(hostile, message=f"drift on {hostile.signal} & more")
+    slack = payload(hostile, "slack")
+    shown = [slack["text"], slack["blocks"][0]["text"]["text"], *(e["text"] for e in slack["blocks"][1]["elements"])]
+    assert not any("<!channel>" in text or "<https://evil" in text for text in shown)
+    assert "drift on &lt;!channel&gt; &amp; more" in slack["text"]
+    assert "*signal* &lt;!channel&gt; (data)" in shown
