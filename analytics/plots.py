@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
+from collections.abc import Callable
+from typing import ParamSpec
 
 import matplotlib
 
@@ -20,6 +23,21 @@ KIND_COLOURS = {"data": "#1f77b4", "prediction": "#9467bd", "performance": "#d62
 VERSION_COLOURS = ("#17becf", "#2ca02c", "#e377c2", "#bcbd22", "#8c564b")
 
 
+P = ParamSpec("P")
+
+
+def _as_written(plot: Callable[P, bytes]) -> Callable[P, bytes]:
+    """Texts drawn as written: feature names and categories come from the events' producers, and matplotlib read
+    text between two ``$`` as TeX (``$0-$100`` drawn in italics, ``$x^$`` a ValueError that stopped the report)."""
+
+    @functools.wraps(plot)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> bytes:
+        with plt.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
 def _time(values: pd.Series | list[float]) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(float(v), dt.UTC).replace(tzinfo=None) for v in values]
 
@@ -31,6 +49,7 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+@_as_written
 def performance_plot(history: ModelHistory) -> bytes:
     """Accuracy (or mean error) per time bucket and serving version, with alerts and promotions marked."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, height_ratios=(3, 1))
@@ -75,6 +94,7 @@ def performance_plot(history: ModelHistory) -> bytes:
     return _png(figure)
 
 
+@_as_written
 def feature_shift_plot(feature: str, before: pd.Series, after: pd.Series, kind: str) -> bytes:
     """A feature's distribution before and after the change point (histograms, or category shares)."""
     figure, axis = plt.subplots(figsize=(5.5, 3.2))
@@ -97,6 +117,7 @@ def feature_shift_plot(feature: str, before: pd.Series, after: pd.Series, kind: 
     return _png(figure)
 
 
+@_as_written
 def retrain_plot(runs: pd.DataFrame) -> bytes:
     """Each retraining run as a bar of its phases (seconds), labelled with its outcome."""
     figure, axis = plt.subplots(figsize=(8, 0.6 + 0.5 * len(runs)))
