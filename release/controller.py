@@ -29,10 +29,11 @@ object, a controller that restarts resumes each stage where it was, with the evi
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from clickhouse_driver import Client
@@ -73,6 +74,7 @@ class ReleaseController:
         self.specs = specs or SpecCatalog(settings.spec_directory)
         self.clock = clock
         self._broken: dict[str, str] = {}  # model -> the spec error last reported
+        self._tasks: dict[tuple[str, int], str | None] = {}  # (model, version) -> the task it was trained for
 
     def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
         """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
@@ -92,8 +94,8 @@ class ReleaseController:
 
     def step(self, model: str) -> list[Decision]:
         """Decide what ``model``'s versions may do now (see the module docstring)."""
-        spec = self.specs.get(model)
         versions = self.registry.versions(model)
+        spec = self._with_task(self.specs.get(model), versions)
         decisions: list[Decision] = []
         candidates = sorted((r for r in versions if r.status == "candidate"), key=lambda r: r.version)
         if candidates:
@@ -116,6 +118,33 @@ class ReleaseController:
         if routing.shadow is None and routing.canary is None:
             decisions += self._watch(spec, routing.champion)
         return decisions
+
+    def _with_task(self, spec: ModelSpec, versions: Sequence[VersionRecord]) -> ModelSpec:
+        """``spec`` with the task its versions were trained for, when it names neither a task nor a metric: a
+        regression's releases are judged on absolute error. (Without it they were judged on accuracy, which is 0
+        on every regression row, and every challenger passed shadow and canary, however much worse.)"""
+        if spec.task is not None or spec.training.metric is not None:
+            return spec
+        for record in sorted(versions, key=lambda r: -r.version):
+            key = (record.model, record.version)
+            if key not in self._tasks:
+                self._tasks[key] = self._trained_task(record)
+            if self._tasks[key] is not None:
+                return spec.model_copy(update={"task": self._tasks[key]})
+        return spec
+
+    def _trained_task(self, record: VersionRecord) -> str | None:
+        """The task a version's preprocessing was fitted for (its artifact's ``preprocess.json``); None unread."""
+        try:
+            preprocess = json.loads((self.registry.artifact_path(record) / "preprocess.json").read_text())
+        except (OSError, ValueError) as exc:
+            log.warning(
+                "a version's task could not be read from its artifact",
+                extra={"fields": {"model": record.model, "version": record.version, "error": str(exc)}},
+            )
+            return None
+        task = preprocess.get("task") if isinstance(preprocess, dict) else None
+        return task if isinstance(task, str) else None
 
     # --- the stages ------------------------------------------------------------------------------------
 

@@ -107,7 +107,7 @@ def new_model(release_settings: Settings, trained: dict[int, Trained]) -> Callab
 @pytest.fixture()
 def write_labeled(release_settings: Settings) -> Callable[..., None]:
     """Labeled rows of one version: ``correct`` per request (1/0), ``served``, ``value`` per row (or NaN), at
-    prediction time ``ts`` (default: now)."""
+    prediction time ``ts`` (default: now); ``errors`` (a regression's absolute errors; default 1 - correct)."""
 
     def write(
         model: str,
@@ -118,6 +118,7 @@ def write_labeled(release_settings: Settings) -> Callable[..., None]:
         served: bool = True,
         values: Sequence[float] | None = None,
         ts: float | None = None,
+        errors: Sequence[float] | None = None,
     ) -> None:
         now = ts if ts is not None else time.time()
         n = len(request_ids)
@@ -143,7 +144,7 @@ def write_labeled(release_settings: Settings) -> Callable[..., None]:
             "label": ["1"] * n,
             "label_num": [1.0] * n,
             "correct": [int(c) for c in correct],
-            "error": [1.0 - c for c in correct],
+            "error": list(errors) if errors is not None else [1.0 - c for c in correct],
             "label_delay_s": [2.0] * n,
             "served": [int(served)] * n,
             "value": list(values) if values is not None else [math.nan] * n,

@@ -4,13 +4,20 @@ record it leaves in ``version_changes``, and what it does after a restart or a d
 from __future__ import annotations
 
 import time
+import uuid
 
+import numpy as np
 import pytest
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
-from driftloop.models.registry import ModelRegistry
+from driftloop.infra.spec import ModelSpec
+from driftloop.models.artifacts import write_artifact
+from driftloop.models.preprocess import Preprocessor
+from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.release.controller import ReleaseController
+from driftloop.retrain.dataset import LabeledData
+from driftloop.retrain.training import train
 from tests.release.conftest import outcomes
 from tests.stack_fixtures import strict_json
 
@@ -219,3 +226,40 @@ def test_the_cli_shows_stages_with_their_history_and_runs_the_controller(
     assert listed_rows[0]["champion_metric"] is None  # type: ignore[index]  # a first version's: none, not NaN
     table = cli.run_cli("models", "list", "--model", model)  # 80 columns in a pipe: the stages stay whole
     assert table.returncode == 0 and " shadow " in table.stdout and " champion " in table.stdout, table.stdout
+
+
+def test_a_regression_without_a_task_in_its_spec_is_released_on_its_errors(
+    release_settings: Settings, write_labeled
+) -> None:
+    """A spec that names no task (the task inferred from the data, as training does): releases compared
+    accuracy, 0 on every regression row for both versions, and a challenger three times as far off passed
+    shadow ("no difference"). The versions' artifacts say regression: it is judged on absolute error."""
+    model = "reg-" + uuid.uuid4().hex[:8]
+    directory = release_settings.spec_directory
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{model}.toml").write_text(f'name = "{model}"\n[release]\n')  # no task, no metric
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(600, 2))
+    data = LabeledData({"a": x[:, 0], "b": x[:, 1]}, {}, [""] * 600, x[:, 0] * 3 + x[:, 1], np.arange(600.0))
+    spec = ModelSpec.model_validate({"name": model, "task": "regression", "training": {"epochs": 2}})
+    pre = Preprocessor.fit(data.numeric, data.categorical, data.labels, "regression")
+    fit, check = data.split(0.2)
+    net = train(spec, pre, fit, check)
+    registry = ModelRegistry(release_settings)
+    try:
+        for version, stage in ((1, "champion"), (2, "candidate")):
+            path, sha = write_artifact(registry.root, spec, version, net.network, pre, net.inputs, {})
+            record = VersionRecord(model, version, stage, str(path), sha)
+            registry.add(record, path="first" if version == 1 else "release")
+    finally:
+        registry.close()
+    controller = ReleaseController(release_settings)
+    assert [d.to_stage for d in controller.step(model)] == ["shadow"]
+    ids = [f"r{i}" for i in range(400)]
+    wrong = [0] * 400  # a regression's rows are never "correct"
+    write_labeled(model, 1, ids, wrong, errors=np.abs(rng.normal(size=400)).tolist())
+    write_labeled(model, 2, ids, wrong, errors=(3 * np.abs(rng.normal(size=400))).tolist(), served=False)
+    (decision,) = controller.step(model)
+    assert decision.to_stage == "rejected" and "worse in shadow" in decision.reason
+    last = ModelRegistry(release_settings).changes(model)[-1].evidence
+    assert (last.test, last.result) == ("paired-abs-error", "fail")
