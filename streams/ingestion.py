@@ -21,9 +21,10 @@ import numpy as np
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
+from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch, DeadLetter, Decoded
 from driftloop.streams.decode import Incoming, decode_outcomes, decode_predictions, event_sources
-from driftloop.streams.join import JoinResult, OutcomeJoin
+from driftloop.streams.join import JoinResult, OutcomeJoin, RegressionSpecs
 from driftloop.streams.observers import BatchObserver
 from driftloop.streams.sink import ClickHouseSink, Rejected
 
@@ -133,7 +134,12 @@ class Ingestion:
         self.outcome_sink = ClickHouseSink(settings.clickhouse)
         # the join's own: a chunk's outcomes are written while the chunk before them is joined
         self.labeled_sink = ClickHouseSink(settings.clickhouse)
-        self.join = OutcomeJoin(settings.clickhouse, self.labeled_sink, window_s=settings.join_window_s)
+        self.join = OutcomeJoin(
+            settings.clickhouse,
+            self.labeled_sink,
+            window_s=settings.join_window_s,
+            regression=RegressionSpecs(SpecCatalog(settings.spec_directory)),
+        )
         self.metrics = IngestionMetrics()
         self._predictions = _Pipeline[_Written](self._start_predictions, self._after_predictions, self.metrics)
         self._outcomes = _Pipeline[tuple[_Written, JoinResult]](

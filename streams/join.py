@@ -36,7 +36,7 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ import numpy as np
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
+from driftloop.infra.spec import SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.event_rules import number_in
 from driftloop.streams.sink import ClickHouseSink, is_transient
@@ -231,13 +232,40 @@ class Found:
         return cls(columns, latest, shadows)
 
 
+class RegressionSpecs:
+    """Whether a model's spec says regression, read once a model (a spec that does not load: no, as a model
+    without a spec: the join then judges each row by its values)."""
+
+    def __init__(self, specs: SpecCatalog) -> None:
+        self.specs = specs
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, model: str) -> bool:
+        known = self._known.get(model)
+        if known is None:
+            try:
+                known = self.specs.get(model).task == "regression"
+            except SpecError:
+                known = False  # the monitor reports the broken spec
+            self._known[model] = known
+        return known
+
+
 class OutcomeJoin:
     """Joins outcome batches to predictions in ClickHouse; writes labeled and pending rows through a sink."""
 
-    def __init__(self, endpoint: ClickHouseEndpoint, sink: ClickHouseSink, *, window_s: float) -> None:
+    def __init__(
+        self,
+        endpoint: ClickHouseEndpoint,
+        sink: ClickHouseSink,
+        *,
+        window_s: float,
+        regression: Callable[[str], bool] = lambda model: False,
+    ) -> None:
         self.endpoint = endpoint
         self.sink = sink
         self.window_s = window_s
+        self.regression = regression  # whether a model's spec says regression: its whole numbers are values too
         self._client = SharedClient(endpoint)
         self._closed = threading.Event()
         self.room = WaitingRoom()
@@ -256,7 +284,7 @@ class OutcomeJoin:
         try:
             async with self._joining:
                 found = await asyncio.to_thread(self._lookup, outcomes["model"], outcomes["request_id"])
-                labeled, unmatched, origins = _label(outcomes, found)
+                labeled, unmatched, origins = _label(outcomes, found, self.regression)
                 now = int(time.time())
                 pending = _pending_rows(outcomes.take(unmatched), [partitions[i] for i in unmatched], now, "pending")
                 await self._write(labeled, pending)
@@ -316,7 +344,7 @@ class OutcomeJoin:
         if not len(waiting):
             return JoinResult(ColumnBatch.empty("labeled", LABELED_ROWS), 0)
         found = await asyncio.to_thread(self._lookup, waiting["model"], waiting["request_id"])
-        labeled, unmatched, origins = _label(waiting, found)
+        labeled, unmatched, origins = _label(waiting, found, self.regression)
         matched = sorted(set(range(len(waiting))) - set(unmatched))
         deadline = time.time() - self.window_s
         expired = [i for i in unmatched if waiting["arrived_at"][i] < deadline] if expire else []
@@ -389,7 +417,9 @@ class OutcomeJoin:
 _KEYS = (("model", "String"), ("request_id", "String"))
 
 
-def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int], list[int]]:
+def _label(
+    outcomes: ColumnBatch, found: Found, regression: Callable[[str], bool] = lambda model: False
+) -> tuple[ColumnBatch, list[int], list[int]]:
     """Labeled rows for the outcomes whose predictions were found (:data:`LABELED_ROWS`' columns), the indices
     of those not found, and the index of each labeled row's outcome: a row for each (outcome, prediction)
     pair, made a column at a time."""
@@ -424,6 +454,11 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
     truth = np.asarray(outcome(o["label_num"]), dtype=float)
     predicted, truth = numbers_beside(predicted, texts, truth), numbers_beside(truth, labels, predicted)
     classification = is_classification(predicted, truth)
+    models = outcome(o["model"])
+    by_model = {model: regression(model) for model in set(models)}
+    if any(by_model.values()):  # a regression by its spec: whole numbers on both sides are values (counts)
+        valued = np.fromiter(map(by_model.__getitem__, models), dtype=bool, count=len(models))
+        classification &= ~(valued & ~np.isnan(predicted) & ~np.isnan(truth))
     same = same_classes(texts, labels)
     distance = np.abs(predicted - truth)
     correct = np.where(classification, same, distance == 0.0)
@@ -438,7 +473,7 @@ def _label(outcomes: ColumnBatch, found: Found) -> tuple[ColumnBatch, list[int],
     columns = {
         "event_id": event_ids,
         "prediction_event_id": prediction(p["event_id"]),
-        "model": outcome(o["model"]),
+        "model": models,
         "model_version": versions,
         "request_id": outcome(o["request_id"]),
         "ts": prediction(p["ts"]),

@@ -202,7 +202,11 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
     numbers = part.prediction_num if every else part.prediction_num[rows]
     fractional = ~np.isnan(numbers) & ((numbers != np.trunc(numbers)) | np.isinf(numbers))
     name = f"prediction{VERSION_MARK}{version}"
-    if state.spec.task == "regression" or fractional.all():
+    watched = state.signals.get(name)
+    # numbers: a regression's (by its spec, by a fraction among them, or as they were first watched), whose
+    # whole values (a 0.0 clipped at the floor) stay numbers; "all fractional" made a batch with one 0.0 a batch
+    # of classes, skipped as a type change: a regression's prediction drift went unwatched
+    if state.spec.task == "regression" or (watched.signal_type == "score" if watched is not None else fractional.any()):
         signals.append(SignalValues(name, "score", rows, numbers))
     else:
         signals.append(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.event_rules import number_in
 from driftloop.streams.join import (
@@ -23,6 +24,7 @@ from driftloop.streams.join import (
     LABELED_ROWS,
     Found,
     OutcomeJoin,
+    RegressionSpecs,
     _label,
 )
 from driftloop.streams.sink import ClickHouseSink
@@ -216,6 +218,28 @@ def test_a_boolean_outcome_is_the_class_of_its_number() -> None:
     labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found)
     assert unmatched == [] and list(labeled["correct"]) == [want for _, _, want in pairs]
     assert list(labeled["label"]) == [label for _, label, _ in pairs]  # as sent: training learns what came
+
+
+def test_a_regression_by_its_spec_counts_whole_numbers_as_values(tmp_path: Path) -> None:
+    """A regression of counts (units sold: 3 predicted, 5 sold): whole numbers on both sides read as classes,
+    an error of 1 for any miss and 0 for a hit, so its MAE was the share of misses. A model whose spec says
+    regression has their distance; a model without a spec (or with a broken one) is judged row by row."""
+    (tmp_path / "units.toml").write_text('name = "units"\ntask = "regression"\n')
+    (tmp_path / "broken.toml").write_text('name = "broken"\ntask = "regresion"\n')
+    regression = RegressionSpecs(SpecCatalog(tmp_path))
+    rows = [("units", 3.0, 5.0), ("units", 4.0, 4.0), ("other", 3.0, 5.0), ("broken", 3.0, 5.0)]
+    n = len(rows)
+    columns = {"event_id": [f"p{k}" for k in range(n)], "model_version": [1] * n, "ts": [1_790_000_000] * n}
+    columns |= {"ts_ms": [1_790_000_000_000] * n, "served": [1] * n, "score": [math.nan] * n, "features": [1] * n}
+    columns |= {"prediction": [f"{p:g}" for _, p, _ in rows], "prediction_num": [p for _, p, _ in rows]}
+    outcome_rows = {"event_id": [f"o{k}" for k in range(n)], "model": [m for m, _, _ in rows]}
+    outcome_rows |= {"request_id": [f"r{k}" for k in range(n)], "ts": [1_790_000_001] * n}
+    outcome_rows |= {"ts_ms": [1_790_000_001_000] * n, "value": [math.nan] * n}
+    outcome_rows |= {"label": [f"{label:g}" for _, _, label in rows], "label_num": [label for _, _, label in rows]}
+    found = Found.of([m for m, _, _ in rows], [f"r{k}" for k in range(n)], columns)
+    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found, regression)
+    assert unmatched == [] and list(labeled["error"]) == [2.0, 0.0, 1.0, 1.0]
+    assert list(labeled["correct"]) == [0, 1, 0, 0]
 
 
 def test_a_labeled_row_is_the_table_s_columns_the_join_makes_and_the_features_clickhouse_copies() -> None:

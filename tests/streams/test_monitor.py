@@ -686,6 +686,28 @@ def test_a_regressor_s_score_shift_is_not_an_accuracy_estimate(monitor: DriftMon
     assert "estimated_accuracy_before" not in alert.evidence and "CBPE" not in alert.message
 
 
+def test_a_regression_s_predictions_clipped_at_zero_stay_numbers(monitor: DriftMonitor) -> None:
+    """A regression (its spec names no task) whose predictions are clipped at 0: a third of them exactly 0.0. A
+    batch was read as classes unless every prediction in it was a fraction, so after a first batch without a
+    0.0 every batch was a type change, skipped: the shift of its predictions (0.5 to 1.5) raised nothing."""
+    rng = np.random.default_rng(11)
+    alerts = []
+    for start in range(0, 100_000, 5000):
+        predicted = np.maximum(0.0, rng.normal(0.5 if start < 60_000 else 1.5, 1.0, 5000))
+        if start == 0:
+            predicted = np.abs(predicted) + 0.01  # a first batch without a 0.0
+        events = [
+            {"model": "m", "request_id": f"r{start + i}", "ts": 1_790_000_000 + start + i,
+             "features": {"x": float(rng.normal())}, "prediction": float(predicted[i])}
+            for i in range(5000)
+        ]  # fmt: skip
+        alerts += monitor.process_predictions(_decoded(events))
+    assert monitor.models["m"].type_changes == 0
+    assert monitor.models["m"].signals["prediction@v0"].signal_type == "score"
+    (alert,) = alerts
+    assert alert.signal == "prediction" and 60_000 <= int(alert.request_id[1:]) < 60_500
+
+
 def correlated(rng: np.random.Generator, start: int, n: int, rho_of) -> ColumnBatch:
     """Ten N(0,1) features; f8 and f9 correlated by ``rho_of(i)`` (each one's distribution never changes)."""
     a, noise, rest = rng.normal(size=n), rng.normal(size=n), rng.normal(size=(n, 8))
