@@ -5,6 +5,7 @@ Outputs (prediction, score, error) are watched per serving version (``score@v3``
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -177,6 +178,7 @@ FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers")
 FEATURE_MARK = "feature:"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a batch asks for each of its features: a model's few, again and again
 def feature_signal(feature: str) -> str:
     """The signal that watches a feature's values: the feature's name, unless a signal of the model's own could
     have it.
