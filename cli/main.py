@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+from rich.markup import escape as as_text  # a text that is data: its [brackets] are not markup
 
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.logs import configure_logging
 from driftloop.infra.settings import Settings
 
 if TYPE_CHECKING:
+    from driftloop.infra.contract import Alert
     from driftloop.streams.drift.subscribers import WebhookForwarder
 
 # In a pipe or a log, tables keep their content whole instead of being squeezed into 80 columns.
@@ -188,7 +190,6 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
 
     from driftloop.streams.drift.subscribers import alert_stream
 
-    colours = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
     try:
         for alert, _ in alert_stream(_settings(ctx), from_beginning=from_beginning):
             if models and alert.model not in models:
@@ -196,10 +197,19 @@ def alerts_tail(ctx: click.Context, models: tuple[str, ...], from_beginning: boo
             if as_json:
                 click.echo(_json(alert.to_json()))
             else:
-                when = alert.to_json()["event_ts"]
-                console.print(f"{when} [{colours[alert.severity]}]{alert.message}[/]  alert_id={alert.alert_id}")
+                console.print(alert_line(alert))
     except KeyboardInterrupt:
         pass
+
+
+_SEVERITY_COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def alert_line(alert: Alert) -> str:
+    """An alert as ``alerts tail`` prints it (rich markup): its message as written, though feature names and
+    request ids in it hold brackets (``price[usd]`` lost its ``[usd]``, and a ``[/]`` stopped the command)."""
+    colour = _SEVERITY_COLOURS[alert.severity]
+    return f"{alert.to_json()['event_ts']} [{colour}]{as_text(alert.message)}[/]  alert_id={alert.alert_id}"
 
 
 def _destinations(command: Callable[..., None]) -> Callable[..., None]:
@@ -343,7 +353,15 @@ def alerts_parked(ctx: click.Context, name: str | None, as_json: bool) -> None:
         table.add_column(column)
     for p in parked:
         a = p.alert
-        table.add_row(_utc(p.parked_at), p.subscriber or "-", p.destination, a.model, a.kind, a.alert_id, p.reason)
+        table.add_row(
+            _utc(p.parked_at),
+            as_text(p.subscriber or "-"),
+            as_text(p.destination),
+            a.model,
+            a.kind,
+            a.alert_id,
+            as_text(p.reason),
+        )
     console.print(table)
 
 
@@ -418,7 +436,7 @@ def alerts_silences(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             click.echo(_json(shown))
         else:
-            console.print(f"{shown['model']}: {shown['kind']} until {shown['ends_at']}  {shown['reason']}")
+            console.print(f"{shown['model']}: {shown['kind']} until {shown['ends_at']}  {as_text(shown['reason'])}")
     if not silences and not as_json:
         console.print("no silence in force")
 
@@ -454,10 +472,10 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object, a
         table.add_row(
             data["event_ts"],
             alert.kind,
-            alert.signal,
+            as_text(alert.signal),
             alert.detector,
             alert.severity,
-            change_point,
+            as_text(change_point),
             f"{alert.statistic:.4g}",
         )
     console.print(table)
@@ -514,7 +532,7 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None, a
         click.echo(_json(dict(zip(RUN_COLUMNS, report.row(), strict=True))))
         ctx.exit(0 if report.status in ("promoted", "candidate") else 1)
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())
-    error = f" {report.error}" if report.error else ""
+    error = f" {as_text(report.error)}" if report.error else ""
     tuning = f"; {report.trials} trials, {report.trials_pruned} pruned" if report.trials else ""
     console.print(
         f"{model}: {report.status} v{report.challenger_version} on {report.device} "
@@ -562,7 +580,7 @@ def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
                 "-" if math.isnan(r.champion_metric) else f"{r.champion_metric:.4f}",
                 f"{r.train_rows:,}",
                 _utc(r.updated_at),
-                r.reason,
+                as_text(r.reason),
             )
     if not as_json:
         console.print(table)
@@ -598,7 +616,7 @@ def models_show(ctx: click.Context, model: str, version: int | None, as_json: bo
         e = c.evidence
         evidence = f"{e.test} {e.result} on {e.rows:,} rows" if e.test else (e.result or "-")
         share = f"{c.traffic_share:.0%}" if c.to_stage in ("canary", "champion") else "-"
-        table.add_row(_utc(c.changed_at), c.from_stage, c.to_stage, c.path, share, evidence, c.reason)
+        table.add_row(_utc(c.changed_at), c.from_stage, c.to_stage, c.path, share, evidence, as_text(c.reason))
     console.print(table)
 
 
@@ -739,7 +757,9 @@ def release_cmd(ctx: click.Context, once: bool, interval: float) -> None:
                 )
                 decisions = []
             for decision in decisions:
-                console.print(f"{decision.model}: v{decision.version} → {decision.to_stage} ({decision.reason})")
+                console.print(
+                    f"{decision.model}: v{decision.version} → {decision.to_stage} ({as_text(decision.reason)})"
+                )
             if once:
                 return
             time.sleep(interval)

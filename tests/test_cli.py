@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import click
 from click.testing import CliRunner
+from rich.console import Console
 
-from driftloop.cli.main import cli
+from driftloop.cli.main import alert_line, cli
+from driftloop.infra.contract import Alert
 
 #: Commands that print no table: services that run until stopped, actions that print one line, the report.
 NO_TABLE = {
@@ -62,3 +65,12 @@ def test_settings_print_as_json_with_secrets_masked() -> None:
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["DRIFTLOOP_RETENTION_DAYS"] == "labeled=9" and "s3cret" not in result.output
+
+
+def test_an_alert_s_message_prints_as_written() -> None:
+    """Feature names and request ids in a message hold brackets: rich read ``price[usd]`` as markup (the
+    ``[usd]`` vanished) and raised on a ``[/]``, which stopped ``alerts tail``."""
+    alert = replace(Alert.example(), message="drift on price[usd] and x[/]y since request [bold]r-1")
+    out = Console(record=True, width=200)
+    out.print(alert_line(alert))
+    assert "drift on price[usd] and x[/]y since request [bold]r-1" in out.export_text()
