@@ -551,6 +551,9 @@ def unpack_floats(saved: dict[str, Any] | list[float]) -> np.ndarray:
     return np.asarray(saved, dtype=float)
 
 
+_FIRST_RING = 64  # values a ring holds room for at first
+
+
 class _Recent:
     """The last ``capacity`` values, in a ring of that many (what an alarm's window is read from): a model of 35
     signals held twice as many, 1.1 MB, in buffers that moved their values to the front when full.
@@ -559,11 +562,17 @@ class _Recent:
     >>> recent.extend(np.arange(3.0)); recent.extend(np.arange(3.0, 6.0))
     >>> recent.last(3).tolist(), recent.last(9).tolist(), recent.size
     ([3.0, 4.0, 5.0], [2.0, 3.0, 4.0, 5.0], 4)
+    >>> grown = _Recent(1000)
+    >>> for start in range(0, 1500, 100): grown.extend(np.arange(start, start + 100.0))
+    >>> grown.last(2).tolist(), float(grown.last(2000)[0]), grown.size
+    ([1498.0, 1499.0], 500.0, 1000)
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ring = np.empty(capacity)
+        # grown as values come (up to ``capacity``): a model that sent one event held 300 KB of rings, and a
+        # producer of many model names (one event each) filled the detection process's memory
+        self._ring = np.empty(min(capacity, _FIRST_RING))
         self.size = 0  # values held
         self._next = 0  # where the next value goes
 
@@ -571,7 +580,11 @@ class _Recent:
         if not len(values) or not self.capacity:
             return
         n, at = len(values), self._next
-        if at + n <= self.capacity:  # the common case: before the ring's end (a batch's part of a signal)
+        if at + n > len(self._ring) and len(self._ring) < self.capacity:  # still filling from 0: never wrapped
+            grown = np.empty(min(self.capacity, max(2 * len(self._ring), at + n)))
+            grown[:at] = self._ring[:at]
+            self._ring = grown
+        if at + n <= len(self._ring):  # the common case: before the ring's end (a batch's part of a signal)
             self._ring[at : at + n] = values
         else:
             values = values[-self.capacity :]
