@@ -8,7 +8,7 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("cli", "infra", "streams", "retrain", "models", "analytics", "demo")
+PACKAGES = ("cli", "infra", "streams", "retrain", "release", "models", "analytics", "demo")
 
 
 def modules() -> list[str]:
