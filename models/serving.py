@@ -7,7 +7,8 @@ the registry's sha256) and predicts on a batch of rows (a DataFrame or dicts):
 - a **canary** answers its share of requests, chosen from the request id (:func:`canary_bucket`: the same
   request always goes to the same version, whichever client serves it);
 - a **shadow** version scores every request too, but its answers are never returned: with ``emit=True``
-  they are published with ``served = false`` and the same ``request_id``, so the outcome judges both.
+  they are published with ``served = false`` and the same ``request_id``, so the outcome judges both
+  (without ``emit`` it scores nothing: its answers would go nowhere). It is scored on the caller's thread.
 
 A background thread listens on ``model-versions``; when a stage changes it reads the routing again, loads and
 verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails
@@ -172,7 +173,8 @@ class ModelClient:
             scores[positions] = part_scores
         latency_ms = (time.perf_counter() - started) * 1000
         result = Predictions(self.model, serving.champion.version, values, scores.tolist(), ids, versions, latency_ms)
-        shadow = self._shadow(serving.shadow, frame) if serving.shadow is not None else None
+        # a shadow's answers are only ever published: without emit, scoring them was 0.4 ms a request for nothing
+        shadow = self._shadow(serving.shadow, frame) if serving.shadow is not None and records is not None else None
         if records is not None:
             self._emit(records, result.values, result.scores, ids, versions, True, latency_ms)
             if shadow is not None:
