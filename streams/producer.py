@@ -141,14 +141,14 @@ class EventProducer:
             event["score"] = {str(k): plain_value(v) for k, v in score.items()}
         elif (plain := present_value(score)) is not None:
             event["score"] = plain
-        if model_version is not None:
-            event["model_version"] = int(model_version)
+        if (version := present_value(model_version)) is not None:  # a float column's 2.0 is version 2
+            event["model_version"] = int(version) if isinstance(version, float) and version.is_integer() else version
         if event_id is not None:
             event["event_id"] = plain_id(event_id)
         if not served:
             event["served"] = False
-        if latency_ms is not None:
-            event["latency_ms"] = float(latency_ms)
+        if (latency := present_value(latency_ms)) is not None:  # a NaN is no latency, as the contract reads it
+            event["latency_ms"] = latency
         event_id = validate_prediction(event)
         self._send(self.settings.topics.predictions, model, event, event_id)
         return event_id

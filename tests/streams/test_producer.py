@@ -88,12 +88,19 @@ def test_a_nan_is_sent_as_null_where_the_contract_takes_a_missing_value(stack: P
     model = "sdk-" + uuid.uuid4().hex[:8]
     with EventProducer(stack.settings, envelopes=False) as producer:
         producer.emit_prediction(
-            model, request_id="r", features={"x": np.float64("nan"), "y": 2.0}, prediction=1, score=float("nan")
+            model,
+            request_id="r",
+            features={"x": np.float64("nan"), "y": 2.0},
+            prediction=1,
+            score=float("nan"),
+            latency_ms=float("nan"),  # before: a ValueError out of json.dumps
+            model_version=np.float64(2.0),  # a float column's version (a NaN elsewhere in it): version 2
         )
         producer.emit_outcome(model, request_id="r", label=1, value=np.float32("nan"))
     (prediction,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.predictions, model)]
     (outcome,) = [json.loads(m.value) for m in read_all(stack, stack.settings.topics.outcomes, model)]
     assert prediction["features"] == {"x": None, "y": 2.0} and "score" not in prediction
+    assert "latency_ms" not in prediction and prediction["model_version"] == 2
     assert "value" not in outcome
 
 
