@@ -21,7 +21,6 @@ import numpy as np
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
-from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch, DeadLetter, Decoded
 from driftloop.streams.decode import Incoming, decode_outcomes, decode_predictions, event_sources
 from driftloop.streams.join import JoinResult, OutcomeJoin, RegressionSpecs
@@ -138,7 +137,7 @@ class Ingestion:
             settings.clickhouse,
             self.labeled_sink,
             window_s=settings.join_window_s,
-            regression=RegressionSpecs(SpecCatalog(settings.spec_directory)),
+            regression=RegressionSpecs(settings.spec_directory),
         )
         self.metrics = IngestionMetrics()
         self._predictions = _Pipeline[_Written](self._start_predictions, self._after_predictions, self.metrics)

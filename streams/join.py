@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ import numpy as np
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
-from driftloop.infra.spec import SpecCatalog, SpecError
+from driftloop.infra.spec import SpecError, load_spec
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.event_rules import number_in
 from driftloop.streams.sink import ClickHouseSink, is_transient
@@ -233,20 +234,26 @@ class Found:
 
 
 class RegressionSpecs:
-    """Whether a model's spec says regression, read once a model (a spec that does not load: no, as a model
-    without a spec: the join then judges each row by its values)."""
+    """Whether a model's spec (``<directory>/<model>.toml``) says regression, read once a model. A model without
+    a spec, or with one that does not load (the monitor reports it), is not: the join judges its rows by their
+    values. Only the answers are kept, for at most :data:`MODELS_KEPT` models (then read again)."""
 
-    def __init__(self, specs: SpecCatalog) -> None:
-        self.specs = specs
+    MODELS_KEPT = 100_000
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self._known: dict[str, bool] = {}
 
     def __call__(self, model: str) -> bool:
         known = self._known.get(model)
         if known is None:
+            path = self.directory / f"{model}.toml"
             try:
-                known = self.specs.get(model).task == "regression"
-            except SpecError:
-                known = False  # the monitor reports the broken spec
+                known = path.is_file() and load_spec(path).task == "regression"
+            except (SpecError, OSError):
+                known = False
+            if len(self._known) >= self.MODELS_KEPT:
+                self._known.clear()
             self._known[model] = known
         return known
 

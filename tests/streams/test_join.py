@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from driftloop.infra.clickhouse.client import connect
-from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.event_rules import number_in
 from driftloop.streams.join import (
@@ -226,7 +225,7 @@ def test_a_regression_by_its_spec_counts_whole_numbers_as_values(tmp_path: Path)
     regression has their distance; a model without a spec (or with a broken one) is judged row by row."""
     (tmp_path / "units.toml").write_text('name = "units"\ntask = "regression"\n')
     (tmp_path / "broken.toml").write_text('name = "broken"\ntask = "regresion"\n')
-    regression = RegressionSpecs(SpecCatalog(tmp_path))
+    regression = RegressionSpecs(tmp_path)
     rows = [("units", 3.0, 5.0), ("units", 4.0, 4.0), ("other", 3.0, 5.0), ("broken", 3.0, 5.0)]
     n = len(rows)
     columns = {"event_id": [f"p{k}" for k in range(n)], "model_version": [1] * n, "ts": [1_790_000_000] * n}
