@@ -6,6 +6,7 @@ import asyncio
 import math
 import random
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,31 @@ def test_labeled_rows_are_each_outcome_joined_to_its_predictions_as_one_by_one(s
     assert unmatched == [i for i in range(len(batch)) if i not in labeled_outcomes]
 
 
+def joined_pairs(
+    pairs: list[tuple[str, str, float, str, float]], regression: Callable[[str], bool] = lambda model: False
+) -> ColumnBatch:
+    """The labeled rows of one prediction and one outcome a request, given as (model, prediction text, prediction
+    number, label text, label number), as the decoder reads them."""
+    n = len(pairs)
+    columns = {"event_id": [f"p{k}" for k in range(n)], "model_version": [1] * n, "ts": [1_790_000_000] * n}
+    columns |= {"ts_ms": [1_790_000_000_000] * n, "served": [1] * n, "score": [math.nan] * n, "features": [1] * n}
+    columns |= {"prediction": [p[1] for p in pairs], "prediction_num": [p[2] for p in pairs]}
+    outcome_rows = {"event_id": [f"o{k}" for k in range(n)], "model": [p[0] for p in pairs]}
+    outcome_rows |= {"request_id": [f"r{k}" for k in range(n)], "ts": [1_790_000_001] * n}
+    outcome_rows |= {"ts_ms": [1_790_000_001_000] * n, "value": [math.nan] * n}
+    outcome_rows |= {"label": [p[3] for p in pairs], "label_num": [p[4] for p in pairs]}
+    found = Found.of([p[0] for p in pairs], [f"r{k}" for k in range(n)], columns)
+    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found, regression)
+    assert unmatched == []
+    return labeled
+
+
+def as_number(text: str) -> float:
+    """A text's number as the decoder reads a JSON number (NaN for a boolean or a class)."""
+    number = number_in(text)
+    return math.nan if number is None else number
+
+
 def test_a_regression_value_sent_as_text_on_one_side_is_a_number() -> None:
     """A regression's label (or prediction) sent as text beside a number is its value: the error is the
     distance, not a class that differs. Classes stay classes: whole numbers and texts that are no number
@@ -165,22 +191,7 @@ def test_a_regression_value_sent_as_text_on_one_side_is_a_number() -> None:
         (("1", 1.0, "1.0", math.nan), (0, 1.0)),  # whole on both sides: classes, as text
         (("2.5", 2.5, "cat", math.nan), (0, 1.0)),
     ]
-    columns: dict[str, list[Any]] = {name: [] for name in ("event_id", "model_version", "ts", "ts_ms", "served")}
-    columns |= {"prediction": [], "prediction_num": [], "score": [], "features": []}
-    outcome_rows: dict[str, list[Any]] = {n: [] for n in ("event_id", "model", "request_id", "ts", "ts_ms")}
-    outcome_rows |= {"label": [], "label_num": [], "value": []}
-    for k, ((text, number, label, label_num), _) in enumerate(pairs):
-        for name, value in zip(columns, (f"p{k}", 1, 1_790_000_000, 1_790_000_000_000, 1), strict=False):
-            columns[name].append(value)
-        for name, value in (("prediction", text), ("prediction_num", number), ("score", math.nan), ("features", 1)):
-            columns[name].append(value)
-        for name, value in zip(outcome_rows, (f"o{k}", "m", f"r{k}", 1_790_000_001, 1_790_000_001_000), strict=False):
-            outcome_rows[name].append(value)
-        for name, value in (("label", label), ("label_num", label_num), ("value", math.nan)):
-            outcome_rows[name].append(value)
-    found = Found.of(["m"] * len(pairs), [f"r{k}" for k in range(len(pairs))], columns)
-    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found)
-    assert unmatched == []
+    labeled = joined_pairs([("m", *given) for given, _ in pairs])
     got = list(zip(labeled["correct"], labeled["error"], strict=True))
     assert [(c, pytest.approx(e)) for c, e in got] == [want for _, want in pairs]
 
@@ -191,31 +202,8 @@ def test_a_boolean_outcome_is_the_class_of_its_number() -> None:
     (accuracy 0 for a model that was always right, and a performance alert on it)."""
     pairs = [("1", "true", 1), ("0", "false", 1), ("1", "false", 0), ("true", "1", 1), ("False", "0", 1)]
     pairs += [("0", "true", 0), ("cat", "true", 0), ("2", "true", 0), ("1.5", "true", 0)]
-
-    def as_number(text: str) -> float:  # as the decoder reads a JSON number (a boolean is none)
-        number = number_in(text)
-        return math.nan if number is None else number
-
-    n = len(pairs)
-    columns = {"event_id": [f"p{k}" for k in range(n)], "model_version": [1] * n, "ts": [1_790_000_000] * n}
-    columns |= {"ts_ms": [1_790_000_000_000] * n, "served": [1] * n, "score": [math.nan] * n, "features": [1] * n}
-    columns |= {
-        "prediction": [p for p, _, _ in pairs],
-        "prediction_num": [as_number(p) for p, _, _ in pairs],
-    }
-    outcome_rows = {
-        "event_id": [f"o{k}" for k in range(n)],
-        "model": ["m"] * n,
-        "request_id": [f"r{k}" for k in range(n)],
-    }
-    outcome_rows |= {"ts": [1_790_000_001] * n, "ts_ms": [1_790_000_001_000] * n, "value": [math.nan] * n}
-    outcome_rows |= {
-        "label": [label for _, label, _ in pairs],
-        "label_num": [as_number(label) for _, label, _ in pairs],
-    }
-    found = Found.of(["m"] * n, [f"r{k}" for k in range(n)], columns)
-    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found)
-    assert unmatched == [] and list(labeled["correct"]) == [want for _, _, want in pairs]
+    labeled = joined_pairs([("m", p, as_number(p), label, as_number(label)) for p, label, _ in pairs])
+    assert list(labeled["correct"]) == [want for _, _, want in pairs]
     assert list(labeled["label"]) == [label for _, label, _ in pairs]  # as sent: training learns what came
 
 
@@ -225,19 +213,10 @@ def test_a_regression_by_its_spec_counts_whole_numbers_as_values(tmp_path: Path)
     regression has their distance; a model without a spec (or with a broken one) is judged row by row."""
     (tmp_path / "units.toml").write_text('name = "units"\ntask = "regression"\n')
     (tmp_path / "broken.toml").write_text('name = "broken"\ntask = "regresion"\n')
-    regression = RegressionSpecs(tmp_path)
     rows = [("units", 3.0, 5.0), ("units", 4.0, 4.0), ("other", 3.0, 5.0), ("broken", 3.0, 5.0)]
-    n = len(rows)
-    columns = {"event_id": [f"p{k}" for k in range(n)], "model_version": [1] * n, "ts": [1_790_000_000] * n}
-    columns |= {"ts_ms": [1_790_000_000_000] * n, "served": [1] * n, "score": [math.nan] * n, "features": [1] * n}
-    columns |= {"prediction": [f"{p:g}" for _, p, _ in rows], "prediction_num": [p for _, p, _ in rows]}
-    outcome_rows = {"event_id": [f"o{k}" for k in range(n)], "model": [m for m, _, _ in rows]}
-    outcome_rows |= {"request_id": [f"r{k}" for k in range(n)], "ts": [1_790_000_001] * n}
-    outcome_rows |= {"ts_ms": [1_790_000_001_000] * n, "value": [math.nan] * n}
-    outcome_rows |= {"label": [f"{label:g}" for _, _, label in rows], "label_num": [label for _, _, label in rows]}
-    found = Found.of([m for m, _, _ in rows], [f"r{k}" for k in range(n)], columns)
-    labeled, unmatched, _ = _label(ColumnBatch("outcomes", outcome_rows), found, regression)
-    assert unmatched == [] and list(labeled["error"]) == [2.0, 0.0, 1.0, 1.0]
+    pairs = [(model, f"{p:g}", p, f"{label:g}", label) for model, p, label in rows]
+    labeled = joined_pairs(pairs, RegressionSpecs(tmp_path))
+    assert list(labeled["error"]) == [2.0, 0.0, 1.0, 1.0]
     assert list(labeled["correct"]) == [0, 1, 0, 0]
 
 
