@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from driftloop.infra.cron import Cron
 from driftloop.infra.errors import DriftloopError
@@ -88,11 +89,40 @@ DETECTOR_NAMES = (
     "FHDDM",
     "CategoricalShift",
 )
+#: Detectors that take categories (text); every other one takes numbers.
+CATEGORY_DETECTORS = frozenset({"CategoricalShift"})
+#: Detectors that take 0/1 values only (1: a mistake, a null, a value far out of range).
+BINARY_DETECTORS = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
+#: Signal types whose values are categories, and those whose values are 0/1 (``error``: a classifier's).
+CATEGORY_SIGNALS = frozenset({"categorical", "prediction"})
+BINARY_SIGNALS = frozenset({"missing", "outliers", "error"})
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class SpecError(DriftloopError):
     """A model spec file is missing a field, has a wrong one, or cannot be read."""
+
+
+def misfit(detector: str, signal_type: str, *, binary: bool = True) -> str | None:
+    """Why ``detector`` cannot watch values of ``signal_type`` (None: it can); ``binary``: whether that signal's
+    values are 0/1 (a regression's errors are not).
+
+    >>> misfit("CUSUM", "numeric") is None, misfit("DDM", "error") is None
+    (True, True)
+    >>> misfit("ADWIN", "categorical")
+    'ADWIN takes numbers and categorical values are categories: use CategoricalShift'
+    >>> misfit("DDM", "error", binary=False)
+    'DDM takes 0/1 values only and error values are any number: use CUSUM, ADWIN, PageHinkley or KSWIN'
+    """
+    numbers = ", ".join(n for n in DETECTOR_NAMES if n not in CATEGORY_DETECTORS | BINARY_DETECTORS)
+    numbers = " or ".join(numbers.rsplit(", ", 1))
+    if signal_type in CATEGORY_SIGNALS and detector not in CATEGORY_DETECTORS:
+        return f"{detector} takes numbers and {signal_type} values are categories: use CategoricalShift"
+    if signal_type not in CATEGORY_SIGNALS and detector in CATEGORY_DETECTORS:
+        return f"{detector} takes categories and {signal_type} values are numbers: use {numbers}"
+    if detector in BINARY_DETECTORS and not (signal_type in BINARY_SIGNALS and binary):
+        return f"{detector} takes 0/1 values only and {signal_type} values are any number: use {numbers}"
+    return None
 
 
 class _Frozen(BaseModel):
@@ -165,11 +195,16 @@ class MonitoringSpec(_Frozen):
     detectors: dict[SignalType, DetectorConfig] = Field(default_factory=dict)
     signals: dict[str, SignalOverride] = Field(default_factory=dict)
 
-    def detector_for(self, signal_type: str, signal: str | None = None) -> DetectorConfig:
+    def detector_for(self, signal_type: str, signal: str | None = None, *, binary: bool = True) -> DetectorConfig:
+        """The detector of a ``signal_type`` signal of the feature (or output) ``signal``: its own override, the
+        type's, or the default, the first that can take its values (``binary``: whether they are 0/1; see
+        :func:`misfit`). An override is a feature's, and its other signals (null rate, spread) may need another."""
         override = self.signals.get(signal or "")
-        if override is not None and override.detector is not None:
-            return override.detector
-        return self.detectors.get(signal_type) or _DEFAULT_DETECTORS[signal_type]  # type: ignore[index]
+        of_type = self.detectors.get(signal_type)  # type: ignore[call-overload]
+        for config in (override.detector if override else None, of_type):
+            if config is not None and misfit(config.name, signal_type, binary=binary) is None:
+                return config
+        return _DEFAULT_DETECTORS[signal_type]
 
     def enabled(self, signal: str) -> bool:
         override = self.signals.get(signal)
@@ -350,6 +385,24 @@ class ModelSpec(_Frozen):
         return "accuracy" if self.gate_metric() in _CLASSIFICATION_METRICS else "mae"
 
     @model_validator(mode="after")
+    def _detectors_fit_signals(self) -> ModelSpec:
+        """A detector that cannot take its signal's values (:func:`misfit`), where the spec says what they are:
+        each signal type's, a feature's type, a regression's errors (any number) and predictions (numbers)."""
+        regression = self.task == "regression"
+        known: dict[str, str] = {**self.features, "score": "score", "error": "error"}
+        if self.task:
+            known["prediction"] = "score" if regression else "prediction"
+        monitoring = self.monitoring
+        fields = [(f"monitoring.detectors.{t}", c, t) for t, c in monitoring.detectors.items()]
+        overrides = monitoring.signals.items()
+        fields += [(f"monitoring.signals.{n}.detector", o.detector, known.get(n)) for n, o in overrides]
+        for field, config, signal_type in fields:
+            binary = not (regression and signal_type == "error")
+            if config and signal_type and (why := misfit(config.name, signal_type, binary=binary)):
+                raise ValueError(f"{field}: {why}")
+        return self
+
+    @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelSpec:
         chosen = self.training.metric
         if chosen and self.task:
@@ -378,14 +431,17 @@ def load_spec(path: Path) -> ModelSpec:
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or '(top level)'}: {error['msg'].removeprefix('Value error, ')}"
-            for error in exc.errors()
-        )
+        problems = "; ".join(map(_problem, exc.errors()))
         raise SpecError(f"{path}: {problems}") from None
     if spec.name != path.stem:
         raise SpecError(f"{path}: name: the spec of {spec.name!r} must be in {spec.name}.toml")
     return spec
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One problem pydantic found, after the field it is in (a check of several fields names them itself)."""
+    field, message = ".".join(map(str, error["loc"])), error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message}" if field else message
 
 
 class SpecCatalog:
@@ -398,10 +454,18 @@ class SpecCatalog:
     def get(self, model: str) -> ModelSpec:
         spec = self._specs.get(model)
         if spec is None:
-            path = self.directory / f"{model}.toml"
+            path = self.path(model)
             spec = load_spec(path) if path.exists() else ModelSpec(name=model)
             self._specs[model] = spec
         return spec
+
+    def path(self, model: str) -> Path:
+        """Where the spec of ``model`` is (or would be)."""
+        return self.directory / f"{model}.toml"
+
+    def forget(self, model: str) -> None:
+        """Read the spec of ``model`` again when next asked for (its file was found wanting, and may be fixed)."""
+        self._specs.pop(model, None)
 
     def names(self) -> list[str]:
         """The models that have a spec file (sorted)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from driftloop.cli.main import alert_line, cli
 from driftloop.infra.contract import Alert
+from driftloop.infra.network import free_port
 
 #: Commands that print no table: services that run until stopped, actions that print one line, the report.
 NO_TABLE = {
@@ -74,3 +76,16 @@ def test_an_alert_s_message_prints_as_written() -> None:
     out = Console(record=True, width=200)
     out.print(alert_line(alert))
     assert "drift on price[usd] and x[/]y since request [bold]r-1" in out.export_text()
+
+
+def test_a_backtest_of_a_spec_its_detectors_refuse_says_so_before_replaying(tmp_path: Path) -> None:
+    """A spec whose detector parameters River refuses (an alpha past 1) leaves its model unmonitored in the
+    worker; a backtest of it replayed the history and reported no alert, as if the spec were quiet."""
+    (tmp_path / "m.toml").write_text(
+        'name = "m"\n[monitoring.signals.amount]\ndetector = { name = "KSWIN", params = { alpha = 2.0 } }\n'
+    )
+    env = {"DRIFTLOOP_SPECS_DIR": str(tmp_path), "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://127.0.0.1:{free_port()}/x"}
+    result = CliRunner().invoke(cli, ["backtest", "--model", "m"], env=env)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    said = " ".join(result.output.split())
+    assert f"{tmp_path / 'm.toml'}: monitoring.signals.amount.detector: KSWIN(alpha=2.0) cannot run" in said

@@ -41,8 +41,11 @@ def backtest(
     specs: SpecCatalog | None = None,
     chunk_rows: int = 20_000,
 ) -> BacktestReport:
-    """Replay ``model`` between ``since`` and ``until`` (default: everything)."""
+    """Replay ``model`` between ``since`` and ``until`` (default: everything). A spec the monitor cannot run is
+    a :class:`~driftloop.infra.spec.SpecError` before anything is replayed (the worker leaves such a model
+    unmonitored: a replay of it would report no alert)."""
     monitor = DriftMonitor(specs or SpecCatalog(settings.spec_directory), clock=lambda: 0.0)
+    monitor.checked_spec(model)
     alerts: list[Alert] = []
     predictions = labeled = 0
     for batch in _history(settings, "predictions", PREDICTION_COLUMNS, model, since, until, chunk_rows):

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from driftloop.infra.spec import DetectorConfig
+from driftloop.infra.spec import BINARY_DETECTORS, CATEGORY_DETECTORS, DetectorConfig, ModelSpec
 from driftloop.streams.compat.river import mark_detected, start_after_detection, window_update
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.cusum import CUSUM
@@ -292,7 +292,7 @@ CATEGORICAL = {"CategoricalShift": CategoricalShift}
 OWN: dict[str, Any] = {"CUSUM": CUSUM, **CATEGORICAL}
 DETECTORS = frozenset(_RIVER) | frozenset(OWN)
 #: Detectors that take 0/1 values only (1: a mistake); the others take any number.
-BINARY_ONLY = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
+BINARY_ONLY = BINARY_DETECTORS
 #: River's FHDDM counts correct predictions (1: correct): it is fed 1 - mistake.
 _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 
@@ -322,3 +322,22 @@ def build(config: DetectorConfig, *, alpha: float | None = None, reference: int 
         params = {**kind.default_params(alpha=alpha, reference=reference), **config.params}
         config = config.model_copy(update={"params": params})
     return kind.from_config(config)  # type: ignore[no-any-return]
+
+
+def check_detectors(spec: ModelSpec, *, reference: int = 2000) -> None:
+    """Build every detector ``spec`` configures and feed it a value of its kind: a :class:`ValueError` naming the
+    field and what the detector's class said, for parameters it refuses (an unknown name, an alpha past 1, a
+    text where a number goes). River's classes check their parameters only when built or first fed, after the
+    spec was read: without this, a model's every batch raised in detection."""
+    monitoring = spec.monitoring
+    configured = [(f"monitoring.detectors.{kind}", config) for kind, config in monitoring.detectors.items()]
+    configured += [(f"monitoring.signals.{name}.detector", o.detector) for name, o in monitoring.signals.items()]
+    for field, config in configured:
+        if config is None:
+            continue
+        samples: list[Any] = ["a", "b"] if config.name in CATEGORY_DETECTORS else [0.0, 1.0]
+        try:  # past River's first checks (PageHinkley compares its threshold after 30 values)
+            build(config, alpha=monitoring.false_alarm_budget, reference=reference).update_many(samples * 100)
+        except Exception as exc:  # whatever the class raises on a parameter it refuses
+            params = ", ".join(f"{k}={v!r}" for k, v in config.params.items())
+            raise ValueError(f"{field}: {config.name}({params}) cannot run: {exc}") from None

@@ -31,11 +31,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.infra.contract import Alert
-from driftloop.infra.spec import SpecCatalog, SpecError
+from driftloop.infra.spec import BINARY_DETECTORS, ModelSpec, SpecCatalog, SpecError, misfit
 from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alert_message import make_alert
 from driftloop.streams.drift.cusum import CUSUM, update_together
-from driftloop.streams.drift.detectors import build
+from driftloop.streams.drift.detectors import build, check_detectors
 from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
@@ -50,6 +50,7 @@ from driftloop.streams.drift.signals import (
     SignalState,
     family,
     feature_of,
+    feature_signal,
     forget_old_versions,
     output_version,
     set_run_length,
@@ -60,6 +61,7 @@ __all__ = ["JOINT_REFERENCE", "DriftMonitor", "ModelState", "SignalState", "outp
 log = logging.getLogger("driftloop.drift")
 
 _NOT_NUMERIC = frozenset({"categorical", "prediction"})  # signal types whose values have no mean
+_ZERO_ONE = frozenset({0.0, 1.0})
 
 
 class _Place(NamedTuple):
@@ -147,12 +149,25 @@ class DriftMonitor:
             detections: list[_Detection] = []
             for version, positions in sorted(by_version.items()):
                 values = [float(rows["error"][index[p]]) for p in positions]
-                signal = self._signal(state, f"error{VERSION_MARK}{version}", "error")
+                binary = state.spec.task != "regression" and not set(values) - _ZERO_ONE  # a classifier's mistakes
+                signal = self._signal(state, f"error{VERSION_MARK}{version}", "error", binary=binary)
                 if signal is not None and values:
                     place = _Place(model, state, base, state.labeled_ring, state.labeled)
                     detections += self._feed(place, signal, positions, values)
             alerts += _in_event_order(detections)
         return alerts
+
+    def checked_spec(self, model: str) -> ModelSpec:
+        """The spec of ``model``, its detectors built and fed once: a :class:`SpecError` naming the file and the
+        field where the spec cannot be read or a detector's class refuses its parameters (then the file is read
+        again when next asked for: it may be fixed by then)."""
+        spec = self.specs.get(model)
+        try:
+            check_detectors(spec, reference=max(spec.monitoring.warmup, MIN_REFERENCE))
+        except ValueError as exc:
+            self.specs.forget(model)
+            raise SpecError(f"{self.specs.path(model)}: {exc}") from None
+        return spec
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
         for model, state in self.models.items():
@@ -170,7 +185,7 @@ class DriftMonitor:
         state = self.models.get(model)
         if state is None:
             try:
-                spec = self.specs.get(model)
+                spec = self.checked_spec(model)
             except SpecError as exc:
                 self._report_broken_spec(model, exc)
                 return None
@@ -203,8 +218,15 @@ class DriftMonitor:
                 extra={"fields": {"model": model, "error": str(error)}},
             )
 
-    def _signal(self, state: ModelState, name: str, signal_type: str) -> SignalState | None:
+    def _signal(self, state: ModelState, name: str, signal_type: str, *, binary: bool = True) -> SignalState | None:
+        """The signal ``name`` of the model (made when first fed; None: not watched). ``binary``: whether the
+        values about to be fed are 0/1 (a regression's errors are not; a detector of 0/1 values gives way)."""
         signal = state.signals.get(name)
+        if signal is not None and not binary and signal.detector.name in BINARY_DETECTORS:
+            # errors of 0/1 first (a regression's counts, off by one), any number now: a detector of 0/1 values
+            # would raise on them; the signal starts again with one that takes numbers
+            del state.signals[name]
+            signal = None
         if signal is not None and family(signal.signal_type) != family(signal_type):
             # a feature sent as a number and later as text (or back): its detector keeps the first type
             state.type_changes += 1
@@ -231,7 +253,8 @@ class DriftMonitor:
                 forget_old_versions(state, version)
             signals = max(state.expected_signals, len(state.signals) + 1)
             alpha = state.policy.signal_alpha(signals)
-            config = state.spec.monitoring.detector_for(signal_type, feature)
+            config = state.spec.monitoring.detector_for(signal_type, feature, binary=binary)
+            _say_if_override_misfits(state, base, feature, signal_type, config, binary=binary)
             detector = build(config, alpha=alpha, reference=max(state.spec.monitoring.warmup, MIN_REFERENCE))
             signal = SignalState(name, signal_type, detector, alpha, fixed=set(config.params) & RATE_PARAMS)
             set_run_length(signal, self._run_length(state) * signals)
@@ -349,6 +372,30 @@ class DriftMonitor:
             else:
                 alert(evidence, event_index)
         return detections
+
+
+def _say_if_override_misfits(
+    state: ModelState, base: str, feature: str, signal_type: str, chosen: Any, *, binary: bool
+) -> None:
+    """A WARNING when the spec's detector for a feature (or output) cannot take its values, and another one
+    watches them (the spec could not tell: it does not say the feature's type). Its null rate and spread may need
+    another one without a word: the override is for its values."""
+    override = state.spec.monitoring.signals.get(feature)
+    if override is None or override.detector is None or chosen is override.detector:
+        return
+    if base in (feature, feature_signal(feature)):
+        log.warning(
+            "the spec's detector cannot take this signal's values; it is watched with another",
+            extra={
+                "fields": {
+                    "model": state.spec.name,
+                    "signal": base,
+                    "spec": override.detector.name,
+                    "why": misfit(override.detector.name, signal_type, binary=binary),
+                    "watched_with": chosen.name,
+                }
+            },
+        )
 
 
 def _in_event_order(detections: list[_Detection]) -> list[Alert]:

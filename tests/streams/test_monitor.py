@@ -299,6 +299,28 @@ def test_a_spec_configures_detectors_and_signals(tmp_path: Path) -> None:
         ('name = "m"\n[training]\nholdout_fraction = 2', "training.holdout_fraction: Input should be less than 0.9"),
         ('name = "m"\n[retraining]\nkinds = ["everything"]', "retraining.kinds.0: Input should be 'data'"),
         ("name = ", "not valid TOML"),
+        # a detector that cannot take its signal's values (River's raised on every batch, or took numbers as texts)
+        (
+            'name = "m"\n[monitoring.detectors]\nnumeric = { name = "CategoricalShift" }',
+            "monitoring.detectors.numeric: CategoricalShift takes categories and numeric values are numbers",
+        ),
+        (
+            'name = "m"\n[monitoring.detectors]\ncategorical = { name = "ADWIN" }',
+            "monitoring.detectors.categorical: ADWIN takes numbers and categorical values are categories",
+        ),
+        (
+            'name = "m"\n[monitoring.detectors]\nscore = { name = "DDM" }',
+            "monitoring.detectors.score: DDM takes 0/1 values only and score values are any number",
+        ),
+        (
+            'name = "m"\ntask = "regression"\n[monitoring.detectors]\nerror = { name = "HDDM_A" }',
+            "monitoring.detectors.error: HDDM_A takes 0/1 values only and error values are any number",
+        ),
+        (
+            'name = "m"\n[features]\ncolour = "categorical"\n'
+            '[monitoring.signals.colour]\ndetector = { name = "KSWIN" }',
+            "monitoring.signals.colour.detector: KSWIN takes numbers and categorical values are categories",
+        ),
     ],
 )
 def test_a_bad_spec_is_an_error_naming_the_field(tmp_path: Path, text: str, says: str) -> None:
@@ -555,9 +577,31 @@ def _two_models(rng: random.Random, start: int, n: int, shift: dict) -> ColumnBa
     return decoded.rows
 
 
-def test_a_broken_spec_affects_its_own_model_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("broken", "says"),
+    [
+        ('[monitoring]\nwarmup = "soon"', "monitoring.warmup"),
+        # parameters a detector's class refuses when built, or when first fed: every batch raised in detection,
+        # the other models' of the batch too
+        (
+            '[monitoring.signals.f0]\ndetector = { name = "KSWIN", params = { alpha = 2.0 } }',
+            "monitoring.signals.f0.detector: KSWIN(alpha=2.0) cannot run: Alpha must be between 0 and 1",
+        ),
+        (
+            '[monitoring.detectors]\nnumeric = { name = "CUSUM", params = { windw = 300 } }',
+            "monitoring.detectors.numeric: CUSUM(windw=300) cannot run: ",
+        ),
+        (
+            '[monitoring.detectors]\nscore = { name = "PageHinkley", params = { threshold = "high" } }',
+            "monitoring.detectors.score: PageHinkley(threshold='high') cannot run: '>' not supported",
+        ),
+    ],
+)
+def test_a_broken_spec_affects_its_own_model_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, broken: str, says: str
+) -> None:
     spec = tmp_path / "broken.toml"
-    spec.write_text('name = "broken"\n[monitoring]\nwarmup = "soon"\n')
+    spec.write_text(f'name = "broken"\n{broken}\n')
     monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     rng, alerts = random.Random(2), []
     with caplog.at_level("ERROR", logger="driftloop.drift"):
@@ -567,12 +611,63 @@ def test_a_broken_spec_affects_its_own_model_only(tmp_path: Path, caplog: pytest
     assert "broken" not in monitor.models
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1  # reported once, not once per batch
-    assert str(spec) in errors[0].fields["error"] and "monitoring.warmup" in errors[0].fields["error"]
+    assert str(spec) in errors[0].fields["error"] and says in errors[0].fields["error"]
     # labeled rows of the broken model are skipped too, and the file is read again once it is fixed
     assert monitor.process_labeled(labeled(rng, 0, 100, 0.1, 50, model="broken")) == []
     spec.write_text('name = "broken"\n')
     monitor.process_predictions(_two_models(rng, 24_000, 100, {"at": 20_000, "mean": 1.0}))
     assert monitor.models["broken"].events == 100
+
+
+def test_a_detector_the_spec_gives_a_feature_of_another_kind_gives_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A spec that gives KSWIN to ``colour`` without saying what ``colour`` is: its values are categories, which
+    KSWIN cannot take (every batch raised). They are watched with CategoricalShift, the WARNING says so, and a
+    change in them is still an alert; ``f0``'s override (a feature of numbers) is kept."""
+    (tmp_path / "m.toml").write_text(
+        'name = "m"\n[monitoring.signals.colour]\ndetector = { name = "KSWIN", params = { alpha = 0.0001 } }\n'
+        '[monitoring.signals.f0]\ndetector = { name = "KSWIN", params = { alpha = 0.0001, seed = 1 } }\n'
+    )
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    with caplog.at_level("WARNING", logger="driftloop.drift"):
+        alerts = run(monitor, random.Random(3), 20_000, {"at": 14_000, "colour": "b"})
+    signals = monitor.models["m"].signals
+    assert signals["colour"].detector.name == "CategoricalShift" and signals["f0"].detector.name == "KSWIN"
+    assert [a.signal for a in alerts] == ["colour"] and 14_000 <= int(alerts[0].request_id[1:]) < 14_500
+    said = [r.fields for r in caplog.records if r.msg.startswith("the spec's detector cannot take")]
+    assert said == [
+        {
+            "model": "m",
+            "signal": "colour",
+            "spec": "KSWIN",
+            "why": "KSWIN takes numbers and categorical values are categories: use CategoricalShift",
+            "watched_with": "CategoricalShift",
+        }
+    ]
+
+
+def test_a_regression_s_errors_past_one_leave_a_detector_of_mistakes(tmp_path: Path) -> None:
+    """A spec that gives the errors DDM (a detector of 0/1 mistakes) and names no task, of a model whose labeled
+    errors are counts off by 0 or 1 at first, then by more: DDM raised on them (a math domain error, every batch
+    after). The errors are watched with the default for numbers from then on, and their rise is an alert."""
+    (tmp_path / "m.toml").write_text('name = "m"\n[monitoring.detectors]\nerror = { name = "DDM" }\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng, alerts = random.Random(4), []
+
+    def errors(start: int, n: int, scale: float) -> ColumnBatch:
+        rows = labeled(rng, start, n, 0.1, 0)
+        rows.columns["error"] = [
+            float(rng.random() < 0.3) if scale == 0 else abs(rng.gauss(0, scale)) for _ in rows["error"]
+        ]
+        return rows
+
+    alerts += monitor.process_labeled(errors(0, 1000, 0))
+    assert monitor.models["m"].signals["error@v0"].detector.name == "DDM"
+    for start in range(1000, 20_000, 1000):
+        alerts += monitor.process_labeled(errors(start, 1000, 1.0 if start < 15_000 else 2.0))
+    assert monitor.models["m"].signals["error@v0"].detector.name == "CUSUM"
+    assert [a.signal for a in alerts] == ["error"] and 15_000 <= int(alerts[0].request_id[1:]) < 15_500
 
 
 def outputs(rng: random.Random, start: int, n: int, served_by, score_of, feature_shift: float = 0.0) -> ColumnBatch:
