@@ -277,6 +277,10 @@ class TrainingSpec(_Frozen):
     )
 
 
+#: Parameters of the training loop a search space may name; every other name in it is the architecture's.
+TRAINING_PARAMS = ("learning_rate", "batch_size", "patience", "epochs")
+
+
 class TuningSpec(_Frozen):
     """A budgeted hyper-parameter search per job (Optuna: TPE sampler, pruner on the validation loss by epoch).
 
@@ -400,6 +404,21 @@ class ModelSpec(_Frozen):
             binary = not (regression and signal_type == "error")
             if config and signal_type and (why := misfit(config.name, signal_type, binary=binary)):
                 raise ValueError(f"{field}: {why}")
+        return self
+
+    @model_validator(mode="after")
+    def _space_fits_training(self) -> ModelSpec:
+        """A search space's training-loop parameter whose range holds a value its training field refuses (a
+        batch size of 0): the trials would have trained with it."""
+        for name, bounds in self.tuning.space.items():
+            if name not in TRAINING_PARAMS:
+                continue
+            for value in bounds.choices if bounds.choices is not None else (bounds.low, bounds.high):
+                try:
+                    TrainingSpec.model_validate({**self.training.model_dump(), name: value})
+                except ValidationError as exc:
+                    problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"tuning.space.{name}: {value!r}: {problem}") from None
         return self
 
     @model_validator(mode="after")

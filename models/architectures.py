@@ -8,7 +8,7 @@ torch.Size([5, 2])
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,31 +28,75 @@ class ArchitectureInput:
 
 
 Factory = Callable[[ArchitectureInput, Mapping[str, Any]], nn.Module]
-_REGISTRY: dict[str, Factory] = {}
 
 
-class UnknownArchitectureError(DriftloopError):
+@dataclass(frozen=True)
+class _Registered:
+    factory: Factory
+    params: frozenset[str] | None  # the names the factory reads (None: it did not say)
+
+
+_REGISTRY: dict[str, _Registered] = {}
+#: A network small enough to build in a moment, to check a spec's parameters on.
+_PROBE = ArchitectureInput(2, (3,), 2)
+
+
+class ArchitectureError(DriftloopError):
+    """A spec names an architecture nobody registered, or parameters its factory does not take."""
+
+
+class UnknownArchitectureError(ArchitectureError):
     """A spec names an architecture nobody registered."""
 
 
-def register_architecture(name: str, factory: Factory) -> None:
+def register_architecture(name: str, factory: Factory, *, params: Iterable[str] | None = None) -> None:
     """Make ``factory(inputs, params) -> nn.Module`` available to specs as ``architecture.name = name``.
 
     The module's ``forward(numeric: float32[n, k], categorical: int64[n, m])`` returns logits (or the
-    regression value as ``[n, 1]``).
+    regression value as ``[n, 1]``). ``params``: the names the factory reads; a spec (or a search space) that
+    gives another is refused by :func:`check_architecture` (a misspelt name would be ignored, and the network
+    trained with the default).
     """
-    _REGISTRY[name] = factory
+    _REGISTRY[name] = _Registered(factory, None if params is None else frozenset(params))
 
 
-def build_architecture(name: str, inputs: ArchitectureInput, params: Mapping[str, Any]) -> nn.Module:
+def _registered(name: str) -> _Registered:
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise UnknownArchitectureError(
             f"architecture {name!r} is not registered (known: {', '.join(sorted(_REGISTRY))}); "
             "call models.architectures.register_architecture first"
         ) from None
-    return factory(inputs, params)
+
+
+def build_architecture(name: str, inputs: ArchitectureInput, params: Mapping[str, Any]) -> nn.Module:
+    """The network ``name`` for ``inputs``; names the factory does not read are left alone (a version trained
+    before they were refused still loads)."""
+    return _registered(name).factory(inputs, params)
+
+
+def check_architecture(name: str, params: Mapping[str, Any], space: Mapping[str, Iterable[Any]] | None = None) -> None:
+    """Refuse, naming the spec's field, what training would ignore or fail on only once it had its data: a name
+    the factory does not read (``architecture.params.<name>``, ``tuning.space.<name>``), values it refuses
+    (each of ``space``'s values to try, its bounds or choices, is built once with the others)."""
+    registered = _registered(name)
+    space = space or {}
+    for field, names in (("architecture.params", params), ("tuning.space", space)):
+        unknown = sorted(set(names) - registered.params) if registered.params is not None else []
+        if unknown:
+            raise ArchitectureError(
+                f"{field}.{unknown[0]}: {name} takes no parameter {unknown[0]!r} "
+                f"(it takes {', '.join(sorted(registered.params or ()))})"
+            )
+    tries = [("architecture.params", dict(params))]
+    tries += [(f"tuning.space.{k}", {**params, k: value}) for k, values in space.items() for value in values]
+    for field, given in tries:
+        try:
+            registered.factory(_PROBE, given)
+        except Exception as exc:  # whatever the factory raises on a value it refuses
+            shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
+            raise ArchitectureError(f"{field}: {name}({shown}) cannot be built: {exc}") from None
 
 
 class TabularMLP(nn.Module):
@@ -83,12 +127,16 @@ class TabularMLP(nn.Module):
 
 
 def _tabular_mlp(inputs: ArchitectureInput, params: Mapping[str, Any]) -> nn.Module:
-    return TabularMLP(
-        inputs,
-        hidden=tuple(int(h) for h in params.get("hidden", (64, 64))),
-        dropout=float(params.get("dropout", 0.1)),
-        embedding_dim=int(params.get("embedding_dim", 8)),
-    )
+    hidden = params.get("hidden", (64, 64))
+    hidden = tuple(int(h) for h in (hidden if isinstance(hidden, list | tuple) else [hidden]))
+    dropout, embedding_dim = float(params.get("dropout", 0.1)), int(params.get("embedding_dim", 8))
+    if min(hidden, default=1) < 1:
+        raise ValueError(f"hidden sizes must be 1 or more, got {list(hidden)}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be 1 or more, got {embedding_dim}")
+    return TabularMLP(inputs, hidden=hidden, dropout=dropout, embedding_dim=embedding_dim)
 
 
-register_architecture("tabular_mlp", _tabular_mlp)
+register_architecture("tabular_mlp", _tabular_mlp, params=("hidden", "dropout", "embedding_dim"))

@@ -35,7 +35,8 @@ import torch
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
-from driftloop.infra.spec import ModelSpec, SpecCatalog
+from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
+from driftloop.models.architectures import ArchitectureError
 from driftloop.models.artifacts import weights_digest, write_artifact
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
@@ -45,7 +46,7 @@ from driftloop.retrain.dataset import count_labels, fetch_labeled, last_complete
 from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import TrainingError, pick_device, train
-from driftloop.retrain.tuning import TrialRecord, search
+from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, search
 
 log = logging.getLogger("driftloop.retrain")
 
@@ -216,8 +217,10 @@ class RetrainJob:
             )
 
     def run(self, request: JobRequest, *, progress: Callable[[str, float], None] | None = None) -> RunReport:
-        """Run the job; raises ``NotEnoughLabels`` (nothing recorded) when it is too early."""
+        """Run the job; raises ``NotEnoughLabels`` (nothing recorded) when it is too early, and a
+        :class:`SpecError` (recorded as failed) for an architecture or a search space the spec gets wrong."""
         spec = self.specs.get(request.model)
+        self._check_architecture(request, spec)
         self._enough_labels(request, spec)  # a cheap count first: most waiting jobs stop there
         # Labels joined after this second are left to the next run: the count and the fetch see the same rows.
         joined_until = last_complete_second(self.settings)
@@ -437,6 +440,20 @@ class RetrainJob:
             client.execute(f"INSERT INTO tuning_trials ({', '.join(TRIAL_COLUMNS)}) VALUES", rows)
         finally:
             client.disconnect()
+
+    def _check_architecture(self, request: JobRequest, spec: ModelSpec) -> None:
+        """Before any label is counted: a parameter the architecture does not read (a misspelt name was ignored,
+        and the network trained with the default) or refuses (a dropout of 1.5 failed every attempt once the
+        window was fetched). The spec file is read again at the next attempt: it may be fixed by then."""
+        try:
+            check_spec_architecture(spec)
+        except ArchitectureError as exc:
+            self.specs.forget(request.model)
+            error = SpecError(f"{self.specs.path(request.model)}: {exc}")
+            now = time.time()
+            failed = RunReport(request, status="failed", started_at=now, finished_at=now, error=f"SpecError: {error}")
+            self._record(failed)
+            raise error from None
 
     def record_skipped(self, request: JobRequest, reason: str, details: dict[str, Any] | None = None) -> RunReport:
         """Record a job that will not run (``skipped``, with the reason and the numbers behind it)."""

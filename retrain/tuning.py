@@ -25,14 +25,12 @@ from typing import Any, Literal
 import optuna
 import torch
 
-from driftloop.infra.spec import ModelSpec, ParamRange
+from driftloop.infra.spec import TRAINING_PARAMS, ModelSpec, ParamRange
+from driftloop.models.architectures import check_architecture
 from driftloop.models.preprocess import Preprocessor
 from driftloop.retrain.evaluation import metric
 from driftloop.retrain.splits import Splits
 from driftloop.retrain.training import TrainingError, TrainResult, pick_device, tensors, train
-
-#: Parameters of the training loop; every other name in a search space is the architecture's.
-TRAINING_PARAMS = ("learning_rate", "batch_size", "patience", "epochs")
 
 #: ``tabular_mlp``'s search space when the spec declares none.
 TABULAR_MLP_SPACE: dict[str, ParamRange] = {
@@ -84,6 +82,17 @@ def search_space(spec: ModelSpec) -> dict[str, ParamRange]:
     if spec.tuning.space:
         return dict(spec.tuning.space)
     return dict(TABULAR_MLP_SPACE if spec.architecture.name == "tabular_mlp" else TRAINING_SPACE)
+
+
+def check_spec_architecture(spec: ModelSpec) -> None:
+    """:func:`~driftloop.models.architectures.check_architecture` on the spec's architecture and, when it searches,
+    on the ends of each range (or each choice) of its space that the architecture reads."""
+    space = {
+        name: bounds.choices if bounds.choices is not None else (bounds.low, bounds.high)
+        for name, bounds in (spec.tuning.space.items() if spec.tuning.trials else ())
+        if name not in TRAINING_PARAMS
+    }
+    check_architecture(spec.architecture.name, spec.architecture.params, space)
 
 
 def with_params(spec: ModelSpec, params: Mapping[str, Any]) -> ModelSpec:

@@ -12,6 +12,7 @@ from river.datasets import synth
 from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
+from driftloop.infra.spec import SpecError
 from driftloop.models.artifacts import ArtifactError
 from driftloop.models.registry import ModelRegistry
 from driftloop.models.serving import ModelClient
@@ -84,6 +85,30 @@ def test_diverging_training_is_rejected_with_the_reason(retrain_settings: Settin
     report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
     assert report.status == "rejected" and "TrainingError" in report.error and "diverged" in report.error
     assert champions(retrain_settings, model) == [] and ModelRegistry(retrain_settings).versions(model) == []
+
+
+def test_an_architecture_parameter_the_network_does_not_read_fails_the_job_and_names_it(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    """A misspelt parameter (``hiden``) was ignored: the version was trained, and promoted, with the default
+    width. The job fails before it fetches anything, recorded with the file and the field, and the next attempt
+    reads the fixed file."""
+    model = labeled_model(before=2000, spec="[architecture]\nparams = { hiden = [16] }\n")
+    job = RetrainJob(retrain_settings)
+    with pytest.raises(SpecError) as failure:
+        job.run(JobRequest(model, since=0))
+    spec_file = retrain_settings.spec_directory / f"{model}.toml"
+    says = f"{spec_file}: architecture.params.hiden: tabular_mlp takes no parameter 'hiden'"
+    assert str(failure.value).startswith(says)
+    assert [
+        (status, error.startswith(f"SpecError: {says}")) for status, *_, error in runs(retrain_settings, model)
+    ] == [("failed", True)]
+    assert ModelRegistry(retrain_settings).versions(model) == []
+    spec_file.write_text(spec_file.read_text().replace("hiden", "hidden"))
+    assert job.run(JobRequest(model, since=0)).status == "promoted"
+    registry = ModelRegistry(retrain_settings)
+    champion = registry.champion(model)
+    assert champion is not None and registry.load(champion).spec.architecture.params == {"hidden": [16]}
 
 
 def test_clickhouse_failing_during_the_training_fetch_leaves_no_version_and_the_job_can_run_again(

@@ -17,6 +17,8 @@ import torch
 from driftloop.demo.labeled_history import agrawal_rows
 from driftloop.infra.cron import Cron, CronError
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError, TrainingSpec, load_spec
+from driftloop.models import architectures
+from driftloop.models.architectures import ArchitectureError, register_architecture
 from driftloop.models.preprocess import Preprocessor
 from driftloop.retrain.build import BuildRecord, software_versions
 from driftloop.retrain.data_gate import check_window
@@ -26,7 +28,7 @@ from driftloop.retrain.rebuild import judge
 from driftloop.retrain.schedules import Scheduler, next_run
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import train
-from driftloop.retrain.tuning import search
+from driftloop.retrain.tuning import check_spec_architecture, search
 
 
 def agrawal(n: int, seed: int = 3, function: int = 2) -> LabeledData:
@@ -141,6 +143,10 @@ def test_a_spec_refuses_a_gate_metric_its_task_cannot_have(tmp_path: Path) -> No
         ('task = "multiclass"\n[training]\nmetric = "roc_auc"', "needs a binary task"),
         ('[retraining]\nschedule = "0 25 * * *"', "outside 0-23 in the hour field"),
         ("[tuning]\nspace = { dropout = { low = 0.5 } }", "give either low and high, or choices"),
+        # a training-loop parameter's range the trials would have trained with (past the field's own check)
+        ("[tuning]\nspace = { batch_size = { low = 0, high = 256 } }", "tuning.space.batch_size: 0: Input should be"),
+        ("[tuning]\nspace = { epochs = { choices = [0, 20] } }", "tuning.space.epochs: 0: Input should be"),
+        ("[tuning]\nspace = { learning_rate = { low = -1e-3, high = 1e-2 } }", "tuning.space.learning_rate: -0.001"),
     ]:
         path = tmp_path / "m.toml"
         path.write_text(f'name = "m"\n{body}\n')
@@ -221,6 +227,58 @@ def test_the_search_starts_from_the_specs_own_configuration_and_prunes_weak_tria
     assert [(t.params, t.state, t.epochs) for t in again.trials] == [
         (t.params, t.state, t.epochs) for t in found.trials
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"architecture": {"params": {"hiden": [128]}}}, "architecture.params.hiden: tabular_mlp takes no parameter"),
+        ({"architecture": {"params": {"dropout": 1.5}}}, "architecture.params: tabular_mlp(dropout=1.5) cannot be"),
+        ({"architecture": {"params": {"hidden": [64, 0]}}}, "hidden sizes must be 1 or more, got [64, 0]"),
+        (
+            {"tuning": {"trials": 4, "space": {"dropuot": {"low": 0.0, "high": 0.5}}}},
+            "tuning.space.dropuot: tabular_mlp takes no parameter 'dropuot' (it takes dropout, embedding_dim, hidden)",
+        ),
+        (
+            {"tuning": {"trials": 4, "space": {"embedding_dim": {"choices": [4, 0]}}}},
+            "tuning.space.embedding_dim: tabular_mlp(embedding_dim=0) cannot be built",
+        ),
+        ({"architecture": {"name": "transformer"}}, "architecture 'transformer' is not registered"),
+    ],
+)
+def test_an_architecture_refuses_parameters_it_would_ignore_or_fail_on(given: dict, says: str) -> None:
+    """A misspelt name was ignored (the default width trained, a search searched nothing); a value the network
+    refuses failed every attempt, once the window was fetched."""
+    with pytest.raises(ArchitectureError) as refused:
+        check_spec_architecture(ModelSpec.model_validate({"name": "m", **given}))
+    assert says in str(refused.value)
+
+
+def test_a_registered_architecture_is_checked_by_the_parameters_it_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(architectures, "_REGISTRY", dict(architectures._REGISTRY))  # registered for this test only
+    register_architecture(
+        "linear_probe", lambda inputs, params: torch.nn.Linear(int(params.get("width", 1)), 1), params=["width"]
+    )
+    register_architecture("anything_goes", lambda inputs, params: torch.nn.Identity())
+    check_spec_architecture(
+        ModelSpec.model_validate({"name": "m", "architecture": {"name": "linear_probe", "params": {"width": 4}}})
+    )
+    with pytest.raises(ArchitectureError, match=r"linear_probe takes no parameter 'depth' \(it takes width\)"):
+        check_spec_architecture(
+            ModelSpec.model_validate({"name": "m", "architecture": {"name": "linear_probe", "params": {"depth": 2}}})
+        )
+    with pytest.raises(ArchitectureError, match=r"linear_probe\(width=-1\) cannot be built"):
+        check_spec_architecture(
+            ModelSpec.model_validate({"name": "m", "architecture": {"name": "linear_probe", "params": {"width": -1}}})
+        )
+    # an architecture registered without its names takes any: only what it refuses to build is refused
+    check_spec_architecture(
+        ModelSpec.model_validate({"name": "m", "architecture": {"name": "anything_goes", "params": {"x": 1}}})
+    )
+    # a search space that is not searched (no trials) is not checked
+    check_spec_architecture(
+        ModelSpec.model_validate({"name": "m", "tuning": {"space": {"dropuot": {"choices": [0.1]}}}})
+    )
 
 
 def test_the_search_stops_at_its_seconds_budget_with_a_completed_trial() -> None:
