@@ -258,6 +258,9 @@ class TrainingSpec(_Frozen):
     batch_size: int = Field(512, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     patience: int = Field(4, ge=1)
+    max_steps: int | None = Field(
+        None, ge=1, description="optimiser steps at most (a version the compute budget stopped records its steps here)"
+    )
     seed: int = 0
     metric: GateMetric | None = Field(
         None, description="the gate metric on the test split (default: accuracy, or mae for regression)"

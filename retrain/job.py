@@ -13,7 +13,9 @@ compared with and becomes its champion. Each version records what made it (``ret
 ``driftloop models rebuild`` can train it again.
 
 A model's compute budget (``training.budget_s_per_day``: training seconds in any 24 h) is respected: a job
-over it is not started, and a search gets what is left of it at most. Every run is a row in ``retrain_runs``
+over it is not started, and a job's training (a search and the chosen configuration's training) stops where
+what was left of it runs out, keeping its best epoch so far: the version's spec records the optimiser steps it
+took (``training.max_steps``), so that a rebuild trains the same weights. Every run is a row in ``retrain_runs``
 (running, then promoted / candidate / rejected / failed / skipped) with the seconds each phase took; a
 skipped run has the numbers behind it in ``details``.
 """
@@ -46,7 +48,7 @@ from driftloop.retrain.dataset import count_labels, fetch_labeled, last_complete
 from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import TrainingError, pick_device, train
-from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, search
+from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, search, with_steps
 
 log = logging.getLogger("driftloop.retrain")
 
@@ -283,7 +285,15 @@ class RetrainJob:
             budget_s = min(spec.tuning.timeout_s, budget.remaining_s)
             tick = (lambda done, total: progress("train", done / total)) if progress else None
             try:
-                found = search(spec, pre, splits, metric_name=metric_name, budget_s=budget_s, progress=tick)
+                found = search(
+                    spec,
+                    pre,
+                    splits,
+                    metric_name=metric_name,
+                    budget_s=budget_s,
+                    progress=tick,
+                    max_seconds=budget.remaining_s,
+                )
             except TrainingError as exc:
                 report.details = {"tuning": {"trials": len(getattr(exc, "trials", ()))}}
                 raise
@@ -300,8 +310,20 @@ class RetrainJob:
             self._record_trials(report, found.trials, metric_name)
         else:
             tick = (lambda epoch, total, loss: progress("train", epoch / total)) if progress else None
-            result, trained = train(spec, pre, splits.train, splits.validation, progress=tick), spec
+            result = train(spec, pre, splits.train, splits.validation, progress=tick, max_seconds=budget.remaining_s)
+            trained = with_steps(spec, result)
         report.phases["train"] = time.perf_counter() - phase
+        if trained.training.max_steps != spec.training.max_steps:  # the compute budget ran out
+            report.details["budget"] = {
+                "budget_s_per_day": budget.limit_s,
+                "used_before_s": budget.used_s,
+                "steps": result.steps,
+                "epochs": result.epochs,
+            }
+            log.warning(
+                "training stopped where the compute budget ran out; the best epoch so far is kept",
+                extra={"fields": {"model": request.model, "steps": result.steps, "epochs": result.epochs}},
+            )
 
         phase = time.perf_counter()
         scores = {

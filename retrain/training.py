@@ -61,6 +61,8 @@ class TrainResult:
     best_validation_loss: float
     seconds: float
     history: list[float] = field(default_factory=list)
+    steps: int = 0  # optimiser steps taken
+    out_of_time: bool = False  # stopped at ``max_seconds`` (at the end of a step), before its epochs or patience
 
 
 def train(
@@ -71,12 +73,18 @@ def train(
     *,
     device: torch.device | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    max_seconds: float = math.inf,
 ) -> TrainResult:
     """Train a fresh network of ``spec.architecture`` on ``train_data``; keep the best epoch on ``validation``.
 
     Seeded by ``spec.training.seed``: on the CPU, the same rows, spec and thread count give the same weights,
     bit for bit. ``progress(epoch, epochs, validation_loss)`` is called after every epoch; an exception it
     raises (a pruned trial) ends the training. Rows may come as :class:`Tensors` already on ``device``.
+
+    Training stops after ``spec.training.max_steps`` optimiser steps, and once ``max_seconds`` have passed (what
+    is left of a compute budget): the epoch under way ends there, is validated like any other, and the best
+    epoch is kept. ``steps`` says where it stopped: the spec with ``max_steps`` at that number trains the same
+    weights again.
     """
     started = time.perf_counter()
     config = spec.training
@@ -95,11 +103,17 @@ def train(
     cuda = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     best, best_state, since_best, history = math.inf, copy.deepcopy(network.state_dict()), 0, []
-    epoch = 0
+    epoch = steps = 0
+    max_steps, deadline, out_of_time = config.max_steps or math.inf, started + max_seconds, False
     for epoch in range(1, config.epochs + 1):
         network.train()
         order = torch.randperm(len(fit.target), generator=generator).to(device)
+        before = steps
         for start in range(0, len(order), config.batch_size):
+            if steps >= max_steps or (steps and time.perf_counter() >= deadline):  # one step at least
+                out_of_time = steps < max_steps
+                break
+            steps += 1
             batch = order[start : start + config.batch_size]
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=cuda):
                 output = network(fit.numeric[batch], fit.categorical[batch])
@@ -110,6 +124,9 @@ def train(
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
+        if steps == before:  # stopped before this epoch's first step: nothing new to validate
+            epoch -= 1
+            break
         validation_loss = _loss(network, check, loss_fn, regression, cuda)
         history.append(validation_loss)
         if progress:
@@ -120,9 +137,12 @@ def train(
             since_best += 1
             if since_best >= config.patience:
                 break
+        if steps >= max_steps or out_of_time:
+            break
     network.load_state_dict(best_state)
     network.eval()
-    return TrainResult(network, inputs, str(device), epoch, best, time.perf_counter() - started, history)
+    seconds = time.perf_counter() - started
+    return TrainResult(network, inputs, str(device), epoch, best, seconds, history, steps, out_of_time)
 
 
 @torch.no_grad()

@@ -95,6 +95,14 @@ def check_spec_architecture(spec: ModelSpec) -> None:
     check_architecture(spec.architecture.name, spec.architecture.params, space)
 
 
+def with_steps(spec: ModelSpec, result: TrainResult) -> ModelSpec:
+    """``spec`` as ``result`` was trained: with ``training.max_steps`` at its steps when it ran out of time (the
+    spec that trains the same weights again)."""
+    if not result.out_of_time:
+        return spec
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"max_steps": result.steps})})
+
+
 def with_params(spec: ModelSpec, params: Mapping[str, Any]) -> ModelSpec:
     """``spec`` with ``params`` put in place: training-loop names into ``training``, the rest into
     ``architecture.params``."""
@@ -119,10 +127,13 @@ def search(
     budget_s: float,
     device: torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_seconds: float = math.inf,
 ) -> SearchResult:
     """Search ``spec``'s space within ``spec.tuning.trials`` trials and ``budget_s`` seconds (see the module
     docstring); ``progress(trials_done, trials)`` after each trial. Raises :class:`TrainingError` when no
-    trial completes."""
+    trial completes. ``max_seconds``: what is left of the compute budget for the search and the chosen
+    configuration's training on every row together (that training stops where it runs out, recorded in the
+    spec it returns as ``training.max_steps``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rules = spec.tuning
     device = device or pick_device()
@@ -187,7 +198,9 @@ def search(
     tuned = with_params(spec, params)
     result = best[0]
     if len(recent) < len(splits.train):  # the trials saw the recent rows: the version learns from all of them
-        result = train(tuned, pre, splits.train, check, device=device)
+        left = max_seconds - (time.perf_counter() - started)
+        result = train(tuned, pre, splits.train, check, device=device, max_seconds=left)
+        tuned = with_steps(tuned, result)
     return SearchResult(params, tuned, result, trials, time.perf_counter() - started, len(recent))
 
 

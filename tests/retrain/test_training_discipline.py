@@ -103,7 +103,7 @@ def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
 
 
 def test_the_data_gate_and_the_compute_budget_skip_jobs_with_their_numbers(
-    retrain_settings: Settings, labeled_model
+    retrain_stack: PrivateStack, retrain_settings: Settings, labeled_model
 ) -> None:
     job = RetrainJob(retrain_settings)
     lopsided = labeled_model(before=3000, spec="max_class_share = 0.55\n")  # Agrawal's concept 0: ~2/3 one class
@@ -119,6 +119,16 @@ def test_the_data_gate_and_the_compute_budget_skip_jobs_with_their_numbers(
     budgeted = labeled_model(before=3000, spec="budget_s_per_day = 0.01\n")
     first = job.run(JobRequest(budgeted, since=0))
     assert first.status == "promoted" and first.phases["train"] > 0.01  # nothing used yet: it runs
+    # ... until its 0.01 s are spent (it trained its 15 epochs of 5 steps, or until its patience ran out), and
+    # the version records the steps it took: a rebuild trains the same weights
+    steps = first.details["budget"]["steps"]
+    assert 1 <= steps < 20 and first.details["budget"]["budget_s_per_day"] == 0.01
+    (build_json,) = connect(retrain_settings.clickhouse).execute(
+        "SELECT build FROM model_versions FINAL WHERE model = %(m)s AND version = 1", {"m": budgeted}
+    )[0]
+    assert json.loads(build_json)["spec"]["training"]["max_steps"] == steps
+    code, rebuilt = rebuild_cli(retrain_stack, budgeted, 1)
+    assert (code, rebuilt["status"], rebuilt["compared"]) == (0, "match", "weights"), rebuilt
     second = job.run(JobRequest(budgeted, since=0))
     assert second.status == "skipped" and second.error.startswith("compute budget")
     assert second.details["budget_used_s"] == pytest.approx(first.phases["train"], rel=1e-6)

@@ -19,6 +19,7 @@ from driftloop.infra.cron import Cron, CronError
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError, TrainingSpec, load_spec
 from driftloop.models import architectures
 from driftloop.models.architectures import ArchitectureError, register_architecture
+from driftloop.models.artifacts import weights_digest
 from driftloop.models.preprocess import Preprocessor
 from driftloop.retrain.build import BuildRecord, software_versions
 from driftloop.retrain.data_gate import check_window
@@ -28,7 +29,7 @@ from driftloop.retrain.rebuild import judge
 from driftloop.retrain.schedules import Scheduler, next_run
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import train
-from driftloop.retrain.tuning import check_spec_architecture, search
+from driftloop.retrain.tuning import check_spec_architecture, search, with_steps
 
 
 def agrawal(n: int, seed: int = 3, function: int = 2) -> LabeledData:
@@ -229,6 +230,26 @@ def test_the_search_starts_from_the_specs_own_configuration_and_prunes_weak_tria
     ]
 
 
+def test_training_stops_where_its_seconds_run_out_and_its_steps_train_the_same_weights_again() -> None:
+    """What is left of a compute budget bounds a training (it ran its epochs whatever was left); it keeps its best
+    epoch so far, and the steps it took, as ``training.max_steps``, train the same weights bit for bit."""
+    data = agrawal(1200)
+    pre = Preprocessor.fit(data.numeric, data.categorical, data.labels, "binary")
+    fit, check = data.slice(0, 1000), data.slice(1000, 1200)
+    spec = ModelSpec.model_validate({"name": "m", "training": {"epochs": 5, "batch_size": 100, "patience": 5}})
+    whole = train(spec, pre, fit, check)
+    assert (whole.steps, whole.epochs, whole.out_of_time) == (50, 5, False)
+    cut = train(spec, pre, fit, check, max_seconds=0.0)  # spent before it started: one step at least
+    assert (cut.steps, cut.epochs, cut.out_of_time, len(cut.history)) == (1, 1, True, 1)
+    again = train(with_steps(spec, cut), pre, fit, check)
+    assert again.steps == 1 and weights_digest(again.network.state_dict()) == weights_digest(cut.network.state_dict())
+    assert with_steps(spec, whole) is spec  # a training that ran out of nothing records nothing
+    partway = train(
+        spec.model_copy(update={"training": spec.training.model_copy(update={"max_steps": 17})}), pre, fit, check
+    )
+    assert (partway.steps, partway.epochs, len(partway.history), partway.out_of_time) == (17, 2, 2, False)
+
+
 @pytest.mark.parametrize(
     ("given", "says"),
     [
@@ -279,6 +300,17 @@ def test_a_registered_architecture_is_checked_by_the_parameters_it_names(monkeyp
     check_spec_architecture(
         ModelSpec.model_validate({"name": "m", "tuning": {"space": {"dropuot": {"choices": [0.1]}}}})
     )
+
+
+def test_a_search_s_last_training_on_every_row_stops_where_the_compute_budget_runs_out() -> None:
+    """The trials learn from the most recent rows, then the chosen configuration from all of them: that training
+    had no bound but its epochs. Out of budget, it stops, and the spec it returns records its steps."""
+    spec, pre, splits = tuned(2, max_rows=500, pruner="none")
+    found = search(spec, pre, splits, metric_name="accuracy", budget_s=600, max_seconds=0.0)
+    assert found.rows == 500 < len(splits.train) and found.result.steps == 1 and found.result.out_of_time
+    assert found.spec.training.max_steps == 1
+    unbounded = search(spec, pre, splits, metric_name="accuracy", budget_s=600)
+    assert unbounded.spec.training.max_steps is None and unbounded.result.steps > 1
 
 
 def test_the_search_stops_at_its_seconds_budget_with_a_completed_trial() -> None:
