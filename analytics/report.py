@@ -79,7 +79,7 @@ def render_report(settings: Settings, history: ModelHistory) -> str:
         "champion now": f"v{int(champion['version'].iloc[-1])}" if not champion.empty else "none",
     }
     try:
-        spec = SpecCatalog(settings.spec_directory).get(history.model)
+        spec = SpecCatalog.of(settings).get(history.model)
         facts = {
             "owner": spec.owner or "not set (the spec's `owner`)",
             "runbook": spec.runbook or "not set (the spec's `runbook`)",

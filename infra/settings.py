@@ -234,6 +234,12 @@ class Settings(BaseModel):
     )
 
     specs_dir: Path | None = Field(None, description="Model spec files <model>.toml (default: HOME/specs)")
+    spec_recheck_s: float = Field(
+        5.0,
+        ge=0,
+        description="How often a running worker looks at a model's spec file again: an edit is taken from then on,"
+        " without a restart (an edit that breaks the file is not: the last good spec stays)",
+    )
     artifacts: str | None = Field(
         None, description="Where model versions are stored: a path or file:// URL (default: HOME/models)"
     )

@@ -64,16 +64,24 @@ A field that is wrong is a :class:`SpecError` naming the file and the field.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import time
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from driftloop.infra.cron import Cron
 from driftloop.infra.errors import DriftloopError
+
+if TYPE_CHECKING:
+    from driftloop.infra.settings import Settings
 
 SignalType = Literal["numeric", "categorical", "missing", "outliers", "score", "prediction", "error"]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
@@ -96,6 +104,8 @@ BINARY_DETECTORS = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
 #: Signal types whose values are categories, and those whose values are 0/1 (``error``: a classifier's).
 CATEGORY_SIGNALS = frozenset({"categorical", "prediction"})
 BINARY_SIGNALS = frozenset({"missing", "outliers", "error"})
+log = logging.getLogger("driftloop.specs")
+
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -466,19 +476,65 @@ def _problem(error: ErrorDetails) -> str:
     return f"{field}: {message}" if field else message
 
 
-class SpecCatalog:
-    """Specs by model name, read from a directory when first asked for; a model without one gets defaults."""
+#: Seconds between two looks at a spec file for an edit (a stat, once a model a while).
+RECHECK_S = 5.0
 
-    def __init__(self, directory: Path) -> None:
+
+@dataclass
+class _Read:
+    """A spec in force, the file it was read from (its mtime, size and inode; None: there is no file) and when
+    that was last looked at; ``refused``: the file's last edit, found broken and not taken."""
+
+    spec: ModelSpec
+    signature: tuple[int, int, int] | None
+    checked_at: float
+    refused: tuple[int, int, int] | None = None
+
+
+class SpecCatalog:
+    """Specs by model name, read from a directory when first asked for; a model without one gets defaults.
+
+    An edit is taken without a restart: a model's file is looked at again when its spec is asked for and
+    ``recheck_s`` have passed, and read again when it changed (written, added or removed: the defaults). An edit
+    that breaks a spec in force is not taken: the last good spec stays, and the ERROR names the file and the
+    field, once an edit. A file that is broken from its first read is a :class:`SpecError` each time it is asked
+    for (and read again each time), as the model has no spec to keep.
+    """
+
+    def __init__(self, directory: Path, *, recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic):
         self.directory = directory
-        self._specs: dict[str, ModelSpec] = {}
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self._specs: dict[str, _Read] = {}
+
+    @classmethod
+    def of(cls, settings: Settings) -> SpecCatalog:
+        """The catalog of ``settings``' spec directory, looked at again every ``spec_recheck_s``."""
+        return cls(settings.spec_directory, recheck_s=settings.spec_recheck_s)
 
     def get(self, model: str) -> ModelSpec:
-        spec = self._specs.get(model)
-        if spec is None:
-            path = self.path(model)
-            spec = load_spec(path) if path.exists() else ModelSpec(name=model)
-            self._specs[model] = spec
+        read, now = self._specs.get(model), self.clock()
+        if read is not None and now - read.checked_at < self.recheck_s:
+            return read.spec
+        path = self.path(model)
+        signature = _signature(path)
+        if read is not None and (signature == read.signature or (read.refused and signature == read.refused)):
+            read.checked_at = now
+            return read.spec
+        try:
+            spec = load_spec(path) if signature is not None else ModelSpec(name=model)
+        except SpecError as exc:
+            if read is None:
+                raise
+            read.refused, read.checked_at = signature, now
+            log.error(
+                "an edit broke a model spec in force: the last good spec stays until the file is fixed",
+                extra={"fields": {"model": model, "error": str(exc)}},
+            )
+            return read.spec
+        self._specs[model] = _Read(spec, signature, now)
+        if read is not None and spec != read.spec:
+            log.info("model spec changed: in force from now", extra={"fields": {"model": model, "path": str(path)}})
         return spec
 
     def path(self, model: str) -> Path:
@@ -486,7 +542,7 @@ class SpecCatalog:
         return self.directory / f"{model}.toml"
 
     def forget(self, model: str) -> None:
-        """Read the spec of ``model`` again when next asked for (its file was found wanting, and may be fixed)."""
+        """Read the spec of ``model`` again when next asked for (it was found wanting, and may be fixed)."""
         self._specs.pop(model, None)
 
     def names(self) -> list[str]:
@@ -494,3 +550,15 @@ class SpecCatalog:
         if not self.directory.is_dir():
             return []
         return sorted(path.stem for path in self.directory.glob("*.toml") if MODEL_NAME.fullmatch(path.stem))
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """What tells an edit of ``path`` (mtime, size, inode: an editor that writes a new file and renames it has
+    a new inode), None when there is no file."""
+    try:
+        stat = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:  # there, but not to be looked at: reading it says why
+        return -1, -1, -1
+    return stat.st_mtime_ns, stat.st_size, stat.st_ino

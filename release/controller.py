@@ -71,7 +71,7 @@ class ReleaseController:
     ) -> None:
         self.settings = settings
         self.registry = registry or ModelRegistry(settings, clock=clock)
-        self.specs = specs or SpecCatalog(settings.spec_directory)
+        self.specs = specs or SpecCatalog.of(settings)
         self.clock = clock
         self._broken: dict[str, str] = {}  # model -> the spec error last reported
         self._tasks: dict[tuple[str, int], str | None] = {}  # (model, version) -> the task it was trained for

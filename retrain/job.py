@@ -205,7 +205,7 @@ class RetrainJob:
     def __init__(self, settings: Settings, registry: ModelRegistry | None = None, specs: SpecCatalog | None = None):
         self.settings = settings
         self.registry = registry or ModelRegistry(settings)
-        self.specs = specs or SpecCatalog(settings.spec_directory)
+        self.specs = specs or SpecCatalog.of(settings)
         self.budgets: dict[str, Budget] = {}  # each model's, as last looked up (the worker's metrics show them)
 
     def labels_since(self, request: JobRequest, joined_until: int | None = None) -> int:

@@ -239,9 +239,7 @@ def _alert_gate(settings: Settings, ingestion: IngestionProcess) -> tuple[GateKe
         publisher.close()
         reader.close()
 
-    gate = GateKeeper(
-        AlertGate(SpecCatalog(settings.spec_directory)), read, publisher.publish, ingestion.write, silences
-    )
+    gate = GateKeeper(AlertGate(SpecCatalog.of(settings)), read, publisher.publish, ingestion.write, silences)
     return gate, close
 
 

@@ -44,7 +44,7 @@ def backtest(
     """Replay ``model`` between ``since`` and ``until`` (default: everything). A spec the monitor cannot run is
     a :class:`~driftloop.infra.spec.SpecError` before anything is replayed (the worker leaves such a model
     unmonitored: a replay of it would report no alert)."""
-    monitor = DriftMonitor(specs or SpecCatalog(settings.spec_directory), clock=lambda: 0.0)
+    monitor = DriftMonitor(specs or SpecCatalog.of(settings), clock=lambda: 0.0)
     monitor.checked_spec(model)
     alerts: list[Alert] = []
     predictions = labeled = 0

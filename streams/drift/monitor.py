@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.infra.contract import Alert
-from driftloop.infra.spec import BINARY_DETECTORS, ModelSpec, SpecCatalog, SpecError, misfit
+from driftloop.infra.spec import BINARY_DETECTORS, DetectorConfig, ModelSpec, SpecCatalog, SpecError, misfit
 from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alert_message import make_alert
 from driftloop.streams.drift.cusum import CUSUM, update_together
@@ -183,7 +183,14 @@ class DriftMonitor:
         the field), every other model is; the file is read again at the model's next batch.
         """
         state = self.models.get(model)
-        if state is None:
+        if state is not None:
+            try:
+                spec = self.specs.get(model)  # the spec in force (an edit is taken; the catalog keeps the last good)
+            except SpecError:  # not read since it was forgotten, and broken now: the model goes on as it was
+                return state
+            if spec is not state.spec and spec is not state.refused_spec:
+                self._take_edit(state, spec)
+        else:
             try:
                 spec = self.checked_spec(model)
             except SpecError as exc:
@@ -196,6 +203,40 @@ class DriftMonitor:
             state.expected_signals = max(4 * max(features, len(spec.features)) + 4, 1)
             self.models[model] = state
         return state
+
+    def _take_edit(self, state: ModelState, spec: ModelSpec) -> None:
+        """An edited spec of a model being watched: its policy and alerts follow it from now; a signal whose
+        detector the edit changed (or that it turned off) starts again, with a new reference, and the others keep
+        theirs, with the run length the edit gives them. An edit whose detectors cannot run is not taken (the
+        ERROR says why; the model is watched as it was)."""
+        old = state.spec
+        try:
+            check_detectors(spec, reference=max(spec.monitoring.warmup, MIN_REFERENCE))
+        except ValueError as exc:
+            state.refused_spec = spec
+            log.error(
+                "an edit of a model spec cannot run: the model is watched with the spec it had",
+                extra={"fields": {"model": spec.name, "error": f"{self.specs.path(spec.name)}: {exc}"}},
+            )
+            return
+        state.spec, state.policy.spec, state.refused_spec = spec, spec.monitoring, None
+        state.expected_signals = max(state.expected_signals, 4 * len(spec.features) + 4)
+        restarted = [
+            name
+            for name, signal in state.signals.items()
+            if _configured(old, name, signal.signal_type) != _configured(spec, name, signal.signal_type)
+        ]
+        for name in restarted:
+            del state.signals[name]
+        rate = ("expected_run_length", "expected_run_length_hours")
+        if any(getattr(old.monitoring, k) != getattr(spec.monitoring, k) for k in rate):
+            signals = max(state.expected_signals, len(state.signals))
+            for signal in state.signals.values():
+                set_run_length(signal, self._run_length(state) * signals)
+        log.info(
+            "model spec edited: watched with it from now",
+            extra={"fields": {"model": spec.name, "signals_started_again": sorted(restarted)}},
+        )
 
     def _take(self, part: ModelPredictions) -> _Taken | None:
         """A model's part counted in its state, and the values of each of its signals (None: not monitored)."""
@@ -244,9 +285,7 @@ class DriftMonitor:
                 )
             return None
         if signal is None:
-            version = output_version(name)
-            base = name if version is None else name.partition(VERSION_MARK)[0]
-            feature = feature_of(base)
+            version, base, feature = _names(name)
             if not state.spec.monitoring.enabled(base) or not state.spec.monitoring.enabled(feature):
                 return None
             if version is not None:
@@ -372,6 +411,22 @@ class DriftMonitor:
             else:
                 alert(evidence, event_index)
         return detections
+
+
+def _names(signal: str) -> tuple[int | None, str, str]:
+    """A signal's serving version (outputs only), its name without it, and the feature (or output) it watches."""
+    version = output_version(signal)
+    base = signal if version is None else signal.partition(VERSION_MARK)[0]
+    return version, base, feature_of(base)
+
+
+def _configured(spec: ModelSpec, signal: str, signal_type: str) -> DetectorConfig | None:
+    """The detector ``spec`` gives ``signal`` (None: the spec turns it off)."""
+    _, base, feature = _names(signal)
+    monitoring = spec.monitoring
+    if not (monitoring.enabled(base) and monitoring.enabled(feature)):
+        return None
+    return monitoring.detector_for(signal_type, feature)
 
 
 def _say_if_override_misfits(

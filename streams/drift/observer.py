@@ -319,7 +319,7 @@ def _counts(monitor: DriftMonitor, model: str) -> tuple[int, int]:
 def drift_observer(settings: Settings, publisher: AlertPublisher) -> DriftObserver:
     """The drift observer the worker runs (in :mod:`streams.drift.process`), configured from ``settings``."""
     sink = ClickHouseSink(settings.clickhouse)
-    specs = SpecCatalog(settings.spec_directory)
+    specs = SpecCatalog.of(settings)
     return DriftObserver(
         lambda: DriftMonitor(specs),
         publisher,

@@ -150,6 +150,7 @@ class ModelState:
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
+    refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
 
 
 #: The fewest values a signal's reference is learnt from, whatever the warm-up.

@@ -230,7 +230,7 @@ def forward_alerts(
     incidents: Incidents | None = None
     topics = [settings.topics.alerts]
     if forwarder.format == "pagerduty":
-        catalog = specs or SpecCatalog(settings.spec_directory)
+        catalog = specs or SpecCatalog.of(settings)
         incidents = Incidents(lambda model: _cooldown_s(catalog, model))
         topics.append(settings.topics.model_versions)
     begun = time.monotonic()

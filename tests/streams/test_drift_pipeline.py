@@ -115,6 +115,38 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     assert report.alerts[0].request_id == rows[0][3]
 
 
+def test_a_spec_edited_while_the_worker_runs_is_taken(
+    drift_stack: PrivateStack, specs: Path, tmp_path: Path, group: str
+) -> None:
+    """A model changes hands while the worker runs: its spec gains an owner and a runbook. The worker kept the spec
+    it first read (alerts without them) until it was restarted."""
+    stack = drift_stack.with_env(DRIFTLOOP_SPEC_RECHECK_S="0")  # looked at every batch: no timer to wait for
+    model = spec(specs, warmup=500)
+    worker = WorkerProcess(stack, tmp_path / "worker.log", DRIFTLOOP_WORKER_GROUP=group)
+    try:
+        send(stack, model, 0, 2000)
+
+        def watched() -> bool:  # the detector state saved: the worker read the spec and watches the model
+            rows = connect(stack.settings.clickhouse).execute(
+                "SELECT max(events) FROM detector_state WHERE model = %(m)s", {"m": model}
+            )
+            return bool(rows and rows[0][0] >= 2000)
+
+        wait_for(watched, timeout_s=150, what="the model watched")
+        (specs / f"{model}.toml").write_text(
+            f'name = "{model}"\nowner = "payments-oncall"\nrunbook = "https://wiki.example.com/{model}"\n'
+            "[monitoring]\nwarmup = 500\n"
+        )
+        send(stack, model, 2000, 400, shift=2.0)
+        wait_for(lambda: alerts_in_clickhouse(stack, model), timeout_s=150, what="the alert in ClickHouse")
+    finally:
+        worker.stop()
+    on_kafka = [a for a, _ in alert_stream(stack.settings, from_beginning=True, idle_timeout_s=5) if a.model == model]
+    assert [(a.signal, a.owner, a.runbook) for a in on_kafka] == [
+        ("f0", "payments-oncall", f"https://wiki.example.com/{model}")
+    ]
+
+
 def test_detector_state_survives_a_worker_restart(
     drift_stack: PrivateStack, specs: Path, tmp_path: Path, group: str
 ) -> None:

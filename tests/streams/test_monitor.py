@@ -670,6 +670,42 @@ def test_a_regression_s_errors_past_one_leave_a_detector_of_mistakes(tmp_path: P
     assert [a.signal for a in alerts] == ["error"] and 15_000 <= int(alerts[0].request_id[1:]) < 15_500
 
 
+def test_a_spec_edited_while_its_model_is_watched_is_taken_from_then_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The spec's owner, a signal turned off, another detector for a feature: taken at the model's next batch
+    (the workers ran on the spec they first read until restarted). Only the signal whose detector changed starts
+    again; an edit whose detectors cannot run is not taken, and the model goes on as it was."""
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\nowner = "risk-ml"\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path, recheck_s=0.0), clock=lambda: 1.0)
+    rng = random.Random(5)
+    assert run(monitor, rng, 10_000) == []
+    before = dict(monitor.models["m"].signals)
+    path.write_text(
+        'name = "m"\nowner = "payments-oncall"\nrunbook = "https://wiki.example.com/m"\n'
+        "[monitoring.signals.colour]\nenabled = false\n"
+        '[monitoring.signals.f1]\ndetector = { name = "KSWIN", params = { alpha = 0.0001, seed = 1 } }\n'
+    )
+    alerts = []
+    for start in range(10_000, 20_000, 2000):  # f0 and colour change at 16,000
+        alerts += monitor.process_predictions(predictions(rng, start, 2000, {"at": 16_000, "mean": 1.0, "colour": "b"}))
+    signals = monitor.models["m"].signals
+    assert [(a.signal, a.owner, a.runbook) for a in alerts] == [("f0", "payments-oncall", "https://wiki.example.com/m")]
+    assert "colour" not in signals and "colour:null_rate" not in signals
+    assert signals["f1"].detector.name == "KSWIN" and before["f1"].detector.name == "CUSUM"
+    assert all(signals[name] is before[name] for name in ("f0", "f2", "f2:spread", "score@v0", "joint"))
+
+    path.write_text(
+        'name = "m"\nowner = "nobody"\n[monitoring.detectors]\nnumeric = { name = "KSWIN", params = { alpha = 2.0 } }\n'
+    )
+    with caplog.at_level("ERROR", logger="driftloop.drift"):
+        run(monitor, rng, 6000)
+    assert monitor.models["m"].spec.owner == "payments-oncall" and monitor.models["m"].signals["f2"] is before["f2"]
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "monitoring.detectors.numeric: KSWIN(alpha=2.0) cannot run" in error.fields["error"]
+
+
 def outputs(rng: random.Random, start: int, n: int, served_by, score_of, feature_shift: float = 0.0) -> ColumnBatch:
     """``n`` events of stationary features (f0 shifted by ``feature_shift``); event i is served by version
     ``served_by(i)``, with a score from ``score_of(i)`` and the prediction it implies."""
