@@ -532,9 +532,11 @@ class SpecCatalog:
                 extra={"fields": {"model": model, "error": str(exc)}},
             )
             return read.spec
-        self._specs[model] = _Read(spec, signature, now)
-        if read is not None and spec != read.spec:
+        if read is not None and spec == read.spec:  # a comment, or spaces: the same spec (the same object)
+            spec = read.spec
+        elif read is not None:
             log.info("model spec changed: in force from now", extra={"fields": {"model": model, "path": str(path)}})
+        self._specs[model] = _Read(spec, signature, now)
         return spec
 
     def path(self, model: str) -> Path:

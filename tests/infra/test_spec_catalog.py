@@ -30,6 +30,9 @@ def test_an_edit_is_taken_once_the_file_is_looked_at_again(tmp_path: Path) -> No
     assert (edited.owner, edited.runbook) == ("payments-oncall", "https://wiki/fraud")
     clock.now = 10.0
     assert catalog.get("fraud") is edited  # unchanged: not read again
+    path.write_text(path.read_text() + "# moved to the payments team\n")
+    clock.now = 15.0
+    assert catalog.get("fraud") is edited  # a comment: the same spec, which the workers need not take again
 
 
 def test_a_file_added_removed_or_replaced_is_taken(tmp_path: Path) -> None:
