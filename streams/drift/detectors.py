@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from driftloop.infra.spec import BINARY_DETECTORS, CATEGORY_DETECTORS, DetectorConfig, ModelSpec
+from driftloop.infra.spec import CATEGORY_DETECTORS, DetectorConfig, ModelSpec
 from driftloop.streams.compat.river import mark_detected, start_after_detection, window_update
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.cusum import CUSUM
@@ -291,8 +291,6 @@ CATEGORICAL = {"CategoricalShift": CategoricalShift}
 #: driftloop's own detectors (they keep their state themselves), by name.
 OWN: dict[str, Any] = {"CUSUM": CUSUM, **CATEGORICAL}
 DETECTORS = frozenset(_RIVER) | frozenset(OWN)
-#: Detectors that take 0/1 values only (1: a mistake); the others take any number.
-BINARY_ONLY = BINARY_DETECTORS
 #: River's FHDDM counts correct predictions (1: correct): it is fed 1 - mistake.
 _COUNTS_SUCCESSES = frozenset({"FHDDM"})
 

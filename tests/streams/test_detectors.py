@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from driftloop.infra.spec import DETECTOR_NAMES, DetectorConfig
-from driftloop.streams.drift.detectors import BINARY_ONLY, build
+from driftloop.infra.spec import BINARY_DETECTORS, DETECTOR_NAMES, DetectorConfig
+from driftloop.streams.drift.detectors import build
 
 # Each detector's stream before and after its change, and settings strict enough to be quiet on the first.
 Stream = Callable[[random.Random, bool], object]
@@ -36,7 +36,7 @@ BEFORE, AFTER = 4000, 1500
 
 def test_every_detector_a_spec_can_name_is_in_the_suite() -> None:
     assert set(CASES) == set(DETECTOR_NAMES)
-    assert set(CASES) >= BINARY_ONLY
+    assert set(CASES) >= BINARY_DETECTORS
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

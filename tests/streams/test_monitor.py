@@ -626,15 +626,16 @@ def test_a_detector_the_spec_gives_a_feature_of_another_kind_gives_way(
     KSWIN cannot take (every batch raised). They are watched with CategoricalShift, the WARNING says so, and a
     change in them is still an alert; ``f0``'s override (a feature of numbers) is kept."""
     (tmp_path / "m.toml").write_text(
-        'name = "m"\n[monitoring.signals.colour]\ndetector = { name = "KSWIN", params = { alpha = 0.0001 } }\n'
-        '[monitoring.signals.f0]\ndetector = { name = "KSWIN", params = { alpha = 0.0001, seed = 1 } }\n'
+        'name = "m"\n[monitoring]\nwarmup = 500\n'
+        '[monitoring.signals.colour]\ndetector = { name = "KSWIN", params = { alpha = 0.0001 } }\n'
+        '[monitoring.signals.f0]\ndetector = { name = "ADWIN", params = { delta = 0.00001 } }\n'
     )
     monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     with caplog.at_level("WARNING", logger="driftloop.drift"):
-        alerts = run(monitor, random.Random(3), 20_000, {"at": 14_000, "colour": "b"})
+        alerts = run(monitor, random.Random(3), 8000, {"at": 6000, "colour": "b"})
     signals = monitor.models["m"].signals
-    assert signals["colour"].detector.name == "CategoricalShift" and signals["f0"].detector.name == "KSWIN"
-    assert [a.signal for a in alerts] == ["colour"] and 14_000 <= int(alerts[0].request_id[1:]) < 14_500
+    assert signals["colour"].detector.name == "CategoricalShift" and signals["f0"].detector.name == "ADWIN"
+    assert [a.signal for a in alerts] == ["colour"] and 6000 <= int(alerts[0].request_id[1:]) < 6500
     said = [r.fields for r in caplog.records if r.msg.startswith("the spec's detector cannot take")]
     assert said == [
         {
@@ -677,30 +678,30 @@ def test_a_spec_edited_while_its_model_is_watched_is_taken_from_then_on(
     (the workers ran on the spec they first read until restarted). Only the signal whose detector changed starts
     again; an edit whose detectors cannot run is not taken, and the model goes on as it was."""
     path = tmp_path / "m.toml"
-    path.write_text('name = "m"\nowner = "risk-ml"\n')
+    path.write_text('name = "m"\nowner = "risk-ml"\n[monitoring]\nwarmup = 500\n')
     monitor = DriftMonitor(SpecCatalog(tmp_path, recheck_s=0.0), clock=lambda: 1.0)
     rng = random.Random(5)
-    assert run(monitor, rng, 10_000) == []
+    assert run(monitor, rng, 4000) == []
     before = dict(monitor.models["m"].signals)
     path.write_text(
-        'name = "m"\nowner = "payments-oncall"\nrunbook = "https://wiki.example.com/m"\n'
+        'name = "m"\nowner = "payments-oncall"\nrunbook = "https://wiki.example.com/m"\n[monitoring]\nwarmup = 500\n'
         "[monitoring.signals.colour]\nenabled = false\n"
-        '[monitoring.signals.f1]\ndetector = { name = "KSWIN", params = { alpha = 0.0001, seed = 1 } }\n'
+        '[monitoring.signals.f1]\ndetector = { name = "ADWIN", params = { delta = 0.00001 } }\n'
     )
     alerts = []
-    for start in range(10_000, 20_000, 2000):  # f0 and colour change at 16,000
-        alerts += monitor.process_predictions(predictions(rng, start, 2000, {"at": 16_000, "mean": 1.0, "colour": "b"}))
+    for start in range(4000, 8000, 1000):  # f0 and colour change at 6,000
+        alerts += monitor.process_predictions(predictions(rng, start, 1000, {"at": 6000, "mean": 1.0, "colour": "b"}))
     signals = monitor.models["m"].signals
     assert [(a.signal, a.owner, a.runbook) for a in alerts] == [("f0", "payments-oncall", "https://wiki.example.com/m")]
     assert "colour" not in signals and "colour:null_rate" not in signals
-    assert signals["f1"].detector.name == "KSWIN" and before["f1"].detector.name == "CUSUM"
+    assert signals["f1"].detector.name == "ADWIN" and before["f1"].detector.name == "CUSUM"
     assert all(signals[name] is before[name] for name in ("f0", "f2", "f2:spread", "score@v0", "joint"))
 
     path.write_text(
         'name = "m"\nowner = "nobody"\n[monitoring.detectors]\nnumeric = { name = "KSWIN", params = { alpha = 2.0 } }\n'
     )
     with caplog.at_level("ERROR", logger="driftloop.drift"):
-        run(monitor, rng, 6000)
+        run(monitor, rng, 3000, batch=1000)
     assert monitor.models["m"].spec.owner == "payments-oncall" and monitor.models["m"].signals["f2"] is before["f2"]
     (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "monitoring.detectors.numeric: KSWIN(alpha=2.0) cannot run" in error.fields["error"]
