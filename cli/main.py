@@ -481,6 +481,42 @@ def backtest_cmd(ctx: click.Context, model: str, since: object, until: object, a
     console.print(table)
 
 
+@cli.group(cls=DriftloopGroup)
+def specs() -> None:
+    """Model spec files: check them as the workers will read them."""
+
+
+@specs.command("check")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file instead of a table.")
+@click.pass_context
+def specs_check(ctx: click.Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Check spec files (default: every <model>.toml in DRIFTLOOP_SPECS_DIR) as the workers will read them: the
+    fields, each detector with its parameters, the architecture and its search space. Exits 1 when one is wrong."""
+    from rich.table import Table
+
+    from driftloop.cli.spec_check import check_spec_file
+
+    directory = _settings(ctx).spec_directory
+    paths = list(files) or sorted(directory.glob("*.toml"))
+    if not paths:
+        raise DriftloopError(f"no spec files in {directory} (DRIFTLOOP_SPECS_DIR); name the files to check")
+    checks = [check_spec_file(path) for path in paths]
+    table = Table()
+    for column in ("file", "model", "verdict"):
+        table.add_column(column, no_wrap=column != "verdict", overflow="fold")
+    for check in checks:
+        if as_json:
+            click.echo(_json({"path": check.path, "model": check.model, "ok": check.ok, "problem": check.problem}))
+        else:
+            verdict = "ok" if check.ok else f"[red]{as_text(check.problem.removeprefix(f'{check.path}: '))}[/]"
+            table.add_row(as_text(str(check.path)), as_text(check.model), verdict)
+    if not as_json:
+        console.print(table)
+    if not all(check.ok for check in checks):
+        ctx.exit(1)
+
+
 @cli.command("retrain-worker")
 @click.pass_context
 def retrain_worker(ctx: click.Context) -> None:

@@ -89,3 +89,33 @@ def test_a_backtest_of_a_spec_its_detectors_refuse_says_so_before_replaying(tmp_
     assert result.exit_code != 0 and "Traceback" not in result.output
     said = " ".join(result.output.split())
     assert f"{tmp_path / 'm.toml'}: monitoring.signals.amount.detector: KSWIN(alpha=2.0) cannot run" in said
+
+
+def test_specs_check_refuses_what_a_worker_would_refuse_and_names_the_field(tmp_path: Path) -> None:
+    """A spec that loads can still be refused by the detection process (a detector's parameters) or by a
+    retraining job (an architecture's): ``specs check`` reads each file as all of them will, for a CI to run."""
+    files = {
+        "fraud": 'name = "fraud"\nowner = "risk-ml"\n[features]\ncountry = "categorical"\n',
+        "churn": 'name = "churn"\n[monitoring.signals.tenure]\n'
+        'detector = { name = "KSWIN", params = { alpha = 2.0 } }\n',
+        "price": 'name = "price"\ntask = "regression"\n[architecture]\nparams = { hiden = [128] }\n',
+        "ltv": 'name = "ltv"\n[features]\nplan = "categorical"\n'
+        '[monitoring.signals.plan]\ndetector = { name = "ADWIN" }\n',
+    }
+    for model, text in files.items():
+        (tmp_path / f"{model}.toml").write_text(text)
+    env = {"DRIFTLOOP_SPECS_DIR": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["specs", "check", "--json"], env=env)
+    assert result.exit_code == 1, result.output
+    verdicts = {line["model"]: line["problem"] for line in map(json.loads, result.output.splitlines())}
+    assert verdicts == {
+        "churn": f"{tmp_path / 'churn.toml'}: monitoring.signals.tenure.detector: KSWIN(alpha=2.0) cannot run: "
+        "Alpha must be between 0 and 1.",
+        "fraud": "",
+        "ltv": f"{tmp_path / 'ltv.toml'}: monitoring.signals.plan.detector: ADWIN takes numbers and categorical "
+        "values are categories: use CategoricalShift",
+        "price": f"{tmp_path / 'price.toml'}: architecture.params.hiden: tabular_mlp takes no parameter 'hiden' "
+        "(it takes dropout, embedding_dim, hidden)",
+    }
+    alone = CliRunner().invoke(cli, ["specs", "check", str(tmp_path / "fraud.toml")], env=env)
+    assert alone.exit_code == 0 and "fraud" in alone.output and "ok" in alone.output
