@@ -435,6 +435,16 @@ class ModelSpec(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _floor_fits_metric(self) -> ModelSpec:
+        """A classifier's floor is an accuracy: one past [0, 1] (a percentage: 60) put the champion below it, or
+        above it, for good. A spec without a task or a metric may be a regression's (a floor on its errors)."""
+        floor = self.release.floor
+        classifier = self.task in ("binary", "multiclass") or self.training.metric in _CLASSIFICATION_METRICS
+        if floor is not None and classifier and not 0 <= floor <= 1:
+            raise ValueError(f"release.floor {floor} is an accuracy for this classifier: between 0 and 1 (0.6, not 60)")
+        return self
+
+    @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelSpec:
         chosen = self.training.metric
         if chosen and self.task:
