@@ -318,10 +318,12 @@ class RetrainWorker:
                     self.metrics.runs["skipped"] += 1
                     log.warning("retraining skipped", extra={"fields": {"model": request.model, "reason": reason}})
                 continue
-            except Exception:
-                log.exception(
-                    "retraining failed", extra={"fields": {"model": request.model, "attempt": request.attempt}}
-                )
+            except Exception as exc:
+                fields = {"model": request.model, "attempt": request.attempt}
+                if isinstance(exc, DriftloopError):  # a spec to fix, a server away: the message says it all
+                    log.error("retraining failed", extra={"fields": {**fields, "error": str(exc)}})
+                else:
+                    log.exception("retraining failed", extra={"fields": fields})
                 self.metrics.runs["failed"] += 1
                 self.policy.retry(pending)
                 continue
