@@ -43,8 +43,10 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
 
 
 def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> None:
-    """Resume ``model`` from :func:`snapshot_model` data (signals whose detector changed start afresh)."""
-    spec = monitor.specs.get(model)
+    """Resume ``model`` from :func:`snapshot_model` data (signals whose detector changed start afresh). A spec
+    the monitor cannot run is a :class:`~driftloop.infra.spec.SpecError`, before anything is restored (the
+    state stays saved until the file is fixed)."""
+    spec = monitor.checked_spec(model)
     state = ModelState(spec, AlertPolicy(spec.monitoring))
     state.version = int(data.get("version", 0))
     state.events = int(data.get("events", 0))

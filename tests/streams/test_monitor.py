@@ -271,6 +271,26 @@ def test_detector_state_survives_a_restart(monitor: DriftMonitor, tmp_path: Path
     )  # without the saved state the same shift is still inside the warm-up
 
 
+def test_a_saved_state_waits_for_a_spec_its_detectors_can_run(monitor: DriftMonitor, tmp_path: Path) -> None:
+    """A spec edited while no worker ran, to detector parameters River refuses: the restore raised a ValueError,
+    which the worker took for an unreadable state and dropped (the model started afresh once the file was fixed).
+    It is a SpecError now, before anything is restored: the saved state waits for the fix."""
+    assert run(monitor, random.Random(7), 4000) == []
+    saved = json.loads(state_text(snapshot_model(monitor, "m")))
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "m.toml").write_text(
+        'name = "m"\n[monitoring.signals.f0]\ndetector = { name = "KSWIN", params = { alpha = 2.0 } }\n'
+    )
+    restarted = DriftMonitor(SpecCatalog(specs), clock=lambda: 1.0)
+    with pytest.raises(SpecError, match=r"monitoring\.signals\.f0\.detector: KSWIN"):
+        restore_model(restarted, "m", saved)
+    assert "m" not in restarted.models
+    (specs / "m.toml").write_text('name = "m"\n')
+    restore_model(restarted, "m", saved)
+    assert restarted.models["m"].events == 4000
+
+
 def test_a_spec_configures_detectors_and_signals(tmp_path: Path) -> None:
     (tmp_path / "m.toml").write_text(
         'name = "m"\n[features]\ncolour = "categorical"\n'
