@@ -527,7 +527,7 @@ class SpecCatalog:
         if read is not None and now - read.checked_at < self.recheck_s:
             return read.spec
         path = self.path(model)
-        signature = _signature(path)
+        signature = file_signature(path)
         if read is not None and (signature == read.signature or (read.refused and signature == read.refused)):
             read.checked_at = now
             return read.spec
@@ -564,7 +564,7 @@ class SpecCatalog:
         return sorted(path.stem for path in self.directory.glob("*.toml") if MODEL_NAME.fullmatch(path.stem))
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
+def file_signature(path: Path) -> tuple[int, int, int] | None:
     """What tells an edit of ``path`` (mtime, size, inode: an editor that writes a new file and renames it has
     a new inode), None when there is no file."""
     try:

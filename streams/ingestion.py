@@ -137,7 +137,7 @@ class Ingestion:
             settings.clickhouse,
             self.labeled_sink,
             window_s=settings.join_window_s,
-            regression=RegressionSpecs(settings.spec_directory),
+            regression=RegressionSpecs(settings.spec_directory, recheck_s=settings.spec_recheck_s),
         )
         self.metrics = IngestionMetrics()
         self._predictions = _Pipeline[_Written](self._start_predictions, self._after_predictions, self.metrics)

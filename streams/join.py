@@ -46,7 +46,7 @@ import numpy as np
 from driftloop.infra.clickhouse.client import SharedClient
 from driftloop.infra.clickhouse.columnar_insert import ExternalColumns
 from driftloop.infra.settings import ClickHouseEndpoint
-from driftloop.infra.spec import SpecError, load_spec
+from driftloop.infra.spec import RECHECK_S, SpecError, file_signature, load_spec
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.event_rules import number_in
 from driftloop.streams.sink import ClickHouseSink, is_transient
@@ -234,28 +234,38 @@ class Found:
 
 
 class RegressionSpecs:
-    """Whether a model's spec (``<directory>/<model>.toml``) says regression, read once a model. A model without
-    a spec, or with one that does not load (the monitor reports it), is not: the join judges its rows by their
-    values. Only the answers are kept, for at most :data:`MODELS_KEPT` models (then read again)."""
+    """Whether a model's spec (``<directory>/<model>.toml``) says regression. A model without a spec, or with
+    one that does not load (the monitor reports it), is not: the join judges its rows by their values. Only the
+    answers are kept, for at most :data:`MODELS_KEPT` models (then read again); a model's file is looked at
+    again every ``recheck_s`` and read again when it changed (an edit is taken, as every worker takes it)."""
 
     MODELS_KEPT = 100_000
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, *, recheck_s: float = RECHECK_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.directory = directory
-        self._known: dict[str, bool] = {}
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self._known: dict[str, tuple[bool, tuple[int, int, int] | None, float]] = {}  # answer, file, looked at
 
     def __call__(self, model: str) -> bool:
-        known = self._known.get(model)
-        if known is None:
-            path = self.directory / f"{model}.toml"
+        known, now = self._known.get(model), self.clock()
+        if known is not None and now - known[2] < self.recheck_s:
+            return known[0]
+        path = self.directory / f"{model}.toml"
+        signature = file_signature(path)
+        if known is not None and signature == known[1]:
+            answer = known[0]
+        else:
             try:
-                known = path.is_file() and load_spec(path).task == "regression"
-            except (SpecError, OSError):
-                known = False
-            if len(self._known) >= self.MODELS_KEPT:
+                answer = signature is not None and load_spec(path).task == "regression"
+            except SpecError:
+                answer = False
+            if known is None and len(self._known) >= self.MODELS_KEPT:
                 self._known.clear()
-            self._known[model] = known
-        return known
+        self._known[model] = (answer, signature, now)
+        return answer
 
 
 class OutcomeJoin:

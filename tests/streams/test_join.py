@@ -215,9 +215,14 @@ def test_a_regression_by_its_spec_counts_whole_numbers_as_values(tmp_path: Path)
     (tmp_path / "broken.toml").write_text('name = "broken"\ntask = "regresion"\n')
     rows = [("units", 3.0, 5.0), ("units", 4.0, 4.0), ("other", 3.0, 5.0), ("broken", 3.0, 5.0)]
     pairs = [(model, f"{p:g}", p, f"{label:g}", label) for model, p, label in rows]
-    labeled = joined_pairs(pairs, RegressionSpecs(tmp_path))
+    specs = RegressionSpecs(tmp_path, recheck_s=0.0)
+    labeled = joined_pairs(pairs, specs)
     assert list(labeled["error"]) == [2.0, 0.0, 1.0, 1.0]
     assert list(labeled["correct"]) == [0, 1, 0, 0]
+    # a spec written, or fixed, while the ingestion process runs is taken (it kept its first answer for good)
+    (tmp_path / "other.toml").write_text('name = "other"\ntask = "regression"\n')
+    (tmp_path / "broken.toml").write_text('name = "broken"\ntask = "regression"\n')
+    assert list(joined_pairs(pairs, specs)["error"]) == [2.0, 0.0, 2.0, 2.0]
 
 
 def test_a_labeled_row_is_the_table_s_columns_the_join_makes_and_the_features_clickhouse_copies() -> None:
