@@ -356,6 +356,18 @@ def test_schedules_start_at_first_sight_continue_from_the_last_run_and_catch_up_
     assert next_run(rules, 0.0) == 3 * 3600 and next_run(SpecCatalog(tmp_path).get("never").retraining, 0) == np.inf
 
 
+def test_a_schedule_written_into_a_spec_while_the_worker_runs_starts_then(tmp_path: Path) -> None:
+    """The retrain worker read a model's spec once: a schedule added later never ran until it restarted."""
+    path, clock = tmp_path / "m.toml", Clock()
+    path.write_text('name = "m"\n')
+    scheduler = Scheduler(SpecCatalog(tmp_path, recheck_s=0.0), clock)
+    assert scheduler.due(lambda model: True) == []
+    path.write_text('name = "m"\n[retraining]\ninterval_s = 600\n')
+    assert scheduler.due(lambda model: True) == []  # it starts now
+    clock.now += 600
+    assert scheduler.due(lambda model: True) == ["m"]
+
+
 # --- rebuild verdicts -------------------------------------------------------------------------------------------
 
 
