@@ -260,8 +260,8 @@ class RegressionSpecs:
         else:
             try:
                 answer = signature is not None and load_spec(path).task == "regression"
-            except SpecError:
-                answer = False
+            except SpecError:  # broken: the last answer stands, as the last good spec does in every worker
+                answer = known[0] if known is not None else False
             if known is None and len(self._known) >= self.MODELS_KEPT:
                 self._known.clear()
         self._known[model] = (answer, signature, now)

@@ -223,6 +223,8 @@ def test_a_regression_by_its_spec_counts_whole_numbers_as_values(tmp_path: Path)
     (tmp_path / "other.toml").write_text('name = "other"\ntask = "regression"\n')
     (tmp_path / "broken.toml").write_text('name = "broken"\ntask = "regression"\n')
     assert list(joined_pairs(pairs, specs)["error"]) == [2.0, 0.0, 2.0, 2.0]
+    (tmp_path / "units.toml").write_text('name = "units"\ntask = "regression\n')  # an edit that breaks it
+    assert list(joined_pairs(pairs, specs)["error"]) == [2.0, 0.0, 2.0, 2.0]  # the last good spec stands
 
 
 def test_a_labeled_row_is_the_table_s_columns_the_join_makes_and_the_features_clickhouse_copies() -> None:
