@@ -463,11 +463,14 @@ class ModelSpec(_Frozen):
 
 
 def load_spec(path: Path) -> ModelSpec:
-    """Read and check one spec file."""
+    """Read and check one spec file: UTF-8 whatever the locale (a byte-order mark, as some editors write, is
+    skipped)."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8-sig"))
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the model spec ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}): save the spec as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     try:

@@ -79,3 +79,15 @@ def test_a_spec_broken_from_its_first_read_is_an_error_each_time(tmp_path: Path)
             catalog.get("m")
     path.write_text('name = "m"\ntask = "binary"\n')
     assert catalog.get("m").task == "binary"  # read again at once: there was nothing to keep
+
+
+def test_a_spec_is_read_as_utf8_and_one_that_is_not_says_so(tmp_path: Path) -> None:
+    """A byte-order mark (some Windows editors write one) was "not valid TOML ... line 1, column 1"; a file saved
+    in Latin-1 raised a UnicodeDecodeError out of the catalog, which the detection process did not catch: the
+    batch, every model's in it, failed."""
+    path = tmp_path / "m.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + 'name = "m"\nowner = "José Núñez"\n'.encode())
+    assert SpecCatalog(tmp_path).get("m").owner == "José Núñez"
+    path.write_bytes('name = "m"\nowner = "José"\n'.encode("latin-1"))
+    with pytest.raises(SpecError, match=r"m\.toml: not UTF-8 text \(byte 23\): save the spec as UTF-8"):
+        SpecCatalog(tmp_path).get("m")
