@@ -97,11 +97,11 @@ def write_artifact(
     try:
         state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
         torch.save(state, staging / "weights.pt")
-        (staging / "preprocess.json").write_text(json.dumps(preprocessor.to_json()))
-        (staging / "spec.json").write_text(spec.model_dump_json())
+        (staging / "preprocess.json").write_text(json.dumps(preprocessor.to_json()), encoding="utf-8")
+        (staging / "spec.json").write_text(spec.model_dump_json(), encoding="utf-8")
         files = FILES
         if build is not None:
-            (staging / "build.json").write_text(json.dumps(build, sort_keys=True, indent=1))
+            (staging / "build.json").write_text(json.dumps(build, sort_keys=True, indent=1), encoding="utf-8")
             files = (*FILES, "build.json")
         manifest = {
             "model": spec.name,
@@ -115,7 +115,7 @@ def write_artifact(
             "files": {name: _sha256(staging / name) for name in files},
             "metrics": metrics,
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+        (staging / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1), encoding="utf-8")
         for name in (*files, "manifest.json"):
             with open(staging / name, "rb") as f:
                 os.fsync(f.fileno())
@@ -137,12 +137,12 @@ def load_artifact(path: Path, expected_sha256: str, *, device: str = "cpu") -> L
             f"{path}: manifest sha256 {actual[:12]}… does not match the registry's {expected_sha256[:12]}…; "
             "the artifact was altered: refusing to load it (roll back, or retrain)"
         )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     for name, checksum in manifest["files"].items():
         if not (path / name).exists() or _sha256(path / name) != checksum:
             raise ArtifactError(f"{path / name}: missing or altered (sha256 differs from the manifest); refusing it")
-    spec = ModelSpec.model_validate_json((path / "spec.json").read_text())
-    preprocessor = Preprocessor.from_json(json.loads((path / "preprocess.json").read_text()))
+    spec = ModelSpec.model_validate_json((path / "spec.json").read_text(encoding="utf-8"))
+    preprocessor = Preprocessor.from_json(json.loads((path / "preprocess.json").read_text(encoding="utf-8")))
     shape = manifest["inputs"]
     inputs = ArchitectureInput(shape["n_numeric"], tuple(shape["cardinalities"]), shape["n_outputs"])
     network = build_architecture(spec.architecture.name, inputs, spec.architecture.params)

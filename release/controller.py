@@ -136,7 +136,8 @@ class ReleaseController:
     def _trained_task(self, record: VersionRecord) -> str | None:
         """The task a version's preprocessing was fitted for (its artifact's ``preprocess.json``); None unread."""
         try:
-            preprocess = json.loads((self.registry.artifact_path(record) / "preprocess.json").read_text())
+            path = self.registry.artifact_path(record) / "preprocess.json"
+            preprocess = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             log.warning(
                 "a version's task could not be read from its artifact",

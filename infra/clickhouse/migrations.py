@@ -82,7 +82,7 @@ def discover(directory: Path = SQL_DIR) -> list[Migration]:
         version = int(match.group(1))
         if version in migrations:
             raise SchemaError(f"{path}: version {version} is used by {migrations[version].name}.sql too")
-        migrations[version] = Migration(version, path.stem, path.read_text())
+        migrations[version] = Migration(version, path.stem, path.read_text(encoding="utf-8"))
     if LEDGER_VERSION not in migrations:
         raise SchemaError(f"{directory}: the ledger migration 0000_*.sql is missing")
     return [migrations[v] for v in sorted(migrations)]

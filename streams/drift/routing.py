@@ -154,7 +154,7 @@ def secret_urls(env_names: Sequence[str] = (), files: Sequence[Path] = ()) -> li
         urls.append(value)
     for path in files:
         try:
-            lines = Path(path).read_text().splitlines()
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise SubscriberError(f"cannot read webhook URLs from {path}: {exc.strerror}") from exc
         urls += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]

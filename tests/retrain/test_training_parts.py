@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import random
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -425,3 +428,30 @@ def test_served_rows_meet_the_columns_their_model_was_trained_on() -> None:
     assert salary[:2].tolist() == [2.0, 12.5] and np.isnan(salary[2:]).all()
     without_c = pre.transform(*served_columns(pre, served.drop(columns="c").iloc[1:3]))[1]
     assert without_c.tolist() == pre.transform(*served_columns(pre, served.iloc[1:3]))[1].tolist()  # c missing
+
+
+ARTIFACT_WITH_ACCENTS = """
+import sys, tempfile
+from pathlib import Path
+import numpy as np
+from driftloop.infra.spec import ModelSpec
+from driftloop.models.architectures import ArchitectureInput, build_architecture
+from driftloop.models.artifacts import load_artifact, write_artifact
+from driftloop.models.preprocess import Preprocessor
+countries = {"pa\\u00eds": ["Espa\\u00f1a", "Per\\u00fa"] * 5}
+pre = Preprocessor.fit({"x": np.arange(10.0)}, countries, ["s\\u00ed", "no"] * 5, "binary")
+spec = ModelSpec.model_validate({"name": "m", "owner": "Jos\\u00e9 N\\u00fa\\u00f1ez", "task": "binary"})
+inputs = ArchitectureInput(1, (3,), 2)
+network = build_architecture("tabular_mlp", inputs, {})
+path, digest = write_artifact(Path(tempfile.mkdtemp()), spec, 1, network, pre, inputs, {})
+print(ascii(load_artifact(path, digest).spec.owner), sys.flags.utf8_mode)
+"""
+
+
+def test_a_version_is_written_and_read_as_utf8_whatever_the_locale() -> None:
+    """An owner named José: under a locale that is not UTF-8 (a container's ``LC_ALL=C`` without Python's UTF-8
+    mode) writing the version's ``spec.json`` raised a UnicodeEncodeError, and no version was published."""
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "-c", ARTIFACT_WITH_ACCENTS], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["'Jos\\xe9", "N\\xfa\\xf1ez'", "0"]  # read back whole, UTF-8 mode off
