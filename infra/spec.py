@@ -64,6 +64,7 @@ A field that is wrong is a :class:`SpecError` naming the file and the field.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -495,13 +496,14 @@ RECHECK_S = 5.0
 
 @dataclass
 class _Read:
-    """A spec in force, the file it was read from (its mtime, size and inode; None: there is no file) and when
-    that was last looked at; ``refused``: the file's last edit, found broken and not taken."""
+    """A spec in force, the file it was read from (:func:`file_signature`; None: there is no file) and when
+    that was last looked at; ``refused``: the file's last edit, found broken and not taken (and why)."""
 
     spec: ModelSpec
     signature: tuple[int, int, int] | None
     checked_at: float
     refused: tuple[int, int, int] | None = None
+    refused_error: str = ""
 
 
 class SpecCatalog:
@@ -539,11 +541,13 @@ class SpecCatalog:
         except SpecError as exc:
             if read is None:
                 raise
-            read.refused, read.checked_at = signature, now
-            log.error(
-                "an edit broke a model spec in force: the last good spec stays until the file is fixed",
-                extra={"fields": {"model": model, "error": str(exc)}},
-            )
+            read.checked_at = now
+            if read.refused is None or str(exc) != read.refused_error:  # once an edit, not once a look
+                log.error(
+                    "an edit broke a model spec in force: the last good spec stays until the file is fixed",
+                    extra={"fields": {"model": model, "error": str(exc)}},
+                )
+            read.refused, read.refused_error = signature, str(exc)
             return read.spec
         if read is not None and spec == read.spec:  # a comment, or spaces: the same spec (the same object)
             spec = read.spec
@@ -567,13 +571,27 @@ class SpecCatalog:
         return sorted(path.stem for path in self.directory.glob("*.toml") if MODEL_NAME.fullmatch(path.stem))
 
 
+#: A file modified this recently (nanoseconds) may be modified again within the same mtime (a file system that
+#: keeps whole seconds): its signature is its content's digest until then.
+_SETTLING_NS = 2_000_000_000
+
+
 def file_signature(path: Path) -> tuple[int, int, int] | None:
     """What tells an edit of ``path`` (mtime, size, inode: an editor that writes a new file and renames it has
-    a new inode), None when there is no file."""
+    a new inode), None when there is no file. A file modified in the last two seconds (or stamped ahead of this
+    machine's clock) is told by its content
+    (an edit of the same size within the same second of a file system that keeps whole seconds would keep the
+    first signature, and the edit would never be taken)."""
     try:
         stat = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:  # there, but not to be looked at: reading it says why
         return -1, -1, -1
+    if time.time_ns() - stat.st_mtime_ns < _SETTLING_NS:
+        try:
+            digest = hashlib.blake2b(path.read_bytes(), digest_size=7).digest()
+        except OSError:
+            return -1, -1, -1
+        return stat.st_mtime_ns, stat.st_size, -int.from_bytes(digest) - 1  # never an inode
     return stat.st_mtime_ns, stat.st_size, stat.st_ino

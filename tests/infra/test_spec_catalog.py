@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,20 @@ def test_a_spec_is_read_as_utf8_and_one_that_is_not_says_so(tmp_path: Path) -> N
     path.write_bytes('name = "m"\nowner = "José"\n'.encode("latin-1"))
     with pytest.raises(SpecError, match=r"m\.toml: not UTF-8 text \(byte 23\): save the spec as UTF-8"):
         SpecCatalog(tmp_path).get("m")
+
+
+def test_an_edit_of_the_same_size_within_the_same_second_is_taken(tmp_path: Path) -> None:
+    """A file system that keeps whole seconds (some network and container mounts) gives an edit of the same size
+    in the same second the same mtime, size and inode: that edit was never taken. A file modified in the last
+    two seconds is told by its content."""
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\nowner = "risk-ml"\n')
+    # a whole second, as such a file system keeps, a minute ahead (a clock a little off, as on a network mount):
+    # the two looks below fall within its settling time however slow the machine
+    second = (time.time_ns() // 1_000_000_000 + 60) * 1_000_000_000
+    os.utime(path, ns=(second, second))
+    catalog = SpecCatalog(tmp_path, recheck_s=0.0)
+    assert catalog.get("m").owner == "risk-ml"
+    path.write_text('name = "m"\nowner = "risk-ai"\n')  # in place: the same inode, the same size
+    os.utime(path, ns=(second, second))
+    assert catalog.get("m").owner == "risk-ai"
