@@ -512,7 +512,7 @@ class SpecCatalog:
     An edit is taken without a restart: a model's file is looked at again when its spec is asked for and
     ``recheck_s`` have passed, and read again when it changed (written, added or removed: the defaults). An edit
     that breaks a spec in force is not taken: the last good spec stays, and the ERROR names the file and the
-    field, once an edit. A file that is broken from its first read is a :class:`SpecError` each time it is asked
+    field, once for each error. A file that is broken from its first read is a :class:`SpecError` each time it is asked
     for (and read again each time), as the model has no spec to keep.
     """
 
@@ -542,7 +542,7 @@ class SpecCatalog:
             if read is None:
                 raise
             read.checked_at = now
-            if read.refused is None or str(exc) != read.refused_error:  # once an edit, not once a look
+            if read.refused is None or str(exc) != read.refused_error:  # once an error, not once a look
                 log.error(
                     "an edit broke a model spec in force: the last good spec stays until the file is fixed",
                     extra={"fields": {"model": model, "error": str(exc)}},
