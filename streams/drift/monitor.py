@@ -99,6 +99,7 @@ class DriftMonitor:
         self.clock = clock
         self.models: dict[str, ModelState] = {}
         self._broken_specs: dict[str, str] = {}  # model -> the spec error last reported
+        self._refused_specs: dict[str, tuple[ModelSpec, SpecError]] = {}  # model -> a spec its detectors refused
 
     # --- entry points --------------------------------------------------------------------------------------
 
@@ -162,11 +163,18 @@ class DriftMonitor:
         field where the spec cannot be read or a detector's class refuses its parameters (then the file is read
         again when next asked for: it may be fixed by then)."""
         spec = self.specs.get(model)
+        refused = self._refused_specs.get(model)
+        if refused is not None and refused[0] == spec:  # read again, unchanged: not built and fed again each batch
+            self.specs.forget(model)
+            raise refused[1]
         try:
             check_detectors(spec, reference=max(spec.monitoring.warmup, MIN_REFERENCE))
         except ValueError as exc:
             self.specs.forget(model)
-            raise SpecError(f"{self.specs.path(model)}: {exc}") from None
+            error = SpecError(f"{self.specs.path(model)}: {exc}")
+            self._refused_specs[model] = (spec, error)
+            raise error from None
+        self._refused_specs.pop(model, None)
         return spec
 
     def signal_states(self) -> Iterable[tuple[str, SignalState]]:
