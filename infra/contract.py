@@ -57,6 +57,21 @@ class EventError(DriftloopError, ValueError):
     """An event breaks the contract; the message says which field and how."""
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every float that is not finite (in its dicts and lists) made null, as JSON can carry it.
+
+    >>> finite_json({"mean": float("inf"), "laws": [1.5, float("nan")], "n": 3})
+    {'mean': None, 'laws': [1.5, None], 'n': 3}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
 def _rfc3339(epoch: float) -> str:
     text = dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds")
     return text.replace(".000+00:00", "Z").replace("+00:00", "Z")
@@ -101,11 +116,14 @@ class Alert:
         return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
+        """The alert as JSON's types: RFC 3339 times, and null for a number that is not finite (JSON has no NaN
+        or infinity: a strict parser refuses the ``NaN`` and ``Infinity`` Python would write)."""
         data = asdict(self)
         for name in ("event_ts", "detected_at", "change_point_ts"):
             data[name] = _rfc3339(data[name])
         for name in ("statistic", "threshold"):
-            data[name] = None if math.isnan(data[name]) else data[name]
+            data[name] = data[name] if math.isfinite(data[name]) else None
+        data["evidence"] = finite_json(data["evidence"])
         return data
 
     @classmethod
@@ -138,7 +156,7 @@ class Alert:
             int(self.change_point_ts),
             self.change_point_request_id,
             # compact: ClickHouse 18.16's visitParamExtract* reads `"key":value` with no space after the colon
-            json.dumps(self.evidence, default=str, separators=(",", ":")),
+            json.dumps(finite_json(self.evidence), default=str, separators=(",", ":")),
             self.message,
             self.owner,
             self.runbook,

@@ -67,6 +67,8 @@ def worker_metrics(app: Any) -> Iterator[Metric]:
                 {(): drift.events_waiting})  # fmt: skip
     yield counter("driftloop_detection_batch_errors", "Batches the drift detectors failed on (ingestion went on).",
                   {(): drift.batch_errors})  # fmt: skip
+    yield counter("driftloop_detector_failures", "Times a detector raised on its values: its signal started again.",
+                  {(): drift.detector_failures})  # fmt: skip
     yield counter("driftloop_detection_batches_lost", "Batches a lost detection process held (written, not detected).",
                   {(): drift.batches_lost})  # fmt: skip
     yield counter("driftloop_ingestion_restarts", "Times the ingestion process exited unasked and was started again.",

@@ -146,7 +146,7 @@ class RiverDetector:
         values = list(self._recent)
         half = max(len(values) // 2, 1)
         reference, window = values[:half], values[half:] or values[-1:]
-        ref_mean, win_mean = sum(reference) / len(reference), sum(window) / len(window)
+        ref_mean, win_mean = _mean(reference), _mean(window)
         return Evidence(
             statistic=abs(win_mean - ref_mean),
             threshold=math.nan,
@@ -267,11 +267,31 @@ def _split_offset(values: np.ndarray) -> int:
     return int(n - (int(np.argmax(score)) + 1))
 
 
+def _mean(values: list[float]) -> float:
+    """The mean, also of values whose sum is past the largest float (1e308 and 1e308: 1e308, not infinity)."""
+    mean = sum(values) / len(values)
+    if math.isinf(mean) and all(map(math.isfinite, values)):
+        mean = sum(v / len(values) for v in values)
+    return mean
+
+
 def _std(values: list[float]) -> float:
+    """The sample standard deviation, also of values whose squared deviations are past the largest float (Python
+    raises on those): the deviations are scaled down by the largest; infinite where a deviation is itself past it.
+
+    >>> _std([1.0, 3.0]), _std([1e200, 3e200]) / 1e200, _std([-1e308, 1e308]), _std([-1.7e308, 1.7e308, 1.7e308])
+    (1.4142135623730951, 1.4142135623730951, 1.4142135623730951e+308, inf)
+    """
     if len(values) < 2:
         return math.nan
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    mean = _mean(values)
+    try:
+        return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    except OverflowError:
+        scale = max(abs(v - mean) for v in values)
+        if math.isinf(scale):
+            return math.inf
+        return scale * math.sqrt(sum(((v - mean) / scale) ** 2 for v in values) / (len(values) - 1))
 
 
 #: River's detectors by the name a spec gives (module, class): imported the first time a spec names one

@@ -100,6 +100,8 @@ class DriftMonitor:
         self.models: dict[str, ModelState] = {}
         self._broken_specs: dict[str, str] = {}  # model -> the spec error last reported
         self._refused_specs: dict[str, tuple[ModelSpec, SpecError]] = {}  # model -> a spec its detectors refused
+        self.detector_failures = 0  # times a detector raised on its values (its signal started again)
+        self._failed_signals: set[tuple[str, str]] = set()  # (model, signal) whose failure was logged
 
     # --- entry points --------------------------------------------------------------------------------------
 
@@ -340,23 +342,41 @@ class DriftMonitor:
         fired: list[tuple[int, Any]] | None = None,
     ) -> list[_Detection]:
         """``values`` to ``signal``'s detector (or what it ``fired`` on them, when it has taken them), and its
-        detections, for the policy to make alerts of."""
+        detections, for the policy to make alerts of (none where the detector raised: see
+        :meth:`_detector_failed`)."""
         numeric = signal.signal_type not in _NOT_NUMERIC
         seen_before = signal.seen
-        if fired is None:
-            fired = signal.detector.update_many(values)
-        signal.seen += len(values)
-        signal.drifts += len(fired)
-        alerts = (
-            self._alerts(place, signal, positions, values, fired, seen_before, numeric)
-            if fired or signal.pending is not None  # most batches of most signals: neither
-            else []
-        )
+        try:
+            if fired is None:
+                fired = signal.detector.update_many(values)
+            signal.seen += len(values)
+            signal.drifts += len(fired)
+            alerts = (
+                self._alerts(place, signal, positions, values, fired, seen_before, numeric)
+                if fired or signal.pending is not None  # most batches of most signals: neither
+                else []
+            )
+        except Exception:
+            self._detector_failed(place, signal)
+            return []
         if numeric:
             # np.add.reduce: values.mean()'s sum and division without its Python layers (5 µs a signal a batch)
             numbers = isinstance(values, np.ndarray)
             signal.last_mean = float(np.add.reduce(values)) / len(values) if numbers else sum(values) / len(values)
         return alerts
+
+    def _detector_failed(self, place: _Place, signal: SignalState) -> None:
+        """A detector raised on its values (values no check foresaw): its signal starts again, with a new detector
+        and reference, at its next values; the batch's other signals, and every other model's, go on. A signal's
+        first failure is logged with its traceback, the others counted (``driftloop_detector_failures``)."""
+        self.detector_failures += 1
+        place.state.signals.pop(signal.name, None)
+        if (place.model, signal.name) not in self._failed_signals:
+            self._failed_signals.add((place.model, signal.name))
+            log.exception(
+                "a detector failed on its values: its signal starts again, the others go on",
+                extra={"fields": {"model": place.model, "signal": signal.name, "detector": signal.detector.name}},
+            )
 
     def _alerts(
         self,

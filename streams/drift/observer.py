@@ -132,10 +132,16 @@ class DriftObserver:
         self._last_stats = time.monotonic()
         self._last_counts: dict[tuple[int, str, str], int] = {}
         self._saved: dict[Shard, tuple[int, int]] = {}  # (events, labeled) at its last save
+        self._failures_before = 0  # detector failures of the monitors handed over
         self.waiting = WaitingParts(detection_wait_s)  # models' small parts, detected with their next ones
         self._due: asyncio.Task[None] | None = None  # detects what waited long enough when no batch comes
         # the agents for predictions and for labeled rows take turns: the monitors are one state machine
         self._turn = asyncio.Lock()
+
+    @property
+    def detector_failures(self) -> int:
+        """Times a detector raised on its values (its signal started again), since the process started."""
+        return self._failures_before + sum(monitor.detector_failures for monitor in self.monitors.values())
 
     def monitor(self, partition: int) -> DriftMonitor:
         """The monitor of ``partition``'s models (made at its first batch)."""
@@ -200,6 +206,7 @@ class DriftObserver:
         """Save everything and forget it: the partitions (and models) may go to another worker."""
         async with self._turn:
             await self._save_all()
+            self._failures_before = self.detector_failures
             self.monitors.clear()
             self._restored.clear()
 

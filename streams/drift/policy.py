@@ -100,11 +100,16 @@ def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: f
     (50, 298)
     >>> confirmation_size(50, 1e-4, 1.0, 0.0), confirmation_size(50, 1e-4, 1.0, 0.01)
     (50, 2000)
+    >>> confirmation_size(50, 1e-4, math.inf, 1e300), confirmation_size(50, 1e-4, 1e300, 1e-300)
+    (2000, 2000)
     """
     if not minimum or not shift or not math.isfinite(shift) or not reference_std > 0:
         return minimum
     z = _upper_quantile(alpha / 2) + _upper_quantile(1 - power)
-    return int(min(max(minimum, math.ceil((z * reference_std / abs(shift)) ** 2)), MAX_CONFIRMATION))
+    ratio = z * reference_std / abs(shift)  # infinite for a spread past the largest float
+    if not ratio < math.sqrt(MAX_CONFIRMATION):  # squared, it could be past the largest float too
+        return MAX_CONFIRMATION
+    return int(min(max(minimum, math.ceil(ratio**2)), MAX_CONFIRMATION))
 
 
 class AlertPolicy:

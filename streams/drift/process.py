@@ -81,6 +81,7 @@ class DetectionMetrics:
     retries: int = 0
     rows_waiting: int = 0
     batch_errors: int = 0  # batches the detectors failed on (logged by the child); ingestion went on
+    detector_failures: int = 0  # times a detector raised on its values: its signal started again, the others went on
     batches_lost: int = 0  # batches held by a child that exited unasked
     restarts: int = 0
 
@@ -148,6 +149,7 @@ class DetectionProcess:
         self.metrics.state_bytes = report["state_bytes"]
         self.metrics.events_waiting = report["events_waiting"]
         self.metrics.retries = report["retries"]
+        self.metrics.detector_failures = report["detector_failures"]
         self.metrics.rows_waiting = report["rows_waiting"]
         self.metrics.restarts = self._child.restarts
 
@@ -188,6 +190,7 @@ class DetectionHandler:
             "events_waiting": self.observer.waiting.held(),
             "retries": sink.retries,
             "rows_waiting": sink.rows_waiting,
+            "detector_failures": self.observer.detector_failures,
         }
 
     async def close(self) -> None:

@@ -77,6 +77,9 @@ def test_the_worker_serves_its_counters_on_the_metrics_endpoint(stack: PrivateSt
         assert samples[age("outcomes", "300.0")] == 200
         assert samples['driftloop_event_age_seconds_sum{kind="predictions"}'] >= 10 * 7200
         assert samples["driftloop_batch_errors_total"] == 0
+        assert (
+            samples["driftloop_detection_batch_errors_total"] == 0 and samples["driftloop_detector_failures_total"] == 0
+        )
         assert samples["driftloop_broker_reachable"] == 1
         assert samples["driftloop_broker_incidents_total"] == 0
         saved = wait_for(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import random
+import sys
 import tracemalloc
 from collections import deque
 from pathlib import Path
@@ -637,6 +639,64 @@ def test_a_broken_spec_affects_its_own_model_only(
     spec.write_text('name = "broken"\n')
     monitor.process_predictions(_two_models(rng, 24_000, 100, {"at": 20_000, "mean": 1.0}))
     assert monitor.models["broken"].events == 100
+
+
+def test_a_detector_that_raises_starts_its_signal_again_and_every_other_signal_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A detector raising on values no check foresaw lost the detection of the whole batch: every other signal of
+    its model, and every other model's in the batch (here "m", whose drift must still be caught where it is
+    alone). Only the signal that raised starts again; its first failure is logged with the traceback, later ones
+    counted."""
+    (tmp_path / "broken.toml").write_text('name = "broken"\n[monitoring.detectors]\nnumeric = { name = "ADWIN" }\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng, alerts = random.Random(2), []
+
+    def fail(values: object) -> list:
+        raise ValueError("a value this detector cannot take")
+
+    with caplog.at_level("ERROR", logger="driftloop.drift"):
+        for start in range(0, 24_000, 2000):
+            if start in (4000, 10_000):  # the signal's detector raises once; again after its restart
+                monitor.models["broken"].signals["f2"].detector.update_many = fail
+            alerts += monitor.process_predictions(_two_models(rng, start, 2000, {"at": 20_000, "mean": 1.0}))
+    assert [(a.model, a.signal) for a in alerts] == [("m", "f0")]
+    assert 20_000 <= int(alerts[0].request_id[1:]) < 20_500
+    signals = monitor.models["broken"].signals
+    assert signals["f1"].seen == 24_000 and signals["f3"].seen == 24_000  # its model's other signals went on
+    assert signals["f2"].seen == 24_000 - 12_000  # started again after the batch of 10,000
+    assert monitor.detector_failures == 2
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.fields == {"model": "broken", "signal": "f2", "detector": "ADWIN"}
+    assert logged.exc_info is not None and "cannot take" in str(logged.exc_info[1])
+
+
+def test_a_feature_sent_with_the_largest_float_as_its_sentinel_gives_an_alert_strict_json_reads(
+    tmp_path: Path,
+) -> None:
+    """A feature whose missing values come as the largest float (a sentinel some C code and databases use): its
+    squared deviations are past the largest float, which raised in a River detector's evidence (an
+    ``OverflowError``: the whole batch's detection lost, every model's in it, at each detection). The alert holds
+    finite numbers, and JSON a strict parser reads (none of Python's ``Infinity``)."""
+    (tmp_path / "m.toml").write_text(
+        'name = "m"\n[monitoring]\nwarmup = 500\n[monitoring.signals.f1]\ndetector = { name = "PageHinkley" }\n'
+    )
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng = random.Random(5)
+    events = prediction_events(rng, 0, 6000)
+    for event in events[4000:]:
+        if rng.random() < 0.02:
+            event["features"]["f1"] = sys.float_info.max
+    alerts = []
+    for start in range(0, 6000, 1000):
+        alerts += monitor.process_predictions(_decoded(events[start : start + 1000]))
+    assert alerts and {a.signal for a in alerts} <= {"f1", "f1:spread"}
+    assert 4000 <= int(alerts[0].request_id[1:]) < 4500
+    for alert in alerts:
+        wire = json.loads(json.dumps(alert.to_json(), allow_nan=False))
+        assert wire["evidence"]["reference_std"] > 0 and wire["evidence"]["window_mean"] > 1e300
+        assert math.isfinite(alert.statistic) and alert.statistic > 1e300
+    assert monitor.detector_failures == 0
 
 
 def test_a_detector_the_spec_gives_a_feature_of_another_kind_gives_way(
