@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.markup import escape as as_text  # a text that is data: its [brackets] are not markup
 
+from driftloop.infra.contract import finite_json
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.logs import configure_logging
 from driftloop.infra.settings import Settings
@@ -67,18 +68,7 @@ def _json(value: object) -> str:
     """
     import json
 
-    return json.dumps(_finite(value), default=str, allow_nan=False)
-
-
-def _finite(value: object) -> object:
-    """``value`` with every float that is not finite, however deep in dicts and lists, as None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+    return json.dumps(finite_json(value), default=str, allow_nan=False)
 
 
 def _against(champion_metric: float) -> str:
