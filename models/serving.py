@@ -8,7 +8,10 @@ the registry's sha256) and predicts on a batch of rows (a DataFrame or dicts):
   request always goes to the same version, whichever client serves it);
 - a **shadow** version scores every request too, but its answers are never returned: with ``emit=True``
   they are published with ``served = false`` and the same ``request_id``, so the outcome judges both
-  (without ``emit`` it scores nothing: its answers would go nowhere). It is scored on the caller's thread.
+  (without ``emit`` it scores nothing: its answers would go nowhere). It is scored on a thread of its own
+  (:mod:`models.shadow`): ``predict`` returns without waiting for it, and a shadow that cannot keep up
+  leaves requests unscored (``shadow_dropped``) rather than slow the caller down; :meth:`ModelClient.flush`
+  waits for what it holds.
 
 A background thread listens on ``model-versions``; when a stage changes it reads the routing again, loads and
 verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails
@@ -41,6 +44,7 @@ from driftloop.models.artifacts import LoadedModel
 from driftloop.models.inference import predict_columns
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, Routing, VersionRecord
+from driftloop.models.shadow import MAX_ROWS_WAITING, ShadowScorer
 from driftloop.streams.python_values import plain_id, present_value
 
 log = logging.getLogger("driftloop.serving")
@@ -91,7 +95,11 @@ class _Serving:
 
 
 class ModelClient:
-    """Predicts with the versions that serve a model and follows their stages (see the module docstring)."""
+    """Predicts with the versions that serve a model and follows their stages (see the module docstring).
+
+    ``emit``: publish every prediction (and score the shadow); ``watch``: follow stage changes live;
+    ``device``: where the networks run; ``shadow_max_waiting``: requests that may wait for the shadow before
+    new ones go without its answers."""
 
     def __init__(
         self,
@@ -101,6 +109,7 @@ class ModelClient:
         emit: bool = False,
         watch: bool = True,
         device: str = "cpu",
+        shadow_max_waiting: int = MAX_ROWS_WAITING,
     ) -> None:
         self.model = model
         self.settings = settings or get_settings()
@@ -115,12 +124,19 @@ class ModelClient:
         self.swaps = 0
         self._stop = threading.Event()
         self._producer = None
+        self._shadow: ShadowScorer | None = None
         if emit:
             from driftloop.streams.producer import (
                 EventProducer,  # the loop closes here: served predictions are monitored
             )
 
             self._producer = EventProducer(self.settings)
+            # self._score looked up at each batch: what a test counts or replaces is what the shadow runs
+            self._shadow = ShadowScorer(
+                lambda loaded, frame: self._score(loaded, frame),
+                self._publish_shadow,
+                max_rows_waiting=shadow_max_waiting,
+            )
         self._watcher = threading.Thread(target=self._watch, name=f"driftloop-watch-{model}", daemon=True)
         if watch:
             self._ready = threading.Event()
@@ -173,18 +189,32 @@ class ModelClient:
             scores[positions] = part_scores
         latency_ms = (time.perf_counter() - started) * 1000
         result = Predictions(self.model, serving.champion.version, values, scores.tolist(), ids, versions, latency_ms)
-        # a shadow's answers are only ever published: without emit, scoring them was 0.4 ms a request for nothing
-        shadow = self._shadow(serving.shadow, frame) if serving.shadow is not None and records is not None else None
         if records is not None:
             self._emit(records, result.values, result.scores, ids, versions, True, latency_ms)
-            if shadow is not None:
-                shadow_values, shadow_scores, shadow_ms = shadow
-                shadow_versions = [serving.shadow.version] * len(frame)  # type: ignore[union-attr]
-                self._emit(records, shadow_values, shadow_scores, ids, shadow_versions, False, shadow_ms)
+            # a shadow's answers are only ever published: without emit, scoring them was 0.4 ms a request for
+            # nothing. Its own copy of the rows: the caller may change its frame once this returns.
+            if serving.shadow is not None and self._shadow is not None:
+                self._shadow.submit(serving.shadow, frame.copy(), records, ids)
         return result
 
+    @property
+    def shadow_dropped(self) -> int:
+        """Requests the shadow version did not score because it could not keep up (:mod:`models.shadow`)."""
+        return self._shadow.dropped if self._shadow is not None else 0
+
+    def flush(self, timeout_s: float | None = 30.0) -> None:
+        """Wait until the shadow has scored what it was handed, then until the broker has every event published
+        (``DeliveryError`` if some failed). Nothing to do without ``emit``."""
+        if self._shadow is not None and not self._shadow.drain(timeout_s):
+            log.warning("the shadow version still scores: flushed without its latest answers")
+        if self._producer is not None:
+            self._producer.flush(timeout_s)
+
     def close(self) -> None:
+        """Stop following the registry; with ``emit``, publish what the shadow holds, then every event."""
         self._stop.set()
+        if self._shadow is not None:
+            self._shadow.close()
         if self._producer is not None:
             self._producer.close()
         self.registry.close()
@@ -203,15 +233,16 @@ class ModelClient:
         values, scores = predict_columns(loaded.network, pre, numeric, categorical, self.device)
         return values, np.asarray(scores, dtype=np.float64)
 
-    def _shadow(self, loaded: LoadedModel, frame: pd.DataFrame) -> tuple[list[Any], list[float], float] | None:
-        """The shadow's answers (never returned to the caller); None if it fails, which the caller never sees."""
-        started = time.perf_counter()
-        try:
-            values, scores = self._score(loaded, frame)
-        except Exception:
-            log.exception("the shadow version failed on a batch", extra={"fields": {"version": loaded.version}})
-            return None
-        return values.tolist(), scores.tolist(), (time.perf_counter() - started) * 1000
+    def _publish_shadow(
+        self,
+        records: list[dict[str, Any]],
+        values: list[Any],
+        scores: list[float],
+        ids: list[str],
+        versions: list[int],
+        latency_ms: float,
+    ) -> None:
+        self._emit(records, values, scores, ids, versions, False, latency_ms)
 
     def _emit(
         self,

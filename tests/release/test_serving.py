@@ -4,6 +4,7 @@ requests (the same ones every time), and a version the live gate rejects never s
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def test_a_challenger_stopped_in_shadow_never_serves_a_request(
         wait_for(lambda: client.routing["shadow"] == 2, timeout_s=30, what="the client to load the shadow")
         result = client.predict(rows, request_ids=ids)
         assert set(result.versions) == {1} and result.version == 1  # the champion answers every request
-        client._producer.flush()  # type: ignore[union-attr]
+        client.flush()
         events = emitted(release_settings, model)
         shadow = [e for e in events if e.get("served") is False]
         served = [e for e in events if e.get("served", True)]
@@ -66,7 +67,7 @@ def test_a_challenger_stopped_in_shadow_never_serves_a_request(
         wait_for(lambda: client.routing["shadow"] is None, timeout_s=30, what="the client to drop the shadow")
         after = client.predict(rows, request_ids=[f"z{i}" for i in range(len(rows))])
         assert set(after.versions) == {1}
-        client._producer.flush()  # type: ignore[union-attr]
+        client.flush()
     served_by_2 = [e for e in emitted(release_settings, model) if e.get("served", True) and e["model_version"] == 2]
     assert served_by_2 == []
 
@@ -137,7 +138,7 @@ def test_rows_it_cannot_score_or_send_are_refused_before_anything_is_served_or_s
             with pytest.raises(ServingInputError) as caught:
                 call()
             messages[name] = str(caught.value)
-        client._producer.flush()  # type: ignore[union-attr]
+        client.flush()
         assert "none of the model's features" in messages["other columns"] and "(x)" in messages["other columns"]
         assert "2 request ids for 20 rows" in messages["ids"]
         assert "column 'seen'" in messages["a time column"] and "Timestamp" in messages["a time column"]
@@ -163,7 +164,7 @@ def test_pandas_nullable_columns_and_integer_ids_are_published_as_the_contract_r
     frame["region"] = np.array([f"r{i % 3}" for i in range(30)])  # numpy's str_ values
     with ModelClient(model, release_settings, emit=True) as client:
         result = client.predict(frame, request_ids=np.arange(1000, 1030))
-        client._producer.flush()  # type: ignore[union-attr]
+        client.flush()
     assert result.request_ids == [str(i) for i in range(1000, 1030)]
     events = {e["request_id"]: e for e in emitted(release_settings, model)}
     assert sorted(events) == result.request_ids
@@ -188,4 +189,77 @@ def test_a_shadow_is_scored_only_where_its_answers_are_published(release_setting
 
             client._score = counted  # type: ignore[method-assign]
             client.predict(rows)
+            client.flush()
             assert versions == scored
+
+
+def test_a_shadow_that_cannot_keep_up_never_holds_a_request_back(
+    release_settings: Settings, new_model, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The shadow was scored on the caller's thread: a shadow slower than the champion made every request wait
+    for it. ``predict`` now returns while the shadow still scores; once ``shadow_max_waiting`` requests wait for
+    it, a batch goes without its answers (counted, a WARNING); what it was handed is published by ``flush``."""
+    model = new_model(("champion", "shadow"))
+    rows, _ = agrawal(0, 10, seed=27)
+    scoring, go_on = threading.Event(), threading.Event()
+    with ModelClient(model, release_settings, emit=True, shadow_max_waiting=25) as client:
+        score = client._score
+
+        def slow_shadow(loaded, frame):  # type: ignore[no-untyped-def]
+            if loaded.version == 2:
+                scoring.set()
+                assert go_on.wait(120)
+            return score(loaded, frame)
+
+        client._score = slow_shadow  # type: ignore[method-assign]
+        answers: list = []
+
+        def serve() -> None:
+            answers.append(client.predict(rows, request_ids=[f"s0-{j}" for j in range(10)]))
+            assert scoring.wait(30)  # the shadow holds the first batch ...
+            for i in range(1, 6):  # ... two more wait for it (20 requests); the next three would pass 25
+                answers.append(client.predict(rows, request_ids=[f"s{i}-{j}" for j in range(10)]))
+
+        caller = threading.Thread(target=serve)
+        with caplog.at_level("WARNING", logger="driftloop.serving"):
+            caller.start()
+            caller.join(timeout=60)
+            assert not caller.is_alive(), "predict waited for the shadow"
+            assert len(answers) == 6 and all(set(a.versions) == {1} for a in answers)
+            assert client.shadow_dropped == 30
+            go_on.set()
+            client.flush()
+    events = emitted(release_settings, model)
+    served = sorted(e["request_id"] for e in events if e.get("served", True))
+    shadow = sorted(e["request_id"] for e in events if e.get("served") is False)
+    assert served == sorted(f"s{i}-{j}" for i in range(6) for j in range(10))
+    assert shadow == sorted(f"s{i}-{j}" for i in range(3) for j in range(10))
+    dropped = [r for r in caplog.records if r.msg.startswith("the shadow version cannot keep up")]
+    assert len(dropped) == 1 and dropped[0].fields["dropped"] == 10  # once a minute at most: at the first drop
+
+
+def test_a_frame_the_caller_changes_after_predict_is_scored_by_the_shadow_as_it_was(
+    release_settings: Settings, new_model
+) -> None:
+    """The shadow scores later, on its own thread: it scores the rows as they were when ``predict`` was called,
+    not as a caller that reuses its frame has made them since."""
+    model = new_model(("champion", "shadow"))
+    rows, _ = agrawal(0, 200, seed=28)
+    frame = pd.DataFrame(rows)
+    go_on = threading.Event()
+    with ModelClient(model, release_settings, emit=True) as client:
+        score = client._score
+        alone = score(client._serving.shadow, frame.copy())[0].tolist()  # type: ignore[arg-type]
+
+        def held(loaded, frame):  # type: ignore[no-untyped-def]
+            if loaded.version == 2:
+                assert go_on.wait(60)
+            return score(loaded, frame)
+
+        client._score = held  # type: ignore[method-assign]
+        client.predict(frame, request_ids=[f"f{i}" for i in range(200)])
+        frame[:] = frame.iloc[::-1].to_numpy()  # the caller's buffer, filled with other rows
+        go_on.set()
+        client.flush()
+    shadow = {e["request_id"]: e["prediction"] for e in emitted(release_settings, model) if e.get("served") is False}
+    assert [shadow[f"f{i}"] for i in range(200)] == alone
