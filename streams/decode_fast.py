@@ -31,8 +31,8 @@ from driftloop.streams.event_rules import (
     outcome_ids,
     prediction_id,
     prediction_ids,
-    rfc3339_epoch,
     shadow_key,
+    text_epoch,
     value_text,
 )
 from driftloop.streams.event_types import (
@@ -363,7 +363,7 @@ def _typed_outcome_row(event: OutcomeEvent, position: int) -> OutcomeRow | None:
 def _typed_epoch(ts: float | str) -> float | None:
     """Epoch seconds of ``ts`` when the field rules would take it, else None (they say why)."""
     try:
-        epoch = rfc3339_epoch(ts) if type(ts) is str else epoch_seconds(ts)
+        epoch = text_epoch(ts) if type(ts) is str else epoch_seconds(ts)
     except EventError:
         return None
     return epoch if 0 <= epoch < MAX_EPOCH else None

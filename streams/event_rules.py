@@ -147,7 +147,7 @@ def _timestamp(event: dict[str, Any]) -> tuple[int, int]:
     """(epoch seconds, epoch milliseconds) of ``ts``: RFC 3339 text, epoch seconds or epoch milliseconds."""
     value = event.get("ts")
     if type(value) is str:
-        epoch = rfc3339_epoch(value)
+        epoch = text_epoch(value)
     elif value is None:
         raise EventError('missing required field "ts"')
     else:
@@ -181,6 +181,23 @@ def epoch_seconds(number: float) -> float:
     if number < MICROSECONDS_FROM:
         return number / 1000
     return number / 1_000_000 if number < NANOSECONDS_FROM else number / 1_000_000_000
+
+
+#: An epoch number written as text: protobuf's JSON mapping writes an ``int64`` field so (``"1795420800250"``).
+#: Eight digits are not one: they are an ISO 8601 date (``"20261123"``), read as such.
+_EPOCH_TEXT = re.compile(r"[0-9]{9,20}(?:\.[0-9]{1,9})?")
+
+
+def text_epoch(value: str) -> float:
+    """Epoch seconds of a ``ts`` sent as text: an epoch number as text (seconds, milli-, micro- or nanoseconds,
+    as :func:`epoch_seconds` reads a number), or a time :func:`rfc3339_epoch` reads.
+
+    >>> text_epoch("1795420800250"), text_epoch("1795420800.25"), text_epoch("2026-11-23T08:00:00.25Z")
+    (1795420800.25, 1795420800.25, 1795420800.25)
+    """
+    if _EPOCH_TEXT.fullmatch(value):
+        return epoch_seconds(float(value) if "." in value else int(value))
+    return rfc3339_epoch(value)
 
 
 def rfc3339_epoch(value: str) -> float:
@@ -446,6 +463,8 @@ def prediction_row(event: dict[str, Any], position: int = -1) -> PredictionRow:
     version = event.get("model_version", 0)
     if version is None:
         version = 0
+    elif type(version) is str and version.isascii() and version.isdigit() and len(version) <= 10:
+        version = int(version)  # an int64 field as protobuf's JSON mapping writes it
     if type(version) is not int or not 0 <= version < 2**32:
         raise EventError('"model_version" must be a non-negative integer')
     served = event.get("served", True)

@@ -183,6 +183,30 @@ def test_a_number_ts_from_1973_in_milli_micro_or_nanoseconds_is_so(per_second: i
     )
 
 
+def test_int64_fields_as_protobuf_s_json_mapping_writes_them_are_their_numbers() -> None:
+    """Protobuf's JSON mapping (``JsonFormat``, ``MessageToJson``) writes an ``int64`` field as a string of its
+    digits: a ``ts`` of epoch milliseconds as ``"1790000000123"``, a ``model_version`` as ``"3"``. They were
+    refused ("not an RFC 3339 time", "must be a non-negative integer"): every event of a producer whose schema
+    is a ``.proto``. They are the event their numbers are: the same time and derived id, on both decode paths
+    (a numeric event is the typed fast path's); eight digits stay an ISO 8601 date."""
+    event = {"model": "m", "request_id": "r", "features": {"a": 1.5}, "prediction": 1}
+    as_numbers = decode_predictions([msg(event | {"ts": 1_790_000_000_123, "model_version": 3})]).rows
+    for ts in ("1790000000123", "1790000000.123", "1790000000123000000"):
+        texts = event | {"ts": ts, "model_version": "3"}
+        decoded = decode_predictions([msg(texts), msg({"events": [texts | {"features": {"a": "x"}}]}, 1)])
+        assert not decoded.dead, decoded.dead
+        for column in ("event_id", "ts", "ts_ms", "model_version"):
+            assert decoded.rows[column] == as_numbers[column] * 2
+        typed = decode_predictions([msg(event | {"ts": ts, "model_version": 3})]).rows  # ts alone as text
+        assert [typed[c] for c in ("event_id", "ts_ms")] == [as_numbers[c] for c in ("event_id", "ts_ms")]
+    outcome = {"model": "m", "request_id": "r", "label": 1}
+    assert validate_outcome(outcome | {"ts": "1790000000123"}) == validate_outcome(outcome | {"ts": 1_790_000_000_123})
+    assert decode_predictions([msg(event | {"ts": "20261123"})]).rows["ts"] == [1_795_392_000]  # 2026-11-23
+    for version in ("-3", "3.0", "x", "99999999999"):
+        with pytest.raises(EventError, match='"model_version" must be a non-negative integer'):
+            validate_prediction(event | {"ts": 1_790_000_000, "model_version": version})
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
