@@ -16,6 +16,7 @@ sends parked alerts again (:func:`resend_parked`). A PagerDuty subscriber resolv
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
@@ -122,11 +123,12 @@ class WebhookForwarder:
         detail = ""
         for attempt in range(self.attempts):
             asked: float | None = None  # the pause a Retry-After header asked for
+            target, authorization = _credentials(url)
             request = urllib.request.Request(
-                url,
+                target,
                 data=body,
                 method="POST",
-                headers={"Content-Type": "application/json", "Idempotency-Key": alert_id},
+                headers={"Content-Type": "application/json", "Idempotency-Key": alert_id, **authorization},
             )
             try:
                 with _OPENER.open(request, timeout=self.timeout_s) as response:
@@ -167,17 +169,41 @@ class WebhookForwarder:
         return "failed", detail
 
 
+def _credentials(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without the user and password it may carry (``https://user:pass@host/hook``, RFC 3986), and
+    the HTTP Basic ``Authorization`` header they make: urllib sends neither (it took ``user:pass@host`` for
+    a host with a port that is no number: every alert "unreachable", then parked).
+
+    >>> _credentials("https://bot:s%40cret@hooks.example.com/a?b=1")
+    ('https://hooks.example.com/a?b=1', {'Authorization': 'Basic Ym90OnNAY3JldA=='})
+    >>> _credentials("https://hooks.example.com/a")
+    ('https://hooks.example.com/a', {})
+    """
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, {}
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()
+    target = urllib.parse.urlunsplit(parts._replace(netloc=host))
+    return target, {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
 class _KeepPost(urllib.request.HTTPRedirectHandler):
     """Follows 307 and 308, which keep the method and body, to the same scheme or https; refuses 301, 302 and
     303, after which urllib would send a GET without the alert (a receiver's 200 to it, "delivered", and the
-    alert lost), and https to http (the URL's token in the clear)."""
+    alert lost), and https to http (the URL's token in the clear). The credentials of a URL go to its own
+    host only: a redirect to another host is followed without them."""
 
     def redirect_request(
         self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
     ) -> urllib.request.Request | None:
         if code not in (307, 308) or (req.type == "https" and not newurl.lower().startswith("https:")):
             return None  # urllib raises the answer as an HTTPError
-        return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=dict(req.header_items()))
+        kept = dict(req.header_items())
+        if urllib.parse.urlsplit(newurl).netloc.lower() != urllib.parse.urlsplit(req.full_url).netloc.lower():
+            kept = {k: v for k, v in kept.items() if k.lower() != "authorization"}
+        return urllib.request.Request(newurl, data=req.data, method=req.get_method(), headers=kept)
 
 
 _OPENER = urllib.request.build_opener(_KeepPost)

@@ -3,6 +3,7 @@ URLs; with real HTTP receivers, and two named subscribers on the real broker tha
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -345,3 +346,52 @@ def test_a_slack_message_shows_the_producers_texts_as_written() -> None:
     assert not any("<!channel>" in text or "<https://evil" in text for text in shown)
     assert "drift on &lt;!channel&gt; &amp; more" in slack["text"]
     assert "*signal* &lt;!channel&gt; (data)" in shown
+
+
+class Guarded(BaseHTTPRequestHandler):
+    """A receiver behind HTTP Basic authentication (``bot`` / ``s@cret``): 401 without them. ``/elsewhere``
+    answers 307 to the server's ``forward_to``. Every POST is recorded with its path and Authorization header."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        given = self.headers.get("Authorization")
+        self.server.requests.append((self.path, given))  # type: ignore[attr-defined]
+        if self.path == "/elsewhere":
+            self.send_response(307)
+            self.send_header("Location", self.server.forward_to)  # type: ignore[attr-defined]
+        elif self.server.guarded and given != "Basic " + base64.b64encode(b"bot:s@cret").decode():  # type: ignore[attr-defined]
+            self.send_response(401)
+        else:
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_webhook_url_with_a_user_and_password_authenticates_and_keeps_them_to_its_host() -> None:
+    """``https://user:password@host/hook`` (RFC 3986's user information, as curl and requests read it): urllib
+    took ``user:password@host`` for a host and a port that is no number, and every alert was "unreachable",
+    then parked. The pair is sent as HTTP Basic authentication (its %-escapes decoded), to that host only: a
+    redirect to another host is followed without it."""
+    servers = []
+    for guarded in (True, False):
+        server = HTTPServer(("127.0.0.1", 0), Guarded)
+        server.requests, server.guarded = [], guarded  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    guarded, other = servers
+    guarded.forward_to = f"http://localhost:{other.server_port}/hook"  # type: ignore[attr-defined]
+    try:
+        forwarder = WebhookForwarder([], attempts=1)
+        hook = f"http://bot:s%40cret@127.0.0.1:{guarded.server_port}/hook"
+        assert forwarder.deliver(ALERT, [hook]) == {hook: "delivered"}
+        assert guarded.requests == [("/hook", "Basic Ym90OnNAY3JldA==")]  # type: ignore[attr-defined]
+        wrong = hook.replace("s%40cret", "guess")
+        assert forwarder.deliver(ALERT, [wrong]) == {wrong: "refused"}
+        moved = f"http://bot:s%40cret@127.0.0.1:{guarded.server_port}/elsewhere"
+        assert forwarder.deliver(ALERT, [moved]) == {moved: "delivered"}
+        assert other.requests == [("/hook", None)]  # type: ignore[attr-defined]
+    finally:
+        for server in servers:
+            server.shutdown()
