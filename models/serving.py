@@ -58,6 +58,35 @@ class ServingInputError(DriftloopError, ValueError):
     """Rows or request ids given to ``ModelClient.predict`` that it cannot score or publish as they are."""
 
 
+class ServingDeviceError(DriftloopError, ValueError):
+    """A ``device`` the serving client cannot run its networks on (not a torch device, or not on this machine)."""
+
+
+def serving_device(device: str) -> str:
+    """The torch device ``device`` names, checked before any version is loaded: ``"auto"`` is the first GPU
+    where torch sees one, else the CPU; a name torch does not know, or a GPU this machine lacks, is a
+    :class:`ServingDeviceError` saying what it has (torch raised an ``AssertionError`` at the first load).
+
+    >>> serving_device("cpu"), serving_device("auto") in ("cpu", "cuda:0")
+    ('cpu', True)
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(device)
+        torch.empty(0, device=chosen)  # a device torch knows and this machine lacks raises here
+        if chosen.type == "meta":
+            raise RuntimeError("a meta tensor holds no values")
+    except (RuntimeError, TypeError, AssertionError) as exc:
+        why = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ServingDeviceError(
+            f"device {device!r} cannot run here ({why}): use 'cpu', or 'auto' (a GPU where torch sees one)"
+        ) from None
+    return str(chosen)
+
+
 @dataclass(frozen=True)
 class Predictions:
     """A batch's predictions, the probability of each predicted class (NaN for regression), and the version
@@ -98,8 +127,8 @@ class ModelClient:
     """Predicts with the versions that serve a model and follows their stages (see the module docstring).
 
     ``emit``: publish every prediction (and score the shadow); ``watch``: follow stage changes live;
-    ``device``: where the networks run; ``shadow_max_waiting``: requests that may wait for the shadow before
-    new ones go without its answers."""
+    ``device``: where the networks run (``"auto"``: a GPU where torch sees one); ``shadow_max_waiting``:
+    requests that may wait for the shadow before new ones go without its answers."""
 
     def __init__(
         self,
@@ -113,7 +142,7 @@ class ModelClient:
     ) -> None:
         self.model = model
         self.settings = settings or get_settings()
-        self.device = device
+        self.device = serving_device(device)
         self.registry = ModelRegistry(self.settings)
         routing = self.registry.routing(model)
         if routing.champion is None:

@@ -17,7 +17,7 @@ from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
 from driftloop.models.registry import ModelRegistry
-from driftloop.models.serving import ModelClient, ServingInputError, canary_bucket
+from driftloop.models.serving import ModelClient, ServingDeviceError, ServingInputError, canary_bucket
 from driftloop.release.controller import ReleaseController
 from tests.release.conftest import agrawal
 from tests.stack_fixtures import PrivateStack, wait_for
@@ -263,3 +263,19 @@ def test_a_frame_the_caller_changes_after_predict_is_scored_by_the_shadow_as_it_
         client.flush()
     shadow = {e["request_id"]: e["prediction"] for e in emitted(release_settings, model) if e.get("served") is False}
     assert [shadow[f"f{i}"] for i in range(200)] == alone
+
+
+def test_a_device_this_machine_cannot_run_is_refused_before_anything_loads_and_auto_serves(
+    release_settings: Settings, new_model
+) -> None:
+    """``device="cuda"`` on a machine without a GPU raised torch's ``AssertionError`` ("Torch not compiled with
+    CUDA enabled") out of the first version's load, and a misspelt device torch's list of every backend. Both
+    are a ``ServingDeviceError`` saying what to use; ``"auto"`` takes a GPU where torch sees one, else the CPU."""
+    model = new_model(("champion",))
+    for device, says in (("cuda:99", "cannot run here"), ("gpu", "Expected one of cpu"), ("meta", "no values")):
+        with pytest.raises(ServingDeviceError, match=says) as refused:
+            ModelClient(model, release_settings, device=device, watch=False)
+        assert "use 'cpu', or 'auto'" in str(refused.value)
+    rows, _ = agrawal(0, 5, seed=29)
+    with ModelClient(model, release_settings, device="auto", watch=False) as client:
+        assert client.device in ("cpu", "cuda:0") and len(client.predict(rows).values) == 5
