@@ -557,7 +557,12 @@ class SpecCatalog:
         return spec
 
     def path(self, model: str) -> Path:
-        """Where the spec of ``model`` is (or would be)."""
+        """Where the spec of ``model`` is (or would be); a :class:`SpecError` for a name no model may have (a
+        path such as ``../x`` would be read, and its versions written, outside the directories)."""
+        if not MODEL_NAME.fullmatch(model):
+            raise SpecError(
+                f"{model[:80]!r} is no model name: it must match {MODEL_NAME.pattern} (letters, digits, . _ -)"
+            )
         return self.directory / f"{model}.toml"
 
     def forget(self, model: str) -> None:

@@ -91,6 +91,17 @@ def test_a_backtest_of_a_spec_its_detectors_refuse_says_so_before_replaying(tmp_
     assert f"{tmp_path / 'm.toml'}: monitoring.signals.amount.detector: KSWIN(alpha=2.0) cannot run" in said
 
 
+def test_a_model_name_that_is_a_path_is_refused_by_name(tmp_path: Path) -> None:
+    """``--model ../x`` is no model name: ``retrain`` and ``backtest`` raised pydantic's traceback out of the
+    spec they made for it (and a library caller of the spec catalog read ``specs/../x.toml``). Now every
+    command that reads a model's spec says what a model name is, before anything is read or written."""
+    env = {"DRIFTLOOP_SPECS_DIR": str(tmp_path), "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://127.0.0.1:{free_port()}/x"}
+    for command in (["retrain", "--model", "../x", "--now"], ["backtest", "--model", "../x"]):
+        result = CliRunner().invoke(cli, command, env=env)
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "'../x' is no model name: it must match" in result.output
+
+
 def test_specs_check_refuses_what_a_worker_would_refuse_and_names_the_field(tmp_path: Path) -> None:
     """A spec that loads can still be refused by the detection process (a detector's parameters) or by a
     retraining job (an architecture's): ``specs check`` reads each file as all of them will, for a CI to run."""
