@@ -3,10 +3,13 @@ event-time order (ties by ``event_id``: the same rows come back in the same orde
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
@@ -35,6 +38,30 @@ class LabeledData:
             self.ts[start:stop],
             self.event_ids[start:stop],
         )
+
+    def with_numeric(self, names: Iterable[str]) -> LabeledData:
+        """The features ``names`` (a spec's numeric ones) as numbers only: a text sent for one (``"12.50"``, as
+        a service that formats its numbers sends them) is the number it spells, any other text is missing, as the
+        serving client reads a numeric feature's text (``models.serving.served_columns``). Sent as text, such a
+        feature landed among the texts, and the network learnt each value as a category of its own.
+
+        >>> data = LabeledData({"x": np.array([1.0, np.nan, np.nan])}, {"x": ["", "2.5", "n/a"]}, ["a"] * 3,
+        ...                    np.zeros(3), np.zeros(3))
+        >>> moved = data.with_numeric(["x"])
+        >>> moved.numeric["x"].tolist(), moved.categorical
+        ([1.0, 2.5, nan], {})
+        """
+        moved = [name for name in names if name in self.categorical]
+        if not moved:
+            return self
+        numeric = dict(self.numeric)
+        for name in moved:
+            spelt = pd.to_numeric(pd.Series(self.categorical[name], dtype=object), errors="coerce")
+            texts = spelt.to_numpy(dtype=np.float64, na_value=np.nan)
+            sent = numeric.get(name)
+            numeric[name] = texts if sent is None else np.where(np.isnan(sent), texts, sent)
+        categorical = {k: v for k, v in self.categorical.items() if k not in moved}
+        return dataclasses.replace(self, numeric=numeric, categorical=categorical)
 
     def split(self, fraction: float) -> tuple[LabeledData, LabeledData]:
         """(older, most recent ``fraction``): a split by time, never shuffled."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from river.datasets import synth
 
-from driftloop.demo.labeled_history import TS0
+from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecError
@@ -17,6 +17,7 @@ from driftloop.models.artifacts import ArtifactError
 from driftloop.models.registry import ModelRegistry
 from driftloop.models.serving import ModelClient
 from driftloop.retrain.job import JobRequest, NotEnoughLabels, RetrainJob
+from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack, TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,39 @@ def test_an_architecture_parameter_the_network_does_not_read_fails_the_job_and_n
     registry = ModelRegistry(retrain_settings)
     champion = registry.champion(model)
     assert champion is not None and registry.load(champion).spec.architecture.params == {"hidden": [16]}
+
+
+def test_a_feature_the_spec_declares_numeric_and_sent_as_text_is_learnt_as_the_numbers_it_spells(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    """A service that formats its numbers sends ``"salary": "52000.50"``: the events land it among the texts, and
+    training took it for a categorical feature (thousands of categories, each seen once) though the spec says
+    numeric and serving reads the text as its number. Now training reads it as serving does."""
+    model = labeled_model(before=0, spec='[features]\nsalary = "numeric"\n')
+    rows = agrawal_rows(model, 2, 0, 2000, seed=1)
+    for i, names in enumerate(rows["num.name"]):
+        j = names.index("salary")
+        salary = rows["num.value"][i][j]
+        rows["num.name"][i] = [n for n in names if n != "salary"]
+        rows["num.value"][i] = [v for k, v in enumerate(rows["num.value"][i]) if k != j]
+        rows["cat.name"][i] = [*rows["cat.name"][i], "salary"]
+        rows["cat.value"][i] = [*rows["cat.value"][i], f"{salary:.2f}" if i % 10 else "unknown"]
+    sink = ClickHouseSink(retrain_settings.clickhouse)
+    try:
+        sink.write_blocking(rows)
+    finally:
+        sink.close()
+    assert RetrainJob(retrain_settings).run(JobRequest(model, since=0)).status == "promoted"
+    registry = ModelRegistry(retrain_settings)
+    champion = registry.champion(model)
+    assert champion is not None
+    pre = registry.load(champion).preprocessor
+    assert "salary" in pre.numeric and "salary" not in pre.categorical
+    row = {"age": 45, "commission": 0.0, "hvalue": 150000.0, "hyears": 10, "loan": 100000.0, "elevel": "1",
+           "car": "3", "zipcode": "2", "salary": 52000.5}  # fmt: skip
+    with ModelClient(model, retrain_settings, watch=False) as client:
+        as_number, as_text = client.predict([row, row | {"salary": "52000.50"}]).scores
+    assert as_number == as_text
 
 
 def test_clickhouse_failing_during_the_training_fetch_leaves_no_version_and_the_job_can_run_again(
