@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kafka import KafkaConsumer
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 
 from driftloop.infra.contract import Alert, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
@@ -397,3 +397,7 @@ def _commit(consumer: KafkaConsumer) -> None:
         consumer.commit()
     except CommitFailedError:  # the group moved on during a long outage: the alert comes again (deduped)
         log.warning("could not commit a handled alert; it may be delivered again", exc_info=True)
+    except KafkaError as exc:  # the broker away: committed with the next alert, or the alert comes again (deduped)
+        log.warning(
+            "could not commit a handled alert; it may be delivered again", extra={"fields": {"error": repr(exc)}}
+        )

@@ -28,7 +28,7 @@ from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
 from driftloop.infra.stack import stack as local_stack
 from driftloop.retrain.job import FinishedRun
-from driftloop.retrain.worker import RetrainPolicy, RetrainWorker
+from driftloop.retrain.worker import RetrainPolicy, RetrainWorker, _HandOver
 from tests.stack_fixtures import REPO, wait_for
 
 
@@ -308,3 +308,42 @@ def test_a_rebalance_hands_waiting_jobs_to_the_new_owner(retrain_settings: Setti
                 what="the waiting jobs split between the two workers",
                 describe=lambda: f"first {sorted(first.policy.pending)}, second {sorted(second.policy.pending)}",
             )
+
+
+@pytest.mark.integration
+def test_a_hand_over_with_alerts_read_and_not_yet_committed_does_not_stop_the_worker(stack) -> None:
+    """A hand-over commits what the worker read before its partitions go. kafka-python 3 calls the rebalance
+    listener from its I/O thread, where that blocking commit raises; raised out of the listener, the exception
+    stopped the retrain worker (seen after a broker restart: a commit had failed, so offsets were pending, and
+    the partitions were lost). Now the next owner reads those alerts again (the policy's cooldowns take them as
+    the same drift), and the worker goes on."""
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings.from_env(stack.env | {"DRIFTLOOP_TOPIC_PREFIX": f"handover-{tag}."})
+    local_stack.up(settings)  # the stack runs: this only provisions the test's own topics
+    group = {
+        "group_id": f"handover-{tag}",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 6000,  # a rebalance in seconds, not the settings' 30 s
+        "heartbeat_interval_ms": 1000,
+    }
+    read: dict[TopicPartition, int] = {}
+    first = KafkaConsumer(**settings.kafka_python_config(), **group)
+    first.subscribe([settings.topics.alerts], listener=_HandOver(RetrainWorker(settings), first, read, {}))
+    second = None
+    try:
+        wait_for(lambda: first.poll(timeout_ms=100) is not None and first.assignment(), interval_s=0, what="partitions")
+        read.update((tp, 3) for tp in first.assignment())  # read past the last commit, as a failed commit leaves it
+        second = KafkaConsumer(**settings.kafka_python_config(), **group)
+        second.subscribe([settings.topics.alerts])
+
+        def split() -> bool:
+            first.poll(timeout_ms=100)  # raised KafkaError("User rebalance callback throws an error")
+            second.poll(timeout_ms=100)
+            return bool(first.assignment()) and bool(second.assignment())
+
+        wait_for(split, timeout_s=90, interval_s=0, what="the partitions split between the two consumers")
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
