@@ -47,8 +47,8 @@ def agrawal(function: int, n: int, seed: int) -> list[dict[str, object]]:
     return [x for x, _ in synth.Agrawal(classification_function=function, seed=seed).take(n)]
 
 
-def trained(function: int) -> tuple[TrainResult, Preprocessor, ModelSpec]:
-    """A small network of one Agrawal concept (as the release tests train theirs)."""
+def trained(function: int, *, epochs: int = 4) -> tuple[TrainResult, Preprocessor, ModelSpec]:
+    """A small network of one Agrawal concept, from 1,500 rows (the release tests' versions too)."""
     pairs = list(synth.Agrawal(classification_function=function, seed=5).take(1500))
     rows, labels = [x for x, _ in pairs], [int(y) for _, y in pairs]
     data = LabeledData(
@@ -59,7 +59,7 @@ def trained(function: int) -> tuple[TrainResult, Preprocessor, ModelSpec]:
         np.arange(len(rows), dtype=np.float64),
     )
     fit, check = data.split(0.2)
-    spec = ModelSpec.model_validate({"name": "bench", "task": "binary", "training": {"epochs": 4}})
+    spec = ModelSpec.model_validate({"name": "bench", "task": "binary", "training": {"epochs": epochs}})
     pre = Preprocessor.fit(fit.numeric, fit.categorical, fit.labels, "binary")
     return train(spec, pre, fit, check), pre, spec
 

@@ -163,7 +163,9 @@ class ModelClient:
             # self._score looked up at each batch: what a test counts or replaces is what the shadow runs
             self._shadow = ShadowScorer(
                 lambda loaded, frame: self._score(loaded, frame),
-                self._publish_shadow,
+                lambda records, values, scores, ids, versions, ms: self._emit(
+                    records, values, scores, ids, versions, False, ms
+                ),
                 max_rows_waiting=shadow_max_waiting,
             )
         self._watcher = threading.Thread(target=self._watch, name=f"driftloop-watch-{model}", daemon=True)
@@ -221,9 +223,9 @@ class ModelClient:
         if records is not None:
             self._emit(records, result.values, result.scores, ids, versions, True, latency_ms)
             # a shadow's answers are only ever published: without emit, scoring them was 0.4 ms a request for
-            # nothing. Its own copy of the rows: the caller may change its frame once this returns.
+            # nothing. A copy of the caller's own frame: it may change it once this returns.
             if serving.shadow is not None and self._shadow is not None:
-                self._shadow.submit(serving.shadow, frame.copy(), records, ids)
+                self._shadow.submit(serving.shadow, frame.copy() if frame is rows else frame, records, ids)
         return result
 
     @property
@@ -261,17 +263,6 @@ class ModelClient:
         numeric, categorical = served_columns(pre, frame)
         values, scores = predict_columns(loaded.network, pre, numeric, categorical, self.device)
         return values, np.asarray(scores, dtype=np.float64)
-
-    def _publish_shadow(
-        self,
-        records: list[dict[str, Any]],
-        values: list[Any],
-        scores: list[float],
-        ids: list[str],
-        versions: list[int],
-        latency_ms: float,
-    ) -> None:
-        self._emit(records, values, scores, ids, versions, False, latency_ms)
 
     def _emit(
         self,

@@ -14,22 +14,19 @@ import numpy as np
 import pytest
 from river.datasets import synth
 
+from benchmarks.serving import trained as trained_network
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec
 from driftloop.models.architectures import ArchitectureInput
 from driftloop.models.artifacts import write_artifact
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
-from driftloop.retrain.dataset import LabeledData
-from driftloop.retrain.training import train
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.join import LABELED_COLUMNS
 from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack
 
 CANARY_SHARE = 0.5  # of the canaries that tests set up by hand
-NUMERIC = ("salary", "commission", "age", "hvalue", "hyears", "loan")
-CATEGORICAL = ("elevel", "car", "zipcode")
 
 
 @dataclass(frozen=True)
@@ -47,18 +44,7 @@ def agrawal(function: int, n: int, seed: int) -> tuple[list[dict], list[int]]:
 
 
 def _train(function: int) -> Trained:
-    rows, labels = agrawal(function, 1500, seed=5)
-    data = LabeledData(
-        {k: np.array([float(r[k]) for r in rows]) for k in NUMERIC},
-        {k: [str(r[k]) for r in rows] for k in CATEGORICAL},
-        [str(y) for y in labels],
-        np.array(labels, dtype=np.float64),
-        np.arange(len(rows), dtype=np.float64),
-    )
-    fit, check = data.split(0.2)
-    spec = ModelSpec.model_validate({"name": "tiny", "task": "binary", "training": {"epochs": 8}})
-    pre = Preprocessor.fit(fit.numeric, fit.categorical, fit.labels, "binary")
-    result = train(spec, pre, fit, check)
+    result, pre, _ = trained_network(function, epochs=8)
     return Trained(result.network, pre, result.inputs)
 
 
