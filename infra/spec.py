@@ -402,6 +402,11 @@ class ModelSpec(_Frozen):
         """The live metric per labeled row that releases compare: ``mae`` for errors, else ``accuracy``."""
         return "accuracy" if self.gate_metric() in _CLASSIFICATION_METRICS else "mae"
 
+    @property
+    def numeric_features(self) -> list[str]:
+        """The features the spec declares numeric (``[features] amount = "numeric"``)."""
+        return [name for name, kind in self.features.items() if kind == "numeric"]
+
     @model_validator(mode="after")
     def _detectors_fit_signals(self) -> ModelSpec:
         """A detector that cannot take its signal's values (:func:`misfit`), where the spec says what they are:

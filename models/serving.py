@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from kafka import KafkaConsumer
 
 from driftloop.infra.contract import EventError, VersionAnnouncement
@@ -70,8 +71,6 @@ def serving_device(device: str) -> str:
     >>> serving_device("cpu"), serving_device("auto") in ("cpu", "cuda:0")
     ('cpu', True)
     """
-    import torch
-
     if device == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
     try:

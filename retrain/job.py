@@ -265,7 +265,7 @@ class RetrainJob:
         request, config = report.request, spec.training
         phase = time.perf_counter()
         data = fetch_labeled(self.settings, request.model, request.since, config.max_rows, joined_until=joined_until)
-        data = data.with_numeric(name for name, kind in spec.features.items() if kind == "numeric")
+        data = data.with_numeric(spec.numeric_features)
         splits = Splits.by_time(data, config.holdout_fraction, config.validation_fraction)
         task = spec.task or _infer_task(data.labels, data.label_num)
         report.train_rows, report.validation_rows, report.holdout_rows = (r.rows for r in splits.records())

@@ -100,7 +100,7 @@ def rebuild(
             **base,
         )
     spec = ModelSpec.model_validate(build.spec)
-    data = data.with_numeric(name for name, kind in spec.features.items() if kind == "numeric")
+    data = data.with_numeric(spec.numeric_features)
     splits = Splits.by_time(data, spec.training.holdout_fraction, spec.training.validation_fraction)
     if splits.records() != build.splits:
         detail = "the same rows split differently from the record (its spec's fractions changed?)"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.infra.contract import Alert
+from driftloop.infra.contract import Alert, finite_json
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.policy import severity
 from driftloop.streams.drift.signals import JOINT, VERSION_MARK, EventRing, ModelState, SignalState
@@ -76,9 +76,9 @@ def make_alert(
         change_point_ts=cp_ts_ms / 1000,
         change_point_request_id=cp_request,
         evidence={
-            "reference_mean": _finite(evidence.reference_mean),
-            "window_mean": _finite(evidence.window_mean),
-            "reference_std": _finite(reference_std),
+            "reference_mean": finite_json(evidence.reference_mean),
+            "window_mean": finite_json(evidence.window_mean),
+            "reference_std": finite_json(reference_std),
             "signal_type": signal.signal_type,
             "events_seen": signal.seen,
             **signal.detector.alert_level(signal.alpha),
@@ -135,7 +135,3 @@ def _change_point(ring: EventRing, total: int, event_index: int, offset: int) ->
         return int(times[in_order[0]]), request_ids[in_order[0]]
     quartile = int(np.argsort(times, kind="stable")[len(times) // 4])
     return int(times[quartile]), request_ids[quartile]
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
