@@ -25,7 +25,7 @@ def predict_columns(
     network.eval()
     output = network(torch.from_numpy(x).to(device), torch.from_numpy(ids).to(device)).float().cpu()
     if pre.task == "regression":
-        values = output.squeeze(1).numpy()
+        values = pre.values(output.squeeze(1).numpy())
         return values, np.full(len(values), np.nan)
     probabilities = torch.softmax(output, dim=1)
     best = probabilities.argmax(dim=1)

@@ -1,4 +1,6 @@
-"""Preprocessing fitted on a training window: standardised numeric features, indexed categories, classes.
+"""Preprocessing fitted on a training window: standardised numeric features, indexed categories, classes, and
+a regression's target standardised (the network learns ``(y - mean) / std``; :meth:`Preprocessor.values` turns
+its outputs back into the target's unit).
 
 The state is plain JSON (saved next to the weights), never pickled.
 
@@ -7,6 +9,9 @@ The state is plain JSON (saved next to the weights), never pickled.
 [[2], [0]]
 >>> p.classes, p.encode_labels(["no", "yes"]).tolist()
 (('no', 'yes'), [0, 1])
+>>> r = Preprocessor.fit({"x": [1.0, 2.0]}, {}, ["250000", "350000"], "regression", targets=[250000.0, 350000.0])
+>>> r.encode_labels([250000.0, 400000.0]).tolist(), r.values(np.array([1.0])).tolist()
+([-1.0, 2.0], [350000.0])
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ class Preprocessor:
     categorical: tuple[str, ...]
     vocabularies: tuple[tuple[str, ...], ...]  # id 0 is "unknown"; a category's id is its index + 1
     classes: tuple[str, ...]  # empty for regression
+    # a regression's target as the network learns it, (y - target_mean) / target_std; versions trained before
+    # driftloop standardised it learnt y itself (the defaults)
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     @classmethod
     def fit(
@@ -40,8 +49,12 @@ class Preprocessor:
         labels: Sequence[Any],
         task: str,
         *,
+        targets: Sequence[float] | None = None,
         max_categories: int = 1000,
     ) -> Preprocessor:
+        """Fitted on a training split. ``targets``: a regression's labels as numbers, which the network then learns
+        standardised (without, it learns them as they are: a target in the hundreds of thousands, a house's price,
+        is out of reach of a network whose outputs start near 0, and past float16 on a GPU)."""
         names = tuple(sorted(numeric))
         means, stds = [], []
         for name in names:
@@ -58,7 +71,10 @@ class Preprocessor:
             keep = values[np.argsort(-counts, kind="stable")[:max_categories]]
             vocabularies.append(tuple(sorted(str(v) for v in keep)))
         classes = () if task == "regression" else tuple(sorted({str(label) for label in labels}))
-        return cls(task, names, tuple(means), tuple(stds), cats, tuple(vocabularies), classes)
+        target_mean, target_std = (
+            _location_and_scale(targets) if task == "regression" and targets is not None else (0.0, 1.0)
+        )
+        return cls(task, names, tuple(means), tuple(stds), cats, tuple(vocabularies), classes, target_mean, target_std)
 
     @property
     def n_outputs(self) -> int:
@@ -84,10 +100,16 @@ class Preprocessor:
         return x, ids
 
     def encode_labels(self, labels: Sequence[Any]) -> np.ndarray:
+        """Class indices (-1 for a class training did not see), or a regression's targets as the network learns
+        them."""
         if self.task == "regression":
-            return np.asarray(labels, dtype=np.float32)
+            return ((np.asarray(labels, dtype=np.float64) - self.target_mean) / self.target_std).astype(np.float32)
         index = {c: i for i, c in enumerate(self.classes)}
         return np.asarray([index.get(str(label), -1) for label in labels], dtype=np.int64)
+
+    def values(self, outputs: np.ndarray) -> np.ndarray:
+        """A regression network's outputs as values in the target's unit (float64)."""
+        return np.asarray(outputs, dtype=np.float64) * self.target_std + self.target_mean
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,7 +124,19 @@ class Preprocessor:
             categorical=tuple(data["categorical"]),
             vocabularies=tuple(tuple(v) for v in data["vocabularies"]),
             classes=tuple(data["classes"]),
+            target_mean=float(data.get("target_mean", 0.0)),
+            target_std=float(data.get("target_std", 1.0)),
         )
+
+
+def _location_and_scale(targets: Sequence[float]) -> tuple[float, float]:
+    """The finite targets' mean and standard deviation (1 where they do not vary)."""
+    values = np.asarray(targets, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    mean, std = (float(finite.mean()), float(finite.std())) if finite.size else (0.0, 0.0)
+    if not (np.isfinite(mean) and np.isfinite(std)):  # past float range: learnt as they are (and diverging, said)
+        return 0.0, 1.0
+    return mean, std if std > 1e-12 * max(1.0, abs(mean)) else 1.0
 
 
 def category_text(value: Any) -> str:

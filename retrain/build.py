@@ -4,8 +4,8 @@ A :class:`BuildRecord` is written with every version a job trains, in ``model_ve
 artifact's ``build.json``: the window's bounds (``since``, ``until_ms``, ``max_rows``, and ``joined_until``:
 the last second whose labels the fetch saw, so that labels that arrive later are not counted in) and the rows'
 fingerprint, each split's record, the spec as trained (chosen hyper-parameters in place), the search that
-chose them, the seed, the device and CPU threads, the versions of driftloop, torch, Python and numpy, the
-weights' digest, and the validation and test metrics.
+chose them, whether a regression's target was standardised, the seed, the device and CPU threads, the versions
+of driftloop, torch, Python and numpy, the weights' digest, and the validation and test metrics.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ class BuildRecord:
     weights_sha256: str
     metrics: dict[str, dict[str, float]]
     tuning: dict[str, Any] = field(default_factory=dict)
+    # a regression's target learnt standardised (``Preprocessor.fit``'s ``targets``): versions recorded before
+    # driftloop did so learnt it as it was, and rebuild that way
+    target_standardised: bool = False
     versions: dict[str, str] = field(default_factory=software_versions)
 
     def to_json(self) -> dict[str, Any]:

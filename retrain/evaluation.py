@@ -65,7 +65,7 @@ def probabilities(network: nn.Module, pre: Preprocessor, data: LabeledData, devi
     network.eval()
     output = network(torch.from_numpy(x).to(device), torch.from_numpy(ids).to(device)).float().cpu()
     if pre.task == "regression":
-        return output.squeeze(1).numpy().astype(np.float64)
+        return pre.values(output.squeeze(1).numpy())
     return torch.softmax(output, dim=1).numpy().astype(np.float64)
 
 

@@ -275,7 +275,10 @@ class RetrainJob:
             report.status, report.error, report.details = "skipped", f"data gate: {gate.reason}", {"data": gate.numbers}
             log.warning("retraining skipped", extra={"fields": {"model": request.model, "reason": report.error}})
             return
-        pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, task)
+        fit_rows = splits.train
+        pre = Preprocessor.fit(
+            fit_rows.numeric, fit_rows.categorical, fit_rows.labels, task, targets=fit_rows.label_num
+        )
         metric_name = report.metric_name = spec.gate_metric(task)
         positive = config.positive_class
 
@@ -366,6 +369,7 @@ class RetrainJob:
             weights_sha256=weights_digest(network.state_dict()),
             metrics=scores,
             tuning=tuning,
+            target_standardised=True,
         ).to_json()
         metrics = {
             metric_name: challenger,

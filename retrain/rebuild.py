@@ -105,7 +105,9 @@ def rebuild(
     if splits.records() != build.splits:
         detail = "the same rows split differently from the record (its spec's fractions changed?)"
         return RebuildResult(status="data_changed", detail=detail, **base)
-    pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, build.task)
+    fit_rows = splits.train
+    targets = fit_rows.label_num if build.target_standardised else None
+    pre = Preprocessor.fit(fit_rows.numeric, fit_rows.categorical, fit_rows.labels, build.task, targets=targets)
     on_gpu = build.device.startswith("cuda") and torch.cuda.is_available()
     device = torch.device(build.device if on_gpu else "cpu")
     with _threads(build.threads if device.type == "cpu" else None):

@@ -28,14 +28,15 @@ def retrain_settings(retrain_stack: PrivateStack) -> Settings:
 
 @pytest.fixture()
 def labeled_model(retrain_settings: Settings) -> Callable[..., str]:
-    """Write a model's labeled history: ``before`` rows of concept 0, then ``after`` rows of concept 2."""
+    """Write a model's spec (``task``) and labeled history: ``before`` rows of concept 0, then ``after`` rows of
+    concept 2."""
 
-    def make(before: int = 3000, after: int = 0, spec: str = "") -> str:
+    def make(before: int = 3000, after: int = 0, spec: str = "", task: str = "binary") -> str:
         model = "agr-" + uuid.uuid4().hex[:8]
         directory = retrain_settings.spec_directory
         directory.mkdir(parents=True, exist_ok=True)
         (directory / f"{model}.toml").write_text(
-            f'name = "{model}"\ntask = "binary"\n[training]\nmin_labels = 500\n'
+            f'name = "{model}"\ntask = "{task}"\n[training]\nmin_labels = 500\n'
             + (spec if "epochs" in spec else "epochs = 15\n" + spec)
         )
         sink = ClickHouseSink(retrain_settings.clickhouse)

@@ -394,6 +394,27 @@ def test_a_rebuild_is_judged_by_its_weights_on_a_cpu_and_by_its_test_metrics_on_
     assert judge(errors, "", {"mae": 10.09})[0] == "match" and judge(errors, "", {"mae": 10.2})[0] == "differs"
 
 
+def test_a_regression_version_from_before_the_target_was_standardised_serves_and_rebuilds_as_it_was_trained() -> None:
+    """Its ``preprocess.json`` has no target's mean and spread, its build record no ``target_standardised``: its
+    network's outputs are the values themselves, and a rebuild trains on the values as they were."""
+    now = Preprocessor.fit({"x": [1.0, 2.0, 3.0]}, {}, ["100", "200", "300"], "regression", targets=[100, 200, 300])
+    assert now.encode_labels([200.0]).tolist() == [0.0] and now.values(np.array([1.0]))[0] == pytest.approx(
+        281.65, 1e-4
+    )
+    before = Preprocessor.from_json({k: v for k, v in now.to_json().items() if not k.startswith("target_")})
+    assert before.encode_labels([200.0]).tolist() == [200.0] and before.values(np.array([1.5])).tolist() == [1.5]
+    record = BuildRecord(
+        since=0.0, until_ms=1, joined_until=1, max_rows=10, rows=10, fingerprint="f", splits=(), task="regression",
+        spec={}, hyperparameters={}, seed=0, device="cpu", threads=2, weights_sha256="a" * 64, metrics={},
+        target_standardised=True,
+    )  # fmt: skip
+    recorded = record.to_json()
+    assert BuildRecord.from_json(recorded).target_standardised
+    assert not BuildRecord.from_json(
+        {k: v for k, v in recorded.items() if k != "target_standardised"}
+    ).target_standardised
+
+
 def test_a_serving_client_s_booleans_are_the_categories_its_model_learnt() -> None:
     """Events store a boolean feature as "true" / "false", so a model learns those; a client that serves it
     Python's or numpy's booleans (``str(True)`` is "True") must reach the same categories, not "unknown"."""
