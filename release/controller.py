@@ -75,6 +75,7 @@ class ReleaseController:
         self.clock = clock
         self._broken: dict[str, str] = {}  # model -> the spec error last reported
         self._tasks: dict[tuple[str, int], str | None] = {}  # (model, version) -> the task it was trained for
+        self._without_kpi: set[tuple[str, int]] = set()  # canaries whose waiting for a KPI no outcome carries was said
 
     def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
         """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
@@ -223,16 +224,32 @@ class ReleaseController:
         evidence = _evidence(spec, on_metric, champion.version, verdict, kpi=on_kpi, higher=higher)
         summary = _summary(spec, on_metric, "rows each", champion.version)
         if on_kpi is not None:
-            name = spec.kpi.name if spec.kpi else "value"
-            summary += (
-                f"; {name} {_oriented(on_kpi.new, higher):.4g} vs {_oriented(on_kpi.baseline, higher):.4g} "
-                f"({on_kpi.verdict})"
-            )
+            summary += self._kpi_summary(spec, canary, on_kpi, on_metric, higher)
         if verdict == "pass":
             return [self._move(canary, "champion", f"canary passed: {summary}", "release", evidence)]
         if verdict == "fail":
             return [self._move(canary, "rejected", f"canary lost: {summary}", "release", evidence)]
         return self._deadline(canary, last + rules.canary_deadline_s, rules.on_deadline, summary, evidence)
+
+    def _kpi_summary(
+        self, spec: ModelSpec, canary: VersionRecord, on_kpi: Comparison, on_metric: Comparison, higher: bool
+    ) -> str:
+        """The KPI's part of a canary's reason. Too few rows with a ``value`` are said as such, and a canary whose
+        metric has its rows while no outcome carries a value (a producer that does not send it) is a WARNING, once:
+        it cannot be judged on the KPI its spec names."""
+        name = spec.kpi.name if spec.kpi else "value"
+        needed = spec.release.canary_min_rows
+        if on_kpi.rows >= needed:
+            new, baseline = _oriented(on_kpi.new, higher), _oriented(on_kpi.baseline, higher)
+            return f"; {name} {new:.4g} vs {baseline:.4g} ({on_kpi.verdict})"
+        if on_kpi.rows == 0 and on_metric.rows >= needed and (canary.model, canary.version) not in self._without_kpi:
+            self._without_kpi.add((canary.model, canary.version))
+            log.warning(
+                "the canary waits for its KPI, and no outcome since it began carries a `value`: send the decision's "
+                "value with each outcome, or remove the spec's [kpi]",
+                extra={"fields": {"model": canary.model, "version": canary.version, "kpi": name}},
+            )
+        return f"; {name}: {on_kpi.rows} rows each with a `value` of the {needed} needed (outcomes carry it in `value`)"
 
     def _watch(self, spec: ModelSpec, champion: VersionRecord) -> list[Decision]:
         rules = spec.release

@@ -2,7 +2,8 @@
 
 A window is refused when it is too small (fewer rows than ``training.min_labels``, or a split left empty), when
 its labels are of one class only (or, for regression, all equal), when one class holds more than
-``max_class_share`` of the labels, or when a numeric feature is null in more than ``max_null_share`` of the rows.
+``max_class_share`` of the labels, when a numeric feature is null in more than ``max_null_share`` of the rows, or
+when the rows carry no feature at all.
 A refused job is recorded as ``skipped`` in ``retrain_runs`` with these numbers in ``details``.
 """
 
@@ -58,6 +59,8 @@ def check_window(data: LabeledData, splits: Splits, task: str, rules: TrainingSp
             reasons.append(
                 f"{share:.2%} of the labels are {top!r}, above training.max_class_share {rules.max_class_share:.2%}"
             )
+    if rows and not data.numeric and not data.categorical:
+        reasons.append("the rows carry no features (their predictions sent `features: {}`): nothing to learn from")
     null_shares = {name: float(np.mean(np.isnan(column))) for name, column in data.numeric.items() if len(column)}
     if null_shares:
         worst = max(null_shares, key=lambda name: null_shares[name])

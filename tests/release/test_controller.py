@@ -112,6 +112,32 @@ def test_a_canary_that_loses_on_the_business_kpi_is_rejected(
     assert evidence.details["verdict"] != "fail" and evidence.details["kpi_verdict"] == "fail"  # the metric held
 
 
+def test_a_canary_whose_outcomes_carry_no_kpi_value_says_so_and_its_deadline_says_why(
+    release_settings: Settings, new_model, write_labeled, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The spec names a KPI but the outcome producer sends no ``value`` (not yet, or never): the canary can never
+    be judged on it. It waited out its deadline and was rejected "without a decision" beside ``revenue nan vs nan
+    (wait)``; now the reason and a WARNING (once) say that no outcome carries the value."""
+    model = new_model(
+        ("champion", "canary"),
+        release="canary_deadline_s = 30",
+        extra='[kpi]\nname = "revenue"\nhigher_is_better = true',
+    )
+    same = outcomes(300, 0.9, seed=6)
+    write_labeled(model, 2, [f"c{i}" for i in range(300)], same)
+    write_labeled(model, 1, [f"k{i}" for i in range(300)], same)
+    now = [time.time()]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="driftloop.release"):
+        assert controller.step(model) == [] and controller.step(model) == []
+    (warning,) = [r for r in caplog.records if "value" in r.getMessage()]
+    assert warning.fields == {"model": model, "version": 2, "kpi": "revenue"}  # type: ignore[attr-defined]
+    now[0] += 31
+    (rejected,) = controller.step(model)
+    assert rejected.to_stage == "rejected", rejected.reason
+    assert "revenue: 0 rows each with a `value` of the 200 needed" in rejected.reason, rejected.reason
+
+
 def test_a_champion_that_degrades_after_promotion_is_rolled_back(
     release_settings: Settings, new_model, write_labeled
 ) -> None:

@@ -186,6 +186,11 @@ def test_the_data_gate_names_each_reason_with_its_numbers() -> None:
     assert "salary" in verdict.reason and verdict.numbers["worst_null_share"] == 0.5
     flat = LabeledData(good.numeric, good.categorical, good.labels, np.full(1000, 2.5), good.ts, good.event_ids)
     assert "every label is 2.5" in check_window(flat, Splits.by_time(flat, 0.2, 0.1), "regression", rules).reason
+    bare = LabeledData({}, {}, good.labels, good.label_num, good.ts, good.event_ids)  # a model that sends no features
+    verdict = check_window(bare, Splits.by_time(bare, 0.2, 0.1), "binary", rules)
+    assert verdict.reasons == (
+        "the rows carry no features (their predictions sent `features: {}`): nothing to learn from",
+    )
 
 
 # --- the search --------------------------------------------------------------------------------------------------
