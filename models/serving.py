@@ -16,7 +16,10 @@ the registry's sha256) and predicts on a batch of rows (a DataFrame or dicts):
 A background thread listens on ``model-versions``; when a stage changes it reads the routing again, loads and
 verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails
 during a swap (a version that does not verify is refused, the current routing stays); a client started while
-Kafka is down serves the routing it read and follows the changes once a broker answers. With ``emit=True``
+Kafka is down serves the routing it read and follows the changes once a broker answers. A change it could not
+read (ClickHouse away at that moment) is read again every :data:`RETRY_S` until it is, and the routing is read
+every :data:`RECHECK_S` besides: a change whose announcement never came (the broker away when it was made) is
+served within that. With ``emit=True``
 every prediction is published with ``latency_ms``, the time the client took for the batch.
 """
 
@@ -122,6 +125,12 @@ class _Serving:
     canary_share: float = 0.0
 
 
+#: Seconds between tries to read a routing that changed and could not be read.
+RETRY_S = 2.0
+#: Seconds between readings of the routing with no announcement (a change whose announcement was lost).
+RECHECK_S = 60.0
+
+
 class ModelClient:
     """Predicts with the versions that serve a model and follows their stages (see the module docstring).
 
@@ -150,6 +159,7 @@ class ModelClient:
             )
         self._serving = self._load(routing, None)
         self.swaps = 0
+        self.routing_stale = False  # the routing changed (or may have) and could not be read yet
         self._stop = threading.Event()
         self._producer = None
         self._shadow: ShadowScorer | None = None
@@ -333,10 +343,17 @@ class ModelClient:
                 consumer.position(partition)  # where "the end" is, fixed before we say we are ready
             self._refresh()  # a change announced while we were joining
             self._ready.set()
+            read_at = time.monotonic()
             while not self._stop.is_set():
-                for records in consumer.poll(timeout_ms=500).values():
-                    if any(self._concerns_us(record.value) for record in records):
-                        self._refresh()
+                changed = any(
+                    self._concerns_us(record.value)
+                    for records in consumer.poll(timeout_ms=500).values()
+                    for record in records
+                )
+                since = time.monotonic() - read_at
+                if changed or since >= RECHECK_S or (self.routing_stale and since >= RETRY_S):
+                    self._refresh()
+                    read_at = time.monotonic()
         except Exception:
             log.exception("stopped following model versions")
         finally:
@@ -350,18 +367,29 @@ class ModelClient:
             return False
 
     def _refresh(self) -> None:
-        """Read the routing again and swap to it (one reference assignment, between batches)."""
+        """Read the routing again and swap to it (one reference assignment, between batches); one that cannot be
+        read leaves the client ``routing_stale`` (read again every :data:`RETRY_S`)."""
         try:
             routing = self.registry.routing(self.model)
             if routing.champion is None:
+                self.routing_stale = False
                 return
             serving = self._load(routing, self._serving)
-        except DriftloopError as exc:
+        except DriftloopError as exc:  # a version that does not verify: reading it again would not change that
+            self.routing_stale = False
             log.error("new routing refused; serving the current one", extra={"fields": {"error": str(exc)}})
             return
-        except Exception:
-            log.exception("could not read the routing; serving the current one")
+        except Exception as exc:
+            if not self.routing_stale:  # said once, not every retry
+                log.error(
+                    "could not read the routing; serving the current one and trying again",
+                    extra={"fields": {"model": self.model, "error": f"{type(exc).__name__}: {exc}"}},
+                )
+            self.routing_stale = True
             return
+        if self.routing_stale:
+            log.warning("the routing is read again", extra={"fields": {"model": self.model}})
+        self.routing_stale = False
         before = self._serving
         self._serving = serving
         if serving.champion.version != before.champion.version:

@@ -14,13 +14,14 @@ from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecError
+from driftloop.models import serving
 from driftloop.models.artifacts import ArtifactError
 from driftloop.models.registry import ModelRegistry
 from driftloop.models.serving import ModelClient
 from driftloop.retrain.job import JobRequest, NotEnoughLabels, RetrainJob
 from driftloop.retrain.rebuild import rebuild
 from driftloop.streams.sink import ClickHouseSink
-from tests.stack_fixtures import PrivateStack, TcpProxy
+from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -295,6 +296,56 @@ def test_the_serving_client_swaps_under_concurrent_predictions(retrain_settings:
             server.join()
     assert errors == [] and client.swaps == 1
     assert seen[0] == 1 and seen[-1] == 2 and seen == sorted(seen)  # one swap, between batches, no going back
+
+
+def test_a_serving_client_that_could_not_read_a_promotion_reads_it_once_clickhouse_answers(
+    stack: PrivateStack, retrain_settings: Settings, labeled_model
+) -> None:
+    """The announcement of v2's promotion came while the client could not reach ClickHouse: it logged "could not
+    read the routing" and served v1 until the next announcement, however long (a canary's share never taken, a
+    rollback never done). Now it reads the routing again every few seconds until it can."""
+    model = labeled_model(before=2000)
+    job = RetrainJob(retrain_settings)
+    job.run(JobRequest(model, since=0))
+    job.run(JobRequest(model, since=0))  # v2, a candidate
+    endpoint = retrain_settings.clickhouse
+    proxy = TcpProxy(endpoint.port)
+    proxy.start()
+    away = Settings.from_env(
+        {**stack.env, "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:@127.0.0.1:{proxy.port}/{endpoint.database}",
+         "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
+         "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location}
+    )  # fmt: skip
+    try:
+        with ModelClient(model, away) as client:
+            assert client.version == 1
+            proxy.stop()
+            ModelRegistry(retrain_settings).promote(model, 2, "by hand")  # announced; the client cannot read it
+            wait_for(lambda: client.routing_stale, timeout_s=30, what="the client to find the routing unreadable")
+            assert client.version == 1  # it serves what it has
+            proxy.start()
+            wait_for(lambda: client.version == 2, timeout_s=30, what="the client to read the promotion")
+            assert not client.routing_stale and client.swaps == 1
+    finally:
+        proxy.stop()
+
+
+def test_a_serving_client_serves_a_promotion_whose_announcement_was_lost(
+    retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry records a change, then announces it: with the broker away at that moment the change stands and
+    no client hears of it. The client reads the routing every ``RECHECK_S`` besides (here 1 s)."""
+    monkeypatch.setattr(serving, "RECHECK_S", 1.0)
+    model = labeled_model(before=2000)
+    job = RetrainJob(retrain_settings)
+    job.run(JobRequest(model, since=0))
+    job.run(JobRequest(model, since=0))  # v2, a candidate
+    with ModelClient(model, retrain_settings) as client:
+        assert client.version == 1
+        registry = ModelRegistry(retrain_settings)
+        monkeypatch.setattr(registry, "_announce", lambda announcement: None)  # recorded, never announced
+        registry.promote(model, 2, "by hand")
+        wait_for(lambda: client.version == 2, timeout_s=30, what="the client to serve the unannounced promotion")
 
 
 def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_settings: Settings, labeled_model) -> None:
