@@ -5,14 +5,17 @@ trigger alert, training window, metrics, and its stage). A version moves ``candi
 champion`` or ends ``rejected``; a champion that is replaced becomes ``retired``, one taken back
 ``rolled_back``. A change of stage is a new row with a higher revision (the replaced champion's in the same
 INSERT: atomic), a row in ``version_changes`` with the evidence it was decided on, and an announcement on
-the ``model-versions`` topic, where serving clients hear it. :meth:`ModelRegistry.routing` says which
-versions serve a model now; ``release.controller`` decides the changes, people can too (``path="manual"``).
+the ``model-versions`` topic, where serving clients hear it (an announcement the broker does not take within
+``announce_timeout_s`` is logged, the change stands: clients read the routing once a minute besides).
+:meth:`ModelRegistry.routing` says which versions serve a model now; ``release.controller`` decides the changes,
+people can too (``path="manual"``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import time
 import uuid
@@ -22,12 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.contract import VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.models.artifacts import LoadedModel, artifact_root, load_artifact
+
+log = logging.getLogger("driftloop.registry")
 
 Stage = Literal["candidate", "shadow", "canary", "champion", "rejected", "retired", "rolled_back"]
 #: Stages in which a version scores live requests.
@@ -271,9 +277,12 @@ class Routing:
 class ModelRegistry:
     """Versions of every model; see the module docstring."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], float] = time.time, announce_timeout_s: float = 30.0
+    ) -> None:
         self.settings = settings
         self.clock = clock  # when a change happens (wall clock; the release controller shares its own)
+        self.announce_timeout_s = announce_timeout_s
         self.root = artifact_root(settings.artifact_location)
         self._producer: KafkaProducer | None = None
 
@@ -448,6 +457,13 @@ class ModelRegistry:
         if self._producer is not None:
             self._producer.close()
 
+    def _waits(self) -> dict[str, int]:
+        """How long the producer may wait for a broker: ``announce_timeout_s`` (kafka-python 3 bootstraps apart)."""
+        waits = {"max_block_ms": round(self.announce_timeout_s * 1000)}
+        if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG:
+            waits["bootstrap_timeout_ms"] = waits["max_block_ms"]
+        return waits
+
     def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         client = connect(self.settings.clickhouse)
         try:
@@ -470,14 +486,24 @@ class ModelRegistry:
             client.disconnect()
 
     def _announce(self, announcement: VersionAnnouncement) -> None:
-        if self._producer is None:
-            self._producer = KafkaProducer(**self.settings.kafka_python_config(), acks="all")
-        self._producer.send(
-            self.settings.topics.model_versions,
-            json.dumps(announcement.to_json()).encode(),
-            key=announcement.model.encode(),
-        )
-        self._producer.flush(timeout=30)
+        """Publish ``announcement``; a broker that does not take it is logged: the change is recorded already,
+        and serving clients read the routing once a minute whatever they hear."""
+        try:
+            if self._producer is None:
+                self._producer = KafkaProducer(**self.settings.kafka_python_config(), **self._waits(), acks="all")
+            self._producer.send(
+                self.settings.topics.model_versions,
+                json.dumps(announcement.to_json()).encode(),
+                key=announcement.model.encode(),
+            )
+            self._producer.flush(timeout=self.announce_timeout_s)
+        except KafkaError as exc:
+            log.warning(
+                "the change is recorded but its announcement could not be sent: serving clients read it within a "
+                "minute, alert subscribers see the next one",
+                extra={"fields": {"model": announcement.model, "version": announcement.version,
+                                  "stage": announcement.stage, "error": f"{type(exc).__name__}: {exc}"}},
+            )  # fmt: skip
 
 
 def _revision() -> int:

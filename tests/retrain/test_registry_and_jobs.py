@@ -12,6 +12,7 @@ from river.datasets import synth
 
 from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecError
 from driftloop.models import serving
@@ -330,21 +331,30 @@ def test_a_serving_client_that_could_not_read_a_promotion_reads_it_once_clickhou
         proxy.stop()
 
 
-def test_a_serving_client_serves_a_promotion_whose_announcement_was_lost(
-    retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch
+def test_a_promotion_made_while_the_broker_is_away_stands_and_is_served(
+    stack: PrivateStack, retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    """The registry records a change, then announces it: with the broker away at that moment the change stands and
-    no client hears of it. The client reads the routing every ``RECHECK_S`` besides (here 1 s)."""
+    """The registry records a change, then announces it. With no broker answering, `driftloop models promote`
+    failed ("Kafka does not answer") after recording the change, and no client heard of it. Now the change
+    stands with a WARNING, and the clients, which read the routing every ``RECHECK_S`` besides (here 1 s),
+    serve it."""
     monkeypatch.setattr(serving, "RECHECK_S", 1.0)
     model = labeled_model(before=2000)
     job = RetrainJob(retrain_settings)
     job.run(JobRequest(model, since=0))
     job.run(JobRequest(model, since=0))  # v2, a candidate
+    no_broker = Settings.from_env(
+        {**stack.env, "DRIFTLOOP_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+         "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
+         "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location}
+    )  # fmt: skip
     with ModelClient(model, retrain_settings) as client:
         assert client.version == 1
-        registry = ModelRegistry(retrain_settings)
-        monkeypatch.setattr(registry, "_announce", lambda announcement: None)  # recorded, never announced
-        registry.promote(model, 2, "by hand")
+        registry = ModelRegistry(no_broker, announce_timeout_s=2.0)
+        with caplog.at_level("WARNING", logger="driftloop.registry"):
+            assert registry.promote(model, 2, "by hand").status == "champion"
+        assert any("announcement could not be sent" in r.getMessage() for r in caplog.records)
+        assert ModelRegistry(retrain_settings).champion(model).version == 2  # type: ignore[union-attr]
         wait_for(lambda: client.version == 2, timeout_s=30, what="the client to serve the unannounced promotion")
 
 
