@@ -42,7 +42,7 @@ from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.models.registry import Evidence, ModelRegistry, StageChange, VersionRecord
-from driftloop.release.evidence import live_rows, paired
+from driftloop.release.evidence import label_delay_s, live_rows, paired
 from driftloop.release.stats import Comparison, against_reference, combine, paired_classes, paired_errors, two_samples
 
 log = logging.getLogger("driftloop.release")
@@ -203,7 +203,9 @@ class ReleaseController:
             return [self._move(shadow, "canary", f"shadow passed: {summary}", "release", evidence, rules.canary_share)]
         if comparison.verdict == "fail":
             return [self._move(shadow, "rejected", f"worse in shadow: {summary}", "release", evidence)]
-        return self._deadline(shadow, last + rules.shadow_deadline_s, rules.on_deadline, summary, evidence)
+        return self._deadline(
+            shadow, last, rules.shadow_deadline_s, rules.on_deadline, summary, evidence, rules.shadow_min_pairs
+        )
 
     def _judge_canary(self, spec: ModelSpec, canary: VersionRecord, champion: VersionRecord) -> list[Decision]:
         rules = spec.release
@@ -229,7 +231,9 @@ class ReleaseController:
             return [self._move(canary, "champion", f"canary passed: {summary}", "release", evidence)]
         if verdict == "fail":
             return [self._move(canary, "rejected", f"canary lost: {summary}", "release", evidence)]
-        return self._deadline(canary, last + rules.canary_deadline_s, rules.on_deadline, summary, evidence)
+        return self._deadline(
+            canary, last, rules.canary_deadline_s, rules.on_deadline, summary, evidence, rules.canary_min_rows
+        )
 
     def _kpi_summary(
         self, spec: ModelSpec, canary: VersionRecord, on_kpi: Comparison, on_metric: Comparison, higher: bool
@@ -293,10 +297,29 @@ class ReleaseController:
         return [Decision(champion.model, champion.version, "rolled_back", reason)]
 
     def _deadline(
-        self, record: VersionRecord, deadline: float, on_deadline: str, summary: str, evidence: Evidence
+        self,
+        record: VersionRecord,
+        began: float,
+        deadline_s: float,
+        on_deadline: str,
+        summary: str,
+        evidence: Evidence,
+        needed: int,
     ) -> list[Decision]:
-        if self.clock() < deadline:
+        """A stage undecided ``deadline_s`` after it ``began``: extended or rejected as ``on_deadline`` says. Short
+        of its rows, the reason says how many it had, and where the model's labels come later than half the
+        deadline after their predictions, how much later (a deadline that leaves its labels no time)."""
+        if self.clock() < began + deadline_s:
             return []
+        if evidence.rows < needed:
+            summary += f"; {evidence.rows} of the {needed} labeled rows needed"
+            with self._client() as client:
+                delay = label_delay_s(client, record.model)
+            if delay > deadline_s / 2:
+                summary += (
+                    f": the model's labels come {delay:,.0f} s after their predictions (median), the stage's "
+                    f"deadline is {deadline_s:,.0f} s (raise the spec's {record.status}_deadline_s)"
+                )
         evidence = replace(evidence, result="deadline")
         if on_deadline == "extend":
             reason = f"deadline extended, evidence so far: {summary}"

@@ -84,6 +84,16 @@ def live_rows(
     return LiveRows(Sample(int(n), _num(mean), _num(variance)), kpi if kpi_higher_is_better else kpi.negated())
 
 
+def label_delay_s(client: Queries, model: str, *, last: int = 10_000) -> float:
+    """The median seconds from prediction to label of ``model``'s ``last`` most recent labeled rows (NaN: none)."""
+    ((median,),) = client.execute(
+        "SELECT median(label_delay_s) FROM (SELECT label_delay_s FROM labeled FINAL WHERE model = %(m)s"
+        f" ORDER BY ts_ms DESC LIMIT {int(last)})",
+        {"m": model},
+    )
+    return _num(median)
+
+
 def _num(value: object) -> float:
     number = float(value) if value is not None else math.nan  # type: ignore[arg-type]
     return number if math.isfinite(number) else math.nan

@@ -93,7 +93,8 @@ def new_model(release_settings: Settings, trained: dict[int, Trained]) -> Callab
 @pytest.fixture()
 def write_labeled(release_settings: Settings) -> Callable[..., None]:
     """Labeled rows of one version: ``correct`` per request (1/0), ``served``, ``value`` per row (or NaN), at
-    prediction time ``ts`` (default: now); ``errors`` (a regression's absolute errors; default 1 - correct)."""
+    prediction time ``ts`` (default: now); ``errors`` (a regression's absolute errors; default 1 - correct), each
+    labeled ``label_delay_s`` after its prediction."""
 
     def write(
         model: str,
@@ -105,6 +106,7 @@ def write_labeled(release_settings: Settings) -> Callable[..., None]:
         values: Sequence[float] | None = None,
         ts: float | None = None,
         errors: Sequence[float] | None = None,
+        label_delay_s: float = 2.0,
     ) -> None:
         now = ts if ts is not None else time.time()
         n = len(request_ids)
@@ -131,7 +133,7 @@ def write_labeled(release_settings: Settings) -> Callable[..., None]:
             "label_num": [1.0] * n,
             "correct": [int(c) for c in correct],
             "error": list(errors) if errors is not None else [1.0 - c for c in correct],
-            "label_delay_s": [2.0] * n,
+            "label_delay_s": [label_delay_s] * n,
             "served": [int(served)] * n,
             "value": list(values) if values is not None else [math.nan] * n,
         }

@@ -203,6 +203,22 @@ def test_a_stage_without_enough_labels_by_its_deadline_is_extended_then_rejected
     assert ModelRegistry(release_settings).changes(model)[-1].evidence.result == "deadline"
 
 
+def test_a_stage_whose_labels_come_after_its_deadline_is_rejected_with_the_label_delay_named(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    """Chargebacks come hours after the purchase: a shadow with the default one-hour deadline can never gather its
+    pairs, and it was rejected "without a decision" on "accuracy nan vs v1 nan on 0 pairs". The reason now says
+    how many rows it had of those it needed, and that the model's labels come later than its deadline allows."""
+    model = new_model(("champion", "shadow"), release="shadow_deadline_s = 3600")
+    earlier = time.time() - 4 * 3600  # the champion's requests of four hours ago, labeled two hours after
+    write_labeled(model, 1, [f"k{i}" for i in range(200)], outcomes(200, 0.9, seed=7), ts=earlier, label_delay_s=7200)
+    now = [time.time() + 3601]
+    (rejected,) = ReleaseController(release_settings, clock=lambda: now[0]).step(model)
+    assert rejected.to_stage == "rejected" and "0 of the 300 labeled rows needed" in rejected.reason, rejected.reason
+    assert "labels come 7,200 s after their predictions (median)" in rejected.reason, rejected.reason
+    assert "raise the spec's shadow_deadline_s" in rejected.reason
+
+
 def test_a_champion_below_its_floor_takes_the_urgent_path(release_settings: Settings, new_model, write_labeled) -> None:
     model = new_model(("champion",), release="floor = 0.8\nurgent_canary_share = 0.5\nfloor_rows = 200")
     answers = outcomes(300, 0.5, seed=12)
