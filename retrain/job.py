@@ -44,9 +44,9 @@ from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.retrain.build import BuildRecord
 from driftloop.retrain.data_gate import check_window
-from driftloop.retrain.dataset import count_labels, fetch_labeled, last_complete_second
+from driftloop.retrain.dataset import LabeledData, count_labels, fetch_labeled, last_complete_second
 from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
-from driftloop.retrain.splits import Splits, fingerprint
+from driftloop.retrain.splits import SplitRecord, Splits, fingerprint
 from driftloop.retrain.training import TrainingError, pick_device, train
 from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, search, with_steps
 
@@ -124,6 +124,35 @@ class JobRequest:
     attempt: int = 1
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     trigger: Trigger = "alert"
+
+
+#: Test rows the champion never saw that a fair offline comparison needs (fewer: the live gates judge).
+FAIR_ROWS = 100
+
+
+def unseen_rows(test: LabeledData, champion: VersionRecord) -> LabeledData | None:
+    """The rows of ``test`` (in time order) that ``champion`` never saw: those after its validation split (its
+    train split, for a version without a build record), on which it may be judged against a challenger; None when
+    fewer than :data:`FAIR_ROWS` (and than the whole split) are. A champion trained on a short window (after a
+    drift) is otherwise judged on its own training rows by the next job on a longer window (a schedule's), and
+    looks better than it is.
+
+    >>> test = LabeledData({}, {}, ["a"] * 300, np.zeros(300), np.arange(1000.0, 1300.0))
+    >>> seen_until = {"splits": [{"name": "validation", "rows": 9, "ts_from": 0.0, "ts_to": 1149.0, "fingerprint": ""}]}
+    >>> len(unseen_rows(test, VersionRecord("m", 1, "champion", "", "", build=seen_until)))
+    150
+    >>> unseen_rows(test, VersionRecord("m", 1, "champion", "", "", train_to=1250.0)) is None
+    True
+    """
+    splits = [SplitRecord.from_json(split) for split in champion.build.get("splits", ())]
+    validation = next((split for split in splits if split.name == "validation"), None)
+    # without a build record, its train split's end (0 for a version registered by hand: every row counts)
+    seen_until = validation.ts_to if validation is not None else champion.train_to
+    first = int(np.searchsorted(test.ts, seen_until, side="right"))
+    unseen = len(test) - first
+    if first == 0:
+        return test
+    return test.slice(first, len(test)) if unseen >= FAIR_ROWS else None
 
 
 @dataclass(frozen=True)
@@ -336,16 +365,20 @@ class RetrainJob:
         }
         if metric_name not in scores["test"]:
             raise MetricError(f"training.metric {metric_name!r} does not apply to this {task} model")
-        challenger = report.challenger_metric = scores["test"][metric_name]
+        challenger = scores["test"][metric_name]
         champion_record = self.registry.champion(request.model)
-        champion = math.nan
+        champion, judged = math.nan, splits.test
         if champion_record is not None:
-            loaded = self.registry.load(champion_record, device=result.device)
-            champion = metric(
-                metric_name, loaded.network, loaded.preprocessor, splits.test, result.device, positive=positive
-            )
             report.champion_version = champion_record.version
-        report.champion_metric = champion
+            judged = unseen_rows(splits.test, champion_record)
+            if judged is not None:  # both on the same rows, which the champion never saw
+                loaded = self.registry.load(champion_record, device=result.device)
+                champion = metric(
+                    metric_name, loaded.network, loaded.preprocessor, judged, result.device, positive=positive
+                )
+                if len(judged) < len(splits.test):
+                    challenger = metric(metric_name, result.network, pre, judged, result.device, positive=positive)
+        report.challenger_metric, report.champion_metric = challenger, champion
         report.phases["evaluate"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
@@ -380,11 +413,18 @@ class RetrainJob:
             **{f"{split}_{name}": value for split, values in scores.items() for name, value in values.items()},
         }
         path, sha256 = write_artifact(self.registry.root, trained, version, network, pre, result.inputs, metrics, build)
-        reason = (
-            f"{metric_name} {challenger:.4f} vs champion {champion:.4f} on the {len(splits.test)} most recent rows"
-            if champion_record
-            else f"first version: {metric_name} {challenger:.4f} on the {len(splits.test)} most recent rows"
-        )
+        rows = len(splits.test)
+        if champion_record is None:
+            reason = f"first version: {metric_name} {challenger:.4f} on the {rows} most recent rows"
+        elif judged is None:
+            reason = (
+                f"{metric_name} {challenger:.4f} on the {rows} most recent rows, fewer than {FAIR_ROWS} of which the "
+                f"champion (v{champion_record.version}) never saw: no fair comparison offline, the live gates judge it"
+            )
+        else:
+            reason = f"{metric_name} {challenger:.4f} vs champion {champion:.4f} on the {len(judged)} most recent rows"
+            if len(judged) < rows:
+                reason += f" (of {rows}: the champion trained or stopped early on the {rows - len(judged)} before)"
         first = champion_record is None
         status = "champion" if first else "candidate" if wins else "rejected"
         self.registry.add(

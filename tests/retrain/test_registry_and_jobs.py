@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -19,6 +20,9 @@ from driftloop.models import serving
 from driftloop.models.artifacts import ArtifactError
 from driftloop.models.registry import ModelRegistry
 from driftloop.models.serving import ModelClient
+from driftloop.retrain import job as job_module
+from driftloop.retrain.dataset import fetch_labeled
+from driftloop.retrain.evaluation import metric
 from driftloop.retrain.job import JobRequest, NotEnoughLabels, RetrainJob
 from driftloop.retrain.rebuild import rebuild
 from driftloop.streams.sink import ClickHouseSink
@@ -69,6 +73,33 @@ def test_after_a_concept_drift_the_challenger_wins_on_recent_data(retrain_settin
     assert versions[2].parent_version == 1 and versions[2].trigger_alert_id == "alert-1"
     changes = [(c.version, c.from_stage, c.to_stage, c.path) for c in registry.changes(model)]
     assert changes == [(1, "none", "champion", "first"), (2, "none", "candidate", "release")]
+
+
+def test_a_champion_is_judged_only_on_test_rows_it_never_saw(
+    retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alert's job trains v1 on the rows since the change (the last 1,000); the next job, a schedule's on the
+    whole window, tests on its most recent 800 rows, of which v1 trained or stopped early on the first 600. v1 was
+    judged on them, its own training rows, and looked better than it is. Now both versions are judged on the
+    200 it never saw; with too few of those, not offline at all (the candidate goes to the live gates)."""
+    model = labeled_model(before=4000)
+    job = RetrainJob(retrain_settings)
+    assert job.run(JobRequest(model, since=TS0 + 3000)).status == "promoted"  # v1: its validation ends at row 3799
+    report = job.run(JobRequest(model, since=0))
+    registry = ModelRegistry(retrain_settings)
+    v1, v2 = registry.versions(model)
+    assert "on the 200 most recent rows (of 800: the champion trained or stopped early on the 600 before)" in v2.reason
+    unseen = fetch_labeled(retrain_settings, model, 0, 10_000).slice(3800, 4000)
+    for version, recorded in ((v1, report.champion_metric), (v2, report.challenger_metric)):
+        loaded = registry.load(version)
+        assert recorded == metric("accuracy", loaded.network, loaded.preprocessor, unseen), version.version
+
+    monkeypatch.setattr(job_module, "FAIR_ROWS", 201)  # 200 unseen rows are too few now
+    third = job.run(JobRequest(model, since=0))
+    assert third.status == "candidate" and math.isnan(third.champion_metric)
+    assert "fewer than 201 of which the champion (v1) never saw: no fair comparison offline" in (
+        registry.get(model, 3).reason
+    )
 
 
 def test_a_worse_challenger_is_rejected_and_the_champion_stays(retrain_settings: Settings, labeled_model) -> None:
