@@ -43,6 +43,7 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     [retraining]
     kinds = ["performance"]               # alert kinds that start a job
     schedule = "0 3 * * *"                # and every day at 03:00 UTC (or interval_s = 86400)
+    threshold = 0.85                      # and when the champion's live accuracy falls below 0.85 (mae: above)
     debounce_s = 10
     max_wait_s = 21600                    # a job short of labels this long is skipped (recorded with why)
 
@@ -316,7 +317,8 @@ class TuningSpec(_Frozen):
 
 
 class RetrainingSpec(_Frozen):
-    """Which alerts start a retraining job, and how bursts and repeats are tamed."""
+    """What starts a retraining job (alerts of ``kinds``, a ``schedule`` or ``interval_s``, the champion's live
+    metric worse than ``threshold``), and how bursts and repeats are tamed."""
 
     kinds: tuple[Literal["data", "prediction", "performance"], ...] = ("performance",)
     debounce_s: float = Field(10.0, ge=0, description="alerts this close together make one job")
@@ -330,6 +332,12 @@ class RetrainingSpec(_Frozen):
         None, description="also retrain on this cron schedule (five fields, UTC), e.g. '0 3 * * *' daily at 03:00"
     )
     interval_s: float | None = Field(None, gt=0, description="also retrain this often (seconds after the last)")
+    threshold: float | None = Field(
+        None,
+        description="also retrain when the champion's live metric (accuracy; mae for regression) over its most "
+        "recent threshold_rows labeled rows is worse than this (below it; above it for mae), beyond doubt",
+    )
+    threshold_rows: int = Field(200, ge=10, description="the champion's most recent labeled rows the threshold judges")
 
     @field_validator("schedule")
     @classmethod

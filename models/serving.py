@@ -19,8 +19,8 @@ during a swap (a version that does not verify is refused, the current routing st
 Kafka is down serves the routing it read and follows the changes once a broker answers. A change it could not
 read (ClickHouse away at that moment) is read again every :data:`RETRY_S` until it is, and the routing is read
 every :data:`RECHECK_S` besides: a change whose announcement never came (the broker away when it was made) is
-served within that. With ``emit=True``
-every prediction is published with ``latency_ms``, the time the client took for the batch.
+served within that. With ``emit=True`` every prediction is published with ``latency_ms``, the time the client
+took for the batch.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ class ModelClient:
         self.settings = settings or get_settings()
         self.device = serving_device(device)
         self.registry = ModelRegistry(self.settings)
+        self._refusals: set[str] = set()  # versions refused, said once (the routing is read again every minute)
         routing = self.registry.routing(model)
         if routing.champion is None:
             raise NoChampionError(
@@ -315,10 +316,14 @@ class ModelClient:
         try:
             return self.registry.load(record, device=self.device)  # verified before it may score
         except DriftloopError as exc:
-            log.error(
-                "a version refused; not serving it", extra={"fields": {"version": record.version, "error": str(exc)}}
-            )
+            self._refuse("a version refused; not serving it", exc, version=record.version)
             return None
+
+    def _refuse(self, message: str, error: DriftloopError, **fields: Any) -> None:
+        """An ERROR for a refusal, once: the routing is read again every :data:`RECHECK_S`, and refused again."""
+        if str(error) not in self._refusals:
+            self._refusals.add(str(error))
+            log.error(message, extra={"fields": {**fields, "error": str(error)}})
 
     def _watch(self) -> None:
         consumer = when_kafka_answers(
@@ -377,7 +382,7 @@ class ModelClient:
             serving = self._load(routing, self._serving)
         except DriftloopError as exc:  # a version that does not verify: reading it again would not change that
             self.routing_stale = False
-            log.error("new routing refused; serving the current one", extra={"fields": {"error": str(exc)}})
+            self._refuse("new routing refused; serving the current one", exc)
             return
         except Exception as exc:
             if not self.routing_stale:  # said once, not every retry

@@ -328,16 +328,17 @@ class ReleaseController:
 
     def _below_floor(self, spec: ModelSpec, champion: VersionRecord) -> Comparison | None:
         """The champion's recent live metric against the floor, when it is worse beyond doubt; else None."""
-        rules = spec.release
-        assert rules.floor is not None
+        assert spec.release.floor is not None
+        return self.worse_than(spec, champion, spec.release.floor, spec.release.floor_rows)
+
+    def worse_than(self, spec: ModelSpec, champion: VersionRecord, level: float, rows: int) -> Comparison | None:
+        """The champion's live metric (``spec.metric``) over its most recent ``rows`` labeled rows against
+        ``level`` (accuracy below it, MAE above it), when it is worse beyond doubt at the release's confidence;
+        else None (not worse, or fewer rows)."""
         with self._client() as client:
-            recent = live_rows(client, champion.model, champion.version, 0, metric=spec.metric, last=rules.floor_rows)
+            recent = live_rows(client, champion.model, champion.version, 0, metric=spec.metric, last=rows)
         comparison = against_reference(
-            recent.metric,
-            _oriented_metric(spec, rules.floor),
-            min_rows=rules.floor_rows,
-            margin=0.0,
-            confidence=rules.confidence,
+            recent.metric, _oriented_metric(spec, level), min_rows=rows, margin=0.0, confidence=spec.release.confidence
         )
         return comparison if comparison.verdict == "fail" else None
 

@@ -96,8 +96,9 @@ TRIAL_COLUMNS = (
     "chosen",
     "started_at",
 )
-#: Why a run started: an alert, a schedule, or a person (``driftloop retrain --now``).
-Trigger = Literal["alert", "schedule", "manual"]
+#: Why a run started: an alert, a schedule, the champion worse than its threshold, or a person
+#: (``driftloop retrain --now``).
+Trigger = Literal["alert", "schedule", "threshold", "manual"]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ worker killed mid-training reads that alert again and retries, while every other
 the policy remembers survives a restart: the alerts of a burst not yet trained on are read again (one
 job), and cooldowns are read back from ``retrain_runs`` (wall clock).
 
-The release controller (``release.controller``) and the schedules (``retrain.schedules``: the spec's cron
-expression or interval) run in the same loop, every ``release_check_s``, for the models whose ``alerts``
-partition this worker holds: one owner per model, handed over with the partition. A scheduled job trains on
-the spec's whole training window.
+The release controller (``release.controller``), the schedules (``retrain.schedules``: the spec's cron
+expression or interval) and the thresholds (``retrain.thresholds``: the champion's live metric worse than the
+spec's ``threshold``) run in the same loop, every ``release_check_s``, for the models whose ``alerts``
+partition this worker holds: one owner per model, handed over with the partition. A scheduled or threshold job
+trains on the spec's whole training window.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import RetrainingSpec, SpecCatalog, SpecError
 from driftloop.release.controller import ReleaseController
-from driftloop.retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport
+from driftloop.retrain.job import FinishedRun, JobRequest, NotEnoughLabels, RetrainJob, RunReport, Trigger
 from driftloop.retrain.schedules import Scheduler
+from driftloop.retrain.thresholds import ThresholdWatch
 
 log = logging.getLogger("driftloop.retrain")
 
@@ -102,13 +104,18 @@ class RetrainPolicy:
             job.request = replace(job.request, since=min(job.request.since, alert.change_point_ts))
         return True
 
-    def offer_scheduled(self, model: str, since: float) -> bool:
-        """A scheduled run of ``model`` from ``since``: a job due now, unless one is pending already."""
+    def offer_run(self, model: str, since: float, trigger: Trigger) -> bool:
+        """A run of ``model`` from ``since`` that no alert asked for (a schedule's, a threshold's): a job due now,
+        unless one is pending already."""
         if model in self.pending:
             return False
         now = self.clock()
-        self.pending[model] = PendingJob(JobRequest(model, since, trigger="schedule"), now, since_s=now)
+        self.pending[model] = PendingJob(JobRequest(model, since, trigger=trigger), now, since_s=now)
         return True
+
+    def busy(self, model: str) -> bool:
+        """Whether ``model`` has a job pending, or is cooling down after one."""
+        return model in self.pending or self.clock() < self._cooldown_until.get(model, 0.0)
 
     def due(self) -> list[PendingJob]:
         now = self.clock()
@@ -192,6 +199,7 @@ class RetrainWorker:
         self.policy = RetrainPolicy(self.job.specs)
         self.release = ReleaseController(settings, registry=self.job.registry, specs=self.job.specs)
         self.scheduler = Scheduler(self.job.specs)
+        self.thresholds = ThresholdWatch(self.job.specs, self.job.registry, self.release)
         self.release_check_s = release_check_s
         self.reports: list[RunReport] = []
         self.metrics = RetrainMetrics()
@@ -298,10 +306,26 @@ class RetrainWorker:
         except Exception:  # ClickHouse away: try again at the next pass
             log.error("release pass failed", exc_info=True)
         for model in self.scheduler.due(owns):
-            window = self.job.specs.get(model).training.window_days * 86400
-            if self.policy.offer_scheduled(model, self.policy.clock() - window):
+            if self.policy.offer_run(model, self._window_start(model), "schedule"):
                 log.info("scheduled retraining due", extra={"fields": {"model": model}})
             self.scheduler.started(model)
+        try:
+            below = self.thresholds.due(owns, self.policy.busy)
+        except Exception:  # ClickHouse away: look again at the next pass
+            log.error("threshold pass failed", exc_info=True)
+            below = []
+        for found in below:
+            if self.policy.offer_run(found.model, self._window_start(found.model), "threshold"):
+                comparison = found.comparison
+                log.warning(
+                    "the champion is worse than its retraining threshold: retraining",
+                    extra={"fields": {"model": found.model, "version": found.version, "threshold": found.threshold,
+                                      "live": round(abs(comparison.new), 4), "rows": comparison.rows}},
+                )  # fmt: skip
+
+    def _window_start(self, model: str) -> float:
+        """The start of ``model``'s whole training window (a run no alert asked for trains on all of it)."""
+        return self.policy.clock() - self.job.specs.get(model).training.window_days * 86400
 
     def run_due(self) -> None:
         for pending in self.policy.due():

@@ -158,3 +158,31 @@ def test_a_schedule_starts_a_job_through_the_worker(retrain_settings: Settings, 
     finally:
         worker.stop()
         thread.join(30)
+
+
+def test_a_champion_worse_than_its_threshold_starts_a_job_through_the_worker(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    """``[retraining] threshold = 0.9``: the champion's live accuracy, over the 200 most recent rows it served, is
+    0.33 (no drift alert needed): the worker starts a job, trigger "threshold", on the spec's whole window (with
+    no cooldown: the job that trained the champion just now would hold it back otherwise)."""
+    spec = "epochs = 3\nwindow_days = 3650\n[retraining]\nthreshold = 0.9\ncooldown_s = 0\n"
+    model = labeled_model(before=3000, spec=spec)
+    assert RetrainJob(retrain_settings).run(JobRequest(model, since=0, trigger="manual")).status == "promoted"
+    worker = RetrainWorker(retrain_settings, release_check_s=0.2)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+
+        def by_threshold() -> list:
+            return connect(retrain_settings.clickhouse).execute(
+                "SELECT toString(status), trigger FROM retrain_runs FINAL WHERE model = %(m)s AND status != 'running' "
+                "AND trigger = 'threshold'",
+                {"m": model},
+            )
+
+        wait_for(by_threshold, timeout_s=120, what="a run started by the threshold")
+        assert worker.reports[0].request.trigger == "threshold" and worker.reports[0].request.since <= TS0
+    finally:
+        worker.stop()
+        thread.join(30)

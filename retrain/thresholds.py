@@ -1,0 +1,83 @@
+"""Retraining on a threshold: the spec's ``retraining.threshold`` on the champion's live metric.
+
+Every :data:`CHECK_S`, for each model this worker owns whose spec sets a threshold, the champion's most recent
+``threshold_rows`` labeled rows are held against it (accuracy below it, MAE above it, beyond doubt at the
+release's confidence: :meth:`release.controller.ReleaseController.worse_than`). A champion worse than its
+threshold makes a job due on the spec's whole training window, unless the model is busy: a job pending or
+cooling down, or a newer version already on its way (a candidate, a shadow or a canary), which is what the
+last job made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from driftloop.infra.errors import DriftloopError
+from driftloop.infra.spec import SpecCatalog
+from driftloop.models.registry import ModelRegistry
+from driftloop.release.controller import ReleaseController
+from driftloop.release.stats import Comparison
+
+log = logging.getLogger("driftloop.retrain")
+
+#: Seconds between two looks at one model's champion.
+CHECK_S = 60.0
+#: Stages of a version on its way to replace the champion: no threshold job while one is.
+IN_FLIGHT = frozenset({"candidate", "shadow", "canary"})
+
+
+@dataclass(frozen=True)
+class BelowThreshold:
+    """A champion worse than its model's threshold: the comparison that says so."""
+
+    model: str
+    version: int
+    threshold: float
+    comparison: Comparison
+
+
+class ThresholdWatch:
+    """Which owned models' champions are worse than their threshold (see the module docstring)."""
+
+    def __init__(
+        self,
+        specs: SpecCatalog,
+        registry: ModelRegistry,
+        release: ReleaseController,
+        *,
+        clock: Callable[[], float] = time.time,
+        check_s: float = CHECK_S,
+    ) -> None:
+        self.specs = specs
+        self.registry = registry
+        self.release = release
+        self.clock = clock
+        self.check_s = check_s
+        self._checked: dict[str, float] = {}
+
+    def due(self, owns: Callable[[str], bool], busy: Callable[[str], bool]) -> list[BelowThreshold]:
+        """The models ``owns`` says are this worker's, not ``busy``, whose champion is worse than its threshold."""
+        now = self.clock()
+        below = []
+        for model in self.specs.names():
+            try:
+                spec = self.specs.get(model)
+            except DriftloopError:
+                continue  # a broken spec file: the alert path says so
+            rules = spec.retraining
+            if rules.threshold is None or not owns(model) or busy(model):
+                continue
+            if now - self._checked.get(model, -float("inf")) < self.check_s:
+                continue
+            self._checked[model] = now
+            versions = self.registry.versions(model)
+            champion = self.registry.routing(model, versions).champion
+            if champion is None or any(v.status in IN_FLIGHT for v in versions):
+                continue
+            worse = self.release.worse_than(spec, champion, rules.threshold, rules.threshold_rows)
+            if worse is not None:
+                below.append(BelowThreshold(model, champion.version, rules.threshold, worse))
+        return below
