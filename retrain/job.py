@@ -5,12 +5,13 @@ The challenger trains on the labeled rows after the drift's estimated change poi
 scheduled run, the spec's training window), split by time into train, validation and test
 (``retrain.splits``). The data gate (``retrain.data_gate``) refuses a window unfit to train on. Early
 stopping, and the hyper-parameter search when the spec asks for one (``retrain.tuning``: every trial a row in
-``tuning_trials``), see the validation split only; challenger and champion are judged on the test split by
-the spec's gate metric (accuracy, ROC AUC, F1, MAE or RMSE). A challenger at least as good becomes a
-``candidate``, which the release controller (``release.controller``) takes through shadow and canary on live
-traffic; otherwise it is recorded as rejected, with the reason. A model's first version has nothing to be
-compared with and becomes its champion. Each version records what made it (``retrain.build``), so that
-``driftloop models rebuild`` can train it again.
+``tuning_trials``), see the validation split only; challenger and champion are judged on the test rows the
+champion never saw (:func:`unseen_rows`) by the spec's gate metric (accuracy, ROC AUC, F1, MAE or RMSE). A
+challenger at least as good becomes a ``candidate``, which the release controller (``release.controller``)
+takes through shadow and canary on live traffic; otherwise it is recorded as rejected, with the reason. One
+that cannot be judged offline (too few such rows, or a champion whose artifact does not load) is a candidate.
+A model's first version has nothing to be compared with and becomes its champion. Each version records what
+made it (``retrain.build``), so that ``driftloop models rebuild`` can train it again.
 
 A model's compute budget (``training.budget_s_per_day``: training seconds in any 24 h) is respected: a job
 over it is not started, and a job's training (a search and the chosen configuration's training) stops where
@@ -39,7 +40,7 @@ from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.models.architectures import ArchitectureError
-from driftloop.models.artifacts import weights_digest, write_artifact
+from driftloop.models.artifacts import ArtifactError, weights_digest, write_artifact
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.retrain.build import BuildRecord
@@ -47,7 +48,7 @@ from driftloop.retrain.data_gate import check_window
 from driftloop.retrain.dataset import LabeledData, count_labels, fetch_labeled, last_complete_second
 from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
 from driftloop.retrain.splits import SplitRecord, Splits, fingerprint
-from driftloop.retrain.training import TrainingError, pick_device, train
+from driftloop.retrain.training import TrainingError, TrainResult, pick_device, train
 from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, search, with_steps
 
 log = logging.getLogger("driftloop.retrain")
@@ -154,6 +155,17 @@ def unseen_rows(test: LabeledData, champion: VersionRecord) -> LabeledData | Non
     if first == 0:
         return test
     return test.slice(first, len(test)) if unseen >= FAIR_ROWS else None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A challenger against the champion offline: both metrics on the same rows (``champion`` NaN: not judged,
+    ``champion_version`` 0: there is none), and the reason the version records."""
+
+    challenger: float
+    champion: float
+    champion_version: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -366,20 +378,12 @@ class RetrainJob:
         }
         if metric_name not in scores["test"]:
             raise MetricError(f"training.metric {metric_name!r} does not apply to this {task} model")
-        challenger = scores["test"][metric_name]
-        champion_record = self.registry.champion(request.model)
-        champion, judged = math.nan, splits.test
-        if champion_record is not None:
-            report.champion_version = champion_record.version
-            judged = unseen_rows(splits.test, champion_record)
-            if judged is not None:  # both on the same rows, which the champion never saw
-                loaded = self.registry.load(champion_record, device=result.device)
-                champion = metric(
-                    metric_name, loaded.network, loaded.preprocessor, judged, result.device, positive=positive
-                )
-                if len(judged) < len(splits.test):
-                    challenger = metric(metric_name, result.network, pre, judged, result.device, positive=positive)
+        judged = self._against_champion(
+            request.model, scores["test"][metric_name], result, pre, splits.test, metric_name, positive
+        )
+        challenger, champion = judged.challenger, judged.champion
         report.challenger_metric, report.champion_metric = challenger, champion
+        report.champion_version = judged.champion_version
         report.phases["evaluate"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
@@ -414,19 +418,7 @@ class RetrainJob:
             **{f"{split}_{name}": value for split, values in scores.items() for name, value in values.items()},
         }
         path, sha256 = write_artifact(self.registry.root, trained, version, network, pre, result.inputs, metrics, build)
-        rows = len(splits.test)
-        if champion_record is None:
-            reason = f"first version: {metric_name} {challenger:.4f} on the {rows} most recent rows"
-        elif judged is None:
-            reason = (
-                f"{metric_name} {challenger:.4f} on the {rows} most recent rows, fewer than {FAIR_ROWS} of which the "
-                f"champion (v{champion_record.version}) never saw: no fair comparison offline, the live gates judge it"
-            )
-        else:
-            reason = f"{metric_name} {challenger:.4f} vs champion {champion:.4f} on the {len(judged)} most recent rows"
-            if len(judged) < rows:
-                reason += f" (of {rows}: the champion trained or stopped early on the {rows - len(judged)} before)"
-        first = champion_record is None
+        first, reason = judged.champion_version == 0, judged.reason
         status = "champion" if first else "candidate" if wins else "rejected"
         self.registry.add(
             VersionRecord(
@@ -453,6 +445,50 @@ class RetrainJob:
         report.challenger_version = version
         report.status = {"champion": "promoted", "candidate": "candidate", "rejected": "rejected"}[status]
         report.phases["publish"] = time.perf_counter() - phase
+
+    def _against_champion(
+        self,
+        model: str,
+        challenger: float,
+        result: TrainResult,
+        pre: Preprocessor,
+        test: LabeledData,
+        metric_name: str,
+        positive: str | None,
+    ) -> Judgement:
+        """The challenger (``challenger`` on the whole ``test`` split) against the champion, on the test rows the
+        champion never saw (:func:`unseen_rows`). Not judged offline, with the reason why: too few such rows, or
+        a champion whose artifact does not load (missing, altered: then a person promotes, or the live gates)."""
+        record, rows = self.registry.champion(model), len(test)
+        on_whole = f"{metric_name} {challenger:.4f} on the {rows} most recent rows"
+        if record is None:
+            return Judgement(challenger, math.nan, 0, f"first version: {on_whole}")
+        unseen = unseen_rows(test, record)
+        if unseen is None:
+            reason = (
+                f"{on_whole}, fewer than {FAIR_ROWS} of which the champion (v{record.version}) never saw: no fair "
+                "comparison offline, the live gates judge it"
+            )
+            return Judgement(challenger, math.nan, record.version, reason)
+        try:
+            loaded = self.registry.load(record, device=result.device)
+        except ArtifactError as exc:
+            log.error(
+                "the champion's artifact does not load: its challenger is a candidate, not judged offline",
+                extra={"fields": {"model": model, "champion": record.version, "error": str(exc)}},
+            )
+            reason = (
+                f"{on_whole}; the champion (v{record.version}) does not load ({exc}): not judged offline, promote it "
+                "by hand (`driftloop models promote`) or let the live gates judge it"
+            )
+            return Judgement(challenger, math.nan, record.version, reason)
+        if len(unseen) < rows:
+            challenger = metric(metric_name, result.network, pre, unseen, result.device, positive=positive)
+        champion = metric(metric_name, loaded.network, loaded.preprocessor, unseen, result.device, positive=positive)
+        reason = f"{metric_name} {challenger:.4f} vs champion {champion:.4f} on the {len(unseen)} most recent rows"
+        if len(unseen) < rows:
+            reason += f" (of {rows}: the champion trained or stopped early on the {rows - len(unseen)} before)"
+        return Judgement(challenger, champion, record.version, reason)
 
     def budget(self, model: str, spec: ModelSpec | None = None) -> Budget:
         """``model``'s training seconds in the last 24 h, against its spec's daily budget."""

@@ -275,6 +275,24 @@ def test_a_tampered_artifact_is_refused(retrain_settings: Settings, labeled_mode
         registry.load(replace(champion, sha256="0" * 64))
 
 
+def test_a_champion_whose_artifact_is_lost_does_not_stop_retraining(retrain_settings: Settings, labeled_model) -> None:
+    """The champion's weights were lost or altered (a volume restored from an old backup): serving refuses it, and
+    every job failed on loading it to compare, so that nothing could replace it. Now the challenger is a candidate
+    not judged offline, with the reason, and a person can promote it."""
+    model = labeled_model(before=2000)
+    job = RetrainJob(retrain_settings)
+    job.run(JobRequest(model, since=0))
+    registry = ModelRegistry(retrain_settings)
+    (Path(registry.champion(model).artifact_uri) / "weights.pt").unlink()  # type: ignore[union-attr]
+    report = job.run(JobRequest(model, since=0))
+    assert report.status == "candidate" and math.isnan(report.champion_metric) and report.champion_version == 1
+    reason = registry.get(model, 2).reason
+    assert "the champion (v1) does not load" in reason and "weights.pt: missing or altered" in reason, reason
+    registry.promote(model, 2, "the champion's artifact was lost")
+    with ModelClient(model, retrain_settings, watch=False) as client:
+        assert client.version == 2
+
+
 def test_promote_and_rollback_keep_exactly_one_champion(retrain_settings: Settings, labeled_model) -> None:
     model = labeled_model(before=2000)
     job = RetrainJob(retrain_settings)
