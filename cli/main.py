@@ -71,9 +71,12 @@ def _json(value: object) -> str:
     return json.dumps(finite_json(value), default=str, allow_nan=False)
 
 
-def _against(champion_metric: float) -> str:
-    """What a challenger was judged against: the champion's metric, or no champion (a model's first version)."""
-    return "no champion" if math.isnan(champion_metric) else f"champion {champion_metric:.4f}"
+def _against(champion_metric: float, champion_version: int) -> str:
+    """What a challenger was judged against: the champion's metric, no champion (a model's first version), or
+    none offline (the champion could not be judged fairly: the version's reason says why)."""
+    if not math.isnan(champion_metric):
+        return f"champion {champion_metric:.4f}"
+    return f"champion v{champion_version} not judged offline" if champion_version else "no champion"
 
 
 @click.group(cls=DriftloopGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -560,9 +563,10 @@ def retrain_now(ctx: click.Context, model: str, now: bool, days: float | None, a
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.phases.items())
     error = f" {as_text(report.error)}" if report.error else ""
     tuning = f"; {report.trials} trials, {report.trials_pruned} pruned" if report.trials else ""
+    against = _against(report.champion_metric, report.champion_version)
     console.print(
         f"{model}: {report.status} v{report.challenger_version} on {report.device} "
-        f"({report.metric_name} {report.challenger_metric:.4f}, {_against(report.champion_metric)}; "
+        f"({report.metric_name} {report.challenger_metric:.4f}, {against}; "
         f"{report.train_rows:,} / {report.validation_rows:,} / {report.holdout_rows:,} train / validation / test "
         f"rows{tuning}; {timings}){error}"
     )
