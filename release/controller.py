@@ -331,12 +331,14 @@ class ReleaseController:
         assert spec.release.floor is not None
         return self.worse_than(spec, champion, spec.release.floor, spec.release.floor_rows)
 
-    def worse_than(self, spec: ModelSpec, champion: VersionRecord, level: float, rows: int) -> Comparison | None:
-        """The champion's live metric (``spec.metric``) over its most recent ``rows`` labeled rows against
-        ``level`` (accuracy below it, MAE above it), when it is worse beyond doubt at the release's confidence;
-        else None (not worse, or fewer rows)."""
+    def worse_than(
+        self, spec: ModelSpec, champion: VersionRecord, level: float, rows: int, *, since_ms: int = 0
+    ) -> Comparison | None:
+        """The champion's live metric (``spec.metric``) over its most recent ``rows`` labeled rows (predicted at
+        or after ``since_ms``) against ``level`` (accuracy below it, MAE above it), when it is worse beyond doubt at
+        the release's confidence; else None (not worse, or fewer rows)."""
         with self._client() as client:
-            recent = live_rows(client, champion.model, champion.version, 0, metric=spec.metric, last=rows)
+            recent = live_rows(client, champion.model, champion.version, since_ms, metric=spec.metric, last=rows)
         comparison = against_reference(
             recent.metric, _oriented_metric(spec, level), min_rows=rows, margin=0.0, confidence=spec.release.confidence
         )

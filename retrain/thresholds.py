@@ -5,12 +5,13 @@ Every :data:`CHECK_S`, for each model this worker owns whose spec sets a thresho
 release's confidence: :meth:`release.controller.ReleaseController.worse_than`). A champion worse than its
 threshold makes a job due on the spec's whole training window, unless the model is busy: a job pending or
 cooling down, or a newer version already on its way (a candidate, a shadow or a canary), which is what the
-last job made.
+last job made. After a job it started, the same champion is judged again only on rows predicted since: a job
+whose challenger lost is not run again on the evidence that started it (a threshold the data cannot meet would
+otherwise retrain at every cooldown).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +21,6 @@ from driftloop.infra.spec import SpecCatalog
 from driftloop.models.registry import ModelRegistry
 from driftloop.release.controller import ReleaseController
 from driftloop.release.stats import Comparison
-
-log = logging.getLogger("driftloop.retrain")
 
 #: Seconds between two looks at one model's champion.
 CHECK_S = 60.0
@@ -57,6 +56,7 @@ class ThresholdWatch:
         self.clock = clock
         self.check_s = check_s
         self._checked: dict[str, float] = {}
+        self._started: dict[str, tuple[int, int]] = {}  # model -> (its champion, epoch ms) at the last job it started
 
     def due(self, owns: Callable[[str], bool], busy: Callable[[str], bool]) -> list[BelowThreshold]:
         """The models ``owns`` says are this worker's, not ``busy``, whose champion is worse than its threshold."""
@@ -77,7 +77,13 @@ class ThresholdWatch:
             champion = self.registry.routing(model, versions).champion
             if champion is None or any(v.status in IN_FLIGHT for v in versions):
                 continue
-            worse = self.release.worse_than(spec, champion, rules.threshold, rules.threshold_rows)
+            last_version, last_ms = self._started.get(model, (0, 0))
+            since_ms = last_ms if last_version == champion.version else 0
+            worse = self.release.worse_than(spec, champion, rules.threshold, rules.threshold_rows, since_ms=since_ms)
             if worse is not None:
                 below.append(BelowThreshold(model, champion.version, rules.threshold, worse))
         return below
+
+    def started(self, found: BelowThreshold) -> None:
+        """A job was started for ``found``: its champion is judged again on rows predicted from now on."""
+        self._started[found.model] = (found.version, round(self.clock() * 1000))

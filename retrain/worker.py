@@ -316,6 +316,7 @@ class RetrainWorker:
             below = []
         for found in below:
             if self.policy.offer_run(found.model, self._window_start(found.model), "threshold"):
+                self.thresholds.started(found)
                 comparison = found.comparison
                 log.warning(
                     "the champion is worse than its retraining threshold: retraining",

@@ -14,8 +14,10 @@ from driftloop.cli.main import cli
 from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
+from driftloop.release.controller import ReleaseController
 from driftloop.retrain.job import JobRequest, RetrainJob
 from driftloop.retrain.metrics import retrain_metrics
+from driftloop.retrain.thresholds import ThresholdWatch
 from driftloop.retrain.worker import RetrainWorker
 from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack, strict_json, wait_for
@@ -186,3 +188,33 @@ def test_a_champion_worse_than_its_threshold_starts_a_job_through_the_worker(
     finally:
         worker.stop()
         thread.join(30)
+
+
+def test_a_threshold_job_is_not_started_again_on_the_evidence_that_started_the_last(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    """A threshold the data cannot meet would retrain at every cooldown, each challenger losing on the same rows:
+    after a job it started, the champion is judged again only on rows predicted since."""
+    model = labeled_model(before=3000, spec="epochs = 3\n[retraining]\nthreshold = 0.9\n")
+    job = RetrainJob(retrain_settings)
+    assert job.run(JobRequest(model, since=0, trigger="manual")).status == "promoted"
+    now = [float(TS0 + 3000)]  # the watch's clock: just after the rows written so far
+    watch = ThresholdWatch(
+        job.specs, job.registry, ReleaseController(retrain_settings), clock=lambda: now[0], check_s=0
+    )
+
+    def due() -> list[str]:
+        return [found.model for found in watch.due(lambda name: name == model, lambda name: False)]
+
+    (found,) = watch.due(lambda name: name == model, lambda name: False)
+    assert found.version == 1 and found.comparison.rows == 200
+    watch.started(found)
+    assert due() == []  # the same rows: not again
+    sink = ClickHouseSink(retrain_settings.clickhouse)
+    try:
+        sink.write_blocking(agrawal_rows(model, 0, 3000, 199, seed=3))  # predicted since, served by v1
+        assert due() == []  # 199 rows: not yet the 200 the threshold judges
+        sink.write_blocking(agrawal_rows(model, 0, 3199, 1, seed=4))
+    finally:
+        sink.close()
+    assert due() == [model]
