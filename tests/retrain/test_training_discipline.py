@@ -15,7 +15,7 @@ from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.release.controller import ReleaseController
-from driftloop.retrain.job import JobRequest, RetrainJob
+from driftloop.retrain.job import JobRequest, RetrainJob, RunReport
 from driftloop.retrain.metrics import retrain_metrics
 from driftloop.retrain.thresholds import ThresholdWatch
 from driftloop.retrain.worker import RetrainWorker
@@ -141,25 +141,32 @@ def test_the_data_gate_and_the_compute_budget_skip_jobs_with_their_numbers(
     assert gauges["driftloop_retrain_budget_used_seconds"][budgeted] == pytest.approx(first.phases["train"])
 
 
-def test_a_schedule_starts_a_job_through_the_worker(retrain_settings: Settings, labeled_model) -> None:
-    model = labeled_model(before=3000, spec="epochs = 3\nwindow_days = 3650\n[retraining]\ninterval_s = 1\n")
-    worker = RetrainWorker(retrain_settings, release_check_s=0.2)
+def finished_runs(settings: Settings, model: str, trigger: str) -> list[tuple[str, str]]:
+    return connect(settings.clickhouse).execute(
+        "SELECT toString(status), trigger FROM retrain_runs FINAL WHERE model = %(m)s AND status != 'running' "
+        "AND trigger = %(t)s",
+        {"m": model, "t": trigger},
+    )
+
+
+def worker_runs(settings: Settings, model: str, trigger: str) -> tuple[list[tuple[str, str]], list[RunReport]]:
+    """Run a retrain worker until it finished a job of ``model`` started by ``trigger``: (its runs, its reports)."""
+    worker = RetrainWorker(settings, release_check_s=0.2)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-
-        def scheduled() -> list:
-            return connect(retrain_settings.clickhouse).execute(
-                "SELECT toString(status), trigger FROM retrain_runs FINAL WHERE model = %(m)s AND status != 'running'",
-                {"m": model},
-            )
-
-        wait_for(scheduled, timeout_s=120, what="a scheduled run")
-        assert scheduled() == [("promoted", "schedule")]
-        assert worker.reports[0].request.since <= TS0  # the spec's whole training window
+        wait_for(lambda: finished_runs(settings, model, trigger), timeout_s=120, what=f"a run started by {trigger}")
+        return finished_runs(settings, model, trigger), worker.reports
     finally:
         worker.stop()
         thread.join(30)
+
+
+def test_a_schedule_starts_a_job_through_the_worker(retrain_settings: Settings, labeled_model) -> None:
+    model = labeled_model(before=3000, spec="epochs = 3\nwindow_days = 3650\n[retraining]\ninterval_s = 1\n")
+    runs, reports = worker_runs(retrain_settings, model, "schedule")
+    assert runs == [("promoted", "schedule")]
+    assert reports[0].request.since <= TS0  # the spec's whole training window
 
 
 def test_a_champion_worse_than_its_threshold_starts_a_job_through_the_worker(
@@ -171,23 +178,8 @@ def test_a_champion_worse_than_its_threshold_starts_a_job_through_the_worker(
     spec = "epochs = 3\nwindow_days = 3650\n[retraining]\nthreshold = 0.9\ncooldown_s = 0\n"
     model = labeled_model(before=3000, spec=spec)
     assert RetrainJob(retrain_settings).run(JobRequest(model, since=0, trigger="manual")).status == "promoted"
-    worker = RetrainWorker(retrain_settings, release_check_s=0.2)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
-
-        def by_threshold() -> list:
-            return connect(retrain_settings.clickhouse).execute(
-                "SELECT toString(status), trigger FROM retrain_runs FINAL WHERE model = %(m)s AND status != 'running' "
-                "AND trigger = 'threshold'",
-                {"m": model},
-            )
-
-        wait_for(by_threshold, timeout_s=120, what="a run started by the threshold")
-        assert worker.reports[0].request.trigger == "threshold" and worker.reports[0].request.since <= TS0
-    finally:
-        worker.stop()
-        thread.join(30)
+    runs, reports = worker_runs(retrain_settings, model, "threshold")
+    assert len(runs) == 1 and reports[0].request.trigger == "threshold" and reports[0].request.since <= TS0
 
 
 def test_a_threshold_job_is_not_started_again_on_the_evidence_that_started_the_last(
