@@ -79,17 +79,17 @@ def test_a_champion_is_judged_only_on_test_rows_it_never_saw(
     retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An alert's job trains v1 on the rows since the change (the last 1,000); the next job, a schedule's on the
-    whole window, tests on its most recent 800 rows, of which v1 trained or stopped early on the first 600. v1 was
+    whole window, tests on its most recent 400 rows, of which v1 trained or stopped early on the first 200. v1 was
     judged on them, its own training rows, and looked better than it is. Now both versions are judged on the
     200 it never saw; with too few of those, not offline at all (the candidate goes to the live gates)."""
-    model = labeled_model(before=4000)
+    model = labeled_model(before=2000)
     job = RetrainJob(retrain_settings)
-    assert job.run(JobRequest(model, since=TS0 + 3000)).status == "promoted"  # v1: its validation ends at row 3799
+    assert job.run(JobRequest(model, since=TS0 + 1000)).status == "promoted"  # v1: its validation ends at row 1799
     report = job.run(JobRequest(model, since=0))
     registry = ModelRegistry(retrain_settings)
     v1, v2 = registry.versions(model)
-    assert "on the 200 most recent rows (of 800: the champion trained or stopped early on the 600 before)" in v2.reason
-    unseen = fetch_labeled(retrain_settings, model, 0, 10_000).slice(3800, 4000)
+    assert "on the 200 most recent rows (of 400: the champion trained or stopped early on the 200 before)" in v2.reason
+    unseen = fetch_labeled(retrain_settings, model, 0, 10_000).slice(1800, 2000)
     for version, recorded in ((v1, report.champion_metric), (v2, report.challenger_metric)):
         loaded = registry.load(version)
         assert recorded == metric("accuracy", loaded.network, loaded.preprocessor, unseen), version.version
@@ -279,7 +279,7 @@ def test_a_champion_whose_artifact_is_lost_does_not_stop_retraining(retrain_sett
     """The champion's weights were lost or altered (a volume restored from an old backup): serving refuses it, and
     every job failed on loading it to compare, so that nothing could replace it. Now the challenger is a candidate
     not judged offline, with the reason, and a person can promote it."""
-    model = labeled_model(before=2000)
+    model = labeled_model(before=1000)
     job = RetrainJob(retrain_settings)
     job.run(JobRequest(model, since=0))
     registry = ModelRegistry(retrain_settings)
@@ -348,24 +348,27 @@ def test_the_serving_client_swaps_under_concurrent_predictions(retrain_settings:
     assert seen[0] == 1 and seen[-1] == 2 and seen == sorted(seen)  # one swap, between batches, no going back
 
 
-def test_a_serving_client_that_could_not_read_a_promotion_reads_it_once_clickhouse_answers(
-    stack: PrivateStack, retrain_settings: Settings, labeled_model
+def test_a_serving_client_serves_the_changes_it_could_not_read_or_never_heard_of(
+    stack: PrivateStack, retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:
-    """The announcement of v2's promotion came while the client could not reach ClickHouse: it logged "could not
-    read the routing" and served v1 until the next announcement, however long (a canary's share never taken, a
-    rollback never done). Now it reads the routing again every few seconds until it can."""
-    model = labeled_model(before=2000)
+    """v2's promotion is announced while the client cannot reach ClickHouse: it logged "could not read the
+    routing" and served v1 until the next announcement, however long (a canary's share never taken, a rollback
+    never done); now it reads again every few seconds until it can. Then a rollback is made with no broker
+    answering: `driftloop models promote` / `rollback` failed ("Kafka does not answer") after recording the
+    change, and no client heard of it; now the change stands with a WARNING, and the client, which reads the
+    routing every ``RECHECK_S`` besides (here 1 s, after the first part), serves it."""
+    model = labeled_model(before=1000)
     job = RetrainJob(retrain_settings)
     job.run(JobRequest(model, since=0))
     job.run(JobRequest(model, since=0))  # v2, a candidate
     endpoint = retrain_settings.clickhouse
     proxy = TcpProxy(endpoint.port)
     proxy.start()
+    env = {**stack.env, "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
+           "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location}  # fmt: skip
     away = Settings.from_env(
-        {**stack.env, "DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:@127.0.0.1:{proxy.port}/{endpoint.database}",
-         "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
-         "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location}
-    )  # fmt: skip
+        env | {"DRIFTLOOP_CLICKHOUSE_URL": f"clickhouse://default:@127.0.0.1:{proxy.port}/{endpoint.database}"}
+    )
     try:
         with ModelClient(model, away) as client:
             assert client.version == 1
@@ -376,35 +379,19 @@ def test_a_serving_client_that_could_not_read_a_promotion_reads_it_once_clickhou
             proxy.start()
             wait_for(lambda: client.version == 2, timeout_s=30, what="the client to read the promotion")
             assert not client.routing_stale and client.swaps == 1
+
+            monkeypatch.setattr(serving, "RECHECK_S", 1.0)
+            no_broker = ModelRegistry(
+                Settings.from_env(env | {"DRIFTLOOP_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}),
+                announce_timeout_s=1.0,
+            )
+            with caplog.at_level("WARNING", logger="driftloop.registry"):
+                assert no_broker.rollback(model, "by hand").version == 1
+            assert any("announcement could not be sent" in r.getMessage() for r in caplog.records)
+            assert ModelRegistry(retrain_settings).champion(model).version == 1  # type: ignore[union-attr]
+            wait_for(lambda: client.version == 1, timeout_s=30, what="the client to serve the unannounced rollback")
     finally:
         proxy.stop()
-
-
-def test_a_promotion_made_while_the_broker_is_away_stands_and_is_served(
-    stack: PrivateStack, retrain_settings: Settings, labeled_model, monkeypatch: pytest.MonkeyPatch, caplog
-) -> None:
-    """The registry records a change, then announces it. With no broker answering, `driftloop models promote`
-    failed ("Kafka does not answer") after recording the change, and no client heard of it. Now the change
-    stands with a WARNING, and the clients, which read the routing every ``RECHECK_S`` besides (here 1 s),
-    serve it."""
-    monkeypatch.setattr(serving, "RECHECK_S", 1.0)
-    model = labeled_model(before=2000)
-    job = RetrainJob(retrain_settings)
-    job.run(JobRequest(model, since=0))
-    job.run(JobRequest(model, since=0))  # v2, a candidate
-    no_broker = Settings.from_env(
-        {**stack.env, "DRIFTLOOP_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-         "DRIFTLOOP_SPECS_DIR": str(retrain_settings.spec_directory),
-         "DRIFTLOOP_ARTIFACTS": retrain_settings.artifact_location}
-    )  # fmt: skip
-    with ModelClient(model, retrain_settings) as client:
-        assert client.version == 1
-        registry = ModelRegistry(no_broker, announce_timeout_s=2.0)
-        with caplog.at_level("WARNING", logger="driftloop.registry"):
-            assert registry.promote(model, 2, "by hand").status == "champion"
-        assert any("announcement could not be sent" in r.getMessage() for r in caplog.records)
-        assert ModelRegistry(retrain_settings).champion(model).version == 2  # type: ignore[union-attr]
-        wait_for(lambda: client.version == 2, timeout_s=30, what="the client to serve the unannounced promotion")
 
 
 def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_settings: Settings, labeled_model) -> None:
