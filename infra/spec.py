@@ -450,12 +450,13 @@ class ModelSpec(_Frozen):
 
     @model_validator(mode="after")
     def _floor_fits_metric(self) -> ModelSpec:
-        """A classifier's floor is an accuracy: one past [0, 1] (a percentage: 60) put the champion below it, or
-        above it, for good. A spec without a task or a metric may be a regression's (a floor on its errors)."""
-        floor = self.release.floor
+        """A classifier's floor and retraining threshold are accuracies: one past [0, 1] (a percentage: 60) put the
+        champion below it, or above it, for good (a threshold would retrain on every 200 new rows). A spec without
+        a task or a metric may be a regression's (a level of its errors)."""
         classifier = self.task in ("binary", "multiclass") or self.training.metric in _CLASSIFICATION_METRICS
-        if floor is not None and classifier and not 0 <= floor <= 1:
-            raise ValueError(f"release.floor {floor} is an accuracy for this classifier: between 0 and 1 (0.6, not 60)")
+        for name, level in (("release.floor", self.release.floor), ("retraining.threshold", self.retraining.threshold)):
+            if level is not None and classifier and not 0 <= level <= 1:
+                raise ValueError(f"{name} {level} is an accuracy for this classifier: between 0 and 1 (0.6, not 60)")
         return self
 
     @model_validator(mode="after")

@@ -152,6 +152,7 @@ def test_a_spec_refuses_a_gate_metric_its_task_cannot_have(tmp_path: Path) -> No
         ("[tuning]\nspace = { epochs = { choices = [0, 20] } }", "tuning.space.epochs: 0: Input should be"),
         ("[tuning]\nspace = { learning_rate = { low = -1e-3, high = 1e-2 } }", "tuning.space.learning_rate: -0.001"),
         ('task = "binary"\n[release]\nfloor = 60', r"release.floor 60.0 is an accuracy .* \(0.6, not 60\)"),
+        ('task = "multiclass"\n[retraining]\nthreshold = 85', r"retraining.threshold 85.0 is an accuracy .* between 0"),
     ]:
         path = tmp_path / "m.toml"
         path.write_text(f'name = "m"\n{body}\n')
