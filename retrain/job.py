@@ -519,6 +519,19 @@ class RetrainJob:
             client.disconnect()
         return {model: float(started) for model, started in rows}
 
+    def last_threshold_runs(self) -> dict[str, tuple[int, float]]:
+        """Each model's latest run started by its threshold: (the champion it found worse, its start in epoch
+        seconds), from which that champion is judged again (``retrain.thresholds``)."""
+        client = connect(self.settings.clickhouse)
+        try:
+            rows = client.execute(
+                "SELECT model, argMax(champion_version, started_at), toUnixTimestamp(max(started_at)) "
+                "FROM retrain_runs FINAL WHERE trigger = 'threshold' GROUP BY model"
+            )
+        finally:
+            client.disconnect()
+        return {model: (int(version), float(started)) for model, version, started in rows}
+
     def _record_trials(self, report: RunReport, trials: list[TrialRecord], metric_name: str) -> None:
         rows = [
             (

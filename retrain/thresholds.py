@@ -5,15 +5,15 @@ Every :data:`CHECK_S`, for each model this worker owns whose spec sets a thresho
 release's confidence: :meth:`release.controller.ReleaseController.worse_than`). A champion worse than its
 threshold makes a job due on the spec's whole training window, unless the model is busy: a job pending or
 cooling down, or a newer version already on its way (a candidate, a shadow or a canary), which is what the
-last job made. After a job it started, the same champion is judged again only on rows predicted since: a job
-whose challenger lost is not run again on the evidence that started it (a threshold the data cannot meet would
-otherwise retrain at every cooldown).
+last job made. After a job it started, the same champion is judged again only on rows predicted since (after a
+restart too: :meth:`ThresholdWatch.restore`): a job whose challenger lost is not run again on the evidence that
+started it (a threshold the data cannot meet would otherwise retrain at every cooldown).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from driftloop.infra.errors import DriftloopError
@@ -83,6 +83,12 @@ class ThresholdWatch:
             if worse is not None:
                 below.append(BelowThreshold(model, champion.version, rules.threshold, worse))
         return below
+
+    def restore(self, last_runs: Mapping[str, tuple[int, float]]) -> None:
+        """Each model's last threshold job (``retrain_runs``: the champion it judged, its start in epoch seconds),
+        so that a restarted worker does not start one again on the same evidence."""
+        for model, (version, started) in last_runs.items():
+            self._started[model] = (version, round(started * 1000))
 
     def started(self, found: BelowThreshold) -> None:
         """A job was started for ``found``: its champion is judged again on rows predicted from now on."""

@@ -229,6 +229,7 @@ class RetrainWorker:
         try:
             self.policy.restore(self.job.finished_runs())
             self.scheduler.restore(self.job.last_scheduled_runs())
+            self.thresholds.restore(self.job.last_threshold_runs())
         except Exception:  # ClickHouse away at start: run on, without the cooldowns of earlier runs
             log.error("could not read earlier runs from ClickHouse; their cooldowns are not restored", exc_info=True)
         read: dict[TopicPartition, int] = {}  # the next offset of each partition read from

@@ -177,7 +177,7 @@ def test_a_threshold_job_is_not_started_again_on_the_evidence_that_started_the_l
     retrain_settings: Settings, labeled_model
 ) -> None:
     """A threshold the data cannot meet would retrain at every cooldown, each challenger losing on the same rows:
-    after a job it started, the champion is judged again only on rows predicted since."""
+    after a job it started, the champion is judged again only on rows predicted since, after a restart too."""
     model = labeled_model(before=3000, spec="epochs = 3\n[retraining]\nthreshold = 0.9\n")
     job = RetrainJob(retrain_settings)
     assert job.run(JobRequest(model, since=0, trigger="manual")).status == "promoted"
@@ -201,3 +201,12 @@ def test_a_threshold_job_is_not_started_again_on_the_evidence_that_started_the_l
     finally:
         sink.close()
     assert due() == [model]
+
+    # a worker restarted after such a job: the run in retrain_runs says where the champion is judged from
+    report = job.run(JobRequest(model, since=0, trigger="threshold"))
+    if report.status == "candidate":  # on its way: no threshold job while it is; here it lost
+        job.registry.transition(model, report.challenger_version, "rejected", reason="lost its canary")
+    restarted = ThresholdWatch(job.specs, job.registry, ReleaseController(retrain_settings), check_s=0)
+    assert len(restarted.due(lambda name: name == model, lambda name: False)) == 1  # without what it ran before
+    restarted.restore(job.last_threshold_runs())
+    assert restarted.due(lambda name: name == model, lambda name: False) == []
