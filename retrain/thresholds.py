@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.spec import SpecCatalog
-from driftloop.models.registry import ModelRegistry
 from driftloop.release.controller import ReleaseController
 from driftloop.release.stats import Comparison
 
@@ -44,14 +43,12 @@ class ThresholdWatch:
     def __init__(
         self,
         specs: SpecCatalog,
-        registry: ModelRegistry,
         release: ReleaseController,
         *,
         clock: Callable[[], float] = time.time,
         check_s: float = CHECK_S,
     ) -> None:
         self.specs = specs
-        self.registry = registry
         self.release = release
         self.clock = clock
         self.check_s = check_s
@@ -73,8 +70,8 @@ class ThresholdWatch:
             if now - self._checked.get(model, -float("inf")) < self.check_s:
                 continue
             self._checked[model] = now
-            versions = self.registry.versions(model)
-            champion = self.registry.routing(model, versions).champion
+            versions = self.release.registry.versions(model)
+            champion = self.release.registry.routing(model, versions).champion
             if champion is None or any(v.status in IN_FLIGHT for v in versions):
                 continue
             last_version, last_ms = self._started.get(model, (0, 0))

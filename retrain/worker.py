@@ -199,7 +199,7 @@ class RetrainWorker:
         self.policy = RetrainPolicy(self.job.specs)
         self.release = ReleaseController(settings, registry=self.job.registry, specs=self.job.specs)
         self.scheduler = Scheduler(self.job.specs)
-        self.thresholds = ThresholdWatch(self.job.specs, self.job.registry, self.release)
+        self.thresholds = ThresholdWatch(self.job.specs, self.release)
         self.release_check_s = release_check_s
         self.reports: list[RunReport] = []
         self.metrics = RetrainMetrics()

@@ -23,6 +23,7 @@ def test_accuracy_is_a_classifier_s_and_a_regression_has_its_errors_only(stack: 
     guesses = agrawal_rows(classifier, 0, 0, 200, seed=1)  # labels 0/1, every prediction "0"
     prices = agrawal_rows(regression, 0, 0, 200, seed=1)
     errors = [1000.0 + 10.0 * (i % 7) for i in range(200)]  # a price model off by 1,000 to 1,060
+    right = sum(guesses.columns["correct"]) / 200  # the classifier's accuracy
     prices.columns.update(
         {
             "prediction": ["250000.0"] * 200,
@@ -51,7 +52,6 @@ def test_accuracy_is_a_classifier_s_and_a_regression_has_its_errors_only(stack: 
             weighted = f"sum(accuracy * {rows}) / sum({rows}), sum({error} * {rows}) / sum({rows})"
             query = f"SELECT model, ({weighted}) FROM {view} WHERE model IN %(m)s GROUP BY model"
             found = dict(client.execute(query, {"m": (classifier, regression)}))
-            right = sum(guesses.columns["correct"]) / 200
             assert found[classifier][0] == pytest.approx(right) and found[classifier][1] == pytest.approx(1 - right)
             assert math.isnan(found[regression][0]), (view, found[regression])
             assert found[regression][1] == pytest.approx(sum(errors) / 200), view

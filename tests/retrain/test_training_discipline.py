@@ -183,9 +183,7 @@ def test_a_threshold_job_is_not_started_again_on_the_evidence_that_started_the_l
     job = RetrainJob(retrain_settings)
     assert job.run(JobRequest(model, since=0, trigger="manual")).status == "promoted"
     now = [float(TS0 + 3000)]  # the watch's clock: just after the rows written so far
-    watch = ThresholdWatch(
-        job.specs, job.registry, ReleaseController(retrain_settings), clock=lambda: now[0], check_s=0
-    )
+    watch = ThresholdWatch(job.specs, ReleaseController(retrain_settings), clock=lambda: now[0], check_s=0)
 
     def due() -> list[str]:
         return [found.model for found in watch.due(lambda name: name == model, lambda name: False)]
@@ -207,7 +205,7 @@ def test_a_threshold_job_is_not_started_again_on_the_evidence_that_started_the_l
     report = job.run(JobRequest(model, since=0, trigger="threshold"))
     if report.status == "candidate":  # on its way: no threshold job while it is; here it lost
         job.registry.transition(model, report.challenger_version, "rejected", reason="lost its canary")
-    restarted = ThresholdWatch(job.specs, job.registry, ReleaseController(retrain_settings), check_s=0)
+    restarted = ThresholdWatch(job.specs, ReleaseController(retrain_settings), check_s=0)
     assert len(restarted.due(lambda name: name == model, lambda name: False)) == 1  # without what it ran before
     restarted.restore(job.last_threshold_runs())
     assert restarted.due(lambda name: name == model, lambda name: False) == []
