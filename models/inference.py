@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -9,6 +10,23 @@ import torch
 from torch import nn
 
 from driftloop.models.preprocess import Preprocessor
+
+log = logging.getLogger("driftloop.serving")
+
+
+def one_thread_after_fork() -> None:
+    """Run torch on one thread in a process forked from one that ran it (a pre-fork server's worker).
+
+    torch's CPU kernels run on an OpenMP thread pool that does not survive a fork: in a child of a process
+    that had used it, the next parallel kernel waits for the parent's threads for ever (a warm-up prediction
+    before gunicorn forks its workers hung every worker's first request). One thread needs no pool; a pre-fork
+    server's parallelism is its workers."""
+    if torch.get_num_threads() > 1:
+        log.info(
+            "a forked process: torch runs on one thread here (its thread pool stayed in the parent)",
+            extra={"fields": {"threads_before": torch.get_num_threads()}},
+        )
+        torch.set_num_threads(1)
 
 
 @torch.no_grad()

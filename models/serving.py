@@ -21,6 +21,10 @@ read (ClickHouse away at that moment) is read again every :data:`RETRY_S` until 
 every :data:`RECHECK_S` besides: a change whose announcement never came (the broker away when it was made) is
 served within that. With ``emit=True`` every prediction is published with ``latency_ms``, the time the client
 took for the batch.
+
+A client made before the process forks (gunicorn's ``--preload``, uWSGI, Celery's prefork pool) serves in each
+child: the first call there starts the child's own threads and connections (``infra.forks``), and torch runs on
+one thread (:func:`~models.inference.one_thread_after_fork`).
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ from kafka import KafkaConsumer
 
 from driftloop.infra.contract import EventError, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
+from driftloop.infra.forks import ForkWatch
 from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.settings import Settings, get_settings
 from driftloop.models.artifacts import LoadedModel
-from driftloop.models.inference import predict_columns
+from driftloop.models.inference import one_thread_after_fork, predict_columns
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, Routing, VersionRecord
 from driftloop.models.shadow import MAX_ROWS_WAITING, ShadowScorer
@@ -162,27 +167,59 @@ class ModelClient:
         self.swaps = 0
         self.routing_stale = False  # the routing changed (or may have) and could not be read yet
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._producer = None
         self._shadow: ShadowScorer | None = None
+        self._shadow_max_waiting = shadow_max_waiting
         if emit:
             from driftloop.streams.producer import (
                 EventProducer,  # the loop closes here: served predictions are monitored
             )
 
-            self._producer = EventProducer(self.settings)
-            # self._score looked up at each batch: what a test counts or replaces is what the shadow runs
-            self._shadow = ShadowScorer(
-                lambda loaded, frame: self._score(loaded, frame),
-                lambda records, values, scores, ids, versions, ms: self._emit(
-                    records, values, scores, ids, versions, False, ms
-                ),
-                max_rows_waiting=shadow_max_waiting,
-            )
-        self._watcher = threading.Thread(target=self._watch, name=f"driftloop-watch-{model}", daemon=True)
+            self._producer = EventProducer(self.settings)  # it starts again in a forked process by itself
+            self._shadow = self._shadow_scorer()
+        self._watching = watch
+        self._process = ForkWatch()
         if watch:
-            self._ready = threading.Event()
-            self._watcher.start()
+            self._follow()
             self._ready.wait(timeout=30)
+
+    def _shadow_scorer(self) -> ShadowScorer:
+        # self._score looked up at each batch: what a test counts or replaces is what the shadow runs
+        return ShadowScorer(
+            lambda loaded, frame: self._score(loaded, frame),
+            lambda records, values, scores, ids, versions, ms: self._emit(
+                records, values, scores, ids, versions, False, ms
+            ),
+            max_rows_waiting=self._shadow_max_waiting,
+        )
+
+    def _follow(self) -> None:
+        """Follow the registry's changes on a thread of its own (:meth:`_watch`)."""
+        threading.Thread(target=self._watch, name=f"driftloop-watch-{self.model}", daemon=True).start()
+
+    def _start_in_child(self) -> None:
+        """In a process forked from the one that made this client (gunicorn's ``--preload``, uWSGI's default,
+        Celery's prefork pool): the loaded versions serve on as they are, with torch on one thread
+        (:func:`~models.inference.one_thread_after_fork`), a ClickHouse connection, a shadow scorer and a
+        thread following the registry of its own; the inherited ones are left to the parent (``infra.forks``).
+        The routing is read again once the new thread follows the changes."""
+        if torch.device(self.device).type == "cuda":
+            raise ServingDeviceError(
+                f"the serving client of {self.model} was made on {self.device} before this process was forked, "
+                "and CUDA cannot be used again in a forked process: make the client in each worker (gunicorn "
+                "without --preload, uWSGI with lazy-apps), or serve on cpu"
+            )
+        one_thread_after_fork()
+        self.registry = ModelRegistry(self.settings)
+        if self._shadow is not None:
+            self._shadow = self._shadow_scorer()
+        closed = self._stop.is_set()
+        self._stop, self._ready = threading.Event(), threading.Event()
+        if closed:
+            self._stop.set()
+        elif self._watching:
+            self._follow()
 
     @property
     def version(self) -> int:
@@ -204,6 +241,7 @@ class ModelClient:
         rows hold none of the model's features, the ids do not match the rows, or (with ``emit``) a column holds
         values no event can carry."""
         started = time.perf_counter()
+        self._process.restart(self._start_in_child)
         serving = self._serving  # one reference read: the whole batch uses one routing
         frame = _frame(rows)
         _check_features(serving.champion.preprocessor, frame)
@@ -246,6 +284,7 @@ class ModelClient:
     def flush(self, timeout_s: float | None = 30.0) -> None:
         """Wait until the shadow has scored what it was handed, then until the broker has every event published
         (``DeliveryError`` if some failed). Nothing to do without ``emit``."""
+        self._process.restart(self._start_in_child)
         if self._shadow is not None and not self._shadow.drain(timeout_s):
             log.warning("the shadow version still scores: flushed without its latest answers")
         if self._producer is not None:
@@ -253,6 +292,7 @@ class ModelClient:
 
     def close(self) -> None:
         """Stop following the registry; with ``emit``, publish what the shadow holds, then every event."""
+        self._process.restart(self._start_in_child)  # a forked process closes its own connections, not the parent's
         self._stop.set()
         if self._shadow is not None:
             self._shadow.close()

@@ -82,6 +82,11 @@ class KafkaSender:
         self._failed_sends: list[Sent] = []
         self._again: queue.SimpleQueue[Sent] = queue.SimpleQueue()
 
+    @property
+    def producer(self) -> KafkaProducer:
+        """kafka-python's producer underneath (let go of in a forked process: ``streams.compat.kafka_python``)."""
+        return self._producer
+
     def partitions_for(self, topic: str) -> Collection[int] | None:
         return self._producer.partitions_for(topic)  # type: ignore[no-any-return]
 

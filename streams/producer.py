@@ -23,6 +23,9 @@ Usage (with a running stack)::
                                prediction=1, score=0.93)
         events.emit_outcome("fraud", request_id="r-17", label=0)
 
+A producer made before the process forks (gunicorn's ``--preload``, uWSGI, Celery's prefork pool) sends from
+each child: its first call there starts a connection and threads of the child's own (``infra.forks``).
+
 Producers that do not use the SDK publish the same JSON, one event per message or in envelopes
 (docs/events.md).
 
@@ -35,13 +38,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from driftloop.infra.forks import ForkWatch
 from driftloop.infra.settings import Settings, get_settings
+from driftloop.streams.compat.kafka_python import let_go
 from driftloop.streams.decode import validate_outcome, validate_prediction
 from driftloop.streams.delivery import COMPRESSIONS, Delivery, DeliveryError, KafkaSender
 from driftloop.streams.envelopes import EnvelopeBuffer
@@ -51,6 +59,22 @@ from driftloop.streams.python_values import plain_id, plain_value, present_value
 from driftloop.streams.replay import ReplayRing
 
 __all__ = ["COMPRESSIONS", "Delivery", "DeliveryError", "EventProducer", "spread_keys"]
+log = logging.getLogger("driftloop.producer")
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What the producer's connection and threads are made with (again in a forked process)."""
+
+    max_events: int
+    max_bytes: int
+    linger_s: float | None
+    delivery_timeout_s: float
+    replay_s: float
+    replay_bytes: int
+    instance_check_s: float | None
+    client_id: str
+    compression: str | None
 
 
 class EventProducer:
@@ -90,26 +114,48 @@ class EventProducer:
         self.settings = settings or get_settings()
         self.envelopes = envelopes
         self.on_delivery = on_delivery
+        self._options = _Options(
+            max_events, max_bytes, linger_s, delivery_timeout_s, replay_s, replay_bytes, instance_check_s,
+            client_id, compression,
+        )  # fmt: skip
+        self._start()
+        self._process = ForkWatch()
+
+    def _start(self) -> None:
+        """The connection and the threads: made here, and again in a process forked from this one."""
+        options = self._options
         self._sender = KafkaSender(
             self.settings,
-            ReplayRing(max_bytes=replay_bytes, max_age_s=replay_s),
-            client_id=client_id,
-            delivery_timeout_s=delivery_timeout_s,
-            compression=compression,
-            on_delivery=on_delivery,
+            ReplayRing(max_bytes=options.replay_bytes, max_age_s=options.replay_s),
+            client_id=options.client_id,
+            delivery_timeout_s=options.delivery_timeout_s,
+            compression=options.compression,
+            on_delivery=self.on_delivery,
         )
         self._envelopes = (
             EnvelopeBuffer(
                 self._send_envelope,
-                max_events=max_events,
-                max_bytes=max_bytes,
-                linger_s=linger_s,
+                max_events=options.max_events,
+                max_bytes=options.max_bytes,
+                linger_s=options.linger_s,
                 on_error=self._sender.failed,
             )
-            if envelopes
+            if self.envelopes
             else None
         )
-        self._watch = InstanceWatch(self.settings, self._sender, instance_check_s)
+        self._watch = InstanceWatch(self.settings, self._sender, options.instance_check_s)
+
+    def _start_in_child(self) -> None:
+        """In a process forked from the one that made this producer (gunicorn's ``--preload``, uWSGI, Celery's
+        prefork pool): a connection and threads of its own. The events the parent had not sent yet at the fork
+        are the parent's to send, and are dropped here with the inherited producer, which is let go without
+        touching the sockets it shares with the parent (``infra.forks``)."""
+        let_go(self._sender.producer)
+        self._start()
+        log.info(
+            "a forked process: the producer starts a connection of its own",
+            extra={"fields": {"pid": os.getpid()}},
+        )
 
     # --- public API ---------------------------------------------------------------------------------------
 
@@ -150,6 +196,7 @@ class EventProducer:
         if (latency := present_value(latency_ms)) is not None:  # a NaN is no latency, as the contract reads it
             event["latency_ms"] = latency
         event_id = validate_prediction(event)
+        self._process.restart(self._start_in_child)
         self._send(self.settings.topics.predictions, model, event, event_id)
         return event_id
 
@@ -176,11 +223,13 @@ class EventProducer:
         if event_id is not None:
             event["event_id"] = plain_id(event_id)
         event_id = validate_outcome(event)
+        self._process.restart(self._start_in_child)
         self._send(self.settings.topics.outcomes, model, event, event_id)
         return event_id
 
     def flush(self, timeout_s: float | None = 30.0) -> None:
         """Send every buffered event and wait until the broker has them; ``DeliveryError`` if some failed."""
+        self._process.restart(self._start_in_child)
         if self._envelopes is not None:
             self._envelopes.flush()
         self._sender.flush(timeout_s)
@@ -191,6 +240,7 @@ class EventProducer:
 
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Flush, then close the Kafka connection."""
+        self._process.restart(self._start_in_child)
         try:
             self.flush(timeout_s)
         finally:

@@ -4,7 +4,9 @@ requests (the same ones every time), and a version the live gate rejects never s
 from __future__ import annotations
 
 import json
+import multiprocessing
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -279,3 +281,52 @@ def test_a_device_this_machine_cannot_run_is_refused_before_anything_loads_and_a
     rows, _ = agrawal(0, 5, seed=29)
     with ModelClient(model, release_settings, device="auto", watch=False) as client:
         assert client.device in ("cpu", "cuda:0") and len(client.predict(rows).values) == 5
+
+
+def _serve_in_child(client: ModelClient, rows: list, k: int, promoted, results) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """A pre-fork server's worker: serve a batch, then requests until the promotion made after the fork serves."""
+    first = client.predict(rows, request_ids=[f"child{k}-{i}" for i in range(len(rows))])
+    promoted.wait(60)
+    deadline, answered = time.monotonic() + 60, set(first.versions)
+    while 2 not in answered and time.monotonic() < deadline:
+        time.sleep(0.2)
+        answered |= set(client.predict(rows[:1], request_ids=[f"child{k}-after-{time.monotonic()}"]).versions)
+    client.flush()
+    results.put((k, sorted(set(first.versions)), sorted(answered)))
+
+
+def test_a_client_made_before_a_fork_serves_publishes_and_follows_promotions_in_every_child(
+    release_settings: Settings, new_model
+) -> None:
+    """gunicorn ``--preload`` and uWSGI load the application, a warm-up prediction included, and fork the
+    workers: every worker hung on its first request (torch's thread pool stayed in the parent), and would
+    neither have published a prediction nor heard of a promotion (the threads that do stayed there too)."""
+    model = new_model(("champion", "candidate"))
+    rows, _ = agrawal(0, 40, seed=31)
+    context = multiprocessing.get_context("fork")
+    promoted, results = context.Event(), context.Queue()
+    with ModelClient(model, release_settings, emit=True) as client:
+        assert set(client.predict(rows[:5], request_ids=[f"parent-{i}" for i in range(5)]).versions) == {1}
+        workers = [
+            context.Process(target=_serve_in_child, args=(client, rows, k, promoted, results), daemon=True)
+            for k in (0, 1)
+        ]
+        for worker in workers:
+            worker.start()
+        registry = ModelRegistry(release_settings)
+        registry.promote(model, 2, "test")
+        registry.close()
+        promoted.set()
+        try:
+            for worker in workers:
+                worker.join(90)
+            assert [w.exitcode for w in workers] == [0, 0]  # None: still hanging
+        finally:
+            for worker in workers:
+                worker.kill()
+        assert sorted(results.get(timeout=5) for _ in workers) == [(0, [1], [1, 2]), (1, [1], [1, 2])]
+        wait_for(lambda: client.version == 2, timeout_s=30, what="the parent to follow the promotion too")
+    served = [e for e in emitted(release_settings, model) if e["request_id"].startswith("child")]
+    first_batches = sorted(e["request_id"] for e in served if "after" not in e["request_id"])
+    assert first_batches == sorted(f"child{k}-{i}" for k in (0, 1) for i in range(len(rows)))
+    assert {e["model_version"] for e in served if "after" in e["request_id"]} >= {2}

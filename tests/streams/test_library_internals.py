@@ -3,7 +3,9 @@
 One module per library (``streams.compat``): ``streams.compat.aiokafka`` re-implements aiokafka 0.14's
 ``PartitionRecords._unpack_records`` and sets its consumer's fetch wait; ``streams.compat.faust`` overrides
 faust-streaming 0.15's consumer; ``streams.compat.river`` feeds River 0.26's ADWIN window;
-``infra.clickhouse.columnar_insert`` takes over clickhouse-driver 0.2's ``Client.send_data``. Each names the
+``infra.clickhouse.columnar_insert`` takes over clickhouse-driver 0.2's ``Client.send_data``;
+``streams.compat.kafka_python`` marks kafka-python 3.0's producer closed in a forked process (what that leaves
+behind is tested through the SDK in ``tests/streams/test_producer.py``). Each names the
 versions it was written for (``WRITTEN_FOR``). When an upgrade changes what they rely on, these tests fail and
 say which module to read again.
 """
@@ -28,9 +30,10 @@ from driftloop.infra.clickhouse import columnar_insert
 from driftloop.streams.batch import ABORTED, TRANSACTION_MARKER, UnreadableRecords
 from driftloop.streams.compat import aiokafka as unreadable_batches
 from driftloop.streams.compat import faust as faust_compat
+from driftloop.streams.compat import kafka_python as kafka_python_compat
 from driftloop.streams.compat import river as river_compat
 
-COMPAT_MODULES = [unreadable_batches, faust_compat, river_compat, columnar_insert]
+COMPAT_MODULES = [unreadable_batches, faust_compat, river_compat, columnar_insert, kafka_python_compat]
 
 
 @pytest.mark.parametrize("module", COMPAT_MODULES, ids=lambda m: m.__name__)

@@ -6,6 +6,8 @@ import datetime as dt
 import decimal
 import enum
 import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -154,3 +156,29 @@ def test_values_of_numpy_pandas_and_the_standard_library_go_as_their_json_form(s
     assert prediction["features"] == {"amount": 12.5, "age": None, "seen": None, "channel": "web"}
     assert prediction["prediction"] == "fraud" and prediction["score"] == {"fraud": 0.75, "legit": 0.25}
     assert outcome["label"] == "fraud"
+
+
+def test_a_producer_made_before_a_fork_sends_each_childs_events_once_and_lets_the_child_exit(
+    stack: PrivateStack,
+) -> None:
+    """gunicorn ``--preload``, uWSGI and Celery's prefork pool fork workers from a process that made the
+    producer: a child had none of its threads, so its events waited for a sender that stayed in the parent
+    (``flush`` timed out, every event lost). Each child now starts a connection of its own on first use; what
+    the parent had not sent at the fork is the parent's to send (once), and a child's exit waits for nothing."""
+    model = "fork-" + uuid.uuid4().hex[:8]
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.streams.forked_producers", model, "3", "200"],
+        env=stack.process_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    assert sorted(line["child"] for line in lines if "child" in line) == [0, 1, 2]
+    assert all(line["ended"] == "flushed" for line in lines if "child" in line), lines
+    assert lines[-1] == {"parent": "closed", "children_exit_codes": [0, 0, 0]}
+    assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr[-2000:]
+    request_ids = [json.loads(m.value)["request_id"] for m in read_all(stack, stack.settings.topics.outcomes, model)]
+    expected = [f"parent-{i}" for i in range(50)] + [f"child{k}-{i}" for k in range(3) for i in range(200)]
+    assert sorted(request_ids) == sorted(expected)  # each once: the parent's not sent again by a child

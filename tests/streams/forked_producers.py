@@ -1,0 +1,43 @@
+"""A pre-fork server's life in one process, run by ``tests/streams/test_producer.py`` as
+``python -m tests.streams.forked_producers MODEL CHILDREN EVENTS``: a producer made and used in the parent
+(an application loaded once, gunicorn ``--preload`` or Celery's prefork pool), events sent and the process
+forked at once, so that the children inherit what the parent had not sent yet; each child emits ``EVENTS``
+outcomes and flushes, then leaves as a worker does (``sys.exit``: atexit handlers and collection run). Prints
+one JSON line a child: its index, how it ended, its seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from driftloop.streams.producer import EventProducer
+
+
+def main(model: str, children: int, events: int) -> None:
+    producer = EventProducer(envelopes=False)  # each event its own Kafka record: pending in kafka-python's buffer
+    for i in range(50):
+        producer.emit_outcome(model, request_id=f"parent-{i}", label=1)
+    pids = []
+    for k in range(children):
+        pid = os.fork()
+        if pid == 0:
+            started = time.monotonic()
+            for i in range(events):
+                producer.emit_outcome(model, request_id=f"child{k}-{i}", label=0)
+            try:
+                producer.flush(30)
+                ended = "flushed"
+            except Exception as exc:  # reported to the test, which says what it was
+                ended = f"{type(exc).__name__}: {exc}"
+            print(json.dumps({"child": k, "ended": ended, "s": round(time.monotonic() - started, 2)}), flush=True)
+            sys.exit(0)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    producer.close(30)
+    print(json.dumps({"parent": "closed", "children_exit_codes": codes}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
