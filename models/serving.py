@@ -29,12 +29,15 @@ one thread (:func:`~models.inference.one_thread_after_fork`).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import json
 import logging
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,6 +183,9 @@ class ModelClient:
             self._shadow = self._shadow_scorer()
         self._watching = watch
         self._process = ForkWatch()
+        if self._shadow is not None:  # run at exit before the producer's own hook (atexit runs the last first)
+            self._exit_hook = functools.partial(_drain_shadow_at_exit, weakref.ref(self))
+            atexit.register(self._exit_hook)
         if watch:
             self._follow()
             self._ready.wait(timeout=30)
@@ -294,6 +300,8 @@ class ModelClient:
         """Stop following the registry; with ``emit``, publish what the shadow holds, then every event."""
         self._process.restart(self._start_in_child)  # a forked process closes its own connections, not the parent's
         self._stop.set()
+        if self._shadow is not None:
+            atexit.unregister(self._exit_hook)
         if self._shadow is not None:
             self._shadow.close()
         if self._producer is not None:
@@ -445,6 +453,18 @@ class ModelClient:
             )
         if self.routing != _routing_of(before):
             log.info("routing changed", extra={"fields": {"model": self.model, **self.routing}})
+
+
+def _drain_shadow_at_exit(client: weakref.ref[ModelClient]) -> None:
+    """The atexit hook of a client with a shadow, not closed: the shadow publishes the answers it holds, for up to
+    the producer's ``EXIT_FLUSH_S`` (whose own hook sends them next); not in a forked process that never served."""
+    from driftloop.streams.producer import EXIT_FLUSH_S
+
+    alive = client()
+    if alive is None or alive._shadow is None or alive._process.in_new_process():
+        return
+    if not alive._shadow.drain(EXIT_FLUSH_S):
+        log.warning("the process exited before the shadow version scored every request it was handed")
 
 
 def served_columns(pre: Preprocessor, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, list[Any]]]:

@@ -6,7 +6,8 @@ model so that one model's events stay ordered within a partition (or spread over
 ``event_id`` is filled in deterministically when not given (the same event re-sent gets the same id) and
 returned.
 
-Delivery is at-least-once: while the broker is away, messages are retried for up to two minutes
+A process that exits without ``close()`` sends what the producer holds first, for up to :data:`EXIT_FLUSH_S`
+(an atexit hook; a WARNING says what was not delivered). Delivery is at-least-once: while the broker is away, messages are retried for up to two minutes
 (``delivery_timeout_s``), one request in flight per connection so that a retry cannot overtake the
 message after it. When the broker comes back as a new instance (a new cluster id: the embedded broker
 keeps nothing across a restart), the producer provisions the topics and sends again what the broker
@@ -36,11 +37,14 @@ least once), ``streams.instance_watch`` and ``streams.replay`` (a broker that ca
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
 import json
 import logging
 import os
 import uuid
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +64,8 @@ from driftloop.streams.replay import ReplayRing
 
 __all__ = ["COMPRESSIONS", "Delivery", "DeliveryError", "EventProducer", "spread_keys"]
 log = logging.getLogger("driftloop.producer")
+#: Seconds a process that exits without ``close()`` waits for the broker to take what it holds.
+EXIT_FLUSH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,11 @@ class EventProducer:
         )  # fmt: skip
         self._start()
         self._process = ForkWatch()
+        self._closed = False
+        # Events emitted are accepted: a process that exits without close() (a pre-fork server's worker recycled,
+        # a pod stopped) sends what it holds first, for up to EXIT_FLUSH_S.
+        self._exit_hook = functools.partial(_flush_at_exit, weakref.ref(self))
+        atexit.register(self._exit_hook)
 
     def _start(self) -> None:
         """The connection and the threads: made here, and again in a process forked from this one."""
@@ -241,6 +252,8 @@ class EventProducer:
     def close(self, timeout_s: float | None = 30.0) -> None:
         """Flush, then close the Kafka connection."""
         self._process.restart(self._start_in_child)
+        self._closed = True
+        atexit.unregister(self._exit_hook)
         try:
             self.flush(timeout_s)
         finally:
@@ -248,6 +261,19 @@ class EventProducer:
                 self._envelopes.close()
             self._watch.close()
             self._sender.close(timeout_s)
+
+    def _flush_at_exit(self) -> None:
+        """At the interpreter's exit, without close(): send what this process holds (a forked process that never
+        emitted holds nothing of its own: the parent's events are the parent's)."""
+        if self._closed or self._process.in_new_process():
+            return
+        try:
+            self.flush(EXIT_FLUSH_S)
+        except Exception as exc:  # the process ends either way: say what was lost
+            log.warning(
+                "events not delivered before the process exited",
+                extra={"fields": {"error": f"{type(exc).__name__}: {exc}", "waited_s": EXIT_FLUSH_S}},
+            )
 
     @property
     def replays(self) -> int:
@@ -271,3 +297,9 @@ class EventProducer:
 
     def _send_envelope(self, topic: str, model: str, value: bytes, event_ids: tuple[str, ...]) -> None:
         self._sender.send(topic, self._key(topic, model), value, event_ids)
+
+
+def _flush_at_exit(producer: weakref.ref[EventProducer]) -> None:
+    """The atexit hook of a producer still open (held weakly: a producer collected has nothing left to send)."""
+    if (alive := producer()) is not None:
+        alive._flush_at_exit()

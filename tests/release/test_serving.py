@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -330,3 +332,26 @@ def test_a_client_made_before_a_fork_serves_publishes_and_follows_promotions_in_
     first_batches = sorted(e["request_id"] for e in served if "after" not in e["request_id"])
     assert first_batches == sorted(f"child{k}-{i}" for k in (0, 1) for i in range(len(rows)))
     assert {e["model_version"] for e in served if "after" in e["request_id"]} >= {2}
+
+
+def test_a_server_that_exits_without_closing_its_client_publishes_every_answer_its_shadow_included(
+    stack: PrivateStack, release_settings: Settings, new_model
+) -> None:
+    """Servers seldom close a client made at start-up: at the exit its open envelopes and the answers its
+    shadow still had to score were lost, though every request had been served."""
+    model = new_model(("champion", "shadow"))
+    env = stack.with_env(
+        DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory), DRIFTLOOP_ARTIFACTS=str(release_settings.artifacts)
+    ).process_env()
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.release.exiting_client", model, "1000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    events = emitted(release_settings, model)
+    ids = sorted(f"x{i}" for i in range(1000))
+    assert sorted(e["request_id"] for e in events if e.get("served", True)) == ids
+    assert sorted(e["request_id"] for e in events if e.get("served") is False) == ids

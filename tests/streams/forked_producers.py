@@ -1,5 +1,10 @@
-"""A pre-fork server's life in one process, run by ``tests/streams/test_producer.py`` as
-``python -m tests.streams.forked_producers MODEL CHILDREN EVENTS``: a producer made and used in the parent
+"""Producers in processes that end as servers end them, run by ``tests/streams/test_producer.py``.
+
+``python -m tests.streams.forked_producers exit MODEL EVENTS``: a producer emits ``EVENTS`` outcomes into an
+envelope that lingers for a minute, and the process exits without closing it (``sys.exit``).
+
+``python -m tests.streams.forked_producers fork MODEL CHILDREN EVENTS``: a pre-fork server's life in one
+process: a producer made and used in the parent
 (an application loaded once, gunicorn ``--preload`` or Celery's prefork pool), events sent and the process
 forked at once, so that the children inherit what the parent had not sent yet; each child emits ``EVENTS``
 outcomes and flushes, then leaves as a worker does (``sys.exit``: atexit handlers and collection run). Prints
@@ -15,7 +20,14 @@ import time
 from driftloop.streams.producer import EventProducer
 
 
-def main(model: str, children: int, events: int) -> None:
+def exit_unclosed(model: str, events: int) -> None:
+    producer = EventProducer(max_events=10_000, linger_s=60)
+    for i in range(events):
+        producer.emit_outcome(model, request_id=f"r{i}", label=1)
+    sys.exit(0)
+
+
+def fork(model: str, children: int, events: int) -> None:
     producer = EventProducer(envelopes=False)  # each event its own Kafka record: pending in kafka-python's buffer
     for i in range(50):
         producer.emit_outcome(model, request_id=f"parent-{i}", label=1)
@@ -40,4 +52,7 @@ def main(model: str, children: int, events: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    if sys.argv[1] == "exit":
+        exit_unclosed(sys.argv[2], int(sys.argv[3]))
+    else:
+        fork(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

@@ -167,7 +167,7 @@ def test_a_producer_made_before_a_fork_sends_each_childs_events_once_and_lets_th
     the parent had not sent at the fork is the parent's to send (once), and a child's exit waits for nothing."""
     model = "fork-" + uuid.uuid4().hex[:8]
     run = subprocess.run(
-        [sys.executable, "-m", "tests.streams.forked_producers", model, "3", "200"],
+        [sys.executable, "-m", "tests.streams.forked_producers", "fork", model, "3", "200"],
         env=stack.process_env(),
         capture_output=True,
         text=True,
@@ -182,3 +182,20 @@ def test_a_producer_made_before_a_fork_sends_each_childs_events_once_and_lets_th
     request_ids = [json.loads(m.value)["request_id"] for m in read_all(stack, stack.settings.topics.outcomes, model)]
     expected = [f"parent-{i}" for i in range(50)] + [f"child{k}-{i}" for k in range(3) for i in range(200)]
     assert sorted(request_ids) == sorted(expected)  # each once: the parent's not sent again by a child
+
+
+def test_events_emitted_by_a_process_that_exits_without_closing_its_producer_are_sent(stack: PrivateStack) -> None:
+    """A server stopped (a recycled gunicorn worker, a pod rolled) rarely closes a module-level producer: the
+    events in its open envelopes were lost at the exit, though ``emit`` had accepted them."""
+    model = "exit-" + uuid.uuid4().hex[:8]
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.streams.forked_producers", "exit", model, "300"],
+        env=stack.process_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    messages = read_all(stack, stack.settings.topics.outcomes, model)
+    request_ids = [e["request_id"] for m in messages for e in json.loads(m.value)["events"]]
+    assert sorted(request_ids) == sorted(f"r{i}" for i in range(300))
