@@ -6,9 +6,9 @@ model so that one model's events stay ordered within a partition (or spread over
 ``event_id`` is filled in deterministically when not given (the same event re-sent gets the same id) and
 returned.
 
-A process that exits without ``close()`` sends what the producer holds first, for up to :data:`EXIT_FLUSH_S`
-(an atexit hook; a WARNING says what was not delivered). Delivery is at-least-once: while the broker is away, messages are retried for up to two minutes
-(``delivery_timeout_s``), one request in flight per connection so that a retry cannot overtake the
+Delivery is at-least-once: a process that exits without ``close()`` sends what the producer holds first, for up
+to :data:`EXIT_FLUSH_S` (an atexit hook; a WARNING says what was not delivered); while the broker is away,
+messages are retried for up to two minutes (``delivery_timeout_s``), one request in flight per connection so that a retry cannot overtake the
 message after it. When the broker comes back as a new instance (a new cluster id: the embedded broker
 keeps nothing across a restart), the producer provisions the topics and sends again what the broker
 acknowledged in the last ``replay_s`` seconds (``streams.replay``). A retry or a replay may store a
