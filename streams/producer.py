@@ -8,12 +8,12 @@ returned.
 
 Delivery is at-least-once: a process that exits without ``close()`` sends what the producer holds first, for up
 to :data:`EXIT_FLUSH_S` (an atexit hook; a WARNING says what was not delivered); while the broker is away,
-messages are retried for up to two minutes (``delivery_timeout_s``), one request in flight per connection so that a retry cannot overtake the
-message after it. When the broker comes back as a new instance (a new cluster id: the embedded broker
-keeps nothing across a restart), the producer provisions the topics and sends again what the broker
-acknowledged in the last ``replay_s`` seconds (``streams.replay``). A retry or a replay may store a
-message twice; ClickHouse results count each ``event_id`` once. ``on_delivery`` is told where each
-message landed (topic, partition, offset, its events' ids).
+messages are retried for up to two minutes (``delivery_timeout_s``), one request in flight per connection so
+that a retry cannot overtake the message after it. When the broker comes back as a new instance (a new cluster
+id: the embedded broker keeps nothing across a restart), the producer provisions the topics and sends again what
+the broker acknowledged in the last ``replay_s`` seconds (``streams.replay``). A retry or a replay may store a
+message twice; ClickHouse results count each ``event_id`` once. ``on_delivery`` is told where each message
+landed (topic, partition, offset, its events' ids).
 
 Usage (with a running stack)::
 
