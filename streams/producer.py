@@ -163,6 +163,8 @@ class EventProducer:
         touching the sockets it shares with the parent (``infra.forks``)."""
         let_go(self._sender.producer)
         self._start()
+        atexit.unregister(self._exit_hook)  # after the new Kafka producer's own hook: run before it closes it
+        atexit.register(self._exit_hook)
         log.info(
             "a forked process: the producer starts a connection of its own",
             extra={"fields": {"pid": os.getpid()}},
@@ -267,8 +269,11 @@ class EventProducer:
         emitted holds nothing of its own: the parent's events are the parent's)."""
         if self._closed or self._process.in_new_process():
             return
-        try:
-            self.flush(EXIT_FLUSH_S)
+        try:  # as flush(), without asking the broker for its id (a process that ends cannot replay)
+            if self._envelopes is not None:
+                self._envelopes.flush()
+            self._sender.flush(EXIT_FLUSH_S)
+            self._sender.raise_failures()
         except Exception as exc:  # the process ends either way: say what was lost
             log.warning(
                 "events not delivered before the process exited",

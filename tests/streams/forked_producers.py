@@ -4,11 +4,11 @@
 envelope that lingers for a minute, and the process exits without closing it (``sys.exit``).
 
 ``python -m tests.streams.forked_producers fork MODEL CHILDREN EVENTS``: a pre-fork server's life in one
-process: a producer made and used in the parent
-(an application loaded once, gunicorn ``--preload`` or Celery's prefork pool), events sent and the process
-forked at once, so that the children inherit what the parent had not sent yet; each child emits ``EVENTS``
-outcomes and flushes, then leaves as a worker does (``sys.exit``: atexit handlers and collection run). Prints
-one JSON line a child: its index, how it ended, its seconds."""
+process: a producer made and used in the parent (an application loaded once, gunicorn ``--preload`` or Celery's
+prefork pool), events sent and the process forked at once, so that the children inherit what the parent had not
+sent yet; each child emits ``EVENTS`` outcomes and flushes, emits ten more and leaves as a worker does, without
+closing it (``sys.exit``: atexit handlers and collection run). Prints one JSON line a child: its index, how it
+ended, its seconds."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def exit_unclosed(model: str, events: int) -> None:
 
 
 def fork(model: str, children: int, events: int) -> None:
-    producer = EventProducer(envelopes=False)  # each event its own Kafka record: pending in kafka-python's buffer
+    # envelopes of 50: the parent's one envelope goes to kafka-python's buffer at once, pending at the fork; the
+    # children's last events wait in an open envelope (a minute's linger) when they exit
+    producer = EventProducer(max_events=50, linger_s=60)
     for i in range(50):
         producer.emit_outcome(model, request_id=f"parent-{i}", label=1)
     pids = []
@@ -44,7 +46,9 @@ def fork(model: str, children: int, events: int) -> None:
             except Exception as exc:  # reported to the test, which says what it was
                 ended = f"{type(exc).__name__}: {exc}"
             print(json.dumps({"child": k, "ended": ended, "s": round(time.monotonic() - started, 2)}), flush=True)
-            sys.exit(0)
+            for i in range(10):
+                producer.emit_outcome(model, request_id=f"child{k}-late-{i}", label=0)
+            sys.exit(0)  # without close(): the late events are sent at the exit
         pids.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
     producer.close(30)
