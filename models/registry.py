@@ -9,6 +9,11 @@ the ``model-versions`` topic, where serving clients hear it (an announcement the
 ``announce_timeout_s`` is logged, the change stands: clients read the routing once a minute besides).
 :meth:`ModelRegistry.routing` says which versions serve a model now; ``release.controller`` decides the changes,
 people can too (``path="manual"``).
+
+Every change also writes the model's routing beside its artifacts (``<artifacts>/<model>/routing.json``, a
+:class:`SavedRouting`): the serving path does not hang on ClickHouse. A serving client started while ClickHouse
+does not answer serves the routing saved at the last change (:meth:`ModelRegistry.serving_routing`), and reads
+ClickHouse again until it does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -24,12 +30,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from clickhouse_driver.errors import NetworkError
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.contract import VersionAnnouncement
-from driftloop.infra.errors import DriftloopError
+from driftloop.infra.errors import DriftloopError, UnreachableError
+from driftloop.infra.service_errors import unreachable_clickhouse
 from driftloop.infra.settings import Settings
 from driftloop.models.artifacts import LoadedModel, artifact_root, load_artifact
 
@@ -49,6 +57,8 @@ TRANSITIONS: dict[str, tuple[Stage, ...]] = {
     "rolled_back": ("champion",),
     "rejected": (),
 }
+#: The file beside a model's artifacts that holds its routing as of its last change.
+SAVED_ROUTING = "routing.json"
 #: Who moved a version: its first registration, the release controller (normal or urgent path), or a person.
 ChangePath = Literal["first", "release", "urgent", "manual"]
 
@@ -274,6 +284,29 @@ class Routing:
         return self.canary.traffic_share if self.canary is not None else 0.0
 
 
+@dataclass(frozen=True)
+class SavedRouting:
+    """A model's routing as written beside its artifacts at a change: ``revision`` is the highest of all its
+    versions' rows then (a later change has a higher one), ``saved_at`` when it was written (epoch seconds)."""
+
+    routing: Routing
+    revision: int
+    saved_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        stages = {"champion": self.routing.champion, "shadow": self.routing.shadow, "canary": self.routing.canary}
+        return {
+            "revision": self.revision,
+            "saved_at": self.saved_at,
+            **{stage: asdict(record) if record else None for stage, record in stages.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SavedRouting:
+        records = {s: VersionRecord(**data[s]) if data[s] else None for s in ("champion", "shadow", "canary")}
+        return cls(Routing(**records), int(data["revision"]), float(data["saved_at"]))
+
+
 class ModelRegistry:
     """Versions of every model; see the module docstring."""
 
@@ -314,6 +347,34 @@ class ModelRegistry:
                 latest[record.status] = record
         return Routing(latest.get("champion"), latest.get("shadow"), latest.get("canary"))
 
+    def serving_routing(self, model: str) -> tuple[Routing, SavedRouting | None]:
+        """The routing to serve ``model`` with: ClickHouse's, or where ClickHouse does not answer, the one saved
+        at the model's last change (returned beside it; None when ClickHouse answered). Without either, an
+        ``UnreachableError`` that says so."""
+        try:
+            return self.routing(model), None
+        except NetworkError as exc:
+            saved = self.saved_routing(model)
+            if saved is None:
+                raise UnreachableError(
+                    f"{unreachable_clickhouse(self.settings, exc.message)} No routing of {model} is saved beside "
+                    f"its artifacts ({self.root / model / SAVED_ROUTING}) to serve meanwhile: every change of stage "
+                    "writes one"
+                ) from None
+            return saved.routing, saved
+
+    def saved_routing(self, model: str) -> SavedRouting | None:
+        """The routing written beside ``model``'s artifacts at its last change; None when there is none (a model
+        last changed before this was written) or it cannot be read (logged)."""
+        path = self.root / model / SAVED_ROUTING
+        try:
+            return SavedRouting.from_json(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("the saved routing cannot be read", extra={"fields": {"path": str(path), "error": repr(exc)}})
+            return None
+
     def changes(self, model: str, version: int | None = None) -> list[StageChange]:
         """The model's (or one version's) changes of stage, oldest first."""
         where = "model = %(m)s" + ("" if version is None else " AND version = %(v)s")
@@ -351,6 +412,7 @@ class ModelRegistry:
         )
         change = StageChange(record.model, record.version, "none", record.status, now, path, record.reason, share)
         self._write([record], [change])
+        self._save_routing(record.model)
         self._announce(change.announcement(record, None))
         return record
 
@@ -393,6 +455,7 @@ class ModelRegistry:
             )
             changes.append(StageChange(model, current.version, "champion", "retired", now, path, retire))
         self._write(records, changes)
+        self._save_routing(model)
         for record, change in zip(records, changes, strict=True):
             self._announce(change.announcement(record, previous))
         return records[0]
@@ -446,6 +509,7 @@ class ModelRegistry:
                     )
                 )
             self._write(records, changes)
+            self._save_routing(model)
             previous = current.version if current is not None else None
             for record, change in zip(records, changes, strict=True):
                 self._announce(change.announcement(record, previous))
@@ -484,6 +548,27 @@ class ModelRegistry:
             )
         finally:
             client.disconnect()
+
+    def _save_routing(self, model: str) -> None:
+        """Write the model's routing as it now is beside its artifacts (:class:`SavedRouting`), atomically; one
+        written by a later change is not replaced. A routing that cannot be written is logged: the change
+        stands, recorded in ClickHouse."""
+        path = self.root / model / SAVED_ROUTING
+        try:
+            versions = self.versions(model)
+            saved = SavedRouting(self.routing(model, versions), max(r.revision for r in versions), self.clock())
+            current = self.saved_routing(model)
+            if current is not None and current.revision > saved.revision:
+                return
+            scratch = path.with_name(f".{SAVED_ROUTING}.{os.getpid()}.{uuid.uuid4().hex}")
+            scratch.write_text(json.dumps(saved.to_json()))
+            os.replace(scratch, path)
+        except Exception as exc:  # the change is recorded: only the fallback for serving is stale
+            log.warning(
+                "the routing could not be saved beside the artifacts: a serving client started while ClickHouse "
+                "does not answer would serve an older one",
+                extra={"fields": {"model": model, "path": str(path), "error": f"{type(exc).__name__}: {exc}"}},
+            )
 
     def _announce(self, announcement: VersionAnnouncement) -> None:
         """Publish ``announcement``; a broker that does not take it is logged: the change is recorded already,

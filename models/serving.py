@@ -14,13 +14,14 @@ the registry's sha256) and predicts on a batch of rows (a DataFrame or dicts):
   waits for what it holds.
 
 A background thread listens on ``model-versions``; when a stage changes it reads the routing again, loads and
-verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails
-during a swap (a version that does not verify is refused, the current routing stays); a client started while
-Kafka is down serves the routing it read and follows the changes once a broker answers. A change it could not
-read (ClickHouse away at that moment) is read again every :data:`RETRY_S` until it is, and the routing is read
-every :data:`RECHECK_S` besides: a change whose announcement never came (the broker away when it was made) is
-served within that. With ``emit=True`` every prediction is published with ``latency_ms``, the time the client
-took for the batch.
+verifies what is new, then swaps one reference: a batch always runs on one routing, and no request fails during a
+swap (a version that does not verify is refused, the current routing stays); a client started while Kafka is down
+serves the routing it read and follows the changes once a broker answers; one started while ClickHouse does not
+answer serves the routing the registry saved beside the artifacts at the model's last change (``routing_stale``
+until ClickHouse answers). A change it could not read (ClickHouse away at that moment) is read again every
+:data:`RETRY_S` until it is, and the routing is read every :data:`RECHECK_S` besides: a change whose announcement
+never came (the broker away when it was made) is served within that. With ``emit=True`` every prediction is
+published with ``latency_ms``, the time the client took for the batch.
 
 A client made before the process forks (gunicorn's ``--preload``, uWSGI, Celery's prefork pool) serves in each
 child: the first call there starts the child's own threads and connections (``infra.forks``), and torch runs on
@@ -161,14 +162,20 @@ class ModelClient:
         self.device = serving_device(device)
         self.registry = ModelRegistry(self.settings)
         self._refusals: set[str] = set()  # versions refused, said once (the routing is read again every minute)
-        routing = self.registry.routing(model)
+        routing, saved = self.registry.serving_routing(model)
         if routing.champion is None:
             raise NoChampionError(
                 f"{model} has no champion yet: train one with `driftloop retrain --model {model} --now`"
             )
         self._serving = self._load(routing, None)
         self.swaps = 0
-        self.routing_stale = False  # the routing changed (or may have) and could not be read yet
+        self.routing_stale = saved is not None  # the routing changed (or may have) and could not be read yet
+        if saved is not None:
+            log.error(
+                "ClickHouse does not answer: serving the routing saved at the model's last change, and reading it "
+                "again every few seconds",
+                extra={"fields": {"model": model, "saved_at": saved.saved_at, **self.routing}},
+            )
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._producer = None

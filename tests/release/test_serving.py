@@ -16,15 +16,16 @@ import pandas as pd
 import pytest
 from kafka import KafkaConsumer
 
+from driftloop.infra.errors import UnreachableError
 from driftloop.infra.kafka.topics import provision_topics
 from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack import stack as local_stack
-from driftloop.models.registry import ModelRegistry
+from driftloop.models.registry import SAVED_ROUTING, ModelRegistry
 from driftloop.models.serving import ModelClient, ServingDeviceError, ServingInputError, canary_bucket
 from driftloop.release.controller import ReleaseController
-from tests.release.conftest import agrawal
-from tests.stack_fixtures import PrivateStack, wait_for
+from tests.release.conftest import CANARY_SHARE, agrawal
+from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -355,3 +356,33 @@ def test_a_server_that_exits_without_closing_its_client_publishes_every_answer_i
     ids = sorted(f"x{i}" for i in range(1000))
     assert sorted(e["request_id"] for e in events if e.get("served", True)) == ids
     assert sorted(e["request_id"] for e in events if e.get("served") is False) == ids
+
+
+def test_a_client_started_while_clickhouse_is_away_serves_the_routing_saved_at_the_last_change(
+    stack: PrivateStack, release_settings: Settings, new_model
+) -> None:
+    """The routing lives in ClickHouse: a model server (re)started during a ClickHouse outage, a pod rolled or
+    scaled out, failed to start at all. It now serves the routing the registry saved beside the artifacts at
+    the model's last change, canary share included, and follows ClickHouse once it answers."""
+    model = new_model(("champion", "canary"))
+    port = release_settings.clickhouse.port
+    proxy = TcpProxy(port)  # not started: nothing answers on its port
+    away = stack.with_env(
+        DRIFTLOOP_CLICKHOUSE_URL=stack.env["DRIFTLOOP_CLICKHOUSE_URL"].replace(f":{port}/", f":{proxy.port}/"),
+        DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory),
+        DRIFTLOOP_ARTIFACTS=str(release_settings.artifacts),
+    ).settings
+    rows, _ = agrawal(0, 400, seed=34)
+    with ModelClient(model, away) as client:
+        assert client.routing == {"champion": 1, "shadow": None, "canary": 2, "canary_share": CANARY_SHARE}
+        assert client.routing_stale
+        assert set(client.predict(rows).versions) == {1, 2}
+        proxy.start()
+        try:
+            wait_for(lambda: not client.routing_stale, timeout_s=30, what="the client to read ClickHouse again")
+        finally:
+            proxy.stop()
+    saved = Path(release_settings.artifact_location) / model / SAVED_ROUTING
+    saved.unlink()  # as for a model last changed before routings were saved
+    with pytest.raises(UnreachableError, match=f"No routing of {model} is saved"):
+        ModelClient(model, away, watch=False)
