@@ -145,7 +145,9 @@ class ModelClient:
 
     ``emit``: publish every prediction (and score the shadow); ``watch``: follow stage changes live;
     ``device``: where the networks run (``"auto"``: a GPU where torch sees one); ``shadow_max_waiting``:
-    requests that may wait for the shadow before new ones go without its answers."""
+    requests that may wait for the shadow before new ones go without its answers; ``spread`` and ``compression``:
+    how the published predictions go (``EventProducer``'s: a busy model's spread over partitions, and so over
+    the streams workers, ``docs/scaling.md``)."""
 
     def __init__(
         self,
@@ -156,6 +158,8 @@ class ModelClient:
         watch: bool = True,
         device: str = "cpu",
         shadow_max_waiting: int = MAX_ROWS_WAITING,
+        spread: int = 1,
+        compression: str | None = None,
     ) -> None:
         self.model = model
         self.settings = settings or get_settings()
@@ -186,7 +190,8 @@ class ModelClient:
                 EventProducer,  # the loop closes here: served predictions are monitored
             )
 
-            self._producer = EventProducer(self.settings)  # it starts again in a forked process by itself
+            # it starts again in a forked process by itself
+            self._producer = EventProducer(self.settings, spread=spread, compression=compression)
             self._shadow = self._shadow_scorer()
         self._watching = watch
         self._process = ForkWatch()

@@ -30,7 +30,9 @@ from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
 pytestmark = pytest.mark.integration
 
 
-def emitted(settings: Settings, model: str) -> list[dict]:  # type: ignore[type-arg]
+def emitted(settings: Settings, model: str, *, partitions: set[int] | None = None) -> list[dict]:  # type: ignore[type-arg]
+    """The prediction events published for ``model`` (keyed by its name, or by its name and a number when
+    spread); ``partitions`` collects where they went."""
     consumer = KafkaConsumer(
         settings.topics.predictions,
         **settings.kafka_python_config(),
@@ -38,9 +40,12 @@ def emitted(settings: Settings, model: str) -> list[dict]:  # type: ignore[type-
         consumer_timeout_ms=3000,
     )
     try:
-        return [e for m in consumer if m.key == model.encode() for e in json.loads(m.value)["events"]]
+        ours = [m for m in consumer if m.key and json.loads(m.value)["events"][0]["model"] == model]
     finally:
         consumer.close()
+    if partitions is not None:
+        partitions.update(m.partition for m in ours)
+    return [e for m in ours for e in json.loads(m.value)["events"]]
 
 
 def test_a_challenger_stopped_in_shadow_never_serves_a_request(
@@ -386,3 +391,18 @@ def test_a_client_started_while_clickhouse_is_away_serves_the_routing_saved_at_t
     saved.unlink()  # as for a model last changed before routings were saved
     with pytest.raises(UnreachableError, match=f"No routing of {model} is saved"):
         ModelClient(model, away, watch=False)
+
+
+def test_a_busy_models_client_spreads_its_predictions_over_partitions(release_settings: Settings, new_model) -> None:
+    """A model too busy for one streams worker is spread over partitions (``docs/scaling.md``); a model served
+    through the client could not be: it sent every prediction under the model's own key, on one partition."""
+    model = new_model(("champion",))
+    rows, _ = agrawal(0, 400, seed=35)
+    with ModelClient(model, release_settings, emit=True, watch=False, spread=4, compression="zstd") as client:
+        for start in range(0, 400, 20):
+            client.predict(rows[start : start + 20], request_ids=[f"s{i}" for i in range(start, start + 20)])
+            client.flush()  # an envelope a batch: the keys take turns
+    partitions: set[int] = set()
+    events = emitted(release_settings, model, partitions=partitions)
+    assert sorted(e["request_id"] for e in events) == sorted(f"s{i}" for i in range(400))
+    assert len(partitions) == 4  # the four keys land on the four partitions of the topic
