@@ -216,7 +216,7 @@ class ModelClient:
         """Follow the registry's changes on a thread of its own (:meth:`_watch`)."""
         threading.Thread(target=self._watch, name=f"driftloop-watch-{self.model}", daemon=True).start()
 
-    def _start_in_child(self) -> None:
+    def _start_in_child(self, *, follow: bool = True) -> None:
         """In a process forked from the one that made this client (gunicorn's ``--preload``, uWSGI's default,
         Celery's prefork pool): the loaded versions serve on as they are, with torch on one thread
         (:func:`~models.inference.one_thread_after_fork`), a ClickHouse connection, a shadow scorer and a
@@ -232,7 +232,7 @@ class ModelClient:
         self.registry = ModelRegistry(self.settings)
         if self._shadow is not None:
             self._shadow = self._shadow_scorer()
-        closed = self._stop.is_set()
+        closed = self._stop.is_set() or not follow
         self._stop, self._ready = threading.Event(), threading.Event()
         if closed:
             self._stop.set()
@@ -310,7 +310,8 @@ class ModelClient:
 
     def close(self) -> None:
         """Stop following the registry; with ``emit``, publish what the shadow holds, then every event."""
-        self._process.restart(self._start_in_child)  # a forked process closes its own connections, not the parent's
+        # a forked process closes its own connections, not the parent's (and follows nothing: it is closing)
+        self._process.restart(lambda: self._start_in_child(follow=False))
         self._stop.set()
         if self._shadow is not None:
             atexit.unregister(self._exit_hook)
