@@ -219,7 +219,7 @@ class ModelClient:
     def _start_in_child(self, *, follow: bool = True) -> None:
         """In a process forked from the one that made this client (gunicorn's ``--preload``, uWSGI's default,
         Celery's prefork pool): the loaded versions serve on as they are, with torch on one thread
-        (:func:`~models.inference.one_thread_after_fork`), a ClickHouse connection, a shadow scorer and a
+        (:func:`~models.inference.one_thread_after_fork`), a registry, a shadow scorer and a
         thread following the registry of its own; the inherited ones are left to the parent (``infra.forks``).
         The routing is read again once the new thread follows the changes."""
         if torch.device(self.device).type == "cuda":
