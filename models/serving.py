@@ -164,6 +164,10 @@ class ModelClient:
         self.model = model
         self.settings = settings or get_settings()
         self.device = serving_device(device)
+        self._arguments: dict[str, Any] = dict(
+            emit=emit, watch=watch, device=self.device, shadow_max_waiting=shadow_max_waiting, spread=spread,
+            compression=compression,
+        )  # fmt: skip
         self.registry = ModelRegistry(self.settings)
         self._refusals: set[str] = set()  # versions refused, said once (the routing is read again every minute)
         routing, saved = self.registry.serving_routing(model)
@@ -238,6 +242,12 @@ class ModelClient:
             self._stop.set()
         elif self._watching:
             self._follow()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A client handed to another process (``multiprocessing``'s spawn and forkserver starts: the default on
+        macOS and, from Python 3.14, on Linux) is made there anew for the same model, settings and options: it
+        loads and verifies the versions that serve the model then, and follows them from there."""
+        return functools.partial(ModelClient, self.model, self.settings, **self._arguments), ()
 
     @property
     def version(self) -> int:

@@ -280,6 +280,19 @@ class EventProducer:
                 extra={"fields": {"error": f"{type(exc).__name__}: {exc}", "waited_s": EXIT_FLUSH_S}},
             )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A producer handed to another process (``multiprocessing``'s spawn and forkserver starts: the default
+        on macOS and, from Python 3.14, on Linux) is made there anew with the same settings and options: its
+        connection and threads cannot travel, and what it holds is sent from here."""
+        o = self._options
+        options = dict(
+            envelopes=self.envelopes, max_events=o.max_events, max_bytes=o.max_bytes, linger_s=o.linger_s,
+            delivery_timeout_s=o.delivery_timeout_s, replay_s=o.replay_s, replay_bytes=o.replay_bytes,
+            instance_check_s=o.instance_check_s, client_id=o.client_id, compression=o.compression,
+            spread=self.spread, on_delivery=self.on_delivery,
+        )  # fmt: skip
+        return functools.partial(EventProducer, **options), (self.settings,)
+
     @property
     def replays(self) -> int:
         """Times the broker came back as a new instance and recent messages were sent again."""

@@ -406,3 +406,25 @@ def test_a_busy_models_client_spreads_its_predictions_over_partitions(release_se
     events = emitted(release_settings, model, partitions=partitions)
     assert sorted(e["request_id"] for e in events) == sorted(f"s{i}" for i in range(400))
     assert len(partitions) == release_settings.topic_partitions  # the keys land on every partition (3 here)
+
+
+def _serve_in_spawned_process(client: ModelClient, rows: list) -> None:  # type: ignore[type-arg]
+    with client:
+        client.predict(rows, request_ids=[f"spawned-{i}" for i in range(len(rows))])
+
+
+def test_a_client_handed_to_a_spawned_process_is_made_there_anew_and_serves(
+    release_settings: Settings, new_model
+) -> None:
+    """multiprocessing's spawn and forkserver starts (macOS's default, and Linux's from Python 3.14) pickle a
+    process's arguments: a client could not be handed to a worker process at all."""
+    model = new_model(("champion",))
+    rows, _ = agrawal(0, 30, seed=36)
+    with ModelClient(model, release_settings, emit=True, watch=False) as client:
+        worker = multiprocessing.get_context("spawn").Process(target=_serve_in_spawned_process, args=(client, rows))
+        worker.start()
+        worker.join(120)
+        assert worker.exitcode == 0
+    served = emitted(release_settings, model)
+    assert sorted(e["request_id"] for e in served) == sorted(f"spawned-{i}" for i in range(30))
+    assert {e["model_version"] for e in served} == {1}

@@ -6,6 +6,7 @@ import datetime as dt
 import decimal
 import enum
 import json
+import multiprocessing
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ def read_all(stack: PrivateStack, topic: str, model: str) -> list:
         topic, **stack.settings.kafka_python_config(), auto_offset_reset="earliest", consumer_timeout_ms=2000
     )
     try:
-        return [m for m in consumer if m.key == model.encode()]
+        return [m for m in consumer if m.key == model.encode() or m.key.startswith(f"{model}#".encode())]
     finally:
         consumer.close()
 
@@ -203,3 +204,27 @@ def test_events_emitted_by_a_process_that_exits_without_closing_its_producer_are
     messages = read_all(stack, stack.settings.topics.outcomes, model)
     request_ids = [e["request_id"] for m in messages for e in json.loads(m.value)["events"]]
     assert sorted(request_ids) == sorted(f"r{i}" for i in range(300))
+
+
+def _emit_in_spawned_process(producer: EventProducer, model: str) -> None:
+    with producer:
+        for i in range(100):
+            producer.emit_prediction(model, request_id=f"spawned-{i}", features={"x": float(i)}, prediction=1)
+
+
+def test_a_producer_handed_to_a_spawned_process_is_made_there_anew_and_sends(stack: PrivateStack) -> None:
+    """multiprocessing's spawn and forkserver starts (macOS's default, and Linux's from Python 3.14) pickle a
+    process's arguments: a producer could not be handed over ("cannot pickle '_thread.lock' object")."""
+    model = "spawn-" + uuid.uuid4().hex[:8]
+    producer = EventProducer(stack.settings, max_events=30, compression="gzip", spread=2)
+    try:
+        worker = multiprocessing.get_context("spawn").Process(target=_emit_in_spawned_process, args=(producer, model))
+        worker.start()
+        worker.join(120)
+        assert worker.exitcode == 0
+    finally:
+        producer.close()
+    messages = read_all(stack, stack.settings.topics.predictions, model)
+    events = [e["request_id"] for m in messages for e in json.loads(m.value)["events"]]
+    assert sorted(events) == sorted(f"spawned-{i}" for i in range(100))
+    assert {len(json.loads(m.value)["events"]) for m in messages} <= {30, 10}  # its options travelled
