@@ -264,10 +264,10 @@ class ModelClient:
         rows: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]],
         request_ids: Sequence[str | int] | None = None,
     ) -> Predictions:
-        """Predict on ``rows`` (a DataFrame, dicts, or one dict); ``request_ids``, one a row (given or made),
-        route canary requests and join outcomes. ``ServingInputError`` before anything is scored or sent if the
-        rows hold none of the model's features, the ids do not match the rows, or (with ``emit``) a column holds
-        values no event can carry."""
+        """Predict on ``rows`` (a pandas or polars DataFrame, a pyarrow table, dicts, or one dict); ``request_ids``, one
+        a row (given or made), route canary requests and join outcomes. ``ServingInputError`` before anything is scored
+        or sent if the rows hold none of the model's features, the ids do not match the rows, or (with ``emit``) a
+        column holds values no event can carry."""
         started = time.perf_counter()
         self._process.restart(self._start_in_child)
         serving = self._serving  # one reference read: the whole batch uses one routing
@@ -539,12 +539,16 @@ def _frame(rows: pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]])
         return rows
     if isinstance(rows, Mapping):
         return pd.DataFrame([rows])  # one row, not a row per key
+    if callable(convert := getattr(rows, "to_pandas", None)):  # a polars DataFrame, a pyarrow Table or batch
+        frame = convert()
+        if isinstance(frame, pd.DataFrame):
+            return frame
     items = list(rows)
     if not all(isinstance(item, Mapping) for item in items):
         kinds = sorted({type(item).__name__ for item in items if not isinstance(item, Mapping)})
         raise ServingInputError(
-            f"rows must be a DataFrame, a dict (one row) or a sequence of dicts of feature name → value, "
-            f"got items of {', '.join(kinds)}"
+            f"rows must be a DataFrame (pandas, polars or a pyarrow table), a dict (one row) or a sequence of "
+            f"dicts of feature name → value, got items of {', '.join(kinds)}"
         )
     return pd.DataFrame(items)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow
 import pytest
 from kafka import KafkaConsumer
 
@@ -182,6 +183,18 @@ def test_pandas_nullable_columns_and_integer_ids_are_published_as_the_contract_r
     assert events["1004"]["features"]["car"] is None
     assert events["1000"]["features"]["age"] == int(frame.loc[0, "age"])
     assert [events[str(1000 + i)]["features"]["region"] for i in range(30)] == [f"r{i % 3}" for i in range(30)]
+
+
+def test_a_pyarrow_table_is_served_as_the_dataframe_it_holds(release_settings: Settings, new_model) -> None:
+    """Servers that read Arrow (polars, a Flight or Parquet reader) passed a table, which the client iterated
+    as if it were dicts and refused."""
+    model = new_model(("champion",))
+    rows, _ = agrawal(0, 40, seed=37)
+    rows[5]["salary"] = None
+    with ModelClient(model, release_settings, watch=False) as client:
+        from_arrow = client.predict(pyarrow.Table.from_pylist(rows), request_ids=[f"a{i}" for i in range(40)])
+        from_pandas = client.predict(pd.DataFrame(rows), request_ids=[f"a{i}" for i in range(40)])
+    assert from_arrow.values == from_pandas.values and from_arrow.scores == from_pandas.scores
 
 
 def test_a_shadow_is_scored_only_where_its_answers_are_published(release_settings: Settings, new_model) -> None:
