@@ -363,7 +363,7 @@ def test_a_server_that_exits_without_closing_its_client_publishes_every_answer_i
         DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory), DRIFTLOOP_ARTIFACTS=str(release_settings.artifacts)
     ).process_env()
     run = subprocess.run(
-        [sys.executable, "-m", "tests.release.exiting_client", model, "1000"],
+        [sys.executable, "-m", "tests.release.exiting_client", model, "400"],
         env=env,
         capture_output=True,
         text=True,
@@ -371,7 +371,7 @@ def test_a_server_that_exits_without_closing_its_client_publishes_every_answer_i
     )
     assert run.returncode == 0, run.stderr[-2000:]
     events = emitted(release_settings, model)
-    ids = sorted(f"x{i}" for i in range(1000))
+    ids = sorted(f"x{i}" for i in range(400))
     assert sorted(e["request_id"] for e in events if e.get("served", True)) == ids
     assert sorted(e["request_id"] for e in events if e.get("served") is False) == ids
 
