@@ -1,5 +1,5 @@
 """Test helpers: the private local stack (``driftloop.infra.stack.private``, shared with the benchmarks), a
-worker in a subprocess, and a TCP proxy that takes a server away."""
+worker in a subprocess, a TCP proxy that takes a server away, and a topic read to its end."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import contextlib
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
 
 from driftloop.infra.network import free_port
+from driftloop.infra.settings import Settings
 from driftloop.infra.stack.private import FAST_GROUP_ENV, PrivateStack, private_stack_env, wait_for
 
 __all__ = [
@@ -21,10 +26,35 @@ __all__ = [
     "children",
     "only_child",
     "private_stack_env",
+    "topic_records",
     "wait_for",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def topic_records(settings: Settings, topic: str, timeout_s: float = 30) -> list[Any]:
+    """Every record of ``topic``, from its beginning to its end as the call finds it (what was flushed before is
+    there), in offset order within each partition: read to the end offsets rather than until the consumer has
+    been idle a few seconds, which every such read cost."""
+    consumer = KafkaConsumer(**settings.kafka_python_config(), enable_auto_commit=False)
+    try:
+        numbers = wait_for(
+            lambda: consumer.partitions_for_topic(topic), timeout_s=timeout_s, what=f"{topic}'s partitions"
+        )
+        partitions = [TopicPartition(topic, number) for number in sorted(numbers)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        ends = consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(p) < ends[p] for p in partitions):
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s"
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
 
 
 class WorkerProcess:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pyarrow
 import pytest
-from kafka import KafkaConsumer
 
 from driftloop.infra.errors import UnreachableError
 from driftloop.infra.kafka.topics import provision_topics
@@ -26,7 +25,7 @@ from driftloop.models.registry import SAVED_ROUTING, ModelRegistry
 from driftloop.models.serving import ModelClient, ServingDeviceError, ServingInputError, canary_bucket
 from driftloop.release.controller import ReleaseController
 from tests.release.conftest import CANARY_SHARE, agrawal
-from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
+from tests.stack_fixtures import PrivateStack, TcpProxy, topic_records, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +33,8 @@ pytestmark = pytest.mark.integration
 def emitted(settings: Settings, model: str, *, partitions: set[int] | None = None) -> list[dict]:  # type: ignore[type-arg]
     """The prediction events published for ``model`` (keyed by its name, or by its name and a number when
     spread); ``partitions`` collects where they went."""
-    consumer = KafkaConsumer(
-        settings.topics.predictions,
-        **settings.kafka_python_config(),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    try:
-        ours = [m for m in consumer if m.key and json.loads(m.value)["events"][0]["model"] == model]
-    finally:
-        consumer.close()
+    records = topic_records(settings, settings.topics.predictions)
+    ours = [m for m in records if m.key and json.loads(m.value)["events"][0]["model"] == model]
     if partitions is not None:
         partitions.update(m.partition for m in ours)
     return [e for m in ours for e in json.loads(m.value)["events"]]

@@ -26,7 +26,7 @@ from driftloop.retrain.evaluation import metric
 from driftloop.retrain.job import JobRequest, NotEnoughLabels, RetrainJob
 from driftloop.retrain.rebuild import rebuild
 from driftloop.streams.sink import ClickHouseSink
-from tests.stack_fixtures import PrivateStack, TcpProxy, wait_for
+from tests.stack_fixtures import PrivateStack, TcpProxy, topic_records, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -397,8 +397,6 @@ def test_a_serving_client_serves_the_changes_it_could_not_read_or_never_heard_of
 def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_settings: Settings, labeled_model) -> None:
     import json
 
-    from kafka import KafkaConsumer
-
     model = labeled_model(before=2000)
     RetrainJob(retrain_settings).run(JobRequest(model, since=0))
     rows = [x for x, _ in synth.Agrawal(classification_function=0, seed=3).take(5)]
@@ -406,14 +404,8 @@ def test_the_serving_client_emits_its_predictions_for_monitoring(retrain_setting
     rows[1]["salary"], rows[2]["salary"], rows[3]["salary"] = float("nan"), "unknown", "52000.5"
     with ModelClient(model, retrain_settings, emit=True, watch=False) as client:
         result = client.predict(rows, request_ids=[f"q{i}" for i in range(5)])
-    consumer = KafkaConsumer(
-        retrain_settings.topics.predictions,
-        **retrain_settings.kafka_python_config(),
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    events = [e for m in consumer if m.key == model.encode() for e in json.loads(m.value)["events"]]
-    consumer.close()
+    records = topic_records(retrain_settings, retrain_settings.topics.predictions)
+    events = [e for m in records if m.key == model.encode() for e in json.loads(m.value)["events"]]
     assert [e["request_id"] for e in events] == ["q0", "q1", "q2", "q3", "q4"]
     assert {e["model_version"] for e in events} == {1}
     assert [e["prediction"] for e in events] == result.values

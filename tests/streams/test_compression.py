@@ -26,7 +26,7 @@ from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.network import free_port
 from driftloop.infra.stack import stack as local_stack
 from driftloop.streams.producer import EventProducer
-from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
+from tests.stack_fixtures import PrivateStack, WorkerProcess, topic_records, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -381,12 +381,7 @@ def test_a_batch_with_a_broken_crc_is_dead_lettered_and_the_partition_goes_on(
     assert ranges == [(0, broken[0], broken[-1], -1)]
     assert "Invalid CRC" in rows[0][4]
 
-    dead = KafkaConsumer(
-        own.settings.topics.dead_letter, **own.settings.kafka_python_config(), auto_offset_reset="earliest",
-        consumer_timeout_ms=5000,
-    )  # fmt: skip
-    letters = [json.loads(r.value) for r in dead]
-    dead.close()
+    letters = [json.loads(r.value) for r in topic_records(own.settings, own.settings.topics.dead_letter)]
     assert [letter["source"] for letter in letters if letter["source"]["offset"] == broken[0]] == [
         {"topic": topic, "partition": 0, "offset": broken[0], "last_offset": broken[-1]}
     ]

@@ -15,23 +15,17 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-from kafka import KafkaConsumer
 
 from driftloop.infra.contract import EventError
 from driftloop.streams.producer import EventProducer
-from tests.stack_fixtures import PrivateStack, wait_for
+from tests.stack_fixtures import PrivateStack, topic_records, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def read_all(stack: PrivateStack, topic: str, model: str) -> list:
-    consumer = KafkaConsumer(
-        topic, **stack.settings.kafka_python_config(), auto_offset_reset="earliest", consumer_timeout_ms=2000
-    )
-    try:
-        return [m for m in consumer if m.key == model.encode() or m.key.startswith(f"{model}#".encode())]
-    finally:
-        consumer.close()
+    ours = (model.encode(), f"{model}#".encode())
+    return [m for m in topic_records(stack.settings, topic) if m.key == ours[0] or m.key.startswith(ours[1])]
 
 
 def test_events_are_batched_into_envelopes_keyed_by_model(stack: PrivateStack) -> None:
