@@ -42,6 +42,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import multiprocessing.util
 import os
 import uuid
 import weakref
@@ -130,7 +131,7 @@ class EventProducer:
         # Events emitted are accepted: a process that exits without close() (a pre-fork server's worker recycled,
         # a pod stopped) sends what it holds first, for up to EXIT_FLUSH_S.
         self._exit_hook = functools.partial(_flush_at_exit, weakref.ref(self))
-        atexit.register(self._exit_hook)
+        self._hook_exit()
 
     def _start(self) -> None:
         """The connection and the threads: made here, and again in a process forked from this one."""
@@ -156,6 +157,14 @@ class EventProducer:
         )
         self._watch = InstanceWatch(self.settings, self._sender, options.instance_check_s)
 
+    def _hook_exit(self) -> None:
+        """Send what this producer holds when its process ends without close(): at the interpreter's exit (an
+        atexit hook registered after the Kafka producer's own, so that it runs first), and at the end of a
+        multiprocessing worker, which ends with ``os._exit`` after multiprocessing's finalizers."""
+        atexit.unregister(self._exit_hook)
+        atexit.register(self._exit_hook)
+        self._finalizer = multiprocessing.util.Finalize(None, self._exit_hook, exitpriority=0)
+
     def _start_in_child(self) -> None:
         """In a process forked from the one that made this producer (gunicorn's ``--preload``, uWSGI, Celery's
         prefork pool): a connection and threads of its own. The events the parent had not sent yet at the fork
@@ -163,8 +172,7 @@ class EventProducer:
         touching the sockets it shares with the parent (``infra.forks``)."""
         let_go(self._sender.producer)
         self._start()
-        atexit.unregister(self._exit_hook)  # after the new Kafka producer's own hook: run before it closes it
-        atexit.register(self._exit_hook)
+        self._hook_exit()  # after the new Kafka producer's own atexit hook: run before it closes that producer
         log.info(
             "a forked process: the producer starts a connection of its own",
             extra={"fields": {"pid": os.getpid()}},
@@ -256,6 +264,7 @@ class EventProducer:
         self._process.restart(self._start_in_child)
         self._closed = True
         atexit.unregister(self._exit_hook)
+        self._finalizer.cancel()
         try:
             self.flush(timeout_s)
         finally:

@@ -33,8 +33,12 @@ pytestmark = pytest.mark.integration
 def emitted(settings: Settings, model: str, *, partitions: set[int] | None = None) -> list[dict]:  # type: ignore[type-arg]
     """The prediction events published for ``model`` (keyed by its name, or by its name and a number when
     spread); ``partitions`` collects where they went."""
-    records = topic_records(settings, settings.topics.predictions)
-    ours = [m for m in records if m.key and json.loads(m.value)["events"][0]["model"] == model]
+    keys = (model.encode(), f"{model}#".encode())
+    ours = [
+        m
+        for m in topic_records(settings, settings.topics.predictions)
+        if m.key in keys[:1] or m.key.startswith(keys[1])
+    ]
     if partitions is not None:
         partitions.update(m.partition for m in ours)
     return [e for m in ours for e in json.loads(m.value)["events"]]

@@ -7,12 +7,14 @@ envelope that lingers for a minute, and the process exits without closing it (``
 process: a producer made and used in the parent (an application loaded once, gunicorn ``--preload`` or Celery's
 prefork pool), events sent and the process forked at once, so that the children inherit what the parent had not
 sent yet; each child emits ``EVENTS`` outcomes and flushes, emits ten more and leaves as a worker does, without
-closing it (``sys.exit``: atexit handlers and collection run). Prints one JSON line a child: its index, how it
-ended, its seconds."""
+closing it (``sys.exit``: atexit handlers and collection run); then a ``multiprocessing`` worker forked from it
+emits ten and returns (it ends with ``os._exit``). Prints one JSON line a child: its index, how it ended, its
+seconds."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -25,6 +27,11 @@ def exit_unclosed(model: str, events: int) -> None:
     for i in range(events):
         producer.emit_outcome(model, request_id=f"r{i}", label=1)
     sys.exit(0)
+
+
+def _emit_and_return(producer: EventProducer, model: str) -> None:
+    for i in range(10):
+        producer.emit_outcome(model, request_id=f"worker-{i}", label=0)
 
 
 def fork(model: str, children: int, events: int) -> None:
@@ -51,6 +58,10 @@ def fork(model: str, children: int, events: int) -> None:
             sys.exit(0)  # without close(): the late events are sent at the exit
         pids.append(pid)
     codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    worker = multiprocessing.get_context("fork").Process(target=_emit_and_return, args=(producer, model))
+    worker.start()  # a multiprocessing worker: it ends with os._exit, after multiprocessing's finalizers
+    worker.join(60)
+    codes.append(worker.exitcode)
     producer.close(30)
     print(json.dumps({"parent": "closed", "children_exit_codes": codes}), flush=True)
 

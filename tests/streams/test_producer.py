@@ -173,13 +173,15 @@ def test_a_producer_made_before_a_fork_sends_each_childs_events_once_and_lets_th
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert sorted(line["child"] for line in lines if "child" in line) == [0, 1, 2]
     assert all(line["ended"] == "flushed" for line in lines if "child" in line), lines
-    assert lines[-1] == {"parent": "closed", "children_exit_codes": [0, 0, 0]}
+    assert lines[-1] == {"parent": "closed", "children_exit_codes": [0, 0, 0, 0]}
     assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr, run.stderr[-2000:]
     messages = read_all(stack, stack.settings.topics.outcomes, model)
     request_ids = [e["request_id"] for m in messages for e in json.loads(m.value)["events"]]
-    expected = [f"parent-{i}" for i in range(50)] + [
-        f"child{k}-{i}" for k in range(3) for i in [*map(str, range(200)), *(f"late-{j}" for j in range(10))]
-    ]
+    expected = (
+        [f"parent-{i}" for i in range(50)]
+        + [f"child{k}-{i}" for k in range(3) for i in [*map(str, range(200)), *(f"late-{j}" for j in range(10))]]
+        + [f"worker-{i}" for i in range(10)]
+    )
     assert sorted(request_ids) == sorted(expected)  # each once: the parent's not sent again by a child
 
 
