@@ -24,6 +24,7 @@ __all__ = [
     "TcpProxy",
     "WorkerProcess",
     "children",
+    "model_records",
     "only_child",
     "private_stack_env",
     "topic_records",
@@ -55,6 +56,12 @@ def topic_records(settings: Settings, topic: str, timeout_s: float = 30) -> list
         return records
     finally:
         consumer.close()
+
+
+def model_records(settings: Settings, topic: str, model: str) -> list[Any]:
+    """The records of ``topic`` keyed by ``model``: its name, or its name and a number (a spread model's keys)."""
+    name, spread = model.encode(), f"{model}#".encode()
+    return [r for r in topic_records(settings, topic) if r.key == name or (r.key or b"").startswith(spread)]
 
 
 class WorkerProcess:

@@ -25,7 +25,7 @@ from driftloop.models.registry import SAVED_ROUTING, ModelRegistry
 from driftloop.models.serving import ModelClient, ServingDeviceError, ServingInputError, canary_bucket
 from driftloop.release.controller import ReleaseController
 from tests.release.conftest import CANARY_SHARE, agrawal
-from tests.stack_fixtures import PrivateStack, TcpProxy, topic_records, wait_for
+from tests.stack_fixtures import PrivateStack, TcpProxy, model_records, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +33,7 @@ pytestmark = pytest.mark.integration
 def emitted(settings: Settings, model: str, *, partitions: set[int] | None = None) -> list[dict]:  # type: ignore[type-arg]
     """The prediction events published for ``model`` (keyed by its name, or by its name and a number when
     spread); ``partitions`` collects where they went."""
-    keys = (model.encode(), f"{model}#".encode())
-    ours = [
-        m
-        for m in topic_records(settings, settings.topics.predictions)
-        if m.key in keys[:1] or m.key.startswith(keys[1])
-    ]
+    ours = model_records(settings, settings.topics.predictions, model)
     if partitions is not None:
         partitions.update(m.partition for m in ours)
     return [e for m in ours for e in json.loads(m.value)["events"]]

@@ -18,14 +18,13 @@ import pytest
 
 from driftloop.infra.contract import EventError
 from driftloop.streams.producer import EventProducer
-from tests.stack_fixtures import PrivateStack, topic_records, wait_for
+from tests.stack_fixtures import PrivateStack, model_records, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def read_all(stack: PrivateStack, topic: str, model: str) -> list:
-    ours = (model.encode(), f"{model}#".encode())
-    return [m for m in topic_records(stack.settings, topic) if m.key == ours[0] or m.key.startswith(ours[1])]
+    return model_records(stack.settings, topic, model)
 
 
 def test_events_are_batched_into_envelopes_keyed_by_model(stack: PrivateStack) -> None:
