@@ -303,7 +303,7 @@ def _serve_in_child(client: ModelClient, rows: list, k: int, promoted, results) 
         time.sleep(0.2)
         answered |= set(client.predict(rows[:1], request_ids=[f"child{k}-after-{time.monotonic()}"]).versions)
     client.flush()
-    results.put((k, sorted(set(first.versions)), sorted(answered)))
+    results.put((k, len(first.values), 2 in answered))
 
 
 def test_a_client_made_before_a_fork_serves_publishes_and_follows_promotions_in_every_child(
@@ -335,7 +335,8 @@ def test_a_client_made_before_a_fork_serves_publishes_and_follows_promotions_in_
         finally:
             for worker in workers:
                 worker.kill()
-        assert sorted(results.get(timeout=5) for _ in workers) == [(0, [1], [1, 2]), (1, [1], [1, 2])]
+        # each served its batch (v1, or v2 where it had read the promotion already), then v2
+        assert sorted(results.get(timeout=5) for _ in workers) == [(0, len(rows), True), (1, len(rows), True)]
         wait_for(lambda: client.version == 2, timeout_s=30, what="the parent to follow the promotion too")
     served = [e for e in emitted(release_settings, model) if e["request_id"].startswith("child")]
     first_batches = sorted(e["request_id"] for e in served if "after" not in e["request_id"])
