@@ -344,6 +344,34 @@ def test_a_client_made_before_a_fork_serves_publishes_and_follows_promotions_in_
     assert {e["model_version"] for e in served if "after" in e["request_id"]} >= {2}
 
 
+def _predict_in_child(client: ModelClient, rows: list, results) -> None:  # type: ignore[no-untyped-def,type-arg]
+    try:
+        client.predict(rows)
+        results.put("served")
+    except ServingDeviceError as exc:
+        results.put(str(exc))
+
+
+def test_a_client_made_on_a_gpu_before_a_fork_says_in_the_child_what_to_do(
+    release_settings: Settings, new_model
+) -> None:
+    """CUDA cannot start again in a forked process: a client made on a GPU (its device set so here, on a machine
+    without one) refuses to serve in a forked worker with a ServingDeviceError that says how to make it there,
+    rather than fail in torch."""
+    model = new_model(("champion",))
+    rows, _ = agrawal(0, 5, seed=38)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    with ModelClient(model, release_settings, watch=False) as client:
+        client.device = "cuda:0"  # as serving_device("auto") gives where torch sees a GPU
+        worker = context.Process(target=_predict_in_child, args=(client, rows, results), daemon=True)
+        worker.start()
+        worker.join(60)
+        client.device = "cpu"
+    said = results.get(timeout=5)
+    assert "CUDA cannot be used again in a forked process" in said and "without --preload" in said
+
+
 def test_a_server_that_exits_without_closing_its_client_publishes_every_answer_its_shadow_included(
     stack: PrivateStack, release_settings: Settings, new_model
 ) -> None:
