@@ -188,7 +188,6 @@ class ModelClient:
         self._ready = threading.Event()
         self._producer = None
         self._shadow: ShadowScorer | None = None
-        self._shadow_max_waiting = shadow_max_waiting
         if emit:
             from driftloop.streams.producer import (
                 EventProducer,  # the loop closes here: served predictions are monitored
@@ -197,7 +196,6 @@ class ModelClient:
             # it starts again in a forked process by itself
             self._producer = EventProducer(self.settings, spread=spread, compression=compression)
             self._shadow = self._shadow_scorer()
-        self._watching = watch
         self._process = ForkWatch()
         if self._shadow is not None:  # run at exit before the producer's own hook (atexit runs the last first)
             self._exit_hook = functools.partial(_drain_shadow_at_exit, weakref.ref(self))
@@ -213,7 +211,7 @@ class ModelClient:
             lambda records, values, scores, ids, versions, ms: self._emit(
                 records, values, scores, ids, versions, False, ms
             ),
-            max_rows_waiting=self._shadow_max_waiting,
+            max_rows_waiting=self._arguments["shadow_max_waiting"],
         )
 
     def _follow(self) -> None:
@@ -240,7 +238,7 @@ class ModelClient:
         self._stop, self._ready = threading.Event(), threading.Event()
         if closed:
             self._stop.set()
-        elif self._watching:
+        elif self._arguments["watch"]:
             self._follow()
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -47,7 +47,6 @@ import os
 import uuid
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,21 +66,6 @@ __all__ = ["COMPRESSIONS", "Delivery", "DeliveryError", "EventProducer", "spread
 log = logging.getLogger("driftloop.producer")
 #: Seconds a process that exits without ``close()`` waits for the broker to take what it holds.
 EXIT_FLUSH_S = 5.0
-
-
-@dataclass(frozen=True)
-class _Options:
-    """What the producer's connection and threads are made with (again in a forked process)."""
-
-    max_events: int
-    max_bytes: int
-    linger_s: float | None
-    delivery_timeout_s: float
-    replay_s: float
-    replay_bytes: int
-    instance_check_s: float | None
-    client_id: str
-    compression: str | None
 
 
 class EventProducer:
@@ -121,9 +105,12 @@ class EventProducer:
         self.settings = settings or get_settings()
         self.envelopes = envelopes
         self.on_delivery = on_delivery
-        self._options = _Options(
-            max_events, max_bytes, linger_s, delivery_timeout_s, replay_s, replay_bytes, instance_check_s,
-            client_id, compression,
+        # what it is made with: its connection and threads again in a forked process, itself in a spawned one
+        self._arguments: dict[str, Any] = dict(
+            envelopes=envelopes, max_events=max_events, max_bytes=max_bytes, linger_s=linger_s,
+            delivery_timeout_s=delivery_timeout_s, replay_s=replay_s, replay_bytes=replay_bytes,
+            instance_check_s=instance_check_s, client_id=client_id, compression=compression, spread=spread,
+            on_delivery=on_delivery,
         )  # fmt: skip
         self._start()
         self._process = ForkWatch()
@@ -135,27 +122,27 @@ class EventProducer:
 
     def _start(self) -> None:
         """The connection and the threads: made here, and again in a process forked from this one."""
-        options = self._options
+        made = self._arguments
         self._sender = KafkaSender(
             self.settings,
-            ReplayRing(max_bytes=options.replay_bytes, max_age_s=options.replay_s),
-            client_id=options.client_id,
-            delivery_timeout_s=options.delivery_timeout_s,
-            compression=options.compression,
+            ReplayRing(max_bytes=made["replay_bytes"], max_age_s=made["replay_s"]),
+            client_id=made["client_id"],
+            delivery_timeout_s=made["delivery_timeout_s"],
+            compression=made["compression"],
             on_delivery=self.on_delivery,
         )
         self._envelopes = (
             EnvelopeBuffer(
                 self._send_envelope,
-                max_events=options.max_events,
-                max_bytes=options.max_bytes,
-                linger_s=options.linger_s,
+                max_events=made["max_events"],
+                max_bytes=made["max_bytes"],
+                linger_s=made["linger_s"],
                 on_error=self._sender.failed,
             )
             if self.envelopes
             else None
         )
-        self._watch = InstanceWatch(self.settings, self._sender, options.instance_check_s)
+        self._watch = InstanceWatch(self.settings, self._sender, made["instance_check_s"])
 
     def _hook_exit(self) -> None:
         """Send what this producer holds when its process ends without close(): at the interpreter's exit (an
@@ -251,11 +238,15 @@ class EventProducer:
     def flush(self, timeout_s: float | None = 30.0) -> None:
         """Send every buffered event and wait until the broker has them; ``DeliveryError`` if some failed."""
         self._process.restart(self._start_in_child)
+        self._send_held(timeout_s, ask_broker=True)
+
+    def _send_held(self, timeout_s: float | None, *, ask_broker: bool) -> None:
+        """Send the open envelopes and wait for the broker to take everything; ``ask_broker``: then ask it for
+        its id (acknowledged is not enough: a broker that restarted empty acknowledges, then drops)."""
         if self._envelopes is not None:
             self._envelopes.flush()
         self._sender.flush(timeout_s)
-        # Acknowledged is not enough: a broker that restarted empty acknowledges, then drops. Ask it.
-        if self._watch.watching and self._watch.check():
+        if ask_broker and self._watch.watching and self._watch.check():
             self._sender.flush(timeout_s)
         self._sender.raise_failures()
 
@@ -278,11 +269,8 @@ class EventProducer:
         emitted holds nothing of its own: the parent's events are the parent's)."""
         if self._closed or self._process.in_new_process():
             return
-        try:  # as flush(), without asking the broker for its id (a process that ends cannot replay)
-            if self._envelopes is not None:
-                self._envelopes.flush()
-            self._sender.flush(EXIT_FLUSH_S)
-            self._sender.raise_failures()
+        try:  # a process that ends cannot replay: the broker is not asked for its id
+            self._send_held(EXIT_FLUSH_S, ask_broker=False)
         except Exception as exc:  # the process ends either way: say what was lost
             log.warning(
                 "events not delivered before the process exited",
@@ -293,14 +281,7 @@ class EventProducer:
         """A producer handed to another process (``multiprocessing``'s spawn and forkserver starts: the default
         on macOS and, from Python 3.14, on Linux) is made there anew with the same settings and options: its
         connection and threads cannot travel, and what it holds is sent from here."""
-        o = self._options
-        options = dict(
-            envelopes=self.envelopes, max_events=o.max_events, max_bytes=o.max_bytes, linger_s=o.linger_s,
-            delivery_timeout_s=o.delivery_timeout_s, replay_s=o.replay_s, replay_bytes=o.replay_bytes,
-            instance_check_s=o.instance_check_s, client_id=o.client_id, compression=o.compression,
-            spread=self.spread, on_delivery=self.on_delivery,
-        )  # fmt: skip
-        return functools.partial(EventProducer, **options), (self.settings,)
+        return functools.partial(EventProducer, **self._arguments), (self.settings,)
 
     @property
     def replays(self) -> int:
