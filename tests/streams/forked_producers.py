@@ -22,6 +22,12 @@ import time
 from driftloop.streams.producer import EventProducer
 
 
+def _say(line: dict[str, object]) -> None:
+    """One JSON line in one ``write`` (atomic on a pipe under ``PIPE_BUF``): children writing at once through
+    ``print`` could interleave a line's text and its newline."""
+    os.write(sys.stdout.fileno(), (json.dumps(line) + "\n").encode())
+
+
 def exit_unclosed(model: str, events: int) -> None:
     producer = EventProducer(max_events=10_000, linger_s=60)
     for i in range(events):
@@ -52,7 +58,7 @@ def fork(model: str, children: int, events: int) -> None:
                 ended = "flushed"
             except Exception as exc:  # reported to the test, which says what it was
                 ended = f"{type(exc).__name__}: {exc}"
-            print(json.dumps({"child": k, "ended": ended, "s": round(time.monotonic() - started, 2)}), flush=True)
+            _say({"child": k, "ended": ended, "s": round(time.monotonic() - started, 2)})
             for i in range(10):
                 producer.emit_outcome(model, request_id=f"child{k}-late-{i}", label=0)
             sys.exit(0)  # without close(): the late events are sent at the exit
@@ -63,7 +69,7 @@ def fork(model: str, children: int, events: int) -> None:
     worker.join(60)
     codes.append(worker.exitcode)
     producer.close(30)
-    print(json.dumps({"parent": "closed", "children_exit_codes": codes}), flush=True)
+    _say({"parent": "closed", "children_exit_codes": codes})
 
 
 if __name__ == "__main__":
