@@ -4,8 +4,8 @@ Every option is an environment variable named ``DRIFTLOOP_`` + the field name in
 are the embedded local stack's. A bad value raises :class:`~infra.errors.SettingsError` naming the variable.
 
 >>> s = Settings.from_env({"DRIFTLOOP_TOPIC_PREFIX": "acme."})
->>> s.topics.predictions
-'acme.predictions'
+>>> s.topics.predictions, s.worker_group
+('acme.predictions', 'acme.driftloop-streams')
 >>> s.clickhouse.database
 'driftloop'
 >>> Settings.from_env({"DRIFTLOOP_TOPIC_PARTITIONS": "0"})
@@ -34,6 +34,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -135,6 +136,12 @@ class ClickHouseEndpoint(BaseModel):
         return f"clickhouse://{auth}@{self.host}:{self.port}/{self.database}{suffix}"
 
 
+#: The topic prefix when none is set; its deployment's consumer groups keep the names they always had.
+DEFAULT_TOPIC_PREFIX = "driftloop."
+#: What every consumer group's name starts with, after the topic prefix where that is not the default.
+GROUP_NAMESPACE = "driftloop-"
+
+
 @dataclass(frozen=True)
 class Topics:
     """The contract's Kafka topic names, with the configured prefix.
@@ -175,6 +182,52 @@ class Topics:
         return (self.predictions, self.outcomes, self.alerts, self.model_versions, self.dead_letter, self.detections)
 
 
+@dataclass(frozen=True)
+class ConsumerGroups:
+    """The Kafka consumer groups of one deployment, named after its topic prefix.
+
+    Deployments that share a Kafka cluster under prefixes of their own (staging beside production, one team's
+    beside another's) share no group: members of one group rebalance together, so before, each restart or
+    scale-out of one deployment's workers stopped the other's for a rebalance (and so did their alert
+    subscribers of one name). The default prefix keeps the names its groups always had;
+    ``infra.kafka.groups`` carries a group's committed offsets over from its :meth:`former` name.
+
+    >>> ConsumerGroups("driftloop.").retrain, ConsumerGroups("acme.").retrain
+    ('driftloop-retrain', 'acme.driftloop-retrain')
+    >>> ConsumerGroups("acme.").webhooks("risk-team"), ConsumerGroups("acme.").webhooks(None)
+    ('acme.driftloop-webhooks-risk-team', 'acme.driftloop-webhooks')
+    >>> acme, default = ConsumerGroups("acme."), ConsumerGroups("driftloop.")
+    >>> acme.former("acme.driftloop-streams"), default.former("driftloop-streams"), acme.former("my-own-group")
+    ('driftloop-streams', None, None)
+    """
+
+    prefix: str
+
+    @property
+    def namespace(self) -> str:
+        return GROUP_NAMESPACE if self.prefix == DEFAULT_TOPIC_PREFIX else self.prefix + GROUP_NAMESPACE
+
+    @property
+    def streams(self) -> str:
+        """The streams workers' group (also their Faust app id), unless ``DRIFTLOOP_WORKER_GROUP`` names one."""
+        return self.namespace + "streams"
+
+    @property
+    def retrain(self) -> str:
+        """The retrain workers' group on ``alerts`` (one model's alerts reach one worker)."""
+        return self.namespace + "retrain"
+
+    def webhooks(self, name: str | None) -> str:
+        """The group of alert subscriber ``name`` (each gets every alert)."""
+        return self.namespace + ("webhooks" if not name else f"webhooks-{name}")
+
+    def former(self, group: str) -> str | None:
+        """The name ``group`` had before groups were named after the topic prefix (None: it had this one)."""
+        if self.namespace == GROUP_NAMESPACE or not group.startswith(self.namespace):
+            return None
+        return GROUP_NAMESPACE + group.removeprefix(self.namespace)
+
+
 class Settings(BaseModel):
     """Everything driftloop can be configured with; build it once with :meth:`from_env` (or :func:`get_settings`).
 
@@ -195,7 +248,10 @@ class Settings(BaseModel):
         description="ClickHouse cluster (remote_servers) to keep the schema on: replicated tables, a Distributed "
         "table over each, DDL ON CLUSTER (infra/clickhouse/cluster.py); empty: one server",
     )
-    topic_prefix: str = Field("driftloop.", description="Prefix of every driftloop topic")
+    topic_prefix: str = Field(
+        DEFAULT_TOPIC_PREFIX,
+        description="Prefix of every driftloop topic, and of its consumer groups where it is not the default",
+    )
     home: Path = Field(Path("./.driftloop"), description="Local stack data, model artifacts and logs")
 
     # --- topics --------------------------------------------------------------------------------------------
@@ -245,7 +301,12 @@ class Settings(BaseModel):
     )
 
     # --- the streams worker ------------------------------------------------------------------------------
-    worker_group: str = Field("driftloop-streams", description="Consumer group (Faust app id) of streams workers")
+    worker_group: str = Field(
+        "",
+        validate_default=True,
+        description="Consumer group (Faust app id) of streams workers (default: driftloop-streams, after the topic"
+        " prefix where that is not the default)",
+    )
     batch_max_messages: int = Field(
         # with one event a message, 2,000 made an insert of 2,000 rows, which cost the ClickHouse server
         # 15.5 us an event against 3.8 for the inserts of 70,000 that bytes bound (benchmarks/ingest.py)
@@ -342,6 +403,11 @@ class Settings(BaseModel):
             raise ValueError("may only contain letters, digits, '.', '_' and '-'")
         return value
 
+    @field_validator("worker_group")
+    @classmethod
+    def _default_group(cls, value: str, info: ValidationInfo) -> str:
+        return value or ConsumerGroups(info.data.get("topic_prefix", DEFAULT_TOPIC_PREFIX)).streams
+
     @field_validator("retention_days")
     @classmethod
     def _check_retention(cls, value: str) -> str:
@@ -408,6 +474,10 @@ class Settings(BaseModel):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    @property
+    def groups(self) -> ConsumerGroups:
+        return ConsumerGroups(self.topic_prefix)
 
     @property
     def clickhouse(self) -> ClickHouseEndpoint:

@@ -35,8 +35,8 @@ from kafka.structs import OffsetAndMetadata
 
 from driftloop.infra.contract import Alert
 from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.groups import take_over_offsets
 from driftloop.infra.kafka.partitioner import default_partition
-from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.metrics import Histogram
 from driftloop.infra.settings import Settings
@@ -209,17 +209,22 @@ class RetrainWorker:
     def stop(self) -> None:
         self._stop = True
 
+    def _consumer(self) -> KafkaConsumer:
+        group = self.settings.groups.retrain
+        take_over_offsets(self.settings, group, [self.settings.topics.alerts])
+        return KafkaConsumer(
+            **self.settings.kafka_python_config(),
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self.settings.kafka_session_timeout_s * 1000 / 3),
+            max_poll_interval_ms=30 * 60 * 1000,  # a training run may take a while between polls
+        )
+
     def run(self, *, idle_exit_s: float | None = None) -> None:
         consumer = when_kafka_answers(
-            lambda: KafkaConsumer(
-                **self.settings.kafka_python_config(),
-                group_id=RETRAIN_GROUP,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=int(self.settings.kafka_session_timeout_s * 1000),
-                heartbeat_interval_ms=int(self.settings.kafka_session_timeout_s * 1000 / 3),
-                max_poll_interval_ms=30 * 60 * 1000,  # a training run may take a while between polls
-            ),
+            self._consumer,
             self.settings,
             who="the retrain worker",
             stop=lambda: self._stop,

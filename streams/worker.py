@@ -31,6 +31,8 @@ from faust.types import StreamT
 
 from driftloop.infra.clickhouse.client import SharedClient, enforce_retention
 from driftloop.infra.contract import Alert
+from driftloop.infra.kafka.groups import take_over_offsets
+from driftloop.infra.kafka.waiting import when_kafka_answers
 from driftloop.infra.metrics import serve_metrics
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
@@ -248,6 +250,14 @@ def serve_worker(settings: Settings) -> None:
     in a child process of its own)."""
     app = build_worker_app(settings)
     serve_metrics(settings.metrics_port, lambda: worker_metrics(app))
+    topics = settings.topics
+    when_kafka_answers(  # a group renamed after the topic prefix goes on from its former name's offsets
+        lambda: take_over_offsets(
+            settings, settings.worker_group, [topics.predictions, topics.outcomes, topics.detections]
+        ),
+        settings,
+        who="the streams worker",
+    )
     collect_less_often()
     keep_freed_memory()
     worker = faust.Worker(

@@ -21,10 +21,6 @@ class TopicReport:
     mismatched: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-# The retrain workers' consumer group on the alerts topic (one model's alerts reach one worker).
-RETRAIN_GROUP = "driftloop-retrain"
-
-
 def admin_client(settings: Settings, *, timeout_s: float = 10.0) -> KafkaAdminClient:
     """A kafka-python admin client for the configured cluster; ``UnreachableError`` when none answers."""
     try:

@@ -19,7 +19,7 @@ from driftloop.infra.clickhouse.client import TableSize, provision_schema, recen
 from driftloop.infra.clickhouse.migrations import MigrationReport
 from driftloop.infra.errors import DriftloopError, PortTakenError, ServiceStartError, UnreachableError
 from driftloop.infra.kafka.lag import TopicLag, group_lag
-from driftloop.infra.kafka.topics import RETRAIN_GROUP, TopicReport, describe_topics, provision_topics
+from driftloop.infra.kafka.topics import TopicReport, describe_topics, provision_topics
 from driftloop.infra.network import port_is_open
 from driftloop.infra.settings import Settings
 from driftloop.infra.stack.process import ProcessRecord, ProcessRegistry, tail
@@ -176,7 +176,9 @@ def status(settings: Settings) -> StackStatus:
     if broker_up and topics:
         t = settings.topics
         lag = tuple(
-            group_lag(settings, {settings.worker_group: [t.predictions, t.outcomes], RETRAIN_GROUP: [t.alerts]})
+            group_lag(
+                settings, {settings.worker_group: [t.predictions, t.outcomes], settings.groups.retrain: [t.alerts]}
+            )
         )
     throughput = recent_rows(settings.clickhouse, THROUGHPUT_WINDOW_S) if clickhouse_up and tables else None
     return StackStatus(

@@ -34,6 +34,7 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from driftloop.infra.contract import Alert, VersionAnnouncement
 from driftloop.infra.errors import DriftloopError
+from driftloop.infra.kafka.groups import take_over_offsets
 from driftloop.infra.kafka.waiting import kafka_listens, when_kafka_answers
 from driftloop.infra.service_errors import unreachable_kafka
 from driftloop.infra.settings import Settings
@@ -228,11 +229,6 @@ def retry_after_s(header: str | None) -> float | None:
     return max(when.timestamp() - time.time(), 0.0)
 
 
-def subscriber_group(name: str | None) -> str:
-    """The consumer group of a named subscriber (each gets every alert); unnamed: ``driftloop-webhooks``."""
-    return "driftloop-webhooks" if not name else f"driftloop-webhooks-{name}"
-
-
 def forward_alerts(
     settings: Settings,
     forwarder: WebhookForwarder,
@@ -260,18 +256,24 @@ def forward_alerts(
         incidents = Incidents(lambda model: _cooldown_s(catalog, model))
         topics.append(settings.topics.model_versions)
     begun = time.monotonic()
-    consumer = when_kafka_answers(  # a subscriber started before its broker waits for it
-        lambda: KafkaConsumer(
+    group = settings.groups.webhooks(name)
+
+    def subscribe() -> KafkaConsumer:
+        take_over_offsets(settings, group, topics)
+        return KafkaConsumer(
             *topics,
             **settings.kafka_python_config(),
-            group_id=subscriber_group(name),
+            group_id=group,
             session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 1000 / 3),
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False,
-        ),
+        )
+
+    consumer = when_kafka_answers(  # a subscriber started before its broker waits for it
+        subscribe,
         settings,
-        who=f"alert subscriber {subscriber_group(name)}",
+        who=f"alert subscriber {group}",
         stop=lambda: idle_timeout_s is not None and time.monotonic() - begun > idle_timeout_s,
     )
     if consumer is None:  # idle for idle_timeout_s: no broker answered

@@ -22,7 +22,6 @@ from driftloop.demo.labeled_history import TS0
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.contract import Alert
 from driftloop.infra.kafka.partitioner import default_partition
-from driftloop.infra.kafka.topics import RETRAIN_GROUP
 from driftloop.infra.network import free_port
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog
@@ -226,7 +225,7 @@ def test_a_model_without_labels_no_longer_holds_commits_and_cooldowns_survive_a_
     assert statuses[trained][0] == "promoted"
     assert statuses[never][0] == "skipped" and "gave up waiting for labels" in statuses[never][1]
     assert len(runs()) == 2
-    committed = KafkaConsumer(**settings.kafka_python_config(), group_id=RETRAIN_GROUP)
+    committed = KafkaConsumer(**settings.kafka_python_config(), group_id=settings.groups.retrain)
     for partition, offset in positions:
         assert committed.committed(TopicPartition(settings.topics.alerts, partition)) > offset
     committed.close()

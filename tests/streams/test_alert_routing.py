@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from driftloop.cli.main import cli
 from driftloop.infra.contract import Alert
@@ -31,7 +32,7 @@ from driftloop.streams.drift.routing import (
     redacted,
     secret_urls,
 )
-from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts, resend_parked, subscriber_group
+from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts, resend_parked
 from tests.stack_fixtures import PrivateStack
 
 ALERT = Alert.example()  # fraud, data, critical, signal "amount"
@@ -154,7 +155,7 @@ def test_two_named_subscribers_each_get_every_alert_they_filter_for(stack: Priva
     for alert in (data, performance):
         producer.send(settings.topics.alerts, json.dumps(alert.to_json()).encode(), key=b"fraud").get(10)
     producer.close()
-    assert subscriber_group("team-a") != subscriber_group("team-b")
+    assert settings.groups.webhooks("team-a") != settings.groups.webhooks("team-b")
     subscribers = {
         "team-a": (WebhookForwarder([url(receiver, "A")]), None),
         "team-b": (WebhookForwarder([url(receiver, "B")], format="slack"), AlertFilter(kinds=("performance",))),
@@ -179,6 +180,38 @@ def test_two_named_subscribers_each_get_every_alert_they_filter_for(stack: Priva
     assert sorted(b["alert_id"] for b in bodies if "alert_id" in b) == sorted([data.alert_id, performance.alert_id])
     (slack,) = [b for b in bodies if "blocks" in b]
     assert "error" in json.dumps(slack)
+
+
+@pytest.mark.integration
+def test_a_subscriber_of_a_prefixed_deployment_reads_in_its_own_group_from_where_its_former_group_was(
+    stack: PrivateStack, receiver: HTTPServer
+) -> None:
+    """A deployment under a prefix of its own: its subscriber `risk` read in `driftloop-webhooks-risk`, one
+    group with every other deployment's `risk` on the cluster; now in `<prefix>driftloop-webhooks-risk`. Started
+    in that new group from the end of the topic, as a new subscriber is, it would never send the alert published
+    while it was being upgraded: it goes on from its former group's offsets, and sends that alert, not the one
+    before it again."""
+    prefix = f"upgrade-{uuid.uuid4().hex[:8]}."
+    settings = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=prefix).settings
+    local_stack.up(settings)  # the stack runs: this only provisions the test's own topics
+    handled_before, published_since = (replace(ALERT, alert_id=f"{n}-{uuid.uuid4().hex}") for n in ("old", "new"))
+    partitions = [TopicPartition(settings.topics.alerts, p) for p in range(settings.topic_partitions)]
+    producer = KafkaProducer(**settings.kafka_python_config())
+    producer.send(settings.topics.alerts, json.dumps(handled_before.to_json()).encode(), key=b"fraud").get(10)
+    former = KafkaConsumer(**settings.kafka_python_config(), group_id="driftloop-webhooks-risk")
+    former.commit({tp: OffsetAndMetadata(end, "", -1) for tp, end in former.end_offsets(partitions).items()})
+    former.close()
+    producer.send(settings.topics.alerts, json.dumps(published_since.to_json()).encode(), key=b"fraud").get(10)
+    producer.close()
+
+    handled = forward_alerts(settings, WebhookForwarder([url(receiver, "risk")]), name="risk", idle_timeout_s=3)
+
+    assert handled == 1
+    assert [body["alert_id"] for body in receiver.received] == [published_since.alert_id]  # type: ignore[attr-defined]
+    own = KafkaConsumer(**settings.kafka_python_config(), group_id=f"{prefix}driftloop-webhooks-risk")
+    ends = own.end_offsets(partitions)
+    assert {tp: own.committed(tp) for tp in partitions if ends[tp]} == {tp: e for tp, e in ends.items() if e}
+    own.close()
 
 
 class Refusing(BaseHTTPRequestHandler):

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CommitFailedError
 
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.stack import stack as local_stack
 from driftloop.streams.producer import EventProducer
 from tests.stack_fixtures import PrivateStack, WorkerProcess, wait_for
 
@@ -27,7 +29,10 @@ WORKER_ENV = {
 
 @pytest.fixture(scope="module")
 def worker(stack: PrivateStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(stack, tmp_path_factory.mktemp("worker") / "worker.log", **WORKER_ENV)
+    # INFO: its rebalances are in its log ("partitions assigned")
+    process = WorkerProcess(
+        stack, tmp_path_factory.mktemp("worker") / "worker.log", **WORKER_ENV, DRIFTLOOP_LOG_LEVEL="INFO"
+    )
     yield process
     process.stop()
 
@@ -63,6 +68,67 @@ def wait_count(
 
 def raw_producer(stack: PrivateStack) -> KafkaProducer:
     return KafkaProducer(**stack.settings.kafka_python_config(), max_request_size=4 << 20)
+
+
+def test_a_deployment_under_another_prefix_shares_no_group_and_goes_on_from_its_former_groups_offsets(
+    stack: PrivateStack, model: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two deployments on one Kafka cluster (staging beside production, each under a topic prefix of its own)
+    read in consumer groups of their own: the other's worker starting and stopping never rebalances this one
+    (before, both read in `driftloop-streams`, and each start or stop of one stopped the other for a
+    rebalance). Its group, now named after its prefix, goes on from the offsets its former name
+    (`driftloop-streams`) committed: what the previous version read is not read again."""
+    staging = stack.with_env(DRIFTLOOP_TOPIC_PREFIX=f"staging-{uuid.uuid4().hex[:8]}.")
+    settings = staging.settings
+    local_stack.up(settings)  # the stack runs: this only provisions the deployment's topics
+
+    def send(deployment: PrivateStack, name: str, numbers: range) -> None:
+        with EventProducer(deployment.settings, max_events=10) as producer:
+            for i in numbers:
+                producer.emit_prediction(
+                    name, request_id=f"r{i}", features={"x": float(i)}, prediction=1, ts=1_790_000_000 + i
+                )
+
+    send(staging, model, range(100))  # read by the previous version, in the group every deployment shared
+    former = KafkaConsumer(
+        **settings.kafka_python_config(),
+        group_id="driftloop-streams",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    former.assign([TopicPartition(settings.topics.predictions, p) for p in range(settings.topic_partitions)])
+    read: list[object] = []
+    wait_for(lambda: read.extend(r for rs in former.poll(timeout_ms=200).values() for r in rs) or len(read) >= 10)
+    # where it was: after the 10 envelopes. Kafka takes a commit from outside a group only while the group has no
+    # member: hence this test comes first in its module, before the module's worker joins that group (and a
+    # member another module's worker left behind leaves within a session timeout)
+
+    def committed() -> bool:
+        try:
+            former.commit()
+        except CommitFailedError:
+            return False
+        return True
+
+    wait_for(committed, what="the former group's commit")
+    former.close()
+    send(staging, model, range(100, 150))  # sent while it was being upgraded
+    worker: WorkerProcess = request.getfixturevalue("worker")  # this deployment's (the default prefix)
+    joined = wait_for(lambda: "partitions assigned" in worker.log_path.read_text(), what="this deployment's worker")
+    rebalances = worker.log_path.read_text().count("partitions assigned") if joined else 0
+
+    other = WorkerProcess(staging, tmp_path / "staging.log", **WORKER_ENV)
+    try:
+        wait_count(stack, other, "predictions", model, 50)  # the 50 sent since, and none of the 100 before
+    finally:
+        other.stop()
+    assert query(stack, "SELECT min(request_id) FROM predictions FINAL WHERE model = %(m)s", {"m": model}) == [
+        ("r100",)
+    ]
+    # this deployment's worker read on throughout, in its group alone: not one rebalance
+    send(stack, model + "-here", range(1))
+    wait_count(stack, worker, "predictions", model + "-here", 1)
+    assert worker.log_path.read_text().count("partitions assigned") == rebalances, worker.output()
 
 
 def test_predictions_and_outcomes_round_trip_in_both_message_forms(

@@ -59,7 +59,7 @@ def test_an_alert_a_webhook_has_not_taken_is_held_back_then_delivered(stack: Pri
         target=lambda: handled.append(forward_alerts(settings, forwarder, from_beginning=True, idle_timeout_s=3))
     )
     forwarding.start()
-    group = KafkaConsumer(**settings.kafka_python_config(), group_id="driftloop-webhooks")
+    group = KafkaConsumer(**settings.kafka_python_config(), group_id=settings.groups.webhooks(None))
     try:
         # more failed rounds than one delivery's attempts: the old forwarder gave up and committed here
         wait_for(lambda: FlakyReceiver.refusals >= 3 * forwarder.attempts, timeout_s=60, what="failed rounds")
