@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from driftloop.streams.drift.cusum import RESOLUTION, within_magnitude
+from driftloop.streams.drift.cusum import RESOLUTION, pack_floats, unpack_floats, within_magnitude
 
 #: Components kept: those that explain this share of the reference's variance (at least one is left out).
 EXPLAINED = 0.9
@@ -60,7 +60,7 @@ class JointDrift:
         self._collected = 0
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
-        self.components: np.ndarray | None = None  # (kept, features), orthonormal rows
+        self.components: np.ndarray | None = None  # (kept, features), orthonormal rows (None: restored without)
         self._complement: np.ndarray | None = None  # orthonormal rows spanning what the components leave out
         self.residual_mean: np.ndarray | None = None  # per feature, on the reference
         self._recent = np.empty((0, len(self.names)))  # the last RECENT rows scored: what contributions judge
@@ -71,7 +71,14 @@ class JointDrift:
 
     @property
     def fitted(self) -> bool:
-        return self.components is not None
+        return self._complement is not None
+
+    @property
+    def _by_complement(self) -> bool:
+        """Whether the complement is the smaller basis: residuals are projections onto it, and it is what a
+        snapshot saves (a restored detector has it alone, and computes as the original did)."""
+        assert self._complement is not None
+        return self.components is None or len(self._complement) < len(self.components)
 
     def update(self, rows: np.ndarray) -> np.ndarray | None:
         """Each row's reconstruction error once the reference is complete (None before; rows that complete
@@ -89,9 +96,9 @@ class JointDrift:
 
         centred = self._centre(np.clip(rows, self.low, self.high))
         complement = self._complement
-        assert complement is not None and self.components is not None
+        assert complement is not None
         # the smaller product: a row's residual off the components is its part along their complement
-        if len(complement) < 2 * len(self.components):
+        if self.components is None or len(complement) < 2 * len(self.components):
             errors = np.square(((centred - self.mean) / self.std) @ complement.T).sum(axis=1)
         else:
             errors = np.square(self._residuals(centred)).sum(axis=1)
@@ -113,15 +120,22 @@ class JointDrift:
         return [self.names[i] for i in order[:top]]
 
     def snapshot(self) -> dict[str, Any] | None:
-        """The fitted reference as JSON-ready data (None before the fit: the reference is gathered again)."""
+        """The fitted reference as JSON-ready data (None before the fit: the reference is gathered again).
+
+        The smaller basis is saved, its float64 bytes packed (``cusum.pack_floats``): a model's state is saved
+        at every offset commit, and the components of a model of 500 independent features (some 450 by 500,
+        to explain 90 % of their variance) were 4.2 MB of JSON text of its 7 MB, every 2.8 s; their
+        complement, packed, is 0.4 MB."""
         if not self.fitted:
             return None
         assert self.mean is not None and self.std is not None and self.residual_mean is not None
+        basis, matrix = ("complement", self._complement) if self._by_complement else ("components", self.components)
+        assert matrix is not None
         return {
             "names": self.names,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
-            "components": self.components.tolist(),  # type: ignore[union-attr]
+            basis: pack_floats(matrix.ravel()),
             "residual_mean": self.residual_mean.tolist(),
             "low": [v if np.isfinite(v) else None for v in self.low.tolist()],  # JSON has no infinity
             "high": [v if np.isfinite(v) else None for v in self.high.tolist()],
@@ -131,8 +145,11 @@ class JointDrift:
     def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> JointDrift:
         joint = cls(data["names"], reference_size=reference_size)
         joint.mean, joint.std = np.asarray(data["mean"]), np.asarray(data["std"])
-        joint.components = np.asarray(data["components"]).reshape(-1, len(joint.names))
-        joint._complement = _complement(joint.components)
+        if "complement" in data:
+            joint._complement = unpack_floats(data["complement"]).reshape(-1, len(joint.names))
+        else:  # the components (a JSON list in a state saved before packing)
+            joint.components = unpack_floats(data["components"]).reshape(-1, len(joint.names))
+            joint._complement = _complement(joint.components)
         joint.residual_mean = np.asarray(data["residual_mean"])
         width = len(joint.names)  # a state saved before the ranges: unbounded, as it ran
         joint.low = np.array([-np.inf if v is None else v for v in data.get("low", [None] * width)], dtype=float)
@@ -169,6 +186,8 @@ class JointDrift:
 
     def _residuals(self, rows: np.ndarray) -> np.ndarray:
         standard = (rows - self.mean) / self.std
+        if self._by_complement:  # the residual is the projection onto the complement
+            return standard @ self._complement.T @ self._complement  # type: ignore[union-attr,no-any-return]
         return standard - standard @ self.components.T @ self.components  # type: ignore[union-attr,no-any-return]
 
 
