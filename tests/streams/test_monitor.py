@@ -1093,7 +1093,7 @@ def test_the_joint_signals_running_mean_is_the_exponential_filter() -> None:
 
 
 def test_a_wide_models_joint_state_saves_the_smaller_basis_and_restores_to_the_same_scores() -> None:
-    """500 independent features keep some 450 components (90 % of their variance), saved at every offset
+    """500 independent features keep some 380 components (90 % of their variance), saved at every offset
     commit as 4 MB of JSON text; their complement, packed, is under a fifth of that, and a restored detector
     scores every later row, and names the features that moved, as the original does. A state saved with the
     components as a JSON list (before) restores to the same scores."""
