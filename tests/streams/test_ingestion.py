@@ -114,8 +114,8 @@ def test_a_deployment_under_another_prefix_shares_no_group_and_goes_on_from_its_
     former.close()
     send(staging, model, range(100, 150))  # sent while it was being upgraded
     worker: WorkerProcess = request.getfixturevalue("worker")  # this deployment's (the default prefix)
-    joined = wait_for(lambda: "partitions assigned" in worker.log_path.read_text(), what="this deployment's worker")
-    rebalances = worker.log_path.read_text().count("partitions assigned") if joined else 0
+    wait_for(lambda: "partitions assigned" in worker.log_path.read_text(), what="this deployment's worker")
+    rebalances = worker.log_path.read_text().count("partitions assigned")
 
     other = WorkerProcess(staging, tmp_path / "staging.log", **WORKER_ENV)
     try:
