@@ -178,6 +178,7 @@ class ModelClient:
         self._serving = self._load(routing, None)
         self.swaps = 0
         self.routing_stale = saved is not None  # the routing changed (or may have) and could not be read yet
+        self._routing_read_at = time.monotonic()
         if saved is not None:
             log.error(
                 "ClickHouse does not answer: serving the routing saved at the model's last change, and reading it "
@@ -406,6 +407,7 @@ class ModelClient:
             who=f"the serving client of {self.model}",
             stop=self._stop.is_set,
             on_wait=self._ready.set,  # it serves its champion meanwhile, and follows the versions once Kafka answers
+            between_tries=self._read_routing_when_due,  # and reads the routing as it would with Kafka there
         )
         if consumer is None:  # closed before a broker answered
             return
@@ -417,22 +419,27 @@ class ModelClient:
                 consumer.position(partition)  # where "the end" is, fixed before we say we are ready
             self._refresh()  # a change announced while we were joining
             self._ready.set()
-            read_at = time.monotonic()
             while not self._stop.is_set():
                 changed = any(
                     self._concerns_us(record.value)
                     for records in consumer.poll(timeout_ms=500).values()
                     for record in records
                 )
-                since = time.monotonic() - read_at
-                if changed or since >= RECHECK_S or (self.routing_stale and since >= RETRY_S):
-                    self._refresh()
-                    read_at = time.monotonic()
+                self._read_routing_when_due(changed)
         except Exception:
             log.exception("stopped following model versions")
         finally:
             self._ready.set()
             consumer.close()
+
+    def _read_routing_when_due(self, changed: bool = False) -> None:
+        """Read the routing on an announced change, every :data:`RECHECK_S` (an announcement lost), and every
+        :data:`RETRY_S` while it could not be read: also while Kafka does not answer (before, a client started
+        with Kafka and ClickHouse both away served its saved routing until Kafka answered, ClickHouse back)."""
+        since = time.monotonic() - self._routing_read_at
+        if changed or since >= RECHECK_S or (self.routing_stale and since >= RETRY_S):
+            self._refresh()
+            self._routing_read_at = time.monotonic()
 
     def _concerns_us(self, value: bytes) -> bool:
         try:

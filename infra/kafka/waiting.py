@@ -35,13 +35,15 @@ def when_kafka_answers(
     who: str,
     stop: Callable[[], bool] = lambda: False,
     on_wait: Callable[[], None] = lambda: None,
+    between_tries: Callable[[], None] = lambda: None,
     retry_s: float = RETRY_S,
     remind_every_s: float = REMIND_EVERY_S,
 ) -> T | None:
     """``make()`` (a kafka-python client), once it can be made: tried while a broker listens, and again every
     ``retry_s`` while none does or none answers; None when ``stop()`` comes first. ``who`` names the waiting
     service in the log; ``on_wait`` runs once, when the waiting starts (a serving client stops blocking its
-    caller then: it serves its champion meanwhile). Any other error of ``make`` is raised."""
+    caller then: it serves its champion meanwhile); ``between_tries`` after each try that found no broker (the
+    client reads its routing from ClickHouse meanwhile). Any other error of ``make`` is raised."""
     started, warned_at = time.monotonic(), None
     while not stop():
         detail = "nothing listens there"
@@ -64,6 +66,7 @@ def when_kafka_answers(
             warned_at = time.monotonic()
             message = f"{who} waits for Kafka: {unreachable_kafka(settings, detail)}"
             log.warning(message, extra={"fields": {"waiting_s": round(warned_at - started)}})
+        between_tries()
         _sleep(retry_s, stop)
     return None
 

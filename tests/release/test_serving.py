@@ -425,6 +425,30 @@ def test_a_client_started_while_clickhouse_is_away_serves_the_routing_saved_at_t
         ModelClient(model, away, watch=False)
 
 
+def test_a_client_started_while_kafka_and_clickhouse_are_away_reads_clickhouse_once_it_answers(
+    stack: PrivateStack, release_settings: Settings, new_model
+) -> None:
+    """A model server started during an outage of both: it serves the saved routing, and reads ClickHouse
+    again once that answers, Kafka still away (before, its thread waited for Kafka first: the routing stayed
+    stale, a promotion made meanwhile unserved, until Kafka answered)."""
+    model = new_model(("champion", "canary"))
+    port = release_settings.clickhouse.port
+    proxy = TcpProxy(port)  # not started: nothing answers on its port
+    away = stack.with_env(
+        DRIFTLOOP_CLICKHOUSE_URL=stack.env["DRIFTLOOP_CLICKHOUSE_URL"].replace(f":{port}/", f":{proxy.port}/"),
+        DRIFTLOOP_KAFKA_BOOTSTRAP=f"127.0.0.1:{free_port()}",  # nothing listens there
+        DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory),
+        DRIFTLOOP_ARTIFACTS=str(release_settings.artifacts),
+    ).settings
+    with ModelClient(model, away) as client:
+        assert client.routing_stale and client.routing["canary"] == 2
+        proxy.start()
+        try:
+            wait_for(lambda: not client.routing_stale, timeout_s=30, what="the client to read ClickHouse again")
+        finally:
+            proxy.stop()
+
+
 def test_a_busy_models_client_spreads_its_predictions_over_partitions(release_settings: Settings, new_model) -> None:
     """A model too busy for one streams worker is spread over partitions (``docs/scaling.md``); a model served
     through the client could not be: it sent every prediction under the model's own key, on one partition."""
