@@ -418,6 +418,7 @@ class ModelClient:
             for partition in consumer.assignment():
                 consumer.position(partition)  # where "the end" is, fixed before we say we are ready
             self._refresh()  # a change announced while we were joining
+            self._routing_read_at = time.monotonic()
             self._ready.set()
             while not self._stop.is_set():
                 changed = any(
