@@ -32,7 +32,8 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
 
     [training]                            # see TrainingSpec for every field
     min_labels = 1000                     # labels after the change point before a challenger is trained
-    metric = "roc_auc"                    # the gate on the test split: accuracy | roc_auc | f1 | mae | rmse
+    metric = "roc_auc"                    # the gate on the test split: accuracy | roc_auc | f1 | mae | rmse,
+                                          # and a classifier's live metric in release, floor and threshold
     budget_s_per_day = 3600               # training seconds per model in any 24 h
 
     [tuning]                              # a search per job; see TuningSpec
@@ -43,7 +44,7 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     [retraining]
     kinds = ["performance"]               # alert kinds that start a job
     schedule = "0 3 * * *"                # and every day at 03:00 UTC (or interval_s = 86400)
-    threshold = 0.85                      # and when the champion's live accuracy falls below 0.85 (mae: above)
+    threshold = 0.85                      # and when the champion's live metric falls below 0.85 (mae: above)
     debounce_s = 10
     max_wait_s = 21600                    # a job short of labels this long is skipped (recorded with why)
 
@@ -334,7 +335,8 @@ class RetrainingSpec(_Frozen):
     interval_s: float | None = Field(None, gt=0, description="also retrain this often (seconds after the last)")
     threshold: float | None = Field(
         None,
-        description="also retrain when the champion's live metric (accuracy; mae for regression) over its most "
+        description="also retrain when the champion's live metric (the gate's: accuracy, f1 or roc_auc; mae for "
+        "regression) over its most "
         "recent threshold_rows labeled rows is worse than this (below it; above it for mae), beyond doubt",
     )
     threshold_rows: int = Field(200, ge=10, description="the champion's most recent labeled rows the threshold judges")
@@ -407,8 +409,10 @@ class ModelSpec(_Frozen):
 
     @property
     def metric(self) -> str:
-        """The live metric per labeled row that releases compare: ``mae`` for errors, else ``accuracy``."""
-        return "accuracy" if self.gate_metric() in _CLASSIFICATION_METRICS else "mae"
+        """The live metric that releases, floors and thresholds judge: the gate's for a classifier (``accuracy``,
+        or ``f1`` and ``roc_auc``, which see what accuracy misses on imbalanced classes), ``mae`` for errors."""
+        gate = self.gate_metric()
+        return gate if gate in _CLASSIFICATION_METRICS else "mae"
 
     @property
     def numeric_features(self) -> list[str]:
@@ -450,13 +454,14 @@ class ModelSpec(_Frozen):
 
     @model_validator(mode="after")
     def _floor_fits_metric(self) -> ModelSpec:
-        """A classifier's floor and retraining threshold are accuracies: one past [0, 1] (a percentage: 60) put the
-        champion below it, or above it, for good (a threshold would retrain on every 200 new rows). A spec without
-        a task or a metric may be a regression's (a level of its errors)."""
+        """A classifier's floor and retraining threshold are levels of its live metric (accuracy, F1, ROC AUC): one
+        past [0, 1] (a percentage: 60) put the champion below it, or above it, for good (a threshold would retrain
+        on every 200 new rows). A spec without a task or a metric may be a regression's (a level of its errors)."""
         classifier = self.task in ("binary", "multiclass") or self.training.metric in _CLASSIFICATION_METRICS
         for name, level in (("release.floor", self.release.floor), ("retraining.threshold", self.retraining.threshold)):
             if level is not None and classifier and not 0 <= level <= 1:
-                raise ValueError(f"{name} {level} is an accuracy for this classifier: between 0 and 1 (0.6, not 60)")
+                what = "an accuracy" if self.metric == "accuracy" else f"a level of {self.metric}"
+                raise ValueError(f"{name} {level} is {what} for this classifier: between 0 and 1 (0.6, not 60)")
         return self
 
     @model_validator(mode="after")

@@ -10,7 +10,8 @@ holds the model's ``alerts`` partition):
    the spec's ``urgent_path`` is taken (by default straight to a canary with ``urgent_canary_share``), and
    the record says so (``path = urgent``).
 2. **Shadow → canary**: on the labeled requests both versions scored since the shadow began, a paired
-   comparison (McNemar for classes, a paired z test on absolute error for regression) with at least
+   comparison (McNemar for classes, a paired z test on absolute error for regression; DeLong's test for a
+   spec whose metric is ``roc_auc``, the delta method's for ``f1``: :mod:`release.class_metrics`) with at least
    ``shadow_min_pairs`` pairs; passes when the shadow is not worse than the champion beyond ``margin``
    with ``confidence``, fails when it is worse beyond it (``release.stats``).
 3. **Canary → champion**: the canary's and the champion's served rows of the same period, the model metric
@@ -42,8 +43,16 @@ from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.models.registry import Evidence, ModelRegistry, StageChange, VersionRecord
-from driftloop.release.evidence import label_delay_s, live_rows, paired
-from driftloop.release.stats import Comparison, against_reference, combine, paired_classes, paired_errors, two_samples
+from driftloop.release.evidence import CLASS_METRICS, label_delay_s, live_rows, paired, paired_class_metric
+from driftloop.release.stats import (
+    Comparison,
+    against_reference,
+    combine,
+    paired_classes,
+    paired_errors,
+    paired_estimates,
+    two_samples,
+)
 
 log = logging.getLogger("driftloop.release")
 
@@ -175,28 +184,7 @@ class ReleaseController:
     def _judge_shadow(self, spec: ModelSpec, shadow: VersionRecord, champion: VersionRecord) -> list[Decision]:
         rules = spec.release
         since, last = self._stage_times(shadow)
-        with self._client() as client:
-            pairs = paired(client, shadow.model, champion.version, shadow.version, round(since * 1000))
-        if spec.metric == "mae":
-            comparison = paired_errors(
-                pairs=pairs.pairs,
-                mean_gain=pairs.mean_gain,
-                gain_variance=pairs.gain_variance,
-                baseline_mae=pairs.baseline_mae,
-                min_pairs=rules.shadow_min_pairs,
-                margin=rules.margin,
-                confidence=rules.confidence,
-            )
-        else:
-            comparison = paired_classes(
-                baseline_only=pairs.baseline_only,
-                new_only=pairs.new_only,
-                pairs=pairs.pairs,
-                baseline_accuracy=pairs.baseline_accuracy,
-                min_pairs=rules.shadow_min_pairs,
-                margin=rules.margin,
-                confidence=rules.confidence,
-            )
+        comparison = self._shadow_comparison(spec, shadow, champion, round(since * 1000))
         evidence = _evidence(spec, comparison, champion.version, comparison.verdict)
         summary = _summary(spec, comparison, "pairs", champion.version)
         if comparison.verdict == "pass":
@@ -207,13 +195,60 @@ class ReleaseController:
             shadow, last, rules.shadow_deadline_s, rules.on_deadline, summary, evidence, rules.shadow_min_pairs
         )
 
+    def _shadow_comparison(
+        self, spec: ModelSpec, shadow: VersionRecord, champion: VersionRecord, since_ms: int
+    ) -> Comparison:
+        """The shadow against the champion on the labeled requests both scored since ``since_ms``, paired: McNemar
+        on accuracy, a paired z test on absolute error, DeLong's on ROC AUC, the delta method's on F1."""
+        rules = spec.release
+        judged = {"min_pairs": rules.shadow_min_pairs, "margin": rules.margin, "confidence": rules.confidence}
+        with self._client() as client:
+            if spec.metric in CLASS_METRICS:
+                on_rows = paired_class_metric(
+                    client,
+                    shadow.model,
+                    champion.version,
+                    shadow.version,
+                    since_ms,
+                    metric=spec.metric,
+                    positive=spec.training.positive_class,
+                )
+                test = "paired-delong" if spec.metric == "roc_auc" else "paired-f1-delta"
+                return paired_estimates(
+                    test=test, pairs=on_rows.pairs, new=on_rows.new, baseline=on_rows.baseline, se=on_rows.se, **judged
+                )
+            pairs = paired(client, shadow.model, champion.version, shadow.version, since_ms)
+        if spec.metric == "mae":
+            return paired_errors(
+                pairs=pairs.pairs,
+                mean_gain=pairs.mean_gain,
+                gain_variance=pairs.gain_variance,
+                baseline_mae=pairs.baseline_mae,
+                **judged,
+            )
+        return paired_classes(
+            baseline_only=pairs.baseline_only,
+            new_only=pairs.new_only,
+            pairs=pairs.pairs,
+            baseline_accuracy=pairs.baseline_accuracy,
+            **judged,
+        )
+
     def _judge_canary(self, spec: ModelSpec, canary: VersionRecord, champion: VersionRecord) -> list[Decision]:
         rules = spec.release
         since, last = self._stage_times(canary)
         higher = spec.kpi.higher_is_better if spec.kpi else True
         with self._client() as client:
             new, old = (
-                live_rows(client, canary.model, v, round(since * 1000), metric=spec.metric, kpi_higher_is_better=higher)
+                live_rows(
+                    client,
+                    canary.model,
+                    v,
+                    round(since * 1000),
+                    metric=spec.metric,
+                    kpi_higher_is_better=higher,
+                    positive=spec.training.positive_class,
+                )
                 for v in (canary.version, champion.version)
             )
         options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
@@ -266,8 +301,8 @@ class ReleaseController:
         if self.clock() - promotion.changed_at > rules.watch_s or not promotion.evidence.baseline_version:
             return []
         reference = promotion.evidence.baseline_metric
-        if math.isnan(reference):
-            return []
+        if math.isnan(reference) or promotion.evidence.metric_name not in ("", spec.metric):
+            return []  # no predecessor's value, or one of another metric (the spec's changed since)
         with self._client() as client:
             recent = live_rows(
                 client,
@@ -276,6 +311,7 @@ class ReleaseController:
                 round(promotion.changed_at * 1000),
                 metric=spec.metric,
                 last=rules.watch_rows,
+                positive=spec.training.positive_class,
             )
         comparison = against_reference(
             recent.metric,
@@ -338,7 +374,15 @@ class ReleaseController:
         or after ``since_ms``) against ``level`` (accuracy below it, MAE above it), when it is worse beyond doubt at
         the release's confidence; else None (not worse, or fewer rows)."""
         with self._client() as client:
-            recent = live_rows(client, champion.model, champion.version, since_ms, metric=spec.metric, last=rows)
+            recent = live_rows(
+                client,
+                champion.model,
+                champion.version,
+                since_ms,
+                metric=spec.metric,
+                last=rows,
+                positive=spec.training.positive_class,
+            )
         comparison = against_reference(
             recent.metric, _oriented_metric(spec, level), min_rows=rows, margin=0.0, confidence=spec.release.confidence
         )

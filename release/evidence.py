@@ -1,7 +1,9 @@
 """What the release controller reads from ClickHouse: labeled rows of two versions, paired or side by side.
 
-Every query reads ``labeled`` (deduplicated: FINAL) of one model from a moment on (prediction time, ms), and
-returns aggregates, never rows: a shadow of a busy model compares millions of pairs in one round trip.
+Every query reads ``labeled`` (deduplicated: FINAL) of one model from a moment on (prediction time, ms). Accuracy
+and absolute error come as aggregates, never rows: a shadow of a busy model compares millions of pairs in one
+round trip. F1 and ROC AUC (a spec's ``training.metric``) are no means of per-row values: they are computed
+here (:mod:`release.class_metrics`) on each side's :data:`MAX_CLASS_ROWS` most recent labeled requests.
 """
 
 from __future__ import annotations
@@ -10,7 +12,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
+from driftloop.release.class_metrics import live_estimate, paired_estimate
 from driftloop.release.stats import Sample
+
+#: Metrics computed on rows rather than aggregates, and the most recent labeled requests they read a side.
+CLASS_METRICS = ("f1", "roc_auc")
+MAX_CLASS_ROWS = 200_000
 
 
 class Queries(Protocol):
@@ -30,6 +39,17 @@ class Pairs:
     mean_gain: float  # baseline's absolute error - the new version's, on average (regression)
     gain_variance: float
     baseline_mae: float
+
+
+@dataclass(frozen=True)
+class PairedMetric:
+    """Labeled requests both versions scored, judged on F1 or ROC AUC: each version's value and the standard
+    error of their difference."""
+
+    pairs: int
+    new: float
+    baseline: float
+    se: float
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,68 @@ def paired(client: Queries, model: str, baseline: int, new: int, since_ms: int) 
     )
 
 
+#: One version's labeled requests: its answer, and with ``label`` the latest label of each (a correction's).
+_REQUESTS = (
+    "SELECT request_id, {label}any(prediction) AS {p}_prediction, "
+    "any(score) AS {p}_score, max(ts_ms) AS {p}_ts_ms FROM labeled FINAL "
+    "WHERE model = %(m)s AND model_version = %({p})s AND served = {served} AND ts_ms >= %(since)s "
+    "GROUP BY request_id"
+)
+_LATEST_LABEL = "argMax(label, outcome_ts_ms) AS label, "
+
+
+def paired_class_metric(
+    client: Queries, model: str, baseline: int, new: int, since_ms: int, *, metric: str, positive: str | None = None
+) -> PairedMetric:
+    """``metric`` (f1 or roc_auc) of ``new`` (unserved) and ``baseline`` (served) on the same labeled requests
+    since ``since_ms``, their :data:`MAX_CLASS_ROWS` most recent."""
+    rows = client.execute(
+        "SELECT label, base_prediction, base_score, new_prediction, new_score "
+        f"FROM ({_REQUESTS.format(p='base', served=1, label=_LATEST_LABEL)}) AS base "
+        f"ALL INNER JOIN ({_REQUESTS.format(p='new', served=0, label='')}) AS new USING (request_id) "
+        f"ORDER BY base_ts_ms DESC LIMIT {MAX_CLASS_ROWS}",
+        {"m": model, "base": baseline, "new": new, "since": since_ms},
+        columnar=True,
+    )
+    if not rows:
+        return PairedMetric(0, math.nan, math.nan, math.inf)
+    labels, base_prediction, base_score, new_prediction, new_score = (np.asarray(c) for c in rows)
+    new_value, base_value, se = paired_estimate(
+        metric,
+        labels.astype(object),
+        (new_prediction.astype(object), new_score.astype(np.float64)),
+        (base_prediction.astype(object), base_score.astype(np.float64)),
+        positive=positive,
+    )
+    return PairedMetric(len(labels), new_value, base_value, se)
+
+
+def class_metric(
+    client: Queries,
+    model: str,
+    version: int,
+    since_ms: int,
+    *,
+    metric: str,
+    positive: str | None = None,
+    last: int | None = None,
+) -> Sample:
+    """``metric`` (f1 or roc_auc) of ``version``'s served requests labeled since ``since_ms`` (the ``last`` most
+    recent, at most :data:`MAX_CLASS_ROWS`), as a :class:`Sample` (see :mod:`release.class_metrics`)."""
+    rows = client.execute(
+        f"SELECT label, v_prediction, v_score FROM ({_REQUESTS.format(p='v', served=1, label=_LATEST_LABEL)}) "
+        f"ORDER BY v_ts_ms DESC LIMIT {min(int(last or MAX_CLASS_ROWS), MAX_CLASS_ROWS)}",
+        {"m": model, "v": version, "since": since_ms},
+        columnar=True,
+    )
+    if not rows:
+        return Sample(0, math.nan, math.inf)
+    labels, predictions, scores = (np.asarray(c) for c in rows)
+    return live_estimate(
+        metric, labels.astype(object), predictions.astype(object), scores.astype(np.float64), positive=positive
+    )
+
+
 def live_rows(
     client: Queries,
     model: str,
@@ -68,8 +150,10 @@ def live_rows(
     metric: str,
     kpi_higher_is_better: bool = True,
     last: int | None = None,
+    positive: str | None = None,
 ) -> LiveRows:
-    """``version``'s served rows labeled since ``since_ms`` (only the ``last`` most recent, if given)."""
+    """``version``'s served rows labeled since ``since_ms`` (only the ``last`` most recent, if given): ``metric``
+    (accuracy, mae, or f1 and roc_auc of ``positive`` by :func:`class_metric`) and the KPI."""
     value = "toFloat64(correct)" if metric == "accuracy" else "-error"
     recent = f" ORDER BY ts_ms DESC LIMIT {int(last)}" if last else ""
     ((n, mean, variance, kpi_n, kpi_mean, kpi_variance),) = client.execute(
@@ -81,7 +165,10 @@ def live_rows(
         {"m": model, "v": version, "since": since_ms},
     )
     kpi = Sample(int(kpi_n), _num(kpi_mean), _num(kpi_variance))
-    return LiveRows(Sample(int(n), _num(mean), _num(variance)), kpi if kpi_higher_is_better else kpi.negated())
+    on_metric = Sample(int(n), _num(mean), _num(variance))
+    if metric in CLASS_METRICS:
+        on_metric = class_metric(client, model, version, since_ms, metric=metric, positive=positive, last=last)
+    return LiveRows(on_metric, kpi if kpi_higher_is_better else kpi.negated())
 
 
 def label_delay_s(client: Queries, model: str, *, last: int = 10_000) -> float:

@@ -130,6 +130,34 @@ def paired_errors(
     )
 
 
+def paired_estimates(
+    *,
+    test: str,
+    pairs: int,
+    new: float,
+    baseline: float,
+    se: float,
+    min_pairs: int,
+    margin: float = 0.01,
+    confidence: float = 0.95,
+) -> Comparison:
+    """Both versions scored the same labeled requests, on a metric that is no mean of per-row values (F1, ROC AUC:
+    :mod:`release.class_metrics`): their values and the standard error of the difference. ``margin``: a fraction
+    of the baseline's value the new one may lose.
+
+    >>> paired_estimates(test="paired-delong", pairs=900, new=0.93, baseline=0.91, se=0.01, min_pairs=300).verdict
+    'pass'
+    >>> paired_estimates(test="paired-delong", pairs=900, new=0.5, baseline=0.91, se=0.02, min_pairs=300).verdict
+    'fail'
+    """
+    difference = new - baseline
+    known = math.isfinite(difference) and 0 < se < math.inf
+    statistic = difference / se if known else 0.0
+    p_value = 2 * (1 - NormalDist().cdf(abs(statistic)))
+    tolerance = margin * abs(baseline) if math.isfinite(baseline) else 0.0
+    return _judge(test, pairs, new, baseline, difference, se, tolerance, statistic, p_value, min_pairs, confidence)
+
+
 def two_samples(
     new: Sample, baseline: Sample, *, min_rows: int, margin: float = 0.01, confidence: float = 0.95
 ) -> Comparison:

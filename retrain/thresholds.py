@@ -1,7 +1,8 @@
 """Retraining on a threshold: the spec's ``retraining.threshold`` on the champion's live metric.
 
 Every :data:`CHECK_S`, for each model this worker owns whose spec sets a threshold, the champion's most recent
-``threshold_rows`` labeled rows are held against it (accuracy below it, MAE above it, beyond doubt at the
+``threshold_rows`` labeled rows are held against it (the live metric below it: accuracy, or the spec's F1 or
+ROC AUC; MAE above it; beyond doubt at the
 release's confidence: :meth:`release.controller.ReleaseController.worse_than`). A champion worse than its
 threshold makes a job due on the spec's whole training window, unless the model is busy: a job pending or
 cooling down, or a newer version already on its way (a candidate, a shadow or a canary), which is what the

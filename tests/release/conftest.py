@@ -94,7 +94,8 @@ def new_model(release_settings: Settings, trained: dict[int, Trained]) -> Callab
 def write_labeled(release_settings: Settings) -> Callable[..., None]:
     """Labeled rows of one version: ``correct`` per request (1/0), ``served``, ``value`` per row (or NaN), at
     prediction time ``ts`` (default: now); ``errors`` (a regression's absolute errors; default 1 - correct), each
-    labeled ``label_delay_s`` after its prediction."""
+    labeled ``label_delay_s`` after its prediction. Labels are "1" and predictions "1" where right, unless
+    ``labels`` and ``predictions`` are given (with ``scores``, the predicted class's probability; default 0.8)."""
 
     def write(
         model: str,
@@ -107,6 +108,9 @@ def write_labeled(release_settings: Settings) -> Callable[..., None]:
         ts: float | None = None,
         errors: Sequence[float] | None = None,
         label_delay_s: float = 2.0,
+        labels: Sequence[str] | None = None,
+        predictions: Sequence[str] | None = None,
+        scores: Sequence[float] | None = None,
     ) -> None:
         now = ts if ts is not None else time.time()
         n = len(request_ids)
@@ -126,11 +130,11 @@ def write_labeled(release_settings: Settings) -> Callable[..., None]:
             "cat.name": [[] for _ in range(n)],
             "cat.value": [[] for _ in range(n)],
             "missing": [[] for _ in range(n)],
-            "prediction": ["1" if c else "0" for c in correct],
-            "prediction_num": [float(c) for c in correct],
-            "score": [0.8] * n,
-            "label": ["1"] * n,
-            "label_num": [1.0] * n,
+            "prediction": list(predictions) if predictions is not None else ["1" if c else "0" for c in correct],
+            "prediction_num": [float(p) for p in (predictions if predictions is not None else correct)],
+            "score": list(scores) if scores is not None else [0.8] * n,
+            "label": list(labels) if labels is not None else ["1"] * n,
+            "label_num": [float(v) for v in labels] if labels is not None else [1.0] * n,
             "correct": [int(c) for c in correct],
             "error": list(errors) if errors is not None else [1.0 - c for c in correct],
             "label_delay_s": [label_delay_s] * n,

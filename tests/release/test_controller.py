@@ -16,6 +16,8 @@ from driftloop.models.artifacts import write_artifact
 from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.release.controller import ReleaseController
+from driftloop.release.evidence import paired
+from driftloop.release.stats import paired_classes
 from driftloop.retrain.dataset import LabeledData
 from driftloop.retrain.training import train
 from tests.release.conftest import outcomes
@@ -166,6 +168,78 @@ def test_a_champion_that_degrades_after_promotion_is_rolled_back(
         "fail",
     )
     assert back.evidence.metric == pytest.approx(0.6, abs=0.01)
+
+
+def fraud_rows(n: int, seed: int, version: int, *, flags: bool) -> dict[str, list]:
+    """A fraud scorer's labeled rows of ``n`` requests (1 % fraud; the requests and their risk drawn from
+    ``seed``). ``flags``: a working version (the fraud's probability ranks it well, each version with noise of its
+    own; fraud predicted above one half: three in four caught, 0.4 % of the rest flagged); else one broken at
+    serving that never flags (its scores near the prior whatever the request): at 1 % fraud its accuracy, 0.99,
+    is within the release margin of the working one's."""
+    requests, own = np.random.default_rng(seed), np.random.default_rng([seed, version])
+    fraud = requests.random(n) < 0.01
+    risk = np.where(fraud, requests.normal(1.0, 1.5, n), requests.normal(-4.0, 1.5, n))
+    p_fraud = 1 / (1 + np.exp(-(risk + own.normal(0, 0.5, n) if flags else own.normal(-4.6, 0.3, n))))
+    predicted = p_fraud > 0.5
+    return {
+        "labels": np.where(fraud, "1", "0").tolist(),
+        "predictions": np.where(predicted, "1", "0").tolist(),
+        "scores": np.where(predicted, p_fraud, 1 - p_fraud).tolist(),  # the predicted class's probability
+        "correct": (predicted == fraud).astype(int).tolist(),
+    }
+
+
+def write_fraud(write_labeled, model: str, version: int, ids: list[str], seed: int, *, flags: bool, **options) -> None:
+    """Labeled rows of ``version`` for requests ``ids`` (see :func:`fraud_rows`)."""
+    rows = fraud_rows(len(ids), seed, version, flags=flags)
+    write_labeled(model, version, ids, rows.pop("correct"), **rows, **options)
+
+
+def test_a_fraud_shadow_that_never_flags_is_rejected_on_the_specs_roc_auc_which_accuracy_would_pass(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    broken, working = (new_model(("champion", "candidate"), extra='[training]\nmetric = "roc_auc"') for _ in "ab")
+    controller = ReleaseController(release_settings)
+    ids = [f"r{i}" for i in range(3000)]
+    for model, flags in ((broken, False), (working, True)):
+        assert [d.to_stage for d in controller.step(model)] == ["shadow"]
+        write_fraud(write_labeled, model, 1, ids, seed=1, flags=True)
+        write_fraud(write_labeled, model, 2, ids, seed=1, flags=flags, served=False)  # the same requests, scored
+    (rejected,) = controller.step(broken)
+    assert rejected.to_stage == "rejected" and "worse in shadow: roc_auc" in rejected.reason
+    evidence = ModelRegistry(release_settings).changes(broken, 2)[-1].evidence
+    assert (evidence.metric_name, evidence.test, evidence.result, evidence.rows) == (
+        "roc_auc",
+        "paired-delong",
+        "fail",
+        3000,
+    )
+    assert evidence.metric == pytest.approx(0.5, abs=0.15) and evidence.baseline_metric > 0.95
+    # accuracy, what the shadow was judged on before (whatever the spec's metric), passes it
+    with controller._client() as client:
+        pairs = paired(client, broken, 1, 2, 0)
+    on_accuracy = paired_classes(
+        baseline_only=pairs.baseline_only, new_only=pairs.new_only, pairs=pairs.pairs,
+        baseline_accuracy=pairs.baseline_accuracy, min_pairs=300,
+    )  # fmt: skip
+    assert on_accuracy.verdict == "pass" and on_accuracy.new > 0.985
+    (to_canary,) = controller.step(working)  # a shadow as good as its champion passes on the same metric
+    assert to_canary.to_stage == "canary" and "shadow passed: roc_auc" in to_canary.reason
+
+
+def test_a_fraud_canary_that_never_flags_is_rejected_on_the_specs_f1(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion", "canary"), extra='[training]\nmetric = "f1"')
+    controller = ReleaseController(release_settings)
+    write_fraud(write_labeled, model, 2, [f"c{i}" for i in range(1500)], seed=2, flags=False)
+    write_fraud(write_labeled, model, 1, [f"k{i}" for i in range(3000)], seed=3, flags=True)
+    (decision,) = controller.step(model)
+    assert decision.to_stage == "rejected" and "canary lost: f1 0.0000" in decision.reason
+    evidence = ModelRegistry(release_settings).changes(model, 2)[-1].evidence
+    assert (evidence.metric_name, evidence.test, evidence.result) == ("f1", "two-sample-z", "fail")
+    assert 0.4 < evidence.baseline_metric < 0.8
+    assert stages(release_settings, model) == {1: "champion", 2: "rejected"}
 
 
 def test_a_controller_restarted_mid_stage_resumes_where_it_was(
