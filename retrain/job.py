@@ -53,6 +53,10 @@ from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, searc
 
 log = logging.getLogger("driftloop.retrain")
 
+#: A classifier's majority share above which accuracy (the default metric) hardly tells a model that finds the rare
+#: class from one that always answers the majority: the job says so (:func:`warn_if_accuracy_on_imbalance`).
+IMBALANCED_SHARE = 0.9
+
 RUN_COLUMNS = (
     "run_id",
     "model",
@@ -323,6 +327,7 @@ class RetrainJob:
         )
         metric_name = report.metric_name = spec.gate_metric(task)
         positive = config.positive_class
+        warn_if_accuracy_on_imbalance(request.model, metric_name, gate.numbers)
 
         phase = time.perf_counter()
         params: dict[str, Any] = {}
@@ -616,3 +621,16 @@ def _infer_task(labels: list[str], label_num: object) -> str:
     if np.isnan(numbers).any() or np.all(numbers == np.round(numbers)):
         return "binary" if len(set(labels)) <= 2 else "multiclass"
     return "regression"
+
+
+def warn_if_accuracy_on_imbalance(model: str, metric_name: str, numbers: dict[str, Any]) -> None:
+    """A WARNING when a classifier is judged on accuracy while one class holds most of its labels: a version
+    that never predicts the rare class (the fraud, the churner) is then nearly as accurate as one that finds it,
+    offline and live (docs/release.md, "The live metric")."""
+    share = numbers.get("majority_share")
+    if metric_name == "accuracy" and share is not None and share > IMBALANCED_SHARE:
+        log.warning(
+            "judged on accuracy with imbalanced classes: a version that always answers the majority class scores "
+            'its share; set training.metric = "f1" or "roc_auc" in the model\'s spec',
+            extra={"fields": {"model": model, "majority_class": numbers["majority_class"], "majority_share": share}},
+        )

@@ -28,6 +28,7 @@ from driftloop.retrain.build import BuildRecord, software_versions
 from driftloop.retrain.data_gate import check_window
 from driftloop.retrain.dataset import LabeledData
 from driftloop.retrain.evaluation import MetricError, better, f1_score, metric, roc_auc
+from driftloop.retrain.job import warn_if_accuracy_on_imbalance
 from driftloop.retrain.rebuild import judge
 from driftloop.retrain.schedules import Scheduler, next_run
 from driftloop.retrain.splits import Splits, fingerprint
@@ -192,6 +193,22 @@ def test_the_data_gate_names_each_reason_with_its_numbers() -> None:
     assert verdict.reasons == (
         "the rows carry no features (their predictions sent `features: {}`): nothing to learn from",
     )
+
+
+def test_a_job_judged_on_accuracy_with_a_rare_class_says_to_judge_it_on_f1_or_roc_auc(caplog) -> None:
+    good = agrawal(1000)
+    fraud = LabeledData(
+        good.numeric, good.categorical, ["0"] * 970 + ["1"] * 30, np.zeros(1000), good.ts, good.event_ids
+    )
+    rules = TrainingSpec(min_labels=500)
+    numbers = check_window(fraud, Splits.by_time(fraud, 0.2, 0.1), "binary", rules).numbers
+    for metric_name, balanced in (("f1", fraud), ("roc_auc", fraud), ("accuracy", good), ("accuracy", fraud)):
+        seen = check_window(balanced, Splits.by_time(balanced, 0.2, 0.1), "binary", rules).numbers
+        with caplog.at_level("WARNING", logger="driftloop.retrain"):
+            warn_if_accuracy_on_imbalance("fraud", metric_name, seen)
+    (warning,) = caplog.records  # the last: accuracy on 97 % one class
+    assert 'set training.metric = "f1" or "roc_auc"' in warning.getMessage()
+    assert warning.fields == {"model": "fraud", "majority_class": "0", "majority_share": numbers["majority_share"]}
 
 
 # --- the search --------------------------------------------------------------------------------------------------
