@@ -33,8 +33,6 @@ from scipy.stats import rankdata
 
 from driftloop.release.stats import Sample
 
-_UNKNOWN = Sample(0, math.nan, math.inf)
-
 
 def f1_influence(predicted: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -> tuple[float, np.ndarray]:
     """Macro F1 over the classes given (one boolean array a class: predicted as it, actually it, per row) and
@@ -61,7 +59,7 @@ def f1_estimate(predicted: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -
     """Macro F1 of the rows (one boolean array a class, see :func:`f1_influence`) as a :class:`Sample`."""
     f1, influence = f1_influence(predicted, actual)
     if not len(influence):
-        return _UNKNOWN
+        return Sample(len(actual[0]) if actual else 0, math.nan, math.inf)
     return Sample(len(influence), f1, float(np.mean(influence**2)))
 
 
@@ -81,7 +79,7 @@ def roc_auc_estimate(positive_probability: np.ndarray, is_positive: np.ndarray) 
     m = int(is_positive.sum())
     n = len(is_positive) - m
     if m < 2 or n < 2:
-        return _UNKNOWN if not len(is_positive) else Sample(len(is_positive), math.nan, math.inf)
+        return Sample(len(is_positive), math.nan, math.inf)
     v10, v01 = _placements(positive_probability, is_positive)
     se2 = v10.var(ddof=1) / m + v01.var(ddof=1) / n
     return Sample(len(is_positive), float(v10.mean()), len(is_positive) * se2)
@@ -140,6 +138,8 @@ def live_estimate(
     if len(set(labels.tolist())) > 2:
         return Sample(len(labels), math.nan, math.inf)  # roc_auc is a binary model's
     scored = ~np.isnan(scores)
+    if not scored.any():
+        return Sample(len(labels), math.nan, math.inf)  # judged rows, none of them with a score
     return roc_auc_estimate(_positive_probability(predictions, scores, chosen)[scored], (labels == chosen)[scored])
 
 

@@ -85,6 +85,7 @@ class ReleaseController:
         self._broken: dict[str, str] = {}  # model -> the spec error last reported
         self._tasks: dict[tuple[str, int], str | None] = {}  # (model, version) -> the task it was trained for
         self._without_kpi: set[tuple[str, int]] = set()  # canaries whose waiting for a KPI no outcome carries was said
+        self._unmeasured: set[tuple[str, int]] = set()  # versions whose metric their rows cannot give, said once
 
     def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
         """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
@@ -185,6 +186,7 @@ class ReleaseController:
         rules = spec.release
         since, last = self._stage_times(shadow)
         comparison = self._shadow_comparison(spec, shadow, champion, round(since * 1000))
+        self._warn_unmeasured(spec, shadow, comparison, rules.shadow_min_pairs)
         evidence = _evidence(spec, comparison, champion.version, comparison.verdict)
         summary = _summary(spec, comparison, "pairs", champion.version)
         if comparison.verdict == "pass":
@@ -253,6 +255,7 @@ class ReleaseController:
             )
         options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
         on_metric = two_samples(new.metric, old.metric, **options)
+        self._warn_unmeasured(spec, canary, on_metric, rules.canary_min_rows)
         comparisons = [on_metric]
         on_kpi = two_samples(new.kpi, old.kpi, **options) if spec.kpi is not None else None
         if on_kpi is not None:
@@ -268,6 +271,24 @@ class ReleaseController:
             return [self._move(canary, "rejected", f"canary lost: {summary}", "release", evidence)]
         return self._deadline(
             canary, last, rules.canary_deadline_s, rules.on_deadline, summary, evidence, rules.canary_min_rows
+        )
+
+    def _warn_unmeasured(self, spec: ModelSpec, record: VersionRecord, comparison: Comparison, needed: int) -> None:
+        """A stage with the rows it needs whose metric they cannot give (ROC AUC of predictions sent without a
+        ``score``, or of one class only) waits for its deadline: a WARNING says why, once a version."""
+        key = (record.model, record.version)
+        measured = math.isfinite(comparison.new) and math.isfinite(comparison.baseline)
+        if measured or comparison.rows < needed or key in self._unmeasured:
+            return
+        self._unmeasured.add(key)
+        hint = (
+            "send each prediction's `score` (its class's probability), or set training.metric = \"f1\""
+            if spec.metric == "roc_auc"
+            else "its labeled rows hold no class to score"
+        )
+        log.warning(
+            f"the {record.status} cannot be judged on {spec.metric}: {hint}; it waits for its deadline",
+            extra={"fields": {"model": record.model, "version": record.version, "rows": comparison.rows}},
         )
 
     def _kpi_summary(

@@ -227,6 +227,23 @@ def test_a_fraud_shadow_that_never_flags_is_rejected_on_the_specs_roc_auc_which_
     assert to_canary.to_stage == "canary" and "shadow passed: roc_auc" in to_canary.reason
 
 
+def test_a_shadow_judged_on_roc_auc_whose_predictions_carry_no_score_says_why_it_waits(
+    release_settings: Settings, new_model, write_labeled, caplog
+) -> None:
+    model = new_model(("champion", "candidate"), extra='[training]\nmetric = "roc_auc"')
+    controller = ReleaseController(release_settings)
+    controller.step(model)
+    ids = [f"r{i}" for i in range(400)]
+    for version, served in ((1, True), (2, False)):
+        rows = fraud_rows(len(ids), 4, version, flags=True)
+        rows["scores"] = [float("nan")] * len(ids)  # a server that sends no `score`
+        write_labeled(model, version, ids, rows.pop("correct"), served=served, **rows)
+    with caplog.at_level("WARNING", logger="driftloop.release"):
+        assert controller.step(model) == [] and controller.step(model) == []
+    (warning,) = [r for r in caplog.records if "cannot be judged" in r.getMessage()]  # said once
+    assert "send each prediction's `score`" in warning.getMessage() and warning.fields["rows"] == 400
+
+
 def test_a_fraud_canary_that_never_flags_is_rejected_on_the_specs_f1(
     release_settings: Settings, new_model, write_labeled
 ) -> None:
