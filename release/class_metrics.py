@@ -26,7 +26,8 @@ comparison waits.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
@@ -112,12 +113,29 @@ def paired_f1(
     return new_f1, old_f1, math.sqrt(float(np.mean(gain**2)) / len(gain))
 
 
-def _classes(labels: np.ndarray, positive: str | None) -> tuple[list[str], str]:
-    """The classes F1 averages over (the positive one alone for two classes) and the positive class (the
-    spec's, else the last label in sorted order, as training takes it)."""
-    present = sorted(set(labels.tolist()))
-    chosen = positive if positive is not None else (present[-1] if present else "")
-    return ([chosen] if len(present) <= 2 else present), chosen
+@dataclass(frozen=True)
+class Classes:
+    """A classifier's classes (every label its model was given, on both sides of a comparison alike) and the one
+    F1 and ROC AUC score: the spec's ``training.positive_class``, else the last in sorted order, as training
+    takes it. Taken from each side's own rows instead, a canary none of whose few rows was fraud would be
+    scored on the other class."""
+
+    labels: tuple[str, ...]
+    positive: str
+
+    @classmethod
+    def of(cls, labels: Iterable[str], positive: str | None = None) -> Classes:
+        present = tuple(sorted(set(labels)))
+        return cls(present, positive if positive is not None else (present[-1] if present else ""))
+
+    @property
+    def binary(self) -> bool:
+        return len(self.labels) <= 2
+
+    @property
+    def averaged(self) -> list[str]:
+        """The classes F1 averages over: the positive one for two classes, every one for more (macro F1)."""
+        return [self.positive] if self.binary else list(self.labels)
 
 
 def _positive_probability(predictions: np.ndarray, scores: np.ndarray, positive: str) -> np.ndarray:
@@ -126,21 +144,21 @@ def _positive_probability(predictions: np.ndarray, scores: np.ndarray, positive:
 
 
 def live_estimate(
-    metric: str, labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray, *, positive: str | None = None
+    metric: str, labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray, classes: Classes
 ) -> Sample:
     """One version's ``f1`` or ``roc_auc`` on its rows (labels and predictions as text, scores the predicted
     class's probability, NaN where none was sent: those rows are left out of ``roc_auc``)."""
-    classes, chosen = _classes(labels, positive)
     if metric == "f1":
-        return f1_estimate([predictions == c for c in classes], [labels == c for c in classes])
+        return f1_estimate([predictions == c for c in classes.averaged], [labels == c for c in classes.averaged])
     if metric != "roc_auc":
         raise ValueError(f"{metric!r}: live_estimate gives f1 or roc_auc")
-    if len(set(labels.tolist())) > 2:
+    if not classes.binary:
         return Sample(len(labels), math.nan, math.inf)  # roc_auc is a binary model's
     scored = ~np.isnan(scores)
     if not scored.any():
         return Sample(len(labels), math.nan, math.inf)  # judged rows, none of them with a score
-    return roc_auc_estimate(_positive_probability(predictions, scores, chosen)[scored], (labels == chosen)[scored])
+    positive = classes.positive
+    return roc_auc_estimate(_positive_probability(predictions, scores, positive)[scored], (labels == positive)[scored])
 
 
 def paired_estimate(
@@ -148,22 +166,22 @@ def paired_estimate(
     labels: np.ndarray,
     new: tuple[np.ndarray, np.ndarray],
     baseline: tuple[np.ndarray, np.ndarray],
-    *,
-    positive: str | None = None,
+    classes: Classes,
 ) -> tuple[float, float, float]:
     """Two versions' ``f1`` or ``roc_auc`` on the same rows: ``new`` and ``baseline`` are each (predictions,
     scores); (new, baseline, the standard error of new - baseline)."""
-    classes, chosen = _classes(labels, positive)
+    averaged = classes.averaged
     if metric == "f1":
-        actual = [labels == c for c in classes]
-        return paired_f1([new[0] == c for c in classes], [baseline[0] == c for c in classes], actual)
+        actual = [labels == c for c in averaged]
+        return paired_f1([new[0] == c for c in averaged], [baseline[0] == c for c in averaged], actual)
     if metric != "roc_auc":
         raise ValueError(f"{metric!r}: paired_estimate gives f1 or roc_auc")
-    if len(set(labels.tolist())) > 2:
+    if not classes.binary:
         return math.nan, math.nan, math.inf
     scored = ~(np.isnan(new[1]) | np.isnan(baseline[1]))
+    positive = classes.positive
     return paired_roc_auc(
-        _positive_probability(*new, chosen)[scored],
-        _positive_probability(*baseline, chosen)[scored],
-        (labels == chosen)[scored],
+        _positive_probability(*new, positive)[scored],
+        _positive_probability(*baseline, positive)[scored],
+        (labels == positive)[scored],
     )

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from driftloop.release.class_metrics import live_estimate, paired_estimate
+from driftloop.release.class_metrics import Classes, live_estimate, paired_estimate
 from driftloop.release.stats import Sample
 
 #: Metrics computed on rows rather than aggregates, and the most recent labeled requests they read a side.
@@ -110,7 +110,7 @@ def paired_class_metric(
         labels.astype(object),
         (new_prediction.astype(object), new_score.astype(np.float64)),
         (base_prediction.astype(object), base_score.astype(np.float64)),
-        positive=positive,
+        model_classes(client, model, positive),
     )
     return PairedMetric(len(labels), new_value, base_value, se)
 
@@ -136,9 +136,14 @@ def class_metric(
     if not rows:
         return Sample(0, math.nan, math.inf)
     labels, predictions, scores = (np.asarray(c) for c in rows)
-    return live_estimate(
-        metric, labels.astype(object), predictions.astype(object), scores.astype(np.float64), positive=positive
-    )
+    classes = model_classes(client, model, positive)
+    return live_estimate(metric, labels.astype(object), predictions.astype(object), scores.astype(np.float64), classes)
+
+
+def model_classes(client: Queries, model: str, positive: str | None = None) -> Classes:
+    """Every label ``model``'s outcomes gave, and the positive class (``positive``, else the last of them)."""
+    ((labels,),) = client.execute("SELECT groupUniqArray(label) FROM labeled WHERE model = %(m)s", {"m": model})
+    return Classes.of(labels, positive)
 
 
 def live_rows(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from driftloop.models.serving import canary_bucket
-from driftloop.release.class_metrics import live_estimate, paired_f1, paired_roc_auc
+from driftloop.release.class_metrics import Classes, live_estimate, paired_f1, paired_roc_auc
 from driftloop.release.stats import (
     Sample,
     against_reference,
@@ -113,17 +113,22 @@ def test_live_f1_and_roc_auc_are_the_offline_gates_metrics() -> None:
     p_positive = np.clip(rng.normal(np.where(labels == "1", 0.7, 0.3), 0.2).round(2), 0.01, 0.99)  # ties
     predictions = np.where(p_positive > 0.5, "1", "0").astype(object)
     scores = np.where(predictions == "1", p_positive, 1 - p_positive)
-    assert live_estimate("roc_auc", labels, predictions, scores).mean == pytest.approx(
+    binary = Classes.of(["0", "1"])
+    assert live_estimate("roc_auc", labels, predictions, scores, binary).mean == pytest.approx(
         roc_auc(p_positive, labels == "1"), abs=1e-12
     )
-    assert live_estimate("f1", labels, predictions, scores).mean == pytest.approx(
+    assert live_estimate("f1", labels, predictions, scores, binary).mean == pytest.approx(
         f1_score(predictions, labels, "1"), abs=1e-12
     )
+    # a side none of whose rows is positive is still scored on the model's positive class
+    negatives = labels == "0"
+    assert live_estimate("f1", labels[negatives], predictions[negatives], scores[negatives], binary).mean == 0.0
     three = np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, 900)]
     guessed = np.where(rng.random(900) < 0.7, three, "a").astype(object)
     macro = np.mean([f1_score(guessed, three, c) for c in ("a", "b", "c")])
-    assert live_estimate("f1", three, guessed, np.full(900, np.nan)).mean == pytest.approx(macro, abs=1e-12)
-    assert np.isnan(live_estimate("roc_auc", three, guessed, np.full(900, 0.5)).mean)  # a binary model's only
+    classes = Classes.of(three)
+    assert live_estimate("f1", three, guessed, np.full(900, np.nan), classes).mean == pytest.approx(macro, abs=1e-12)
+    assert np.isnan(live_estimate("roc_auc", three, guessed, np.full(900, 0.5), classes).mean)  # binary only
 
 
 def binormal(rng: np.random.Generator, n: int, separations: tuple[float, float], rho: float) -> tuple[np.ndarray, ...]:
@@ -194,6 +199,6 @@ def test_the_canary_gate_on_f1_or_roc_auc_passes_a_canary_at_the_tolerance_at_th
                 p = np.where(rng.random(rows) < np.where(positive, 0.8, [0.02 / 0.9, 0.02][version]), 0.9, 0.1)
             labels = np.where(positive, "1", "0").astype(object)
             predictions = np.where(p > 0.5, "1", "0").astype(object)
-            sides.append(live_estimate(metric, labels, predictions, np.where(p > 0.5, p, 1 - p)))
+            sides.append(live_estimate(metric, labels, predictions, np.where(p > 0.5, p, 1 - p), Classes.of("01")))
         passed.append(two_samples(sides[0], sides[1], min_rows=100).verdict == "pass")
     assert 0.025 < np.mean(passed) < 0.10
