@@ -279,7 +279,12 @@ def _forwarder(
 @_destinations
 @click.option("--model", "models", multiple=True, help="Only models matching this glob (repeatable).")
 @click.option(
-    "--kind", "kinds", multiple=True, type=click.Choice(["data", "prediction", "performance"]), help="Only this kind."
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["data", "prediction", "performance", "release"]),
+    help="Only this kind (repeatable; none: every kind of drift). 'release': the release controller's changes of "
+    "stage too (a rollback: critical; a rejection: warning; a promotion, a shadow, a canary: info).",
 )
 @click.option(
     "--severity", default="info", type=click.Choice(["info", "warning", "critical"]), help="This severity or worse."

@@ -23,8 +23,13 @@ from typing import Any, Literal, get_args
 from driftloop.infra.errors import DriftloopError
 
 Kind = Literal["data", "prediction", "performance"]
+#: What an alert is about: a drift of one of the kinds above, or a ``release`` (a change of stage, as a notice for
+#: the subscribers that ask for it: ``streams.drift.release_notices``).
+AlertKind = Literal["data", "prediction", "performance", "release"]
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(Kind)
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+RELEASE: Literal["release"] = "release"
 SEVERITIES: tuple[str, ...] = get_args(Severity)  # mildest first
 
 ALERT_COLUMNS = (
@@ -90,7 +95,7 @@ class Alert:
     alert_id: str
     model: str
     model_version: int
-    kind: Kind
+    kind: AlertKind
     signal: str
     detector: str
     severity: Severity

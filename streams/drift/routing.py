@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from driftloop.infra.contract import KINDS, SEVERITIES, Alert
+from driftloop.infra.contract import ALERT_KINDS, KINDS, RELEASE, SEVERITIES, Alert
 from driftloop.infra.errors import DriftloopError
 
 
@@ -38,7 +38,8 @@ class SubscriberError(DriftloopError):
 @dataclass(frozen=True)
 class AlertFilter:
     """The alerts a subscriber takes: models matching one of ``models`` (globs; none: every model), of one of
-    ``kinds`` (none: every kind), at ``min_severity`` or worse."""
+    ``kinds`` (none: every kind of drift; ``release``, the release controller's notices, only when named), at
+    ``min_severity`` or worse."""
 
     models: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
@@ -47,14 +48,19 @@ class AlertFilter:
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITIES:
             raise SubscriberError(f"unknown severity {self.min_severity!r}; use one of {', '.join(SEVERITIES)}")
-        unknown = set(self.kinds) - set(KINDS)
+        unknown = set(self.kinds) - set(ALERT_KINDS)
         if unknown:
-            raise SubscriberError(f"unknown alert kind {sorted(unknown)}; use one of {', '.join(KINDS)}")
+            raise SubscriberError(f"unknown alert kind {sorted(unknown)}; use one of {', '.join(ALERT_KINDS)}")
+
+    @property
+    def releases(self) -> bool:
+        """Whether the subscriber takes release notices (it named the kind)."""
+        return RELEASE in self.kinds
 
     def matches(self, alert: Alert) -> bool:
         return (
             (not self.models or any(fnmatch.fnmatchcase(alert.model, glob) for glob in self.models))
-            and (not self.kinds or alert.kind in self.kinds)
+            and (alert.kind in self.kinds if self.kinds else alert.kind in KINDS)
             and SEVERITIES.index(alert.severity) >= SEVERITIES.index(self.min_severity)
         )
 
@@ -65,11 +71,14 @@ def _generic(alert: Alert, routing_key: str | None) -> dict[str, Any]:
 
 def _slack(alert: Alert, routing_key: str | None) -> dict[str, Any]:
     mark = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
-    facts = [
-        f"*model* {alert.model} v{alert.model_version}",
-        f"*signal* {slack_text(alert.signal)} ({alert.kind})",
-        f"*since* request {slack_text(alert.change_point_request_id)}",
-    ]
+    facts = [f"*model* {alert.model} v{alert.model_version}"]
+    if alert.kind == RELEASE:
+        stages = (alert.evidence.get("from_stage"), alert.evidence.get("stage"))
+        facts.append(f"*release* {slack_text(' → '.join(str(s) for s in stages if s))}")
+    else:
+        facts.append(f"*signal* {slack_text(alert.signal)} ({alert.kind})")
+    if alert.change_point_request_id:
+        facts.append(f"*since* request {slack_text(alert.change_point_request_id)}")
     if alert.owner:
         facts.append(f"*owner* {slack_text(alert.owner)}")
     if alert.runbook:
@@ -109,7 +118,7 @@ def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:
             "timestamp": fields["event_ts"],
             "component": alert.signal,
             "group": alert.kind,
-            "class": f"{alert.kind} drift",
+            "class": alert.kind if alert.kind == RELEASE else f"{alert.kind} drift",
             "custom_details": fields,
         },
         **({"links": [{"href": alert.runbook, "text": "runbook"}]} if alert.runbook else {}),

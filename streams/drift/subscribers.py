@@ -11,7 +11,10 @@ after it) back: it is sent again, to the URLs that have not taken it yet, until 
 with the reason) for that URL and the subscriber moves on. A URL that refuses the alert outright (a 4xx other
 than 408 and 429: retrying would not change the answer) gets it parked at once. ``driftloop alerts resend``
 sends parked alerts again (:func:`resend_parked`). A PagerDuty subscriber resolves the incidents it opened
-(``streams.drift.incidents``). Logs name a URL by its scheme and host only: the rest is a secret.
+(``streams.drift.incidents``). A subscriber whose filter names the kind ``release`` also gets the release
+controller's changes of stage as notices (``streams.drift.release_notices``: a rollback, a rejection, ...),
+read from ``model-versions`` in the same group; a PagerDuty incident of one stays open until someone resolves
+it. Logs name a URL by its scheme and host only: the rest is a secret.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from driftloop.infra.kafka.groups import take_over_offsets
 from driftloop.infra.kafka.waiting import kafka_listens, when_kafka_answers
 from driftloop.infra.service_errors import unreachable_kafka
 from driftloop.infra.settings import Settings
-from driftloop.infra.spec import MonitoringSpec, SpecCatalog
+from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog
 from driftloop.streams.drift.incidents import Incidents
 from driftloop.streams.drift.parking import AlertParking, ParkedAlert
+from driftloop.streams.drift.release_notices import release_notice
 from driftloop.streams.drift.routing import AlertFilter, destination, payload, redacted, resolve_payload
 
 log = logging.getLogger("driftloop.alerts")
@@ -248,12 +252,15 @@ def forward_alerts(
     an alert after the consumer joined its group, or waiting for a broker to answer (:func:`when_kafka_answers`).
     ``name``: the subscriber, whose consumer group is its own. A PagerDuty subscriber also resolves its
     incidents (``streams.drift.incidents``): it reads ``model-versions`` too, and ``specs`` give each model's
-    cooldown."""
+    cooldown. A filter that names the kind ``release`` reads ``model-versions`` for the release notices it
+    takes (``specs`` give their owner and runbook); they are delivered as alerts, not counted among them."""
     incidents: Incidents | None = None
     topics = [settings.topics.alerts]
+    catalog = specs or SpecCatalog.of(settings)
     if forwarder.format == "pagerduty":
-        catalog = specs or SpecCatalog.of(settings)
         incidents = Incidents(lambda model: _cooldown_s(catalog, model))
+    releases = alert_filter is not None and alert_filter.releases
+    if incidents is not None or releases:
         topics.append(settings.topics.model_versions)
     begun = time.monotonic()
     group = settings.groups.webhooks(name)
@@ -294,8 +301,12 @@ def forward_alerts(
             idle_since = time.monotonic()
             for record in records:
                 if record.topic != settings.topics.alerts:
-                    if incidents is not None:
-                        _on_version_change(record.value, incidents, forwarder)
+                    change = _announcement(record.value)
+                    if change is not None and incidents is not None:
+                        _on_version_change(change, incidents, forwarder)
+                    notice = release_notice(change, _spec(catalog, change.model)) if change and releases else None
+                    if notice is not None and alert_filter is not None and alert_filter.matches(notice):
+                        _deliver(forwarder, notice, name, parking, park_after_s)
                     _commit(consumer)
                     continue
                 try:
@@ -349,12 +360,24 @@ def _deliver(
         rounds += 1
 
 
-def _on_version_change(value: bytes, incidents: Incidents, forwarder: WebhookForwarder) -> None:
-    """A new champion resolves the incidents of the versions it replaced."""
+def _announcement(value: bytes) -> VersionAnnouncement | None:
+    """The ``model-versions`` message in ``value``; None when it is not one."""
     try:
-        change = VersionAnnouncement.from_json(json.loads(value))
+        return VersionAnnouncement.from_json(json.loads(value))
     except ValueError:  # EventError included: not an announcement
-        return
+        return None
+
+
+def _spec(specs: SpecCatalog, model: str) -> ModelSpec | None:
+    """``model``'s spec (its owner and runbook on a release notice); None without one, or with a broken one."""
+    try:
+        return specs.get(model)
+    except DriftloopError:
+        return None
+
+
+def _on_version_change(change: VersionAnnouncement, incidents: Incidents, forwarder: WebhookForwarder) -> None:
+    """A new champion resolves the incidents of the versions it replaced."""
     if change.stage == "champion":
         for key in incidents.replaced(change.model, change.version):
             forwarder.resolve(key, f"v{change.version} replaced the version that drifted")
