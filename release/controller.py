@@ -282,7 +282,8 @@ class ReleaseController:
             return
         self._unmeasured.add(key)
         hint = (
-            "send each prediction's `score` (its class's probability), or set training.metric = \"f1\""
+            "its rows carry no `score`, or labels of one class only: send each prediction's `score` (its class's "
+            "probability), or set training.metric = \"f1\""
             if spec.metric == "roc_auc"
             else "its labeled rows hold no class to score"
         )
