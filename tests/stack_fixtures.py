@@ -7,7 +7,10 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +212,38 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 target.shutdown(2)
+
+
+class WebhookReceiver(BaseHTTPRequestHandler):
+    """A webhook's receiving end: takes each POST (204), its body kept in the server's ``received`` and its path
+    in ``paths``; answers 429 with ``Retry-After: 1`` to the first ``throttle`` requests (their times in
+    ``times``, as every request's)."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server = self.server
+        server.times.append(time.monotonic())  # type: ignore[attr-defined]
+        if server.throttle > 0:  # type: ignore[attr-defined]
+            server.throttle -= 1  # type: ignore[attr-defined]
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+        else:
+            server.received.append(body)  # type: ignore[attr-defined]
+            server.paths.append(self.path)  # type: ignore[attr-defined]
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[HTTPServer]:
+    """A :class:`WebhookReceiver` on a free local port, serving until the block ends."""
+    server = HTTPServer(("127.0.0.1", 0), WebhookReceiver)
+    server.received, server.paths, server.times, server.throttle = [], [], [], 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()

@@ -4,10 +4,10 @@ not name it gets none of them. The registry, the broker and the HTTP receiver ar
 
 from __future__ import annotations
 
-import json
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 
 import pytest
 
@@ -15,32 +15,17 @@ from driftloop.infra.settings import Settings
 from driftloop.models.registry import ModelRegistry
 from driftloop.streams.drift.routing import AlertFilter
 from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts
+from tests.stack_fixtures import webhook_receiver
 
 pytestmark = pytest.mark.integration
 
 OWNER = 'owner = "risk-ml@example.com"\nrunbook = "https://wiki.example.com/fraud-release"'
 
 
-class Receiver(BaseHTTPRequestHandler):
-    """Takes every POST (204), keeping its body by path."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.setdefault(self.path, []).append(body)  # type: ignore[attr-defined]
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
 def receiver() -> Iterator[HTTPServer]:
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    server.received = {}  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    with webhook_receiver() as server:
+        yield server
 
 
 def test_a_subscriber_that_names_the_release_kind_gets_rejections_and_rollbacks_and_others_none(
@@ -72,7 +57,9 @@ def test_a_subscriber_that_names_the_release_kind_gets_rejections_and_rollbacks_
         thread.start()
     for thread in threads:
         thread.join(120)
-    received = receiver.received  # type: ignore[attr-defined]
+    received: dict[str, list[dict]] = defaultdict(list)  # by subscriber: each posts to a path of its own
+    for path, body in zip(receiver.paths, receiver.received, strict=True):  # type: ignore[attr-defined]
+        received[path].append(body)
 
     rejected, rolled_back = received["/on-call"]  # the warning and the critical one, in the order they happened
     assert (rejected["kind"], rejected["severity"], rejected["model_version"]) == ("release", "warning", 3)

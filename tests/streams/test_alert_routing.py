@@ -33,38 +33,15 @@ from driftloop.streams.drift.routing import (
     secret_urls,
 )
 from driftloop.streams.drift.subscribers import WebhookForwarder, forward_alerts, resend_parked
-from tests.stack_fixtures import PrivateStack
+from tests.stack_fixtures import PrivateStack, webhook_receiver
 
 ALERT = Alert.example()  # fraud, data, critical, signal "amount"
 
 
-class Receiver(BaseHTTPRequestHandler):
-    """Takes alerts (204); answers 429 with ``Retry-After`` to the first ``throttle`` requests."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        server = self.server
-        server.times.append(time.monotonic())  # type: ignore[attr-defined]
-        if server.throttle > 0:  # type: ignore[attr-defined]
-            server.throttle -= 1  # type: ignore[attr-defined]
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
-        else:
-            server.received.append(body)  # type: ignore[attr-defined]
-            self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
 def receiver() -> Iterator[HTTPServer]:
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    server.received, server.times, server.throttle = [], [], 0  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
+    with webhook_receiver() as server:
+        yield server
 
 
 def url(server: HTTPServer, token: str = "T0KEN") -> str:
