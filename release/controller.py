@@ -283,7 +283,7 @@ class ReleaseController:
         self._unmeasured.add(key)
         hint = (
             "its rows carry no `score`, or labels of one class only: send each prediction's `score` (its class's "
-            "probability), or set training.metric = \"f1\""
+            'probability), or set training.metric = "f1"'
             if spec.metric == "roc_auc"
             else "its labeled rows hold no class to score"
         )

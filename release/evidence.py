@@ -110,7 +110,7 @@ def paired_class_metric(
         labels.astype(object),
         (new_prediction.astype(object), new_score.astype(np.float64)),
         (base_prediction.astype(object), base_score.astype(np.float64)),
-        model_classes(client, model, positive),
+        model_classes(client, model, since_ms, positive),
     )
     return PairedMetric(len(labels), new_value, base_value, se)
 
@@ -136,13 +136,17 @@ def class_metric(
     if not rows:
         return Sample(0, math.nan, math.inf)
     labels, predictions, scores = (np.asarray(c) for c in rows)
-    classes = model_classes(client, model, positive)
+    classes = model_classes(client, model, since_ms, positive)
     return live_estimate(metric, labels.astype(object), predictions.astype(object), scores.astype(np.float64), classes)
 
 
-def model_classes(client: Queries, model: str, positive: str | None = None) -> Classes:
-    """Every label ``model``'s outcomes gave, and the positive class (``positive``, else the last of them)."""
-    ((labels,),) = client.execute("SELECT groupUniqArray(label) FROM labeled WHERE model = %(m)s", {"m": model})
+def model_classes(client: Queries, model: str, since_ms: int, positive: str | None = None) -> Classes:
+    """Every label ``model``'s outcomes gave to requests since ``since_ms`` (every version's: the same classes
+    for both sides of a comparison), and the positive class (``positive``, else the last of them)."""
+    ((labels,),) = client.execute(
+        "SELECT groupUniqArray(label) FROM labeled WHERE model = %(m)s AND ts_ms >= %(since)s",
+        {"m": model, "since": since_ms},
+    )
     return Classes.of(labels, positive)
 
 
