@@ -393,7 +393,7 @@ class ReleaseController:
         self, spec: ModelSpec, champion: VersionRecord, level: float, rows: int, *, since_ms: int = 0
     ) -> Comparison | None:
         """The champion's live metric (``spec.metric``) over its most recent ``rows`` labeled rows (predicted at
-        or after ``since_ms``) against ``level`` (accuracy below it, MAE above it), when it is worse beyond doubt at
+        or after ``since_ms``) against ``level`` (the metric below it, MAE above it), when it is worse beyond doubt at
         the release's confidence; else None (not worse, or fewer rows)."""
         with self._client() as client:
             recent = live_rows(

@@ -125,11 +125,18 @@ def class_metric(
     positive: str | None = None,
     last: int | None = None,
 ) -> Sample:
-    """``metric`` (f1 or roc_auc) of ``version``'s served requests labeled since ``since_ms`` (the ``last`` most
-    recent, at most :data:`MAX_CLASS_ROWS`), as a :class:`Sample` (see :mod:`release.class_metrics`)."""
+    """``metric`` (f1 or roc_auc) of ``version``'s served requests labeled since ``since_ms`` (their
+    :data:`MAX_CLASS_ROWS` most recent; with ``last``, its ``last`` most recent labeled rows, as accuracy's are
+    taken), as a :class:`Sample` (see :mod:`release.class_metrics`)."""
+    requests = _REQUESTS.format(p="v", served=1, label=_LATEST_LABEL)
+    if last:  # a watch's, a floor's, a threshold's most recent rows: taken as rows, not grouped over all history
+        requests = (
+            "SELECT label, prediction AS v_prediction, score AS v_score, ts_ms AS v_ts_ms FROM labeled FINAL "
+            "WHERE model = %(m)s AND model_version = %(v)s AND served = 1 AND ts_ms >= %(since)s "
+            f"ORDER BY ts_ms DESC LIMIT {min(int(last), MAX_CLASS_ROWS)}"
+        )
     rows = client.execute(
-        f"SELECT label, v_prediction, v_score FROM ({_REQUESTS.format(p='v', served=1, label=_LATEST_LABEL)}) "
-        f"ORDER BY v_ts_ms DESC LIMIT {min(int(last or MAX_CLASS_ROWS), MAX_CLASS_ROWS)}",
+        f"SELECT label, v_prediction, v_score FROM ({requests}) ORDER BY v_ts_ms DESC LIMIT {MAX_CLASS_ROWS}",
         {"m": model, "v": version, "since": since_ms},
         columnar=True,
     )

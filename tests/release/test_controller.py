@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -317,14 +318,30 @@ def test_a_champion_below_its_floor_takes_the_urgent_path(release_settings: Sett
     registry = ModelRegistry(release_settings)
     champion = registry.champion(model)
     assert champion is not None
-    from dataclasses import replace
-
     registry.add(replace(champion, version=2, status="candidate", reason="retrained"))
     (decision,) = ReleaseController(release_settings).step(model)
     assert decision.to_stage == "canary" and "floor" in decision.reason
     change = registry.changes(model)[-1]
     assert (change.path, change.traffic_share) == ("urgent", 0.5)
     assert change.evidence.metric == pytest.approx(sum(answers[100:]) / 200)  # the floor judges the last 200 rows
+
+
+def test_a_fraud_champion_that_stopped_flagging_is_below_its_f1_floor_on_its_most_recent_rows(
+    release_settings: Settings, new_model, write_labeled
+) -> None:
+    model = new_model(("champion",), extra='[training]\nmetric = "f1"', release="floor = 0.3\nfloor_rows = 3000")
+    working, broken = [f"w{i}" for i in range(3000)], [f"b{i}" for i in range(3000)]
+    write_fraud(write_labeled, model, 1, working, seed=5, flags=True, ts=time.time() - 60)
+    write_fraud(write_labeled, model, 1, broken, seed=6, flags=False)  # since it broke: the most recent rows
+    registry = ModelRegistry(release_settings)
+    champion = registry.champion(model)
+    assert champion is not None
+    controller = ReleaseController(release_settings)
+    below = controller.worse_than(controller.specs.get(model), champion, 0.3, 3000)
+    assert below is not None and below.new == 0.0  # judged on the 3,000 most recent rows, not on all 6,000
+    registry.add(replace(champion, version=2, status="candidate", reason="retrained"))
+    (decision,) = controller.step(model)
+    assert decision.to_stage == "canary" and "live f1 0.0000 is worse than the floor 0.3" in decision.reason
 
 
 def test_a_newer_candidate_supersedes_a_version_still_in_shadow(release_settings: Settings, new_model) -> None:
