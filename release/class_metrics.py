@@ -40,7 +40,8 @@ def f1_influence(predicted: Sequence[np.ndarray], actual: Sequence[np.ndarray]) 
     each row's influence on it (its first-order term: the estimate's error is their mean). Classes never
     predicted nor true in these rows are left out; (NaN, empty) when none is left."""
     rows = len(actual[0]) if actual else 0
-    scores, influence, kept = [], np.zeros(rows), 0
+    scores: list[float] = []
+    influence = np.zeros(rows)
     for said, true in zip(predicted, actual, strict=True):
         a = 2.0 * (said & true)
         b = said.astype(np.float64) + true
@@ -50,10 +51,9 @@ def f1_influence(predicted: Sequence[np.ndarray], actual: Sequence[np.ndarray]) 
         f1 = a.mean() / mean_b
         scores.append(f1)
         influence += (a - f1 * b) / mean_b
-        kept += 1
-    if not kept:
+    if not scores:
         return math.nan, np.empty(0)
-    return float(np.mean(scores)), influence / kept
+    return float(np.mean(scores)), influence / len(scores)
 
 
 def f1_estimate(predicted: Sequence[np.ndarray], actual: Sequence[np.ndarray]) -> Sample:
