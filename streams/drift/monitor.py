@@ -361,8 +361,13 @@ class DriftMonitor:
             return []
         if numeric:
             # np.add.reduce: values.mean()'s sum and division without its Python layers (5 µs a signal a batch)
-            numbers = isinstance(values, np.ndarray)
-            signal.last_mean = float(np.add.reduce(values)) / len(values) if numbers else sum(values) / len(values)
+            if isinstance(values, np.ndarray):
+                with np.errstate(over="ignore"):  # values near the largest float: their sum is not, their mean is
+                    total = float(np.add.reduce(values))
+                finite = math.isfinite(total) or not np.isfinite(values).all()
+                signal.last_mean = total / len(values) if finite else float(np.add.reduce(values / len(values)))
+            else:
+                signal.last_mean = sum(values) / len(values)
         return alerts
 
     def _detector_failed(self, place: _Place, signal: SignalState) -> None:
