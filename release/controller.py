@@ -43,7 +43,14 @@ from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.models.registry import Evidence, ModelRegistry, StageChange, VersionRecord
-from driftloop.release.evidence import CLASS_METRICS, label_delay_s, live_rows, paired, paired_class_metric
+from driftloop.release.evidence import (
+    CLASS_METRICS,
+    label_delay_s,
+    live_rows,
+    paired,
+    paired_class_metric,
+    predictions_landed,
+)
 from driftloop.release.stats import (
     Comparison,
     against_reference,
@@ -55,6 +62,16 @@ from driftloop.release.stats import (
 )
 
 log = logging.getLogger("driftloop.release")
+
+#: A shadow or canary none of whose predictions has landed this long after its stage began is said to be unserved.
+UNSERVED_AFTER_S = 300.0
+#: What to do about a stage whose version's predictions never land, by stage.
+UNSERVED_HINTS = {
+    "shadow": "the serving code does not score the shadow (ModelClient(emit=True) does; a server of its own "
+    "publishes the shadow's answers with served = false and the request's request_id), or set release.shadow = false",
+    "canary": "the serving code does not send the canary its traffic_share of the requests (ModelClient does; a "
+    "server of its own routes them as docs/events.md says)",
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,8 @@ class ReleaseController:
         self._tasks: dict[tuple[str, int], str | None] = {}  # (model, version) -> the task it was trained for
         self._without_kpi: set[tuple[str, int]] = set()  # canaries whose waiting for a KPI no outcome carries was said
         self._unmeasured: set[tuple[str, int]] = set()  # versions whose metric their rows cannot give, said once
+        self._landed: set[tuple[str, int]] = set()  # shadows and canaries some of whose predictions have landed
+        self._said_unserved: set[tuple[str, int]] = set()  # ... and those none of whose had, said once
 
     def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
         """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
@@ -187,6 +206,7 @@ class ReleaseController:
         since, last = self._stage_times(shadow)
         comparison = self._shadow_comparison(spec, shadow, champion, round(since * 1000))
         self._warn_unmeasured(spec, shadow, comparison, rules.shadow_min_pairs)
+        self._warn_unserved(shadow, since, comparison.rows < rules.shadow_min_pairs)
         evidence = _evidence(spec, comparison, champion.version, comparison.verdict)
         summary = _summary(spec, comparison, "pairs", champion.version)
         if comparison.verdict == "pass":
@@ -256,6 +276,7 @@ class ReleaseController:
         options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
         on_metric = two_samples(new.metric, old.metric, **options)
         self._warn_unmeasured(spec, canary, on_metric, rules.canary_min_rows)
+        self._warn_unserved(canary, since, on_metric.rows < rules.canary_min_rows)
         comparisons = [on_metric]
         on_kpi = two_samples(new.kpi, old.kpi, **options) if spec.kpi is not None else None
         if on_kpi is not None:
@@ -291,6 +312,34 @@ class ReleaseController:
             f"the {record.status} cannot be judged on {spec.metric}: {hint}; it waits for its deadline",
             extra={"fields": {"model": record.model, "version": record.version, "rows": comparison.rows}},
         )
+
+    def _unserved_hint(self, record: VersionRecord, since: float) -> str | None:
+        """What to do about a shadow or canary none of whose predictions has landed since ``since``; None once some
+        have (remembered: asked no more)."""
+        key = (record.model, record.version)
+        if key in self._landed or record.status not in UNSERVED_HINTS:
+            return None
+        with self._client() as client:
+            served = record.status == "canary"
+            landed = predictions_landed(client, *key, served=served, since_ms=round(since * 1000))
+        if landed:
+            self._landed.add(key)
+            return None
+        return UNSERVED_HINTS[record.status]
+
+    def _warn_unserved(self, record: VersionRecord, since: float, short: bool) -> None:
+        """A stage short of its rows whose version's predictions have not landed :data:`UNSERVED_AFTER_S` after it
+        began: a WARNING says what to do, once a version (it would wait for its deadline, and be rejected)."""
+        key = (record.model, record.version)
+        if not short or key in self._said_unserved or self.clock() - since < UNSERVED_AFTER_S:
+            return
+        hint = self._unserved_hint(record, since)
+        if hint is not None:
+            self._said_unserved.add(key)
+            log.warning(
+                f"no prediction of the {record.status} has landed since it began: {hint}",
+                extra={"fields": {"model": record.model, "version": record.version}},
+            )
 
     def _kpi_summary(
         self, spec: ModelSpec, canary: VersionRecord, on_kpi: Comparison, on_metric: Comparison, higher: bool
@@ -371,6 +420,8 @@ class ReleaseController:
             return []
         if evidence.rows < needed:
             summary += f"; {evidence.rows} of the {needed} labeled rows needed"
+            if (hint := self._unserved_hint(record, began)) is not None:
+                summary += f"; none of v{record.version}'s predictions has landed since the stage began: {hint}"
             with self._client() as client:
                 delay = label_delay_s(client, record.model)
             if delay > deadline_s / 2:

@@ -187,6 +187,18 @@ def live_rows(
     return LiveRows(on_metric, kpi if kpi_higher_is_better else kpi.negated())
 
 
+def predictions_landed(client: Queries, model: str, version: int, *, served: bool, since_ms: int) -> bool:
+    """Whether any prediction ``version`` served (or, ``served=False``, scored unserved: a shadow's) has landed
+    in ``predictions`` since ``since_ms``."""
+    return bool(
+        client.execute(
+            "SELECT 1 FROM predictions WHERE model = %(m)s AND model_version = %(v)s AND served = %(s)s "
+            "AND ts_ms >= %(since)s LIMIT 1",
+            {"m": model, "v": version, "s": int(served), "since": since_ms},
+        )
+    )
+
+
 def label_delay_s(client: Queries, model: str, *, last: int = 10_000) -> float:
     """The median seconds from prediction to label of ``model``'s ``last`` most recent labeled rows (NaN: none)."""
     ((median,),) = client.execute(

@@ -21,6 +21,8 @@ from driftloop.release.evidence import paired
 from driftloop.release.stats import paired_classes
 from driftloop.retrain.dataset import LabeledData
 from driftloop.retrain.training import train
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.sink import ClickHouseSink
 from tests.release.conftest import outcomes
 from tests.stack_fixtures import strict_json
 
@@ -309,6 +311,55 @@ def test_a_stage_whose_labels_come_after_its_deadline_is_rejected_with_the_label
     assert rejected.to_stage == "rejected" and "0 of the 300 labeled rows needed" in rejected.reason, rejected.reason
     assert "labels come 7,200 s after their predictions (median)" in rejected.reason, rejected.reason
     assert "raise the spec's shadow_deadline_s" in rejected.reason
+
+
+def write_predictions(settings: Settings, model: str, version: int, n: int, *, served: bool) -> None:
+    """``n`` predictions of ``version`` as the worker lands them, a second from now (after the stage began)."""
+    ts_ms = round((time.time() + 1) * 1000)
+    suffix = "" if served else f"@v{version}"
+    columns = {
+        "event_id": [f"{model}-p-{i}-{version}{suffix}" for i in range(n)],
+        "model": [model] * n,
+        "model_version": [version] * n,
+        "request_id": [f"r{i}" for i in range(n)],
+        "ts": [ts_ms // 1000] * n,
+        "ts_ms": [ts_ms + i for i in range(n)],
+        "prediction": ["1"] * n,
+        "prediction_num": [1.0] * n,
+        "score": [0.8] * n,
+        "served": [int(served)] * n,
+    }
+    sink = ClickHouseSink(settings.clickhouse)
+    try:
+        assert sink.write_blocking(ColumnBatch("predictions", columns)) == []
+    finally:
+        sink.close()
+
+
+def test_a_shadow_the_serving_code_never_scores_says_so_and_its_deadline_says_what_to_do(
+    release_settings: Settings, new_model, caplog
+) -> None:
+    model = new_model(("champion", "shadow"), release="shadow_deadline_s = 3600")
+    write_predictions(release_settings, model, 1, 50, served=True)  # the champion serves; no answer of v2 lands
+    now = [time.time()]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="driftloop.release"):
+        assert controller.step(model) == []  # too early to say
+        now[0] += 301
+        assert controller.step(model) == [] and controller.step(model) == []
+    (warning,) = [r for r in caplog.records if "no prediction of the shadow has landed" in r.getMessage()]
+    assert "set release.shadow = false" in warning.getMessage()
+    now[0] += 3600
+    (rejected,) = controller.step(model)
+    assert rejected.to_stage == "rejected" and "none of v2's predictions has landed" in rejected.reason
+    assert "ModelClient(emit=True)" in rejected.reason
+
+    # a canary whose predictions land, and whose labels have not come yet, is short of rows only
+    served = new_model(("champion", "canary"), release="canary_deadline_s = 60")
+    write_predictions(release_settings, served, 2, 50, served=True)
+    (short,) = controller.step(served)  # its deadline passed (the clock is an hour on)
+    assert short.to_stage == "rejected" and "0 of the 200 labeled rows needed" in short.reason
+    assert "predictions has landed" not in short.reason
 
 
 def test_a_champion_below_its_floor_takes_the_urgent_path(release_settings: Settings, new_model, write_labeled) -> None:
