@@ -28,7 +28,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -328,6 +328,7 @@ class RetrainJob:
         metric_name = report.metric_name = spec.gate_metric(task)
         positive = config.positive_class
         warn_if_accuracy_on_imbalance(request.model, metric_name, gate.numbers)
+        warn_if_f1_scores_the_majority(request.model, metric_name, gate.numbers, pre.classes, positive)
 
         phase = time.perf_counter()
         params: dict[str, Any] = {}
@@ -633,4 +634,20 @@ def warn_if_accuracy_on_imbalance(model: str, metric_name: str, numbers: dict[st
             "judged on accuracy with imbalanced classes: a version that always answers the majority class scores "
             'its share; set training.metric = "f1" or "roc_auc" in the model\'s spec',
             extra={"fields": {"model": model, "majority_class": numbers["majority_class"], "majority_share": share}},
+        )
+
+
+def warn_if_f1_scores_the_majority(
+    model: str, metric_name: str, numbers: dict[str, Any], classes: Sequence[str], configured: str | None
+) -> None:
+    """A WARNING when a binary classifier's F1 is that of its majority class: the default positive class is the
+    last label in sorted order (``1`` of 0/1, ``true`` of false/true), which for labels such as ``fraud`` and
+    ``legit`` is the common one, whose F1 hardly moves when the rare class is never found."""
+    if metric_name != "f1" or configured is not None or len(classes) != 2:
+        return
+    if numbers.get("majority_class") == classes[-1] and numbers.get("majority_share", 0.0) > 0.5:
+        log.warning(
+            "judged on the F1 of the majority class (the last label in sorted order): name the rare class in "
+            "the spec's training.positive_class",
+            extra={"fields": {"model": model, "scored_class": classes[-1], "other_class": classes[0]}},
         )

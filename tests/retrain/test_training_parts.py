@@ -28,7 +28,7 @@ from driftloop.retrain.build import BuildRecord, software_versions
 from driftloop.retrain.data_gate import check_window
 from driftloop.retrain.dataset import LabeledData
 from driftloop.retrain.evaluation import MetricError, better, f1_score, metric, roc_auc
-from driftloop.retrain.job import warn_if_accuracy_on_imbalance
+from driftloop.retrain.job import warn_if_accuracy_on_imbalance, warn_if_f1_scores_the_majority
 from driftloop.retrain.rebuild import judge
 from driftloop.retrain.schedules import Scheduler, next_run
 from driftloop.retrain.splits import Splits, fingerprint
@@ -209,6 +209,22 @@ def test_a_job_judged_on_accuracy_with_a_rare_class_says_to_judge_it_on_f1_or_ro
     (warning,) = caplog.records  # the last: accuracy on 97 % one class
     assert 'set training.metric = "f1" or "roc_auc"' in warning.getMessage()
     assert warning.fields == {"model": "fraud", "majority_class": "0", "majority_share": numbers["majority_share"]}
+
+
+def test_a_job_judged_on_the_f1_of_its_majority_class_says_to_name_the_rare_one(caplog) -> None:
+    good = agrawal(1000)
+    labels = ["legit"] * 960 + ["fraud"] * 40  # the last in sorted order, "legit", is the common one
+    window = LabeledData(good.numeric, good.categorical, labels, np.zeros(1000), good.ts, good.event_ids)
+    numbers = check_window(window, Splits.by_time(window, 0.2, 0.1), "binary", TrainingSpec(min_labels=500)).numbers
+    classes = ["fraud", "legit"]
+    with caplog.at_level("WARNING", logger="driftloop.retrain"):
+        warn_if_f1_scores_the_majority("fraud", "f1", numbers, classes, configured="fraud")  # named: no warning
+        warn_if_f1_scores_the_majority("fraud", "roc_auc", numbers, classes, configured=None)  # either class's
+        warn_if_f1_scores_the_majority("fraud", "f1", numbers, ["0", "1"], configured=None)  # "1" is the rare one
+        warn_if_f1_scores_the_majority("fraud", "f1", numbers, classes, configured=None)
+    (warning,) = caplog.records
+    assert "training.positive_class" in warning.getMessage()
+    assert warning.fields == {"model": "fraud", "scored_class": "legit", "other_class": "fraud"}
 
 
 # --- the search --------------------------------------------------------------------------------------------------
