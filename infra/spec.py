@@ -336,8 +336,8 @@ class RetrainingSpec(_Frozen):
     threshold: float | None = Field(
         None,
         description="also retrain when the champion's live metric (the gate's: accuracy, f1 or roc_auc; mae for "
-        "regression) over its most "
-        "recent threshold_rows labeled rows is worse than this (below it; above it for mae), beyond doubt",
+        "regression) over its most recent threshold_rows labeled rows is worse than this (below it; above it for "
+        "mae), beyond doubt",
     )
     threshold_rows: int = Field(200, ge=10, description="the champion's most recent labeled rows the threshold judges")
 
