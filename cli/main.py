@@ -284,7 +284,8 @@ def _forwarder(
     multiple=True,
     type=click.Choice(["data", "prediction", "performance", "release"]),
     help="Only this kind (repeatable; none: every kind of drift). 'release': the release controller's changes of "
-    "stage too (a rollback: critical; a rejection: warning; a promotion, a shadow, a canary: info).",
+    "stage (a rollback: critical; a rejection: warning; a promotion, a shadow, a canary: info), taken only when "
+    "named: with drifts too, name their kinds as well.",
 )
 @click.option(
     "--severity", default="info", type=click.Choice(["info", "warning", "critical"]), help="This severity or worse."
