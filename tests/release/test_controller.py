@@ -219,8 +219,7 @@ def test_a_fraud_shadow_that_never_flags_is_rejected_on_the_specs_roc_auc_which_
     )
     assert evidence.metric == pytest.approx(0.5, abs=0.15) and evidence.baseline_metric > 0.95
     # accuracy, what the shadow was judged on before (whatever the spec's metric), passes it
-    with controller._client() as client:
-        pairs = paired(client, broken, 1, 2, 0)
+    pairs = paired(connect(release_settings.clickhouse), broken, 1, 2, 0)
     on_accuracy = paired_classes(
         baseline_only=pairs.baseline_only, new_only=pairs.new_only, pairs=pairs.pairs,
         baseline_accuracy=pairs.baseline_accuracy, min_pairs=300,
