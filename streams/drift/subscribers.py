@@ -369,7 +369,8 @@ def _announcement(value: bytes) -> VersionAnnouncement | None:
 
 
 def _spec(specs: SpecCatalog, model: str) -> ModelSpec | None:
-    """``model``'s spec (its owner and runbook on a release notice); None without one, or with a broken one."""
+    """``model``'s spec (a release notice's owner and runbook, an incident's cooldown); None without one, or with a
+    broken one."""
     try:
         return specs.get(model)
     except DriftloopError:
@@ -384,10 +385,8 @@ def _on_version_change(change: VersionAnnouncement, incidents: Incidents, forwar
 
 
 def _cooldown_s(specs: SpecCatalog, model: str) -> float:
-    try:
-        return specs.get(model).monitoring.cooldown_s
-    except DriftloopError:  # a broken spec file: the default
-        return MonitoringSpec().cooldown_s
+    spec = _spec(specs, model)
+    return (spec.monitoring if spec is not None else MonitoringSpec()).cooldown_s  # a broken spec: the default
 
 
 def resend_parked(forwarder: WebhookForwarder, parking: AlertParking, name: str | None) -> dict[str, int]:
