@@ -50,7 +50,7 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
 
     [release]                             # see ReleaseSpec: shadow -> canary -> champion, then a watch
     shadow_min_pairs = 300
-    canary_share = 0.1
+    canary_steps = [0.05, 0.25, 0.5]      # the canary's share, widened once each step passes on its own rows
     floor = 0.6                           # champion below it: the urgent path (straight to a larger canary)
 
     [kpi]                                 # the business value outcome events carry in `value`
@@ -74,6 +74,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -360,6 +361,10 @@ class ReleaseSpec(_Frozen):
     shadow: bool = Field(True, description="score live requests unseen before any traffic (false: straight to canary)")
     shadow_min_pairs: int = Field(300, ge=10, description="labeled requests both versions scored, at least")
     canary_share: float = Field(0.1, gt=0, le=1, description="the share of requests the canary serves")
+    canary_steps: tuple[float, ...] = Field(
+        (),
+        description="the canary's shares in turn, widening, each judged on its own rows (empty: canary_share alone)",
+    )
     canary_min_rows: int = Field(200, ge=10, description="labeled rows of each side during the canary, at least")
     margin: float = Field(0.01, ge=0, lt=1, description="how much worse (fraction of the baseline) still passes")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="one-sided confidence of every bound")
@@ -378,6 +383,34 @@ class ReleaseSpec(_Frozen):
     )
     urgent_canary_share: float = Field(0.5, gt=0, le=1)
     floor_rows: int = Field(200, ge=10, description="the champion's most recent labeled rows the floor judges")
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _widening(cls, steps: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < share < 1 for share in steps):
+            raise ValueError(f"each step is a share of requests above 0 and below 1 (the champion's is 1), not {steps}")
+        if any(later <= earlier for earlier, later in pairwise(steps)):
+            raise ValueError(f"the steps widen: each share above the one before, not {list(steps)}")
+        return steps
+
+    @model_validator(mode="after")
+    def _one_first_share(self) -> ReleaseSpec:
+        if self.canary_steps and "canary_share" in self.model_fields_set and self.canary_share != self.canary_steps[0]:
+            raise ValueError(
+                f"canary_share {self.canary_share} and canary_steps {list(self.canary_steps)} both say where a canary "
+                "starts: keep canary_steps (its first share is the canary's) and remove canary_share"
+            )
+        return self
+
+    @property
+    def canary_shares(self) -> tuple[float, ...]:
+        """The canary's shares of requests, one step each: ``canary_steps``, or ``canary_share`` alone."""
+        return self.canary_steps or (self.canary_share,)
+
+    def canary_step_after(self, share: float) -> float | None:
+        """The share a canary serving ``share`` widens to once it passes; None when it goes to champion (the
+        last step passed, or a share at or above it: an urgent canary's)."""
+        return next((step for step in self.canary_shares if step > share + 1e-9), None)
 
 
 class KpiSpec(_Frozen):

@@ -16,7 +16,8 @@ holds the model's ``alerts`` partition):
    with ``confidence``, fails when it is worse beyond it (``release.stats``).
 3. **Canary → champion**: the canary's and the champion's served rows of the same period, the model metric
    and, when the spec names a KPI, the business value: each must pass; any failure rejects the canary
-   and its traffic returns to the champion.
+   and its traffic returns to the champion. With ``canary_steps`` the canary widens step by step: each
+   step is judged on the rows served since it began, and passing the last makes it champion.
 4. **The watch**: for ``watch_s`` after a promotion by the controller, the champion's most recent
    ``watch_rows`` labeled rows are held against its predecessor's live metric from the canary; worse beyond
    the margin with confidence, and the predecessor is brought back (``rolled_back``).
@@ -41,7 +42,7 @@ from clickhouse_driver import Client
 
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
-from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
+from driftloop.infra.spec import ModelSpec, ReleaseSpec, SpecCatalog, SpecError
 from driftloop.models.registry import Evidence, ModelRegistry, StageChange, VersionRecord
 from driftloop.release.evidence import (
     CLASS_METRICS,
@@ -198,7 +199,7 @@ class ReleaseController:
         if rules.shadow:
             return self._move(candidate, "shadow", "passed the offline gate: scoring live requests unserved")
         return self._move(
-            candidate, "canary", "passed the offline gate (no shadow in the spec)", share=rules.canary_share
+            candidate, "canary", "passed the offline gate (no shadow in the spec)", share=rules.canary_shares[0]
         )
 
     def _judge_shadow(self, spec: ModelSpec, shadow: VersionRecord, champion: VersionRecord) -> list[Decision]:
@@ -210,7 +211,8 @@ class ReleaseController:
         evidence = _evidence(spec, comparison, champion.version, comparison.verdict)
         summary = _summary(spec, comparison, "pairs", champion.version)
         if comparison.verdict == "pass":
-            return [self._move(shadow, "canary", f"shadow passed: {summary}", "release", evidence, rules.canary_share)]
+            share = rules.canary_shares[0]
+            return [self._move(shadow, "canary", f"shadow passed: {summary}", "release", evidence, share)]
         if comparison.verdict == "fail":
             return [self._move(shadow, "rejected", f"worse in shadow: {summary}", "release", evidence)]
         return self._deadline(
@@ -286,10 +288,14 @@ class ReleaseController:
         summary = _summary(spec, on_metric, "rows each", champion.version)
         if on_kpi is not None:
             summary += self._kpi_summary(spec, canary, on_kpi, on_metric, higher)
+        at = _step(rules, canary.traffic_share)
         if verdict == "pass":
-            return [self._move(canary, "champion", f"canary passed: {summary}", "release", evidence)]
+            if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
+                reason = f"canary passed{at}, widened to {wider:.0%} of requests: {summary}"
+                return [self._move(canary, "canary", reason, "release", evidence, wider)]
+            return [self._move(canary, "champion", f"canary passed{at}: {summary}", "release", evidence)]
         if verdict == "fail":
-            return [self._move(canary, "rejected", f"canary lost: {summary}", "release", evidence)]
+            return [self._move(canary, "rejected", f"canary lost{at}: {summary}", "release", evidence)]
         return self._deadline(
             canary, last, rules.canary_deadline_s, rules.on_deadline, summary, evidence, rules.canary_min_rows
         )
@@ -487,9 +493,15 @@ class ReleaseController:
         return Decision(record.model, record.version, to, reason)
 
     def _stage_times(self, record: VersionRecord) -> tuple[float, float]:
-        """When ``record`` entered its stage, and when its stage last changed (a deadline extended)."""
+        """When ``record`` entered its stage (a canary: its current step, its share widened), whose rows are its
+        evidence, and when its stage last changed (a deadline extended, a step begun), whence its deadline."""
         changes: list[StageChange] = self.registry.changes(record.model, record.version)
-        entered = [c.changed_at for c in changes if c.to_stage == record.status and c.from_stage != record.status]
+        entered = [
+            now.changed_at
+            for before, now in zip([None, *changes], changes, strict=False)
+            if now.to_stage == record.status
+            and (before is None or before.to_stage != record.status or before.traffic_share != now.traffic_share)
+        ]
         since = entered[-1] if entered else record.updated_at
         last = max([since, *(c.changed_at for c in changes if c.to_stage == record.status)])
         return since, last
@@ -573,6 +585,15 @@ def _evidence(
         result=result,
         details=details,
     )
+
+
+def _step(rules: ReleaseSpec, share: float) -> str:
+    """Which of the spec's canary steps a canary serving ``share`` is on, in words; empty without steps."""
+    shares = rules.canary_shares
+    if len(shares) < 2:
+        return ""
+    on = next((i for i, step in enumerate(shares, start=1) if abs(step - share) < 1e-9), None)
+    return f" at {share:.0%} (step {on} of {len(shares)})" if on else f" at {share:.0%}"
 
 
 def _summary(spec: ModelSpec, comparison: Comparison, unit: str, baseline_version: int) -> str:

@@ -73,22 +73,29 @@ def test_a_challenger_stopped_in_shadow_never_serves_a_request(
     assert served_by_2 == []
 
 
-def test_a_canary_serves_its_share_of_requests_and_the_same_ones_every_time(
+def test_a_canary_serves_its_share_of_requests_the_same_ones_every_time_and_keeps_them_as_it_widens(
     release_settings: Settings, new_model
 ) -> None:
     model = new_model(("champion", "shadow"))
     rows, _ = agrawal(0, 4000, seed=22)
     ids = [f"c{i}" for i in range(len(rows))]
+    registry = ModelRegistry(release_settings)
     with ModelClient(model, release_settings) as client:
         assert client.routing == {"champion": 1, "shadow": 2, "canary": None, "canary_share": 0.0}
-        ModelRegistry(release_settings).transition(model, 2, "canary", reason="test", traffic_share=0.25)
+        registry.transition(model, 2, "canary", reason="test", traffic_share=0.25)
         wait_for(lambda: client.routing["canary"] == 2, timeout_s=30, what="the client to route to the canary")
         first = client.predict(rows, request_ids=ids)
         again = client.predict(rows[::-1], request_ids=ids[::-1])
+        registry.transition(model, 2, "canary", reason="the next step", traffic_share=0.6)  # as canary_steps widen
+        wait_for(lambda: client.routing["canary_share"] == 0.6, timeout_s=30, what="the client to widen the canary")
+        wider = client.predict(rows, request_ids=ids)
+    registry.close()
     share = first.versions.count(2) / len(ids)
     assert abs(share - 0.25) < 0.035  # 5 standard deviations of a binomial share over 4,000 requests
     assert first.versions == again.versions[::-1]  # sticky per request id, whatever the batch
     assert first.versions == [2 if canary_bucket(model, r) < 0.25 else 1 for r in ids]
+    assert abs(wider.versions.count(2) / len(ids) - 0.6) < 0.04  # 5 standard deviations
+    assert all(w == 2 for f, w in zip(first.versions, wider.versions, strict=True) if f == 2)  # its requests kept
 
 
 def test_a_client_started_while_kafka_is_away_serves_its_champion_and_follows_versions_once_it_answers(
