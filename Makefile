@@ -29,9 +29,10 @@ zookeeper:
 demo: install clickhouse
 	$(BIN)/driftloop demo
 
-## test: the whole suite (unit, doctests, integration against a private local stack)
+## test: the whole suite (unit, doctests, integration against a private local stack), a file at a time on two
+##       processes, each with a stack of its own (most integration tests wait on servers and workers, not the CPU)
 test: install clickhouse
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## test-cluster: the ClickHouse cluster tests (ZooKeeper, local servers as two replicas and as two shards; ~2 min)
 test-cluster: install clickhouse zookeeper

@@ -329,20 +329,31 @@ def test_a_hand_over_with_alerts_read_and_not_yet_committed_does_not_stop_the_wo
     read: dict[TopicPartition, int] = {}
     first = KafkaConsumer(**settings.kafka_python_config(), **group)
     first.subscribe([settings.topics.alerts], listener=_HandOver(RetrainWorker(settings), first, read, {}))
-    second = None
+    second, joining, stopped = None, None, threading.Event()
     try:
         wait_for(lambda: first.poll(timeout_ms=100) is not None and first.assignment(), interval_s=0, what="partitions")
         read.update((tp, 3) for tp in first.assignment())  # read past the last commit, as a failed commit leaves it
         second = KafkaConsumer(**settings.kafka_python_config(), **group)
         second.subscribe([settings.topics.alerts])
+        # each member polled on a thread of its own, as in two processes: polled in turn on one thread, one
+        # member's join waited for the other's, which waited for its turn (90 s were not always enough)
+        joining = threading.Thread(target=_poll_until, args=(second, stopped), daemon=True)
+        joining.start()
 
         def split() -> bool:
             first.poll(timeout_ms=100)  # raised KafkaError("User rebalance callback throws an error")
-            second.poll(timeout_ms=100)
             return bool(first.assignment()) and bool(second.assignment())
 
         wait_for(split, timeout_s=90, interval_s=0, what="the partitions split between the two consumers")
     finally:
+        stopped.set()
+        if joining is not None:
+            joining.join(timeout=10)
         first.close()
         if second is not None:
             second.close()
+
+
+def _poll_until(consumer: KafkaConsumer, stopped: threading.Event) -> None:
+    while not stopped.is_set():
+        consumer.poll(timeout_ms=100)
