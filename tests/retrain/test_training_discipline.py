@@ -88,6 +88,7 @@ def test_a_tuned_version_records_its_splits_and_trials_and_rebuilds_bit_for_bit(
 
     late = agrawal_rows(model, 0, 1500, 1, seed=9)  # a label that arrives after the training, inside its window
     late.columns["event_id"] = [f"{model}-late"]
+    late.columns["request_id"] = ["r-late"]  # another request's: r1500's would replace its label once merged
     sink = ClickHouseSink(retrain_settings.clickhouse)
     try:
         sink.write_blocking(late)
