@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from driftloop.analytics.scorecard import one_model_scorecard
 from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.clickhouse.migrations import discover, run_statement, split_statements, table_engine
 from driftloop.infra.clickhouse.retention import apply_retention
@@ -86,6 +87,8 @@ def test_every_sql_file_runs_on_current_clickhouse_twice(tmp_path: Path) -> None
         tables = db.query("SELECT name FROM system.tables WHERE database = 'driftloop'", "CSV").bytes().decode()
         for view in project_views():  # a view is only checked when it is read
             db.query(f"SELECT * FROM driftloop.{view} LIMIT 1", "CSV")
+        one_model = one_model_scorecard("driftloop").replace("%(m)s", "'m'")  # the CLI's and the report's query
+        db.query(f"SELECT * FROM ({one_model}) LIMIT 1", "CSV")
         assert table_engine(ChdbRunner(db), "driftloop", "predictions")[0] == "toMonday(ts)"  # migration 0011
         apply_retention(ChdbRunner(db), "driftloop", {"predictions": 30, "dead_letters": 7})  # TTL where present
         (engine,) = ChdbRunner(db).execute("SELECT engine_full FROM system.tables WHERE name = 'dead_letters'")[0]
