@@ -496,13 +496,11 @@ class ReleaseController:
         """When ``record`` entered its stage (a canary: its current step, its share widened), whose rows are its
         evidence, and when its stage last changed (a deadline extended, a step begun), whence its deadline."""
         changes: list[StageChange] = self.registry.changes(record.model, record.version)
-        entered = [
-            now.changed_at
-            for before, now in zip([None, *changes], changes, strict=False)
-            if now.to_stage == record.status
-            and (before is None or before.to_stage != record.status or before.traffic_share != now.traffic_share)
-        ]
-        since = entered[-1] if entered else record.updated_at
+        since, share = record.updated_at, None
+        for change in (c for c in changes if c.to_stage == record.status):
+            if change.from_stage != record.status or change.traffic_share != share:
+                since = change.changed_at  # entered, or a step begun (an extension keeps the share)
+            share = change.traffic_share
         last = max([since, *(c.changed_at for c in changes if c.to_stage == record.status)])
         return since, last
 
