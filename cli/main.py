@@ -669,6 +669,34 @@ def models_promote(ctx: click.Context, model: str, version: int, reason: str) ->
     console.print(f"{model}: v{record.version} is the champion")
 
 
+@models.command("canary")
+@click.argument("model")
+@click.argument("version", type=int)
+@click.option(
+    "--share",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    required=True,
+    help="The share of requests it answers (chosen from the request id, as the controller's canary is).",
+)
+@click.option("--reason", default="canary share set by hand", help="Why, recorded with the change (version_changes).")
+@click.pass_context
+def models_canary(ctx: click.Context, model: str, version: int, share: float, reason: str) -> None:
+    """Make VERSION (a candidate, the shadow or the canary) the canary answering SHARE of requests now: to widen
+    or narrow a canary by hand (recorded as manual). The release controller judges it from there, on the rows
+    served since, and widens it through the spec's canary_steps above SHARE before it becomes champion."""
+    from driftloop.models.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(_settings(ctx))
+    canary = registry.routing(model).canary
+    if canary is not None and canary.version != version:
+        raise RegistryError(
+            f"{model} v{canary.version} is the canary: a model has one; promote it (`driftloop models promote "
+            f"{model} {canary.version}`) or let the release controller decide on it first"
+        )
+    registry.transition(model, version, "canary", reason=reason, path="manual", traffic_share=share)
+    console.print(f"{model}: v{version} is the canary, answering {share * 100:g}% of requests")
+
+
 @models.command("rollback")
 @click.argument("model")
 @click.option("--reason", default="rolled back by hand", help="Why, recorded with the change (version_changes).")

@@ -291,7 +291,7 @@ class ReleaseController:
         at = _step(rules, canary.traffic_share)
         if verdict == "pass":
             if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
-                reason = f"canary passed{at}, widened to {wider:.0%} of requests: {summary}"
+                reason = f"canary passed{at}, widened to {wider * 100:g}% of requests: {summary}"
                 return [self._move(canary, "canary", reason, "release", evidence, wider)]
             return [self._move(canary, "champion", f"canary passed{at}: {summary}", "release", evidence)]
         if verdict == "fail":
@@ -591,7 +591,8 @@ def _step(rules: ReleaseSpec, share: float) -> str:
     if len(shares) < 2:
         return ""
     on = next((i for i, step in enumerate(shares, start=1) if abs(step - share) < 1e-9), None)
-    return f" at {share:.0%} (step {on} of {len(shares)})" if on else f" at {share:.0%}"
+    at = f" at {share * 100:g}%"
+    return f"{at} (step {on} of {len(shares)})" if on else at
 
 
 def _summary(spec: ModelSpec, comparison: Comparison, unit: str, baseline_version: int) -> str:

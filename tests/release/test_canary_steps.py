@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from driftloop.cli.main import cli
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecError, load_spec
 from driftloop.models.registry import ModelRegistry
@@ -99,3 +101,43 @@ def test_a_canary_worse_once_widened_is_rejected_and_each_step_has_its_own_deadl
     assert rejected.to_stage == "rejected" and "canary lost at 25% (step 2 of 2)" in rejected.reason
     routing = ModelRegistry(release_settings).routing(model)
     assert routing.canary is None and routing.champion is not None and routing.champion.version == 1
+
+
+@pytest.mark.integration
+def test_a_person_sets_a_canary_s_share_and_the_steps_go_on_from_there(
+    release_settings: Settings, new_model, write_labeled, stack
+) -> None:
+    model = new_model(("champion", "shadow", "candidate"), release="canary_steps = [0.05, 0.25, 0.5]")
+    env = stack.with_env(
+        DRIFTLOOP_SPECS_DIR=str(release_settings.spec_directory),
+        DRIFTLOOP_ARTIFACTS=str(release_settings.artifact_location),
+    ).env
+    run = CliRunner().invoke
+    champion = run(cli, ["models", "canary", model, "1", "--share", "0.1"], env=env)
+    assert champion.exit_code == 1 and "is champion: it can go to retired, rolled_back, not canary" in champion.output
+    assert run(cli, ["models", "canary", model, "2", "--share", "1"], env=env).exit_code == 2  # not a canary's share
+    widened = run(cli, ["models", "canary", model, "2", "--share", "0.25", "--reason", "looks fine"], env=env)
+    assert widened.exit_code == 0 and f"{model}: v2 is the canary, answering 25% of requests" in widened.stdout
+    registry = ModelRegistry(release_settings)
+    change = registry.changes(model, 2)[-1]
+    assert (change.from_stage, change.to_stage, change.path, change.traffic_share) == (
+        "shadow",
+        "canary",
+        "manual",
+        0.25,
+    )
+    assert registry.routing(model).canary_share == 0.25
+
+    second = run(cli, ["models", "canary", model, "3", "--share", "0.1"], env=env)
+    assert second.exit_code == 1 and f"{model} v2 is the canary: a model has one" in second.output, second.output
+
+    registry.transition(model, 3, "rejected", reason="not this one")  # else the newest candidate supersedes v2
+    now = [time.time() + 60]  # the controller's clock after the change by hand
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    served(write_labeled, model, "a", canary=0.95, at=now[0] + 60, seed=50)
+    now[0] += 600
+    (decision,) = [d for d in controller.step(model) if d.version == 2]
+    assert decision.to_stage == "canary" and "canary passed at 25% (step 2 of 3), widened to 50%" in decision.reason
+    narrowed = run(cli, ["models", "canary", model, "2", "--share", "0.01"], env=env)
+    assert narrowed.exit_code == 0 and registry.routing(model).canary_share == 0.01
+    registry.close()
