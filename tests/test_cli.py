@@ -26,6 +26,7 @@ NO_TABLE = {
     "report",
     "alerts webhook",
     "models promote",
+    "models canary",
     "models rollback",
 }
 
