@@ -611,7 +611,7 @@ def models_list(ctx: click.Context, model: str | None, as_json: bool) -> None:
                 r.model,
                 str(r.version),
                 r.status,
-                f"{r.traffic_share:.0%}" if r.status in ("canary", "champion") else "-",
+                _percent(r.traffic_share) if r.status in ("canary", "champion") else "-",
                 f"{r.metric_name} {r.metric_value:.4f}",
                 "-" if math.isnan(r.champion_metric) else f"{r.champion_metric:.4f}",
                 f"{r.train_rows:,}",
@@ -651,9 +651,14 @@ def models_show(ctx: click.Context, model: str, version: int | None, as_json: bo
     for c in changes:
         e = c.evidence
         evidence = f"{e.test} {e.result} on {e.rows:,} rows" if e.test else (e.result or "-")
-        share = f"{c.traffic_share:.0%}" if c.to_stage in ("canary", "champion") else "-"
+        share = _percent(c.traffic_share) if c.to_stage in ("canary", "champion") else "-"
         table.add_row(_utc(c.changed_at), c.from_stage, c.to_stage, c.path, share, evidence, as_text(c.reason))
     console.print(table)
+
+
+def _percent(share: float) -> str:
+    """A share of requests in percent, as precise as it was set (a canary of 0.5 % is not "0%")."""
+    return f"{share * 100:g}%"
 
 
 @models.command("promote")
@@ -694,7 +699,7 @@ def models_canary(ctx: click.Context, model: str, version: int, share: float, re
             f"{model} {canary.version}`) or let the release controller decide on it first"
         )
     registry.transition(model, version, "canary", reason=reason, path="manual", traffic_share=share)
-    console.print(f"{model}: v{version} is the canary, answering {share * 100:g}% of requests")
+    console.print(f"{model}: v{version} is the canary, answering {_percent(share)} of requests")
 
 
 @models.command("rollback")
