@@ -689,16 +689,11 @@ def models_canary(ctx: click.Context, model: str, version: int, share: float, re
     """Make VERSION (a candidate, the shadow or the canary) the canary answering SHARE of requests now: to widen
     or narrow a canary by hand (recorded as manual). The release controller judges it from there, on the rows
     served since, and widens it through the spec's canary_steps above SHARE before it becomes champion."""
-    from driftloop.models.registry import ModelRegistry, RegistryError
+    from driftloop.models.registry import ModelRegistry
 
-    registry = ModelRegistry(_settings(ctx))
-    canary = registry.routing(model).canary
-    if canary is not None and canary.version != version:
-        raise RegistryError(
-            f"{model} v{canary.version} is the canary: a model has one; promote it (`driftloop models promote "
-            f"{model} {canary.version}`) or let the release controller decide on it first"
-        )
-    registry.transition(model, version, "canary", reason=reason, path="manual", traffic_share=share)
+    ModelRegistry(_settings(ctx)).transition(
+        model, version, "canary", reason=reason, path="manual", traffic_share=share
+    )
     console.print(f"{model}: v{version} is the canary, answering {_percent(share)} of requests")
 
 

@@ -440,13 +440,20 @@ class ModelRegistry:
         if to not in allowed and not (path == "manual" and to == "champion" and target.status != "champion"):
             onward = ", ".join(allowed) or "no other stage"
             raise RegistryError(f"{model} v{version} is {target.status}: it can go to {onward}, not {to}")
+        routing = self.routing(model, versions)
+        canary = routing.canary
+        if to == "canary" and canary is not None and canary.version != version:
+            raise RegistryError(
+                f"{model} v{canary.version} is the canary: a model has one; promote it (`driftloop models promote "
+                f"{model} {canary.version}`) or let the release controller decide on it first"
+            )
         if to in LIVE_STAGES:
             self.load(target)
         now, revision = self.clock(), _revision()
         share = 1.0 if to == "champion" else traffic_share if to == "canary" else 0.0
         records = [replace(target, status=to, reason=reason, updated_at=now, revision=revision, traffic_share=share)]
         changes = [StageChange(model, version, target.status, to, now, path, reason, share, evidence or Evidence())]
-        current = self.routing(model, versions).champion
+        current = routing.champion
         previous = current.version if current is not None and current.version != version else None
         if to == "champion" and current is not None and current.version != version:
             retire = f"replaced by v{version}"
