@@ -355,7 +355,9 @@ class ReleaseSpec(_Frozen):
 
     Comparisons are non-inferiority tests at ``confidence``: a stage passes when the new version's lower
     bound is within ``margin`` (a fraction of the baseline's value) of the baseline, and fails when its
-    upper bound is beyond it.
+    upper bound is beyond it. A canary also fails when it answers slower than the champion: its
+    ``latency_quantile`` of ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of
+    time, with ``confidence`` (docs/release.md, "Answer times").
     """
 
     shadow: bool = Field(True, description="score live requests unseen before any traffic (false: straight to canary)")
@@ -383,6 +385,13 @@ class ReleaseSpec(_Frozen):
     )
     urgent_canary_share: float = Field(0.5, gt=0, le=1)
     floor_rows: int = Field(200, ge=10, description="the champion's most recent labeled rows the floor judges")
+    latency_margin: float = Field(
+        0.5,
+        ge=0,
+        description="how much slower than the champion's a canary's answer times may be (a fraction; inf: not judged)",
+    )
+    latency_quantile: float = Field(0.99, gt=0, lt=1, description="the quantile of answer times judged (latency_ms)")
+    latency_span_s: float = Field(10.0, gt=0, description="answer times are compared span by span of this length")
 
     @field_validator("canary_steps")
     @classmethod

@@ -16,8 +16,10 @@ holds the model's ``alerts`` partition):
    with ``confidence``, fails when it is worse beyond it (``release.stats``).
 3. **Canary → champion**: the canary's and the champion's served rows of the same period, the model metric
    and, when the spec names a KPI, the business value: each must pass; any failure rejects the canary
-   and its traffic returns to the champion. With ``canary_steps`` the canary widens step by step: each
-   step is judged on the rows served since it began, and passing the last makes it champion.
+   and its traffic returns to the champion. So does answering slower: the canary's quantile of
+   ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of the period, with
+   confidence (answer times never hold a canary back). With ``canary_steps`` the canary widens step by
+   step: each step is judged on the rows served since it began, and passing the last makes it champion.
 4. **The watch**: for ``watch_s`` after a promotion by the controller, the champion's most recent
    ``watch_rows`` labeled rows are held against its predecessor's live metric from the canary; worse beyond
    the margin with confidence, and the predecessor is brought back (``rolled_back``).
@@ -47,6 +49,7 @@ from driftloop.models.registry import Evidence, ModelRegistry, StageChange, Vers
 from driftloop.release.evidence import (
     CLASS_METRICS,
     label_delay_s,
+    latencies,
     live_rows,
     paired,
     paired_class_metric,
@@ -54,11 +57,13 @@ from driftloop.release.evidence import (
 )
 from driftloop.release.stats import (
     Comparison,
+    LatencyComparison,
     against_reference,
     combine,
     paired_classes,
     paired_errors,
     paired_estimates,
+    slower_spans,
     two_samples,
 )
 
@@ -275,6 +280,7 @@ class ReleaseController:
                 )
                 for v in (canary.version, champion.version)
             )
+            latency = self._latency(client, rules, canary, champion, since)
         options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
         on_metric = two_samples(new.metric, old.metric, **options)
         self._warn_unmeasured(spec, canary, on_metric, rules.canary_min_rows)
@@ -283,12 +289,17 @@ class ReleaseController:
         on_kpi = two_samples(new.kpi, old.kpi, **options) if spec.kpi is not None else None
         if on_kpi is not None:
             comparisons.append(on_kpi)
-        verdict = combine(comparisons)
-        evidence = _evidence(spec, on_metric, champion.version, verdict, kpi=on_kpi, higher=higher)
+        verdict = "fail" if latency is not None and latency.verdict == "fail" else combine(comparisons)
+        evidence = _evidence(spec, on_metric, champion.version, verdict, kpi=on_kpi, higher=higher, latency=latency)
         summary = _summary(spec, on_metric, "rows each", champion.version)
         if on_kpi is not None:
             summary += self._kpi_summary(spec, canary, on_kpi, on_metric, higher)
         at = _step(rules, canary.traffic_share)
+        if latency is not None and latency.rows and latency.baseline_rows:
+            said = _latency_summary(latency, champion.version)
+            if latency.verdict == "fail":
+                return [self._move(canary, "rejected", f"canary lost{at}: answers slower: {said}", "release", evidence)]
+            summary += f"; {said}"
         if verdict == "pass":
             if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
                 reason = f"canary passed{at}, widened to {wider * 100:g}% of requests: {summary}"
@@ -298,6 +309,32 @@ class ReleaseController:
             return [self._move(canary, "rejected", f"canary lost{at}: {summary}", "release", evidence)]
         return self._deadline(
             canary, last, rules.canary_deadline_s, rules.on_deadline, summary, evidence, rules.canary_min_rows
+        )
+
+    @staticmethod
+    def _latency(
+        client: Client, rules: ReleaseSpec, canary: VersionRecord, champion: VersionRecord, since: float
+    ) -> LatencyComparison | None:
+        """The canary's answer times against the champion's since ``since`` (None: the spec judges none)."""
+        if math.isinf(rules.latency_margin):
+            return None
+        new, old = latencies(
+            client,
+            canary.model,
+            (canary.version, champion.version),
+            round(since * 1000),
+            quantile=rules.latency_quantile,
+            span_s=rules.latency_span_s,
+        )
+        return slower_spans(
+            new.by_span,
+            old.by_span,
+            quantile=rules.latency_quantile,
+            margin=rules.latency_margin,
+            confidence=rules.confidence,
+            rows=(new.rows, old.rows),
+            overall=(new.overall, old.overall),
+            span_s=new.span_s,
         )
 
     def _warn_unmeasured(self, spec: ModelSpec, record: VersionRecord, comparison: Comparison, needed: int) -> None:
@@ -553,6 +590,7 @@ def _evidence(
     *,
     kpi: Comparison | None = None,
     higher: bool = True,
+    latency: LatencyComparison | None = None,
 ) -> Evidence:
     details: dict[str, object] = {
         "difference": comparison.difference,
@@ -568,6 +606,20 @@ def _evidence(
             "kpi_lower": kpi.lower,
             "kpi_upper": kpi.upper,
             "kpi_p_value": kpi.p_value,
+        }
+    if latency is not None:
+        details |= {
+            "latency_quantile": latency.quantile,
+            "latency_ms": latency.new,
+            "baseline_latency_ms": latency.baseline,
+            "latency_rows": latency.rows,
+            "baseline_latency_rows": latency.baseline_rows,
+            "latency_spans": latency.spans,
+            "latency_slower_spans": latency.slower,
+            "latency_limit": latency.limit,
+            "latency_span_s": latency.span_s,
+            "latency_p_value": latency.p_value,
+            "latency_verdict": latency.verdict,
         }
     return Evidence(
         baseline_version=baseline_version,
@@ -593,6 +645,15 @@ def _step(rules: ReleaseSpec, share: float) -> str:
     on = next((i for i, step in enumerate(shares, start=1) if abs(step - share) < 1e-9), None)
     at = f" at {share * 100:g}%"
     return f"{at} (step {on} of {len(shares)})" if on else at
+
+
+def _latency_summary(latency: LatencyComparison, baseline_version: int) -> str:
+    """The answer times in words: each side's quantile, and the spans the canary was slower in."""
+    return (
+        f"p{latency.quantile * 100:g} latency {latency.new:.3g} ms vs v{baseline_version} {latency.baseline:.3g} ms "
+        f"on {latency.rows} and {latency.baseline_rows} requests, beyond {latency.limit:g} times v{baseline_version}'s "
+        f"in {latency.slower} of {latency.spans} spans of {latency.span_s:g} s (sign test p={latency.p_value:.3g})"
+    )
 
 
 def _summary(spec: ModelSpec, comparison: Comparison, unit: str, baseline_version: int) -> str:

@@ -1,6 +1,8 @@
-"""What the release controller reads from ClickHouse: labeled rows of two versions, paired or side by side.
+"""What the release controller reads from ClickHouse: labeled rows of two versions, paired or side by side, and
+their answer times.
 
-Every query reads ``labeled`` (deduplicated: FINAL) of one model from a moment on (prediction time, ms). Accuracy
+Every query of outcomes reads ``labeled`` (deduplicated: FINAL) of one model from a moment on (prediction time,
+ms); answer times are the served predictions' ``latency_ms`` (:func:`latencies`). Accuracy
 and absolute error come as aggregates, never rows: a shadow of a busy model compares millions of pairs in one
 round trip. F1 and ROC AUC (a spec's ``training.metric``) are no means of per-row values: they are computed
 here (:mod:`release.class_metrics`) on each side's :data:`MAX_CLASS_ROWS` most recent labeled requests.
@@ -185,6 +187,79 @@ def live_rows(
     if metric in CLASS_METRICS:
         on_metric = class_metric(client, model, version, since_ms, metric=metric, positive=positive, last=last)
     return LiveRows(on_metric, kpi if kpi_higher_is_better else kpi.negated())
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Answer times (``latency_ms``) of one version's served predictions: the rows that carry one, their
+    quantile over all of them, and the quantile of each span of time (span number → quantile)."""
+
+    rows: int
+    overall: float
+    by_span: dict[int, float]
+    span_s: float  # the spans' length
+
+
+def latencies(
+    client: Queries, model: str, versions: tuple[int, int], since_ms: int, *, quantile: float, span_s: float
+) -> tuple[Latencies, Latencies]:
+    """:class:`Latencies` of two versions' served predictions since ``since_ms`` (the first, a canary, is the one
+    whose rows are few), in spans of time that both versions' share (numbered from the epoch).
+
+    A span lasts at least ``span_s``, and as long as the first version takes on average to serve
+    :func:`rows_a_span` rows: a quantile of fewer rows is biased (the 0.99 quantile of ten rows is their
+    largest, a 0.9 quantile), and both sides' must be near the true one for the spans to compare them; a span
+    where either side served fewer than half of them is left out. The second version's rows are sampled (by
+    a hash of their ``event_id``) to about as many as the first's: a quantile of few rows is biased low (the
+    0.99 quantile of 200 rows falls short of the true one more often than not, of 4,000 rows seldom), and
+    quantiles of as many rows a side are biased alike. Predictions sent without a ``latency_ms``
+    are left out. Read without FINAL: a row delivered twice before its merge moves a quantile by nothing that
+    counts. ClickHouse's ``quantile`` is exact up to 8,192 rows a group, and a uniform sample's beyond."""
+    q = float(quantile)
+    where = (
+        "WHERE model = %(m)s AND model_version IN (%(a)s, %(b)s) AND served = 1 AND ts >= toDateTime(%(since_s)s) "
+        "AND ts_ms >= %(since)s AND NOT isNaN(latency_ms)"
+    )
+    params: dict[str, Any] = {"m": model, "a": versions[0], "b": versions[1], "since": since_ms}
+    params["since_s"] = since_ms // 1000
+    totals = {
+        version: (int(rows), _num(overall), int(first), int(last))
+        for version, rows, overall, first, last in client.execute(
+            f"SELECT model_version, count(), quantile({q!r})(latency_ms), min(ts_ms), max(ts_ms) FROM predictions "
+            f"{where} GROUP BY model_version",
+            params,
+        )
+    }
+    few, _, first, last = totals.get(versions[0], (0, math.nan, 0, 0))
+    many = totals.get(versions[1], (0,))[0]
+    by_version: dict[int, dict[int, float]] = {v: {} for v in versions}
+    need = rows_a_span(quantile)
+    span_ms = max(round(span_s * 1000), math.ceil(need * (last - first + 1) / few) if few else 0)
+    if few and many:
+        keep = round(min(1.0, few / many) * _SAMPLED)  # the second version's rows, as many as the first's
+        for version, span, value in client.execute(
+            f"SELECT model_version, intDiv(ts_ms, %(span)s) AS span, quantile({q!r})(latency_ms) FROM predictions "
+            f"{where} AND (model_version = %(a)s OR modulo(cityHash64(event_id), {_SAMPLED}) < %(keep)s) "
+            "GROUP BY model_version, span HAVING count() >= %(least)s",
+            params | {"span": span_ms, "least": math.ceil(need / 2), "keep": keep},
+        ):
+            by_version[version][int(span)] = float(value)
+    return tuple(  # type: ignore[return-value]
+        Latencies(*totals.get(v, (0, math.nan))[:2], by_version[v], span_ms / 1000) for v in versions
+    )
+
+
+_SAMPLED = 1_000_000  # the hash's range when sampling a side's rows
+
+
+def rows_a_span(quantile: float) -> int:
+    """The rows a span of answer times holds for its ``quantile`` to be near the true one: two beyond it (200
+    for 0.99, 4 for the median).
+
+    >>> rows_a_span(0.99), rows_a_span(0.5), rows_a_span(0.9)
+    (200, 4, 20)
+    """
+    return math.ceil(2 / min(quantile, 1 - quantile) - 1e-9)
 
 
 def predictions_landed(client: Queries, model: str, version: int, *, served: bool, since_ms: int) -> bool:

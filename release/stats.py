@@ -20,6 +20,7 @@ each side of the difference (new - baseline). With ``tolerance`` the amount the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Literal
@@ -258,3 +259,73 @@ def _mcnemar(b: int, c: int) -> tuple[float, float]:
         tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
         return statistic, min(1.0, 2 * tail)
     return statistic, math.erfc(math.sqrt(statistic / 2))
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """A canary's answer times against the champion's over the same spans of time: each side's ``quantile`` of
+    ``latency_ms`` over all its rows, and a sign test over the spans both served in, of whether the canary's
+    quantile is beyond ``1 + margin`` times the champion's in most of them.
+
+    Spans, not rows, are its units: the rows of one request batch share its time (and one slow moment of the
+    machine slows both sides), so rows are not independent draws; spans of a few seconds nearly are, and a
+    pair of them shares the load of its moment. The verdict is ``fail`` (slower, with ``confidence``) or
+    ``wait``: answer times never hold a canary back, they only reject one that is shown to be slower."""
+
+    quantile: float
+    new: float
+    baseline: float
+    rows: int
+    baseline_rows: int
+    spans: int
+    slower: int
+    limit: float  # the multiple of the champion's quantile beyond which a span counts as slower
+    span_s: float
+    p_value: float
+    verdict: Verdict
+
+
+def slower_spans(
+    new: Mapping[int, float],
+    baseline: Mapping[int, float],
+    *,
+    quantile: float,
+    margin: float,
+    confidence: float,
+    rows: tuple[int, int] = (0, 0),
+    overall: tuple[float, float] = (math.nan, math.nan),
+    span_s: float = math.nan,
+) -> LatencyComparison:
+    """Compare the canary's quantile of each span (``new``: span → its quantile) with the champion's
+    (``baseline``) in the spans both have; ``rows`` and ``overall`` (each side's row count and quantile over all
+    its rows) and ``span_s`` (the spans' length) are reported as they are.
+
+    >>> fast = {span: 10.0 for span in range(8)}
+    >>> slow = slower_spans({s: 30.0 for s in range(8)}, fast, quantile=0.99, margin=0.5, confidence=0.95)
+    >>> slow.verdict, slow.slower, slow.spans, round(slow.p_value, 4)
+    ('fail', 8, 8, 0.0039)
+    >>> slower_spans({s: 14.0 for s in range(8)}, fast, quantile=0.99, margin=0.5, confidence=0.95).verdict
+    'wait'
+    """
+    limit = 1.0 + margin
+    shared = sorted(set(new) & set(baseline))
+    slower = sum(new[span] > limit * baseline[span] for span in shared)
+    p_value = _upper_tail_of_half(slower, len(shared))
+    return LatencyComparison(
+        quantile=quantile,
+        new=overall[0],
+        baseline=overall[1],
+        rows=rows[0],
+        baseline_rows=rows[1],
+        spans=len(shared),
+        slower=slower,
+        limit=limit,
+        span_s=span_s,
+        p_value=p_value,
+        verdict="fail" if shared and p_value < 1 - confidence else "wait",
+    )
+
+
+def _upper_tail_of_half(k: int, n: int) -> float:
+    """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided sign test's p-value (1 for no spans)."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0

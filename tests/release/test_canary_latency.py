@@ -1,0 +1,194 @@
+"""A canary that answers slower than the champion is rejected on its answer times (``latency_ms``), before any
+outcome is in; one as fast is not, and passes on its outcomes with its answer times in the reason; a spec that
+judges no answer times (``latency_margin = inf``) lets a slow one be. And the statistics behind it, by
+simulation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftloop.infra.settings import Settings
+from driftloop.infra.spec import ModelSpec, SpecError, load_spec
+from driftloop.models.registry import ModelRegistry
+from driftloop.release.controller import ReleaseController
+from driftloop.release.evidence import latencies, rows_a_span
+from driftloop.release.stats import slower_spans
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.event_rules import PREDICTION_COLUMNS
+from driftloop.streams.sink import ClickHouseSink
+from tests.infra.test_sql_engines import migrated_chdb
+from tests.release.test_canary_steps import served as labeled
+
+# --- the sign test over spans, simulated: both sides' quantiles of as many rows, as ClickHouse gives them --------
+
+
+def _fail_rate(slower_by: float, spans: int, *, runs: int = 400, quantile: float = 0.99, seed: int = 0) -> float:
+    """How often a canary whose answer times are ``slower_by`` times the champion's (lognormal, both) fails."""
+    rng = np.random.default_rng(seed)
+    rows = rows_a_span(quantile)
+    fails = 0
+    for _ in range(runs):
+        new = {s: float(np.quantile(slower_by * rng.lognormal(1.0, 0.6, rows), quantile)) for s in range(spans)}
+        old = {s: float(np.quantile(rng.lognormal(1.0, 0.6, rows), quantile)) for s in range(spans)}
+        fails += slower_spans(new, old, quantile=quantile, margin=0.5, confidence=0.95).verdict == "fail"
+    return fails / runs
+
+
+def test_a_canary_exactly_at_the_latency_margin_fails_at_most_as_often_as_the_confidence_allows() -> None:
+    at_margin = _fail_rate(1.5, spans=30)
+    assert 0.02 <= at_margin <= 0.10  # the sign test's 4.9 % at 30 spans (a factor of two either side)
+    assert _fail_rate(1.0, spans=30, seed=1) <= 0.005  # as fast: never, or nearly
+
+
+def test_a_canary_twice_as_slow_fails_within_a_few_spans() -> None:
+    assert _fail_rate(2.0, spans=8, seed=2) >= 0.75
+    assert _fail_rate(2.0, spans=20, seed=3) >= 0.95
+
+
+def test_spans_of_one_side_only_decide_nothing() -> None:
+    comparison = slower_spans({1: 90.0, 2: 90.0}, {3: 10.0}, quantile=0.99, margin=0.5, confidence=0.95)
+    assert comparison.verdict == "wait" and comparison.spans == 0 and comparison.p_value == 1.0
+
+
+def test_a_spec_judges_answer_times_unless_told_not_to(tmp_path: Path) -> None:
+    rules = ModelSpec(name="m").release
+    assert (rules.latency_margin, rules.latency_quantile, rules.latency_span_s) == (0.5, 0.99, 10.0)
+    path = tmp_path / "m.toml"
+    path.write_text('name = "m"\n[release]\nlatency_margin = inf\n')
+    assert math.isinf(load_spec(path).release.latency_margin)
+    for body in ("latency_margin = -0.1", "latency_margin = nan", "latency_quantile = 1.0", "latency_span_s = 0"):
+        path.write_text(f'name = "m"\n[release]\n{body}\n')
+        with pytest.raises(SpecError, match=body.split(" ")[0]):
+            load_spec(path)
+
+
+# --- the controller on a private stack ----------------------------------------------------------------------
+
+
+@pytest.fixture()
+def write_served(release_settings: Settings) -> Callable[..., None]:
+    """``n`` predictions a version served, spread evenly over ``seconds`` from ``start``, their answer times
+    (``latency_ms``) lognormal around ``median_ms`` (NaN: sent without one)."""
+
+    def write(model: str, version: int, n: int, *, start: float, seconds: float, median_ms: float, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        ts_ms = [round((start + seconds * i / n) * 1000) for i in range(n)]
+        ids = [f"{model}-v{version}-{seed}-{i}" for i in range(n)]
+        columns = {
+            "event_id": ids,
+            "model": [model] * n,
+            "model_version": [version] * n,
+            "request_id": ids,
+            "ts": [t // 1000 for t in ts_ms],
+            "ts_ms": ts_ms,
+            "num.name": [[] for _ in range(n)],
+            "num.value": [[] for _ in range(n)],
+            "cat.name": [[] for _ in range(n)],
+            "cat.value": [[] for _ in range(n)],
+            "missing": [[] for _ in range(n)],
+            "prediction": ["1"] * n,
+            "prediction_num": [1.0] * n,
+            "score": [0.8] * n,
+            "scores.label": [[] for _ in range(n)],
+            "scores.probability": [[] for _ in range(n)],
+            "served": [1] * n,
+            "latency_ms": (median_ms * rng.lognormal(0.0, 0.5, n)).tolist(),
+        }
+        assert set(columns) == set(PREDICTION_COLUMNS)
+        sink = ClickHouseSink(release_settings.clickhouse)
+        try:
+            assert sink.write_blocking(ColumnBatch("predictions", columns)) == []
+        finally:
+            sink.close()
+
+    return write
+
+
+def _canary_at_5_percent(
+    release_settings: Settings, new_model, release: str = ""
+) -> tuple[str, list[float], ReleaseController]:
+    model = new_model(("champion", "candidate"), release=f"shadow = false\ncanary_share = 0.05\n{release}")
+    now = [time.time() - 3000]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    assert [d.to_stage for d in controller.step(model)] == ["canary"]
+    return model, now, controller
+
+
+def _traffic(write_served, model: str, start: float, canary_ms: float, seed: int) -> None:
+    """Ten minutes of a 5 % canary's traffic: 1,500 requests the canary answered, 28,500 the champion (4 ms)."""
+    write_served(model, 2, 1_500, start=start, seconds=600, median_ms=canary_ms, seed=seed)
+    write_served(model, 1, 28_500, start=start, seconds=600, median_ms=4.0, seed=seed + 1)
+
+
+@pytest.mark.integration
+def test_a_canary_that_answers_slower_is_rejected_before_any_outcome(
+    release_settings: Settings, new_model, write_served
+) -> None:
+    model, now, controller = _canary_at_5_percent(release_settings, new_model)
+    _traffic(write_served, model, now[0] + 10, canary_ms=12.0, seed=1)
+    now[0] += 700
+    (rejected,) = controller.step(model)
+    assert rejected.to_stage == "rejected"
+    assert "canary lost: answers slower: p99 latency" in rejected.reason and "vs v1" in rejected.reason
+    registry = ModelRegistry(release_settings)
+    (change,) = [c for c in registry.changes(model, 2) if c.to_stage == "rejected"]
+    details = change.evidence.details
+    assert details["latency_verdict"] == "fail" and details["latency_p_value"] < 0.05
+    assert details["latency_ms"] > 2 * details["baseline_latency_ms"]
+    assert (details["latency_rows"], details["baseline_latency_rows"]) == (1_500, 28_500)
+    assert details["latency_span_s"] == pytest.approx(80, abs=1)  # the time the canary takes to serve 200 rows
+    assert details["latency_slower_spans"] == details["latency_spans"] >= 5
+    assert change.evidence.rows == 0  # no outcome was needed
+    routing = registry.routing(model)
+    assert routing.canary is None and routing.champion is not None and routing.champion.version == 1
+    registry.close()
+
+
+@pytest.mark.integration
+def test_a_canary_as_fast_waits_for_its_outcomes_and_passes_with_its_answer_times_said(
+    release_settings: Settings, new_model, write_served, write_labeled
+) -> None:
+    model, now, controller = _canary_at_5_percent(release_settings, new_model)
+    _traffic(write_served, model, now[0] + 10, canary_ms=4.0, seed=3)
+    now[0] += 700
+    assert controller.step(model) == []  # as fast: nothing to reject, and no outcome yet to promote it on
+    labeled(write_labeled, model, "o", canary=0.95, at=now[0] - 300, seed=50)
+    (promoted,) = controller.step(model)
+    assert promoted.to_stage == "champion" and "p99 latency" in promoted.reason
+    (change,) = [c for c in ModelRegistry(release_settings).changes(model, 2) if c.to_stage == "champion"]
+    assert change.evidence.details["latency_verdict"] == "wait"
+
+
+@pytest.mark.integration
+def test_a_spec_that_judges_no_answer_times_lets_a_slow_canary_be(
+    release_settings: Settings, new_model, write_served
+) -> None:
+    model, now, controller = _canary_at_5_percent(release_settings, new_model, release="latency_margin = inf")
+    _traffic(write_served, model, now[0] + 10, canary_ms=40.0, seed=5)
+    now[0] += 700
+    assert controller.step(model) == []
+    assert ModelRegistry(release_settings).routing(model).canary is not None
+
+
+def test_the_answer_times_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
+    """:func:`latencies` on current ClickHouse (chdb); the tests above run it on the 18.16 server."""
+    with migrated_chdb(tmp_path) as (db, runner):
+        start_ms = 1_790_000_000_000
+        for version, median in ((2, 30.0), (1, 4.0)):
+            db.query(
+                "INSERT INTO predictions (event_id, model, model_version, request_id, ts, ts_ms, prediction, served, "
+                f"latency_ms) SELECT concat('v{version}-', toString(number)), 'm', {version}, toString(number), "
+                f"intDiv({start_ms} + number * 100, 1000), {start_ms} + number * 100, '1', 1, {median} "
+                "FROM numbers(3000)"
+            )
+        canary, champion = latencies(runner, "m", (2, 1), start_ms, quantile=0.99, span_s=10.0)
+    assert (canary.rows, champion.rows) == (3000, 3000)
+    assert float(canary.overall) == pytest.approx(30.0) and float(champion.overall) == pytest.approx(4.0)
+    assert len(canary.by_span) == len(champion.by_span) >= 10  # 300 s in spans of at least 20 s (200 rows)
+    assert set(canary.by_span.values()) == {30.0}
