@@ -391,7 +391,7 @@ class ReleaseSpec(_Frozen):
         description="how much slower than the champion's a canary's answer times may be (a fraction; inf: not judged)",
     )
     latency_quantile: float = Field(0.99, gt=0, lt=1, description="the quantile of answer times judged (latency_ms)")
-    latency_span_s: float = Field(10.0, gt=0, description="answer times are compared span by span of this length")
+    latency_span_s: float = Field(2.0, gt=0, description="the shortest span of time answer times are compared in")
 
     @field_validator("canary_steps")
     @classmethod

@@ -58,7 +58,7 @@ def test_spans_of_one_side_only_decide_nothing() -> None:
 
 def test_a_spec_judges_answer_times_unless_told_not_to(tmp_path: Path) -> None:
     rules = ModelSpec(name="m").release
-    assert (rules.latency_margin, rules.latency_quantile, rules.latency_span_s) == (0.5, 0.99, 10.0)
+    assert (rules.latency_margin, rules.latency_quantile, rules.latency_span_s) == (0.5, 0.99, 2.0)
     path = tmp_path / "m.toml"
     path.write_text('name = "m"\n[release]\nlatency_margin = inf\n')
     assert math.isinf(load_spec(path).release.latency_margin)
