@@ -5,7 +5,9 @@ own: two teams' forwarders each get every alert. Its :class:`AlertFilter` picks 
 lowest severity; the alerts it does not pick are passed over (committed, not sent). Its payload is one of
 :data:`PAYLOADS`: the generic JSON (every field of the alert and a chat-friendly ``text``), Slack's incoming
 webhook format, or PagerDuty's Events API v2 (``dedup_key`` = model/signal, so repeated alerts of one signal
-are one incident).
+are one incident). A release notice that pages nobody (a promotion, a step to shadow or canary: severity
+``info``) is a PagerDuty **change event** (:func:`is_change`), sent to the Change Events endpoint beside the
+subscriber's (:func:`change_url`): it shows on the service's timeline beside its incidents, and opens none.
 
 >>> from driftloop.infra.contract import Alert
 >>> alert = Alert.example()
@@ -106,6 +108,8 @@ def slack_text(text: str) -> str:
 def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:
     if not routing_key:
         raise SubscriberError("a PagerDuty subscriber needs its integration key: --routing-key-env NAME")
+    if is_change(alert):
+        return _pagerduty_change(alert, routing_key)
     fields = alert.to_json()
     return {
         "routing_key": routing_key,
@@ -123,6 +127,41 @@ def _pagerduty(alert: Alert, routing_key: str | None) -> dict[str, Any]:
         },
         **({"links": [{"href": alert.runbook, "text": "runbook"}]} if alert.runbook else {}),
     }
+
+
+def is_change(alert: Alert) -> bool:
+    """Whether ``alert`` is news that pages nobody: a release notice of severity ``info`` (a promotion, a step to
+    shadow or canary), which PagerDuty takes as a change event rather than an incident."""
+    return alert.kind == RELEASE and alert.severity == "info"
+
+
+def _pagerduty_change(alert: Alert, routing_key: str) -> dict[str, Any]:
+    """PagerDuty's Change Events API: a change of the service (a deploy), shown beside its incidents."""
+    fields = alert.to_json()
+    return {
+        "routing_key": routing_key,
+        "payload": {
+            "summary": alert.message[:1024],
+            "source": alert.model,
+            "timestamp": fields["event_ts"],
+            "custom_details": fields,
+        },
+        **({"links": [{"href": alert.runbook, "text": "runbook"}]} if alert.runbook else {}),
+    }
+
+
+def change_url(url: str) -> str:
+    """Where a subscriber posting to PagerDuty's Events API v2 at ``url`` sends change events: the Change Events
+    endpoint beside it (``.../v2/enqueue`` → ``.../v2/change/enqueue``); any other URL (a relay of one's own)
+    takes them as it takes the rest.
+
+    >>> change_url("https://events.pagerduty.com/v2/enqueue"), change_url("https://relay.example.com/pd")
+    ('https://events.pagerduty.com/v2/change/enqueue', 'https://relay.example.com/pd')
+    """
+    parts = urlsplit(url)
+    if not parts.path.rstrip("/").endswith("/v2/enqueue"):
+        return url
+    return parts._replace(path=parts.path.rstrip("/").removesuffix("/enqueue") + "/change/enqueue").geturl()
 
 
 def resolve_payload(key: str, routing_key: str | None) -> dict[str, Any]:

@@ -1,21 +1,21 @@
 """Alert subscribers: a live tail for people, and webhook delivery for chat, paging and other services.
 
 ``driftloop alerts tail`` prints alerts as they arrive; ``driftloop alerts webhook --name N --url-env VAR``
-POSTs each alert the subscriber's filter takes, in its payload format (``streams.drift.routing``: generic
-JSON, Slack, PagerDuty Events v2), to every URL, retrying with jittered backoff (a ``Retry-After`` answer
-sets the pause), and commits its consumer offset only after delivery (at-least-once: receivers dedupe by
-``alert_id``, the ``Idempotency-Key`` header, or PagerDuty's ``dedup_key``). Each named subscriber has its
-own consumer group, so each gets every alert. A webhook that is unreachable holds the alert (and the ones
-after it) back: it is sent again, to the URLs that have not taken it yet, until they do, or until
-``park_after_s`` has passed: then it is **parked** (``streams.drift.parking``: ClickHouse ``parked_alerts``,
-with the reason) for that URL and the subscriber moves on. A URL that refuses the alert outright (a 4xx other
-than 408 and 429: retrying would not change the answer) gets it parked at once. ``driftloop alerts resend``
-sends parked alerts again (:func:`resend_parked`). A PagerDuty subscriber resolves the incidents it opened
-(``streams.drift.incidents``). A subscriber whose filter names the kind ``release`` also gets the release
-controller's changes of stage as notices (``streams.drift.release_notices``: a rollback, a rejection, ...),
-read from ``model-versions`` in the same group; a PagerDuty incident of one stays open until someone resolves
-it. Logs name a URL by its scheme and host only: the rest is a secret.
-"""
+POSTs each alert the subscriber's filter takes, in its payload format (``streams.drift.routing``: generic JSON,
+Slack, PagerDuty Events v2), to every URL, retrying with jittered backoff (a ``Retry-After`` answer sets the
+pause), and commits its consumer offset only after delivery (at-least-once: receivers dedupe by ``alert_id``,
+the ``Idempotency-Key`` header, or PagerDuty's ``dedup_key``). Each named subscriber has its own consumer group,
+so each gets every alert. A webhook that is unreachable holds the alert (and the ones after it) back: it is sent
+again, to the URLs that have not taken it yet, until they do, or until ``park_after_s`` has passed: then it is
+**parked** (``streams.drift.parking``: ClickHouse ``parked_alerts``, with the reason) for that URL and the
+subscriber moves on. A URL that refuses the alert outright (a 4xx other than 408 and 429: retrying would not
+change the answer) gets it parked at once. ``driftloop alerts resend`` sends parked alerts again
+(:func:`resend_parked`). A PagerDuty subscriber resolves the incidents it opened (``streams.drift.incidents``).
+A subscriber whose filter names the kind ``release`` also gets the release controller's changes of stage as
+notices (``streams.drift.release_notices``: a rollback, a rejection, ...), read from ``model-versions`` in the
+same group; to PagerDuty, a rollback or a rejection is an incident of the model's ``release`` signal, resolved
+as a drift's is once the model's cooldown passes without another, and a promotion or a step to shadow or canary
+a change event (no incident, no page). Logs name a URL by its scheme and host only: the rest is a secret."""
 
 from __future__ import annotations
 
@@ -45,7 +45,15 @@ from driftloop.infra.spec import ModelSpec, MonitoringSpec, SpecCatalog
 from driftloop.streams.drift.incidents import Incidents
 from driftloop.streams.drift.parking import AlertParking, ParkedAlert
 from driftloop.streams.drift.release_notices import release_notice
-from driftloop.streams.drift.routing import AlertFilter, destination, payload, redacted, resolve_payload
+from driftloop.streams.drift.routing import (
+    AlertFilter,
+    change_url,
+    destination,
+    is_change,
+    payload,
+    redacted,
+    resolve_payload,
+)
 
 log = logging.getLogger("driftloop.alerts")
 
@@ -110,9 +118,11 @@ class WebhookForwarder:
         return {url: outcome for url, (outcome, _) in self.attempt(alert, urls).items()}
 
     def attempt(self, alert: Alert, urls: Sequence[str] | None = None) -> dict[str, tuple[Outcome, str]]:
-        """:meth:`deliver`, with what the last try at each URL got (``HTTP 503``, ``unreachable: ...``)."""
+        """:meth:`deliver`, with what the last try at each URL got (``HTTP 503``, ``unreachable: ...``). A
+        PagerDuty change event goes to the Change Events endpoint beside each URL (:func:`change_url`)."""
         body = json.dumps(payload(alert, self.format, routing_key=self.routing_key)).encode()
-        return {url: self._post(url, body, alert.alert_id) for url in (self.urls if urls is None else urls)}
+        to = change_url if self.format == "pagerduty" and is_change(alert) else str
+        return {url: self._post(to(url), body, alert.alert_id) for url in (self.urls if urls is None else urls)}
 
     def resolve(self, key: str, why: str) -> None:
         """PagerDuty: resolve incident ``key`` at every URL (retried like a trigger; logged, never parked)."""
@@ -307,6 +317,8 @@ def forward_alerts(
                     notice = release_notice(change, _spec(catalog, change.model)) if change and releases else None
                     if notice is not None and alert_filter is not None and alert_filter.matches(notice):
                         _deliver(forwarder, notice, name, parking, park_after_s)
+                        if incidents is not None and not is_change(notice):
+                            incidents.opened(notice, time.time())
                     _commit(consumer)
                     continue
                 try:
