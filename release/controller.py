@@ -297,8 +297,11 @@ class ReleaseController:
         at = _step(rules, canary.traffic_share)
         if latency is not None and latency.rows and latency.baseline_rows:
             said = _latency_summary(latency, champion.version)
-            if latency.verdict == "fail":
-                return [self._move(canary, "rejected", f"canary lost{at}: answers slower: {said}", "release", evidence)]
+            if latency.verdict == "fail":  # the evidence is the answer times' (the outcomes' are in its details)
+                slower = replace(
+                    evidence, test="sign", rows=latency.rows, statistic=latency.slower, p_value=latency.p_value
+                )
+                return [self._move(canary, "rejected", f"canary lost{at}: answers slower: {said}", "release", slower)]
             summary += f"; {said}"
         if verdict == "pass":
             if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
@@ -652,7 +655,7 @@ def _latency_summary(latency: LatencyComparison, baseline_version: int) -> str:
     return (
         f"p{latency.quantile * 100:g} latency {latency.new:.3g} ms vs v{baseline_version} {latency.baseline:.3g} ms "
         f"on {latency.rows} and {latency.baseline_rows} requests, beyond {latency.limit:g} times v{baseline_version}'s "
-        f"in {latency.slower} of {latency.spans} spans of {latency.span_s:g} s (sign test p={latency.p_value:.3g})"
+        f"in {latency.slower} of {latency.spans} spans of {latency.span_s:.3g} s (sign test p={latency.p_value:.3g})"
     )
 
 

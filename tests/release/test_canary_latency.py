@@ -144,7 +144,9 @@ def test_a_canary_that_answers_slower_is_rejected_before_any_outcome(
     assert (details["latency_rows"], details["baseline_latency_rows"]) == (1_500, 28_500)
     assert details["latency_span_s"] == pytest.approx(80, abs=1)  # the time the canary takes to serve 200 rows
     assert details["latency_slower_spans"] == details["latency_spans"] >= 5
-    assert change.evidence.rows == 0  # no outcome was needed
+    assert (change.evidence.test, change.evidence.rows) == ("sign", 1_500)
+    assert change.evidence.statistic == details["latency_slower_spans"]
+    assert details["verdict"] == "wait"  # the outcomes: none came, none was needed
     routing = registry.routing(model)
     assert routing.canary is None and routing.champion is not None and routing.champion.version == 1
     registry.close()
