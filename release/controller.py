@@ -314,9 +314,8 @@ class ReleaseController:
             canary, last, rules.canary_deadline_s, rules.on_deadline, summary, evidence, rules.canary_min_rows
         )
 
-    @staticmethod
     def _latency(
-        client: Client, rules: ReleaseSpec, canary: VersionRecord, champion: VersionRecord, since: float
+        self, client: Client, rules: ReleaseSpec, canary: VersionRecord, champion: VersionRecord, since: float
     ) -> LatencyComparison | None:
         """The canary's answer times against the champion's since ``since`` (None: the spec judges none)."""
         if math.isinf(rules.latency_margin):
@@ -326,6 +325,7 @@ class ReleaseController:
             canary.model,
             (canary.version, champion.version),
             round(since * 1000),
+            until_ms=round(self.clock() * 1000),
             quantile=rules.latency_quantile,
             span_s=rules.latency_span_s,
         )

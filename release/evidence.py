@@ -200,11 +200,26 @@ class Latencies:
     span_s: float  # the spans' length
 
 
+#: Answer times are judged on the most recent ten minutes of a canary's step, or on as long as the canary takes to
+#: serve :data:`WINDOW_SPANS` spans' rows where that is longer: a busy champion's rows since a step began are
+#: millions, read again at every tick.
+WINDOW_S = 600.0
+WINDOW_SPANS = 30
+
+
 def latencies(
-    client: Queries, model: str, versions: tuple[int, int], since_ms: int, *, quantile: float, span_s: float
+    client: Queries,
+    model: str,
+    versions: tuple[int, int],
+    since_ms: int,
+    *,
+    until_ms: int,
+    quantile: float,
+    span_s: float,
 ) -> tuple[Latencies, Latencies]:
     """:class:`Latencies` of two versions' served predictions since ``since_ms`` (the first, a canary, is the one
-    whose rows are few), in spans of time that both versions' share (numbered from the epoch).
+    whose rows are few), in spans of time that both versions' share (numbered from the epoch): those of the
+    window before ``until_ms`` (:data:`WINDOW_S`, :data:`WINDOW_SPANS`).
 
     A span lasts at least ``span_s``, and as long as the first version takes on average to serve
     :func:`rows_a_span` rows: a quantile of fewer rows is biased (the 0.99 quantile of ten rows is their
@@ -216,10 +231,20 @@ def latencies(
     are left out. Read without FINAL: a row delivered twice before its merge moves a quantile by nothing that
     counts. ClickHouse's ``quantile`` is exact up to 8,192 rows a group, and a uniform sample's beyond."""
     q = float(quantile)
-    where = (
-        "WHERE model = %(m)s AND model_version IN (%(a)s, %(b)s) AND served = 1 AND ts >= toDateTime(%(since_s)s) "
+    need = rows_a_span(quantile)
+    served = (
+        "WHERE model = %(m)s AND model_version IN ({versions}) AND served = 1 AND ts >= toDateTime(%(since_s)s) "
         "AND ts_ms >= %(since)s AND NOT isNaN(latency_ms)"
     )
+    recent_ms = max(since_ms, until_ms - round(WINDOW_S * 1000))
+    ((recent,),) = client.execute(
+        f"SELECT count() FROM predictions {served.format(versions='%(a)s')}",
+        {"m": model, "a": versions[0], "since": recent_ms, "since_s": recent_ms // 1000},
+    )
+    if recent:  # the canary's rate: the window holds WINDOW_SPANS spans of its rows, at least
+        spans_ms = WINDOW_SPANS * need * max(1, until_ms - recent_ms) / int(recent)
+        since_ms = max(since_ms, until_ms - max(round(WINDOW_S * 1000), math.ceil(spans_ms)))
+    where = served.format(versions="%(a)s, %(b)s")
     params: dict[str, Any] = {"m": model, "a": versions[0], "b": versions[1], "since": since_ms}
     params["since_s"] = since_ms // 1000
     totals = {
@@ -233,7 +258,6 @@ def latencies(
     few, _, first, last = totals.get(versions[0], (0, math.nan, 0, 0))
     many = totals.get(versions[1], (0,))[0]
     by_version: dict[int, dict[int, float]] = {v: {} for v in versions}
-    need = rows_a_span(quantile)
     span_ms = max(round(span_s * 1000), math.ceil(need * (last - first + 1) / few) if few else 0)
     if few and many:
         keep = round(min(1.0, few / many) * _SAMPLED)  # the second version's rows, as many as the first's

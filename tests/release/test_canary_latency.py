@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from driftloop.infra.clickhouse.client import connect
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecError, load_spec
 from driftloop.models.registry import ModelRegistry
@@ -189,8 +191,33 @@ def test_the_answer_times_queries_run_on_current_clickhouse(tmp_path: Path) -> N
                 f"intDiv({start_ms} + number * 100, 1000), {start_ms} + number * 100, '1', 1, {median} "
                 "FROM numbers(3000)"
             )
-        canary, champion = latencies(runner, "m", (2, 1), start_ms, quantile=0.99, span_s=10.0)
+        canary, champion = latencies(
+            runner, "m", (2, 1), start_ms, until_ms=start_ms + 300_000, quantile=0.99, span_s=10.0
+        )
     assert (canary.rows, champion.rows) == (3000, 3000)
     assert float(canary.overall) == pytest.approx(30.0) and float(champion.overall) == pytest.approx(4.0)
     assert len(canary.by_span) == len(champion.by_span) >= 10  # 300 s in spans of at least 20 s (200 rows)
     assert set(canary.by_span.values()) == {30.0}
+
+
+@pytest.mark.integration
+def test_answer_times_are_read_over_a_recent_window_long_enough_for_thirty_spans(
+    release_settings: Settings, write_served
+) -> None:
+    """A busy model's step reads its most recent rows only (they are read again at every tick); a quiet one's
+    window reaches back as far as thirty spans of the canary's rows need, to the step's start."""
+    start, busy, quiet = time.time() - 7300, f"busy-{uuid.uuid4().hex[:6]}", f"quiet-{uuid.uuid4().hex[:6]}"
+    for model, canary_rows in ((busy, 36_000), (quiet, 1_440)):  # 5 and 0.2 canary requests a second
+        write_served(model, 2, canary_rows, start=start, seconds=7200, median_ms=4.0, seed=7)
+        write_served(model, 1, 4 * canary_rows, start=start, seconds=7200, median_ms=4.0, seed=8)
+    end_ms = round((start + 7200) * 1000)
+    with connect(release_settings.clickhouse) as client:
+        read = {
+            model: latencies(client, model, (2, 1), round(start * 1000), until_ms=end_ms, quantile=0.99, span_s=2.0)
+            for model in (busy, quiet)
+        }
+    canary, champion = read[busy]  # 3,000 canary rows in ten minutes: 30 spans of 200 take twenty
+    assert canary.rows == pytest.approx(6_000, abs=2) and champion.rows == pytest.approx(24_000, abs=5)
+    assert 25 <= len(canary.by_span) <= 31
+    canary, champion = read[quiet]  # 120 in ten minutes: thirty spans would take longer than the step
+    assert (canary.rows, champion.rows) == (1_440, 5_760)
