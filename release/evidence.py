@@ -217,59 +217,57 @@ def latencies(
     quantile: float,
     span_s: float,
 ) -> tuple[Latencies, Latencies]:
-    """:class:`Latencies` of two versions' served predictions since ``since_ms`` (the first, a canary, is the one
-    whose rows are few), in spans of time that both versions' share (numbered from the epoch): those of the
-    window before ``until_ms`` (:data:`WINDOW_S`, :data:`WINDOW_SPANS`).
+    """:class:`Latencies` of two versions' served predictions since ``since_ms`` (a canary and its champion), in
+    spans of time that both versions' share (numbered from the epoch): those of the window before ``until_ms``
+    (:data:`WINDOW_S`, :data:`WINDOW_SPANS`).
 
-    A span lasts at least ``span_s``, and as long as the first version takes on average to serve
-    :func:`rows_a_span` rows: a quantile of fewer rows is biased (the 0.99 quantile of ten rows is their
-    largest, a 0.9 quantile), and both sides' must be near the true one for the spans to compare them; a span
-    where either side served fewer than half of them is left out. The second version's rows are sampled (by
-    a hash of their ``event_id``) to about as many as the first's: a quantile of few rows is biased low (the
-    0.99 quantile of 200 rows falls short of the true one more often than not, of 4,000 rows seldom), and
-    quantiles of as many rows a side are biased alike. Predictions sent without a ``latency_ms``
-    are left out. Read without FINAL: a row delivered twice before its merge moves a quantile by nothing that
-    counts. ClickHouse's ``quantile`` is exact up to 8,192 rows a group, and a uniform sample's beyond."""
-    q = float(quantile)
-    need = rows_a_span(quantile)
-    served = (
-        "WHERE model = %(m)s AND model_version IN ({versions}) AND served = 1 AND ts >= toDateTime(%(since_s)s) "
+    A span lasts at least ``span_s``, and as long as the version with fewer rows (a canary's small share, or a
+    champion's once a canary widens past half) takes on average to serve :func:`rows_a_span` rows: a quantile of
+    fewer rows is biased (the 0.99 quantile of ten rows is their largest, a 0.9 quantile), and both sides' must be
+    near the true one for the spans to compare them; a span where either side served fewer than half of them is
+    left out. The other version's rows are sampled (by a hash of their ``event_id``) to about as many: a quantile
+    of few rows is biased low (the 0.99 quantile of 200 rows falls short of the true one more often than not, of
+    4,000 rows seldom), and quantiles of as many rows a side are biased alike. Predictions sent without a
+    ``latency_ms`` are left out. Read without FINAL: a row delivered twice before its merge moves a quantile by
+    nothing that counts. ClickHouse's ``quantile`` is exact up to 8,192 rows a group, and a uniform sample's
+    beyond."""
+    q, need = float(quantile), rows_a_span(quantile)
+    where = (
+        "WHERE model = %(m)s AND model_version IN (%(a)s, %(b)s) AND served = 1 AND ts >= toDateTime(%(since_s)s) "
         "AND ts_ms >= %(since)s AND NOT isNaN(latency_ms)"
     )
+    params: dict[str, Any] = {"m": model, "a": versions[0], "b": versions[1]}
+
+    def rows_since(moment_ms: int, columns: str) -> dict[int, tuple[Any, ...]]:
+        """``columns`` of each version's rows from ``moment_ms`` on (which the spans' query then reads too)."""
+        params.update(since=moment_ms, since_s=moment_ms // 1000)
+        query = f"SELECT model_version, {columns} FROM predictions {where} GROUP BY model_version"
+        return {int(row[0]): tuple(row[1:]) for row in client.execute(query, params)}
+
     recent_ms = max(since_ms, until_ms - round(WINDOW_S * 1000))
-    ((recent,),) = client.execute(
-        f"SELECT count() FROM predictions {served.format(versions='%(a)s')}",
-        {"m": model, "a": versions[0], "since": recent_ms, "since_s": recent_ms // 1000},
-    )
-    if recent:  # the canary's rate: the window holds WINDOW_SPANS spans of its rows, at least
-        spans_ms = WINDOW_SPANS * need * max(1, until_ms - recent_ms) / int(recent)
+    recent = [int(rows_since(recent_ms, "count()").get(v, (0,))[0]) for v in versions]
+    if min(recent):  # the window holds WINDOW_SPANS spans of the fewer side's rows, at least
+        spans_ms = WINDOW_SPANS * need * max(1, until_ms - recent_ms) / min(recent)
         since_ms = max(since_ms, until_ms - max(round(WINDOW_S * 1000), math.ceil(spans_ms)))
-    where = served.format(versions="%(a)s, %(b)s")
-    params: dict[str, Any] = {"m": model, "a": versions[0], "b": versions[1], "since": since_ms}
-    params["since_s"] = since_ms // 1000
-    totals = {
-        version: (int(rows), _num(overall), int(first), int(last))
-        for version, rows, overall, first, last in client.execute(
-            f"SELECT model_version, count(), quantile({q!r})(latency_ms), min(ts_ms), max(ts_ms) FROM predictions "
-            f"{where} GROUP BY model_version",
-            params,
-        )
-    }
-    few, _, first, last = totals.get(versions[0], (0, math.nan, 0, 0))
-    many = totals.get(versions[1], (0,))[0]
+    totals = rows_since(since_ms, f"count(), quantile({q!r})(latency_ms), min(ts_ms), max(ts_ms)")
+    counts = [int(totals.get(v, (0,))[0]) for v in versions]
     by_version: dict[int, dict[int, float]] = {v: {} for v in versions}
-    span_ms = max(round(span_s * 1000), math.ceil(need * (last - first + 1) / few) if few else 0)
-    if few and many:
-        keep = round(min(1.0, few / many) * _SAMPLED)  # the second version's rows, as many as the first's
+    first = min((int(totals[v][2]) for v in versions if v in totals), default=since_ms)
+    last = max((int(totals[v][3]) for v in versions if v in totals), default=since_ms)
+    fewest = min(counts)
+    span_ms = max(round(span_s * 1000), math.ceil(need * (last - first + 1) / fewest) if fewest else 0)
+    if fewest:
+        keep = [round(fewest / n * _SAMPLED) for n in counts]  # each side's rows, about as many as the fewer's
+        sampled = f"modulo(cityHash64(event_id), {_SAMPLED}) < if(model_version = %(a)s, %(keep_a)s, %(keep_b)s)"
         for version, span, value in client.execute(
             f"SELECT model_version, intDiv(ts_ms, %(span)s) AS span, quantile({q!r})(latency_ms) FROM predictions "
-            f"{where} AND (model_version = %(a)s OR modulo(cityHash64(event_id), {_SAMPLED}) < %(keep)s) "
-            "GROUP BY model_version, span HAVING count() >= %(least)s",
-            params | {"span": span_ms, "least": math.ceil(need / 2), "keep": keep},
+            f"{where} AND {sampled} GROUP BY model_version, span HAVING count() >= %(least)s",
+            params | {"span": span_ms, "least": math.ceil(need / 2), "keep_a": keep[0], "keep_b": keep[1]},
         ):
-            by_version[version][int(span)] = float(value)
+            by_version[int(version)][int(span)] = float(value)
     return tuple(  # type: ignore[return-value]
-        Latencies(*totals.get(v, (0, math.nan))[:2], by_version[v], span_ms / 1000) for v in versions
+        Latencies(n, _num(totals[v][1]) if v in totals else math.nan, by_version[v], span_ms / 1000)
+        for v, n in zip(versions, counts, strict=True)
     )
 
 

@@ -221,3 +221,31 @@ def test_answer_times_are_read_over_a_recent_window_long_enough_for_thirty_spans
     assert 25 <= len(canary.by_span) <= 31
     canary, champion = read[quiet]  # 120 in ten minutes: thirty spans would take longer than the step
     assert (canary.rows, champion.rows) == (1_440, 5_760)
+
+
+@pytest.mark.integration
+def test_a_canary_widened_past_half_of_the_requests_is_compared_on_spans_of_the_champion_s_rows(
+    release_settings: Settings, write_served
+) -> None:
+    """Spans hold 200 rows of the version with fewer (the champion, once the canary answers 75 %), and the
+    canary's rows are sampled to as many: as fast, it is not slower in most spans; twice as slow, it is."""
+    start, verdicts = time.time() - 700, {}
+    for canary_ms in (4.0, 8.0):
+        model = f"wide-{uuid.uuid4().hex[:6]}"
+        write_served(model, 2, 30_000, start=start, seconds=600, median_ms=canary_ms, seed=11)
+        write_served(model, 1, 10_000, start=start, seconds=600, median_ms=4.0, seed=12)
+        with connect(release_settings.clickhouse) as client:
+            new, old = latencies(
+                client,
+                model,
+                (2, 1),
+                round(start * 1000),
+                until_ms=round((start + 600) * 1000),
+                quantile=0.99,
+                span_s=2.0,
+            )
+        assert (new.rows, old.rows) == (30_000, 10_000)
+        assert new.span_s == pytest.approx(12, abs=0.5) and len(new.by_span) >= 45  # 200 champion rows a span
+        verdicts[canary_ms] = slower_spans(new.by_span, old.by_span, quantile=0.99, margin=0.5, confidence=0.95)
+    assert verdicts[4.0].verdict == "wait" and verdicts[4.0].slower <= verdicts[4.0].spans // 4
+    assert verdicts[8.0].verdict == "fail"
