@@ -191,8 +191,8 @@ def live_rows(
 
 @dataclass(frozen=True)
 class Latencies:
-    """Answer times (``latency_ms``) of one version's served predictions: the rows that carry one, their
-    quantile over all of them, and the quantile of each span of time (span number → quantile)."""
+    """Answer times (``latency_ms``) of one version's served predictions in a window of time: the rows that carry
+    one, their quantile, and the quantile of each span of time (span number → quantile)."""
 
     rows: int
     overall: float

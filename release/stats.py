@@ -264,7 +264,7 @@ def _mcnemar(b: int, c: int) -> tuple[float, float]:
 @dataclass(frozen=True)
 class LatencyComparison:
     """A canary's answer times against the champion's over the same spans of time: each side's ``quantile`` of
-    ``latency_ms`` over all its rows, and a sign test over the spans both served in, of whether the canary's
+    ``latency_ms`` over all the rows read, and a sign test over the spans both served in, of whether the canary's
     quantile is beyond ``1 + margin`` times the champion's in most of them.
 
     Spans, not rows, are its units: the rows of one request batch share its time (and one slow moment of the
