@@ -52,6 +52,7 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     shadow_min_pairs = 300
     canary_steps = [0.05, 0.25, 0.5]      # the canary's share, widened once each step passes on its own rows
     floor = 0.6                           # champion below it: the urgent path (straight to a larger canary)
+    latency_margin = 0.5                  # a canary whose p99 latency_ms is 1.5 x the champion's is rejected
 
     [kpi]                                 # the business value outcome events carry in `value`
     name = "loss avoided"
