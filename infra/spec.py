@@ -358,7 +358,9 @@ class ReleaseSpec(_Frozen):
     bound is within ``margin`` (a fraction of the baseline's value) of the baseline, and fails when its
     upper bound is beyond it. A canary also fails when it answers slower than the champion: its
     ``latency_quantile`` of ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of
-    time, with ``confidence`` (docs/release.md, "Answer times").
+    time, with ``confidence``, or beyond ``latency_slo_ms`` where the champion keeps to it; and a champion in its
+    watch is rolled back when it breaks ``latency_slo_ms`` where its predecessor kept to it (docs/release.md,
+    "Answer times").
     """
 
     shadow: bool = Field(True, description="score live requests unseen before any traffic (false: straight to canary)")
@@ -393,6 +395,12 @@ class ReleaseSpec(_Frozen):
     )
     latency_quantile: float = Field(0.99, gt=0, lt=1, description="the quantile of answer times judged (latency_ms)")
     latency_span_s: float = Field(2.0, gt=0, description="the shortest span of time answer times are compared in")
+    latency_slo_ms: float | None = Field(
+        None,
+        gt=0,
+        description="the answer time (latency_quantile) a version must keep to: a canary that breaks it where the "
+        "champion keeps it is rejected, a champion that breaks it in its watch (its predecessor kept it) rolled back",
+    )
 
     @field_validator("canary_steps")
     @classmethod

@@ -18,11 +18,14 @@ holds the model's ``alerts`` partition):
    and, when the spec names a KPI, the business value: each must pass; any failure rejects the canary
    and its traffic returns to the champion. So does answering slower: the canary's quantile of
    ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of the period, with
-   confidence (answer times never hold a canary back). With ``canary_steps`` the canary widens step by
+   confidence, or beyond the spec's objective (``latency_slo_ms``) where the champion keeps to it (answer
+   times never hold a canary back). With ``canary_steps`` the canary widens step by
    step: each step is judged on the rows served since it began, and passing the last makes it champion.
 4. **The watch**: for ``watch_s`` after a promotion by the controller, the champion's most recent
    ``watch_rows`` labeled rows are held against its predecessor's live metric from the canary; worse beyond
-   the margin with confidence, and the predecessor is brought back (``rolled_back``).
+   the margin with confidence, and the predecessor is brought back (``rolled_back``); so it is when the champion
+   breaks the spec's answer-time objective (``latency_slo_ms``) in most spans since its promotion, where its
+   predecessor kept to it.
 
 A stage that has not decided by its deadline ends as the spec says: ``reject``, or ``extend`` (one more
 deadline, recorded as a change to the same stage). Every change is written with its evidence to
@@ -59,6 +62,7 @@ from driftloop.release.stats import (
     Comparison,
     LatencyComparison,
     against_reference,
+    beyond_objective,
     combine,
     paired_classes,
     paired_errors,
@@ -78,6 +82,28 @@ UNSERVED_HINTS = {
     "canary": "the serving code does not send the canary its traffic_share of the requests (ModelClient does; a "
     "server of its own routes them as docs/events.md says)",
 }
+
+
+@dataclass(frozen=True)
+class AnswerTimes:
+    """A canary's answer times against the champion's (``relative``), and, where the spec sets an objective
+    (``latency_slo_ms``), the canary's and the champion's against it, over the same spans."""
+
+    relative: LatencyComparison
+    objective: LatencyComparison | None = None
+    champion_objective: LatencyComparison | None = None
+
+    @property
+    def breaks_objective(self) -> bool:
+        """The canary breaks the objective in most spans (with confidence) where the champion keeps to it in most:
+        a champion that breaks it too points at the servers, not at the version."""
+        kept = self.champion_objective
+        broken = self.objective is not None and self.objective.verdict == "fail"
+        return broken and kept is not None and 2 * kept.slower <= kept.spans
+
+    @property
+    def fails(self) -> bool:
+        return self.relative.verdict == "fail" or self.breaks_objective
 
 
 @dataclass(frozen=True)
@@ -280,7 +306,8 @@ class ReleaseController:
                 )
                 for v in (canary.version, champion.version)
             )
-            latency = self._latency(client, rules, canary, champion, since)
+            times = self._answer_times(client, rules, canary, champion, since)
+        latency = times.relative if times is not None else None
         options = {"min_rows": rules.canary_min_rows, "margin": rules.margin, "confidence": rules.confidence}
         on_metric = two_samples(new.metric, old.metric, **options)
         self._warn_unmeasured(spec, canary, on_metric, rules.canary_min_rows)
@@ -289,19 +316,30 @@ class ReleaseController:
         on_kpi = two_samples(new.kpi, old.kpi, **options) if spec.kpi is not None else None
         if on_kpi is not None:
             comparisons.append(on_kpi)
-        verdict = "fail" if latency is not None and latency.verdict == "fail" else combine(comparisons)
-        evidence = _evidence(spec, on_metric, champion.version, verdict, kpi=on_kpi, higher=higher, latency=latency)
+        verdict = "fail" if times is not None and times.fails else combine(comparisons)
+        evidence = _evidence(spec, on_metric, champion.version, verdict, kpi=on_kpi, higher=higher, times=times)
         summary = _summary(spec, on_metric, "rows each", champion.version)
         if on_kpi is not None:
             summary += self._kpi_summary(spec, canary, on_kpi, on_metric, higher)
         at = _step(rules, canary.traffic_share)
-        if latency is not None and latency.rows and latency.baseline_rows:
+        if times is not None and latency is not None and latency.rows and latency.baseline_rows:
             said = _latency_summary(latency, champion.version)
-            if latency.verdict == "fail":  # the evidence is the answer times' (the outcomes' are in its details)
-                slower = replace(
-                    evidence, test="sign", rows=latency.rows, statistic=latency.slower, p_value=latency.p_value
+            lost = None
+            if latency.verdict == "fail":
+                lost = latency, f"answers slower: {said}"
+            elif times.breaks_objective and times.objective is not None and times.champion_objective is not None:
+                kept = times.champion_objective
+                lost = (
+                    times.objective,
+                    (
+                        f"breaks the answer-time objective: {_objective_summary(times.objective)}, where "
+                        f"v{champion.version} kept to it in {kept.spans - kept.slower} of {kept.spans}"
+                    ),
                 )
-                return [self._move(canary, "rejected", f"canary lost{at}: answers slower: {said}", "release", slower)]
+            if lost is not None:  # the evidence is the answer times' (the outcomes' are in its details)
+                test, reason = lost
+                slower = replace(evidence, test="sign", rows=test.rows, statistic=test.slower, p_value=test.p_value)
+                return [self._move(canary, "rejected", f"canary lost{at}: {reason}", "release", slower)]
             summary += f"; {said}"
         if verdict == "pass":
             if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
@@ -314,11 +352,12 @@ class ReleaseController:
             canary, last, rules.canary_deadline_s, rules.on_deadline, summary, evidence, rules.canary_min_rows
         )
 
-    def _latency(
+    def _answer_times(
         self, client: Client, rules: ReleaseSpec, canary: VersionRecord, champion: VersionRecord, since: float
-    ) -> LatencyComparison | None:
-        """The canary's answer times against the champion's since ``since`` (None: the spec judges none)."""
-        if math.isinf(rules.latency_margin):
+    ) -> AnswerTimes | None:
+        """The canary's answer times against the champion's since ``since``, and both against the spec's objective
+        (None: the spec judges none)."""
+        if math.isinf(rules.latency_margin) and rules.latency_slo_ms is None:
             return None
         new, old = latencies(
             client,
@@ -329,16 +368,32 @@ class ReleaseController:
             quantile=rules.latency_quantile,
             span_s=rules.latency_span_s,
         )
-        return slower_spans(
+        relative = slower_spans(
             new.by_span,
             old.by_span,
             quantile=rules.latency_quantile,
-            margin=rules.latency_margin,
+            margin=rules.latency_margin,  # inf: no span is slower, the verdict waits
             confidence=rules.confidence,
             rows=(new.rows, old.rows),
             overall=(new.overall, old.overall),
             span_s=new.span_s,
         )
+        if rules.latency_slo_ms is None:
+            return AnswerTimes(relative)
+        shared = set(new.by_span) & set(old.by_span)  # the spans both served in, as the comparison's
+        objective, kept = (
+            beyond_objective(
+                {s: q for s, q in side.by_span.items() if s in shared},
+                rules.latency_slo_ms,
+                quantile=rules.latency_quantile,
+                confidence=rules.confidence,
+                rows=side.rows,
+                overall=side.overall,
+                span_s=side.span_s,
+            )
+            for side in (new, old)
+        )
+        return AnswerTimes(relative, objective, kept)
 
     def _warn_unmeasured(self, spec: ModelSpec, record: VersionRecord, comparison: Comparison, needed: int) -> None:
         """A stage with the rows it needs whose metric they cannot give (ROC AUC of predictions sent without a
@@ -417,6 +472,8 @@ class ReleaseController:
             return []  # a first version, or one a person promoted: no predecessor to hold it to
         if self.clock() - promotion.changed_at > rules.watch_s or not promotion.evidence.baseline_version:
             return []
+        if rules.latency_slo_ms is not None and (slow := self._beyond_objective(spec, champion, promotion)):
+            return slow
         reference = promotion.evidence.baseline_metric
         if math.isnan(reference) or promotion.evidence.metric_name not in ("", spec.metric):
             return []  # no predecessor's value, or one of another metric (the spec's changed since)
@@ -442,6 +499,65 @@ class ReleaseController:
         predecessor = promotion.evidence.baseline_version
         evidence = _evidence(spec, comparison, predecessor, "fail")
         reason = f"degraded after promotion: {_summary(spec, comparison, 'recent rows', predecessor)}"
+        self.registry.rollback(champion.model, reason, to_version=predecessor, path="release", evidence=evidence)
+        log.warning(
+            "rolled back",
+            extra={"fields": {"model": champion.model, "from": champion.version, "to": predecessor, "reason": reason}},
+        )
+        return [Decision(champion.model, champion.version, "rolled_back", reason)]
+
+    def _beyond_objective(self, spec: ModelSpec, champion: VersionRecord, promotion: StageChange) -> list[Decision]:
+        """A champion in its watch that breaks the answer-time objective in most spans since its promotion (with
+        confidence), where its predecessor kept to it as the canary's baseline (its quantile in the promotion's
+        evidence): rolled back. Full traffic is where a version too costly for its servers shows it; at a
+        canary's share it may not have."""
+        rules, objective = spec.release, spec.release.latency_slo_ms
+        before = promotion.evidence.details.get("baseline_latency_ms")
+        if objective is None or not isinstance(before, float | int) or not before <= objective:
+            return []  # the predecessor's answer times unknown, or it broke the objective too
+        with self._client() as client:
+            since = round(promotion.changed_at * 1000)
+            own, _ = latencies(
+                client,
+                champion.model,
+                (champion.version, champion.version),  # one version: its own spans, unsampled
+                since,
+                until_ms=round(self.clock() * 1000),
+                quantile=rules.latency_quantile,
+                span_s=rules.latency_span_s,
+            )
+        broken = beyond_objective(
+            own.by_span,
+            objective,
+            quantile=rules.latency_quantile,
+            confidence=rules.confidence,
+            rows=own.rows,
+            overall=own.overall,
+            span_s=own.span_s,
+        )
+        if broken.verdict != "fail":
+            return []
+        predecessor = promotion.evidence.baseline_version
+        reason = (
+            f"breaks the answer-time objective since its promotion: {_objective_summary(broken)}, where "
+            f"v{predecessor} kept to it as the canary's baseline (p{broken.quantile * 100:g} {float(before):.3g} ms)"
+        )
+        evidence = Evidence(
+            baseline_version=predecessor,
+            rows=broken.rows,
+            test="sign",
+            statistic=broken.slower,
+            p_value=broken.p_value,
+            result="fail",
+            details={
+                "latency_ms": broken.new,
+                "baseline_latency_ms": float(before),
+                "latency_slo_ms": objective,
+                "slo_spans": broken.spans,
+                "slo_broken_spans": broken.slower,
+                "latency_span_s": broken.span_s,
+            },
+        )
         self.registry.rollback(champion.model, reason, to_version=predecessor, path="release", evidence=evidence)
         log.warning(
             "rolled back",
@@ -593,7 +709,7 @@ def _evidence(
     *,
     kpi: Comparison | None = None,
     higher: bool = True,
-    latency: LatencyComparison | None = None,
+    times: AnswerTimes | None = None,
 ) -> Evidence:
     details: dict[str, object] = {
         "difference": comparison.difference,
@@ -610,7 +726,8 @@ def _evidence(
             "kpi_upper": kpi.upper,
             "kpi_p_value": kpi.p_value,
         }
-    if latency is not None:
+    if times is not None:
+        latency = times.relative
         details |= {
             "latency_quantile": latency.quantile,
             "latency_ms": latency.new,
@@ -624,6 +741,14 @@ def _evidence(
             "latency_p_value": latency.p_value,
             "latency_verdict": latency.verdict,
         }
+        if times.objective is not None and times.champion_objective is not None:
+            details |= {
+                "latency_slo_ms": times.objective.baseline,
+                "slo_spans": times.objective.spans,
+                "slo_broken_spans": times.objective.slower,
+                "slo_p_value": times.objective.p_value,
+                "baseline_slo_broken_spans": times.champion_objective.slower,
+            }
     return Evidence(
         baseline_version=baseline_version,
         metric_name=spec.metric,
@@ -656,6 +781,15 @@ def _latency_summary(latency: LatencyComparison, baseline_version: int) -> str:
         f"p{latency.quantile * 100:g} latency {latency.new:.3g} ms vs v{baseline_version} {latency.baseline:.3g} ms "
         f"on {latency.rows} and {latency.baseline_rows} requests, beyond {latency.limit:g} times v{baseline_version}'s "
         f"in {latency.slower} of {latency.spans} spans of {latency.span_s:.3g} s (sign test p={latency.p_value:.3g})"
+    )
+
+
+def _objective_summary(objective: LatencyComparison) -> str:
+    """A version's answer times against the objective, in words."""
+    return (
+        f"p{objective.quantile * 100:g} latency {objective.new:.3g} ms on {objective.rows} requests, above the "
+        f"{objective.baseline:g} ms objective in {objective.slower} of {objective.spans} spans of "
+        f"{objective.span_s:.3g} s (sign test p={objective.p_value:.3g})"
     )
 
 

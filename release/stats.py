@@ -329,3 +329,31 @@ def slower_spans(
 def _upper_tail_of_half(k: int, n: int) -> float:
     """P(X >= k) for X ~ Binomial(n, 1/2): the one-sided sign test's p-value (1 for no spans)."""
     return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n if n else 1.0
+
+
+def beyond_objective(
+    spans: Mapping[int, float],
+    objective_ms: float,
+    *,
+    quantile: float,
+    confidence: float,
+    rows: int = 0,
+    overall: float = math.nan,
+    span_s: float = math.nan,
+) -> LatencyComparison:
+    """One version's quantile of each span against an objective (``latency_slo_ms``): :func:`slower_spans` with the
+    objective as the baseline of every span, and no margin.
+
+    >>> beyond_objective({s: 60.0 for s in range(6)}, 50.0, quantile=0.99, confidence=0.95).verdict
+    'fail'
+    """
+    return slower_spans(
+        spans,
+        dict.fromkeys(spans, objective_ms),
+        quantile=quantile,
+        margin=0.0,
+        confidence=confidence,
+        rows=(rows, 0),
+        overall=(overall, objective_ms),
+        span_s=span_s,
+    )

@@ -249,3 +249,71 @@ def test_a_canary_widened_past_half_of_the_requests_is_compared_on_spans_of_the_
         verdicts[canary_ms] = slower_spans(new.by_span, old.by_span, quantile=0.99, margin=0.5, confidence=0.95)
     assert verdicts[4.0].verdict == "wait" and verdicts[4.0].slower <= verdicts[4.0].spans // 4
     assert verdicts[8.0].verdict == "fail"
+
+
+# --- an objective (latency_slo_ms): the canary held to it where the champion keeps it, the new champion in its watch
+
+
+@pytest.mark.integration
+def test_a_canary_that_breaks_the_objective_where_the_champion_keeps_it_is_rejected(
+    release_settings: Settings, new_model, write_served
+) -> None:
+    """p99 about 35 ms against the champion's 26 (1.4 times: within the margin), the objective 28 ms."""
+    model = new_model(("champion", "candidate"), release="shadow = false\ncanary_share = 0.1\nlatency_slo_ms = 28")
+    now = [time.time() - 3000]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    controller.step(model)
+    write_served(model, 2, 6_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=21)
+    write_served(model, 1, 54_000, start=now[0] + 10, seconds=600, median_ms=8.0, seed=22)
+    now[0] += 700
+    (rejected,) = controller.step(model)
+    assert (
+        rejected.to_stage == "rejected"
+        and "canary lost: breaks the answer-time objective: p99 latency" in rejected.reason
+    )
+    assert "above the 28 ms objective" in rejected.reason and "where v1 kept to it in" in rejected.reason
+    (change,) = [c for c in ModelRegistry(release_settings).changes(model, 2) if c.to_stage == "rejected"]
+    details = change.evidence.details
+    assert details["latency_verdict"] == "wait" and details["latency_slo_ms"] == 28
+    assert details["slo_broken_spans"] >= 20 and details["baseline_slo_broken_spans"] <= details["slo_spans"] // 2
+
+
+@pytest.mark.integration
+def test_a_canary_is_not_rejected_on_an_objective_the_champion_breaks_too(
+    release_settings: Settings, new_model, write_served
+) -> None:
+    model = new_model(("champion", "candidate"), release="shadow = false\ncanary_share = 0.1\nlatency_slo_ms = 28")
+    now = [time.time() - 3000]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    controller.step(model)
+    write_served(model, 2, 6_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=23)
+    write_served(model, 1, 54_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=24)  # the servers, not v2
+    now[0] += 700
+    assert controller.step(model) == []
+    assert ModelRegistry(release_settings).routing(model).canary is not None
+
+
+@pytest.mark.integration
+def test_a_champion_that_breaks_the_objective_once_it_takes_all_traffic_is_rolled_back(
+    release_settings: Settings, new_model, write_served, write_labeled
+) -> None:
+    """As fast as the champion at a tenth of the traffic; at all of it, p99 about 64 ms against the 28 ms objective
+    that its predecessor kept (13 ms as the canary's baseline)."""
+    model = new_model(("champion", "candidate"), release="shadow = false\ncanary_share = 0.1\nlatency_slo_ms = 28")
+    now = [time.time() - 6000]
+    controller = ReleaseController(release_settings, clock=lambda: now[0])
+    controller.step(model)
+    _traffic(write_served, model, now[0] + 10, canary_ms=4.0, seed=25)
+    labeled(write_labeled, model, "o", canary=0.95, at=now[0] + 300, seed=60)
+    now[0] += 700
+    (promoted,) = controller.step(model)
+    assert promoted.to_stage == "champion"
+    assert controller.step(model) == []  # watched: nothing since the promotion yet
+    write_served(model, 2, 30_000, start=now[0] + 10, seconds=600, median_ms=20.0, seed=26)
+    now[0] += 700
+    (rolled_back,) = controller.step(model)
+    assert rolled_back.to_stage == "rolled_back"
+    assert "breaks the answer-time objective since its promotion" in rolled_back.reason
+    assert "where v1 kept to it as the canary's baseline" in rolled_back.reason
+    routing = ModelRegistry(release_settings).routing(model)
+    assert routing.champion is not None and routing.champion.version == 1
