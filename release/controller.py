@@ -499,6 +499,9 @@ class ReleaseController:
         predecessor = promotion.evidence.baseline_version
         evidence = _evidence(spec, comparison, predecessor, "fail")
         reason = f"degraded after promotion: {_summary(spec, comparison, 'recent rows', predecessor)}"
+        return self._roll_back(champion, predecessor, reason, evidence)
+
+    def _roll_back(self, champion: VersionRecord, predecessor: int, reason: str, evidence: Evidence) -> list[Decision]:
         self.registry.rollback(champion.model, reason, to_version=predecessor, path="release", evidence=evidence)
         log.warning(
             "rolled back",
@@ -558,12 +561,7 @@ class ReleaseController:
                 "latency_span_s": broken.span_s,
             },
         )
-        self.registry.rollback(champion.model, reason, to_version=predecessor, path="release", evidence=evidence)
-        log.warning(
-            "rolled back",
-            extra={"fields": {"model": champion.model, "from": champion.version, "to": predecessor, "reason": reason}},
-        )
-        return [Decision(champion.model, champion.version, "rolled_back", reason)]
+        return self._roll_back(champion, predecessor, reason, evidence)
 
     def _deadline(
         self,

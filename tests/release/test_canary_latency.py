@@ -112,10 +112,11 @@ def write_served(release_settings: Settings) -> Callable[..., None]:
     return write
 
 
-def _canary_at_5_percent(
-    release_settings: Settings, new_model, release: str = ""
+def _canary_of(
+    release_settings: Settings, new_model, release: str = "", share: float = 0.05
 ) -> tuple[str, list[float], ReleaseController]:
-    model = new_model(("champion", "candidate"), release=f"shadow = false\ncanary_share = 0.05\n{release}")
+    """A model whose candidate the controller (on a clock of the test's) has just made a canary of ``share``."""
+    model = new_model(("champion", "candidate"), release=f"shadow = false\ncanary_share = {share}\n{release}")
     now = [time.time() - 3000]
     controller = ReleaseController(release_settings, clock=lambda: now[0])
     assert [d.to_stage for d in controller.step(model)] == ["canary"]
@@ -132,7 +133,7 @@ def _traffic(write_served, model: str, start: float, canary_ms: float, seed: int
 def test_a_canary_that_answers_slower_is_rejected_before_any_outcome(
     release_settings: Settings, new_model, write_served
 ) -> None:
-    model, now, controller = _canary_at_5_percent(release_settings, new_model)
+    model, now, controller = _canary_of(release_settings, new_model)
     _traffic(write_served, model, now[0] + 10, canary_ms=12.0, seed=1)
     now[0] += 700
     (rejected,) = controller.step(model)
@@ -158,7 +159,7 @@ def test_a_canary_that_answers_slower_is_rejected_before_any_outcome(
 def test_a_canary_as_fast_waits_for_its_outcomes_and_passes_with_its_answer_times_said(
     release_settings: Settings, new_model, write_served, write_labeled
 ) -> None:
-    model, now, controller = _canary_at_5_percent(release_settings, new_model)
+    model, now, controller = _canary_of(release_settings, new_model)
     _traffic(write_served, model, now[0] + 10, canary_ms=4.0, seed=3)
     now[0] += 700
     assert controller.step(model) == []  # as fast: nothing to reject, and no outcome yet to promote it on
@@ -173,7 +174,7 @@ def test_a_canary_as_fast_waits_for_its_outcomes_and_passes_with_its_answer_time
 def test_a_spec_that_judges_no_answer_times_lets_a_slow_canary_be(
     release_settings: Settings, new_model, write_served
 ) -> None:
-    model, now, controller = _canary_at_5_percent(release_settings, new_model, release="latency_margin = inf")
+    model, now, controller = _canary_of(release_settings, new_model, release="latency_margin = inf")
     _traffic(write_served, model, now[0] + 10, canary_ms=40.0, seed=5)
     now[0] += 700
     assert controller.step(model) == []
@@ -259,10 +260,7 @@ def test_a_canary_that_breaks_the_objective_where_the_champion_keeps_it_is_rejec
     release_settings: Settings, new_model, write_served
 ) -> None:
     """p99 about 35 ms against the champion's 26 (1.4 times: within the margin), the objective 28 ms."""
-    model = new_model(("champion", "candidate"), release="shadow = false\ncanary_share = 0.1\nlatency_slo_ms = 28")
-    now = [time.time() - 3000]
-    controller = ReleaseController(release_settings, clock=lambda: now[0])
-    controller.step(model)
+    model, now, controller = _canary_of(release_settings, new_model, "latency_slo_ms = 28", share=0.1)
     write_served(model, 2, 6_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=21)
     write_served(model, 1, 54_000, start=now[0] + 10, seconds=600, median_ms=8.0, seed=22)
     now[0] += 700
@@ -282,10 +280,7 @@ def test_a_canary_that_breaks_the_objective_where_the_champion_keeps_it_is_rejec
 def test_a_canary_is_not_rejected_on_an_objective_the_champion_breaks_too(
     release_settings: Settings, new_model, write_served
 ) -> None:
-    model = new_model(("champion", "candidate"), release="shadow = false\ncanary_share = 0.1\nlatency_slo_ms = 28")
-    now = [time.time() - 3000]
-    controller = ReleaseController(release_settings, clock=lambda: now[0])
-    controller.step(model)
+    model, now, controller = _canary_of(release_settings, new_model, "latency_slo_ms = 28", share=0.1)
     write_served(model, 2, 6_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=23)
     write_served(model, 1, 54_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=24)  # the servers, not v2
     now[0] += 700
