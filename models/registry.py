@@ -35,7 +35,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from driftloop.infra.clickhouse.client import connect
-from driftloop.infra.contract import VersionAnnouncement
+from driftloop.infra.contract import VersionAnnouncement, column_json
 from driftloop.infra.errors import DriftloopError, UnreachableError
 from driftloop.infra.service_errors import unreachable_clickhouse
 from driftloop.infra.settings import Settings
@@ -145,8 +145,8 @@ class VersionRecord:
 
     def row(self) -> tuple[Any, ...]:
         data = asdict(self)
-        data["metrics"] = json.dumps(self.metrics)
-        data["build"] = json.dumps(self.build, separators=(",", ":")) if self.build else ""  # visitParam* reads it
+        data["metrics"] = column_json(self.metrics)
+        data["build"] = column_json(self.build) if self.build else ""
         for name in ("train_from", "train_to", "created_at", "updated_at"):
             data[name] = int(data[name])
         return tuple(data[c] for c in COLUMNS)
@@ -220,7 +220,7 @@ class StageChange:
             e.statistic,
             e.p_value,
             e.result,
-            json.dumps(details, default=_plain_json),
+            column_json(details, default=_plain_json),
         )
 
     @classmethod

@@ -10,6 +10,7 @@ of driftloop, torch, Python and numpy, the weights' digest, and the validation a
 
 from __future__ import annotations
 
+import math
 import platform
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -67,7 +68,13 @@ class BuildRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BuildRecord:
-        return cls(**{**data, "splits": tuple(SplitRecord.from_json(s) for s in data["splits"])})
+        """The record ``to_json`` made, as the registry's column gives it back (a metric that is no number, NaN,
+        is null there)."""
+        metrics = {
+            split: {name: math.nan if value is None else value for name, value in values.items()}
+            for split, values in data.get("metrics", {}).items()
+        }
+        return cls(**{**data, "metrics": metrics, "splits": tuple(SplitRecord.from_json(s) for s in data["splits"])})
 
     def split(self, name: str) -> SplitRecord:
         return next(s for s in self.splits if s.name == name)

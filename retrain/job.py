@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.contract import column_json
 from driftloop.infra.errors import DriftloopError
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
@@ -241,7 +242,7 @@ class RunReport:
             self.validation_rows,
             self.trials,
             self.trials_pruned,
-            json.dumps(self.details, default=str) if self.details else "",
+            column_json(self.details) if self.details else "",
         )
 
 
@@ -546,7 +547,7 @@ class RetrainJob:
                 t.trial,
                 t.state,
                 int(t.state == "pruned"),
-                json.dumps(t.params),
+                column_json(t.params),
                 t.epochs,
                 t.validation_loss,
                 metric_name,

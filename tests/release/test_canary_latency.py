@@ -5,6 +5,7 @@ simulation."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -153,6 +154,24 @@ def test_a_canary_that_answers_slower_is_rejected_before_any_outcome(
     routing = registry.routing(model)
     assert routing.canary is None and routing.champion is not None and routing.champion.version == 1
     registry.close()
+    with connect(release_settings.clickhouse) as client:
+        ((stored,),) = client.execute(
+            "SELECT evidence FROM version_changes WHERE model = %(m)s AND to_stage = 'rejected'", {"m": model}
+        )
+    assert json.loads(stored, parse_constant=_refuse)["kpi"] is None  # strict JSON: null where there is no number
+    from chdb import session  # current ClickHouse reads it (a NaN anywhere in it made every field 0 there)
+
+    db = session.Session()
+    try:
+        sql = f"SELECT visitParamExtractFloat('{stored}', 'latency_ms'), JSONExtractFloat('{stored}', 'latency_ms')"
+        read = [float(v) for v in db.query(sql, "CSV").bytes().decode().strip().split(",")]
+    finally:
+        db.close()
+    assert read == [pytest.approx(details["latency_ms"])] * 2
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is no JSON")
 
 
 @pytest.mark.integration
