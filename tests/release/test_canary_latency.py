@@ -155,9 +155,12 @@ def test_a_canary_that_answers_slower_is_rejected_before_any_outcome(
     assert routing.canary is None and routing.champion is not None and routing.champion.version == 1
     registry.close()
     with connect(release_settings.clickhouse) as client:
-        ((stored,),) = client.execute(
-            "SELECT evidence FROM version_changes WHERE model = %(m)s AND to_stage = 'rejected'", {"m": model}
+        ((stored, on_18),) = client.execute(
+            "SELECT evidence, visitParamExtractFloat(evidence, 'latency_ms') FROM version_changes "
+            "WHERE model = %(m)s AND to_stage = 'rejected'",
+            {"m": model},
         )
+    assert on_18 == pytest.approx(details["latency_ms"])  # as docs/sql.md reads it, on 18.16
     assert json.loads(stored, parse_constant=_refuse)["kpi"] is None  # strict JSON: null where there is no number
     from chdb import session  # current ClickHouse reads it (a NaN anywhere in it made every field 0 there)
 
