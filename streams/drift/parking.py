@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from driftloop.infra.clickhouse.client import connect
-from driftloop.infra.contract import Alert
+from driftloop.infra.contract import Alert, column_json
 from driftloop.infra.settings import Settings
 
 COLUMNS = (
@@ -87,7 +87,7 @@ class AlertParking:
             parked.alert.model,
             parked.alert.kind,
             parked.reason[:2000],
-            json.dumps(parked.alert.to_json()),
+            column_json(parked.alert.to_json()),
             int(parked.parked_at),
             status,
             time.time_ns() // 1000,
