@@ -1,7 +1,9 @@
 """A canary that answers slower than the champion is rejected on its answer times (``latency_ms``), before any
 outcome is in; one as fast is not, and passes on its outcomes with its answer times in the reason; a spec that
-judges no answer times (``latency_margin = inf``) lets a slow one be. And the statistics behind it, by
-simulation."""
+judges no answer times (``latency_margin = inf``) lets a slow one be. Answer times are read over a recent window,
+in spans of the version with fewer rows. With an objective (``latency_slo_ms``), a canary that breaks it where the
+champion keeps it is rejected, and a champion that breaks it at full traffic is rolled back. And the statistics
+behind it, by simulation."""
 
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def test_a_spec_judges_answer_times_unless_told_not_to(tmp_path: Path) -> None:
 @pytest.fixture()
 def write_served(release_settings: Settings) -> Callable[..., None]:
     """``n`` predictions a version served, spread evenly over ``seconds`` from ``start``, their answer times
-    (``latency_ms``) lognormal around ``median_ms`` (NaN: sent without one)."""
+    (``latency_ms``) lognormal around ``median_ms``."""
 
     def write(model: str, version: int, n: int, *, start: float, seconds: float, median_ms: float, seed: int) -> None:
         rng = np.random.default_rng(seed)
