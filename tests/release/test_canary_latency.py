@@ -126,10 +126,20 @@ def _canary_of(
     return model, now, controller
 
 
-def _traffic(write_served, model: str, start: float, canary_ms: float, seed: int) -> None:
-    """Ten minutes of a 5 % canary's traffic: 1,500 requests the canary answered, 28,500 the champion (4 ms)."""
-    write_served(model, 2, 1_500, start=start, seconds=600, median_ms=canary_ms, seed=seed)
-    write_served(model, 1, 28_500, start=start, seconds=600, median_ms=4.0, seed=seed + 1)
+def _traffic(
+    write_served,
+    model: str,
+    start: float,
+    canary_ms: float,
+    seed: int,
+    *,
+    champion_ms: float = 4.0,
+    rows: tuple[int, int] = (1_500, 28_500),
+) -> None:
+    """Ten minutes of a canary's traffic: by default a 5 % canary's, 1,500 requests the canary (v2) answered and
+    28,500 the champion (v1, 4 ms)."""
+    write_served(model, 2, rows[0], start=start, seconds=600, median_ms=canary_ms, seed=seed)
+    write_served(model, 1, rows[1], start=start, seconds=600, median_ms=champion_ms, seed=seed + 1)
 
 
 @pytest.mark.integration
@@ -285,8 +295,7 @@ def test_a_canary_that_breaks_the_objective_where_the_champion_keeps_it_is_rejec
 ) -> None:
     """p99 about 35 ms against the champion's 26 (1.4 times: within the margin), the objective 28 ms."""
     model, now, controller = _canary_of(release_settings, new_model, "latency_slo_ms = 28", share=0.1)
-    write_served(model, 2, 6_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=21)
-    write_served(model, 1, 54_000, start=now[0] + 10, seconds=600, median_ms=8.0, seed=22)
+    _traffic(write_served, model, now[0] + 10, canary_ms=11.0, seed=21, champion_ms=8.0, rows=(6_000, 54_000))
     now[0] += 700
     (rejected,) = controller.step(model)
     assert (
@@ -305,8 +314,8 @@ def test_a_canary_is_not_rejected_on_an_objective_the_champion_breaks_too(
     release_settings: Settings, new_model, write_served
 ) -> None:
     model, now, controller = _canary_of(release_settings, new_model, "latency_slo_ms = 28", share=0.1)
-    write_served(model, 2, 6_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=23)
-    write_served(model, 1, 54_000, start=now[0] + 10, seconds=600, median_ms=11.0, seed=24)  # the servers, not v2
+    # as slow as the canary: the servers, not v2
+    _traffic(write_served, model, now[0] + 10, canary_ms=11.0, seed=23, champion_ms=11.0, rows=(6_000, 54_000))
     now[0] += 700
     assert controller.step(model) == []
     assert ModelRegistry(release_settings).routing(model).canary is not None
