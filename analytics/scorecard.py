@@ -24,6 +24,7 @@ _SCANNED = {
     "labeled": "model",
     "version_changes": "model",
     "dead_letters": "visitParamExtractString(original, 'model')",
+    "model_specs": "model",
 }
 
 

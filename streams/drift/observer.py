@@ -32,6 +32,7 @@ from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.monitor import DriftMonitor
 from driftloop.streams.drift.monitoring_start import WHOLE_MODEL
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
+from driftloop.streams.drift.spec_record import SpecRecorder
 from driftloop.streams.drift.state_json import state_text
 from driftloop.streams.drift.waiting import WaitingParts
 from driftloop.streams.sink import ClickHouseSink
@@ -132,6 +133,7 @@ class DriftObserver:
         self._last_stats = time.monotonic()
         self._last_counts: dict[tuple[int, str, str], int] = {}
         self._saved: dict[Shard, tuple[int, int]] = {}  # (events, labeled) at its last save
+        self._specs = SpecRecorder()  # the specs written to model_specs
         self._failures_before = 0  # detector failures of the monitors handed over
         self.waiting = WaitingParts(detection_wait_s)  # models' small parts, detected with their next ones
         self._due: asyncio.Task[None] | None = None  # detects what waited long enough when no batch comes
@@ -237,6 +239,7 @@ class DriftObserver:
         await self.store.save({(m, p): snapshot_model(monitor, m) for (m, p), monitor in changed})
         for (m, p), monitor in changed:
             self._saved[(m, p)] = _counts(monitor, m)
+        await self._write_specs()
 
     async def _restore(self, partition: int, models: list[str]) -> None:
         monitor = self.monitor(partition)
@@ -292,6 +295,7 @@ class DriftObserver:
 
     async def _write_stats(self) -> None:
         self._last_stats = time.monotonic()
+        await self._write_specs()
         rows = []
         now = int(time.time())
         for partition, monitor in self.monitors.items():
@@ -316,6 +320,30 @@ class DriftObserver:
         if rows:
             names = ("model", "signal", "kind", "detector", "ts", "events", "mean", "drifts", "partition")
             await self.sink.write(ColumnBatch("detector_stats", {n: [r[i] for r in rows] for i, n in enumerate(names)}))
+
+    async def _write_specs(self) -> None:
+        """Write the spec in force of each model watched here to ``model_specs`` when it is not written as it is
+        (:mod:`streams.drift.spec_record`). A write that fails is tried again with the next statistics."""
+        specs, catalogs = {}, {}
+        for monitor in self.monitors.values():
+            for model in monitor.models:
+                try:
+                    specs[model], catalogs[model] = monitor.specs.get(model), monitor.specs
+                except SpecError:  # broken from its first read: the monitor reports it
+                    continue
+        now_us = time.time_ns() // 1000
+        batch = self._specs.changed(specs.values(), has_file=lambda m: catalogs[m].path(m).is_file(), now_us=now_us)
+        if batch is None:
+            return
+        try:
+            await self.sink.write(batch)
+        except Exception as exc:  # an old schema (no migration 0017), or ClickHouse away: the next time
+            log.warning(
+                "model specs not written to model_specs; tried again with the next statistics",
+                extra={"fields": {"models": len(batch), "error": f"{type(exc).__name__}: {exc}"}},
+            )
+            return
+        self._specs.written(batch)
 
 
 def _counts(monitor: DriftMonitor, model: str) -> tuple[int, int]:

@@ -1,10 +1,13 @@
 """The scorecard and ``model_accuracy`` on the local ClickHouse 18.16: accuracy for classifiers, and no accuracy
 for a regression, whose rows are never "correct" (before migration 0016 both views said accuracy 0 for every
-regression model); one model's scorecard read from its own rows."""
+regression model); the scorecard's ``mae`` and ``rmse`` a regression's only (migration 0017); one model's
+scorecard read from its own rows."""
 
 from __future__ import annotations
 
 import math
+import random
+import time
 import uuid
 
 import pytest
@@ -12,6 +15,8 @@ import pytest
 from driftloop.analytics.scorecard import ScorecardRow, load_scorecard, one_model_scorecard
 from driftloop.demo.labeled_history import TS0, agrawal_rows
 from driftloop.infra.clickhouse.client import connect
+from driftloop.infra.spec import ModelSpec
+from driftloop.streams.drift.spec_record import SpecRecorder
 from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack
 
@@ -53,7 +58,11 @@ def test_accuracy_is_a_classifier_s_and_a_regression_has_its_errors_only(stack: 
             weighted = f"sum(accuracy * {rows}) / sum({rows}), sum({error} * {rows}) / sum({rows})"
             query = f"SELECT model, ({weighted}) FROM {view} WHERE model IN %(m)s GROUP BY model"
             found = dict(client.execute(query, {"m": (classifier, regression)}))
-            assert found[classifier][0] == pytest.approx(right) and found[classifier][1] == pytest.approx(1 - right)
+            assert found[classifier][0] == pytest.approx(right)
+            if view == "scorecard":  # mae is a regression's: a classifier's is its error rate, 1 - accuracy again
+                assert math.isnan(found[classifier][1])
+            else:  # model_accuracy's mean_error is a classifier's error rate
+                assert found[classifier][1] == pytest.approx(1 - right)
             assert math.isnan(found[regression][0]), (view, found[regression])
             assert found[regression][1] == pytest.approx(sum(errors) / 200), view
     finally:
@@ -106,3 +115,66 @@ def test_one_model_s_scorecard_reads_that_model_s_rows_and_shows_what_the_view_s
     assert sum(row.labeled_rows for row in loaded) == 300 and sum(row.predictions for row in loaded) == 300
     assert view_read > 400_000  # the busy model's predictions and labels, each read twice
     assert scoped_read * 4 < view_read, (scoped_read, view_read)  # granules of the small model's only
+
+
+def test_the_scorecard_scores_the_class_the_spec_names(stack: PrivateStack) -> None:
+    """A fraud model labeled ``fraud`` / ``legit`` whose spec names ``fraud`` its positive class. The scorecard took
+    the greater label (``legit``): precision 0.92 and recall 0.94 while three frauds in four went through, where
+    release and training scored ``fraud``. It now takes the class from ``model_specs`` (written by the drift worker
+    from the spec in force), the greater label where the spec names none, and a spec's task over the labels."""
+    model = f"fraud-{uuid.uuid4().hex[:8]}"
+    rng = random.Random(7)
+    # 400 rows: 40 frauds, 10 of them caught; 20 of the 360 legit ones stopped as fraud
+    pairs = (
+        [("fraud", "fraud")] * 10 + [("fraud", "legit")] * 30 + [("legit", "fraud")] * 20 + [("legit", "legit")] * 340
+    )
+    rng.shuffle(pairs)
+    rows = agrawal_rows(model, 0, 0, len(pairs), seed=3)
+    rows.columns.update(
+        {
+            "label": [label for label, _ in pairs],
+            "label_num": [math.nan] * len(pairs),
+            "prediction": [predicted for _, predicted in pairs],
+            "prediction_num": [math.nan] * len(pairs),
+            "score": [rng.uniform(0.5, 1.0) for _ in pairs],
+            "correct": [int(label == predicted) for label, predicted in pairs],
+            "error": [float(label != predicted) for label, predicted in pairs],
+        }
+    )
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    client = connect(stack.settings.clickhouse)
+    try:
+        sink.write_blocking(rows)
+        client.execute(
+            "INSERT INTO predictions (event_id, model, model_version, request_id, ts, ts_ms, prediction, score) "
+            "SELECT prediction_event_id, model, model_version, request_id, ts, ts_ms, prediction, score "
+            "FROM labeled WHERE model = %(m)s",
+            {"m": model},
+        )
+
+        def scored(spec: ModelSpec | None) -> tuple[float, ...]:
+            if spec is not None:  # as the drift worker records the spec in force
+                batch = SpecRecorder().changed([spec], has_file=lambda m: True, now_us=time.time_ns() // 1000)
+                assert batch is not None and sink.write_blocking(batch) == []
+            (row,) = load_scorecard(stack.settings, model)
+            (through_view,) = client.execute(
+                "SELECT precision, recall, f1, roc_auc, accuracy, mae FROM scorecard WHERE model = %(m)s", {"m": model}
+            )
+            assert tuple(map(repr, through_view)) == tuple(
+                map(repr, (row.precision, row.recall, row.f1, row.roc_auc, row.accuracy, row.mae))
+            )
+            return through_view
+
+        legit = scored(None)  # no spec: the greater label
+        assert legit[:3] == pytest.approx((340 / 370, 340 / 360, 680 / 730))
+        fraud = scored(ModelSpec.model_validate({"name": model, "training": {"positive_class": "fraud"}}))
+        assert fraud[:3] == pytest.approx((10 / 30, 10 / 40, 20 / 70))
+        assert fraud[3] == pytest.approx(legit[3])  # ROC AUC is the same whichever class is positive
+        assert fraud[4] == pytest.approx(350 / 400) and math.isnan(fraud[5])  # accuracy; no mae for a classifier
+        three = scored(ModelSpec.model_validate({"name": model, "task": "multiclass"}))  # two classes seen so far
+        assert all(map(math.isnan, three[:4])) and three[4] == pytest.approx(350 / 400)
+        again = scored(ModelSpec(name=model))  # the spec removed: its defaults
+        assert again == pytest.approx(legit, nan_ok=True)
+    finally:
+        client.disconnect()
+        sink.close()

@@ -119,7 +119,8 @@ def test_a_spec_edited_while_the_worker_runs_is_taken(
     drift_stack: PrivateStack, specs: Path, tmp_path: Path, group: str
 ) -> None:
     """A model changes hands while the worker runs: its spec gains an owner and a runbook. The worker kept the spec
-    it first read (alerts without them) until it was restarted."""
+    it first read (alerts without them) until it was restarted. ``model_specs`` shows the spec in force: the first,
+    the edited one, and the defaults once the file is removed."""
     stack = drift_stack.with_env(DRIFTLOOP_SPEC_RECHECK_S="0")  # looked at every batch: no timer to wait for
     model = spec(specs, warmup=500)
     worker = WorkerProcess(stack, tmp_path / "worker.log", DRIFTLOOP_WORKER_GROUP=group)
@@ -133,18 +134,33 @@ def test_a_spec_edited_while_the_worker_runs_is_taken(
             return bool(rows and rows[0][0] >= 2000)
 
         wait_for(watched, timeout_s=150, what="the model watched")
+        first = ("", "", 1)  # SQL reads the spec in force: no owner yet
+        wait_for(lambda: recorded_spec(stack, model) == first, timeout_s=60, what="the spec in model_specs")
         (specs / f"{model}.toml").write_text(
             f'name = "{model}"\nowner = "payments-oncall"\nrunbook = "https://wiki.example.com/{model}"\n'
             "[monitoring]\nwarmup = 500\n"
         )
         send(stack, model, 2000, 400, shift=2.0)
         wait_for(lambda: alerts_in_clickhouse(stack, model), timeout_s=150, what="the alert in ClickHouse")
+        edited = ("payments-oncall", f"https://wiki.example.com/{model}", 1)
+        wait_for(lambda: recorded_spec(stack, model) == edited, timeout_s=60, what="the edited spec in model_specs")
+        (specs / f"{model}.toml").unlink()  # the model goes back to the defaults
+        send(stack, model, 2400, 100)
+        wait_for(lambda: recorded_spec(stack, model) == ("", "", 0), timeout_s=60, what="the defaults in model_specs")
     finally:
         worker.stop()
     on_kafka = [a for a, _ in alert_stream(stack.settings, from_beginning=True, idle_timeout_s=5) if a.model == model]
     assert [(a.signal, a.owner, a.runbook) for a in on_kafka] == [
         ("f0", "payments-oncall", f"https://wiki.example.com/{model}")
     ]
+
+
+def recorded_spec(stack: PrivateStack, model: str) -> tuple[str, str, int] | None:
+    """The model's spec in force as SQL reads it (``model_specs``): owner, runbook, whether it has a spec file."""
+    rows = connect(stack.settings.clickhouse).execute(
+        "SELECT owner, runbook, spec_file FROM model_specs FINAL WHERE model = %(m)s", {"m": model}
+    )
+    return rows[0] if rows else None
 
 
 def test_detector_state_survives_a_worker_restart(
