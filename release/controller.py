@@ -18,9 +18,11 @@ holds the model's ``alerts`` partition):
    and, when the spec names a KPI, the business value: each must pass; any failure rejects the canary
    and its traffic returns to the champion. So does answering slower: the canary's quantile of
    ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of the period, with
-   confidence, or beyond the spec's objective (``latency_slo_ms``) where the champion keeps to it (answer
-   times never hold a canary back). With ``canary_steps`` the canary widens step by
-   step: each step is judged on the rows served since it began, and passing the last makes it champion.
+   confidence, or beyond the spec's objective (``latency_slo_ms``) where the champion keeps to it. Where both
+   versions' rows carry ``latency_ms``, a step that passes on its outcomes waits until its answer times show it
+   not slower (within the limit in most spans, with confidence), until its deadline at most. With
+   ``canary_steps`` the canary widens step by step: each step is judged on the rows served since it began, and
+   passing the last makes it champion.
 4. **The watch**: for ``watch_s`` after a promotion by the controller, the champion's most recent
    ``watch_rows`` labeled rows are held against its predecessor's live metric from the canary; worse beyond
    the margin with confidence, and the predecessor is brought back (``rolled_back``); so it is when the champion
@@ -137,6 +139,7 @@ class ReleaseController:
         self._unmeasured: set[tuple[str, int]] = set()  # versions whose metric their rows cannot give, said once
         self._landed: set[tuple[str, int]] = set()  # shadows and canaries some of whose predictions have landed
         self._said_unserved: set[tuple[str, int]] = set()  # ... and those none of whose had, said once
+        self._timing: set[tuple[str, int, float]] = set()  # canary steps that passed on outcomes, said once
 
     def tick(self, owns: Callable[[str], bool] = lambda model: True) -> list[Decision]:
         """One pass over the models with a release in flight (or a champion under watch) that this one owns."""
@@ -341,6 +344,11 @@ class ReleaseController:
                 slower = replace(evidence, test="sign", rows=test.rows, statistic=test.slower, p_value=test.p_value)
                 return [self._move(canary, "rejected", f"canary lost{at}: {reason}", "release", slower)]
             summary += f"; {said}"
+            if verdict == "pass" and latency.verdict != "pass":  # not shown slower, nor yet shown not slower
+                if self.clock() < last + rules.canary_deadline_s:
+                    self._say_timing(canary, said)
+                    return []
+                summary += " (its answer times undecided at the deadline)"
         if verdict == "pass":
             if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
                 reason = f"canary passed{at}, widened to {wider * 100:g}% of requests: {summary}"
@@ -394,6 +402,17 @@ class ReleaseController:
             for side in (new, old)
         )
         return AnswerTimes(relative, objective, kept)
+
+    def _say_timing(self, canary: VersionRecord, said: str) -> None:
+        """A canary step that passed on its outcomes waits for its answer times to show it not slower: said once a
+        step (a busy model's shows within seconds; a quiet model's may take most of the step's deadline)."""
+        key = (canary.model, canary.version, canary.traffic_share)
+        if key not in self._timing:
+            self._timing.add(key)
+            log.info(
+                f"the canary passed on its outcomes and waits for its answer times: {said}",
+                extra={"fields": {"model": canary.model, "version": canary.version}},
+            )
 
     def _warn_unmeasured(self, spec: ModelSpec, record: VersionRecord, comparison: Comparison, needed: int) -> None:
         """A stage with the rows it needs whose metric they cannot give (ROC AUC of predictions sent without a
@@ -737,6 +756,7 @@ def _evidence(
             "latency_limit": latency.limit,
             "latency_span_s": latency.span_s,
             "latency_p_value": latency.p_value,
+            "latency_p_within": latency.p_within,
             "latency_verdict": latency.verdict,
         }
         if times.objective is not None and times.champion_objective is not None:
@@ -781,9 +801,14 @@ def _latency_summary(latency: LatencyComparison, baseline_version: int) -> str:
     )
     if math.isinf(latency.limit):  # latency_margin = inf: judged against an objective only
         return said
+    test = (
+        f"not slower, sign test p={latency.p_within:.3g}"
+        if latency.verdict == "pass"
+        else f"sign test p={latency.p_value:.3g}"
+    )
     return (
         f"{said}, beyond {latency.limit:g} times v{baseline_version}'s in {latency.slower} of {latency.spans} spans "
-        f"of {latency.span_s:.3g} s (sign test p={latency.p_value:.3g})"
+        f"of {latency.span_s:.3g} s ({test})"
     )
 
 

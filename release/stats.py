@@ -269,8 +269,9 @@ class LatencyComparison:
 
     Spans, not rows, are its units: the rows of one request batch share its time (and one slow moment of the
     machine slows both sides), so rows are not independent draws; spans of a few seconds nearly are, and a
-    pair of them shares the load of its moment. The verdict is ``fail`` (slower, with ``confidence``) or
-    ``wait``: answer times never hold a canary back, they only reject one that is shown to be slower."""
+    pair of them shares the load of its moment. The verdict is ``fail`` (slower in most spans, with
+    ``confidence``: ``p_value``), ``pass`` (slower in few, with ``confidence``: ``p_within``; a canary is promoted
+    only then) or ``wait``."""
 
     quantile: float
     new: float
@@ -281,8 +282,9 @@ class LatencyComparison:
     slower: int
     limit: float  # the multiple of the champion's quantile beyond which a span counts as slower
     span_s: float
-    p_value: float
+    p_value: float  # the sign test's, of most spans slower
     verdict: Verdict
+    p_within: float = 1.0  # the sign test's, of few spans slower
 
 
 def slower_spans(
@@ -304,13 +306,20 @@ def slower_spans(
     >>> slow = slower_spans({s: 30.0 for s in range(8)}, fast, quantile=0.99, margin=0.5, confidence=0.95)
     >>> slow.verdict, slow.slower, slow.spans, round(slow.p_value, 4)
     ('fail', 8, 8, 0.0039)
-    >>> slower_spans({s: 14.0 for s in range(8)}, fast, quantile=0.99, margin=0.5, confidence=0.95).verdict
+    >>> within = slower_spans({s: 14.0 for s in range(8)}, fast, quantile=0.99, margin=0.5, confidence=0.95)
+    >>> within.verdict, within.slower, round(within.p_within, 4)
+    ('pass', 0, 0.0039)
+    >>> slower_spans({s: 14.0 for s in range(4)}, fast, quantile=0.99, margin=0.5, confidence=0.95).verdict
     'wait'
+
+    Four spans decide nothing at 0.95 (a sign test of four has p = 1/16 at best); five may.
     """
     limit = 1.0 + margin
     shared = sorted(set(new) & set(baseline))
     slower = sum(new[span] > limit * baseline[span] for span in shared)
     p_value = _upper_tail_of_half(slower, len(shared))
+    p_within = _upper_tail_of_half(len(shared) - slower, len(shared))  # as many within the limit, or more
+    alpha = 1 - confidence
     return LatencyComparison(
         quantile=quantile,
         new=overall[0],
@@ -322,7 +331,8 @@ def slower_spans(
         limit=limit,
         span_s=span_s,
         p_value=p_value,
-        verdict="fail" if shared and p_value < 1 - confidence else "wait",
+        verdict="fail" if shared and p_value < alpha else "pass" if shared and p_within < alpha else "wait",
+        p_within=p_within,
     )
 
 
