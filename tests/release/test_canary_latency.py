@@ -1,9 +1,9 @@
 """A canary that answers slower than the champion is rejected on its answer times (``latency_ms``), before any
 outcome is in; one as fast is not, and is promoted once both its outcomes and its answer times pass (by its
 deadline, on its outcomes alone); a spec that judges no answer times (``latency_margin = inf``) lets a slow one
-be. Answer times are read over a recent window, in spans of the version with fewer rows. With an objective (``latency_slo_ms``), a canary that breaks it where the
-champion keeps it is rejected, and a champion that breaks it at full traffic is rolled back. And the statistics
-behind it, by simulation."""
+be. Answer times are read over a recent window, in spans of the version with fewer rows. With an objective
+(``latency_slo_ms``), a canary that breaks it where the champion keeps it is rejected, and a champion that breaks
+it at full traffic is rolled back. And the statistics behind it, by simulation."""
 
 from __future__ import annotations
 
