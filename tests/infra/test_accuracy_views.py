@@ -172,9 +172,67 @@ def test_the_scorecard_scores_the_class_the_spec_names(stack: PrivateStack) -> N
         assert fraud[3] == pytest.approx(legit[3])  # ROC AUC is the same whichever class is positive
         assert fraud[4] == pytest.approx(350 / 400) and math.isnan(fraud[5])  # accuracy; no mae for a classifier
         three = scored(ModelSpec.model_validate({"name": model, "task": "multiclass"}))  # two classes seen so far
-        assert all(map(math.isnan, three[:4])) and three[4] == pytest.approx(350 / 400)
+        assert three[:3] == pytest.approx(
+            ((10 / 30 + 340 / 370) / 2, (10 / 40 + 340 / 360) / 2, (20 / 70 + 680 / 730) / 2)
+        )
+        assert math.isnan(three[3]) and three[4] == pytest.approx(350 / 400)  # macro means of both; no ROC AUC
         again = scored(ModelSpec(name=model))  # the spec removed: its defaults
         assert again == pytest.approx(legit, nan_ok=True)
     finally:
         client.disconnect()
         sink.close()
+
+
+def test_a_multiclass_model_s_scorecard_gives_macro_precision_recall_and_f1(stack: PrivateStack) -> None:
+    """Three classes: precision, recall and F1 are the means over the classes (as release's macro F1), where they
+    were NaN for any model of more than two labels; ROC AUC, a binary model's, stays NaN."""
+    model = f"three-{uuid.uuid4().hex[:8]}"
+    confusion = {
+        ("a", "a"): 50,
+        ("a", "b"): 10,
+        ("b", "a"): 5,
+        ("b", "b"): 30,
+        ("b", "c"): 5,
+        ("c", "b"): 10,
+        ("c", "c"): 20,
+    }
+    pairs = [pair for pair, n in confusion.items() for _ in range(n)]
+    random.Random(11).shuffle(pairs)
+    rows = agrawal_rows(model, 0, 0, len(pairs), seed=4)
+    rows.columns.update(
+        {
+            "label": [label for label, _ in pairs],
+            "label_num": [math.nan] * len(pairs),
+            "prediction": [predicted for _, predicted in pairs],
+            "prediction_num": [math.nan] * len(pairs),
+            "score": [0.7] * len(pairs),
+            "correct": [int(label == predicted) for label, predicted in pairs],
+            "error": [float(label != predicted) for label, predicted in pairs],
+        }
+    )
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    try:
+        sink.write_blocking(rows)
+    finally:
+        sink.close()
+    client = connect(stack.settings.clickhouse)
+    try:
+        client.execute(
+            "INSERT INTO predictions (event_id, model, model_version, request_id, ts, ts_ms, prediction, score) "
+            "SELECT prediction_event_id, model, model_version, request_id, ts, ts_ms, prediction, score "
+            "FROM labeled WHERE model = %(m)s",
+            {"m": model},
+        )
+    finally:
+        client.disconnect()
+    (row,) = load_scorecard(stack.settings, model)
+
+    def count(label: str | None = None, predicted: str | None = None) -> int:
+        return sum(n for (t, p), n in confusion.items() if label in (None, t) and predicted in (None, p))
+
+    tp = {c: count(c, c) for c in "abc"}
+    precision = sum(tp[c] / count(predicted=c) for c in "abc") / 3
+    recall = sum(tp[c] / count(label=c) for c in "abc") / 3
+    f1 = sum(2 * tp[c] / (count(predicted=c) + count(label=c)) for c in "abc") / 3
+    assert (row.precision, row.recall, row.f1) == pytest.approx((precision, recall, f1))
+    assert row.accuracy == pytest.approx(100 / 130) and math.isnan(row.roc_auc) and math.isnan(row.mae)

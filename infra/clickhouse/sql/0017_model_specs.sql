@@ -2,10 +2,12 @@
 -- class to be its greater label, whatever the spec's `training.positive_class` said: for a fraud model labeled
 -- `fraud` / `legit` it gave precision, recall and F1 of `legit` (near 1 while every fraud went through), where the
 -- release controller, training and tuning score `fraud`. It also gave a classifier `mae` and `rmse` (its error
--- rate, and the root of it). The drift worker writes each model's spec in force to `model_specs` when it first
--- sees the model and whenever the spec changes (edited, added, removed: the defaults, a row of empty fields); the
--- scorecard takes the task and the positive class from it, and infers them from the labels as before where the
--- spec leaves them out (or there is none). `mae` and `rmse` are a regression's only.
+-- rate, and the root of it), and a classifier of more than two classes no precision, recall or F1. The drift
+-- worker writes each model's spec in force to `model_specs` when it first sees the model and whenever the spec
+-- changes (edited, added, removed: the defaults, a row of empty fields); the scorecard takes the task and the
+-- positive class from it, and infers them from the labels as before where the spec leaves them out (or there is
+-- none). `mae` and `rmse` are a regression's only; a multiclass model's precision, recall and F1 are macro
+-- averages over its classes (up to 100) that the hour's rows predicted, held, or either.
 CREATE TABLE IF NOT EXISTS ${database}.model_specs
 (
     model                 String,
@@ -34,9 +36,9 @@ SELECT
     if(stage = 'shadow', 0., predictions / served_total)                    AS served_share,
     labeled_rows,
     if(labeled_rows = 0 OR regression OR distances > 0, nan, accuracy)      AS accuracy,
-    if(binary AND tp + fp > 0, tp / (tp + fp), nan)                         AS precision,
-    if(binary AND tp + fn > 0, tp / (tp + fn), nan)                         AS recall,
-    if(binary AND tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), nan)       AS f1,
+    if(binary, if(tp + fp > 0, tp / (tp + fp), nan), macro_precision)       AS precision,
+    if(binary, if(tp + fn > 0, tp / (tp + fn), nan), macro_recall)          AS recall,
+    if(binary, if(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), nan), macro_f1) AS f1,
     if(binary AND positives > 0 AND negatives > 0,
        (arraySum(arrayMap((p, below) -> p * below, arrayMap(x -> x.2, low_first),
                           arrayCumSum(arrayMap(x -> 1 - x.2, low_first))))
@@ -125,6 +127,19 @@ FROM
                              NOT isNaN(score))                                AS scored,
                 arraySort(x -> (x.1, x.2), scored)                            AS low_first,
                 arraySort(x -> (x.1, -x.2), scored)                           AS high_first,
+                sumForEach(arrayMap(c -> toUInt64(prediction = c AND label = c), model_classes))  AS class_tp,
+                sumForEach(arrayMap(c -> toUInt64(prediction = c AND label != c), model_classes)) AS class_fp,
+                sumForEach(arrayMap(c -> toUInt64(prediction != c AND label = c), model_classes)) AS class_fn,
+                arrayMap((t, f) -> if(t + f > 0, t / (t + f), nan), class_tp, class_fp)          AS class_precision,
+                arrayMap((t, n) -> if(t + n > 0, t / (t + n), nan), class_tp, class_fn)          AS class_recall,
+                arrayMap((t, f, n) -> if(t + f + n > 0, 2 * t / (2 * t + f + n), nan), class_tp, class_fp, class_fn)
+                                                                              AS class_f1,
+                arraySum(arrayFilter(x -> NOT isNaN(x), class_precision))
+                    / arrayCount(x -> NOT isNaN(x), class_precision)          AS macro_precision,
+                arraySum(arrayFilter(x -> NOT isNaN(x), class_recall))
+                    / arrayCount(x -> NOT isNaN(x), class_recall)             AS macro_recall,
+                arraySum(arrayFilter(x -> NOT isNaN(x), class_f1)) / arrayCount(x -> NOT isNaN(x), class_f1)
+                                                                              AS macro_f1,
                 avg(error)                                                    AS mae,
                 sqrt(avg(error * error))                                      AS rmse,
                 countIf(NOT isNaN(value))                                     AS kpi_rows,
@@ -135,7 +150,7 @@ FROM
             FROM
             (
                 SELECT model, version, toStartOfHour(ts) AS hour, correct, error, value, label_delay_s, score,
-                       prediction, label, positive, binary_model, regression_model,
+                       prediction, label, positive, binary_model, regression_model, model_classes,
                        if(served = 0, 'shadow', if(entered = 0, 'unregistered', stages[entered])) AS stage
                 FROM
                 (
@@ -163,11 +178,14 @@ FROM
                     SELECT model,
                            if(spec_positive != '', spec_positive, greatest_label)          AS positive,
                            if(spec_task != '', spec_task = 'binary', label_count = 2)       AS binary_model,
-                           if(spec_task != '', spec_task = 'regression', any_distance)      AS regression_model
+                           if(spec_task != '', spec_task = 'regression', any_distance)      AS regression_model,
+                           if(NOT binary_model AND NOT regression_model AND label_count <= 100,
+                              arraySort(label_set), emptyArrayString())                     AS model_classes
                     FROM
                     (
                         SELECT model, max(label) AS greatest_label, uniqExact(label) AS label_count,
-                               countIf(error != 0 AND error != 1) > 0 AS any_distance
+                               countIf(error != 0 AND error != 1) > 0 AS any_distance,
+                               groupUniqArray(label) AS label_set
                         FROM ${database}.labeled FINAL
                         GROUP BY model
                     ) AS seen_labels
