@@ -358,10 +358,10 @@ class ReleaseSpec(_Frozen):
     bound is within ``margin`` (a fraction of the baseline's value) of the baseline, and fails when its
     upper bound is beyond it. A canary also fails when it answers slower than the champion: its
     ``latency_quantile`` of ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of
-    time, with ``confidence``, or beyond ``latency_slo_ms`` where the champion keeps to it, and passes only once
-    within that limit in most spans (where both versions' rows carry ``latency_ms``; at its deadline its outcomes
-    decide); and a champion in its watch is rolled back when it breaks ``latency_slo_ms`` where its predecessor
-    kept to it (docs/release.md, "Answer times")."""
+    time, with ``confidence``, or beyond ``latency_slo_ms`` where the champion keeps to it, and one that passes on
+    its outcomes while its answer times lean slower waits for them to decide; and a champion in its watch is
+    rolled back when it breaks ``latency_slo_ms`` where its predecessor kept to it (docs/release.md, "Answer
+    times")."""
 
     shadow: bool = Field(True, description="score live requests unseen before any traffic (false: straight to canary)")
     shadow_min_pairs: int = Field(300, ge=10, description="labeled requests both versions scored, at least")

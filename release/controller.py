@@ -18,9 +18,9 @@ holds the model's ``alerts`` partition):
    and, when the spec names a KPI, the business value: each must pass; any failure rejects the canary
    and its traffic returns to the champion. So does answering slower: the canary's quantile of
    ``latency_ms`` beyond ``1 + latency_margin`` times the champion's in most spans of the period, with
-   confidence, or beyond the spec's objective (``latency_slo_ms``) where the champion keeps to it. Where both
-   versions' rows carry ``latency_ms``, a step that passes on its outcomes waits until its answer times show it
-   not slower (within the limit in most spans, with confidence), until its deadline at most. With
+   confidence, or beyond the spec's objective (``latency_slo_ms``) where the champion keeps to it. A step that
+   passes on its outcomes while its answer times lean slower (beyond the limit in more than half of its spans so
+   far) waits for them to decide, until its deadline (``on_deadline``). With
    ``canary_steps`` the canary widens step by step: each step is judged on the rows served since it began, and
    passing the last makes it champion.
 4. **The watch**: for ``watch_s`` after a promotion by the controller, the champion's most recent
@@ -344,11 +344,9 @@ class ReleaseController:
                 slower = replace(evidence, test="sign", rows=test.rows, statistic=test.slower, p_value=test.p_value)
                 return [self._move(canary, "rejected", f"canary lost{at}: {reason}", "release", slower)]
             summary += f"; {said}"
-            if verdict == "pass" and latency.verdict != "pass":  # not shown slower, nor yet shown not slower
-                if self.clock() < last + rules.canary_deadline_s:
-                    self._say_timing(canary, said)
-                    return []
-                summary += " (its answer times undecided at the deadline)"
+            if verdict == "pass" and latency.leans_slower:  # passed on outcomes; its answer times may not
+                self._say_timing(canary, said)
+                verdict = "wait"  # until they decide, or the step's deadline
         if verdict == "pass":
             if (wider := rules.canary_step_after(canary.traffic_share)) is not None:
                 reason = f"canary passed{at}, widened to {wider * 100:g}% of requests: {summary}"
@@ -404,13 +402,12 @@ class ReleaseController:
         return AnswerTimes(relative, objective, kept)
 
     def _say_timing(self, canary: VersionRecord, said: str) -> None:
-        """A canary step that passed on its outcomes waits for its answer times to show it not slower: said once a
-        step (a busy model's shows within seconds; a quiet model's may take most of the step's deadline)."""
+        """A canary step that passed on its outcomes waits while its answer times lean slower: said once a step."""
         key = (canary.model, canary.version, canary.traffic_share)
         if key not in self._timing:
             self._timing.add(key)
             log.info(
-                f"the canary passed on its outcomes and waits for its answer times: {said}",
+                f"the canary passed on its outcomes and waits while its answer times lean slower: {said}",
                 extra={"fields": {"model": canary.model, "version": canary.version}},
             )
 

@@ -270,8 +270,9 @@ class LatencyComparison:
     Spans, not rows, are its units: the rows of one request batch share its time (and one slow moment of the
     machine slows both sides), so rows are not independent draws; spans of a few seconds nearly are, and a
     pair of them shares the load of its moment. The verdict is ``fail`` (slower in most spans, with
-    ``confidence``: ``p_value``), ``pass`` (slower in few, with ``confidence``: ``p_within``; a canary is promoted
-    only then) or ``wait``."""
+    ``confidence``: ``p_value``), ``pass`` (slower in few, with ``confidence``: ``p_within``) or ``wait``; while
+    it waits, the answer times may lean slower (:attr:`leans_slower`), and a canary that passed on its outcomes
+    waits with them."""
 
     quantile: float
     new: float
@@ -285,6 +286,25 @@ class LatencyComparison:
     p_value: float  # the sign test's, of most spans slower
     verdict: Verdict
     p_within: float = 1.0  # the sign test's, of few spans slower
+
+    @property
+    def leans_slower(self) -> bool:
+        """Undecided, and slower so far: beyond the limit in more than half of the spans, or, before a span holds
+        enough rows, over all the rows read. A canary twice as slow whose outcomes pass before five spans can
+        decide leans slower (nearly always, from its first span: the tests' simulation); one as fast seldom does.
+
+        >>> leaning = slower_spans({0: 30.0}, {0: 10.0}, quantile=0.99, margin=0.5, confidence=0.95)
+        >>> leaning.verdict, leaning.leans_slower
+        ('wait', True)
+        >>> few = {"quantile": 0.99, "margin": 0.5, "confidence": 0.95, "rows": (150, 1350)}  # no span of 200 yet
+        >>> [slower_spans({}, {}, overall=(ms, 10.0), **few).leans_slower for ms in (16.0, 12.0)]
+        [True, False]
+        """
+        if self.verdict != "wait":
+            return False
+        if self.spans:
+            return 2 * self.slower > self.spans
+        return self.rows > 0 and self.baseline_rows > 0 and self.new > self.limit * self.baseline
 
 
 def slower_spans(
