@@ -34,6 +34,8 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     min_labels = 1000                     # labels after the change point before a challenger is trained
     metric = "roc_auc"                    # the gate on the test split: accuracy | roc_auc | f1 | mae | rmse,
                                           # and a classifier's live metric in release, floor and threshold
+    positive_class = "fraud"              # the class roc_auc and f1 score (default: the last in sorted order)
+    # tune_threshold = true               # predict it above the validation split's best-F1 probability (f1: on)
     budget_s_per_day = 3600               # training seconds per model in any 24 h
 
     [tuning]                              # a search per job; see TuningSpec
@@ -283,6 +285,11 @@ class TrainingSpec(_Frozen):
     positive_class: str | None = Field(
         None, description="binary tasks: the class roc_auc and f1 score (default: the last in sorted order)"
     )
+    tune_threshold: bool | None = Field(
+        None,
+        description="binary tasks: predict the positive class above the probability that gives its best F1 on the "
+        "validation split, not above one half (default: when the gate metric is f1)",
+    )
     min_improvement: float = Field(0.0, description="the challenger must beat the champion by this much")
     max_null_share: float = Field(
         0.5, gt=0, le=1, description="data gate: a numeric feature null in more of the window's rows refuses it"
@@ -457,6 +464,12 @@ class ModelSpec(_Frozen):
     def gate_metric(self, task: str | None = None) -> str:
         """The offline gate's metric for ``task`` (the spec's, or the one inferred from the data)."""
         return self.training.metric or ("mae" if (task or self.task) == "regression" else "accuracy")
+
+    def tunes_threshold(self, task: str | None = None) -> bool:
+        """Whether training chooses a binary model's decision threshold (``training.tune_threshold``; by default
+        when the gate metric is ``f1``)."""
+        chosen = self.training.tune_threshold
+        return chosen if chosen is not None else self.gate_metric(task) == "f1"
 
     @property
     def metric(self) -> str:

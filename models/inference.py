@@ -37,15 +37,15 @@ def predict_columns(
     categorical: Mapping[str, Sequence[str]],
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(predictions, scores): class labels as text with the predicted class's probability, or regression
-    values with NaN scores."""
+    """(predictions, scores): class labels as text with the predicted class's probability (the class
+    :meth:`Preprocessor.decide` chooses), or regression values with NaN scores."""
     x, ids = pre.transform(numeric, categorical)
     network.eval()
     output = network(torch.from_numpy(x).to(device), torch.from_numpy(ids).to(device)).float().cpu()
     if pre.task == "regression":
         values = pre.values(output.squeeze(1).numpy())
         return values, np.full(len(values), np.nan)
-    probabilities = torch.softmax(output, dim=1)
-    best = probabilities.argmax(dim=1)
-    labels = np.asarray(pre.classes, dtype=object)[best.numpy()]
-    return labels, probabilities.gather(1, best.unsqueeze(1)).squeeze(1).numpy()
+    probabilities = torch.softmax(output, dim=1).numpy()
+    best = pre.decide(probabilities)
+    labels = np.asarray(pre.classes, dtype=object)[best]
+    return labels, probabilities[np.arange(len(best)), best]

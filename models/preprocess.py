@@ -40,6 +40,10 @@ class Preprocessor:
     # driftloop standardised it learnt y itself (the defaults)
     target_mean: float = 0.0
     target_std: float = 1.0
+    # a binary model's decision threshold: the ``positive`` class is predicted where its probability reaches it
+    # (chosen on the validation split for F1: retrain.evaluation.with_decision_threshold); None: the most probable
+    threshold: float | None = None
+    positive: str = ""
 
     @classmethod
     def fit(
@@ -107,6 +111,20 @@ class Preprocessor:
         index = {c: i for i, c in enumerate(self.classes)}
         return np.asarray([index.get(str(label), -1) for label in labels], dtype=np.int64)
 
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Each row's predicted class (its index in ``classes``) from the class probabilities ``[rows, classes]``:
+        the most probable, or for a binary model with a threshold, the positive class where its probability
+        reaches the threshold.
+
+        >>> pre = Preprocessor("binary", (), (), (), (), (), ("fraud", "legit"), threshold=0.2, positive="fraud")
+        >>> pre.decide(np.array([[0.3, 0.7], [0.1, 0.9]])).tolist()
+        [0, 1]
+        """
+        if self.threshold is None or len(self.classes) != 2:
+            return probabilities[:, : max(len(self.classes), 1)].argmax(axis=1)
+        column = self.classes.index(self.positive)
+        return np.where(probabilities[:, column] >= self.threshold, column, 1 - column)
+
     def values(self, outputs: np.ndarray) -> np.ndarray:
         """A regression network's outputs as values in the target's unit (float64)."""
         return np.asarray(outputs, dtype=np.float64) * self.target_std + self.target_mean
@@ -126,6 +144,8 @@ class Preprocessor:
             classes=tuple(data["classes"]),
             target_mean=float(data.get("target_mean", 0.0)),
             target_std=float(data.get("target_std", 1.0)),
+            threshold=None if data.get("threshold") is None else float(data["threshold"]),
+            positive=str(data.get("positive", "")),
         )
 
 

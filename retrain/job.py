@@ -47,7 +47,7 @@ from driftloop.models.registry import ModelRegistry, VersionRecord
 from driftloop.retrain.build import BuildRecord
 from driftloop.retrain.data_gate import check_window
 from driftloop.retrain.dataset import LabeledData, count_labels, fetch_labeled, last_complete_second
-from driftloop.retrain.evaluation import MetricError, better, evaluate, metric
+from driftloop.retrain.evaluation import MetricError, better, evaluate, metric, with_decision_threshold
 from driftloop.retrain.splits import SplitRecord, Splits, fingerprint
 from driftloop.retrain.training import TrainingError, TrainResult, pick_device, train
 from driftloop.retrain.tuning import TrialRecord, check_spec_architecture, search, with_steps
@@ -379,6 +379,8 @@ class RetrainJob:
             )
 
         phase = time.perf_counter()
+        if spec.tunes_threshold(task):  # on the validation split: the test split stays unseen until judged
+            pre = with_decision_threshold(result.network, pre, splits.validation, result.device, positive=positive)
         scores = {
             "validation": evaluate(result.network, pre, splits.validation, result.device, positive=positive),
             "test": evaluate(result.network, pre, splits.test, result.device, positive=positive),
@@ -422,6 +424,7 @@ class RetrainJob:
             "epochs": result.epochs,
             "validation_loss": result.best_validation_loss,
             "device": result.device,
+            **({"decision_threshold": pre.threshold} if pre.threshold is not None else {}),
             **{f"{split}_{name}": value for split, values in scores.items() for name, value in values.items()},
         }
         path, sha256 = write_artifact(self.registry.root, trained, version, network, pre, result.inputs, metrics, build)

@@ -28,7 +28,7 @@ from driftloop.models.preprocess import Preprocessor
 from driftloop.models.registry import ModelRegistry
 from driftloop.retrain.build import BuildRecord, software_versions
 from driftloop.retrain.dataset import fetch_labeled
-from driftloop.retrain.evaluation import evaluate
+from driftloop.retrain.evaluation import evaluate, with_decision_threshold
 from driftloop.retrain.splits import Splits, fingerprint
 from driftloop.retrain.training import train
 
@@ -114,7 +114,10 @@ def rebuild(
         result = train(spec, pre, splits.train, splits.validation, device=device, progress=progress)
     network = result.network.cpu()
     digest = weights_digest(network.state_dict())
-    rebuilt = evaluate(network, pre, splits.test, positive=spec.training.positive_class)
+    positive = spec.training.positive_class
+    if spec.tunes_threshold(build.task):
+        pre = with_decision_threshold(network, pre, splits.validation, positive=positive)
+    rebuilt = evaluate(network, pre, splits.test, positive=positive)
     recorded = build.metrics.get("test", {})
     base |= {
         "device": str(device),

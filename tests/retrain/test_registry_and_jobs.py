@@ -215,6 +215,47 @@ def test_a_regression_whose_target_is_in_the_hundreds_of_thousands_is_learnt_ser
     assert (result.status, result.compared) == ("match", "weights"), result.detail
 
 
+def test_a_fraud_model_judged_on_f1_predicts_its_rare_class_above_a_threshold_chosen_on_validation(
+    retrain_settings: Settings, labeled_model
+) -> None:
+    """One fraud in three of the applications Agrawal's function 0 marks: the fraud's probability stays below one
+    half, so a version predicting the most probable class never says ``fraud`` (test F1 0). Judged on F1, the job
+    chooses the threshold of the validation split's best F1: the version records it, serves with it, and rebuilds
+    with it."""
+    model = labeled_model(before=0, spec='metric = "f1"\npositive_class = "fraud"\n')
+    rows = agrawal_rows(model, 0, 0, 5000, seed=6)
+    rng = np.random.default_rng(6)
+    rows.columns["label"] = ["fraud" if y == "1" and rng.random() < 1 / 3 else "legit" for y in rows["label"]]
+    rows.columns["label_num"] = [math.nan] * len(rows)
+    sink = ClickHouseSink(retrain_settings.clickhouse)
+    try:
+        sink.write_blocking(rows)
+    finally:
+        sink.close()
+    report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
+    assert report.status == "promoted" and report.metric_name == "f1" and report.challenger_metric > 0.15, report
+    registry = ModelRegistry(retrain_settings)
+    champion = registry.champion(model)
+    assert champion is not None
+    threshold = champion.metrics["decision_threshold"]
+    assert 0.02 < threshold < 0.5
+    loaded = registry.load(champion).preprocessor
+    assert (loaded.threshold, loaded.positive) == (threshold, "fraud")
+    features = [
+        dict(zip(names, values, strict=True)) | dict(zip(cat_names, cats, strict=True))
+        for names, values, cat_names, cats in zip(
+            rows["num.name"], rows["num.value"], rows["cat.name"], rows["cat.value"], strict=True
+        )
+    ][-1000:]
+    with ModelClient(model, retrain_settings, watch=False) as client:
+        served = client.predict(features)
+    frauds = [score for label, score in zip(served.values, served.scores, strict=True) if label == "fraud"]
+    assert frauds and min(frauds) >= threshold - 1e-6 and min(frauds) < 0.5  # its probability, below one half
+    result = rebuild(retrain_settings, model, 1)
+    assert (result.status, result.compared) == ("match", "weights"), result.detail
+    assert result.rebuilt_metrics["f1"] == pytest.approx(report.challenger_metric)
+
+
 def test_clickhouse_failing_during_the_training_fetch_leaves_no_version_and_the_job_can_run_again(
     stack: PrivateStack, retrain_settings: Settings, labeled_model
 ) -> None:

@@ -515,3 +515,51 @@ def test_a_version_is_written_and_read_as_utf8_whatever_the_locale() -> None:
     done = subprocess.run([sys.executable, "-c", ARTIFACT_WITH_ACCENTS], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["'Jos\\xe9", "N\\xfa\\xf1ez'", "0"]  # read back whole, UTF-8 mode off
+
+
+def rare_fraud(n: int, seed: int) -> LabeledData:
+    """Agrawal's function 0 as a fraud model's labels: ``fraud`` for one in three of the rows it marks 1, ``legit``
+    for the rest: the fraud's probability stays below one half wherever it can be, so the most probable class is
+    always ``legit``."""
+    data = agrawal(n, seed=seed, function=0)
+    rng = np.random.default_rng(seed)
+    labels = ["fraud" if y == "1" and rng.random() < 1 / 3 else "legit" for y in data.labels]
+    return replace(data, labels=labels, label_num=np.full(n, np.nan))
+
+
+def test_a_rare_class_is_predicted_above_the_threshold_that_gives_it_the_best_f1_on_validation() -> None:
+    """On imbalanced classes a binary network's most probable class is nearly always the majority: F1 of the rare
+    class at one half is near 0. With ``training.tune_threshold`` (on by default where the gate metric is f1), the
+    class is predicted where its probability reaches the threshold that gave the best F1 on the validation split
+    (the test split stays unseen), and serving predicts as evaluation does."""
+    from driftloop.models.inference import predict_columns
+    from driftloop.retrain.evaluation import evaluate, with_decision_threshold
+
+    splits = Splits.by_time(rare_fraud(6000, seed=4), 0.25, 0.25)
+    pre = Preprocessor.fit(splits.train.numeric, splits.train.categorical, splits.train.labels, "binary")
+    spec = ModelSpec.model_validate(
+        {"name": "m", "task": "binary", "training": {"epochs": 10, "metric": "f1", "positive_class": "fraud"}}
+    )
+    assert spec.tunes_threshold() and not ModelSpec(name="m").tunes_threshold()
+    network = train(spec, pre, splits.train, splits.validation).network
+    at_half = evaluate(network, pre, splits.test, positive="fraud")
+    tuned = with_decision_threshold(network, pre, splits.validation, positive="fraud")
+    assert tuned.positive == "fraud" and 0.02 < tuned.threshold < 0.5
+    on_test = evaluate(network, tuned, splits.test, positive="fraud")
+    # 0.5 at best (one in three where fraud can be; the rest legit)
+    assert at_half["f1"] < 0.05 and on_test["f1"] > 0.15, (at_half, on_test)
+    assert on_test["roc_auc"] == at_half["roc_auc"]  # the ranking is the network's, whatever the threshold
+    assert Preprocessor.from_json(tuned.to_json()) == tuned
+    assert (
+        Preprocessor.from_json({k: v for k, v in tuned.to_json().items() if k not in ("threshold", "positive")}) == pre
+    )
+    predicted, scores = predict_columns(network, tuned, splits.test.numeric, splits.test.categorical)
+    frauds = predicted == "fraud"
+    assert frauds.any() and (scores[frauds] < 0.5).any()  # predicted below one half, its probability the score
+    assert np.all(scores[frauds] >= tuned.threshold - 1e-6)
+    assert (
+        with_decision_threshold(
+            network, pre, replace(splits.validation, labels=["legit"] * len(splits.validation)), positive="fraud"
+        )
+        is pre
+    )
