@@ -108,6 +108,43 @@ def one_model_scorecard(database: str) -> str:
     return select
 
 
+class SpecRow(NamedTuple):
+    """What a model's spec in force says that its scorecard's readers need (``model_specs``)."""
+
+    task: str
+    positive_class: str
+    owner: str
+    kpi_name: str
+
+    def describe(self, layer: str) -> str:
+        """A layer's heading beyond its name: what its numbers are of (empty: nothing to add).
+
+        >>> SpecRow("binary", "fraud", "risk-ml", "").describe("model")
+        'positive class fraud'
+        >>> SpecRow("", "", "", "loss avoided").describe("business")
+        'KPI: loss avoided'
+        """
+        if layer == "business" and self.kpi_name:
+            return f"KPI: {self.kpi_name}"
+        if layer == "model" and self.positive_class:
+            return f"positive class {self.positive_class}"
+        if layer == "model" and self.task == "multiclass":
+            return "precision, recall, F1: means over the classes"
+        return ""
+
+
+def load_spec_row(settings: Settings, model: str) -> SpecRow | None:
+    """The model's spec in force as the drift worker recorded it; None before it has."""
+    client = SharedClient(settings.clickhouse)
+    try:
+        rows = client.execute(
+            f"SELECT {', '.join(SpecRow._fields)} FROM model_specs FINAL WHERE model = %(m)s", {"m": model}
+        )
+    finally:
+        client.close()
+    return SpecRow(*rows[0]) if rows else None
+
+
 def load_scorecard(
     settings: Settings, model: str, since: float | None = None, until: float | None = None
 ) -> list[ScorecardRow]:

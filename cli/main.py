@@ -843,17 +843,22 @@ def scorecard_cmd(
     from rich.table import Table
 
     from driftloop.analytics.queries import NoDataError
-    from driftloop.analytics.scorecard import LAYERS, load_scorecard
+    from driftloop.analytics.scorecard import LAYERS, load_scorecard, load_spec_row
 
-    rows = load_scorecard(_settings(ctx), model, since=_epoch(since), until=_epoch(until))
+    settings = _settings(ctx)
+    rows = load_scorecard(settings, model, since=_epoch(since), until=_epoch(until))
     if as_json:
         for row in rows:
             click.echo(_json(row.to_json()))
         return
     if not rows:
         raise NoDataError(f"{model} has no predictions in that time range: is it the model's exact name?")
+    spec = load_spec_row(settings, model)
+    if spec is not None and spec.owner:
+        console.print(f"{model} · owner {spec.owner}")
     for layer, columns in LAYERS:
-        table = Table(title=f"{model}: {layer}", title_justify="left")
+        said = spec.describe(layer) if spec is not None else ""
+        table = Table(title=f"{model}: {layer}" + (f" ({said})" if said else ""), title_justify="left")
         for column in ("hour", "version", "stage", *columns):
             table.add_column(column, justify="right" if column in columns else "left")
         for row in rows:

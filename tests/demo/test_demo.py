@@ -143,6 +143,9 @@ def test_the_new_version_earned_its_traffic_in_shadow_then_canary_before_champio
 
 
 def test_the_scorecard_shows_each_stage_with_business_model_and_operations_layers(demo_run: DemoRun) -> None:
+    shown = demo_run.stack.run_cli("scorecard", "--model", MODEL)  # the spec in force heads it (model_specs)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "owner lending-ml@example.com" in shown.stdout and "business (KPI: profit (k$))" in shown.stdout
     result = demo_run.stack.run_cli("scorecard", "--model", MODEL, "--json")
     assert result.returncode == 0, result.stderr[-2000:]
     rows: list = [strict_json(line) for line in result.stdout.splitlines()]
