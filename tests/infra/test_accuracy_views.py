@@ -117,6 +117,38 @@ def test_one_model_s_scorecard_reads_that_model_s_rows_and_shows_what_the_view_s
     assert scoped_read * 4 < view_read, (scoped_read, view_read)  # granules of the small model's only
 
 
+def classified(stack: PrivateStack, model: str, pairs: list[tuple[str, str]], scores: list[float]) -> None:
+    """A classifier's labeled rows, one a (label, prediction) pair with its score, and the predictions they were
+    joined from (the scorecard counts both)."""
+    rows = agrawal_rows(model, 0, 0, len(pairs), seed=3)
+    rows.columns.update(
+        {
+            "label": [label for label, _ in pairs],
+            "label_num": [math.nan] * len(pairs),
+            "prediction": [predicted for _, predicted in pairs],
+            "prediction_num": [math.nan] * len(pairs),
+            "score": scores,
+            "correct": [int(label == predicted) for label, predicted in pairs],
+            "error": [float(label != predicted) for label, predicted in pairs],
+        }
+    )
+    sink = ClickHouseSink(stack.settings.clickhouse)
+    try:
+        sink.write_blocking(rows)
+    finally:
+        sink.close()
+    client = connect(stack.settings.clickhouse)
+    try:
+        client.execute(
+            "INSERT INTO predictions (event_id, model, model_version, request_id, ts, ts_ms, prediction, score) "
+            "SELECT prediction_event_id, model, model_version, request_id, ts, ts_ms, prediction, score "
+            "FROM labeled WHERE model = %(m)s",
+            {"m": model},
+        )
+    finally:
+        client.disconnect()
+
+
 def test_the_scorecard_scores_the_class_the_spec_names(stack: PrivateStack) -> None:
     """A fraud model labeled ``fraud`` / ``legit`` whose spec names ``fraud`` its positive class. The scorecard took
     the greater label (``legit``): precision 0.92 and recall 0.94 while three frauds in four went through, where
@@ -129,28 +161,10 @@ def test_the_scorecard_scores_the_class_the_spec_names(stack: PrivateStack) -> N
         [("fraud", "fraud")] * 10 + [("fraud", "legit")] * 30 + [("legit", "fraud")] * 20 + [("legit", "legit")] * 340
     )
     rng.shuffle(pairs)
-    rows = agrawal_rows(model, 0, 0, len(pairs), seed=3)
-    rows.columns.update(
-        {
-            "label": [label for label, _ in pairs],
-            "label_num": [math.nan] * len(pairs),
-            "prediction": [predicted for _, predicted in pairs],
-            "prediction_num": [math.nan] * len(pairs),
-            "score": [rng.uniform(0.5, 1.0) for _ in pairs],
-            "correct": [int(label == predicted) for label, predicted in pairs],
-            "error": [float(label != predicted) for label, predicted in pairs],
-        }
-    )
+    classified(stack, model, pairs, [rng.uniform(0.5, 1.0) for _ in pairs])
     sink = ClickHouseSink(stack.settings.clickhouse)
     client = connect(stack.settings.clickhouse)
     try:
-        sink.write_blocking(rows)
-        client.execute(
-            "INSERT INTO predictions (event_id, model, model_version, request_id, ts, ts_ms, prediction, score) "
-            "SELECT prediction_event_id, model, model_version, request_id, ts, ts_ms, prediction, score "
-            "FROM labeled WHERE model = %(m)s",
-            {"m": model},
-        )
 
         def scored(spec: ModelSpec | None) -> tuple[float, ...]:
             if spec is not None:  # as the drift worker records the spec in force
@@ -198,33 +212,7 @@ def test_a_multiclass_model_s_scorecard_gives_macro_precision_recall_and_f1(stac
     }
     pairs = [pair for pair, n in confusion.items() for _ in range(n)]
     random.Random(11).shuffle(pairs)
-    rows = agrawal_rows(model, 0, 0, len(pairs), seed=4)
-    rows.columns.update(
-        {
-            "label": [label for label, _ in pairs],
-            "label_num": [math.nan] * len(pairs),
-            "prediction": [predicted for _, predicted in pairs],
-            "prediction_num": [math.nan] * len(pairs),
-            "score": [0.7] * len(pairs),
-            "correct": [int(label == predicted) for label, predicted in pairs],
-            "error": [float(label != predicted) for label, predicted in pairs],
-        }
-    )
-    sink = ClickHouseSink(stack.settings.clickhouse)
-    try:
-        sink.write_blocking(rows)
-    finally:
-        sink.close()
-    client = connect(stack.settings.clickhouse)
-    try:
-        client.execute(
-            "INSERT INTO predictions (event_id, model, model_version, request_id, ts, ts_ms, prediction, score) "
-            "SELECT prediction_event_id, model, model_version, request_id, ts, ts_ms, prediction, score "
-            "FROM labeled WHERE model = %(m)s",
-            {"m": model},
-        )
-    finally:
-        client.disconnect()
+    classified(stack, model, pairs, [0.7] * len(pairs))
     (row,) = load_scorecard(stack.settings, model)
 
     def count(label: str | None = None, predicted: str | None = None) -> int:
