@@ -3,7 +3,6 @@ drift worker when it first watches the model and again whenever its spec changes
 row of the defaults). The ``scorecard`` view takes a model's task and positive class from it; people join alerts
 to owners and runbooks with it.
 
->>> from pathlib import Path
 >>> recorder = SpecRecorder()
 >>> fraud = ModelSpec.model_validate({"name": "fraud", "owner": "risk-ml", "training": {"positive_class": "fraud"}})
 >>> batch = recorder.changed([fraud], has_file=lambda model: True, now_us=1_764_547_200_000_000)
