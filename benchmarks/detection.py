@@ -1,6 +1,6 @@
 """Detection quality of the running worker on streams with known drift points.
 
-    .venv/bin/python -m benchmarks.detection --stationary-events 1000000
+    .venv/bin/python -m benchmarks.detection --stationary-events 1000000 [--only TEXT ...]
 
 Starts a private local stack and `driftloop worker`, publishes one model per scenario, waits until the
 worker has taken every event, then reads the alerts from ClickHouse and prints per scenario: detection
@@ -8,11 +8,13 @@ delay (events after the true change), false alarms (alerts before the change) pe
 whether the drift was missed. Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features
 (lognormal, Pareto, Cauchy), and one event in a hundred of them sending its amount in another unit, abrupt mean
 shifts, gradual ones over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation
-flip, a new model version with no drift, a covariate shift that lowers the classifier's estimated accuracy, and
-a concept drift on the label (River's Agrawal generator switching its classification function under a fixed
-model), its labels sent once every prediction landed, or each with its prediction at 2,000 events a second
-(then most outcomes come before their predictions are written, and wait for them). The change point column
-is where the alert placed the change (its ``change_point_request_id``), in events from the true change.
+flip, a correlation appearing between independent features, a new model version with no drift, a covariate
+shift that lowers the classifier's estimated accuracy, and a concept drift on the label (River's Agrawal
+generator switching its classification function under a fixed model), its labels sent once every prediction
+landed, or each with its prediction at 2,000 events a second (then most outcomes come before their predictions
+are written, and wait for them). The change point column is where the alert placed the change (its
+``change_point_request_id``), in events from the true change. ``--only`` runs the scenarios whose names hold
+one of its texts.
 
 In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
 its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
@@ -120,13 +122,13 @@ def categories(n: int, seed: int) -> Iterator:
         yield features, int(rng.random() < 0.5), None
 
 
-def correlation_flip(n: int, seed: int) -> Iterator:
-    """Ten N(0,1) features; f8 and f9 correlated +0.8, then -0.8 from the change on: no feature's own
+def correlation_change(n: int, seed: int, before: float, after: float) -> Iterator:
+    """Ten N(0,1) features; f8 and f9 correlated ``before``, then ``after`` from the change on: no feature's own
     distribution changes, only how two of them move together."""
     rng = random.Random(seed)
     for i in range(n):
         features = {f"f{j}": rng.gauss(0, 1) for j in range(9)}
-        rho = 0.8 if i < CHANGE else -0.8
+        rho = before if i < CHANGE else after
         features["f9"] = rho * features["f8"] + (1 - rho**2) ** 0.5 * rng.gauss(0, 1)
         yield features, int(rng.random() < 0.5), None
 
@@ -213,7 +215,8 @@ def scenarios(stationary: int) -> list[Scenario]:
             river=spread("f0"),
         ),
         Scenario("category shift", total, CHANGE, lambda n: categories(n, 6)),
-        Scenario("correlation +0.8→-0.8 (joint)", total, CHANGE, lambda n: correlation_flip(n, 8)),
+        Scenario("correlation +0.8→-0.8 (joint)", total, CHANGE, lambda n: correlation_change(n, 8, 0.8, -0.8)),
+        Scenario("correlation 0→+0.6, independent before", total, CHANGE, lambda n: correlation_change(n, 15, 0, 0.6)),
         Scenario("new version v1→v2, no drift", total, None, lambda n: scored(n, 11, version_at=CHANGE), river=score),
         Scenario(
             "covariate shift, estimated accuracy falls",
@@ -332,6 +335,7 @@ def wait_for_detection(client: Any, scenarios: dict[str, Scenario], worker: subp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stationary-events", type=int, default=1_000_000)
+    parser.add_argument("--only", action="append", default=[], help="the scenarios whose names hold this text")
     args = parser.parse_args()
     with scratch_home("driftloop-detect-") as home:
         env = private_stack_env(home, prefix="detect.") | {
@@ -344,7 +348,9 @@ def main() -> None:
             connect(settings.clickhouse) as client,
             worker_process(env, home / "worker.log") as worker,
         ):
-            plan = scenarios(args.stationary_events)
+            plan = [
+                s for s in scenarios(args.stationary_events) if not args.only or any(t in s.name for t in args.only)
+            ]
             models = {s.name: f"scenario-{k}" for k, s in enumerate(plan)}
             started = time.monotonic()
             with console.status("publishing scenarios (the worker takes them as they come)"):

@@ -10,8 +10,8 @@ import numpy as np
 
 from driftloop.infra.contract import Alert, finite_json
 from driftloop.infra.spec import ModelSpec
-from driftloop.streams.drift.policy import severity
-from driftloop.streams.drift.signals import JOINT, VERSION_MARK, EventRing, ModelState, SignalState
+from driftloop.streams.drift.policy import correlation_severity, severity
+from driftloop.streams.drift.signals import CORRELATION, JOINT, VERSION_MARK, EventRing, ModelState, SignalState
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
 CONTEXT = 1000
@@ -37,8 +37,12 @@ def make_alert(
     cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
-    level = severity(signal.signal_type, evidence, reference_std)
     detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
+    pairs = state.joint.changed_pairs() if signal.name == CORRELATION and state.joint is not None else []
+    if pairs:  # a correlation's change says how bad it is; the score's shift in its deviations understates it
+        level = correlation_severity(max(abs(p.recent - p.reference) for p in pairs))
+    else:
+        level = severity(signal.signal_type, evidence, reference_std)
     change = (
         f"mean {evidence.reference_mean:.4g} → {evidence.window_mean:.4g}"
         if not math.isnan(evidence.reference_mean)
@@ -51,6 +55,11 @@ def make_alert(
     if signal.name == JOINT and state.joint is not None:
         detail["features"] = state.joint.contributions()
         message += f"; the features whose joint behaviour changed most: {', '.join(detail['features'])}"
+    if pairs:
+        detail["pairs"] = [{"features": list(p.names), "reference": p.reference, "recent": p.recent} for p in pairs]
+        detail["features"] = list(dict.fromkeys(name for p in pairs for name in p.names))
+        moves = ", ".join(f"{p.names[0]} & {p.names[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
+        message += f"; the pairs of features whose correlation moved most: {moves}"
     estimate = _estimated_accuracy(state, signal, evidence)
     if estimate is not None:
         message += f"; estimated accuracy (CBPE, before labels) {estimate[0]:.3f} → {estimate[1]:.3f}"

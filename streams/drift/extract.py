@@ -18,6 +18,7 @@ import numpy as np
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.signals import (
+    CORRELATION,
     JOINT,
     JOINT_REFERENCE,
     VERSION_MARK,
@@ -164,8 +165,9 @@ def _merged(first: tuple[list[int], Any], second: tuple[list[int], Any]) -> tupl
 
 
 def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str, Any]) -> list[SignalValues]:
-    """The ``joint`` signal: each event's PCA reconstruction error over the watched numeric features, once
-    their reference is complete (``streams.drift.joint``)."""
+    """The ``joint`` signal, each event's PCA reconstruction error over the watched numeric features, and the
+    ``correlation`` signal, how its pairs vary together, once their reference is complete
+    (``streams.drift.joint``, ``streams.drift.correlation``)."""
     if state.joint is None:
         names = sorted(n for n in features.numeric_names if n in numeric)
         if len(names) < 2:
@@ -176,15 +178,17 @@ def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str
         return []  # events without every feature of the reference are not scored
     rows = features.numeric[:, [column[name] for name in state.joint.names]]
     complete = ~np.isnan(rows).any(axis=1)  # an event with a null among them is not scored
-    scored = None if complete.all() else np.flatnonzero(complete)
-    if scored is not None:
+    scored = np.arange(len(rows)) if complete.all() else np.flatnonzero(complete)
+    if len(scored) < len(rows):
         rows = rows[scored]
-    errors = state.joint.update(rows) if len(rows) else None
-    if errors is None:
+    scores = state.joint.update(rows) if len(rows) else None
+    if scores is None:
         return []
-    first = len(rows) - len(errors)
-    positions = list(range(first, len(rows))) if scored is None else scored[first:].tolist()
-    return [SignalValues(JOINT, "numeric", positions, errors)]
+    signals = [SignalValues(JOINT, "numeric", scored[-len(scores.residual) :].tolist(), scores.residual)]
+    if len(scores.correlation):
+        positions = scored[-len(scores.correlation) :].tolist()
+        signals.append(SignalValues(CORRELATION, "numeric", positions, scores.correlation))
+    return signals
 
 
 def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:

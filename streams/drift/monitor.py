@@ -60,6 +60,7 @@ __all__ = ["JOINT_REFERENCE", "DriftMonitor", "ModelState", "SignalState", "outp
 
 log = logging.getLogger("driftloop.drift")
 
+OWN_SIGNALS = 5  # a model's signals besides its features': score, prediction, error, joint, correlation
 _NOT_NUMERIC = frozenset({"categorical", "prediction"})  # signal types whose values have no mean
 _ZERO_ONE = frozenset({0.0, 1.0})
 
@@ -209,8 +210,8 @@ class DriftMonitor:
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
             # the signals that share the model's false alarms: values, spread, outliers and null rate per feature,
-            # score, prediction, error, joint
-            state.expected_signals = max(4 * max(features, len(spec.features)) + 4, 1)
+            # score, prediction, error, joint, correlation
+            state.expected_signals = max(4 * max(features, len(spec.features)) + OWN_SIGNALS, 1)
             self.models[model] = state
         return state
 
@@ -230,7 +231,7 @@ class DriftMonitor:
             )
             return
         state.spec, state.policy.spec, state.refused_spec = spec, spec.monitoring, None
-        state.expected_signals = max(state.expected_signals, 4 * len(spec.features) + 4)
+        state.expected_signals = max(state.expected_signals, 4 * len(spec.features) + OWN_SIGNALS)
         restarted = [
             name
             for name, signal in state.signals.items()

@@ -169,3 +169,9 @@ def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:
         return "critical" if shift >= 0.1 else "warning" if shift >= 0.03 else "info"
     effect = shift / max(reference_std, 1e-12)
     return "critical" if effect >= 1.0 else "warning" if effect >= 0.5 else "info"
+
+
+def correlation_severity(change: float) -> str:
+    """How bad a correlation's change is, by how far the most moved pair's correlation went (``0.0 → 0.6``:
+    critical; a change of 0.2 or more: warning)."""
+    return "critical" if change >= 0.5 else "warning" if change >= 0.2 else "info"

@@ -25,6 +25,7 @@ VERSION_MARK = "@v"
 VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are kept
 OUTPUTS = frozenset({"score", "prediction", "error"})
 JOINT = "joint"  # the signal of how the numeric features move together
+CORRELATION = "correlation"  # the signal of how pairs of them vary together (computed with the joint one)
 JOINT_REFERENCE = 2000  # events the joint signal's reference is learned from (at least the warm-up)
 _KIND = {
     "numeric": "data",
@@ -172,10 +173,10 @@ def set_run_length(signal: SignalState, events: float) -> None:
 FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers")
 
 
-#: A feature named as one of the model's own signals could be (``joint``, ``amount:spread``, ``score@v3``) is
-#: watched as ``feature:<name>``: its values and that signal's never share a detector (a feature ``joint`` fed
-#: the joint signal's chart, an alarm every few thousand stationary events). Its other signals keep its name
-#: (``joint:spread``).
+#: A feature named as one of the model's own signals could be (``joint``, ``correlation``, ``amount:spread``,
+#: ``score@v3``) is watched as ``feature:<name>``: its values and that signal's never share a detector (a
+#: feature ``joint`` fed the joint signal's chart, an alarm every few thousand stationary events). Its other
+#: signals keep its name (``joint:spread``).
 FEATURE_MARK = "feature:"
 
 
@@ -192,7 +193,7 @@ def feature_signal(feature: str) -> str:
 
 def _taken(name: str) -> bool:
     """Whether a signal of a model's own could be named ``name``."""
-    return name == JOINT or name.endswith(FEATURE_SIGNALS) or output_version(name) is not None
+    return name in (JOINT, CORRELATION) or name.endswith(FEATURE_SIGNALS) or output_version(name) is not None
 
 
 def feature_of(signal: str) -> str:

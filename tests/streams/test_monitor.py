@@ -95,8 +95,8 @@ def monitor(tmp_path: Path) -> DriftMonitor:
 def test_stationary_traffic_raises_no_alert(monitor: DriftMonitor) -> None:
     assert run(monitor, random.Random(1), 100_000) == []
     # 11 features, the spread and outlier rate of the 10 numeric ones, 11 null rates, score, prediction, how
-    # they move together
-    assert len(monitor.models["m"].signals) == 45
+    # they move together (joint, correlation)
+    assert len(monitor.models["m"].signals) == 46
 
 
 def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(monitor: DriftMonitor) -> None:
@@ -1110,9 +1110,11 @@ def test_a_wide_models_joint_state_saves_the_smaller_basis_and_restores_to_the_s
     legacy = JointDrift.restore(json.loads(json.dumps({**before, "components": joint.components.tolist()})))
     later = rows[2000:] + np.where(np.arange(500) < 2, rng.normal(size=(1000, 1)) * 3, 0.0)  # two move together
     scores = joint.update(later)
-    np.testing.assert_array_equal(twin.update(later), scores)
+    restored = twin.update(later)
+    np.testing.assert_array_equal(restored.residual, scores.residual)
+    np.testing.assert_array_equal(restored.correlation, scores.correlation)
     assert twin.contributions() == joint.contributions()
-    np.testing.assert_allclose(legacy.update(later), scores, rtol=1e-9)
+    np.testing.assert_allclose(legacy.update(later).residual, scores.residual, rtol=1e-9)
     assert set(joint.contributions()[:2]) == {"f000", "f001"}
 
 
@@ -1130,4 +1132,4 @@ def test_the_joint_signal_is_each_rows_squared_residual_off_the_components(featu
     for part in (rows[2000:2001], rows[2001:6000]):
         expected = np.square(twin._residuals(twin._centre(np.clip(part, twin.low, twin.high)))).sum(axis=1)
         expected[expected < ROUNDING] = 0.0  # rounding, where fewer than two features vary
-        np.testing.assert_allclose(joint.update(part), expected, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(joint.update(part).residual, expected, rtol=1e-9, atol=1e-12)
