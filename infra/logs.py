@@ -94,6 +94,21 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+def slow_task_at_debug(record: logging.LogRecord) -> bool:
+    """kafka-python's network thread warns when one of its steps took over 0.1 s, "likely a tight sync loop
+    inside a coroutine": in a process whose other threads hold the GIL (a serving client's torch, the demo's
+    display), it is the machine being busy, and the warning names nothing to do. Let it through at DEBUG only.
+
+    >>> record = logging.makeLogRecord({"name": "kafka.net.selector", "levelno": logging.WARNING,
+    ...     "msg": "Task <Task> ran for 0.288s (>0.100s threshold). It is blocking the event loop"})
+    >>> slow_task_at_debug(record)
+    False
+    """
+    if record.levelno != logging.WARNING or "blocking the event loop" not in str(record.msg):
+        return True
+    return logging.getLogger().isEnabledFor(logging.DEBUG)  # DRIFTLOOP_LOG_LEVEL=DEBUG
+
+
 def configure_logging(level: str = "WARNING", fmt: str = "console") -> None:
     """Route driftloop's and its libraries' logs to stderr in the chosen format, at the chosen level."""
     handler = logging.StreamHandler(sys.stderr)
@@ -105,6 +120,7 @@ def configure_logging(level: str = "WARNING", fmt: str = "console") -> None:
     # Kafka clients are chatty at INFO about every connection; keep them a step quieter than ours.
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    logging.getLogger("kafka.net.selector").addFilter(slow_task_at_debug)
     # clickhouse-driver warns with a traceback at every failed connect; what failed is said by driftloop's own
     # error (the CLI's one line, the sink's and the workers' retries)
     logging.getLogger("clickhouse_driver.connection").setLevel(max(logging.getLevelName(level), logging.ERROR))
