@@ -90,7 +90,7 @@ from driftloop.infra.errors import DriftloopError
 if TYPE_CHECKING:
     from driftloop.infra.settings import Settings
 
-SignalType = Literal["numeric", "categorical", "missing", "outliers", "score", "prediction", "error"]
+SignalType = Literal["numeric", "categorical", "missing", "outliers", "correlation", "score", "prediction", "error"]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
 DETECTOR_NAMES = (
     "CUSUM",
@@ -165,6 +165,9 @@ _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     "numeric": DetectorConfig(name="CUSUM"),
     "missing": DetectorConfig(name="CUSUM"),
     "outliers": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a rate of values far out of range
+    # the correlation signal's score rises with any change (streams.drift.correlation); below its mean it is a
+    # stream back at its reference's own sample (a reference replayed), no drift
+    "correlation": DetectorConfig(name="CUSUM", params={"direction": "up"}),
     "score": DetectorConfig(name="CUSUM"),
     "error": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a falling error is no drift
     "categorical": DetectorConfig(name="CategoricalShift"),

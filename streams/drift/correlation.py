@@ -24,7 +24,8 @@ distribution ``g`` has mean 0 whatever ``M`` is, and variance 1 for Gaussian fea
 ``zᵀ M z``'s own spread there): a stationary stream gives a stream of values the CUSUM (:mod:`.cusum`) can be
 calibrated on like any other. Once a correlation changes, ``M`` turns towards the change within a few
 half-lives, and ``g``'s mean moves up by about the change's size over ``M``'s own noise: the CUSUM's upper
-charts see it. The diagonal is left out (each feature's spread is its own ``:spread`` signal's business), and
+charts see it (its default detector watches rises only: a fall is a stream closer to the reference's own
+sample than new rows come, as when the reference's rows are replayed). The diagonal is left out (each feature's spread is its own ``:spread`` signal's business), and
 so are means (the running centring: a mean's shift is the feature's own signal's). The first
 :data:`WARM_UP` events after the reference are not scored, while ``M`` settles from 0 to its noise.
 

@@ -187,7 +187,7 @@ def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str
     signals = [SignalValues(JOINT, "numeric", scored[-len(scores.residual) :].tolist(), scores.residual)]
     if len(scores.correlation):
         positions = scored[-len(scores.correlation) :].tolist()
-        signals.append(SignalValues(CORRELATION, "numeric", positions, scores.correlation))
+        signals.append(SignalValues(CORRELATION, "correlation", positions, scores.correlation))
     return signals
 
 

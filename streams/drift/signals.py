@@ -32,6 +32,7 @@ _KIND = {
     "categorical": "data",
     "missing": "data",
     "outliers": "data",
+    "correlation": "data",
     "score": "prediction",
     "prediction": "prediction",
     "error": "performance",

@@ -12,7 +12,7 @@ from typing import Any
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
 from driftloop.streams.drift.policy import AlertPolicy
-from driftloop.streams.drift.signals import CORRELATION, FEATURE_MARK
+from driftloop.streams.drift.signals import CORRELATION
 
 
 def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
@@ -62,9 +62,8 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
         reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
         state.joint = JointDrift.restore(data["joint"], reference_size=reference)
     monitor.models[model] = state
-    saved_signals = data.get("signals", {})
-    for name, saved in saved_signals.items():
-        if name == CORRELATION and "correlation" in state.features and FEATURE_MARK + name not in saved_signals:
+    for name, saved in data.get("signals", {}).items():
+        if name == CORRELATION and saved["type"] != CORRELATION:
             continue  # saved before the signal: a feature named so, whose values are watched as feature:correlation
         signal = monitor._signal(state, name, saved["type"])  # the monitor's own way to make a signal
         if signal is None or signal.detector.name != saved["detector"]:
