@@ -25,9 +25,10 @@ distribution ``g`` has mean 0 whatever ``M`` is, and variance 1 for Gaussian fea
 calibrated on like any other. Once a correlation changes, ``M`` turns towards the change within a few
 half-lives, and ``g``'s mean moves up by about the change's size over ``M``'s own noise: the CUSUM's upper
 charts see it (its default detector watches rises only: a fall is a stream closer to the reference's own
-sample than new rows come, as when the reference's rows are replayed). The diagonal is left out (each feature's spread is its own ``:spread`` signal's business), and
-so are means (the running centring: a mean's shift is the feature's own signal's). The first
-:data:`WARM_UP` events after the reference are not scored, while ``M`` settles from 0 to its noise.
+sample than new rows come, as when the reference's rows are replayed). The diagonal is left out (each
+feature's spread is its own ``:spread`` signal's business), and so are means (the running centring: a mean's
+shift is the feature's own signal's). The first :data:`WARM_UP` events after the reference are not scored,
+while ``M`` settles from 0 to its noise.
 
 It watches at most :data:`MAX_FEATURES` features (the joint signal's first, by name): its cost grows with the
 pairs (``d²`` an event; in process, 0.17 µs an event for ten features, 0.27 for 32).
