@@ -118,6 +118,24 @@ def feature_shift_plot(feature: str, before: pd.Series, after: pd.Series, kind: 
 
 
 @_as_written
+def pair_shift_plot(pair: tuple[str, str], before: pd.DataFrame, after: pd.DataFrame) -> bytes:
+    """Two features against each other before and after the change point, each half's correlation in its
+    label: how they moved together, and how that changed (a joint or correlation alert)."""
+    figure, axis = plt.subplots(figsize=(5.5, 3.6))
+    for half, label, colour in ((before, "before", "#1f77b4"), (after, "after", "#ff7f0e")):
+        shown = half.sample(min(len(half), 1500), random_state=0) if len(half) else half
+        correlation = half[pair[0]].corr(half[pair[1]]) if len(half) > 2 else float("nan")
+        axis.scatter(shown[pair[0]], shown[pair[1]], s=4, alpha=0.35, color=colour,
+                     label=f"{label} ({len(half):,}; correlation {correlation:+.2f})")  # fmt: skip
+    axis.set_xlabel(pair[0])
+    axis.set_ylabel(pair[1])
+    axis.set_title(f"{pair[0]} and {pair[1]} before and after the change")
+    axis.legend(fontsize=8, markerscale=3)
+    axis.grid(alpha=0.3)
+    return _png(figure)
+
+
+@_as_written
 def retrain_plot(runs: pd.DataFrame) -> bytes:
     """Each retraining run as a bar of its phases (seconds), labelled with its outcome."""
     figure, axis = plt.subplots(figsize=(8, 0.6 + 0.5 * len(runs)))

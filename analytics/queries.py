@@ -37,7 +37,9 @@ class ModelHistory:
     task: str  # "classification" (accuracy) or "regression" (mean error)
     performance: pd.DataFrame  # bucket, model_version, labeled, accuracy, mean_error
     volume: pd.DataFrame  # bucket, predictions
-    alerts: pd.DataFrame  # alert_id, kind, signal, detector, event_ts, detected_at, change_point_ts, message
+    # alert_id, kind, signal, detector, event_ts, detected_at, change_point_ts, message, features (the JSON
+    # array a joint or correlation alert names, else empty)
+    alerts: pd.DataFrame
     versions: pd.DataFrame  # version, status, updated_at, created_at, reason, metric_name, metric_value
     promotions: pd.DataFrame  # version, at: when each version served its first prediction
     stages: pd.DataFrame  # changed_at, version, from_stage, to_stage, path, traffic_share, test, result, reason
@@ -86,7 +88,8 @@ def load_history(
         alerts = _frame(
             client,
             "SELECT alert_id, toString(kind), signal, detector, toUInt32(event_ts), toUInt32(detected_at), "
-            "toUInt32(change_point_ts), model_version, message FROM drift_alerts FINAL "
+            "toUInt32(change_point_ts), model_version, message, visitParamExtractRaw(evidence, 'features') "
+            "FROM drift_alerts FINAL "
             "WHERE model = %(m)s AND event_ts >= toDateTime(%(s)s) AND event_ts <= toDateTime(%(u)s) "
             "ORDER BY detected_at, alert_id",
             p,
@@ -100,6 +103,7 @@ def load_history(
                 "change_point_ts",
                 "model_version",
                 "message",
+                "features",
             ],
         )
         versions = _frame(
@@ -206,3 +210,25 @@ def feature_values(
         client.close()
     kind = "numeric" if any(h.dtype == "float64" and len(h) for h in halves) else "categorical"
     return halves[0], halves[1], kind
+
+
+def pair_values(
+    settings: Settings, model: str, pair: tuple[str, str], start: float, split: float, end: float, limit: int = 5000
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two numeric features' values together (the events that sent both), before and after ``split``."""
+    client = SharedClient(settings.clickhouse)
+    try:
+        params = {"m": model, "a": pair[0], "b": pair[1], "s": int(start), "x": int(split), "u": int(end) + 1}
+        halves = []
+        for low, high in (("s", "x"), ("x", "u")):
+            rows = client.execute(
+                "SELECT num.value[indexOf(num.name, %(a)s)] AS a, num.value[indexOf(num.name, %(b)s)] AS b "
+                f"FROM predictions WHERE model = %(m)s AND ts >= toDateTime(%({low})s) AND ts < toDateTime(%({high})s) "
+                f"AND served = 1 AND has(num.name, %(a)s) AND has(num.name, %(b)s) AND isFinite(a) AND isFinite(b) "
+                f"LIMIT {int(limit)}",
+                params,
+            )
+            halves.append(pd.DataFrame(rows, columns=list(pair), dtype="float64"))
+    finally:
+        client.close()
+    return halves[0], halves[1]

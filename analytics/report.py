@@ -12,16 +12,17 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
-from driftloop.streams.drift.signals import feature_of
+from driftloop.streams.drift.signals import CORRELATION, JOINT, feature_of
 
-from .plots import feature_shift_plot, performance_plot, retrain_plot
-from .queries import ModelHistory, feature_values, load_history
+from .plots import feature_shift_plot, pair_shift_plot, performance_plot, retrain_plot
+from .queries import ModelHistory, feature_values, load_history, pair_values
 from .scorecard import LAYERS, load_scorecard
 
 _STYLE = """
@@ -60,9 +61,23 @@ def drifted_features(history: ModelHistory, limit: int = 4) -> list[tuple[str, f
     """The features named by data alerts (first alert each), with that alert's change point."""
     features: dict[str, float] = {}
     for alert in history.alerts[history.alerts["kind"] == "data"].itertuples():
-        feature = feature_of(str(alert.signal))
-        features.setdefault(feature, float(alert.change_point_ts))
+        if alert.signal not in (JOINT, CORRELATION):  # those name pairs (drifted_pairs)
+            features.setdefault(feature_of(str(alert.signal)), float(alert.change_point_ts))
     return list(features.items())[:limit]
+
+
+def drifted_pairs(history: ModelHistory, limit: int = 2) -> list[tuple[tuple[str, str], float]]:
+    """The two features each joint or correlation alert names first (first alert each pair), with its change
+    point."""
+    pairs: dict[tuple[str, str], float] = {}
+    for alert in history.alerts[history.alerts["signal"].isin([JOINT, CORRELATION])].itertuples():
+        try:
+            names = json.loads(alert.features or "[]")
+        except ValueError:
+            continue  # not an array (an alert written before alerts named features)
+        if isinstance(names, list) and len(names) >= 2:
+            pairs.setdefault((str(names[0]), str(names[1])), float(alert.change_point_ts))
+    return list(pairs.items())[:limit]
 
 
 def render_report(settings: Settings, history: ModelHistory) -> str:
@@ -105,8 +120,8 @@ def render_report(settings: Settings, history: ModelHistory) -> str:
             "<h2>Release: candidate → shadow → canary → champion</h2>",
             _table(history.stages, times=("changed_at",)),
         ]
-    features = drifted_features(history)
-    if features:
+    features, pairs = drifted_features(history), drifted_pairs(history)
+    if features or pairs:
         sections.append("<h2>Drifted features, before and after the change point</h2><div class='features'>")
         for feature, change_point in features:
             before, after, kind = feature_values(
@@ -114,6 +129,10 @@ def render_report(settings: Settings, history: ModelHistory) -> str:
             )
             if len(before) and len(after):
                 sections.append(_img(feature_shift_plot(feature, before, after, kind), f"{feature} before/after"))
+        for pair, change_point in pairs:
+            together = pair_values(settings, history.model, pair, history.start, change_point, history.end)
+            if all(len(half) for half in together):
+                sections.append(_img(pair_shift_plot(pair, *together), f"{pair[0]} and {pair[1]} before/after"))
         sections.append("</div>")
     if not history.runs.empty:
         sections += [
@@ -123,7 +142,9 @@ def render_report(settings: Settings, history: ModelHistory) -> str:
         ]
     sections += [
         "<h2>Drift alerts</h2>",
-        _table(history.alerts.drop(columns=["alert_id"]), times=("event_ts", "detected_at", "change_point_ts")),
+        _table(
+            history.alerts.drop(columns=["alert_id", "features"]), times=("event_ts", "detected_at", "change_point_ts")
+        ),
         "<h2>Model versions</h2>",
         _table(history.versions, times=("created_at", "updated_at")),
     ]

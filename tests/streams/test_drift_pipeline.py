@@ -256,3 +256,30 @@ def test_a_silenced_model_s_alert_is_recorded_and_not_published(
     assert wait_for(recorded, timeout_s=150, what="both alerts in ClickHouse") == {model: 1, control: 0}
     published = {a.model for a, _ in alert_stream(drift_stack.settings, from_beginning=True, idle_timeout_s=3)}
     assert control in published and model not in published
+
+
+def test_a_correlation_that_appears_is_an_alert_naming_the_pair_and_the_report_draws_it(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path, tmp_path: Path
+) -> None:
+    """Four independent N(0,1) features, then f2 and f3 correlated 0.8 from request 5,000 on (each stays N(0,1)):
+    the worker's alert is on ``correlation`` with the pair and both correlations in its evidence, and
+    ``driftloop report`` plots the two features against each other before and after the change point."""
+    model = spec(specs, warmup=500)
+    rng = random.Random(7)
+    with EventProducer(drift_stack.settings, max_events=500) as producer:
+        for i in range(8000):
+            features = {f"f{j}": rng.gauss(0, 1) for j in range(4)}
+            if i >= 5000:
+                features["f3"] = 0.8 * features["f2"] + 0.6 * features["f3"]
+            producer.emit_prediction(model, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i)
+    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert in ClickHouse")
+    assert [(r[0], r[1]) for r in rows[:1]] == [("correlation", "data")] and 5000 <= int(rows[0][3][1:]) < 6000
+    (evidence,) = connect(drift_stack.settings.clickhouse).execute(
+        "SELECT evidence FROM drift_alerts FINAL WHERE model = %(m)s AND signal = 'correlation'", {"m": model}
+    )[0]
+    pair = json.loads(evidence)["pairs"][0]
+    assert pair["features"] == ["f2", "f3"] and abs(pair["reference"]) < 0.1 and pair["recent"] > 0.6
+    out = tmp_path / "report.html"
+    result = drift_stack.run_cli("report", "--model", model, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert 'alt="f2 and f3 before/after"' in out.read_text()
