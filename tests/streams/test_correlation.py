@@ -178,3 +178,15 @@ def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str
     cusum = CUSUM(run_length=20_000, reference=2000, direction="up")
     alarms = sum(len(cusum.update_many(joint.update(make(10_000)).correlation)) for _ in range(120))  # type: ignore[union-attr]
     assert 0.5 <= alarms / (1_200_000 / 20_000) <= 2.0
+
+
+@pytest.mark.parametrize(("off", "watched_signals"), [("correlation", {"joint"}), ("joint", set())])
+def test_a_spec_turns_the_correlation_signal_off_alone_or_with_the_joint_one(
+    tmp_path: Path, off: str, watched_signals: set[str]
+) -> None:
+    (tmp_path / "m.toml").write_text(f'name = "m"\n[monitoring.signals.{off}]\nenabled = false\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng = np.random.default_rng(6)
+    alerts = watched(monitor, lambda start, n: pair_rows(rng, n, 0.0 if start < 10_000 else 0.9), 16_000)
+    assert "correlation" not in {a.signal for a in alerts}
+    assert set(monitor.models["m"].signals) & {"joint", "correlation"} == watched_signals
