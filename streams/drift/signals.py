@@ -186,8 +186,10 @@ def feature_signal(feature: str) -> str:
     """The signal that watches a feature's values: the feature's name, unless a signal of the model's own could
     have it.
 
-    >>> feature_signal("amount"), feature_signal("joint"), feature_signal("amount:spread"), feature_signal("score@v3")
-    ('amount', 'feature:joint', 'feature:amount:spread', 'feature:score@v3')
+    >>> feature_signal("amount"), feature_signal("joint"), feature_signal("correlation"), feature_signal("score@v3")
+    ('amount', 'feature:joint', 'feature:correlation', 'feature:score@v3')
+    >>> feature_signal("amount:spread")
+    'feature:amount:spread'
     """
     return FEATURE_MARK + feature if _taken(feature) else feature
 
