@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ def events(rows: np.ndarray, start: int) -> ColumnBatch:
     return decode_predictions(messages).rows
 
 
-def watched(monitor: DriftMonitor, make, total: int, batch: int = 2000) -> list:  # type: ignore[no-untyped-def]
+def watched(monitor: DriftMonitor, make: Callable[[int, int], np.ndarray], total: int, batch: int = 2000) -> list:
+    """The alerts of ``total`` events, ``make(start, n)`` giving the features of ``n`` of them from ``start``."""
     alerts = []
     for start in range(0, total, batch):
         alerts += monitor.process_predictions(events(make(start, batch), start))
