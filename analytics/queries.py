@@ -224,7 +224,7 @@ def pair_values(
             rows = client.execute(
                 "SELECT num.value[indexOf(num.name, %(a)s)] AS a, num.value[indexOf(num.name, %(b)s)] AS b "
                 f"FROM predictions WHERE model = %(m)s AND ts >= toDateTime(%({low})s) AND ts < toDateTime(%({high})s) "
-                f"AND served = 1 AND has(num.name, %(a)s) AND has(num.name, %(b)s) AND isFinite(a) AND isFinite(b) "
+                "AND served = 1 AND has(num.name, %(a)s) AND has(num.name, %(b)s) AND isFinite(a) AND isFinite(b) "
                 f"LIMIT {int(limit)}",
                 params,
             )
