@@ -16,8 +16,8 @@ values that raised a false alarm on stationary streams about once a million even
 features, the detector's own values already held).
 
 The distance from the subspace sees a correlation that breaks, not one that appears (independent features
-leave no direction unused): the same centred rows also feed the ``correlation`` signal
-(:mod:`.correlation`), which scores each event's feature products against the reference's.
+leave no direction unused): the same rows also feed the ``correlation`` signal (:mod:`.correlation`), which
+scores each event's feature products against the reference's.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -40,14 +40,13 @@ import numpy as np
 
 from driftloop.streams.drift.correlation import MAX_FEATURES, CorrelationDrift, PairChange
 from driftloop.streams.drift.cusum import RESOLUTION, pack_floats, unpack_floats, within_magnitude
+from driftloop.streams.drift.running import HALF_LIFE, running_mean
+
+__all__ = ["HALF_LIFE", "JointDrift", "JointScores", "running_mean"]
 
 #: Components kept: those that explain this share of the reference's variance (at least one is left out).
 EXPLAINED = 0.9
 RECENT = 500  # rows kept to say which features changed
-HALF_LIFE = 200  # rows: how fast the running mean the rows are centred on follows a feature's mean
-_DECAY = 0.5 ** (1 / HALF_LIFE)
-_SPAN = 8 * HALF_LIFE  # rows the running mean is taken over in one closed form (its factors stay below 2^8)
-_POWERS = _DECAY ** np.arange(1, _SPAN + 1)
 
 
 #: A squared residual below this many standard deviations² is rounding, taken as 0.
@@ -110,7 +109,8 @@ class JointDrift:
             if not self.fitted or not len(rows):
                 return None
 
-        centred = self._centre(np.clip(rows, self.low, self.high))
+        held = np.clip(rows, self.low, self.high)
+        centred = self._centre(held)
         complement = self._complement
         assert complement is not None
         # the smaller product: a row's residual off the components is its part along their complement
@@ -123,7 +123,7 @@ class JointDrift:
         errors[errors < ROUNDING] = 0.0
         if self.correlation is None:
             return JointScores(errors, np.empty(0))
-        return JointScores(errors, self.correlation.update(centred[:, : self.correlation.width]))
+        return JointScores(errors, self.correlation.update(held[:, : self.correlation.width]))
 
     def contributions(self, rows: np.ndarray | None = None, top: int = 3) -> list[str]:
         """The features whose squared residuals on ``rows`` (default: the last rows scored) grew the most
@@ -231,25 +231,3 @@ def _complement(components: np.ndarray) -> np.ndarray:
         return np.eye(width)
     basis, _ = np.linalg.qr(components.T, mode="complete")  # its first columns span the components'
     return np.ascontiguousarray(basis[:, kept:].T)
-
-
-def running_mean(rows: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """The features' exponentially weighted mean after each row, from ``level`` before the first: ``m_t =
-    d m_(t-1) + (1 - d) x_t`` with ``d`` for a half-life of :data:`HALF_LIFE` rows (scipy's ``lfilter`` gives
-    the same to rounding; scipy.signal is a second of imports).
-
-    Over a span of rows the recursion has a closed form, ``m_t = d^t (m_0 + (1 - d) Σ_(s<=t) d^-s x_s)``: a
-    running sum, taken :data:`_SPAN` rows at a time so that ``d^-s`` stays small.
-
-    >>> running_mean(np.array([[1.0], [1.0]]), np.array([0.0])).ravel().round(6).tolist()  # 1 - d, 1 - d²
-    [0.00346, 0.006908]
-    """
-    means = np.empty(rows.shape)
-    for start in range(0, len(rows), _SPAN):
-        x = rows[start : start + _SPAN]
-        powers = _POWERS[: len(x), None]
-        sums = np.cumsum(x * ((1 - _DECAY) / powers), axis=0)
-        sums += level
-        means[start : start + len(x)] = sums * powers
-        level = means[start + len(x) - 1]
-    return means
