@@ -36,7 +36,7 @@ where charts calibrated on a stream of even spread expect none). The first :data
 reference are not scored, while ``M`` settles from 0 to its noise.
 
 It watches at most :data:`MAX_FEATURES` features (the joint signal's first, by name): its cost grows with the
-pairs (``d²`` an event; in process, 0.17 µs an event for ten features, 0.27 for 32).
+pairs (``d²`` an event; in process, 0.27 µs an event for ten features, 0.8 for 32).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
