@@ -25,6 +25,7 @@ from driftloop.retrain.dataset import fetch_labeled
 from driftloop.retrain.evaluation import metric
 from driftloop.retrain.job import JobRequest, NotEnoughLabels, RetrainJob
 from driftloop.retrain.rebuild import rebuild
+from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.sink import ClickHouseSink
 from tests.stack_fixtures import PrivateStack, TcpProxy, topic_records, wait_for
 
@@ -46,6 +47,15 @@ def champions(settings: Settings, model: str) -> list[int]:
             "SELECT version FROM model_versions FINAL WHERE model = %(m)s AND status = 'champion'", {"m": model}
         )
     ]
+
+
+def write_labeled_rows(settings: Settings, rows: ColumnBatch) -> None:
+    """Labeled rows written to ClickHouse as the outcome join writes them."""
+    sink = ClickHouseSink(settings.clickhouse)
+    try:
+        assert sink.write_blocking(rows) == []
+    finally:
+        sink.close()
 
 
 def test_a_first_version_is_trained_promoted_and_timed(retrain_settings: Settings, labeled_model) -> None:
@@ -162,11 +172,7 @@ def test_a_feature_the_spec_declares_numeric_and_sent_as_text_is_learnt_as_the_n
         rows["num.value"][i] = [v for k, v in enumerate(rows["num.value"][i]) if k != j]
         rows["cat.name"][i] = [*rows["cat.name"][i], "salary"]
         rows["cat.value"][i] = [*rows["cat.value"][i], f"{salary:.2f}" if i % 10 else "unknown"]
-    sink = ClickHouseSink(retrain_settings.clickhouse)
-    try:
-        sink.write_blocking(rows)
-    finally:
-        sink.close()
+    write_labeled_rows(retrain_settings, rows)
     assert RetrainJob(retrain_settings).run(JobRequest(model, since=0)).status == "promoted"
     registry = ModelRegistry(retrain_settings)
     champion = registry.champion(model)
@@ -193,11 +199,7 @@ def test_a_regression_whose_target_is_in_the_hundreds_of_thousands_is_learnt_ser
         x = dict(zip(names, values, strict=True))
         line = 0.25 * x["hvalue"] + 1.5 * x["salary"] + 2000.0 * x["hyears"]
         rows["label"][i], rows["label_num"][i] = repr(line), line
-    sink = ClickHouseSink(retrain_settings.clickhouse)
-    try:
-        sink.write_blocking(rows)
-    finally:
-        sink.close()
+    write_labeled_rows(retrain_settings, rows)
     report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
     assert report.status == "promoted" and report.metric_name == "mae", report
     lines = np.asarray(rows["label_num"])
@@ -227,11 +229,7 @@ def test_a_fraud_model_judged_on_f1_predicts_its_rare_class_above_a_threshold_ch
     rng = np.random.default_rng(6)
     rows.columns["label"] = ["fraud" if y == "1" and rng.random() < 1 / 3 else "legit" for y in rows["label"]]
     rows.columns["label_num"] = [math.nan] * len(rows)
-    sink = ClickHouseSink(retrain_settings.clickhouse)
-    try:
-        sink.write_blocking(rows)
-    finally:
-        sink.close()
+    write_labeled_rows(retrain_settings, rows)
     report = RetrainJob(retrain_settings).run(JobRequest(model, since=0))
     assert report.status == "promoted" and report.metric_name == "f1" and report.challenger_metric > 0.15, report
     registry = ModelRegistry(retrain_settings)
