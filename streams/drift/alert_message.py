@@ -38,7 +38,7 @@ def make_alert(
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
     detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
-    pairs = state.joint.changed_pairs() if signal.name == CORRELATION and state.joint is not None else []
+    pairs = state.correlation.changed_pairs() if signal.name == CORRELATION and state.correlation is not None else []
     if pairs:  # a correlation's change says how bad it is; the score's shift in its deviations understates it
         level = correlation_severity(max(abs(p.recent - p.reference) for p in pairs))
     else:
@@ -55,10 +55,14 @@ def make_alert(
     if signal.name == JOINT and state.joint is not None:
         detail["features"] = state.joint.contributions()
         message += f"; the features whose joint behaviour changed most: {', '.join(detail['features'])}"
-    if pairs:
-        detail["pairs"] = [{"features": list(p.names), "reference": p.reference, "recent": p.recent} for p in pairs]
-        detail["features"] = list(dict.fromkeys(name for p in pairs for name in p.names))
-        moves = ", ".join(f"{p.names[0]} & {p.names[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
+    if pairs:  # a category's indicator is named by its feature, the category beside it
+        detail["pairs"] = [
+            {"features": [c.feature for c in p.columns], "categories": [c.category for c in p.columns],
+             "reference": p.reference, "recent": p.recent}
+            for p in pairs
+        ]  # fmt: skip
+        detail["features"] = list(dict.fromkeys(c.feature for p in pairs for c in p.columns))
+        moves = ", ".join(f"{p.labels[0]} & {p.labels[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
         message += f"; the pairs of features whose correlation moved most: {moves}"
     estimate = _estimated_accuracy(state, signal, evidence)
     if estimate is not None:

@@ -1,5 +1,5 @@
-"""Correlation drift: a change in how pairs of a model's numeric features vary together, found the moment it
-starts, even where the features were independent before.
+"""Correlation drift: a change in how pairs of a model's features vary together, found the moment it starts,
+even where the features were independent before.
 
 The ``joint`` signal (:mod:`streams.drift.joint`) scores each event's distance from the principal subspace
 of a reference: it sees a correlation that breaks (two features that moved together no longer do: the event
@@ -35,8 +35,9 @@ feature's while it lasted (7 false alarms in a million stationary events of thre
 where charts calibrated on a stream of even spread expect none). The first :data:`WARM_UP` events after the
 reference are not scored, while ``M`` settles from 0 to its noise.
 
-It watches at most :data:`MAX_FEATURES` features (the joint signal's first, by name): its cost grows with the
-pairs (``d²`` an event; in process, 0.27 µs an event for ten features, 0.8 for 32).
+Its columns are chosen by :mod:`.correlation_signal` (numeric features, and indicator columns of categorical
+ones' main categories); columns of one group (one feature's indicators) are not paired. Its cost grows with
+the columns' pairs (``d²`` an event; in process, 0.27 µs an event for ten columns, 0.8 for 32).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -50,8 +51,9 @@ pairs (``d²`` an event; in process, 0.27 µs an event for ten features, 0.8 for
 >>> before, after = drift.update(rows(2000, 0.0)), drift.update(rows(2000, 0.7))
 >>> bool(abs(before.mean()) < 0.1 < 0.5 < after[-1000:].mean())
 True
->>> drift.changed_pairs(rows(500, 0.7), ["x", "y", "z"])[0].names
-('x', 'y')
+>>> moved = drift.changed_pairs()[0]
+>>> moved.first, moved.second, round(moved.recent, 1)
+(0, 1, 0.7)
 """
 
 from __future__ import annotations
@@ -63,18 +65,18 @@ import numpy as np
 from driftloop.streams.drift.cusum import TAIL, pack_floats, unpack_floats
 from driftloop.streams.drift.running import running_mean
 
-#: The most features the signal watches (the first of the joint signal's): ``d²`` work an event.
-MAX_FEATURES = 32
 HALF_LIFE = 250  # events: how fast the direction ``M`` follows the products
 BLOCK = 100  # events scored with one ``M`` (it is updated after each block)
 WARM_UP = 4 * HALF_LIFE  # events after the reference that only settle ``M``
+RECENT = 500  # rows kept to say which pairs moved
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 
 
 class PairChange(NamedTuple):
-    """Two features whose correlation moved: on the reference, and over the events looked at."""
+    """Two columns (their places) whose correlation moved: on the reference, and over the last rows scored."""
 
-    names: tuple[str, str]
+    first: int
+    second: int
     reference: float
     recent: float
 
@@ -82,9 +84,13 @@ class PairChange(NamedTuple):
 class CorrelationDrift:
     """The adaptive quadratic form of the module docstring, over ``width`` features."""
 
-    def __init__(self, width: int, *, reference_size: int = 2000) -> None:
+    def __init__(self, width: int, *, reference_size: int = 2000, groups: np.ndarray | None = None) -> None:
         self.width = width
         self.reference_size = reference_size
+        # columns of one group are never paired (one categorical feature's indicator columns: their products are
+        # fixed by its shares, the feature's own signal's business); default: each column its own group
+        self.groups = np.arange(width) if groups is None else np.asarray(groups, dtype=np.int64)
+        self._apart = self.groups[:, None] != self.groups[None, :]  # the pairs watched (never the diagonal)
         self._learning: list[np.ndarray] = []  # rows of a reference being gathered (a state saved before this)
         self.mean = np.zeros(width)
         self.std = np.ones(width)
@@ -95,6 +101,7 @@ class CorrelationDrift:
         self.direction = np.zeros((width, width))  # M
         self.settled = 0  # events since the reference that moved M (scored from WARM_UP on)
         self.fitted = False
+        self._recent = np.empty((0, width))  # the last RECENT rows scored, as scored: what changed_pairs judges
 
     def fit(self, reference: np.ndarray) -> None:
         """Learn the reference's means, spreads, range and products (rows held within their percentiles)."""
@@ -128,6 +135,7 @@ class CorrelationDrift:
         means = running_mean(held, self.level)
         z = (held - np.vstack([self.level[None, :], means[:-1]])) / self.std  # less the mean of the rows before
         self.level = means[-1]
+        self._recent = np.concatenate([self._recent, z[-RECENT:]])[-RECENT:]
         scores = np.empty(len(z))
         whole = len(z) // BLOCK * BLOCK  # the call's whole blocks at once, then the rest as one block
         for part, at in ((z[:whole].reshape(-1, BLOCK, self.width), 0), (z[whole:][None], whole)):
@@ -139,18 +147,20 @@ class CorrelationDrift:
         self.settled += len(z)
         return scores[skip:]
 
-    def changed_pairs(self, rows: np.ndarray, names: list[str], top: int = 3) -> list[PairChange]:
-        """The pairs whose mean product over ``rows`` (centred on the reference's means) moved the most from the
-        reference."""
-        if not self.fitted or not len(rows):
+    def changed_pairs(self, top: int = 3) -> list[PairChange]:
+        """The pairs (of columns in different groups) whose mean product over the last :data:`RECENT` rows scored
+        moved the most from the reference's (``top`` at most; none that moved less than a quarter of the most)."""
+        if not self.fitted or not len(self._recent):
             return []
-        z = (np.clip(rows, self.low, self.high) - self.mean) / self.std
-        recent = z.T @ z / len(z)
+        recent = self._recent.T @ self._recent / len(self._recent)
         first, second = np.triu_indices(self.width, k=1)
+        apart = self._apart[first, second]
+        first, second = first[apart], second[apart]
         moved = np.abs(recent[first, second] - self.reference[first, second])
         order = np.argsort(-moved, kind="stable")[:top]
+        order = order[moved[order] >= moved[order[0]] / 4] if len(order) else order
         return [
-            PairChange((names[first[i]], names[second[i]]), self._correlation(self.reference, first[i], second[i]),
+            PairChange(int(first[i]), int(second[i]), self._correlation(self.reference, first[i], second[i]),
                        self._correlation(recent, first[i], second[i]))
             for i in order.tolist()
         ]  # fmt: skip
@@ -165,12 +175,13 @@ class CorrelationDrift:
             "reference": pack_floats(self.reference.ravel()),
             "direction": pack_floats(self.direction.ravel()),
             "settled": self.settled,
+            "groups": self.groups.tolist(),
         }
 
     @classmethod
     def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> CorrelationDrift:
         width = len(data["mean"])
-        drift = cls(width, reference_size=reference_size)
+        drift = cls(width, reference_size=reference_size, groups=data.get("groups"))
         drift.mean, drift.std = np.asarray(data["mean"], dtype=float), np.asarray(data["std"], dtype=float)
         drift.low = np.array([-np.inf if v is None else v for v in data["low"]], dtype=float)
         drift.high = np.array([np.inf if v is None else v for v in data["high"]], dtype=float)
@@ -195,8 +206,7 @@ class CorrelationDrift:
         size = blocks.shape[1]
         weights = (1 - _DECAY) * _DECAY ** np.arange(size - 1, -1, -1)
         moved = blocks.transpose(0, 2, 1) @ (blocks * weights[None, :, None]) - weights.sum() * self.reference
-        diagonal = np.arange(self.width)
-        moved[:, diagonal, diagonal] = 0.0
+        moved *= self._apart  # off the diagonal, and between groups
         directions = np.empty((len(blocks) + 1, self.width, self.width))
         directions[0] = self.direction
         for k, block in enumerate(moved):

@@ -2,8 +2,8 @@
 
 Every numeric feature (its values; with ``monitoring.spread`` its distance from the warm-up's centre; with
 ``monitoring.outliers`` the rate of its values far out of its reference's range, :func:`_outliers`), every
-categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, and the
-score and prediction of each serving version. New feature names are admitted up to ``monitoring.max_features``;
+categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, the
+``correlation`` signal of pairs of features, and the score and prediction of each serving version. New feature names are admitted up to ``monitoring.max_features``;
 the rest are counted, not watched.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.signals import (
@@ -84,6 +85,8 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     signals += [SignalValues(feature_signal(name), "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
+    if spec.monitoring.enabled(CORRELATION):
+        signals += _correlation_signal(state, len(part), numeric, categorical)
     for name in sorted(state.features):
         if absent is None:
             rate = np.array([name in r for r in missing_rows], dtype=float)
@@ -165,9 +168,8 @@ def _merged(first: tuple[list[int], Any], second: tuple[list[int], Any]) -> tupl
 
 
 def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str, Any]) -> list[SignalValues]:
-    """The ``joint`` signal, each event's PCA reconstruction error over the watched numeric features, and the
-    ``correlation`` signal, how its pairs vary together, once their reference is complete
-    (``streams.drift.joint``, ``streams.drift.correlation``)."""
+    """The ``joint`` signal, each event's PCA reconstruction error over the watched numeric features, once
+    their reference is complete (``streams.drift.joint``)."""
     if state.joint is None:
         names = sorted(n for n in features.numeric_names if n in numeric)
         if len(names) < 2:
@@ -181,14 +183,23 @@ def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str
     scored = np.arange(len(rows)) if complete.all() else np.flatnonzero(complete)
     if len(scored) < len(rows):
         rows = rows[scored]
-    scores = state.joint.update(rows) if len(rows) else None
-    if scores is None:
+    errors = state.joint.update(rows) if len(rows) else None
+    if errors is None:
         return []
-    signals = [SignalValues(JOINT, "numeric", scored[-len(scores.residual) :].tolist(), scores.residual)]
-    if len(scores.correlation):
-        positions = scored[-len(scores.correlation) :].tolist()
-        signals.append(SignalValues(CORRELATION, "correlation", positions, scores.correlation))
-    return signals
+    return [SignalValues(JOINT, "numeric", scored[-len(errors) :].tolist(), errors)]
+
+
+def _correlation_signal(
+    state: ModelState, count: int, numeric: dict[str, Any], categorical: dict[str, Any]
+) -> list[SignalValues]:
+    """The ``correlation`` signal of pairs of the numeric features and the categorical ones' main categories,
+    once its reference is complete and its direction settled (``streams.drift.correlation_signal``)."""
+    if state.correlation is None:
+        state.correlation = CorrelationSignal(reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
+    scored = state.correlation.update(count, numeric, categorical)
+    if not len(scored.scores):
+        return []
+    return [SignalValues(CORRELATION, "correlation", scored.positions.tolist(), scored.scores)]
 
 
 def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:

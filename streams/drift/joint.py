@@ -16,8 +16,8 @@ values that raised a false alarm on stationary streams about once a million even
 features, the detector's own values already held).
 
 The distance from the subspace sees a correlation that breaks, not one that appears (independent features
-leave no direction unused): the same rows also feed the ``correlation`` signal (:mod:`.correlation`), which
-scores each event's feature products against the reference's.
+leave no direction unused): the ``correlation`` signal (:mod:`.correlation`) scores each event's products of
+features against the reference's.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -27,22 +27,21 @@ scores each event's feature products against the reference's.
 >>> joint = JointDrift(["x", "y", "z"], reference_size=2000)
 >>> joint.update(pairs(2000, 0.8)) is None  # the reference: nothing to score yet
 True
->>> before, after = joint.update(pairs(2000, 0.8)).residual.mean(), joint.update(pairs(2000, -0.8)).residual.mean()
+>>> before, after = joint.update(pairs(2000, 0.8)).mean(), joint.update(pairs(2000, -0.8)).mean()
 >>> bool(after > 5 * before), sorted(joint.contributions(pairs(2000, -0.8))[:2])
 (True, ['x', 'y'])
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from driftloop.streams.drift.correlation import MAX_FEATURES, CorrelationDrift, PairChange
 from driftloop.streams.drift.cusum import RESOLUTION, pack_floats, unpack_floats, within_magnitude
 from driftloop.streams.drift.running import HALF_LIFE, running_mean
 
-__all__ = ["HALF_LIFE", "JointDrift", "JointScores", "running_mean"]
+__all__ = ["HALF_LIFE", "JointDrift", "running_mean"]
 
 #: Components kept: those that explain this share of the reference's variance (at least one is left out).
 EXPLAINED = 0.9
@@ -51,14 +50,6 @@ RECENT = 500  # rows kept to say which features changed
 
 #: A squared residual below this many standard deviations² is rounding, taken as 0.
 ROUNDING = 1e-9
-
-
-class JointScores(NamedTuple):
-    """A block of rows scored: each row's reconstruction error, and the correlation signal's scores of the last
-    ``len(correlation)`` of them (:mod:`.correlation`: none for its reference and warm-up)."""
-
-    residual: np.ndarray
-    correlation: np.ndarray
 
 
 class JointDrift:
@@ -80,9 +71,6 @@ class JointDrift:
         # each feature's range on the reference, later rows held within it (infinite: a constant feature)
         self.low = np.full(len(self.names), -np.inf)
         self.high = np.full(len(self.names), np.inf)
-        # how pairs of the first MAX_FEATURES features vary together (the ``correlation`` signal)
-        width = min(len(self.names), MAX_FEATURES)
-        self.correlation = CorrelationDrift(width, reference_size=reference_size) if width >= 2 else None
 
     @property
     def fitted(self) -> bool:
@@ -95,9 +83,9 @@ class JointDrift:
         assert self._complement is not None
         return self.components is None or len(self._complement) < len(self.components)
 
-    def update(self, rows: np.ndarray) -> JointScores | None:
-        """Each row's reconstruction error (and correlation score) once the reference is complete (None before;
-        rows that complete the reference are part of it and get no score)."""
+    def update(self, rows: np.ndarray) -> np.ndarray | None:
+        """Each row's reconstruction error once the reference is complete (None before; rows that complete the
+        reference are part of it and get no score)."""
         rows = within_magnitude(rows)  # the reference's squares within the largest float
         if not self.fitted:
             take = rows[: self.reference_size - self._collected]
@@ -121,9 +109,7 @@ class JointDrift:
         # rounding: where fewer than two features vary, the residual is the arithmetic's own error, whose
         # moments are no reference (a chart on them alarmed every few thousand events)
         errors[errors < ROUNDING] = 0.0
-        if self.correlation is None:
-            return JointScores(errors, np.empty(0))
-        return JointScores(errors, self.correlation.update(held[:, : self.correlation.width]))
+        return errors  # type: ignore[no-any-return]
 
     def contributions(self, rows: np.ndarray | None = None, top: int = 3) -> list[str]:
         """The features whose squared residuals on ``rows`` (default: the last rows scored) grew the most
@@ -136,12 +122,6 @@ class JointDrift:
         growth = np.square(self._residuals(rows)).mean(axis=0) - self.residual_mean
         order = np.argsort(-growth, kind="stable")
         return [self.names[i] for i in order[:top]]
-
-    def changed_pairs(self, top: int = 3) -> list[PairChange]:
-        """The pairs of features whose correlation over the last rows scored moved the most from the reference."""
-        if self.correlation is None:
-            return []
-        return self.correlation.changed_pairs(self._recent[:, : self.correlation.width], self.names, top)
 
     def snapshot(self) -> dict[str, Any] | None:
         """The fitted reference as JSON-ready data (None before the fit: the reference is gathered again).
@@ -164,7 +144,6 @@ class JointDrift:
             "low": [v if np.isfinite(v) else None for v in self.low.tolist()],  # JSON has no infinity
             "high": [v if np.isfinite(v) else None for v in self.high.tolist()],
             "level": pack_floats(self._level) if self._level is not None else None,
-            "correlation": self.correlation.snapshot() if self.correlation and self.correlation.fitted else None,
         }
 
     @classmethod
@@ -180,10 +159,8 @@ class JointDrift:
         width = len(joint.names)  # a state saved before the ranges: unbounded, as it ran
         joint.low = np.array([-np.inf if v is None else v for v in data.get("low", [None] * width)], dtype=float)
         joint.high = np.array([np.inf if v is None else v for v in data.get("high", [None] * width)], dtype=float)
-        if data.get("level"):  # the running means the rows are centred on (saved since the correlation signal)
+        if data.get("level"):  # the running means the rows are centred on (saved since session 51)
             joint._level = unpack_floats(data["level"])
-        if data.get("correlation"):  # else (a state saved before it) it learns a reference from the next rows
-            joint.correlation = CorrelationDrift.restore(data["correlation"], reference_size=reference_size)
         return joint
 
     def _fit(self, reference: np.ndarray) -> None:
@@ -202,8 +179,6 @@ class JointDrift:
         self.components = vt[: max(kept, 0)]
         self._complement = _complement(self.components)
         self.residual_mean = np.square(self._residuals(reference)).mean(axis=0)
-        if self.correlation is not None:
-            self.correlation.fit(reference[:, : self.correlation.width])
 
     def _centre(self, rows: np.ndarray) -> np.ndarray:
         """Each row less the features' running mean before it: a feature's mean moving (its own signal's

@@ -15,6 +15,7 @@ import numpy as np
 
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.detectors import Detector
+from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation
 
@@ -25,8 +26,8 @@ VERSION_MARK = "@v"
 VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are kept
 OUTPUTS = frozenset({"score", "prediction", "error"})
 JOINT = "joint"  # the signal of how the numeric features move together
-CORRELATION = "correlation"  # the signal of how pairs of them vary together (computed with the joint one)
-JOINT_REFERENCE = 2000  # events the joint signal's reference is learned from (at least the warm-up)
+CORRELATION = "correlation"  # the signal of how pairs of features (numbers, main categories) vary together
+JOINT_REFERENCE = 2000  # events the joint and correlation signals' references are learned from (at least the warm-up)
 _KIND = {
     "numeric": "data",
     "categorical": "data",
@@ -151,6 +152,7 @@ class ModelState:
     type_changes: int = 0  # texts of numeric features, counted as missing (streams.drift.extract._one_type_each)
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
+    correlation: CorrelationSignal | None = None  # how pairs of features vary together (``correlation``)
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
     refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
 

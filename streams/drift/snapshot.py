@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
 from driftloop.streams.drift.policy import AlertPolicy
@@ -29,6 +30,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "far": {name: list(bounds) for name, bounds in state.far.items()},
         "policy": state.policy.snapshot(),
         "joint": state.joint.snapshot() if state.joint is not None else None,
+        "correlation": state.correlation.snapshot() if state.correlation is not None else None,
         "signals": {
             name: {
                 "type": s.signal_type,
@@ -58,9 +60,11 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.centres = {name: [float(a), float(b)] for name, (a, b) in data.get("centres", {}).items()}
     state.far = {name: (float(low), float(high)) for name, (low, high) in data.get("far", {}).items()}
     state.policy.restore(data.get("policy", {}))
+    reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
     if data.get("joint"):
-        reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
         state.joint = JointDrift.restore(data["joint"], reference_size=reference)
+    if data.get("correlation"):  # else (gathering its reference, or saved before session 52) it learns one anew
+        state.correlation = CorrelationSignal.restore(data["correlation"], reference_size=reference)
     monitor.models[model] = state
     for name, saved in data.get("signals", {}).items():
         if name == CORRELATION and saved["type"] != CORRELATION:

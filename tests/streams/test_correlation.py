@@ -17,8 +17,8 @@ from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift
+from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.cusum import CUSUM
-from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import DriftMonitor
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 from driftloop.streams.drift.state_json import state_text
@@ -36,18 +36,40 @@ def common_factor(rng: np.random.Generator, n: int, share: float, width: int = 8
     return np.sqrt(share) * rng.normal(size=(n, 1)) + np.sqrt(1 - share) * rng.normal(size=(n, width))
 
 
-def events(rows: np.ndarray, start: int) -> ColumnBatch:
+def channel_features(rng: np.random.Generator, n: int, swapped: bool = False) -> list[dict]:
+    """A channel (web 40 %, app 40 %, store 20 %) whose amounts stand apart (N(±1, 1) on the web and in the
+    app, N(0, 1) in store: ``swapped``, the other way round), and a device that follows the channel (desktop 80 %
+    on the web, 20 % in the app: ``swapped``, the other way round), and an unrelated number: every feature's own
+    distribution is the same either way."""
+    channel = rng.choice(["web", "app", "store"], size=n, p=[0.4, 0.4, 0.2])
+    sign = np.where(channel == "web", 1.0, np.where(channel == "app", -1.0, 0.0)) * (-1 if swapped else 1)
+    amount = sign + rng.normal(size=n)
+    desktop = np.where(channel == "store", 0.5, 0.5 + 0.3 * sign)
+    device = np.where(rng.random(n) < desktop, "desktop", "mobile")
+    other = rng.normal(size=n)
+    return [
+        {"channel": c, "amount": float(a), "device": d, "x": float(x)}
+        for c, a, d, x in zip(channel.tolist(), amount.tolist(), device.tolist(), other.tolist(), strict=True)
+    ]
+
+
+def events(rows: np.ndarray | list[dict], start: int) -> ColumnBatch:
+    """Events of ``rows``: feature dicts, or numbers (``f0``, ``f1``, ...)."""
+    if isinstance(rows, np.ndarray):
+        rows = [{f"f{j}": float(v) for j, v in enumerate(row)} for row in rows.tolist()]
     batch = [
         {"model": "m", "request_id": f"r{start + k}", "ts": 1_790_000_000 + start + k, "prediction": 0,
-         "features": {f"f{j}": float(v) for j, v in enumerate(row)}}
-        for k, row in enumerate(rows.tolist())
+         "features": features}
+        for k, features in enumerate(rows)
     ]  # fmt: skip
     envelopes = [batch[i : i + 2000] for i in range(0, len(batch), 2000)]  # each under the message size limit
     messages = [Incoming(json.dumps({"events": e}).encode(), "p", 0, start + k) for k, e in enumerate(envelopes)]
     return decode_predictions(messages).rows
 
 
-def watched(monitor: DriftMonitor, make: Callable[[int, int], np.ndarray], total: int, batch: int = 2000) -> list:
+def watched(
+    monitor: DriftMonitor, make: Callable[[int, int], np.ndarray | list[dict]], total: int, batch: int = 2000
+) -> list:
     """The alerts of ``total`` events, ``make(start, n)`` giving the features of ``n`` of them from ``start``."""
     alerts = []
     for start in range(0, total, batch):
@@ -79,6 +101,92 @@ def test_a_correlation_that_appears_between_independent_features_is_a_drift_nami
     assert f"f8 & f9 ({first['reference']:+.2f} → {first['recent']:+.2f})" in alert.message
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_amounts_by_channel_that_swap_are_a_drift_naming_the_feature_and_the_category(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """Amounts high on the web and low in the app, then the other way round: the amounts' distribution and the
+    channels' shares stay as they were, so no feature's own signal sees it (nor ``joint``, of numbers only; it
+    was missed in two seeds of two over 40,000 events). The indicator columns of the channel's main categories
+    (the most common of web and app is the baseline, left out: with the others it covers every event) correlate
+    with the amount, then the other way: one alert within 1,000 events (some 90–150 here), naming the amount and the
+    channel with its category."""
+    rng = np.random.default_rng(seed)
+    features = ("channel", "amount", "x")
+    alerts = watched(
+        monitor,
+        lambda start, n: [{k: f[k] for k in features} for f in channel_features(rng, n, swapped=start >= 20_000)],
+        30_000,
+    )
+    (alert,) = alerts
+    assert (alert.kind, alert.signal, alert.severity) == ("data", "correlation", "critical")
+    assert 0 <= int(alert.request_id[1:]) - 20_000 < 1000
+    labels = [c.label for c in monitor.models["m"].correlation.columns]  # type: ignore[union-attr]
+    assert labels[:2] == ["amount", "x"] and sorted(labels[2:]) in (["channel=app", "channel=store"],
+                                                                    ["channel=store", "channel=web"])  # fmt: skip
+    first = alert.evidence["pairs"][0]
+    assert first["features"] == ["amount", "channel"] and first["categories"][0] is None
+    assert first["categories"][1] in ("web", "app") and alert.evidence["features"] == ["amount", "channel"]
+    sign = 1 if first["categories"][1] == "web" else -1
+    assert first["reference"] == pytest.approx(0.6 * sign, abs=0.1)  # amounts stand apart in the category
+    assert first["recent"] == pytest.approx(-0.6 * sign, abs=0.15)
+    assert f"amount & channel={first['categories'][1]} ({first['reference']:+.2f} → " in alert.message
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_device_that_follows_another_channel_is_a_drift_naming_both_categorical_features(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """Desktops on the web (80 %) and mobiles in the app, then the other way round: each feature's shares stay
+    as they were. One alert within 1,000 events, naming the channel and the device."""
+    rng = np.random.default_rng(seed)
+    alerts = watched(
+        monitor,
+        lambda start, n: [
+            {"channel": f["channel"], "device": f["device"], "x": f["x"]}
+            for f in channel_features(rng, n, swapped=start >= 20_000)
+        ],
+        30_000,
+    )
+    (alert,) = alerts
+    assert alert.signal == "correlation" and 0 <= int(alert.request_id[1:]) - 20_000 < 1000
+    assert sorted(alert.evidence["pairs"][0]["features"]) == ["channel", "device"]
+    assert set(alert.evidence["features"]) == {"channel", "device"}
+
+
+def test_the_columns_are_the_numbers_and_each_categorical_feature_s_main_categories() -> None:
+    """Categories of 5 % to 95 % of the reference, four a feature at most, the least common left out where they
+    cover every event; none of a feature of rare values; sixteen indicator columns in all, by feature name; a
+    model of one number and one category has the signal, and one of a single feature has none."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    every = list(range(n))
+    countries = [f"c{i:02d}" for i in range(12)]
+    shares = np.array([30, 20, 10, 8, 7, 6, 5, 4, 4, 3, 2, 1]) / 100
+    categorical = {
+        "country": (every, rng.choice(countries, size=n, p=shares).tolist()),
+        "coin": (every, rng.choice(["heads", "tails"], size=n).tolist()),
+        "user": (every, [f"u{i}" for i in rng.integers(0, 1000, size=n)]),
+        "almost": (every, rng.choice(["a", "b"], size=n, p=[0.97, 0.03]).tolist()),
+        "flag": (every, [None if v else "y" for v in (rng.random(n) < 0.9).tolist()]),  # null: no category
+        **{f"z{i}": (every, rng.choice(["p", "q", "r"], size=n).tolist()) for i in range(8)},
+    }
+    signal = CorrelationSignal(reference_size=n)
+    signal.update(n, {"amount": (every, rng.normal(size=n))}, categorical)
+    labels = [c.label for c in signal.columns]
+    assert labels[0] == "amount" and labels[1] in ("coin=heads", "coin=tails")  # the other one: the baseline
+    assert labels[2:7] == ["country=c00", "country=c01", "country=c02", "country=c03", "flag=y"]
+    assert len(labels) == 1 + 16 and all(label.startswith("z") for label in labels[7:])
+    assert {label[:2] for label in labels[7:]} == {"z0", "z1", "z2", "z3", "z4"}  # two each of the first, by name
+
+    one_each = CorrelationSignal(reference_size=n)
+    one_each.update(n, {"amount": (every, rng.normal(size=n))}, {"coin": categorical["coin"]})
+    assert [c.feature for c in one_each.columns] == ["amount", "coin"] and one_each.drift is not None
+    alone = CorrelationSignal(reference_size=n)
+    alone.update(n, {}, {"country": categorical["country"]})  # one feature's indicators are never paired
+    assert alone.off and alone.snapshot() == {"columns": [], "drift": None}
+
+
 def test_correlated_features_that_stay_so_raise_no_alert(monitor: DriftMonitor) -> None:
     """Eight features correlated 0.5 through a common factor, 200,000 stationary events: the products of
     correlated features are correlated with one another, and the score's spread follows its direction (the
@@ -103,21 +211,38 @@ def test_on_the_reference_distribution_the_score_has_mean_0_and_variance_1() -> 
         assert abs(scores.mean()) < 0.05 and 0.8 < scores.var() < 1.25
 
 
-def test_the_correlation_state_restores_to_the_same_scores_and_one_saved_before_it_learns_a_reference() -> None:
+def columns_of(rows: np.ndarray) -> tuple[dict, dict]:
+    """``rows`` as the extraction hands a batch's numeric features to the signal (``f0``, ``f1``, ...)."""
+    every = list(range(len(rows)))
+    return {f"f{j}": (every, rows[:, j]) for j in range(rows.shape[1])}, {}
+
+
+def test_the_correlation_state_restores_to_the_same_scores_and_one_saved_before_it_learns_a_reference(
+    monitor: DriftMonitor,
+) -> None:
+    """Through ``detector_state``'s JSON, a restored signal scores every later event as the original does; a
+    model's state saved before the signal had a state of its own (session 51's, which kept it in the joint
+    signal's) learns a reference from the next events and is scored after its warm-up."""
     rng = np.random.default_rng(8)
-    names = [f"f{i}" for i in range(6)]
-    joint = JointDrift(names, reference_size=2000)
-    assert joint.update(pair_rows(rng, 2000, 0.3, width=6)) is None
+    signal = CorrelationSignal(reference_size=2000)
+    assert len(signal.update(2000, *columns_of(pair_rows(rng, 2000, 0.3, width=6))).scores) == 0
     later = pair_rows(rng, 3000, 0.3, width=6)
-    joint.update(later[:1500])
-    saved = json.loads(state_text(joint.snapshot()))  # as detector_state stores it
-    twin = JointDrift.restore(saved, reference_size=2000)
-    np.testing.assert_array_equal(twin.update(later[1500:]).correlation, joint.update(later[1500:]).correlation)
-    before = JointDrift.restore({k: v for k, v in saved.items() if k != "correlation"}, reference_size=2000)
-    assert before.correlation is not None and not before.correlation.fitted
-    assert len(before.update(pair_rows(rng, 2000, 0.3, width=6)).correlation) == 0  # its reference
-    scores = before.update(pair_rows(rng, WARM_UP + 500, 0.3, width=6)).correlation
-    assert before.correlation.fitted and len(scores) == 500
+    signal.update(1500, *columns_of(later[:1500]))
+    twin = CorrelationSignal.restore(json.loads(state_text(signal.snapshot())), reference_size=2000)
+    original, restored = (s.update(1500, *columns_of(later[1500:])) for s in (signal, twin))
+    assert len(original.scores) == 1500
+    np.testing.assert_array_equal(restored.scores, original.scores)
+    np.testing.assert_array_equal(restored.positions, original.positions)
+
+    assert watched(monitor, lambda start, n: pair_rows(rng, n, 0.3, width=6), 4000) == []
+    saved = snapshot_model(monitor, "m")
+    assert saved["correlation"]["columns"] == [[f"f{j}", None] for j in range(6)]
+    old = DriftMonitor(monitor.specs, clock=lambda: 1.0)
+    restore_model(old, "m", json.loads(json.dumps({**saved, "correlation": None})))
+    assert watched(old, lambda start, n: pair_rows(rng, n, 0.3, width=6), 2000 + WARM_UP, batch=1000) == []
+    assert old.models["m"].signals["correlation"].seen == saved["signals"]["correlation"]["seen"]  # nothing scored
+    watched(old, lambda start, n: pair_rows(rng, n, 0.3, width=6), 500, batch=500)
+    assert old.models["m"].signals["correlation"].seen == saved["signals"]["correlation"]["seen"] + 500
 
 
 def test_a_feature_named_correlation_keeps_a_signal_of_its_own(monitor: DriftMonitor) -> None:
@@ -178,22 +303,22 @@ def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str
             return common_factor(rng, n, 0.5)
         return np.array([list(x.values()) for x, _ in itertools.islice(led, n)], dtype=float)
 
-    joint = JointDrift([f"x{i}" for i in range(make(1).shape[1])], reference_size=2000)
-    joint.update(make(2000))
+    signal = CorrelationSignal(reference_size=2000)
+    signal.update(2000, *columns_of(make(2000)))
     cusum = CUSUM(run_length=20_000, reference=2000, direction="up")
-    alarms = sum(len(cusum.update_many(joint.update(make(10_000)).correlation)) for _ in range(120))  # type: ignore[union-attr]
+    alarms = sum(len(cusum.update_many(signal.update(10_000, *columns_of(make(10_000))).scores)) for _ in range(120))
     assert 0.5 <= alarms / (1_200_000 / 20_000) <= 2.0
 
 
-@pytest.mark.parametrize(("off", "watched_signals"), [("correlation", {"joint"}), ("joint", set())])
-def test_a_spec_turns_the_correlation_signal_off_alone_or_with_the_joint_one(
+@pytest.mark.parametrize(("off", "watched_signals"), [("correlation", {"joint"}), ("joint", {"correlation"})])
+def test_a_spec_turns_the_correlation_signal_off_and_the_joint_one_each_alone(
     tmp_path: Path, off: str, watched_signals: set[str]
 ) -> None:
     (tmp_path / "m.toml").write_text(f'name = "m"\n[monitoring.signals.{off}]\nenabled = false\n')
     monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     rng = np.random.default_rng(6)
     alerts = watched(monitor, lambda start, n: pair_rows(rng, n, 0.0 if start < 10_000 else 0.9), 16_000)
-    assert "correlation" not in {a.signal for a in alerts}
+    assert {a.signal for a in alerts} == watched_signals & {"correlation"}  # joint does not see it appear
     assert set(monitor.models["m"].signals) & {"joint", "correlation"} == watched_signals
 
 

@@ -1,0 +1,254 @@
+"""A model's ``correlation`` signal: which of its features the adaptive quadratic form of :mod:`.correlation`
+watches, and each batch's columns for it.
+
+Its columns are the model's numeric features and, for each categorical feature, an **indicator column** of each
+of its main categories (1.0 where an event has that category): the correlation of an indicator with a numeric
+feature is how far that feature's mean in the category stands from its mean elsewhere, and of two features'
+indicators how much more often their categories come together than by chance. So the signal sees a relation
+that changes while every feature keeps its distribution, between numbers (two amounts that start moving
+together), between a category and a number (amounts by channel: high on the web and low in the app, then the
+other way round) and between two categories (a device that follows the channel, then the other one); each
+feature's own signal sees none of these, the ``joint`` signal only the first.
+
+The main categories are those of at least :data:`MIN_SHARE` of the reference's events and at most
+``1 - MIN_SHARE`` (:data:`PER_FEATURE` at most a feature, the most common first); where they cover all but
+:data:`COMPLETE` of the events, the most common of them is left out, the baseline (``k - 1`` of ``k``, as dummy
+coding does: its column would be the others' complement, and the rarer categories are the ones people ask
+about). One feature's indicators are never paired with each other: their
+products are fixed by its shares (its own signal's business). A feature of a thousand rare values gives no
+column. At most :data:`MAX_NUMERIC` numeric features (the first by name) and :data:`MAX_INDICATORS` indicator
+columns are watched: the work an event grows with the square of the columns.
+
+The reference is the first ``reference_size`` events of the features the first batch sent (their columns chosen
+from it); numeric features that more than half of them left null are left out, and only events that sent every
+numeric feature watched are scored.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> def batch(n, sign):
+...     channel = rng.choice(["web", "app"], size=n).tolist()
+...     amount = sign * np.where(np.array(channel) == "web", 1.0, -1.0) + rng.normal(size=n)
+...     every = list(range(n))
+...     return {"amount": (every, amount)}, {"channel": (every, channel)}
+>>> signal = CorrelationSignal(reference_size=2000)
+>>> _ = signal.update(2000, *batch(2000, +1))  # the reference
+>>> [column.label for column in signal.columns]
+['amount', 'channel=web']
+>>> _ = signal.update(WARM_UP, *batch(WARM_UP, +1))  # the warm-up: nothing scored
+>>> before, after = signal.update(2000, *batch(2000, +1)).scores, signal.update(2000, *batch(2000, -1)).scores
+>>> bool(abs(before.mean()) < 0.2 < 1.0 < after[-1000:].mean())
+True
+>>> move = signal.changed_pairs()[0]
+>>> move.labels, round(move.reference, 1), round(move.recent, 1)
+(('amount', 'channel=web'), 0.7, -0.7)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from driftloop.streams.batch import CodedTexts
+from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift
+from driftloop.streams.drift.cusum import within_magnitude
+
+__all__ = ["WARM_UP", "Column", "CorrelationSignal", "PairMove", "Scored"]
+
+MAX_NUMERIC = 32  # numeric features watched (the first by name)
+MAX_INDICATORS = 16  # indicator columns watched (of the categorical features, by name)
+PER_FEATURE = 4  # indicator columns a categorical feature gives at most
+MIN_SHARE = 0.05  # a main category is at least this share of the reference's events (and at most 1 - it)
+COMPLETE = 0.99  # main categories that cover this share of the events: the most common of them left out
+MIN_ROWS = 200  # complete reference rows the signal needs (else it is off for the model)
+
+#: A feature's values in a batch as the extraction has them: the positions of the events that sent it, and
+#: its values there (numbers: an array or a list; categories: a coded column or a list of texts).
+FeatureValues = Mapping[str, tuple[Sequence[int], Any]]
+
+
+class Column(NamedTuple):
+    """A numeric feature's values, or (``category`` set) the indicator of one category of a categorical one."""
+
+    feature: str
+    category: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.feature if self.category is None else f"{self.feature}={self.category}"
+
+
+class PairMove(NamedTuple):
+    """Two columns whose correlation moved: on the reference, and over the last events scored."""
+
+    columns: tuple[Column, Column]
+    reference: float
+    recent: float
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return self.columns[0].label, self.columns[1].label
+
+
+class Scored(NamedTuple):
+    """A batch's scores, and the positions in the batch of the events they are of."""
+
+    positions: np.ndarray
+    scores: np.ndarray
+
+
+class CorrelationSignal:
+    """The columns of a model's correlation signal and its :class:`~.correlation.CorrelationDrift`."""
+
+    def __init__(self, *, reference_size: int = 2000) -> None:
+        self.reference_size = reference_size
+        self.columns: list[Column] = []
+        self.drift: CorrelationDrift | None = None  # None: the reference is being gathered, or the signal is off
+        self.off = False  # the reference gave fewer than two features to pair
+        self._numeric: list[str] = []  # the features whose reference is gathered (those of the first batch)
+        self._categorical: list[str] = []
+        self._gathered: list[tuple[np.ndarray, list[list[Any]]]] = []
+        self._count = 0
+
+    def update(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> Scored:
+        """The scores of a batch of ``count`` events (none for the reference's events and the warm-up's)."""
+        nothing = Scored(np.empty(0, dtype=np.int64), np.empty(0))
+        if self.off or not count:
+            return nothing
+        first = 0  # the batch's first event after the reference
+        if self.drift is None:
+            first = self._gather(count, numeric, categorical)
+            if self._count < self.reference_size:
+                return nothing
+            self._fit()
+            if self.drift is None or first == count:
+                return nothing
+        rows, positions = self._rows(count, numeric, categorical)
+        if first:
+            rows, positions = rows[positions >= first], positions[positions >= first]
+        scores = self.drift.update(rows) if len(rows) else np.empty(0)
+        return Scored(positions[len(positions) - len(scores) :], scores)
+
+    def changed_pairs(self, top: int = 3) -> list[PairMove]:
+        """The pairs of columns whose correlation over the last events scored moved the most from the reference."""
+        if self.drift is None:
+            return []
+        return [
+            PairMove((self.columns[i], self.columns[j]), reference, recent)
+            for i, j, reference, recent in self.drift.changed_pairs(top)
+        ]
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The columns and the fitted state, JSON-ready (None while the reference is gathered: it is gathered
+        again)."""
+        if self.off:
+            return {"columns": [], "drift": None}
+        if self.drift is None:
+            return None
+        return {"columns": [list(column) for column in self.columns], "drift": self.drift.snapshot()}
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> CorrelationSignal:
+        signal = cls(reference_size=reference_size)
+        signal.columns = [Column(feature, category) for feature, category in data["columns"]]
+        if data.get("drift"):
+            signal.drift = CorrelationDrift.restore(data["drift"], reference_size=reference_size)
+        else:
+            signal.off = True
+        return signal
+
+    def _gather(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> int:
+        """Keep the batch's events that the reference still lacks; how many it took."""
+        if not self._gathered:
+            self._numeric = sorted(numeric)[:MAX_NUMERIC]
+            self._categorical = sorted(categorical)
+        take = min(count, self.reference_size - self._count)
+        matrix = np.column_stack([_numbers(count, *numeric[name]) if name in numeric else np.full(count, np.nan)
+                                  for name in self._numeric] or [np.empty((count, 0))])  # fmt: skip
+        texts = [_texts(count, *categorical[name]) if name in categorical else [None] * count
+                 for name in self._categorical]  # fmt: skip
+        self._gathered.append((matrix[:take], [column[:take] for column in texts]))
+        self._count += take
+        return take
+
+    def _fit(self) -> None:
+        numbers = np.concatenate([matrix for matrix, _ in self._gathered])
+        texts = [sum((part[k] for _, part in self._gathered), []) for k in range(len(self._categorical))]
+        self._gathered = []
+        sent = np.isnan(numbers).mean(axis=0) <= 0.5  # else most events would go unscored
+        self.columns = [Column(name) for name, kept in zip(self._numeric, sent.tolist(), strict=True) if kept]
+        for name, values in zip(self._categorical, texts, strict=True):
+            room = MAX_INDICATORS - sum(column.category is not None for column in self.columns)
+            self.columns += [Column(name, category) for category in _main_categories(values)[:room]]
+        groups = np.unique([column.feature for column in self.columns], return_inverse=True)[1]
+        rows = np.column_stack(
+            [numbers[:, self._numeric.index(c.feature)] if c.category is None else
+             np.array([v == c.category for v in texts[self._categorical.index(c.feature)]], dtype=float)
+             for c in self.columns] or [np.empty((len(numbers), 0))]
+        )  # fmt: skip
+        rows = within_magnitude(rows[~np.isnan(rows).any(axis=1)])
+        if len(set(groups.tolist())) < 2 or len(rows) < MIN_ROWS:
+            self.off, self.columns = True, []
+            return
+        self.drift = CorrelationDrift(len(self.columns), reference_size=self.reference_size, groups=groups)
+        self.drift.fit(rows)
+
+    def _rows(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's columns, of the events that sent every numeric feature watched, and their positions."""
+        columns = []
+        for column in self.columns:
+            values = numeric.get(column.feature) if column.category is None else categorical.get(column.feature)
+            if column.category is None:
+                columns.append(_numbers(count, *values) if values is not None else np.full(count, np.nan))
+            else:
+                columns.append(_indicator(count, column.category, *values) if values is not None else np.zeros(count))
+        rows = within_magnitude(np.column_stack(columns), copied=True)
+        complete = ~np.isnan(rows).any(axis=1)
+        if complete.all():
+            return rows, np.arange(count)
+        positions = np.flatnonzero(complete)
+        return rows[positions], positions
+
+
+def _main_categories(values: Sequence[Any]) -> list[str]:
+    """The categories of at least ``MIN_SHARE`` and at most ``1 - MIN_SHARE`` of ``values`` (None: null, no
+    category), the most common first, :data:`PER_FEATURE` at most; the most common left out where they cover
+    :data:`COMPLETE` of them."""
+    shares = Counter(v for v in values if v is not None)
+    main = [(text, n / len(values)) for text, n in sorted(shares.items(), key=lambda item: (-item[1], str(item[0])))]
+    main = [(text, share) for text, share in main if MIN_SHARE <= share <= 1 - MIN_SHARE][:PER_FEATURE]
+    if len(main) >= 2 and sum(share for _, share in main) >= COMPLETE:
+        main = main[1:]
+    return [str(text) for text, _ in main]
+
+
+def _numbers(count: int, positions: Sequence[int], values: Any) -> np.ndarray:
+    """A numeric feature's column of a batch of ``count`` events (NaN where an event did not send it)."""
+    if len(positions) == count:
+        return np.asarray(values, dtype=np.float64)
+    column = np.full(count, np.nan)
+    column[np.asarray(positions, dtype=np.intp)] = np.asarray(values, dtype=np.float64)
+    return column
+
+
+def _texts(count: int, positions: Sequence[int], values: Any) -> list[Any]:
+    """A categorical feature's texts in a batch of ``count`` events (None where an event did not send it)."""
+    texts: list[Any] = [None] * count
+    for position, text in zip(positions, values, strict=True):
+        texts[position] = text
+    return texts
+
+
+def _indicator(count: int, category: str, positions: Sequence[int], values: Any) -> np.ndarray:
+    """1.0 where an event of the batch has ``category``, else 0.0 (a null too)."""
+    if isinstance(values, CodedTexts):
+        hits = np.array([text == category for text in values.texts], dtype=np.float64)[values.codes]
+    else:
+        hits = np.fromiter((text == category for text in values), dtype=np.float64, count=len(values))
+    if len(positions) == count:
+        return hits
+    column = np.zeros(count)
+    column[np.asarray(positions, dtype=np.intp)] = hits
+    return column
