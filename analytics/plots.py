@@ -119,8 +119,14 @@ def feature_shift_plot(feature: str, before: pd.Series, after: pd.Series, kind: 
 
 @_as_written
 def pair_shift_plot(pair: tuple[str, str], before: pd.DataFrame, after: pd.DataFrame) -> bytes:
-    """Two features against each other before and after the change point, each half's correlation in its
-    label: how they moved together, and how that changed (a joint or correlation alert)."""
+    """Two features together before and after the change point (a joint or correlation alert): two numbers
+    against each other, each half's correlation in its label; a number's mean in each of a category's main
+    values; or, of two categories, the shares of the second's within each of the first's."""
+    texts = [name for name in pair if not all(pd.api.types.is_numeric_dtype(half[name]) for half in (before, after))]
+    if len(texts) == 2:
+        return _shares_within(pair, before, after)
+    if texts:
+        return _means_by_category(texts[0], next(name for name in pair if name not in texts), before, after)
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     for half, label, colour in ((before, "before", "#1f77b4"), (after, "after", "#ff7f0e")):
         shown = half.sample(min(len(half), 1500), random_state=0) if len(half) else half
@@ -132,6 +138,49 @@ def pair_shift_plot(pair: tuple[str, str], before: pd.DataFrame, after: pd.DataF
     axis.set_title(f"{pair[0]} and {pair[1]} before and after the change")
     axis.legend(fontsize=8, markerscale=3)
     axis.grid(alpha=0.3)
+    return _png(figure)
+
+
+def _main_values(before: pd.Series, after: pd.Series, top: int = 8) -> list[str]:
+    """A categorical feature's most common values over both halves."""
+    return pd.concat([before, after]).value_counts().index[:top].tolist()
+
+
+def _means_by_category(category: str, number: str, before: pd.DataFrame, after: pd.DataFrame) -> bytes:
+    """The number's mean (± its standard error) in each main value of the category, before and after."""
+    values = _main_values(before[category], after[category])
+    figure, axis = plt.subplots(figsize=(5.5, 3.6))
+    width = 0.4
+    for k, (half, label) in enumerate(((before, "before"), (after, "after"))):
+        groups = half.groupby(category)[number].agg(["mean", "sem", "size"]).reindex(values)
+        axis.bar([i + (k - 0.5) * width for i in range(len(values))], groups["mean"], width, yerr=groups["sem"],
+                 alpha=0.8, label=f"{label} ({len(half):,})")  # fmt: skip
+    axis.set_xticks(range(len(values)), [str(v) for v in values], rotation=30, ha="right")
+    axis.axhline(0.0, color="#888", linewidth=0.8)
+    axis.set_ylabel(f"mean {number}")
+    axis.set_title(f"{number} by {category} before and after the change")
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3, axis="y")
+    return _png(figure)
+
+
+def _shares_within(pair: tuple[str, str], before: pd.DataFrame, after: pd.DataFrame) -> bytes:
+    """The shares of the second feature's main values within each main value of the first, before and after."""
+    rows = _main_values(before[pair[0]], after[pair[0]], top=6)
+    columns = _main_values(before[pair[1]], after[pair[1]], top=6)
+    figure, axes = plt.subplots(1, 2, figsize=(8.5, 3.6), sharey=True)
+    for axis, half, label in zip(axes, (before, after), ("before", "after"), strict=True):
+        shares = pd.crosstab(half[pair[0]], half[pair[1]], normalize="index").reindex(index=rows, columns=columns)
+        axis.imshow(shares.fillna(0.0).to_numpy(), vmin=0.0, vmax=1.0, cmap="Blues", aspect="auto")
+        for (i, j), share in pd.DataFrame(shares.to_numpy()).stack().items():
+            axis.text(j, i, f"{share:.0%}", ha="center", va="center", fontsize=8,
+                      color="white" if share > 0.6 else "#222")  # fmt: skip
+        axis.set_xticks(range(len(columns)), [str(v) for v in columns], rotation=30, ha="right")
+        axis.set_yticks(range(len(rows)), [str(v) for v in rows])
+        axis.set_xlabel(pair[1])
+        axis.set_title(f"{label} ({len(half):,})", fontsize=9)
+    axes[0].set_ylabel(pair[0])
+    figure.suptitle(f"shares of {pair[1]} within each {pair[0]} before and after the change", fontsize=10)
     return _png(figure)
 
 

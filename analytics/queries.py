@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -215,20 +216,33 @@ def feature_values(
 def pair_values(
     settings: Settings, model: str, pair: tuple[str, str], start: float, split: float, end: float, limit: int = 5000
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two numeric features' values together (the events that sent both), before and after ``split``."""
+    """Two features' values together (the events that sent both), before and after ``split``: a feature that any
+    of them sent as a number is a float column (an event that sent it otherwise left out), else a text one."""
     client = SharedClient(settings.clickhouse)
     try:
         params = {"m": model, "a": pair[0], "b": pair[1], "s": int(start), "x": int(split), "u": int(end) + 1}
-        halves = []
-        for low, high in (("s", "x"), ("x", "u")):
-            rows = client.execute(
-                "SELECT num.value[indexOf(num.name, %(a)s)] AS a, num.value[indexOf(num.name, %(b)s)] AS b "
-                f"FROM predictions WHERE model = %(m)s AND ts >= toDateTime(%({low})s) AND ts < toDateTime(%({high})s) "
-                "AND served = 1 AND has(num.name, %(a)s) AND has(num.name, %(b)s) AND isFinite(a) AND isFinite(b) "
-                f"LIMIT {int(limit)}",
+        both = " AND ".join(f"(has(num.name, %({f})s) OR has(cat.name, %({f})s))" for f in "ab")
+        columns = ", ".join(
+            f"has(num.name, %({f})s), num.value[indexOf(num.name, %({f})s)], cat.value[indexOf(cat.name, %({f})s)]"
+            for f in "ab"
+        )
+        halves = [
+            client.execute(
+                f"SELECT {columns} FROM predictions WHERE model = %(m)s AND ts >= toDateTime(%({low})s) "
+                f"AND ts < toDateTime(%({high})s) AND served = 1 AND {both} LIMIT {int(limit)}",
                 params,
             )
-            halves.append(pd.DataFrame(rows, columns=list(pair), dtype="float64"))
+            for low, high in (("s", "x"), ("x", "u"))
+        ]
     finally:
         client.close()
-    return halves[0], halves[1]
+    numeric = [any(row[3 * k] for half in halves for row in half) for k in range(2)]
+
+    def column(rows: list[tuple], k: int) -> pd.Series:  # type: ignore[type-arg]
+        if numeric[k]:  # an event that sent it otherwise: NaN, left out below
+            return pd.Series([row[3 * k + 1] if row[3 * k] else math.nan for row in rows], dtype="float64")
+        return pd.Series([row[3 * k + 2] for row in rows], dtype=object)
+
+    frames = [pd.DataFrame({name: column(rows, k) for k, name in enumerate(pair)}) for rows in halves]
+    frames = [f.replace([math.inf, -math.inf], math.nan).dropna().reset_index(drop=True) for f in frames]
+    return frames[0], frames[1]

@@ -133,6 +133,19 @@ def correlation_change(n: int, seed: int, before: float, after: float) -> Iterat
         yield features, int(rng.random() < 0.5), None
 
 
+def channel_amounts(n: int, seed: int) -> Iterator:
+    """Amounts that stand apart by channel (N(+1, 1) on the web, N(-1, 1) in the app, N(0, 1) in store), then
+    the other way round from the change on: neither the amounts' distribution nor the channels' shares move, only
+    how the two relate; three unrelated N(0,1) features."""
+    rng = random.Random(seed)
+    for i in range(n):
+        channel = rng.choices(["web", "app", "store"], [0.4, 0.4, 0.2])[0]
+        side = {"web": 1.0, "app": -1.0, "store": 0.0}[channel] * (1 if i < CHANGE else -1)
+        features: dict = {f"f{j}": rng.gauss(0, 1) for j in range(3)}
+        features |= {"channel": channel, "amount": side + rng.gauss(0, 1)}
+        yield features, int(rng.random() < 0.5), None
+
+
 def scored(n: int, seed: int, *, shrink_at: int | None = None, version_at: int | None = None) -> Iterator:
     """A calibrated classifier, P(y=1) = sigmoid(2 f0), over five N(0,1) features; the event's score is the
     probability of the predicted class. ``shrink_at``: from there f0 crowds near 0 (sd 0.3, a covariate
@@ -217,6 +230,7 @@ def scenarios(stationary: int) -> list[Scenario]:
         Scenario("category shift", total, CHANGE, lambda n: categories(n, 6)),
         Scenario("correlation +0.8→-0.8 (joint)", total, CHANGE, lambda n: correlation_change(n, 8, 0.8, -0.8)),
         Scenario("correlation 0→+0.6, independent before", total, CHANGE, lambda n: correlation_change(n, 15, 0, 0.6)),
+        Scenario("amounts by channel swapped", total, CHANGE, lambda n: channel_amounts(n, 16)),
         Scenario("new version v1→v2, no drift", total, None, lambda n: scored(n, 11, version_at=CHANGE), river=score),
         Scenario(
             "covariate shift, estimated accuracy falls",

@@ -26,3 +26,20 @@ def test_a_pair_of_features_is_drawn_against_each_other_whatever_their_names() -
     after = pd.DataFrame({"$a$": numbers, "b_$^": -numbers})
     assert pair_shift_plot(("$a$", "b_$^"), before, after).startswith(PNG)
     assert pair_shift_plot(("$a$", "b_$^"), before.head(2), after).startswith(PNG)  # too few for a correlation
+
+
+def test_a_number_and_a_category_are_drawn_as_the_number_s_mean_in_each_category() -> None:
+    """A pair of a numeric and a categorical feature (a correlation alert on a category's indicator): the
+    number's mean in each main category before and after; whatever the names, with a category missing from a
+    half, and with one row a half."""
+    before = pd.DataFrame({"$amt$": [1.0, -1.0, 0.0] * 40, "ch_$^": pd.Series(["$web", "app", "store"] * 40)})
+    after = pd.DataFrame({"$amt$": [-1.0, 1.0] * 60, "ch_$^": pd.Series(["$web", "app"] * 60)})
+    assert pair_shift_plot(("$amt$", "ch_$^"), before, after).startswith(PNG)
+    assert pair_shift_plot(("ch_$^", "$amt$"), before.head(1), after.head(1)).startswith(PNG)
+
+
+def test_two_categories_are_drawn_as_the_shares_of_one_within_the_other() -> None:
+    before = pd.DataFrame({"ch": pd.Series(["web", "app"] * 50), "$dev$": pd.Series(["desk", "$mob"] * 50)})
+    after = pd.DataFrame({"ch": pd.Series(["web", "app"] * 50), "$dev$": pd.Series(["$mob", "desk"] * 50)})
+    assert pair_shift_plot(("ch", "$dev$"), before, after).startswith(PNG)
+    assert pair_shift_plot(("ch", "$dev$"), before.head(1), after.tail(1)).startswith(PNG)

@@ -175,7 +175,7 @@ class CorrelationSignal:
 
     def _fit(self) -> None:
         numbers = np.concatenate([matrix for matrix, _ in self._gathered])
-        texts = [sum((part[k] for _, part in self._gathered), []) for k in range(len(self._categorical))]
+        texts = [[text for _, part in self._gathered for text in part[k]] for k in range(len(self._categorical))]
         self._gathered = []
         sent = np.isnan(numbers).mean(axis=0) <= 0.5  # else most events would go unscored
         self.columns = [Column(name) for name, kept in zip(self._numeric, sent.tolist(), strict=True) if kept]

@@ -3,8 +3,8 @@
 Every numeric feature (its values; with ``monitoring.spread`` its distance from the warm-up's centre; with
 ``monitoring.outliers`` the rate of its values far out of its reference's range, :func:`_outliers`), every
 categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, the
-``correlation`` signal of pairs of features, and the score and prediction of each serving version. New feature names are admitted up to ``monitoring.max_features``;
-the rest are counted, not watched.
+``correlation`` signal of pairs of features, and the score and prediction of each serving version. New feature
+names are admitted up to ``monitoring.max_features``; the rest are counted, not watched.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from driftloop.infra.spec import ModelSpec
-from driftloop.streams.drift.detectors import Detector
 from driftloop.streams.drift.correlation_signal import CorrelationSignal
+from driftloop.streams.drift.detectors import Detector
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation
 

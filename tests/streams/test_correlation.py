@@ -289,24 +289,39 @@ def test_a_stream_that_replays_its_reference_raises_no_alert(monitor: DriftMonit
     assert monitor.models["m"].signals["correlation"].seen > 50_000
 
 
-@pytest.mark.parametrize("kind", ["correlated", "binary"])
+@pytest.mark.parametrize("kind", ["correlated", "binary", "categories"])
 def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str) -> None:
     """The score is no independent stream (its direction moves slowly, and with it the spread of binary or
     skewed features' products), yet a CUSUM calibrated on its reference as on any signal's keeps its run length:
     at 20,000 events, 1,200,000 stationary events give some 60 alarms (the same CUSUM on independent N(0,1) values
-    gives 0.7 of what it is set to). Eight features correlated 0.5, and LED's seven segments (0/1, 10 % noise)."""
+    gives 0.7 of what it is set to). Eight features correlated 0.5; LED's seven segments (0/1, 10 % noise); and
+    categories of uneven shares, two of them related to each other and one to a number (indicator columns of
+    6 % to 40 % of the events, whose products are skewed)."""
     rng = np.random.default_rng(2)
     led = iter(synth.LED(seed=2, noise_percentage=0.1))
 
-    def make(n: int) -> np.ndarray:
+    def make(n: int) -> tuple[dict, dict]:
         if kind == "correlated":
-            return common_factor(rng, n, 0.5)
-        return np.array([list(x.values()) for x, _ in itertools.islice(led, n)], dtype=float)
+            return columns_of(common_factor(rng, n, 0.5))
+        if kind == "binary":
+            return columns_of(np.array([list(x.values()) for x, _ in itertools.islice(led, n)], dtype=float))
+        every = list(range(n))
+        features = channel_features(rng, n)
+        flag = rng.random(n) < 0.06
+        numeric = {
+            "amount": (every, np.array([f["amount"] for f in features])),
+            "y": (every, rng.normal(size=n) + flag),
+        }
+        categorical = {"channel": (every, [f["channel"] for f in features]),
+                       "device": (every, [f["device"] for f in features]),
+                       "flag": (every, np.where(flag, "yes", "no").tolist())}  # fmt: skip
+        return numeric, categorical
 
     signal = CorrelationSignal(reference_size=2000)
-    signal.update(2000, *columns_of(make(2000)))
+    signal.update(2000, *make(2000))
+    assert len(signal.columns) == {"correlated": 8, "binary": 7, "categories": 6}[kind]
     cusum = CUSUM(run_length=20_000, reference=2000, direction="up")
-    alarms = sum(len(cusum.update_many(signal.update(10_000, *columns_of(make(10_000))).scores)) for _ in range(120))
+    alarms = sum(len(cusum.update_many(signal.update(10_000, *make(10_000)).scores)) for _ in range(120))
     assert 0.5 <= alarms / (1_200_000 / 20_000) <= 2.0
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from driftloop.analytics.queries import pair_values
 from driftloop.infra.clickhouse.client import connect
 from driftloop.streams.drift.backtest import backtest
 from driftloop.streams.drift.subscribers import WebhookForwarder, alert_stream, forward_alerts
@@ -261,25 +262,42 @@ def test_a_silenced_model_s_alert_is_recorded_and_not_published(
 def test_a_correlation_that_appears_is_an_alert_naming_the_pair_and_the_report_draws_it(
     drift_stack: PrivateStack, worker: WorkerProcess, specs: Path, tmp_path: Path
 ) -> None:
-    """Four independent N(0,1) features, then f2 and f3 correlated 0.8 from request 5,000 on (each stays N(0,1)):
-    the worker's alert is on ``correlation`` with the pair and both correlations in its evidence, and
-    ``driftloop report`` plots the two features against each other before and after the change point."""
-    model = spec(specs, warmup=500)
+    """Four independent N(0,1) features, then f2 and f3 correlated 0.8 from request 5,000 on (each stays N(0,1));
+    and, of a second model, amounts high on the web and low in the app, then the other way round (the amounts'
+    distribution and the channels' shares unchanged). Each model's alert is on ``correlation``, naming the pair
+    (the channel with its category) and both correlations in its evidence, and ``driftloop report`` draws the
+    pair before and after the change point (the two numbers against each other; the amount by channel)."""
+    numbers, channels = spec(specs, warmup=500), spec(specs, warmup=500)
     rng = random.Random(7)
     with EventProducer(drift_stack.settings, max_events=500) as producer:
         for i in range(8000):
             features = {f"f{j}": rng.gauss(0, 1) for j in range(4)}
             if i >= 5000:
                 features["f3"] = 0.8 * features["f2"] + 0.6 * features["f3"]
-            producer.emit_prediction(model, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i)
-    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert in ClickHouse")
-    assert [(r[0], r[1]) for r in rows[:1]] == [("correlation", "data")] and 5000 <= int(rows[0][3][1:]) < 6000
-    (evidence,) = connect(drift_stack.settings.clickhouse).execute(
-        "SELECT evidence FROM drift_alerts FINAL WHERE model = %(m)s AND signal = 'correlation'", {"m": model}
-    )[0]
-    pair = json.loads(evidence)["pairs"][0]
-    assert pair["features"] == ["f2", "f3"] and abs(pair["reference"]) < 0.1 and pair["recent"] > 0.6
-    out = tmp_path / "report.html"
-    result = drift_stack.run_cli("report", "--model", model, "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert 'alt="f2 and f3 before/after"' in out.read_text()
+            producer.emit_prediction(numbers, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i)
+            channel = rng.choice(["web", "app", "store"])
+            side = {"web": 1.0, "app": -1.0, "store": 0.0}[channel] * (1 if i < 5000 else -1)
+            features = {"channel": channel, "amount": side + rng.gauss(0, 1), "x": rng.gauss(0, 1)}
+            producer.emit_prediction(
+                channels, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i
+            )
+    client = connect(drift_stack.settings.clickhouse)
+    for model, pair, categories in ((numbers, ["f2", "f3"], [None, None]), (channels, ["amount", "channel"], None)):
+        rows = wait_for(
+            lambda m=model: alerts_in_clickhouse(drift_stack, m), timeout_s=150, what="the alert in ClickHouse"
+        )
+        assert [(r[0], r[1]) for r in rows[:1]] == [("correlation", "data")] and 5000 <= int(rows[0][3][1:]) < 6000
+        (evidence,) = client.execute(
+            "SELECT evidence FROM drift_alerts FINAL WHERE model = %(m)s AND signal = 'correlation'", {"m": model}
+        )[0]
+        first = json.loads(evidence)["pairs"][0]
+        assert first["features"] == pair and abs(first["recent"] - first["reference"]) > 0.5
+        assert first["categories"] == categories or first["categories"][1] in ("web", "app")
+        out = tmp_path / f"{model}.html"
+        result = drift_stack.run_cli("report", "--model", model, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert f'alt="{pair[0]} and {pair[1]} before/after"' in out.read_text()
+    before, after = pair_values(drift_stack.settings, channels, ("amount", "channel"), 1_790_000_000, 1_790_005_000,
+                                1_790_008_000)  # fmt: skip
+    assert len(before) == 5000 and len(after) == 3000  # the report's halves: a number and texts, by channel
+    assert after.groupby("channel")["amount"].mean().round().to_dict() == {"app": 1.0, "store": 0.0, "web": -1.0}
