@@ -133,6 +133,15 @@ def correlation_change(n: int, seed: int, before: float, after: float) -> Iterat
         yield features, int(rng.random() < 0.5), None
 
 
+def many_small(n: int, seed: int, features: int = 20, shift: float = 0.1) -> Iterator:
+    """``features`` N(0,1) features, each moved by ``shift`` deviations from the change on: too little for any
+    one feature's chart, a shift of ``shift √features`` deviations together."""
+    rng = random.Random(seed)
+    for i in range(n):
+        moved = shift if i >= CHANGE else 0.0
+        yield {f"f{j:02d}": rng.gauss(moved, 1) for j in range(features)}, int(rng.random() < 0.5), None
+
+
 def channel_amounts(n: int, seed: int) -> Iterator:
     """Amounts that stand apart by channel (N(+1, 1) on the web, N(-1, 1) in the app, N(0, 1) in store), then
     the other way round from the change on: neither the amounts' distribution nor the channels' shares move, only
@@ -231,6 +240,7 @@ def scenarios(stationary: int) -> list[Scenario]:
         Scenario("correlation +0.8→-0.8 (joint)", total, CHANGE, lambda n: correlation_change(n, 8, 0.8, -0.8)),
         Scenario("correlation 0→+0.6, independent before", total, CHANGE, lambda n: correlation_change(n, 15, 0, 0.6)),
         Scenario("amounts by channel swapped", total, CHANGE, lambda n: channel_amounts(n, 16)),
+        Scenario("20 features each +0.1σ", total, CHANGE, lambda n: many_small(n, 17)),
         Scenario("new version v1→v2, no drift", total, None, lambda n: scored(n, 11, version_at=CHANGE), river=score),
         Scenario(
             "covariate shift, estimated accuracy falls",

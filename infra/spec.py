@@ -90,7 +90,9 @@ from driftloop.infra.errors import DriftloopError
 if TYPE_CHECKING:
     from driftloop.infra.settings import Settings
 
-SignalType = Literal["numeric", "categorical", "missing", "outliers", "correlation", "score", "prediction", "error"]
+SignalType = Literal[
+    "numeric", "categorical", "missing", "outliers", "correlation", "mean_shift", "score", "prediction", "error"
+]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
 DETECTOR_NAMES = (
     "CUSUM",
@@ -168,6 +170,7 @@ _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     # the correlation signal's score rises with any change (streams.drift.correlation); below its mean it is a
     # stream back at its reference's own sample (a reference replayed), no drift
     "correlation": DetectorConfig(name="CUSUM", params={"direction": "up"}),
+    "mean_shift": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # the same: it rises with any shift
     "score": DetectorConfig(name="CUSUM"),
     "error": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a falling error is no drift
     "categorical": DetectorConfig(name="CategoricalShift"),

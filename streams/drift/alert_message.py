@@ -11,7 +11,15 @@ import numpy as np
 from driftloop.infra.contract import Alert, finite_json
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.policy import correlation_severity, severity
-from driftloop.streams.drift.signals import CORRELATION, JOINT, VERSION_MARK, EventRing, ModelState, SignalState
+from driftloop.streams.drift.signals import (
+    CORRELATION,
+    JOINT,
+    MEAN_SHIFT,
+    VERSION_MARK,
+    EventRing,
+    ModelState,
+    SignalState,
+)
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
 CONTEXT = 1000
@@ -30,8 +38,11 @@ def make_alert(
     detected_at: float,
 ) -> Alert | None:
     """The alert of ``signal``'s detection at the ``event_index``-th event (of ``total``, the last ones in
-    ``ring``), or None when the model's policy holds it back (cooldown, hourly limit)."""
+    ``ring``), or None when the model's policy holds it back (cooldown, hourly limit), or when a mean shift is one
+    feature's (that feature's own signal's alert: ``streams.drift.mean_shift``)."""
     ts_ms, request_id = _at(ring, total, event_index)
+    if signal.name == MEAN_SHIFT and not (state.correlation is not None and state.correlation.spread_shift()):
+        return None
     if not state.policy.allow(model, signal.kind, ts_ms / 1000):
         return None
     cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
@@ -64,6 +75,16 @@ def make_alert(
         detail["features"] = list(dict.fromkeys(c.feature for p in pairs for c in p.columns))
         moves = ", ".join(f"{p.labels[0]} & {p.labels[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
         message += f"; the pairs of features whose correlation moved most: {moves}"
+    if signal.name == MEAN_SHIFT and state.correlation is not None:
+        moved = state.correlation.moved_columns(top=5)
+        detail["shifts"] = [
+            {"feature": m.column.feature, "category": m.column.category, "reference": m.reference,
+             "recent": m.recent, "sigmas": m.sigmas}
+            for m in moved
+        ]  # fmt: skip
+        detail["features"] = list(dict.fromkeys(m.column.feature for m in moved))
+        means = ", ".join(f"{m.column.label} ({m.reference:.4g} → {m.recent:.4g}, {m.sigmas:+.2f}σ)" for m in moved)
+        message += f"; the features whose means moved most: {means}"
     estimate = _estimated_accuracy(state, signal, evidence)
     if estimate is not None:
         message += f"; estimated accuracy (CBPE, before labels) {estimate[0]:.3f} → {estimate[1]:.3f}"

@@ -72,6 +72,49 @@ RECENT = 500  # rows kept to say which pairs moved
 _DECAY = 0.5 ** (1 / HALF_LIFE)
 
 
+class Standard(NamedTuple):
+    """A reference's columns as the multivariate signals standardize them: each held within its 1st and 99th
+    percentiles (``low``, ``high``), less its ``mean``, over its ``std``; ``products`` the mean products of the
+    standardized columns (their covariance)."""
+
+    low: np.ndarray
+    high: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    products: np.ndarray
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "low": [v if np.isfinite(v) else None for v in self.low.tolist()],  # JSON has no infinity
+            "high": [v if np.isfinite(v) else None for v in self.high.tolist()],
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "products": pack_floats(self.products.ravel()),
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any]) -> Standard:
+        width = len(data["mean"])
+        return cls(
+            np.array([-np.inf if v is None else v for v in data["low"]], dtype=float),
+            np.array([np.inf if v is None else v for v in data["high"]], dtype=float),
+            np.asarray(data["mean"], dtype=float),
+            np.asarray(data["std"], dtype=float),
+            unpack_floats(data["products"]).reshape(width, width),
+        )
+
+
+def standardized(reference: np.ndarray) -> Standard:
+    """The :class:`Standard` of ``reference`` (rows of columns)."""
+    low, high = np.quantile(reference, [TAIL, 1 - TAIL], axis=0)
+    held = np.clip(reference, low, high)
+    mean = held.mean(axis=0)
+    std = held.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    z = (held - mean) / std
+    return Standard(low, high, mean, std, z.T @ z / len(z))
+
+
 class PairChange(NamedTuple):
     """Two columns (their places) whose correlation moved: on the reference, and over the last rows scored."""
 
@@ -105,14 +148,9 @@ class CorrelationDrift:
 
     def fit(self, reference: np.ndarray) -> None:
         """Learn the reference's means, spreads, range and products (rows held within their percentiles)."""
-        low, high = np.quantile(reference, [TAIL, 1 - TAIL], axis=0)
-        held = np.clip(reference, low, high)
-        self.mean = held.mean(axis=0)
-        std = held.std(axis=0)
-        self.std = np.where(std > 0, std, 1.0)
-        self.low, self.high, self.level = low, high, self.mean.copy()
-        z = (held - self.mean) / self.std
-        self.reference = z.T @ z / len(z)
+        standard = standardized(reference)
+        self.low, self.high, self.mean, self.std = standard.low, standard.high, standard.mean, standard.std
+        self.level, self.reference = self.mean.copy(), standard.products
         self.direction = np.zeros((self.width, self.width))
         self.settled = 0
         self._learning = []

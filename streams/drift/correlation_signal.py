@@ -1,5 +1,5 @@
-"""A model's ``correlation`` signal: which of its features the adaptive quadratic form of :mod:`.correlation`
-watches, and each batch's columns for it.
+"""A model's ``correlation`` and ``mean_shift`` signals: which of its features they watch together (the adaptive
+quadratic form of :mod:`.correlation`, the running direction of :mod:`.mean_shift`), and each batch's columns.
 
 Its columns are the model's numeric features and, for each categorical feature, an **indicator column** of each
 of its main categories (1.0 where an event has that category): the correlation of an indicator with a numeric
@@ -35,7 +35,7 @@ numeric feature watched are scored.
 >>> [column.label for column in signal.columns]
 ['amount', 'channel=web']
 >>> _ = signal.update(WARM_UP, *batch(WARM_UP, +1))  # the warm-up: nothing scored
->>> before, after = signal.update(2000, *batch(2000, +1)).scores, signal.update(2000, *batch(2000, -1)).scores
+>>> before, after = signal.update(2000, *batch(2000, +1)).correlation, signal.update(2000, *batch(2000, -1)).correlation
 >>> bool(abs(before.mean()) < 0.2 < 1.0 < after[-1000:].mean())
 True
 >>> move = signal.changed_pairs()[0]
@@ -54,8 +54,9 @@ import numpy as np
 from driftloop.streams.batch import CodedTexts
 from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift
 from driftloop.streams.drift.cusum import within_magnitude
+from driftloop.streams.drift.mean_shift import MeanShift
 
-__all__ = ["WARM_UP", "Column", "CorrelationSignal", "PairMove", "Scored"]
+__all__ = ["WARM_UP", "Column", "ColumnMove", "CorrelationSignal", "PairMove", "Scored"]
 
 MAX_NUMERIC = 32  # numeric features watched (the first by name)
 MAX_INDICATORS = 16  # indicator columns watched (of the categorical features, by name)
@@ -92,20 +93,32 @@ class PairMove(NamedTuple):
         return self.columns[0].label, self.columns[1].label
 
 
+class ColumnMove(NamedTuple):
+    """A column whose mean moved: on the reference, lately, and by how many of the reference's deviations."""
+
+    column: Column
+    reference: float
+    recent: float
+    sigmas: float
+
+
 class Scored(NamedTuple):
-    """A batch's scores, and the positions in the batch of the events they are of."""
+    """A batch's scores of each signal, and the positions in the batch of the events they are of."""
 
     positions: np.ndarray
-    scores: np.ndarray
+    correlation: np.ndarray
+    mean_shift: np.ndarray
 
 
 class CorrelationSignal:
-    """The columns of a model's correlation signal and its :class:`~.correlation.CorrelationDrift`."""
+    """The columns of a model's correlation and mean-shift signals, its :class:`~.correlation.CorrelationDrift`
+    and its :class:`~.mean_shift.MeanShift`."""
 
     def __init__(self, *, reference_size: int = 2000) -> None:
         self.reference_size = reference_size
         self.columns: list[Column] = []
         self.drift: CorrelationDrift | None = None  # None: the reference is being gathered, or the signal is off
+        self.shift: MeanShift | None = None  # fitted with ``drift``
         self.off = False  # the reference gave fewer than two features to pair
         self._numeric: list[str] = []  # the features whose reference is gathered (those of the first batch)
         self._categorical: list[str] = []
@@ -114,7 +127,7 @@ class CorrelationSignal:
 
     def update(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> Scored:
         """The scores of a batch of ``count`` events (none for the reference's events and the warm-up's)."""
-        nothing = Scored(np.empty(0, dtype=np.int64), np.empty(0))
+        nothing = Scored(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
         if self.off or not count:
             return nothing
         first = 0  # the batch's first event after the reference
@@ -125,11 +138,14 @@ class CorrelationSignal:
             self._fit()
             if self.drift is None or first == count:
                 return nothing
+        assert self.shift is not None
         rows, positions = self._rows(count, numeric, categorical)
         if first:
             rows, positions = rows[positions >= first], positions[positions >= first]
-        scores = self.drift.update(rows) if len(rows) else np.empty(0)
-        return Scored(positions[len(positions) - len(scores) :], scores)
+        if not len(rows):
+            return nothing
+        correlation, shift = self.drift.update(rows), self.shift.update(rows)  # both skip the same warm-up
+        return Scored(positions[len(positions) - len(correlation) :], correlation, shift)
 
     def changed_pairs(self, top: int = 3) -> list[PairMove]:
         """The pairs of columns whose correlation over the last events scored moved the most from the reference."""
@@ -140,23 +156,38 @@ class CorrelationSignal:
             for i, j, reference, recent in self.drift.changed_pairs(top)
         ]
 
+    def moved_columns(self, top: int = 3) -> list[ColumnMove]:
+        """The columns whose running means stand farthest from the reference's (in its deviations)."""
+        if self.shift is None:
+            return []
+        return [ColumnMove(self.columns[m.column], m.reference, m.recent, m.sigmas) for m in self.shift.moved(top)]
+
+    def spread_shift(self) -> bool:
+        """Whether the columns' shift is spread over features, not one feature's (:meth:`.MeanShift.spread`)."""
+        return self.shift is not None and self.shift.spread()
+
     def snapshot(self) -> dict[str, Any] | None:
         """The columns and the fitted state, JSON-ready (None while the reference is gathered: it is gathered
         again)."""
         if self.off:
             return {"columns": [], "drift": None}
-        if self.drift is None:
+        if self.drift is None or self.shift is None:
             return None
-        return {"columns": [list(column) for column in self.columns], "drift": self.drift.snapshot()}
+        return {
+            "columns": [list(column) for column in self.columns],
+            "drift": self.drift.snapshot(),
+            "shift": self.shift.snapshot(),
+        }
 
     @classmethod
     def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> CorrelationSignal:
         signal = cls(reference_size=reference_size)
-        signal.columns = [Column(feature, category) for feature, category in data["columns"]]
-        if data.get("drift"):
-            signal.drift = CorrelationDrift.restore(data["drift"], reference_size=reference_size)
-        else:
+        if not data["columns"]:
             signal.off = True
+        elif data.get("shift"):  # else (saved before the mean shift) the reference is gathered again
+            signal.columns = [Column(feature, category) for feature, category in data["columns"]]
+            signal.drift = CorrelationDrift.restore(data["drift"], reference_size=reference_size)
+            signal.shift = MeanShift.restore(data["shift"], groups=signal.drift.groups)
         return signal
 
     def _gather(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> int:
@@ -194,6 +225,8 @@ class CorrelationSignal:
             return
         self.drift = CorrelationDrift(len(self.columns), reference_size=self.reference_size, groups=groups)
         self.drift.fit(rows)
+        self.shift = MeanShift(len(self.columns), groups=groups)
+        self.shift.fit(rows)
 
     def _rows(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> tuple[np.ndarray, np.ndarray]:
         """The batch's columns, of the events that sent every numeric feature watched, and their positions."""

@@ -3,8 +3,9 @@
 Every numeric feature (its values; with ``monitoring.spread`` its distance from the warm-up's centre; with
 ``monitoring.outliers`` the rate of its values far out of its reference's range, :func:`_outliers`), every
 categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, the
-``correlation`` signal of pairs of features, and the score and prediction of each serving version. New feature
-names are admitted up to ``monitoring.max_features``; the rest are counted, not watched.
+``correlation`` and ``mean_shift`` signals of the features together, and the score and prediction of each
+serving version. New feature names are admitted up to ``monitoring.max_features``; the rest are counted, not
+watched.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from driftloop.streams.drift.signals import (
     CORRELATION,
     JOINT,
     JOINT_REFERENCE,
+    MEAN_SHIFT,
     VERSION_MARK,
     ModelState,
     family,
@@ -85,8 +87,8 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     signals += [SignalValues(feature_signal(name), "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
-    if spec.monitoring.enabled(CORRELATION):
-        signals += _correlation_signal(state, len(part), numeric, categorical)
+    if spec.monitoring.enabled(CORRELATION) or spec.monitoring.enabled(MEAN_SHIFT):
+        signals += _together_signals(state, len(part), numeric, categorical)
     for name in sorted(state.features):
         if absent is None:
             rate = np.array([name in r for r in missing_rows], dtype=float)
@@ -189,17 +191,23 @@ def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str
     return [SignalValues(JOINT, "numeric", scored[-len(errors) :].tolist(), errors)]
 
 
-def _correlation_signal(
+def _together_signals(
     state: ModelState, count: int, numeric: dict[str, Any], categorical: dict[str, Any]
 ) -> list[SignalValues]:
-    """The ``correlation`` signal of pairs of the numeric features and the categorical ones' main categories,
-    once its reference is complete and its direction settled (``streams.drift.correlation_signal``)."""
+    """The ``correlation`` and ``mean_shift`` signals of the numeric features and the categorical ones' main
+    categories together (those the spec leaves on), once their reference is complete and their directions
+    settled (``streams.drift.correlation_signal``)."""
     if state.correlation is None:
         state.correlation = CorrelationSignal(reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
     scored = state.correlation.update(count, numeric, categorical)
-    if not len(scored.scores):
+    if not len(scored.positions):
         return []
-    return [SignalValues(CORRELATION, "correlation", scored.positions.tolist(), scored.scores)]
+    positions = scored.positions.tolist()
+    return [
+        SignalValues(name, name, positions, scores)
+        for name, scores in ((CORRELATION, scored.correlation), (MEAN_SHIFT, scored.mean_shift))
+        if state.spec.monitoring.enabled(name)
+    ]
 
 
 def _output_signals(state: ModelState, part: ModelPredictions, version: int, rows: list[int]) -> list[SignalValues]:

@@ -60,7 +60,7 @@ __all__ = ["JOINT_REFERENCE", "DriftMonitor", "ModelState", "SignalState", "outp
 
 log = logging.getLogger("driftloop.drift")
 
-OWN_SIGNALS = 5  # a model's signals besides its features': score, prediction, error, joint, correlation
+OWN_SIGNALS = 6  # a model's signals besides its features': score, prediction, error, joint, correlation, mean_shift
 _NOT_NUMERIC = frozenset({"categorical", "prediction"})  # signal types whose values have no mean
 _ZERO_ONE = frozenset({0.0, 1.0})
 
@@ -210,7 +210,7 @@ class DriftMonitor:
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
             # the signals that share the model's false alarms: values, spread, outliers and null rate per feature,
-            # score, prediction, error, joint, correlation
+            # score, prediction, error, joint, correlation, mean_shift
             state.expected_signals = max(4 * max(features, len(spec.features)) + OWN_SIGNALS, 1)
             self.models[model] = state
         return state

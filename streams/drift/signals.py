@@ -27,6 +27,7 @@ VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are
 OUTPUTS = frozenset({"score", "prediction", "error"})
 JOINT = "joint"  # the signal of how the numeric features move together
 CORRELATION = "correlation"  # the signal of how pairs of features (numbers, main categories) vary together
+MEAN_SHIFT = "mean_shift"  # the signal of the same columns' means moving together
 JOINT_REFERENCE = 2000  # events the joint and correlation signals' references are learned from (at least the warm-up)
 _KIND = {
     "numeric": "data",
@@ -34,6 +35,7 @@ _KIND = {
     "missing": "data",
     "outliers": "data",
     "correlation": "data",
+    "mean_shift": "data",
     "score": "prediction",
     "prediction": "prediction",
     "error": "performance",
@@ -152,7 +154,8 @@ class ModelState:
     type_changes: int = 0  # texts of numeric features, counted as missing (streams.drift.extract._one_type_each)
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
-    correlation: CorrelationSignal | None = None  # how pairs of features vary together (``correlation``)
+    # how pairs of features vary together (``correlation``), and their means (``mean_shift``)
+    correlation: CorrelationSignal | None = None
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
     refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
 
@@ -176,10 +179,10 @@ def set_run_length(signal: SignalState, events: float) -> None:
 FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers")
 
 
-#: A feature named as one of the model's own signals could be (``joint``, ``correlation``, ``amount:spread``,
-#: ``score@v3``) is watched as ``feature:<name>``: its values and that signal's never share a detector (a
-#: feature ``joint`` fed the joint signal's chart, an alarm every few thousand stationary events). Its other
-#: signals keep its name (``joint:spread``).
+#: A feature named as one of the model's own signals could be (``joint``, ``correlation``, ``mean_shift``,
+#: ``amount:spread``, ``score@v3``) is watched as ``feature:<name>``: its values and that signal's never share a
+#: detector (a feature ``joint`` fed the joint signal's chart, an alarm every few thousand stationary events).
+#: Its other signals keep its name (``joint:spread``).
 FEATURE_MARK = "feature:"
 
 
@@ -198,7 +201,9 @@ def feature_signal(feature: str) -> str:
 
 def _taken(name: str) -> bool:
     """Whether a signal of a model's own could be named ``name``."""
-    return name in (JOINT, CORRELATION) or name.endswith(FEATURE_SIGNALS) or output_version(name) is not None
+    return (
+        name in (JOINT, CORRELATION, MEAN_SHIFT) or name.endswith(FEATURE_SIGNALS) or output_version(name) is not None
+    )
 
 
 def feature_of(signal: str) -> str:

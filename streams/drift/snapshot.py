@@ -13,7 +13,7 @@ from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
 from driftloop.streams.drift.policy import AlertPolicy
-from driftloop.streams.drift.signals import CORRELATION
+from driftloop.streams.drift.signals import CORRELATION, MEAN_SHIFT
 
 
 def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
@@ -67,8 +67,8 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
         state.correlation = CorrelationSignal.restore(data["correlation"], reference_size=reference)
     monitor.models[model] = state
     for name, saved in data.get("signals", {}).items():
-        if name == CORRELATION and saved["type"] != CORRELATION:
-            continue  # saved before the signal: a feature named so, whose values are watched as feature:correlation
+        if name in (CORRELATION, MEAN_SHIFT) and saved["type"] != name:
+            continue  # saved before the signal: a feature named so, whose values are watched as feature:<name>
         signal = monitor._signal(state, name, saved["type"])  # the monitor's own way to make a signal
         if signal is None or signal.detector.name != saved["detector"]:
             continue

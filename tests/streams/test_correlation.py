@@ -62,7 +62,7 @@ def events(rows: np.ndarray | list[dict], start: int) -> ColumnBatch:
          "features": features}
         for k, features in enumerate(rows)
     ]  # fmt: skip
-    envelopes = [batch[i : i + 2000] for i in range(0, len(batch), 2000)]  # each under the message size limit
+    envelopes = [batch[i : i + 500] for i in range(0, len(batch), 500)]  # each under the message size limit
     messages = [Incoming(json.dumps({"events": e}).encode(), "p", 0, start + k) for k, e in enumerate(envelopes)]
     return decode_predictions(messages).rows
 
@@ -225,13 +225,14 @@ def test_the_correlation_state_restores_to_the_same_scores_and_one_saved_before_
     signal's) learns a reference from the next events and is scored after its warm-up."""
     rng = np.random.default_rng(8)
     signal = CorrelationSignal(reference_size=2000)
-    assert len(signal.update(2000, *columns_of(pair_rows(rng, 2000, 0.3, width=6))).scores) == 0
+    assert len(signal.update(2000, *columns_of(pair_rows(rng, 2000, 0.3, width=6))).positions) == 0
     later = pair_rows(rng, 3000, 0.3, width=6)
     signal.update(1500, *columns_of(later[:1500]))
     twin = CorrelationSignal.restore(json.loads(state_text(signal.snapshot())), reference_size=2000)
     original, restored = (s.update(1500, *columns_of(later[1500:])) for s in (signal, twin))
-    assert len(original.scores) == 1500
-    np.testing.assert_array_equal(restored.scores, original.scores)
+    assert len(original.correlation) == len(original.mean_shift) == 1500
+    np.testing.assert_array_equal(restored.correlation, original.correlation)
+    np.testing.assert_array_equal(restored.mean_shift, original.mean_shift)
     np.testing.assert_array_equal(restored.positions, original.positions)
 
     assert watched(monitor, lambda start, n: pair_rows(rng, n, 0.3, width=6), 4000) == []
@@ -321,7 +322,7 @@ def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str
     signal.update(2000, *make(2000))
     assert len(signal.columns) == {"correlated": 8, "binary": 7, "categories": 6}[kind]
     cusum = CUSUM(run_length=20_000, reference=2000, direction="up")
-    alarms = sum(len(cusum.update_many(signal.update(10_000, *make(10_000)).scores)) for _ in range(120))
+    alarms = sum(len(cusum.update_many(signal.update(10_000, *make(10_000)).correlation)) for _ in range(120))
     assert 0.5 <= alarms / (1_200_000 / 20_000) <= 2.0
 
 

@@ -1,0 +1,130 @@
+"""The mean-shift signal: many features' means moving a little together (``streams.drift.mean_shift``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from driftloop.infra.spec import SpecCatalog
+from driftloop.streams.drift.correlation_signal import CorrelationSignal
+from driftloop.streams.drift.cusum import CUSUM
+from driftloop.streams.drift.mean_shift import WARM_UP, MeanShift
+from driftloop.streams.drift.monitor import DriftMonitor
+from tests.streams.test_correlation import channel_features, columns_of, common_factor, watched
+
+
+@pytest.fixture()
+def monitor(tmp_path: Path) -> DriftMonitor:
+    return DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+
+
+def shifted(rng: np.random.Generator, start: int, n: int, shift: np.ndarray, at: int = 20_000) -> np.ndarray:
+    """N(0,1) features (as many as ``shift``), each moved by its ``shift`` from event ``at`` on."""
+    rows = rng.normal(size=(n, len(shift)))
+    return rows + shift * ((start + np.arange(n)) >= at)[:, None]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_twenty_features_that_each_move_a_tenth_of_a_deviation_are_a_mean_shift(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """Each feature's chart is set for 0.2 to 2 deviations, and none of them fired over 100,000 events of this
+    before: together it is a shift of 0.45 deviations. An alert on ``mean_shift`` within 1,500 events (some
+    250–350 in process), naming the features whose means moved most, each by about a tenth of a deviation."""
+    rng = np.random.default_rng(seed)
+    alerts = watched(monitor, lambda start, n: shifted(rng, start, n, np.full(20, 0.1)), 40_000)
+    assert alerts and all(a.kind == "data" for a in alerts)
+    first = alerts[0]
+    assert first.signal == "mean_shift" and first.detector == "CUSUM"
+    assert 0 <= int(first.request_id[1:]) - 20_000 < 1500
+    shifts = first.evidence["shifts"]
+    assert len(shifts) == 5 and first.evidence["features"] == [s["feature"] for s in shifts]
+    assert all(0.03 < s["sigmas"] < 0.4 and s["category"] is None for s in shifts)
+    assert all(abs(s["reference"]) < 0.1 and s["recent"] > s["reference"] for s in shifts)
+    assert f"{shifts[0]['feature']} (" in first.message and "σ)" in first.message
+
+
+@pytest.mark.parametrize("gradual", [False, True])
+def test_one_feature_s_shift_is_that_feature_s_alert_and_no_mean_shift(monitor: DriftMonitor, gradual: bool) -> None:
+    """One feature of twenty moved by a deviation, at once or over 20,000 events: the mean shift sees it too,
+    but the feature carries it whole, and its alert is the feature's own (a mean-shift alert first would take the
+    model's cooldown from it)."""
+    rng = np.random.default_rng(4)
+
+    def make(start: int, n: int) -> np.ndarray:
+        rows = rng.normal(size=(n, 20))
+        index = start + np.arange(n)
+        rows[:, 3] += np.clip((index - 20_000) / 20_000, 0, 1) if gradual else index >= 20_000
+        return rows
+
+    alerts = watched(monitor, make, 60_000)
+    assert alerts and alerts[0].signal == "f3"
+    assert "mean_shift" not in {a.signal for a in alerts}
+    assert monitor.models["m"].signals["mean_shift"].seen > 50_000
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "correlated", "heavy", "discrete", "categories"])
+def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str) -> None:
+    """On the reference distribution the score has mean 0 and variance 1 whatever the features' distribution:
+    a CUSUM set to a run length of 20,000 events alarms at that rate on 1,200,000 stationary events (tolerance
+    a factor of two either way), of Gaussian, correlated (0.5), heavy-tailed (lognormal σ 2, Pareto 1.5, Cauchy),
+    discrete (0–2, Poisson, a 5 % flag) features, and categories with numbers (indicator columns)."""
+    rng = np.random.default_rng(9)
+
+    def make(n: int) -> tuple[dict, dict]:
+        if kind == "categories":
+            every = list(range(n))
+            features = channel_features(rng, n)
+            numeric = {"amount": (every, np.array([f["amount"] for f in features])), "x": (every, rng.normal(size=n))}
+            return numeric, {"channel": (every, [f["channel"] for f in features]),
+                             "device": (every, [f["device"] for f in features])}  # fmt: skip
+        rows = {
+            "gaussian": lambda: rng.normal(size=(n, 8)),
+            "correlated": lambda: common_factor(rng, n, 0.5),
+            "heavy": lambda: np.column_stack(
+                [np.exp(rng.normal(3, 2, n)), rng.pareto(1.5, n), rng.standard_cauchy(n), rng.normal(size=n)]
+            ),
+            "discrete": lambda: np.column_stack(
+                [rng.integers(0, 3, n), rng.poisson(2, n), rng.random(n) < 0.05, rng.normal(size=n)]
+            ).astype(float),
+        }[kind]()
+        return columns_of(rows)
+
+    signal = CorrelationSignal(reference_size=2000)
+    signal.update(2000, *make(2000))
+    cusum = CUSUM(run_length=20_000, reference=2000, direction="up")
+    scores = [signal.update(10_000, *make(10_000)).mean_shift for _ in range(120)]
+    alarms = sum(len(cusum.update_many(part)) for part in scores)
+    assert 0.5 <= alarms / (1_200_000 / 20_000) <= 2.0
+    every = np.concatenate(scores)
+    assert abs(every.mean()) < 0.15 and 0.85 < every.var() < 1.15
+
+
+def test_the_score_rises_with_the_length_of_the_shift_and_names_the_columns_that_moved() -> None:
+    """In process: the score's mean after a shift is about the shift's length in deviations (0.45 for twenty
+    features moved 0.1; 1 for one moved by 1, which is that feature's, not spread)."""
+    rng = np.random.default_rng(2)
+    spread, single = MeanShift(20), MeanShift(20)
+    for shift in (spread, single):
+        shift.fit(rng.normal(size=(2000, 20)))
+        assert len(shift.update(rng.normal(size=(WARM_UP, 20)))) == 0
+    assert 0.25 < spread.update(rng.normal(0.1, 1, size=(20_000, 20)))[2000:].mean() < 0.6 and spread.spread()
+    one = np.zeros(20)
+    one[7] = 1.0
+    assert 0.8 < single.update(rng.normal(size=(20_000, 20)) + one)[2000:].mean() < 1.2 and not single.spread()
+    (first, *_) = single.moved()
+    assert first.column == 7 and 0.8 < first.sigmas < 1.2
+
+
+@pytest.mark.parametrize(("off", "watched_signals"), [("mean_shift", {"correlation"}), ("correlation", {"mean_shift"})])
+def test_a_spec_turns_the_mean_shift_off_and_the_correlation_each_alone(
+    tmp_path: Path, off: str, watched_signals: set[str]
+) -> None:
+    (tmp_path / "m.toml").write_text(f'name = "m"\n[monitoring.signals.{off}]\nenabled = false\n')
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    rng = np.random.default_rng(6)
+    alerts = watched(monitor, lambda start, n: shifted(rng, start, n, np.full(20, 0.1), at=10_000), 16_000)
+    assert ("mean_shift" in {a.signal for a in alerts}) == (off != "mean_shift")
+    assert set(monitor.models["m"].signals) & {"correlation", "mean_shift"} == watched_signals
