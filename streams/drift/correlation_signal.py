@@ -1,22 +1,22 @@
 """A model's ``correlation`` and ``mean_shift`` signals: which of its features they watch together (the adaptive
 quadratic form of :mod:`.correlation`, the running direction of :mod:`.mean_shift`), and each batch's columns.
 
-Its columns are the model's numeric features and, for each categorical feature, an **indicator column** of each
+The columns are the model's numeric features and, for each categorical feature, an **indicator column** of each
 of its main categories (1.0 where an event has that category): the correlation of an indicator with a numeric
 feature is how far that feature's mean in the category stands from its mean elsewhere, and of two features'
-indicators how much more often their categories come together than by chance. So the signal sees a relation
-that changes while every feature keeps its distribution, between numbers (two amounts that start moving
-together), between a category and a number (amounts by channel: high on the web and low in the app, then the
-other way round) and between two categories (a device that follows the channel, then the other one); each
-feature's own signal sees none of these, the ``joint`` signal only the first.
+indicators how much more often their categories come together than by chance, and an indicator's mean is its
+category's share. So the correlation signal sees a relation that changes while every feature keeps its
+distribution, between numbers (two amounts that start moving together), between a category and a number
+(amounts by channel: high on the web and low in the app, then the other way round) and between two categories
+(a device that follows the channel, then the other one); each feature's own signal sees none of these, the
+``joint`` signal only the first. The mean shift sees numbers and shares moving a little together.
 
 The main categories are those of at least :data:`MIN_SHARE` of the reference's events and at most
 ``1 - MIN_SHARE`` (:data:`PER_FEATURE` at most a feature, the most common first); where they cover all but
 :data:`COMPLETE` of the events, the most common of them is left out, the baseline (``k - 1`` of ``k``, as dummy
 coding does: its column would be the others' complement, and the rarer categories are the ones people ask
-about). One feature's indicators are never paired with each other: their
-products are fixed by its shares (its own signal's business). A feature of a thousand rare values gives no
-column. At most :data:`MAX_NUMERIC` numeric features (the first by name) and :data:`MAX_INDICATORS` indicator
+about). One feature's indicators are never paired with each other: their products are fixed by its shares (its
+own signal's business). A feature of a thousand rare values gives no column. At most :data:`MAX_NUMERIC` numeric features (the first by name) and :data:`MAX_INDICATORS` indicator
 columns are watched: the work an event grows with the square of the columns.
 
 The reference is the first ``reference_size`` events of the features the first batch sent (their columns chosen
