@@ -16,8 +16,9 @@ The main categories are those of at least :data:`MIN_SHARE` of the reference's e
 :data:`COMPLETE` of the events, the most common of them is left out, the baseline (``k - 1`` of ``k``, as dummy
 coding does: its column would be the others' complement, and the rarer categories are the ones people ask
 about). One feature's indicators are never paired with each other: their products are fixed by its shares (its
-own signal's business). A feature of a thousand rare values gives no column. At most :data:`MAX_NUMERIC` numeric features (the first by name) and :data:`MAX_INDICATORS` indicator
-columns are watched: the work an event grows with the square of the columns.
+own signal's business). A feature of a thousand rare values gives no column. At most :data:`MAX_NUMERIC`
+numeric features (the first by name) and :data:`MAX_INDICATORS` indicator columns are watched: the work an event
+grows with the square of the columns.
 
 The reference is the first ``reference_size`` events of the features the first batch sent (their columns chosen
 from it); numeric features that more than half of them left null are left out, and only events that sent every
