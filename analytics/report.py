@@ -19,7 +19,7 @@ import pandas as pd
 
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
-from driftloop.streams.drift.signals import CORRELATION, JOINT, feature_of
+from driftloop.streams.drift.signals import CORRELATION, JOINT, MEAN_SHIFT, feature_of
 
 from .plots import feature_shift_plot, pair_shift_plot, performance_plot, retrain_plot
 from .queries import ModelHistory, feature_values, load_history, pair_values
@@ -58,12 +58,26 @@ def _table(frame: pd.DataFrame, times: tuple[str, ...] = ()) -> str:
 
 
 def drifted_features(history: ModelHistory, limit: int = 4) -> list[tuple[str, float]]:
-    """The features named by data alerts (first alert each), with that alert's change point."""
+    """The features named by data alerts (first alert each), with that alert's change point: a feature's own
+    alert names it, a mean shift the two whose means moved most."""
     features: dict[str, float] = {}
     for alert in history.alerts[history.alerts["kind"] == "data"].itertuples():
-        if alert.signal not in (JOINT, CORRELATION):  # those name pairs (drifted_pairs)
+        if alert.signal == MEAN_SHIFT:
+            for name in _named(alert.features)[:2]:
+                features.setdefault(name, float(alert.change_point_ts))
+        elif alert.signal not in (JOINT, CORRELATION):  # those name pairs (drifted_pairs)
             features.setdefault(feature_of(str(alert.signal)), float(alert.change_point_ts))
     return list(features.items())[:limit]
+
+
+def _named(features: str | None) -> list[str]:
+    """The features an alert's evidence names (its JSON array; none where it is not one: an alert written before
+    alerts named features)."""
+    try:
+        names = json.loads(features or "[]")
+    except ValueError:
+        return []
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 def drifted_pairs(history: ModelHistory, limit: int = 2) -> list[tuple[tuple[str, str], float]]:
@@ -71,12 +85,9 @@ def drifted_pairs(history: ModelHistory, limit: int = 2) -> list[tuple[tuple[str
     point."""
     pairs: dict[tuple[str, str], float] = {}
     for alert in history.alerts[history.alerts["signal"].isin([JOINT, CORRELATION])].itertuples():
-        try:
-            names = json.loads(alert.features or "[]")
-        except ValueError:
-            continue  # not an array (an alert written before alerts named features)
-        if isinstance(names, list) and len(names) >= 2:
-            pairs.setdefault((str(names[0]), str(names[1])), float(alert.change_point_ts))
+        names = _named(alert.features)
+        if len(names) >= 2:
+            pairs.setdefault((names[0], names[1]), float(alert.change_point_ts))
     return list(pairs.items())[:limit]
 
 

@@ -301,3 +301,29 @@ def test_a_correlation_that_appears_is_an_alert_naming_the_pair_and_the_report_d
                                 1_790_008_000)  # fmt: skip
     assert len(before) == 5000 and len(after) == 3000  # the report's halves: a number and texts, by channel
     assert after.groupby("channel")["amount"].mean().round().to_dict() == {"app": 1.0, "store": 0.0, "web": -1.0}
+
+
+def test_many_features_moving_a_little_together_are_a_mean_shift_and_the_report_draws_two_of_them(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path, tmp_path: Path
+) -> None:
+    """Twenty N(0,1) features, each moved 0.15σ from request 5,000 on (too little for each one's chart): the
+    worker's first alert is on ``mean_shift``, its evidence names the five features whose means moved most, each
+    by about that, and ``driftloop report`` draws the first two before and after the change point."""
+    model = spec(specs, warmup=500)
+    rng = random.Random(8)
+    with EventProducer(drift_stack.settings, max_events=500) as producer:
+        for i in range(9000):
+            moved = 0.15 if i >= 5000 else 0.0
+            features = {f"f{j:02d}": rng.gauss(moved, 1) for j in range(20)}
+            producer.emit_prediction(model, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i)
+    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert in ClickHouse")
+    assert [(r[0], r[1]) for r in rows[:1]] == [("mean_shift", "data")] and 5000 <= int(rows[0][3][1:]) < 7000
+    (evidence,) = connect(drift_stack.settings.clickhouse).execute(
+        "SELECT evidence FROM drift_alerts FINAL WHERE model = %(m)s AND signal = 'mean_shift'", {"m": model}
+    )[0]
+    shifts = json.loads(evidence)["shifts"]
+    assert len(shifts) == 5 and all(0.05 < s["sigmas"] < 0.5 and s["feature"].startswith("f") for s in shifts)
+    out = tmp_path / "report.html"
+    result = drift_stack.run_cli("report", "--model", model, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert all(f'alt="{s["feature"]} before/after"' in out.read_text() for s in shifts[:2])
