@@ -170,6 +170,18 @@ def scored(n: int, seed: int, *, shrink_at: int | None = None, version_at: int |
         yield features, int(p > 0.5), None, max(p, 1 - p), version
 
 
+def moving_centroids(n: int, seed: int, speed: float = 0.001) -> Iterator:
+    """River's RandomRBF (ten features, twenty centroids), then from the change on RandomRBFDrift from the same
+    centroids, each moving ``speed`` a step: the features' joint distribution drifts slowly; the prediction is
+    the generator's class."""
+    shape = {"seed_model": seed, "n_features": 10, "n_centroids": 20}
+    before = synth.RandomRBF(seed_sample=seed, **shape)
+    after = synth.RandomRBFDrift(seed_sample=seed + 1, change_speed=speed, n_drift_centroids=20, **shape)
+    for stream, count in ((before, CHANGE), (after, n - CHANGE)):
+        for x, y in stream.take(count):
+            yield {f"x{k}": v for k, v in x.items()}, int(y), None
+
+
 def concept(n: int, seed: int) -> Iterator:
     before = synth.Agrawal(classification_function=0, seed=seed)
     after = synth.Agrawal(classification_function=2, seed=seed + 1)
@@ -241,6 +253,7 @@ def scenarios(stationary: int) -> list[Scenario]:
         Scenario("correlation 0→+0.6, independent before", total, CHANGE, lambda n: correlation_change(n, 15, 0, 0.6)),
         Scenario("amounts by channel swapped", total, CHANGE, lambda n: channel_amounts(n, 16)),
         Scenario("20 features each +0.1σ", total, CHANGE, lambda n: many_small(n, 17)),
+        Scenario("RandomRBF centroids moving (0.001)", total, CHANGE, lambda n: moving_centroids(n, 18)),
         Scenario("new version v1→v2, no drift", total, None, lambda n: scored(n, 11, version_at=CHANGE), river=score),
         Scenario(
             "covariate shift, estimated accuracy falls",
