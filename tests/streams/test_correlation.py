@@ -187,6 +187,31 @@ def test_the_columns_are_the_numbers_and_each_categorical_feature_s_main_categor
     assert alone.off and alone.snapshot() == {"columns": [], "drift": None}
 
 
+def test_categories_of_every_shape_beside_numbers_raise_no_alert_on_a_stationary_stream(monitor: DriftMonitor) -> None:
+    """Channels (40/40/20 %) and the amounts and devices that depend on them, twelve countries from 30 % to 1 %, a
+    6 % flag a number depends on, a lognormal amount, Poisson counts and a hundred thousand user ids, 300,000
+    stationary events: thirteen columns (numbers and indicators), no alert of any signal (in process, 1,000,000
+    events of four seeds: none either)."""
+    rng = np.random.default_rng(11)
+    countries = [f"c{i:02d}" for i in range(12)]
+    shares = np.array([30, 20, 10, 8, 7, 6, 5, 4, 4, 3, 2, 1]) / 100
+
+    def make(start: int, n: int) -> list[dict]:
+        flag = rng.random(n) < 0.06
+        extra = zip(rng.choice(countries, size=n, p=shares).tolist(), flag.tolist(),
+                    (rng.normal(size=n) + flag).tolist(), rng.poisson(2, n).tolist(),
+                    np.exp(rng.normal(3, 1.5, n)).tolist(), rng.integers(0, 100_000, n).tolist(), strict=True)  # fmt: skip
+        return [
+            f | {"country": c, "flag": "y" if g else "n", "y": y, "k": k, "spend": e, "user": f"u{u}"}
+            for f, (c, g, y, k, e, u) in zip(channel_features(rng, n), extra, strict=True)
+        ]
+
+    assert watched(monitor, make, 300_000, batch=5000) == []
+    columns = monitor.models["m"].correlation.columns  # type: ignore[union-attr]
+    assert len(columns) == 13 and "user" not in {c.feature for c in columns}  # 5 numbers, 8 indicators
+    assert monitor.models["m"].signals["mean_shift"].seen > 290_000
+
+
 def test_correlated_features_that_stay_so_raise_no_alert(monitor: DriftMonitor) -> None:
     """Eight features correlated 0.5 through a common factor, 200,000 stationary events: the products of
     correlated features are correlated with one another, and the score's spread follows its direction (the
