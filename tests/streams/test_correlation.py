@@ -198,9 +198,15 @@ def test_categories_of_every_shape_beside_numbers_raise_no_alert_on_a_stationary
 
     def make(start: int, n: int) -> list[dict]:
         flag = rng.random(n) < 0.06
-        extra = zip(rng.choice(countries, size=n, p=shares).tolist(), flag.tolist(),
-                    (rng.normal(size=n) + flag).tolist(), rng.poisson(2, n).tolist(),
-                    np.exp(rng.normal(3, 1.5, n)).tolist(), rng.integers(0, 100_000, n).tolist(), strict=True)  # fmt: skip
+        extra = zip(
+            rng.choice(countries, size=n, p=shares).tolist(),
+            flag.tolist(),
+            (rng.normal(size=n) + flag).tolist(),
+            rng.poisson(2, n).tolist(),
+            np.exp(rng.normal(3, 1.5, n)).tolist(),
+            rng.integers(0, 100_000, n).tolist(),
+            strict=True,
+        )
         return [
             f | {"country": c, "flag": "y" if g else "n", "y": y, "k": k, "spend": e, "user": f"u{u}"}
             for f, (c, g, y, k, e, u) in zip(channel_features(rng, n), extra, strict=True)
