@@ -21,7 +21,8 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     max_features = 500                    # names watched per model; more are counted, not watched
 
     [monitoring.detectors]                # per signal type: numeric, categorical, missing, outliers,
-    error = { name = "HDDM_A" }           # score, prediction, error; River's keyword arguments in `params`
+    error = { name = "HDDM_A" }           # correlation, mean_shift, score, prediction, error; River's keyword
+                                          # arguments in `params`
 
     [monitoring.signals.amount]           # one signal: another detector, or `enabled = false`
     detector = { name = "KSWIN", params = { alpha = 0.0001 } }
