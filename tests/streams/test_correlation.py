@@ -357,12 +357,17 @@ def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str
     assert 0.5 <= alarms / (1_200_000 / 20_000) <= 2.0
 
 
+def with_signal_off(specs: Path, off: str) -> DriftMonitor:
+    """A monitor whose model ``m``'s spec turns the signal ``off`` off."""
+    (specs / "m.toml").write_text(f'name = "m"\n[monitoring.signals.{off}]\nenabled = false\n')
+    return DriftMonitor(SpecCatalog(specs), clock=lambda: 1.0)
+
+
 @pytest.mark.parametrize(("off", "watched_signals"), [("correlation", {"joint"}), ("joint", {"correlation"})])
 def test_a_spec_turns_the_correlation_signal_off_and_the_joint_one_each_alone(
     tmp_path: Path, off: str, watched_signals: set[str]
 ) -> None:
-    (tmp_path / "m.toml").write_text(f'name = "m"\n[monitoring.signals.{off}]\nenabled = false\n')
-    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    monitor = with_signal_off(tmp_path, off)
     rng = np.random.default_rng(6)
     alerts = watched(monitor, lambda start, n: pair_rows(rng, n, 0.0 if start < 10_000 else 0.9), 16_000)
     assert {a.signal for a in alerts} == watched_signals & {"correlation"}  # joint does not see it appear

@@ -14,7 +14,7 @@ from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.mean_shift import WARM_UP, MeanShift
 from driftloop.streams.drift.monitor import DriftMonitor
-from tests.streams.test_correlation import channel_features, columns_of, common_factor, watched
+from tests.streams.test_correlation import channel_features, columns_of, common_factor, watched, with_signal_off
 
 
 @pytest.fixture()
@@ -139,8 +139,7 @@ def test_the_score_rises_with_the_length_of_the_shift_and_names_the_columns_that
 def test_a_spec_turns_the_mean_shift_off_and_the_correlation_each_alone(
     tmp_path: Path, off: str, watched_signals: set[str]
 ) -> None:
-    (tmp_path / "m.toml").write_text(f'name = "m"\n[monitoring.signals.{off}]\nenabled = false\n')
-    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    monitor = with_signal_off(tmp_path, off)
     rng = np.random.default_rng(6)
     alerts = watched(monitor, lambda start, n: shifted(rng, start, n, np.full(20, 0.1), at=10_000), 16_000)
     assert ("mean_shift" in {a.signal for a in alerts}) == (off != "mean_shift")
