@@ -127,14 +127,12 @@ class PairChange(NamedTuple):
 class CorrelationDrift:
     """The adaptive quadratic form of the module docstring, over ``width`` features."""
 
-    def __init__(self, width: int, *, reference_size: int = 2000, groups: np.ndarray | None = None) -> None:
+    def __init__(self, width: int, *, groups: np.ndarray | None = None) -> None:
         self.width = width
-        self.reference_size = reference_size
         # columns of one group are never paired (one categorical feature's indicator columns: their products are
         # fixed by its shares, the feature's own signal's business); default: each column its own group
         self.groups = np.arange(width) if groups is None else np.asarray(groups, dtype=np.int64)
         self._apart = self.groups[:, None] != self.groups[None, :]  # the pairs watched (never the diagonal)
-        self._learning: list[np.ndarray] = []  # rows of a reference being gathered (a state saved before this)
         self.mean = np.zeros(width)
         self.std = np.ones(width)
         self.low = np.full(width, -np.inf)  # where each feature's values are held (the reference's percentiles)
@@ -153,20 +151,12 @@ class CorrelationDrift:
         self.level, self.reference = self.mean.copy(), standard.products
         self.direction = np.zeros((self.width, self.width))
         self.settled = 0
-        self._learning = []
         self.fitted = True
 
     def update(self, rows: np.ndarray) -> np.ndarray:
-        """Each row's score ``g``; rows of the warm-up are left out: the scores are those of the last
-        ``len(result)`` rows. Before :meth:`fit`, the first ``reference_size`` rows are the reference (a joint
-        signal restored from a state saved without one)."""
-        if not self.fitted:
-            gathered = sum(map(len, self._learning))
-            self._learning.append(rows[: self.reference_size - gathered])
-            if gathered + len(self._learning[-1]) < self.reference_size:
-                return np.empty(0)
-            self.fit(np.concatenate(self._learning))
-            rows = rows[self.reference_size - gathered :]
+        """Each row's score ``g`` (after :meth:`fit`); rows of the warm-up are left out: the scores are those of
+        the last ``len(result)`` rows."""
+        assert self.fitted, "fit first"
         if not len(rows):
             return np.empty(0)
         held = np.clip(rows, self.low, self.high)
@@ -205,26 +195,20 @@ class CorrelationDrift:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
-            "low": [v if np.isfinite(v) else None for v in self.low.tolist()],
-            "high": [v if np.isfinite(v) else None for v in self.high.tolist()],
+            "standard": Standard(self.low, self.high, self.mean, self.std, self.reference).snapshot(),
             "level": pack_floats(self.level),
-            "reference": pack_floats(self.reference.ravel()),
             "direction": pack_floats(self.direction.ravel()),
             "settled": self.settled,
             "groups": self.groups.tolist(),
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> CorrelationDrift:
-        width = len(data["mean"])
-        drift = cls(width, reference_size=reference_size, groups=data.get("groups"))
-        drift.mean, drift.std = np.asarray(data["mean"], dtype=float), np.asarray(data["std"], dtype=float)
-        drift.low = np.array([-np.inf if v is None else v for v in data["low"]], dtype=float)
-        drift.high = np.array([np.inf if v is None else v for v in data["high"]], dtype=float)
+    def restore(cls, data: dict[str, Any]) -> CorrelationDrift:
+        standard = Standard.restore(data["standard"])
+        width = len(standard.mean)
+        drift = cls(width, groups=data["groups"])
+        drift.low, drift.high, drift.mean, drift.std, drift.reference = standard
         drift.level = unpack_floats(data["level"])
-        drift.reference = unpack_floats(data["reference"]).reshape(width, width)
         drift.direction = unpack_floats(data["direction"]).reshape(width, width)
         drift.settled = int(data["settled"])
         drift.fitted = True

@@ -187,7 +187,7 @@ class CorrelationSignal:
             signal.off = True
         elif data.get("shift"):  # else (saved before the mean shift) the reference is gathered again
             signal.columns = [Column(feature, category) for feature, category in data["columns"]]
-            signal.drift = CorrelationDrift.restore(data["drift"], reference_size=reference_size)
+            signal.drift = CorrelationDrift.restore(data["drift"])
             signal.shift = MeanShift.restore(data["shift"], groups=signal.drift.groups)
         return signal
 
@@ -224,7 +224,7 @@ class CorrelationSignal:
         if len(set(groups.tolist())) < 2 or len(rows) < MIN_ROWS:
             self.off, self.columns = True, []
             return
-        self.drift = CorrelationDrift(len(self.columns), reference_size=self.reference_size, groups=groups)
+        self.drift = CorrelationDrift(len(self.columns), groups=groups)
         self.drift.fit(rows)
         self.shift = MeanShift(len(self.columns), groups=groups)
         self.shift.fit(rows)
