@@ -41,7 +41,7 @@ def make_alert(
     ``ring``), or None when the model's policy holds it back (cooldown, hourly limit), or when a mean shift is one
     feature's (that feature's own signal's alert: ``streams.drift.mean_shift``)."""
     ts_ms, request_id = _at(ring, total, event_index)
-    if signal.name == MEAN_SHIFT and not (state.correlation is not None and state.correlation.spread_shift()):
+    if signal.name == MEAN_SHIFT and not (state.multivariate is not None and state.multivariate.spread_shift()):
         return None
     if not state.policy.allow(model, signal.kind, ts_ms / 1000):
         return None
@@ -49,7 +49,7 @@ def make_alert(
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
     detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
-    pairs = state.correlation.changed_pairs() if signal.name == CORRELATION and state.correlation is not None else []
+    pairs = state.multivariate.changed_pairs() if signal.name == CORRELATION and state.multivariate is not None else []
     if pairs:  # a correlation's change says how bad it is; the score's shift in its deviations understates it
         level = correlation_severity(max(abs(p.recent - p.reference) for p in pairs))
     else:
@@ -75,8 +75,8 @@ def make_alert(
         detail["features"] = list(dict.fromkeys(c.feature for p in pairs for c in p.columns))
         moves = ", ".join(f"{p.labels[0]} & {p.labels[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
         message += f"; the pairs of features whose correlation moved most: {moves}"
-    if signal.name == MEAN_SHIFT and state.correlation is not None:
-        moved = state.correlation.moved_columns(top=5)
+    if signal.name == MEAN_SHIFT and state.multivariate is not None:
+        moved = state.multivariate.moved_columns(top=5)
         detail["shifts"] = [
             {"feature": m.column.feature, "category": m.column.category, "reference": m.reference,
              "recent": m.recent, "sigmas": m.sigmas}

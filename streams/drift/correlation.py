@@ -35,7 +35,7 @@ feature's while it lasted (7 false alarms in a million stationary events of thre
 where charts calibrated on a stream of even spread expect none). The first :data:`WARM_UP` events after the
 reference are not scored, while ``M`` settles from 0 to its noise.
 
-Its columns are chosen by :mod:`.correlation_signal` (numeric features, and indicator columns of categorical
+Its columns are chosen by :mod:`.multivariate` (numeric features, and indicator columns of categorical
 ones' main categories); columns of one group (one feature's indicators) are not paired. Its cost grows with
 the columns' pairs (``d²`` an event; in process, 0.27 µs an event for ten columns, 0.8 for 32).
 

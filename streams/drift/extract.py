@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
+from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.signals import (
     CORRELATION,
     JOINT,
@@ -88,7 +88,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
     if spec.monitoring.enabled(CORRELATION) or spec.monitoring.enabled(MEAN_SHIFT):
-        signals += _together_signals(state, len(part), numeric, categorical)
+        signals += _multivariate_signals(state, len(part), numeric, categorical)
     for name in sorted(state.features):
         if absent is None:
             rate = np.array([name in r for r in missing_rows], dtype=float)
@@ -191,15 +191,15 @@ def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str
     return [SignalValues(JOINT, "numeric", scored[-len(errors) :].tolist(), errors)]
 
 
-def _together_signals(
+def _multivariate_signals(
     state: ModelState, count: int, numeric: dict[str, Any], categorical: dict[str, Any]
 ) -> list[SignalValues]:
     """The ``correlation`` and ``mean_shift`` signals of the numeric features and the categorical ones' main
     categories together (those the spec leaves on), once their reference is complete and their directions
-    settled (``streams.drift.correlation_signal``)."""
-    if state.correlation is None:
-        state.correlation = CorrelationSignal(reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
-    scored = state.correlation.update(count, numeric, categorical)
+    settled (``streams.drift.multivariate``)."""
+    if state.multivariate is None:
+        state.multivariate = MultivariateSignals(reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
+    scored = state.multivariate.update(count, numeric, categorical)
     if not len(scored.positions):
         return []
     positions = scored.positions.tolist()

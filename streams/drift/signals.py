@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from driftloop.infra.spec import ModelSpec
-from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.detectors import Detector
 from driftloop.streams.drift.joint import JointDrift
+from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation
 
 RING = 20_000  # recent events per model (at least), to place change points
@@ -155,7 +155,7 @@ class ModelState:
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
     # how pairs of features vary together (``correlation``), and their means (``mean_shift``)
-    correlation: CorrelationSignal | None = None
+    multivariate: MultivariateSignals | None = None
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
     refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
+from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.signals import CORRELATION, MEAN_SHIFT
 
@@ -30,7 +30,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "far": {name: list(bounds) for name, bounds in state.far.items()},
         "policy": state.policy.snapshot(),
         "joint": state.joint.snapshot() if state.joint is not None else None,
-        "correlation": state.correlation.snapshot() if state.correlation is not None else None,
+        "multivariate": state.multivariate.snapshot() if state.multivariate is not None else None,
         "signals": {
             name: {
                 "type": s.signal_type,
@@ -63,8 +63,8 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
     if data.get("joint"):
         state.joint = JointDrift.restore(data["joint"], reference_size=reference)
-    if data.get("correlation"):  # else (gathering its reference, or saved before session 52) it learns one anew
-        state.correlation = CorrelationSignal.restore(data["correlation"], reference_size=reference)
+    if data.get("multivariate"):  # else (gathering its reference, or saved before session 52) it learns one anew
+        state.multivariate = MultivariateSignals.restore(data["multivariate"], reference_size=reference)
     monitor.models[model] = state
     for name, saved in data.get("signals", {}).items():
         if name in (CORRELATION, MEAN_SHIFT) and saved["type"] != name:

@@ -17,9 +17,9 @@ from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
 from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift
-from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.monitor import DriftMonitor
+from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 from driftloop.streams.drift.state_json import state_text
 
@@ -121,7 +121,7 @@ def test_amounts_by_channel_that_swap_are_a_drift_naming_the_feature_and_the_cat
     (alert,) = alerts
     assert (alert.kind, alert.signal, alert.severity) == ("data", "correlation", "critical")
     assert 0 <= int(alert.request_id[1:]) - 20_000 < 1000
-    labels = [c.label for c in monitor.models["m"].correlation.columns]  # type: ignore[union-attr]
+    labels = [c.label for c in monitor.models["m"].multivariate.columns]  # type: ignore[union-attr]
     assert labels[:2] == ["amount", "x"] and sorted(labels[2:]) in (["channel=app", "channel=store"],
                                                                     ["channel=store", "channel=web"])  # fmt: skip
     first = alert.evidence["pairs"][0]
@@ -171,7 +171,7 @@ def test_the_columns_are_the_numbers_and_each_categorical_feature_s_main_categor
         "flag": (every, [None if v else "y" for v in (rng.random(n) < 0.9).tolist()]),  # null: no category
         **{f"z{i}": (every, rng.choice(["p", "q", "r"], size=n).tolist()) for i in range(8)},
     }
-    signal = CorrelationSignal(reference_size=n)
+    signal = MultivariateSignals(reference_size=n)
     signal.update(n, {"amount": (every, rng.normal(size=n))}, categorical)
     labels = [c.label for c in signal.columns]
     assert labels[0] == "amount" and labels[1] in ("coin=heads", "coin=tails")  # the other one: the baseline
@@ -179,12 +179,12 @@ def test_the_columns_are_the_numbers_and_each_categorical_feature_s_main_categor
     assert len(labels) == 1 + 16 and all(label.startswith("z") for label in labels[7:])
     assert {label[:2] for label in labels[7:]} == {"z0", "z1", "z2", "z3", "z4"}  # two each of the first, by name
 
-    one_each = CorrelationSignal(reference_size=n)
+    one_each = MultivariateSignals(reference_size=n)
     one_each.update(n, {"amount": (every, rng.normal(size=n))}, {"coin": categorical["coin"]})
-    assert [c.feature for c in one_each.columns] == ["amount", "coin"] and one_each.drift is not None
-    alone = CorrelationSignal(reference_size=n)
+    assert [c.feature for c in one_each.columns] == ["amount", "coin"] and one_each.correlation is not None
+    alone = MultivariateSignals(reference_size=n)
     alone.update(n, {}, {"country": categorical["country"]})  # one feature's indicators are never paired
-    assert alone.off and alone.snapshot() == {"columns": [], "drift": None}
+    assert alone.off and alone.snapshot() == {"columns": [], "correlation": None}
 
 
 def test_categories_of_every_shape_beside_numbers_raise_no_alert_on_a_stationary_stream(monitor: DriftMonitor) -> None:
@@ -213,7 +213,7 @@ def test_categories_of_every_shape_beside_numbers_raise_no_alert_on_a_stationary
         ]
 
     assert watched(monitor, make, 300_000, batch=5000) == []
-    columns = monitor.models["m"].correlation.columns  # type: ignore[union-attr]
+    columns = monitor.models["m"].multivariate.columns  # type: ignore[union-attr]
     assert len(columns) == 13 and "user" not in {c.feature for c in columns}  # 5 numbers, 8 indicators
     assert monitor.models["m"].signals["mean_shift"].seen > 290_000
 
@@ -255,11 +255,11 @@ def test_the_correlation_state_restores_to_the_same_scores_and_one_saved_before_
     model's state saved before the signal had a state of its own (session 51's, which kept it in the joint
     signal's) learns a reference from the next events and is scored after its warm-up."""
     rng = np.random.default_rng(8)
-    signal = CorrelationSignal(reference_size=2000)
+    signal = MultivariateSignals(reference_size=2000)
     assert len(signal.update(2000, *columns_of(pair_rows(rng, 2000, 0.3, width=6))).positions) == 0
     later = pair_rows(rng, 3000, 0.3, width=6)
     signal.update(1500, *columns_of(later[:1500]))
-    twin = CorrelationSignal.restore(json.loads(state_text(signal.snapshot())), reference_size=2000)
+    twin = MultivariateSignals.restore(json.loads(state_text(signal.snapshot())), reference_size=2000)
     original, restored = (s.update(1500, *columns_of(later[1500:])) for s in (signal, twin))
     assert len(original.correlation) == len(original.mean_shift) == 1500
     np.testing.assert_array_equal(restored.correlation, original.correlation)
@@ -268,9 +268,9 @@ def test_the_correlation_state_restores_to_the_same_scores_and_one_saved_before_
 
     assert watched(monitor, lambda start, n: pair_rows(rng, n, 0.3, width=6), 4000) == []
     saved = snapshot_model(monitor, "m")
-    assert saved["correlation"]["columns"] == [[f"f{j}", None] for j in range(6)]
+    assert saved["multivariate"]["columns"] == [[f"f{j}", None] for j in range(6)]
     old = DriftMonitor(monitor.specs, clock=lambda: 1.0)
-    restore_model(old, "m", json.loads(json.dumps({**saved, "correlation": None})))
+    restore_model(old, "m", json.loads(json.dumps({**saved, "multivariate": None})))
     assert watched(old, lambda start, n: pair_rows(rng, n, 0.3, width=6), 2000 + WARM_UP, batch=1000) == []
     assert old.models["m"].signals["correlation"].seen == saved["signals"]["correlation"]["seen"]  # nothing scored
     watched(old, lambda start, n: pair_rows(rng, n, 0.3, width=6), 500, batch=500)
@@ -349,7 +349,7 @@ def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str
                        "flag": (every, np.where(flag, "yes", "no").tolist())}  # fmt: skip
         return numeric, categorical
 
-    signal = CorrelationSignal(reference_size=2000)
+    signal = MultivariateSignals(reference_size=2000)
     signal.update(2000, *make(2000))
     assert len(signal.columns) == {"correlated": 8, "binary": 7, "categories": 6}[kind]
     cusum = CUSUM(run_length=20_000, reference=2000, direction="up")

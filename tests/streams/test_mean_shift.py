@@ -10,10 +10,10 @@ import pytest
 from river.datasets import synth
 
 from driftloop.infra.spec import SpecCatalog
-from driftloop.streams.drift.correlation_signal import CorrelationSignal
 from driftloop.streams.drift.cusum import CUSUM
 from driftloop.streams.drift.mean_shift import WARM_UP, MeanShift
 from driftloop.streams.drift.monitor import DriftMonitor
+from driftloop.streams.drift.multivariate import MultivariateSignals
 from tests.streams.test_correlation import channel_features, columns_of, common_factor, watched, with_signal_off
 
 
@@ -109,7 +109,7 @@ def test_the_score_s_false_alarms_come_at_the_rate_its_cusum_is_set_to(kind: str
         }[kind]()
         return columns_of(rows)
 
-    signal = CorrelationSignal(reference_size=2000)
+    signal = MultivariateSignals(reference_size=2000)
     signal.update(2000, *make(2000))
     cusum = CUSUM(run_length=20_000, reference=2000, direction="up")
     scores = [signal.update(10_000, *make(10_000)).mean_shift for _ in range(120)]

@@ -31,15 +31,15 @@ numeric feature watched are scored.
 ...     amount = sign * np.where(np.array(channel) == "web", 1.0, -1.0) + rng.normal(size=n)
 ...     every = list(range(n))
 ...     return {"amount": (every, amount)}, {"channel": (every, channel)}
->>> signal = CorrelationSignal(reference_size=2000)
->>> _ = signal.update(2000, *batch(2000, +1))  # the reference
->>> [column.label for column in signal.columns]
+>>> signals = MultivariateSignals(reference_size=2000)
+>>> _ = signals.update(2000, *batch(2000, +1))  # the reference
+>>> [column.label for column in signals.columns]
 ['amount', 'channel=web']
->>> _ = signal.update(WARM_UP, *batch(WARM_UP, +1))  # the warm-up: nothing scored
->>> before, after = signal.update(2000, *batch(2000, +1)).correlation, signal.update(2000, *batch(2000, -1)).correlation
+>>> _ = signals.update(WARM_UP, *batch(WARM_UP, +1))  # the warm-up: nothing scored
+>>> before, after = (signals.update(2000, *batch(2000, sign)).correlation for sign in (+1, -1))
 >>> bool(abs(before.mean()) < 0.2 < 1.0 < after[-1000:].mean())
 True
->>> move = signal.changed_pairs()[0]
+>>> move = signals.changed_pairs()[0]
 >>> move.labels, round(move.reference, 1), round(move.recent, 1)
 (('amount', 'channel=web'), 0.7, -0.7)
 """
@@ -57,7 +57,7 @@ from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift
 from driftloop.streams.drift.cusum import within_magnitude
 from driftloop.streams.drift.mean_shift import MeanShift
 
-__all__ = ["WARM_UP", "Column", "ColumnMove", "CorrelationSignal", "PairMove", "Scored"]
+__all__ = ["WARM_UP", "Column", "ColumnMove", "MultivariateSignals", "PairMove", "Scored"]
 
 MAX_NUMERIC = 32  # numeric features watched (the first by name)
 MAX_INDICATORS = 16  # indicator columns watched (of the categorical features, by name)
@@ -111,15 +111,16 @@ class Scored(NamedTuple):
     mean_shift: np.ndarray
 
 
-class CorrelationSignal:
+class MultivariateSignals:
     """The columns of a model's correlation and mean-shift signals, its :class:`~.correlation.CorrelationDrift`
     and its :class:`~.mean_shift.MeanShift`."""
 
     def __init__(self, *, reference_size: int = 2000) -> None:
         self.reference_size = reference_size
         self.columns: list[Column] = []
-        self.drift: CorrelationDrift | None = None  # None: the reference is being gathered, or the signal is off
-        self.shift: MeanShift | None = None  # fitted with ``drift``
+        # both None while the reference is gathered, or where the signals are off
+        self.correlation: CorrelationDrift | None = None
+        self.mean_shift: MeanShift | None = None
         self.off = False  # the reference gave fewer than two features to pair
         self._numeric: list[str] = []  # the features whose reference is gathered (those of the first batch)
         self._categorical: list[str] = []
@@ -132,64 +133,64 @@ class CorrelationSignal:
         if self.off or not count:
             return nothing
         first = 0  # the batch's first event after the reference
-        if self.drift is None:
+        if self.correlation is None:
             first = self._gather(count, numeric, categorical)
             if self._count < self.reference_size:
                 return nothing
             self._fit()
-            if self.drift is None or first == count:
+            if self.correlation is None or first == count:
                 return nothing
-        assert self.shift is not None
+        assert self.mean_shift is not None
         rows, positions = self._rows(count, numeric, categorical)
         if first:
             rows, positions = rows[positions >= first], positions[positions >= first]
         if not len(rows):
             return nothing
-        correlation, shift = self.drift.update(rows), self.shift.update(rows)  # both skip the same warm-up
-        return Scored(positions[len(positions) - len(correlation) :], correlation, shift)
+        correlation, mean_shift = self.correlation.update(rows), self.mean_shift.update(rows)  # the same warm-up
+        return Scored(positions[len(positions) - len(correlation) :], correlation, mean_shift)
 
     def changed_pairs(self, top: int = 3) -> list[PairMove]:
         """The pairs of columns whose correlation over the last events scored moved the most from the reference."""
-        if self.drift is None:
+        if self.correlation is None:
             return []
         return [
             PairMove((self.columns[i], self.columns[j]), reference, recent)
-            for i, j, reference, recent in self.drift.changed_pairs(top)
+            for i, j, reference, recent in self.correlation.changed_pairs(top)
         ]
 
     def moved_columns(self, top: int = 3) -> list[ColumnMove]:
         """The columns whose running means stand farthest from the reference's (in its deviations)."""
-        if self.shift is None:
+        if self.mean_shift is None:
             return []
-        return [ColumnMove(self.columns[m.column], m.reference, m.recent, m.sigmas) for m in self.shift.moved(top)]
+        return [ColumnMove(self.columns[m.column], m.reference, m.recent, m.sigmas) for m in self.mean_shift.moved(top)]
 
     def spread_shift(self) -> bool:
         """Whether the columns' shift is spread over features, not one feature's (:meth:`.MeanShift.spread`)."""
-        return self.shift is not None and self.shift.spread()
+        return self.mean_shift is not None and self.mean_shift.spread()
 
     def snapshot(self) -> dict[str, Any] | None:
         """The columns and the fitted state, JSON-ready (None while the reference is gathered: it is gathered
         again)."""
         if self.off:
-            return {"columns": [], "drift": None}
-        if self.drift is None or self.shift is None:
+            return {"columns": [], "correlation": None}
+        if self.correlation is None or self.mean_shift is None:
             return None
         return {
             "columns": [list(column) for column in self.columns],
-            "drift": self.drift.snapshot(),
-            "shift": self.shift.snapshot(),
+            "correlation": self.correlation.snapshot(),
+            "mean_shift": self.mean_shift.snapshot(),
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> CorrelationSignal:
-        signal = cls(reference_size=reference_size)
+    def restore(cls, data: dict[str, Any], *, reference_size: int = 2000) -> MultivariateSignals:
+        signals = cls(reference_size=reference_size)
         if not data["columns"]:
-            signal.off = True
-        elif data.get("shift"):  # else (saved before the mean shift) the reference is gathered again
-            signal.columns = [Column(feature, category) for feature, category in data["columns"]]
-            signal.drift = CorrelationDrift.restore(data["drift"])
-            signal.shift = MeanShift.restore(data["shift"], groups=signal.drift.groups)
-        return signal
+            signals.off = True
+        else:
+            signals.columns = [Column(feature, category) for feature, category in data["columns"]]
+            signals.correlation = CorrelationDrift.restore(data["correlation"])
+            signals.mean_shift = MeanShift.restore(data["mean_shift"], groups=signals.correlation.groups)
+        return signals
 
     def _gather(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> int:
         """Keep the batch's events that the reference still lacks; how many it took."""
@@ -224,10 +225,10 @@ class CorrelationSignal:
         if len(set(groups.tolist())) < 2 or len(rows) < MIN_ROWS:
             self.off, self.columns = True, []
             return
-        self.drift = CorrelationDrift(len(self.columns), groups=groups)
-        self.drift.fit(rows)
-        self.shift = MeanShift(len(self.columns), groups=groups)
-        self.shift.fit(rows)
+        self.correlation = CorrelationDrift(len(self.columns), groups=groups)
+        self.correlation.fit(rows)
+        self.mean_shift = MeanShift(len(self.columns), groups=groups)
+        self.mean_shift.fit(rows)
 
     def _rows(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> tuple[np.ndarray, np.ndarray]:
         """The batch's columns, of the events that sent every numeric feature watched, and their positions."""
