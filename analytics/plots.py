@@ -152,7 +152,7 @@ def _means_by_category(category: str, number: str, before: pd.DataFrame, after: 
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     width = 0.4
     for k, (half, label) in enumerate(((before, "before"), (after, "after"))):
-        groups = half.groupby(category)[number].agg(["mean", "sem", "size"]).reindex(values)
+        groups = half.groupby(category)[number].agg(["mean", "sem"]).reindex(values)
         axis.bar([i + (k - 0.5) * width for i in range(len(values))], groups["mean"], width, yerr=groups["sem"],
                  alpha=0.8, label=f"{label} ({len(half):,})")  # fmt: skip
     axis.set_xticks(range(len(values)), [str(v) for v in values], rotation=30, ha="right")

@@ -28,7 +28,7 @@ OUTPUTS = frozenset({"score", "prediction", "error"})
 JOINT = "joint"  # the signal of how the numeric features move together
 CORRELATION = "correlation"  # the signal of how pairs of features (numbers, main categories) vary together
 MEAN_SHIFT = "mean_shift"  # the signal of the same columns' means moving together
-JOINT_REFERENCE = 2000  # events the joint and correlation signals' references are learned from (at least the warm-up)
+JOINT_REFERENCE = 2000  # events the joint and multivariate signals' references are learned from (at least the warm-up)
 _KIND = {
     "numeric": "data",
     "categorical": "data",
@@ -191,8 +191,8 @@ def feature_signal(feature: str) -> str:
     """The signal that watches a feature's values: the feature's name, unless a signal of the model's own could
     have it.
 
-    >>> feature_signal("amount"), feature_signal("joint"), feature_signal("correlation"), feature_signal("score@v3")
-    ('amount', 'feature:joint', 'feature:correlation', 'feature:score@v3')
+    >>> feature_signal("amount"), feature_signal("joint"), feature_signal("mean_shift"), feature_signal("score@v3")
+    ('amount', 'feature:joint', 'feature:mean_shift', 'feature:score@v3')
     >>> feature_signal("amount:spread")
     'feature:amount:spread'
     """
