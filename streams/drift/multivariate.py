@@ -124,7 +124,8 @@ class MultivariateSignals:
         self.off = False  # the reference gave fewer than two features to pair
         self._numeric: list[str] = []  # the features whose reference is gathered (those of the first batch)
         self._categorical: list[str] = []
-        self._gathered: list[tuple[np.ndarray, list[list[Any]]]] = []
+        # the reference's batches as they came: how many of their first events it takes, their size, their features
+        self._gathered: list[tuple[int, int, FeatureValues, FeatureValues]] = []
         self._count = 0
 
     def update(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> Scored:
@@ -198,31 +199,36 @@ class MultivariateSignals:
             self._numeric = sorted(numeric)[:MAX_NUMERIC]
             self._categorical = sorted(categorical)
         take = min(count, self.reference_size - self._count)
-        matrix = np.column_stack([_numbers(count, *numeric[name]) if name in numeric else np.full(count, np.nan)
-                                  for name in self._numeric] or [np.empty((count, 0))])  # fmt: skip
-        texts = [_texts(count, *categorical[name]) if name in categorical else [None] * count
-                 for name in self._categorical]  # fmt: skip
-        self._gathered.append((matrix[:take], [column[:take] for column in texts]))
+        self._gathered.append((take, count, dict(numeric), dict(categorical)))
         self._count += take
         return take
 
     def _fit(self) -> None:
-        numbers = np.concatenate([matrix for matrix, _ in self._gathered])
-        texts = [[text for _, part in self._gathered for text in part[k]] for k in range(len(self._categorical))]
-        self._gathered = []
-        sent = np.isnan(numbers).mean(axis=0) <= 0.5  # else most events would go unscored
-        self.columns = [Column(name) for name, kept in zip(self._numeric, sent.tolist(), strict=True) if kept]
-        for name, values in zip(self._categorical, texts, strict=True):
+        """Choose the columns from the reference's events, and fit both signals on the events' rows of them (built
+        as every later batch's are, :meth:`_rows`)."""
+        gathered, self._gathered = self._gathered, []
+        nulls = dict.fromkeys(self._numeric, 0)
+        for take, count, numeric, _ in gathered:
+            for name in self._numeric:
+                sent = numeric.get(name)
+                nulls[name] += int(np.isnan(_numbers(count, *sent)[:take]).sum()) if sent is not None else take
+        # a number null in most of the reference's events would leave most events unscored
+        self.columns = [Column(name) for name in self._numeric if nulls[name] <= self._count / 2]
+        for name in self._categorical:
+            counts: Counter[Any] = Counter()
+            for take, _, _, categorical in gathered:
+                if name in categorical:
+                    positions, values = categorical[name]
+                    counts.update(text for position, text in zip(positions, values, strict=True) if position < take)
             room = MAX_INDICATORS - sum(column.category is not None for column in self.columns)
-            self.columns += [Column(name, category) for category in _main_categories(values)[:room]]
+            self.columns += [Column(name, category) for category in _main_categories(counts, self._count)[:room]]
         groups = np.unique([column.feature for column in self.columns], return_inverse=True)[1]
-        rows = np.column_stack(
-            [numbers[:, self._numeric.index(c.feature)] if c.category is None else
-             np.array([v == c.category for v in texts[self._categorical.index(c.feature)]], dtype=float)
-             for c in self.columns] or [np.empty((len(numbers), 0))]
-        )  # fmt: skip
-        rows = within_magnitude(rows[~np.isnan(rows).any(axis=1)])
-        if len(set(groups.tolist())) < 2 or len(rows) < MIN_ROWS:
+        if len(set(groups.tolist())) < 2:
+            self.off, self.columns = True, []
+            return
+        parts = [(self._rows(count, numeric, categorical), take) for take, count, numeric, categorical in gathered]
+        rows = np.concatenate([part[positions < take] for (part, positions), take in parts])
+        if len(rows) < MIN_ROWS:
             self.off, self.columns = True, []
             return
         self.correlation = CorrelationDrift(len(self.columns), groups=groups)
@@ -247,13 +253,12 @@ class MultivariateSignals:
         return rows[positions], positions
 
 
-def _main_categories(values: Sequence[Any]) -> list[str]:
-    """The categories of at least ``MIN_SHARE`` and at most ``1 - MIN_SHARE`` of ``values`` (None: null, no
-    category), the most common first, :data:`PER_FEATURE` at most; the most common left out where they cover
-    :data:`COMPLETE` of them."""
-    shares = Counter(v for v in values if v is not None)
-    main = [(text, n / len(values)) for text, n in sorted(shares.items(), key=lambda item: (-item[1], str(item[0])))]
-    main = [(text, share) for text, share in main if MIN_SHARE <= share <= 1 - MIN_SHARE][:PER_FEATURE]
+def _main_categories(counts: Counter[Any], events: int) -> list[str]:
+    """The categories of at least ``MIN_SHARE`` and at most ``1 - MIN_SHARE`` of ``events`` (``counts``: each
+    category's events), the most common first, :data:`PER_FEATURE` at most; the most common left out where they
+    cover :data:`COMPLETE` of them."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+    main = [(text, n / events) for text, n in ranked if MIN_SHARE <= n / events <= 1 - MIN_SHARE][:PER_FEATURE]
     if len(main) >= 2 and sum(share for _, share in main) >= COMPLETE:
         main = main[1:]
     return [str(text) for text, _ in main]
@@ -266,14 +271,6 @@ def _numbers(count: int, positions: Sequence[int], values: Any) -> np.ndarray:
     column = np.full(count, np.nan)
     column[np.asarray(positions, dtype=np.intp)] = np.asarray(values, dtype=np.float64)
     return column
-
-
-def _texts(count: int, positions: Sequence[int], values: Any) -> list[Any]:
-    """A categorical feature's texts in a batch of ``count`` events (None where an event did not send it)."""
-    texts: list[Any] = [None] * count
-    for position, text in zip(positions, values, strict=True):
-        texts[position] = text
-    return texts
 
 
 def _indicator(count: int, category: str, positions: Sequence[int], values: Any) -> np.ndarray:
