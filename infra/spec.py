@@ -92,7 +92,16 @@ if TYPE_CHECKING:
     from driftloop.infra.settings import Settings
 
 SignalType = Literal[
-    "numeric", "categorical", "missing", "outliers", "correlation", "mean_shift", "score", "prediction", "error"
+    "numeric",
+    "categorical",
+    "missing",
+    "outliers",
+    "shape",
+    "correlation",
+    "mean_shift",
+    "score",
+    "prediction",
+    "error",
 ]
 #: Detector names a spec may use; ``streams.drift.detectors`` implements exactly these.
 DETECTOR_NAMES = (
@@ -111,8 +120,9 @@ DETECTOR_NAMES = (
 CATEGORY_DETECTORS = frozenset({"CategoricalShift"})
 #: Detectors that take 0/1 values only (1: a mistake, a null, a value far out of range).
 BINARY_DETECTORS = frozenset({"DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM"})
-#: Signal types whose values are categories, and those whose values are 0/1 (``error``: a classifier's).
-CATEGORY_SIGNALS = frozenset({"categorical", "prediction"})
+#: Signal types whose values are categories (``shape``: the bins of a numeric feature's reference's deciles), and
+#: those whose values are 0/1 (``error``: a classifier's).
+CATEGORY_SIGNALS = frozenset({"categorical", "prediction", "shape"})
 BINARY_SIGNALS = frozenset({"missing", "outliers", "error"})
 log = logging.getLogger("driftloop.specs")
 
@@ -176,6 +186,7 @@ _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     "error": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a falling error is no drift
     "categorical": DetectorConfig(name="CategoricalShift"),
     "prediction": DetectorConfig(name="CategoricalShift"),
+    "shape": DetectorConfig(name="CategoricalShift"),  # a numeric feature's bins (its reference's deciles)
 }
 
 
@@ -212,6 +223,11 @@ class MonitoringSpec(_Frozen):
         True,
         description="also watch the rate of each numeric feature's values far beyond its reference's range "
         "(catches a share of values sent in another unit)",
+    )
+    shape: bool = Field(
+        True,
+        description="also watch how each numeric feature's values fall into its reference's deciles (catches a "
+        "change of its distribution's shape that keeps its mean and spread: values rounded, a second mode)",
     )
     max_features: int = Field(
         500, ge=1, description="features watched per model; names beyond it are counted, not watched (bounds memory)"

@@ -19,6 +19,7 @@ from driftloop.streams.drift.signals import (
     EventRing,
     ModelState,
     SignalState,
+    feature_of,
 )
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
@@ -85,6 +86,10 @@ def make_alert(
         detail["features"] = list(dict.fromkeys(m.column.feature for m in moved))
         means = ", ".join(f"{m.column.label} ({m.reference:.4g} → {m.recent:.4g}, {m.sigmas:+.2f}σ)" for m in moved)
         message += f"; the features whose means moved most: {means}"
+    if signal.signal_type == "shape":
+        detail["bins"] = _bins_moved(state.bins.get(feature_of(signal.name), ()), evidence)
+        moves = sorted(detail["bins"], key=lambda b: -abs(b["recent"] - b["reference"]))[:3]
+        message += f"; the bins of its reference's deciles whose shares moved most: {', '.join(map(_bin_move, moves))}"
     estimate = _estimated_accuracy(state, signal, evidence)
     if estimate is not None:
         message += f"; estimated accuracy (CBPE, before labels) {estimate[0]:.3f} → {estimate[1]:.3f}"
@@ -123,6 +128,30 @@ def make_alert(
         owner=spec.owner,
         runbook=spec.runbook,
     )
+
+
+def _bins_moved(edges: tuple[float, ...], evidence: Any) -> list[dict[str, Any]]:
+    """Each bin of a shape signal (``streams.drift.extract._shape``): its range (``low`` None: from the lowest
+    value; ``high`` None: to the highest) and its shares of the reference and of the window.
+
+    >>> evidence = type("E", (), {"details": {"shares_reference_vs_window": {"0": (0.5, 0.2), "1": (0.5, 0.8)}}})
+    >>> _bins_moved((1.5,), evidence)
+    [{'low': None, 'high': 1.5, 'reference': 0.5, 'recent': 0.2}, {'low': 1.5, 'high': None, 'reference': 0.5, 'recent': 0.8}]
+    """
+    shares = evidence.details.get("shares_reference_vs_window", {})
+    bounds = [None, *edges, None]
+    return [
+        {"low": bounds[b], "high": bounds[b + 1], "reference": shares.get(str(b), (0.0, 0.0))[0],
+         "recent": shares.get(str(b), (0.0, 0.0))[1]}
+        for b in range(len(edges) + 1)
+    ]  # fmt: skip
+
+
+def _bin_move(moved: dict[str, Any]) -> str:
+    """``(-0.84, -0.52] 10.0 % → 4.1 %``."""
+    low, high = moved["low"], moved["high"]
+    where = f"≤ {high:.4g}" if low is None else f"> {low:.4g}" if high is None else f"({low:.4g}, {high:.4g}]"
+    return f"{where} {100 * moved['reference']:.1f} % → {100 * moved['recent']:.1f} %"
 
 
 def _estimated_accuracy(state: ModelState, signal: SignalState, evidence: Any) -> tuple[float, float] | None:

@@ -89,6 +89,7 @@ DIRECTIONS = {"both": (1, -1), "up": (1,), "down": (-1,)}
 #: A numeric reference is held within its quantiles at TAIL and 1 - TAIL, and so is every value the charts see
 #: after it (module docstring, 5.).
 TAIL = 0.01
+DECILES = np.linspace(0.1, 0.9, 9)
 _SIMULATED_RUN = 100.0  # events: each chart's run length where the overshoot is measured
 _GUESSED_OVERSHOOT = 1.166  # a Gaussian walk's (Siegmund's 0.583 at each barrier): where the simulation starts
 _STREAMS, _STEPS = 128, 1500  # the simulation's resampled streams and their length
@@ -116,6 +117,9 @@ class Calibration:
     # the range the values are held within (docstring, 5.): the reference's, which its growth keeps
     low: float = -math.inf
     high: float = math.inf
+    # the reference's deciles (a numeric reference's: none for a rate or a constant), where a feature's shape
+    # signal cuts its values into bins (``streams.drift.extract``)
+    deciles: tuple[float, ...] = ()
 
     def thresholds(self, run_length: float, sides: tuple[int, ...] = (1, -1)) -> np.ndarray:
         """Each chart's threshold so that the bank's false alarms come every ``run_length`` values on average
@@ -212,7 +216,10 @@ def calibrate(
     own_std = float(values.std(ddof=1)) if values.min() < values.max() else 0.0
     shape = _standardized(values, own_std) if own_std > 0 else np.zeros(len(values))
     laws = _calibrate(shape, np.full(len(values), 1.0 / len(values)), whole, std, tuple(allowances), seed)
-    return dataclasses.replace(laws, low=float(values.min()), high=float(values.max())) if own_std > 0 else laws
+    if not own_std > 0:
+        return laws
+    deciles = tuple(np.quantile(values, DECILES).tolist())
+    return dataclasses.replace(laws, low=float(values.min()), high=float(values.max()), deciles=deciles)
 
 
 #: The largest magnitude a chart takes a value at: past it, a value is taken at it. The squares of values past

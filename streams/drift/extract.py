@@ -1,7 +1,8 @@
 """From a batch of one model's predictions to the values of each of its signals.
 
 Every numeric feature (its values; with ``monitoring.spread`` its distance from the warm-up's centre; with
-``monitoring.outliers`` the rate of its values far out of its reference's range, :func:`_outliers`), every
+``monitoring.outliers`` the rate of its values far out of its reference's range, :func:`_outliers`; with
+``monitoring.shape`` the bin of its reference's deciles each value falls in, :func:`_shape`), every
 categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, the
 ``correlation`` and ``mean_shift`` signals of the features together, and the score and prediction of each
 serving version. New feature names are admitted up to ``monitoring.max_features``; the rest are counted, not
@@ -16,6 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from driftloop.streams.batch import CodedTexts
+from driftloop.streams.drift.cusum import DECILES
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.multivariate import MultivariateSignals
@@ -24,6 +27,7 @@ from driftloop.streams.drift.signals import (
     JOINT,
     JOINT_REFERENCE,
     MEAN_SHIFT,
+    MIN_REFERENCE,
     VERSION_MARK,
     ModelState,
     family,
@@ -84,6 +88,11 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
             far = _far(state, name)
             if far is not None:
                 signals.append(SignalValues(f"{name}:outliers", "outliers", p, _outliers(v, far)))
+    if spec.monitoring.shape:
+        for name, (p, v) in numeric.items():
+            edges = _bins(state, name, v)
+            if edges is not None:
+                signals.append(SignalValues(f"{name}:shape", "shape", p, _shape(v, edges)))
     signals += [SignalValues(feature_signal(name), "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
@@ -347,13 +356,68 @@ def _far(state: ModelState, name: str) -> tuple[float, float] | None:
     centre is: the detector's next references, after an alarm, do not move it."""
     far = state.far.get(name)
     if far is None:
-        signal = state.signals.get(feature_signal(name))
-        calibration = getattr(signal.detector, "calibration", None) if signal is not None else None
+        calibration = _calibration(state, name)
         if calibration is None or not getattr(calibration, "bounded", False):
             return None
         width = calibration.high - calibration.low
         far = state.far[name] = (calibration.low - width, calibration.high + width)
     return far
+
+
+def _bins(state: ModelState, name: str, values: Any) -> np.ndarray | None:
+    """The edges of a numeric feature's shape bins: its reference's distinct deciles, as its detector learnt them
+    (taken once, as its outliers' range is; a detector's reference restored from a state saved before the shape
+    signal has none, and they are taken from the feature's next values). None until they are known, for a
+    detector of River's, and for a feature of fewer than :data:`MIN_EDGES` distinct deciles (a 0/1 flag, a count
+    mostly 0): the shares of so few bins are its mean's, which its own chart watches."""
+    edges = state.bins.get(name)
+    if edges is None:
+        calibration = _calibration(state, name)
+        if calibration is None or not getattr(calibration, "bounded", False):
+            return None  # not learnt yet, River's, or a rate or a constant (no deciles)
+        deciles = getattr(calibration, "deciles", ()) or _deciles_of_next(state, name, values)
+        if not deciles:
+            return None
+        edges = state.bins[name] = tuple(sorted(set(deciles)))
+    return np.asarray(edges) if len(edges) >= MIN_EDGES else None
+
+
+def _deciles_of_next(state: ModelState, name: str, values: Any) -> tuple[float, ...]:
+    """The deciles of a feature's values from now, once a warm-up of them has come (none before)."""
+    size = max(state.spec.monitoring.warmup, MIN_REFERENCE)
+    gathered = state.shape_reference.setdefault(name, [])
+    gathered += np.asarray(values, dtype=float)[: size - len(gathered)].tolist()
+    if len(gathered) < size:
+        return ()
+    del state.shape_reference[name]
+    return tuple(np.quantile(gathered, DECILES).tolist())
+
+
+#: The fewest distinct deciles (bin edges) a feature's shape signal takes: four bins, three of them shared.
+MIN_EDGES = 3
+#: The shape signal's categories: a bin's number, as text (the alert names its range).
+BIN_TEXTS = [str(b) for b in range(10)]
+
+
+def _shape(values: Any, edges: np.ndarray) -> CodedTexts:
+    """The bin each value falls in: bin ``b`` holds the values above edge ``b - 1`` up to edge ``b``, the first
+    those up to the first edge and the last those above the last. A stationary feature's values fall about a
+    tenth in each bin (more where deciles coincide); a change of shape that keeps the mean and the spread (a
+    Gaussian feature turned uniform, rounded to whole numbers, or split into two modes) moves the shares, which
+    the category detector tests.
+
+    >>> _shape(np.array([-2.0, -1.0, 0.5, 3.0]), np.array([-1.0, 0.0, 1.0])).codes.tolist()
+    [0, 0, 2, 3]
+    """
+    codes = np.searchsorted(edges, np.asarray(values, dtype=float), side="left")
+    return CodedTexts(BIN_TEXTS[: len(edges) + 1], codes)
+
+
+def _calibration(state: ModelState, name: str) -> Any:
+    """The calibration of a numeric feature's values' detector (None before it has learnt one, or for a detector
+    that has none: River's)."""
+    signal = state.signals.get(feature_signal(name))
+    return getattr(signal.detector, "calibration", None) if signal is not None else None
 
 
 def _outliers(values: Any, far: tuple[float, float]) -> np.ndarray:

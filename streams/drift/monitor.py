@@ -42,6 +42,7 @@ from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmati
 from driftloop.streams.drift.signals import (
     JOINT_REFERENCE,
     MIN_REFERENCE,
+    PER_FEATURE,
     RATE_PARAMS,
     RING,
     VERSION_MARK,
@@ -61,7 +62,7 @@ __all__ = ["JOINT_REFERENCE", "DriftMonitor", "ModelState", "SignalState", "outp
 log = logging.getLogger("driftloop.drift")
 
 OWN_SIGNALS = 6  # a model's signals besides its features': score, prediction, error, joint, correlation, mean_shift
-_NOT_NUMERIC = frozenset({"categorical", "prediction"})  # signal types whose values have no mean
+_NOT_NUMERIC = frozenset({"categorical", "prediction", "shape"})  # signal types whose values have no mean
 _ZERO_ONE = frozenset({0.0, 1.0})
 
 
@@ -209,9 +210,9 @@ class DriftMonitor:
                 return None
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
-            # the signals that share the model's false alarms: values, spread, outliers and null rate per feature,
-            # score, prediction, error, joint, correlation, mean_shift
-            state.expected_signals = max(4 * max(features, len(spec.features)) + OWN_SIGNALS, 1)
+            # the signals that share the model's false alarms: values, spread, outliers, shape and null rate per
+            # feature, score, prediction, error, joint, correlation, mean_shift
+            state.expected_signals = max(PER_FEATURE * max(features, len(spec.features)) + OWN_SIGNALS, 1)
             self.models[model] = state
         return state
 
@@ -231,7 +232,7 @@ class DriftMonitor:
             )
             return
         state.spec, state.policy.spec, state.refused_spec = spec, spec.monitoring, None
-        state.expected_signals = max(state.expected_signals, 4 * len(spec.features) + OWN_SIGNALS)
+        state.expected_signals = max(state.expected_signals, PER_FEATURE * len(spec.features) + OWN_SIGNALS)
         restarted = [
             name
             for name, signal in state.signals.items()

@@ -34,6 +34,7 @@ _KIND = {
     "categorical": "data",
     "missing": "data",
     "outliers": "data",
+    "shape": "data",
     "correlation": "data",
     "mean_shift": "data",
     "score": "prediction",
@@ -151,6 +152,8 @@ class ModelState:
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     far: dict[str, tuple[float, float]] = field(default_factory=dict)  # feature -> where its outliers begin
+    bins: dict[str, tuple[float, ...]] = field(default_factory=dict)  # feature -> its shape signal's bins' edges
+    shape_reference: dict[str, list[float]] = field(default_factory=dict)  # values its bins are taken from (rarely)
     type_changes: int = 0  # texts of numeric features, counted as missing (streams.drift.extract._one_type_each)
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
@@ -175,8 +178,12 @@ def set_run_length(signal: SignalState, events: float) -> None:
         signal.detector.set_run_length(events)
 
 
-#: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``.
-FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers")
+#: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``,
+#: ``amount:shape``.
+FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers", ":shape")
+#: Signals a numeric feature has: its values, spread, outliers, shape and null rate (the share of the model's
+#: false alarms each takes: ``streams.drift.monitor``).
+PER_FEATURE = 5
 
 
 #: A feature named as one of the model's own signals could be (``joint``, ``correlation``, ``mean_shift``,
@@ -241,4 +248,4 @@ def forget_old_versions(state: ModelState, version: int) -> None:
 
 def family(signal_type: str) -> str:
     """Signal types whose detectors take the same values: numbers, or categories."""
-    return "categories" if signal_type in {"categorical", "prediction"} else "numbers"
+    return "categories" if signal_type in {"categorical", "prediction", "shape"} else "numbers"

@@ -28,6 +28,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "features": sorted(state.features),
         "centres": state.centres,
         "far": {name: list(bounds) for name, bounds in state.far.items()},
+        "bins": {name: list(edges) for name, edges in state.bins.items()},
         "policy": state.policy.snapshot(),
         "joint": state.joint.snapshot() if state.joint is not None else None,
         "multivariate": state.multivariate.snapshot() if state.multivariate is not None else None,
@@ -59,6 +60,7 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.features = set(data.get("features", []))
     state.centres = {name: [float(a), float(b)] for name, (a, b) in data.get("centres", {}).items()}
     state.far = {name: (float(low), float(high)) for name, (low, high) in data.get("far", {}).items()}
+    state.bins = {name: tuple(map(float, edges)) for name, edges in data.get("bins", {}).items()}
     state.policy.restore(data.get("policy", {}))
     reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
     if data.get("joint"):
