@@ -135,8 +135,11 @@ def _bins_moved(edges: tuple[float, ...], evidence: Any) -> list[dict[str, Any]]
     value; ``high`` None: to the highest) and its shares of the reference and of the window.
 
     >>> evidence = type("E", (), {"details": {"shares_reference_vs_window": {"0": (0.5, 0.2), "1": (0.5, 0.8)}}})
-    >>> _bins_moved((1.5,), evidence)
-    [{'low': None, 'high': 1.5, 'reference': 0.5, 'recent': 0.2}, {'low': 1.5, 'high': None, 'reference': 0.5, 'recent': 0.8}]
+    >>> first, second = _bins_moved((1.5,), evidence)
+    >>> first
+    {'low': None, 'high': 1.5, 'reference': 0.5, 'recent': 0.2}
+    >>> second
+    {'low': 1.5, 'high': None, 'reference': 0.5, 'recent': 0.8}
     """
     shares = evidence.details.get("shares_reference_vs_window", {})
     bounds = [None, *edges, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.cusum import calibrate
@@ -46,15 +48,15 @@ def turned(rng: np.random.Generator, after: Draw, at: int = CHANGE) -> Callable[
     return make
 
 
-def delay(alert) -> int:  # noqa: ANN001
+def delay(alert: Alert) -> int:
     return int(alert.request_id[1:]) - CHANGE
 
 
 @pytest.mark.parametrize(
     ("after", "within"),
     [
-        pytest.param(UNIFORM, 7000, id="uniform"),  # 3,000–3,500 here (the long window's); before: missed, or 10,000
-        pytest.param(TWO_MODES, 1000, id="two-modes"),  # 350–400 here; before: 1,300–1,500 by its spread
+        pytest.param(UNIFORM, 7000, id="uniform"),  # 3,000 to 3,500 here (the long window's); before: missed, or 10,000
+        pytest.param(TWO_MODES, 1000, id="two-modes"),  # 350 to 400 here; before: 1,300 to 1,500 by its spread
         pytest.param(ROUNDED, 400, id="rounded"),  # 149 here; before: never
     ],
 )
@@ -73,7 +75,7 @@ def test_a_change_of_shape_that_keeps_the_mean_and_spread_is_the_feature_s_shape
     assert 0 <= delay(first) < within
     bins = first.evidence["bins"]
     assert len(bins) == 10 and bins[0]["low"] is None and bins[-1]["high"] is None
-    assert all(b["high"] == c["low"] for b, c in zip(bins, bins[1:], strict=False))
+    assert all(b["high"] == c["low"] for b, c in itertools.pairwise(bins))
     assert -1.4 < bins[0]["high"] < -1.15 and 1.15 < bins[-1]["low"] < 1.4  # the Gaussian's deciles, ±1.28
     assert all(abs(b["reference"] - 0.1) < 0.03 for b in bins)
     assert "bins of its reference's deciles" in first.message and " % → " in first.message
