@@ -186,7 +186,9 @@ _DEFAULT_DETECTORS: dict[str, DetectorConfig] = {
     "error": DetectorConfig(name="CUSUM", params={"direction": "up"}),  # a falling error is no drift
     "categorical": DetectorConfig(name="CategoricalShift"),
     "prediction": DetectorConfig(name="CategoricalShift"),
-    "shape": DetectorConfig(name="CategoricalShift"),  # a numeric feature's bins (its reference's deciles)
+    # a numeric feature's bins (its reference's deciles): one window of 2,000 tested every 200 values, as a shape
+    # moves its bins' shares by a few points (a window of 500 adds nothing), at a third of the two windows' cost
+    "shape": DetectorConfig(name="CategoricalShift", params={"window": 2000, "long_window": 0, "clock": 200}),
 }
 
 
