@@ -20,7 +20,9 @@ Monitoring needs no spec: a model that sends events is watched with the defaults
     max_alerts_per_hour = 6
     max_features = 500                    # names watched per model; more are counted, not watched
 
-    [monitoring.detectors]                # per signal type: numeric, categorical, missing, outliers,
+    # shape = false                       # a numeric feature's bins of its reference's deciles (default on)
+
+    [monitoring.detectors]                # per signal type: numeric, categorical, missing, outliers, shape,
     error = { name = "HDDM_A" }           # correlation, mean_shift, score, prediction, error; River's keyword
                                           # arguments in `params`
 

@@ -318,11 +318,13 @@ def pack_window(categories: list[str], places: np.ndarray) -> dict[str, Any]:
 
     >>> saved = pack_window(["a", "b", "c"], np.array([2, 0, 2]))
     >>> saved["categories"], unpack_window(saved)
-    (['a', 'c'], ['c', 'a', 'c'])
+    (['c', 'a'], ['c', 'a', 'c'])
     >>> unpack_window(pack_window([str(i) for i in range(300)], np.arange(300)))[-2:], unpack_window(["x", "y"])
     (['298', '299'], ['x', 'y'])
     """
-    present, codes = np.unique(places, return_inverse=True)
+    present, first, codes = np.unique(places, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # the categories in the order the window first holds them: one window, one text
+    present, codes = present[order], np.argsort(order)[codes]
     bits = next(b for b in (4, 8, 16, 32) if len(present) <= 1 << b)
     if bits == 4:  # two a byte
         codes = np.append(codes, 0) if len(codes) % 2 else codes

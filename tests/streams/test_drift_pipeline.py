@@ -327,3 +327,47 @@ def test_many_features_moving_a_little_together_are_a_mean_shift_and_the_report_
     result = drift_stack.run_cli("report", "--model", model, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert all(f'alt="{s["feature"]} before/after"' in out.read_text() for s in shifts[:2])
+
+
+def test_a_feature_rounded_to_whole_numbers_is_a_shape_alert_and_the_report_draws_it(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path, tmp_path: Path
+) -> None:
+    """Four N(0,1) features, f0 rounded to whole numbers from request 5,000 on (its mean and variance kept): the
+    worker's first alert is on ``f0:shape``, its evidence's bins (ten, open at both ends) say the bin of 0 filled,
+    and ``driftloop report`` draws f0 before and after the change point. The events come in three parts, each
+    detected before the next is sent: a shape signal starts at the part after its feature's reference is learnt
+    (the first), and learns its own from the next 2,000 values (the second)."""
+    model = spec(specs, warmup=500)
+    rng = random.Random(9)
+    client = connect(drift_stack.settings.clickhouse)
+    for start, end in ((0, 1000), (1000, 5000), (5000, 7000)):
+        with EventProducer(drift_stack.settings, max_events=500) as producer:
+            for i in range(start, end):
+                features = {f"f{j}": rng.gauss(0, 1) for j in range(4)}
+                if i >= 5000:
+                    features["f0"] = float(round(features["f0"]))
+                producer.emit_prediction(
+                    model, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i
+                )
+        wait_for(
+            lambda end=end: (
+                client.execute("SELECT max(events) FROM detector_state FINAL WHERE model = %(m)s", {"m": model})[0][0]
+                >= end
+            ),
+            timeout_s=120,
+            what=f"the first {end:,} events detected",
+        )
+    rows = wait_for(lambda: alerts_in_clickhouse(drift_stack, model), timeout_s=150, what="the alert in ClickHouse")
+    assert [(r[0], r[1], r[2]) for r in rows[:1]] == [("f0:shape", "data", "CategoricalShift")]
+    assert 5000 <= int(rows[0][3][1:]) < 6000
+    (evidence,) = client.execute(
+        "SELECT evidence FROM drift_alerts FINAL WHERE model = %(m)s AND signal = 'f0:shape'", {"m": model}
+    )[0]
+    bins = json.loads(evidence)["bins"]
+    assert len(bins) == 10 and bins[0]["low"] is None and bins[-1]["high"] is None
+    zero = next(b for b in bins if b["low"] is not None and b["low"] < 0 <= b["high"])
+    assert zero["recent"] > zero["reference"] + 0.05
+    out = tmp_path / "report.html"
+    result = drift_stack.run_cli("report", "--model", model, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert 'alt="f0 before/after"' in out.read_text()
