@@ -42,8 +42,9 @@ class CategoricalShift:
     fires when a p-value is below it. The short window sees a large change within a few hundred values; the
     long one a share that moves by a few points, which a window of 500 cannot tell from noise (one category of
     ten from 10 % to 14.5 %, the traffic of 200 categories moving a tenth of itself onto 20 of them: never
-    caught in 60,000 values with the short window and a reference of 2,000, measured). An alarm of the long
-    window places the change at the window's start: up to ``long_window`` values early.
+    caught in 60,000 values with the short window and a reference of 2,000, measured). An alarm places the
+    change within its window where its values turn from the reference's kind to the window's
+    (:func:`_since_change`), not at the window's first value (up to ``long_window`` values early).
 
     The reference grows, up to ``max_reference`` values: the values that leave the long window join it each
     time they are as many as it holds (it doubles), so that its shares are known well enough for the long
@@ -303,12 +304,31 @@ class CategoricalShift:
             threshold=float(chdtri(dof, level)),
             reference_size=ref_total,
             window_size=win_total,
-            change_offset=win_total,
+            change_offset=_since_change(self._reference_counts[: len(window_counts)], window_counts, self._recent),
             details={"p_value": float(p_value), "shares_reference_vs_window": shares, "new_categories": new},
         )
         self._drift = True
         # the new normal: learn a fresh reference from what comes next
         self._start_over()
+
+
+def _since_change(reference: np.ndarray, window: np.ndarray, places: np.ndarray) -> int:
+    """How many of a window's last values (``places``, counted by category in ``window``) came after the change
+    it shows: where the running sum of each value's log-likelihood ratio, of the window's shares against the
+    reference's, is lowest (a CUSUM's estimate: values of the reference's kind pull it down, values of the new
+    kind up), so that the change is placed where it began, not at the window's first value (up to a whole
+    window early, and a retraining learnt from rows of the old world).
+
+    >>> reference = np.array([500, 500])  # half a, half b
+    >>> places = np.array([0, 1] * 300 + [1] * 400)  # 600 values as before, then 400 of b only
+    >>> 350 <= _since_change(reference, np.bincount(places), places) <= 450
+    True
+    """
+    ratio = np.log((window + 0.5) / (window.sum() + 0.5 * len(window))) - np.log(
+        (reference + 0.5) / (reference.sum() + 0.5 * len(reference))
+    )
+    sums = np.concatenate([[0.0], np.cumsum(ratio[places])])
+    return max(len(places) - int(np.argmin(sums)), 1)
 
 
 def pack_window(categories: list[str], places: np.ndarray) -> dict[str, Any]:

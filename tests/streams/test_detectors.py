@@ -8,9 +8,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 from driftloop.infra.spec import BINARY_DETECTORS, DETECTOR_NAMES, DetectorConfig
+from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.detectors import build
 
 # Each detector's stream before and after its change, and settings strict enough to be quiet on the first.
@@ -85,6 +87,21 @@ def test_adwin_places_the_change_point_near_the_true_one() -> None:
     assert abs((position - evidence.change_offset) - 3000) <= 30
     assert evidence.reference_mean == pytest.approx(0, abs=0.1) and evidence.window_mean == pytest.approx(1, abs=0.35)
     assert evidence.statistic > evidence.threshold
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_categorical_alarm_places_the_change_where_it_began(seed: int) -> None:
+    """Channels of 60/30/10 %, then 40/30/30 % from value 20,000 on: the alarm comes 200–300 values later, and its
+    change point (``change_offset`` values before the alarm's) within 50 of the change, where the window's first
+    value placed it 200–300 early (a long window's, up to 5,000)."""
+    rng = np.random.default_rng(seed)
+    detector = CategoricalShift()
+    detector.set_run_length(4e9)
+    before = rng.choice(["web", "app", "shop"], p=[0.6, 0.3, 0.1], size=20_000).tolist()
+    after = rng.choice(["web", "app", "shop"], p=[0.4, 0.3, 0.3], size=5_000).tolist()
+    (position, evidence), *_ = detector.update_many(before + after)
+    assert 100 < position - 20_000 < 500
+    assert abs(position - evidence.change_offset + 1 - 20_000) <= 50
 
 
 def test_categorical_shift_reports_new_categories() -> None:

@@ -71,6 +71,7 @@ def test_a_change_of_shape_that_keeps_the_mean_and_spread_is_the_feature_s_shape
     first = alerts[0]
     assert (first.signal, first.kind, first.detector) == ("x:shape", "data", "CategoricalShift")
     assert 0 <= delay(first) < within
+    assert abs(int(first.change_point_request_id[1:]) - CHANGE) < 350  # 1 to 283 here; the window's start before
     bins = first.evidence["bins"]
     assert len(bins) == 10 and bins[0]["low"] is None and bins[-1]["high"] is None
     assert all(b["high"] == c["low"] for b, c in itertools.pairwise(bins))
