@@ -393,7 +393,7 @@ def _deciles_of_next(state: ModelState, name: str, values: Any) -> tuple[float, 
     return tuple(np.quantile(gathered, DECILES).tolist())
 
 
-#: The fewest distinct deciles (bin edges) a feature's shape signal takes: four bins, three of them shared.
+#: The fewest distinct deciles (bin edges) a feature's shape signal takes: three, four bins.
 MIN_EDGES = 3
 #: The shape signal's categories: a bin's number, as text (the alert names its range).
 BIN_TEXTS = [str(b) for b in range(10)]

@@ -153,7 +153,9 @@ class ModelState:
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     far: dict[str, tuple[float, float]] = field(default_factory=dict)  # feature -> where its outliers begin
     bins: dict[str, tuple[float, ...]] = field(default_factory=dict)  # feature -> its shape signal's bins' edges
-    shape_reference: dict[str, list[float]] = field(default_factory=dict)  # values its bins are taken from (rarely)
+    # a feature's values its bins are taken from, where its detector's reference has no deciles (one restored
+    # from a state saved before the shape signal); not saved: a restart gathers them again
+    shape_reference: dict[str, list[float]] = field(default_factory=dict)
     type_changes: int = 0  # texts of numeric features, counted as missing (streams.drift.extract._one_type_each)
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
     joint: JointDrift | None = None  # how the numeric features move together (the ``joint`` signal)
