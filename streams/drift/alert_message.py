@@ -19,7 +19,6 @@ from driftloop.streams.drift.signals import (
     EventRing,
     ModelState,
     SignalState,
-    feature_of,
 )
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
@@ -87,7 +86,7 @@ def make_alert(
         means = ", ".join(f"{m.column.label} ({m.reference:.4g} → {m.recent:.4g}, {m.sigmas:+.2f}σ)" for m in moved)
         message += f"; the features whose means moved most: {means}"
     if signal.signal_type == "shape":
-        detail["bins"] = _bins_moved(state.bins.get(feature_of(signal.name), ()), evidence)
+        detail["bins"] = _bins_moved(state.bins.get(signal.name, ()), evidence)
         moves = sorted(detail["bins"], key=lambda b: -abs(b["recent"] - b["reference"]))[:3]
         message += f"; the bins of its reference's deciles whose shares moved most: {', '.join(map(_bin_move, moves))}"
     estimate = _estimated_accuracy(state, signal, evidence)

@@ -28,6 +28,7 @@ from driftloop.streams.drift.signals import (
     JOINT_REFERENCE,
     MEAN_SHIFT,
     MIN_REFERENCE,
+    SHAPE,
     VERSION_MARK,
     ModelState,
     family,
@@ -89,10 +90,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
             if far is not None:
                 signals.append(SignalValues(f"{name}:outliers", "outliers", p, _outliers(v, far)))
     if spec.monitoring.shape:
-        for name, (p, v) in numeric.items():
-            edges = _bins(state, name, v)
-            if edges is not None:
-                signals.append(SignalValues(f"{name}:shape", "shape", p, _shape(v, edges)))
+        signals += _shapes(state, [(feature_signal(name), f"{name}{SHAPE}", p, v) for name, (p, v) in numeric.items()])
     signals += [SignalValues(feature_signal(name), "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
@@ -244,7 +242,16 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
         signals.append(
             SignalValues(name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows])
         )
+    if state.spec.monitoring.shape:  # a numeric output's shape: score:shape@v3 beside score@v3
+        numbers_of = [s for s in signals if s.signal_type == "score"]
+        signals += _shapes(state, [(s.name, _shape_of_output(s.name), s.positions, s.values) for s in numbers_of])
     return signals
+
+
+def _shape_of_output(name: str) -> str:
+    """``score@v3`` → ``score:shape@v3``."""
+    base, mark, version = name.partition(VERSION_MARK)
+    return f"{base}{SHAPE}{mark}{version}"
 
 
 def _pivot(
@@ -356,7 +363,7 @@ def _far(state: ModelState, name: str) -> tuple[float, float] | None:
     centre is: the detector's next references, after an alarm, do not move it."""
     far = state.far.get(name)
     if far is None:
-        calibration = _calibration(state, name)
+        calibration = _calibration(state, feature_signal(name))
         if calibration is None or not getattr(calibration, "bounded", False):
             return None
         width = calibration.high - calibration.low
@@ -364,32 +371,44 @@ def _far(state: ModelState, name: str) -> tuple[float, float] | None:
     return far
 
 
-def _bins(state: ModelState, name: str, values: Any) -> np.ndarray | None:
-    """The edges of a numeric feature's shape bins: its reference's distinct deciles, as its detector learnt them
-    (taken once, as its outliers' range is; a detector's reference restored from a state saved before the shape
-    signal has none, and they are taken from the feature's next values). None until they are known, for a
-    detector of River's, and for a feature of fewer than :data:`MIN_EDGES` distinct deciles (a 0/1 flag, a count
-    mostly 0): the shares of so few bins are its mean's, which its own chart watches."""
-    edges = state.bins.get(name)
+def _shapes(state: ModelState, numbers: list[tuple[str, str, list[int], Any]]) -> list[SignalValues]:
+    """The shape signals of numeric signals (``(watched, shape, positions, values)``: the signal whose values'
+    detector gives the bins, and the shape signal's name), each once its bins are known."""
+    signals = []
+    for watched, shape, positions, values in numbers:
+        edges = _bins(state, watched, shape, values)
+        if edges is not None:
+            signals.append(SignalValues(shape, "shape", positions, _shape(values, edges)))
+    return signals
+
+
+def _bins(state: ModelState, watched: str, shape: str, values: Any) -> np.ndarray | None:
+    """The edges of the bins of ``shape`` (a feature's, or a numeric output's): the distinct deciles of the
+    reference of ``watched``'s values, as its detector learnt them (taken once, as a feature's outliers' range
+    is; a detector's reference restored from a state saved before the shape signal has none, and they are taken
+    from the next values). None until they are known, for a detector of River's, and for values of fewer than
+    :data:`MIN_EDGES` distinct deciles (a 0/1 flag, a count mostly 0): the shares of so few bins are the mean's,
+    which the values' own chart watches."""
+    edges = state.bins.get(shape)
     if edges is None:
-        calibration = _calibration(state, name)
+        calibration = _calibration(state, watched)
         if calibration is None or not getattr(calibration, "bounded", False):
             return None  # not learnt yet, River's, or a rate or a constant (no deciles)
-        deciles = getattr(calibration, "deciles", ()) or _deciles_of_next(state, name, values)
+        deciles = getattr(calibration, "deciles", ()) or _deciles_of_next(state, shape, values)
         if not deciles:
             return None
-        edges = state.bins[name] = tuple(sorted(set(deciles)))
+        edges = state.bins[shape] = tuple(sorted(set(deciles)))
     return np.asarray(edges) if len(edges) >= MIN_EDGES else None
 
 
-def _deciles_of_next(state: ModelState, name: str, values: Any) -> tuple[float, ...]:
-    """The deciles of a feature's values from now, once a warm-up of them has come (none before)."""
+def _deciles_of_next(state: ModelState, shape: str, values: Any) -> tuple[float, ...]:
+    """The deciles of a shape signal's values from now, once a warm-up of them has come (none before)."""
     size = max(state.spec.monitoring.warmup, MIN_REFERENCE)
-    gathered = state.shape_reference.setdefault(name, [])
+    gathered = state.shape_reference.setdefault(shape, [])
     gathered += np.asarray(values, dtype=float)[: size - len(gathered)].tolist()
     if len(gathered) < size:
         return ()
-    del state.shape_reference[name]
+    del state.shape_reference[shape]
     return tuple(np.quantile(gathered, DECILES).tolist())
 
 
@@ -414,9 +433,9 @@ def _shape(values: Any, edges: np.ndarray) -> CodedTexts:
 
 
 def _calibration(state: ModelState, name: str) -> Any:
-    """The calibration of a numeric feature's values' detector (None before it has learnt one, or for a detector
-    that has none: River's)."""
-    signal = state.signals.get(feature_signal(name))
+    """The calibration of the detector of the numeric signal ``name`` (None before it has learnt one, or for a
+    detector that has none: River's)."""
+    signal = state.signals.get(name)
     return getattr(signal.detector, "calibration", None) if signal is not None else None
 
 

@@ -61,7 +61,9 @@ __all__ = ["JOINT_REFERENCE", "DriftMonitor", "ModelState", "SignalState", "outp
 
 log = logging.getLogger("driftloop.drift")
 
-OWN_SIGNALS = 6  # a model's signals besides its features': score, prediction, error, joint, correlation, mean_shift
+#: A model's signals besides its features': score, prediction (and their shapes), error, joint, correlation,
+#: mean_shift.
+OWN_SIGNALS = 8
 _NOT_NUMERIC = frozenset({"categorical", "prediction", "shape"})  # signal types whose values have no mean
 _ZERO_ONE = frozenset({0.0, 1.0})
 

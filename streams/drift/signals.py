@@ -25,6 +25,10 @@ RING = 20_000  # recent events per model (at least), to place change points
 VERSION_MARK = "@v"
 VERSIONS_WATCHED = 3  # the output signals of this many most recent versions are kept
 OUTPUTS = frozenset({"score", "prediction", "error"})
+#: A numeric output's shape (``score:shape@v3``, ``prediction:shape@v3``: a regression's predictions that crowd
+#: near their mean keep it): a prediction drift, watched per version as its output is.
+SHAPE = ":shape"
+OUTPUT_SHAPES = frozenset({f"score{SHAPE}", f"prediction{SHAPE}"})
 JOINT = "joint"  # the signal of how the numeric features move together
 CORRELATION = "correlation"  # the signal of how pairs of features (numbers, main categories) vary together
 MEAN_SHIFT = "mean_shift"  # the signal of the same columns' means moving together
@@ -59,7 +63,8 @@ class SignalState:
 
     @property
     def kind(self) -> str:
-        return _KIND[self.signal_type]
+        """``data``, ``prediction`` or ``performance``: a shape is the data's, or an output's (its version's)."""
+        return "prediction" if self.signal_type == "shape" and self.version is not None else _KIND[self.signal_type]
 
     @property
     def label(self) -> str:
@@ -152,9 +157,9 @@ class ModelState:
     expected_signals: int = 0
     centres: dict[str, list[float]] = field(default_factory=dict)  # feature -> [sum, count] over the warm-up
     far: dict[str, tuple[float, float]] = field(default_factory=dict)  # feature -> where its outliers begin
-    bins: dict[str, tuple[float, ...]] = field(default_factory=dict)  # feature -> its shape signal's bins' edges
-    # a feature's values its bins are taken from, where its detector's reference has no deciles (one restored
-    # from a state saved before the shape signal); not saved: a restart gathers them again
+    bins: dict[str, tuple[float, ...]] = field(default_factory=dict)  # shape signal -> its bins' edges
+    # a shape signal's values its bins are taken from, where its values' detector's reference has no deciles (one
+    # restored from a state saved before the shape signal); not saved: a restart gathers them again
     shape_reference: dict[str, list[float]] = field(default_factory=dict)
     type_changes: int = 0  # texts of numeric features, counted as missing (streams.drift.extract._one_type_each)
     unwatched: set[str] = field(default_factory=set)  # feature names beyond monitoring.max_features
@@ -236,7 +241,7 @@ def output_version(name: str) -> int | None:
     (3, 0, None, None)
     """
     base, mark, version = name.partition(VERSION_MARK)
-    return int(version) if mark and base in OUTPUTS and version.isdigit() else None
+    return int(version) if mark and (base in OUTPUTS or base in OUTPUT_SHAPES) and version.isdigit() else None
 
 
 def forget_old_versions(state: ModelState, version: int) -> None:
@@ -246,6 +251,8 @@ def forget_old_versions(state: ModelState, version: int) -> None:
     for name, v in of.items():
         if v is not None and v not in keep:
             del state.signals[name]
+    for name in [n for n in state.bins if (v := output_version(n)) is not None and v not in keep]:
+        del state.bins[name]  # an output's shape's bins
 
 
 def family(signal_type: str) -> str:

@@ -94,9 +94,9 @@ def monitor(tmp_path: Path) -> DriftMonitor:
 
 def test_stationary_traffic_raises_no_alert(monitor: DriftMonitor) -> None:
     assert run(monitor, random.Random(1), 100_000) == []
-    # 11 features, the spread, outlier rate and shape of the 10 numeric ones, 11 null rates, score, prediction,
-    # how they move together (joint, correlation, mean_shift)
-    assert len(monitor.models["m"].signals) == 57
+    # 11 features, the spread, outlier rate and shape of the 10 numeric ones, 11 null rates, score and its shape,
+    # prediction, how they move together (joint, correlation, mean_shift)
+    assert len(monitor.models["m"].signals) == 58
 
 
 def test_a_one_sigma_shift_is_caught_within_500_events_with_its_change_point(monitor: DriftMonitor) -> None:

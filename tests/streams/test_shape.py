@@ -12,6 +12,8 @@ import pytest
 
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import MonitoringSpec, SpecCatalog
+from driftloop.streams.batch import ColumnBatch
+from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.categorical import CategoricalShift
 from driftloop.streams.drift.cusum import calibrate
 from driftloop.streams.drift.extract import _shape
@@ -182,7 +184,7 @@ def test_a_restored_model_keeps_its_bins_and_one_saved_before_them_takes_them_fr
     make = turned(rng, ROUNDED)
     assert watched(monitor, make, 10_000) == []
     saved = json.loads(state_text(snapshot_model(monitor, "m")))
-    assert len(saved["bins"]["x"]) == 9
+    assert len(saved["bins"]["x:shape"]) == 9
 
     twin = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     restore_model(twin, "m", saved)
@@ -198,7 +200,7 @@ def test_a_restored_model_keeps_its_bins_and_one_saved_before_them_takes_them_fr
     before = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     restore_model(before, "m", old)
     alerts = watched(before, lambda start, n: make(start + 10_000, n), CHANGE - 10_000 + 1000)  # rounded at 10,000
-    assert before.models["m"].bins["x"] == pytest.approx(monitor.models["m"].bins["x"], abs=0.15)
+    assert before.models["m"].bins["x:shape"] == pytest.approx(monitor.models["m"].bins["x:shape"], abs=0.15)
     assert alerts and alerts[0].signal == "x:shape" and 0 <= int(alerts[0].request_id[1:]) - 10_000 < 1000
 
 
@@ -209,3 +211,51 @@ def test_a_spec_turns_the_shape_signal_off(tmp_path: Path) -> None:
     alerts = watched(monitor, turned(np.random.default_rng(0), ROUNDED), CHANGE + 3000)
     assert not any(name.endswith(":shape") for name in monitor.models["m"].signals)
     assert all(a.signal != "x:shape" for a in alerts)
+
+
+def regression_events(rng: np.random.Generator, start: int, n: int, spread: float, version: int = 1) -> ColumnBatch:
+    """A regression model's events: four N(0,1) features and a prediction of mean 100 and deviation ``spread``."""
+    predictions = 100 + spread * rng.normal(size=n)
+    rows = [
+        {"model": "m", "request_id": f"r{start + k}", "ts": 1_790_000_000 + start + k, "prediction": float(p),
+         "model_version": version, "features": {f"f{j}": float(v) for j, v in enumerate(row)}}
+        for k, (p, row) in enumerate(zip(predictions.tolist(), rng.normal(size=(n, 4)).tolist(), strict=True))
+    ]  # fmt: skip
+    return decode_predictions([Incoming(json.dumps({"events": rows}).encode(), "p", 0, start)]).rows
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_regression_s_predictions_that_crowd_near_their_mean_are_a_prediction_drift(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """A regression model whose predictions keep their mean (100) and lose most of their spread (10 → 3): a
+    model that stopped telling its cases apart. Its prediction's chart watches the mean, and before the output's
+    shape signal 20,000 events gave no alert; now the first alert is ``prediction:shape``, a prediction drift of
+    the version, within 800 events (some 400 here)."""
+    rng = np.random.default_rng(seed)
+    alerts = []
+    for start in range(0, 24_000, 2000):
+        alerts += monitor.process_predictions(regression_events(rng, start, 2000, 10.0 if start < CHANGE else 3.0))
+    assert alerts, "no alert"
+    first = alerts[0]
+    assert (first.signal, first.kind, first.model_version) == ("prediction:shape", "prediction", 1)
+    assert 0 <= delay(first) < 800
+    assert "prediction drift on prediction:shape" in first.message and len(first.evidence["bins"]) == 10
+    assert "prediction:shape@v1" in monitor.models["m"].signals
+
+
+def test_an_output_s_shape_is_watched_per_version_and_old_versions_bins_are_let_go(monitor: DriftMonitor) -> None:
+    """Each version's outputs have their own reference (a deployment is no drift), their shapes too: four
+    versions in turn, no alert, and the bins kept are those of the versions still watched."""
+    rng = np.random.default_rng(3)
+    alerts = []
+    for version in range(1, 5):
+        for start in range(0, 8000, 2000):
+            at = (version - 1) * 8000 + start
+            alerts += monitor.process_predictions(regression_events(rng, at, 2000, 2.0 * version, version=version))
+    assert alerts == []
+    state = monitor.models["m"]
+    assert {n for n in state.bins if "@v" in n} == {f"prediction:shape@v{v}" for v in (2, 3, 4)}
+    assert {n for n in state.signals if n.startswith("prediction:shape")} == {
+        f"prediction:shape@v{v}" for v in (2, 3, 4)
+    }
