@@ -155,6 +155,17 @@ def channel_amounts(n: int, seed: int) -> Iterator:
         yield features, int(rng.random() < 0.5), None
 
 
+def regression(n: int, seed: int, spread_after: float) -> Iterator:
+    """A regression model over five N(0,1) features predicting 100 + 10 f0 (noise included): from the change on
+    its predictions' spread is ``spread_after`` times as large, their mean unchanged (a model that stopped
+    telling its cases apart), the features as they were."""
+    rng = random.Random(seed)
+    for i in range(n):
+        features = {f"f{j}": rng.gauss(0, 1) for j in range(5)}
+        scale = 10.0 * (spread_after if i >= CHANGE else 1.0)
+        yield features, 100 + scale * (0.8 * features["f0"] + 0.6 * rng.gauss(0, 1)), None
+
+
 def scored(n: int, seed: int, *, shrink_at: int | None = None, version_at: int | None = None) -> Iterator:
     """A calibrated classifier, P(y=1) = sigmoid(2 f0), over five N(0,1) features; the event's score is the
     probability of the predicted class. ``shrink_at``: from there f0 crowds near 0 (sd 0.3, a covariate
@@ -268,6 +279,13 @@ def scenarios(stationary: int) -> list[Scenario]:
         Scenario("amounts by channel swapped", total, CHANGE, lambda n: channel_amounts(n, 16)),
         Scenario("20 features each +0.1σ", total, CHANGE, lambda n: many_small(n, 17)),
         Scenario("RandomRBF centroids moving (0.001)", total, CHANGE, lambda n: moving_centroids(n, 18)),
+        Scenario(
+            "regression predictions crowd near their mean (deviation 10 → 3)",
+            total,
+            CHANGE,
+            lambda n: regression(n, 21, 0.3),
+            river=lambda event: [event[1]],
+        ),
         Scenario("new version v1→v2, no drift", total, None, lambda n: scored(n, 11, version_at=CHANGE), river=score),
         Scenario(
             "covariate shift, estimated accuracy falls",
