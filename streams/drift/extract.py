@@ -5,8 +5,8 @@ Every numeric feature (its values; with ``monitoring.spread`` its distance from 
 ``monitoring.shape`` the bin of its reference's deciles each value falls in, :func:`_shape`), every
 categorical feature, every feature's null rate, the ``joint`` signal of the numeric features together, the
 ``correlation`` and ``mean_shift`` signals of the features together, and the score and prediction of each
-serving version. New feature names are admitted up to ``monitoring.max_features``; the rest are counted, not
-watched.
+serving version (and a numeric one's shape). New feature names are admitted up to
+``monitoring.max_features``; the rest are counted, not watched.
 """
 
 from __future__ import annotations
@@ -243,8 +243,8 @@ def _output_signals(state: ModelState, part: ModelPredictions, version: int, row
             SignalValues(name, "prediction", rows, part.prediction if every else [part.prediction[i] for i in rows])
         )
     if state.spec.monitoring.shape:  # a numeric output's shape: score:shape@v3 beside score@v3
-        numbers_of = [s for s in signals if s.signal_type == "score"]
-        signals += _shapes(state, [(s.name, _shape_of_output(s.name), s.positions, s.values) for s in numbers_of])
+        numeric = [s for s in signals if s.signal_type == "score"]
+        signals += _shapes(state, [(s.name, _shape_of_output(s.name), s.positions, s.values) for s in numeric])
     return signals
 
 

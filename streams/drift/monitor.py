@@ -213,7 +213,7 @@ class DriftMonitor:
             self._broken_specs.pop(model, None)
             state = ModelState(spec, AlertPolicy(spec.monitoring))
             # the signals that share the model's false alarms: values, spread, outliers, shape and null rate per
-            # feature, score, prediction, error, joint, correlation, mean_shift
+            # feature, and the model's own (OWN_SIGNALS)
             state.expected_signals = max(PER_FEATURE * max(features, len(spec.features)) + OWN_SIGNALS, 1)
             self.models[model] = state
         return state

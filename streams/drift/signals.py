@@ -187,7 +187,7 @@ def set_run_length(signal: SignalState, events: float) -> None:
 
 #: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``,
 #: ``amount:shape``.
-FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers", ":shape")
+FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers", SHAPE)
 #: Signals a numeric feature has: its values, spread, outliers, shape and null rate (the share of the model's
 #: false alarms each takes: ``streams.drift.monitor``).
 PER_FEATURE = 5
