@@ -3,6 +3,7 @@ changed, how severe, and a message a person reads (the model's owner and runbook
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -142,11 +143,8 @@ def _bins_moved(edges: tuple[float, ...], evidence: Any) -> list[dict[str, Any]]
     """
     shares = evidence.details.get("shares_reference_vs_window", {})
     bounds = [None, *edges, None]
-    return [
-        {"low": bounds[b], "high": bounds[b + 1], "reference": shares.get(str(b), (0.0, 0.0))[0],
-         "recent": shares.get(str(b), (0.0, 0.0))[1]}
-        for b in range(len(edges) + 1)
-    ]  # fmt: skip
+    moved = [(low, high, *shares.get(str(b), (0.0, 0.0))) for b, (low, high) in enumerate(itertools.pairwise(bounds))]
+    return [{"low": low, "high": high, "reference": before, "recent": after} for low, high, before, after in moved]
 
 
 def _bin_move(moved: dict[str, Any]) -> str:

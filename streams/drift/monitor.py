@@ -31,7 +31,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.infra.contract import Alert
-from driftloop.infra.spec import BINARY_DETECTORS, DetectorConfig, ModelSpec, SpecCatalog, SpecError, misfit
+from driftloop.infra.spec import (
+    BINARY_DETECTORS,
+    CATEGORY_SIGNALS,
+    DetectorConfig,
+    ModelSpec,
+    SpecCatalog,
+    SpecError,
+    misfit,
+)
 from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alert_message import make_alert
 from driftloop.streams.drift.cusum import CUSUM, update_together
@@ -64,7 +72,6 @@ log = logging.getLogger("driftloop.drift")
 #: A model's signals besides its features': score, prediction (and their shapes), error, joint, correlation,
 #: mean_shift.
 OWN_SIGNALS = 8
-_NOT_NUMERIC = frozenset({"categorical", "prediction", "shape"})  # signal types whose values have no mean
 _ZERO_ONE = frozenset({0.0, 1.0})
 
 
@@ -348,7 +355,7 @@ class DriftMonitor:
         """``values`` to ``signal``'s detector (or what it ``fired`` on them, when it has taken them), and its
         detections, for the policy to make alerts of (none where the detector raised: see
         :meth:`_detector_failed`)."""
-        numeric = signal.signal_type not in _NOT_NUMERIC
+        numeric = signal.signal_type not in CATEGORY_SIGNALS  # categories have no mean
         seen_before = signal.seen
         try:
             if fired is None:

@@ -24,7 +24,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from driftloop.infra.spec import MonitoringSpec
+from driftloop.infra.spec import CATEGORY_SIGNALS, MonitoringSpec
 from driftloop.streams.drift.evidence import Evidence
 
 
@@ -160,7 +160,7 @@ class AlertPolicy:
 
 def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:
     """How bad it is: the size of the shift, in reference standard deviations or in share of traffic."""
-    if signal_type in {"categorical", "prediction", "shape"} and "shares_reference_vs_window" in evidence.details:
+    if signal_type in CATEGORY_SIGNALS and "shares_reference_vs_window" in evidence.details:
         shares = evidence.details["shares_reference_vs_window"].values()
         distance = sum(abs(a - b) for a, b in shares) / 2  # total variation distance
         return "critical" if distance >= 0.3 else "warning" if distance >= 0.1 else "info"

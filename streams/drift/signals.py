@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftloop.infra.spec import ModelSpec
+from driftloop.infra.spec import CATEGORY_SIGNALS, ModelSpec
 from driftloop.streams.drift.detectors import Detector
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.multivariate import MultivariateSignals
@@ -257,4 +257,4 @@ def forget_old_versions(state: ModelState, version: int) -> None:
 
 def family(signal_type: str) -> str:
     """Signal types whose detectors take the same values: numbers, or categories."""
-    return "categories" if signal_type in {"categorical", "prediction", "shape"} else "numbers"
+    return "categories" if signal_type in CATEGORY_SIGNALS else "numbers"
