@@ -37,14 +37,13 @@ def make_alert(
     *,
     spec: ModelSpec,
     detected_at: float,
+    gated: bool = True,
 ) -> Alert | None:
     """The alert of ``signal``'s detection at the ``event_index``-th event (of ``total``, the last ones in
-    ``ring``), or None when the model's policy holds it back (cooldown, hourly limit), or when a mean shift is one
-    feature's (that feature's own signal's alert: ``streams.drift.mean_shift``)."""
+    ``ring``), or None when the model's policy holds it back (cooldown, hourly limit; not asked when not
+    ``gated``: an alert held, that asks it when it is let go)."""
     ts_ms, request_id = _at(ring, total, event_index)
-    if signal.name == MEAN_SHIFT and not (state.multivariate is not None and state.multivariate.spread_shift()):
-        return None
-    if not state.policy.allow(model, signal.kind, ts_ms / 1000):
+    if gated and not state.policy.allow(model, signal.kind, ts_ms / 1000):
         return None
     cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
     version = signal.version if signal.version is not None else state.version

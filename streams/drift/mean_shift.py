@@ -21,9 +21,14 @@ shift by ``δ``, ``m`` turns towards ``δ`` and ``g``'s mean rises to about ``|�
 see it (some 250–350 events for twenty features moved by 0.1, 600–1,000 for 0.05, in process). The first
 :data:`~.correlation.WARM_UP` events after the reference are not scored, while ``m`` settles.
 
-A shift that one feature carries (its columns hold most of ``m``'s length: :meth:`MeanShift.spread`) is that
-feature's own signal's to report, and the alert is held back (``streams.drift.alert_message``): a model
-whose one feature moves by a deviation gets that feature's alert, not this one's too.
+A shift that one feature seems to carry (its columns hold half of ``m``'s squared length or more:
+:meth:`MeanShift.carrier`) is that feature's own signal's to report, and the alert is held for
+:data:`~.monitor.HOLD_EVENTS` events (``streams.drift.monitor``): a model whose one feature moves by a
+deviation gets that feature's alert, not this one's too. Where the feature's own alert does not come, the
+held one goes out then: the running means are noisy (some 0.04 of a deviation each at
+:data:`~.running.HALF_LIFE` 200), and five features that moved 0.08 each had one of them look like the
+carrier when the score's chart fired; dropped then, the shift was never reported (the chart takes the values
+after a detection for its next reference).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -31,8 +36,8 @@ whose one feature moves by a deviation gets that feature's alert, not this one's
 >>> shift.fit(rng.normal(size=(2000, 20)))
 >>> _ = shift.update(rng.normal(size=(WARM_UP, 20)))  # m settles: nothing scored yet
 >>> before, after = shift.update(rng.normal(size=(3000, 20))), shift.update(rng.normal(0.1, 1, size=(3000, 20)))
->>> bool(abs(before.mean()) < 0.15 < 0.3 < after[-2000:].mean()), shift.spread()
-(True, True)
+>>> bool(abs(before.mean()) < 0.15 < 0.3 < after[-2000:].mean()), shift.carrier()
+(True, None)
 """
 
 from __future__ import annotations
@@ -109,13 +114,15 @@ class MeanShift:
             ColumnShift(int(i), float(self.standard.mean[i]), float(self.level[i]), float(sigmas[i])) for i in order
         ]
 
-    def spread(self) -> bool:
-        """Whether the shift is spread over features: none holds :data:`ONE_FEATURE` of its squared length."""
+    def carrier(self) -> int | None:
+        """The feature (its group) whose columns hold :data:`ONE_FEATURE` of the shift's squared length or more,
+        whose shift it looks like; None where the shift is spread over features."""
         if self.standard is None:
-            return False
+            return None
         squares = np.square((self.level - self.standard.mean) / self.standard.std)
-        total = float(squares.sum())
-        return total > 0 and float(np.bincount(self.groups, weights=squares).max()) < ONE_FEATURE * total
+        shares = np.bincount(self.groups, weights=squares)
+        top = int(shares.argmax())
+        return top if shares[top] >= ONE_FEATURE * float(squares.sum()) else None
 
     def snapshot(self) -> dict[str, Any]:
         assert self.standard is not None

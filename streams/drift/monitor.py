@@ -48,13 +48,16 @@ from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
 from driftloop.streams.drift.signals import (
+    JOINT,
     JOINT_REFERENCE,
+    MEAN_SHIFT,
     MIN_REFERENCE,
     PER_FEATURE,
     RATE_PARAMS,
     RING,
     VERSION_MARK,
     EventRing,
+    HeldAlert,
     ModelState,
     SignalState,
     family,
@@ -72,6 +75,11 @@ log = logging.getLogger("driftloop.drift")
 #: A model's signals besides its features': score, prediction (and their shapes), error, joint, correlation,
 #: mean_shift.
 OWN_SIGNALS = 8
+#: Events a mean shift's alert waits for the feature that seems to carry the shift to raise its own
+#: (``streams.drift.mean_shift``): the time a feature's chart takes for a shift of 0.2 of a deviation.
+HOLD_EVENTS = 2000
+#: Types of a feature's signals whose alert reports a shift of that feature (its null rate's does not).
+_SHIFT_TYPES = frozenset({"numeric", "categorical", "outliers", "shape"})
 _ZERO_ONE = frozenset({0.0, 1.0})
 
 
@@ -135,7 +143,27 @@ class DriftMonitor:
                 for signal, s in p.signals:
                     detections += self._feed(place, signal, s.positions, s.values, next(fired))
             alerts += _in_event_order(detections)
+            alerts += [alert for p in taken if (alert := self._let_go(p.model, p.state)) is not None]
         return alerts
+
+    def _let_go(self, model: str, state: ModelState) -> Alert | None:
+        """The model's held mean shift, once it has waited :data:`HOLD_EVENTS` events, unless the feature that
+        seemed to carry the shift has reported a shift of its own (before or meanwhile: a gradual drift's
+        feature alerts first), or the policy holds it back now (another data alert's cooldown)."""
+        held = state.held_shift
+        if held is None or state.events < held.release_at:
+            return None
+        state.held_shift = None
+        alert = held.alert
+        if held.feature in state.reported or not state.policy.allow(model, alert.kind, alert.event_ts):
+            return None
+        waited = f"held {HOLD_EVENTS:,} events for {held.feature}'s own alert, which did not come"
+        return dataclasses.replace(
+            alert,
+            detected_at=self.clock(),
+            message=f"{alert.message}; {waited}",
+            evidence={**alert.evidence, "held_for": held.feature},
+        )
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
         """Feed the performance detectors labeled rows as the outcome join hands them on: ``model``,
@@ -417,7 +445,18 @@ class DriftMonitor:
 
             def make() -> Alert | None:
                 spec, now = self.specs.get(model), self.clock()
-                return make_alert(model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=now)
+                carrier = _shift_carrier(state) if signal.name == MEAN_SHIFT else None
+                made = make_alert(
+                    model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=now,
+                    gated=carrier is None,
+                )  # fmt: skip
+                if carrier is None:
+                    if made is not None and signal.signal_type in _SHIFT_TYPES and signal.name != JOINT:
+                        state.reported.add(feature_of(signal.name))
+                    return made
+                if state.held_shift is None and made is not None:  # the first one held places the change
+                    state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
+                return None
 
             detections.append(_Detection(event_index, make))
 
@@ -495,6 +534,11 @@ def _say_if_override_misfits(
                 }
             },
         )
+
+
+def _shift_carrier(state: ModelState) -> str | None:
+    """The feature whose shift the model's mean shift looks like (None: spread over features)."""
+    return None if state.multivariate is None else state.multivariate.shift_carrier()
 
 
 def _in_event_order(detections: list[_Detection]) -> list[Alert]:

@@ -165,9 +165,11 @@ class MultivariateSignals:
             return []
         return [ColumnMove(self.columns[m.column], m.reference, m.recent, m.sigmas) for m in self.mean_shift.moved(top)]
 
-    def spread_shift(self) -> bool:
-        """Whether the columns' shift is spread over features, not one feature's (:meth:`.MeanShift.spread`)."""
-        return self.mean_shift is not None and self.mean_shift.spread()
+    def shift_carrier(self) -> str | None:
+        """The feature whose shift the columns' shift looks like (:meth:`.MeanShift.carrier`); None where it is
+        spread over features."""
+        group = None if self.mean_shift is None else self.mean_shift.carrier()
+        return None if group is None else str(np.unique([column.feature for column in self.columns])[group])
 
     def snapshot(self) -> dict[str, Any] | None:
         """The columns and the fitted state, JSON-ready (None while the reference is gathered: it is gathered

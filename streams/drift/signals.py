@@ -10,9 +10,11 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.spec import CATEGORY_SIGNALS, ModelSpec
 from driftloop.streams.drift.detectors import Detector
 from driftloop.streams.drift.joint import JointDrift
@@ -141,6 +143,15 @@ class EventRing:
         raise AssertionError("the parts hold fewer events than counted")
 
 
+class HeldAlert(NamedTuple):
+    """A mean shift's alert that one ``feature`` seems to carry, held for that feature's own alert until the model
+    has seen ``release_at`` events (``streams.drift.monitor``)."""
+
+    alert: Alert
+    feature: str
+    release_at: int
+
+
 @dataclass
 class ModelState:
     """A model's signals, policy, and recent events (for change points)."""
@@ -168,6 +179,8 @@ class ModelState:
     multivariate: MultivariateSignals | None = None
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
     refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
+    held_shift: HeldAlert | None = None  # a mean shift's alert waiting for one feature's own
+    reported: set[str] = field(default_factory=set)  # features whose own alerts reported a shift of theirs
 
 
 #: The fewest values a signal's reference is learnt from, whatever the warm-up.

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftloop.infra.contract import Alert
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
 from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.policy import AlertPolicy
-from driftloop.streams.drift.signals import CORRELATION, MEAN_SHIFT
+from driftloop.streams.drift.signals import CORRELATION, MEAN_SHIFT, HeldAlert
 
 
 def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
@@ -30,6 +31,8 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "far": {name: list(bounds) for name, bounds in state.far.items()},
         "bins": {name: list(edges) for name, edges in state.bins.items()},
         "policy": state.policy.snapshot(),
+        "reported": sorted(state.reported),
+        "held_shift": None if (held := state.held_shift) is None else {**held._asdict(), "alert": held.alert.to_json()},
         "joint": state.joint.snapshot() if state.joint is not None else None,
         "multivariate": state.multivariate.snapshot() if state.multivariate is not None else None,
         "signals": {
@@ -62,6 +65,9 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.far = {name: (float(low), float(high)) for name, (low, high) in data.get("far", {}).items()}
     state.bins = {name: tuple(map(float, edges)) for name, edges in data.get("bins", {}).items()}
     state.policy.restore(data.get("policy", {}))
+    state.reported = set(data.get("reported", []))
+    if (held := data.get("held_shift")) is not None:
+        state.held_shift = HeldAlert(Alert.from_json(held["alert"]), held["feature"], int(held["release_at"]))
     reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
     if data.get("joint"):
         state.joint = JointDrift.restore(data["joint"], reference_size=reference)
