@@ -20,6 +20,7 @@ from driftloop.streams.drift.signals import (
     EventRing,
     ModelState,
     SignalState,
+    alert_feature,
 )
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
@@ -43,9 +44,11 @@ def make_alert(
     ``ring``), or None when the model's policy holds it back (cooldown, hourly limit; not asked when not
     ``gated``: an alert held, that asks it when it is let go)."""
     ts_ms, request_id = _at(ring, total, event_index)
-    if gated and not state.policy.allow(model, signal.kind, ts_ms / 1000):
-        return None
     cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
+    if gated and not state.policy.allow(
+        model, signal.kind, ts_ms / 1000, feature=alert_feature(signal.kind, signal.label), change_ts=cp_ts_ms / 1000
+    ):
+        return None
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
     detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}

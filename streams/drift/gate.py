@@ -43,6 +43,7 @@ from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, NoEvent
 from driftloop.streams.drift.monitoring_start import monitoring_began
 from driftloop.streams.drift.policy import AlertPolicy
+from driftloop.streams.drift.signals import alert_feature
 from driftloop.streams.drift.silences import Silence, mark_silenced
 
 log = logging.getLogger("driftloop.alerts")
@@ -61,6 +62,8 @@ class RecordedAlert:
     alert_id: str
     kind: str
     event_ts: float
+    signal: str = ""
+    change_ts: float | None = None  # None: taken as its detection's time
 
 
 class AlertGate:
@@ -84,7 +87,8 @@ class AlertGate:
             monitoring = ModelSpec(name=model).monitoring
         policy = AlertPolicy(monitoring)
         for alert in sorted(recorded, key=lambda a: a.event_ts):
-            policy.allow(model, alert.kind, alert.event_ts)
+            feature = alert_feature(alert.kind, alert.signal)
+            policy.allow(model, alert.kind, alert.event_ts, feature=feature, change_ts=alert.change_ts)
         self._policies[model] = policy
         self._recorded[model] = {a.alert_id for a in recorded}
 
@@ -97,7 +101,13 @@ class AlertGate:
             recorded = self._recorded[detection.model]
             if detection.alert_id in recorded:  # read again after a crash: published again, recorded once
                 passed.append(detection)
-            elif self._policies[detection.model].allow(detection.model, detection.kind, detection.event_ts):
+            elif self._policies[detection.model].allow(
+                detection.model,
+                detection.kind,
+                detection.event_ts,
+                feature=alert_feature(detection.kind, detection.signal),
+                change_ts=detection.change_point_ts,
+            ):
                 recorded.add(detection.alert_id)
                 passed.append(detection)
             else:
@@ -121,11 +131,14 @@ def recorded_alerts(client: Any, model: str) -> list[RecordedAlert]:
     if not latest or not latest[0][1]:
         return []
     rows = client.execute(
-        "SELECT DISTINCT alert_id, toString(kind), event_ts_ms FROM drift_alerts "
+        "SELECT DISTINCT alert_id, toString(kind), event_ts_ms, signal, toUInt32(change_point_ts) FROM drift_alerts "
         f"WHERE model = %(m)s AND event_ts_ms >= %(since)s AND {_SINCE_BEGAN}",
         {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000), "began": began},
     )
-    return [RecordedAlert(alert_id, kind, ts_ms / 1000) for alert_id, kind, ts_ms in rows]
+    return [
+        RecordedAlert(alert_id, kind, ts_ms / 1000, signal, float(change_s))
+        for alert_id, kind, ts_ms, signal, change_s in rows
+    ]
 
 
 def read_detections(values: Sequence[bytes]) -> list[Alert]:

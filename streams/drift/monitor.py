@@ -48,7 +48,6 @@ from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
 from driftloop.streams.drift.signals import (
-    JOINT,
     JOINT_REFERENCE,
     MEAN_SHIFT,
     MIN_REFERENCE,
@@ -60,6 +59,7 @@ from driftloop.streams.drift.signals import (
     HeldAlert,
     ModelState,
     SignalState,
+    alert_feature,
     family,
     feature_of,
     feature_signal,
@@ -78,8 +78,6 @@ OWN_SIGNALS = 8
 #: Events a mean shift's alert waits for the feature that seems to carry the shift to raise its own
 #: (``streams.drift.mean_shift``): the time a feature's chart takes for a shift of 0.2 of a deviation.
 HOLD_EVENTS = 2000
-#: Types of a feature's signals whose alert reports a shift of that feature (its null rate's does not).
-_SHIFT_TYPES = frozenset({"numeric", "categorical", "outliers", "shape"})
 _ZERO_ONE = frozenset({0.0, 1.0})
 
 
@@ -451,8 +449,9 @@ class DriftMonitor:
                     gated=carrier is None,
                 )  # fmt: skip
                 if carrier is None:
-                    if made is not None and signal.signal_type in _SHIFT_TYPES and signal.name != JOINT:
-                        state.reported.add(feature_of(signal.name))
+                    feature = alert_feature(signal.kind, signal.label)
+                    if made is not None and feature and signal.signal_type != "missing":  # a shift, not nulls
+                        state.reported.add(feature)
                     return made
                 if state.held_shift is None and made is not None:  # the first one held places the change
                     state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)

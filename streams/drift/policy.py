@@ -8,7 +8,9 @@ A detection becomes an alert only when
    200,000 N(0,1) values on its own), it is **confirmed**: the ``confirm_events`` values after it still
    differ from the reference mean by more than chance allows at the signal's share of the
    ``false_alarm_budget`` (split Bonferroni-style among the signals),
-4. the model is not in **cooldown** for that kind of drift (event time), and under its hourly **rate limit**.
+4. the model is not in **cooldown** for that kind of drift (event time), unless it is a new drift: of a
+   feature none of the cooldown's alerts was of, which began after theirs (:func:`new_drift`); and it is
+   under its hourly **rate limit**.
 
 The default detectors need no confirmation: ``CUSUM`` and ``CategoricalShift`` take their share of the
 model's expected run length (``streams.drift.monitor``), which is their false-alarm rate.
@@ -21,6 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 
@@ -112,24 +115,41 @@ def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: f
     return int(min(max(minimum, math.ceil(ratio**2)), MAX_CONFIRMATION))
 
 
+class Passed(NamedTuple):
+    """An alert the policy let through: when it was detected, when its change began, and the feature (or the
+    model's own signal: ``joint``, ``score``) it is of ("" where not known: a state saved before they were kept)."""
+
+    event_ts: float
+    change_ts: float
+    feature: str
+
+
 class AlertPolicy:
     """Cooldown and rate limit per model (see the module docstring for the whole policy)."""
 
     def __init__(self, spec: MonitoringSpec) -> None:
         self.spec = spec
-        self._last: dict[tuple[str, str], float] = {}
+        self._passed: dict[tuple[str, str], deque[Passed]] = defaultdict(deque)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self.suppressed = 0
 
     def snapshot(self) -> dict[str, object]:
         return {
-            "last": [[m, k, t] for (m, k), t in self._last.items()],
+            # the latest alert of each kind, as the code before session 54 reads it
+            "last": [[m, k, passed[-1].event_ts] for (m, k), passed in self._passed.items() if passed],
+            "passed": [[m, k, *p] for (m, k), passed in self._passed.items() for p in passed],
             "recent": {m: list(q) for m, q in self._recent.items()},
             "suppressed": self.suppressed,
         }
 
     def restore(self, data: dict) -> None:  # type: ignore[type-arg]
-        self._last = {(m, k): float(t) for m, k, t in data.get("last", [])}
+        self._passed = defaultdict(deque)
+        if "passed" in data:
+            for m, k, event_ts, change_ts, feature in data["passed"]:
+                self._passed[(m, k)].append(Passed(float(event_ts), float(change_ts), feature))
+        else:  # saved before session 54: the latest alert of each kind, its change taken as its detection
+            for m, k, t in data.get("last", []):
+                self._passed[(m, k)].append(Passed(float(t), float(t), ""))
         self._recent = defaultdict(deque, {m: deque(map(float, q)) for m, q in data.get("recent", {}).items()})
         self.suppressed = int(data.get("suppressed", 0))
 
@@ -141,10 +161,19 @@ class AlertPolicy:
         """Warm-up over and enough evidence before the change (the events after it are the confirmation's)."""
         return seen >= self.spec.warmup and evidence.reference_size >= self.spec.min_evidence
 
-    def allow(self, model: str, kind: str, event_ts: float) -> bool:
-        """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now; records it if so."""
-        last = self._last.get((model, kind))
-        if last is not None and event_ts - last < self.spec.cooldown_s:
+    def allow(
+        self, model: str, kind: str, event_ts: float, *, feature: str = "", change_ts: float | None = None
+    ) -> bool:
+        """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now; records it if so.
+
+        Within the cooldown of the model's alerts of that kind only a new drift may (:func:`new_drift`): one of
+        another ``feature`` whose change began (``change_ts``) after theirs did."""
+        passed = self._passed[(model, kind)]
+        cooldown = self.spec.cooldown_s
+        while passed and event_ts - passed[0].event_ts >= cooldown + 3600:  # an hour's slack: out of order
+            passed.popleft()
+        within = [p for p in passed if event_ts - p.event_ts < cooldown]
+        if within and not new_drift(within, feature, event_ts, change_ts):
             self.suppressed += 1
             return False
         recent = self._recent[model]
@@ -153,9 +182,31 @@ class AlertPolicy:
         if len(recent) >= self.spec.max_alerts_per_hour:
             self.suppressed += 1
             return False
-        self._last[(model, kind)] = event_ts
+        passed.append(Passed(event_ts, event_ts if change_ts is None else change_ts, feature))
         recent.append(event_ts)
         return True
+
+
+def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None) -> bool:
+    """Whether a detection of ``feature`` at ``event_ts``, its change placed at ``change_ts``, is a drift of its
+    own, not one the alerts ``within`` the cooldown reported: its feature is none of theirs, and its change began
+    after each of theirs, by more than its own detection took (a change point is uncertain by about that much:
+    a feature that moved less than theirs at the same moment is caught later, its change placed later).
+
+    A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
+    for its next reference while the cooldown held its alert back.
+
+    >>> first = [Passed(event_ts=100.0, change_ts=97.0, feature="amount")]
+    >>> new_drift(first, "age", 160.0, 150.0), new_drift(first, "amount", 160.0, 150.0)  # later; the same feature
+    (True, False)
+    >>> new_drift(first, "age", 160.0, 120.0)  # placed 23 s after, found 40 s after that: the same moment, maybe
+    False
+    """
+    if change_ts is None or not feature or any(p.feature == feature for p in within):
+        return False
+    change_ts = min(change_ts, event_ts)
+    earliest = change_ts - (event_ts - change_ts)
+    return all(earliest > p.change_ts for p in within)
 
 
 def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:

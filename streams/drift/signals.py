@@ -247,6 +247,20 @@ def feature_of(signal: str) -> str:
     return signal
 
 
+def alert_feature(kind: str, signal: str) -> str:
+    """The feature an alert of ``kind`` on ``signal`` (its name in alerts) is of: "" for the model's own signals
+    (its outputs, ``joint``, ``correlation``, ``mean_shift``), which watch all of its features, or none.
+
+    >>> alert_feature("data", "amount:shape"), alert_feature("data", "feature:joint"), alert_feature("data", "joint")
+    ('amount', 'joint', '')
+    >>> alert_feature("prediction", "score"), alert_feature("prediction", "prediction:shape")
+    ('', '')
+    """
+    if kind != "data" or signal in (JOINT, CORRELATION, MEAN_SHIFT):
+        return ""
+    return feature_of(signal)
+
+
 def output_version(name: str) -> int | None:
     """The version of an output signal's name (``score@v3`` → 3), None for any other signal.
 

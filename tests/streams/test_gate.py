@@ -24,11 +24,26 @@ from driftloop.streams.drift.silences import Silence
 T0 = 1_790_000_000.0
 
 
-def detection(n: int, *, at: float, kind: str = "data", model: str = "fraud", partition: int = 0) -> Alert:
+def detection(
+    n: int,
+    *,
+    at: float,
+    kind: str = "data",
+    model: str = "fraud",
+    partition: int = 0,
+    signal: str = "amount",
+    change_at: float | None = None,
+) -> Alert:
+    """A detection at ``at`` (event time) of a change that began ``change_at`` (10 s before, unless given)."""
     return dataclasses.replace(
-        Alert.example(), alert_id=f"d{n}", model=model, kind=kind, event_ts=at, request_id=f"r{n}",
-        evidence={"partition": partition},
+        Alert.example(), alert_id=f"d{n}", model=model, kind=kind, signal=signal, event_ts=at, request_id=f"r{n}",
+        change_point_ts=at - 10 if change_at is None else change_at, evidence={"partition": partition},
     )  # fmt: skip
+
+
+def recorded(alert: Alert) -> RecordedAlert:
+    """``alert`` as the gate reads it back from ``drift_alerts``."""
+    return RecordedAlert(alert.alert_id, alert.kind, alert.event_ts, alert.signal, alert.change_point_ts)
 
 
 @pytest.fixture()
@@ -52,7 +67,7 @@ def test_each_kind_of_drift_has_its_own_cooldown_and_a_later_drift_passes(gate: 
     gate.remember("fraud", [])
     passed, _ = gate.decide([detection(1, at=T0), detection(2, at=T0 + 5, kind="performance")])
     assert ids(passed) == ["d1", "d2"]
-    gate.remember("fraud", [RecordedAlert("d1", "data", T0)])  # only d1 (the hourly limit is 2)
+    gate.remember("fraud", [recorded(detection(1, at=T0))])  # only d1 (the hourly limit is 2)
     passed, folded = gate.decide([detection(3, at=T0 + 599), detection(4, at=T0 + 601)])
     assert ids(passed) == ["d4"] and ids(folded) == ["d3"]  # 600 s of event time after d1
 
@@ -65,12 +80,37 @@ def test_the_hourly_limit_holds_across_partitions(gate: AlertGate) -> None:
 
 
 def test_the_memory_read_after_a_restart_keeps_the_cooldown_and_lets_a_repeat_through_once(gate: AlertGate) -> None:
-    gate.remember("fraud", [RecordedAlert("d1", "data", T0)])
+    gate.remember("fraud", [recorded(detection(1, at=T0))])
     repeat, same_drift, next_drift = detection(1, at=T0), detection(2, at=T0 + 60), detection(3, at=T0 + 700)
     passed, folded = gate.decide([repeat, same_drift, next_drift])
     assert ids(passed) == ["d1", "d3"] and ids(folded) == ["d2"]  # d1 again: published again, not new
     gate.forget()
     assert not gate.knows("fraud")
+
+
+def test_within_a_cooldown_a_drift_of_another_feature_that_began_later_passes_and_one_of_the_same_moment_folds(
+    tmp_path: Path,
+) -> None:
+    """A second feature's shift 500 events after the first's was folded into the first's alert, and its chart
+    took the shifted values for its next reference: never reported. Within the cooldown, a detection passes
+    when its feature is none of the alerts' and its change began after theirs by more than its own detection
+    took; the same feature, a feature moved at the same moment (caught later), and the model's own signals
+    (``joint``: every feature's) fold, as every detection did before. The memory read back keeps it."""
+    gate = AlertGate(SpecCatalog(tmp_path))  # the defaults: a cooldown of 900 s, six alerts an hour
+    gate.remember("fraud", [])
+    first = detection(1, at=T0, change_at=T0 - 10)
+    later = detection(2, at=T0 + 60, signal="age", change_at=T0 + 55)
+    same_feature = detection(3, at=T0 + 70, signal="age:spread", change_at=T0 + 56)
+    same_moment = detection(4, at=T0 + 90, signal="tenure", change_at=T0 + 30)  # 30 s uncertain, began ≤ T0
+    joint = detection(5, at=T0 + 200, signal="joint", change_at=T0 + 150)
+    passed, folded = gate.decide([first, later, same_feature, same_moment, joint])
+    assert ids(passed) == ["d1", "d2"] and ids(folded) == ["d3", "d4", "d5"]
+
+    gate.remember("fraud", [recorded(first), recorded(later)])  # after a restart
+    again = detection(6, at=T0 + 300, signal="age", change_at=T0 + 290)
+    another = detection(7, at=T0 + 300, signal="income", change_at=T0 + 290)
+    passed, folded = gate.decide([again, another])
+    assert ids(passed) == ["d7"] and ids(folded) == ["d6"]
 
 
 def test_unreadable_detection_records_are_skipped() -> None:

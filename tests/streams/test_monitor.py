@@ -9,6 +9,7 @@ import random
 import sys
 import tracemalloc
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,38 @@ def test_cooldown_holds_back_a_second_alert_of_the_same_kind() -> None:
     assert policy.allow("m", "performance", 1300.0)  # another kind is not
     assert not policy.allow("m", "data", 1700.0)  # the hourly limit of 2 is reached
     assert policy.allow("m", "data", 1000.0 + 3600) and policy.suppressed == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_second_feature_s_shift_within_the_cooldown_is_an_alert_and_five_shifted_at_once_are_one(
+    tmp_path: Path, seed: int
+) -> None:
+    """Events a second apart, eight N(0,1) features. ``f0`` moves by a deviation at event 20,000 and ``f1`` at
+    20,500, within the 900 s cooldown of ``f0``'s alert: ``f1``'s detection was folded into that alert, its chart
+    took the shifted values for its next reference, and its shift was never reported (none in 40,000 events).
+    Now it is an alert of its own, within 100 events of its start. Five features moved at the same moment are
+    one drift: one alert."""
+    from tests.streams.test_correlation import watched
+
+    def shifted(moves: dict[int, int]) -> Callable[[int, int], np.ndarray]:
+        rng = np.random.default_rng(seed)
+
+        def make(start: int, n: int) -> np.ndarray:
+            rows, index = rng.normal(size=(n, 8)), start + np.arange(n)
+            for column, at in moves.items():
+                rows[:, column] += index >= at
+            return rows
+
+        return make
+
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    alerts = watched(monitor, shifted({0: 20_000, 1: 20_500}), 40_000)
+    assert [a.signal for a in alerts] == ["f0", "f1"]
+    assert 0 <= int(alerts[1].request_id[1:]) - 20_500 < 100
+    assert alerts[1].event_ts - alerts[0].event_ts < 900  # within the cooldown
+    at_once = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    (alert,) = watched(at_once, shifted({j: 20_000 for j in range(5)}), 40_000)
+    assert alert.signal in {f"f{j}" for j in range(5)} and 0 <= int(alert.request_id[1:]) - 20_000 < 100
 
 
 def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
