@@ -189,9 +189,12 @@ class AlertPolicy:
 
 def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None) -> bool:
     """Whether a detection of ``feature`` at ``event_ts``, its change placed at ``change_ts``, is a drift of its
-    own, not one the alerts ``within`` the cooldown reported: its feature is none of theirs, and its change began
-    after each of theirs, by more than its own detection took (a change point is uncertain by about that much:
-    a feature that moved less than theirs at the same moment is caught later, its change placed later).
+    own, not one the alerts ``within`` the cooldown reported: they are all of features (an alert of the model's
+    own signals, ``joint``, ``mean_shift``, watches every feature: River's centroids that keep moving made a
+    ``mean_shift`` alert, then one a feature as each one's chart fired), its feature is none of theirs, and its
+    change began after each of theirs, by more than its own detection took (a change point is uncertain by
+    about that much: a feature that moved less than theirs at the same moment is caught later, its change
+    placed later).
 
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
     for its next reference while the cooldown held its alert back.
@@ -201,9 +204,11 @@ def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts
     (True, False)
     >>> new_drift(first, "age", 160.0, 120.0)  # placed 23 s after, found 40 s after that: the same moment, maybe
     False
+    >>> new_drift([Passed(100.0, 97.0, "")], "age", 160.0, 150.0)  # after a mean_shift's alert
+    False
     """
-    if change_ts is None or not feature or any(p.feature == feature for p in within):
-        return False
+    if change_ts is None or not feature or any(p.feature in (feature, "") for p in within):
+        return False  # "": the model's own signals, which watch all of its features, or an alert of old
     change_ts = min(change_ts, event_ts)
     earliest = change_ts - (event_ts - change_ts)
     return all(earliest > p.change_ts for p in within)

@@ -94,8 +94,9 @@ def test_within_a_cooldown_a_drift_of_another_feature_that_began_later_passes_an
     """A second feature's shift 500 events after the first's was folded into the first's alert, and its chart
     took the shifted values for its next reference: never reported. Within the cooldown, a detection passes
     when its feature is none of the alerts' and its change began after theirs by more than its own detection
-    took; the same feature, a feature moved at the same moment (caught later), and the model's own signals
-    (``joint``: every feature's) fold, as every detection did before. The memory read back keeps it."""
+    took; the same feature, a feature moved at the same moment (caught later), the model's own signals, and every
+    detection after an alert of theirs (``joint``, ``mean_shift``: every feature's) fold, as every detection did
+    before. The memory read back keeps it."""
     gate = AlertGate(SpecCatalog(tmp_path))  # the defaults: a cooldown of 900 s, six alerts an hour
     gate.remember("fraud", [])
     first = detection(1, at=T0, change_at=T0 - 10)
@@ -111,6 +112,12 @@ def test_within_a_cooldown_a_drift_of_another_feature_that_began_later_passes_an
     another = detection(7, at=T0 + 300, signal="income", change_at=T0 + 290)
     passed, folded = gate.decide([again, another])
     assert ids(passed) == ["d7"] and ids(folded) == ["d6"]
+
+    gate.remember("fraud", [])  # River's centroids that keep moving: the mean shift's alert, then each feature's
+    shift = detection(8, at=T0 + 5000, signal="mean_shift", change_at=T0 + 4990)
+    each = detection(9, at=T0 + 5600, signal="age", change_at=T0 + 5500)
+    passed, folded = gate.decide([shift, each])
+    assert ids(passed) == ["d8"] and ids(folded) == ["d9"]  # the model's own signals watch every feature
 
 
 def test_unreadable_detection_records_are_skipped() -> None:
