@@ -19,7 +19,7 @@ import pandas as pd
 
 from driftloop.infra.settings import Settings
 from driftloop.infra.spec import SpecCatalog, SpecError
-from driftloop.streams.drift.signals import CORRELATION, JOINT, MEAN_SHIFT, feature_of
+from driftloop.streams.drift.signal_names import CORRELATION, JOINT, MEAN_SHIFT, feature_of
 
 from .plots import feature_shift_plot, pair_shift_plot, performance_plot, retrain_plot
 from .queries import ModelHistory, feature_values, load_history, pair_values

@@ -12,16 +12,8 @@ import numpy as np
 from driftloop.infra.contract import Alert, finite_json
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.policy import correlation_severity, severity
-from driftloop.streams.drift.signals import (
-    CORRELATION,
-    JOINT,
-    MEAN_SHIFT,
-    VERSION_MARK,
-    EventRing,
-    ModelState,
-    SignalState,
-    alert_feature,
-)
+from driftloop.streams.drift.signal_names import CORRELATION, JOINT, MEAN_SHIFT, VERSION_MARK, alert_feature
+from driftloop.streams.drift.signals import EventRing, ModelState, SignalState
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
 CONTEXT = 1000

@@ -22,18 +22,8 @@ from driftloop.streams.drift.cusum import DECILES
 from driftloop.streams.drift.frame import FeatureColumns, FeaturesByEvent, ModelPredictions
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.multivariate import MultivariateSignals
-from driftloop.streams.drift.signals import (
-    CORRELATION,
-    JOINT,
-    JOINT_REFERENCE,
-    MEAN_SHIFT,
-    MIN_REFERENCE,
-    SHAPE,
-    VERSION_MARK,
-    ModelState,
-    family,
-    feature_signal,
-)
+from driftloop.streams.drift.signal_names import CORRELATION, JOINT, MEAN_SHIFT, SHAPE, VERSION_MARK, feature_signal
+from driftloop.streams.drift.signals import JOINT_REFERENCE, MIN_REFERENCE, ModelState, family
 from driftloop.streams.event_rules import number_in
 
 log = logging.getLogger("driftloop.drift")

@@ -43,7 +43,7 @@ from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, NoEvent
 from driftloop.streams.drift.monitoring_start import monitoring_began
 from driftloop.streams.drift.policy import AlertPolicy
-from driftloop.streams.drift.signals import alert_feature
+from driftloop.streams.drift.signal_names import alert_feature
 from driftloop.streams.drift.silences import Silence, mark_silenced
 
 log = logging.getLogger("driftloop.alerts")

@@ -47,24 +47,26 @@ from driftloop.streams.drift.detectors import build, check_detectors
 from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
+from driftloop.streams.drift.signal_names import (
+    MEAN_SHIFT,
+    VERSION_MARK,
+    alert_feature,
+    feature_of,
+    feature_signal,
+    output_version,
+)
 from driftloop.streams.drift.signals import (
     JOINT_REFERENCE,
-    MEAN_SHIFT,
     MIN_REFERENCE,
     PER_FEATURE,
     RATE_PARAMS,
     RING,
-    VERSION_MARK,
     EventRing,
     HeldAlert,
     ModelState,
     SignalState,
-    alert_feature,
     family,
-    feature_of,
-    feature_signal,
     forget_old_versions,
-    output_version,
     set_run_length,
 )
 

@@ -14,7 +14,8 @@ from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
 from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.policy import AlertPolicy
-from driftloop.streams.drift.signals import CORRELATION, MEAN_SHIFT, HeldAlert
+from driftloop.streams.drift.signal_names import CORRELATION, MEAN_SHIFT
+from driftloop.streams.drift.signals import HeldAlert
 
 
 def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:

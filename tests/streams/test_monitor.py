@@ -22,7 +22,8 @@ from driftloop.streams.drift.evidence import Evidence
 from driftloop.streams.drift.joint import HALF_LIFE, ROUNDING, JointDrift, running_mean
 from driftloop.streams.drift.monitor import DriftMonitor, output_version
 from driftloop.streams.drift.policy import AlertPolicy
-from driftloop.streams.drift.signals import EventRing, feature_of
+from driftloop.streams.drift.signal_names import feature_of
+from driftloop.streams.drift.signals import EventRing
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
 from driftloop.streams.drift.state_json import state_text
 
