@@ -451,9 +451,8 @@ class DriftMonitor:
                     gated=carrier is None,
                 )  # fmt: skip
                 if carrier is None:
-                    feature = alert_feature(signal.kind, signal.label)
-                    if made is not None and feature and signal.signal_type != "missing":  # a shift, not nulls
-                        state.reported.add(feature)
+                    if made is not None and (feature := alert_feature(signal.kind, signal.label)):
+                        state.reported.add(feature)  # a feature's null rate is reported as its own
                     return made
                 if state.held_shift is None and made is not None:  # the first one held places the change
                     state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)

@@ -20,7 +20,8 @@ CORRELATION = "correlation"  # the signal of how pairs of features (numbers, mai
 MEAN_SHIFT = "mean_shift"  # the signal of the same columns' means moving together
 #: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``,
 #: ``amount:shape``.
-FEATURE_SIGNALS = (":spread", ":null_rate", ":outliers", SHAPE)
+NULL_RATE = ":null_rate"
+FEATURE_SIGNALS = (":spread", NULL_RATE, ":outliers", SHAPE)
 #: A feature named as one of the model's own signals could be (``joint``, ``correlation``, ``mean_shift``,
 #: ``amount:spread``, ``score@v3``) is watched as ``feature:<name>``: its values and that signal's never share a
 #: detector (a feature ``joint`` fed the joint signal's chart, an alarm every few thousand stationary events).
@@ -63,17 +64,19 @@ def feature_of(signal: str) -> str:
 
 
 def alert_feature(kind: str, signal: str) -> str:
-    """The feature an alert of ``kind`` on ``signal`` (its name in alerts) is of: "" for the model's own signals
-    (its outputs, ``joint``, ``correlation``, ``mean_shift``), which watch all of its features, or none.
+    """What an alert of ``kind`` on ``signal`` (its name in alerts) is about, for the alert policy: the feature
+    whose values it watches, or its null rate (a pipeline that stops filling a feature is another drift than
+    the one that moved its values), or "" for the model's own signals (its outputs, ``joint``, ``correlation``,
+    ``mean_shift``), which watch all of its features, or none.
 
     >>> alert_feature("data", "amount:shape"), alert_feature("data", "feature:joint"), alert_feature("data", "joint")
     ('amount', 'joint', '')
-    >>> alert_feature("prediction", "score"), alert_feature("prediction", "prediction:shape")
-    ('', '')
+    >>> alert_feature("data", "amount:null_rate"), alert_feature("prediction", "score")
+    ('amount:null_rate', '')
     """
     if kind != "data" or signal in (JOINT, CORRELATION, MEAN_SHIFT):
         return ""
-    return feature_of(signal)
+    return signal if signal.endswith(NULL_RATE) else feature_of(signal)
 
 
 def output_version(name: str) -> int | None:

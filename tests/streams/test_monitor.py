@@ -254,7 +254,8 @@ def test_a_second_feature_s_shift_within_the_cooldown_is_an_alert_and_five_shift
     20,500, within the 900 s cooldown of ``f0``'s alert: ``f1``'s detection was folded into that alert, its chart
     took the shifted values for its next reference, and its shift was never reported (none in 40,000 events).
     Now it is an alert of its own, within 100 events of its start. Five features moved at the same moment are
-    one drift: one alert."""
+    one drift: one alert. ``f0``'s null rate rising 500 events after its values moved is another drift too (a
+    pipeline that stopped filling it)."""
     from tests.streams.test_correlation import watched
 
     def shifted(moves: dict[int, int]) -> Callable[[int, int], np.ndarray]:
@@ -276,6 +277,19 @@ def test_a_second_feature_s_shift_within_the_cooldown_is_an_alert_and_five_shift
     at_once = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     (alert,) = watched(at_once, shifted({j: 20_000 for j in range(5)}), 40_000)
     assert alert.signal in {f"f{j}" for j in range(5)} and 0 <= int(alert.request_id[1:]) - 20_000 < 100
+
+    moved = shifted({0: 20_000})
+    rng = np.random.default_rng(seed)
+
+    def then_missing(start: int, n: int) -> np.ndarray:  # f0 left null in 30 % of the events from 20,500 on
+        rows = moved(start, n)
+        rows[(start + np.arange(n) >= 20_500) & (rng.random(n) < 0.3), 0] = np.nan
+        return rows
+
+    nulls = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    alerts = watched(nulls, then_missing, 24_000)
+    assert [a.signal for a in alerts] == ["f0", "f0:null_rate"]  # its values' drift, then its pipeline's
+    assert 0 <= int(alerts[1].request_id[1:]) - 20_500 < 100
 
 
 def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
