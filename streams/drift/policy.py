@@ -124,6 +124,12 @@ class Passed(NamedTuple):
     feature: str
 
 
+#: New drifts a cooldown lets through (:func:`new_drift`): a feature's small shift is caught late, its change
+#: placed late, and the features of one small shift across many (nineteen moved 0.1 of a deviation each, after
+#: another feature's alert) passed as new ones, five in an hour.
+NEW_DRIFTS = 1
+
+
 class AlertPolicy:
     """Cooldown and rate limit per model (see the module docstring for the whole policy)."""
 
@@ -167,13 +173,14 @@ class AlertPolicy:
         """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now; records it if so.
 
         Within the cooldown of the model's alerts of that kind only a new drift may (:func:`new_drift`): one of
-        another ``feature`` whose change began (``change_ts``) after theirs did."""
+        another ``feature`` whose change began (``change_ts``) after they were detected, :data:`NEW_DRIFTS` a
+        cooldown."""
         passed = self._passed[(model, kind)]
         cooldown = self.spec.cooldown_s
         while passed and event_ts - passed[0].event_ts >= cooldown + 3600:  # an hour's slack: out of order
             passed.popleft()
         within = [p for p in passed if event_ts - p.event_ts < cooldown]
-        if within and not new_drift(within, feature, event_ts, change_ts):
+        if within and (len(within) > NEW_DRIFTS or not new_drift(within, feature, event_ts, change_ts)):
             self.suppressed += 1
             return False
         recent = self._recent[model]
@@ -192,9 +199,9 @@ def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts
     own, not one the alerts ``within`` the cooldown reported: they are all of features (an alert of the model's
     own signals, ``joint``, ``mean_shift``, watches every feature: River's centroids that keep moving made a
     ``mean_shift`` alert, then one a feature as each one's chart fired), its feature is none of theirs, and its
-    change began after each of theirs, by more than its own detection took (a change point is uncertain by
-    about that much: a feature that moved less than theirs at the same moment is caught later, its change
-    placed later).
+    change began after each of them was detected, by more than its own detection took (a change point is
+    uncertain by about that much: a feature that moved less than theirs at the same moment is caught later,
+    its change placed later).
 
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
     for its next reference while the cooldown held its alert back.
@@ -202,7 +209,7 @@ def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts
     >>> first = [Passed(event_ts=100.0, change_ts=97.0, feature="amount")]
     >>> new_drift(first, "age", 160.0, 150.0), new_drift(first, "amount", 160.0, 150.0)  # later; the same feature
     (True, False)
-    >>> new_drift(first, "age", 160.0, 120.0)  # placed 23 s after, found 40 s after that: the same moment, maybe
+    >>> new_drift(first, "age", 160.0, 125.0)  # placed 25 s after it was found, 35 s uncertain: the same moment
     False
     >>> new_drift([Passed(100.0, 97.0, "")], "age", 160.0, 150.0)  # after a mean_shift's alert
     False
@@ -211,7 +218,7 @@ def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts
         return False  # "": the model's own signals, which watch all of its features, or an alert of old
     change_ts = min(change_ts, event_ts)
     earliest = change_ts - (event_ts - change_ts)
-    return all(earliest > p.change_ts for p in within)
+    return all(earliest > p.event_ts for p in within)
 
 
 def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:

@@ -94,9 +94,9 @@ def test_within_a_cooldown_a_drift_of_another_feature_that_began_later_passes_an
     """A second feature's shift 500 events after the first's was folded into the first's alert, and its chart
     took the shifted values for its next reference: never reported. Within the cooldown, a detection passes
     when its feature is none of the alerts' and its change began after theirs by more than its own detection
-    took; the same feature, a feature moved at the same moment (caught later), the model's own signals, and every
-    detection after an alert of theirs (``joint``, ``mean_shift``: every feature's) fold, as every detection did
-    before. The memory read back keeps it."""
+    took; the same feature, a feature moved at the same moment (caught later), the model's own signals, every
+    detection after an alert of theirs (``joint``, ``mean_shift``: every feature's), and a second new drift in
+    one cooldown fold, as every detection did before. The memory read back keeps it."""
     gate = AlertGate(SpecCatalog(tmp_path))  # the defaults: a cooldown of 900 s, six alerts an hour
     gate.remember("fraud", [])
     first = detection(1, at=T0, change_at=T0 - 10)
@@ -107,11 +107,12 @@ def test_within_a_cooldown_a_drift_of_another_feature_that_began_later_passes_an
     passed, folded = gate.decide([first, later, same_feature, same_moment, joint])
     assert ids(passed) == ["d1", "d2"] and ids(folded) == ["d3", "d4", "d5"]
 
-    gate.remember("fraud", [recorded(first), recorded(later)])  # after a restart
-    again = detection(6, at=T0 + 300, signal="age", change_at=T0 + 290)
+    gate.remember("fraud", [recorded(first)])  # after a restart
+    again = detection(6, at=T0 + 300, signal="amount:shape", change_at=T0 + 290)
     another = detection(7, at=T0 + 300, signal="income", change_at=T0 + 290)
-    passed, folded = gate.decide([again, another])
-    assert ids(passed) == ["d7"] and ids(folded) == ["d6"]
+    third = detection(10, at=T0 + 400, signal="tenure", change_at=T0 + 390)
+    passed, folded = gate.decide([again, another, third])
+    assert ids(passed) == ["d7"] and ids(folded) == ["d6", "d10"]  # a cooldown lets one new drift through
 
     gate.remember("fraud", [])  # River's centroids that keep moving: the mean shift's alert, then each feature's
     shift = detection(8, at=T0 + 5000, signal="mean_shift", change_at=T0 + 4990)
