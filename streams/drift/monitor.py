@@ -48,6 +48,7 @@ from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
 from driftloop.streams.drift.signal_names import (
+    CORRELATION,
     MEAN_SHIFT,
     VERSION_MARK,
     alert_feature,
@@ -453,6 +454,8 @@ class DriftMonitor:
                 if carrier is None:
                     if made is not None and (feature := alert_feature(signal.kind, signal.label)):
                         state.reported.add(feature)  # a feature's null rate is reported as its own
+                        if signal.signal_type != "missing":
+                            _learn_multivariate_again(state)
                     return made
                 if state.held_shift is None and made is not None:  # the first one held places the change
                     state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
@@ -534,6 +537,17 @@ def _say_if_override_misfits(
                 }
             },
         )
+
+
+def _learn_multivariate_again(state: ModelState) -> None:
+    """After a feature's drift is reported, the ``correlation`` and ``mean_shift`` signals learn a reference
+    anew (``streams.drift.multivariate``: theirs is learnt once): a feature that moved by a deviation and stayed
+    there held the mean shift's running mean for good, every later shift looked like that feature's, and
+    nineteen features moved 0.1σ each after it went unseen by the mean shift (their own charts caught them one
+    by one, 2,000 to 3,000 events later)."""
+    state.multivariate = None
+    for name in (CORRELATION, MEAN_SHIFT):
+        state.signals.pop(name, None)
 
 
 def _shift_carrier(state: ModelState) -> str | None:
