@@ -397,9 +397,11 @@ def test_a_canary_widened_past_half_of_the_requests_is_compared_on_spans_of_the_
 def test_a_canary_that_breaks_the_objective_where_the_champion_keeps_it_is_rejected(
     release_settings: Settings, new_model, write_served
 ) -> None:
-    """p99 about 35 ms against the champion's 26 (1.4 times: within the margin), the objective 28 ms."""
+    """p99 about 32 ms against the champion's 26 (1.25 times: within the margin), the objective 28 ms. (At 1.4
+    times, 35 ms, the spans' answer times were within the margin at 95 % in most runs and undecided in some: the
+    spans and the champion's sample follow the test's clock and model name.)"""
     model, now, controller = _canary_of(release_settings, new_model, "latency_slo_ms = 28", share=0.1)
-    _traffic(write_served, model, now[0] + 10, canary_ms=11.0, seed=21, champion_ms=8.0, rows=(6_000, 54_000))
+    _traffic(write_served, model, now[0] + 10, canary_ms=10.0, seed=21, champion_ms=8.0, rows=(6_000, 54_000))
     now[0] += 700
     (rejected,) = controller.step(model)
     assert (
