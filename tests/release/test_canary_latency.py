@@ -143,9 +143,19 @@ def test_a_spec_judges_answer_times_unless_told_not_to(tmp_path: Path) -> None:
 @pytest.fixture()
 def write_served(release_settings: Settings) -> Callable[..., None]:
     """``n`` predictions a version served, spread evenly over ``seconds`` from ``start``, their answer times
-    (``latency_ms``) lognormal around ``median_ms``."""
+    (``latency_ms``) lognormal around ``median_ms`` (its log's deviation ``spread``)."""
 
-    def write(model: str, version: int, n: int, *, start: float, seconds: float, median_ms: float, seed: int) -> None:
+    def write(
+        model: str,
+        version: int,
+        n: int,
+        *,
+        start: float,
+        seconds: float,
+        median_ms: float,
+        seed: int,
+        spread: float = 0.5,
+    ) -> None:
         rng = np.random.default_rng(seed)
         ts_ms = [round((start + seconds * i / n) * 1000) for i in range(n)]
         ids = [f"{model}-v{version}-{seed}-{i}" for i in range(n)]
@@ -167,7 +177,7 @@ def write_served(release_settings: Settings) -> Callable[..., None]:
             "scores.label": [[] for _ in range(n)],
             "scores.probability": [[] for _ in range(n)],
             "served": [1] * n,
-            "latency_ms": (median_ms * rng.lognormal(0.0, 0.5, n)).tolist(),
+            "latency_ms": (median_ms * rng.lognormal(0.0, spread, n)).tolist(),
         }
         assert set(columns) == set(PREDICTION_COLUMNS)
         sink = ClickHouseSink(release_settings.clickhouse)
@@ -199,11 +209,12 @@ def _traffic(
     *,
     champion_ms: float = 4.0,
     rows: tuple[int, int] = (1_500, 28_500),
+    spread: float = 0.5,
 ) -> None:
     """Ten minutes of a canary's traffic: by default a 5 % canary's, 1,500 requests the canary (v2) answered and
     28,500 the champion (v1, 4 ms)."""
-    write_served(model, 2, rows[0], start=start, seconds=600, median_ms=canary_ms, seed=seed)
-    write_served(model, 1, rows[1], start=start, seconds=600, median_ms=champion_ms, seed=seed + 1)
+    write_served(model, 2, rows[0], start=start, seconds=600, median_ms=canary_ms, seed=seed, spread=spread)
+    write_served(model, 1, rows[1], start=start, seconds=600, median_ms=champion_ms, seed=seed + 1, spread=spread)
 
 
 @pytest.mark.integration
@@ -397,11 +408,16 @@ def test_a_canary_widened_past_half_of_the_requests_is_compared_on_spans_of_the_
 def test_a_canary_that_breaks_the_objective_where_the_champion_keeps_it_is_rejected(
     release_settings: Settings, new_model, write_served
 ) -> None:
-    """p99 about 32 ms against the champion's 26 (1.25 times: within the margin), the objective 28 ms. (At 1.4
-    times, 35 ms, the spans' answer times were within the margin at 95 % in most runs and undecided in some: the
-    spans and the champion's sample follow the test's clock and model name.)"""
+    """p99 about 32 ms against the champion's 24 (1.33 times: within the margin), the objective 28 ms. Answer
+    times of a narrower spread than the other tests' (each span's p99 is of 200 rows): with the spread of 0.5
+    and p99s of 35 and 26 ms, a span's quantiles fell on either side of the margin and of the objective often
+    enough that one run in a few dozen ended undecided (the spans and the champion's sample follow the test's
+    clock and model name)."""
     model, now, controller = _canary_of(release_settings, new_model, "latency_slo_ms = 28", share=0.1)
-    _traffic(write_served, model, now[0] + 10, canary_ms=10.0, seed=21, champion_ms=8.0, rows=(6_000, 54_000))
+    _traffic(
+        write_served, model, now[0] + 10, canary_ms=17.9, seed=21, champion_ms=13.4, rows=(6_000, 54_000),
+        spread=0.25,
+    )  # fmt: skip
     now[0] += 700
     (rejected,) = controller.step(model)
     assert (
