@@ -63,7 +63,6 @@ class RecordedAlert:
     kind: str
     event_ts: float
     signal: str = ""
-    change_ts: float | None = None  # None: taken as its detection's time
 
 
 class AlertGate:
@@ -87,8 +86,7 @@ class AlertGate:
             monitoring = ModelSpec(name=model).monitoring
         policy = AlertPolicy(monitoring)
         for alert in sorted(recorded, key=lambda a: a.event_ts):
-            feature = alert_feature(alert.kind, alert.signal)
-            policy.allow(model, alert.kind, alert.event_ts, feature=feature, change_ts=alert.change_ts)
+            policy.record(model, alert.kind, alert.event_ts, feature=alert_feature(alert.kind, alert.signal))
         self._policies[model] = policy
         self._recorded[model] = {a.alert_id for a in recorded}
 
@@ -131,14 +129,11 @@ def recorded_alerts(client: Any, model: str) -> list[RecordedAlert]:
     if not latest or not latest[0][1]:
         return []
     rows = client.execute(
-        "SELECT DISTINCT alert_id, toString(kind), event_ts_ms, signal, toUInt32(change_point_ts) FROM drift_alerts "
+        "SELECT DISTINCT alert_id, toString(kind), event_ts_ms, signal FROM drift_alerts "
         f"WHERE model = %(m)s AND event_ts_ms >= %(since)s AND {_SINCE_BEGAN}",
         {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000), "began": began},
     )
-    return [
-        RecordedAlert(alert_id, kind, ts_ms / 1000, signal, float(change_s))
-        for alert_id, kind, ts_ms, signal, change_s in rows
-    ]
+    return [RecordedAlert(alert_id, kind, ts_ms / 1000, signal) for alert_id, kind, ts_ms, signal in rows]
 
 
 def read_detections(values: Sequence[bytes]) -> list[Alert]:

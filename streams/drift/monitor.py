@@ -544,7 +544,7 @@ def _learn_multivariate_again(state: ModelState) -> None:
     anew (``streams.drift.multivariate``: theirs is learnt once): a feature that moved by a deviation and stayed
     there held the mean shift's running mean for good, every later shift looked like that feature's, and
     nineteen features moved 0.1σ each after it went unseen by the mean shift (their own charts caught them one
-    by one, 2,000 to 3,000 events later)."""
+    by one, 1,800 to 3,000 events later)."""
     state.multivariate = None
     for name in (CORRELATION, MEAN_SHIFT):
         state.signals.pop(name, None)

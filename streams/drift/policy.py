@@ -9,8 +9,8 @@ A detection becomes an alert only when
    differ from the reference mean by more than chance allows at the signal's share of the
    ``false_alarm_budget`` (split Bonferroni-style among the signals),
 4. the model is not in **cooldown** for that kind of drift (event time), unless it is a new drift: of a
-   feature none of the cooldown's alerts was of, which began after theirs (:func:`new_drift`); and it is
-   under its hourly **rate limit**.
+   feature none of the cooldown's alerts was of, which began after they were detected (:func:`new_drift`);
+   and it is under its hourly **rate limit**.
 
 The default detectors need no confirmation: ``CUSUM`` and ``CategoricalShift`` take their share of the
 model's expected run length (``streams.drift.monitor``), which is their false-alarm rate.
@@ -116,11 +116,10 @@ def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: f
 
 
 class Passed(NamedTuple):
-    """An alert the policy let through: when it was detected, when its change began, and the feature (or the
-    model's own signal: ``joint``, ``score``) it is of ("" where not known: a state saved before they were kept)."""
+    """An alert the policy let through: when it was detected, and what it is about (:func:`new_drift`'s
+    ``feature``; "" for the model's own signals, and where not known: a state saved before they were kept)."""
 
     event_ts: float
-    change_ts: float
     feature: str
 
 
@@ -143,7 +142,7 @@ class AlertPolicy:
         return {
             # the latest alert of each kind, as the code before session 54 reads it
             "last": [[m, k, passed[-1].event_ts] for (m, k), passed in self._passed.items() if passed],
-            "passed": [[m, k, *p] for (m, k), passed in self._passed.items() for p in passed],
+            "passed": [[m, k, p.event_ts, p.feature] for (m, k), passed in self._passed.items() for p in passed],
             "recent": {m: list(q) for m, q in self._recent.items()},
             "suppressed": self.suppressed,
         }
@@ -151,11 +150,11 @@ class AlertPolicy:
     def restore(self, data: dict) -> None:  # type: ignore[type-arg]
         self._passed = defaultdict(deque)
         if "passed" in data:
-            for m, k, event_ts, change_ts, feature in data["passed"]:
-                self._passed[(m, k)].append(Passed(float(event_ts), float(change_ts), feature))
-        else:  # saved before session 54: the latest alert of each kind, its change taken as its detection
+            for m, k, event_ts, feature in data["passed"]:
+                self._passed[(m, k)].append(Passed(float(event_ts), feature))
+        else:  # saved before session 54: the latest alert of each kind, of every feature
             for m, k, t in data.get("last", []):
-                self._passed[(m, k)].append(Passed(float(t), float(t), ""))
+                self._passed[(m, k)].append(Passed(float(t), ""))
         self._recent = defaultdict(deque, {m: deque(map(float, q)) for m, q in data.get("recent", {}).items()})
         self.suppressed = int(data.get("suppressed", 0))
 
@@ -189,9 +188,13 @@ class AlertPolicy:
         if len(recent) >= self.spec.max_alerts_per_hour:
             self.suppressed += 1
             return False
-        passed.append(Passed(event_ts, event_ts if change_ts is None else change_ts, feature))
-        recent.append(event_ts)
+        self.record(model, kind, event_ts, feature=feature)
         return True
+
+    def record(self, model: str, kind: str, event_ts: float, *, feature: str = "") -> None:
+        """Count an alert that went out (:meth:`allow`'s, or one recorded before a restart, read back)."""
+        self._passed[(model, kind)].append(Passed(event_ts, feature))
+        self._recent[model].append(event_ts)
 
 
 def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None) -> bool:
@@ -206,12 +209,12 @@ def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
     for its next reference while the cooldown held its alert back.
 
-    >>> first = [Passed(event_ts=100.0, change_ts=97.0, feature="amount")]
+    >>> first = [Passed(event_ts=100.0, feature="amount")]
     >>> new_drift(first, "age", 160.0, 150.0), new_drift(first, "amount", 160.0, 150.0)  # later; the same feature
     (True, False)
     >>> new_drift(first, "age", 160.0, 125.0)  # placed 25 s after it was found, 35 s uncertain: the same moment
     False
-    >>> new_drift([Passed(100.0, 97.0, "")], "age", 160.0, 150.0)  # after a mean_shift's alert
+    >>> new_drift([Passed(100.0, "")], "age", 160.0, 150.0)  # after a mean_shift's alert
     False
     """
     if change_ts is None or not feature or any(p.feature in (feature, "") for p in within):

@@ -43,7 +43,7 @@ def detection(
 
 def recorded(alert: Alert) -> RecordedAlert:
     """``alert`` as the gate reads it back from ``drift_alerts``."""
-    return RecordedAlert(alert.alert_id, alert.kind, alert.event_ts, alert.signal, alert.change_point_ts)
+    return RecordedAlert(alert.alert_id, alert.kind, alert.event_ts, alert.signal)
 
 
 @pytest.fixture()
