@@ -18,9 +18,9 @@ OUTPUT_SHAPES = frozenset({f"score{SHAPE}", f"prediction{SHAPE}"})
 JOINT = "joint"  # the signal of how the numeric features move together
 CORRELATION = "correlation"  # the signal of how pairs of features (numbers, main categories) vary together
 MEAN_SHIFT = "mean_shift"  # the signal of the same columns' means moving together
+NULL_RATE = ":null_rate"
 #: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``,
 #: ``amount:shape``.
-NULL_RATE = ":null_rate"
 FEATURE_SIGNALS = (":spread", NULL_RATE, ":outliers", SHAPE)
 #: A feature named as one of the model's own signals could be (``joint``, ``correlation``, ``mean_shift``,
 #: ``amount:spread``, ``score@v3``) is watched as ``feature:<name>``: its values and that signal's never share a

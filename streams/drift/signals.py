@@ -169,7 +169,7 @@ class ModelState:
     events_per_s: float = 0.0  # the model's event rate over its warm-up, when its run length is in hours
     refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
     held_shift: HeldAlert | None = None  # a mean shift's alert waiting for one feature's own
-    reported: set[str] = field(default_factory=set)  # features whose own alerts reported a shift of theirs
+    reported: set[str] = field(default_factory=set)  # what its features' alerts were about (alert_feature)
 
 
 #: The fewest values a signal's reference is learnt from, whatever the warm-up.
