@@ -62,7 +62,7 @@ class RecordedAlert:
     alert_id: str
     kind: str
     event_ts: float
-    signal: str = ""
+    signal: str
 
 
 class AlertGate:

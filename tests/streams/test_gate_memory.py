@@ -74,6 +74,23 @@ def test_a_model_started_over_remembers_only_the_alerts_detected_since(
         sink.close()
 
 
+def test_the_memory_knows_what_each_alert_was_about_so_a_new_drift_passes_its_cooldown(
+    clickhouse: Any, tmp_path: Path
+) -> None:
+    """Read back from ``drift_alerts``, an alert of ``amount`` holds back ``amount``'s other signals within its
+    cooldown, and lets another feature's drift that began after it through."""
+    model, now = f"gate-{uuid.uuid4().hex[:8]}", time.time()
+    record(clickhouse, [alert(model, "amount", "data", event_ts=now - 120, detected_at=now - 60)])
+    assert [a.signal for a in recorded_alerts(clickhouse, model)] == ["amount"]
+
+    def later(signal: str) -> Alert:
+        detection = alert(model, signal, "data", event_ts=now, detected_at=now)
+        return dataclasses.replace(detection, signal=signal, change_point_ts=now - 10)
+
+    assert not passes(tmp_path, clickhouse, later("amount:shape"))
+    assert passes(tmp_path, clickhouse, later("age"))
+
+
 def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
     """The same reads on current ClickHouse (chdb); the 18.16 server runs them in the test above."""
     with migrated_chdb(tmp_path) as (db, runner):

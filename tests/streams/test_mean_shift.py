@@ -32,10 +32,13 @@ def monitor(tmp_path: Path) -> DriftMonitor:
     return DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
 
 
-def shifted(rng: np.random.Generator, start: int, n: int, shift: np.ndarray, at: int = 20_000) -> np.ndarray:
-    """N(0,1) features (as many as ``shift``), each moved by its ``shift`` from event ``at`` on."""
+def shifted(
+    rng: np.random.Generator, start: int, n: int, shift: np.ndarray, at: int | np.ndarray = 20_000
+) -> np.ndarray:
+    """N(0,1) features (as many as ``shift``), each moved by its ``shift`` from event ``at`` on (each from its
+    own, where ``at`` gives one a feature)."""
     rows = rng.normal(size=(n, len(shift)))
-    return rows + shift * ((start + np.arange(n)) >= at)[:, None]
+    return rows + shift * ((start + np.arange(n))[:, None] >= at)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -128,14 +131,8 @@ def test_after_one_feature_s_drift_a_small_shift_of_the_others_is_a_mean_shift(
     by one, 1,800 to 3,000 events later). After a feature's alert it learns a reference anew: the second drift
     is a mean-shift alert within 1,500 events (some 600–700 here)."""
     rng = np.random.default_rng(seed)
-
-    def make(start: int, n: int) -> np.ndarray:
-        rows, index = rng.normal(size=(n, 20)), start + np.arange(n)
-        rows[:, 0] += index >= 20_000
-        rows[:, 1:] += 0.1 * (index >= 40_000)[:, None]
-        return rows
-
-    alerts = watched(monitor, make, 44_000)
+    moves, starts = np.r_[1.0, np.full(19, 0.1)], np.r_[20_000, np.full(19, 40_000)]
+    alerts = watched(monitor, lambda start, n: shifted(rng, start, n, moves, at=starts), 44_000)
     assert alerts and alerts[0].signal == "f0" and 0 <= int(alerts[0].request_id[1:]) - 20_000 < 200
     later = [a for a in alerts if int(a.request_id[1:]) >= 40_000]
     assert later and later[0].signal == "mean_shift" and int(later[0].request_id[1:]) - 40_000 < 1500

@@ -257,17 +257,13 @@ def test_a_second_feature_s_shift_within_the_cooldown_is_an_alert_and_five_shift
     one drift: one alert. ``f0``'s null rate rising 500 events after its values moved is another drift too (a
     pipeline that stopped filling it)."""
     from tests.streams.test_correlation import watched
+    from tests.streams.test_mean_shift import shifted as moved_from
 
     def shifted(moves: dict[int, int]) -> Callable[[int, int], np.ndarray]:
-        rng = np.random.default_rng(seed)
-
-        def make(start: int, n: int) -> np.ndarray:
-            rows, index = rng.normal(size=(n, 8)), start + np.arange(n)
-            for column, at in moves.items():
-                rows[:, column] += index >= at
-            return rows
-
-        return make
+        """Eight N(0,1) features, each of ``moves`` by a deviation from its event on."""
+        rng, starts = np.random.default_rng(seed), np.full(8, np.inf)
+        starts[list(moves)] = list(moves.values())
+        return lambda start, n: moved_from(rng, start, n, np.isfinite(starts).astype(float), at=starts)
 
     monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
     alerts = watched(monitor, shifted({0: 20_000, 1: 20_500}), 40_000)
