@@ -12,7 +12,7 @@ import numpy as np
 from driftloop.infra.contract import Alert, finite_json
 from driftloop.infra.spec import ModelSpec
 from driftloop.streams.drift.policy import correlation_severity, severity
-from driftloop.streams.drift.signal_names import CORRELATION, JOINT, MEAN_SHIFT, VERSION_MARK, alert_feature
+from driftloop.streams.drift.signal_names import CORRELATION, JOINT, MEAN_SHIFT, VERSION_MARK
 from driftloop.streams.drift.signals import EventRing, ModelState, SignalState
 
 #: Events before a detector's window that tell whether its first rows came late (:func:`_change_point`).
@@ -30,17 +30,11 @@ def make_alert(
     *,
     spec: ModelSpec,
     detected_at: float,
-    gated: bool = True,
-) -> Alert | None:
+) -> Alert:
     """The alert of ``signal``'s detection at the ``event_index``-th event (of ``total``, the last ones in
-    ``ring``), or None when the model's policy holds it back (cooldown, hourly limit; not asked when not
-    ``gated``: an alert held, that asks it when it is let go)."""
+    ``ring``), whether or not the model's policy lets it out (``streams.drift.monitor`` asks it)."""
     ts_ms, request_id = _at(ring, total, event_index)
     cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
-    if gated and not state.policy.allow(
-        model, signal.kind, ts_ms / 1000, feature=alert_feature(signal.kind, signal.label), change_ts=cp_ts_ms / 1000
-    ):
-        return None
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
     detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}

@@ -22,7 +22,8 @@ the same ``alert_id``) and not recorded twice.
 >>> gate.remember("m", [])
 >>> first = Alert.example()
 >>> same_drift = dataclasses.replace(first, alert_id="b", request_id="r2", event_ts=first.event_ts + 2)
->>> later = dataclasses.replace(first, alert_id="c", event_ts=first.event_ts + 3600)
+>>> hour = {"event_ts": first.event_ts + 3600, "change_point_ts": first.change_point_ts + 3600}
+>>> later = dataclasses.replace(first, alert_id="c", **hour)
 >>> passed, folded = gate.decide([dataclasses.replace(d, model="m") for d in (first, same_drift, later)])
 >>> [a.alert_id for a in passed] == [first.alert_id, "c"], [a.alert_id for a in folded]
 (True, ['b'])
@@ -42,7 +43,7 @@ from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, NoEvent
 from driftloop.streams.drift.monitoring_start import monitoring_began
-from driftloop.streams.drift.policy import AlertPolicy
+from driftloop.streams.drift.policy import AlertPolicy, Verdict
 from driftloop.streams.drift.signal_names import alert_feature
 from driftloop.streams.drift.silences import Silence, mark_silenced
 
@@ -63,6 +64,8 @@ class RecordedAlert:
     kind: str
     event_ts: float
     signal: str
+    at: float  # when it went out: its evidence's ``held_until_ts`` where the monitor held it back, else event_ts
+    change_ts: float
 
 
 class AlertGate:
@@ -85,8 +88,9 @@ class AlertGate:
         except SpecError:  # the monitor reported it; its detections pass on the defaults
             monitoring = ModelSpec(name=model).monitoring
         policy = AlertPolicy(monitoring)
-        for alert in sorted(recorded, key=lambda a: a.event_ts):
-            policy.record(model, alert.kind, alert.event_ts, feature=alert_feature(alert.kind, alert.signal))
+        for alert in sorted(recorded, key=lambda a: a.at):
+            feature = alert_feature(alert.kind, alert.signal)
+            policy.record(model, alert.kind, alert.event_ts, feature=feature, at=alert.at, change_ts=alert.change_ts)
         self._policies[model] = policy
         self._recorded[model] = {a.alert_id for a in recorded}
 
@@ -95,16 +99,20 @@ class AlertGate:
         first; every model must be remembered first."""
         passed: list[Alert] = []
         folded: list[Alert] = []
-        for detection in sorted(detections, key=lambda d: (d.event_ts, d.alert_id)):
+        for detection in sorted(detections, key=lambda d: (released_at(d), d.alert_id)):
             recorded = self._recorded[detection.model]
             if detection.alert_id in recorded:  # read again after a crash: published again, recorded once
                 passed.append(detection)
-            elif self._policies[detection.model].allow(
-                detection.model,
-                detection.kind,
-                detection.event_ts,
-                feature=alert_feature(detection.kind, detection.signal),
-                change_ts=detection.change_point_ts,
+            elif (
+                self._policies[detection.model].judge(
+                    detection.model,
+                    detection.kind,
+                    detection.event_ts,
+                    feature=alert_feature(detection.kind, detection.signal),
+                    change_ts=detection.change_point_ts,
+                    now=released_at(detection),
+                )
+                is Verdict.PASS
             ):
                 recorded.add(detection.alert_id)
                 passed.append(detection)
@@ -129,11 +137,22 @@ def recorded_alerts(client: Any, model: str) -> list[RecordedAlert]:
     if not latest or not latest[0][1]:
         return []
     rows = client.execute(
-        "SELECT DISTINCT alert_id, toString(kind), event_ts_ms, signal FROM drift_alerts "
+        "SELECT DISTINCT alert_id, toString(kind), event_ts_ms, signal, "
+        "visitParamExtractFloat(evidence, 'held_until_ts'), toUInt32(change_point_ts) FROM drift_alerts "
         f"WHERE model = %(m)s AND event_ts_ms >= %(since)s AND {_SINCE_BEGAN}",
         {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000), "began": began},
     )
-    return [RecordedAlert(alert_id, kind, ts_ms / 1000, signal) for alert_id, kind, ts_ms, signal in rows]
+    return [
+        RecordedAlert(alert_id, kind, ts_ms / 1000, signal, max(ts_ms / 1000, held_until), change_ts)
+        for alert_id, kind, ts_ms, signal, held_until, change_ts in rows
+    ]
+
+
+def released_at(alert: Alert) -> float:
+    """When ``alert`` went out, in event time: when it was detected, or, where the monitor held it back for its
+    policy's cooldown or hourly limit, the event time it was let out at (its evidence's ``held_until_ts``)."""
+    held_until = alert.evidence.get("held_until_ts")
+    return alert.event_ts if held_until is None else max(alert.event_ts, float(held_until))
 
 
 def read_detections(values: Sequence[bytes]) -> list[Alert]:

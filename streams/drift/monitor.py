@@ -46,7 +46,7 @@ from driftloop.streams.drift.cusum import CUSUM, update_together
 from driftloop.streams.drift.detectors import build, check_detectors
 from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
-from driftloop.streams.drift.policy import AlertPolicy, Confirmation, confirmation_size
+from driftloop.streams.drift.policy import AlertPolicy, Confirmation, Verdict, confirmation_size
 from driftloop.streams.drift.signal_names import (
     CORRELATION,
     MEAN_SHIFT,
@@ -144,26 +144,77 @@ class DriftMonitor:
                 for signal, s in p.signals:
                     detections += self._feed(place, signal, s.positions, s.values, next(fired))
             alerts += _in_event_order(detections)
-            alerts += [alert for p in taken if (alert := self._let_go(p.model, p.state)) is not None]
+            for p in taken:
+                alerts += self._let_go(p.model, p.state)
         return alerts
 
-    def _let_go(self, model: str, state: ModelState) -> Alert | None:
-        """The model's held mean shift, once it has waited :data:`HOLD_EVENTS` events, unless the feature that
-        seemed to carry the shift has reported a shift of its own (before or meanwhile: a gradual drift's
-        feature alerts first), or the policy holds it back now (another data alert's cooldown)."""
+    def _let_go(self, model: str, state: ModelState) -> list[Alert]:
+        """The model's alerts held back that may go out now, in event time: its held mean shift once it has
+        waited :data:`HOLD_EVENTS` events (dropped where the feature that seemed to carry the shift has reported
+        a shift of its own, before or meanwhile: a gradual drift's feature alerts first), and the alerts of its
+        feature and output signals that the policy held back (``ModelState.deferred``) once their cooldown or
+        the hourly limit lets them."""
+        now = state.ring[-1][0] / 1000 if len(state.ring) else None
+        alerts = self._release(model, state, now, performance=False)
         held = state.held_shift
         if held is None or state.events < held.release_at:
-            return None
+            return alerts
         state.held_shift = None
-        alert = held.alert
-        if held.feature in state.reported or not state.policy.allow(model, alert.kind, alert.event_ts):
-            return None
+        if held.feature in state.reported:
+            return alerts
         waited = f"held {HOLD_EVENTS:,} events for {held.feature}'s own alert, which did not come"
+        alert = dataclasses.replace(
+            held.alert,
+            message=f"{held.alert.message}; {waited}",
+            evidence={**held.alert.evidence, "held_for": held.feature},
+        )
+        released = self._judged(model, state, alert, now)
+        return alerts if released is None else [*alerts, released]
+
+    def _release(self, model: str, state: ModelState, now: float | None, *, performance: bool) -> list[Alert]:
+        """The alerts held back (``ModelState.deferred``) of performance drift (``performance``: labeled rows'
+        event time) or of the others (predictions'), asked again at ``now`` (event time), earliest first: those
+        the policy lets out now, those it folds into an alert out meanwhile dropped, the rest held on."""
+        if not state.deferred or now is None:
+            return []
+        asked = sorted(
+            (a for a in state.deferred.values() if (a.kind == "performance") == performance),
+            key=lambda a: (a.event_ts, a.alert_id),
+        )
+        released = []
+        for alert in asked:
+            del state.deferred[alert.signal]
+            if (out := self._judged(model, state, alert, now)) is not None:
+                released.append(out)
+        return released
+
+    def _judged(self, model: str, state: ModelState, alert: Alert, now: float | None = None) -> Alert | None:
+        """``alert`` as the model's policy judges it at ``now`` (event time; None: when it was detected):
+        returned when it goes out (held back until ``now``: said in its message, and ``held_until_ts`` in its
+        evidence, which the alert gate counts its cooldown from), kept in ``ModelState.deferred`` when the policy
+        holds it back, None then and when it is folded into an alert out already."""
+        feature = alert_feature(alert.kind, alert.signal)
+        verdict = state.policy.judge(
+            model, alert.kind, alert.event_ts, feature=feature, change_ts=alert.change_point_ts, now=now
+        )
+        if verdict is Verdict.HOLD:
+            state.deferred.setdefault(alert.signal, alert)  # a signal's first: the change as it was first found
+        if verdict is not Verdict.PASS:
+            return None
+        if feature:
+            state.reported.add(feature)  # a feature's null rate is reported as its own
+            if alert.evidence.get("signal_type") != "missing":
+                _learn_multivariate_again(state)
+        if now is None or now <= alert.event_ts:
+            return alert
+        message = alert.message
+        if "held_for" not in alert.evidence:  # the mean shift's hold says why already
+            message += (
+                f"; held back {now - alert.event_ts:,.0f} s of event time by the cooldown of the model's earlier "
+                f"{alert.kind} alerts or its hourly limit"
+            )
         return dataclasses.replace(
-            alert,
-            detected_at=self.clock(),
-            message=f"{alert.message}; {waited}",
-            evidence={**alert.evidence, "held_for": held.feature},
+            alert, detected_at=self.clock(), message=message, evidence={**alert.evidence, "held_until_ts": now}
         )
 
     def process_labeled(self, rows: ColumnBatch) -> list[Alert]:
@@ -198,6 +249,7 @@ class DriftMonitor:
                     place = _Place(model, state, base, state.labeled_ring, state.labeled)
                     detections += self._feed(place, signal, positions, values)
             alerts += _in_event_order(detections)
+            alerts += self._release(model, state, state.labeled_ring[-1][0] / 1000, performance=True)
         return alerts
 
     def checked_spec(self, model: str) -> ModelSpec:
@@ -445,21 +497,15 @@ class DriftMonitor:
             signal's detector was built from it)."""
 
             def make() -> Alert | None:
-                spec, now = self.specs.get(model), self.clock()
-                carrier = _shift_carrier(state) if signal.name == MEAN_SHIFT else None
                 made = make_alert(
-                    model, state, signal, evidence, event_index, ring, total, spec=spec, detected_at=now,
-                    gated=carrier is None,
+                    model, state, signal, evidence, event_index, ring, total, spec=self.specs.get(model),
+                    detected_at=self.clock(),
                 )  # fmt: skip
-                if carrier is None:
-                    if made is not None and (feature := alert_feature(signal.kind, signal.label)):
-                        state.reported.add(feature)  # a feature's null rate is reported as its own
-                        if signal.signal_type != "missing":
-                            _learn_multivariate_again(state)
-                    return made
-                if state.held_shift is None and made is not None:  # the first one held places the change
-                    state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
-                return None
+                if signal.name == MEAN_SHIFT and (carrier := _shift_carrier(state)) is not None:
+                    if state.held_shift is None:  # the first one held places the change
+                        state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
+                    return None
+                return self._judged(model, state, made)
 
             detections.append(_Detection(event_index, make))
 

@@ -9,8 +9,13 @@ A detection becomes an alert only when
    differ from the reference mean by more than chance allows at the signal's share of the
    ``false_alarm_budget`` (split Bonferroni-style among the signals),
 4. the model is not in **cooldown** for that kind of drift (event time), unless it is a new drift: of a
-   feature none of the cooldown's alerts was of, which began after they were detected (:func:`new_drift`);
+   feature none of the cooldown's alerts was of, which began after they were detected (:func:`judge_within`);
    and it is under its hourly **rate limit**.
+
+A detection that fails 4 is folded into the alert out already when it is the same drift (it began when that
+alert was detected, or it is that feature's), and otherwise **held back**, not dropped: its detector has taken
+the values after the change for its next reference and would not find it again, so the monitor asks again as
+event time goes on and sends it when the cooldown or the hour allows (:class:`Verdict`).
 
 The default detectors need no confirmation: ``CUSUM`` and ``CategoricalShift`` take their share of the
 model's expected run length (``streams.drift.monitor``), which is their false-alarm rate.
@@ -18,6 +23,7 @@ model's expected run length (``streams.drift.monitor``), which is their false-al
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import defaultdict, deque
 from collections.abc import Sequence
@@ -116,17 +122,36 @@ def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: f
 
 
 class Passed(NamedTuple):
-    """An alert the policy let through: when it was detected, and what it is about (:func:`new_drift`'s
-    ``feature``; "" for the model's own signals, and where not known: a state saved before they were kept)."""
+    """An alert the policy let through: when it was detected (``event_ts``), what it is about (:func:`judge_within`'s
+    ``feature``; "" for the model's own signals, and where not known: a state saved before they were kept), when
+    it went out (``at``: later than its detection where the policy held it back), which its cooldown counts
+    from, and when its change began (``change_ts``; its detection where not known)."""
 
     event_ts: float
     feature: str
+    at: float
+    change_ts: float
+
+    def earliest(self) -> float:
+        """The earliest its change may have begun (:func:`judge_within`)."""
+        return _earliest(self.event_ts, self.change_ts)
 
 
-#: New drifts a cooldown lets through (:func:`new_drift`): a feature's small shift is caught late, its change
-#: placed late, and the features of one small shift across many (nineteen moved 0.1 of a deviation each, after
-#: another feature's alert) passed as new ones, five in an hour.
+class Verdict(enum.Enum):
+    """What the policy makes of a detection (:meth:`AlertPolicy.judge`)."""
+
+    PASS = "pass"  # an alert: it goes out now
+    FOLD = "fold"  # a drift an alert out already stands for (the same moment, or the same feature's change)
+    HOLD = "hold"  # a drift of its own that the cooldown or the hourly limit holds back: ask again later
+
+
+#: New drifts a cooldown lets through at once (:func:`judge_within`); the others wait for the cooldown's end. A
+#: feature's small shift is caught late, its change placed late, and the features of one small shift across
+#: many (nineteen moved 0.1 of a deviation each, after another feature's alert) were new ones, five in an hour.
 NEW_DRIFTS = 1
+#: How long after its cooldown the policy remembers an alert: detections come out of event order by up to that
+#: much, and the hourly limit counts the hour's alerts.
+SLACK_S = 3600.0
 
 
 class AlertPolicy:
@@ -142,7 +167,7 @@ class AlertPolicy:
         return {
             # the latest alert of each kind, as the code before session 54 reads it
             "last": [[m, k, passed[-1].event_ts] for (m, k), passed in self._passed.items() if passed],
-            "passed": [[m, k, p.event_ts, p.feature] for (m, k), passed in self._passed.items() for p in passed],
+            "passed": [[m, k, *p] for (m, k), passed in self._passed.items() for p in passed],
             "recent": {m: list(q) for m, q in self._recent.items()},
             "suppressed": self.suppressed,
         }
@@ -150,11 +175,12 @@ class AlertPolicy:
     def restore(self, data: dict) -> None:  # type: ignore[type-arg]
         self._passed = defaultdict(deque)
         if "passed" in data:
-            for m, k, event_ts, feature in data["passed"]:
-                self._passed[(m, k)].append(Passed(float(event_ts), feature))
+            for m, k, event_ts, feature, *later in data["passed"]:  # saved before session 55: neither ``at`` nor
+                at, change_ts = map(float, later) if later else (event_ts, event_ts)  # ``change_ts``
+                self._passed[(m, k)].append(Passed(float(event_ts), feature, at, change_ts))
         else:  # saved before session 54: the latest alert of each kind, of every feature
             for m, k, t in data.get("last", []):
-                self._passed[(m, k)].append(Passed(float(t), ""))
+                self._passed[(m, k)].append(Passed(float(t), "", float(t), float(t)))
         self._recent = defaultdict(deque, {m: deque(map(float, q)) for m, q in data.get("recent", {}).items()})
         self.suppressed = int(data.get("suppressed", 0))
 
@@ -166,62 +192,117 @@ class AlertPolicy:
         """Warm-up over and enough evidence before the change (the events after it are the confirmation's)."""
         return seen >= self.spec.warmup and evidence.reference_size >= self.spec.min_evidence
 
+    def judge(
+        self,
+        model: str,
+        kind: str,
+        event_ts: float,
+        *,
+        feature: str = "",
+        change_ts: float | None = None,
+        now: float | None = None,
+    ) -> Verdict:
+        """What a detection of ``kind`` for ``model`` at ``event_ts`` is at ``now`` (event time; by default its
+        own): an alert that goes out (recorded as gone out at ``now``), one folded into an alert out already,
+        or one held back for now.
+
+        A detection of a ``feature`` whose change (``change_ts``) began before an alert of that feature was
+        detected is folded whenever it comes (another signal of the same drift: its shape, caught a thousand
+        events after its values). Within the cooldown of the model's alerts of ``kind``, see
+        :func:`judge_within`; past the hourly limit, it is held back."""
+        now = event_ts if now is None else now
+        passed = self._passed[(model, kind)]
+        cooldown = self.spec.cooldown_s
+        while passed and now - passed[0].at >= cooldown + SLACK_S:
+            passed.popleft()
+        within = [p for p in passed if now - p.at < cooldown]
+        verdict = judge_within(within, feature, event_ts, change_ts) if within else Verdict.PASS
+        if verdict is Verdict.PASS and _reported(passed, feature, change_ts):
+            verdict = Verdict.FOLD
+        recent = self._recent[model]
+        while recent and now - recent[0] >= 3600:
+            recent.popleft()
+        if verdict is Verdict.PASS and len(recent) >= self.spec.max_alerts_per_hour:
+            verdict = Verdict.HOLD
+        if verdict is Verdict.PASS:
+            self.record(model, kind, event_ts, feature=feature, at=now, change_ts=change_ts)
+        else:
+            self.suppressed += 1
+        return verdict
+
     def allow(
         self, model: str, kind: str, event_ts: float, *, feature: str = "", change_ts: float | None = None
     ) -> bool:
-        """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now; records it if so.
+        """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now (:meth:`judge`)."""
+        return self.judge(model, kind, event_ts, feature=feature, change_ts=change_ts) is Verdict.PASS
 
-        Within the cooldown of the model's alerts of that kind only a new drift may (:func:`new_drift`): one of
-        another ``feature`` whose change began (``change_ts``) after they were detected, :data:`NEW_DRIFTS` a
-        cooldown."""
-        passed = self._passed[(model, kind)]
-        cooldown = self.spec.cooldown_s
-        while passed and event_ts - passed[0].event_ts >= cooldown + 3600:  # an hour's slack: out of order
-            passed.popleft()
-        within = [p for p in passed if event_ts - p.event_ts < cooldown]
-        if within and (len(within) > NEW_DRIFTS or not new_drift(within, feature, event_ts, change_ts)):
-            self.suppressed += 1
-            return False
-        recent = self._recent[model]
-        while recent and event_ts - recent[0] >= 3600:
-            recent.popleft()
-        if len(recent) >= self.spec.max_alerts_per_hour:
-            self.suppressed += 1
-            return False
-        self.record(model, kind, event_ts, feature=feature)
-        return True
-
-    def record(self, model: str, kind: str, event_ts: float, *, feature: str = "") -> None:
-        """Count an alert that went out (:meth:`allow`'s, or one recorded before a restart, read back)."""
-        self._passed[(model, kind)].append(Passed(event_ts, feature))
-        self._recent[model].append(event_ts)
+    def record(
+        self,
+        model: str,
+        kind: str,
+        event_ts: float,
+        *,
+        feature: str = "",
+        at: float | None = None,
+        change_ts: float | None = None,
+    ) -> None:
+        """Count an alert that went out at ``at`` (:meth:`judge`'s, or one recorded before a restart, read back)."""
+        at = event_ts if at is None else at
+        change_ts = event_ts if change_ts is None else change_ts
+        self._passed[(model, kind)].append(Passed(event_ts, feature, at, change_ts))
+        self._recent[model].append(at)
 
 
-def new_drift(within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None) -> bool:
-    """Whether a detection of ``feature`` at ``event_ts``, its change placed at ``change_ts``, is a drift of its
-    own, not one the alerts ``within`` the cooldown reported: they are all of features (an alert of the model's
-    own signals, ``joint``, ``mean_shift``, watches every feature: River's centroids that keep moving made a
-    ``mean_shift`` alert, then one a feature as each one's chart fired), its feature is none of theirs, and its
-    change began after each of them was detected, by more than its own detection took (a change point is
-    uncertain by about that much: a feature that moved less than theirs at the same moment is caught later,
-    its change placed later).
+def judge_within(within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None) -> Verdict:
+    """A detection of ``feature`` at ``event_ts``, its change placed at ``change_ts``, within the cooldown of the
+    alerts ``within``.
+
+    Folded where its change began when one of them did (a change point is uncertain by about as much as its
+    detection took: a feature that moved less than theirs at the same moment is caught later, its change placed
+    later; and one held back may be older than the alerts out since); where it is another change of a feature
+    one of them was of (its chart took the values after that alert for its reference: it moved again, or back);
+    and where it, or one of them, is of the model's own signals (``joint``, ``correlation``, ``mean_shift``,
+    which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert, then one a
+    feature as each one's chart fired; and five features moved at once made a ``correlation`` detection a
+    hundred events after their alert, its change placed late). Otherwise it is a new drift of a feature of its
+    own: it goes out at once while the alerts within are no more than :data:`NEW_DRIFTS`, and is held back
+    until they allow it otherwise.
 
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
-    for its next reference while the cooldown held its alert back.
+    for its next reference while the cooldown held its alert back; a third one's, 400 events after the
+    second's, the same until session 55.
 
-    >>> first = [Passed(event_ts=100.0, feature="amount")]
-    >>> new_drift(first, "age", 160.0, 150.0), new_drift(first, "amount", 160.0, 150.0)  # later; the same feature
-    (True, False)
-    >>> new_drift(first, "age", 160.0, 125.0)  # placed 25 s after it was found, 35 s uncertain: the same moment
-    False
-    >>> new_drift([Passed(100.0, "")], "age", 160.0, 150.0)  # after a mean_shift's alert
-    False
+    >>> first = [Passed(event_ts=100.0, feature="amount", at=100.0, change_ts=90.0)]
+    >>> judge_within(first, "age", 160.0, 150.0).name, judge_within(first, "amount", 160.0, 150.0).name
+    ('PASS', 'FOLD')
+    >>> judge_within(first, "age", 160.0, 125.0).name  # placed 25 s after it was found, 35 s uncertain: the same
+    'FOLD'
+    >>> judge_within([Passed(100.0, "", 100.0, 90.0)], "age", 160.0, 150.0).name  # after a mean_shift's alert
+    'FOLD'
+    >>> judge_within([*first, Passed(130.0, "age", 130.0, 120.0)], "city", 190.0, 180.0).name  # a second new one
+    'HOLD'
+    >>> judge_within([Passed(190.0, "city", 200.0, 180.0)], "age", 130.0, 120.0).name  # held back, older
+    'PASS'
     """
-    if change_ts is None or not feature or any(p.feature in (feature, "") for p in within):
-        return False  # "": the model's own signals, which watch all of its features, or an alert of old
+    if change_ts is None or not feature:
+        return Verdict.FOLD  # where it began is not known, or the model's own signal: as likely the same drift
+    earliest = _earliest(event_ts, change_ts)
+    if any((earliest <= p.event_ts and p.earliest() <= event_ts) or p.feature in (feature, "") for p in within):
+        return Verdict.FOLD
+    return Verdict.HOLD if len(within) > NEW_DRIFTS else Verdict.PASS
+
+
+def _earliest(event_ts: float, change_ts: float) -> float:
+    """The earliest a change detected at ``event_ts`` and placed at ``change_ts`` may have begun: a change point
+    is uncertain by about as much as its detection took."""
     change_ts = min(change_ts, event_ts)
-    earliest = change_ts - (event_ts - change_ts)
-    return all(earliest > p.event_ts for p in within)
+    return change_ts - (event_ts - change_ts)
+
+
+def _reported(passed: Sequence[Passed], feature: str, change_ts: float | None) -> bool:
+    """Whether an alert of ``feature`` (or of the model's own signals, "") ``passed`` was detected after the
+    change began: the drift's other signal, not a change of its own."""
+    return change_ts is not None and any(p.feature == feature and change_ts <= p.event_ts for p in passed)
 
 
 def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:

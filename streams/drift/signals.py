@@ -170,6 +170,8 @@ class ModelState:
     refused_spec: ModelSpec | None = None  # an edit of the spec whose detectors cannot run: not taken
     held_shift: HeldAlert | None = None  # a mean shift's alert waiting for one feature's own
     reported: set[str] = field(default_factory=set)  # what its features' alerts were about (alert_feature)
+    # alerts of drifts of their own that the policy holds back for now (cooldown, hourly limit), by signal
+    deferred: dict[str, Alert] = field(default_factory=dict)
 
 
 #: The fewest values a signal's reference is learnt from, whatever the warm-up.

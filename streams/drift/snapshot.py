@@ -34,6 +34,7 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "policy": state.policy.snapshot(),
         "reported": sorted(state.reported),
         "held_shift": None if (held := state.held_shift) is None else {**held._asdict(), "alert": held.alert.to_json()},
+        "deferred": [alert.to_json() for alert in state.deferred.values()],
         "joint": state.joint.snapshot() if state.joint is not None else None,
         "multivariate": state.multivariate.snapshot() if state.multivariate is not None else None,
         "signals": {
@@ -69,6 +70,7 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     state.reported = set(data.get("reported", []))
     if (held := data.get("held_shift")) is not None:
         state.held_shift = HeldAlert(Alert.from_json(held["alert"]), held["feature"], int(held["release_at"]))
+    state.deferred = {alert.signal: alert for alert in map(Alert.from_json, data.get("deferred", []))}
     reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
     if data.get("joint"):
         state.joint = JointDrift.restore(data["joint"], reference_size=reference)

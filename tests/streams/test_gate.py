@@ -18,7 +18,7 @@ import pytest
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import SpecCatalog
 from driftloop.streams.batch import ColumnBatch
-from driftloop.streams.drift.gate import AlertGate, GateKeeper, RecordedAlert, read_detections
+from driftloop.streams.drift.gate import AlertGate, GateKeeper, RecordedAlert, read_detections, released_at
 from driftloop.streams.drift.silences import Silence
 
 T0 = 1_790_000_000.0
@@ -43,7 +43,9 @@ def detection(
 
 def recorded(alert: Alert) -> RecordedAlert:
     """``alert`` as the gate reads it back from ``drift_alerts``."""
-    return RecordedAlert(alert.alert_id, alert.kind, alert.event_ts, alert.signal)
+    return RecordedAlert(
+        alert.alert_id, alert.kind, alert.event_ts, alert.signal, released_at(alert), alert.change_point_ts
+    )
 
 
 @pytest.fixture()
@@ -119,6 +121,31 @@ def test_within_a_cooldown_a_drift_of_another_feature_that_began_later_passes_an
     each = detection(9, at=T0 + 5600, signal="age", change_at=T0 + 5500)
     passed, folded = gate.decide([shift, each])
     assert ids(passed) == ["d8"] and ids(folded) == ["d9"]  # the model's own signals watch every feature
+
+
+def test_a_drift_the_monitor_held_back_is_judged_when_it_went_out_and_its_cooldown_counts_from_then(
+    tmp_path: Path,
+) -> None:
+    """A second new drift within a cooldown is held back by the partition's monitor and sent when the cooldown
+    allows, with its own detection's time and ``held_until_ts``: the gate judges it then (at its detection two
+    alerts were within the cooldown), and after a restart its memory counts the cooldown from then too."""
+    gate = AlertGate(SpecCatalog(tmp_path))  # the defaults: a cooldown of 900 s, six alerts an hour
+    gate.remember("fraud", [])
+    first = detection(1, at=T0, change_at=T0 - 10)
+    second = detection(2, at=T0 + 300, signal="age", change_at=T0 + 290)
+    third = detection(3, at=T0 + 600, signal="tenure", change_at=T0 + 590)
+    passed, folded = gate.decide([first, second, third])
+    assert ids(passed) == ["d1", "d2"] and ids(folded) == ["d3"]
+    sent = dataclasses.replace(third, evidence={**third.evidence, "held_until_ts": T0 + 900})
+    assert released_at(sent) == T0 + 900 and released_at(third) == T0 + 600
+    gate.remember("fraud", [recorded(first), recorded(second)])
+    passed, _ = gate.decide([sent])
+    assert ids(passed) == ["d3"]
+
+    gate.remember("fraud", [recorded(a) for a in (first, second, sent)])  # after a restart
+    again = detection(4, at=T0 + 1550, signal="tenure", change_at=T0 + 1540)  # tenure moved again
+    passed, folded = gate.decide([again])
+    assert ids(folded) == ["d4"]  # within the cooldown of the alert that went out at T0 + 900
 
 
 def test_unreadable_detection_records_are_skipped() -> None:

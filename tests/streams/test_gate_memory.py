@@ -91,15 +91,36 @@ def test_the_memory_knows_what_each_alert_was_about_so_a_new_drift_passes_its_co
     assert passes(tmp_path, clickhouse, later("age"))
 
 
+def test_the_memory_counts_the_cooldown_of_an_alert_held_back_from_when_it_went_out(
+    clickhouse: Any, tmp_path: Path
+) -> None:
+    """An alert the monitor held back for the policy records when it went out (its evidence's ``held_until_ts``):
+    read back, its cooldown counts from then, not from its detection; and its change point is read with it."""
+    model, now = f"gate-{uuid.uuid4().hex[:8]}", float(int(time.time()))
+    held = dataclasses.replace(
+        alert(model, "held", "data", event_ts=now - 1000, detected_at=now - 60),
+        signal="tenure", change_point_ts=now - 1010, evidence={"held_until_ts": now - 300},
+    )  # fmt: skip
+    record(clickhouse, [held])
+    (read,) = recorded_alerts(clickhouse, model)
+    assert (read.event_ts, read.at, read.change_ts) == (now - 1000, now - 300, now - 1010)
+    again = dataclasses.replace(
+        alert(model, "again", "data", event_ts=now, detected_at=now), signal="tenure", change_point_ts=now - 10
+    )
+    assert not passes(tmp_path, clickhouse, again)  # 300 s after it went out, 1,000 s after its detection
+
+
 def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
     """The same reads on current ClickHouse (chdb); the 18.16 server runs them in the test above."""
     with migrated_chdb(tmp_path) as (db, runner):
         assert monitoring_began(runner, "m") == 0
         old = alert("m", "old", "data", event_ts=1_790_000_000, detected_at=1_790_000_010)
         since = alert("m", "since", "data", event_ts=1_790_000_100, detected_at=1_790_000_100)
+        since = dataclasses.replace(since, evidence={"held_until_ts": 1_790_000_150})  # held back by the monitor
         for a in (old, since):
             db.query(f"INSERT INTO drift_alerts ({', '.join(ALERT_COLUMNS)}) VALUES {_literal(a.to_row())}")
         assert sorted(a.alert_id for a in recorded_alerts(runner, "m")) == ["old", "since"]
+        assert {a.at for a in recorded_alerts(runner, "m")} == {1_790_000_000, 1_790_000_150}
         db.query(
             "INSERT INTO detector_state (model, partition, state, events, saved_at, revision) "
             "VALUES ('m', -1, 'null', 0, 1790000050, 1)"
