@@ -102,14 +102,14 @@ def gaussian(n: int, seed: int, shift: Callable[[int, int, random.Random], float
         yield features, int(rng.random() < 0.5), None
 
 
-def two_shifts(n: int, seed: int, gap: int) -> Iterator:
-    """Ten N(0,1) features; f0 moved by a deviation at ``CHANGE - gap``, f1 at ``CHANGE`` (a second drift,
-    within the cooldown of the first's alert)."""
+def one_after_another(n: int, seed: int, gap: int, shifted: int = 2) -> Iterator:
+    """Ten N(0,1) features; the first ``shifted`` of them moved by a deviation ``gap`` events apart, the last at
+    ``CHANGE`` (drifts within the cooldown of the first's alert)."""
     rng = random.Random(seed)
     for i in range(n):
         features = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
-        features["f0"] += i >= CHANGE - gap
-        features["f1"] += i >= CHANGE
+        for j in range(shifted):
+            features[f"f{j}"] += i >= CHANGE - gap * (shifted - 1 - j)
         yield features, int(rng.random() < 0.5), None
 
 
@@ -295,10 +295,19 @@ def scenarios(stationary: int) -> list[Scenario]:
             "f1 +1σ 500 events after f0 +1σ (within its alert's cooldown)",
             total,
             CHANGE,
-            lambda n: two_shifts(n, 22, 500),
+            lambda n: one_after_another(n, 22, 500),
             river=feature("f1"),
             signal="f1",
             earlier=CHANGE - 500,
+        ),
+        Scenario(
+            "f2 +1σ 400 events after f1 +1σ, 800 after f0 +1σ (a third drift within a cooldown: held to its end)",
+            CHANGE + 100_000,  # events 0.01 s apart: the cooldown of f0's alert (900 s) ends 90,000 events after it
+            CHANGE,
+            lambda n: one_after_another(n, 23, 400, shifted=3),
+            river=feature("f2"),
+            signal="f2",
+            earlier=CHANGE - 800,
         ),
         Scenario(
             "regression predictions crowd near their mean (deviation 10 → 3)",
@@ -491,7 +500,7 @@ def main() -> None:
             for scenario in plan:
                 rows = client.execute(
                     "SELECT signal, toUInt64(substring(request_id, 2)), evidence, "
-                    "toInt64(substring(change_point_request_id, 2)) FROM drift_alerts FINAL "
+                    "toInt64(substring(change_point_request_id, 2)), event_ts_ms FROM drift_alerts FINAL "
                     "WHERE model = %(m)s ORDER BY event_ts",
                     {"m": models[scenario.name]},
                 )
@@ -520,8 +529,14 @@ def main() -> None:
                     "n/a" if adwin is None else f"{adwin.false_alarms / change * 1e6:.1f}",
                     ratio,
                 )
-                for signal, _, evidence, _ in caught[:1]:
+                for signal, _, evidence, _, event_ts_ms in caught[:1]:
                     estimate = json.loads(evidence)
+                    if "held_until_ts" in estimate:
+                        held = estimate["held_until_ts"] - event_ts_ms / 1000
+                        notes.append(
+                            f"{scenario.name}: the {signal} alert was held back {held:,.0f} s of event time by the "
+                            "alert policy, and went out when the cooldown of the alerts before it ended"
+                        )
                     if "estimated_accuracy_before" in estimate:
                         before, after = estimate["estimated_accuracy_before"], estimate["estimated_accuracy_after"]
                         notes.append(
