@@ -90,7 +90,10 @@ class AlertGate:
         policy = AlertPolicy(monitoring)
         for alert in sorted(recorded, key=lambda a: a.at):
             feature = alert_feature(alert.kind, alert.signal)
-            policy.record(model, alert.kind, alert.event_ts, feature=feature, at=alert.at, change_ts=alert.change_ts)
+            policy.record(
+                model, alert.kind, alert.event_ts, feature=feature, signal=alert.signal, at=alert.at,
+                change_ts=alert.change_ts,
+            )  # fmt: skip
         self._policies[model] = policy
         self._recorded[model] = {a.alert_id for a in recorded}
 
@@ -109,6 +112,7 @@ class AlertGate:
                     detection.kind,
                     detection.event_ts,
                     feature=alert_feature(detection.kind, detection.signal),
+                    signal=detection.signal,
                     change_ts=detection.change_point_ts,
                     now=released_at(detection),
                 )

@@ -50,6 +50,7 @@ from driftloop.streams.drift.policy import AlertPolicy, Confirmation, Verdict, c
 from driftloop.streams.drift.signal_names import (
     CORRELATION,
     MEAN_SHIFT,
+    RUNNING,
     VERSION_MARK,
     alert_feature,
     feature_of,
@@ -195,8 +196,9 @@ class DriftMonitor:
         holds it back, None then and when it is folded into an alert out already."""
         feature = alert_feature(alert.kind, alert.signal)
         verdict = state.policy.judge(
-            model, alert.kind, alert.event_ts, feature=feature, change_ts=alert.change_point_ts, now=now
-        )
+            model, alert.kind, alert.event_ts, feature=feature, signal=alert.signal, change_ts=alert.change_point_ts,
+            now=now,
+        )  # fmt: skip
         if verdict is Verdict.HOLD:
             state.deferred.setdefault(alert.signal, alert)  # a signal's first: the change as it was first found
         if verdict is not Verdict.PASS:
@@ -397,6 +399,8 @@ class DriftMonitor:
             config = state.spec.monitoring.detector_for(signal_type, feature, binary=binary)
             _say_if_override_misfits(state, base, feature, signal_type, config, binary=binary)
             detector = build(config, alpha=alpha, reference=max(state.spec.monitoring.warmup, MIN_REFERENCE))
+            if isinstance(detector, CUSUM) and name in RUNNING:
+                detector.search_reference = False  # its values are a running statistic's (cusum.reference_split)
             signal = SignalState(name, signal_type, detector, alpha, fixed=set(config.params) & RATE_PARAMS)
             set_run_length(signal, self._run_length(state) * signals)
             state.signals[name] = signal

@@ -13,7 +13,7 @@ A detection becomes an alert only when
    and it is under its hourly **rate limit**.
 
 A detection that fails 4 is folded into the alert out already when it is the same drift (it began when that
-alert was detected, or it is that feature's), and otherwise **held back**, not dropped: its detector has taken
+alert was detected), and otherwise **held back**, not dropped: its detector has taken
 the values after the change for its next reference and would not find it again, so the monitor asks again as
 event time goes on and sends it when the cooldown or the hour allows (:class:`Verdict`).
 
@@ -125,12 +125,14 @@ class Passed(NamedTuple):
     """An alert the policy let through: when it was detected (``event_ts``), what it is about (:func:`judge_within`'s
     ``feature``; "" for the model's own signals, and where not known: a state saved before they were kept), when
     it went out (``at``: later than its detection where the policy held it back), which its cooldown counts
-    from, and when its change began (``change_ts``; its detection where not known)."""
+    from, when its change began (``change_ts``; its detection where not known), and its signal (``amount``,
+    ``amount:spread``; "" where not known)."""
 
     event_ts: float
     feature: str
     at: float
     change_ts: float
+    signal: str = ""
 
     def earliest(self) -> float:
         """The earliest its change may have begun (:func:`judge_within`)."""
@@ -175,9 +177,9 @@ class AlertPolicy:
     def restore(self, data: dict) -> None:  # type: ignore[type-arg]
         self._passed = defaultdict(deque)
         if "passed" in data:
-            for m, k, event_ts, feature, *later in data["passed"]:  # saved before session 55: neither ``at`` nor
-                at, change_ts = map(float, later) if later else (event_ts, event_ts)  # ``change_ts``
-                self._passed[(m, k)].append(Passed(float(event_ts), feature, at, change_ts))
+            for m, k, event_ts, feature, *later in data["passed"]:  # saved before session 55: the first four
+                at, change_ts, signal = [*later, *[event_ts, event_ts, ""][len(later) :]]
+                self._passed[(m, k)].append(Passed(float(event_ts), feature, float(at), float(change_ts), signal))
         else:  # saved before session 54: the latest alert of each kind, of every feature
             for m, k, t in data.get("last", []):
                 self._passed[(m, k)].append(Passed(float(t), "", float(t), float(t)))
@@ -199,6 +201,7 @@ class AlertPolicy:
         event_ts: float,
         *,
         feature: str = "",
+        signal: str = "",
         change_ts: float | None = None,
         now: float | None = None,
     ) -> Verdict:
@@ -206,7 +209,8 @@ class AlertPolicy:
         own): an alert that goes out (recorded as gone out at ``now``), one folded into an alert out already,
         or one held back for now.
 
-        A detection of a ``feature`` whose change (``change_ts``) began before an alert of that feature was
+        A detection of ``signal``, about ``feature``, whose change (``change_ts``) began before an alert of that
+        feature was
         detected is folded whenever it comes (another signal of the same drift: its shape, caught a thousand
         events after its values). Within the cooldown of the model's alerts of ``kind``, see
         :func:`judge_within`; past the hourly limit, it is held back."""
@@ -216,7 +220,7 @@ class AlertPolicy:
         while passed and now - passed[0].at >= cooldown + SLACK_S:
             passed.popleft()
         within = [p for p in passed if now - p.at < cooldown]
-        verdict = judge_within(within, feature, event_ts, change_ts) if within else Verdict.PASS
+        verdict = judge_within(within, feature, event_ts, change_ts, signal) if within else Verdict.PASS
         if verdict is Verdict.PASS and _reported(passed, feature, change_ts):
             verdict = Verdict.FOLD
         recent = self._recent[model]
@@ -225,16 +229,10 @@ class AlertPolicy:
         if verdict is Verdict.PASS and len(recent) >= self.spec.max_alerts_per_hour:
             verdict = Verdict.HOLD
         if verdict is Verdict.PASS:
-            self.record(model, kind, event_ts, feature=feature, at=now, change_ts=change_ts)
+            self.record(model, kind, event_ts, feature=feature, signal=signal, at=now, change_ts=change_ts)
         else:
             self.suppressed += 1
         return verdict
-
-    def allow(
-        self, model: str, kind: str, event_ts: float, *, feature: str = "", change_ts: float | None = None
-    ) -> bool:
-        """Whether an alert of ``kind`` for ``model`` at ``event_ts`` may go out now (:meth:`judge`)."""
-        return self.judge(model, kind, event_ts, feature=feature, change_ts=change_ts) is Verdict.PASS
 
     def record(
         self,
@@ -243,38 +241,45 @@ class AlertPolicy:
         event_ts: float,
         *,
         feature: str = "",
+        signal: str = "",
         at: float | None = None,
         change_ts: float | None = None,
     ) -> None:
         """Count an alert that went out at ``at`` (:meth:`judge`'s, or one recorded before a restart, read back)."""
         at = event_ts if at is None else at
         change_ts = event_ts if change_ts is None else change_ts
-        self._passed[(model, kind)].append(Passed(event_ts, feature, at, change_ts))
+        self._passed[(model, kind)].append(Passed(event_ts, feature, at, change_ts, signal))
         self._recent[model].append(at)
 
 
-def judge_within(within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None) -> Verdict:
-    """A detection of ``feature`` at ``event_ts``, its change placed at ``change_ts``, within the cooldown of the
-    alerts ``within``.
+def judge_within(
+    within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None, signal: str = ""
+) -> Verdict:
+    """A detection of ``signal``, about ``feature``, at ``event_ts``, its change placed at ``change_ts``, within the
+    cooldown of the alerts ``within``.
 
     Folded where its change began when one of them did (a change point is uncertain by about as much as its
     detection took: a feature that moved less than theirs at the same moment is caught later, its change placed
-    later; and one held back may be older than the alerts out since); where it is another change of a feature
-    one of them was of (its chart took the values after that alert for its reference: it moved again, or back);
-    and where it, or one of them, is of the model's own signals (``joint``, ``correlation``, ``mean_shift``,
-    which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert, then one a
-    feature as each one's chart fired; and five features moved at once made a ``correlation`` detection a
-    hundred events after their alert, its change placed late). Otherwise it is a new drift of a feature of its
-    own: it goes out at once while the alerts within are no more than :data:`NEW_DRIFTS`, and is held back
-    until they allow it otherwise.
+    later; and one held back may be older than the alerts out since); where it is another signal of a feature
+    one of them was of (its spread's chart, slower than its values', placed the change of a shift 100 events
+    late); and where it, or one of them, is of the model's own signals (``joint``, ``correlation``,
+    ``mean_shift``, which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert,
+    then one a feature as each one's chart fired; and five features moved at once made a ``correlation``
+    detection a hundred events after their alert, its change placed late). Otherwise it is a drift of its own: a
+    feature's new drift goes out at once while the alerts within are no more than :data:`NEW_DRIFTS`; the
+    others, and a later change of the signal of one of them (the feature moved again, or back:
+    ``streams.drift.cusum`` finds it in the reference learnt after the alarm), are held back until the cooldown
+    allows them.
 
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
     for its next reference while the cooldown held its alert back; a third one's, 400 events after the
     second's, the same until session 55.
 
-    >>> first = [Passed(event_ts=100.0, feature="amount", at=100.0, change_ts=90.0)]
-    >>> judge_within(first, "age", 160.0, 150.0).name, judge_within(first, "amount", 160.0, 150.0).name
-    ('PASS', 'FOLD')
+    >>> first = [Passed(event_ts=100.0, feature="amount", at=100.0, change_ts=90.0, signal="amount")]
+    >>> judge_within(first, "age", 160.0, 150.0, "age").name, judge_within(first, "amount", 160.0, 150.0, "amount").name
+    ('PASS', 'HOLD')
+    >>> judge_within(first, "amount", 160.0, 150.0, "amount:spread").name  # the same drift, seen later
+    'FOLD'
     >>> judge_within(first, "age", 160.0, 125.0).name  # placed 25 s after it was found, 35 s uncertain: the same
     'FOLD'
     >>> judge_within([Passed(100.0, "", 100.0, 90.0)], "age", 160.0, 150.0).name  # after a mean_shift's alert
@@ -287,9 +292,12 @@ def judge_within(within: Sequence[Passed], feature: str, event_ts: float, change
     if change_ts is None or not feature:
         return Verdict.FOLD  # where it began is not known, or the model's own signal: as likely the same drift
     earliest = _earliest(event_ts, change_ts)
-    if any((earliest <= p.event_ts and p.earliest() <= event_ts) or p.feature in (feature, "") for p in within):
+    if any((earliest <= p.event_ts and p.earliest() <= event_ts) or not p.feature for p in within):
         return Verdict.FOLD
-    return Verdict.HOLD if len(within) > NEW_DRIFTS else Verdict.PASS
+    if any(p.feature == feature and p.signal != signal for p in within):
+        return Verdict.FOLD
+    again = any(p.feature == feature for p in within)
+    return Verdict.HOLD if again or len(within) > NEW_DRIFTS else Verdict.PASS
 
 
 def _earliest(event_ts: float, change_ts: float) -> float:

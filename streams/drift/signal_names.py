@@ -18,6 +18,9 @@ OUTPUT_SHAPES = frozenset({f"score{SHAPE}", f"prediction{SHAPE}"})
 JOINT = "joint"  # the signal of how the numeric features move together
 CORRELATION = "correlation"  # the signal of how pairs of features (numbers, main categories) vary together
 MEAN_SHIFT = "mean_shift"  # the signal of the same columns' means moving together
+#: The model's own signals of many features, whose values are statistics of running estimates (one event's
+#: leans on those before it), not each event's own.
+RUNNING = frozenset({JOINT, CORRELATION, MEAN_SHIFT})
 NULL_RATE = ":null_rate"
 #: The signals of a feature besides its values: ``amount:spread``, ``amount:null_rate``, ``amount:outliers``,
 #: ``amount:shape``.

@@ -283,6 +283,63 @@ def test_a_rate_never_seen_in_the_reference_can_still_rise() -> None:
     assert fired and fired[0][0] < 1000 and fired[0][1].details["direction"] == "up"
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("second", [1.0, -1.0, 0.0])
+def test_a_change_while_the_next_reference_is_learnt_is_an_alarm_and_none_comes_without_one(
+    seed: int, second: float
+) -> None:
+    """A shift of a deviation at 5,000, then a move of ``second`` more 400 values later (on again, or back): the
+    second came while the reference after the first alarm was learnt from those very values, the charts off,
+    and was taken into it: never an alarm. It is one now, in the first 300 values after it in batches of 50, its
+    change within 60 values of 5,400, the means before and after it most of the move apart; and without a second
+    move, none in 20,000 values (the search of that reference raises no alarm of its own)."""
+    rng = np.random.default_rng(seed)
+    level = np.repeat([0.0, 1.0, 1.0 + second], [5000, 400, 20_000])
+    stream = rng.normal(size=len(level)) + level
+    detector = CUSUM(run_length=1e8, reference=2000)
+    fired = [
+        (start + at, e)
+        for start in range(0, len(stream), 50)
+        for at, e in detector.update_many(stream[start : start + 50])
+    ]
+    assert 0 <= fired[0][0] - 5000 < 100
+    if not second:
+        assert len(fired) == 1
+        return
+    (at, evidence), *after = fired[1:]
+    assert not after and 5400 <= at < 5700 and abs(at - evidence.change_offset - 5400) <= 60
+    assert evidence.reference_mean == pytest.approx(1.0, abs=0.2)  # the level after the first shift
+    assert (evidence.window_mean - evidence.reference_mean) / second > 0.5  # the second move, most of it
+    assert evidence.details["found_in"] == "the reference learnt after an alarm"
+
+
+def test_the_reference_split_keeps_its_false_alarms_under_its_bound() -> None:
+    """The search of a reference learnt after an alarm (:func:`reference_split`), looked at every 10 values of
+    2,000, on streams that hold one level: N(0,1), a wide lognormal, Poisson counts, a rare rate. Its statistic
+    under no change is a Brownian bridge's largest excursion; past 2.0 in about 1 % of such streams (a factor
+    of two each way allowed), and past 2.5 far less; at its threshold (3.25) never."""
+    rng = np.random.default_rng(11)
+    shapes = [
+        lambda n: rng.normal(size=n),
+        lambda n: np.exp(rng.normal(0.0, 2.0, size=n)),
+        lambda n: rng.poisson(0.3, size=n).astype(float),
+        lambda n: (rng.random(n) < 0.01).astype(float),
+    ]
+    largest = []
+    for shape in shapes:
+        for _ in range(150):
+            values = shape(2000)
+            seen = 0.0
+            for end in range(2 * cusum.SPLIT_SIDE, 2001, 10):
+                with pytest.MonkeyPatch.context() as patch:  # the statistic, whatever its size
+                    patch.setattr(cusum, "SPLIT_THRESHOLD", -1.0)
+                    split = cusum.reference_split(values[:end])
+                seen = max(seen, split.statistic if split is not None else 0.0)
+            largest.append(seen)
+    share = np.mean(np.array(largest) > 2.0)
+    assert 0.002 <= share <= 0.04 and np.mean(np.array(largest) > 2.5) <= 0.01 and max(largest) < cusum.SPLIT_THRESHOLD
+
+
 def test_a_constant_that_changes_fires() -> None:
     detector = CUSUM(run_length=1e9, reference=500)
     assert detector.update_many([3.0] * 5000) == []
@@ -335,6 +392,9 @@ STREAMS = {
     "a shift": lambda rng: np.concatenate([rng.normal(size=5000), rng.normal(0.7, 1.0, 3000), rng.normal(size=4000)]),
     "a slow drift": lambda rng: np.concatenate([rng.normal(size=6000), rng.normal(np.linspace(0, 0.5, 6000))]),
     "a rate that rises": lambda rng: (rng.random(12_000) < np.repeat([0.05, 0.09], 6000)).astype(float),
+    "a shift, and back 400 values later": lambda rng: (
+        rng.normal(size=12_000) + np.repeat([0.0, 1.0, 0.0], [5000, 400, 6600])
+    ),
 }
 
 
@@ -463,8 +523,9 @@ def test_the_charts_run_as_the_textbook_recursion_over_batches_of_any_size(seed:
 
 def _signals(rng: np.random.Generator, n: int) -> np.ndarray:
     """Rows of different kinds, each with a change part-way: Gaussian, skewed, a 0/1 rate, a constant that
-    later moves, a discrete one, a constant for good, and a rare 0/1 rate whose first value is its rare one
-    (its runs of zeros leave the charts at rest at a value that is not the reference's first)."""
+    later moves, a discrete one, a constant for good, a rare 0/1 rate whose first value is its rare one
+    (its runs of zeros leave the charts at rest at a value that is not the reference's first), and a Gaussian
+    that moves and comes back while its next reference is learnt."""
     t = np.arange(n)
     rows = [
         rng.normal(size=n) + 1.2 * (t > 0.6 * n),
@@ -474,6 +535,8 @@ def _signals(rng: np.random.Generator, n: int) -> np.ndarray:
         rng.integers(0, 4, size=n).astype(float) - (t > 0.8 * n),
         np.full(n, 2.0),
         np.r_[1.0, rng.random(n - 1) < np.where(t[1:] > 0.5 * n, 0.05, 0.002)],
+        rng.normal(size=n)
+        + 1.5 * ((t > 0.3 * n) & (t < 0.3 * n + 150)),  # back 150 values later: found in the reference
     ]
     return np.array([row for row in rows for _ in range(3)])  # three of each: more than one bank's rows alike
 
