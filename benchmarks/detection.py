@@ -7,7 +7,8 @@ worker has taken every event, then reads the alerts from ClickHouse and prints p
 delay (events after the true change), false alarms (alerts before the change) per million events, and
 whether the drift was missed. Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features
 (lognormal, Pareto, Cauchy), and one event in a hundred of them sending its amount in another unit, abrupt mean
-shifts, gradual ones over 2,000, 20,000 and 100,000 events, a variance change, a category shift, a correlation
+shifts, gradual ones over 2,000, 20,000 and 100,000 events, drifts one after another within a cooldown (a second
+feature's, a third one's, a feature's move back), a variance change, a category shift, a correlation
 flip, a correlation appearing between independent features, a new model version with no drift, a covariate
 shift that lowers the classifier's estimated accuracy, and a concept drift on the label (River's Agrawal
 generator switching its classification function under a fixed model), its labels sent once every prediction
@@ -110,6 +111,16 @@ def one_after_another(n: int, seed: int, gap: int, shifted: int = 2) -> Iterator
         features = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
         for j in range(shifted):
             features[f"f{j}"] += i >= CHANGE - gap * (shifted - 1 - j)
+        yield features, int(rng.random() < 0.5), None
+
+
+def moved_and_back(n: int, seed: int, gap: int) -> Iterator:
+    """Ten N(0,1) features; f0 moved by a deviation at ``CHANGE - gap`` and back at ``CHANGE`` (a pipeline broken
+    and mended: the move back comes while f0's next reference is learnt after its first alert)."""
+    rng = random.Random(seed)
+    for i in range(n):
+        features = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
+        features["f0"] += CHANGE - gap <= i < CHANGE
         yield features, int(rng.random() < 0.5), None
 
 
@@ -308,6 +319,15 @@ def scenarios(stationary: int) -> list[Scenario]:
             river=feature("f2"),
             signal="f2",
             earlier=CHANGE - 800,
+        ),
+        Scenario(
+            "f0 +1σ, and back 400 events later (while its next reference is learnt: held to the cooldown's end)",
+            CHANGE + 100_000,  # events 0.01 s apart: the cooldown of the first alert (900 s) ends 90,000 events on
+            CHANGE,
+            lambda n: moved_and_back(n, 24, 400),
+            river=feature("f0"),
+            signal="f0",
+            earlier=CHANGE - 400,
         ),
         Scenario(
             "regression predictions crowd near their mean (deviation 10 → 3)",

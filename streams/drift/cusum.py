@@ -814,10 +814,11 @@ class CUSUM:
                 self._recent.extend(take)
                 self._absorb(take)
                 start += len(take)
-                searched = len(take) and self._relearning and self.search_reference
-                if searched and (split := self._split_learning()) is not None:
-                    fired.append((start - 1, split))
-                    continue
+                if len(take) and self._relearning and self.search_reference:
+                    found = self._split_learning(len(take))
+                    if found is not None:
+                        fired.append((start - len(take) + found[0], found[1]))
+                        continue
                 if len(self._learning) >= self.reference:
                     self._relearning = False
                     self._calibrate()
@@ -859,22 +860,33 @@ class CUSUM:
                 self._add_sums(len(piece), *sums)
             self._calibrate_when_doubled()
 
-    def _split_learning(self) -> Evidence | None:
-        """Evidence of a change within the reference learnt after an alarm (:func:`reference_split`), whose last
-        value is the latest: the reference starts again at the change. None where it holds one level."""
+    def _split_learning(self, new: int) -> tuple[int, Evidence] | None:
+        """A change within the reference learnt after an alarm (:func:`reference_split`), found once its ``new``
+        last values came: which of them first showed it (the alarm's), and its evidence, the change placed by
+        all the values at hand. None where the reference holds one level. The reference starts again after the
+        alarm's value: the split first found may be placed early (its statistic just past the threshold, by the
+        noise of the values before the change), and values of the old level left in the next reference were a
+        change of their own there."""
         values = np.asarray(self._learning, dtype=float)
-        split = reference_split(values, DIRECTIONS[self.direction])
-        if split is None:
+        sides = DIRECTIONS[self.direction]
+        whole = reference_split(values, sides)
+        if whole is None:
             return None
-        self._learning = values[split.at :].tolist()
+        for seen in range(max(len(values) - new + 1, 2 * SPLIT_SIDE), len(values) + 1):  # the first that shows it
+            first = reference_split(values[:seen], sides)
+            if first is not None:
+                break
+        assert first is not None  # the whole reference showed it
+        split = whole if whole.at < seen else first
+        self._learning = values[seen:].tolist()
         self._sums[:] = 0.0
-        self._absorb(values[split.at :])
+        self._absorb(values[seen:])
         self._evidence = Evidence(
-            statistic=split.statistic,
+            statistic=first.statistic,
             threshold=SPLIT_THRESHOLD,
             reference_size=split.at,
-            window_size=len(values) - split.at,
-            change_offset=len(values) - split.at - 1,
+            window_size=seen - split.at,
+            change_offset=seen - split.at - 1,
             reference_mean=split.before,
             window_mean=split.after,
             details={
@@ -884,7 +896,7 @@ class CUSUM:
                 "found_in": "the reference learnt after an alarm",
             },
         )
-        return self._evidence
+        return seen - (len(values) - new) - 1, self._evidence
 
     def _hold_learning(self) -> Moments | None:
         """Hold a new numeric reference within its :data:`TAIL` quantiles, and take its sums again: its moments

@@ -96,11 +96,12 @@ class _Place(NamedTuple):
 
 
 class _Detection(NamedTuple):
-    """A detection at the ``event_index``-th event of its model, and how to make its alert (None: the policy
-    holds it back). A batch's detections go to the policy in event order (:func:`_in_event_order`)."""
+    """A detection at the ``event_index``-th event of its model, and how to make the alerts that go out then: its
+    own unless the policy holds it back or folds it, after those it held back before and lets out by then. A
+    batch's detections go to the policy in event order (:func:`_in_event_order`)."""
 
     event_index: int
-    make: Callable[[], Alert | None]
+    make: Callable[[], list[Alert]]
 
 
 class _Taken(NamedTuple):
@@ -500,16 +501,19 @@ class DriftMonitor:
             """The detection, whose alert is made unless the policy holds it back (the spec was read already: the
             signal's detector was built from it)."""
 
-            def make() -> Alert | None:
+            def make() -> list[Alert]:
                 made = make_alert(
                     model, state, signal, evidence, event_index, ring, total, spec=self.specs.get(model),
                     detected_at=self.clock(),
                 )  # fmt: skip
+                # those held back that may go out by now go first: older, they were not folded into this one
+                alerts = self._release(model, state, made.event_ts, performance=made.kind == "performance")
                 if signal.name == MEAN_SHIFT and (carrier := _shift_carrier(state)) is not None:
                     if state.held_shift is None:  # the first one held places the change
                         state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
-                    return None
-                return self._judged(model, state, made)
+                    return alerts
+                judged = self._judged(model, state, made)
+                return alerts if judged is None else [*alerts, judged]
 
             detections.append(_Detection(event_index, make))
 
@@ -610,8 +614,7 @@ def _in_event_order(detections: list[_Detection]) -> list[Alert]:
     a model's first detection of a kind, not the one of the signal that happened to be fed first (a variance
     change: the spread fired 12 events after it, the values 304; fed first, the values' alert held the
     spread's back, an alert 292 events late)."""
-    made = (detection.make() for detection in sorted(detections, key=_event_index))
-    return [alert for alert in made if alert is not None]
+    return [alert for detection in sorted(detections, key=_event_index) for alert in detection.make()]
 
 
 _event_index = operator.attrgetter("event_index")

@@ -258,11 +258,13 @@ def judge_within(
     """A detection of ``signal``, about ``feature``, at ``event_ts``, its change placed at ``change_ts``, within the
     cooldown of the alerts ``within``.
 
-    Folded where its change began when one of them did (a change point is uncertain by about as much as its
-    detection took: a feature that moved less than theirs at the same moment is caught later, its change placed
-    later; and one held back may be older than the alerts out since); where it is another signal of a feature
-    one of them was of (its spread's chart, slower than its values', placed the change of a shift 100 events
-    late); and where it, or one of them, is of the model's own signals (``joint``, ``correlation``,
+    Folded where another feature's change began when one of them did (a change point is uncertain by about as
+    much as its detection took: a feature that moved less than theirs at the same moment is caught later, its
+    change placed later; and one held back may be older than the alerts out since); where it is another signal
+    of a feature one of them was of (its spread's chart, slower than its values', placed the change of a shift
+    100 events late), or the same signal's change begun before that alert was detected (its chart starts its
+    next reference at the change it alarmed on: a later alarm of it is a later change, however late it is
+    found); and where it, or one of them, is of the model's own signals (``joint``, ``correlation``,
     ``mean_shift``, which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert,
     then one a feature as each one's chart fired; and five features moved at once made a ``correlation``
     detection a hundred events after their alert, its change placed late). Otherwise it is a drift of its own: a
@@ -292,10 +294,13 @@ def judge_within(
     if change_ts is None or not feature:
         return Verdict.FOLD  # where it began is not known, or the model's own signal: as likely the same drift
     earliest = _earliest(event_ts, change_ts)
-    if any((earliest <= p.event_ts and p.earliest() <= event_ts) or not p.feature for p in within):
-        return Verdict.FOLD
-    if any(p.feature == feature and p.signal != signal for p in within):
-        return Verdict.FOLD
+    for p in within:
+        if not p.feature:
+            return Verdict.FOLD
+        if p.feature != feature and earliest <= p.event_ts and p.earliest() <= event_ts:
+            return Verdict.FOLD  # another feature moved at the same moment
+        if p.feature == feature and (p.signal != signal or change_ts <= p.event_ts):
+            return Verdict.FOLD  # the feature's other signal, or its change began before that alert was found
     again = any(p.feature == feature for p in within)
     return Verdict.HOLD if again or len(within) > NEW_DRIFTS else Verdict.PASS
 
