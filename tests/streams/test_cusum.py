@@ -291,8 +291,9 @@ def test_a_change_while_the_next_reference_is_learnt_is_an_alarm_and_none_comes_
     """A shift of a deviation at 5,000, then a move of ``second`` more 400 values later (on again, or back): the
     second came while the reference after the first alarm was learnt from those very values, the charts off,
     and was taken into it: never an alarm. It is one now, in the first 300 values after it in batches of 50, its
-    change within 60 values of 5,400, the means before and after it most of the move apart; and without a second
-    move, none in 20,000 values (the search of that reference raises no alarm of its own)."""
+    change within 60 values of 5,400, the means before and after it most of the move apart, at the same value
+    when the values come in one batch; and without a second move, none in 20,000 values (the search of that
+    reference raises no alarm of its own)."""
     rng = np.random.default_rng(seed)
     level = np.repeat([0.0, 1.0, 1.0 + second], [5000, 400, 20_000])
     stream = rng.normal(size=len(level)) + level
@@ -311,6 +312,8 @@ def test_a_change_while_the_next_reference_is_learnt_is_an_alarm_and_none_comes_
     assert evidence.reference_mean == pytest.approx(1.0, abs=0.2)  # the level after the first shift
     assert (evidence.window_mean - evidence.reference_mean) / second > 0.5  # the second move, most of it
     assert evidence.details["found_in"] == "the reference learnt after an alarm"
+    whole = CUSUM(run_length=1e8, reference=2000)
+    assert [at for at, _ in whole.update_many(stream)] == [at for at, _ in fired]  # at the first value showing it
 
 
 def test_the_reference_split_keeps_its_false_alarms_under_its_bound() -> None:
