@@ -43,7 +43,7 @@ from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, NoEvent
 from driftloop.streams.drift.monitoring_start import monitoring_began
-from driftloop.streams.drift.policy import AlertPolicy, Verdict
+from driftloop.streams.drift.policy import AlertPolicy, Detected, Verdict
 from driftloop.streams.drift.signal_names import alert_feature
 from driftloop.streams.drift.silences import Silence, mark_silenced
 
@@ -89,11 +89,8 @@ class AlertGate:
             monitoring = ModelSpec(name=model).monitoring
         policy = AlertPolicy(monitoring)
         for alert in sorted(recorded, key=lambda a: a.at):
-            feature = alert_feature(alert.kind, alert.signal)
-            policy.record(
-                model, alert.kind, alert.event_ts, feature=feature, signal=alert.signal, at=alert.at,
-                change_ts=alert.change_ts,
-            )  # fmt: skip
+            detected = Detected(alert.event_ts, alert_feature(alert.kind, alert.signal), alert.signal, alert.change_ts)
+            policy.record(model, alert.kind, detected, at=alert.at)
         self._policies[model] = policy
         self._recorded[model] = {a.alert_id for a in recorded}
 
@@ -108,13 +105,7 @@ class AlertGate:
                 passed.append(detection)
             elif (
                 self._policies[detection.model].judge(
-                    detection.model,
-                    detection.kind,
-                    detection.event_ts,
-                    feature=alert_feature(detection.kind, detection.signal),
-                    signal=detection.signal,
-                    change_ts=detection.change_point_ts,
-                    now=released_at(detection),
+                    detection.model, detection.kind, Detected.of(detection), now=released_at(detection)
                 )
                 is Verdict.PASS
             ):

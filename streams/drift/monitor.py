@@ -46,13 +46,12 @@ from driftloop.streams.drift.cusum import CUSUM, update_together
 from driftloop.streams.drift.detectors import build, check_detectors
 from driftloop.streams.drift.extract import SignalValues, prediction_signals
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
-from driftloop.streams.drift.policy import AlertPolicy, Confirmation, Verdict, confirmation_size
+from driftloop.streams.drift.policy import AlertPolicy, Confirmation, Detected, Verdict, confirmation_size
 from driftloop.streams.drift.signal_names import (
     CORRELATION,
     MEAN_SHIFT,
     RUNNING,
     VERSION_MARK,
-    alert_feature,
     feature_of,
     feature_signal,
     output_version,
@@ -195,17 +194,14 @@ class DriftMonitor:
         returned when it goes out (held back until ``now``: said in its message, and ``held_until_ts`` in its
         evidence, which the alert gate counts its cooldown from), kept in ``ModelState.deferred`` when the policy
         holds it back, None then and when it is folded into an alert out already."""
-        feature = alert_feature(alert.kind, alert.signal)
-        verdict = state.policy.judge(
-            model, alert.kind, alert.event_ts, feature=feature, signal=alert.signal, change_ts=alert.change_point_ts,
-            now=now,
-        )  # fmt: skip
+        detected = Detected.of(alert)
+        verdict = state.policy.judge(model, alert.kind, detected, now=now)
         if verdict is Verdict.HOLD:
             state.deferred.setdefault(alert.signal, alert)  # a signal's first: the change as it was first found
         if verdict is not Verdict.PASS:
             return None
-        if feature:
-            state.reported.add(feature)  # a feature's null rate is reported as its own
+        if detected.feature:
+            state.reported.add(detected.feature)  # a feature's null rate is reported as its own
             if alert.evidence.get("signal_type") != "missing":
                 _learn_multivariate_again(state)
         if now is None or now <= alert.event_ts:

@@ -33,8 +33,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from driftloop.infra.contract import Alert
 from driftloop.infra.spec import CATEGORY_SIGNALS, MonitoringSpec
 from driftloop.streams.drift.evidence import Evidence
+from driftloop.streams.drift.signal_names import alert_feature
 
 
 @dataclass
@@ -121,6 +123,23 @@ def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: f
     return int(min(max(minimum, math.ceil(ratio**2)), MAX_CONFIRMATION))
 
 
+class Detected(NamedTuple):
+    """A detection as the policy judges it: when it was detected (``event_ts``, event time), what it is about
+    (``feature``: :func:`~driftloop.streams.drift.signal_names.alert_feature`'s, "" for the model's own signals),
+    its ``signal`` (``amount``, ``amount:spread``; "" where not known), and where its change began (``change_ts``;
+    None: not known)."""
+
+    event_ts: float
+    feature: str = ""
+    signal: str = ""
+    change_ts: float | None = None
+
+    @classmethod
+    def of(cls, alert: Alert) -> Detected:
+        """What the policy reads of ``alert``."""
+        return cls(alert.event_ts, alert_feature(alert.kind, alert.signal), alert.signal, alert.change_point_ts)
+
+
 class Passed(NamedTuple):
     """An alert the policy let through: when it was detected (``event_ts``), what it is about (:func:`judge_within`'s
     ``feature``; "" for the model's own signals, and where not known: a state saved before they were kept), when
@@ -194,34 +213,23 @@ class AlertPolicy:
         """Warm-up over and enough evidence before the change (the events after it are the confirmation's)."""
         return seen >= self.spec.warmup and evidence.reference_size >= self.spec.min_evidence
 
-    def judge(
-        self,
-        model: str,
-        kind: str,
-        event_ts: float,
-        *,
-        feature: str = "",
-        signal: str = "",
-        change_ts: float | None = None,
-        now: float | None = None,
-    ) -> Verdict:
-        """What a detection of ``kind`` for ``model`` at ``event_ts`` is at ``now`` (event time; by default its
-        own): an alert that goes out (recorded as gone out at ``now``), one folded into an alert out already,
-        or one held back for now.
+    def judge(self, model: str, kind: str, detected: Detected, *, now: float | None = None) -> Verdict:
+        """What a detection of ``kind`` for ``model`` is at ``now`` (event time; by default when it was detected):
+        an alert that goes out (recorded as gone out at ``now``), one folded into an alert out already, or one
+        held back for now.
 
-        A detection of ``signal``, about ``feature``, whose change (``change_ts``) began before an alert of that
-        feature was
-        detected is folded whenever it comes (another signal of the same drift: its shape, caught a thousand
-        events after its values). Within the cooldown of the model's alerts of ``kind``, see
-        :func:`judge_within`; past the hourly limit, it is held back."""
-        now = event_ts if now is None else now
+        A detection whose change began before an alert of its feature was detected is folded whenever it comes
+        (another signal of the same drift: its shape, caught a thousand events after its values). Within the
+        cooldown of the model's alerts of ``kind``, see :func:`judge_within`; past the hourly limit, it is held
+        back."""
+        now = detected.event_ts if now is None else now
         passed = self._passed[(model, kind)]
         cooldown = self.spec.cooldown_s
         while passed and now - passed[0].at >= cooldown + SLACK_S:
             passed.popleft()
         within = [p for p in passed if now - p.at < cooldown]
-        verdict = judge_within(within, feature, event_ts, change_ts, signal) if within else Verdict.PASS
-        if verdict is Verdict.PASS and _reported(passed, feature, change_ts):
+        verdict = judge_within(within, detected) if within else Verdict.PASS
+        if verdict is Verdict.PASS and _reported(passed, detected):
             verdict = Verdict.FOLD
         recent = self._recent[model]
         while recent and now - recent[0] >= 3600:
@@ -229,34 +237,24 @@ class AlertPolicy:
         if verdict is Verdict.PASS and len(recent) >= self.spec.max_alerts_per_hour:
             verdict = Verdict.HOLD
         if verdict is Verdict.PASS:
-            self.record(model, kind, event_ts, feature=feature, signal=signal, at=now, change_ts=change_ts)
+            self.record(model, kind, detected, at=now)
         else:
             self.suppressed += 1
         return verdict
 
-    def record(
-        self,
-        model: str,
-        kind: str,
-        event_ts: float,
-        *,
-        feature: str = "",
-        signal: str = "",
-        at: float | None = None,
-        change_ts: float | None = None,
-    ) -> None:
-        """Count an alert that went out at ``at`` (:meth:`judge`'s, or one recorded before a restart, read back)."""
+    def record(self, model: str, kind: str, detected: Detected, *, at: float | None = None) -> None:
+        """Count an alert that went out at ``at`` (by default when it was detected: :meth:`judge`'s, or one
+        recorded before a restart, read back)."""
+        event_ts, feature, signal, change_ts = detected
         at = event_ts if at is None else at
-        change_ts = event_ts if change_ts is None else change_ts
-        self._passed[(model, kind)].append(Passed(event_ts, feature, at, change_ts, signal))
+        self._passed[(model, kind)].append(
+            Passed(event_ts, feature, at, event_ts if change_ts is None else change_ts, signal)
+        )
         self._recent[model].append(at)
 
 
-def judge_within(
-    within: Sequence[Passed], feature: str, event_ts: float, change_ts: float | None, signal: str = ""
-) -> Verdict:
-    """A detection of ``signal``, about ``feature``, at ``event_ts``, its change placed at ``change_ts``, within the
-    cooldown of the alerts ``within``.
+def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
+    """A detection within the cooldown of the alerts ``within``.
 
     Folded where another feature's change began when one of them did (a change point is uncertain by about as
     much as its detection took: a feature that moved less than theirs at the same moment is caught later, its
@@ -278,19 +276,23 @@ def judge_within(
     second's, the same until session 55.
 
     >>> first = [Passed(event_ts=100.0, feature="amount", at=100.0, change_ts=90.0, signal="amount")]
-    >>> judge_within(first, "age", 160.0, 150.0, "age").name, judge_within(first, "amount", 160.0, 150.0, "amount").name
+    >>> age, amount = Detected(160.0, "age", "age", 150.0), Detected(160.0, "amount", "amount", 150.0)
+    >>> judge_within(first, age).name, judge_within(first, amount).name  # another feature's; amount again
     ('PASS', 'HOLD')
-    >>> judge_within(first, "amount", 160.0, 150.0, "amount:spread").name  # the same drift, seen later
+    >>> judge_within(first, amount._replace(signal="amount:spread")).name  # the same drift, seen later
     'FOLD'
-    >>> judge_within(first, "age", 160.0, 125.0).name  # placed 25 s after it was found, 35 s uncertain: the same
+    >>> judge_within(first, age._replace(change_ts=125.0)).name  # placed 25 s after it was found, 35 s uncertain
     'FOLD'
-    >>> judge_within([Passed(100.0, "", 100.0, 90.0)], "age", 160.0, 150.0).name  # after a mean_shift's alert
+    >>> judge_within([Passed(100.0, "", 100.0, 90.0)], age).name  # after a mean_shift's alert
     'FOLD'
-    >>> judge_within([*first, Passed(130.0, "age", 130.0, 120.0)], "city", 190.0, 180.0).name  # a second new one
+    >>> judge_within([*first, Passed(130.0, "age", 130.0, 120.0)], Detected(190.0, "city", "city", 180.0)).name
     'HOLD'
-    >>> judge_within([Passed(190.0, "city", 200.0, 180.0)], "age", 130.0, 120.0).name  # held back, older
+    >>> judge_within([Passed(190.0, "city", 200.0, 180.0, "city")], Detected(130.0, "age", "age", 120.0)).name
     'PASS'
+
+    (A second new drift in one cooldown; and one held back, older than the alert out since.)
     """
+    event_ts, feature, signal, change_ts = detected
     if change_ts is None or not feature:
         return Verdict.FOLD  # where it began is not known, or the model's own signal: as likely the same drift
     earliest = _earliest(event_ts, change_ts)
@@ -312,9 +314,10 @@ def _earliest(event_ts: float, change_ts: float) -> float:
     return change_ts - (event_ts - change_ts)
 
 
-def _reported(passed: Sequence[Passed], feature: str, change_ts: float | None) -> bool:
+def _reported(passed: Sequence[Passed], detected: Detected) -> bool:
     """Whether an alert of ``feature`` (or of the model's own signals, "") ``passed`` was detected after the
     change began: the drift's other signal, not a change of its own."""
+    _, feature, _, change_ts = detected
     return change_ts is not None and any(p.feature == feature and change_ts <= p.event_ts for p in passed)
 
 

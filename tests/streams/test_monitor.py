@@ -21,7 +21,7 @@ from driftloop.streams.decode import Incoming, decode_predictions
 from driftloop.streams.drift.evidence import Evidence
 from driftloop.streams.drift.joint import HALF_LIFE, ROUNDING, JointDrift, running_mean
 from driftloop.streams.drift.monitor import DriftMonitor, output_version
-from driftloop.streams.drift.policy import AlertPolicy, Verdict
+from driftloop.streams.drift.policy import AlertPolicy, Detected, Verdict
 from driftloop.streams.drift.signal_names import feature_of
 from driftloop.streams.drift.signals import EventRing
 from driftloop.streams.drift.snapshot import restore_model, snapshot_model
@@ -239,11 +239,11 @@ def test_a_model_s_detectors_hold_only_the_reference_values_they_may_read_again(
 
 def test_cooldown_holds_back_a_second_alert_of_the_same_kind() -> None:
     policy = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=2))
-    assert policy.judge("m", "data", 1000.0) is Verdict.PASS
-    assert policy.judge("m", "data", 1300.0) is Verdict.FOLD  # in cooldown (of what, not known: the same drift)
-    assert policy.judge("m", "performance", 1300.0) is Verdict.PASS  # another kind is not
-    assert policy.judge("m", "data", 1700.0) is Verdict.HOLD  # the hourly limit of 2 is reached
-    assert policy.judge("m", "data", 1000.0 + 3600) is Verdict.PASS and policy.suppressed == 2
+    assert policy.judge("m", "data", Detected(1000.0)) is Verdict.PASS
+    assert policy.judge("m", "data", Detected(1300.0)) is Verdict.FOLD  # in cooldown (of what, not known: the same)
+    assert policy.judge("m", "performance", Detected(1300.0)) is Verdict.PASS  # another kind is not
+    assert policy.judge("m", "data", Detected(1700.0)) is Verdict.HOLD  # the hourly limit of 2 is reached
+    assert policy.judge("m", "data", Detected(1000.0 + 3600)) is Verdict.PASS and policy.suppressed == 2
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -381,23 +381,23 @@ def test_a_drift_the_cooldown_or_the_hourly_limit_holds_back_goes_out_when_they_
     and its cooldown counts from then. The same drift (another signal of an alert's feature, or a change of the
     same moment) is folded whenever it comes."""
     policy = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=10))
-    assert policy.judge("m", "data", 1000.0, feature="a", change_ts=990.0) is Verdict.PASS
-    assert policy.judge("m", "data", 1100.0, feature="b", change_ts=1090.0) is Verdict.PASS  # a new drift
-    third = {"feature": "c", "change_ts": 1190.0}
-    assert policy.judge("m", "data", 1200.0, **third) is Verdict.HOLD  # a second one
-    assert policy.judge("m", "data", 1200.0, now=1599.0, **third) is Verdict.HOLD  # a's cooldown ends at 1600
-    assert policy.judge("m", "data", 1200.0, now=1600.0, **third) is Verdict.PASS
-    assert policy.judge("m", "data", 1850.0, feature="c", change_ts=1840.0) is Verdict.HOLD  # c again, from 1600
-    assert policy.judge("m", "data", 1860.0, feature="d", change_ts=1150.0) is Verdict.FOLD  # c's moment, and b's
-    assert policy.judge("m", "data", 4000.0, feature="a", change_ts=980.0) is Verdict.FOLD  # a's shape, late
+    assert policy.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
+    assert policy.judge("m", "data", Detected(1100.0, "b", "b", 1090.0)) is Verdict.PASS  # a new drift
+    third = Detected(1200.0, "c", "c", 1190.0)
+    assert policy.judge("m", "data", third) is Verdict.HOLD  # a second one
+    assert policy.judge("m", "data", third, now=1599.0) is Verdict.HOLD  # a's cooldown ends at 1600
+    assert policy.judge("m", "data", third, now=1600.0) is Verdict.PASS
+    assert policy.judge("m", "data", Detected(1850.0, "c", "c", 1840.0)) is Verdict.HOLD  # c again, from 1600
+    assert policy.judge("m", "data", Detected(1860.0, "d", "d", 1150.0)) is Verdict.FOLD  # c's moment, and b's
+    assert policy.judge("m", "data", Detected(4000.0, "a", "a:shape", 980.0)) is Verdict.FOLD  # a's shape, late
     assert policy.suppressed == 5
 
     hourly = AlertPolicy(MonitoringSpec(cooldown_s=60, max_alerts_per_hour=2))
-    assert hourly.judge("m", "data", 1000.0, feature="a", change_ts=990.0) is Verdict.PASS
-    assert hourly.judge("m", "data", 1100.0, feature="b", change_ts=1090.0) is Verdict.PASS
-    assert hourly.judge("m", "data", 1200.0, **third) is Verdict.HOLD
-    assert hourly.judge("m", "data", 1200.0, now=4599.0, **third) is Verdict.HOLD  # a's hour ends at 4600
-    assert hourly.judge("m", "data", 1200.0, now=4600.0, **third) is Verdict.PASS
+    assert hourly.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
+    assert hourly.judge("m", "data", Detected(1100.0, "b", "b", 1090.0)) is Verdict.PASS
+    assert hourly.judge("m", "data", third) is Verdict.HOLD
+    assert hourly.judge("m", "data", third, now=4599.0) is Verdict.HOLD  # a's hour ends at 4600
+    assert hourly.judge("m", "data", third, now=4600.0) is Verdict.PASS
 
 
 def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
