@@ -36,7 +36,7 @@ import numpy as np
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import CATEGORY_SIGNALS, MonitoringSpec
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.signal_names import alert_feature
+from driftloop.streams.drift.signal_names import RUNNING, alert_feature
 
 
 @dataclass
@@ -269,7 +269,9 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     feature's new drift goes out at once while the alerts within are no more than :data:`NEW_DRIFTS`; the
     others, and a later change of the signal of one of them (the feature moved again, or back:
     ``streams.drift.cusum`` finds it in the reference learnt after the alarm), are held back until the cooldown
-    allows them.
+    allows them. So is an output's later change (``error``, ``score``: a model's error that rose, then rose
+    again 400 events later, is two drifts), where the alerts within are all that output's: the outputs and the
+    model's own signals are no feature's, and fold into any other alert of the cooldown.
 
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
     for its next reference while the cooldown held its alert back; a third one's, 400 events after the
@@ -291,10 +293,20 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     'PASS'
 
     (A second new drift in one cooldown; and one held back, older than the alert out since.)
+
+    >>> error = [Passed(100.0, "", 100.0, 90.0, "error")]
+    >>> judge_within(error, Detected(160.0, "", "error", 150.0)).name  # the error rose again
+    'HOLD'
+    >>> judge_within(error, Detected(160.0, "", "error", 95.0)).name, judge_within(error, Detected(160.0)).name
+    ('FOLD', 'FOLD')
     """
     event_ts, feature, signal, change_ts = detected
-    if change_ts is None or not feature:
-        return Verdict.FOLD  # where it began is not known, or the model's own signal: as likely the same drift
+    if change_ts is None:
+        return Verdict.FOLD  # where it began is not known: as likely the same drift
+    if not feature:  # an output, or the model's own signal: its own later change is held back, the rest fold
+        output = bool(signal) and signal not in RUNNING
+        again = output and all(p.signal == signal and change_ts > p.event_ts for p in within)
+        return Verdict.HOLD if again else Verdict.FOLD
     earliest = _earliest(event_ts, change_ts)
     for p in within:
         if not p.feature:

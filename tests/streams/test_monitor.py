@@ -176,6 +176,29 @@ def test_a_concept_drift_on_labels_is_caught_within_1000_labeled_events(monitor:
     assert 0 <= int(alert.request_id[1:]) - 10_000 < 1000
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_error_that_rises_again_within_the_cooldown_is_a_second_alert_when_it_ends(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """Labeled events a second apart: the error rate goes from 0.1 to 0.3 at 10,000, and to 0.6 at 10,400. The
+    second rise came while the error's next reference was learnt, and an output's detection within a cooldown
+    was folded: never reported. Now it is found in that reference, its change within 60 events of 10,400, held
+    back, and sent from the labeled rows once the first alert's cooldown (900 s) ends."""
+    rng = random.Random(seed)
+    alerts = []
+    for start in range(0, 12_000, 500):
+        rows = labeled(rng, start, 500, error_after=0.3, at=10_000)
+        rows.columns["error"] = [
+            float(rng.random() < 0.6) if start + i >= 10_400 else e for i, e in enumerate(rows["error"])
+        ]
+        alerts += monitor.process_labeled(rows)
+    first, again = alerts
+    assert (first.signal, again.signal) == ("error", "error") and 0 <= int(first.request_id[1:]) - 10_000 < 300
+    assert abs(int(again.change_point_request_id[1:]) - 10_400) <= 60
+    assert again.evidence["window_mean"] - again.evidence["reference_mean"] > 0.2
+    assert again.evidence["held_until_ts"] >= first.event_ts + 900 > again.event_ts
+
+
 def test_labels_that_came_late_do_not_place_the_change_before_it_began(monitor: DriftMonitor) -> None:
     """Labeled rows come in the order of their labels: here 20 requests from before a concept drift (r9500 to
     r9519, right answers) are labeled only with the rows after it, and the detector's window opens on the
