@@ -121,9 +121,7 @@ class Split(NamedTuple):
 
 
 def reference_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...] = (1, -1)) -> Split | None:
-    """Where ``values`` change level, when they do: the split with the largest difference between the sums of
-    the values before it and their share of the whole (a CUSUM of the deviations from the mean, the
-    binary-segmentation statistic), in the values' deviation times the square root of their count, past
+    """Where ``values`` change level, when they do: their :func:`largest_split`, where its statistic passes
     :data:`SPLIT_THRESHOLD`; None when they hold one level. ``sides``: the directions of change looked for
     (``(1,)``: a rise only).
 
@@ -135,6 +133,16 @@ def reference_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...]
     (True, True, 1)
     >>> reference_split(np.concatenate([rng.normal(size=400), rng.normal(-1.0, 1.0, size=300)]), sides=(1,))
     """
+    split = largest_split(values, sides)
+    return split if split is not None and split.statistic > SPLIT_THRESHOLD else None
+
+
+def largest_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...] = (1, -1)) -> Split | None:
+    """The split of ``values`` with the largest difference between the sums of the values before it and their
+    share of the whole (a CUSUM of the deviations from the mean, the binary-segmentation statistic), in the
+    values' deviation times the square root of their count, each side at least :data:`SPLIT_SIDE` values; None
+    for fewer values, or one value throughout. The values are held within their :data:`TAIL` quantiles (a rate's
+    are not)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n < 2 * SPLIT_SIDE:
@@ -152,8 +160,6 @@ def reference_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...]
     moved = np.maximum(rise, walk) if -1 in sides else rise
     best = int(np.argmax(moved))
     statistic = float(moved[best]) / (std * math.sqrt(n))
-    if not statistic > SPLIT_THRESHOLD:
-        return None
     at = best + SPLIT_SIDE
     return Split(at, statistic, float(x[:at].mean()), float(x[at:].mean()), float(x[:at].std(ddof=1)))
 
