@@ -12,14 +12,17 @@ True
 from __future__ import annotations
 
 import base64
+import functools
 import itertools
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.special import chdtrc, chdtri
+from scipy.special import chdtrc, chdtri, gammaln
 
 from driftloop.streams.batch import CodedTexts
+from driftloop.streams.drift.cusum import SPLIT_SIDE, looks
 from driftloop.streams.drift.evidence import Evidence
 
 #: The most values a run of tests takes at once, and the most counts (tests by categories) it holds.
@@ -28,6 +31,25 @@ RUN, RUN_COUNTS = 5000, 1 << 21
 #: categories by tests; a window ten times as long moves as little between ten clocks as the short one in one).
 LONG_CLOCK = 10
 _ONLY_TEXT = frozenset({str})
+#: The reference learnt after an alarm is searched for a change of its own, looked at as ``streams.drift.cusum``
+#: looks at a numeric one (:func:`~driftloop.streams.drift.cusum.looks`: each side of a split holds at least
+#: ``SPLIT_SIDE`` values) with :func:`category_split`: a split whose statistic passes the level SPLIT_ALPHA a look
+#: (:func:`split_threshold`) is an alarm.
+SPLIT_ALPHA = 1e-9
+#: A category a share of the values below this is pooled with the other rare ones for the search (its cells
+#: then expect five values at the shortest side).
+SPLIT_POOL = 0.05
+
+
+class CategorySplit(NamedTuple):
+    """A change of category shares within a reference (:func:`category_split`): its first value, the
+    statistic, the number of categories compared (the rare ones pooled), and each category's share before and
+    after it."""
+
+    at: int
+    statistic: float
+    columns: int
+    shares: dict[str, tuple[float, float]]
 
 
 class CategoricalShift:
@@ -106,7 +128,10 @@ class CategoricalShift:
         return {"alpha": self.alpha}
 
     def _start_over(self, recent: Sequence[str] = ()) -> None:
-        """An empty reference and ``recent`` as the window (category numbers renewed)."""
+        """An empty reference and ``recent`` as the window (category numbers renewed). No reference being
+        learnt after an alarm is searched any longer (:meth:`_split_learning`): its values' numbers are gone."""
+        self._relearning = False  # the reference is learnt after an alarm: searched for a change of its own
+        self._learned: list[np.ndarray] = []  # its values' places, in order, while it is searched
         self._column: dict[str, int] = {}  # category → its place in the count arrays
         self._categories: list[str] = []
         self._reference_counts = np.zeros(64, np.int64)
@@ -140,6 +165,11 @@ class CategoricalShift:
                 self._reference_n += len(head)
                 self.n += len(head)
                 i += len(head)
+                if self._relearning and len(head):
+                    self._learned.append(head)
+                    found = self._split_learning(len(head))
+                    if found is not None:
+                        fired.append((i - len(head) + found[0], found[1]))
                 continue
             room = max(RUN_COUNTS // max(len(self._categories), 1), 1) * self.clock
             growth = self._values_until_growth()
@@ -276,19 +306,62 @@ class CategoricalShift:
         return self._evidence
 
     def snapshot(self) -> dict[str, Any]:
+        learned = np.concatenate(self._learned) if self._learned else np.zeros(0, np.int64)
         return {
             "n": self.n,
             "reference": self._counts(self._reference_counts),
             "aging": self._counts(self._aging),
             "window": pack_window(self._categories, self._recent),
+            **({"learned": pack_window(self._categories, learned)} if self._relearning else {}),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._start_over(unpack_window(state.get("window", [])))
         self._add_to_reference({str(category): int(count) for category, count in state.get("reference", {}).items()})
         self._add_to_aging({str(category): int(count) for category, count in state.get("aging", {}).items()})
+        if "learned" in state:  # a reference searched while it is learnt after an alarm
+            self._relearning = True
+            self._learned = [self._columns_of(unpack_window(state["learned"]))]
         self.n = int(state.get("n", 0))
         self._drift = False
+
+    def _split_learning(self, new: int) -> tuple[int, Evidence] | None:
+        """A change of shares within the reference learnt after an alarm (:func:`category_split`), found once
+        its ``new`` last values came: which of them first showed it (the alarm's), and its evidence, the change
+        placed by all the values at hand. The reference starts again after the alarm's value (values of the old
+        shares left in it were a change of their own there, as ``streams.drift.cusum`` found)."""
+        learned = np.concatenate(self._learned)
+        for seen in looks(len(learned), new):  # the first that shows it
+            first = category_split(learned[:seen], self._categories)
+            if first is not None and first.statistic > split_threshold(first.columns - 1, seen):
+                break
+        else:
+            return None
+        whole = category_split(learned, self._categories)
+        split = whole if whole is not None and whole.at < seen else first
+        after = learned[seen:]
+        k = len(self._categories)
+        self._reference_counts[:k] = np.bincount(after, minlength=k)
+        self._reference_n = len(after)
+        self._learned = [after]
+        before = {c for c, (share, _) in split.shares.items() if share > 0}
+        dof = first.columns - 1
+        self._evidence = Evidence(
+            statistic=first.statistic,
+            threshold=split_threshold(dof, seen),
+            reference_size=split.at,
+            window_size=seen - split.at,
+            change_offset=seen - split.at - 1,
+            details={
+                "p_value": min(split_tail(dof, seen, first.statistic), 1.0),
+                "shares_reference_vs_window": dict(sorted(split.shares.items())[:50]),
+                "new_categories": sorted(c for c, (_, share) in split.shares.items() if share > 0 and c not in before)[
+                    :20
+                ],
+                "found_in": "the reference learnt after an alarm",
+            },
+        )
+        return seen - (len(learned) - new) - 1, self._evidence
 
     def _fire(self, statistic: float, p_value: float, dof: int, level: float) -> None:
         window_counts = np.bincount(self._recent, minlength=len(self._categories))
@@ -308,8 +381,9 @@ class CategoricalShift:
             details={"p_value": float(p_value), "shares_reference_vs_window": shares, "new_categories": new},
         )
         self._drift = True
-        # the new normal: learn a fresh reference from what comes next
+        # the new normal: learn a fresh reference from what comes next, searched for a change of its own
         self._start_over()
+        self._relearning = True
 
 
 def _since_change(reference: np.ndarray, window: np.ndarray, places: np.ndarray) -> int:
@@ -329,6 +403,76 @@ def _since_change(reference: np.ndarray, window: np.ndarray, places: np.ndarray)
     )
     sums = np.concatenate([[0.0], np.cumsum(ratio[places])])
     return max(len(places) - int(np.argmin(sums)), 1)
+
+
+def category_split(places: np.ndarray, categories: Sequence[str]) -> CategorySplit | None:
+    """The split of ``places`` (values' places among ``categories``) whose two-sample chi-square of category
+    counts, before against after it, is largest, each side at least :data:`SPLIT_SIDE` values, the categories of
+    a share below :data:`SPLIT_POOL` pooled; None for fewer values, or fewer than two columns to compare. The
+    statistic at a split ``k`` of ``n`` values is ``n / (k (n - k)) Σ_c (O_kc - k p_c)² / p_c`` (``O_kc``: the
+    category's count before it, ``p_c``: its share of all), a chi-square of ``columns - 1`` degrees of freedom at
+    any one split.
+
+    >>> rng = np.random.default_rng(2)
+    >>> split = category_split(np.concatenate([rng.choice(3, 600, p=[.5, .3, .2]), rng.choice(3, 600)]), "abc")
+    >>> abs(split.at - 600) < 60, split.statistic > 30, split.columns, split.shares["a"][0] > split.shares["a"][1]
+    (True, True, 3, True)
+    """
+    n = len(places)
+    if n < 2 * SPLIT_SIDE:
+        return None
+    present, column = np.unique(places, return_inverse=True)
+    totals = np.bincount(column)
+    common = totals >= SPLIT_POOL * n
+    pooled = int(np.count_nonzero(~common))
+    if pooled:  # the rare categories as one column
+        column = np.where(common, np.cumsum(common) - 1, int(np.count_nonzero(common)))[column]
+        totals = np.bincount(column)
+    columns = len(totals)
+    if columns < 2:
+        return None
+    counts = np.zeros((n + 1, columns))
+    counts[np.arange(1, n + 1), column] = 1.0
+    np.cumsum(counts, axis=0, out=counts)
+    k = np.arange(SPLIT_SIDE, n - SPLIT_SIDE + 1)
+    share = totals / n
+    gaps = counts[k] - k[:, None] * share
+    statistics = n / (k * (n - k)) * (gaps * gaps / share).sum(axis=1)
+    best = int(np.argmax(statistics))
+    at = int(k[best])
+    before = np.bincount(column[:at], minlength=columns) / at
+    after = np.bincount(column[at:], minlength=columns) / (n - at)
+    names = [categories[c] for c in present[common].tolist()] + (["(rare, pooled)"] if pooled else [])
+    shares = {name: (round(float(b), 4), round(float(a), 4)) for name, b, a in zip(names, before, after, strict=True)}
+    return CategorySplit(at, float(statistics[best]), columns, shares)
+
+
+def split_tail(dof: int, n: int, statistic: float) -> float:
+    """The chance that the largest of :func:`category_split`'s statistics over ``n`` values of one set of
+    shares passes ``statistic`` (``dof`` degrees of freedom): James, James and Siegmund's approximation for the
+    largest of a chi-square process over the splits ``t`` from ``SPLIT_SIDE / n`` to ``1 - SPLIT_SIDE / n``,
+    ``x^d e^{-x²/2} / (2^{d/2} Γ(d/2)) [log((1 - t₀)² / t₀²) (1 - d / x²) + 4 / x²]`` at ``x² = statistic``.
+
+    >>> round(split_tail(2, 2000, 50.0), 10) < 1e-8, split_tail(2, 2000, 10.0) > 0.01
+    (True, True)
+    """
+    if statistic <= dof:
+        return 1.0
+    start = SPLIT_SIDE / n
+    span = 2 * math.log((1 - start) / start)
+    log_density = 0.5 * dof * math.log(statistic) - statistic / 2 - 0.5 * dof * math.log(2) - float(gammaln(dof / 2))
+    return math.exp(log_density) * max(span * (1 - dof / statistic) + 4 / statistic, 0.0)
+
+
+@functools.lru_cache(maxsize=4096)
+def split_threshold(dof: int, n: int, alpha: float = SPLIT_ALPHA) -> float:
+    """The statistic past which :func:`category_split`'s largest passes with chance ``alpha``
+    (:func:`split_tail`), by bisection."""
+    low, high = float(dof) + 1.0, float(dof) + 1000.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if split_tail(dof, n, middle) > alpha else (low, middle)
+    return high
 
 
 def pack_window(categories: list[str], places: np.ndarray) -> dict[str, Any]:

@@ -107,6 +107,9 @@ _BANK_BYTES = 1 << 20  # the sums of the detectors whose charts run together at 
 #: learnt after an alarm only, so its false alarms are a fraction of the alarms before it.
 SPLIT_SIDE = 100
 SPLIT_THRESHOLD = 3.25
+#: The reference is looked at each time it holds a multiple of this many values (whatever the batches: an
+#: alarm at the same value however the values come).
+SPLIT_LOOK = 10
 
 
 class Split(NamedTuple):
@@ -135,6 +138,17 @@ def reference_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...]
     """
     split = largest_split(values, sides)
     return split if split is not None and split.statistic > SPLIT_THRESHOLD else None
+
+
+def looks(held: int, new: int) -> range:
+    """The sizes a reference holding ``held`` values, ``new`` of them just come, is looked at with: each
+    multiple of :data:`SPLIT_LOOK` among the new values' places, from ``2 * SPLIT_SIDE`` on.
+
+    >>> list(looks(230, 50)), list(looks(1005, 3)), list(looks(150, 150))
+    ([200, 210, 220, 230], [], [])
+    """
+    first = max(held - new + 1, 2 * SPLIT_SIDE)
+    return range(-(-first // SPLIT_LOOK) * SPLIT_LOOK, held + 1, SPLIT_LOOK)
 
 
 def largest_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...] = (1, -1)) -> Split | None:
@@ -875,15 +889,14 @@ class CUSUM:
         change of their own there."""
         values = np.asarray(self._learning, dtype=float)
         sides = DIRECTIONS[self.direction]
-        whole = reference_split(values, sides)
-        if whole is None:
-            return None
-        for seen in range(max(len(values) - new + 1, 2 * SPLIT_SIDE), len(values) + 1):  # the first that shows it
+        for seen in looks(len(values), new):  # the first that shows it
             first = reference_split(values[:seen], sides)
             if first is not None:
                 break
-        assert first is not None  # the whole reference showed it
-        split = whole if whole.at < seen else first
+        else:
+            return None
+        whole = largest_split(values, sides)
+        split = whole if whole is not None and whole.at < seen else first
         self._learning = values[seen:].tolist()
         self._sums[:] = 0.0
         self._absorb(values[seen:])

@@ -397,6 +397,30 @@ def test_a_feature_that_moves_and_comes_back_within_the_cooldown_is_two_alerts(t
     assert back.evidence["held_until_ts"] >= first.event_ts + 900 > back.event_ts
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_category_mix_that_comes_back_within_the_cooldown_is_two_alerts(tmp_path: Path, seed: int) -> None:
+    """Events a second apart: a feature's categories move from 50/30/20 % to 30/30/40 % at 10,000 and come back
+    at 11,000, while its next reference is learnt after the first alert (the 2,000 values after it): never
+    reported before. Now a second alert of the feature, its change within 100 events of 11,000."""
+    from tests.streams.test_correlation import watched
+
+    rng = np.random.default_rng(seed)
+
+    def mixed(start: int, n: int) -> list[dict]:
+        t = start + np.arange(n)
+        moved = (t >= 10_000) & (t < 11_000)
+        draws = rng.random(n)
+        a, b = np.where(moved, 0.3, 0.5), np.where(moved, 0.6, 0.8)
+        colour = np.where(draws < a, "a", np.where(draws < b, "b", "c"))
+        return [{"x": float(x), "colour": str(c)} for x, c in zip(rng.normal(size=n), colour, strict=True)]
+
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    first, back = watched(monitor, mixed, 16_000, batch=500)
+    assert (first.signal, back.signal) == ("colour", "colour") and 0 <= int(first.request_id[1:]) - 10_000 < 500
+    assert abs(int(back.change_point_request_id[1:]) - 11_000) <= 100
+    assert back.evidence["found_in"] == "the reference learnt after an alarm"
+
+
 def test_a_drift_the_cooldown_or_the_hourly_limit_holds_back_goes_out_when_they_allow() -> None:
     """Beyond the new drifts a cooldown lets through, a feature's change after its own alert within the cooldown,
     and beyond the hourly limit, a drift of its own is held back, not dropped (its chart has taken the values
