@@ -116,6 +116,39 @@ def test_an_alert_reaches_kafka_clickhouse_and_a_webhook(
     assert report.alerts[0].request_id == rows[0][3]
 
 
+def test_a_third_drift_within_a_cooldown_is_held_back_and_reaches_clickhouse_when_the_cooldown_ends(
+    drift_stack: PrivateStack, worker: WorkerProcess, specs: Path
+) -> None:
+    """Events a second apart, a cooldown of 300 s: f0, f1 and f2 move by two deviations 100 events apart. The
+    cooldown lets f1 through as a new drift, and f2's detection was dropped (its chart took the shifted values
+    for its next reference: never reported). Through the worker, the alert gate and ClickHouse now: three
+    alerts, f2's placed at its own detection and change, recorded with the event time it went out at, after
+    f0's cooldown ended."""
+    model = "drift-" + uuid.uuid4().hex[:8]
+    (specs / f"{model}.toml").write_text(f'name = "{model}"\n[monitoring]\nwarmup = 500\ncooldown_s = 300\n')
+    rng = random.Random(7)
+    with EventProducer(drift_stack.settings, max_events=200) as producer:
+        for i in range(1800):
+            features = {f"f{j}": rng.gauss(2.0 if j < 3 and i >= 1000 + 100 * j else 0.0, 1) for j in range(4)}
+            producer.emit_prediction(model, request_id=f"r{i}", features=features, prediction=0, ts=1_790_000_000 + i)
+
+    def three() -> list[tuple]:
+        rows = connect(drift_stack.settings.clickhouse).execute(
+            "SELECT signal, toUInt64(substring(request_id, 2)), toUInt64(substring(change_point_request_id, 2)), "
+            "event_ts_ms, visitParamExtractFloat(evidence, 'held_until_ts') FROM drift_alerts FINAL "
+            "WHERE model = %(m)s ORDER BY event_ts",
+            {"m": model},
+        )
+        return rows if len(rows) >= 3 else []
+
+    rows = wait_for(three, timeout_s=150, what="three alerts in ClickHouse")
+    assert [r[0] for r in rows] == ["f0", "f1", "f2"]
+    for j, (_, at, change, _, _) in enumerate(rows):
+        assert 0 <= at - (1000 + 100 * j) < 60 and abs(int(change) - (1000 + 100 * j)) <= 20
+    (*_, first_ms, _), (*_, f1_held), (*_, detected_ms, held_until) = rows
+    assert f1_held == 0 and held_until >= first_ms / 1000 + 300 > detected_ms / 1000
+
+
 def test_a_spec_edited_while_the_worker_runs_is_taken(
     drift_stack: PrivateStack, specs: Path, tmp_path: Path, group: str
 ) -> None:
