@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import chdtrc, chdtri, gammaln
 
 from driftloop.streams.batch import CodedTexts
-from driftloop.streams.drift.cusum import SPLIT_SIDE, looks
+from driftloop.streams.drift.cusum import SPLIT_SIDE, first_change
 from driftloop.streams.drift.evidence import Evidence
 
 #: The most values a run of tests takes at once, and the most counts (tests by categories) it holds.
@@ -331,14 +331,13 @@ class CategoricalShift:
         placed by all the values at hand. The reference starts again after the alarm's value (values of the old
         shares left in it were a change of their own there, as ``streams.drift.cusum`` found)."""
         learned = np.concatenate(self._learned)
-        for seen in looks(len(learned), new):  # the first that shows it
-            first = category_split(learned[:seen], self._categories)
-            if first is not None and first.statistic > split_threshold(first.columns - 1, seen):
-                break
-        else:
+        found = first_change(
+            learned, new, lambda some: category_change(some, self._categories),
+            lambda some: category_split(some, self._categories),
+        )  # fmt: skip
+        if found is None:
             return None
-        whole = category_split(learned, self._categories)
-        split = whole if whole is not None and whole.at < seen else first
+        seen, first, split = found
         after = learned[seen:]
         k = len(self._categories)
         self._reference_counts[:k] = np.bincount(after, minlength=k)
@@ -443,6 +442,13 @@ def category_split(places: np.ndarray, categories: Sequence[str]) -> CategorySpl
     names = [categories[c] for c in present[common].tolist()] + (["(rare, pooled)"] if pooled else [])
     shares = {name: (round(float(b), 4), round(float(a), 4)) for name, b, a in zip(names, before, after, strict=True)}
     return CategorySplit(at, float(statistics[best]), columns, shares)
+
+
+def category_change(places: np.ndarray, categories: Sequence[str]) -> CategorySplit | None:
+    """Where the shares of ``places`` change, when they do: their :func:`category_split`, where its statistic
+    passes :func:`split_threshold` for as many values."""
+    split = category_split(places, categories)
+    return split if split is not None and split.statistic > split_threshold(split.columns - 1, len(places)) else None
 
 
 def split_tail(dof: int, n: int, statistic: float) -> float:

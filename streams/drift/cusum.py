@@ -61,9 +61,9 @@ import dataclasses
 import functools
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -149,6 +149,29 @@ def looks(held: int, new: int) -> range:
     """
     first = max(held - new + 1, 2 * SPLIT_SIDE)
     return range(-(-first // SPLIT_LOOK) * SPLIT_LOOK, held + 1, SPLIT_LOOK)
+
+
+class _Placed(Protocol):
+    at: int  # the first value after the change
+
+
+_S = TypeVar("_S", bound=_Placed)
+
+
+def first_change(
+    values: np.ndarray, new: int, search: Callable[[np.ndarray], _S | None], largest: Callable[[np.ndarray], _S | None]
+) -> tuple[int, _S, _S] | None:
+    """A reference's ``values`` (``new`` of them just come) looked at as :func:`looks` says, the first look at
+    which ``search`` finds a change: how many values it looked at, the change found then, and the change placed
+    by all the values (their ``largest`` split where it lies before that look, else the one found); None where
+    no look finds one. The same for a number's reference (:func:`reference_split`) and a category's
+    (``streams.drift.categorical``)."""
+    for seen in looks(len(values), new):
+        first = search(values[:seen])
+        if first is not None:
+            whole = largest(values)
+            return seen, first, whole if whole is not None and whole.at < seen else first
+    return None
 
 
 def largest_split(values: Sequence[float] | np.ndarray, sides: tuple[int, ...] = (1, -1)) -> Split | None:
@@ -889,14 +912,12 @@ class CUSUM:
         change of their own there."""
         values = np.asarray(self._learning, dtype=float)
         sides = DIRECTIONS[self.direction]
-        for seen in looks(len(values), new):  # the first that shows it
-            first = reference_split(values[:seen], sides)
-            if first is not None:
-                break
-        else:
+        found = first_change(
+            values, new, lambda some: reference_split(some, sides), lambda some: largest_split(some, sides)
+        )
+        if found is None:
             return None
-        whole = largest_split(values, sides)
-        split = whole if whole is not None and whole.at < seen else first
+        seen, first, split = found
         self._learning = values[seen:].tolist()
         self._sums[:] = 0.0
         self._absorb(values[seen:])

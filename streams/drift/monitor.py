@@ -155,6 +155,8 @@ class DriftMonitor:
         a shift of its own, before or meanwhile: a gradual drift's feature alerts first), and the alerts of its
         feature and output signals that the policy held back (``ModelState.deferred``) once their cooldown or
         the hourly limit lets them."""
+        if not state.deferred and state.held_shift is None:  # most models, most batches
+            return []
         now = state.ring[-1][0] / 1000 if len(state.ring) else None
         alerts = self._release(model, state, now, performance=False)
         held = state.held_shift
@@ -248,7 +250,8 @@ class DriftMonitor:
                     place = _Place(model, state, base, state.labeled_ring, state.labeled)
                     detections += self._feed(place, signal, positions, values)
             alerts += _in_event_order(detections)
-            alerts += self._release(model, state, state.labeled_ring[-1][0] / 1000, performance=True)
+            if state.deferred:
+                alerts += self._release(model, state, state.labeled_ring[-1][0] / 1000, performance=True)
         return alerts
 
     def checked_spec(self, model: str) -> ModelSpec:
