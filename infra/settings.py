@@ -341,7 +341,10 @@ class Settings(BaseModel):
     )
 
     detector_state_interval_s: float = Field(
-        30.0, gt=0, description="How often detector state is saved to ClickHouse (and on every rebalance)"
+        30.0,
+        gt=0,
+        description="How often detector state is saved to ClickHouse (and on every rebalance), and the alerts held"
+        " back of models that went quiet are let out once their cooldown ends",
     )
     detection_wait_s: float = Field(
         1.0,

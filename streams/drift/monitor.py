@@ -150,6 +150,31 @@ class DriftMonitor:
                 alerts += self._let_go(p.model, p.state)
         return alerts
 
+    def release_quiet(self) -> list[Alert]:
+        """The alerts held back (``ModelState.deferred``) that may go out now though their model sent nothing
+        since: its event time is taken to have gone on with the clock since its last events came (a model that
+        stopped sending held them until it sent again, for the night or for good). The worker asks at each
+        save of the detectors' state (``detector_state_interval_s``), so a quiet model's held alert goes out
+        within that interval of its cooldown's end."""
+        alerts: list[Alert] = []
+        clock = self.clock()
+        for model, state in self.models.items():
+            if not state.deferred:
+                continue
+            for performance, ring, came in (
+                (False, state.ring, state.predictions_came),
+                (True, state.labeled_ring, state.labels_came),
+            ):
+                if len(ring) and came:  # restored and nothing since: its quiet is counted from now on
+                    alerts += self._release(
+                        model, state, ring[-1][0] / 1000 + max(clock - came, 0.0), performance=performance
+                    )
+            if not state.predictions_came:
+                state.predictions_came = clock
+            if not state.labels_came:
+                state.labels_came = clock
+        return alerts
+
     def _let_go(self, model: str, state: ModelState) -> list[Alert]:
         """The model's alerts held back that may go out now, in event time: its held mean shift once it has
         waited :data:`HOLD_EVENTS` events (dropped where the feature that seemed to carry the shift has reported
@@ -239,6 +264,7 @@ class DriftMonitor:
                 continue
             base = state.labeled
             state.labeled_ring.extend([rows["ts_ms"][i] for i in index], [rows["request_id"][i] for i in index])
+            state.labels_came = self.clock()
             state.labeled += len(index)
             versions = rows["model_version"] if "model_version" in rows.columns else [0] * len(rows)
             by_version: dict[int, list[int]] = defaultdict(list)
@@ -352,6 +378,7 @@ class DriftMonitor:
             return None
         base = state.events
         state.ring.extend(part.ts_ms, part.request_ids)
+        state.predictions_came = self.clock()
         state.events += len(part)
         state.version = max(state.version, part.version)
         self._measure_rate(state)

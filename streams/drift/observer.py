@@ -214,8 +214,15 @@ class DriftObserver:
 
     async def save_changed(self) -> None:
         """Save the state of the models that saw events since their last save (before each commit, and on
-        the worker's timer)."""
+        the worker's timer), after letting out the alerts held back of models gone quiet meanwhile
+        (:meth:`~streams.drift.monitor.DriftMonitor.release_quiet`; their state is saved then too)."""
         async with self._turn:
+            await self._detect_waiting()
+            for partition, monitor in self.monitors.items():
+                released = monitor.release_quiet()
+                for model in {alert.model for alert in released}:
+                    self._saved.pop((model, partition), None)
+                await self._publish(partition, released)
             await self._save_changed()
 
     def _shards(self) -> list[tuple[Shard, DriftMonitor]]:

@@ -172,6 +172,10 @@ class ModelState:
     reported: set[str] = field(default_factory=set)  # what its features' alerts were about (alert_feature)
     # alerts of drifts of their own that the policy holds back for now (cooldown, hourly limit), by signal
     deferred: dict[str, Alert] = field(default_factory=dict)
+    # the clock's time when its last predictions and labeled rows came (0: none since it started or was restored):
+    # a quiet model's event time goes on with the clock for its held alerts (DriftMonitor.release_quiet)
+    predictions_came: float = 0.0
+    labels_came: float = 0.0
 
 
 #: The fewest values a signal's reference is learnt from, whatever the warm-up.

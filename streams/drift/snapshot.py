@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from driftloop.infra.contract import Alert
 from driftloop.streams.drift.joint import JointDrift
 from driftloop.streams.drift.monitor import JOINT_REFERENCE, DriftMonitor, ModelState
 from driftloop.streams.drift.multivariate import MultivariateSignals
 from driftloop.streams.drift.policy import AlertPolicy
 from driftloop.streams.drift.signal_names import CORRELATION, MEAN_SHIFT
-from driftloop.streams.drift.signals import HeldAlert
+from driftloop.streams.drift.signals import EventRing, HeldAlert
 
 
 def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
@@ -35,6 +37,10 @@ def snapshot_model(monitor: DriftMonitor, model: str) -> dict[str, Any]:
         "reported": sorted(state.reported),
         "held_shift": None if (held := state.held_shift) is None else {**held._asdict(), "alert": held.alert.to_json()},
         "deferred": [alert.to_json() for alert in state.deferred.values()],
+        # the last event of each ring: where the model's event time stood (a quiet model's held alerts go out
+        # from there, DriftMonitor.release_quiet)
+        "last_event": _last(state.ring),
+        "last_labeled": _last(state.labeled_ring),
         "joint": state.joint.snapshot() if state.joint is not None else None,
         "multivariate": state.multivariate.snapshot() if state.multivariate is not None else None,
         "signals": {
@@ -71,6 +77,9 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
     if (held := data.get("held_shift")) is not None:
         state.held_shift = HeldAlert(Alert.from_json(held["alert"]), held["feature"], int(held["release_at"]))
     state.deferred = {alert.signal: alert for alert in map(Alert.from_json, data.get("deferred", []))}
+    for ring, last in ((state.ring, data.get("last_event")), (state.labeled_ring, data.get("last_labeled"))):
+        if last is not None:  # the ring's newest event is the model's last (its count is the state's)
+            ring.extend(np.array([int(last[0])]), [str(last[1])])
     reference = max(spec.monitoring.warmup, JOINT_REFERENCE)
     if data.get("joint"):
         state.joint = JointDrift.restore(data["joint"], reference_size=reference)
@@ -85,3 +94,11 @@ def restore_model(monitor: DriftMonitor, model: str, data: dict[str, Any]) -> No
             continue
         signal.detector.restore(saved["state"])
         signal.seen, signal.drifts = int(saved["seen"]), int(saved["drifts"])
+
+
+def _last(ring: EventRing) -> list[Any] | None:
+    """A ring's newest event (its time in epoch ms, its request id), JSON-ready; None when empty."""
+    if not len(ring):
+        return None
+    ts_ms, request_id = ring[-1]
+    return [int(ts_ms), request_id]

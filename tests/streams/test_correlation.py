@@ -53,12 +53,12 @@ def channel_features(rng: np.random.Generator, n: int, swapped: bool = False) ->
     ]
 
 
-def events(rows: np.ndarray | list[dict], start: int) -> ColumnBatch:
-    """Events of ``rows``: feature dicts, or numbers (``f0``, ``f1``, ...)."""
+def events(rows: np.ndarray | list[dict], start: int, model: str = "m") -> ColumnBatch:
+    """Events of ``model`` of ``rows``: feature dicts, or numbers (``f0``, ``f1``, ...)."""
     if isinstance(rows, np.ndarray):
         rows = [{f"f{j}": float(v) for j, v in enumerate(row)} for row in rows.tolist()]
     batch = [
-        {"model": "m", "request_id": f"r{start + k}", "ts": 1_790_000_000 + start + k, "prediction": 0,
+        {"model": model, "request_id": f"r{start + k}", "ts": 1_790_000_000 + start + k, "prediction": 0,
          "features": features}
         for k, features in enumerate(rows)
     ]  # fmt: skip

@@ -358,6 +358,46 @@ def test_features_that_move_one_after_another_are_an_alert_each_those_held_back_
     assert all(later - earlier >= 900 for earlier, later in zip(out, out[2:], strict=False))
 
 
+def test_a_drift_held_back_goes_out_when_its_cooldown_ends_though_the_model_went_quiet(tmp_path: Path) -> None:
+    """Events a second apart, ``f0``, ``f1`` and ``f2`` moved by a deviation 300 events apart, and the model
+    sends nothing once ``f2``'s drift is held back by ``f0``'s cooldown (900 s), which ends some 200 s of event
+    time after the last event. It waited until the model sent again; now the model's event time goes on with
+    the clock since its last events came: held on while the clock is short of the cooldown's end, let out once
+    past it, once, with its own detection and change point; from a state saved while it was held, once the
+    clock has gone as far again after the restore."""
+    from tests.streams.test_correlation import events
+
+    starts = {0: 5_000, 1: 5_300, 2: 5_600}
+    make = one_after_another(0, starts)
+    clock = [1000.0]
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: clock[0])
+    alerts, sent = [], 0
+    while not monitor.models.get("m") or not monitor.models["m"].deferred:
+        alerts += monitor.process_predictions(events(make(sent, 100), sent))
+        sent += 100
+    assert [a.signal for a in alerts] == ["f0", "f1"] and set(monitor.models["m"].deferred) == {"f2"}
+    cooldown_ends = alerts[0].event_ts + 900
+    quiet_for = cooldown_ends - (1_790_000_000 + sent - 1)  # of event time, after the last event
+    assert quiet_for > 100
+    saved = json.loads(state_text(snapshot_model(monitor, "m")))
+
+    clock[0] += quiet_for - 10
+    assert monitor.release_quiet() == []
+    clock[0] += 20
+    (held,) = monitor.release_quiet()
+    assert held.signal == "f2" and 0 <= int(held.request_id[1:]) - 5_600 < 100
+    assert abs(int(held.change_point_request_id[1:]) - 5_600) < 60
+    assert cooldown_ends <= held.evidence["held_until_ts"] < cooldown_ends + 11 and "held back" in held.message
+    assert monitor.release_quiet() == [] and not monitor.models["m"].deferred
+
+    restarted = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: clock[0])
+    restore_model(restarted, "m", saved)
+    assert restarted.release_quiet() == []  # its quiet counted from the restore on
+    clock[0] += quiet_for + 10
+    (again,) = restarted.release_quiet()
+    assert again.alert_id == held.alert_id
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_feature_s_drift_is_one_alert_though_its_shape_is_caught_after_the_cooldown(
     tmp_path: Path, seed: int

@@ -175,3 +175,43 @@ def test_parts_that_waited_are_detected_though_no_batch_comes(
         assert held == 50 and events == 50 and took >= 0.3
     finally:
         observer.close()
+
+
+def test_a_quiet_model_s_held_alert_is_handed_to_the_gate_at_a_save_and_its_state_saved_without_it(
+    stack: PrivateStack, clickhouse: Any, tmp_path: Path
+) -> None:
+    """Three features moved 300 events apart, the third's alert held back by the first's cooldown, and the model
+    sends nothing more: the worker's save of the detectors' state (its timer, or a commit) hands the held
+    alert to the alert gate once the clock has passed the cooldown's end, and saves the model's state, which
+    no longer holds it (a restart would not send it again)."""
+    from tests.streams.test_correlation import events
+    from tests.streams.test_monitor import one_after_another
+
+    model, sink = f"quiet-{uuid.uuid4().hex[:8]}", ClickHouseSink(stack.settings.clickhouse)
+    clock = [1000.0]
+    gate = Detections()
+    make = one_after_another(0, {0: 5_000, 1: 5_300, 2: 5_600})
+    observer = DriftObserver(
+        lambda: DriftMonitor(SpecCatalog(tmp_path), clock=lambda: clock[0]),
+        gate,
+        DetectorStateStore(stack.settings.clickhouse, sink),
+        sink,
+        detection_wait_s=0.0,
+    )
+    try:
+        sent = 0
+        while not (0 in observer.monitors and observer.monitors[0].models[model].deferred):
+            batch = events(make(sent, 100), sent, model=model)
+            asyncio.run(observer.on_predictions(PredictionFrame.from_columns(batch, np.zeros(len(batch), int))))
+            sent += 100
+        assert [a.signal for a in gate.alerts] == ["f0", "f1"]
+        asyncio.run(observer.save_changed())
+        assert len(gate.alerts) == 2 and observer.store.load(model, 0)["deferred"]  # type: ignore[index]
+        clock[0] += 1000.0  # past the cooldown's end in the model's event time
+        asyncio.run(observer.save_changed())
+        assert [a.signal for a in gate.alerts] == ["f0", "f1", "f2"] and "held_until_ts" in gate.alerts[2].evidence
+        assert observer.store.load(model, 0)["deferred"] == []  # type: ignore[index]
+        asyncio.run(observer.save_changed())
+        assert len(gate.alerts) == 3
+    finally:
+        observer.close()
