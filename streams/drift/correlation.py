@@ -58,6 +58,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -115,6 +116,33 @@ def standardized(reference: np.ndarray) -> Standard:
     return Standard(low, high, mean, std, z.T @ z / len(z))
 
 
+def restandardized(standard: Standard, rows: np.ndarray, columns: np.ndarray) -> Standard:
+    """``standard`` with its ``columns`` (places) learnt anew from ``rows``, a reference gathered since they
+    moved: their range, mean and spread, and their products with every column (the others standardized as
+    before; their products with each other kept).
+
+    >>> rng = np.random.default_rng(0)
+    >>> before = standardized(rng.normal(size=(2000, 3)))
+    >>> moved = rng.normal(size=(2000, 3)) + [5.0, 0.0, 0.0]
+    >>> moved[:, 0] = 2 * moved[:, 0] + moved[:, 1]  # its mean, spread and correlation with the second
+    >>> after = restandardized(before, moved, np.array([0]))
+    >>> round(float(after.mean[0])), round(float(after.products[0, 1]), 1), bool(after.mean[1] == before.mean[1])
+    (10, 0.4, True)
+    """
+    low, high, mean, std = (part.copy() for part in standard[:4])
+    low[columns], high[columns] = np.quantile(rows[:, columns], [TAIL, 1 - TAIL], axis=0)
+    held = np.clip(rows, low, high)
+    mean[columns] = held[:, columns].mean(axis=0)
+    spread = held[:, columns].std(axis=0)
+    std[columns] = np.where(spread > 0, spread, 1.0)
+    z = (held - mean) / std
+    products = standard.products.copy()
+    learnt = z[:, columns].T @ z / len(z)
+    products[columns, :] = learnt
+    products[:, columns] = learnt.T
+    return Standard(low, high, mean, std, products)
+
+
 class PairChange(NamedTuple):
     """Two columns (their places) whose correlation moved: on the reference, and over the last rows scored."""
 
@@ -132,7 +160,10 @@ class CorrelationDrift:
         # columns of one group are never paired (one categorical feature's indicator columns: their products are
         # fixed by its shares, the feature's own signal's business); default: each column its own group
         self.groups = np.arange(width) if groups is None else np.asarray(groups, dtype=np.int64)
-        self._apart = self.groups[:, None] != self.groups[None, :]  # the pairs watched (never the diagonal)
+        self._apart = self.groups[:, None] != self.groups[None, :]  # the pairs paired (never the diagonal)
+        # columns set aside while they are learnt anew (:meth:`set_aside`), and the pairs watched meanwhile
+        self.aside = np.zeros(width, dtype=bool)
+        self._watched = self._apart
         self.mean = np.zeros(width)
         self.std = np.ones(width)
         self.low = np.full(width, -np.inf)  # where each feature's values are held (the reference's percentiles)
@@ -152,6 +183,23 @@ class CorrelationDrift:
         self.direction = np.zeros((self.width, self.width))
         self.settled = 0
         self.fitted = True
+
+    def set_aside(self, columns: Sequence[int]) -> None:
+        """Leave ``columns`` (places) out of the score until :meth:`take_back`: their pairs leave ``M``, and
+        ``g`` stays of mean 0 and variance 1 on the other pairs (a feature that moved is learnt anew while the
+        others are watched on)."""
+        self.aside[list(columns)] = True
+        self._watched = self._apart & ~self.aside[:, None] & ~self.aside[None, :]
+        self.direction = self.direction * self._watched
+
+    def take_back(self, standard: Standard) -> None:
+        """The columns set aside, learnt anew in ``standard`` (:func:`restandardized`), watched again: their
+        running means start at their new means."""
+        aside = self.aside
+        self.low, self.high, self.mean, self.std, self.reference = standard
+        self.level = np.where(aside, standard.mean, self.level)
+        self.aside = np.zeros(self.width, dtype=bool)
+        self._watched = self._apart
 
     def update(self, rows: np.ndarray) -> np.ndarray:
         """Each row's score ``g`` (after :meth:`fit`); rows of the warm-up are left out: the scores are those of
@@ -182,7 +230,7 @@ class CorrelationDrift:
             return []
         recent = self._recent.T @ self._recent / len(self._recent)
         first, second = np.triu_indices(self.width, k=1)
-        apart = self._apart[first, second]
+        apart = self._watched[first, second]
         first, second = first[apart], second[apart]
         moved = np.abs(recent[first, second] - self.reference[first, second])
         order = np.argsort(-moved, kind="stable")[:top]
@@ -200,6 +248,7 @@ class CorrelationDrift:
             "direction": pack_floats(self.direction.ravel()),
             "settled": self.settled,
             "groups": self.groups.tolist(),
+            "aside": np.flatnonzero(self.aside).tolist(),
         }
 
     @classmethod
@@ -212,6 +261,8 @@ class CorrelationDrift:
         drift.direction = unpack_floats(data["direction"]).reshape(width, width)
         drift.settled = int(data["settled"])
         drift.fitted = True
+        if data.get("aside"):
+            drift.set_aside(data["aside"])
         return drift
 
     def _scores(self, blocks: np.ndarray, directions: np.ndarray) -> np.ndarray:
@@ -228,7 +279,7 @@ class CorrelationDrift:
         size = blocks.shape[1]
         weights = (1 - _DECAY) * _DECAY ** np.arange(size - 1, -1, -1)
         moved = blocks.transpose(0, 2, 1) @ (blocks * weights[None, :, None]) - weights.sum() * self.reference
-        moved *= self._apart  # off the diagonal, and between groups
+        moved *= self._watched  # off the diagonal, between groups, of columns not set aside
         directions = np.empty((len(blocks) + 1, self.width, self.width))
         directions[0] = self.direction
         for k, block in enumerate(moved):

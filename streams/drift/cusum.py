@@ -1122,6 +1122,13 @@ class CUSUM:
 
     # --- state ----------------------------------------------------------------------------------------------
 
+    def restart_charts(self) -> None:
+        """The charts start again from zero, their reference and thresholds kept: the evidence they gathered is
+        of values that no longer mean what they did (a model's correlation and mean-shift scores once a feature
+        that moved is set aside, ``streams.drift.multivariate``)."""
+        self._stat = np.zeros_like(self._stat)
+        self._since_zero = np.zeros_like(self._since_zero)
+
     def set_run_length(self, events: float) -> None:
         self.run_length = events
 

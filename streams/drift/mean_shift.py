@@ -42,6 +42,7 @@ after a detection for its next reference).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -75,6 +76,7 @@ class MeanShift:
         self.standard: Standard | None = None
         self.level = np.zeros(width)  # the running mean of the held columns
         self.settled = 0  # events since the reference (scored from WARM_UP on)
+        self.aside = np.zeros(width, dtype=bool)  # columns set aside while they are learnt anew
 
     @property
     def fitted(self) -> bool:
@@ -84,6 +86,17 @@ class MeanShift:
         self.standard = standardized(reference)
         self.level = self.standard.mean.copy()
         self.settled = 0
+
+    def set_aside(self, columns: Sequence[int]) -> None:
+        """Leave ``columns`` (places) out of ``m`` until :meth:`take_back`: ``g`` stays of mean 0 and variance 1
+        along the other columns (a feature that moved is learnt anew while the others are watched on)."""
+        self.aside[list(columns)] = True
+
+    def take_back(self, standard: Standard) -> None:
+        """The columns set aside, learnt anew in ``standard``, watched again from their new means."""
+        self.level = np.where(self.aside, standard.mean, self.level)
+        self.standard = standard
+        self.aside = np.zeros(self.width, dtype=bool)
 
     def update(self, rows: np.ndarray) -> np.ndarray:
         """Each row's score ``g``; the warm-up's rows are left out: the scores are those of the last
@@ -95,6 +108,7 @@ class MeanShift:
         held = np.clip(rows, standard.low, standard.high)
         means = running_mean(held, self.level)
         before = (np.vstack([self.level[None, :], means[:-1]]) - standard.mean) / standard.std  # m of each row
+        before[:, self.aside] = 0.0
         self.level = means[-1]
         z = (held - standard.mean) / standard.std
         spread = np.einsum("ij,ij->i", before @ standard.products, before)  # mᵀ R m: mᵀz's variance
@@ -108,7 +122,7 @@ class MeanShift:
         """The columns whose running means stand farthest from the reference's, in its standard deviations."""
         if self.standard is None:
             return []
-        sigmas = (self.level - self.standard.mean) / self.standard.std
+        sigmas = np.where(self.aside, 0.0, (self.level - self.standard.mean) / self.standard.std)
         order = np.argsort(-np.abs(sigmas), kind="stable")[:top]
         return [
             ColumnShift(int(i), float(self.standard.mean[i]), float(self.level[i]), float(sigmas[i])) for i in order
@@ -119,14 +133,19 @@ class MeanShift:
         whose shift it looks like; None where the shift is spread over features."""
         if self.standard is None:
             return None
-        squares = np.square((self.level - self.standard.mean) / self.standard.std)
+        squares = np.where(self.aside, 0.0, np.square((self.level - self.standard.mean) / self.standard.std))
         shares = np.bincount(self.groups, weights=squares)
         top = int(shares.argmax())
         return top if shares[top] >= ONE_FEATURE * float(squares.sum()) else None
 
     def snapshot(self) -> dict[str, Any]:
         assert self.standard is not None
-        return {"standard": self.standard.snapshot(), "level": pack_floats(self.level), "settled": self.settled}
+        return {
+            "standard": self.standard.snapshot(),
+            "level": pack_floats(self.level),
+            "settled": self.settled,
+            "aside": np.flatnonzero(self.aside).tolist(),
+        }
 
     @classmethod
     def restore(cls, data: dict[str, Any], *, groups: np.ndarray | None = None) -> MeanShift:
@@ -135,4 +154,5 @@ class MeanShift:
         shift.standard = standard
         shift.level = unpack_floats(data["level"])
         shift.settled = int(data["settled"])
+        shift.set_aside(data.get("aside", []))
         return shift

@@ -224,14 +224,14 @@ class DriftMonitor:
         holds it back, None then and when it is folded into an alert out already."""
         detected = Detected.of(alert)
         verdict = state.policy.judge(model, alert.kind, detected, now=now)
+        if now is None and detected.feature and alert.evidence.get("signal_type") != "missing":
+            _learn_columns_again(state, detected.feature)  # it moved, whether its alert goes out or not
         if verdict is Verdict.HOLD:
             state.deferred.setdefault(alert.signal, alert)  # a signal's first: the change as it was first found
         if verdict is not Verdict.PASS:
             return None
         if detected.feature:
             state.reported.add(detected.feature)  # a feature's null rate is reported as its own
-            if alert.evidence.get("signal_type") != "missing":
-                _learn_multivariate_again(state)
         elif detected.signal in TOGETHER:
             _chart_the_other_again(state, detected.signal)
         if now is None or now <= alert.event_ts:
@@ -530,7 +530,11 @@ class DriftMonitor:
             """The detection, whose alert is made unless the policy holds it back (the spec was read already: the
             signal's detector was built from it)."""
 
+            charted = signal.restarts
+
             def make() -> list[Alert]:
+                if signal.restarts != charted:  # its charts started again since: of values they no longer stand by
+                    return []
                 made = make_alert(
                     model, state, signal, evidence, event_index, ring, total, spec=self.specs.get(model),
                     detected_at=self.clock(),
@@ -622,15 +626,33 @@ def _say_if_override_misfits(
         )
 
 
-def _learn_multivariate_again(state: ModelState) -> None:
-    """After a feature's drift is reported, the ``correlation`` and ``mean_shift`` signals learn a reference
-    anew (``streams.drift.multivariate``: theirs is learnt once): a feature that moved by a deviation and stayed
-    there held the mean shift's running mean for good, every later shift looked like that feature's, and
-    nineteen features moved 0.1σ each after it went unseen by the mean shift (their own charts caught them one
-    by one, 1,800 to 3,000 events later)."""
-    state.multivariate = None
+def _learn_columns_again(state: ModelState, feature: str) -> None:
+    """After a feature's drift is detected, the ``correlation`` and ``mean_shift`` signals learn its columns anew
+    (:meth:`.MultivariateSignals.relearn`), and their charts start again from zero (the evidence they gathered
+    holds the feature's move: left, a mean shift's chart alarmed 50 events after the feature's alert, its
+    shift carried by another feature's noise). A feature that moved by a deviation and stayed there held the
+    mean shift's running mean for good, every later shift looked like that feature's, and nineteen features
+    moved 0.1σ each after it went unseen by the mean shift. Where they are still learning their reference
+    (which holds the move), they learn one anew."""
+    multivariate = state.multivariate
+    if multivariate is None or multivariate.off:
+        return
+    if not multivariate.fitted:
+        state.multivariate = None
+        for name in (CORRELATION, MEAN_SHIFT):
+            state.signals.pop(name, None)
+        return
+    if not multivariate.relearn(feature):
+        return
     for name in (CORRELATION, MEAN_SHIFT):
-        state.signals.pop(name, None)
+        if (signal := state.signals.get(name)) is None:
+            continue
+        signal.pending = None
+        signal.restarts += 1
+        if isinstance(signal.detector, CUSUM):
+            signal.detector.restart_charts()
+        else:  # a detector the spec names: its window starts again
+            del state.signals[name]
 
 
 #: The model's signals of how its features vary together.

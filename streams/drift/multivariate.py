@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from driftloop.streams.batch import CodedTexts
-from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift
+from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift, Standard, restandardized
 from driftloop.streams.drift.cusum import within_magnitude
 from driftloop.streams.drift.mean_shift import MeanShift
 
@@ -127,6 +127,7 @@ class MultivariateSignals:
         # the reference's batches as they came: how many of their first events it takes, their size, their features
         self._gathered: list[tuple[int, int, FeatureValues, FeatureValues]] = []
         self._count = 0
+        self._again: list[np.ndarray] = []  # rows since columns were set aside, to learn them anew from
 
     def update(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> Scored:
         """The scores of a batch of ``count`` events (none for the reference's events and the warm-up's)."""
@@ -148,7 +149,33 @@ class MultivariateSignals:
         if not len(rows):
             return nothing
         correlation, mean_shift = self.correlation.update(rows), self.mean_shift.update(rows)  # the same warm-up
+        if self.correlation.aside.any():
+            self._learn_again(rows)
         return Scored(positions[len(positions) - len(correlation) :], correlation, mean_shift)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the reference is learnt (its columns chosen, both signals fitted)."""
+        return self.correlation is not None and self.mean_shift is not None
+
+    def relearn(self, feature: str) -> bool:
+        """Set the columns of ``feature``, whose distribution moved, aside and learn them anew from the next
+        ``reference_size`` events, while both signals watch the other columns on; whether it has any (after
+        :attr:`fitted`).
+
+        Learning both signals anew, as they did until session 56, left them blind to every change for some
+        5,500 events after any feature's alert (the reference, the warm-up and their charts' own reference): a
+        correlation that appeared 1,500 to 3,500 events after a feature's alert was taken into the new
+        reference, seen only by the ``joint`` signal, 2,000 events late, its change placed late, or not at all.
+        A state saved while columns are learnt anew gathers their rows again from the restore on."""
+        assert self.correlation is not None and self.mean_shift is not None, "fitted first"
+        columns = [i for i, column in enumerate(self.columns) if column.feature == feature]
+        if not columns:
+            return False
+        self.correlation.set_aside(columns)
+        self.mean_shift.set_aside(columns)
+        self._again = []  # the columns set aside before learn from the same rows as these
+        return True
 
     def changed_pairs(self, top: int = 3) -> list[PairMove]:
         """The pairs of columns whose correlation over the last events scored moved the most from the reference."""
@@ -237,6 +264,21 @@ class MultivariateSignals:
         self.correlation.fit(rows)
         self.mean_shift = MeanShift(len(self.columns), groups=groups)
         self.mean_shift.fit(rows)
+
+    def _learn_again(self, rows: np.ndarray) -> None:
+        """Gather ``rows`` for the columns set aside; once they are ``reference_size``, learn those columns
+        anew from them (:func:`~.correlation.restandardized`) and watch them again."""
+        assert self.correlation is not None and self.mean_shift is not None
+        self._again.append(rows)
+        if sum(map(len, self._again)) < self.reference_size:
+            return
+        gathered = np.concatenate(self._again)[: self.reference_size]
+        self._again = []
+        drift = self.correlation
+        before = Standard(drift.low, drift.high, drift.mean, drift.std, drift.reference)
+        standard = restandardized(before, gathered, np.flatnonzero(drift.aside))
+        drift.take_back(standard)
+        self.mean_shift.take_back(standard)
 
     def _rows(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> tuple[np.ndarray, np.ndarray]:
         """The batch's columns, of the events that sent every numeric feature watched, and their positions."""
