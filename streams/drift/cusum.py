@@ -1122,6 +1122,17 @@ class CUSUM:
 
     # --- state ----------------------------------------------------------------------------------------------
 
+    def learn_again(self) -> None:
+        """Learn the reference again from the next value, the charts off meanwhile, as after an alarm of their own
+        (and searched for a change of its own as that one is): the values moved, by a change another signal of
+        them reported (a feature's values after its spread's alert). Nothing while a reference is learnt."""
+        if self._calibration is None:
+            return
+        self._calibration = None
+        self._learning = []
+        self._sums[:] = 0.0
+        self._relearning = True
+
     def restart_charts(self) -> None:
         """The charts start again from zero, their reference and thresholds kept: the evidence they gathered is
         of values that no longer mean what they did (a model's correlation and mean-shift scores once a feature

@@ -689,3 +689,22 @@ def test_a_signal_piled_at_the_edge_of_its_range_raises_no_false_alarm(share: fl
     assert alarms == []
     every_score_at_the_edge = np.concatenate([piled_at_the_edge(np.random.default_rng(99), 5000, share), np.ones(2000)])
     assert CUSUM(run_length=3.4e9, reference=2000).update_many(every_score_at_the_edge)  # the other charts catch it
+
+
+def test_a_chart_learns_its_reference_again_when_asked_and_charts_the_moved_values_from_there() -> None:
+    """``learn_again`` (another signal of the same values reported that they moved): the charts are off while
+    the next ``reference`` values are learnt, then charted against them: values three times as wide, which a
+    chart set for a spread of one alarms on, raise no alarm in 20,000 values; asked while it learns, nothing
+    changes."""
+    rng = np.random.default_rng(4)
+    before, again = CUSUM(reference=2000), CUSUM(reference=2000)
+    for detector in (before, again):
+        detector.update_many(rng.normal(size=4000))
+    again.learn_again()
+    assert again.calibration is None
+    wider = 3.0 * rng.normal(size=20_000)
+    again.update_many(wider[:1000])
+    again.learn_again()  # learning already: the 1,000 values taken stay
+    assert again.update_many(wider[1000:]) == [] and again.calibration is not None
+    assert again.calibration.std == pytest.approx(3.0, rel=0.1)
+    assert before.update_many(wider) != []

@@ -398,6 +398,28 @@ def test_a_drift_held_back_goes_out_when_its_cooldown_ends_though_the_model_went
     assert again.alert_id == held.alert_id
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_feature_whose_spread_tripled_is_one_alert_though_its_values_chart_sees_wider_values(
+    tmp_path: Path, seed: int
+) -> None:
+    """Events a second apart, ten N(0,1) features, ``f3``'s spread tripled at 5,000: its spread's alert within
+    30 events. Its values' chart, set for a spread of one, alarmed on the wider values 1,300 to 1,900 events
+    later, past the 900 s cooldown, its change placed there: a second alert of one drift (these seeds). A
+    feature's other numeric signals chart its values anew once one of them has detected its drift."""
+    from tests.streams.test_correlation import watched
+
+    rng = np.random.default_rng(seed)
+
+    def wider(start: int, n: int) -> np.ndarray:
+        x = rng.normal(size=(n, 10))
+        x[start + np.arange(n) >= 5_000, 3] *= 3.0
+        return x
+
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    (alert,) = watched(monitor, wider, 12_000)
+    assert alert.signal == "f3:spread" and 0 <= int(alert.request_id[1:]) - 5_000 < 30
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_feature_s_drift_is_one_alert_though_its_shape_is_caught_after_the_cooldown(
     tmp_path: Path, seed: int
