@@ -182,6 +182,10 @@ class AlertPolicy:
         self.spec = spec
         self._passed: dict[tuple[str, str], deque[Passed]] = defaultdict(deque)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
+        # (model, kind) -> feature -> the latest detection of it folded into an alert out of another feature's, or
+        # of the model's own signals (their drift at the same moment): a later signal of it whose change began
+        # before then is of the same drift
+        self._folded: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         self.suppressed = 0
 
     def snapshot(self) -> dict[str, object]:
@@ -190,6 +194,9 @@ class AlertPolicy:
             "last": [[m, k, passed[-1].event_ts] for (m, k), passed in self._passed.items() if passed],
             "passed": [[m, k, *p] for (m, k), passed in self._passed.items() for p in passed],
             "recent": {m: list(q) for m, q in self._recent.items()},
+            "folded": [
+                [m, k, feature, at] for (m, k), folded in self._folded.items() for feature, at in folded.items()
+            ],
             "suppressed": self.suppressed,
         }
 
@@ -203,6 +210,9 @@ class AlertPolicy:
             for m, k, t in data.get("last", []):
                 self._passed[(m, k)].append(Passed(float(t), "", float(t), float(t)))
         self._recent = defaultdict(deque, {m: deque(map(float, q)) for m, q in data.get("recent", {}).items()})
+        self._folded = defaultdict(dict)
+        for m, k, feature, at in data.get("folded", []):  # none before session 56
+            self._folded[(m, k)][feature] = float(at)
         self.suppressed = int(data.get("suppressed", 0))
 
     def signal_alpha(self, signals: int) -> float:
@@ -219,7 +229,9 @@ class AlertPolicy:
         held back for now.
 
         A detection whose change began before an alert of its feature was detected is folded whenever it comes
-        (another signal of the same drift: its shape, caught a thousand events after its values). Within the
+        (another signal of the same drift: its shape, caught a thousand events after its values), and so is one
+        whose change began before a detection of its feature folded into another alert (five features moved at
+        once, one alert: a sixth's shape caught past the cooldown was an alert of its own). Within the
         cooldown of the model's alerts of ``kind``, see :func:`judge_within`; past the hourly limit, it is held
         back."""
         now = detected.event_ts if now is None else now
@@ -228,9 +240,19 @@ class AlertPolicy:
         while passed and now - passed[0].at >= cooldown + SLACK_S:
             passed.popleft()
         within = [p for p in passed if now - p.at < cooldown]
+        folded = self._folded[(model, kind)]
+        for feature in [f for f, at in folded.items() if now - at >= cooldown + SLACK_S]:
+            del folded[feature]
         verdict = judge_within(within, detected) if within else Verdict.PASS
-        if verdict is Verdict.PASS and _reported(passed, detected):
+        if verdict is Verdict.PASS and (_reported(passed, detected) or _folded(folded, detected)):
             verdict = Verdict.FOLD
+        if (
+            verdict is Verdict.FOLD
+            and detected.feature
+            and detected.change_ts is not None
+            and not any(p.feature == detected.feature for p in passed)  # into another feature's alert, or the model's
+        ):
+            folded[detected.feature] = max(folded.get(detected.feature, -math.inf), detected.event_ts)
         recent = self._recent[model]
         while recent and now - recent[0] >= 3600:
             recent.popleft()
@@ -324,6 +346,14 @@ def _earliest(event_ts: float, change_ts: float) -> float:
     is uncertain by about as much as its detection took."""
     change_ts = min(change_ts, event_ts)
     return change_ts - (event_ts - change_ts)
+
+
+def _folded(folded: dict[str, float], detected: Detected) -> bool:
+    """Whether a detection of ``detected``'s feature was folded into an alert (``folded``: when, the latest) after
+    its change began, and before it was detected: the drift's other signal, caught later (not one held back
+    since before that fold, which a slow signal's wide uncertainty folded: a feature's shape)."""
+    at = folded.get(detected.feature)
+    return at is not None and detected.change_ts is not None and detected.change_ts <= at < detected.event_ts
 
 
 def _reported(passed: Sequence[Passed], detected: Detected) -> bool:

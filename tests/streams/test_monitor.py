@@ -420,6 +420,30 @@ def test_a_feature_whose_spread_tripled_is_one_alert_though_its_values_chart_see
     assert alert.signal == "f3:spread" and 0 <= int(alert.request_id[1:]) - 5_000 < 30
 
 
+@pytest.mark.parametrize(("moved", "by", "seed"), [(5, 1.0, 0), (5, 1.0, 1), (3, 2.0, 0), (5, 0.5, 0)])
+def test_features_moved_at_once_are_one_alert_though_one_s_shape_is_caught_after_the_cooldown(
+    tmp_path: Path, moved: int, by: float, seed: int
+) -> None:
+    """Events a second apart, ten N(0,1) features, ``moved`` of them shifted by ``by`` deviations at 5,000: one
+    alert (a feature's, or ``mean_shift``'s), the others' detections folded into it. Then another of them's shape
+    was caught a thousand events later, past the cooldown, its change at 5,000: a second alert of the same drift
+    (these four runs). A later signal of a feature whose detection was folded into another's alert, its change
+    begun before that fold, is folded too."""
+    from tests.streams.test_correlation import watched
+
+    rng = np.random.default_rng(seed)
+
+    def at_once(start: int, n: int) -> np.ndarray:
+        x = rng.normal(size=(n, 10))
+        x[start + np.arange(n) >= 5_000, :moved] += by
+        return x
+
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    (alert,) = watched(monitor, at_once, 12_000, batch=500)
+    assert alert.signal in {*(f"f{j}" for j in range(moved)), "mean_shift"}
+    assert 0 <= int(alert.request_id[1:]) - 5_000 < 200
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_feature_s_drift_is_one_alert_though_its_shape_is_caught_after_the_cooldown(
     tmp_path: Path, seed: int
@@ -507,6 +531,27 @@ def test_a_drift_the_cooldown_or_the_hourly_limit_holds_back_goes_out_when_they_
     assert hourly.judge("m", "data", third) is Verdict.HOLD
     assert hourly.judge("m", "data", third, now=4599.0) is Verdict.HOLD  # a's hour ends at 4600
     assert hourly.judge("m", "data", third, now=4600.0) is Verdict.PASS
+
+
+def test_a_later_signal_of_a_feature_folded_into_another_s_alert_is_folded_when_its_change_began_before() -> None:
+    """``b`` moved when ``a`` did: its detection folded into ``a``'s alert. Its shape caught past the cooldown,
+    its change before that fold, is the same drift (folded; and from a state saved meanwhile); a change of ``b``
+    begun after the fold is a drift of its own; a detection held back since before the fold is not folded by it."""
+    policy = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=10))
+    assert policy.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
+    assert policy.judge("m", "data", Detected(1020.0, "b", "b", 992.0)) is Verdict.FOLD  # the same moment
+    restored = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=10))
+    restored.restore(json.loads(json.dumps(policy.snapshot())))
+    for p in (policy, restored):
+        assert p.judge("m", "data", Detected(2000.0, "b", "b:shape", 995.0)) is Verdict.FOLD
+    assert policy.judge("m", "data", Detected(2100.0, "b", "b", 2050.0)) is Verdict.PASS  # b moved again
+    other = AlertPolicy(MonitoringSpec(cooldown_s=600, max_alerts_per_hour=10))
+    assert other.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
+    assert other.judge("m", "data", Detected(1100.0, "c", "c", 1090.0)) is Verdict.PASS
+    held = Detected(1200.0, "b", "b", 1190.0)
+    assert other.judge("m", "data", held) is Verdict.HOLD
+    assert other.judge("m", "data", Detected(1500.0, "b", "b:shape", 1040.0)) is Verdict.FOLD  # a's moment
+    assert other.judge("m", "data", held, now=1600.0) is Verdict.PASS
 
 
 def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
