@@ -140,6 +140,15 @@ class CategoricalShift:
         self._aging_n = 0
         self._recent = self._columns_of(list(recent)[-self._held :])  # the longest window's values, oldest first
 
+    def learn_again(self) -> None:
+        """Learn the reference again from the next value, as after an alarm of its own (and searched for a change
+        of its own as that one is): the values moved, by a change another signal of them reported. Nothing while
+        a reference is learnt."""
+        if self._reference_n < self.reference:
+            return
+        self._start_over()
+        self._relearning = True
+
     @property
     def drift_detected(self) -> bool:
         return self._drift
@@ -232,7 +241,7 @@ class CategoricalShift:
 
     def _add_to_reference(self, counts: dict[str, int]) -> None:
         columns = self._columns_of(list(counts))  # first: numbering new categories may grow the arrays
-        self._reference_counts[columns] += list(counts.values())
+        self._reference_counts[columns] += np.asarray(list(counts.values()), np.int64)  # none: an empty reference
         self._reference_n += sum(counts.values())
 
     def _add_to_aging(self, counts: dict[str, int]) -> None:

@@ -52,6 +52,7 @@ from driftloop.streams.drift.signal_names import (
     JOINT,
     MEAN_SHIFT,
     RUNNING,
+    SHAPE,
     VERSION_MARK,
     feature_of,
     feature_signal,
@@ -236,6 +237,8 @@ class DriftMonitor:
             state.reported.add(detected.feature)  # a feature's null rate is reported as its own
         elif detected.signal in TOGETHER:
             _chart_the_other_again(state, detected.signal)
+        elif detected.signal == MEAN_SHIFT:
+            _chart_the_features_again(state)
         if now is None or now <= alert.event_ts:
             return alert
         message = alert.message
@@ -659,15 +662,33 @@ def _learn_columns_again(state: ModelState, feature: str) -> None:
 
 def _chart_its_values_again(state: ModelState, feature: str, reported: str) -> None:
     """After one signal of a feature detects a drift, the charts of its other numeric signals (its values,
-    spread, outliers) learn their reference again, as after an alarm of their own: the values they chart moved.
-    A feature whose spread tripled got its spread's alert within 20 events, and its values' chart, set for a
-    spread of one, alarmed on the wider values 1,300 to 1,900 events later, past the cooldown, its change placed
-    there: a second alert of one drift (three seeds of four, events a second apart)."""
-    for name in (feature_signal(feature), *(feature + suffix for suffix in (":spread", ":outliers")), JOINT):
-        signal = state.signals.get(name)
-        if name != reported and signal is not None and isinstance(signal.detector, CUSUM):
-            signal.pending = None
-            signal.detector.learn_again()
+    spread, outliers, shape) and the ``joint`` chart learn their reference again, as after an alarm of their
+    own: the values they chart moved. A feature whose spread tripled got its spread's alert within 20 events,
+    and its values' chart, set for a spread of one, alarmed on the wider values 1,300 to 1,900 events later,
+    past the cooldown, its change placed there: a second alert of one drift (three seeds of four, events a
+    second apart)."""
+    for name in (feature_signal(feature), *(feature + suffix for suffix in (":spread", ":outliers", SHAPE)), JOINT):
+        if name != reported:
+            _learn_again(state.signals.get(name))
+
+
+def _chart_the_features_again(state: ModelState) -> None:
+    """After a ``mean_shift`` alert, each numeric feature's values and shape charts learn their reference
+    again, as after an alarm of their own (and searched for a change of its own as that one is): the features'
+    means moved, each too little for its charts to have seen it yet. Ten features moved 0.3σ each got the mean
+    shift's alert, then one or two features' own charts alarmed 900 to 5,000 events later, past the cooldown,
+    their changes placed hundreds of events late: second alerts of one drift."""
+    for feature in state.features:
+        _learn_again(state.signals.get(feature_signal(feature)))
+        _learn_again(state.signals.get(feature + SHAPE))
+
+
+def _learn_again(signal: SignalState | None) -> None:
+    """``signal``'s detector learns its reference again, where it can (CUSUM, CategoricalShift; not River's)."""
+    learn_again = getattr(signal.detector, "learn_again", None) if signal is not None else None
+    if signal is not None and learn_again is not None:
+        signal.pending = None
+        learn_again()
 
 
 #: The model's signals of how its features vary together.

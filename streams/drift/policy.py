@@ -36,7 +36,7 @@ import numpy as np
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import CATEGORY_SIGNALS, MonitoringSpec
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.signal_names import RUNNING, alert_feature
+from driftloop.streams.drift.signal_names import MEAN_SHIFT, NULL_RATE, RUNNING, alert_feature
 
 
 @dataclass
@@ -358,9 +358,20 @@ def _folded(folded: dict[str, float], detected: Detected) -> bool:
 
 def _reported(passed: Sequence[Passed], detected: Detected) -> bool:
     """Whether an alert of ``feature`` (or of the model's own signals, "") ``passed`` was detected after the
-    change began: the drift's other signal, not a change of its own."""
-    _, feature, _, change_ts = detected
-    return change_ts is not None and any(p.feature == feature and change_ts <= p.event_ts for p in passed)
+    change began: the drift's other signal, not a change of its own. A ``mean_shift`` alert is of every feature's
+    values: a feature's detection that may have begun before it was detected (:func:`_earliest`) is of its
+    drift (ten features moved 0.3σ each: the mean shift's alert, then two features' own charts 900 events
+    later, past the cooldown, their changes placed 250 and 400 events late)."""
+    event_ts, feature, signal, change_ts = detected
+    if change_ts is None:
+        return False
+    values = bool(feature) and not signal.endswith(NULL_RATE)  # a feature's null rate is a drift of its own
+    earliest = _earliest(event_ts, change_ts)
+    return any(
+        (p.feature == feature and change_ts <= p.event_ts)
+        or (values and p.signal == MEAN_SHIFT and earliest <= p.event_ts)
+        for p in passed
+    )
 
 
 def severity(signal_type: str, evidence: Evidence, reference_std: float) -> str:

@@ -388,3 +388,21 @@ def test_the_category_split_s_tail_is_the_approximation_s(shares: str) -> None:
         split = category_split(rng.choice(len(p), 1000, p=p), names)
         passed.append(split.statistic > split_threshold(split.columns - 1, 1000, 0.05))
     assert 0.025 <= np.mean(passed) <= 0.1, np.mean(passed)
+
+
+def test_a_category_detector_learns_its_reference_again_when_asked_and_restores_from_an_empty_one() -> None:
+    """``learn_again`` (another signal of the same values reported that they moved): the next ``reference``
+    values are its reference, and a mix that moved before it raises no alarm against it. A state saved then,
+    its reference still empty (as after an alarm on a batch's last value), restores: its counts were added as
+    floats to integer arrays, which raised, and the model's whole state was dropped as unreadable."""
+    rng = np.random.default_rng(2)
+    before = rng.choice(["a", "b", "c"], size=6000, p=[0.5, 0.3, 0.2]).tolist()
+    after = rng.choice(["a", "b", "c"], size=20_000, p=[0.3, 0.3, 0.4]).tolist()
+    moved, again = CategoricalShift(), CategoricalShift()
+    for detector in (moved, again):
+        assert detector.update_many(before) == []
+    again.learn_again()
+    restored = CategoricalShift()
+    restored.restore(again.snapshot())
+    assert moved.update_many(after) != []
+    assert again.update_many(after) == [] and restored.update_many(after) == []

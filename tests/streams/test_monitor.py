@@ -444,6 +444,30 @@ def test_features_moved_at_once_are_one_alert_though_one_s_shape_is_caught_after
     assert 0 <= int(alert.request_id[1:]) - 5_000 < 200
 
 
+@pytest.mark.parametrize(("moved", "by", "seed"), [(10, 0.3, 0), (10, 0.3, 1), (20, 0.1, 0)])
+def test_many_features_moved_a_little_are_one_mean_shift_alert_though_their_own_charts_catch_up(
+    tmp_path: Path, moved: int, by: float, seed: int
+) -> None:
+    """Events a second apart, twenty N(0,1) features, ``moved`` of them shifted by ``by`` deviations at 5,000:
+    the mean shift's alert within 800 events. Then one or two of the features' own charts caught up 900 to
+    5,000 events later, past the cooldown, their changes placed hundreds of events late, or a shape's placed at
+    5,000: second alerts of one drift (these three runs). After a ``mean_shift`` alert the features' values
+    and shape charts learn their reference again, and a feature's detection that may have begun before that
+    alert is folded into it."""
+    from tests.streams.test_correlation import watched
+
+    rng = np.random.default_rng(seed)
+
+    def a_little(start: int, n: int) -> np.ndarray:
+        x = rng.normal(size=(n, 20))
+        x[start + np.arange(n) >= 5_000, :moved] += by
+        return x
+
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    (alert,) = watched(monitor, a_little, 12_000, batch=500)
+    assert alert.signal == "mean_shift" and 0 <= int(alert.request_id[1:]) - 5_000 < 800
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_feature_s_drift_is_one_alert_though_its_shape_is_caught_after_the_cooldown(
     tmp_path: Path, seed: int
