@@ -83,6 +83,8 @@ OWN_SIGNALS = 8
 #: Events a mean shift's alert waits for the feature that seems to carry the shift to raise its own
 #: (``streams.drift.mean_shift``): the time a feature's chart takes for a shift of 0.2 of a deviation.
 HOLD_EVENTS = 2000
+#: The model's signals of how its features vary together: an alert of one charts the other anew.
+TOGETHER = frozenset({JOINT, CORRELATION})
 _ZERO_ONE = frozenset({0.0, 1.0})
 
 
@@ -691,20 +693,16 @@ def _learn_again(signal: SignalState | None) -> None:
         learn_again()
 
 
-#: The model's signals of how its features vary together.
-TOGETHER = frozenset({JOINT, CORRELATION})
-
-
 def _chart_the_other_again(state: ModelState, reported: str) -> None:
-    """After a ``joint`` or ``correlation`` alert, the other of the two charts its score anew (its detector starts
-    a new reference, as after an alarm of its own): both watch how the features vary together, and the other's
+    """After a ``joint`` or ``correlation`` alert, the other of the two charts its score anew (its detector learns
+    its reference again, as after an alarm of its own): both watch how the features vary together, and the other's
     score moved with the same change, by less. A correlation between two independent features that appeared
     moved the ``joint`` score a little too (its subspace leaves a direction out, which the pair's variance
     entered), and its chart, slow on so small a move, alarmed 2,500 to 11,000 events after the correlation's
     alert, its change placed thousands of events late: a second alert of one drift in five runs of eighteen
     (three seeds of correlations of 0.8 and 0.95)."""
     for name in TOGETHER - {reported}:
-        state.signals.pop(name, None)  # made again when next fed
+        _learn_again(state.signals.get(name))
 
 
 def _shift_carrier(state: ModelState) -> str | None:
