@@ -420,6 +420,18 @@ def test_a_feature_whose_spread_tripled_is_one_alert_though_its_values_chart_see
     assert alert.signal == "f3:spread" and 0 <= int(alert.request_id[1:]) - 5_000 < 30
 
 
+def first_moved(seed: int, width: int, moved: int, by: float) -> Callable[[int, int], np.ndarray]:
+    """``width`` N(0,1) features, the first ``moved`` shifted by ``by`` deviations from event 5,000 on."""
+    rng = np.random.default_rng(seed)
+
+    def rows(start: int, n: int) -> np.ndarray:
+        x = rng.normal(size=(n, width))
+        x[start + np.arange(n) >= 5_000, :moved] += by
+        return x
+
+    return rows
+
+
 @pytest.mark.parametrize(("moved", "by", "seed"), [(5, 1.0, 0), (5, 1.0, 1), (3, 2.0, 0), (5, 0.5, 0)])
 def test_features_moved_at_once_are_one_alert_though_one_s_shape_is_caught_after_the_cooldown(
     tmp_path: Path, moved: int, by: float, seed: int
@@ -431,15 +443,8 @@ def test_features_moved_at_once_are_one_alert_though_one_s_shape_is_caught_after
     begun before that fold, is folded too."""
     from tests.streams.test_correlation import watched
 
-    rng = np.random.default_rng(seed)
-
-    def at_once(start: int, n: int) -> np.ndarray:
-        x = rng.normal(size=(n, 10))
-        x[start + np.arange(n) >= 5_000, :moved] += by
-        return x
-
     monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
-    (alert,) = watched(monitor, at_once, 12_000, batch=500)
+    (alert,) = watched(monitor, first_moved(seed, 10, moved, by), 12_000, batch=500)
     assert alert.signal in {*(f"f{j}" for j in range(moved)), "mean_shift"}
     assert 0 <= int(alert.request_id[1:]) - 5_000 < 200
 
@@ -456,15 +461,8 @@ def test_many_features_moved_a_little_are_one_mean_shift_alert_though_their_own_
     alert is folded into it."""
     from tests.streams.test_correlation import watched
 
-    rng = np.random.default_rng(seed)
-
-    def a_little(start: int, n: int) -> np.ndarray:
-        x = rng.normal(size=(n, 20))
-        x[start + np.arange(n) >= 5_000, :moved] += by
-        return x
-
     monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
-    (alert,) = watched(monitor, a_little, 12_000, batch=500)
+    (alert,) = watched(monitor, first_moved(seed, 20, moved, by), 12_000, batch=500)
     assert alert.signal == "mean_shift" and 0 <= int(alert.request_id[1:]) - 5_000 < 800
 
 
