@@ -144,8 +144,12 @@ class CategoricalShift:
         """Learn the reference again from the next value, as after an alarm of its own (and searched for a change
         of its own as that one is): the values moved, by a change another signal of them reported. Nothing while
         a reference is learnt."""
-        if self._reference_n < self.reference:
-            return
+        if self._reference_n >= self.reference:
+            self._learn_again()
+
+    def _learn_again(self) -> None:
+        """A fresh reference from the next value, searched for a change of its own (after an alarm, or
+        :meth:`learn_again`)."""
         self._start_over()
         self._relearning = True
 
@@ -387,9 +391,7 @@ class CategoricalShift:
             details={"p_value": float(p_value), "shares_reference_vs_window": shares, "new_categories": new},
         )
         self._drift = True
-        # the new normal: learn a fresh reference from what comes next, searched for a change of its own
-        self._start_over()
-        self._relearning = True
+        self._learn_again()  # the new normal
 
 
 def _since_change(reference: np.ndarray, window: np.ndarray, places: np.ndarray) -> int:

@@ -918,9 +918,7 @@ class CUSUM:
         if found is None:
             return None
         seen, first, split = found
-        self._learning = values[seen:].tolist()
-        self._sums[:] = 0.0
-        self._absorb(values[seen:])
+        self._learn_from(values[seen:])
         self._evidence = Evidence(
             statistic=first.statistic,
             threshold=SPLIT_THRESHOLD,
@@ -948,15 +946,26 @@ class CUSUM:
         held = np.clip(values, low, high)
         if not low < high or (held == values).all():
             return None
-        self._learning = held.tolist()
-        self._sums[:] = 0.0
-        self._absorb(held)
+        self._learn_from(held)
         return self._moments()
 
     def _held(self, x: np.ndarray) -> np.ndarray:
         """``x`` as the charts see it: within the reference's range (module docstring, 5.)."""
         cal = self._calibration
         return np.clip(x, cal.low, cal.high) if cal is not None and cal.bounded else x
+
+    def _learn_from(self, values: np.ndarray) -> None:
+        """``values`` as the reference learnt so far, and its sums."""
+        self._learning = values.tolist()
+        self._sums[:] = 0.0
+        self._absorb(values)
+
+    def _learn_again_from(self, values: np.ndarray) -> None:
+        """The charts off, and the reference learnt again from ``values`` on, searched for a change of its own
+        (after an alarm, or :meth:`learn_again`)."""
+        self._calibration = None
+        self._learn_from(values)
+        self._relearning = True
 
     def _calibrate_when_doubled(self) -> None:
         if self._sums[0] >= self._grow_at:
@@ -1113,11 +1122,7 @@ class CUSUM:
                 "run_length": self._run_length,
             },
         )
-        self._calibration = None
-        self._learning = window[-self.reference :]
-        self._sums[:] = 0.0
-        self._absorb(np.asarray(self._learning))
-        self._relearning = True
+        self._learn_again_from(np.asarray(window[-self.reference :], dtype=float))
         return self._evidence
 
     # --- state ----------------------------------------------------------------------------------------------
@@ -1126,12 +1131,8 @@ class CUSUM:
         """Learn the reference again from the next value, the charts off meanwhile, as after an alarm of their own
         (and searched for a change of its own as that one is): the values moved, by a change another signal of
         them reported (a feature's values after its spread's alert). Nothing while a reference is learnt."""
-        if self._calibration is None:
-            return
-        self._calibration = None
-        self._learning = []
-        self._sums[:] = 0.0
-        self._relearning = True
+        if self._calibration is not None:
+            self._learn_again_from(np.empty(0))
 
     def restart_charts(self) -> None:
         """The charts start again from zero, their reference and thresholds kept: the evidence they gathered is

@@ -108,7 +108,8 @@ class MeanShift:
         held = np.clip(rows, standard.low, standard.high)
         means = running_mean(held, self.level)
         before = (np.vstack([self.level[None, :], means[:-1]]) - standard.mean) / standard.std  # m of each row
-        before[:, self.aside] = 0.0
+        if self.aside.any():
+            before[:, self.aside] = 0.0
         self.level = means[-1]
         z = (held - standard.mean) / standard.std
         spread = np.einsum("ij,ij->i", before @ standard.products, before)  # mᵀ R m: mᵀz's variance

@@ -49,8 +49,10 @@ from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
 from driftloop.streams.drift.policy import AlertPolicy, Confirmation, Detected, Verdict, confirmation_size
 from driftloop.streams.drift.signal_names import (
     CORRELATION,
+    FEATURE_SIGNALS,
     JOINT,
     MEAN_SHIFT,
+    NULL_RATE,
     RUNNING,
     SHAPE,
     VERSION_MARK,
@@ -669,7 +671,8 @@ def _chart_its_values_again(state: ModelState, feature: str, reported: str) -> N
     and its values' chart, set for a spread of one, alarmed on the wider values 1,300 to 1,900 events later,
     past the cooldown, its change placed there: a second alert of one drift (three seeds of four, events a
     second apart)."""
-    for name in (feature_signal(feature), *(feature + suffix for suffix in (":spread", ":outliers", SHAPE)), JOINT):
+    others = (feature + suffix for suffix in FEATURE_SIGNALS if suffix != NULL_RATE)  # its null rate is its own
+    for name in (feature_signal(feature), *others, JOINT):
         if name != reported:
             _learn_again(state.signals.get(name))
 
