@@ -2,20 +2,19 @@
 
     .venv/bin/python -m benchmarks.detection --stationary-events 1000000 [--only TEXT ...]
 
-Starts a private local stack and `driftloop worker`, publishes one model per scenario, waits until the
-worker has taken every event, then reads the alerts from ClickHouse and prints per scenario: detection
-delay (events after the true change), false alarms (alerts before the change) per million events, and
-whether the drift was missed. Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features
-(lognormal, Pareto, Cauchy), and one event in a hundred of them sending its amount in another unit, abrupt mean
-shifts, gradual ones over 2,000, 20,000 and 100,000 events, drifts one after another within a cooldown (a second
-feature's, a third one's, a feature's move back), a variance change, a category shift, a correlation
-flip, a correlation appearing between independent features, a new model version with no drift, a covariate
-shift that lowers the classifier's estimated accuracy, and a concept drift on the label (River's Agrawal
-generator switching its classification function under a fixed model), its labels sent once every prediction
-landed, or each with its prediction at 2,000 events a second (then most outcomes come before their predictions
-are written, and wait for them). The change point column is where the alert placed the change (its
-``change_point_request_id``), in events from the true change. ``--only`` runs the scenarios whose names hold
-one of its texts.
+Starts a private local stack and `driftloop worker`, publishes one model per scenario, waits until the worker has
+taken every event, then reads the alerts from ClickHouse and prints per scenario: detection delay (events after
+the true change), false alarms (alerts before the change) per million events, and whether the drift was missed.
+Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features (lognormal, Pareto, Cauchy), and one
+event in a hundred of them sending its amount in another unit, abrupt mean shifts, gradual ones over 2,000, 20,000
+and 100,000 events, drifts one after another within a cooldown (a second feature's, a third one's, a feature's
+move back, a correlation of two others), a variance change, a category shift, a correlation flip, a correlation
+appearing between independent features, a new model version with no drift, a covariate shift that lowers the
+classifier's estimated accuracy, and a concept drift on the label (River's Agrawal generator switching its
+classification function under a fixed model), its labels sent once every prediction landed, or each with its
+prediction at 2,000 events a second (then most outcomes come before their predictions are written, and wait for
+them). The change point column is where the alert placed the change (its ``change_point_request_id``), in events
+from the true change. ``--only`` runs the scenarios whose names hold one of its texts.
 
 In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
 its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
@@ -111,6 +110,18 @@ def one_after_another(n: int, seed: int, gap: int, shifted: int = 2) -> Iterator
         features = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
         for j in range(shifted):
             features[f"f{j}"] += i >= CHANGE - gap * (shifted - 1 - j)
+        yield features, int(rng.random() < 0.5), None
+
+
+def correlated_after(n: int, seed: int, gap: int) -> Iterator:
+    """Ten N(0,1) features; f0 moved by a deviation at ``CHANGE - gap``, and f8 and f9 correlated 0.8 from
+    ``CHANGE`` on (a drift of two other features within the cooldown of f0's alert)."""
+    rng = random.Random(seed)
+    for i in range(n):
+        features = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
+        features["f0"] += i >= CHANGE - gap
+        if i >= CHANGE:
+            features["f9"] = 0.8 * features["f8"] + 0.6 * features["f9"]
         yield features, int(rng.random() < 0.5), None
 
 
@@ -319,6 +330,14 @@ def scenarios(stationary: int) -> list[Scenario]:
             river=feature("f2"),
             signal="f2",
             earlier=CHANGE - 800,
+        ),
+        Scenario(
+            "f8, f9 correlated 0→0.8 500 events after f0 +1σ (within its alert's cooldown)",
+            total,
+            CHANGE,
+            lambda n: correlated_after(n, 25, 500),
+            signal="correlation",
+            earlier=CHANGE - 500,
         ),
         Scenario(
             "f0 +1σ, and back 400 events later (while its next reference is learnt: held to the cooldown's end)",

@@ -11,6 +11,7 @@ import numpy as np
 
 from driftloop.infra.contract import Alert, finite_json
 from driftloop.infra.spec import ModelSpec
+from driftloop.streams.drift.multivariate import Seen
 from driftloop.streams.drift.policy import correlation_severity, severity
 from driftloop.streams.drift.signal_names import CORRELATION, JOINT, MEAN_SHIFT, VERSION_MARK
 from driftloop.streams.drift.signals import EventRing, ModelState, SignalState
@@ -30,15 +31,17 @@ def make_alert(
     *,
     spec: ModelSpec,
     detected_at: float,
+    seen: Seen | None = None,
 ) -> Alert:
     """The alert of ``signal``'s detection at the ``event_index``-th event (of ``total``, the last ones in
-    ``ring``), whether or not the model's policy lets it out (``streams.drift.monitor`` asks it)."""
+    ``ring``), whether or not the model's policy lets it out (``streams.drift.monitor`` asks it); ``seen``:
+    what the ``correlation`` and ``mean_shift`` signals said moved when it was detected."""
     ts_ms, request_id = _at(ring, total, event_index)
     cp_ts_ms, cp_request = _change_point(ring, total, event_index, evidence.change_offset)
     version = signal.version if signal.version is not None else state.version
     reference_std = evidence.details.get("reference_std", math.nan)
     detail = {k: v for k, v in evidence.details.items() if k != "reference_std"}
-    pairs = state.multivariate.changed_pairs() if signal.name == CORRELATION and state.multivariate is not None else []
+    pairs = seen.pairs if signal.name == CORRELATION and seen is not None else []
     if pairs:  # a correlation's change says how bad it is; the score's shift in its deviations understates it
         level = correlation_severity(max(abs(p.recent - p.reference) for p in pairs))
     else:
@@ -64,8 +67,8 @@ def make_alert(
         detail["features"] = list(dict.fromkeys(c.feature for p in pairs for c in p.columns))
         moves = ", ".join(f"{p.labels[0]} & {p.labels[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
         message += f"; the pairs of features whose correlation moved most: {moves}"
-    if signal.name == MEAN_SHIFT and state.multivariate is not None:
-        moved = state.multivariate.moved_columns(top=5)
+    if signal.name == MEAN_SHIFT and seen is not None:
+        moved = seen.moved
         detail["shifts"] = [
             {"feature": m.column.feature, "category": m.column.category, "reference": m.reference,
              "recent": m.recent, "sigmas": m.sigmas}

@@ -42,8 +42,18 @@ class SignalValues(NamedTuple):
     values: np.ndarray | list[Any]
 
 
-def prediction_signals(state: ModelState, part: ModelPredictions) -> list[SignalValues]:
-    """Every signal's values in ``part`` (watching the features it sends for the first time)."""
+class Together(NamedTuple):
+    """A batch's features as the ``correlation`` and ``mean_shift`` signals take them (:func:`multivariate_rows`),
+    for the monitor to score once it knows which features the batch moved, and where (``streams.drift.monitor``)."""
+
+    count: int
+    numeric: dict[str, Any]
+    categorical: dict[str, Any]
+
+
+def prediction_signals(state: ModelState, part: ModelPredictions) -> tuple[list[SignalValues], Together | None]:
+    """Every signal's values in ``part`` (watching the features it sends for the first time) but the
+    ``correlation`` and ``mean_shift`` signals', and their input (None where the spec turns both off)."""
     spec = state.spec
     every = list(range(len(part)))
     nulls: dict[str, np.ndarray] = {}  # a feature's nulls, where the events sent it: 1.0 an event sent it null
@@ -84,8 +94,9 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
     signals += [SignalValues(feature_signal(name), "categorical", p, v) for name, (p, v) in categorical.items()]
     if isinstance(part.features, FeatureColumns) and spec.monitoring.enabled(JOINT):
         signals += _joint_signal(state, part.features, numeric)
+    together = None
     if spec.monitoring.enabled(CORRELATION) or spec.monitoring.enabled(MEAN_SHIFT):
-        signals += _multivariate_signals(state, len(part), numeric, categorical)
+        together = Together(len(part), numeric, categorical)
     for name in sorted(state.features):
         if absent is None:
             rate = np.array([name in r for r in missing_rows], dtype=float)
@@ -94,7 +105,7 @@ def prediction_signals(state: ModelState, part: ModelPredictions) -> list[Signal
         signals.append(SignalValues(f"{name}:null_rate", "missing", every, rate))
     for version, rows in _by_version(part.versions):
         signals += _output_signals(state, part, version, every if rows is None else rows.tolist())
-    return signals
+    return signals, together
 
 
 def _one_type_each(state: ModelState, numeric: dict[str, Any], categorical: dict[str, Any]) -> dict[str, list[int]]:
@@ -188,20 +199,24 @@ def _joint_signal(state: ModelState, features: FeatureColumns, numeric: dict[str
     return [SignalValues(JOINT, "numeric", scored[-len(errors) :].tolist(), errors)]
 
 
-def _multivariate_signals(
-    state: ModelState, count: int, numeric: dict[str, Any], categorical: dict[str, Any]
-) -> list[SignalValues]:
-    """The ``correlation`` and ``mean_shift`` signals of the numeric features and the categorical ones' main
-    categories together (those the spec leaves on), once their reference is complete and their directions
-    settled (``streams.drift.multivariate``)."""
+def multivariate_rows(state: ModelState, together: Together) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the ``correlation`` and ``mean_shift`` signals in a batch (the numeric features and the
+    categorical ones' main categories together, ``streams.drift.multivariate``), and their positions in it:
+    none while their reference is gathered."""
     if state.multivariate is None:
         state.multivariate = MultivariateSignals(reference_size=max(state.spec.monitoring.warmup, JOINT_REFERENCE))
-    scored = state.multivariate.update(count, numeric, categorical)
-    if not len(scored.positions):
+    return state.multivariate.rows(*together)
+
+
+def multivariate_signals(state: ModelState, rows: np.ndarray, positions: np.ndarray) -> list[SignalValues]:
+    """The ``correlation`` and ``mean_shift`` signals (those the spec leaves on) of ``rows`` (at ``positions``,
+    :func:`multivariate_rows`), once their directions settled."""
+    scored = state.multivariate.score(rows, positions) if state.multivariate is not None else None
+    if scored is None or not len(scored.positions):
         return []
-    positions = scored.positions.tolist()
+    scored_at = scored.positions.tolist()
     return [
-        SignalValues(name, name, positions, scores)
+        SignalValues(name, name, scored_at, scores)
         for name, scores in ((CORRELATION, scored.correlation), (MEAN_SHIFT, scored.mean_shift))
         if state.spec.monitoring.enabled(name)
     ]

@@ -44,9 +44,15 @@ from driftloop.streams.batch import ColumnBatch, served_only
 from driftloop.streams.drift.alert_message import make_alert
 from driftloop.streams.drift.cusum import CUSUM, update_together
 from driftloop.streams.drift.detectors import build, check_detectors
-from driftloop.streams.drift.extract import SignalValues, prediction_signals
+from driftloop.streams.drift.extract import (
+    SignalValues,
+    Together,
+    multivariate_rows,
+    multivariate_signals,
+    prediction_signals,
+)
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
-from driftloop.streams.drift.policy import AlertPolicy, Confirmation, Detected, Verdict, confirmation_size
+from driftloop.streams.drift.policy import NAMING, AlertPolicy, Confirmation, Detected, Verdict, confirmation_size
 from driftloop.streams.drift.signal_names import (
     CORRELATION,
     FEATURE_SIGNALS,
@@ -56,6 +62,7 @@ from driftloop.streams.drift.signal_names import (
     RUNNING,
     SHAPE,
     VERSION_MARK,
+    alert_feature,
     feature_of,
     feature_signal,
     output_version,
@@ -103,10 +110,12 @@ class _Place(NamedTuple):
 class _Detection(NamedTuple):
     """A detection at the ``event_index``-th event of its model, and how to make the alerts that go out then: its
     own unless the policy holds it back or folds it, after those it held back before and lets out by then. A
-    batch's detections go to the policy in event order (:func:`_in_event_order`)."""
+    batch's detections go to the policy in event order (:func:`_in_event_order`). ``moved``: the feature whose
+    values it says moved ("" for the other signals, and a feature's null rate)."""
 
     event_index: int
     make: Callable[[], list[Alert]]
+    moved: str = ""
 
 
 class _Taken(NamedTuple):
@@ -116,6 +125,7 @@ class _Taken(NamedTuple):
     state: ModelState
     base: int  # the model's events before the part
     signals: list[tuple[SignalState, SignalValues]]
+    together: Together | None  # the correlation and mean-shift signals' input, scored once the moves are known
 
 
 class DriftMonitor:
@@ -146,10 +156,14 @@ class DriftMonitor:
             taken = [part for part in parts if part is not None]
             fired = iter(_update_charts_together([(sig.detector, s.values) for p in taken for sig, s in p.signals]))
             detections: list[_Detection] = []
+            moves: dict[str, list[tuple[int, str]]] = defaultdict(list)  # model -> (event index, feature moved)
             for p in taken:
                 place = _Place(p.model, p.state, p.base, p.state.ring, p.state.events)
                 for signal, s in p.signals:
-                    detections += self._feed(place, signal, s.positions, s.values, next(fired))
+                    found = self._feed(place, signal, s.positions, s.values, next(fired))
+                    moves[p.model] += [(d.event_index, d.moved) for d in found if d.moved]
+                    detections += found
+            detections += self._feed_together(taken, moves)
             alerts += _in_event_order(detections)
             for p in taken:
                 alerts += self._let_go(p.model, p.state)
@@ -230,8 +244,7 @@ class DriftMonitor:
         detected = Detected.of(alert)
         verdict = state.policy.judge(model, alert.kind, detected, now=now)
         if now is None and detected.feature and alert.evidence.get("signal_type") != "missing":
-            # it moved, whether its alert goes out or not
-            _learn_columns_again(state, detected.feature)
+            # it moved, whether its alert goes out or not (its columns were set aside where it was detected)
             _chart_its_values_again(state, detected.feature, alert.signal)
         if verdict is Verdict.HOLD:
             state.deferred.setdefault(alert.signal, alert)  # a signal's first: the change as it was first found
@@ -391,8 +404,47 @@ class DriftMonitor:
         state.events += len(part)
         state.version = max(state.version, part.version)
         self._measure_rate(state)
-        fed = [(self._signal(state, s.name, s.signal_type), s) for s in prediction_signals(state, part)]
-        return _Taken(part.model, state, base, [(sig, s) for sig, s in fed if sig is not None and len(s.values)])
+        values, together = prediction_signals(state, part)
+        fed = [(self._signal(state, s.name, s.signal_type), s) for s in values]
+        signals = [(sig, s) for sig, s in fed if sig is not None and len(s.values)]
+        return _Taken(part.model, state, base, signals, together)
+
+    def _feed_together(self, taken: list[_Taken], moves: dict[str, list[tuple[int, str]]]) -> list[_Detection]:
+        """The ``correlation`` and ``mean_shift`` signals of each model's part, and their detections: a part in
+        which features were detected to move (``moves``: each model's event indices and features) is scored in
+        pieces, and before each piece that begins at a feature's detection that feature's columns are set aside
+        and both charts start again from zero (:func:`_learn_columns_again`); the other models' charts run
+        together.
+
+        Set aside once the part's detections had been made, the feature's move stayed in the scores and charts
+        of the rest of the part (up to 10,000 events of one model): a correlation that appeared there was an
+        alarm of charts that then started again, dropped, and with the chart's reference learnt anew from it,
+        never an alert (300 to 2,000 events after a feature's alert, in batches of 2,000 events)."""
+        fed: list[tuple[_Place, SignalState, SignalValues]] = []
+        found: list[_Detection] = []
+        for p in taken:
+            if p.together is None:
+                continue
+            place = _Place(p.model, p.state, p.base, p.state.ring, p.state.events)
+            rows, positions = multivariate_rows(p.state, p.together)
+            start = 0
+            for event_index, feature in sorted(moves.get(p.model, [])):
+                cut = max(event_index - p.base, 0)
+                piece = (positions >= start) & (positions < cut)
+                for s in multivariate_signals(p.state, rows[piece], positions[piece]):
+                    if (signal := self._signal(p.state, s.name, s.signal_type)) is not None:
+                        found += self._feed(place, signal, s.positions, s.values)
+                _learn_columns_again(p.state, feature)
+                start = max(start, cut)
+            if start:
+                rows, positions = rows[positions >= start], positions[positions >= start]
+            for s in multivariate_signals(p.state, rows, positions):
+                if (signal := self._signal(p.state, s.name, s.signal_type)) is not None:
+                    fed.append((place, signal, s))
+        fired = _update_charts_together([(signal.detector, s.values) for _, signal, s in fed])
+        for (place, signal, s), row in zip(fed, fired, strict=True):
+            found += self._feed(place, signal, s.positions, s.values, row)
+        return found
 
     def _report_broken_spec(self, model: str, error: SpecError) -> None:
         if self._broken_specs.get(model) != str(error):  # once per error, not once per batch
@@ -532,6 +584,7 @@ class DriftMonitor:
         which takes them), each with how to make its alert."""
         model, state, base, ring, total = place
         detections: list[_Detection] = []
+        moved = _moved_feature(signal)
         calibrated = getattr(signal.detector, "calibrated", False)  # its run length bounds its false alarms
         needed = state.spec.monitoring.confirm_events if numeric and not calibrated else 0
 
@@ -539,25 +592,25 @@ class DriftMonitor:
             """The detection, whose alert is made unless the policy holds it back (the spec was read already: the
             signal's detector was built from it)."""
 
-            charted = signal.restarts
+            # what moved, as the multivariate signals say now: a feature detected to move later in the batch is
+            # set aside before the alert is made
+            seen = state.multivariate.seen() if signal.name in NAMING and state.multivariate is not None else None
 
             def make() -> list[Alert]:
-                if signal.restarts != charted:  # its charts started again since: of values they no longer stand by
-                    return []
                 made = make_alert(
                     model, state, signal, evidence, event_index, ring, total, spec=self.specs.get(model),
-                    detected_at=self.clock(),
+                    detected_at=self.clock(), seen=seen,
                 )  # fmt: skip
                 # those held back that may go out by now go first: older, they were not folded into this one
                 alerts = self._release(model, state, made.event_ts, performance=made.kind == "performance")
-                if signal.name == MEAN_SHIFT and (carrier := _shift_carrier(state)) is not None:
+                if signal.name == MEAN_SHIFT and seen is not None and (carrier := seen.carrier) is not None:
                     if state.held_shift is None:  # the first one held places the change
                         state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
                     return alerts
                 judged = self._judged(model, state, made)
                 return alerts if judged is None else [*alerts, judged]
 
-            detections.append(_Detection(event_index, make))
+            detections.append(_Detection(event_index, make, moved))
 
         def confirm(pending: Confirmation, start: int) -> None:
             """Give ``pending`` the values from position ``start`` on, and settle it once it can be."""
@@ -657,11 +710,18 @@ def _learn_columns_again(state: ModelState, feature: str) -> None:
         if (signal := state.signals.get(name)) is None:
             continue
         signal.pending = None
-        signal.restarts += 1
         if isinstance(signal.detector, CUSUM):
             signal.detector.restart_charts()
         else:  # a detector the spec names: its window starts again
             del state.signals[name]
+
+
+def _moved_feature(signal: SignalState) -> str:
+    """The feature whose values a detection of ``signal`` says moved: its values', spread's, outliers' or shape's
+    ("" for its null rate, and for the model's other signals)."""
+    if signal.kind != "data" or signal.signal_type == "missing":
+        return ""
+    return alert_feature("data", signal.label)
 
 
 def _chart_its_values_again(state: ModelState, feature: str, reported: str) -> None:
@@ -706,11 +766,6 @@ def _chart_the_other_again(state: ModelState, reported: str) -> None:
     (three seeds of correlations of 0.8 and 0.95)."""
     for name in TOGETHER - {reported}:
         _learn_again(state.signals.get(name))
-
-
-def _shift_carrier(state: ModelState) -> str | None:
-    """The feature whose shift the model's mean shift looks like (None: spread over features)."""
-    return None if state.multivariate is None else state.multivariate.shift_carrier()
 
 
 def _in_event_order(detections: list[_Detection]) -> list[Alert]:

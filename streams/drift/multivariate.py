@@ -57,7 +57,7 @@ from driftloop.streams.drift.correlation import WARM_UP, CorrelationDrift, Stand
 from driftloop.streams.drift.cusum import within_magnitude
 from driftloop.streams.drift.mean_shift import MeanShift
 
-__all__ = ["WARM_UP", "Column", "ColumnMove", "MultivariateSignals", "PairMove", "Scored"]
+__all__ = ["WARM_UP", "Column", "ColumnMove", "MultivariateSignals", "PairMove", "Scored", "Seen"]
 
 MAX_NUMERIC = 32  # numeric features watched (the first by name)
 MAX_INDICATORS = 16  # indicator columns watched (of the categorical features, by name)
@@ -103,6 +103,15 @@ class ColumnMove(NamedTuple):
     sigmas: float
 
 
+class Seen(NamedTuple):
+    """What the signals say moved, at a moment (:meth:`MultivariateSignals.seen`): the pairs whose correlation
+    moved most, the columns whose means moved most, and the feature a mean shift looks like (None: spread)."""
+
+    pairs: list[PairMove]
+    moved: list[ColumnMove]
+    carrier: str | None
+
+
 class Scored(NamedTuple):
     """A batch's scores of each signal, and the positions in the batch of the events they are of."""
 
@@ -131,7 +140,14 @@ class MultivariateSignals:
 
     def update(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> Scored:
         """The scores of a batch of ``count`` events (none for the reference's events and the warm-up's)."""
-        nothing = Scored(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
+        return self.score(*self.rows(count, numeric, categorical))
+
+    def rows(self, count: int, numeric: FeatureValues, categorical: FeatureValues) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of a batch of ``count`` events to :meth:`score`, and their positions in it: those after the
+        reference, which the batch's first events complete (and the signals are fitted on), of the events that
+        sent every numeric feature watched. A batch's rows may be scored in parts, a moved feature set aside
+        between two (:meth:`relearn`)."""
+        nothing = np.empty((0, len(self.columns))), np.empty(0, dtype=np.int64)
         if self.off or not count:
             return nothing
         first = 0  # the batch's first event after the reference
@@ -142,12 +158,15 @@ class MultivariateSignals:
             self._fit()
             if self.correlation is None or first == count:
                 return nothing
-        assert self.mean_shift is not None
         rows, positions = self._rows(count, numeric, categorical)
         if first:
             rows, positions = rows[positions >= first], positions[positions >= first]
-        if not len(rows):
-            return nothing
+        return rows, positions
+
+    def score(self, rows: np.ndarray, positions: np.ndarray) -> Scored:
+        """The scores of ``rows`` (at ``positions``; :meth:`rows`), none for the warm-up's."""
+        if self.correlation is None or self.mean_shift is None or not len(rows):
+            return Scored(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
         correlation, mean_shift = self.correlation.update(rows), self.mean_shift.update(rows)  # the same warm-up
         if self.correlation.aside.any():
             self._learn_again(rows)
@@ -191,6 +210,11 @@ class MultivariateSignals:
         if self.mean_shift is None:
             return []
         return [ColumnMove(self.columns[m.column], m.reference, m.recent, m.sigmas) for m in self.mean_shift.moved(top)]
+
+    def seen(self) -> Seen:
+        """What moved, as the rows scored so far say: an alert's evidence, taken when it was detected (a feature
+        detected to move later in the batch is set aside since, and named no more)."""
+        return Seen(self.changed_pairs(), self.moved_columns(top=5), self.shift_carrier())
 
     def shift_carrier(self) -> str | None:
         """The feature whose shift the columns' shift looks like (:meth:`.MeanShift.carrier`); None where it is

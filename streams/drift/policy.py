@@ -9,8 +9,9 @@ A detection becomes an alert only when
    differ from the reference mean by more than chance allows at the signal's share of the
    ``false_alarm_budget`` (split Bonferroni-style among the signals),
 4. the model is not in **cooldown** for that kind of drift (event time), unless it is a new drift: of a
-   feature none of the cooldown's alerts was of, which began after they were detected (:func:`judge_within`);
-   and it is under its hourly **rate limit**.
+   feature none of the cooldown's alerts was of (or a correlation or mean shift naming none of the features
+   that moved), which began after they were detected (:func:`judge_within`); and it is under its hourly
+   **rate limit**.
 
 A detection that fails 4 is folded into the alert out already when it is the same drift (it began when that
 alert was detected), and otherwise **held back**, not dropped: its detector has taken
@@ -36,7 +37,7 @@ import numpy as np
 from driftloop.infra.contract import Alert
 from driftloop.infra.spec import CATEGORY_SIGNALS, MonitoringSpec
 from driftloop.streams.drift.evidence import Evidence
-from driftloop.streams.drift.signal_names import MEAN_SHIFT, NULL_RATE, RUNNING, alert_feature
+from driftloop.streams.drift.signal_names import CORRELATION, MEAN_SHIFT, NULL_RATE, RUNNING, alert_feature
 
 
 @dataclass
@@ -123,21 +124,29 @@ def confirmation_size(minimum: int, alpha: float, reference_std: float, shift: f
     return int(min(max(minimum, math.ceil(ratio**2)), MAX_CONFIRMATION))
 
 
+#: The model's own signals whose alerts name the features that moved (a correlation's pairs, a mean shift's
+#: largest moves: their evidence's ``features``).
+NAMING = frozenset({CORRELATION, MEAN_SHIFT})
+
+
 class Detected(NamedTuple):
     """A detection as the policy judges it: when it was detected (``event_ts``, event time), what it is about
     (``feature``: :func:`~driftloop.streams.drift.signal_names.alert_feature`'s, "" for the model's own signals),
-    its ``signal`` (``amount``, ``amount:spread``; "" where not known), and where its change began (``change_ts``;
-    None: not known)."""
+    its ``signal`` (``amount``, ``amount:spread``; "" where not known), where its change began (``change_ts``;
+    None: not known), and for a signal of :data:`NAMING` the features it names (``named``)."""
 
     event_ts: float
     feature: str = ""
     signal: str = ""
     change_ts: float | None = None
+    named: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, alert: Alert) -> Detected:
         """What the policy reads of ``alert``."""
-        return cls(alert.event_ts, alert_feature(alert.kind, alert.signal), alert.signal, alert.change_point_ts)
+        named = tuple(map(str, alert.evidence.get("features", ()))) if alert.signal in NAMING else ()
+        feature = alert_feature(alert.kind, alert.signal)
+        return cls(alert.event_ts, feature, alert.signal, alert.change_point_ts, named)
 
 
 class Passed(NamedTuple):
@@ -231,7 +240,8 @@ class AlertPolicy:
         A detection whose change began before an alert of its feature was detected is folded whenever it comes
         (another signal of the same drift: its shape, caught a thousand events after its values), and so is one
         whose change began before a detection of its feature folded into another alert (five features moved at
-        once, one alert: a sixth's shape caught past the cooldown was an alert of its own). Within the
+        once, one alert: a sixth's shape caught past the cooldown was an alert of its own), and so is a
+        correlation or mean shift that names a feature that moved (:func:`_names_a_move`). Within the
         cooldown of the model's alerts of ``kind``, see :func:`judge_within`; past the hourly limit, it is held
         back."""
         now = detected.event_ts if now is None else now
@@ -245,6 +255,8 @@ class AlertPolicy:
             del folded[feature]
         verdict = judge_within(within, detected) if within else Verdict.PASS
         if verdict is Verdict.PASS and (_reported(passed, detected) or _folded(folded, detected)):
+            verdict = Verdict.FOLD
+        if verdict is not Verdict.FOLD and _names_a_move(passed, folded, detected, cooldown):
             verdict = Verdict.FOLD
         if (
             verdict is Verdict.FOLD
@@ -267,7 +279,7 @@ class AlertPolicy:
     def record(self, model: str, kind: str, detected: Detected, *, at: float | None = None) -> None:
         """Count an alert that went out at ``at`` (by default when it was detected: :meth:`judge`'s, or one
         recorded before a restart, read back)."""
-        event_ts, feature, signal, change_ts = detected
+        event_ts, feature, signal, change_ts, _ = detected
         at = event_ts if at is None else at
         self._passed[(model, kind)].append(
             Passed(event_ts, feature, at, event_ts if change_ts is None else change_ts, signal)
@@ -284,16 +296,16 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     of a feature one of them was of (its spread's chart, slower than its values', placed the change of a shift
     100 events late), or the same signal's change begun before that alert was detected (its chart starts its
     next reference at the change it alarmed on: a later alarm of it is a later change, however late it is
-    found); and where it, or one of them, is of the model's own signals (``joint``, ``correlation``,
-    ``mean_shift``, which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert,
-    then one a feature as each one's chart fired; and five features moved at once made a ``correlation``
-    detection a hundred events after their alert, its change placed late). Otherwise it is a drift of its own: a
-    feature's new drift goes out at once while the alerts within are no more than :data:`NEW_DRIFTS`; the
-    others, and a later change of the signal of one of them (the feature moved again, or back:
-    ``streams.drift.cusum`` finds it in the reference learnt after the alarm), are held back until the cooldown
-    allows them. So is an output's later change (``error``, ``score``: a model's error that rose, then rose
-    again 400 events later, is two drifts), where the alerts within are all that output's: the outputs and the
-    model's own signals are no feature's, and fold into any other alert of the cooldown.
+    found); and where one of them is of the model's own signals (``joint``, ``correlation``, ``mean_shift``,
+    which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert, then one a
+    feature as each one's chart fired), or it is and names no feature (``joint``; :data:`NAMING`'s that name
+    features are judged as a feature's, and :meth:`AlertPolicy.judge` folds those that name a feature that
+    moved). Otherwise it is a drift of its own: a new drift goes out at once while the alerts within are no
+    more than :data:`NEW_DRIFTS`; the others, and a later change of the signal of one of them (the feature moved
+    again, or back: ``streams.drift.cusum`` finds it in the reference learnt after the alarm), are held back
+    until the cooldown allows them. So is an output's later change (``error``, ``score``: a model's error that
+    rose, then rose again 400 events later, is two drifts), where the alerts within are all that output's: the
+    outputs and the model's own signals that name no feature fold into any other alert of the cooldown.
 
     A second feature's shift 500 events after the first's was never reported: its chart took the shifted values
     for its next reference while the cooldown held its alert back; a third one's, 400 events after the
@@ -322,10 +334,10 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     >>> judge_within(error, Detected(160.0, "", "error", 95.0)).name, judge_within(error, Detected(160.0)).name
     ('FOLD', 'FOLD')
     """
-    event_ts, feature, signal, change_ts = detected
+    event_ts, feature, signal, change_ts, named = detected
     if change_ts is None:
         return Verdict.FOLD  # where it began is not known: as likely the same drift
-    if not feature:  # an output, or the model's own signal: its own later change is held back, the rest fold
+    if not feature and not named:  # an output, or the model's own signal: its later change is held, the rest fold
         output = bool(signal) and signal not in RUNNING
         again = output and all(p.signal == signal and change_ts > p.event_ts for p in within)
         return Verdict.HOLD if again else Verdict.FOLD
@@ -348,6 +360,17 @@ def _earliest(event_ts: float, change_ts: float) -> float:
     return change_ts - (event_ts - change_ts)
 
 
+def _names_a_move(passed: Sequence[Passed], folded: dict[str, float], detected: Detected, cooldown: float) -> bool:
+    """Whether a detection of :data:`NAMING` names a feature that moved within a cooldown before its change may
+    have begun, or since (an alert of that feature ``passed``, or a detection of it ``folded`` into another's):
+    the feature's move seen together with the others, not a drift of its own."""
+    if not detected.named or detected.change_ts is None:
+        return False
+    since = _earliest(detected.event_ts, detected.change_ts) - cooldown
+    moved = {p.feature for p in passed if p.event_ts >= since} | {f for f, at in folded.items() if at >= since}
+    return not moved.isdisjoint(detected.named)
+
+
 def _folded(folded: dict[str, float], detected: Detected) -> bool:
     """Whether a detection of ``detected``'s feature was folded into an alert (``folded``: when, the latest) after
     its change began, and before it was detected: the drift's other signal, caught later (not one held back
@@ -362,7 +385,7 @@ def _reported(passed: Sequence[Passed], detected: Detected) -> bool:
     values: a feature's detection that may have begun before it was detected (:func:`_earliest`) is of its
     drift (ten features moved 0.3σ each: the mean shift's alert, then two features' own charts 900 events
     later, past the cooldown, their changes placed 250 and 400 events late)."""
-    event_ts, feature, signal, change_ts = detected
+    event_ts, feature, signal, change_ts, _ = detected
     if change_ts is None:
         return False
     values = bool(feature) and not signal.endswith(NULL_RATE)  # a feature's null rate is a drift of its own

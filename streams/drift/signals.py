@@ -51,7 +51,6 @@ class SignalState:
     pending: Confirmation | None = None
     last_mean: float = math.nan
     drifts: int = 0
-    restarts: int = 0  # times its charts started again from zero (a detection of a batch made before is dropped)
 
     @property
     def kind(self) -> str:

@@ -138,8 +138,10 @@ def after_a_feature_s_drift(rng: np.random.Generator, appears: int) -> Callable[
     ``appears`` on."""
 
     def rows(start: int, n: int) -> np.ndarray:
-        x = pair_rows(rng, n, 0.0 if start < appears else 0.8)
-        x[:, 0] += 1.0 if start >= 5000 else 0.0
+        index = start + np.arange(n)
+        x = rng.normal(size=(n, 10))
+        x[:, 9] = np.where(index >= appears, 0.8 * x[:, 8] + 0.6 * x[:, 9], x[:, 9])
+        x[:, 0] += np.where(index >= 5000, 1.0, 0.0)
         return x
 
     return rows
@@ -160,6 +162,29 @@ def test_a_correlation_that_appears_soon_after_a_feature_s_drift_is_an_alert_of_
     alert = alerts[1]
     assert 0 <= int(alert.request_id[1:]) - appears < 500 and alert.evidence["features"][:2] == ["f8", "f9"]
     assert 0 <= int(alert.change_point_request_id[1:]) - appears < 250
+
+
+@pytest.mark.parametrize(
+    ("seed", "appears", "batch"), [(0, 5300, 2000), (1, 5300, 2000), (2, 5600, 2000), (0, 5300, 500)]
+)
+def test_a_correlation_that_appears_within_a_feature_s_cooldown_and_batch_is_an_alert_of_its_own(
+    monitor: DriftMonitor, seed: int, appears: int, batch: int
+) -> None:
+    """The correlation of ``f8`` and ``f9`` appears 300 or 600 events after ``f0``'s move: within its alert's
+    cooldown (900 events a second apart), and in batches of 2,000 within the same batch as ``f0``'s detection.
+    ``f0``'s columns were set aside once the batch's detections were made: the correlation's chart alarmed on the
+    rest of the batch, its alarm was dropped (charts that started again since) and its reference learnt anew
+    from the correlated rows, never an alert; in batches of 500, its detection was folded into ``f0``'s alert,
+    as the model's own signals were into any alert of their cooldown. Now ``f0``'s columns are set aside from the
+    event its drift was detected at, and a correlation that names none of the features that moved is a drift
+    of its own: its alert comes within 500 events, naming the pair, its change placed within 250 events of its
+    start."""
+    alerts = watched(monitor, after_a_feature_s_drift(np.random.default_rng(seed), appears), 9000, batch=batch)
+    assert [a.signal for a in alerts] == ["f0", "correlation"]
+    alert = alerts[1]
+    assert 0 <= int(alert.request_id[1:]) - appears < 500 and alert.evidence["features"][:2] == ["f8", "f9"]
+    assert abs(int(alert.change_point_request_id[1:]) - appears) < 250
+    assert int(alert.request_id[1:]) - int(alerts[0].request_id[1:]) < 900  # within the cooldown
 
 
 def test_a_feature_s_columns_set_aside_leave_the_scores_as_on_the_reference_and_come_back_learnt_anew() -> None:

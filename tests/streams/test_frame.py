@@ -190,7 +190,7 @@ def test_features_with_gaps_give_the_detectors_what_each_events_own_give_them(ga
 
     from driftloop.infra.spec import ModelSpec
     from driftloop.streams.decode import Incoming, decode_predictions
-    from driftloop.streams.drift.extract import prediction_signals
+    from driftloop.streams.drift.extract import multivariate_rows, multivariate_signals, prediction_signals
     from driftloop.streams.drift.frame import FEATURE_COLUMNS
     from driftloop.streams.drift.policy import AlertPolicy
     from driftloop.streams.drift.signals import ModelState
@@ -210,7 +210,12 @@ def test_features_with_gaps_give_the_detectors_what_each_events_own_give_them(ga
         complete = [i for i in complete if {"x", "y"} <= set(by_event.num_name[i])]
         scored = []
         for again in range(5):  # the batch again and again: watched features, then the joint reference complete
-            signals = [prediction_signals(state, part) for state, part in zip(states, (ours, theirs), strict=True)]
+            signals = []
+            for state, part in zip(states, (ours, theirs), strict=True):
+                values, together = prediction_signals(state, part)
+                assert together is not None
+                values += multivariate_signals(state, *multivariate_rows(state, together))
+                signals.append(values)
             got, want = ({s.name: (s.signal_type, list(s.positions), list(s.values)) for s in one} for one in signals)
             joint = got.pop("joint", None)
             if not again:  # the first batch: the features left out are not watched yet one by one

@@ -576,6 +576,32 @@ def test_a_later_signal_of_a_feature_folded_into_another_s_alert_is_folded_when_
     assert other.judge("m", "data", held, now=1600.0) is Verdict.PASS
 
 
+def test_a_correlation_or_mean_shift_within_a_feature_s_cooldown_is_a_drift_of_its_own_unless_it_names_a_move() -> None:
+    """A ``correlation`` or ``mean_shift`` detection within the cooldown of ``a``'s alert was folded into it
+    whatever it named, as the model's own signals were into any alert of their cooldown: a correlation of two
+    other features that appeared 600 events after ``a`` moved was never an alert. Now one that names none of the
+    features that moved (an alert's, or one folded into another's) is a new drift, let through as a feature's
+    is (held beyond the cooldown's new drifts); one that names a feature that moved within a cooldown of its
+    change, or began at an alert's moment, is of that move; one that names nothing folds as before."""
+    policy = AlertPolicy(MonitoringSpec(cooldown_s=900, max_alerts_per_hour=10))
+    assert policy.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
+    assert policy.judge("m", "data", Detected(1010.0, "b", "b", 995.0)) is Verdict.FOLD  # b moved with a
+    pair = Detected(1600.0, "", "correlation", 1350.0, ("f8", "f9"))
+    for named in (("a", "f9"), ("f8", "b")):  # a's move, b's (folded)
+        assert policy.judge("m", "data", pair._replace(named=named)) is Verdict.FOLD
+    assert policy.judge("m", "data", pair._replace(change_ts=1000.0)) is Verdict.FOLD  # a's moment
+    assert policy.judge("m", "data", pair._replace(named=())) is Verdict.FOLD  # names nothing
+    assert policy.judge("m", "data", pair) is Verdict.PASS  # a drift of its own
+    shift = Detected(1700.0, "", "mean_shift", 1500.0, ("d", "e", "g"))
+    assert policy.judge("m", "data", shift) is Verdict.FOLD  # after the correlation's alert, of the model's own
+    later = AlertPolicy(MonitoringSpec(cooldown_s=900, max_alerts_per_hour=10))
+    assert later.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
+    assert later.judge("m", "data", Detected(1100.0, "c", "c", 1090.0)) is Verdict.PASS
+    assert later.judge("m", "data", shift) is Verdict.HOLD  # a third new drift in a cooldown
+    assert later.judge("m", "data", shift, now=1900.0) is Verdict.PASS
+    assert later.judge("m", "data", shift._replace(event_ts=3000.0, change_ts=2900.0, named=("a",))) is Verdict.PASS
+
+
 def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
     policy = AlertPolicy(MonitoringSpec(false_alarm_budget=0.01, warmup=100, min_evidence=30))
     assert policy.signal_alpha(20) == pytest.approx(0.0005)
