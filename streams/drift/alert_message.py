@@ -59,12 +59,13 @@ def make_alert(
         detail["features"] = state.joint.contributions()
         message += f"; the features whose joint behaviour changed most: {', '.join(detail['features'])}"
     if pairs:  # a category's indicator is named by its feature, the category beside it
+        # the features first: the alert gate reads them back from drift_alerts (visitParamExtractRaw: the first)
+        detail["features"] = list(dict.fromkeys(c.feature for p in pairs for c in p.columns))
         detail["pairs"] = [
             {"features": [c.feature for c in p.columns], "categories": [c.category for c in p.columns],
              "reference": p.reference, "recent": p.recent}
             for p in pairs
         ]  # fmt: skip
-        detail["features"] = list(dict.fromkeys(c.feature for p in pairs for c in p.columns))
         moves = ", ".join(f"{p.labels[0]} & {p.labels[1]} ({p.reference:+.2f} → {p.recent:+.2f})" for p in pairs)
         message += f"; the pairs of features whose correlation moved most: {moves}"
     if signal.name == MEAN_SHIFT and seen is not None:

@@ -43,7 +43,7 @@ from driftloop.infra.contract import ALERT_COLUMNS, Alert
 from driftloop.infra.spec import ModelSpec, SpecCatalog, SpecError
 from driftloop.streams.batch import ColumnBatch, NoEvent
 from driftloop.streams.drift.monitoring_start import monitoring_began
-from driftloop.streams.drift.policy import AlertPolicy, Detected, Verdict
+from driftloop.streams.drift.policy import NAMING, AlertPolicy, Detected, Verdict
 from driftloop.streams.drift.signal_names import alert_feature
 from driftloop.streams.drift.silences import Silence, mark_silenced
 
@@ -66,6 +66,7 @@ class RecordedAlert:
     signal: str
     at: float  # when it went out: its evidence's ``held_until_ts`` where the monitor held it back, else event_ts
     change_ts: float
+    named: tuple[str, ...] = ()  # the features a correlation's or a mean shift's alert names (its evidence's)
 
 
 class AlertGate:
@@ -89,7 +90,8 @@ class AlertGate:
             monitoring = ModelSpec(name=model).monitoring
         policy = AlertPolicy(monitoring)
         for alert in sorted(recorded, key=lambda a: a.at):
-            detected = Detected(alert.event_ts, alert_feature(alert.kind, alert.signal), alert.signal, alert.change_ts)
+            feature = alert_feature(alert.kind, alert.signal)
+            detected = Detected(alert.event_ts, feature, alert.signal, alert.change_ts, alert.named)
             policy.record(model, alert.kind, detected, at=alert.at)
         self._policies[model] = policy
         self._recorded[model] = {a.alert_id for a in recorded}
@@ -133,14 +135,28 @@ def recorded_alerts(client: Any, model: str) -> list[RecordedAlert]:
         return []
     rows = client.execute(
         "SELECT DISTINCT alert_id, toString(kind), event_ts_ms, signal, "
-        "visitParamExtractFloat(evidence, 'held_until_ts'), toUInt32(change_point_ts) FROM drift_alerts "
+        "visitParamExtractFloat(evidence, 'held_until_ts'), toUInt32(change_point_ts), "
+        "visitParamExtractRaw(evidence, 'features') FROM drift_alerts "
         f"WHERE model = %(m)s AND event_ts_ms >= %(since)s AND {_SINCE_BEGAN}",
         {"m": model, "since": int(latest[0][0]) - int(MEMORY_S * 1000), "began": began},
     )
     return [
-        RecordedAlert(alert_id, kind, ts_ms / 1000, signal, max(ts_ms / 1000, held_until), change_ts)
-        for alert_id, kind, ts_ms, signal, held_until, change_ts in rows
+        RecordedAlert(
+            alert_id, kind, ts_ms / 1000, signal, max(ts_ms / 1000, held_until), change_ts, _named(signal, features)
+        )
+        for alert_id, kind, ts_ms, signal, held_until, change_ts, features in rows
     ]
+
+
+def _named(signal: str, features: str) -> tuple[str, ...]:
+    """The features a recorded alert of ``signal`` names (``features``: its evidence's, as JSON text)."""
+    if signal not in NAMING or not features:
+        return ()
+    try:
+        named = json.loads(features)
+    except ValueError:
+        return ()
+    return tuple(map(str, named)) if isinstance(named, list) else ()
 
 
 def released_at(alert: Alert) -> float:

@@ -141,6 +141,10 @@ class Detected(NamedTuple):
     change_ts: float | None = None
     named: tuple[str, ...] = ()
 
+    def about(self) -> frozenset[str]:
+        """The features it is about: its feature's, or the features it names (none: every feature, or none)."""
+        return _about(self.feature, self.named)
+
     @classmethod
     def of(cls, alert: Alert) -> Detected:
         """What the policy reads of ``alert``."""
@@ -153,18 +157,25 @@ class Passed(NamedTuple):
     """An alert the policy let through: when it was detected (``event_ts``), what it is about (:func:`judge_within`'s
     ``feature``; "" for the model's own signals, and where not known: a state saved before they were kept), when
     it went out (``at``: later than its detection where the policy held it back), which its cooldown counts
-    from, when its change began (``change_ts``; its detection where not known), and its signal (``amount``,
-    ``amount:spread``; "" where not known)."""
+    from, when its change began (``change_ts``; its detection where not known), its signal (``amount``,
+    ``amount:spread``; "" where not known), and the features it named (:class:`Detected`'s ``named``)."""
 
     event_ts: float
     feature: str
     at: float
     change_ts: float
     signal: str = ""
+    named: tuple[str, ...] = ()
 
     def earliest(self) -> float:
         """The earliest its change may have begun (:func:`judge_within`)."""
         return _earliest(self.event_ts, self.change_ts)
+
+    def about(self) -> frozenset[str]:
+        """The features it is about (:meth:`Detected.about`); none for a mean shift, of every feature's values,
+        though it names the largest moves (River's centroids that keep moving were a ``mean_shift`` alert, then
+        features' own drifts, each a new drift of the features it did not name, had they not folded into it)."""
+        return frozenset() if self.signal == MEAN_SHIFT else _about(self.feature, self.named)
 
 
 class Verdict(enum.Enum):
@@ -213,8 +224,10 @@ class AlertPolicy:
         self._passed = defaultdict(deque)
         if "passed" in data:
             for m, k, event_ts, feature, *later in data["passed"]:  # saved before session 55: the first four
-                at, change_ts, signal = [*later, *[event_ts, event_ts, ""][len(later) :]]
-                self._passed[(m, k)].append(Passed(float(event_ts), feature, float(at), float(change_ts), signal))
+                at, change_ts, signal = [*later[:3], *[event_ts, event_ts, ""][len(later[:3]) :]]
+                named = tuple(later[3]) if len(later) > 3 else ()  # none before session 57
+                passed = Passed(float(event_ts), feature, float(at), float(change_ts), signal, named)
+                self._passed[(m, k)].append(passed)
         else:  # saved before session 54: the latest alert of each kind, of every feature
             for m, k, t in data.get("last", []):
                 self._passed[(m, k)].append(Passed(float(t), "", float(t), float(t)))
@@ -279,10 +292,10 @@ class AlertPolicy:
     def record(self, model: str, kind: str, detected: Detected, *, at: float | None = None) -> None:
         """Count an alert that went out at ``at`` (by default when it was detected: :meth:`judge`'s, or one
         recorded before a restart, read back)."""
-        event_ts, feature, signal, change_ts, _ = detected
+        event_ts, feature, signal, change_ts, named = detected
         at = event_ts if at is None else at
         self._passed[(model, kind)].append(
-            Passed(event_ts, feature, at, event_ts if change_ts is None else change_ts, signal)
+            Passed(event_ts, feature, at, event_ts if change_ts is None else change_ts, signal, named)
         )
         self._recent[model].append(at)
 
@@ -334,22 +347,26 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     >>> judge_within(error, Detected(160.0, "", "error", 95.0)).name, judge_within(error, Detected(160.0)).name
     ('FOLD', 'FOLD')
     """
-    event_ts, feature, signal, change_ts, named = detected
+    event_ts, feature, signal, change_ts, _ = detected
     if change_ts is None:
         return Verdict.FOLD  # where it began is not known: as likely the same drift
-    if not feature and not named:  # an output, or the model's own signal: its later change is held, the rest fold
+    about = detected.about()
+    if not about:  # an output, or the model's own signal naming no feature: its later change is held, the rest fold
         output = bool(signal) and signal not in RUNNING
         again = output and all(p.signal == signal and change_ts > p.event_ts for p in within)
         return Verdict.HOLD if again else Verdict.FOLD
     earliest = _earliest(event_ts, change_ts)
+    again = False
     for p in within:
-        if not p.feature:
-            return Verdict.FOLD
-        if p.feature != feature and earliest <= p.event_ts and p.earliest() <= event_ts:
-            return Verdict.FOLD  # another feature moved at the same moment
-        if p.feature == feature and (p.signal != signal or change_ts <= p.event_ts):
-            return Verdict.FOLD  # the feature's other signal, or its change began before that alert was found
-    again = any(p.feature == feature for p in within)
+        theirs = p.about()
+        if not theirs:
+            return Verdict.FOLD  # of every feature
+        shared = not theirs.isdisjoint(about)
+        if not shared and earliest <= p.event_ts and p.earliest() <= event_ts:
+            return Verdict.FOLD  # other features moved at the same moment
+        if shared and (change_ts <= p.event_ts or (feature and p.feature == feature and p.signal != signal)):
+            return Verdict.FOLD  # its change began before that alert was found, or the feature's other signal
+        again = again or shared
     return Verdict.HOLD if again or len(within) > NEW_DRIFTS else Verdict.PASS
 
 
@@ -358,6 +375,11 @@ def _earliest(event_ts: float, change_ts: float) -> float:
     is uncertain by about as much as its detection took."""
     change_ts = min(change_ts, event_ts)
     return change_ts - (event_ts - change_ts)
+
+
+def _about(feature: str, named: tuple[str, ...]) -> frozenset[str]:
+    """The features a detection of ``feature`` (or of the model's own signals, "", naming ``named``) is about."""
+    return frozenset((feature,)) if feature else frozenset(named)
 
 
 def _names_a_move(passed: Sequence[Passed], folded: dict[str, float], detected: Detected, cooldown: float) -> bool:
@@ -380,8 +402,9 @@ def _folded(folded: dict[str, float], detected: Detected) -> bool:
 
 
 def _reported(passed: Sequence[Passed], detected: Detected) -> bool:
-    """Whether an alert of ``feature`` (or of the model's own signals, "") ``passed`` was detected after the
-    change began: the drift's other signal, not a change of its own. A ``mean_shift`` alert is of every feature's
+    """Whether an alert of ``detected``'s feature (or of features it names too: a correlation's, a mean shift's;
+    or of the model's own signals, "") ``passed`` was detected after the change began: the drift's other signal,
+    not a change of its own. A ``mean_shift`` alert is of every feature's
     values: a feature's detection that may have begun before it was detected (:func:`_earliest`) is of its
     drift (ten features moved 0.3σ each: the mean shift's alert, then two features' own charts 900 events
     later, past the cooldown, their changes placed 250 and 400 events late)."""
@@ -390,9 +413,14 @@ def _reported(passed: Sequence[Passed], detected: Detected) -> bool:
         return False
     values = bool(feature) and not signal.endswith(NULL_RATE)  # a feature's null rate is a drift of its own
     earliest = _earliest(event_ts, change_ts)
+    about = detected.about()
+
+    def same(p: Passed) -> bool:  # of the same features (both naming some), or of the same feature ("": the model)
+        theirs = p.about()
+        return not theirs.isdisjoint(about) if theirs and about else p.feature == feature
+
     return any(
-        (p.feature == feature and change_ts <= p.event_ts)
-        or (values and p.signal == MEAN_SHIFT and earliest <= p.event_ts)
+        (same(p) and change_ts <= p.event_ts) or (values and p.signal == MEAN_SHIFT and earliest <= p.event_ts)
         for p in passed
     )
 

@@ -187,6 +187,30 @@ def test_a_correlation_that_appears_within_a_feature_s_cooldown_and_batch_is_an_
     assert int(alert.request_id[1:]) - int(alerts[0].request_id[1:]) < 900  # within the cooldown
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_feature_s_drift_within_a_correlation_s_cooldown_is_an_alert_of_its_own(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """``f8`` and ``f9`` correlated 0.8 from 5,000, ``f0`` moved by a deviation 400 events later: within the
+    cooldown of the correlation's alert. ``f0``'s detection was folded into it, as any detection was into an
+    alert of the model's own signals, and never reported; the correlation's alert names its features, and a
+    drift of another one is a drift of its own."""
+    rng = np.random.default_rng(seed)
+
+    def rows(start: int, n: int) -> np.ndarray:
+        index = start + np.arange(n)
+        x = rng.normal(size=(n, 10))
+        x[:, 9] = np.where(index >= 5000, 0.8 * x[:, 8] + 0.6 * x[:, 9], x[:, 9])
+        x[:, 0] += np.where(index >= 5400, 1.0, 0.0)
+        return x
+
+    alerts = watched(monitor, rows, 9000, batch=500)
+    assert [a.signal for a in alerts] == ["correlation", "f0"]
+    assert (
+        0 <= int(alerts[1].request_id[1:]) - 5400 < 200 and abs(int(alerts[1].change_point_request_id[1:]) - 5400) < 50
+    )
+
+
 def test_a_feature_s_columns_set_aside_leave_the_scores_as_on_the_reference_and_come_back_learnt_anew() -> None:
     """While ``f0``'s columns are set aside, its values, moved by five deviations and spread ten times as wide,
     leave both signals' scores of mean 0 and variance 1 (of the other columns); once ``reference_size`` events

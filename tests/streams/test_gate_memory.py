@@ -110,6 +110,32 @@ def test_the_memory_counts_the_cooldown_of_an_alert_held_back_from_when_it_went_
     assert not passes(tmp_path, clickhouse, again)  # 300 s after it went out, 1,000 s after its detection
 
 
+def test_the_memory_knows_the_features_a_correlation_named_so_another_feature_s_drift_passes(
+    clickhouse: Any, tmp_path: Path
+) -> None:
+    """A ``correlation`` alert read back names its features (its evidence's, the first of its keys named so): a
+    drift of another feature that began after it passes its cooldown, another correlation of its pair begun
+    before it is folded, and one that names other features begun after it passes."""
+    model, now = f"gate-{uuid.uuid4().hex[:8]}", float(int(time.time()))
+    pairs = [{"features": ["f8", "f9"], "categories": [None, None], "reference": 0.0, "recent": 0.8}]
+    correlation = dataclasses.replace(
+        alert(model, "pair", "data", event_ts=now - 300, detected_at=now - 60), signal="correlation",
+        change_point_ts=now - 400, evidence={"features": ["f8", "f9", "f4", "f5"], "pairs": pairs},
+    )  # fmt: skip
+    record(clickhouse, [correlation])
+    (read,) = recorded_alerts(clickhouse, model)
+    assert read.named == ("f8", "f9", "f4", "f5")
+
+    def later(signal: str, change_ts: float, named: list[str] | None = None) -> Alert:
+        detection = alert(model, f"{signal}-{change_ts}", "data", event_ts=now, detected_at=now)
+        evidence = {} if named is None else {"features": named}
+        return dataclasses.replace(detection, signal=signal, change_point_ts=change_ts, evidence=evidence)
+
+    assert passes(tmp_path, clickhouse, later("f0", now - 100))
+    assert not passes(tmp_path, clickhouse, later("correlation", now - 410, ["f8", "f9"]))
+    assert passes(tmp_path, clickhouse, later("correlation", now - 100, ["f2", "f3"]))
+
+
 def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> None:
     """The same reads on current ClickHouse (chdb); the 18.16 server runs them in the test above."""
     with migrated_chdb(tmp_path) as (db, runner):
@@ -121,6 +147,12 @@ def test_the_gate_s_memory_queries_run_on_current_clickhouse(tmp_path: Path) -> 
             db.query(f"INSERT INTO drift_alerts ({', '.join(ALERT_COLUMNS)}) VALUES {_literal(a.to_row())}")
         assert sorted(a.alert_id for a in recorded_alerts(runner, "m")) == ["old", "since"]
         assert {a.at for a in recorded_alerts(runner, "m")} == {1_790_000_000, 1_790_000_150}
+        pair = dataclasses.replace(
+            alert("m", "pair", "data", event_ts=1_790_000_020, detected_at=1_790_000_020), signal="correlation",
+            evidence={"features": ["f8", "f9"], "pairs": [{"features": ["f8", "f9"]}]},
+        )  # fmt: skip
+        db.query(f"INSERT INTO drift_alerts ({', '.join(ALERT_COLUMNS)}) VALUES {_literal(pair.to_row())}")
+        assert {a.alert_id: a.named for a in recorded_alerts(runner, "m")}["pair"] == ("f8", "f9")
         db.query(
             "INSERT INTO detector_state (model, partition, state, events, saved_at, revision) "
             "VALUES ('m', -1, 'null', 0, 1790000050, 1)"

@@ -582,7 +582,9 @@ def test_a_correlation_or_mean_shift_within_a_feature_s_cooldown_is_a_drift_of_i
     other features that appeared 600 events after ``a`` moved was never an alert. Now one that names none of the
     features that moved (an alert's, or one folded into another's) is a new drift, let through as a feature's
     is (held beyond the cooldown's new drifts); one that names a feature that moved within a cooldown of its
-    change, or began at an alert's moment, is of that move; one that names nothing folds as before."""
+    change, or began at an alert's moment, is of that move; one that names nothing folds as before. And a
+    feature's drift after such an alert, which folded into it whatever it was, is judged by the features the
+    alert named."""
     policy = AlertPolicy(MonitoringSpec(cooldown_s=900, max_alerts_per_hour=10))
     assert policy.judge("m", "data", Detected(1000.0, "a", "a", 990.0)) is Verdict.PASS
     assert policy.judge("m", "data", Detected(1010.0, "b", "b", 995.0)) is Verdict.FOLD  # b moved with a
@@ -600,6 +602,13 @@ def test_a_correlation_or_mean_shift_within_a_feature_s_cooldown_is_a_drift_of_i
     assert later.judge("m", "data", shift) is Verdict.HOLD  # a third new drift in a cooldown
     assert later.judge("m", "data", shift, now=1900.0) is Verdict.PASS
     assert later.judge("m", "data", shift._replace(event_ts=3000.0, change_ts=2900.0, named=("a",))) is Verdict.PASS
+    # after a correlation's alert, another feature's drift is one of its own, its pair's later change held back,
+    # and a signal of its pair's whose change began before it was found folded into it
+    pairs = AlertPolicy(MonitoringSpec(cooldown_s=900, max_alerts_per_hour=10))
+    assert pairs.judge("m", "data", Detected(1000.0, "", "correlation", 950.0, ("f8", "f9"))) is Verdict.PASS
+    assert pairs.judge("m", "data", Detected(1300.0, "f0", "f0", 1280.0)) is Verdict.PASS
+    assert pairs.judge("m", "data", Detected(1250.0, "", "correlation", 1200.0, ("f9", "f8"))) is Verdict.HOLD
+    assert pairs.judge("m", "data", Detected(1310.0, "f8", "f8:shape", 960.0)) is Verdict.FOLD
 
 
 def test_the_budget_is_shared_by_the_signals_and_evidence_is_required() -> None:
