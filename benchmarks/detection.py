@@ -8,13 +8,14 @@ the true change), false alarms (alerts before the change) per million events, an
 Scenarios: stationary N(0,1) (10 features), stationary heavy-tailed features (lognormal, Pareto, Cauchy), and one
 event in a hundred of them sending its amount in another unit, abrupt mean shifts, gradual ones over 2,000, 20,000
 and 100,000 events, drifts one after another within a cooldown (a second feature's, a third one's, a feature's
-move back, a correlation of two others), a variance change, a category shift, a correlation flip, a correlation
-appearing between independent features, a new model version with no drift, a covariate shift that lowers the
-classifier's estimated accuracy, and a concept drift on the label (River's Agrawal generator switching its
-classification function under a fixed model), its labels sent once every prediction landed, or each with its
-prediction at 2,000 events a second (then most outcomes come before their predictions are written, and wait for
-them). The change point column is where the alert placed the change (its ``change_point_request_id``), in events
-from the true change. ``--only`` runs the scenarios whose names hold one of its texts.
+move back, a correlation of two others, and the other way round), a variance change, a category shift, a
+correlation flip, a correlation appearing between independent features, a new model version with no drift, a
+covariate shift that lowers the classifier's estimated accuracy, and a concept drift on the label (River's Agrawal
+generator switching its classification function under a fixed model), its labels sent once every prediction
+landed, or each with its prediction at 2,000 events a second (then most outcomes come before their predictions are
+written, and wait for them). The change point column is where the alert placed the change (its
+``change_point_request_id``), in events from the true change. ``--only`` runs the scenarios whose names hold one
+of its texts.
 
 In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
 its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
@@ -113,14 +114,14 @@ def one_after_another(n: int, seed: int, gap: int, shifted: int = 2) -> Iterator
         yield features, int(rng.random() < 0.5), None
 
 
-def correlated_after(n: int, seed: int, gap: int) -> Iterator:
-    """Ten N(0,1) features; f0 moved by a deviation at ``CHANGE - gap``, and f8 and f9 correlated 0.8 from
-    ``CHANGE`` on (a drift of two other features within the cooldown of f0's alert)."""
+def correlated_and_moved(n: int, seed: int, moved_at: int, correlated_at: int) -> Iterator:
+    """Ten N(0,1) features; f0 moved by a deviation from ``moved_at`` on, and f8 and f9 correlated 0.8 from
+    ``correlated_at`` on (the later a drift within the cooldown of the earlier's alert)."""
     rng = random.Random(seed)
     for i in range(n):
         features = {f"f{j}": rng.gauss(0, 1) for j in range(10)}
-        features["f0"] += i >= CHANGE - gap
-        if i >= CHANGE:
+        features["f0"] += i >= moved_at
+        if i >= correlated_at:
             features["f9"] = 0.8 * features["f8"] + 0.6 * features["f9"]
         yield features, int(rng.random() < 0.5), None
 
@@ -335,8 +336,17 @@ def scenarios(stationary: int) -> list[Scenario]:
             "f8, f9 correlated 0→0.8 500 events after f0 +1σ (within its alert's cooldown)",
             total,
             CHANGE,
-            lambda n: correlated_after(n, 25, 500),
+            lambda n: correlated_and_moved(n, 25, CHANGE - 500, CHANGE),
             signal="correlation",
+            earlier=CHANGE - 500,
+        ),
+        Scenario(
+            "f0 +1σ 500 events after f8, f9 correlated 0→0.8 (within the correlation alert's cooldown)",
+            total,
+            CHANGE,
+            lambda n: correlated_and_moved(n, 26, CHANGE, CHANGE - 500),
+            river=feature("f0"),
+            signal="f0",
             earlier=CHANGE - 500,
         ),
         Scenario(
