@@ -59,7 +59,7 @@ from driftloop.streams.drift.mean_shift import MeanShift
 
 __all__ = ["WARM_UP", "Column", "ColumnMove", "MultivariateSignals", "PairMove", "Scored", "Seen"]
 
-MAX_NUMERIC = 32  # numeric features watched (the first by name)
+MAX_NUMERIC = 64  # numeric features watched (the first by name)
 MAX_INDICATORS = 16  # indicator columns watched (of the categorical features, by name)
 PER_FEATURE = 4  # indicator columns a categorical feature gives at most
 MIN_SHARE = 0.05  # a main category is at least this share of the reference's events (and at most 1 - it)

@@ -101,6 +101,28 @@ def test_a_correlation_that_appears_between_independent_features_is_a_drift_nami
     assert f"f8 & f9 ({first['reference']:+.2f} → {first['recent']:+.2f})" in alert.message
 
 
+@pytest.mark.parametrize(("seed", "pair"), [(1, (8, 9)), (2, (48, 49))])
+def test_a_correlation_that_appears_in_a_model_of_fifty_features_is_seen_whichever_the_pair(
+    monitor: DriftMonitor, seed: int, pair: tuple[int, int]
+) -> None:
+    """Fifty N(0,1) features, two of which become correlated 0.8. The signal watched the first 32 numeric
+    features by name (``f0``, ``f1``, ``f10`` … ``f37``): ``f8`` and ``f9``, or ``f48`` and ``f49``, were
+    watched by no signal that sees a correlation appear, and the drift was never an alert. Now the first 64:
+    an alert within 1,500 events, naming the pair."""
+    rng = np.random.default_rng(seed)
+    first, second = pair
+
+    def rows(start: int, n: int) -> np.ndarray:
+        x = rng.normal(size=(n, 50))
+        moved = start + np.arange(n) >= 6000
+        x[:, second] = np.where(moved, 0.8 * x[:, first] + 0.6 * x[:, second], x[:, second])
+        return x
+
+    (alert,) = watched(monitor, rows, 9000, batch=500)
+    assert alert.signal == "correlation" and 0 <= int(alert.request_id[1:]) - 6000 < 1500
+    assert alert.evidence["features"][:2] == [f"f{first}", f"f{second}"]
+
+
 @pytest.mark.parametrize(("rho", "seed"), [(0.8, 4), (0.8, 7), (0.95, 5)])
 def test_a_correlation_that_appears_is_one_alert_though_the_joint_score_moved_a_little_too(
     monitor: DriftMonitor, rho: float, seed: int
