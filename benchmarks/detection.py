@@ -1,6 +1,6 @@
 """Detection quality of the running worker on streams with known drift points.
 
-    .venv/bin/python -m benchmarks.detection --stationary-events 1000000 [--only TEXT ...]
+    .venv/bin/python -m benchmarks.detection --stationary-events 1000000 [--only TEXT ...] [--spacing S]
 
 Starts a private local stack and `driftloop worker`, publishes one model per scenario, waits until the worker has
 taken every event, then reads the alerts from ClickHouse and prints per scenario: detection delay (events after
@@ -15,7 +15,8 @@ generator switching its classification function under a fixed model), its labels
 landed, or each with its prediction at 2,000 events a second (then most outcomes come before their predictions are
 written, and wait for them). The change point column is where the alert placed the change (its
 ``change_point_request_id``), in events from the true change. ``--only`` runs the scenarios whose names hold one
-of its texts.
+of its texts. ``--spacing``: the seconds of event time between two events (0.01: a cooldown of 900 s is 90,000
+events; 1: 900 events); the alerts column says how many alerts each scenario made.
 
 In the same run, River's ADWIN at its defaults is fed the same signal offline (the drifting feature's values,
 its spread, the score, the mistakes; all ten features for the stationary stream), and its delay and false
@@ -421,9 +422,12 @@ def river_adwin(scenario: Scenario) -> RiverResult | None:
     return RiverResult(delay, false_alarms)
 
 
-def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only: bool = False) -> None:
-    """Publish the scenario's predictions (and with ``labels_at_once`` each one's outcome right after it, in
-    the next envelope of outcomes), or (later: labels arrive after predictions) its outcomes."""
+def publish(
+    settings: Settings, model: str, scenario: Scenario, *, spacing: float = 0.01, outcomes_only: bool = False
+) -> None:
+    """Publish the scenario's predictions, ``spacing`` seconds of event time apart (and with ``labels_at_once``
+    each one's outcome right after it, in the next envelope of outcomes), or (later: labels arrive after
+    predictions) its outcomes."""
     producer = KafkaProducer(
         **settings.kafka_python_config(), linger_ms=20, batch_size=1 << 20, max_request_size=8 << 20
     )
@@ -439,14 +443,14 @@ def publish(settings: Settings, model: str, scenario: Scenario, *, outcomes_only
 
     for i, (features, prediction, label, *extra) in enumerate(scenario.make(scenario.events)):
         if not outcomes_only:
-            event = {"model": model, "request_id": f"r{i}", "ts": TS0 + i * 0.01, "features": features}
+            event = {"model": model, "request_id": f"r{i}", "ts": TS0 + i * spacing, "features": features}
             event["prediction"] = prediction
             if extra:
                 event["score"], event["model_version"] = extra
             predictions.append(json.dumps(event))
         if label is not None and outcomes_only != scenario.labels_at_once:
             outcomes.append(
-                json.dumps({"model": model, "request_id": f"r{i}", "ts": TS0 + i * 0.01 + 5, "label": int(label)})
+                json.dumps({"model": model, "request_id": f"r{i}", "ts": TS0 + i * spacing + 5, "label": int(label)})
             )
         if scenario.labels_at_once and not outcomes_only and i % 100 == 99:
             flush()  # envelopes of 100, at the live rate
@@ -484,6 +488,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stationary-events", type=int, default=1_000_000)
     parser.add_argument("--only", action="append", default=[], help="the scenarios whose names hold this text")
+    parser.add_argument("--spacing", type=float, default=0.01, help="seconds of event time between two events")
     args = parser.parse_args()
     with scratch_home("driftloop-detect-") as home:
         env = private_stack_env(home, prefix="detect.") | {
@@ -503,7 +508,7 @@ def main() -> None:
             started = time.monotonic()
             with console.status("publishing scenarios (the worker takes them as they come)"):
                 for scenario in plan:
-                    publish(settings, models[scenario.name], scenario)
+                    publish(settings, models[scenario.name], scenario, spacing=args.spacing)
             expected = sum(s.events for s in plan)
             outcomes_sent = False
             with console.status("the worker is taking the events") as status:
@@ -517,7 +522,9 @@ def main() -> None:
                     if landed >= expected and not outcomes_sent:
                         for scenario in plan:  # the labels become known once the predictions were made
                             if scenario.labeled and not scenario.labels_at_once:
-                                publish(settings, models[scenario.name], scenario, outcomes_only=True)
+                                publish(
+                                    settings, models[scenario.name], scenario, spacing=args.spacing, outcomes_only=True
+                                )
                         outcomes_sent = True
                     if landed >= expected and joined >= labeled_expected:
                         break
@@ -527,7 +534,9 @@ def main() -> None:
             elapsed = time.monotonic() - started
             with console.status("the detectors are taking the last events"):
                 wait_for_detection(client, {models[s.name]: s for s in plan}, worker)
-            taken = f"{expected:,} events published and taken in {elapsed:.0f} s"
+            taken = (
+                f"{expected:,} events {args.spacing:g} s of event time apart, published and taken in {elapsed:.0f} s"
+            )
             table = Table(title=f"drift detection through the worker ({taken})")
             columns = (
                 "scenario",
