@@ -587,6 +587,9 @@ def main() -> None:
                     "n/a" if adwin is None else f"{adwin.false_alarms / change * 1e6:.1f}",
                     ratio,
                 )
+                if len(rows) > 1:  # which, where (events from the change) and their changes placed
+                    made = ", ".join(f"{r[0]} at {r[1] - change:+,} (change {r[3] - change:+,})" for r in rows)
+                    notes.append(f"{scenario.name}: {len(rows)} alerts: {made}")
                 for signal, _, evidence, _, event_ts_ms in caught[:1]:
                     estimate = json.loads(evidence)
                     if "held_until_ts" in estimate:
