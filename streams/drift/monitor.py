@@ -221,8 +221,14 @@ class DriftMonitor:
 
     def _release(self, model: str, state: ModelState, now: float | None, *, performance: bool) -> list[Alert]:
         """The alerts held back (``ModelState.deferred``) of performance drift (``performance``: labeled rows'
-        event time) or of the others (predictions'), asked again at ``now`` (event time), earliest first: those
-        the policy lets out now, those it folds into an alert out meanwhile dropped, the rest held on."""
+        event time) or of the others (predictions'), asked again by ``now`` (event time), earliest first: those
+        the policy lets out by then, those it folds into an alert out meanwhile dropped, the rest held on.
+
+        Each is asked at the moment the cooldown or the hourly limit let it out, where that is before ``now``
+        (:meth:`.AlertPolicy.held_until`), not at ``now``: asked at the end of a batch whose events came faster
+        than their event time (a backlog, events a second apart), a drift held back went out up to a batch
+        later in event time than its cooldown's end (6,380 s of event time after its detection, a cooldown of
+        900 s, in a benchmark run), and the cooldown of the alerts after it counted from there."""
         if not state.deferred or now is None:
             return []
         asked = sorted(
@@ -232,7 +238,8 @@ class DriftMonitor:
         released = []
         for alert in asked:
             del state.deferred[alert.signal]
-            if (out := self._judged(model, state, alert, now)) is not None:
+            at = state.policy.held_until(model, alert.kind, Detected.of(alert), now)
+            if (out := self._judged(model, state, alert, at)) is not None:
                 released.append(out)
         return released
 
@@ -595,8 +602,11 @@ class DriftMonitor:
             # what moved, as the multivariate signals say now: a feature detected to move later in the batch is
             # set aside before the alert is made
             seen = state.multivariate.seen() if signal.name in NAMING and state.multivariate is not None else None
+            relearnt = signal.relearnt
 
             def make() -> list[Alert]:
+                if signal.relearnt != relearnt:  # told to learn again at an earlier event of the batch: of that move
+                    return []
                 made = make_alert(
                     model, state, signal, evidence, event_index, ring, total, spec=self.specs.get(model),
                     detected_at=self.clock(), seen=seen,
@@ -743,16 +753,21 @@ def _chart_the_features_again(state: ModelState) -> None:
     means moved, each too little for its charts to have seen it yet. Ten features moved 0.3σ each got the mean
     shift's alert, then one or two features' own charts alarmed 900 to 5,000 events later, past the cooldown,
     their changes placed hundreds of events late: second alerts of one drift."""
-    for feature in state.features:
-        _learn_again(state.signals.get(feature_signal(feature)))
-        _learn_again(state.signals.get(feature + SHAPE))
+    for feature in state.features:  # their detections of the batch are judged: each feature's, folded into it
+        _learn_again(state.signals.get(feature_signal(feature)), drop=False)
+        _learn_again(state.signals.get(feature + SHAPE), drop=False)
 
 
-def _learn_again(signal: SignalState | None) -> None:
-    """``signal``'s detector learns its reference again, where it can (CUSUM, CategoricalShift; not River's)."""
+def _learn_again(signal: SignalState | None, *, drop: bool = True) -> None:
+    """``signal``'s detector learns its reference again, where it can (CUSUM, CategoricalShift; not River's), and
+    (``drop``) its detections at later events of the batch, made on values of the drift already detected, are
+    dropped: a feature's shape, whose category detector tests a batch's last value, alarmed there on the
+    feature's move, its change placed 2,000 values back (1,000 events after the move, batches of 4,000 events a
+    second apart), a second alert of the move once its cooldown had ended."""
     learn_again = getattr(signal.detector, "learn_again", None) if signal is not None else None
     if signal is not None and learn_again is not None:
         signal.pending = None
+        signal.relearnt += drop
         learn_again()
 
 

@@ -258,19 +258,9 @@ class AlertPolicy:
         cooldown of the model's alerts of ``kind``, see :func:`judge_within`; past the hourly limit, it is held
         back."""
         now = detected.event_ts if now is None else now
-        passed = self._passed[(model, kind)]
-        cooldown = self.spec.cooldown_s
-        while passed and now - passed[0].at >= cooldown + SLACK_S:
-            passed.popleft()
-        within = [p for p in passed if now - p.at < cooldown]
-        folded = self._folded[(model, kind)]
-        for feature in [f for f, at in folded.items() if now - at >= cooldown + SLACK_S]:
-            del folded[feature]
-        verdict = judge_within(within, detected) if within else Verdict.PASS
-        if verdict is Verdict.PASS and (_reported(passed, detected) or _folded(folded, detected)):
-            verdict = Verdict.FOLD
-        if verdict is not Verdict.FOLD and _names_a_move(passed, folded, detected, cooldown):
-            verdict = Verdict.FOLD
+        self._forget(model, kind, now)
+        verdict = self._verdict(model, kind, detected, now)
+        passed, folded = self._passed[(model, kind)], self._folded[(model, kind)]
         if (
             verdict is Verdict.FOLD
             and detected.feature
@@ -278,16 +268,49 @@ class AlertPolicy:
             and not any(p.feature == detected.feature for p in passed)  # into another feature's alert, or the model's
         ):
             folded[detected.feature] = max(folded.get(detected.feature, -math.inf), detected.event_ts)
-        recent = self._recent[model]
-        while recent and now - recent[0] >= 3600:
-            recent.popleft()
-        if verdict is Verdict.PASS and len(recent) >= self.spec.max_alerts_per_hour:
-            verdict = Verdict.HOLD
         if verdict is Verdict.PASS:
             self.record(model, kind, detected, at=now)
         else:
             self.suppressed += 1
         return verdict
+
+    def held_until(self, model: str, kind: str, detected: Detected, until: float) -> float:
+        """The earliest event time after ``detected`` was detected, and before ``until``, at which it is no longer
+        held back (an alert's cooldown or an hour past the limit ended then, and :meth:`judge` would let it out or
+        fold it); ``until`` where there is none. Nothing changes."""
+        cooldown = self.spec.cooldown_s
+        ends = {p.at + cooldown for p in self._passed[(model, kind)]} | {at + 3600 for at in self._recent[model]}
+        for moment in sorted(t for t in ends if detected.event_ts < t < until):
+            if self._verdict(model, kind, detected, moment) is not Verdict.HOLD:
+                return moment
+        return until
+
+    def _verdict(self, model: str, kind: str, detected: Detected, now: float) -> Verdict:
+        """:meth:`judge`'s verdict at ``now``, nothing recorded."""
+        cooldown = self.spec.cooldown_s
+        passed = [p for p in self._passed[(model, kind)] if now - p.at < cooldown + SLACK_S]
+        folded = {f: at for f, at in self._folded[(model, kind)].items() if now - at < cooldown + SLACK_S}
+        within = [p for p in passed if now - p.at < cooldown]
+        verdict = judge_within(within, detected) if within else Verdict.PASS
+        if verdict is Verdict.PASS and (_reported(passed, detected) or _folded(folded, detected)):
+            verdict = Verdict.FOLD
+        if verdict is not Verdict.FOLD and _names_a_move(passed, folded, detected, cooldown):
+            verdict = Verdict.FOLD
+        recent = sum(now - at < 3600 for at in self._recent[model])
+        if verdict is Verdict.PASS and recent >= self.spec.max_alerts_per_hour:
+            verdict = Verdict.HOLD
+        return verdict
+
+    def _forget(self, model: str, kind: str, now: float) -> None:
+        """Forget the alerts, folds and the hour's alerts that no judgment from ``now`` on reads."""
+        passed, folded, recent = self._passed[(model, kind)], self._folded[(model, kind)], self._recent[model]
+        cooldown = self.spec.cooldown_s
+        while passed and now - passed[0].at >= cooldown + SLACK_S:
+            passed.popleft()
+        for feature in [f for f, at in folded.items() if now - at >= cooldown + SLACK_S]:
+            del folded[feature]
+        while recent and now - recent[0] >= 3600:
+            recent.popleft()
 
     def record(self, model: str, kind: str, detected: Detected, *, at: float | None = None) -> None:
         """Count an alert that went out at ``at`` (by default when it was detected: :meth:`judge`'s, or one

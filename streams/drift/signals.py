@@ -51,6 +51,7 @@ class SignalState:
     pending: Confirmation | None = None
     last_mean: float = math.nan
     drifts: int = 0
+    relearnt: int = 0  # times told to learn its reference again (its detections of that batch made since: dropped)
 
     @property
     def kind(self) -> str:

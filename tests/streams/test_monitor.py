@@ -358,6 +358,28 @@ def test_features_that_move_one_after_another_are_an_alert_each_those_held_back_
     assert all(later - earlier >= 900 for earlier, later in zip(out, out[2:], strict=False))
 
 
+@pytest.mark.parametrize("batch", [500, 4000, 9000])
+def test_a_drift_held_back_goes_out_at_its_cooldown_s_end_in_event_time_whatever_the_batch(
+    tmp_path: Path, batch: int
+) -> None:
+    """Events a second apart, ``f0``, ``f1`` and ``f2`` moved by a deviation 300 events apart: ``f2``'s drift is
+    held back until ``f0``'s cooldown (900 s) ends. It was asked again at the end of each batch, and went out at
+    the event time of the first batch end past the cooldown's (a backlog taken in batches of 9,000 events: 3,000
+    s late), the cooldown of the alerts after it counted from there. Now it goes out at the cooldown's end, in
+    event time, whatever the batch."""
+    from tests.streams.test_correlation import events
+
+    make = one_after_another(0, {0: 5_000, 1: 5_300, 2: 5_600})
+    monitor = DriftMonitor(SpecCatalog(tmp_path), clock=lambda: 1.0)
+    alerts = []
+    for start in range(0, 9000, batch):
+        alerts += monitor.process_predictions(events(make(start, batch), start))
+    first, second, held = alerts
+    assert [a.signal for a in alerts] == ["f0", "f1", "f2"] and "held_until_ts" not in second.evidence
+    assert held.evidence["held_until_ts"] == first.event_ts + 900 and "held back" in held.message
+    assert 0 <= int(held.request_id[1:]) - 5_600 < 100
+
+
 def test_a_drift_held_back_goes_out_when_its_cooldown_ends_though_the_model_went_quiet(tmp_path: Path) -> None:
     """Events a second apart, ``f0``, ``f1`` and ``f2`` moved by a deviation 300 events apart, and the model
     sends nothing once ``f2``'s drift is held back by ``f0``'s cooldown (900 s), which ends some 200 s of event
