@@ -438,20 +438,25 @@ class DriftMonitor:
             for event_index, feature in sorted(moves.get(p.model, [])):
                 cut = max(event_index - p.base, 0)
                 piece = (positions >= start) & (positions < cut)
-                for s in multivariate_signals(p.state, rows[piece], positions[piece]):
-                    if (signal := self._signal(p.state, s.name, s.signal_type)) is not None:
-                        found += self._feed(place, signal, s.positions, s.values)
+                for signal, s in self._together(p.state, rows[piece], positions[piece]):
+                    found += self._feed(place, signal, s.positions, s.values)
                 _learn_columns_again(p.state, feature)
                 start = max(start, cut)
             if start:
                 rows, positions = rows[positions >= start], positions[positions >= start]
-            for s in multivariate_signals(p.state, rows, positions):
-                if (signal := self._signal(p.state, s.name, s.signal_type)) is not None:
-                    fed.append((place, signal, s))
+            fed += [(place, signal, s) for signal, s in self._together(p.state, rows, positions)]
         fired = _update_charts_together([(signal.detector, s.values) for _, signal, s in fed])
         for (place, signal, s), row in zip(fed, fired, strict=True):
             found += self._feed(place, signal, s.positions, s.values, row)
         return found
+
+    def _together(
+        self, state: ModelState, rows: np.ndarray, positions: np.ndarray
+    ) -> list[tuple[SignalState, SignalValues]]:
+        """The ``correlation`` and ``mean_shift`` signals of ``rows`` (at ``positions``), scored, each with the
+        state of those watched."""
+        scored = [(self._signal(state, s.name, s.signal_type), s) for s in multivariate_signals(state, rows, positions)]
+        return [(signal, s) for signal, s in scored if signal is not None]
 
     def _report_broken_spec(self, model: str, error: SpecError) -> None:
         if self._broken_specs.get(model) != str(error):  # once per error, not once per batch
@@ -699,13 +704,14 @@ def _say_if_override_misfits(
 
 
 def _learn_columns_again(state: ModelState, feature: str) -> None:
-    """After a feature's drift is detected, the ``correlation`` and ``mean_shift`` signals learn its columns anew
+    """After a feature's drift is detected (from its detection's event on: :meth:`DriftMonitor._feed_together`),
+    the ``correlation`` and ``mean_shift`` signals learn its columns anew
     (:meth:`.MultivariateSignals.relearn`), and their charts start again from zero (the evidence they gathered
-    holds the feature's move: left, a mean shift's chart alarmed 50 events after the feature's alert, its
-    shift carried by another feature's noise). A feature that moved by a deviation and stayed there held the
-    mean shift's running mean for good, every later shift looked like that feature's, and nineteen features
-    moved 0.1σ each after it went unseen by the mean shift. Where they are still learning their reference
-    (which holds the move), they learn one anew."""
+    holds the feature's move: left, a mean shift's chart alarmed 50 events after the feature's alert, its shift
+    carried by another feature's noise). A feature that moved by a deviation and stayed there held the mean
+    shift's running mean for good, every later shift looked like that feature's, and nineteen features moved
+    0.1σ each after it went unseen by the mean shift. Where they are still learning their reference (which holds
+    the move), they learn one anew."""
     multivariate = state.multivariate
     if multivariate is None or multivariate.off:
         return

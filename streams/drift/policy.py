@@ -332,11 +332,12 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     of a feature one of them was of (its spread's chart, slower than its values', placed the change of a shift
     100 events late), or the same signal's change begun before that alert was detected (its chart starts its
     next reference at the change it alarmed on: a later alarm of it is a later change, however late it is
-    found); and where one of them is of the model's own signals (``joint``, ``correlation``, ``mean_shift``,
-    which watch every feature: River's centroids that keep moving made a ``mean_shift`` alert, then one a
-    feature as each one's chart fired), or it is and names no feature (``joint``; :data:`NAMING`'s that name
-    features are judged as a feature's, and :meth:`AlertPolicy.judge` folds those that name a feature that
-    moved). Otherwise it is a drift of its own: a new drift goes out at once while the alerts within are no
+    found); and where one of them is of every feature (``joint``, ``mean_shift``: River's centroids that keep
+    moving made a ``mean_shift`` alert, then one a feature as each one's chart fired), or it is and names no
+    feature (``joint``). A ``correlation`` is of the features it names, judged as a feature is (and a
+    correlation or mean shift that names a feature that moved is folded by :meth:`AlertPolicy.judge`); a
+    feature's signal whose change began before a correlation naming it was detected folds into it. Otherwise it
+    is a drift of its own: a new drift goes out at once while the alerts within are no
     more than :data:`NEW_DRIFTS`; the others, and a later change of the signal of one of them (the feature moved
     again, or back: ``streams.drift.cusum`` finds it in the reference learnt after the alarm), are held back
     until the cooldown allows them. So is an output's later change (``error``, ``score``: a model's error that
@@ -363,6 +364,12 @@ def judge_within(within: Sequence[Passed], detected: Detected) -> Verdict:
     'PASS'
 
     (A second new drift in one cooldown; and one held back, older than the alert out since.)
+
+    >>> pair = [Passed(100.0, "", 100.0, 90.0, "correlation", ("f8", "f9"))]
+    >>> judge_within(pair, age).name, judge_within(pair, Detected(160.0, "f8", "f8:shape", 95.0)).name
+    ('PASS', 'FOLD')
+
+    (Another feature's drift after a correlation's alert; and a signal of one of its pair, begun before it.)
 
     >>> error = [Passed(100.0, "", 100.0, 90.0, "error")]
     >>> judge_within(error, Detected(160.0, "", "error", 150.0)).name  # the error rose again
@@ -425,12 +432,12 @@ def _folded(folded: dict[str, float], detected: Detected) -> bool:
 
 
 def _reported(passed: Sequence[Passed], detected: Detected) -> bool:
-    """Whether an alert of ``detected``'s feature (or of features it names too: a correlation's, a mean shift's;
-    or of the model's own signals, "") ``passed`` was detected after the change began: the drift's other signal,
-    not a change of its own. A ``mean_shift`` alert is of every feature's
-    values: a feature's detection that may have begun before it was detected (:func:`_earliest`) is of its
-    drift (ten features moved 0.3σ each: the mean shift's alert, then two features' own charts 900 events
-    later, past the cooldown, their changes placed 250 and 400 events late)."""
+    """Whether an alert of ``detected``'s feature (or of a feature it names: a correlation's, a mean shift's; or
+    of the model's own signals, "") ``passed`` was detected after the change began: the drift's other signal,
+    not a change of its own. A ``mean_shift`` alert is of every feature's values: a feature's detection that
+    may have begun before it was detected (:func:`_earliest`) is of its drift (ten features moved 0.3σ each:
+    the mean shift's alert, then two features' own charts 900 events later, past the cooldown, their changes
+    placed 250 and 400 events late)."""
     event_ts, feature, signal, change_ts, _ = detected
     if change_ts is None:
         return False
