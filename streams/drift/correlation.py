@@ -223,12 +223,13 @@ class CorrelationDrift:
         self.settled += len(z)
         return scores[skip:]
 
-    def changed_pairs(self, top: int = 3) -> list[PairChange]:
+    def changed_pairs(self, top: int = 3, *, before: int = 0) -> list[PairChange]:
         """The pairs (of columns in different groups) whose mean product over the last :data:`RECENT` rows scored
-        moved the most from the reference's (``top`` at most; none that moved less than a quarter of the most)."""
-        if not self.fitted or not len(self._recent):
+        (but the ``before`` last, where enough are left) moved the most from the reference's (``top`` at most;
+        none that moved less than a quarter of the most)."""
+        recent = self._products(before)
+        if recent is None:
             return []
-        recent = self._recent.T @ self._recent / len(self._recent)
         first, second = np.triu_indices(self.width, k=1)
         apart = self._watched[first, second]
         first, second = first[apart], second[apart]
@@ -240,6 +241,26 @@ class CorrelationDrift:
                        self._correlation(recent, first[i], second[i]))
             for i in order.tolist()
         ]  # fmt: skip
+
+    def moved_apart(self, columns: Sequence[int], *, before: int = 0) -> float:
+        """The largest move of a correlation, from the reference's, of the pairs watched of none of ``columns``,
+        over the rows :meth:`changed_pairs` reads."""
+        recent = self._products(before)
+        keep = self._watched.copy()
+        keep[list(columns), :] = keep[:, list(columns)] = False
+        first, second = np.nonzero(np.triu(keep, k=1))
+        if recent is None or not len(first):
+            return 0.0
+        moves = np.abs(_correlations(recent) - _correlations(self.reference))[first, second]
+        return float(moves.max())
+
+    def _products(self, before: int) -> np.ndarray | None:
+        """The mean products of the last rows scored but the ``before`` last (all of them where fewer than half
+        would be left); None before any."""
+        rows = self._recent
+        if 0 < before <= len(rows) // 2:
+            rows = rows[: len(rows) - before]
+        return rows.T @ rows / len(rows) if self.fitted and len(rows) else None
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -290,3 +311,10 @@ class CorrelationDrift:
     def _correlation(products: np.ndarray, i: int, j: int) -> float:
         scale = np.sqrt(products[i, i] * products[j, j])
         return float(products[i, j] / scale) if scale > 0 else 0.0
+
+
+def _correlations(products: np.ndarray) -> np.ndarray:
+    """The correlations of mean products (0 where a column never varied)."""
+    scale = np.sqrt(np.clip(np.diag(products), 0.0, None))
+    outer = np.outer(scale, scale)
+    return np.divide(products, outer, out=np.zeros_like(products), where=outer > 0)

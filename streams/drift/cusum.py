@@ -816,6 +816,8 @@ class CUSUM:
         self._evidence = Evidence(math.nan, math.nan, 0, 0, 0)
         self._drift = False
         self._relearning = False  # the reference is learnt after an alarm: searched for a change of its own
+        # the reference before the last alarm, while the one after it is learnt (:meth:`resume`; not saved)
+        self._before_alarm: tuple[Any, ...] | None = None
         self.n = 0
 
     # --- River's interface ----------------------------------------------------------------------------------
@@ -1009,6 +1011,7 @@ class CUSUM:
         self._grow_at = min(2 * self._calibration.size, self.max_reference)
         self._set_thresholds()
         if first:
+            self._before_alarm = None  # a reference learnt after the alarm: it stands
             charts = len(self._calibration.sides)
             self._stat = np.zeros(charts)
             self._since_zero = np.zeros(charts, dtype=np.int64)
@@ -1122,6 +1125,7 @@ class CUSUM:
                 "run_length": self._run_length,
             },
         )
+        self._before_alarm = (cal, self._learning, self._sums.copy(), self._shift, self._grow_at)
         self._learn_again_from(np.asarray(window[-self.reference :], dtype=float))
         return self._evidence
 
@@ -1133,6 +1137,21 @@ class CUSUM:
         them reported (a feature's values after its spread's alert). Nothing while a reference is learnt."""
         if self._calibration is not None:
             self._learn_again_from(np.empty(0))
+
+    def resume(self) -> bool:
+        """Chart on against the reference before the last alarm, from zero, as if it had not been, while the one
+        after it is still learnt; whether there was one to take back. For values made to stand as they did on it
+        again (a correlation score once the pair that moved is set aside, ``streams.drift.monitor``): the
+        reference learnt after the alarm would have taken in a change in the next ``reference`` values (another
+        pair's correlation, 400 events after the first's)."""
+        if self._before_alarm is None or self._calibration is not None:
+            return False
+        self._calibration, self._learning, self._sums, self._shift, self._grow_at = self._before_alarm
+        self._before_alarm, self._relearning = None, False
+        self._set_thresholds()
+        self._stat = np.zeros(len(self._thresholds))
+        self._since_zero = np.zeros(len(self._thresholds), dtype=np.int64)
+        return True
 
     def restart_charts(self) -> None:
         """The charts start again from zero, their reference and thresholds kept: the evidence they gathered is

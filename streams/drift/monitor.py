@@ -52,6 +52,7 @@ from driftloop.streams.drift.extract import (
     prediction_signals,
 )
 from driftloop.streams.drift.frame import ModelPredictions, PredictionFrame
+from driftloop.streams.drift.multivariate import Seen
 from driftloop.streams.drift.policy import NAMING, AlertPolicy, Confirmation, Detected, Verdict, confirmation_size
 from driftloop.streams.drift.signal_names import (
     CORRELATION,
@@ -94,6 +95,13 @@ OWN_SIGNALS = 8
 HOLD_EVENTS = 2000
 #: The model's signals of how its features vary together: an alert of one charts the other anew.
 TOGETHER = frozenset({JOINT, CORRELATION})
+#: How far (in correlation) another pair may have moved, when a correlation was detected, for its chart to chart
+#: on against its reference once the pair it alarmed on is set aside (:func:`_set_the_pair_aside`): the largest
+#: of a thousand pairs' noise over the 500 rows the moves are read on is some 0.2.
+STEADY = 0.25
+#: ... and no more than this share of the pair's own move: a factor that every feature came to share moved each
+#: pair by 0.1, each under :data:`STEADY`, and the chart charting on alarmed on the others, three alerts.
+SPREAD = 1 / 3
 _ZERO_ONE = frozenset({0.0, 1.0})
 
 
@@ -604,9 +612,10 @@ class DriftMonitor:
             """The detection, whose alert is made unless the policy holds it back (the spec was read already: the
             signal's detector was built from it)."""
 
-            # what moved, as the multivariate signals say now: a feature detected to move later in the batch is
-            # set aside before the alert is made
-            seen = state.multivariate.seen() if signal.name in NAMING and state.multivariate is not None else None
+            # what moved, as the multivariate signals say now (the pairs: over the rows scored up to the detection):
+            # a feature detected to move later in the batch is set aside before the alert is made
+            multivariate = state.multivariate if signal.name in NAMING else None
+            seen = None if multivariate is None else multivariate.seen(before=max(total - 1 - event_index, 0))
             relearnt = signal.relearnt
 
             def make() -> list[Alert]:
@@ -623,6 +632,8 @@ class DriftMonitor:
                         state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
                     return alerts
                 judged = self._judged(model, state, made)
+                if signal.name == CORRELATION and seen is not None and seen.pairs:
+                    _set_the_pair_aside(state, seen)
                 return alerts if judged is None else [*alerts, judged]
 
             detections.append(_Detection(event_index, make, moved))
@@ -730,6 +741,24 @@ def _learn_columns_again(state: ModelState, feature: str) -> None:
             signal.detector.restart_charts()
         else:  # a detector the spec names: its window starts again
             del state.signals[name]
+
+
+def _set_the_pair_aside(state: ModelState, seen: Seen) -> None:
+    """After a ``correlation`` detection, the features of the pair that moved most are set aside and learnt anew,
+    as a moved feature's are (:func:`_learn_columns_again`), and where no other pair had moved when it was detected
+    (:data:`STEADY`, :data:`SPREAD`), the correlation's chart charts on against the reference it had (:meth:`.CUSUM.resume`), not one learnt from
+    the next 2,000 scores: that one took in a correlation of another pair that appeared 400 events after the
+    first's, never an alert. Where other pairs moved too (a factor that all the features came to share), the
+    chart learns its reference anew, as before: charting on, it would alarm on each of them in turn."""
+    for feature in dict.fromkeys(column.feature for column in seen.pairs[0].columns):
+        _learn_columns_again(state, feature)
+    signal, first = state.signals.get(CORRELATION), seen.pairs[0]
+    if (
+        signal is not None
+        and isinstance(signal.detector, CUSUM)
+        and seen.others < min(STEADY, SPREAD * abs(first.recent - first.reference))
+    ):
+        signal.detector.resume()
 
 
 def _moved_feature(signal: SignalState) -> str:

@@ -105,9 +105,11 @@ class ColumnMove(NamedTuple):
 
 class Seen(NamedTuple):
     """What the signals say moved, at a moment (:meth:`MultivariateSignals.seen`): the pairs whose correlation
-    moved most, the columns whose means moved most, and the feature a mean shift looks like (None: spread)."""
+    moved most, how far the pairs of none of the first pair's features moved, the columns whose means moved
+    most, and the feature a mean shift looks like (None: spread)."""
 
     pairs: list[PairMove]
+    others: float
     moved: list[ColumnMove]
     carrier: str | None
 
@@ -196,13 +198,14 @@ class MultivariateSignals:
         self._again = []  # the columns set aside before learn from the same rows as these
         return True
 
-    def changed_pairs(self, top: int = 3) -> list[PairMove]:
-        """The pairs of columns whose correlation over the last events scored moved the most from the reference."""
+    def changed_pairs(self, top: int = 3, *, before: int = 0) -> list[PairMove]:
+        """The pairs of columns whose correlation over the last events scored (but the ``before`` last) moved the
+        most from the reference."""
         if self.correlation is None:
             return []
         return [
             PairMove((self.columns[i], self.columns[j]), reference, recent)
-            for i, j, reference, recent in self.correlation.changed_pairs(top)
+            for i, j, reference, recent in self.correlation.changed_pairs(top, before=before)
         ]
 
     def moved_columns(self, top: int = 3) -> list[ColumnMove]:
@@ -211,10 +214,17 @@ class MultivariateSignals:
             return []
         return [ColumnMove(self.columns[m.column], m.reference, m.recent, m.sigmas) for m in self.mean_shift.moved(top)]
 
-    def seen(self) -> Seen:
-        """What moved, as the rows scored so far say: an alert's evidence, taken when it was detected (a feature
-        detected to move later in the batch is set aside since, and named no more)."""
-        return Seen(self.changed_pairs(), self.moved_columns(top=5), self.shift_carrier())
+    def seen(self, *, before: int = 0) -> Seen:
+        """What moved, as the rows scored so far say (the pairs: but the ``before`` last, scored after the
+        detection): an alert's evidence, taken when it was detected (a feature detected to move later in the
+        batch is set aside since, and named no more)."""
+        pairs = self.changed_pairs(before=before)
+        others = 0.0
+        if pairs and self.correlation is not None:
+            features = {column.feature for column in pairs[0].columns}
+            mine = [i for i, column in enumerate(self.columns) if column.feature in features]
+            others = self.correlation.moved_apart(mine, before=before)
+        return Seen(pairs, others, self.moved_columns(top=5), self.shift_carrier())
 
     def shift_carrier(self) -> str | None:
         """The feature whose shift the columns' shift looks like (:meth:`.MeanShift.carrier`); None where it is

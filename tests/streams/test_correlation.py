@@ -233,6 +233,46 @@ def test_a_feature_s_drift_within_a_correlation_s_cooldown_is_an_alert_of_its_ow
     )
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_correlation_of_another_pair_soon_after_a_correlation_s_alert_is_an_alert_of_its_own(
+    monitor: DriftMonitor, seed: int
+) -> None:
+    """``f8`` and ``f9`` correlated 0.8 from 5,000, ``f4`` and ``f5`` from 5,400. After its alarm the chart learnt
+    its reference from the next 2,000 scores, which took the second pair's change in: never an alert. Now the
+    first pair's features are set aside and the chart charts on against its reference: the second pair's alert
+    within 400 events, naming it."""
+    rng = np.random.default_rng(seed)
+
+    def rows(start: int, n: int) -> np.ndarray:
+        index = start + np.arange(n)
+        x = rng.normal(size=(n, 10))
+        for first, second, at in ((8, 9, 5000), (4, 5, 5400)):
+            x[:, second] = np.where(index >= at, 0.8 * x[:, first] + 0.6 * x[:, second], x[:, second])
+        return x
+
+    alerts = watched(monitor, rows, 9000, batch=500)
+    assert [(a.signal, a.evidence["features"][:2]) for a in alerts] == [
+        ("correlation", ["f8", "f9"]),
+        ("correlation", ["f4", "f5"]),
+    ]
+    assert 0 <= int(alerts[1].request_id[1:]) - 5400 < 400
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_factor_that_every_feature_comes_to_share_is_one_alert(monitor: DriftMonitor, seed: int) -> None:
+    """Ten N(0,1) features that come to share a factor (each pair correlated 0.1): every pair moved a little.
+    The chart does not chart on against its reference once the pair it alarmed on is set aside (it would alarm
+    on the others in turn: three alerts): one alert."""
+    rng = np.random.default_rng(seed)
+
+    def rows(start: int, n: int) -> np.ndarray:
+        moved = (start + np.arange(n) >= 6000)[:, None]
+        return np.where(moved, common_factor(rng, n, 0.1, 10), rng.normal(size=(n, 10)))
+
+    (alert,) = watched(monitor, rows, 16_000, batch=500)
+    assert alert.signal == "correlation" and 0 <= int(alert.request_id[1:]) - 6000 < 1000
+
+
 def test_a_feature_s_columns_set_aside_leave_the_scores_as_on_the_reference_and_come_back_learnt_anew() -> None:
     """While ``f0``'s columns are set aside, its values, moved by five deviations and spread ten times as wide,
     leave both signals' scores of mean 0 and variance 1 (of the other columns); once ``reference_size`` events

@@ -708,3 +708,25 @@ def test_a_chart_learns_its_reference_again_when_asked_and_charts_the_moved_valu
     assert again.update_many(wider[1000:]) == [] and again.calibration is not None
     assert again.calibration.std == pytest.approx(3.0, rel=0.1)
     assert before.update_many(wider) != []
+
+
+def test_a_chart_resumed_after_an_alarm_charts_on_against_its_reference_and_sees_the_next_change() -> None:
+    """``resume`` (the values it alarmed on were made to stand as before: a correlation score once the moved pair
+    is set aside): right after an alarm, the reference before it comes back, the charts from zero, and a change
+    400 values later is an alarm of its own; the chart that learnt its reference from the values after the alarm
+    took that change in and never alarmed. Once a reference was learnt after the alarm, nothing is taken back."""
+    rng = np.random.default_rng(5)
+    reference, moved, back = rng.normal(size=4000), rng.normal(1.0, 1.0, 300), rng.normal(size=400)
+    later = rng.normal(1.0, 1.0, 3000)
+    resumed, learnt = CUSUM(reference=2000), CUSUM(reference=2000)
+    for detector in (resumed, learnt):
+        detector.search_reference = False  # a running statistic's, as the correlation score's
+        detector.update_many(reference)
+        assert detector.update_many(moved) != []  # the first change
+    assert resumed.calibration is None and resumed.resume() and not resumed.resume()
+    assert resumed.calibration is not None and resumed.calibration.mean == pytest.approx(reference.mean(), abs=0.05)
+    assert resumed.update_many(back) == []  # as on the reference: no alarm
+    (alarm,) = resumed.update_many(later)[:1]
+    assert alarm[0] < 100  # the next change, found within 100 values
+    assert learnt.update_many(back) == [] and learnt.update_many(later) == []  # taken into its next reference
+    assert not learnt.resume()  # its reference learnt after the alarm stands
