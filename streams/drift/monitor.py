@@ -744,12 +744,13 @@ def _learn_columns_again(state: ModelState, feature: str) -> None:
 
 
 def _set_the_pair_aside(state: ModelState, seen: Seen) -> None:
-    """After a ``correlation`` detection, the features of the pair that moved most are set aside and learnt anew,
-    as a moved feature's are (:func:`_learn_columns_again`), and where no other pair had moved when it was detected
-    (:data:`STEADY`, :data:`SPREAD`), the correlation's chart charts on against the reference it had (:meth:`.CUSUM.resume`), not one learnt from
-    the next 2,000 scores: that one took in a correlation of another pair that appeared 400 events after the
-    first's, never an alert. Where other pairs moved too (a factor that all the features came to share), the
-    chart learns its reference anew, as before: charting on, it would alarm on each of them in turn."""
+    """After a ``correlation`` detection, the features of the pair that moved most are set aside and learnt anew, as
+    a moved feature's are (:func:`_learn_columns_again`), and where no other pair had moved when it was detected
+    (:data:`STEADY`, :data:`SPREAD`), the correlation's chart charts on against the reference it had
+    (:meth:`.CUSUM.resume`), not one learnt from the next 2,000 scores: that one took in a correlation of another
+    pair that appeared 400 events after the first's, never an alert. Where other pairs moved too (a factor that all
+    the features came to share), the chart learns its reference anew, as before: charting on, it would alarm on each
+    of them in turn."""
     for feature in dict.fromkeys(column.feature for column in seen.pairs[0].columns):
         _learn_columns_again(state, feature)
     signal, first = state.signals.get(CORRELATION), seen.pairs[0]
