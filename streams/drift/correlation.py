@@ -236,11 +236,9 @@ class CorrelationDrift:
         moved = np.abs(recent[first, second] - self.reference[first, second])
         order = np.argsort(-moved, kind="stable")[:top]
         order = order[moved[order] >= moved[order[0]] / 4] if len(order) else order
-        return [
-            PairChange(int(first[i]), int(second[i]), self._correlation(self.reference, first[i], second[i]),
-                       self._correlation(recent, first[i], second[i]))
-            for i in order.tolist()
-        ]  # fmt: skip
+        was, now = _correlations(self.reference), _correlations(recent)
+        pairs = [(int(first[i]), int(second[i])) for i in order.tolist()]
+        return [PairChange(i, j, float(was[i, j]), float(now[i, j])) for i, j in pairs]
 
     def moved_apart(self, columns: Sequence[int], *, before: int = 0) -> float:
         """The largest move of a correlation, from the reference's, of the pairs watched of none of ``columns``,
@@ -306,11 +304,6 @@ class CorrelationDrift:
         for k, block in enumerate(moved):
             directions[k + 1] = _DECAY**size * directions[k] + block
         return directions
-
-    @staticmethod
-    def _correlation(products: np.ndarray, i: int, j: int) -> float:
-        scale = np.sqrt(products[i, i] * products[j, j])
-        return float(products[i, j] / scale) if scale > 0 else 0.0
 
 
 def _correlations(products: np.ndarray) -> np.ndarray:
