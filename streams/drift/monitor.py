@@ -258,9 +258,6 @@ class DriftMonitor:
         holds it back, None then and when it is folded into an alert out already."""
         detected = Detected.of(alert)
         verdict = state.policy.judge(model, alert.kind, detected, now=now)
-        if now is None and detected.feature and alert.evidence.get("signal_type") != "missing":
-            # it moved, whether its alert goes out or not (its columns were set aside where it was detected)
-            _chart_its_values_again(state, detected.feature, alert.signal)
         if verdict is Verdict.HOLD:
             state.deferred.setdefault(alert.signal, alert)  # a signal's first: the change as it was first found
         if verdict is not Verdict.PASS:
@@ -420,8 +417,7 @@ class DriftMonitor:
         state.version = max(state.version, part.version)
         self._measure_rate(state)
         values, together = prediction_signals(state, part)
-        fed = [(self._signal(state, s.name, s.signal_type), s) for s in values]
-        signals = [(sig, s) for sig, s in fed if sig is not None and len(s.values)]
+        signals = [(signal, s) for signal, s in self._watched(state, values) if len(s.values)]
         return _Taken(part.model, state, base, signals, together)
 
     def _feed_together(self, taken: list[_Taken], moves: dict[str, list[tuple[int, str]]]) -> list[_Detection]:
@@ -446,25 +442,25 @@ class DriftMonitor:
             for event_index, feature in sorted(moves.get(p.model, [])):
                 cut = max(event_index - p.base, 0)
                 piece = (positions >= start) & (positions < cut)
-                for signal, s in self._together(p.state, rows[piece], positions[piece]):
+                for signal, s in self._watched(p.state, multivariate_signals(p.state, rows[piece], positions[piece])):
                     found += self._feed(place, signal, s.positions, s.values)
                 _learn_columns_again(p.state, feature)
                 start = max(start, cut)
             if start:
                 rows, positions = rows[positions >= start], positions[positions >= start]
-            fed += [(place, signal, s) for signal, s in self._together(p.state, rows, positions)]
+            fed += [
+                (place, signal, s)
+                for signal, s in self._watched(p.state, multivariate_signals(p.state, rows, positions))
+            ]
         fired = _update_charts_together([(signal.detector, s.values) for _, signal, s in fed])
         for (place, signal, s), row in zip(fed, fired, strict=True):
             found += self._feed(place, signal, s.positions, s.values, row)
         return found
 
-    def _together(
-        self, state: ModelState, rows: np.ndarray, positions: np.ndarray
-    ) -> list[tuple[SignalState, SignalValues]]:
-        """The ``correlation`` and ``mean_shift`` signals of ``rows`` (at ``positions``), scored, each with the
-        state of those watched."""
-        scored = [(self._signal(state, s.name, s.signal_type), s) for s in multivariate_signals(state, rows, positions)]
-        return [(signal, s) for signal, s in scored if signal is not None]
+    def _watched(self, state: ModelState, values: list[SignalValues]) -> list[tuple[SignalState, SignalValues]]:
+        """Each signal's ``values`` with its state, of the signals watched (:meth:`_signal`)."""
+        paired = [(self._signal(state, s.name, s.signal_type), s) for s in values]
+        return [(signal, s) for signal, s in paired if signal is not None]
 
     def _report_broken_spec(self, model: str, error: SpecError) -> None:
         if self._broken_specs.get(model) != str(error):  # once per error, not once per batch
@@ -632,7 +628,9 @@ class DriftMonitor:
                         state.held_shift = HeldAlert(made, carrier, state.events + HOLD_EVENTS)
                     return alerts
                 judged = self._judged(model, state, made)
-                if signal.name == CORRELATION and seen is not None and seen.pairs:
+                if moved:  # whether its alert goes out or not (its columns were set aside where it was detected)
+                    _chart_its_values_again(state, moved, signal.label)
+                elif signal.name == CORRELATION and seen is not None and seen.pairs:
                     _set_the_pair_aside(state, seen)
                 return alerts if judged is None else [*alerts, judged]
 
